@@ -1,0 +1,125 @@
+//! Typed ids: a chunk's and a file's BLAKE3 hash, a device id, a journal sequence number.
+//!
+//! Hashes travel as lowercase hex; parsing refuses anything else so a forged id cannot name a
+//! path in the chunk store.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::{Error, Result};
+
+macro_rules! hash_id {
+    ($name:ident, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name([u8; 32]);
+
+        impl $name {
+            pub fn of(bytes: &[u8]) -> Self {
+                Self(*blake3::hash(bytes).as_bytes())
+            }
+
+            pub fn from_bytes(bytes: [u8; 32]) -> Self {
+                Self(bytes)
+            }
+
+            pub fn as_bytes(&self) -> &[u8; 32] {
+                &self.0
+            }
+
+            pub fn to_hex(&self) -> String {
+                blake3::Hash::from_bytes(self.0).to_hex().to_string()
+            }
+
+            /// Parses 64 lowercase hex digits.
+            ///
+            /// # Errors
+            /// Anything else, uppercase included, so that one id has one spelling.
+            pub fn parse(value: &str) -> Result<Self> {
+                if value.len() != 64 || !value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                    return Err(Error::InvalidId {
+                        value: value.chars().take(80).collect(),
+                        reason: "expected 64 lowercase hex digits",
+                    });
+                }
+                let hash = blake3::Hash::from_hex(value).map_err(|_| Error::InvalidId {
+                    value: value.to_string(),
+                    reason: "not hex",
+                })?;
+                Ok(Self(*hash.as_bytes()))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), &self.to_hex()[..12])
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_str(&self.to_hex())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+hash_id!(
+    ChunkId,
+    "BLAKE3 of one chunk's bytes; names the chunk everywhere."
+);
+hash_id!(
+    ContentHash,
+    "BLAKE3 of a whole file's content (or of a symbolic link's target)."
+);
+
+/// A journal sequence number: the folder's counter at the change that produced a version.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize, Default,
+)]
+#[serde(transparent)]
+pub struct Seq(pub i64);
+
+impl fmt::Display for Seq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The identity of one client installation, created once and sent with every change it writes.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeviceId(pub String);
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips_and_refuses_uppercase() {
+        let id = ChunkId::of(b"hello");
+        assert_eq!(ChunkId::parse(&id.to_hex()).ok(), Some(id));
+        assert!(ChunkId::parse(&id.to_hex().to_uppercase()).is_err());
+        assert!(ChunkId::parse("../../etc/passwd").is_err());
+    }
+}
