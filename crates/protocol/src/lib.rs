@@ -1,1 +1,204 @@
+//! Client <-> server wire types of the cairn HTTP API (JSON for control, raw frames for chunks).
+//!
+//! Every request and answer body is one of these types; paths travel as [`RelPath`] so a path
+//! that is not relative, normalised and free of `..` is refused while the body is parsed. The
+//! chunk-upload body is a sequence of frames, see [`frame`].
 
+use cairn_model::{ChunkId, DeviceId, Entry, EntryKind, RelPath, Seq};
+use serde::{Deserialize, Serialize};
+
+pub mod frame;
+
+/// Bumped on any incompatible change; sent as `X-Cairn-Api`.
+pub const API_VERSION: u32 = 1;
+/// Longest a journal long-poll may wait, in seconds.
+pub const MAX_WAIT_SECS: u64 = 60;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub user: String,
+    pub password: String,
+    pub device: Option<DeviceId>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub token: String,
+    pub expires_ns: i64,
+    /// Identity created when the server's data folder was made; a client that sees another one
+    /// is talking to a different (or restored) server.
+    pub server_id: String,
+    pub admin: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    Rw,
+    Ro,
+}
+
+impl Access {
+    pub fn parse(s: &str) -> Option<Access> {
+        match s {
+            "rw" => Some(Access::Rw),
+            "ro" => Some(Access::Ro),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Rw => "rw",
+            Access::Ro => "ro",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FolderInfo {
+    pub name: String,
+    pub access: Access,
+    pub keep_versions: u32,
+    pub head: Seq,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MissingRequest {
+    pub chunks: Vec<ChunkId>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MissingResponse {
+    pub missing: Vec<ChunkId>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UploadResponse {
+    pub stored: u32,
+    pub bytes: u64,
+}
+
+/// One chunk of a version's content, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkSpan {
+    pub id: ChunkId,
+    pub len: u32,
+}
+
+/// One change of a commit: the new state of `path`, based on the version the client last saw.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Change {
+    pub path: RelPath,
+    /// The head the client based the change on; `None` when it believes the path does not exist.
+    pub base: Option<Seq>,
+    /// The new state; kind `deleted` deletes the path.
+    pub entry: Entry,
+    /// Content of a file, in order; empty for other kinds and for empty files.
+    #[serde(default)]
+    pub chunks: Vec<ChunkSpan>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CommitRequest {
+    pub changes: Vec<Change>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ChangeResult {
+    /// Stored as version `seq` (or already equal to the head `seq`: nothing new was written).
+    Accepted { seq: Seq },
+    /// The path's head is not the change's base; nothing was written for this path.
+    Conflict { head: Option<VersionInfo> },
+    /// Some chunks are not on the server (never uploaded, or collected since); upload and retry.
+    MissingChunks { chunks: Vec<ChunkId> },
+    /// Not allowed or not valid; the reason says why.
+    Refused { reason: String },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CommitResponse {
+    pub results: Vec<ChangeResult>,
+    pub head: Seq,
+}
+
+/// One version of one path, as history and the journal show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub path: RelPath,
+    pub seq: Seq,
+    pub entry: Entry,
+    pub device: DeviceId,
+    /// When the server accepted it (ns since the epoch).
+    pub committed_ns: i64,
+}
+
+impl VersionInfo {
+    pub fn is_deleted(&self) -> bool {
+        self.entry.kind == EntryKind::Deleted
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JournalResponse {
+    pub changes: Vec<VersionInfo>,
+    /// The folder's newest sequence number; ask again after it.
+    pub head: Seq,
+    pub server_id: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TreeResponse {
+    pub entries: Vec<VersionInfo>,
+    pub head: Seq,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VersionsResponse {
+    pub versions: Vec<VersionInfo>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChunkListResponse {
+    pub chunks: Vec<ChunkSpan>,
+}
+
+/// Body of every non-2xx answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// Folder and user names: 1 to 64 of `A-Z a-z 0-9 . _ -`, not starting with a dot.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_with_an_escaping_path_does_not_parse() {
+        let json = r#"{"path":"../etc/passwd","base":null,"entry":{"kind":"dir","size":0,"mtime_ns":0,"mode":493,"hash":null}}"#;
+        let err = serde_json::from_str::<Change>(json).expect_err("must refuse");
+        assert!(err.to_string().contains("'..'"), "{err}");
+        let ok = r#"{"path":"a/b","base":3,"entry":{"kind":"deleted","size":0,"mtime_ns":0,"mode":0,"hash":null}}"#;
+        assert!(serde_json::from_str::<Change>(ok).is_ok());
+    }
+
+    #[test]
+    fn results_are_tagged() {
+        let r = ChangeResult::Accepted { seq: Seq(7) };
+        assert_eq!(
+            serde_json::to_string(&r).expect("serialise"),
+            r#"{"status":"accepted","seq":7}"#
+        );
+    }
+}
