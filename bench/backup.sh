@@ -409,7 +409,7 @@ ratio() { # SCEN TOOL
 TARGETS=()
 TARGETS_FAILED=0
 target() { # DESCRIPTION VERDICT(met|missed|n/a) DETAIL
-  TARGETS+=("$(printf '%-42s %-7s %s' "$1" "$2" "$3")")
+  TARGETS+=("$1"$'\t'"$2"$'\t'"$3")
   [[ $2 != missed ]] || TARGETS_FAILED=1
 }
 check_targets() {
@@ -485,12 +485,12 @@ print_report() {
 
   check_targets
   echo "targets:"
-  printf '  %s\n' "${TARGETS[@]}"
+  printf '%s\n' "${TARGETS[@]}" | awk -F'\t' '{ printf "  %-36s %-7s %s\n", $1, $2, $3 }'
   {
     echo
     echo "Targets:"
     echo
-    printf -- '- %s\n' "${TARGETS[@]}"
+    printf '%s\n' "${TARGETS[@]}" | awk -F'\t' '{ printf "- %s: **%s** (%s)\n", $1, $2, $3 }'
   } >>"$md"
   echo
   log "markdown written to $md; logs in $LOGS"

@@ -1,0 +1,549 @@
+//! The HTTP API (`/api/v1/...`): login, chunk presence and upload, commit, journal long-poll,
+//! tree, versions and content with byte ranges.
+//!
+//! Handlers check the caller's token and folder access, then run metadata work on the blocking
+//! pool. [`ApiError`] is the one place errors become HTTP statuses: a 5xx body says nothing
+//! internal, the log says everything. Every path and id from a request is parsed into a model
+//! type before use, so `..`, absolute paths and NUL bytes are refused with a 400 naming them.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::{header, request::Parts, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cairn_model::{ChunkId, DeviceId, RelPath, Seq};
+use cairn_protocol::{
+    frame, Access, ChunkListResponse, CommitRequest, CommitResponse, ErrorBody, FolderInfo, JournalResponse, LoginRequest,
+    LoginResponse, MissingRequest, MissingResponse, TreeResponse, UploadResponse, VersionsResponse, MAX_WAIT_SECS,
+};
+use cairn_store::{ObjectKey, ObjectStore};
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::auth::{self, LoginThrottle};
+use crate::datadir::DataDir;
+use crate::meta::{Folder, SqliteMeta, User, INLINE_MAX};
+use crate::Error;
+
+/// Largest chunk-upload request body.
+pub const MAX_UPLOAD_BODY: usize = 64 * 1024 * 1024;
+/// Most ids one presence query or commit may carry.
+const MAX_BATCH: usize = 200_000;
+
+pub struct AppState {
+    meta: Arc<SqliteMeta>,
+    store: Arc<dyn ObjectStore>,
+    server_id: String,
+    token_ttl: Duration,
+    throttle: LoginThrottle,
+    heads: Mutex<HashMap<i64, watch::Sender<i64>>>,
+    /// Test hook (`CAIRN_TEST_COMMIT_PAUSE_MS`): sleep after each change of a commit so a test can
+    /// kill the server in the middle of one.
+    commit_pause: Option<Duration>,
+}
+
+impl AppState {
+    /// # Errors
+    /// Never today; reserved for stores that connect at start.
+    pub fn new(data: &DataDir, token_ttl: Duration) -> crate::Result<Arc<Self>> {
+        let commit_pause = std::env::var("CAIRN_TEST_COMMIT_PAUSE_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis);
+        Ok(Arc::new(AppState {
+            meta: data.meta.clone(),
+            store: data.store.clone(),
+            server_id: data.server_id.clone(),
+            token_ttl,
+            throttle: LoginThrottle::default(),
+            heads: Mutex::new(HashMap::new()),
+            commit_pause,
+        }))
+    }
+
+    fn head_watch(&self, folder: &Folder) -> watch::Receiver<i64> {
+        let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+        heads.entry(folder.id).or_insert_with(|| watch::channel(folder.head.0).0).subscribe()
+    }
+
+    fn announce(&self, folder_id: i64, head: Seq) {
+        let heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = heads.get(&folder_id) {
+            tx.send_replace(head.0);
+        }
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/login", post(login))
+        .route("/folders", get(folders))
+        .route("/chunks/missing", post(missing))
+        .route("/chunks", post(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_BODY)))
+        .route("/chunks/{id}", get(chunk))
+        .route("/folders/{folder}/commit", post(commit))
+        .route("/folders/{folder}/journal", get(journal))
+        .route("/folders/{folder}/tree", get(tree))
+        .route("/folders/{folder}/versions", get(versions))
+        .route("/folders/{folder}/content", get(content))
+        .route("/folders/{folder}/chunklist", get(chunk_list))
+        .layer(DefaultBodyLimit::max(32 * 1024 * 1024));
+    Router::new().nest("/api/v1", api).fallback(not_found).with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such API endpoint")
+}
+
+// ---- errors ----
+
+/// An error answer: status plus a message safe to show the user.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError { status, message: message.into() }
+    }
+
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        if e.is_storage_full() {
+            tracing::error!(error = ?e, "storage full");
+            return ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "the server's storage is full; nothing was stored");
+        }
+        match e {
+            Error::Invalid(m) => ApiError::bad(m),
+            Error::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
+            other => {
+                tracing::error!(error = ?other, "internal error");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error (see the server log)")
+            }
+        }
+    }
+}
+
+impl From<cairn_store::Error> for ApiError {
+    fn from(e: cairn_store::Error) -> Self {
+        Error::Store(e).into()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        ApiError::bad(format!("bad request body: {}", r.body_text()))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(ErrorBody { error: self.message })).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Runs metadata work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    state: &Arc<AppState>,
+    f: impl FnOnce(&SqliteMeta) -> crate::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    let meta = state.meta.clone();
+    tokio::task::spawn_blocking(move || f(&meta))
+        .await
+        .map_err(|e| ApiError::from(Error::Invalid(format!("worker failed: {e}"))))?
+        .map_err(ApiError::from)
+}
+
+// ---- authentication ----
+
+/// The authenticated caller.
+pub struct Caller {
+    user: User,
+    device: DeviceId,
+}
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m);
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| unauthorized("log in first: no bearer token"))?;
+        let hash = auth::token_hash(token.trim());
+        let found = blocking(state, move |m| m.user_by_token(&hash)).await?;
+        let (user, device) = found.ok_or_else(|| unauthorized("the token is invalid or expired; log in again"))?;
+        Ok(Caller { user, device })
+    }
+}
+
+async fn folder_access(state: &Arc<AppState>, caller: &Caller, folder: &str, need: Access) -> ApiResult<Folder> {
+    if !cairn_protocol::is_valid_name(folder) {
+        return Err(ApiError::bad(format!("invalid folder name {folder:?}")));
+    }
+    let user = caller.user.clone();
+    let name = folder.to_string();
+    let found = blocking(state, move |m| m.access(&user, &name)).await?;
+    match found {
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no folder {folder} for user {}", caller.user.name))),
+        Some((_, Access::Ro)) if need == Access::Rw => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("user {} may only read folder {folder}", caller.user.name),
+        )),
+        Some((f, _)) => Ok(f),
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+// ---- handlers ----
+
+async fn login(State(state): State<Arc<AppState>>, body: Result<Json<LoginRequest>, JsonRejection>) -> ApiResult<Json<LoginResponse>> {
+    let Json(req) = body?;
+    let name = req.user.clone();
+    let password = req.password.clone();
+    let found = blocking(&state, move |m| {
+        let row = m.user_by_name(&name)?;
+        // Verify against a dummy hash for unknown users so timing does not reveal who exists.
+        let ok = match &row {
+            Some((_, hash)) => auth::verify_password(&password, hash),
+            None => {
+                auth::verify_password(&password, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$0000000000000000000000000000000000000000000");
+                false
+            }
+        };
+        Ok(row.filter(|_| ok).map(|(u, _)| u))
+    })
+    .await?;
+    let Some(user) = found else {
+        tokio::time::sleep(state.throttle.failed(&req.user)).await;
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong user name or password"));
+    };
+    if user.disabled {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, format!("user {} is disabled", user.name)));
+    }
+    state.throttle.succeeded(&req.user);
+    let (token, hash) = auth::new_token();
+    let expires_ns = now_ns().saturating_add(state.token_ttl.as_nanos() as i64);
+    let device = req.device.clone();
+    let user_id = user.id;
+    blocking(&state, move |m| m.add_token(&hash, user_id, device.as_ref(), expires_ns)).await?;
+    Ok(Json(LoginResponse { token, expires_ns, server_id: state.server_id.clone(), admin: user.admin }))
+}
+
+async fn folders(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<Vec<FolderInfo>>> {
+    let user = caller.user;
+    Ok(Json(blocking(&state, move |m| m.folders_of(&user)).await?))
+}
+
+async fn missing(
+    State(state): State<Arc<AppState>>,
+    _caller: Caller,
+    body: Result<Json<MissingRequest>, JsonRejection>,
+) -> ApiResult<Json<MissingResponse>> {
+    let Json(req) = body?;
+    if req.chunks.len() > MAX_BATCH {
+        return Err(ApiError::bad(format!("at most {MAX_BATCH} chunk ids per request")));
+    }
+    let missing = blocking(&state, move |m| m.missing_chunks(&req.chunks)).await?;
+    Ok(Json(MissingResponse { missing }))
+}
+
+/// Parses upload frames and checks each chunk's bytes against its id.
+fn parse_frames(body: &Bytes) -> Result<Vec<(ChunkId, Bytes)>, ApiError> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at < body.len() {
+        let header: &[u8; frame::HEADER_LEN] = body
+            .get(at..at + frame::HEADER_LEN)
+            .and_then(|h| h.try_into().ok())
+            .ok_or_else(|| ApiError::bad(format!("truncated chunk frame header at byte {at}")))?;
+        let (id, len) = frame::decode_header(header)
+            .ok_or_else(|| ApiError::bad(format!("chunk frame at byte {at} is longer than {} bytes", frame::MAX_FRAME_LEN)))?;
+        let start = at + frame::HEADER_LEN;
+        let end = start + len as usize;
+        if end > body.len() {
+            return Err(ApiError::bad(format!("chunk {id} is truncated")));
+        }
+        let data = body.slice(start..end);
+        if ChunkId::of(&data) != id {
+            return Err(ApiError::bad(format!("chunk {id}: its bytes do not match its id; nothing was stored")));
+        }
+        out.push((id, data));
+        at = end;
+    }
+    Ok(out)
+}
+
+async fn upload(State(state): State<Arc<AppState>>, _caller: Caller, body: Bytes) -> ApiResult<Json<UploadResponse>> {
+    let frames = tokio::task::spawn_blocking(move || parse_frames(&body))
+        .await
+        .map_err(|e| ApiError::from(Error::Invalid(format!("worker failed: {e}"))))??;
+    let bytes: u64 = frames.iter().map(|(_, d)| d.len() as u64).sum();
+    let stored = frames.len() as u32;
+    let (small, large): (Vec<_>, Vec<_>) = frames.into_iter().partition(|(_, d)| d.len() <= INLINE_MAX);
+    let large_ids: Vec<(ChunkId, u32)> = large.iter().map(|(id, d)| (*id, d.len() as u32)).collect();
+    let to_write = blocking(&state, move |m| {
+        let inline: Vec<(ChunkId, &[u8])> = small.iter().map(|(id, d)| (*id, &d[..])).collect();
+        m.begin_chunks(&inline, &large_ids)
+    })
+    .await?;
+    if !to_write.is_empty() {
+        let data: HashMap<ChunkId, Bytes> = large.into_iter().collect();
+        for id in &to_write {
+            if let Some(bytes) = data.get(id) {
+                state.store.put(&ObjectKey::Chunk(*id), bytes.clone()).await?;
+            }
+        }
+        state.store.sync().await?;
+        let lost = blocking(&state, move |m| m.finish_chunks(&to_write)).await?;
+        if let Some(id) = lost.first() {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("chunk {id} was collected while it was uploaded; send it again"),
+            ));
+        }
+    }
+    Ok(Json(UploadResponse { stored, bytes }))
+}
+
+async fn read_chunk(state: &Arc<AppState>, id: ChunkId, range: Option<Range<u64>>) -> ApiResult<Bytes> {
+    let row = blocking(state, move |m| m.chunk(&id)).await?;
+    let row = row.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("chunk {id} is not on the server")))?;
+    match row.inline {
+        Some(data) => {
+            let data = Bytes::from(data);
+            Ok(match range {
+                Some(r) => data.slice(r.start as usize..(r.end as usize).min(data.len())),
+                None => data,
+            })
+        }
+        None => Ok(match range {
+            Some(r) => state.store.get_range(&ObjectKey::Chunk(id), r).await?,
+            None => state.store.get(&ObjectKey::Chunk(id)).await?,
+        }),
+    }
+}
+
+async fn chunk(State(state): State<Arc<AppState>>, _caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+    let id = ChunkId::parse(&id).map_err(|e| ApiError::bad(e.to_string()))?;
+    let data = read_chunk(&state, id, None).await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response())
+}
+
+async fn commit(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(folder): Path<String>,
+    body: Result<Json<CommitRequest>, JsonRejection>,
+) -> ApiResult<Json<CommitResponse>> {
+    let Json(req) = body?;
+    if req.changes.len() > MAX_BATCH {
+        return Err(ApiError::bad(format!("at most {MAX_BATCH} changes per commit")));
+    }
+    let folder = folder_access(&state, &caller, &folder, Access::Rw).await?;
+    let device = caller.device.clone();
+    let pause = state.commit_pause;
+    let f = folder.clone();
+    let (results, head) = blocking(&state, move |m| m.commit(&f, &device, &req.changes, pause)).await?;
+    state.announce(folder.id, head);
+    Ok(Json(CommitResponse { results, head }))
+}
+
+#[derive(Deserialize)]
+struct JournalQuery {
+    after: Option<i64>,
+    wait: Option<u64>,
+    limit: Option<u32>,
+}
+
+async fn journal(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(folder): Path<String>,
+    Query(q): Query<JournalQuery>,
+) -> ApiResult<Json<JournalResponse>> {
+    let folder = folder_access(&state, &caller, &folder, Access::Ro).await?;
+    let after = Seq(q.after.unwrap_or(0));
+    let limit = q.limit.unwrap_or(10_000).clamp(1, 100_000);
+    let wait = Duration::from_secs(q.wait.unwrap_or(0).min(MAX_WAIT_SECS));
+    let mut rx = state.head_watch(&folder);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let f = folder.clone();
+        let changes = blocking(&state, move |m| {
+            let fresh = m.folder(&f.name)?.map(|x| x.head).unwrap_or(f.head);
+            Ok((m.journal(&f, after, limit)?, fresh))
+        })
+        .await?;
+        let (changes, head) = changes;
+        if !changes.is_empty() || wait.is_zero() || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(JournalResponse { changes, head, server_id: state.server_id.clone() }));
+        }
+        // Wake on the next commit to this folder, or give the empty answer at the deadline.
+        if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+            return Ok(Json(JournalResponse { changes: Vec::new(), head, server_id: state.server_id.clone() }));
+        }
+    }
+}
+
+fn parse_path(raw: Option<&str>) -> ApiResult<RelPath> {
+    RelPath::parse(raw.unwrap_or("")).map_err(|e| ApiError::bad(e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct TreeQuery {
+    prefix: Option<String>,
+    at: Option<i64>,
+    deleted: Option<bool>,
+}
+
+async fn tree(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(folder): Path<String>,
+    Query(q): Query<TreeQuery>,
+) -> ApiResult<Json<TreeResponse>> {
+    let folder = folder_access(&state, &caller, &folder, Access::Ro).await?;
+    let prefix = parse_path(q.prefix.as_deref())?;
+    let head = folder.head;
+    let entries = blocking(&state, move |m| m.tree(&folder, &prefix, q.at, q.deleted.unwrap_or(false))).await?;
+    Ok(Json(TreeResponse { entries, head }))
+}
+
+#[derive(Deserialize)]
+struct PathQuery {
+    path: Option<String>,
+    seq: Option<i64>,
+}
+
+async fn versions(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(folder): Path<String>,
+    Query(q): Query<PathQuery>,
+) -> ApiResult<Json<VersionsResponse>> {
+    let folder = folder_access(&state, &caller, &folder, Access::Ro).await?;
+    let path = parse_path(q.path.as_deref())?;
+    let versions = blocking(&state, move |m| m.versions(&folder, &path)).await?;
+    Ok(Json(VersionsResponse { versions }))
+}
+
+async fn chunk_list(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(folder): Path<String>,
+    Query(q): Query<PathQuery>,
+) -> ApiResult<Json<ChunkListResponse>> {
+    let folder = folder_access(&state, &caller, &folder, Access::Ro).await?;
+    let path = parse_path(q.path.as_deref())?;
+    let seq = q.seq.map(Seq);
+    let found = blocking(&state, move |m| m.version(&folder, &path, seq)).await?;
+    let v = found.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such version"))?;
+    Ok(Json(ChunkListResponse { chunks: v.chunks }))
+}
+
+/// Parses a single `bytes=` range against a size; `None` for no (or an unusable) header.
+fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<Range<u64>>, ApiError> {
+    let Some(raw) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else { return Ok(None) };
+    let spec = raw
+        .strip_prefix("bytes=")
+        .filter(|s| !s.contains(','))
+        .ok_or_else(|| ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, format!("unsupported range {raw:?}")))?;
+    let (a, b) = spec.split_once('-').ok_or_else(|| ApiError::bad(format!("bad range {raw:?}")))?;
+    let num = |s: &str| s.trim().parse::<u64>().map_err(|_| ApiError::bad(format!("bad range {raw:?}")));
+    let range = match (a.is_empty(), b.is_empty()) {
+        (true, false) => size.saturating_sub(num(b)?)..size,
+        (false, true) => num(a)?..size,
+        (false, false) => num(a)?..num(b)?.saturating_add(1).min(size),
+        (true, true) => return Err(ApiError::bad(format!("bad range {raw:?}"))),
+    };
+    if range.start >= size || range.is_empty() {
+        return Err(ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, format!("range {raw:?} is outside the {size} bytes")));
+    }
+    Ok(Some(range))
+}
+
+async fn content(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(folder): Path<String>,
+    Query(q): Query<PathQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let folder = folder_access(&state, &caller, &folder, Access::Ro).await?;
+    let path = parse_path(q.path.as_deref())?;
+    let seq = q.seq.map(Seq);
+    let shown = path.to_string();
+    let found = blocking(&state, move |m| m.version(&folder, &path, seq)).await?;
+    let v = found.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no such version of {shown}")))?;
+    if v.info.entry.kind != cairn_model::EntryKind::File {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("{shown} at version {} is a {}, not a file", v.info.seq, v.info.entry.kind.as_str()),
+        ));
+    }
+    let size = v.info.entry.size;
+    let range = parse_range(&headers, size)?;
+    let want = range.clone().unwrap_or(0..size);
+    // The chunks that overlap the wanted range, each with the part of it to send.
+    let mut pieces = Vec::new();
+    let mut offset = 0u64;
+    for c in &v.chunks {
+        let end = offset + u64::from(c.len);
+        if end > want.start && offset < want.end {
+            let from = want.start.saturating_sub(offset);
+            let to = (want.end - offset).min(u64::from(c.len));
+            pieces.push((c.id, (from, to), c.len));
+        }
+        offset = end;
+    }
+    let st = state.clone();
+    let stream = futures_util::stream::unfold(pieces.into_iter(), move |mut it| {
+        let st = st.clone();
+        async move {
+            let (id, (from, to), len) = it.next()?;
+            let range = (from != 0 || to != u64::from(len)).then_some(from..to);
+            let item = read_chunk(&st, id, range).await.map_err(|e| std::io::Error::other(e.message));
+            Some((item, it))
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/octet-stream"));
+    h.insert(header::ACCEPT_RANGES, header::HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, (want.end - want.start).into());
+    h.insert("x-cairn-seq", v.info.seq.0.into());
+    if let Some(r) = range {
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        let cr = format!("bytes {}-{}/{}", r.start, r.end - 1, size);
+        if let Ok(v) = header::HeaderValue::from_str(&cr) {
+            resp.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(resp)
+}

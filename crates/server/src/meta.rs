@@ -1,0 +1,862 @@
+//! The metadata store: users, sessions, folders and grants, every version of every path, the
+//! per-folder journal counter, and the chunk table (which chunks exist, small ones inline).
+//!
+//! `SqliteMeta` is the embedded implementation; its public methods are the whole interface the
+//! rest of the server uses, so a PostgreSQL implementation replaces this file, not its callers.
+//! All methods are synchronous and short; async callers run them on the blocking pool. A commit
+//! batch is one transaction: after a crash either every change of it is there or none is.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use cairn_model::{ChunkId, ContentHash, DeviceId, Entry, EntryKind, RelPath, Seq};
+use cairn_protocol::{Access, Change, ChangeResult, ChunkSpan, FolderInfo, VersionInfo};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::{Error, Result};
+
+/// Chunks up to this size live inline in the metadata store: 20,000 small files then cost
+/// 20,000 rows, not 20,000 objects and fsyncs.
+pub const INLINE_MAX: usize = 64 * 1024;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users(
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, pw_hash TEXT NOT NULL,
+    admin INTEGER NOT NULL, disabled INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS tokens(
+    hash BLOB PRIMARY KEY, user_id INTEGER NOT NULL, device TEXT, expires_ns INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS folders(
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, keep_versions INTEGER NOT NULL,
+    head_seq INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS grants(
+    folder_id INTEGER NOT NULL, user_id INTEGER NOT NULL, access TEXT NOT NULL,
+    PRIMARY KEY(folder_id, user_id));
+CREATE TABLE IF NOT EXISTS versions(
+    id INTEGER PRIMARY KEY, folder_id INTEGER NOT NULL, path TEXT NOT NULL, seq INTEGER NOT NULL,
+    kind TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, mode INTEGER NOT NULL,
+    hash BLOB, target TEXT, device TEXT NOT NULL, committed_ns INTEGER NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS versions_seq ON versions(folder_id, seq);
+CREATE INDEX IF NOT EXISTS versions_path ON versions(folder_id, path, seq);
+CREATE TABLE IF NOT EXISTS version_chunks(
+    version_id INTEGER NOT NULL, idx INTEGER NOT NULL, chunk BLOB NOT NULL, len INTEGER NOT NULL,
+    PRIMARY KEY(version_id, idx)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS version_chunks_chunk ON version_chunks(chunk);
+CREATE TABLE IF NOT EXISTS chunks(
+    id BLOB PRIMARY KEY, len INTEGER NOT NULL, state INTEGER NOT NULL, epoch INTEGER NOT NULL,
+    data BLOB) WITHOUT ROWID;
+"#;
+
+/// Chunk row state 1: present (0: registered by an upload whose object may not be written yet).
+const PRESENT: i64 = 1;
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: i64,
+    pub name: String,
+    pub admin: bool,
+    pub disabled: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Folder {
+    pub id: i64,
+    pub name: String,
+    pub keep_versions: u32,
+    pub head: Seq,
+}
+
+/// A chunk as the store knows it: inline bytes, or an object of `len` bytes.
+pub struct ChunkRow {
+    pub id: ChunkId,
+    pub len: u32,
+    pub inline: Option<Vec<u8>>,
+}
+
+/// One version row with the chunk list of its content.
+pub struct StoredVersion {
+    pub info: VersionInfo,
+    pub chunks: Vec<ChunkSpan>,
+}
+
+pub struct SqliteMeta {
+    conn: Mutex<Connection>,
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn db(context: &str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
+    move |source| Error::Db { context: context.to_string(), source }
+}
+
+impl SqliteMeta {
+    /// Opens (creating if needed) the store at `path`.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or its schema created.
+    pub fn open(path: &Path) -> Result<Self> {
+        let ctx = format!("opening metadata store {}", path.display());
+        let conn = Connection::open(path).map_err(db(&ctx))?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(db(&ctx))?;
+        // WAL lets admin commands and gc work beside a running server; FULL makes every
+        // committed transaction durable before the client hears "accepted".
+        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(db(&ctx))?;
+        conn.execute_batch(SCHEMA).map_err(db(&ctx))?;
+        Ok(SqliteMeta { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn meta_value(&self, key: &str) -> Result<Option<String>> {
+        self.conn()
+            .query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(db("reading server settings"))
+    }
+
+    /// Sets `key` unless it is set already; returns the value in force.
+    pub fn init_meta_value(&self, key: &str, value: &str) -> Result<String> {
+        let conn = self.conn();
+        conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES(?1, ?2)", [key, value])
+            .map_err(db("writing server settings"))?;
+        conn.query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
+            .map_err(db("reading server settings"))
+    }
+
+    // ---- users and sessions ----
+
+    pub fn add_user(&self, name: &str, pw_hash: &str, admin: bool) -> Result<()> {
+        let conn = self.conn();
+        let exists: bool = conn
+            .query_row("SELECT 1 FROM users WHERE name=?1", [name], |_| Ok(true))
+            .optional()
+            .map_err(db("looking up user"))?
+            .unwrap_or(false);
+        if exists {
+            return Err(Error::Invalid(format!("user {name} already exists")));
+        }
+        conn.execute("INSERT INTO users(name, pw_hash, admin) VALUES(?1, ?2, ?3)", params![name, pw_hash, admin])
+            .map_err(db("adding user"))?;
+        Ok(())
+    }
+
+    pub fn user_count(&self) -> Result<i64> {
+        self.conn().query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0)).map_err(db("counting users"))
+    }
+
+    pub fn users(&self) -> Result<Vec<User>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare("SELECT id, name, admin, disabled FROM users ORDER BY name")
+            .map_err(db("listing users"))?;
+        let rows = st
+            .query_map([], |r| Ok(User { id: r.get(0)?, name: r.get(1)?, admin: r.get(2)?, disabled: r.get(3)? }))
+            .map_err(db("listing users"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db("listing users"))
+    }
+
+    /// The user and their password hash.
+    pub fn user_by_name(&self, name: &str) -> Result<Option<(User, String)>> {
+        self.conn()
+            .query_row("SELECT id, name, admin, disabled, pw_hash FROM users WHERE name=?1", [name], |r| {
+                Ok((User { id: r.get(0)?, name: r.get(1)?, admin: r.get(2)?, disabled: r.get(3)? }, r.get(4)?))
+            })
+            .optional()
+            .map_err(db("looking up user"))
+    }
+
+    fn require_user(&self, name: &str) -> Result<User> {
+        self.user_by_name(name)?.map(|(u, _)| u).ok_or_else(|| Error::NotFound(format!("no user named {name}")))
+    }
+
+    pub fn set_password(&self, name: &str, pw_hash: &str) -> Result<()> {
+        let user = self.require_user(name)?;
+        let conn = self.conn();
+        conn.execute("UPDATE users SET pw_hash=?1 WHERE id=?2", params![pw_hash, user.id])
+            .map_err(db("changing password"))?;
+        // A new password ends every session of the old one.
+        conn.execute("DELETE FROM tokens WHERE user_id=?1", [user.id]).map_err(db("ending sessions"))?;
+        Ok(())
+    }
+
+    pub fn set_disabled(&self, name: &str, disabled: bool) -> Result<()> {
+        let user = self.require_user(name)?;
+        let conn = self.conn();
+        conn.execute("UPDATE users SET disabled=?1 WHERE id=?2", params![disabled, user.id])
+            .map_err(db("disabling user"))?;
+        conn.execute("DELETE FROM tokens WHERE user_id=?1", [user.id]).map_err(db("ending sessions"))?;
+        Ok(())
+    }
+
+    pub fn add_token(&self, token_hash: &[u8; 32], user_id: i64, device: Option<&DeviceId>, expires_ns: i64) -> Result<()> {
+        let conn = self.conn();
+        conn.execute("DELETE FROM tokens WHERE expires_ns < ?1", [now_ns()]).map_err(db("pruning sessions"))?;
+        conn.execute(
+            "INSERT INTO tokens(hash, user_id, device, expires_ns) VALUES(?1, ?2, ?3, ?4)",
+            params![&token_hash[..], user_id, device.map(|d| d.0.as_str()), expires_ns],
+        )
+        .map_err(db("storing session"))?;
+        Ok(())
+    }
+
+    /// The user a live token belongs to, with the session's device; `None` for unknown,
+    /// expired, or a disabled user's tokens.
+    pub fn user_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<(User, DeviceId)>> {
+        self.conn()
+            .query_row(
+                "SELECT u.id, u.name, u.admin, u.disabled, t.device FROM tokens t JOIN users u ON u.id=t.user_id
+                 WHERE t.hash=?1 AND t.expires_ns > ?2 AND u.disabled=0",
+                params![&token_hash[..], now_ns()],
+                |r| {
+                    let device: Option<String> = r.get(4)?;
+                    Ok((
+                        User { id: r.get(0)?, name: r.get(1)?, admin: r.get(2)?, disabled: r.get(3)? },
+                        DeviceId(device.unwrap_or_else(|| "unknown".into())),
+                    ))
+                },
+            )
+            .optional()
+            .map_err(db("checking session"))
+    }
+
+    // ---- folders and access ----
+
+    pub fn add_folder(&self, name: &str, keep_versions: u32) -> Result<()> {
+        let conn = self.conn();
+        let n = conn
+            .execute("INSERT OR IGNORE INTO folders(name, keep_versions) VALUES(?1, ?2)", params![name, keep_versions])
+            .map_err(db("adding folder"))?;
+        if n == 0 {
+            return Err(Error::Invalid(format!("folder {name} already exists")));
+        }
+        Ok(())
+    }
+
+    pub fn set_keep_versions(&self, name: &str, keep_versions: u32) -> Result<()> {
+        let n = self
+            .conn()
+            .execute("UPDATE folders SET keep_versions=?1 WHERE name=?2", params![keep_versions, name])
+            .map_err(db("changing folder"))?;
+        if n == 0 {
+            return Err(Error::NotFound(format!("no folder named {name}")));
+        }
+        Ok(())
+    }
+
+    pub fn folder(&self, name: &str) -> Result<Option<Folder>> {
+        self.conn()
+            .query_row("SELECT id, name, keep_versions, head_seq FROM folders WHERE name=?1", [name], |r| {
+                Ok(Folder { id: r.get(0)?, name: r.get(1)?, keep_versions: r.get(2)?, head: Seq(r.get(3)?) })
+            })
+            .optional()
+            .map_err(db("looking up folder"))
+    }
+
+    fn require_folder(&self, name: &str) -> Result<Folder> {
+        self.folder(name)?.ok_or_else(|| Error::NotFound(format!("no folder named {name}")))
+    }
+
+    /// Every folder with the users granted on it.
+    pub fn folders(&self) -> Result<Vec<(Folder, Vec<(String, Access)>)>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare("SELECT id, name, keep_versions, head_seq FROM folders ORDER BY name")
+            .map_err(db("listing folders"))?;
+        let folders = st
+            .query_map([], |r| Ok(Folder { id: r.get(0)?, name: r.get(1)?, keep_versions: r.get(2)?, head: Seq(r.get(3)?) }))
+            .map_err(db("listing folders"))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db("listing folders"))?;
+        let mut grants = conn
+            .prepare("SELECT u.name, g.access FROM grants g JOIN users u ON u.id=g.user_id WHERE g.folder_id=?1 ORDER BY u.name")
+            .map_err(db("listing grants"))?;
+        let mut out = Vec::new();
+        for f in folders {
+            let g = grants
+                .query_map([f.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(db("listing grants"))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db("listing grants"))?
+                .into_iter()
+                .filter_map(|(u, a)| Access::parse(&a).map(|a| (u, a)))
+                .collect();
+            out.push((f, g));
+        }
+        Ok(out)
+    }
+
+    pub fn grant(&self, folder: &str, user: &str, access: Access) -> Result<()> {
+        let f = self.require_folder(folder)?;
+        let u = self.require_user(user)?;
+        self.conn()
+            .execute(
+                "INSERT INTO grants(folder_id, user_id, access) VALUES(?1, ?2, ?3)
+                 ON CONFLICT(folder_id, user_id) DO UPDATE SET access=excluded.access",
+                params![f.id, u.id, access.as_str()],
+            )
+            .map_err(db("granting access"))?;
+        Ok(())
+    }
+
+    pub fn revoke(&self, folder: &str, user: &str) -> Result<()> {
+        let f = self.require_folder(folder)?;
+        let u = self.require_user(user)?;
+        self.conn()
+            .execute("DELETE FROM grants WHERE folder_id=?1 AND user_id=?2", params![f.id, u.id])
+            .map_err(db("revoking access"))?;
+        Ok(())
+    }
+
+    /// The folder and the user's access to it; `None` when either is unknown or nothing is
+    /// granted (both look the same to the user, so folder names do not leak).
+    pub fn access(&self, user: &User, folder: &str) -> Result<Option<(Folder, Access)>> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT f.id, f.name, f.keep_versions, f.head_seq, g.access FROM folders f
+                 JOIN grants g ON g.folder_id=f.id WHERE f.name=?1 AND g.user_id=?2",
+                params![folder, user.id],
+                |r| {
+                    Ok((
+                        Folder { id: r.get(0)?, name: r.get(1)?, keep_versions: r.get(2)?, head: Seq(r.get(3)?) },
+                        r.get::<_, String>(4)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(db("checking access"))?;
+        Ok(row.and_then(|(f, a)| Access::parse(&a).map(|a| (f, a))))
+    }
+
+    pub fn folders_of(&self, user: &User) -> Result<Vec<FolderInfo>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare(
+                "SELECT f.name, g.access, f.keep_versions, f.head_seq FROM folders f JOIN grants g ON g.folder_id=f.id
+                 WHERE g.user_id=?1 ORDER BY f.name",
+            )
+            .map_err(db("listing folders"))?;
+        let rows = st
+            .query_map([user.id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u32>(2)?, r.get::<_, i64>(3)?))
+            })
+            .map_err(db("listing folders"))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db("listing folders"))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(name, a, keep, head)| {
+                Access::parse(&a).map(|access| FolderInfo { name, access, keep_versions: keep, head: Seq(head) })
+            })
+            .collect())
+    }
+
+    // ---- chunks ----
+
+    /// The ids among `ids` that are not present.
+    pub fn missing_chunks(&self, ids: &[ChunkId]) -> Result<Vec<ChunkId>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached("SELECT 1 FROM chunks WHERE id=?1 AND state=1")
+            .map_err(db("looking up chunks"))?;
+        let mut missing = Vec::new();
+        for id in ids {
+            if !st.exists([&id.as_bytes()[..]]).map_err(db("looking up chunks"))? {
+                missing.push(*id);
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Stores small chunks inline and registers large ones as pending, in one transaction.
+    /// Returns the large chunks the caller must now write to the object store (those not
+    /// present already).
+    pub fn begin_chunks(&self, inline: &[(ChunkId, &[u8])], large: &[(ChunkId, u32)]) -> Result<Vec<ChunkId>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db("storing chunks"))?;
+        let epoch = gc_epoch(&tx)?;
+        let mut to_write = Vec::new();
+        {
+            let mut put_inline = tx
+                .prepare_cached(
+                    "INSERT INTO chunks(id, len, state, epoch, data) VALUES(?1, ?2, 1, ?3, ?4)
+                     ON CONFLICT(id) DO UPDATE SET state=1, epoch=excluded.epoch, data=excluded.data",
+                )
+                .map_err(db("storing chunks"))?;
+            for (id, data) in inline {
+                put_inline
+                    .execute(params![&id.as_bytes()[..], data.len() as i64, epoch, data])
+                    .map_err(db("storing chunks"))?;
+            }
+            let mut state = tx.prepare_cached("SELECT state FROM chunks WHERE id=?1").map_err(db("storing chunks"))?;
+            let mut register = tx
+                .prepare_cached(
+                    "INSERT INTO chunks(id, len, state, epoch, data) VALUES(?1, ?2, 0, ?3, NULL)
+                     ON CONFLICT(id) DO UPDATE SET epoch=excluded.epoch",
+                )
+                .map_err(db("storing chunks"))?;
+            for (id, len) in large {
+                let s: Option<i64> =
+                    state.query_row([&id.as_bytes()[..]], |r| r.get(0)).optional().map_err(db("storing chunks"))?;
+                if s != Some(PRESENT) {
+                    register.execute(params![&id.as_bytes()[..], len, epoch]).map_err(db("storing chunks"))?;
+                    to_write.push(*id);
+                }
+            }
+        }
+        tx.commit().map_err(db("storing chunks"))?;
+        Ok(to_write)
+    }
+
+    /// Marks written chunks present. Returns the ids whose registration vanished meanwhile
+    /// (collected by gc while the upload was slow): the caller must report failure.
+    pub fn finish_chunks(&self, ids: &[ChunkId]) -> Result<Vec<ChunkId>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db("storing chunks"))?;
+        let mut lost = Vec::new();
+        {
+            let mut st = tx
+                .prepare_cached("UPDATE chunks SET state=1 WHERE id=?1 AND state=0")
+                .map_err(db("storing chunks"))?;
+            let mut present = tx
+                .prepare_cached("SELECT 1 FROM chunks WHERE id=?1 AND state=1")
+                .map_err(db("storing chunks"))?;
+            for id in ids {
+                let n = st.execute([&id.as_bytes()[..]]).map_err(db("storing chunks"))?;
+                if n == 0 && !present.exists([&id.as_bytes()[..]]).map_err(db("storing chunks"))? {
+                    lost.push(*id);
+                }
+            }
+        }
+        tx.commit().map_err(db("storing chunks"))?;
+        Ok(lost)
+    }
+
+    pub fn chunk(&self, id: &ChunkId) -> Result<Option<ChunkRow>> {
+        self.conn()
+            .query_row("SELECT len, data FROM chunks WHERE id=?1 AND state=1", [&id.as_bytes()[..]], |r| {
+                Ok(ChunkRow { id: *id, len: r.get(0)?, inline: r.get(1)? })
+            })
+            .optional()
+            .map_err(db("reading chunk"))
+    }
+
+    // ---- versions and journal ----
+
+    /// Applies a batch of changes in one transaction. `pause` (tests only) sleeps after each
+    /// change so a test can kill the server in the middle of a commit.
+    pub fn commit(
+        &self,
+        folder: &Folder,
+        device: &DeviceId,
+        changes: &[Change],
+        pause: Option<Duration>,
+    ) -> Result<(Vec<ChangeResult>, Seq)> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db("committing"))?;
+        let mut head: i64 = tx
+            .query_row("SELECT head_seq FROM folders WHERE id=?1", [folder.id], |r| r.get(0))
+            .map_err(db("committing"))?;
+        let committed_ns = now_ns();
+        let mut results = Vec::with_capacity(changes.len());
+        for change in changes {
+            let result = apply_change(&tx, folder, device, change, &mut head, committed_ns)?;
+            results.push(result);
+            if let Some(p) = pause {
+                std::thread::sleep(p);
+            }
+        }
+        tx.execute("UPDATE folders SET head_seq=?1 WHERE id=?2", params![head, folder.id])
+            .map_err(db("committing"))?;
+        tx.commit().map_err(db("committing"))?;
+        Ok((results, Seq(head)))
+    }
+
+    /// Versions with a sequence number above `after`, oldest first, at most `limit`.
+    pub fn journal(&self, folder: &Folder, after: Seq, limit: u32) -> Result<Vec<VersionInfo>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached(&format!("SELECT {VERSION_COLS} FROM versions WHERE folder_id=?1 AND seq>?2 ORDER BY seq LIMIT ?3"))
+            .map_err(db("reading journal"))?;
+        let rows = st
+            .query_map(params![folder.id, after.0, limit], version_row)
+            .map_err(db("reading journal"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db("reading journal"))
+    }
+
+    /// The newest version of every path under `prefix` accepted at or before `at_ns`; deletion
+    /// markers only when `deleted` is set.
+    pub fn tree(&self, folder: &Folder, prefix: &RelPath, at_ns: Option<i64>, deleted: bool) -> Result<Vec<VersionInfo>> {
+        let conn = self.conn();
+        let at = at_ns.unwrap_or(i64::MAX);
+        let (lo, hi) = prefix_bounds(prefix);
+        let mut st = conn
+            .prepare_cached(&format!(
+                "SELECT {VERSION_COLS} FROM versions v JOIN (
+                    SELECT path AS p, MAX(seq) AS s FROM versions
+                    WHERE folder_id=?1 AND committed_ns<=?2 AND (path=?3 OR (path>=?4 AND path<?5))
+                    GROUP BY path) h ON v.path=h.p AND v.seq=h.s
+                 WHERE v.folder_id=?1 ORDER BY v.path"
+            ))
+            .map_err(db("reading tree"))?;
+        let rows = st
+            .query_map(params![folder.id, at, prefix.as_str(), lo, hi], version_row)
+            .map_err(db("reading tree"))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db("reading tree"))?;
+        Ok(rows.into_iter().filter(|v| deleted || !v.is_deleted()).collect())
+    }
+
+    /// Every retained version of `path`, newest first.
+    pub fn versions(&self, folder: &Folder, path: &RelPath) -> Result<Vec<VersionInfo>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached(&format!(
+                "SELECT {VERSION_COLS} FROM versions WHERE folder_id=?1 AND path=?2 ORDER BY seq DESC"
+            ))
+            .map_err(db("reading versions"))?;
+        let rows = st
+            .query_map(params![folder.id, path.as_str()], version_row)
+            .map_err(db("reading versions"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db("reading versions"))
+    }
+
+    /// One version with its chunk list: `seq`, or the head when `None`.
+    pub fn version(&self, folder: &Folder, path: &RelPath, seq: Option<Seq>) -> Result<Option<StoredVersion>> {
+        let conn = self.conn();
+        let found = conn
+            .query_row(
+                &format!(
+                    "SELECT {VERSION_COLS}, id FROM versions WHERE folder_id=?1 AND path=?2 AND (?3 IS NULL OR seq=?3)
+                     ORDER BY seq DESC LIMIT 1"
+                ),
+                params![folder.id, path.as_str(), seq.map(|s| s.0)],
+                |r| Ok((version_row(r)?, r.get::<_, i64>(11)?)),
+            )
+            .optional()
+            .map_err(db("reading version"))?;
+        let Some((info, id)) = found else { return Ok(None) };
+        let chunks = version_chunks(&conn, id)?;
+        Ok(Some(StoredVersion { info, chunks }))
+    }
+
+    // ---- garbage collection and checks ----
+
+    /// Starts a gc generation; returns the new epoch.
+    pub fn bump_gc_epoch(&self) -> Result<i64> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db("starting gc"))?;
+        let epoch = gc_epoch(&tx)? + 1;
+        tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('gc_epoch', ?1)", [epoch.to_string()])
+            .map_err(db("starting gc"))?;
+        tx.commit().map_err(db("starting gc"))?;
+        Ok(epoch)
+    }
+
+    /// Runs `delete_objects` on the next batch of collectable chunks while holding the write
+    /// lock, then forgets their rows. Collectable: present and referenced by no version, or
+    /// pending since before the previous generation (an upload that died). Returns how many
+    /// chunks and bytes went; 0 when done.
+    pub fn collect_batch(
+        &self,
+        epoch: i64,
+        batch: u32,
+        delete_objects: &mut dyn FnMut(&[ChunkId]) -> Result<()>,
+    ) -> Result<(u64, u64)> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db("collecting"))?;
+        let doomed: Vec<(ChunkId, i64, bool)> = {
+            let mut st = tx
+                .prepare_cached(
+                    "SELECT id, len, data IS NOT NULL FROM chunks c WHERE
+                       (state=1 AND NOT EXISTS (SELECT 1 FROM version_chunks vc WHERE vc.chunk=c.id))
+                       OR (state=0 AND epoch < ?1 - 1)
+                     LIMIT ?2",
+                )
+                .map_err(db("collecting"))?;
+            let rows = st
+                .query_map(params![epoch, batch], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(db("collecting"))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db("collecting"))?;
+            rows.into_iter().filter_map(|(id, len, inline)| Some((chunk_id(&id)?, len, inline))).collect()
+        };
+        if doomed.is_empty() {
+            return Ok((0, 0));
+        }
+        let objects: Vec<ChunkId> = doomed.iter().filter(|(_, _, inline)| !inline).map(|(id, _, _)| *id).collect();
+        delete_objects(&objects)?;
+        {
+            let mut del = tx.prepare_cached("DELETE FROM chunks WHERE id=?1").map_err(db("collecting"))?;
+            for (id, _, _) in &doomed {
+                del.execute([&id.as_bytes()[..]]).map_err(db("collecting"))?;
+            }
+        }
+        tx.commit().map_err(db("collecting"))?;
+        Ok((doomed.len() as u64, doomed.iter().map(|(_, len, _)| *len as u64).sum()))
+    }
+
+    /// Runs `f` while holding the write lock (nothing can register or commit meanwhile).
+    pub fn with_write_lock<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db("locking"))?;
+        let out = f(&tx)?;
+        tx.commit().map_err(db("locking"))?;
+        Ok(out)
+    }
+
+    /// Every chunk row: id, length, inline bytes (when inline), state.
+    pub fn all_chunks(&self, f: &mut dyn FnMut(ChunkRow, bool) -> Result<()>) -> Result<()> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT id, len, data, state FROM chunks").map_err(db("checking chunks"))?;
+        let mut rows = st.query([]).map_err(db("checking chunks"))?;
+        while let Some(r) = rows.next().map_err(db("checking chunks"))? {
+            let raw: Vec<u8> = r.get(0).map_err(db("checking chunks"))?;
+            let Some(id) = chunk_id(&raw) else {
+                return Err(Error::Corrupt(format!("chunk row with a malformed id ({} bytes)", raw.len())));
+            };
+            let row = ChunkRow {
+                id,
+                len: r.get(1).map_err(db("checking chunks"))?,
+                inline: r.get(2).map_err(db("checking chunks"))?,
+            };
+            let state: i64 = r.get(3).map_err(db("checking chunks"))?;
+            f(row, state == PRESENT)?;
+        }
+        Ok(())
+    }
+
+    /// References to chunks that are not present: (folder, path, seq, chunk).
+    pub fn dangling_references(&self) -> Result<Vec<(String, String, i64, ChunkId)>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare(
+                "SELECT f.name, v.path, v.seq, vc.chunk FROM version_chunks vc
+                 JOIN versions v ON v.id=vc.version_id JOIN folders f ON f.id=v.folder_id
+                 LEFT JOIN chunks c ON c.id=vc.chunk AND c.state=1 WHERE c.id IS NULL",
+            )
+            .map_err(db("checking references"))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, Vec<u8>>(3)?)))
+            .map_err(db("checking references"))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db("checking references"))?;
+        Ok(rows.into_iter().filter_map(|(f, p, s, c)| Some((f, p, s, chunk_id(&c)?))).collect())
+    }
+
+    /// File versions whose chunk lengths do not add up to their size: (folder, path, seq).
+    pub fn size_mismatches(&self) -> Result<Vec<(String, String, i64)>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare(
+                "SELECT f.name, v.path, v.seq FROM versions v JOIN folders f ON f.id=v.folder_id
+                 WHERE v.kind='file' AND v.size != COALESCE((SELECT SUM(len) FROM version_chunks vc WHERE vc.version_id=v.id), 0)",
+            )
+            .map_err(db("checking sizes"))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(db("checking sizes"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db("checking sizes"))
+    }
+}
+
+const VERSION_COLS: &str = "path, seq, kind, size, mtime_ns, mode, hash, target, device, committed_ns, folder_id";
+
+fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionInfo> {
+    let path: String = r.get(0)?;
+    let kind: String = r.get(2)?;
+    let hash: Option<Vec<u8>> = r.get(6)?;
+    let bad = |what: &str| rusqlite::Error::InvalidColumnType(0, what.to_string(), rusqlite::types::Type::Text);
+    Ok(VersionInfo {
+        path: RelPath::parse(&path).map_err(|_| bad("path"))?,
+        seq: Seq(r.get(1)?),
+        entry: Entry {
+            kind: EntryKind::parse(&kind).ok_or_else(|| bad("kind"))?,
+            size: r.get::<_, i64>(3)? as u64,
+            mtime_ns: r.get(4)?,
+            mode: r.get(5)?,
+            hash: hash.as_deref().and_then(chunk_id).map(|c| ContentHash::from_bytes(*c.as_bytes())),
+            target: r.get(7)?,
+        },
+        device: DeviceId(r.get(8)?),
+        committed_ns: r.get(9)?,
+    })
+}
+
+fn version_chunks(conn: &Connection, version_id: i64) -> Result<Vec<ChunkSpan>> {
+    let mut st = conn
+        .prepare_cached("SELECT chunk, len FROM version_chunks WHERE version_id=?1 ORDER BY idx")
+        .map_err(db("reading chunk list"))?;
+    let rows = st
+        .query_map([version_id], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, u32>(1)?)))
+        .map_err(db("reading chunk list"))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db("reading chunk list"))?;
+    rows.into_iter()
+        .map(|(id, len)| {
+            chunk_id(&id).map(|id| ChunkSpan { id, len }).ok_or_else(|| Error::Corrupt("malformed chunk id in a chunk list".into()))
+        })
+        .collect()
+}
+
+fn chunk_id(raw: &[u8]) -> Option<ChunkId> {
+    <[u8; 32]>::try_from(raw).ok().map(ChunkId::from_bytes)
+}
+
+fn gc_epoch(conn: &Connection) -> Result<i64> {
+    let v: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key='gc_epoch'", [], |r| r.get(0))
+        .optional()
+        .map_err(db("reading gc epoch"))?;
+    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+/// Bounds that select every path strictly below `prefix` with an index range scan:
+/// `prefix/` <= path < `prefix0` (`0` follows `/` in byte order).
+fn prefix_bounds(prefix: &RelPath) -> (String, String) {
+    if prefix.is_root() {
+        (String::new(), "\u{10FFFF}".into())
+    } else {
+        (format!("{}/", prefix.as_str()), format!("{}0", prefix.as_str()))
+    }
+}
+
+fn head_of(conn: &Connection, folder_id: i64, path: &RelPath) -> Result<Option<(VersionInfo, i64)>> {
+    conn.query_row(
+        &format!("SELECT {VERSION_COLS}, id FROM versions WHERE folder_id=?1 AND path=?2 ORDER BY seq DESC LIMIT 1"),
+        params![folder_id, path.as_str()],
+        |r| Ok((version_row(r)?, r.get(11)?)),
+    )
+    .optional()
+    .map_err(db("reading head"))
+}
+
+fn validate(change: &Change) -> Option<String> {
+    let e = &change.entry;
+    if change.path.is_root() {
+        return Some("the root of a folder cannot be changed".into());
+    }
+    match e.kind {
+        EntryKind::File => {
+            let total: u64 = change.chunks.iter().map(|c| u64::from(c.len)).sum();
+            if total != e.size {
+                return Some(format!("chunk lengths add up to {total} bytes, the file has {}", e.size));
+            }
+            if e.hash.is_none() {
+                return Some("a file needs a content hash".into());
+            }
+        }
+        EntryKind::Symlink if e.target.as_deref().is_none_or(|t| t.is_empty() || t.contains('\0')) => {
+            return Some("a symbolic link needs a target without NUL bytes".into());
+        }
+        _ if !change.chunks.is_empty() => return Some(format!("a {} has no content", e.kind.as_str())),
+        _ => {}
+    }
+    None
+}
+
+fn apply_change(
+    tx: &Connection,
+    folder: &Folder,
+    device: &DeviceId,
+    change: &Change,
+    head_seq: &mut i64,
+    committed_ns: i64,
+) -> Result<ChangeResult> {
+    if let Some(reason) = validate(change) {
+        return Ok(ChangeResult::Refused { reason: format!("{}: {reason}", change.path) });
+    }
+    let head = head_of(tx, folder.id, &change.path)?;
+    if let Some((h, _)) = &head {
+        // Re-sending what is already the head (a retry after a lost answer) writes nothing.
+        if h.entry.same_content(&change.entry) {
+            return Ok(ChangeResult::Accepted { seq: h.seq });
+        }
+    }
+    let base_ok = match &head {
+        None => change.base.is_none(),
+        Some((h, _)) if h.is_deleted() => change.base.is_none() || change.base == Some(h.seq),
+        Some((h, _)) => change.base == Some(h.seq),
+    };
+    if !base_ok {
+        return Ok(ChangeResult::Conflict { head: head.map(|(h, _)| h) });
+    }
+    if change.entry.kind == EntryKind::Deleted && head.as_ref().is_none_or(|(h, _)| h.is_deleted()) {
+        return Ok(ChangeResult::Accepted { seq: head.map(|(h, _)| h.seq).unwrap_or(Seq(*head_seq)) });
+    }
+    if change.entry.kind == EntryKind::File {
+        let mut st = tx
+            .prepare_cached("SELECT 1 FROM chunks WHERE id=?1 AND state=1")
+            .map_err(db("committing"))?;
+        let mut missing = Vec::new();
+        for c in &change.chunks {
+            if !st.exists([&c.id.as_bytes()[..]]).map_err(db("committing"))? && !missing.contains(&c.id) {
+                missing.push(c.id);
+            }
+        }
+        if !missing.is_empty() {
+            return Ok(ChangeResult::MissingChunks { chunks: missing });
+        }
+    }
+    *head_seq += 1;
+    let e = &change.entry;
+    tx.prepare_cached(
+        "INSERT INTO versions(folder_id, path, seq, kind, size, mtime_ns, mode, hash, target, device, committed_ns)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            folder.id,
+            change.path.as_str(),
+            *head_seq,
+            e.kind.as_str(),
+            e.size as i64,
+            e.mtime_ns,
+            e.mode & 0o7777,
+            e.hash.map(|h| h.as_bytes().to_vec()),
+            e.target,
+            device.0,
+            committed_ns
+        ])
+    })
+    .map_err(db("committing"))?;
+    let version_id = tx.last_insert_rowid();
+    {
+        let mut st = tx
+            .prepare_cached("INSERT INTO version_chunks(version_id, idx, chunk, len) VALUES(?1, ?2, ?3, ?4)")
+            .map_err(db("committing"))?;
+        for (i, c) in change.chunks.iter().enumerate() {
+            st.execute(params![version_id, i as i64, &c.id.as_bytes()[..], c.len]).map_err(db("committing"))?;
+        }
+    }
+    prune(tx, folder, &change.path)?;
+    Ok(ChangeResult::Accepted { seq: Seq(*head_seq) })
+}
+
+/// Retention: keeps the newest `keep_versions` versions of `path` and drops the rest (their
+/// chunks become collectable by gc).
+fn prune(tx: &Connection, folder: &Folder, path: &RelPath) -> Result<()> {
+    let keep = i64::from(folder.keep_versions.max(1));
+    let mut st = tx
+        .prepare_cached("SELECT id FROM versions WHERE folder_id=?1 AND path=?2 ORDER BY seq DESC LIMIT -1 OFFSET ?3")
+        .map_err(db("applying retention"))?;
+    let old = st
+        .query_map(params![folder.id, path.as_str(), keep], |r| r.get::<_, i64>(0))
+        .map_err(db("applying retention"))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db("applying retention"))?;
+    for id in old {
+        tx.execute("DELETE FROM version_chunks WHERE version_id=?1", [id]).map_err(db("applying retention"))?;
+        tx.execute("DELETE FROM versions WHERE id=?1", [id]).map_err(db("applying retention"))?;
+    }
+    Ok(())
+}
