@@ -112,7 +112,7 @@ gen_large_file() { # PATH BYTES INDEX
 }
 
 generate_data() {
-  local stamp="gen-v1 large_mb=$LARGE_MB small_files=$SMALL_FILES"
+  local stamp="gen-v2 large_mb=$LARGE_MB small_files=$SMALL_FILES"
   if [[ -f $DATA/.stamp && $(<"$DATA/.stamp") == "$stamp" ]]; then
     log "data up to date in $DATA ($stamp)"
     return
@@ -141,6 +141,14 @@ with open(patch, "wb") as f:
     f.write(random.Random(4096).randbytes(4096))
 PY
   find "$DATA/full" -exec touch -h -d "$DATA_MTIME" {} +
+  # borg leaves the files sharing the newest ctime out of its files cache
+  # (it can't tell whether they changed later in the same clock tick). The
+  # batched touch above gives hundreds of files, the large ones included, the
+  # same ctime tick, so a re-run would re-read them. Give that newest ctime to
+  # a single empty file alone, as real data would have it.
+  sleep 0.1
+  touch -d "$DATA_MTIME" "$DATA/full/.newest"
+  touch -d "$DATA_MTIME" "$DATA/full"
   printf '%s\n' "$stamp" >"$DATA/.stamp"
   log "data generated in $((SECONDS - t0)) s ($(du -sh "$DATA/full" | cut -f1))"
 }
@@ -320,27 +328,26 @@ rsync_finish() { :; }
 repo_bytes() { du -sb "$1" | cut -f1; }
 REPO_BASE=0
 
-restic_env() { echo "RESTIC_PASSWORD=$BENCH_PASSWORD"; }
 restic_fresh() {
-  env "$(restic_env)" restic -r "$1/repo" --cache-dir "$1/cache" init </dev/null >"$1/setup.log" 2>&1 ||
+  env "RESTIC_PASSWORD=$BENCH_PASSWORD" restic -r "$1/repo" --cache-dir "$1/cache" init </dev/null >"$1/setup.log" 2>&1 ||
     { tail -n 20 "$1/setup.log" >&2; die "restic init failed (log: $1/setup.log)"; }
 }
-restic_cmd() { CMD=(env "$(restic_env)" restic -r "$1/repo" --cache-dir "$1/cache" backup "$2"); }
+restic_cmd() { CMD=(env "RESTIC_PASSWORD=$BENCH_PASSWORD" restic -r "$1/repo" --cache-dir "$1/cache" backup "$2"); }
 restic_reported() { grep -E '^Added to the repo' "$1" | tail -n 1 | sed -E 's/^Added to the repo(sitory)?: *//'; }
 restic_sent_begin() { REPO_BASE=$(repo_bytes "$1/repo"); }
 restic_sent_end() { SENT=$(($(repo_bytes "$1/repo") - REPO_BASE)); }
 restic_finish() { :; }
 
-borg_env() { echo "BORG_BASE_DIR=$1/base" "BORG_PASSPHRASE=$BENCH_PASSWORD" BORG_DISPLAY_PASSPHRASE=no; }
+borg_env() { BORG_ENV=("BORG_BASE_DIR=$1/base" "BORG_PASSPHRASE=$BENCH_PASSWORD" BORG_DISPLAY_PASSPHRASE=no); }
 borg_fresh() {
-  # shellcheck disable=SC2046 # borg_env prints space-free assignments
-  env $(borg_env "$1") borg init -e repokey "$1/repo" </dev/null >"$1/setup.log" 2>&1 ||
+  borg_env "$1"
+  env "${BORG_ENV[@]}" borg init -e repokey "$1/repo" </dev/null >"$1/setup.log" 2>&1 ||
     { tail -n 20 "$1/setup.log" >&2; die "borg init failed (log: $1/setup.log)"; }
 }
 borg_cmd() {
   # The same command is run twice in (c)/(d): let borg make the name unique.
-  # shellcheck disable=SC2046
-  CMD=(env $(borg_env "$1") borg create --stats "$1/repo::run-{now:%Y%m%dT%H%M%S.%f}" "$2")
+  borg_env "$1"
+  CMD=(env "${BORG_ENV[@]}" borg create --stats "$1/repo::run-{now:%Y%m%dT%H%M%S.%f}" "$2")
 }
 borg_reported() { awk '/^This archive:/ { print $(NF-1), $NF }' "$1" | tail -n 1; }
 borg_sent_begin() { REPO_BASE=$(repo_bytes "$1/repo"); }
@@ -502,7 +509,7 @@ main() {
   ensure_packages
   build_cairn
   mkdir -p "$WORK" "$LOGS"
-  rm -rf "$STATE" "$LOGS"/*
+  rm -rf "${STATE:?}" "${LOGS:?}"/*
   mkdir -p "$STATE"
   generate_data
   setup_iptables

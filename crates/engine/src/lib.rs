@@ -1,1 +1,62 @@
+//! The sync engine: a local index, the scanner, the planner, and the executors that move
+//! content between a local folder and a [`Remote`].
+//!
+//! Who calls whom: the CLI builds a [`Remote`] (today the HTTP client of a cairn server), opens
+//! the [`index::LocalIndex`] and calls [`backup::run`] or [`restore::restore`]; those scan with
+//! [`scanner`], decide with [`plan`], and report through [`Progress`]. Libraries never print.
 
+pub mod backup;
+pub mod index;
+pub mod plan;
+pub mod progress;
+pub mod remote;
+pub mod restore;
+pub mod scanner;
+
+pub use progress::{Progress, ProgressEvent};
+pub use remote::{Remote, RemoteEntry};
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("{context}")]
+    Index {
+        context: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{context}: {}", path.display())]
+    Io {
+        context: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The remote failed; the text says what was asked and why it failed.
+    #[error("{0}")]
+    Remote(String),
+    /// A safety rule stopped the task before it could lose data.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Model(#[from] cairn_model::Error),
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let context = context.into();
+        let path = path.into();
+        move |source| Error::Io { context, path, source }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}

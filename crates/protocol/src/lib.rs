@@ -87,7 +87,7 @@ pub struct ChunkSpan {
 }
 
 /// One change of a commit: the new state of `path`, based on the version the client last saw.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     pub path: RelPath,
     /// The head the client based the change on; `None` when it believes the path does not exist.

@@ -1,0 +1,514 @@
+//! Backup tasks: one pass that makes the remote hold what each local root holds.
+//!
+//! The pass: check the root is there, take a complete remote listing, scan, plan, then record
+//! folders and links, upload files (small ones in batches, large ones streamed window by
+//! window so memory stays bounded), and finally record deletions. Only chunks the remote lacks
+//! are sent. A file is committed only if its size, mtime, ctime and inode are the same after
+//! reading as before (DESIGN.md invariant 6); otherwise it is reported and retried next pass.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cairn_model::{chunk_reader, ChunkId, ChunkRef, ContentHash, Entry, EntryKind, Filter, RelPath, Seq};
+use cairn_protocol::{Change, ChangeResult, ChunkSpan};
+use futures_util::stream::{self, StreamExt};
+
+use crate::index::{IndexRow, LocalIndex};
+use crate::plan::{self, BackupInputs};
+use crate::remote::{Remote, RemoteEntry};
+use crate::scanner::{self, LocalEntry};
+use crate::{Error, Progress, ProgressEvent, Result};
+
+/// Files below this size are read whole and sent in batches with others.
+const SMALL_FILE: u64 = 1024 * 1024;
+/// Most files and bytes one small-file batch carries.
+const BATCH_FILES: usize = 1000;
+const BATCH_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest upload request body the client builds.
+const UPLOAD_REQUEST: usize = 8 * 1024 * 1024;
+/// How much of a large file is chunked before asking the server what it lacks.
+const WINDOW: usize = 32 * 1024 * 1024;
+/// Changes per commit request for folders, links and deletions.
+const COMMIT_BATCH: usize = 2000;
+
+/// One local folder of a task and where it lands in the remote folder.
+#[derive(Clone, Debug)]
+pub struct BackupRoot {
+    pub local: PathBuf,
+    pub remote_prefix: RelPath,
+}
+
+#[derive(Clone, Debug)]
+pub struct BackupOptions {
+    pub filter: Filter,
+    pub keep_deleted: bool,
+    pub transfers: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct BackupStats {
+    pub files_uploaded: u64,
+    pub dirs_recorded: u64,
+    pub deleted: u64,
+    pub unchanged: u64,
+    pub bytes_sent: u64,
+    pub chunks_sent: u64,
+    pub failed: u64,
+    pub reported: u64,
+}
+
+/// Runs one backup pass over every root of `task`.
+///
+/// # Errors
+/// A missing or unreadable root, a failed remote listing, or a local index failure stop the
+/// pass before anything is deleted. Failures of single files are reported through `progress`
+/// and counted in the stats instead.
+pub async fn run(
+    task: &str,
+    roots: &[BackupRoot],
+    remote: Arc<dyn Remote>,
+    index: &mut LocalIndex,
+    opts: &BackupOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<BackupStats> {
+    let mut stats = BackupStats::default();
+    for r in roots {
+        scanner::check_root(&r.local)?;
+    }
+    for (i, root) in roots.iter().enumerate() {
+        run_root(task, i as u32, root, remote.clone(), index, opts, progress.clone(), &mut stats).await?;
+    }
+    Ok(stats)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_root(
+    task: &str,
+    root_no: u32,
+    root: &BackupRoot,
+    remote: Arc<dyn Remote>,
+    index: &mut LocalIndex,
+    opts: &BackupOptions,
+    progress: Arc<dyn Progress>,
+    stats: &mut BackupStats,
+) -> Result<()> {
+    let listing = remote.tree(&root.remote_prefix, None, false).await?;
+    let mut remote_map: HashMap<RelPath, RemoteEntry> = HashMap::with_capacity(listing.len());
+    for v in listing {
+        if let Some(rel) = v.path.strip_prefix(&root.remote_prefix) {
+            if !rel.is_root() {
+                remote_map.insert(rel, RemoteEntry { seq: v.seq, entry: v.entry });
+            }
+        }
+    }
+    let local_root = root.local.clone();
+    let filter = opts.filter.clone();
+    let scan = tokio::task::spawn_blocking(move || scanner::scan(&local_root, &filter))
+        .await
+        .map_err(|e| Error::Refused(format!("scanner failed: {e}")))?;
+    let files = scan.entries.iter().filter(|e| e.kind == EntryKind::File).count() as u64;
+    progress.event(ProgressEvent::Scanned { files, dirs: scan.entries.len() as u64 - files });
+    for (path, reason) in &scan.reports {
+        stats.reported += 1;
+        progress.event(ProgressEvent::Skipped { path: path.clone(), reason: reason.clone() });
+    }
+    let idx = index.load(task, root_no)?;
+    if scan.entries.is_empty() && !idx.is_empty() {
+        return Err(Error::Refused(format!(
+            "the local folder {} is empty but {} entries were backed up from it; it may be unmounted. Nothing was deleted",
+            root.local.display(),
+            idx.len()
+        )));
+    }
+    let excluded: HashSet<RelPath> = scan.excluded.iter().map(|(p, _)| p.clone()).collect();
+    let plan = plan::plan_backup(&BackupInputs {
+        local: &scan.entries,
+        remote: &remote_map,
+        index: &idx,
+        incomplete: &scan.incomplete,
+        excluded: &excluded,
+        keep_deleted: opts.keep_deleted,
+        now_ns: crate::now_ns(),
+    });
+    stats.unchanged += plan.unchanged;
+    let mut upserts = plan.refresh;
+    let prefix = &root.remote_prefix;
+
+    // Folders and links first, so a restore of a partial pass still has its folders.
+    for batch in plan.changes.chunks(COMMIT_BATCH) {
+        let changes: Vec<Change> = batch.iter().map(|(_, c)| prefixed(prefix, c)).collect();
+        let results = commit_rebasing(remote.as_ref(), changes).await?;
+        for ((local, change), result) in batch.iter().zip(results) {
+            match result {
+                ChangeResult::Accepted { seq } => {
+                    stats.dirs_recorded += 1;
+                    upserts.push(plan::index_row(local, change.entry.hash, seq));
+                }
+                other => fail(&progress, stats, &local.path, &describe(&other)),
+            }
+        }
+    }
+    index.apply(task, root_no, &upserts, &[])?;
+
+    // Files: small ones batched, large ones one by one, `transfers` jobs at a time.
+    let mut jobs: Vec<Job> = Vec::new();
+    let mut small: Vec<(LocalEntry, Option<Seq>)> = Vec::new();
+    let mut small_bytes = 0;
+    for (entry, base) in plan.uploads {
+        progress.event(ProgressEvent::Queued { path: entry.path.clone(), size: entry.size });
+        if entry.size < SMALL_FILE {
+            small_bytes += entry.size;
+            small.push((entry, base));
+            if small.len() >= BATCH_FILES || small_bytes >= BATCH_BYTES {
+                jobs.push(Job::Small(std::mem::take(&mut small)));
+                small_bytes = 0;
+            }
+        } else {
+            jobs.push(Job::Large(entry, base));
+        }
+    }
+    if !small.is_empty() {
+        jobs.push(Job::Small(small));
+    }
+    let ctx = Arc::new(JobContext {
+        remote: remote.clone(),
+        local_root: root.local.clone(),
+        prefix: prefix.clone(),
+        progress: progress.clone(),
+        sent: AtomicU64::new(0),
+        chunks: AtomicU64::new(0),
+    });
+    let mut results = stream::iter(jobs.into_iter().map(|job| run_job(ctx.clone(), job))).buffer_unordered(opts.transfers.max(1));
+    while let Some(outcome) = results.next().await {
+        let outcome = outcome?;
+        stats.files_uploaded += outcome.rows.len() as u64;
+        stats.failed += outcome.failed;
+        index.apply(task, root_no, &outcome.rows, &[])?;
+    }
+    stats.bytes_sent += ctx.sent.load(Ordering::Relaxed);
+    stats.chunks_sent += ctx.chunks.load(Ordering::Relaxed);
+
+    // Deletions last: a pass that failed earlier never got here.
+    for batch in plan.deletes.chunks(COMMIT_BATCH) {
+        let changes: Vec<Change> = batch.iter().map(|c| prefixed(prefix, c)).collect();
+        let results = remote.commit(&changes).await?;
+        let mut removed = Vec::new();
+        for (change, result) in batch.iter().zip(results) {
+            match result {
+                ChangeResult::Accepted { .. } => {
+                    stats.deleted += 1;
+                    progress.event(ProgressEvent::Deleted { path: change.path.clone() });
+                    removed.push(change.path.clone());
+                }
+                // Someone else changed it since we put it there: theirs stays.
+                ChangeResult::Conflict { .. } => removed.push(change.path.clone()),
+                other => fail(&progress, stats, &change.path, &describe(&other)),
+            }
+        }
+        index.apply(task, root_no, &[], &removed)?;
+    }
+    Ok(())
+}
+
+fn prefixed(prefix: &RelPath, c: &Change) -> Change {
+    Change { path: prefix.join_path(&c.path), ..c.clone() }
+}
+
+fn describe(r: &ChangeResult) -> String {
+    match r {
+        ChangeResult::Accepted { seq } => format!("accepted as version {seq}"),
+        ChangeResult::Conflict { .. } => "changed on the server meanwhile".into(),
+        ChangeResult::MissingChunks { chunks } => format!("{} chunks vanished from the server; will retry", chunks.len()),
+        ChangeResult::Refused { reason } => format!("refused by the server: {reason}"),
+    }
+}
+
+fn fail(progress: &Arc<dyn Progress>, stats: &mut BackupStats, path: &RelPath, reason: &str) {
+    stats.failed += 1;
+    progress.event(ProgressEvent::Failed { path: path.to_string(), reason: reason.to_string() });
+}
+
+/// Commits, and re-bases changes that met a newer head once: a backup task owns its
+/// sub-folder, so its local state wins while the other version stays in history.
+async fn commit_rebasing(remote: &dyn Remote, mut changes: Vec<Change>) -> Result<Vec<ChangeResult>> {
+    let mut results = remote.commit(&changes).await?;
+    let retry: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| matches!(r, ChangeResult::Conflict { .. }).then_some(i))
+        .collect();
+    if retry.is_empty() {
+        return Ok(results);
+    }
+    let again: Vec<Change> = retry
+        .iter()
+        .map(|&i| {
+            let head = match &results[i] {
+                ChangeResult::Conflict { head } => head.as_ref().map(|h| h.seq),
+                _ => None,
+            };
+            changes[i].base = head;
+            changes[i].clone()
+        })
+        .collect();
+    let second = remote.commit(&again).await?;
+    for (i, r) in retry.into_iter().zip(second) {
+        results[i] = r;
+    }
+    Ok(results)
+}
+
+enum Job {
+    Small(Vec<(LocalEntry, Option<Seq>)>),
+    Large(LocalEntry, Option<Seq>),
+}
+
+struct JobContext {
+    remote: Arc<dyn Remote>,
+    local_root: PathBuf,
+    prefix: RelPath,
+    progress: Arc<dyn Progress>,
+    sent: AtomicU64,
+    chunks: AtomicU64,
+}
+
+#[derive(Default)]
+struct JobOutcome {
+    rows: Vec<IndexRow>,
+    failed: u64,
+}
+
+/// A file read completely, with the stat it had while being read.
+struct ReadFile {
+    entry: LocalEntry,
+    base: Option<Seq>,
+    hash: ContentHash,
+    chunks: Vec<ChunkRef>,
+}
+
+enum ReadError {
+    /// Gone before we could read it: nothing to back up, nothing to report as failure.
+    Vanished,
+    Failed(String),
+}
+
+fn local_path(root: &Path, rel: &RelPath) -> PathBuf {
+    rel.components().fold(root.to_path_buf(), |p, c| p.join(c))
+}
+
+/// Checks that the file still has the stat it had when it was opened.
+fn stat_unchanged(path: &Path, before: &LocalEntry) -> std::result::Result<(), ReadError> {
+    let after = std::fs::symlink_metadata(path).map_err(|_| ReadError::Vanished)?;
+    let same = after.len() == before.size
+        && after.mtime() * 1_000_000_000 + after.mtime_nsec() == before.mtime_ns
+        && after.ctime() * 1_000_000_000 + after.ctime_nsec() == before.ctime_ns
+        && after.ino() == before.inode;
+    if same {
+        Ok(())
+    } else {
+        Err(ReadError::Failed("changed while it was read; it will be backed up on the next pass".into()))
+    }
+}
+
+/// Opens a file and returns it with its stat at open time.
+fn open_file(path: &Path, rel: &RelPath) -> std::result::Result<(File, LocalEntry), ReadError> {
+    let f = File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ReadError::Vanished,
+        _ => ReadError::Failed(format!("cannot open: {e}")),
+    })?;
+    let md = f.metadata().map_err(|e| ReadError::Failed(format!("cannot stat: {e}")))?;
+    if !md.is_file() {
+        return Err(ReadError::Failed("is no longer a regular file".into()));
+    }
+    Ok((f, LocalEntry::from_metadata(rel.clone(), EntryKind::File, &md, None)))
+}
+
+/// Reads small files whole: their bytes, chunked, ready to send.
+fn read_small(root: &Path, files: Vec<(LocalEntry, Option<Seq>)>) -> Vec<(RelPath, std::result::Result<(ReadFile, Vec<(ChunkId, Bytes)>), ReadError>)> {
+    files
+        .into_iter()
+        .map(|(entry, base)| {
+            let path = local_path(root, &entry.path);
+            let rel = entry.path.clone();
+            let read = (|| {
+                let (f, stat) = open_file(&path, &entry.path)?;
+                let mut data = Vec::new();
+                let digest = chunk_reader(f, stat.size, &path.display().to_string(), |c, bytes| {
+                    data.push((c.id, Bytes::copy_from_slice(bytes)));
+                    Ok(())
+                })
+                .map_err(|e| ReadError::Failed(e.to_string()))?;
+                stat_unchanged(&path, &stat)?;
+                if digest.size != stat.size {
+                    return Err(ReadError::Failed("changed while it was read; it will be backed up on the next pass".into()));
+                }
+                Ok((ReadFile { entry: stat, base, hash: digest.hash, chunks: digest.chunks }, data))
+            })();
+            (rel, read)
+        })
+        .collect()
+}
+
+async fn run_job(ctx: Arc<JobContext>, job: Job) -> Result<JobOutcome> {
+    let mut outcome = JobOutcome::default();
+    let ready: Vec<ReadFile> = match job {
+        Job::Small(files) => {
+            for (e, _) in &files {
+                ctx.progress.event(ProgressEvent::Uploading { path: e.path.clone() });
+            }
+            let root = ctx.local_root.clone();
+            let read = tokio::task::spawn_blocking(move || read_small(&root, files))
+                .await
+                .map_err(|e| Error::Refused(format!("reader failed: {e}")))?;
+            let mut ready = Vec::new();
+            let mut chunks: HashMap<ChunkId, Bytes> = HashMap::new();
+            for (rel, r) in read {
+                match r {
+                    Ok((file, data)) => {
+                        chunks.extend(data);
+                        ready.push(file);
+                    }
+                    Err(ReadError::Vanished) => {}
+                    Err(ReadError::Failed(why)) => {
+                        outcome.failed += 1;
+                        ctx.progress.event(ProgressEvent::Failed { path: rel.to_string(), reason: why });
+                    }
+                }
+            }
+            send_missing(&ctx, chunks).await?;
+            ready
+        }
+        Job::Large(entry, base) => {
+            ctx.progress.event(ProgressEvent::Uploading { path: entry.path.clone() });
+            match stream_large(&ctx, entry.clone(), base).await? {
+                Ok(file) => vec![file],
+                Err(ReadError::Vanished) => Vec::new(),
+                Err(ReadError::Failed(why)) => {
+                    outcome.failed += 1;
+                    ctx.progress.event(ProgressEvent::Failed { path: entry.path.to_string(), reason: why });
+                    Vec::new()
+                }
+            }
+        }
+    };
+    if ready.is_empty() {
+        return Ok(outcome);
+    }
+    let changes: Vec<Change> = ready
+        .iter()
+        .map(|f| Change {
+            path: ctx.prefix.join_path(&f.entry.path),
+            base: f.base,
+            entry: Entry {
+                kind: EntryKind::File,
+                size: f.entry.size,
+                mtime_ns: f.entry.mtime_ns,
+                mode: f.entry.mode,
+                hash: Some(f.hash),
+                target: None,
+            },
+            chunks: f.chunks.iter().map(|c| ChunkSpan { id: c.id, len: c.len }).collect(),
+        })
+        .collect();
+    let results = commit_rebasing(ctx.remote.as_ref(), changes).await?;
+    for (file, result) in ready.into_iter().zip(results) {
+        match result {
+            ChangeResult::Accepted { seq } => {
+                ctx.progress.event(ProgressEvent::Uploaded { path: file.entry.path.clone(), size: file.entry.size });
+                outcome.rows.push(plan::index_row(&file.entry, Some(file.hash), seq));
+            }
+            other => {
+                outcome.failed += 1;
+                ctx.progress.event(ProgressEvent::Failed { path: file.entry.path.to_string(), reason: describe(&other) });
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+/// Asks which chunks the remote lacks and uploads those, in requests of bounded size.
+async fn send_missing(ctx: &JobContext, chunks: HashMap<ChunkId, Bytes>) -> Result<()> {
+    if chunks.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<ChunkId> = chunks.keys().copied().collect();
+    let missing = ctx.remote.missing(&ids).await?;
+    let mut batch: Vec<(ChunkId, Bytes)> = Vec::new();
+    let mut size = 0;
+    for id in missing {
+        if let Some(data) = chunks.get(&id) {
+            size += data.len();
+            batch.push((id, data.clone()));
+            if size >= UPLOAD_REQUEST {
+                upload(ctx, std::mem::take(&mut batch)).await?;
+                size = 0;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        upload(ctx, batch).await?;
+    }
+    Ok(())
+}
+
+async fn upload(ctx: &JobContext, batch: Vec<(ChunkId, Bytes)>) -> Result<()> {
+    let sent = ctx.remote.upload(&batch).await?;
+    ctx.sent.fetch_add(sent, Ordering::Relaxed);
+    ctx.chunks.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    ctx.progress.event(ProgressEvent::Transferred { bytes: sent });
+    Ok(())
+}
+
+/// Chunks a large file on a blocking thread, window by window, while the async side asks for
+/// and sends the chunks the remote lacks; memory stays at about two windows.
+async fn stream_large(ctx: &JobContext, entry: LocalEntry, base: Option<Seq>) -> Result<std::result::Result<ReadFile, ReadError>> {
+    let path = local_path(&ctx.local_root, &entry.path);
+    let rel = entry.path.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<HashMap<ChunkId, Bytes>>(1);
+    let reader = tokio::task::spawn_blocking(move || -> std::result::Result<ReadFile, ReadError> {
+        let (f, stat) = open_file(&path, &rel)?;
+        let mut window: HashMap<ChunkId, Bytes> = HashMap::new();
+        let mut window_bytes = 0usize;
+        let digest = chunk_reader(f, stat.size, &path.display().to_string(), |c, bytes| {
+            window_bytes += bytes.len();
+            window.insert(c.id, Bytes::copy_from_slice(bytes));
+            if window_bytes >= WINDOW {
+                window_bytes = 0;
+                if tx.blocking_send(std::mem::take(&mut window)).is_err() {
+                    return Err(cairn_model::Error::Read {
+                        what: path.display().to_string(),
+                        source: std::io::Error::other("upload stopped"),
+                    });
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| ReadError::Failed(e.to_string()))?;
+        if !window.is_empty() && tx.blocking_send(window).is_err() {
+            return Err(ReadError::Failed("upload stopped".into()));
+        }
+        stat_unchanged(&path, &stat)?;
+        if digest.size != stat.size {
+            return Err(ReadError::Failed("changed while it was read; it will be backed up on the next pass".into()));
+        }
+        Ok(ReadFile { entry: stat, base, hash: digest.hash, chunks: digest.chunks })
+    });
+    let mut send_error = None;
+    while let Some(window) = rx.recv().await {
+        if let Err(e) = send_missing(ctx, window).await {
+            send_error = Some(e);
+            break;
+        }
+    }
+    drop(rx);
+    let read = reader.await.map_err(|e| Error::Refused(format!("reader failed: {e}")))?;
+    if let Some(e) = send_error {
+        return Err(e);
+    }
+    Ok(read)
+}

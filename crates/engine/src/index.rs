@@ -1,0 +1,135 @@
+//! The local index (SQLite on the client): per task, local root and path, the last stat seen,
+//! the content hash, and the remote version both sides agreed on (the base).
+//!
+//! The index is a cache plus the base: losing it costs a re-hash and never a deletion, because
+//! a delete is planned only for a path whose base the index holds.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use cairn_model::{ContentHash, EntryKind, RelPath, Seq};
+use rusqlite::{params, Connection};
+
+use crate::{Error, Result};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndexRow {
+    pub path: RelPath,
+    pub kind: EntryKind,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub inode: u64,
+    pub mode: u32,
+    pub hash: Option<ContentHash>,
+    /// The remote version this local state was agreed as.
+    pub seq: Seq,
+}
+
+pub struct LocalIndex {
+    conn: Connection,
+}
+
+fn db(context: &str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
+    move |source| Error::Index { context: context.to_string(), source }
+}
+
+impl LocalIndex {
+    /// # Errors
+    /// When the index file cannot be opened or created.
+    pub fn open(path: &Path) -> Result<Self> {
+        let ctx = format!("opening local index {}", path.display());
+        let conn = Connection::open(path).map_err(db(&ctx))?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(db(&ctx))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+             CREATE TABLE IF NOT EXISTS files(
+               task TEXT NOT NULL, root INTEGER NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL,
+               size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
+               inode INTEGER NOT NULL, mode INTEGER NOT NULL, hash BLOB, seq INTEGER NOT NULL,
+               PRIMARY KEY(task, root, path)) WITHOUT ROWID;",
+        )
+        .map_err(db(&ctx))?;
+        Ok(LocalIndex { conn })
+    }
+
+    /// Every row of one local root of a task.
+    pub fn load(&self, task: &str, root: u32) -> Result<HashMap<RelPath, IndexRow>> {
+        let ctx = format!("reading the index of task {task}");
+        let mut st = self
+            .conn
+            .prepare("SELECT path, kind, size, mtime_ns, ctime_ns, inode, mode, hash, seq FROM files WHERE task=?1 AND root=?2")
+            .map_err(db(&ctx))?;
+        let rows = st
+            .query_map(params![task, root], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, u32>(6)?,
+                    r.get::<_, Option<Vec<u8>>>(7)?,
+                    r.get::<_, i64>(8)?,
+                ))
+            })
+            .map_err(db(&ctx))?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (path, kind, size, mtime_ns, ctime_ns, inode, mode, hash, seq) = row.map_err(db(&ctx))?;
+            // A row that no longer parses is dropped: the next scan re-hashes that path.
+            let (Ok(path), Some(kind)) = (RelPath::parse(&path), EntryKind::parse(&kind)) else { continue };
+            let hash = hash.and_then(|h| <[u8; 32]>::try_from(h).ok()).map(ContentHash::from_bytes);
+            out.insert(
+                path.clone(),
+                IndexRow { path, kind, size: size as u64, mtime_ns, ctime_ns, inode: inode as u64, mode, hash, seq: Seq(seq) },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Writes rows and removes paths in one transaction.
+    pub fn apply(&mut self, task: &str, root: u32, upserts: &[IndexRow], removes: &[RelPath]) -> Result<()> {
+        let ctx = format!("updating the index of task {task}");
+        let tx = self.conn.transaction().map_err(db(&ctx))?;
+        {
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO files(task, root, path, kind, size, mtime_ns, ctime_ns, inode, mode, hash, seq)
+                     VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .map_err(db(&ctx))?;
+            for r in upserts {
+                put.execute(params![
+                    task,
+                    root,
+                    r.path.as_str(),
+                    r.kind.as_str(),
+                    r.size as i64,
+                    r.mtime_ns,
+                    r.ctime_ns,
+                    r.inode as i64,
+                    r.mode,
+                    r.hash.map(|h| h.as_bytes().to_vec()),
+                    r.seq.0
+                ])
+                .map_err(db(&ctx))?;
+            }
+            let mut del = tx.prepare_cached("DELETE FROM files WHERE task=?1 AND root=?2 AND path=?3").map_err(db(&ctx))?;
+            for p in removes {
+                del.execute(params![task, root, p.as_str()]).map_err(db(&ctx))?;
+            }
+        }
+        tx.commit().map_err(db(&ctx))
+    }
+
+    /// Forgets a task (its remote data stays).
+    pub fn forget_task(&self, task: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM files WHERE task=?1", [task])
+            .map_err(db(&format!("forgetting task {task}")))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,50 @@
+//! `Remote`: the far side of a task, as the engine needs it.
+//!
+//! The engine decides *what* changes; a `Remote` decides how bytes travel. The cairn server's
+//! remote (in `cairn-client`) moves content as chunks the server lacks; every method is one
+//! or a few requests, so many small files cost few round trips.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cairn_model::{ChunkId, Entry, RelPath, Seq};
+use cairn_protocol::{Change, ChangeResult, ChunkSpan, VersionInfo};
+
+use crate::Result;
+
+/// The head of one remote path.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RemoteEntry {
+    pub seq: Seq,
+    pub entry: Entry,
+}
+
+#[async_trait]
+pub trait Remote: Send + Sync {
+    /// For messages: `https://host:port/folder`.
+    fn describe(&self) -> String;
+
+    /// Every path under `prefix` (live heads, or as of `at_ns`, with deletion markers when
+    /// `deleted`). The listing is complete or an error: never a partial answer.
+    ///
+    /// # Errors
+    /// Any failure to get the whole listing.
+    async fn tree(&self, prefix: &RelPath, at_ns: Option<i64>, deleted: bool) -> Result<Vec<VersionInfo>>;
+
+    /// Which of `ids` the remote lacks.
+    async fn missing(&self, ids: &[ChunkId]) -> Result<Vec<ChunkId>>;
+
+    /// Stores chunks; returns the bytes sent.
+    async fn upload(&self, chunks: &[(ChunkId, Bytes)]) -> Result<u64>;
+
+    /// Applies a batch of changes; one result per change, in order.
+    async fn commit(&self, changes: &[Change]) -> Result<Vec<ChangeResult>>;
+
+    /// Every retained version of `path`, newest first.
+    async fn versions(&self, path: &RelPath) -> Result<Vec<VersionInfo>>;
+
+    /// The chunk list of version `seq` of `path`.
+    async fn chunk_list(&self, path: &RelPath, seq: Seq) -> Result<Vec<ChunkSpan>>;
+
+    /// One chunk's bytes.
+    async fn chunk(&self, id: &ChunkId) -> Result<Bytes>;
+}

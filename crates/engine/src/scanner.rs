@@ -1,0 +1,160 @@
+//! The scanner: walks a local folder and returns what is there, with the stat fields that let
+//! unchanged files skip re-hashing. It never follows symbolic links, skips sockets, FIFOs and
+//! devices, and reports (never drops silently) names it cannot carry.
+//!
+//! A folder it cannot read is listed in `incomplete`: the planner deletes nothing under it.
+
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use cairn_model::{EntryKind, Filter, FilterDecision, RelPath};
+
+use crate::{Error, Result};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LocalEntry {
+    pub path: RelPath,
+    pub kind: EntryKind,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub inode: u64,
+    pub mode: u32,
+    pub target: Option<String>,
+}
+
+impl LocalEntry {
+    pub fn from_metadata(path: RelPath, kind: EntryKind, md: &fs::Metadata, target: Option<String>) -> Self {
+        LocalEntry {
+            path,
+            kind,
+            size: if kind == EntryKind::File { md.len() } else { 0 },
+            mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+            ctime_ns: md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+            inode: md.ino(),
+            mode: md.mode() & 0o7777,
+            target,
+        }
+    }
+
+    /// True when size, mtime, ctime and inode are unchanged: the content is taken as unchanged.
+    pub fn same_stat(&self, size: u64, mtime_ns: i64, ctime_ns: i64, inode: u64) -> bool {
+        self.size == size && self.mtime_ns == mtime_ns && self.ctime_ns == ctime_ns && self.inode == inode
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub entries: Vec<LocalEntry>,
+    /// Paths left out by a rule, with the rule.
+    pub excluded: Vec<(RelPath, String)>,
+    /// Names that could not be taken, with why (invalid UTF-8, too long, special files).
+    pub reports: Vec<(String, String)>,
+    /// Sub-folders that could not be read completely.
+    pub incomplete: Vec<RelPath>,
+}
+
+/// Checks that a task's local root is there and is a folder.
+///
+/// # Errors
+/// [`Error::Refused`] when it is missing, not a folder, or unreadable (an unmounted disk looks
+/// like this): the task must stop before it concludes that everything was deleted.
+pub fn check_root(root: &Path) -> Result<()> {
+    match fs::metadata(root) {
+        Ok(md) if md.is_dir() => fs::read_dir(root).map(|_| ()).map_err(|e| {
+            Error::Refused(format!("cannot read the local folder {}: {e}; nothing was changed on the server", root.display()))
+        }),
+        Ok(_) => Err(Error::Refused(format!("{} is not a folder; nothing was changed on the server", root.display()))),
+        Err(e) => Err(Error::Refused(format!(
+            "the local folder {} is missing or unmounted ({e}); nothing was changed on the server",
+            root.display()
+        ))),
+    }
+}
+
+/// Walks `root` (which [`check_root`] accepted).
+pub fn scan(root: &Path, filter: &Filter) -> Scan {
+    let mut out = Scan::default();
+    let mut stack: Vec<(PathBuf, RelPath)> = vec![(root.to_path_buf(), RelPath::root())];
+    while let Some((dir, rel)) = stack.pop() {
+        let iter = match fs::read_dir(&dir) {
+            Ok(it) => it,
+            Err(e) => {
+                out.reports.push((dir.display().to_string(), format!("cannot read folder: {e}")));
+                out.incomplete.push(rel);
+                continue;
+            }
+        };
+        for item in iter {
+            let item = match item {
+                Ok(i) => i,
+                Err(e) => {
+                    out.reports.push((dir.display().to_string(), format!("cannot list folder: {e}")));
+                    out.incomplete.push(rel.clone());
+                    continue;
+                }
+            };
+            let full = item.path();
+            let Some(name) = item.file_name().to_str().map(str::to_string) else {
+                out.reports.push((
+                    full.display().to_string(),
+                    format!("name is not valid UTF-8 (bytes {:?}); not backed up", item.file_name().as_bytes()),
+                ));
+                continue;
+            };
+            let path = match rel.join(&name) {
+                Ok(p) => p,
+                Err(e) => {
+                    out.reports.push((full.display().to_string(), e.to_string()));
+                    continue;
+                }
+            };
+            // A file that vanished between listing and stat is simply not there any more.
+            let Ok(md) = fs::symlink_metadata(&full) else { continue };
+            let ft = md.file_type();
+            let kind = if ft.is_symlink() {
+                EntryKind::Symlink
+            } else if ft.is_dir() {
+                EntryKind::Dir
+            } else if ft.is_file() {
+                EntryKind::File
+            } else {
+                let what = if ft.is_socket() {
+                    "a socket"
+                } else if ft.is_fifo() {
+                    "a FIFO"
+                } else {
+                    "a device"
+                };
+                out.reports.push((full.display().to_string(), format!("{what}; skipped")));
+                continue;
+            };
+            if let FilterDecision::Exclude(rule) = filter.check(&path, kind, md.len()) {
+                out.excluded.push((path, rule));
+                continue;
+            }
+            let target = if kind == EntryKind::Symlink {
+                match fs::read_link(&full) {
+                    Ok(t) => match t.to_str() {
+                        Some(t) => Some(t.to_string()),
+                        None => {
+                            out.reports.push((full.display().to_string(), "link target is not valid UTF-8; skipped".into()));
+                            continue;
+                        }
+                    },
+                    Err(_) => continue,
+                }
+            } else {
+                None
+            };
+            if kind == EntryKind::Dir {
+                stack.push((full, path.clone()));
+            }
+            out.entries.push(LocalEntry::from_metadata(path, kind, &md, target));
+        }
+    }
+    out.entries.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
