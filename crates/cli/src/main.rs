@@ -1,1 +1,99 @@
-fn main() {}
+//! `cairn`: the one binary. Parses arguments, calls the libraries, prints, and sets the exit
+//! code (0 success, 1 failure, 2 bad usage).
+
+mod agent;
+mod config;
+mod explore;
+mod server_cmd;
+mod task_cmd;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Self-hosted drive: a server that keeps every version, and the client that backs folders up to it"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run and administer a cairn server.
+    Server {
+        #[command(subcommand)]
+        cmd: server_cmd::ServerCmd,
+    },
+    /// Save (or edit) a connection to a cairn server.
+    Connect(task_cmd::ConnectCmd),
+    /// Backup tasks: upload local folders to a server folder, one way.
+    Backup {
+        #[command(subcommand)]
+        cmd: task_cmd::BackupCmd,
+    },
+    /// Run tasks once, to completion.
+    Run(agent::RunCmd),
+    /// Run all tasks continuously (watcher plus periodic rescan).
+    Agent(agent::AgentCmd),
+    /// Pause a task (the running agent stops working on it).
+    Pause { task: String },
+    /// Resume a paused task.
+    Resume { task: String },
+    /// Show the state and recent activity of tasks.
+    Status { task: Option<String> },
+    /// Show a task's log.
+    Log {
+        task: Option<String>,
+        /// How many lines from the end.
+        #[arg(long, default_value_t = 50)]
+        lines: usize,
+    },
+    /// Every version of a file: time, size, device.
+    Versions { task: String, path: PathBuf },
+    /// List a task's files, now or at a time.
+    Ls(explore::LsCmd),
+    /// Restore a file, a folder or a whole task.
+    Restore(explore::RestoreCmd),
+    /// Download one version of a file.
+    Download(explore::DownloadCmd),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Server { cmd } => server_cmd::run(cmd).await,
+            Cmd::Connect(c) => task_cmd::connect(c).await,
+            Cmd::Backup { cmd } => task_cmd::backup(cmd).await,
+            Cmd::Run(c) => agent::run_once(c).await,
+            Cmd::Agent(c) => agent::agent(c).await,
+            Cmd::Pause { task } => agent::set_paused(&task, true).await,
+            Cmd::Resume { task } => agent::set_paused(&task, false).await,
+            Cmd::Status { task } => agent::status(task.as_deref()).await,
+            Cmd::Log { task, lines } => agent::log(task.as_deref(), lines),
+            Cmd::Versions { task, path } => explore::versions(&task, &path).await,
+            Cmd::Ls(c) => explore::ls(c).await,
+            Cmd::Restore(c) => explore::restore(c).await,
+            Cmd::Download(c) => explore::download(c).await,
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,1 +1,533 @@
+//! The client of a cairn server: TLS trust (system roots, a CA file, or a pinned fingerprint),
+//! proxies, login, and [`HttpRemote`], the engine's [`Remote`] over the HTTP API.
+//!
+//! A `Connection` logs in lazily and once more when its token expires; every error names the
+//! request it is about and, for TLS failures, says the certificate may be self-signed or the
+//! connection intercepted.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use cairn_engine::{Remote, Result as EngineResult};
+use cairn_model::{ChunkId, DeviceId, RelPath, Seq};
+use cairn_protocol::{
+    frame, Change, ChangeResult, ChunkListResponse, ChunkSpan, CommitRequest, CommitResponse,
+    ErrorBody, FolderInfo, LoginRequest, LoginResponse, MissingRequest, MissingResponse,
+    TreeResponse, UploadResponse, VersionInfo, VersionsResponse,
+};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("TLS verification of {url} failed: the server's certificate may be self-signed, or the connection may be intercepted. Pin it with --fingerprint (the server prints it with `cairn server fingerprint`) or trust its CA with --ca ({detail})")]
+    Tls { url: String, detail: String },
+    #[error("cannot reach {url}: {detail}")]
+    Network {
+        url: String,
+        detail: String,
+        temporary: bool,
+    },
+    #[error("{url}: {message} (HTTP {status})")]
+    Status {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+impl Error {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How the server's certificate is trusted.
+#[derive(Clone, Debug)]
+pub enum Trust {
+    SystemRoots,
+    CaFile(PathBuf),
+    /// SHA-256 of the server's certificate (hex, colons and case ignored).
+    Fingerprint(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    pub url: String,
+    pub user: String,
+    pub password: String,
+    pub trust: Trust,
+    pub proxy: Option<String>,
+    pub device: DeviceId,
+}
+
+fn normalize_fingerprint(f: &str) -> String {
+    f.chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .collect::<String>()
+        .to_lowercase()
+}
+
+/// Accepts exactly the certificate whose SHA-256 was pinned; signatures are still verified so
+/// the peer must hold that certificate's key.
+#[derive(Debug)]
+struct PinnedVerifier {
+    fingerprint: String,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let got = ring::digest::digest(&ring::digest::SHA256, end_entity.as_ref());
+        let got: String = got.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        if got == self.fingerprint {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!(
+                "certificate fingerprint {got} is not the pinned one"
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn tls_config(trust: &Trust) -> Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(format!("TLS setup: {e}")))?;
+    let mut config = match trust {
+        Trust::Fingerprint(f) => {
+            let fingerprint = normalize_fingerprint(f);
+            if fingerprint.len() != 64 {
+                return Err(Error::Config(format!(
+                    "fingerprint {f:?} is not a SHA-256 (64 hex digits)"
+                )));
+            }
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
+                    fingerprint,
+                    provider,
+                }))
+                .with_no_client_auth()
+        }
+        Trust::SystemRoots | Trust::CaFile(_) => {
+            let mut roots = rustls::RootCertStore::empty();
+            if let Trust::CaFile(path) = trust {
+                let pem = std::fs::read(path).map_err(|e| {
+                    Error::Config(format!("reading CA file {}: {e}", path.display()))
+                })?;
+                for cert in rustls_pemfile::certs(&mut &pem[..]) {
+                    let cert = cert.map_err(|e| {
+                        Error::Config(format!("reading CA file {}: {e}", path.display()))
+                    })?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| Error::Config(format!("CA file {}: {e}", path.display())))?;
+                }
+                if roots.is_empty() {
+                    return Err(Error::Config(format!(
+                        "CA file {} holds no certificate",
+                        path.display()
+                    )));
+                }
+            } else {
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    let _ = roots.add(cert);
+                }
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A logged-in (or ready to log in) session with one server.
+pub struct Connection {
+    http: reqwest::Client,
+    base: String,
+    opts: ConnectOptions,
+    token: Mutex<Option<String>>,
+    server_id: Mutex<Option<String>>,
+}
+
+fn describe_reqwest(url: &str, e: &reqwest::Error) -> Error {
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(e);
+    let mut tls = false;
+    while let Some(s) = source {
+        let text = s.to_string();
+        if text.contains("certificate")
+            || text.contains("UnknownIssuer")
+            || text.contains("fingerprint")
+        {
+            tls = true;
+        }
+        detail = format!("{detail}: {text}");
+        source = s.source();
+    }
+    if tls {
+        Error::Tls {
+            url: url.to_string(),
+            detail,
+        }
+    } else {
+        Error::Network {
+            url: url.to_string(),
+            detail,
+            temporary: e.is_timeout() || e.is_connect() || e.is_request(),
+        }
+    }
+}
+
+impl Connection {
+    /// # Errors
+    /// A bad URL, proxy or trust setting.
+    pub fn new(opts: ConnectOptions) -> Result<Self> {
+        let base = opts.url.trim_end_matches('/').to_string();
+        if !base.starts_with("https://") && !base.starts_with("http://") {
+            return Err(Error::Config(format!(
+                "server URL {base:?} must start with https://"
+            )));
+        }
+        let mut builder = reqwest::Client::builder()
+            .use_preconfigured_tls(tls_config(&opts.trust)?)
+            .connect_timeout(Duration::from_secs(20))
+            .pool_idle_timeout(Duration::from_secs(60));
+        if let Some(p) = &opts.proxy {
+            let proxy =
+                reqwest::Proxy::all(p).map_err(|e| Error::Config(format!("proxy {p:?}: {e}")))?;
+            builder = builder.proxy(proxy);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        Ok(Connection {
+            http,
+            base,
+            opts,
+            token: Mutex::new(None),
+            server_id: Mutex::new(None),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// Logs in and keeps the token.
+    ///
+    /// # Errors
+    /// Wrong credentials (HTTP 401), TLS and network failures.
+    pub async fn login(&self) -> Result<LoginResponse> {
+        let url = format!("{}/api/v1/login", self.base);
+        let req = LoginRequest {
+            user: self.opts.user.clone(),
+            password: self.opts.password.clone(),
+            device: Some(self.opts.device.clone()),
+        };
+        let resp = self
+            .http
+            .post(&url)
+            .json(&req)
+            .send()
+            .await
+            .map_err(|e| describe_reqwest(&url, &e))?;
+        let login: LoginResponse = decode(&url, resp).await?;
+        *self.token.lock().await = Some(login.token.clone());
+        *self.server_id.lock().await = Some(login.server_id.clone());
+        Ok(login)
+    }
+
+    async fn token(&self) -> Result<String> {
+        if let Some(t) = self.token.lock().await.clone() {
+            return Ok(t);
+        }
+        Ok(self.login().await?.token)
+    }
+
+    /// Sends a request built by `make`, logging in again once if the token was refused.
+    async fn send(
+        &self,
+        url: &str,
+        make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        for attempt in 0..2 {
+            let token = self.token().await?;
+            let resp = make(&self.http)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .map_err(|e| describe_reqwest(url, &e))?;
+            if resp.status() == reqwest::StatusCode::UNAUTHORIZED && attempt == 0 {
+                *self.token.lock().await = None;
+                continue;
+            }
+            return Ok(resp);
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T> {
+        let url = format!("{}{path}", self.base);
+        let resp = self.send(&url, |c| c.get(&url).query(query)).await?;
+        decode(&url, resp).await
+    }
+
+    async fn post_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        let url = format!("{}{path}", self.base);
+        let resp = self.send(&url, |c| c.post(&url).json(body)).await?;
+        decode(&url, resp).await
+    }
+
+    pub async fn folders(&self) -> Result<Vec<FolderInfo>> {
+        self.get_json("/api/v1/folders", &[]).await
+    }
+
+    pub fn remote(self: &Arc<Self>, folder: &str) -> HttpRemote {
+        HttpRemote {
+            conn: self.clone(),
+            folder: folder.to_string(),
+        }
+    }
+}
+
+async fn decode<T: DeserializeOwned>(url: &str, resp: reqwest::Response) -> Result<T> {
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| describe_reqwest(url, &e))?;
+    if !status.is_success() {
+        let message = serde_json::from_slice::<ErrorBody>(&body)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(300).collect());
+        return Err(Error::Status {
+            url: url.to_string(),
+            status: status.as_u16(),
+            message,
+        });
+    }
+    serde_json::from_slice(&body).map_err(|e| Error::Status {
+        url: url.to_string(),
+        status: status.as_u16(),
+        message: format!("unreadable answer: {e}"),
+    })
+}
+
+/// A folder on a cairn server, as the engine's [`Remote`].
+pub struct HttpRemote {
+    conn: Arc<Connection>,
+    folder: String,
+}
+
+fn remote_err(e: Error) -> cairn_engine::Error {
+    cairn_engine::Error::Remote(e.to_string())
+}
+
+impl HttpRemote {
+    fn folder_path(&self, what: &str) -> String {
+        format!("/api/v1/folders/{}/{what}", self.folder)
+    }
+
+    /// The server's identity as seen at the last login.
+    pub async fn server_id(&self) -> Option<String> {
+        self.conn.server_id.lock().await.clone()
+    }
+}
+
+#[async_trait]
+impl Remote for HttpRemote {
+    fn describe(&self) -> String {
+        format!("{}/{}", self.conn.base, self.folder)
+    }
+
+    async fn tree(
+        &self,
+        prefix: &RelPath,
+        at_ns: Option<i64>,
+        deleted: bool,
+    ) -> EngineResult<Vec<VersionInfo>> {
+        let mut q = vec![
+            ("prefix", prefix.as_str().to_string()),
+            ("deleted", deleted.to_string()),
+        ];
+        if let Some(at) = at_ns {
+            q.push(("at", at.to_string()));
+        }
+        let t: TreeResponse = self
+            .conn
+            .get_json(&self.folder_path("tree"), &q)
+            .await
+            .map_err(remote_err)?;
+        Ok(t.entries)
+    }
+
+    async fn missing(&self, ids: &[ChunkId]) -> EngineResult<Vec<ChunkId>> {
+        let r: MissingResponse = self
+            .conn
+            .post_json(
+                "/api/v1/chunks/missing",
+                &MissingRequest {
+                    chunks: ids.to_vec(),
+                },
+            )
+            .await
+            .map_err(remote_err)?;
+        Ok(r.missing)
+    }
+
+    async fn upload(&self, chunks: &[(ChunkId, Bytes)]) -> EngineResult<u64> {
+        let total: usize = chunks
+            .iter()
+            .map(|(_, d)| d.len() + frame::HEADER_LEN)
+            .sum();
+        let mut body = BytesMut::with_capacity(total);
+        for (id, data) in chunks {
+            body.extend_from_slice(&frame::encode_header(id, data.len() as u32));
+            body.extend_from_slice(data);
+        }
+        let body = body.freeze();
+        let url = format!("{}/api/v1/chunks", self.conn.base);
+        let resp = self
+            .conn
+            .send(&url, |c| {
+                c.post(&url)
+                    .header("content-type", "application/octet-stream")
+                    .body(body.clone())
+            })
+            .await
+            .map_err(remote_err)?;
+        let _: UploadResponse = decode(&url, resp).await.map_err(remote_err)?;
+        Ok(total as u64)
+    }
+
+    async fn commit(&self, changes: &[Change]) -> EngineResult<Vec<ChangeResult>> {
+        let r: CommitResponse = self
+            .conn
+            .post_json(
+                &self.folder_path("commit"),
+                &CommitRequest {
+                    changes: changes.to_vec(),
+                },
+            )
+            .await
+            .map_err(remote_err)?;
+        if r.results.len() != changes.len() {
+            return Err(cairn_engine::Error::Remote(format!(
+                "{}: the server answered {} results for {} changes",
+                self.describe(),
+                r.results.len(),
+                changes.len()
+            )));
+        }
+        Ok(r.results)
+    }
+
+    async fn versions(&self, path: &RelPath) -> EngineResult<Vec<VersionInfo>> {
+        let r: VersionsResponse = self
+            .conn
+            .get_json(
+                &self.folder_path("versions"),
+                &[("path", path.as_str().to_string())],
+            )
+            .await
+            .map_err(remote_err)?;
+        Ok(r.versions)
+    }
+
+    async fn chunk_list(&self, path: &RelPath, seq: Seq) -> EngineResult<Vec<ChunkSpan>> {
+        let r: ChunkListResponse = self
+            .conn
+            .get_json(
+                &self.folder_path("chunklist"),
+                &[
+                    ("path", path.as_str().to_string()),
+                    ("seq", seq.0.to_string()),
+                ],
+            )
+            .await
+            .map_err(remote_err)?;
+        Ok(r.chunks)
+    }
+
+    async fn chunk(&self, id: &ChunkId) -> EngineResult<Bytes> {
+        let url = format!("{}/api/v1/chunks/{id}", self.conn.base);
+        let resp = self
+            .conn
+            .send(&url, |c| c.get(&url))
+            .await
+            .map_err(remote_err)?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| remote_err(describe_reqwest(&url, &e)))?;
+        if !status.is_success() {
+            return Err(cairn_engine::Error::Remote(format!("{url}: HTTP {status}")));
+        }
+        Ok(body)
+    }
+}

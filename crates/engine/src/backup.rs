@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cairn_model::{chunk_reader, ChunkId, ChunkRef, ContentHash, Entry, EntryKind, Filter, RelPath, Seq};
+use cairn_model::{
+    chunk_reader, ChunkId, ChunkRef, ContentHash, Entry, EntryKind, Filter, RelPath, Seq,
+};
 use cairn_protocol::{Change, ChangeResult, ChunkSpan};
 use futures_util::stream::{self, StreamExt};
 
@@ -81,7 +83,17 @@ pub async fn run(
         scanner::check_root(&r.local)?;
     }
     for (i, root) in roots.iter().enumerate() {
-        run_root(task, i as u32, root, remote.clone(), index, opts, progress.clone(), &mut stats).await?;
+        run_root(
+            task,
+            i as u32,
+            root,
+            remote.clone(),
+            index,
+            opts,
+            progress.clone(),
+            &mut stats,
+        )
+        .await?;
     }
     Ok(stats)
 }
@@ -102,7 +114,13 @@ async fn run_root(
     for v in listing {
         if let Some(rel) = v.path.strip_prefix(&root.remote_prefix) {
             if !rel.is_root() {
-                remote_map.insert(rel, RemoteEntry { seq: v.seq, entry: v.entry });
+                remote_map.insert(
+                    rel,
+                    RemoteEntry {
+                        seq: v.seq,
+                        entry: v.entry,
+                    },
+                );
             }
         }
     }
@@ -111,11 +129,21 @@ async fn run_root(
     let scan = tokio::task::spawn_blocking(move || scanner::scan(&local_root, &filter))
         .await
         .map_err(|e| Error::Refused(format!("scanner failed: {e}")))?;
-    let files = scan.entries.iter().filter(|e| e.kind == EntryKind::File).count() as u64;
-    progress.event(ProgressEvent::Scanned { files, dirs: scan.entries.len() as u64 - files });
+    let files = scan
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::File)
+        .count() as u64;
+    progress.event(ProgressEvent::Scanned {
+        files,
+        dirs: scan.entries.len() as u64 - files,
+    });
     for (path, reason) in &scan.reports {
         stats.reported += 1;
-        progress.event(ProgressEvent::Skipped { path: path.clone(), reason: reason.clone() });
+        progress.event(ProgressEvent::Skipped {
+            path: path.clone(),
+            reason: reason.clone(),
+        });
     }
     let idx = index.load(task, root_no)?;
     if scan.entries.is_empty() && !idx.is_empty() {
@@ -160,7 +188,10 @@ async fn run_root(
     let mut small: Vec<(LocalEntry, Option<Seq>)> = Vec::new();
     let mut small_bytes = 0;
     for (entry, base) in plan.uploads {
-        progress.event(ProgressEvent::Queued { path: entry.path.clone(), size: entry.size });
+        progress.event(ProgressEvent::Queued {
+            path: entry.path.clone(),
+            size: entry.size,
+        });
         if entry.size < SMALL_FILE {
             small_bytes += entry.size;
             small.push((entry, base));
@@ -183,7 +214,8 @@ async fn run_root(
         sent: AtomicU64::new(0),
         chunks: AtomicU64::new(0),
     });
-    let mut results = stream::iter(jobs.into_iter().map(|job| run_job(ctx.clone(), job))).buffer_unordered(opts.transfers.max(1));
+    let mut results = stream::iter(jobs.into_iter().map(|job| run_job(ctx.clone(), job)))
+        .buffer_unordered(opts.transfers.max(1));
     while let Some(outcome) = results.next().await {
         let outcome = outcome?;
         stats.files_uploaded += outcome.rows.len() as u64;
@@ -202,7 +234,9 @@ async fn run_root(
             match result {
                 ChangeResult::Accepted { .. } => {
                     stats.deleted += 1;
-                    progress.event(ProgressEvent::Deleted { path: change.path.clone() });
+                    progress.event(ProgressEvent::Deleted {
+                        path: change.path.clone(),
+                    });
                     removed.push(change.path.clone());
                 }
                 // Someone else changed it since we put it there: theirs stays.
@@ -216,26 +250,38 @@ async fn run_root(
 }
 
 fn prefixed(prefix: &RelPath, c: &Change) -> Change {
-    Change { path: prefix.join_path(&c.path), ..c.clone() }
+    Change {
+        path: prefix.join_path(&c.path),
+        ..c.clone()
+    }
 }
 
 fn describe(r: &ChangeResult) -> String {
     match r {
         ChangeResult::Accepted { seq } => format!("accepted as version {seq}"),
         ChangeResult::Conflict { .. } => "changed on the server meanwhile".into(),
-        ChangeResult::MissingChunks { chunks } => format!("{} chunks vanished from the server; will retry", chunks.len()),
+        ChangeResult::MissingChunks { chunks } => format!(
+            "{} chunks vanished from the server; will retry",
+            chunks.len()
+        ),
         ChangeResult::Refused { reason } => format!("refused by the server: {reason}"),
     }
 }
 
 fn fail(progress: &Arc<dyn Progress>, stats: &mut BackupStats, path: &RelPath, reason: &str) {
     stats.failed += 1;
-    progress.event(ProgressEvent::Failed { path: path.to_string(), reason: reason.to_string() });
+    progress.event(ProgressEvent::Failed {
+        path: path.to_string(),
+        reason: reason.to_string(),
+    });
 }
 
 /// Commits, and re-bases changes that met a newer head once: a backup task owns its
 /// sub-folder, so its local state wins while the other version stays in history.
-async fn commit_rebasing(remote: &dyn Remote, mut changes: Vec<Change>) -> Result<Vec<ChangeResult>> {
+async fn commit_rebasing(
+    remote: &dyn Remote,
+    mut changes: Vec<Change>,
+) -> Result<Vec<ChangeResult>> {
     let mut results = remote.commit(&changes).await?;
     let retry: Vec<usize> = results
         .iter()
@@ -311,7 +357,9 @@ fn stat_unchanged(path: &Path, before: &LocalEntry) -> std::result::Result<(), R
     if same {
         Ok(())
     } else {
-        Err(ReadError::Failed("changed while it was read; it will be backed up on the next pass".into()))
+        Err(ReadError::Failed(
+            "changed while it was read; it will be backed up on the next pass".into(),
+        ))
     }
 }
 
@@ -321,15 +369,26 @@ fn open_file(path: &Path, rel: &RelPath) -> std::result::Result<(File, LocalEntr
         std::io::ErrorKind::NotFound => ReadError::Vanished,
         _ => ReadError::Failed(format!("cannot open: {e}")),
     })?;
-    let md = f.metadata().map_err(|e| ReadError::Failed(format!("cannot stat: {e}")))?;
+    let md = f
+        .metadata()
+        .map_err(|e| ReadError::Failed(format!("cannot stat: {e}")))?;
     if !md.is_file() {
         return Err(ReadError::Failed("is no longer a regular file".into()));
     }
-    Ok((f, LocalEntry::from_metadata(rel.clone(), EntryKind::File, &md, None)))
+    Ok((
+        f,
+        LocalEntry::from_metadata(rel.clone(), EntryKind::File, &md, None),
+    ))
 }
 
 /// Reads small files whole: their bytes, chunked, ready to send.
-fn read_small(root: &Path, files: Vec<(LocalEntry, Option<Seq>)>) -> Vec<(RelPath, std::result::Result<(ReadFile, Vec<(ChunkId, Bytes)>), ReadError>)> {
+fn read_small(
+    root: &Path,
+    files: Vec<(LocalEntry, Option<Seq>)>,
+) -> Vec<(
+    RelPath,
+    std::result::Result<(ReadFile, Vec<(ChunkId, Bytes)>), ReadError>,
+)> {
     files
         .into_iter()
         .map(|(entry, base)| {
@@ -345,9 +404,19 @@ fn read_small(root: &Path, files: Vec<(LocalEntry, Option<Seq>)>) -> Vec<(RelPat
                 .map_err(|e| ReadError::Failed(e.to_string()))?;
                 stat_unchanged(&path, &stat)?;
                 if digest.size != stat.size {
-                    return Err(ReadError::Failed("changed while it was read; it will be backed up on the next pass".into()));
+                    return Err(ReadError::Failed(
+                        "changed while it was read; it will be backed up on the next pass".into(),
+                    ));
                 }
-                Ok((ReadFile { entry: stat, base, hash: digest.hash, chunks: digest.chunks }, data))
+                Ok((
+                    ReadFile {
+                        entry: stat,
+                        base,
+                        hash: digest.hash,
+                        chunks: digest.chunks,
+                    },
+                    data,
+                ))
             })();
             (rel, read)
         })
@@ -359,7 +428,9 @@ async fn run_job(ctx: Arc<JobContext>, job: Job) -> Result<JobOutcome> {
     let ready: Vec<ReadFile> = match job {
         Job::Small(files) => {
             for (e, _) in &files {
-                ctx.progress.event(ProgressEvent::Uploading { path: e.path.clone() });
+                ctx.progress.event(ProgressEvent::Uploading {
+                    path: e.path.clone(),
+                });
             }
             let root = ctx.local_root.clone();
             let read = tokio::task::spawn_blocking(move || read_small(&root, files))
@@ -376,7 +447,10 @@ async fn run_job(ctx: Arc<JobContext>, job: Job) -> Result<JobOutcome> {
                     Err(ReadError::Vanished) => {}
                     Err(ReadError::Failed(why)) => {
                         outcome.failed += 1;
-                        ctx.progress.event(ProgressEvent::Failed { path: rel.to_string(), reason: why });
+                        ctx.progress.event(ProgressEvent::Failed {
+                            path: rel.to_string(),
+                            reason: why,
+                        });
                     }
                 }
             }
@@ -384,13 +458,18 @@ async fn run_job(ctx: Arc<JobContext>, job: Job) -> Result<JobOutcome> {
             ready
         }
         Job::Large(entry, base) => {
-            ctx.progress.event(ProgressEvent::Uploading { path: entry.path.clone() });
+            ctx.progress.event(ProgressEvent::Uploading {
+                path: entry.path.clone(),
+            });
             match stream_large(&ctx, entry.clone(), base).await? {
                 Ok(file) => vec![file],
                 Err(ReadError::Vanished) => Vec::new(),
                 Err(ReadError::Failed(why)) => {
                     outcome.failed += 1;
-                    ctx.progress.event(ProgressEvent::Failed { path: entry.path.to_string(), reason: why });
+                    ctx.progress.event(ProgressEvent::Failed {
+                        path: entry.path.to_string(),
+                        reason: why,
+                    });
                     Vec::new()
                 }
             }
@@ -412,19 +491,34 @@ async fn run_job(ctx: Arc<JobContext>, job: Job) -> Result<JobOutcome> {
                 hash: Some(f.hash),
                 target: None,
             },
-            chunks: f.chunks.iter().map(|c| ChunkSpan { id: c.id, len: c.len }).collect(),
+            chunks: f
+                .chunks
+                .iter()
+                .map(|c| ChunkSpan {
+                    id: c.id,
+                    len: c.len,
+                })
+                .collect(),
         })
         .collect();
     let results = commit_rebasing(ctx.remote.as_ref(), changes).await?;
     for (file, result) in ready.into_iter().zip(results) {
         match result {
             ChangeResult::Accepted { seq } => {
-                ctx.progress.event(ProgressEvent::Uploaded { path: file.entry.path.clone(), size: file.entry.size });
-                outcome.rows.push(plan::index_row(&file.entry, Some(file.hash), seq));
+                ctx.progress.event(ProgressEvent::Uploaded {
+                    path: file.entry.path.clone(),
+                    size: file.entry.size,
+                });
+                outcome
+                    .rows
+                    .push(plan::index_row(&file.entry, Some(file.hash), seq));
             }
             other => {
                 outcome.failed += 1;
-                ctx.progress.event(ProgressEvent::Failed { path: file.entry.path.to_string(), reason: describe(&other) });
+                ctx.progress.event(ProgressEvent::Failed {
+                    path: file.entry.path.to_string(),
+                    reason: describe(&other),
+                });
             }
         }
     }
@@ -460,44 +554,57 @@ async fn upload(ctx: &JobContext, batch: Vec<(ChunkId, Bytes)>) -> Result<()> {
     let sent = ctx.remote.upload(&batch).await?;
     ctx.sent.fetch_add(sent, Ordering::Relaxed);
     ctx.chunks.fetch_add(batch.len() as u64, Ordering::Relaxed);
-    ctx.progress.event(ProgressEvent::Transferred { bytes: sent });
+    ctx.progress
+        .event(ProgressEvent::Transferred { bytes: sent });
     Ok(())
 }
 
 /// Chunks a large file on a blocking thread, window by window, while the async side asks for
 /// and sends the chunks the remote lacks; memory stays at about two windows.
-async fn stream_large(ctx: &JobContext, entry: LocalEntry, base: Option<Seq>) -> Result<std::result::Result<ReadFile, ReadError>> {
+async fn stream_large(
+    ctx: &JobContext,
+    entry: LocalEntry,
+    base: Option<Seq>,
+) -> Result<std::result::Result<ReadFile, ReadError>> {
     let path = local_path(&ctx.local_root, &entry.path);
     let rel = entry.path.clone();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<HashMap<ChunkId, Bytes>>(1);
-    let reader = tokio::task::spawn_blocking(move || -> std::result::Result<ReadFile, ReadError> {
-        let (f, stat) = open_file(&path, &rel)?;
-        let mut window: HashMap<ChunkId, Bytes> = HashMap::new();
-        let mut window_bytes = 0usize;
-        let digest = chunk_reader(f, stat.size, &path.display().to_string(), |c, bytes| {
-            window_bytes += bytes.len();
-            window.insert(c.id, Bytes::copy_from_slice(bytes));
-            if window_bytes >= WINDOW {
-                window_bytes = 0;
-                if tx.blocking_send(std::mem::take(&mut window)).is_err() {
-                    return Err(cairn_model::Error::Read {
-                        what: path.display().to_string(),
-                        source: std::io::Error::other("upload stopped"),
-                    });
+    let reader =
+        tokio::task::spawn_blocking(move || -> std::result::Result<ReadFile, ReadError> {
+            let (f, stat) = open_file(&path, &rel)?;
+            let mut window: HashMap<ChunkId, Bytes> = HashMap::new();
+            let mut window_bytes = 0usize;
+            let digest = chunk_reader(f, stat.size, &path.display().to_string(), |c, bytes| {
+                window_bytes += bytes.len();
+                window.insert(c.id, Bytes::copy_from_slice(bytes));
+                if window_bytes >= WINDOW {
+                    window_bytes = 0;
+                    if tx.blocking_send(std::mem::take(&mut window)).is_err() {
+                        return Err(cairn_model::Error::Read {
+                            what: path.display().to_string(),
+                            source: std::io::Error::other("upload stopped"),
+                        });
+                    }
                 }
+                Ok(())
+            })
+            .map_err(|e| ReadError::Failed(e.to_string()))?;
+            if !window.is_empty() && tx.blocking_send(window).is_err() {
+                return Err(ReadError::Failed("upload stopped".into()));
             }
-            Ok(())
-        })
-        .map_err(|e| ReadError::Failed(e.to_string()))?;
-        if !window.is_empty() && tx.blocking_send(window).is_err() {
-            return Err(ReadError::Failed("upload stopped".into()));
-        }
-        stat_unchanged(&path, &stat)?;
-        if digest.size != stat.size {
-            return Err(ReadError::Failed("changed while it was read; it will be backed up on the next pass".into()));
-        }
-        Ok(ReadFile { entry: stat, base, hash: digest.hash, chunks: digest.chunks })
-    });
+            stat_unchanged(&path, &stat)?;
+            if digest.size != stat.size {
+                return Err(ReadError::Failed(
+                    "changed while it was read; it will be backed up on the next pass".into(),
+                ));
+            }
+            Ok(ReadFile {
+                entry: stat,
+                base,
+                hash: digest.hash,
+                chunks: digest.chunks,
+            })
+        });
     let mut send_error = None;
     while let Some(window) = rx.recv().await {
         if let Err(e) = send_missing(ctx, window).await {
@@ -506,7 +613,9 @@ async fn stream_large(ctx: &JobContext, entry: LocalEntry, base: Option<Seq>) ->
         }
     }
     drop(rx);
-    let read = reader.await.map_err(|e| Error::Refused(format!("reader failed: {e}")))?;
+    let read = reader
+        .await
+        .map_err(|e| Error::Refused(format!("reader failed: {e}")))?;
     if let Some(e) = send_error {
         return Err(e);
     }

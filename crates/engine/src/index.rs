@@ -32,7 +32,10 @@ pub struct LocalIndex {
 }
 
 fn db(context: &str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
-    move |source| Error::Index { context: context.to_string(), source }
+    move |source| Error::Index {
+        context: context.to_string(),
+        source,
+    }
 }
 
 impl LocalIndex {
@@ -41,7 +44,8 @@ impl LocalIndex {
     pub fn open(path: &Path) -> Result<Self> {
         let ctx = format!("opening local index {}", path.display());
         let conn = Connection::open(path).map_err(db(&ctx))?;
-        conn.busy_timeout(Duration::from_secs(30)).map_err(db(&ctx))?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(db(&ctx))?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
              CREATE TABLE IF NOT EXISTS files(
@@ -78,20 +82,41 @@ impl LocalIndex {
             .map_err(db(&ctx))?;
         let mut out = HashMap::new();
         for row in rows {
-            let (path, kind, size, mtime_ns, ctime_ns, inode, mode, hash, seq) = row.map_err(db(&ctx))?;
+            let (path, kind, size, mtime_ns, ctime_ns, inode, mode, hash, seq) =
+                row.map_err(db(&ctx))?;
             // A row that no longer parses is dropped: the next scan re-hashes that path.
-            let (Ok(path), Some(kind)) = (RelPath::parse(&path), EntryKind::parse(&kind)) else { continue };
-            let hash = hash.and_then(|h| <[u8; 32]>::try_from(h).ok()).map(ContentHash::from_bytes);
+            let (Ok(path), Some(kind)) = (RelPath::parse(&path), EntryKind::parse(&kind)) else {
+                continue;
+            };
+            let hash = hash
+                .and_then(|h| <[u8; 32]>::try_from(h).ok())
+                .map(ContentHash::from_bytes);
             out.insert(
                 path.clone(),
-                IndexRow { path, kind, size: size as u64, mtime_ns, ctime_ns, inode: inode as u64, mode, hash, seq: Seq(seq) },
+                IndexRow {
+                    path,
+                    kind,
+                    size: size as u64,
+                    mtime_ns,
+                    ctime_ns,
+                    inode: inode as u64,
+                    mode,
+                    hash,
+                    seq: Seq(seq),
+                },
             );
         }
         Ok(out)
     }
 
     /// Writes rows and removes paths in one transaction.
-    pub fn apply(&mut self, task: &str, root: u32, upserts: &[IndexRow], removes: &[RelPath]) -> Result<()> {
+    pub fn apply(
+        &mut self,
+        task: &str,
+        root: u32,
+        upserts: &[IndexRow],
+        removes: &[RelPath],
+    ) -> Result<()> {
         let ctx = format!("updating the index of task {task}");
         let tx = self.conn.transaction().map_err(db(&ctx))?;
         {
@@ -117,9 +142,12 @@ impl LocalIndex {
                 ])
                 .map_err(db(&ctx))?;
             }
-            let mut del = tx.prepare_cached("DELETE FROM files WHERE task=?1 AND root=?2 AND path=?3").map_err(db(&ctx))?;
+            let mut del = tx
+                .prepare_cached("DELETE FROM files WHERE task=?1 AND root=?2 AND path=?3")
+                .map_err(db(&ctx))?;
             for p in removes {
-                del.execute(params![task, root, p.as_str()]).map_err(db(&ctx))?;
+                del.execute(params![task, root, p.as_str()])
+                    .map_err(db(&ctx))?;
             }
         }
         tx.commit().map_err(db(&ctx))

@@ -12,6 +12,7 @@ pub mod progress;
 pub mod remote;
 pub mod restore;
 pub mod scanner;
+pub mod watcher;
 
 pub use progress::{Progress, ProgressEvent};
 pub use remote::{Remote, RemoteEntry};
@@ -45,10 +46,17 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn io(context: impl Into<String>, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    pub fn io(
+        context: impl Into<String>,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();
         let path = path.into();
-        move |source| Error::Io { context, path, source }
+        move |source| Error::Io {
+            context,
+            path,
+            source,
+        }
     }
 }
 

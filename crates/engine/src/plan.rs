@@ -79,7 +79,11 @@ pub fn plan_backup(i: &BackupInputs<'_>) -> BackupPlan {
                     idx.kind == EntryKind::File
                         && l.same_stat(idx.size, idx.mtime_ns, idx.ctime_ns, idx.inode)
                         && idx.mode == l.mode
-                        && rem.is_some_and(|r| r.seq == idx.seq && r.entry.kind == EntryKind::File && r.entry.hash == idx.hash)
+                        && rem.is_some_and(|r| {
+                            r.seq == idx.seq
+                                && r.entry.kind == EntryKind::File
+                                && r.entry.hash == idx.hash
+                        })
                 });
                 if unchanged {
                     plan.unchanged += 1;
@@ -92,11 +96,22 @@ pub fn plan_backup(i: &BackupInputs<'_>) -> BackupPlan {
                 match rem {
                     Some(r) if r.entry.same_content(&entry) => {
                         plan.unchanged += 1;
-                        if i.index.get(&l.path).is_none_or(|idx| idx.seq != r.seq || !l.same_stat(idx.size, idx.mtime_ns, idx.ctime_ns, idx.inode)) {
+                        if i.index.get(&l.path).is_none_or(|idx| {
+                            idx.seq != r.seq
+                                || !l.same_stat(idx.size, idx.mtime_ns, idx.ctime_ns, idx.inode)
+                        }) {
                             plan.refresh.push(index_row(l, entry.hash, r.seq));
                         }
                     }
-                    _ => plan.changes.push((l.clone(), Change { path: l.path.clone(), base, entry, chunks: Vec::new() })),
+                    _ => plan.changes.push((
+                        l.clone(),
+                        Change {
+                            path: l.path.clone(),
+                            base,
+                            entry,
+                            chunks: Vec::new(),
+                        },
+                    )),
                 }
             }
             EntryKind::Deleted => {}
@@ -118,7 +133,14 @@ pub fn plan_backup(i: &BackupInputs<'_>) -> BackupPlan {
         plan.deletes.push(Change {
             path: path.clone(),
             base: Some(r.seq),
-            entry: Entry { kind: EntryKind::Deleted, size: 0, mtime_ns: i.now_ns, mode: 0, hash: None, target: None },
+            entry: Entry {
+                kind: EntryKind::Deleted,
+                size: 0,
+                mtime_ns: i.now_ns,
+                mode: 0,
+                hash: None,
+                target: None,
+            },
             chunks: Vec::new(),
         });
     }
@@ -134,13 +156,29 @@ mod tests {
     }
 
     fn file(path: &str, size: u64) -> LocalEntry {
-        LocalEntry { path: p(path), kind: EntryKind::File, size, mtime_ns: 5, ctime_ns: 5, inode: 9, mode: 0o644, target: None }
+        LocalEntry {
+            path: p(path),
+            kind: EntryKind::File,
+            size,
+            mtime_ns: 5,
+            ctime_ns: 5,
+            inode: 9,
+            mode: 0o644,
+            target: None,
+        }
     }
 
     fn remote_file(seq: i64, hash: ContentHash, size: u64) -> RemoteEntry {
         RemoteEntry {
             seq: Seq(seq),
-            entry: Entry { kind: EntryKind::File, size, mtime_ns: 5, mode: 0o644, hash: Some(hash), target: None },
+            entry: Entry {
+                kind: EntryKind::File,
+                size,
+                mtime_ns: 5,
+                mode: 0o644,
+                hash: Some(hash),
+                target: None,
+            },
         }
     }
 
@@ -148,8 +186,14 @@ mod tests {
     fn unchanged_file_is_skipped_and_changed_stat_uploads() {
         let h = ContentHash::of(b"x");
         let local = vec![file("a", 1), file("b", 2)];
-        let remote = HashMap::from([(p("a"), remote_file(3, h, 1)), (p("b"), remote_file(4, h, 1))]);
-        let index = HashMap::from([(p("a"), index_row(&local[0], Some(h), Seq(3))), (p("b"), index_row(&file("b", 1), Some(h), Seq(4)))]);
+        let remote = HashMap::from([
+            (p("a"), remote_file(3, h, 1)),
+            (p("b"), remote_file(4, h, 1)),
+        ]);
+        let index = HashMap::from([
+            (p("a"), index_row(&local[0], Some(h), Seq(3))),
+            (p("b"), index_row(&file("b", 1), Some(h), Seq(4))),
+        ]);
         let plan = plan_backup(&BackupInputs {
             local: &local,
             remote: &remote,
@@ -174,8 +218,14 @@ mod tests {
         ]);
         let index = HashMap::from([
             (p("ours"), index_row(&file("ours", 1), Some(h), Seq(1))),
-            (p("locked/x"), index_row(&file("locked/x", 1), Some(h), Seq(3))),
-            (p("moved-on"), index_row(&file("moved-on", 1), Some(h), Seq(4))),
+            (
+                p("locked/x"),
+                index_row(&file("locked/x", 1), Some(h), Seq(3)),
+            ),
+            (
+                p("moved-on"),
+                index_row(&file("moved-on", 1), Some(h), Seq(4)),
+            ),
         ]);
         let mut inputs = BackupInputs {
             local: &[],
@@ -187,7 +237,11 @@ mod tests {
             now_ns: 0,
         };
         let plan = plan_backup(&inputs);
-        let deleted: Vec<_> = plan.deletes.iter().map(|c| c.path.as_str().to_string()).collect();
+        let deleted: Vec<_> = plan
+            .deletes
+            .iter()
+            .map(|c| c.path.as_str().to_string())
+            .collect();
         assert_eq!(deleted, vec!["ours"]);
         inputs.keep_deleted = true;
         assert!(plan_backup(&inputs).deletes.is_empty());

@@ -5,18 +5,42 @@ use cairn_model::RelPath;
 
 #[derive(Clone, Debug)]
 pub enum ProgressEvent {
-    Scanned { files: u64, dirs: u64 },
-    Queued { path: RelPath, size: u64 },
-    Uploading { path: RelPath },
-    Uploaded { path: RelPath, size: u64 },
-    Deleted { path: RelPath },
-    Restored { path: RelPath, size: u64 },
+    Scanned {
+        files: u64,
+        dirs: u64,
+    },
+    Queued {
+        path: RelPath,
+        size: u64,
+    },
+    Uploading {
+        path: RelPath,
+    },
+    Uploaded {
+        path: RelPath,
+        size: u64,
+    },
+    Deleted {
+        path: RelPath,
+    },
+    Restored {
+        path: RelPath,
+        size: u64,
+    },
     /// Bytes moved over the network (chunk bodies and control requests).
-    Transferred { bytes: u64 },
+    Transferred {
+        bytes: u64,
+    },
     /// A path left out or not processed; the text says why. Not an error of the task.
-    Skipped { path: String, reason: String },
+    Skipped {
+        path: String,
+        reason: String,
+    },
     /// A path that failed this pass; the task reports failure at the end.
-    Failed { path: String, reason: String },
+    Failed {
+        path: String,
+        reason: String,
+    },
 }
 
 pub trait Progress: Send + Sync {

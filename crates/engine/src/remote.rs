@@ -28,7 +28,12 @@ pub trait Remote: Send + Sync {
     ///
     /// # Errors
     /// Any failure to get the whole listing.
-    async fn tree(&self, prefix: &RelPath, at_ns: Option<i64>, deleted: bool) -> Result<Vec<VersionInfo>>;
+    async fn tree(
+        &self,
+        prefix: &RelPath,
+        at_ns: Option<i64>,
+        deleted: bool,
+    ) -> Result<Vec<VersionInfo>>;
 
     /// Which of `ids` the remote lacks.
     async fn missing(&self, ids: &[ChunkId]) -> Result<Vec<ChunkId>>;

@@ -65,7 +65,8 @@ pub async fn restore(
         match v.entry.kind {
             EntryKind::Dir => {
                 fs::create_dir_all(&dest).map_err(Error::io("creating folder", &dest))?;
-                let _ = fs::set_permissions(&dest, fs::Permissions::from_mode(v.entry.mode.max(0o700)));
+                let _ =
+                    fs::set_permissions(&dest, fs::Permissions::from_mode(v.entry.mode.max(0o700)));
                 stats.dirs += 1;
             }
             EntryKind::Symlink => restore_link(&v, &dest, opts, &mut stats)?,
@@ -73,15 +74,20 @@ pub async fn restore(
             EntryKind::Deleted => {}
         }
     }
-    let results: Vec<Result<FileOutcome>> = stream::iter(files.into_iter().map(|(v, dest)| {
-        let remote = remote.clone();
-        let work = work.clone();
-        let progress = progress.clone();
-        async move { restore_file(remote.as_ref(), &v, &dest, &work, opts, progress.as_ref()).await }
-    }))
-    .buffer_unordered(opts.transfers.max(1))
-    .collect()
-    .await;
+    let results: Vec<Result<FileOutcome>> =
+        stream::iter(
+            files.into_iter().map(|(v, dest)| {
+                let remote = remote.clone();
+                let work = work.clone();
+                let progress = progress.clone();
+                async move {
+                    restore_file(remote.as_ref(), &v, &dest, &work, opts, progress.as_ref()).await
+                }
+            }),
+        )
+        .buffer_unordered(opts.transfers.max(1))
+        .collect()
+        .await;
     let _ = fs::remove_dir(&work);
     for r in results {
         match r? {
@@ -120,13 +126,22 @@ fn keep_aside(dest: &Path, computer: &str) -> Result<PathBuf> {
             return Ok(candidate);
         }
     }
-    Err(Error::Refused(format!("no free conflict-copy name for {}", dest.display())))
+    Err(Error::Refused(format!(
+        "no free conflict-copy name for {}",
+        dest.display()
+    )))
 }
 
 /// Decides what to do with what is at `dest` before writing there: `Ok(None)` to go ahead,
 /// `Ok(Some(path))` when the local file was kept aside at `path`.
-fn clear_target(dest: &Path, want: Option<&ContentHash>, opts: &RestoreOptions) -> Result<(bool, Option<PathBuf>)> {
-    let Ok(md) = fs::symlink_metadata(dest) else { return Ok((false, None)) };
+fn clear_target(
+    dest: &Path,
+    want: Option<&ContentHash>,
+    opts: &RestoreOptions,
+) -> Result<(bool, Option<PathBuf>)> {
+    let Ok(md) = fs::symlink_metadata(dest) else {
+        return Ok((false, None));
+    };
     if md.is_dir() {
         return Err(Error::Refused(format!(
             "{} is a folder; the restored file would replace it. Move it away or restore with --to",
@@ -146,9 +161,18 @@ fn clear_target(dest: &Path, want: Option<&ContentHash>, opts: &RestoreOptions) 
     Ok((false, Some(keep_aside(dest, &opts.computer)?)))
 }
 
-fn restore_link(v: &VersionInfo, dest: &Path, opts: &RestoreOptions, stats: &mut RestoreStats) -> Result<()> {
+fn restore_link(
+    v: &VersionInfo,
+    dest: &Path,
+    opts: &RestoreOptions,
+    stats: &mut RestoreStats,
+) -> Result<()> {
     let target = v.entry.target.clone().unwrap_or_default();
-    if fs::read_link(dest).ok().and_then(|t| t.to_str().map(str::to_string)) == Some(target.clone()) {
+    if fs::read_link(dest)
+        .ok()
+        .and_then(|t| t.to_str().map(str::to_string))
+        == Some(target.clone())
+    {
         stats.unchanged += 1;
         return Ok(());
     }
@@ -171,7 +195,9 @@ async fn restore_file(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<FileOutcome> {
-    let want = v.entry.hash.ok_or_else(|| Error::Remote(format!("{} version {} has no content hash", v.path, v.seq)))?;
+    let want = v.entry.hash.ok_or_else(|| {
+        Error::Remote(format!("{} version {} has no content hash", v.path, v.seq))
+    })?;
     let (same, kept) = clear_target(dest, Some(&want), opts)?;
     if same {
         return Ok(FileOutcome::Unchanged);
@@ -185,19 +211,29 @@ async fn restore_file(
         for c in &chunks {
             let data = remote.chunk(&c.id).await?;
             if cairn_model::ChunkId::of(&data) != c.id {
-                return Err(Error::Remote(format!("chunk {} of {} arrived corrupt", c.id, v.path)));
+                return Err(Error::Remote(format!(
+                    "chunk {} of {} arrived corrupt",
+                    c.id, v.path
+                )));
             }
             hasher.update(&data);
             f.write_all(&data).map_err(Error::io("writing", &tmp))?;
             bytes += data.len() as u64;
-            progress.event(ProgressEvent::Transferred { bytes: data.len() as u64 });
+            progress.event(ProgressEvent::Transferred {
+                bytes: data.len() as u64,
+            });
         }
         if ContentHash::from_bytes(*hasher.finalize().as_bytes()) != want {
-            return Err(Error::Remote(format!("{} version {} does not match its content hash", v.path, v.seq)));
+            return Err(Error::Remote(format!(
+                "{} version {} does not match its content hash",
+                v.path, v.seq
+            )));
         }
-        f.set_permissions(fs::Permissions::from_mode(v.entry.mode & 0o7777)).map_err(Error::io("setting mode", &tmp))?;
+        f.set_permissions(fs::Permissions::from_mode(v.entry.mode & 0o7777))
+            .map_err(Error::io("setting mode", &tmp))?;
         let mtime = UNIX_EPOCH + Duration::from_nanos(v.entry.mtime_ns.max(0) as u64);
-        f.set_modified(mtime).map_err(Error::io("setting mtime", &tmp))?;
+        f.set_modified(mtime)
+            .map_err(Error::io("setting mtime", &tmp))?;
         f.sync_all().map_err(Error::io("syncing", &tmp))?;
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(Error::io("creating folder", parent))?;
@@ -210,6 +246,9 @@ async fn restore_file(
         let _ = fs::remove_file(&tmp);
     }
     let bytes = result?;
-    progress.event(ProgressEvent::Restored { path: v.path.clone(), size: bytes });
+    progress.event(ProgressEvent::Restored {
+        path: v.path.clone(),
+        size: bytes,
+    });
     Ok(FileOutcome::Written { bytes, kept })
 }

@@ -26,7 +26,12 @@ pub struct LocalEntry {
 }
 
 impl LocalEntry {
-    pub fn from_metadata(path: RelPath, kind: EntryKind, md: &fs::Metadata, target: Option<String>) -> Self {
+    pub fn from_metadata(
+        path: RelPath,
+        kind: EntryKind,
+        md: &fs::Metadata,
+        target: Option<String>,
+    ) -> Self {
         LocalEntry {
             path,
             kind,
@@ -41,7 +46,10 @@ impl LocalEntry {
 
     /// True when size, mtime, ctime and inode are unchanged: the content is taken as unchanged.
     pub fn same_stat(&self, size: u64, mtime_ns: i64, ctime_ns: i64, inode: u64) -> bool {
-        self.size == size && self.mtime_ns == mtime_ns && self.ctime_ns == ctime_ns && self.inode == inode
+        self.size == size
+            && self.mtime_ns == mtime_ns
+            && self.ctime_ns == ctime_ns
+            && self.inode == inode
     }
 }
 
@@ -64,9 +72,15 @@ pub struct Scan {
 pub fn check_root(root: &Path) -> Result<()> {
     match fs::metadata(root) {
         Ok(md) if md.is_dir() => fs::read_dir(root).map(|_| ()).map_err(|e| {
-            Error::Refused(format!("cannot read the local folder {}: {e}; nothing was changed on the server", root.display()))
+            Error::Refused(format!(
+                "cannot read the local folder {}: {e}; nothing was changed on the server",
+                root.display()
+            ))
         }),
-        Ok(_) => Err(Error::Refused(format!("{} is not a folder; nothing was changed on the server", root.display()))),
+        Ok(_) => Err(Error::Refused(format!(
+            "{} is not a folder; nothing was changed on the server",
+            root.display()
+        ))),
         Err(e) => Err(Error::Refused(format!(
             "the local folder {} is missing or unmounted ({e}); nothing was changed on the server",
             root.display()
@@ -82,7 +96,10 @@ pub fn scan(root: &Path, filter: &Filter) -> Scan {
         let iter = match fs::read_dir(&dir) {
             Ok(it) => it,
             Err(e) => {
-                out.reports.push((dir.display().to_string(), format!("cannot read folder: {e}")));
+                out.reports.push((
+                    dir.display().to_string(),
+                    format!("cannot read folder: {e}"),
+                ));
                 out.incomplete.push(rel);
                 continue;
             }
@@ -91,7 +108,10 @@ pub fn scan(root: &Path, filter: &Filter) -> Scan {
             let item = match item {
                 Ok(i) => i,
                 Err(e) => {
-                    out.reports.push((dir.display().to_string(), format!("cannot list folder: {e}")));
+                    out.reports.push((
+                        dir.display().to_string(),
+                        format!("cannot list folder: {e}"),
+                    ));
                     out.incomplete.push(rel.clone());
                     continue;
                 }
@@ -100,19 +120,25 @@ pub fn scan(root: &Path, filter: &Filter) -> Scan {
             let Some(name) = item.file_name().to_str().map(str::to_string) else {
                 out.reports.push((
                     full.display().to_string(),
-                    format!("name is not valid UTF-8 (bytes {:?}); not backed up", item.file_name().as_bytes()),
+                    format!(
+                        "name is not valid UTF-8 (bytes {:?}); not backed up",
+                        item.file_name().as_bytes()
+                    ),
                 ));
                 continue;
             };
             let path = match rel.join(&name) {
                 Ok(p) => p,
                 Err(e) => {
-                    out.reports.push((full.display().to_string(), e.to_string()));
+                    out.reports
+                        .push((full.display().to_string(), e.to_string()));
                     continue;
                 }
             };
             // A file that vanished between listing and stat is simply not there any more.
-            let Ok(md) = fs::symlink_metadata(&full) else { continue };
+            let Ok(md) = fs::symlink_metadata(&full) else {
+                continue;
+            };
             let ft = md.file_type();
             let kind = if ft.is_symlink() {
                 EntryKind::Symlink
@@ -128,7 +154,8 @@ pub fn scan(root: &Path, filter: &Filter) -> Scan {
                 } else {
                     "a device"
                 };
-                out.reports.push((full.display().to_string(), format!("{what}; skipped")));
+                out.reports
+                    .push((full.display().to_string(), format!("{what}; skipped")));
                 continue;
             };
             if let FilterDecision::Exclude(rule) = filter.check(&path, kind, md.len()) {
@@ -140,7 +167,10 @@ pub fn scan(root: &Path, filter: &Filter) -> Scan {
                     Ok(t) => match t.to_str() {
                         Some(t) => Some(t.to_string()),
                         None => {
-                            out.reports.push((full.display().to_string(), "link target is not valid UTF-8; skipped".into()));
+                            out.reports.push((
+                                full.display().to_string(),
+                                "link target is not valid UTF-8; skipped".into(),
+                            ));
                             continue;
                         }
                     },
@@ -152,7 +182,8 @@ pub fn scan(root: &Path, filter: &Filter) -> Scan {
             if kind == EntryKind::Dir {
                 stack.push((full, path.clone()));
             }
-            out.entries.push(LocalEntry::from_metadata(path, kind, &md, target));
+            out.entries
+                .push(LocalEntry::from_metadata(path, kind, &md, target));
         }
     }
     out.entries.sort_by(|a, b| a.path.cmp(&b.path));

@@ -20,8 +20,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use cairn_model::{ChunkId, DeviceId, RelPath, Seq};
 use cairn_protocol::{
-    frame, Access, ChunkListResponse, CommitRequest, CommitResponse, ErrorBody, FolderInfo, JournalResponse, LoginRequest,
-    LoginResponse, MissingRequest, MissingResponse, TreeResponse, UploadResponse, VersionsResponse, MAX_WAIT_SECS,
+    frame, Access, ChunkListResponse, CommitRequest, CommitResponse, ErrorBody, FolderInfo,
+    JournalResponse, LoginRequest, LoginResponse, MissingRequest, MissingResponse, TreeResponse,
+    UploadResponse, VersionsResponse, MAX_WAIT_SECS,
 };
 use cairn_store::{ObjectKey, ObjectStore};
 use serde::Deserialize;
@@ -70,7 +71,10 @@ impl AppState {
 
     fn head_watch(&self, folder: &Folder) -> watch::Receiver<i64> {
         let mut heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
-        heads.entry(folder.id).or_insert_with(|| watch::channel(folder.head.0).0).subscribe()
+        heads
+            .entry(folder.id)
+            .or_insert_with(|| watch::channel(folder.head.0).0)
+            .subscribe()
     }
 
     fn announce(&self, folder_id: i64, head: Seq) {
@@ -86,7 +90,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/login", post(login))
         .route("/folders", get(folders))
         .route("/chunks/missing", post(missing))
-        .route("/chunks", post(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_BODY)))
+        .route(
+            "/chunks",
+            post(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_BODY)),
+        )
         .route("/chunks/{id}", get(chunk))
         .route("/folders/{folder}/commit", post(commit))
         .route("/folders/{folder}/journal", get(journal))
@@ -95,7 +102,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/folders/{folder}/content", get(content))
         .route("/folders/{folder}/chunklist", get(chunk_list))
         .layer(DefaultBodyLimit::max(32 * 1024 * 1024));
-    Router::new().nest("/api/v1", api).fallback(not_found).with_state(state)
+    Router::new()
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .with_state(state)
 }
 
 async fn not_found() -> ApiError {
@@ -113,7 +123,10 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into() }
+        ApiError {
+            status,
+            message: message.into(),
+        }
     }
 
     fn bad(message: impl Into<String>) -> Self {
@@ -125,14 +138,20 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         if e.is_storage_full() {
             tracing::error!(error = ?e, "storage full");
-            return ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "the server's storage is full; nothing was stored");
+            return ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "the server's storage is full; nothing was stored",
+            );
         }
         match e {
             Error::Invalid(m) => ApiError::bad(m),
             Error::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
             other => {
                 tracing::error!(error = ?other, "internal error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error (see the server log)")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal server error (see the server log)",
+                )
             }
         }
     }
@@ -152,7 +171,13 @@ impl From<JsonRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody { error: self.message })).into_response()
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -181,7 +206,10 @@ pub struct Caller {
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
         let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m);
         let token = parts
             .headers
@@ -191,12 +219,18 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .ok_or_else(|| unauthorized("log in first: no bearer token"))?;
         let hash = auth::token_hash(token.trim());
         let found = blocking(state, move |m| m.user_by_token(&hash)).await?;
-        let (user, device) = found.ok_or_else(|| unauthorized("the token is invalid or expired; log in again"))?;
+        let (user, device) =
+            found.ok_or_else(|| unauthorized("the token is invalid or expired; log in again"))?;
         Ok(Caller { user, device })
     }
 }
 
-async fn folder_access(state: &Arc<AppState>, caller: &Caller, folder: &str, need: Access) -> ApiResult<Folder> {
+async fn folder_access(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    folder: &str,
+    need: Access,
+) -> ApiResult<Folder> {
     if !cairn_protocol::is_valid_name(folder) {
         return Err(ApiError::bad(format!("invalid folder name {folder:?}")));
     }
@@ -204,7 +238,10 @@ async fn folder_access(state: &Arc<AppState>, caller: &Caller, folder: &str, nee
     let name = folder.to_string();
     let found = blocking(state, move |m| m.access(&user, &name)).await?;
     match found {
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, format!("no folder {folder} for user {}", caller.user.name))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no folder {folder} for user {}", caller.user.name),
+        )),
         Some((_, Access::Ro)) if need == Access::Rw => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!("user {} may only read folder {folder}", caller.user.name),
@@ -222,7 +259,10 @@ fn now_ns() -> i64 {
 
 // ---- handlers ----
 
-async fn login(State(state): State<Arc<AppState>>, body: Result<Json<LoginRequest>, JsonRejection>) -> ApiResult<Json<LoginResponse>> {
+async fn login(
+    State(state): State<Arc<AppState>>,
+    body: Result<Json<LoginRequest>, JsonRejection>,
+) -> ApiResult<Json<LoginResponse>> {
     let Json(req) = body?;
     let name = req.user.clone();
     let password = req.password.clone();
@@ -241,21 +281,38 @@ async fn login(State(state): State<Arc<AppState>>, body: Result<Json<LoginReques
     .await?;
     let Some(user) = found else {
         tokio::time::sleep(state.throttle.failed(&req.user)).await;
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong user name or password"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong user name or password",
+        ));
     };
     if user.disabled {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, format!("user {} is disabled", user.name)));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("user {} is disabled", user.name),
+        ));
     }
     state.throttle.succeeded(&req.user);
     let (token, hash) = auth::new_token();
     let expires_ns = now_ns().saturating_add(state.token_ttl.as_nanos() as i64);
     let device = req.device.clone();
     let user_id = user.id;
-    blocking(&state, move |m| m.add_token(&hash, user_id, device.as_ref(), expires_ns)).await?;
-    Ok(Json(LoginResponse { token, expires_ns, server_id: state.server_id.clone(), admin: user.admin }))
+    blocking(&state, move |m| {
+        m.add_token(&hash, user_id, device.as_ref(), expires_ns)
+    })
+    .await?;
+    Ok(Json(LoginResponse {
+        token,
+        expires_ns,
+        server_id: state.server_id.clone(),
+        admin: user.admin,
+    }))
 }
 
-async fn folders(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<Json<Vec<FolderInfo>>> {
+async fn folders(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<FolderInfo>>> {
     let user = caller.user;
     Ok(Json(blocking(&state, move |m| m.folders_of(&user)).await?))
 }
@@ -267,7 +324,9 @@ async fn missing(
 ) -> ApiResult<Json<MissingResponse>> {
     let Json(req) = body?;
     if req.chunks.len() > MAX_BATCH {
-        return Err(ApiError::bad(format!("at most {MAX_BATCH} chunk ids per request")));
+        return Err(ApiError::bad(format!(
+            "at most {MAX_BATCH} chunk ids per request"
+        )));
     }
     let missing = blocking(&state, move |m| m.missing_chunks(&req.chunks)).await?;
     Ok(Json(MissingResponse { missing }))
@@ -282,8 +341,12 @@ fn parse_frames(body: &Bytes) -> Result<Vec<(ChunkId, Bytes)>, ApiError> {
             .get(at..at + frame::HEADER_LEN)
             .and_then(|h| h.try_into().ok())
             .ok_or_else(|| ApiError::bad(format!("truncated chunk frame header at byte {at}")))?;
-        let (id, len) = frame::decode_header(header)
-            .ok_or_else(|| ApiError::bad(format!("chunk frame at byte {at} is longer than {} bytes", frame::MAX_FRAME_LEN)))?;
+        let (id, len) = frame::decode_header(header).ok_or_else(|| {
+            ApiError::bad(format!(
+                "chunk frame at byte {at} is longer than {} bytes",
+                frame::MAX_FRAME_LEN
+            ))
+        })?;
         let start = at + frame::HEADER_LEN;
         let end = start + len as usize;
         if end > body.len() {
@@ -291,7 +354,9 @@ fn parse_frames(body: &Bytes) -> Result<Vec<(ChunkId, Bytes)>, ApiError> {
         }
         let data = body.slice(start..end);
         if ChunkId::of(&data) != id {
-            return Err(ApiError::bad(format!("chunk {id}: its bytes do not match its id; nothing was stored")));
+            return Err(ApiError::bad(format!(
+                "chunk {id}: its bytes do not match its id; nothing was stored"
+            )));
         }
         out.push((id, data));
         at = end;
@@ -299,14 +364,20 @@ fn parse_frames(body: &Bytes) -> Result<Vec<(ChunkId, Bytes)>, ApiError> {
     Ok(out)
 }
 
-async fn upload(State(state): State<Arc<AppState>>, _caller: Caller, body: Bytes) -> ApiResult<Json<UploadResponse>> {
+async fn upload(
+    State(state): State<Arc<AppState>>,
+    _caller: Caller,
+    body: Bytes,
+) -> ApiResult<Json<UploadResponse>> {
     let frames = tokio::task::spawn_blocking(move || parse_frames(&body))
         .await
         .map_err(|e| ApiError::from(Error::Invalid(format!("worker failed: {e}"))))??;
     let bytes: u64 = frames.iter().map(|(_, d)| d.len() as u64).sum();
     let stored = frames.len() as u32;
-    let (small, large): (Vec<_>, Vec<_>) = frames.into_iter().partition(|(_, d)| d.len() <= INLINE_MAX);
-    let large_ids: Vec<(ChunkId, u32)> = large.iter().map(|(id, d)| (*id, d.len() as u32)).collect();
+    let (small, large): (Vec<_>, Vec<_>) =
+        frames.into_iter().partition(|(_, d)| d.len() <= INLINE_MAX);
+    let large_ids: Vec<(ChunkId, u32)> =
+        large.iter().map(|(id, d)| (*id, d.len() as u32)).collect();
     let to_write = blocking(&state, move |m| {
         let inline: Vec<(ChunkId, &[u8])> = small.iter().map(|(id, d)| (*id, &d[..])).collect();
         m.begin_chunks(&inline, &large_ids)
@@ -316,7 +387,10 @@ async fn upload(State(state): State<Arc<AppState>>, _caller: Caller, body: Bytes
         let data: HashMap<ChunkId, Bytes> = large.into_iter().collect();
         for id in &to_write {
             if let Some(bytes) = data.get(id) {
-                state.store.put(&ObjectKey::Chunk(*id), bytes.clone()).await?;
+                state
+                    .store
+                    .put(&ObjectKey::Chunk(*id), bytes.clone())
+                    .await?;
             }
         }
         state.store.sync().await?;
@@ -331,9 +405,18 @@ async fn upload(State(state): State<Arc<AppState>>, _caller: Caller, body: Bytes
     Ok(Json(UploadResponse { stored, bytes }))
 }
 
-async fn read_chunk(state: &Arc<AppState>, id: ChunkId, range: Option<Range<u64>>) -> ApiResult<Bytes> {
+async fn read_chunk(
+    state: &Arc<AppState>,
+    id: ChunkId,
+    range: Option<Range<u64>>,
+) -> ApiResult<Bytes> {
     let row = blocking(state, move |m| m.chunk(&id)).await?;
-    let row = row.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("chunk {id} is not on the server")))?;
+    let row = row.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("chunk {id} is not on the server"),
+        )
+    })?;
     match row.inline {
         Some(data) => {
             let data = Bytes::from(data);
@@ -349,7 +432,11 @@ async fn read_chunk(state: &Arc<AppState>, id: ChunkId, range: Option<Range<u64>
     }
 }
 
-async fn chunk(State(state): State<Arc<AppState>>, _caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+async fn chunk(
+    State(state): State<Arc<AppState>>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let id = ChunkId::parse(&id).map_err(|e| ApiError::bad(e.to_string()))?;
     let data = read_chunk(&state, id, None).await?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response())
@@ -363,13 +450,16 @@ async fn commit(
 ) -> ApiResult<Json<CommitResponse>> {
     let Json(req) = body?;
     if req.changes.len() > MAX_BATCH {
-        return Err(ApiError::bad(format!("at most {MAX_BATCH} changes per commit")));
+        return Err(ApiError::bad(format!(
+            "at most {MAX_BATCH} changes per commit"
+        )));
     }
     let folder = folder_access(&state, &caller, &folder, Access::Rw).await?;
     let device = caller.device.clone();
     let pause = state.commit_pause;
     let f = folder.clone();
-    let (results, head) = blocking(&state, move |m| m.commit(&f, &device, &req.changes, pause)).await?;
+    let (results, head) =
+        blocking(&state, move |m| m.commit(&f, &device, &req.changes, pause)).await?;
     state.announce(folder.id, head);
     Ok(Json(CommitResponse { results, head }))
 }
@@ -402,11 +492,22 @@ async fn journal(
         .await?;
         let (changes, head) = changes;
         if !changes.is_empty() || wait.is_zero() || tokio::time::Instant::now() >= deadline {
-            return Ok(Json(JournalResponse { changes, head, server_id: state.server_id.clone() }));
+            return Ok(Json(JournalResponse {
+                changes,
+                head,
+                server_id: state.server_id.clone(),
+            }));
         }
         // Wake on the next commit to this folder, or give the empty answer at the deadline.
-        if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
-            return Ok(Json(JournalResponse { changes: Vec::new(), head, server_id: state.server_id.clone() }));
+        if tokio::time::timeout_at(deadline, rx.changed())
+            .await
+            .is_err()
+        {
+            return Ok(Json(JournalResponse {
+                changes: Vec::new(),
+                head,
+                server_id: state.server_id.clone(),
+            }));
         }
     }
 }
@@ -431,7 +532,10 @@ async fn tree(
     let folder = folder_access(&state, &caller, &folder, Access::Ro).await?;
     let prefix = parse_path(q.prefix.as_deref())?;
     let head = folder.head;
-    let entries = blocking(&state, move |m| m.tree(&folder, &prefix, q.at, q.deleted.unwrap_or(false))).await?;
+    let entries = blocking(&state, move |m| {
+        m.tree(&folder, &prefix, q.at, q.deleted.unwrap_or(false))
+    })
+    .await?;
     Ok(Json(TreeResponse { entries, head }))
 }
 
@@ -469,13 +573,26 @@ async fn chunk_list(
 
 /// Parses a single `bytes=` range against a size; `None` for no (or an unusable) header.
 fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<Range<u64>>, ApiError> {
-    let Some(raw) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else { return Ok(None) };
+    let Some(raw) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
     let spec = raw
         .strip_prefix("bytes=")
         .filter(|s| !s.contains(','))
-        .ok_or_else(|| ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, format!("unsupported range {raw:?}")))?;
-    let (a, b) = spec.split_once('-').ok_or_else(|| ApiError::bad(format!("bad range {raw:?}")))?;
-    let num = |s: &str| s.trim().parse::<u64>().map_err(|_| ApiError::bad(format!("bad range {raw:?}")));
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("unsupported range {raw:?}"),
+            )
+        })?;
+    let (a, b) = spec
+        .split_once('-')
+        .ok_or_else(|| ApiError::bad(format!("bad range {raw:?}")))?;
+    let num = |s: &str| {
+        s.trim()
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad(format!("bad range {raw:?}")))
+    };
     let range = match (a.is_empty(), b.is_empty()) {
         (true, false) => size.saturating_sub(num(b)?)..size,
         (false, true) => num(a)?..size,
@@ -483,7 +600,10 @@ fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<Range<u64>>, Api
         (true, true) => return Err(ApiError::bad(format!("bad range {raw:?}"))),
     };
     if range.start >= size || range.is_empty() {
-        return Err(ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, format!("range {raw:?} is outside the {size} bytes")));
+        return Err(ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            format!("range {raw:?} is outside the {size} bytes"),
+        ));
     }
     Ok(Some(range))
 }
@@ -500,11 +620,17 @@ async fn content(
     let seq = q.seq.map(Seq);
     let shown = path.to_string();
     let found = blocking(&state, move |m| m.version(&folder, &path, seq)).await?;
-    let v = found.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no such version of {shown}")))?;
+    let v = found.ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, format!("no such version of {shown}"))
+    })?;
     if v.info.entry.kind != cairn_model::EntryKind::File {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            format!("{shown} at version {} is a {}, not a file", v.info.seq, v.info.entry.kind.as_str()),
+            format!(
+                "{shown} at version {} is a {}, not a file",
+                v.info.seq,
+                v.info.entry.kind.as_str()
+            ),
         ));
     }
     let size = v.info.entry.size;
@@ -528,14 +654,22 @@ async fn content(
         async move {
             let (id, (from, to), len) = it.next()?;
             let range = (from != 0 || to != u64::from(len)).then_some(from..to);
-            let item = read_chunk(&st, id, range).await.map_err(|e| std::io::Error::other(e.message));
+            let item = read_chunk(&st, id, range)
+                .await
+                .map_err(|e| std::io::Error::other(e.message));
             Some((item, it))
         }
     });
     let mut resp = Response::new(Body::from_stream(stream));
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/octet-stream"));
-    h.insert(header::ACCEPT_RANGES, header::HeaderValue::from_static("bytes"));
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(
+        header::ACCEPT_RANGES,
+        header::HeaderValue::from_static("bytes"),
+    );
     h.insert(header::CONTENT_LENGTH, (want.end - want.start).into());
     h.insert("x-cairn-seq", v.info.seq.0.into());
     if let Some(r) = range {

@@ -22,13 +22,17 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
 /// A random password of 20 characters from an unambiguous alphabet.
 pub fn random_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    random_bytes(20).iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+    random_bytes(20)
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 /// # Errors
 /// Never in practice (argon2 fails only on invalid parameters).
 pub fn hash_password(password: &str) -> Result<String> {
-    let salt = SaltString::encode_b64(&random_bytes(16)).map_err(|e| Error::Invalid(format!("making a salt: {e}")))?;
+    let salt = SaltString::encode_b64(&random_bytes(16))
+        .map_err(|e| Error::Invalid(format!("making a salt: {e}")))?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -36,12 +40,19 @@ pub fn hash_password(password: &str) -> Result<String> {
 }
 
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(hash).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 /// A new bearer token and the hash under which it is stored.
 pub fn new_token() -> (String, [u8; 32]) {
-    let token: String = random_bytes(32).iter().map(|b| format!("{b:02x}")).collect();
+    let token: String = random_bytes(32)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let hash = token_hash(&token);
     (token, hash)
 }
@@ -71,7 +82,10 @@ impl LoginThrottle {
     }
 
     pub fn succeeded(&self, user: &str) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(user);
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(user);
     }
 }
 

@@ -29,7 +29,10 @@ pub struct Created {
 }
 
 fn random_hex(bytes: usize) -> String {
-    auth::random_bytes(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    auth::random_bytes(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl DataDir {
@@ -38,16 +41,22 @@ impl DataDir {
     /// # Errors
     /// When the folder or one of its parts cannot be created or opened.
     pub fn open_or_init(root: &Path) -> Result<(DataDir, Option<Created>)> {
-        fs::create_dir_all(root).map_err(Error::io(format!("creating data folder {}", root.display())))?;
+        fs::create_dir_all(root).map_err(Error::io(format!(
+            "creating data folder {}",
+            root.display()
+        )))?;
         let _ = fs::set_permissions(root, fs::Permissions::from_mode(0o700));
         let dir = Self::open_parts(root)?;
         dir.ensure_certificate()?;
         let created = if dir.meta.user_count()? == 0 {
             let password = auth::random_password();
-            dir.meta.add_user("admin", &auth::hash_password(&password)?, true)?;
+            dir.meta
+                .add_user("admin", &auth::hash_password(&password)?, true)?;
             let file = root.join("admin-password");
             write_private(&file, format!("{password}\n").as_bytes())?;
-            Some(Created { admin_password_file: file })
+            Some(Created {
+                admin_password_file: file,
+            })
         } else {
             None
         };
@@ -73,11 +82,19 @@ impl DataDir {
         let meta = Arc::new(SqliteMeta::open(&root.join("meta.sqlite"))?);
         let store: Arc<dyn ObjectStore> = Arc::new(OpendalStore::local(&root.join("chunks"))?);
         let server_id = meta.init_meta_value("server_id", &random_hex(16))?;
-        Ok(DataDir { root: root.to_path_buf(), meta, store, server_id })
+        Ok(DataDir {
+            root: root.to_path_buf(),
+            meta,
+            store,
+            server_id,
+        })
     }
 
     fn cert_paths(&self) -> (PathBuf, PathBuf) {
-        (self.root.join("tls").join("cert.pem"), self.root.join("tls").join("key.pem"))
+        (
+            self.root.join("tls").join("cert.pem"),
+            self.root.join("tls").join("key.pem"),
+        )
     }
 
     fn ensure_certificate(&self) -> Result<()> {
@@ -86,18 +103,26 @@ impl DataDir {
             return Ok(());
         }
         let tls_dir = self.root.join("tls");
-        fs::create_dir_all(&tls_dir).map_err(Error::io(format!("creating {}", tls_dir.display())))?;
-        let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+        fs::create_dir_all(&tls_dir)
+            .map_err(Error::io(format!("creating {}", tls_dir.display())))?;
+        let mut names = vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ];
         if let Ok(host) = fs::read_to_string("/proc/sys/kernel/hostname") {
             let host = host.trim();
             if !host.is_empty() && host != "localhost" {
                 names.push(host.to_string());
             }
         }
-        let made = rcgen::generate_simple_self_signed(names)
-            .map_err(|e| Error::Tls { context: "making a self-signed certificate".into(), source: Box::new(e) })?;
+        let made = rcgen::generate_simple_self_signed(names).map_err(|e| Error::Tls {
+            context: "making a self-signed certificate".into(),
+            source: Box::new(e),
+        })?;
         write_private(&key, made.key_pair.serialize_pem().as_bytes())?;
-        fs::write(&cert, made.cert.pem()).map_err(Error::io(format!("writing {}", cert.display())))?;
+        fs::write(&cert, made.cert.pem())
+            .map_err(Error::io(format!("writing {}", cert.display())))?;
         Ok(())
     }
 
@@ -105,22 +130,32 @@ impl DataDir {
     ///
     /// # Errors
     /// When a file cannot be read or holds no usable certificate or key.
-    pub fn tls_config(&self, cert: Option<&Path>, key: Option<&Path>) -> Result<Arc<rustls::ServerConfig>> {
+    pub fn tls_config(
+        &self,
+        cert: Option<&Path>,
+        key: Option<&Path>,
+    ) -> Result<Arc<rustls::ServerConfig>> {
         let (default_cert, default_key) = self.cert_paths();
         let cert = cert.unwrap_or(&default_cert);
         let key = key.unwrap_or(&default_key);
         let certs = read_certs(cert)?;
-        let key_pem = fs::read(key).map_err(Error::io(format!("reading TLS key {}", key.display())))?;
+        let key_pem =
+            fs::read(key).map_err(Error::io(format!("reading TLS key {}", key.display())))?;
         let key_der = rustls_pemfile::private_key(&mut &key_pem[..])
             .map_err(Error::io(format!("reading TLS key {}", key.display())))?
             .ok_or_else(|| Error::Invalid(format!("{} holds no private key", key.display())))?;
-        let tls_err = |source: rustls::Error| Error::Tls { context: format!("using certificate {}", cert.display()), source: Box::new(source) };
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(tls_err)?
-            .with_no_client_auth()
-            .with_single_cert(certs, key_der)
-            .map_err(tls_err)?;
+        let tls_err = |source: rustls::Error| Error::Tls {
+            context: format!("using certificate {}", cert.display()),
+            source: Box::new(source),
+        };
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(tls_err)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(tls_err)?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
@@ -138,16 +173,25 @@ impl DataDir {
 
 pub fn fingerprint_of(der: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    digest
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn read_certs(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
-    let pem = fs::read(path).map_err(Error::io(format!("reading certificate {}", path.display())))?;
+    let pem =
+        fs::read(path).map_err(Error::io(format!("reading certificate {}", path.display())))?;
     let certs = rustls_pemfile::certs(&mut &pem[..])
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(Error::io(format!("reading certificate {}", path.display())))?;
     if certs.is_empty() {
-        return Err(Error::Invalid(format!("{} holds no certificate", path.display())));
+        return Err(Error::Invalid(format!(
+            "{} holds no certificate",
+            path.display()
+        )));
     }
     Ok(certs)
 }
@@ -162,7 +206,8 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
         .mode(0o600)
         .open(path)
         .map_err(Error::io(ctx.clone()))?;
-    f.set_permissions(fs::Permissions::from_mode(0o600)).map_err(Error::io(ctx.clone()))?;
+    f.set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(Error::io(ctx.clone()))?;
     f.write_all(data).map_err(Error::io(ctx.clone()))?;
     f.sync_all().map_err(Error::io(ctx))
 }

@@ -60,7 +60,10 @@ impl Error {
     pub fn is_storage_full(&self) -> bool {
         match self {
             Error::Db { source, .. } => {
-                matches!(source.sqlite_error_code(), Some(rusqlite::ErrorCode::DiskFull))
+                matches!(
+                    source.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DiskFull)
+                )
             }
             Error::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
             Error::Store(cairn_store::Error::Full { .. }) => true,
@@ -98,13 +101,23 @@ pub async fn bind(opts: &ServerOptions, data: &DataDir) -> Result<BoundServer> {
     let mut listeners = Vec::new();
     let mut addrs = Vec::new();
     for addr in &opts.listen {
-        let l = std::net::TcpListener::bind(addr).map_err(Error::io(format!("listening on {addr}")))?;
-        l.set_nonblocking(true).map_err(Error::io(format!("listening on {addr}")))?;
-        addrs.push(l.local_addr().map_err(Error::io(format!("listening on {addr}")))?);
+        let l =
+            std::net::TcpListener::bind(addr).map_err(Error::io(format!("listening on {addr}")))?;
+        l.set_nonblocking(true)
+            .map_err(Error::io(format!("listening on {addr}")))?;
+        addrs.push(
+            l.local_addr()
+                .map_err(Error::io(format!("listening on {addr}")))?,
+        );
         listeners.push(l);
     }
     let state = api::AppState::new(data, opts.token_ttl)?;
-    Ok(BoundServer { addrs, listeners, tls: axum_server::tls_rustls::RustlsConfig::from_config(tls), state })
+    Ok(BoundServer {
+        addrs,
+        listeners,
+        tls: axum_server::tls_rustls::RustlsConfig::from_config(tls),
+        state,
+    })
 }
 
 impl BoundServer {

@@ -50,13 +50,19 @@ pub fn gc(data: &DataDir, rt: &Handle) -> Result<GcReport> {
         let objects = rt.block_on(data.store.list("chunks/"))?;
         let mut st = conn
             .prepare("SELECT 1 FROM chunks WHERE id=?1")
-            .map_err(|source| crate::Error::Db { context: "finding orphan objects".into(), source })?;
+            .map_err(|source| crate::Error::Db {
+                context: "finding orphan objects".into(),
+                source,
+            })?;
         let mut n = 0;
         for key in objects {
             let ObjectKey::Chunk(id) = key;
             let known = st
                 .exists([&id.as_bytes()[..]])
-                .map_err(|source| crate::Error::Db { context: "finding orphan objects".into(), source })?;
+                .map_err(|source| crate::Error::Db {
+                    context: "finding orphan objects".into(),
+                    source,
+                })?;
             if !known {
                 rt.block_on(data.store.delete(&key))?;
                 n += 1;
@@ -78,7 +84,9 @@ pub fn check(data: &DataDir, rt: &Handle, read_data: bool) -> Result<Vec<String>
         problems.push(format!("folder {folder}: {path} version {seq} references chunk {chunk}, which is not on the server"));
     }
     for (folder, path, seq) in data.meta.size_mismatches()? {
-        problems.push(format!("folder {folder}: {path} version {seq}: its chunks do not add up to its size"));
+        problems.push(format!(
+            "folder {folder}: {path} version {seq}: its chunks do not add up to its size"
+        ));
     }
     let mut known = HashSet::new();
     data.meta.all_chunks(&mut |row, present| {
@@ -89,13 +97,20 @@ pub fn check(data: &DataDir, rt: &Handle, read_data: bool) -> Result<Vec<String>
         match &row.inline {
             Some(bytes) => {
                 if bytes.len() != row.len as usize || (read_data && ChunkId::of(bytes) != row.id) {
-                    problems.push(format!("chunk {} (inline) is corrupt: its bytes do not match its id", row.id));
+                    problems.push(format!(
+                        "chunk {} (inline) is corrupt: its bytes do not match its id",
+                        row.id
+                    ));
                 }
             }
             None => {
                 let key = ObjectKey::Chunk(row.id);
                 match rt.block_on(data.store.stat(&key))? {
-                    None => problems.push(format!("chunk {} is missing from {}", row.id, data.store.describe())),
+                    None => problems.push(format!(
+                        "chunk {} is missing from {}",
+                        row.id,
+                        data.store.describe()
+                    )),
                     Some(size) if size != u64::from(row.len) => problems.push(format!(
                         "chunk {} in {} has {size} bytes, expected {}",
                         row.id,

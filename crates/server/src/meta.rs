@@ -92,7 +92,10 @@ fn now_ns() -> i64 {
 }
 
 fn db(context: &str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
-    move |source| Error::Db { context: context.to_string(), source }
+    move |source| Error::Db {
+        context: context.to_string(),
+        source,
+    }
 }
 
 impl SqliteMeta {
@@ -103,13 +106,18 @@ impl SqliteMeta {
     pub fn open(path: &Path) -> Result<Self> {
         let ctx = format!("opening metadata store {}", path.display());
         let conn = Connection::open(path).map_err(db(&ctx))?;
-        conn.busy_timeout(Duration::from_secs(30)).map_err(db(&ctx))?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(db(&ctx))?;
         // WAL lets admin commands and gc work beside a running server; FULL makes every
         // committed transaction durable before the client hears "accepted".
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-            .map_err(db(&ctx))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+        )
+        .map_err(db(&ctx))?;
         conn.execute_batch(SCHEMA).map_err(db(&ctx))?;
-        Ok(SqliteMeta { conn: Mutex::new(conn) })
+        Ok(SqliteMeta {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -126,8 +134,11 @@ impl SqliteMeta {
     /// Sets `key` unless it is set already; returns the value in force.
     pub fn init_meta_value(&self, key: &str, value: &str) -> Result<String> {
         let conn = self.conn();
-        conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES(?1, ?2)", [key, value])
-            .map_err(db("writing server settings"))?;
+        conn.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES(?1, ?2)",
+            [key, value],
+        )
+        .map_err(db("writing server settings"))?;
         conn.query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
             .map_err(db("reading server settings"))
     }
@@ -144,13 +155,18 @@ impl SqliteMeta {
         if exists {
             return Err(Error::Invalid(format!("user {name} already exists")));
         }
-        conn.execute("INSERT INTO users(name, pw_hash, admin) VALUES(?1, ?2, ?3)", params![name, pw_hash, admin])
-            .map_err(db("adding user"))?;
+        conn.execute(
+            "INSERT INTO users(name, pw_hash, admin) VALUES(?1, ?2, ?3)",
+            params![name, pw_hash, admin],
+        )
+        .map_err(db("adding user"))?;
         Ok(())
     }
 
     pub fn user_count(&self) -> Result<i64> {
-        self.conn().query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0)).map_err(db("counting users"))
+        self.conn()
+            .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
+            .map_err(db("counting users"))
     }
 
     pub fn users(&self) -> Result<Vec<User>> {
@@ -159,50 +175,92 @@ impl SqliteMeta {
             .prepare("SELECT id, name, admin, disabled FROM users ORDER BY name")
             .map_err(db("listing users"))?;
         let rows = st
-            .query_map([], |r| Ok(User { id: r.get(0)?, name: r.get(1)?, admin: r.get(2)?, disabled: r.get(3)? }))
+            .query_map([], |r| {
+                Ok(User {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    admin: r.get(2)?,
+                    disabled: r.get(3)?,
+                })
+            })
             .map_err(db("listing users"))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db("listing users"))
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db("listing users"))
     }
 
     /// The user and their password hash.
     pub fn user_by_name(&self, name: &str) -> Result<Option<(User, String)>> {
         self.conn()
-            .query_row("SELECT id, name, admin, disabled, pw_hash FROM users WHERE name=?1", [name], |r| {
-                Ok((User { id: r.get(0)?, name: r.get(1)?, admin: r.get(2)?, disabled: r.get(3)? }, r.get(4)?))
-            })
+            .query_row(
+                "SELECT id, name, admin, disabled, pw_hash FROM users WHERE name=?1",
+                [name],
+                |r| {
+                    Ok((
+                        User {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            admin: r.get(2)?,
+                            disabled: r.get(3)?,
+                        },
+                        r.get(4)?,
+                    ))
+                },
+            )
             .optional()
             .map_err(db("looking up user"))
     }
 
     fn require_user(&self, name: &str) -> Result<User> {
-        self.user_by_name(name)?.map(|(u, _)| u).ok_or_else(|| Error::NotFound(format!("no user named {name}")))
+        self.user_by_name(name)?
+            .map(|(u, _)| u)
+            .ok_or_else(|| Error::NotFound(format!("no user named {name}")))
     }
 
     pub fn set_password(&self, name: &str, pw_hash: &str) -> Result<()> {
         let user = self.require_user(name)?;
         let conn = self.conn();
-        conn.execute("UPDATE users SET pw_hash=?1 WHERE id=?2", params![pw_hash, user.id])
-            .map_err(db("changing password"))?;
+        conn.execute(
+            "UPDATE users SET pw_hash=?1 WHERE id=?2",
+            params![pw_hash, user.id],
+        )
+        .map_err(db("changing password"))?;
         // A new password ends every session of the old one.
-        conn.execute("DELETE FROM tokens WHERE user_id=?1", [user.id]).map_err(db("ending sessions"))?;
+        conn.execute("DELETE FROM tokens WHERE user_id=?1", [user.id])
+            .map_err(db("ending sessions"))?;
         Ok(())
     }
 
     pub fn set_disabled(&self, name: &str, disabled: bool) -> Result<()> {
         let user = self.require_user(name)?;
         let conn = self.conn();
-        conn.execute("UPDATE users SET disabled=?1 WHERE id=?2", params![disabled, user.id])
-            .map_err(db("disabling user"))?;
-        conn.execute("DELETE FROM tokens WHERE user_id=?1", [user.id]).map_err(db("ending sessions"))?;
+        conn.execute(
+            "UPDATE users SET disabled=?1 WHERE id=?2",
+            params![disabled, user.id],
+        )
+        .map_err(db("disabling user"))?;
+        conn.execute("DELETE FROM tokens WHERE user_id=?1", [user.id])
+            .map_err(db("ending sessions"))?;
         Ok(())
     }
 
-    pub fn add_token(&self, token_hash: &[u8; 32], user_id: i64, device: Option<&DeviceId>, expires_ns: i64) -> Result<()> {
+    pub fn add_token(
+        &self,
+        token_hash: &[u8; 32],
+        user_id: i64,
+        device: Option<&DeviceId>,
+        expires_ns: i64,
+    ) -> Result<()> {
         let conn = self.conn();
-        conn.execute("DELETE FROM tokens WHERE expires_ns < ?1", [now_ns()]).map_err(db("pruning sessions"))?;
+        conn.execute("DELETE FROM tokens WHERE expires_ns < ?1", [now_ns()])
+            .map_err(db("pruning sessions"))?;
         conn.execute(
             "INSERT INTO tokens(hash, user_id, device, expires_ns) VALUES(?1, ?2, ?3, ?4)",
-            params![&token_hash[..], user_id, device.map(|d| d.0.as_str()), expires_ns],
+            params![
+                &token_hash[..],
+                user_id,
+                device.map(|d| d.0.as_str()),
+                expires_ns
+            ],
         )
         .map_err(db("storing session"))?;
         Ok(())
@@ -233,7 +291,10 @@ impl SqliteMeta {
     pub fn add_folder(&self, name: &str, keep_versions: u32) -> Result<()> {
         let conn = self.conn();
         let n = conn
-            .execute("INSERT OR IGNORE INTO folders(name, keep_versions) VALUES(?1, ?2)", params![name, keep_versions])
+            .execute(
+                "INSERT OR IGNORE INTO folders(name, keep_versions) VALUES(?1, ?2)",
+                params![name, keep_versions],
+            )
             .map_err(db("adding folder"))?;
         if n == 0 {
             return Err(Error::Invalid(format!("folder {name} already exists")));
@@ -244,7 +305,10 @@ impl SqliteMeta {
     pub fn set_keep_versions(&self, name: &str, keep_versions: u32) -> Result<()> {
         let n = self
             .conn()
-            .execute("UPDATE folders SET keep_versions=?1 WHERE name=?2", params![keep_versions, name])
+            .execute(
+                "UPDATE folders SET keep_versions=?1 WHERE name=?2",
+                params![keep_versions, name],
+            )
             .map_err(db("changing folder"))?;
         if n == 0 {
             return Err(Error::NotFound(format!("no folder named {name}")));
@@ -254,15 +318,25 @@ impl SqliteMeta {
 
     pub fn folder(&self, name: &str) -> Result<Option<Folder>> {
         self.conn()
-            .query_row("SELECT id, name, keep_versions, head_seq FROM folders WHERE name=?1", [name], |r| {
-                Ok(Folder { id: r.get(0)?, name: r.get(1)?, keep_versions: r.get(2)?, head: Seq(r.get(3)?) })
-            })
+            .query_row(
+                "SELECT id, name, keep_versions, head_seq FROM folders WHERE name=?1",
+                [name],
+                |r| {
+                    Ok(Folder {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        keep_versions: r.get(2)?,
+                        head: Seq(r.get(3)?),
+                    })
+                },
+            )
             .optional()
             .map_err(db("looking up folder"))
     }
 
     fn require_folder(&self, name: &str) -> Result<Folder> {
-        self.folder(name)?.ok_or_else(|| Error::NotFound(format!("no folder named {name}")))
+        self.folder(name)?
+            .ok_or_else(|| Error::NotFound(format!("no folder named {name}")))
     }
 
     /// Every folder with the users granted on it.
@@ -272,7 +346,14 @@ impl SqliteMeta {
             .prepare("SELECT id, name, keep_versions, head_seq FROM folders ORDER BY name")
             .map_err(db("listing folders"))?;
         let folders = st
-            .query_map([], |r| Ok(Folder { id: r.get(0)?, name: r.get(1)?, keep_versions: r.get(2)?, head: Seq(r.get(3)?) }))
+            .query_map([], |r| {
+                Ok(Folder {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    keep_versions: r.get(2)?,
+                    head: Seq(r.get(3)?),
+                })
+            })
             .map_err(db("listing folders"))?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(db("listing folders"))?;
@@ -282,7 +363,9 @@ impl SqliteMeta {
         let mut out = Vec::new();
         for f in folders {
             let g = grants
-                .query_map([f.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .query_map([f.id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
                 .map_err(db("listing grants"))?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(db("listing grants"))?
@@ -311,7 +394,10 @@ impl SqliteMeta {
         let f = self.require_folder(folder)?;
         let u = self.require_user(user)?;
         self.conn()
-            .execute("DELETE FROM grants WHERE folder_id=?1 AND user_id=?2", params![f.id, u.id])
+            .execute(
+                "DELETE FROM grants WHERE folder_id=?1 AND user_id=?2",
+                params![f.id, u.id],
+            )
             .map_err(db("revoking access"))?;
         Ok(())
     }
@@ -327,7 +413,12 @@ impl SqliteMeta {
                 params![folder, user.id],
                 |r| {
                     Ok((
-                        Folder { id: r.get(0)?, name: r.get(1)?, keep_versions: r.get(2)?, head: Seq(r.get(3)?) },
+                        Folder {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            keep_versions: r.get(2)?,
+                            head: Seq(r.get(3)?),
+                        },
                         r.get::<_, String>(4)?,
                     ))
                 },
@@ -347,7 +438,12 @@ impl SqliteMeta {
             .map_err(db("listing folders"))?;
         let rows = st
             .query_map([user.id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, u32>(2)?, r.get::<_, i64>(3)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, u32>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
             })
             .map_err(db("listing folders"))?
             .collect::<rusqlite::Result<Vec<_>>>()
@@ -355,7 +451,12 @@ impl SqliteMeta {
         Ok(rows
             .into_iter()
             .filter_map(|(name, a, keep, head)| {
-                Access::parse(&a).map(|access| FolderInfo { name, access, keep_versions: keep, head: Seq(head) })
+                Access::parse(&a).map(|access| FolderInfo {
+                    name,
+                    access,
+                    keep_versions: keep,
+                    head: Seq(head),
+                })
             })
             .collect())
     }
@@ -370,7 +471,10 @@ impl SqliteMeta {
             .map_err(db("looking up chunks"))?;
         let mut missing = Vec::new();
         for id in ids {
-            if !st.exists([&id.as_bytes()[..]]).map_err(db("looking up chunks"))? {
+            if !st
+                .exists([&id.as_bytes()[..]])
+                .map_err(db("looking up chunks"))?
+            {
                 missing.push(*id);
             }
         }
@@ -380,9 +484,15 @@ impl SqliteMeta {
     /// Stores small chunks inline and registers large ones as pending, in one transaction.
     /// Returns the large chunks the caller must now write to the object store (those not
     /// present already).
-    pub fn begin_chunks(&self, inline: &[(ChunkId, &[u8])], large: &[(ChunkId, u32)]) -> Result<Vec<ChunkId>> {
+    pub fn begin_chunks(
+        &self,
+        inline: &[(ChunkId, &[u8])],
+        large: &[(ChunkId, u32)],
+    ) -> Result<Vec<ChunkId>> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db("storing chunks"))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("storing chunks"))?;
         let epoch = gc_epoch(&tx)?;
         let mut to_write = Vec::new();
         {
@@ -397,7 +507,9 @@ impl SqliteMeta {
                     .execute(params![&id.as_bytes()[..], data.len() as i64, epoch, data])
                     .map_err(db("storing chunks"))?;
             }
-            let mut state = tx.prepare_cached("SELECT state FROM chunks WHERE id=?1").map_err(db("storing chunks"))?;
+            let mut state = tx
+                .prepare_cached("SELECT state FROM chunks WHERE id=?1")
+                .map_err(db("storing chunks"))?;
             let mut register = tx
                 .prepare_cached(
                     "INSERT INTO chunks(id, len, state, epoch, data) VALUES(?1, ?2, 0, ?3, NULL)
@@ -405,10 +517,14 @@ impl SqliteMeta {
                 )
                 .map_err(db("storing chunks"))?;
             for (id, len) in large {
-                let s: Option<i64> =
-                    state.query_row([&id.as_bytes()[..]], |r| r.get(0)).optional().map_err(db("storing chunks"))?;
+                let s: Option<i64> = state
+                    .query_row([&id.as_bytes()[..]], |r| r.get(0))
+                    .optional()
+                    .map_err(db("storing chunks"))?;
                 if s != Some(PRESENT) {
-                    register.execute(params![&id.as_bytes()[..], len, epoch]).map_err(db("storing chunks"))?;
+                    register
+                        .execute(params![&id.as_bytes()[..], len, epoch])
+                        .map_err(db("storing chunks"))?;
                     to_write.push(*id);
                 }
             }
@@ -421,7 +537,9 @@ impl SqliteMeta {
     /// (collected by gc while the upload was slow): the caller must report failure.
     pub fn finish_chunks(&self, ids: &[ChunkId]) -> Result<Vec<ChunkId>> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db("storing chunks"))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("storing chunks"))?;
         let mut lost = Vec::new();
         {
             let mut st = tx
@@ -431,8 +549,14 @@ impl SqliteMeta {
                 .prepare_cached("SELECT 1 FROM chunks WHERE id=?1 AND state=1")
                 .map_err(db("storing chunks"))?;
             for id in ids {
-                let n = st.execute([&id.as_bytes()[..]]).map_err(db("storing chunks"))?;
-                if n == 0 && !present.exists([&id.as_bytes()[..]]).map_err(db("storing chunks"))? {
+                let n = st
+                    .execute([&id.as_bytes()[..]])
+                    .map_err(db("storing chunks"))?;
+                if n == 0
+                    && !present
+                        .exists([&id.as_bytes()[..]])
+                        .map_err(db("storing chunks"))?
+                {
                     lost.push(*id);
                 }
             }
@@ -443,9 +567,17 @@ impl SqliteMeta {
 
     pub fn chunk(&self, id: &ChunkId) -> Result<Option<ChunkRow>> {
         self.conn()
-            .query_row("SELECT len, data FROM chunks WHERE id=?1 AND state=1", [&id.as_bytes()[..]], |r| {
-                Ok(ChunkRow { id: *id, len: r.get(0)?, inline: r.get(1)? })
-            })
+            .query_row(
+                "SELECT len, data FROM chunks WHERE id=?1 AND state=1",
+                [&id.as_bytes()[..]],
+                |r| {
+                    Ok(ChunkRow {
+                        id: *id,
+                        len: r.get(0)?,
+                        inline: r.get(1)?,
+                    })
+                },
+            )
             .optional()
             .map_err(db("reading chunk"))
     }
@@ -462,9 +594,15 @@ impl SqliteMeta {
         pause: Option<Duration>,
     ) -> Result<(Vec<ChangeResult>, Seq)> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db("committing"))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("committing"))?;
         let mut head: i64 = tx
-            .query_row("SELECT head_seq FROM folders WHERE id=?1", [folder.id], |r| r.get(0))
+            .query_row(
+                "SELECT head_seq FROM folders WHERE id=?1",
+                [folder.id],
+                |r| r.get(0),
+            )
             .map_err(db("committing"))?;
         let committed_ns = now_ns();
         let mut results = Vec::with_capacity(changes.len());
@@ -475,8 +613,11 @@ impl SqliteMeta {
                 std::thread::sleep(p);
             }
         }
-        tx.execute("UPDATE folders SET head_seq=?1 WHERE id=?2", params![head, folder.id])
-            .map_err(db("committing"))?;
+        tx.execute(
+            "UPDATE folders SET head_seq=?1 WHERE id=?2",
+            params![head, folder.id],
+        )
+        .map_err(db("committing"))?;
         tx.commit().map_err(db("committing"))?;
         Ok((results, Seq(head)))
     }
@@ -490,12 +631,19 @@ impl SqliteMeta {
         let rows = st
             .query_map(params![folder.id, after.0, limit], version_row)
             .map_err(db("reading journal"))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db("reading journal"))
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db("reading journal"))
     }
 
     /// The newest version of every path under `prefix` accepted at or before `at_ns`; deletion
     /// markers only when `deleted` is set.
-    pub fn tree(&self, folder: &Folder, prefix: &RelPath, at_ns: Option<i64>, deleted: bool) -> Result<Vec<VersionInfo>> {
+    pub fn tree(
+        &self,
+        folder: &Folder,
+        prefix: &RelPath,
+        at_ns: Option<i64>,
+        deleted: bool,
+    ) -> Result<Vec<VersionInfo>> {
         let conn = self.conn();
         let at = at_ns.unwrap_or(i64::MAX);
         let (lo, hi) = prefix_bounds(prefix);
@@ -513,7 +661,10 @@ impl SqliteMeta {
             .map_err(db("reading tree"))?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(db("reading tree"))?;
-        Ok(rows.into_iter().filter(|v| deleted || !v.is_deleted()).collect())
+        Ok(rows
+            .into_iter()
+            .filter(|v| deleted || !v.is_deleted())
+            .collect())
     }
 
     /// Every retained version of `path`, newest first.
@@ -527,11 +678,17 @@ impl SqliteMeta {
         let rows = st
             .query_map(params![folder.id, path.as_str()], version_row)
             .map_err(db("reading versions"))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db("reading versions"))
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db("reading versions"))
     }
 
     /// One version with its chunk list: `seq`, or the head when `None`.
-    pub fn version(&self, folder: &Folder, path: &RelPath, seq: Option<Seq>) -> Result<Option<StoredVersion>> {
+    pub fn version(
+        &self,
+        folder: &Folder,
+        path: &RelPath,
+        seq: Option<Seq>,
+    ) -> Result<Option<StoredVersion>> {
         let conn = self.conn();
         let found = conn
             .query_row(
@@ -544,7 +701,9 @@ impl SqliteMeta {
             )
             .optional()
             .map_err(db("reading version"))?;
-        let Some((info, id)) = found else { return Ok(None) };
+        let Some((info, id)) = found else {
+            return Ok(None);
+        };
         let chunks = version_chunks(&conn, id)?;
         Ok(Some(StoredVersion { info, chunks }))
     }
@@ -554,10 +713,15 @@ impl SqliteMeta {
     /// Starts a gc generation; returns the new epoch.
     pub fn bump_gc_epoch(&self) -> Result<i64> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db("starting gc"))?;
-        let epoch = gc_epoch(&tx)? + 1;
-        tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('gc_epoch', ?1)", [epoch.to_string()])
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db("starting gc"))?;
+        let epoch = gc_epoch(&tx)? + 1;
+        tx.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES('gc_epoch', ?1)",
+            [epoch.to_string()],
+        )
+        .map_err(db("starting gc"))?;
         tx.commit().map_err(db("starting gc"))?;
         Ok(epoch)
     }
@@ -573,7 +737,9 @@ impl SqliteMeta {
         delete_objects: &mut dyn FnMut(&[ChunkId]) -> Result<()>,
     ) -> Result<(u64, u64)> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db("collecting"))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("collecting"))?;
         let doomed: Vec<(ChunkId, i64, bool)> = {
             let mut st = tx
                 .prepare_cached(
@@ -584,31 +750,47 @@ impl SqliteMeta {
                 )
                 .map_err(db("collecting"))?;
             let rows = st
-                .query_map(params![epoch, batch], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?, r.get(2)?)))
+                .query_map(params![epoch, batch], |r| {
+                    Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?, r.get(2)?))
+                })
                 .map_err(db("collecting"))?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(db("collecting"))?;
-            rows.into_iter().filter_map(|(id, len, inline)| Some((chunk_id(&id)?, len, inline))).collect()
+            rows.into_iter()
+                .filter_map(|(id, len, inline)| Some((chunk_id(&id)?, len, inline)))
+                .collect()
         };
         if doomed.is_empty() {
             return Ok((0, 0));
         }
-        let objects: Vec<ChunkId> = doomed.iter().filter(|(_, _, inline)| !inline).map(|(id, _, _)| *id).collect();
+        let objects: Vec<ChunkId> = doomed
+            .iter()
+            .filter(|(_, _, inline)| !inline)
+            .map(|(id, _, _)| *id)
+            .collect();
         delete_objects(&objects)?;
         {
-            let mut del = tx.prepare_cached("DELETE FROM chunks WHERE id=?1").map_err(db("collecting"))?;
+            let mut del = tx
+                .prepare_cached("DELETE FROM chunks WHERE id=?1")
+                .map_err(db("collecting"))?;
             for (id, _, _) in &doomed {
-                del.execute([&id.as_bytes()[..]]).map_err(db("collecting"))?;
+                del.execute([&id.as_bytes()[..]])
+                    .map_err(db("collecting"))?;
             }
         }
         tx.commit().map_err(db("collecting"))?;
-        Ok((doomed.len() as u64, doomed.iter().map(|(_, len, _)| *len as u64).sum()))
+        Ok((
+            doomed.len() as u64,
+            doomed.iter().map(|(_, len, _)| *len as u64).sum(),
+        ))
     }
 
     /// Runs `f` while holding the write lock (nothing can register or commit meanwhile).
     pub fn with_write_lock<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db("locking"))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db("locking"))?;
         let out = f(&tx)?;
         tx.commit().map_err(db("locking"))?;
         Ok(out)
@@ -617,12 +799,17 @@ impl SqliteMeta {
     /// Every chunk row: id, length, inline bytes (when inline), state.
     pub fn all_chunks(&self, f: &mut dyn FnMut(ChunkRow, bool) -> Result<()>) -> Result<()> {
         let conn = self.conn();
-        let mut st = conn.prepare("SELECT id, len, data, state FROM chunks").map_err(db("checking chunks"))?;
+        let mut st = conn
+            .prepare("SELECT id, len, data, state FROM chunks")
+            .map_err(db("checking chunks"))?;
         let mut rows = st.query([]).map_err(db("checking chunks"))?;
         while let Some(r) = rows.next().map_err(db("checking chunks"))? {
             let raw: Vec<u8> = r.get(0).map_err(db("checking chunks"))?;
             let Some(id) = chunk_id(&raw) else {
-                return Err(Error::Corrupt(format!("chunk row with a malformed id ({} bytes)", raw.len())));
+                return Err(Error::Corrupt(format!(
+                    "chunk row with a malformed id ({} bytes)",
+                    raw.len()
+                )));
             };
             let row = ChunkRow {
                 id,
@@ -646,11 +833,16 @@ impl SqliteMeta {
             )
             .map_err(db("checking references"))?;
         let rows = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, Vec<u8>>(3)?)))
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, Vec<u8>>(3)?))
+            })
             .map_err(db("checking references"))?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(db("checking references"))?;
-        Ok(rows.into_iter().filter_map(|(f, p, s, c)| Some((f, p, s, chunk_id(&c)?))).collect())
+        Ok(rows
+            .into_iter()
+            .filter_map(|(f, p, s, c)| Some((f, p, s, chunk_id(&c)?)))
+            .collect())
     }
 
     /// File versions whose chunk lengths do not add up to their size: (folder, path, seq).
@@ -665,17 +857,21 @@ impl SqliteMeta {
         let rows = st
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .map_err(db("checking sizes"))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db("checking sizes"))
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db("checking sizes"))
     }
 }
 
-const VERSION_COLS: &str = "path, seq, kind, size, mtime_ns, mode, hash, target, device, committed_ns, folder_id";
+const VERSION_COLS: &str =
+    "path, seq, kind, size, mtime_ns, mode, hash, target, device, committed_ns, folder_id";
 
 fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionInfo> {
     let path: String = r.get(0)?;
     let kind: String = r.get(2)?;
     let hash: Option<Vec<u8>> = r.get(6)?;
-    let bad = |what: &str| rusqlite::Error::InvalidColumnType(0, what.to_string(), rusqlite::types::Type::Text);
+    let bad = |what: &str| {
+        rusqlite::Error::InvalidColumnType(0, what.to_string(), rusqlite::types::Type::Text)
+    };
     Ok(VersionInfo {
         path: RelPath::parse(&path).map_err(|_| bad("path"))?,
         seq: Seq(r.get(1)?),
@@ -684,7 +880,10 @@ fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionInfo> {
             size: r.get::<_, i64>(3)? as u64,
             mtime_ns: r.get(4)?,
             mode: r.get(5)?,
-            hash: hash.as_deref().and_then(chunk_id).map(|c| ContentHash::from_bytes(*c.as_bytes())),
+            hash: hash
+                .as_deref()
+                .and_then(chunk_id)
+                .map(|c| ContentHash::from_bytes(*c.as_bytes())),
             target: r.get(7)?,
         },
         device: DeviceId(r.get(8)?),
@@ -697,13 +896,17 @@ fn version_chunks(conn: &Connection, version_id: i64) -> Result<Vec<ChunkSpan>> 
         .prepare_cached("SELECT chunk, len FROM version_chunks WHERE version_id=?1 ORDER BY idx")
         .map_err(db("reading chunk list"))?;
     let rows = st
-        .query_map([version_id], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, u32>(1)?)))
+        .query_map([version_id], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, u32>(1)?))
+        })
         .map_err(db("reading chunk list"))?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db("reading chunk list"))?;
     rows.into_iter()
         .map(|(id, len)| {
-            chunk_id(&id).map(|id| ChunkSpan { id, len }).ok_or_else(|| Error::Corrupt("malformed chunk id in a chunk list".into()))
+            chunk_id(&id)
+                .map(|id| ChunkSpan { id, len })
+                .ok_or_else(|| Error::Corrupt("malformed chunk id in a chunk list".into()))
         })
         .collect()
 }
@@ -714,7 +917,9 @@ fn chunk_id(raw: &[u8]) -> Option<ChunkId> {
 
 fn gc_epoch(conn: &Connection) -> Result<i64> {
     let v: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key='gc_epoch'", [], |r| r.get(0))
+        .query_row("SELECT value FROM meta WHERE key='gc_epoch'", [], |r| {
+            r.get(0)
+        })
         .optional()
         .map_err(db("reading gc epoch"))?;
     Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
@@ -726,11 +931,18 @@ fn prefix_bounds(prefix: &RelPath) -> (String, String) {
     if prefix.is_root() {
         (String::new(), "\u{10FFFF}".into())
     } else {
-        (format!("{}/", prefix.as_str()), format!("{}0", prefix.as_str()))
+        (
+            format!("{}/", prefix.as_str()),
+            format!("{}0", prefix.as_str()),
+        )
     }
 }
 
-fn head_of(conn: &Connection, folder_id: i64, path: &RelPath) -> Result<Option<(VersionInfo, i64)>> {
+fn head_of(
+    conn: &Connection,
+    folder_id: i64,
+    path: &RelPath,
+) -> Result<Option<(VersionInfo, i64)>> {
     conn.query_row(
         &format!("SELECT {VERSION_COLS}, id FROM versions WHERE folder_id=?1 AND path=?2 ORDER BY seq DESC LIMIT 1"),
         params![folder_id, path.as_str()],
@@ -749,16 +961,25 @@ fn validate(change: &Change) -> Option<String> {
         EntryKind::File => {
             let total: u64 = change.chunks.iter().map(|c| u64::from(c.len)).sum();
             if total != e.size {
-                return Some(format!("chunk lengths add up to {total} bytes, the file has {}", e.size));
+                return Some(format!(
+                    "chunk lengths add up to {total} bytes, the file has {}",
+                    e.size
+                ));
             }
             if e.hash.is_none() {
                 return Some("a file needs a content hash".into());
             }
         }
-        EntryKind::Symlink if e.target.as_deref().is_none_or(|t| t.is_empty() || t.contains('\0')) => {
+        EntryKind::Symlink
+            if e.target
+                .as_deref()
+                .is_none_or(|t| t.is_empty() || t.contains('\0')) =>
+        {
             return Some("a symbolic link needs a target without NUL bytes".into());
         }
-        _ if !change.chunks.is_empty() => return Some(format!("a {} has no content", e.kind.as_str())),
+        _ if !change.chunks.is_empty() => {
+            return Some(format!("a {} has no content", e.kind.as_str()))
+        }
         _ => {}
     }
     None
@@ -773,7 +994,9 @@ fn apply_change(
     committed_ns: i64,
 ) -> Result<ChangeResult> {
     if let Some(reason) = validate(change) {
-        return Ok(ChangeResult::Refused { reason: format!("{}: {reason}", change.path) });
+        return Ok(ChangeResult::Refused {
+            reason: format!("{}: {reason}", change.path),
+        });
     }
     let head = head_of(tx, folder.id, &change.path)?;
     if let Some((h, _)) = &head {
@@ -788,10 +1011,15 @@ fn apply_change(
         Some((h, _)) => change.base == Some(h.seq),
     };
     if !base_ok {
-        return Ok(ChangeResult::Conflict { head: head.map(|(h, _)| h) });
+        return Ok(ChangeResult::Conflict {
+            head: head.map(|(h, _)| h),
+        });
     }
-    if change.entry.kind == EntryKind::Deleted && head.as_ref().is_none_or(|(h, _)| h.is_deleted()) {
-        return Ok(ChangeResult::Accepted { seq: head.map(|(h, _)| h.seq).unwrap_or(Seq(*head_seq)) });
+    if change.entry.kind == EntryKind::Deleted && head.as_ref().is_none_or(|(h, _)| h.is_deleted())
+    {
+        return Ok(ChangeResult::Accepted {
+            seq: head.map(|(h, _)| h.seq).unwrap_or(Seq(*head_seq)),
+        });
     }
     if change.entry.kind == EntryKind::File {
         let mut st = tx
@@ -799,7 +1027,11 @@ fn apply_change(
             .map_err(db("committing"))?;
         let mut missing = Vec::new();
         for c in &change.chunks {
-            if !st.exists([&c.id.as_bytes()[..]]).map_err(db("committing"))? && !missing.contains(&c.id) {
+            if !st
+                .exists([&c.id.as_bytes()[..]])
+                .map_err(db("committing"))?
+                && !missing.contains(&c.id)
+            {
                 missing.push(c.id);
             }
         }
@@ -832,14 +1064,19 @@ fn apply_change(
     let version_id = tx.last_insert_rowid();
     {
         let mut st = tx
-            .prepare_cached("INSERT INTO version_chunks(version_id, idx, chunk, len) VALUES(?1, ?2, ?3, ?4)")
+            .prepare_cached(
+                "INSERT INTO version_chunks(version_id, idx, chunk, len) VALUES(?1, ?2, ?3, ?4)",
+            )
             .map_err(db("committing"))?;
         for (i, c) in change.chunks.iter().enumerate() {
-            st.execute(params![version_id, i as i64, &c.id.as_bytes()[..], c.len]).map_err(db("committing"))?;
+            st.execute(params![version_id, i as i64, &c.id.as_bytes()[..], c.len])
+                .map_err(db("committing"))?;
         }
     }
     prune(tx, folder, &change.path)?;
-    Ok(ChangeResult::Accepted { seq: Seq(*head_seq) })
+    Ok(ChangeResult::Accepted {
+        seq: Seq(*head_seq),
+    })
 }
 
 /// Retention: keeps the newest `keep_versions` versions of `path` and drops the rest (their
@@ -850,13 +1087,17 @@ fn prune(tx: &Connection, folder: &Folder, path: &RelPath) -> Result<()> {
         .prepare_cached("SELECT id FROM versions WHERE folder_id=?1 AND path=?2 ORDER BY seq DESC LIMIT -1 OFFSET ?3")
         .map_err(db("applying retention"))?;
     let old = st
-        .query_map(params![folder.id, path.as_str(), keep], |r| r.get::<_, i64>(0))
+        .query_map(params![folder.id, path.as_str(), keep], |r| {
+            r.get::<_, i64>(0)
+        })
         .map_err(db("applying retention"))?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db("applying retention"))?;
     for id in old {
-        tx.execute("DELETE FROM version_chunks WHERE version_id=?1", [id]).map_err(db("applying retention"))?;
-        tx.execute("DELETE FROM versions WHERE id=?1", [id]).map_err(db("applying retention"))?;
+        tx.execute("DELETE FROM version_chunks WHERE version_id=?1", [id])
+            .map_err(db("applying retention"))?;
+        tx.execute("DELETE FROM versions WHERE id=?1", [id])
+            .map_err(db("applying retention"))?;
     }
     Ok(())
 }

@@ -1,0 +1,477 @@
+//! Running tasks: `cairn run --once`, the `cairn agent` daemon (watcher + periodic rescan,
+//! a local socket for pause/resume/status), and `cairn log`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use cairn_engine::backup::{self, BackupOptions, BackupRoot, BackupStats};
+use cairn_engine::index::LocalIndex;
+use cairn_engine::{Progress, ProgressEvent};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::config::{Config, Home};
+
+#[derive(Args)]
+pub struct RunCmd {
+    /// Tasks to run (default: all).
+    tasks: Vec<String>,
+    /// Run to completion and exit (the only mode of `run`; the agent runs continuously).
+    #[arg(long)]
+    once: bool,
+}
+
+#[derive(Args)]
+pub struct AgentCmd {
+    /// Seconds between full rescans (the watcher covers the time between).
+    #[arg(long, default_value_t = 600)]
+    rescan: u64,
+}
+
+/// What one task is doing, for `status`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TaskStatus {
+    pub state: String,
+    pub last_result: Option<String>,
+    pub uploading: Vec<String>,
+    pub queued: u64,
+    pub recent: VecDeque<String>,
+}
+
+/// Progress sink of one task: appends to the task's log, keeps recent activity, and (for
+/// `run`) echoes problems to stderr.
+struct TaskProgress {
+    task: String,
+    log: Mutex<Option<std::fs::File>>,
+    status: Arc<Mutex<BTreeMap<String, TaskStatus>>>,
+    echo: bool,
+}
+
+impl TaskProgress {
+    fn new(
+        home: &Home,
+        task: &str,
+        status: Arc<Mutex<BTreeMap<String, TaskStatus>>>,
+        echo: bool,
+    ) -> Self {
+        let path = home.log_path(task);
+        let _ = std::fs::create_dir_all(path.parent().unwrap_or(&home.data_dir));
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .ok();
+        TaskProgress {
+            task: task.to_string(),
+            log: Mutex::new(log),
+            status,
+            echo,
+        }
+    }
+
+    fn line(&self, text: &str) {
+        let stamp = cairn_model::timespec::format_instant(now_ns());
+        if let Some(f) = self.log.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            let _ = writeln!(f, "{stamp} {text}");
+        }
+    }
+
+    fn with_status(&self, f: impl FnOnce(&mut TaskStatus)) {
+        let mut all = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        f(all.entry(self.task.clone()).or_default());
+    }
+}
+
+impl Progress for TaskProgress {
+    fn event(&self, event: ProgressEvent) {
+        match event {
+            ProgressEvent::Queued { .. } => self.with_status(|s| s.queued += 1),
+            ProgressEvent::Uploading { path } => self.with_status(|s| {
+                s.queued = s.queued.saturating_sub(1);
+                s.uploading.push(path.to_string());
+            }),
+            ProgressEvent::Uploaded { path, size } => {
+                self.line(&format!("uploaded {path} ({size} bytes)"));
+                self.with_status(|s| {
+                    s.uploading.retain(|p| p != path.as_str());
+                    s.recent.push_front(format!("uploaded {path}"));
+                    s.recent.truncate(20);
+                });
+            }
+            ProgressEvent::Deleted { path } => {
+                self.line(&format!("deleted on the server: {path}"));
+                self.with_status(|s| {
+                    s.recent.push_front(format!("deleted {path}"));
+                    s.recent.truncate(20);
+                });
+            }
+            ProgressEvent::Skipped { path, reason } => {
+                self.line(&format!("skipped {path}: {reason}"));
+                if self.echo {
+                    eprintln!("skipped {path}: {reason}");
+                }
+            }
+            ProgressEvent::Failed { path, reason } => {
+                self.line(&format!("failed {path}: {reason}"));
+                self.with_status(|s| s.uploading.retain(|p| p != &path));
+                if self.echo {
+                    eprintln!("failed {path}: {reason}");
+                }
+            }
+            ProgressEvent::Restored { path, size } => {
+                self.line(&format!("restored {path} ({size} bytes)"))
+            }
+            ProgressEvent::Scanned { .. } | ProgressEvent::Transferred { .. } => {}
+        }
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn summary(name: &str, s: &BackupStats) -> String {
+    format!(
+        "backup {name}: {} uploaded, {} folders/links, {} deleted, {} unchanged, {} failed, {} reported; sent {} bytes in {} chunks",
+        s.files_uploaded, s.dirs_recorded, s.deleted, s.unchanged, s.failed, s.reported, s.bytes_sent, s.chunks_sent
+    )
+}
+
+/// One pass of one task.
+async fn run_task(
+    home: &Home,
+    config: &Config,
+    name: &str,
+    progress: Arc<dyn Progress>,
+) -> Result<BackupStats> {
+    let task = config
+        .tasks
+        .get(name)
+        .with_context(|| format!("no task named {name}"))?;
+    let conn = home.connection(config, &task.connection)?;
+    let remote = Arc::new(conn.remote(&task.folder));
+    let roots = (0..task.locals.len())
+        .map(|i| {
+            Ok(BackupRoot {
+                local: task.locals[i].clone(),
+                remote_prefix: task.remote_prefix(i)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let opts = BackupOptions {
+        filter: task.filter.clone(),
+        keep_deleted: task.keep_deleted,
+        transfers: task.transfers,
+    };
+    let mut index = LocalIndex::open(&home.index_path())?;
+    let stats = backup::run(name, &roots, remote, &mut index, &opts, progress).await?;
+    Ok(stats)
+}
+
+pub async fn run_once(c: RunCmd) -> Result<()> {
+    let _ = c.once;
+    let home = Home::locate()?;
+    let config = home.load()?;
+    let names: Vec<String> = if c.tasks.is_empty() {
+        config.tasks.keys().cloned().collect()
+    } else {
+        c.tasks.clone()
+    };
+    if names.is_empty() {
+        bail!("no tasks configured; add one with `cairn backup add`");
+    }
+    let status = Arc::new(Mutex::new(BTreeMap::new()));
+    let mut failed = Vec::new();
+    for name in &names {
+        let progress = Arc::new(TaskProgress::new(&home, name, status.clone(), true));
+        let started = Instant::now();
+        match run_task(&home, &config, name, progress.clone()).await {
+            Ok(stats) => {
+                let line = summary(name, &stats);
+                progress.line(&line);
+                println!("{line} in {:.2}s", started.elapsed().as_secs_f64());
+                if stats.failed > 0 {
+                    failed.push(format!(
+                        "{name}: {} files failed (see `cairn log {name}`)",
+                        stats.failed
+                    ));
+                }
+            }
+            Err(e) => {
+                progress.line(&format!("task failed: {e:#}"));
+                eprintln!("error: task {name}: {e:#}");
+                failed.push(format!("{name}: {e}"));
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} tasks did not complete: {}",
+            failed.len(),
+            names.len(),
+            failed.join("; ")
+        );
+    }
+    Ok(())
+}
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    cmd: String,
+    #[serde(default)]
+    task: Option<String>,
+}
+
+async fn ask_agent(home: &Home, req: &Request) -> Option<serde_json::Value> {
+    let mut stream = UnixStream::connect(home.socket_path()).await.ok()?;
+    let mut line = serde_json::to_vec(req).ok()?;
+    line.push(b'\n');
+    stream.write_all(&line).await.ok()?;
+    let mut reader = BufReader::new(stream);
+    let mut answer = String::new();
+    reader.read_line(&mut answer).await.ok()?;
+    serde_json::from_str(&answer).ok()
+}
+
+pub async fn set_paused(task: &str, paused: bool) -> Result<()> {
+    let home = Home::locate()?;
+    let config = home.load()?;
+    if !config.tasks.contains_key(task) {
+        bail!("no task named {task}");
+    }
+    let mut state = home.state()?;
+    state.paused.retain(|t| t != task);
+    if paused {
+        state.paused.push(task.to_string());
+    }
+    home.save_state(&state)?;
+    let _ = ask_agent(
+        &home,
+        &Request {
+            cmd: "reload".into(),
+            task: None,
+        },
+    )
+    .await;
+    println!("{} {task}", if paused { "paused" } else { "resumed" });
+    Ok(())
+}
+
+pub async fn status(task: Option<&str>) -> Result<()> {
+    let home = Home::locate()?;
+    let config = home.load()?;
+    if let Some(t) = task {
+        if !config.tasks.contains_key(t) {
+            bail!("no task named {t}");
+        }
+    }
+    let live = ask_agent(
+        &home,
+        &Request {
+            cmd: "status".into(),
+            task: None,
+        },
+    )
+    .await;
+    let live: BTreeMap<String, TaskStatus> = live
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    let paused = home.state()?.paused;
+    if live.is_empty() {
+        println!("agent: not running (start it with `cairn agent`)");
+    }
+    for (name, t) in &config.tasks {
+        if task.is_some_and(|x| x != name) {
+            continue;
+        }
+        let st = live.get(name);
+        let state = if paused.contains(name) {
+            "paused".to_string()
+        } else {
+            st.map(|s| s.state.clone()).unwrap_or_else(|| "idle".into())
+        };
+        println!(
+            "{name}: {} backup to {}/{} — {state}",
+            t.locals.len(),
+            t.connection,
+            t.folder
+        );
+        if let Some(s) = st {
+            if let Some(r) = &s.last_result {
+                println!("  last pass: {r}");
+            }
+            for u in &s.uploading {
+                println!("  uploading {u}");
+            }
+            if s.queued > 0 {
+                println!("  queued: {} files", s.queued);
+            }
+            for r in &s.recent {
+                println!("  {r}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn log(task: Option<&str>, lines: usize) -> Result<()> {
+    let home = Home::locate()?;
+    let config = home.load()?;
+    let names: Vec<String> = match task {
+        Some(t) if !config.tasks.contains_key(t) => bail!("no task named {t}"),
+        Some(t) => vec![t.to_string()],
+        None => config.tasks.keys().cloned().collect(),
+    };
+    for name in names {
+        let text = std::fs::read_to_string(home.log_path(&name)).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        for l in &all[all.len().saturating_sub(lines)..] {
+            println!("[{name}] {l}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn agent(c: AgentCmd) -> Result<()> {
+    let home = Home::locate()?;
+    let sock = home.socket_path();
+    if UnixStream::connect(&sock).await.is_ok() {
+        bail!("an agent is already running (socket {})", sock.display());
+    }
+    let _ = std::fs::remove_file(&sock);
+    std::fs::create_dir_all(&home.data_dir)
+        .with_context(|| format!("creating {}", home.data_dir.display()))?;
+    let listener =
+        UnixListener::bind(&sock).with_context(|| format!("listening on {}", sock.display()))?;
+    let status: Arc<Mutex<BTreeMap<String, TaskStatus>>> = Arc::new(Mutex::new(BTreeMap::new()));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    {
+        let status = status.clone();
+        let wake = wake.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let status = status.clone();
+                let wake = wake.clone();
+                tokio::spawn(async move {
+                    let (r, mut w) = stream.into_split();
+                    let mut line = String::new();
+                    if BufReader::new(r).read_line(&mut line).await.is_err() {
+                        return;
+                    }
+                    let answer = match serde_json::from_str::<Request>(&line) {
+                        Ok(req) if req.cmd == "status" => {
+                            let s = status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                            serde_json::to_value(s).unwrap_or_default()
+                        }
+                        Ok(req) if req.cmd == "reload" => {
+                            wake.notify_one();
+                            serde_json::json!({"ok": true})
+                        }
+                        _ => serde_json::json!({"error": "unknown request"}),
+                    };
+                    let mut out = serde_json::to_vec(&answer).unwrap_or_default();
+                    out.push(b'\n');
+                    let _ = w.write_all(&out).await;
+                });
+            }
+        });
+    }
+    println!("agent running; socket {}", sock.display());
+    let mut config = home.load()?;
+    let roots: Vec<(String, PathBuf)> = config
+        .tasks
+        .iter()
+        .flat_map(|(n, t)| t.locals.iter().map(move |l| (n.clone(), l.clone())))
+        .collect();
+    let watch_paths: Vec<PathBuf> = roots
+        .iter()
+        .map(|(_, p)| p.clone())
+        .filter(|p| p.is_dir())
+        .collect();
+    let (_watcher, mut events) = cairn_engine::watcher::watch(&watch_paths)?;
+    let mut dirty: HashMap<String, Instant> = config
+        .tasks
+        .keys()
+        .map(|k| (k.clone(), Instant::now()))
+        .collect();
+    let mut last_full: HashMap<String, Instant> = HashMap::new();
+    let debounce = Duration::from_secs(2);
+    loop {
+        tokio::select! {
+            Some(path) = events.recv() => {
+                for (task, root) in &roots {
+                    if path.starts_with(root) {
+                        dirty.insert(task.clone(), Instant::now());
+                    }
+                }
+            }
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
+        config = home.load().unwrap_or(config);
+        let paused = home.state().map(|s| s.paused).unwrap_or_default();
+        for name in config.tasks.keys() {
+            let is_paused = paused.contains(name);
+            {
+                let mut all = status.lock().unwrap_or_else(|p| p.into_inner());
+                let s = all.entry(name.clone()).or_default();
+                if is_paused {
+                    s.state = "paused".into();
+                } else if s.state.is_empty() || s.state == "paused" {
+                    s.state = "idle".into();
+                }
+            }
+            if is_paused {
+                continue;
+            }
+            let due_watch = dirty.get(name).is_some_and(|t| t.elapsed() >= debounce);
+            let due_scan = last_full
+                .get(name)
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(c.rescan));
+            if !(due_watch || due_scan) {
+                continue;
+            }
+            dirty.remove(name);
+            last_full.insert(name.clone(), Instant::now());
+            set_state(&status, name, "running");
+            let progress = Arc::new(TaskProgress::new(&home, name, status.clone(), false));
+            let result = run_task(&home, &config, name, progress.clone()).await;
+            let (state, text) = match result {
+                Ok(stats) => (
+                    if stats.failed > 0 {
+                        "error"
+                    } else {
+                        "up to date"
+                    },
+                    summary(name, &stats),
+                ),
+                Err(e) => ("error", format!("task failed: {e:#}")),
+            };
+            progress.line(&text);
+            let mut all = status.lock().unwrap_or_else(|p| p.into_inner());
+            let s = all.entry(name.clone()).or_default();
+            s.state = state.into();
+            s.last_result = Some(text);
+            s.uploading.clear();
+            s.queued = 0;
+        }
+    }
+    let _ = std::fs::remove_file(&sock);
+    Ok(())
+}
+
+fn set_state(status: &Arc<Mutex<BTreeMap<String, TaskStatus>>>, name: &str, state: &str) {
+    let mut all = status.lock().unwrap_or_else(|p| p.into_inner());
+    all.entry(name.to_string()).or_default().state = state.into();
+}

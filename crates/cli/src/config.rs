@@ -1,0 +1,266 @@
+//! Client configuration and state under `$CAIRN_HOME` (default: `~/.config/cairn` for
+//! configuration, `~/.local/share/cairn` for the index, logs and the agent's socket).
+//!
+//! `config.json` holds connections and tasks; `credentials.json` (0600) holds passwords, apart
+//! so that the configuration can be shown or shared without them.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use cairn_client::{ConnectOptions, Connection, Trust};
+use cairn_model::{DeviceId, Filter, RelPath};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConnectionConfig {
+    pub url: String,
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TaskConfig {
+    pub kind: String,
+    pub locals: Vec<PathBuf>,
+    pub connection: String,
+    pub folder: String,
+    pub computer: String,
+    #[serde(default)]
+    pub filter: Filter,
+    #[serde(default)]
+    pub keep_deleted: bool,
+    pub transfers: usize,
+}
+
+impl TaskConfig {
+    /// Where local root `i` lands in the server folder: `<computer>/<folder name>`.
+    pub fn remote_prefix(&self, i: usize) -> Result<RelPath> {
+        let local = &self.locals[i];
+        let name = local
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("{} has no usable folder name", local.display()))?;
+        Ok(RelPath::parse(&self.computer)?.join(name)?)
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Config {
+    pub device_id: String,
+    #[serde(default)]
+    pub connections: BTreeMap<String, ConnectionConfig>,
+    #[serde(default)]
+    pub tasks: BTreeMap<String, TaskConfig>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Credentials {
+    #[serde(default)]
+    pub passwords: BTreeMap<String, String>,
+}
+
+/// Task state shared by the CLI and the agent.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    #[serde(default)]
+    pub paused: Vec<String>,
+}
+
+pub struct Home {
+    pub config_dir: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+impl Home {
+    pub fn locate() -> Result<Home> {
+        if let Some(h) = std::env::var_os("CAIRN_HOME").filter(|h| !h.is_empty()) {
+            let h = PathBuf::from(h);
+            return Ok(Home {
+                config_dir: h.clone(),
+                data_dir: h,
+            });
+        }
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .context("neither CAIRN_HOME nor HOME is set")?;
+        let config = std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join(".config"));
+        let data = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join(".local/share"));
+        Ok(Home {
+            config_dir: config.join("cairn"),
+            data_dir: data.join("cairn"),
+        })
+    }
+
+    fn ensure(&self) -> Result<()> {
+        for d in [&self.config_dir, &self.data_dir] {
+            fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            let _ = fs::set_permissions(d, fs::Permissions::from_mode(0o700));
+        }
+        Ok(())
+    }
+
+    pub fn index_path(&self) -> PathBuf {
+        self.data_dir.join("index.sqlite")
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.data_dir.join("agent.sock")
+    }
+
+    pub fn log_path(&self, task: &str) -> PathBuf {
+        self.data_dir.join("logs").join(format!("{task}.log"))
+    }
+
+    pub fn load(&self) -> Result<Config> {
+        let path = self.config_dir.join("config.json");
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("reading {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let device = cairn_server::auth::random_bytes(16)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                Ok(Config {
+                    device_id: device,
+                    ..Config::default()
+                })
+            }
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    pub fn save(&self, config: &Config) -> Result<()> {
+        self.ensure()?;
+        write_atomic(
+            &self.config_dir.join("config.json"),
+            &serde_json::to_vec_pretty(config)?,
+            0o600,
+        )
+    }
+
+    pub fn credentials(&self) -> Result<Credentials> {
+        let path = self.config_dir.join("credentials.json");
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("reading {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Credentials::default()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    pub fn save_credentials(&self, c: &Credentials) -> Result<()> {
+        self.ensure()?;
+        write_atomic(
+            &self.config_dir.join("credentials.json"),
+            &serde_json::to_vec_pretty(c)?,
+            0o600,
+        )
+    }
+
+    pub fn state(&self) -> Result<State> {
+        let path = self.data_dir.join("state.json");
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("reading {}", path.display())),
+            Err(_) => Ok(State::default()),
+        }
+    }
+
+    pub fn save_state(&self, s: &State) -> Result<()> {
+        self.ensure()?;
+        write_atomic(
+            &self.data_dir.join("state.json"),
+            &serde_json::to_vec_pretty(s)?,
+            0o600,
+        )
+    }
+
+    /// An (unconnected) session for a saved connection.
+    pub fn connection(&self, config: &Config, name: &str) -> Result<Arc<Connection>> {
+        let c = config
+            .connections
+            .get(name)
+            .with_context(|| format!("no connection named {name}; add it with `cairn connect URL --user NAME --name {name}`"))?;
+        let creds = self.credentials()?;
+        let password = creds.passwords.get(name).cloned().with_context(|| {
+            format!("no password saved for connection {name}; run `cairn connect` again")
+        })?;
+        Ok(Arc::new(Connection::new(connect_options(
+            c,
+            password,
+            &config.device_id,
+        ))?))
+    }
+}
+
+pub fn connect_options(c: &ConnectionConfig, password: String, device: &str) -> ConnectOptions {
+    let trust = match (&c.fingerprint, &c.ca) {
+        (Some(f), _) => Trust::Fingerprint(f.clone()),
+        (None, Some(ca)) => Trust::CaFile(ca.clone()),
+        (None, None) => Trust::SystemRoots,
+    };
+    ConnectOptions {
+        url: c.url.clone(),
+        user: c.user.clone(),
+        password,
+        trust,
+        proxy: c.proxy.clone(),
+        device: DeviceId(device.to_string()),
+    }
+}
+
+/// Writes through a temporary file and a rename so a crash never leaves half a file.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(data)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("writing {}", tmp.display()))?;
+    }
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
+    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+pub fn host_name() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "computer".into())
+}
+
+/// Reads one line (a password) from standard input.
+pub fn read_stdin_line() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let pw = line.trim_end_matches(['\n', '\r']).to_string();
+    if pw.is_empty() {
+        bail!("the password read from standard input is empty");
+    }
+    Ok(pw)
+}

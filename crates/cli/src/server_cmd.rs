@@ -1,0 +1,354 @@
+//! `cairn server ...`: run the server and administer its data folder (also while it runs:
+//! the metadata store allows a second writer).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use cairn_protocol::{is_valid_name, Access};
+use cairn_server::{auth, maintenance, DataDir, ServerOptions};
+use clap::{Args, Subcommand};
+
+use crate::config::read_stdin_line;
+
+#[derive(Args)]
+pub struct DataArg {
+    /// The server's data folder.
+    #[arg(long, env = "CAIRN_DATA", default_value = "cairn-data")]
+    data: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub enum ServerCmd {
+    /// Start the server (creates the data folder on first run).
+    Run {
+        #[command(flatten)]
+        data: DataArg,
+        /// Address to listen on; repeat for several. Default: [::]:8443 (IPv6 and IPv4).
+        #[arg(long)]
+        listen: Vec<SocketAddr>,
+        /// A real certificate (PEM) instead of the self-signed one.
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+        /// Lifetime of login tokens, in seconds.
+        #[arg(long, default_value_t = 30 * 24 * 3600)]
+        token_ttl: u64,
+    },
+    /// Print the SHA-256 fingerprint of the server's certificate.
+    Fingerprint {
+        #[command(flatten)]
+        data: DataArg,
+        #[arg(long)]
+        cert: Option<PathBuf>,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
+    /// Manage shared folders.
+    Folder {
+        #[command(subcommand)]
+        cmd: FolderCmd,
+    },
+    /// Delete chunks no retained version references (safe while clients upload).
+    Gc {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Verify metadata against chunks; exits non-zero and names what is wrong.
+    Check {
+        #[command(flatten)]
+        data: DataArg,
+        /// Also re-hash every chunk.
+        #[arg(long)]
+        read_data: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UserCmd {
+    Add {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from standard input (otherwise a random one is made and printed).
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    List {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    Disable {
+        name: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum FolderCmd {
+    Add {
+        name: String,
+        /// Versions kept per file.
+        #[arg(long, default_value_t = 32)]
+        keep_versions: u32,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    List {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    Grant {
+        folder: String,
+        user: String,
+        #[arg(long, value_parser = ["rw", "ro"])]
+        access: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    Revoke {
+        folder: String,
+        user: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+fn password(from_stdin: bool) -> Result<(String, bool)> {
+    if from_stdin {
+        Ok((read_stdin_line()?, false))
+    } else {
+        Ok((auth::random_password(), true))
+    }
+}
+
+pub async fn run(cmd: ServerCmd) -> Result<()> {
+    match cmd {
+        ServerCmd::Run {
+            data,
+            listen,
+            cert,
+            key,
+            token_ttl,
+        } => serve(data.data, listen, cert, key, token_ttl).await,
+        ServerCmd::Fingerprint { data, cert } => {
+            let dir = DataDir::open(&data.data)?;
+            println!("{}", dir.fingerprint(cert.as_deref())?);
+            Ok(())
+        }
+        ServerCmd::User { cmd } => user(cmd),
+        ServerCmd::Folder { cmd } => folder(cmd),
+        ServerCmd::Gc { data } => {
+            let dir = DataDir::open(&data.data)?;
+            let rt = tokio::runtime::Handle::current();
+            let report = tokio::task::spawn_blocking(move || maintenance::gc(&dir, &rt)).await??;
+            println!(
+                "gc: removed {} chunks ({} bytes), {} orphan objects",
+                report.chunks, report.bytes, report.orphan_objects
+            );
+            Ok(())
+        }
+        ServerCmd::Check { data, read_data } => {
+            let dir = DataDir::open(&data.data)?;
+            let rt = tokio::runtime::Handle::current();
+            let problems =
+                tokio::task::spawn_blocking(move || maintenance::check(&dir, &rt, read_data))
+                    .await??;
+            if problems.is_empty() {
+                println!(
+                    "check: no problems found{}",
+                    if read_data {
+                        " (all chunks re-hashed)"
+                    } else {
+                        ""
+                    }
+                );
+                return Ok(());
+            }
+            for p in &problems {
+                println!("{p}");
+            }
+            bail!("check found {} problems", problems.len())
+        }
+    }
+}
+
+async fn serve(
+    data: PathBuf,
+    listen: Vec<SocketAddr>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    token_ttl: u64,
+) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+    let (dir, created) = cairn_server::DataDir::open_or_init(&data)?;
+    println!("cairn server {}", env!("CARGO_PKG_VERSION"));
+    println!("data folder: {}", data.display());
+    if let Some(c) = created {
+        println!(
+            "created user admin; its password is in {} (readable only by you)",
+            c.admin_password_file.display()
+        );
+    }
+    println!(
+        "certificate fingerprint (SHA-256): {}",
+        dir.fingerprint(cert.as_deref())?
+    );
+    let explicit = !listen.is_empty();
+    let mut opts = ServerOptions {
+        data: data.clone(),
+        listen: if explicit {
+            listen
+        } else {
+            vec!["[::]:8443".parse()?]
+        },
+        cert,
+        key,
+        token_ttl: Duration::from_secs(token_ttl),
+    };
+    let bound = match cairn_server::bind(&opts, &dir).await {
+        Ok(b) => b,
+        // Without IPv6 on the machine, fall back to every IPv4 address.
+        Err(_) if !explicit => {
+            opts.listen = vec!["0.0.0.0:8443".parse()?];
+            cairn_server::bind(&opts, &dir).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for a in &bound.addrs {
+        println!("listening on https://{a}");
+    }
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    bound.serve().await.context("serving")?;
+    Ok(())
+}
+
+fn user(cmd: UserCmd) -> Result<()> {
+    match cmd {
+        UserCmd::Add {
+            name,
+            admin,
+            password_stdin,
+            data,
+        } => {
+            if !is_valid_name(&name) {
+                bail!("invalid user name {name:?}: use 1-64 letters, digits, '.', '_' or '-'");
+            }
+            let dir = DataDir::open(&data.data)?;
+            let (pw, made) = password(password_stdin)?;
+            dir.meta
+                .add_user(&name, &auth::hash_password(&pw)?, admin)?;
+            if made {
+                println!("added user {name} with password {pw}");
+            } else {
+                println!("added user {name}");
+            }
+        }
+        UserCmd::List { data } => {
+            let dir = DataDir::open(&data.data)?;
+            for u in dir.meta.users()? {
+                let mut flags = Vec::new();
+                if u.admin {
+                    flags.push("admin");
+                }
+                if u.disabled {
+                    flags.push("disabled");
+                }
+                println!("{}\t{}", u.name, flags.join(","));
+            }
+        }
+        UserCmd::Passwd {
+            name,
+            password_stdin,
+            data,
+        } => {
+            let dir = DataDir::open(&data.data)?;
+            let (pw, made) = password(password_stdin)?;
+            dir.meta.set_password(&name, &auth::hash_password(&pw)?)?;
+            if made {
+                println!("new password of {name}: {pw}");
+            } else {
+                println!("changed the password of {name}; its sessions are ended");
+            }
+        }
+        UserCmd::Disable { name, data } => {
+            let dir = DataDir::open(&data.data)?;
+            dir.meta.set_disabled(&name, true)?;
+            println!("disabled user {name}; its sessions are ended");
+        }
+    }
+    Ok(())
+}
+
+fn folder(cmd: FolderCmd) -> Result<()> {
+    match cmd {
+        FolderCmd::Add {
+            name,
+            keep_versions,
+            data,
+        } => {
+            if !is_valid_name(&name) {
+                bail!("invalid folder name {name:?}: use 1-64 letters, digits, '.', '_' or '-'");
+            }
+            if keep_versions == 0 {
+                bail!("--keep-versions must be at least 1");
+            }
+            let dir = DataDir::open(&data.data)?;
+            dir.meta.add_folder(&name, keep_versions)?;
+            println!("added folder {name} (keeps {keep_versions} versions per file)");
+        }
+        FolderCmd::List { data } => {
+            let dir = DataDir::open(&data.data)?;
+            for (f, grants) in dir.meta.folders()? {
+                let g: Vec<String> = grants
+                    .iter()
+                    .map(|(u, a)| format!("{u}:{}", a.as_str()))
+                    .collect();
+                println!(
+                    "{}\tkeep {}\thead {}\t{}",
+                    f.name,
+                    f.keep_versions,
+                    f.head,
+                    g.join(" ")
+                );
+            }
+        }
+        FolderCmd::Grant {
+            folder,
+            user,
+            access,
+            data,
+        } => {
+            let dir = DataDir::open(&data.data)?;
+            let access = Access::parse(&access).context("--access is rw or ro")?;
+            dir.meta.grant(&folder, &user, access)?;
+            println!("granted {} on {folder} to {user}", access.as_str());
+        }
+        FolderCmd::Revoke { folder, user, data } => {
+            let dir = DataDir::open(&data.data)?;
+            dir.meta.revoke(&folder, &user)?;
+            println!("revoked {user}'s access to {folder}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,235 @@
+//! `cairn connect` and `cairn backup add|remove`: saved connections and backup tasks.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use cairn_engine::index::LocalIndex;
+use cairn_model::filter::{normalize_ext, MAX_SIZE_LIMIT_MB};
+use cairn_model::Filter;
+use cairn_protocol::{is_valid_name, Access};
+use clap::{Args, Subcommand};
+
+use crate::config::{
+    connect_options, host_name, read_stdin_line, ConnectionConfig, Home, TaskConfig,
+};
+
+#[derive(Args)]
+pub struct ConnectCmd {
+    /// The server, e.g. https://nas.example.org:8443
+    url: String,
+    #[arg(long)]
+    user: String,
+    /// Read the password from standard input.
+    #[arg(long)]
+    password_stdin: bool,
+    /// Trust exactly the certificate with this SHA-256 fingerprint.
+    #[arg(long, conflicts_with = "ca")]
+    fingerprint: Option<String>,
+    /// Trust certificates signed by this CA (PEM).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Name of the connection.
+    #[arg(long, default_value = "default")]
+    name: String,
+    /// Proxy URL, e.g. http://user:password@proxy:3128 (HTTP(S)_PROXY are honoured without it).
+    #[arg(long)]
+    proxy: Option<String>,
+}
+
+pub async fn connect(c: ConnectCmd) -> Result<()> {
+    if !is_valid_name(&c.name) {
+        bail!("invalid connection name {:?}", c.name);
+    }
+    let home = Home::locate()?;
+    let mut config = home.load()?;
+    let mut creds = home.credentials()?;
+    let previous = config.connections.get(&c.name).cloned();
+    let password = if c.password_stdin {
+        read_stdin_line()?
+    } else {
+        match creds.passwords.get(&c.name) {
+            Some(p) if previous.as_ref().is_some_and(|p| p.user == c.user) => p.clone(),
+            _ => bail!("give the password on standard input with --password-stdin"),
+        }
+    };
+    let conn = ConnectionConfig {
+        url: c.url.trim_end_matches('/').to_string(),
+        user: c.user,
+        fingerprint: c.fingerprint,
+        ca: c.ca,
+        proxy: c.proxy,
+    };
+    // Log in before saving, so a typo never becomes a saved connection.
+    let session =
+        cairn_client::Connection::new(connect_options(&conn, password.clone(), &config.device_id))?;
+    session
+        .login()
+        .await
+        .with_context(|| format!("logging in to {}", conn.url))?;
+    let folders = session.folders().await?;
+    config.connections.insert(c.name.clone(), conn.clone());
+    creds.passwords.insert(c.name.clone(), password);
+    home.save_credentials(&creds)?;
+    home.save(&config)?;
+    let verb = if previous.is_some() {
+        "updated"
+    } else {
+        "saved"
+    };
+    println!(
+        "{verb} connection {} to {} as {}",
+        c.name, conn.url, conn.user
+    );
+    for f in folders {
+        println!("  folder {} ({})", f.name, f.access.as_str());
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum BackupCmd {
+    /// Add a backup task.
+    Add(BackupAddCmd),
+    /// Remove a backup task; the server keeps its data.
+    Remove { name: String },
+}
+
+#[derive(Args)]
+pub struct BackupAddCmd {
+    name: String,
+    /// A local folder to back up; repeat for several.
+    #[arg(long, required = true)]
+    local: Vec<PathBuf>,
+    #[arg(long)]
+    connection: String,
+    /// The server folder that receives the backup.
+    #[arg(long)]
+    folder: String,
+    /// Name of this computer in the destination (default: the host name).
+    #[arg(long)]
+    computer: Option<String>,
+    /// Largest file backed up, in MB (0 = unlimited, at most 10240000).
+    #[arg(long, default_value_t = 0)]
+    max_size: u64,
+    /// File names (glob patterns) not backed up.
+    #[arg(long)]
+    exclude_name: Vec<String>,
+    /// Extensions not backed up (iso, *.iso).
+    #[arg(long)]
+    exclude_ext: Vec<String>,
+    /// Keep files on the server when they are removed locally.
+    #[arg(long)]
+    keep_deleted: bool,
+    /// Files transferred at once.
+    #[arg(long, default_value_t = 3)]
+    transfers: usize,
+}
+
+pub async fn backup(cmd: BackupCmd) -> Result<()> {
+    match cmd {
+        BackupCmd::Add(a) => backup_add(a).await,
+        BackupCmd::Remove { name } => {
+            let home = Home::locate()?;
+            let mut config = home.load()?;
+            if config.tasks.remove(&name).is_none() {
+                bail!("no task named {name}");
+            }
+            home.save(&config)?;
+            LocalIndex::open(&home.index_path())?.forget_task(&name)?;
+            println!("removed task {name}; its backups stay on the server");
+            Ok(())
+        }
+    }
+}
+
+async fn backup_add(a: BackupAddCmd) -> Result<()> {
+    if !is_valid_name(&a.name) {
+        bail!(
+            "invalid task name {:?}: use 1-64 letters, digits, '.', '_' or '-'",
+            a.name
+        );
+    }
+    if a.max_size > MAX_SIZE_LIMIT_MB {
+        bail!(
+            "--max-size {} is over the limit of {MAX_SIZE_LIMIT_MB} MB (0 means unlimited)",
+            a.max_size
+        );
+    }
+    if a.transfers == 0 || a.transfers > 64 {
+        bail!("--transfers must be between 1 and 64");
+    }
+    let home = Home::locate()?;
+    let mut config = home.load()?;
+    if config.tasks.contains_key(&a.name) {
+        bail!("a task named {} exists already", a.name);
+    }
+    let mut locals = Vec::new();
+    for l in &a.local {
+        let abs =
+            std::fs::canonicalize(l).with_context(|| format!("local folder {}", l.display()))?;
+        if !abs.is_dir() {
+            bail!("{} is not a folder", l.display());
+        }
+        for (other, t) in &config.tasks {
+            for theirs in &t.locals {
+                if abs.starts_with(theirs) || theirs.starts_with(&abs) {
+                    bail!(
+                        "{} overlaps {} of task {other}",
+                        abs.display(),
+                        theirs.display()
+                    );
+                }
+            }
+        }
+        locals.push(abs);
+    }
+    let computer = a.computer.clone().unwrap_or_else(host_name);
+    let task = TaskConfig {
+        kind: "backup".into(),
+        locals,
+        connection: a.connection.clone(),
+        folder: a.folder.clone(),
+        computer,
+        filter: Filter {
+            max_size: a.max_size * 1024 * 1024,
+            names: a.exclude_name.clone(),
+            exts: a.exclude_ext.iter().map(|e| normalize_ext(e)).collect(),
+            excluded_dirs: Vec::new(),
+        },
+        keep_deleted: a.keep_deleted,
+        transfers: a.transfers,
+    };
+    let mut prefixes = Vec::new();
+    for i in 0..task.locals.len() {
+        let p = task.remote_prefix(i)?;
+        if prefixes.contains(&p) {
+            bail!("two local folders would both land in {p}: give them different names");
+        }
+        prefixes.push(p);
+    }
+    let conn = home.connection(&config, &a.connection)?;
+    let folders = conn
+        .folders()
+        .await
+        .with_context(|| format!("listing folders on {}", conn.url()))?;
+    match folders.iter().find(|f| f.name == a.folder) {
+        None => bail!(
+            "folder {} does not exist on {} or is not shared with you",
+            a.folder,
+            conn.url()
+        ),
+        Some(f) if f.access == Access::Ro => bail!(
+            "folder {} on {} is read-only for you: a backup destination must be writable",
+            a.folder,
+            conn.url()
+        ),
+        Some(_) => {}
+    }
+    config.tasks.insert(a.name.clone(), task);
+    home.save(&config)?;
+    println!("added backup task {}:", a.name);
+    for (i, l) in config.tasks[&a.name].locals.iter().enumerate() {
+        println!("  {} -> {}/{}", l.display(), a.folder, prefixes[i]);
+    }
+    Ok(())
+}

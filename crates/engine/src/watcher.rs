@@ -1,0 +1,36 @@
+//! The watcher: inotify (through `notify`) turned into "something changed under this path".
+//! Only a hint: the scanner stays the truth, so a lost event costs latency, never data.
+
+use std::path::PathBuf;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use crate::{Error, Result};
+
+/// Keeps the watches alive; dropping it stops them.
+pub struct LocalWatcher {
+    _inner: notify::RecommendedWatcher,
+}
+
+/// Watches every folder in `roots` recursively; changed paths arrive on the receiver.
+///
+/// # Errors
+/// When the OS refuses a watch (e.g. the inotify watch limit is reached).
+pub fn watch(roots: &[PathBuf]) -> Result<(LocalWatcher, mpsc::UnboundedReceiver<PathBuf>)> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut inner = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(event) = res {
+            for p in event.paths {
+                let _ = tx.send(p);
+            }
+        }
+    })
+    .map_err(|e| Error::Refused(format!("starting the file watcher: {e}")))?;
+    for r in roots {
+        inner
+            .watch(r, RecursiveMode::Recursive)
+            .map_err(|e| Error::Refused(format!("watching {}: {e}", r.display())))?;
+    }
+    Ok((LocalWatcher { _inner: inner }, rx))
+}
