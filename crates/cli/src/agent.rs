@@ -26,6 +26,9 @@ pub struct RunCmd {
     /// Run to completion and exit (the only mode of `run`; the agent runs continuously).
     #[arg(long)]
     once: bool,
+    /// Let deletions through although a local folder became empty (it was emptied on purpose).
+    #[arg(long)]
+    confirm_deletes: bool,
 }
 
 #[derive(Args)]
@@ -152,6 +155,7 @@ async fn run_task(
     home: &Home,
     config: &Config,
     name: &str,
+    confirm_deletes: bool,
     progress: Arc<dyn Progress>,
 ) -> Result<BackupStats> {
     let task = config
@@ -172,6 +176,7 @@ async fn run_task(
         filter: task.filter.clone(),
         keep_deleted: task.keep_deleted,
         transfers: task.transfers,
+        confirm_deletes,
     };
     let mut index = LocalIndex::open(&home.index_path())?;
     let stats = backup::run(name, &roots, remote, &mut index, &opts, progress).await?;
@@ -195,7 +200,7 @@ pub async fn run_once(c: RunCmd) -> Result<()> {
     for name in &names {
         let progress = Arc::new(TaskProgress::new(&home, name, status.clone(), true));
         let started = Instant::now();
-        match run_task(&home, &config, name, progress.clone()).await {
+        match run_task(&home, &config, name, c.confirm_deletes, progress.clone()).await {
             Ok(stats) => {
                 let line = summary(name, &stats);
                 progress.line(&line);
@@ -446,7 +451,7 @@ pub async fn agent(c: AgentCmd) -> Result<()> {
             last_full.insert(name.clone(), Instant::now());
             set_state(&status, name, "running");
             let progress = Arc::new(TaskProgress::new(&home, name, status.clone(), false));
-            let result = run_task(&home, &config, name, progress.clone()).await;
+            let result = run_task(&home, &config, name, false, progress.clone()).await;
             let (state, text) = match result {
                 Ok(stats) => (
                     if stats.failed > 0 {

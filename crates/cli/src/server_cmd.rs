@@ -198,6 +198,7 @@ async fn serve(
 ) -> Result<()> {
     tracing_subscriber::fmt()
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let (dir, created) = cairn_server::DataDir::open_or_init(&data)?;

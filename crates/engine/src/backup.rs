@@ -50,6 +50,8 @@ pub struct BackupOptions {
     pub filter: Filter,
     pub keep_deleted: bool,
     pub transfers: usize,
+    /// Lets a pass delete on the server although the local folder became empty.
+    pub confirm_deletes: bool,
 }
 
 #[derive(Debug, Default)]
@@ -146,9 +148,10 @@ async fn run_root(
         });
     }
     let idx = index.load(task, root_no)?;
-    if scan.entries.is_empty() && !idx.is_empty() {
+    if scan.entries.is_empty() && !idx.is_empty() && !opts.keep_deleted && !opts.confirm_deletes {
         return Err(Error::Refused(format!(
-            "the local folder {} is empty but {} entries were backed up from it; it may be unmounted. Nothing was deleted",
+            "the local folder {} is empty but {} entries were backed up from it; it may be unmounted. Nothing was deleted \
+             (if you emptied it on purpose, run `cairn run {task} --once --confirm-deletes`)",
             root.local.display(),
             idx.len()
         )));

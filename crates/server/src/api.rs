@@ -455,6 +455,7 @@ async fn commit(
         )));
     }
     let folder = folder_access(&state, &caller, &folder, Access::Rw).await?;
+    tracing::info!(folder = %folder.name, user = %caller.user.name, changes = req.changes.len(), "commit");
     let device = caller.device.clone();
     let pause = state.commit_pause;
     let f = folder.clone();

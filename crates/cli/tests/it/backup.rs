@@ -1,0 +1,341 @@
+//! Backup tasks: what is uploaded, what is skipped, and what crosses the network.
+
+use std::os::unix::ffi::OsStrExt;
+
+use crate::harness::{noise, sent_bytes, Client, Server};
+
+#[test]
+fn first_backup_keeps_links_empty_folders_and_skips_special_and_ignored_files() {
+    let server = Server::start();
+    let c = Client::new();
+    c.write("a.txt", b"alpha");
+    c.write("sub/b.txt", b"beta");
+    std::fs::create_dir_all(c.path("empty")).expect("mkdir");
+    std::os::unix::fs::symlink("a.txt", c.path("link")).expect("symlink");
+    std::os::unix::fs::symlink("/nonexistent/target", c.path("dangling")).expect("symlink");
+    c.write(".DS_Store", b"x");
+    c.write("Thumbs.db", b"x");
+    c.write("notes.TMP", b"x");
+    c.write("~$report.docx", b"x");
+    let fifo = c.path("pipe");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo")
+        .success());
+    c.backup_task(&server, &[]);
+    let out = c.cairn(&["run", "t", "--once"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a FIFO; skipped"));
+    let listed = c.ls(&[]);
+    let expect = [
+        ("file", "a.txt"),
+        ("symlink", "dangling"),
+        ("dir", "empty"),
+        ("symlink", "link"),
+        ("dir", "sub"),
+        ("file", "sub/b.txt"),
+    ];
+    let got: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|(k, p)| (k.as_str(), p.as_str()))
+        .collect();
+    assert_eq!(got, expect);
+}
+
+#[test]
+fn changes_become_versions_and_an_unchanged_run_sends_nothing() {
+    let server = Server::start();
+    let c = Client::new();
+    c.write("doc.txt", b"one");
+    c.backup_task(&server, &[]);
+    c.ok(&["run", "t", "--once"]);
+    let again = c.ok(&["run", "t", "--once"]);
+    assert_eq!(sent_bytes(&again), 0, "{again}");
+    assert!(again.contains("1 unchanged"), "{again}");
+    c.write("doc.txt", b"two!");
+    c.ok(&["run", "t", "--once"]);
+    let versions = c.ok(&["versions", "t", c.path("doc.txt").to_str().expect("utf-8")]);
+    assert_eq!(
+        versions.lines().count(),
+        3,
+        "header + 2 versions:\n{versions}"
+    );
+}
+
+#[test]
+fn rules_max_size_names_and_extensions() {
+    let server = Server::start();
+    let c = Client::new();
+    c.write("big.bin", &noise(1, 2 * 1024 * 1024));
+    c.write("small.bin", b"ok");
+    c.write("old.BAK", b"x");
+    c.write("disk.ISO", b"x");
+    c.backup_task(
+        &server,
+        &[
+            "--max-size",
+            "1",
+            "--exclude-name",
+            "*.bak",
+            "--exclude-ext",
+            "*.iso",
+        ],
+    );
+    c.ok(&["run", "t", "--once"]);
+    assert_eq!(c.ls_paths(), vec!["small.bin"]);
+    let too_big = c.fails(&[
+        "backup",
+        "add",
+        "u",
+        "--local",
+        c.root.to_str().expect("utf-8"),
+        "--connection",
+        "srv",
+        "--folder",
+        "backup",
+        "--max-size",
+        "10240001",
+    ]);
+    assert!(too_big.contains("over the limit"), "{too_big}");
+}
+
+#[test]
+fn deleted_files_leave_the_head_unless_keep_deleted() {
+    let server = Server::start();
+    let c = Client::new();
+    c.write("gone.txt", b"bye");
+    c.write("kept.txt", b"stay");
+    c.backup_task(&server, &[]);
+    c.ok(&["run", "t", "--once"]);
+    std::fs::remove_file(c.path("gone.txt")).expect("rm");
+    c.ok(&["run", "t", "--once"]);
+    assert_eq!(c.ls_paths(), vec!["kept.txt"]);
+    assert!(c
+        .ls(&["--deleted"])
+        .contains(&("deleted".into(), "gone.txt".into())));
+
+    let k = Client::new();
+    k.write("x.txt", b"x");
+    k.write("y.txt", b"y");
+    k.connect(&server, "alice", "alice-pw");
+    let root = k.root.to_str().expect("utf-8");
+    k.ok(&[
+        "backup",
+        "add",
+        "t",
+        "--local",
+        root,
+        "--connection",
+        "srv",
+        "--folder",
+        "backup",
+        "--computer",
+        "pc2",
+        "--keep-deleted",
+    ]);
+    k.ok(&["run", "t", "--once"]);
+    std::fs::remove_file(k.path("x.txt")).expect("rm");
+    k.ok(&["run", "t", "--once"]);
+    assert_eq!(k.ls_paths(), vec!["x.txt", "y.txt"]);
+}
+
+#[test]
+fn a_small_edit_in_a_large_file_sends_only_nearby_chunks() {
+    let server = Server::start();
+    let c = Client::new();
+    let mut data = noise(2, 16 * 1024 * 1024);
+    c.write("big.bin", &data);
+    c.backup_task(&server, &[]);
+    let first = c.ok(&["run", "t", "--once"]);
+    assert!(sent_bytes(&first) >= data.len() as u64);
+    let mid = data.len() / 2;
+    data[mid..mid + 4096].iter_mut().for_each(|b| *b ^= 0x5a);
+    c.write("big.bin", &data);
+    let second = c.ok(&["run", "t", "--once"]);
+    assert!(sent_bytes(&second) < 1024 * 1024, "{second}");
+}
+
+#[test]
+fn removing_and_adding_a_task_again_uploads_nothing_already_there() {
+    let server = Server::start();
+    let c = Client::new();
+    c.write("a.bin", &noise(3, 300_000));
+    c.write("b/c.txt", b"c");
+    c.backup_task(&server, &[]);
+    c.ok(&["run", "t", "--once"]);
+    c.ok(&["backup", "remove", "t"]);
+    assert!(c.fails(&["ls", "t"]).contains("no task named t"));
+    let root = c.root.to_str().expect("utf-8");
+    c.ok(&[
+        "backup",
+        "add",
+        "t",
+        "--local",
+        root,
+        "--connection",
+        "srv",
+        "--folder",
+        "backup",
+        "--computer",
+        "pc",
+    ]);
+    let out = c.ok(&["run", "t", "--once"]);
+    assert_eq!(sent_bytes(&out), 0, "{out}");
+    assert_eq!(c.ls_paths(), vec!["a.bin", "b", "b/c.txt"]);
+}
+
+#[test]
+fn several_local_folders_land_under_the_computer_name() {
+    let server = Server::start();
+    let c = Client::new();
+    let other = c.tmp().join("photos");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    std::fs::write(other.join("p.jpg"), b"jpg").expect("write");
+    c.write("d.txt", b"d");
+    c.connect(&server, "alice", "alice-pw");
+    let out = c.ok(&[
+        "backup",
+        "add",
+        "t",
+        "--local",
+        c.root.to_str().expect("utf-8"),
+        "--local",
+        other.to_str().expect("utf-8"),
+        "--connection",
+        "srv",
+        "--folder",
+        "backup",
+        "--computer",
+        "laptop",
+    ]);
+    assert!(
+        out.contains("backup/laptop/docs") && out.contains("backup/laptop/photos"),
+        "{out}"
+    );
+    c.ok(&["run", "t", "--once"]);
+    let listing = c.ok(&["ls", "t"]);
+    assert!(
+        listing.contains("photos/p.jpg") && listing.contains("docs/d.txt"),
+        "{listing}"
+    );
+}
+
+#[test]
+fn unusable_names_are_reported_not_fatal() {
+    let server = Server::start();
+    let c = Client::new();
+    c.write("fine.txt", b"ok");
+    let bad = std::ffi::OsStr::from_bytes(b"bad-\xff-name");
+    std::fs::write(c.root.join(bad), b"x").expect("write invalid utf-8 name");
+    // A path over 2048 bytes, built from allowed names.
+    let mut deep = c.root.clone();
+    for i in 0..9 {
+        deep = deep.join(format!("{i}{}", "d".repeat(249)));
+    }
+    std::fs::create_dir_all(&deep).expect("deep dirs");
+    std::fs::write(deep.join("leaf.txt"), b"leaf").expect("write");
+    c.backup_task(&server, &[]);
+    let out = c.cairn(&["run", "t", "--once"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("not valid UTF-8"), "{err}");
+    assert!(err.contains("longer than 2048 bytes"), "{err}");
+    assert!(c.ls_paths().contains(&"fine.txt".to_string()));
+}
+
+#[test]
+fn retention_keeps_the_last_n_versions_and_gc_frees_the_rest() {
+    let server = Server::start();
+    server.admin(&["folder", "add", "short", "--keep-versions", "3"], None);
+    server.admin(
+        &["folder", "grant", "short", "alice", "--access", "rw"],
+        None,
+    );
+    let c = Client::new();
+    c.connect(&server, "alice", "alice-pw");
+    let root = c.root.to_str().expect("utf-8");
+    c.ok(&[
+        "backup",
+        "add",
+        "t",
+        "--local",
+        root,
+        "--connection",
+        "srv",
+        "--folder",
+        "short",
+        "--computer",
+        "pc",
+    ]);
+    for i in 0..5u64 {
+        c.write("f.bin", &noise(100 + i, 200_000));
+        c.ok(&["run", "t", "--once"]);
+    }
+    let versions = c.ok(&["versions", "t", c.path("f.bin").to_str().expect("utf-8")]);
+    assert_eq!(
+        versions.lines().count(),
+        4,
+        "header + 3 versions:\n{versions}"
+    );
+    let gc = server.admin(&["gc"], None);
+    // The two dropped versions held 200,000 bytes each, shared with nothing.
+    assert!(gc.contains("(400000 bytes)"), "{gc}");
+    assert!(server
+        .admin(&["check", "--read-data"], None)
+        .contains("no problems"));
+}
+
+#[test]
+fn check_names_missing_and_corrupt_chunks() {
+    let server = Server::start();
+    let c = Client::new();
+    c.write("big.bin", &noise(5, 3 * 1024 * 1024));
+    c.backup_task(&server, &[]);
+    c.ok(&["run", "t", "--once"]);
+    let mut objects: Vec<_> = walk(&server.data.join("chunks/chunks"));
+    objects.sort();
+    assert!(objects.len() >= 2, "large chunks live in the object store");
+    let mut bytes = std::fs::read(&objects[0]).expect("read chunk");
+    bytes[0] ^= 1;
+    std::fs::write(&objects[0], bytes).expect("corrupt chunk");
+    std::fs::remove_file(&objects[1]).expect("remove chunk");
+    let quick = server.admin_raw(&["check"], None);
+    let quick_out = String::from_utf8_lossy(&quick.stdout);
+    assert!(!quick.status.success());
+    let missing = objects[1]
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name");
+    assert!(
+        quick_out.contains(&format!("chunk {missing} is missing")),
+        "{quick_out}"
+    );
+    let full = server.admin_raw(&["check", "--read-data"], None);
+    let full_out = String::from_utf8_lossy(&full.stdout);
+    let corrupt = objects[0]
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name");
+    assert!(
+        full_out.contains(&format!("chunk {corrupt} in")) && full_out.contains("corrupt"),
+        "{full_out}"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

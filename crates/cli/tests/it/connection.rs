@@ -1,0 +1,287 @@
+//! Connections: TLS trust, proxies, IPv6, editing, and admin commands beside a live server.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::harness::{Client, Server};
+
+#[test]
+fn a_wrong_fingerprint_says_self_signed_or_intercepted() {
+    let server = Server::start();
+    let c = Client::new();
+    let wrong = "AB:".repeat(31) + "AB";
+    let out = c.cairn_stdin(
+        &[
+            "connect",
+            &server.url(),
+            "--user",
+            "alice",
+            "--password-stdin",
+            "--fingerprint",
+            &wrong,
+        ],
+        "alice-pw",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("self-signed") && err.contains("intercepted"),
+        "{err}"
+    );
+    // Without a fingerprint or CA the system roots do not know the self-signed certificate.
+    let out = c.cairn_stdin(
+        &[
+            "connect",
+            &server.url(),
+            "--user",
+            "alice",
+            "--password-stdin",
+        ],
+        "alice-pw",
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("self-signed"));
+}
+
+#[test]
+fn a_ca_file_trusts_the_server_and_connect_again_edits() {
+    let server = Server::start();
+    let c = Client::new();
+    let ca = server.data.join("tls/cert.pem");
+    let out = c.cairn_stdin(
+        &[
+            "connect",
+            &server.url(),
+            "--user",
+            "alice",
+            "--password-stdin",
+            "--ca",
+            ca.to_str().expect("utf-8"),
+            "--name",
+            "srv",
+        ],
+        "alice-pw",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("saved connection srv"));
+    let creds = c.home.join("credentials.json");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&creds)
+            .expect("credentials")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(!std::fs::read_to_string(c.home.join("config.json"))
+        .expect("config")
+        .contains("alice-pw"));
+    let out = c.cairn_stdin(
+        &[
+            "connect",
+            &server.url(),
+            "--user",
+            "alice",
+            "--password-stdin",
+            "--fingerprint",
+            &server.fingerprint(),
+            "--name",
+            "srv",
+        ],
+        "alice-pw",
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("updated connection srv"));
+}
+
+/// A minimal HTTP CONNECT proxy that insists on `Proxy-Authorization` and counts tunnels.
+fn start_proxy(expect_auth: Option<&'static str>) -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+    let port = listener.local_addr().expect("addr").port();
+    let tunnels = Arc::new(AtomicUsize::new(0));
+    let count = tunnels.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let count = count.clone();
+            std::thread::spawn(move || tunnel(conn, expect_auth, &count));
+        }
+    });
+    (port, tunnels)
+}
+
+fn tunnel(mut client: TcpStream, expect_auth: Option<&str>, count: &AtomicUsize) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if client.read(&mut byte).unwrap_or(0) == 0 {
+            return;
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).to_string();
+    let target = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    if let Some(auth) = expect_auth {
+        if !text.to_ascii_lowercase().contains(&format!(
+            "proxy-authorization: basic {}",
+            auth.to_ascii_lowercase()
+        )) {
+            let _ = client.write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\nContent-Length: 0\r\n\r\n");
+            return;
+        }
+    }
+    let Ok(server) = TcpStream::connect(&target) else {
+        return;
+    };
+    count.fetch_add(1, Ordering::SeqCst);
+    let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+    let (mut c2, mut s2) = (
+        client.try_clone().expect("clone"),
+        server.try_clone().expect("clone"),
+    );
+    let mut client_r = client;
+    let mut server_r = server;
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut server_r, &mut c2);
+    });
+    let _ = std::io::copy(&mut client_r, &mut s2);
+}
+
+#[test]
+fn proxies_with_credentials_and_from_the_environment_are_used() {
+    let server = Server::start();
+    // base64("user:secret")
+    let (port, tunnels) = start_proxy(Some("dXNlcjpzZWNyZXQ="));
+    let c = Client::new();
+    let fp = server.fingerprint();
+    let proxy = format!("http://user:secret@127.0.0.1:{port}");
+    let out = c.cairn_stdin(
+        &[
+            "connect",
+            &server.url(),
+            "--user",
+            "alice",
+            "--password-stdin",
+            "--fingerprint",
+            &fp,
+            "--proxy",
+            &proxy,
+        ],
+        "alice-pw",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        tunnels.load(Ordering::SeqCst) >= 1,
+        "the connection went through the proxy"
+    );
+
+    let (env_port, env_tunnels) = start_proxy(None);
+    let d = Client::new();
+    let out = crate::harness::run(
+        d.cmd()
+            .env("HTTPS_PROXY", format!("http://127.0.0.1:{env_port}"))
+            .args([
+                "connect",
+                &server.url(),
+                "--user",
+                "alice",
+                "--password-stdin",
+                "--fingerprint",
+                &fp,
+            ]),
+        Some("alice-pw"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        env_tunnels.load(Ordering::SeqCst) >= 1,
+        "HTTPS_PROXY was honoured"
+    );
+}
+
+#[test]
+fn the_server_listens_on_ipv6() {
+    if TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: this machine has no IPv6 loopback");
+        return;
+    }
+    let mut server = Server::start();
+    server.kill();
+    server.spawn("[::1]:0");
+    let c = Client::new();
+    let url = format!("https://[::1]:{}", server.port);
+    let out = c.cairn_stdin(
+        &[
+            "connect",
+            &url,
+            "--user",
+            "alice",
+            "--password-stdin",
+            "--fingerprint",
+            &server.fingerprint(),
+        ],
+        "alice-pw",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn admin_commands_work_while_the_server_runs() {
+    let server = Server::start();
+    let added = server.admin(&["user", "add", "carol"], None);
+    let password = added
+        .trim()
+        .rsplit(' ')
+        .next()
+        .expect("generated password")
+        .to_string();
+    server.admin(&["folder", "add", "shared", "--keep-versions", "5"], None);
+    server.admin(
+        &["folder", "grant", "shared", "carol", "--access", "rw"],
+        None,
+    );
+    let c = Client::new();
+    c.connect(&server, "carol", &password);
+    let listing = server.admin(&["folder", "list"], None);
+    assert!(
+        listing.contains("shared\tkeep 5") && listing.contains("carol:rw"),
+        "{listing}"
+    );
+    server.admin(&["folder", "revoke", "shared", "carol"], None);
+    assert!(!server.admin(&["folder", "list"], None).contains("carol:rw"));
+    let users = server.admin(&["user", "list"], None);
+    assert!(
+        users.contains("admin\tadmin") && users.contains("carol"),
+        "{users}"
+    );
+    let pw_file = server.data.join("admin-password");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&pw_file)
+            .expect("admin-password")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let admin_pw = std::fs::read_to_string(&pw_file).expect("read");
+    let a = Client::new();
+    a.connect(&server, "admin", admin_pw.trim());
+    let dup = server.admin_raw(&["user", "add", "carol"], None);
+    assert!(
+        !dup.status.success() && String::from_utf8_lossy(&dup.stderr).contains("already exists")
+    );
+}

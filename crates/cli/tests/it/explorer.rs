@@ -1,0 +1,194 @@
+//! The version explorer: versions, ls at a time, restore (in place and elsewhere), download.
+
+use std::time::Duration;
+
+use crate::harness::{Client, Server};
+
+fn stamp_between() -> String {
+    // A moment strictly between two runs, in RFC 3339, read from the clock like a user would.
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .expect("date");
+    std::thread::sleep(Duration::from_millis(1100));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn restore_a_file_as_it_was_at_a_time_and_a_deleted_file() {
+    let server = Server::start();
+    let c = Client::new();
+    c.write("notes/plan.txt", b"version one");
+    c.write("notes/old.txt", b"soon deleted");
+    c.backup_task(&server, &[]);
+    c.ok(&["run", "t", "--once"]);
+    let t1 = stamp_between();
+    c.write("notes/plan.txt", b"version two, longer");
+    std::fs::remove_file(c.path("notes/old.txt")).expect("rm");
+    c.ok(&["run", "t", "--once"]);
+
+    let at_t1 = c.ls(&["--at", &t1]);
+    assert!(
+        at_t1.contains(&("file".into(), "notes/old.txt".into())),
+        "{at_t1:?}"
+    );
+    assert!(!c.ls(&[]).iter().any(|(_, p)| p == "notes/old.txt"));
+    assert!(c
+        .ls(&["--deleted"])
+        .contains(&("deleted".into(), "notes/old.txt".into())));
+
+    // In place: plan.txt is backed up as "two", so restoring "one" over it loses nothing.
+    let plan = c.path("notes/plan.txt");
+    c.ok(&["restore", "t", plan.to_str().expect("utf-8"), "--at", &t1]);
+    assert_eq!(std::fs::read(&plan).expect("read"), b"version one");
+    // A deleted file comes back from the time it existed, by a path relative to the cwd.
+    c.ok(&["restore", "t", "docs/notes/old.txt", "--at", &t1]);
+    assert_eq!(
+        std::fs::read(c.path("notes/old.txt")).expect("read"),
+        b"soon deleted"
+    );
+}
+
+#[test]
+fn restoring_a_whole_task_elsewhere_lands_under_the_folder_name() {
+    let server = Server::start();
+    let c = Client::new();
+    c.write("a.txt", b"a");
+    c.write("sub/deeper/b.txt", b"b");
+    std::fs::create_dir_all(c.path("empty")).expect("mkdir");
+    std::os::unix::fs::symlink("a.txt", c.path("ln")).expect("symlink");
+    std::fs::set_permissions(
+        c.path("a.txt"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o751),
+    )
+    .expect("chmod");
+    c.backup_task(&server, &[]);
+    c.ok(&["run", "t", "--once"]);
+    let dest = c.tmp().join("restore-here");
+    c.ok(&["restore", "t", "--to", dest.to_str().expect("utf-8")]);
+    let base = dest.join("docs");
+    assert_eq!(std::fs::read(base.join("a.txt")).expect("a"), b"a");
+    assert_eq!(
+        std::fs::read(base.join("sub/deeper/b.txt")).expect("b"),
+        b"b"
+    );
+    assert!(base.join("empty").is_dir());
+    assert_eq!(
+        std::fs::read_link(base.join("ln")).expect("link").to_str(),
+        Some("a.txt")
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(base.join("a.txt"))
+            .expect("md")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o751);
+    let mtime = |p: &std::path::Path| std::fs::metadata(p).expect("md").modified().expect("mtime");
+    assert_eq!(mtime(&base.join("a.txt")), mtime(&c.path("a.txt")));
+    assert!(
+        !base.join(".cairn").exists(),
+        "the working folder is cleaned up"
+    );
+    // A sub-folder lands under its own name.
+    let sub_dest = c.tmp().join("sub-only");
+    c.ok(&[
+        "restore",
+        "t",
+        c.path("sub").to_str().expect("utf-8"),
+        "--to",
+        sub_dest.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        std::fs::read(sub_dest.join("sub/deeper/b.txt")).expect("b"),
+        b"b"
+    );
+}
+
+#[test]
+fn restore_in_place_never_overwrites_an_unsaved_local_edit() {
+    let server = Server::start();
+    let c = Client::new();
+    c.write("report.txt", b"backed up");
+    c.backup_task(&server, &[]);
+    c.ok(&["run", "t", "--once"]);
+    c.write("report.txt", b"edited after the backup");
+    let out = c.ok(&[
+        "restore",
+        "t",
+        c.path("report.txt").to_str().expect("utf-8"),
+    ]);
+    assert!(out.contains("kept the local file"), "{out}");
+    assert_eq!(
+        std::fs::read(c.path("report.txt")).expect("read"),
+        b"backed up"
+    );
+    let kept: Vec<_> = std::fs::read_dir(&c.root)
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("report_pc_") && n.ends_with("_Conflict.txt"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        std::fs::read(c.root.join(&kept[0])).expect("read"),
+        b"edited after the backup"
+    );
+}
+
+#[test]
+fn download_a_given_version_to_a_file() {
+    let server = Server::start();
+    let c = Client::new();
+    c.write("v.txt", b"first");
+    c.backup_task(&server, &[]);
+    c.ok(&["run", "t", "--once"]);
+    c.write("v.txt", b"second");
+    c.ok(&["run", "t", "--once"]);
+    let versions = c.ok(&["versions", "t", c.path("v.txt").to_str().expect("utf-8")]);
+    let oldest = versions
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().next())
+        .expect("version")
+        .to_string();
+    let out = c.tmp().join("old-v.txt");
+    c.ok(&[
+        "download",
+        "t",
+        c.path("v.txt").to_str().expect("utf-8"),
+        "--version",
+        &oldest,
+        "--to",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(std::fs::read(&out).expect("read"), b"first");
+    let err = c.fails(&[
+        "download",
+        "t",
+        c.path("v.txt").to_str().expect("utf-8"),
+        "--version",
+        "999",
+        "--to",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(err.contains("has no version 999"), "{err}");
+}
+
+#[test]
+fn paths_outside_the_task_and_bad_times_are_clear_errors() {
+    let server = Server::start();
+    let c = Client::new();
+    c.write("x", b"x");
+    c.backup_task(&server, &[]);
+    c.ok(&["run", "t", "--once"]);
+    let err = c.fails(&["versions", "t", "/etc/passwd"]);
+    assert!(
+        err.contains("is not inside the task's local folders"),
+        "{err}"
+    );
+    let err = c.fails(&["ls", "t", "--at", "last tuesday-ish"]);
+    assert!(err.contains("invalid time"), "{err}");
+    let err = c.fails(&["restore", "t", "--at", "2001-01-01"]);
+    assert!(err.contains("nothing to restore"), "{err}");
+}
