@@ -25,7 +25,7 @@ pub enum ServerCmd {
     Run {
         #[command(flatten)]
         data: DataArg,
-        /// Address to listen on; repeat for several. Default: [::]:8443 (IPv6 and IPv4).
+        /// Address to listen on; repeat for several. Default: port 8443 on every IPv6 and IPv4 address.
         #[arg(long)]
         listen: Vec<SocketAddr>,
         /// A real certificate (PEM) instead of the self-signed one.

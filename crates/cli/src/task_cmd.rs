@@ -15,7 +15,7 @@ use crate::config::{
 
 #[derive(Args)]
 pub struct ConnectCmd {
-    /// The server, e.g. https://nas.example.org:8443
+    /// The server's HTTPS URL, with host and port.
     url: String,
     #[arg(long)]
     user: String,

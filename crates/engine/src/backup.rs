@@ -384,14 +384,11 @@ fn open_file(path: &Path, rel: &RelPath) -> std::result::Result<(File, LocalEntr
     ))
 }
 
+/// A small file read whole, with its chunks' bytes.
+type SmallRead = std::result::Result<(ReadFile, Vec<(ChunkId, Bytes)>), ReadError>;
+
 /// Reads small files whole: their bytes, chunked, ready to send.
-fn read_small(
-    root: &Path,
-    files: Vec<(LocalEntry, Option<Seq>)>,
-) -> Vec<(
-    RelPath,
-    std::result::Result<(ReadFile, Vec<(ChunkId, Bytes)>), ReadError>,
-)> {
+fn read_small(root: &Path, files: Vec<(LocalEntry, Option<Seq>)>) -> Vec<(RelPath, SmallRead)> {
     files
         .into_iter()
         .map(|(entry, base)| {

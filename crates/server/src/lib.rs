@@ -3,7 +3,7 @@
 //!
 //! [`datadir`] creates and opens the data folder (metadata, chunks, TLS, admin password);
 //! [`api`] is the axum router; [`auth`] hashes passwords and issues tokens; [`maintenance`]
-//! holds gc and check, which run beside a live server. The CLI calls [`run`] and the admin
+//! holds gc and check, which run beside a live server. The CLI calls [`bind`] and the admin
 //! functions; nothing here prints except through `tracing`.
 
 pub mod api;

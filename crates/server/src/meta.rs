@@ -80,6 +80,9 @@ pub struct StoredVersion {
     pub chunks: Vec<ChunkSpan>,
 }
 
+/// The users granted on a folder, with their access.
+pub type Grants = Vec<(String, Access)>;
+
 pub struct SqliteMeta {
     conn: Mutex<Connection>,
 }
@@ -340,7 +343,7 @@ impl SqliteMeta {
     }
 
     /// Every folder with the users granted on it.
-    pub fn folders(&self) -> Result<Vec<(Folder, Vec<(String, Access)>)>> {
+    pub fn folders(&self) -> Result<Vec<(Folder, Grants)>> {
         let conn = self.conn();
         let mut st = conn
             .prepare("SELECT id, name, keep_versions, head_seq FROM folders ORDER BY name")
