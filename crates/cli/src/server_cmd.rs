@@ -159,9 +159,12 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
             let rt = tokio::runtime::Handle::current();
             let report = tokio::task::spawn_blocking(move || maintenance::gc(&dir, &rt)).await??;
             println!(
-                "gc: removed {} chunks ({} bytes), {} orphan objects",
-                report.chunks, report.bytes, report.orphan_objects
+                "gc: removed {} chunks ({} bytes), {} objects and {} orphan objects",
+                report.chunks, report.bytes, report.objects_deleted, report.orphan_objects
             );
+            for f in &report.failed {
+                eprintln!("could not delete (left for the next gc): {f}");
+            }
             Ok(())
         }
         ServerCmd::Check { data, read_data } => {

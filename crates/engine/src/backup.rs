@@ -29,12 +29,12 @@ use crate::{Error, Progress, ProgressEvent, Result};
 /// Files below this size are read whole and sent in batches with others.
 const SMALL_FILE: u64 = 1024 * 1024;
 /// Most files and bytes one small-file batch carries.
-const BATCH_FILES: usize = 1000;
-const BATCH_BYTES: u64 = 16 * 1024 * 1024;
+const BATCH_FILES: usize = 2000;
+const BATCH_BYTES: u64 = 32 * 1024 * 1024;
 /// Largest upload request body the client builds.
-const UPLOAD_REQUEST: usize = 8 * 1024 * 1024;
+const UPLOAD_REQUEST: usize = 16 * 1024 * 1024;
 /// How much of a large file is chunked before asking the server what it lacks.
-const WINDOW: usize = 32 * 1024 * 1024;
+const WINDOW: usize = 8 * 1024 * 1024;
 /// Changes per commit request for folders, links and deletions.
 const COMMIT_BATCH: usize = 2000;
 

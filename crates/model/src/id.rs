@@ -87,6 +87,39 @@ hash_id!(
     "BLAKE3 of a whole file's content (or of a symbolic link's target)."
 );
 
+/// Names a pack: one object holding many small chunks side by side.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct PackId(pub [u8; 16]);
+
+impl PackId {
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Parses 32 lowercase hex digits.
+    pub fn parse(value: &str) -> Option<Self> {
+        if value.len() != 32
+            || !value
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (i, pair) in value.as_bytes().chunks(2).enumerate() {
+            let text = std::str::from_utf8(pair).ok()?;
+            out[i] = u8::from_str_radix(text, 16).ok()?;
+        }
+        Some(PackId(out))
+    }
+}
+
+impl fmt::Display for PackId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
 /// A journal sequence number: the folder's counter at the change that produced a version.
 #[derive(
     Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize, Default,
@@ -121,5 +154,8 @@ mod tests {
         assert_eq!(ChunkId::parse(&id.to_hex()).ok(), Some(id));
         assert!(ChunkId::parse(&id.to_hex().to_uppercase()).is_err());
         assert!(ChunkId::parse("../../etc/passwd").is_err());
+        let pack = PackId([0xab; 16]);
+        assert_eq!(PackId::parse(&pack.to_hex()), Some(pack));
+        assert_eq!(PackId::parse("../x"), None);
     }
 }

@@ -15,7 +15,7 @@ pub mod timespec;
 pub use chunking::{chunk_reader, ChunkParams, ChunkRef, FileDigest};
 pub use entry::{Entry, EntryKind};
 pub use filter::{Filter, FilterDecision};
-pub use id::{ChunkId, ContentHash, DeviceId, Seq};
+pub use id::{ChunkId, ContentHash, DeviceId, PackId, Seq};
 pub use path::RelPath;
 
 /// Errors of the model: always about a value a user or a peer supplied.

@@ -18,7 +18,8 @@ use axum::http::{header, request::Parts, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cairn_model::{ChunkId, DeviceId, RelPath, Seq};
+use bytes::BytesMut;
+use cairn_model::{ChunkId, DeviceId, PackId, RelPath, Seq};
 use cairn_protocol::{
     frame, Access, ChunkListResponse, CommitRequest, CommitResponse, ErrorBody, FolderInfo,
     JournalResponse, LoginRequest, LoginResponse, MissingRequest, MissingResponse, TreeResponse,
@@ -30,7 +31,7 @@ use tokio::sync::watch;
 
 use crate::auth::{self, LoginThrottle};
 use crate::datadir::DataDir;
-use crate::meta::{Folder, SqliteMeta, User, INLINE_MAX};
+use crate::meta::{Folder, SqliteMeta, User, PACK_MAX};
 use crate::Error;
 
 /// Largest chunk-upload request body.
@@ -375,36 +376,68 @@ async fn upload(
     let bytes: u64 = frames.iter().map(|(_, d)| d.len() as u64).sum();
     let stored = frames.len() as u32;
     let (small, large): (Vec<_>, Vec<_>) =
-        frames.into_iter().partition(|(_, d)| d.len() <= INLINE_MAX);
-    let large_ids: Vec<(ChunkId, u32)> =
-        large.iter().map(|(id, d)| (*id, d.len() as u32)).collect();
-    let to_write = blocking(&state, move |m| {
-        let inline: Vec<(ChunkId, &[u8])> = small.iter().map(|(id, d)| (*id, &d[..])).collect();
-        m.begin_chunks(&inline, &large_ids)
+        frames.into_iter().partition(|(_, d)| d.len() <= PACK_MAX);
+    let lens = |v: &[(ChunkId, Bytes)]| -> Vec<(ChunkId, u32)> {
+        v.iter().map(|(id, d)| (*id, d.len() as u32)).collect()
+    };
+    let (small_ids, large_ids) = (lens(&small), lens(&large));
+    let pack = PackId(
+        auth::random_bytes(16)
+            .try_into()
+            .expect("16 random bytes were asked for"),
+    );
+    let (packed, objects) = blocking(&state, move |m| {
+        m.begin_chunks(pack, &small_ids, &large_ids)
     })
     .await?;
-    if !to_write.is_empty() {
-        let data: HashMap<ChunkId, Bytes> = large.into_iter().collect();
-        for id in &to_write {
-            if let Some(bytes) = data.get(id) {
-                state
-                    .store
-                    .put(&ObjectKey::Chunk(*id), bytes.clone())
-                    .await?;
+    if packed.is_empty() && objects.is_empty() {
+        return Ok(Json(UploadResponse { stored, bytes }));
+    }
+    let data: HashMap<ChunkId, Bytes> = small.into_iter().chain(large).collect();
+    let mut writes: Vec<(ObjectKey, Bytes)> = Vec::new();
+    if !packed.is_empty() {
+        let mut body = BytesMut::new();
+        for id in &packed {
+            if let Some(d) = data.get(id) {
+                body.extend_from_slice(d);
             }
         }
-        state.store.sync().await?;
-        let lost = blocking(&state, move |m| m.finish_chunks(&to_write)).await?;
-        if let Some(id) = lost.first() {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("chunk {id} was collected while it was uploaded; send it again"),
-            ));
+        writes.push((ObjectKey::Pack(pack), body.freeze()));
+    }
+    writes.extend(
+        objects
+            .iter()
+            .filter_map(|id| data.get(id).map(|d| (ObjectKey::Chunk(*id), d.clone()))),
+    );
+    if let Err(e) = write_all(state.store.as_ref(), &writes).await {
+        // Free what this request wrote (a full disk must not stay full of a failed upload);
+        // the pending rows are left for gc.
+        for (key, _) in &writes {
+            let _ = state.store.delete(key).await;
         }
+        return Err(e.into());
+    }
+    let lost = blocking(&state, move |m| m.finish_chunks(pack, &packed, &objects)).await?;
+    if let Some(id) = lost.first() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("chunk {id} was collected while it was uploaded; send it again"),
+        ));
     }
     Ok(Json(UploadResponse { stored, bytes }))
 }
 
+async fn write_all(
+    store: &dyn ObjectStore,
+    writes: &[(ObjectKey, Bytes)],
+) -> cairn_store::Result<()> {
+    for (key, bytes) in writes {
+        store.put(key, bytes.clone()).await?;
+    }
+    store.sync().await
+}
+
+/// Reads a chunk (or `range` of it) from wherever it lives.
 async fn read_chunk(
     state: &Arc<AppState>,
     id: ChunkId,
@@ -417,19 +450,12 @@ async fn read_chunk(
             format!("chunk {id} is not on the server"),
         )
     })?;
-    match row.inline {
-        Some(data) => {
-            let data = Bytes::from(data);
-            Ok(match range {
-                Some(r) => data.slice(r.start as usize..(r.end as usize).min(data.len())),
-                None => data,
-            })
-        }
-        None => Ok(match range {
-            Some(r) => state.store.get_range(&ObjectKey::Chunk(id), r).await?,
-            None => state.store.get(&ObjectKey::Chunk(id)).await?,
-        }),
-    }
+    let (key, whole) = row.location();
+    let wanted = match range {
+        Some(r) => whole.start + r.start..whole.start + r.end.min(u64::from(row.len)),
+        None => whole,
+    };
+    Ok(state.store.get_range(&key, wanted).await?)
 }
 
 async fn chunk(

@@ -5,36 +5,46 @@
 //! deletes objects while holding the metadata write lock, and uploads register a chunk before
 //! writing its object, so a chunk an upload in flight relies on is never deleted under it; a
 //! commit checks its chunks inside its own transaction, so it cannot reference a collected one.
+//! A pack goes when none of its chunks is left; the dead parts of a live pack stay until the
+//! pack empties (no repacking yet: see docs/design.md).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use cairn_model::ChunkId;
 use cairn_store::ObjectKey;
 use tokio::runtime::Handle;
 
 use crate::datadir::DataDir;
+use crate::meta::ChunkPlace;
 use crate::Result;
 
 #[derive(Debug, Default)]
 pub struct GcReport {
     pub chunks: u64,
     pub bytes: u64,
+    pub objects_deleted: u64,
     pub orphan_objects: u64,
+    /// Objects that could not be deleted (they stay as orphans for the next run).
+    pub failed: Vec<String>,
 }
 
 /// Runs gc to completion. Call from a blocking thread of a tokio runtime.
 ///
 /// # Errors
-/// When the metadata store or the chunk store fails; what was collected before stays collected.
+/// When the metadata store fails; what was collected before stays collected.
 pub fn gc(data: &DataDir, rt: &Handle) -> Result<GcReport> {
     let epoch = data.meta.bump_gc_epoch()?;
     let store = data.store.clone();
     let mut report = GcReport::default();
-    let mut delete = |ids: &[ChunkId]| -> Result<()> {
-        for id in ids {
-            rt.block_on(store.delete(&ObjectKey::Chunk(*id)))?;
+    let mut deleted = 0u64;
+    let mut failed = Vec::new();
+    let mut delete = |keys: &[ObjectKey]| {
+        for key in keys {
+            match rt.block_on(store.delete(key)) {
+                Ok(()) => deleted += 1,
+                Err(e) => failed.push(e.to_string()),
+            }
         }
-        Ok(())
     };
     loop {
         let (n, bytes) = data.meta.collect_batch(epoch, 512, &mut delete)?;
@@ -44,25 +54,29 @@ pub fn gc(data: &DataDir, rt: &Handle) -> Result<GcReport> {
         report.chunks += n;
         report.bytes += bytes;
     }
-    // Objects with no row at all (a row is always written before its object, so none of these
+    report.objects_deleted = deleted;
+    report.failed = failed;
+    // Objects no row points to (a row is always written before its object, so none of these
     // belongs to an upload in flight while we hold the lock).
     report.orphan_objects = data.meta.with_write_lock(|conn| {
-        let objects = rt.block_on(data.store.list("chunks/"))?;
-        let mut st = conn
-            .prepare("SELECT 1 FROM chunks WHERE id=?1")
-            .map_err(|source| crate::Error::Db {
-                context: "finding orphan objects".into(),
-                source,
-            })?;
+        let db = |source| crate::Error::Db {
+            context: "finding orphan objects".into(),
+            source,
+        };
+        let mut objects = rt.block_on(data.store.list("chunks/"))?;
+        objects.extend(rt.block_on(data.store.list("packs/"))?);
+        let mut chunk_row = conn
+            .prepare("SELECT 1 FROM chunks WHERE id=?1 AND pack IS NULL")
+            .map_err(db)?;
+        let mut pack_row = conn
+            .prepare("SELECT 1 FROM chunks WHERE pack=?1")
+            .map_err(db)?;
         let mut n = 0;
         for key in objects {
-            let ObjectKey::Chunk(id) = key;
-            let known = st
-                .exists([&id.as_bytes()[..]])
-                .map_err(|source| crate::Error::Db {
-                    context: "finding orphan objects".into(),
-                    source,
-                })?;
+            let known = match key {
+                ObjectKey::Chunk(id) => chunk_row.exists([&id.as_bytes()[..]]).map_err(db)?,
+                ObjectKey::Pack(p) => pack_row.exists([&p.0[..]]).map_err(db)?,
+            };
             if !known {
                 rt.block_on(data.store.delete(&key))?;
                 n += 1;
@@ -81,55 +95,56 @@ pub fn gc(data: &DataDir, rt: &Handle) -> Result<GcReport> {
 pub fn check(data: &DataDir, rt: &Handle, read_data: bool) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     for (folder, path, seq, chunk) in data.meta.dangling_references()? {
-        problems.push(format!("folder {folder}: {path} version {seq} references chunk {chunk}, which is not on the server"));
+        problems.push(format!(
+            "folder {folder}: {path} version {seq} references chunk {chunk}, which is not on the server"
+        ));
     }
     for (folder, path, seq) in data.meta.size_mismatches()? {
         problems.push(format!(
             "folder {folder}: {path} version {seq}: its chunks do not add up to its size"
         ));
     }
-    let mut known = HashSet::new();
+    let store = data.store.describe();
+    // Object sizes, asked once per object (a pack holds many chunks).
+    let mut sizes: HashMap<ObjectKey, Option<u64>> = HashMap::new();
+    let mut seen: HashSet<ChunkId> = HashSet::new();
     data.meta.all_chunks(&mut |row, present| {
-        known.insert(row.id);
+        seen.insert(row.id);
         if !present {
             return Ok(());
         }
-        match &row.inline {
-            Some(bytes) => {
-                if bytes.len() != row.len as usize || (read_data && ChunkId::of(bytes) != row.id) {
+        let (key, range) = row.location();
+        let size = match sizes.get(&key) {
+            Some(s) => *s,
+            None => {
+                let s = rt.block_on(data.store.stat(&key))?;
+                sizes.insert(key, s);
+                s
+            }
+        };
+        let what = match row.place {
+            ChunkPlace::Object => format!("chunk {}", row.id),
+            ChunkPlace::Packed { pack, .. } => format!("chunk {} (in pack {pack})", row.id),
+        };
+        match size {
+            None => problems.push(format!("{what} is missing from {store}")),
+            Some(size)
+                if size < range.end || (row.place == ChunkPlace::Object && size != range.end) =>
+            {
+                problems.push(format!(
+                    "{what} in {store} is truncated: {size} bytes, expected {}",
+                    range.end
+                ))
+            }
+            Some(_) if read_data => {
+                let bytes = rt.block_on(data.store.get_range(&key, range))?;
+                if ChunkId::of(&bytes) != row.id {
                     problems.push(format!(
-                        "chunk {} (inline) is corrupt: its bytes do not match its id",
-                        row.id
+                        "{what} in {store} is corrupt: its bytes do not match its id"
                     ));
                 }
             }
-            None => {
-                let key = ObjectKey::Chunk(row.id);
-                match rt.block_on(data.store.stat(&key))? {
-                    None => problems.push(format!(
-                        "chunk {} is missing from {}",
-                        row.id,
-                        data.store.describe()
-                    )),
-                    Some(size) if size != u64::from(row.len) => problems.push(format!(
-                        "chunk {} in {} has {size} bytes, expected {}",
-                        row.id,
-                        data.store.describe(),
-                        row.len
-                    )),
-                    Some(_) if read_data => {
-                        let bytes = rt.block_on(data.store.get(&key))?;
-                        if ChunkId::of(&bytes) != row.id {
-                            problems.push(format!(
-                                "chunk {} in {} is corrupt: its bytes do not match its id",
-                                row.id,
-                                data.store.describe()
-                            ));
-                        }
-                    }
-                    Some(_) => {}
-                }
-            }
+            Some(_) => {}
         }
         Ok(())
     })?;

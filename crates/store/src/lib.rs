@@ -12,30 +12,40 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use cairn_model::ChunkId;
+use cairn_model::{ChunkId, PackId};
 
-/// What is stored: today only chunks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// What is stored: large chunks one object each, small chunks packed together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ObjectKey {
     Chunk(ChunkId),
+    Pack(PackId),
 }
 
 impl ObjectKey {
-    /// The object name: `chunks/ab/cd/<hex>`; two levels of fan-out keep folders small on disk.
+    /// The object name: `chunks/ab/cd/<hex>` or `packs/ab/<hex>`; fan-out keeps folders
+    /// small on disk.
     pub fn path(&self) -> String {
         match self {
             ObjectKey::Chunk(id) => {
                 let hex = id.to_hex();
                 format!("chunks/{}/{}/{}", &hex[..2], &hex[2..4], hex)
             }
+            ObjectKey::Pack(id) => {
+                let hex = id.to_hex();
+                format!("packs/{}/{}", &hex[..2], hex)
+            }
         }
     }
 
     fn from_path(path: &str) -> Option<ObjectKey> {
         let name = path.rsplit('/').next()?;
-        path.starts_with("chunks/")
-            .then(|| ChunkId::parse(name).ok().map(ObjectKey::Chunk))
-            .flatten()
+        if path.starts_with("chunks/") {
+            ChunkId::parse(name).ok().map(ObjectKey::Chunk)
+        } else if path.starts_with("packs/") {
+            PackId::parse(name).map(ObjectKey::Pack)
+        } else {
+            None
+        }
     }
 }
 
@@ -100,7 +110,7 @@ pub trait ObjectStore: Send + Sync {
     /// The object's size, or `None` when it does not exist.
     async fn stat(&self, key: &ObjectKey) -> Result<Option<u64>>;
 
-    /// Every key whose path starts with `prefix` (`"chunks/"` for all chunks).
+    /// Every key whose path starts with `prefix` (`"chunks/"`, `"packs/"`).
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>>;
 
     /// Deletes an object; deleting a missing key succeeds.

@@ -325,6 +325,13 @@ fn a_full_server_disk_is_a_clear_error_and_loses_nothing() {
         "{listed:?}"
     );
     assert!(server.admin(&["check"], None).contains("no problems"));
+    // The failed upload left nothing behind: with the big file moved away, backups go on.
+    let aside = c.tmp().join("huge.bin");
+    std::fs::rename(c.path("huge.bin"), &aside).expect("move aside");
+    c.write("after.txt", b"after");
+    c.ok(&["run", "t", "--once"]);
+    assert!(c.ls_paths().contains(&"after.txt".to_string()));
+    std::fs::rename(&aside, c.path("huge.bin")).expect("move back");
     server.kill();
     server.data = original;
     assert!(
