@@ -28,13 +28,17 @@ use crate::{Error, Progress, ProgressEvent, Result};
 
 /// Files below this size are read whole and sent in batches with others.
 const SMALL_FILE: u64 = 1024 * 1024;
+/// Small-file batches read ahead of the ones being sent.
+const READERS: usize = 2;
 /// Most files and bytes one small-file batch carries.
-const BATCH_FILES: usize = 2000;
-const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+const BATCH_FILES: usize = 1000;
+const BATCH_BYTES: u64 = 16 * 1024 * 1024;
 /// Largest upload request body the client builds.
 const UPLOAD_REQUEST: usize = 16 * 1024 * 1024;
 /// How much of a large file is chunked before asking the server what it lacks.
-const WINDOW: usize = 8 * 1024 * 1024;
+const WINDOW: usize = 4 * 1024 * 1024;
+/// Windows of one large file sent at once.
+const WINDOWS_IN_FLIGHT: usize = 3;
 /// Changes per commit request for folders, links and deletions.
 const COMMIT_BATCH: usize = 2000;
 
@@ -217,7 +221,12 @@ async fn run_root(
         sent: AtomicU64::new(0),
         chunks: AtomicU64::new(0),
     });
-    let mut results = stream::iter(jobs.into_iter().map(|job| run_job(ctx.clone(), job)))
+    let mut results = stream::iter(jobs.into_iter().map(|job| prepare(ctx.clone(), job)))
+        .buffered(READERS)
+        .map(|prepared| {
+            let ctx = ctx.clone();
+            async move { run_job(ctx, prepared?).await }
+        })
         .buffer_unordered(opts.transfers.max(1));
     while let Some(outcome) = results.next().await {
         let outcome = outcome?;
@@ -423,9 +432,21 @@ fn read_small(root: &Path, files: Vec<(LocalEntry, Option<Seq>)>) -> Vec<(RelPat
         .collect()
 }
 
-async fn run_job(ctx: Arc<JobContext>, job: Job) -> Result<JobOutcome> {
-    let mut outcome = JobOutcome::default();
-    let ready: Vec<ReadFile> = match job {
+/// A job whose local reading is done (small files) or still to do (a large file, streamed).
+enum Prepared {
+    Small {
+        ready: Vec<ReadFile>,
+        chunks: HashMap<ChunkId, Bytes>,
+        failed: u64,
+    },
+    Large(LocalEntry, Option<Seq>),
+}
+
+/// First stage: reads a batch of small files on a blocking thread. Runs ahead of the sending
+/// stage so the disk and the network are busy at the same time.
+async fn prepare(ctx: Arc<JobContext>, job: Job) -> Result<Prepared> {
+    match job {
+        Job::Large(entry, base) => Ok(Prepared::Large(entry, base)),
         Job::Small(files) => {
             for (e, _) in &files {
                 ctx.progress.event(ProgressEvent::Uploading {
@@ -438,6 +459,7 @@ async fn run_job(ctx: Arc<JobContext>, job: Job) -> Result<JobOutcome> {
                 .map_err(|e| Error::Refused(format!("reader failed: {e}")))?;
             let mut ready = Vec::new();
             let mut chunks: HashMap<ChunkId, Bytes> = HashMap::new();
+            let mut failed = 0;
             for (rel, r) in read {
                 match r {
                     Ok((file, data)) => {
@@ -446,7 +468,7 @@ async fn run_job(ctx: Arc<JobContext>, job: Job) -> Result<JobOutcome> {
                     }
                     Err(ReadError::Vanished) => {}
                     Err(ReadError::Failed(why)) => {
-                        outcome.failed += 1;
+                        failed += 1;
                         ctx.progress.event(ProgressEvent::Failed {
                             path: rel.to_string(),
                             reason: why,
@@ -454,10 +476,29 @@ async fn run_job(ctx: Arc<JobContext>, job: Job) -> Result<JobOutcome> {
                     }
                 }
             }
+            Ok(Prepared::Small {
+                ready,
+                chunks,
+                failed,
+            })
+        }
+    }
+}
+
+/// Second stage: sends what the server lacks and commits.
+async fn run_job(ctx: Arc<JobContext>, job: Prepared) -> Result<JobOutcome> {
+    let mut outcome = JobOutcome::default();
+    let ready: Vec<ReadFile> = match job {
+        Prepared::Small {
+            ready,
+            chunks,
+            failed,
+        } => {
+            outcome.failed = failed;
             send_missing(&ctx, chunks).await?;
             ready
         }
-        Job::Large(entry, base) => {
+        Prepared::Large(entry, base) => {
             ctx.progress.event(ProgressEvent::Uploading {
                 path: entry.path.clone(),
             });
@@ -568,7 +609,7 @@ async fn stream_large(
 ) -> Result<std::result::Result<ReadFile, ReadError>> {
     let path = local_path(&ctx.local_root, &entry.path);
     let rel = entry.path.clone();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<HashMap<ChunkId, Bytes>>(1);
+    let (tx, rx) = tokio::sync::mpsc::channel::<HashMap<ChunkId, Bytes>>(WINDOWS_IN_FLIGHT);
     let reader =
         tokio::task::spawn_blocking(move || -> std::result::Result<ReadFile, ReadError> {
             let (f, stat) = open_file(&path, &rel)?;
@@ -605,14 +646,22 @@ async fn stream_large(
                 chunks: digest.chunks,
             })
         });
+    // Two windows in flight: one is asked about or sent while the next is on the wire.
+    let windows = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|w| (w, rx)) });
+    let mut sends = Box::pin(
+        windows
+            .map(|w| send_missing(ctx, w))
+            .buffer_unordered(WINDOWS_IN_FLIGHT),
+    );
     let mut send_error = None;
-    while let Some(window) = rx.recv().await {
-        if let Err(e) = send_missing(ctx, window).await {
+    while let Some(sent) = sends.next().await {
+        if let Err(e) = sent {
             send_error = Some(e);
             break;
         }
     }
-    drop(rx);
+    // Dropping the stream drops the receiver, which stops a reader still blocked on sending.
+    drop(sends);
     let read = reader
         .await
         .map_err(|e| Error::Refused(format!("reader failed: {e}")))?;
