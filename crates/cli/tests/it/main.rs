@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `cairn` binary as server and client on 127.0.0.1.
 
 mod agent;
+mod api;
 mod backup;
 mod bad_input;
 mod connection;
