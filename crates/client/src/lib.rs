@@ -47,6 +47,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// True when the same request may succeed later: the network failed, or the server
+    /// answered 502, 503 or 504 (restarting, overloaded, or asking to send again).
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            Error::Network { temporary, .. } => *temporary,
+            Error::Status { status, .. } => matches!(status, 502..=504),
+            _ => false,
+        }
+    }
+
     pub fn status(&self) -> Option<u16> {
         match self {
             Error::Status { status, .. } => Some(*status),
@@ -384,7 +394,11 @@ pub struct HttpRemote {
 }
 
 fn remote_err(e: Error) -> cairn_engine::Error {
-    cairn_engine::Error::Remote(e.to_string())
+    let temporary = e.is_temporary();
+    cairn_engine::Error::Remote {
+        message: e.to_string(),
+        temporary,
+    }
 }
 
 impl HttpRemote {
@@ -476,7 +490,7 @@ impl Remote for HttpRemote {
             .await
             .map_err(remote_err)?;
         if r.results.len() != changes.len() {
-            return Err(cairn_engine::Error::Remote(format!(
+            return Err(cairn_engine::Error::remote(format!(
                 "{}: the server answered {} results for {} changes",
                 self.describe(),
                 r.results.len(),
@@ -526,7 +540,7 @@ impl Remote for HttpRemote {
             .await
             .map_err(|e| remote_err(describe_reqwest(&url, &e)))?;
         if !status.is_success() {
-            return Err(cairn_engine::Error::Remote(format!("{url}: HTTP {status}")));
+            return Err(cairn_engine::Error::remote(format!("{url}: HTTP {status}")));
         }
         Ok(body)
     }

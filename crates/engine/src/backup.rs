@@ -115,7 +115,7 @@ async fn run_root(
     progress: Arc<dyn Progress>,
     stats: &mut BackupStats,
 ) -> Result<()> {
-    let listing = remote.tree(&root.remote_prefix, None, false).await?;
+    let listing = retrying(|| remote.tree(&root.remote_prefix, None, false)).await?;
     let mut remote_map: HashMap<RelPath, RemoteEntry> = HashMap::with_capacity(listing.len());
     for v in listing {
         if let Some(rel) = v.path.strip_prefix(&root.remote_prefix) {
@@ -240,7 +240,7 @@ async fn run_root(
     // Deletions last: a pass that failed earlier never got here.
     for batch in plan.deletes.chunks(COMMIT_BATCH) {
         let changes: Vec<Change> = batch.iter().map(|c| prefixed(prefix, c)).collect();
-        let results = remote.commit(&changes).await?;
+        let results = retrying(|| remote.commit(&changes)).await?;
         let mut removed = Vec::new();
         for (change, result) in batch.iter().zip(results) {
             match result {
@@ -259,6 +259,29 @@ async fn run_root(
         index.apply(task, root_no, &[], &removed)?;
     }
     Ok(())
+}
+
+/// Waits before each retry of a request that failed for a temporary reason.
+const RETRY_DELAYS_MS: [u64; 4] = [250, 1000, 2000, 4000];
+
+/// Runs a remote request, again after a pause when it fails for a temporary reason (a dropped
+/// connection, a restarting server). Every request a backup makes is safe to repeat: chunk
+/// uploads are idempotent and a commit equal to the head is accepted without a new version.
+async fn retrying<T, F, Fut>(mut request: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut delays = RETRY_DELAYS_MS.iter();
+    loop {
+        match request().await {
+            Err(e) if e.is_temporary() => match delays.next() {
+                Some(ms) => tokio::time::sleep(std::time::Duration::from_millis(*ms)).await,
+                None => return Err(e),
+            },
+            other => return other,
+        }
+    }
 }
 
 fn prefixed(prefix: &RelPath, c: &Change) -> Change {
@@ -294,7 +317,7 @@ async fn commit_rebasing(
     remote: &dyn Remote,
     mut changes: Vec<Change>,
 ) -> Result<Vec<ChangeResult>> {
-    let mut results = remote.commit(&changes).await?;
+    let mut results = retrying(|| remote.commit(&changes)).await?;
     let retry: Vec<usize> = results
         .iter()
         .enumerate()
@@ -314,7 +337,7 @@ async fn commit_rebasing(
             changes[i].clone()
         })
         .collect();
-    let second = remote.commit(&again).await?;
+    let second = retrying(|| remote.commit(&again)).await?;
     for (i, r) in retry.into_iter().zip(second) {
         results[i] = r;
     }
@@ -572,7 +595,7 @@ async fn send_missing(ctx: &JobContext, chunks: HashMap<ChunkId, Bytes>) -> Resu
         return Ok(());
     }
     let ids: Vec<ChunkId> = chunks.keys().copied().collect();
-    let missing = ctx.remote.missing(&ids).await?;
+    let missing = retrying(|| ctx.remote.missing(&ids)).await?;
     let mut batch: Vec<(ChunkId, Bytes)> = Vec::new();
     let mut size = 0;
     for id in missing {
@@ -592,7 +615,7 @@ async fn send_missing(ctx: &JobContext, chunks: HashMap<ChunkId, Bytes>) -> Resu
 }
 
 async fn upload(ctx: &JobContext, batch: Vec<(ChunkId, Bytes)>) -> Result<()> {
-    let sent = ctx.remote.upload(&batch).await?;
+    let sent = retrying(|| ctx.remote.upload(&batch)).await?;
     ctx.sent.fetch_add(sent, Ordering::Relaxed);
     ctx.chunks.fetch_add(batch.len() as u64, Ordering::Relaxed);
     ctx.progress

@@ -35,9 +35,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The remote failed; the text says what was asked and why it failed.
-    #[error("{0}")]
-    Remote(String),
+    /// The remote failed; the text says what was asked and why it failed. `temporary` when
+    /// the same request may succeed later (a dropped connection, a restarting server).
+    #[error("{message}")]
+    Remote { message: String, temporary: bool },
     /// A safety rule stopped the task before it could lose data.
     #[error("{0}")]
     Refused(String),
@@ -46,6 +47,24 @@ pub enum Error {
 }
 
 impl Error {
+    /// A remote failure that retrying will not fix.
+    pub fn remote(message: impl Into<String>) -> Error {
+        Error::Remote {
+            message: message.into(),
+            temporary: false,
+        }
+    }
+
+    pub fn is_temporary(&self) -> bool {
+        matches!(
+            self,
+            Error::Remote {
+                temporary: true,
+                ..
+            }
+        )
+    }
+
     pub fn io(
         context: impl Into<String>,
         path: impl Into<PathBuf>,

@@ -196,7 +196,7 @@ async fn restore_file(
     progress: &dyn Progress,
 ) -> Result<FileOutcome> {
     let want = v.entry.hash.ok_or_else(|| {
-        Error::Remote(format!("{} version {} has no content hash", v.path, v.seq))
+        Error::remote(format!("{} version {} has no content hash", v.path, v.seq))
     })?;
     let (same, kept) = clear_target(dest, Some(&want), opts)?;
     if same {
@@ -211,7 +211,7 @@ async fn restore_file(
         for c in &chunks {
             let data = remote.chunk(&c.id).await?;
             if cairn_model::ChunkId::of(&data) != c.id {
-                return Err(Error::Remote(format!(
+                return Err(Error::remote(format!(
                     "chunk {} of {} arrived corrupt",
                     c.id, v.path
                 )));
@@ -224,7 +224,7 @@ async fn restore_file(
             });
         }
         if ContentHash::from_bytes(*hasher.finalize().as_bytes()) != want {
-            return Err(Error::Remote(format!(
+            return Err(Error::remote(format!(
                 "{} version {} does not match its content hash",
                 v.path, v.seq
             )));

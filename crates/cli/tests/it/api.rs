@@ -20,7 +20,10 @@ fn login(server: &Server) -> String {
         .json(&serde_json::json!({"user": "alice", "password": "alice-pw"}))
         .send()
         .expect("login");
-    r.json::<serde_json::Value>().expect("json")["token"].as_str().expect("token").to_string()
+    r.json::<serde_json::Value>().expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_string()
 }
 
 fn commit(server: &Server, tok: &str, changes: serde_json::Value) -> serde_json::Value {
@@ -43,12 +46,22 @@ fn commits_name_their_base_and_a_stale_base_is_a_conflict() {
     let server = Server::start();
     let tok = login(&server);
     let r = commit(&server, &tok, serde_json::json!([dir("d", None, 0o755)]));
-    assert_eq!(r["results"][0], serde_json::json!({"status": "accepted", "seq": 1}));
+    assert_eq!(
+        r["results"][0],
+        serde_json::json!({"status": "accepted", "seq": 1})
+    );
     let r = commit(&server, &tok, serde_json::json!([dir("d", None, 0o700)]));
     assert_eq!(r["results"][0]["status"], "conflict");
     assert_eq!(r["results"][0]["head"]["seq"], 1);
-    let r = commit(&server, &tok, serde_json::json!([dir("d", Some(1), 0o700), dir("e", Some(7), 0o700)]));
-    assert_eq!(r["results"][0], serde_json::json!({"status": "accepted", "seq": 2}));
+    let r = commit(
+        &server,
+        &tok,
+        serde_json::json!([dir("d", Some(1), 0o700), dir("e", Some(7), 0o700)]),
+    );
+    assert_eq!(
+        r["results"][0],
+        serde_json::json!({"status": "accepted", "seq": 2})
+    );
     assert_eq!(r["results"][1]["status"], "conflict");
     // A file whose chunks the server does not have is not accepted.
     let hash = "0".repeat(64);
@@ -65,17 +78,34 @@ fn the_journal_long_poll_wakes_on_a_commit() {
     let tok = login(&server);
     commit(&server, &tok, serde_json::json!([dir("a", None, 0o755)]));
     let url = format!("{}/api/v1/folders/backup/journal", server.url());
-    let all: serde_json::Value = http().get(&url).query(&[("after", "0")]).bearer_auth(&tok).send().expect("journal").json().expect("json");
+    let all: serde_json::Value = http()
+        .get(&url)
+        .query(&[("after", "0")])
+        .bearer_auth(&tok)
+        .send()
+        .expect("journal")
+        .json()
+        .expect("json");
     assert_eq!(all["changes"].as_array().map(Vec::len), Some(1));
     assert_eq!(all["head"], 1);
     let waiter = {
         let (url, tok) = (url.clone(), tok.clone());
         std::thread::spawn(move || -> serde_json::Value {
-            http().get(&url).query(&[("after", "1"), ("wait", "55")]).bearer_auth(&tok).send().expect("poll").json().expect("json")
+            http()
+                .get(&url)
+                .query(&[("after", "1"), ("wait", "55")])
+                .bearer_auth(&tok)
+                .send()
+                .expect("poll")
+                .json()
+                .expect("json")
         })
     };
     std::thread::sleep(Duration::from_millis(500));
-    assert!(!waiter.is_finished(), "the poll waits while nothing changes");
+    assert!(
+        !waiter.is_finished(),
+        "the poll waits while nothing changes"
+    );
     commit(&server, &tok, serde_json::json!([dir("b", None, 0o755)]));
     let woke = waiter.join().expect("poll thread");
     assert_eq!(woke["changes"][0]["path"], "b");
@@ -93,7 +123,10 @@ fn content_is_served_whole_and_by_byte_ranges() {
     let tok = login(&server);
     let url = format!("{}/api/v1/folders/backup/content", server.url());
     let get = |range: Option<&str>| {
-        let mut req = http().get(&url).query(&[("path", "pc/docs/r.bin")]).bearer_auth(&tok);
+        let mut req = http()
+            .get(&url)
+            .query(&[("path", "pc/docs/r.bin")])
+            .bearer_auth(&tok);
         if let Some(r) = range {
             req = req.header("range", r);
         }
@@ -108,7 +141,10 @@ fn content_is_served_whole_and_by_byte_ranges() {
     assert_eq!(part.headers()["content-range"], "bytes 70000-200009/300000");
     assert_eq!(part.bytes().expect("body").as_ref(), &data[70_000..200_010]);
     let tail = get(Some("bytes=-10"));
-    assert_eq!(tail.bytes().expect("body").as_ref(), &data[data.len() - 10..]);
+    assert_eq!(
+        tail.bytes().expect("body").as_ref(),
+        &data[data.len() - 10..]
+    );
     assert_eq!(get(Some("bytes=400000-")).status().as_u16(), 416);
 }
 
@@ -116,11 +152,26 @@ fn content_is_served_whole_and_by_byte_ranges() {
 fn gc_beside_running_backups_loses_nothing() {
     let server = Server::start();
     server.admin(&["folder", "add", "tight", "--keep-versions", "1"], None);
-    server.admin(&["folder", "grant", "tight", "alice", "--access", "rw"], None);
+    server.admin(
+        &["folder", "grant", "tight", "alice", "--access", "rw"],
+        None,
+    );
     let c = Client::new();
     c.connect(&server, "alice", "alice-pw");
     let root = c.root.to_str().expect("utf-8").to_string();
-    c.ok(&["backup", "add", "t", "--local", &root, "--connection", "srv", "--folder", "tight", "--computer", "pc"]);
+    c.ok(&[
+        "backup",
+        "add",
+        "t",
+        "--local",
+        &root,
+        "--connection",
+        "srv",
+        "--folder",
+        "tight",
+        "--computer",
+        "pc",
+    ]);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let collector = {
         let stop = stop.clone();
@@ -133,7 +184,11 @@ fn gc_beside_running_backups_loses_nothing() {
                     .arg(&data)
                     .output()
                     .expect("gc");
-                assert!(out.status.success(), "gc failed: {}", String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "gc failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 runs += 1;
                 std::thread::sleep(Duration::from_millis(300));
             }
@@ -142,19 +197,32 @@ fn gc_beside_running_backups_loses_nothing() {
     };
     for round in 0..4u64 {
         for i in 0..60u64 {
-            let size = if i % 10 == 0 { 700_000 } else { 3_000 + (i as usize) * 10 };
-            c.write(&format!("d{}/f{i}.bin", i % 4), &noise(round * 1000 + i, size));
+            let size = if i % 10 == 0 {
+                700_000
+            } else {
+                3_000 + (i as usize) * 10
+            };
+            c.write(
+                &format!("d{}/f{i}.bin", i % 4),
+                &noise(round * 1000 + i, size),
+            );
         }
         c.ok(&["run", "t", "--once"]);
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let runs = collector.join().expect("collector");
     assert!(runs > 0);
-    assert!(server.admin(&["check", "--read-data"], None).contains("no problems"));
+    assert!(server
+        .admin(&["check", "--read-data"], None)
+        .contains("no problems"));
     let out = c.tmp().join("out");
     c.ok(&["restore", "t", "--to", out.to_str().expect("utf-8")]);
     for i in 0..60u64 {
         let rel = format!("d{}/f{i}.bin", i % 4);
-        assert_eq!(std::fs::read(out.join("docs").join(&rel)).expect("restored"), std::fs::read(c.path(&rel)).expect("local"), "{rel}");
+        assert_eq!(
+            std::fs::read(out.join("docs").join(&rel)).expect("restored"),
+            std::fs::read(c.path(&rel)).expect("local"),
+            "{rel}"
+        );
     }
 }

@@ -506,3 +506,43 @@ impl Drop for Unmount {
         let _ = std::process::Command::new("umount").arg(&self.0).status();
     }
 }
+
+#[test]
+fn a_dropped_connection_is_retried_and_the_run_completes() {
+    let mut server = Server::start();
+    let c = Client::new();
+    let data = noise(31, 96 * 1024 * 1024);
+    c.write("big.bin", &data);
+    c.backup_task(&server, &[]);
+    let child = c
+        .cmd()
+        .args(["run", "t", "--once"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let chunks = server.data.join("chunks/chunks");
+    wait_until(120, "some chunks to arrive", || count_files(&chunks) >= 10);
+    server.restart();
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "the run survived the restart: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(c.ls_paths(), vec!["big.bin"]);
+    assert!(server
+        .admin(&["check", "--read-data"], None)
+        .contains("no problems"));
+    let back = c.tmp().join("back.bin");
+    c.ok(&[
+        "download",
+        "t",
+        c.path("big.bin").to_str().expect("utf-8"),
+        "--version",
+        &latest_version(&c, "big.bin"),
+        "--to",
+        back.to_str().expect("utf-8"),
+    ]);
+    assert!(std::fs::read(&back).expect("read") == data);
+}
