@@ -28,6 +28,9 @@ use crate::{Error, Progress, ProgressEvent, Result};
 
 /// Files below this size are read whole and sent in batches with others.
 const SMALL_FILE: u64 = 1024 * 1024;
+/// Rounds of uploads in one pass: files whose chunks gc collected before their commit are
+/// sent again in the next round.
+const UPLOAD_ROUNDS: usize = 3;
 /// Small-file batches read ahead of the ones being sent.
 const READERS: usize = 2;
 /// Most files and bytes one small-file batch carries.
@@ -191,51 +194,44 @@ async fn run_root(
     index.apply(task, root_no, &upserts, &[])?;
 
     // Files: small ones batched, large ones one by one, `transfers` jobs at a time.
-    let mut jobs: Vec<Job> = Vec::new();
-    let mut small: Vec<(LocalEntry, Option<Seq>)> = Vec::new();
-    let mut small_bytes = 0;
-    for (entry, base) in plan.uploads {
+    let mut pending: Vec<(LocalEntry, Option<Seq>)> = plan.uploads;
+    for (entry, _) in &pending {
         progress.event(ProgressEvent::Queued {
             path: entry.path.clone(),
             size: entry.size,
         });
-        if entry.size < SMALL_FILE {
-            small_bytes += entry.size;
-            small.push((entry, base));
-            if small.len() >= BATCH_FILES || small_bytes >= BATCH_BYTES {
-                jobs.push(Job::Small(std::mem::take(&mut small)));
-                small_bytes = 0;
-            }
-        } else {
-            jobs.push(Job::Large(entry, base));
+    }
+    for round in 0..UPLOAD_ROUNDS {
+        let ctx = Arc::new(JobContext {
+            remote: remote.clone(),
+            local_root: root.local.clone(),
+            prefix: prefix.clone(),
+            progress: progress.clone(),
+            sent: AtomicU64::new(0),
+            chunks: AtomicU64::new(0),
+            final_round: round + 1 == UPLOAD_ROUNDS,
+        });
+        let jobs = make_jobs(std::mem::take(&mut pending));
+        let mut results = stream::iter(jobs.into_iter().map(|job| prepare(ctx.clone(), job)))
+            .buffered(READERS)
+            .map(|prepared| {
+                let ctx = ctx.clone();
+                async move { run_job(ctx, prepared?).await }
+            })
+            .buffer_unordered(opts.transfers.max(1));
+        while let Some(outcome) = results.next().await {
+            let outcome = outcome?;
+            stats.files_uploaded += outcome.rows.len() as u64;
+            stats.failed += outcome.failed;
+            pending.extend(outcome.again);
+            index.apply(task, root_no, &outcome.rows, &[])?;
+        }
+        stats.bytes_sent += ctx.sent.load(Ordering::Relaxed);
+        stats.chunks_sent += ctx.chunks.load(Ordering::Relaxed);
+        if pending.is_empty() {
+            break;
         }
     }
-    if !small.is_empty() {
-        jobs.push(Job::Small(small));
-    }
-    let ctx = Arc::new(JobContext {
-        remote: remote.clone(),
-        local_root: root.local.clone(),
-        prefix: prefix.clone(),
-        progress: progress.clone(),
-        sent: AtomicU64::new(0),
-        chunks: AtomicU64::new(0),
-    });
-    let mut results = stream::iter(jobs.into_iter().map(|job| prepare(ctx.clone(), job)))
-        .buffered(READERS)
-        .map(|prepared| {
-            let ctx = ctx.clone();
-            async move { run_job(ctx, prepared?).await }
-        })
-        .buffer_unordered(opts.transfers.max(1));
-    while let Some(outcome) = results.next().await {
-        let outcome = outcome?;
-        stats.files_uploaded += outcome.rows.len() as u64;
-        stats.failed += outcome.failed;
-        index.apply(task, root_no, &outcome.rows, &[])?;
-    }
-    stats.bytes_sent += ctx.sent.load(Ordering::Relaxed);
-    stats.chunks_sent += ctx.chunks.load(Ordering::Relaxed);
 
     // Deletions last: a pass that failed earlier never got here.
     for batch in plan.deletes.chunks(COMMIT_BATCH) {
@@ -282,6 +278,29 @@ where
             other => return other,
         }
     }
+}
+
+/// Small files go in batches, large ones one job each.
+fn make_jobs(uploads: Vec<(LocalEntry, Option<Seq>)>) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    let mut small: Vec<(LocalEntry, Option<Seq>)> = Vec::new();
+    let mut small_bytes = 0;
+    for (entry, base) in uploads {
+        if entry.size < SMALL_FILE {
+            small_bytes += entry.size;
+            small.push((entry, base));
+            if small.len() >= BATCH_FILES || small_bytes >= BATCH_BYTES {
+                jobs.push(Job::Small(std::mem::take(&mut small)));
+                small_bytes = 0;
+            }
+        } else {
+            jobs.push(Job::Large(entry, base));
+        }
+    }
+    if !small.is_empty() {
+        jobs.push(Job::Small(small));
+    }
+    jobs
 }
 
 fn prefixed(prefix: &RelPath, c: &Change) -> Change {
@@ -350,6 +369,8 @@ enum Job {
 }
 
 struct JobContext {
+    /// The last round reports chunks gc took meanwhile as failures instead of retrying.
+    final_round: bool,
     remote: Arc<dyn Remote>,
     local_root: PathBuf,
     prefix: RelPath,
@@ -362,6 +383,8 @@ struct JobContext {
 struct JobOutcome {
     rows: Vec<IndexRow>,
     failed: u64,
+    /// Files whose chunks gc collected between upload and commit: sent again next round.
+    again: Vec<(LocalEntry, Option<Seq>)>,
 }
 
 /// A file read completely, with the stat it had while being read.
@@ -576,6 +599,9 @@ async fn run_job(ctx: Arc<JobContext>, job: Prepared) -> Result<JobOutcome> {
                 outcome
                     .rows
                     .push(plan::index_row(&file.entry, Some(file.hash), seq));
+            }
+            ChangeResult::MissingChunks { .. } if !ctx.final_round => {
+                outcome.again.push((file.entry, file.base))
             }
             other => {
                 outcome.failed += 1;

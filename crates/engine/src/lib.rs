@@ -9,6 +9,7 @@ pub mod backup;
 pub mod index;
 pub mod plan;
 pub mod progress;
+pub mod reconcile;
 pub mod remote;
 pub mod restore;
 pub mod scanner;

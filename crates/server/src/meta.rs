@@ -499,21 +499,35 @@ impl SqliteMeta {
     // ---- chunks ----
 
     /// The ids among `ids` that are not present.
+    /// The ids among `ids` that are not present. The present ones are touched (moved to the
+    /// current gc generation): the caller is about to reference them, and gc spares chunks
+    /// touched in its own or the previous generation.
     pub fn missing_chunks(&self, ids: &[ChunkId]) -> Result<Vec<ChunkId>> {
-        let conn = self.conn();
-        let mut st = conn
-            .prepare_cached("SELECT 1 FROM chunks WHERE id=?1 AND state=1")
-            .map_err(db("looking up chunks"))?;
-        let mut missing = Vec::new();
-        for id in ids {
-            if !st
-                .exists([&id.as_bytes()[..]])
-                .map_err(db("looking up chunks"))?
+        let ctx = "looking up chunks";
+        let mut conn = self.conn();
+        relaxed(&mut conn, |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db(ctx))?;
+            let epoch = gc_epoch(&tx)?;
+            let mut missing = Vec::new();
             {
-                missing.push(*id);
+                let mut touch = tx
+                    .prepare_cached("UPDATE chunks SET epoch=?2 WHERE id=?1 AND state=1")
+                    .map_err(db(ctx))?;
+                for id in ids {
+                    if touch
+                        .execute(params![&id.as_bytes()[..], epoch])
+                        .map_err(db(ctx))?
+                        == 0
+                    {
+                        missing.push(*id);
+                    }
+                }
             }
-        }
-        Ok(missing)
+            tx.commit().map_err(db(ctx))?;
+            Ok(missing)
+        })
     }
 
     /// Registers, in one transaction, the chunks of an upload that are not present yet: small
@@ -795,9 +809,9 @@ impl SqliteMeta {
         Ok(epoch)
     }
 
-    /// Collects the next batch of collectable chunks while holding the write lock: present
-    /// chunks no version references, and registrations pending since before the previous
-    /// generation (an upload that died). Rows go first, then `delete_objects` removes their
+    /// Collects the next batch of collectable chunks while holding the write lock: chunks no
+    /// version references and nobody touched (uploaded, registered or asked about) in this
+    /// generation or the previous one, which covers uploads not yet committed and dead ones. Rows go first, then `delete_objects` removes their
     /// objects and the packs left without rows, then the transaction commits: an object that
     /// fails to go stays behind as an orphan (the next gc removes it), never a row without its
     /// object. Returns how many chunks and bytes went; 0 when done.
@@ -816,7 +830,8 @@ impl SqliteMeta {
             let mut st = tx
                 .prepare_cached(
                     "SELECT id, len, pack, pack_offset FROM chunks c WHERE
-                       (state=1 AND NOT EXISTS (SELECT 1 FROM version_chunks vc WHERE vc.chunk=c.id))
+                       (state=1 AND epoch < ?1 - 1
+                        AND NOT EXISTS (SELECT 1 FROM version_chunks vc WHERE vc.chunk=c.id))
                        OR (state=0 AND epoch < ?1 - 1)
                      LIMIT ?2",
                 )

@@ -190,7 +190,7 @@ fn gc_beside_running_backups_loses_nothing() {
                     String::from_utf8_lossy(&out.stderr)
                 );
                 runs += 1;
-                std::thread::sleep(Duration::from_millis(300));
+                std::thread::sleep(Duration::from_millis(200));
             }
             runs
         })

@@ -285,3 +285,78 @@ fn admin_commands_work_while_the_server_runs() {
         !dup.status.success() && String::from_utf8_lossy(&dup.stderr).contains("already exists")
     );
 }
+
+#[test]
+fn a_given_certificate_and_key_replace_the_self_signed_one() {
+    // Another server's certificate stands in for one a CA issued: what matters is that the
+    // server serves the files it is given.
+    let other = Server::start();
+    let cert = other.data.join("tls/cert.pem");
+    let key = other.data.join("tls/key.pem");
+    let server = Server::start();
+    let own = server.fingerprint();
+    let given = other.fingerprint();
+    assert_ne!(own, given);
+    let shown = server.admin(
+        &["fingerprint", "--cert", cert.to_str().expect("utf-8")],
+        None,
+    );
+    assert_eq!(shown.trim(), given);
+    let mut child = std::process::Command::new(crate::harness::BIN)
+        .args(["server", "run", "--data"])
+        .arg(&server.data)
+        .args(["--listen", "127.0.0.1:0", "--cert"])
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("server");
+    let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut url = String::new();
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut reader, &mut line).expect("read") > 0 {
+        if let Some(addr) = line.trim().strip_prefix("listening on ") {
+            url = addr.to_string();
+            break;
+        }
+        line.clear();
+    }
+    let c = Client::new();
+    let out = c.cairn_stdin(
+        &[
+            "connect",
+            &url,
+            "--user",
+            "alice",
+            "--password-stdin",
+            "--fingerprint",
+            &given,
+        ],
+        "alice-pw",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = c.cairn_stdin(
+        &[
+            "connect",
+            &url,
+            "--user",
+            "alice",
+            "--password-stdin",
+            "--fingerprint",
+            &own,
+        ],
+        "alice-pw",
+    );
+    assert!(
+        !out.status.success(),
+        "the self-signed certificate is no longer served"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
