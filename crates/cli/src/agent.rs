@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cairn_engine::backup::{self, BackupOptions, BackupRoot, BackupStats};
+use cairn_engine::drive::{self, DriveOptions, DriveStats};
 use cairn_engine::index::LocalIndex;
-use cairn_engine::{Progress, ProgressEvent};
+use cairn_engine::reconcile::ConflictPolicy;
+use cairn_engine::{Progress, ProgressEvent, Remote};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -143,44 +145,109 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-fn summary(name: &str, s: &BackupStats) -> String {
+/// What one pass of a task came to.
+struct PassOutcome {
+    summary: String,
+    failed: u64,
+    /// The pass stopped before deleting and waits for `resume --confirm-deletes`.
+    waiting: Option<String>,
+}
+
+fn backup_summary(name: &str, s: &BackupStats) -> String {
     format!(
         "backup {name}: {} uploaded, {} folders/links, {} deleted, {} unchanged, {} failed, {} reported; sent {} bytes in {} chunks",
         s.files_uploaded, s.dirs_recorded, s.deleted, s.unchanged, s.failed, s.reported, s.bytes_sent, s.chunks_sent
     )
 }
 
-/// One pass of one task.
+fn drive_summary(name: &str, s: &DriveStats) -> String {
+    format!(
+        "drive {name}: {} uploaded, {} downloaded, {} deleted here, {} deleted on the server, {} conflicts, {} failed; sent {} bytes",
+        s.uploaded, s.downloaded, s.deleted_local, s.deleted_remote, s.conflicts, s.failed, s.bytes_sent
+    )
+}
+
+/// One pass of one task. `confirm_deletes` lets deletions past the guard through (it is also
+/// taken from, and cleared in, the state file).
 async fn run_task(
     home: &Home,
     config: &Config,
     name: &str,
     confirm_deletes: bool,
     progress: Arc<dyn Progress>,
-) -> Result<BackupStats> {
+) -> Result<PassOutcome> {
     let task = config
         .tasks
         .get(name)
         .with_context(|| format!("no task named {name}"))?;
+    let mut state = home.state()?;
+    let confirmed = confirm_deletes || state.confirmed.iter().any(|t| t == name);
     let conn = home.connection(config, &task.connection)?;
     let remote = Arc::new(conn.remote(&task.folder));
-    let roots = (0..task.locals.len())
-        .map(|i| {
-            Ok(BackupRoot {
-                local: task.locals[i].clone(),
-                remote_prefix: task.remote_prefix(i)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let opts = BackupOptions {
-        filter: task.filter.clone(),
-        keep_deleted: task.keep_deleted,
-        transfers: task.transfers,
-        confirm_deletes,
-    };
     let mut index = LocalIndex::open(&home.index_path())?;
-    let stats = backup::run(name, &roots, remote, &mut index, &opts, progress).await?;
-    Ok(stats)
+    let outcome = match &task.drive {
+        None => {
+            let roots = (0..task.locals.len())
+                .map(|i| {
+                    Ok(BackupRoot {
+                        local: task.locals[i].clone(),
+                        remote_prefix: task.remote_prefix(i)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let opts = BackupOptions {
+                filter: task.filter.clone(),
+                keep_deleted: task.keep_deleted,
+                transfers: task.transfers,
+                confirm_deletes: confirmed,
+            };
+            let stats = backup::run(name, &roots, remote, &mut index, &opts, progress).await?;
+            PassOutcome {
+                summary: backup_summary(name, &stats),
+                failed: stats.failed,
+                waiting: None,
+            }
+        }
+        Some(d) => {
+            let first_pass = index.load(name, 0)?.is_empty();
+            let policy = if first_pass && d.on_relink == "server-wins" {
+                ConflictPolicy::KeepServer
+            } else {
+                d.conflict
+            };
+            let opts = DriveOptions {
+                direction: d.mode,
+                policy,
+                keep_conflict_copy: d.keep_conflict_copy,
+                consistency_check: d.consistency_check,
+                filter: task.filter.clone(),
+                transfers: task.transfers,
+                computer: task.computer.clone(),
+                confirm_deletes: confirmed,
+            };
+            let prefix = task.remote_prefix(0)?;
+            let stats = drive::run(
+                name,
+                &task.locals[0],
+                &prefix,
+                remote,
+                &mut index,
+                &opts,
+                progress,
+            )
+            .await?;
+            PassOutcome {
+                summary: drive_summary(name, &stats),
+                failed: stats.failed,
+                waiting: stats.waiting_for_confirmation.clone(),
+            }
+        }
+    };
+    if confirmed && outcome.waiting.is_none() && state.confirmed.iter().any(|t| t == name) {
+        state.confirmed.retain(|t| t != name);
+        home.save_state(&state)?;
+    }
+    Ok(outcome)
 }
 
 pub async fn run_once(c: RunCmd) -> Result<()> {
@@ -201,15 +268,20 @@ pub async fn run_once(c: RunCmd) -> Result<()> {
         let progress = Arc::new(TaskProgress::new(&home, name, status.clone(), true));
         let started = Instant::now();
         match run_task(&home, &config, name, c.confirm_deletes, progress.clone()).await {
-            Ok(stats) => {
-                let line = summary(name, &stats);
+            Ok(outcome) => {
+                let line = outcome.summary;
                 progress.line(&line);
                 println!("{line} in {:.2}s", started.elapsed().as_secs_f64());
-                if stats.failed > 0 {
+                if outcome.failed > 0 {
                     failed.push(format!(
                         "{name}: {} files failed (see `cairn log {name}`)",
-                        stats.failed
+                        outcome.failed
                     ));
+                }
+                if let Some(why) = outcome.waiting {
+                    progress.line(&why);
+                    eprintln!("task {name} is waiting: {why}");
+                    failed.push(format!("{name}: waiting for confirmation of deletions"));
                 }
             }
             Err(e) => {
@@ -270,6 +342,19 @@ pub async fn set_paused(task: &str, paused: bool) -> Result<()> {
     .await;
     println!("{} {task}", if paused { "paused" } else { "resumed" });
     Ok(())
+}
+
+pub async fn resume(task: &str, confirm_deletes: bool) -> Result<()> {
+    if confirm_deletes {
+        let home = Home::locate()?;
+        let mut state = home.state()?;
+        if !state.confirmed.iter().any(|t| t == task) {
+            state.confirmed.push(task.to_string());
+        }
+        home.save_state(&state)?;
+        println!("the next pass of {task} may delete past the guard");
+    }
+    set_paused(task, false).await
 }
 
 pub async fn status(task: Option<&str>) -> Result<()> {
@@ -410,18 +495,33 @@ pub async fn agent(c: AgentCmd) -> Result<()> {
         .map(|k| (k.clone(), Instant::now()))
         .collect();
     let mut last_full: HashMap<String, Instant> = HashMap::new();
-    let debounce = Duration::from_secs(2);
+    // Short: a save here should reach the other computers within a second or two.
+    let debounce = Duration::from_millis(300);
+    let (remote_tx, mut remote_changes) = tokio::sync::mpsc::unbounded_channel::<String>();
+    for (name, t) in &config.tasks {
+        if t.drive.is_some() {
+            follow_journal(&home, &config, name, remote_tx.clone())?;
+        }
+    }
     loop {
         tokio::select! {
             Some(path) = events.recv() => {
+                // Our own temporary files are not news.
+                if path.components().any(|c| c.as_os_str() == cairn_model::filter::WORK_DIR_NAME) {
+                    continue;
+                }
                 for (task, root) in &roots {
                     if path.starts_with(root) {
                         dirty.insert(task.clone(), Instant::now());
                     }
                 }
             }
+            Some(task) = remote_changes.recv() => {
+                // Already settled on the server: no reason to wait.
+                dirty.insert(task, Instant::now() - debounce);
+            }
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             _ = tokio::signal::ctrl_c() => break,
         }
         config = home.load().unwrap_or(config);
@@ -453,14 +553,11 @@ pub async fn agent(c: AgentCmd) -> Result<()> {
             let progress = Arc::new(TaskProgress::new(&home, name, status.clone(), false));
             let result = run_task(&home, &config, name, false, progress.clone()).await;
             let (state, text) = match result {
-                Ok(stats) => (
-                    if stats.failed > 0 {
-                        "error"
-                    } else {
-                        "up to date"
-                    },
-                    summary(name, &stats),
-                ),
+                Ok(PassOutcome {
+                    waiting: Some(why), ..
+                }) => ("waiting for confirmation of deletions", why),
+                Ok(o) if o.failed > 0 => ("error", o.summary),
+                Ok(o) => ("up to date", o.summary),
                 Err(e) => ("error", format!("task failed: {e:#}")),
             };
             progress.line(&text);
@@ -473,6 +570,48 @@ pub async fn agent(c: AgentCmd) -> Result<()> {
         }
     }
     let _ = std::fs::remove_file(&sock);
+    Ok(())
+}
+
+/// Follows a drive task's folder journal with long-polls and names the task on `tx` whenever
+/// another device changed something under its sub-folder.
+fn follow_journal(
+    home: &Home,
+    config: &Config,
+    name: &str,
+    tx: tokio::sync::mpsc::UnboundedSender<String>,
+) -> Result<()> {
+    let task = &config.tasks[name];
+    let remote = home
+        .connection(config, &task.connection)?
+        .remote(&task.folder);
+    let prefix = task.remote_prefix(0)?;
+    let me = config.device_id.clone();
+    let name = name.to_string();
+    tokio::spawn(async move {
+        let mut after = None;
+        loop {
+            let Some(from) = after else {
+                match remote.identity().await {
+                    Ok((_, head)) => after = Some(head),
+                    Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+                }
+                continue;
+            };
+            match remote.journal(from, 30).await {
+                Ok((changes, head)) => {
+                    let news = changes
+                        .iter()
+                        .any(|v| v.device.0 != me && v.path.starts_with(&prefix));
+                    if news && tx.send(name.clone()).is_err() {
+                        return;
+                    }
+                    after = Some(head.max(from));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+            }
+        }
+    });
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use cairn_client::{ConnectOptions, Connection, Trust};
+use cairn_engine::reconcile::{ConflictPolicy, Direction};
 use cairn_model::{DeviceId, Filter, RelPath};
 use serde::{Deserialize, Serialize};
 
@@ -40,11 +41,39 @@ pub struct TaskConfig {
     #[serde(default)]
     pub keep_deleted: bool,
     pub transfers: usize,
+    /// Set for drive tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drive: Option<DriveConfig>,
+}
+
+/// What a drive task adds to a task.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DriveConfig {
+    /// The sub-folder of the server folder that is synced ("" for all of it).
+    #[serde(default)]
+    pub sub: String,
+    pub mode: Direction,
+    pub conflict: ConflictPolicy,
+    #[serde(default)]
+    pub keep_conflict_copy: bool,
+    #[serde(default)]
+    pub consistency_check: bool,
+    /// First pass over a folder that already holds files: "merge" or "server-wins".
+    #[serde(default = "merge")]
+    pub on_relink: String,
+}
+
+fn merge() -> String {
+    "merge".into()
 }
 
 impl TaskConfig {
-    /// Where local root `i` lands in the server folder: `<computer>/<folder name>`.
+    /// Where local root `i` lands in the server folder: `<computer>/<folder name>` for a
+    /// backup, the chosen sub-folder for a drive.
     pub fn remote_prefix(&self, i: usize) -> Result<RelPath> {
+        if let Some(d) = &self.drive {
+            return Ok(RelPath::parse(&d.sub)?);
+        }
         let local = &self.locals[i];
         let name = local
             .file_name()
@@ -74,6 +103,9 @@ pub struct Credentials {
 pub struct State {
     #[serde(default)]
     pub paused: Vec<String>,
+    /// Tasks whose next pass may delete past the guard (`resume --confirm-deletes`).
+    #[serde(default)]
+    pub confirmed: Vec<String>,
 }
 
 pub struct Home {

@@ -3,6 +3,7 @@
 
 mod agent;
 mod config;
+mod drive_cmd;
 mod explore;
 mod server_cmd;
 mod task_cmd;
@@ -36,14 +37,30 @@ enum Cmd {
         #[command(subcommand)]
         cmd: task_cmd::BackupCmd,
     },
+    /// Drive tasks: keep a local folder in sync with a server folder, both ways or download-only.
+    Drive {
+        #[command(subcommand)]
+        cmd: drive_cmd::DriveCmd,
+    },
+    /// Change the settings of any task.
+    Task {
+        #[command(subcommand)]
+        cmd: TaskCmd,
+    },
     /// Run tasks once, to completion.
     Run(agent::RunCmd),
     /// Run all tasks continuously (watcher plus periodic rescan).
     Agent(agent::AgentCmd),
     /// Pause a task (the running agent stops working on it).
     Pause { task: String },
-    /// Resume a paused task.
-    Resume { task: String },
+    /// Resume a paused task, or one waiting for deletions to be confirmed.
+    Resume {
+        task: String,
+        /// Let the next pass delete although it deletes more than half of the files, or the
+        /// local folder was emptied.
+        #[arg(long)]
+        confirm_deletes: bool,
+    },
     /// Show the state and recent activity of tasks.
     Status { task: Option<String> },
     /// Show a task's log.
@@ -61,6 +78,12 @@ enum Cmd {
     Restore(explore::RestoreCmd),
     /// Download one version of a file.
     Download(explore::DownloadCmd),
+}
+
+#[derive(Subcommand)]
+enum TaskCmd {
+    /// Change settings of a task (drive or backup).
+    Set(drive_cmd::TaskSetCmd),
 }
 
 fn main() {
@@ -83,7 +106,14 @@ fn main() {
             Cmd::Run(c) => agent::run_once(c).await,
             Cmd::Agent(c) => agent::agent(c).await,
             Cmd::Pause { task } => agent::set_paused(&task, true).await,
-            Cmd::Resume { task } => agent::set_paused(&task, false).await,
+            Cmd::Resume {
+                task,
+                confirm_deletes,
+            } => agent::resume(&task, confirm_deletes).await,
+            Cmd::Drive { cmd } => drive_cmd::drive(cmd).await,
+            Cmd::Task {
+                cmd: TaskCmd::Set(c),
+            } => drive_cmd::set(c).await,
             Cmd::Status { task } => agent::status(task.as_deref()).await,
             Cmd::Log { task, lines } => agent::log(task.as_deref(), lines),
             Cmd::Versions { task, path } => explore::versions(&task, &path).await,

@@ -198,6 +198,7 @@ async fn backup_add(a: BackupAddCmd) -> Result<()> {
         },
         keep_deleted: a.keep_deleted,
         transfers: a.transfers,
+        drive: None,
     };
     let mut prefixes = Vec::new();
     for i in 0..task.locals.len() {

@@ -15,8 +15,8 @@ use cairn_engine::{Remote, Result as EngineResult};
 use cairn_model::{ChunkId, DeviceId, RelPath, Seq};
 use cairn_protocol::{
     frame, Change, ChangeResult, ChunkListResponse, ChunkSpan, CommitRequest, CommitResponse,
-    ErrorBody, FolderInfo, LoginRequest, LoginResponse, MissingRequest, MissingResponse,
-    TreeResponse, UploadResponse, VersionInfo, VersionsResponse,
+    ErrorBody, FolderInfo, JournalResponse, LoginRequest, LoginResponse, MissingRequest,
+    MissingResponse, TreeResponse, UploadResponse, VersionInfo, VersionsResponse,
 };
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -498,6 +498,30 @@ impl Remote for HttpRemote {
             )));
         }
         Ok(r.results)
+    }
+
+    async fn identity(&self) -> EngineResult<(String, Seq)> {
+        let q = [("after", i64::MAX.to_string()), ("wait", "0".to_string())];
+        let r: JournalResponse = self
+            .conn
+            .get_json(&self.folder_path("journal"), &q)
+            .await
+            .map_err(remote_err)?;
+        Ok((r.server_id, r.head))
+    }
+
+    async fn journal(&self, after: Seq, wait_secs: u64) -> EngineResult<(Vec<VersionInfo>, Seq)> {
+        let q = [
+            ("after", after.0.to_string()),
+            ("wait", wait_secs.to_string()),
+        ];
+        let r: JournalResponse = self
+            .conn
+            .get_json(&self.folder_path("journal"), &q)
+            .await
+            .map_err(remote_err)?;
+        *self.conn.server_id.lock().await = Some(r.server_id);
+        Ok((r.changes, r.head))
     }
 
     async fn versions(&self, path: &RelPath) -> EngineResult<Vec<VersionInfo>> {

@@ -194,44 +194,23 @@ async fn run_root(
     index.apply(task, root_no, &upserts, &[])?;
 
     // Files: small ones batched, large ones one by one, `transfers` jobs at a time.
-    let mut pending: Vec<(LocalEntry, Option<Seq>)> = plan.uploads;
-    for (entry, _) in &pending {
-        progress.event(ProgressEvent::Queued {
-            path: entry.path.clone(),
-            size: entry.size,
-        });
-    }
-    for round in 0..UPLOAD_ROUNDS {
-        let ctx = Arc::new(JobContext {
+    let uploaded = upload_files(
+        &UploadSetup {
             remote: remote.clone(),
             local_root: root.local.clone(),
             prefix: prefix.clone(),
             progress: progress.clone(),
-            sent: AtomicU64::new(0),
-            chunks: AtomicU64::new(0),
-            final_round: round + 1 == UPLOAD_ROUNDS,
-        });
-        let jobs = make_jobs(std::mem::take(&mut pending));
-        let mut results = stream::iter(jobs.into_iter().map(|job| prepare(ctx.clone(), job)))
-            .buffered(READERS)
-            .map(|prepared| {
-                let ctx = ctx.clone();
-                async move { run_job(ctx, prepared?).await }
-            })
-            .buffer_unordered(opts.transfers.max(1));
-        while let Some(outcome) = results.next().await {
-            let outcome = outcome?;
-            stats.files_uploaded += outcome.rows.len() as u64;
-            stats.failed += outcome.failed;
-            pending.extend(outcome.again);
-            index.apply(task, root_no, &outcome.rows, &[])?;
-        }
-        stats.bytes_sent += ctx.sent.load(Ordering::Relaxed);
-        stats.chunks_sent += ctx.chunks.load(Ordering::Relaxed);
-        if pending.is_empty() {
-            break;
-        }
-    }
+            transfers: opts.transfers,
+            rebase: true,
+        },
+        plan.uploads,
+        &mut |rows| index.apply(task, root_no, rows, &[]),
+    )
+    .await?;
+    stats.files_uploaded += uploaded.files;
+    stats.failed += uploaded.failed;
+    stats.bytes_sent += uploaded.bytes_sent;
+    stats.chunks_sent += uploaded.chunks_sent;
 
     // Deletions last: a pass that failed earlier never got here.
     for batch in plan.deletes.chunks(COMMIT_BATCH) {
@@ -263,7 +242,7 @@ const RETRY_DELAYS_MS: [u64; 4] = [250, 1000, 2000, 4000];
 /// Runs a remote request, again after a pause when it fails for a temporary reason (a dropped
 /// connection, a restarting server). Every request a backup makes is safe to repeat: chunk
 /// uploads are idempotent and a commit equal to the head is accepted without a new version.
-async fn retrying<T, F, Fut>(mut request: F) -> Result<T>
+pub(crate) async fn retrying<T, F, Fut>(mut request: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -278,6 +257,79 @@ where
             other => return other,
         }
     }
+}
+
+/// Where and how [`upload_files`] sends.
+pub(crate) struct UploadSetup {
+    pub remote: Arc<dyn Remote>,
+    pub local_root: PathBuf,
+    pub prefix: RelPath,
+    pub progress: Arc<dyn Progress>,
+    pub transfers: usize,
+    /// Re-base a change that met a newer head (backup: local wins, the other version stays in
+    /// history); otherwise the conflict is reported back for the planner's next pass.
+    pub rebase: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct Uploaded {
+    pub files: u64,
+    pub failed: u64,
+    pub bytes_sent: u64,
+    pub chunks_sent: u64,
+    /// Paths that met a newer head (only without `rebase`).
+    pub conflicts: Vec<RelPath>,
+}
+
+/// Uploads files (content) and commits them, `transfers` jobs at a time; `on_rows` records
+/// each committed batch in the index as it lands, so an interrupted pass keeps what it did.
+pub(crate) async fn upload_files(
+    setup: &UploadSetup,
+    uploads: Vec<(LocalEntry, Option<Seq>)>,
+    on_rows: &mut dyn FnMut(&[IndexRow]) -> Result<()>,
+) -> Result<Uploaded> {
+    let mut done = Uploaded::default();
+    let mut pending = uploads;
+    for (entry, _) in &pending {
+        setup.progress.event(ProgressEvent::Queued {
+            path: entry.path.clone(),
+            size: entry.size,
+        });
+    }
+    for round in 0..UPLOAD_ROUNDS {
+        let ctx = Arc::new(JobContext {
+            remote: setup.remote.clone(),
+            local_root: setup.local_root.clone(),
+            prefix: setup.prefix.clone(),
+            progress: setup.progress.clone(),
+            sent: AtomicU64::new(0),
+            chunks: AtomicU64::new(0),
+            final_round: round + 1 == UPLOAD_ROUNDS,
+            rebase: setup.rebase,
+        });
+        let jobs = make_jobs(std::mem::take(&mut pending));
+        let mut results = stream::iter(jobs.into_iter().map(|job| prepare(ctx.clone(), job)))
+            .buffered(READERS)
+            .map(|prepared| {
+                let ctx = ctx.clone();
+                async move { run_job(ctx, prepared?).await }
+            })
+            .buffer_unordered(setup.transfers.max(1));
+        while let Some(outcome) = results.next().await {
+            let outcome = outcome?;
+            done.files += outcome.rows.len() as u64;
+            done.failed += outcome.failed;
+            done.conflicts.extend(outcome.conflicts);
+            pending.extend(outcome.again);
+            on_rows(&outcome.rows)?;
+        }
+        done.bytes_sent += ctx.sent.load(Ordering::Relaxed);
+        done.chunks_sent += ctx.chunks.load(Ordering::Relaxed);
+        if pending.is_empty() {
+            break;
+        }
+    }
+    Ok(done)
 }
 
 /// Small files go in batches, large ones one job each.
@@ -310,7 +362,7 @@ fn prefixed(prefix: &RelPath, c: &Change) -> Change {
     }
 }
 
-fn describe(r: &ChangeResult) -> String {
+pub(crate) fn describe(r: &ChangeResult) -> String {
     match r {
         ChangeResult::Accepted { seq } => format!("accepted as version {seq}"),
         ChangeResult::Conflict { .. } => "changed on the server meanwhile".into(),
@@ -371,6 +423,7 @@ enum Job {
 struct JobContext {
     /// The last round reports chunks gc took meanwhile as failures instead of retrying.
     final_round: bool,
+    rebase: bool,
     remote: Arc<dyn Remote>,
     local_root: PathBuf,
     prefix: RelPath,
@@ -385,6 +438,7 @@ struct JobOutcome {
     failed: u64,
     /// Files whose chunks gc collected between upload and commit: sent again next round.
     again: Vec<(LocalEntry, Option<Seq>)>,
+    conflicts: Vec<RelPath>,
 }
 
 /// A file read completely, with the stat it had while being read.
@@ -588,7 +642,11 @@ async fn run_job(ctx: Arc<JobContext>, job: Prepared) -> Result<JobOutcome> {
                 .collect(),
         })
         .collect();
-    let results = commit_rebasing(ctx.remote.as_ref(), changes).await?;
+    let results = if ctx.rebase {
+        commit_rebasing(ctx.remote.as_ref(), changes).await?
+    } else {
+        retrying(|| ctx.remote.commit(&changes)).await?
+    };
     for (file, result) in ready.into_iter().zip(results) {
         match result {
             ChangeResult::Accepted { seq } => {

@@ -52,7 +52,8 @@ impl LocalIndex {
                task TEXT NOT NULL, root INTEGER NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL,
                size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
                inode INTEGER NOT NULL, mode INTEGER NOT NULL, hash BLOB, seq INTEGER NOT NULL,
-               PRIMARY KEY(task, root, path)) WITHOUT ROWID;",
+               PRIMARY KEY(task, root, path)) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS servers(task TEXT PRIMARY KEY, server_id TEXT NOT NULL);",
         )
         .map_err(db(&ctx))?;
         Ok(LocalIndex { conn })
@@ -153,10 +154,34 @@ impl LocalIndex {
         tx.commit().map_err(db(&ctx))
     }
 
+    /// The identity of the server a task last synced with.
+    pub fn server_of(&self, task: &str) -> Result<Option<String>> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .query_row("SELECT server_id FROM servers WHERE task=?1", [task], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db(&format!("reading the server of task {task}")))
+    }
+
+    pub fn set_server(&self, task: &str, server_id: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO servers(task, server_id) VALUES(?1, ?2)",
+                [task, server_id],
+            )
+            .map_err(db(&format!("recording the server of task {task}")))?;
+        Ok(())
+    }
+
     /// Forgets a task (its remote data stays).
     pub fn forget_task(&self, task: &str) -> Result<()> {
         self.conn
             .execute("DELETE FROM files WHERE task=?1", [task])
+            .map_err(db(&format!("forgetting task {task}")))?;
+        self.conn
+            .execute("DELETE FROM servers WHERE task=?1", [task])
             .map_err(db(&format!("forgetting task {task}")))?;
         Ok(())
     }

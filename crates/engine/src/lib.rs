@@ -6,6 +6,7 @@
 //! [`scanner`], decide with [`plan`], and report through [`Progress`]. Libraries never print.
 
 pub mod backup;
+pub mod drive;
 pub mod index;
 pub mod plan;
 pub mod progress;

@@ -44,6 +44,12 @@ pub trait Remote: Send + Sync {
     /// Applies a batch of changes; one result per change, in order.
     async fn commit(&self, changes: &[Change]) -> Result<Vec<ChangeResult>>;
 
+    /// The server's identity and the folder's newest sequence number.
+    async fn identity(&self) -> Result<(String, Seq)>;
+
+    /// Changes after `after`, waiting up to `wait_secs` for one; returns them and the head.
+    async fn journal(&self, after: Seq, wait_secs: u64) -> Result<(Vec<VersionInfo>, Seq)>;
+
     /// Every retained version of `path`, newest first.
     async fn versions(&self, path: &RelPath) -> Result<Vec<VersionInfo>>;
 

@@ -107,7 +107,7 @@ enum FileOutcome {
     Written { bytes: u64, kept: Option<PathBuf> },
 }
 
-fn hash_file(path: &Path) -> Option<ContentHash> {
+pub(crate) fn hash_file(path: &Path) -> Option<ContentHash> {
     let mut f = fs::File::open(path).ok()?;
     let mut h = blake3::Hasher::new();
     std::io::copy(&mut f, &mut h).ok()?;
@@ -115,7 +115,7 @@ fn hash_file(path: &Path) -> Option<ContentHash> {
 }
 
 /// Moves an existing local file aside under a free conflict-copy name; returns the new path.
-fn keep_aside(dest: &Path, computer: &str) -> Result<PathBuf> {
+pub(crate) fn keep_aside(dest: &Path, computer: &str) -> Result<PathBuf> {
     let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let now = (crate::now_ns() / 1_000_000_000).max(0);
     let parent = dest.parent().unwrap_or(Path::new("."));
@@ -187,23 +187,21 @@ fn restore_link(
     Ok(())
 }
 
-async fn restore_file(
+/// Fetches version `v` chunk by chunk into a new temporary file in `work`, checks every chunk
+/// and the whole content against their hashes, gives it the version's mode and mtime and
+/// fsyncs it. Returns the temporary file, ready to be renamed into place, and its size; on
+/// error nothing is left behind.
+pub(crate) async fn fetch_verified(
     remote: &dyn Remote,
     v: &VersionInfo,
-    dest: &Path,
     work: &Path,
-    opts: &RestoreOptions,
     progress: &dyn Progress,
-) -> Result<FileOutcome> {
+) -> Result<(PathBuf, u64)> {
     let want = v.entry.hash.ok_or_else(|| {
         Error::remote(format!("{} version {} has no content hash", v.path, v.seq))
     })?;
-    let (same, kept) = clear_target(dest, Some(&want), opts)?;
-    if same {
-        return Ok(FileOutcome::Unchanged);
-    }
     let chunks = remote.chunk_list(&v.path, v.seq).await?;
-    let tmp = work.join(format!("restore-{}-{}", v.seq, crate::now_ns()));
+    let tmp = work.join(format!("download-{}-{}", v.seq, crate::now_ns()));
     let result = async {
         let mut f = fs::File::create(&tmp).map_err(Error::io("creating temporary file", &tmp))?;
         let mut hasher = blake3::Hasher::new();
@@ -235,17 +233,44 @@ async fn restore_file(
         f.set_modified(mtime)
             .map_err(Error::io("setting mtime", &tmp))?;
         f.sync_all().map_err(Error::io("syncing", &tmp))?;
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(Error::io("creating folder", parent))?;
-        }
-        fs::rename(&tmp, dest).map_err(Error::io("moving the restored file into place", dest))?;
         Ok(bytes)
     }
     .await;
-    if result.is_err() {
+    match result {
+        Ok(bytes) => Ok((tmp, bytes)),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+async fn restore_file(
+    remote: &dyn Remote,
+    v: &VersionInfo,
+    dest: &Path,
+    work: &Path,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<FileOutcome> {
+    let want = v.entry.hash.ok_or_else(|| {
+        Error::remote(format!("{} version {} has no content hash", v.path, v.seq))
+    })?;
+    let (same, kept) = clear_target(dest, Some(&want), opts)?;
+    if same {
+        return Ok(FileOutcome::Unchanged);
+    }
+    let (tmp, bytes) = fetch_verified(remote, v, work, progress).await?;
+    let placed = (|| {
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(Error::io("creating folder", parent))?;
+        }
+        fs::rename(&tmp, dest).map_err(Error::io("moving the restored file into place", dest))
+    })();
+    if placed.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    let bytes = result?;
+    placed?;
     progress.event(ProgressEvent::Restored {
         path: v.path.clone(),
         size: bytes,

@@ -43,6 +43,7 @@ pub struct AppState {
     meta: Arc<SqliteMeta>,
     store: Arc<dyn ObjectStore>,
     server_id: String,
+    tokens: auth::TokenKey,
     token_ttl: Duration,
     throttle: LoginThrottle,
     heads: Mutex<HashMap<i64, watch::Sender<i64>>>,
@@ -63,6 +64,7 @@ impl AppState {
             meta: data.meta.clone(),
             store: data.store.clone(),
             server_id: data.server_id.clone(),
+            tokens: auth::TokenKey::new(data.token_secret.as_bytes()),
             token_ttl,
             throttle: LoginThrottle::default(),
             heads: Mutex::new(HashMap::new()),
@@ -218,11 +220,19 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| unauthorized("log in first: no bearer token"))?;
-        let hash = auth::token_hash(token.trim());
-        let found = blocking(state, move |m| m.user_by_token(&hash)).await?;
-        let (user, device) =
-            found.ok_or_else(|| unauthorized("the token is invalid or expired; log in again"))?;
-        Ok(Caller { user, device })
+        let invalid = || unauthorized("the token is invalid or expired; log in again");
+        let claims = state.tokens.verify(token.trim()).ok_or_else(invalid)?;
+        if claims.expires_ns <= now_ns() {
+            return Err(invalid());
+        }
+        let found = blocking(state, move |m| m.user_by_id(claims.user_id)).await?;
+        let user = found
+            .filter(|u| !u.disabled && u.token_gen == claims.token_gen)
+            .ok_or_else(invalid)?;
+        Ok(Caller {
+            user,
+            device: DeviceId(claims.device),
+        })
     }
 }
 
@@ -294,14 +304,13 @@ async fn login(
         ));
     }
     state.throttle.succeeded(&req.user);
-    let (token, hash) = auth::new_token();
     let expires_ns = now_ns().saturating_add(state.token_ttl.as_nanos() as i64);
-    let device = req.device.clone();
-    let user_id = user.id;
-    blocking(&state, move |m| {
-        m.add_token(&hash, user_id, device.as_ref(), expires_ns)
-    })
-    .await?;
+    let token = state.tokens.issue(&auth::Claims {
+        user_id: user.id,
+        token_gen: user.token_gen,
+        expires_ns,
+        device: req.device.map(|d| d.0).unwrap_or_else(|| "unknown".into()),
+    });
     Ok(Json(LoginResponse {
         token,
         expires_ns,

@@ -21,6 +21,8 @@ pub struct DataDir {
     pub meta: Arc<SqliteMeta>,
     pub store: Arc<dyn ObjectStore>,
     pub server_id: String,
+    /// Signs bearer tokens (see `auth::TokenKey`).
+    pub token_secret: String,
 }
 
 /// What a first run created, for the CLI to tell the user.
@@ -82,7 +84,9 @@ impl DataDir {
         let meta = Arc::new(SqliteMeta::open(&root.join("meta.sqlite"))?);
         let store: Arc<dyn ObjectStore> = Arc::new(OpendalStore::local(&root.join("chunks"))?);
         let server_id = meta.init_meta_value("server_id", &random_hex(16))?;
+        let token_secret = meta.init_meta_value("token_secret", &random_hex(32))?;
         Ok(DataDir {
+            token_secret,
             root: root.to_path_buf(),
             meta,
             store,

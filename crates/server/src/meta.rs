@@ -26,9 +26,8 @@ const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS users(
     id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, pw_hash TEXT NOT NULL,
-    admin INTEGER NOT NULL, disabled INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS tokens(
-    hash BLOB PRIMARY KEY, user_id INTEGER NOT NULL, device TEXT, expires_ns INTEGER NOT NULL);
+    admin INTEGER NOT NULL, disabled INTEGER NOT NULL DEFAULT 0,
+    token_gen INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS folders(
     id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, keep_versions INTEGER NOT NULL,
     head_seq INTEGER NOT NULL DEFAULT 0);
@@ -60,6 +59,20 @@ pub struct User {
     pub name: String,
     pub admin: bool,
     pub disabled: bool,
+    /// Tokens carry this number; bumping it (new password, disabling) ends every session.
+    pub token_gen: i64,
+}
+
+const USER_COLS: &str = "id, name, admin, disabled, token_gen";
+
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        admin: r.get(2)?,
+        disabled: r.get(3)?,
+        token_gen: r.get(4)?,
+    })
 }
 
 #[derive(Clone, Debug)]
@@ -207,18 +220,9 @@ impl SqliteMeta {
     pub fn users(&self) -> Result<Vec<User>> {
         let conn = self.conn();
         let mut st = conn
-            .prepare("SELECT id, name, admin, disabled FROM users ORDER BY name")
+            .prepare(&format!("SELECT {USER_COLS} FROM users ORDER BY name"))
             .map_err(db("listing users"))?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(User {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    admin: r.get(2)?,
-                    disabled: r.get(3)?,
-                })
-            })
-            .map_err(db("listing users"))?;
+        let rows = st.query_map([], user_row).map_err(db("listing users"))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(db("listing users"))
     }
@@ -227,19 +231,20 @@ impl SqliteMeta {
     pub fn user_by_name(&self, name: &str) -> Result<Option<(User, String)>> {
         self.conn()
             .query_row(
-                "SELECT id, name, admin, disabled, pw_hash FROM users WHERE name=?1",
+                &format!("SELECT {USER_COLS}, pw_hash FROM users WHERE name=?1"),
                 [name],
-                |r| {
-                    Ok((
-                        User {
-                            id: r.get(0)?,
-                            name: r.get(1)?,
-                            admin: r.get(2)?,
-                            disabled: r.get(3)?,
-                        },
-                        r.get(4)?,
-                    ))
-                },
+                |r| Ok((user_row(r)?, r.get(5)?)),
+            )
+            .optional()
+            .map_err(db("looking up user"))
+    }
+
+    pub fn user_by_id(&self, id: i64) -> Result<Option<User>> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {USER_COLS} FROM users WHERE id=?1"),
+                [id],
+                user_row,
             )
             .optional()
             .map_err(db("looking up user"))
@@ -251,74 +256,28 @@ impl SqliteMeta {
             .ok_or_else(|| Error::NotFound(format!("no user named {name}")))
     }
 
+    /// Sets a new password; every session of the old one ends.
     pub fn set_password(&self, name: &str, pw_hash: &str) -> Result<()> {
         let user = self.require_user(name)?;
-        let conn = self.conn();
-        conn.execute(
-            "UPDATE users SET pw_hash=?1 WHERE id=?2",
-            params![pw_hash, user.id],
-        )
-        .map_err(db("changing password"))?;
-        // A new password ends every session of the old one.
-        conn.execute("DELETE FROM tokens WHERE user_id=?1", [user.id])
-            .map_err(db("ending sessions"))?;
+        self.conn()
+            .execute(
+                "UPDATE users SET pw_hash=?1, token_gen=token_gen+1 WHERE id=?2",
+                params![pw_hash, user.id],
+            )
+            .map_err(db("changing password"))?;
         Ok(())
     }
 
+    /// Disables (or enables) a user; disabling ends every session.
     pub fn set_disabled(&self, name: &str, disabled: bool) -> Result<()> {
         let user = self.require_user(name)?;
-        let conn = self.conn();
-        conn.execute(
-            "UPDATE users SET disabled=?1 WHERE id=?2",
-            params![disabled, user.id],
-        )
-        .map_err(db("disabling user"))?;
-        conn.execute("DELETE FROM tokens WHERE user_id=?1", [user.id])
-            .map_err(db("ending sessions"))?;
-        Ok(())
-    }
-
-    pub fn add_token(
-        &self,
-        token_hash: &[u8; 32],
-        user_id: i64,
-        device: Option<&DeviceId>,
-        expires_ns: i64,
-    ) -> Result<()> {
-        let conn = self.conn();
-        conn.execute("DELETE FROM tokens WHERE expires_ns < ?1", [now_ns()])
-            .map_err(db("pruning sessions"))?;
-        conn.execute(
-            "INSERT INTO tokens(hash, user_id, device, expires_ns) VALUES(?1, ?2, ?3, ?4)",
-            params![
-                &token_hash[..],
-                user_id,
-                device.map(|d| d.0.as_str()),
-                expires_ns
-            ],
-        )
-        .map_err(db("storing session"))?;
-        Ok(())
-    }
-
-    /// The user a live token belongs to, with the session's device; `None` for unknown,
-    /// expired, or a disabled user's tokens.
-    pub fn user_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<(User, DeviceId)>> {
         self.conn()
-            .query_row(
-                "SELECT u.id, u.name, u.admin, u.disabled, t.device FROM tokens t JOIN users u ON u.id=t.user_id
-                 WHERE t.hash=?1 AND t.expires_ns > ?2 AND u.disabled=0",
-                params![&token_hash[..], now_ns()],
-                |r| {
-                    let device: Option<String> = r.get(4)?;
-                    Ok((
-                        User { id: r.get(0)?, name: r.get(1)?, admin: r.get(2)?, disabled: r.get(3)? },
-                        DeviceId(device.unwrap_or_else(|| "unknown".into())),
-                    ))
-                },
+            .execute(
+                "UPDATE users SET disabled=?1, token_gen=token_gen+1 WHERE id=?2",
+                params![disabled, user.id],
             )
-            .optional()
-            .map_err(db("checking session"))
+            .map_err(db("disabling user"))?;
+        Ok(())
     }
 
     // ---- folders and access ----

@@ -1,0 +1,363 @@
+//! `cairn drive add|remove|exclude|include` and `cairn task set`: drive tasks keep a local
+//! folder in two-way (or download-only) sync with a folder on a cairn server.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use cairn_engine::index::LocalIndex;
+use cairn_engine::reconcile::{ConflictPolicy, Direction};
+use cairn_model::filter::{normalize_ext, MAX_SIZE_LIMIT_MB};
+use cairn_model::{Filter, RelPath};
+use cairn_protocol::{is_valid_name, Access};
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::config::{host_name, Config, DriveConfig, Home, TaskConfig};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    TwoWay,
+    DownloadOnly,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ConflictArg {
+    KeepLatest,
+    KeepServer,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum RelinkArg {
+    Merge,
+    ServerWins,
+}
+
+impl From<ModeArg> for Direction {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::TwoWay => Direction::TwoWay,
+            ModeArg::DownloadOnly => Direction::DownloadOnly,
+        }
+    }
+}
+
+impl From<ConflictArg> for ConflictPolicy {
+    fn from(c: ConflictArg) -> Self {
+        match c {
+            ConflictArg::KeepLatest => ConflictPolicy::KeepLatest,
+            ConflictArg::KeepServer => ConflictPolicy::KeepServer,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum DriveCmd {
+    /// Add a drive task.
+    Add(DriveAddCmd),
+    /// Remove a drive task; files stay where they are, here and on the server.
+    Remove { name: String },
+    /// Stop syncing a sub-folder (selective sync); its local files are left alone.
+    Exclude { name: String, subdir: PathBuf },
+    /// Sync an excluded sub-folder again.
+    Include { name: String, subdir: PathBuf },
+}
+
+#[derive(Args)]
+pub struct DriveAddCmd {
+    name: String,
+    #[arg(long)]
+    local: PathBuf,
+    #[arg(long)]
+    connection: String,
+    /// The server folder, optionally with a sub-folder: FOLDER or FOLDER/SUB.
+    #[arg(long)]
+    folder: String,
+    #[arg(long, value_enum, default_value = "two-way")]
+    mode: ModeArg,
+    #[arg(long, value_enum, default_value = "keep-latest")]
+    conflict: ConflictArg,
+    /// Keep a losing local copy as name_COMPUTER_YYYYMMDD_Conflict.ext.
+    #[arg(long)]
+    keep_conflict_copy: bool,
+    /// Compare content hashes and permissions on every pass, not only size and mtime.
+    #[arg(long)]
+    consistency_check: bool,
+    /// Largest file synced, in MB (0 = unlimited).
+    #[arg(long, default_value_t = 0)]
+    max_size: u64,
+    #[arg(long)]
+    exclude_name: Vec<String>,
+    #[arg(long)]
+    exclude_ext: Vec<String>,
+    /// Sub-folders (relative to the local folder) not synced.
+    #[arg(long)]
+    exclude_dir: Vec<PathBuf>,
+    /// First pass over a folder that already holds files.
+    #[arg(long, value_enum, default_value = "merge")]
+    on_relink: RelinkArg,
+    /// This computer's name in conflict-copy names.
+    #[arg(long)]
+    computer: Option<String>,
+    #[arg(long, default_value_t = 3)]
+    transfers: usize,
+}
+
+/// Checks that `local` is a folder that no other task covers (nor contains).
+fn check_local(config: &Config, local: &Path, except: Option<&str>) -> Result<PathBuf> {
+    let abs = std::fs::canonicalize(local)
+        .with_context(|| format!("local folder {}", local.display()))?;
+    if !abs.is_dir() {
+        bail!("{} is not a folder", local.display());
+    }
+    for (other, t) in &config.tasks {
+        if Some(other.as_str()) == except {
+            continue;
+        }
+        for theirs in &t.locals {
+            if abs.starts_with(theirs) || theirs.starts_with(&abs) {
+                bail!(
+                    "{} is already synced by task {other} ({})",
+                    abs.display(),
+                    theirs.display()
+                );
+            }
+        }
+    }
+    Ok(abs)
+}
+
+fn parse_sub(local: &Path, dir: &Path) -> Result<RelPath> {
+    let rel = if dir.is_absolute() {
+        dir.strip_prefix(local)
+            .with_context(|| format!("{} is not inside {}", dir.display(), local.display()))?
+    } else {
+        dir
+    };
+    let text = rel
+        .to_str()
+        .with_context(|| format!("{} is not valid UTF-8", rel.display()))?;
+    let p = RelPath::parse(text.trim_end_matches('/'))?;
+    if p.is_root() {
+        bail!("give a sub-folder, not the task's whole folder");
+    }
+    Ok(p)
+}
+
+pub async fn drive(cmd: DriveCmd) -> Result<()> {
+    match cmd {
+        DriveCmd::Add(a) => add(a).await,
+        DriveCmd::Remove { name } => {
+            let home = Home::locate()?;
+            let mut config = home.load()?;
+            match config.tasks.get(&name) {
+                Some(t) if t.drive.is_some() => {}
+                Some(_) => bail!("task {name} is not a drive task (see `cairn backup remove`)"),
+                None => bail!("no task named {name}"),
+            }
+            config.tasks.remove(&name);
+            home.save(&config)?;
+            LocalIndex::open(&home.index_path())?.forget_task(&name)?;
+            println!("removed drive task {name}; files stay where they are");
+            Ok(())
+        }
+        DriveCmd::Exclude { name, subdir } => selective(&name, &subdir, true),
+        DriveCmd::Include { name, subdir } => selective(&name, &subdir, false),
+    }
+}
+
+fn selective(name: &str, subdir: &Path, exclude: bool) -> Result<()> {
+    let home = Home::locate()?;
+    let mut config = home.load()?;
+    let task = config
+        .tasks
+        .get_mut(name)
+        .with_context(|| format!("no task named {name}"))?;
+    let sub = parse_sub(&task.locals[0], subdir)?;
+    task.filter.excluded_dirs.retain(|d| d != &sub);
+    if exclude {
+        task.filter.excluded_dirs.push(sub.clone());
+    }
+    home.save(&config)?;
+    println!(
+        "{} {sub} in task {name}",
+        if exclude { "excluded" } else { "included" }
+    );
+    Ok(())
+}
+
+async fn add(a: DriveAddCmd) -> Result<()> {
+    if !is_valid_name(&a.name) {
+        bail!(
+            "invalid task name {:?}: use 1-64 letters, digits, '.', '_' or '-'",
+            a.name
+        );
+    }
+    if a.max_size > MAX_SIZE_LIMIT_MB {
+        bail!(
+            "--max-size {} is over the limit of {MAX_SIZE_LIMIT_MB} MB (0 means unlimited)",
+            a.max_size
+        );
+    }
+    let home = Home::locate()?;
+    let mut config = home.load()?;
+    if config.tasks.contains_key(&a.name) {
+        bail!("a task named {} exists already", a.name);
+    }
+    let local = check_local(&config, &a.local, None)?;
+    let (folder, sub) = match a.folder.split_once('/') {
+        Some((f, s)) => (f.to_string(), RelPath::parse(s.trim_matches('/'))?),
+        None => (a.folder.clone(), RelPath::root()),
+    };
+    let conn = home.connection(&config, &a.connection)?;
+    let folders = conn
+        .folders()
+        .await
+        .with_context(|| format!("listing folders on {}", conn.url()))?;
+    let Some(info) = folders.iter().find(|f| f.name == folder) else {
+        bail!(
+            "folder {folder} does not exist on {} or is not shared with you",
+            conn.url()
+        );
+    };
+    let mode: Direction = a.mode.into();
+    if info.access == Access::Ro && mode == Direction::TwoWay {
+        bail!(
+            "folder {folder} on {} is read-only for you: only --mode download-only is possible",
+            conn.url()
+        );
+    }
+    let excluded_dirs = a
+        .exclude_dir
+        .iter()
+        .map(|d| parse_sub(&local, d))
+        .collect::<Result<Vec<_>>>()?;
+    let task = TaskConfig {
+        kind: "drive".into(),
+        locals: vec![local.clone()],
+        connection: a.connection.clone(),
+        folder: folder.clone(),
+        computer: a.computer.clone().unwrap_or_else(host_name),
+        filter: Filter {
+            max_size: a.max_size * 1024 * 1024,
+            names: a.exclude_name.clone(),
+            exts: a.exclude_ext.iter().map(|e| normalize_ext(e)).collect(),
+            excluded_dirs,
+        },
+        keep_deleted: false,
+        transfers: a.transfers.clamp(1, 64),
+        drive: Some(DriveConfig {
+            sub: sub.as_str().to_string(),
+            mode,
+            conflict: a.conflict.into(),
+            keep_conflict_copy: a.keep_conflict_copy,
+            consistency_check: a.consistency_check,
+            on_relink: match a.on_relink {
+                RelinkArg::Merge => "merge".into(),
+                RelinkArg::ServerWins => "server-wins".into(),
+            },
+        }),
+    };
+    config.tasks.insert(a.name.clone(), task);
+    home.save(&config)?;
+    println!(
+        "added drive task {}: {} <-> {folder}/{sub}",
+        a.name,
+        local.display()
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct TaskSetCmd {
+    name: String,
+    #[arg(long, value_enum)]
+    mode: Option<ModeArg>,
+    #[arg(long, value_enum)]
+    conflict: Option<ConflictArg>,
+    #[arg(long)]
+    keep_conflict_copy: Option<bool>,
+    #[arg(long)]
+    consistency_check: Option<bool>,
+    #[arg(long)]
+    max_size: Option<u64>,
+    /// Replaces the file-name rules.
+    #[arg(long)]
+    exclude_name: Option<Vec<String>>,
+    /// Replaces the extension rules.
+    #[arg(long)]
+    exclude_ext: Option<Vec<String>>,
+    #[arg(long)]
+    keep_deleted: Option<bool>,
+    #[arg(long)]
+    transfers: Option<usize>,
+}
+
+/// `cairn task set`: changes settings of any task.
+pub async fn set(c: TaskSetCmd) -> Result<()> {
+    let home = Home::locate()?;
+    let mut config = home.load()?;
+    let task = config
+        .tasks
+        .get_mut(&c.name)
+        .with_context(|| format!("no task named {}", c.name))?;
+    if let Some(m) = c.max_size {
+        if m > MAX_SIZE_LIMIT_MB {
+            bail!("--max-size {m} is over the limit of {MAX_SIZE_LIMIT_MB} MB (0 means unlimited)");
+        }
+        task.filter.max_size = m * 1024 * 1024;
+    }
+    if let Some(n) = c.exclude_name {
+        task.filter.names = n;
+    }
+    if let Some(e) = c.exclude_ext {
+        task.filter.exts = e.iter().map(|e| normalize_ext(e)).collect();
+    }
+    if let Some(t) = c.transfers {
+        task.transfers = t.clamp(1, 64);
+    }
+    if let Some(k) = c.keep_deleted {
+        task.keep_deleted = k;
+    }
+    let drive_only = c.mode.is_some()
+        || c.conflict.is_some()
+        || c.keep_conflict_copy.is_some()
+        || c.consistency_check.is_some();
+    match task.drive.as_mut() {
+        Some(d) => {
+            if let Some(m) = c.mode {
+                d.mode = m.into();
+            }
+            if let Some(p) = c.conflict {
+                d.conflict = p.into();
+            }
+            if let Some(k) = c.keep_conflict_copy {
+                d.keep_conflict_copy = k;
+            }
+            if let Some(k) = c.consistency_check {
+                d.consistency_check = k;
+            }
+        }
+        None if drive_only => bail!(
+            "task {} is a backup task: --mode, --conflict and the like are for drive tasks",
+            c.name
+        ),
+        None => {}
+    }
+    if task
+        .drive
+        .as_ref()
+        .is_some_and(|d| d.mode == Direction::TwoWay)
+    {
+        let conn = home.connection(&config, &config.tasks[&c.name].connection)?;
+        let folder = config.tasks[&c.name].folder.clone();
+        let folders = conn.folders().await?;
+        if folders
+            .iter()
+            .any(|f| f.name == folder && f.access == Access::Ro)
+        {
+            bail!("folder {folder} is read-only for you: only --mode download-only is possible");
+        }
+    }
+    home.save(&config)?;
+    println!("updated task {}", c.name);
+    Ok(())
+}

@@ -1,0 +1,617 @@
+//! Drive tasks: one pass of two-way (or download-only) sync between a local folder and a
+//! folder on a cairn server.
+//!
+//! A pass: check the local folder, take the complete remote listing, scan and hash what changed
+//! locally, plan with [`reconcile::plan_sync`], stop if the plan would delete more than half of
+//! the task's files, then create folders, upload, download, delete, and record every agreed
+//! state as the new base. A local file is replaced or removed only if it still has the stat the
+//! plan saw (DESIGN.md invariant 5); otherwise the path waits for the next pass.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cairn_model::filter::WORK_DIR_NAME;
+use cairn_model::{ContentHash, DeviceId, Entry, EntryKind, Filter, RelPath, Seq};
+use cairn_protocol::{Change, ChangeResult, ChunkSpan, VersionInfo};
+
+use crate::backup::{describe, retrying, upload_files, UploadSetup};
+use crate::index::{IndexRow, LocalIndex};
+use crate::plan::{entry_of, index_row};
+use crate::reconcile::{self, Action, ConflictPolicy, Direction, LocalState, SyncInputs};
+use crate::remote::{Remote, RemoteEntry};
+use crate::restore::{fetch_verified, hash_file, keep_aside};
+use crate::scanner::{self, LocalEntry};
+use crate::{Error, Progress, ProgressEvent, Result};
+
+/// Below this many known entries, the half-deleted guard does not apply.
+const GUARD_FLOOR: usize = 10;
+
+#[derive(Clone, Debug)]
+pub struct DriveOptions {
+    pub direction: Direction,
+    pub policy: ConflictPolicy,
+    pub keep_conflict_copy: bool,
+    pub consistency_check: bool,
+    pub filter: Filter,
+    pub transfers: usize,
+    pub computer: String,
+    /// Let a pass through that deletes more than half of the files, or follows an emptied
+    /// local folder.
+    pub confirm_deletes: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct DriveStats {
+    pub uploaded: u64,
+    pub downloaded: u64,
+    pub deleted_local: u64,
+    pub deleted_remote: u64,
+    pub conflicts: u64,
+    pub failed: u64,
+    pub bytes_sent: u64,
+    /// The pass stopped before deleting: it waits for `--confirm-deletes`.
+    pub waiting_for_confirmation: Option<String>,
+}
+
+fn local_path(root: &Path, rel: &RelPath) -> PathBuf {
+    rel.components().fold(root.to_path_buf(), |p, c| p.join(c))
+}
+
+/// The local entry at `path` now, if any.
+fn stat_now(root: &Path, rel: &RelPath) -> Option<LocalEntry> {
+    let full = local_path(root, rel);
+    let md = fs::symlink_metadata(&full).ok()?;
+    let ft = md.file_type();
+    let kind = if ft.is_symlink() {
+        EntryKind::Symlink
+    } else if ft.is_dir() {
+        EntryKind::Dir
+    } else {
+        EntryKind::File
+    };
+    let target = if kind == EntryKind::Symlink {
+        fs::read_link(&full)
+            .ok()
+            .and_then(|t| t.to_str().map(str::to_string))
+    } else {
+        None
+    };
+    Some(LocalEntry::from_metadata(rel.clone(), kind, &md, target))
+}
+
+/// True when the local path still is what the plan saw (`None`: nothing there).
+fn unchanged(root: &Path, rel: &RelPath, expect: Option<&LocalEntry>) -> bool {
+    match (stat_now(root, rel), expect) {
+        (None, None) => true,
+        (Some(now), Some(e)) => {
+            now.kind == e.kind
+                && (now.kind == EntryKind::Dir
+                    || now.same_stat(e.size, e.mtime_ns, e.ctime_ns, e.inode))
+        }
+        _ => false,
+    }
+}
+
+/// Runs one pass of a drive task whose local folder is `root` and whose remote folder part is
+/// `prefix`.
+///
+/// # Errors
+/// A missing local folder, a failed listing, an index failure, or the deletion guard stop the
+/// pass before anything is deleted; single paths that fail are counted and reported.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    task: &str,
+    root: &Path,
+    prefix: &RelPath,
+    remote: Arc<dyn Remote>,
+    index: &mut LocalIndex,
+    opts: &DriveOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<DriveStats> {
+    scanner::check_root(root)?;
+    let mut stats = DriveStats::default();
+    let (server_id, head) = remote.identity().await?;
+    let listing = retrying(|| remote.tree(prefix, None, false)).await?;
+    let remote_map: BTreeMap<RelPath, RemoteEntry> = listing
+        .into_iter()
+        .filter_map(|v| {
+            let rel = v.path.strip_prefix(prefix)?;
+            (!rel.is_root()).then_some((
+                rel,
+                RemoteEntry {
+                    seq: v.seq,
+                    entry: v.entry,
+                },
+            ))
+        })
+        .collect();
+    let (scan_root, filter) = (root.to_path_buf(), opts.filter.clone());
+    let scan = tokio::task::spawn_blocking(move || scanner::scan(&scan_root, &filter))
+        .await
+        .map_err(|e| Error::Refused(format!("scanner failed: {e}")))?;
+    for (path, reason) in &scan.reports {
+        progress.event(ProgressEvent::Skipped {
+            path: path.clone(),
+            reason: reason.clone(),
+        });
+    }
+    let mut base: BTreeMap<RelPath, IndexRow> = index.load(task, 0)?.into_iter().collect();
+    // A different server, or one whose journal went backwards (restored from an older copy of
+    // its data): merge both sides as if never synced, which deletes nothing anywhere.
+    let known = index.server_of(task)?;
+    let max_base = base.values().map(|b| b.seq).max().unwrap_or(Seq(0));
+    if known.as_deref().is_some_and(|k| k != server_id) || max_base > head {
+        progress.event(ProgressEvent::Skipped {
+            path: root.display().to_string(),
+            reason: "the server is not the one last synced with (or was restored from an older copy): merging both sides, deleting nothing".into(),
+        });
+        base.clear();
+    }
+    index.set_server(task, &server_id)?;
+    if scan.entries.is_empty() && !base.is_empty() && !opts.confirm_deletes {
+        return Err(Error::Refused(format!(
+            "the local folder {} is empty but {} entries were synced from it; it may be unmounted. Nothing was deleted \
+             (if you emptied it on purpose, run `cairn resume {task} --confirm-deletes`)",
+            root.display(),
+            base.len()
+        )));
+    }
+    let local = hash_local(root, &scan.entries, &base, opts.consistency_check).await?;
+    let excluded: BTreeSet<RelPath> = scan.excluded.iter().map(|(p, _)| p.clone()).collect();
+    let plan = reconcile::plan_sync(&SyncInputs {
+        base: &base,
+        local: &local,
+        remote: &remote_map,
+        direction: opts.direction,
+        policy: opts.policy,
+        keep_conflict_copy: opts.keep_conflict_copy,
+        incomplete: &scan.incomplete,
+        excluded: &excluded,
+    });
+    let deletions = (plan.local_deletes + plan.remote_deletes) as usize;
+    if deletions > 0
+        && base.len() >= GUARD_FLOOR
+        && deletions * 2 > base.len()
+        && !opts.confirm_deletes
+    {
+        let why = format!(
+            "this pass would delete {deletions} of {} entries ({} here, {} on the server); nothing was deleted. \
+             If that is what you want, run `cairn resume {task} --confirm-deletes`",
+            base.len(),
+            plan.local_deletes,
+            plan.remote_deletes
+        );
+        stats.waiting_for_confirmation = Some(why);
+        return Ok(stats);
+    }
+    stats.conflicts = plan.conflicts;
+    let work = root.join(WORK_DIR_NAME);
+    fs::create_dir_all(&work).map_err(Error::io("creating the working folder", &work))?;
+    let ctx = Ctx {
+        task,
+        root,
+        prefix,
+        remote: remote.clone(),
+        work: work.clone(),
+        opts,
+        progress: progress.clone(),
+    };
+    let result = execute(&ctx, plan.actions, &local, index, &mut stats).await;
+    let _ = fs::remove_dir(&work);
+    result?;
+    Ok(stats)
+}
+
+/// Content hashes of local files: from the index when the stat is unchanged (unless the
+/// consistency check asks to read everything), read from disk otherwise.
+async fn hash_local(
+    root: &Path,
+    entries: &[LocalEntry],
+    base: &BTreeMap<RelPath, IndexRow>,
+    full: bool,
+) -> Result<BTreeMap<RelPath, LocalState>> {
+    let mut out = BTreeMap::new();
+    let mut to_hash = Vec::new();
+    for e in entries {
+        let known = base.get(&e.path).filter(|b| {
+            !full
+                && b.kind == e.kind
+                && e.same_stat(b.size, b.mtime_ns, b.ctime_ns, b.inode)
+                && b.mode == e.mode
+        });
+        let hash = match e.kind {
+            EntryKind::File => match known {
+                Some(b) => b.hash,
+                None => {
+                    to_hash.push(e.clone());
+                    continue;
+                }
+            },
+            EntryKind::Symlink => e.target.as_ref().map(|t| ContentHash::of(t.as_bytes())),
+            _ => None,
+        };
+        out.insert(
+            e.path.clone(),
+            LocalState {
+                entry: e.clone(),
+                hash,
+            },
+        );
+    }
+    let root = root.to_path_buf();
+    let hashed = tokio::task::spawn_blocking(move || {
+        to_hash
+            .into_iter()
+            .filter_map(|e| {
+                let h = hash_file(&local_path(&root, &e.path))?;
+                Some(LocalState {
+                    entry: e,
+                    hash: Some(h),
+                })
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| Error::Refused(format!("hashing failed: {e}")))?;
+    out.extend(hashed.into_iter().map(|l| (l.entry.path.clone(), l)));
+    Ok(out)
+}
+
+struct Ctx<'a> {
+    task: &'a str,
+    root: &'a Path,
+    prefix: &'a RelPath,
+    remote: Arc<dyn Remote>,
+    work: PathBuf,
+    opts: &'a DriveOptions,
+    progress: Arc<dyn Progress>,
+}
+
+impl Ctx<'_> {
+    fn fail(&self, stats: &mut DriveStats, path: &RelPath, reason: impl Into<String>) {
+        stats.failed += 1;
+        self.progress.event(ProgressEvent::Failed {
+            path: path.to_string(),
+            reason: reason.into(),
+        });
+    }
+
+    fn version(&self, path: &RelPath, r: &RemoteEntry) -> VersionInfo {
+        VersionInfo {
+            path: self.prefix.join_path(path),
+            seq: r.seq,
+            entry: r.entry.clone(),
+            device: DeviceId(String::new()),
+            committed_ns: 0,
+        }
+    }
+}
+
+async fn execute(
+    ctx: &Ctx<'_>,
+    actions: Vec<Action>,
+    local: &BTreeMap<RelPath, LocalState>,
+    index: &mut LocalIndex,
+    stats: &mut DriveStats,
+) -> Result<()> {
+    let task = ctx.task;
+    let mut file_uploads = Vec::new();
+    let mut meta_uploads = Vec::new();
+    let mut downloads = Vec::new();
+    let mut remote_deletes = Vec::new();
+    let mut local_deletes = Vec::new();
+    let mut rows = Vec::new();
+    let mut forget = Vec::new();
+    for a in actions {
+        match a {
+            Action::Upload { path, base } => match local.get(&path) {
+                Some(l) if l.entry.kind == EntryKind::File => {
+                    file_uploads.push((l.entry.clone(), base))
+                }
+                Some(l) => meta_uploads.push((l.clone(), base)),
+                None => {}
+            },
+            Action::DeleteRemote { path, base } => remote_deletes.push((path, base)),
+            Action::DeleteLocal { path, expect } => local_deletes.push((path, expect)),
+            Action::Adopt { path, seq, hash } => {
+                if let Some(l) = local.get(&path) {
+                    rows.push(index_row(&l.entry, hash.or(l.hash), seq));
+                }
+            }
+            Action::Forget { path } => forget.push(path),
+            other => downloads.push(other),
+        }
+    }
+    index.apply(task, 0, &rows, &forget)?;
+
+    // Folders and links first, parents before children.
+    meta_uploads.sort_by(|a, b| a.0.entry.path.cmp(&b.0.entry.path));
+    if !meta_uploads.is_empty() {
+        let changes: Vec<Change> = meta_uploads
+            .iter()
+            .map(|(l, base)| Change {
+                path: ctx.prefix.join_path(&l.entry.path),
+                base: *base,
+                entry: entry_of(&l.entry),
+                chunks: Vec::new(),
+            })
+            .collect();
+        let results = retrying(|| ctx.remote.commit(&changes)).await?;
+        let mut done = Vec::new();
+        for ((l, _), r) in meta_uploads.iter().zip(results) {
+            match r {
+                ChangeResult::Accepted { seq } => {
+                    stats.uploaded += 1;
+                    done.push(index_row(&l.entry, l.hash, seq));
+                }
+                ChangeResult::Conflict { .. } => {}
+                other => ctx.fail(stats, &l.entry.path, describe(&other)),
+            }
+        }
+        index.apply(task, 0, &done, &[])?;
+    }
+
+    if !file_uploads.is_empty() {
+        let setup = UploadSetup {
+            remote: ctx.remote.clone(),
+            local_root: ctx.root.to_path_buf(),
+            prefix: ctx.prefix.clone(),
+            progress: ctx.progress.clone(),
+            transfers: ctx.opts.transfers,
+            rebase: false,
+        };
+        let up = upload_files(&setup, file_uploads, &mut |rows| {
+            index.apply(task, 0, rows, &[])
+        })
+        .await?;
+        stats.uploaded += up.files;
+        stats.failed += up.failed;
+        stats.bytes_sent += up.bytes_sent;
+    }
+
+    // Downloads, parents before children so folders exist when their files arrive.
+    downloads.sort_by(|a, b| a.path().cmp(b.path()));
+    for a in downloads {
+        let path = a.path().clone();
+        match download(ctx, a).await {
+            Ok(Some(row)) => {
+                stats.downloaded += 1;
+                index.apply(task, 0, &[row], &[])?;
+            }
+            Ok(None) => {}
+            Err(e) if e.is_temporary() => return Err(e),
+            Err(e) => ctx.fail(stats, &path, e.to_string()),
+        }
+    }
+
+    if !remote_deletes.is_empty() {
+        let changes: Vec<Change> = remote_deletes
+            .iter()
+            .map(|(path, base)| Change {
+                path: ctx.prefix.join_path(path),
+                base: Some(*base),
+                entry: Entry {
+                    kind: EntryKind::Deleted,
+                    size: 0,
+                    mtime_ns: crate::now_ns(),
+                    mode: 0,
+                    hash: None,
+                    target: None,
+                },
+                chunks: Vec::new(),
+            })
+            .collect();
+        let results = retrying(|| ctx.remote.commit(&changes)).await?;
+        let mut gone = Vec::new();
+        for ((path, _), r) in remote_deletes.iter().zip(results) {
+            match r {
+                ChangeResult::Accepted { .. } => {
+                    stats.deleted_remote += 1;
+                    ctx.progress
+                        .event(ProgressEvent::Deleted { path: path.clone() });
+                    gone.push(path.clone());
+                }
+                // Changed on the server meanwhile: the next pass downloads it (edit beats delete).
+                ChangeResult::Conflict { .. } => {}
+                other => ctx.fail(stats, path, describe(&other)),
+            }
+        }
+        index.apply(task, 0, &[], &gone)?;
+    }
+
+    // Local deletions, children before parents.
+    local_deletes.sort_by(|a, b| b.0.cmp(&a.0));
+    for (path, expect) in local_deletes {
+        if !unchanged(ctx.root, &path, Some(&expect)) {
+            continue;
+        }
+        let full = local_path(ctx.root, &path);
+        let removed = if expect.kind == EntryKind::Dir {
+            fs::remove_dir(&full)
+        } else {
+            fs::remove_file(&full)
+        };
+        match removed {
+            Ok(()) => {
+                stats.deleted_local += 1;
+                index.apply(task, 0, &[], std::slice::from_ref(&path))?;
+            }
+            // A folder that gained files here stays, and goes back to the server.
+            Err(_) if expect.kind == EntryKind::Dir => {
+                let change = Change {
+                    path: ctx.prefix.join_path(&path),
+                    base: None,
+                    entry: entry_of(&expect),
+                    chunks: Vec::new(),
+                };
+                if let Some(ChangeResult::Accepted { seq }) =
+                    retrying(|| ctx.remote.commit(std::slice::from_ref(&change)))
+                        .await?
+                        .into_iter()
+                        .next()
+                {
+                    index.apply(task, 0, &[index_row(&expect, None, seq)], &[])?;
+                }
+            }
+            Err(e) => ctx.fail(
+                stats,
+                &path,
+                format!("cannot delete {}: {e}", full.display()),
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Applies one download-side action; `None` when the local path changed since the plan (the
+/// next pass sees it again).
+async fn download(ctx: &Ctx<'_>, action: Action) -> Result<Option<IndexRow>> {
+    match action {
+        Action::Download {
+            path,
+            remote,
+            expect,
+        } => place(ctx, &path, &remote, expect.as_ref()).await,
+        Action::KeepLocalCopyThenDownload {
+            path,
+            remote,
+            expect,
+        } => {
+            if !unchanged(ctx.root, &path, Some(&expect)) {
+                return Ok(None);
+            }
+            let kept = keep_aside(&local_path(ctx.root, &path), &ctx.opts.computer)?;
+            ctx.progress.event(ProgressEvent::Skipped {
+                path: path.to_string(),
+                reason: format!("conflict: the local copy was kept as {}", kept.display()),
+            });
+            place(ctx, &path, &remote, None).await
+        }
+        Action::SaveLocalThenDownload {
+            path,
+            remote,
+            expect,
+        } => {
+            if !unchanged(ctx.root, &path, Some(&expect)) {
+                return Ok(None);
+            }
+            // 1. The local loser becomes a version on the server.
+            let setup = UploadSetup {
+                remote: ctx.remote.clone(),
+                local_root: ctx.root.to_path_buf(),
+                prefix: ctx.prefix.clone(),
+                progress: ctx.progress.clone(),
+                transfers: 1,
+                rebase: false,
+            };
+            let mut saved = Vec::new();
+            let up = upload_files(
+                &setup,
+                vec![(expect.clone(), Some(remote.seq))],
+                &mut |rows| {
+                    saved.extend_from_slice(rows);
+                    Ok(())
+                },
+            )
+            .await?;
+            let Some(saved) = saved.into_iter().next().filter(|_| up.failed == 0) else {
+                return Ok(None);
+            };
+            // 2. The winner becomes the head again, without moving its content.
+            let full = ctx.prefix.join_path(&path);
+            let chunks: Vec<ChunkSpan> = if remote.entry.kind == EntryKind::File {
+                ctx.remote.chunk_list(&full, remote.seq).await?
+            } else {
+                Vec::new()
+            };
+            let change = Change {
+                path: full,
+                base: Some(saved.seq),
+                entry: remote.entry.clone(),
+                chunks,
+            };
+            let result = retrying(|| ctx.remote.commit(std::slice::from_ref(&change))).await?;
+            let Some(ChangeResult::Accepted { seq }) = result.into_iter().next() else {
+                return Ok(None);
+            };
+            // 3. And lands here.
+            let head = RemoteEntry {
+                seq,
+                entry: remote.entry.clone(),
+            };
+            let now = stat_now(ctx.root, &path);
+            place(ctx, &path, &head, now.as_ref()).await
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Writes the remote state at `path` if the local path is still `expect`.
+async fn place(
+    ctx: &Ctx<'_>,
+    path: &RelPath,
+    r: &RemoteEntry,
+    expect: Option<&LocalEntry>,
+) -> Result<Option<IndexRow>> {
+    let dest = local_path(ctx.root, path);
+    match r.entry.kind {
+        EntryKind::Dir => {
+            match expect.map(|e| e.kind) {
+                Some(EntryKind::Dir) => {}
+                Some(_) => {
+                    if !unchanged(ctx.root, path, expect) {
+                        return Ok(None);
+                    }
+                    keep_aside(&dest, &ctx.opts.computer)?;
+                    fs::create_dir_all(&dest).map_err(Error::io("creating folder", &dest))?;
+                }
+                None => fs::create_dir_all(&dest).map_err(Error::io("creating folder", &dest))?,
+            }
+            let _ = fs::set_permissions(&dest, fs::Permissions::from_mode(r.entry.mode.max(0o700)));
+        }
+        EntryKind::Symlink => {
+            let target = r.entry.target.clone().unwrap_or_default();
+            let tmp = ctx.work.join(format!("link-{}", crate::now_ns()));
+            std::os::unix::fs::symlink(&target, &tmp)
+                .map_err(Error::io("creating symbolic link", &tmp))?;
+            if !unchanged(ctx.root, path, expect)
+                || expect.is_some_and(|e| e.kind == EntryKind::Dir)
+            {
+                let _ = fs::remove_file(&tmp);
+                return Ok(None);
+            }
+            fs::rename(&tmp, &dest).map_err(Error::io("placing symbolic link", &dest))?;
+        }
+        EntryKind::File => {
+            let (tmp, _) = fetch_verified(
+                ctx.remote.as_ref(),
+                &ctx.version(path, r),
+                &ctx.work,
+                ctx.progress.as_ref(),
+            )
+            .await?;
+            // Only what the plan saw may be replaced: anything newer waits for the next pass.
+            if !unchanged(ctx.root, path, expect)
+                || expect.is_some_and(|e| e.kind == EntryKind::Dir)
+            {
+                let _ = fs::remove_file(&tmp);
+                return Ok(None);
+            }
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent).map_err(Error::io("creating folder", parent))?;
+            }
+            fs::rename(&tmp, &dest).map_err(Error::io("placing downloaded file", &dest))?;
+            ctx.progress.event(ProgressEvent::Restored {
+                path: path.clone(),
+                size: r.entry.size,
+            });
+        }
+        EntryKind::Deleted => return Ok(None),
+    }
+    let now = stat_now(ctx.root, path)
+        .ok_or_else(|| Error::Refused(format!("{} vanished after download", dest.display())))?;
+    Ok(Some(index_row(&now, r.entry.hash, r.seq)))
+}
