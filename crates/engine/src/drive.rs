@@ -160,7 +160,22 @@ pub async fn run(
         )));
     }
     let local = hash_local(root, &scan.entries, &base, opts.consistency_check).await?;
-    let excluded: BTreeSet<RelPath> = scan.excluded.iter().map(|(p, _)| p.clone()).collect();
+    // What the rules leave out is neither fetched nor deleted, on either side.
+    let mut excluded: BTreeSet<RelPath> = scan.excluded.iter().map(|(p, _)| p.clone()).collect();
+    excluded.extend(opts.filter.excluded_dirs.iter().cloned());
+    let remote_map: BTreeMap<RelPath, RemoteEntry> = remote_map
+        .into_iter()
+        .filter(|(p, r)| {
+            let keep = opts
+                .filter
+                .check(p, r.entry.kind, r.entry.size)
+                .is_included();
+            if !keep {
+                excluded.insert(p.clone());
+            }
+            keep
+        })
+        .collect();
     let plan = reconcile::plan_sync(&SyncInputs {
         base: &base,
         local: &local,
@@ -372,21 +387,6 @@ async fn execute(
         stats.bytes_sent += up.bytes_sent;
     }
 
-    // Downloads, parents before children so folders exist when their files arrive.
-    downloads.sort_by(|a, b| a.path().cmp(b.path()));
-    for a in downloads {
-        let path = a.path().clone();
-        match download(ctx, a).await {
-            Ok(Some(row)) => {
-                stats.downloaded += 1;
-                index.apply(task, 0, &[row], &[])?;
-            }
-            Ok(None) => {}
-            Err(e) if e.is_temporary() => return Err(e),
-            Err(e) => ctx.fail(stats, &path, e.to_string()),
-        }
-    }
-
     if !remote_deletes.is_empty() {
         let changes: Vec<Change> = remote_deletes
             .iter()
@@ -463,6 +463,21 @@ async fn execute(
             ),
         }
     }
+    // Downloads, parents before children so folders exist when their files arrive.
+    downloads.sort_by(|a, b| a.path().cmp(b.path()));
+    for a in downloads {
+        let path = a.path().clone();
+        match download(ctx, a).await {
+            Ok(Some(row)) => {
+                stats.downloaded += 1;
+                index.apply(task, 0, &[row], &[])?;
+            }
+            Ok(None) => {}
+            Err(e) if e.is_temporary() => return Err(e),
+            Err(e) => ctx.fail(stats, &path, e.to_string()),
+        }
+    }
+
     Ok(())
 }
 
@@ -549,6 +564,26 @@ async fn download(ctx: &Ctx<'_>, action: Action) -> Result<Option<IndexRow>> {
     }
 }
 
+/// A local folder stands where a file or link must go: removes it when empty (its synced
+/// children were deleted earlier in the pass), or keeps it under a conflict-copy name when it
+/// still holds something. False when the path changed since the plan.
+fn clear_folder(ctx: &Ctx<'_>, path: &RelPath, expect: Option<&LocalEntry>) -> Result<bool> {
+    if !expect.is_some_and(|e| e.kind == EntryKind::Dir) {
+        return Ok(true);
+    }
+    let dest = local_path(ctx.root, path);
+    match fs::symlink_metadata(&dest) {
+        Ok(md) if md.is_dir() => {
+            if fs::remove_dir(&dest).is_err() {
+                keep_aside(&dest, &ctx.opts.computer)?;
+            }
+            Ok(true)
+        }
+        Ok(_) => Ok(false),
+        Err(_) => Ok(true),
+    }
+}
+
 /// Writes the remote state at `path` if the local path is still `expect`.
 async fn place(
     ctx: &Ctx<'_>,
@@ -573,6 +608,10 @@ async fn place(
             let _ = fs::set_permissions(&dest, fs::Permissions::from_mode(r.entry.mode.max(0o700)));
         }
         EntryKind::Symlink => {
+            if !clear_folder(ctx, path, expect)? {
+                return Ok(None);
+            }
+            let expect = expect.filter(|e| e.kind != EntryKind::Dir);
             let target = r.entry.target.clone().unwrap_or_default();
             let tmp = ctx.work.join(format!("link-{}", crate::now_ns()));
             std::os::unix::fs::symlink(&target, &tmp)
@@ -586,6 +625,10 @@ async fn place(
             fs::rename(&tmp, &dest).map_err(Error::io("placing symbolic link", &dest))?;
         }
         EntryKind::File => {
+            if !clear_folder(ctx, path, expect)? {
+                return Ok(None);
+            }
+            let expect = expect.filter(|e| e.kind != EntryKind::Dir);
             let (tmp, _) = fetch_verified(
                 ctx.remote.as_ref(),
                 &ctx.version(path, r),

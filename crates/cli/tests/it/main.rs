@@ -5,5 +5,6 @@ mod api;
 mod backup;
 mod bad_input;
 mod connection;
+mod drive;
 mod explorer;
 mod harness;

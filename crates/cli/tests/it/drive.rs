@@ -1,0 +1,474 @@
+//! Drive tasks: two or three computers, one server, every edit kept.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use crate::harness::{wait_until, Client, Server};
+
+/// A computer with drive task `d` over the whole `backup` folder.
+fn computer(server: &Server, name: &str, extra: &[&str]) -> Client {
+    let c = Client::new();
+    c.connect(server, "alice", "alice-pw");
+    let root = c.root.to_str().expect("utf-8").to_string();
+    let mut args = vec![
+        "drive",
+        "add",
+        "d",
+        "--local",
+        &root,
+        "--connection",
+        "srv",
+        "--folder",
+        "backup",
+        "--computer",
+        name,
+    ];
+    args.extend_from_slice(extra);
+    c.ok(&args);
+    c
+}
+
+fn sync(c: &Client) -> String {
+    c.ok(&["run", "d", "--once"])
+}
+
+fn read(c: &Client, rel: &str) -> Option<String> {
+    std::fs::read_to_string(c.path(rel)).ok()
+}
+
+fn set_mtime(path: &Path, t: SystemTime) {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open");
+    f.set_modified(t).expect("set mtime");
+}
+
+fn files(c: &Client) -> Vec<String> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            let rel = p
+                .strip_prefix(root)
+                .expect("below root")
+                .to_string_lossy()
+                .into_owned();
+            if rel.starts_with(".cairn") {
+                continue;
+            }
+            if p.is_dir() {
+                out.push(format!("{rel}/"));
+                walk(&p, root, out);
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&c.root, &c.root, &mut out);
+    out.sort();
+    out
+}
+
+/// Every version of `rel` ever stored, as text.
+fn history(c: &Client, rel: &str) -> Vec<String> {
+    let out = c.ok(&["versions", "d", c.path(rel).to_str().expect("utf-8")]);
+    let mut texts = Vec::new();
+    for line in out.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(3) != Some(&"file") {
+            continue;
+        }
+        let to = c.tmp().join(format!("v{}", fields[0]));
+        c.ok(&[
+            "download",
+            "d",
+            c.path(rel).to_str().expect("utf-8"),
+            "--version",
+            fields[0],
+            "--to",
+            to.to_str().expect("utf-8"),
+        ]);
+        texts.push(std::fs::read_to_string(&to).expect("downloaded"));
+    }
+    texts
+}
+
+#[test]
+fn creates_edits_and_deletes_flow_between_two_computers() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    let b = computer(&server, "B", &[]);
+    a.write("notes/todo.txt", b"buy milk");
+    a.write("gone.txt", b"x");
+    std::fs::create_dir_all(a.path("empty")).expect("mkdir");
+    std::os::unix::fs::symlink("notes/todo.txt", a.path("link")).expect("symlink");
+    sync(&a);
+    sync(&b);
+    assert_eq!(files(&b), files(&a));
+    assert_eq!(
+        std::fs::read_link(b.path("link")).expect("link").to_str(),
+        Some("notes/todo.txt")
+    );
+    b.write("notes/todo.txt", b"buy milk and bread");
+    std::fs::remove_file(b.path("gone.txt")).expect("rm");
+    sync(&b);
+    sync(&a);
+    assert_eq!(
+        read(&a, "notes/todo.txt").as_deref(),
+        Some("buy milk and bread")
+    );
+    assert!(!a.path("gone.txt").exists());
+    assert_eq!(files(&a), files(&b));
+    // Quiet when nothing changed.
+    let quiet = sync(&a);
+    assert!(quiet.contains("0 uploaded, 0 downloaded"), "{quiet}");
+}
+
+#[test]
+fn edit_against_edit_keeps_the_latest_and_the_loser_as_a_version() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    let b = computer(&server, "B", &[]);
+    a.write("plan.txt", b"v0");
+    sync(&a);
+    sync(&b);
+    let now = SystemTime::now();
+    // A's edit is older by the clocks, but B's clock runs an hour behind: mtime alone decides.
+    a.write("plan.txt", b"edit on A");
+    set_mtime(&a.path("plan.txt"), now + Duration::from_secs(3600));
+    b.write("plan.txt", b"edit on B");
+    set_mtime(&b.path("plan.txt"), now);
+    sync(&a);
+    let out = sync(&b);
+    assert!(out.contains("1 conflicts"), "{out}");
+    assert_eq!(
+        read(&b, "plan.txt").as_deref(),
+        Some("edit on A"),
+        "the latest edit wins"
+    );
+    sync(&a);
+    assert_eq!(read(&a, "plan.txt").as_deref(), Some("edit on A"));
+    let kept = history(&a, "plan.txt");
+    assert!(
+        kept.contains(&"edit on B".to_string()),
+        "the losing edit is a version: {kept:?}"
+    );
+    assert!(kept.contains(&"v0".to_string()));
+}
+
+#[test]
+fn a_losing_local_edit_can_be_kept_as_a_conflict_copy() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    let b = computer(
+        &server,
+        "laptop",
+        &["--conflict", "keep-server", "--keep-conflict-copy"],
+    );
+    a.write("r.txt", b"v0");
+    sync(&a);
+    sync(&b);
+    a.write("r.txt", b"server side");
+    sync(&a);
+    b.write("r.txt", b"local side");
+    set_mtime(
+        &b.path("r.txt"),
+        SystemTime::now() + Duration::from_secs(7200),
+    );
+    sync(&b);
+    assert_eq!(
+        read(&b, "r.txt").as_deref(),
+        Some("server side"),
+        "keep-server"
+    );
+    let copies: Vec<String> = files(&b)
+        .into_iter()
+        .filter(|f| f.starts_with("r_laptop_") && f.ends_with("_Conflict.txt"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{:?}", files(&b));
+    assert_eq!(read(&b, &copies[0]).as_deref(), Some("local side"));
+    // The copy is an ordinary new file: it reaches the other computer.
+    sync(&b);
+    sync(&a);
+    assert_eq!(read(&a, &copies[0]).as_deref(), Some("local side"));
+}
+
+#[test]
+fn an_edit_beats_a_delete_and_deletes_on_both_sides_agree() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    let b = computer(&server, "B", &[]);
+    a.write("f.txt", b"v0");
+    a.write("both.txt", b"x");
+    a.write("anchor.txt", b"keeps the folder from looking unmounted");
+    sync(&a);
+    sync(&b);
+    std::fs::remove_file(a.path("f.txt")).expect("rm");
+    std::fs::remove_file(a.path("both.txt")).expect("rm");
+    std::fs::remove_file(b.path("both.txt")).expect("rm");
+    sync(&a);
+    b.write("f.txt", b"edited on B");
+    sync(&b);
+    sync(&a);
+    assert_eq!(read(&a, "f.txt").as_deref(), Some("edited on B"));
+    assert!(!a.path("both.txt").exists() && !b.path("both.txt").exists());
+    // And the other way round: the server's edit survives a local delete.
+    std::fs::remove_file(b.path("f.txt")).expect("rm");
+    a.write("f.txt", b"edited on A");
+    sync(&a);
+    sync(&b);
+    assert_eq!(read(&b, "f.txt").as_deref(), Some("edited on A"));
+}
+
+#[test]
+fn download_only_keeps_local_edits_and_uploads_nothing() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    let d = computer(&server, "kiosk", &["--mode", "download-only"]);
+    a.write("doc.txt", b"v0");
+    sync(&a);
+    sync(&d);
+    assert_eq!(read(&d, "doc.txt").as_deref(), Some("v0"));
+    d.write("mine.txt", b"never uploaded");
+    d.write("doc.txt", b"local edit");
+    a.write("doc.txt", b"v1");
+    sync(&a);
+    sync(&d);
+    assert_eq!(read(&d, "doc.txt").as_deref(), Some("v1"));
+    let copies: Vec<String> = files(&d)
+        .into_iter()
+        .filter(|f| f.contains("_kiosk_") && f.ends_with("_Conflict.txt"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{:?}", files(&d));
+    assert_eq!(read(&d, &copies[0]).as_deref(), Some("local edit"));
+    sync(&a);
+    assert!(
+        !a.path("mine.txt").exists(),
+        "download-only uploads nothing"
+    );
+}
+
+#[test]
+fn a_read_only_folder_allows_only_download_only() {
+    let server = Server::start();
+    server.admin(&["user", "add", "ro", "--password-stdin"], Some("ro-pw"));
+    server.admin(&["folder", "grant", "backup", "ro", "--access", "ro"], None);
+    let c = Client::new();
+    c.connect(&server, "ro", "ro-pw");
+    let root = c.root.to_str().expect("utf-8");
+    let err = c.fails(&[
+        "drive",
+        "add",
+        "d",
+        "--local",
+        root,
+        "--connection",
+        "srv",
+        "--folder",
+        "backup",
+    ]);
+    assert!(
+        err.contains("read-only") && err.contains("download-only"),
+        "{err}"
+    );
+    c.ok(&[
+        "drive",
+        "add",
+        "d",
+        "--local",
+        root,
+        "--connection",
+        "srv",
+        "--folder",
+        "backup",
+        "--mode",
+        "download-only",
+    ]);
+    let err = c.fails(&["task", "set", "d", "--mode", "two-way"]);
+    assert!(err.contains("read-only"), "{err}");
+}
+
+#[test]
+fn a_pass_that_would_delete_most_files_waits_for_confirmation() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    for i in 0..20 {
+        a.write(&format!("f{i:02}.txt"), b"x");
+    }
+    sync(&a);
+    for i in 0..15 {
+        std::fs::remove_file(a.path(&format!("f{i:02}.txt"))).expect("rm");
+    }
+    let err = a.fails(&["run", "d", "--once"]);
+    assert!(
+        err.contains("would delete 15 of") && err.contains("--confirm-deletes"),
+        "{err}"
+    );
+    let b = computer(&server, "B", &[]);
+    sync(&b);
+    assert_eq!(files(&b).len(), 20, "nothing was deleted on the server");
+    a.ok(&["resume", "d", "--confirm-deletes"]);
+    sync(&a);
+    // The other computer is guarded the same way.
+    let err = b.fails(&["run", "d", "--once"]);
+    assert!(err.contains("would delete 15 of"), "{err}");
+    b.ok(&["resume", "d", "--confirm-deletes"]);
+    sync(&b);
+    assert_eq!(files(&b).len(), 5);
+    // An emptied (or unmounted) folder deletes nothing either.
+    for f in files(&a) {
+        std::fs::remove_file(a.path(&f)).expect("rm");
+    }
+    let err = a.fails(&["run", "d", "--once"]);
+    assert!(
+        err.contains("is empty") && err.contains("Nothing was deleted"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_file_replaced_by_a_folder_and_back() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    let b = computer(&server, "B", &[]);
+    a.write("thing", b"a file");
+    sync(&a);
+    sync(&b);
+    std::fs::remove_file(a.path("thing")).expect("rm");
+    a.write("thing/inside.txt", b"now a folder");
+    sync(&a);
+    sync(&b);
+    assert_eq!(
+        read(&b, "thing/inside.txt").as_deref(),
+        Some("now a folder")
+    );
+    std::fs::remove_dir_all(b.path("thing")).expect("rm");
+    b.write("thing", b"a file again");
+    sync(&b);
+    sync(&a);
+    assert_eq!(read(&a, "thing").as_deref(), Some("a file again"));
+}
+
+#[test]
+fn the_same_new_file_made_on_two_computers_is_not_a_conflict() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    let b = computer(&server, "B", &[]);
+    a.write("same.txt", b"identical");
+    b.write("same.txt", b"identical");
+    a.write("differs.txt", b"from A");
+    b.write("differs.txt", b"from B");
+    sync(&a);
+    let out = sync(&b);
+    assert!(
+        out.contains("1 conflicts"),
+        "only differs.txt conflicts: {out}"
+    );
+    sync(&a);
+    assert_eq!(read(&a, "differs.txt"), read(&b, "differs.txt"));
+    let kept = history(&a, "differs.txt");
+    assert!(
+        kept.contains(&"from A".to_string()) && kept.contains(&"from B".to_string()),
+        "{kept:?}"
+    );
+}
+
+#[test]
+fn selective_sync_leaves_an_excluded_folder_alone() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    a.write("keep/a.txt", b"a");
+    a.write("big/b.bin", b"b");
+    let b = computer(&server, "B", &[]);
+    b.ok(&["drive", "exclude", "d", "big"]);
+    sync(&a);
+    sync(&b);
+    assert!(b.path("keep/a.txt").exists());
+    assert!(!b.path("big/b.bin").exists());
+    b.ok(&["drive", "include", "d", "big"]);
+    sync(&b);
+    assert!(b.path("big/b.bin").exists());
+}
+
+#[test]
+fn a_server_restored_from_an_older_copy_loses_nothing() {
+    let mut server = Server::start();
+    let a = computer(&server, "A", &[]);
+    a.write("old.txt", b"old");
+    sync(&a);
+    // Snapshot the server's data folder, then keep working.
+    server.kill();
+    let snapshot = a.tmp().join("snapshot");
+    assert!(std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&server.data)
+        .arg(&snapshot)
+        .status()
+        .expect("cp")
+        .success());
+    server.restart();
+    a.write("new.txt", b"made after the snapshot");
+    a.write("old.txt", b"old, edited after the snapshot");
+    sync(&a);
+    // Disaster: the server comes back from the snapshot.
+    server.kill();
+    std::fs::remove_dir_all(&server.data).expect("rm");
+    assert!(std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&snapshot)
+        .arg(&server.data)
+        .status()
+        .expect("cp")
+        .success());
+    server.restart();
+    sync(&a);
+    assert_eq!(
+        read(&a, "new.txt").as_deref(),
+        Some("made after the snapshot"),
+        "nothing local was deleted"
+    );
+    assert_eq!(
+        read(&a, "old.txt").as_deref(),
+        Some("old, edited after the snapshot")
+    );
+    let b = computer(&server, "B", &[]);
+    sync(&b);
+    assert_eq!(
+        read(&b, "new.txt").as_deref(),
+        Some("made after the snapshot"),
+        "re-uploaded"
+    );
+    assert_eq!(
+        read(&b, "old.txt").as_deref(),
+        Some("old, edited after the snapshot")
+    );
+}
+
+#[test]
+fn agents_carry_a_save_to_the_other_computer() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    let b = computer(&server, "B", &[]);
+    let spawn = |c: &Client| {
+        c.cmd()
+            .args(["agent"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("agent")
+    };
+    let mut agents = [spawn(&a), spawn(&b)];
+    a.write("live.txt", b"first");
+    wait_until(60, "B to receive live.txt", || {
+        read(&b, "live.txt").as_deref() == Some("first")
+    });
+    b.write("live.txt", b"second, from B");
+    wait_until(60, "A to receive B's edit", || {
+        read(&a, "live.txt").as_deref() == Some("second, from B")
+    });
+    for agent in &mut agents {
+        let _ = agent.kill();
+        let _ = agent.wait();
+    }
+}
