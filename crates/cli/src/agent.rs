@@ -162,8 +162,8 @@ fn backup_summary(name: &str, s: &BackupStats) -> String {
 
 fn drive_summary(name: &str, s: &DriveStats) -> String {
     format!(
-        "drive {name}: {} uploaded, {} downloaded, {} deleted here, {} deleted on the server, {} conflicts, {} failed; sent {} bytes",
-        s.uploaded, s.downloaded, s.deleted_local, s.deleted_remote, s.conflicts, s.failed, s.bytes_sent
+        "drive {name}: {} uploaded, {} downloaded, {} moved, {} deleted here, {} deleted on the server, {} conflicts, {} failed; sent {} bytes",
+        s.uploaded, s.downloaded, s.moved, s.deleted_local, s.deleted_remote, s.conflicts, s.failed, s.bytes_sent
     )
 }
 

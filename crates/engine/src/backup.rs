@@ -640,6 +640,7 @@ async fn run_job(ctx: Arc<JobContext>, job: Prepared) -> Result<JobOutcome> {
                     len: c.len,
                 })
                 .collect(),
+            moved_from: None,
         })
         .collect();
     let results = if ctx.rebase {

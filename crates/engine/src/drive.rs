@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use cairn_model::filter::WORK_DIR_NAME;
 use cairn_model::{ContentHash, DeviceId, Entry, EntryKind, Filter, RelPath, Seq};
-use cairn_protocol::{Change, ChangeResult, ChunkSpan, VersionInfo};
+use cairn_protocol::{Change, ChangeResult, ChunkSpan, MovedFrom, VersionInfo};
 
 use crate::backup::{describe, retrying, upload_files, UploadSetup};
 use crate::index::{IndexRow, LocalIndex};
@@ -50,6 +50,7 @@ pub struct DriveStats {
     pub deleted_local: u64,
     pub deleted_remote: u64,
     pub conflicts: u64,
+    pub moved: u64,
     pub failed: u64,
     pub bytes_sent: u64,
     /// The pass stopped before deleting: it waits for `--confirm-deletes`.
@@ -320,8 +321,22 @@ async fn execute(
     let mut local_deletes = Vec::new();
     let mut rows = Vec::new();
     let mut forget = Vec::new();
+    let mut remote_moves = Vec::new();
+    let mut local_moves = Vec::new();
     for a in actions {
         match a {
+            Action::MoveRemote {
+                from,
+                from_base,
+                to,
+                to_base,
+            } => remote_moves.push((from, from_base, to, to_base)),
+            Action::MoveLocal {
+                from,
+                expect,
+                to,
+                remote,
+            } => local_moves.push((from, expect, to, remote)),
             Action::Upload { path, base } => match local.get(&path) {
                 Some(l) if l.entry.kind == EntryKind::File => {
                     file_uploads.push((l.entry.clone(), base))
@@ -352,6 +367,7 @@ async fn execute(
                 base: *base,
                 entry: entry_of(&l.entry),
                 chunks: Vec::new(),
+                moved_from: None,
             })
             .collect();
         let results = retrying(|| ctx.remote.commit(&changes)).await?;
@@ -387,6 +403,46 @@ async fn execute(
         stats.bytes_sent += up.bytes_sent;
     }
 
+    // Moves made here: the server moves the content, nothing is uploaded.
+    for batch in remote_moves.chunks(2000) {
+        let moves: Vec<(&RelPath, &RelPath, &LocalState, Change)> = batch
+            .iter()
+            .filter_map(|(from, from_base, to, to_base)| {
+                let l = local.get(to)?;
+                let change = Change {
+                    path: ctx.prefix.join_path(to),
+                    base: *to_base,
+                    entry: Entry {
+                        hash: l.hash,
+                        ..entry_of(&l.entry)
+                    },
+                    chunks: Vec::new(),
+                    moved_from: Some(MovedFrom {
+                        path: ctx.prefix.join_path(from),
+                        base: *from_base,
+                    }),
+                };
+                Some((from, to, l, change))
+            })
+            .collect();
+        let changes: Vec<Change> = moves.iter().map(|m| m.3.clone()).collect();
+        let results = retrying(|| ctx.remote.commit(&changes)).await?;
+        let (mut done, mut gone) = (Vec::new(), Vec::new());
+        for ((from, to, l, _), r) in moves.into_iter().zip(results) {
+            match r {
+                ChangeResult::Accepted { seq } => {
+                    stats.moved += 1;
+                    done.push(index_row(&l.entry, l.hash, seq));
+                    gone.push(from.clone());
+                }
+                // Changed on the server meanwhile: the next pass sees it anew.
+                ChangeResult::Conflict { .. } => {}
+                other => ctx.fail(stats, to, describe(&other)),
+            }
+        }
+        index.apply(task, 0, &done, &gone)?;
+    }
+
     if !remote_deletes.is_empty() {
         let changes: Vec<Change> = remote_deletes
             .iter()
@@ -402,6 +458,7 @@ async fn execute(
                     target: None,
                 },
                 chunks: Vec::new(),
+                moved_from: None,
             })
             .collect();
         let results = retrying(|| ctx.remote.commit(&changes)).await?;
@@ -420,6 +477,35 @@ async fn execute(
             }
         }
         index.apply(task, 0, &[], &gone)?;
+    }
+
+    // Moves made on the server: rename here instead of downloading again.
+    for (from, expect, to, r) in local_moves {
+        if !unchanged(ctx.root, &from, Some(&expect)) || stat_now(ctx.root, &to).is_some() {
+            continue;
+        }
+        let (src, dst) = (local_path(ctx.root, &from), local_path(ctx.root, &to));
+        if let Some(parent) = dst.parent() {
+            fs::create_dir_all(parent).map_err(Error::io("creating folder", parent))?;
+        }
+        match fs::rename(&src, &dst) {
+            Ok(()) => {
+                stats.moved += 1;
+                if let Some(now) = stat_now(ctx.root, &to) {
+                    index.apply(
+                        task,
+                        0,
+                        &[index_row(&now, r.entry.hash, r.seq)],
+                        std::slice::from_ref(&from),
+                    )?;
+                }
+            }
+            Err(e) => ctx.fail(
+                stats,
+                &to,
+                format!("cannot move {} here: {e}", src.display()),
+            ),
+        }
     }
 
     // Local deletions, children before parents.
@@ -446,6 +532,7 @@ async fn execute(
                     base: None,
                     entry: entry_of(&expect),
                     chunks: Vec::new(),
+                    moved_from: None,
                 };
                 if let Some(ChangeResult::Accepted { seq }) =
                     retrying(|| ctx.remote.commit(std::slice::from_ref(&change)))
@@ -547,6 +634,7 @@ async fn download(ctx: &Ctx<'_>, action: Action) -> Result<Option<IndexRow>> {
                 base: Some(saved.seq),
                 entry: remote.entry.clone(),
                 chunks,
+                moved_from: None,
             };
             let result = retrying(|| ctx.remote.commit(std::slice::from_ref(&change))).await?;
             let Some(ChangeResult::Accepted { seq }) = result.into_iter().next() else {

@@ -110,6 +110,7 @@ pub fn plan_backup(i: &BackupInputs<'_>) -> BackupPlan {
                             base,
                             entry,
                             chunks: Vec::new(),
+                            moved_from: None,
                         },
                     )),
                 }
@@ -142,6 +143,7 @@ pub fn plan_backup(i: &BackupInputs<'_>) -> BackupPlan {
                 target: None,
             },
             chunks: Vec::new(),
+            moved_from: None,
         });
     }
     plan

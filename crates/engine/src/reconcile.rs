@@ -62,6 +62,20 @@ pub enum Action {
     },
     /// Remove the local path (it has not changed since the base).
     DeleteLocal { path: RelPath, expect: LocalEntry },
+    /// A file moved here: tell the server `to` takes `from`'s content (no content is sent).
+    MoveRemote {
+        from: RelPath,
+        from_base: Seq,
+        to: RelPath,
+        to_base: Option<Seq>,
+    },
+    /// A file moved on the server: rename it here instead of downloading it again.
+    MoveLocal {
+        from: RelPath,
+        expect: LocalEntry,
+        to: RelPath,
+        remote: RemoteEntry,
+    },
     /// Both sides already agree: record the base.
     Adopt {
         path: RelPath,
@@ -93,6 +107,7 @@ pub struct SyncPlan {
     pub local_deletes: u64,
     pub remote_deletes: u64,
     pub conflicts: u64,
+    pub moves: u64,
 }
 
 fn local_entry(l: &LocalState) -> Entry {
@@ -215,11 +230,132 @@ pub fn plan_sync(i: &SyncInputs<'_>) -> SyncPlan {
                 }
                 Action::DeleteLocal { .. } => plan.local_deletes += 1,
                 Action::Adopt { .. } | Action::Forget { .. } => {}
+                Action::MoveRemote { .. } | Action::MoveLocal { .. } => plan.moves += 1,
             }
             plan.actions.push(a);
         }
     }
+    pair_moves(i, &mut plan);
     plan
+}
+
+/// Turns a file deleted on one side plus the same content new on that side into a move:
+/// matched by inode, size and mtime first (a rename here), then by content hash.
+fn pair_moves(i: &SyncInputs<'_>, plan: &mut SyncPlan) {
+    use std::collections::HashMap;
+    // Here: DeleteRemote{from} + Upload{to} of a new local file with the same content.
+    let mut gone_here: HashMap<ContentHash, Vec<(RelPath, Seq, u64)>> = HashMap::new();
+    for a in &plan.actions {
+        if let Action::DeleteRemote { path, base } = a {
+            if let Some(b) = i.base.get(path).filter(|b| b.kind == EntryKind::File) {
+                if let Some(h) = b.hash {
+                    gone_here
+                        .entry(h)
+                        .or_default()
+                        .push((path.clone(), *base, b.inode));
+                }
+            }
+        }
+    }
+    // There: DeleteLocal{from} (unchanged here) + Download{to} of the same content.
+    let mut gone_there: HashMap<ContentHash, Vec<(RelPath, LocalEntry)>> = HashMap::new();
+    for a in &plan.actions {
+        if let Action::DeleteLocal { path, expect } = a {
+            if let Some(h) = i
+                .base
+                .get(path)
+                .filter(|b| b.kind == EntryKind::File && expect.kind == EntryKind::File)
+                .and_then(|b| b.hash)
+            {
+                gone_there
+                    .entry(h)
+                    .or_default()
+                    .push((path.clone(), expect.clone()));
+            }
+        }
+    }
+    if gone_here.is_empty() && gone_there.is_empty() {
+        return;
+    }
+    let mut consumed: BTreeSet<RelPath> = BTreeSet::new();
+    let mut moves = Vec::new();
+    for a in &plan.actions {
+        match a {
+            Action::Upload { path, base } if !i.base.contains_key(path) => {
+                let Some(l) = i
+                    .local
+                    .get(path)
+                    .filter(|l| l.entry.kind == EntryKind::File)
+                else {
+                    continue;
+                };
+                let Some(cands) = l.hash.and_then(|h| gone_here.get_mut(&h)) else {
+                    continue;
+                };
+                // Prefer the source with the same inode: that is the file that was renamed.
+                let pick = cands
+                    .iter()
+                    .position(|c| c.2 == l.entry.inode)
+                    .or((!cands.is_empty()).then_some(0));
+                if let Some(k) = pick {
+                    let (from, from_base, _) = cands.remove(k);
+                    consumed.insert(from.clone());
+                    consumed.insert(path.clone());
+                    moves.push(Action::MoveRemote {
+                        from,
+                        from_base,
+                        to: path.clone(),
+                        to_base: *base,
+                    });
+                }
+            }
+            Action::Download {
+                path,
+                remote,
+                expect: None,
+            } if remote.entry.kind == EntryKind::File => {
+                let Some(cands) = remote.entry.hash.and_then(|h| gone_there.get_mut(&h)) else {
+                    continue;
+                };
+                if let Some((from, expect)) = cands.pop() {
+                    consumed.insert(from.clone());
+                    consumed.insert(path.clone());
+                    moves.push(Action::MoveLocal {
+                        from,
+                        expect,
+                        to: path.clone(),
+                        remote: remote.clone(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    let before = plan.actions.len();
+    plan.actions.retain(|a| match a {
+        Action::Upload { path, .. } | Action::Download { path, .. } => !consumed.contains(path),
+        Action::DeleteRemote { path, .. } | Action::DeleteLocal { path, .. } => {
+            !consumed.contains(path)
+        }
+        _ => true,
+    });
+    let removed = (before - plan.actions.len()) as u64;
+    let pairs = moves.len() as u64;
+    debug_assert_eq!(removed, pairs * 2);
+    for m in &moves {
+        match m {
+            Action::MoveRemote { .. } => {
+                plan.uploads -= 1;
+                plan.remote_deletes -= 1;
+            }
+            _ => {
+                plan.downloads -= 1;
+                plan.local_deletes -= 1;
+            }
+        }
+    }
+    plan.moves += pairs;
+    plan.actions.extend(moves);
 }
 
 impl Action {
@@ -233,6 +369,7 @@ impl Action {
             | Action::DeleteLocal { path, .. }
             | Action::Adopt { path, .. }
             | Action::Forget { path } => path,
+            Action::MoveRemote { to, .. } | Action::MoveLocal { to, .. } => to,
         }
     }
 }
@@ -484,6 +621,45 @@ mod tests {
         assert_eq!(
             deleted_both.plan(TW, KL, false),
             vec![Action::Forget { path: p("f") }]
+        );
+    }
+
+    #[test]
+    fn a_rename_is_a_move_on_either_side() {
+        let old = local("old", b"content", 1);
+        let mut renamed = local("new", b"content", 1);
+        renamed.entry.path = p("new");
+        let b = crate::plan::index_row(&old.entry, old.hash, Seq(4));
+        let base = BTreeMap::from([(p("old"), b)]);
+        let here = SyncInputs {
+            base: &base,
+            local: &BTreeMap::from([(p("new"), renamed.clone())]),
+            remote: &BTreeMap::from([(p("old"), remote(4, b"content", 1))]),
+            direction: TW,
+            policy: KL,
+            keep_conflict_copy: false,
+            incomplete: &[],
+            excluded: &BTreeSet::new(),
+        };
+        let plan = plan_sync(&here);
+        assert_eq!(
+            plan.actions,
+            vec![Action::MoveRemote {
+                from: p("old"),
+                from_base: Seq(4),
+                to: p("new"),
+                to_base: None
+            }]
+        );
+        let there_local = BTreeMap::from([(p("old"), old.clone())]);
+        let there_remote = BTreeMap::from([(p("new"), remote(6, b"content", 1))]);
+        let plan = plan_sync(&SyncInputs {
+            local: &there_local,
+            remote: &there_remote,
+            ..here
+        });
+        assert!(
+            matches!(&plan.actions[..], [Action::MoveLocal { from, to, .. }] if from == &p("old") && to == &p("new"))
         );
     }
 

@@ -97,6 +97,17 @@ pub struct Change {
     /// Content of a file, in order; empty for other kinds and for empty files.
     #[serde(default)]
     pub chunks: Vec<ChunkSpan>,
+    /// A move: the new path takes the content of `moved_from` (no chunks are sent) and
+    /// `moved_from` is deleted, in the same transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<MovedFrom>,
+}
+
+/// The source of a move, with the head the client saw there.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MovedFrom {
+    pub path: RelPath,
+    pub base: Seq,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

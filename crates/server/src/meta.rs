@@ -1079,6 +1079,40 @@ fn apply_change(
     head_seq: &mut i64,
     committed_ns: i64,
 ) -> Result<ChangeResult> {
+    // A move takes its content from the source's head, which must still be what the client saw.
+    let moved: Option<(RelPath, Vec<ChunkSpan>)> = match &change.moved_from {
+        None => None,
+        Some(m) => {
+            let from = head_of(tx, folder.id, &m.path)?;
+            let same = from.as_ref().is_some_and(|(h, _)| {
+                h.seq == m.base
+                    && h.entry.kind == change.entry.kind
+                    && h.entry.hash == change.entry.hash
+            });
+            if !same || m.path == change.path {
+                return Ok(ChangeResult::Conflict {
+                    head: from.map(|(h, _)| h),
+                });
+            }
+            let chunks = match &from {
+                Some((_, id)) => version_chunks(tx, *id)?,
+                None => Vec::new(),
+            };
+            Some((m.path.clone(), chunks))
+        }
+    };
+    let effective;
+    let change = match &moved {
+        Some((_, chunks)) => {
+            effective = Change {
+                chunks: chunks.clone(),
+                moved_from: None,
+                ..change.clone()
+            };
+            &effective
+        }
+        None => change,
+    };
     if let Some(reason) = validate(change) {
         return Ok(ChangeResult::Refused {
             reason: format!("{}: {reason}", change.path),
@@ -1087,7 +1121,7 @@ fn apply_change(
     let head = head_of(tx, folder.id, &change.path)?;
     if let Some((h, _)) = &head {
         // Re-sending what is already the head (a retry after a lost answer) writes nothing.
-        if h.entry.same_content(&change.entry) {
+        if h.entry.same_content(&change.entry) && moved.is_none() {
             return Ok(ChangeResult::Accepted { seq: h.seq });
         }
     }
@@ -1125,8 +1159,52 @@ fn apply_change(
             return Ok(ChangeResult::MissingChunks { chunks: missing });
         }
     }
+    let seq = insert_version(
+        tx,
+        folder,
+        device,
+        &change.path,
+        &change.entry,
+        &change.chunks,
+        head_seq,
+        committed_ns,
+    )?;
+    if let Some((from, _)) = moved {
+        let gone = Entry {
+            kind: EntryKind::Deleted,
+            size: 0,
+            mtime_ns: committed_ns,
+            mode: 0,
+            hash: None,
+            target: None,
+        };
+        insert_version(
+            tx,
+            folder,
+            device,
+            &from,
+            &gone,
+            &[],
+            head_seq,
+            committed_ns,
+        )?;
+    }
+    Ok(ChangeResult::Accepted { seq })
+}
+
+/// Appends one version (the folder's next sequence number) and applies retention to its path.
+#[allow(clippy::too_many_arguments)]
+fn insert_version(
+    tx: &Connection,
+    folder: &Folder,
+    device: &DeviceId,
+    path: &RelPath,
+    e: &Entry,
+    chunks: &[ChunkSpan],
+    head_seq: &mut i64,
+    committed_ns: i64,
+) -> Result<Seq> {
     *head_seq += 1;
-    let e = &change.entry;
     tx.prepare_cached(
         "INSERT INTO versions(folder_id, path, seq, kind, size, mtime_ns, mode, hash, target, device, committed_ns)
          VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -1134,7 +1212,7 @@ fn apply_change(
     .and_then(|mut st| {
         st.execute(params![
             folder.id,
-            change.path.as_str(),
+            path.as_str(),
             *head_seq,
             e.kind.as_str(),
             e.size as i64,
@@ -1154,15 +1232,13 @@ fn apply_change(
                 "INSERT INTO version_chunks(version_id, idx, chunk, len) VALUES(?1, ?2, ?3, ?4)",
             )
             .map_err(db("committing"))?;
-        for (i, c) in change.chunks.iter().enumerate() {
+        for (i, c) in chunks.iter().enumerate() {
             st.execute(params![version_id, i as i64, &c.id.as_bytes()[..], c.len])
                 .map_err(db("committing"))?;
         }
     }
-    prune(tx, folder, &change.path)?;
-    Ok(ChangeResult::Accepted {
-        seq: Seq(*head_seq),
-    })
+    prune(tx, folder, path)?;
+    Ok(Seq(*head_seq))
 }
 
 /// Retention: keeps the newest `keep_versions` versions of `path` and drops the rest (their

@@ -472,3 +472,39 @@ fn agents_carry_a_save_to_the_other_computer() {
         let _ = agent.wait();
     }
 }
+
+#[test]
+fn renaming_a_folder_moves_it_on_the_server_and_sends_no_content() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    let b = computer(&server, "B", &[]);
+    for i in 0..50 {
+        a.write(
+            &format!("photos/{i:02}.jpg"),
+            format!("photo {i}").as_bytes(),
+        );
+    }
+    a.write("photos/raw/big.raw", &crate::harness::noise(3, 200_000));
+    sync(&a);
+    sync(&b);
+    std::fs::rename(a.path("photos"), a.path("pictures")).expect("rename");
+    let out = sync(&a);
+    assert!(
+        out.contains("51 moved") && out.contains("sent 0 bytes"),
+        "{out}"
+    );
+    let out = sync(&b);
+    // Only the two new folders are "downloaded"; the 51 files are renamed here.
+    assert!(
+        out.contains("2 downloaded, 51 moved"),
+        "renamed here, not downloaded: {out}"
+    );
+    assert_eq!(files(&a), files(&b));
+    assert!(!b.path("photos").exists());
+    assert_eq!(read(&b, "pictures/07.jpg").as_deref(), Some("photo 7"));
+    // A renamed file is a move too, and its history shows where it came from.
+    std::fs::rename(b.path("pictures/07.jpg"), b.path("pictures/seven.jpg")).expect("rename");
+    assert!(sync(&b).contains("1 moved"));
+    assert!(sync(&a).contains("1 moved"));
+    assert_eq!(read(&a, "pictures/seven.jpg").as_deref(), Some("photo 7"));
+}
