@@ -130,6 +130,13 @@ impl Progress for TaskProgress {
                     eprintln!("failed {path}: {reason}");
                 }
             }
+            ProgressEvent::Downloaded { path, size } => {
+                self.line(&format!("downloaded {path} ({size} bytes)"));
+                self.with_status(|s| {
+                    s.recent.push_front(format!("downloaded {path}"));
+                    s.recent.truncate(20);
+                });
+            }
             ProgressEvent::Restored { path, size } => {
                 self.line(&format!("restored {path} ({size} bytes)"))
             }
@@ -172,6 +179,7 @@ fn drive_summary(name: &str, s: &DriveStats) -> String {
 async fn run_task(
     home: &Home,
     config: &Config,
+    conns: &mut HashMap<String, Arc<cairn_client::Connection>>,
     name: &str,
     confirm_deletes: bool,
     progress: Arc<dyn Progress>,
@@ -182,7 +190,14 @@ async fn run_task(
         .with_context(|| format!("no task named {name}"))?;
     let mut state = home.state()?;
     let confirmed = confirm_deletes || state.confirmed.iter().any(|t| t == name);
-    let conn = home.connection(config, &task.connection)?;
+    let conn = match conns.get(&task.connection) {
+        Some(c) => c.clone(),
+        None => {
+            let c = home.connection(config, &task.connection)?;
+            conns.insert(task.connection.clone(), c.clone());
+            c
+        }
+    };
     let remote = Arc::new(conn.remote(&task.folder));
     let mut index = LocalIndex::open(&home.index_path())?;
     let outcome = match &task.drive {
@@ -264,10 +279,21 @@ pub async fn run_once(c: RunCmd) -> Result<()> {
     }
     let status = Arc::new(Mutex::new(BTreeMap::new()));
     let mut failed = Vec::new();
+    // One session per connection: logging in costs an Argon2 verification on the server.
+    let mut conns = HashMap::new();
     for name in &names {
         let progress = Arc::new(TaskProgress::new(&home, name, status.clone(), true));
         let started = Instant::now();
-        match run_task(&home, &config, name, c.confirm_deletes, progress.clone()).await {
+        match run_task(
+            &home,
+            &config,
+            &mut conns,
+            name,
+            c.confirm_deletes,
+            progress.clone(),
+        )
+        .await
+        {
             Ok(outcome) => {
                 let line = outcome.summary;
                 progress.line(&line);
@@ -414,7 +440,8 @@ pub async fn status(task: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-pub fn log(task: Option<&str>, lines: usize) -> Result<()> {
+/// Prints the end of a task's log; with `downloads`, only the files it downloaded.
+pub fn log(task: Option<&str>, lines: usize, downloads: bool) -> Result<()> {
     let home = Home::locate()?;
     let config = home.load()?;
     let names: Vec<String> = match task {
@@ -424,7 +451,10 @@ pub fn log(task: Option<&str>, lines: usize) -> Result<()> {
     };
     for name in names {
         let text = std::fs::read_to_string(home.log_path(&name)).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
+        let all: Vec<&str> = text
+            .lines()
+            .filter(|l| !downloads || l.contains(" downloaded "))
+            .collect();
         for l in &all[all.len().saturating_sub(lines)..] {
             println!("[{name}] {l}");
         }
@@ -498,9 +528,32 @@ pub async fn agent(c: AgentCmd) -> Result<()> {
     // Short: a save here should reach the other computers within a second or two.
     let debounce = Duration::from_millis(300);
     let (remote_tx, mut remote_changes) = tokio::sync::mpsc::unbounded_channel::<String>();
+    // One identity check per connection: a copied configuration folder must not pose as the
+    // computer it was copied from.
+    let instance: String = cairn_server::auth::random_bytes(16)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut conns: HashMap<String, Arc<cairn_client::Connection>> = HashMap::new();
+    for t in config.tasks.values() {
+        if conns.contains_key(&t.connection) {
+            continue;
+        }
+        let conn = home.connection(&config, &t.connection)?;
+        match conn.claim_agent(&instance).await {
+            Ok(()) => {}
+            Err(e) if e.status() == Some(409) => {
+                let _ = std::fs::remove_file(&sock);
+                bail!("{e}");
+            }
+            // Offline at start: the journal poll checks again when the server is back.
+            Err(e) => eprintln!("warning: {e}"),
+        }
+        conns.insert(t.connection.clone(), conn);
+    }
     for (name, t) in &config.tasks {
         if t.drive.is_some() {
-            follow_journal(&home, &config, name, remote_tx.clone())?;
+            follow_journal(&config, name, &conns[&t.connection], remote_tx.clone())?;
         }
     }
     loop {
@@ -551,7 +604,7 @@ pub async fn agent(c: AgentCmd) -> Result<()> {
             last_full.insert(name.clone(), Instant::now());
             set_state(&status, name, "running");
             let progress = Arc::new(TaskProgress::new(&home, name, status.clone(), false));
-            let result = run_task(&home, &config, name, false, progress.clone()).await;
+            let result = run_task(&home, &config, &mut conns, name, false, progress.clone()).await;
             let (state, text) = match result {
                 Ok(PassOutcome {
                     waiting: Some(why), ..
@@ -576,15 +629,13 @@ pub async fn agent(c: AgentCmd) -> Result<()> {
 /// Follows a drive task's folder journal with long-polls and names the task on `tx` whenever
 /// another device changed something under its sub-folder.
 fn follow_journal(
-    home: &Home,
     config: &Config,
     name: &str,
+    conn: &Arc<cairn_client::Connection>,
     tx: tokio::sync::mpsc::UnboundedSender<String>,
 ) -> Result<()> {
     let task = &config.tasks[name];
-    let remote = home
-        .connection(config, &task.connection)?
-        .remote(&task.folder);
+    let remote = conn.remote(&task.folder);
     let prefix = task.remote_prefix(0)?;
     let me = config.device_id.clone();
     let name = name.to_string();

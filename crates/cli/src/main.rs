@@ -69,6 +69,9 @@ enum Cmd {
         /// How many lines from the end.
         #[arg(long, default_value_t = 50)]
         lines: usize,
+        /// Only the download history.
+        #[arg(long)]
+        downloads: bool,
     },
     /// Every version of a file: time, size, device.
     Versions { task: String, path: PathBuf },
@@ -115,7 +118,11 @@ fn main() {
                 cmd: TaskCmd::Set(c),
             } => drive_cmd::set(c).await,
             Cmd::Status { task } => agent::status(task.as_deref()).await,
-            Cmd::Log { task, lines } => agent::log(task.as_deref(), lines),
+            Cmd::Log {
+                task,
+                lines,
+                downloads,
+            } => agent::log(task.as_deref(), lines, downloads),
             Cmd::Versions { task, path } => explore::versions(&task, &path).await,
             Cmd::Ls(c) => explore::ls(c).await,
             Cmd::Restore(c) => explore::restore(c).await,

@@ -68,6 +68,12 @@ pub async fn connect(c: ConnectCmd) -> Result<()> {
         .with_context(|| format!("logging in to {}", conn.url))?;
     let folders = session.folders().await?;
     config.connections.insert(c.name.clone(), conn.clone());
+    // Connecting gives this computer a fresh identity: a configuration folder copied from
+    // another computer stops posing as that one.
+    config.device_id = cairn_server::auth::random_bytes(16)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     creds.passwords.insert(c.name.clone(), password);
     home.save_credentials(&creds)?;
     home.save(&config)?;

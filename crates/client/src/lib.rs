@@ -216,6 +216,9 @@ pub struct Connection {
     opts: ConnectOptions,
     token: Mutex<Option<String>>,
     server_id: Mutex<Option<String>>,
+    /// Set by a running agent: sent with journal polls so the server can tell two agents
+    /// with the same device identity apart.
+    instance: std::sync::OnceLock<String>,
 }
 
 fn describe_reqwest(url: &str, e: &reqwest::Error) -> Error {
@@ -275,6 +278,7 @@ impl Connection {
             opts,
             token: Mutex::new(None),
             server_id: Mutex::new(None),
+            instance: std::sync::OnceLock::new(),
         })
     }
 
@@ -321,11 +325,11 @@ impl Connection {
     ) -> Result<reqwest::Response> {
         for attempt in 0..2 {
             let token = self.token().await?;
-            let resp = make(&self.http)
-                .bearer_auth(&token)
-                .send()
-                .await
-                .map_err(|e| describe_reqwest(url, &e))?;
+            let mut req = make(&self.http).bearer_auth(&token);
+            if let Some(i) = self.instance.get() {
+                req = req.header("x-cairn-instance", i);
+            }
+            let resp = req.send().await.map_err(|e| describe_reqwest(url, &e))?;
             if resp.status() == reqwest::StatusCode::UNAUTHORIZED && attempt == 0 {
                 *self.token.lock().await = None;
                 continue;
@@ -353,6 +357,19 @@ impl Connection {
         let url = format!("{}{path}", self.base);
         let resp = self.send(&url, |c| c.post(&url).json(body)).await?;
         decode(&url, resp).await
+    }
+
+    /// Announces a running agent (`instance` is random per process); refused with HTTP 409
+    /// when another live agent has this device identity.
+    pub async fn claim_agent(&self, instance: &str) -> Result<()> {
+        let _ = self.instance.set(instance.to_string());
+        let _: serde_json::Value = self
+            .post_json(
+                "/api/v1/agent",
+                &serde_json::json!({ "instance": instance }),
+            )
+            .await?;
+        Ok(())
     }
 
     pub async fn folders(&self) -> Result<Vec<FolderInfo>> {

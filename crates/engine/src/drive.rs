@@ -177,6 +177,7 @@ pub async fn run(
             keep
         })
         .collect();
+    report_case_clashes(&remote_map, progress.as_ref());
     let plan = reconcile::plan_sync(&SyncInputs {
         base: &base,
         local: &local,
@@ -219,6 +220,20 @@ pub async fn run(
     let _ = fs::remove_dir(&work);
     result?;
     Ok(stats)
+}
+
+/// Names that differ only in case cannot both live on a case-insensitive computer (Windows,
+/// macOS by default): say so, once per pair, rather than let one silently shadow the other.
+fn report_case_clashes(remote: &BTreeMap<RelPath, RemoteEntry>, progress: &dyn Progress) {
+    let mut seen: std::collections::HashMap<String, &RelPath> = std::collections::HashMap::new();
+    for path in remote.keys() {
+        if let Some(other) = seen.insert(path.case_key(), path) {
+            progress.event(ProgressEvent::Skipped {
+                path: path.to_string(),
+                reason: format!("name clash: {path} and {other} differ only in case; a case-insensitive computer cannot hold both"),
+            });
+        }
+    }
 }
 
 /// Content hashes of local files: from the index when the stat is unchanged (unless the
@@ -735,7 +750,7 @@ async fn place(
                 fs::create_dir_all(parent).map_err(Error::io("creating folder", parent))?;
             }
             fs::rename(&tmp, &dest).map_err(Error::io("placing downloaded file", &dest))?;
-            ctx.progress.event(ProgressEvent::Restored {
+            ctx.progress.event(ProgressEvent::Downloaded {
                 path: path.clone(),
                 size: r.entry.size,
             });

@@ -23,6 +23,11 @@ pub enum ProgressEvent {
     Deleted {
         path: RelPath,
     },
+    /// A drive task brought a file from the server.
+    Downloaded {
+        path: RelPath,
+        size: u64,
+    },
     Restored {
         path: RelPath,
         size: u64,

@@ -47,6 +47,9 @@ pub struct AppState {
     token_ttl: Duration,
     throttle: LoginThrottle,
     heads: Mutex<HashMap<i64, watch::Sender<i64>>>,
+    /// Live agents: device -> (instance, last heard). A second instance with the same device
+    /// is a copied configuration folder posing as another computer.
+    agents: Mutex<HashMap<String, (String, std::time::Instant)>>,
     /// Test hook (`CAIRN_TEST_COMMIT_PAUSE_MS`): sleep after each change of a commit so a test can
     /// kill the server in the middle of one.
     commit_pause: Option<Duration>,
@@ -68,6 +71,7 @@ impl AppState {
             token_ttl,
             throttle: LoginThrottle::default(),
             heads: Mutex::new(HashMap::new()),
+            agents: Mutex::new(HashMap::new()),
             commit_pause,
         }))
     }
@@ -78,6 +82,28 @@ impl AppState {
             .entry(folder.id)
             .or_insert_with(|| watch::channel(folder.head.0).0)
             .subscribe()
+    }
+
+    /// Records that agent `instance` of `device` is alive; refuses a second live instance.
+    fn claim(&self, device: &DeviceId, instance: &str) -> ApiResult<()> {
+        const LIVE: Duration = Duration::from_secs(90);
+        let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        if let Some((other, seen)) = agents.get(&device.0) {
+            if other != instance && now.duration_since(*seen) < LIVE {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "another cairn agent with this device identity ({device}) is running, seen {}s ago: this \
+                         configuration folder was probably copied from another computer. Run `cairn connect` again \
+                         here to give this computer its own identity",
+                        now.duration_since(*seen).as_secs()
+                    ),
+                ));
+            }
+        }
+        agents.insert(device.0.clone(), (instance.to_string(), now));
+        Ok(())
     }
 
     fn announce(&self, folder_id: i64, head: Seq) {
@@ -92,6 +118,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/login", post(login))
         .route("/folders", get(folders))
+        .route("/agent", post(agent))
         .route("/chunks/missing", post(missing))
         .route(
             "/chunks",
@@ -319,6 +346,22 @@ async fn login(
     }))
 }
 
+#[derive(Deserialize)]
+struct AgentRequest {
+    instance: String,
+}
+
+/// An agent says it is running: refused when another live agent has the same device identity.
+async fn agent(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    body: Result<Json<AgentRequest>, JsonRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let Json(req) = body?;
+    state.claim(&caller.device, &req.instance)?;
+    Ok(Json(serde_json::json!({"ok": true})))
+}
+
 async fn folders(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -512,7 +555,14 @@ async fn journal(
     caller: Caller,
     Path(folder): Path<String>,
     Query(q): Query<JournalQuery>,
+    headers: HeaderMap,
 ) -> ApiResult<Json<JournalResponse>> {
+    if let Some(instance) = headers
+        .get("x-cairn-instance")
+        .and_then(|v| v.to_str().ok())
+    {
+        state.claim(&caller.device, instance)?;
+    }
     let folder = folder_access(&state, &caller, &folder, Access::Ro).await?;
     let after = Seq(q.after.unwrap_or(0));
     let limit = q.limit.unwrap_or(10_000).clamp(1, 100_000);

@@ -508,3 +508,147 @@ fn renaming_a_folder_moves_it_on_the_server_and_sends_no_content() {
     assert!(sync(&a).contains("1 moved"));
     assert_eq!(read(&a, "pictures/seven.jpg").as_deref(), Some("photo 7"));
 }
+
+#[test]
+fn a_copied_configuration_folder_does_not_pose_as_the_first_computer() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    let spawn = |c: &Client| {
+        c.cmd()
+            .args(["agent"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("agent")
+    };
+    let mut agent_a = spawn(&a);
+    wait_until(30, "A's agent to run", || {
+        !a.ok(&["status"]).contains("not running")
+    });
+    let c = Client::new();
+    assert!(std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&a.home)
+        .arg(&c.home)
+        .status()
+        .expect("cp")
+        .success());
+    let out = c.cairn(&["agent"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the copy must not run");
+    assert!(
+        err.contains("device identity") && err.contains("cairn connect"),
+        "{err}"
+    );
+    // Connecting again gives the copy its own identity.
+    c.connect(&server, "alice", "alice-pw");
+    c.ok(&["drive", "remove", "d"]);
+    let root = c.root.to_str().expect("utf-8").to_string();
+    c.ok(&[
+        "drive",
+        "add",
+        "d",
+        "--local",
+        &root,
+        "--connection",
+        "srv",
+        "--folder",
+        "backup",
+        "--computer",
+        "C",
+    ]);
+    let mut agent_c = spawn(&c);
+    wait_until(30, "C's agent to run", || {
+        !c.ok(&["status"]).contains("not running")
+    });
+    for agent in [&mut agent_a, &mut agent_c] {
+        let _ = agent.kill();
+        let _ = agent.wait();
+    }
+}
+
+#[test]
+fn names_differing_only_in_case_are_reported_and_downloads_are_logged() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    let b = computer(&server, "B", &[]);
+    a.write("Readme.txt", b"one");
+    a.write("README.txt", b"two");
+    sync(&a);
+    let out = b.cairn(&["run", "d", "--once"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("differ only in case"), "{err}");
+    let log = b.ok(&["log", "d", "--downloads"]);
+    assert!(
+        log.contains("downloaded Readme.txt") && log.contains("downloaded README.txt"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("name clash"),
+        "--downloads shows only downloads: {log}"
+    );
+}
+
+#[test]
+fn sixty_four_tasks_over_one_connection() {
+    let server = Server::start();
+    let c = Client::new();
+    c.connect(&server, "alice", "alice-pw");
+    for i in 0..64 {
+        let dir = c.tmp().join(format!("t{i}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("f.txt"), format!("task {i}")).expect("write");
+        let folder = format!("backup/t{i}");
+        c.ok(&[
+            "drive",
+            "add",
+            &format!("t{i}"),
+            "--local",
+            dir.to_str().expect("utf-8"),
+            "--connection",
+            "srv",
+            "--folder",
+            &folder,
+        ]);
+    }
+    // A folder inside (or around) one already synced is refused, naming the other task.
+    let inner = c.tmp().join("t3").join("inner");
+    std::fs::create_dir_all(&inner).expect("mkdir");
+    let err = c.fails(&[
+        "drive",
+        "add",
+        "x",
+        "--local",
+        inner.to_str().expect("utf-8"),
+        "--connection",
+        "srv",
+        "--folder",
+        "backup",
+    ]);
+    assert!(err.contains("already synced by task t3"), "{err}");
+    let out = c.ok(&["run", "--once"]);
+    let done = out
+        .lines()
+        .filter(|l| l.starts_with("drive t") && l.contains(" 0 failed"))
+        .count();
+    assert_eq!(done, 64, "{out}");
+    let d = Client::new();
+    d.connect(&server, "alice", "alice-pw");
+    d.ok(&[
+        "drive",
+        "add",
+        "all",
+        "--local",
+        d.root.to_str().expect("utf-8"),
+        "--connection",
+        "srv",
+        "--folder",
+        "backup",
+    ]);
+    d.ok(&["run", "all", "--once"]);
+    assert_eq!(
+        std::fs::read_to_string(d.path("t63/f.txt")).expect("read"),
+        "task 63"
+    );
+}
