@@ -388,7 +388,8 @@ pub async fn status(task: Option<&str>) -> Result<()> {
     let config = home.load()?;
     if let Some(t) = task {
         if !config.tasks.contains_key(t) {
-            bail!("no task named {t}");
+            // Not a task: a file or folder inside one.
+            return path_status(&home, &config, std::path::Path::new(t));
         }
     }
     let live = ask_agent(
@@ -416,12 +417,27 @@ pub async fn status(task: Option<&str>) -> Result<()> {
         } else {
             st.map(|s| s.state.clone()).unwrap_or_else(|| "idle".into())
         };
-        println!(
-            "{name}: {} backup to {}/{} — {state}",
-            t.locals.len(),
-            t.connection,
-            t.folder
-        );
+        match &t.drive {
+            None => println!(
+                "{name}: {} backup to {}/{} — {state}",
+                t.locals.len(),
+                t.connection,
+                t.folder
+            ),
+            Some(d) => {
+                let mode = match d.mode {
+                    cairn_engine::reconcile::Direction::TwoWay => "two-way",
+                    cairn_engine::reconcile::Direction::DownloadOnly => "download-only",
+                };
+                println!(
+                    "{name}: drive ({mode}) {} <-> {}/{}/{} — {state}",
+                    t.locals[0].display(),
+                    t.connection,
+                    t.folder,
+                    d.sub
+                );
+            }
+        }
         if let Some(s) = st {
             if let Some(r) = &s.last_result {
                 println!("  last pass: {r}");
@@ -441,6 +457,79 @@ pub async fn status(task: Option<&str>) -> Result<()> {
 }
 
 /// Prints the end of a task's log; with `downloads`, only the files it downloaded.
+/// `cairn status PATH`: synced, syncing, filtered out (by which rule), read-only, or a
+/// conflict copy.
+fn path_status(home: &Home, config: &Config, path: &std::path::Path) -> Result<()> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    };
+    let found = config.tasks.iter().find_map(|(name, t)| {
+        t.locals.iter().enumerate().find_map(|(i, root)| {
+            abs.strip_prefix(root)
+                .ok()
+                .map(|rest| (name, t, i, rest.to_path_buf()))
+        })
+    });
+    let Some((name, task, root_no, rest)) = found else {
+        bail!(
+            "{} is neither a task nor inside a task's folder",
+            path.display()
+        );
+    };
+    let text = rest
+        .to_str()
+        .with_context(|| format!("{} is not valid UTF-8", rest.display()))?;
+    let rel = cairn_model::RelPath::parse(text)?;
+    let md = std::fs::symlink_metadata(&abs).ok();
+    let kind = match &md {
+        Some(m) if m.is_dir() => cairn_model::EntryKind::Dir,
+        Some(m) if m.file_type().is_symlink() => cairn_model::EntryKind::Symlink,
+        _ => cairn_model::EntryKind::File,
+    };
+    let size = md.as_ref().map_or(0, |m| m.len());
+    let index = LocalIndex::open(&home.index_path())?;
+    let row = index.load(name, root_no as u32)?.remove(&rel);
+    let drive = task.drive.as_ref();
+    let state = if let cairn_model::FilterDecision::Exclude(rule) =
+        task.filter.check(&rel, kind, size)
+    {
+        format!("filtered out ({rule})")
+    } else if rel.name().contains("_Conflict") {
+        "conflict copy (a losing edit kept beside the file)".to_string()
+    } else {
+        match (&md, &row) {
+            (None, None) => bail!(
+                "{} does not exist and is not known to task {name}",
+                abs.display()
+            ),
+            (None, Some(_)) => "syncing (deleted here)".to_string(),
+            (Some(_), None)
+                if drive.is_some_and(|d| {
+                    d.mode == cairn_engine::reconcile::Direction::DownloadOnly
+                }) =>
+            {
+                "local only (download-only task: never uploaded)".to_string()
+            }
+            (Some(_), None) => "syncing (new here)".to_string(),
+            (Some(m), Some(r)) => {
+                let here =
+                    cairn_engine::scanner::LocalEntry::from_metadata(rel.clone(), kind, m, None);
+                let same = kind == cairn_model::EntryKind::Dir
+                    || here.same_stat(r.size, r.mtime_ns, r.ctime_ns, r.inode);
+                match (same, drive.is_some_and(|d| d.read_only)) {
+                    (true, true) => "synced, read-only".to_string(),
+                    (true, false) => "synced".to_string(),
+                    (false, _) => "syncing (changed here)".to_string(),
+                }
+            }
+        }
+    };
+    println!("{}: {state} [task {name}]", abs.display());
+    Ok(())
+}
+
 pub fn log(task: Option<&str>, lines: usize, downloads: bool) -> Result<()> {
     let home = Home::locate()?;
     let config = home.load()?;

@@ -58,6 +58,9 @@ pub struct DriveConfig {
     pub keep_conflict_copy: bool,
     #[serde(default)]
     pub consistency_check: bool,
+    /// The server folder was read-only for the user when the task was added.
+    #[serde(default)]
+    pub read_only: bool,
     /// First pass over a folder that already holds files: "merge" or "server-wins".
     #[serde(default = "merge")]
     pub on_relink: String,

@@ -250,6 +250,7 @@ async fn add(a: DriveAddCmd) -> Result<()> {
             conflict: a.conflict.into(),
             keep_conflict_copy: a.keep_conflict_copy,
             consistency_check: a.consistency_check,
+            read_only: info.access == Access::Ro,
             on_relink: match a.on_relink {
                 RelinkArg::Merge => "merge".into(),
                 RelinkArg::ServerWins => "server-wins".into(),

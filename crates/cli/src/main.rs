@@ -62,7 +62,10 @@ enum Cmd {
         confirm_deletes: bool,
     },
     /// Show the state and recent activity of tasks.
-    Status { task: Option<String> },
+    Status {
+        /// A task name, or a file or folder inside a task's folder.
+        task: Option<String>,
+    },
     /// Show a task's log.
     Log {
         task: Option<String>,

@@ -652,3 +652,51 @@ fn sixty_four_tasks_over_one_connection() {
         "task 63"
     );
 }
+
+#[test]
+fn status_of_a_path_says_synced_syncing_filtered_read_only_or_conflict() {
+    let server = Server::start();
+    let a = computer(&server, "A", &["--exclude-ext", "iso"]);
+    a.write("done.txt", b"x");
+    sync(&a);
+    a.write("fresh.txt", b"y");
+    a.write("disk.iso", b"z");
+    a.write("notes.tmp", b"t");
+    a.write("r_B_20261122_Conflict.txt", b"c");
+    let status = |rel: &str| a.ok(&["status", a.path(rel).to_str().expect("utf-8")]);
+    assert!(
+        status("done.txt").contains(": synced [task d]"),
+        "{}",
+        status("done.txt")
+    );
+    assert!(status("fresh.txt").contains("syncing (new here)"));
+    assert!(status("disk.iso").contains("filtered out (extension rule *.iso)"));
+    assert!(status("notes.tmp").contains("filtered out (default ignore list"));
+    assert!(status("r_B_20261122_Conflict.txt").contains("conflict copy"));
+    server.admin(&["user", "add", "viewer", "--password-stdin"], Some("v-pw"));
+    server.admin(
+        &["folder", "grant", "backup", "viewer", "--access", "ro"],
+        None,
+    );
+    let v = Client::new();
+    v.connect(&server, "viewer", "v-pw");
+    let root = v.root.to_str().expect("utf-8").to_string();
+    v.ok(&[
+        "drive",
+        "add",
+        "d",
+        "--local",
+        &root,
+        "--connection",
+        "srv",
+        "--folder",
+        "backup",
+        "--mode",
+        "download-only",
+    ]);
+    sync(&v);
+    let s = v.ok(&["status", v.path("done.txt").to_str().expect("utf-8")]);
+    assert!(s.contains("synced, read-only"), "{s}");
+    let t = v.ok(&["status", "d"]);
+    assert!(t.contains("d: drive (download-only)"), "{t}");
+}
