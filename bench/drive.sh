@@ -49,12 +49,18 @@ PIDS=()                       # every daemon we started
 IPT_CHAIN=CAIRN_DRIVE_BENCH
 IPT_ACTIVE=0
 
+alive() { # PID: running (a zombie that is not reaped yet does not count)
+  local st
+  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ -n $st && ${st%% *} != Z ]]
+}
+
 stop_pid() { # PID: TERM, then KILL after 10 s
   local pid=$1 i
   [[ -n $pid ]] || return 0
   kill "$pid" 2>/dev/null || return 0
   for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
+    alive "$pid" || break
     sleep 0.1
   done
   kill -9 "$pid" 2>/dev/null || true
@@ -407,7 +413,7 @@ free_port() {
 wait_port() { # PORT PID NAME LOGFILE
   local i
   for ((i = 0; i < 300; i++)); do
-    kill -0 "$2" 2>/dev/null || { tail -n 20 "$4" >&2; die "$3 exited during startup (log: $4)"; }
+    alive "$2" || { tail -n 20 "$4" >&2; die "$3 exited during startup (log: $4)"; }
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
     sleep 0.1
   done
@@ -526,7 +532,7 @@ cairn_start() {
   done
   sleep 1
   for c in 1 2; do
-    kill -0 "${PIDS[$c]}" 2>/dev/null || { tail -n 20 "$LOGS/cairn-agent-"*.log >&2; die "a cairn agent exited at startup (logs: $LOGS)"; }
+    alive "${PIDS[$c]}" || { tail -n 20 "$LOGS/cairn-agent-"*.log >&2; die "a cairn agent exited at startup (logs: $LOGS)"; }
   done
 }
 # The agents have no idle signal we can query; the measurements themselves wait
@@ -534,8 +540,8 @@ cairn_start() {
 cairn_ready() { :; }
 cairn_state() {
   local a=no b=no
-  kill -0 "${PIDS[1]}" 2>/dev/null && a=yes
-  kill -0 "${PIDS[2]}" 2>/dev/null && b=yes
+  alive "${PIDS[1]}" && a=yes
+  alive "${PIDS[2]}" && b=yes
   echo "agent A alive: $a, agent B alive: $b"
 }
 cairn_stop() {

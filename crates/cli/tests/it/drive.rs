@@ -700,3 +700,162 @@ fn status_of_a_path_says_synced_syncing_filtered_read_only_or_conflict() {
     let t = v.ok(&["status", "d"]);
     assert!(t.contains("d: drive (download-only)"), "{t}");
 }
+
+/// Every file's content in a replica, by path (the working folder left out).
+fn contents(c: &Client) -> std::collections::BTreeMap<String, String> {
+    files(c)
+        .into_iter()
+        .filter(|f| !f.ends_with('/'))
+        .filter_map(|f| read(c, &f).map(|t| (f, t)))
+        .collect()
+}
+
+/// Every content any version of any path ever had on the server.
+fn server_history(server: &Server) -> std::collections::HashSet<String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::blocking::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("client");
+    let login: serde_json::Value = http
+        .post(format!("{}/api/v1/login", server.url()))
+        .json(&serde_json::json!({"user": "alice", "password": "alice-pw"}))
+        .send()
+        .expect("login")
+        .json()
+        .expect("json");
+    let tok = login["token"].as_str().expect("token").to_string();
+    let base = format!("{}/api/v1/folders/backup", server.url());
+    let get = |what: &str, q: &[(&str, String)]| -> reqwest::blocking::Response {
+        http.get(format!("{base}/{what}"))
+            .query(q)
+            .bearer_auth(&tok)
+            .send()
+            .expect("request")
+    };
+    let tree: serde_json::Value = get("tree", &[("deleted", "true".into())])
+        .json()
+        .expect("tree");
+    let mut out = std::collections::HashSet::new();
+    for e in tree["entries"].as_array().expect("entries") {
+        let path = e["path"].as_str().expect("path").to_string();
+        let versions: serde_json::Value = get("versions", &[("path", path.clone())])
+            .json()
+            .expect("versions");
+        for v in versions["versions"].as_array().expect("versions") {
+            if v["entry"]["kind"] == "file" {
+                let seq = v["seq"].as_i64().expect("seq").to_string();
+                out.insert(
+                    get("content", &[("path", path.clone()), ("seq", seq)])
+                        .text()
+                        .expect("content"),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn random_edits_on_three_computers_converge_and_lose_no_synced_edit() {
+    let seed: u64 = std::env::var("CAIRN_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(7)
+        });
+    eprintln!("seed = {seed} (run again with CAIRN_TEST_SEED={seed})");
+    let mut state = seed | 1;
+    let mut rnd = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let server = Server::start();
+    let computers = [
+        computer(&server, "A", &[]),
+        computer(&server, "B", &[]),
+        computer(&server, "C", &[]),
+    ];
+    let names = [
+        "a.txt",
+        "b.txt",
+        "c.txt",
+        "d/e.txt",
+        "d/f.txt",
+        "g/h.txt",
+        "g/i/j.txt",
+    ];
+    let mut must_survive: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut counter = 0;
+    for round in 0..10 {
+        for (k, c) in computers.iter().enumerate() {
+            for _ in 0..rnd(4) {
+                let existing: Vec<String> = contents(c)
+                    .into_keys()
+                    .filter(|f| !f.contains("_Conflict"))
+                    .collect();
+                match rnd(5) {
+                    0..=2 => {
+                        counter += 1;
+                        let name = names[rnd(names.len() as u64) as usize];
+                        c.write(
+                            name,
+                            format!("edit {counter} by {k} in round {round}").as_bytes(),
+                        );
+                    }
+                    3 if !existing.is_empty() => {
+                        let from = &existing[rnd(existing.len() as u64) as usize];
+                        let to = names[rnd(names.len() as u64) as usize];
+                        if !c.path(to).exists() {
+                            std::fs::create_dir_all(c.path(to).parent().expect("parent"))
+                                .expect("mkdir");
+                            std::fs::rename(c.path(from), c.path(to)).expect("rename");
+                        }
+                    }
+                    4 if !existing.is_empty() => {
+                        let victim = &existing[rnd(existing.len() as u64) as usize];
+                        std::fs::remove_file(c.path(victim)).expect("rm");
+                    }
+                    _ => {}
+                }
+            }
+            // A computer that skips a round is paused or offline.
+            if rnd(3) != 0 {
+                must_survive.extend(contents(c).into_values());
+                let out = c.cairn(&["run", "d", "--once", "--confirm-deletes"]);
+                assert!(
+                    out.status.success(),
+                    "seed {seed}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+    for _ in 0..3 {
+        for c in &computers {
+            must_survive.extend(contents(c).into_values());
+            let out = c.cairn(&["run", "d", "--once", "--confirm-deletes"]);
+            assert!(
+                out.status.success(),
+                "seed {seed}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let trees: Vec<_> = computers.iter().map(contents).collect();
+    assert_eq!(trees[0], trees[1], "seed {seed}: A and B differ");
+    assert_eq!(trees[1], trees[2], "seed {seed}: B and C differ");
+    let history = server_history(&server);
+    let present: std::collections::HashSet<&String> = trees[0].values().collect();
+    for edit in &must_survive {
+        assert!(
+            present.contains(edit) || history.contains(edit),
+            "seed {seed}: the edit {edit:?} is nowhere"
+        );
+    }
+}
