@@ -462,7 +462,7 @@ net_bytes() { # PORT... -> bytes in both directions since net_zero
 
 # After a measured change, wait until the traffic settles: no bytes for 2 s,
 # but at most DRIVE_SETTLE_MAX s (a tool that polls all the time never goes
-# quiet; its background rate is measured separately, see idle_rate).
+# quiet; its background rate is measured separately, see idle_measure).
 # Sets NET_WINDOW: seconds since net_zero.
 NET_T0=0
 NET_WINDOW=0
@@ -485,12 +485,34 @@ net_settle() { # PORT...
   NET_WINDOW=$(awk -v a="$NET_T0" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }')
 }
 
-# Background traffic with nothing changing: bytes/s over DRIVE_IDLE_SECS.
-idle_rate() { # PORT... -> bytes per second
-  ((NET_OK)) || { echo ""; return; }
+# CPU time (clock ticks) used so far by the daemons of the current tool.
+cpu_ticks() {
+  local pid sum=0 f
+  for pid in "${PIDS[@]}"; do
+    f=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null) || continue
+    # fields after "comm": state is 1st, utime is 12th, stime 13th
+    set -- $f
+    sum=$((sum + ${12} + ${13}))
+  done
+  echo "$sum"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+# Background with nothing changing, over DRIVE_IDLE_SECS: sets IDLE_BPS
+# (bytes/s on the counted ports) and IDLE_CPU (% of one core, all daemons).
+IDLE_BPS=""
+IDLE_CPU=""
+idle_measure() { # PORT...
+  local c0 c1 t1
+  c0=$(cpu_ticks)
   net_zero
   sleep "$IDLE_SECS"
-  awk -v b="$(net_bytes "$@")" -v a="$NET_T0" -v t="$(now)" 'BEGIN { printf "%.0f", b / (t - a) }'
+  c1=$(cpu_ticks)
+  t1=$(now)
+  IDLE_CPU=$(awk -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v a="$NET_T0" -v b="$t1" 'BEGIN { printf "%.1f", 100 * c / hz / (b - a) }')
+  IDLE_BPS=""
+  ((NET_OK)) || return 0
+  IDLE_BPS=$(awk -v x="$(net_bytes "$@")" -v a="$NET_T0" -v b="$t1" 'BEGIN { printf "%.0f", x / (b - a) }')
 }
 
 # ------------------------------------------------------------------ tools ---
@@ -633,8 +655,9 @@ run_tool() { # TOOL
   fi
   "${tool}_ready" "$st"
   verify "$tool" "$st" "the edits"
-  R[idle_small:$tool]=$(idle_rate "${PORTS[@]}")
-  log "$tool: background traffic with $EDIT_FILES files and nothing changing: ${R[idle_small:$tool]:-?} bytes/s"
+  idle_measure "${PORTS[@]}"
+  R[idle_small:$tool]=$IDLE_BPS R[cpu_small:$tool]=$IDLE_CPU
+  log "$tool: idle with $EDIT_FILES files: ${IDLE_BPS:-?} bytes/s on the wire, daemons use ${IDLE_CPU}% of a core"
 
   # 2. initial sync of FILES small files, moved into A in one rename
   log "$tool: initial sync of $FILES files (generated outside, moved into A as big/)"
@@ -650,8 +673,9 @@ run_tool() { # TOOL
     R[init_bytes:$tool]=$(net_bytes "${PORTS[@]}")
     log "$tool: initial sync complete on B after $(fmt s "${R[init_secs:$tool]}") s; $(fmt m "${R[init_bytes:$tool]}") MiB sent in ${NET_WINDOW} s"
     verify "$tool" "$st" "the initial sync"
-    R[idle_big:$tool]=$(idle_rate "${PORTS[@]}")
-    log "$tool: background traffic with $((FILES + EDIT_FILES)) files and nothing changing: ${R[idle_big:$tool]:-?} bytes/s"
+    idle_measure "${PORTS[@]}"
+    R[idle_big:$tool]=$IDLE_BPS R[cpu_big:$tool]=$IDLE_CPU
+    log "$tool: idle with $((FILES + EDIT_FILES)) files: ${IDLE_BPS:-?} bytes/s on the wire, daemons use ${IDLE_CPU}% of a core"
   else
     note "$tool" "B did not get all $FILES files of big/ within $TREE_TIMEOUT s (state: $("${tool}_state" "$st"))"
   fi
@@ -715,9 +739,11 @@ ROWS=(
   "init_bytes|m|initial sync sent (MiB)"
   "ren_secs|s|rename folder of $FILES files (s)"
   "ren_bytes|k|rename sent (KiB)"
-  "ren_net|k|rename sent above background (KiB)"
-  "idle_small|b|background, $EDIT_FILES files idle (bytes/s)"
-  "idle_big|b|background, $((FILES + EDIT_FILES)) files idle (bytes/s)"
+  "ren_net|k|rename sent minus idle traffic (KiB)"
+  "idle_small|b|idle traffic, $EDIT_FILES files (bytes/s)"
+  "idle_big|b|idle traffic, $((FILES + EDIT_FILES)) files (bytes/s)"
+  "cpu_small|n|idle CPU, $EDIT_FILES files (% of a core)"
+  "cpu_big|n|idle CPU, $((FILES + EDIT_FILES)) files (% of a core)"
 )
 
 print_report() {
