@@ -53,6 +53,9 @@ pub struct AppState {
     /// Test hook (`CAIRN_TEST_COMMIT_PAUSE_MS`): sleep after each change of a commit so a test can
     /// kill the server in the middle of one.
     commit_pause: Option<Duration>,
+    /// Test hook (`CAIRN_TEST_FAIL_UPLOADS=N`): the next N chunk uploads answer 503, as a
+    /// server in trouble would.
+    failing_uploads: std::sync::atomic::AtomicU64,
 }
 
 impl AppState {
@@ -73,6 +76,12 @@ impl AppState {
             heads: Mutex::new(HashMap::new()),
             agents: Mutex::new(HashMap::new()),
             commit_pause,
+            failing_uploads: std::sync::atomic::AtomicU64::new(
+                std::env::var("CAIRN_TEST_FAIL_UPLOADS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            ),
         }))
     }
 
@@ -422,6 +431,20 @@ async fn upload(
     _caller: Caller,
     body: Bytes,
 ) -> ApiResult<Json<UploadResponse>> {
+    let failing = &state.failing_uploads;
+    if failing
+        .fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        )
+        .is_ok()
+    {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is in trouble (test hook)",
+        ));
+    }
     let frames = tokio::task::spawn_blocking(move || parse_frames(&body))
         .await
         .map_err(|e| ApiError::from(Error::Invalid(format!("worker failed: {e}"))))??;

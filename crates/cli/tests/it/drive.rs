@@ -859,3 +859,123 @@ fn random_edits_on_three_computers_converge_and_lose_no_synced_edit() {
         );
     }
 }
+
+#[test]
+fn uploads_failing_for_a_while_delete_nothing_local() {
+    let server = Server::start_with(&[("CAIRN_TEST_FAIL_UPLOADS", "12")]);
+    let a = computer(&server, "A", &[]);
+    let b = computer(&server, "B", &[]);
+    a.write("keep/one.txt", b"one");
+    a.write("keep/two.txt", b"two");
+    b.write("other.txt", b"from B");
+    // Each failing pass retries a few times, then gives up without touching local files.
+    let mut failures = 0;
+    while a.cairn(&["run", "d", "--once"]).status.code() != Some(0) {
+        failures += 1;
+        assert!(failures < 10, "the server never recovered");
+        assert_eq!(
+            read(&a, "keep/one.txt").as_deref(),
+            Some("one"),
+            "nothing local is deleted"
+        );
+        assert_eq!(read(&a, "keep/two.txt").as_deref(), Some("two"));
+    }
+    assert!(failures > 0, "the hook made some passes fail");
+    sync(&b);
+    sync(&a);
+    assert_eq!(files(&a), files(&b));
+    assert_eq!(read(&b, "keep/one.txt").as_deref(), Some("one"));
+    assert_eq!(read(&a, "other.txt").as_deref(), Some("from B"));
+}
+
+#[test]
+fn a_rename_on_one_computer_and_an_edit_on_the_other_keep_both() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    let b = computer(&server, "B", &[]);
+    a.write("draft.txt", b"v0");
+    sync(&a);
+    sync(&b);
+    std::fs::rename(a.path("draft.txt"), a.path("final.txt")).expect("rename");
+    b.write("draft.txt", b"edited on B");
+    sync(&a);
+    sync(&b);
+    sync(&a);
+    assert_eq!(read(&b, "final.txt").as_deref(), Some("v0"));
+    assert_eq!(
+        read(&b, "draft.txt").as_deref(),
+        Some("edited on B"),
+        "the edit survives the rename"
+    );
+    assert_eq!(files(&a), files(&b));
+}
+
+#[test]
+fn relinking_a_folder_that_already_holds_files_merges_or_lets_the_server_win() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    a.write("same.txt", b"same");
+    a.write("differs.txt", b"server copy");
+    sync(&a);
+    // B already has files: the equal one is adopted, the other is a conflict.
+    let b = Client::new();
+    b.write("same.txt", b"same");
+    b.write("differs.txt", b"local copy");
+    set_mtime(
+        &b.path("differs.txt"),
+        SystemTime::now() - Duration::from_secs(3600),
+    );
+    b.write("only-here.txt", b"mine");
+    b.connect(&server, "alice", "alice-pw");
+    let root = b.root.to_str().expect("utf-8").to_string();
+    b.ok(&[
+        "drive",
+        "add",
+        "d",
+        "--local",
+        &root,
+        "--connection",
+        "srv",
+        "--folder",
+        "backup",
+        "--computer",
+        "B",
+    ]);
+    let out = sync(&b);
+    assert!(out.contains("1 conflicts"), "{out}");
+    assert_eq!(
+        read(&b, "differs.txt").as_deref(),
+        Some("server copy"),
+        "the newer copy wins"
+    );
+    assert!(history(&b, "differs.txt").contains(&"local copy".to_string()));
+    sync(&a);
+    assert_eq!(read(&a, "only-here.txt").as_deref(), Some("mine"));
+    // server-wins: the server's copy wins whatever the clocks say; the local one stays a version.
+    let c = Client::new();
+    c.write("differs.txt", b"newest local");
+    set_mtime(
+        &c.path("differs.txt"),
+        SystemTime::now() + Duration::from_secs(3600),
+    );
+    c.connect(&server, "alice", "alice-pw");
+    let root = c.root.to_str().expect("utf-8").to_string();
+    c.ok(&[
+        "drive",
+        "add",
+        "d",
+        "--local",
+        &root,
+        "--connection",
+        "srv",
+        "--folder",
+        "backup",
+        "--computer",
+        "C",
+        "--on-relink",
+        "server-wins",
+    ]);
+    sync(&c);
+    assert_eq!(read(&c, "differs.txt").as_deref(), Some("server copy"));
+    assert!(history(&c, "differs.txt").contains(&"newest local".to_string()));
+}
