@@ -114,7 +114,7 @@ pub async fn run(
 ) -> Result<DriveStats> {
     scanner::check_root(root)?;
     let mut stats = DriveStats::default();
-    let (server_id, head) = remote.identity().await?;
+    let (server_id, head) = retrying(|| remote.identity()).await?;
     let listing = retrying(|| remote.tree(prefix, None, false)).await?;
     let remote_map: BTreeMap<RelPath, RemoteEntry> = listing
         .into_iter()
@@ -160,10 +160,19 @@ pub async fn run(
             base.len()
         )));
     }
-    let local = hash_local(root, &scan.entries, &base, opts.consistency_check).await?;
+    let (local, unreadable) =
+        hash_local(root, &scan.entries, &base, opts.consistency_check).await?;
     // What the rules leave out is neither fetched nor deleted, on either side.
     let mut excluded: BTreeSet<RelPath> = scan.excluded.iter().map(|(p, _)| p.clone()).collect();
     excluded.extend(opts.filter.excluded_dirs.iter().cloned());
+    for path in unreadable {
+        progress.event(ProgressEvent::Failed {
+            path: path.to_string(),
+            reason: "cannot be read; left alone on both sides".into(),
+        });
+        stats.failed += 1;
+        excluded.insert(path);
+    }
     let remote_map: BTreeMap<RelPath, RemoteEntry> = remote_map
         .into_iter()
         .filter(|(p, r)| {
@@ -243,7 +252,7 @@ async fn hash_local(
     entries: &[LocalEntry],
     base: &BTreeMap<RelPath, IndexRow>,
     full: bool,
-) -> Result<BTreeMap<RelPath, LocalState>> {
+) -> Result<(BTreeMap<RelPath, LocalState>, Vec<RelPath>)> {
     let mut out = BTreeMap::new();
     let mut to_hash = Vec::new();
     for e in entries {
@@ -276,19 +285,32 @@ async fn hash_local(
     let hashed = tokio::task::spawn_blocking(move || {
         to_hash
             .into_iter()
-            .filter_map(|e| {
-                let h = hash_file(&local_path(&root, &e.path))?;
-                Some(LocalState {
-                    entry: e,
-                    hash: Some(h),
-                })
+            .map(|e| {
+                let h = hash_file(&local_path(&root, &e.path));
+                (e, h)
             })
             .collect::<Vec<_>>()
     })
     .await
     .map_err(|e| Error::Refused(format!("hashing failed: {e}")))?;
-    out.extend(hashed.into_iter().map(|l| (l.entry.path.clone(), l)));
-    Ok(out)
+    let mut unreadable = Vec::new();
+    for (entry, hash) in hashed {
+        match hash {
+            Some(h) => {
+                out.insert(
+                    entry.path.clone(),
+                    LocalState {
+                        entry,
+                        hash: Some(h),
+                    },
+                );
+            }
+            // Unreadable (or vanished mid-pass): not the same as deleted, so nothing is done
+            // with this path on either side until it can be read.
+            None => unreadable.push(entry.path),
+        }
+    }
+    Ok((out, unreadable))
 }
 
 struct Ctx<'a> {
