@@ -149,6 +149,10 @@ pub async fn run(
             path: root.display().to_string(),
             reason: "the server is not the one last synced with (or was restored from an older copy): merging both sides, deleting nothing".into(),
         });
+        // The old base means nothing on this server: forget it for good, so later passes
+        // start from what this merge agrees on.
+        let stale: Vec<RelPath> = base.keys().cloned().collect();
+        index.apply(task, 0, &[], &stale)?;
         base.clear();
     }
     index.set_server(task, &server_id)?;

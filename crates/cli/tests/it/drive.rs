@@ -443,6 +443,14 @@ fn a_server_restored_from_an_older_copy_loses_nothing() {
         read(&b, "old.txt").as_deref(),
         Some("old, edited after the snapshot")
     );
+    // After the merge, deletions flow again.
+    std::fs::remove_file(a.path("new.txt")).expect("rm");
+    sync(&a);
+    sync(&b);
+    assert!(
+        !b.path("new.txt").exists(),
+        "a deletion after the merge reaches B"
+    );
 }
 
 #[test]
