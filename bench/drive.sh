@@ -667,6 +667,7 @@ run_tool() { # TOOL
   rc=0
   H initial "$STATE/stage-$tool" "$st/a" "$st/b" "$FILES" "$TREE_TIMEOUT" "$LOGS/$tool-initial.json" || rc=$?
   if ((rc == 0)); then
+    R[init_done:$tool]=$(net_bytes "${PORTS[@]}")
     R[init_secs:$tool]=$(H stats "$LOGS/$tool-initial.json" secs)
     "${tool}_ready" "$st"
     net_settle "${PORTS[@]}"
@@ -687,6 +688,7 @@ run_tool() { # TOOL
     rc=0
     H rename "$st/a" "$st/b" "$FILES" "$TREE_TIMEOUT" "$LOGS/$tool-rename.json" || rc=$?
     if ((rc == 0)); then
+      R[ren_done:$tool]=$(net_bytes "${PORTS[@]}")
       R[ren_secs:$tool]=$(H stats "$LOGS/$tool-rename.json" secs)
       "${tool}_ready" "$st"
       net_settle "${PORTS[@]}"
@@ -736,10 +738,12 @@ ROWS=(
   "timeouts|n|edits not arrived within ${EDIT_TIMEOUT} s"
   "edit_bytes|k|sent during the $EDITS edits (KiB)"
   "init_secs|s|initial sync of $FILES files (s)"
-  "init_bytes|m|initial sync sent (MiB)"
+  "init_done|m|initial sync sent until B complete (MiB)"
+  "init_bytes|m|initial sync sent until quiet (MiB)"
   "ren_secs|s|rename folder of $FILES files (s)"
-  "ren_bytes|k|rename sent (KiB)"
-  "ren_net|k|rename sent minus idle traffic (KiB)"
+  "ren_done|k|rename sent until B complete (KiB)"
+  "ren_bytes|k|rename sent until quiet (KiB)"
+  "ren_net|k|rename sent until quiet minus idle (KiB)"
   "idle_small|b|idle traffic, $EDIT_FILES files (bytes/s)"
   "idle_big|b|idle traffic, $((FILES + EDIT_FILES)) files (bytes/s)"
   "cpu_small|n|idle CPU, $EDIT_FILES files (% of a core)"
@@ -778,7 +782,8 @@ print_report() {
       "${EDIT_GAP_MS} ms between edits; nearest-rank percentiles"
     echo "- tree: $FILES files of 1-4 KiB in $(((FILES + 99) / 100)) folders, generated outside and moved into A as big/," \
       "then renamed on A with one rename(2) to big-renamed/; time until B's tree is complete (names and sizes)"
-    echo "- bytes: $( ((NET_OK)) && echo "IP bytes in both directions on lo for the cairn server port / the two syncthing sync ports (iptables), counted until the traffic had been quiet for 3 s" || echo "not measured (no iptables)")"
+    echo "- bytes: $( ((NET_OK)) && echo "IP bytes in both directions on lo for the cairn server port / the two syncthing sync ports (iptables), from the change until B was complete, and until the traffic had been quiet for 2 s (at most ${SETTLE_MAX} s more); \"minus idle\" subtracts the idle rate measured just before, times that window" || echo "not measured (no iptables)")"
+    echo "- idle: traffic and CPU (all daemons: cairn server + agents / both syncthing instances) over ${IDLE_SECS} s with nothing changing, after the edits and after the initial sync"
     echo "- syncthing: two instances, static tcp://127.0.0.1 addresses, discovery/relays/NAT/usage reporting off, folder sendreceive with fsWatcherDelayS=1, other settings default"
     echo "- cairn: one server and two agents (cairn agent) on 127.0.0.1"
     echo

@@ -615,7 +615,7 @@ pub async fn agent(c: AgentCmd) -> Result<()> {
         .collect();
     let mut last_full: HashMap<String, Instant> = HashMap::new();
     // Short: a save here should reach the other computers within a second or two.
-    let debounce = Duration::from_millis(300);
+    let debounce = Duration::from_millis(150);
     let (remote_tx, mut remote_changes) = tokio::sync::mpsc::unbounded_channel::<String>();
     // One identity check per connection: a copied configuration folder must not pose as the
     // computer it was copied from.
@@ -660,10 +660,11 @@ pub async fn agent(c: AgentCmd) -> Result<()> {
             }
             Some(task) = remote_changes.recv() => {
                 // Already settled on the server: no reason to wait.
-                dirty.insert(task, Instant::now() - debounce);
+                let now = Instant::now();
+                dirty.insert(task, now.checked_sub(debounce).unwrap_or(now));
             }
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             _ = tokio::signal::ctrl_c() => break,
         }
         config = home.load().unwrap_or(config);
