@@ -987,3 +987,34 @@ fn relinking_a_folder_that_already_holds_files_merges_or_lets_the_server_win() {
     assert_eq!(read(&c, "differs.txt").as_deref(), Some("server copy"));
     assert!(history(&c, "differs.txt").contains(&"newest local".to_string()));
 }
+
+#[test]
+fn permission_changes_travel_and_the_consistency_check_rehashes() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::start();
+    let a = computer(&server, "A", &["--consistency-check"]);
+    let b = computer(&server, "B", &[]);
+    a.write("run.sh", b"#!/bin/sh\necho hi\n");
+    sync(&a);
+    sync(&b);
+    std::fs::set_permissions(a.path("run.sh"), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    sync(&a);
+    sync(&b);
+    let mode = std::fs::metadata(b.path("run.sh"))
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755, "the exec bit reached B");
+    // A same-size rewrite with its mtime put back is still caught (ctime moved, and the
+    // consistency check re-hashes every file anyway).
+    let before = std::fs::metadata(a.path("run.sh"))
+        .expect("stat")
+        .modified()
+        .expect("mtime");
+    a.write("run.sh", b"#!/bin/sh\necho HI\n");
+    set_mtime(&a.path("run.sh"), before);
+    sync(&a);
+    sync(&b);
+    assert_eq!(read(&b, "run.sh").as_deref(), Some("#!/bin/sh\necho HI\n"));
+}
