@@ -82,6 +82,7 @@ ipt_remove() {
 }
 
 cleanup() {
+  [[ -z $HELPER_PID ]] || stop_pid "$HELPER_PID"
   stop_all
   if ((IPT_ACTIVE)); then ipt_remove; fi
 }
@@ -404,6 +405,18 @@ if __name__ == "__main__":
 PY
 }
 H() { python3 "$HELPER" "$@"; }
+# Long-running helper calls run in the background and are waited for, so that
+# a signal reaches our trap at once (bash defers traps while a foreground
+# command runs); cleanup stops the helper.
+HELPER_PID=""
+HW() {
+  local rc=0
+  python3 "$HELPER" "$@" &
+  HELPER_PID=$!
+  wait "$HELPER_PID" || rc=$?
+  HELPER_PID=""
+  return "$rc"
+}
 
 # -------------------------------------------------------------- networking ---
 free_port() {
@@ -602,11 +615,11 @@ syncthing_start() {
   wait_port "$gb" "${PIDS[1]}" "syncthing B" "$LOGS/syncthing-b.log"
   ST_SPECS=("http://127.0.0.1:$ga,$key_a,$id_b" "http://127.0.0.1:$gb,$key_b,$id_a")
   log "  syncthing A $id_a (sync port $pa, API $ga), B $id_b (sync port $pb, API $gb)"
-  H st-ready 120 "${ST_SPECS[@]}" >>"$LOGS/syncthing-setup.log" ||
+  HW st-ready 120 "${ST_SPECS[@]}" >>"$LOGS/syncthing-setup.log" ||
     die "syncthing instances did not connect (logs: $LOGS/syncthing-*.log)"
   log "  syncthing: connected, folder idle on both sides"
 }
-syncthing_ready() { H st-ready 300 "${ST_SPECS[@]}" >/dev/null || warn "syncthing did not become idle"; }
+syncthing_ready() { HW st-ready 300 "${ST_SPECS[@]}" >/dev/null || warn "syncthing did not become idle"; }
 syncthing_state() { H st-state "${ST_SPECS[@]}" 2>&1 || true; }
 syncthing_stop() { stop_all; }
 
@@ -618,10 +631,11 @@ note() { NOTE[$1]="${NOTE[$1]:-}${NOTE[$1]:+; }$2"; warn "$1: $2"; }
 
 verify() { # TOOL DIR PHASE
   local out
-  if out=$(H compare "$2/a" "$2/b" 2>&1); then
+  if HW compare "$2/a" "$2/b" >"$LOGS/compare.out" 2>&1; then
+    out=$(<"$LOGS/compare.out")
     log "  check after $3: $out"
   else
-    printf '%s\n' "$out" | sed 's/^/    /' >&2
+    sed 's/^/    /' "$LOGS/compare.out" >&2
     note "$1" "A and B differ after $3"
   fi
 }
@@ -643,7 +657,7 @@ run_tool() { # TOOL
   log "$tool: propagation, $EDITS edits of one small file on A (rotating over $EDIT_FILES files)"
   net_zero
   rc=0
-  H edits "$st/a" "$st/b" "$EDITS" "$EDIT_FILES" "$EDIT_TIMEOUT" "$EDIT_GAP_MS" "$POLL_MS" "$LOGS/$tool-edits.json" || rc=$?
+  HW edits "$st/a" "$st/b" "$EDITS" "$EDIT_FILES" "$EDIT_TIMEOUT" "$EDIT_GAP_MS" "$POLL_MS" "$LOGS/$tool-edits.json" || rc=$?
   if ((rc == 0)); then
     net_settle "${PORTS[@]}"
     R[edit_bytes:$tool]=$(net_bytes "${PORTS[@]}")
@@ -661,11 +675,11 @@ run_tool() { # TOOL
 
   # 2. initial sync of FILES small files, moved into A in one rename
   log "$tool: initial sync of $FILES files (generated outside, moved into A as big/)"
-  H gen "$STATE/stage-$tool" "$FILES"
+  HW gen "$STATE/stage-$tool" "$FILES"
   sync
   net_zero
   rc=0
-  H initial "$STATE/stage-$tool" "$st/a" "$st/b" "$FILES" "$TREE_TIMEOUT" "$LOGS/$tool-initial.json" || rc=$?
+  HW initial "$STATE/stage-$tool" "$st/a" "$st/b" "$FILES" "$TREE_TIMEOUT" "$LOGS/$tool-initial.json" || rc=$?
   if ((rc == 0)); then
     R[init_done:$tool]=$(net_bytes "${PORTS[@]}")
     R[init_secs:$tool]=$(H stats "$LOGS/$tool-initial.json" secs)
@@ -686,7 +700,7 @@ run_tool() { # TOOL
     log "$tool: mv big big-renamed on A"
     net_zero
     rc=0
-    H rename "$st/a" "$st/b" "$FILES" "$TREE_TIMEOUT" "$LOGS/$tool-rename.json" || rc=$?
+    HW rename "$st/a" "$st/b" "$FILES" "$TREE_TIMEOUT" "$LOGS/$tool-rename.json" || rc=$?
     if ((rc == 0)); then
       R[ren_done:$tool]=$(net_bytes "${PORTS[@]}")
       R[ren_secs:$tool]=$(H stats "$LOGS/$tool-rename.json" secs)

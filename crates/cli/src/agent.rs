@@ -180,6 +180,7 @@ async fn run_task(
     home: &Home,
     config: &Config,
     conns: &mut HashMap<String, Arc<cairn_client::Connection>>,
+    caches: &mut HashMap<String, Option<drive::RemoteCache>>,
     name: &str,
     confirm_deletes: bool,
     progress: Arc<dyn Progress>,
@@ -241,6 +242,7 @@ async fn run_task(
                 confirm_deletes: confirmed,
             };
             let prefix = task.remote_prefix(0)?;
+            let cache = caches.entry(name.to_string()).or_default();
             let stats = drive::run(
                 name,
                 &task.locals[0],
@@ -248,6 +250,7 @@ async fn run_task(
                 remote,
                 &mut index,
                 &opts,
+                cache,
                 progress,
             )
             .await?;
@@ -288,6 +291,7 @@ pub async fn run_once(c: RunCmd) -> Result<()> {
             &home,
             &config,
             &mut conns,
+            &mut HashMap::new(),
             name,
             c.confirm_deletes,
             progress.clone(),
@@ -614,6 +618,8 @@ pub async fn agent(c: AgentCmd) -> Result<()> {
         .map(|k| (k.clone(), Instant::now()))
         .collect();
     let mut last_full: HashMap<String, Instant> = HashMap::new();
+    // What each drive task last saw of its server folder: passes then read only the journal.
+    let mut caches: HashMap<String, Option<drive::RemoteCache>> = HashMap::new();
     // Short: a save here should reach the other computers within a second or two.
     let debounce = Duration::from_millis(150);
     let (remote_tx, mut remote_changes) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -694,7 +700,16 @@ pub async fn agent(c: AgentCmd) -> Result<()> {
             last_full.insert(name.clone(), Instant::now());
             set_state(&status, name, "running");
             let progress = Arc::new(TaskProgress::new(&home, name, status.clone(), false));
-            let result = run_task(&home, &config, &mut conns, name, false, progress.clone()).await;
+            let result = run_task(
+                &home,
+                &config,
+                &mut conns,
+                &mut caches,
+                name,
+                false,
+                progress.clone(),
+            )
+            .await;
             let (state, text) = match result {
                 Ok(PassOutcome {
                     waiting: Some(why), ..

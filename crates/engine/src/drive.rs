@@ -110,25 +110,13 @@ pub async fn run(
     remote: Arc<dyn Remote>,
     index: &mut LocalIndex,
     opts: &DriveOptions,
+    cache: &mut Option<RemoteCache>,
     progress: Arc<dyn Progress>,
 ) -> Result<DriveStats> {
     scanner::check_root(root)?;
     let mut stats = DriveStats::default();
     let (server_id, head) = retrying(|| remote.identity()).await?;
-    let listing = retrying(|| remote.tree(prefix, None, false)).await?;
-    let remote_map: BTreeMap<RelPath, RemoteEntry> = listing
-        .into_iter()
-        .filter_map(|v| {
-            let rel = v.path.strip_prefix(prefix)?;
-            (!rel.is_root()).then_some((
-                rel,
-                RemoteEntry {
-                    seq: v.seq,
-                    entry: v.entry,
-                },
-            ))
-        })
-        .collect();
+    let remote_map = remote_listing(remote.as_ref(), prefix, &server_id, head, cache).await?;
     let (scan_root, filter) = (root.to_path_buf(), opts.filter.clone());
     let scan = tokio::task::spawn_blocking(move || scanner::scan(&scan_root, &filter))
         .await
@@ -233,6 +221,77 @@ pub async fn run(
     let _ = fs::remove_dir(&work);
     result?;
     Ok(stats)
+}
+
+/// The remote tree as the last pass left it, kept by a long-running agent so the next pass
+/// reads only the journal since then instead of the whole listing.
+#[derive(Clone, Debug)]
+pub struct RemoteCache {
+    server_id: String,
+    head: Seq,
+    entries: BTreeMap<RelPath, RemoteEntry>,
+}
+
+/// The live entries under `prefix`: from the cache plus the journal since it, or (first pass,
+/// another server, a journal that went backwards) from a complete listing.
+async fn remote_listing(
+    remote: &dyn Remote,
+    prefix: &RelPath,
+    server_id: &str,
+    head: Seq,
+    cache: &mut Option<RemoteCache>,
+) -> Result<BTreeMap<RelPath, RemoteEntry>> {
+    if let Some(c) = cache
+        .as_mut()
+        .filter(|c| c.server_id == server_id && c.head <= head)
+    {
+        while c.head < head {
+            let (changes, _) = retrying(|| remote.journal(c.head, 0)).await?;
+            let Some(last) = changes.last().map(|v| v.seq) else {
+                break;
+            };
+            for v in changes {
+                let Some(rel) = v.path.strip_prefix(prefix).filter(|r| !r.is_root()) else {
+                    continue;
+                };
+                if v.entry.is_live() {
+                    c.entries.insert(
+                        rel,
+                        RemoteEntry {
+                            seq: v.seq,
+                            entry: v.entry,
+                        },
+                    );
+                } else {
+                    c.entries.remove(&rel);
+                }
+            }
+            c.head = last;
+        }
+        if c.head >= head {
+            return Ok(c.entries.clone());
+        }
+    }
+    let listing = retrying(|| remote.tree(prefix, None, false)).await?;
+    let entries: BTreeMap<RelPath, RemoteEntry> = listing
+        .into_iter()
+        .filter_map(|v| {
+            let rel = v.path.strip_prefix(prefix)?;
+            (!rel.is_root()).then_some((
+                rel,
+                RemoteEntry {
+                    seq: v.seq,
+                    entry: v.entry,
+                },
+            ))
+        })
+        .collect();
+    *cache = Some(RemoteCache {
+        server_id: server_id.to_string(),
+        head,
+        entries: entries.clone(),
+    });
+    Ok(entries)
 }
 
 /// Names that differ only in case cannot both live on a case-insensitive computer (Windows,

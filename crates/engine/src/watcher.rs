@@ -20,7 +20,12 @@ pub struct LocalWatcher {
 pub fn watch(roots: &[PathBuf]) -> Result<(LocalWatcher, mpsc::UnboundedReceiver<PathBuf>)> {
     let (tx, rx) = mpsc::unbounded_channel();
     let mut inner = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(event) = res {
+        // Opening or reading a file (the scanner lists every folder on each pass) is not a
+        // change: forwarding those would make every pass trigger the next one.
+        if let Some(event) = res
+            .ok()
+            .filter(|e| !matches!(e.kind, notify::EventKind::Access(_)))
+        {
             for p in event.paths {
                 let _ = tx.send(p);
             }

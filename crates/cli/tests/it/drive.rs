@@ -475,6 +475,22 @@ fn agents_carry_a_save_to_the_other_computer() {
     wait_until(60, "A to receive B's edit", || {
         read(&a, "live.txt").as_deref() == Some("second, from B")
     });
+    // Idle agents stay idle: no pass runs without a change (listing folders, reading files
+    // and the agents' own downloads are not changes).
+    let passes = |c: &Client| {
+        c.ok(&["log", "d", "--lines", "100000"])
+            .lines()
+            .filter(|l| l.contains("] 20") && l.contains(" drive d: "))
+            .count()
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let (a0, b0) = (passes(&a), passes(&b));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        (passes(&a), passes(&b)),
+        (a0, b0),
+        "passes ran while nothing changed"
+    );
     for agent in &mut agents {
         let _ = agent.kill();
         let _ = agent.wait();
