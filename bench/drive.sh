@@ -501,11 +501,12 @@ net_settle() { # PORT...
 # CPU time (clock ticks) used so far by the daemons of the current tool.
 cpu_ticks() {
   local pid sum=0 f
+  local -a x
   for pid in "${PIDS[@]}"; do
     f=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null) || continue
-    # fields after "comm": state is 1st, utime is 12th, stime 13th
-    set -- $f
-    sum=$((sum + ${12} + ${13}))
+    # fields after "comm": state is [0], utime [11], stime [12]
+    read -ra x <<<"$f"
+    sum=$((sum + x[11] + x[12]))
   done
   echo "$sum"
 }
