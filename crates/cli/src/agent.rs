@@ -618,6 +618,8 @@ pub async fn agent(c: AgentCmd) -> Result<()> {
         .map(|k| (k.clone(), Instant::now()))
         .collect();
     let mut last_full: HashMap<String, Instant> = HashMap::new();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
     // What each drive task last saw of its server folder: passes then read only the journal.
     let mut caches: HashMap<String, Option<drive::RemoteCache>> = HashMap::new();
     // Short: a save here should reach the other computers within a second or two.
@@ -672,6 +674,7 @@ pub async fn agent(c: AgentCmd) -> Result<()> {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
         }
         config = home.load().unwrap_or(config);
         let paused = home.state().map(|s| s.paused).unwrap_or_default();

@@ -568,6 +568,32 @@ impl Remote for HttpRemote {
         Ok(r.chunks)
     }
 
+    async fn content(&self, path: &RelPath, seq: Seq) -> EngineResult<Bytes> {
+        let url = format!("{}{}", self.conn.base, self.folder_path("content"));
+        let q = [
+            ("path", path.as_str().to_string()),
+            ("seq", seq.0.to_string()),
+        ];
+        let resp = self
+            .conn
+            .send(&url, |c| c.get(&url).query(&q))
+            .await
+            .map_err(remote_err)?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| remote_err(describe_reqwest(&url, &e)))?;
+        if !status.is_success() {
+            let temporary = status.is_server_error() && status.as_u16() != 507;
+            return Err(cairn_engine::Error::Remote {
+                message: format!("{url} ({path}): HTTP {status}"),
+                temporary,
+            });
+        }
+        Ok(body)
+    }
+
     async fn chunk(&self, id: &ChunkId) -> EngineResult<Bytes> {
         let url = format!("{}/api/v1/chunks/{id}", self.conn.base);
         let resp = self

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use cairn_model::filter::WORK_DIR_NAME;
 use cairn_model::{ContentHash, DeviceId, Entry, EntryKind, Filter, RelPath, Seq};
 use cairn_protocol::{Change, ChangeResult, ChunkSpan, MovedFrom, VersionInfo};
+use futures_util::stream::{self, StreamExt};
 
 use crate::backup::{describe, retrying, upload_files, UploadSetup};
 use crate::index::{IndexRow, LocalIndex};
@@ -25,6 +26,9 @@ use crate::remote::{Remote, RemoteEntry};
 use crate::restore::{fetch_verified, hash_file, keep_aside};
 use crate::scanner::{self, LocalEntry};
 use crate::{Error, Progress, ProgressEvent, Result};
+
+/// Moves per commit request (the server takes up to 200,000 changes in one).
+const MOVES_PER_COMMIT: usize = 100_000;
 
 /// Below this many known entries, the half-deleted guard does not apply.
 const GUARD_FLOOR: usize = 10;
@@ -504,7 +508,8 @@ async fn execute(
     }
 
     // Moves made here: the server moves the content, nothing is uploaded.
-    for batch in remote_moves.chunks(2000) {
+    // One transaction for all moves, so other computers never see half a renamed folder.
+    for batch in remote_moves.chunks(MOVES_PER_COMMIT) {
         let moves: Vec<(&RelPath, &RelPath, &LocalState, Change)> = batch
             .iter()
             .filter_map(|(from, from_base, to, to_base)| {
@@ -651,8 +656,17 @@ async fn execute(
         }
     }
     // Downloads, parents before children so folders exist when their files arrive.
+    // Folders and links first, in order (parents before children), then file contents,
+    // `transfers` at a time.
     downloads.sort_by(|a, b| a.path().cmp(b.path()));
-    for a in downloads {
+    let (contents, structure): (Vec<Action>, Vec<Action>) =
+        downloads.into_iter().partition(|a| match a {
+            Action::Download { remote, .. }
+            | Action::KeepLocalCopyThenDownload { remote, .. }
+            | Action::SaveLocalThenDownload { remote, .. } => remote.entry.kind == EntryKind::File,
+            _ => false,
+        });
+    for a in structure {
         let path = a.path().clone();
         match download(ctx, a).await {
             Ok(Some(row)) => {
@@ -663,6 +677,33 @@ async fn execute(
             Err(e) if e.is_temporary() => return Err(e),
             Err(e) => ctx.fail(stats, &path, e.to_string()),
         }
+    }
+    let mut fetched = stream::iter(contents.into_iter().map(|a| async move {
+        let path = a.path().clone();
+        (path, download(ctx, a).await)
+    }))
+    .buffer_unordered(ctx.opts.transfers.max(1));
+    let mut rows = Vec::new();
+    let mut first_temporary = None;
+    while let Some((path, result)) = fetched.next().await {
+        match result {
+            Ok(Some(row)) => {
+                stats.downloaded += 1;
+                rows.push(row);
+                if rows.len() >= 500 {
+                    index.apply(task, 0, &std::mem::take(&mut rows), &[])?;
+                }
+            }
+            Ok(None) => {}
+            Err(e) if e.is_temporary() => {
+                first_temporary.get_or_insert(e);
+            }
+            Err(e) => ctx.fail(stats, &path, e.to_string()),
+        }
+    }
+    index.apply(task, 0, &rows, &[])?;
+    if let Some(e) = first_temporary {
+        return Err(e);
     }
 
     Ok(())

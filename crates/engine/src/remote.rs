@@ -56,6 +56,9 @@ pub trait Remote: Send + Sync {
     /// The chunk list of version `seq` of `path`.
     async fn chunk_list(&self, path: &RelPath, seq: Seq) -> Result<Vec<ChunkSpan>>;
 
+    /// The whole content of version `seq` of `path` in one request (small files).
+    async fn content(&self, path: &RelPath, seq: Seq) -> Result<Bytes>;
+
     /// One chunk's bytes.
     async fn chunk(&self, id: &ChunkId) -> Result<Bytes>;
 }

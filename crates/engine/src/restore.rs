@@ -187,6 +187,9 @@ fn restore_link(
     Ok(())
 }
 
+/// Files up to this size are fetched whole, larger ones chunk by chunk.
+const WHOLE_FILE_LIMIT: u64 = 1024 * 1024;
+
 /// Fetches version `v` chunk by chunk into a new temporary file in `work`, checks every chunk
 /// and the whole content against their hashes, gives it the version's mode and mtime and
 /// fsyncs it. Returns the temporary file, ready to be renamed into place, and its size; on
@@ -200,26 +203,34 @@ pub(crate) async fn fetch_verified(
     let want = v.entry.hash.ok_or_else(|| {
         Error::remote(format!("{} version {} has no content hash", v.path, v.seq))
     })?;
-    let chunks = remote.chunk_list(&v.path, v.seq).await?;
     let tmp = work.join(format!("download-{}-{}", v.seq, crate::now_ns()));
     let result = async {
         let mut f = fs::File::create(&tmp).map_err(Error::io("creating temporary file", &tmp))?;
         let mut hasher = blake3::Hasher::new();
         let mut bytes = 0u64;
-        for c in &chunks {
-            let data = remote.chunk(&c.id).await?;
-            if cairn_model::ChunkId::of(&data) != c.id {
-                return Err(Error::remote(format!(
-                    "chunk {} of {} arrived corrupt",
-                    c.id, v.path
-                )));
-            }
-            hasher.update(&data);
-            f.write_all(&data).map_err(Error::io("writing", &tmp))?;
+        let mut write = |data: &[u8]| -> Result<()> {
+            hasher.update(data);
+            f.write_all(data).map_err(Error::io("writing", &tmp))?;
             bytes += data.len() as u64;
             progress.event(ProgressEvent::Transferred {
                 bytes: data.len() as u64,
             });
+            Ok(())
+        };
+        if v.entry.size <= WHOLE_FILE_LIMIT {
+            // One request instead of a chunk list plus a request per chunk.
+            write(&remote.content(&v.path, v.seq).await?)?;
+        } else {
+            for c in &remote.chunk_list(&v.path, v.seq).await? {
+                let data = remote.chunk(&c.id).await?;
+                if cairn_model::ChunkId::of(&data) != c.id {
+                    return Err(Error::remote(format!(
+                        "chunk {} of {} arrived corrupt",
+                        c.id, v.path
+                    )));
+                }
+                write(&data)?;
+            }
         }
         if ContentHash::from_bytes(*hasher.finalize().as_bytes()) != want {
             return Err(Error::remote(format!(
