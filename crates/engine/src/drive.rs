@@ -678,21 +678,65 @@ async fn execute(
             Err(e) => ctx.fail(stats, &path, e.to_string()),
         }
     }
-    let mut fetched = stream::iter(contents.into_iter().map(|a| async move {
+    // Plain downloads: fetch every file into the working folder, sync the file system once,
+    // then rename each into place (one syncfs instead of an fsync per file). Conflict
+    // resolutions go one by one.
+    let (plain, resolving): (Vec<Action>, Vec<Action>) =
+        contents.into_iter().partition(|a| matches!(a, Action::Download { expect, .. } if expect.as_ref().is_none_or(|e| e.kind == EntryKind::File)));
+    let mut rows = Vec::new();
+    let mut first_temporary = None;
+    let fetched: Vec<(RelPath, RemoteEntry, Option<LocalEntry>, Result<PathBuf>)> =
+        stream::iter(plain.into_iter().filter_map(|a| match a {
+            Action::Download {
+                path,
+                remote,
+                expect,
+            } => Some((path, remote, expect)),
+            _ => None,
+        }))
+        .map(|(path, remote, expect)| async move {
+            let v = ctx.version(&path, &remote);
+            let tmp = fetch_verified(
+                ctx.remote.as_ref(),
+                &v,
+                &ctx.work,
+                ctx.progress.as_ref(),
+                false,
+            )
+            .await
+            .map(|(t, _)| t);
+            (path, remote, expect, tmp)
+        })
+        .buffer_unordered(ctx.opts.transfers.max(1))
+        .collect()
+        .await;
+    if fetched.iter().any(|f| f.3.is_ok()) {
+        sync_filesystem(&ctx.work).await?;
+    }
+    for (path, remote, expect, tmp) in fetched {
+        let placed = tmp.and_then(|t| place_fetched(ctx, &path, &remote, expect.as_ref(), t));
+        match placed {
+            Ok(Some(row)) => {
+                stats.downloaded += 1;
+                rows.push(row);
+            }
+            Ok(None) => {}
+            Err(e) if e.is_temporary() => {
+                first_temporary.get_or_insert(e);
+            }
+            Err(e) => ctx.fail(stats, &path, e.to_string()),
+        }
+    }
+    let mut fetched = stream::iter(resolving.into_iter().map(|a| async move {
         let path = a.path().clone();
         (path, download(ctx, a).await)
     }))
     .buffer_unordered(ctx.opts.transfers.max(1));
-    let mut rows = Vec::new();
-    let mut first_temporary = None;
     while let Some((path, result)) = fetched.next().await {
         match result {
             Ok(Some(row)) => {
                 stats.downloaded += 1;
                 rows.push(row);
-                if rows.len() >= 500 {
-                    index.apply(task, 0, &std::mem::take(&mut rows), &[])?;
-                }
             }
             Ok(None) => {}
             Err(e) if e.is_temporary() => {
@@ -793,6 +837,21 @@ async fn download(ctx: &Ctx<'_>, action: Action) -> Result<Option<IndexRow>> {
     }
 }
 
+/// Makes everything written to the file system holding `dir` durable (one syncfs).
+async fn sync_filesystem(dir: &Path) -> Result<()> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let f = fs::File::open(&dir).map_err(Error::io("syncing", &dir))?;
+        rustix::fs::syncfs(&f).map_err(|e| Error::Io {
+            context: "syncing".into(),
+            path: dir.clone(),
+            source: e.into(),
+        })
+    })
+    .await
+    .map_err(|e| Error::Refused(format!("sync failed: {e}")))?
+}
+
 /// A local folder stands where a file or link must go: removes it when empty (its synced
 /// children were deleted earlier in the pass), or keeps it under a conflict-copy name when it
 /// still holds something. False when the path changed since the plan.
@@ -811,6 +870,33 @@ fn clear_folder(ctx: &Ctx<'_>, path: &RelPath, expect: Option<&LocalEntry>) -> R
         Ok(_) => Ok(false),
         Err(_) => Ok(true),
     }
+}
+
+/// Renames a fetched, verified (and durable) temporary file into place if the local path is
+/// still `expect`; anything newer waits for the next pass.
+fn place_fetched(
+    ctx: &Ctx<'_>,
+    path: &RelPath,
+    r: &RemoteEntry,
+    expect: Option<&LocalEntry>,
+    tmp: PathBuf,
+) -> Result<Option<IndexRow>> {
+    let dest = local_path(ctx.root, path);
+    if !unchanged(ctx.root, path, expect) {
+        let _ = fs::remove_file(&tmp);
+        return Ok(None);
+    }
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent).map_err(Error::io("creating folder", parent))?;
+    }
+    fs::rename(&tmp, &dest).map_err(Error::io("placing downloaded file", &dest))?;
+    ctx.progress.event(ProgressEvent::Downloaded {
+        path: path.clone(),
+        size: r.entry.size,
+    });
+    let now = stat_now(ctx.root, path)
+        .ok_or_else(|| Error::Refused(format!("{} vanished after download", dest.display())))?;
+    Ok(Some(index_row(&now, r.entry.hash, r.seq)))
 }
 
 /// Writes the remote state at `path` if the local path is still `expect`.
@@ -863,23 +949,10 @@ async fn place(
                 &ctx.version(path, r),
                 &ctx.work,
                 ctx.progress.as_ref(),
+                true,
             )
             .await?;
-            // Only what the plan saw may be replaced: anything newer waits for the next pass.
-            if !unchanged(ctx.root, path, expect)
-                || expect.is_some_and(|e| e.kind == EntryKind::Dir)
-            {
-                let _ = fs::remove_file(&tmp);
-                return Ok(None);
-            }
-            if let Some(parent) = dest.parent() {
-                fs::create_dir_all(parent).map_err(Error::io("creating folder", parent))?;
-            }
-            fs::rename(&tmp, &dest).map_err(Error::io("placing downloaded file", &dest))?;
-            ctx.progress.event(ProgressEvent::Downloaded {
-                path: path.clone(),
-                size: r.entry.size,
-            });
+            return place_fetched(ctx, path, r, expect, tmp);
         }
         EntryKind::Deleted => return Ok(None),
     }

@@ -192,13 +192,14 @@ const WHOLE_FILE_LIMIT: u64 = 1024 * 1024;
 
 /// Fetches version `v` chunk by chunk into a new temporary file in `work`, checks every chunk
 /// and the whole content against their hashes, gives it the version's mode and mtime and
-/// fsyncs it. Returns the temporary file, ready to be renamed into place, and its size; on
+/// fsyncs it (unless `durable` is false). Returns the temporary file, ready to be renamed into place, and its size; on
 /// error nothing is left behind.
 pub(crate) async fn fetch_verified(
     remote: &dyn Remote,
     v: &VersionInfo,
     work: &Path,
     progress: &dyn Progress,
+    durable: bool,
 ) -> Result<(PathBuf, u64)> {
     let want = v.entry.hash.ok_or_else(|| {
         Error::remote(format!("{} version {} has no content hash", v.path, v.seq))
@@ -243,7 +244,11 @@ pub(crate) async fn fetch_verified(
         let mtime = UNIX_EPOCH + Duration::from_nanos(v.entry.mtime_ns.max(0) as u64);
         f.set_modified(mtime)
             .map_err(Error::io("setting mtime", &tmp))?;
-        f.sync_all().map_err(Error::io("syncing", &tmp))?;
+        // A caller placing many files passes `durable = false` and syncs the file system
+        // once before renaming any of them into place.
+        if durable {
+            f.sync_all().map_err(Error::io("syncing", &tmp))?;
+        }
         Ok(bytes)
     }
     .await;
@@ -271,7 +276,7 @@ async fn restore_file(
     if same {
         return Ok(FileOutcome::Unchanged);
     }
-    let (tmp, bytes) = fetch_verified(remote, v, work, progress).await?;
+    let (tmp, bytes) = fetch_verified(remote, v, work, progress, true).await?;
     let placed = (|| {
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(Error::io("creating folder", parent))?;
