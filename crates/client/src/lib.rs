@@ -263,6 +263,7 @@ impl Connection {
         let mut builder = reqwest::Client::builder()
             .use_preconfigured_tls(tls_config(&opts.trust)?)
             .connect_timeout(Duration::from_secs(20))
+            .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60));
         if let Some(p) = &opts.proxy {
             let proxy =

@@ -683,8 +683,7 @@ async fn execute(
     // resolutions go one by one.
     let (plain, resolving): (Vec<Action>, Vec<Action>) =
         contents.into_iter().partition(|a| matches!(a, Action::Download { expect, .. } if expect.as_ref().is_none_or(|e| e.kind == EntryKind::File)));
-    let mut rows = Vec::new();
-    let mut first_temporary = None;
+    let mut outcomes = Downloads::default();
     let fetched: Vec<(RelPath, RemoteEntry, Option<LocalEntry>, Result<PathBuf>)> =
         stream::iter(plain.into_iter().filter_map(|a| match a {
             Action::Download {
@@ -715,17 +714,7 @@ async fn execute(
     }
     for (path, remote, expect, tmp) in fetched {
         let placed = tmp.and_then(|t| place_fetched(ctx, &path, &remote, expect.as_ref(), t));
-        match placed {
-            Ok(Some(row)) => {
-                stats.downloaded += 1;
-                rows.push(row);
-            }
-            Ok(None) => {}
-            Err(e) if e.is_temporary() => {
-                first_temporary.get_or_insert(e);
-            }
-            Err(e) => ctx.fail(stats, &path, e.to_string()),
-        }
+        outcomes.record(ctx, stats, &path, placed);
     }
     let mut fetched = stream::iter(resolving.into_iter().map(|a| async move {
         let path = a.path().clone();
@@ -733,20 +722,10 @@ async fn execute(
     }))
     .buffer_unordered(ctx.opts.transfers.max(1));
     while let Some((path, result)) = fetched.next().await {
-        match result {
-            Ok(Some(row)) => {
-                stats.downloaded += 1;
-                rows.push(row);
-            }
-            Ok(None) => {}
-            Err(e) if e.is_temporary() => {
-                first_temporary.get_or_insert(e);
-            }
-            Err(e) => ctx.fail(stats, &path, e.to_string()),
-        }
+        outcomes.record(ctx, stats, &path, result);
     }
-    index.apply(task, 0, &rows, &[])?;
-    if let Some(e) = first_temporary {
+    index.apply(task, 0, &outcomes.rows, &[])?;
+    if let Some(e) = outcomes.first_temporary {
         return Err(e);
     }
 
@@ -834,6 +813,36 @@ async fn download(ctx: &Ctx<'_>, action: Action) -> Result<Option<IndexRow>> {
             place(ctx, &path, &head, now.as_ref()).await
         }
         _ => Ok(None),
+    }
+}
+
+/// What the downloads of a pass came to: rows for the index, and the first temporary error
+/// (which ends the pass after the others are recorded; the next pass retries).
+#[derive(Default)]
+struct Downloads {
+    rows: Vec<IndexRow>,
+    first_temporary: Option<Error>,
+}
+
+impl Downloads {
+    fn record(
+        &mut self,
+        ctx: &Ctx<'_>,
+        stats: &mut DriveStats,
+        path: &RelPath,
+        result: Result<Option<IndexRow>>,
+    ) {
+        match result {
+            Ok(Some(row)) => {
+                stats.downloaded += 1;
+                self.rows.push(row);
+            }
+            Ok(None) => {}
+            Err(e) if e.is_temporary() => {
+                self.first_temporary.get_or_insert(e);
+            }
+            Err(e) => ctx.fail(stats, path, e.to_string()),
+        }
     }
 }
 
