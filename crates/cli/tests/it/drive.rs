@@ -799,7 +799,7 @@ fn random_edits_on_three_computers_converge_and_lose_no_synced_edit() {
         state ^= state << 17;
         state % n
     };
-    let server = Server::start();
+    let mut server = Server::start();
     let computers = [
         computer(&server, "A", &[]),
         computer(&server, "B", &[]),
@@ -817,6 +817,10 @@ fn random_edits_on_three_computers_converge_and_lose_no_synced_edit() {
     let mut must_survive: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut counter = 0;
     for round in 0..10 {
+        // Now and then the server goes away and comes back: every client is disconnected.
+        if rnd(5) == 0 {
+            server.restart();
+        }
         for (k, c) in computers.iter().enumerate() {
             for _ in 0..rnd(4) {
                 let existing: Vec<String> = contents(c)
