@@ -324,20 +324,22 @@ impl Connection {
         url: &str,
         make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response> {
-        for attempt in 0..2 {
+        let mut retried = false;
+        loop {
             let token = self.token().await?;
             let mut req = make(&self.http).bearer_auth(&token);
             if let Some(i) = self.instance.get() {
                 req = req.header("x-cairn-instance", i);
             }
             let resp = req.send().await.map_err(|e| describe_reqwest(url, &e))?;
-            if resp.status() == reqwest::StatusCode::UNAUTHORIZED && attempt == 0 {
+            if resp.status() == reqwest::StatusCode::UNAUTHORIZED && !retried {
+                // The token expired (or the server's key changed): log in once more.
+                retried = true;
                 *self.token.lock().await = None;
                 continue;
             }
             return Ok(resp);
         }
-        unreachable!("the loop returns on its second attempt")
     }
 
     async fn get_json<T: DeserializeOwned>(
