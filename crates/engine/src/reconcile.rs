@@ -217,7 +217,18 @@ pub fn plan_sync(i: &SyncInputs<'_>) -> SyncPlan {
                 },
                 (None, None) => Action::Forget { path: p },
             }),
-            (true, true) => Some(both_changed(i, p, local, remote)),
+            (true, true) => {
+                let a = both_changed(i, p, local, remote);
+                // The local edit won over a different server edit: still a conflict (the
+                // server's version stays in history), whatever the clocks made of it.
+                if matches!(a, Action::Upload { base: Some(_), .. })
+                    && local.is_some()
+                    && remote.is_some()
+                {
+                    plan.conflicts += 1;
+                }
+                Some(a)
+            }
         };
         if let Some(a) = action {
             match &a {
