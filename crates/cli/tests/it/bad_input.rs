@@ -382,30 +382,8 @@ fn wrong_passwords_are_refused_clearly() {
 fn expired_and_forged_tokens_are_refused() {
     let mut server = Server::start();
     server.kill();
-    let data = server.data.clone();
-    let mut cmd = std::process::Command::new(crate::harness::BIN);
-    cmd.args(["server", "run", "--data"]).arg(&data).args([
-        "--listen",
-        "127.0.0.1:0",
-        "--token-ttl",
-        "1",
-    ]);
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("server");
-    let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    let mut port = None;
-    let mut line = String::new();
-    while std::io::BufRead::read_line(&mut reader, &mut line).expect("read") > 0 {
-        if let Some(addr) = line.trim().strip_prefix("listening on https://") {
-            port = addr.rsplit(':').next().map(str::to_string);
-            break;
-        }
-        line.clear();
-    }
-    server.port = port.and_then(|p| p.parse().ok()).expect("port");
+    server.args = vec!["--token-ttl".into(), "1".into()];
+    server.spawn("127.0.0.1:0");
     let tok = token(&server, "alice", "alice-pw");
     let folders = format!("{}/api/v1/folders", server.url());
     assert!(http()
@@ -427,8 +405,6 @@ fn expired_and_forged_tokens_are_refused() {
     assert_eq!(r.status().as_u16(), 401);
     let r = http().get(&folders).send().expect("req");
     assert_eq!(r.status().as_u16(), 401);
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]

@@ -293,7 +293,7 @@ fn a_given_certificate_and_key_replace_the_self_signed_one() {
     let other = Server::start();
     let cert = other.data.join("tls/cert.pem");
     let key = other.data.join("tls/key.pem");
-    let server = Server::start();
+    let mut server = Server::start();
     let own = server.fingerprint();
     let given = other.fingerprint();
     assert_ne!(own, given);
@@ -302,27 +302,15 @@ fn a_given_certificate_and_key_replace_the_self_signed_one() {
         None,
     );
     assert_eq!(shown.trim(), given);
-    let mut child = std::process::Command::new(crate::harness::BIN)
-        .args(["server", "run", "--data"])
-        .arg(&server.data)
-        .args(["--listen", "127.0.0.1:0", "--cert"])
-        .arg(&cert)
-        .arg("--key")
-        .arg(&key)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("server");
-    let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    let mut url = String::new();
-    let mut line = String::new();
-    while std::io::BufRead::read_line(&mut reader, &mut line).expect("read") > 0 {
-        if let Some(addr) = line.trim().strip_prefix("listening on ") {
-            url = addr.to_string();
-            break;
-        }
-        line.clear();
-    }
+    server.kill();
+    server.args = vec![
+        "--cert".into(),
+        cert.display().to_string(),
+        "--key".into(),
+        key.display().to_string(),
+    ];
+    server.spawn("127.0.0.1:0");
+    let url = server.url();
     let c = Client::new();
     let out = c.cairn_stdin(
         &[
@@ -357,6 +345,4 @@ fn a_given_certificate_and_key_replace_the_self_signed_one() {
         !out.status.success(),
         "the self-signed certificate is no longer served"
     );
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -16,6 +16,8 @@ pub struct Server {
     pub child: Option<Child>,
     pub log: Arc<Mutex<Vec<String>>>,
     envs: Vec<(String, String)>,
+    /// Extra `server run` flags for the next `spawn` (`--token-ttl 1`, `--cert ...`).
+    pub args: Vec<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -36,6 +38,7 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            args: Vec::new(),
             _dir: Some(dir),
         };
         s.spawn("127.0.0.1:0");
@@ -57,6 +60,7 @@ impl Server {
         cmd.args(["server", "run", "--data"])
             .arg(&self.data)
             .args(["--listen", listen]);
+        cmd.args(&self.args);
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
