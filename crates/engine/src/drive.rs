@@ -21,7 +21,7 @@ use crate::local_root::{LocalRoot, WorkDir};
 use crate::plan::{entry_of, index_row};
 use crate::reconcile::{self, Action, ConflictPolicy, Direction, LocalState, SyncInputs};
 use crate::remote::{Remote, RemoteEntry};
-use crate::restore::{fetch_verified, hash_file, keep_aside};
+use crate::restore::{fetch_verified, hash_file, keep_aside, listed_under_non_folders};
 use crate::scanner::{self, LocalEntry};
 use crate::{Error, Progress, ProgressEvent, Result};
 
@@ -649,6 +649,29 @@ async fn execute(
     // Folders and links first, in order (parents before children), then file contents,
     // `transfers` at a time.
     downloads.sort_by(|a, b| a.path().cmp(b.path()));
+    let kinds: Vec<(RelPath, EntryKind)> = downloads
+        .iter()
+        .filter_map(|a| match a {
+            Action::Download { path, remote, .. }
+            | Action::KeepLocalCopyThenDownload { path, remote, .. }
+            | Action::SaveLocalThenDownload { path, remote, .. } => {
+                Some((path.clone(), remote.entry.kind))
+            }
+            _ => None,
+        })
+        .collect();
+    let shadowed = listed_under_non_folders(kinds.iter().map(|(p, k)| (p, *k)));
+    downloads.retain(|a| match shadowed.get(a.path()) {
+        Some(ancestor) => {
+            ctx.fail(
+                stats,
+                a.path(),
+                format!("listed under {ancestor}, which is not a folder; not written"),
+            );
+            false
+        }
+        None => true,
+    });
     let (contents, structure): (Vec<Action>, Vec<Action>) =
         downloads.into_iter().partition(|a| match a {
             Action::Download { remote, .. }
@@ -674,7 +697,7 @@ async fn execute(
     let (plain, resolving): (Vec<Action>, Vec<Action>) =
         contents.into_iter().partition(|a| matches!(a, Action::Download { expect, .. } if expect.as_ref().is_none_or(|e| e.kind == EntryKind::File)));
     let mut outcomes = Downloads::default();
-    let fetched: Vec<(RelPath, RemoteEntry, Option<LocalEntry>, Result<String>)> =
+    let mut fetched: Vec<(RelPath, RemoteEntry, Option<LocalEntry>, Result<String>)> =
         stream::iter(plain.into_iter().filter_map(|a| match a {
             Action::Download {
                 path,
@@ -699,6 +722,9 @@ async fn execute(
         .buffer_unordered(ctx.opts.transfers.max(1))
         .collect()
         .await;
+    // Placed parents before children whatever order the fetches finished in: a file listed
+    // under a file then always meets the file (and is reported), never turns it into a folder.
+    fetched.sort_by(|a, b| a.0.cmp(&b.0));
     if fetched.iter().any(|f| f.3.is_ok()) {
         ctx.work.sync_filesystem().await?;
     }

@@ -60,6 +60,15 @@ pub async fn restore(
 ) -> Result<RestoreStats> {
     let mut stats = RestoreStats::default();
     items.sort_by(|a, b| a.1.cmp(&b.1));
+    let shadowed = listed_under_non_folders(items.iter().map(|(v, d)| (d, v.entry.kind)));
+    items.retain(|(_, dest)| match shadowed.get(dest) {
+        Some(ancestor) => {
+            let why = under_non_folder_error(root, dest, ancestor);
+            stats.failed.push((root.full(dest), why));
+            false
+        }
+        None => true,
+    });
     let work = root.work_dir()?;
     let mut files = Vec::new();
     for (v, dest) in items {
@@ -120,6 +129,42 @@ pub async fn restore(
         Some(e) => Err(e),
         None => Ok(stats),
     }
+}
+
+/// The entries a listing puts under something that is not a folder (a file or a link), each
+/// with that ancestor: a broken or hostile listing. They are reported, never written, so which
+/// of the two wins never depends on the order transfers finish in.
+pub(crate) fn listed_under_non_folders<'a>(
+    entries: impl Iterator<Item = (&'a RelPath, EntryKind)> + Clone,
+) -> HashMap<RelPath, RelPath> {
+    let non_folders: std::collections::HashSet<&RelPath> = entries
+        .clone()
+        .filter(|(_, k)| !matches!(k, EntryKind::Dir | EntryKind::Deleted))
+        .map(|(p, _)| p)
+        .collect();
+    let mut out = HashMap::new();
+    if non_folders.is_empty() {
+        return out;
+    }
+    for (path, _) in entries {
+        let mut up = path.parent();
+        while let Some(a) = up.filter(|a| !a.is_root()) {
+            if non_folders.contains(&a) {
+                out.insert(path.clone(), a.clone());
+                break;
+            }
+            up = a.parent();
+        }
+    }
+    out
+}
+
+fn under_non_folder_error(root: &LocalRoot, path: &RelPath, ancestor: &RelPath) -> String {
+    format!(
+        "{}: the server lists it under {}, which is not a folder; not written",
+        root.full(path).display(),
+        root.full(ancestor).display()
+    )
 }
 
 enum FileOutcome {
@@ -322,4 +367,29 @@ async fn restore_file(
         size: bytes,
     });
     Ok(FileOutcome::Written { bytes, kept })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> RelPath {
+        RelPath::parse(s).expect("valid path")
+    }
+
+    #[test]
+    fn entries_under_a_file_or_link_are_found_whatever_the_order() {
+        let entries = [
+            (p("f/g"), EntryKind::File),
+            (p("f"), EntryKind::File),
+            (p("d"), EntryKind::Dir),
+            (p("d/x"), EntryKind::File),
+            (p("l"), EntryKind::Symlink),
+            (p("l/deep/er"), EntryKind::Dir),
+        ];
+        let found = listed_under_non_folders(entries.iter().map(|(p, k)| (p, *k)));
+        assert_eq!(found.len(), 2);
+        assert_eq!(found.get(&p("f/g")), Some(&p("f")));
+        assert_eq!(found.get(&p("l/deep/er")), Some(&p("l")));
+    }
 }

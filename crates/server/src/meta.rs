@@ -268,6 +268,8 @@ impl SqliteMeta {
                 )
                 .map_err(db(&ctx))?;
                 c.busy_timeout(Duration::from_secs(30)).map_err(db(&ctx))?;
+                c.execute_batch("PRAGMA cache_size=-32768")
+                    .map_err(db(&ctx))?;
                 c
             }
         };
@@ -1235,27 +1237,34 @@ fn check_chunks(
     spans: &[ChunkSpan],
     scope: Option<&HashMap<ChunkId, ChunkScope>>,
 ) -> Result<Option<ChangeResult>> {
-    let mut stored: HashMap<ChunkId, Option<u32>> = HashMap::new();
+    // Look each distinct id up once, in id order: neighbours share index pages.
+    let mut ids: Vec<ChunkId> = spans.iter().map(|c| c.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut stored: HashMap<ChunkId, Option<u32>> = HashMap::with_capacity(ids.len());
     let mut missing = Vec::new();
-    for c in spans {
-        let len = match stored.get(&c.id) {
-            Some(len) => *len,
-            None => {
-                let usable =
-                    scope.is_none_or(|s| matches!(s.get(&c.id), Some(ChunkScope::Usable { .. })));
-                let len = if usable {
-                    chunks::present_len(tx, &c.id)?
-                } else {
-                    None
-                };
-                if len.is_none() {
-                    missing.push(c.id);
-                }
-                stored.insert(c.id, len);
-                len
-            }
+    for id in ids {
+        let usable = scope.is_none_or(|s| matches!(s.get(&id), Some(ChunkScope::Usable { .. })));
+        let len = if usable {
+            chunks::present_len(tx, &id)?
+        } else {
+            None
         };
-        if let Some(len) = len.filter(|len| *len != c.len) {
+        if len.is_none() {
+            missing.push(id);
+        }
+        stored.insert(id, len);
+    }
+    if !missing.is_empty() {
+        return Ok(Some(ChangeResult::MissingChunks { chunks: missing }));
+    }
+    for c in spans {
+        if let Some(len) = stored
+            .get(&c.id)
+            .copied()
+            .flatten()
+            .filter(|len| *len != c.len)
+        {
             return Ok(Some(ChangeResult::Refused {
                 reason: format!(
                     "{path}: chunk {} is {len} bytes on the server, the change says {}",
@@ -1264,7 +1273,7 @@ fn check_chunks(
             }));
         }
     }
-    Ok((!missing.is_empty()).then_some(ChangeResult::MissingChunks { chunks: missing }))
+    Ok(None)
 }
 
 /// A version that gives a chunk another length than the stored chunk has.
@@ -1327,7 +1336,10 @@ fn insert_version(
                 "INSERT INTO version_chunks(version_id, idx, chunk, len) VALUES(?1, ?2, ?3, ?4)",
             )
             .map_err(db("committing"))?;
-        for (i, c) in chunks.iter().enumerate() {
+        // In chunk order: the chunk index then grows at nearby pages instead of random ones.
+        let mut order: Vec<(usize, &ChunkSpan)> = chunks.iter().enumerate().collect();
+        order.sort_unstable_by_key(|(_, c)| c.id);
+        for (i, c) in order {
             st.execute(params![version_id, i as i64, &c.id.as_bytes()[..], c.len])
                 .map_err(db("committing"))?;
         }

@@ -172,10 +172,12 @@ fn a_hostile_co_member_cannot_make_writes_leave_the_folder() {
         "backup",
         json!([
             link("esc", outside.to_str().expect("utf-8")),
-            link("up", "../..")
+            link("up", "../.."),
+            {"path": "f/sub", "base": null,
+             "entry": {"kind": "dir", "size": 0, "mtime_ns": 1, "mode": 493, "hash": null}}
         ]),
     );
-    assert!(accepted(&r, 0) && accepted(&r, 1), "{r}");
+    assert!(accepted(&r, 0) && accepted(&r, 1) && accepted(&r, 2), "{r}");
     for (path, data, mode) in [
         ("esc/pwned", &b"owned"[..], 0o644),
         ("up/pwned2", b"owned too", 0o644),
@@ -212,7 +214,7 @@ fn a_hostile_co_member_cannot_make_writes_leave_the_folder() {
     assert_eq!(mode("setuid"), 0o777, "no setuid bit from the server");
     assert_eq!(mode("locked"), 0o600, "the owner can always read and write");
     assert!(c.path("f").is_file());
-    for reported in ["esc/pwned", "up/pwned2", "f/g"] {
+    for reported in ["esc/pwned", "up/pwned2", "f/g", "f/sub"] {
         assert!(said.contains(reported), "{reported} is reported: {said}");
     }
     // The pass left no temporary behind.

@@ -50,7 +50,10 @@ impl SqliteMeta {
         ids: &[ChunkId],
     ) -> Result<HashMap<ChunkId, ChunkScope>> {
         let ctx = "checking chunk access";
-        let conn = self.reader()?;
+        let reader = self.reader()?;
+        // One read transaction for all the lookups: without it SQLite takes and drops its
+        // file lock around every statement (two fcntl calls per chunk).
+        let conn = reader.unchecked_transaction().map_err(db(ctx))?;
         // One statement per chunk: present, and proved by the user or referenced in a folder
         // they can read.
         let mut st = conn
@@ -63,11 +66,12 @@ impl SqliteMeta {
                  FROM chunks c WHERE c.id=?2 AND c.state=1",
             )
             .map_err(db(ctx))?;
-        let mut out = HashMap::with_capacity(ids.len());
-        for id in ids {
-            if out.contains_key(id) {
-                continue;
-            }
+        // Each distinct id once, in id order: neighbours share index pages.
+        let mut sorted: Vec<&ChunkId> = ids.iter().collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut out = HashMap::with_capacity(sorted.len());
+        for id in sorted {
             let row: Option<(u32, bool)> = st
                 .query_row(params![user.id, &id.as_bytes()[..]], |r| {
                     Ok((r.get(0)?, r.get(1)?))
