@@ -1,0 +1,506 @@
+//! Admission of login attempts, so that guessing passwords costs a stranger much and the server
+//! little: [`LoginGate`] decides whether an attempt may run its password verification, and
+//! [`LoginThrottle`] remembers failures.
+//!
+//! The login handler calls [`LoginGate::admit`], runs the verification with the [`Ticket`] it
+//! gets on the blocking pool, then reports [`LoginGate::failed`] or [`LoginGate::succeeded`].
+//! Invariants callers rely on:
+//! - At most `login_concurrency` Argon2id verifications run at once (~19 MiB each): the permit
+//!   travels inside the ticket into the blocking task, so a client that hangs up does not free
+//!   it while the verification still runs. Their working memory is pooled and reused, so the
+//!   server holds at most `login_concurrency` of it, whatever threads ran them.
+//! - Unknown users are verified against a real hash made at start with the same parameters, so
+//!   they cost the same time and memory as known ones.
+//! - An attempt from a user name or source address that failed recently, one that finds the
+//!   queue full, and one that waited `login_wait` in vain are answered 429 with Retry-After
+//!   before any verification work; refusing costs a hash-map lookup.
+//! - The throttle's two tables have a fixed maximum size; at the cap the entry that failed
+//!   longest ago is forgotten first.
+//!
+//! The throttle is kept in memory only and a restart forgets it: a stranger cannot restart the
+//! server, and what a restart forgives is at most [`MAX_DELAY`] per key. Sharing it between
+//! processes (a table in the metadata store) lost because every failed guess would then write.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::auth;
+use crate::limits::{Limits, SourceKey};
+use crate::Result;
+
+/// Delay after the first counted failure; each further failure doubles it up to [`MAX_DELAY`].
+pub const FIRST_DELAY: Duration = Duration::from_millis(250);
+pub const MAX_DELAY: Duration = Duration::from_secs(8);
+/// Failures an address may have before it is slowed: people behind one NAT mistype too.
+pub const FREE_FAILURES_PER_ADDRESS: u32 = 16;
+/// A key with no failure for this long starts again from nothing.
+const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+/// Retry-After of an attempt refused because every verification slot was taken.
+const BUSY_RETRY: Duration = Duration::from_secs(1);
+
+/// Why an attempt was answered 429 without verifying anything.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Every verification slot is taken and the queue is full or moved too slowly.
+    Busy { retry_after: Duration },
+    /// The user name or the source address failed recently.
+    Throttled { retry_after: Duration },
+}
+
+impl Refusal {
+    pub fn retry_after(&self) -> Duration {
+        match self {
+            Refusal::Busy { retry_after } | Refusal::Throttled { retry_after } => *retry_after,
+        }
+    }
+
+    /// Whole seconds for the Retry-After header, never 0 (a client would retry at once).
+    pub fn retry_after_secs(&self) -> u64 {
+        self.retry_after().as_secs_f64().ceil().max(1.0) as u64
+    }
+
+    pub fn message(&self) -> &'static str {
+        match self {
+            Refusal::Busy { .. } => "the server is busy with other logins; try again shortly",
+            Refusal::Throttled { .. } => {
+                "too many failed logins for this user or from this address; try again later"
+            }
+        }
+    }
+}
+
+/// Bounded, fair admission to password verification. See the module doc.
+pub struct LoginGate {
+    permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    queue: usize,
+    per_address: usize,
+    /// Attempts running or waiting, per source address; an entry lives only while it is
+    /// non-zero, so the map is never larger than the attempts in progress.
+    in_progress: Arc<Mutex<HashMap<SourceKey, usize>>>,
+    wait: Duration,
+    /// Argon2 working memory of finished verifications, for the next ones.
+    memory: Arc<Mutex<Vec<auth::HashMemory>>>,
+    dummy_hash: Arc<str>,
+    throttle: LoginThrottle,
+}
+
+/// The right to run one verification, with the memory to run it in; consumed by
+/// [`Ticket::verify`].
+pub struct Ticket {
+    _permit: OwnedSemaphorePermit,
+    _address: AddressSlot,
+    memory: Option<auth::HashMemory>,
+    pool: Arc<Mutex<Vec<auth::HashMemory>>>,
+    dummy_hash: Arc<str>,
+}
+
+impl Ticket {
+    /// Verifies `password` against `hash`, or against the dummy hash when the user is unknown
+    /// (same cost, always false). Blocking: call it on the blocking pool.
+    pub fn verify(mut self, password: &str, hash: Option<&str>) -> bool {
+        let mut memory = self.memory.take().unwrap_or_default();
+        let ok = match hash {
+            Some(h) => auth::verify_password_in(password, h, &mut memory),
+            None => {
+                auth::verify_password_in(password, &self.dummy_hash, &mut memory);
+                false
+            }
+        };
+        self.memory = Some(memory);
+        ok
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        // There are never more tickets than permits, so neither is the pool larger.
+        if let Some(m) = self.memory.take() {
+            lock(&self.pool).push(m);
+        }
+    }
+}
+
+/// One running or waiting attempt of a source address.
+struct AddressSlot {
+    map: Arc<Mutex<HashMap<SourceKey, usize>>>,
+    key: SourceKey,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Counts one waiter for as long as it lives.
+struct Waiter<'a>(&'a AtomicUsize);
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl LoginGate {
+    /// # Errors
+    /// Only if Argon2 refuses its default parameters (never in practice).
+    pub fn new(limits: &Limits) -> Result<Self> {
+        // Any password works: nobody can log in as an unknown user, the hash only has to cost
+        // what a real one costs.
+        let dummy_hash = auth::hash_password(&auth::random_password())?;
+        Ok(LoginGate {
+            permits: Arc::new(Semaphore::new(limits.login_concurrency.max(1))),
+            waiting: AtomicUsize::new(0),
+            queue: limits.login_queue,
+            per_address: limits.login_per_address.max(1),
+            in_progress: Arc::new(Mutex::new(HashMap::new())),
+            wait: limits.login_wait,
+            memory: Arc::new(Mutex::new(Vec::new())),
+            dummy_hash: dummy_hash.into(),
+            throttle: LoginThrottle::new(limits.login_throttle_entries),
+        })
+    }
+
+    /// Waits for the right to verify a password of `user` from `from`.
+    ///
+    /// # Errors
+    /// A [`Refusal`] when the name or address is throttled, the address already has
+    /// `login_per_address` attempts in progress, the queue is full, or no slot freed up within
+    /// `login_wait`.
+    pub async fn admit(&self, user: &str, from: IpAddr) -> Result<Ticket, Refusal> {
+        let source = SourceKey::of(from);
+        self.throttle.check(user, source)?;
+        let address = self.address_slot(source)?;
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => self.wait_for_permit().await?,
+        };
+        // The name or address may have failed while this attempt waited.
+        self.throttle.check(user, source)?;
+        Ok(Ticket {
+            _permit: permit,
+            _address: address,
+            memory: lock(&self.memory).pop(),
+            pool: self.memory.clone(),
+            dummy_hash: self.dummy_hash.clone(),
+        })
+    }
+
+    fn address_slot(&self, key: SourceKey) -> Result<AddressSlot, Refusal> {
+        let mut map = self.in_progress.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(key).or_insert(0);
+        if *n >= self.per_address {
+            return Err(Refusal::Busy {
+                retry_after: BUSY_RETRY,
+            });
+        }
+        *n += 1;
+        Ok(AddressSlot {
+            map: self.in_progress.clone(),
+            key,
+        })
+    }
+
+    async fn wait_for_permit(&self) -> Result<OwnedSemaphorePermit, Refusal> {
+        let busy = Refusal::Busy {
+            retry_after: BUSY_RETRY,
+        };
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(busy);
+        }
+        let _waiter = Waiter(&self.waiting);
+        match tokio::time::timeout(self.wait, self.permits.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Ok(p),
+            // Timed out, or the semaphore was closed (it never is).
+            _ => Err(busy),
+        }
+    }
+
+    pub fn failed(&self, user: &str, from: IpAddr) {
+        self.throttle.failed(user, SourceKey::of(from));
+    }
+
+    /// Clears the user name's failures; the address keeps its own, or one valid account would
+    /// let its owner reset the count between guesses at others.
+    pub fn succeeded(&self, user: &str) {
+        self.throttle.succeeded(user);
+    }
+}
+
+/// Failed logins per user name and per source address, each in a table of bounded size.
+///
+/// Each counted failure blocks its key for a delay that doubles from [`FIRST_DELAY`] up to
+/// [`MAX_DELAY`]; an address's first [`FREE_FAILURES_PER_ADDRESS`] failures are not counted.
+/// User names are stored as BLAKE3 hashes, so an entry has a fixed size whatever was sent.
+pub struct LoginThrottle {
+    names: Mutex<Table<blake3::Hash>>,
+    addresses: Mutex<Table<SourceKey>>,
+}
+
+impl LoginThrottle {
+    pub fn new(max_entries: usize) -> Self {
+        LoginThrottle {
+            names: Mutex::new(Table::new(max_entries, 0)),
+            addresses: Mutex::new(Table::new(max_entries, FREE_FAILURES_PER_ADDRESS)),
+        }
+    }
+
+    /// # Errors
+    /// [`Refusal::Throttled`] with the longer of the two remaining delays.
+    pub fn check(&self, user: &str, from: SourceKey) -> Result<(), Refusal> {
+        self.check_at(user, from, Instant::now())
+    }
+
+    fn check_at(&self, user: &str, from: SourceKey, now: Instant) -> Result<(), Refusal> {
+        let name = lock(&self.names).blocked_for(&name_key(user), now);
+        let address = lock(&self.addresses).blocked_for(&from, now);
+        match name.max(address) {
+            Some(retry_after) => Err(Refusal::Throttled { retry_after }),
+            None => Ok(()),
+        }
+    }
+
+    pub fn failed(&self, user: &str, from: SourceKey) {
+        self.failed_at(user, from, Instant::now());
+    }
+
+    fn failed_at(&self, user: &str, from: SourceKey, now: Instant) {
+        lock(&self.names).fail(name_key(user), now);
+        lock(&self.addresses).fail(from, now);
+    }
+
+    pub fn succeeded(&self, user: &str) {
+        lock(&self.names).entries.remove(&name_key(user));
+    }
+
+    /// Entries held in the two tables.
+    pub fn len(&self) -> (usize, usize) {
+        (
+            lock(&self.names).entries.len(),
+            lock(&self.addresses).entries.len(),
+        )
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn name_key(user: &str) -> blake3::Hash {
+    blake3::hash(user.as_bytes())
+}
+
+struct Failures {
+    count: u32,
+    last: Instant,
+}
+
+struct Table<K> {
+    entries: HashMap<K, Failures>,
+    max: usize,
+    free: u32,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Table<K> {
+    fn new(max: usize, free: u32) -> Self {
+        Table {
+            entries: HashMap::new(),
+            max: max.max(1),
+            free,
+        }
+    }
+
+    fn delay(&self, count: u32) -> Option<Duration> {
+        let counted = count.checked_sub(self.free).filter(|c| *c > 0)?;
+        let doubled = FIRST_DELAY.saturating_mul(1 << (counted - 1).min(16));
+        Some(doubled.min(MAX_DELAY))
+    }
+
+    fn blocked_for(&self, key: &K, now: Instant) -> Option<Duration> {
+        let f = self.entries.get(key)?;
+        let until = f.last + self.delay(f.count)?;
+        until.checked_duration_since(now).filter(|d| !d.is_zero())
+    }
+
+    fn fail(&mut self, key: K, now: Instant) {
+        if let Some(f) = self.entries.get_mut(&key) {
+            if now.duration_since(f.last) >= FORGET_AFTER {
+                f.count = 0;
+            }
+            f.count = f.count.saturating_add(1);
+            f.last = now;
+            return;
+        }
+        if self.entries.len() >= self.max {
+            self.make_room(now);
+        }
+        self.entries.insert(
+            key,
+            Failures {
+                count: 1,
+                last: now,
+            },
+        );
+    }
+
+    /// Drops forgotten entries; if that freed nothing, the tenth that failed longest ago (a
+    /// batch, so a flood of new keys costs one scan per tenth of the table, not per key).
+    fn make_room(&mut self, now: Instant) {
+        self.entries
+            .retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
+        if self.entries.len() < self.max {
+            return;
+        }
+        let mut ages: Vec<Instant> = self.entries.values().map(|f| f.last).collect();
+        let nth = (self.max / 10).max(1) - 1;
+        let (_, cutoff, _) = ages.select_nth_unstable(nth);
+        let cutoff = *cutoff;
+        self.entries.retain(|_, f| f.last > cutoff);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(last: u8) -> SourceKey {
+        SourceKey::of(IpAddr::from([192, 0, 2, last]))
+    }
+
+    #[test]
+    fn a_failed_name_is_refused_for_a_doubling_delay_until_it_succeeds() {
+        let t = LoginThrottle::new(100);
+        let now = Instant::now();
+        assert_eq!(t.check_at("bob", addr(1), now), Ok(()));
+        t.failed_at("bob", addr(1), now);
+        let first = t
+            .check_at("bob", addr(2), now)
+            .expect_err("bob is throttled");
+        assert_eq!(first.retry_after(), FIRST_DELAY);
+        assert_eq!(first.retry_after_secs(), 1, "Retry-After is never 0");
+        assert_eq!(t.check_at("bob", addr(2), now + FIRST_DELAY), Ok(()));
+        t.failed_at("bob", addr(1), now);
+        let second = t.check_at("bob", addr(2), now).expect_err("still");
+        assert_eq!(second.retry_after(), FIRST_DELAY * 2);
+        assert_eq!(
+            t.check_at("carol", addr(2), now),
+            Ok(()),
+            "other names are free"
+        );
+        t.succeeded("bob");
+        assert_eq!(t.check_at("bob", addr(2), now), Ok(()));
+    }
+
+    #[test]
+    fn an_address_is_slowed_after_its_free_failures_whatever_the_names() {
+        let t = LoginThrottle::new(100);
+        let now = Instant::now();
+        for i in 0..FREE_FAILURES_PER_ADDRESS {
+            t.failed_at(&format!("made-up-{i}"), addr(1), now);
+        }
+        assert_eq!(t.check_at("someone-new", addr(1), now), Ok(()));
+        t.failed_at("one-more", addr(1), now);
+        assert!(matches!(
+            t.check_at("someone-new", addr(1), now),
+            Err(Refusal::Throttled { .. })
+        ));
+        assert_eq!(t.check_at("someone-new", addr(2), now), Ok(()));
+    }
+
+    #[test]
+    fn a_key_is_forgotten_after_a_quiet_while() {
+        let t = LoginThrottle::new(100);
+        let now = Instant::now();
+        for _ in 0..10 {
+            t.failed_at("bob", addr(1), now);
+        }
+        let later = now + FORGET_AFTER;
+        t.failed_at("bob", addr(1), later);
+        let again = t
+            .check_at("bob", addr(1), later)
+            .expect_err("one new failure");
+        assert_eq!(again.retry_after(), FIRST_DELAY, "counting starts again");
+    }
+
+    #[test]
+    fn the_tables_stay_bounded_under_a_flood_of_made_up_names() {
+        let t = LoginThrottle::new(1000);
+        let start = Instant::now();
+        let mut now = start;
+        for i in 0..100_000u32 {
+            let [_, b, c, d] = i.to_be_bytes();
+            now = start + Duration::from_millis(u64::from(i));
+            let from = SourceKey::of(IpAddr::from([10, b, c, d]));
+            t.failed_at(&format!("stranger-{i}"), from, now);
+        }
+        let (names, addresses) = t.len();
+        assert!(names <= 1000 && addresses <= 1000, "{names} {addresses}");
+        // What failed last is kept, what failed first made room.
+        assert!(t.check_at("stranger-99999", addr(9), now).is_err());
+        assert!(t.check_at("stranger-0", addr(9), now).is_ok());
+    }
+
+    #[test]
+    fn delays_double_up_to_the_maximum() {
+        let table: Table<u8> = Table::new(10, 2);
+        assert_eq!(table.delay(1), None);
+        assert_eq!(table.delay(2), None);
+        assert_eq!(table.delay(3), Some(FIRST_DELAY));
+        assert_eq!(table.delay(4), Some(FIRST_DELAY * 2));
+        assert_eq!(table.delay(1000), Some(MAX_DELAY));
+        assert_eq!(table.delay(u32::MAX), Some(MAX_DELAY));
+    }
+
+    #[tokio::test]
+    async fn attempts_beyond_the_slots_and_queue_are_refused_busy() {
+        let limits = Limits {
+            login_concurrency: 1,
+            login_queue: 0,
+            login_per_address: 10,
+            ..Limits::default()
+        };
+        let gate = LoginGate::new(&limits).expect("gate");
+        let from = IpAddr::from([192, 0, 2, 1]);
+        let held = gate.admit("a", from).await.expect("first slot");
+        assert!(matches!(
+            gate.admit("b", from).await,
+            Err(Refusal::Busy { .. })
+        ));
+        drop(held);
+        let ticket = gate.admit("c", from).await.expect("slot freed");
+        assert!(
+            !ticket.verify("anything", None),
+            "unknown users never verify"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_address_cannot_take_every_slot() {
+        let limits = Limits {
+            login_concurrency: 4,
+            login_per_address: 1,
+            ..Limits::default()
+        };
+        let gate = LoginGate::new(&limits).expect("gate");
+        let held = gate.admit("a", IpAddr::from([192, 0, 2, 1])).await;
+        assert!(held.is_ok());
+        assert!(matches!(
+            gate.admit("b", IpAddr::from([192, 0, 2, 1])).await,
+            Err(Refusal::Busy { .. })
+        ));
+        assert!(gate.admit("b", IpAddr::from([192, 0, 2, 2])).await.is_ok());
+    }
+}
