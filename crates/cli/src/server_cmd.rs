@@ -103,7 +103,8 @@ pub struct LimitArgs {
     /// Password verifications running at once, ~19 MiB each (default: the number of CPUs).
     #[arg(long, value_name = "N")]
     login_concurrency: Option<usize>,
-    /// Login attempts that may wait for a verification; more are answered 429 at once.
+    /// Login attempts that may wait for a verification, in each of two queues (addresses without
+    /// a recent failed login go first); more are answered 429 at once.
     #[arg(long, default_value_t = Limits::default().login_queue, value_name = "N")]
     login_queue: usize,
     /// Login attempts one source address may have running or waiting at once.

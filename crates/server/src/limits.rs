@@ -30,7 +30,8 @@ pub struct Limits {
     pub max_streams: u32,
     /// Password verifications running at once (each takes ~19 MiB for Argon2id).
     pub login_concurrency: usize,
-    /// Login attempts that may wait for a verification slot; more are answered 429 at once.
+    /// Login attempts that may wait for a verification slot, in each of two queues (addresses
+    /// without a recent failure are served first); more are answered 429 at once.
     pub login_queue: usize,
     /// Login attempts one source address may have running or waiting at once.
     pub login_per_address: usize,

@@ -14,6 +14,8 @@
 //! - An attempt from a user name or source address that failed recently, one that finds the
 //!   queue full, and one that waited `login_wait` in vain are answered 429 with Retry-After
 //!   before any verification work; refusing costs a hash-map lookup.
+//! - A freed slot goes to attempts from addresses without a recent failure first, so a flood
+//!   (whose addresses fail at once) delays everyone else by at most one verification.
 //! - The throttle's two tables have a fixed maximum size; at the cap the entry that failed
 //!   longest ago is forgotten first.
 //!
@@ -21,13 +23,12 @@
 //! server, and what a restart forgives is at most [`MAX_DELAY`] per key. Sharing it between
 //! processes (a table in the metadata store) lost because every failed guess would then write.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::oneshot;
 
 use crate::auth;
 use crate::limits::{Limits, SourceKey};
@@ -76,9 +77,7 @@ impl Refusal {
 
 /// Bounded, fair admission to password verification. See the module doc.
 pub struct LoginGate {
-    permits: Arc<Semaphore>,
-    waiting: AtomicUsize,
-    queue: usize,
+    slots: Arc<Slots>,
     per_address: usize,
     /// Attempts running or waiting, per source address; an entry lives only while it is
     /// non-zero, so the map is never larger than the attempts in progress.
@@ -93,7 +92,7 @@ pub struct LoginGate {
 /// The right to run one verification, with the memory to run it in; consumed by
 /// [`Ticket::verify`].
 pub struct Ticket {
-    _permit: OwnedSemaphorePermit,
+    _slot: SlotPermit,
     _address: AddressSlot,
     memory: Option<auth::HashMemory>,
     pool: Arc<Mutex<Vec<auth::HashMemory>>>,
@@ -144,15 +143,6 @@ impl Drop for AddressSlot {
     }
 }
 
-/// Counts one waiter for as long as it lives.
-struct Waiter<'a>(&'a AtomicUsize);
-
-impl Drop for Waiter<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 impl LoginGate {
     /// # Errors
     /// Only if Argon2 refuses its default parameters (never in practice).
@@ -161,9 +151,7 @@ impl LoginGate {
         // what a real one costs.
         let dummy_hash = auth::hash_password(&auth::random_password())?;
         Ok(LoginGate {
-            permits: Arc::new(Semaphore::new(limits.login_concurrency.max(1))),
-            waiting: AtomicUsize::new(0),
-            queue: limits.login_queue,
+            slots: Slots::new(limits.login_concurrency, limits.login_queue),
             per_address: limits.login_per_address.max(1),
             in_progress: Arc::new(Mutex::new(HashMap::new())),
             wait: limits.login_wait,
@@ -183,14 +171,19 @@ impl LoginGate {
         let source = SourceKey::of(from);
         self.throttle.check(user, source)?;
         let address = self.address_slot(source)?;
-        let permit = match self.permits.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => self.wait_for_permit().await?,
-        };
+        // A flood comes from addresses that fail; everyone else goes first.
+        let first = !self.throttle.has_failed_recently(source);
+        let slot = self
+            .slots
+            .acquire(first, self.wait)
+            .await
+            .ok_or(Refusal::Busy {
+                retry_after: BUSY_RETRY,
+            })?;
         // The name or address may have failed while this attempt waited.
         self.throttle.check(user, source)?;
         Ok(Ticket {
-            _permit: permit,
+            _slot: slot,
             _address: address,
             memory: lock(&self.memory).pop(),
             pool: self.memory.clone(),
@@ -211,22 +204,6 @@ impl LoginGate {
             map: self.in_progress.clone(),
             key,
         })
-    }
-
-    async fn wait_for_permit(&self) -> Result<OwnedSemaphorePermit, Refusal> {
-        let busy = Refusal::Busy {
-            retry_after: BUSY_RETRY,
-        };
-        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
-            return Err(busy);
-        }
-        let _waiter = Waiter(&self.waiting);
-        match tokio::time::timeout(self.wait, self.permits.clone().acquire_owned()).await {
-            Ok(Ok(p)) => Ok(p),
-            // Timed out, or the semaphore was closed (it never is).
-            _ => Err(busy),
-        }
     }
 
     pub fn failed(&self, user: &str, from: IpAddr) {
@@ -286,12 +263,106 @@ impl LoginThrottle {
         lock(&self.names).entries.remove(&name_key(user));
     }
 
+    /// Whether `from` has a failure not yet forgotten.
+    pub fn has_failed_recently(&self, from: SourceKey) -> bool {
+        lock(&self.addresses)
+            .entries
+            .get(&from)
+            .is_some_and(|f| f.last.elapsed() < FORGET_AFTER)
+    }
+
     /// Entries held in the two tables.
     pub fn len(&self) -> (usize, usize) {
         (
             lock(&self.names).entries.len(),
             lock(&self.addresses).entries.len(),
         )
+    }
+}
+
+/// Verification slots with two queues: attempts from addresses without a recent failure are
+/// handed a freed slot before the others, so a flood from addresses that keep failing does not
+/// keep everyone else waiting. Each queue holds at most `queue` attempts.
+struct Slots {
+    state: Mutex<SlotState>,
+    queue: usize,
+}
+
+struct SlotState {
+    free: usize,
+    first: VecDeque<oneshot::Sender<SlotPermit>>,
+    rest: VecDeque<oneshot::Sender<SlotPermit>>,
+}
+
+/// One verification slot; dropping it hands the slot to the next waiter.
+pub struct SlotPermit {
+    slots: Option<Arc<Slots>>,
+}
+
+impl Drop for SlotPermit {
+    fn drop(&mut self) {
+        if let Some(slots) = self.slots.take() {
+            slots.release();
+        }
+    }
+}
+
+impl Slots {
+    fn new(slots: usize, queue: usize) -> Arc<Self> {
+        Arc::new(Slots {
+            state: Mutex::new(SlotState {
+                free: slots.max(1),
+                first: VecDeque::new(),
+                rest: VecDeque::new(),
+            }),
+            queue,
+        })
+    }
+
+    /// A slot, or `None` when the queue is full or `wait` passed first.
+    async fn acquire(self: &Arc<Self>, first: bool, wait: Duration) -> Option<SlotPermit> {
+        let granted = {
+            let mut st = lock(&self.state);
+            // Free slots exist only while nobody waits: release hands them to waiters first.
+            if st.free > 0 {
+                st.free -= 1;
+                return Some(SlotPermit {
+                    slots: Some(self.clone()),
+                });
+            }
+            let queue = if first { &mut st.first } else { &mut st.rest };
+            if queue.len() >= self.queue {
+                queue.retain(|tx| !tx.is_closed());
+            }
+            if queue.len() >= self.queue {
+                return None;
+            }
+            let (tx, rx) = oneshot::channel();
+            queue.push_back(tx);
+            rx
+        };
+        // On timeout the receiver is dropped, and with it any slot sent meanwhile, which
+        // releases it again.
+        tokio::time::timeout(wait, granted).await.ok()?.ok()
+    }
+
+    fn release(self: &Arc<Self>) {
+        let mut st = lock(&self.state);
+        loop {
+            let Some(tx) = st.first.pop_front().or_else(|| st.rest.pop_front()) else {
+                st.free += 1;
+                return;
+            };
+            let permit = SlotPermit {
+                slots: Some(self.clone()),
+            };
+            match tx.send(permit) {
+                Ok(()) => return,
+                // That waiter gave up; disarm the permit it did not take (its drop would
+                // release again under this lock) and try the next.
+                Err(mut unused) => unused.slots = None,
+            }
+        }
     }
 }
 
@@ -485,6 +556,49 @@ mod tests {
             !ticket.verify("anything", None),
             "unknown users never verify"
         );
+    }
+
+    #[tokio::test]
+    async fn a_freed_slot_goes_to_addresses_without_failures_first() {
+        let slots = Slots::new(1, 8);
+        let held = slots.acquire(true, MAX_DELAY).await.expect("free slot");
+        let (s1, s2) = (slots.clone(), slots.clone());
+        let failing = tokio::spawn(async move { s1.acquire(false, MAX_DELAY * 100).await });
+        let fresh = tokio::spawn(async move { s2.acquire(true, MAX_DELAY * 100).await });
+        while {
+            let st = lock(&slots.state);
+            st.first.len() + st.rest.len() < 2
+        } {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        let got = fresh
+            .await
+            .expect("task")
+            .expect("the fresh address got the slot");
+        assert_eq!(
+            lock(&slots.state).rest.len(),
+            1,
+            "the failing one still waits"
+        );
+        drop(got);
+        assert!(
+            failing.await.expect("task").is_some(),
+            "then the failing one"
+        );
+        assert_eq!(lock(&slots.state).free, 1);
+    }
+
+    #[tokio::test]
+    async fn a_slot_sent_to_a_waiter_that_gave_up_is_not_lost() {
+        let slots = Slots::new(1, 8);
+        let held = slots.acquire(true, MAX_DELAY).await.expect("free slot");
+        let (tx, rx) = oneshot::channel();
+        lock(&slots.state).first.push_back(tx);
+        drop(rx);
+        drop(held);
+        assert_eq!(lock(&slots.state).free, 1);
+        assert!(slots.acquire(false, MAX_DELAY).await.is_some());
     }
 
     #[tokio::test]

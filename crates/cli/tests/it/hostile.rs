@@ -80,14 +80,13 @@ fn tls(server: &Server) -> Tls {
 }
 
 fn try_tls(server: &Server) -> std::io::Result<Tls> {
-    let mut config = ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("TLS versions")
-    .dangerous()
-    .with_custom_certificate_verifier(Arc::new(AnyCert))
-    .with_no_client_auth();
+    let mut config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCert))
+            .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let name = ServerName::try_from("localhost").expect("name");
     let conn = ClientConnection::new(Arc::new(config), name).expect("TLS client");
@@ -216,7 +215,10 @@ fn stalled_and_trickling_request_bodies_are_cut_off() {
     // A byte every 0.2 s never stalls for the 1 s body timeout, but 5 bytes a second is
     // under the 1000 the server asks for once the body has had its first second.
     for i in 0..100_000 {
-        if trickle.write_all(b" ").and_then(|()| trickle.flush()).is_err()
+        if trickle
+            .write_all(b" ")
+            .and_then(|()| trickle.flush())
+            .is_err()
             || is_closed(&mut trickle, Duration::from_millis(200))
         {
             assert!(i < 50_000, "cut off only after {i} bytes");
