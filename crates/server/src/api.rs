@@ -348,7 +348,7 @@ async fn login(
         )
         .into_response());
     }
-    state.login.succeeded(&req.user);
+    state.login.succeeded(&req.user, peer.ip());
     let expires_ns = now_ns().saturating_add(state.token_ttl.as_nanos() as i64);
     let token = state.tokens.issue(&auth::Claims {
         user_id: user.id,

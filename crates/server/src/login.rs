@@ -14,8 +14,10 @@
 //! - An attempt from a user name or source address that failed recently, one that finds the
 //!   queue full, and one that waited `login_wait` in vain are answered 429 with Retry-After
 //!   before any verification work; refusing costs a hash-map lookup.
-//! - A freed slot goes to attempts from addresses without a recent failure first, so a flood
-//!   (whose addresses fail at once) delays everyone else by at most one verification.
+//! - A freed slot goes first to addresses where someone logged in recently and nothing failed
+//!   since, then to addresses with no recent failure and no other attempt in progress, then to
+//!   the rest ([`Priority`]). A flood's addresses fail at once and fall to the last queue, so
+//!   a user at a familiar address waits for at most the verifications already running.
 //! - The throttle's two tables have a fixed maximum size; at the cap the entry that failed
 //!   longest ago is forgotten first.
 //!
@@ -41,6 +43,8 @@ pub const MAX_DELAY: Duration = Duration::from_secs(8);
 pub const FREE_FAILURES_PER_ADDRESS: u32 = 16;
 /// A key with no failure for this long starts again from nothing.
 const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+/// A successful login makes its address [`Priority::Known`] for this long.
+const KNOWN_FOR: Duration = Duration::from_secs(24 * 3600);
 /// Retry-After of an attempt refused because every verification slot was taken.
 const BUSY_RETRY: Duration = Duration::from_secs(1);
 
@@ -170,12 +174,15 @@ impl LoginGate {
     pub async fn admit(&self, user: &str, from: IpAddr) -> Result<Ticket, Refusal> {
         let source = SourceKey::of(from);
         self.throttle.check(user, source)?;
-        let address = self.address_slot(source)?;
-        // A flood comes from addresses that fail; everyone else goes first.
-        let first = !self.throttle.has_failed_recently(source);
+        let (address, alone) = self.address_slot(source)?;
+        let mut priority = self.throttle.priority(source, Instant::now());
+        if priority == Priority::Fresh && !alone {
+            // One attempt per fresh address jumps the failing ones, not a burst of them.
+            priority = Priority::Failing;
+        }
         let slot = self
             .slots
-            .acquire(first, self.wait)
+            .acquire(priority, self.wait)
             .await
             .ok_or(Refusal::Busy {
                 retry_after: BUSY_RETRY,
@@ -191,7 +198,8 @@ impl LoginGate {
         })
     }
 
-    fn address_slot(&self, key: SourceKey) -> Result<AddressSlot, Refusal> {
+    /// Counts one more attempt of `key`; true if it is the address's only one.
+    fn address_slot(&self, key: SourceKey) -> Result<(AddressSlot, bool), Refusal> {
         let mut map = self.in_progress.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(key).or_insert(0);
         if *n >= self.per_address {
@@ -200,24 +208,37 @@ impl LoginGate {
             });
         }
         *n += 1;
-        Ok(AddressSlot {
+        let slot = AddressSlot {
             map: self.in_progress.clone(),
             key,
-        })
+        };
+        Ok((slot, *n == 1))
     }
 
     pub fn failed(&self, user: &str, from: IpAddr) {
         self.throttle.failed(user, SourceKey::of(from));
     }
 
-    /// Clears the user name's failures; the address keeps its own, or one valid account would
-    /// let its owner reset the count between guesses at others.
-    pub fn succeeded(&self, user: &str) {
-        self.throttle.succeeded(user);
+    /// Clears the user name's failures and makes the address known; the address keeps its
+    /// failures, or one valid account would let its owner reset the count between guesses at
+    /// others.
+    pub fn succeeded(&self, user: &str, from: IpAddr) {
+        self.throttle.succeeded(user, SourceKey::of(from));
     }
 }
 
-/// Failed logins per user name and per source address, each in a table of bounded size.
+/// Which queue an attempt waits in, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Priority {
+    /// Someone logged in from this address within [`KNOWN_FOR`], and nothing failed since.
+    Known = 0,
+    /// No failure from this address within [`FORGET_AFTER`].
+    Fresh = 1,
+    Failing = 2,
+}
+
+/// Failed logins per user name and per source address, and successful ones per address, each
+/// in a table of bounded size.
 ///
 /// Each counted failure blocks its key for a delay that doubles from [`FIRST_DELAY`] up to
 /// [`MAX_DELAY`]; an address's first [`FREE_FAILURES_PER_ADDRESS`] failures are not counted.
@@ -225,13 +246,19 @@ impl LoginGate {
 pub struct LoginThrottle {
     names: Mutex<Table<blake3::Hash>>,
     addresses: Mutex<Table<SourceKey>>,
+    known: Mutex<Table<SourceKey>>,
 }
 
 impl LoginThrottle {
     pub fn new(max_entries: usize) -> Self {
         LoginThrottle {
-            names: Mutex::new(Table::new(max_entries, 0)),
-            addresses: Mutex::new(Table::new(max_entries, FREE_FAILURES_PER_ADDRESS)),
+            names: Mutex::new(Table::new(max_entries, 0, FORGET_AFTER)),
+            addresses: Mutex::new(Table::new(
+                max_entries,
+                FREE_FAILURES_PER_ADDRESS,
+                FORGET_AFTER,
+            )),
+            known: Mutex::new(Table::new(max_entries, 0, KNOWN_FOR)),
         }
     }
 
@@ -255,34 +282,42 @@ impl LoginThrottle {
     }
 
     fn failed_at(&self, user: &str, from: SourceKey, now: Instant) {
-        lock(&self.names).fail(name_key(user), now);
-        lock(&self.addresses).fail(from, now);
+        lock(&self.names).record(name_key(user), now);
+        lock(&self.addresses).record(from, now);
     }
 
-    pub fn succeeded(&self, user: &str) {
+    pub fn succeeded(&self, user: &str, from: SourceKey) {
+        self.succeeded_at(user, from, Instant::now());
+    }
+
+    fn succeeded_at(&self, user: &str, from: SourceKey, now: Instant) {
         lock(&self.names).entries.remove(&name_key(user));
+        lock(&self.known).record(from, now);
     }
 
-    /// Whether `from` has a failure not yet forgotten.
-    pub fn has_failed_recently(&self, from: SourceKey) -> bool {
-        lock(&self.addresses)
-            .entries
-            .get(&from)
-            .is_some_and(|f| f.last.elapsed() < FORGET_AFTER)
+    pub fn priority(&self, from: SourceKey, now: Instant) -> Priority {
+        let failed = lock(&self.addresses).last(&from, now);
+        let succeeded = lock(&self.known).last(&from, now);
+        match (succeeded, failed) {
+            (Some(s), f) if f.is_none_or(|f| f < s) => Priority::Known,
+            (_, None) => Priority::Fresh,
+            _ => Priority::Failing,
+        }
     }
 
-    /// Entries held in the two tables.
-    pub fn len(&self) -> (usize, usize) {
+    /// Entries held in the tables of names, failing addresses and known addresses.
+    pub fn len(&self) -> (usize, usize, usize) {
         (
             lock(&self.names).entries.len(),
             lock(&self.addresses).entries.len(),
+            lock(&self.known).entries.len(),
         )
     }
 }
 
-/// Verification slots with two queues: attempts from addresses without a recent failure are
-/// handed a freed slot before the others, so a flood from addresses that keep failing does not
-/// keep everyone else waiting. Each queue holds at most `queue` attempts.
+/// Verification slots with a queue per [`Priority`]: a freed slot goes to the best non-empty
+/// queue, so a flood from addresses that keep failing does not keep everyone else waiting.
+/// Each queue holds at most `queue` attempts.
 struct Slots {
     state: Mutex<SlotState>,
     queue: usize,
@@ -290,8 +325,7 @@ struct Slots {
 
 struct SlotState {
     free: usize,
-    first: VecDeque<oneshot::Sender<SlotPermit>>,
-    rest: VecDeque<oneshot::Sender<SlotPermit>>,
+    queues: [VecDeque<oneshot::Sender<SlotPermit>>; 3],
 }
 
 /// One verification slot; dropping it hands the slot to the next waiter.
@@ -312,15 +346,14 @@ impl Slots {
         Arc::new(Slots {
             state: Mutex::new(SlotState {
                 free: slots.max(1),
-                first: VecDeque::new(),
-                rest: VecDeque::new(),
+                queues: Default::default(),
             }),
             queue,
         })
     }
 
     /// A slot, or `None` when the queue is full or `wait` passed first.
-    async fn acquire(self: &Arc<Self>, first: bool, wait: Duration) -> Option<SlotPermit> {
+    async fn acquire(self: &Arc<Self>, priority: Priority, wait: Duration) -> Option<SlotPermit> {
         let granted = {
             let mut st = lock(&self.state);
             // Free slots exist only while nobody waits: release hands them to waiters first.
@@ -330,7 +363,7 @@ impl Slots {
                     slots: Some(self.clone()),
                 });
             }
-            let queue = if first { &mut st.first } else { &mut st.rest };
+            let queue = &mut st.queues[priority as usize];
             if queue.len() >= self.queue {
                 queue.retain(|tx| !tx.is_closed());
             }
@@ -349,7 +382,7 @@ impl Slots {
     fn release(self: &Arc<Self>) {
         let mut st = lock(&self.state);
         loop {
-            let Some(tx) = st.first.pop_front().or_else(|| st.rest.pop_front()) else {
+            let Some(tx) = st.queues.iter_mut().find_map(VecDeque::pop_front) else {
                 st.free += 1;
                 return;
             };
@@ -379,19 +412,29 @@ struct Failures {
     last: Instant,
 }
 
+/// Events (failures, or successes) per key, with their count and latest time.
 struct Table<K> {
     entries: HashMap<K, Failures>,
     max: usize,
     free: u32,
+    /// A key with no event for this long is as good as absent.
+    forget_after: Duration,
 }
 
 impl<K: std::hash::Hash + Eq + Clone> Table<K> {
-    fn new(max: usize, free: u32) -> Self {
+    fn new(max: usize, free: u32, forget_after: Duration) -> Self {
         Table {
             entries: HashMap::new(),
             max: max.max(1),
             free,
+            forget_after,
         }
+    }
+
+    /// The time of `key`'s latest event, unless it is forgotten.
+    fn last(&self, key: &K, now: Instant) -> Option<Instant> {
+        let f = self.entries.get(key)?;
+        (now.saturating_duration_since(f.last) < self.forget_after).then_some(f.last)
     }
 
     fn delay(&self, count: u32) -> Option<Duration> {
@@ -406,9 +449,9 @@ impl<K: std::hash::Hash + Eq + Clone> Table<K> {
         until.checked_duration_since(now).filter(|d| !d.is_zero())
     }
 
-    fn fail(&mut self, key: K, now: Instant) {
+    fn record(&mut self, key: K, now: Instant) {
         if let Some(f) = self.entries.get_mut(&key) {
-            if now.duration_since(f.last) >= FORGET_AFTER {
+            if now.saturating_duration_since(f.last) >= self.forget_after {
                 f.count = 0;
             }
             f.count = f.count.saturating_add(1);
@@ -431,7 +474,7 @@ impl<K: std::hash::Hash + Eq + Clone> Table<K> {
     /// batch, so a flood of new keys costs one scan per tenth of the table, not per key).
     fn make_room(&mut self, now: Instant) {
         self.entries
-            .retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
+            .retain(|_, f| now.saturating_duration_since(f.last) < self.forget_after);
         if self.entries.len() < self.max {
             return;
         }
@@ -471,7 +514,7 @@ mod tests {
             Ok(()),
             "other names are free"
         );
-        t.succeeded("bob");
+        t.succeeded_at("bob", addr(1), now);
         assert_eq!(t.check_at("bob", addr(2), now), Ok(()));
     }
 
@@ -517,7 +560,7 @@ mod tests {
             let from = SourceKey::of(IpAddr::from([10, b, c, d]));
             t.failed_at(&format!("stranger-{i}"), from, now);
         }
-        let (names, addresses) = t.len();
+        let (names, addresses, _) = t.len();
         assert!(names <= 1000 && addresses <= 1000, "{names} {addresses}");
         // What failed last is kept, what failed first made room.
         assert!(t.check_at("stranger-99999", addr(9), now).is_err());
@@ -526,7 +569,7 @@ mod tests {
 
     #[test]
     fn delays_double_up_to_the_maximum() {
-        let table: Table<u8> = Table::new(10, 2);
+        let table: Table<u8> = Table::new(10, 2, FORGET_AFTER);
         assert_eq!(table.delay(1), None);
         assert_eq!(table.delay(2), None);
         assert_eq!(table.delay(3), Some(FIRST_DELAY));
@@ -559,28 +602,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_freed_slot_goes_to_addresses_without_failures_first() {
+    async fn a_freed_slot_goes_to_the_best_queue_first() {
         let slots = Slots::new(1, 8);
-        let held = slots.acquire(true, MAX_DELAY).await.expect("free slot");
-        let (s1, s2) = (slots.clone(), slots.clone());
-        let failing = tokio::spawn(async move { s1.acquire(false, MAX_DELAY * 100).await });
-        let fresh = tokio::spawn(async move { s2.acquire(true, MAX_DELAY * 100).await });
-        while {
-            let st = lock(&slots.state);
-            st.first.len() + st.rest.len() < 2
-        } {
-            tokio::task::yield_now().await;
+        let held = slots.acquire(Priority::Known, MAX_DELAY).await;
+        let held = held.expect("free slot");
+        let waiting = |slots: &Arc<Slots>| -> Vec<usize> {
+            lock(&slots.state)
+                .queues
+                .iter()
+                .map(VecDeque::len)
+                .collect()
+        };
+        let mut tasks = Vec::new();
+        for p in [Priority::Failing, Priority::Fresh, Priority::Known] {
+            let s = slots.clone();
+            tasks.push(tokio::spawn(
+                async move { s.acquire(p, MAX_DELAY * 100).await },
+            ));
+            while waiting(&slots).iter().sum::<usize>() < tasks.len() {
+                tokio::task::yield_now().await;
+            }
         }
+        let [failing, fresh, known] = <[_; 3]>::try_from(tasks).ok().expect("three");
         drop(held);
-        let got = fresh
+        let got = known
             .await
             .expect("task")
-            .expect("the fresh address got the slot");
-        assert_eq!(
-            lock(&slots.state).rest.len(),
-            1,
-            "the failing one still waits"
-        );
+            .expect("the known address goes first");
+        assert_eq!(waiting(&slots), [0, 1, 1]);
+        drop(got);
+        let got = fresh.await.expect("task").expect("then the fresh one");
+        assert_eq!(waiting(&slots), [0, 0, 1]);
         drop(got);
         assert!(
             failing.await.expect("task").is_some(),
@@ -589,16 +641,32 @@ mod tests {
         assert_eq!(lock(&slots.state).free, 1);
     }
 
+    #[test]
+    fn addresses_are_known_after_a_success_until_they_fail() {
+        let t = LoginThrottle::new(100);
+        let now = Instant::now();
+        assert_eq!(t.priority(addr(1), now), Priority::Fresh);
+        t.succeeded_at("bob", addr(1), now);
+        let later = now + Duration::from_secs(1);
+        assert_eq!(t.priority(addr(1), later), Priority::Known);
+        t.failed_at("mallory", addr(1), later);
+        assert_eq!(t.priority(addr(1), later), Priority::Failing);
+        assert_eq!(t.priority(addr(2), later), Priority::Fresh);
+        assert_eq!(t.priority(addr(1), later + FORGET_AFTER), Priority::Known);
+        assert_eq!(t.priority(addr(1), now + KNOWN_FOR), Priority::Fresh);
+    }
+
     #[tokio::test]
     async fn a_slot_sent_to_a_waiter_that_gave_up_is_not_lost() {
         let slots = Slots::new(1, 8);
-        let held = slots.acquire(true, MAX_DELAY).await.expect("free slot");
+        let held = slots.acquire(Priority::Fresh, MAX_DELAY).await;
+        let held = held.expect("free slot");
         let (tx, rx) = oneshot::channel();
-        lock(&slots.state).first.push_back(tx);
+        lock(&slots.state).queues[0].push_back(tx);
         drop(rx);
         drop(held);
         assert_eq!(lock(&slots.state).free, 1);
-        assert!(slots.acquire(false, MAX_DELAY).await.is_some());
+        assert!(slots.acquire(Priority::Failing, MAX_DELAY).await.is_some());
     }
 
     #[tokio::test]
