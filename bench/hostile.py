@@ -162,10 +162,9 @@ def still_open(conns):
     return n
 
 
-def legit_request(port, user, password):
-    """Login + list folders, from a source address that never failed, as the client does it:
-    a 429 is waited out (Retry-After) and counts in the latency."""
-    src = source(4, 0)
+def legit_request(port, user, password, src):
+    """Login + list folders from `src`, as the client does it: a 429 is waited out
+    (Retry-After) and counts in the latency."""
     waited_429 = 0
     t0 = time.perf_counter()
     while True:
@@ -193,8 +192,16 @@ def pct(xs, p):
     return xs[max(0, math.ceil(p / 100 * len(xs)) - 1)]
 
 
+KNOWN = source(4, 0)  # the user's usual address: logs in before the flood starts
+
+
+def new_address(i):
+    """A different address for each request: the user on networks the server never saw."""
+    return source(5, i)
+
+
 def cmd_latency(a):
-    quiet = [legit_request(a.port, a.user, a.password)[0] for _ in range(5)]
+    quiet = [legit_request(a.port, a.user, a.password, KNOWN)[0] for _ in range(5)]
     t0 = time.time()
     conns, failed = open_idle(a.port, a.idle, a.per_source)
     open_secs = time.time() - t0
@@ -205,11 +212,14 @@ def cmd_latency(a):
     assert flood.stdout.readline().strip() == "started"
     time.sleep(a.warmup)
     open_at_start = still_open(conns)
-    lat, waits = [], 0
-    for _ in range(a.requests):
-        secs, w = legit_request(a.port, a.user, a.password)
+    lat, waits, lat_new, waits_new = [], 0, [], 0
+    for i in range(a.requests):
+        secs, w = legit_request(a.port, a.user, a.password, KNOWN)
         lat.append(secs)
         waits += w
+        secs, w = legit_request(a.port, a.user, a.password, new_address(i))
+        lat_new.append(secs)
+        waits_new += w
         time.sleep(0.1)
     open_at_end = still_open(conns)
     flood.stdin.write("stop\n")
@@ -236,6 +246,11 @@ def cmd_latency(a):
         "p95_ms": round(pct(lat, 95) * 1000, 1),
         "max_ms": round(max(lat) * 1000, 1),
         "legit_429_waits": waits,
+        "new_latency_ms": [round(x * 1000, 1) for x in lat_new],
+        "new_p50_ms": round(pct(lat_new, 50) * 1000, 1),
+        "new_p95_ms": round(pct(lat_new, 95) * 1000, 1),
+        "new_max_ms": round(max(lat_new) * 1000, 1),
+        "new_429_waits": waits_new,
         "flood_answers": flood_counts,
         "flood_threads": a.threads,
         "secs": round(measured_secs, 1),

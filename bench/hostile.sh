@@ -19,6 +19,8 @@ IDLE=${HOSTILE_IDLE:-1000}
 FLOOD=${HOSTILE_FLOOD:-128}
 REQUESTS=${HOSTILE_REQUESTS:-20}
 STRICT=${HOSTILE_STRICT:-0}
+# Extra `server run` options, e.g. HOSTILE_SERVER_ARGS="--login-concurrency 1"; none by default.
+read -r -a SERVER_ARGS <<<"${HOSTILE_SERVER_ARGS:-}"
 CAIRN=${HOSTILE_CAIRN_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/cairn}
 RESULTS=$ROOT/bench/work/hostile-results.md
 PASSWORD=bench-password
@@ -60,7 +62,7 @@ trap cleanup EXIT
 
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # Default limits: the point is what a stock server withstands.
-"$CAIRN" server run --data "$WORK/data" --listen "127.0.0.1:$PORT" </dev/null >"$WORK/server.log" 2>&1 &
+"$CAIRN" server run --data "$WORK/data" --listen "127.0.0.1:$PORT" ${SERVER_ARGS[@]+"${SERVER_ARGS[@]}"} </dev/null >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 600); do
   grep -q "listening on" "$WORK/server.log" 2>/dev/null && break
@@ -103,13 +105,14 @@ mem = int(open("/proc/meminfo").readline().split()[1]) / 1024 / 1024
 lines = [
     f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
     f"- machine: {cpus} CPUs, {mem:.1f} GiB RAM, Linux {platform.release()}",
-    f"- {version}, release build, default limits",
+    f"- {version}, release build, " + (f"server options: {os.environ.get('HOSTILE_SERVER_ARGS')}" if os.environ.get('HOSTILE_SERVER_ARGS') else "default limits"),
     "",
     "| measurement | figure | target | |",
     "| --- | ---: | ---: | --- |",
     f"| (a) server peak RSS, {rss['threads']} concurrent bogus logins for {rss['secs']} s | {mib(peak):.1f} MiB (at start {mib(rss['baseline_kib']):.1f}) | < 300 MiB | {'met' if ok_a else 'MISSED'} |",
-    f"| (b) legitimate login + list folders, max of {len(lat['latency_ms'])} | {lat['max_ms']:.0f} ms | < 1000 ms | {'met' if ok_b else 'MISSED'} |",
+    f"| (b) legitimate login + list folders from the user's usual address, max of {len(lat['latency_ms'])} | {lat['max_ms']:.0f} ms | < 1000 ms | {'met' if ok_b else 'MISSED'} |",
     f"| (b) same, p50 / p95 | {lat['p50_ms']:.0f} / {lat['p95_ms']:.0f} ms | | |",
+    f"| (b) same from an address new to the server (a new one each time), p50 / p95 / max | {lat['new_p50_ms']:.0f} / {lat['new_p95_ms']:.0f} / {lat['new_max_ms']:.0f} ms | | |",
     f"| (b) same with no load, p50 of {len(lat['quiet_ms'])} | {sorted(lat['quiet_ms'])[len(lat['quiet_ms']) // 2]:.0f} ms | | |",
     "",
     f"- (a) answers to the flood: {answers(rss['answers'])}",
@@ -117,7 +120,8 @@ lines = [
     f"{lat['idle_open_at_start']} open when timing began, {lat['idle_open_at_end']} at its end, "
     f"{lat['idle_closed_after_wait']} closed by the server {lat['idle_wait_secs']:.0f} s later",
     f"- (b) answers to the flood ({lat['flood_threads']} threads, {lat['secs']} s): {answers(lat['flood_answers'])}; "
-    f"the legitimate client waited out {lat['legit_429_waits']} 429s",
+    f"the legitimate client waited out {lat['legit_429_waits']} 429s at its usual address, "
+    f"{lat['new_429_waits']} at new ones",
     f"- server peak RSS over the whole run: {mib(lat['server_vmhwm_kib']):.1f} MiB",
 ]
 text = "\n".join(lines) + "\n"
