@@ -103,8 +103,8 @@ pub struct LimitArgs {
     /// Password verifications running at once, ~19 MiB each (default: the number of CPUs).
     #[arg(long, value_name = "N")]
     login_concurrency: Option<usize>,
-    /// Login attempts that may wait for a verification, in each of two queues (addresses without
-    /// a recent failed login go first); more are answered 429 at once.
+    /// Login attempts that may wait for a verification, in each of three queues (addresses that
+    /// logged in recently go first, then those without a recent failure); more are answered 429 at once.
     #[arg(long, default_value_t = Limits::default().login_queue, value_name = "N")]
     login_queue: usize,
     /// Login attempts one source address may have running or waiting at once.
@@ -113,7 +113,7 @@ pub struct LimitArgs {
     /// Seconds a login attempt may wait for a verification before it is answered 429.
     #[arg(long, default_value_t = Limits::default().login_wait.as_secs(), value_name = "SECS")]
     login_wait: u64,
-    /// Entries in each failed-login table (user names, source addresses).
+    /// Entries in each login table (failed user names, failed and known source addresses).
     #[arg(long, default_value_t = Limits::default().login_throttle_entries, value_name = "N")]
     login_throttle_entries: usize,
 }

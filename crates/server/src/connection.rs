@@ -4,7 +4,7 @@
 //! [`ConnectionAcceptor`] sits under the TLS acceptor (so its deadlines cover the handshake
 //! too). It refuses a connection beyond `max_connections_per_address` by closing it, and wraps
 //! the socket in a [`GuardedStream`] and the connection's service in a [`TrackedService`]; the
-//! two share an [`Activity`]. The service counts requests in flight until their response body
+//! two share an `Activity`. The service counts requests in flight until their response body
 //! is fully sent, and gives each request body a [`TimedBody`]. The stream fails its I/O, which
 //! makes hyper close the connection, when no request has been in flight for `idle_timeout`, or
 //! when a write has made no progress for `idle_timeout` (a peer that stopped reading).

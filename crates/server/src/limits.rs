@@ -30,14 +30,14 @@ pub struct Limits {
     pub max_streams: u32,
     /// Password verifications running at once (each takes ~19 MiB for Argon2id).
     pub login_concurrency: usize,
-    /// Login attempts that may wait for a verification slot, in each of two queues (addresses
-    /// without a recent failure are served first); more are answered 429 at once.
+    /// Login attempts that may wait for a verification slot, in each of three queues (addresses
+    /// that logged in recently, then those without a recent failure, then the rest); more are answered 429 at once.
     pub login_queue: usize,
     /// Login attempts one source address may have running or waiting at once.
     pub login_per_address: usize,
     /// Longest wait for a verification slot before the answer is 429.
     pub login_wait: Duration,
-    /// Entries in each failed-login table (user names, source addresses).
+    /// Entries in each login table (failed user names, failed and known source addresses).
     pub login_throttle_entries: usize,
 }
 

@@ -18,8 +18,8 @@
 //!   since, then to addresses with no recent failure and no other attempt in progress, then to
 //!   the rest ([`Priority`]). A flood's addresses fail at once and fall to the last queue, so
 //!   a user at a familiar address waits for at most the verifications already running.
-//! - The throttle's two tables have a fixed maximum size; at the cap the entry that failed
-//!   longest ago is forgotten first.
+//! - The throttle's tables have a fixed maximum size; at the cap the entries that failed
+//!   longest ago are forgotten first.
 //!
 //! The throttle is kept in memory only and a restart forgets it: a stranger cannot restart the
 //! server, and what a restart forgives is at most [`MAX_DELAY`] per key. Sharing it between
@@ -42,9 +42,9 @@ pub const MAX_DELAY: Duration = Duration::from_secs(8);
 /// Failures an address may have before it is slowed: people behind one NAT mistype too.
 pub const FREE_FAILURES_PER_ADDRESS: u32 = 16;
 /// A key with no failure for this long starts again from nothing.
-const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+pub const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 /// A successful login makes its address [`Priority::Known`] for this long.
-const KNOWN_FOR: Duration = Duration::from_secs(24 * 3600);
+pub const KNOWN_FOR: Duration = Duration::from_secs(24 * 3600);
 /// Retry-After of an attempt refused because every verification slot was taken.
 const BUSY_RETRY: Duration = Duration::from_secs(1);
 
