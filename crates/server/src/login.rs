@@ -1,6 +1,6 @@
 //! Admission of login attempts, so that guessing passwords costs a stranger much and the server
 //! little: [`LoginGate`] decides whether an attempt may run its password verification, and
-//! [`LoginThrottle`] remembers failures.
+//! [`LoginThrottle`] remembers failures, and which addresses logged in.
 //!
 //! The login handler calls [`LoginGate::admit`], runs the verification with the [`Ticket`] it
 //! gets on the blocking pool, then reports [`LoginGate::failed`] or [`LoginGate::succeeded`].
