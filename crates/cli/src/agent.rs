@@ -20,6 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::config::{Config, Home};
+use crate::output::escape;
 
 #[derive(Args)]
 pub struct RunCmd {
@@ -81,10 +82,12 @@ impl TaskProgress {
         }
     }
 
+    /// Appends a line to the task's log; names in it are escaped, so a file name can never
+    /// forge a line of the log.
     fn line(&self, text: &str) {
         let stamp = cairn_model::timespec::format_instant(now_ns());
         if let Some(f) = self.log.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            let _ = writeln!(f, "{stamp} {text}");
+            let _ = writeln!(f, "{stamp} {}", escape(text));
         }
     }
 
@@ -120,14 +123,14 @@ impl Progress for TaskProgress {
             ProgressEvent::Skipped { path, reason } => {
                 self.line(&format!("skipped {path}: {reason}"));
                 if self.echo {
-                    eprintln!("skipped {path}: {reason}");
+                    eprintln!("skipped {}: {}", escape(&path), escape(&reason));
                 }
             }
             ProgressEvent::Failed { path, reason } => {
                 self.line(&format!("failed {path}: {reason}"));
                 self.with_status(|s| s.uploading.retain(|p| p != &path));
                 if self.echo {
-                    eprintln!("failed {path}: {reason}");
+                    eprintln!("failed {}: {}", escape(&path), escape(&reason));
                 }
             }
             ProgressEvent::Downloaded { path, size } => {
@@ -310,13 +313,13 @@ pub async fn run_once(c: RunCmd) -> Result<()> {
                 }
                 if let Some(why) = outcome.waiting {
                     progress.line(&why);
-                    eprintln!("task {name} is waiting: {why}");
+                    eprintln!("task {name} is waiting: {}", escape(&why));
                     failed.push(format!("{name}: waiting for confirmation of deletions"));
                 }
             }
             Err(e) => {
                 progress.line(&format!("task failed: {e:#}"));
-                eprintln!("error: task {name}: {e:#}");
+                eprintln!("error: task {name}: {}", escape(&format!("{e:#}")));
                 failed.push(format!("{name}: {e}"));
             }
         }
@@ -444,16 +447,16 @@ pub async fn status(task: Option<&str>) -> Result<()> {
         }
         if let Some(s) = st {
             if let Some(r) = &s.last_result {
-                println!("  last pass: {r}");
+                println!("  last pass: {}", escape(r));
             }
             for u in &s.uploading {
-                println!("  uploading {u}");
+                println!("  uploading {}", escape(u));
             }
             if s.queued > 0 {
                 println!("  queued: {} files", s.queued);
             }
             for r in &s.recent {
-                println!("  {r}");
+                println!("  {}", escape(r));
             }
         }
     }
@@ -530,7 +533,10 @@ fn path_status(home: &Home, config: &Config, path: &std::path::Path) -> Result<(
             }
         }
     };
-    println!("{}: {state} [task {name}]", abs.display());
+    println!(
+        "{}: {state} [task {name}]",
+        crate::output::escape_path(&abs)
+    );
     Ok(())
 }
 
@@ -549,7 +555,7 @@ pub fn log(task: Option<&str>, lines: usize, downloads: bool) -> Result<()> {
             .filter(|l| !downloads || l.contains(" downloaded "))
             .collect();
         for l in &all[all.len().saturating_sub(lines)..] {
-            println!("[{name}] {l}");
+            println!("[{name}] {}", crate::output::escape_controls(l));
         }
     }
     Ok(())

@@ -99,6 +99,10 @@ pub struct Config {
 pub struct Credentials {
     #[serde(default)]
     pub passwords: BTreeMap<String, String>,
+    /// Proxy URLs that carry a user name and password, by connection (the configuration keeps
+    /// them without).
+    #[serde(default)]
+    pub proxies: BTreeMap<String, String>,
 }
 
 /// Task state shared by the CLI and the agent.
@@ -235,8 +239,12 @@ impl Home {
         let password = creds.passwords.get(name).cloned().with_context(|| {
             format!("no password saved for connection {name}; run `cairn connect` again")
         })?;
+        let mut c = c.clone();
+        if let Some(p) = creds.proxies.get(name) {
+            c.proxy = Some(p.clone());
+        }
         Ok(Arc::new(Connection::new(connect_options(
-            c,
+            &c,
             password,
             &config.device_id,
         ))?))
@@ -256,6 +264,7 @@ pub fn connect_options(c: &ConnectionConfig, password: String, device: &str) -> 
         trust,
         proxy: c.proxy.clone(),
         device: DeviceId(device.to_string()),
+        computer: host_name(),
     }
 }
 

@@ -9,6 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use cairn_engine::local_root::LocalRoot;
 use cairn_engine::restore::{self, RestoreOptions};
 use cairn_engine::{Progress, ProgressEvent, Remote};
 use cairn_model::timespec::{format_instant, parse_instant};
@@ -112,6 +113,16 @@ fn open_task(name: &str) -> Result<Task> {
     })
 }
 
+fn report_failures(failed: &[(PathBuf, String)]) {
+    for (path, why) in failed {
+        eprintln!(
+            "not restored: {}: {}",
+            crate::output::escape_path(path),
+            crate::output::escape(why)
+        );
+    }
+}
+
 fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -132,17 +143,24 @@ pub async fn versions(task: &str, path: &Path) -> Result<()> {
         bail!("{} has no versions on the server", path.display());
     }
     println!(
-        "{:>8}  {:<20}  {:>12}  {:<8}  device",
-        "version", "saved", "size", "kind"
+        "{:>8}  {:<20}  {:>12}  {:<8}  {:<16}  user",
+        "version", "saved", "size", "kind", "computer"
     );
     for v in versions {
+        // Versions from before computers were named show their device id.
+        let computer = if v.computer.is_empty() {
+            v.device.0.as_str()
+        } else {
+            v.computer.as_str()
+        };
         println!(
-            "{:>8}  {:<20}  {:>12}  {:<8}  {}",
+            "{:>8}  {:<20}  {:>12}  {:<8}  {:<16}  {}",
             v.seq.0,
             format_instant(v.committed_ns),
             v.entry.size,
             v.entry.kind.as_str(),
-            v.device
+            crate::output::escape(computer),
+            crate::output::escape(&v.user)
         );
     }
     Ok(())
@@ -178,7 +196,7 @@ pub async fn ls(c: LsCmd) -> Result<()> {
                 kind,
                 v.entry.size,
                 format_instant(v.committed_ns),
-                shown.display()
+                crate::output::escape_path(&shown)
             );
         }
     }
@@ -226,9 +244,9 @@ pub async fn restore(c: RestoreCmd) -> Result<()> {
         std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
     }
     let mut total_files = 0;
+    let mut failed = 0;
     for place in places(&t.config, c.path.as_deref())? {
         let local_root = &t.config.locals[place.root];
-        let prefix = t.config.remote_prefix(place.root)?;
         let tree = t.remote.tree(&place.remote, at, false).await?;
         if tree.is_empty() {
             let when = at
@@ -249,17 +267,27 @@ pub async fn restore(c: RestoreCmd) -> Result<()> {
         } else {
             place.rel.name().to_string()
         };
-        let dest_of = |path: &RelPath| -> PathBuf {
-            let rel = path.strip_prefix(&prefix).unwrap_or(path.clone());
+        let own = RelPath::parse(&own_name)?;
+        // Where a server path lands below the restore's root; `None` for anything the server
+        // sent outside what was asked for (a hostile or broken server), which is skipped.
+        let dest_of = |path: &RelPath| -> Option<RelPath> {
+            let below = path.strip_prefix(&place.remote)?;
             match &c.to {
-                None => local_root.join(rel.as_str()),
-                Some(to) => {
-                    let below = rel.strip_prefix(&place.rel).unwrap_or(RelPath::root());
-                    to.join(&own_name).join(below.as_str())
-                }
+                None => Some(place.rel.join_path(&below)),
+                Some(_) => Some(own.join_path(&below)),
             }
         };
-        let items: Vec<_> = tree.iter().map(|v| (v.clone(), dest_of(&v.path))).collect();
+        let mut items = Vec::new();
+        for v in &tree {
+            match dest_of(&v.path) {
+                Some(dest) => items.push((v.clone(), dest)),
+                None => eprintln!(
+                    "skipped {}: the server listed it outside {}",
+                    crate::output::escape(v.path.as_str()),
+                    crate::output::escape(place.remote.as_str())
+                ),
+            }
+        }
         let total: u64 = items
             .iter()
             .filter(|(v, _)| v.entry.kind == EntryKind::File)
@@ -273,12 +301,15 @@ pub async fn restore(c: RestoreCmd) -> Result<()> {
                 tree.clone()
             };
             for v in now {
-                if let Some(h) = v.entry.hash {
-                    heads.insert(dest_of(&v.path), h);
+                if let (Some(h), Some(dest)) = (v.entry.hash, dest_of(&v.path)) {
+                    heads.insert(dest, h);
                 }
             }
         }
-        let work_root = c.to.clone().unwrap_or_else(|| local_root.clone());
+        let root = match &c.to {
+            Some(to) => LocalRoot::open(to)?,
+            None => LocalRoot::create(local_root)?,
+        };
         let opts = RestoreOptions {
             in_place: c.to.is_none(),
             computer: t.computer.clone(),
@@ -287,9 +318,10 @@ pub async fn restore(c: RestoreCmd) -> Result<()> {
         };
         let progress = bar(total);
         let stats =
-            restore::restore(t.remote.clone(), items, &work_root, &opts, progress.clone()).await?;
+            restore::restore(t.remote.clone(), items, &root, &opts, progress.clone()).await?;
         progress.0.finish_and_clear();
         total_files += stats.files;
+        failed += stats.failed.len();
         println!(
             "restored {} files and {} folders ({} bytes) into {}; {} already up to date",
             stats.files,
@@ -302,10 +334,17 @@ pub async fn restore(c: RestoreCmd) -> Result<()> {
             stats.unchanged
         );
         for k in stats.kept_local {
-            println!("kept the local file that differed as {}", k.display());
+            println!(
+                "kept the local file that differed as {}",
+                crate::output::escape_path(&k)
+            );
         }
+        report_failures(&stats.failed);
     }
     let _ = total_files;
+    if failed > 0 {
+        bail!("{failed} paths could not be restored (listed above)");
+    }
     Ok(())
 }
 
@@ -344,10 +383,13 @@ pub async fn download(c: DownloadCmd) -> Result<()> {
         );
     }
     let to = normalize(&c.to)?;
-    let work_root = to
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let parent = to.parent().unwrap_or(Path::new("/"));
+    let name = to
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{} does not name a file", to.display()))?;
+    let root = LocalRoot::open(parent)?;
+    let dest = RelPath::parse(name)?;
     let opts = RestoreOptions {
         in_place: false,
         computer: t.computer.clone(),
@@ -357,15 +399,22 @@ pub async fn download(c: DownloadCmd) -> Result<()> {
     let progress = bar(v.entry.size);
     let stats = restore::restore(
         t.remote.clone(),
-        vec![(v, to.clone())],
-        &work_root,
+        vec![(v, dest)],
+        &root,
         &opts,
         progress.clone(),
     )
     .await?;
     progress.0.finish_and_clear();
     for k in stats.kept_local {
-        println!("kept the existing file as {}", k.display());
+        println!(
+            "kept the existing file as {}",
+            crate::output::escape_path(&k)
+        );
+    }
+    report_failures(&stats.failed);
+    if !stats.failed.is_empty() {
+        bail!("{} could not be written", to.display());
     }
     println!("downloaded version {} to {}", c.version, to.display());
     Ok(())

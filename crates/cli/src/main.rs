@@ -5,6 +5,7 @@ mod agent;
 mod config;
 mod drive_cmd;
 mod explore;
+mod output;
 mod server_cmd;
 mod task_cmd;
 
@@ -133,7 +134,7 @@ fn main() {
         }
     });
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", output::escape(&format!("{e:#}")));
         std::process::exit(1);
     }
 }

@@ -34,8 +34,9 @@ pub enum ServerCmd {
         /// The certificate's private key (PEM).
         #[arg(long, requires = "cert")]
         key: Option<PathBuf>,
-        /// Lifetime of login tokens, in seconds.
-        #[arg(long, default_value_t = 30 * 24 * 3600)]
+        /// Lifetime of login tokens, in seconds (1 second to 90 days).
+        #[arg(long, default_value_t = 30 * 24 * 3600,
+              value_parser = clap::value_parser!(u64).range(1..=90 * 24 * 3600))]
         token_ttl: u64,
         #[command(flatten)]
         limits: LimitArgs,
@@ -170,9 +171,21 @@ pub enum UserCmd {
         /// Read the password from standard input (otherwise a random one is made and printed).
         #[arg(long)]
         password_stdin: bool,
+        /// Most bytes the user's uploads may take (`500M`, `20G`, `none`; default: none).
+        #[arg(long, value_parser = parse_quota)]
+        quota: Option<Quota>,
         #[command(flatten)]
         data: DataArg,
     },
+    /// Sets or lifts a user's quota (`500M`, `20G`, `none`).
+    Quota {
+        name: String,
+        #[arg(value_parser = parse_quota)]
+        quota: Quota,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Users with their use against their quota.
     List {
         #[command(flatten)]
         data: DataArg,
@@ -210,6 +223,14 @@ pub enum FolderCmd {
         user: String,
         #[arg(long, value_parser = ["rw", "ro"])]
         access: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Changes how many versions per file a folder keeps.
+    Set {
+        name: String,
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        keep_versions: u32,
         #[command(flatten)]
         data: DataArg,
     },
@@ -341,12 +362,52 @@ async fn serve(
     Ok(())
 }
 
+/// A quota in bytes; `None` for no limit.
+#[derive(Clone, Copy, Debug)]
+pub struct Quota(Option<u64>);
+
+/// Parses `none`, a byte count, or a count with a K, M, G or T suffix (powers of 1024).
+fn parse_quota(text: &str) -> Result<Quota, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("none") {
+        return Ok(Quota(None));
+    }
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => {
+            return Err(format!(
+                "{text:?}: use a number of bytes with K, M, G or T, or none"
+            ))
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: use a number of bytes with K, M, G or T, or none"))?;
+    n.checked_mul(1u64 << shift)
+        .map(|b| Quota(Some(b)))
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
 fn user(cmd: UserCmd) -> Result<()> {
     match cmd {
         UserCmd::Add {
             name,
             admin,
             password_stdin,
+            quota,
             data,
         } => {
             if !is_valid_name(&name) {
@@ -356,6 +417,9 @@ fn user(cmd: UserCmd) -> Result<()> {
             let (pw, made) = password(password_stdin)?;
             dir.meta
                 .add_user(&name, &auth::hash_password(&pw)?, admin)?;
+            if let Some(Quota(q)) = quota {
+                dir.meta.set_quota(&name, q)?;
+            }
             if made {
                 println!("added user {name} with password {pw}");
             } else {
@@ -372,7 +436,23 @@ fn user(cmd: UserCmd) -> Result<()> {
                 if u.disabled {
                     flags.push("disabled");
                 }
-                println!("{}\t{}", u.name, flags.join(","));
+                let quota = u
+                    .quota
+                    .map_or("no quota".to_string(), |q| format!("of {q}"));
+                println!(
+                    "{}\t{}\t{} bytes used {quota}",
+                    u.name,
+                    flags.join(","),
+                    u.used_bytes
+                );
+            }
+        }
+        UserCmd::Quota { name, quota, data } => {
+            let dir = DataDir::open(&data.data)?;
+            dir.meta.set_quota(&name, quota.0)?;
+            match quota.0 {
+                Some(q) => println!("quota of {name}: {q} bytes"),
+                None => println!("{name} has no quota"),
             }
         }
         UserCmd::Passwd {
@@ -446,6 +526,15 @@ fn folder(cmd: FolderCmd) -> Result<()> {
             let dir = DataDir::open(&data.data)?;
             dir.meta.revoke(&folder, &user)?;
             println!("revoked {user}'s access to {folder}");
+        }
+        FolderCmd::Set {
+            name,
+            keep_versions,
+            data,
+        } => {
+            let dir = DataDir::open(&data.data)?;
+            dir.meta.set_keep_versions(&name, keep_versions)?;
+            println!("{name} keeps {keep_versions} versions per file from its next change on");
         }
     }
     Ok(())

@@ -67,7 +67,18 @@ pub async fn connect(c: ConnectCmd) -> Result<()> {
         .await
         .with_context(|| format!("logging in to {}", conn.url))?;
     let folders = session.folders().await?;
-    config.connections.insert(c.name.clone(), conn.clone());
+    // A proxy's password goes to the credentials file (0600), not the configuration.
+    let mut saved = conn.clone();
+    match &conn.proxy {
+        Some(p) if cairn_client::redact_url(p) != *p => {
+            creds.proxies.insert(c.name.clone(), p.clone());
+            saved.proxy = Some(cairn_client::redact_url(p));
+        }
+        _ => {
+            creds.proxies.remove(&c.name);
+        }
+    }
+    config.connections.insert(c.name.clone(), saved);
     // Connecting gives this computer a fresh identity: a configuration folder copied from
     // another computer stops posing as that one.
     config.device_id = cairn_server::auth::random_bytes(16)

@@ -15,8 +15,8 @@ use cairn_engine::{Remote, Result as EngineResult};
 use cairn_model::{ChunkId, DeviceId, RelPath, Seq};
 use cairn_protocol::{
     frame, Change, ChangeResult, ChunkListResponse, ChunkSpan, CommitRequest, CommitResponse,
-    ErrorBody, FolderInfo, JournalResponse, LoginRequest, LoginResponse, MissingRequest,
-    MissingResponse, TreeResponse, UploadResponse, VersionInfo, VersionsResponse,
+    DamagedResponse, ErrorBody, FolderInfo, JournalResponse, LoginRequest, LoginResponse,
+    MissingRequest, MissingResponse, TreeResponse, UploadResponse, VersionInfo, VersionsResponse,
 };
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -77,7 +77,7 @@ pub enum Trust {
     Fingerprint(String),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ConnectOptions {
     pub url: String,
     pub user: String,
@@ -85,6 +85,35 @@ pub struct ConnectOptions {
     pub trust: Trust,
     pub proxy: Option<String>,
     pub device: DeviceId,
+    /// This computer's name, recorded with every version it commits.
+    pub computer: String,
+}
+
+/// Shows everything but secrets: the password, and the credentials of a proxy URL.
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("trust", &self.trust)
+            .field("proxy", &self.proxy.as_deref().map(redact_url))
+            .field("device", &self.device)
+            .field("computer", &self.computer)
+            .finish()
+    }
+}
+
+/// `url` with any `user:password@` part replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://<redacted>@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
 }
 
 fn normalize_fingerprint(f: &str) -> String {
@@ -267,8 +296,8 @@ impl Connection {
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60));
         if let Some(p) = &opts.proxy {
-            let proxy =
-                reqwest::Proxy::all(p).map_err(|e| Error::Config(format!("proxy {p:?}: {e}")))?;
+            let proxy = reqwest::Proxy::all(p)
+                .map_err(|e| Error::Config(format!("proxy {:?}: {e}", redact_url(p))))?;
             builder = builder.proxy(proxy);
         }
         let http = builder
@@ -298,6 +327,8 @@ impl Connection {
             user: self.opts.user.clone(),
             password: self.opts.password.clone(),
             device: Some(self.opts.device.clone()),
+            computer: Some(self.opts.computer.clone())
+                .filter(|c| cairn_protocol::is_valid_computer_name(c)),
         };
         let mut waits = 0;
         let resp = loop {
@@ -458,6 +489,32 @@ fn remote_err(e: Error) -> cairn_engine::Error {
 }
 
 impl HttpRemote {
+    /// One upload request of `chunks` as frames.
+    async fn upload_request(&self, chunks: &[(ChunkId, Bytes)]) -> EngineResult<u64> {
+        let total: usize = chunks
+            .iter()
+            .map(|(_, d)| d.len() + frame::HEADER_LEN)
+            .sum();
+        let mut body = BytesMut::with_capacity(total);
+        for (id, data) in chunks {
+            body.extend_from_slice(&frame::encode_header(id, data.len() as u32));
+            body.extend_from_slice(data);
+        }
+        let body = body.freeze();
+        let url = format!("{}{}", self.conn.base, self.folder_path("chunks"));
+        let resp = self
+            .conn
+            .send(&url, |c| {
+                c.post(&url)
+                    .header("content-type", "application/octet-stream")
+                    .body(body.clone())
+            })
+            .await
+            .map_err(remote_err)?;
+        let _: UploadResponse = decode(&url, resp).await.map_err(remote_err)?;
+        Ok(total as u64)
+    }
+
     fn folder_path(&self, what: &str) -> String {
         format!("/api/v1/folders/{}/{what}", self.folder)
     }
@@ -499,7 +556,7 @@ impl Remote for HttpRemote {
         let r: MissingResponse = self
             .conn
             .post_json(
-                "/api/v1/chunks/missing",
+                &self.folder_path("chunks/missing"),
                 &MissingRequest {
                     chunks: ids.to_vec(),
                 },
@@ -510,28 +567,12 @@ impl Remote for HttpRemote {
     }
 
     async fn upload(&self, chunks: &[(ChunkId, Bytes)]) -> EngineResult<u64> {
-        let total: usize = chunks
-            .iter()
-            .map(|(_, d)| d.len() + frame::HEADER_LEN)
-            .sum();
-        let mut body = BytesMut::with_capacity(total);
-        for (id, data) in chunks {
-            body.extend_from_slice(&frame::encode_header(id, data.len() as u32));
-            body.extend_from_slice(data);
+        let mut sent = 0;
+        // The server takes at most this many frames per request.
+        for part in chunks.chunks(frame::MAX_FRAMES_PER_UPLOAD) {
+            sent += self.upload_request(part).await?;
         }
-        let body = body.freeze();
-        let url = format!("{}/api/v1/chunks", self.conn.base);
-        let resp = self
-            .conn
-            .send(&url, |c| {
-                c.post(&url)
-                    .header("content-type", "application/octet-stream")
-                    .body(body.clone())
-            })
-            .await
-            .map_err(remote_err)?;
-        let _: UploadResponse = decode(&url, resp).await.map_err(remote_err)?;
-        Ok(total as u64)
+        Ok(sent)
     }
 
     async fn commit(&self, changes: &[Change]) -> EngineResult<Vec<ChangeResult>> {
@@ -626,15 +667,31 @@ impl Remote for HttpRemote {
         if !status.is_success() {
             let temporary = status.is_server_error() && status.as_u16() != 507;
             return Err(cairn_engine::Error::Remote {
-                message: format!("{url} ({path}): HTTP {status}"),
+                message: format!("{url} ({path}): {}", refusal(status, &body)),
                 temporary,
             });
         }
         Ok(body)
     }
 
+    async fn damaged(&self, prefix: &RelPath) -> EngineResult<Vec<RelPath>> {
+        let r: DamagedResponse = self
+            .conn
+            .get_json(
+                &self.folder_path("damaged"),
+                &[("prefix", prefix.as_str().to_string())],
+            )
+            .await
+            .map_err(remote_err)?;
+        Ok(r.paths)
+    }
+
     async fn chunk(&self, id: &ChunkId) -> EngineResult<Bytes> {
-        let url = format!("{}/api/v1/chunks/{id}", self.conn.base);
+        let url = format!(
+            "{}{}",
+            self.conn.base,
+            self.folder_path(&format!("chunks/{id}"))
+        );
         let resp = self
             .conn
             .send(&url, |c| c.get(&url))
@@ -646,8 +703,22 @@ impl Remote for HttpRemote {
             .await
             .map_err(|e| remote_err(describe_reqwest(&url, &e)))?;
         if !status.is_success() {
-            return Err(cairn_engine::Error::remote(format!("{url}: HTTP {status}")));
+            return Err(cairn_engine::Error::remote(format!(
+                "{url}: {}",
+                refusal(status, &body)
+            )));
         }
         Ok(body)
+    }
+}
+
+/// What a non-2xx answer says: the server's own message when it sent one, and the status.
+fn refusal(status: reqwest::StatusCode, body: &[u8]) -> String {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(e) => format!(
+            "{} (HTTP {status})",
+            e.error.chars().take(1000).collect::<String>()
+        ),
+        Err(_) => format!("HTTP {status}"),
     }
 }

@@ -135,9 +135,10 @@ async fn run_root(
     }
     let local_root = root.local.clone();
     let filter = opts.filter.clone();
-    let scan = tokio::task::spawn_blocking(move || scanner::scan(&local_root, &filter))
+    let mut scan = tokio::task::spawn_blocking(move || scanner::scan(&local_root, &filter))
         .await
         .map_err(|e| Error::Refused(format!("scanner failed: {e}")))?;
+    scanner::drop_too_long(&mut scan, &root.local, &root.remote_prefix);
     let files = scan
         .entries
         .iter()
@@ -154,7 +155,18 @@ async fn run_root(
             reason: reason.clone(),
         });
     }
-    let idx = index.load(task, root_no)?;
+    let mut idx = index.load(task, root_no)?;
+    // Files whose content the server lost part of are read and sent again, as if changed.
+    for damaged in retrying(|| remote.damaged(&root.remote_prefix)).await? {
+        if let Some(rel) = damaged.strip_prefix(&root.remote_prefix) {
+            if idx.remove(&rel).is_some() {
+                progress.event(ProgressEvent::Skipped {
+                    path: rel.to_string(),
+                    reason: "the server lost part of this file; sending it again".into(),
+                });
+            }
+        }
+    }
     if scan.entries.is_empty() && !idx.is_empty() && !opts.keep_deleted && !opts.confirm_deletes {
         return Err(Error::Refused(format!(
             "the local folder {} is empty but {} entries were backed up from it; it may be unmounted. Nothing was deleted \
@@ -163,7 +175,12 @@ async fn run_root(
             idx.len()
         )));
     }
-    let excluded: HashSet<RelPath> = scan.excluded.iter().map(|(p, _)| p.clone()).collect();
+    let excluded: HashSet<RelPath> = scan
+        .excluded
+        .iter()
+        .map(|(p, _)| p.clone())
+        .chain(scan.held.iter().cloned())
+        .collect();
     let plan = plan::plan_backup(&BackupInputs {
         local: &scan.entries,
         remote: &remote_map,

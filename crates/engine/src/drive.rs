@@ -8,18 +8,16 @@
 //! plan saw (DESIGN.md invariant 5); otherwise the path waits for the next pass.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use cairn_model::filter::WORK_DIR_NAME;
 use cairn_model::{ContentHash, DeviceId, Entry, EntryKind, Filter, RelPath, Seq};
 use cairn_protocol::{Change, ChangeResult, ChunkSpan, MovedFrom, VersionInfo};
 use futures_util::stream::{self, StreamExt};
 
 use crate::backup::{describe, retrying, upload_files, UploadSetup};
 use crate::index::{IndexRow, LocalIndex};
+use crate::local_root::{LocalRoot, WorkDir};
 use crate::plan::{entry_of, index_row};
 use crate::reconcile::{self, Action, ConflictPolicy, Direction, LocalState, SyncInputs};
 use crate::remote::{Remote, RemoteEntry};
@@ -61,14 +59,9 @@ pub struct DriveStats {
     pub waiting_for_confirmation: Option<String>,
 }
 
-fn local_path(root: &Path, rel: &RelPath) -> PathBuf {
-    rel.components().fold(root.to_path_buf(), |p, c| p.join(c))
-}
-
-/// The local entry at `path` now, if any.
-fn stat_now(root: &Path, rel: &RelPath) -> Option<LocalEntry> {
-    let full = local_path(root, rel);
-    let md = fs::symlink_metadata(&full).ok()?;
+/// The local entry at `path` now, if any (a link on the way is not followed).
+fn stat_now(root: &LocalRoot, rel: &RelPath) -> Option<LocalEntry> {
+    let md = root.stat(rel).ok()??;
     let ft = md.file_type();
     let kind = if ft.is_symlink() {
         EntryKind::Symlink
@@ -78,9 +71,7 @@ fn stat_now(root: &Path, rel: &RelPath) -> Option<LocalEntry> {
         EntryKind::File
     };
     let target = if kind == EntryKind::Symlink {
-        fs::read_link(&full)
-            .ok()
-            .and_then(|t| t.to_str().map(str::to_string))
+        root.read_link(rel)
     } else {
         None
     };
@@ -88,7 +79,7 @@ fn stat_now(root: &Path, rel: &RelPath) -> Option<LocalEntry> {
 }
 
 /// True when the local path still is what the plan saw (`None`: nothing there).
-fn unchanged(root: &Path, rel: &RelPath, expect: Option<&LocalEntry>) -> bool {
+fn unchanged(root: &LocalRoot, rel: &RelPath, expect: Option<&LocalEntry>) -> bool {
     match (stat_now(root, rel), expect) {
         (None, None) => true,
         (Some(now), Some(e)) => {
@@ -118,13 +109,15 @@ pub async fn run(
     progress: Arc<dyn Progress>,
 ) -> Result<DriveStats> {
     scanner::check_root(root)?;
+    let local_root = Arc::new(LocalRoot::open(root)?);
     let mut stats = DriveStats::default();
     let (server_id, head) = retrying(|| remote.identity()).await?;
     let remote_map = remote_listing(remote.as_ref(), prefix, &server_id, head, cache).await?;
     let (scan_root, filter) = (root.to_path_buf(), opts.filter.clone());
-    let scan = tokio::task::spawn_blocking(move || scanner::scan(&scan_root, &filter))
+    let mut scan = tokio::task::spawn_blocking(move || scanner::scan(&scan_root, &filter))
         .await
         .map_err(|e| Error::Refused(format!("scanner failed: {e}")))?;
+    scanner::drop_too_long(&mut scan, root, prefix);
     for (path, reason) in &scan.reports {
         progress.event(ProgressEvent::Skipped {
             path: path.clone(),
@@ -157,10 +150,11 @@ pub async fn run(
         )));
     }
     let (local, unreadable) =
-        hash_local(root, &scan.entries, &base, opts.consistency_check).await?;
+        hash_local(&local_root, &scan.entries, &base, opts.consistency_check).await?;
     // What the rules leave out is neither fetched nor deleted, on either side.
     let mut excluded: BTreeSet<RelPath> = scan.excluded.iter().map(|(p, _)| p.clone()).collect();
     excluded.extend(opts.filter.excluded_dirs.iter().cloned());
+    excluded.extend(scan.held.iter().cloned());
     for path in unreadable {
         progress.event(ProgressEvent::Failed {
             path: path.to_string(),
@@ -210,20 +204,18 @@ pub async fn run(
         return Ok(stats);
     }
     stats.conflicts = plan.conflicts;
-    let work = root.join(WORK_DIR_NAME);
-    fs::create_dir_all(&work).map_err(Error::io("creating the working folder", &work))?;
+    let work = local_root.work_dir()?;
     let ctx = Ctx {
         task,
-        root,
+        root: &local_root,
         prefix,
         remote: remote.clone(),
-        work: work.clone(),
+        work: &work,
         opts,
         progress: progress.clone(),
     };
-    let result = execute(&ctx, plan.actions, &local, index, &mut stats).await;
-    let _ = fs::remove_dir(&work);
-    result?;
+    // The working folder's drop removes any temporary a failed step left behind.
+    execute(&ctx, plan.actions, &local, index, &mut stats).await?;
     Ok(stats)
 }
 
@@ -315,7 +307,7 @@ fn report_case_clashes(remote: &BTreeMap<RelPath, RemoteEntry>, progress: &dyn P
 /// Content hashes of local files: from the index when the stat is unchanged (unless the
 /// consistency check asks to read everything), read from disk otherwise.
 async fn hash_local(
-    root: &Path,
+    root: &Arc<LocalRoot>,
     entries: &[LocalEntry],
     base: &BTreeMap<RelPath, IndexRow>,
     full: bool,
@@ -348,12 +340,12 @@ async fn hash_local(
             },
         );
     }
-    let root = root.to_path_buf();
+    let root = root.clone();
     let hashed = tokio::task::spawn_blocking(move || {
         to_hash
             .into_iter()
             .map(|e| {
-                let h = hash_file(&local_path(&root, &e.path));
+                let h = hash_file(&root, &e.path);
                 (e, h)
             })
             .collect::<Vec<_>>()
@@ -382,10 +374,10 @@ async fn hash_local(
 
 struct Ctx<'a> {
     task: &'a str,
-    root: &'a Path,
+    root: &'a LocalRoot,
     prefix: &'a RelPath,
     remote: Arc<dyn Remote>,
-    work: PathBuf,
+    work: &'a WorkDir,
     opts: &'a DriveOptions,
     progress: Arc<dyn Progress>,
 }
@@ -405,6 +397,8 @@ impl Ctx<'_> {
             seq: r.seq,
             entry: r.entry.clone(),
             device: DeviceId(String::new()),
+            user: String::new(),
+            computer: String::new(),
             committed_ns: 0,
         }
     }
@@ -492,7 +486,7 @@ async fn execute(
     if !file_uploads.is_empty() {
         let setup = UploadSetup {
             remote: ctx.remote.clone(),
-            local_root: ctx.root.to_path_buf(),
+            local_root: ctx.root.path().to_path_buf(),
             prefix: ctx.prefix.clone(),
             progress: ctx.progress.clone(),
             transfers: ctx.opts.transfers,
@@ -589,11 +583,11 @@ async fn execute(
         if !unchanged(ctx.root, &from, Some(&expect)) || stat_now(ctx.root, &to).is_some() {
             continue;
         }
-        let (src, dst) = (local_path(ctx.root, &from), local_path(ctx.root, &to));
-        if let Some(parent) = dst.parent() {
-            fs::create_dir_all(parent).map_err(Error::io("creating folder", parent))?;
-        }
-        match fs::rename(&src, &dst) {
+        let moved = to
+            .parent()
+            .map_or(Ok(()), |parent| ctx.root.create_dir_all(&parent))
+            .and_then(|()| ctx.root.rename(&from, &to));
+        match moved {
             Ok(()) => {
                 stats.moved += 1;
                 if let Some(now) = stat_now(ctx.root, &to) {
@@ -608,7 +602,7 @@ async fn execute(
             Err(e) => ctx.fail(
                 stats,
                 &to,
-                format!("cannot move {} here: {e}", src.display()),
+                format!("cannot move {} here: {e}", ctx.root.full(&from).display()),
             ),
         }
     }
@@ -619,11 +613,10 @@ async fn execute(
         if !unchanged(ctx.root, &path, Some(&expect)) {
             continue;
         }
-        let full = local_path(ctx.root, &path);
         let removed = if expect.kind == EntryKind::Dir {
-            fs::remove_dir(&full)
+            ctx.root.remove_dir(&path)
         } else {
-            fs::remove_file(&full)
+            ctx.root.remove_file(&path)
         };
         match removed {
             Ok(()) => {
@@ -648,11 +641,7 @@ async fn execute(
                     index.apply(task, 0, &[index_row(&expect, None, seq)], &[])?;
                 }
             }
-            Err(e) => ctx.fail(
-                stats,
-                &path,
-                format!("cannot delete {}: {e}", full.display()),
-            ),
+            Err(e) => ctx.fail(stats, &path, e.to_string()),
         }
     }
     // Downloads, parents before children so folders exist when their files arrive.
@@ -684,7 +673,7 @@ async fn execute(
     let (plain, resolving): (Vec<Action>, Vec<Action>) =
         contents.into_iter().partition(|a| matches!(a, Action::Download { expect, .. } if expect.as_ref().is_none_or(|e| e.kind == EntryKind::File)));
     let mut outcomes = Downloads::default();
-    let fetched: Vec<(RelPath, RemoteEntry, Option<LocalEntry>, Result<PathBuf>)> =
+    let fetched: Vec<(RelPath, RemoteEntry, Option<LocalEntry>, Result<String>)> =
         stream::iter(plain.into_iter().filter_map(|a| match a {
             Action::Download {
                 path,
@@ -698,7 +687,7 @@ async fn execute(
             let tmp = fetch_verified(
                 ctx.remote.as_ref(),
                 &v,
-                &ctx.work,
+                ctx.work,
                 ctx.progress.as_ref(),
                 false,
             )
@@ -710,7 +699,7 @@ async fn execute(
         .collect()
         .await;
     if fetched.iter().any(|f| f.3.is_ok()) {
-        sync_filesystem(&ctx.work).await?;
+        ctx.work.sync_filesystem().await?;
     }
     for (path, remote, expect, tmp) in fetched {
         let placed = tmp.and_then(|t| place_fetched(ctx, &path, &remote, expect.as_ref(), t));
@@ -749,7 +738,7 @@ async fn download(ctx: &Ctx<'_>, action: Action) -> Result<Option<IndexRow>> {
             if !unchanged(ctx.root, &path, Some(&expect)) {
                 return Ok(None);
             }
-            let kept = keep_aside(&local_path(ctx.root, &path), &ctx.opts.computer)?;
+            let kept = keep_aside(ctx.root, &path, &ctx.opts.computer)?;
             ctx.progress.event(ProgressEvent::Skipped {
                 path: path.to_string(),
                 reason: format!("conflict: the local copy was kept as {}", kept.display()),
@@ -767,7 +756,7 @@ async fn download(ctx: &Ctx<'_>, action: Action) -> Result<Option<IndexRow>> {
             // 1. The local loser becomes a version on the server.
             let setup = UploadSetup {
                 remote: ctx.remote.clone(),
-                local_root: ctx.root.to_path_buf(),
+                local_root: ctx.root.path().to_path_buf(),
                 prefix: ctx.prefix.clone(),
                 progress: ctx.progress.clone(),
                 transfers: 1,
@@ -846,21 +835,6 @@ impl Downloads {
     }
 }
 
-/// Makes everything written to the file system holding `dir` durable (one syncfs).
-async fn sync_filesystem(dir: &Path) -> Result<()> {
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let f = fs::File::open(&dir).map_err(Error::io("syncing", &dir))?;
-        rustix::fs::syncfs(&f).map_err(|e| Error::Io {
-            context: "syncing".into(),
-            path: dir.clone(),
-            source: e.into(),
-        })
-    })
-    .await
-    .map_err(|e| Error::Refused(format!("sync failed: {e}")))?
-}
-
 /// A local folder stands where a file or link must go: removes it when empty (its synced
 /// children were deleted earlier in the pass), or keeps it under a conflict-copy name when it
 /// still holds something. False when the path changed since the plan.
@@ -868,16 +842,15 @@ fn clear_folder(ctx: &Ctx<'_>, path: &RelPath, expect: Option<&LocalEntry>) -> R
     if !expect.is_some_and(|e| e.kind == EntryKind::Dir) {
         return Ok(true);
     }
-    let dest = local_path(ctx.root, path);
-    match fs::symlink_metadata(&dest) {
-        Ok(md) if md.is_dir() => {
-            if fs::remove_dir(&dest).is_err() {
-                keep_aside(&dest, &ctx.opts.computer)?;
+    match ctx.root.stat(path)? {
+        Some(md) if md.is_dir() => {
+            if ctx.root.remove_dir(path).is_err() {
+                keep_aside(ctx.root, path, &ctx.opts.computer)?;
             }
             Ok(true)
         }
-        Ok(_) => Ok(false),
-        Err(_) => Ok(true),
+        Some(_) => Ok(false),
+        None => Ok(true),
     }
 }
 
@@ -888,23 +861,27 @@ fn place_fetched(
     path: &RelPath,
     r: &RemoteEntry,
     expect: Option<&LocalEntry>,
-    tmp: PathBuf,
+    tmp: String,
 ) -> Result<Option<IndexRow>> {
-    let dest = local_path(ctx.root, path);
     if !unchanged(ctx.root, path, expect) {
-        let _ = fs::remove_file(&tmp);
+        ctx.work.remove(&tmp);
         return Ok(None);
     }
-    if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).map_err(Error::io("creating folder", parent))?;
+    let placed = ctx.root.place(ctx.work, &tmp, path);
+    if placed.is_err() {
+        ctx.work.remove(&tmp);
     }
-    fs::rename(&tmp, &dest).map_err(Error::io("placing downloaded file", &dest))?;
+    placed?;
     ctx.progress.event(ProgressEvent::Downloaded {
         path: path.clone(),
         size: r.entry.size,
     });
-    let now = stat_now(ctx.root, path)
-        .ok_or_else(|| Error::Refused(format!("{} vanished after download", dest.display())))?;
+    let now = stat_now(ctx.root, path).ok_or_else(|| {
+        Error::Refused(format!(
+            "{} vanished after download",
+            ctx.root.full(path).display()
+        ))
+    })?;
     Ok(Some(index_row(&now, r.entry.hash, r.seq)))
 }
 
@@ -915,7 +892,6 @@ async fn place(
     r: &RemoteEntry,
     expect: Option<&LocalEntry>,
 ) -> Result<Option<IndexRow>> {
-    let dest = local_path(ctx.root, path);
     match r.entry.kind {
         EntryKind::Dir => {
             match expect.map(|e| e.kind) {
@@ -924,12 +900,12 @@ async fn place(
                     if !unchanged(ctx.root, path, expect) {
                         return Ok(None);
                     }
-                    keep_aside(&dest, &ctx.opts.computer)?;
-                    fs::create_dir_all(&dest).map_err(Error::io("creating folder", &dest))?;
+                    keep_aside(ctx.root, path, &ctx.opts.computer)?;
+                    ctx.root.create_dir_all(path)?;
                 }
-                None => fs::create_dir_all(&dest).map_err(Error::io("creating folder", &dest))?,
+                None => ctx.root.create_dir_all(path)?,
             }
-            let _ = fs::set_permissions(&dest, fs::Permissions::from_mode(r.entry.mode.max(0o700)));
+            ctx.root.set_dir_mode(path, r.entry.mode)?;
         }
         EntryKind::Symlink => {
             if !clear_folder(ctx, path, expect)? {
@@ -937,16 +913,18 @@ async fn place(
             }
             let expect = expect.filter(|e| e.kind != EntryKind::Dir);
             let target = r.entry.target.clone().unwrap_or_default();
-            let tmp = ctx.work.join(format!("link-{}", crate::now_ns()));
-            std::os::unix::fs::symlink(&target, &tmp)
-                .map_err(Error::io("creating symbolic link", &tmp))?;
+            let tmp = ctx.work.create_link(&target)?;
             if !unchanged(ctx.root, path, expect)
                 || expect.is_some_and(|e| e.kind == EntryKind::Dir)
             {
-                let _ = fs::remove_file(&tmp);
+                ctx.work.remove(&tmp);
                 return Ok(None);
             }
-            fs::rename(&tmp, &dest).map_err(Error::io("placing symbolic link", &dest))?;
+            let placed = ctx.root.place(ctx.work, &tmp, path);
+            if placed.is_err() {
+                ctx.work.remove(&tmp);
+            }
+            placed?;
         }
         EntryKind::File => {
             if !clear_folder(ctx, path, expect)? {
@@ -956,7 +934,7 @@ async fn place(
             let (tmp, _) = fetch_verified(
                 ctx.remote.as_ref(),
                 &ctx.version(path, r),
-                &ctx.work,
+                ctx.work,
                 ctx.progress.as_ref(),
                 true,
             )
@@ -965,7 +943,11 @@ async fn place(
         }
         EntryKind::Deleted => return Ok(None),
     }
-    let now = stat_now(ctx.root, path)
-        .ok_or_else(|| Error::Refused(format!("{} vanished after download", dest.display())))?;
+    let now = stat_now(ctx.root, path).ok_or_else(|| {
+        Error::Refused(format!(
+            "{} vanished after download",
+            ctx.root.full(path).display()
+        ))
+    })?;
     Ok(Some(index_row(&now, r.entry.hash, r.seq)))
 }

@@ -8,6 +8,7 @@
 pub mod backup;
 pub mod drive;
 pub mod index;
+pub mod local_root;
 pub mod plan;
 pub mod progress;
 pub mod reconcile;

@@ -61,4 +61,8 @@ pub trait Remote: Send + Sync {
 
     /// One chunk's bytes.
     async fn chunk(&self, id: &ChunkId) -> Result<Bytes>;
+
+    /// Paths under `prefix` whose content the remote lost part of: a backup that still has
+    /// them sends them again.
+    async fn damaged(&self, prefix: &RelPath) -> Result<Vec<RelPath>>;
 }

@@ -7,19 +7,18 @@
 //! conflict-copy name.
 
 use std::collections::HashMap;
-use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use cairn_model::conflict::conflict_name;
-use cairn_model::filter::WORK_DIR_NAME;
-use cairn_model::{ContentHash, EntryKind};
+use cairn_model::{ContentHash, EntryKind, RelPath};
 use cairn_protocol::VersionInfo;
 use futures_util::stream::{self, StreamExt};
 
+use crate::local_root::{file_mode, LocalRoot, WorkDir};
 use crate::remote::Remote;
 use crate::{Error, Progress, ProgressEvent, Result};
 
@@ -30,7 +29,7 @@ pub struct RestoreOptions {
     pub computer: String,
     /// Content hash of each path's current head on the server (by destination path), to tell
     /// a local file that is safely backed up from one that holds an unsaved edit.
-    pub heads: HashMap<PathBuf, ContentHash>,
+    pub heads: HashMap<RelPath, ContentHash>,
     pub transfers: usize,
 }
 
@@ -42,64 +41,85 @@ pub struct RestoreStats {
     pub unchanged: u64,
     /// Local files kept under a conflict-copy name before being replaced.
     pub kept_local: Vec<PathBuf>,
+    /// Paths that could not be written, with why; the rest of the restore went on.
+    pub failed: Vec<(PathBuf, String)>,
 }
 
-/// Restores each version to its destination path. `work_root` is the folder whose `.cairn`
-/// holds temporary files (same file system as the destinations).
+/// Restores each version to its destination path below `root`; every write stays inside
+/// `root` and never goes through a link. Temporary files go to `root`'s working folder.
 ///
 /// # Errors
-/// The first failure to fetch, verify or write a file; files done before it stay restored.
+/// A temporary failure (the server went away), after the other files were tried; a path that
+/// cannot be written is counted in [`RestoreStats::failed`] and the rest goes on.
 pub async fn restore(
     remote: Arc<dyn Remote>,
-    mut items: Vec<(VersionInfo, PathBuf)>,
-    work_root: &Path,
+    mut items: Vec<(VersionInfo, RelPath)>,
+    root: &LocalRoot,
     opts: &RestoreOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<RestoreStats> {
     let mut stats = RestoreStats::default();
-    items.sort_by(|a, b| a.0.path.cmp(&b.0.path));
-    let work = work_root.join(WORK_DIR_NAME);
-    fs::create_dir_all(&work).map_err(Error::io("creating the working folder", &work))?;
+    items.sort_by(|a, b| a.1.cmp(&b.1));
+    let work = root.work_dir()?;
     let mut files = Vec::new();
     for (v, dest) in items {
-        match v.entry.kind {
-            EntryKind::Dir => {
-                fs::create_dir_all(&dest).map_err(Error::io("creating folder", &dest))?;
-                let _ =
-                    fs::set_permissions(&dest, fs::Permissions::from_mode(v.entry.mode.max(0o700)));
-                stats.dirs += 1;
+        let done = match v.entry.kind {
+            EntryKind::Dir => root
+                .create_dir_all(&dest)
+                .and_then(|()| root.set_dir_mode(&dest, v.entry.mode))
+                .map(|()| stats.dirs += 1),
+            EntryKind::Symlink => restore_link(&v, &dest, root, &work, opts, &mut stats),
+            EntryKind::File => {
+                files.push((v, dest));
+                continue;
             }
-            EntryKind::Symlink => restore_link(&v, &dest, opts, &mut stats)?,
-            EntryKind::File => files.push((v, dest)),
-            EntryKind::Deleted => {}
+            EntryKind::Deleted => Ok(()),
+        };
+        if let Err(e) = done {
+            stats.failed.push((root.full(&dest), e.to_string()));
         }
     }
-    let results: Vec<Result<FileOutcome>> =
-        stream::iter(
-            files.into_iter().map(|(v, dest)| {
-                let remote = remote.clone();
-                let work = work.clone();
-                let progress = progress.clone();
-                async move {
-                    restore_file(remote.as_ref(), &v, &dest, &work, opts, progress.as_ref()).await
-                }
-            }),
-        )
+    let results: Vec<(RelPath, Result<FileOutcome>)> =
+        stream::iter(files.into_iter().map(|(v, dest)| {
+            let remote = remote.clone();
+            let progress = progress.clone();
+            let work = &work;
+            async move {
+                let r = restore_file(
+                    remote.as_ref(),
+                    &v,
+                    &dest,
+                    root,
+                    work,
+                    opts,
+                    progress.as_ref(),
+                )
+                .await;
+                (dest, r)
+            }
+        }))
         .buffer_unordered(opts.transfers.max(1))
         .collect()
         .await;
-    let _ = fs::remove_dir(&work);
-    for r in results {
-        match r? {
-            FileOutcome::Unchanged => stats.unchanged += 1,
-            FileOutcome::Written { bytes, kept } => {
+    let mut temporary = None;
+    for (dest, r) in results {
+        match r {
+            Ok(FileOutcome::Unchanged) => stats.unchanged += 1,
+            Ok(FileOutcome::Written { bytes, kept }) => {
                 stats.files += 1;
                 stats.bytes += bytes;
                 stats.kept_local.extend(kept);
             }
+            Err(e) if e.is_temporary() => {
+                temporary.get_or_insert(e);
+            }
+            Err(e) => stats.failed.push((root.full(&dest), e.to_string())),
         }
     }
-    Ok(stats)
+    match temporary {
+        Some(e) => Err(e),
+        None => Ok(stats),
+    }
 }
 
 enum FileOutcome {
@@ -107,48 +127,63 @@ enum FileOutcome {
     Written { bytes: u64, kept: Option<PathBuf> },
 }
 
-pub(crate) fn hash_file(path: &Path) -> Option<ContentHash> {
-    let mut f = fs::File::open(path).ok()?;
+/// The content hash of the file at `rel`; `None` when it is not a readable file (a link there
+/// is not followed).
+pub(crate) fn hash_file(root: &LocalRoot, rel: &RelPath) -> Option<ContentHash> {
+    let mut f = root.open_file(rel).ok()?;
     let mut h = blake3::Hasher::new();
     std::io::copy(&mut f, &mut h).ok()?;
     Some(ContentHash::from_bytes(*h.finalize().as_bytes()))
 }
 
-/// Moves an existing local file aside under a free conflict-copy name; returns the new path.
-pub(crate) fn keep_aside(dest: &Path, computer: &str) -> Result<PathBuf> {
-    let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+/// Moves what is at `rel` aside under a free conflict-copy name in the same folder; returns
+/// its new local path.
+pub(crate) fn keep_aside(root: &LocalRoot, rel: &RelPath, computer: &str) -> Result<PathBuf> {
+    let name = if rel.name().is_empty() {
+        "file"
+    } else {
+        rel.name()
+    };
     let now = (crate::now_ns() / 1_000_000_000).max(0);
-    let parent = dest.parent().unwrap_or(Path::new("."));
+    let parent = rel.parent().unwrap_or_default();
     for n in 1..10_000 {
-        let candidate = parent.join(conflict_name(name, computer, now, n));
-        if fs::symlink_metadata(&candidate).is_err() {
-            fs::rename(dest, &candidate).map_err(Error::io("keeping the local copy", dest))?;
-            return Ok(candidate);
+        let candidate = conflict_name(name, computer, now, n);
+        let Ok(aside) = parent.join(&candidate) else {
+            continue;
+        };
+        if root.stat(&aside)?.is_none() {
+            root.rename_aside(rel, &candidate)?;
+            return Ok(root.full(&aside));
         }
     }
     Err(Error::Refused(format!(
         "no free conflict-copy name for {}",
-        dest.display()
+        root.full(rel).display()
     )))
 }
 
-/// Decides what to do with what is at `dest` before writing there: `Ok(None)` to go ahead,
-/// `Ok(Some(path))` when the local file was kept aside at `path`.
+/// Decides what to do with what is at `dest` before writing there: (already the same content,
+/// the path the local file was kept at).
 fn clear_target(
-    dest: &Path,
+    root: &LocalRoot,
+    dest: &RelPath,
     want: Option<&ContentHash>,
     opts: &RestoreOptions,
 ) -> Result<(bool, Option<PathBuf>)> {
-    let Ok(md) = fs::symlink_metadata(dest) else {
+    let Some(md) = root.stat(dest)? else {
         return Ok((false, None));
     };
     if md.is_dir() {
         return Err(Error::Refused(format!(
             "{} is a folder; the restored file would replace it. Move it away or restore with --to",
-            dest.display()
+            root.full(dest).display()
         )));
     }
-    let local = if md.is_file() { hash_file(dest) } else { None };
+    let local = if md.is_file() {
+        hash_file(root, dest)
+    } else {
+        None
+    };
     if local.is_some() && local.as_ref() == want {
         return Ok((true, None));
     }
@@ -158,31 +193,30 @@ fn clear_target(
     if backed_up {
         return Ok((false, None));
     }
-    Ok((false, Some(keep_aside(dest, &opts.computer)?)))
+    Ok((false, Some(keep_aside(root, dest, &opts.computer)?)))
 }
 
 fn restore_link(
     v: &VersionInfo,
-    dest: &Path,
+    dest: &RelPath,
+    root: &LocalRoot,
+    work: &WorkDir,
     opts: &RestoreOptions,
     stats: &mut RestoreStats,
 ) -> Result<()> {
     let target = v.entry.target.clone().unwrap_or_default();
-    if fs::read_link(dest)
-        .ok()
-        .and_then(|t| t.to_str().map(str::to_string))
-        == Some(target.clone())
-    {
+    if root.read_link(dest).as_ref() == Some(&target) {
         stats.unchanged += 1;
         return Ok(());
     }
-    if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).map_err(Error::io("creating folder", parent))?;
-    }
-    let (_, kept) = clear_target(dest, None, opts)?;
+    let (_, kept) = clear_target(root, dest, None, opts)?;
     stats.kept_local.extend(kept);
-    let _ = fs::remove_file(dest);
-    std::os::unix::fs::symlink(&target, dest).map_err(Error::io("creating symbolic link", dest))?;
+    let tmp = work.create_link(&target)?;
+    let placed = root.place(work, &tmp, dest);
+    if placed.is_err() {
+        work.remove(&tmp);
+    }
+    placed?;
     stats.files += 1;
     Ok(())
 }
@@ -197,16 +231,16 @@ const WHOLE_FILE_LIMIT: u64 = 1024 * 1024;
 pub(crate) async fn fetch_verified(
     remote: &dyn Remote,
     v: &VersionInfo,
-    work: &Path,
+    work: &WorkDir,
     progress: &dyn Progress,
     durable: bool,
-) -> Result<(PathBuf, u64)> {
+) -> Result<(String, u64)> {
     let want = v.entry.hash.ok_or_else(|| {
         Error::remote(format!("{} version {} has no content hash", v.path, v.seq))
     })?;
-    let tmp = work.join(format!("download-{}-{}", v.seq, crate::now_ns()));
+    let (mut f, name) = work.create_temp("download")?;
+    let tmp = work.path().join(&name);
     let result = async {
-        let mut f = fs::File::create(&tmp).map_err(Error::io("creating temporary file", &tmp))?;
         let mut hasher = blake3::Hasher::new();
         let mut bytes = 0u64;
         let mut write = |data: &[u8]| -> Result<()> {
@@ -239,7 +273,7 @@ pub(crate) async fn fetch_verified(
                 v.path, v.seq
             )));
         }
-        f.set_permissions(fs::Permissions::from_mode(v.entry.mode & 0o7777))
+        f.set_permissions(std::fs::Permissions::from_mode(file_mode(v.entry.mode)))
             .map_err(Error::io("setting mode", &tmp))?;
         let mtime = UNIX_EPOCH + Duration::from_nanos(v.entry.mtime_ns.max(0) as u64);
         f.set_modified(mtime)
@@ -253,9 +287,9 @@ pub(crate) async fn fetch_verified(
     }
     .await;
     match result {
-        Ok(bytes) => Ok((tmp, bytes)),
+        Ok(bytes) => Ok((name, bytes)),
         Err(e) => {
-            let _ = fs::remove_file(&tmp);
+            work.remove(&name);
             Err(e)
         }
     }
@@ -264,27 +298,23 @@ pub(crate) async fn fetch_verified(
 async fn restore_file(
     remote: &dyn Remote,
     v: &VersionInfo,
-    dest: &Path,
-    work: &Path,
+    dest: &RelPath,
+    root: &LocalRoot,
+    work: &WorkDir,
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<FileOutcome> {
     let want = v.entry.hash.ok_or_else(|| {
         Error::remote(format!("{} version {} has no content hash", v.path, v.seq))
     })?;
-    let (same, kept) = clear_target(dest, Some(&want), opts)?;
+    let (same, kept) = clear_target(root, dest, Some(&want), opts)?;
     if same {
         return Ok(FileOutcome::Unchanged);
     }
     let (tmp, bytes) = fetch_verified(remote, v, work, progress, true).await?;
-    let placed = (|| {
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(Error::io("creating folder", parent))?;
-        }
-        fs::rename(&tmp, dest).map_err(Error::io("moving the restored file into place", dest))
-    })();
+    let placed = root.place(work, &tmp, dest);
     if placed.is_err() {
-        let _ = fs::remove_file(&tmp);
+        work.remove(&tmp);
     }
     placed?;
     progress.event(ProgressEvent::Restored {

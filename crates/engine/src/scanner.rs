@@ -62,6 +62,9 @@ pub struct Scan {
     pub reports: Vec<(String, String)>,
     /// Sub-folders that could not be read completely.
     pub incomplete: Vec<RelPath>,
+    /// Paths reported above that must be left alone on both sides: what is on the remote
+    /// under these names is neither fetched nor deleted.
+    pub held: Vec<RelPath>,
 }
 
 /// Checks that a task's local root is there and is a folder.
@@ -86,6 +89,30 @@ pub fn check_root(root: &Path) -> Result<()> {
             root.display()
         ))),
     }
+}
+
+/// Moves the entries whose path, below `prefix` on the remote side, would be longer than the
+/// server accepts into the reports, so they are skipped by name and the rest goes on.
+pub fn drop_too_long(scan: &mut Scan, root: &Path, prefix: &RelPath) {
+    let extra = if prefix.is_root() {
+        0
+    } else {
+        prefix.as_str().len() + 1
+    };
+    let limit = cairn_model::path::MAX_PATH_BYTES;
+    scan.entries.retain(|e| {
+        let fits = e.path.as_str().len() + extra <= limit;
+        if !fits {
+            scan.reports.push((
+                root.join(e.path.as_str()).display().to_string(),
+                format!(
+                    "the path would be longer than {limit} bytes on the server (below {prefix}); skipped"
+                ),
+            ));
+            scan.held.push(e.path.clone());
+        }
+        fits
+    });
 }
 
 /// Walks `root` (which [`check_root`] accepted).
@@ -135,6 +162,28 @@ pub fn scan(root: &Path, filter: &Filter) -> Scan {
                     continue;
                 }
             };
+            // Names travel in NFC. One spelled otherwise would be read and written under its
+            // NFC twin's name (or clash with that twin): it is reported on every run, and never
+            // sent as the other.
+            if !cairn_model::path::is_nfc(&name) {
+                let twin = dir.join(path.name());
+                let clash = if fs::symlink_metadata(&twin).is_ok() {
+                    format!(
+                        "; it reads the same as {} once normalised, which is kept apart",
+                        twin.display()
+                    )
+                } else {
+                    String::new()
+                };
+                out.reports.push((
+                    full.display().to_string(),
+                    format!(
+                        "name is not in Unicode NFC form{clash}; not synced (rename it to sync it)"
+                    ),
+                ));
+                out.held.push(path);
+                continue;
+            }
             // A file that vanished between listing and stat is simply not there any more.
             let Ok(md) = fs::symlink_metadata(&full) else {
                 continue;

@@ -7,7 +7,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use unicode_normalization::{is_nfc, UnicodeNormalization};
+use unicode_normalization::UnicodeNormalization;
 
 use crate::{Error, Result};
 
@@ -15,6 +15,11 @@ use crate::{Error, Result};
 pub const MAX_PATH_BYTES: usize = 2048;
 /// Longest single name accepted, in bytes.
 pub const MAX_NAME_BYTES: usize = 255;
+
+/// True when `name` is already in Unicode NFC (the form every path travels in).
+pub fn is_nfc(name: &str) -> bool {
+    unicode_normalization::is_nfc(name)
+}
 
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct RelPath(String);

@@ -14,14 +14,50 @@ pub const API_VERSION: u32 = 1;
 /// Longest a journal long-poll may wait, in seconds.
 pub const MAX_WAIT_SECS: u64 = 60;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct LoginRequest {
     pub user: String,
     pub password: String,
     pub device: Option<DeviceId>,
+    /// The computer's name as its user calls it (shown in version history); at most
+    /// [`MAX_COMPUTER_NAME`] bytes, no control characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub computer: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// Everything but the password, which never reaches a log.
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("device", &self.device)
+            .field("computer", &self.computer)
+            .finish()
+    }
+}
+
+/// Everything but the token.
+impl std::fmt::Debug for LoginResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginResponse")
+            .field("token", &"<redacted>")
+            .field("expires_ns", &self.expires_ns)
+            .field("server_id", &self.server_id)
+            .field("admin", &self.admin)
+            .finish()
+    }
+}
+
+/// Longest computer name a login may carry, in bytes.
+pub const MAX_COMPUTER_NAME: usize = 64;
+
+/// True for a computer name the server records: 1 to 64 bytes, no control characters.
+pub fn is_valid_computer_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_COMPUTER_NAME && !name.chars().any(char::is_control)
+}
+
+#[derive(Clone, Serialize, Deserialize)]
 pub struct LoginResponse {
     pub token: String,
     pub expires_ns: i64,
@@ -141,6 +177,12 @@ pub struct VersionInfo {
     pub seq: Seq,
     pub entry: Entry,
     pub device: DeviceId,
+    /// The user who committed it.
+    #[serde(default)]
+    pub user: String,
+    /// The name of the computer it came from, as that computer's login gave it.
+    #[serde(default)]
+    pub computer: String,
     /// When the server accepted it (ns since the epoch).
     pub committed_ns: i64,
 }
@@ -168,6 +210,12 @@ pub struct TreeResponse {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct VersionsResponse {
     pub versions: Vec<VersionInfo>,
+}
+
+/// Paths whose content the server lost part of (see `GET .../damaged`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DamagedResponse {
+    pub paths: Vec<RelPath>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -202,6 +250,24 @@ mod tests {
         assert!(err.to_string().contains("'..'"), "{err}");
         let ok = r#"{"path":"a/b","base":3,"entry":{"kind":"deleted","size":0,"mtime_ns":0,"mode":0,"hash":null}}"#;
         assert!(serde_json::from_str::<Change>(ok).is_ok());
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let req = LoginRequest {
+            user: "alice".into(),
+            password: "hunter2".into(),
+            device: None,
+            computer: None,
+        };
+        assert!(!format!("{req:?}").contains("hunter2"));
+        let resp = LoginResponse {
+            token: "v1.secret-token".into(),
+            expires_ns: 0,
+            server_id: "s".into(),
+            admin: false,
+        };
+        assert!(!format!("{resp:?}").contains("secret-token"));
     }
 
     #[test]

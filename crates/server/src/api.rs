@@ -22,11 +22,12 @@ use axum::{Json, Router};
 use bytes::BytesMut;
 use cairn_model::{ChunkId, DeviceId, PackId, RelPath, Seq};
 use cairn_protocol::{
-    frame, Access, ChunkListResponse, CommitRequest, CommitResponse, ErrorBody, FolderInfo,
-    JournalResponse, LoginRequest, LoginResponse, MissingRequest, MissingResponse, TreeResponse,
-    UploadResponse, VersionsResponse, MAX_WAIT_SECS,
+    frame, Access, Change, ChangeResult, ChunkListResponse, CommitResponse, DamagedResponse,
+    ErrorBody, FolderInfo, JournalResponse, LoginRequest, LoginResponse, MissingRequest,
+    MissingResponse, TreeResponse, UploadResponse, VersionsResponse, MAX_WAIT_SECS,
 };
 use cairn_store::{ObjectKey, ObjectStore};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::watch;
 
@@ -34,7 +35,7 @@ use crate::auth;
 use crate::datadir::DataDir;
 use crate::limits::Limits;
 use crate::login::{LoginGate, Refusal};
-use crate::meta::{Folder, SqliteMeta, User, PACK_MAX};
+use crate::meta::{Author, Folder, SqliteMeta, User, PACK_MAX};
 use crate::Error;
 
 /// Largest chunk-upload request body.
@@ -52,9 +53,10 @@ pub struct AppState {
     token_ttl: Duration,
     login: LoginGate,
     heads: Mutex<HashMap<i64, watch::Sender<i64>>>,
-    /// Live agents: device -> (instance, last heard). A second instance with the same device
-    /// is a copied configuration folder posing as another computer.
-    agents: Mutex<HashMap<String, (String, std::time::Instant)>>,
+    /// Live agents: (user, device) -> (instance, last heard). A second instance with the same
+    /// device of the same user is a copied configuration folder posing as another computer;
+    /// another user naming that device id claims only their own (user, device).
+    agents: Mutex<HashMap<(i64, String), (String, std::time::Instant)>>,
     /// Test hook (`CAIRN_TEST_COMMIT_PAUSE_MS`): sleep after each change of a commit so a test can
     /// kill the server in the middle of one.
     commit_pause: Option<Duration>,
@@ -63,14 +65,24 @@ pub struct AppState {
     failing_uploads: std::sync::atomic::AtomicU64,
 }
 
+/// A test hook's value from the environment: only in builds with the `test-hooks` feature,
+/// which the release build does not enable, so no environment can slow or fail a real server.
+#[cfg(feature = "test-hooks")]
+fn test_hook<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn test_hook<T>(_name: &str) -> Option<T> {
+    None
+}
+
 impl AppState {
     /// # Errors
     /// Never today; reserved for stores that connect at start.
     pub fn new(data: &DataDir, token_ttl: Duration, limits: &Limits) -> crate::Result<Arc<Self>> {
-        let commit_pause = std::env::var("CAIRN_TEST_COMMIT_PAUSE_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_millis);
+        let commit_pause =
+            test_hook::<u64>("CAIRN_TEST_COMMIT_PAUSE_MS").map(Duration::from_millis);
         Ok(Arc::new(AppState {
             meta: data.meta.clone(),
             store: data.store.clone(),
@@ -82,10 +94,7 @@ impl AppState {
             agents: Mutex::new(HashMap::new()),
             commit_pause,
             failing_uploads: std::sync::atomic::AtomicU64::new(
-                std::env::var("CAIRN_TEST_FAIL_UPLOADS")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
+                test_hook("CAIRN_TEST_FAIL_UPLOADS").unwrap_or(0),
             ),
         }))
     }
@@ -99,11 +108,15 @@ impl AppState {
     }
 
     /// Records that agent `instance` of `device` is alive; refuses a second live instance.
-    fn claim(&self, device: &DeviceId, instance: &str) -> ApiResult<()> {
+    fn claim(&self, user: &User, device: &DeviceId, instance: &str) -> ApiResult<()> {
         const LIVE: Duration = Duration::from_secs(90);
         let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
         let now = std::time::Instant::now();
-        if let Some((other, seen)) = agents.get(&device.0) {
+        // Forget agents not heard from for a while, so the table stays as small as the set
+        // of live agents.
+        agents.retain(|_, (_, seen)| now.duration_since(*seen) < LIVE);
+        let key = (user.id, device.0.clone());
+        if let Some((other, seen)) = agents.get(&key) {
             if other != instance && now.duration_since(*seen) < LIVE {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
@@ -116,7 +129,7 @@ impl AppState {
                 ));
             }
         }
-        agents.insert(device.0.clone(), (instance.to_string(), now));
+        agents.insert(key, (instance.to_string(), now));
         Ok(())
     }
 
@@ -136,23 +149,42 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/folders", get(folders))
         .route("/agent", post(agent))
-        .route("/chunks/missing", post(missing))
+        .route("/folders/{folder}/chunks/missing", post(missing))
         .route(
-            "/chunks",
+            "/folders/{folder}/chunks",
             post(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_BODY)),
         )
-        .route("/chunks/{id}", get(chunk))
+        .route("/folders/{folder}/chunks/{id}", get(chunk))
         .route("/folders/{folder}/commit", post(commit))
         .route("/folders/{folder}/journal", get(journal))
         .route("/folders/{folder}/tree", get(tree))
         .route("/folders/{folder}/versions", get(versions))
         .route("/folders/{folder}/content", get(content))
         .route("/folders/{folder}/chunklist", get(chunk_list))
+        .route("/folders/{folder}/damaged", get(damaged))
         .layer(DefaultBodyLimit::max(32 * 1024 * 1024));
     Router::new()
         .nest("/api/v1", api)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(catch_panic))
         .with_state(state)
+}
+
+/// A handler that panics answers a plain 500; what happened goes to the log only.
+async fn catch_panic(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let what = format!("{} {}", req.method(), req.uri().path());
+    match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(next.run(req))).await {
+        Ok(resp) => resp,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(request = %what, panic = %message, "handler panicked");
+            ApiError::internal().into_response()
+        }
+    }
 }
 
 async fn not_found() -> ApiError {
@@ -179,6 +211,19 @@ impl ApiError {
     fn bad(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
+
+    /// A blocking worker that panicked or was cancelled: logged, answered as an internal error.
+    fn worker(e: tokio::task::JoinError) -> Self {
+        tracing::error!(error = %e, "worker failed");
+        Self::internal()
+    }
+
+    fn internal() -> Self {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal server error (see the server log)",
+        )
+    }
 }
 
 impl From<Error> for ApiError {
@@ -192,13 +237,11 @@ impl From<Error> for ApiError {
         }
         match e {
             Error::Invalid(m) => ApiError::bad(m),
+            Error::Quota(m) => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, m),
             Error::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
             other => {
                 tracing::error!(error = ?other, "internal error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal server error (see the server log)",
-                )
+                ApiError::internal()
             }
         }
     }
@@ -238,7 +281,7 @@ async fn blocking<T: Send + 'static>(
     let meta = state.meta.clone();
     tokio::task::spawn_blocking(move || f(&meta))
         .await
-        .map_err(|e| ApiError::from(Error::Invalid(format!("worker failed: {e}"))))?
+        .map_err(ApiError::worker)?
         .map_err(ApiError::from)
 }
 
@@ -349,6 +392,19 @@ async fn login(
         .into_response());
     }
     state.login.succeeded(&req.user, peer.ip());
+    if let Some(computer) = req
+        .computer
+        .filter(|c| cairn_protocol::is_valid_computer_name(c))
+    {
+        let (u, device) = (
+            user.clone(),
+            req.device.clone().unwrap_or(DeviceId("unknown".into())),
+        );
+        // Best effort: logging in must work on a full disk, and a name is only for history.
+        if let Err(e) = blocking(&state, move |m| m.remember_device(&u, &device, &computer)).await {
+            tracing::warn!(user = %user.name, error = %e.message, "could not record the computer name");
+        }
+    }
     let expires_ns = now_ns().saturating_add(state.token_ttl.as_nanos() as i64);
     let token = state.tokens.issue(&auth::Claims {
         user_id: user.id,
@@ -384,7 +440,7 @@ async fn agent(
     body: Result<Json<AgentRequest>, JsonRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let Json(req) = body?;
-    state.claim(&caller.device, &req.instance)?;
+    state.claim(&caller.user, &caller.device, &req.instance)?;
     Ok(Json(serde_json::json!({"ok": true})))
 }
 
@@ -396,9 +452,12 @@ async fn folders(
     Ok(Json(blocking(&state, move |m| m.folders_of(&user)).await?))
 }
 
+/// Which of the named chunks the caller must upload before committing to `folder`: answered in
+/// the caller's scope only (see `meta::chunks`).
 async fn missing(
     State(state): State<Arc<AppState>>,
-    _caller: Caller,
+    caller: Caller,
+    Path(folder): Path<String>,
     body: Result<Json<MissingRequest>, JsonRejection>,
 ) -> ApiResult<Json<MissingResponse>> {
     let Json(req) = body?;
@@ -407,7 +466,9 @@ async fn missing(
             "at most {MAX_BATCH} chunk ids per request"
         )));
     }
-    let missing = blocking(&state, move |m| m.missing_chunks(&req.chunks)).await?;
+    folder_access(&state, &caller, &folder, Access::Rw).await?;
+    let user = caller.user;
+    let missing = blocking(&state, move |m| m.missing_chunks(&user, &req.chunks)).await?;
     Ok(Json(MissingResponse { missing }))
 }
 
@@ -443,11 +504,14 @@ fn parse_frames(body: &Bytes) -> Result<Vec<(ChunkId, Bytes)>, ApiError> {
     Ok(out)
 }
 
+/// Stores verified chunks for a commit to `folder` (which needs write access).
 async fn upload(
     State(state): State<Arc<AppState>>,
-    _caller: Caller,
+    caller: Caller,
+    Path(folder): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<UploadResponse>> {
+    folder_access(&state, &caller, &folder, Access::Rw).await?;
     let failing = &state.failing_uploads;
     if failing
         .fetch_update(
@@ -464,7 +528,17 @@ async fn upload(
     }
     let frames = tokio::task::spawn_blocking(move || parse_frames(&body))
         .await
-        .map_err(|e| ApiError::from(Error::Invalid(format!("worker failed: {e}"))))??;
+        .map_err(ApiError::worker)??;
+    if frames.len() > frame::MAX_FRAMES_PER_UPLOAD {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{} chunks in one upload; at most {} per request",
+                frames.len(),
+                frame::MAX_FRAMES_PER_UPLOAD
+            ),
+        ));
+    }
     let bytes: u64 = frames.iter().map(|(_, d)| d.len() as u64).sum();
     let stored = frames.len() as u32;
     let (small, large): (Vec<_>, Vec<_>) =
@@ -478,18 +552,19 @@ async fn upload(
             .try_into()
             .expect("16 random bytes were asked for"),
     );
-    let (packed, objects) = blocking(&state, move |m| {
-        m.begin_chunks(pack, &small_ids, &large_ids)
+    let user = caller.user;
+    let plan = blocking(&state, move |m| {
+        m.begin_chunks(&user, pack, &small_ids, &large_ids)
     })
     .await?;
-    if packed.is_empty() && objects.is_empty() {
+    if plan.packed.is_empty() && plan.objects.is_empty() {
         return Ok(Json(UploadResponse { stored, bytes }));
     }
     let data: HashMap<ChunkId, Bytes> = small.into_iter().chain(large).collect();
     let mut writes: Vec<(ObjectKey, Bytes)> = Vec::new();
-    if !packed.is_empty() {
+    if !plan.packed.is_empty() {
         let mut body = BytesMut::new();
-        for id in &packed {
+        for id in &plan.packed {
             if let Some(d) = data.get(id) {
                 body.extend_from_slice(d);
             }
@@ -497,7 +572,7 @@ async fn upload(
         writes.push((ObjectKey::Pack(pack), body.freeze()));
     }
     writes.extend(
-        objects
+        plan.objects
             .iter()
             .filter_map(|id| data.get(id).map(|d| (ObjectKey::Chunk(*id), d.clone()))),
     );
@@ -509,7 +584,7 @@ async fn upload(
         }
         return Err(e.into());
     }
-    let lost = blocking(&state, move |m| m.finish_chunks(pack, &packed, &objects)).await?;
+    let lost = blocking(&state, move |m| m.finish_chunks(pack, &plan)).await?;
     if let Some(id) = lost.first() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -536,49 +611,136 @@ async fn read_chunk(
     range: Option<Range<u64>>,
 ) -> ApiResult<Bytes> {
     let row = blocking(state, move |m| m.chunk(&id)).await?;
-    let row = row.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("chunk {id} is not on the server"),
-        )
-    })?;
+    let row = row.ok_or_else(|| lost_chunk(id))?;
+    read_row(state, &row, range).await
+}
+
+/// The answer for content whose chunk is gone from the store: permanent (410), naming the chunk;
+/// the caller adds the file.
+fn lost_chunk(id: ChunkId) -> ApiError {
+    ApiError::new(
+        StatusCode::GONE,
+        format!(
+            "chunk {id} is missing from the server's store; the next backup of a computer that has \
+             this file sends it again (`cairn server check` lists every file affected)"
+        ),
+    )
+}
+
+/// Reads `range` of a chunk (all of it for `None`) and checks the length read. A chunk whose
+/// object is gone or short is marked lost, so clients that have its bytes upload them again.
+async fn read_row(
+    state: &Arc<AppState>,
+    row: &crate::meta::ChunkRow,
+    range: Option<Range<u64>>,
+) -> ApiResult<Bytes> {
     let (key, whole) = row.location();
     let wanted = match range {
         Some(r) => whole.start + r.start..whole.start + r.end.min(u64::from(row.len)),
         None => whole,
     };
-    Ok(state.store.get_range(&key, wanted).await?)
+    let expected = wanted.end.saturating_sub(wanted.start);
+    let got = match state.store.get_range(&key, wanted).await {
+        Ok(b) if b.len() as u64 == expected => return Ok(b),
+        Ok(b) => format!("{} bytes of {expected}", b.len()),
+        Err(cairn_store::Error::NotFound { .. }) => "no object".to_string(),
+        Err(e) => return Err(e.into()),
+    };
+    let id = row.id;
+    tracing::error!(chunk = %id, store = %state.store.describe(), found = %got, "chunk lost from the store");
+    blocking(state, move |m| m.mark_lost(&id)).await?;
+    Err(lost_chunk(id))
 }
 
+/// A chunk by id, only when a version in `folder` (which the caller may read) references it.
 async fn chunk(
     State(state): State<Arc<AppState>>,
-    _caller: Caller,
-    Path(id): Path<String>,
+    caller: Caller,
+    Path((folder, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let id = ChunkId::parse(&id).map_err(|e| ApiError::bad(e.to_string()))?;
-    let data = read_chunk(&state, id, None).await?;
+    let folder = folder_access(&state, &caller, &folder, Access::Ro).await?;
+    let row = blocking(&state, move |m| m.chunk_in_folder(folder.id, &id)).await?;
+    let row = row.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no version in this folder has chunk {id}"),
+        )
+    })?;
+    let data = read_row(&state, &row, None).await?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response())
+}
+
+/// A commit body parsed change by change: one change that does not parse (a path too long or
+/// badly formed) is refused on its own, and the others still commit.
+#[derive(Deserialize)]
+struct LooseCommit {
+    changes: Vec<serde_json::Value>,
+}
+
+fn parse_commit(body: &[u8]) -> ApiResult<Vec<Result<Change, String>>> {
+    let loose: LooseCommit = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad(format!("bad request body: {e}")))?;
+    if loose.changes.len() > MAX_BATCH {
+        return Err(ApiError::bad(format!(
+            "at most {MAX_BATCH} changes per commit"
+        )));
+    }
+    Ok(loose
+        .changes
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let path = v
+                .get("path")
+                .and_then(|p| p.as_str())
+                .map(|p| p.chars().take(200).collect::<String>())
+                .unwrap_or_default();
+            serde_json::from_value::<Change>(v)
+                .map_err(|e| format!("change {i} ({path:?}) is not valid: {e}"))
+        })
+        .collect())
 }
 
 async fn commit(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(folder): Path<String>,
-    body: Result<Json<CommitRequest>, JsonRejection>,
+    body: Bytes,
 ) -> ApiResult<Json<CommitResponse>> {
-    let Json(req) = body?;
-    if req.changes.len() > MAX_BATCH {
-        return Err(ApiError::bad(format!(
-            "at most {MAX_BATCH} changes per commit"
-        )));
-    }
     let folder = folder_access(&state, &caller, &folder, Access::Rw).await?;
-    tracing::info!(folder = %folder.name, user = %caller.user.name, changes = req.changes.len(), "commit");
-    let device = caller.device.clone();
+    let parsed = tokio::task::spawn_blocking(move || parse_commit(&body))
+        .await
+        .map_err(ApiError::worker)??;
+    tracing::info!(folder = %folder.name, user = %caller.user.name, changes = parsed.len(), "commit");
     let pause = state.commit_pause;
     let f = folder.clone();
-    let (results, head) =
-        blocking(&state, move |m| m.commit(&f, &device, &req.changes, pause)).await?;
+    let Caller { user, device } = caller;
+    let (results, head) = blocking(&state, move |m| {
+        let computer = m.device_name(&user, &device)?;
+        let author = Author {
+            user: &user,
+            device: &device,
+            computer: &computer,
+        };
+        let valid: Vec<Change> = parsed
+            .iter()
+            .filter_map(|c| c.as_ref().ok().cloned())
+            .collect();
+        let (done, head) = m.commit(&f, &author, &valid, pause)?;
+        let mut done = done.into_iter();
+        let results = parsed
+            .into_iter()
+            .map(|c| match c {
+                Ok(_) => done.next().unwrap_or(ChangeResult::Refused {
+                    reason: "not applied".into(),
+                }),
+                Err(reason) => ChangeResult::Refused { reason },
+            })
+            .collect();
+        Ok((results, head))
+    })
+    .await?;
     state.announce(folder.id, head);
     Ok(Json(CommitResponse { results, head }))
 }
@@ -601,7 +763,7 @@ async fn journal(
         .get("x-cairn-instance")
         .and_then(|v| v.to_str().ok())
     {
-        state.claim(&caller.device, instance)?;
+        state.claim(&caller.user, &caller.device, instance)?;
     }
     let folder = folder_access(&state, &caller, &folder, Access::Ro).await?;
     let after = Seq(q.after.unwrap_or(0));
@@ -663,6 +825,19 @@ async fn tree(
     })
     .await?;
     Ok(Json(TreeResponse { entries, head }))
+}
+
+/// Paths under `prefix` whose content the server lost part of: a backup sends them again.
+async fn damaged(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(folder): Path<String>,
+    Query(q): Query<TreeQuery>,
+) -> ApiResult<Json<DamagedResponse>> {
+    let folder = folder_access(&state, &caller, &folder, Access::Ro).await?;
+    let prefix = parse_path(q.prefix.as_deref())?;
+    let paths = blocking(&state, move |m| m.damaged(folder.id, &prefix)).await?;
+    Ok(Json(DamagedResponse { paths }))
 }
 
 #[derive(Deserialize)]
@@ -774,8 +949,22 @@ async fn content(
         }
         offset = end;
     }
+    // The first piece is read before answering, so a file whose content is gone gets an error
+    // status naming it rather than a cut-off body.
+    let mut pieces = pieces.into_iter();
+    let first = match pieces.next() {
+        Some((id, (from, to), len)) => {
+            let range = (from != 0 || to != u64::from(len)).then_some(from..to);
+            let data = read_chunk(&state, id, range).await.map_err(|e| ApiError {
+                message: format!("{shown} version {}: {}", v.info.seq, e.message),
+                ..e
+            })?;
+            Some(data)
+        }
+        None => None,
+    };
     let st = state.clone();
-    let stream = futures_util::stream::unfold(pieces.into_iter(), move |mut it| {
+    let rest = futures_util::stream::unfold(pieces, move |mut it| {
         let st = st.clone();
         async move {
             let (id, (from, to), len) = it.next()?;
@@ -786,7 +975,8 @@ async fn content(
             Some((item, it))
         }
     });
-    let mut resp = Response::new(Body::from_stream(stream));
+    let head = futures_util::stream::iter(first.map(Ok::<Bytes, std::io::Error>));
+    let mut resp = Response::new(Body::from_stream(head.chain(rest)));
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -30,6 +30,9 @@ pub struct Created {
     pub admin_password_file: PathBuf,
 }
 
+/// Disk kept aside for `server gc` on a full disk.
+pub const RESERVE_BYTES: u64 = 8 * 1024 * 1024;
+
 fn random_hex(bytes: usize) -> String {
     auth::random_bytes(bytes)
         .iter()
@@ -50,6 +53,7 @@ impl DataDir {
         let _ = fs::set_permissions(root, fs::Permissions::from_mode(0o700));
         let dir = Self::open_parts(root)?;
         dir.ensure_certificate()?;
+        dir.keep_reserve();
         let created = if dir.meta.user_count()? == 0 {
             let password = auth::random_password();
             dir.meta
@@ -92,6 +96,35 @@ impl DataDir {
             store,
             server_id,
         })
+    }
+
+    fn reserve_path(&self) -> PathBuf {
+        self.root.join("reserve")
+    }
+
+    /// Keeps [`RESERVE_BYTES`] of disk set aside in the data folder (best effort: a disk that
+    /// has no room for it now gets it at the next chance). `server gc` gives it back first, so
+    /// that even on a disk filled to the last byte the metadata store can record what it frees.
+    pub fn keep_reserve(&self) {
+        let path = self.reserve_path();
+        if fs::metadata(&path).is_ok_and(|m| m.len() == RESERVE_BYTES) {
+            return;
+        }
+        let made = fs::File::create(&path).and_then(|mut f| {
+            let block = vec![0u8; 1024 * 1024];
+            for _ in 0..RESERVE_BYTES / block.len() as u64 {
+                f.write_all(&block)?;
+            }
+            f.sync_all()
+        });
+        if made.is_err() {
+            let _ = fs::remove_file(&path);
+        }
+    }
+
+    /// Frees the reserve (see [`DataDir::keep_reserve`]).
+    pub fn release_reserve(&self) {
+        let _ = fs::remove_file(self.reserve_path());
     }
 
     fn cert_paths(&self) -> (PathBuf, PathBuf) {

@@ -54,6 +54,9 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Corrupt(String),
+    /// A user's quota would be exceeded; the text says by whom and by how much.
+    #[error("{0}")]
+    Quota(String),
 }
 
 impl Error {

@@ -33,6 +33,15 @@ pub struct GcReport {
 /// # Errors
 /// When the metadata store fails; what was collected before stays collected.
 pub fn gc(data: &DataDir, rt: &Handle) -> Result<GcReport> {
+    // On a full disk the metadata store could not record a single deletion: the reserve
+    // gives it room, and is set aside again once gc has freed space.
+    data.release_reserve();
+    let report = collect(data, rt);
+    data.keep_reserve();
+    report
+}
+
+fn collect(data: &DataDir, rt: &Handle) -> Result<GcReport> {
     let epoch = data.meta.bump_gc_epoch()?;
     let store = data.store.clone();
     let mut report = GcReport::default();
@@ -99,6 +108,12 @@ pub fn check(data: &DataDir, rt: &Handle, read_data: bool) -> Result<Vec<String>
             "folder {folder}: {path} version {seq} references chunk {chunk}, which is not on the server"
         ));
     }
+    for m in data.meta.length_mismatches()? {
+        problems.push(format!(
+            "folder {}: {} version {} says chunk {} is {} bytes; it is {}",
+            m.folder, m.path, m.seq, m.chunk, m.said, m.stored
+        ));
+    }
     for (folder, path, seq) in data.meta.size_mismatches()? {
         problems.push(format!(
             "folder {folder}: {path} version {seq}: its chunks do not add up to its size"
@@ -108,6 +123,7 @@ pub fn check(data: &DataDir, rt: &Handle, read_data: bool) -> Result<Vec<String>
     // Object sizes, asked once per object (a pack holds many chunks).
     let mut sizes: HashMap<ObjectKey, Option<u64>> = HashMap::new();
     let mut seen: HashSet<ChunkId> = HashSet::new();
+    let mut lost: Vec<ChunkId> = Vec::new();
     data.meta.all_chunks(&mut |row, present| {
         seen.insert(row.id);
         if !present {
@@ -127,26 +143,43 @@ pub fn check(data: &DataDir, rt: &Handle, read_data: bool) -> Result<Vec<String>
             ChunkPlace::Packed { pack, .. } => format!("chunk {} (in pack {pack})", row.id),
         };
         match size {
-            None => problems.push(format!("{what} is missing from {store}")),
+            None => {
+                problems.push(format!("{what} is missing from {store}"));
+                lost.push(row.id);
+            }
             Some(size)
                 if size < range.end || (row.place == ChunkPlace::Object && size != range.end) =>
             {
                 problems.push(format!(
                     "{what} in {store} is truncated: {size} bytes, expected {}",
                     range.end
-                ))
+                ));
+                lost.push(row.id);
             }
             Some(_) if read_data => {
-                let bytes = rt.block_on(data.store.get_range(&key, range))?;
-                if ChunkId::of(&bytes) != row.id {
+                let bytes = rt.block_on(data.store.get_range(&key, range.clone()))?;
+                if bytes.len() as u64 != range.end - range.start {
+                    problems.push(format!(
+                        "{what} in {store} is {} bytes, expected {}",
+                        bytes.len(),
+                        range.end - range.start
+                    ));
+                    lost.push(row.id);
+                } else if ChunkId::of(&bytes) != row.id {
                     problems.push(format!(
                         "{what} in {store} is corrupt: its bytes do not match its id"
                     ));
+                    lost.push(row.id);
                 }
             }
             Some(_) => {}
         }
         Ok(())
     })?;
+    // Chunks whose bytes are gone count as missing from now on: the next backup of a file
+    // that holds one sends it again.
+    for id in lost {
+        data.meta.mark_lost(&id)?;
+    }
     Ok(problems)
 }

@@ -7,9 +7,13 @@
 //! All methods are synchronous and short; async callers run them on the blocking pool. A commit
 //! batch is one transaction: after a crash either every change of it is there or none is.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+
+mod chunks;
+pub use chunks::{ChunkScope, UploadPlan};
 
 use cairn_model::{ChunkId, ContentHash, DeviceId, Entry, EntryKind, PackId, RelPath, Seq};
 use cairn_protocol::{Access, Change, ChangeResult, ChunkSpan, FolderInfo, VersionInfo};
@@ -48,7 +52,30 @@ CREATE TABLE IF NOT EXISTS chunks(
     id BLOB PRIMARY KEY, len INTEGER NOT NULL, state INTEGER NOT NULL, epoch INTEGER NOT NULL,
     pack BLOB, pack_offset INTEGER) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS chunks_pack ON chunks(pack) WHERE pack IS NOT NULL;
+CREATE TABLE IF NOT EXISTS chunk_proofs(
+    user_id INTEGER NOT NULL, chunk BLOB NOT NULL, len INTEGER NOT NULL,
+    PRIMARY KEY(user_id, chunk)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunk_proofs_chunk ON chunk_proofs(chunk);
+CREATE INDEX IF NOT EXISTS chunks_lost ON chunks(id) WHERE state=2;
+CREATE TABLE IF NOT EXISTS devices(
+    user_id INTEGER NOT NULL, device TEXT NOT NULL, computer TEXT NOT NULL,
+    added_ns INTEGER NOT NULL, PRIMARY KEY(user_id, device)) WITHOUT ROWID;
 "#;
+
+/// Columns added after the first release, as (table, column, definition): added at open when
+/// an older data folder lacks them.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("users", "quota", "INTEGER"),
+    ("users", "used_bytes", "INTEGER NOT NULL DEFAULT 0"),
+    ("versions", "author", "TEXT NOT NULL DEFAULT ''"),
+    ("versions", "computer", "TEXT NOT NULL DEFAULT ''"),
+];
+
+/// Device names kept per user.
+pub const MAX_DEVICES: i64 = 1000;
+
+/// Readers kept open beside the writer (WAL lets them read while it writes).
+const MAX_IDLE_READERS: usize = 8;
 
 /// Chunk row state 1: present (0: registered by an upload whose object may not be written yet).
 const PRESENT: i64 = 1;
@@ -61,9 +88,13 @@ pub struct User {
     pub disabled: bool,
     /// Tokens carry this number; bumping it (new password, disabling) ends every session.
     pub token_gen: i64,
+    /// Most bytes of proved chunks the user may hold; `None`: no limit.
+    pub quota: Option<u64>,
+    /// Bytes of the chunks the user proved (uploaded) that the server still keeps.
+    pub used_bytes: u64,
 }
 
-const USER_COLS: &str = "id, name, admin, disabled, token_gen";
+const USER_COLS: &str = "id, name, admin, disabled, token_gen, quota, used_bytes";
 
 fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
@@ -72,6 +103,8 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
         admin: r.get(2)?,
         disabled: r.get(3)?,
         token_gen: r.get(4)?,
+        quota: r.get::<_, Option<i64>>(5)?.map(|q| q.max(0) as u64),
+        used_bytes: r.get::<_, i64>(6)?.max(0) as u64,
     })
 }
 
@@ -129,7 +162,38 @@ pub struct StoredVersion {
 pub type Grants = Vec<(String, Access)>;
 
 pub struct SqliteMeta {
+    /// The writer: every write transaction, one at a time.
     conn: Mutex<Connection>,
+    /// Idle read-only connections: reads (listings, journal, chunk scope) run on these, so
+    /// they never wait behind a write and never hold up one.
+    readers: Mutex<Vec<Connection>>,
+    path: PathBuf,
+}
+
+/// A reader borrowed from the pool; goes back when dropped.
+pub struct Reader<'a> {
+    conn: Option<Connection>,
+    meta: &'a SqliteMeta,
+}
+
+impl std::ops::Deref for Reader<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+            .as_ref()
+            .expect("a reader holds its connection until dropped")
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            let mut idle = self.meta.readers.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(c);
+            }
+        }
+    }
 }
 
 fn now_ns() -> i64 {
@@ -137,6 +201,20 @@ fn now_ns() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
+}
+
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, column, def) in ADDED_COLUMNS {
+        let exists: bool = conn
+            .prepare(&format!(
+                "SELECT 1 FROM pragma_table_info('{table}') WHERE name=?1"
+            ))?
+            .exists([column])?;
+        if !exists {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {def}"))?;
+        }
+    }
+    Ok(())
 }
 
 fn db(context: &str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
@@ -163,8 +241,37 @@ impl SqliteMeta {
         )
         .map_err(db(&ctx))?;
         conn.execute_batch(SCHEMA).map_err(db(&ctx))?;
+        add_missing_columns(&conn).map_err(db(&ctx))?;
         Ok(SqliteMeta {
             conn: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// A read-only connection from the pool (a new one when none is idle).
+    ///
+    /// # Errors
+    /// When a new connection cannot be opened.
+    pub fn reader(&self) -> Result<Reader<'_>> {
+        let idle = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => {
+                let ctx = format!("opening metadata store {}", self.path.display());
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(db(&ctx))?;
+                c.busy_timeout(Duration::from_secs(30)).map_err(db(&ctx))?;
+                c
+            }
+        };
+        Ok(Reader {
+            conn: Some(conn),
+            meta: self,
         })
     }
 
@@ -192,6 +299,56 @@ impl SqliteMeta {
     }
 
     // ---- users and sessions ----
+
+    /// Sets (or, with `None`, lifts) a user's quota in bytes.
+    pub fn set_quota(&self, name: &str, quota: Option<u64>) -> Result<()> {
+        let user = self.require_user(name)?;
+        self.conn()
+            .execute(
+                "UPDATE users SET quota=?1 WHERE id=?2",
+                params![quota.map(|q| q.min(i64::MAX as u64) as i64), user.id],
+            )
+            .map_err(db("changing quota"))?;
+        Ok(())
+    }
+
+    /// Records the name a user's device logged in with; versions it commits carry that name.
+    /// Writes nothing when the name is known already; keeps the newest [`MAX_DEVICES`] per
+    /// user, so a user cannot grow the table without bound.
+    pub fn remember_device(&self, user: &User, device: &DeviceId, computer: &str) -> Result<()> {
+        let conn = self.conn();
+        let changed = conn
+            .execute(
+                "INSERT INTO devices(user_id, device, computer, added_ns) VALUES(?1, ?2, ?3, ?4)
+                 ON CONFLICT(user_id, device) DO UPDATE SET computer=excluded.computer
+                 WHERE computer != excluded.computer",
+                params![user.id, device.0, computer, now_ns()],
+            )
+            .map_err(db("recording device"))?;
+        if changed > 0 {
+            conn.execute(
+                "DELETE FROM devices WHERE user_id=?1 AND device NOT IN
+                 (SELECT device FROM devices WHERE user_id=?1 ORDER BY added_ns DESC LIMIT ?2)",
+                params![user.id, MAX_DEVICES],
+            )
+            .map_err(db("recording device"))?;
+        }
+        Ok(())
+    }
+
+    /// The name of `user`'s device (empty when it never gave one).
+    pub fn device_name(&self, user: &User, device: &DeviceId) -> Result<String> {
+        Ok(self
+            .reader()?
+            .query_row(
+                "SELECT computer FROM devices WHERE user_id=?1 AND device=?2",
+                params![user.id, device.0],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db("reading device"))?
+            .unwrap_or_default())
+    }
 
     pub fn add_user(&self, name: &str, pw_hash: &str, admin: bool) -> Result<()> {
         let conn = self.conn();
@@ -229,18 +386,18 @@ impl SqliteMeta {
 
     /// The user and their password hash.
     pub fn user_by_name(&self, name: &str) -> Result<Option<(User, String)>> {
-        self.conn()
+        self.reader()?
             .query_row(
                 &format!("SELECT {USER_COLS}, pw_hash FROM users WHERE name=?1"),
                 [name],
-                |r| Ok((user_row(r)?, r.get(5)?)),
+                |r| Ok((user_row(r)?, r.get(7)?)),
             )
             .optional()
             .map_err(db("looking up user"))
     }
 
     pub fn user_by_id(&self, id: i64) -> Result<Option<User>> {
-        self.conn()
+        self.reader()?
             .query_row(
                 &format!("SELECT {USER_COLS} FROM users WHERE id=?1"),
                 [id],
@@ -311,7 +468,7 @@ impl SqliteMeta {
     }
 
     pub fn folder(&self, name: &str) -> Result<Option<Folder>> {
-        self.conn()
+        self.reader()?
             .query_row(
                 "SELECT id, name, keep_versions, head_seq FROM folders WHERE name=?1",
                 [name],
@@ -400,7 +557,7 @@ impl SqliteMeta {
     /// granted (both look the same to the user, so folder names do not leak).
     pub fn access(&self, user: &User, folder: &str) -> Result<Option<(Folder, Access)>> {
         let row = self
-            .conn()
+            .reader()?
             .query_row(
                 "SELECT f.id, f.name, f.keep_versions, f.head_seq, g.access FROM folders f
                  JOIN grants g ON g.folder_id=f.id WHERE f.name=?1 AND g.user_id=?2",
@@ -423,7 +580,7 @@ impl SqliteMeta {
     }
 
     pub fn folders_of(&self, user: &User) -> Result<Vec<FolderInfo>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut st = conn
             .prepare(
                 "SELECT f.name, g.access, f.keep_versions, f.head_seq FROM folders f JOIN grants g ON g.folder_id=f.id
@@ -455,175 +612,6 @@ impl SqliteMeta {
             .collect())
     }
 
-    // ---- chunks ----
-
-    /// The ids among `ids` that are not present.
-    /// The ids among `ids` that are not present. The present ones are touched (moved to the
-    /// current gc generation): the caller is about to reference them, and gc spares chunks
-    /// touched in its own or the previous generation.
-    pub fn missing_chunks(&self, ids: &[ChunkId]) -> Result<Vec<ChunkId>> {
-        let ctx = "looking up chunks";
-        let mut conn = self.conn();
-        relaxed(&mut conn, |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db(ctx))?;
-            let epoch = gc_epoch(&tx)?;
-            let mut missing = Vec::new();
-            {
-                let mut touch = tx
-                    .prepare_cached("UPDATE chunks SET epoch=?2 WHERE id=?1 AND state=1")
-                    .map_err(db(ctx))?;
-                for id in ids {
-                    if touch
-                        .execute(params![&id.as_bytes()[..], epoch])
-                        .map_err(db(ctx))?
-                        == 0
-                    {
-                        missing.push(*id);
-                    }
-                }
-            }
-            tx.commit().map_err(db(ctx))?;
-            Ok(missing)
-        })
-    }
-
-    /// Registers, in one transaction, the chunks of an upload that are not present yet: small
-    /// ones as parts of pack `pack` (offsets in the order returned), large ones as their own
-    /// objects. Rows are registered before any object is written, which is what keeps gc from
-    /// deleting an object an upload still needs. Returns (small to pack, large to write).
-    pub fn begin_chunks(
-        &self,
-        pack: PackId,
-        small: &[(ChunkId, u32)],
-        large: &[(ChunkId, u32)],
-    ) -> Result<(Vec<ChunkId>, Vec<ChunkId>)> {
-        let ctx = "registering chunks";
-        let mut conn = self.conn();
-        relaxed(&mut conn, |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db(ctx))?;
-            let epoch = gc_epoch(&tx)?;
-            let mut packed = Vec::new();
-            let mut objects = Vec::new();
-            {
-                let mut present = tx
-                    .prepare_cached("SELECT 1 FROM chunks WHERE id=?1 AND state=1")
-                    .map_err(db(ctx))?;
-                let mut register = tx
-                .prepare_cached(
-                    "INSERT INTO chunks(id, len, state, epoch, pack, pack_offset) VALUES(?1, ?2, 0, ?3, ?4, ?5)
-                     ON CONFLICT(id) DO UPDATE SET epoch=excluded.epoch, pack=excluded.pack, pack_offset=excluded.pack_offset",
-                )
-                .map_err(db(ctx))?;
-                let mut offset = 0u64;
-                for (id, len) in small {
-                    if packed.contains(id)
-                        || present.exists([&id.as_bytes()[..]]).map_err(db(ctx))?
-                    {
-                        continue;
-                    }
-                    register
-                        .execute(params![
-                            &id.as_bytes()[..],
-                            len,
-                            epoch,
-                            &pack.0[..],
-                            offset as i64
-                        ])
-                        .map_err(db(ctx))?;
-                    packed.push(*id);
-                    offset += u64::from(*len);
-                }
-                for (id, len) in large {
-                    if objects.contains(id)
-                        || present.exists([&id.as_bytes()[..]]).map_err(db(ctx))?
-                    {
-                        continue;
-                    }
-                    register
-                        .execute(params![
-                            &id.as_bytes()[..],
-                            len,
-                            epoch,
-                            None::<Vec<u8>>,
-                            None::<i64>
-                        ])
-                        .map_err(db(ctx))?;
-                    objects.push(*id);
-                }
-            }
-            tx.commit().map_err(db(ctx))?;
-            Ok((packed, objects))
-        })
-    }
-
-    /// Marks written chunks present. A row that another upload re-pointed meanwhile is left to
-    /// that upload. Returns the ids whose registration vanished (collected by gc while the
-    /// upload was slow): the caller must report failure.
-    pub fn finish_chunks(
-        &self,
-        pack: PackId,
-        packed: &[ChunkId],
-        objects: &[ChunkId],
-    ) -> Result<Vec<ChunkId>> {
-        let ctx = "registering chunks";
-        let mut conn = self.conn();
-        relaxed(&mut conn, |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db(ctx))?;
-            let mut lost = Vec::new();
-            {
-                let mut in_pack = tx
-                    .prepare_cached("UPDATE chunks SET state=1 WHERE id=?1 AND state=0 AND pack=?2")
-                    .map_err(db(ctx))?;
-                let mut alone = tx
-                    .prepare_cached(
-                        "UPDATE chunks SET state=1 WHERE id=?1 AND state=0 AND pack IS NULL",
-                    )
-                    .map_err(db(ctx))?;
-                let mut exists = tx
-                    .prepare_cached("SELECT 1 FROM chunks WHERE id=?1")
-                    .map_err(db(ctx))?;
-                for id in packed {
-                    in_pack
-                        .execute(params![&id.as_bytes()[..], &pack.0[..]])
-                        .map_err(db(ctx))?;
-                }
-                for id in objects {
-                    alone.execute([&id.as_bytes()[..]]).map_err(db(ctx))?;
-                }
-                for id in packed.iter().chain(objects) {
-                    if !exists.exists([&id.as_bytes()[..]]).map_err(db(ctx))? {
-                        lost.push(*id);
-                    }
-                }
-            }
-            tx.commit().map_err(db(ctx))?;
-            Ok(lost)
-        })
-    }
-
-    pub fn chunk(&self, id: &ChunkId) -> Result<Option<ChunkRow>> {
-        self.conn()
-            .query_row(
-                "SELECT len, pack, pack_offset FROM chunks WHERE id=?1 AND state=1",
-                [&id.as_bytes()[..]],
-                |r| {
-                    Ok(ChunkRow {
-                        id: *id,
-                        len: r.get(0)?,
-                        place: place_of(r.get(1)?, r.get(2)?),
-                    })
-                },
-            )
-            .optional()
-            .map_err(db("reading chunk"))
-    }
-
     // ---- versions and journal ----
 
     /// Applies a batch of changes in one transaction. `pause` (tests only) sleeps after each
@@ -631,10 +619,18 @@ impl SqliteMeta {
     pub fn commit(
         &self,
         folder: &Folder,
-        device: &DeviceId,
+        author: &Author<'_>,
         changes: &[Change],
         pause: Option<Duration>,
     ) -> Result<(Vec<ChangeResult>, Seq)> {
+        // Whether each named chunk is in the author's scope is read before taking the write
+        // lock; under it only presence is checked again (gc may have run in between).
+        let named: Vec<ChunkId> = changes
+            .iter()
+            .filter(|c| c.entry.kind == EntryKind::File && c.moved_from.is_none())
+            .flat_map(|c| c.chunks.iter().map(|s| s.id))
+            .collect();
+        let scope = self.chunk_scope(author.user, &named)?;
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -649,7 +645,8 @@ impl SqliteMeta {
         let committed_ns = now_ns();
         let mut results = Vec::with_capacity(changes.len());
         for change in changes {
-            let result = apply_change(&tx, folder, device, change, &mut head, committed_ns)?;
+            let result =
+                apply_change(&tx, folder, author, &scope, change, &mut head, committed_ns)?;
             results.push(result);
             if let Some(p) = pause {
                 std::thread::sleep(p);
@@ -666,7 +663,7 @@ impl SqliteMeta {
 
     /// Versions with a sequence number above `after`, oldest first, at most `limit`.
     pub fn journal(&self, folder: &Folder, after: Seq, limit: u32) -> Result<Vec<VersionInfo>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut st = conn
             .prepare_cached(&format!("SELECT {VERSION_COLS} FROM versions WHERE folder_id=?1 AND seq>?2 ORDER BY seq LIMIT ?3"))
             .map_err(db("reading journal"))?;
@@ -686,7 +683,7 @@ impl SqliteMeta {
         at_ns: Option<i64>,
         deleted: bool,
     ) -> Result<Vec<VersionInfo>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let at = at_ns.unwrap_or(i64::MAX);
         let (lo, hi) = prefix_bounds(prefix);
         let mut st = conn
@@ -711,7 +708,7 @@ impl SqliteMeta {
 
     /// Every retained version of `path`, newest first.
     pub fn versions(&self, folder: &Folder, path: &RelPath) -> Result<Vec<VersionInfo>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut st = conn
             .prepare_cached(&format!(
                 "SELECT {VERSION_COLS} FROM versions WHERE folder_id=?1 AND path=?2 ORDER BY seq DESC"
@@ -731,7 +728,7 @@ impl SqliteMeta {
         path: &RelPath,
         seq: Option<Seq>,
     ) -> Result<Option<StoredVersion>> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let found = conn
             .query_row(
                 &format!(
@@ -739,7 +736,7 @@ impl SqliteMeta {
                      ORDER BY seq DESC LIMIT 1"
                 ),
                 params![folder.id, path.as_str(), seq.map(|s| s.0)],
-                |r| Ok((version_row(r)?, r.get::<_, i64>(11)?)),
+                |r| Ok((version_row(r)?, r.get::<_, i64>(13)?)),
             )
             .optional()
             .map_err(db("reading version"))?;
@@ -792,6 +789,7 @@ impl SqliteMeta {
                        (state=1 AND epoch < ?1 - 1
                         AND NOT EXISTS (SELECT 1 FROM version_chunks vc WHERE vc.chunk=c.id))
                        OR (state=0 AND epoch < ?1 - 1)
+                       OR (state=2 AND NOT EXISTS (SELECT 1 FROM version_chunks vc WHERE vc.chunk=c.id))
                      LIMIT ?2",
                 )
                 .map_err(db(ctx))?;
@@ -827,6 +825,7 @@ impl SqliteMeta {
                 .map_err(db(ctx))?;
             for row in &doomed {
                 del.execute([&row.id.as_bytes()[..]]).map_err(db(ctx))?;
+                chunks::forget_proofs(&tx, &row.id)?;
                 if row.place == ChunkPlace::Object {
                     keys.push(ObjectKey::Chunk(row.id));
                 }
@@ -920,6 +919,46 @@ impl SqliteMeta {
             .collect())
     }
 
+    /// Chunk references whose length is not the stored chunk's.
+    pub fn length_mismatches(&self) -> Result<Vec<LengthMismatch>> {
+        let ctx = "checking chunk lengths";
+        let conn = self.reader()?;
+        let mut st = conn
+            .prepare(
+                "SELECT f.name, v.path, v.seq, vc.chunk, vc.len, c.len FROM version_chunks vc
+                 JOIN chunks c ON c.id=vc.chunk JOIN versions v ON v.id=vc.version_id
+                 JOIN folders f ON f.id=v.folder_id WHERE vc.len != c.len",
+            )
+            .map_err(db(ctx))?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .map_err(db(ctx))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db(ctx))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(folder, path, seq, c, said, stored)| {
+                Some(LengthMismatch {
+                    folder,
+                    path,
+                    seq,
+                    chunk: chunk_id(&c)?,
+                    said,
+                    stored,
+                })
+            })
+            .collect())
+    }
+
     /// File versions whose chunk lengths do not add up to their size: (folder, path, seq).
     pub fn size_mismatches(&self) -> Result<Vec<(String, String, i64)>> {
         let conn = self.conn();
@@ -951,7 +990,7 @@ fn relaxed<T>(conn: &mut Connection, f: impl FnOnce(&mut Connection) -> Result<T
 }
 
 const VERSION_COLS: &str =
-    "path, seq, kind, size, mtime_ns, mode, hash, target, device, committed_ns, folder_id";
+    "path, seq, kind, size, mtime_ns, mode, hash, target, device, committed_ns, folder_id, author, computer";
 
 fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionInfo> {
     let path: String = r.get(0)?;
@@ -975,6 +1014,8 @@ fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionInfo> {
             target: r.get(7)?,
         },
         device: DeviceId(r.get(8)?),
+        user: r.get(11)?,
+        computer: r.get(12)?,
         committed_ns: r.get(9)?,
     })
 }
@@ -1034,7 +1075,7 @@ fn head_of(
     conn.prepare_cached(&format!(
         "SELECT {VERSION_COLS}, id FROM versions WHERE folder_id=?1 AND path=?2 ORDER BY seq DESC LIMIT 1"
     ))
-    .and_then(|mut st| st.query_row(params![folder_id, path.as_str()], |r| Ok((version_row(r)?, r.get(11)?))).optional())
+    .and_then(|mut st| st.query_row(params![folder_id, path.as_str()], |r| Ok((version_row(r)?, r.get(13)?))).optional())
     .map_err(db("reading head"))
 }
 
@@ -1074,7 +1115,8 @@ fn validate(change: &Change) -> Option<String> {
 fn apply_change(
     tx: &Connection,
     folder: &Folder,
-    device: &DeviceId,
+    author: &Author<'_>,
+    scope: &HashMap<ChunkId, ChunkScope>,
     change: &Change,
     head_seq: &mut i64,
     committed_ns: i64,
@@ -1142,27 +1184,16 @@ fn apply_change(
         });
     }
     if change.entry.kind == EntryKind::File {
-        let mut st = tx
-            .prepare_cached("SELECT 1 FROM chunks WHERE id=?1 AND state=1")
-            .map_err(db("committing"))?;
-        let mut missing = Vec::new();
-        for c in &change.chunks {
-            if !st
-                .exists([&c.id.as_bytes()[..]])
-                .map_err(db("committing"))?
-                && !missing.contains(&c.id)
-            {
-                missing.push(c.id);
-            }
-        }
-        if !missing.is_empty() {
-            return Ok(ChangeResult::MissingChunks { chunks: missing });
+        // Content a move takes from its source is in this folder already: no scope to check.
+        let scope = moved.is_none().then_some(scope);
+        if let Some(outcome) = check_chunks(tx, &change.path, &change.chunks, scope)? {
+            return Ok(outcome);
         }
     }
     let seq = insert_version(
         tx,
         folder,
-        device,
+        author,
         &change.path,
         &change.entry,
         &change.chunks,
@@ -1181,7 +1212,7 @@ fn apply_change(
         insert_version(
             tx,
             folder,
-            device,
+            author,
             &from,
             &gone,
             &[],
@@ -1192,12 +1223,69 @@ fn apply_change(
     Ok(ChangeResult::Accepted { seq })
 }
 
+/// Checks the chunks of a file change: each must be in the author's scope (`None`: no scope to
+/// check), present now, and of the length the change gives it. `None` when all are.
+fn check_chunks(
+    tx: &Connection,
+    path: &RelPath,
+    spans: &[ChunkSpan],
+    scope: Option<&HashMap<ChunkId, ChunkScope>>,
+) -> Result<Option<ChangeResult>> {
+    let mut stored: HashMap<ChunkId, Option<u32>> = HashMap::new();
+    let mut missing = Vec::new();
+    for c in spans {
+        let len = match stored.get(&c.id) {
+            Some(len) => *len,
+            None => {
+                let usable =
+                    scope.is_none_or(|s| matches!(s.get(&c.id), Some(ChunkScope::Usable { .. })));
+                let len = if usable {
+                    chunks::present_len(tx, &c.id)?
+                } else {
+                    None
+                };
+                if len.is_none() {
+                    missing.push(c.id);
+                }
+                stored.insert(c.id, len);
+                len
+            }
+        };
+        if let Some(len) = len.filter(|len| *len != c.len) {
+            return Ok(Some(ChangeResult::Refused {
+                reason: format!(
+                    "{path}: chunk {} is {len} bytes on the server, the change says {}",
+                    c.id, c.len
+                ),
+            }));
+        }
+    }
+    Ok((!missing.is_empty()).then_some(ChangeResult::MissingChunks { chunks: missing }))
+}
+
+/// A version that gives a chunk another length than the stored chunk has.
+pub struct LengthMismatch {
+    pub folder: String,
+    pub path: String,
+    pub seq: i64,
+    pub chunk: ChunkId,
+    pub said: u32,
+    pub stored: u32,
+}
+
+/// Who makes a commit: recorded with every version it writes.
+pub struct Author<'a> {
+    pub user: &'a User,
+    pub device: &'a DeviceId,
+    pub computer: &'a str,
+}
+
 /// Appends one version (the folder's next sequence number) and applies retention to its path.
 #[allow(clippy::too_many_arguments)]
 fn insert_version(
     tx: &Connection,
     folder: &Folder,
-    device: &DeviceId,
+    author: &Author<'_>,
     path: &RelPath,
     e: &Entry,
     chunks: &[ChunkSpan],
@@ -1206,8 +1294,8 @@ fn insert_version(
 ) -> Result<Seq> {
     *head_seq += 1;
     tx.prepare_cached(
-        "INSERT INTO versions(folder_id, path, seq, kind, size, mtime_ns, mode, hash, target, device, committed_ns)
-         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO versions(folder_id, path, seq, kind, size, mtime_ns, mode, hash, target, device, committed_ns, author, computer)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )
     .and_then(|mut st| {
         st.execute(params![
@@ -1220,8 +1308,10 @@ fn insert_version(
             e.mode & 0o7777,
             e.hash.map(|h| h.as_bytes().to_vec()),
             e.target,
-            device.0,
-            committed_ns
+            author.device.0,
+            committed_ns,
+            author.user.name,
+            author.computer
         ])
     })
     .map_err(db("committing"))?;

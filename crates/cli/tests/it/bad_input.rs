@@ -80,11 +80,20 @@ fn the_api_refuses_escaping_paths_and_nul_bytes() {
             .json(&commit)
             .send()
             .expect("request");
-        assert_eq!(r.status().as_u16(), 400, "{bad:?}");
+        // A commit is parsed change by change: this one is refused, naming the path.
+        assert_eq!(r.status().as_u16(), 200, "{bad:?}");
+        let body: serde_json::Value = r.json().expect("json");
+        assert_eq!(body["results"][0]["status"], "refused", "{bad:?}: {body}");
+        assert!(
+            body["results"][0]["reason"]
+                .as_str()
+                .is_some_and(|m| m.contains("invalid path")),
+            "{body}"
+        );
     }
     let r = http
         .get(format!(
-            "{}/api/v1/chunks/..%2F..%2Fmeta.sqlite",
+            "{}/api/v1/folders/backup/chunks/..%2F..%2Fmeta.sqlite",
             server.url()
         ))
         .bearer_auth(&tok)
@@ -108,7 +117,7 @@ fn a_chunk_whose_bytes_do_not_match_its_id_is_refused() {
     body.extend_from_slice(&5u32.to_be_bytes());
     body.extend_from_slice(b"hello");
     let r = http()
-        .post(format!("{}/api/v1/chunks", server.url()))
+        .post(format!("{}/api/v1/folders/backup/chunks", server.url()))
         .bearer_auth(&tok)
         .body(body)
         .send()
@@ -247,6 +256,7 @@ fn count_files(dir: &std::path::Path) -> usize {
 }
 
 #[test]
+#[cfg(feature = "test-hooks")]
 fn a_server_killed_in_the_middle_of_a_commit_keeps_all_or_nothing() {
     let mut server = Server::start_with(&[("CAIRN_TEST_COMMIT_PAUSE_MS", "10")]);
     let c = Client::new();
@@ -337,6 +347,37 @@ fn a_full_server_disk_is_a_clear_error_and_loses_nothing() {
     assert!(server
         .admin(&["check", "--read-data"], None)
         .contains("no problems"));
+    // gc frees space on a disk filled to the last byte: huge.bin's content becomes garbage...
+    server.admin(&["folder", "set", "backup", "--keep-versions", "1"], None);
+    let kept = c.tmp().join("huge.bin");
+    std::fs::rename(c.path("huge.bin"), &kept).expect("move aside");
+    c.ok(&["run", "t", "--once"]);
+    server.admin(&["gc"], None);
+    // ...then the disk fills up completely...
+    let filled = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M"])
+        .arg(format!("of={}", mount.join("filler").display()))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("dd");
+    assert!(!filled.success(), "dd stops at a full disk");
+    let free = |p: &std::path::Path| {
+        let out = std::process::Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(p)
+            .output()
+            .expect("df");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse::<u64>().ok())
+            .expect("df figure")
+    };
+    assert!(free(&mount) < 1024 * 1024, "the disk is full");
+    // ...and gc still runs and frees it.
+    let said = server.admin(&["gc"], None);
+    assert!(free(&mount) > 30 * 1024 * 1024, "gc freed space: {said}");
+    std::fs::rename(&kept, c.path("huge.bin")).expect("move back");
     server.kill();
     server.data = original;
     assert!(

@@ -183,6 +183,30 @@ fn proxies_with_credentials_and_from_the_environment_are_used() {
         tunnels.load(Ordering::SeqCst) >= 1,
         "the connection went through the proxy"
     );
+    // The proxy's password is kept only in the private credentials file.
+    let config = std::fs::read_to_string(c.home.join("config.json")).expect("config");
+    assert!(!config.contains("secret"), "{config}");
+    let creds = std::fs::read_to_string(c.home.join("credentials.json")).expect("credentials");
+    assert!(creds.contains("user:secret@"), "{creds}");
+    let root = c.root.to_str().expect("utf-8").to_string();
+    c.ok(&[
+        "backup",
+        "add",
+        "t",
+        "--local",
+        &root,
+        "--connection",
+        "default",
+        "--folder",
+        "backup",
+    ]);
+    c.write("via-proxy.txt", b"x");
+    let before = tunnels.load(Ordering::SeqCst);
+    c.ok(&["run", "t", "--once"]);
+    assert!(
+        tunnels.load(Ordering::SeqCst) > before,
+        "later runs use the saved proxy with its password"
+    );
 
     let (env_port, env_tunnels) = start_proxy(None);
     let d = Client::new();

@@ -889,6 +889,7 @@ fn random_edits_on_three_computers_converge_and_lose_no_synced_edit() {
 }
 
 #[test]
+#[cfg(feature = "test-hooks")]
 fn uploads_failing_for_a_while_delete_nothing_local() {
     let server = Server::start_with(&[("CAIRN_TEST_FAIL_UPLOADS", "12")]);
     let a = computer(&server, "A", &[]);

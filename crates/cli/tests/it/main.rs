@@ -9,3 +9,4 @@ mod drive;
 mod explorer;
 mod harness;
 mod hostile;
+mod security;
