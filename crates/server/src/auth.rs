@@ -158,6 +158,18 @@ mod tests {
     }
 
     #[test]
+    fn a_dummy_hash_costs_the_memory_of_a_real_one() {
+        // What the login gate does for unknown users: verify against a hash of a random password.
+        let real = hash_password("s3cret").expect("hash");
+        let dummy = hash_password(&random_password()).expect("hash");
+        let (mut a, mut b) = (HashMemory::default(), HashMemory::default());
+        assert!(!verify_password_in("guess", &real, &mut a));
+        assert!(!verify_password_in("guess", &dummy, &mut b));
+        assert!(!a.0.is_empty(), "Argon2 ran");
+        assert_eq!(a.0.len(), b.0.len());
+    }
+
+    #[test]
     fn tokens_verify_only_unaltered() {
         let key = TokenKey::new(b"secret");
         let claims = Claims {
