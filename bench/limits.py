@@ -90,8 +90,8 @@ def main():
     big = conn()
     results = []
 
-    # 1. The most changes one commit may carry, each a new folder (all accepted, all written).
-    n = 200_000
+    # 1. The most changes one commit may carry (MAX_COMMIT_CHANGES), each a new folder.
+    n = 100_000
     changes = [{"path": f"d{i:06}", "base": None,
                 "entry": {"kind": "dir", "size": 0, "mtime_ns": 1, "mode": 493, "hash": None}}
                for i in range(n)]
@@ -99,7 +99,7 @@ def main():
     results.append(measure(f"commit: {n} new folders ({len(body) >> 20} MiB)", prober,
                            lambda: request(big, "POST", "/api/v1/folders/bench/commit", body, tok)))
 
-    # 2. One file naming as many chunks as the body limit allows, none of them present.
+    # 2. One file naming the most chunks a commit may carry (MAX_COMMIT_CHUNKS), none present.
     k = 300_000
     chunks = [{"id": fake_id(i), "len": 1} for i in range(k)]
     change = {"path": "huge", "base": None, "chunks": chunks,
@@ -109,16 +109,16 @@ def main():
                            prober,
                            lambda: request(big, "POST", "/api/v1/folders/bench/commit", body, tok)))
 
-    # 3. Which of 200,000 chunks are missing.
-    ids = [fake_id(i) for i in range(200_000)]
+    # 3. Which of MAX_MISSING_IDS chunks are missing.
+    ids = [fake_id(i) for i in range(100_000)]
     body = json.dumps({"chunks": ids})
-    results.append(measure("missing: 200000 chunk ids", prober,
+    results.append(measure("missing: 100000 chunk ids", prober,
                            lambda: request(big, "POST", "/api/v1/folders/bench/chunks/missing",
                                            body, tok)))
 
     # 4. The most frames one upload may carry, each a tiny chunk (valid ids when blake3 is
     # installed, so every one is registered; otherwise the server refuses the first bad one).
-    frames = 50_000
+    frames = 10_000
     parts = []
     for i in range(frames):
         data = b"%08d" % i

@@ -489,6 +489,29 @@ fn remote_err(e: Error) -> cairn_engine::Error {
 }
 
 impl HttpRemote {
+    /// One commit request; the server answers one result per change.
+    async fn commit_request(&self, changes: &[Change]) -> EngineResult<Vec<ChangeResult>> {
+        let r: CommitResponse = self
+            .conn
+            .post_json(
+                &self.folder_path("commit"),
+                &CommitRequest {
+                    changes: changes.to_vec(),
+                },
+            )
+            .await
+            .map_err(remote_err)?;
+        if r.results.len() != changes.len() {
+            return Err(cairn_engine::Error::remote(format!(
+                "{}: the server answered {} results for {} changes",
+                self.describe(),
+                r.results.len(),
+                changes.len()
+            )));
+        }
+        Ok(r.results)
+    }
+
     /// One upload request of `chunks` as frames.
     async fn upload_request(&self, chunks: &[(ChunkId, Bytes)]) -> EngineResult<u64> {
         let total: usize = chunks
@@ -553,17 +576,21 @@ impl Remote for HttpRemote {
     }
 
     async fn missing(&self, ids: &[ChunkId]) -> EngineResult<Vec<ChunkId>> {
-        let r: MissingResponse = self
-            .conn
-            .post_json(
-                &self.folder_path("chunks/missing"),
-                &MissingRequest {
-                    chunks: ids.to_vec(),
-                },
-            )
-            .await
-            .map_err(remote_err)?;
-        Ok(r.missing)
+        let mut missing = Vec::new();
+        for part in ids.chunks(cairn_protocol::MAX_MISSING_IDS) {
+            let r: MissingResponse = self
+                .conn
+                .post_json(
+                    &self.folder_path("chunks/missing"),
+                    &MissingRequest {
+                        chunks: part.to_vec(),
+                    },
+                )
+                .await
+                .map_err(remote_err)?;
+            missing.extend(r.missing);
+        }
+        Ok(missing)
     }
 
     async fn upload(&self, chunks: &[(ChunkId, Bytes)]) -> EngineResult<u64> {
@@ -576,25 +603,11 @@ impl Remote for HttpRemote {
     }
 
     async fn commit(&self, changes: &[Change]) -> EngineResult<Vec<ChangeResult>> {
-        let r: CommitResponse = self
-            .conn
-            .post_json(
-                &self.folder_path("commit"),
-                &CommitRequest {
-                    changes: changes.to_vec(),
-                },
-            )
-            .await
-            .map_err(remote_err)?;
-        if r.results.len() != changes.len() {
-            return Err(cairn_engine::Error::remote(format!(
-                "{}: the server answered {} results for {} changes",
-                self.describe(),
-                r.results.len(),
-                changes.len()
-            )));
+        let mut results = Vec::with_capacity(changes.len());
+        for part in commit_parts(changes) {
+            results.extend(self.commit_request(part).await?);
         }
-        Ok(r.results)
+        Ok(results)
     }
 
     async fn identity(&self) -> EngineResult<(String, Seq)> {
@@ -712,6 +725,27 @@ impl Remote for HttpRemote {
     }
 }
 
+/// `changes` cut into runs that each fit the server's limits on changes and chunk references
+/// per commit (a run is one transaction on the server).
+fn commit_parts(changes: &[Change]) -> Vec<&[Change]> {
+    let mut parts = Vec::new();
+    let (mut start, mut refs) = (0, 0);
+    for (i, c) in changes.iter().enumerate() {
+        let full = i - start >= cairn_protocol::MAX_COMMIT_CHANGES
+            || refs + c.chunks.len() > cairn_protocol::MAX_COMMIT_CHUNKS;
+        if full && i > start {
+            parts.push(&changes[start..i]);
+            start = i;
+            refs = 0;
+        }
+        refs += c.chunks.len();
+    }
+    if start < changes.len() {
+        parts.push(&changes[start..]);
+    }
+    parts
+}
+
 /// What a non-2xx answer says: the server's own message when it sent one, and the status.
 fn refusal(status: reqwest::StatusCode, body: &[u8]) -> String {
     match serde_json::from_slice::<ErrorBody>(body) {
@@ -720,5 +754,49 @@ fn refusal(status: reqwest::StatusCode, body: &[u8]) -> String {
             e.error.chars().take(1000).collect::<String>()
         ),
         Err(_) => format!("HTTP {status}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_model::{Entry, EntryKind};
+
+    fn change(chunks: usize) -> Change {
+        Change {
+            path: RelPath::parse("f").expect("path"),
+            base: None,
+            entry: Entry {
+                kind: EntryKind::File,
+                size: 0,
+                mtime_ns: 0,
+                mode: 0o644,
+                hash: None,
+                target: None,
+            },
+            chunks: vec![
+                ChunkSpan {
+                    id: ChunkId::of(b"x"),
+                    len: 1
+                };
+                chunks
+            ],
+            moved_from: None,
+        }
+    }
+
+    #[test]
+    fn commits_are_cut_to_the_servers_limits() {
+        let max = cairn_protocol::MAX_COMMIT_CHUNKS;
+        let changes = vec![change(max - 10), change(20), change(5), change(max + 1)];
+        let sizes: Vec<usize> = commit_parts(&changes).iter().map(|p| p.len()).collect();
+        // A change over the limit on its own still goes (the server refuses it by name).
+        assert_eq!(sizes, vec![1, 2, 1]);
+        let many: Vec<Change> = (0..cairn_protocol::MAX_COMMIT_CHANGES + 1)
+            .map(|_| change(0))
+            .collect();
+        let sizes: Vec<usize> = commit_parts(&many).iter().map(|p| p.len()).collect();
+        assert_eq!(sizes, vec![cairn_protocol::MAX_COMMIT_CHANGES, 1]);
+        assert!(commit_parts(&[]).is_empty());
     }
 }

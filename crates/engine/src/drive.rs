@@ -25,8 +25,9 @@ use crate::restore::{fetch_verified, hash_file, keep_aside};
 use crate::scanner::{self, LocalEntry};
 use crate::{Error, Progress, ProgressEvent, Result};
 
-/// Moves per commit request (the server takes up to 200,000 changes in one).
-const MOVES_PER_COMMIT: usize = 100_000;
+/// Moves per commit request (each writes two versions; the server takes
+/// `MAX_COMMIT_CHANGES` changes in one).
+const MOVES_PER_COMMIT: usize = cairn_protocol::MAX_COMMIT_CHANGES / 2;
 
 /// Below this many known entries, the half-deleted guard does not apply.
 const GUARD_FLOOR: usize = 10;

@@ -10,7 +10,7 @@ pub const MAX_FRAME_LEN: u32 = 16 * 1024 * 1024;
 pub const HEADER_LEN: usize = 36;
 /// Most frames one upload request may carry: registering them is work under the server's
 /// write lock, and this keeps any one request's share of it short.
-pub const MAX_FRAMES_PER_UPLOAD: usize = 50_000;
+pub const MAX_FRAMES_PER_UPLOAD: usize = 10_000;
 
 pub fn encode_header(id: &ChunkId, len: u32) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];

@@ -13,6 +13,12 @@ pub mod frame;
 pub const API_VERSION: u32 = 1;
 /// Longest a journal long-poll may wait, in seconds.
 pub const MAX_WAIT_SECS: u64 = 60;
+/// Most changes one commit may carry (clients split larger batches).
+pub const MAX_COMMIT_CHANGES: usize = 100_000;
+/// Most chunk references all the changes of one commit may carry together.
+pub const MAX_COMMIT_CHUNKS: usize = 300_000;
+/// Most chunk ids one "which are missing" question may carry.
+pub const MAX_MISSING_IDS: usize = 100_000;
 
 #[derive(Clone, Serialize, Deserialize)]
 pub struct LoginRequest {

@@ -24,7 +24,8 @@ use cairn_model::{ChunkId, DeviceId, PackId, RelPath, Seq};
 use cairn_protocol::{
     frame, Access, Change, ChangeResult, ChunkListResponse, CommitResponse, DamagedResponse,
     ErrorBody, FolderInfo, JournalResponse, LoginRequest, LoginResponse, MissingRequest,
-    MissingResponse, TreeResponse, UploadResponse, VersionsResponse, MAX_WAIT_SECS,
+    MissingResponse, TreeResponse, UploadResponse, VersionsResponse, MAX_COMMIT_CHANGES,
+    MAX_COMMIT_CHUNKS, MAX_MISSING_IDS, MAX_WAIT_SECS,
 };
 use cairn_store::{ObjectKey, ObjectStore};
 use futures_util::StreamExt;
@@ -42,8 +43,6 @@ use crate::Error;
 pub const MAX_UPLOAD_BODY: usize = 64 * 1024 * 1024;
 /// Largest login request body: a name of 64 bytes and a password fit many times over.
 const MAX_LOGIN_BODY: usize = 16 * 1024;
-/// Most ids one presence query or commit may carry.
-const MAX_BATCH: usize = 200_000;
 
 pub struct AppState {
     meta: Arc<SqliteMeta>,
@@ -461,9 +460,9 @@ async fn missing(
     body: Result<Json<MissingRequest>, JsonRejection>,
 ) -> ApiResult<Json<MissingResponse>> {
     let Json(req) = body?;
-    if req.chunks.len() > MAX_BATCH {
+    if req.chunks.len() > MAX_MISSING_IDS {
         return Err(ApiError::bad(format!(
-            "at most {MAX_BATCH} chunk ids per request"
+            "at most {MAX_MISSING_IDS} chunk ids per request"
         )));
     }
     folder_access(&state, &caller, &folder, Access::Rw).await?;
@@ -674,32 +673,45 @@ async fn chunk(
 /// A commit body parsed change by change: one change that does not parse (a path too long or
 /// badly formed) is refused on its own, and the others still commit.
 #[derive(Deserialize)]
-struct LooseCommit {
-    changes: Vec<serde_json::Value>,
+struct LooseCommit<'a> {
+    #[serde(borrow)]
+    changes: Vec<&'a serde_json::value::RawValue>,
 }
 
 fn parse_commit(body: &[u8]) -> ApiResult<Vec<Result<Change, String>>> {
     let loose: LooseCommit = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad(format!("bad request body: {e}")))?;
-    if loose.changes.len() > MAX_BATCH {
+    if loose.changes.len() > MAX_COMMIT_CHANGES {
         return Err(ApiError::bad(format!(
-            "at most {MAX_BATCH} changes per commit"
+            "at most {MAX_COMMIT_CHANGES} changes per commit"
         )));
     }
-    Ok(loose
+    let parsed: Vec<Result<Change, String>> = loose
         .changes
         .into_iter()
         .enumerate()
-        .map(|(i, v)| {
-            let path = v
-                .get("path")
-                .and_then(|p| p.as_str())
-                .map(|p| p.chars().take(200).collect::<String>())
-                .unwrap_or_default();
-            serde_json::from_value::<Change>(v)
-                .map_err(|e| format!("change {i} ({path:?}) is not valid: {e}"))
+        .map(|(i, raw)| {
+            let change = serde_json::from_str::<Change>(raw.get()).map_err(|e| {
+                let text: String = raw.get().chars().take(200).collect();
+                format!("change {i} is not valid: {e} (in {text:?})")
+            })?;
+            if change.chunks.len() > MAX_COMMIT_CHUNKS {
+                return Err(format!(
+                    "{}: {} chunks; a file may have at most {MAX_COMMIT_CHUNKS}",
+                    change.path,
+                    change.chunks.len()
+                ));
+            }
+            Ok(change)
         })
-        .collect())
+        .collect();
+    let chunks: usize = parsed.iter().flatten().map(|c| c.chunks.len()).sum();
+    if chunks > MAX_COMMIT_CHUNKS {
+        return Err(ApiError::bad(format!(
+            "{chunks} chunk references in one commit; at most {MAX_COMMIT_CHUNKS}"
+        )));
+    }
+    Ok(parsed)
 }
 
 async fn commit(

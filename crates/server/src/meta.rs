@@ -236,8 +236,10 @@ impl SqliteMeta {
             .map_err(db(&ctx))?;
         // WAL lets admin commands and gc work beside a running server; FULL makes every
         // committed transaction durable before the client hears "accepted".
+        // A 64 MiB page cache keeps the indexes of a large commit in memory.
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
+             PRAGMA cache_size=-65536;",
         )
         .map_err(db(&ctx))?;
         conn.execute_batch(SCHEMA).map_err(db(&ctx))?;
@@ -1199,6 +1201,7 @@ fn apply_change(
         &change.chunks,
         head_seq,
         committed_ns,
+        head.is_some(),
     )?;
     if let Some((from, _)) = moved {
         let gone = Entry {
@@ -1218,6 +1221,7 @@ fn apply_change(
             &[],
             head_seq,
             committed_ns,
+            true,
         )?;
     }
     Ok(ChangeResult::Accepted { seq })
@@ -1291,6 +1295,7 @@ fn insert_version(
     chunks: &[ChunkSpan],
     head_seq: &mut i64,
     committed_ns: i64,
+    had_versions: bool,
 ) -> Result<Seq> {
     *head_seq += 1;
     tx.prepare_cached(
@@ -1327,7 +1332,10 @@ fn insert_version(
                 .map_err(db("committing"))?;
         }
     }
-    prune(tx, folder, path)?;
+    // A path seen for the first time has nothing to prune (saves a query per new file).
+    if had_versions {
+        prune(tx, folder, path)?;
+    }
     Ok(Seq(*head_seq))
 }
 

@@ -33,28 +33,6 @@ pub struct UploadPlan {
     pub objects: Vec<ChunkId>,
 }
 
-/// True when `user` proved the chunk or can read a folder referencing it.
-pub(super) fn in_scope(conn: &Connection, user_id: i64, id: &ChunkId) -> Result<bool> {
-    let ctx = "checking chunk access";
-    let raw = &id.as_bytes()[..];
-    let proved = conn
-        .prepare_cached("SELECT 1 FROM chunk_proofs WHERE user_id=?1 AND chunk=?2")
-        .map_err(db(ctx))?
-        .exists(params![user_id, raw])
-        .map_err(db(ctx))?;
-    if proved {
-        return Ok(true);
-    }
-    conn.prepare_cached(
-        "SELECT 1 FROM version_chunks vc JOIN versions v ON v.id=vc.version_id
-         JOIN grants g ON g.folder_id=v.folder_id AND g.user_id=?1
-         WHERE vc.chunk=?2 LIMIT 1",
-    )
-    .map_err(db(ctx))?
-    .exists(params![user_id, raw])
-    .map_err(db(ctx))
-}
-
 /// The stored length of a present chunk.
 pub(super) fn present_len(conn: &Connection, id: &ChunkId) -> Result<Option<u32>> {
     conn.prepare_cached("SELECT len FROM chunks WHERE id=?1 AND state=1")
@@ -71,14 +49,33 @@ impl SqliteMeta {
         user: &User,
         ids: &[ChunkId],
     ) -> Result<HashMap<ChunkId, ChunkScope>> {
+        let ctx = "checking chunk access";
         let conn = self.reader()?;
+        // One statement per chunk: present, and proved by the user or referenced in a folder
+        // they can read.
+        let mut st = conn
+            .prepare_cached(
+                "SELECT c.len,
+                   EXISTS(SELECT 1 FROM chunk_proofs p WHERE p.user_id=?1 AND p.chunk=c.id)
+                   OR EXISTS(SELECT 1 FROM version_chunks vc JOIN versions v ON v.id=vc.version_id
+                             JOIN grants g ON g.folder_id=v.folder_id AND g.user_id=?1
+                             WHERE vc.chunk=c.id)
+                 FROM chunks c WHERE c.id=?2 AND c.state=1",
+            )
+            .map_err(db(ctx))?;
         let mut out = HashMap::with_capacity(ids.len());
         for id in ids {
             if out.contains_key(id) {
                 continue;
             }
-            let scope = match present_len(&conn, id)? {
-                Some(len) if in_scope(&conn, user.id, id)? => ChunkScope::Usable { len },
+            let row: Option<(u32, bool)> = st
+                .query_row(params![user.id, &id.as_bytes()[..]], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .map_err(db(ctx))?;
+            let scope = match row {
+                Some((len, true)) => ChunkScope::Usable { len },
                 _ => ChunkScope::Missing,
             };
             out.insert(*id, scope);
