@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use cairn_protocol::{is_valid_name, Access};
-use cairn_server::{auth, maintenance, DataDir, ServerOptions};
+use cairn_server::{auth, maintenance, DataDir, Limits, ServerOptions};
 use clap::{Args, Subcommand};
 
 use crate::config::read_stdin_line;
@@ -38,6 +38,8 @@ pub enum ServerCmd {
         #[arg(long, default_value_t = 30 * 24 * 3600,
               value_parser = clap::value_parser!(u64).range(1..=90 * 24 * 3600))]
         token_ttl: u64,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Print the SHA-256 fingerprint of the server's certificate.
     Fingerprint {
@@ -69,6 +71,95 @@ pub enum ServerCmd {
         #[arg(long)]
         read_data: bool,
     },
+}
+
+/// What a client may cost before it has proved who it is (docs/limits.md explains each).
+#[derive(Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
+    /// Seconds a TLS handshake may take.
+    #[arg(long, default_value_t = Limits::default().handshake_timeout.as_secs(), value_name = "SECS")]
+    handshake_timeout: u64,
+    /// Seconds to send a complete HTTP/1 request header, counted from the end of the previous
+    /// request (so it also closes idle HTTP/1 keep-alive connections).
+    #[arg(long, default_value_t = Limits::default().header_timeout.as_secs(), value_name = "SECS")]
+    header_timeout: u64,
+    /// Seconds a connection may have no request in flight, and a response may wait for the
+    /// client to read it, before the connection is closed.
+    #[arg(long, default_value_t = Limits::default().idle_timeout.as_secs(), value_name = "SECS")]
+    idle_timeout: u64,
+    /// Seconds a request body may send nothing before it is cut off.
+    #[arg(long, default_value_t = Limits::default().body_timeout.as_secs(), value_name = "SECS")]
+    body_timeout: u64,
+    /// Slowest average request body, in bytes per second, after its first --body-timeout.
+    #[arg(long, default_value_t = Limits::default().min_body_rate, value_name = "BYTES")]
+    min_body_rate: u64,
+    /// Open connections per source address (an IPv4 address or an IPv6 /64); more are closed
+    /// at once.
+    #[arg(long, default_value_t = Limits::default().max_connections_per_address, value_name = "N")]
+    max_connections_per_address: usize,
+    /// HTTP/2 streams open at once on one connection.
+    #[arg(long, default_value_t = Limits::default().max_streams, value_name = "N")]
+    max_streams: u32,
+    /// Password verifications running at once, ~19 MiB each (default: the number of CPUs).
+    #[arg(long, value_name = "N")]
+    login_concurrency: Option<usize>,
+    /// Login attempts that may wait for a verification, in each of three queues (addresses that
+    /// logged in recently go first, then those without a recent failure); more are answered 429 at once.
+    #[arg(long, default_value_t = Limits::default().login_queue, value_name = "N")]
+    login_queue: usize,
+    /// Login attempts one source address may have running or waiting at once.
+    #[arg(long, default_value_t = Limits::default().login_per_address, value_name = "N")]
+    login_per_address: usize,
+    /// Seconds a login attempt may wait for a verification before it is answered 429.
+    #[arg(long, default_value_t = Limits::default().login_wait.as_secs(), value_name = "SECS")]
+    login_wait: u64,
+    /// Entries in each login table (failed user names, failed and known source addresses).
+    #[arg(long, default_value_t = Limits::default().login_throttle_entries, value_name = "N")]
+    login_throttle_entries: usize,
+}
+
+impl LimitArgs {
+    fn to_limits(&self) -> Result<Limits> {
+        let secs = |name: &str, v: u64| {
+            if v == 0 || v > 24 * 3600 {
+                bail!("--{name} must be between 1 and 86400 seconds");
+            }
+            Ok(Duration::from_secs(v))
+        };
+        for (name, v) in [
+            (
+                "max-connections-per-address",
+                self.max_connections_per_address,
+            ),
+            ("login-per-address", self.login_per_address),
+            ("login-throttle-entries", self.login_throttle_entries),
+            ("max-streams", self.max_streams as usize),
+        ] {
+            if v == 0 {
+                bail!("--{name} must be at least 1");
+            }
+        }
+        let defaults = Limits::default();
+        Ok(Limits {
+            handshake_timeout: secs("handshake-timeout", self.handshake_timeout)?,
+            header_timeout: secs("header-timeout", self.header_timeout)?,
+            idle_timeout: secs("idle-timeout", self.idle_timeout)?,
+            body_timeout: secs("body-timeout", self.body_timeout)?,
+            min_body_rate: self.min_body_rate,
+            max_connections_per_address: self.max_connections_per_address,
+            max_streams: self.max_streams,
+            login_concurrency: match self.login_concurrency {
+                Some(0) => bail!("--login-concurrency must be at least 1"),
+                Some(n) => n,
+                None => defaults.login_concurrency,
+            },
+            login_queue: self.login_queue,
+            login_per_address: self.login_per_address,
+            login_wait: secs("login-wait", self.login_wait)?,
+            login_throttle_entries: self.login_throttle_entries,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -167,7 +258,8 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
             cert,
             key,
             token_ttl,
-        } => serve(data.data, listen, cert, key, token_ttl).await,
+            limits,
+        } => serve(data.data, listen, cert, key, token_ttl, limits.to_limits()?).await,
         ServerCmd::Fingerprint { data, cert } => {
             let dir = DataDir::open(&data.data)?;
             println!("{}", dir.fingerprint(cert.as_deref())?);
@@ -219,6 +311,7 @@ async fn serve(
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
     token_ttl: u64,
+    limits: Limits,
 ) -> Result<()> {
     tracing_subscriber::fmt()
         .with_target(false)
@@ -249,6 +342,7 @@ async fn serve(
         cert,
         key,
         token_ttl: Duration::from_secs(token_ttl),
+        limits,
     };
     let bound = match cairn_server::bind(&opts, &dir).await {
         Ok(b) => b,

@@ -48,11 +48,12 @@ pub enum Error {
 
 impl Error {
     /// True when the same request may succeed later: the network failed, or the server
-    /// answered 502, 503 or 504 (restarting, overloaded, or asking to send again).
+    /// answered 429, 502, 503 or 504 (too many attempts, restarting, overloaded, or asking to
+    /// send again).
     pub fn is_temporary(&self) -> bool {
         match self {
             Error::Network { temporary, .. } => *temporary,
-            Error::Status { status, .. } => matches!(status, 502..=504),
+            Error::Status { status, .. } => matches!(status, 429 | 502..=504),
             _ => false,
         }
     }
@@ -329,13 +330,23 @@ impl Connection {
             computer: Some(self.opts.computer.clone())
                 .filter(|c| cairn_protocol::is_valid_computer_name(c)),
         };
-        let resp = self
-            .http
-            .post(&url)
-            .json(&req)
-            .send()
-            .await
-            .map_err(|e| describe_reqwest(&url, &e))?;
+        let mut waits = 0;
+        let resp = loop {
+            let resp = self
+                .http
+                .post(&url)
+                .json(&req)
+                .send()
+                .await
+                .map_err(|e| describe_reqwest(&url, &e))?;
+            match retry_after(&resp) {
+                Some(wait) if waits < MAX_RETRY_AFTER_WAITS => {
+                    waits += 1;
+                    tokio::time::sleep(wait).await;
+                }
+                _ => break resp,
+            }
+        };
         let login: LoginResponse = decode(&url, resp).await?;
         *self.token.lock().await = Some(login.token.clone());
         *self.server_id.lock().await = Some(login.server_id.clone());
@@ -356,6 +367,7 @@ impl Connection {
         make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response> {
         let mut retried = false;
+        let mut waits = 0;
         loop {
             let token = self.token().await?;
             let mut req = make(&self.http).bearer_auth(&token);
@@ -369,7 +381,13 @@ impl Connection {
                 *self.token.lock().await = None;
                 continue;
             }
-            return Ok(resp);
+            match retry_after(&resp) {
+                Some(wait) if waits < MAX_RETRY_AFTER_WAITS => {
+                    waits += 1;
+                    tokio::time::sleep(wait).await;
+                }
+                _ => return Ok(resp),
+            }
         }
     }
 
@@ -416,6 +434,24 @@ impl Connection {
             folder: folder.to_string(),
         }
     }
+}
+
+/// How many times one request waits out a 429 before its error is returned (then it is a
+/// temporary error, which the engine retries on its own schedule).
+const MAX_RETRY_AFTER_WAITS: u32 = 5;
+
+/// The wait a 429 answer asks for (Retry-After in seconds; 1 s if absent), at most a minute.
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    if resp.status() != reqwest::StatusCode::TOO_MANY_REQUESTS {
+        return None;
+    }
+    let secs = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(1);
+    Some(Duration::from_secs(secs.clamp(1, 60)))
 }
 
 async fn decode<T: DeserializeOwned>(url: &str, resp: reqwest::Response) -> Result<T> {

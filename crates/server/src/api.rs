@@ -7,13 +7,14 @@
 //! type before use, so `..`, absolute paths and NUL bytes are refused with a 400 naming them.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::{header, request::Parts, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,13 +32,17 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::auth::{self, LoginThrottle};
+use crate::auth;
 use crate::datadir::DataDir;
+use crate::limits::Limits;
+use crate::login::{LoginGate, Refusal};
 use crate::meta::{Author, Folder, SqliteMeta, User, PACK_MAX};
 use crate::Error;
 
 /// Largest chunk-upload request body.
 pub const MAX_UPLOAD_BODY: usize = 64 * 1024 * 1024;
+/// Largest login request body: a name of 64 bytes and a password fit many times over.
+const MAX_LOGIN_BODY: usize = 16 * 1024;
 
 pub struct AppState {
     meta: Arc<SqliteMeta>,
@@ -45,7 +50,7 @@ pub struct AppState {
     server_id: String,
     tokens: auth::TokenKey,
     token_ttl: Duration,
-    throttle: LoginThrottle,
+    login: LoginGate,
     heads: Mutex<HashMap<i64, watch::Sender<i64>>>,
     /// Live agents: (user, device) -> (instance, last heard). A second instance with the same
     /// device of the same user is a copied configuration folder posing as another computer;
@@ -74,7 +79,7 @@ fn test_hook<T>(_name: &str) -> Option<T> {
 impl AppState {
     /// # Errors
     /// Never today; reserved for stores that connect at start.
-    pub fn new(data: &DataDir, token_ttl: Duration) -> crate::Result<Arc<Self>> {
+    pub fn new(data: &DataDir, token_ttl: Duration, limits: &Limits) -> crate::Result<Arc<Self>> {
         let commit_pause =
             test_hook::<u64>("CAIRN_TEST_COMMIT_PAUSE_MS").map(Duration::from_millis);
         Ok(Arc::new(AppState {
@@ -83,7 +88,7 @@ impl AppState {
             server_id: data.server_id.clone(),
             tokens: auth::TokenKey::new(data.token_secret.as_bytes()),
             token_ttl,
-            throttle: LoginThrottle::default(),
+            login: LoginGate::new(limits)?,
             heads: Mutex::new(HashMap::new()),
             agents: Mutex::new(HashMap::new()),
             commit_pause,
@@ -137,7 +142,10 @@ impl AppState {
 
 pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
-        .route("/login", post(login))
+        .route(
+            "/login",
+            post(login).layer(DefaultBodyLimit::max(MAX_LOGIN_BODY)),
+        )
         .route("/folders", get(folders))
         .route("/agent", post(agent))
         .route("/folders/{folder}/chunks/missing", post(missing))
@@ -350,38 +358,39 @@ fn now_ns() -> i64 {
 
 async fn login(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Json<LoginRequest>, JsonRejection>,
-) -> ApiResult<Json<LoginResponse>> {
-    let Json(req) = body?;
+) -> Result<Json<LoginResponse>, Response> {
+    let Json(req) = body.map_err(|e| ApiError::from(e).into_response())?;
+    let ticket = state
+        .login
+        .admit(&req.user, peer.ip())
+        .await
+        .map_err(too_many_logins)?;
     let name = req.user.clone();
     let password = req.password.clone();
     let found = blocking(&state, move |m| {
         let row = m.user_by_name(&name)?;
-        // Verify against a dummy hash for unknown users so timing does not reveal who exists.
-        let ok = match &row {
-            Some((_, hash)) => auth::verify_password(&password, hash),
-            None => {
-                auth::verify_password(&password, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$0000000000000000000000000000000000000000000");
-                false
-            }
-        };
+        // Unknown users are verified against the gate's dummy hash: same time, same memory.
+        let ok = ticket.verify(&password, row.as_ref().map(|(_, hash)| hash.as_str()));
         Ok(row.filter(|_| ok).map(|(u, _)| u))
     })
-    .await?;
+    .await
+    .map_err(IntoResponse::into_response)?;
     let Some(user) = found else {
-        tokio::time::sleep(state.throttle.failed(&req.user)).await;
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "wrong user name or password",
-        ));
+        state.login.failed(&req.user, peer.ip());
+        return Err(
+            ApiError::new(StatusCode::UNAUTHORIZED, "wrong user name or password").into_response(),
+        );
     };
     if user.disabled {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!("user {} is disabled", user.name),
-        ));
+        )
+        .into_response());
     }
-    state.throttle.succeeded(&req.user);
+    state.login.succeeded(&req.user, peer.ip());
     if let Some(computer) = req
         .computer
         .filter(|c| cairn_protocol::is_valid_computer_name(c))
@@ -408,6 +417,14 @@ async fn login(
         server_id: state.server_id.clone(),
         admin: user.admin,
     }))
+}
+
+/// 429 with Retry-After, for a login attempt refused before any password work.
+fn too_many_logins(refusal: Refusal) -> Response {
+    let mut resp = ApiError::new(StatusCode::TOO_MANY_REQUESTS, refusal.message()).into_response();
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, refusal.retry_after_secs().into());
+    resp
 }
 
 #[derive(Deserialize)]

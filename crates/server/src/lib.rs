@@ -2,13 +2,18 @@
 //! content in an [`cairn_store::ObjectStore`].
 //!
 //! [`datadir`] creates and opens the data folder (metadata, chunks, TLS, admin password);
-//! [`api`] is the axum router; [`auth`] hashes passwords and issues tokens; [`maintenance`]
-//! holds gc and check, which run beside a live server. The CLI calls [`bind`] and the admin
-//! functions; nothing here prints except through `tracing`.
+//! [`api`] is the axum router; [`auth`] hashes passwords and issues tokens; [`login`] admits
+//! and slows down login attempts; [`connection`] bounds what each connection may cost, within
+//! the [`Limits`] of [`limits`]; [`maintenance`] holds gc and check, which run beside a live
+//! server. The CLI calls [`bind`] and the admin functions; nothing here prints except through
+//! `tracing`.
 
 pub mod api;
 pub mod auth;
+pub mod connection;
 pub mod datadir;
+pub mod limits;
+pub mod login;
 pub mod maintenance;
 pub mod meta;
 
@@ -18,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use datadir::DataDir;
+pub use limits::Limits;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -85,6 +91,7 @@ pub struct ServerOptions {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub token_ttl: Duration,
+    pub limits: Limits,
 }
 
 /// A server bound to its sockets, ready to serve.
@@ -93,6 +100,7 @@ pub struct BoundServer {
     listeners: Vec<std::net::TcpListener>,
     tls: axum_server::tls_rustls::RustlsConfig,
     state: Arc<api::AppState>,
+    limits: Limits,
 }
 
 /// Opens the data folder and binds every listen address (port 0 picks a free port).
@@ -114,12 +122,13 @@ pub async fn bind(opts: &ServerOptions, data: &DataDir) -> Result<BoundServer> {
         );
         listeners.push(l);
     }
-    let state = api::AppState::new(data, opts.token_ttl)?;
+    let state = api::AppState::new(data, opts.token_ttl, &opts.limits)?;
     Ok(BoundServer {
         addrs,
         listeners,
         tls: axum_server::tls_rustls::RustlsConfig::from_config(tls),
         state,
+        limits: opts.limits.clone(),
     })
 }
 
@@ -131,17 +140,30 @@ impl BoundServer {
     pub async fn serve(self) -> Result<()> {
         let handle = axum_server::Handle::new();
         let app = api::router(self.state);
+        // One table for every listener: the cap is per address, whichever port it dials.
+        let counts = connection::ConnectionCounts::new(self.limits.max_connections_per_address);
         let mut tasks = tokio::task::JoinSet::new();
         for l in self.listeners {
             // TCP_NODELAY: a streamed body's last small write must not wait ~40 ms for the
             // client's delayed ACK (it made every small download 10x slower).
+            let guarded = connection::ConnectionAcceptor::new(
+                axum_server::accept::NoDelayAcceptor::new(),
+                counts.clone(),
+                &self.limits,
+            );
             let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(self.tls.clone())
-                .acceptor(axum_server::accept::NoDelayAcceptor::new());
-            let server = axum_server::from_tcp(l)
+                .handshake_timeout(self.limits.handshake_timeout)
+                .acceptor(guarded);
+            let mut server = axum_server::from_tcp(l)
                 .acceptor(acceptor)
                 .handle(handle.clone());
+            configure_http(server.http_builder(), &self.limits);
             let app = app.clone();
-            tasks.spawn(async move { server.serve(app.into_make_service()).await });
+            tasks.spawn(async move {
+                server
+                    .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+                    .await
+            });
         }
         let shutdown = handle.clone();
         tokio::spawn(async move {
@@ -168,4 +190,25 @@ impl BoundServer {
         }
         Ok(())
     }
+}
+
+/// Header and HTTP/2 limits of hyper (the rest of [`Limits`] is [`connection`]'s).
+fn configure_http(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    limits: &Limits,
+) {
+    use hyper_util::rt::TokioTimer;
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    // Pings find peers that vanished without closing; the stream cap bounds what one
+    // connection can ask for at once.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .max_concurrent_streams(limits.max_streams)
+        .max_header_list_size(64 * 1024);
 }

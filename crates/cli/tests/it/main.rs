@@ -8,4 +8,5 @@ mod connection;
 mod drive;
 mod explorer;
 mod harness;
+mod hostile;
 mod security;
