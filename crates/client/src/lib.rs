@@ -786,6 +786,30 @@ mod tests {
     }
 
     #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let opts = ConnectOptions {
+            url: "https://example.org".into(),
+            user: "alice".into(),
+            password: "hunter2".into(),
+            trust: Trust::SystemRoots,
+            proxy: Some("http://bob:proxy-secret@proxy:3128/".into()),
+            device: DeviceId("d".into()),
+            computer: "laptop".into(),
+        };
+        let shown = format!("{opts:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("proxy-secret"),
+            "{shown}"
+        );
+        assert!(shown.contains("proxy:3128"), "{shown}");
+        assert_eq!(redact_url("http://proxy:3128"), "http://proxy:3128");
+        assert_eq!(
+            redact_url("http://u:p@host:1/x@y"),
+            "http://<redacted>@host:1/x@y"
+        );
+    }
+
+    #[test]
     fn commits_are_cut_to_the_servers_limits() {
         let max = cairn_protocol::MAX_COMMIT_CHUNKS;
         let changes = vec![change(max - 10), change(20), change(5), change(max + 1)];

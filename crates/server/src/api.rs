@@ -1009,3 +1009,34 @@ async fn content(
     }
     Ok(resp)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower_service::Service;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_plain_500() {
+        let mut app: Router = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    panic!("secret internal detail");
+                    #[allow(unreachable_code)]
+                    ""
+                }),
+            )
+            .layer(axum::middleware::from_fn(catch_panic));
+        let req = axum::http::Request::get("/boom")
+            .body(Body::empty())
+            .expect("request");
+        let resp = app.call(req).await.expect("infallible");
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(resp.into_body(), 4096)
+            .await
+            .expect("body");
+        let text = String::from_utf8_lossy(&body);
+        assert!(!text.contains("secret"), "{text}");
+        assert!(text.contains("internal server error"), "{text}");
+    }
+}
