@@ -394,38 +394,6 @@ async fn missing(
     Ok(Json(MissingResponse { missing }))
 }
 
-/// Parses upload frames and checks each chunk's bytes against its id.
-fn parse_frames(body: &Bytes) -> Result<Vec<(ChunkId, Bytes)>, ApiError> {
-    let mut out = Vec::new();
-    let mut at = 0usize;
-    while at < body.len() {
-        let header: &[u8; frame::HEADER_LEN] = body
-            .get(at..at + frame::HEADER_LEN)
-            .and_then(|h| h.try_into().ok())
-            .ok_or_else(|| ApiError::bad(format!("truncated chunk frame header at byte {at}")))?;
-        let (id, len) = frame::decode_header(header).ok_or_else(|| {
-            ApiError::bad(format!(
-                "chunk frame at byte {at} is longer than {} bytes",
-                frame::MAX_FRAME_LEN
-            ))
-        })?;
-        let start = at + frame::HEADER_LEN;
-        let end = start + len as usize;
-        if end > body.len() {
-            return Err(ApiError::bad(format!("chunk {id} is truncated")));
-        }
-        let data = body.slice(start..end);
-        if ChunkId::of(&data) != id {
-            return Err(ApiError::bad(format!(
-                "chunk {id}: its bytes do not match its id; nothing was stored"
-            )));
-        }
-        out.push((id, data));
-        at = end;
-    }
-    Ok(out)
-}
-
 async fn upload(
     State(state): State<Arc<AppState>>,
     _caller: Caller,
@@ -445,9 +413,10 @@ async fn upload(
             "the server is in trouble (test hook)",
         ));
     }
-    let frames = tokio::task::spawn_blocking(move || parse_frames(&body))
+    let frames = tokio::task::spawn_blocking(move || frame::decode_all(&body))
         .await
-        .map_err(|e| ApiError::from(Error::Invalid(format!("worker failed: {e}"))))??;
+        .map_err(|e| ApiError::from(Error::Invalid(format!("worker failed: {e}"))))?
+        .map_err(|e| ApiError::bad(e.to_string()))?;
     let bytes: u64 = frames.iter().map(|(_, d)| d.len() as u64).sum();
     let stored = frames.len() as u32;
     let (small, large): (Vec<_>, Vec<_>) =

@@ -8,3 +8,4 @@ mod connection;
 mod drive;
 mod explorer;
 mod harness;
+mod hostile_server;
