@@ -33,7 +33,8 @@ impl TokenKey {
     }
 
     /// The claims of a token this key signed; `None` for anything else (forged, altered,
-    /// malformed). Expiry is the caller's to check.
+    /// malformed, or spelt otherwise than [`TokenKey::issue`] spells it). Expiry is the
+    /// caller's to check.
     pub fn verify(&self, token: &str) -> Option<Claims> {
         let (body, tag) = token.rsplit_once('.')?;
         let tag = unhex(tag)?;
@@ -46,12 +47,19 @@ impl TokenKey {
         let token_gen = parts.next()?.parse().ok()?;
         let expires_ns = parts.next()?.parse().ok()?;
         let device = String::from_utf8(unhex(parts.next()?)?).ok()?;
-        parts.next().is_none().then_some(Claims {
+        if parts.next().is_some() {
+            return None;
+        }
+        let claims = Claims {
             user_id,
             token_gen,
             expires_ns,
             device,
-        })
+        };
+        // One token, one spelling: "+7", "007" or upper-case hex would otherwise verify as
+        // the same claims, and a token told apart by its text (a log, a revocation) could be
+        // re-spelt past it.
+        (self.issue(&claims) == token).then_some(claims)
     }
 }
 
@@ -87,5 +95,34 @@ mod tests {
         assert_eq!(key.verify(&token.replace("v1.7.", "v1.8.")), None);
         assert_eq!(TokenKey::new(b"other").verify(&token), None);
         assert_eq!(key.verify("garbage"), None);
+    }
+
+    /// Found by fuzzing: a re-spelt body (upper-case hex, a sign, leading zeros) signed by the
+    /// key verified as the same claims.
+    #[test]
+    fn a_token_spelt_differently_does_not_verify() {
+        let key = TokenKey::new(b"secret");
+        let sign = |body: &str| {
+            let tag = ring::hmac::sign(&key.0, body.as_bytes());
+            format!("{body}.{}", hex(tag.as_ref()))
+        };
+        assert!(key.verify(&sign("v1.7.2.99.6c6170746f70")).is_some());
+        for body in [
+            "v1.7.2.99.6C6170746F70",
+            "v1.+7.2.99.6c6170746f70",
+            "v1.07.2.99.6c6170746f70",
+            "v1.7.2.099.6c6170746f70",
+        ] {
+            assert_eq!(key.verify(&sign(body)), None, "{body}");
+        }
+        let token = key.issue(&Claims {
+            user_id: 1,
+            token_gen: 1,
+            expires_ns: 1,
+            device: String::new(),
+        });
+        let (body, tag) = token.rsplit_once('.').expect("a tag");
+        let upper = format!("{body}.{}", tag.to_uppercase());
+        assert_eq!(key.verify(&upper), None);
     }
 }
