@@ -9,8 +9,9 @@
 //! for [`ConnectOptions::timeout`] (a temporary error, so the engine's retry applies), and
 //! every answer is read with a size cap chosen per request ([`Cap`]) and checked against the
 //! request it answers, so a stalled, endless or huge answer is an error naming the URL rather
-//! than a hang or the client's memory. Caps are on the buffered body: a reqwest stream read
-//! chunk by chunk, not `Response::bytes`, which would trust the server's length.
+//! than a hang or the client's memory. Bodies are read piece by piece against their cap (never
+//! `Response::bytes`, which takes whatever the server sends). Listings are capped rather than
+//! streamed because the engine's `Remote` takes them whole; the caps are far above real folders.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -106,8 +107,9 @@ pub struct ConnectOptions {
 /// The timeout of [`ConnectOptions`] unless the user chose another.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The slowest upload rate assumed when giving a request body time to be sent, in bytes per
-/// second: a 64 MiB batch gets about 17 minutes on top of the timeout.
+/// The slowest upload rate assumed when giving a request body time to be sent (and the server
+/// time to work through it), in bytes per second: a 64 MiB batch gets about 17 minutes on top
+/// of the timeout.
 const SLOWEST_UPLOAD: u64 = 64 * 1024;
 
 /// Largest answer each kind of request accepts, in bytes. Listings are buffered whole (the
@@ -125,7 +127,7 @@ pub enum Cap {
 }
 
 impl Cap {
-    pub fn bytes(self) -> u64 {
+    pub const fn bytes(self) -> u64 {
         match self {
             Cap::Small => 16 << 20,
             Cap::Listing => 1 << 30,
@@ -322,6 +324,9 @@ impl Connection {
         let mut builder = reqwest::Client::builder()
             .use_preconfigured_tls(tls_config(&opts.trust)?)
             .connect_timeout(opts.timeout)
+            // The API never redirects; following one would carry the password or the token
+            // wherever the answer points.
+            .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60));
         if let Some(p) = &opts.proxy {
@@ -439,8 +444,13 @@ impl Connection {
         cap: Cap,
     ) -> Result<T> {
         let url = format!("{}{path}", self.base);
+        let body = serde_json::to_vec(body).map_err(|e| Error::Config(format!("{url}: {e}")))?;
         let resp = self
-            .send(&url, Duration::ZERO, |c| c.post(&url).json(body))
+            .send(&url, sending_time(body.len()), |c| {
+                c.post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+            })
             .await?;
         self.decode(&url, resp, cap).await
     }
@@ -503,6 +513,12 @@ impl Connection {
             folder: folder.to_string(),
         }
     }
+}
+
+/// The time a request body of `len` bytes may take to send (and the server to work through)
+/// at the slowest rate assumed.
+fn sending_time(len: usize) -> Duration {
+    Duration::from_secs(len as u64 / SLOWEST_UPLOAD)
 }
 
 /// Most of an error answer read for its message.
@@ -631,10 +647,9 @@ impl Remote for HttpRemote {
         let body = frame::encode_all(chunks);
         let total = body.len() as u64;
         let url = self.conn.url_of("/api/v1/chunks");
-        let sending = Duration::from_secs(total / SLOWEST_UPLOAD);
         let resp = self
             .conn
-            .send(&url, sending, |c| {
+            .send(&url, sending_time(body.len()), |c| {
                 c.post(&url)
                     .header("content-type", "application/octet-stream")
                     .body(body.clone())

@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 
 use crate::harness::Client;
 
-/// The client's cap on a tree listing (`cairn_client::Cap::Listing`).
-const LISTING_CAP: u64 = 1 << 30;
-/// The client's cap on a whole-file answer (`cairn_client::MAX_CONTENT`).
-const CONTENT_CAP: u64 = 64 << 20;
+const LISTING_CAP: u64 = cairn_client::Cap::Listing.bytes();
+const CONTENT_CAP: u64 = cairn_client::MAX_CONTENT;
+const CHUNK_CAP: u64 = cairn_protocol::frame::MAX_FRAME_LEN as u64;
 /// What sockets may hold beyond what the client read: kernel buffers on both sides.
 const SOCKET_SLACK: u64 = 64 << 20;
 
@@ -32,6 +31,8 @@ enum Reply {
     Json(String),
     /// Read the request, never answer.
     Silent,
+    /// 307 to this URL.
+    Redirect(String),
     /// Announce `len` bytes, send `sent` of them, then stall.
     StallBody { len: u64, sent: String },
     /// Announce this many bytes and send none.
@@ -142,6 +143,12 @@ fn serve(
                 !ok
             }
             Reply::Silent => true,
+            Reply::Redirect(to) => {
+                let head = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nlocation: {to}\r\ncontent-length: 0\r\n\r\n"
+                );
+                out.write_all(head.as_bytes()).is_err()
+            }
             Reply::StallBody { len, sent: part } => {
                 let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n{part}");
                 let _ = out.write_all(head.as_bytes());
@@ -508,7 +515,8 @@ fn restore_reads_no_more_than_a_file_or_chunk_may_hold() {
     let c = client_of(&fake.url());
     let err = fails(&c, &["restore", "t", "--to", to]);
     assert!(
-        err.contains("/chunklist") && err.contains("over the 16777216 a chunk may have"),
+        err.contains("/chunklist")
+            && err.contains(&format!("over the {CHUNK_CAP} a chunk may have")),
         "{err}"
     );
 
@@ -531,12 +539,45 @@ fn restore_reads_no_more_than_a_file_or_chunk_may_hold() {
     let err = fails(&c, &["restore", "t", "--to", to]);
     assert!(
         err.contains(&format!("/api/v1/chunks/{id}"))
-            && err.contains("larger than the 16777216 bytes"),
+            && err.contains(&format!("larger than the {CHUNK_CAP} bytes")),
         "{err}"
     );
     let sent = fake.sent.load(Ordering::SeqCst);
     assert!(
-        sent <= (16 << 20) + SOCKET_SLACK,
+        sent <= CHUNK_CAP + SOCKET_SLACK,
         "the client let the server send {sent} bytes"
+    );
+}
+
+#[test]
+fn a_redirect_is_not_followed() {
+    let elsewhere = FakeServer::start(|_| Reply::Json("{}".into()));
+    let to = format!("{}/api/v1/login", elsewhere.url());
+    let fake = FakeServer::start_raw(move |_| Reply::Redirect(to.clone()));
+    let c = Client::new();
+    let url = fake.url();
+    let out = run_guarded(
+        &c,
+        &[
+            "connect",
+            &url,
+            "--user",
+            "alice",
+            "--password-stdin",
+            "--timeout",
+            "1",
+        ],
+        Some("pw"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("{url}/api/v1/login")) && err.contains("HTTP 307"),
+        "{err}"
+    );
+    assert_eq!(
+        elsewhere.requests("/api/v1/login"),
+        0,
+        "the password followed the redirect"
     );
 }
