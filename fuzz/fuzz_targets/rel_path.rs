@@ -3,7 +3,7 @@
 //!
 //! Input: two paths separated by a newline. A parsed path keeps the invariants callers rely on,
 //! parses to itself again, is the same whatever Unicode spelling it came in, survives JSON, and
-//! its parent, name, join and prefix operations agree.
+//! its parent, name, components, join and prefix operations agree.
 
 #![no_main]
 
@@ -36,6 +36,7 @@ fn one(raw: &str) -> Option<RelPath> {
         }
     }
     assert_eq!(RelPath::parse(s).ok().as_ref(), Some(&p));
+    assert_eq!(p.components().collect::<Vec<_>>().join("/"), s);
     let json = serde_json::to_string(&p).expect("a path serialises");
     let back: RelPath = serde_json::from_str(&json).expect("a serialised path parses");
     assert_eq!(back, p);

@@ -72,7 +72,9 @@ pub fn decode_all(body: &Bytes) -> Result<Vec<(ChunkId, Bytes)>, FrameError> {
     Ok(out)
 }
 
-/// Encodes chunks as one upload body: the inverse of [`decode_all`].
+/// Encodes chunks as one upload body: the inverse of [`decode_all`] for chunks of at most
+/// [`MAX_FRAME_LEN`] bytes (the chunker cuts at 2 MiB; a longer chunk is refused by the
+/// receiver, never silently cut).
 pub fn encode_all(chunks: &[(ChunkId, Bytes)]) -> Bytes {
     let total: usize = chunks.iter().map(|(_, d)| d.len() + HEADER_LEN).sum();
     let mut body = Vec::with_capacity(total);
