@@ -27,6 +27,9 @@ pub struct ConnectionConfig {
     pub ca: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<String>,
+    /// Seconds the server may stay silent before a request fails (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -265,6 +268,10 @@ pub fn connect_options(c: &ConnectionConfig, password: String, device: &str) -> 
         proxy: c.proxy.clone(),
         device: DeviceId(device.to_string()),
         computer: host_name(),
+        timeout: c.timeout_secs.map_or(
+            cairn_client::DEFAULT_TIMEOUT,
+            std::time::Duration::from_secs,
+        ),
     }
 }
 

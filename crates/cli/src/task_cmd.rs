@@ -34,6 +34,10 @@ pub struct ConnectCmd {
     /// Proxy URL, e.g. http://user:password@proxy:3128 (HTTP(S)_PROXY are honoured without it).
     #[arg(long)]
     proxy: Option<String>,
+    /// Seconds the server may stay silent before a request fails and is retried (default 30;
+    /// raise it for very slow links).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout: Option<u64>,
 }
 
 pub async fn connect(c: ConnectCmd) -> Result<()> {
@@ -58,6 +62,7 @@ pub async fn connect(c: ConnectCmd) -> Result<()> {
         fingerprint: c.fingerprint,
         ca: c.ca,
         proxy: c.proxy,
+        timeout_secs: c.timeout,
     };
     // Log in before saving, so a typo never becomes a saved connection.
     let session =

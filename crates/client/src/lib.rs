@@ -4,6 +4,14 @@
 //! A `Connection` logs in lazily and once more when its token expires; every error names the
 //! request it is about and, for TLS failures, says the certificate may be self-signed or the
 //! connection intercepted.
+//!
+//! The server is not trusted to behave: every request gives up when the server stays silent
+//! for [`ConnectOptions::timeout`] (a temporary error, so the engine's retry applies), and
+//! every answer is read with a size cap chosen per request ([`Cap`]) and checked against the
+//! request it answers, so a stalled, endless or huge answer is an error naming the URL rather
+//! than a hang or the client's memory. Bodies are read piece by piece against their cap (never
+//! `Response::bytes`, which takes whatever the server sends). Listings are capped rather than
+//! streamed because the engine's `Remote` takes them whole; the caps are far above real folders.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,6 +50,12 @@ pub enum Error {
         status: u16,
         message: String,
     },
+    #[error("{url}: the server sent nothing for {secs} s; giving up on this request")]
+    Timeout { url: String, secs: u64 },
+    #[error("{url}: the answer is larger than the {limit} bytes this request allows; refused")]
+    TooLarge { url: String, limit: u64 },
+    #[error("{url}: unusable answer: {detail}")]
+    Answer { url: String, detail: String },
     #[error("{0}")]
     Config(String),
 }
@@ -53,6 +67,7 @@ impl Error {
     pub fn is_temporary(&self) -> bool {
         match self {
             Error::Network { temporary, .. } => *temporary,
+            Error::Timeout { .. } => true,
             Error::Status { status, .. } => matches!(status, 429 | 502..=504),
             _ => false,
         }
@@ -87,6 +102,9 @@ pub struct ConnectOptions {
     pub device: DeviceId,
     /// This computer's name, recorded with every version it commits.
     pub computer: String,
+    /// How long the server may stay silent (connecting, before answering, or between two
+    /// pieces of an answer) before a request fails; a journal long-poll adds its wait.
+    pub timeout: Duration,
 }
 
 /// Shows everything but secrets: the password, and the credentials of a proxy URL.
@@ -100,6 +118,7 @@ impl std::fmt::Debug for ConnectOptions {
             .field("proxy", &self.proxy.as_deref().map(redact_url))
             .field("device", &self.device)
             .field("computer", &self.computer)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -115,6 +134,48 @@ pub fn redact_url(url: &str) -> String {
         None => url.to_string(),
     }
 }
+
+/// The timeout of [`ConnectOptions`] unless the user chose another.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The slowest upload rate assumed when giving a request body time to be sent (and the server
+/// time to work through it), in bytes per second: a 64 MiB batch gets about 17 minutes on top
+/// of the timeout.
+const SLOWEST_UPLOAD: u64 = 64 * 1024;
+
+/// Largest answer each kind of request accepts, in bytes. Listings are buffered whole (the
+/// engine takes them as one `Vec`), so their caps bound the client's memory.
+#[derive(Clone, Copy, Debug)]
+pub enum Cap {
+    /// Login, agent claim, upload receipt, folder list, error bodies.
+    Small,
+    /// A tree, a path's versions or a file's chunk list: about 3 million entries.
+    Listing,
+    /// A journal page (the server sends at most 10,000 changes unless asked for more).
+    Journal,
+    /// An answer whose size follows from the request (missing chunks, commit results).
+    Exactly(u64),
+}
+
+impl Cap {
+    pub const fn bytes(self) -> u64 {
+        match self {
+            Cap::Small => 16 << 20,
+            Cap::Listing => 1 << 30,
+            Cap::Journal => 256 << 20,
+            Cap::Exactly(n) => n,
+        }
+    }
+}
+
+/// Longest JSON of one version (path of 2048 bytes, each possibly escaped to six) or one result.
+const MAX_VERSION_JSON: u64 = 16 * 1024;
+/// Longest JSON of one chunk id in a list.
+const MAX_ID_JSON: u64 = 80;
+/// The least an answer sized by its request may take (its fixed fields, a refusal's reason).
+const MIN_EXACT_CAP: u64 = 1 << 20;
+/// Largest whole-file answer: the engine fetches only small files whole.
+pub const MAX_CONTENT: u64 = 64 << 20;
 
 fn normalize_fingerprint(f: &str) -> String {
     f.chars()
@@ -275,7 +336,8 @@ fn describe_reqwest(url: &str, e: &reqwest::Error) -> Error {
         Error::Network {
             url: url.to_string(),
             detail,
-            temporary: e.is_timeout() || e.is_connect() || e.is_request(),
+            // A body cut off midway is a dropped connection too.
+            temporary: e.is_timeout() || e.is_connect() || e.is_request() || e.is_body(),
         }
     }
 }
@@ -292,7 +354,10 @@ impl Connection {
         }
         let mut builder = reqwest::Client::builder()
             .use_preconfigured_tls(tls_config(&opts.trust)?)
-            .connect_timeout(Duration::from_secs(20))
+            .connect_timeout(opts.timeout)
+            // The API never redirects; following one would carry the password or the token
+            // wherever the answer points.
+            .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60));
         if let Some(p) = &opts.proxy {
@@ -317,6 +382,10 @@ impl Connection {
         &self.base
     }
 
+    fn url_of(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
     /// Logs in and keeps the token.
     ///
     /// # Errors
@@ -333,12 +402,8 @@ impl Connection {
         let mut waits = 0;
         let resp = loop {
             let resp = self
-                .http
-                .post(&url)
-                .json(&req)
-                .send()
-                .await
-                .map_err(|e| describe_reqwest(&url, &e))?;
+                .answer_head(&url, self.http.post(&url).json(&req), Duration::ZERO)
+                .await?;
             match retry_after(&resp) {
                 Some(wait) if waits < MAX_RETRY_AFTER_WAITS => {
                     waits += 1;
@@ -347,7 +412,7 @@ impl Connection {
                 _ => break resp,
             }
         };
-        let login: LoginResponse = decode(&url, resp).await?;
+        let login: LoginResponse = self.decode(&url, resp, Cap::Small).await?;
         *self.token.lock().await = Some(login.token.clone());
         *self.server_id.lock().await = Some(login.server_id.clone());
         Ok(login)
@@ -360,10 +425,29 @@ impl Connection {
         Ok(self.login().await?.token)
     }
 
+    /// Sends `req` and waits for the head of the answer, at most the timeout plus `extra`
+    /// (the time the server may legitimately take: a long-poll's wait, sending a big body).
+    async fn answer_head(
+        &self,
+        url: &str,
+        req: reqwest::RequestBuilder,
+        extra: Duration,
+    ) -> Result<reqwest::Response> {
+        let limit = self.opts.timeout + extra;
+        match tokio::time::timeout(limit, req.send()).await {
+            Ok(sent) => sent.map_err(|e| describe_reqwest(url, &e)),
+            Err(_) => Err(Error::Timeout {
+                url: url.to_string(),
+                secs: limit.as_secs(),
+            }),
+        }
+    }
+
     /// Sends a request built by `make`, logging in again once if the token was refused.
     async fn send(
         &self,
         url: &str,
+        extra: Duration,
         make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response> {
         let mut retried = false;
@@ -374,7 +458,7 @@ impl Connection {
             if let Some(i) = self.instance.get() {
                 req = req.header("x-cairn-instance", i);
             }
-            let resp = req.send().await.map_err(|e| describe_reqwest(url, &e))?;
+            let resp = self.answer_head(url, req, extra).await?;
             if resp.status() == reqwest::StatusCode::UNAUTHORIZED && !retried {
                 // The token expired (or the server's key changed): log in once more.
                 retried = true;
@@ -395,20 +479,63 @@ impl Connection {
         &self,
         path: &str,
         query: &[(&str, String)],
+        cap: Cap,
+        wait: Duration,
     ) -> Result<T> {
         let url = format!("{}{path}", self.base);
-        let resp = self.send(&url, |c| c.get(&url).query(query)).await?;
-        decode(&url, resp).await
+        let resp = self.send(&url, wait, |c| c.get(&url).query(query)).await?;
+        self.decode(&url, resp, cap).await
     }
 
     async fn post_json<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
+        cap: Cap,
     ) -> Result<T> {
         let url = format!("{}{path}", self.base);
-        let resp = self.send(&url, |c| c.post(&url).json(body)).await?;
-        decode(&url, resp).await
+        let body = serde_json::to_vec(body).map_err(|e| Error::Config(format!("{url}: {e}")))?;
+        let resp = self
+            .send(&url, sending_time(body.len()), |c| {
+                c.post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+            })
+            .await?;
+        self.decode(&url, resp, cap).await
+    }
+
+    /// Reads a JSON answer of at most `cap`, or the error the server answered instead.
+    async fn decode<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        resp: reqwest::Response,
+        cap: Cap,
+    ) -> Result<T> {
+        if !resp.status().is_success() {
+            return Err(self.status_error(url, resp).await);
+        }
+        let body = read_capped(url, resp, cap.bytes(), self.opts.timeout).await?;
+        serde_json::from_slice(&body).map_err(|e| Error::Answer {
+            url: url.to_string(),
+            detail: format!("not the expected JSON: {e}"),
+        })
+    }
+
+    /// The error of a non-2xx answer, with the server's message when it sent a readable one.
+    async fn status_error(&self, url: &str, resp: reqwest::Response) -> Error {
+        let status = resp.status().as_u16();
+        let message = match read_capped(url, resp, ERROR_BODY_CAP, self.opts.timeout).await {
+            Ok(body) => serde_json::from_slice::<ErrorBody>(&body)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(300).collect()),
+            Err(e) => format!("no readable message ({e})"),
+        };
+        Error::Status {
+            url: url.to_string(),
+            status,
+            message,
+        }
     }
 
     /// Announces a running agent (`instance` is random per process); refused with HTTP 409
@@ -419,13 +546,15 @@ impl Connection {
             .post_json(
                 "/api/v1/agent",
                 &serde_json::json!({ "instance": instance }),
+                Cap::Small,
             )
             .await?;
         Ok(())
     }
 
     pub async fn folders(&self) -> Result<Vec<FolderInfo>> {
-        self.get_json("/api/v1/folders", &[]).await
+        self.get_json("/api/v1/folders", &[], Cap::Small, Duration::ZERO)
+            .await
     }
 
     pub fn remote(self: &Arc<Self>, folder: &str) -> HttpRemote {
@@ -454,24 +583,50 @@ fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
     Some(Duration::from_secs(secs.clamp(1, 60)))
 }
 
-async fn decode<T: DeserializeOwned>(url: &str, resp: reqwest::Response) -> Result<T> {
-    let status = resp.status();
-    let body = resp.bytes().await.map_err(|e| describe_reqwest(url, &e))?;
-    if !status.is_success() {
-        let message = serde_json::from_slice::<ErrorBody>(&body)
-            .map(|b| b.error)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&body).chars().take(300).collect());
-        return Err(Error::Status {
-            url: url.to_string(),
-            status: status.as_u16(),
-            message,
-        });
-    }
-    serde_json::from_slice(&body).map_err(|e| Error::Status {
+/// The time a request body of `len` bytes may take to send (and the server to work through)
+/// at the slowest rate assumed.
+fn sending_time(len: usize) -> Duration {
+    Duration::from_secs(len as u64 / SLOWEST_UPLOAD)
+}
+
+/// Most of an error answer read for its message.
+const ERROR_BODY_CAP: u64 = 64 * 1024;
+
+/// Reads a whole body of at most `limit` bytes, failing when the server declares or sends more
+/// or stays silent for `idle` between two pieces.
+async fn read_capped(
+    url: &str,
+    mut resp: reqwest::Response,
+    limit: u64,
+    idle: Duration,
+) -> Result<Bytes> {
+    let too_large = || Error::TooLarge {
         url: url.to_string(),
-        status: status.as_u16(),
-        message: format!("unreadable answer: {e}"),
-    })
+        limit,
+    };
+    let declared = resp.content_length();
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    // Trust a declared length only as far as a modest first allocation.
+    let first = declared.unwrap_or(0).min(8 << 20);
+    let mut body = BytesMut::with_capacity(usize::try_from(first).unwrap_or(0));
+    loop {
+        let piece = tokio::time::timeout(idle, resp.chunk())
+            .await
+            .map_err(|_| Error::Timeout {
+                url: url.to_string(),
+                secs: idle.as_secs(),
+            })?
+            .map_err(|e| describe_reqwest(url, &e))?;
+        let Some(piece) = piece else {
+            return Ok(body.freeze());
+        };
+        if (body.len() + piece.len()) as u64 > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&piece);
+    }
 }
 
 /// A folder on a cairn server, as the engine's [`Remote`].
@@ -491,51 +646,47 @@ fn remote_err(e: Error) -> cairn_engine::Error {
 impl HttpRemote {
     /// One commit request; the server answers one result per change.
     async fn commit_request(&self, changes: &[Change]) -> EngineResult<Vec<ChangeResult>> {
+        let path = self.folder_path("commit");
+        let per_change: u64 = changes
+            .iter()
+            .map(|c| MAX_VERSION_JSON + c.chunks.len() as u64 * MAX_ID_JSON)
+            .sum();
         let r: CommitResponse = self
             .conn
             .post_json(
-                &self.folder_path("commit"),
+                &path,
                 &CommitRequest {
                     changes: changes.to_vec(),
                 },
+                Cap::Exactly(MIN_EXACT_CAP + per_change),
             )
             .await
             .map_err(remote_err)?;
-        if r.results.len() != changes.len() {
-            return Err(cairn_engine::Error::remote(format!(
-                "{}: the server answered {} results for {} changes",
-                self.describe(),
-                r.results.len(),
-                changes.len()
-            )));
-        }
+        r.check(changes.len())
+            .map_err(invalid(self.conn.url_of(&path)))?;
         Ok(r.results)
     }
 
     /// One upload request of `chunks` as frames.
     async fn upload_request(&self, chunks: &[(ChunkId, Bytes)]) -> EngineResult<u64> {
-        let total: usize = chunks
-            .iter()
-            .map(|(_, d)| d.len() + frame::HEADER_LEN)
-            .sum();
-        let mut body = BytesMut::with_capacity(total);
-        for (id, data) in chunks {
-            body.extend_from_slice(&frame::encode_header(id, data.len() as u32));
-            body.extend_from_slice(data);
-        }
-        let body = body.freeze();
-        let url = format!("{}{}", self.conn.base, self.folder_path("chunks"));
+        let body = frame::encode_all(chunks);
+        let total = body.len() as u64;
+        let url = self.conn.url_of(&self.folder_path("chunks"));
         let resp = self
             .conn
-            .send(&url, |c| {
+            .send(&url, sending_time(body.len()), |c| {
                 c.post(&url)
                     .header("content-type", "application/octet-stream")
                     .body(body.clone())
             })
             .await
             .map_err(remote_err)?;
-        let _: UploadResponse = decode(&url, resp).await.map_err(remote_err)?;
-        Ok(total as u64)
+        let _: UploadResponse = self
+            .conn
+            .decode(&url, resp, Cap::Small)
+            .await
+            .map_err(remote_err)?;
+        Ok(total)
     }
 
     fn folder_path(&self, what: &str) -> String {
@@ -545,6 +696,16 @@ impl HttpRemote {
     /// The server's identity as seen at the last login.
     pub async fn server_id(&self) -> Option<String> {
         self.conn.server_id.lock().await.clone()
+    }
+}
+
+/// An answer that parsed but contradicts its request, as an engine error naming the URL.
+fn invalid(url: String) -> impl FnOnce(cairn_protocol::InvalidAnswer) -> cairn_engine::Error {
+    move |e| {
+        remote_err(Error::Answer {
+            url,
+            detail: e.to_string(),
+        })
     }
 }
 
@@ -567,27 +728,33 @@ impl Remote for HttpRemote {
         if let Some(at) = at_ns {
             q.push(("at", at.to_string()));
         }
+        let path = self.folder_path("tree");
         let t: TreeResponse = self
             .conn
-            .get_json(&self.folder_path("tree"), &q)
+            .get_json(&path, &q, Cap::Listing, Duration::ZERO)
             .await
             .map_err(remote_err)?;
+        t.check(prefix).map_err(invalid(self.conn.url_of(&path)))?;
         Ok(t.entries)
     }
 
     async fn missing(&self, ids: &[ChunkId]) -> EngineResult<Vec<ChunkId>> {
+        let path = self.folder_path("chunks/missing");
         let mut missing = Vec::new();
         for part in ids.chunks(cairn_protocol::MAX_MISSING_IDS) {
+            let cap = Cap::Exactly(MIN_EXACT_CAP + part.len() as u64 * MAX_ID_JSON);
             let r: MissingResponse = self
                 .conn
                 .post_json(
-                    &self.folder_path("chunks/missing"),
+                    &path,
                     &MissingRequest {
                         chunks: part.to_vec(),
                     },
+                    cap,
                 )
                 .await
                 .map_err(remote_err)?;
+            r.check(part).map_err(invalid(self.conn.url_of(&path)))?;
             missing.extend(r.missing);
         }
         Ok(missing)
@@ -614,7 +781,12 @@ impl Remote for HttpRemote {
         let q = [("after", i64::MAX.to_string()), ("wait", "0".to_string())];
         let r: JournalResponse = self
             .conn
-            .get_json(&self.folder_path("journal"), &q)
+            .get_json(
+                &self.folder_path("journal"),
+                &q,
+                Cap::Journal,
+                Duration::ZERO,
+            )
             .await
             .map_err(remote_err)?;
         Ok((r.server_id, r.head))
@@ -625,11 +797,13 @@ impl Remote for HttpRemote {
             ("after", after.0.to_string()),
             ("wait", wait_secs.to_string()),
         ];
+        let path = self.folder_path("journal");
         let r: JournalResponse = self
             .conn
-            .get_json(&self.folder_path("journal"), &q)
+            .get_json(&path, &q, Cap::Journal, Duration::from_secs(wait_secs))
             .await
             .map_err(remote_err)?;
+        r.check(after).map_err(invalid(self.conn.url_of(&path)))?;
         *self.conn.server_id.lock().await = Some(r.server_id);
         Ok((r.changes, r.head))
     }
@@ -640,6 +814,8 @@ impl Remote for HttpRemote {
             .get_json(
                 &self.folder_path("versions"),
                 &[("path", path.as_str().to_string())],
+                Cap::Listing,
+                Duration::ZERO,
             )
             .await
             .map_err(remote_err)?;
@@ -647,42 +823,69 @@ impl Remote for HttpRemote {
     }
 
     async fn chunk_list(&self, path: &RelPath, seq: Seq) -> EngineResult<Vec<ChunkSpan>> {
+        let api = self.folder_path("chunklist");
         let r: ChunkListResponse = self
             .conn
             .get_json(
-                &self.folder_path("chunklist"),
+                &api,
                 &[
                     ("path", path.as_str().to_string()),
                     ("seq", seq.0.to_string()),
                 ],
+                Cap::Listing,
+                Duration::ZERO,
             )
             .await
             .map_err(remote_err)?;
+        r.check().map_err(invalid(self.conn.url_of(&api)))?;
         Ok(r.chunks)
     }
 
     async fn content(&self, path: &RelPath, seq: Seq) -> EngineResult<Bytes> {
-        let url = format!("{}{}", self.conn.base, self.folder_path("content"));
+        let url = self.conn.url_of(&self.folder_path("content"));
         let q = [
             ("path", path.as_str().to_string()),
             ("seq", seq.0.to_string()),
         ];
         let resp = self
             .conn
-            .send(&url, |c| c.get(&url).query(&q))
+            .send(&url, Duration::ZERO, |c| c.get(&url).query(&q))
             .await
             .map_err(remote_err)?;
         let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| remote_err(describe_reqwest(&url, &e)))?;
         if !status.is_success() {
             let temporary = status.is_server_error() && status.as_u16() != 507;
+            let e = self.conn.status_error(&url, resp).await;
             return Err(cairn_engine::Error::Remote {
-                message: format!("{url} ({path}): {}", refusal(status, &body)),
+                message: format!("{path}: {e}"),
                 temporary,
             });
+        }
+        // Exactly the announced bytes: the server always announces them, and a whole-file
+        // answer is only asked for small files.
+        let Some(want) = resp.content_length() else {
+            return Err(remote_err(Error::Answer {
+                url,
+                detail: format!("the content of {path} came without a length"),
+            }));
+        };
+        if want > MAX_CONTENT {
+            return Err(remote_err(Error::TooLarge {
+                url,
+                limit: MAX_CONTENT,
+            }));
+        }
+        let body = read_capped(&url, resp, want, self.conn.opts.timeout)
+            .await
+            .map_err(remote_err)?;
+        if body.len() as u64 != want {
+            return Err(remote_err(Error::Answer {
+                url,
+                detail: format!(
+                    "the content of {path} is {} bytes, not the {want} announced",
+                    body.len()
+                ),
+            }));
         }
         Ok(body)
     }
@@ -693,6 +896,8 @@ impl Remote for HttpRemote {
             .get_json(
                 &self.folder_path("damaged"),
                 &[("prefix", prefix.as_str().to_string())],
+                Cap::Listing,
+                Duration::ZERO,
             )
             .await
             .map_err(remote_err)?;
@@ -700,28 +905,23 @@ impl Remote for HttpRemote {
     }
 
     async fn chunk(&self, id: &ChunkId) -> EngineResult<Bytes> {
-        let url = format!(
-            "{}{}",
-            self.conn.base,
-            self.folder_path(&format!("chunks/{id}"))
-        );
+        let url = self.conn.url_of(&self.folder_path(&format!("chunks/{id}")));
         let resp = self
             .conn
-            .send(&url, |c| c.get(&url))
+            .send(&url, Duration::ZERO, |c| c.get(&url))
             .await
             .map_err(remote_err)?;
-        let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| remote_err(describe_reqwest(&url, &e)))?;
-        if !status.is_success() {
-            return Err(cairn_engine::Error::remote(format!(
-                "{url}: {}",
-                refusal(status, &body)
-            )));
+        if !resp.status().is_success() {
+            return Err(remote_err(self.conn.status_error(&url, resp).await));
         }
-        Ok(body)
+        read_capped(
+            &url,
+            resp,
+            u64::from(frame::MAX_FRAME_LEN),
+            self.conn.opts.timeout,
+        )
+        .await
+        .map_err(remote_err)
     }
 }
 
@@ -744,17 +944,6 @@ fn commit_parts(changes: &[Change]) -> Vec<&[Change]> {
         parts.push(&changes[start..]);
     }
     parts
-}
-
-/// What a non-2xx answer says: the server's own message when it sent one, and the status.
-fn refusal(status: reqwest::StatusCode, body: &[u8]) -> String {
-    match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(e) => format!(
-            "{} (HTTP {status})",
-            e.error.chars().take(1000).collect::<String>()
-        ),
-        Err(_) => format!("HTTP {status}"),
-    }
 }
 
 #[cfg(test)]
@@ -795,6 +984,7 @@ mod tests {
             proxy: Some("http://bob:proxy-secret@proxy:3128/".into()),
             device: DeviceId("d".into()),
             computer: "laptop".into(),
+            timeout: DEFAULT_TIMEOUT,
         };
         let shown = format!("{opts:?}");
         assert!(

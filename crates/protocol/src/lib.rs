@@ -4,10 +4,13 @@
 //! that is not relative, normalised and free of `..` is refused while the body is parsed. The
 //! chunk-upload body is a sequence of frames, see [`frame`].
 
+use std::collections::HashSet;
+
 use cairn_model::{ChunkId, DeviceId, Entry, EntryKind, RelPath, Seq};
 use serde::{Deserialize, Serialize};
 
 pub mod frame;
+pub mod token;
 
 /// Bumped on any incompatible change; sent as `X-Cairn-Api`.
 pub const API_VERSION: u32 = 1;
@@ -233,6 +236,101 @@ pub struct ChunkListResponse {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
+}
+
+/// An answer the client refuses although it parsed: it contradicts the request it answers.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidAnswer(String);
+
+impl MissingResponse {
+    /// Every id said missing was asked about.
+    ///
+    /// # Errors
+    /// An id not in `asked`, or more ids than were asked.
+    pub fn check(&self, asked: &[ChunkId]) -> Result<(), InvalidAnswer> {
+        if self.missing.len() > asked.len() {
+            return Err(InvalidAnswer(format!(
+                "{} chunks said missing of {} asked",
+                self.missing.len(),
+                asked.len()
+            )));
+        }
+        let asked: HashSet<&ChunkId> = asked.iter().collect();
+        match self.missing.iter().find(|id| !asked.contains(id)) {
+            Some(id) => Err(InvalidAnswer(format!(
+                "chunk {id} said missing was not asked"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl CommitResponse {
+    /// One result per change.
+    ///
+    /// # Errors
+    /// Another number of results.
+    pub fn check(&self, changes: usize) -> Result<(), InvalidAnswer> {
+        if self.results.len() == changes {
+            Ok(())
+        } else {
+            Err(InvalidAnswer(format!(
+                "{} results for {changes} changes",
+                self.results.len()
+            )))
+        }
+    }
+}
+
+impl TreeResponse {
+    /// Every entry lies under the prefix that was listed.
+    ///
+    /// # Errors
+    /// An entry outside `prefix`.
+    pub fn check(&self, prefix: &RelPath) -> Result<(), InvalidAnswer> {
+        match self.entries.iter().find(|v| !v.path.starts_with(prefix)) {
+            Some(v) => Err(InvalidAnswer(format!(
+                "entry {} is outside the listed prefix {prefix}",
+                v.path
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl JournalResponse {
+    /// Every change is newer than the one asked after.
+    ///
+    /// # Errors
+    /// A change at or before `after`.
+    pub fn check(&self, after: Seq) -> Result<(), InvalidAnswer> {
+        match self.changes.iter().find(|v| v.seq <= after) {
+            Some(v) => Err(InvalidAnswer(format!(
+                "change {} of {} is not after {}",
+                v.seq, v.path, after
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl ChunkListResponse {
+    /// No chunk is longer than a frame may carry (the longest chunk that can exist).
+    ///
+    /// # Errors
+    /// A chunk over [`frame::MAX_FRAME_LEN`].
+    pub fn check(&self) -> Result<(), InvalidAnswer> {
+        match self.chunks.iter().find(|c| c.len > frame::MAX_FRAME_LEN) {
+            Some(c) => Err(InvalidAnswer(format!(
+                "chunk {} is said to be {} bytes, over the {} a chunk may have",
+                c.id,
+                c.len,
+                frame::MAX_FRAME_LEN
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Folder and user names: 1 to 64 of `A-Z a-z 0-9 . _ -`, not starting with a dot.

@@ -471,38 +471,6 @@ async fn missing(
     Ok(Json(MissingResponse { missing }))
 }
 
-/// Parses upload frames and checks each chunk's bytes against its id.
-fn parse_frames(body: &Bytes) -> Result<Vec<(ChunkId, Bytes)>, ApiError> {
-    let mut out = Vec::new();
-    let mut at = 0usize;
-    while at < body.len() {
-        let header: &[u8; frame::HEADER_LEN] = body
-            .get(at..at + frame::HEADER_LEN)
-            .and_then(|h| h.try_into().ok())
-            .ok_or_else(|| ApiError::bad(format!("truncated chunk frame header at byte {at}")))?;
-        let (id, len) = frame::decode_header(header).ok_or_else(|| {
-            ApiError::bad(format!(
-                "chunk frame at byte {at} is longer than {} bytes",
-                frame::MAX_FRAME_LEN
-            ))
-        })?;
-        let start = at + frame::HEADER_LEN;
-        let end = start + len as usize;
-        if end > body.len() {
-            return Err(ApiError::bad(format!("chunk {id} is truncated")));
-        }
-        let data = body.slice(start..end);
-        if ChunkId::of(&data) != id {
-            return Err(ApiError::bad(format!(
-                "chunk {id}: its bytes do not match its id; nothing was stored"
-            )));
-        }
-        out.push((id, data));
-        at = end;
-    }
-    Ok(out)
-}
-
 /// Stores verified chunks for a commit to `folder` (which needs write access).
 async fn upload(
     State(state): State<Arc<AppState>>,
@@ -525,9 +493,10 @@ async fn upload(
             "the server is in trouble (test hook)",
         ));
     }
-    let frames = tokio::task::spawn_blocking(move || parse_frames(&body))
+    let frames = tokio::task::spawn_blocking(move || frame::decode_all(&body))
         .await
-        .map_err(ApiError::worker)??;
+        .map_err(ApiError::worker)?
+        .map_err(|e| ApiError::bad(e.to_string()))?;
     if frames.len() > frame::MAX_FRAMES_PER_UPLOAD {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -1,4 +1,5 @@
-//! Passwords (Argon2id) and bearer tokens (HMAC-signed claims, see [`TokenKey`]); admitting and
+//! Passwords (Argon2id) and bearer tokens (HMAC-signed claims; the format is
+//! `cairn_protocol::token`); admitting and
 //! slowing down login attempts is [`crate::login`]'s.
 
 use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
@@ -77,66 +78,7 @@ pub fn verify_password_in(password: &str, hash: &str, memory: &mut HashMemory) -
         && Output::new(&out).is_ok_and(|o| o == expected)
 }
 
-/// What a bearer token says: who, which session generation, until when, from which device.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Claims {
-    pub user_id: i64,
-    pub token_gen: i64,
-    pub expires_ns: i64,
-    pub device: String,
-}
-
-/// Issues and checks bearer tokens. Tokens are signed (HMAC-SHA256 under a key kept in the
-/// metadata store), not stored: logging in writes nothing, so it works on a full disk and on
-/// any server process of a scaled-out deployment. A token ends when it expires or when the
-/// user's session generation moves on (new password, disabled).
-pub struct TokenKey(ring::hmac::Key);
-
-impl TokenKey {
-    pub fn new(secret: &[u8]) -> Self {
-        TokenKey(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret))
-    }
-
-    pub fn issue(&self, c: &Claims) -> String {
-        let device: String = c.device.bytes().map(|b| format!("{b:02x}")).collect();
-        let body = format!("v1.{}.{}.{}.{device}", c.user_id, c.token_gen, c.expires_ns);
-        let tag = ring::hmac::sign(&self.0, body.as_bytes());
-        let tag: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        format!("{body}.{tag}")
-    }
-
-    /// The claims of a token this key signed; `None` for anything else (forged, altered,
-    /// malformed). Expiry is the caller's to check.
-    pub fn verify(&self, token: &str) -> Option<Claims> {
-        let (body, tag) = token.rsplit_once('.')?;
-        let tag = unhex(tag)?;
-        ring::hmac::verify(&self.0, body.as_bytes(), &tag).ok()?;
-        let mut parts = body.split('.');
-        if parts.next()? != "v1" {
-            return None;
-        }
-        let user_id = parts.next()?.parse().ok()?;
-        let token_gen = parts.next()?.parse().ok()?;
-        let expires_ns = parts.next()?.parse().ok()?;
-        let device = String::from_utf8(unhex(parts.next()?)?).ok()?;
-        parts.next().is_none().then_some(Claims {
-            user_id,
-            token_gen,
-            expires_ns,
-            device,
-        })
-    }
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
+pub use cairn_protocol::token::{Claims, TokenKey};
 
 #[cfg(test)]
 mod tests {
@@ -167,21 +109,5 @@ mod tests {
         assert!(!verify_password_in("guess", &dummy, &mut b));
         assert!(!a.0.is_empty(), "Argon2 ran");
         assert_eq!(a.0.len(), b.0.len());
-    }
-
-    #[test]
-    fn tokens_verify_only_unaltered() {
-        let key = TokenKey::new(b"secret");
-        let claims = Claims {
-            user_id: 7,
-            token_gen: 2,
-            expires_ns: 99,
-            device: "laptop".into(),
-        };
-        let token = key.issue(&claims);
-        assert_eq!(key.verify(&token), Some(claims));
-        assert_eq!(key.verify(&token.replace("v1.7.", "v1.8.")), None);
-        assert_eq!(TokenKey::new(b"other").verify(&token), None);
-        assert_eq!(key.verify("garbage"), None);
     }
 }

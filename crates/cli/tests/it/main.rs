@@ -9,4 +9,5 @@ mod drive;
 mod explorer;
 mod harness;
 mod hostile;
+mod hostile_server;
 mod security;

@@ -1,0 +1,583 @@
+//! The client against a broken or hostile server: a fake HTTP server in this file that stalls,
+//! sends endless or gigantic answers, or answers what was not asked. The real `cairn` binary
+//! must fail with an error naming the request, retry what may pass later, and read no more than
+//! each request's cap. No timings are asserted; a hang guard only stops a stuck client.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::harness::Client;
+
+const LISTING_CAP: u64 = cairn_client::Cap::Listing.bytes();
+const CONTENT_CAP: u64 = cairn_client::MAX_CONTENT;
+const CHUNK_CAP: u64 = cairn_protocol::frame::MAX_FRAME_LEN as u64;
+/// What sockets may hold beyond what the client read: kernel buffers on both sides.
+const SOCKET_SLACK: u64 = 64 << 20;
+
+/// One request as the fake saw it.
+struct Request {
+    method: String,
+    /// Without the query string.
+    path: String,
+}
+
+/// How the fake answers one request.
+enum Reply {
+    /// 200 with this JSON body.
+    Json(String),
+    /// Read the request, never answer.
+    Silent,
+    /// 307 to this URL.
+    Redirect(String),
+    /// Announce `len` bytes, send `sent` of them, then stall.
+    StallBody { len: u64, sent: String },
+    /// Announce this many bytes and send none.
+    Declared(u64),
+    /// A chunked body: `head`, then `filler` over and over until the client hangs up.
+    Endless { head: String, filler: String },
+}
+
+struct FakeServer {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<String>>>,
+    /// Body bytes written, over all answers.
+    sent: Arc<AtomicU64>,
+}
+
+type Route = dyn Fn(&Request) -> Reply + Send + Sync;
+
+impl FakeServer {
+    /// Answers login and the folder list like a server would, everything else by `route`.
+    fn start(route: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> FakeServer {
+        Self::start_raw(move |r: &Request| match r.path.as_str() {
+            "/api/v1/login" => Reply::Json(format!(
+                r#"{{"token":"t","expires_ns":{},"server_id":"fake","admin":false}}"#,
+                i64::MAX
+            )),
+            "/api/v1/folders" => Reply::Json(
+                r#"[{"name":"backup","access":"rw","keep_versions":5,"head":0}]"#.into(),
+            ),
+            _ => route(r),
+        })
+    }
+
+    /// Answers every request by `route`.
+    fn start_raw(route: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> FakeServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = FakeServer {
+            port,
+            stop: Arc::new(AtomicBool::new(false)),
+            seen: Arc::new(Mutex::new(Vec::new())),
+            sent: Arc::new(AtomicU64::new(0)),
+        };
+        let route: Arc<Route> = Arc::new(route);
+        let (stop, seen, sent) = (
+            server.stop.clone(),
+            server.seen.clone(),
+            server.sent.clone(),
+        );
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(conn) = conn else { continue };
+                let (route, stop, seen, sent) =
+                    (route.clone(), stop.clone(), seen.clone(), sent.clone());
+                std::thread::spawn(move || serve(conn, &*route, &stop, &seen, &sent));
+            }
+        });
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// How many requests reached `path`.
+    fn requests(&self, path: &str) -> usize {
+        let seen = self.seen.lock().expect("seen");
+        seen.iter().filter(|p| p.ends_with(path)).count()
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accepting thread so that it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Serves one connection until the client hangs up or an answer stalls for good.
+fn serve(
+    conn: TcpStream,
+    route: &Route,
+    stop: &AtomicBool,
+    seen: &Mutex<Vec<String>>,
+    sent: &AtomicU64,
+) {
+    let Ok(mut out) = conn.try_clone() else {
+        return;
+    };
+    let mut input = BufReader::new(conn);
+    while let Some(req) = read_request(&mut input) {
+        seen.lock()
+            .expect("seen")
+            .push(format!("{} {}", req.method, req.path));
+        let done = match route(&req) {
+            Reply::Json(body) => {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                let ok = out.write_all(head.as_bytes()).is_ok()
+                    && out.write_all(body.as_bytes()).is_ok();
+                sent.fetch_add(body.len() as u64, Ordering::SeqCst);
+                !ok
+            }
+            Reply::Silent => true,
+            Reply::Redirect(to) => {
+                let head = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nlocation: {to}\r\ncontent-length: 0\r\n\r\n"
+                );
+                out.write_all(head.as_bytes()).is_err()
+            }
+            Reply::StallBody { len, sent: part } => {
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n{part}");
+                let _ = out.write_all(head.as_bytes());
+                sent.fetch_add(part.len() as u64, Ordering::SeqCst);
+                true
+            }
+            Reply::Declared(len) => {
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n");
+                let _ = out.write_all(head.as_bytes());
+                true
+            }
+            Reply::Endless { head, filler } => {
+                endless(&mut out, &head, &filler, sent);
+                true
+            }
+        };
+        if done {
+            // Hold the connection open (a stall) until the client goes or the test ends.
+            while !stop.load(Ordering::SeqCst) && !hung_up(&mut input) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return;
+        }
+    }
+}
+
+/// Writes a chunked body until a write fails (the client hung up).
+fn endless(out: &mut TcpStream, head: &str, filler: &str, sent: &AtomicU64) {
+    let start =
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+    if out.write_all(start.as_bytes()).is_err() {
+        return;
+    }
+    let chunk = |data: &str| format!("{:x}\r\n{data}\r\n", data.len());
+    // An empty chunk would end the body.
+    if !head.is_empty() && out.write_all(chunk(head).as_bytes()).is_err() {
+        return;
+    }
+    let mut block = String::new();
+    while block.len() < 256 * 1024 {
+        block.push_str(filler);
+    }
+    let block = chunk(&block);
+    let body_len = block.len() as u64;
+    while out.write_all(block.as_bytes()).is_ok() {
+        sent.fetch_add(body_len, Ordering::SeqCst);
+    }
+}
+
+/// True when the peer closed the connection (checked without blocking for long).
+fn hung_up(input: &mut BufReader<TcpStream>) -> bool {
+    let s = input.get_mut();
+    if s.set_read_timeout(Some(Duration::from_millis(10))).is_err() {
+        return true;
+    }
+    let mut buf = [0u8; 4096];
+    matches!(s.read(&mut buf), Ok(0))
+}
+
+fn read_request(input: &mut BufReader<TcpStream>) -> Option<Request> {
+    let mut line = String::new();
+    input.read_line(&mut line).ok().filter(|n| *n > 0)?;
+    let mut words = line.split_whitespace();
+    let method = words.next()?.to_string();
+    let target = words.next()?;
+    let path = target.split('?').next().unwrap_or(target).to_string();
+    let mut len = 0usize;
+    loop {
+        let mut h = String::new();
+        input.read_line(&mut h).ok().filter(|n| *n > 0)?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = h.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                len = value.trim().parse().ok()?;
+            }
+        }
+    }
+    let mut body = vec![0u8; len];
+    input.read_exact(&mut body).ok()?;
+    Some(Request { method, path })
+}
+
+/// A version of `path` as a tree lists it.
+fn version_json(path: &str, size: u64) -> String {
+    format!(
+        r#"{{"path":"{path}","seq":1,"entry":{{"kind":"file","size":{size},"mtime_ns":0,"mode":420,"hash":"{}"}},"device":"pc","committed_ns":0}}"#,
+        "ab".repeat(32)
+    )
+}
+
+/// Runs the client; a client still running after five minutes is stuck, not slow, and fails.
+fn run_guarded(c: &Client, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = c
+        .cmd()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn cairn");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(format!("{input}\n").as_bytes())
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    let start = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > Duration::from_secs(300) {
+            let _ = child.kill();
+            panic!("cairn {args:?} hung against the fake server");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Runs the client, asserts it failed, returns its stderr.
+fn fails(c: &Client, args: &[&str]) -> String {
+    let out = run_guarded(c, args, None);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "cairn {args:?} should have failed:\n{err}"
+    );
+    err
+}
+
+/// A client connected to `url` (timeout 1 s) with backup task `t` over its folder.
+fn client_of(url: &str) -> Client {
+    let c = Client::new();
+    let out = run_guarded(
+        &c,
+        &[
+            "connect",
+            url,
+            "--user",
+            "alice",
+            "--password-stdin",
+            "--name",
+            "srv",
+            "--timeout",
+            "1",
+        ],
+        Some("pw"),
+    );
+    assert!(
+        out.status.success(),
+        "connect: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root = c.root.to_str().expect("utf-8").to_string();
+    c.ok(&[
+        "backup",
+        "add",
+        "t",
+        "--local",
+        &root,
+        "--connection",
+        "srv",
+        "--folder",
+        "backup",
+        "--computer",
+        "pc",
+    ]);
+    c
+}
+
+/// The fake's path of the tree of folder `backup`.
+const TREE: &str = "/api/v1/folders/backup/tree";
+
+#[test]
+fn a_silent_server_is_given_up_at_connect() {
+    // Over TLS: the handshake never gets an answer.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let held = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let c = Client::new();
+    let url = format!("https://127.0.0.1:{port}");
+    let fp = "ab".repeat(32);
+    let out = run_guarded(
+        &c,
+        &[
+            "connect",
+            &url,
+            "--user",
+            "alice",
+            "--password-stdin",
+            "--fingerprint",
+            &fp,
+            "--timeout",
+            "1",
+        ],
+        Some("pw"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&url) && err.contains("timed out"), "{err}");
+    assert!(
+        held.join().expect("accept thread").is_ok(),
+        "the client never connected"
+    );
+
+    // Over plain HTTP: the request is read and never answered.
+    let silent = FakeServer::start_raw(|_| Reply::Silent);
+    let url = silent.url();
+    let out = run_guarded(
+        &c,
+        &[
+            "connect",
+            &url,
+            "--user",
+            "alice",
+            "--password-stdin",
+            "--timeout",
+            "1",
+        ],
+        Some("pw"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("{url}/api/v1/login")) && err.contains("sent nothing for 1 s"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_body_that_stalls_midway_fails_and_is_retried() {
+    let fake = FakeServer::start(|r| match r.path.as_str() {
+        TREE => Reply::StallBody {
+            len: 1000,
+            sent: r#"{"entries":["#.into(),
+        },
+        _ => Reply::Json("{}".into()),
+    });
+    let c = client_of(&fake.url());
+    let err = fails(&c, &["run", "t", "--once"]);
+    assert!(
+        err.contains(&format!("{}{TREE}", fake.url())) && err.contains("sent nothing"),
+        "{err}"
+    );
+    // A stall is temporary: the same request was made again before giving up.
+    assert!(
+        fake.requests(TREE) > 1,
+        "tree asked {} times",
+        fake.requests(TREE)
+    );
+
+    // `ls` makes one request and reports the stall the same way.
+    let err = fails(&c, &["ls", "t"]);
+    assert!(err.contains("sent nothing"), "{err}");
+}
+
+#[test]
+fn an_endless_listing_is_cut_off_at_its_cap() {
+    let entry = version_json("pc/docs/a", 1);
+    let fake = FakeServer::start(move |r| match r.path.as_str() {
+        TREE => Reply::Endless {
+            head: format!(r#"{{"head":1,"entries":[{entry}"#),
+            filler: format!(",{entry}"),
+        },
+        _ => Reply::Json("{}".into()),
+    });
+    let c = client_of(&fake.url());
+    let err = fails(&c, &["ls", "t"]);
+    assert!(
+        err.contains(&format!("{}{TREE}", fake.url()))
+            && err.contains(&format!("larger than the {LISTING_CAP} bytes")),
+        "{err}"
+    );
+    let sent = fake.sent.load(Ordering::SeqCst);
+    assert!(
+        sent <= LISTING_CAP + SOCKET_SLACK,
+        "the client let the server send {sent} bytes"
+    );
+}
+
+#[test]
+fn a_gigantic_declared_listing_is_refused_unread() {
+    let fake = FakeServer::start(|r| match r.path.as_str() {
+        TREE => Reply::Declared(1 << 40),
+        _ => Reply::Json("{}".into()),
+    });
+    let c = client_of(&fake.url());
+    let err = fails(&c, &["ls", "t"]);
+    assert!(
+        err.contains(&format!("larger than the {LISTING_CAP} bytes")),
+        "{err}"
+    );
+    assert_eq!(
+        fake.requests(TREE),
+        1,
+        "an oversized answer is not worth asking again"
+    );
+}
+
+#[test]
+fn answers_that_contradict_the_request_are_refused() {
+    // A listing of pc/docs that holds a path elsewhere.
+    let outside = format!(
+        r#"{{"head":1,"entries":[{}]}}"#,
+        version_json("elsewhere/x", 1)
+    );
+    let fake = FakeServer::start(move |r| match r.path.as_str() {
+        TREE => Reply::Json(outside.clone()),
+        _ => Reply::Json("{}".into()),
+    });
+    let c = client_of(&fake.url());
+    let err = fails(&c, &["ls", "t"]);
+    assert!(
+        err.contains(TREE) && err.contains("elsewhere/x is outside the listed prefix pc/docs"),
+        "{err}"
+    );
+
+    let junk = FakeServer::start(|r| match r.path.as_str() {
+        TREE => Reply::Json(r#"{"entries":"not a list"}"#.into()),
+        _ => Reply::Json("{}".into()),
+    });
+    let c = client_of(&junk.url());
+    let err = fails(&c, &["ls", "t"]);
+    assert!(
+        err.contains(TREE) && err.contains("not the expected JSON"),
+        "{err}"
+    );
+}
+
+#[test]
+fn restore_reads_no_more_than_a_file_or_chunk_may_hold() {
+    // A small file fetched whole, announced far larger than any whole-file answer.
+    let small = format!(
+        r#"{{"head":1,"entries":[{}]}}"#,
+        version_json("pc/docs/small", 10)
+    );
+    let fake = FakeServer::start(move |r| match r.path.as_str() {
+        TREE => Reply::Json(small.clone()),
+        "/api/v1/folders/backup/content" => Reply::Declared(CONTENT_CAP + 1),
+        _ => Reply::Json("{}".into()),
+    });
+    let c = client_of(&fake.url());
+    let to = c.tmp().join("out");
+    let to = to.to_str().expect("utf-8");
+    let err = fails(&c, &["restore", "t", "--to", to]);
+    assert!(
+        err.contains("/content") && err.contains(&format!("larger than the {CONTENT_CAP} bytes")),
+        "{err}"
+    );
+
+    // A large file: its chunk list names a chunk longer than any chunk may be.
+    let large = format!(
+        r#"{{"head":1,"entries":[{}]}}"#,
+        version_json("pc/docs/large", 40 << 20)
+    );
+    let id = "cd".repeat(32);
+    let spans = format!(r#"{{"chunks":[{{"id":"{id}","len":{}}}]}}"#, 40 << 20);
+    let fake = FakeServer::start(move |r| match r.path.as_str() {
+        TREE => Reply::Json(large.clone()),
+        "/api/v1/folders/backup/chunklist" => Reply::Json(spans.clone()),
+        _ => Reply::Json("{}".into()),
+    });
+    let c = client_of(&fake.url());
+    let err = fails(&c, &["restore", "t", "--to", to]);
+    assert!(
+        err.contains("/chunklist")
+            && err.contains(&format!("over the {CHUNK_CAP} a chunk may have")),
+        "{err}"
+    );
+
+    // A chunk that never ends is cut off at the longest a chunk may be.
+    let large = format!(
+        r#"{{"head":1,"entries":[{}]}}"#,
+        version_json("pc/docs/large", 2 << 20)
+    );
+    let spans = format!(r#"{{"chunks":[{{"id":"{id}","len":{}}}]}}"#, 2 << 20);
+    let fake = FakeServer::start(move |r| match r.path.as_str() {
+        TREE => Reply::Json(large.clone()),
+        "/api/v1/folders/backup/chunklist" => Reply::Json(spans.clone()),
+        p if p.starts_with("/api/v1/folders/backup/chunks/") => Reply::Endless {
+            head: String::new(),
+            filler: "x".into(),
+        },
+        _ => Reply::Json("{}".into()),
+    });
+    let c = client_of(&fake.url());
+    let err = fails(&c, &["restore", "t", "--to", to]);
+    assert!(
+        err.contains(&format!("/api/v1/folders/backup/chunks/{id}"))
+            && err.contains(&format!("larger than the {CHUNK_CAP} bytes")),
+        "{err}"
+    );
+    let sent = fake.sent.load(Ordering::SeqCst);
+    assert!(
+        sent <= CHUNK_CAP + SOCKET_SLACK,
+        "the client let the server send {sent} bytes"
+    );
+}
+
+#[test]
+fn a_redirect_is_not_followed() {
+    let elsewhere = FakeServer::start(|_| Reply::Json("{}".into()));
+    let to = format!("{}/api/v1/login", elsewhere.url());
+    let fake = FakeServer::start_raw(move |_| Reply::Redirect(to.clone()));
+    let c = Client::new();
+    let url = fake.url();
+    let out = run_guarded(
+        &c,
+        &[
+            "connect",
+            &url,
+            "--user",
+            "alice",
+            "--password-stdin",
+            "--timeout",
+            "1",
+        ],
+        Some("pw"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("{url}/api/v1/login")) && err.contains("HTTP 307"),
+        "{err}"
+    );
+    assert_eq!(
+        elsewhere.requests("/api/v1/login"),
+        0,
+        "the password followed the redirect"
+    );
+}
