@@ -26,13 +26,19 @@ fuzz_target!(|data: &[u8]| {
 fn one(raw: &str) -> Option<RelPath> {
     let parsed = RelPath::parse(raw).ok();
     let decomposed: String = raw.nfd().collect();
-    assert_eq!(RelPath::parse(&decomposed).ok(), parsed, "NFD spelling of {raw:?}");
+    assert_eq!(
+        RelPath::parse(&decomposed).ok(),
+        parsed,
+        "NFD spelling of {raw:?}"
+    );
     let p = parsed?;
     let s = p.as_str();
     assert!(is_nfc(s) && s.len() <= MAX_PATH_BYTES && !s.starts_with('/') && !s.contains('\0'));
     if !p.is_root() {
         for name in s.split('/') {
-            assert!(!name.is_empty() && name != "." && name != ".." && name.len() <= MAX_NAME_BYTES);
+            assert!(
+                !name.is_empty() && name != "." && name != ".." && name.len() <= MAX_NAME_BYTES
+            );
         }
     }
     assert_eq!(RelPath::parse(s).ok().as_ref(), Some(&p));
