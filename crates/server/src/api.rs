@@ -629,12 +629,14 @@ async fn chunk(
     let id = ChunkId::parse(&id).map_err(|e| ApiError::bad(e.to_string()))?;
     let folder = folder_access(&state, &caller, &folder, Access::Ro).await?;
     let row = blocking(&state, move |m| m.chunk_in_folder(folder.id, &id)).await?;
-    let row = row.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no version in this folder has chunk {id}"),
-        )
-    })?;
+    let row = row
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no version in this folder has chunk {id}"),
+            )
+        })?
+        .ok_or_else(|| lost_chunk(id))?;
     let data = read_row(&state, &row, None).await?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response())
 }

@@ -409,6 +409,25 @@ fn a_chunk_lost_from_the_store_is_named_and_sent_again() {
         err.contains("big.bin") && err.contains("missing from the server's store"),
         "{err}"
     );
+    assert!(
+        !to.join(".cairn").exists(),
+        "the failed restore left no temporary"
+    );
+    // A drive pass that fails the same way leaves nothing behind either, pass after pass.
+    let d = drive(&server);
+    for _ in 0..2 {
+        let out = d.cairn(&["run", "d", "--once"]);
+        assert!(
+            text(&out).contains("missing from the server's store"),
+            "{}",
+            text(&out)
+        );
+        assert!(
+            !d.path(".cairn").exists(),
+            "no temporary after a failed pass"
+        );
+        assert!(!d.path("pc/docs/big.bin").exists(), "no partial file");
+    }
     let check = server.admin_raw(&["check"], None);
     assert!(!check.status.success());
     assert!(String::from_utf8_lossy(&check.stdout).contains("missing"));

@@ -247,9 +247,15 @@ impl SqliteMeta {
         })
     }
 
-    /// A present chunk that a version in folder `folder_id` references: the only way content
-    /// is read by id, so a chunk is reachable only through a folder the caller may read.
-    pub fn chunk_in_folder(&self, folder_id: i64, id: &ChunkId) -> Result<Option<ChunkRow>> {
+    /// A chunk that a version in folder `folder_id` references: the only way content is read by
+    /// id, so a chunk is reachable only through a folder the caller may read. `None` when no
+    /// version there references it; `Some(None)` when one does but its bytes are not present
+    /// (lost from the store).
+    pub fn chunk_in_folder(
+        &self,
+        folder_id: i64,
+        id: &ChunkId,
+    ) -> Result<Option<Option<ChunkRow>>> {
         let conn = self.reader()?;
         let referenced = conn
             .prepare_cached(
@@ -262,7 +268,7 @@ impl SqliteMeta {
         if !referenced {
             return Ok(None);
         }
-        chunk_row(&conn, id)
+        chunk_row(&conn, id).map(Some)
     }
 
     /// A present chunk by id, in no user's scope: for the server's own work (content of a
