@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use crate::harness::{wait_until, Client, Server};
 
 /// A computer with drive task `d` over the whole `backup` folder.
-fn computer(server: &Server, name: &str, extra: &[&str]) -> Client {
+pub(crate) fn computer(server: &Server, name: &str, extra: &[&str]) -> Client {
     let c = Client::new();
     c.connect(server, "alice", "alice-pw");
     let root = c.root.to_str().expect("utf-8").to_string();

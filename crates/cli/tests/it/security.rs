@@ -132,23 +132,7 @@ fn add_user(server: &Server, name: &str, folder_access: &[(&str, &str)]) {
 
 /// A drive computer of alice over the shared `backup` folder.
 fn drive(server: &Server) -> Client {
-    let c = Client::new();
-    c.connect(server, "alice", "alice-pw");
-    let root = c.root.to_str().expect("utf-8").to_string();
-    c.ok(&[
-        "drive",
-        "add",
-        "d",
-        "--local",
-        &root,
-        "--connection",
-        "srv",
-        "--folder",
-        "backup",
-        "--computer",
-        "pc",
-    ]);
-    c
+    crate::drive::computer(server, "pc", &[])
 }
 
 fn text(out: &std::process::Output) -> String {
