@@ -550,13 +550,24 @@ fn a_copied_configuration_folder_does_not_pose_as_the_first_computer() {
         !a.ok(&["status"]).contains("not running")
     });
     let c = Client::new();
-    assert!(std::process::Command::new("cp")
-        .arg("-a")
-        .arg(&a.home)
-        .arg(&c.home)
-        .status()
-        .expect("cp")
-        .success());
+    // The running agent replaces its state files now and then (write to a temporary, rename),
+    // so a copy can meet a file that vanishes under it: copy again, as a user would.
+    let copied = (0..20).any(|_| {
+        let _ = std::fs::remove_dir_all(&c.home);
+        let ok = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&a.home)
+            .arg(&c.home)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("cp")
+            .success();
+        if !ok {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ok
+    });
+    assert!(copied, "copying A's configuration folder");
     let out = c.cairn(&["agent"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the copy must not run");
