@@ -706,19 +706,22 @@ async fn commit(
             device: &device,
             computer: &computer,
         };
-        let valid: Vec<Change> = parsed
-            .iter()
-            .filter_map(|c| c.as_ref().ok().cloned())
+        // The valid changes go to the store as they are (no copy); each refused one keeps its
+        // place in the answer.
+        let mut valid = Vec::with_capacity(parsed.len());
+        let slots: Vec<Option<String>> = parsed
+            .into_iter()
+            .map(|c| c.map(|change| valid.push(change)).err())
             .collect();
         let (done, head) = m.commit(&f, &author, &valid, pause)?;
         let mut done = done.into_iter();
-        let results = parsed
+        let results = slots
             .into_iter()
-            .map(|c| match c {
-                Ok(_) => done.next().unwrap_or(ChangeResult::Refused {
+            .map(|slot| match slot {
+                None => done.next().unwrap_or(ChangeResult::Refused {
                     reason: "not applied".into(),
                 }),
-                Err(reason) => ChangeResult::Refused { reason },
+                Some(reason) => ChangeResult::Refused { reason },
             })
             .collect();
         Ok((results, head))

@@ -3,16 +3,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{noise, Client, Server};
-
-fn http() -> reqwest::blocking::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::blocking::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .timeout(Duration::from_secs(120))
-        .build()
-        .expect("client")
-}
+use crate::harness::{http, noise, Client, Server};
 
 fn login(server: &Server) -> String {
     let r = http()

@@ -5,15 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::harness::{noise, sent_bytes, wait_until, Client, Server};
-
-fn http() -> reqwest::blocking::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::blocking::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .build()
-        .expect("client")
-}
+use crate::harness::{http, noise, sent_bytes, wait_until, Client, Server};
 
 fn token(server: &Server, user: &str, password: &str) -> String {
     let r = http()

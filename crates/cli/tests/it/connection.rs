@@ -171,6 +171,8 @@ fn proxies_with_credentials_and_from_the_environment_are_used() {
             &fp,
             "--proxy",
             &proxy,
+            "--name",
+            "srv",
         ],
         "alice-pw",
     );
@@ -188,18 +190,7 @@ fn proxies_with_credentials_and_from_the_environment_are_used() {
     assert!(!config.contains("secret"), "{config}");
     let creds = std::fs::read_to_string(c.home.join("credentials.json")).expect("credentials");
     assert!(creds.contains("user:secret@"), "{creds}");
-    let root = c.root.to_str().expect("utf-8").to_string();
-    c.ok(&[
-        "backup",
-        "add",
-        "t",
-        "--local",
-        &root,
-        "--connection",
-        "default",
-        "--folder",
-        "backup",
-    ]);
+    c.add_backup_task(&[]);
     c.write("via-proxy.txt", b"x");
     let before = tunnels.load(Ordering::SeqCst);
     c.ok(&["run", "t", "--once"]);

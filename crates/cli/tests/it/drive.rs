@@ -747,11 +747,7 @@ fn contents(c: &Client) -> std::collections::BTreeMap<String, String> {
 
 /// Every content any version of any path ever had on the server.
 fn server_history(server: &Server) -> std::collections::HashSet<String> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::blocking::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .build()
-        .expect("client");
+    let http = crate::harness::http();
     let login: serde_json::Value = http
         .post(format!("{}/api/v1/login", server.url()))
         .json(&serde_json::json!({"user": "alice", "password": "alice-pw"}))

@@ -159,6 +159,16 @@ impl Drop for Server {
     }
 }
 
+/// A raw HTTPS client for the API that accepts the test server's self-signed certificate.
+pub fn http() -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client")
+}
+
 pub fn run(cmd: &mut Command, stdin: Option<&str>) -> Output {
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -280,6 +290,11 @@ impl Client {
     /// Connects as alice and adds backup task `t` over the client's folder.
     pub fn backup_task(&self, server: &Server, extra: &[&str]) {
         self.connect(server, "alice", "alice-pw");
+        self.add_backup_task(extra);
+    }
+
+    /// Adds backup task `t` over the client's folder on the saved connection `srv`.
+    pub fn add_backup_task(&self, extra: &[&str]) {
         let root = self.root.to_str().expect("utf-8").to_string();
         let mut args = vec![
             "backup",

@@ -303,20 +303,7 @@ fn client_of(url: &str) -> Client {
         "connect: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let root = c.root.to_str().expect("utf-8").to_string();
-    c.ok(&[
-        "backup",
-        "add",
-        "t",
-        "--local",
-        &root,
-        "--connection",
-        "srv",
-        "--folder",
-        "backup",
-        "--computer",
-        "pc",
-    ]);
+    c.add_backup_task(&[]);
     c
 }
 

@@ -2,7 +2,6 @@
 //! stranger can make cairn do, tried through the real binary and the raw API.
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::Duration;
 
 use cairn_model::{ChunkId, ContentHash};
 use serde_json::{json, Value};
@@ -22,12 +21,7 @@ impl Api {
     }
 
     fn login_as(server: &Server, user: &str, password: &str, device: Value) -> Api {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::blocking::Client::builder()
-            .danger_accept_invalid_certs(true)
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("client");
+        let http = crate::harness::http();
         let r = http
             .post(format!("{}/api/v1/login", server.url()))
             .json(
