@@ -539,3 +539,20 @@ fn folder(cmd: FolderCmd) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotas_parse_with_units_or_none() {
+        assert_eq!(parse_quota("none").map(|q| q.0), Ok(None));
+        assert_eq!(parse_quota("1024").map(|q| q.0), Ok(Some(1024)));
+        assert_eq!(parse_quota("1K").map(|q| q.0), Ok(Some(1024)));
+        assert_eq!(parse_quota("20G").map(|q| q.0), Ok(Some(20 << 30)));
+        assert_eq!(parse_quota("3MiB").map(|q| q.0), Ok(Some(3 << 20)));
+        assert!(parse_quota("-5").is_err());
+        assert!(parse_quota("12X").is_err());
+        assert!(parse_quota("99999999999T").is_err(), "overflow is refused");
+    }
+}

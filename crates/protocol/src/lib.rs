@@ -375,6 +375,15 @@ mod tests {
     }
 
     #[test]
+    fn computer_names_are_short_and_printable() {
+        assert!(is_valid_computer_name("Anna's laptop"));
+        assert!(!is_valid_computer_name(""));
+        assert!(!is_valid_computer_name("evil\u{1b}[2J"));
+        assert!(!is_valid_computer_name("two\nlines"));
+        assert!(!is_valid_computer_name(&"x".repeat(MAX_COMPUTER_NAME + 1)));
+    }
+
+    #[test]
     fn results_are_tagged() {
         let r = ChangeResult::Accepted { seq: Seq(7) };
         assert_eq!(
