@@ -21,6 +21,9 @@ except ImportError:  # the server re-hashes with BLAKE3; random ids are what a h
     blake3 = None
 
 URL, USER, PW, USER2, PW2 = sys.argv[1:6]
+# cairn_protocol::MAX_COMMIT_CHANGES and MAX_COMMIT_CHUNKS
+MAX_COMMIT_CHANGES = 25_000
+MAX_COMMIT_CHUNKS = 60_000
 u = urllib.parse.urlparse(URL)
 CTX = ssl._create_unverified_context()
 
@@ -64,6 +67,18 @@ class Prober(threading.Thread):
             time.sleep(0.02)
 
 
+def outcome(body):
+    """A commit's results by status ("accepted", "refused", ...), else empty."""
+    try:
+        results = json.loads(body)["results"]
+    except (ValueError, KeyError, TypeError):
+        return ""
+    counts = {}
+    for r in results:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    return ",".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+
 def measure(name, prober, send):
     prober.lat = []
     prober.on = True
@@ -72,9 +87,9 @@ def measure(name, prober, send):
     took = time.monotonic() - t
     prober.on = False
     lat = sorted(prober.lat) or [0.0]
-    print(f"{name:<52} {took:7.2f} s  HTTP {status}  other user: {len(lat)} requests, "
+    print(f"{name:<56} {took:7.2f} s  HTTP {status} {outcome(body):<12} other user: {len(lat)} requests, "
           f"p50 {lat[len(lat) // 2] * 1000:6.1f} ms, max {lat[-1] * 1000:6.1f} ms", flush=True)
-    return took, lat[-1]
+    return took, lat[-1], body
 
 
 def fake_id(i):
@@ -91,16 +106,25 @@ def main():
     results = []
 
     # 1. The most changes one commit may carry (MAX_COMMIT_CHANGES), each a new folder.
-    n = 100_000
+    n = MAX_COMMIT_CHANGES
     changes = [{"path": f"d{i:06}", "base": None,
                 "entry": {"kind": "dir", "size": 0, "mtime_ns": 1, "mode": 493, "hash": None}}
                for i in range(n)]
     body = json.dumps({"changes": changes})
     results.append(measure(f"commit: {n} new folders ({len(body) >> 20} MiB)", prober,
                            lambda: request(big, "POST", "/api/v1/folders/bench/commit", body, tok)))
+    seqs = [r["seq"] for r in json.loads(results[-1][2])["results"]]
+
+    # 1b. As many moves: each writes two versions, the most rows a commit can write.
+    moves = [{"path": f"m{i:06}", "base": None, "moved_from": {"path": f"d{i:06}", "base": s},
+              "entry": {"kind": "dir", "size": 0, "mtime_ns": 1, "mode": 493, "hash": None}}
+             for i, s in enumerate(seqs)]
+    body = json.dumps({"changes": moves})
+    results.append(measure(f"commit: {n} moves of folders ({len(body) >> 20} MiB)", prober,
+                           lambda: request(big, "POST", "/api/v1/folders/bench/commit", body, tok)))
 
     # 2. One file naming the most chunks a commit may carry (MAX_COMMIT_CHUNKS), none present.
-    k = 300_000
+    k = MAX_COMMIT_CHUNKS
     chunks = [{"id": fake_id(i), "len": 1} for i in range(k)]
     change = {"path": "huge", "base": None, "chunks": chunks,
               "entry": {"kind": "file", "size": k, "mtime_ns": 1, "mode": 420, "hash": "0" * 64}}
@@ -136,7 +160,7 @@ def main():
     # 6. One file naming the most chunks a commit may carry, every one present and the
     # uploader's own: all checked, all referenced (the heaviest commit under the write lock).
     if blake3:
-        k = 300_000
+        k = MAX_COMMIT_CHUNKS
         ids = []
         for start in range(0, k, frames):
             parts = []
@@ -157,6 +181,23 @@ def main():
                                prober,
                                lambda: request(big, "POST", "/api/v1/folders/bench/commit", body,
                                                tok)))
+        seq = json.loads(results[-1][2])["results"][0]["seq"]
+        # 6b. Moving it: the server copies all its chunk references.
+        change = dict(change, path="present-moved", chunks=[],
+                      moved_from={"path": "present", "base": seq})
+        body = json.dumps({"changes": [change]})
+        results.append(measure(f"commit: a move of that file ({len(body)} bytes)", prober,
+                               lambda: request(big, "POST", "/api/v1/folders/bench/commit", body,
+                                               tok)))
+    # 7. One chunk reference over the limit: refused before any lookup.
+    chunks = [{"id": fake_id(i), "len": 1} for i in range(MAX_COMMIT_CHUNKS + 1)]
+    change = {"path": "over", "base": None, "chunks": chunks,
+              "entry": {"kind": "file", "size": len(chunks), "mtime_ns": 1, "mode": 420,
+                        "hash": "0" * 64}}
+    body = json.dumps({"changes": [change]})
+    results.append(measure(f"commit: one file naming {len(chunks)} chunks (over the limit)",
+                           prober,
+                           lambda: request(big, "POST", "/api/v1/folders/bench/commit", body, tok)))
     prober.stop = True
     worst = max(r[1] for r in results)
     print(f"worst wait of the other user's small request: {worst * 1000:.0f} ms (target: under 1000 ms)")

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
+use cairn_model::chunking::most_chunks;
 use cairn_model::{ContentHash, DeviceId, Entry, EntryKind, Filter, RelPath, Seq};
 use cairn_protocol::{Change, ChangeResult, ChunkSpan, MovedFrom, VersionInfo};
 use futures_util::stream::{self, StreamExt};
@@ -25,9 +26,30 @@ use crate::restore::{fetch_verified, hash_file, keep_aside, listed_under_non_fol
 use crate::scanner::{self, LocalEntry};
 use crate::{Error, Progress, ProgressEvent, Result};
 
-/// Moves per commit request (each writes two versions; the server takes
-/// `MAX_COMMIT_CHANGES` changes in one).
-const MOVES_PER_COMMIT: usize = cairn_protocol::MAX_COMMIT_CHANGES / 2;
+/// Moves per commit request: the server's limit of changes is sized for moves, which write two
+/// versions each.
+const MOVES_PER_COMMIT: usize = cairn_protocol::MAX_COMMIT_CHANGES;
+
+/// `moves` cut into commits within the server's limits: at most [`MOVES_PER_COMMIT`] moves,
+/// and at most `MAX_COMMIT_CHUNKS` chunk references brought along by the moved files (the
+/// server copies each one's list). A file over that limit alone goes in a commit of its own.
+fn move_batches<T>(moves: &[T], chunks_of: impl Fn(&T) -> u64) -> Vec<&[T]> {
+    let max_refs = cairn_protocol::MAX_COMMIT_CHUNKS as u64;
+    let mut out = Vec::new();
+    let (mut start, mut refs) = (0, 0u64);
+    for (i, m) in moves.iter().enumerate() {
+        let n = chunks_of(m);
+        if i > start && (i - start >= MOVES_PER_COMMIT || refs + n > max_refs) {
+            out.push(&moves[start..i]);
+            (start, refs) = (i, 0);
+        }
+        refs += n;
+    }
+    if start < moves.len() {
+        out.push(&moves[start..]);
+    }
+    out
+}
 
 /// Below this many known entries, the half-deleted guard does not apply.
 const GUARD_FLOOR: usize = 10;
@@ -504,7 +526,13 @@ async fn execute(
 
     // Moves made here: the server moves the content, nothing is uploaded.
     // One transaction for all moves, so other computers never see half a renamed folder.
-    for batch in remote_moves.chunks(MOVES_PER_COMMIT) {
+    let batches = move_batches(&remote_moves, |(_, _, to, _)| {
+        local
+            .get(to)
+            .filter(|l| l.entry.kind == EntryKind::File)
+            .map_or(0, |l| most_chunks(l.entry.size))
+    });
+    for batch in batches {
         let moves: Vec<(&RelPath, &RelPath, &LocalState, Change)> = batch
             .iter()
             .filter_map(|(from, from_base, to, to_base)| {
@@ -977,4 +1005,25 @@ async fn place(
         ))
     })?;
     Ok(Some(index_row(&now, r.entry.hash, r.seq)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn move_batches_respect_both_limits() {
+        let max = cairn_protocol::MAX_COMMIT_CHUNKS as u64;
+        let small = vec![1u64; MOVES_PER_COMMIT * 2 + 3];
+        let sizes: Vec<usize> = move_batches(&small, |n| *n)
+            .iter()
+            .map(|b| b.len())
+            .collect();
+        assert_eq!(sizes, vec![MOVES_PER_COMMIT, MOVES_PER_COMMIT, 3]);
+        // Large files: cut by the chunk references they bring; one over the limit goes alone.
+        let big = vec![max / 2, max / 2, 1, max * 3, 5];
+        let cut: Vec<&[u64]> = move_batches(&big, |n| *n);
+        assert_eq!(cut, vec![&big[0..2], &big[2..3], &big[3..4], &big[4..5]]);
+        assert!(move_batches(&Vec::<u64>::new(), |n| *n).is_empty());
+    }
 }

@@ -1,7 +1,7 @@
 //! Content-defined chunking (FastCDC 2020) and hashing of file content.
 //!
-//! Chunk sizes grow with the file's size class so a 1 GiB file stays near 2,000 chunks while a
-//! 4 KiB edit in a 10 MiB file re-sends about 64 KiB. Parameters are fixed per class: the same
+//! Chunk sizes grow with the file's size class so a 1 GiB file stays near 2,000 chunks and a
+//! 400 GiB disk image near 50,000, while a 4 KiB edit in a 10 MiB file re-sends about 64 KiB. Parameters are fixed per class: the same
 //! bytes in the same class always cut the same way, which is what lets versions share chunks.
 //! The alternative that lost, one size for all, either bloats the index of large files or makes
 //! small edits expensive (see docs/design.md).
@@ -27,19 +27,48 @@ impl ChunkParams {
     /// The parameters for a file of `size` bytes (its size class).
     pub fn for_size(size: u64) -> Self {
         const KIB: u32 = 1024;
+        const MIB: u32 = 1024 * KIB;
+        const GIB: u64 = 1024 * 1024 * 1024;
         if size < 64 * 1024 * 1024 {
             ChunkParams {
                 min: 16 * KIB,
                 avg: 64 * KIB,
                 max: 256 * KIB,
             }
-        } else {
+        } else if size < 32 * GIB {
             ChunkParams {
                 min: 128 * KIB,
                 avg: 512 * KIB,
-                max: 2048 * KIB,
+                max: 2 * MIB,
+            }
+        } else if size < 128 * GIB {
+            // Very large files (disk images): bigger chunks keep one file's list, which the
+            // server checks and stores in one commit, within the protocol's limit of chunk
+            // references. The largest chunk is the largest frame the protocol carries.
+            ChunkParams {
+                min: MIB,
+                avg: 4 * MIB,
+                max: 16 * MIB,
+            }
+        } else {
+            ChunkParams {
+                min: 2 * MIB,
+                avg: 8 * MIB,
+                max: 16 * MIB,
             }
         }
+    }
+}
+
+/// The most chunks a file of `size` bytes can be cut into (every chunk at its class's minimum):
+/// a bound a client can plan with before it reads the file.
+pub fn most_chunks(size: u64) -> u64 {
+    if size == 0 {
+        0
+    } else if size < SINGLE_CHUNK_LIMIT {
+        1
+    } else {
+        size.div_ceil(u64::from(ChunkParams::for_size(size).min))
     }
 }
 
@@ -182,6 +211,40 @@ mod tests {
             .map(|c| u64::from(c.len))
             .sum();
         assert!(new_bytes <= 3 * 2048 * 1024, "{new_bytes} new bytes");
+    }
+
+    #[test]
+    fn size_classes_keep_very_large_files_within_a_commit() {
+        assert_eq!(ChunkParams::for_size((64 << 20) - 1).avg, 64 * 1024);
+        assert_eq!(ChunkParams::for_size(64 << 20).avg, 512 * 1024);
+        assert_eq!(ChunkParams::for_size((32 << 30) - 1).avg, 512 * 1024);
+        let huge = ChunkParams::for_size(32 << 30);
+        assert_eq!((huge.min, huge.avg, huge.max), (1 << 20, 4 << 20, 16 << 20));
+        let huger = ChunkParams::for_size(128 << 30);
+        assert_eq!(
+            (huger.min, huger.avg, huger.max),
+            (2 << 20, 8 << 20, 16 << 20)
+        );
+        // A 480 GiB image averages 61,440 chunks: about the commit limit of references.
+        assert_eq!((480u64 << 30) / u64::from(huger.avg), 61_440);
+        // The hint picks the class: 40 MiB read as part of a 32 GiB file cuts 1..16 MiB chunks.
+        let data = noise(11, 40 << 20);
+        let d = chunk_reader(&data[..], 32 << 30, "mem", |_, _| Ok(())).expect("memory");
+        let (last, rest) = d.chunks.split_last().expect("chunks");
+        assert!(rest.iter().all(|c| (1 << 20..=16 << 20).contains(&c.len)));
+        assert!(last.len <= 16 << 20);
+        assert!(d.chunks.len() >= 3, "{} chunks", d.chunks.len());
+    }
+
+    #[test]
+    fn most_chunks_bounds_the_cut() {
+        assert_eq!(most_chunks(0), 0);
+        assert_eq!(most_chunks(10), 1);
+        for (seed, len) in [(1, 70_000), (2, 3 << 20), (3, 65 << 20)] {
+            let data = noise(seed, len);
+            let n = digest_bytes(&data).chunks.len() as u64;
+            assert!(n <= most_chunks(len as u64), "{len}: {n} chunks");
+        }
     }
 
     proptest! {

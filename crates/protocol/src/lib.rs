@@ -16,10 +16,14 @@ pub mod token;
 pub const API_VERSION: u32 = 1;
 /// Longest a journal long-poll may wait, in seconds.
 pub const MAX_WAIT_SECS: u64 = 60;
-/// Most changes one commit may carry (clients split larger batches).
-pub const MAX_COMMIT_CHANGES: usize = 100_000;
-/// Most chunk references all the changes of one commit may carry together.
-pub const MAX_COMMIT_CHUNKS: usize = 300_000;
+/// Most changes one commit may carry (clients split larger batches). A move writes two
+/// versions, so the most a commit writes is twice this.
+pub const MAX_COMMIT_CHANGES: usize = 25_000;
+/// Most chunk references all the changes of one commit may carry together (moves count the
+/// references they copy): one file of about 480 GiB at the largest chunk class. Sized, like
+/// the limit of changes, so the largest commit is checked and stored in under a second on a
+/// small machine (bench/limits.sh).
+pub const MAX_COMMIT_CHUNKS: usize = 60_000;
 /// Most chunk ids one "which are missing" question may carry.
 pub const MAX_MISSING_IDS: usize = 100_000;
 

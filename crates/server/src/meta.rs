@@ -13,10 +13,12 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 mod chunks;
-pub use chunks::{ChunkScope, UploadPlan};
+pub use chunks::{ChunkScope, Scope, UploadPlan};
 
 use cairn_model::{ChunkId, ContentHash, DeviceId, Entry, EntryKind, PackId, RelPath, Seq};
-use cairn_protocol::{Access, Change, ChangeResult, ChunkSpan, FolderInfo, VersionInfo};
+use cairn_protocol::{
+    Access, Change, ChangeResult, ChunkSpan, FolderInfo, VersionInfo, MAX_COMMIT_CHUNKS,
+};
 use cairn_store::ObjectKey;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -647,10 +649,25 @@ impl SqliteMeta {
             )
             .map_err(db("committing"))?;
         let committed_ns = now_ns();
+        // Unchanged removal count: every chunk the scope found usable is still present.
+        let fresh = chunks::removals(&tx)? == scope.removals;
+        let mut scope = Checked {
+            scope: &scope,
+            fresh,
+            // Moves copy their source's chunk list: they count against the same limit.
+            refs_left: MAX_COMMIT_CHUNKS.saturating_sub(named.len()),
+        };
         let mut results = Vec::with_capacity(changes.len());
         for change in changes {
-            let result =
-                apply_change(&tx, folder, author, &scope, change, &mut head, committed_ns)?;
+            let result = apply_change(
+                &tx,
+                folder,
+                author,
+                &mut scope,
+                change,
+                &mut head,
+                committed_ns,
+            )?;
             results.push(result);
             if let Some(p) = pause {
                 std::thread::sleep(p);
@@ -827,6 +844,7 @@ impl SqliteMeta {
             let mut del = tx
                 .prepare_cached("DELETE FROM chunks WHERE id=?1")
                 .map_err(db(ctx))?;
+            chunks::note_removal(&tx)?;
             for row in &doomed {
                 del.execute([&row.id.as_bytes()[..]]).map_err(db(ctx))?;
                 chunks::forget_proofs(&tx, &row.id)?;
@@ -993,8 +1011,14 @@ fn relaxed<T>(conn: &mut Connection, f: impl FnOnce(&mut Connection) -> Result<T
     out
 }
 
-const VERSION_COLS: &str =
-    "path, seq, kind, size, mtime_ns, mode, hash, target, device, committed_ns, folder_id, author, computer";
+/// The columns [`version_row`] reads, as a macro so per-row queries can be `concat!`ed at
+/// compile time (a `format!` per row costs an allocation and a hash of the text).
+macro_rules! version_cols {
+    () => {
+        "path, seq, kind, size, mtime_ns, mode, hash, target, device, committed_ns, folder_id, author, computer"
+    };
+}
+const VERSION_COLS: &str = version_cols!();
 
 fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionInfo> {
     let path: String = r.get(0)?;
@@ -1076,19 +1100,32 @@ fn head_of(
     folder_id: i64,
     path: &RelPath,
 ) -> Result<Option<(VersionInfo, i64)>> {
-    conn.prepare_cached(&format!(
-        "SELECT {VERSION_COLS}, id FROM versions WHERE folder_id=?1 AND path=?2 ORDER BY seq DESC LIMIT 1"
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        version_cols!(),
+        ", id FROM versions WHERE folder_id=?1 AND path=?2 ORDER BY seq DESC LIMIT 1"
     ))
-    .and_then(|mut st| st.query_row(params![folder_id, path.as_str()], |r| Ok((version_row(r)?, r.get(13)?))).optional())
+    .and_then(|mut st| {
+        st.query_row(params![folder_id, path.as_str()], |r| {
+            Ok((version_row(r)?, r.get(13)?))
+        })
+        .optional()
+    })
     .map_err(db("reading head"))
 }
 
-fn validate(change: &Change) -> Option<String> {
+/// Checks a change on its own. A move (`moved`) brings its source's content, so the chunks it
+/// names, if any, are ignored.
+fn validate(change: &Change, moved: bool) -> Option<String> {
     let e = &change.entry;
     if change.path.is_root() {
         return Some("the root of a folder cannot be changed".into());
     }
     match e.kind {
+        EntryKind::File if moved && e.hash.is_none() => {
+            return Some("a file needs a content hash".into());
+        }
+        EntryKind::File if moved => {}
         EntryKind::File => {
             let total: u64 = change.chunks.iter().map(|c| u64::from(c.len)).sum();
             if total != e.size {
@@ -1108,7 +1145,7 @@ fn validate(change: &Change) -> Option<String> {
         {
             return Some("a symbolic link needs a target without NUL bytes".into());
         }
-        _ if !change.chunks.is_empty() => {
+        _ if !change.chunks.is_empty() && !moved => {
             return Some(format!("a {} has no content", e.kind.as_str()))
         }
         _ => {}
@@ -1120,13 +1157,13 @@ fn apply_change(
     tx: &Connection,
     folder: &Folder,
     author: &Author<'_>,
-    scope: &HashMap<ChunkId, ChunkScope>,
+    scope: &mut Checked<'_>,
     change: &Change,
     head_seq: &mut i64,
     committed_ns: i64,
 ) -> Result<ChangeResult> {
     // A move takes its content from the source's head, which must still be what the client saw.
-    let moved: Option<(RelPath, Vec<ChunkSpan>)> = match &change.moved_from {
+    let moved: Option<(RelPath, Option<i64>)> = match &change.moved_from {
         None => None,
         Some(m) => {
             let from = head_of(tx, folder.id, &m.path)?;
@@ -1134,32 +1171,31 @@ fn apply_change(
                 h.seq == m.base
                     && h.entry.kind == change.entry.kind
                     && h.entry.hash == change.entry.hash
+                    && h.entry.size == change.entry.size
             });
             if !same || m.path == change.path {
                 return Ok(ChangeResult::Conflict {
                     head: from.map(|(h, _)| h),
                 });
             }
-            let chunks = match &from {
-                Some((_, id)) => version_chunks(tx, *id)?,
-                None => Vec::new(),
+            let source = from.map(|(_, id)| id);
+            let refs = match source {
+                Some(id) => count_version_chunks(tx, id)?,
+                None => 0,
             };
-            Some((m.path.clone(), chunks))
+            if refs > scope.refs_left {
+                return Ok(ChangeResult::Refused {
+                    reason: format!(
+                        "{}: moving it brings the commit over {MAX_COMMIT_CHUNKS} chunk references; commit the move on its own",
+                        change.path
+                    ),
+                });
+            }
+            scope.refs_left -= refs;
+            Some((m.path.clone(), source))
         }
     };
-    let effective;
-    let change = match &moved {
-        Some((_, chunks)) => {
-            effective = Change {
-                chunks: chunks.clone(),
-                moved_from: None,
-                ..change.clone()
-            };
-            &effective
-        }
-        None => change,
-    };
-    if let Some(reason) = validate(change) {
+    if let Some(reason) = validate(change, moved.is_some()) {
         return Ok(ChangeResult::Refused {
             reason: format!("{}: {reason}", change.path),
         });
@@ -1187,9 +1223,13 @@ fn apply_change(
             seq: head.map(|(h, _)| h.seq).unwrap_or(Seq(*head_seq)),
         });
     }
-    if change.entry.kind == EntryKind::File {
-        // Content a move takes from its source is in this folder already: no scope to check.
-        let scope = moved.is_none().then_some(scope);
+    // Content a move takes from its source is in this folder already: no scope to check.
+    let content = match &moved {
+        Some((_, Some(source))) => Content::CopyOf(*source),
+        Some((_, None)) => Content::Spans(&[]),
+        None => Content::Spans(&change.chunks),
+    };
+    if change.entry.kind == EntryKind::File && moved.is_none() {
         if let Some(outcome) = check_chunks(tx, &change.path, &change.chunks, scope)? {
             return Ok(outcome);
         }
@@ -1200,7 +1240,7 @@ fn apply_change(
         author,
         &change.path,
         &change.entry,
-        &change.chunks,
+        content,
         head_seq,
         committed_ns,
         head.is_some(),
@@ -1220,7 +1260,7 @@ fn apply_change(
             author,
             &from,
             &gone,
-            &[],
+            Content::Spans(&[]),
             head_seq,
             committed_ns,
             true,
@@ -1229,13 +1269,22 @@ fn apply_change(
     Ok(ChangeResult::Accepted { seq })
 }
 
-/// Checks the chunks of a file change: each must be in the author's scope (`None`: no scope to
-/// check), present now, and of the length the change gives it. `None` when all are.
+/// The author's chunk scope as a commit checks it under the write lock.
+struct Checked<'a> {
+    scope: &'a Scope,
+    /// No chunk was removed since the scope was read: its lengths are the present ones.
+    fresh: bool,
+    /// Chunk references the commit may still write (moves copy their source's list).
+    refs_left: usize,
+}
+
+/// Checks the chunks of a file change: each must be in the author's scope, present now, and of
+/// the length the change gives it. `None` when all are.
 fn check_chunks(
     tx: &Connection,
     path: &RelPath,
     spans: &[ChunkSpan],
-    scope: Option<&HashMap<ChunkId, ChunkScope>>,
+    scope: &Checked<'_>,
 ) -> Result<Option<ChangeResult>> {
     // Look each distinct id up once, in id order: neighbours share index pages.
     let mut ids: Vec<ChunkId> = spans.iter().map(|c| c.id).collect();
@@ -1244,11 +1293,10 @@ fn check_chunks(
     let mut stored: HashMap<ChunkId, Option<u32>> = HashMap::with_capacity(ids.len());
     let mut missing = Vec::new();
     for id in ids {
-        let usable = scope.is_none_or(|s| matches!(s.get(&id), Some(ChunkScope::Usable { .. })));
-        let len = if usable {
-            chunks::present_len(tx, &id)?
-        } else {
-            None
+        let len = match scope.scope.usable(&id) {
+            Some(len) if scope.fresh => Some(len),
+            Some(_) => chunks::present_len(tx, &id)?,
+            None => None,
         };
         if len.is_none() {
             missing.push(id);
@@ -1301,7 +1349,7 @@ fn insert_version(
     author: &Author<'_>,
     path: &RelPath,
     e: &Entry,
-    chunks: &[ChunkSpan],
+    content: Content<'_>,
     head_seq: &mut i64,
     committed_ns: i64,
     had_versions: bool,
@@ -1330,18 +1378,15 @@ fn insert_version(
     })
     .map_err(db("committing"))?;
     let version_id = tx.last_insert_rowid();
-    {
-        let mut st = tx
-            .prepare_cached(
-                "INSERT INTO version_chunks(version_id, idx, chunk, len) VALUES(?1, ?2, ?3, ?4)",
+    match content {
+        Content::Spans(chunks) => insert_spans(tx, version_id, chunks)?,
+        Content::CopyOf(source) => {
+            tx.prepare_cached(
+                "INSERT INTO version_chunks(version_id, idx, chunk, len)
+                 SELECT ?1, idx, chunk, len FROM version_chunks WHERE version_id=?2",
             )
+            .and_then(|mut st| st.execute(params![version_id, source]))
             .map_err(db("committing"))?;
-        // In chunk order: the chunk index then grows at nearby pages instead of random ones.
-        let mut order: Vec<(usize, &ChunkSpan)> = chunks.iter().enumerate().collect();
-        order.sort_unstable_by_key(|(_, c)| c.id);
-        for (i, c) in order {
-            st.execute(params![version_id, i as i64, &c.id.as_bytes()[..], c.len])
-                .map_err(db("committing"))?;
         }
     }
     // A path seen for the first time has nothing to prune (saves a query per new file).
@@ -1349,6 +1394,37 @@ fn insert_version(
         prune(tx, folder, path)?;
     }
     Ok(Seq(*head_seq))
+}
+
+/// What a new version's chunk list is.
+#[derive(Clone, Copy)]
+enum Content<'a> {
+    Spans(&'a [ChunkSpan]),
+    /// The list of another version (a move), copied inside the database.
+    CopyOf(i64),
+}
+
+fn insert_spans(tx: &Connection, version_id: i64, chunks: &[ChunkSpan]) -> Result<()> {
+    let mut st = tx
+        .prepare_cached(
+            "INSERT INTO version_chunks(version_id, idx, chunk, len) VALUES(?1, ?2, ?3, ?4)",
+        )
+        .map_err(db("committing"))?;
+    // In chunk order: the chunk index then grows at nearby pages instead of random ones.
+    let mut order: Vec<(usize, &ChunkSpan)> = chunks.iter().enumerate().collect();
+    order.sort_unstable_by_key(|(_, c)| c.id);
+    for (i, c) in order {
+        st.execute(params![version_id, i as i64, &c.id.as_bytes()[..], c.len])
+            .map_err(db("committing"))?;
+    }
+    Ok(())
+}
+
+fn count_version_chunks(tx: &Connection, version_id: i64) -> Result<usize> {
+    tx.prepare_cached("SELECT COUNT(*) FROM version_chunks WHERE version_id=?1")
+        .and_then(|mut st| st.query_row([version_id], |r| r.get::<_, i64>(0)))
+        .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        .map_err(db("committing"))
 }
 
 /// Retention: keeps the newest `keep_versions` versions of `path` and drops the rest (their
@@ -1365,10 +1441,19 @@ fn prune(tx: &Connection, folder: &Folder, path: &RelPath) -> Result<()> {
         .map_err(db("applying retention"))?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db("applying retention"))?;
+    if old.is_empty() {
+        return Ok(());
+    }
+    let mut del_chunks = tx
+        .prepare_cached("DELETE FROM version_chunks WHERE version_id=?1")
+        .map_err(db("applying retention"))?;
+    let mut del_version = tx
+        .prepare_cached("DELETE FROM versions WHERE id=?1")
+        .map_err(db("applying retention"))?;
     for id in old {
-        tx.execute("DELETE FROM version_chunks WHERE version_id=?1", [id])
-            .map_err(db("applying retention"))?;
-        tx.execute("DELETE FROM versions WHERE id=?1", [id])
+        del_chunks.execute([id]).map_err(db("applying retention"))?;
+        del_version
+            .execute([id])
             .map_err(db("applying retention"))?;
     }
     Ok(())

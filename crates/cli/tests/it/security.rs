@@ -496,3 +496,43 @@ fn control_characters_in_names_are_escaped_in_output() {
         assert!(!said.contains('\u{1b}'), "{args:?}: no raw escape byte");
     }
 }
+
+/// A file of `n` references to the one-byte chunk of `byte`.
+fn repeated(path: &str, byte: u8, n: usize) -> Value {
+    let id = ChunkId::of(&[byte]).to_hex();
+    let chunks: Vec<Value> = (0..n).map(|_| json!({"id": id, "len": 1})).collect();
+    json!({"path": path, "base": null,
+           "entry": {"kind": "file", "size": n, "mtime_ns": 1_000_000_000, "mode": 0o644,
+                     "hash": ContentHash::of(&vec![byte; n]).to_hex()},
+           "chunks": chunks})
+}
+
+#[test]
+fn moves_count_the_chunk_references_they_copy() {
+    let server = Server::start();
+    let alice = Api::login(&server, "alice", "alice-pw");
+    assert_eq!(alice.upload("backup", b"x").0, 200);
+    let max = cairn_protocol::MAX_COMMIT_CHUNKS;
+    let big = repeated("big", b'x', max * 3 / 5);
+    let r = alice.commit("backup", json!([big]));
+    assert!(accepted(&r, 0), "{r}");
+    let seq = r["results"][0]["seq"].clone();
+    let mut moved = big.clone();
+    moved["path"] = json!("moved");
+    moved["chunks"] = json!([]);
+    moved["moved_from"] = json!({"path": "big", "base": seq});
+    // Named references and the moved file's list together go over the limit: the move is
+    // refused by name, the rest of the commit is applied.
+    let other = repeated("other", b'x', max / 2);
+    let r = alice.commit("backup", json!([other, moved]));
+    assert!(accepted(&r, 0), "{r}");
+    assert_eq!(r["results"][1]["status"], "refused", "{r}");
+    let reason = r["results"][1]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("moved") && reason.contains("chunk references"),
+        "{r}"
+    );
+    // On its own the move fits.
+    let r = alice.commit("backup", json!([moved]));
+    assert!(accepted(&r, 0), "{r}");
+}

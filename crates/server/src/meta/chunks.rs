@@ -25,6 +25,46 @@ pub enum ChunkScope {
     Missing,
 }
 
+/// The scope of the chunks a request names, read in one snapshot.
+pub struct Scope {
+    pub chunks: HashMap<ChunkId, ChunkScope>,
+    /// The removal count at that snapshot: when it is unchanged under the write lock, no chunk
+    /// has left the present state since, so presence need not be looked up again.
+    pub removals: i64,
+}
+
+impl Scope {
+    /// The stored length of `id` when it is usable.
+    pub fn usable(&self, id: &ChunkId) -> Option<u32> {
+        match self.chunks.get(id) {
+            Some(ChunkScope::Usable { len }) => Some(*len),
+            _ => None,
+        }
+    }
+}
+
+/// How many times chunks left the present state (collected or marked lost). Every transaction
+/// that removes a present chunk bumps it with [`note_removal`].
+pub(super) fn removals(conn: &Connection) -> Result<i64> {
+    let v: Option<String> = conn
+        .prepare_cached("SELECT value FROM meta WHERE key='chunk_removals'")
+        .map_err(db("reading chunk removals"))?
+        .query_row([], |r| r.get(0))
+        .optional()
+        .map_err(db("reading chunk removals"))?;
+    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+pub(super) fn note_removal(tx: &Connection) -> Result<()> {
+    let next = removals(tx)? + 1;
+    tx.execute(
+        "INSERT OR REPLACE INTO meta(key, value) VALUES('chunk_removals', ?1)",
+        [next.to_string()],
+    )
+    .map_err(db("counting chunk removals"))?;
+    Ok(())
+}
+
 /// The chunks of one upload that still need writing, as [`SqliteMeta::begin_chunks`] decides.
 pub struct UploadPlan {
     /// Small chunks to concatenate into the upload's pack, in offset order.
@@ -44,16 +84,13 @@ pub(super) fn present_len(conn: &Connection, id: &ChunkId) -> Result<Option<u32>
 
 impl SqliteMeta {
     /// Each distinct id of `ids` as `user` may see it. Runs on a reader, off the write lock.
-    pub fn chunk_scope(
-        &self,
-        user: &User,
-        ids: &[ChunkId],
-    ) -> Result<HashMap<ChunkId, ChunkScope>> {
+    pub fn chunk_scope(&self, user: &User, ids: &[ChunkId]) -> Result<Scope> {
         let ctx = "checking chunk access";
         let reader = self.reader()?;
         // One read transaction for all the lookups: without it SQLite takes and drops its
         // file lock around every statement (two fcntl calls per chunk).
         let conn = reader.unchecked_transaction().map_err(db(ctx))?;
+        let removals = removals(&conn)?;
         // One statement per chunk: present, and proved by the user or referenced in a folder
         // they can read.
         let mut st = conn
@@ -84,7 +121,10 @@ impl SqliteMeta {
             };
             out.insert(*id, scope);
         }
-        Ok(out)
+        Ok(Scope {
+            chunks: out,
+            removals,
+        })
     }
 
     /// The ids among `ids` that `user` must upload (absent, or outside their scope). The
@@ -96,7 +136,7 @@ impl SqliteMeta {
         let (usable, missing): (Vec<ChunkId>, Vec<ChunkId>) = ids
             .iter()
             .filter(|id| seen.insert(**id))
-            .partition(|id| matches!(scope.get(id), Some(ChunkScope::Usable { .. })));
+            .partition(|id| scope.usable(id).is_some());
         if !usable.is_empty() {
             self.touch(&usable)?;
         }
@@ -284,13 +324,21 @@ impl SqliteMeta {
     /// everywhere, so the next upload of any file holding it sends it again, and
     /// [`SqliteMeta::damaged`] lists the paths that need that.
     pub fn mark_lost(&self, id: &ChunkId) -> Result<bool> {
-        let n = self
-            .conn()
+        let ctx = "marking a chunk lost";
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db(ctx))?;
+        let n = tx
             .execute(
                 "UPDATE chunks SET state=?2 WHERE id=?1 AND state=1",
                 params![&id.as_bytes()[..], LOST],
             )
-            .map_err(db("marking a chunk lost"))?;
+            .map_err(db(ctx))?;
+        if n > 0 {
+            note_removal(&tx)?;
+        }
+        tx.commit().map_err(db(ctx))?;
         Ok(n > 0)
     }
 
