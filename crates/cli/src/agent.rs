@@ -243,6 +243,7 @@ async fn run_task(
                 transfers: task.transfers,
                 computer: task.computer.clone(),
                 confirm_deletes: confirmed,
+                keep_deleted: task.keep_deleted,
             };
             let prefix = task.remote_prefix(0)?;
             let cache = caches.entry(name.to_string()).or_default();
@@ -432,10 +433,7 @@ pub async fn status(task: Option<&str>) -> Result<()> {
                 t.folder
             ),
             Some(d) => {
-                let mode = match d.mode {
-                    cairn_engine::reconcile::Direction::TwoWay => "two-way",
-                    cairn_engine::reconcile::Direction::DownloadOnly => "download-only",
-                };
+                let mode = d.mode.as_str();
                 println!(
                     "{name}: drive ({mode}) {} <-> {}/{}/{} — {state}",
                     t.locals[0].display(),
