@@ -172,9 +172,10 @@ fn a_losing_local_edit_can_be_kept_as_a_conflict_copy() {
     a.write("r.txt", b"server side");
     sync(&a);
     b.write("r.txt", b"local side");
+    // Last modified on 2021-03-04 (UTC): the copy is named with that date, not today's.
     set_mtime(
         &b.path("r.txt"),
-        SystemTime::now() + Duration::from_secs(7200),
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_614_859_200),
     );
     sync(&b);
     assert_eq!(
@@ -186,12 +187,41 @@ fn a_losing_local_edit_can_be_kept_as_a_conflict_copy() {
         .into_iter()
         .filter(|f| f.starts_with("r_laptop_") && f.ends_with("_Conflict.txt"))
         .collect();
+    assert_eq!(copies, vec!["r_laptop_20210304_Conflict.txt"]);
     assert_eq!(copies.len(), 1, "{:?}", files(&b));
     assert_eq!(read(&b, &copies[0]).as_deref(), Some("local side"));
     // The copy is an ordinary new file: it reaches the other computer.
     sync(&b);
     sync(&a);
     assert_eq!(read(&a, &copies[0]).as_deref(), Some("local side"));
+}
+
+#[test]
+fn keep_deleted_carries_no_deletion_either_way() {
+    let server = Server::start();
+    let a = computer(&server, "A", &["--keep-deleted"]);
+    let b = computer(&server, "B", &[]);
+    a.write("mine.txt", b"a");
+    a.write("theirs.txt", b"b");
+    sync(&a);
+    sync(&b);
+    // Deleted here: stays on the server and on the other computer.
+    std::fs::remove_file(a.path("mine.txt")).expect("rm");
+    let out = sync(&a);
+    assert!(out.contains("0 deleted on the server"), "{out}");
+    sync(&b);
+    assert_eq!(read(&b, "mine.txt").as_deref(), Some("a"));
+    // Deleted on the server (by B): stays here.
+    std::fs::remove_file(b.path("theirs.txt")).expect("rm");
+    sync(&b);
+    sync(&a);
+    assert_eq!(read(&a, "theirs.txt").as_deref(), Some("b"));
+    // Neither comes back where it was deleted, and the passes stay quiet.
+    let quiet = sync(&a);
+    assert!(quiet.contains("0 uploaded, 0 downloaded"), "{quiet}");
+    assert!(!a.path("mine.txt").exists());
+    sync(&b);
+    assert!(!b.path("theirs.txt").exists());
 }
 
 #[test]
