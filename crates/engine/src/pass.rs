@@ -86,7 +86,8 @@ pub async fn run(
         });
     }
     let base = load_base(spec, remote.as_ref(), index, &server_id, head, &progress).await?;
-    let upload_only = spec.direction == Direction::UploadOnly;
+    let direction = effective_direction(spec, remote.as_ref(), &progress).await?;
+    let upload_only = direction == Direction::UploadOnly;
     let (local, unreadable) = hash_local(
         &local_root,
         &scan.entries,
@@ -134,7 +135,7 @@ pub async fn run(
         base: &base,
         local: &local,
         remote: &remote_map,
-        direction: spec.direction,
+        direction,
         policy: spec.policy,
         keep_conflict_copy: spec.keep_conflict_copy,
         incomplete: &scan.incomplete,
@@ -158,6 +159,16 @@ pub async fn run(
         }
         None => {}
     }
+    if direction != spec.direction {
+        for path in &plan.kept_here {
+            stats.reported += 1;
+            progress.event(ProgressEvent::Skipped {
+                path: path.to_string(),
+                reason: "changed here and kept; not sent, the folder is read-only for you"
+                    .into(),
+            });
+        }
+    }
     stats.conflicts = plan.conflicts;
     let touched: HashSet<&RelPath> = plan.actions.iter().flat_map(|a| a.paths()).collect();
     stats.unchanged = local.keys().filter(|p| !touched.contains(p)).count() as u64;
@@ -177,6 +188,24 @@ pub async fn run(
     // The working folder's drop removes any temporary a failed step left behind.
     executor::execute(&ctx, plan.actions, &local, index, &mut stats).await?;
     Ok(stats)
+}
+
+/// The direction this pass runs in: a two-way task whose folder became read-only for the user
+/// goes on download-only (local edits stay here, reported) instead of failing every pass.
+async fn effective_direction(
+    spec: &PassSpec<'_>,
+    remote: &dyn Remote,
+    progress: &Arc<dyn Progress>,
+) -> Result<Direction> {
+    if spec.direction != Direction::TwoWay || retrying(|| remote.writable()).await? {
+        return Ok(spec.direction);
+    }
+    progress.event(ProgressEvent::Skipped {
+        path: remote.describe(),
+        reason: "the folder is read-only for you now: syncing download-only, local edits stay here"
+            .into(),
+    });
+    Ok(Direction::DownloadOnly)
 }
 
 /// The refusal of a pass whose local folder became empty.

@@ -149,6 +149,8 @@ pub struct SyncPlan {
     pub actions: Vec<Action>,
     /// Set when a guard holds the plan: nothing may run until the user confirms.
     pub hold: Option<Hold>,
+    /// Download-only: paths changed here and not sent (they stay as they are).
+    pub kept_here: Vec<RelPath>,
     pub uploads: u64,
     pub downloads: u64,
     pub local_deletes: u64,
@@ -239,7 +241,10 @@ pub fn plan_sync(i: &SyncInputs<'_>) -> SyncPlan {
             (_, true) if i.direction == Direction::UploadOnly => {
                 overwrite_remote(p, base, local, remote)
             }
-            (true, false) if i.direction == Direction::DownloadOnly => None,
+            (true, false) if i.direction == Direction::DownloadOnly => {
+                plan.kept_here.push(p);
+                None
+            }
             (true, false) => match (local, base) {
                 (Some(_), _) => Some(Action::Upload {
                     path: p,

@@ -320,6 +320,49 @@ fn a_read_only_folder_allows_only_download_only() {
 }
 
 #[test]
+fn a_folder_made_read_only_goes_on_download_only_and_keeps_local_edits() {
+    let server = Server::start();
+    server.admin(&["user", "add", "bob", "--password-stdin"], Some("bob-pw"));
+    server.admin(&["folder", "grant", "backup", "bob", "--access", "rw"], None);
+    let a = computer(&server, "A", &[]);
+    let b = Client::new();
+    b.connect(&server, "bob", "bob-pw");
+    let root = b.root.to_str().expect("utf-8").to_string();
+    b.ok(&[
+        "drive", "add", "d", "--local", &root, "--connection", "srv", "--folder", "backup",
+    ]);
+    a.write("shared.txt", b"v1");
+    sync(&a);
+    sync(&b);
+    server.admin(&["folder", "grant", "backup", "alice", "--access", "ro"], None);
+    a.write("shared.txt", b"alice's edit");
+    a.write("new.txt", b"alice's new file");
+    b.write("from-bob.txt", b"bob");
+    sync(&b);
+    let out = a.cairn(&["run", "d", "--once"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("read-only for you"), "{said}");
+    // Downloads still arrive; local edits stay here, unsent.
+    assert_eq!(read(&a, "from-bob.txt").as_deref(), Some("bob"));
+    assert_eq!(read(&a, "shared.txt").as_deref(), Some("alice's edit"));
+    assert_eq!(read(&a, "new.txt").as_deref(), Some("alice's new file"));
+    sync(&b);
+    assert_eq!(read(&b, "shared.txt").as_deref(), Some("v1"));
+    assert!(!b.path("new.txt").exists());
+    // Write access back: the kept edits go up.
+    server.admin(&["folder", "grant", "backup", "alice", "--access", "rw"], None);
+    sync(&a);
+    sync(&b);
+    assert_eq!(read(&b, "new.txt").as_deref(), Some("alice's new file"));
+    assert_eq!(read(&b, "shared.txt").as_deref(), Some("alice's edit"));
+}
+
+#[test]
 fn a_pass_that_would_delete_most_files_waits_for_confirmation() {
     let server = Server::start();
     let a = computer(&server, "A", &[]);
