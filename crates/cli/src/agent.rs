@@ -32,6 +32,10 @@ pub struct RunCmd {
     /// Let deletions through although a local folder became empty (it was emptied on purpose).
     #[arg(long)]
     confirm_deletes: bool,
+    /// Show what each task would upload, download, delete, keep as a conflict or skip, and
+    /// why; change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Args)]
@@ -170,6 +174,24 @@ fn backup_summary(name: &str, s: &BackupStats) -> String {
     )
 }
 
+/// A dry run's report: one line per step, then a count.
+fn dry_run_report(name: &str, planned: &[cairn_engine::executor::Planned]) -> String {
+    let mut out = String::new();
+    for p in planned {
+        out.push_str(&format!(
+            "would {}: {} ({})\n",
+            p.what,
+            escape(&p.path),
+            escape(&p.why)
+        ));
+    }
+    out.push_str(&format!(
+        "{name}: dry run, {} steps; nothing was changed",
+        planned.len()
+    ));
+    out
+}
+
 fn drive_summary(name: &str, s: &DriveStats) -> String {
     format!(
         "drive {name}: {} uploaded, {} downloaded, {} moved, {} deleted here, {} deleted on the server, {} conflicts, {} failed; sent {} bytes",
@@ -178,7 +200,8 @@ fn drive_summary(name: &str, s: &DriveStats) -> String {
 }
 
 /// One pass of one task. `confirm_deletes` lets deletions past the guard through (it is also
-/// taken from, and cleared in, the state file).
+/// taken from, and cleared in, the state file); `dry_run` only plans and reports.
+#[allow(clippy::too_many_arguments)]
 async fn run_task(
     home: &Home,
     config: &Config,
@@ -186,6 +209,7 @@ async fn run_task(
     caches: &mut HashMap<String, Option<drive::RemoteCache>>,
     name: &str,
     confirm_deletes: bool,
+    dry_run: bool,
     progress: Arc<dyn Progress>,
 ) -> Result<PassOutcome> {
     let task = config
@@ -219,10 +243,15 @@ async fn run_task(
                 keep_deleted: task.keep_deleted,
                 transfers: task.transfers,
                 confirm_deletes: confirmed,
+                dry_run,
             };
             let stats = backup::run(name, &roots, remote, &mut index, &opts, progress).await?;
             PassOutcome {
-                summary: backup_summary(name, &stats),
+                summary: if dry_run {
+                    dry_run_report(name, &stats.planned)
+                } else {
+                    backup_summary(name, &stats)
+                },
                 failed: stats.failed,
                 waiting: None,
             }
@@ -244,6 +273,7 @@ async fn run_task(
                 computer: task.computer.clone(),
                 confirm_deletes: confirmed,
                 keep_deleted: task.keep_deleted,
+                dry_run,
             };
             let prefix = task.remote_prefix(0)?;
             let cache = caches.entry(name.to_string()).or_default();
@@ -259,13 +289,21 @@ async fn run_task(
             )
             .await?;
             PassOutcome {
-                summary: drive_summary(name, &stats),
+                summary: if dry_run {
+                    dry_run_report(name, &stats.planned)
+                } else {
+                    drive_summary(name, &stats)
+                },
                 failed: stats.failed,
                 waiting: stats.waiting_for_confirmation.clone(),
             }
         }
     };
-    if confirmed && outcome.waiting.is_none() && state.confirmed.iter().any(|t| t == name) {
+    if !dry_run
+        && confirmed
+        && outcome.waiting.is_none()
+        && state.confirmed.iter().any(|t| t == name)
+    {
         state.confirmed.retain(|t| t != name);
         home.save_state(&state)?;
     }
@@ -298,6 +336,7 @@ pub async fn run_once(c: RunCmd) -> Result<()> {
             &mut HashMap::new(),
             name,
             c.confirm_deletes,
+            c.dry_run,
             progress.clone(),
         )
         .await
@@ -713,6 +752,7 @@ pub async fn agent(c: AgentCmd) -> Result<()> {
                 &mut conns,
                 &mut caches,
                 name,
+                false,
                 false,
                 progress.clone(),
             )

@@ -20,7 +20,7 @@ use cairn_model::{
 use cairn_protocol::{Change, ChangeResult, ChunkSpan};
 use futures_util::stream::{self, StreamExt};
 
-use crate::executor::PassStats;
+use crate::executor::{PassStats, Planned};
 use crate::index::{IndexRow, LocalIndex};
 use crate::pass::{self, PassSpec};
 use crate::plan;
@@ -60,6 +60,8 @@ pub struct BackupOptions {
     pub transfers: usize,
     /// Lets a pass delete on the server although the local folder became empty.
     pub confirm_deletes: bool,
+    /// Plan only and report (`BackupStats::planned`); change nothing.
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Default)]
@@ -72,6 +74,8 @@ pub struct BackupStats {
     pub chunks_sent: u64,
     pub failed: u64,
     pub reported: u64,
+    /// A dry run: what the pass would do, and why.
+    pub planned: Vec<Planned>,
 }
 
 /// Runs one backup pass over every root of `task`: the one [`pass`] every task runs,
@@ -112,6 +116,7 @@ pub async fn run(
                 confirm_deletes: opts.confirm_deletes,
                 half_deletes: false,
             },
+            dry_run: opts.dry_run,
         };
         let pass = pass::run(&spec, remote.clone(), index, &mut None, progress.clone()).await?;
         stats.add(&pass);
@@ -129,6 +134,7 @@ impl BackupStats {
         self.chunks_sent += p.chunks_sent;
         self.failed += p.failed;
         self.reported += p.reported;
+        self.planned.extend(p.planned.iter().cloned());
     }
 }
 

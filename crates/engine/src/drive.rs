@@ -28,6 +28,8 @@ pub struct DriveOptions {
     pub confirm_deletes: bool,
     /// "Don't remove files": a deletion on either side is not carried to the other.
     pub keep_deleted: bool,
+    /// Plan only and report (`DriveStats::planned`); change nothing.
+    pub dry_run: bool,
 }
 
 /// What a drive pass did.
@@ -66,6 +68,7 @@ pub async fn run(
             confirm_deletes: opts.confirm_deletes,
             half_deletes: true,
         },
+        dry_run: opts.dry_run,
     };
     pass::run(&spec, remote, index, cache, progress).await
 }

@@ -46,6 +46,17 @@ pub struct PassStats {
     pub chunks_sent: u64,
     /// The pass stopped before deleting: it waits for `--confirm-deletes`.
     pub waiting_for_confirmation: Option<String>,
+    /// A dry run: what the pass would do, and why (nothing was done).
+    pub planned: Vec<Planned>,
+}
+
+/// One step a dry run would take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Planned {
+    /// "upload", "download", "delete here", "skip", ...
+    pub what: &'static str,
+    pub path: String,
+    pub why: String,
 }
 
 /// Moves per commit request: the server's limit of changes is sized for moves, which write two

@@ -16,10 +16,12 @@ use std::sync::Arc;
 use cairn_model::{ContentHash, EntryKind, Filter, RelPath, Seq};
 
 use crate::backup::retrying;
-use crate::executor::{self, Ctx, PassStats};
+use crate::executor::{self, Ctx, PassStats, Planned};
 use crate::index::{IndexRow, LocalIndex};
 use crate::local_root::LocalRoot;
-use crate::reconcile::{self, ConflictPolicy, Direction, Guards, Hold, LocalState, SyncInputs};
+use crate::reconcile::{
+    self, Action, ConflictPolicy, Direction, Guards, Hold, LocalState, SyncInputs, SyncPlan,
+};
 use crate::remote::{Remote, RemoteEntry};
 use crate::restore::hash_file;
 use crate::scanner::{self, LocalEntry};
@@ -44,6 +46,8 @@ pub struct PassSpec<'a> {
     pub transfers: usize,
     pub computer: &'a str,
     pub guards: Guards,
+    /// Plan only: report what would be done ([`PassStats::planned`]) and change nothing.
+    pub dry_run: bool,
 }
 
 /// Runs one pass. `cache` keeps the remote tree between passes of a long-running agent.
@@ -143,6 +147,24 @@ pub async fn run(
         keep_deleted: spec.keep_deleted,
         guards: spec.guards,
     });
+    if spec.dry_run {
+        stats.planned = describe_plan(&plan, &scan, direction != spec.direction);
+        if let Some(hold) = &plan.hold {
+            let why = match hold {
+                Hold::EmptiedRoot { .. } => emptied(spec, base.len()).to_string(),
+                Hold::ManyDeletes { .. } => "more than half of the synced entries would be deleted: the pass would wait for `--confirm-deletes`".into(),
+            };
+            stats.planned.insert(
+                0,
+                Planned {
+                    what: "stop",
+                    path: spec.root.display().to_string(),
+                    why,
+                },
+            );
+        }
+        return Ok(stats);
+    }
     match plan.hold {
         Some(Hold::EmptiedRoot { synced }) => return Err(emptied(spec, synced)),
         Some(Hold::ManyDeletes {
@@ -164,8 +186,7 @@ pub async fn run(
             stats.reported += 1;
             progress.event(ProgressEvent::Skipped {
                 path: path.to_string(),
-                reason: "changed here and kept; not sent, the folder is read-only for you"
-                    .into(),
+                reason: "changed here and kept; not sent, the folder is read-only for you".into(),
             });
         }
     }
@@ -206,6 +227,79 @@ async fn effective_direction(
             .into(),
     });
     Ok(Direction::DownloadOnly)
+}
+
+/// A dry run's report: every action of `plan`, what the scan left out, and why.
+fn describe_plan(plan: &SyncPlan, scan: &scanner::Scan, read_only: bool) -> Vec<Planned> {
+    let step = |what, path: &RelPath, why: String| Planned {
+        what,
+        path: path.to_string(),
+        why,
+    };
+    let mut out: Vec<Planned> = plan
+        .actions
+        .iter()
+        .filter_map(|a| {
+            Some(match a {
+                Action::Upload { path, base: None } => step("upload", path, "new here".into()),
+                Action::Upload { path, .. } => step("upload", path, "changed here".into()),
+                Action::DeleteRemote { path, .. } => {
+                    step("delete on the server", path, "deleted here".into())
+                }
+                Action::Download { path, expect, .. } => step(
+                    "download",
+                    path,
+                    if expect.is_some() {
+                        "changed on the server"
+                    } else {
+                        "new on the server"
+                    }
+                    .into(),
+                ),
+                Action::KeepLocalCopyThenDownload { path, .. } => step(
+                    "keep as a conflict copy, then download",
+                    path,
+                    "changed on both sides; the server's version wins".into(),
+                ),
+                Action::SaveLocalThenDownload { path, .. } => step(
+                    "save as a version, then download",
+                    path,
+                    "changed on both sides; the server's version wins".into(),
+                ),
+                Action::DeleteLocal { path, .. } => {
+                    step("delete here", path, "deleted on the server".into())
+                }
+                Action::MoveRemote { from, to, .. } => step(
+                    "move on the server",
+                    to,
+                    format!("renamed here from {from}"),
+                ),
+                Action::MoveLocal { from, to, .. } => step(
+                    "move here",
+                    to,
+                    format!("renamed on the server from {from}"),
+                ),
+                Action::Adopt { .. } | Action::Forget { .. } => return None,
+            })
+        })
+        .collect();
+    let kept = if read_only {
+        "changed here; not sent, the folder is read-only for you"
+    } else {
+        "changed here; not sent by a download-only task"
+    };
+    out.extend(plan.kept_here.iter().map(|p| step("skip", p, kept.into())));
+    out.extend(
+        scan.excluded
+            .iter()
+            .map(|(p, why)| step("skip", p, why.clone())),
+    );
+    out.extend(scan.reports.iter().map(|(p, why)| Planned {
+        what: "skip",
+        path: p.clone(),
+        why: why.clone(),
+    }));
+    out
 }
 
 /// The refusal of a pass whose local folder became empty.
@@ -262,10 +356,14 @@ async fn load_base(
         // The old base means nothing on this server: forget it for good, so later passes
         // start from what this merge agrees on.
         let stale: Vec<RelPath> = base.keys().cloned().collect();
-        index.apply(task, spec.root_no, &[], &stale)?;
+        if !spec.dry_run {
+            index.apply(task, spec.root_no, &[], &stale)?;
+        }
         base.clear();
     }
-    index.set_server(task, server_id)?;
+    if !spec.dry_run {
+        index.set_server(task, server_id)?;
+    }
     Ok(base)
 }
 

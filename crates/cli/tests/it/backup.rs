@@ -351,3 +351,24 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_dry_run_lists_the_uploads_and_sends_nothing() {
+    let server = Server::start();
+    let c = Client::new();
+    c.write("doc.txt", b"one");
+    c.backup_task(&server, &[]);
+    let plan = c.ok(&["run", "t", "--once", "--dry-run"]);
+    assert!(plan.contains("would upload: doc.txt (new here)"), "{plan}");
+    assert!(c.ls_paths().is_empty(), "a dry run sends nothing");
+    c.ok(&["run", "t", "--once"]);
+    assert_eq!(c.ls_paths(), vec!["doc.txt"]);
+    std::fs::remove_file(c.path("doc.txt")).expect("rm");
+    c.write("other.txt", b"keeps the folder non-empty");
+    let plan = c.ok(&["run", "t", "--once", "--dry-run"]);
+    assert!(
+        plan.contains("would delete on the server: doc.txt (deleted here)"),
+        "{plan}"
+    );
+    assert!(c.ls_paths().contains(&"doc.txt".to_string()));
+}

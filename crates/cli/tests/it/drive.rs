@@ -323,18 +323,32 @@ fn a_read_only_folder_allows_only_download_only() {
 fn a_folder_made_read_only_goes_on_download_only_and_keeps_local_edits() {
     let server = Server::start();
     server.admin(&["user", "add", "bob", "--password-stdin"], Some("bob-pw"));
-    server.admin(&["folder", "grant", "backup", "bob", "--access", "rw"], None);
+    server.admin(
+        &["folder", "grant", "backup", "bob", "--access", "rw"],
+        None,
+    );
     let a = computer(&server, "A", &[]);
     let b = Client::new();
     b.connect(&server, "bob", "bob-pw");
     let root = b.root.to_str().expect("utf-8").to_string();
     b.ok(&[
-        "drive", "add", "d", "--local", &root, "--connection", "srv", "--folder", "backup",
+        "drive",
+        "add",
+        "d",
+        "--local",
+        &root,
+        "--connection",
+        "srv",
+        "--folder",
+        "backup",
     ]);
     a.write("shared.txt", b"v1");
     sync(&a);
     sync(&b);
-    server.admin(&["folder", "grant", "backup", "alice", "--access", "ro"], None);
+    server.admin(
+        &["folder", "grant", "backup", "alice", "--access", "ro"],
+        None,
+    );
     a.write("shared.txt", b"alice's edit");
     a.write("new.txt", b"alice's new file");
     b.write("from-bob.txt", b"bob");
@@ -355,7 +369,10 @@ fn a_folder_made_read_only_goes_on_download_only_and_keeps_local_edits() {
     assert_eq!(read(&b, "shared.txt").as_deref(), Some("v1"));
     assert!(!b.path("new.txt").exists());
     // Write access back: the kept edits go up.
-    server.admin(&["folder", "grant", "backup", "alice", "--access", "rw"], None);
+    server.admin(
+        &["folder", "grant", "backup", "alice", "--access", "rw"],
+        None,
+    );
     sync(&a);
     sync(&b);
     assert_eq!(read(&b, "new.txt").as_deref(), Some("alice's new file"));
@@ -1118,4 +1135,52 @@ fn permission_changes_travel_and_the_consistency_check_rehashes() {
     sync(&a);
     sync(&b);
     assert_eq!(read(&b, "run.sh").as_deref(), Some("#!/bin/sh\necho HI\n"));
+}
+
+#[test]
+fn dry_run_says_what_would_happen_and_changes_nothing() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    let b = computer(&server, "B", &[]);
+    a.write("keep.txt", b"k");
+    a.write("doomed.txt", b"d");
+    sync(&a);
+    sync(&b);
+    std::fs::remove_file(a.path("doomed.txt")).expect("rm");
+    a.write("fresh.txt", b"f");
+    a.write("skip.tmp", b"t");
+    let plan = a.ok(&["run", "d", "--once", "--dry-run"]);
+    for line in [
+        "would upload: fresh.txt (new here)",
+        "would delete on the server: doomed.txt (deleted here)",
+        "would skip: skip.tmp (default ignore list (*.tmp))",
+        "nothing was changed",
+    ] {
+        assert!(plan.contains(line), "{line} missing from:\n{plan}");
+    }
+    // Nothing moved: the other computer still sees the old state, and so does a second dry run.
+    sync(&b);
+    assert!(b.path("doomed.txt").exists() && !b.path("fresh.txt").exists());
+    let steps = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.starts_with("would "))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(
+        steps(&a.ok(&["run", "d", "--once", "--dry-run"])),
+        steps(&plan)
+    );
+    // The real pass does what the dry run said; B's dry run then names the download and the
+    // deletion it would make.
+    sync(&a);
+    let there = b.ok(&["run", "d", "--once", "--dry-run"]);
+    assert!(
+        there.contains("would download: fresh.txt (new on the server)"),
+        "{there}"
+    );
+    assert!(
+        there.contains("would delete here: doomed.txt (deleted on the server)"),
+        "{there}"
+    );
 }
