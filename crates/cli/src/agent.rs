@@ -801,7 +801,8 @@ fn follow_journal(
                 }
                 continue;
             };
-            match remote.journal(from, 30).await {
+            // Only other computers' changes come back: this one's own commits are no news.
+            match remote.news(from, 30).await {
                 Ok((changes, head)) => {
                     let news = changes
                         .iter()
@@ -809,7 +810,12 @@ fn follow_journal(
                     if news && tx.send(name.clone()).is_err() {
                         return;
                     }
-                    after = Some(head.max(from));
+                    // A full page of changes elsewhere in the folder: read on from its end.
+                    let full = changes.len() >= cairn_client::NEWS_PAGE as usize;
+                    after = match changes.last() {
+                        Some(last) if full && !news => Some(last.seq),
+                        _ => Some(head.max(from)),
+                    };
                 }
                 Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
             }

@@ -310,6 +310,8 @@ pub struct Connection {
     /// Set by a running agent: sent with journal polls so the server can tell two agents
     /// with the same device identity apart.
     instance: std::sync::OnceLock<String>,
+    /// The server said it takes gzipped request bodies (`Accept-Encoding: gzip` on an answer).
+    gzip_requests: std::sync::atomic::AtomicBool,
 }
 
 fn describe_reqwest(url: &str, e: &reqwest::Error) -> Error {
@@ -375,6 +377,7 @@ impl Connection {
             token: Mutex::new(None),
             server_id: Mutex::new(None),
             instance: std::sync::OnceLock::new(),
+            gzip_requests: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -434,13 +437,26 @@ impl Connection {
         extra: Duration,
     ) -> Result<reqwest::Response> {
         let limit = self.opts.timeout + extra;
-        match tokio::time::timeout(limit, req.send()).await {
-            Ok(sent) => sent.map_err(|e| describe_reqwest(url, &e)),
-            Err(_) => Err(Error::Timeout {
-                url: url.to_string(),
-                secs: limit.as_secs(),
-            }),
+        let resp = match tokio::time::timeout(limit, req.send()).await {
+            Ok(sent) => sent.map_err(|e| describe_reqwest(url, &e))?,
+            Err(_) => {
+                return Err(Error::Timeout {
+                    url: url.to_string(),
+                    secs: limit.as_secs(),
+                })
+            }
+        };
+        let takes_gzip = resp
+            .headers()
+            .get_all(reqwest::header::ACCEPT_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|e| e.trim().eq_ignore_ascii_case("gzip")));
+        if takes_gzip {
+            self.gzip_requests
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
+        Ok(resp)
     }
 
     /// Sends a request built by `make`, logging in again once if the token was refused.
@@ -454,7 +470,7 @@ impl Connection {
         let mut waits = 0;
         loop {
             let token = self.token().await?;
-            let mut req = make(&self.http).bearer_auth(&token);
+            let mut req = make(&self.http).header(reqwest::header::AUTHORIZATION, bearer(&token)?);
             if let Some(i) = self.instance.get() {
                 req = req.header("x-cairn-instance", i);
             }
@@ -495,11 +511,26 @@ impl Connection {
     ) -> Result<T> {
         let url = format!("{}{path}", self.base);
         let body = serde_json::to_vec(body).map_err(|e| Error::Config(format!("{url}: {e}")))?;
+        let gzip = body.len() >= GZIP_REQUEST_ABOVE
+            && self
+                .gzip_requests
+                .load(std::sync::atomic::Ordering::Relaxed);
+        let body = if gzip {
+            Bytes::from(gzip_body(&url, body).await?)
+        } else {
+            Bytes::from(body)
+        };
         let resp = self
             .send(&url, sending_time(body.len()), |c| {
-                c.post(&url)
+                let req = c
+                    .post(&url)
                     .header("content-type", "application/json")
-                    .body(body.clone())
+                    .body(body.clone());
+                if gzip {
+                    req.header("content-encoding", "gzip")
+                } else {
+                    req
+                }
             })
             .await?;
         self.decode(&url, resp, cap).await
@@ -561,8 +592,44 @@ impl Connection {
         HttpRemote {
             conn: self.clone(),
             folder: folder.to_string(),
+            access: std::sync::Mutex::new(None),
         }
     }
+}
+
+/// JSON request bodies at least this long go gzipped to a server that takes them: a commit of
+/// many changes, a long "which are missing" question.
+pub const GZIP_REQUEST_ABOVE: usize = 16 * 1024;
+
+/// `body` gzipped, off the async runtime (a large commit takes a moment).
+async fn gzip_body(url: &str, body: Vec<u8>) -> Result<Vec<u8>> {
+    let packed = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 4),
+            flate2::Compression::fast(),
+        );
+        enc.write_all(&body)?;
+        enc.finish()
+    })
+    .await;
+    match packed {
+        Ok(Ok(packed)) => Ok(packed),
+        Ok(Err(e)) => Err(Error::Config(format!(
+            "{url}: compressing the request: {e}"
+        ))),
+        Err(e) => Err(Error::Config(format!(
+            "{url}: compressing the request: {e}"
+        ))),
+    }
+}
+
+/// The `Authorization` value for `token`. Not marked sensitive: HTTP/2 then sends it once per
+/// connection and a one-byte index after that (HPACK only ever matches a whole header value, so
+/// indexing a long random token reveals nothing), instead of ~150 bytes with every request.
+fn bearer(token: &str) -> Result<reqwest::header::HeaderValue> {
+    reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| Error::Config("the server issued a token that is not a valid header".into()))
 }
 
 /// How many times one request waits out a 429 before its error is returned (then it is a
@@ -633,7 +700,17 @@ async fn read_capped(
 pub struct HttpRemote {
     conn: Arc<Connection>,
     folder: String,
+    /// The access the last journal answer gave, and when: `writable` right after the
+    /// identity check of a pass needs no request of its own.
+    access: std::sync::Mutex<Option<(cairn_protocol::Access, std::time::Instant)>>,
 }
+
+/// How long the access a journal answer gave stands for `writable`.
+const ACCESS_FRESH: Duration = Duration::from_secs(5);
+
+/// Changes one wait for news reads at most: a page full of changes outside the task's part of
+/// the folder is followed by the next page, not skipped.
+pub const NEWS_PAGE: u32 = 64;
 
 fn remote_err(e: Error) -> cairn_engine::Error {
     let temporary = e.is_temporary();
@@ -691,6 +768,38 @@ impl HttpRemote {
 
     fn folder_path(&self, what: &str) -> String {
         format!("/api/v1/folders/{}/{what}", self.folder)
+    }
+
+    fn remember_access(&self, r: &JournalResponse) {
+        if let Some(a) = r.access {
+            *self.access.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((a, std::time::Instant::now()));
+        }
+    }
+
+    /// Waits up to `wait_secs` for versions after `after` written by other computers (or other
+    /// users); returns at most [`NEWS_PAGE`] of them and the head as it was before they were
+    /// read. Versions this computer wrote are not sent, so its own commits cost it nothing here.
+    ///
+    /// # Errors
+    /// As any request; an answer with a change at or before `after`.
+    pub async fn news(&self, after: Seq, wait_secs: u64) -> Result<(Vec<VersionInfo>, Seq)> {
+        let q = [
+            ("after", after.0.to_string()),
+            ("wait", wait_secs.to_string()),
+            ("others", "true".to_string()),
+            ("limit", NEWS_PAGE.to_string()),
+        ];
+        let path = self.folder_path("journal");
+        let r: JournalResponse = self
+            .conn
+            .get_json(&path, &q, Cap::Journal, Duration::from_secs(wait_secs))
+            .await?;
+        r.check(after).map_err(|e| Error::Answer {
+            url: self.conn.url_of(&path),
+            detail: e.to_string(),
+        })?;
+        Ok((r.changes, r.head))
     }
 
     /// The server's identity as seen at the last login.
@@ -778,6 +887,10 @@ impl Remote for HttpRemote {
     }
 
     async fn writable(&self) -> EngineResult<bool> {
+        let known = *self.access.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((access, _)) = known.filter(|(_, at)| at.elapsed() < ACCESS_FRESH) {
+            return Ok(access == cairn_protocol::Access::Rw);
+        }
         let folders = self.conn.folders().await.map_err(remote_err)?;
         let info = folders.iter().find(|f| f.name == self.folder);
         Ok(info.is_some_and(|f| f.access == cairn_protocol::Access::Rw))
@@ -795,6 +908,7 @@ impl Remote for HttpRemote {
             )
             .await
             .map_err(remote_err)?;
+        self.remember_access(&r);
         Ok((r.server_id, r.head))
     }
 
@@ -810,6 +924,7 @@ impl Remote for HttpRemote {
             .await
             .map_err(remote_err)?;
         r.check(after).map_err(invalid(self.conn.url_of(&path)))?;
+        self.remember_access(&r);
         *self.conn.server_id.lock().await = Some(r.server_id);
         Ok((r.changes, r.head))
     }

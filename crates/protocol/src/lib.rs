@@ -209,9 +209,13 @@ impl VersionInfo {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct JournalResponse {
     pub changes: Vec<VersionInfo>,
-    /// The folder's newest sequence number; ask again after it.
+    /// The folder's newest sequence number when the changes were read; ask again after it
+    /// (or after the last change, which may be newer).
     pub head: Seq,
     pub server_id: String,
+    /// The caller's access to the folder now (servers before this field did not send it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

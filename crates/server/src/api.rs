@@ -31,6 +31,9 @@ use cairn_store::{ObjectKey, ObjectStore};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::watch;
+use tower_http::compression::predicate::{Predicate, SizeAbove};
+use tower_http::compression::CompressionLayer;
+use tower_http::decompression::RequestDecompressionLayer;
 
 use crate::auth;
 use crate::datadir::DataDir;
@@ -43,6 +46,12 @@ use crate::Error;
 pub const MAX_UPLOAD_BODY: usize = 64 * 1024 * 1024;
 /// Largest login request body: a name of 64 bytes and a password fit many times over.
 const MAX_LOGIN_BODY: usize = 16 * 1024;
+/// Largest request body of every other endpoint, counted after decompression for the bodies
+/// that may come gzipped (commit, "which are missing").
+pub const MAX_JSON_BODY: usize = 32 * 1024 * 1024;
+/// JSON answers at least this long are gzipped for a client that accepts it; shorter ones gain
+/// too little to pay for the work.
+pub const COMPRESS_ABOVE: u16 = 1024;
 
 pub struct AppState {
     meta: Arc<SqliteMeta>,
@@ -148,25 +157,57 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/folders", get(folders))
         .route("/agent", post(agent))
-        .route("/folders/{folder}/chunks/missing", post(missing))
+        .route(
+            "/folders/{folder}/chunks/missing",
+            post(missing).layer(RequestDecompressionLayer::new()),
+        )
         .route(
             "/folders/{folder}/chunks",
             post(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_BODY)),
         )
         .route("/folders/{folder}/chunks/{id}", get(chunk))
-        .route("/folders/{folder}/commit", post(commit))
+        .route(
+            "/folders/{folder}/commit",
+            post(commit).layer(RequestDecompressionLayer::new()),
+        )
         .route("/folders/{folder}/journal", get(journal))
         .route("/folders/{folder}/tree", get(tree))
         .route("/folders/{folder}/versions", get(versions))
         .route("/folders/{folder}/content", get(content))
         .route("/folders/{folder}/chunklist", get(chunk_list))
         .route("/folders/{folder}/damaged", get(damaged))
-        .layer(DefaultBodyLimit::max(32 * 1024 * 1024));
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
     Router::new()
         .nest("/api/v1", api)
         .fallback(not_found)
+        .layer(axum::middleware::map_response(advertise_gzip))
+        .layer(CompressionLayer::new().compress_when(SizeAbove::new(COMPRESS_ABOVE).and(is_json)))
         .layer(axum::middleware::from_fn(catch_panic))
         .with_state(state)
+}
+
+/// Only JSON is compressed: chunk and file content is sent as stored (most of it is compressed
+/// or random already, and byte ranges must stay byte ranges).
+fn is_json(
+    _: StatusCode,
+    _: axum::http::Version,
+    headers: &HeaderMap,
+    _: &axum::http::Extensions,
+) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// Tells clients that gzipped request bodies are understood (RFC 7694), so a client sends them
+/// only to a server that said so.
+async fn advertise_gzip(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        header::ACCEPT_ENCODING,
+        header::HeaderValue::from_static("gzip"),
+    );
+    resp
 }
 
 /// A handler that panics answers a plain 500; what happened goes to the log only.
@@ -254,7 +295,12 @@ impl From<cairn_store::Error> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
-        ApiError::bad(format!("bad request body: {}", r.body_text()))
+        // A body over its limit (after decompression) keeps its 413.
+        let status = match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, format!("bad request body: {}", r.body_text()))
     }
 }
 
@@ -328,6 +374,16 @@ async fn folder_access(
     folder: &str,
     need: Access,
 ) -> ApiResult<Folder> {
+    Ok(folder_access_as(state, caller, folder, need).await?.0)
+}
+
+/// The folder and the caller's access to it.
+async fn folder_access_as(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    folder: &str,
+    need: Access,
+) -> ApiResult<(Folder, Access)> {
     if !cairn_protocol::is_valid_name(folder) {
         return Err(ApiError::bad(format!("invalid folder name {folder:?}")));
     }
@@ -343,7 +399,7 @@ async fn folder_access(
             StatusCode::FORBIDDEN,
             format!("user {} may only read folder {folder}", caller.user.name),
         )),
-        Some((f, _)) => Ok(f),
+        Some(found) => Ok(found),
     }
 }
 
@@ -736,6 +792,9 @@ struct JournalQuery {
     after: Option<i64>,
     wait: Option<u64>,
     limit: Option<u32>,
+    /// Only versions from other computers (or other users): what an agent waits for. Its own
+    /// commits neither come back to it nor end its wait.
+    others: Option<bool>,
 }
 
 async fn journal(
@@ -751,37 +810,43 @@ async fn journal(
     {
         state.claim(&caller.user, &caller.device, instance)?;
     }
-    let folder = folder_access(&state, &caller, &folder, Access::Ro).await?;
+    let (folder, access) = folder_access_as(&state, &caller, &folder, Access::Ro).await?;
     let after = Seq(q.after.unwrap_or(0));
     let limit = q.limit.unwrap_or(10_000).clamp(1, 100_000);
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(MAX_WAIT_SECS));
+    let others = q
+        .others
+        .unwrap_or(false)
+        .then(|| (caller.user.name.clone(), caller.device.0.clone()));
     let mut rx = state.head_watch(&folder);
     let deadline = tokio::time::Instant::now() + wait;
+    let answer = |changes, head| {
+        Json(JournalResponse {
+            changes,
+            head,
+            server_id: state.server_id.clone(),
+            access: Some(access),
+        })
+    };
     loop {
-        let f = folder.clone();
-        let changes = blocking(&state, move |m| {
+        let (f, others) = (folder.clone(), others.clone());
+        // The head is read before the changes: every change after it is in this answer or
+        // the next, so a client that asks again after the head misses nothing.
+        let (changes, head) = blocking(&state, move |m| {
             let fresh = m.folder(&f.name)?.map(|x| x.head).unwrap_or(f.head);
-            Ok((m.journal(&f, after, limit)?, fresh))
+            let mine = others.as_ref().map(|(u, d)| (u.as_str(), d.as_str()));
+            Ok((m.journal(&f, after, limit, mine)?, fresh))
         })
         .await?;
-        let (changes, head) = changes;
         if !changes.is_empty() || wait.is_zero() || tokio::time::Instant::now() >= deadline {
-            return Ok(Json(JournalResponse {
-                changes,
-                head,
-                server_id: state.server_id.clone(),
-            }));
+            return Ok(answer(changes, head));
         }
         // Wake on the next commit to this folder, or give the empty answer at the deadline.
         if tokio::time::timeout_at(deadline, rx.changed())
             .await
             .is_err()
         {
-            return Ok(Json(JournalResponse {
-                changes: Vec::new(),
-                head,
-                server_id: state.server_id.clone(),
-            }));
+            return Ok(answer(Vec::new(), head));
         }
     }
 }

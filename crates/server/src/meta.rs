@@ -683,16 +683,31 @@ impl SqliteMeta {
     }
 
     /// Versions with a sequence number above `after`, oldest first, at most `limit`.
-    pub fn journal(&self, folder: &Folder, after: Seq, limit: u32) -> Result<Vec<VersionInfo>> {
+    /// Versions after `after`, oldest first, at most `limit`; without those of `skip` (a user
+    /// name and a device) when given.
+    pub fn journal(
+        &self,
+        folder: &Folder,
+        after: Seq,
+        limit: u32,
+        skip: Option<(&str, &str)>,
+    ) -> Result<Vec<VersionInfo>> {
         let conn = self.reader()?;
-        let mut st = conn
-            .prepare_cached(&format!("SELECT {VERSION_COLS} FROM versions WHERE folder_id=?1 AND seq>?2 ORDER BY seq LIMIT ?3"))
-            .map_err(db("reading journal"))?;
-        let rows = st
-            .query_map(params![folder.id, after.0, limit], version_row)
-            .map_err(db("reading journal"))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db("reading journal"))
+        let rows = match skip {
+            None => conn
+                .prepare_cached(&format!("SELECT {VERSION_COLS} FROM versions WHERE folder_id=?1 AND seq>?2 ORDER BY seq LIMIT ?3"))
+                .and_then(|mut st| {
+                    st.query_map(params![folder.id, after.0, limit], version_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                }),
+            Some((user, device)) => conn
+                .prepare_cached(&format!("SELECT {VERSION_COLS} FROM versions WHERE folder_id=?1 AND seq>?2 AND NOT (author=?4 AND device=?5) ORDER BY seq LIMIT ?3"))
+                .and_then(|mut st| {
+                    st.query_map(params![folder.id, after.0, limit, user, device], version_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                }),
+        };
+        rows.map_err(db("reading journal"))
     }
 
     /// The newest version of every path under `prefix` accepted at or before `at_ns`; deletion

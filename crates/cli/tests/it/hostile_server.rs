@@ -39,6 +39,8 @@ enum Reply {
     Declared(u64),
     /// A chunked body: `head`, then `filler` over and over until the client hangs up.
     Endless { head: String, filler: String },
+    /// 200 with this gzipped JSON body (`content-encoding: gzip`).
+    Gzip(Arc<Vec<u8>>),
 }
 
 struct FakeServer {
@@ -143,6 +145,15 @@ fn serve(
                 !ok
             }
             Reply::Silent => true,
+            Reply::Gzip(body) => {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                let ok = out.write_all(head.as_bytes()).is_ok() && out.write_all(&body).is_ok();
+                sent.fetch_add(body.len() as u64, Ordering::SeqCst);
+                !ok
+            }
             Reply::Redirect(to) => {
                 let head = format!(
                     "HTTP/1.1 307 Temporary Redirect\r\nlocation: {to}\r\ncontent-length: 0\r\n\r\n"
@@ -568,5 +579,43 @@ fn a_redirect_is_not_followed() {
         elsewhere.requests("/api/v1/login"),
         0,
         "the password followed the redirect"
+    );
+}
+
+#[test]
+fn a_gzip_bomb_answer_is_cut_off_at_its_cap_unpacked() {
+    // A login answer of 64 MiB once unpacked, 64 KiB on the wire: the cap of a login answer
+    // (16 MiB) counts the unpacked bytes.
+    let small_cap = cairn_client::Cap::Small.bytes();
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(br#"{"token":""#).expect("gzip");
+    let block = vec![b'a'; 1 << 20];
+    for _ in 0..4 * small_cap / block.len() as u64 {
+        enc.write_all(&block).expect("gzip");
+    }
+    let bomb = Arc::new(enc.finish().expect("gzip"));
+    assert!((bomb.len() as u64) < small_cap / 16, "{} bytes", bomb.len());
+    let fake = FakeServer::start_raw(move |_| Reply::Gzip(bomb.clone()));
+    let c = Client::new();
+    let url = fake.url();
+    let out = run_guarded(
+        &c,
+        &[
+            "connect",
+            &url,
+            "--user",
+            "alice",
+            "--password-stdin",
+            "--timeout",
+            "1",
+        ],
+        Some("pw"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("{url}/api/v1/login"))
+            && err.contains(&format!("larger than the {small_cap} bytes")),
+        "{err}"
     );
 }

@@ -11,3 +11,4 @@ mod harness;
 mod hostile;
 mod hostile_server;
 mod security;
+mod traffic;
