@@ -23,8 +23,9 @@ use cairn_engine::{Remote, Result as EngineResult};
 use cairn_model::{ChunkId, DeviceId, RelPath, Seq};
 use cairn_protocol::{
     frame, Change, ChangeResult, ChunkListResponse, ChunkSpan, CommitRequest, CommitResponse,
-    DamagedResponse, ErrorBody, FolderInfo, JournalResponse, LoginRequest, LoginResponse,
-    MissingRequest, MissingResponse, TreeResponse, UploadResponse, VersionInfo, VersionsResponse,
+    ContentsRequest, DamagedResponse, ErrorBody, FileRef, FolderInfo, JournalResponse,
+    LoginRequest, LoginResponse, MissingRequest, MissingResponse, TreeResponse, UploadResponse,
+    VersionInfo, VersionsResponse,
 };
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -1009,6 +1010,75 @@ impl Remote for HttpRemote {
             }));
         }
         Ok(body)
+    }
+
+    async fn contents(&self, versions: &[VersionInfo]) -> EngineResult<Vec<Bytes>> {
+        let url = self.conn.url_of(&self.folder_path("contents"));
+        let want: u64 = versions.iter().map(|v| v.entry.size).sum();
+        if versions.len() > cairn_protocol::MAX_BATCH_FILES
+            || want > cairn_protocol::MAX_BATCH_BYTES
+        {
+            return Err(remote_err(Error::Config(format!(
+                "{url}: {} files of {want} bytes are more than one request may ask for",
+                versions.len()
+            ))));
+        }
+        let req = ContentsRequest {
+            files: versions
+                .iter()
+                .map(|v| FileRef {
+                    path: v.path.clone(),
+                    seq: v.seq,
+                })
+                .collect(),
+        };
+        let body = Bytes::from(
+            serde_json::to_vec(&req)
+                .map_err(|e| remote_err(Error::Config(format!("{url}: {e}"))))?,
+        );
+        let resp = self
+            .conn
+            .send(&url, Duration::ZERO, |c| {
+                c.post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+            })
+            .await
+            .map_err(remote_err)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let temporary = status.is_server_error() && status.as_u16() != 507;
+            let e = self.conn.status_error(&url, resp).await;
+            return Err(cairn_engine::Error::Remote {
+                message: e.to_string(),
+                temporary,
+            });
+        }
+        // Exactly the bytes of the versions asked for, cut at their sizes; each piece is
+        // checked against its hash by the caller.
+        let body = read_capped(&url, resp, want, self.conn.opts.timeout)
+            .await
+            .map_err(remote_err)?;
+        if body.len() as u64 != want {
+            return Err(remote_err(Error::Answer {
+                url,
+                detail: format!(
+                    "{} bytes for {} files of {want} bytes",
+                    body.len(),
+                    versions.len()
+                ),
+            }));
+        }
+        let mut at = 0usize;
+        Ok(versions
+            .iter()
+            .map(|v| {
+                let len = usize::try_from(v.entry.size).unwrap_or(usize::MAX);
+                let piece = body.slice(at..at + len);
+                at += len;
+                piece
+            })
+            .collect())
     }
 
     async fn damaged(&self, prefix: &RelPath) -> EngineResult<Vec<RelPath>> {

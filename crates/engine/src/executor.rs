@@ -22,7 +22,7 @@ use crate::local_root::{LocalRoot, WorkDir};
 use crate::plan::{entry_of, index_row};
 use crate::reconcile::{Action, LocalState};
 use crate::remote::{Remote, RemoteEntry};
-use crate::restore::{fetch_verified, keep_aside, listed_under_non_folders};
+use crate::restore::{fetch_verified, keep_aside, listed_under_non_folders, write_fetched};
 use crate::scanner::LocalEntry;
 use crate::{Error, Progress, ProgressEvent, Result};
 
@@ -460,31 +460,21 @@ pub(crate) async fn execute(
     let (plain, resolving): (Vec<Action>, Vec<Action>) =
         contents.into_iter().partition(|a| matches!(a, Action::Download { expect, .. } if expect.as_ref().is_none_or(|e| e.kind == EntryKind::File)));
     let mut outcomes = Downloads::default();
-    let mut fetched: Vec<(RelPath, RemoteEntry, Option<LocalEntry>, Result<String>)> =
-        stream::iter(plain.into_iter().filter_map(|a| match a {
-            Action::Download {
-                path,
-                remote,
-                expect,
-            } => Some((path, remote, expect)),
-            _ => None,
-        }))
-        .map(|(path, remote, expect)| async move {
-            let v = ctx.version(&path, &remote);
-            let tmp = fetch_verified(
-                ctx.remote.as_ref(),
-                &v,
-                ctx.work,
-                ctx.progress.as_ref(),
-                false,
-            )
-            .await
-            .map(|(t, _)| t);
-            (path, remote, expect, tmp)
-        })
-        .buffer_unordered(ctx.transfers.max(1))
-        .collect()
-        .await;
+    let mut fetched = fetch_plain(
+        ctx,
+        plain
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Download {
+                    path,
+                    remote,
+                    expect,
+                } => Some((path, remote, expect)),
+                _ => None,
+            })
+            .collect(),
+    )
+    .await;
     // Placed parents before children whatever order the fetches finished in: a file listed
     // under a file then always meets the file (and is reported), never turns it into a folder.
     fetched.sort_by(|a, b| a.0.cmp(&b.0));
@@ -509,6 +499,70 @@ pub(crate) async fn execute(
     }
 
     Ok(())
+}
+
+/// A plain download: the path, its remote version, what the plan saw here.
+type PlainDownload = (RelPath, RemoteEntry, Option<LocalEntry>);
+
+/// Files up to this size are fetched in batches, many in one request.
+const BATCH_FILE_MAX: u64 = 64 * 1024;
+
+/// Fetches plain downloads into the working folder, `transfers` requests at a time: small
+/// files in batches (one request each, within the protocol's bounds), the others one by one.
+/// Every file is checked against its hash. A batch that fails is fetched again file by file, so
+/// one bad file fails alone.
+async fn fetch_plain(
+    ctx: &Ctx<'_>,
+    downloads: Vec<PlainDownload>,
+) -> Vec<(RelPath, RemoteEntry, Option<LocalEntry>, Result<String>)> {
+    let (small, large): (Vec<_>, Vec<_>) = downloads
+        .into_iter()
+        .partition(|(_, r, _)| r.entry.size <= BATCH_FILE_MAX);
+    let mut jobs: Vec<Vec<PlainDownload>> = Vec::new();
+    let mut bytes = 0u64;
+    for d in small {
+        let full = jobs.last().is_none_or(|j| {
+            j.len() >= cairn_protocol::MAX_BATCH_FILES
+                || bytes + d.1.entry.size > cairn_protocol::MAX_BATCH_BYTES
+        });
+        if full {
+            jobs.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += d.1.entry.size;
+        jobs.last_mut().expect("a batch was just pushed").push(d);
+    }
+    jobs.extend(large.into_iter().map(|d| vec![d]));
+    let done: Vec<Vec<_>> = stream::iter(jobs)
+        .map(|job| async move {
+            let versions: Vec<VersionInfo> =
+                job.iter().map(|(p, r, _)| ctx.version(p, r)).collect();
+            let batch = match job.len() {
+                1 => None,
+                _ => ctx.remote.contents(&versions).await.ok(),
+            };
+            let mut out = Vec::with_capacity(job.len());
+            for (i, ((path, remote, expect), v)) in job.into_iter().zip(&versions).enumerate() {
+                let tmp = match batch.as_ref().and_then(|b| b.get(i)) {
+                    Some(data) => write_fetched(v, data, ctx.work, ctx.progress.as_ref()),
+                    None => fetch_verified(
+                        ctx.remote.as_ref(),
+                        v,
+                        ctx.work,
+                        ctx.progress.as_ref(),
+                        false,
+                    )
+                    .await
+                    .map(|(t, _)| t),
+                };
+                out.push((path, remote, expect, tmp));
+            }
+            out
+        })
+        .buffer_unordered(ctx.transfers.max(1))
+        .collect()
+        .await;
+    done.into_iter().flatten().collect()
 }
 
 /// Applies one download-side action; `None` when the local path changed since the plan (the

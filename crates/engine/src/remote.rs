@@ -59,6 +59,16 @@ pub trait Remote: Send + Sync {
     /// The whole content of version `seq` of `path` in one request (small files).
     async fn content(&self, path: &RelPath, seq: Seq) -> Result<Bytes>;
 
+    /// The whole contents of several small files (`versions`, in order); one request where the
+    /// remote can. The caller checks each against its hash.
+    async fn contents(&self, versions: &[VersionInfo]) -> Result<Vec<Bytes>> {
+        let mut out = Vec::with_capacity(versions.len());
+        for v in versions {
+            out.push(self.content(&v.path, v.seq).await?);
+        }
+        Ok(out)
+    }
+
     /// One chunk's bytes.
     async fn chunk(&self, id: &ChunkId) -> Result<Bytes>;
 

@@ -345,6 +345,52 @@ pub(crate) async fn fetch_verified(
     }
 }
 
+/// Writes `data`, the whole content of version `v` fetched in a batch, into a new temporary
+/// file in `work` after checking it against the version's hash, with the version's mode and
+/// mtime (not fsynced: the caller syncs the file system once). On error nothing is left behind.
+pub(crate) fn write_fetched(
+    v: &VersionInfo,
+    data: &[u8],
+    work: &WorkDir,
+    progress: &dyn Progress,
+) -> Result<String> {
+    let want = v.entry.hash.ok_or_else(|| {
+        Error::remote(format!("{} version {} has no content hash", v.path, v.seq))
+    })?;
+    if ContentHash::of(data) != want {
+        return Err(Error::remote(format!(
+            "{} version {} does not match its content hash",
+            v.path, v.seq
+        )));
+    }
+    let (mut f, name) = work.create_temp("download")?;
+    let tmp = work.path().join(&name);
+    let written = f
+        .write_all(data)
+        .map_err(Error::io("writing", &tmp))
+        .and_then(|()| {
+            f.set_permissions(std::fs::Permissions::from_mode(file_mode(v.entry.mode)))
+                .map_err(Error::io("setting mode", &tmp))
+        })
+        .and_then(|()| {
+            let mtime = UNIX_EPOCH + Duration::from_nanos(v.entry.mtime_ns.max(0) as u64);
+            f.set_modified(mtime)
+                .map_err(Error::io("setting mtime", &tmp))
+        });
+    match written {
+        Ok(()) => {
+            progress.event(ProgressEvent::Transferred {
+                bytes: data.len() as u64,
+            });
+            Ok(name)
+        }
+        Err(e) => {
+            work.remove(&name);
+            Err(e)
+        }
+    }
+}
+
 async fn restore_file(
     remote: &dyn Remote,
     v: &VersionInfo,

@@ -27,6 +27,25 @@ pub const MAX_COMMIT_CHUNKS: usize = 60_000;
 /// Most chunk ids one "which are missing" question may carry.
 pub const MAX_MISSING_IDS: usize = 100_000;
 
+/// Most files one "contents" request may name.
+pub const MAX_BATCH_FILES: usize = 256;
+/// Most bytes the files of one "contents" request may add up to.
+pub const MAX_BATCH_BYTES: u64 = 4 << 20;
+
+/// One version of a file, by path and sequence number.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileRef {
+    pub path: RelPath,
+    pub seq: Seq,
+}
+
+/// The whole contents of several small files in one answer: their bytes one after another, in
+/// the order asked, with no separator (the client knows each version's size and hash).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ContentsRequest {
+    pub files: Vec<FileRef>,
+}
+
 #[derive(Clone, Serialize, Deserialize)]
 pub struct LoginRequest {
     pub user: String,

@@ -22,10 +22,11 @@ use axum::{Json, Router};
 use bytes::BytesMut;
 use cairn_model::{ChunkId, DeviceId, PackId, RelPath, Seq};
 use cairn_protocol::{
-    frame, Access, Change, ChangeResult, ChunkListResponse, CommitResponse, DamagedResponse,
-    ErrorBody, FolderInfo, JournalResponse, LoginRequest, LoginResponse, MissingRequest,
-    MissingResponse, TreeResponse, UploadResponse, VersionsResponse, MAX_COMMIT_CHANGES,
-    MAX_COMMIT_CHUNKS, MAX_MISSING_IDS, MAX_WAIT_SECS,
+    frame, Access, Change, ChangeResult, ChunkListResponse, CommitResponse, ContentsRequest,
+    DamagedResponse, ErrorBody, FolderInfo, JournalResponse, LoginRequest, LoginResponse,
+    MissingRequest, MissingResponse, TreeResponse, UploadResponse, VersionsResponse,
+    MAX_BATCH_BYTES, MAX_BATCH_FILES, MAX_COMMIT_CHANGES, MAX_COMMIT_CHUNKS, MAX_MISSING_IDS,
+    MAX_WAIT_SECS,
 };
 use cairn_store::{ObjectKey, ObjectStore};
 use futures_util::StreamExt;
@@ -174,6 +175,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/folders/{folder}/tree", get(tree))
         .route("/folders/{folder}/versions", get(versions))
         .route("/folders/{folder}/content", get(content))
+        .route(
+            "/folders/{folder}/contents",
+            post(contents).layer(RequestDecompressionLayer::new()),
+        )
         .route("/folders/{folder}/chunklist", get(chunk_list))
         .route("/folders/{folder}/damaged", get(damaged))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
@@ -1047,6 +1052,67 @@ async fn content(
         }
     }
     Ok(resp)
+}
+
+/// The whole contents of several small files in one answer (see [`ContentsRequest`]): at most
+/// [`MAX_BATCH_FILES`] files adding up to at most [`MAX_BATCH_BYTES`], read before answering so
+/// that a missing file or lost chunk is an error status naming it, never a cut-off body.
+async fn contents(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(folder): Path<String>,
+    body: Result<Json<ContentsRequest>, JsonRejection>,
+) -> ApiResult<Response> {
+    let Json(req) = body?;
+    if req.files.len() > MAX_BATCH_FILES {
+        return Err(ApiError::bad(format!(
+            "at most {MAX_BATCH_FILES} files per request"
+        )));
+    }
+    let folder = folder_access(&state, &caller, &folder, Access::Ro).await?;
+    tracing::info!(folder = %folder.name, user = %caller.user.name, files = req.files.len(), "contents");
+    let files = req.files;
+    let found = blocking(&state, move |m| {
+        files
+            .iter()
+            .map(|f| Ok((f.clone(), m.version(&folder, &f.path, Some(f.seq))?)))
+            .collect::<crate::Result<Vec<_>>>()
+    })
+    .await?;
+    let mut versions = Vec::with_capacity(found.len());
+    let mut total = 0u64;
+    for (f, v) in found {
+        let v = v
+            .filter(|v| v.info.entry.kind == cairn_model::EntryKind::File)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("no file {} at version {}", f.path, f.seq),
+                )
+            })?;
+        total += v.info.entry.size;
+        if total > MAX_BATCH_BYTES {
+            return Err(ApiError::bad(format!(
+                "the files add up to more than {MAX_BATCH_BYTES} bytes; ask for fewer at once"
+            )));
+        }
+        versions.push(v);
+    }
+    let mut out = BytesMut::with_capacity(usize::try_from(total).unwrap_or(0));
+    for v in &versions {
+        for c in &v.chunks {
+            let data = read_chunk(&state, c.id, None).await.map_err(|e| ApiError {
+                message: format!("{} version {}: {}", v.info.path, v.info.seq, e.message),
+                ..e
+            })?;
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        out.freeze(),
+    )
+        .into_response())
 }
 
 #[cfg(test)]

@@ -352,3 +352,114 @@ fn two_agents_converge_with_compressed_traffic() {
         let _ = agent.wait();
     }
 }
+
+#[test]
+fn small_files_come_down_in_batches_each_checked_against_its_hash() {
+    let server = Server::start();
+    let a = crate::drive::computer(&server, "A", &[]);
+    let b = crate::drive::computer(&server, "B", &[]);
+    for i in 0..300u64 {
+        a.write(&format!("small/f{i:03}.bin"), &noise(i, 200 + i as usize));
+    }
+    a.write("large.bin", &noise(999, 300 * 1024));
+    a.ok(&["run", "d", "--once"]);
+    // One small file's bytes are damaged in the server's store (same length): the batch that
+    // carries it must not write it, and must write every other file.
+    let victim = noise(7, 207);
+    let mut damaged = 0;
+    let mut stack = vec![server.data.join("chunks")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let mut bytes = std::fs::read(&p).expect("read object");
+            if let Some(at) = bytes.windows(victim.len()).position(|w| w == victim) {
+                bytes[at + 100] ^= 0xff;
+                std::fs::write(&p, bytes).expect("damage object");
+                damaged += 1;
+            }
+        }
+    }
+    assert_eq!(
+        damaged, 1,
+        "the victim's bytes were found once in the store"
+    );
+    let out = b.cairn(&["run", "d", "--once"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("small/f007.bin") && text.contains("does not match its content hash"),
+        "{text}"
+    );
+    assert!(
+        !b.path("small/f007.bin").exists(),
+        "a damaged file was written"
+    );
+    for i in (0..300u64).filter(|i| *i != 7) {
+        let rel = format!("small/f{i:03}.bin");
+        assert_eq!(
+            std::fs::read(b.path(&rel)).ok(),
+            Some(noise(i, 200 + i as usize)),
+            "{rel}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(b.path("large.bin")).ok(),
+        Some(noise(999, 300 * 1024))
+    );
+    // 299 files came in two requests (256 and 43 or 44 files), not one each.
+    assert!(server.log_contains("files=256"), "no batch of 256 files");
+}
+
+#[test]
+fn a_batch_is_bounded_and_names_what_it_cannot_send() {
+    let server = Server::start();
+    let tok = login_as(&server, "pc-a");
+    let c = Client::new();
+    c.backup_task(&server, &[]);
+    c.write("a.txt", b"first");
+    c.write("b.txt", b"second");
+    c.ok(&["run", "t", "--once"]);
+    let url = format!("{}/api/v1/folders/backup/contents", server.url());
+    let tree: serde_json::Value = http()
+        .get(format!("{}/api/v1/folders/backup/tree", server.url()))
+        .bearer_auth(&tok)
+        .send()
+        .expect("tree")
+        .json()
+        .expect("json");
+    let files: Vec<serde_json::Value> = tree["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|v| v["entry"]["kind"] == "file")
+        .map(|v| serde_json::json!({"path": v["path"], "seq": v["seq"]}))
+        .collect();
+    assert_eq!(files.len(), 2);
+    let post = |body: serde_json::Value| {
+        http()
+            .post(&url)
+            .bearer_auth(&tok)
+            .json(&body)
+            .send()
+            .expect("contents")
+    };
+    let r = post(serde_json::json!({"files": [files[1], files[0], files[1]]}));
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().expect("body").as_ref(), b"secondfirstsecond");
+    let too_many: Vec<serde_json::Value> = (0..=cairn_protocol::MAX_BATCH_FILES)
+        .map(|_| files[0].clone())
+        .collect();
+    let r = post(serde_json::json!({ "files": too_many }));
+    assert_eq!(r.status(), 400);
+    assert!(r.text().expect("text").contains("at most 256 files"));
+    let r = post(serde_json::json!({"files": [files[0], {"path": "no/such.txt", "seq": 1}]}));
+    assert_eq!(r.status(), 404);
+    assert!(r.text().expect("text").contains("no/such.txt"));
+}
