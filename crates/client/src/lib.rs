@@ -313,7 +313,23 @@ pub struct Connection {
     instance: std::sync::OnceLock<String>,
     /// The server said it takes gzipped request bodies (`Accept-Encoding: gzip` on an answer).
     gzip_requests: std::sync::atomic::AtomicBool,
+    /// Per folder: how far the last journal read went, and the answer an identity check got
+    /// by reading on from there (see [`HttpRemote::identity`]).
+    journals: std::sync::Mutex<std::collections::HashMap<String, Followed>>,
 }
+
+/// What a connection knows of one folder's journal.
+#[derive(Default)]
+struct Followed {
+    /// The last sequence number a journal read (or listing) of this folder reached.
+    seen: Option<Seq>,
+    /// The answer to "changes after `seen`" that an identity check read, and when: the pass
+    /// that made the check asks exactly that next.
+    ahead: Option<(Seq, JournalResponse, std::time::Instant)>,
+}
+
+/// How long an identity check's answer waits for the journal read it stands in for.
+const AHEAD_FRESH: Duration = Duration::from_secs(5);
 
 fn describe_reqwest(url: &str, e: &reqwest::Error) -> Error {
     let mut detail = e.to_string();
@@ -379,6 +395,7 @@ impl Connection {
             server_id: Mutex::new(None),
             instance: std::sync::OnceLock::new(),
             gzip_requests: std::sync::atomic::AtomicBool::new(false),
+            journals: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -771,6 +788,17 @@ impl HttpRemote {
         format!("/api/v1/folders/{}/{what}", self.folder)
     }
 
+    fn followed<T>(&self, f: impl FnOnce(&mut Followed) -> T) -> T {
+        let mut all = self.conn.journals.lock().unwrap_or_else(|p| p.into_inner());
+        f(all.entry(self.folder.clone()).or_default())
+    }
+
+    /// Records how far a journal answer to "after `after`" reached.
+    fn seen_up_to(&self, after: Seq, r: &JournalResponse) {
+        let reached = r.changes.last().map_or(after.max(r.head), |v| v.seq);
+        self.followed(|f| f.seen = Some(reached));
+    }
+
     fn remember_access(&self, r: &JournalResponse) {
         if let Some(a) = r.access {
             *self.access.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -897,23 +925,38 @@ impl Remote for HttpRemote {
         Ok(info.is_some_and(|f| f.access == cairn_protocol::Access::Rw))
     }
 
+    /// Where an earlier journal read of this folder stopped, this check reads on from there
+    /// and keeps the answer: a pass asks for exactly those changes next, and gets them without
+    /// a request of its own. Otherwise it asks for no changes at all.
     async fn identity(&self) -> EngineResult<(String, Seq)> {
-        let q = [("after", i64::MAX.to_string()), ("wait", "0".to_string())];
+        let seen = self.followed(|f| f.seen);
+        let after = seen.unwrap_or(Seq(i64::MAX));
+        let q = [("after", after.0.to_string()), ("wait", "0".to_string())];
+        let path = self.folder_path("journal");
         let r: JournalResponse = self
             .conn
-            .get_json(
-                &self.folder_path("journal"),
-                &q,
-                Cap::Journal,
-                Duration::ZERO,
-            )
+            .get_json(&path, &q, Cap::Journal, Duration::ZERO)
             .await
             .map_err(remote_err)?;
+        r.check(after).map_err(invalid(self.conn.url_of(&path)))?;
         self.remember_access(&r);
-        Ok((r.server_id, r.head))
+        let id = (r.server_id.clone(), r.head);
+        // A first check reads nothing; the pass then starts from its head.
+        self.followed(|f| match seen {
+            Some(_) => f.ahead = Some((after, r, std::time::Instant::now())),
+            None => f.seen = Some(id.1),
+        });
+        Ok(id)
     }
 
     async fn journal(&self, after: Seq, wait_secs: u64) -> EngineResult<(Vec<VersionInfo>, Seq)> {
+        let ahead = self
+            .followed(|f| f.ahead.take())
+            .filter(|(from, _, at)| *from == after && wait_secs == 0 && at.elapsed() < AHEAD_FRESH);
+        if let Some((_, r, _)) = ahead {
+            self.seen_up_to(after, &r);
+            return Ok((r.changes, r.head));
+        }
         let q = [
             ("after", after.0.to_string()),
             ("wait", wait_secs.to_string()),
@@ -926,6 +969,7 @@ impl Remote for HttpRemote {
             .map_err(remote_err)?;
         r.check(after).map_err(invalid(self.conn.url_of(&path)))?;
         self.remember_access(&r);
+        self.seen_up_to(after, &r);
         *self.conn.server_id.lock().await = Some(r.server_id);
         Ok((r.changes, r.head))
     }
