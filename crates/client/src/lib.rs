@@ -330,6 +330,9 @@ struct Followed {
 
 /// How long an identity check's answer waits for the journal read it stands in for.
 const AHEAD_FRESH: Duration = Duration::from_secs(5);
+/// Most changes an identity check reads ahead: what it reads in vain (a task that lists the
+/// whole tree instead, a second task on the same folder) stays small.
+const AHEAD_PAGE: u32 = 1_000;
 
 fn describe_reqwest(url: &str, e: &reqwest::Error) -> Error {
     let mut detail = e.to_string();
@@ -925,13 +928,19 @@ impl Remote for HttpRemote {
         Ok(info.is_some_and(|f| f.access == cairn_protocol::Access::Rw))
     }
 
-    /// Where an earlier journal read of this folder stopped, this check reads on from there
-    /// and keeps the answer: a pass asks for exactly those changes next, and gets them without
-    /// a request of its own. Otherwise it asks for no changes at all.
+    /// Where an earlier journal read of this folder on this connection stopped (a drive task
+    /// that follows the journal), this check reads on from there, at most [`AHEAD_PAGE`]
+    /// changes, and keeps the answer: the pass asks for exactly those changes next and gets
+    /// them without a request of its own. Otherwise (a first pass, a backup, which lists the
+    /// whole tree) it asks for no changes at all.
     async fn identity(&self) -> EngineResult<(String, Seq)> {
         let seen = self.followed(|f| f.seen);
         let after = seen.unwrap_or(Seq(i64::MAX));
-        let q = [("after", after.0.to_string()), ("wait", "0".to_string())];
+        let q = [
+            ("after", after.0.to_string()),
+            ("wait", "0".to_string()),
+            ("limit", AHEAD_PAGE.to_string()),
+        ];
         let path = self.folder_path("journal");
         let r: JournalResponse = self
             .conn
@@ -941,11 +950,9 @@ impl Remote for HttpRemote {
         r.check(after).map_err(invalid(self.conn.url_of(&path)))?;
         self.remember_access(&r);
         let id = (r.server_id.clone(), r.head);
-        // A first check reads nothing; the pass then starts from its head.
-        self.followed(|f| match seen {
-            Some(_) => f.ahead = Some((after, r, std::time::Instant::now())),
-            None => f.seen = Some(id.1),
-        });
+        if seen.is_some() {
+            self.followed(|f| f.ahead = Some((after, r, std::time::Instant::now())));
+        }
         Ok(id)
     }
 

@@ -33,7 +33,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::watch;
 use tower_http::compression::predicate::{Predicate, SizeAbove};
-use tower_http::compression::CompressionLayer;
+use tower_http::compression::{CompressionLayer, CompressionLevel};
 use tower_http::decompression::RequestDecompressionLayer;
 
 use crate::auth;
@@ -186,7 +186,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/api/v1", api)
         .fallback(not_found)
         .layer(axum::middleware::map_response(advertise_gzip))
-        .layer(CompressionLayer::new().compress_when(SizeAbove::new(COMPRESS_ABOVE).and(is_json)))
+        .layer(
+            // The fastest level: a listing of 20,000 files packs about as well, in a third of
+            // the time (a re-run of a backup lists the whole tree).
+            CompressionLayer::new()
+                .quality(CompressionLevel::Fastest)
+                .compress_when(SizeAbove::new(COMPRESS_ABOVE).and(is_json)),
+        )
         .layer(axum::middleware::from_fn(catch_panic))
         .with_state(state)
 }
