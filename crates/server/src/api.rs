@@ -187,8 +187,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::map_response(advertise_gzip))
         .layer(
-            // The fastest level: a listing of 20,000 files packs about as well, in a third of
-            // the time (a re-run of a backup lists the whole tree).
+            // The fastest level: every re-run of a backup lists the whole tree, and the default
+            // level made that measurably slower on a fast link (docs/benchmarks.md).
             CompressionLayer::new()
                 .quality(CompressionLevel::Fastest)
                 .compress_when(SizeAbove::new(COMPRESS_ABOVE).and(is_json)),
