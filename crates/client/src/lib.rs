@@ -13,6 +13,8 @@
 //! `Response::bytes`, which takes whatever the server sends). Listings are capped rather than
 //! streamed because the engine's `Remote` takes them whole; the caps are far above real folders.
 
+pub mod replica;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod progress;
 pub mod reconcile;
 pub mod remote;
+pub mod replica;
 pub mod restore;
 pub mod scanner;
 pub mod watcher;
