@@ -370,8 +370,7 @@ impl Replica for LocalReplica {
                             )));
                         }
                         let perms = std::fs::Permissions::from_mode(file_mode(entry.mode));
-                        f.set_permissions(perms)
-                            .and_then(|()| f.sync_all())
+                        crate::off_runtime(|| f.set_permissions(perms).and_then(|()| f.sync_all()))
                             .map_err(Error::io("writing", &tmp))?;
                         name
                     }

@@ -331,7 +331,7 @@ pub(crate) async fn fetch_verified(
         // A caller placing many files passes `durable = false` and syncs the file system
         // once before renaming any of them into place.
         if durable {
-            f.sync_all().map_err(Error::io("syncing", &tmp))?;
+            crate::off_runtime(|| f.sync_all()).map_err(Error::io("syncing", &tmp))?;
         }
         Ok(bytes)
     }
