@@ -13,6 +13,7 @@
 //! `Response::bytes`, which takes whatever the server sends). Listings are capped rather than
 //! streamed because the engine's `Remote` takes them whole; the caps are far above real folders.
 
+pub mod ratelimit;
 pub mod replica;
 
 use std::path::PathBuf;
@@ -312,6 +313,9 @@ pub struct Connection {
     /// Set by a running agent: sent with journal polls so the server can tell two agents
     /// with the same device identity apart.
     instance: std::sync::OnceLock<String>,
+    /// Content bytes per second, shared by every transfer of this connection.
+    up: Option<ratelimit::RateLimit>,
+    down: Option<ratelimit::RateLimit>,
 }
 
 fn describe_reqwest(url: &str, e: &reqwest::Error) -> Error {
@@ -377,7 +381,29 @@ impl Connection {
             token: Mutex::new(None),
             server_id: Mutex::new(None),
             instance: std::sync::OnceLock::new(),
+            up: None,
+            down: None,
         })
+    }
+
+    /// Limits content uploads and downloads to these many bytes per second (`None` or 0:
+    /// unlimited), for all transfers of this connection together.
+    pub fn with_rate_limits(mut self, up: Option<u64>, down: Option<u64>) -> Self {
+        self.up = ratelimit::RateLimit::new(up);
+        self.down = ratelimit::RateLimit::new(down);
+        self
+    }
+
+    async fn pace_up(&self, bytes: u64) {
+        if let Some(l) = &self.up {
+            l.take(bytes).await;
+        }
+    }
+
+    async fn pace_down(&self, bytes: u64) {
+        if let Some(l) = &self.down {
+            l.take(bytes).await;
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -673,6 +699,7 @@ impl HttpRemote {
     async fn upload_request(&self, chunks: &[(ChunkId, Bytes)]) -> EngineResult<u64> {
         let body = frame::encode_all(chunks);
         let total = body.len() as u64;
+        self.conn.pace_up(total).await;
         let url = self.conn.url_of(&self.folder_path("chunks"));
         let resp = self
             .conn
@@ -895,6 +922,7 @@ impl Remote for HttpRemote {
                 ),
             }));
         }
+        self.conn.pace_down(want).await;
         Ok(body)
     }
 
@@ -922,14 +950,16 @@ impl Remote for HttpRemote {
         if !resp.status().is_success() {
             return Err(remote_err(self.conn.status_error(&url, resp).await));
         }
-        read_capped(
+        let data = read_capped(
             &url,
             resp,
             u64::from(frame::MAX_FRAME_LEN),
             self.conn.opts.timeout,
         )
         .await
-        .map_err(remote_err)
+        .map_err(remote_err)?;
+        self.conn.pace_down(data.len() as u64).await;
+        Ok(data)
     }
 }
 
