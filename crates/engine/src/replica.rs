@@ -369,6 +369,10 @@ impl Replica for LocalReplica {
                                 self.root.full(path).display()
                             )));
                         }
+                        let mtime = std::time::UNIX_EPOCH
+                            + std::time::Duration::from_nanos(entry.mtime_ns.max(0) as u64);
+                        f.set_modified(mtime)
+                            .map_err(Error::io("setting mtime", &tmp))?;
                         let perms = std::fs::Permissions::from_mode(file_mode(entry.mode));
                         crate::off_runtime(|| f.set_permissions(perms).and_then(|()| f.sync_all()))
                             .map_err(Error::io("writing", &tmp))?;

@@ -76,6 +76,12 @@ async fn conformance(r: &dyn Replica) {
     // A new file: written, listed, stat'ed and read back whole.
     let v1 = done(write(r, "a.txt", b"one", None).await);
     assert_eq!((v1.kind, v1.size, v1.mode), (EntryKind::File, 3, 0o640));
+    assert_eq!(
+        v1.mtime_ns,
+        file(b"one").mtime_ns,
+        "{}: mtime kept",
+        r.describe()
+    );
     assert_eq!(r.stat(&rel("a.txt")).await.expect("stat"), Some(v1.clone()));
     assert_eq!(read(r, "a.txt", &v1).await, b"one");
     let listed = r.list().await.expect("list");
