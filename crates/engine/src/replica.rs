@@ -20,7 +20,7 @@ use bytes::Bytes;
 use cairn_model::{ContentHash, EntryKind, Filter, RelPath};
 use futures_util::stream::{self, BoxStream, StreamExt};
 
-use crate::local_root::{file_mode, LocalRoot};
+use crate::local_root::{file_mode, LocalRoot, WorkDir};
 use crate::scanner::{self, LocalEntry};
 use crate::{Error, Result};
 
@@ -166,6 +166,8 @@ pub async fn collect(mut content: Content<'_>) -> Result<Vec<u8>> {
 pub struct LocalReplica {
     root: Arc<LocalRoot>,
     filter: Filter,
+    /// The working folder, made at the first write (a listing creates nothing).
+    work: tokio::sync::OnceCell<WorkDir>,
 }
 
 /// Bytes per piece when a local file is streamed out.
@@ -200,6 +202,7 @@ impl LocalReplica {
         Ok(LocalReplica {
             root: Arc::new(LocalRoot::open(path)?),
             filter,
+            work: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -347,7 +350,11 @@ impl Replica for LocalReplica {
                 self.root.set_dir_mode(path, entry.mode)?;
             }
             EntryKind::Symlink | EntryKind::File => {
-                let work = self.root.work_dir()?;
+                let root = &self.root;
+                let work = self
+                    .work
+                    .get_or_try_init(|| async { root.work_dir() })
+                    .await?;
                 let name = match entry.kind {
                     EntryKind::Symlink => {
                         work.create_link(entry.target.as_deref().unwrap_or(""))?
@@ -384,7 +391,11 @@ impl Replica for LocalReplica {
                     work.remove(&name);
                     return Ok(Outcome::Changed(now));
                 }
-                self.root.place(&work, &name, path)?;
+                let placed = self.root.place(work, &name, path);
+                if placed.is_err() {
+                    work.remove(&name);
+                }
+                placed?;
             }
             EntryKind::Deleted => return Err(Error::Refused("a deletion is not a write".into())),
         }
