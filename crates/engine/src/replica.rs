@@ -315,18 +315,36 @@ impl Replica for LocalReplica {
         }
         let file = self.root.open_file(path)?;
         let full = self.root.full(path);
-        Ok(
-            stream::try_unfold((file, full), |(mut file, full)| async move {
+        let (root, rel, version) = (self.root.clone(), path.clone(), version.clone());
+        // At the end the file must still be the version that was asked for: content that
+        // changed while it was read is never handed on half old, half new (invariant 6).
+        let pieces = stream::try_unfold((file, full), move |(mut file, full)| {
+            let (root, rel, version) = (root.clone(), rel.clone(), version.clone());
+            async move {
                 let mut buf = vec![0u8; READ_PIECE];
                 let n = file.read(&mut buf).map_err(Error::io("reading", &full))?;
                 if n == 0 {
+                    let now = root.stat(&rel)?.map(|md| {
+                        local_version(&LocalEntry::from_metadata(
+                            rel.clone(),
+                            EntryKind::File,
+                            &md,
+                            None,
+                        ))
+                    });
+                    if now.as_ref() != Some(&version) {
+                        return Err(Error::Refused(format!(
+                            "{} changed while it was read; it will be read again",
+                            full.display()
+                        )));
+                    }
                     return Ok(None);
                 }
                 buf.truncate(n);
                 Ok(Some((Bytes::from(buf), (file, full))))
-            })
-            .boxed(),
-        )
+            }
+        });
+        Ok(pieces.boxed())
     }
 
     async fn write(

@@ -223,6 +223,11 @@ async fn a_local_folder_is_a_conforming_replica() {
         .await;
     assert!(written.is_err());
     assert!(!outside.path().join("x").exists());
+    // A file that changes while it is read fails the read instead of handing on mixed content.
+    let v = done(write(&r, "grows.log", b"first line\n", None).await);
+    let reading = r.read(&rel("grows.log"), &v.version).await.expect("read");
+    std::fs::write(dir.path().join("grows.log"), b"first line\nsecond line\n").expect("append");
+    assert!(collect(reading).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
