@@ -28,7 +28,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::config::{Config, Home};
-use crate::run::{now_ns, random_instance, run_task, PassOutcome, SharedStatus, TaskProgress};
+use crate::run::{
+    now_ns, random_instance, run_task, PassOptions, PassOutcome, SharedStatus, TaskProgress,
+};
 use crate::status::TaskState;
 
 #[derive(Args)]
@@ -652,7 +654,7 @@ async fn run_agent(home: &Home, c: AgentCmd, listener: UnixListener) -> Result<(
                         conn,
                         &mut cache,
                         &name,
-                        false,
+                        PassOptions::default(),
                         progress.clone(),
                     );
                     tokio::pin!(pass);

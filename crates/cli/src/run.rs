@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use cairn_client::Connection;
 use cairn_engine::backup::{self, BackupOptions, BackupRoot, BackupStats};
 use cairn_engine::drive::{self, DriveOptions, DriveStats};
+use cairn_engine::executor::Planned;
 use cairn_engine::index::LocalIndex;
 use cairn_engine::reconcile::ConflictPolicy;
 use cairn_engine::{Progress, ProgressEvent};
@@ -32,6 +33,10 @@ pub struct RunCmd {
     /// Let deletions through although a local folder became empty (it was emptied on purpose).
     #[arg(long)]
     confirm_deletes: bool,
+    /// Show what each task would upload, download, delete, keep as a conflict or skip, and
+    /// why; change nothing.
+    #[arg(long)]
+    dry_run: bool,
     /// Print the summary as JSON (fields in docs/json.md).
     #[arg(long)]
     json: bool,
@@ -146,6 +151,43 @@ pub struct PassOutcome {
     pub failed: u64,
     /// The pass stopped before deleting and waits for `resume --confirm-deletes`.
     pub waiting: Option<String>,
+    /// A dry run's steps, for `--json`.
+    pub planned: Option<serde_json::Value>,
+}
+
+/// A dry run's report: one line per step, then a count.
+fn dry_run_report(name: &str, planned: &[Planned]) -> String {
+    let mut out = String::new();
+    for p in planned {
+        out.push_str(&format!(
+            "would {}: {} ({})\n",
+            p.what,
+            escape(&p.path),
+            escape(&p.why)
+        ));
+    }
+    out.push_str(&format!(
+        "{name}: dry run, {} steps; nothing was changed",
+        planned.len()
+    ));
+    out
+}
+
+/// A dry run's steps as JSON: what, on which path, and why.
+fn dry_run_steps(planned: &[Planned]) -> serde_json::Value {
+    planned
+        .iter()
+        .map(|p| serde_json::json!({ "action": p.what, "path": p.path, "why": p.why }))
+        .collect()
+}
+
+/// Turns a finished pass into its outcome; a dry run reports its steps instead of counts.
+fn outcome(name: &str, dry_run: bool, mut o: PassOutcome, planned: &[Planned]) -> PassOutcome {
+    if dry_run {
+        o.summary = dry_run_report(name, planned);
+        o.planned = Some(dry_run_steps(planned));
+    }
+    o
 }
 
 fn backup_outcome(name: &str, s: &BackupStats) -> PassOutcome {
@@ -166,6 +208,7 @@ fn backup_outcome(name: &str, s: &BackupStats) -> PassOutcome {
         }),
         failed: s.failed,
         waiting: None,
+        planned: None,
     }
 }
 
@@ -187,21 +230,34 @@ fn drive_outcome(name: &str, s: &DriveStats) -> PassOutcome {
         }),
         failed: s.failed,
         waiting: s.waiting_for_confirmation.clone(),
+        planned: None,
     }
 }
 
-/// One pass of one task over `conn`. `confirm_deletes` lets deletions past the guard through
-/// (it is also taken from, and cleared in, the state file). `cache` is what a drive task last
-/// saw of its server folder (the agent keeps it between passes).
+/// How one pass runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PassOptions {
+    /// Let deletions past the guard through (also taken from, and cleared in, the state file).
+    pub confirm_deletes: bool,
+    /// Only plan and report.
+    pub dry_run: bool,
+}
+
+/// One pass of one task over `conn`. `cache` is what a drive task last saw of its server
+/// folder (the agent keeps it between passes).
 pub async fn run_task(
     home: &Home,
     config: &Config,
     conn: Arc<Connection>,
     cache: &mut Option<drive::RemoteCache>,
     name: &str,
-    confirm_deletes: bool,
+    pass: PassOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<PassOutcome> {
+    let PassOptions {
+        confirm_deletes,
+        dry_run,
+    } = pass;
     let task = config
         .tasks
         .get(name)
@@ -225,9 +281,10 @@ pub async fn run_task(
                 keep_deleted: task.keep_deleted,
                 transfers: task.transfers,
                 confirm_deletes: confirmed,
+                dry_run,
             };
             let stats = backup::run(name, &roots, remote, &mut index, &opts, progress).await?;
-            backup_outcome(name, &stats)
+            outcome(name, dry_run, backup_outcome(name, &stats), &stats.planned)
         }
         Some(d) => {
             let first_pass = index.load(name, 0)?.is_empty();
@@ -245,6 +302,8 @@ pub async fn run_task(
                 transfers: task.transfers,
                 computer: task.computer.clone(),
                 confirm_deletes: confirmed,
+                keep_deleted: task.keep_deleted,
+                dry_run,
             };
             let prefix = task.remote_prefix(0)?;
             let stats = drive::run(
@@ -258,10 +317,14 @@ pub async fn run_task(
                 progress,
             )
             .await?;
-            drive_outcome(name, &stats)
+            outcome(name, dry_run, drive_outcome(name, &stats), &stats.planned)
         }
     };
-    if confirmed && outcome.waiting.is_none() && state.confirmed.iter().any(|t| t == name) {
+    if !dry_run
+        && confirmed
+        && outcome.waiting.is_none()
+        && state.confirmed.iter().any(|t| t == name)
+    {
         state.confirmed.retain(|t| t != name);
         home.save_state(&state)?;
     }
@@ -333,6 +396,7 @@ struct RunReport {
     seconds: f64,
     summary: Option<String>,
     counts: Option<serde_json::Value>,
+    planned: Option<serde_json::Value>,
     error: Option<String>,
 }
 
@@ -359,9 +423,12 @@ pub async fn run_once(c: RunCmd) -> Result<()> {
         let result = match config.tasks.get(name) {
             Some(t) => match session(&home, &config, &mut conns, &t.connection) {
                 Ok(conn) => {
-                    let confirm = c.confirm_deletes;
+                    let pass = PassOptions {
+                        confirm_deletes: c.confirm_deletes,
+                        dry_run: c.dry_run,
+                    };
                     let p = progress.clone();
-                    run_task(&home, &config, conn, &mut None, name, confirm, p).await
+                    run_task(&home, &config, conn, &mut None, name, pass, p).await
                 }
                 Err(e) => Err(e),
             },
@@ -374,6 +441,7 @@ pub async fn run_once(c: RunCmd) -> Result<()> {
             seconds,
             summary: None,
             counts: None,
+            planned: None,
             error: None,
         };
         match result {
@@ -399,6 +467,7 @@ pub async fn run_once(c: RunCmd) -> Result<()> {
                 }
                 report.summary = Some(line);
                 report.counts = Some(outcome.counts);
+                report.planned = outcome.planned;
             }
             Err(e) => {
                 progress.line(&format!("task failed: {e:#}"));

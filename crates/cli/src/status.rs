@@ -87,13 +87,6 @@ struct TaskReport<'a> {
     status: TaskStatus,
 }
 
-fn mode_name(d: Direction) -> &'static str {
-    match d {
-        Direction::TwoWay => "two-way",
-        Direction::DownloadOnly => "download-only",
-    }
-}
-
 /// `cairn status [TASK|PATH] [--json]`.
 pub async fn status(task: Option<&str>, json: bool) -> Result<()> {
     let home = Home::locate()?;
@@ -146,7 +139,7 @@ fn report<'a>(name: &'a str, t: &'a TaskConfig, status: TaskStatus) -> TaskRepor
     TaskReport {
         name,
         kind: if t.drive.is_some() { "drive" } else { "backup" },
-        mode: t.drive.as_ref().map(|d| mode_name(d.mode)),
+        mode: t.drive.as_ref().map(|d| d.mode.as_str()),
         locals: t.locals.iter().map(|l| l.display().to_string()).collect(),
         connection: &t.connection,
         folder: &t.folder,

@@ -790,6 +790,12 @@ impl Remote for HttpRemote {
         Ok(results)
     }
 
+    async fn writable(&self) -> EngineResult<bool> {
+        let folders = self.conn.folders().await.map_err(remote_err)?;
+        let info = folders.iter().find(|f| f.name == self.folder);
+        Ok(info.is_some_and(|f| f.access == cairn_protocol::Access::Rw))
+    }
+
     async fn identity(&self) -> EngineResult<(String, Seq)> {
         let q = [("after", i64::MAX.to_string()), ("wait", "0".to_string())];
         let r: JournalResponse = self

@@ -7,8 +7,10 @@
 
 pub mod backup;
 pub mod drive;
+pub mod executor;
 pub mod index;
 pub mod local_root;
+pub mod pass;
 pub mod plan;
 pub mod progress;
 pub mod reconcile;

@@ -189,10 +189,15 @@ pub(crate) fn keep_aside(root: &LocalRoot, rel: &RelPath, computer: &str) -> Res
     } else {
         rel.name()
     };
-    let now = (crate::now_ns() / 1_000_000_000).max(0);
+    // Named with the losing file's modified date, as the seeds say (not the day it lost).
+    let modified = root
+        .stat(rel)?
+        .map(|md| std::os::unix::fs::MetadataExt::mtime(&md))
+        .unwrap_or_else(|| crate::now_ns() / 1_000_000_000)
+        .max(0);
     let parent = rel.parent().unwrap_or_default();
     for n in 1..10_000 {
-        let candidate = conflict_name(name, computer, now, n);
+        let candidate = conflict_name(name, computer, modified, n);
         let Ok(aside) = parent.join(&candidate) else {
             continue;
         };

@@ -73,7 +73,8 @@ fn rules_max_size_names_and_extensions() {
     let c = Client::new();
     c.write("big.bin", &noise(1, 2 * 1024 * 1024));
     c.write("small.bin", b"ok");
-    c.write("old.BAK", b"x");
+    c.write("old.bak", b"x");
+    c.write("OLD.BAK", b"x");
     c.write("disk.ISO", b"x");
     c.backup_task(
         &server,
@@ -87,7 +88,8 @@ fn rules_max_size_names_and_extensions() {
         ],
     );
     c.ok(&["run", "t", "--once"]);
-    assert_eq!(c.ls_paths(), vec!["small.bin"]);
+    // Name rules match in the file system's case (Linux: case-sensitive), extensions in any.
+    assert_eq!(c.ls_paths(), vec!["OLD.BAK", "small.bin"]);
     let too_big = c.fails(&[
         "backup",
         "add",
@@ -348,4 +350,25 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn a_dry_run_lists_the_uploads_and_sends_nothing() {
+    let server = Server::start();
+    let c = Client::new();
+    c.write("doc.txt", b"one");
+    c.backup_task(&server, &[]);
+    let plan = c.ok(&["run", "t", "--once", "--dry-run"]);
+    assert!(plan.contains("would upload: doc.txt (new here)"), "{plan}");
+    assert!(c.ls_paths().is_empty(), "a dry run sends nothing");
+    c.ok(&["run", "t", "--once"]);
+    assert_eq!(c.ls_paths(), vec!["doc.txt"]);
+    std::fs::remove_file(c.path("doc.txt")).expect("rm");
+    c.write("other.txt", b"keeps the folder non-empty");
+    let plan = c.ok(&["run", "t", "--once", "--dry-run"]);
+    assert!(
+        plan.contains("would delete on the server: doc.txt (deleted here)"),
+        "{plan}"
+    );
+    assert!(c.ls_paths().contains(&"doc.txt".to_string()));
 }
