@@ -8,8 +8,8 @@
 //! transfer limits). A failed pass is retried with backoff (1 s, doubling, at most 60 s, back
 //! to 1 s after a success); a cheap probe of a server that was unreachable cuts the wait short
 //! as soon as it answers again. While a pass runs, the loop still takes events, so the status
-//! it publishes ([`TaskStatus`], read by `cairn status` over the socket) never calls a task
-//! with pending work, a pass in progress or a failed pass "up to date".
+//! it publishes ([`crate::status::TaskStatus`], read by `cairn status` over the socket) never
+//! calls a task with pending work, a pass in progress or a failed pass "up to date".
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
