@@ -580,6 +580,19 @@ impl Connection {
         Ok(())
     }
 
+    /// Asks whether another live agent has this device identity without becoming the live
+    /// one (`run --once`): refused with HTTP 409 like [`Connection::claim_agent`].
+    pub async fn probe_agent(&self, instance: &str) -> Result<()> {
+        let _: serde_json::Value = self
+            .post_json(
+                "/api/v1/agent",
+                &serde_json::json!({ "instance": instance, "probe": true }),
+                Cap::Small,
+            )
+            .await?;
+        Ok(())
+    }
+
     pub async fn folders(&self) -> Result<Vec<FolderInfo>> {
         self.get_json("/api/v1/folders", &[], Cap::Small, Duration::ZERO)
             .await
