@@ -297,7 +297,7 @@ pub async fn run_once(c: RunCmd) -> Result<()> {
             &mut HashMap::new(),
             name,
             c.confirm_deletes,
-            progress.clone(),
+            crate::progress_bar::for_run(progress.clone()),
         )
         .await
         {
