@@ -10,4 +10,5 @@ mod explorer;
 mod harness;
 mod hostile;
 mod hostile_server;
+mod readme;
 mod security;
