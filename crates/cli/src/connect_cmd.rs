@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::config::{
     connect_options, host_name, read_stdin_line, Config, ConnectionConfig, Credentials, Home,
 };
+use crate::output::escape;
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -261,15 +262,18 @@ fn list(json: bool) -> Result<()> {
             (None, Some(ca)) => format!("CA file {ca}"),
             (None, None) => "the system's roots".into(),
         };
-        println!("{}  {}  user {}", v.name, v.url, v.user);
-        println!("  trusts {trust}");
+        // The configuration may have been edited by hand: nothing in it moves the cursor.
+        println!("{}  {}  user {}", v.name, escape(v.url), escape(v.user));
+        println!("  trusts {}", escape(&trust));
         println!(
             "  proxy {}",
-            v.proxy
-                .as_deref()
-                .unwrap_or("none saved (HTTPS_PROXY is honoured)")
+            escape(
+                v.proxy
+                    .as_deref()
+                    .unwrap_or("none saved (HTTPS_PROXY is honoured)")
+            )
         );
-        println!("  computer {}", v.computer);
+        println!("  computer {}", escape(v.computer));
         if let Some(t) = v.timeout_secs {
             println!("  timeout {t} s");
         }

@@ -119,7 +119,6 @@ impl BarState {
     }
 
     fn draw(&mut self, out: &mut impl Write, now: Instant) {
-        let rate = self.rate(now);
         if self
             .last_draw
             .is_some_and(|t| now.duration_since(t) < REDRAW)
@@ -129,6 +128,8 @@ impl BarState {
         if self.counts.files_total == 0 && self.counts.files_done == 0 && self.moved == 0 {
             return;
         }
+        // Sampled only when drawn, so a pass of many small files keeps a few dozen samples.
+        let rate = self.rate(now);
         self.last_draw = Some(now);
         self.shown = true;
         let _ = write!(
