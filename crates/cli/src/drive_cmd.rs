@@ -385,30 +385,9 @@ pub async fn set(c: TaskSetCmd) -> Result<()> {
         }
     }
     let changed_locals = new_locals.filter(|l| *l != old_locals);
-    if let Some(locals) = &changed_locals {
-        let task = &config.tasks[&c.name];
-        for i in 0..locals.len() {
-            task.remote_prefix(i)?;
-        }
-        // A root keeps its base only if it is the same folder; any other base is forgotten,
-        // so the next pass uploads (or re-hashes) and never deletes on the server.
-        let kept: Vec<(u32, u32)> = old_locals
-            .iter()
-            .enumerate()
-            .filter_map(|(old, path)| {
-                let new = locals.iter().position(|l| l == path)?;
-                Some((old as u32, new as u32))
-            })
-            .collect();
-        let mut index = LocalIndex::open(&home.index_path())?;
-        index.remap_roots(&c.name, &kept)?;
-        if let Err(e) = home.save(&config) {
-            // The index now numbers the new folders: forgetting it is the safe way back.
-            index.forget_task(&c.name)?;
-            return Err(e);
-        }
-    } else {
-        home.save(&config)?;
+    match &changed_locals {
+        Some(locals) => save_moved(&home, &config, &c.name, &old_locals, locals)?,
+        None => home.save(&config)?,
     }
     println!("updated task {}", c.name);
     if let Some(locals) = &changed_locals {
@@ -427,6 +406,34 @@ pub async fn set(c: TaskSetCmd) -> Result<()> {
                 gone.display()
             );
         }
+    }
+    Ok(())
+}
+
+/// Saves a task whose local folders changed from `old` to `new`. A folder keeps its base in the
+/// index only if it stays (renumbered); any other base is forgotten, so the next pass uploads
+/// (or re-hashes) and never deletes on the server what another folder put there.
+fn save_moved(
+    home: &Home,
+    config: &Config,
+    name: &str,
+    old: &[PathBuf],
+    new: &[PathBuf],
+) -> Result<()> {
+    let kept: Vec<(u32, u32)> = old
+        .iter()
+        .enumerate()
+        .filter_map(|(o, path)| {
+            let n = new.iter().position(|l| l == path)?;
+            Some((o as u32, n as u32))
+        })
+        .collect();
+    let mut index = LocalIndex::open(&home.index_path())?;
+    index.remap_roots(name, &kept)?;
+    if let Err(e) = home.save(config) {
+        // The index now numbers the new folders: forgetting it is the safe way back.
+        index.forget_task(name)?;
+        return Err(e);
     }
     Ok(())
 }
