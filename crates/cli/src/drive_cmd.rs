@@ -99,6 +99,9 @@ pub struct DriveAddCmd {
     computer: Option<String>,
     #[arg(long, default_value_t = 3)]
     transfers: usize,
+    /// Don't remove files: a file deleted on one side stays on the other.
+    #[arg(long)]
+    keep_deleted: bool,
 }
 
 /// Checks that `local` is a folder that no other task covers (nor contains).
@@ -242,7 +245,7 @@ async fn add(a: DriveAddCmd) -> Result<()> {
             exts: a.exclude_ext.iter().map(|e| normalize_ext(e)).collect(),
             excluded_dirs,
         },
-        keep_deleted: false,
+        keep_deleted: a.keep_deleted,
         transfers: a.transfers.clamp(1, 64),
         drive: Some(DriveConfig {
             sub: sub.as_str().to_string(),

@@ -8,7 +8,9 @@ mod drive_cmd;
 mod explore;
 mod output;
 mod progress_bar;
+mod run;
 mod server_cmd;
+mod status;
 mod task_cmd;
 
 use std::path::PathBuf;
@@ -51,7 +53,7 @@ enum Cmd {
         cmd: TaskCmd,
     },
     /// Run tasks once, to completion.
-    Run(agent::RunCmd),
+    Run(run::RunCmd),
     /// Run all tasks continuously (watcher plus periodic rescan).
     Agent(agent::AgentCmd),
     /// Pause a task (the running agent stops working on it).
@@ -68,6 +70,9 @@ enum Cmd {
     Status {
         /// A task name, or a file or folder inside a task's folder.
         task: Option<String>,
+        /// Print JSON (fields in docs/json.md).
+        #[arg(long)]
+        json: bool,
     },
     /// Show a task's log.
     Log {
@@ -78,6 +83,9 @@ enum Cmd {
         /// Only the download history.
         #[arg(long)]
         downloads: bool,
+        /// Print JSON (fields in docs/json.md).
+        #[arg(long)]
+        json: bool,
     },
     /// Every version of a file: time, size, device.
     Versions {
@@ -103,6 +111,17 @@ enum TaskCmd {
 
 fn main() {
     let cli = Cli::parse();
+    // Daemons keep the default: their output closing is worth a report.
+    let daemon = matches!(
+        cli.cmd,
+        Cmd::Agent(_)
+            | Cmd::Server {
+                cmd: server_cmd::ServerCmd::Run { .. }
+            }
+    );
+    if !daemon {
+        output::exit_quietly_on_closed_pipe();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -118,7 +137,7 @@ fn main() {
             Cmd::Server { cmd } => server_cmd::run(cmd).await,
             Cmd::Connect(c) => connect_cmd::connect(c).await,
             Cmd::Backup { cmd } => task_cmd::backup(cmd).await,
-            Cmd::Run(c) => agent::run_once(c).await,
+            Cmd::Run(c) => run::run_once(c).await,
             Cmd::Agent(c) => agent::agent(c).await,
             Cmd::Pause { task } => agent::set_paused(&task, true).await,
             Cmd::Resume {
@@ -129,12 +148,13 @@ fn main() {
             Cmd::Task {
                 cmd: TaskCmd::Set(c),
             } => drive_cmd::set(c).await,
-            Cmd::Status { task } => agent::status(task.as_deref()).await,
+            Cmd::Status { task, json } => status::status(task.as_deref(), json).await,
             Cmd::Log {
                 task,
                 lines,
                 downloads,
-            } => agent::log(task.as_deref(), lines, downloads),
+                json,
+            } => status::log(task.as_deref(), lines, downloads, json),
             Cmd::Versions { task, path, json } => explore::versions(&task, &path, json).await,
             Cmd::Ls(c) => explore::ls(c).await,
             Cmd::Restore(c) => explore::restore(c).await,

@@ -32,9 +32,10 @@ pub struct Counts {
     pub bytes_total: u64,
 }
 
-/// `inner`, with a progress bar in front of it when standard output is a terminal.
-pub fn for_run(inner: Arc<dyn Progress>) -> Arc<dyn Progress> {
-    if std::io::stdout().is_terminal() {
+/// `inner`, with a progress bar in front of it when standard output is a terminal and the
+/// output is for people (`allowed`: not `--json`).
+pub fn for_run(inner: Arc<dyn Progress>, allowed: bool) -> Arc<dyn Progress> {
+    if allowed && std::io::stdout().is_terminal() {
         Arc::new(RunBar::new(inner))
     } else {
         inner

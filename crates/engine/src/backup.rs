@@ -6,7 +6,7 @@
 //! are sent. A file is committed only if its size, mtime, ctime and inode are the same after
 //! reading as before (DESIGN.md invariant 6); otherwise it is reported and retried next pass.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -20,9 +20,12 @@ use cairn_model::{
 use cairn_protocol::{Change, ChangeResult, ChunkSpan};
 use futures_util::stream::{self, StreamExt};
 
+use crate::executor::{PassStats, Planned};
 use crate::index::{IndexRow, LocalIndex};
-use crate::plan::{self, BackupInputs};
-use crate::remote::{Remote, RemoteEntry};
+use crate::pass::{self, PassSpec};
+use crate::plan;
+use crate::reconcile::{ConflictPolicy, Direction, Guards};
+use crate::remote::Remote;
 use crate::scanner::{self, LocalEntry};
 use crate::{Error, Progress, ProgressEvent, Result};
 
@@ -42,8 +45,6 @@ const UPLOAD_REQUEST: usize = 16 * 1024 * 1024;
 const WINDOW: usize = 4 * 1024 * 1024;
 /// Windows of one large file sent at once.
 const WINDOWS_IN_FLIGHT: usize = 3;
-/// Changes per commit request for folders, links and deletions.
-const COMMIT_BATCH: usize = 2000;
 
 /// One local folder of a task and where it lands in the remote folder.
 #[derive(Clone, Debug)]
@@ -59,6 +60,8 @@ pub struct BackupOptions {
     pub transfers: usize,
     /// Lets a pass delete on the server although the local folder became empty.
     pub confirm_deletes: bool,
+    /// Plan only and report (`BackupStats::planned`); change nothing.
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Default)]
@@ -71,9 +74,13 @@ pub struct BackupStats {
     pub chunks_sent: u64,
     pub failed: u64,
     pub reported: u64,
+    /// A dry run: what the pass would do, and why.
+    pub planned: Vec<Planned>,
 }
 
-/// Runs one backup pass over every root of `task`.
+/// Runs one backup pass over every root of `task`: the one [`pass`] every task runs,
+/// upload-only, without the half-delete guard (the server keeps every deleted file as a
+/// version).
 ///
 /// # Errors
 /// A missing or unreadable root, a failed remote listing, or a local index failure stop the
@@ -92,165 +99,43 @@ pub async fn run(
         scanner::check_root(&r.local)?;
     }
     for (i, root) in roots.iter().enumerate() {
-        run_root(
+        let spec = PassSpec {
             task,
-            i as u32,
-            root,
-            remote.clone(),
-            index,
-            opts,
-            progress.clone(),
-            &mut stats,
-        )
-        .await?;
+            root_no: i as u32,
+            root: &root.local,
+            prefix: &root.remote_prefix,
+            direction: Direction::UploadOnly,
+            policy: ConflictPolicy::KeepLatest,
+            keep_conflict_copy: false,
+            keep_deleted: opts.keep_deleted,
+            consistency_check: false,
+            filter: &opts.filter,
+            transfers: opts.transfers,
+            computer: "",
+            guards: Guards {
+                confirm_deletes: opts.confirm_deletes,
+                half_deletes: false,
+            },
+            dry_run: opts.dry_run,
+        };
+        let pass = pass::run(&spec, remote.clone(), index, &mut None, progress.clone()).await?;
+        stats.add(&pass);
     }
     Ok(stats)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_root(
-    task: &str,
-    root_no: u32,
-    root: &BackupRoot,
-    remote: Arc<dyn Remote>,
-    index: &mut LocalIndex,
-    opts: &BackupOptions,
-    progress: Arc<dyn Progress>,
-    stats: &mut BackupStats,
-) -> Result<()> {
-    let listing = retrying(|| remote.tree(&root.remote_prefix, None, false)).await?;
-    let mut remote_map: HashMap<RelPath, RemoteEntry> = HashMap::with_capacity(listing.len());
-    for v in listing {
-        if let Some(rel) = v.path.strip_prefix(&root.remote_prefix) {
-            if !rel.is_root() {
-                remote_map.insert(
-                    rel,
-                    RemoteEntry {
-                        seq: v.seq,
-                        entry: v.entry,
-                    },
-                );
-            }
-        }
+impl BackupStats {
+    fn add(&mut self, p: &PassStats) {
+        self.files_uploaded += p.uploaded - p.recorded;
+        self.dirs_recorded += p.recorded;
+        self.deleted += p.deleted_remote;
+        self.unchanged += p.unchanged;
+        self.bytes_sent += p.bytes_sent;
+        self.chunks_sent += p.chunks_sent;
+        self.failed += p.failed;
+        self.reported += p.reported;
+        self.planned.extend(p.planned.iter().cloned());
     }
-    let local_root = root.local.clone();
-    let filter = opts.filter.clone();
-    let mut scan = tokio::task::spawn_blocking(move || scanner::scan(&local_root, &filter))
-        .await
-        .map_err(|e| Error::Refused(format!("scanner failed: {e}")))?;
-    scanner::drop_too_long(&mut scan, &root.local, &root.remote_prefix);
-    let files = scan
-        .entries
-        .iter()
-        .filter(|e| e.kind == EntryKind::File)
-        .count() as u64;
-    progress.event(ProgressEvent::Scanned {
-        files,
-        dirs: scan.entries.len() as u64 - files,
-    });
-    for (path, reason) in &scan.reports {
-        stats.reported += 1;
-        progress.event(ProgressEvent::Skipped {
-            path: path.clone(),
-            reason: reason.clone(),
-        });
-    }
-    let mut idx = index.load(task, root_no)?;
-    // Files whose content the server lost part of are read and sent again, as if changed.
-    for damaged in retrying(|| remote.damaged(&root.remote_prefix)).await? {
-        if let Some(rel) = damaged.strip_prefix(&root.remote_prefix) {
-            if idx.remove(&rel).is_some() {
-                progress.event(ProgressEvent::Skipped {
-                    path: rel.to_string(),
-                    reason: "the server lost part of this file; sending it again".into(),
-                });
-            }
-        }
-    }
-    if scan.entries.is_empty() && !idx.is_empty() && !opts.keep_deleted && !opts.confirm_deletes {
-        return Err(Error::Refused(format!(
-            "the local folder {} is empty but {} entries were backed up from it; it may be unmounted. Nothing was deleted \
-             (if you emptied it on purpose, run `cairn run {task} --once --confirm-deletes`)",
-            root.local.display(),
-            idx.len()
-        )));
-    }
-    let excluded: HashSet<RelPath> = scan
-        .excluded
-        .iter()
-        .map(|(p, _)| p.clone())
-        .chain(scan.held.iter().cloned())
-        .collect();
-    let plan = plan::plan_backup(&BackupInputs {
-        local: &scan.entries,
-        remote: &remote_map,
-        index: &idx,
-        incomplete: &scan.incomplete,
-        excluded: &excluded,
-        keep_deleted: opts.keep_deleted,
-        now_ns: crate::now_ns(),
-    });
-    stats.unchanged += plan.unchanged;
-    let mut upserts = plan.refresh;
-    let prefix = &root.remote_prefix;
-
-    // Folders and links first, so a restore of a partial pass still has its folders.
-    for batch in plan.changes.chunks(COMMIT_BATCH) {
-        let changes: Vec<Change> = batch.iter().map(|(_, c)| prefixed(prefix, c)).collect();
-        let results = commit_rebasing(remote.as_ref(), changes).await?;
-        for ((local, change), result) in batch.iter().zip(results) {
-            match result {
-                ChangeResult::Accepted { seq } => {
-                    stats.dirs_recorded += 1;
-                    upserts.push(plan::index_row(local, change.entry.hash, seq));
-                }
-                other => fail(&progress, stats, &local.path, &describe(&other)),
-            }
-        }
-    }
-    index.apply(task, root_no, &upserts, &[])?;
-
-    // Files: small ones batched, large ones one by one, `transfers` jobs at a time.
-    let uploaded = upload_files(
-        &UploadSetup {
-            remote: remote.clone(),
-            local_root: root.local.clone(),
-            prefix: prefix.clone(),
-            progress: progress.clone(),
-            transfers: opts.transfers,
-            rebase: true,
-        },
-        plan.uploads,
-        &mut |rows| index.apply(task, root_no, rows, &[]),
-    )
-    .await?;
-    stats.files_uploaded += uploaded.files;
-    stats.failed += uploaded.failed;
-    stats.bytes_sent += uploaded.bytes_sent;
-    stats.chunks_sent += uploaded.chunks_sent;
-
-    // Deletions last: a pass that failed earlier never got here.
-    for batch in plan.deletes.chunks(COMMIT_BATCH) {
-        let changes: Vec<Change> = batch.iter().map(|c| prefixed(prefix, c)).collect();
-        let results = retrying(|| remote.commit(&changes)).await?;
-        let mut removed = Vec::new();
-        for (change, result) in batch.iter().zip(results) {
-            match result {
-                ChangeResult::Accepted { .. } => {
-                    stats.deleted += 1;
-                    progress.event(ProgressEvent::Deleted {
-                        path: change.path.clone(),
-                    });
-                    removed.push(change.path.clone());
-                }
-                // Someone else changed it since we put it there: theirs stays.
-                ChangeResult::Conflict { .. } => removed.push(change.path.clone()),
-                other => fail(&progress, stats, &change.path, &describe(&other)),
-            }
-        }
-        index.apply(task, root_no, &[], &removed)?;
-    }
-    Ok(())
 }
 
 /// Waits before each retry of a request that failed for a temporary reason.
@@ -372,13 +257,6 @@ fn make_jobs(uploads: Vec<(LocalEntry, Option<Seq>)>) -> Vec<Job> {
     jobs
 }
 
-fn prefixed(prefix: &RelPath, c: &Change) -> Change {
-    Change {
-        path: prefix.join_path(&c.path),
-        ..c.clone()
-    }
-}
-
 pub(crate) fn describe(r: &ChangeResult) -> String {
     match r {
         ChangeResult::Accepted { seq } => format!("accepted as version {seq}"),
@@ -391,17 +269,9 @@ pub(crate) fn describe(r: &ChangeResult) -> String {
     }
 }
 
-fn fail(progress: &Arc<dyn Progress>, stats: &mut BackupStats, path: &RelPath, reason: &str) {
-    stats.failed += 1;
-    progress.event(ProgressEvent::Failed {
-        path: path.to_string(),
-        reason: reason.to_string(),
-    });
-}
-
 /// Commits, and re-bases changes that met a newer head once: a backup task owns its
 /// sub-folder, so its local state wins while the other version stays in history.
-async fn commit_rebasing(
+pub(crate) async fn commit_rebasing(
     remote: &dyn Remote,
     mut changes: Vec<Change>,
 ) -> Result<Vec<ChangeResult>> {

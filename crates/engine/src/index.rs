@@ -61,6 +61,10 @@ impl LocalIndex {
 
     /// Every row of one local root of a task.
     pub fn load(&self, task: &str, root: u32) -> Result<HashMap<RelPath, IndexRow>> {
+        crate::off_runtime(|| self.load_now(task, root))
+    }
+
+    fn load_now(&self, task: &str, root: u32) -> Result<HashMap<RelPath, IndexRow>> {
         let ctx = format!("reading the index of task {task}");
         let mut st = self
             .conn
@@ -110,8 +114,19 @@ impl LocalIndex {
         Ok(out)
     }
 
-    /// Writes rows and removes paths in one transaction.
+    /// Writes rows and removes paths in one transaction (durable: SQLite syncs, so the async
+    /// runtime's thread is handed over meanwhile).
     pub fn apply(
+        &mut self,
+        task: &str,
+        root: u32,
+        upserts: &[IndexRow],
+        removes: &[RelPath],
+    ) -> Result<()> {
+        crate::off_runtime(|| self.apply_now(task, root, upserts, removes))
+    }
+
+    fn apply_now(
         &mut self,
         task: &str,
         root: u32,

@@ -1,5 +1,8 @@
-//! The two-way planner of drive tasks: per path, base (what both sides agreed on last time),
-//! local and remote state give one action. Pure: no I/O, no clock.
+//! The planner of every task: per path, base (what both sides agreed on last time), local and
+//! remote state give one action, for any direction (two-way, upload-only for backups,
+//! download-only), with or without removing on the destination, under a conflict policy.
+//! Pure: no I/O, no clock. The deletion guards are part of its answer ([`Hold`]), so a caller
+//! cannot plan deletions without meeting them.
 //!
 //! Conflicts are detected by the remote's sequence numbers, never by clocks (DESIGN.md
 //! invariant 7): the remote changed when its head is not the base's version. mtime only picks
@@ -18,7 +21,20 @@ use crate::scanner::LocalEntry;
 #[serde(rename_all = "kebab-case")]
 pub enum Direction {
     TwoWay,
+    /// Backups: the remote is made to hold what the local folder holds; remote changes by
+    /// others are overwritten (the remote keeps them as versions), never downloaded.
+    UploadOnly,
     DownloadOnly,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::TwoWay => "two-way",
+            Direction::UploadOnly => "upload-only",
+            Direction::DownloadOnly => "download-only",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -97,11 +113,44 @@ pub struct SyncInputs<'a> {
     pub incomplete: &'a [RelPath],
     /// Paths a rule leaves out locally: they are neither uploaded nor deleted.
     pub excluded: &'a BTreeSet<RelPath>,
+    /// "Don't remove on the destination": a deletion on one side is not carried to the other.
+    pub keep_deleted: bool,
+    pub guards: Guards,
 }
+
+/// When a plan with deletions must wait for the user.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Guards {
+    /// The user confirmed: no guard holds the plan.
+    pub confirm_deletes: bool,
+    /// Hold a plan that deletes more than half of the synced entries (drive tasks; a backup
+    /// keeps every deleted file as a version on the server).
+    pub half_deletes: bool,
+}
+
+/// Why a plan is held instead of run (DESIGN.md invariant 9).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// The local folder is empty but `synced` entries were synced from it: maybe unmounted.
+    EmptiedRoot { synced: usize },
+    /// The plan deletes `here` local and `there` remote entries of `synced`.
+    ManyDeletes {
+        here: u64,
+        there: u64,
+        synced: usize,
+    },
+}
+
+/// Below this many synced entries, the half-delete guard does not apply.
+pub const GUARD_FLOOR: usize = 10;
 
 #[derive(Debug, Default, PartialEq)]
 pub struct SyncPlan {
     pub actions: Vec<Action>,
+    /// Set when a guard holds the plan: nothing may run until the user confirms.
+    pub hold: Option<Hold>,
+    /// Download-only: paths changed here and not sent (they stay as they are).
+    pub kept_here: Vec<RelPath>,
     pub uploads: u64,
     pub downloads: u64,
     pub local_deletes: u64,
@@ -177,7 +226,6 @@ pub fn plan_sync(i: &SyncInputs<'_>) -> SyncPlan {
     let protected = |p: &RelPath| {
         i.incomplete.iter().any(|d| p.starts_with(d)) || i.excluded.iter().any(|x| p.starts_with(x))
     };
-    let two_way = i.direction == Direction::TwoWay;
     for path in paths {
         let base = i.base.get(path);
         let local = i.local.get(path);
@@ -190,33 +238,41 @@ pub fn plan_sync(i: &SyncInputs<'_>) -> SyncPlan {
         let p = path.clone();
         let action = match (lc, rc) {
             (false, false) => None,
-            (true, false) if !two_way => None,
-            (true, false) => Some(match (local, base) {
-                (Some(_), _) => Action::Upload {
+            (_, true) if i.direction == Direction::UploadOnly => {
+                overwrite_remote(p, base, local, remote)
+            }
+            (true, false) if i.direction == Direction::DownloadOnly => {
+                plan.kept_here.push(p);
+                None
+            }
+            (true, false) => match (local, base) {
+                (Some(_), _) => Some(Action::Upload {
                     path: p,
                     base: remote.map(|r| r.seq),
-                },
+                }),
                 (None, Some(_)) => match remote {
-                    Some(r) => Action::DeleteRemote {
+                    Some(_) if i.keep_deleted => None,
+                    Some(r) => Some(Action::DeleteRemote {
                         path: p,
                         base: r.seq,
-                    },
-                    None => Action::Forget { path: p },
+                    }),
+                    None => Some(Action::Forget { path: p }),
                 },
                 (None, None) => continue,
-            }),
-            (false, true) => Some(match (remote, local) {
-                (Some(r), l) => Action::Download {
+            },
+            (false, true) => match (remote, local) {
+                (Some(r), l) => Some(Action::Download {
                     path: p,
                     remote: r.clone(),
                     expect: l.map(|l| l.entry.clone()),
-                },
-                (None, Some(l)) => Action::DeleteLocal {
+                }),
+                (None, Some(_)) if i.keep_deleted => None,
+                (None, Some(l)) => Some(Action::DeleteLocal {
                     path: p,
                     expect: l.entry.clone(),
-                },
-                (None, None) => Action::Forget { path: p },
-            }),
+                }),
+                (None, None) => Some(Action::Forget { path: p }),
+            },
             (true, true) => {
                 let a = both_changed(i, p, local, remote);
                 // The local edit won over a different server edit: still a conflict (the
@@ -247,7 +303,52 @@ pub fn plan_sync(i: &SyncInputs<'_>) -> SyncPlan {
         }
     }
     pair_moves(i, &mut plan);
+    plan.hold = hold(i, &plan);
     plan
+}
+
+/// Upload-only, and the remote changed since the base: the local state goes back up (the
+/// remote keeps the other as a version); a path gone here is not ours to delete any more.
+fn overwrite_remote(
+    path: RelPath,
+    base: Option<&IndexRow>,
+    local: Option<&LocalState>,
+    remote: Option<&RemoteEntry>,
+) -> Option<Action> {
+    match (local, remote) {
+        (Some(l), Some(r)) if same(l, r) => Some(Action::Adopt {
+            path,
+            seq: r.seq,
+            hash: r.entry.hash,
+        }),
+        (Some(_), r) => Some(Action::Upload {
+            path,
+            base: r.map(|r| r.seq),
+        }),
+        (None, _) => base.map(|_| Action::Forget { path }),
+    }
+}
+
+/// The guard that holds `plan`, if any.
+fn hold(i: &SyncInputs<'_>, plan: &SyncPlan) -> Option<Hold> {
+    if i.guards.confirm_deletes {
+        return None;
+    }
+    let synced = i.base.len();
+    // An unmounted folder looks emptied: two-way would delete remotely, download-only would
+    // fill the mount point. Only a backup that removes nothing can go on.
+    let harmless = i.keep_deleted && i.direction == Direction::UploadOnly;
+    if i.local.is_empty() && synced > 0 && !harmless {
+        return Some(Hold::EmptiedRoot { synced });
+    }
+    let (here, there) = (plan.local_deletes, plan.remote_deletes);
+    let deletions = (here + there) as usize;
+    (i.guards.half_deletes && deletions > 0 && synced >= GUARD_FLOOR && deletions * 2 > synced)
+        .then_some(Hold::ManyDeletes {
+            here,
+            there,
+            synced,
+        })
 }
 
 /// Turns a file deleted on one side plus the same content new on that side into a move:
@@ -370,6 +471,15 @@ fn pair_moves(i: &SyncInputs<'_>, plan: &mut SyncPlan) {
 }
 
 impl Action {
+    /// Every path the action touches (a move touches two).
+    pub fn paths(&self) -> impl Iterator<Item = &RelPath> {
+        let from = match self {
+            Action::MoveRemote { from, .. } | Action::MoveLocal { from, .. } => Some(from),
+            _ => None,
+        };
+        std::iter::once(self.path()).chain(from)
+    }
+
     pub fn path(&self) -> &RelPath {
         match self {
             Action::Upload { path, .. }
@@ -395,7 +505,9 @@ fn both_changed(
     match (local, remote) {
         (None, None) => Action::Forget { path },
         // Edit against delete: the edit survives.
-        (Some(_), None) if i.direction == Direction::TwoWay => Action::Upload { path, base: None },
+        (Some(_), None) if i.direction != Direction::DownloadOnly => {
+            Action::Upload { path, base: None }
+        }
         (Some(_), None) => Action::Forget { path },
         (None, Some(r)) => Action::Download {
             path,
@@ -450,6 +562,9 @@ fn both_changed(
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -499,16 +614,38 @@ mod tests {
     }
 
     impl Case {
-        fn plan(&self, direction: Direction, policy: ConflictPolicy, copy: bool) -> Vec<Action> {
+        /// The plan's actions; `flag` is keep-conflict-copy for two-way and download-only,
+        /// and keep-deleted for upload-only (keep-deleted elsewhere: see its own test).
+        fn plan(&self, direction: Direction, policy: ConflictPolicy, flag: bool) -> Vec<Action> {
+            let two_sided = direction != Direction::UploadOnly;
             plan_sync(&SyncInputs {
                 base: &self.base,
                 local: &self.local,
                 remote: &self.remote,
                 direction,
                 policy,
-                keep_conflict_copy: copy,
+                keep_conflict_copy: flag && two_sided,
                 incomplete: &[],
                 excluded: &BTreeSet::new(),
+                keep_deleted: flag && !two_sided,
+                guards: Guards::default(),
+            })
+            .actions
+        }
+
+        /// The plan's actions with "don't remove on the destination".
+        fn plan_keeping(&self, direction: Direction) -> Vec<Action> {
+            plan_sync(&SyncInputs {
+                base: &self.base,
+                local: &self.local,
+                remote: &self.remote,
+                direction,
+                policy: KL,
+                keep_conflict_copy: false,
+                incomplete: &[],
+                excluded: &BTreeSet::new(),
+                keep_deleted: true,
+                guards: Guards::default(),
             })
             .actions
         }
@@ -651,6 +788,8 @@ mod tests {
             keep_conflict_copy: false,
             incomplete: &[],
             excluded: &BTreeSet::new(),
+            keep_deleted: false,
+            guards: Guards::default(),
         };
         let plan = plan_sync(&here);
         assert_eq!(
@@ -672,6 +811,65 @@ mod tests {
         assert!(
             matches!(&plan.actions[..], [Action::MoveLocal { from, to, .. }] if from == &p("old") && to == &p("new"))
         );
+    }
+
+    #[test]
+    fn upload_only_sends_changes_and_deletes_only_what_it_put_there() {
+        const UP: Direction = Direction::UploadOnly;
+        // A file whose stat changed has no known hash: it is sent (the upload hashes it).
+        let mut changed = local("f", b"a", 1);
+        changed.hash = None;
+        let c = case(
+            Some(base("f", b"a", 1)),
+            Some(changed),
+            Some(remote(1, b"a", 1)),
+        );
+        assert_eq!(
+            c.plan(UP, KL, false),
+            vec![Action::Upload {
+                path: p("f"),
+                base: Some(Seq(1))
+            }]
+        );
+        // Someone else changed the remote copy: ours goes back up, theirs stays as a version.
+        let c = case(
+            Some(base("f", b"a", 1)),
+            Some(local("f", b"a", 1)),
+            Some(remote(7, b"theirs", 9)),
+        );
+        assert_eq!(
+            c.plan(UP, KL, false),
+            vec![Action::Upload {
+                path: p("f"),
+                base: Some(Seq(7))
+            }]
+        );
+        // Deleted here: removed there only when the remote still holds what we put there.
+        let c = case(Some(base("f", b"a", 1)), None, Some(remote(1, b"a", 1)));
+        assert!(matches!(
+            c.plan(UP, KL, false)[..],
+            [Action::DeleteRemote { .. }]
+        ));
+        assert!(
+            c.plan(UP, KL, true).is_empty(),
+            "keep-deleted removes nothing"
+        );
+        let c = case(Some(base("f", b"a", 1)), None, Some(remote(3, b"b", 1)));
+        assert_eq!(c.plan(UP, KL, false), vec![Action::Forget { path: p("f") }]);
+        let c = case(None, None, Some(remote(3, b"b", 1)));
+        assert!(c.plan(UP, KL, false).is_empty(), "never ours: left alone");
+    }
+
+    #[test]
+    fn keep_deleted_carries_no_deletion_either_way() {
+        let gone_here = case(Some(base("f", b"a", 1)), None, Some(remote(1, b"a", 1)));
+        assert!(gone_here.plan_keeping(TW).is_empty());
+        let gone_there = case(Some(base("f", b"a", 1)), Some(local("f", b"a", 1)), None);
+        assert!(gone_there.plan_keeping(TW).is_empty());
+        assert!(gone_there.plan_keeping(Direction::DownloadOnly).is_empty());
+        // Without the flag both deletions are carried over.
+        assert!(!gone_here.plan(TW, KL, false).is_empty());
+        assert!(!gone_there.plan(TW, KL, false).is_empty());
     }
 
     #[test]

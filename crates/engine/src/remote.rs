@@ -65,4 +65,9 @@ pub trait Remote: Send + Sync {
     /// Paths under `prefix` whose content the remote lost part of: a backup that still has
     /// them sends them again.
     async fn damaged(&self, prefix: &RelPath) -> Result<Vec<RelPath>>;
+
+    /// Whether this user may write here now (access can change while a task exists).
+    async fn writable(&self) -> Result<bool> {
+        Ok(true)
+    }
 }

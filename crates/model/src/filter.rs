@@ -1,8 +1,11 @@
 //! Backup rules: which paths a task leaves out, and why.
 //!
 //! A `Filter` combines the seeds' default ignore list (always on), the user's maximum file size,
-//! name patterns, extensions and excluded sub-folders. Matching is case-insensitive, as the seeds
-//! ask. The decision carries the rule that matched so `status` can say why a file is skipped.
+//! name patterns, extensions and excluded sub-folders. The user's name patterns follow the
+//! platform, as the seeds ask: case-sensitive on Linux and macOS (`A.txt` and `a.txt` are two
+//! files there), case-insensitive on Windows. The default list and extensions match in any case
+//! (`Thumbs.DB`, `*.ISO`). The decision carries the rule that matched so `status` can say why a
+//! file is skipped.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,8 +17,12 @@ pub const MAX_SIZE_LIMIT_MB: u64 = 10_240_000;
 /// Name of the task's working folder inside its local root (temporary downloads); always ignored.
 pub const WORK_DIR_NAME: &str = ".cairn";
 
-/// Extensions never synced: temporary and shortcut files.
-const DEFAULT_EXTS: &[&str] = &["tmp", "temp", "swp", "lnk"];
+/// Extensions never synced: temporary and shortcut files, and Outlook data files (`.pst`, which
+/// the seeds leave out because they are not portable between computers).
+const DEFAULT_EXTS: &[&str] = &["tmp", "temp", "swp", "lnk", "pst"];
+
+/// Whether the user's name patterns ignore case: as the platform's file names do.
+pub const NAMES_IGNORE_CASE: bool = cfg!(windows);
 
 /// Names that are, or contain, one of these (lowercase) are never synced: OS metadata, recycle
 /// bins, snapshots, system folders, the working folder of cairn and of its ancestor tool.
@@ -44,7 +51,8 @@ pub struct Filter {
     /// Largest file synced, in bytes; 0 = unlimited.
     #[serde(default)]
     pub max_size: u64,
-    /// Glob patterns (`*`, `?`) matched against whole names, case-insensitively.
+    /// Glob patterns (`*`, `?`) matched against whole names, in case as the platform does
+    /// ([`NAMES_IGNORE_CASE`]).
     #[serde(default)]
     pub names: Vec<String>,
     /// Extensions without the dot, lowercase.
@@ -101,11 +109,7 @@ impl Filter {
         if let Some(prefix) = DEFAULT_NAME_PREFIXES.iter().find(|p| lower.starts_with(*p)) {
             return FilterDecision::Exclude(format!("default ignore list (starts with {prefix})"));
         }
-        if let Some(p) = self
-            .names
-            .iter()
-            .find(|p| glob_match(&p.to_lowercase(), &lower))
-        {
+        if let Some(p) = self.names.iter().find(|p| name_matches(p, name)) {
             return FilterDecision::Exclude(format!("file name rule {p}"));
         }
         if kind == EntryKind::File {
@@ -125,6 +129,15 @@ impl Filter {
             }
         }
         FilterDecision::Include
+    }
+}
+
+/// A user's name pattern against a name, in case as the platform does.
+fn name_matches(pattern: &str, name: &str) -> bool {
+    if NAMES_IGNORE_CASE {
+        glob_match(&pattern.to_lowercase(), &name.to_lowercase())
+    } else {
+        glob_match(pattern, name)
     }
 }
 
@@ -174,6 +187,7 @@ mod tests {
             "~$report.docx",
             ".cairn",
             "d/@eaDir",
+            "mail/Archive.PST",
         ] {
             assert!(
                 !f.check(&p(skipped), EntryKind::File, 1).is_included(),
@@ -194,9 +208,19 @@ mod tests {
             excluded_dirs: vec![p("build")],
         };
         assert_eq!(
-            f.check(&p("a/B.BAK"), EntryKind::File, 1),
+            f.check(&p("a/b.bak"), EntryKind::File, 1),
             FilterDecision::Exclude("file name rule *.bak".into())
         );
+        // Names follow the platform's case rule; extensions match in any case.
+        assert_eq!(
+            f.check(&p("a/B.BAK"), EntryKind::File, 1).is_included(),
+            !NAMES_IGNORE_CASE
+        );
+        assert_eq!(
+            f.check(&p("Core"), EntryKind::File, 1).is_included(),
+            !NAMES_IGNORE_CASE
+        );
+        assert!(!f.check(&p("DISK.Iso"), EntryKind::File, 1).is_included());
         assert!(!f.check(&p("disk.iso"), EntryKind::File, 1).is_included());
         assert!(!f.check(&p("big.bin"), EntryKind::File, 11).is_included());
         assert!(f.check(&p("ok.bin"), EntryKind::File, 10).is_included());

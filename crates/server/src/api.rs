@@ -107,7 +107,9 @@ impl AppState {
     }
 
     /// Records that agent `instance` of `device` is alive; refuses a second live instance.
-    fn claim(&self, user: &User, device: &DeviceId, instance: &str) -> ApiResult<()> {
+    /// A `probe` (a one-off `run --once`) is refused the same way but records nothing, so the
+    /// computer's own agent may start right after it.
+    fn claim(&self, user: &User, device: &DeviceId, instance: &str, probe: bool) -> ApiResult<()> {
         const LIVE: Duration = Duration::from_secs(90);
         let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
         let now = std::time::Instant::now();
@@ -128,7 +130,9 @@ impl AppState {
                 ));
             }
         }
-        agents.insert(key, (instance.to_string(), now));
+        if !probe {
+            agents.insert(key, (instance.to_string(), now));
+        }
         Ok(())
     }
 
@@ -430,6 +434,9 @@ fn too_many_logins(refusal: Refusal) -> Response {
 #[derive(Deserialize)]
 struct AgentRequest {
     instance: String,
+    /// Only ask whether another agent of this device is live; do not become the live one.
+    #[serde(default)]
+    probe: bool,
 }
 
 /// An agent says it is running: refused when another live agent has the same device identity.
@@ -439,7 +446,7 @@ async fn agent(
     body: Result<Json<AgentRequest>, JsonRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let Json(req) = body?;
-    state.claim(&caller.user, &caller.device, &req.instance)?;
+    state.claim(&caller.user, &caller.device, &req.instance, req.probe)?;
     Ok(Json(serde_json::json!({"ok": true})))
 }
 
@@ -749,7 +756,7 @@ async fn journal(
         .get("x-cairn-instance")
         .and_then(|v| v.to_str().ok())
     {
-        state.claim(&caller.user, &caller.device, instance)?;
+        state.claim(&caller.user, &caller.device, instance, false)?;
     }
     let folder = folder_access(&state, &caller, &folder, Access::Ro).await?;
     let after = Seq(q.after.unwrap_or(0));

@@ -73,7 +73,8 @@ fn rules_max_size_names_and_extensions() {
     let c = Client::new();
     c.write("big.bin", &noise(1, 2 * 1024 * 1024));
     c.write("small.bin", b"ok");
-    c.write("old.BAK", b"x");
+    c.write("old.bak", b"x");
+    c.write("OLD.BAK", b"x");
     c.write("disk.ISO", b"x");
     c.backup_task(
         &server,
@@ -87,7 +88,8 @@ fn rules_max_size_names_and_extensions() {
         ],
     );
     c.ok(&["run", "t", "--once"]);
-    assert_eq!(c.ls_paths(), vec!["small.bin"]);
+    // Name rules match in the file system's case (Linux: case-sensitive), extensions in any.
+    assert_eq!(c.ls_paths(), vec!["OLD.BAK", "small.bin"]);
     let too_big = c.fails(&[
         "backup",
         "add",
@@ -510,4 +512,47 @@ fn run_draws_a_progress_bar_on_a_terminal_and_nothing_extra_into_a_pipe() {
         "{screen:?}"
     );
     assert!(screen.contains("backup t: 5 uploaded"), "{screen:?}");
+
+    // With --json the terminal gets the document alone.
+    for i in 0..5 {
+        c.write(&format!("h{i}.bin"), &noise(20 + i, 100_000));
+    }
+    let out = std::process::Command::new("script")
+        .env("CAIRN_HOME", &c.home)
+        .current_dir(c.tmp())
+        .args([
+            "-qe",
+            "-c",
+            &format!("{} run t --once --json", crate::harness::BIN),
+        ])
+        .arg(&log)
+        .output()
+        .expect("script(1)");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen:?}");
+    assert!(
+        screen.contains("\"tasks\"") && !screen.contains("\r[") && !screen.contains('\u{1b}'),
+        "{screen:?}"
+    );
+}
+
+#[test]
+fn a_dry_run_lists_the_uploads_and_sends_nothing() {
+    let server = Server::start();
+    let c = Client::new();
+    c.write("doc.txt", b"one");
+    c.backup_task(&server, &[]);
+    let plan = c.ok(&["run", "t", "--once", "--dry-run"]);
+    assert!(plan.contains("would upload: doc.txt (new here)"), "{plan}");
+    assert!(c.ls_paths().is_empty(), "a dry run sends nothing");
+    c.ok(&["run", "t", "--once"]);
+    assert_eq!(c.ls_paths(), vec!["doc.txt"]);
+    std::fs::remove_file(c.path("doc.txt")).expect("rm");
+    c.write("other.txt", b"keeps the folder non-empty");
+    let plan = c.ok(&["run", "t", "--once", "--dry-run"]);
+    assert!(
+        plan.contains("would delete on the server: doc.txt (deleted here)"),
+        "{plan}"
+    );
+    assert!(c.ls_paths().contains(&"doc.txt".to_string()));
 }

@@ -172,9 +172,10 @@ fn a_losing_local_edit_can_be_kept_as_a_conflict_copy() {
     a.write("r.txt", b"server side");
     sync(&a);
     b.write("r.txt", b"local side");
+    // Last modified on 2021-03-04 (UTC): the copy is named with that date, not today's.
     set_mtime(
         &b.path("r.txt"),
-        SystemTime::now() + Duration::from_secs(7200),
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_614_859_200),
     );
     sync(&b);
     assert_eq!(
@@ -186,12 +187,41 @@ fn a_losing_local_edit_can_be_kept_as_a_conflict_copy() {
         .into_iter()
         .filter(|f| f.starts_with("r_laptop_") && f.ends_with("_Conflict.txt"))
         .collect();
+    assert_eq!(copies, vec!["r_laptop_20210304_Conflict.txt"]);
     assert_eq!(copies.len(), 1, "{:?}", files(&b));
     assert_eq!(read(&b, &copies[0]).as_deref(), Some("local side"));
     // The copy is an ordinary new file: it reaches the other computer.
     sync(&b);
     sync(&a);
     assert_eq!(read(&a, &copies[0]).as_deref(), Some("local side"));
+}
+
+#[test]
+fn keep_deleted_carries_no_deletion_either_way() {
+    let server = Server::start();
+    let a = computer(&server, "A", &["--keep-deleted"]);
+    let b = computer(&server, "B", &[]);
+    a.write("mine.txt", b"a");
+    a.write("theirs.txt", b"b");
+    sync(&a);
+    sync(&b);
+    // Deleted here: stays on the server and on the other computer.
+    std::fs::remove_file(a.path("mine.txt")).expect("rm");
+    let out = sync(&a);
+    assert!(out.contains("0 deleted on the server"), "{out}");
+    sync(&b);
+    assert_eq!(read(&b, "mine.txt").as_deref(), Some("a"));
+    // Deleted on the server (by B): stays here.
+    std::fs::remove_file(b.path("theirs.txt")).expect("rm");
+    sync(&b);
+    sync(&a);
+    assert_eq!(read(&a, "theirs.txt").as_deref(), Some("b"));
+    // Neither comes back where it was deleted, and the passes stay quiet.
+    let quiet = sync(&a);
+    assert!(quiet.contains("0 uploaded, 0 downloaded"), "{quiet}");
+    assert!(!a.path("mine.txt").exists());
+    sync(&b);
+    assert!(!b.path("theirs.txt").exists());
 }
 
 #[test]
@@ -287,6 +317,66 @@ fn a_read_only_folder_allows_only_download_only() {
     ]);
     let err = c.fails(&["task", "set", "d", "--mode", "two-way"]);
     assert!(err.contains("read-only"), "{err}");
+}
+
+#[test]
+fn a_folder_made_read_only_goes_on_download_only_and_keeps_local_edits() {
+    let server = Server::start();
+    server.admin(&["user", "add", "bob", "--password-stdin"], Some("bob-pw"));
+    server.admin(
+        &["folder", "grant", "backup", "bob", "--access", "rw"],
+        None,
+    );
+    let a = computer(&server, "A", &[]);
+    let b = Client::new();
+    b.connect(&server, "bob", "bob-pw");
+    let root = b.root.to_str().expect("utf-8").to_string();
+    b.ok(&[
+        "drive",
+        "add",
+        "d",
+        "--local",
+        &root,
+        "--connection",
+        "srv",
+        "--folder",
+        "backup",
+    ]);
+    a.write("shared.txt", b"v1");
+    sync(&a);
+    sync(&b);
+    server.admin(
+        &["folder", "grant", "backup", "alice", "--access", "ro"],
+        None,
+    );
+    a.write("shared.txt", b"alice's edit");
+    a.write("new.txt", b"alice's new file");
+    b.write("from-bob.txt", b"bob");
+    sync(&b);
+    let out = a.cairn(&["run", "d", "--once"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("read-only for you"), "{said}");
+    // Downloads still arrive; local edits stay here, unsent.
+    assert_eq!(read(&a, "from-bob.txt").as_deref(), Some("bob"));
+    assert_eq!(read(&a, "shared.txt").as_deref(), Some("alice's edit"));
+    assert_eq!(read(&a, "new.txt").as_deref(), Some("alice's new file"));
+    sync(&b);
+    assert_eq!(read(&b, "shared.txt").as_deref(), Some("v1"));
+    assert!(!b.path("new.txt").exists());
+    // Write access back: the kept edits go up.
+    server.admin(
+        &["folder", "grant", "backup", "alice", "--access", "rw"],
+        None,
+    );
+    sync(&a);
+    sync(&b);
+    assert_eq!(read(&b, "new.txt").as_deref(), Some("alice's new file"));
+    assert_eq!(read(&b, "shared.txt").as_deref(), Some("alice's edit"));
 }
 
 #[test]
@@ -1088,4 +1178,52 @@ fn task_set_moves_a_drive_to_another_folder_which_merges_and_deletes_nothing() {
     let b = computer(&server, "b", &[]);
     sync(&b);
     assert_eq!(files(&b), ["sub/", "sub/y.txt", "x.txt", "z.txt"]);
+}
+
+#[test]
+fn dry_run_says_what_would_happen_and_changes_nothing() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    let b = computer(&server, "B", &[]);
+    a.write("keep.txt", b"k");
+    a.write("doomed.txt", b"d");
+    sync(&a);
+    sync(&b);
+    std::fs::remove_file(a.path("doomed.txt")).expect("rm");
+    a.write("fresh.txt", b"f");
+    a.write("skip.tmp", b"t");
+    let plan = a.ok(&["run", "d", "--once", "--dry-run"]);
+    for line in [
+        "would upload: fresh.txt (new here)",
+        "would delete on the server: doomed.txt (deleted here)",
+        "would skip: skip.tmp (default ignore list (*.tmp))",
+        "nothing was changed",
+    ] {
+        assert!(plan.contains(line), "{line} missing from:\n{plan}");
+    }
+    // Nothing moved: the other computer still sees the old state, and so does a second dry run.
+    sync(&b);
+    assert!(b.path("doomed.txt").exists() && !b.path("fresh.txt").exists());
+    let steps = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| l.starts_with("would "))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(
+        steps(&a.ok(&["run", "d", "--once", "--dry-run"])),
+        steps(&plan)
+    );
+    // The real pass does what the dry run said; B's dry run then names the download and the
+    // deletion it would make.
+    sync(&a);
+    let there = b.ok(&["run", "d", "--once", "--dry-run"]);
+    assert!(
+        there.contains("would download: fresh.txt (new on the server)"),
+        "{there}"
+    );
+    assert!(
+        there.contains("would delete here: doomed.txt (deleted on the server)"),
+        "{there}"
+    );
 }

@@ -309,6 +309,7 @@ fn client_of(url: &str) -> Client {
 
 /// The fake's path of the tree of folder `backup`.
 const TREE: &str = "/api/v1/folders/backup/tree";
+const JOURNAL: &str = "/api/v1/folders/backup/journal";
 
 #[test]
 fn a_silent_server_is_given_up_at_connect() {
@@ -373,6 +374,7 @@ fn a_body_that_stalls_midway_fails_and_is_retried() {
             len: 1000,
             sent: r#"{"entries":["#.into(),
         },
+        JOURNAL => Reply::Json(r#"{"changes":[],"head":0,"server_id":"fake"}"#.into()),
         _ => Reply::Json("{}".into()),
     });
     let c = client_of(&fake.url());

@@ -11,4 +11,5 @@ mod harness;
 mod hostile;
 mod hostile_server;
 mod readme;
+mod replica;
 mod security;

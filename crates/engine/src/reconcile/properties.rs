@@ -1,0 +1,373 @@
+//! Properties of the planner, checked against a model of both replicas: the plan is applied to
+//! the model as the executor applies it, then the planner is asked again.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+
+const PATHS: [&str; 3] = ["a", "b", "c"];
+
+/// One path's state: base (seq, content), local (content, mtime), remote head (seq, content,
+/// mtime). Contents are small numbers so that equal contents are common.
+#[derive(Clone, Debug)]
+struct Slot {
+    base: Option<(i64, u8)>,
+    local: Option<(u8, i64)>,
+    remote: Option<(i64, u8, i64)>,
+}
+
+#[derive(Clone, Debug)]
+struct Model {
+    slots: BTreeMap<RelPath, Slot>,
+    next_seq: i64,
+    /// Every content the remote ever held as a version, per path.
+    history: Vec<(RelPath, u8)>,
+    conflict_copies: Vec<u8>,
+}
+
+fn rel(s: &str) -> RelPath {
+    RelPath::parse(s).expect("valid test path")
+}
+
+fn hash(c: u8) -> ContentHash {
+    ContentHash::of(&[c])
+}
+
+fn local_entry(path: &RelPath, c: u8, mtime: i64) -> LocalEntry {
+    LocalEntry {
+        path: path.clone(),
+        kind: EntryKind::File,
+        size: 1,
+        mtime_ns: mtime,
+        ctime_ns: mtime,
+        inode: u64::from(c) + 1,
+        mode: 0o644,
+        target: None,
+    }
+}
+
+fn remote_entry(seq: i64, c: u8, mtime: i64) -> RemoteEntry {
+    RemoteEntry {
+        seq: Seq(seq),
+        entry: Entry {
+            kind: EntryKind::File,
+            size: 1,
+            mtime_ns: mtime,
+            mode: 0o644,
+            hash: Some(hash(c)),
+            target: None,
+        },
+    }
+}
+
+fn slot() -> impl Strategy<Value = Slot> {
+    (
+        prop::option::of((1i64..4, 0u8..3)),
+        prop::option::of((0u8..3, 1i64..4)),
+        prop::option::of((0i64..3, 0u8..3, 1i64..4)),
+    )
+        .prop_map(|(base, local, remote)| {
+            // A remote head at the base's version holds the base's content; a newer one has a
+            // higher number.
+            let remote = remote.map(|(ahead, c, m)| match base {
+                Some((s, bc)) if ahead == 0 => (s, bc, m),
+                Some((s, _)) => (s + ahead, c, m),
+                None => (10 + ahead, c, m),
+            });
+            Slot {
+                base,
+                local,
+                remote,
+            }
+        })
+}
+
+fn model() -> impl Strategy<Value = Model> {
+    prop::collection::vec(slot(), PATHS.len()).prop_map(|slots| {
+        let history = slots
+            .iter()
+            .zip(PATHS)
+            .filter_map(|(s, p)| s.remote.map(|(_, c, _)| (rel(p), c)))
+            .collect();
+        Model {
+            slots: PATHS.iter().map(|p| rel(p)).zip(slots).collect(),
+            next_seq: 100,
+            history,
+            conflict_copies: Vec::new(),
+        }
+    })
+}
+
+struct Maps {
+    base: BTreeMap<RelPath, IndexRow>,
+    local: BTreeMap<RelPath, LocalState>,
+    remote: BTreeMap<RelPath, RemoteEntry>,
+}
+
+impl Model {
+    fn maps(&self) -> Maps {
+        let mut m = Maps {
+            base: BTreeMap::new(),
+            local: BTreeMap::new(),
+            remote: BTreeMap::new(),
+        };
+        for (p, s) in &self.slots {
+            if let Some((seq, c)) = s.base {
+                let row = crate::plan::index_row(&local_entry(p, c, 1), Some(hash(c)), Seq(seq));
+                m.base.insert(p.clone(), row);
+            }
+            if let Some((c, mtime)) = s.local {
+                let entry = local_entry(p, c, mtime);
+                m.local.insert(
+                    p.clone(),
+                    LocalState {
+                        entry,
+                        hash: Some(hash(c)),
+                    },
+                );
+            }
+            if let Some((seq, c, mtime)) = s.remote {
+                m.remote.insert(p.clone(), remote_entry(seq, c, mtime));
+            }
+        }
+        m
+    }
+
+    fn plan(&self, direction: Direction, policy: ConflictPolicy, keep_deleted: bool) -> SyncPlan {
+        let m = self.maps();
+        plan_sync(&SyncInputs {
+            base: &m.base,
+            local: &m.local,
+            remote: &m.remote,
+            direction,
+            policy,
+            keep_conflict_copy: false,
+            incomplete: &[],
+            excluded: &BTreeSet::new(),
+            keep_deleted,
+            guards: Guards {
+                confirm_deletes: true,
+                half_deletes: true,
+            },
+        })
+    }
+
+    fn content_of(entry: &RemoteEntry) -> u8 {
+        (0..3)
+            .find(|c| Some(hash(*c)) == entry.entry.hash)
+            .expect("model content")
+    }
+
+    fn slot(&mut self, path: &RelPath) -> &mut Slot {
+        self.slots.get_mut(path).expect("model path")
+    }
+
+    fn put_remote(&mut self, path: &RelPath, c: u8, mtime: i64) -> i64 {
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        self.history.push((path.clone(), c));
+        let s = self.slot(path);
+        s.remote = Some((seq, c, mtime));
+        s.base = Some((seq, c));
+        seq
+    }
+
+    /// Applies one action as the executor does.
+    fn apply(&mut self, a: &Action) {
+        match a {
+            Action::Upload { path, base } => {
+                let s = &self.slots[path];
+                assert_eq!(*base, s.remote.map(|r| Seq(r.0)), "upload base is the head");
+                let (c, m) = s.local.expect("upload of a local file");
+                self.put_remote(path, c, m);
+            }
+            Action::DeleteRemote { path, .. } => {
+                let s = self.slot(path);
+                s.remote = None;
+                s.base = None;
+            }
+            Action::Download { path, remote, .. } => {
+                let c = Self::content_of(remote);
+                let s = self.slot(path);
+                s.local = Some((c, remote.entry.mtime_ns));
+                s.base = Some((remote.seq.0, c));
+            }
+            Action::KeepLocalCopyThenDownload { path, remote, .. } => {
+                if let Some((c, _)) = self.slots[path].local {
+                    self.conflict_copies.push(c);
+                }
+                self.apply(&Action::Download {
+                    path: path.clone(),
+                    remote: remote.clone(),
+                    expect: None,
+                });
+            }
+            Action::SaveLocalThenDownload { path, remote, .. } => {
+                if let Some((c, m)) = self.slots[path].local {
+                    self.put_remote(path, c, m);
+                }
+                let c = Self::content_of(remote);
+                let mtime = remote.entry.mtime_ns;
+                self.put_remote(path, c, mtime);
+                self.slot(path).local = Some((c, mtime));
+            }
+            Action::DeleteLocal { path, .. } => {
+                let s = self.slot(path);
+                s.local = None;
+                s.base = None;
+            }
+            Action::MoveRemote { from, to, .. } => {
+                let (c, m) = self.slots[to].local.expect("moved file is here");
+                let f = self.slot(from);
+                f.remote = None;
+                f.base = None;
+                self.put_remote(to, c, m);
+            }
+            Action::MoveLocal {
+                from, to, remote, ..
+            } => {
+                let moved = self.slots[from].local;
+                let f = self.slot(from);
+                f.local = None;
+                f.base = None;
+                let c = Self::content_of(remote);
+                let t = self.slot(to);
+                t.local = moved;
+                t.base = Some((remote.seq.0, c));
+            }
+            Action::Adopt { path, seq, .. } => {
+                let s = self.slot(path);
+                let (c, _) = s.local.expect("adopted path is here");
+                s.base = Some((seq.0, c));
+            }
+            Action::Forget { path } => self.slot(path).base = None,
+        }
+    }
+}
+
+fn settings() -> impl Strategy<Value = (Direction, ConflictPolicy, bool)> {
+    (
+        prop::sample::select(vec![
+            Direction::TwoWay,
+            Direction::UploadOnly,
+            Direction::DownloadOnly,
+        ]),
+        prop::sample::select(vec![ConflictPolicy::KeepLatest, ConflictPolicy::KeepServer]),
+        any::<bool>(),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn applying_a_plan_leaves_nothing_to_do(m in model(), (d, p, keep) in settings()) {
+        let mut m = m;
+        for a in m.plan(d, p, keep).actions {
+            m.apply(&a);
+        }
+        let again = m.plan(d, p, keep);
+        prop_assert!(again.actions.is_empty(), "{:?} after {:?}", again.actions, m);
+    }
+
+    #[test]
+    fn one_way_plans_write_one_side_only(m in model(), (d, p, keep) in settings()) {
+        for a in m.plan(d, p, keep).actions {
+            let writes_remote = matches!(
+                a,
+                Action::Upload { .. }
+                    | Action::DeleteRemote { .. }
+                    | Action::MoveRemote { .. }
+                    | Action::SaveLocalThenDownload { .. }
+            );
+            let writes_local = matches!(
+                a,
+                Action::Download { .. }
+                    | Action::DeleteLocal { .. }
+                    | Action::MoveLocal { .. }
+                    | Action::KeepLocalCopyThenDownload { .. }
+                    | Action::SaveLocalThenDownload { .. }
+            );
+            prop_assert!(!(d == Direction::DownloadOnly && writes_remote), "{:?}", a);
+            prop_assert!(!(d == Direction::UploadOnly && writes_local), "{:?}", a);
+        }
+    }
+
+    #[test]
+    fn a_path_without_a_base_is_never_deleted(m in model(), (d, p, keep) in settings()) {
+        let maps = m.maps();
+        for a in m.plan(d, p, keep).actions {
+            let deleted = match &a {
+                Action::DeleteRemote { path, .. } | Action::DeleteLocal { path, .. } => Some(path),
+                Action::MoveRemote { from, .. } | Action::MoveLocal { from, .. } => Some(from),
+                _ => None,
+            };
+            if let Some(path) = deleted {
+                prop_assert!(maps.base.contains_key(path), "{:?} deletes {}", a, path);
+            }
+        }
+    }
+
+    #[test]
+    fn every_local_edit_survives(m in model(), (d, p, keep) in settings()) {
+        // Local contents that differ from the base (or have none): edits made here.
+        let edits: Vec<(RelPath, u8)> = m
+            .slots
+            .iter()
+            .filter_map(|(path, s)| {
+                let (c, _) = s.local?;
+                (s.base.map(|b| b.1) != Some(c)).then_some((path.clone(), c))
+            })
+            .collect();
+        let mut m = m;
+        for a in m.plan(d, p, keep).actions {
+            m.apply(&a);
+        }
+        for (path, c) in edits {
+            let here = m.slots.values().any(|s| s.local.map(|l| l.0) == Some(c));
+            let there = m.history.iter().any(|(_, h)| *h == c);
+            let copy = m.conflict_copies.contains(&c);
+            prop_assert!(here || there || copy, "edit {} of {} lost: {:?}", c, path, m);
+        }
+    }
+
+    #[test]
+    fn deletions_of_more_than_half_wait_for_confirmation(n in 10usize..30, gone in 0usize..30) {
+        let gone = gone.min(n);
+        let mut base = BTreeMap::new();
+        let mut local = BTreeMap::new();
+        let mut remote = BTreeMap::new();
+        for i in 0..n {
+            let path = rel(&format!("f{i:02}"));
+            let row = crate::plan::index_row(&local_entry(&path, 1, 1), Some(hash(1)), Seq(5));
+            base.insert(path.clone(), row);
+            remote.insert(path.clone(), remote_entry(5, 1, 1));
+            if i >= gone {
+                let entry = local_entry(&path, 1, 1);
+                local.insert(path.clone(), LocalState { entry, hash: Some(hash(1)) });
+            }
+        }
+        let plan = plan_sync(&SyncInputs {
+            base: &base,
+            local: &local,
+            remote: &remote,
+            direction: Direction::TwoWay,
+            policy: ConflictPolicy::KeepLatest,
+            keep_conflict_copy: false,
+            incomplete: &[],
+            excluded: &BTreeSet::new(),
+            keep_deleted: false,
+            guards: Guards { confirm_deletes: false, half_deletes: true },
+        });
+        let expected = if gone == n {
+            Some(Hold::EmptiedRoot { synced: n })
+        } else if gone * 2 > n {
+            Some(Hold::ManyDeletes { here: 0, there: gone as u64, synced: n })
+        } else {
+            None
+        };
+        prop_assert_eq!(plan.hold, expected);
+    }
+}
