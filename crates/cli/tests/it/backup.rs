@@ -443,6 +443,12 @@ fn task_set_changes_a_backups_folders_and_never_deletes_what_the_old_folder_sent
     assert!(!is_live(&list, &moved.join("keep/d.txt")), "{list:?}");
     assert!(!is_live(&list, &moved.join("c.log")), "{list:?}");
     assert!(is_live(&list, &moved.join("keep/b.txt")), "{list:?}");
+    // An empty value clears a list of rules.
+    c.ok(&["task", "set", "t", "--exclude-ext", "", "--exclude-dir", ""]);
+    c.ok(&["run", "t", "--once"]);
+    let list = listing(&c);
+    assert!(is_live(&list, &moved.join("keep/d.txt")), "{list:?}");
+    assert!(is_live(&list, &moved.join("c.log")), "{list:?}");
 
     // Bad folders are refused, naming them, and change nothing.
     let err = c.fails(&["task", "set", "t", "--local", "/no/such/folder"]);
