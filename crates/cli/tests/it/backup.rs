@@ -517,7 +517,10 @@ fn run_draws_a_progress_bar_on_a_terminal_and_nothing_extra_into_a_pipe() {
         screen.contains("\r[") && screen.contains(" files  ") && screen.contains("\r\u{1b}[K"),
         "{screen:?}"
     );
-    assert!(screen.contains("backup t: 5 uploaded"), "{screen:?}");
+    assert!(
+        screen.contains("\r\u{1b}[Kbackup t: 5 uploaded"),
+        "the summary replaces the bar: {screen:?}"
+    );
 
     // With --json the terminal gets the document alone.
     for i in 0..5 {
