@@ -580,6 +580,21 @@ impl Connection {
         Ok(())
     }
 
+    /// Gives up this agent's claim (it is stopping). Nothing to do when it never claimed.
+    pub async fn release_agent(&self) -> Result<()> {
+        let Some(instance) = self.instance.get() else {
+            return Ok(());
+        };
+        let _: serde_json::Value = self
+            .post_json(
+                "/api/v1/agent",
+                &serde_json::json!({ "instance": instance, "release": true }),
+                Cap::Small,
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Asks whether another live agent has this device identity without becoming the live
     /// one (`run --once`): refused with HTTP 409 like [`Connection::claim_agent`].
     pub async fn probe_agent(&self, instance: &str) -> Result<()> {
