@@ -625,7 +625,8 @@ async fn run_agent(home: &Home, c: AgentCmd, listener: UnixListener) -> Result<(
     println!("agent running; socket {}", home.socket_path().display());
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;
-    loop {
+    let mut stopping = false;
+    while !stopping {
         tokio::select! {
             Some(path) = inbox.local.recv() => daemon.on_local_change(&path, &config),
             Some(task) = inbox.remote.recv() => daemon.run_soon(&task, false),
@@ -663,6 +664,16 @@ async fn run_agent(home: &Home, c: AgentCmd, listener: UnixListener) -> Result<(
                     loop {
                         tokio::select! {
                             r = &mut pass => break r,
+                            // Dropping the pass cancels its transfers: temporaries go with
+                            // the working folder, the index keeps only finished steps.
+                            _ = tokio::signal::ctrl_c() => {
+                                stopping = true;
+                                break Err(anyhow::anyhow!("stopped: the agent was asked to quit"));
+                            }
+                            _ = terminate.recv() => {
+                                stopping = true;
+                                break Err(anyhow::anyhow!("stopped: the agent was asked to quit"));
+                            }
                             Some(path) = inbox.local.recv() => daemon.on_local_change(&path, &config),
                             Some(task) = inbox.remote.recv() => daemon.run_soon(&task, false),
                             Some(task) = inbox.kicks.recv() => daemon.run_soon(&task, true),
@@ -687,6 +698,10 @@ async fn run_agent(home: &Home, c: AgentCmd, listener: UnixListener) -> Result<(
         daemon.take(&mut inbox, &config);
         let paused = home.state().map(|s| s.paused).unwrap_or_default();
         daemon.publish(&paused);
+    }
+    // Stopping: give up the device claims, so `run --once` or the next agent may start now.
+    for (_, conn) in daemon.conns.values() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.release_agent()).await;
     }
     Ok(())
 }

@@ -3,9 +3,11 @@
 
 mod agent;
 mod config;
+mod connect_cmd;
 mod drive_cmd;
 mod explore;
 mod output;
+mod progress_bar;
 mod run;
 mod server_cmd;
 mod status;
@@ -33,8 +35,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: server_cmd::ServerCmd,
     },
-    /// Save (or edit) a connection to a cairn server.
-    Connect(task_cmd::ConnectCmd),
+    /// Save (or edit) a connection to a cairn server; `connect list`, `connect remove NAME`.
+    Connect(connect_cmd::ConnectCmd),
     /// Backup tasks: upload local folders to a server folder, one way.
     Backup {
         #[command(subcommand)]
@@ -86,7 +88,13 @@ enum Cmd {
         json: bool,
     },
     /// Every version of a file: time, size, device.
-    Versions { task: String, path: PathBuf },
+    Versions {
+        task: String,
+        path: PathBuf,
+        /// Print JSON (see docs/json.md).
+        #[arg(long)]
+        json: bool,
+    },
     /// List a task's files, now or at a time.
     Ls(explore::LsCmd),
     /// Restore a file, a folder or a whole task.
@@ -127,7 +135,7 @@ fn main() {
     let result = rt.block_on(async move {
         match cli.cmd {
             Cmd::Server { cmd } => server_cmd::run(cmd).await,
-            Cmd::Connect(c) => task_cmd::connect(c).await,
+            Cmd::Connect(c) => connect_cmd::connect(c).await,
             Cmd::Backup { cmd } => task_cmd::backup(cmd).await,
             Cmd::Run(c) => run::run_once(c).await,
             Cmd::Agent(c) => agent::agent(c).await,
@@ -147,7 +155,7 @@ fn main() {
                 downloads,
                 json,
             } => status::log(task.as_deref(), lines, downloads, json),
-            Cmd::Versions { task, path } => explore::versions(&task, &path).await,
+            Cmd::Versions { task, path, json } => explore::versions(&task, &path, json).await,
             Cmd::Ls(c) => explore::ls(c).await,
             Cmd::Restore(c) => explore::restore(c).await,
             Cmd::Download(c) => explore::download(c).await,

@@ -427,7 +427,7 @@ pub async fn run_once(c: RunCmd) -> Result<()> {
                         confirm_deletes: c.confirm_deletes,
                         dry_run: c.dry_run,
                     };
-                    let p = progress.clone();
+                    let p = crate::progress_bar::for_run(progress.clone(), !c.json);
                     run_task(&home, &config, conn, &mut None, name, pass, p).await
                 }
                 Err(e) => Err(e),

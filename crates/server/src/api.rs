@@ -136,6 +136,16 @@ impl AppState {
         Ok(())
     }
 
+    /// Forgets agent `instance` of `device` (it stopped), so a `run --once` or a new agent on
+    /// that computer need not wait for the claim to age out.
+    fn release(&self, user: &User, device: &DeviceId, instance: &str) {
+        let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (user.id, device.0.clone());
+        if agents.get(&key).is_some_and(|(i, _)| i == instance) {
+            agents.remove(&key);
+        }
+    }
+
     fn announce(&self, folder_id: i64, head: Seq) {
         let heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = heads.get(&folder_id) {
@@ -437,6 +447,9 @@ struct AgentRequest {
     /// Only ask whether another agent of this device is live; do not become the live one.
     #[serde(default)]
     probe: bool,
+    /// The agent is stopping: it is no longer the live one (only its own claim is dropped).
+    #[serde(default)]
+    release: bool,
 }
 
 /// An agent says it is running: refused when another live agent has the same device identity.
@@ -446,7 +459,11 @@ async fn agent(
     body: Result<Json<AgentRequest>, JsonRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let Json(req) = body?;
-    state.claim(&caller.user, &caller.device, &req.instance, req.probe)?;
+    if req.release {
+        state.release(&caller.user, &caller.device, &req.instance);
+    } else {
+        state.claim(&caller.user, &caller.device, &req.instance, req.probe)?;
+    }
     Ok(Json(serde_json::json!({"ok": true})))
 }
 

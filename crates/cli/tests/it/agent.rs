@@ -469,3 +469,50 @@ fn status_log_and_run_speak_json() {
     assert_eq!(run["ok"], false, "{run}");
     assert_eq!(run["tasks"][0]["outcome"], "error", "{run}");
 }
+
+/// SIGTERM in the middle of a download: the agent stops at once, leaves no temporary file and
+/// no half-written target, and the next pass finishes the job.
+#[test]
+fn sigterm_cancels_a_pass_in_flight_and_leaves_nothing_half_written() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    // Incompressible and large enough that its download takes a while in a debug build.
+    let big: Vec<u8> = (0..150u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    a.write("big.bin", &big);
+    a.ok(&["run", "d", "--once"]);
+    let b = computer(&server, "B", &[]);
+    let mut agent = agent(&b);
+    let work = b.root.join(".cairn");
+    let temporaries = || {
+        std::fs::read_dir(&work)
+            .map(|d| d.flatten().count())
+            .unwrap_or(0)
+    };
+    wait_until(120, "B's download to start", || {
+        temporaries() > 0 || b.path("big.bin").exists()
+    });
+    let caught_in_flight = !b.path("big.bin").exists();
+    let pid = agent.0.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = agent.0.wait().expect("agent exit");
+    assert!(
+        status.success(),
+        "the agent ends cleanly on SIGTERM: {status}"
+    );
+    assert_eq!(temporaries(), 0, "no temporary left in {}", work.display());
+    if let Ok(got) = std::fs::read(b.path("big.bin")) {
+        assert!(got == big, "a target is whole or absent");
+    }
+    assert!(
+        caught_in_flight,
+        "the download finished before SIGTERM: nothing was cancelled"
+    );
+    b.ok(&["run", "d", "--once"]);
+    assert!(std::fs::read(b.path("big.bin")).expect("downloaded") == big);
+}

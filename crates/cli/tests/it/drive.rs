@@ -1138,6 +1138,49 @@ fn permission_changes_travel_and_the_consistency_check_rehashes() {
 }
 
 #[test]
+fn task_set_moves_a_drive_to_another_folder_which_merges_and_deletes_nothing() {
+    let server = Server::start();
+    let a = computer(&server, "a", &[]);
+    a.write("x.txt", b"x");
+    a.write("sub/y.txt", b"y");
+    sync(&a);
+    // The new folder lacks x and y: taking the old folder's base for it would delete them.
+    let other = a.tmp().join("other");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    std::fs::write(other.join("z.txt"), b"z").expect("write");
+    let err = a.fails(&[
+        "task",
+        "set",
+        "d",
+        "--local",
+        other.to_str().expect("utf-8"),
+        "--local",
+        a.root.to_str().expect("utf-8"),
+    ]);
+    assert!(err.contains("exactly one local folder"), "{err}");
+    a.ok(&[
+        "task",
+        "set",
+        "d",
+        "--local",
+        other.to_str().expect("utf-8"),
+    ]);
+    let out = sync(&a);
+    assert!(out.contains("0 deleted on the server"), "{out}");
+    assert_eq!(
+        std::fs::read(other.join("x.txt")).expect("x came down"),
+        b"x"
+    );
+    assert_eq!(
+        std::fs::read(other.join("sub/y.txt")).expect("y came down"),
+        b"y"
+    );
+    let b = computer(&server, "b", &[]);
+    sync(&b);
+    assert_eq!(files(&b), ["sub/", "sub/y.txt", "x.txt", "z.txt"]);
+}
+
+#[test]
 fn dry_run_says_what_would_happen_and_changes_nothing() {
     let server = Server::start();
     let a = computer(&server, "A", &[]);

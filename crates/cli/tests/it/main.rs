@@ -10,4 +10,6 @@ mod explorer;
 mod harness;
 mod hostile;
 mod hostile_server;
+mod readme;
+mod replica;
 mod security;
