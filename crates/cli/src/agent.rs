@@ -582,8 +582,6 @@ async fn run_agent(home: &Home, c: AgentCmd, listener: UnixListener) -> Result<(
     let status = SharedStatus::default();
     let wake = Arc::new(tokio::sync::Notify::new());
     let (kick_tx, kicks) = unbounded_channel();
-    serve(listener, status.clone(), kick_tx, wake.clone());
-    println!("agent running; socket {}", home.socket_path().display());
     let (watcher, local) = cairn_engine::watcher::watch(&[])?;
     let (remote_tx, remote) = unbounded_channel();
     let (probe_tx, probes) = unbounded_channel();
@@ -598,7 +596,7 @@ async fn run_agent(home: &Home, c: AgentCmd, listener: UnixListener) -> Result<(
         // One identity check per connection: a copied configuration folder must not pose as
         // the computer it was copied from.
         instance: random_instance(),
-        status,
+        status: status.clone(),
         clocks: BTreeMap::new(),
         conns: HashMap::new(),
         caches: HashMap::new(),
@@ -621,6 +619,10 @@ async fn run_agent(home: &Home, c: AgentCmd, listener: UnixListener) -> Result<(
             _ => {}
         }
     }
+    // Answered only now: an agent that answers has passed the identity check, so a copy
+    // started after it is the one refused. (Until then `status` waits in the socket's queue.)
+    serve(listener, status, kick_tx, wake.clone());
+    println!("agent running; socket {}", home.socket_path().display());
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;
     let mut stopping = false;
