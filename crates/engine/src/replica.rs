@@ -409,11 +409,7 @@ impl Replica for LocalReplica {
                     work.remove(&name);
                     return Ok(Outcome::Changed(now));
                 }
-                let placed = self.root.place(work, &name, path);
-                if placed.is_err() {
-                    work.remove(&name);
-                }
-                placed?;
+                self.root.place(work, &name, path)?;
             }
             EntryKind::Deleted => return Err(Error::Refused("a deletion is not a write".into())),
         }

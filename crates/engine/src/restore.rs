@@ -264,11 +264,7 @@ fn restore_link(
     let (_, kept) = clear_target(root, dest, None, opts)?;
     stats.kept_local.extend(kept);
     let tmp = work.create_link(&target)?;
-    let placed = root.place(work, &tmp, dest);
-    if placed.is_err() {
-        work.remove(&tmp);
-    }
-    placed?;
+    root.place(work, &tmp, dest)?;
     stats.files += 1;
     Ok(())
 }

@@ -9,6 +9,14 @@ use crate::harness::{wait_until, Client, Server};
 pub(crate) fn computer(server: &Server, name: &str, extra: &[&str]) -> Client {
     let c = Client::new();
     c.connect(server, "alice", "alice-pw");
+    let mut args = vec!["--computer", name];
+    args.extend_from_slice(extra);
+    add_drive(&c, &args);
+    c
+}
+
+/// Adds drive task `d` over the whole `backup` folder on `c`'s saved connection `srv`.
+fn add_drive(c: &Client, extra: &[&str]) {
     let root = c.root.to_str().expect("utf-8").to_string();
     let mut args = vec![
         "drive",
@@ -20,12 +28,9 @@ pub(crate) fn computer(server: &Server, name: &str, extra: &[&str]) -> Client {
         "srv",
         "--folder",
         "backup",
-        "--computer",
-        name,
     ];
     args.extend_from_slice(extra);
     c.ok(&args);
-    c
 }
 
 fn sync(c: &Client) -> String {
@@ -330,18 +335,7 @@ fn a_folder_made_read_only_goes_on_download_only_and_keeps_local_edits() {
     let a = computer(&server, "A", &[]);
     let b = Client::new();
     b.connect(&server, "bob", "bob-pw");
-    let root = b.root.to_str().expect("utf-8").to_string();
-    b.ok(&[
-        "drive",
-        "add",
-        "d",
-        "--local",
-        &root,
-        "--connection",
-        "srv",
-        "--folder",
-        "backup",
-    ]);
+    add_drive(&b, &[]);
     a.write("shared.txt", b"v1");
     sync(&a);
     sync(&b);
@@ -1053,20 +1047,7 @@ fn relinking_a_folder_that_already_holds_files_merges_or_lets_the_server_win() {
     );
     b.write("only-here.txt", b"mine");
     b.connect(&server, "alice", "alice-pw");
-    let root = b.root.to_str().expect("utf-8").to_string();
-    b.ok(&[
-        "drive",
-        "add",
-        "d",
-        "--local",
-        &root,
-        "--connection",
-        "srv",
-        "--folder",
-        "backup",
-        "--computer",
-        "B",
-    ]);
+    add_drive(&b, &["--computer", "B"]);
     let out = sync(&b);
     assert!(out.contains("1 conflicts"), "{out}");
     assert_eq!(
