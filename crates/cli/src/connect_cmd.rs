@@ -52,6 +52,13 @@ pub struct ConnectCmd {
     /// raise it for very slow links).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout: Option<u64>,
+    /// Upload at most this many bytes per second over this connection, all transfers
+    /// together (e.g. 500K, 2M; none for no limit).
+    #[arg(long, value_name = "RATE", value_parser = crate::config::parse_rate)]
+    limit_upload: Option<crate::config::Rate>,
+    /// Download at most this many bytes per second (e.g. 10M; none for no limit).
+    #[arg(long, value_name = "RATE", value_parser = crate::config::parse_rate)]
+    limit_download: Option<crate::config::Rate>,
 }
 
 #[derive(Subcommand)]
@@ -107,6 +114,18 @@ fn kept_settings(
             kept.push(format!("the timeout of {t} s"));
         }
     }
+    if c.limit_upload.is_none() {
+        if let Some(r) = prev.limit_upload {
+            conn.limit_upload = Some(r);
+            kept.push(format!("the upload limit of {r} bytes/s"));
+        }
+    }
+    if c.limit_download.is_none() {
+        if let Some(r) = prev.limit_download {
+            conn.limit_download = Some(r);
+            kept.push(format!("the download limit of {r} bytes/s"));
+        }
+    }
     kept
 }
 
@@ -136,6 +155,8 @@ async fn save(c: ConnectCmd) -> Result<()> {
         ca: c.ca.clone(),
         proxy: c.proxy.clone(),
         timeout_secs: c.timeout,
+        limit_upload: c.limit_upload.and_then(|r| r.0),
+        limit_download: c.limit_download.and_then(|r| r.0),
     };
     // The saved proxy with its password, if it has one.
     let previous_proxy = creds
@@ -204,6 +225,9 @@ struct ConnectionView<'a> {
     /// Without its password.
     proxy: Option<String>,
     timeout_secs: Option<u64>,
+    /// Bytes per second; absent for no limit.
+    limit_upload: Option<u64>,
+    limit_download: Option<u64>,
     /// The name this computer gives the server when it logs in.
     computer: &'a str,
     tasks: Vec<&'a str>,
@@ -236,6 +260,8 @@ fn views<'a>(config: &'a Config, computer: &'a str) -> Vec<ConnectionView<'a>> {
             // Saved without its password already; redacted again in case it was edited by hand.
             proxy: c.proxy.as_deref().map(cairn_client::redact_url),
             timeout_secs: c.timeout_secs,
+            limit_upload: c.limit_upload,
+            limit_download: c.limit_download,
             computer,
             tasks: tasks_using(config, name),
         })
@@ -276,6 +302,12 @@ fn list(json: bool) -> Result<()> {
         println!("  computer {}", escape(v.computer));
         if let Some(t) = v.timeout_secs {
             println!("  timeout {t} s");
+        }
+        if let Some(r) = v.limit_upload {
+            println!("  uploads at most {r} bytes/s");
+        }
+        if let Some(r) = v.limit_download {
+            println!("  downloads at most {r} bytes/s");
         }
         if !v.tasks.is_empty() {
             println!("  used by {}", v.tasks.join(", "));

@@ -277,9 +277,9 @@ pub struct TaskSetCmd {
     /// up from a folder no longer listed stays on the server.
     #[arg(long)]
     local: Option<Vec<PathBuf>>,
-    /// Replaces the sub-folders (of a local folder) that are not synced or backed up.
+    /// Replaces the sub-folders (of a local folder) that are not synced or backed up; '' clears.
     #[arg(long)]
-    exclude_dir: Option<Vec<PathBuf>>,
+    exclude_dir: Option<Vec<String>>,
     #[arg(long, value_enum)]
     mode: Option<ModeArg>,
     #[arg(long, value_enum)]
@@ -290,10 +290,10 @@ pub struct TaskSetCmd {
     consistency_check: Option<bool>,
     #[arg(long)]
     max_size: Option<u64>,
-    /// Replaces the file-name rules.
+    /// Replaces the file-name rules; '' clears them.
     #[arg(long)]
     exclude_name: Option<Vec<String>>,
-    /// Replaces the extension rules.
+    /// Replaces the extension rules; '' clears them.
     #[arg(long)]
     exclude_ext: Option<Vec<String>>,
     #[arg(long)]
@@ -326,7 +326,8 @@ pub async fn set(c: TaskSetCmd) -> Result<()> {
     if let Some(dirs) = &c.exclude_dir {
         task.filter.excluded_dirs = dirs
             .iter()
-            .map(|d| excluded_dir(&task.locals, d))
+            .filter(|d| !d.is_empty())
+            .map(|d| excluded_dir(&task.locals, Path::new(d)))
             .collect::<Result<Vec<_>>>()?;
     }
     if let Some(m) = c.max_size {
@@ -336,10 +337,14 @@ pub async fn set(c: TaskSetCmd) -> Result<()> {
         task.filter.max_size = m * 1024 * 1024;
     }
     if let Some(n) = c.exclude_name {
-        task.filter.names = n;
+        task.filter.names = n.into_iter().filter(|n| !n.is_empty()).collect();
     }
     if let Some(e) = c.exclude_ext {
-        task.filter.exts = e.iter().map(|e| normalize_ext(e)).collect();
+        task.filter.exts = e
+            .iter()
+            .map(|e| normalize_ext(e))
+            .filter(|e| !e.is_empty())
+            .collect();
     }
     if let Some(t) = c.transfers {
         task.transfers = t.clamp(1, 64);

@@ -443,6 +443,12 @@ fn task_set_changes_a_backups_folders_and_never_deletes_what_the_old_folder_sent
     assert!(!is_live(&list, &moved.join("keep/d.txt")), "{list:?}");
     assert!(!is_live(&list, &moved.join("c.log")), "{list:?}");
     assert!(is_live(&list, &moved.join("keep/b.txt")), "{list:?}");
+    // An empty value clears a list of rules.
+    c.ok(&["task", "set", "t", "--exclude-ext", "", "--exclude-dir", ""]);
+    c.ok(&["run", "t", "--once"]);
+    let list = listing(&c);
+    assert!(is_live(&list, &moved.join("keep/d.txt")), "{list:?}");
+    assert!(is_live(&list, &moved.join("c.log")), "{list:?}");
 
     // Bad folders are refused, naming them, and change nothing.
     let err = c.fails(&["task", "set", "t", "--local", "/no/such/folder"]);
@@ -511,7 +517,10 @@ fn run_draws_a_progress_bar_on_a_terminal_and_nothing_extra_into_a_pipe() {
         screen.contains("\r[") && screen.contains(" files  ") && screen.contains("\r\u{1b}[K"),
         "{screen:?}"
     );
-    assert!(screen.contains("backup t: 5 uploaded"), "{screen:?}");
+    assert!(
+        screen.contains("\r\u{1b}[Kbackup t: 5 uploaded"),
+        "the summary replaces the bar: {screen:?}"
+    );
 
     // With --json the terminal gets the document alone.
     for i in 0..5 {

@@ -510,3 +510,61 @@ fn connecting_again_keeps_the_proxy_fingerprint_and_ca_unless_given() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("self-signed"));
 }
+
+#[test]
+fn rate_limits_are_saved_kept_listed_and_cleared() {
+    let server = Server::start();
+    let c = Client::new();
+    let fp = server.fingerprint();
+    let url = server.url();
+    let bad = c.cairn_stdin(
+        &connect_args(
+            &url,
+            "srv",
+            &["--fingerprint", &fp, "--limit-upload", "fast"],
+        ),
+        "alice-pw",
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("K, M, G or T"));
+    connect_ok(
+        &c,
+        &connect_args(
+            &url,
+            "srv",
+            &[
+                "--fingerprint",
+                &fp,
+                "--limit-upload",
+                "2M",
+                "--limit-download",
+                "512K/s",
+            ],
+        ),
+    );
+    let limits = |c: &Client| -> (serde_json::Value, serde_json::Value) {
+        let json: serde_json::Value =
+            serde_json::from_str(&c.ok(&["connect", "list", "--json"])).expect("json");
+        (
+            json[0]["limit_upload"].clone(),
+            json[0]["limit_download"].clone(),
+        )
+    };
+    assert_eq!(
+        limits(&c),
+        (serde_json::json!(2 << 20), serde_json::json!(512 << 10))
+    );
+    // Connecting again keeps them, and says so; `none` clears one.
+    let out = connect_ok(&c, &connect_args(&url, "srv", &[]));
+    assert!(out.contains("the upload limit of 2097152 bytes/s"), "{out}");
+    connect_ok(&c, &connect_args(&url, "srv", &["--limit-upload", "none"]));
+    assert_eq!(
+        limits(&c),
+        (serde_json::Value::Null, serde_json::json!(512 << 10))
+    );
+    // Transfers work under a limit (how fast they go is measured in bench/README.md).
+    c.write("f.bin", &crate::harness::noise(5, 300_000));
+    c.add_backup_task(&[]);
+    c.ok(&["run", "t", "--once"]);
+    assert_eq!(c.ls_paths(), vec!["f.bin"]);
+}
