@@ -219,7 +219,8 @@ struct Daemon {
     /// Sessions by connection name, with the settings they were made from.
     conns: HashMap<String, (serde_json::Value, Arc<Connection>)>,
     caches: HashMap<String, RemoteCache>,
-    watcher: LocalWatcher,
+    /// `None` when the OS gave no watcher at all (inotify instances used up): rescans only.
+    watcher: Option<LocalWatcher>,
     watched: BTreeSet<PathBuf>,
     remote_tx: UnboundedSender<String>,
     probe_tx: UnboundedSender<(String, bool)>,
@@ -289,12 +290,15 @@ impl Daemon {
             .filter(|p| p.is_dir())
             .cloned()
             .collect();
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
         for gone in self.watched.difference(&wanted) {
-            self.watcher.remove(gone);
+            watcher.remove(gone);
         }
         for new in wanted.difference(&self.watched) {
             // The periodic rescan still covers a folder the OS refuses to watch.
-            if let Err(e) = self.watcher.add(new) {
+            if let Err(e) = watcher.add(new) {
                 eprintln!("warning: {e}; changes there wait for the next rescan");
             }
         }
@@ -582,7 +586,17 @@ async fn run_agent(home: &Home, c: AgentCmd, listener: UnixListener) -> Result<(
     let status = SharedStatus::default();
     let wake = Arc::new(tokio::sync::Notify::new());
     let (kick_tx, kicks) = unbounded_channel();
-    let (watcher, local) = cairn_engine::watcher::watch(&[])?;
+    // Without a watcher the agent still runs: the periodic rescan finds what changed.
+    let (watcher, local) = match cairn_engine::watcher::watch(&[]) {
+        Ok((w, rx)) => (Some(w), rx),
+        Err(e) => {
+            eprintln!(
+                "warning: {e}; local changes are found by the rescan every {} s",
+                c.rescan
+            );
+            (None, unbounded_channel().1)
+        }
+    };
     let (remote_tx, remote) = unbounded_channel();
     let (probe_tx, probes) = unbounded_channel();
     let mut inbox = Inbox {
