@@ -565,3 +565,19 @@ fn a_dry_run_lists_the_uploads_and_sends_nothing() {
     );
     assert!(c.ls_paths().contains(&"doc.txt".to_string()));
 }
+
+#[test]
+fn a_renamed_file_is_moved_on_the_server_and_sends_no_content() {
+    let server = Server::start();
+    let c = Client::new();
+    c.write("report.bin", &noise(9, 600_000));
+    c.backup_task(&server, &[]);
+    c.ok(&["run", "t", "--once"]);
+    std::fs::rename(c.path("report.bin"), c.path("report-final.bin")).expect("rename");
+    let out = c.ok(&["run", "t", "--once"]);
+    assert_eq!(sent_bytes(&out), 0, "{out}");
+    assert_eq!(c.ls_paths(), vec!["report-final.bin"]);
+    // The old name stays restorable: a move keeps its history.
+    let deleted = c.ok(&["ls", "t", "--deleted"]);
+    assert!(deleted.contains("report.bin"), "{deleted}");
+}
