@@ -1,42 +1,37 @@
-//! Running tasks: `cairn run --once`, the `cairn agent` daemon (watcher + periodic rescan,
-//! a local socket for pause/resume/status), and `cairn log`.
+//! The `cairn agent` daemon, which keeps every task in sync until it is stopped, and the
+//! `pause`/`resume` commands that talk to it over its local socket.
+//!
+//! One loop owns the state of every task (a [`TaskClock`]). Each turn it re-reads the
+//! configuration, so tasks added, changed or removed are picked up within a turn, with their
+//! watches, journal followers and caches; it marks tasks dirty from the file watcher and the
+//! server's journal, and runs due passes one after another (they share the index and the
+//! transfer limits). A failed pass is retried with backoff (1 s, doubling, at most 60 s, back
+//! to 1 s after a success); a cheap probe of a server that was unreachable cuts the wait short
+//! as soon as it answers again. While a pass runs, the loop still takes events, so the status
+//! it publishes ([`crate::status::TaskStatus`], read by `cairn status` over the socket) never
+//! calls a task with pending work, a pass in progress or a failed pass "up to date".
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use cairn_engine::backup::{self, BackupOptions, BackupRoot, BackupStats};
-use cairn_engine::drive::{self, DriveOptions, DriveStats};
-use cairn_engine::index::LocalIndex;
-use cairn_engine::reconcile::ConflictPolicy;
-use cairn_engine::{Progress, ProgressEvent, Remote};
+use cairn_client::Connection;
+use cairn_engine::drive::RemoteCache;
+use cairn_engine::watcher::LocalWatcher;
+use cairn_engine::Remote;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::config::{Config, Home};
-use crate::output::escape;
-
-#[derive(Args)]
-pub struct RunCmd {
-    /// Tasks to run (default: all).
-    tasks: Vec<String>,
-    /// Run to completion and exit (the only mode of `run`; the agent runs continuously).
-    #[arg(long)]
-    once: bool,
-    /// Let deletions through although a local folder became empty (it was emptied on purpose).
-    #[arg(long)]
-    confirm_deletes: bool,
-    /// Show what each task would upload, download, delete, keep as a conflict or skip, and
-    /// why; change nothing.
-    #[arg(long)]
-    dry_run: bool,
-}
+use crate::run::{
+    now_ns, random_instance, run_task, PassOptions, PassOutcome, SharedStatus, TaskProgress,
+};
+use crate::status::TaskState;
 
 #[derive(Args)]
 pub struct AgentCmd {
@@ -45,344 +40,25 @@ pub struct AgentCmd {
     rescan: u64,
 }
 
-/// What one task is doing, for `status`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct TaskStatus {
-    pub state: String,
-    pub last_result: Option<String>,
-    pub uploading: Vec<String>,
-    pub queued: u64,
-    pub recent: VecDeque<String>,
-}
-
-/// Progress sink of one task: appends to the task's log, keeps recent activity, and (for
-/// `run`) echoes problems to stderr.
-struct TaskProgress {
-    task: String,
-    log: Mutex<Option<std::fs::File>>,
-    status: Arc<Mutex<BTreeMap<String, TaskStatus>>>,
-    echo: bool,
-}
-
-impl TaskProgress {
-    fn new(
-        home: &Home,
-        task: &str,
-        status: Arc<Mutex<BTreeMap<String, TaskStatus>>>,
-        echo: bool,
-    ) -> Self {
-        let path = home.log_path(task);
-        let _ = std::fs::create_dir_all(path.parent().unwrap_or(&home.data_dir));
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .ok();
-        TaskProgress {
-            task: task.to_string(),
-            log: Mutex::new(log),
-            status,
-            echo,
-        }
-    }
-
-    /// Appends a line to the task's log; names in it are escaped, so a file name can never
-    /// forge a line of the log.
-    fn line(&self, text: &str) {
-        let stamp = cairn_model::timespec::format_instant(now_ns());
-        if let Some(f) = self.log.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            let _ = writeln!(f, "{stamp} {}", escape(text));
-        }
-    }
-
-    fn with_status(&self, f: impl FnOnce(&mut TaskStatus)) {
-        let mut all = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        f(all.entry(self.task.clone()).or_default());
-    }
-}
-
-impl Progress for TaskProgress {
-    fn event(&self, event: ProgressEvent) {
-        match event {
-            ProgressEvent::Queued { .. } => self.with_status(|s| s.queued += 1),
-            ProgressEvent::Uploading { path } => self.with_status(|s| {
-                s.queued = s.queued.saturating_sub(1);
-                s.uploading.push(path.to_string());
-            }),
-            ProgressEvent::Uploaded { path, size } => {
-                self.line(&format!("uploaded {path} ({size} bytes)"));
-                self.with_status(|s| {
-                    s.uploading.retain(|p| p != path.as_str());
-                    s.recent.push_front(format!("uploaded {path}"));
-                    s.recent.truncate(20);
-                });
-            }
-            ProgressEvent::Deleted { path } => {
-                self.line(&format!("deleted on the server: {path}"));
-                self.with_status(|s| {
-                    s.recent.push_front(format!("deleted {path}"));
-                    s.recent.truncate(20);
-                });
-            }
-            ProgressEvent::Skipped { path, reason } => {
-                self.line(&format!("skipped {path}: {reason}"));
-                if self.echo {
-                    eprintln!("skipped {}: {}", escape(&path), escape(&reason));
-                }
-            }
-            ProgressEvent::Failed { path, reason } => {
-                self.line(&format!("failed {path}: {reason}"));
-                self.with_status(|s| s.uploading.retain(|p| p != &path));
-                if self.echo {
-                    eprintln!("failed {}: {}", escape(&path), escape(&reason));
-                }
-            }
-            ProgressEvent::Downloaded { path, size } => {
-                self.line(&format!("downloaded {path} ({size} bytes)"));
-                self.with_status(|s| {
-                    s.recent.push_front(format!("downloaded {path}"));
-                    s.recent.truncate(20);
-                });
-            }
-            ProgressEvent::Restored { path, size } => {
-                self.line(&format!("restored {path} ({size} bytes)"))
-            }
-            ProgressEvent::Scanned { .. } | ProgressEvent::Transferred { .. } => {}
-        }
-    }
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
-/// What one pass of a task came to.
-struct PassOutcome {
-    summary: String,
-    failed: u64,
-    /// The pass stopped before deleting and waits for `resume --confirm-deletes`.
-    waiting: Option<String>,
-}
-
-fn backup_summary(name: &str, s: &BackupStats) -> String {
-    format!(
-        "backup {name}: {} uploaded, {} folders/links, {} deleted, {} unchanged, {} failed, {} reported; sent {} bytes in {} chunks",
-        s.files_uploaded, s.dirs_recorded, s.deleted, s.unchanged, s.failed, s.reported, s.bytes_sent, s.chunks_sent
-    )
-}
-
-/// A dry run's report: one line per step, then a count.
-fn dry_run_report(name: &str, planned: &[cairn_engine::executor::Planned]) -> String {
-    let mut out = String::new();
-    for p in planned {
-        out.push_str(&format!(
-            "would {}: {} ({})\n",
-            p.what,
-            escape(&p.path),
-            escape(&p.why)
-        ));
-    }
-    out.push_str(&format!(
-        "{name}: dry run, {} steps; nothing was changed",
-        planned.len()
-    ));
-    out
-}
-
-fn drive_summary(name: &str, s: &DriveStats) -> String {
-    format!(
-        "drive {name}: {} uploaded, {} downloaded, {} moved, {} deleted here, {} deleted on the server, {} conflicts, {} failed; sent {} bytes",
-        s.uploaded, s.downloaded, s.moved, s.deleted_local, s.deleted_remote, s.conflicts, s.failed, s.bytes_sent
-    )
-}
-
-/// One pass of one task. `confirm_deletes` lets deletions past the guard through (it is also
-/// taken from, and cleared in, the state file); `dry_run` only plans and reports.
-#[allow(clippy::too_many_arguments)]
-async fn run_task(
-    home: &Home,
-    config: &Config,
-    conns: &mut HashMap<String, Arc<cairn_client::Connection>>,
-    caches: &mut HashMap<String, Option<drive::RemoteCache>>,
-    name: &str,
-    confirm_deletes: bool,
-    dry_run: bool,
-    progress: Arc<dyn Progress>,
-) -> Result<PassOutcome> {
-    let task = config
-        .tasks
-        .get(name)
-        .with_context(|| format!("no task named {name}"))?;
-    let mut state = home.state()?;
-    let confirmed = confirm_deletes || state.confirmed.iter().any(|t| t == name);
-    let conn = match conns.get(&task.connection) {
-        Some(c) => c.clone(),
-        None => {
-            let c = home.connection(config, &task.connection)?;
-            conns.insert(task.connection.clone(), c.clone());
-            c
-        }
-    };
-    let remote = Arc::new(conn.remote(&task.folder));
-    let mut index = LocalIndex::open(&home.index_path())?;
-    let outcome = match &task.drive {
-        None => {
-            let roots = (0..task.locals.len())
-                .map(|i| {
-                    Ok(BackupRoot {
-                        local: task.locals[i].clone(),
-                        remote_prefix: task.remote_prefix(i)?,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let opts = BackupOptions {
-                filter: task.filter.clone(),
-                keep_deleted: task.keep_deleted,
-                transfers: task.transfers,
-                confirm_deletes: confirmed,
-                dry_run,
-            };
-            let stats = backup::run(name, &roots, remote, &mut index, &opts, progress).await?;
-            PassOutcome {
-                summary: if dry_run {
-                    dry_run_report(name, &stats.planned)
-                } else {
-                    backup_summary(name, &stats)
-                },
-                failed: stats.failed,
-                waiting: None,
-            }
-        }
-        Some(d) => {
-            let first_pass = index.load(name, 0)?.is_empty();
-            let policy = if first_pass && d.on_relink == "server-wins" {
-                ConflictPolicy::KeepServer
-            } else {
-                d.conflict
-            };
-            let opts = DriveOptions {
-                direction: d.mode,
-                policy,
-                keep_conflict_copy: d.keep_conflict_copy,
-                consistency_check: d.consistency_check,
-                filter: task.filter.clone(),
-                transfers: task.transfers,
-                computer: task.computer.clone(),
-                confirm_deletes: confirmed,
-                keep_deleted: task.keep_deleted,
-                dry_run,
-            };
-            let prefix = task.remote_prefix(0)?;
-            let cache = caches.entry(name.to_string()).or_default();
-            let stats = drive::run(
-                name,
-                &task.locals[0],
-                &prefix,
-                remote,
-                &mut index,
-                &opts,
-                cache,
-                progress,
-            )
-            .await?;
-            PassOutcome {
-                summary: if dry_run {
-                    dry_run_report(name, &stats.planned)
-                } else {
-                    drive_summary(name, &stats)
-                },
-                failed: stats.failed,
-                waiting: stats.waiting_for_confirmation.clone(),
-            }
-        }
-    };
-    if !dry_run
-        && confirmed
-        && outcome.waiting.is_none()
-        && state.confirmed.iter().any(|t| t == name)
-    {
-        state.confirmed.retain(|t| t != name);
-        home.save_state(&state)?;
-    }
-    Ok(outcome)
-}
-
-pub async fn run_once(c: RunCmd) -> Result<()> {
-    let _ = c.once;
-    let home = Home::locate()?;
-    let config = home.load()?;
-    let names: Vec<String> = if c.tasks.is_empty() {
-        config.tasks.keys().cloned().collect()
-    } else {
-        c.tasks.clone()
-    };
-    if names.is_empty() {
-        bail!("no tasks configured; add one with `cairn backup add`");
-    }
-    let status = Arc::new(Mutex::new(BTreeMap::new()));
-    let mut failed = Vec::new();
-    // One session per connection: logging in costs an Argon2 verification on the server.
-    let mut conns = HashMap::new();
-    for name in &names {
-        let progress = Arc::new(TaskProgress::new(&home, name, status.clone(), true));
-        let started = Instant::now();
-        match run_task(
-            &home,
-            &config,
-            &mut conns,
-            &mut HashMap::new(),
-            name,
-            c.confirm_deletes,
-            c.dry_run,
-            progress.clone(),
-        )
-        .await
-        {
-            Ok(outcome) => {
-                let line = outcome.summary;
-                progress.line(&line);
-                println!("{line} in {:.2}s", started.elapsed().as_secs_f64());
-                if outcome.failed > 0 {
-                    failed.push(format!(
-                        "{name}: {} files failed (see `cairn log {name}`)",
-                        outcome.failed
-                    ));
-                }
-                if let Some(why) = outcome.waiting {
-                    progress.line(&why);
-                    eprintln!("task {name} is waiting: {}", escape(&why));
-                    failed.push(format!("{name}: waiting for confirmation of deletions"));
-                }
-            }
-            Err(e) => {
-                progress.line(&format!("task failed: {e:#}"));
-                eprintln!("error: task {name}: {}", escape(&format!("{e:#}")));
-                failed.push(format!("{name}: {e}"));
-            }
-        }
-    }
-    if !failed.is_empty() {
-        bail!(
-            "{} of {} tasks did not complete: {}",
-            failed.len(),
-            names.len(),
-            failed.join("; ")
-        );
-    }
-    Ok(())
-}
-
+/// A request on the agent's socket: one JSON line; the answer is one JSON line.
 #[derive(Serialize, Deserialize)]
-struct Request {
+pub struct Request {
     cmd: String,
     #[serde(default)]
     task: Option<String>,
 }
 
-async fn ask_agent(home: &Home, req: &Request) -> Option<serde_json::Value> {
+impl Request {
+    pub fn new(cmd: &str) -> Self {
+        Request {
+            cmd: cmd.to_string(),
+            task: None,
+        }
+    }
+}
+
+/// The agent's answer to `req`, or `None` when no agent is running.
+pub async fn ask_agent(home: &Home, req: &Request) -> Option<serde_json::Value> {
     let mut stream = UnixStream::connect(home.socket_path()).await.ok()?;
     let mut line = serde_json::to_vec(req).ok()?;
     line.push(b'\n');
@@ -403,23 +79,32 @@ pub async fn set_paused(task: &str, paused: bool) -> Result<()> {
     state.paused.retain(|t| t != task);
     if paused {
         state.paused.push(task.to_string());
+        home.save_state(&state)?;
+        let _ = ask_agent(&home, &Request::new("reload")).await;
+        println!("paused {task}");
+        return Ok(());
     }
     home.save_state(&state)?;
-    let _ = ask_agent(
-        &home,
-        &Request {
-            cmd: "reload".into(),
-            task: None,
-        },
-    )
-    .await;
-    println!("{} {task}", if paused { "paused" } else { "resumed" });
+    // Resuming starts a pass at once: whatever waited for the pause or a confirmation.
+    let run = Request {
+        cmd: "run".into(),
+        task: Some(task.to_string()),
+    };
+    match ask_agent(&home, &run).await {
+        Some(_) => println!("resumed {task}; the agent starts a pass now"),
+        None => println!(
+            "resumed {task}; no agent is running: `cairn agent` or `cairn run {task} --once` runs it"
+        ),
+    }
     Ok(())
 }
 
 pub async fn resume(task: &str, confirm_deletes: bool) -> Result<()> {
     if confirm_deletes {
         let home = Home::locate()?;
+        if !home.load()?.tasks.contains_key(task) {
+            bail!("no task named {task}");
+        }
         let mut state = home.state()?;
         if !state.confirmed.iter().any(|t| t == task) {
             state.confirmed.push(task.to_string());
@@ -430,172 +115,455 @@ pub async fn resume(task: &str, confirm_deletes: bool) -> Result<()> {
     set_paused(task, false).await
 }
 
-pub async fn status(task: Option<&str>) -> Result<()> {
-    let home = Home::locate()?;
-    let config = home.load()?;
-    if let Some(t) = task {
-        if !config.tasks.contains_key(t) {
-            // Not a task: a file or folder inside one.
-            return path_status(&home, &config, std::path::Path::new(t));
-        }
-    }
-    let live = ask_agent(
-        &home,
-        &Request {
-            cmd: "status".into(),
-            task: None,
-        },
-    )
-    .await;
-    let live: BTreeMap<String, TaskStatus> = live
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_default();
-    let paused = home.state()?.paused;
-    if live.is_empty() {
-        println!("agent: not running (start it with `cairn agent`)");
-    }
-    for (name, t) in &config.tasks {
-        if task.is_some_and(|x| x != name) {
-            continue;
-        }
-        let st = live.get(name);
-        let state = if paused.contains(name) {
-            "paused".to_string()
-        } else {
-            st.map(|s| s.state.clone()).unwrap_or_else(|| "idle".into())
-        };
-        match &t.drive {
-            None => println!(
-                "{name}: {} backup to {}/{} — {state}",
-                t.locals.len(),
-                t.connection,
-                t.folder
-            ),
-            Some(d) => {
-                let mode = d.mode.as_str();
-                println!(
-                    "{name}: drive ({mode}) {} <-> {}/{}/{} — {state}",
-                    t.locals[0].display(),
-                    t.connection,
-                    t.folder,
-                    d.sub
-                );
-            }
-        }
-        if let Some(s) = st {
-            if let Some(r) = &s.last_result {
-                println!("  last pass: {}", escape(r));
-            }
-            for u in &s.uploading {
-                println!("  uploading {}", escape(u));
-            }
-            if s.queued > 0 {
-                println!("  queued: {} files", s.queued);
-            }
-            for r in &s.recent {
-                println!("  {}", escape(r));
-            }
-        }
-    }
-    Ok(())
+/// Short: a save here should reach the other computers within a second or two.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+/// The first wait before a failed pass is tried again; it doubles up to [`LAST_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const LAST_RETRY: Duration = Duration::from_secs(60);
+/// How often an unreachable server is asked whether it is back (doubling up to the second).
+const PROBE_WAITS: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(5));
+
+/// The wait after a failed pass, given the wait before it (none after a success).
+fn next_wait(previous: Option<Duration>) -> Duration {
+    previous.map_or(FIRST_RETRY, |w| (w * 2).min(LAST_RETRY))
 }
 
-/// Prints the end of a task's log; with `downloads`, only the files it downloaded.
-/// `cairn status PATH`: synced, syncing, filtered out (by which rule), read-only, or a
-/// conflict copy.
-fn path_status(home: &Home, config: &Config, path: &std::path::Path) -> Result<()> {
-    let abs = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()?.join(path)
-    };
-    let found = config.tasks.iter().find_map(|(name, t)| {
-        t.locals.iter().enumerate().find_map(|(i, root)| {
-            abs.strip_prefix(root)
-                .ok()
-                .map(|rest| (name, t, i, rest.to_path_buf()))
-        })
-    });
-    let Some((name, task, root_no, rest)) = found else {
-        bail!(
-            "{} is neither a task nor inside a task's folder",
-            path.display()
-        );
-    };
-    let text = rest
-        .to_str()
-        .with_context(|| format!("{} is not valid UTF-8", rest.display()))?;
-    let rel = cairn_model::RelPath::parse(text)?;
-    let md = std::fs::symlink_metadata(&abs).ok();
-    let kind = match &md {
-        Some(m) if m.is_dir() => cairn_model::EntryKind::Dir,
-        Some(m) if m.file_type().is_symlink() => cairn_model::EntryKind::Symlink,
-        _ => cairn_model::EntryKind::File,
-    };
-    let size = md.as_ref().map_or(0, |m| m.len());
-    let index = LocalIndex::open(&home.index_path())?;
-    let row = index.load(name, root_no as u32)?.remove(&rel);
-    let drive = task.drive.as_ref();
-    let state = if let cairn_model::FilterDecision::Exclude(rule) =
-        task.filter.check(&rel, kind, size)
-    {
-        format!("filtered out ({rule})")
-    } else if rel.name().contains("_Conflict") {
-        "conflict copy (a losing edit kept beside the file)".to_string()
-    } else {
-        match (&md, &row) {
-            (None, None) => bail!(
-                "{} does not exist and is not known to task {name}",
-                abs.display()
-            ),
-            (None, Some(_)) => "syncing (deleted here)".to_string(),
-            (Some(_), None)
-                if drive.is_some_and(|d| {
-                    d.mode == cairn_engine::reconcile::Direction::DownloadOnly
-                }) =>
-            {
-                "local only (download-only task: never uploaded)".to_string()
+/// A failed pass waits until `at`; `wait` is what it waited, for the next doubling.
+#[derive(Clone, Copy, Debug)]
+struct Retry {
+    at: Instant,
+    wait: Duration,
+}
+
+/// A task's journal follower; dropping it stops it.
+struct JournalFollower(tokio::task::JoinHandle<()>);
+
+impl Drop for JournalFollower {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What the agent keeps about one task between passes.
+struct TaskClock {
+    /// The task's configuration as last seen: a change restarts its follower and cache.
+    seen: serde_json::Value,
+    /// A change was seen at this time; a pass is due once it settled for [`DEBOUNCE`].
+    dirty: Option<Instant>,
+    last_full: Option<Instant>,
+    retry: Option<Retry>,
+    running: bool,
+    /// The last pass stopped before deleting and waits for confirmation.
+    waiting: bool,
+    journal: Option<JournalFollower>,
+}
+
+impl TaskClock {
+    fn new(seen: serde_json::Value) -> Self {
+        TaskClock {
+            seen,
+            dirty: Some(Instant::now()),
+            last_full: None,
+            retry: None,
+            running: false,
+            waiting: false,
+            journal: None,
+        }
+    }
+
+    fn is_due(&self, now: Instant, rescan: Duration) -> bool {
+        if let Some(r) = &self.retry {
+            // Changes wait for the retry too: a storm of saves must not hammer a dead server.
+            return now >= r.at;
+        }
+        self.dirty.is_some_and(|t| now >= t + DEBOUNCE)
+            || self.last_full.is_none_or(|t| now >= t + rescan)
+    }
+
+    fn state(&self, paused: bool) -> TaskState {
+        if paused {
+            TaskState::Paused
+        } else if self.running {
+            TaskState::Running
+        } else if self.waiting {
+            TaskState::WaitingForConfirmation
+        } else if self.retry.is_some() {
+            TaskState::Error
+        } else if self.dirty.is_some() || self.last_full.is_none() {
+            TaskState::Pending
+        } else {
+            TaskState::UpToDate
+        }
+    }
+}
+
+/// Events that reach the loop from elsewhere.
+struct Inbox {
+    /// Paths the watcher saw change.
+    local: UnboundedReceiver<PathBuf>,
+    /// Tasks whose server folder changed (journal followers).
+    remote: UnboundedReceiver<String>,
+    /// Tasks to run now (`resume`).
+    kicks: UnboundedReceiver<String>,
+    /// Connections whose probe ended: (name, the server was down and answers again).
+    probes: UnboundedReceiver<(String, bool)>,
+}
+
+/// The agent's state apart from the configuration and the inbox, so that a running pass
+/// (which borrows neither) and the handlers of new events can go on side by side.
+struct Daemon {
+    rescan: Duration,
+    instance: String,
+    status: SharedStatus,
+    clocks: BTreeMap<String, TaskClock>,
+    /// Sessions by connection name, with the settings they were made from.
+    conns: HashMap<String, (serde_json::Value, Arc<Connection>)>,
+    caches: HashMap<String, RemoteCache>,
+    /// `None` when the OS gave no watcher at all (inotify instances used up): rescans only.
+    watcher: Option<LocalWatcher>,
+    watched: BTreeSet<PathBuf>,
+    remote_tx: UnboundedSender<String>,
+    probe_tx: UnboundedSender<(String, bool)>,
+    probing: HashSet<String>,
+}
+
+/// What a connection's session depends on: its settings and this computer's identity.
+fn conn_settings(config: &Config, name: &str) -> serde_json::Value {
+    serde_json::json!([config.device_id, config.connections.get(name)])
+}
+
+fn is_refused_as_copy(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<cairn_client::Error>()
+        .and_then(cairn_client::Error::status)
+        == Some(409)
+}
+
+impl Daemon {
+    /// Follows the configuration: new tasks are due at once, changed ones restart their
+    /// follower and cache and are due at once, removed ones are forgotten; watches follow.
+    fn follow_config(&mut self, config: &Config) {
+        self.conns
+            .retain(|name, (seen, _)| conn_settings(config, name) == *seen);
+        let conns = &self.conns;
+        self.clocks.retain(|name, clock| {
+            let task = config.tasks.get(name);
+            // A new session means a new follower.
+            if task.is_some_and(|t| !conns.contains_key(&t.connection)) {
+                clock.journal = None;
             }
-            (Some(_), None) => "syncing (new here)".to_string(),
-            (Some(m), Some(r)) => {
-                let here =
-                    cairn_engine::scanner::LocalEntry::from_metadata(rel.clone(), kind, m, None);
-                let same = kind == cairn_model::EntryKind::Dir
-                    || here.same_stat(r.size, r.mtime_ns, r.ctime_ns, r.inode);
-                match (same, drive.is_some_and(|d| d.read_only)) {
-                    (true, true) => "synced, read-only".to_string(),
-                    (true, false) => "synced".to_string(),
-                    (false, _) => "syncing (changed here)".to_string(),
+            task.is_some()
+        });
+        {
+            let mut all = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            all.retain(|name, _| config.tasks.contains_key(name));
+        }
+        self.caches
+            .retain(|name, _| config.tasks.contains_key(name));
+        for (name, task) in &config.tasks {
+            let seen = serde_json::to_value(task).unwrap_or_default();
+            match self.clocks.get_mut(name) {
+                None => {
+                    self.clocks.insert(name.clone(), TaskClock::new(seen));
+                }
+                Some(clock) if clock.seen != seen => {
+                    clock.seen = seen;
+                    clock.journal = None;
+                    clock.dirty = Some(Instant::now());
+                    if let Some(r) = &mut clock.retry {
+                        r.at = Instant::now();
+                    }
+                    self.caches.remove(name);
+                }
+                Some(_) => {}
+            }
+        }
+        self.follow_roots(config);
+    }
+
+    /// Watches every task folder that is there, and only those: a folder that appears later
+    /// (a disk mounted) is watched then.
+    fn follow_roots(&mut self, config: &Config) {
+        let wanted: BTreeSet<PathBuf> = config
+            .tasks
+            .values()
+            .flat_map(|t| t.locals.iter())
+            .filter(|p| p.is_dir())
+            .cloned()
+            .collect();
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
+        for gone in self.watched.difference(&wanted) {
+            watcher.remove(gone);
+        }
+        for new in wanted.difference(&self.watched) {
+            // The periodic rescan still covers a folder the OS refuses to watch.
+            if let Err(e) = watcher.add(new) {
+                eprintln!("warning: {e}; changes there wait for the next rescan");
+            }
+        }
+        self.watched = wanted;
+    }
+
+    fn on_local_change(&mut self, path: &Path, config: &Config) {
+        // Our own temporary files are not news.
+        if path
+            .components()
+            .any(|c| c.as_os_str() == cairn_model::filter::WORK_DIR_NAME)
+        {
+            return;
+        }
+        for (name, task) in &config.tasks {
+            if task.locals.iter().any(|root| path.starts_with(root)) {
+                if let Some(clock) = self.clocks.get_mut(name) {
+                    clock.dirty = Some(Instant::now());
                 }
             }
         }
-    };
-    println!(
-        "{}: {state} [task {name}]",
-        crate::output::escape_path(&abs)
-    );
-    Ok(())
-}
+    }
 
-pub fn log(task: Option<&str>, lines: usize, downloads: bool) -> Result<()> {
-    let home = Home::locate()?;
-    let config = home.load()?;
-    let names: Vec<String> = match task {
-        Some(t) if !config.tasks.contains_key(t) => bail!("no task named {t}"),
-        Some(t) => vec![t.to_string()],
-        None => config.tasks.keys().cloned().collect(),
-    };
-    for name in names {
-        let text = std::fs::read_to_string(home.log_path(&name)).unwrap_or_default();
-        let all: Vec<&str> = text
-            .lines()
-            .filter(|l| !downloads || l.contains(" downloaded "))
-            .collect();
-        for l in &all[all.len().saturating_sub(lines)..] {
-            println!("[{name}] {}", crate::output::escape_controls(l));
+    /// Due at once: a change already settled on the server, or the user asked.
+    fn run_soon(&mut self, task: &str, now_even_after_failure: bool) {
+        let Some(clock) = self.clocks.get_mut(task) else {
+            return;
+        };
+        let now = Instant::now();
+        clock.dirty = Some(now.checked_sub(DEBOUNCE).unwrap_or(now));
+        if let Some(r) = clock.retry.as_mut().filter(|_| now_even_after_failure) {
+            r.at = now;
         }
     }
-    Ok(())
+
+    fn on_probe(&mut self, conn: &str, back: bool, config: &Config) {
+        self.probing.remove(conn);
+        if !back {
+            return;
+        }
+        let now = Instant::now();
+        for (name, clock) in &mut self.clocks {
+            let on_it = config.tasks.get(name).is_some_and(|t| t.connection == conn);
+            if let Some(r) = clock.retry.as_mut().filter(|_| on_it) {
+                r.at = now;
+            }
+        }
+    }
+
+    /// Takes every event already waiting, without waiting for more.
+    fn take(&mut self, inbox: &mut Inbox, config: &Config) {
+        while let Ok(p) = inbox.local.try_recv() {
+            self.on_local_change(&p, config);
+        }
+        while let Ok(task) = inbox.remote.try_recv() {
+            self.run_soon(&task, false);
+        }
+        while let Ok(task) = inbox.kicks.try_recv() {
+            self.run_soon(&task, true);
+        }
+        while let Ok((conn, back)) = inbox.probes.try_recv() {
+            self.on_probe(&conn, back, config);
+        }
+    }
+
+    /// The first task due to run, if any.
+    fn next_due(&self, paused: &[String]) -> Option<String> {
+        let now = Instant::now();
+        self.clocks
+            .iter()
+            .find(|(name, clock)| !paused.contains(name) && clock.is_due(now, self.rescan))
+            .map(|(name, _)| name.clone())
+    }
+
+    /// The session for connection `name`, announced as this agent when it is made.
+    ///
+    /// # Errors
+    /// When the connection is not configured, or the server refuses this agent because
+    /// another live agent has this computer's identity (a copied configuration folder).
+    async fn session(
+        &mut self,
+        home: &Home,
+        config: &Config,
+        name: &str,
+    ) -> Result<Arc<Connection>> {
+        if let Some((_, c)) = self.conns.get(name) {
+            return Ok(c.clone());
+        }
+        let conn = home.connection(config, name)?;
+        // Offline is no refusal: the instance rides on the journal polls, which claim later.
+        if let Err(e) = conn.claim_agent(&self.instance).await {
+            if e.status() == Some(409) {
+                return Err(e.into());
+            }
+        }
+        self.conns.insert(
+            name.to_string(),
+            (conn_settings(config, name), conn.clone()),
+        );
+        Ok(conn)
+    }
+
+    /// Marks `name` running: the changes seen so far are this pass's.
+    fn start(&mut self, name: &str) {
+        if let Some(clock) = self.clocks.get_mut(name) {
+            clock.running = true;
+            clock.dirty = None;
+            clock.last_full = Some(Instant::now());
+        }
+    }
+
+    /// Makes the session and journal follower of `name`; the cache it had.
+    async fn prepare(
+        &mut self,
+        home: &Home,
+        config: &Config,
+        name: &str,
+    ) -> Result<(Arc<Connection>, Option<RemoteCache>)> {
+        let task = config
+            .tasks
+            .get(name)
+            .with_context(|| format!("no task named {name}"))?;
+        let conn = self.session(home, config, &task.connection).await?;
+        let tx = self.remote_tx.clone();
+        if let Some(clock) = self.clocks.get_mut(name) {
+            // Followed before the pass lists the folder, so no change falls in between.
+            if task.drive.is_some() && clock.journal.is_none() {
+                clock.journal = Some(follow_journal(config, name, &conn, tx)?);
+            }
+        }
+        Ok((conn, self.caches.remove(name)))
+    }
+
+    /// Records how a pass ended: success resets the backoff, failure schedules the retry.
+    fn finish(&mut self, config: &Config, name: &str, result: Result<PassOutcome>) -> String {
+        let (text, error, waiting) = match result {
+            Ok(PassOutcome {
+                waiting: Some(why), ..
+            }) => (why, None, true),
+            Ok(o) if o.failed > 0 => {
+                let e = format!("{} files failed (see `cairn log {name}`)", o.failed);
+                (o.summary, Some(e), false)
+            }
+            Ok(o) => (o.summary, None, false),
+            Err(e) => {
+                let e = format!("task failed: {e:#}");
+                (e.clone(), Some(e), false)
+            }
+        };
+        let Some(clock) = self.clocks.get_mut(name) else {
+            return text; // removed while it ran
+        };
+        clock.running = false;
+        clock.waiting = waiting;
+        clock.retry = error.as_ref().map(|_| {
+            let wait = next_wait(clock.retry.map(|r| r.wait));
+            Retry {
+                at: Instant::now() + wait,
+                wait,
+            }
+        });
+        if error.is_some() {
+            if let Some(task) = config.tasks.get(name) {
+                self.probe(&task.connection.clone());
+            }
+        }
+        let mut all = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        let s = all.entry(name.to_string()).or_default();
+        s.last_result = Some(text.clone());
+        s.last_pass_at = Some(cairn_model::timespec::format_instant(now_ns()));
+        s.error = error;
+        s.uploading.clear();
+        s.queued = 0;
+        text
+    }
+
+    /// Asks an unreachable server, more and more rarely, whether it is back; reports on
+    /// `probe_tx` (a server that answers at once was not the problem, and backoff decides).
+    fn probe(&mut self, conn_name: &str) {
+        let Some((_, conn)) = self.conns.get(conn_name) else {
+            return;
+        };
+        if !self.probing.insert(conn_name.to_string()) {
+            return;
+        }
+        let conn = conn.clone();
+        let tx = self.probe_tx.clone();
+        let name = conn_name.to_string();
+        tokio::spawn(async move {
+            let (mut wait, most) = PROBE_WAITS;
+            let mut was_down = false;
+            loop {
+                match conn.folders().await {
+                    Ok(_) => break,
+                    Err(e) if e.is_temporary() => was_down = true,
+                    // Refused (a password changed, access removed): not a server that is down.
+                    Err(_) => {
+                        was_down = false;
+                        break;
+                    }
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(most);
+            }
+            let _ = tx.send((name, was_down));
+        });
+    }
+
+    /// Publishes every task's state for `status`.
+    fn publish(&self, paused: &[String]) {
+        let now = Instant::now();
+        let mut all = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, clock) in &self.clocks {
+            let s = all.entry(name.clone()).or_default();
+            s.state = clock.state(paused.contains(name));
+            let left = clock.retry.map(|r| r.at.saturating_duration_since(now));
+            s.next_retry_in_secs = left.map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
+            s.next_retry_at =
+                left.map(|d| cairn_model::timespec::format_instant(now_ns() + d.as_nanos() as i64));
+        }
+    }
+}
+
+/// Answers requests on the agent's socket.
+fn serve(
+    listener: UnixListener,
+    status: SharedStatus,
+    kicks: UnboundedSender<String>,
+    wake: Arc<tokio::sync::Notify>,
+) {
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let status = status.clone();
+            let kicks = kicks.clone();
+            let wake = wake.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = stream.into_split();
+                let mut line = String::new();
+                if BufReader::new(r).read_line(&mut line).await.is_err() {
+                    return;
+                }
+                let answer = match serde_json::from_str::<Request>(&line) {
+                    Ok(req) if req.cmd == "status" => {
+                        let s = status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                        serde_json::to_value(s).unwrap_or_default()
+                    }
+                    Ok(req) if req.cmd == "reload" => {
+                        wake.notify_one();
+                        serde_json::json!({"ok": true})
+                    }
+                    Ok(Request {
+                        cmd,
+                        task: Some(task),
+                    }) if cmd == "run" => {
+                        let _ = kicks.send(task);
+                        serde_json::json!({"ok": true})
+                    }
+                    _ => serde_json::json!({"error": "unknown request"}),
+                };
+                let mut out = serde_json::to_vec(&answer).unwrap_or_default();
+                out.push(b'\n');
+                let _ = w.write_all(&out).await;
+            });
+        }
+    });
 }
 
 pub async fn agent(c: AgentCmd) -> Result<()> {
@@ -609,172 +577,146 @@ pub async fn agent(c: AgentCmd) -> Result<()> {
         .with_context(|| format!("creating {}", home.data_dir.display()))?;
     let listener =
         UnixListener::bind(&sock).with_context(|| format!("listening on {}", sock.display()))?;
-    let status: Arc<Mutex<BTreeMap<String, TaskStatus>>> = Arc::new(Mutex::new(BTreeMap::new()));
+    let result = run_agent(&home, c, listener).await;
+    let _ = std::fs::remove_file(&sock);
+    result
+}
+
+async fn run_agent(home: &Home, c: AgentCmd, listener: UnixListener) -> Result<()> {
+    let status = SharedStatus::default();
     let wake = Arc::new(tokio::sync::Notify::new());
-    {
-        let status = status.clone();
-        let wake = wake.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let status = status.clone();
-                let wake = wake.clone();
-                tokio::spawn(async move {
-                    let (r, mut w) = stream.into_split();
-                    let mut line = String::new();
-                    if BufReader::new(r).read_line(&mut line).await.is_err() {
-                        return;
-                    }
-                    let answer = match serde_json::from_str::<Request>(&line) {
-                        Ok(req) if req.cmd == "status" => {
-                            let s = status.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                            serde_json::to_value(s).unwrap_or_default()
-                        }
-                        Ok(req) if req.cmd == "reload" => {
-                            wake.notify_one();
-                            serde_json::json!({"ok": true})
-                        }
-                        _ => serde_json::json!({"error": "unknown request"}),
-                    };
-                    let mut out = serde_json::to_vec(&answer).unwrap_or_default();
-                    out.push(b'\n');
-                    let _ = w.write_all(&out).await;
-                });
-            }
-        });
-    }
-    println!("agent running; socket {}", sock.display());
+    let (kick_tx, kicks) = unbounded_channel();
+    // Without a watcher the agent still runs: the periodic rescan finds what changed.
+    let (watcher, local) = match cairn_engine::watcher::watch(&[]) {
+        Ok((w, rx)) => (Some(w), rx),
+        Err(e) => {
+            eprintln!(
+                "warning: {e}; local changes are found by the rescan every {} s",
+                c.rescan
+            );
+            (None, unbounded_channel().1)
+        }
+    };
+    let (remote_tx, remote) = unbounded_channel();
+    let (probe_tx, probes) = unbounded_channel();
+    let mut inbox = Inbox {
+        local,
+        remote,
+        kicks,
+        probes,
+    };
+    let mut daemon = Daemon {
+        rescan: Duration::from_secs(c.rescan),
+        // One identity check per connection: a copied configuration folder must not pose as
+        // the computer it was copied from.
+        instance: random_instance(),
+        status: status.clone(),
+        clocks: BTreeMap::new(),
+        conns: HashMap::new(),
+        caches: HashMap::new(),
+        watcher,
+        watched: BTreeSet::new(),
+        remote_tx,
+        probe_tx,
+        probing: HashSet::new(),
+    };
     let mut config = home.load()?;
-    let roots: Vec<(String, PathBuf)> = config
+    let used: BTreeSet<String> = config
         .tasks
-        .iter()
-        .flat_map(|(n, t)| t.locals.iter().map(move |l| (n.clone(), l.clone())))
+        .values()
+        .map(|t| t.connection.clone())
         .collect();
-    let watch_paths: Vec<PathBuf> = roots
-        .iter()
-        .map(|(_, p)| p.clone())
-        .filter(|p| p.is_dir())
-        .collect();
-    let (_watcher, mut events) = cairn_engine::watcher::watch(&watch_paths)?;
-    let mut dirty: HashMap<String, Instant> = config
-        .tasks
-        .keys()
-        .map(|k| (k.clone(), Instant::now()))
-        .collect();
-    let mut last_full: HashMap<String, Instant> = HashMap::new();
+    for name in used {
+        match daemon.session(home, &config, &name).await {
+            Err(e) if is_refused_as_copy(&e) => return Err(e),
+            // Anything else fails the tasks' passes, which say why and retry.
+            _ => {}
+        }
+    }
+    // Answered only now: an agent that answers has passed the identity check, so a copy
+    // started after it is the one refused. (Until then `status` waits in the socket's queue.)
+    serve(listener, status, kick_tx, wake.clone());
+    println!("agent running; socket {}", home.socket_path().display());
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;
-    // What each drive task last saw of its server folder: passes then read only the journal.
-    let mut caches: HashMap<String, Option<drive::RemoteCache>> = HashMap::new();
-    // Short: a save here should reach the other computers within a second or two.
-    let debounce = Duration::from_millis(150);
-    let (remote_tx, mut remote_changes) = tokio::sync::mpsc::unbounded_channel::<String>();
-    // One identity check per connection: a copied configuration folder must not pose as the
-    // computer it was copied from.
-    let instance: String = cairn_server::auth::random_bytes(16)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let mut conns: HashMap<String, Arc<cairn_client::Connection>> = HashMap::new();
-    for t in config.tasks.values() {
-        if conns.contains_key(&t.connection) {
-            continue;
-        }
-        let conn = home.connection(&config, &t.connection)?;
-        match conn.claim_agent(&instance).await {
-            Ok(()) => {}
-            Err(e) if e.status() == Some(409) => {
-                let _ = std::fs::remove_file(&sock);
-                bail!("{e}");
-            }
-            // Offline at start: the journal poll checks again when the server is back.
-            Err(e) => eprintln!("warning: {e}"),
-        }
-        conns.insert(t.connection.clone(), conn);
-    }
-    for (name, t) in &config.tasks {
-        if t.drive.is_some() {
-            follow_journal(&config, name, &conns[&t.connection], remote_tx.clone())?;
-        }
-    }
-    loop {
+    let mut stopping = false;
+    while !stopping {
         tokio::select! {
-            Some(path) = events.recv() => {
-                // Our own temporary files are not news.
-                if path.components().any(|c| c.as_os_str() == cairn_model::filter::WORK_DIR_NAME) {
-                    continue;
-                }
-                for (task, root) in &roots {
-                    if path.starts_with(root) {
-                        dirty.insert(task.clone(), Instant::now());
-                    }
-                }
-            }
-            Some(task) = remote_changes.recv() => {
-                // Already settled on the server: no reason to wait.
-                let now = Instant::now();
-                dirty.insert(task, now.checked_sub(debounce).unwrap_or(now));
-            }
+            Some(path) = inbox.local.recv() => daemon.on_local_change(&path, &config),
+            Some(task) = inbox.remote.recv() => daemon.run_soon(&task, false),
+            Some(task) = inbox.kicks.recv() => daemon.run_soon(&task, true),
+            Some((conn, back)) = inbox.probes.recv() => daemon.on_probe(&conn, back, &config),
             _ = wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
         }
+        // A configuration caught half-written (or broken by hand) keeps the last good one.
         config = home.load().unwrap_or(config);
+        daemon.follow_config(&config);
         let paused = home.state().map(|s| s.paused).unwrap_or_default();
-        for name in config.tasks.keys() {
-            let is_paused = paused.contains(name);
-            {
-                let mut all = status.lock().unwrap_or_else(|p| p.into_inner());
-                let s = all.entry(name.clone()).or_default();
-                if is_paused {
-                    s.state = "paused".into();
-                } else if s.state.is_empty() || s.state == "paused" {
-                    s.state = "idle".into();
+        daemon.publish(&paused);
+        let Some(name) = daemon.next_due(&paused) else {
+            continue;
+        };
+        let progress = Arc::new(TaskProgress::new(home, &name, daemon.status.clone(), false));
+        daemon.start(&name);
+        daemon.publish(&paused);
+        let result = match daemon.prepare(home, &config, &name).await {
+            Ok((conn, mut cache)) => {
+                let result = {
+                    let pass = run_task(
+                        home,
+                        &config,
+                        conn,
+                        &mut cache,
+                        &name,
+                        PassOptions::default(),
+                        progress.clone(),
+                    );
+                    tokio::pin!(pass);
+                    loop {
+                        tokio::select! {
+                            r = &mut pass => break r,
+                            // Dropping the pass cancels its transfers: temporaries go with
+                            // the working folder, the index keeps only finished steps.
+                            _ = tokio::signal::ctrl_c() => {
+                                stopping = true;
+                                break Err(anyhow::anyhow!("stopped: the agent was asked to quit"));
+                            }
+                            _ = terminate.recv() => {
+                                stopping = true;
+                                break Err(anyhow::anyhow!("stopped: the agent was asked to quit"));
+                            }
+                            Some(path) = inbox.local.recv() => daemon.on_local_change(&path, &config),
+                            Some(task) = inbox.remote.recv() => daemon.run_soon(&task, false),
+                            Some(task) = inbox.kicks.recv() => daemon.run_soon(&task, true),
+                            Some((conn, back)) = inbox.probes.recv() => daemon.on_probe(&conn, back, &config),
+                            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                                let paused = home.state().map(|s| s.paused).unwrap_or_default();
+                                daemon.publish(&paused);
+                            }
+                        }
+                    }
+                };
+                if let Some(cache) = cache {
+                    daemon.caches.insert(name.clone(), cache);
                 }
+                result
             }
-            if is_paused {
-                continue;
-            }
-            let due_watch = dirty.get(name).is_some_and(|t| t.elapsed() >= debounce);
-            let due_scan = last_full
-                .get(name)
-                .is_none_or(|t| t.elapsed() >= Duration::from_secs(c.rescan));
-            if !(due_watch || due_scan) {
-                continue;
-            }
-            dirty.remove(name);
-            last_full.insert(name.clone(), Instant::now());
-            set_state(&status, name, "running");
-            let progress = Arc::new(TaskProgress::new(&home, name, status.clone(), false));
-            let result = run_task(
-                &home,
-                &config,
-                &mut conns,
-                &mut caches,
-                name,
-                false,
-                false,
-                progress.clone(),
-            )
-            .await;
-            let (state, text) = match result {
-                Ok(PassOutcome {
-                    waiting: Some(why), ..
-                }) => ("waiting for confirmation of deletions", why),
-                Ok(o) if o.failed > 0 => ("error", o.summary),
-                Ok(o) => ("up to date", o.summary),
-                Err(e) => ("error", format!("task failed: {e:#}")),
-            };
-            progress.line(&text);
-            let mut all = status.lock().unwrap_or_else(|p| p.into_inner());
-            let s = all.entry(name.clone()).or_default();
-            s.state = state.into();
-            s.last_result = Some(text);
-            s.uploading.clear();
-            s.queued = 0;
-        }
+            Err(e) => Err(e),
+        };
+        let text = daemon.finish(&config, &name, result);
+        progress.line(&text);
+        // Changes that arrived while the pass ended are pending, not "up to date".
+        daemon.take(&mut inbox, &config);
+        let paused = home.state().map(|s| s.paused).unwrap_or_default();
+        daemon.publish(&paused);
     }
-    let _ = std::fs::remove_file(&sock);
+    // Stopping: give up the device claims, so `run --once` or the next agent may start now.
+    for (_, conn) in daemon.conns.values() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.release_agent()).await;
+    }
     Ok(())
 }
 
@@ -783,15 +725,15 @@ pub async fn agent(c: AgentCmd) -> Result<()> {
 fn follow_journal(
     config: &Config,
     name: &str,
-    conn: &Arc<cairn_client::Connection>,
-    tx: tokio::sync::mpsc::UnboundedSender<String>,
-) -> Result<()> {
+    conn: &Arc<Connection>,
+    tx: UnboundedSender<String>,
+) -> Result<JournalFollower> {
     let task = &config.tasks[name];
     let remote = conn.remote(&task.folder);
     let prefix = task.remote_prefix(0)?;
     let me = config.device_id.clone();
     let name = name.to_string();
-    tokio::spawn(async move {
+    Ok(JournalFollower(tokio::spawn(async move {
         let mut after = None;
         loop {
             let Some(from) = after else {
@@ -820,11 +762,62 @@ fn follow_journal(
                 Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
             }
         }
-    });
-    Ok(())
+    })))
 }
 
-fn set_state(status: &Arc<Mutex<BTreeMap<String, TaskStatus>>>, name: &str, state: &str) {
-    let mut all = status.lock().unwrap_or_else(|p| p.into_inner());
-    all.entry(name.to_string()).or_default().state = state.into();
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_wait_one_second_then_double_up_to_a_minute() {
+        let mut waits = Vec::new();
+        let mut w = None;
+        for _ in 0..9 {
+            let next = next_wait(w);
+            waits.push(next.as_secs());
+            w = Some(next);
+        }
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+
+    #[test]
+    fn a_task_is_up_to_date_only_with_nothing_to_do() {
+        let mut clock = TaskClock::new(serde_json::Value::Null);
+        assert_eq!(
+            clock.state(false),
+            TaskState::Pending,
+            "before its first pass"
+        );
+        clock.dirty = None;
+        clock.last_full = Some(Instant::now());
+        assert_eq!(clock.state(false), TaskState::UpToDate);
+        assert_eq!(clock.state(true), TaskState::Paused);
+        clock.dirty = Some(Instant::now());
+        assert_eq!(clock.state(false), TaskState::Pending);
+        clock.retry = Some(Retry {
+            at: Instant::now(),
+            wait: FIRST_RETRY,
+        });
+        assert_eq!(clock.state(false), TaskState::Error);
+        clock.waiting = true;
+        assert_eq!(clock.state(false), TaskState::WaitingForConfirmation);
+        clock.running = true;
+        assert_eq!(clock.state(false), TaskState::Running);
+    }
+
+    #[test]
+    fn a_failed_pass_waits_for_its_retry_even_with_changes() {
+        let now = Instant::now();
+        let mut clock = TaskClock::new(serde_json::Value::Null);
+        clock.last_full = Some(now);
+        clock.dirty = now.checked_sub(DEBOUNCE);
+        clock.retry = Some(Retry {
+            at: now + Duration::from_secs(4),
+            wait: Duration::from_secs(4),
+        });
+        let rescan = Duration::from_secs(600);
+        assert!(!clock.is_due(now, rescan));
+        assert!(clock.is_due(now + Duration::from_secs(4), rescan));
+    }
 }

@@ -30,6 +30,11 @@ pub struct ConnectionConfig {
     /// Seconds the server may stay silent before a request fails (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
+    /// Content upload and download limits in bytes per second, for all transfers together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_upload: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_download: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -246,11 +251,10 @@ impl Home {
         if let Some(p) = creds.proxies.get(name) {
             c.proxy = Some(p.clone());
         }
-        Ok(Arc::new(Connection::new(connect_options(
-            &c,
-            password,
-            &config.device_id,
-        ))?))
+        Ok(Arc::new(
+            Connection::new(connect_options(&c, password, &config.device_id))?
+                .with_rate_limits(c.limit_upload, c.limit_download),
+        ))
     }
 }
 
@@ -314,4 +318,49 @@ pub fn read_stdin_line() -> Result<String> {
         bail!("the password read from standard input is empty");
     }
     Ok(pw)
+}
+
+/// Parses `none`, a byte count, or a count with a K, M, G or T suffix (powers of 1024):
+/// quotas, rate limits. `None` for `none`.
+pub fn parse_size(text: &str) -> std::result::Result<Option<u64>, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let unit = unit.trim().to_ascii_uppercase();
+    let shift = match unit
+        .trim_end_matches("/S")
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => {
+            return Err(format!(
+                "{text:?}: use a number of bytes with K, M, G or T, or none"
+            ))
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?}: use a number of bytes with K, M, G or T, or none"))?;
+    n.checked_mul(1u64 << shift)
+        .map(Some)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// A rate limit as given on the command line: bytes per second, `None` for no limit.
+#[derive(Clone, Copy, Debug)]
+pub struct Rate(pub Option<u64>);
+
+/// Parses a rate (`500K`, `2M`, `none`; an optional `/s`).
+pub fn parse_rate(text: &str) -> std::result::Result<Rate, String> {
+    parse_size(text).map(|r| Rate(r.filter(|r| *r > 0)))
 }

@@ -273,6 +273,13 @@ async fn add(a: DriveAddCmd) -> Result<()> {
 #[derive(Args)]
 pub struct TaskSetCmd {
     name: String,
+    /// Replaces the local folders (repeat for several; a drive task has one). What was backed
+    /// up from a folder no longer listed stays on the server.
+    #[arg(long)]
+    local: Option<Vec<PathBuf>>,
+    /// Replaces the sub-folders (of a local folder) that are not synced or backed up; '' clears.
+    #[arg(long)]
+    exclude_dir: Option<Vec<String>>,
     #[arg(long, value_enum)]
     mode: Option<ModeArg>,
     #[arg(long, value_enum)]
@@ -283,10 +290,10 @@ pub struct TaskSetCmd {
     consistency_check: Option<bool>,
     #[arg(long)]
     max_size: Option<u64>,
-    /// Replaces the file-name rules.
+    /// Replaces the file-name rules; '' clears them.
     #[arg(long)]
     exclude_name: Option<Vec<String>>,
-    /// Replaces the extension rules.
+    /// Replaces the extension rules; '' clears them.
     #[arg(long)]
     exclude_ext: Option<Vec<String>>,
     #[arg(long)]
@@ -299,10 +306,30 @@ pub struct TaskSetCmd {
 pub async fn set(c: TaskSetCmd) -> Result<()> {
     let home = Home::locate()?;
     let mut config = home.load()?;
+    let old_locals = config
+        .tasks
+        .get(&c.name)
+        .with_context(|| format!("no task named {}", c.name))?
+        .locals
+        .clone();
+    let new_locals = match &c.local {
+        Some(dirs) => Some(new_locals(&config, &c.name, dirs)?),
+        None => None,
+    };
     let task = config
         .tasks
         .get_mut(&c.name)
         .with_context(|| format!("no task named {}", c.name))?;
+    if let Some(locals) = &new_locals {
+        task.locals = locals.clone();
+    }
+    if let Some(dirs) = &c.exclude_dir {
+        task.filter.excluded_dirs = dirs
+            .iter()
+            .filter(|d| !d.is_empty())
+            .map(|d| excluded_dir(&task.locals, Path::new(d)))
+            .collect::<Result<Vec<_>>>()?;
+    }
     if let Some(m) = c.max_size {
         if m > MAX_SIZE_LIMIT_MB {
             bail!("--max-size {m} is over the limit of {MAX_SIZE_LIMIT_MB} MB (0 means unlimited)");
@@ -310,10 +337,14 @@ pub async fn set(c: TaskSetCmd) -> Result<()> {
         task.filter.max_size = m * 1024 * 1024;
     }
     if let Some(n) = c.exclude_name {
-        task.filter.names = n;
+        task.filter.names = n.into_iter().filter(|n| !n.is_empty()).collect();
     }
     if let Some(e) = c.exclude_ext {
-        task.filter.exts = e.iter().map(|e| normalize_ext(e)).collect();
+        task.filter.exts = e
+            .iter()
+            .map(|e| normalize_ext(e))
+            .filter(|e| !e.is_empty())
+            .collect();
     }
     if let Some(t) = c.transfers {
         task.transfers = t.clamp(1, 64);
@@ -361,7 +392,99 @@ pub async fn set(c: TaskSetCmd) -> Result<()> {
             bail!("folder {folder} is read-only for you: only --mode download-only is possible");
         }
     }
-    home.save(&config)?;
+    let changed_locals = new_locals.filter(|l| *l != old_locals);
+    match &changed_locals {
+        Some(locals) => save_moved(&home, &config, &c.name, &old_locals, locals)?,
+        None => home.save(&config)?,
+    }
     println!("updated task {}", c.name);
+    if let Some(locals) = &changed_locals {
+        let task = &config.tasks[&c.name];
+        for (i, l) in locals.iter().enumerate() {
+            println!(
+                "  {} -> {}/{}",
+                l.display(),
+                task.folder,
+                task.remote_prefix(i)?
+            );
+        }
+        for gone in old_locals.iter().filter(|o| !locals.contains(o)) {
+            println!(
+                "  {} is no longer synced; what the server has of it stays there",
+                gone.display()
+            );
+        }
+    }
     Ok(())
+}
+
+/// Saves a task whose local folders changed from `old` to `new`. A folder keeps its base in the
+/// index only if it stays (renumbered); any other base is forgotten, so the next pass uploads
+/// (or re-hashes) and never deletes on the server what another folder put there.
+fn save_moved(
+    home: &Home,
+    config: &Config,
+    name: &str,
+    old: &[PathBuf],
+    new: &[PathBuf],
+) -> Result<()> {
+    let kept: Vec<(u32, u32)> = old
+        .iter()
+        .enumerate()
+        .filter_map(|(o, path)| {
+            let n = new.iter().position(|l| l == path)?;
+            Some((o as u32, n as u32))
+        })
+        .collect();
+    let mut index = LocalIndex::open(&home.index_path())?;
+    index.remap_roots(name, &kept)?;
+    if let Err(e) = home.save(config) {
+        // The index now numbers the new folders: forgetting it is the safe way back.
+        index.forget_task(name)?;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Checks the folders given to `task set --local`: each exists, none overlaps another (of
+/// this task or another task), a drive task has one, and no two land in the same place.
+fn new_locals(config: &Config, name: &str, dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let task = &config.tasks[name];
+    if task.drive.is_some() && dirs.len() != 1 {
+        bail!("a drive task syncs exactly one local folder: give --local once");
+    }
+    let mut locals: Vec<PathBuf> = Vec::new();
+    for d in dirs {
+        let abs = check_local(config, d, Some(name))?;
+        if let Some(other) = locals
+            .iter()
+            .find(|l| abs.starts_with(l) || l.starts_with(&abs))
+        {
+            bail!("{} overlaps {}", abs.display(), other.display());
+        }
+        locals.push(abs);
+    }
+    let mut probe = task.clone();
+    probe.locals = locals.clone();
+    let mut prefixes = Vec::new();
+    for i in 0..locals.len() {
+        let p = probe.remote_prefix(i)?;
+        if prefixes.contains(&p) {
+            bail!("two local folders would both land in {p}: give them different names");
+        }
+        prefixes.push(p);
+    }
+    Ok(locals)
+}
+
+/// An excluded sub-folder given to `task set --exclude-dir`: relative to every local folder,
+/// or absolute inside one of them.
+fn excluded_dir(locals: &[PathBuf], dir: &Path) -> Result<RelPath> {
+    if dir.is_absolute() {
+        if let Some(root) = locals.iter().find(|l| dir.starts_with(l)) {
+            return parse_sub(root, dir);
+        }
+        bail!("{} is not inside the task's local folders", dir.display());
+    }
+    parse_sub(Path::new(""), dir)
 }

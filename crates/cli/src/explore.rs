@@ -15,6 +15,7 @@ use cairn_engine::{Progress, ProgressEvent, Remote};
 use cairn_model::timespec::{format_instant, parse_instant};
 use cairn_model::{EntryKind, RelPath, Seq};
 use clap::Args;
+use serde::Serialize;
 
 use crate::config::{Home, TaskConfig};
 
@@ -135,12 +136,62 @@ fn parse_at(at: Option<&str>) -> Result<Option<i64>> {
         .transpose()
 }
 
-pub async fn versions(task: &str, path: &Path) -> Result<()> {
+/// One version as `versions --json` prints it (field names are stable: docs/json.md).
+#[derive(Serialize)]
+struct VersionView {
+    version: i64,
+    /// When the server accepted it: RFC 3339 (seconds) and nanoseconds since the epoch.
+    saved: String,
+    saved_ns: i64,
+    size: u64,
+    /// file, dir, symlink or deleted.
+    kind: &'static str,
+    /// BLAKE3 of the content (of the target for a symbolic link); null otherwise.
+    hash: Option<String>,
+    computer: String,
+    device: String,
+    user: String,
+}
+
+/// One path as `ls --json` prints it (field names are stable: docs/json.md).
+#[derive(Serialize)]
+struct LsView {
+    /// Where it is (or would be) in the task's local folder.
+    path: String,
+    /// Where it is in the server folder.
+    server_path: String,
+    /// file, dir, symlink or deleted.
+    kind: &'static str,
+    size: u64,
+    saved: String,
+    saved_ns: i64,
+    version: i64,
+}
+
+pub async fn versions(task: &str, path: &Path, json: bool) -> Result<()> {
     let t = open_task(task)?;
     let place = places(&t.config, Some(path))?.remove(0);
     let versions = t.remote.versions(&place.remote).await?;
     if versions.is_empty() {
         bail!("{} has no versions on the server", path.display());
+    }
+    if json {
+        let views: Vec<VersionView> = versions
+            .into_iter()
+            .map(|v| VersionView {
+                version: v.seq.0,
+                saved: format_instant(v.committed_ns),
+                saved_ns: v.committed_ns,
+                size: v.entry.size,
+                kind: v.entry.kind.as_str(),
+                hash: v.entry.hash.map(|h| h.to_hex()),
+                computer: v.computer,
+                device: v.device.0,
+                user: v.user,
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&views)?);
+        return Ok(());
     }
     println!(
         "{:>8}  {:<20}  {:>12}  {:<8}  {:<16}  user",
@@ -176,11 +227,15 @@ pub struct LsCmd {
     /// Include deleted files.
     #[arg(long)]
     deleted: bool,
+    /// Print JSON (see docs/json.md).
+    #[arg(long)]
+    json: bool,
 }
 
 pub async fn ls(c: LsCmd) -> Result<()> {
     let t = open_task(&c.task)?;
     let at = parse_at(c.at.as_deref())?;
+    let mut views = Vec::new();
     for place in places(&t.config, c.path.as_deref())? {
         let prefix = t.config.remote_prefix(place.root)?;
         for v in t.remote.tree(&place.remote, at, c.deleted).await? {
@@ -191,6 +246,18 @@ pub async fn ls(c: LsCmd) -> Result<()> {
             } else {
                 v.entry.kind.as_str()
             };
+            if c.json {
+                views.push(LsView {
+                    path: shown.to_string_lossy().into_owned(),
+                    server_path: v.path.to_string(),
+                    kind,
+                    size: v.entry.size,
+                    saved: format_instant(v.committed_ns),
+                    saved_ns: v.committed_ns,
+                    version: v.seq.0,
+                });
+                continue;
+            }
             println!(
                 "{:<8} {:>12}  {}  {}",
                 kind,
@@ -199,6 +266,9 @@ pub async fn ls(c: LsCmd) -> Result<()> {
                 crate::output::escape_path(&shown)
             );
         }
+    }
+    if c.json {
+        println!("{}", serde_json::to_string_pretty(&views)?);
     }
     Ok(())
 }

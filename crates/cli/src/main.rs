@@ -3,10 +3,14 @@
 
 mod agent;
 mod config;
+mod connect_cmd;
 mod drive_cmd;
 mod explore;
 mod output;
+mod progress_bar;
+mod run;
 mod server_cmd;
+mod status;
 mod task_cmd;
 
 use std::path::PathBuf;
@@ -31,8 +35,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: server_cmd::ServerCmd,
     },
-    /// Save (or edit) a connection to a cairn server.
-    Connect(task_cmd::ConnectCmd),
+    /// Save (or edit) a connection to a cairn server; `connect list`, `connect remove NAME`.
+    Connect(connect_cmd::ConnectCmd),
     /// Backup tasks: upload local folders to a server folder, one way.
     Backup {
         #[command(subcommand)]
@@ -49,7 +53,7 @@ enum Cmd {
         cmd: TaskCmd,
     },
     /// Run tasks once, to completion.
-    Run(agent::RunCmd),
+    Run(run::RunCmd),
     /// Run all tasks continuously (watcher plus periodic rescan).
     Agent(agent::AgentCmd),
     /// Pause a task (the running agent stops working on it).
@@ -66,6 +70,9 @@ enum Cmd {
     Status {
         /// A task name, or a file or folder inside a task's folder.
         task: Option<String>,
+        /// Print JSON (fields in docs/json.md).
+        #[arg(long)]
+        json: bool,
     },
     /// Show a task's log.
     Log {
@@ -76,9 +83,18 @@ enum Cmd {
         /// Only the download history.
         #[arg(long)]
         downloads: bool,
+        /// Print JSON (fields in docs/json.md).
+        #[arg(long)]
+        json: bool,
     },
     /// Every version of a file: time, size, device.
-    Versions { task: String, path: PathBuf },
+    Versions {
+        task: String,
+        path: PathBuf,
+        /// Print JSON (see docs/json.md).
+        #[arg(long)]
+        json: bool,
+    },
     /// List a task's files, now or at a time.
     Ls(explore::LsCmd),
     /// Restore a file, a folder or a whole task.
@@ -95,6 +111,17 @@ enum TaskCmd {
 
 fn main() {
     let cli = Cli::parse();
+    // Daemons keep the default: their output closing is worth a report.
+    let daemon = matches!(
+        cli.cmd,
+        Cmd::Agent(_)
+            | Cmd::Server {
+                cmd: server_cmd::ServerCmd::Run { .. }
+            }
+    );
+    if !daemon {
+        output::exit_quietly_on_closed_pipe();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -108,9 +135,9 @@ fn main() {
     let result = rt.block_on(async move {
         match cli.cmd {
             Cmd::Server { cmd } => server_cmd::run(cmd).await,
-            Cmd::Connect(c) => task_cmd::connect(c).await,
+            Cmd::Connect(c) => connect_cmd::connect(c).await,
             Cmd::Backup { cmd } => task_cmd::backup(cmd).await,
-            Cmd::Run(c) => agent::run_once(c).await,
+            Cmd::Run(c) => run::run_once(c).await,
             Cmd::Agent(c) => agent::agent(c).await,
             Cmd::Pause { task } => agent::set_paused(&task, true).await,
             Cmd::Resume {
@@ -121,13 +148,14 @@ fn main() {
             Cmd::Task {
                 cmd: TaskCmd::Set(c),
             } => drive_cmd::set(c).await,
-            Cmd::Status { task } => agent::status(task.as_deref()).await,
+            Cmd::Status { task, json } => status::status(task.as_deref(), json).await,
             Cmd::Log {
                 task,
                 lines,
                 downloads,
-            } => agent::log(task.as_deref(), lines, downloads),
-            Cmd::Versions { task, path } => explore::versions(&task, &path).await,
+                json,
+            } => status::log(task.as_deref(), lines, downloads, json),
+            Cmd::Versions { task, path, json } => explore::versions(&task, &path, json).await,
             Cmd::Ls(c) => explore::ls(c).await,
             Cmd::Restore(c) => explore::restore(c).await,
             Cmd::Download(c) => explore::download(c).await,

@@ -51,6 +51,33 @@ pub fn escape_path(path: &Path) -> String {
     escape(&path.to_string_lossy()).into_owned()
 }
 
+/// Makes a closed standard output or error (`cairn status | head -1`) end the program quietly
+/// with status 0, as `head` expects of the command it reads from (ripgrep does the same); every
+/// other panic keeps the default report.
+///
+/// Rust ignores SIGPIPE, so a write to a closed pipe fails with EPIPE and the print macros
+/// panic. Restoring the signal's default would need `unsafe` (forbidden here), and catching
+/// every print would touch every command; the panic is the one place all of them meet.
+pub fn exit_quietly_on_closed_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if is_closed_pipe(info.payload()) {
+            std::process::exit(0);
+        }
+        report(info);
+    }));
+}
+
+/// True for the panic of a print macro whose stream was closed by its reader.
+fn is_closed_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
+    let text = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("");
+    text.starts_with("failed printing to std") && text.contains("Broken pipe")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +92,16 @@ mod tests {
         assert_eq!(escape("del\u{7f}"), "del\\x7f");
         assert_eq!(escape("café ✓"), "café ✓");
         assert_eq!(escape_controls("a\\x1b\u{1b}"), "a\\x1b\\x1b");
+    }
+
+    #[test]
+    fn only_the_panic_of_a_print_to_a_closed_pipe_is_quiet() {
+        let closed: String = "failed printing to stdout: Broken pipe (os error 32)".into();
+        assert!(is_closed_pipe(&closed));
+        assert!(!is_closed_pipe(
+            &"failed printing to stdout: No space left on device"
+        ));
+        assert!(!is_closed_pipe(&"index out of bounds"));
+        assert!(!is_closed_pipe(&42_u32));
     }
 }

@@ -368,37 +368,7 @@ pub struct Quota(Option<u64>);
 
 /// Parses `none`, a byte count, or a count with a K, M, G or T suffix (powers of 1024).
 fn parse_quota(text: &str) -> Result<Quota, String> {
-    let t = text.trim();
-    if t.eq_ignore_ascii_case("none") {
-        return Ok(Quota(None));
-    }
-    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => t.split_at(i),
-        None => (t, ""),
-    };
-    let shift = match unit
-        .trim()
-        .to_ascii_uppercase()
-        .trim_end_matches("IB")
-        .trim_end_matches('B')
-    {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        _ => {
-            return Err(format!(
-                "{text:?}: use a number of bytes with K, M, G or T, or none"
-            ))
-        }
-    };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?}: use a number of bytes with K, M, G or T, or none"))?;
-    n.checked_mul(1u64 << shift)
-        .map(|b| Quota(Some(b)))
-        .ok_or_else(|| format!("{text:?} is too large"))
+    crate::config::parse_size(text).map(Quota)
 }
 
 fn user(cmd: UserCmd) -> Result<()> {

@@ -1,4 +1,4 @@
-//! `cairn connect` and `cairn backup add|remove`: saved connections and backup tasks.
+//! `cairn backup add|remove`: backup tasks.
 
 use std::path::PathBuf;
 
@@ -9,104 +9,7 @@ use cairn_model::Filter;
 use cairn_protocol::{is_valid_name, Access};
 use clap::{Args, Subcommand};
 
-use crate::config::{
-    connect_options, host_name, read_stdin_line, ConnectionConfig, Home, TaskConfig,
-};
-
-#[derive(Args)]
-pub struct ConnectCmd {
-    /// The server's HTTPS URL, with host and port.
-    url: String,
-    #[arg(long)]
-    user: String,
-    /// Read the password from standard input.
-    #[arg(long)]
-    password_stdin: bool,
-    /// Trust exactly the certificate with this SHA-256 fingerprint.
-    #[arg(long, conflicts_with = "ca")]
-    fingerprint: Option<String>,
-    /// Trust certificates signed by this CA (PEM).
-    #[arg(long)]
-    ca: Option<PathBuf>,
-    /// Name of the connection.
-    #[arg(long, default_value = "default")]
-    name: String,
-    /// Proxy URL, e.g. http://user:password@proxy:3128 (HTTP(S)_PROXY are honoured without it).
-    #[arg(long)]
-    proxy: Option<String>,
-    /// Seconds the server may stay silent before a request fails and is retried (default 30;
-    /// raise it for very slow links).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    timeout: Option<u64>,
-}
-
-pub async fn connect(c: ConnectCmd) -> Result<()> {
-    if !is_valid_name(&c.name) {
-        bail!("invalid connection name {:?}", c.name);
-    }
-    let home = Home::locate()?;
-    let mut config = home.load()?;
-    let mut creds = home.credentials()?;
-    let previous = config.connections.get(&c.name).cloned();
-    let password = if c.password_stdin {
-        read_stdin_line()?
-    } else {
-        match creds.passwords.get(&c.name) {
-            Some(p) if previous.as_ref().is_some_and(|p| p.user == c.user) => p.clone(),
-            _ => bail!("give the password on standard input with --password-stdin"),
-        }
-    };
-    let conn = ConnectionConfig {
-        url: c.url.trim_end_matches('/').to_string(),
-        user: c.user,
-        fingerprint: c.fingerprint,
-        ca: c.ca,
-        proxy: c.proxy,
-        timeout_secs: c.timeout,
-    };
-    // Log in before saving, so a typo never becomes a saved connection.
-    let session =
-        cairn_client::Connection::new(connect_options(&conn, password.clone(), &config.device_id))?;
-    session
-        .login()
-        .await
-        .with_context(|| format!("logging in to {}", conn.url))?;
-    let folders = session.folders().await?;
-    // A proxy's password goes to the credentials file (0600), not the configuration.
-    let mut saved = conn.clone();
-    match &conn.proxy {
-        Some(p) if cairn_client::redact_url(p) != *p => {
-            creds.proxies.insert(c.name.clone(), p.clone());
-            saved.proxy = Some(cairn_client::redact_url(p));
-        }
-        _ => {
-            creds.proxies.remove(&c.name);
-        }
-    }
-    config.connections.insert(c.name.clone(), saved);
-    // Connecting gives this computer a fresh identity: a configuration folder copied from
-    // another computer stops posing as that one.
-    config.device_id = cairn_server::auth::random_bytes(16)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    creds.passwords.insert(c.name.clone(), password);
-    home.save_credentials(&creds)?;
-    home.save(&config)?;
-    let verb = if previous.is_some() {
-        "updated"
-    } else {
-        "saved"
-    };
-    println!(
-        "{verb} connection {} to {} as {}",
-        c.name, conn.url, conn.user
-    );
-    for f in folders {
-        println!("  folder {} ({})", f.name, f.access.as_str());
-    }
-    Ok(())
-}
+use crate::config::{host_name, Home, TaskConfig};
 
 #[derive(Subcommand)]
 pub enum BackupCmd {

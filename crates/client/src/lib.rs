@@ -13,6 +13,9 @@
 //! `Response::bytes`, which takes whatever the server sends). Listings are capped rather than
 //! streamed because the engine's `Remote` takes them whole; the caps are far above real folders.
 
+pub mod ratelimit;
+pub mod replica;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -316,6 +319,9 @@ pub struct Connection {
     /// Per folder: how far the last journal read went, and the answer an identity check got
     /// by reading on from there (see [`HttpRemote::identity`]).
     journals: std::sync::Mutex<std::collections::HashMap<String, Followed>>,
+    /// Content bytes per second, shared by every transfer of this connection.
+    up: Option<ratelimit::RateLimit>,
+    down: Option<ratelimit::RateLimit>,
 }
 
 /// What a connection knows of one folder's journal.
@@ -399,7 +405,29 @@ impl Connection {
             instance: std::sync::OnceLock::new(),
             gzip_requests: std::sync::atomic::AtomicBool::new(false),
             journals: std::sync::Mutex::new(std::collections::HashMap::new()),
+            up: None,
+            down: None,
         })
+    }
+
+    /// Limits content uploads and downloads to these many bytes per second (`None` or 0:
+    /// unlimited), for all transfers of this connection together.
+    pub fn with_rate_limits(mut self, up: Option<u64>, down: Option<u64>) -> Self {
+        self.up = ratelimit::RateLimit::new(up);
+        self.down = ratelimit::RateLimit::new(down);
+        self
+    }
+
+    async fn pace_up(&self, bytes: u64) {
+        if let Some(l) = &self.up {
+            l.take(bytes).await;
+        }
+    }
+
+    async fn pace_down(&self, bytes: u64) {
+        if let Some(l) = &self.down {
+            l.take(bytes).await;
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -604,6 +632,34 @@ impl Connection {
         Ok(())
     }
 
+    /// Gives up this agent's claim (it is stopping). Nothing to do when it never claimed.
+    pub async fn release_agent(&self) -> Result<()> {
+        let Some(instance) = self.instance.get() else {
+            return Ok(());
+        };
+        let _: serde_json::Value = self
+            .post_json(
+                "/api/v1/agent",
+                &serde_json::json!({ "instance": instance, "release": true }),
+                Cap::Small,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Asks whether another live agent has this device identity without becoming the live
+    /// one (`run --once`): refused with HTTP 409 like [`Connection::claim_agent`].
+    pub async fn probe_agent(&self, instance: &str) -> Result<()> {
+        let _: serde_json::Value = self
+            .post_json(
+                "/api/v1/agent",
+                &serde_json::json!({ "instance": instance, "probe": true }),
+                Cap::Small,
+            )
+            .await?;
+        Ok(())
+    }
+
     pub async fn folders(&self) -> Result<Vec<FolderInfo>> {
         self.get_json("/api/v1/folders", &[], Cap::Small, Duration::ZERO)
             .await
@@ -769,6 +825,7 @@ impl HttpRemote {
     async fn upload_request(&self, chunks: &[(ChunkId, Bytes)]) -> EngineResult<u64> {
         let body = frame::encode_all(chunks);
         let total = body.len() as u64;
+        self.conn.pace_up(total).await;
         let url = self.conn.url_of(&self.folder_path("chunks"));
         let resp = self
             .conn
@@ -1060,6 +1117,7 @@ impl Remote for HttpRemote {
                 ),
             }));
         }
+        self.conn.pace_down(want).await;
         Ok(body)
     }
 
@@ -1120,6 +1178,7 @@ impl Remote for HttpRemote {
                 ),
             }));
         }
+        self.conn.pace_down(want).await;
         let mut at = 0usize;
         Ok(versions
             .iter()
@@ -1156,14 +1215,16 @@ impl Remote for HttpRemote {
         if !resp.status().is_success() {
             return Err(remote_err(self.conn.status_error(&url, resp).await));
         }
-        read_capped(
+        let data = read_capped(
             &url,
             resp,
             u64::from(frame::MAX_FRAME_LEN),
             self.conn.opts.timeout,
         )
         .await
-        .map_err(remote_err)
+        .map_err(remote_err)?;
+        self.conn.pace_down(data.len() as u64).await;
+        Ok(data)
     }
 }
 

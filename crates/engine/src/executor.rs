@@ -711,11 +711,7 @@ fn place_fetched(
         ctx.work.remove(&tmp);
         return Ok(None);
     }
-    let placed = ctx.root.place(ctx.work, &tmp, path);
-    if placed.is_err() {
-        ctx.work.remove(&tmp);
-    }
-    placed?;
+    ctx.root.place(ctx.work, &tmp, path)?;
     ctx.progress.event(ProgressEvent::Downloaded {
         path: path.clone(),
         size: r.entry.size,
@@ -764,11 +760,7 @@ async fn place(
                 ctx.work.remove(&tmp);
                 return Ok(None);
             }
-            let placed = ctx.root.place(ctx.work, &tmp, path);
-            if placed.is_err() {
-                ctx.work.remove(&tmp);
-            }
-            placed?;
+            ctx.root.place(ctx.work, &tmp, path)?;
         }
         EntryKind::File => {
             if !clear_folder(ctx, path, expect)? {

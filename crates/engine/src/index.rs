@@ -61,6 +61,10 @@ impl LocalIndex {
 
     /// Every row of one local root of a task.
     pub fn load(&self, task: &str, root: u32) -> Result<HashMap<RelPath, IndexRow>> {
+        crate::off_runtime(|| self.load_now(task, root))
+    }
+
+    fn load_now(&self, task: &str, root: u32) -> Result<HashMap<RelPath, IndexRow>> {
         let ctx = format!("reading the index of task {task}");
         let mut st = self
             .conn
@@ -110,8 +114,19 @@ impl LocalIndex {
         Ok(out)
     }
 
-    /// Writes rows and removes paths in one transaction.
+    /// Writes rows and removes paths in one transaction (durable: SQLite syncs, so the async
+    /// runtime's thread is handed over meanwhile).
     pub fn apply(
+        &mut self,
+        task: &str,
+        root: u32,
+        upserts: &[IndexRow],
+        removes: &[RelPath],
+    ) -> Result<()> {
+        crate::off_runtime(|| self.apply_now(task, root, upserts, removes))
+    }
+
+    fn apply_now(
         &mut self,
         task: &str,
         root: u32,
@@ -175,6 +190,36 @@ impl LocalIndex {
         Ok(())
     }
 
+    /// Renumbers the local roots of a task whose folders changed: `kept` maps an old root
+    /// number to its new one, and the rows of every other root are forgotten. A base is only
+    /// ever compared with the folder it was taken from, so a new folder never inherits
+    /// another's base (which could plan deletions on the server).
+    pub fn remap_roots(&mut self, task: &str, kept: &[(u32, u32)]) -> Result<()> {
+        let ctx = format!("renumbering the folders of task {task}");
+        // Kept roots are parked above every real root number first, so that swapping two
+        // roots never collides on the primary key.
+        const PARKED: i64 = 1 << 40;
+        let tx = self.conn.transaction().map_err(db(&ctx))?;
+        for (old, new) in kept {
+            tx.execute(
+                "UPDATE files SET root=?3 WHERE task=?1 AND root=?2",
+                params![task, old, PARKED + i64::from(*new)],
+            )
+            .map_err(db(&ctx))?;
+        }
+        tx.execute(
+            "DELETE FROM files WHERE task=?1 AND root<?2",
+            params![task, PARKED],
+        )
+        .map_err(db(&ctx))?;
+        tx.execute(
+            "UPDATE files SET root=root-?2 WHERE task=?1",
+            params![task, PARKED],
+        )
+        .map_err(db(&ctx))?;
+        tx.commit().map_err(db(&ctx))
+    }
+
     /// Forgets a task (its remote data stays).
     pub fn forget_task(&self, task: &str) -> Result<()> {
         self.conn
@@ -184,5 +229,55 @@ impl LocalIndex {
             .execute("DELETE FROM servers WHERE task=?1", [task])
             .map_err(db(&format!("forgetting task {task}")))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(path: &str, seq: i64) -> IndexRow {
+        IndexRow {
+            path: RelPath::parse(path).expect("valid path"),
+            kind: EntryKind::File,
+            size: 1,
+            mtime_ns: 1,
+            ctime_ns: 1,
+            inode: 1,
+            mode: 0o644,
+            hash: None,
+            seq: Seq(seq),
+        }
+    }
+
+    fn paths(index: &LocalIndex, task: &str, root: u32) -> Vec<String> {
+        let mut p: Vec<String> = index
+            .load(task, root)
+            .expect("load")
+            .into_keys()
+            .map(|p| p.as_str().to_string())
+            .collect();
+        p.sort();
+        p
+    }
+
+    #[test]
+    fn remapping_roots_swaps_keeps_and_forgets_without_touching_other_tasks() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut index = LocalIndex::open(&dir.path().join("index.sqlite")).expect("open");
+        for (root, path) in [(0, "a"), (1, "b"), (2, "c")] {
+            index.apply("t", root, &[row(path, 1)], &[]).expect("apply");
+        }
+        index.apply("u", 0, &[row("u", 1)], &[]).expect("apply");
+        index.remap_roots("t", &[(0, 1), (1, 0)]).expect("remap");
+        assert_eq!(paths(&index, "t", 0), ["b"]);
+        assert_eq!(paths(&index, "t", 1), ["a"]);
+        assert!(
+            paths(&index, "t", 2).is_empty(),
+            "a dropped root is forgotten"
+        );
+        assert_eq!(paths(&index, "u", 0), ["u"]);
+        index.remap_roots("t", &[]).expect("remap");
+        assert!(paths(&index, "t", 0).is_empty() && paths(&index, "t", 1).is_empty());
     }
 }

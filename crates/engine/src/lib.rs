@@ -15,6 +15,7 @@ pub mod plan;
 pub mod progress;
 pub mod reconcile;
 pub mod remote;
+pub mod replica;
 pub mod restore;
 pub mod scanner;
 pub mod watcher;
@@ -85,6 +86,18 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Runs blocking work (SQLite with its syncs) from async code without stalling the other tasks
+/// of a multi-threaded runtime: the thread is handed over while `f` runs. Elsewhere (plain
+/// threads, single-threaded runtimes) `f` just runs.
+pub(crate) fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
 
 pub(crate) fn now_ns() -> i64 {
     std::time::SystemTime::now()

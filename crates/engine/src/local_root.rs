@@ -320,16 +320,19 @@ impl LocalRoot {
         Ok(work)
     }
 
-    /// Renames the temporary `name` of `work` over `rel`, creating `rel`'s parents.
+    /// Renames the temporary `name` of `work` over `rel`, creating `rel`'s parents. The
+    /// temporary is gone afterwards either way: placed, or removed when placing failed.
     ///
     /// # Errors
     /// When a parent cannot be made without a link, `rel` is a folder, or the rename fails.
     pub fn place(&self, work: &WorkDir, name: &str, rel: &RelPath) -> Result<()> {
-        let parent = self.parent_for_write(rel)?;
-        let placed = rustix::fs::renameat(&work.dir, name, &parent, rel.name())
-            .map_err(io_err("placing", &self.full(rel)));
-        if placed.is_ok() {
-            work.forget(name);
+        let placed = self.parent_for_write(rel).and_then(|parent| {
+            rustix::fs::renameat(&work.dir, name, &parent, rel.name())
+                .map_err(io_err("placing", &self.full(rel)))
+        });
+        match placed {
+            Ok(()) => work.forget(name),
+            Err(_) => work.remove(name),
         }
         placed
     }

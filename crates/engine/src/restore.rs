@@ -20,6 +20,7 @@ use futures_util::stream::{self, StreamExt};
 
 use crate::local_root::{file_mode, LocalRoot, WorkDir};
 use crate::remote::Remote;
+use crate::replica::{content_of, Content, LocalReplica, NewEntry, Outcome, Replica};
 use crate::{Error, Progress, ProgressEvent, Result};
 
 pub struct RestoreOptions {
@@ -70,6 +71,7 @@ pub async fn restore(
         None => true,
     });
     let work = root.work_dir()?;
+    let replica = LocalReplica::open(root.path(), cairn_model::Filter::default())?;
     let mut files = Vec::new();
     for (v, dest) in items {
         let done = match v.entry.kind {
@@ -92,14 +94,14 @@ pub async fn restore(
         stream::iter(files.into_iter().map(|(v, dest)| {
             let remote = remote.clone();
             let progress = progress.clone();
-            let work = &work;
+            let replica = &replica;
             async move {
                 let r = restore_file(
                     remote.as_ref(),
                     &v,
                     &dest,
                     root,
-                    work,
+                    replica,
                     opts,
                     progress.as_ref(),
                 )
@@ -262,11 +264,7 @@ fn restore_link(
     let (_, kept) = clear_target(root, dest, None, opts)?;
     stats.kept_local.extend(kept);
     let tmp = work.create_link(&target)?;
-    let placed = root.place(work, &tmp, dest);
-    if placed.is_err() {
-        work.remove(&tmp);
-    }
-    placed?;
+    root.place(work, &tmp, dest)?;
     stats.files += 1;
     Ok(())
 }
@@ -331,7 +329,7 @@ pub(crate) async fn fetch_verified(
         // A caller placing many files passes `durable = false` and syncs the file system
         // once before renaming any of them into place.
         if durable {
-            f.sync_all().map_err(Error::io("syncing", &tmp))?;
+            crate::off_runtime(|| f.sync_all()).map_err(Error::io("syncing", &tmp))?;
         }
         Ok(bytes)
     }
@@ -396,7 +394,7 @@ async fn restore_file(
     v: &VersionInfo,
     dest: &RelPath,
     root: &LocalRoot,
-    work: &WorkDir,
+    replica: &LocalReplica,
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<FileOutcome> {
@@ -407,17 +405,66 @@ async fn restore_file(
     if same {
         return Ok(FileOutcome::Unchanged);
     }
-    let (tmp, bytes) = fetch_verified(remote, v, work, progress, true).await?;
-    let placed = root.place(work, &tmp, dest);
-    if placed.is_err() {
-        work.remove(&tmp);
+    // What is left at `dest` is replaced only if it is still that (a backed-up file in place);
+    // anything that appears meanwhile wins, and the path is reported.
+    let expect = replica.stat(dest).await?.map(|e| e.version);
+    let entry = NewEntry {
+        kind: EntryKind::File,
+        size: v.entry.size,
+        mtime_ns: v.entry.mtime_ns,
+        mode: v.entry.mode,
+        hash: Some(want),
+        target: None,
+    };
+    let content = version_content(remote, v).await?.inspect(|piece| {
+        if let Ok(p) = piece {
+            progress.event(ProgressEvent::Transferred {
+                bytes: p.len() as u64,
+            });
+        }
+    });
+    match replica
+        .write(dest, &entry, content.boxed(), expect.as_ref())
+        .await?
+    {
+        Outcome::Done(_) => {}
+        Outcome::Changed(_) => {
+            return Err(Error::Refused(format!(
+                "{} changed while it was being restored; left as it is",
+                root.full(dest).display()
+            )))
+        }
     }
-    placed?;
     progress.event(ProgressEvent::Restored {
         path: v.path.clone(),
-        size: bytes,
+        size: v.entry.size,
     });
-    Ok(FileOutcome::Written { bytes, kept })
+    Ok(FileOutcome::Written {
+        bytes: v.entry.size,
+        kept,
+    })
+}
+
+/// The content of version `v` as a stream: whole for small files, chunk by chunk otherwise,
+/// each chunk checked against its id (the whole is checked by whoever writes it).
+async fn version_content<'a>(remote: &'a dyn Remote, v: &'a VersionInfo) -> Result<Content<'a>> {
+    if v.entry.size <= WHOLE_FILE_LIMIT {
+        // One request instead of a chunk list plus a request per chunk.
+        let whole = remote.content(&v.path, v.seq).await?;
+        return Ok(content_of(whole));
+    }
+    let spans = remote.chunk_list(&v.path, v.seq).await?;
+    let pieces = stream::iter(spans).then(move |c| async move {
+        let data = remote.chunk(&c.id).await?;
+        if cairn_model::ChunkId::of(&data) != c.id {
+            return Err(Error::remote(format!(
+                "chunk {} of {} arrived corrupt",
+                c.id, v.path
+            )));
+        }
+        Ok(data)
+    });
+    Ok(pieces.boxed())
 }
 
 #[cfg(test)]

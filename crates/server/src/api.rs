@@ -117,7 +117,9 @@ impl AppState {
     }
 
     /// Records that agent `instance` of `device` is alive; refuses a second live instance.
-    fn claim(&self, user: &User, device: &DeviceId, instance: &str) -> ApiResult<()> {
+    /// A `probe` (a one-off `run --once`) is refused the same way but records nothing, so the
+    /// computer's own agent may start right after it.
+    fn claim(&self, user: &User, device: &DeviceId, instance: &str, probe: bool) -> ApiResult<()> {
         const LIVE: Duration = Duration::from_secs(90);
         let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
         let now = std::time::Instant::now();
@@ -138,8 +140,20 @@ impl AppState {
                 ));
             }
         }
-        agents.insert(key, (instance.to_string(), now));
+        if !probe {
+            agents.insert(key, (instance.to_string(), now));
+        }
         Ok(())
+    }
+
+    /// Forgets agent `instance` of `device` (it stopped), so a `run --once` or a new agent on
+    /// that computer need not wait for the claim to age out.
+    fn release(&self, user: &User, device: &DeviceId, instance: &str) {
+        let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (user.id, device.0.clone());
+        if agents.get(&key).is_some_and(|(i, _)| i == instance) {
+            agents.remove(&key);
+        }
     }
 
     fn announce(&self, folder_id: i64, head: Seq) {
@@ -497,6 +511,12 @@ fn too_many_logins(refusal: Refusal) -> Response {
 #[derive(Deserialize)]
 struct AgentRequest {
     instance: String,
+    /// Only ask whether another agent of this device is live; do not become the live one.
+    #[serde(default)]
+    probe: bool,
+    /// The agent is stopping: it is no longer the live one (only its own claim is dropped).
+    #[serde(default)]
+    release: bool,
 }
 
 /// An agent says it is running: refused when another live agent has the same device identity.
@@ -506,7 +526,11 @@ async fn agent(
     body: Result<Json<AgentRequest>, JsonRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let Json(req) = body?;
-    state.claim(&caller.user, &caller.device, &req.instance)?;
+    if req.release {
+        state.release(&caller.user, &caller.device, &req.instance);
+    } else {
+        state.claim(&caller.user, &caller.device, &req.instance, req.probe)?;
+    }
     Ok(Json(serde_json::json!({"ok": true})))
 }
 
@@ -819,7 +843,7 @@ async fn journal(
         .get("x-cairn-instance")
         .and_then(|v| v.to_str().ok())
     {
-        state.claim(&caller.user, &caller.device, instance)?;
+        state.claim(&caller.user, &caller.device, instance, false)?;
     }
     let (folder, access) = folder_access_as(&state, &caller, &folder, Access::Ro).await?;
     let after = Seq(q.after.unwrap_or(0));

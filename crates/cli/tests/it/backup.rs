@@ -352,6 +352,199 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// (kind, path as shown) of every line of `cairn ls t --deleted`.
+fn listing(c: &Client) -> Vec<(String, String)> {
+    c.ok(&["ls", "t", "--deleted"])
+        .lines()
+        .filter_map(|l| {
+            let kind = l.split_whitespace().next()?.to_string();
+            let path = l.split("  ").last()?.trim().to_string();
+            Some((kind, path))
+        })
+        .collect()
+}
+
+fn is_live(list: &[(String, String)], path: &std::path::Path) -> bool {
+    let path = path.to_str().expect("utf-8");
+    list.iter().any(|(k, p)| p == path && k != "deleted")
+}
+
+#[test]
+fn task_set_changes_a_backups_folders_and_never_deletes_what_the_old_folder_sent() {
+    let server = Server::start();
+    let c = Client::new();
+    c.write("a.txt", b"a");
+    c.write("keep/b.txt", b"b");
+    c.backup_task(&server, &[]);
+    c.ok(&["run", "t", "--once"]);
+
+    // Another folder with the same name lands in the same place on the server (pc/docs), and
+    // lacks the old folder's files: the next pass must not take their absence as deletions.
+    let moved = c.tmp().join("moved/docs");
+    std::fs::create_dir_all(&moved).expect("mkdir");
+    std::fs::write(moved.join("new.txt"), b"new").expect("write");
+    std::fs::write(moved.join("stay.txt"), b"stay").expect("write");
+    let moved_arg = moved.to_str().expect("utf-8");
+    let out = c.ok(&["task", "set", "t", "--local", moved_arg]);
+    assert!(out.contains("backup/pc/docs"), "{out}");
+    assert!(out.contains("no longer synced"), "{out}");
+    c.ok(&["run", "t", "--once"]);
+    let list = listing(&c);
+    for p in ["a.txt", "keep/b.txt", "new.txt"] {
+        assert!(
+            is_live(&list, &moved.join(p)),
+            "{p} is not live in {list:?}"
+        );
+    }
+
+    // A second folder, then the same two in the other order: each keeps its own base, so a
+    // file deleted afterwards is still deleted on the server, and nothing else is.
+    let photos = c.tmp().join("photos");
+    std::fs::create_dir_all(&photos).expect("mkdir");
+    std::fs::write(photos.join("p.jpg"), b"jpg").expect("write");
+    std::fs::write(photos.join("q.jpg"), b"jpg2").expect("write");
+    let photos_arg = photos.to_str().expect("utf-8");
+    c.ok(&[
+        "task", "set", "t", "--local", moved_arg, "--local", photos_arg,
+    ]);
+    c.ok(&["run", "t", "--once"]);
+    c.ok(&[
+        "task", "set", "t", "--local", photos_arg, "--local", moved_arg,
+    ]);
+    std::fs::remove_file(photos.join("q.jpg")).expect("rm");
+    std::fs::remove_file(moved.join("new.txt")).expect("rm");
+    let out = c.ok(&["run", "t", "--once"]);
+    assert!(out.contains("2 deleted"), "{out}");
+    let list = listing(&c);
+    assert!(is_live(&list, &photos.join("p.jpg")), "{list:?}");
+    assert!(!is_live(&list, &photos.join("q.jpg")), "{list:?}");
+    assert!(!is_live(&list, &moved.join("new.txt")), "{list:?}");
+    assert!(is_live(&list, &moved.join("a.txt")), "{list:?}");
+
+    // Filters change too; what they now leave out stays on the server.
+    std::fs::write(photos.join("big.raw"), noise(4, 2 * 1024 * 1024)).expect("write");
+    std::fs::create_dir_all(moved.join("keep")).expect("mkdir");
+    std::fs::write(moved.join("c.log"), b"log").expect("write");
+    std::fs::write(moved.join("keep/d.txt"), b"d").expect("write");
+    c.ok(&[
+        "task",
+        "set",
+        "t",
+        "--max-size",
+        "1",
+        "--exclude-ext",
+        "log",
+        "--exclude-dir",
+        "keep",
+    ]);
+    c.ok(&["run", "t", "--once"]);
+    let list = listing(&c);
+    assert!(!is_live(&list, &photos.join("big.raw")), "{list:?}");
+    assert!(!is_live(&list, &moved.join("keep/d.txt")), "{list:?}");
+    assert!(!is_live(&list, &moved.join("c.log")), "{list:?}");
+    assert!(is_live(&list, &moved.join("keep/b.txt")), "{list:?}");
+    // An empty value clears a list of rules.
+    c.ok(&["task", "set", "t", "--exclude-ext", "", "--exclude-dir", ""]);
+    c.ok(&["run", "t", "--once"]);
+    let list = listing(&c);
+    assert!(is_live(&list, &moved.join("keep/d.txt")), "{list:?}");
+    assert!(is_live(&list, &moved.join("c.log")), "{list:?}");
+
+    // Bad folders are refused, naming them, and change nothing.
+    let err = c.fails(&["task", "set", "t", "--local", "/no/such/folder"]);
+    assert!(err.contains("/no/such/folder"), "{err}");
+    let err = c.fails(&[
+        "task",
+        "set",
+        "t",
+        "--local",
+        photos_arg,
+        "--local",
+        moved_arg,
+        "--local",
+        c.root.to_str().expect("utf-8"),
+    ]);
+    assert!(err.contains("both land in"), "{err}");
+    let out = c.ok(&["run", "t", "--once"]);
+    assert!(
+        out.contains("0 uploaded") && out.contains("0 deleted"),
+        "{out}"
+    );
+}
+
+#[test]
+fn run_draws_a_progress_bar_on_a_terminal_and_nothing_extra_into_a_pipe() {
+    let server = Server::start();
+    let c = Client::new();
+    for i in 0..5 {
+        c.write(&format!("f{i}.bin"), &noise(i, 100_000));
+    }
+    c.backup_task(&server, &[]);
+    let out = c.cairn(&["run", "t", "--once"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "only the summary: {stdout:?}");
+    assert!(stdout.starts_with("backup t: 5 uploaded"), "{stdout:?}");
+    for text in [&stdout, &String::from_utf8_lossy(&out.stderr)] {
+        assert!(!text.contains('\r') && !text.contains('\u{1b}'), "{text:?}");
+    }
+
+    // On a terminal (script(1) gives the run a pseudo-terminal) the bar is drawn (how often
+    // depends on the machine's speed) and cleared before the summary.
+    for i in 0..5 {
+        c.write(&format!("g{i}.bin"), &noise(10 + i, 100_000));
+    }
+    let log = c.tmp().join("typescript");
+    let out = std::process::Command::new("script")
+        .env("CAIRN_HOME", &c.home)
+        .env("COLUMNS", "100")
+        .current_dir(c.tmp())
+        .args([
+            "-qe",
+            "-c",
+            &format!("{} run t --once", crate::harness::BIN),
+        ])
+        .arg(&log)
+        .output()
+        .expect("script(1) from util-linux runs the client on a pseudo-terminal");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        screen.contains("\r[") && screen.contains(" files  ") && screen.contains("\r\u{1b}[K"),
+        "{screen:?}"
+    );
+    assert!(
+        screen.contains("\r\u{1b}[Kbackup t: 5 uploaded"),
+        "the summary replaces the bar: {screen:?}"
+    );
+
+    // With --json the terminal gets the document alone.
+    for i in 0..5 {
+        c.write(&format!("h{i}.bin"), &noise(20 + i, 100_000));
+    }
+    let out = std::process::Command::new("script")
+        .env("CAIRN_HOME", &c.home)
+        .current_dir(c.tmp())
+        .args([
+            "-qe",
+            "-c",
+            &format!("{} run t --once --json", crate::harness::BIN),
+        ])
+        .arg(&log)
+        .output()
+        .expect("script(1)");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen:?}");
+    assert!(
+        screen.contains("\"tasks\"") && !screen.contains("\r[") && !screen.contains('\u{1b}'),
+        "{screen:?}"
+    );
+}
+
 #[test]
 fn a_dry_run_lists_the_uploads_and_sends_nothing() {
     let server = Server::start();
@@ -371,4 +564,20 @@ fn a_dry_run_lists_the_uploads_and_sends_nothing() {
         "{plan}"
     );
     assert!(c.ls_paths().contains(&"doc.txt".to_string()));
+}
+
+#[test]
+fn a_renamed_file_is_moved_on_the_server_and_sends_no_content() {
+    let server = Server::start();
+    let c = Client::new();
+    c.write("report.bin", &noise(9, 600_000));
+    c.backup_task(&server, &[]);
+    c.ok(&["run", "t", "--once"]);
+    std::fs::rename(c.path("report.bin"), c.path("report-final.bin")).expect("rename");
+    let out = c.ok(&["run", "t", "--once"]);
+    assert_eq!(sent_bytes(&out), 0, "{out}");
+    assert_eq!(c.ls_paths(), vec!["report-final.bin"]);
+    // The old name stays restorable: a move keeps its history.
+    let deleted = c.ok(&["ls", "t", "--deleted"]);
+    assert!(deleted.contains("report.bin"), "{deleted}");
 }

@@ -361,3 +361,210 @@ fn a_given_certificate_and_key_replace_the_self_signed_one() {
         "the self-signed certificate is no longer served"
     );
 }
+
+fn connect_args<'a>(server_url: &'a str, name: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "connect",
+        server_url,
+        "--user",
+        "alice",
+        "--password-stdin",
+        "--name",
+        name,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+fn connect_ok(c: &Client, args: &[&str]) -> String {
+    let out = c.cairn_stdin(args, "alice-pw");
+    assert!(
+        out.status.success(),
+        "cairn {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn connect_list_shows_connections_without_passwords_and_remove_waits_for_tasks() {
+    let server = Server::start();
+    let (port, _tunnels) = start_proxy(Some("dXNlcjpzZWNyZXQ="));
+    let c = Client::new();
+    let fp = server.fingerprint();
+    let url = server.url();
+    let proxy = format!("http://user:secret@127.0.0.1:{port}");
+    connect_ok(
+        &c,
+        &connect_args(&url, "srv", &["--fingerprint", &fp, "--proxy", &proxy]),
+    );
+    let ca = server.data.join("tls/cert.pem");
+    let ca = ca.to_str().expect("utf-8");
+    connect_ok(&c, &connect_args(&url, "other", &["--ca", ca]));
+    c.add_backup_task(&[]);
+
+    let text = c.ok(&["connect", "list"]);
+    assert!(
+        !text.contains("secret") && !text.contains("alice-pw"),
+        "{text}"
+    );
+    for needle in [
+        "srv",
+        "other",
+        url.as_str(),
+        "alice",
+        fp.as_str(),
+        ca,
+        "<redacted>@127.0.0.1",
+        "used by t",
+    ] {
+        assert!(text.contains(needle), "no {needle} in:\n{text}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&c.ok(&["connect", "list", "--json"])).expect("connect list --json");
+    let all = json.as_array().expect("an array");
+    assert_eq!(all.len(), 2, "{json}");
+    let srv = all.iter().find(|v| v["name"] == "srv").expect("srv");
+    assert_eq!(srv["url"], url.as_str());
+    assert_eq!(srv["user"], "alice");
+    assert_eq!(srv["trust"], "fingerprint");
+    assert_eq!(srv["fingerprint"], fp.as_str());
+    assert_eq!(
+        srv["proxy"],
+        format!("http://<redacted>@127.0.0.1:{port}").as_str()
+    );
+    assert_eq!(srv["tasks"], serde_json::json!(["t"]));
+    assert!(srv["computer"].as_str().is_some_and(|s| !s.is_empty()));
+    let other = all.iter().find(|v| v["name"] == "other").expect("other");
+    assert_eq!(other["trust"], "ca");
+    assert_eq!(other["ca"], ca);
+    assert!(other["proxy"].is_null() && other["fingerprint"].is_null());
+
+    // Removing a connection a task still uses is refused, naming the task.
+    let err = c.fails(&["connect", "remove", "srv"]);
+    assert!(err.contains("used by tasks t"), "{err}");
+    assert!(c.ok(&["connect", "list"]).contains("srv"));
+    c.ok(&["backup", "remove", "t"]);
+    c.ok(&["connect", "remove", "srv"]);
+    let creds: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(c.home.join("credentials.json")).expect("credentials"),
+    )
+    .expect("credentials json");
+    assert!(creds["passwords"].get("srv").is_none(), "{creds}");
+    assert!(creds["passwords"].get("other").is_some(), "{creds}");
+    assert!(!creds.to_string().contains("secret"), "{creds}");
+    let text = c.ok(&["connect", "list"]);
+    assert!(!text.contains("srv") && text.contains("other"), "{text}");
+    let err = c.fails(&["connect", "remove", "srv"]);
+    assert!(err.contains("no connection named srv"), "{err}");
+}
+
+#[test]
+fn connecting_again_keeps_the_proxy_fingerprint_and_ca_unless_given() {
+    let server = Server::start();
+    let (port, tunnels) = start_proxy(Some("dXNlcjpzZWNyZXQ="));
+    let c = Client::new();
+    let fp = server.fingerprint();
+    let url = server.url();
+    let proxy = format!("http://user:secret@127.0.0.1:{port}");
+    connect_ok(
+        &c,
+        &connect_args(&url, "srv", &["--fingerprint", &fp, "--proxy", &proxy]),
+    );
+    // Only the password again: the pin and the proxy (with its password) stay.
+    let before = tunnels.load(Ordering::SeqCst);
+    let out = connect_ok(&c, &connect_args(&url, "srv", &[]));
+    assert!(
+        out.contains("kept the pinned fingerprint") && out.contains("the proxy http://<redacted>@"),
+        "{out}"
+    );
+    assert!(!out.contains("secret"), "{out}");
+    assert!(
+        tunnels.load(Ordering::SeqCst) > before,
+        "logged in through the kept proxy"
+    );
+    let config = std::fs::read_to_string(c.home.join("config.json")).expect("config");
+    assert!(config.contains(&fp), "{config}");
+    let creds = std::fs::read_to_string(c.home.join("credentials.json")).expect("credentials");
+    assert!(creds.contains("user:secret@"), "{creds}");
+
+    // A CA file replaces the pin, and is kept in turn.
+    let ca = server.data.join("tls/cert.pem");
+    let ca = ca.to_str().expect("utf-8");
+    let out = connect_ok(&c, &connect_args(&url, "srv", &["--ca", ca]));
+    assert!(!out.contains("fingerprint"), "{out}");
+    let out = connect_ok(&c, &connect_args(&url, "srv", &["--no-proxy"]));
+    assert!(out.contains(&format!("kept the CA file {ca}")), "{out}");
+    assert!(!out.contains("proxy"), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&c.ok(&["connect", "list", "--json"])).expect("json");
+    assert_eq!(json[0]["trust"], "ca");
+    assert!(json[0]["proxy"].is_null(), "{json}");
+    let creds = std::fs::read_to_string(c.home.join("credentials.json")).expect("credentials");
+    assert!(
+        !creds.contains("secret"),
+        "--no-proxy drops the proxy's password: {creds}"
+    );
+    // Back to the system's roots, which do not know the self-signed certificate.
+    let out = c.cairn_stdin(&connect_args(&url, "srv", &["--system-roots"]), "alice-pw");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("self-signed"));
+}
+
+#[test]
+fn rate_limits_are_saved_kept_listed_and_cleared() {
+    let server = Server::start();
+    let c = Client::new();
+    let fp = server.fingerprint();
+    let url = server.url();
+    let bad = c.cairn_stdin(
+        &connect_args(
+            &url,
+            "srv",
+            &["--fingerprint", &fp, "--limit-upload", "fast"],
+        ),
+        "alice-pw",
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("K, M, G or T"));
+    connect_ok(
+        &c,
+        &connect_args(
+            &url,
+            "srv",
+            &[
+                "--fingerprint",
+                &fp,
+                "--limit-upload",
+                "2M",
+                "--limit-download",
+                "512K/s",
+            ],
+        ),
+    );
+    let limits = |c: &Client| -> (serde_json::Value, serde_json::Value) {
+        let json: serde_json::Value =
+            serde_json::from_str(&c.ok(&["connect", "list", "--json"])).expect("json");
+        (
+            json[0]["limit_upload"].clone(),
+            json[0]["limit_download"].clone(),
+        )
+    };
+    assert_eq!(
+        limits(&c),
+        (serde_json::json!(2 << 20), serde_json::json!(512 << 10))
+    );
+    // Connecting again keeps them, and says so; `none` clears one.
+    let out = connect_ok(&c, &connect_args(&url, "srv", &[]));
+    assert!(out.contains("the upload limit of 2097152 bytes/s"), "{out}");
+    connect_ok(&c, &connect_args(&url, "srv", &["--limit-upload", "none"]));
+    assert_eq!(
+        limits(&c),
+        (serde_json::Value::Null, serde_json::json!(512 << 10))
+    );
+    // Transfers work under a limit (how fast they go is measured in bench/README.md).
+    c.write("f.bin", &crate::harness::noise(5, 300_000));
+    c.add_backup_task(&[]);
+    c.ok(&["run", "t", "--once"]);
+    assert_eq!(c.ls_paths(), vec!["f.bin"]);
+}

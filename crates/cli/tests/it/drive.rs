@@ -9,6 +9,14 @@ use crate::harness::{wait_until, Client, Server};
 pub(crate) fn computer(server: &Server, name: &str, extra: &[&str]) -> Client {
     let c = Client::new();
     c.connect(server, "alice", "alice-pw");
+    let mut args = vec!["--computer", name];
+    args.extend_from_slice(extra);
+    add_drive(&c, &args);
+    c
+}
+
+/// Adds drive task `d` over the whole `backup` folder on `c`'s saved connection `srv`.
+fn add_drive(c: &Client, extra: &[&str]) {
     let root = c.root.to_str().expect("utf-8").to_string();
     let mut args = vec![
         "drive",
@@ -20,12 +28,9 @@ pub(crate) fn computer(server: &Server, name: &str, extra: &[&str]) -> Client {
         "srv",
         "--folder",
         "backup",
-        "--computer",
-        name,
     ];
     args.extend_from_slice(extra);
     c.ok(&args);
-    c
 }
 
 fn sync(c: &Client) -> String {
@@ -330,18 +335,7 @@ fn a_folder_made_read_only_goes_on_download_only_and_keeps_local_edits() {
     let a = computer(&server, "A", &[]);
     let b = Client::new();
     b.connect(&server, "bob", "bob-pw");
-    let root = b.root.to_str().expect("utf-8").to_string();
-    b.ok(&[
-        "drive",
-        "add",
-        "d",
-        "--local",
-        &root,
-        "--connection",
-        "srv",
-        "--folder",
-        "backup",
-    ]);
+    add_drive(&b, &[]);
     a.write("shared.txt", b"v1");
     sync(&a);
     sync(&b);
@@ -1053,20 +1047,7 @@ fn relinking_a_folder_that_already_holds_files_merges_or_lets_the_server_win() {
     );
     b.write("only-here.txt", b"mine");
     b.connect(&server, "alice", "alice-pw");
-    let root = b.root.to_str().expect("utf-8").to_string();
-    b.ok(&[
-        "drive",
-        "add",
-        "d",
-        "--local",
-        &root,
-        "--connection",
-        "srv",
-        "--folder",
-        "backup",
-        "--computer",
-        "B",
-    ]);
+    add_drive(&b, &["--computer", "B"]);
     let out = sync(&b);
     assert!(out.contains("1 conflicts"), "{out}");
     assert_eq!(
@@ -1135,6 +1116,49 @@ fn permission_changes_travel_and_the_consistency_check_rehashes() {
     sync(&a);
     sync(&b);
     assert_eq!(read(&b, "run.sh").as_deref(), Some("#!/bin/sh\necho HI\n"));
+}
+
+#[test]
+fn task_set_moves_a_drive_to_another_folder_which_merges_and_deletes_nothing() {
+    let server = Server::start();
+    let a = computer(&server, "a", &[]);
+    a.write("x.txt", b"x");
+    a.write("sub/y.txt", b"y");
+    sync(&a);
+    // The new folder lacks x and y: taking the old folder's base for it would delete them.
+    let other = a.tmp().join("other");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    std::fs::write(other.join("z.txt"), b"z").expect("write");
+    let err = a.fails(&[
+        "task",
+        "set",
+        "d",
+        "--local",
+        other.to_str().expect("utf-8"),
+        "--local",
+        a.root.to_str().expect("utf-8"),
+    ]);
+    assert!(err.contains("exactly one local folder"), "{err}");
+    a.ok(&[
+        "task",
+        "set",
+        "d",
+        "--local",
+        other.to_str().expect("utf-8"),
+    ]);
+    let out = sync(&a);
+    assert!(out.contains("0 deleted on the server"), "{out}");
+    assert_eq!(
+        std::fs::read(other.join("x.txt")).expect("x came down"),
+        b"x"
+    );
+    assert_eq!(
+        std::fs::read(other.join("sub/y.txt")).expect("y came down"),
+        b"y"
+    );
+    let b = computer(&server, "b", &[]);
+    sync(&b);
+    assert_eq!(files(&b), ["sub/", "sub/y.txt", "x.txt", "z.txt"]);
 }
 
 #[test]

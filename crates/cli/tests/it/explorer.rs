@@ -192,3 +192,62 @@ fn paths_outside_the_task_and_bad_times_are_clear_errors() {
     let err = c.fails(&["restore", "t", "--at", "2001-01-01"]);
     assert!(err.contains("nothing to restore"), "{err}");
 }
+
+#[test]
+fn ls_and_versions_print_json_with_stable_field_names() {
+    let server = Server::start();
+    let c = Client::new();
+    c.write("notes/plan.txt", b"one");
+    c.write("gone.txt", b"bye");
+    c.backup_task(&server, &[]);
+    c.ok(&["run", "t", "--once"]);
+    c.write("notes/plan.txt", b"two, longer");
+    std::fs::remove_file(c.path("gone.txt")).expect("rm");
+    c.ok(&["run", "t", "--once"]);
+
+    let plan = c.path("notes/plan.txt");
+    let plan_arg = plan.to_str().expect("utf-8");
+    let json: serde_json::Value =
+        serde_json::from_str(&c.ok(&["versions", "t", plan_arg, "--json"])).expect("json");
+    let versions = json.as_array().expect("an array");
+    assert_eq!(versions.len(), 2, "{json}");
+    let sizes: Vec<u64> = versions.iter().filter_map(|v| v["size"].as_u64()).collect();
+    assert_eq!(sizes, [11, 3], "newest first: {json}");
+    for v in versions {
+        assert!(v["version"].as_i64().is_some_and(|n| n > 0), "{v}");
+        assert_eq!(v["kind"], "file");
+        assert_eq!(v["user"], "alice");
+        assert!(v["hash"].as_str().is_some_and(|h| h.len() == 64), "{v}");
+        assert!(v["saved"].as_str().is_some_and(|s| s.ends_with('Z')), "{v}");
+        assert!(v["saved_ns"].as_i64().is_some_and(|n| n > 0), "{v}");
+        assert!(v["computer"].is_string() && v["device"].is_string(), "{v}");
+    }
+    assert!(versions[0]["version"].as_i64() > versions[1]["version"].as_i64());
+
+    let json: serde_json::Value =
+        serde_json::from_str(&c.ok(&["ls", "t", "--deleted", "--json"])).expect("json");
+    let entries = json.as_array().expect("an array");
+    let find = |rel: &str| {
+        let local = c.path(rel).to_str().expect("utf-8").to_string();
+        entries
+            .iter()
+            .find(|e| e["path"] == local.as_str())
+            .unwrap_or_else(|| panic!("no {local} in {json}"))
+    };
+    let p = find("notes/plan.txt");
+    assert_eq!(p["kind"], "file");
+    assert_eq!(p["size"], 11);
+    assert_eq!(p["server_path"], "pc/docs/notes/plan.txt");
+    assert_eq!(p["version"], versions[0]["version"]);
+    assert_eq!(find("notes")["kind"], "dir");
+    assert_eq!(find("gone.txt")["kind"], "deleted");
+    // Without --deleted the deleted file is left out; at no time before the first run, empty.
+    let live: serde_json::Value =
+        serde_json::from_str(&c.ok(&["ls", "t", "--json"])).expect("json");
+    assert!(!live.to_string().contains("gone.txt"), "{live}");
+    let empty = c.ok(&["ls", "t", "--json", "--at", "2000-01-01T00:00:00Z"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&empty).expect("json"),
+        serde_json::json!([])
+    );
+}

@@ -10,5 +10,7 @@ mod explorer;
 mod harness;
 mod hostile;
 mod hostile_server;
+mod readme;
+mod replica;
 mod security;
 mod traffic;

@@ -1,0 +1,447 @@
+//! `Replica`: one side of a task as the engine sees it, in engine types only.
+//!
+//! A replica lists its entries (and, when it keeps a journal, the changes since a cursor),
+//! stats one path, streams content out, and writes, deletes and moves *only if the path is
+//! still the version the caller saw* (an opaque [`Version`] token). That last rule is what lets
+//! one planner and one executor serve a local folder, a cairn server and, next, public clouds:
+//! whatever the replica, a write never clobbers a change the plan did not see.
+//!
+//! [`LocalReplica`] is a local folder (no-follow writes through a temporary in the task's
+//! working folder); the cairn server's replica lives in `cairn-client`.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cairn_model::{ContentHash, EntryKind, Filter, RelPath};
+use futures_util::stream::{self, BoxStream, StreamExt};
+
+use crate::local_root::{file_mode, LocalRoot, WorkDir};
+use crate::scanner::{self, LocalEntry};
+use crate::{Error, Result};
+
+/// An entry's state as its replica names it: the server's sequence number, a local file's
+/// stat. Only the replica that made it can read it; others just compare it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Version(pub String);
+
+/// Where a replica's journal was read up to; opaque like [`Version`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor(pub String);
+
+/// One path of a replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaEntry {
+    pub kind: EntryKind,
+    pub size: u64,
+    pub mtime_ns: i64,
+    /// Permission bits only.
+    pub mode: u32,
+    /// Content hash, when the replica knows it without reading the content.
+    pub hash: Option<ContentHash>,
+    /// A symbolic link's target.
+    pub target: Option<String>,
+    pub version: Version,
+}
+
+/// What a new entry is: kind, times and mode (content comes separately).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEntry {
+    pub kind: EntryKind,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub mode: u32,
+    /// The content's hash, when the writer knows it (the replica checks what it receives).
+    pub hash: Option<ContentHash>,
+    pub target: Option<String>,
+}
+
+/// What a replica can do, for the planner and the executor to adapt to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Replaced and deleted content stays reachable as versions.
+    pub keeps_versions: bool,
+    /// Listings carry content hashes (otherwise the caller hashes what it reads).
+    pub knows_hashes: bool,
+    /// Listings carry modification times to the nanosecond.
+    pub knows_mtimes: bool,
+    /// Moves are one cheap operation (no content travels).
+    pub can_move: bool,
+    /// Keeps a journal: [`Replica::changes`] answers.
+    pub has_journal: bool,
+    /// Names differing only in case are different entries.
+    pub case_sensitive: bool,
+    pub max_name_bytes: usize,
+    pub max_path_bytes: usize,
+}
+
+/// A complete listing and the cursor to ask for changes after it.
+#[derive(Clone, Debug, Default)]
+pub struct Listing {
+    pub entries: BTreeMap<RelPath, ReplicaEntry>,
+    /// `None` when the replica keeps no journal.
+    pub cursor: Option<Cursor>,
+    /// Paths the listing could not take, with why (special files, bad names); never silent.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// One change from a journal: the new state of a path, or its removal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplicaChange {
+    Upsert(RelPath, ReplicaEntry),
+    Remove(RelPath),
+}
+
+/// The outcome of a conditional write, delete or move.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done; the path's new state (`None` after a delete).
+    Done(Option<ReplicaEntry>),
+    /// Not done: the path is no longer the version expected; its state now.
+    Changed(Option<ReplicaEntry>),
+}
+
+/// Content in flight, in pieces of any size.
+pub type Content<'a> = BoxStream<'a, Result<Bytes>>;
+
+#[async_trait]
+pub trait Replica: Send + Sync {
+    /// For messages: a local path, `https://host/folder`, ...
+    fn describe(&self) -> String;
+
+    fn capabilities(&self) -> Capabilities;
+
+    /// Every entry, complete or an error: never a partial answer (DESIGN.md invariant 3).
+    async fn list(&self) -> Result<Listing>;
+
+    /// Changes after `since`, oldest first, and the cursor after them; `None` when the
+    /// replica cannot answer from there (no journal, or the cursor is too old): list again.
+    async fn changes(&self, since: &Cursor) -> Result<Option<(Vec<ReplicaChange>, Cursor)>>;
+
+    /// What is at `path` now.
+    async fn stat(&self, path: &RelPath) -> Result<Option<ReplicaEntry>>;
+
+    /// The content of `path` at `version`; an error if it is no longer that version (and the
+    /// replica keeps no versions) or the content does not match its hash.
+    async fn read(&self, path: &RelPath, version: &Version) -> Result<Content<'static>>;
+
+    /// Writes `entry` (with `content` for a file) at `path` if the path is still `expect`
+    /// (`None`: nothing there). The content lands whole or not at all.
+    async fn write(
+        &self,
+        path: &RelPath,
+        entry: &NewEntry,
+        content: Content<'_>,
+        expect: Option<&Version>,
+    ) -> Result<Outcome>;
+
+    /// Removes `path` if it is still `expect`. Already gone counts as done: a delete retried
+    /// after a lost answer must not fail.
+    async fn delete(&self, path: &RelPath, expect: &Version) -> Result<Outcome>;
+
+    /// Moves `from` (still `expect`) to `to`, where nothing may be.
+    async fn rename(&self, from: &RelPath, to: &RelPath, expect: &Version) -> Result<Outcome>;
+}
+
+/// Content that is all here already.
+pub fn content_of(bytes: Bytes) -> Content<'static> {
+    stream::once(async move { Ok(bytes) }).boxed()
+}
+
+/// Reads all of `content` (tests and small files).
+pub async fn collect(mut content: Content<'_>) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(piece) = content.next().await {
+        out.extend_from_slice(&piece?);
+    }
+    Ok(out)
+}
+
+/// A local folder: scans for listings, no journal (a watcher gives hints instead), writes
+/// through the task's working folder and renames into place without following links.
+pub struct LocalReplica {
+    root: Arc<LocalRoot>,
+    filter: Filter,
+    /// The working folder, made at the first write (a listing creates nothing).
+    work: tokio::sync::OnceCell<WorkDir>,
+}
+
+/// Bytes per piece when a local file is streamed out.
+const READ_PIECE: usize = 1 << 20;
+
+fn local_version(e: &LocalEntry) -> Version {
+    Version(format!(
+        "{}:{}:{}:{}:{:o}",
+        e.size, e.mtime_ns, e.ctime_ns, e.inode, e.mode
+    ))
+}
+
+fn replica_entry(e: &LocalEntry) -> ReplicaEntry {
+    ReplicaEntry {
+        kind: e.kind,
+        size: e.size,
+        mtime_ns: e.mtime_ns,
+        mode: e.mode & 0o777,
+        hash: e.target.as_ref().map(|t| ContentHash::of(t.as_bytes())),
+        target: e.target.clone(),
+        version: local_version(e),
+    }
+}
+
+impl LocalReplica {
+    /// The folder at `path`, listed through `filter`.
+    ///
+    /// # Errors
+    /// When `path` is not a folder that can be opened.
+    pub fn open(path: &Path, filter: Filter) -> Result<Self> {
+        scanner::check_root(path)?;
+        Ok(LocalReplica {
+            root: Arc::new(LocalRoot::open(path)?),
+            filter,
+            work: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    fn stat_now(&self, path: &RelPath) -> Result<Option<LocalEntry>> {
+        let Some(md) = self.root.stat(path)? else {
+            return Ok(None);
+        };
+        let ft = md.file_type();
+        let kind = if ft.is_symlink() {
+            EntryKind::Symlink
+        } else if ft.is_dir() {
+            EntryKind::Dir
+        } else if ft.is_file() {
+            EntryKind::File
+        } else {
+            return Err(Error::Refused(format!(
+                "{} is a special file; not synced",
+                self.root.full(path).display()
+            )));
+        };
+        let target = (kind == EntryKind::Symlink)
+            .then(|| self.root.read_link(path))
+            .flatten();
+        Ok(Some(LocalEntry::from_metadata(
+            path.clone(),
+            kind,
+            &md,
+            target,
+        )))
+    }
+
+    /// `Some(current)` when `path` is not `expect` any more.
+    fn moved_on(
+        &self,
+        path: &RelPath,
+        expect: Option<&Version>,
+    ) -> Result<Option<Option<ReplicaEntry>>> {
+        let now = self.stat_now(path)?;
+        let same = match (&now, expect) {
+            (None, None) => true,
+            (Some(e), Some(v)) => &local_version(e) == v,
+            _ => false,
+        };
+        Ok((!same).then(|| now.as_ref().map(replica_entry)))
+    }
+
+    fn done(&self, path: &RelPath) -> Result<Outcome> {
+        Ok(Outcome::Done(
+            self.stat_now(path)?.as_ref().map(replica_entry),
+        ))
+    }
+}
+
+#[async_trait]
+impl Replica for LocalReplica {
+    fn describe(&self) -> String {
+        self.root.path().display().to_string()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            keeps_versions: false,
+            knows_hashes: false,
+            knows_mtimes: true,
+            can_move: true,
+            has_journal: false,
+            case_sensitive: true,
+            max_name_bytes: 255,
+            max_path_bytes: cairn_model::path::MAX_PATH_BYTES,
+        }
+    }
+
+    async fn list(&self) -> Result<Listing> {
+        let (path, filter) = (self.root.path().to_path_buf(), self.filter.clone());
+        let scan = tokio::task::spawn_blocking(move || scanner::scan(&path, &filter))
+            .await
+            .map_err(|e| Error::Refused(format!("scanner failed: {e}")))?;
+        if let Some(dir) = scan.incomplete.first() {
+            return Err(Error::Refused(format!(
+                "{} could not be read completely: no partial listing",
+                self.root.full(dir).display()
+            )));
+        }
+        Ok(Listing {
+            entries: scan
+                .entries
+                .iter()
+                .map(|e| (e.path.clone(), replica_entry(e)))
+                .collect(),
+            cursor: None,
+            skipped: scan.reports,
+        })
+    }
+
+    async fn changes(&self, _since: &Cursor) -> Result<Option<(Vec<ReplicaChange>, Cursor)>> {
+        Ok(None)
+    }
+
+    async fn stat(&self, path: &RelPath) -> Result<Option<ReplicaEntry>> {
+        Ok(self.stat_now(path)?.as_ref().map(replica_entry))
+    }
+
+    async fn read(&self, path: &RelPath, version: &Version) -> Result<Content<'static>> {
+        if let Some(now) = self.moved_on(path, Some(version))? {
+            return Err(Error::Refused(format!(
+                "{} changed since it was listed{}",
+                self.root.full(path).display(),
+                if now.is_none() { " (it is gone)" } else { "" }
+            )));
+        }
+        let file = self.root.open_file(path)?;
+        let full = self.root.full(path);
+        let (root, rel, version) = (self.root.clone(), path.clone(), version.clone());
+        // At the end the file must still be the version that was asked for: content that
+        // changed while it was read is never handed on half old, half new (invariant 6).
+        let pieces = stream::try_unfold((file, full), move |(mut file, full)| {
+            let (root, rel, version) = (root.clone(), rel.clone(), version.clone());
+            async move {
+                let mut buf = vec![0u8; READ_PIECE];
+                let n = file.read(&mut buf).map_err(Error::io("reading", &full))?;
+                if n == 0 {
+                    let now = root.stat(&rel)?.map(|md| {
+                        local_version(&LocalEntry::from_metadata(
+                            rel.clone(),
+                            EntryKind::File,
+                            &md,
+                            None,
+                        ))
+                    });
+                    if now.as_ref() != Some(&version) {
+                        return Err(Error::Refused(format!(
+                            "{} changed while it was read; it will be read again",
+                            full.display()
+                        )));
+                    }
+                    return Ok(None);
+                }
+                buf.truncate(n);
+                Ok(Some((Bytes::from(buf), (file, full))))
+            }
+        });
+        Ok(pieces.boxed())
+    }
+
+    async fn write(
+        &self,
+        path: &RelPath,
+        entry: &NewEntry,
+        mut content: Content<'_>,
+        expect: Option<&Version>,
+    ) -> Result<Outcome> {
+        if let Some(now) = self.moved_on(path, expect)? {
+            return Ok(Outcome::Changed(now));
+        }
+        match entry.kind {
+            EntryKind::Dir => {
+                let here = self.stat_now(path)?;
+                if here.as_ref().is_some_and(|e| e.kind != EntryKind::Dir) {
+                    // A folder over a file or link: the old entry goes first.
+                    self.root.remove_file(path)?;
+                }
+                self.root.create_dir_all(path)?;
+                self.root.set_dir_mode(path, entry.mode)?;
+            }
+            EntryKind::Symlink | EntryKind::File => {
+                let root = &self.root;
+                let work = self
+                    .work
+                    .get_or_try_init(|| async { root.work_dir() })
+                    .await?;
+                let name = match entry.kind {
+                    EntryKind::Symlink => {
+                        work.create_link(entry.target.as_deref().unwrap_or(""))?
+                    }
+                    _ => {
+                        let (mut f, name) = work.create_temp("write")?;
+                        let tmp = work.path().join(&name);
+                        let mut hasher = blake3::Hasher::new();
+                        while let Some(piece) = content.next().await {
+                            let piece = piece?;
+                            hasher.update(&piece);
+                            f.write_all(&piece).map_err(Error::io("writing", &tmp))?;
+                        }
+                        let got = ContentHash::from_bytes(*hasher.finalize().as_bytes());
+                        if entry.hash.is_some_and(|want| want != got) {
+                            work.remove(&name);
+                            return Err(Error::Refused(format!(
+                                "{}: the content written does not match its hash",
+                                self.root.full(path).display()
+                            )));
+                        }
+                        let mtime = std::time::UNIX_EPOCH
+                            + std::time::Duration::from_nanos(entry.mtime_ns.max(0) as u64);
+                        f.set_modified(mtime)
+                            .map_err(Error::io("setting mtime", &tmp))?;
+                        let perms = std::fs::Permissions::from_mode(file_mode(entry.mode));
+                        crate::off_runtime(|| f.set_permissions(perms).and_then(|()| f.sync_all()))
+                            .map_err(Error::io("writing", &tmp))?;
+                        name
+                    }
+                };
+                // Checked again just before the rename: a change in between wins.
+                if let Some(now) = self.moved_on(path, expect)? {
+                    work.remove(&name);
+                    return Ok(Outcome::Changed(now));
+                }
+                self.root.place(work, &name, path)?;
+            }
+            EntryKind::Deleted => return Err(Error::Refused("a deletion is not a write".into())),
+        }
+        self.done(path)
+    }
+
+    async fn delete(&self, path: &RelPath, expect: &Version) -> Result<Outcome> {
+        let Some(now) = self.stat_now(path)? else {
+            return Ok(Outcome::Done(None));
+        };
+        if &local_version(&now) != expect {
+            return Ok(Outcome::Changed(Some(replica_entry(&now))));
+        }
+        if now.kind == EntryKind::Dir {
+            self.root.remove_dir(path)?;
+        } else {
+            self.root.remove_file(path)?;
+        }
+        Ok(Outcome::Done(None))
+    }
+
+    async fn rename(&self, from: &RelPath, to: &RelPath, expect: &Version) -> Result<Outcome> {
+        if let Some(now) = self.moved_on(from, Some(expect))? {
+            return Ok(Outcome::Changed(now));
+        }
+        if let Some(there) = self.stat_now(to)? {
+            return Ok(Outcome::Changed(Some(replica_entry(&there))));
+        }
+        if let Some(parent) = to.parent() {
+            self.root.create_dir_all(&parent)?;
+        }
+        self.root.rename(from, to)?;
+        self.done(to)
+    }
+}
