@@ -986,7 +986,7 @@ impl Remote for HttpRemote {
     }
 
     /// Where an earlier journal read of this folder on this connection stopped (a drive task
-    /// that follows the journal), this check reads on from there, at most [`AHEAD_PAGE`]
+    /// that follows the journal), this check reads on from there, at most `AHEAD_PAGE`
     /// changes, and keeps the answer: the pass asks for exactly those changes next and gets
     /// them without a request of its own. Otherwise (a first pass, a backup, which lists the
     /// whole tree) it asks for no changes at all.
