@@ -26,6 +26,9 @@ use crate::restore::{fetch_verified, keep_aside, listed_under_non_folders, write
 use crate::scanner::LocalEntry;
 use crate::{Error, Progress, ProgressEvent, Result};
 
+/// Index rows recorded per transaction where steps are many and small (local moves).
+const INDEX_BATCH: usize = 1000;
+
 /// What a pass did, for every kind of task.
 #[derive(Debug, Default)]
 pub struct PassStats {
@@ -342,7 +345,10 @@ pub(crate) async fn execute(
         index.apply(task, ctx.root_no, &[], &gone)?;
     }
 
-    // Moves made on the server: rename here instead of downloading again.
+    // Moves made on the server: rename here instead of downloading again. The index takes
+    // them in batches (one transaction per move made a 10,000-file rename slow); a pass cut
+    // short before a batch is recorded only re-adopts those paths next time.
+    let (mut moved_rows, mut moved_from) = (Vec::new(), Vec::new());
     for (from, expect, to, r) in local_moves {
         if !unchanged(ctx.root, &from, Some(&expect)) || stat_now(ctx.root, &to).is_some() {
             continue;
@@ -355,12 +361,12 @@ pub(crate) async fn execute(
             Ok(()) => {
                 stats.moved += 1;
                 if let Some(now) = stat_now(ctx.root, &to) {
-                    index.apply(
-                        task,
-                        0,
-                        &[index_row(&now, r.entry.hash, r.seq)],
-                        std::slice::from_ref(&from),
-                    )?;
+                    moved_rows.push(index_row(&now, r.entry.hash, r.seq));
+                    moved_from.push(from);
+                }
+                if moved_rows.len() >= INDEX_BATCH {
+                    index.apply(task, ctx.root_no, &moved_rows, &moved_from)?;
+                    (moved_rows, moved_from) = (Vec::new(), Vec::new());
                 }
             }
             Err(e) => ctx.fail(
@@ -370,6 +376,7 @@ pub(crate) async fn execute(
             ),
         }
     }
+    index.apply(task, ctx.root_no, &moved_rows, &moved_from)?;
 
     // Local deletions, children before parents.
     local_deletes.sort_by(|a, b| b.0.cmp(&a.0));
