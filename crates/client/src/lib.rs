@@ -622,41 +622,30 @@ impl Connection {
     /// when another live agent has this device identity.
     pub async fn claim_agent(&self, instance: &str) -> Result<()> {
         let _ = self.instance.set(instance.to_string());
-        let _: serde_json::Value = self
-            .post_json(
-                "/api/v1/agent",
-                &serde_json::json!({ "instance": instance }),
-                Cap::Small,
-            )
-            .await?;
-        Ok(())
+        self.post_agent(serde_json::json!({ "instance": instance }))
+            .await
     }
 
     /// Gives up this agent's claim (it is stopping). Nothing to do when it never claimed.
     pub async fn release_agent(&self) -> Result<()> {
-        let Some(instance) = self.instance.get() else {
-            return Ok(());
-        };
-        let _: serde_json::Value = self
-            .post_json(
-                "/api/v1/agent",
-                &serde_json::json!({ "instance": instance, "release": true }),
-                Cap::Small,
-            )
-            .await?;
-        Ok(())
+        match self.instance.get() {
+            Some(instance) => {
+                self.post_agent(serde_json::json!({ "instance": instance, "release": true }))
+                    .await
+            }
+            None => Ok(()),
+        }
     }
 
     /// Asks whether another live agent has this device identity without becoming the live
     /// one (`run --once`): refused with HTTP 409 like [`Connection::claim_agent`].
     pub async fn probe_agent(&self, instance: &str) -> Result<()> {
-        let _: serde_json::Value = self
-            .post_json(
-                "/api/v1/agent",
-                &serde_json::json!({ "instance": instance, "probe": true }),
-                Cap::Small,
-            )
-            .await?;
+        self.post_agent(serde_json::json!({ "instance": instance, "probe": true }))
+            .await
+    }
+
+    async fn post_agent(&self, body: serde_json::Value) -> Result<()> {
+        let _: serde_json::Value = self.post_json("/api/v1/agent", &body, Cap::Small).await?;
         Ok(())
     }
 

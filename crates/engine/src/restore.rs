@@ -300,20 +300,9 @@ pub(crate) async fn fetch_verified(
             });
             Ok(())
         };
-        if v.entry.size <= WHOLE_FILE_LIMIT {
-            // One request instead of a chunk list plus a request per chunk.
-            write(&remote.content(&v.path, v.seq).await?)?;
-        } else {
-            for c in &remote.chunk_list(&v.path, v.seq).await? {
-                let data = remote.chunk(&c.id).await?;
-                if cairn_model::ChunkId::of(&data) != c.id {
-                    return Err(Error::remote(format!(
-                        "chunk {} of {} arrived corrupt",
-                        c.id, v.path
-                    )));
-                }
-                write(&data)?;
-            }
+        let mut pieces = version_content(remote, v).await?;
+        while let Some(piece) = pieces.next().await {
+            write(&piece?)?;
         }
         if ContentHash::from_bytes(*hasher.finalize().as_bytes()) != want {
             return Err(Error::remote(format!(

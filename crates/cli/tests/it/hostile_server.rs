@@ -254,6 +254,17 @@ fn version_json(path: &str, size: u64) -> String {
 }
 
 /// Runs the client; a client still running after five minutes is stuck, not slow, and fails.
+/// `cairn connect URL` as alice with a one-second timeout (and `extra`), which must fail;
+/// returns what it printed on stderr.
+fn connect_fails(c: &Client, url: &str, extra: &[&str]) -> String {
+    let mut args = vec!["connect", url, "--user", "alice", "--password-stdin"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--timeout", "1"]);
+    let out = run_guarded(c, &args, Some("pw"));
+    assert!(!out.status.success(), "connect to {url} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn run_guarded(c: &Client, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = c
         .cmd()
@@ -331,23 +342,7 @@ fn a_silent_server_is_given_up_at_connect() {
     let c = Client::new();
     let url = format!("https://127.0.0.1:{port}");
     let fp = "ab".repeat(32);
-    let out = run_guarded(
-        &c,
-        &[
-            "connect",
-            &url,
-            "--user",
-            "alice",
-            "--password-stdin",
-            "--fingerprint",
-            &fp,
-            "--timeout",
-            "1",
-        ],
-        Some("pw"),
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = connect_fails(&c, &url, &["--fingerprint", &fp]);
     assert!(err.contains(&url) && err.contains("timed out"), "{err}");
     assert!(
         held.join().expect("accept thread").is_ok(),
@@ -357,21 +352,7 @@ fn a_silent_server_is_given_up_at_connect() {
     // Over plain HTTP: the request is read and never answered.
     let silent = FakeServer::start_raw(|_| Reply::Silent);
     let url = silent.url();
-    let out = run_guarded(
-        &c,
-        &[
-            "connect",
-            &url,
-            "--user",
-            "alice",
-            "--password-stdin",
-            "--timeout",
-            "1",
-        ],
-        Some("pw"),
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = connect_fails(&c, &url, &[]);
     assert!(
         err.contains(&format!("{url}/api/v1/login")) && err.contains("sent nothing for 1 s"),
         "{err}"
@@ -556,21 +537,7 @@ fn a_redirect_is_not_followed() {
     let fake = FakeServer::start_raw(move |_| Reply::Redirect(to.clone()));
     let c = Client::new();
     let url = fake.url();
-    let out = run_guarded(
-        &c,
-        &[
-            "connect",
-            &url,
-            "--user",
-            "alice",
-            "--password-stdin",
-            "--timeout",
-            "1",
-        ],
-        Some("pw"),
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = connect_fails(&c, &url, &[]);
     assert!(
         err.contains(&format!("{url}/api/v1/login")) && err.contains("HTTP 307"),
         "{err}"
@@ -598,21 +565,7 @@ fn a_gzip_bomb_answer_is_cut_off_at_its_cap_unpacked() {
     let fake = FakeServer::start_raw(move |_| Reply::Gzip(bomb.clone()));
     let c = Client::new();
     let url = fake.url();
-    let out = run_guarded(
-        &c,
-        &[
-            "connect",
-            &url,
-            "--user",
-            "alice",
-            "--password-stdin",
-            "--timeout",
-            "1",
-        ],
-        Some("pw"),
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = connect_fails(&c, &url, &[]);
     assert!(
         err.contains(&format!("{url}/api/v1/login"))
             && err.contains(&format!("larger than the {small_cap} bytes")),
