@@ -259,7 +259,7 @@ impl Replica for ServerReplica {
         Ok(Listing {
             entries,
             cursor: Some(cursor_of(&server_id, head)),
-            skipped: Vec::new(),
+            ..Listing::default()
         })
     }
 

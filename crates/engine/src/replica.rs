@@ -87,6 +87,14 @@ pub struct Listing {
     pub cursor: Option<Cursor>,
     /// Paths the listing could not take, with why (special files, bad names); never silent.
     pub skipped: Vec<(String, String)>,
+    /// Paths a rule left out, with the rule: neither sent nor deleted, on either side.
+    pub excluded: Vec<(RelPath, String)>,
+    /// Names the listing could not take as they are (a name's normal form, ...): whatever
+    /// the other side holds under them is left alone.
+    pub held: Vec<RelPath>,
+    /// Folders that could not be read whole: nothing under them is deleted, on either side.
+    /// Listed here, never silently missing (DESIGN.md invariant 3).
+    pub incomplete: Vec<RelPath>,
 }
 
 /// One change from a journal: the new state of a path, or its removal.
@@ -107,6 +115,39 @@ pub enum Outcome {
 
 /// Content in flight, in pieces of any size.
 pub type Content<'a> = BoxStream<'a, Result<Bytes>>;
+
+/// One write of a batch: a folder, a link, or a small file whose content is all here.
+#[derive(Clone, Debug)]
+pub struct WriteOp {
+    pub path: RelPath,
+    pub entry: NewEntry,
+    /// A file's whole content (empty for folders and links).
+    pub content: Bytes,
+    /// What the path must still be (`None`: nothing there).
+    pub expect: Option<Version>,
+}
+
+/// One move of a batch.
+#[derive(Clone, Debug)]
+pub struct MoveOp {
+    pub from: RelPath,
+    pub to: RelPath,
+    /// What `from` must still be; nothing may be at `to`.
+    pub expect: Version,
+    /// The content's size: a server cuts batches by the chunk references moves copy.
+    pub size: u64,
+}
+
+/// What a replica sent over the network since it was made (after dedup: only what travelled).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub bytes: u64,
+    pub chunks: u64,
+}
+
+/// Results of a batch, one per item and in order; the outer error is for the batch as a whole
+/// (the replica could not be reached, nothing is known to be done).
+pub type BatchResult<T> = Result<Vec<Result<T>>>;
 
 #[async_trait]
 pub trait Replica: Send + Sync {
@@ -145,6 +186,125 @@ pub trait Replica: Send + Sync {
 
     /// Moves `from` (still `expect`) to `to`, where nothing may be.
     async fn rename(&self, from: &RelPath, to: &RelPath, expect: &Version) -> Result<Outcome>;
+
+    /// Several small writes, in order (parents before children), in as few requests and
+    /// durability syncs as the replica can. Each is conditional like [`Replica::write`].
+    async fn write_many(&self, ops: Vec<WriteOp>) -> BatchResult<Outcome> {
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            let content = content_of(op.content);
+            out.push(
+                self.write(&op.path, &op.entry, content, op.expect.as_ref())
+                    .await,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The whole contents of several small files at the given versions, each checked as
+    /// [`Replica::read`] checks it, in as few requests as the replica can.
+    async fn read_many(&self, items: &[(RelPath, Version)]) -> BatchResult<Bytes> {
+        let mut out = Vec::with_capacity(items.len());
+        for (path, version) in items {
+            out.push(match self.read(path, version).await {
+                Ok(content) => collect(content).await.map(Bytes::from),
+                Err(e) => Err(e),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Several conditional deletes, in order (children are given before their parents).
+    async fn delete_many(&self, items: &[(RelPath, Version)]) -> BatchResult<Outcome> {
+        let mut out = Vec::with_capacity(items.len());
+        for (path, version) in items {
+            out.push(self.delete(path, version).await);
+        }
+        Ok(out)
+    }
+
+    /// Several conditional moves; where the replica can, in one transaction, so no reader
+    /// sees half of a renamed folder.
+    async fn rename_many(&self, moves: &[MoveOp]) -> BatchResult<Outcome> {
+        let mut out = Vec::with_capacity(moves.len());
+        for m in moves {
+            out.push(self.rename(&m.from, &m.to, &m.expect).await);
+        }
+        Ok(out)
+    }
+
+    /// A replica that keeps versions: makes the retained `version` of `path` its head again,
+    /// if the head is still `expect`, without content travelling.
+    async fn promote(
+        &self,
+        path: &RelPath,
+        version: &Version,
+        expect: &Version,
+    ) -> Result<Outcome> {
+        let _ = (version, expect);
+        Err(Error::Refused(format!(
+            "{}/{path}: this replica keeps no versions",
+            self.describe()
+        )))
+    }
+
+    /// Content hashes of files at the given versions, read and computed where the replica
+    /// does not know them; `None` for a file that changed, vanished or cannot be read.
+    async fn hash_many(&self, items: &[(RelPath, Version)]) -> Result<Vec<Option<ContentHash>>> {
+        let mut out = Vec::with_capacity(items.len());
+        for (path, version) in items {
+            let hash = match self.read(path, version).await {
+                Ok(mut content) => {
+                    let mut hasher = blake3::Hasher::new();
+                    let mut ok = true;
+                    while let Some(piece) = content.next().await {
+                        match piece {
+                            Ok(p) => {
+                                hasher.update(&p);
+                            }
+                            Err(_) => {
+                                ok = false;
+                                break;
+                            }
+                        }
+                    }
+                    ok.then(|| ContentHash::from_bytes(*hasher.finalize().as_bytes()))
+                }
+                Err(_) => None,
+            };
+            out.push(hash);
+        }
+        Ok(out)
+    }
+
+    /// What this replica sent since it was made.
+    fn traffic(&self) -> Traffic {
+        Traffic::default()
+    }
+
+    /// A stable name of the store behind the replica (a server's identity): when it differs
+    /// from the one last synced with, what both sides agreed on before means nothing here.
+    async fn identity(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// True when `version` is newer than anything the replica held at `cursor`: the replica
+    /// went back in time (restored from an older copy of its data).
+    fn went_back(&self, version: &Version, cursor: &Cursor) -> bool {
+        let _ = (version, cursor);
+        false
+    }
+
+    /// Whether the caller may write here now (access can change while a task exists).
+    async fn writable(&self) -> Result<bool> {
+        Ok(true)
+    }
+
+    /// Paths whose content the replica lost part of: a backup that still has them sends them
+    /// again.
+    async fn damaged(&self) -> Result<Vec<RelPath>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Content that is all here already.
@@ -280,12 +440,6 @@ impl Replica for LocalReplica {
         let scan = tokio::task::spawn_blocking(move || scanner::scan(&path, &filter))
             .await
             .map_err(|e| Error::Refused(format!("scanner failed: {e}")))?;
-        if let Some(dir) = scan.incomplete.first() {
-            return Err(Error::Refused(format!(
-                "{} could not be read completely: no partial listing",
-                self.root.full(dir).display()
-            )));
-        }
         Ok(Listing {
             entries: scan
                 .entries
@@ -294,6 +448,9 @@ impl Replica for LocalReplica {
                 .collect(),
             cursor: None,
             skipped: scan.reports,
+            excluded: scan.excluded,
+            held: scan.held,
+            incomplete: scan.incomplete,
         })
     }
 
