@@ -17,6 +17,7 @@ pub mod reconcile;
 pub mod remote;
 pub mod replica;
 pub mod restore;
+pub mod retry;
 pub mod scanner;
 pub mod watcher;
 

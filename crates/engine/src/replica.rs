@@ -134,8 +134,9 @@ pub struct MoveOp {
     pub to: RelPath,
     /// What `from` must still be; nothing may be at `to`.
     pub expect: Version,
-    /// The content's size: a server cuts batches by the chunk references moves copy.
-    pub size: u64,
+    /// What is moved, as the caller listed it (a server records it at `to`, and cuts
+    /// batches by the chunk references moves copy).
+    pub entry: NewEntry,
 }
 
 /// What a replica sent over the network since it was made (after dedup: only what travelled).
@@ -201,12 +202,13 @@ pub trait Replica: Send + Sync {
         Ok(out)
     }
 
-    /// The whole contents of several small files at the given versions, each checked as
-    /// [`Replica::read`] checks it, in as few requests as the replica can.
-    async fn read_many(&self, items: &[(RelPath, Version)]) -> BatchResult<Bytes> {
+    /// The whole contents of several small files as the caller listed them, each checked as
+    /// [`Replica::read`] checks it (and against the listed hash, when there is one), in as few
+    /// requests as the replica can.
+    async fn read_many(&self, items: &[(RelPath, ReplicaEntry)]) -> BatchResult<Bytes> {
         let mut out = Vec::with_capacity(items.len());
-        for (path, version) in items {
-            out.push(match self.read(path, version).await {
+        for (path, entry) in items {
+            out.push(match self.read(path, &entry.version).await {
                 Ok(content) => collect(content).await.map(Bytes::from),
                 Err(e) => Err(e),
             });
@@ -334,10 +336,12 @@ pub struct LocalReplica {
 const READ_PIECE: usize = 1 << 20;
 
 fn local_version(e: &LocalEntry) -> Version {
-    Version(format!(
-        "{}:{}:{}:{}:{:o}",
-        e.size, e.mtime_ns, e.ctime_ns, e.inode, e.mode
-    ))
+    stat_version(e.size, e.mtime_ns, e.ctime_ns, e.inode, e.mode)
+}
+
+/// A local entry's version: its stat (any change of content, time, inode or mode shows).
+pub fn stat_version(size: u64, mtime_ns: i64, ctime_ns: i64, inode: u64, mode: u32) -> Version {
+    Version(format!("{size}:{mtime_ns}:{ctime_ns}:{inode}:{mode:o}"))
 }
 
 fn replica_entry(e: &LocalEntry) -> ReplicaEntry {
