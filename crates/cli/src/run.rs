@@ -8,13 +8,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use cairn_client::replica::ServerReplica;
 use cairn_client::Connection;
 use cairn_engine::backup::{self, BackupOptions, BackupRoot, BackupStats};
 use cairn_engine::drive::{self, DriveOptions, DriveStats};
 use cairn_engine::executor::Planned;
 use cairn_engine::index::LocalIndex;
 use cairn_engine::reconcile::ConflictPolicy;
+use cairn_engine::replica::Replica;
 use cairn_engine::{Progress, ProgressEvent};
+use cairn_model::RelPath;
 use clap::Args;
 use serde::Serialize;
 
@@ -283,7 +286,10 @@ pub async fn run_task(
                 confirm_deletes: confirmed,
                 dry_run,
             };
-            let stats = backup::run(name, &roots, remote, &mut index, &opts, progress).await?;
+            let remote_at = |prefix: &RelPath| -> Arc<dyn Replica> {
+                Arc::new(ServerReplica::new(remote.clone(), prefix.clone()))
+            };
+            let stats = backup::run(name, &roots, &remote_at, &mut index, &opts, progress).await?;
             outcome(name, dry_run, backup_outcome(name, &stats), &stats.planned)
         }
         Some(d) => {
@@ -305,12 +311,11 @@ pub async fn run_task(
                 keep_deleted: task.keep_deleted,
                 dry_run,
             };
-            let prefix = task.remote_prefix(0)?;
+            let replica = ServerReplica::new(remote, task.remote_prefix(0)?);
             let stats = drive::run(
                 name,
                 &task.locals[0],
-                &prefix,
-                remote,
+                &replica,
                 &mut index,
                 &opts,
                 cache,

@@ -306,8 +306,14 @@ fn classify(
         (Some(_), None) => (PathState::NewHere, "syncing (new here)".into()),
         (Some(m), Some(r)) => {
             let here = cairn_engine::scanner::LocalEntry::from_metadata(rel.clone(), kind, m, None);
-            let same =
-                kind == EntryKind::Dir || here.same_stat(r.size, r.mtime_ns, r.ctime_ns, r.inode);
+            let same = kind == EntryKind::Dir
+                || cairn_engine::replica::stat_version(
+                    here.size,
+                    here.mtime_ns,
+                    here.ctime_ns,
+                    here.inode,
+                    here.mode,
+                ) == r.left;
             match (same, drive.is_some_and(|d| d.read_only)) {
                 (true, true) => (PathState::SyncedReadOnly, "synced, read-only".into()),
                 (true, false) => (PathState::Synced, "synced".into()),

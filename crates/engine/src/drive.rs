@@ -4,14 +4,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use cairn_model::{Filter, RelPath};
+use cairn_model::Filter;
 
 use crate::executor::PassStats;
 use crate::index::LocalIndex;
 pub use crate::pass::RemoteCache;
 use crate::pass::{self, PassSpec};
 use crate::reconcile::{ConflictPolicy, Direction, Guards};
-use crate::remote::Remote;
+use crate::replica::{LocalReplica, Replica};
 use crate::{Progress, Result};
 
 #[derive(Clone, Debug)]
@@ -35,8 +35,8 @@ pub struct DriveOptions {
 /// What a drive pass did.
 pub type DriveStats = PassStats;
 
-/// Runs one pass of a drive task whose local folder is `root` and whose remote folder part is
-/// `prefix`.
+/// Runs one pass of a drive task whose local folder is `root` and whose remote folder (part) is
+/// `remote`.
 ///
 /// # Errors
 /// As [`pass::run`].
@@ -44,18 +44,16 @@ pub type DriveStats = PassStats;
 pub async fn run(
     task: &str,
     root: &Path,
-    prefix: &RelPath,
-    remote: Arc<dyn Remote>,
+    remote: &dyn Replica,
     index: &mut LocalIndex,
     opts: &DriveOptions,
     cache: &mut Option<RemoteCache>,
     progress: Arc<dyn Progress>,
 ) -> Result<DriveStats> {
+    let local = LocalReplica::open(root, opts.filter.clone())?;
     let spec = PassSpec {
         task,
         root_no: 0,
-        root,
-        prefix,
         direction: opts.direction,
         policy: opts.policy,
         keep_conflict_copy: opts.keep_conflict_copy,
@@ -70,5 +68,5 @@ pub async fn run(
         },
         dry_run: opts.dry_run,
     };
-    pass::run(&spec, remote, index, cache, progress).await
+    pass::run(&spec, &local, remote, index, cache, progress).await
 }

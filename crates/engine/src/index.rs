@@ -1,5 +1,7 @@
-//! The local index (SQLite on the client): per task, local root and path, the last stat seen,
-//! the content hash, and the remote version both sides agreed on (the base).
+//! The local index (SQLite on the client): per task, root and path, the state both replicas
+//! agreed on last time (the base): the entry, its content hash, and each side's version token
+//! for it (the left side's is a local file's stat, the right side's the server's sequence
+//! number or a cloud's tag).
 //!
 //! The index is a cache plus the base: losing it costs a re-hash and never a deletion, because
 //! a delete is planned only for a path whose base the index holds.
@@ -8,23 +10,25 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use cairn_model::{ContentHash, EntryKind, RelPath, Seq};
+use cairn_model::{ContentHash, EntryKind, RelPath};
 use rusqlite::{params, Connection};
 
+use crate::replica::{stat_version, Version};
 use crate::{Error, Result};
 
+/// What both sides agreed a path was.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IndexRow {
     pub path: RelPath,
     pub kind: EntryKind,
     pub size: u64,
     pub mtime_ns: i64,
-    pub ctime_ns: i64,
-    pub inode: u64,
     pub mode: u32,
     pub hash: Option<ContentHash>,
-    /// The remote version this local state was agreed as.
-    pub seq: Seq,
+    /// The left replica's version of it (here: the local file's stat).
+    pub left: Version,
+    /// The right replica's version of it (the server's sequence number).
+    pub right: Version,
 }
 
 pub struct LocalIndex {
@@ -56,6 +60,7 @@ impl LocalIndex {
              CREATE TABLE IF NOT EXISTS servers(task TEXT PRIMARY KEY, server_id TEXT NOT NULL);",
         )
         .map_err(db(&ctx))?;
+        add_version_columns(&conn).map_err(db(&ctx))?;
         Ok(LocalIndex { conn })
     }
 
@@ -68,7 +73,10 @@ impl LocalIndex {
         let ctx = format!("reading the index of task {task}");
         let mut st = self
             .conn
-            .prepare("SELECT path, kind, size, mtime_ns, ctime_ns, inode, mode, hash, seq FROM files WHERE task=?1 AND root=?2")
+            .prepare(
+                "SELECT path, kind, size, mtime_ns, ctime_ns, inode, mode, hash, seq, left_version, right_version
+                 FROM files WHERE task=?1 AND root=?2",
+            )
             .map_err(db(&ctx))?;
         let rows = st
             .query_map(params![task, root], |r| {
@@ -82,12 +90,14 @@ impl LocalIndex {
                     r.get::<_, u32>(6)?,
                     r.get::<_, Option<Vec<u8>>>(7)?,
                     r.get::<_, i64>(8)?,
+                    r.get::<_, Option<String>>(9)?,
+                    r.get::<_, Option<String>>(10)?,
                 ))
             })
             .map_err(db(&ctx))?;
         let mut out = HashMap::new();
         for row in rows {
-            let (path, kind, size, mtime_ns, ctime_ns, inode, mode, hash, seq) =
+            let (path, kind, size, mtime_ns, ctime_ns, inode, mode, hash, seq, left, right) =
                 row.map_err(db(&ctx))?;
             // A row that no longer parses is dropped: the next scan re-hashes that path.
             let (Ok(path), Some(kind)) = (RelPath::parse(&path), EntryKind::parse(&kind)) else {
@@ -103,11 +113,16 @@ impl LocalIndex {
                     kind,
                     size: size as u64,
                     mtime_ns,
-                    ctime_ns,
-                    inode: inode as u64,
                     mode,
                     hash,
-                    seq: Seq(seq),
+                    // Rows written before versions were tokens: the stat and the sequence
+                    // number are those tokens.
+                    left: left.map(Version).unwrap_or_else(|| {
+                        stat_version(size as u64, mtime_ns, ctime_ns, inode as u64, mode)
+                    }),
+                    right: right
+                        .map(Version)
+                        .unwrap_or_else(|| Version(seq.to_string())),
                 },
             );
         }
@@ -138,8 +153,8 @@ impl LocalIndex {
         {
             let mut put = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO files(task, root, path, kind, size, mtime_ns, ctime_ns, inode, mode, hash, seq)
-                     VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    "INSERT OR REPLACE INTO files(task, root, path, kind, size, mtime_ns, ctime_ns, inode, mode, hash, seq, left_version, right_version)
+                     VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0, 0, ?7, ?8, 0, ?9, ?10)",
                 )
                 .map_err(db(&ctx))?;
             for r in upserts {
@@ -150,11 +165,10 @@ impl LocalIndex {
                     r.kind.as_str(),
                     r.size as i64,
                     r.mtime_ns,
-                    r.ctime_ns,
-                    r.inode as i64,
                     r.mode,
                     r.hash.map(|h| h.as_bytes().to_vec()),
-                    r.seq.0
+                    r.left.0,
+                    r.right.0
                 ])
                 .map_err(db(&ctx))?;
             }
@@ -232,6 +246,21 @@ impl LocalIndex {
     }
 }
 
+/// Indexes made before versions were tokens gain the two version columns (their rows keep
+/// working: the old stat and sequence number columns stand for them).
+fn add_version_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let has: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('files') WHERE name='left_version'")?
+        .exists([])?;
+    if !has {
+        conn.execute_batch(
+            "ALTER TABLE files ADD COLUMN left_version TEXT;
+             ALTER TABLE files ADD COLUMN right_version TEXT;",
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,11 +271,10 @@ mod tests {
             kind: EntryKind::File,
             size: 1,
             mtime_ns: 1,
-            ctime_ns: 1,
-            inode: 1,
             mode: 0o644,
             hash: None,
-            seq: Seq(seq),
+            left: stat_version(1, 1, 1, 1, 0o644),
+            right: Version(seq.to_string()),
         }
     }
 

@@ -11,7 +11,6 @@ pub mod executor;
 pub mod index;
 pub mod local_root;
 pub mod pass;
-pub mod plan;
 pub mod progress;
 pub mod reconcile;
 pub mod remote;

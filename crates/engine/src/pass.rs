@@ -1,40 +1,34 @@
-//! One pass of any task over one local root: the same steps for backups (upload-only) and
-//! drives (two-way or download-only), and for any remote.
+//! One pass of any task between two replicas: the same steps for backups (upload-only) and
+//! drives (two-way or download-only), whatever the replicas are.
 //!
-//! The pass: check the local folder, take the complete remote listing (or the journal since
-//! the last one), scan and hash what changed locally, plan with [`planner::plan_sync`], meet
-//! the deletion guards the plan carries, then hand the plan to the [`executor`]. A listing that
-//! fails, a missing root or a guard stops the pass before anything is deleted.
+//! The pass: take the complete remote listing (or its changes since the last one), list the
+//! local side and hash what changed there, plan with [`planner::plan_sync`], meet the deletion
+//! guards the plan carries, then hand the plan to the [`executor`]. A listing that fails or a
+//! guard stops the pass before anything is deleted.
 //!
 //! [`planner::plan_sync`]: crate::reconcile::plan_sync
 //! [`executor`]: crate::executor
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::path::Path;
 use std::sync::Arc;
 
-use cairn_model::{ContentHash, EntryKind, Filter, RelPath, Seq};
+use cairn_model::{EntryKind, Filter, RelPath};
 
-use crate::backup::retrying;
 use crate::executor::{self, Ctx, PassStats, Planned};
 use crate::index::{IndexRow, LocalIndex};
-use crate::local_root::LocalRoot;
 use crate::reconcile::{
-    self, Action, ConflictPolicy, Direction, Guards, Hold, LocalState, SyncInputs, SyncPlan,
+    self, Action, ConflictPolicy, Direction, Guards, Hold, SyncInputs, SyncPlan,
 };
-use crate::remote::{Remote, RemoteEntry};
-use crate::restore::hash_file;
-use crate::scanner::{self, LocalEntry};
+use crate::replica::{Cursor, Listing, Replica, ReplicaChange, ReplicaEntry};
+use crate::retry::retrying;
 use crate::{Error, Progress, ProgressEvent, Result};
 
-/// What one pass does: a local root of a task, where it lands remotely, and the task's rules.
+/// What one pass does: a root of a task and the task's rules.
 #[derive(Clone, Debug)]
 pub struct PassSpec<'a> {
     pub task: &'a str,
     /// The index's number for this root (a backup task has several roots).
     pub root_no: u32,
-    pub root: &'a Path,
-    pub prefix: &'a RelPath,
     pub direction: Direction,
     pub policy: ConflictPolicy,
     pub keep_conflict_copy: bool,
@@ -50,51 +44,48 @@ pub struct PassSpec<'a> {
     pub dry_run: bool,
 }
 
-/// Runs one pass. `cache` keeps the remote tree between passes of a long-running agent.
+/// Runs one pass between `local` (here) and `remote`. `cache` keeps the remote listing between
+/// passes of a long-running agent.
 ///
 /// # Errors
-/// A missing local folder, a failed listing, an index failure, or the emptied-folder guard stop
-/// the pass before anything is deleted; single paths that fail are counted and reported.
+/// A failed listing, an index failure, or the emptied-folder guard stop the pass before
+/// anything is deleted; single paths that fail are counted and reported.
 pub async fn run(
     spec: &PassSpec<'_>,
-    remote: Arc<dyn Remote>,
+    local_side: &dyn Replica,
+    remote: &dyn Replica,
     index: &mut LocalIndex,
     cache: &mut Option<RemoteCache>,
     progress: Arc<dyn Progress>,
 ) -> Result<PassStats> {
-    let (task, root, prefix) = (spec.task, spec.root, spec.prefix);
-    scanner::check_root(root)?;
-    let local_root = Arc::new(LocalRoot::open(root)?);
+    let task = spec.task;
     let mut stats = PassStats::default();
-    let (server_id, head) = retrying(|| remote.identity()).await?;
-    let remote_map = remote_listing(remote.as_ref(), prefix, &server_id, head, cache).await?;
-    let (scan_root, filter) = (root.to_path_buf(), spec.filter.clone());
-    let mut scan = tokio::task::spawn_blocking(move || scanner::scan(&scan_root, &filter))
-        .await
-        .map_err(|e| Error::Refused(format!("scanner failed: {e}")))?;
-    scanner::drop_too_long(&mut scan, root, prefix);
+    let identity = retrying(|| remote.identity()).await?;
+    let (remote_map, cursor) = remote_listing(remote, identity.as_deref(), cache).await?;
+    let mut scan = local_side.list().await?;
+    drop_too_long(&mut scan, local_side, remote);
     let files = scan
         .entries
-        .iter()
+        .values()
         .filter(|e| e.kind == EntryKind::File)
         .count() as u64;
     progress.event(ProgressEvent::Scanned {
         files,
         dirs: scan.entries.len() as u64 - files,
     });
-    for (path, reason) in &scan.reports {
+    for (path, reason) in &scan.skipped {
         stats.reported += 1;
         progress.event(ProgressEvent::Skipped {
             path: path.clone(),
             reason: reason.clone(),
         });
     }
-    let base = load_base(spec, remote.as_ref(), index, &server_id, head, &progress).await?;
-    let direction = effective_direction(spec, remote.as_ref(), &progress).await?;
+    let base = load_base(spec, local_side, remote, index, identity, cursor, &progress).await?;
+    let direction = effective_direction(spec, remote, &progress).await?;
     let upload_only = direction == Direction::UploadOnly;
     let (local, unreadable) = hash_local(
-        &local_root,
-        &scan.entries,
+        local_side,
+        std::mem::take(&mut scan.entries),
         &base,
         spec.consistency_check,
         !upload_only,
@@ -119,13 +110,10 @@ pub async fn run(
         stats.failed += 1;
         excluded.insert(path);
     }
-    let remote_map: BTreeMap<RelPath, RemoteEntry> = remote_map
+    let remote_map: BTreeMap<RelPath, ReplicaEntry> = remote_map
         .into_iter()
         .filter(|(p, r)| {
-            let keep = spec
-                .filter
-                .check(p, r.entry.kind, r.entry.size)
-                .is_included();
+            let keep = spec.filter.check(p, r.kind, r.size).is_included();
             if !keep {
                 excluded.insert(p.clone());
             }
@@ -139,6 +127,7 @@ pub async fn run(
         base: &base,
         local: &local,
         remote: &remote_map,
+        remote_keeps_versions: remote.capabilities().keeps_versions,
         direction,
         policy: spec.policy,
         keep_conflict_copy: spec.keep_conflict_copy,
@@ -151,14 +140,14 @@ pub async fn run(
         stats.planned = describe_plan(&plan, &scan, direction != spec.direction);
         if let Some(hold) = &plan.hold {
             let why = match hold {
-                Hold::EmptiedRoot { .. } => emptied(spec, base.len()).to_string(),
+                Hold::EmptiedRoot { .. } => emptied(spec, local_side, base.len()).to_string(),
                 Hold::ManyDeletes { .. } => "more than half of the synced entries would be deleted: the pass would wait for `--confirm-deletes`".into(),
             };
             stats.planned.insert(
                 0,
                 Planned {
                     what: "stop",
-                    path: spec.root.display().to_string(),
+                    path: local_side.describe(),
                     why,
                 },
             );
@@ -166,7 +155,7 @@ pub async fn run(
         return Ok(stats);
     }
     match plan.hold {
-        Some(Hold::EmptiedRoot { synced }) => return Err(emptied(spec, synced)),
+        Some(Hold::EmptiedRoot { synced }) => return Err(emptied(spec, local_side, synced)),
         Some(Hold::ManyDeletes {
             here,
             there,
@@ -193,20 +182,16 @@ pub async fn run(
     stats.conflicts = plan.conflicts;
     let touched: HashSet<&RelPath> = plan.actions.iter().flat_map(|a| a.paths()).collect();
     stats.unchanged = local.keys().filter(|p| !touched.contains(p)).count() as u64;
-    let work = local_root.work_dir()?;
     let ctx = Ctx {
         task,
         root_no: spec.root_no,
-        root: &local_root,
-        prefix,
-        remote: remote.clone(),
-        work: &work,
+        left: local_side,
+        right: remote,
         progress: progress.clone(),
         transfers: spec.transfers,
         computer: spec.computer,
         rebase: upload_only,
     };
-    // The working folder's drop removes any temporary a failed step left behind.
     executor::execute(&ctx, plan.actions, &local, index, &mut stats).await?;
     Ok(stats)
 }
@@ -215,7 +200,7 @@ pub async fn run(
 /// goes on download-only (local edits stay here, reported) instead of failing every pass.
 async fn effective_direction(
     spec: &PassSpec<'_>,
-    remote: &dyn Remote,
+    remote: &dyn Replica,
     progress: &Arc<dyn Progress>,
 ) -> Result<Direction> {
     if spec.direction != Direction::TwoWay || retrying(|| remote.writable()).await? {
@@ -230,7 +215,7 @@ async fn effective_direction(
 }
 
 /// A dry run's report: every action of `plan`, what the scan left out, and why.
-fn describe_plan(plan: &SyncPlan, scan: &scanner::Scan, read_only: bool) -> Vec<Planned> {
+fn describe_plan(plan: &SyncPlan, scan: &Listing, read_only: bool) -> Vec<Planned> {
     let step = |what, path: &RelPath, why: String| Planned {
         what,
         path: path.to_string(),
@@ -294,7 +279,7 @@ fn describe_plan(plan: &SyncPlan, scan: &scanner::Scan, read_only: bool) -> Vec<
             .iter()
             .map(|(p, why)| step("skip", p, why.clone())),
     );
-    out.extend(scan.reports.iter().map(|(p, why)| Planned {
+    out.extend(scan.skipped.iter().map(|(p, why)| Planned {
         what: "skip",
         path: p.clone(),
         why: why.clone(),
@@ -303,7 +288,7 @@ fn describe_plan(plan: &SyncPlan, scan: &scanner::Scan, read_only: bool) -> Vec<
 }
 
 /// The refusal of a pass whose local folder became empty.
-fn emptied(spec: &PassSpec<'_>, synced: usize) -> Error {
+fn emptied(spec: &PassSpec<'_>, local_side: &dyn Replica, synced: usize) -> Error {
     let (what, how) = match spec.direction {
         Direction::UploadOnly => ("backed up", "run"),
         _ => ("synced", "resume"),
@@ -315,42 +300,66 @@ fn emptied(spec: &PassSpec<'_>, synced: usize) -> Error {
     Error::Refused(format!(
         "the local folder {} is empty but {synced} entries were {what} from it; it may be unmounted. Nothing was deleted \
          (if you emptied it on purpose, run `{confirm}`)",
-        spec.root.display(),
+        local_side.describe(),
     ))
+}
+
+/// Paths too long for the remote are reported and left alone on both sides.
+fn drop_too_long(scan: &mut Listing, local_side: &dyn Replica, remote: &dyn Replica) {
+    let limit = remote.capabilities().max_path_bytes;
+    let long: Vec<RelPath> = scan
+        .entries
+        .keys()
+        .filter(|p| p.as_str().len() > limit)
+        .cloned()
+        .collect();
+    for path in long {
+        scan.entries.remove(&path);
+        scan.skipped.push((
+            executor::side_path(local_side, &path),
+            format!(
+                "the path would be longer than {limit} bytes at {}; skipped",
+                remote.describe()
+            ),
+        ));
+        scan.held.push(path);
+    }
 }
 
 /// The base of this root: what both sides agreed on last time. Paths whose content the
 /// remote lost part of are dropped from it when uploading, so they are sent again. A
-/// different server, or one whose journal went backwards (restored from an older copy of its
+/// different remote, or one that went back in time (restored from an older copy of its
 /// data), voids the base: both sides are merged as if never synced, which deletes nothing.
 async fn load_base(
     spec: &PassSpec<'_>,
-    remote: &dyn Remote,
+    local_side: &dyn Replica,
+    remote: &dyn Replica,
     index: &mut LocalIndex,
-    server_id: &str,
-    head: Seq,
+    identity: Option<String>,
+    cursor: Option<Cursor>,
     progress: &Arc<dyn Progress>,
 ) -> Result<BTreeMap<RelPath, IndexRow>> {
-    let (task, prefix) = (spec.task, spec.prefix);
+    let task = spec.task;
     let mut base: BTreeMap<RelPath, IndexRow> =
         index.load(task, spec.root_no)?.into_iter().collect();
     if spec.direction == Direction::UploadOnly {
-        for damaged in retrying(|| remote.damaged(prefix)).await? {
-            if let Some(rel) = damaged.strip_prefix(prefix) {
-                if base.remove(&rel).is_some() {
-                    progress.event(ProgressEvent::Skipped {
-                        path: rel.to_string(),
-                        reason: "the server lost part of this file; sending it again".into(),
-                    });
-                }
+        for damaged in retrying(|| remote.damaged()).await? {
+            if base.remove(&damaged).is_some() {
+                progress.event(ProgressEvent::Skipped {
+                    path: damaged.to_string(),
+                    reason: "the server lost part of this file; sending it again".into(),
+                });
             }
         }
     }
     let known = index.server_of(task)?;
-    let max_base = base.values().map(|b| b.seq).max().unwrap_or(Seq(0));
-    if known.as_deref().is_some_and(|k| k != server_id) || max_base > head {
+    let other = matches!((&known, &identity), (Some(k), Some(id)) if k != id);
+    let went_back = cursor
+        .as_ref()
+        .is_some_and(|c| base.values().any(|b| remote.went_back(&b.right, c)));
+    if other || went_back {
         progress.event(ProgressEvent::Skipped {
-            path: spec.root.display().to_string(),
+            path: local_side.describe(),
             reason: "the server is not the one last synced with (or was restored from an older copy): merging both sides, deleting nothing".into(),
         });
         // The old base means nothing on this server: forget it for good, so later passes
@@ -361,86 +370,56 @@ async fn load_base(
         }
         base.clear();
     }
-    if !spec.dry_run {
-        index.set_server(task, server_id)?;
+    if let Some(id) = identity.filter(|_| !spec.dry_run) {
+        index.set_server(task, &id)?;
     }
     Ok(base)
 }
 
-/// The remote tree as the last pass left it, kept by a long-running agent so the next pass
-/// reads only the journal since then instead of the whole listing.
+/// The remote listing as the last pass left it, kept by a long-running agent so the next pass
+/// reads only the changes since then instead of the whole listing.
 #[derive(Clone, Debug)]
 pub struct RemoteCache {
-    server_id: String,
-    head: Seq,
-    entries: BTreeMap<RelPath, RemoteEntry>,
+    identity: Option<String>,
+    cursor: Cursor,
+    entries: BTreeMap<RelPath, ReplicaEntry>,
 }
 
-/// The live entries under `prefix`: from the cache plus the journal since it, or (first pass,
-/// another server, a journal that went backwards) from a complete listing.
+/// The live remote entries and the cursor they were read at: from the cache plus the changes
+/// since it, or (first pass, another remote, changes it cannot answer) from a whole listing.
 async fn remote_listing(
-    remote: &dyn Remote,
-    prefix: &RelPath,
-    server_id: &str,
-    head: Seq,
+    remote: &dyn Replica,
+    identity: Option<&str>,
     cache: &mut Option<RemoteCache>,
-) -> Result<BTreeMap<RelPath, RemoteEntry>> {
-    if let Some(c) = cache
-        .as_mut()
-        .filter(|c| c.server_id == server_id && c.head <= head)
-    {
-        while c.head < head {
-            let (changes, _) = retrying(|| remote.journal(c.head, 0)).await?;
-            let Some(last) = changes.last().map(|v| v.seq) else {
-                break;
-            };
-            for v in changes {
-                let Some(rel) = v.path.strip_prefix(prefix).filter(|r| !r.is_root()) else {
-                    continue;
-                };
-                if v.entry.is_live() {
-                    c.entries.insert(
-                        rel,
-                        RemoteEntry {
-                            seq: v.seq,
-                            entry: v.entry,
-                        },
-                    );
-                } else {
-                    c.entries.remove(&rel);
+) -> Result<(BTreeMap<RelPath, ReplicaEntry>, Option<Cursor>)> {
+    if let Some(c) = cache.as_mut().filter(|c| c.identity.as_deref() == identity) {
+        if let Some((changes, cursor)) = retrying(|| remote.changes(&c.cursor)).await? {
+            for change in changes {
+                match change {
+                    ReplicaChange::Upsert(path, entry) => {
+                        c.entries.insert(path, entry);
+                    }
+                    ReplicaChange::Remove(path) => {
+                        c.entries.remove(&path);
+                    }
                 }
             }
-            c.head = last;
-        }
-        if c.head >= head {
-            return Ok(c.entries.clone());
+            c.cursor = cursor;
+            return Ok((c.entries.clone(), Some(c.cursor.clone())));
         }
     }
-    let listing = retrying(|| remote.tree(prefix, None, false)).await?;
-    let entries: BTreeMap<RelPath, RemoteEntry> = listing
-        .into_iter()
-        .filter_map(|v| {
-            let rel = v.path.strip_prefix(prefix)?;
-            (!rel.is_root()).then_some((
-                rel,
-                RemoteEntry {
-                    seq: v.seq,
-                    entry: v.entry,
-                },
-            ))
-        })
-        .collect();
-    *cache = Some(RemoteCache {
-        server_id: server_id.to_string(),
-        head,
-        entries: entries.clone(),
+    let listing = retrying(|| remote.list()).await?;
+    *cache = listing.cursor.clone().map(|cursor| RemoteCache {
+        identity: identity.map(str::to_string),
+        cursor,
+        entries: listing.entries.clone(),
     });
-    Ok(entries)
+    Ok((listing.entries, listing.cursor))
 }
 
 /// Names that differ only in case cannot both live on a case-insensitive computer (Windows,
 /// macOS by default): say so, once per pair, rather than let one silently shadow the other.
-fn report_case_clashes(remote: &BTreeMap<RelPath, RemoteEntry>, progress: &dyn Progress) {
+fn report_case_clashes(remote: &BTreeMap<RelPath, ReplicaEntry>, progress: &dyn Progress) {
     let mut seen: std::collections::HashMap<String, &RelPath> = std::collections::HashMap::new();
     for path in remote.keys() {
         if let Some(other) = seen.insert(path.case_key(), path) {
@@ -452,73 +431,54 @@ fn report_case_clashes(remote: &BTreeMap<RelPath, RemoteEntry>, progress: &dyn P
     }
 }
 
-/// Content hashes of local files: from the index when the stat is unchanged (unless the
-/// consistency check asks to read everything), read from disk otherwise (or, when
-/// `hash_changed` is off, left unknown: the planner then sees the file as changed).
+/// Content hashes of local files: from the index when the version is unchanged (unless the
+/// consistency check asks to read everything), read otherwise (or, when `hash_changed` is off,
+/// left unknown: the planner then sees the file as changed, and the upload hashes it).
+/// Files that cannot be read are returned apart: not the same as deleted.
 async fn hash_local(
-    root: &Arc<LocalRoot>,
-    entries: &[LocalEntry],
+    local_side: &dyn Replica,
+    entries: BTreeMap<RelPath, ReplicaEntry>,
     base: &BTreeMap<RelPath, IndexRow>,
     full: bool,
     hash_changed: bool,
-) -> Result<(BTreeMap<RelPath, LocalState>, Vec<RelPath>)> {
+) -> Result<(BTreeMap<RelPath, ReplicaEntry>, Vec<RelPath>)> {
     let mut out = BTreeMap::new();
     let mut to_hash = Vec::new();
-    for e in entries {
-        let known = base.get(&e.path).filter(|b| {
-            !full
-                && b.kind == e.kind
-                && e.same_stat(b.size, b.mtime_ns, b.ctime_ns, b.inode)
-                && b.mode == e.mode
-        });
-        let hash = match e.kind {
-            EntryKind::File => match known {
-                Some(b) => b.hash,
-                // Upload-only: a changed file is read once, by the upload, which hashes it.
-                None if !hash_changed => None,
-                None => {
-                    to_hash.push(e.clone());
+    for (path, mut e) in entries {
+        if e.kind == EntryKind::File && e.hash.is_none() {
+            let known = base
+                .get(&path)
+                .filter(|b| !full && b.kind == e.kind && b.left == e.version);
+            match known {
+                Some(b) => e.hash = b.hash,
+                None if hash_changed => {
+                    to_hash.push((path, e));
                     continue;
                 }
-            },
-            EntryKind::Symlink => e.target.as_ref().map(|t| ContentHash::of(t.as_bytes())),
-            _ => None,
-        };
-        out.insert(
-            e.path.clone(),
-            LocalState {
-                entry: e.clone(),
-                hash,
-            },
-        );
+                None => {}
+            }
+        }
+        out.insert(path, e);
     }
-    let root = root.clone();
-    let hashed = tokio::task::spawn_blocking(move || {
-        to_hash
-            .into_iter()
-            .map(|e| {
-                let h = hash_file(&root, &e.path);
-                (e, h)
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|e| Error::Refused(format!("hashing failed: {e}")))?;
+    let items: Vec<(RelPath, crate::replica::Version)> = to_hash
+        .iter()
+        .map(|(p, e)| (p.clone(), e.version.clone()))
+        .collect();
+    let hashes = if items.is_empty() {
+        Vec::new()
+    } else {
+        local_side.hash_many(&items).await?
+    };
     let mut unreadable = Vec::new();
-    for (entry, hash) in hashed {
+    for ((path, mut e), hash) in to_hash.into_iter().zip(hashes) {
         match hash {
             Some(h) => {
-                out.insert(
-                    entry.path.clone(),
-                    LocalState {
-                        entry,
-                        hash: Some(h),
-                    },
-                );
+                e.hash = Some(h);
+                out.insert(path, e);
             }
-            // Unreadable (or vanished mid-pass): not the same as deleted, so nothing is done
-            // with this path on either side until it can be read.
-            None => unreadable.push(entry.path),
+            // Unreadable (or changed or vanished mid-pass): nothing is done with this path on
+            // either side until it can be read.
+            None => unreadable.push(path),
         }
     }
     Ok((out, unreadable))

@@ -4,18 +4,20 @@
 //! Pure: no I/O, no clock. The deletion guards are part of its answer ([`Hold`]), so a caller
 //! cannot plan deletions without meeting them.
 //!
-//! Conflicts are detected by the remote's sequence numbers, never by clocks (DESIGN.md
-//! invariant 7): the remote changed when its head is not the base's version. mtime only picks
+//! The two sides are replicas: the left one "here" (a local folder), the right one, the
+//! "remote" (a cairn server, later a cloud). Changes are detected by version tokens and
+//! content hashes, never by clocks (DESIGN.md invariant 7): the remote changed when its
+//! version is not the base's; the local side when its content (hash, mode, link target) is not
+//! the base's. mtime only picks
 //! the winner under `keep-latest`, and the loser always survives, as a historic version on the
 //! server or as a local conflict copy. A deletion meets an edit: the edit survives.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cairn_model::{ContentHash, Entry, EntryKind, RelPath, Seq};
+use cairn_model::{ContentHash, EntryKind, RelPath};
 
 use crate::index::IndexRow;
-use crate::remote::RemoteEntry;
-use crate::scanner::LocalEntry;
+use crate::replica::{ReplicaEntry, Version};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -44,58 +46,55 @@ pub enum ConflictPolicy {
     KeepServer,
 }
 
-/// A local path as the planner sees it: its entry and, for files, its content hash.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LocalState {
-    pub entry: LocalEntry,
-    pub hash: Option<ContentHash>,
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     /// Send the local state (file content, folder or link) with this base.
-    Upload { path: RelPath, base: Option<Seq> },
-    /// Mark the remote path deleted.
-    DeleteRemote { path: RelPath, base: Seq },
+    Upload {
+        path: RelPath,
+        base: Option<Version>,
+    },
+    /// Remove the remote path (still version `base`).
+    DeleteRemote { path: RelPath, base: Version },
     /// Write the remote state locally; `expect` is the local state that may be replaced.
     Download {
         path: RelPath,
-        remote: RemoteEntry,
-        expect: Option<LocalEntry>,
+        remote: ReplicaEntry,
+        expect: Option<ReplicaEntry>,
     },
     /// Move the local file aside as a conflict copy, then download the remote state.
     KeepLocalCopyThenDownload {
         path: RelPath,
-        remote: RemoteEntry,
-        expect: LocalEntry,
+        remote: ReplicaEntry,
+        expect: ReplicaEntry,
     },
     /// Save the local loser as a version on the server, then make the remote state the head
     /// again and download it: the local edit survives in history.
     SaveLocalThenDownload {
         path: RelPath,
-        remote: RemoteEntry,
-        expect: LocalEntry,
+        remote: ReplicaEntry,
+        expect: ReplicaEntry,
     },
     /// Remove the local path (it has not changed since the base).
-    DeleteLocal { path: RelPath, expect: LocalEntry },
+    DeleteLocal { path: RelPath, expect: ReplicaEntry },
     /// A file moved here: tell the server `to` takes `from`'s content (no content is sent).
     MoveRemote {
         from: RelPath,
-        from_base: Seq,
+        from_base: Version,
         to: RelPath,
-        to_base: Option<Seq>,
+        to_base: Option<Version>,
     },
     /// A file moved on the server: rename it here instead of downloading it again.
     MoveLocal {
         from: RelPath,
-        expect: LocalEntry,
+        expect: ReplicaEntry,
         to: RelPath,
-        remote: RemoteEntry,
+        remote: ReplicaEntry,
     },
     /// Both sides already agree: record the base.
     Adopt {
         path: RelPath,
-        seq: Seq,
+        /// The remote's version.
+        remote: Version,
         hash: Option<ContentHash>,
     },
     /// Both sides deleted it: drop the base.
@@ -104,8 +103,11 @@ pub enum Action {
 
 pub struct SyncInputs<'a> {
     pub base: &'a BTreeMap<RelPath, IndexRow>,
-    pub local: &'a BTreeMap<RelPath, LocalState>,
-    pub remote: &'a BTreeMap<RelPath, RemoteEntry>,
+    /// The local side, with content hashes of files where known.
+    pub local: &'a BTreeMap<RelPath, ReplicaEntry>,
+    pub remote: &'a BTreeMap<RelPath, ReplicaEntry>,
+    /// The remote keeps replaced content as versions: a losing local edit can be saved there.
+    pub remote_keeps_versions: bool,
     pub direction: Direction,
     pub policy: ConflictPolicy,
     pub keep_conflict_copy: bool,
@@ -159,31 +161,19 @@ pub struct SyncPlan {
     pub moves: u64,
 }
 
-fn local_entry(l: &LocalState) -> Entry {
-    let mut e = crate::plan::entry_of(&l.entry);
-    if l.entry.kind == EntryKind::File {
-        e.hash = l.hash;
-    }
-    e
-}
-
 /// Did the local side change since the base?
-fn local_changed(base: Option<&IndexRow>, local: Option<&LocalState>) -> bool {
+fn local_changed(base: Option<&IndexRow>, local: Option<&ReplicaEntry>) -> bool {
     match (base, local) {
         (None, None) => false,
         (Some(_), None) | (None, Some(_)) => true,
         (Some(b), Some(l)) => {
-            if b.kind != l.entry.kind {
+            if b.kind != l.kind {
                 return true;
             }
             match b.kind {
-                EntryKind::File => b.hash != l.hash || b.mode != l.entry.mode,
+                EntryKind::File => b.hash != l.hash || b.mode != l.mode,
                 EntryKind::Symlink => {
-                    l.entry
-                        .target
-                        .as_ref()
-                        .map(|t| ContentHash::of(t.as_bytes()))
-                        != b.hash
+                    l.target.as_ref().map(|t| ContentHash::of(t.as_bytes())) != b.hash
                 }
                 EntryKind::Dir => false,
                 EntryKind::Deleted => true,
@@ -192,26 +182,26 @@ fn local_changed(base: Option<&IndexRow>, local: Option<&LocalState>) -> bool {
     }
 }
 
-fn remote_changed(base: Option<&IndexRow>, remote: Option<&RemoteEntry>) -> bool {
+fn remote_changed(base: Option<&IndexRow>, remote: Option<&ReplicaEntry>) -> bool {
     match (base, remote) {
         (None, None) => false,
         (Some(_), None) | (None, Some(_)) => true,
-        (Some(b), Some(r)) => b.seq != r.seq,
+        (Some(b), Some(r)) => b.right != r.version,
     }
 }
 
 /// Local and remote hold the same thing (so nothing needs to move).
-fn same(local: &LocalState, remote: &RemoteEntry) -> bool {
-    let l = local_entry(local);
+fn same(l: &ReplicaEntry, r: &ReplicaEntry) -> bool {
+    if l.kind != r.kind {
+        return false;
+    }
     match l.kind {
         // Folders agree whatever their modes: a mode change alone is not worth a conflict.
-        EntryKind::Dir => remote.entry.kind == EntryKind::Dir,
-        EntryKind::File => {
-            remote.entry.kind == EntryKind::File
-                && remote.entry.hash == l.hash
-                && remote.entry.mode == l.mode
-        }
-        _ => remote.entry.same_content(&l),
+        EntryKind::Dir => true,
+        // Unknown content is never taken as the same.
+        EntryKind::File => l.hash.is_some() && r.hash == l.hash && r.mode == l.mode,
+        EntryKind::Symlink => l.target == r.target,
+        EntryKind::Deleted => false,
     }
 }
 
@@ -229,7 +219,7 @@ pub fn plan_sync(i: &SyncInputs<'_>) -> SyncPlan {
     for path in paths {
         let base = i.base.get(path);
         let local = i.local.get(path);
-        let remote = i.remote.get(path).filter(|r| r.entry.is_live());
+        let remote = i.remote.get(path).filter(|r| r.kind != EntryKind::Deleted);
         if protected(path) {
             continue;
         }
@@ -248,13 +238,13 @@ pub fn plan_sync(i: &SyncInputs<'_>) -> SyncPlan {
             (true, false) => match (local, base) {
                 (Some(_), _) => Some(Action::Upload {
                     path: p,
-                    base: remote.map(|r| r.seq),
+                    base: remote.map(|r| r.version.clone()),
                 }),
                 (None, Some(_)) => match remote {
                     Some(_) if i.keep_deleted => None,
                     Some(r) => Some(Action::DeleteRemote {
                         path: p,
-                        base: r.seq,
+                        base: r.version.clone(),
                     }),
                     None => Some(Action::Forget { path: p }),
                 },
@@ -264,12 +254,12 @@ pub fn plan_sync(i: &SyncInputs<'_>) -> SyncPlan {
                 (Some(r), l) => Some(Action::Download {
                     path: p,
                     remote: r.clone(),
-                    expect: l.map(|l| l.entry.clone()),
+                    expect: l.cloned(),
                 }),
                 (None, Some(_)) if i.keep_deleted => None,
                 (None, Some(l)) => Some(Action::DeleteLocal {
                     path: p,
-                    expect: l.entry.clone(),
+                    expect: l.clone(),
                 }),
                 (None, None) => Some(Action::Forget { path: p }),
             },
@@ -312,18 +302,18 @@ pub fn plan_sync(i: &SyncInputs<'_>) -> SyncPlan {
 fn overwrite_remote(
     path: RelPath,
     base: Option<&IndexRow>,
-    local: Option<&LocalState>,
-    remote: Option<&RemoteEntry>,
+    local: Option<&ReplicaEntry>,
+    remote: Option<&ReplicaEntry>,
 ) -> Option<Action> {
     match (local, remote) {
         (Some(l), Some(r)) if same(l, r) => Some(Action::Adopt {
             path,
-            seq: r.seq,
-            hash: r.entry.hash,
+            remote: r.version.clone(),
+            hash: r.hash,
         }),
         (Some(_), r) => Some(Action::Upload {
             path,
-            base: r.map(|r| r.seq),
+            base: r.map(|r| r.version.clone()),
         }),
         (None, _) => base.map(|_| Action::Forget { path }),
     }
@@ -352,11 +342,11 @@ fn hold(i: &SyncInputs<'_>, plan: &SyncPlan) -> Option<Hold> {
 }
 
 /// Turns a file deleted on one side plus the same content new on that side into a move:
-/// matched by inode, size and mtime first (a rename here), then by content hash.
+/// matched by content hash, preferring a source of the same name (a renamed folder's files).
 fn pair_moves(i: &SyncInputs<'_>, plan: &mut SyncPlan) {
     use std::collections::HashMap;
     // Here: DeleteRemote{from} + Upload{to} of a new local file with the same content.
-    let mut gone_here: HashMap<ContentHash, Vec<(RelPath, Seq, u64)>> = HashMap::new();
+    let mut gone_here: HashMap<ContentHash, Vec<(RelPath, Version)>> = HashMap::new();
     for a in &plan.actions {
         if let Action::DeleteRemote { path, base } = a {
             if let Some(b) = i.base.get(path).filter(|b| b.kind == EntryKind::File) {
@@ -364,13 +354,13 @@ fn pair_moves(i: &SyncInputs<'_>, plan: &mut SyncPlan) {
                     gone_here
                         .entry(h)
                         .or_default()
-                        .push((path.clone(), *base, b.inode));
+                        .push((path.clone(), base.clone()));
                 }
             }
         }
     }
     // There: DeleteLocal{from} (unchanged here) + Download{to} of the same content.
-    let mut gone_there: HashMap<ContentHash, Vec<(RelPath, LocalEntry)>> = HashMap::new();
+    let mut gone_there: HashMap<ContentHash, Vec<(RelPath, ReplicaEntry)>> = HashMap::new();
     for a in &plan.actions {
         if let Action::DeleteLocal { path, expect } = a {
             if let Some(h) = i
@@ -394,30 +384,21 @@ fn pair_moves(i: &SyncInputs<'_>, plan: &mut SyncPlan) {
     for a in &plan.actions {
         match a {
             Action::Upload { path, base } if !i.base.contains_key(path) => {
-                let Some(l) = i
-                    .local
-                    .get(path)
-                    .filter(|l| l.entry.kind == EntryKind::File)
-                else {
+                let Some(l) = i.local.get(path).filter(|l| l.kind == EntryKind::File) else {
                     continue;
                 };
                 let Some(cands) = l.hash.and_then(|h| gone_here.get_mut(&h)) else {
                     continue;
                 };
-                // Prefer the source with the same inode: that is the file that was renamed.
-                let pick = cands
-                    .iter()
-                    .position(|c| c.2 == l.entry.inode)
-                    .or((!cands.is_empty()).then_some(0));
-                if let Some(k) = pick {
-                    let (from, from_base, _) = cands.remove(k);
+                if let Some(k) = pick_source(cands.iter().map(|c| &c.0), path) {
+                    let (from, from_base) = cands.remove(k);
                     consumed.insert(from.clone());
                     consumed.insert(path.clone());
                     moves.push(Action::MoveRemote {
                         from,
                         from_base,
                         to: path.clone(),
-                        to_base: *base,
+                        to_base: base.clone(),
                     });
                 }
             }
@@ -425,11 +406,12 @@ fn pair_moves(i: &SyncInputs<'_>, plan: &mut SyncPlan) {
                 path,
                 remote,
                 expect: None,
-            } if remote.entry.kind == EntryKind::File => {
-                let Some(cands) = remote.entry.hash.and_then(|h| gone_there.get_mut(&h)) else {
+            } if remote.kind == EntryKind::File => {
+                let Some(cands) = remote.hash.and_then(|h| gone_there.get_mut(&h)) else {
                     continue;
                 };
-                if let Some((from, expect)) = cands.pop() {
+                if let Some(k) = pick_source(cands.iter().map(|c| &c.0), path) {
+                    let (from, expect) = cands.remove(k);
                     consumed.insert(from.clone());
                     consumed.insert(path.clone());
                     moves.push(Action::MoveLocal {
@@ -470,6 +452,19 @@ fn pair_moves(i: &SyncInputs<'_>, plan: &mut SyncPlan) {
     plan.actions.extend(moves);
 }
 
+/// Among sources of the same content, the one of the same name as `to` (files of a renamed
+/// folder keep their names), else the first.
+fn pick_source<'a>(sources: impl Iterator<Item = &'a RelPath>, to: &RelPath) -> Option<usize> {
+    let mut first = None;
+    for (k, from) in sources.enumerate() {
+        if from.name() == to.name() {
+            return Some(k);
+        }
+        first.get_or_insert(k);
+    }
+    first
+}
+
 impl Action {
     /// Every path the action touches (a move touches two).
     pub fn paths(&self) -> impl Iterator<Item = &RelPath> {
@@ -499,8 +494,8 @@ impl Action {
 fn both_changed(
     i: &SyncInputs<'_>,
     path: RelPath,
-    local: Option<&LocalState>,
-    remote: Option<&RemoteEntry>,
+    local: Option<&ReplicaEntry>,
+    remote: Option<&ReplicaEntry>,
 ) -> Action {
     match (local, remote) {
         (None, None) => Action::Forget { path },
@@ -516,34 +511,35 @@ fn both_changed(
         },
         (Some(l), Some(r)) if same(l, r) => Action::Adopt {
             path,
-            seq: r.seq,
-            hash: r.entry.hash,
+            remote: r.version.clone(),
+            hash: r.hash,
         },
         (Some(l), Some(r)) => {
             // Folders never conflict: their children do.
-            if l.entry.kind == EntryKind::Dir && r.entry.kind == EntryKind::Dir {
+            if l.kind == EntryKind::Dir && r.kind == EntryKind::Dir {
                 return Action::Adopt {
                     path,
-                    seq: r.seq,
+                    remote: r.version.clone(),
                     hash: None,
                 };
             }
             let local_wins = i.direction == Direction::TwoWay
                 && i.policy == ConflictPolicy::KeepLatest
-                && l.entry.mtime_ns > r.entry.mtime_ns;
+                && l.mtime_ns > r.mtime_ns;
             if local_wins {
                 // The remote version stays in history; ours becomes the head.
                 return Action::Upload {
                     path,
-                    base: Some(r.seq),
+                    base: Some(r.version.clone()),
                 };
             }
-            let expect = l.entry.clone();
+            let expect = l.clone();
             let remote = r.clone();
             // A loser that is a folder, or download-only, or asked for: a local conflict copy.
             if i.direction == Direction::DownloadOnly
                 || i.keep_conflict_copy
-                || l.entry.kind == EntryKind::Dir
+                || !i.remote_keeps_versions
+                || l.kind == EntryKind::Dir
             {
                 Action::KeepLocalCopyThenDownload {
                     path,

@@ -336,7 +336,11 @@ pub struct LocalReplica {
 const READ_PIECE: usize = 1 << 20;
 
 fn local_version(e: &LocalEntry) -> Version {
-    stat_version(e.size, e.mtime_ns, e.ctime_ns, e.inode, e.mode)
+    match e.kind {
+        // A folder is the same folder while its children come and go (they change its times).
+        EntryKind::Dir => Version(format!("dir:{}:{:o}", e.inode, e.mode)),
+        _ => stat_version(e.size, e.mtime_ns, e.ctime_ns, e.inode, e.mode),
+    }
 }
 
 /// A local entry's version: its stat (any change of content, time, inode or mode shows).

@@ -7,18 +7,15 @@
 //! conflict-copy name.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 use cairn_model::conflict::conflict_name;
 use cairn_model::{ContentHash, EntryKind, RelPath};
 use cairn_protocol::VersionInfo;
 use futures_util::stream::{self, StreamExt};
 
-use crate::local_root::{file_mode, LocalRoot, WorkDir};
+use crate::local_root::{LocalRoot, WorkDir};
 use crate::remote::Remote;
 use crate::replica::{content_of, Content, LocalReplica, NewEntry, Outcome, Replica};
 use crate::{Error, Progress, ProgressEvent, Result};
@@ -271,112 +268,6 @@ fn restore_link(
 
 /// Files up to this size are fetched whole, larger ones chunk by chunk.
 const WHOLE_FILE_LIMIT: u64 = 1024 * 1024;
-
-/// Fetches version `v` chunk by chunk into a new temporary file in `work`, checks every chunk
-/// and the whole content against their hashes, gives it the version's mode and mtime and
-/// fsyncs it (unless `durable` is false). Returns the temporary file, ready to be renamed into place, and its size; on
-/// error nothing is left behind.
-pub(crate) async fn fetch_verified(
-    remote: &dyn Remote,
-    v: &VersionInfo,
-    work: &WorkDir,
-    progress: &dyn Progress,
-    durable: bool,
-) -> Result<(String, u64)> {
-    let want = v.entry.hash.ok_or_else(|| {
-        Error::remote(format!("{} version {} has no content hash", v.path, v.seq))
-    })?;
-    let (mut f, name) = work.create_temp("download")?;
-    let tmp = work.path().join(&name);
-    let result = async {
-        let mut hasher = blake3::Hasher::new();
-        let mut bytes = 0u64;
-        let mut write = |data: &[u8]| -> Result<()> {
-            hasher.update(data);
-            f.write_all(data).map_err(Error::io("writing", &tmp))?;
-            bytes += data.len() as u64;
-            progress.event(ProgressEvent::Transferred {
-                bytes: data.len() as u64,
-            });
-            Ok(())
-        };
-        let mut pieces = version_content(remote, v).await?;
-        while let Some(piece) = pieces.next().await {
-            write(&piece?)?;
-        }
-        if ContentHash::from_bytes(*hasher.finalize().as_bytes()) != want {
-            return Err(Error::remote(format!(
-                "{} version {} does not match its content hash",
-                v.path, v.seq
-            )));
-        }
-        f.set_permissions(std::fs::Permissions::from_mode(file_mode(v.entry.mode)))
-            .map_err(Error::io("setting mode", &tmp))?;
-        let mtime = UNIX_EPOCH + Duration::from_nanos(v.entry.mtime_ns.max(0) as u64);
-        f.set_modified(mtime)
-            .map_err(Error::io("setting mtime", &tmp))?;
-        // A caller placing many files passes `durable = false` and syncs the file system
-        // once before renaming any of them into place.
-        if durable {
-            crate::off_runtime(|| f.sync_all()).map_err(Error::io("syncing", &tmp))?;
-        }
-        Ok(bytes)
-    }
-    .await;
-    match result {
-        Ok(bytes) => Ok((name, bytes)),
-        Err(e) => {
-            work.remove(&name);
-            Err(e)
-        }
-    }
-}
-
-/// Writes `data`, the whole content of version `v` fetched in a batch, into a new temporary
-/// file in `work` after checking it against the version's hash, with the version's mode and
-/// mtime (not fsynced: the caller syncs the file system once). On error nothing is left behind.
-pub(crate) fn write_fetched(
-    v: &VersionInfo,
-    data: &[u8],
-    work: &WorkDir,
-    progress: &dyn Progress,
-) -> Result<String> {
-    let want = v.entry.hash.ok_or_else(|| {
-        Error::remote(format!("{} version {} has no content hash", v.path, v.seq))
-    })?;
-    if ContentHash::of(data) != want {
-        return Err(Error::remote(format!(
-            "{} version {} does not match its content hash",
-            v.path, v.seq
-        )));
-    }
-    let (mut f, name) = work.create_temp("download")?;
-    let tmp = work.path().join(&name);
-    let written = f
-        .write_all(data)
-        .map_err(Error::io("writing", &tmp))
-        .and_then(|()| {
-            f.set_permissions(std::fs::Permissions::from_mode(file_mode(v.entry.mode)))
-                .map_err(Error::io("setting mode", &tmp))
-        })
-        .and_then(|()| {
-            let mtime = UNIX_EPOCH + Duration::from_nanos(v.entry.mtime_ns.max(0) as u64);
-            f.set_modified(mtime)
-                .map_err(Error::io("setting mtime", &tmp))
-        });
-    match written {
-        Ok(()) => {
-            progress.event(ProgressEvent::Transferred {
-                bytes: data.len() as u64,
-            });
-            Ok(name)
-        }
-        Err(e) => {
-            work.remove(&name);
-            Err(e)
-        }
-    }
-}
 
 async fn restore_file(
     remote: &dyn Remote,
