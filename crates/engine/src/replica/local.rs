@@ -346,36 +346,49 @@ enum Staged {
 }
 
 /// Stages one write of a batch: a file's content checked and written (not yet durable) with
-/// its time and mode, or a link made, in the working folder.
-fn stage(root: &LocalRoot, work: &Arc<WorkDir>, op: &WriteOp) -> Result<Staged> {
+/// its time and mode, or a link made, in the working folder (`None` when the batch holds
+/// only folders).
+fn stage(root: &LocalRoot, work: Option<&Arc<WorkDir>>, op: &WriteOp) -> Result<Staged> {
     let full = root.full(&op.path);
-    match op.entry.kind {
-        EntryKind::Dir => Ok(Staged::Folder),
-        EntryKind::Symlink => Ok(Staged::Temp(
-            work.clone(),
-            link_temp(work, &full, &op.entry)?,
-        )),
-        EntryKind::File => {
-            let data = &op.content;
-            check_content(&full, &op.entry, ContentHash::of(data), data.len() as u64)?;
-            let (mut file, name) = work.create_temp("write")?;
-            let tmp = work.path().join(&name);
-            let written = file
-                .write_all(data)
-                .map_err(Error::io("writing", &tmp))
-                .and_then(|()| finish_temp(&file, &tmp, &op.entry));
-            match written {
-                Ok(()) => Ok(Staged::Temp(work.clone(), name)),
-                Err(e) => {
-                    work.remove(&name);
-                    Err(e)
-                }
-            }
+    let work = match (op.entry.kind, work) {
+        (EntryKind::Dir, _) => return Ok(Staged::Folder),
+        (EntryKind::Deleted, _) => {
+            return Err(Error::Refused(format!(
+                "{}: a deletion is not a write",
+                full.display()
+            )))
         }
-        EntryKind::Deleted => Err(Error::Refused(format!(
-            "{}: a deletion is not a write",
-            full.display()
-        ))),
+        (_, None) => {
+            return Err(Error::Refused(format!(
+                "{}: no working folder to write in",
+                full.display()
+            )))
+        }
+        (_, Some(work)) => work,
+    };
+    let name = match op.entry.kind {
+        EntryKind::Symlink => link_temp(work, &full, &op.entry)?,
+        _ => file_temp(work, &full, &op.entry, &op.content)?,
+    };
+    Ok(Staged::Temp(work.clone(), name))
+}
+
+/// A new temporary holding `data`, checked against `entry` first, with `entry`'s time and
+/// mode; not yet durable.
+fn file_temp(work: &WorkDir, full: &Path, entry: &NewEntry, data: &[u8]) -> Result<String> {
+    check_content(full, entry, ContentHash::of(data), data.len() as u64)?;
+    let (mut file, name) = work.create_temp("write")?;
+    let tmp = work.path().join(&name);
+    let written = file
+        .write_all(data)
+        .map_err(Error::io("writing", &tmp))
+        .and_then(|()| finish_temp(&file, &tmp, entry));
+    match written {
+        Ok(()) => Ok(name),
+        Err(e) => {
+            work.remove(&name);
+            Err(e)
+        }
     }
 }
 
@@ -633,19 +646,26 @@ impl Replica for LocalReplica {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
-        let work = self.work().await?;
-        let (root, staging) = (self.root.clone(), work.clone());
+        // A batch of folders makes no working folder.
+        let work = if ops.iter().any(|op| op.entry.kind != EntryKind::Dir) {
+            Some(self.work().await?)
+        } else {
+            None
+        };
+        let root = self.root.clone();
         let (ops, staged) = blocking("staging writes", move || {
-            let staged: Vec<Result<Staged>> =
-                ops.iter().map(|op| stage(&root, &staging, op)).collect();
+            let staged: Vec<Result<Staged>> = ops
+                .iter()
+                .map(|op| stage(&root, work.as_ref(), op))
+                .collect();
             (ops, staged)
         })
         .await?;
-        let has_file = ops
-            .iter()
-            .zip(&staged)
-            .any(|(op, s)| op.entry.kind == EntryKind::File && s.is_ok());
-        if has_file {
+        let staged_file = ops.iter().zip(&staged).find_map(|(op, s)| match s {
+            Ok(Staged::Temp(work, _)) if op.entry.kind == EntryKind::File => Some(work.clone()),
+            _ => None,
+        });
+        if let Some(work) = staged_file {
             if let Err(e) = self.sync(&work).await {
                 for s in staged {
                     if let Ok(Staged::Temp(work, name)) = s {
