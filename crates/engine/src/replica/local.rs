@@ -137,86 +137,89 @@ fn moved_on(
     Ok((!same).then(|| now.as_ref().map(replica_entry)))
 }
 
-/// The version of an open file, from the descriptor (what is read is what is stat'ed).
-fn open_version(file: &File, path: &RelPath, full: &Path) -> Result<Option<Version>> {
-    let md = file
-        .metadata()
-        .map_err(Error::io("reading metadata", full))?;
-    Ok(md.is_file().then(|| {
+/// The version of an open file, from its descriptor (what is read is what is stat'ed);
+/// `None` when it is not a plain file.
+fn open_version(file: &File) -> Option<Version> {
+    let md = file.metadata().ok()?;
+    // A version does not depend on the path: none is built for it.
+    md.is_file().then(|| {
         local_version(&LocalEntry::from_metadata(
-            path.clone(),
+            RelPath::root(),
             EntryKind::File,
             &md,
             None,
         ))
-    }))
+    })
 }
 
 /// Opens the file at `path` if it is still `version`; the error says what moved on.
 fn open_at_version(root: &LocalRoot, path: &RelPath, version: &Version) -> Result<File> {
-    let full = root.full(path);
     let file = root.open_file(path).map_err(|e| match e {
         Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             Error::Refused(format!(
                 "{} is gone since it was listed; it will be read again",
-                full.display()
+                root.full(path).display()
             ))
         }
         other => other,
     })?;
-    if open_version(&file, path, &full)?.as_ref() != Some(version) {
+    if open_version(&file).as_ref() != Some(version) {
         return Err(Error::Refused(format!(
             "{} changed since it was listed; it will be read again",
-            full.display()
+            root.full(path).display()
         )));
     }
     Ok(file)
 }
 
 /// Fails when the open `file` is no longer `version` after it was read.
-fn still_version(file: &File, path: &RelPath, full: &Path, version: &Version) -> Result<()> {
-    if open_version(file, path, full)?.as_ref() == Some(version) {
+fn still_version(root: &LocalRoot, path: &RelPath, file: &File, version: &Version) -> Result<()> {
+    if open_version(file).as_ref() == Some(version) {
         return Ok(());
     }
     Err(Error::Refused(format!(
         "{} changed while it was read; it will be read again",
-        full.display()
+        root.full(path).display()
     )))
 }
 
 /// The whole content of a small file as it was listed (one item of a batch read).
 fn read_listed(root: &LocalRoot, path: &RelPath, listed: &ReplicaEntry) -> Result<Bytes> {
-    let full = root.full(path);
     if listed.kind != EntryKind::File {
         return Err(Error::Refused(format!(
             "{}: only files have content to read",
-            full.display()
+            root.full(path).display()
         )));
     }
     let mut file = open_at_version(root, path, &listed.version)?;
     let mut data = Vec::with_capacity(usize::try_from(listed.size).unwrap_or(0).min(1 << 26));
     file.read_to_end(&mut data)
-        .map_err(Error::io("reading", &full))?;
-    still_version(&file, path, &full, &listed.version)?;
+        .map_err(|e| Error::io("reading", root.full(path))(e))?;
+    still_version(root, path, &file, &listed.version)?;
     if listed
         .hash
         .is_some_and(|want| want != ContentHash::of(&data))
     {
         return Err(Error::Refused(format!(
             "{}: the content read does not match its listed hash",
-            full.display()
+            root.full(path).display()
         )));
     }
     Ok(Bytes::from(data))
 }
 
-/// The content hash of the file at `path` if it is `version` before and after reading.
-fn hash_at(root: &LocalRoot, path: &RelPath, version: &Version) -> Option<ContentHash> {
+/// The content hash of the file at `path` if it is `version` before and after reading
+/// (`buf`: a read buffer, reused from file to file).
+fn hash_at(
+    root: &LocalRoot,
+    path: &RelPath,
+    version: &Version,
+    buf: &mut [u8],
+) -> Option<ContentHash> {
     let mut file = open_at_version(root, path, version).ok()?;
     let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; HASH_BUFFER];
     loop {
-        match file.read(&mut buf) {
+        match file.read(buf) {
             Ok(0) => break,
             Ok(n) => {
                 hasher.update(&buf[..n]);
@@ -225,7 +228,7 @@ fn hash_at(root: &LocalRoot, path: &RelPath, version: &Version) -> Option<Conten
             Err(_) => return None,
         }
     }
-    still_version(&file, path, &root.full(path), version).ok()?;
+    still_version(root, path, &file, version).ok()?;
     Some(ContentHash::from_bytes(*hasher.finalize().as_bytes()))
 }
 
@@ -575,18 +578,19 @@ impl Replica for LocalReplica {
 
     async fn read(&self, path: &RelPath, version: &Version) -> Result<Content<'static>> {
         let file = off_runtime(|| open_at_version(&self.root, path, version))?;
-        let (rel, version) = (path.clone(), version.clone());
+        let (root, rel, version) = (self.root.clone(), path.clone(), version.clone());
         let full = self.root.full(path);
         // At the end the file must still be the version that was asked for: content that
         // changed while it was read is never handed on half old, half new (invariant 6).
         let pieces = stream::try_unfold(file, move |mut file| {
-            let (rel, version, full) = (rel.clone(), version.clone(), full.clone());
+            let (root, rel, version) = (root.clone(), rel.clone(), version.clone());
+            let full = full.clone();
             async move {
                 off_runtime(|| {
                     let mut buf = vec![0u8; READ_PIECE];
                     let n = file.read(&mut buf).map_err(Error::io("reading", &full))?;
                     if n == 0 {
-                        still_version(&file, &rel, &full, &version)?;
+                        still_version(&root, &rel, &file, &version)?;
                         return Ok(None);
                     }
                     buf.truncate(n);
@@ -724,10 +728,12 @@ impl Replica for LocalReplica {
 
     async fn hash_many(&self, items: &[(RelPath, Version)]) -> Result<Vec<Option<ContentHash>>> {
         let (root, items) = (self.root.clone(), items.to_vec());
+        // One job: two in parallel measured no faster on two cores (small files or large).
         blocking("hashing", move || {
+            let mut buf = vec![0u8; HASH_BUFFER];
             items
                 .iter()
-                .map(|(path, version)| hash_at(&root, path, version))
+                .map(|(path, version)| hash_at(&root, path, version, &mut buf))
                 .collect()
         })
         .await
