@@ -19,7 +19,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -284,27 +284,57 @@ fn make_dir(root: &LocalRoot, path: &RelPath, entry: &NewEntry) -> Result<Outcom
     Ok(Outcome::Done(state_at(root, path)?))
 }
 
-/// Renames the temporary `name` over `path` if the path is still `expect`; otherwise the
-/// temporary goes and the caller learns what is there now.
-fn place_temp(
-    root: &LocalRoot,
-    work: &WorkDir,
-    name: &str,
-    path: &RelPath,
-    expect: Option<&Version>,
-) -> Result<Outcome> {
-    if let Some(now) = moved_on(root, path, expect)? {
-        work.remove(name);
-        return Ok(Outcome::Changed(now));
+/// A temporary in the working folder, removed when dropped unless it was placed: a failed,
+/// refused or cancelled write leaves nothing behind.
+struct Temp {
+    work: Arc<WorkDir>,
+    name: String,
+    placed: bool,
+}
+
+impl Temp {
+    fn new(work: &Arc<WorkDir>, name: String) -> Temp {
+        Temp {
+            work: work.clone(),
+            name,
+            placed: false,
+        }
     }
-    root.place(work, name, path)?;
-    Ok(Outcome::Done(state_at(root, path)?))
+
+    fn path(&self) -> PathBuf {
+        self.work.path().join(&self.name)
+    }
+
+    /// Renames the temporary over `path` if the path is still `expect`; otherwise it goes,
+    /// and the caller learns what is there now.
+    fn place(
+        mut self,
+        root: &LocalRoot,
+        path: &RelPath,
+        expect: Option<&Version>,
+    ) -> Result<Outcome> {
+        if let Some(now) = moved_on(root, path, expect)? {
+            return Ok(Outcome::Changed(now));
+        }
+        // Placed or not, `LocalRoot::place` leaves no temporary.
+        self.placed = true;
+        root.place(&self.work, &self.name, path)?;
+        Ok(Outcome::Done(state_at(root, path)?))
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        if !self.placed {
+            self.work.remove(&self.name);
+        }
+    }
 }
 
 /// A new temporary link to `entry`'s target.
-fn link_temp(work: &WorkDir, full: &Path, entry: &NewEntry) -> Result<String> {
+fn link_temp(work: &Arc<WorkDir>, full: &Path, entry: &NewEntry) -> Result<Temp> {
     match entry.target.as_deref() {
-        Some(target) if !target.is_empty() => work.create_link(target),
+        Some(target) if !target.is_empty() => Ok(Temp::new(work, work.create_link(target)?)),
         _ => Err(Error::Refused(format!(
             "{}: a link without a target",
             full.display()
@@ -345,7 +375,7 @@ enum Staged {
     /// A folder: nothing to stage, made when placed.
     Folder,
     /// A file or link waiting in the working folder.
-    Temp(Arc<WorkDir>, String),
+    Temp(Temp),
 }
 
 /// Stages one write of a batch: a file's content checked and written (not yet durable) with
@@ -369,30 +399,22 @@ fn stage(root: &LocalRoot, work: Option<&Arc<WorkDir>>, op: &WriteOp) -> Result<
         }
         (_, Some(work)) => work,
     };
-    let name = match op.entry.kind {
+    Ok(Staged::Temp(match op.entry.kind {
         EntryKind::Symlink => link_temp(work, &full, &op.entry)?,
         _ => file_temp(work, &full, &op.entry, &op.content)?,
-    };
-    Ok(Staged::Temp(work.clone(), name))
+    }))
 }
 
 /// A new temporary holding `data`, checked against `entry` first, with `entry`'s time and
 /// mode; not yet durable.
-fn file_temp(work: &WorkDir, full: &Path, entry: &NewEntry, data: &[u8]) -> Result<String> {
+fn file_temp(work: &Arc<WorkDir>, full: &Path, entry: &NewEntry, data: &[u8]) -> Result<Temp> {
     check_content(full, entry, ContentHash::of(data), data.len() as u64)?;
     let (mut file, name) = work.create_temp("write")?;
-    let tmp = work.path().join(&name);
-    let written = file
-        .write_all(data)
-        .map_err(Error::io("writing", &tmp))
-        .and_then(|()| finish_temp(&file, &tmp, entry));
-    match written {
-        Ok(()) => Ok(name),
-        Err(e) => {
-            work.remove(&name);
-            Err(e)
-        }
-    }
+    let temp = Temp::new(work, name);
+    file.write_all(data)
+        .map_err(Error::io("writing", temp.path()))?;
+    finish_temp(&file, &temp.path(), entry)?;
+    Ok(temp)
 }
 
 /// Second stage of a batch write: one staged write put in place if the path is still what
@@ -403,7 +425,7 @@ fn place_staged(root: &LocalRoot, op: &WriteOp, staged: Staged) -> Result<Outcom
             Some(now) => Ok(Outcome::Changed(now)),
             None => make_dir(root, &op.path, &op.entry),
         },
-        Staged::Temp(work, name) => place_temp(root, &work, &name, &op.path, op.expect.as_ref()),
+        Staged::Temp(temp) => temp.place(root, &op.path, op.expect.as_ref()),
     }
 }
 
@@ -417,16 +439,17 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::Refused(format!("{what} failed: {e}")))
 }
 
-/// Writes the pieces arriving on `rx` to `file` on a blocking thread, hashing them, then
-/// checks, finishes and fsyncs it. `None` on the channel marks the end; a channel closed
-/// without it means the writer was abandoned, and nothing is made durable.
+/// Writes the pieces arriving on `rx` to `file` (the temporary `temp`) on a blocking thread,
+/// hashing them, then checks, finishes and fsyncs it. `None` on the channel marks the end; a
+/// channel closed without it means the write was abandoned, and the temporary goes.
 fn write_pieces(
     mut file: File,
-    tmp: &Path,
+    temp: Temp,
     entry: &NewEntry,
     full: &Path,
     mut rx: tokio::sync::mpsc::Receiver<Option<Bytes>>,
-) -> Result<()> {
+) -> Result<Temp> {
+    let tmp = &temp.path();
     let mut hasher = blake3::Hasher::new();
     let mut len = 0u64;
     loop {
@@ -448,7 +471,8 @@ fn write_pieces(
     let got = ContentHash::from_bytes(*hasher.finalize().as_bytes());
     check_content(full, entry, got, len)?;
     finish_temp(&file, tmp, entry)?;
-    file.sync_all().map_err(Error::io("writing", tmp))
+    file.sync_all().map_err(Error::io("writing", tmp))?;
+    Ok(temp)
 }
 
 impl LocalReplica {
@@ -475,21 +499,21 @@ impl LocalReplica {
     }
 
     /// Streams `content` into a new temporary (writes, hash check and fsync on a blocking
-    /// thread, at most [`WRITE_QUEUE`] pieces waiting); its name once it is whole and durable.
+    /// thread, at most [`WRITE_QUEUE`] pieces waiting), returned once it is whole and durable.
     async fn stream_to_temp(
         &self,
         work: &Arc<WorkDir>,
         path: &RelPath,
         entry: &NewEntry,
         mut content: Content<'_>,
-    ) -> Result<String> {
+    ) -> Result<Temp> {
         let (file, name) = off_runtime(|| work.create_temp("write"))?;
+        let temp = Temp::new(work, name);
         let (tx, rx) = tokio::sync::mpsc::channel(WRITE_QUEUE);
-        let (tmp, entry_for_writer, full) =
-            (work.path().join(&name), entry.clone(), self.root.full(path));
-        let writer = tokio::task::spawn_blocking(move || {
-            write_pieces(file, &tmp, &entry_for_writer, &full, rx)
-        });
+        let (entry, full) = (entry.clone(), self.root.full(path));
+        let what = format!("writing {}", full.display());
+        let writer =
+            tokio::task::spawn_blocking(move || write_pieces(file, temp, &entry, &full, rx));
         let mut failed = None;
         while let Some(piece) = content.next().await {
             match piece {
@@ -509,19 +533,13 @@ impl LocalReplica {
             let _ = tx.send(None).await;
         }
         drop(tx);
+        // Waited for even after a failed stream: the writer lets go of the temporary first.
         let written = writer
             .await
-            .map_err(|e| Error::Refused(format!("writing {name} failed: {e}")));
-        let outcome = match failed {
+            .map_err(|e| Error::Refused(format!("{what} failed: {e}")))?;
+        match failed {
             Some(e) => Err(e),
-            None => written.and_then(|w| w),
-        };
-        match outcome {
-            Ok(()) => Ok(name),
-            Err(e) => {
-                work.remove(&name);
-                Err(e)
-            }
+            None => written,
         }
     }
 
@@ -612,7 +630,7 @@ impl Replica for LocalReplica {
         if let Some(now) = off_runtime(|| moved_on(root, path, expect))? {
             return Ok(Outcome::Changed(now));
         }
-        let (work, name) = match entry.kind {
+        let temp = match entry.kind {
             EntryKind::Dir => return off_runtime(|| make_dir(root, path, entry)),
             EntryKind::Deleted => {
                 return Err(Error::Refused(format!(
@@ -622,17 +640,15 @@ impl Replica for LocalReplica {
             }
             EntryKind::Symlink => {
                 let work = self.work().await?;
-                let name = off_runtime(|| link_temp(&work, &root.full(path), entry))?;
-                (work, name)
+                off_runtime(|| link_temp(&work, &root.full(path), entry))?
             }
             EntryKind::File => {
                 let work = self.work().await?;
-                let name = self.stream_to_temp(&work, path, entry, content).await?;
-                (work, name)
+                self.stream_to_temp(&work, path, entry, content).await?
             }
         };
         // Checked again just before the rename: a change in between wins.
-        off_runtime(|| place_temp(root, &work, &name, path, expect))
+        off_runtime(|| temp.place(root, path, expect))
     }
 
     async fn delete(&self, path: &RelPath, expect: &Version) -> Result<Outcome> {
@@ -665,19 +681,14 @@ impl Replica for LocalReplica {
             (ops, staged)
         })
         .await?;
+        // Staged temporaries that are never placed (a failed sync, a cancelled batch) go
+        // when `staged` is dropped.
         let staged_file = ops.iter().zip(&staged).find_map(|(op, s)| match s {
-            Ok(Staged::Temp(work, _)) if op.entry.kind == EntryKind::File => Some(work.clone()),
+            Ok(Staged::Temp(temp)) if op.entry.kind == EntryKind::File => Some(temp.work.clone()),
             _ => None,
         });
         if let Some(work) = staged_file {
-            if let Err(e) = self.sync(&work).await {
-                for s in staged {
-                    if let Ok(Staged::Temp(work, name)) = s {
-                        work.remove(&name);
-                    }
-                }
-                return Err(e);
-            }
+            self.sync(&work).await?;
         }
         let root = self.root.clone();
         blocking("placing writes", move || {

@@ -437,3 +437,38 @@ async fn a_streamed_write_lands_whole_or_not_at_all() {
     assert!(!dir.path().join("short.bin").exists());
     no_temporaries(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_write_leaves_no_temporary() {
+    let (dir, r) = replica();
+    let (started, mut first_piece) = tokio::sync::mpsc::channel::<()>(1);
+    // One piece, then a sender that never finishes (a stalled download).
+    let stalled = stream::once(async move {
+        let _ = started.send(()).await;
+        Ok(Bytes::from_static(b"partial"))
+    })
+    .chain(stream::pending())
+    .boxed();
+    let entry = file_entry(b"partial content that never comes");
+    let path = rel("stalled.bin");
+    let mut write = Box::pin(r.write(&path, &entry, stalled, None));
+    tokio::select! {
+        done = &mut write => panic!("a stalled write finished: {done:?}"),
+        _ = first_piece.recv() => {}
+    }
+    let work = dir.path().join(cairn_model::filter::WORK_DIR_NAME);
+    let count = || std::fs::read_dir(&work).map_or(0, |d| d.count());
+    assert_eq!(count(), 1, "the write had its temporary");
+    // Cancelled: its writer thread then lets go of the temporary.
+    drop(write);
+    let mut left = usize::MAX;
+    for _ in 0..200 {
+        left = count();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(left, 0, "the temporary of a cancelled write was left");
+    assert!(!dir.path().join("stalled.bin").exists());
+}
