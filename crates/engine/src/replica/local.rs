@@ -11,10 +11,9 @@
 //! half new (invariant 6). No blocking call runs on the async threads except through
 //! [`crate::off_runtime`].
 //!
-//! A version is a stat (size, times, inode, mode). A folder matches by identity only (still a
-//! folder, same inode): a folder's times move with every child added or removed, and a batch
-//! deletes children before their parent. Removing a folder that is not empty fails, which is
-//! what keeps a child the caller did not know about.
+//! A version is a stat (size, times, inode, mode); a folder's leaves out its times, which move
+//! with every child added or removed (a batch deletes children before their parent). Removing
+//! a folder that is not empty fails, which is what keeps a child the caller did not know about.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -56,25 +55,16 @@ const WRITE_QUEUE: usize = 4;
 const HASH_BUFFER: usize = 256 * 1024;
 
 fn local_version(e: &LocalEntry) -> Version {
-    stat_version(e.size, e.mtime_ns, e.ctime_ns, e.inode, e.mode)
+    match e.kind {
+        // A folder is the same folder while its children come and go (they change its times).
+        EntryKind::Dir => Version(format!("dir:{}:{:o}", e.inode, e.mode)),
+        _ => stat_version(e.size, e.mtime_ns, e.ctime_ns, e.inode, e.mode),
+    }
 }
 
 /// A local entry's version: its stat (any change of content, time, inode or mode shows).
 pub fn stat_version(size: u64, mtime_ns: i64, ctime_ns: i64, inode: u64, mode: u32) -> Version {
     Version(format!("{size}:{mtime_ns}:{ctime_ns}:{inode}:{mode:o}"))
-}
-
-/// The inode a version names (see [`stat_version`]).
-fn version_inode(v: &Version) -> Option<u64> {
-    v.0.split(':').nth(3)?.parse().ok()
-}
-
-/// True when `now` is still what `expect` named; a folder only has to be the same folder.
-fn is_version(now: &LocalEntry, expect: &Version) -> bool {
-    match now.kind {
-        EntryKind::Dir => version_inode(expect) == Some(now.inode),
-        _ => &local_version(now) == expect,
-    }
 }
 
 fn replica_entry(e: &LocalEntry) -> ReplicaEntry {
@@ -131,7 +121,7 @@ fn moved_on(
     let now = entry_at(root, path)?;
     let same = match (&now, expect) {
         (None, None) => true,
-        (Some(e), Some(v)) => is_version(e, v),
+        (Some(e), Some(v)) => &local_version(e) == v,
         _ => false,
     };
     Ok((!same).then(|| now.as_ref().map(replica_entry)))
@@ -237,7 +227,7 @@ fn delete_at(root: &LocalRoot, path: &RelPath, expect: &Version) -> Result<Outco
     let Some(now) = entry_at(root, path)? else {
         return Ok(Outcome::Done(None));
     };
-    if !is_version(&now, expect) {
+    if &local_version(&now) != expect {
         return Ok(Outcome::Changed(Some(replica_entry(&now))));
     }
     if now.kind != EntryKind::Dir {
