@@ -181,9 +181,12 @@ fn read_listed(root: &LocalRoot, path: &RelPath, listed: &ReplicaEntry) -> Resul
             root.full(path).display()
         )));
     }
-    let mut file = open_at_version(root, path, &listed.version)?;
+    let file = open_at_version(root, path, &listed.version)?;
     let mut data = Vec::with_capacity(usize::try_from(listed.size).unwrap_or(0).min(1 << 26));
-    file.read_to_end(&mut data)
+    // A file growing meanwhile is not read on and on: one byte past its size shows it grew.
+    (&file)
+        .take(listed.size.saturating_add(1))
+        .read_to_end(&mut data)
         .map_err(|e| Error::io("reading", root.full(path))(e))?;
     still_version(root, path, &file, &listed.version)?;
     if listed
@@ -206,10 +209,10 @@ fn hash_at(
     version: &Version,
     buf: &mut [u8],
 ) -> Option<ContentHash> {
-    let mut file = open_at_version(root, path, version).ok()?;
+    let file = open_at_version(root, path, version).ok()?;
     let mut hasher = blake3::Hasher::new();
     loop {
-        match file.read(buf) {
+        match (&file).read(buf) {
             Ok(0) => break,
             Ok(n) => {
                 hasher.update(&buf[..n]);
@@ -230,21 +233,29 @@ fn delete_at(root: &LocalRoot, path: &RelPath, expect: &Version) -> Result<Outco
     if &local_version(&now) != expect {
         return Ok(Outcome::Changed(Some(replica_entry(&now))));
     }
-    if now.kind != EntryKind::Dir {
-        root.remove_file(path)?;
+    let removed = match now.kind {
+        EntryKind::Dir => root.remove_dir(path),
+        _ => root.remove_file(path),
+    };
+    let Err(e) = removed else {
         return Ok(Outcome::Done(None));
+    };
+    match io_kind(&e) {
+        // Gone meanwhile counts as done, like gone before.
+        Some(std::io::ErrorKind::NotFound) => Ok(Outcome::Done(None)),
+        Some(std::io::ErrorKind::DirectoryNotEmpty) => Err(Error::Refused(format!(
+            "{}: the folder is not empty (something new is in it); kept",
+            root.full(path).display()
+        ))),
+        _ => Err(e),
     }
-    match root.remove_dir(path) {
-        Ok(()) => Ok(Outcome::Done(None)),
-        Err(Error::Io { ref source, .. })
-            if source.kind() == std::io::ErrorKind::DirectoryNotEmpty =>
-        {
-            Err(Error::Refused(format!(
-                "{}: the folder is not empty (something new is in it); kept",
-                root.full(path).display()
-            )))
-        }
-        Err(e) => Err(e),
+}
+
+/// The kind of an I/O error, `None` for other errors.
+fn io_kind(e: &Error) -> Option<std::io::ErrorKind> {
+    match e {
+        Error::Io { source, .. } => Some(source.kind()),
+        _ => None,
     }
 }
 
