@@ -675,3 +675,69 @@ async fn a_replica_hands_on_no_content_that_does_not_match_its_hash() {
         .expect_err("a file not matching its hash was handed on");
     assert!(err.to_string().contains("does not match its hash"), "{err}");
 }
+
+const COMMIT: &str = "/api/v1/folders/backup/commit";
+const UPLOAD: &str = "/api/v1/folders/backup/chunks";
+
+/// A fake that says no chunk is missing, takes uploads, and answers the first `lost` commits
+/// with "missing chunks" (gc took them meanwhile), then accepts as version 7.
+fn losing_chunks(lost: usize, id: cairn_model::ChunkId) -> FakeServer {
+    let commits = AtomicU64::new(0);
+    FakeServer::start(move |r| match r.path.as_str() {
+        "/api/v1/folders/backup/chunks/missing" => Reply::Json(r#"{"missing":[]}"#.into()),
+        UPLOAD => Reply::Json(r#"{"stored":1,"bytes":5}"#.into()),
+        COMMIT if commits.fetch_add(1, Ordering::SeqCst) < lost as u64 => Reply::Json(format!(
+            r#"{{"results":[{{"status":"missing_chunks","chunks":["{id}"]}}],"head":1}}"#
+        )),
+        COMMIT => Reply::Json(r#"{"results":[{"status":"accepted","seq":7}],"head":7}"#.into()),
+        _ => Reply::Json("{}".into()),
+    })
+}
+
+/// Chunks gc collected between the upload and the commit are sent again and the commit
+/// retried, for three rounds; a fourth loss is an error for that file, never a silent skip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_sends_again_chunks_lost_before_the_commit() {
+    use cairn_engine::replica::{NewEntry, Outcome, Replica, WriteOp};
+    let data = bytes::Bytes::from_static(b"hello");
+    let op = || WriteOp {
+        path: cairn_model::RelPath::parse("h.txt").expect("path"),
+        entry: NewEntry {
+            kind: cairn_model::EntryKind::File,
+            size: 5,
+            mtime_ns: 0,
+            mode: 0o644,
+            hash: Some(cairn_model::ContentHash::of(&data)),
+            target: None,
+        },
+        content: data.clone(),
+        expect: None,
+    };
+    let id = cairn_model::ChunkId::of(&data);
+
+    let fake = losing_chunks(2, id);
+    let r = replica_of(&fake);
+    let out = r.write_many(vec![op()]).await.expect("write_many");
+    match out.into_iter().next().expect("result") {
+        Ok(Outcome::Done(Some(e))) => assert_eq!(e.version.0, "7"),
+        other => panic!("expected the third commit to land: {other:?}"),
+    }
+    assert_eq!(fake.requests(COMMIT), 3);
+    assert_eq!(
+        fake.requests(UPLOAD),
+        2,
+        "the lost chunk was not sent again"
+    );
+    assert_eq!(r.traffic().chunks, 2);
+
+    let fake = losing_chunks(3, id);
+    let r = replica_of(&fake);
+    let out = r.write_many(vec![op()]).await.expect("write_many");
+    let err = out
+        .into_iter()
+        .next()
+        .expect("result")
+        .expect_err("a file whose chunks kept vanishing was reported written");
+    assert!(err.to_string().contains("h.txt"), "{err}");
+    assert_eq!(fake.requests(COMMIT), 3, "three rounds, then the error");
+}

@@ -505,16 +505,10 @@ async fn a_local_folder_is_a_conforming_replica() {
     assert!(collect(reading).await.is_err());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_folder_is_a_conforming_replica() {
+/// A replica of `prefix` in folder `backup` on `server`, as alice.
+async fn server_replica(server: &Server, prefix: &str) -> ServerReplica {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let server = tokio::task::spawn_blocking(Server::start)
-        .await
-        .expect("server");
-    let fp = {
-        let s = &server;
-        tokio::task::block_in_place(|| s.fingerprint())
-    };
+    let fp = tokio::task::block_in_place(|| server.fingerprint());
     let conn = Connection::new(ConnectOptions {
         url: server.url(),
         user: "alice".into(),
@@ -528,13 +522,58 @@ async fn a_server_folder_is_a_conforming_replica() {
     .expect("connection");
     conn.login().await.expect("login");
     let conn = Arc::new(conn);
+    ServerReplica::new(Arc::new(conn.remote("backup")), rel(prefix))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_folder_is_a_conforming_replica() {
+    let server = tokio::task::spawn_blocking(Server::start)
+        .await
+        .expect("server");
     // A sub-folder of the shared folder: prefixes must stay invisible to the engine.
-    let r = ServerReplica::new(Arc::new(conn.remote("backup")), rel("sub/dir"));
+    let r = server_replica(&server, "sub/dir").await;
     conformance(&r).await;
     // What travelled: every new content once (the suite writes well over 9 MiB of new bytes).
     let sent = r.traffic();
     assert!(
         sent.bytes > 9 << 20 && sent.chunks > 100,
+        "traffic counted {sent:?}"
+    );
+}
+
+/// Uploads the server answers 503 to (restarting, overloaded) are sent again: the batch and
+/// the streamed write both land, and what travelled is counted once per upload that landed.
+#[cfg(feature = "test-hooks")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_replica_sends_again_what_the_server_failed_to_take() {
+    let server =
+        tokio::task::spawn_blocking(|| Server::start_with(&[("CAIRN_TEST_FAIL_UPLOADS", "2")]))
+            .await
+            .expect("server");
+    let r = server_replica(&server, "").await;
+    let small = noise(31, 100_000);
+    let out = r
+        .write_many(vec![write_op("s.bin", file(&small), &small, None)])
+        .await
+        .expect("write_many");
+    let s = done(out.into_iter().next().expect("result").expect("write"));
+    assert_eq!(read(&r, "s.bin", &s).await, small);
+    let large = noise(32, 6 << 20);
+    let l = done(
+        r.write(
+            &rel("l.bin"),
+            &file(&large),
+            content_of(Bytes::from(large.clone())),
+            None,
+        )
+        .await
+        .expect("write"),
+    );
+    assert!(read(&r, "l.bin", &l).await == large);
+    let sent = r.traffic();
+    assert!(
+        sent.bytes >= (small.len() + large.len()) as u64
+            && sent.bytes < 2 * (small.len() + large.len()) as u64,
         "traffic counted {sent:?}"
     );
 }
