@@ -577,3 +577,90 @@ async fn a_server_replica_sends_again_what_the_server_failed_to_take() {
         "traffic counted {sent:?}"
     );
 }
+
+/// Server log lines with `field=N` since line `from`, as the N's.
+fn logged(server: &Server, field: &str, from: usize) -> Vec<usize> {
+    let log = server.log.lock().expect("log");
+    log.iter()
+        .skip(from)
+        .filter_map(|l| l.split(&format!("{field}=")).nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+fn log_len(server: &Server) -> usize {
+    server.log.lock().expect("log").len()
+}
+
+/// Many small files cost a few requests, not one each: a batch of 1,000 writes is one
+/// commit, reading them back is four `contents` requests of at most 256 files, and moving or
+/// deleting all of them is one commit each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_replica_batch_costs_a_few_requests() {
+    let server = tokio::task::spawn_blocking(Server::start)
+        .await
+        .expect("server");
+    let r = server_replica(&server, "many").await;
+    let data: Vec<Vec<u8>> = (0..1000).map(|i| noise(1000 + i, 1024)).collect();
+    let ops = data
+        .iter()
+        .enumerate()
+        .map(|(i, d)| write_op(&format!("f/{i}"), file(d), d, None))
+        .collect();
+    let at = log_len(&server);
+    let written: Vec<ReplicaEntry> = r
+        .write_many(ops)
+        .await
+        .expect("write_many")
+        .into_iter()
+        .map(|w| done(w.expect("write")))
+        .collect();
+    assert_eq!(logged(&server, "changes", at), vec![1000]);
+    assert_eq!(r.traffic().chunks, 1000);
+
+    let items: Vec<(RelPath, ReplicaEntry)> = written
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (rel(&format!("f/{i}")), e.clone()))
+        .collect();
+    let at = log_len(&server);
+    let got = r.read_many(&items).await.expect("read_many");
+    for (g, d) in got.iter().zip(&data) {
+        assert_eq!(g.as_ref().expect("read")[..], d[..]);
+    }
+    let mut batches = logged(&server, "files", at);
+    batches.sort_unstable();
+    assert_eq!(batches, vec![232, 256, 256, 256]);
+
+    let moves: Vec<MoveOp> = items
+        .iter()
+        .map(|(p, e)| MoveOp {
+            from: p.clone(),
+            to: rel(&format!("g/{}", p.name())),
+            expect: e.version.clone(),
+            entry: as_new(e),
+        })
+        .collect();
+    let at = log_len(&server);
+    let moved: Vec<ReplicaEntry> = r
+        .rename_many(&moves)
+        .await
+        .expect("rename_many")
+        .into_iter()
+        .map(|m| done(m.expect("move")))
+        .collect();
+    assert_eq!(logged(&server, "changes", at), vec![1000]);
+    let listed = r.list().await.expect("list");
+    assert_eq!(listed.entries.len(), 1000, "only g/ is left");
+
+    let deletes: Vec<(RelPath, cairn_engine::replica::Version)> = moves
+        .iter()
+        .zip(&moved)
+        .map(|(m, e)| (m.to.clone(), e.version.clone()))
+        .collect();
+    let at = log_len(&server);
+    let gone = r.delete_many(&deletes).await.expect("delete_many");
+    assert!(gone.iter().all(|g| matches!(g, Ok(Outcome::Done(None)))));
+    assert_eq!(logged(&server, "changes", at), vec![1000]);
+    assert!(r.list().await.expect("list").entries.is_empty());
+}
