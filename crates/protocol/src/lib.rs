@@ -428,6 +428,39 @@ mod tests {
     }
 
     #[test]
+    fn a_chunk_list_must_make_the_entry_it_names() {
+        let span = |len| ChunkSpan {
+            id: ChunkId::of(b"x"),
+            len,
+        };
+        let entry = |kind, size| Entry {
+            kind,
+            size,
+            mtime_ns: 0,
+            mode: 0o644,
+            hash: None,
+            target: None,
+        };
+        let list = |chunks, entry| ChunkListResponse { chunks, entry };
+        assert!(
+            list(vec![span(3), span(4)], Some(entry(EntryKind::File, 7)))
+                .check()
+                .is_ok()
+        );
+        assert!(list(vec![span(3)], Some(entry(EntryKind::File, 7)))
+            .check()
+            .is_err());
+        assert!(list(vec![span(3)], Some(entry(EntryKind::Dir, 0)))
+            .check()
+            .is_err());
+        // An older server names no entry: only the chunks' own bounds are checked.
+        assert!(list(vec![span(3)], None).check().is_ok());
+        let json = r#"{"chunks":[]}"#;
+        let old: ChunkListResponse = serde_json::from_str(json).expect("an older answer parses");
+        assert!(old.entry.is_none());
+    }
+
+    #[test]
     fn results_are_tagged() {
         let r = ChangeResult::Accepted { seq: Seq(7) };
         assert_eq!(

@@ -741,3 +741,38 @@ async fn a_replica_sends_again_chunks_lost_before_the_commit() {
     assert!(err.to_string().contains("h.txt"), "{err}");
     assert_eq!(fake.requests(COMMIT), 3, "three rounds, then the error");
 }
+
+/// A server from before chunk lists named their version: the replica learns the hash from the
+/// path's history instead, and still checks the content against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_reads_from_a_server_whose_chunk_lists_name_no_entry() {
+    use cairn_engine::replica::{collect, Replica, Version};
+    let real: &[u8] = b"real chunk bytes";
+    let id = cairn_model::ChunkId::of(real);
+    let list = format!(r#"{{"chunks":[{{"id":"{id}","len":16}}]}}"#);
+    let history = |hash: cairn_model::ContentHash| {
+        format!(
+            r#"{{"versions":[{{"path":"big.bin","seq":3,"entry":{{"kind":"file","size":16,"mtime_ns":0,"mode":420,"hash":"{hash}"}},"device":"pc","committed_ns":0}}]}}"#
+        )
+    };
+    for (hash, ok) in [
+        (cairn_model::ContentHash::of(real), true),
+        (cairn_model::ContentHash::of(b"another file"), false),
+    ] {
+        let (list, history) = (list.clone(), history(hash));
+        let fake = FakeServer::start(move |r| match r.path.as_str() {
+            CHUNKLIST => Reply::Json(list.clone()),
+            "/api/v1/folders/backup/versions" => Reply::Json(history.clone()),
+            _ => Reply::Json("real chunk bytes".into()),
+        });
+        let r = replica_of(&fake);
+        let path = cairn_model::RelPath::parse("big.bin").expect("path");
+        let content = r.read(&path, &Version("3".into())).await.expect("read");
+        let got = collect(content).await;
+        assert_eq!(got.is_ok(), ok, "{got:?}");
+        if ok {
+            assert_eq!(got.expect("content"), real);
+        }
+        assert_eq!(fake.requests("/versions"), 1);
+    }
+}
