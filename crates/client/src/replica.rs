@@ -6,12 +6,20 @@
 //! folder's head, so a cursor from another server, or from before a restore that took the
 //! journal backwards, is refused and the caller lists again.
 //!
-//! The transfer knowledge lives in the submodules: [`upload`] (batched writes: one chunking
+//! The transfer knowledge lives in the submodules: `upload` (batched writes: one chunking
 //! pass, one "missing" question and one commit per batch; large files streamed window by
-//! window), [`download`] (batched reads through `contents`, chunks fetched a few at a time) and
-//! [`commit`] (deletes, moves and promotions in as few commits as the protocol's limits allow).
+//! window), `download` (batched reads through `contents`, chunks fetched a few at a time) and
+//! `commit` (deletes, moves and promotions in as few commits as the protocol's limits allow).
 //! Every request goes through [`retrying`], so a dropped connection or a restarting server
 //! costs a pause, not a failed batch.
+//!
+//! What callers rely on: a batch answers one result per item, in order, and an item that fails
+//! (a stale version, content that does not match its hash, a refusal) fails alone; the outer
+//! error means no request of the batch landed. A write that lands is `Done` with the server's
+//! new sequence number and the hash the replica computed itself; one that meets a newer head is
+//! `Changed` with that head. [`Replica::traffic`] counts chunk bytes as they are uploaded, so
+//! content the server already holds (in any version of a file the caller may read) costs
+//! nothing.
 
 mod commit;
 mod download;
@@ -34,7 +42,7 @@ use cairn_protocol::{ChangeResult, VersionInfo};
 
 use crate::HttpRemote;
 
-/// Journal entries asked for at once when catching up.
+/// Catching up on the journal waits for no news: it reads what is there.
 const JOURNAL_PAGE_WAIT: u64 = 0;
 
 /// A folder on a cairn server, from `prefix` down.

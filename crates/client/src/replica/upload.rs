@@ -110,7 +110,15 @@ impl ServerReplica {
         let mut pending: Vec<usize> = (0..run.len()).collect();
         for round in 1..=UPLOAD_ROUNDS {
             let changes: Vec<Change> = pending.iter().map(|&i| run[i].change.clone()).collect();
-            let results = retrying(|| self.remote.commit(&changes)).await?;
+            let results = match retrying(|| self.remote.commit(&changes)).await {
+                Ok(results) => results,
+                Err(e) if round == 1 => return Err(e),
+                // Earlier rounds landed: their results stand, the rest fail with this error.
+                Err(e) => {
+                    fail_all(&mut out, &pending, &e);
+                    break;
+                }
+            };
             let (mut again, mut lost) = (Vec::new(), HashSet::new());
             for (i, result) in pending.into_iter().zip(results) {
                 let ready = &run[i];
@@ -138,7 +146,10 @@ impl ServerReplica {
                 .into_iter()
                 .filter_map(|id| bytes.get(&id).map(|b| (id, b.clone())))
                 .collect();
-            self.upload_all(resend).await?;
+            if let Err(e) = self.upload_all(resend).await {
+                fail_all(&mut out, &again, &e);
+                break;
+            }
             pending = again;
         }
         Ok(out
@@ -301,6 +312,13 @@ impl ServerReplica {
             })
             .collect();
         Ok((spans, digest.hash))
+    }
+}
+
+/// Sets the result of each of `items` to `e`.
+fn fail_all(out: &mut [Option<Result<Outcome>>], items: &[usize], e: &Error) {
+    for &i in items {
+        out[i] = Some(Err(copy_err(e)));
     }
 }
 
