@@ -507,12 +507,21 @@ async fn a_local_folder_is_a_conforming_replica() {
 
 /// A replica of `prefix` in folder `backup` on `server`, as alice.
 async fn server_replica(server: &Server, prefix: &str) -> ServerReplica {
+    server_replica_as(server, "alice", "alice-pw", prefix).await
+}
+
+async fn server_replica_as(
+    server: &Server,
+    user: &str,
+    password: &str,
+    prefix: &str,
+) -> ServerReplica {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let fp = tokio::task::block_in_place(|| server.fingerprint());
     let conn = Connection::new(ConnectOptions {
         url: server.url(),
-        user: "alice".into(),
-        password: "alice-pw".into(),
+        user: user.into(),
+        password: password.into(),
         trust: Trust::Fingerprint(fp),
         proxy: None,
         device: DeviceId("conformance".into()),
@@ -663,4 +672,118 @@ async fn a_server_replica_batch_costs_a_few_requests() {
     assert!(gone.iter().all(|g| matches!(g, Ok(Outcome::Done(None)))));
     assert_eq!(logged(&server, "changes", at), vec![1000]);
     assert!(r.list().await.expect("list").entries.is_empty());
+}
+
+/// The server's identity, the caller's access, and a version from after a cursor (what a
+/// restored server shows) are what they say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_replica_knows_its_server_access_and_past() {
+    let server = tokio::task::spawn_blocking(|| {
+        let s = Server::start();
+        s.admin(&["user", "add", "bob", "--password-stdin"], Some("bob-pw"));
+        s.admin(
+            &["folder", "grant", "backup", "bob", "--access", "ro"],
+            None,
+        );
+        s
+    })
+    .await
+    .expect("server");
+    let r = server_replica(&server, "past").await;
+    let id = r
+        .identity()
+        .await
+        .expect("identity")
+        .expect("a server has one");
+    assert!(!id.is_empty());
+    assert_eq!(r.identity().await.expect("identity"), Some(id));
+    assert!(r.writable().await.expect("writable"));
+    let ro = server_replica_as(&server, "bob", "bob-pw", "past").await;
+    assert!(!ro.writable().await.expect("writable"));
+
+    let before = done(write(&r, "a.txt", b"a", None).await);
+    let cursor = r.list().await.expect("list").cursor.expect("cursor");
+    let after = done(write(&r, "b.txt", b"b", None).await);
+    assert!(!r.went_back(&before.version, &cursor));
+    assert!(
+        r.went_back(&after.version, &cursor),
+        "a version newer than the cursor's head is what a restored server shows"
+    );
+}
+
+/// A file whose stored bytes were damaged fails alone when read; once the server's check
+/// marks its chunk lost it is listed as damaged, and writing it again repairs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_replica_reads_around_a_damaged_file_and_names_it() {
+    let server = tokio::task::spawn_blocking(Server::start)
+        .await
+        .expect("server");
+    let r = server_replica(&server, "dmg").await;
+    let data: Vec<Vec<u8>> = (0..5).map(|i| noise(40 + i, 300)).collect();
+    let ops = data
+        .iter()
+        .enumerate()
+        .map(|(i, d)| write_op(&format!("s{i}"), file(d), d, None))
+        .collect();
+    let items: Vec<(RelPath, ReplicaEntry)> = r
+        .write_many(ops)
+        .await
+        .expect("write_many")
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| (rel(&format!("s{i}")), done(w.expect("write"))))
+        .collect();
+    assert_eq!(damage(&server.data.join("chunks"), &data[2]), 1);
+
+    let got = r.read_many(&items).await.expect("read_many");
+    for (i, g) in got.iter().enumerate() {
+        match (i, g) {
+            (2, Err(e)) => assert!(e.to_string().contains("dmg/s2"), "{e}"),
+            (2, Ok(_)) => panic!("damaged content was handed on"),
+            (_, g) => assert_eq!(g.as_ref().expect("read")[..], data[i][..]),
+        }
+    }
+    assert!(r.damaged().await.expect("damaged").is_empty());
+    let check = tokio::task::block_in_place(|| server.admin_raw(&["check", "--read-data"], None));
+    assert!(!check.status.success(), "the check found nothing");
+    assert_eq!(r.damaged().await.expect("damaged"), vec![rel("s2")]);
+
+    // The same content again: the lost chunk counts as missing, so it travels and lands.
+    let sent = r.traffic();
+    let again = r
+        .write_many(vec![write_op(
+            "s2",
+            file(&data[2]),
+            &data[2],
+            Some(&items[2].1),
+        )])
+        .await
+        .expect("write_many");
+    done(again.into_iter().next().expect("result").expect("write"));
+    assert_eq!(r.traffic().chunks, sent.chunks + 1);
+    assert!(r.damaged().await.expect("damaged").is_empty());
+    let now = r.stat(&rel("s2")).await.expect("stat").expect("s2");
+    assert_eq!(read(&r, "s2", &now).await, data[2]);
+}
+
+/// Flips one byte of `victim` wherever the store under `dir` holds it; how many objects had it.
+fn damage(dir: &std::path::Path, victim: &[u8]) -> usize {
+    let mut damaged = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let mut bytes = std::fs::read(&p).expect("read object");
+            if let Some(at) = bytes.windows(victim.len()).position(|w| w == victim) {
+                bytes[at + 100] ^= 0xff;
+                std::fs::write(&p, bytes).expect("damage object");
+                damaged += 1;
+            }
+        }
+    }
+    damaged
 }
