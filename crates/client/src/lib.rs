@@ -23,7 +23,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use cairn_engine::{Remote, Result as EngineResult};
-use cairn_model::{ChunkId, DeviceId, RelPath, Seq};
+use cairn_model::{ChunkId, DeviceId, Entry, RelPath, Seq};
 use cairn_protocol::{
     frame, Change, ChangeResult, ChunkListResponse, ChunkSpan, CommitRequest, CommitResponse,
     ContentsRequest, DamagedResponse, ErrorBody, FileRef, FolderInfo, JournalResponse,
@@ -880,6 +880,34 @@ impl HttpRemote {
         Ok((r.changes, r.head))
     }
 
+    /// The chunk list of version `seq` of `path`, with the version's entry when the server
+    /// sends it (servers before that field did not).
+    ///
+    /// # Errors
+    /// As any request; no such version; chunks that do not add up to the entry.
+    pub async fn version_chunks(
+        &self,
+        path: &RelPath,
+        seq: Seq,
+    ) -> EngineResult<(Option<Entry>, Vec<ChunkSpan>)> {
+        let api = self.folder_path("chunklist");
+        let r: ChunkListResponse = self
+            .conn
+            .get_json(
+                &api,
+                &[
+                    ("path", path.as_str().to_string()),
+                    ("seq", seq.0.to_string()),
+                ],
+                Cap::Listing,
+                Duration::ZERO,
+            )
+            .await
+            .map_err(remote_err)?;
+        r.check().map_err(invalid(self.conn.url_of(&api)))?;
+        Ok((r.entry, r.chunks))
+    }
+
     /// The server's identity as seen at the last login.
     pub async fn server_id(&self) -> Option<String> {
         self.conn.server_id.lock().await.clone()
@@ -1042,22 +1070,7 @@ impl Remote for HttpRemote {
     }
 
     async fn chunk_list(&self, path: &RelPath, seq: Seq) -> EngineResult<Vec<ChunkSpan>> {
-        let api = self.folder_path("chunklist");
-        let r: ChunkListResponse = self
-            .conn
-            .get_json(
-                &api,
-                &[
-                    ("path", path.as_str().to_string()),
-                    ("seq", seq.0.to_string()),
-                ],
-                Cap::Listing,
-                Duration::ZERO,
-            )
-            .await
-            .map_err(remote_err)?;
-        r.check().map_err(invalid(self.conn.url_of(&api)))?;
-        Ok(r.chunks)
+        Ok(self.version_chunks(path, seq).await?.1)
     }
 
     async fn content(&self, path: &RelPath, seq: Seq) -> EngineResult<Bytes> {

@@ -5,182 +5,125 @@
 //! Versions are the server's sequence numbers; the cursor is the server's identity and the
 //! folder's head, so a cursor from another server, or from before a restore that took the
 //! journal backwards, is refused and the caller lists again.
+//!
+//! The transfer knowledge lives in the submodules: `upload` (batched writes: one chunking
+//! pass, one "missing" question and one commit per batch; large files streamed window by
+//! window), `download` (batched reads through `contents`, chunks fetched a few at a time) and
+//! `commit` (deletes, moves and promotions in as few commits as the protocol's limits allow).
+//! Every request goes through [`retrying`], so a dropped connection or a restarting server
+//! costs a pause, not a failed batch.
+//!
+//! What callers rely on: a batch answers one result per item, in order, and an item that fails
+//! (a stale version, content that does not match its hash, a refusal) fails alone; the outer
+//! error means no request of the batch landed. A write that lands is `Done` with the server's
+//! new sequence number and the hash the replica computed itself; one that meets a newer head is
+//! `Changed` with that head. [`Replica::traffic`] counts chunk bytes as they are uploaded, so
+//! content the server already holds (in any version of a file the caller may read) costs
+//! nothing.
 
-use std::io::Read;
+mod commit;
+mod download;
+mod upload;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use cairn_engine::remote::Remote;
 use cairn_engine::replica::{
-    Capabilities, Content, Cursor, Listing, NewEntry, Outcome, Replica, ReplicaChange,
-    ReplicaEntry, Version,
+    BatchResult, Capabilities, Content, Cursor, Listing, MoveOp, NewEntry, Outcome, Replica,
+    ReplicaChange, ReplicaEntry, Traffic, Version, WriteOp,
 };
+use cairn_engine::retry::retrying;
 use cairn_engine::{Error, Result};
-use cairn_model::{chunk_reader, ChunkId, ContentHash, Entry, EntryKind, RelPath, Seq};
-use cairn_protocol::{Change, ChangeResult, ChunkSpan, MovedFrom, VersionInfo};
-use futures_util::stream::{self, StreamExt};
-use tokio::sync::mpsc;
+use cairn_model::{ContentHash, Entry, RelPath, Seq};
+use cairn_protocol::{ChangeResult, VersionInfo};
 
 use crate::HttpRemote;
 
-/// Chunk bytes gathered before asking the server which it lacks.
-const WINDOW: usize = 8 << 20;
-/// Journal entries asked for at once when catching up.
+/// Catching up on the journal waits for no news: it reads what is there.
 const JOURNAL_PAGE_WAIT: u64 = 0;
 
 /// A folder on a cairn server, from `prefix` down.
 pub struct ServerReplica {
     remote: Arc<HttpRemote>,
     prefix: RelPath,
+    /// Chunk bytes (frames as sent) and chunks uploaded so far: only what travelled.
+    sent_bytes: AtomicU64,
+    sent_chunks: AtomicU64,
 }
 
 impl ServerReplica {
     pub fn new(remote: Arc<HttpRemote>, prefix: RelPath) -> Self {
-        ServerReplica { remote, prefix }
+        ServerReplica {
+            remote,
+            prefix,
+            sent_bytes: AtomicU64::new(0),
+            sent_chunks: AtomicU64::new(0),
+        }
     }
 
     fn full(&self, path: &RelPath) -> RelPath {
         self.prefix.join_path(path)
     }
 
-    fn relative(&self, v: &VersionInfo) -> Option<RelPath> {
-        v.path.strip_prefix(&self.prefix).filter(|r| !r.is_root())
+    fn relative(&self, path: &RelPath) -> Option<RelPath> {
+        path.strip_prefix(&self.prefix).filter(|r| !r.is_root())
+    }
+
+    /// `path` as messages name it: the server, the folder and the full path.
+    fn name(&self, path: &RelPath) -> String {
+        format!("{}/{}", self.remote.describe(), self.full(path))
+    }
+
+    fn count_sent(&self, bytes: u64, chunks: u64) {
+        self.sent_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.sent_chunks.fetch_add(chunks, Ordering::Relaxed);
     }
 
     async fn head_of(&self, path: &RelPath) -> Result<Option<VersionInfo>> {
-        let versions = self.remote.versions(&self.full(path)).await?;
+        let full = self.full(path);
+        let versions = retrying(|| self.remote.versions(&full)).await?;
         Ok(versions.into_iter().next().filter(|v| v.entry.is_live()))
     }
 
-    /// Commits one change; the outcome in replica terms.
-    async fn commit_one(&self, path: &RelPath, change: Change) -> Result<Outcome> {
-        let result = self.remote.commit(std::slice::from_ref(&change)).await?;
-        match result.into_iter().next() {
-            Some(ChangeResult::Accepted { seq }) => {
-                let entry =
-                    (change.entry.kind != EntryKind::Deleted).then(|| entry_of(&change.entry, seq));
-                Ok(Outcome::Done(entry))
+    /// The entry of version `seq` of the full path `full`, from the path's history: only for
+    /// servers whose chunk lists do not carry their version's entry.
+    async fn entry_from_history(&self, full: &RelPath, seq: Seq) -> Result<Entry> {
+        let versions = retrying(|| self.remote.versions(full)).await?;
+        versions
+            .into_iter()
+            .find(|v| v.seq == seq)
+            .map(|v| v.entry)
+            .ok_or_else(|| Error::remote(format!("{full} has no version {seq}")))
+    }
+
+    /// A commit's result for one change, in replica terms: accepted is done (with the new
+    /// entry), a conflict is the head now, anything else is an error naming the path.
+    fn outcome(&self, path: &RelPath, entry: &Entry, result: ChangeResult) -> Result<Outcome> {
+        match result {
+            ChangeResult::Accepted { seq } => {
+                Ok(Outcome::Done(entry.is_live().then(|| entry_of(entry, seq))))
             }
-            Some(ChangeResult::Conflict { head }) => Ok(Outcome::Changed(
-                head.filter(|h| h.entry.is_live())
-                    .map(|h| entry_of(&h.entry, h.seq)),
-            )),
-            Some(ChangeResult::MissingChunks { chunks }) => Err(Error::remote(format!(
-                "{}: {} chunks went missing before the commit; write again",
-                self.full(path),
-                chunks.len()
-            ))),
-            Some(ChangeResult::Refused { reason }) => Err(Error::Refused(reason)),
-            None => Err(Error::remote("the server gave no result for a commit")),
+            ChangeResult::Conflict { head } => Ok(Outcome::Changed(live_head(head))),
+            ChangeResult::MissingChunks { chunks } => Err(Error::Remote {
+                message: format!(
+                    "{}: {} of its chunks went missing on the server before the commit; write it again",
+                    self.name(path),
+                    chunks.len()
+                ),
+                temporary: true,
+            }),
+            ChangeResult::Refused { reason } => Err(self.refused(path, &reason)),
         }
     }
 
-    /// Sends the chunks of `window` the server lacks.
-    async fn send_missing(&self, window: &mut Vec<(ChunkId, Bytes)>) -> Result<()> {
-        if window.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<ChunkId> = window.iter().map(|(id, _)| *id).collect();
-        let missing: std::collections::HashSet<ChunkId> =
-            self.remote.missing(&ids).await?.into_iter().collect();
-        let send: Vec<(ChunkId, Bytes)> = window
-            .drain(..)
-            .filter(|(id, _)| missing.contains(id))
-            .collect();
-        if !send.is_empty() {
-            self.remote.upload(&send).await?;
-        }
-        Ok(())
-    }
-
-    /// Cuts `content` into chunks (off the runtime), sends the missing ones window by window,
-    /// and returns the chunk list and the content's hash.
-    async fn send_content(
-        &self,
-        size: u64,
-        mut content: Content<'_>,
-    ) -> Result<(Vec<ChunkSpan>, ContentHash)> {
-        let (bytes_tx, bytes_rx) = std::sync::mpsc::sync_channel::<Bytes>(4);
-        let (chunk_tx, mut chunk_rx) = mpsc::channel::<(ChunkId, Bytes)>(64);
-        let cutter = tokio::task::spawn_blocking(move || {
-            let reader = ChannelReader {
-                rx: bytes_rx,
-                current: Bytes::new(),
-            };
-            chunk_reader(reader, size, "content", |c, bytes| {
-                chunk_tx
-                    .blocking_send((c.id, Bytes::copy_from_slice(bytes)))
-                    .map_err(|_| cairn_model::Error::Read {
-                        what: "content".into(),
-                        source: std::io::ErrorKind::BrokenPipe.into(),
-                    })
-            })
-        });
-        let feed = async {
-            while let Some(piece) = content.next().await {
-                if bytes_tx.send(piece?).is_err() {
-                    break;
-                }
-            }
-            drop(bytes_tx);
-            Ok::<(), Error>(())
-        };
-        let send = async {
-            let mut window = Vec::new();
-            let mut held = 0usize;
-            while let Some((id, bytes)) = chunk_rx.recv().await {
-                held += bytes.len();
-                window.push((id, bytes));
-                if held >= WINDOW {
-                    self.send_missing(&mut window).await?;
-                    held = 0;
-                }
-            }
-            self.send_missing(&mut window).await
-        };
-        let (fed, sent) = tokio::join!(feed, send);
-        fed?;
-        sent?;
-        let digest = cutter
-            .await
-            .map_err(|e| Error::Refused(format!("chunking failed: {e}")))?
-            .map_err(|e| Error::Refused(e.to_string()))?;
-        if digest.size != size {
-            return Err(Error::Refused(format!(
-                "the content was {} bytes, {size} announced",
-                digest.size
-            )));
-        }
-        let spans = digest
-            .chunks
-            .iter()
-            .map(|c| ChunkSpan {
-                id: c.id,
-                len: c.len,
-            })
-            .collect();
-        Ok((spans, digest.hash))
-    }
-}
-
-/// A blocking reader over pieces arriving on a channel.
-struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<Bytes>,
-    current: Bytes,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.recv() {
-                Ok(piece) => self.current = piece,
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
+    fn refused(&self, path: &RelPath, reason: &str) -> Error {
+        Error::Refused(format!(
+            "{}: refused by the server: {reason}",
+            self.name(path)
+        ))
     }
 }
 
@@ -196,30 +139,46 @@ fn entry_of(e: &Entry, seq: Seq) -> ReplicaEntry {
     }
 }
 
+fn live_head(head: Option<VersionInfo>) -> Option<ReplicaEntry> {
+    head.filter(|h| h.entry.is_live())
+        .map(|h| entry_of(&h.entry, h.seq))
+}
+
+/// What a new entry is on the wire; `hash` is what the replica computed (files) or derived
+/// (links), never taken on trust.
+fn wire_entry(e: &NewEntry, hash: Option<ContentHash>) -> Entry {
+    Entry {
+        kind: e.kind,
+        size: e.size,
+        mtime_ns: e.mtime_ns,
+        mode: e.mode,
+        hash,
+        target: e.target.clone(),
+    }
+}
+
 fn seq_of(v: &Version) -> Result<Seq> {
     v.0.parse()
         .map(Seq)
         .map_err(|_| Error::Refused(format!("{:?} is not a version of this server", v.0)))
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
 fn cursor_of(server_id: &str, head: Seq) -> Cursor {
     Cursor(format!("{}:{server_id}", head.0))
 }
 
-fn deleted(mtime_ns: i64) -> Entry {
-    Entry {
-        kind: EntryKind::Deleted,
-        size: 0,
-        mtime_ns,
-        mode: 0,
-        hash: None,
-        target: None,
+/// The head and server id a cursor was made with.
+fn parse_cursor(c: &Cursor) -> Option<(Seq, &str)> {
+    let (head, server) = c.0.split_once(':')?;
+    Some((Seq(head.parse().ok()?), server))
+}
+
+/// An error for one item of a batch, repeated for each item it stopped (engine errors are not
+/// `Clone`): same message, same temporariness.
+fn copy_err(e: &Error) -> Error {
+    Error::Remote {
+        message: e.to_string(),
+        temporary: e.is_temporary(),
     }
 }
 
@@ -248,11 +207,11 @@ impl Replica for ServerReplica {
     }
 
     async fn list(&self) -> Result<Listing> {
-        let (server_id, head) = self.remote.identity().await?;
-        let tree = self.remote.tree(&self.prefix, None, false).await?;
+        let (server_id, head) = retrying(|| self.remote.identity()).await?;
+        let tree = retrying(|| self.remote.tree(&self.prefix, None, false)).await?;
         let entries = tree
             .iter()
-            .filter_map(|v| Some((self.relative(v)?, entry_of(&v.entry, v.seq))))
+            .filter_map(|v| Some((self.relative(&v.path)?, entry_of(&v.entry, v.seq))))
             .collect();
         // A commit between the two requests may be in the tree: the cursor then replays it,
         // which is harmless (the same state again).
@@ -264,24 +223,21 @@ impl Replica for ServerReplica {
     }
 
     async fn changes(&self, since: &Cursor) -> Result<Option<(Vec<ReplicaChange>, Cursor)>> {
-        let Some((head_text, server)) = since.0.split_once(':') else {
+        let Some((mut at, server)) = parse_cursor(since) else {
             return Ok(None);
         };
-        let Ok(mut at) = head_text.parse::<i64>().map(Seq) else {
-            return Ok(None);
-        };
-        let (server_id, head) = self.remote.identity().await?;
+        let (server_id, head) = retrying(|| self.remote.identity()).await?;
         if server != server_id || head < at {
             return Ok(None);
         }
         let mut out = Vec::new();
         while at < head {
-            let (versions, _) = self.remote.journal(at, JOURNAL_PAGE_WAIT).await?;
+            let (versions, _) = retrying(|| self.remote.journal(at, JOURNAL_PAGE_WAIT)).await?;
             let Some(last) = versions.last().map(|v| v.seq) else {
                 break;
             };
             for v in &versions {
-                if let Some(rel) = self.relative(v) {
+                if let Some(rel) = self.relative(&v.path) {
                     out.push(if v.entry.is_live() {
                         ReplicaChange::Upsert(rel, entry_of(&v.entry, v.seq))
                     } else {
@@ -299,43 +255,7 @@ impl Replica for ServerReplica {
     }
 
     async fn read(&self, path: &RelPath, version: &Version) -> Result<Content<'static>> {
-        let seq = seq_of(version)?;
-        let full = self.full(path);
-        let versions = self.remote.versions(&full).await?;
-        let v = versions
-            .into_iter()
-            .find(|v| v.seq == seq && v.entry.kind == EntryKind::File)
-            .ok_or_else(|| Error::remote(format!("{full} has no file version {}", seq.0)))?;
-        let want = v
-            .entry
-            .hash
-            .ok_or_else(|| Error::remote(format!("{full} version {} has no hash", seq.0)))?;
-        let spans = self.remote.chunk_list(&full, seq).await?;
-        let remote = self.remote.clone();
-        // Each chunk is checked against its id as it arrives, the whole against the file's
-        // hash at the end: a corrupt or substituted piece fails the read.
-        let hasher = blake3::Hasher::new();
-        let pieces = stream::try_unfold(
-            (remote, spans.into_iter(), hasher, full, want),
-            |(remote, mut spans, mut hasher, full, want)| async move {
-                let Some(span) = spans.next() else {
-                    if ContentHash::from_bytes(*hasher.finalize().as_bytes()) != want {
-                        return Err(Error::remote(format!("{full} arrived corrupt")));
-                    }
-                    return Ok(None);
-                };
-                let data = remote.chunk(&span.id).await?;
-                if ChunkId::of(&data) != span.id || data.len() != span.len as usize {
-                    return Err(Error::remote(format!(
-                        "chunk {} of {full} arrived corrupt",
-                        span.id
-                    )));
-                }
-                hasher.update(&data);
-                Ok(Some((data, (remote, spans, hasher, full, want))))
-            },
-        );
-        Ok(pieces.boxed())
+        self.read_version(path, version).await
     }
 
     async fn write(
@@ -345,53 +265,16 @@ impl Replica for ServerReplica {
         content: Content<'_>,
         expect: Option<&Version>,
     ) -> Result<Outcome> {
-        let base = expect.map(seq_of).transpose()?;
-        let (chunks, hash) = match entry.kind {
-            EntryKind::File => {
-                let (chunks, hash) = self.send_content(entry.size, content).await?;
-                if entry.hash.is_some_and(|want| want != hash) {
-                    return Err(Error::Refused(format!(
-                        "{}: the content sent does not match its hash",
-                        self.full(path)
-                    )));
-                }
-                (chunks, Some(hash))
-            }
-            EntryKind::Symlink => (
-                Vec::new(),
-                entry.target.as_ref().map(|t| ContentHash::of(t.as_bytes())),
-            ),
-            EntryKind::Dir => (Vec::new(), None),
-            EntryKind::Deleted => return Err(Error::Refused("a deletion is not a write".into())),
-        };
-        let change = Change {
-            path: self.full(path),
-            base,
-            entry: Entry {
-                kind: entry.kind,
-                size: entry.size,
-                mtime_ns: entry.mtime_ns,
-                mode: entry.mode,
-                hash,
-                target: entry.target.clone(),
-            },
-            chunks,
-            moved_from: None,
-        };
-        self.commit_one(path, change).await
+        self.write_one(path, entry, content, expect).await
     }
 
     async fn delete(&self, path: &RelPath, expect: &Version) -> Result<Outcome> {
-        let change = Change {
-            path: self.full(path),
-            base: Some(seq_of(expect)?),
-            entry: deleted(now_ns()),
-            chunks: Vec::new(),
-            moved_from: None,
-        };
-        self.commit_one(path, change).await
+        let items = [(path.clone(), expect.clone())];
+        one(self.delete_batch(&items).await?)
     }
 
+    /// A single move asks for the source's head first (the caller gives no entry); batches
+    /// ([`Replica::rename_many`]) take the entry the caller listed instead.
     async fn rename(&self, from: &RelPath, to: &RelPath, expect: &Version) -> Result<Outcome> {
         let Some(head) = self.head_of(from).await? else {
             return Ok(Outcome::Changed(None));
@@ -399,16 +282,100 @@ impl Replica for ServerReplica {
         if head.seq != seq_of(expect)? {
             return Ok(Outcome::Changed(Some(entry_of(&head.entry, head.seq))));
         }
-        let change = Change {
-            path: self.full(to),
-            base: None,
-            entry: head.entry.clone(),
-            chunks: Vec::new(),
-            moved_from: Some(MovedFrom {
-                path: self.full(from),
-                base: head.seq,
-            }),
+        let e = &head.entry;
+        let op = MoveOp {
+            from: from.clone(),
+            to: to.clone(),
+            expect: expect.clone(),
+            entry: NewEntry {
+                kind: e.kind,
+                size: e.size,
+                mtime_ns: e.mtime_ns,
+                mode: e.mode,
+                hash: e.hash,
+                target: e.target.clone(),
+            },
         };
-        self.commit_one(to, change).await
+        one(self.move_batch(std::slice::from_ref(&op)).await?)
+    }
+
+    async fn write_many(&self, ops: Vec<WriteOp>) -> BatchResult<Outcome> {
+        self.write_batch(ops).await
+    }
+
+    async fn read_many(&self, items: &[(RelPath, ReplicaEntry)]) -> BatchResult<Bytes> {
+        self.read_batch(items).await
+    }
+
+    async fn delete_many(&self, items: &[(RelPath, Version)]) -> BatchResult<Outcome> {
+        self.delete_batch(items).await
+    }
+
+    async fn rename_many(&self, moves: &[MoveOp]) -> BatchResult<Outcome> {
+        self.move_batch(moves).await
+    }
+
+    async fn promote(
+        &self,
+        path: &RelPath,
+        version: &Version,
+        expect: &Version,
+    ) -> Result<Outcome> {
+        self.promote_version(path, version, expect).await
+    }
+
+    async fn hash_many(&self, items: &[(RelPath, Version)]) -> Result<Vec<Option<ContentHash>>> {
+        self.hashes(items).await
+    }
+
+    fn traffic(&self) -> Traffic {
+        Traffic {
+            bytes: self.sent_bytes.load(Ordering::Relaxed),
+            chunks: self.sent_chunks.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn identity(&self) -> Result<Option<String>> {
+        let (server_id, _) = retrying(|| self.remote.identity()).await?;
+        Ok(Some(server_id))
+    }
+
+    /// A version above the head the cursor was made at: the server's journal went back
+    /// (restored from an older copy), since sequence numbers only grow.
+    fn went_back(&self, version: &Version, cursor: &Cursor) -> bool {
+        match (seq_of(version), parse_cursor(cursor)) {
+            (Ok(v), Some((head, _))) => v > head,
+            _ => false,
+        }
+    }
+
+    async fn writable(&self) -> Result<bool> {
+        retrying(|| self.remote.writable()).await
+    }
+
+    async fn damaged(&self) -> Result<Vec<RelPath>> {
+        let paths = retrying(|| self.remote.damaged(&self.prefix)).await?;
+        Ok(paths.iter().filter_map(|p| self.relative(p)).collect())
+    }
+}
+
+/// The only result of a batch of one.
+fn one(results: Vec<Result<Outcome>>) -> Result<Outcome> {
+    results
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| Err(Error::remote("a batch of one gave no result")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_name_their_head_and_server() {
+        let c = cursor_of("srv-1", Seq(42));
+        assert_eq!(parse_cursor(&c), Some((Seq(42), "srv-1")));
+        assert_eq!(parse_cursor(&Cursor("nonsense".into())), None);
+        assert_eq!(parse_cursor(&Cursor("x:srv".into())), None);
     }
 }

@@ -257,6 +257,11 @@ pub struct DamagedResponse {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ChunkListResponse {
     pub chunks: Vec<ChunkSpan>,
+    /// The version the list belongs to (kind, size, hash): a reader checks what it fetches
+    /// against it without asking for the path's history (servers before this field did not
+    /// send it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<Entry>,
 }
 
 /// Body of every non-2xx answer.
@@ -343,19 +348,31 @@ impl JournalResponse {
 }
 
 impl ChunkListResponse {
-    /// No chunk is longer than a frame may carry (the longest chunk that can exist).
+    /// No chunk is longer than a frame may carry (the longest chunk that can exist), and the
+    /// chunks of a file add up to its size.
     ///
     /// # Errors
-    /// A chunk over [`frame::MAX_FRAME_LEN`].
+    /// A chunk over [`frame::MAX_FRAME_LEN`]; chunks that do not make the entry given.
     pub fn check(&self) -> Result<(), InvalidAnswer> {
-        match self.chunks.iter().find(|c| c.len > frame::MAX_FRAME_LEN) {
-            Some(c) => Err(InvalidAnswer(format!(
+        if let Some(c) = self.chunks.iter().find(|c| c.len > frame::MAX_FRAME_LEN) {
+            return Err(InvalidAnswer(format!(
                 "chunk {} is said to be {} bytes, over the {} a chunk may have",
                 c.id,
                 c.len,
                 frame::MAX_FRAME_LEN
+            )));
+        }
+        let total: u64 = self.chunks.iter().map(|c| u64::from(c.len)).sum();
+        match &self.entry {
+            Some(e) if e.kind == EntryKind::File && e.size != total => Err(InvalidAnswer(format!(
+                "chunks of {total} bytes for a file of {}",
+                e.size
             ))),
-            None => Ok(()),
+            Some(e) if e.kind != EntryKind::File && total != 0 => Err(InvalidAnswer(format!(
+                "chunks of {total} bytes for a {}",
+                e.kind.as_str()
+            ))),
+            _ => Ok(()),
         }
     }
 }
@@ -408,6 +425,39 @@ mod tests {
         assert!(!is_valid_computer_name("evil\u{1b}[2J"));
         assert!(!is_valid_computer_name("two\nlines"));
         assert!(!is_valid_computer_name(&"x".repeat(MAX_COMPUTER_NAME + 1)));
+    }
+
+    #[test]
+    fn a_chunk_list_must_make_the_entry_it_names() {
+        let span = |len| ChunkSpan {
+            id: ChunkId::of(b"x"),
+            len,
+        };
+        let entry = |kind, size| Entry {
+            kind,
+            size,
+            mtime_ns: 0,
+            mode: 0o644,
+            hash: None,
+            target: None,
+        };
+        let list = |chunks, entry| ChunkListResponse { chunks, entry };
+        assert!(
+            list(vec![span(3), span(4)], Some(entry(EntryKind::File, 7)))
+                .check()
+                .is_ok()
+        );
+        assert!(list(vec![span(3)], Some(entry(EntryKind::File, 7)))
+            .check()
+            .is_err());
+        assert!(list(vec![span(3)], Some(entry(EntryKind::Dir, 0)))
+            .check()
+            .is_err());
+        // An older server names no entry: only the chunks' own bounds are checked.
+        assert!(list(vec![span(3)], None).check().is_ok());
+        let json = r#"{"chunks":[]}"#;
+        let old: ChunkListResponse = serde_json::from_str(json).expect("an older answer parses");
+        assert!(old.entry.is_none());
     }
 
     #[test]

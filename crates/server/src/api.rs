@@ -955,7 +955,10 @@ async fn chunk_list(
     let seq = q.seq.map(Seq);
     let found = blocking(&state, move |m| m.version(&folder, &path, seq)).await?;
     let v = found.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such version"))?;
-    Ok(Json(ChunkListResponse { chunks: v.chunks }))
+    Ok(Json(ChunkListResponse {
+        chunks: v.chunks,
+        entry: Some(v.info.entry),
+    }))
 }
 
 /// Parses a single `bytes=` range against a size; `None` for no (or an unusable) header.

@@ -572,3 +572,207 @@ fn a_gzip_bomb_answer_is_cut_off_at_its_cap_unpacked() {
         "{err}"
     );
 }
+
+/// A `ServerReplica` of folder `backup` on the fake, as alice, with a five-second timeout.
+fn replica_of(fake: &FakeServer) -> cairn_client::replica::ServerReplica {
+    let conn = cairn_client::Connection::new(cairn_client::ConnectOptions {
+        url: fake.url(),
+        user: "alice".into(),
+        password: "pw".into(),
+        trust: cairn_client::Trust::SystemRoots,
+        proxy: None,
+        device: cairn_model::DeviceId("hostile".into()),
+        computer: "hostile".into(),
+        timeout: Duration::from_secs(5),
+    })
+    .expect("connection");
+    cairn_client::replica::ServerReplica::new(
+        Arc::new(Arc::new(conn).remote("backup")),
+        cairn_model::RelPath::root(),
+    )
+}
+
+/// A listed file whose content is `data`.
+fn listed(data: &[u8], seq: u64) -> cairn_engine::replica::ReplicaEntry {
+    cairn_engine::replica::ReplicaEntry {
+        kind: cairn_model::EntryKind::File,
+        size: data.len() as u64,
+        mtime_ns: 0,
+        mode: 0o644,
+        hash: Some(cairn_model::ContentHash::of(data)),
+        target: None,
+        version: cairn_engine::replica::Version(seq.to_string()),
+    }
+}
+
+const CONTENTS: &str = "/api/v1/folders/backup/contents";
+const CONTENT: &str = "/api/v1/folders/backup/content";
+const CHUNKLIST: &str = "/api/v1/folders/backup/chunklist";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_hands_on_no_content_that_does_not_match_its_hash() {
+    use cairn_engine::replica::{collect, Replica};
+    let rel = |p: &str| cairn_model::RelPath::parse(p).expect("path");
+
+    // A batch whose second file is not what was listed, and is no better asked for alone: the
+    // first file arrives, the second is an error naming it.
+    let fake = FakeServer::start(|r| match r.path.as_str() {
+        CONTENTS => Reply::Json("goodXXXXX".into()),
+        CONTENT => Reply::Json("XXXXX".into()),
+        _ => Reply::Json("{}".into()),
+    });
+    let r = replica_of(&fake);
+    let items = [
+        (rel("a.txt"), listed(b"good", 1)),
+        (rel("b.txt"), listed(b"evil!", 2)),
+    ];
+    let got = r.read_many(&items).await.expect("read_many");
+    assert_eq!(got[0].as_ref().expect("a.txt")[..], b"good"[..]);
+    let err = got[1]
+        .as_ref()
+        .expect_err("b.txt was handed on")
+        .to_string();
+    assert!(err.contains("b.txt") && err.contains("corrupt"), "{err}");
+    assert_eq!(fake.requests(CONTENTS), 1);
+    assert_eq!(fake.requests(CONTENT), 1, "b.txt was not asked for alone");
+
+    // A streamed read: a chunk that is not the one named, then chunks that are genuine but do
+    // not make the file the chunk list's entry names.
+    let real: &[u8] = b"real chunk bytes";
+    let id = cairn_model::ChunkId::of(real);
+    let list = move |hash: cairn_model::ContentHash| {
+        format!(
+            r#"{{"chunks":[{{"id":"{id}","len":16}}],"entry":{{"kind":"file","size":16,"mtime_ns":0,"mode":420,"hash":"{hash}"}}}}"#
+        )
+    };
+    let genuine = list(cairn_model::ContentHash::of(real));
+    let fake = FakeServer::start(move |r| match r.path.as_str() {
+        CHUNKLIST => Reply::Json(genuine.clone()),
+        _ => Reply::Json("fake chunk bytes".into()),
+    });
+    let r = replica_of(&fake);
+    let version = cairn_engine::replica::Version("3".into());
+    let content = r.read(&rel("big.bin"), &version).await.expect("read");
+    let err = collect(content)
+        .await
+        .expect_err("a forged chunk was handed on");
+    assert!(err.to_string().contains("arrived corrupt"), "{err}");
+    assert_eq!(
+        fake.requests("/versions"),
+        0,
+        "the chunk list named the version; its history is not needed"
+    );
+
+    let other = list(cairn_model::ContentHash::of(b"another file"));
+    let fake = FakeServer::start(move |r| match r.path.as_str() {
+        CHUNKLIST => Reply::Json(other.clone()),
+        _ => Reply::Json("real chunk bytes".into()),
+    });
+    let r = replica_of(&fake);
+    let content = r.read(&rel("big.bin"), &version).await.expect("read");
+    let err = collect(content)
+        .await
+        .expect_err("a file not matching its hash was handed on");
+    assert!(err.to_string().contains("does not match its hash"), "{err}");
+}
+
+const COMMIT: &str = "/api/v1/folders/backup/commit";
+const UPLOAD: &str = "/api/v1/folders/backup/chunks";
+
+/// A fake that says no chunk is missing, takes uploads, and answers the first `lost` commits
+/// with "missing chunks" (gc took them meanwhile), then accepts as version 7.
+fn losing_chunks(lost: usize, id: cairn_model::ChunkId) -> FakeServer {
+    let commits = AtomicU64::new(0);
+    FakeServer::start(move |r| match r.path.as_str() {
+        "/api/v1/folders/backup/chunks/missing" => Reply::Json(r#"{"missing":[]}"#.into()),
+        UPLOAD => Reply::Json(r#"{"stored":1,"bytes":5}"#.into()),
+        COMMIT if commits.fetch_add(1, Ordering::SeqCst) < lost as u64 => Reply::Json(format!(
+            r#"{{"results":[{{"status":"missing_chunks","chunks":["{id}"]}}],"head":1}}"#
+        )),
+        COMMIT => Reply::Json(r#"{"results":[{"status":"accepted","seq":7}],"head":7}"#.into()),
+        _ => Reply::Json("{}".into()),
+    })
+}
+
+/// Chunks gc collected between the upload and the commit are sent again and the commit
+/// retried, for three rounds; a fourth loss is an error for that file, never a silent skip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_sends_again_chunks_lost_before_the_commit() {
+    use cairn_engine::replica::{NewEntry, Outcome, Replica, WriteOp};
+    let data = bytes::Bytes::from_static(b"hello");
+    let op = || WriteOp {
+        path: cairn_model::RelPath::parse("h.txt").expect("path"),
+        entry: NewEntry {
+            kind: cairn_model::EntryKind::File,
+            size: 5,
+            mtime_ns: 0,
+            mode: 0o644,
+            hash: Some(cairn_model::ContentHash::of(&data)),
+            target: None,
+        },
+        content: data.clone(),
+        expect: None,
+    };
+    let id = cairn_model::ChunkId::of(&data);
+
+    let fake = losing_chunks(2, id);
+    let r = replica_of(&fake);
+    let out = r.write_many(vec![op()]).await.expect("write_many");
+    match out.into_iter().next().expect("result") {
+        Ok(Outcome::Done(Some(e))) => assert_eq!(e.version.0, "7"),
+        other => panic!("expected the third commit to land: {other:?}"),
+    }
+    assert_eq!(fake.requests(COMMIT), 3);
+    assert_eq!(
+        fake.requests(UPLOAD),
+        2,
+        "the lost chunk was not sent again"
+    );
+    assert_eq!(r.traffic().chunks, 2);
+
+    let fake = losing_chunks(3, id);
+    let r = replica_of(&fake);
+    let out = r.write_many(vec![op()]).await.expect("write_many");
+    let err = out
+        .into_iter()
+        .next()
+        .expect("result")
+        .expect_err("a file whose chunks kept vanishing was reported written");
+    assert!(err.to_string().contains("h.txt"), "{err}");
+    assert_eq!(fake.requests(COMMIT), 3, "three rounds, then the error");
+}
+
+/// A server from before chunk lists named their version: the replica learns the hash from the
+/// path's history instead, and still checks the content against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_reads_from_a_server_whose_chunk_lists_name_no_entry() {
+    use cairn_engine::replica::{collect, Replica, Version};
+    let real: &[u8] = b"real chunk bytes";
+    let id = cairn_model::ChunkId::of(real);
+    let list = format!(r#"{{"chunks":[{{"id":"{id}","len":16}}]}}"#);
+    let history = |hash: cairn_model::ContentHash| {
+        format!(
+            r#"{{"versions":[{{"path":"big.bin","seq":3,"entry":{{"kind":"file","size":16,"mtime_ns":0,"mode":420,"hash":"{hash}"}},"device":"pc","committed_ns":0}}]}}"#
+        )
+    };
+    for (hash, ok) in [
+        (cairn_model::ContentHash::of(real), true),
+        (cairn_model::ContentHash::of(b"another file"), false),
+    ] {
+        let (list, history) = (list.clone(), history(hash));
+        let fake = FakeServer::start(move |r| match r.path.as_str() {
+            CHUNKLIST => Reply::Json(list.clone()),
+            "/api/v1/folders/backup/versions" => Reply::Json(history.clone()),
+            _ => Reply::Json("real chunk bytes".into()),
+        });
+        let r = replica_of(&fake);
+        let path = cairn_model::RelPath::parse("big.bin").expect("path");
+        let content = r.read(&path, &Version("3".into())).await.expect("read");
+        let got = collect(content).await;
+        assert_eq!(got.is_ok(), ok, "{got:?}");
+        if ok {
+            assert_eq!(got.expect("content"), real);
+        }
+        assert_eq!(fake.requests("/versions"), 1);
+    }
+}

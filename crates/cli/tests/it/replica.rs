@@ -11,11 +11,13 @@ use bytes::Bytes;
 use cairn_client::replica::ServerReplica;
 use cairn_client::{ConnectOptions, Connection, Trust};
 use cairn_engine::replica::{
-    collect, content_of, LocalReplica, NewEntry, Outcome, Replica, ReplicaChange, ReplicaEntry,
+    collect, content_of, LocalReplica, MoveOp, NewEntry, Outcome, Replica, ReplicaChange,
+    ReplicaEntry, WriteOp,
 };
 use cairn_model::{ContentHash, DeviceId, EntryKind, Filter, RelPath};
+use futures_util::stream::{self, StreamExt};
 
-use crate::harness::Server;
+use crate::harness::{noise, Server};
 
 fn rel(s: &str) -> RelPath {
     RelPath::parse(s).expect("valid test path")
@@ -203,6 +205,279 @@ async fn conformance(r: &dyn Replica) {
         // The replaced content is still readable at its version.
         assert_eq!(read(r, "a.txt", &v1).await, b"one");
     }
+    batches(r).await;
+    promotion(r).await;
+    dedup(r).await;
+}
+
+fn link(target: &str) -> NewEntry {
+    NewEntry {
+        kind: EntryKind::Symlink,
+        size: target.len() as u64,
+        mtime_ns: 1_600_000_000_000_000_000,
+        mode: 0o777,
+        hash: None,
+        target: Some(target.into()),
+    }
+}
+
+fn write_op(path: &str, entry: NewEntry, content: &[u8], expect: Option<&ReplicaEntry>) -> WriteOp {
+    WriteOp {
+        path: rel(path),
+        entry,
+        content: Bytes::copy_from_slice(content),
+        expect: expect.map(|e| e.version.clone()),
+    }
+}
+
+/// What a listed entry is, as a move or a write names it.
+fn as_new(e: &ReplicaEntry) -> NewEntry {
+    NewEntry {
+        kind: e.kind,
+        size: e.size,
+        mtime_ns: e.mtime_ns,
+        mode: e.mode,
+        hash: e.hash,
+        target: e.target.clone(),
+    }
+}
+
+/// The batch methods: each item has its own outcome, a bad item fails alone.
+async fn batches(r: &dyn Replica) {
+    let caps = r.capabilities();
+    let stale = done(write(r, "pre/stale.txt", b"first", None).await);
+    let big = noise(11, 200_000);
+    let mut lying = file(b"abc");
+    lying.hash = Some(ContentHash::of(b"xyz"));
+    // Parents before children; one stale expect and one lying hash among them.
+    let ops = vec![
+        write_op("m", folder(), b"", None),
+        write_op("m/link", link("f1.txt"), b"", None),
+        write_op("m/f1.txt", file(b"one one"), b"one one", None),
+        write_op("m/f2.bin", file(&big), &big, None),
+        write_op("pre/stale.txt", file(b"second"), b"second", None),
+        write_op("m/lie.txt", lying, b"abc", None),
+        write_op("m/empty", file(b""), b"", None),
+    ];
+    let out = r.write_many(ops).await.expect("write_many");
+    assert_eq!(out.len(), 7, "{}: one result per write", r.describe());
+    let mut out = out.into_iter();
+    let mut next = || out.next().expect("a result");
+    let dir = done(next().expect("folder"));
+    assert_eq!((dir.kind, dir.mode), (EntryKind::Dir, 0o750));
+    let l = done(next().expect("link"));
+    assert_eq!(
+        (l.kind, l.target.as_deref()),
+        (EntryKind::Symlink, Some("f1.txt"))
+    );
+    let f1 = done(next().expect("f1"));
+    let f2 = done(next().expect("f2"));
+    assert_eq!((f1.size, f2.size), (7, 200_000));
+    if caps.knows_hashes {
+        assert_eq!(f2.hash, Some(ContentHash::of(&big)));
+    }
+    assert_eq!(
+        next().expect("stale"),
+        Outcome::Changed(Some(stale.clone())),
+        "{}: a stale expect loses alone",
+        r.describe()
+    );
+    assert!(
+        next().is_err(),
+        "{}: a lying hash was accepted",
+        r.describe()
+    );
+    let empty = done(next().expect("empty"));
+    assert_eq!(empty.size, 0);
+    assert_eq!(r.stat(&rel("m/lie.txt")).await.expect("stat"), None);
+    let listed = r.list().await.expect("list");
+    for p in ["m", "m/link", "m/f1.txt", "m/f2.bin", "m/empty"] {
+        assert!(listed.entries.contains_key(&rel(p)), "{p} listed");
+    }
+
+    // read_many: one bad item (a path that is not there) fails alone.
+    let items = vec![
+        (rel("m/f1.txt"), f1.clone()),
+        (rel("m/nope.txt"), f1.clone()),
+        (rel("m/f2.bin"), f2.clone()),
+        (rel("m/empty"), empty.clone()),
+    ];
+    let got = r.read_many(&items).await.expect("read_many");
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[0].as_ref().expect("f1")[..], b"one one"[..]);
+    assert!(got[1].is_err(), "{}: a missing file was read", r.describe());
+    assert_eq!(got[2].as_ref().expect("f2")[..], big[..]);
+    assert!(got[3].as_ref().expect("empty").is_empty());
+
+    // delete_many: done, stale (changed, with what is there), and already gone (done).
+    let gone = r
+        .delete_many(&[
+            (rel("m/f1.txt"), f1.version.clone()),
+            (rel("m/f2.bin"), f1.version.clone()),
+            (rel("m/never.txt"), f1.version.clone()),
+        ])
+        .await
+        .expect("delete_many");
+    assert_eq!(gone[0].as_ref().expect("delete"), &Outcome::Done(None));
+    assert!(
+        matches!(&gone[1], Ok(Outcome::Changed(Some(e))) if e.version == f2.version),
+        "{}: a stale delete: {:?}",
+        r.describe(),
+        gone[1]
+    );
+    assert_eq!(gone[2].as_ref().expect("delete"), &Outcome::Done(None));
+    assert_eq!(r.stat(&rel("m/f1.txt")).await.expect("stat"), None);
+    assert!(r.stat(&rel("m/f2.bin")).await.expect("stat").is_some());
+
+    // rename_many: a folder's files move together; a stale one stays.
+    let files = ["a", "b", "c"];
+    let ops = files
+        .iter()
+        .map(|n| {
+            let data = format!("content of {n}");
+            write_op(
+                &format!("src/{n}"),
+                file(data.as_bytes()),
+                data.as_bytes(),
+                None,
+            )
+        })
+        .collect();
+    let written = r.write_many(ops).await.expect("write_many");
+    assert!(written
+        .iter()
+        .all(|w| matches!(w, Ok(Outcome::Done(Some(_))))));
+    let listed = r.list().await.expect("list");
+    let at = |p: &str| listed.entries.get(&rel(p)).expect("listed").clone();
+    let mut moves: Vec<MoveOp> = ["a", "b"]
+        .iter()
+        .map(|n| {
+            let e = at(&format!("src/{n}"));
+            MoveOp {
+                from: rel(&format!("src/{n}")),
+                to: rel(&format!("dst/{n}")),
+                expect: e.version.clone(),
+                entry: as_new(&e),
+            }
+        })
+        .collect();
+    moves.push(MoveOp {
+        from: rel("src/c"),
+        to: rel("dst/c"),
+        expect: at("src/a").version,
+        entry: as_new(&at("src/c")),
+    });
+    let moved = r.rename_many(&moves).await.expect("rename_many");
+    assert_eq!(moved.len(), 3);
+    for (n, m) in ["a", "b"].iter().zip(&moved) {
+        let e = match m {
+            Ok(Outcome::Done(Some(e))) => e.clone(),
+            other => panic!("{}: moving {n}: {other:?}", r.describe()),
+        };
+        assert_eq!(
+            read(r, &format!("dst/{n}"), &e).await,
+            format!("content of {n}").as_bytes()
+        );
+        assert_eq!(r.stat(&rel(&format!("src/{n}"))).await.expect("stat"), None);
+    }
+    assert!(
+        matches!(&moved[2], Ok(Outcome::Changed(_))),
+        "{}: a stale move: {:?}",
+        r.describe(),
+        moved[2]
+    );
+    assert!(r.stat(&rel("src/c")).await.expect("stat").is_some());
+    assert_eq!(r.stat(&rel("dst/c")).await.expect("stat"), None);
+}
+
+/// A replica that keeps versions makes an old one the head again, without sending it.
+async fn promotion(r: &dyn Replica) {
+    if !r.capabilities().keeps_versions {
+        return;
+    }
+    let old = done(write(r, "p.txt", b"old", None).await);
+    let new = done(write(r, "p.txt", b"new", Some(&old)).await);
+    let before = r.traffic();
+    assert_eq!(
+        r.promote(&rel("p.txt"), &old.version, &old.version)
+            .await
+            .expect("promote"),
+        Outcome::Changed(Some(new.clone())),
+        "{}: promote checks the head",
+        r.describe()
+    );
+    let head = done(
+        r.promote(&rel("p.txt"), &old.version, &new.version)
+            .await
+            .expect("promote"),
+    );
+    assert!(head.version != old.version && head.version != new.version);
+    assert_eq!(head.hash, Some(ContentHash::of(b"old")));
+    assert_eq!(
+        r.stat(&rel("p.txt")).await.expect("stat"),
+        Some(head.clone())
+    );
+    assert_eq!(read(r, "p.txt", &head).await, b"old");
+    assert_eq!(
+        r.traffic(),
+        before,
+        "{}: promoting sent content",
+        r.describe()
+    );
+}
+
+/// Content the replica holds already is not sent again, in a batch or streamed.
+async fn dedup(r: &dyn Replica) {
+    let small = noise(21, 300_000);
+    let once = r
+        .write_many(vec![write_op("t/one.bin", file(&small), &small, None)])
+        .await
+        .expect("write_many");
+    done(once.into_iter().next().expect("result").expect("write"));
+    let sent = r.traffic();
+    let twice = r
+        .write_many(vec![write_op("t/two.bin", file(&small), &small, None)])
+        .await
+        .expect("write_many");
+    done(twice.into_iter().next().expect("result").expect("write"));
+    assert_eq!(
+        r.traffic(),
+        sent,
+        "{}: the same content was sent again",
+        r.describe()
+    );
+
+    // A large file streamed in pieces, read back whole, then written again elsewhere.
+    let large = noise(22, 9 << 20);
+    let pieces = |data: &[u8]| {
+        let owned: Vec<_> = data
+            .chunks(1 << 20)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        stream::iter(owned).boxed()
+    };
+    let first = done(
+        r.write(&rel("big/one.bin"), &file(&large), pieces(&large), None)
+            .await
+            .expect("write"),
+    );
+    assert!(
+        read(r, "big/one.bin", &first).await == large,
+        "{}: large read back",
+        r.describe()
+    );
+    let sent = r.traffic();
+    done(
+        r.write(&rel("big/two.bin"), &file(&large), pieces(&large), None)
+            .await
+            .expect("write"),
+    );
+    assert_eq!(
+        r.traffic(),
+        sent,
+        "{}: the same large content was sent again",
+        r.describe()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,20 +505,23 @@ async fn a_local_folder_is_a_conforming_replica() {
     assert!(collect(reading).await.is_err());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_folder_is_a_conforming_replica() {
+/// A replica of `prefix` in folder `backup` on `server`, as alice.
+async fn server_replica(server: &Server, prefix: &str) -> ServerReplica {
+    server_replica_as(server, "alice", "alice-pw", prefix).await
+}
+
+async fn server_replica_as(
+    server: &Server,
+    user: &str,
+    password: &str,
+    prefix: &str,
+) -> ServerReplica {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let server = tokio::task::spawn_blocking(Server::start)
-        .await
-        .expect("server");
-    let fp = {
-        let s = &server;
-        tokio::task::block_in_place(|| s.fingerprint())
-    };
+    let fp = tokio::task::block_in_place(|| server.fingerprint());
     let conn = Connection::new(ConnectOptions {
         url: server.url(),
-        user: "alice".into(),
-        password: "alice-pw".into(),
+        user: user.into(),
+        password: password.into(),
         trust: Trust::Fingerprint(fp),
         proxy: None,
         device: DeviceId("conformance".into()),
@@ -253,7 +531,259 @@ async fn a_server_folder_is_a_conforming_replica() {
     .expect("connection");
     conn.login().await.expect("login");
     let conn = Arc::new(conn);
+    ServerReplica::new(Arc::new(conn.remote("backup")), rel(prefix))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_folder_is_a_conforming_replica() {
+    let server = tokio::task::spawn_blocking(Server::start)
+        .await
+        .expect("server");
     // A sub-folder of the shared folder: prefixes must stay invisible to the engine.
-    let r = ServerReplica::new(Arc::new(conn.remote("backup")), rel("sub/dir"));
+    let r = server_replica(&server, "sub/dir").await;
     conformance(&r).await;
+    // What travelled: every new content once (the suite writes well over 9 MiB of new bytes).
+    let sent = r.traffic();
+    assert!(
+        sent.bytes > 9 << 20 && sent.chunks > 100,
+        "traffic counted {sent:?}"
+    );
+}
+
+/// Uploads the server answers 503 to (restarting, overloaded) are sent again: the batch and
+/// the streamed write both land, and what travelled is counted once per upload that landed.
+#[cfg(feature = "test-hooks")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_replica_sends_again_what_the_server_failed_to_take() {
+    let server =
+        tokio::task::spawn_blocking(|| Server::start_with(&[("CAIRN_TEST_FAIL_UPLOADS", "2")]))
+            .await
+            .expect("server");
+    let r = server_replica(&server, "").await;
+    let small = noise(31, 100_000);
+    let out = r
+        .write_many(vec![write_op("s.bin", file(&small), &small, None)])
+        .await
+        .expect("write_many");
+    let s = done(out.into_iter().next().expect("result").expect("write"));
+    assert_eq!(read(&r, "s.bin", &s).await, small);
+    let large = noise(32, 6 << 20);
+    let l = done(
+        r.write(
+            &rel("l.bin"),
+            &file(&large),
+            content_of(Bytes::from(large.clone())),
+            None,
+        )
+        .await
+        .expect("write"),
+    );
+    assert!(read(&r, "l.bin", &l).await == large);
+    let sent = r.traffic();
+    assert!(
+        sent.bytes >= (small.len() + large.len()) as u64
+            && sent.bytes < 2 * (small.len() + large.len()) as u64,
+        "traffic counted {sent:?}"
+    );
+}
+
+/// Server log lines with `field=N` since line `from`, as the N's.
+fn logged(server: &Server, field: &str, from: usize) -> Vec<usize> {
+    let log = server.log.lock().expect("log");
+    log.iter()
+        .skip(from)
+        .filter_map(|l| l.split(&format!("{field}=")).nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+fn log_len(server: &Server) -> usize {
+    server.log.lock().expect("log").len()
+}
+
+/// Many small files cost a few requests, not one each: a batch of 1,000 writes is one
+/// commit, reading them back is four `contents` requests of at most 256 files, and moving or
+/// deleting all of them is one commit each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_replica_batch_costs_a_few_requests() {
+    let server = tokio::task::spawn_blocking(Server::start)
+        .await
+        .expect("server");
+    let r = server_replica(&server, "many").await;
+    let data: Vec<Vec<u8>> = (0..1000).map(|i| noise(1000 + i, 1024)).collect();
+    let ops = data
+        .iter()
+        .enumerate()
+        .map(|(i, d)| write_op(&format!("f/{i}"), file(d), d, None))
+        .collect();
+    let at = log_len(&server);
+    let written: Vec<ReplicaEntry> = r
+        .write_many(ops)
+        .await
+        .expect("write_many")
+        .into_iter()
+        .map(|w| done(w.expect("write")))
+        .collect();
+    assert_eq!(logged(&server, "changes", at), vec![1000]);
+    assert_eq!(r.traffic().chunks, 1000);
+
+    let items: Vec<(RelPath, ReplicaEntry)> = written
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (rel(&format!("f/{i}")), e.clone()))
+        .collect();
+    let at = log_len(&server);
+    let got = r.read_many(&items).await.expect("read_many");
+    for (g, d) in got.iter().zip(&data) {
+        assert_eq!(g.as_ref().expect("read")[..], d[..]);
+    }
+    let mut batches = logged(&server, "files", at);
+    batches.sort_unstable();
+    assert_eq!(batches, vec![232, 256, 256, 256]);
+
+    let moves: Vec<MoveOp> = items
+        .iter()
+        .map(|(p, e)| MoveOp {
+            from: p.clone(),
+            to: rel(&format!("g/{}", p.name())),
+            expect: e.version.clone(),
+            entry: as_new(e),
+        })
+        .collect();
+    let at = log_len(&server);
+    let moved: Vec<ReplicaEntry> = r
+        .rename_many(&moves)
+        .await
+        .expect("rename_many")
+        .into_iter()
+        .map(|m| done(m.expect("move")))
+        .collect();
+    assert_eq!(logged(&server, "changes", at), vec![1000]);
+    let listed = r.list().await.expect("list");
+    assert_eq!(listed.entries.len(), 1000, "only g/ is left");
+
+    let deletes: Vec<(RelPath, cairn_engine::replica::Version)> = moves
+        .iter()
+        .zip(&moved)
+        .map(|(m, e)| (m.to.clone(), e.version.clone()))
+        .collect();
+    let at = log_len(&server);
+    let gone = r.delete_many(&deletes).await.expect("delete_many");
+    assert!(gone.iter().all(|g| matches!(g, Ok(Outcome::Done(None)))));
+    assert_eq!(logged(&server, "changes", at), vec![1000]);
+    assert!(r.list().await.expect("list").entries.is_empty());
+}
+
+/// The server's identity, the caller's access, and a version from after a cursor (what a
+/// restored server shows) are what they say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_replica_knows_its_server_access_and_past() {
+    let server = tokio::task::spawn_blocking(|| {
+        let s = Server::start();
+        s.admin(&["user", "add", "bob", "--password-stdin"], Some("bob-pw"));
+        s.admin(
+            &["folder", "grant", "backup", "bob", "--access", "ro"],
+            None,
+        );
+        s
+    })
+    .await
+    .expect("server");
+    let r = server_replica(&server, "past").await;
+    let id = r
+        .identity()
+        .await
+        .expect("identity")
+        .expect("a server has one");
+    assert!(!id.is_empty());
+    assert_eq!(r.identity().await.expect("identity"), Some(id));
+    assert!(r.writable().await.expect("writable"));
+    let ro = server_replica_as(&server, "bob", "bob-pw", "past").await;
+    assert!(!ro.writable().await.expect("writable"));
+
+    let before = done(write(&r, "a.txt", b"a", None).await);
+    let cursor = r.list().await.expect("list").cursor.expect("cursor");
+    let after = done(write(&r, "b.txt", b"b", None).await);
+    assert!(!r.went_back(&before.version, &cursor));
+    assert!(
+        r.went_back(&after.version, &cursor),
+        "a version newer than the cursor's head is what a restored server shows"
+    );
+}
+
+/// A file whose stored bytes were damaged fails alone when read; once the server's check
+/// marks its chunk lost it is listed as damaged, and writing it again repairs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_replica_reads_around_a_damaged_file_and_names_it() {
+    let server = tokio::task::spawn_blocking(Server::start)
+        .await
+        .expect("server");
+    let r = server_replica(&server, "dmg").await;
+    let data: Vec<Vec<u8>> = (0..5).map(|i| noise(40 + i, 300)).collect();
+    let ops = data
+        .iter()
+        .enumerate()
+        .map(|(i, d)| write_op(&format!("s{i}"), file(d), d, None))
+        .collect();
+    let items: Vec<(RelPath, ReplicaEntry)> = r
+        .write_many(ops)
+        .await
+        .expect("write_many")
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| (rel(&format!("s{i}")), done(w.expect("write"))))
+        .collect();
+    assert_eq!(damage(&server.data.join("chunks"), &data[2]), 1);
+
+    let got = r.read_many(&items).await.expect("read_many");
+    for (i, g) in got.iter().enumerate() {
+        match (i, g) {
+            (2, Err(e)) => assert!(e.to_string().contains("dmg/s2"), "{e}"),
+            (2, Ok(_)) => panic!("damaged content was handed on"),
+            (_, g) => assert_eq!(g.as_ref().expect("read")[..], data[i][..]),
+        }
+    }
+    assert!(r.damaged().await.expect("damaged").is_empty());
+    let check = tokio::task::block_in_place(|| server.admin_raw(&["check", "--read-data"], None));
+    assert!(!check.status.success(), "the check found nothing");
+    assert_eq!(r.damaged().await.expect("damaged"), vec![rel("s2")]);
+
+    // The same content again: the lost chunk counts as missing, so it travels and lands.
+    let sent = r.traffic();
+    let again = r
+        .write_many(vec![write_op(
+            "s2",
+            file(&data[2]),
+            &data[2],
+            Some(&items[2].1),
+        )])
+        .await
+        .expect("write_many");
+    done(again.into_iter().next().expect("result").expect("write"));
+    assert_eq!(r.traffic().chunks, sent.chunks + 1);
+    assert!(r.damaged().await.expect("damaged").is_empty());
+    let now = r.stat(&rel("s2")).await.expect("stat").expect("s2");
+    assert_eq!(read(&r, "s2", &now).await, data[2]);
+}
+
+/// Flips one byte of `victim` wherever the store under `dir` holds it; how many objects had it.
+fn damage(dir: &std::path::Path, victim: &[u8]) -> usize {
+    let mut damaged = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let mut bytes = std::fs::read(&p).expect("read object");
+            if let Some(at) = bytes.windows(victim.len()).position(|w| w == victim) {
+                bytes[at + 100] ^= 0xff;
+                std::fs::write(&p, bytes).expect("damage object");
+                damaged += 1;
+            }
+        }
+    }
+    damaged
 }
