@@ -251,3 +251,30 @@ fn ls_and_versions_print_json_with_stable_field_names() {
         serde_json::json!([])
     );
 }
+
+/// Broke: restoring a drive task elsewhere joined a server path below the local folder's name
+/// past the 2048-byte path limit, unchecked.
+#[test]
+fn a_restore_destination_over_the_path_limit_is_reported_not_written() {
+    let server = Server::start();
+    let a = crate::drive::computer(&server, "A", &[]);
+    // 2045 bytes at the root of the server folder; below "docs/" elsewhere it would be 2050.
+    let deep = vec!["d".repeat(250); 8].join("/") + "/" + &"f".repeat(37);
+    assert_eq!(deep.len(), 2045);
+    a.write(&deep, b"deep");
+    a.write("short.txt", b"short");
+    a.ok(&["run", "d", "--once"]);
+    let to = a.tmp().join("elsewhere");
+    let out = a.cairn(&["restore", "d", "--to", to.to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("not restored") && err.contains("longer than 2048 bytes"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(to.join("docs/short.txt")).expect("the rest is restored"),
+        b"short"
+    );
+    assert!(!to.join("docs").join(&deep).exists());
+}
