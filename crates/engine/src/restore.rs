@@ -390,13 +390,18 @@ async fn restore_file(
     let want = v.entry.hash.ok_or_else(|| {
         Error::remote(format!("{} version {} has no content hash", v.path, v.seq))
     })?;
+    // The version decided on is the one seen before deciding: a file that appears or changes
+    // after this stat (even before the decision below) is not what was judged safe to replace.
+    let judged = replica.stat(dest).await?.map(|e| e.version);
     let (same, kept) = clear_target(root, dest, Some(&want), opts)?;
     if same {
         return Ok(FileOutcome::Unchanged);
     }
-    // What is left at `dest` is replaced only if it is still that (a backed-up file in place);
-    // anything that appears meanwhile wins, and the path is reported.
-    let expect = replica.stat(dest).await?.map(|e| e.version);
+    // What is left at `dest` is replaced only if it is still what was judged (a backed-up file
+    // in place), or written only where nothing is (the local file was kept aside, or there was
+    // none); anything that appears or changes meanwhile wins, and the path is reported.
+    let expect = if kept.is_some() { None } else { judged };
+    planned_gate().await;
     let entry = NewEntry {
         kind: EntryKind::File,
         size: v.entry.size,
@@ -433,6 +438,23 @@ async fn restore_file(
         kept,
     })
 }
+
+/// Test hook (`CAIRN_TEST_RESTORE_GATE=DIR`, only in builds with the `test-hooks` feature):
+/// once a file's restore is planned and before it is written, creates `DIR/planned` and waits
+/// for `DIR/go`, so a test can put a file at the target in between, deterministically.
+#[cfg(feature = "test-hooks")]
+async fn planned_gate() {
+    let Some(dir) = std::env::var_os("CAIRN_TEST_RESTORE_GATE").map(PathBuf::from) else {
+        return;
+    };
+    let _ = std::fs::write(dir.join("planned"), b"");
+    while !dir.join("go").exists() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(not(feature = "test-hooks"))]
+async fn planned_gate() {}
 
 /// The content of version `v` as a stream: whole for small files, chunk by chunk otherwise,
 /// each chunk checked against its id (the whole is checked by whoever writes it).
