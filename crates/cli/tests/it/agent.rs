@@ -516,3 +516,82 @@ fn sigterm_cancels_a_pass_in_flight_and_leaves_nothing_half_written() {
     b.ok(&["run", "d", "--once"]);
     assert!(std::fs::read(b.path("big.bin")).expect("downloaded") == big);
 }
+
+/// Starts `c`'s agent with `args` and environment `envs`; what it prints on stderr collects
+/// in the returned text.
+#[cfg(feature = "test-hooks")]
+fn agent_with(
+    c: &Client,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (Agent, std::sync::Arc<std::sync::Mutex<String>>) {
+    let mut cmd = c.cmd();
+    cmd.arg("agent").args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent");
+    let stderr = child.stderr.take().expect("stderr");
+    let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = said.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let mut all = sink.lock().expect("stderr text");
+            all.push_str(&line);
+            all.push('\n');
+        }
+    });
+    (Agent(child), said)
+}
+
+/// With no inotify watcher at all (`start`), or none for the task's folder (`add`), the agent
+/// says so and its periodic rescan still picks up every edit.
+#[test]
+#[cfg(feature = "test-hooks")]
+fn without_a_watcher_the_agent_keeps_a_task_in_sync_by_rescanning() {
+    for (refused, warning) in [
+        ("start", "local changes are found by the rescan every 1 s"),
+        ("add", "changes there wait for the next rescan"),
+    ] {
+        let server = Server::start();
+        let c = Client::new();
+        c.write("start.txt", b"s");
+        c.backup_task(&server, &[]);
+        let (_agent, said) = agent_with(
+            &c,
+            &["--rescan", "1"],
+            &[("CAIRN_TEST_NO_WATCHER", refused)],
+        );
+        wait_until(60, "the first pass", || {
+            c.ls_paths().contains(&"start.txt".to_string())
+        });
+        let text = said.lock().expect("stderr text").clone();
+        assert!(
+            text.contains("refused to") && text.contains(warning),
+            "{refused}: {text}"
+        );
+        c.write("edited.txt", b"made after the first pass");
+        c.write("start.txt", b"edited after the first pass");
+        wait_until(60, "a rescan to send the new file", || {
+            c.ls_paths().contains(&"edited.txt".to_string())
+        });
+        wait_until(60, "a rescan to send the edit", || {
+            c.ok(&[
+                "versions",
+                "t",
+                c.path("start.txt").to_str().expect("utf-8"),
+            ])
+            .lines()
+            .count()
+                > 2
+        });
+    }
+}
