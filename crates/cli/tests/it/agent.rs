@@ -595,3 +595,61 @@ fn without_a_watcher_the_agent_keeps_a_task_in_sync_by_rescanning() {
         });
     }
 }
+
+/// Broke: a local edit that a two-way task keeps since its folder became read-only for the
+/// user (its passes go on download-only) said "syncing".
+#[test]
+fn status_of_a_change_kept_since_the_folder_became_read_only_says_read_only() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    a.write("shared.txt", b"v1");
+    a.write("same.txt", b"unchanged");
+    a.write("old.txt", b"soon deleted here");
+    a.ok(&["run", "d", "--once"]);
+    server.admin(
+        &["folder", "grant", "backup", "alice", "--access", "ro"],
+        None,
+    );
+    a.write("shared.txt", b"alice's edit");
+    a.write("new.txt", b"alice's new file");
+    std::fs::remove_file(a.path("old.txt")).expect("rm");
+    let path_state = |rel: &str| {
+        json(&a, &["status", utf8(&a.path(rel)), "--json"])["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(path_state("shared.txt"), "changed_here", "before any pass");
+    let agent = agent(&a);
+    wait_until(60, "the agent's pass to go on download-only", || {
+        path_state("shared.txt") == "read_only"
+    });
+    let s = a.ok(&["status", utf8(&a.path("shared.txt"))]);
+    assert!(
+        s.contains("read-only (changed here, not sent: the folder is read-only for you)"),
+        "{s}"
+    );
+    assert!(!s.contains("syncing"), "{s}");
+    assert_eq!(path_state("new.txt"), "read_only");
+    assert_eq!(path_state("old.txt"), "read_only");
+    assert_eq!(path_state("same.txt"), "synced_read_only");
+    assert_eq!(
+        std::fs::read(a.path("shared.txt")).expect("read"),
+        b"alice's edit",
+        "the edit stays here"
+    );
+    // Write access back: the next pass runs two-way, sends the changes, and the word goes.
+    server.admin(
+        &["folder", "grant", "backup", "alice", "--access", "rw"],
+        None,
+    );
+    a.ok(&["resume", "d"]);
+    wait_until(60, "the two-way pass to send the edit", || {
+        path_state("shared.txt") == "synced"
+    });
+    assert_eq!(path_state("new.txt"), "synced");
+    assert_eq!(path_state("same.txt"), "synced");
+    drop(agent);
+    let s = a.ok(&["status", utf8(&a.path("shared.txt"))]);
+    assert!(s.contains(": synced [task d]"), "{s}");
+}
