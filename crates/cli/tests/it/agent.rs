@@ -653,3 +653,43 @@ fn status_of_a_change_kept_since_the_folder_became_read_only_says_read_only() {
     let s = a.ok(&["status", utf8(&a.path("shared.txt"))]);
     assert!(s.contains(": synced [task d]"), "{s}");
 }
+
+/// Connecting again keeps the device id, except in a configuration folder copied from a
+/// computer whose agent runs: there it makes a new one, as the server's refusal advises.
+#[test]
+fn connecting_from_a_copied_configuration_folder_gives_it_its_own_identity() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    a.write("a.txt", b"a");
+    let _agent = agent(&a);
+    wait_until(60, "A's agent to sync", || state(&a, "d") == "up_to_date");
+    let device = |c: &Client| {
+        let text = std::fs::read_to_string(c.home.join("config.json")).expect("config");
+        let config: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        config["device_id"].as_str().unwrap_or_default().to_string()
+    };
+    let mine = device(&a);
+    // A's own connect, beside its own agent, keeps A's identity.
+    a.connect(&server, "alice", "alice-pw");
+    assert_eq!(device(&a), mine);
+    let c = Client::new();
+    // The running agent replaces its state files now and then: copy again when one vanishes.
+    let copied = (0..20).any(|_| {
+        let _ = std::fs::remove_dir_all(&c.home);
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&a.home)
+            .arg(&c.home)
+            .stderr(Stdio::null())
+            .status()
+            .expect("cp")
+            .success()
+    });
+    assert!(copied, "copying A's configuration folder");
+    let err = c.fails(&["run", "d", "--once", "--dry-run"]);
+    assert!(err.contains("device identity"), "{err}");
+    c.connect(&server, "alice", "alice-pw");
+    assert_ne!(device(&c), mine, "the copy has its own identity now");
+    c.ok(&["run", "d", "--once", "--dry-run"]);
+    assert_eq!(device(&a), mine);
+}
