@@ -70,7 +70,6 @@ pub async fn restore(
         }
         None => true,
     });
-    let work = root.work_dir()?;
     let replica = LocalReplica::open(root.path(), cairn_model::Filter::default())?;
     let mut files = Vec::new();
     for (v, dest) in items {
@@ -79,7 +78,18 @@ pub async fn restore(
                 .create_dir_all(&dest)
                 .and_then(|()| root.set_dir_mode(&dest, v.entry.mode))
                 .map(|()| stats.dirs += 1),
-            EntryKind::Symlink => restore_link(&v, &dest, root, &work, opts, &mut stats),
+            EntryKind::Symlink => match restore_link(&v, &dest, root, &replica, opts).await {
+                Ok(FileOutcome::Unchanged) => {
+                    stats.unchanged += 1;
+                    Ok(())
+                }
+                Ok(FileOutcome::Written { kept, .. }) => {
+                    stats.files += 1;
+                    stats.kept_local.extend(kept);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
             EntryKind::File => {
                 files.push((v, dest));
                 continue;
@@ -248,25 +258,43 @@ fn clear_target(
     Ok((false, Some(keep_aside(root, dest, &opts.computer)?)))
 }
 
-fn restore_link(
+async fn restore_link(
     v: &VersionInfo,
     dest: &RelPath,
     root: &LocalRoot,
-    work: &WorkDir,
+    replica: &LocalReplica,
     opts: &RestoreOptions,
-    stats: &mut RestoreStats,
-) -> Result<()> {
+) -> Result<FileOutcome> {
     let target = v.entry.target.clone().unwrap_or_default();
     if root.read_link(dest).as_ref() == Some(&target) {
-        stats.unchanged += 1;
-        return Ok(());
+        return Ok(FileOutcome::Unchanged);
     }
+    // As for a file: only what was judged is replaced (see `restore_file`).
+    let judged = replica.stat(dest).await?.map(|e| e.version);
     let (_, kept) = clear_target(root, dest, None, opts)?;
-    stats.kept_local.extend(kept);
-    let tmp = work.create_link(&target)?;
-    root.place(work, &tmp, dest)?;
-    stats.files += 1;
-    Ok(())
+    let expect = if kept.is_some() { None } else { judged };
+    planned_gate().await;
+    let entry = NewEntry {
+        kind: EntryKind::Symlink,
+        size: target.len() as u64,
+        mtime_ns: v.entry.mtime_ns,
+        mode: v.entry.mode,
+        hash: None,
+        target: Some(target),
+    };
+    let empty = content_of(bytes::Bytes::new());
+    match replica.write(dest, &entry, empty, expect.as_ref()).await? {
+        Outcome::Done(_) => Ok(FileOutcome::Written { bytes: 0, kept }),
+        Outcome::Changed(_) => Err(changed_meanwhile(root, dest)),
+    }
+}
+
+/// The refusal of a restore that found its target changed after it planned.
+fn changed_meanwhile(root: &LocalRoot, dest: &RelPath) -> Error {
+    Error::Refused(format!(
+        "{} changed while it was being restored; left as it is",
+        root.full(dest).display()
+    ))
 }
 
 /// Files up to this size are fetched whole, larger ones chunk by chunk.
@@ -422,12 +450,7 @@ async fn restore_file(
         .await?
     {
         Outcome::Done(_) => {}
-        Outcome::Changed(_) => {
-            return Err(Error::Refused(format!(
-                "{} changed while it was being restored; left as it is",
-                root.full(dest).display()
-            )))
-        }
+        Outcome::Changed(_) => return Err(changed_meanwhile(root, dest)),
     }
     progress.event(ProgressEvent::Restored {
         path: v.path.clone(),

@@ -286,8 +286,9 @@ fn restore_racing(
     said
 }
 
-/// Broke: restore took the version it would replace after deciding, so a file that appeared
-/// (or was edited) at the target in between was overwritten.
+/// Broke: restore took the version it would replace after deciding (and placed links with a
+/// plain rename), so a file that appeared (or was edited) at the target in between was
+/// overwritten.
 #[test]
 #[cfg(feature = "test-hooks")]
 fn a_restore_that_loses_a_race_to_a_file_at_its_target_never_overwrites_it() {
@@ -295,6 +296,7 @@ fn a_restore_that_loses_a_race_to_a_file_at_its_target_never_overwrites_it() {
     let c = Client::new();
     c.write("gone.txt", b"backed up");
     c.write("kept.txt", b"version one");
+    std::os::unix::fs::symlink("kept.txt", c.path("ln")).expect("symlink");
     c.backup_task(&server, &[]);
     c.ok(&["run", "t", "--once"]);
     let t1 = stamp_between();
@@ -312,6 +314,20 @@ fn a_restore_that_loses_a_race_to_a_file_at_its_target_never_overwrites_it() {
     );
     assert_eq!(
         std::fs::read(c.path("gone.txt")).expect("read"),
+        b"made meanwhile"
+    );
+
+    // The same for a link.
+    std::fs::remove_file(c.path("ln")).expect("rm");
+    let said = restore_racing(&c, "ln", &[], |p| {
+        std::fs::write(p, b"made meanwhile").expect("write")
+    });
+    assert!(
+        said.contains("changed while it was being restored"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read(c.path("ln")).expect("read"),
         b"made meanwhile"
     );
 
