@@ -693,3 +693,27 @@ fn connecting_from_a_copied_configuration_folder_gives_it_its_own_identity() {
     c.ok(&["run", "d", "--once", "--dry-run"]);
     assert_eq!(device(&a), mine);
 }
+
+/// Broke: a file deleted here in a download-only task said "syncing (deleted here)", though
+/// the task never sends the deletion and does not bring the file back.
+#[test]
+fn status_of_a_deletion_kept_by_a_download_only_task_says_so() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    a.write("x.txt", b"x");
+    a.write("stays.txt", b"s");
+    a.ok(&["run", "d", "--once"]);
+    let b = computer(&server, "B", &["--mode", "download-only"]);
+    b.ok(&["run", "d", "--once"]);
+    std::fs::remove_file(b.path("x.txt")).expect("rm");
+    b.ok(&["run", "d", "--once"]);
+    assert!(
+        !b.path("x.txt").exists(),
+        "a download-only pass keeps the deletion"
+    );
+    let j = json(&b, &["status", utf8(&b.path("x.txt")), "--json"]);
+    assert_eq!(j["state"], "local_edit_kept", "{j}");
+    let detail = j["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("local deletion kept"), "{j}");
+    assert!(!detail.contains("syncing"), "{j}");
+}
