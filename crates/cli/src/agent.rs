@@ -297,8 +297,12 @@ impl Daemon {
             watcher.remove(gone);
         }
         for new in wanted.difference(&self.watched) {
+            let added = match watch_refused("add") {
+                Some(e) => Err(e),
+                None => watcher.add(new),
+            };
             // The periodic rescan still covers a folder the OS refuses to watch.
-            if let Err(e) = watcher.add(new) {
+            if let Err(e) = added {
                 eprintln!("warning: {e}; changes there wait for the next rescan");
             }
         }
@@ -522,6 +526,20 @@ impl Daemon {
     }
 }
 
+/// Test hook (`CAIRN_TEST_NO_WATCHER=start|add`, only in builds with the `test-hooks`
+/// feature): the refusal the OS gives when its inotify instances (`start`: no watcher at all)
+/// or watches (`add`: no folder watched) are used up, so tests can show the rescan takes over.
+fn watch_refused(step: &str) -> Option<cairn_engine::Error> {
+    #[cfg(feature = "test-hooks")]
+    if std::env::var("CAIRN_TEST_NO_WATCHER").is_ok_and(|v| v == step) {
+        return Some(cairn_engine::Error::Refused(format!(
+            "the file watcher refused to {step} (test hook CAIRN_TEST_NO_WATCHER)"
+        )));
+    }
+    let _ = step;
+    None
+}
+
 /// Answers requests on the agent's socket.
 fn serve(
     listener: UnixListener,
@@ -587,7 +605,11 @@ async fn run_agent(home: &Home, c: AgentCmd, listener: UnixListener) -> Result<(
     let wake = Arc::new(tokio::sync::Notify::new());
     let (kick_tx, kicks) = unbounded_channel();
     // Without a watcher the agent still runs: the periodic rescan finds what changed.
-    let (watcher, local) = match cairn_engine::watcher::watch(&[]) {
+    let started = match watch_refused("start") {
+        Some(e) => Err(e),
+        None => cairn_engine::watcher::watch(&[]),
+    };
+    let (watcher, local) = match started {
         Ok((w, rx)) => (Some(w), rx),
         Err(e) => {
             eprintln!(

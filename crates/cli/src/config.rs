@@ -121,6 +121,10 @@ pub struct State {
     /// Tasks whose next pass may delete past the guard (`resume --confirm-deletes`).
     #[serde(default)]
     pub confirmed: Vec<String>,
+    /// Two-way tasks whose last pass went on download-only because their server folder became
+    /// read-only for the user: their local changes stay here, unsent (`status PATH` says so).
+    #[serde(default)]
+    pub read_only: Vec<String>,
 }
 
 pub struct Home {

@@ -4,6 +4,11 @@
 //! existing connection keeps its trust (pinned fingerprint or CA file), proxy and timeout unless
 //! they are given again: re-typing a password must not silently drop a pin and fall back to the
 //! system's roots. Passwords (the server's and a proxy's) live in the credentials file only.
+//!
+//! Connecting keeps this computer's device id, so the server goes on seeing one device (its
+//! own changes are not news to it, its agent claim stays its own). A new id is made only when
+//! asked (`--new-device`) or when the server says another computer's live agent has this one:
+//! a configuration folder copied from that computer, which must stop posing as it.
 
 use std::path::PathBuf;
 
@@ -59,6 +64,10 @@ pub struct ConnectCmd {
     /// Download at most this many bytes per second (e.g. 10M; none for no limit).
     #[arg(long, value_name = "RATE", value_parser = crate::config::parse_rate)]
     limit_download: Option<crate::config::Rate>,
+    /// Give this computer a new device identity (the configuration folder was copied from
+    /// another computer). Otherwise connecting keeps the device id.
+    #[arg(long)]
+    new_device: bool,
 }
 
 #[derive(Subcommand)]
@@ -173,6 +182,7 @@ async fn save(c: ConnectCmd) -> Result<()> {
         .await
         .with_context(|| format!("logging in to {}", conn.url))?;
     let folders = session.folders().await?;
+    let new_device = c.new_device || posing_as_another_computer(&home, &session).await;
     // A proxy's password goes to the credentials file (0600), not the configuration.
     let mut saved = conn.clone();
     match &conn.proxy {
@@ -185,12 +195,12 @@ async fn save(c: ConnectCmd) -> Result<()> {
         }
     }
     config.connections.insert(c.name.clone(), saved);
-    // Connecting gives this computer a fresh identity: a configuration folder copied from
-    // another computer stops posing as that one.
-    config.device_id = cairn_server::auth::random_bytes(16)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    if new_device {
+        config.device_id = cairn_server::auth::random_bytes(16)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+    }
     creds.passwords.insert(c.name.clone(), password);
     home.save_credentials(&creds)?;
     home.save(&config)?;
@@ -206,10 +216,27 @@ async fn save(c: ConnectCmd) -> Result<()> {
     if !kept.is_empty() {
         println!("  kept {}", kept.join(", "));
     }
+    if new_device {
+        println!("  this computer has a new device identity (affects every connection)");
+    }
     for f in folders {
         println!("  folder {} ({})", f.name, f.access.as_str());
     }
     Ok(())
+}
+
+/// True when the server says another live agent has this computer's device identity while no
+/// agent of this configuration runs here: the configuration folder was copied from a computer
+/// whose agent runs. Anything else (an old server, a network error) keeps the identity.
+async fn posing_as_another_computer(home: &Home, session: &cairn_client::Connection) -> bool {
+    if crate::agent::ask_agent(home, &crate::agent::Request::new("status"))
+        .await
+        .is_some()
+    {
+        return false;
+    }
+    let probe = session.probe_agent(&crate::run::random_instance()).await;
+    matches!(probe, Err(e) if e.status() == Some(409))
 }
 
 /// One saved connection as `connect list --json` prints it (field names are stable).

@@ -70,7 +70,7 @@ fn places(task: &TaskConfig, path: Option<&Path>) -> Result<Vec<Place>> {
                     .to_str()
                     .with_context(|| format!("{} is not valid UTF-8", rest.display()))?;
                 let rel = RelPath::parse(text)?;
-                let remote = task.remote_prefix(i)?.join_path(&rel);
+                let remote = task.remote_prefix(i)?.try_join_path(&rel)?;
                 return Ok(vec![Place {
                     root: i,
                     rel,
@@ -339,18 +339,27 @@ pub async fn restore(c: RestoreCmd) -> Result<()> {
         };
         let own = RelPath::parse(&own_name)?;
         // Where a server path lands below the restore's root; `None` for anything the server
-        // sent outside what was asked for (a hostile or broken server), which is skipped.
-        let dest_of = |path: &RelPath| -> Option<RelPath> {
+        // sent outside what was asked for (a hostile or broken server), which is skipped, and
+        // an error for a path that would be too long there (below a longer folder name).
+        let dest_of = |path: &RelPath| -> Option<cairn_model::Result<RelPath>> {
             let below = path.strip_prefix(&place.remote)?;
-            match &c.to {
-                None => Some(place.rel.join_path(&below)),
-                Some(_) => Some(own.join_path(&below)),
-            }
+            Some(match &c.to {
+                None => place.rel.try_join_path(&below),
+                Some(_) => own.try_join_path(&below),
+            })
         };
         let mut items = Vec::new();
         for v in &tree {
             match dest_of(&v.path) {
-                Some(dest) => items.push((v.clone(), dest)),
+                Some(Ok(dest)) => items.push((v.clone(), dest)),
+                Some(Err(e)) => {
+                    failed += 1;
+                    eprintln!(
+                        "not restored: {}: {}",
+                        crate::output::escape(v.path.as_str()),
+                        crate::output::escape(&e.to_string())
+                    );
+                }
                 None => eprintln!(
                     "skipped {}: the server listed it outside {}",
                     crate::output::escape(v.path.as_str()),
@@ -371,7 +380,7 @@ pub async fn restore(c: RestoreCmd) -> Result<()> {
                 tree.clone()
             };
             for v in now {
-                if let (Some(h), Some(dest)) = (v.entry.hash, dest_of(&v.path)) {
+                if let (Some(h), Some(Ok(dest))) = (v.entry.hash, dest_of(&v.path)) {
                     heads.insert(dest, h);
                 }
             }

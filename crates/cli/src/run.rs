@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -139,6 +140,27 @@ impl Progress for TaskProgress {
     }
 }
 
+/// How a pass says that it went on download-only because the folder became read-only for
+/// the user (the start of its `Skipped` reason, engine `pass::effective_direction`).
+const READ_ONLY_NOW: &str = "the folder is read-only for you now";
+
+/// Forwards a pass's events, noting whether the pass went on download-only because its folder
+/// became read-only for the user, so the state file can remember it for `status PATH`.
+struct ReadOnlyWatch {
+    inner: Arc<dyn Progress>,
+    seen: AtomicBool,
+}
+
+impl Progress for ReadOnlyWatch {
+    fn event(&self, event: ProgressEvent) {
+        if matches!(&event, ProgressEvent::Skipped { reason, .. } if reason.starts_with(READ_ONLY_NOW))
+        {
+            self.seen.store(true, Ordering::Relaxed);
+        }
+        self.inner.event(event);
+    }
+}
+
 pub fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -265,8 +287,10 @@ pub async fn run_task(
         .tasks
         .get(name)
         .with_context(|| format!("no task named {name}"))?;
-    let mut state = home.state()?;
-    let confirmed = confirm_deletes || state.confirmed.iter().any(|t| t == name);
+    let confirmed = confirm_deletes || home.state()?.confirmed.iter().any(|t| t == name);
+    // Whether this pass went on download-only because the folder became read-only; `None`
+    // when the pass cannot tell (a backup, a dry run).
+    let mut read_only = None;
     let remote = Arc::new(conn.remote(&task.folder));
     let mut index = LocalIndex::open(&home.index_path())?;
     let outcome = match &task.drive {
@@ -312,6 +336,10 @@ pub async fn run_task(
                 dry_run,
             };
             let replica = ServerReplica::new(remote, task.remote_prefix(0)?);
+            let watch = Arc::new(ReadOnlyWatch {
+                inner: progress,
+                seen: AtomicBool::new(false),
+            });
             let stats = drive::run(
                 name,
                 &task.locals[0],
@@ -319,18 +347,31 @@ pub async fn run_task(
                 &mut index,
                 &opts,
                 cache,
-                progress,
+                watch.clone(),
             )
             .await?;
+            if !dry_run {
+                read_only = Some(watch.seen.load(Ordering::Relaxed));
+            }
             outcome(name, dry_run, drive_outcome(name, &stats), &stats.planned)
         }
     };
-    if !dry_run
-        && confirmed
-        && outcome.waiting.is_none()
-        && state.confirmed.iter().any(|t| t == name)
-    {
+    // Read again: `pause` and `resume` may have written the state file while the pass ran.
+    let mut state = home.state()?;
+    let mut changed = false;
+    let listed = |list: &[String]| list.iter().any(|t| t == name);
+    if !dry_run && confirmed && outcome.waiting.is_none() && listed(&state.confirmed) {
         state.confirmed.retain(|t| t != name);
+        changed = true;
+    }
+    if let Some(now) = read_only.filter(|now| *now != listed(&state.read_only)) {
+        state.read_only.retain(|t| t != name);
+        if now {
+            state.read_only.push(name.to_string());
+        }
+        changed = true;
+    }
+    if changed {
         home.save_state(&state)?;
     }
     Ok(outcome)

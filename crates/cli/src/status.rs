@@ -205,6 +205,9 @@ enum PathState {
     LocalOnly,
     /// Download-only task: a local edit the task never uploads.
     LocalEditKept,
+    /// A two-way task whose folder became read-only for the user: a local change kept here,
+    /// not sent (the last pass went on download-only).
+    ReadOnly,
     /// Left out by a rule, its own or a folder's above it.
     FilteredOut,
     /// A socket, FIFO or device: never synced.
@@ -213,7 +216,8 @@ enum PathState {
 }
 
 /// `cairn status PATH`: synced, syncing, filtered out (by which rule, also inside an ignored
-/// folder), skipped as a special file, a kept local edit, read-only, or a conflict copy.
+/// folder), skipped as a special file, a kept local edit, read-only (also a local change a
+/// two-way task keeps since its folder became read-only), or a conflict copy.
 fn path_status(home: &Home, config: &Config, path: &Path, json: bool) -> Result<()> {
     let abs = if path.is_absolute() {
         path.to_path_buf()
@@ -296,9 +300,28 @@ fn classify(
     let row = index.load(name, root_no as u32)?.remove(rel);
     let drive = task.drive.as_ref();
     let download_only = drive.is_some_and(|d| d.mode == Direction::DownloadOnly);
+    // A two-way task whose last pass went on download-only: the folder is read-only for the
+    // user now, whatever it was when the task was added.
+    let read_only_now = drive.is_some() && home.state()?.read_only.iter().any(|t| t == name);
+    let read_only = read_only_now || drive.is_some_and(|d| d.read_only);
     let found = match (md, &row) {
         (None, None) => return Ok(None),
+        // A one-way download keeps a local deletion too (the planner's `kept_here`).
+        (None, Some(_)) if read_only_now => (
+            PathState::ReadOnly,
+            "read-only (deleted here, not sent: the folder is read-only for you)".into(),
+        ),
+        (None, Some(_)) if download_only => (
+            PathState::LocalEditKept,
+            "local deletion kept (download-only task: not sent; a newer server version comes \
+             back)"
+                .into(),
+        ),
         (None, Some(_)) => (PathState::DeletedHere, "syncing (deleted here)".into()),
+        (Some(_), None) if read_only_now => (
+            PathState::ReadOnly,
+            "read-only (new here, not sent: the folder is read-only for you)".into(),
+        ),
         (Some(_), None) if download_only => (
             PathState::LocalOnly,
             "local only (download-only task: never uploaded)".into(),
@@ -314,9 +337,13 @@ fn classify(
                     here.inode,
                     here.mode,
                 ) == r.left;
-            match (same, drive.is_some_and(|d| d.read_only)) {
+            match (same, read_only) {
                 (true, true) => (PathState::SyncedReadOnly, "synced, read-only".into()),
                 (true, false) => (PathState::Synced, "synced".into()),
+                (false, _) if read_only_now => (
+                    PathState::ReadOnly,
+                    "read-only (changed here, not sent: the folder is read-only for you)".into(),
+                ),
                 (false, _) if download_only => (
                     PathState::LocalEditKept,
                     "local edit kept (download-only task: not uploaded; a newer server version \

@@ -15,7 +15,7 @@ use cairn_model::{ContentHash, EntryKind, RelPath};
 use cairn_protocol::VersionInfo;
 use futures_util::stream::{self, StreamExt};
 
-use crate::local_root::{LocalRoot, WorkDir};
+use crate::local_root::LocalRoot;
 use crate::remote::Remote;
 use crate::replica::{content_of, Content, LocalReplica, NewEntry, Outcome, Replica};
 use crate::{Error, Progress, ProgressEvent, Result};
@@ -67,7 +67,6 @@ pub async fn restore(
         }
         None => true,
     });
-    let work = root.work_dir()?;
     let replica = LocalReplica::open(root.path(), cairn_model::Filter::default())?;
     let mut files = Vec::new();
     for (v, dest) in items {
@@ -76,7 +75,18 @@ pub async fn restore(
                 .create_dir_all(&dest)
                 .and_then(|()| root.set_dir_mode(&dest, v.entry.mode))
                 .map(|()| stats.dirs += 1),
-            EntryKind::Symlink => restore_link(&v, &dest, root, &work, opts, &mut stats),
+            EntryKind::Symlink => match restore_link(&v, &dest, root, &replica, opts).await {
+                Ok(FileOutcome::Unchanged) => {
+                    stats.unchanged += 1;
+                    Ok(())
+                }
+                Ok(FileOutcome::Written { kept, .. }) => {
+                    stats.files += 1;
+                    stats.kept_local.extend(kept);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
             EntryKind::File => {
                 files.push((v, dest));
                 continue;
@@ -245,25 +255,43 @@ fn clear_target(
     Ok((false, Some(keep_aside(root, dest, &opts.computer)?)))
 }
 
-fn restore_link(
+async fn restore_link(
     v: &VersionInfo,
     dest: &RelPath,
     root: &LocalRoot,
-    work: &WorkDir,
+    replica: &LocalReplica,
     opts: &RestoreOptions,
-    stats: &mut RestoreStats,
-) -> Result<()> {
+) -> Result<FileOutcome> {
     let target = v.entry.target.clone().unwrap_or_default();
     if root.read_link(dest).as_ref() == Some(&target) {
-        stats.unchanged += 1;
-        return Ok(());
+        return Ok(FileOutcome::Unchanged);
     }
+    // As for a file: only what was judged is replaced (see `restore_file`).
+    let judged = replica.stat(dest).await?.map(|e| e.version);
     let (_, kept) = clear_target(root, dest, None, opts)?;
-    stats.kept_local.extend(kept);
-    let tmp = work.create_link(&target)?;
-    root.place(work, &tmp, dest)?;
-    stats.files += 1;
-    Ok(())
+    let expect = if kept.is_some() { None } else { judged };
+    planned_gate().await;
+    let entry = NewEntry {
+        kind: EntryKind::Symlink,
+        size: target.len() as u64,
+        mtime_ns: v.entry.mtime_ns,
+        mode: v.entry.mode,
+        hash: None,
+        target: Some(target),
+    };
+    let empty = content_of(bytes::Bytes::new());
+    match replica.write(dest, &entry, empty, expect.as_ref()).await? {
+        Outcome::Done(_) => Ok(FileOutcome::Written { bytes: 0, kept }),
+        Outcome::Changed(_) => Err(changed_meanwhile(root, dest)),
+    }
+}
+
+/// The refusal of a restore that found its target changed after it planned.
+fn changed_meanwhile(root: &LocalRoot, dest: &RelPath) -> Error {
+    Error::Refused(format!(
+        "{} changed while it was being restored; left as it is",
+        root.full(dest).display()
+    ))
 }
 
 /// Files up to this size are fetched whole, larger ones chunk by chunk.
@@ -281,13 +309,18 @@ async fn restore_file(
     let want = v.entry.hash.ok_or_else(|| {
         Error::remote(format!("{} version {} has no content hash", v.path, v.seq))
     })?;
+    // The version decided on is the one seen before deciding: a file that appears or changes
+    // after this stat (even before the decision below) is not what was judged safe to replace.
+    let judged = replica.stat(dest).await?.map(|e| e.version);
     let (same, kept) = clear_target(root, dest, Some(&want), opts)?;
     if same {
         return Ok(FileOutcome::Unchanged);
     }
-    // What is left at `dest` is replaced only if it is still that (a backed-up file in place);
-    // anything that appears meanwhile wins, and the path is reported.
-    let expect = replica.stat(dest).await?.map(|e| e.version);
+    // What is left at `dest` is replaced only if it is still what was judged (a backed-up file
+    // in place), or written only where nothing is (the local file was kept aside, or there was
+    // none); anything that appears or changes meanwhile wins, and the path is reported.
+    let expect = if kept.is_some() { None } else { judged };
+    planned_gate().await;
     let entry = NewEntry {
         kind: EntryKind::File,
         size: v.entry.size,
@@ -308,12 +341,7 @@ async fn restore_file(
         .await?
     {
         Outcome::Done(_) => {}
-        Outcome::Changed(_) => {
-            return Err(Error::Refused(format!(
-                "{} changed while it was being restored; left as it is",
-                root.full(dest).display()
-            )))
-        }
+        Outcome::Changed(_) => return Err(changed_meanwhile(root, dest)),
     }
     progress.event(ProgressEvent::Restored {
         path: v.path.clone(),
@@ -324,6 +352,23 @@ async fn restore_file(
         kept,
     })
 }
+
+/// Test hook (`CAIRN_TEST_RESTORE_GATE=DIR`, only in builds with the `test-hooks` feature):
+/// once a file's restore is planned and before it is written, creates `DIR/planned` and waits
+/// for `DIR/go`, so a test can put a file at the target in between, deterministically.
+#[cfg(feature = "test-hooks")]
+async fn planned_gate() {
+    let Some(dir) = std::env::var_os("CAIRN_TEST_RESTORE_GATE").map(PathBuf::from) else {
+        return;
+    };
+    let _ = std::fs::write(dir.join("planned"), b"");
+    while !dir.join("go").exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(not(feature = "test-hooks"))]
+async fn planned_gate() {}
 
 /// The content of version `v` as a stream: whole for small files, chunk by chunk otherwise,
 /// each chunk checked against its id (the whole is checked by whoever writes it).

@@ -112,8 +112,37 @@ impl RelPath {
         }
     }
 
-    /// Appends a relative path (already valid) below this one.
+    /// Appends a relative path below this one, keeping the [`MAX_PATH_BYTES`] limit that
+    /// [`RelPath::parse`] enforces: a path from the network joined below a longer local one
+    /// may exceed it.
+    ///
+    /// # Errors
+    /// When the joined path would be longer than [`MAX_PATH_BYTES`]; the error names it.
+    pub fn try_join_path(&self, rest: &RelPath) -> Result<RelPath> {
+        let joined = self.join_unchecked(rest);
+        if joined.0.len() > MAX_PATH_BYTES {
+            return Err(Error::InvalidPath {
+                path: joined.0.chars().take(300).collect(),
+                reason: "longer than 2048 bytes once joined below its folder",
+            });
+        }
+        Ok(joined)
+    }
+
+    /// Appends a relative path below this one where the result is known to fit: `rest` was
+    /// stripped from a path below `self`, or checked against the limit beforehand (the
+    /// scanner holds back local paths too long for their remote prefix). Anything else, and
+    /// every path that came from the network, goes through [`RelPath::try_join_path`].
     pub fn join_path(&self, rest: &RelPath) -> RelPath {
+        let joined = self.join_unchecked(rest);
+        debug_assert!(
+            joined.0.len() <= MAX_PATH_BYTES,
+            "join_path over the path limit: use try_join_path"
+        );
+        joined
+    }
+
+    fn join_unchecked(&self, rest: &RelPath) -> RelPath {
         match (self.is_root(), rest.is_root()) {
             (true, _) => rest.clone(),
             (_, true) => self.clone(),
@@ -225,6 +254,43 @@ mod tests {
         assert_eq!(a.parent().map(|p| p.0), Some("a".into()));
     }
 
+    #[test]
+    fn a_join_over_the_path_limit_is_refused() {
+        // A server path restored below a local folder name longer than its own prefix.
+        let long = RelPath::parse(&vec!["n".repeat(200); 10].join("/")).expect("2009 bytes");
+        let fits = RelPath::parse(&"d".repeat(38)).expect("valid");
+        assert_eq!(
+            fits.try_join_path(&long)
+                .expect("38 + 1 + 2009 = 2048")
+                .as_str()
+                .len(),
+            MAX_PATH_BYTES
+        );
+        let over = RelPath::parse(&"d".repeat(39)).expect("valid");
+        let refused = over.try_join_path(&long).expect_err("2049 bytes");
+        assert!(
+            refused.to_string().contains("longer than 2048 bytes"),
+            "{refused}"
+        );
+        assert!(
+            refused.to_string().contains("ddd/nnn"),
+            "names the path: {refused}"
+        );
+    }
+
+    #[test]
+    fn a_join_below_or_of_the_root_is_the_other_path() {
+        let a = RelPath::parse("a/b").expect("valid");
+        assert_eq!(RelPath::root().try_join_path(&a).expect("fits"), a);
+        assert_eq!(a.try_join_path(&RelPath::root()).expect("fits"), a);
+        assert_eq!(
+            a.try_join_path(&RelPath::parse("c").expect("valid"))
+                .expect("fits")
+                .as_str(),
+            "a/b/c"
+        );
+    }
+
     proptest! {
         #[test]
         fn parse_is_idempotent_and_never_escapes(raw in "[a-zA-Z0-9._/\u{e9}\u{301} -]{0,40}") {
@@ -237,6 +303,20 @@ mod tests {
                     let parent = p.parent().expect("non-root has a parent");
                     prop_assert_eq!(parent.join(p.name()).expect("rejoin"), p.clone());
                 }
+            }
+        }
+
+        #[test]
+        fn a_checked_join_fits_exactly_when_its_spelling_parses(a in 0usize..1200, b in 0usize..1200) {
+            let left = RelPath::parse(&vec!["a".repeat(199); 8].join("/")[..a]).ok();
+            let right = RelPath::parse(&vec!["b".repeat(199); 8].join("/")[..b]).ok();
+            if let (Some(left), Some(right)) = (left, right) {
+                let spelled = [left.as_str(), right.as_str()]
+                    .into_iter()
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                prop_assert_eq!(left.try_join_path(&right).ok(), RelPath::parse(&spelled).ok());
             }
         }
     }

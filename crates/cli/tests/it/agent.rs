@@ -516,3 +516,204 @@ fn sigterm_cancels_a_pass_in_flight_and_leaves_nothing_half_written() {
     b.ok(&["run", "d", "--once"]);
     assert!(std::fs::read(b.path("big.bin")).expect("downloaded") == big);
 }
+
+/// Starts `c`'s agent with `args` and environment `envs`; what it prints on stderr collects
+/// in the returned text.
+#[cfg(feature = "test-hooks")]
+fn agent_with(
+    c: &Client,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (Agent, std::sync::Arc<std::sync::Mutex<String>>) {
+    let mut cmd = c.cmd();
+    cmd.arg("agent").args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent");
+    let stderr = child.stderr.take().expect("stderr");
+    let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = said.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let mut all = sink.lock().expect("stderr text");
+            all.push_str(&line);
+            all.push('\n');
+        }
+    });
+    (Agent(child), said)
+}
+
+/// With no inotify watcher at all (`start`), or none for the task's folder (`add`), the agent
+/// says so and its periodic rescan still picks up every edit.
+#[test]
+#[cfg(feature = "test-hooks")]
+fn without_a_watcher_the_agent_keeps_a_task_in_sync_by_rescanning() {
+    for (refused, warning) in [
+        ("start", "local changes are found by the rescan every 1 s"),
+        ("add", "changes there wait for the next rescan"),
+    ] {
+        let server = Server::start();
+        let c = Client::new();
+        c.write("start.txt", b"s");
+        c.backup_task(&server, &[]);
+        let (_agent, said) = agent_with(
+            &c,
+            &["--rescan", "1"],
+            &[("CAIRN_TEST_NO_WATCHER", refused)],
+        );
+        wait_until(60, "the first pass", || {
+            c.ls_paths().contains(&"start.txt".to_string())
+        });
+        let text = said.lock().expect("stderr text").clone();
+        assert!(
+            text.contains("refused to") && text.contains(warning),
+            "{refused}: {text}"
+        );
+        c.write("edited.txt", b"made after the first pass");
+        c.write("start.txt", b"edited after the first pass");
+        wait_until(60, "a rescan to send the new file", || {
+            c.ls_paths().contains(&"edited.txt".to_string())
+        });
+        wait_until(60, "a rescan to send the edit", || {
+            c.ok(&[
+                "versions",
+                "t",
+                c.path("start.txt").to_str().expect("utf-8"),
+            ])
+            .lines()
+            .count()
+                > 2
+        });
+    }
+}
+
+/// Broke: a local edit that a two-way task keeps since its folder became read-only for the
+/// user (its passes go on download-only) said "syncing".
+#[test]
+fn status_of_a_change_kept_since_the_folder_became_read_only_says_read_only() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    a.write("shared.txt", b"v1");
+    a.write("same.txt", b"unchanged");
+    a.write("old.txt", b"soon deleted here");
+    a.ok(&["run", "d", "--once"]);
+    server.admin(
+        &["folder", "grant", "backup", "alice", "--access", "ro"],
+        None,
+    );
+    a.write("shared.txt", b"alice's edit");
+    a.write("new.txt", b"alice's new file");
+    std::fs::remove_file(a.path("old.txt")).expect("rm");
+    let path_state = |rel: &str| {
+        json(&a, &["status", utf8(&a.path(rel)), "--json"])["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(path_state("shared.txt"), "changed_here", "before any pass");
+    let agent = agent(&a);
+    wait_until(60, "the agent's pass to go on download-only", || {
+        path_state("shared.txt") == "read_only"
+    });
+    let s = a.ok(&["status", utf8(&a.path("shared.txt"))]);
+    assert!(
+        s.contains("read-only (changed here, not sent: the folder is read-only for you)"),
+        "{s}"
+    );
+    assert!(!s.contains("syncing"), "{s}");
+    assert_eq!(path_state("new.txt"), "read_only");
+    assert_eq!(path_state("old.txt"), "read_only");
+    assert_eq!(path_state("same.txt"), "synced_read_only");
+    assert_eq!(
+        std::fs::read(a.path("shared.txt")).expect("read"),
+        b"alice's edit",
+        "the edit stays here"
+    );
+    // Write access back: the next pass runs two-way, sends the changes, and the word goes.
+    server.admin(
+        &["folder", "grant", "backup", "alice", "--access", "rw"],
+        None,
+    );
+    a.ok(&["resume", "d"]);
+    wait_until(60, "the two-way pass to send the edit", || {
+        path_state("shared.txt") == "synced"
+    });
+    assert_eq!(path_state("new.txt"), "synced");
+    assert_eq!(path_state("same.txt"), "synced");
+    drop(agent);
+    let s = a.ok(&["status", utf8(&a.path("shared.txt"))]);
+    assert!(s.contains(": synced [task d]"), "{s}");
+}
+
+/// Connecting again keeps the device id, except in a configuration folder copied from a
+/// computer whose agent runs: there it makes a new one, as the server's refusal advises.
+#[test]
+fn connecting_from_a_copied_configuration_folder_gives_it_its_own_identity() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    a.write("a.txt", b"a");
+    let _agent = agent(&a);
+    wait_until(60, "A's agent to sync", || state(&a, "d") == "up_to_date");
+    let device = |c: &Client| {
+        let text = std::fs::read_to_string(c.home.join("config.json")).expect("config");
+        let config: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        config["device_id"].as_str().unwrap_or_default().to_string()
+    };
+    let mine = device(&a);
+    // A's own connect, beside its own agent, keeps A's identity.
+    a.connect(&server, "alice", "alice-pw");
+    assert_eq!(device(&a), mine);
+    let c = Client::new();
+    // The running agent replaces its state files now and then: copy again when one vanishes.
+    let copied = (0..20).any(|_| {
+        let _ = std::fs::remove_dir_all(&c.home);
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&a.home)
+            .arg(&c.home)
+            .stderr(Stdio::null())
+            .status()
+            .expect("cp")
+            .success()
+    });
+    assert!(copied, "copying A's configuration folder");
+    let err = c.fails(&["run", "d", "--once", "--dry-run"]);
+    assert!(err.contains("device identity"), "{err}");
+    c.connect(&server, "alice", "alice-pw");
+    assert_ne!(device(&c), mine, "the copy has its own identity now");
+    c.ok(&["run", "d", "--once", "--dry-run"]);
+    assert_eq!(device(&a), mine);
+}
+
+/// Broke: a file deleted here in a download-only task said "syncing (deleted here)", though
+/// the task never sends the deletion and does not bring the file back.
+#[test]
+fn status_of_a_deletion_kept_by_a_download_only_task_says_so() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    a.write("x.txt", b"x");
+    a.write("stays.txt", b"s");
+    a.ok(&["run", "d", "--once"]);
+    let b = computer(&server, "B", &["--mode", "download-only"]);
+    b.ok(&["run", "d", "--once"]);
+    std::fs::remove_file(b.path("x.txt")).expect("rm");
+    b.ok(&["run", "d", "--once"]);
+    assert!(
+        !b.path("x.txt").exists(),
+        "a download-only pass keeps the deletion"
+    );
+    let j = json(&b, &["status", utf8(&b.path("x.txt")), "--json"]);
+    assert_eq!(j["state"], "local_edit_kept", "{j}");
+    let detail = j["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("local deletion kept"), "{j}");
+    assert!(!detail.contains("syncing"), "{j}");
+}

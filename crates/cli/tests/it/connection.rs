@@ -568,3 +568,56 @@ fn rate_limits_are_saved_kept_listed_and_cleared() {
     c.ok(&["run", "t", "--once"]);
     assert_eq!(c.ls_paths(), vec!["f.bin"]);
 }
+
+fn device_id(c: &Client) -> String {
+    let config = std::fs::read_to_string(c.home.join("config.json")).expect("config");
+    let config: serde_json::Value = serde_json::from_str(&config).expect("config is JSON");
+    config["device_id"]
+        .as_str()
+        .expect("a device id in the configuration")
+        .to_string()
+}
+
+/// Broke: every `cairn connect` for a saved connection made a new device id, so the server saw
+/// a new device each time.
+#[test]
+fn connecting_again_keeps_the_device_id_unless_asked() {
+    let server = Server::start();
+    let c = Client::new();
+    let fp = server.fingerprint();
+    let url = server.url();
+    connect_ok(&c, &connect_args(&url, "srv", &["--fingerprint", &fp]));
+    let first = device_id(&c);
+    c.write("a.txt", b"one");
+    c.add_backup_task(&[]);
+    c.ok(&["run", "t", "--once"]);
+    // The password again, then no password at all (the saved one), then another connection.
+    let out = connect_ok(&c, &connect_args(&url, "srv", &[]));
+    assert!(!out.contains("new device identity"), "{out}");
+    assert_eq!(device_id(&c), first);
+    c.ok(&["connect", &url, "--user", "alice", "--name", "srv"]);
+    assert_eq!(device_id(&c), first);
+    connect_ok(&c, &connect_args(&url, "other", &["--fingerprint", &fp]));
+    assert_eq!(device_id(&c), first);
+    // The server sees one device: both versions name it.
+    c.write("a.txt", b"two, after connecting again");
+    c.ok(&["run", "t", "--once"]);
+    let versions: serde_json::Value = serde_json::from_str(&c.ok(&[
+        "versions",
+        "t",
+        c.path("a.txt").to_str().expect("utf-8"),
+        "--json",
+    ]))
+    .expect("json");
+    let devices: Vec<&str> = versions
+        .as_array()
+        .expect("versions")
+        .iter()
+        .filter_map(|v| v["device"].as_str())
+        .collect();
+    assert_eq!(devices, [first.as_str(), first.as_str()], "{versions}");
+    // Asked for: a new identity.
+    let out = connect_ok(&c, &connect_args(&url, "srv", &["--new-device"]));
+    assert!(out.contains("new device identity"), "{out}");
+    assert_ne!(device_id(&c), first);
+}

@@ -251,3 +251,143 @@ fn ls_and_versions_print_json_with_stable_field_names() {
         serde_json::json!([])
     );
 }
+
+/// `cairn restore t NAME` held (test hook) after it planned and before it wrote, while
+/// `meanwhile` changes the target; returns what restore said.
+#[cfg(feature = "test-hooks")]
+fn restore_racing(
+    c: &Client,
+    name: &str,
+    extra: &[&str],
+    meanwhile: impl FnOnce(&std::path::Path),
+) -> String {
+    let gate = c.tmp().join(format!("gate-{name}"));
+    std::fs::create_dir_all(&gate).expect("mkdir");
+    let target = c.path(name);
+    let child = c
+        .cmd()
+        .args(["restore", "t", target.to_str().expect("utf-8")])
+        .args(extra)
+        .env("CAIRN_TEST_RESTORE_GATE", &gate)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("restore");
+    crate::harness::wait_until(60, "restore to plan", || gate.join("planned").exists());
+    meanwhile(&target);
+    std::fs::write(gate.join("go"), b"").expect("open the gate");
+    let out = child.wait_with_output().expect("restore ends");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{said}");
+    said
+}
+
+/// Broke: restore took the version it would replace after deciding (and placed links with a
+/// plain rename), so a file that appeared (or was edited) at the target in between was
+/// overwritten.
+#[test]
+#[cfg(feature = "test-hooks")]
+fn a_restore_that_loses_a_race_to_a_file_at_its_target_never_overwrites_it() {
+    let server = Server::start();
+    let c = Client::new();
+    c.write("gone.txt", b"backed up");
+    c.write("kept.txt", b"version one");
+    std::os::unix::fs::symlink("kept.txt", c.path("ln")).expect("symlink");
+    c.backup_task(&server, &[]);
+    c.ok(&["run", "t", "--once"]);
+    let t1 = stamp_between();
+    c.write("kept.txt", b"version two, backed up");
+    c.ok(&["run", "t", "--once"]);
+
+    // Nothing at the target when restore plans; a file appears before it writes.
+    std::fs::remove_file(c.path("gone.txt")).expect("rm");
+    let said = restore_racing(&c, "gone.txt", &[], |p| {
+        std::fs::write(p, b"made meanwhile").expect("write")
+    });
+    assert!(
+        said.contains("changed while it was being restored"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read(c.path("gone.txt")).expect("read"),
+        b"made meanwhile"
+    );
+
+    // The same for a link.
+    std::fs::remove_file(c.path("ln")).expect("rm");
+    let said = restore_racing(&c, "ln", &[], |p| {
+        std::fs::write(p, b"made meanwhile").expect("write")
+    });
+    assert!(
+        said.contains("changed while it was being restored"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read(c.path("ln")).expect("read"),
+        b"made meanwhile"
+    );
+
+    // A backed-up file restore may replace (in place, `--at` an older version) is edited
+    // after the plan: the edit wins.
+    let said = restore_racing(&c, "kept.txt", &["--at", &t1], |p| {
+        std::fs::write(p, b"edited meanwhile").expect("write")
+    });
+    assert!(
+        said.contains("changed while it was being restored"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read(c.path("kept.txt")).expect("read"),
+        b"edited meanwhile"
+    );
+    let work = c.path(".cairn");
+    let left: Vec<_> = std::fs::read_dir(&work)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "no temporary left behind: {left:?}");
+
+    // Without a race the same restore goes through.
+    c.write("kept.txt", b"version two, backed up");
+    c.ok(&[
+        "restore",
+        "t",
+        c.path("kept.txt").to_str().expect("utf-8"),
+        "--at",
+        &t1,
+    ]);
+    assert_eq!(
+        std::fs::read(c.path("kept.txt")).expect("read"),
+        b"version one"
+    );
+}
+
+/// Broke: restoring a drive task elsewhere joined a server path below the local folder's name
+/// past the 2048-byte path limit, unchecked.
+#[test]
+fn a_restore_destination_over_the_path_limit_is_reported_not_written() {
+    let server = Server::start();
+    let a = crate::drive::computer(&server, "A", &[]);
+    // 2045 bytes at the root of the server folder; below "docs/" elsewhere it would be 2050.
+    let deep = vec!["d".repeat(250); 8].join("/") + "/" + &"f".repeat(37);
+    assert_eq!(deep.len(), 2045);
+    a.write(&deep, b"deep");
+    a.write("short.txt", b"short");
+    a.ok(&["run", "d", "--once"]);
+    let to = a.tmp().join("elsewhere");
+    let out = a.cairn(&["restore", "d", "--to", to.to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("not restored") && err.contains("longer than 2048 bytes"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(to.join("docs/short.txt")).expect("the rest is restored"),
+        b"short"
+    );
+    assert!(!to.join("docs").join(&deep).exists());
+}
