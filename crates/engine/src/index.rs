@@ -290,6 +290,35 @@ mod tests {
     }
 
     #[test]
+    fn rows_written_before_version_columns_keep_their_stat_and_sequence_number() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("index.sqlite");
+        let old = Connection::open(&path).expect("open");
+        old.execute_batch(
+            "CREATE TABLE files(
+               task TEXT NOT NULL, root INTEGER NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL,
+               size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
+               inode INTEGER NOT NULL, mode INTEGER NOT NULL, hash BLOB, seq INTEGER NOT NULL,
+               PRIMARY KEY(task, root, path)) WITHOUT ROWID;
+             INSERT INTO files VALUES('t', 0, 'a.txt', 'file', 5, 11, 12, 13, 420, NULL, 42);",
+        )
+        .expect("old schema");
+        drop(old);
+        let mut index = LocalIndex::open(&path).expect("open and migrate");
+        let rows = index.load("t", 0).expect("load");
+        let a = &rows[&RelPath::parse("a.txt").expect("path")];
+        assert_eq!(a.left, stat_version(5, 11, 12, 13, 420));
+        assert_eq!(a.right, Version("42".into()));
+        // New rows carry their versions as written.
+        let mut b = a.clone();
+        b.path = RelPath::parse("b.txt").expect("path");
+        b.right = Version("etag-7".into());
+        index.apply("t", 0, &[b.clone()], &[]).expect("apply");
+        let again = LocalIndex::open(&path).expect("reopen");
+        assert_eq!(again.load("t", 0).expect("load")[&b.path], b);
+    }
+
+    #[test]
     fn remapping_roots_swaps_keeps_and_forgets_without_touching_other_tasks() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut index = LocalIndex::open(&dir.path().join("index.sqlite")).expect("open");

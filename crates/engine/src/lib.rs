@@ -1,9 +1,11 @@
-//! The sync engine: a local index, the scanner, the planner, and the executors that move
-//! content between a local folder and a [`Remote`].
+//! The sync engine: one planner and one executor over two [`replica::Replica`]s, a local
+//! index of what both sides agreed on, the scanner and the watcher of local folders.
 //!
-//! Who calls whom: the CLI builds a [`Remote`] (today the HTTP client of a cairn server), opens
-//! the [`index::LocalIndex`] and calls [`backup::run`] or [`restore::restore`]; those scan with
-//! [`scanner`], decide with [`plan`], and report through [`Progress`]. Libraries never print.
+//! Who calls whom: the CLI opens the [`index::LocalIndex`], builds the remote replica (today
+//! the cairn server's, in `cairn-client`) and calls [`backup::run`], [`drive::run`] or
+//! [`restore::restore`]. A pass ([`pass::run`]) lists both replicas, plans with
+//! [`reconcile::plan_sync`] and runs the plan with the [`executor`]; everything reports
+//! through [`Progress`]. Libraries never print.
 
 pub mod backup;
 pub mod drive;

@@ -318,7 +318,7 @@ fn drop_too_long(scan: &mut Listing, local_side: &dyn Replica, remote: &dyn Repl
         scan.skipped.push((
             executor::side_path(local_side, &path),
             format!(
-                "the path would be longer than {limit} bytes at {}; skipped",
+                "the path would be longer than the remote can hold ({limit} bytes below {}); skipped",
                 remote.describe()
             ),
         ));

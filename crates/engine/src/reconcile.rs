@@ -568,45 +568,51 @@ mod tests {
         RelPath::parse(s).expect("valid test path")
     }
 
-    fn local(path: &str, data: &[u8], mtime: i64) -> LocalState {
-        LocalState {
-            entry: LocalEntry {
-                path: p(path),
-                kind: EntryKind::File,
-                size: data.len() as u64,
-                mtime_ns: mtime,
-                ctime_ns: mtime,
-                inode: 1,
-                mode: 0o644,
-                target: None,
-            },
+    fn file(data: &[u8], mtime: i64, version: String) -> ReplicaEntry {
+        ReplicaEntry {
+            kind: EntryKind::File,
+            size: data.len() as u64,
+            mtime_ns: mtime,
+            mode: 0o644,
             hash: Some(ContentHash::of(data)),
+            target: None,
+            version: Version(version),
         }
     }
 
-    fn remote(seq: i64, data: &[u8], mtime: i64) -> RemoteEntry {
-        RemoteEntry {
-            seq: Seq(seq),
-            entry: Entry {
-                kind: EntryKind::File,
-                size: data.len() as u64,
-                mtime_ns: mtime,
-                mode: 0o644,
-                hash: Some(ContentHash::of(data)),
-                target: None,
-            },
+    fn local(_path: &str, data: &[u8], mtime: i64) -> ReplicaEntry {
+        file(data, mtime, format!("{}:{mtime}", data.len()))
+    }
+
+    fn remote(seq: i64, data: &[u8], mtime: i64) -> ReplicaEntry {
+        file(data, mtime, seq.to_string())
+    }
+
+    fn v(seq: i64) -> Version {
+        Version(seq.to_string())
+    }
+
+    fn row(path: &str, l: &ReplicaEntry, seq: i64) -> IndexRow {
+        IndexRow {
+            path: p(path),
+            kind: l.kind,
+            size: l.size,
+            mtime_ns: l.mtime_ns,
+            mode: l.mode,
+            hash: l.hash,
+            left: l.version.clone(),
+            right: v(seq),
         }
     }
 
     fn base(path: &str, data: &[u8], seq: i64) -> IndexRow {
-        let l = local(path, data, 1);
-        crate::plan::index_row(&l.entry, l.hash, Seq(seq))
+        row(path, &local(path, data, 1), seq)
     }
 
     struct Case {
         base: BTreeMap<RelPath, IndexRow>,
-        local: BTreeMap<RelPath, LocalState>,
-        remote: BTreeMap<RelPath, RemoteEntry>,
+        local: BTreeMap<RelPath, ReplicaEntry>,
+        remote: BTreeMap<RelPath, ReplicaEntry>,
     }
 
     impl Case {
@@ -618,6 +624,7 @@ mod tests {
                 base: &self.base,
                 local: &self.local,
                 remote: &self.remote,
+                remote_keeps_versions: true,
                 direction,
                 policy,
                 keep_conflict_copy: flag && two_sided,
@@ -635,6 +642,7 @@ mod tests {
                 base: &self.base,
                 local: &self.local,
                 remote: &self.remote,
+                remote_keeps_versions: true,
                 direction,
                 policy: KL,
                 keep_conflict_copy: false,
@@ -647,7 +655,7 @@ mod tests {
         }
     }
 
-    fn case(b: Option<IndexRow>, l: Option<LocalState>, r: Option<RemoteEntry>) -> Case {
+    fn case(b: Option<IndexRow>, l: Option<ReplicaEntry>, r: Option<ReplicaEntry>) -> Case {
         let key = p("f");
         Case {
             base: b.into_iter().map(|b| (key.clone(), b)).collect(),
@@ -670,7 +678,7 @@ mod tests {
             c.plan(TW, KL, false),
             vec![Action::Upload {
                 path: p("f"),
-                base: Some(Seq(1))
+                base: Some(v(1))
             }]
         );
         assert!(
@@ -696,7 +704,7 @@ mod tests {
             c.plan(TW, KL, false),
             vec![Action::DeleteRemote {
                 path: p("f"),
-                base: Seq(1)
+                base: v(1)
             }]
         );
     }
@@ -737,7 +745,7 @@ mod tests {
             newer_local.plan(TW, KL, false),
             vec![Action::Upload {
                 path: p("f"),
-                base: Some(Seq(2))
+                base: Some(v(2))
             }]
         );
         assert!(matches!(
@@ -769,16 +777,42 @@ mod tests {
     }
 
     #[test]
+    fn a_remote_without_versions_gets_no_saved_loser_but_a_local_conflict_copy() {
+        let c = case(
+            Some(base("f", b"a", 1)),
+            Some(local("f", b"mine", 1)),
+            Some(remote(2, b"theirs", 5)),
+        );
+        let plan = plan_sync(&SyncInputs {
+            base: &c.base,
+            local: &c.local,
+            remote: &c.remote,
+            remote_keeps_versions: false,
+            direction: TW,
+            policy: ConflictPolicy::KeepServer,
+            keep_conflict_copy: false,
+            incomplete: &[],
+            excluded: &BTreeSet::new(),
+            keep_deleted: false,
+            guards: Guards::default(),
+        });
+        assert!(matches!(
+            plan.actions[..],
+            [Action::KeepLocalCopyThenDownload { .. }]
+        ));
+    }
+
+    #[test]
     fn a_rename_is_a_move_on_either_side() {
         let old = local("old", b"content", 1);
-        let mut renamed = local("new", b"content", 1);
-        renamed.entry.path = p("new");
-        let b = crate::plan::index_row(&old.entry, old.hash, Seq(4));
+        let renamed = local("new", b"content", 1);
+        let b = row("old", &old, 4);
         let base = BTreeMap::from([(p("old"), b)]);
         let here = SyncInputs {
             base: &base,
             local: &BTreeMap::from([(p("new"), renamed.clone())]),
             remote: &BTreeMap::from([(p("old"), remote(4, b"content", 1))]),
+            remote_keeps_versions: true,
             direction: TW,
             policy: KL,
             keep_conflict_copy: false,
@@ -792,7 +826,7 @@ mod tests {
             plan.actions,
             vec![Action::MoveRemote {
                 from: p("old"),
-                from_base: Seq(4),
+                from_base: v(4),
                 to: p("new"),
                 to_base: None
             }]
@@ -824,7 +858,7 @@ mod tests {
             c.plan(UP, KL, false),
             vec![Action::Upload {
                 path: p("f"),
-                base: Some(Seq(1))
+                base: Some(v(1))
             }]
         );
         // Someone else changed the remote copy: ours goes back up, theirs stays as a version.
@@ -837,7 +871,7 @@ mod tests {
             c.plan(UP, KL, false),
             vec![Action::Upload {
                 path: p("f"),
-                base: Some(Seq(7))
+                base: Some(v(7))
             }]
         );
         // Deleted here: removed there only when the remote still holds what we put there.
@@ -872,7 +906,7 @@ mod tests {
     fn planning_twice_after_applying_is_quiet() {
         // After an Adopt the base equals both sides: nothing more to do.
         let l = local("f", b"z", 9);
-        let b = crate::plan::index_row(&l.entry, l.hash, Seq(2));
+        let b = row("f", &l, 2);
         let c = case(Some(b), Some(l), Some(remote(2, b"z", 5)));
         assert!(c.plan(TW, KL, false).is_empty());
     }

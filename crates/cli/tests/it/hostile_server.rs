@@ -673,7 +673,10 @@ async fn a_replica_hands_on_no_content_that_does_not_match_its_hash() {
     let err = collect(content)
         .await
         .expect_err("a file not matching its hash was handed on");
-    assert!(err.to_string().contains("does not match its hash"), "{err}");
+    assert!(
+        err.to_string().contains("does not match its content hash"),
+        "{err}"
+    );
 }
 
 const COMMIT: &str = "/api/v1/folders/backup/commit";

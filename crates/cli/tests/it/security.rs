@@ -466,7 +466,7 @@ fn a_path_too_long_for_the_server_is_skipped_and_the_rest_commits() {
     c.backup_task(&server, &[]);
     let out = c.cairn(&["run", "t", "--once"]);
     let said = text(&out);
-    assert!(said.contains("longer than 2048 bytes"), "{said}");
+    assert!(said.contains("longer than the remote can hold"), "{said}");
     assert!(c.ls_paths().contains(&"ok.txt".to_string()), "{said}");
     // The server refuses such a path on its own too, and only that change.
     let alice = Api::login(&server, "alice", "alice-pw");

@@ -163,7 +163,7 @@ impl ServerReplica {
         let data = retrying(|| self.remote.content(&w.full, w.seq)).await?;
         if ContentHash::of(&data) != w.hash {
             return Err(Error::remote(format!(
-                "{}: version {} arrived corrupt (it does not match its hash)",
+                "{}: version {} arrived corrupt (it does not match its content hash)",
                 self.name(&w.path),
                 w.seq
             )));
@@ -301,7 +301,7 @@ fn chunk_stream(
                 }
                 None if ContentHash::from_bytes(*hasher.finalize().as_bytes()) == want => Ok(None),
                 None => Err(Error::remote(format!(
-                    "{name} arrived corrupt (it does not match its hash)"
+                    "{name} arrived corrupt (it does not match its content hash)"
                 ))),
             }
         },

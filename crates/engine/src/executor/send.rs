@@ -138,7 +138,7 @@ async fn send_small(
             }
         };
         for (path, e) in failed {
-            ctx.fail(stats, &path, e.to_string());
+            not_sent(ctx, stats, &path, e).await;
         }
         let mut rows = Vec::new();
         for ((path, l), r) in written {
@@ -186,6 +186,7 @@ async fn send_large(
             Err(e) if e.is_temporary() => {
                 first_error.get_or_insert(e);
             }
+            Err(e) => not_sent(ctx, stats, &path, e).await,
             r => {
                 let mut rows = Vec::new();
                 record_upload(ctx, stats, &path, &l, r, &mut rows);
@@ -194,6 +195,19 @@ async fn send_large(
         }
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// A file that could not be sent: a failure, unless it is simply gone (deleted while it was
+/// read), which the next pass sees as a deletion.
+async fn not_sent(ctx: &Ctx<'_>, stats: &mut PassStats, path: &RelPath, e: crate::Error) {
+    if matches!(ctx.left.stat(path).await, Ok(None)) {
+        ctx.progress.event(ProgressEvent::Skipped {
+            path: path.to_string(),
+            reason: "deleted while it was read; not sent".into(),
+        });
+        return;
+    }
+    ctx.fail(stats, path, e.to_string());
 }
 
 fn record_upload(

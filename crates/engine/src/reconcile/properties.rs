@@ -35,30 +35,42 @@ fn hash(c: u8) -> ContentHash {
     ContentHash::of(&[c])
 }
 
-fn local_entry(path: &RelPath, c: u8, mtime: i64) -> LocalEntry {
-    LocalEntry {
-        path: path.clone(),
+fn file(c: u8, mtime: i64, version: String) -> ReplicaEntry {
+    ReplicaEntry {
         kind: EntryKind::File,
         size: 1,
         mtime_ns: mtime,
-        ctime_ns: mtime,
-        inode: u64::from(c) + 1,
         mode: 0o644,
+        hash: Some(hash(c)),
         target: None,
+        version: Version(version),
     }
 }
 
-fn remote_entry(seq: i64, c: u8, mtime: i64) -> RemoteEntry {
-    RemoteEntry {
-        seq: Seq(seq),
-        entry: Entry {
-            kind: EntryKind::File,
-            size: 1,
-            mtime_ns: mtime,
-            mode: 0o644,
-            hash: Some(hash(c)),
-            target: None,
-        },
+/// A local file's version is its stat: content and mtime here.
+fn local_entry(c: u8, mtime: i64) -> ReplicaEntry {
+    file(c, mtime, format!("{c}:{mtime}"))
+}
+
+fn remote_entry(seq: i64, c: u8, mtime: i64) -> ReplicaEntry {
+    file(c, mtime, seq.to_string())
+}
+
+fn seq_of(e: &ReplicaEntry) -> i64 {
+    e.version.0.parse().expect("model versions are numbers")
+}
+
+fn base_row(path: &RelPath, c: u8, seq: i64) -> IndexRow {
+    let l = local_entry(c, 1);
+    IndexRow {
+        path: path.clone(),
+        kind: l.kind,
+        size: l.size,
+        mtime_ns: l.mtime_ns,
+        mode: l.mode,
+        hash: l.hash,
+        left: l.version,
+        right: Version(seq.to_string()),
     }
 }
 
@@ -102,8 +114,8 @@ fn model() -> impl Strategy<Value = Model> {
 
 struct Maps {
     base: BTreeMap<RelPath, IndexRow>,
-    local: BTreeMap<RelPath, LocalState>,
-    remote: BTreeMap<RelPath, RemoteEntry>,
+    local: BTreeMap<RelPath, ReplicaEntry>,
+    remote: BTreeMap<RelPath, ReplicaEntry>,
 }
 
 impl Model {
@@ -115,18 +127,10 @@ impl Model {
         };
         for (p, s) in &self.slots {
             if let Some((seq, c)) = s.base {
-                let row = crate::plan::index_row(&local_entry(p, c, 1), Some(hash(c)), Seq(seq));
-                m.base.insert(p.clone(), row);
+                m.base.insert(p.clone(), base_row(p, c, seq));
             }
             if let Some((c, mtime)) = s.local {
-                let entry = local_entry(p, c, mtime);
-                m.local.insert(
-                    p.clone(),
-                    LocalState {
-                        entry,
-                        hash: Some(hash(c)),
-                    },
-                );
+                m.local.insert(p.clone(), local_entry(c, mtime));
             }
             if let Some((seq, c, mtime)) = s.remote {
                 m.remote.insert(p.clone(), remote_entry(seq, c, mtime));
@@ -135,12 +139,13 @@ impl Model {
         m
     }
 
-    fn plan(&self, direction: Direction, policy: ConflictPolicy, keep_deleted: bool) -> SyncPlan {
+    fn plan(&self, (direction, policy, keep_deleted, versions): Settings) -> SyncPlan {
         let m = self.maps();
         plan_sync(&SyncInputs {
             base: &m.base,
             local: &m.local,
             remote: &m.remote,
+            remote_keeps_versions: versions,
             direction,
             policy,
             keep_conflict_copy: false,
@@ -154,9 +159,9 @@ impl Model {
         })
     }
 
-    fn content_of(entry: &RemoteEntry) -> u8 {
+    fn content_of(entry: &ReplicaEntry) -> u8 {
         (0..3)
-            .find(|c| Some(hash(*c)) == entry.entry.hash)
+            .find(|c| Some(hash(*c)) == entry.hash)
             .expect("model content")
     }
 
@@ -179,7 +184,11 @@ impl Model {
         match a {
             Action::Upload { path, base } => {
                 let s = &self.slots[path];
-                assert_eq!(*base, s.remote.map(|r| Seq(r.0)), "upload base is the head");
+                assert_eq!(
+                    *base,
+                    s.remote.map(|r| Version(r.0.to_string())),
+                    "upload base is the head"
+                );
                 let (c, m) = s.local.expect("upload of a local file");
                 self.put_remote(path, c, m);
             }
@@ -191,8 +200,8 @@ impl Model {
             Action::Download { path, remote, .. } => {
                 let c = Self::content_of(remote);
                 let s = self.slot(path);
-                s.local = Some((c, remote.entry.mtime_ns));
-                s.base = Some((remote.seq.0, c));
+                s.local = Some((c, remote.mtime_ns));
+                s.base = Some((seq_of(remote), c));
             }
             Action::KeepLocalCopyThenDownload { path, remote, .. } => {
                 if let Some((c, _)) = self.slots[path].local {
@@ -209,7 +218,7 @@ impl Model {
                     self.put_remote(path, c, m);
                 }
                 let c = Self::content_of(remote);
-                let mtime = remote.entry.mtime_ns;
+                let mtime = remote.mtime_ns;
                 self.put_remote(path, c, mtime);
                 self.slot(path).local = Some((c, mtime));
             }
@@ -235,19 +244,23 @@ impl Model {
                 let c = Self::content_of(remote);
                 let t = self.slot(to);
                 t.local = moved;
-                t.base = Some((remote.seq.0, c));
+                t.base = Some((seq_of(remote), c));
             }
-            Action::Adopt { path, seq, .. } => {
+            Action::Adopt { path, remote, .. } => {
+                let seq = remote.0.parse().expect("model versions are numbers");
                 let s = self.slot(path);
                 let (c, _) = s.local.expect("adopted path is here");
-                s.base = Some((seq.0, c));
+                s.base = Some((seq, c));
             }
             Action::Forget { path } => self.slot(path).base = None,
         }
     }
 }
 
-fn settings() -> impl Strategy<Value = (Direction, ConflictPolicy, bool)> {
+/// Direction, conflict policy, keep-deleted, the remote keeps versions.
+type Settings = (Direction, ConflictPolicy, bool, bool);
+
+fn settings() -> impl Strategy<Value = Settings> {
     (
         prop::sample::select(vec![
             Direction::TwoWay,
@@ -256,6 +269,7 @@ fn settings() -> impl Strategy<Value = (Direction, ConflictPolicy, bool)> {
         ]),
         prop::sample::select(vec![ConflictPolicy::KeepLatest, ConflictPolicy::KeepServer]),
         any::<bool>(),
+        any::<bool>(),
     )
 }
 
@@ -263,18 +277,18 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn applying_a_plan_leaves_nothing_to_do(m in model(), (d, p, keep) in settings()) {
+    fn applying_a_plan_leaves_nothing_to_do(m in model(), set in settings()) {
         let mut m = m;
-        for a in m.plan(d, p, keep).actions {
+        for a in m.plan(set).actions {
             m.apply(&a);
         }
-        let again = m.plan(d, p, keep);
+        let again = m.plan(set);
         prop_assert!(again.actions.is_empty(), "{:?} after {:?}", again.actions, m);
     }
 
     #[test]
-    fn one_way_plans_write_one_side_only(m in model(), (d, p, keep) in settings()) {
-        for a in m.plan(d, p, keep).actions {
+    fn one_way_plans_write_one_side_only(m in model(), set in settings()) {
+        for a in m.plan(set).actions {
             let writes_remote = matches!(
                 a,
                 Action::Upload { .. }
@@ -290,15 +304,15 @@ proptest! {
                     | Action::KeepLocalCopyThenDownload { .. }
                     | Action::SaveLocalThenDownload { .. }
             );
-            prop_assert!(!(d == Direction::DownloadOnly && writes_remote), "{:?}", a);
-            prop_assert!(!(d == Direction::UploadOnly && writes_local), "{:?}", a);
+            prop_assert!(!(set.0 == Direction::DownloadOnly && writes_remote), "{:?}", a);
+            prop_assert!(!(set.0 == Direction::UploadOnly && writes_local), "{:?}", a);
         }
     }
 
     #[test]
-    fn a_path_without_a_base_is_never_deleted(m in model(), (d, p, keep) in settings()) {
+    fn a_path_without_a_base_is_never_deleted(m in model(), set in settings()) {
         let maps = m.maps();
-        for a in m.plan(d, p, keep).actions {
+        for a in m.plan(set).actions {
             let deleted = match &a {
                 Action::DeleteRemote { path, .. } | Action::DeleteLocal { path, .. } => Some(path),
                 Action::MoveRemote { from, .. } | Action::MoveLocal { from, .. } => Some(from),
@@ -311,7 +325,7 @@ proptest! {
     }
 
     #[test]
-    fn every_local_edit_survives(m in model(), (d, p, keep) in settings()) {
+    fn every_local_edit_survives(m in model(), set in settings()) {
         // Local contents that differ from the base (or have none): edits made here.
         let edits: Vec<(RelPath, u8)> = m
             .slots
@@ -322,7 +336,7 @@ proptest! {
             })
             .collect();
         let mut m = m;
-        for a in m.plan(d, p, keep).actions {
+        for a in m.plan(set).actions {
             m.apply(&a);
         }
         for (path, c) in edits {
@@ -341,18 +355,17 @@ proptest! {
         let mut remote = BTreeMap::new();
         for i in 0..n {
             let path = rel(&format!("f{i:02}"));
-            let row = crate::plan::index_row(&local_entry(&path, 1, 1), Some(hash(1)), Seq(5));
-            base.insert(path.clone(), row);
+            base.insert(path.clone(), base_row(&path, 1, 5));
             remote.insert(path.clone(), remote_entry(5, 1, 1));
             if i >= gone {
-                let entry = local_entry(&path, 1, 1);
-                local.insert(path.clone(), LocalState { entry, hash: Some(hash(1)) });
+                local.insert(path.clone(), local_entry(1, 1));
             }
         }
         let plan = plan_sync(&SyncInputs {
             base: &base,
             local: &local,
             remote: &remote,
+            remote_keeps_versions: true,
             direction: Direction::TwoWay,
             policy: ConflictPolicy::KeepLatest,
             keep_conflict_copy: false,
