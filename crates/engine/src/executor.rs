@@ -76,6 +76,8 @@ pub(crate) struct Ctx<'a> {
     /// state wins, the other version stays in the remote's history); otherwise the next pass
     /// sees it.
     pub rebase: bool,
+    /// The remote's traffic counted so far (see [`Ctx::count_traffic`]).
+    pub traffic: std::sync::Mutex<Traffic>,
 }
 
 impl Ctx<'_> {
@@ -87,16 +89,21 @@ impl Ctx<'_> {
         });
     }
 
-    /// Reports the bytes the remote sent since `before`; returns the new count.
-    fn sent_since(&self, stats: &mut PassStats, before: Traffic) -> Traffic {
+    /// Counts and reports what the remote sent since the last count (after each batch, so a
+    /// progress bar moves while a pass runs).
+    fn count_traffic(&self, stats: &mut PassStats) {
         let now = self.right.traffic();
-        let bytes = now.bytes.saturating_sub(before.bytes);
+        let mut seen = self
+            .traffic
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let bytes = now.bytes.saturating_sub(seen.bytes);
         if bytes > 0 {
             self.progress.event(ProgressEvent::Transferred { bytes });
         }
         stats.bytes_sent += bytes;
-        stats.chunks_sent += now.chunks.saturating_sub(before.chunks);
-        now
+        stats.chunks_sent += now.chunks.saturating_sub(seen.chunks);
+        *seen = now;
     }
 }
 
@@ -210,21 +217,18 @@ pub(crate) async fn execute(
         }
     }
     index.apply(task, root, &rows, &forget)?;
-    let before = ctx.right.traffic();
-    let sent = send::upload(ctx, uploads, index, stats).await;
-    ctx.sent_since(stats, before);
-    sent?;
-    move_remote(ctx, remote_moves, index, stats).await?;
-    delete_remote(ctx, remote_deletes, index, stats).await?;
-    move_local(ctx, local_moves, index, stats).await?;
-    let before = ctx.right.traffic();
-    let deleted = delete_local(ctx, local_deletes, index, stats).await;
-    ctx.sent_since(stats, before);
-    deleted?;
-    let before = ctx.right.traffic();
-    let fetched = fetch::download(ctx, downloads, index, stats).await;
-    ctx.sent_since(stats, before);
-    fetched
+    let done = async {
+        send::upload(ctx, uploads, index, stats).await?;
+        move_remote(ctx, remote_moves, index, stats).await?;
+        delete_remote(ctx, remote_deletes, index, stats).await?;
+        move_local(ctx, local_moves, index, stats).await?;
+        delete_local(ctx, local_deletes, index, stats).await?;
+        // Downloads can send too: a losing local edit saved as a remote version.
+        fetch::download(ctx, downloads, index, stats).await
+    }
+    .await;
+    ctx.count_traffic(stats);
+    done
 }
 
 /// Moves made here: the remote moves the content, nothing is uploaded; all in one call, so a

@@ -191,6 +191,7 @@ pub async fn run(
         transfers: spec.transfers,
         computer: spec.computer,
         rebase: upload_only,
+        traffic: std::sync::Mutex::new(remote.traffic()),
     };
     executor::execute(&ctx, plan.actions, &local, index, &mut stats).await?;
     Ok(stats)

@@ -145,6 +145,7 @@ async fn send_small(
             record_upload(ctx, stats, &path, &l, r, &mut rows);
         }
         index.apply(ctx.task, ctx.root_no, &rows, &[])?;
+        ctx.count_traffic(stats);
     }
     first_error.map_or(Ok(()), Err)
 }
@@ -191,6 +192,7 @@ async fn send_large(
                 let mut rows = Vec::new();
                 record_upload(ctx, stats, &path, &l, r, &mut rows);
                 index.apply(ctx.task, ctx.root_no, &rows, &[])?;
+                ctx.count_traffic(stats);
             }
         }
     }
