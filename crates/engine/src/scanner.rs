@@ -43,14 +43,6 @@ impl LocalEntry {
             target,
         }
     }
-
-    /// True when size, mtime, ctime and inode are unchanged: the content is taken as unchanged.
-    pub fn same_stat(&self, size: u64, mtime_ns: i64, ctime_ns: i64, inode: u64) -> bool {
-        self.size == size
-            && self.mtime_ns == mtime_ns
-            && self.ctime_ns == ctime_ns
-            && self.inode == inode
-    }
 }
 
 #[derive(Debug, Default)]
@@ -89,30 +81,6 @@ pub fn check_root(root: &Path) -> Result<()> {
             root.display()
         ))),
     }
-}
-
-/// Moves the entries whose path, below `prefix` on the remote side, would be longer than the
-/// server accepts into the reports, so they are skipped by name and the rest goes on.
-pub fn drop_too_long(scan: &mut Scan, root: &Path, prefix: &RelPath) {
-    let extra = if prefix.is_root() {
-        0
-    } else {
-        prefix.as_str().len() + 1
-    };
-    let limit = cairn_model::path::MAX_PATH_BYTES;
-    scan.entries.retain(|e| {
-        let fits = e.path.as_str().len() + extra <= limit;
-        if !fits {
-            scan.reports.push((
-                root.join(e.path.as_str()).display().to_string(),
-                format!(
-                    "the path would be longer than {limit} bytes on the server (below {prefix}); skipped"
-                ),
-            ));
-            scan.held.push(e.path.clone());
-        }
-        fits
-    });
 }
 
 /// Walks `root` (which [`check_root`] accepted).
