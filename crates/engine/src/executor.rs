@@ -218,8 +218,10 @@ pub(crate) async fn execute(
     }
     index.apply(task, root, &rows, &forget)?;
     let done = async {
-        send::upload(ctx, uploads, index, stats).await?;
+        // Moves first: a renamed folder's files reach the other computers in the first commit
+        // they see (their new folders follow), so they rename rather than wait a pass.
         move_remote(ctx, remote_moves, index, stats).await?;
+        send::upload(ctx, uploads, index, stats).await?;
         delete_remote(ctx, remote_deletes, index, stats).await?;
         move_local(ctx, local_moves, index, stats).await?;
         delete_local(ctx, local_deletes, index, stats).await?;
