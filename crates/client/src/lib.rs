@@ -688,8 +688,8 @@ impl Connection {
 }
 
 /// JSON request bodies at least this long go gzipped to a server that takes them: a commit of
-/// many changes, a long "which are missing" question.
-pub const GZIP_REQUEST_ABOVE: usize = 16 * 1024;
+/// many changes or with a small file's content inline, a long "which are missing" question.
+pub const GZIP_REQUEST_ABOVE: usize = 512;
 
 /// `body` gzipped, off the async runtime (a large commit takes a moment).
 async fn gzip_body(url: &str, body: Vec<u8>) -> Result<Vec<u8>> {

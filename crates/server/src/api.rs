@@ -52,7 +52,7 @@ const MAX_LOGIN_BODY: usize = 16 * 1024;
 pub const MAX_JSON_BODY: usize = 32 * 1024 * 1024;
 /// JSON answers at least this long are gzipped for a client that accepts it; shorter ones gain
 /// too little to pay for the work.
-pub const COMPRESS_ABOVE: u16 = 1024;
+pub const COMPRESS_ABOVE: u16 = 512;
 
 pub struct AppState {
     meta: Arc<SqliteMeta>,
