@@ -962,9 +962,9 @@ impl HttpRemote {
                     if known {
                         *made = std::time::Instant::now();
                     }
-                    known.then(|| (server_id, r.head))
+                    known.then_some((server_id, r.head))
                 }
-                None => (follower <= seen && own_upto(seen)).then(|| (server_id, seen)),
+                None => (follower <= seen && own_upto(seen)).then_some((server_id, seen)),
             }
         })
     }

@@ -75,7 +75,10 @@ mod tests {
         let binary = Inline(Bytes::from_static(b"\x00hello\xff"));
         let json = serde_json::to_string(&binary).expect("serialise");
         assert_eq!(json, r#"{"base64":"AGhlbGxv/w=="}"#);
-        assert_eq!(serde_json::from_str::<Inline>(&json).expect("parse"), binary);
+        assert_eq!(
+            serde_json::from_str::<Inline>(&json).expect("parse"),
+            binary
+        );
         // Text full of control characters costs more escaped than in base64.
         let controls = Inline(Bytes::from_static(b"\x01\x02\x03\x04\x05\x06"));
         let json = serde_json::to_string(&controls).expect("serialise");
