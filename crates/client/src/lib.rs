@@ -350,6 +350,26 @@ struct Followed {
     own_head: Option<Seq>,
     /// The caller's access as the latest journal answer gave it, and when.
     access: Option<(cairn_protocol::Access, std::time::Instant)>,
+    /// Content hashes of versions this connection saw lately (journal answers, its own
+    /// commits), by full path: an edit whose base is here with other content is new to the
+    /// server, so it may travel inline. At most [`RECENT_VERSIONS`] paths.
+    recent: std::collections::HashMap<RelPath, (Seq, Option<cairn_model::ContentHash>)>,
+}
+
+/// Most paths whose latest seen version a connection remembers per folder.
+const RECENT_VERSIONS: usize = 4096;
+
+impl Followed {
+    fn saw(&mut self, versions: &[VersionInfo]) {
+        if self.recent.len() + versions.len() > RECENT_VERSIONS {
+            self.recent.clear();
+        }
+        // Oldest first, so a path's newest version in the answer is the one kept.
+        let start = versions.len().saturating_sub(RECENT_VERSIONS);
+        for v in &versions[start..] {
+            self.recent.insert(v.path.clone(), (v.seq, v.entry.hash));
+        }
+    }
 }
 
 /// The last sequence number an answer to "changes after `after`" covers.
@@ -930,7 +950,20 @@ impl HttpRemote {
     /// Records how far a journal answer to "after `after`" reached.
     fn seen_up_to(&self, after: Seq, r: &JournalResponse) {
         let reached = r.changes.last().map_or(after.max(r.head), |v| v.seq);
-        self.followed(|f| f.seen = Some(reached));
+        self.followed(|f| {
+            f.seen = Some(reached);
+            f.saw(&r.changes);
+        });
+    }
+
+    /// The content hash of version `seq` of `path` (full), when this connection saw it lately.
+    pub fn known_hash(&self, path: &RelPath, seq: Seq) -> Option<cairn_model::ContentHash> {
+        self.followed(|f| {
+            f.recent
+                .get(path)
+                .filter(|(s, _)| *s == seq)
+                .and_then(|(_, h)| *h)
+        })
     }
 
     fn remember_access(&self, r: &JournalResponse) {
@@ -969,6 +1002,12 @@ impl HttpRemote {
         })
     }
 
+    /// Whether this connection committed to the folder after `head` (or is committing now):
+    /// an identity read at `head` no longer describes the folder.
+    pub fn committed_after(&self, head: Seq) -> bool {
+        self.followed(|f| f.committing > 0 || f.own_head.is_some_and(|h| h > head))
+    }
+
     /// Marks this remote as the folder's live follower until the guard is dropped: its waits
     /// for news ([`HttpRemote::news`]) then let passes skip reads (see [`Followed`]).
     pub fn following(&self) -> Following {
@@ -990,12 +1029,13 @@ impl HttpRemote {
     ) {
         let mine = self.own_versions(changes, results);
         self.followed(|f| {
+            f.saw(&mine);
             f.own_head = Some(f.own_head.map_or(head, |h| h.max(head)));
             let (Some(seen), Some(server_id)) = (f.seen, server_id) else {
                 return;
             };
-            let (from, mut known) = match f.ahead.take() {
-                Some((from, r, _)) if from == seen => (from, r),
+            let (from, mut known) = match &f.ahead {
+                Some((from, r, _)) if *from == seen => (*from, r.clone()),
                 _ => (
                     seen,
                     JournalResponse {

@@ -78,14 +78,15 @@ impl ServerReplica {
         }
     }
 
-    /// The server's identity and head: the identity check's answer if this pass made one and
-    /// nothing used it yet, else asked now.
+    /// The server's identity and head: the identity check's answer if this pass made one,
+    /// nothing used it yet and nothing was committed since, else asked now.
     async fn identity_now(&self) -> Result<(String, Seq)> {
         let known = self
             .checked
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .take();
+            .take()
+            .filter(|(_, head)| !self.remote.committed_after(*head));
         match known {
             Some(id) => Ok(id),
             None => retrying(|| self.remote.identity()).await,

@@ -19,7 +19,7 @@ use cairn_engine::remote::Remote;
 use cairn_engine::replica::{collect, Content, NewEntry, Outcome, Version, WriteOp};
 use cairn_engine::retry::retrying;
 use cairn_engine::{Error, Result};
-use cairn_model::{chunk_reader, ChunkId, ContentHash, EntryKind, RelPath};
+use cairn_model::{chunk_reader, ChunkId, ContentHash, EntryKind, RelPath, Seq};
 use cairn_protocol::{
     frame, Change, ChangeResult, ChunkSpan, Inline, MAX_INLINE_COMMIT, MAX_INLINE_FILE,
 };
@@ -52,15 +52,25 @@ struct Ready {
     chunks: Vec<(ChunkId, Bytes)>,
 }
 
-/// Which writes of a run carry their content inline in the commit: files of at most
-/// [`MAX_INLINE_FILE`] bytes, in order, while the run's inline bytes stay within
-/// [`MAX_INLINE_COMMIT`] (the commit may go in several requests; each then carries less).
-fn inline_picks(run: &[Ready]) -> Vec<bool> {
+/// Which writes of a run carry their content inline in the commit: edits of files whose base
+/// version the connection saw lately with other content (`known_hash`: then the content is
+/// new to the server), of at most [`MAX_INLINE_FILE`] bytes, in order, while the run's inline
+/// bytes stay within [`MAX_INLINE_COMMIT`] (the commit may go in several requests; each then
+/// carries less). Other writes ask which chunks are missing instead: a new path or an unknown
+/// base is often content the server has (a copy, a task added again), which then costs nothing.
+fn inline_picks(
+    run: &[Ready],
+    known_hash: impl Fn(&RelPath, Seq) -> Option<ContentHash>,
+) -> Vec<bool> {
     let mut left = MAX_INLINE_COMMIT;
     run.iter()
         .map(|r| {
             let size = r.content.len() as u64;
+            let edited = r.change.base.is_some_and(|base| {
+                known_hash(&r.change.path, base).is_some_and(|h| Some(h) != r.change.entry.hash)
+            });
             let pick = r.change.entry.kind == EntryKind::File
+                && edited
                 && !r.chunks.is_empty()
                 && size <= MAX_INLINE_FILE
                 && size <= left;
@@ -129,7 +139,7 @@ impl ServerReplica {
     async fn send_run(&self, run: &[Ready]) -> Result<Vec<Result<Outcome>>> {
         let bytes: HashMap<ChunkId, Bytes> =
             run.iter().flat_map(|r| r.chunks.iter().cloned()).collect();
-        let inline = inline_picks(run);
+        let inline = inline_picks(run, |path, seq| self.remote.known_hash(path, seq));
         let asked: Vec<(ChunkId, Bytes)> = run
             .iter()
             .zip(&inline)
