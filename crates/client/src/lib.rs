@@ -842,8 +842,7 @@ impl Following {
         f(all.entry(self.folder.clone()).or_default())
     }
 
-    /// Starts following: no point is known until the first wait begins (`i64::MAX` stands for
-    /// "not known": nothing is at or after it).
+    /// Starts following; until its first wait begins the point is not known (`i64::MAX`).
     pub fn start(self) -> Self {
         self.with(|f| f.follower = Some(Seq(i64::MAX)));
         self
