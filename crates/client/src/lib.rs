@@ -1008,7 +1008,8 @@ impl HttpRemote {
     }
 
     /// Marks this remote as the folder's live follower until the guard is dropped: its waits
-    /// for news ([`HttpRemote::news`]) then let passes skip reads (see [`Followed`]).
+    /// for news ([`HttpRemote::news`]) then let passes skip journal reads whose answer the
+    /// connection already knows.
     pub fn following(&self) -> Following {
         Following {
             conn: self.conn.clone(),
