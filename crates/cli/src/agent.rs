@@ -756,6 +756,8 @@ fn follow_journal(
     let me = config.device_id.clone();
     let name = name.to_string();
     Ok(JournalFollower(tokio::spawn(async move {
+        // While this task lives, passes may rely on its waits (aborting it drops the mark).
+        let _following = remote.following().start();
         let mut after = None;
         loop {
             let Some(from) = after else {

@@ -325,13 +325,58 @@ pub struct Connection {
 }
 
 /// What a connection knows of one folder's journal.
+///
+/// An agent's pass asks "which server, and what changed after `seen`" first. The connection
+/// can often answer without a request: while an agent's follower waits for news after a point
+/// at or before what the answer covers, every change by another computer after it is either in
+/// the answer (a wait for news that just ended) or will be announced, and the agent then runs
+/// another pass; this computer's own changes are known from its commits' answers when they took
+/// exactly the sequence numbers after the answer's end (nobody else committed in between).
 #[derive(Default)]
 struct Followed {
     /// The last sequence number a journal read (or listing) of this folder reached.
     seen: Option<Seq>,
-    /// The answer to "changes after `seen`" that an identity check read, and when: the pass
-    /// that made the check asks exactly that next.
+    /// The answer to "changes after `seen`", and when it was made: read ahead by an identity
+    /// check, brought by a wait for news, or extended with this computer's own commits. The
+    /// pass asks exactly that next.
     ahead: Option<(Seq, JournalResponse, std::time::Instant)>,
+    /// The point a live follower waits for news after (see [`HttpRemote::following`]);
+    /// `Seq(i64::MAX)` while it is not known (before its first wait, after a failed one, or
+    /// news it brought that no pass read yet).
+    follower: Option<Seq>,
+    /// Commits of this folder under way on this connection.
+    committing: u32,
+    /// The highest head a commit of this connection returned.
+    own_head: Option<Seq>,
+    /// The caller's access as the latest journal answer gave it, and when.
+    access: Option<(cairn_protocol::Access, std::time::Instant)>,
+    /// Content hashes of versions this connection saw lately (journal answers, its own
+    /// commits), by full path: an edit whose base is here with other content is new to the
+    /// server, so it may travel inline. At most [`RECENT_VERSIONS`] paths.
+    recent: std::collections::HashMap<RelPath, (Seq, Option<cairn_model::ContentHash>)>,
+}
+
+/// Most paths whose latest seen version a connection remembers per folder.
+const RECENT_VERSIONS: usize = 4096;
+
+impl Followed {
+    fn saw(&mut self, versions: &[VersionInfo]) {
+        if self.recent.len() + versions.len() > RECENT_VERSIONS {
+            self.recent.clear();
+        }
+        // Oldest first, so a path's newest version in the answer is the one kept.
+        let start = versions.len().saturating_sub(RECENT_VERSIONS);
+        for v in &versions[start..] {
+            self.recent.insert(v.path.clone(), (v.seq, v.entry.hash));
+        }
+    }
+}
+
+/// The last sequence number an answer to "changes after `after`" covers.
+fn reach_of(after: Seq, r: &JournalResponse) -> Seq {
+    r.changes
+        .last()
+        .map_or(after.max(r.head), |v| v.seq.max(r.head))
 }
 
 /// How long an identity check's answer waits for the journal read it stands in for.
@@ -658,14 +703,13 @@ impl Connection {
         HttpRemote {
             conn: self.clone(),
             folder: folder.to_string(),
-            access: std::sync::Mutex::new(None),
         }
     }
 }
 
 /// JSON request bodies at least this long go gzipped to a server that takes them: a commit of
-/// many changes, a long "which are missing" question.
-pub const GZIP_REQUEST_ABOVE: usize = 16 * 1024;
+/// many changes or with a small file's content inline, a long "which are missing" question.
+pub const GZIP_REQUEST_ABOVE: usize = 512;
 
 /// `body` gzipped, off the async runtime (a large commit takes a moment).
 async fn gzip_body(url: &str, body: Vec<u8>) -> Result<Vec<u8>> {
@@ -766,13 +810,12 @@ async fn read_capped(
 pub struct HttpRemote {
     conn: Arc<Connection>,
     folder: String,
-    /// The access the last journal answer gave, and when: `writable` right after the
-    /// identity check of a pass needs no request of its own.
-    access: std::sync::Mutex<Option<(cairn_protocol::Access, std::time::Instant)>>,
 }
 
-/// How long the access a journal answer gave stands for `writable`.
-const ACCESS_FRESH: Duration = Duration::from_secs(5);
+/// How long the access a journal answer gave stands for `writable` (answers refresh it: a
+/// pass's read, and a follower's waits for news at least every half minute). A write refused
+/// for lack of access sets it to read-only at once.
+const ACCESS_FRESH: Duration = Duration::from_secs(60);
 
 /// Changes one wait for news reads at most: a page full of changes outside the task's part of
 /// the folder is followed by the next page, not skipped.
@@ -786,6 +829,49 @@ fn remote_err(e: Error) -> cairn_engine::Error {
     }
 }
 
+/// A live follower's mark on its connection (see [`HttpRemote::following`]); dropping it (the
+/// follower stopped) makes passes read for themselves again.
+pub struct Following {
+    conn: Arc<Connection>,
+    folder: String,
+}
+
+impl Following {
+    fn with<T>(&self, f: impl FnOnce(&mut Followed) -> T) -> T {
+        let mut all = self.conn.journals.lock().unwrap_or_else(|p| p.into_inner());
+        f(all.entry(self.folder.clone()).or_default())
+    }
+
+    /// Starts following; until its first wait begins the point is not known (`i64::MAX`).
+    pub fn start(self) -> Self {
+        self.with(|f| f.follower = Some(Seq(i64::MAX)));
+        self
+    }
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        self.with(|f| f.follower = None);
+    }
+}
+
+/// A commit under way on a remote's folder, counted while it lasts.
+struct Committing<'a>(&'a HttpRemote);
+
+impl<'a> Committing<'a> {
+    fn start(remote: &'a HttpRemote) -> Self {
+        remote.followed(|f| f.committing += 1);
+        Committing(remote)
+    }
+}
+
+impl Drop for Committing<'_> {
+    fn drop(&mut self) {
+        self.0
+            .followed(|f| f.committing = f.committing.saturating_sub(1));
+    }
+}
+
 impl HttpRemote {
     /// One commit request; the server answers one result per change.
     async fn commit_request(&self, changes: &[Change]) -> EngineResult<Vec<ChangeResult>> {
@@ -794,7 +880,8 @@ impl HttpRemote {
             .iter()
             .map(|c| MAX_VERSION_JSON + c.chunks.len() as u64 * MAX_ID_JSON)
             .sum();
-        let r: CommitResponse = self
+        let under_way = Committing::start(self);
+        let answer = self
             .conn
             .post_json(
                 &path,
@@ -803,10 +890,27 @@ impl HttpRemote {
                 },
                 Cap::Exactly(MIN_EXACT_CAP + per_change),
             )
-            .await
-            .map_err(remote_err)?;
+            .await;
+        let r: CommitResponse = match answer {
+            Ok(r) => r,
+            Err(e) => {
+                // The commit may have landed unseen: what this connection knows of the journal
+                // no longer stands, until a read.
+                self.followed(|f| {
+                    f.seen = None;
+                    f.ahead = None;
+                    if e.status() == Some(403) {
+                        f.access = Some((cairn_protocol::Access::Ro, std::time::Instant::now()));
+                    }
+                });
+                return Err(remote_err(e));
+            }
+        };
         r.check(changes.len())
             .map_err(invalid(self.conn.url_of(&path)))?;
+        let server_id = self.conn.server_id.lock().await.clone();
+        drop(under_way);
+        self.note_commit(changes, &r.results, r.head, server_id);
         Ok(r.results)
     }
 
@@ -845,14 +949,156 @@ impl HttpRemote {
     /// Records how far a journal answer to "after `after`" reached.
     fn seen_up_to(&self, after: Seq, r: &JournalResponse) {
         let reached = r.changes.last().map_or(after.max(r.head), |v| v.seq);
-        self.followed(|f| f.seen = Some(reached));
+        self.followed(|f| {
+            f.seen = Some(reached);
+            f.saw(&r.changes);
+        });
+    }
+
+    /// The content hash of version `seq` of `path` (full), when this connection saw it lately.
+    pub fn known_hash(&self, path: &RelPath, seq: Seq) -> Option<cairn_model::ContentHash> {
+        self.followed(|f| {
+            f.recent
+                .get(path)
+                .filter(|(s, _)| *s == seq)
+                .and_then(|(_, h)| *h)
+        })
     }
 
     fn remember_access(&self, r: &JournalResponse) {
         if let Some(a) = r.access {
-            *self.access.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some((a, std::time::Instant::now()));
+            self.followed(|f| f.access = Some((a, std::time::Instant::now())));
         }
+    }
+
+    /// The server's identity and head when this connection knows what changed after `seen`
+    /// without asking (see [`Followed`]); then that answer waits as the read-ahead.
+    async fn known_identity(&self) -> Option<(String, Seq)> {
+        let server_id = self.conn.server_id.lock().await.clone()?;
+        self.followed(|f| {
+            let (seen, follower) = (f.seen?, f.follower?);
+            if f.committing > 0 {
+                return None;
+            }
+            let own_upto = |at: Seq| f.own_head.is_none_or(|h| h <= at);
+            match &mut f.ahead {
+                // However old, it still holds everything after `seen`: the follower vouches
+                // for other computers' changes, the commits' answers for this one's. The pass
+                // reads it next, as a fresh read-ahead.
+                Some((from, r, made)) => {
+                    let reach = reach_of(*from, r);
+                    let known = *from == seen
+                        && follower <= reach
+                        && own_upto(reach)
+                        && r.server_id == server_id;
+                    if known {
+                        *made = std::time::Instant::now();
+                    }
+                    known.then_some((server_id, r.head))
+                }
+                None => (follower <= seen && own_upto(seen)).then_some((server_id, seen)),
+            }
+        })
+    }
+
+    /// Whether this connection committed to the folder after `head` (or is committing now):
+    /// an identity read at `head` no longer describes the folder.
+    pub fn committed_after(&self, head: Seq) -> bool {
+        self.followed(|f| f.committing > 0 || f.own_head.is_some_and(|h| h > head))
+    }
+
+    /// Marks this remote as the folder's live follower until the guard is dropped: its waits
+    /// for news ([`HttpRemote::news`]) then let passes skip journal reads whose answer the
+    /// connection already knows.
+    pub fn following(&self) -> Following {
+        Following {
+            conn: self.conn.clone(),
+            folder: self.folder.clone(),
+        }
+    }
+
+    /// After a commit answered: this computer's new versions, when they are exactly the
+    /// sequence numbers after what the connection knows of the journal, are appended to the
+    /// read-ahead, so the next pass need not read its own commit back.
+    fn note_commit(
+        &self,
+        changes: &[Change],
+        results: &[ChangeResult],
+        head: Seq,
+        server_id: Option<String>,
+    ) {
+        let mine = self.own_versions(changes, results);
+        self.followed(|f| {
+            f.saw(&mine);
+            f.own_head = Some(f.own_head.map_or(head, |h| h.max(head)));
+            let (Some(seen), Some(server_id)) = (f.seen, server_id) else {
+                return;
+            };
+            let (from, mut known) = match &f.ahead {
+                Some((from, r, _)) if *from == seen => (*from, r.clone()),
+                _ => (
+                    seen,
+                    JournalResponse {
+                        changes: Vec::new(),
+                        head: seen,
+                        server_id: server_id.clone(),
+                        access: None,
+                    },
+                ),
+            };
+            // Only after an answer that holds every version up to its head.
+            let whole = known.changes.last().is_none_or(|v| v.seq >= known.head);
+            let end = reach_of(from, &known);
+            let exact = whole
+                && !mine.is_empty()
+                && known.server_id == server_id
+                && mine
+                    .iter()
+                    .enumerate()
+                    .all(|(i, v)| v.seq.0 == end.0 + 1 + i as i64)
+                && mine.last().map(|v| v.seq) == Some(head);
+            if exact {
+                known.changes.extend(mine);
+                known.head = head;
+                f.ahead = Some((from, known, std::time::Instant::now()));
+            }
+        });
+    }
+
+    /// The versions a commit wrote, in sequence order, as the journal shows them.
+    fn own_versions(&self, changes: &[Change], results: &[ChangeResult]) -> Vec<VersionInfo> {
+        let version = |path: &RelPath, seq: Seq, entry: Entry| VersionInfo {
+            path: path.clone(),
+            seq,
+            entry,
+            device: self.conn.opts.device.clone(),
+            user: self.conn.opts.user.clone(),
+            computer: self.conn.opts.computer.clone(),
+            committed_ns: 0,
+            inline: None,
+        };
+        let mut out = Vec::new();
+        for (c, r) in changes.iter().zip(results) {
+            let ChangeResult::Accepted { seq } = r else {
+                continue;
+            };
+            let mut entry = c.entry.clone();
+            entry.mode &= 0o7777;
+            out.push(version(&c.path, *seq, entry));
+            if let Some(m) = &c.moved_from {
+                let gone = Entry {
+                    kind: cairn_model::EntryKind::Deleted,
+                    size: 0,
+                    mtime_ns: 0,
+                    mode: 0,
+                    hash: None,
+                    target: None,
+                };
+                out.push(version(&m.path, Seq(seq.0 + 1), gone));
+            }
+        }
+        out.sort_by_key(|v| v.seq);
+        out
     }
 
     /// Waits up to `wait_secs` for versions after `after` written by other computers (or other
@@ -867,17 +1113,68 @@ impl HttpRemote {
             ("wait", wait_secs.to_string()),
             ("others", "true".to_string()),
             ("limit", NEWS_PAGE.to_string()),
+            ("inline", "true".to_string()),
         ];
         let path = self.folder_path("journal");
-        let r: JournalResponse = self
+        let live = self.followed(|f| {
+            let live = f.follower.is_some();
+            if live {
+                f.follower = Some(after);
+            }
+            live
+        });
+        let answer = self
             .conn
-            .get_json(&path, &q, Cap::Journal, Duration::from_secs(wait_secs))
-            .await?;
-        r.check(after).map_err(|e| Error::Answer {
-            url: self.conn.url_of(&path),
-            detail: e.to_string(),
-        })?;
-        Ok((r.changes, r.head))
+            .get_json::<JournalResponse>(&path, &q, Cap::Journal, Duration::from_secs(wait_secs))
+            .await;
+        let r = match answer.and_then(|r| {
+            r.check(after).map_err(|e| Error::Answer {
+                url: self.conn.url_of(&path),
+                detail: e.to_string(),
+            })?;
+            Ok(r)
+        }) {
+            Ok(r) => r,
+            Err(e) => {
+                // Until a wait answers again, passes read for themselves.
+                self.followed(|f| f.follower = f.follower.map(|_| Seq(i64::MAX)));
+                return Err(e);
+            }
+        };
+        if live {
+            self.keep_news(after, &r).await;
+        }
+        Ok((r.changes.clone(), r.head))
+    }
+
+    /// What a follower's answer tells the connection: a journal that went back or another
+    /// server voids what it knew; an answer with changes stands as the next pass's read when
+    /// it is all there is after `seen` (no commit of this connection after it, not cut short).
+    async fn keep_news(&self, after: Seq, r: &JournalResponse) {
+        self.remember_access(r);
+        let server_id = self.conn.server_id.lock().await.clone();
+        let same_server = server_id.as_deref() == Some(r.server_id.as_str());
+        self.followed(|f| {
+            if !same_server || r.head < after {
+                f.seen = None;
+                f.ahead = None;
+                f.follower = Some(Seq(i64::MAX));
+                return;
+            }
+            if r.changes.is_empty() {
+                return;
+            }
+            let whole = f.seen == Some(after)
+                && f.committing == 0
+                && f.own_head.is_none_or(|h| h <= after)
+                && r.changes.len() < NEWS_PAGE as usize;
+            if whole {
+                f.ahead = Some((after, r.clone(), std::time::Instant::now()));
+            } else {
+                // Changes not read yet: the next pass asks.
+                f.follower = Some(Seq(i64::MAX));
+            }
+        });
     }
 
     /// The chunk list of version `seq` of `path`, with the version's entry when the server
@@ -993,7 +1290,7 @@ impl Remote for HttpRemote {
     }
 
     async fn writable(&self) -> EngineResult<bool> {
-        let known = *self.access.lock().unwrap_or_else(|p| p.into_inner());
+        let known = self.followed(|f| f.access);
         if let Some((access, _)) = known.filter(|(_, at)| at.elapsed() < ACCESS_FRESH) {
             return Ok(access == cairn_protocol::Access::Rw);
         }
@@ -1008,6 +1305,9 @@ impl Remote for HttpRemote {
     /// them without a request of its own. Otherwise (a first pass, a backup, which lists the
     /// whole tree) it asks for no changes at all.
     async fn identity(&self) -> EngineResult<(String, Seq)> {
+        if let Some(known) = self.known_identity().await {
+            return Ok(known);
+        }
         let seen = self.followed(|f| f.seen);
         let after = seen.unwrap_or(Seq(i64::MAX));
         let q = [
@@ -1024,6 +1324,7 @@ impl Remote for HttpRemote {
         r.check(after).map_err(invalid(self.conn.url_of(&path)))?;
         self.remember_access(&r);
         let id = (r.server_id.clone(), r.head);
+        *self.conn.server_id.lock().await = Some(r.server_id.clone());
         if seen.is_some() {
             self.followed(|f| f.ahead = Some((after, r, std::time::Instant::now())));
         }
@@ -1276,6 +1577,7 @@ mod tests {
                 chunks
             ],
             moved_from: None,
+            inline: None,
         }
     }
 

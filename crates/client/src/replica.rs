@@ -19,14 +19,20 @@
 //! new sequence number and the hash the replica computed itself; one that meets a newer head is
 //! `Changed` with that head. [`Replica::traffic`] counts chunk bytes as they are uploaded, so
 //! content the server already holds (in any version of a file the caller may read) costs
-//! nothing.
+//! nothing, and small files' content carried inline in a commit.
+//!
+//! A replica serves one pass. Two things it keeps for that pass spare requests: the identity
+//! check's answer, which the pass's read of changes uses instead of asking again, and the
+//! content of small files that the journal answer carried inline (written by other computers),
+//! which reads use instead of fetching it, each piece checked against its version's hash.
 
 mod commit;
 mod download;
 mod upload;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -52,6 +58,12 @@ pub struct ServerReplica {
     /// Chunk bytes (frames as sent) and chunks uploaded so far: only what travelled.
     sent_bytes: AtomicU64,
     sent_chunks: AtomicU64,
+    /// The server's identity and head from this pass's identity check, taken by the first
+    /// listing or read of changes after it.
+    checked: Mutex<Option<(String, Seq)>>,
+    /// Content of small files by full path and version, as the last journal answer carried
+    /// it (already checked against each version's hash): at most one answer's worth.
+    inline: Mutex<HashMap<(RelPath, Seq), Bytes>>,
 }
 
 impl ServerReplica {
@@ -61,7 +73,48 @@ impl ServerReplica {
             prefix,
             sent_bytes: AtomicU64::new(0),
             sent_chunks: AtomicU64::new(0),
+            checked: Mutex::new(None),
+            inline: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The server's identity and head: the identity check's answer if this pass made one,
+    /// nothing used it yet and nothing was committed since, else asked now.
+    async fn identity_now(&self) -> Result<(String, Seq)> {
+        let known = self
+            .checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .filter(|(_, head)| !self.remote.committed_after(*head));
+        match known {
+            Some(id) => Ok(id),
+            None => retrying(|| self.remote.identity()).await,
+        }
+    }
+
+    /// Keeps the inline content a journal answer carried, when it is the content of its
+    /// version (hash checked); replaces what an earlier answer left.
+    fn keep_inline(&self, versions: &[VersionInfo], first_page: bool) {
+        let mut cache = self.inline.lock().unwrap_or_else(|p| p.into_inner());
+        if first_page {
+            cache.clear();
+        }
+        for v in versions {
+            if let Some(data) = v.checked_inline() {
+                cache.insert((v.path.clone(), v.seq), data.clone());
+            }
+        }
+    }
+
+    /// The content of `full` at `seq` if a journal answer carried it (checked then against
+    /// the version's hash), and it is `listed` too when the caller listed a hash.
+    fn take_inline(&self, full: &RelPath, seq: Seq, listed: Option<ContentHash>) -> Option<Bytes> {
+        let mut cache = self.inline.lock().unwrap_or_else(|p| p.into_inner());
+        let data = cache.remove(&(full.clone(), seq))?;
+        listed
+            .is_none_or(|h| ContentHash::of(&data) == h)
+            .then_some(data)
     }
 
     fn full(&self, path: &RelPath) -> RelPath {
@@ -207,7 +260,7 @@ impl Replica for ServerReplica {
     }
 
     async fn list(&self) -> Result<Listing> {
-        let (server_id, head) = retrying(|| self.remote.identity()).await?;
+        let (server_id, head) = self.identity_now().await?;
         let tree = retrying(|| self.remote.tree(&self.prefix, None, false)).await?;
         let entries = tree
             .iter()
@@ -226,13 +279,15 @@ impl Replica for ServerReplica {
         let Some((mut at, server)) = parse_cursor(since) else {
             return Ok(None);
         };
-        let (server_id, head) = retrying(|| self.remote.identity()).await?;
+        let (server_id, head) = self.identity_now().await?;
         if server != server_id || head < at {
             return Ok(None);
         }
         let mut out = Vec::new();
+        let mut first_page = true;
         while at < head {
             let (versions, _) = retrying(|| self.remote.journal(at, JOURNAL_PAGE_WAIT)).await?;
+            self.keep_inline(&versions, std::mem::take(&mut first_page));
             let Some(last) = versions.last().map(|v| v.seq) else {
                 break;
             };
@@ -336,7 +391,8 @@ impl Replica for ServerReplica {
     }
 
     async fn identity(&self) -> Result<Option<String>> {
-        let (server_id, _) = retrying(|| self.remote.identity()).await?;
+        let (server_id, head) = retrying(|| self.remote.identity()).await?;
+        *self.checked.lock().unwrap_or_else(|p| p.into_inner()) = Some((server_id.clone(), head));
         Ok(Some(server_id))
     }
 

@@ -6,11 +6,14 @@
 
 use std::collections::HashSet;
 
-use cairn_model::{ChunkId, DeviceId, Entry, EntryKind, RelPath, Seq};
+use cairn_model::{ChunkId, ContentHash, DeviceId, Entry, EntryKind, RelPath, Seq};
 use serde::{Deserialize, Serialize};
 
 pub mod frame;
+mod inline;
 pub mod token;
+
+pub use inline::Inline;
 
 /// Bumped on any incompatible change; sent as `X-Cairn-Api`.
 pub const API_VERSION: u32 = 1;
@@ -26,6 +29,19 @@ pub const MAX_COMMIT_CHANGES: usize = 25_000;
 pub const MAX_COMMIT_CHUNKS: usize = 60_000;
 /// Most chunk ids one "which are missing" question may carry.
 pub const MAX_MISSING_IDS: usize = 100_000;
+
+/// Largest file whose whole content may travel inline: in a commit (instead of a "missing"
+/// question and an upload) or in a journal answer (instead of a content request).
+pub const MAX_INLINE_FILE: u64 = 16 * 1024;
+/// Most inline content bytes all the changes of one commit request may carry together (within
+/// the server's limit on a commit body); a request over it is refused with 413.
+pub const MAX_INLINE_COMMIT: u64 = 1 << 20;
+/// Most inline content bytes one journal answer carries; later small files come without.
+pub const MAX_INLINE_JOURNAL: u64 = 256 * 1024;
+/// Content rides along only on journal answers of at most this many changes: a wake-up for a
+/// few edits. A long answer (a folder moved, many files added) is read as before, where
+/// batched reads work and content a computer already has (a move) is not sent again.
+pub const MAX_INLINE_CHANGES: usize = 16;
 
 /// Most files one "contents" request may name.
 pub const MAX_BATCH_FILES: usize = 256;
@@ -169,6 +185,19 @@ pub struct Change {
     /// `moved_from` is deleted, in the same transaction.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moved_from: Option<MovedFrom>,
+    /// A small file's whole content (at most [`MAX_INLINE_FILE`] bytes): the server checks it
+    /// against `chunks` and the entry's hash and stores it as an upload would, so the client
+    /// neither asks which chunks are missing nor uploads them. Servers before this field
+    /// ignore it and answer `missing_chunks`, and the client uploads as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<Inline>,
+}
+
+impl Change {
+    /// The inline content's bytes, 0 without any.
+    pub fn inline_len(&self) -> u64 {
+        self.inline.as_ref().map_or(0, |i| i.0.len() as u64)
+    }
 }
 
 /// The source of a move, with the head the client saw there.
@@ -217,11 +246,28 @@ pub struct VersionInfo {
     pub computer: String,
     /// When the server accepted it (ns since the epoch).
     pub committed_ns: i64,
+    /// A small file's content, in a journal answer that asked for it (`inline=true`): at most
+    /// [`MAX_INLINE_FILE`] bytes each, [`MAX_INLINE_JOURNAL`] for the answer. A reader checks
+    /// it against the entry's hash before using it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<Inline>,
 }
 
 impl VersionInfo {
     pub fn is_deleted(&self) -> bool {
         self.entry.kind == EntryKind::Deleted
+    }
+
+    /// The inline content, only when it is the content of a file of this entry's size and
+    /// hash: anything else (a wrong length, other bytes, no hash) is dropped, and the reader
+    /// fetches the file as it would without it.
+    pub fn checked_inline(&self) -> Option<&bytes::Bytes> {
+        let data = &self.inline.as_ref()?.0;
+        let e = &self.entry;
+        let ok = e.kind == EntryKind::File
+            && data.len() as u64 == e.size
+            && e.hash == Some(ContentHash::of(data));
+        ok.then_some(data)
     }
 }
 
@@ -458,6 +504,52 @@ mod tests {
         let json = r#"{"chunks":[]}"#;
         let old: ChunkListResponse = serde_json::from_str(json).expect("an older answer parses");
         assert!(old.entry.is_none());
+    }
+
+    #[test]
+    fn inline_content_is_used_only_when_it_is_the_versions_content() {
+        let data = b"the content of a small file";
+        let version = |inline: &[u8], size| VersionInfo {
+            path: RelPath::parse("f.txt").expect("path"),
+            seq: Seq(3),
+            entry: Entry {
+                kind: EntryKind::File,
+                size,
+                mtime_ns: 0,
+                mode: 0o644,
+                hash: Some(ContentHash::of(data)),
+                target: None,
+            },
+            device: DeviceId("pc".into()),
+            user: "alice".into(),
+            computer: String::new(),
+            committed_ns: 0,
+            inline: Some(Inline(bytes::Bytes::copy_from_slice(inline))),
+        };
+        let n = data.len() as u64;
+        assert_eq!(
+            version(data, n).checked_inline().map(|b| b.to_vec()),
+            Some(data.to_vec())
+        );
+        let mut other = data.to_vec();
+        other[0] ^= 1;
+        assert!(version(&other, n).checked_inline().is_none(), "other bytes");
+        assert!(
+            version(data, n + 1).checked_inline().is_none(),
+            "another size"
+        );
+        let mut no_hash = version(data, n);
+        no_hash.entry.hash = None;
+        assert!(
+            no_hash.checked_inline().is_none(),
+            "no hash to check against"
+        );
+        // An answer from a server before the field parses, without content.
+        let json = serde_json::to_value(version(data, n)).expect("json");
+        let mut old = json.clone();
+        old.as_object_mut().expect("object").remove("inline");
+        let parsed: VersionInfo = serde_json::from_value(old).expect("older answer parses");
+        assert!(parsed.inline.is_none());
     }
 
     #[test]

@@ -20,13 +20,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::BytesMut;
-use cairn_model::{ChunkId, DeviceId, PackId, RelPath, Seq};
+use cairn_model::{ChunkId, ContentHash, DeviceId, EntryKind, PackId, RelPath, Seq};
 use cairn_protocol::{
     frame, Access, Change, ChangeResult, ChunkListResponse, CommitResponse, ContentsRequest,
-    DamagedResponse, ErrorBody, FolderInfo, JournalResponse, LoginRequest, LoginResponse,
-    MissingRequest, MissingResponse, TreeResponse, UploadResponse, VersionsResponse,
-    MAX_BATCH_BYTES, MAX_BATCH_FILES, MAX_COMMIT_CHANGES, MAX_COMMIT_CHUNKS, MAX_MISSING_IDS,
-    MAX_WAIT_SECS,
+    DamagedResponse, ErrorBody, FolderInfo, Inline, JournalResponse, LoginRequest, LoginResponse,
+    MissingRequest, MissingResponse, TreeResponse, UploadResponse, VersionInfo, VersionsResponse,
+    MAX_BATCH_BYTES, MAX_BATCH_FILES, MAX_COMMIT_CHANGES, MAX_COMMIT_CHUNKS, MAX_INLINE_CHANGES,
+    MAX_INLINE_COMMIT, MAX_INLINE_FILE, MAX_INLINE_JOURNAL, MAX_MISSING_IDS, MAX_WAIT_SECS,
 };
 use cairn_store::{ObjectKey, ObjectStore};
 use futures_util::StreamExt;
@@ -52,7 +52,7 @@ const MAX_LOGIN_BODY: usize = 16 * 1024;
 pub const MAX_JSON_BODY: usize = 32 * 1024 * 1024;
 /// JSON answers at least this long are gzipped for a client that accepts it; shorter ones gain
 /// too little to pay for the work.
-pub const COMPRESS_ABOVE: u16 = 1024;
+pub const COMPRESS_ABOVE: u16 = 512;
 
 pub struct AppState {
     meta: Arc<SqliteMeta>,
@@ -196,6 +196,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/folders/{folder}/chunklist", get(chunk_list))
         .route("/folders/{folder}/damaged", get(damaged))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
+    let api = if test_hook::<u8>("CAIRN_TEST_ACCESS_LOG").is_some() {
+        api.layer(axum::middleware::from_fn(access_log))
+    } else {
+        api
+    };
     Router::new()
         .nest("/api/v1", api)
         .fallback(not_found)
@@ -209,6 +214,27 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .layer(axum::middleware::from_fn(catch_panic))
         .with_state(state)
+}
+
+/// Test hook (`CAIRN_TEST_ACCESS_LOG=1`): one log line per API request, `request GET journal
+/// ?after=3&wait=0` (the endpoint without the folder's name, a chunk's id as `chunks/ID`, then
+/// the query), so tests can count what an operation costs.
+async fn access_log(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let path = req.uri().path();
+    let endpoint = match path.split_once("/folders/") {
+        Some((_, rest)) => match rest.split_once('/') {
+            Some((_, what)) if what.starts_with("chunks/") && what != "chunks/missing" => {
+                "chunks/ID"
+            }
+            Some((_, what)) => what,
+            None => "folders/NAME",
+        },
+        None => path.trim_start_matches('/'),
+    }
+    .to_string();
+    let query = req.uri().query().unwrap_or_default().to_string();
+    tracing::info!("request {} {endpoint} ?{query}", req.method());
+    next.run(req).await
 }
 
 /// Only JSON is compressed: chunk and file content is sent as stored (most of it is compressed
@@ -600,6 +626,18 @@ async fn upload(
     }
     let bytes: u64 = frames.iter().map(|(_, d)| d.len() as u64).sum();
     let stored = frames.len() as u32;
+    store_chunks(&state, caller.user, frames).await?;
+    Ok(Json(UploadResponse { stored, bytes }))
+}
+
+/// Stores chunks whose bytes were verified against their ids, for `user`: records the user's
+/// proofs (and quota), writes the ones the server lacks (small ones packed together), and
+/// marks them present. Shared by uploads and the inline content of commits.
+async fn store_chunks(
+    state: &Arc<AppState>,
+    user: User,
+    frames: Vec<(ChunkId, Bytes)>,
+) -> ApiResult<()> {
     let (small, large): (Vec<_>, Vec<_>) =
         frames.into_iter().partition(|(_, d)| d.len() <= PACK_MAX);
     let lens = |v: &[(ChunkId, Bytes)]| -> Vec<(ChunkId, u32)> {
@@ -611,13 +649,12 @@ async fn upload(
             .try_into()
             .expect("16 random bytes were asked for"),
     );
-    let user = caller.user;
-    let plan = blocking(&state, move |m| {
+    let plan = blocking(state, move |m| {
         m.begin_chunks(&user, pack, &small_ids, &large_ids)
     })
     .await?;
     if plan.packed.is_empty() && plan.objects.is_empty() {
-        return Ok(Json(UploadResponse { stored, bytes }));
+        return Ok(());
     }
     let data: HashMap<ChunkId, Bytes> = small.into_iter().chain(large).collect();
     let mut writes: Vec<(ObjectKey, Bytes)> = Vec::new();
@@ -643,14 +680,14 @@ async fn upload(
         }
         return Err(e.into());
     }
-    let lost = blocking(&state, move |m| m.finish_chunks(pack, &plan)).await?;
+    let lost = blocking(state, move |m| m.finish_chunks(pack, &plan)).await?;
     if let Some(id) = lost.first() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("chunk {id} was collected while it was uploaded; send it again"),
         ));
     }
-    Ok(Json(UploadResponse { stored, bytes }))
+    Ok(())
 }
 
 async fn write_all(
@@ -764,6 +801,7 @@ fn parse_commit(body: &[u8]) -> ApiResult<Vec<Result<Change, String>>> {
                     change.chunks.len()
                 ));
             }
+            check_inline(&change)?;
             Ok(change)
         })
         .collect();
@@ -773,7 +811,71 @@ fn parse_commit(body: &[u8]) -> ApiResult<Vec<Result<Change, String>>> {
             "{chunks} chunk references in one commit; at most {MAX_COMMIT_CHUNKS}"
         )));
     }
+    let inline: u64 = parsed.iter().flatten().map(Change::inline_len).sum();
+    if inline > MAX_INLINE_COMMIT {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{inline} bytes of inline content in one commit; at most {MAX_INLINE_COMMIT} (upload larger content as chunks)"
+            ),
+        ));
+    }
     Ok(parsed)
+}
+
+/// A change's inline content, if any, must be a small file's whole content that makes exactly
+/// its chunk list and its hash: the server trusts no bytes it did not hash itself.
+fn check_inline(change: &Change) -> Result<(), String> {
+    let Some(Inline(data)) = &change.inline else {
+        return Ok(());
+    };
+    let path = &change.path;
+    if data.len() as u64 > MAX_INLINE_FILE {
+        return Err(format!(
+            "{path}: {} bytes of inline content; at most {MAX_INLINE_FILE} per file (upload it as chunks)",
+            data.len()
+        ));
+    }
+    if change.entry.kind != EntryKind::File || change.moved_from.is_some() {
+        return Err(format!(
+            "{path}: only a new file's content may travel inline"
+        ));
+    }
+    let mut at = 0usize;
+    let tiles = change.chunks.iter().all(|c| {
+        let end = at + c.len as usize;
+        let ok = data
+            .get(at..end)
+            .is_some_and(|piece| ChunkId::of(piece) == c.id);
+        at = end;
+        ok
+    });
+    if !tiles || at != data.len() || change.entry.hash != Some(ContentHash::of(data)) {
+        return Err(format!(
+            "{path}: the inline content does not match its chunk list and content hash; refused"
+        ));
+    }
+    Ok(())
+}
+
+/// The chunks of every valid change's inline content, each once.
+fn inline_chunks(parsed: &[Result<Change, String>]) -> Vec<(ChunkId, Bytes)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for change in parsed.iter().flatten() {
+        let Some(Inline(data)) = &change.inline else {
+            continue;
+        };
+        let mut at = 0usize;
+        for c in &change.chunks {
+            let end = at + c.len as usize;
+            if seen.insert(c.id) {
+                out.push((c.id, data.slice(at..end)));
+            }
+            at = end;
+        }
+    }
+    out
 }
 
 async fn commit(
@@ -786,7 +888,12 @@ async fn commit(
     let parsed = tokio::task::spawn_blocking(move || parse_commit(&body))
         .await
         .map_err(ApiError::worker)??;
-    tracing::info!(folder = %folder.name, user = %caller.user.name, changes = parsed.len(), "commit");
+    let inline = inline_chunks(&parsed);
+    tracing::info!(folder = %folder.name, user = %caller.user.name, changes = parsed.len(), inline_chunks = inline.len(), "commit");
+    // Stored (verified, proved, charged) before the commit looks at the author's scope.
+    if !inline.is_empty() {
+        store_chunks(&state, caller.user.clone(), inline).await?;
+    }
     let pause = state.commit_pause;
     let f = folder.clone();
     let Caller { user, device } = caller;
@@ -830,6 +937,8 @@ struct JournalQuery {
     /// Only versions from other computers (or other users): what an agent waits for. Its own
     /// commits neither come back to it nor end its wait.
     others: Option<bool>,
+    /// Carry small files' content in the answer (see [`VersionInfo::inline`]).
+    inline: Option<bool>,
 }
 
 async fn journal(
@@ -855,6 +964,7 @@ async fn journal(
         .then(|| (caller.user.name.clone(), caller.device.0.clone()));
     let mut rx = state.head_watch(&folder);
     let deadline = tokio::time::Instant::now() + wait;
+    let inline = q.inline.unwrap_or(false);
     let answer = |changes, head| {
         Json(JournalResponse {
             changes,
@@ -874,6 +984,12 @@ async fn journal(
         })
         .await?;
         if !changes.is_empty() || wait.is_zero() || tokio::time::Instant::now() >= deadline {
+            let changes = if inline {
+                let me = (caller.user.name.as_str(), caller.device.0.as_str());
+                with_inline(&state, &folder, changes, me).await
+            } else {
+                changes
+            };
             return Ok(answer(changes, head));
         }
         // Wake on the next commit to this folder, or give the empty answer at the deadline.
@@ -884,6 +1000,58 @@ async fn journal(
             return Ok(answer(Vec::new(), head));
         }
     }
+}
+
+/// Journal changes with the content of small files carried inline, in an answer of at most
+/// [`MAX_INLINE_CHANGES`] changes: the newest version of each path in the answer only, written by another computer than the caller's `me` (user, device),
+/// which has its own; at most [`MAX_INLINE_FILE`] bytes each, [`MAX_INLINE_JOURNAL`] and
+/// [`MAX_BATCH_FILES`] files in all. The caller may read the folder (the journal checked it).
+/// A version whose content cannot be read now (pruned, a chunk lost) simply comes without: the
+/// reader asks for it and gets the error then.
+async fn with_inline(
+    state: &Arc<AppState>,
+    folder: &Folder,
+    mut changes: Vec<VersionInfo>,
+    me: (&str, &str),
+) -> Vec<VersionInfo> {
+    if changes.len() > MAX_INLINE_CHANGES {
+        return changes;
+    }
+    let mut seen = std::collections::HashSet::new();
+    let (mut budget, mut files) = (MAX_INLINE_JOURNAL, MAX_BATCH_FILES);
+    for i in (0..changes.len()).rev() {
+        let v = &changes[i];
+        let mine = v.user == me.0 && v.device.0 == me.1;
+        if !seen.insert(v.path.clone()) || v.entry.kind != EntryKind::File || mine {
+            continue;
+        }
+        if v.entry.size > MAX_INLINE_FILE || v.entry.size > budget || files == 0 {
+            continue;
+        }
+        let (f, path, seq) = (folder.clone(), v.path.clone(), v.seq);
+        let Ok(Some(stored)) = blocking(state, move |m| m.version(&f, &path, Some(seq))).await
+        else {
+            continue;
+        };
+        let mut data = BytesMut::with_capacity(v.entry.size as usize);
+        let mut whole = true;
+        for c in &stored.chunks {
+            match read_chunk(state, c.id, None).await {
+                Ok(piece) => data.extend_from_slice(&piece),
+                Err(_) => {
+                    whole = false;
+                    break;
+                }
+            }
+        }
+        if !whole || data.len() as u64 != v.entry.size {
+            continue;
+        }
+        budget -= v.entry.size;
+        files -= 1;
+        changes[i].inline = Some(Inline(data.freeze()));
+    }
+    changes
 }
 
 fn parse_path(raw: Option<&str>) -> ApiResult<RelPath> {

@@ -1060,6 +1060,7 @@ fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionInfo> {
         user: r.get(11)?,
         computer: r.get(12)?,
         committed_ns: r.get(9)?,
+        inline: None,
     })
 }
 

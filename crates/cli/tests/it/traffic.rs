@@ -463,3 +463,255 @@ fn a_batch_is_bounded_and_names_what_it_cannot_send() {
     assert_eq!(r.status(), 404);
     assert!(r.text().expect("text").contains("no/such.txt"));
 }
+
+/// The requests the server logged from line `from` on (test hook `CAIRN_TEST_ACCESS_LOG`), by
+/// method and endpoint: `GET journal` -> 3.
+fn requests(server: &Server, from: usize) -> std::collections::BTreeMap<String, usize> {
+    let log = server.log.lock().expect("log");
+    let mut out = std::collections::BTreeMap::new();
+    for line in log.iter().skip(from) {
+        if let Some((_, what)) = line.split_once(" request ") {
+            let what = what.split(" ?").next().unwrap_or_default();
+            *out.entry(what.trim().to_string()).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// Waits until the server logged no request for two seconds in a row (a journal long-poll
+/// that is waiting logged its start already).
+fn quiet(server: &Server) {
+    let mut seen = usize::MAX;
+    wait_until(60, "the agents are quiet", || {
+        let now = server.log.lock().expect("log").len();
+        let still = now == seen;
+        seen = now;
+        if !still {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
+        still
+    });
+}
+
+fn drive_agent(c: &Client, name: &str) -> std::process::Child {
+    let local = c.path("sync");
+    std::fs::create_dir_all(&local).expect("mkdir");
+    c.ok(&[
+        "drive",
+        "add",
+        "d",
+        "--local",
+        local.to_str().expect("utf-8 path"),
+        "--connection",
+        "srv",
+        "--folder",
+        "backup",
+        "--computer",
+        name,
+    ]);
+    c.cmd()
+        .arg("agent")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("agent")
+}
+
+/// A small edit on A reaches B's agent with its content in the commit (no "missing" question,
+/// no upload) and in the journal answer B's pass reads (no content request); what is left is
+/// journal reads.
+#[test]
+fn a_small_edit_travels_in_one_commit_and_journal_answers_only() {
+    let server = Server::start_with(&[("CAIRN_TEST_ACCESS_LOG", "1")]);
+    let (a, b) = (Client::new(), Client::new());
+    for c in [&a, &b] {
+        c.connect(&server, "alice", "alice-pw");
+    }
+    let mut agents = vec![drive_agent(&a, "A"), drive_agent(&b, "B")];
+    let same = |rel: &str| {
+        std::fs::read(a.path(rel))
+            .ok()
+            .is_some_and(|x| std::fs::read(b.path(rel)).ok() == Some(x))
+    };
+    for i in 0..5 {
+        a.write(&format!("sync/edit-{i}.txt"), &noise(i, 300));
+    }
+    wait_until(60, "B has A's files", || {
+        (0..5).all(|i| same(&format!("sync/edit-{i}.txt")))
+    });
+    quiet(&server);
+    // The first edit settles what each connection knows of the journal (the warm-up's passes
+    // listed the folder); the next ones are the steady state.
+    for round in 0..4u64 {
+        let from = server.log.lock().expect("log").len();
+        let text = format!("edit {round}\n{}", "some words ".repeat(30));
+        a.write("sync/edit-2.txt", text.as_bytes());
+        wait_until(60, "B has A's edit", || same("sync/edit-2.txt"));
+        quiet(&server);
+        let seen = requests(&server, from);
+        let total: usize = seen.values().sum();
+        println!("edit {round}: {total} requests {seen:?}");
+        if round == 0 {
+            continue;
+        }
+        let count = |what: &str| seen.get(what).copied().unwrap_or(0);
+        assert_eq!(count("POST commit"), 1, "{seen:?}");
+        for none in [
+            "POST chunks/missing",
+            "POST chunks",
+            "POST contents",
+            "GET content",
+            "GET chunklist",
+            "GET chunks/ID",
+            "GET versions",
+            "GET folders",
+        ] {
+            assert_eq!(count(none), 0, "{none}: {seen:?}");
+        }
+        // No pass reads the journal: A knows its own commit from the commit's answer, B's
+        // pass reads the wake-up answer its follower got (content included), and B's pass
+        // after writing the file knows nothing else happened. What remains is B's next wait
+        // for news (and, on a slow machine, a wait that timed out).
+        let news = server
+            .log
+            .lock()
+            .expect("log")
+            .iter()
+            .skip(from)
+            .filter(|l| l.contains(" request GET journal ") && l.contains("others=true"))
+            .count();
+        assert_eq!(
+            count("GET journal"),
+            news,
+            "a pass read the journal: {seen:?}"
+        );
+        assert!((1..=2).contains(&news), "{seen:?}");
+    }
+    for agent in &mut agents {
+        let _ = agent.kill();
+        let _ = agent.wait();
+    }
+}
+
+/// One change of a commit, with `inline` as its content (which may lie about `data`).
+fn inline_change(path: &str, data: &[u8], inline: &[u8]) -> serde_json::Value {
+    use cairn_model::{ChunkId, ContentHash, Entry, EntryKind, RelPath};
+    let change = cairn_protocol::Change {
+        path: RelPath::parse(path).expect("path"),
+        base: None,
+        entry: Entry {
+            kind: EntryKind::File,
+            size: data.len() as u64,
+            mtime_ns: 1,
+            mode: 0o644,
+            hash: Some(ContentHash::of(data)),
+            target: None,
+        },
+        chunks: vec![cairn_protocol::ChunkSpan {
+            id: ChunkId::of(data),
+            len: data.len() as u32,
+        }],
+        moved_from: None,
+        inline: Some(cairn_protocol::Inline(bytes::Bytes::copy_from_slice(
+            inline,
+        ))),
+    };
+    serde_json::to_value(change).expect("json")
+}
+
+#[test]
+fn inline_content_is_checked_bounded_and_only_sent_to_other_computers() {
+    let server = Server::start();
+    let (a, b) = (login_as(&server, "pc-a"), login_as(&server, "pc-b"));
+    let url = |what: &str| format!("{}/api/v1/folders/backup/{what}", server.url());
+    let commit = |changes: Vec<serde_json::Value>| {
+        http()
+            .post(url("commit"))
+            .bearer_auth(&a)
+            .json(&serde_json::json!({ "changes": changes }))
+            .send()
+            .expect("commit")
+    };
+    let good = noise(1, 300);
+    let mut lying = good.clone();
+    lying[10] ^= 0xff;
+    let big = noise(2, cairn_protocol::MAX_INLINE_FILE as usize + 1);
+    let r = commit(vec![
+        inline_change("good.txt", &good, &good),
+        inline_change("lying.txt", &good, &lying),
+        inline_change("big.bin", &big, &big),
+    ]);
+    assert_eq!(r.status(), 200);
+    let answer: serde_json::Value = r.json().expect("json");
+    let results = answer["results"].as_array().expect("results");
+    assert_eq!(results[0]["status"], "accepted", "{answer}");
+    assert_eq!(results[1]["status"], "refused", "{answer}");
+    let why = results[1]["reason"].as_str().expect("reason");
+    assert!(
+        why.contains("lying.txt") && why.contains("does not match"),
+        "{why}"
+    );
+    assert_eq!(results[2]["status"], "refused", "{answer}");
+    let why = results[2]["reason"].as_str().expect("reason");
+    assert!(why.contains("big.bin") && why.contains("per file"), "{why}");
+    // The good file is there, stored from its inline content; nothing else is.
+    let content = http()
+        .get(url("content"))
+        .query(&[("path", "good.txt")])
+        .bearer_auth(&b)
+        .send()
+        .expect("content");
+    assert_eq!(content.status(), 200);
+    assert_eq!(content.bytes().expect("body").as_ref(), &good[..]);
+    for gone in ["lying.txt", "big.bin"] {
+        let r = http()
+            .get(url("content"))
+            .query(&[("path", gone)])
+            .bearer_auth(&b)
+            .send()
+            .expect("content");
+        assert_eq!(r.status(), 404, "{gone}");
+    }
+    // Too much inline content in one request: refused whole, with 413 and the limit.
+    let each = cairn_protocol::MAX_INLINE_FILE as usize;
+    let n = (cairn_protocol::MAX_INLINE_COMMIT as usize) / each + 1;
+    let many: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let data = noise(100 + i as u64, each);
+            inline_change(&format!("many/f{i}.bin"), &data, &data)
+        })
+        .collect();
+    let r = commit(many);
+    assert_eq!(r.status(), 413);
+    let text = r.text().expect("text");
+    assert!(
+        text.contains("inline content in one commit")
+            && text.contains(&cairn_protocol::MAX_INLINE_COMMIT.to_string()),
+        "{text}"
+    );
+    // The journal carries the content to another computer, not back to its author.
+    let journal = |tok: &str| -> serde_json::Value {
+        http()
+            .get(url("journal"))
+            .query(&[("after", "0"), ("inline", "true")])
+            .bearer_auth(tok)
+            .send()
+            .expect("journal")
+            .json()
+            .expect("json")
+    };
+    let to_b = journal(&b);
+    let carried: cairn_protocol::Inline =
+        serde_json::from_value(to_b["changes"][0]["inline"].clone()).expect("inline content");
+    assert_eq!(carried.0.as_ref(), &good[..]);
+    assert!(journal(&a)["changes"][0].get("inline").is_none());
+    let plain: serde_json::Value = http()
+        .get(url("journal"))
+        .query(&[("after", "0")])
+        .bearer_auth(&b)
+        .send()
+        .expect("journal")
+        .json()
+        .expect("json");
+    assert!(plain["changes"][0].get("inline").is_none(), "{plain}");
+}

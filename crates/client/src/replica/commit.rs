@@ -86,6 +86,7 @@ impl ServerReplica {
                         entry: deleted(now),
                         chunks: Vec::new(),
                         moved_from: None,
+                        inline: None,
                     });
                     sent.push(i);
                     out.push(None);
@@ -127,6 +128,7 @@ impl ServerReplica {
                             path: self.full(&m.from),
                             base,
                         }),
+                        inline: None,
                     });
                     sent.push(i);
                     out.push(None);
@@ -177,6 +179,7 @@ impl ServerReplica {
             },
             entry,
             moved_from: None,
+            inline: None,
         };
         let results = retrying(|| self.remote.commit(std::slice::from_ref(&change))).await?;
         match results.into_iter().next() {

@@ -50,6 +50,9 @@ impl ServerReplica {
     ) -> Result<Content<'static>> {
         let seq = seq_of(version)?;
         let full = self.full(path);
+        if let Some(data) = self.take_inline(&full, seq, None) {
+            return Ok(stream::once(async move { Ok(data) }).boxed());
+        }
         let (entry, spans) = retrying(|| self.remote.version_chunks(&full, seq)).await?;
         let entry = match entry {
             Some(e) => e,
@@ -95,6 +98,10 @@ impl ServerReplica {
                 alone.push(slot);
                 continue;
             };
+            if let Some(data) = self.take_inline(&self.full(path), seq, Some(hash)) {
+                out[slot] = Some(Ok(data));
+                continue;
+            }
             if e.size > MAX_BATCH_BYTES {
                 alone.push(slot);
                 continue;
@@ -261,6 +268,7 @@ fn version_info(w: &Wanted) -> VersionInfo {
         user: String::new(),
         computer: String::new(),
         committed_ns: 0,
+        inline: None,
     }
 }
 

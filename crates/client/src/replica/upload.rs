@@ -19,8 +19,10 @@ use cairn_engine::remote::Remote;
 use cairn_engine::replica::{collect, Content, NewEntry, Outcome, Version, WriteOp};
 use cairn_engine::retry::retrying;
 use cairn_engine::{Error, Result};
-use cairn_model::{chunk_reader, ChunkId, ContentHash, EntryKind, RelPath};
-use cairn_protocol::{frame, Change, ChangeResult, ChunkSpan};
+use cairn_model::{chunk_reader, ChunkId, ContentHash, EntryKind, RelPath, Seq};
+use cairn_protocol::{
+    frame, Change, ChangeResult, ChunkSpan, Inline, MAX_INLINE_COMMIT, MAX_INLINE_FILE,
+};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 
@@ -41,11 +43,43 @@ const PIECES_AHEAD: usize = 4;
 /// batch keeps their bytes for another round if gc races the commit); larger ones stream.
 const STREAM_FROM: u64 = WINDOW as u64;
 
-/// One write of a batch, ready to send: its change and its chunks' bytes.
+/// One write of a batch, ready to send: its change, its whole content and its chunks' bytes
+/// (slices of the content).
 struct Ready {
     path: RelPath,
     change: Change,
+    content: Bytes,
     chunks: Vec<(ChunkId, Bytes)>,
+}
+
+/// Which writes of a run carry their content inline in the commit: edits of files whose base
+/// version the connection saw lately with other content (`known_hash`: then the content is
+/// new to the server), of at most [`MAX_INLINE_FILE`] bytes, in order, while the run's inline
+/// bytes stay within [`MAX_INLINE_COMMIT`] (the commit may go in several requests; each then
+/// carries less). Other writes ask which chunks are missing instead: a new path or an unknown
+/// base is often content the server has (a copy, a task added again), which then costs nothing.
+fn inline_picks(
+    run: &[Ready],
+    known_hash: impl Fn(&RelPath, Seq) -> Option<ContentHash>,
+) -> Vec<bool> {
+    let mut left = MAX_INLINE_COMMIT;
+    run.iter()
+        .map(|r| {
+            let size = r.content.len() as u64;
+            let edited = r.change.base.is_some_and(|base| {
+                known_hash(&r.change.path, base).is_some_and(|h| Some(h) != r.change.entry.hash)
+            });
+            let pick = r.change.entry.kind == EntryKind::File
+                && edited
+                && !r.chunks.is_empty()
+                && size <= MAX_INLINE_FILE
+                && size <= left;
+            if pick {
+                left -= size;
+            }
+            pick
+        })
+        .collect()
 }
 
 impl ServerReplica {
@@ -99,17 +133,35 @@ impl ServerReplica {
             .collect())
     }
 
-    /// Sends one run of a batch: the missing chunks, then one commit, then the rounds for
-    /// chunks gc took meanwhile.
+    /// Sends one run of a batch: small files' content inline in the commit, the missing
+    /// chunks of the others first, then one commit, then the rounds for chunks gc took
+    /// meanwhile (or a server that did not take the inline content) uploaded as chunks.
     async fn send_run(&self, run: &[Ready]) -> Result<Vec<Result<Outcome>>> {
         let bytes: HashMap<ChunkId, Bytes> =
             run.iter().flat_map(|r| r.chunks.iter().cloned()).collect();
-        self.send_missing(bytes.iter().map(|(id, b)| (*id, b.clone())).collect())
-            .await?;
+        let inline = inline_picks(run, |path, seq| self.remote.known_hash(path, seq));
+        let asked: Vec<(ChunkId, Bytes)> = run
+            .iter()
+            .zip(&inline)
+            .filter(|(_, inline)| !**inline)
+            .flat_map(|(r, _)| r.chunks.iter().cloned())
+            .collect();
+        self.send_missing(asked).await?;
         let mut out: Vec<Option<Result<Outcome>>> = (0..run.len()).map(|_| None).collect();
         let mut pending: Vec<usize> = (0..run.len()).collect();
         for round in 1..=UPLOAD_ROUNDS {
-            let changes: Vec<Change> = pending.iter().map(|&i| run[i].change.clone()).collect();
+            let changes: Vec<Change> = pending
+                .iter()
+                .map(|&i| {
+                    let mut change = run[i].change.clone();
+                    // Later rounds upload what the server still lacks instead.
+                    if round == 1 && inline[i] {
+                        change.inline = Some(Inline(run[i].content.clone()));
+                    }
+                    change
+                })
+                .collect();
+            let inline_sent: Vec<u64> = changes.iter().map(Change::inline_len).collect();
             let results = match retrying(|| self.remote.commit(&changes)).await {
                 Ok(results) => results,
                 Err(e) if round == 1 => return Err(e),
@@ -119,6 +171,9 @@ impl ServerReplica {
                     break;
                 }
             };
+            let carried: u64 = inline_sent.iter().sum();
+            let files = inline_sent.iter().filter(|n| **n > 0).count() as u64;
+            self.count_sent(carried, files);
             let (mut again, mut lost) = (Vec::new(), HashSet::new());
             for (i, result) in pending.into_iter().zip(results) {
                 let ready = &run[i];
@@ -227,6 +282,7 @@ impl ServerReplica {
             entry: wire_entry(entry, Some(hash)),
             chunks,
             moved_from: None,
+            inline: None,
         };
         let results = retrying(|| self.remote.commit(std::slice::from_ref(&change))).await?;
         match results.into_iter().next() {
@@ -371,8 +427,10 @@ fn prepare(prefix: &RelPath, op: WriteOp, name: &str) -> Result<Ready> {
                 })
                 .collect(),
             moved_from: None,
+            inline: None,
         },
         chunks,
+        content: op.content,
         path: op.path,
     })
 }
