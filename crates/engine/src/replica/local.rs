@@ -606,13 +606,16 @@ impl Replica for LocalReplica {
             let full = full.clone();
             async move {
                 off_runtime(|| {
-                    let mut buf = vec![0u8; READ_PIECE];
-                    let n = file.read(&mut buf).map_err(Error::io("reading", &full))?;
+                    // Read into spare capacity: no zeroing of a buffer the read overwrites.
+                    let mut buf = Vec::with_capacity(READ_PIECE);
+                    let n = (&mut file)
+                        .take(READ_PIECE as u64)
+                        .read_to_end(&mut buf)
+                        .map_err(Error::io("reading", &full))?;
                     if n == 0 {
                         still_version(&root, &rel, &file, &version)?;
                         return Ok(None);
                     }
-                    buf.truncate(n);
                     Ok(Some((Bytes::from(buf), file)))
                 })
             }
