@@ -43,17 +43,15 @@ pub(super) async fn download(
             run.extend(plain_of(a));
             continue;
         }
-        for (path, remote, r) in write_here(ctx, std::mem::take(&mut run)).await? {
-            outcomes.record(ctx, stats, &path, &remote, r);
+        for (path, r) in write_here(ctx, std::mem::take(&mut run)).await? {
+            outcomes.record(ctx, stats, &path, r);
         }
-        let (path, remote) = (a.path().clone(), remote_of(&a));
+        let path = a.path().clone();
         let r = resolve(ctx, a).await;
-        if let Some(remote) = remote {
-            outcomes.record(ctx, stats, &path, &remote, r);
-        }
+        outcomes.record(ctx, stats, &path, r);
     }
-    for (path, remote, r) in write_here(ctx, run).await? {
-        outcomes.record(ctx, stats, &path, &remote, r);
+    for (path, r) in write_here(ctx, run).await? {
+        outcomes.record(ctx, stats, &path, r);
     }
     outcomes.flush(ctx, index)?;
     let (plain, resolving): (Vec<Action>, Vec<Action>) = files.into_iter().partition(is_plain);
@@ -64,31 +62,29 @@ pub(super) async fn download(
         .map(|batch| fetch_batch(ctx, batch))
         .buffer_unordered(ctx.transfers.max(1));
     while let Some(results) = fetched.next().await {
-        for (path, remote, r) in results {
-            outcomes.record(ctx, stats, &path, &remote, r);
+        for (path, r) in results {
+            outcomes.record(ctx, stats, &path, r);
         }
         outcomes.flush(ctx, index)?;
     }
     drop(fetched);
     let mut fetched = stream::iter(large.into_iter().map(|(path, remote, expect)| async move {
         let r = place(ctx, &path, &remote, expect.as_ref()).await;
-        (path, remote, r)
+        (path, r)
     }))
     .buffer_unordered(ctx.transfers.max(1));
-    while let Some((path, remote, r)) = fetched.next().await {
-        outcomes.record(ctx, stats, &path, &remote, r);
+    while let Some((path, r)) = fetched.next().await {
+        outcomes.record(ctx, stats, &path, r);
         outcomes.flush(ctx, index)?;
     }
     drop(fetched);
     let mut resolved = stream::iter(resolving.into_iter().map(|a| async move {
-        let (path, remote) = (a.path().clone(), remote_of(&a));
-        (path, remote, resolve(ctx, a).await)
+        let path = a.path().clone();
+        (path, resolve(ctx, a).await)
     }))
     .buffer_unordered(ctx.transfers.max(1));
-    while let Some((path, remote, r)) = resolved.next().await {
-        if let Some(remote) = remote {
-            outcomes.record(ctx, stats, &path, &remote, r);
-        }
+    while let Some((path, r)) = resolved.next().await {
+        outcomes.record(ctx, stats, &path, r);
     }
     outcomes.flush(ctx, index)?;
     outcomes.first_temporary.map_or(Ok(()), Err)
@@ -166,13 +162,13 @@ async fn write_here(ctx: &Ctx<'_>, items: Vec<Plain>) -> Result<Vec<Fetched>> {
         .zip(results)
         .map(|((path, remote, _), r)| {
             let row = landed(ctx, &path, &remote, r);
-            (path, remote, row)
+            (path, row)
         })
         .collect())
 }
 
-/// A download's path, remote entry and what it came to.
-type Fetched = (RelPath, ReplicaEntry, Result<Option<IndexRow>>);
+/// A download's path and what it came to.
+type Fetched = (RelPath, Result<Option<IndexRow>>);
 
 /// One batch of small files: read there in one call, written here in one call.
 async fn fetch_batch(ctx: &Ctx<'_>, batch: Vec<Plain>) -> Vec<Fetched> {
@@ -187,7 +183,7 @@ async fn fetch_batch(ctx: &Ctx<'_>, batch: Vec<Plain>) -> Vec<Fetched> {
             let temporary = e.is_temporary();
             return batch
                 .into_iter()
-                .map(|(p, r, _)| {
+                .map(|(p, _, _)| {
                     let e = if temporary {
                         Error::Remote {
                             message: message.clone(),
@@ -196,7 +192,7 @@ async fn fetch_batch(ctx: &Ctx<'_>, batch: Vec<Plain>) -> Vec<Fetched> {
                     } else {
                         Error::Refused(message.clone())
                     };
-                    (p, r, Err(e))
+                    (p, Err(e))
                 })
                 .collect();
         }
@@ -215,20 +211,20 @@ async fn fetch_batch(ctx: &Ctx<'_>, batch: Vec<Plain>) -> Vec<Fetched> {
                 });
                 writing.push((path, remote));
             }
-            Err(e) => out.push((path, remote, Err(e))),
+            Err(e) => out.push((path, Err(e))),
         }
     }
     match per_item(ops.len(), ctx.left.write_many(ops).await) {
         Ok(results) => {
             for ((path, remote), r) in writing.into_iter().zip(results) {
                 let row = landed(ctx, &path, &remote, r);
-                out.push((path, remote, row));
+                out.push((path, row));
             }
         }
         Err(e) => {
             let message = e.to_string();
-            for (path, remote) in writing {
-                out.push((path, remote, Err(Error::Refused(message.clone()))));
+            for (path, _) in writing {
+                out.push((path, Err(Error::Refused(message.clone()))));
             }
         }
     }
@@ -377,7 +373,6 @@ impl Outcomes {
         ctx: &Ctx<'_>,
         stats: &mut PassStats,
         path: &RelPath,
-        _remote: &ReplicaEntry,
         result: Result<Option<IndexRow>>,
     ) {
         match result {
