@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -137,27 +136,6 @@ impl Progress for TaskProgress {
             }
             ProgressEvent::Scanned { .. } | ProgressEvent::Transferred { .. } => {}
         }
-    }
-}
-
-/// How a pass says that it went on download-only because the folder became read-only for
-/// the user (the start of its `Skipped` reason, engine `pass::effective_direction`).
-const READ_ONLY_NOW: &str = "the folder is read-only for you now";
-
-/// Forwards a pass's events, noting whether the pass went on download-only because its folder
-/// became read-only for the user, so the state file can remember it for `status PATH`.
-struct ReadOnlyWatch {
-    inner: Arc<dyn Progress>,
-    seen: AtomicBool,
-}
-
-impl Progress for ReadOnlyWatch {
-    fn event(&self, event: ProgressEvent) {
-        if matches!(&event, ProgressEvent::Skipped { reason, .. } if reason.starts_with(READ_ONLY_NOW))
-        {
-            self.seen.store(true, Ordering::Relaxed);
-        }
-        self.inner.event(event);
     }
 }
 
@@ -336,10 +314,6 @@ pub async fn run_task(
                 dry_run,
             };
             let replica = ServerReplica::new(remote, task.remote_prefix(0)?);
-            let watch = Arc::new(ReadOnlyWatch {
-                inner: progress,
-                seen: AtomicBool::new(false),
-            });
             let stats = drive::run(
                 name,
                 &task.locals[0],
@@ -347,11 +321,11 @@ pub async fn run_task(
                 &mut index,
                 &opts,
                 cache,
-                watch.clone(),
+                progress,
             )
             .await?;
             if !dry_run {
-                read_only = Some(watch.seen.load(Ordering::Relaxed));
+                read_only = Some(stats.read_only_now);
             }
             outcome(name, dry_run, drive_outcome(name, &stats), &stats.planned)
         }

@@ -44,6 +44,9 @@ pub struct PassStats {
     pub unchanged: u64,
     pub bytes_sent: u64,
     pub chunks_sent: u64,
+    /// The pass ran download-only because the folder became read-only for the user (local
+    /// changes stay here, unsent).
+    pub read_only_now: bool,
     /// The pass stopped before deleting: it waits for `--confirm-deletes`.
     pub waiting_for_confirmation: Option<String>,
     /// A dry run: what the pass would do, and why (nothing was done).

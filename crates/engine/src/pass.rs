@@ -82,6 +82,7 @@ pub async fn run(
     }
     let base = load_base(spec, local_side, remote, index, identity, cursor, &progress).await?;
     let direction = effective_direction(spec, remote, &progress).await?;
+    stats.read_only_now = direction != spec.direction;
     let upload_only = direction == Direction::UploadOnly;
     let (local, unreadable) = hash_local(
         local_side,
