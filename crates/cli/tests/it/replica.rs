@@ -767,7 +767,7 @@ async fn a_server_replica_reads_around_a_damaged_file_and_names_it() {
 }
 
 /// Flips one byte of `victim` wherever the store under `dir` holds it; how many objects had it.
-fn damage(dir: &std::path::Path, victim: &[u8]) -> usize {
+pub(crate) fn damage(dir: &std::path::Path, victim: &[u8]) -> usize {
     let mut damaged = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {

@@ -366,23 +366,7 @@ fn small_files_come_down_in_batches_each_checked_against_its_hash() {
     // One small file's bytes are damaged in the server's store (same length): the batch that
     // carries it must not write it, and must write every other file.
     let victim = noise(7, 207);
-    let mut damaged = 0;
-    let mut stack = vec![server.data.join("chunks")];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).expect("read dir").flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-                continue;
-            }
-            let mut bytes = std::fs::read(&p).expect("read object");
-            if let Some(at) = bytes.windows(victim.len()).position(|w| w == victim) {
-                bytes[at + 100] ^= 0xff;
-                std::fs::write(&p, bytes).expect("damage object");
-                damaged += 1;
-            }
-        }
-    }
+    let damaged = crate::replica::damage(&server.data.join("chunks"), &victim);
     assert_eq!(
         damaged, 1,
         "the victim's bytes were found once in the store"
