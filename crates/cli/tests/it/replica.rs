@@ -817,71 +817,6 @@ pub(crate) fn damage(dir: &std::path::Path, victim: &[u8]) -> usize {
     damaged
 }
 
-/// A moto S3 server on a free port, for the cloud replica's conformance (until the testkit
-/// starts every cloud server).
-struct Moto {
-    child: std::process::Child,
-    endpoint: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_moto() -> Moto {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let child = std::process::Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("moto_server");
-    let endpoint = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Moto { child, endpoint }
-}
-
-fn s3_connection(
-    endpoint: &str,
-    bucket: &str,
-) -> (cairn_cloud::CloudConnection, cairn_cloud::Secrets) {
-    let options = [
-        ("endpoint", endpoint),
-        ("bucket", bucket),
-        ("access_key_id", "test"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let conn = cairn_cloud::CloudConnection {
-        provider: "s3".into(),
-        options,
-        secrets: vec!["secret_access_key".into()],
-        prompt: vec![],
-        ca_file: None,
-        limit_upload: None,
-        limit_download: None,
-    };
-    let secrets = cairn_cloud::Secrets(
-        [("secret_access_key".to_string(), "test".to_string())]
-            .into_iter()
-            .collect(),
-    );
-    (conn, secrets)
-}
-
 async fn cloud_replica(
     conn: &cairn_cloud::CloudConnection,
     secrets: &cairn_cloud::Secrets,
@@ -896,15 +831,11 @@ async fn cloud_replica(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_s3_path_is_a_conforming_replica() {
-    let moto = tokio::task::spawn_blocking(start_moto).await.expect("moto");
-    let (conn, secrets) = s3_connection(&moto.endpoint, "conformance");
-    // moto takes an unsigned bucket creation.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
-        .put(format!("{}/conformance", moto.endpoint))
-        .send()
+    let moto = tokio::task::spawn_blocking(crate::cloud::start_moto)
         .await
-        .expect("create bucket");
+        .expect("moto");
+    let (conn, secrets) = crate::cloud::s3_connection(&moto.endpoint, "conformance");
+    tokio::task::block_in_place(|| moto.bucket("conformance"));
     let plain = cloud_replica(&conn, &secrets, "plain/sub", Default::default()).await;
     conformance(&plain).await;
     let versioned = cloud_replica(
