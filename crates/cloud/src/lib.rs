@@ -2,6 +2,8 @@
 //! task the engine runs like any other (DESIGN.md "Replicas").
 
 pub mod connection;
+#[cfg(feature = "test-hooks")]
+pub mod faults;
 pub mod replica;
 pub mod transport;
 

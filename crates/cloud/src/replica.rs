@@ -30,6 +30,7 @@ use opendal::Operator;
 
 use crate::transport::Counters;
 
+mod checked;
 mod listing;
 mod versions;
 mod write;
@@ -264,12 +265,28 @@ impl CloudReplica {
         }
         let stream = reader.await?.into_bytes_stream(..).await?;
         let (describe, key) = (self.describe.clone(), key.to_string());
-        Ok(stream
-            .map_err(move |e| Error::Remote {
-                message: format!("{describe}/{key}: reading: {e}"),
-                temporary: true,
+        let stream = stream
+            .map_err({
+                let (describe, key) = (describe.clone(), key.clone());
+                move |e| Error::Remote {
+                    message: format!("{describe}/{key}: reading: {e}"),
+                    temporary: true,
+                }
             })
-            .boxed())
+            .boxed();
+        Ok(match if_match.and_then(|t| self.md5_etag(t)) {
+            Some(md5) => checked::md5_checked(stream, md5, format!("{describe}/{key}")),
+            None => stream,
+        })
+    }
+
+    /// The MD5 an ETag is, where the service says so: S3's ETag of an object written in one
+    /// part (seed 002: compare the provider's MD5 where it gives one).
+    fn md5_etag(&self, quoted: &str) -> Option<[u8; 16]> {
+        if self.op.info().scheme().to_string() != "s3" {
+            return None;
+        }
+        checked::parse_md5_hex(quoted.trim_matches('"'))
     }
 
     fn read_error(&self, path: &RelPath, e: opendal::Error) -> Error {

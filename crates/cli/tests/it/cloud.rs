@@ -337,3 +337,128 @@ fn a_missing_bucket_is_refused_when_the_task_is_added() {
         .expect("config")
         .contains("\"t\""));
 }
+
+/// `cairn run t` with the seeded fault plan `faults`; whether it succeeded.
+#[cfg(feature = "test-hooks")]
+fn run_with_faults(c: &Client, faults: &str) -> bool {
+    crate::harness::run(
+        c.cmd()
+            .env("CAIRN_TEST_CLOUD_FAULTS", faults)
+            .args(["run", "t"]),
+        None,
+    )
+    .status
+    .success()
+}
+
+/// The files under `root` with their contents.
+fn tree(root: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("list").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(root).expect("inside").display().to_string();
+                out.insert(rel, std::fs::read(&p).expect("read"));
+            }
+        }
+    }
+    out
+}
+
+/// Dropped requests, lost answers (duplicated retries), 503s, timeouts and flipped bytes:
+/// whatever a pass under faults does, no local file is lost or changed, no corrupt content
+/// lands, and once the faults stop both computers converge on the same files.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn faults_never_lose_or_corrupt_a_file() {
+    let moto = start_moto();
+    moto.bucket("faulty");
+    let (a, b) = (Client::new(), Client::new());
+    connect(&a, &moto, "s3", "faulty");
+    connect(&b, &moto, "s3", "faulty");
+    add_task(&a, "s3", "f", &[]);
+    add_task(&b, "s3", "f", &[]);
+    let mut seed = 11u64;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    // Every content A ever held: what B holds must be one of them (older is fine, mixed or
+    // flipped is not).
+    let mut ever: std::collections::BTreeSet<Vec<u8>> = Default::default();
+    for round in 0..4 {
+        // Random work on A: new files, edits, deletions, a rename.
+        for i in 0..8 {
+            let n = rnd() % 20;
+            let name = format!("d{}/f{n}.txt", n % 3);
+            match rnd() % 4 {
+                0 if a.path(&name).exists() => std::fs::remove_file(a.path(&name)).expect("rm"),
+                1 if a.path(&name).exists() => {
+                    let to = a.path(&format!("d{}/moved{round}-{i}.txt", n % 3));
+                    std::fs::rename(a.path(&name), to).expect("mv");
+                }
+                _ => a.write(
+                    &name,
+                    format!("round {round} item {i} {}", rnd()).as_bytes(),
+                ),
+            }
+        }
+        let expected = tree(&a.root);
+        ever.extend(expected.values().cloned());
+        let faults = format!("seed={round},rate=30,kinds=drop+lost+busy+slow+corrupt");
+        for _ in 0..2 {
+            run_with_faults(&a, &faults);
+            assert_eq!(tree(&a.root), expected, "round {round}: A's files changed");
+        }
+        // B under faults: whatever it has is something A wrote.
+        for _ in 0..2 {
+            run_with_faults(&b, &faults);
+            for (path, data) in tree(&b.root) {
+                assert!(
+                    ever.contains(&data),
+                    "round {round}: {path} arrived corrupt: {:?}",
+                    String::from_utf8_lossy(&data)
+                );
+            }
+        }
+    }
+    a.ok(&["run", "t"]);
+    b.ok(&["run", "t"]);
+    b.ok(&["run", "t"]);
+    assert_eq!(tree(&b.root), tree(&a.root), "converged after the faults");
+}
+
+/// A broken (or lying) server answers every listing as empty: the pass stops at the
+/// deletion guard instead of deleting everything here.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn an_empty_listing_from_a_lying_server_deletes_nothing() {
+    let moto = start_moto();
+    moto.bucket("liar");
+    let c = Client::new();
+    connect(&c, &moto, "s3", "liar");
+    add_task(&c, "s3", "l", &[]);
+    for i in 0..10 {
+        c.write(&format!("f{i}.txt"), format!("file {i}").as_bytes());
+    }
+    c.ok(&["run", "t"]);
+    let before = tree(&c.root);
+    let out = crate::harness::run(
+        c.cmd()
+            .env("CAIRN_TEST_CLOUD_FAULTS", "seed=3,rate=100,kinds=empty")
+            .args(["run", "t"]),
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("confirm-deletes"), "{text}");
+    assert_eq!(tree(&c.root), before, "nothing deleted here");
+    // The server is honest again: nothing to do.
+    c.ok(&["run", "t"]);
+    assert_eq!(tree(&c.root), before);
+}
