@@ -283,7 +283,7 @@ impl CloudReplica {
     /// The MD5 an ETag is, where the service says so: S3's ETag of an object written in one
     /// part (seed 002: compare the provider's MD5 where it gives one).
     fn md5_etag(&self, quoted: &str) -> Option<[u8; 16]> {
-        if self.op.info().scheme().to_string() != "s3" {
+        if self.op.info().scheme() != "s3" {
             return None;
         }
         checked::parse_md5_hex(quoted.trim_matches('"'))
