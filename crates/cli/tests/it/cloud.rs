@@ -352,6 +352,7 @@ fn run_with_faults(c: &Client, faults: &str) -> bool {
 }
 
 /// The files under `root` with their contents.
+#[cfg(feature = "test-hooks")]
 fn tree(root: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     let mut out = std::collections::BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
