@@ -19,16 +19,20 @@
 
 pub mod bucket;
 pub mod filter;
+pub mod keystone;
 pub mod limit;
 pub mod poll;
+pub mod sas;
 pub mod storage;
 mod table;
 
 use std::fmt;
 
 pub use bucket::BucketRule;
+pub use keystone::KeystoneVersion;
 pub use limit::{PathLimits, PathRefusal};
 pub use poll::PollPeriod;
+pub use sas::SasUrl;
 pub use storage::{Sse, StorageClass};
 
 /// A value a user gave that a provider rule refuses; the message names the value and the rule.
@@ -599,6 +603,43 @@ impl Provider {
         Ok(out)
     }
 
+    /// A fingerprint of the credential a connection uses: equal for two connections that use the
+    /// same credential on the same service (seed 002: one connection per credential), whatever
+    /// their bucket, region or secret. Secrets and account ids are hashed, so the fingerprint
+    /// can be stored and compared without revealing them.
+    ///
+    /// OAuth services are told apart only by their tokens: the same account authorised twice
+    /// gets two refresh tokens, which only a request to the service could match.
+    pub fn credential_fingerprint(self, value: impl Fn(OptionKey) -> Option<String>) -> String {
+        let spec = self.spec();
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(spec.id.as_bytes());
+        // A user-supplied address tells servers apart; a preset's template only tells regions
+        // of one service apart, and a credential is the same in every region.
+        if let Some(rule) = spec.endpoint.filter(|r| r.template.is_none()) {
+            if let Some(address) = value(rule.option) {
+                hasher.update(b"\0address=");
+                hasher.update(address.trim().trim_end_matches('/').as_bytes());
+            }
+        }
+        for o in spec.options {
+            let addressing = matches!(
+                o.key,
+                OptionKey::Endpoint | OptionKey::AuthUrl | OptionKey::Location | OptionKey::Region
+            );
+            if !o.key.identifies_account() || addressing {
+                continue;
+            }
+            if let Some(v) = value(o.key) {
+                hasher.update(b"\0");
+                hasher.update(o.key.name().as_bytes());
+                hasher.update(b"=");
+                hasher.update(v.trim().as_bytes());
+            }
+        }
+        hasher.finalize().to_hex()[..32].to_string()
+    }
+
     /// Whether a conflict can keep the remote's version as a revision on the service rather than
     /// as a conflict copy (seed 002: "saved as one revision if the cloud service supports
     /// versioning").
@@ -903,6 +944,53 @@ mod tests {
             Ok("https://s3.cn-north-1.jdcloud-oss.com")
         );
         assert!(Provider::Dropbox.endpoint(values(&[])).is_err());
+    }
+
+    #[test]
+    fn one_credential_one_fingerprint() {
+        let of = |p: Provider, pairs: &[(OptionKey, &str)]| {
+            let map: HashMap<OptionKey, String> =
+                pairs.iter().map(|(k, v)| (*k, v.to_string())).collect();
+            p.credential_fingerprint(|k| map.get(&k).cloned())
+        };
+        use OptionKey::*;
+        let aws = Provider::S3(S3Preset::Aws);
+        let a = of(
+            aws,
+            &[(AccessKeyId, "AK1"), (Bucket, "one"), (Region, "eu-west-1")],
+        );
+        // Another bucket, region or secret: the same credential.
+        let b = of(
+            aws,
+            &[
+                (AccessKeyId, "AK1"),
+                (Bucket, "two"),
+                (SecretAccessKey, "s"),
+            ],
+        );
+        assert_eq!(a, b);
+        assert_ne!(a, of(aws, &[(AccessKeyId, "AK2")]));
+        // The same key on another service, or another server, is another credential.
+        let minio = Provider::S3(S3Preset::Minio);
+        let m1 = of(
+            minio,
+            &[(AccessKeyId, "AK1"), (Endpoint, "http://10.0.0.1:9000/")],
+        );
+        let m2 = of(
+            minio,
+            &[(AccessKeyId, "AK1"), (Endpoint, "http://10.0.0.2:9000")],
+        );
+        assert_ne!(a, m1);
+        assert_ne!(m1, m2);
+        assert_eq!(
+            m1,
+            of(
+                minio,
+                &[(AccessKeyId, "AK1"), (Endpoint, "http://10.0.0.1:9000")]
+            )
+        );
+        assert!(!a.contains("AK1"));
+        assert_eq!(a.len(), 32);
     }
 
     #[test]
