@@ -310,8 +310,9 @@ impl OptionKey {
         OptionKey::AccessToken,
     ];
 
-    /// The key for a flag or config name (`access-key-id`).
+    /// The key for a flag or config name (`access-key-id`, or `access_key_id`).
     pub fn from_name(name: &str) -> Option<OptionKey> {
+        let name = name.trim_start_matches("--").replace('_', "-");
         OptionKey::ALL.iter().copied().find(|k| k.name() == name)
     }
 }
@@ -429,6 +430,14 @@ impl Provider {
     /// An unknown id; the message lists the known ones.
     pub fn from_id(given: &str) -> Result<Provider, RuleError> {
         let wanted = given.trim().to_ascii_lowercase();
+        let wanted = match wanted.as_str() {
+            // Other spellings people use for the same services.
+            "aws" | "amazon" => "s3",
+            "azure" => "azblob",
+            "google-drive" => "gdrive",
+            "yandex" => "yandex-disk",
+            other => other,
+        };
         ALL.iter()
             .copied()
             .find(|p| p.id() == wanted)
@@ -470,6 +479,16 @@ impl Provider {
             Provider::Onedrive(OnedriveKind::Business) => &table::ONEDRIVE_BUSINESS,
             Provider::YandexDisk => &table::YANDEX_DISK,
         }
+    }
+
+    /// The option an OpenDAL config key of this provider comes from (`access_key_secret` on OSS
+    /// is `--secret-access-key`), for configurations saved with OpenDAL's names.
+    pub fn option_for_opendal_key(self, key: &str) -> Option<OptionKey> {
+        self.spec()
+            .options
+            .iter()
+            .find(|o| o.opendal == Some(key))
+            .map(|o| o.key)
     }
 
     /// What the service calls the top-level namespace, for messages.
@@ -683,6 +702,8 @@ mod tests {
             assert_eq!(Provider::from_id(p.id()), Ok(*p));
             assert_eq!(Provider::from_id(&p.id().to_uppercase()), Ok(*p));
         }
+        assert_eq!(Provider::from_id("aws"), Ok(Provider::S3(S3Preset::Aws)));
+        assert_eq!(Provider::from_id("Azure"), Ok(Provider::Azblob));
         let err = Provider::from_id("dropbox-team")
             .expect_err("the rule refuses it")
             .to_string();
@@ -997,7 +1018,17 @@ mod tests {
     fn option_names_round_trip_and_secrets_are_marked() {
         for k in OptionKey::ALL {
             assert_eq!(OptionKey::from_name(k.name()), Some(*k));
+            assert_eq!(OptionKey::from_name(&k.name().replace('-', "_")), Some(*k));
         }
+        assert_eq!(
+            Provider::Oss.option_for_opendal_key("access_key_secret"),
+            Some(OptionKey::SecretAccessKey)
+        );
+        assert_eq!(
+            Provider::Webdav(WebdavPreset::HiDrive).option_for_opendal_key("username"),
+            Some(OptionKey::User)
+        );
+        assert_eq!(Provider::Gcs.option_for_opendal_key("bucket_id"), None);
         assert!(OptionKey::SecretAccessKey.is_secret());
         assert!(OptionKey::RefreshToken.is_secret());
         assert!(!OptionKey::AccessKeyId.is_secret());
