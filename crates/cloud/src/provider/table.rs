@@ -34,9 +34,18 @@ const fn own(key: OptionKey, need: Need) -> OptionSpec {
     }
 }
 
-/// S3 options: AWS needs no endpoint; every compatible preset has one or a template.
+/// S3 options where the preset knows the address (AWS and the named services).
 const S3_OPTIONS: &[OptionSpec] = &[
     opt(OptionKey::Endpoint, "endpoint"),
+    opt(OptionKey::Region, "region"),
+    req(OptionKey::Bucket, "bucket"),
+    req(OptionKey::AccessKeyId, "access_key_id"),
+    req(OptionKey::SecretAccessKey, "secret_access_key"),
+];
+
+/// S3 options where the user must give the address (a compatible service, MinIO, Ceph).
+const S3_OPTIONS_WITH_ENDPOINT: &[OptionSpec] = &[
+    req(OptionKey::Endpoint, "endpoint"),
     opt(OptionKey::Region, "region"),
     req(OptionKey::Bucket, "bucket"),
     req(OptionKey::AccessKeyId, "access_key_id"),
@@ -85,6 +94,10 @@ const fn s3_compatible(
     ProviderSpec {
         id,
         display_name,
+        options: match endpoint.template {
+            Some(_) => S3_OPTIONS,
+            None => S3_OPTIONS_WITH_ENDPOINT,
+        },
         endpoint: Some(endpoint),
         compatible: true,
         storage_classes: &[],
@@ -255,7 +268,7 @@ pub(super) const AZBLOB: ProviderSpec = ProviderSpec {
     limits: PathLimits {
         reserved_names: &[".synoemptyblob"],
         max_path: Some(1024),
-        max_object_size: Some(4_750 * GB),
+        max_object_size: Some(4_864 * GB), // Seed 002: 4.75 TB, read as TiB.
         ..GENERAL
     },
     source: "seed 002 (limits, md5, mtime attribute), seed 003 (container names, $root, SAS, Hot/Cool/Archive)",
@@ -328,15 +341,47 @@ pub(super) const B2: ProviderSpec = ProviderSpec {
 };
 
 /// Swift options: a Keystone login cairn performs itself; OpenDAL then gets the storage URL
-/// and the token (`endpoint`, `token`) and the container.
+/// and the token (`endpoint`, `token`) and the container. A generic service names its identity
+/// server and Keystone version; a preset knows both (seed 002).
 const SWIFT_OPTIONS: &[OptionSpec] = &[
-    own(OptionKey::AuthUrl, Need::Optional),
-    own(OptionKey::Keystone, Need::Optional),
-    own(OptionKey::Location, Need::Optional),
+    own(OptionKey::AuthUrl, Need::Required),
+    own(OptionKey::Keystone, Need::Required),
     own(OptionKey::Region, Need::Optional),
     own(OptionKey::User, Need::Required),
     own(OptionKey::Password, Need::Required),
     own(OptionKey::Tenant, Need::Optional),
+    own(OptionKey::Domain, Need::Optional),
+    req(OptionKey::Container, "container"),
+];
+
+/// SoftLayer: user name and API key, and a location that names the identity server (seed 002).
+const SOFTLAYER_OPTIONS: &[OptionSpec] = &[
+    own(OptionKey::AuthUrl, Need::Optional),
+    own(OptionKey::Keystone, Need::Optional),
+    own(OptionKey::Location, Need::Required),
+    own(OptionKey::User, Need::Required),
+    own(OptionKey::Password, Need::Required),
+    req(OptionKey::Container, "container"),
+];
+
+/// Rackspace: user name and API key (Keystone 1.0, seed 002); a region picks the storage.
+const RACKSPACE_OPTIONS: &[OptionSpec] = &[
+    own(OptionKey::AuthUrl, Need::Optional),
+    own(OptionKey::Keystone, Need::Optional),
+    own(OptionKey::Region, Need::Optional),
+    own(OptionKey::User, Need::Required),
+    own(OptionKey::Password, Need::Required),
+    req(OptionKey::Container, "container"),
+];
+
+/// OVH: Keystone 3.0 with a project (tenant) and optionally a domain (seed 003).
+const OVH_OPTIONS: &[OptionSpec] = &[
+    own(OptionKey::AuthUrl, Need::Optional),
+    own(OptionKey::Keystone, Need::Optional),
+    own(OptionKey::Region, Need::Optional),
+    own(OptionKey::User, Need::Required),
+    own(OptionKey::Password, Need::Required),
+    own(OptionKey::Tenant, Need::Required),
     own(OptionKey::Domain, Need::Optional),
     req(OptionKey::Container, "container"),
 ];
@@ -386,6 +431,7 @@ pub(super) const SWIFT: ProviderSpec = ProviderSpec {
 const SWIFT_SOFTLAYER: ProviderSpec = ProviderSpec {
     id: "softlayer",
     display_name: "IBM SoftLayer Object Storage",
+    options: SOFTLAYER_OPTIONS,
     endpoint: Some(auth(Some(
         "https://{location}.objectstorage.softlayer.net/auth/v1.0",
     ))),
@@ -396,6 +442,7 @@ const SWIFT_SOFTLAYER: ProviderSpec = ProviderSpec {
 const SWIFT_RACKSPACE: ProviderSpec = ProviderSpec {
     id: "rackspace",
     display_name: "Rackspace Cloud Files",
+    options: RACKSPACE_OPTIONS,
     endpoint: Some(auth(Some("https://auth.api.rackspacecloud.com/v1.0"))),
     source: "seed 002 (username and API key, Swift limits), seed 003",
     ..SWIFT
@@ -404,6 +451,7 @@ const SWIFT_RACKSPACE: ProviderSpec = ProviderSpec {
 const SWIFT_RACKSPACE_UK: ProviderSpec = ProviderSpec {
     id: "rackspace-uk",
     display_name: "Rackspace Cloud Files UK",
+    options: RACKSPACE_OPTIONS,
     endpoint: Some(auth(Some("https://lon.auth.api.rackspacecloud.com/v1.0"))),
     source: "seed 002 (RackSpace UK, Swift limits)",
     ..SWIFT
@@ -412,6 +460,7 @@ const SWIFT_RACKSPACE_UK: ProviderSpec = ProviderSpec {
 const SWIFT_OVH: ProviderSpec = ProviderSpec {
     id: "ovh",
     display_name: "OVH Object Storage",
+    options: OVH_OPTIONS,
     endpoint: Some(auth(Some("https://auth.cloud.ovh.net/v3"))),
     source: "seed 003 (OVH via OpenStack, Identity V3), seed 002 (Swift limits)",
     ..SWIFT
@@ -445,7 +494,7 @@ pub(super) const OSS: ProviderSpec = ProviderSpec {
         reserved_names: &[".", ".."],
         max_path: Some(1023),
         unit: LengthUnit::Bytes,
-        max_object_size: Some(48_800 * GB),
+        max_object_size: Some(49_971 * GB), // Seed 002: 48.8 TB, read as TiB, in whole GiB.
         ..GENERAL
     },
     source: "seed 002 (bucket names, limits, 48.8 TB, md5, SSE)",
@@ -480,7 +529,7 @@ pub(super) const COS: ProviderSpec = ProviderSpec {
         reserved_names: &[".", ".."],
         max_path: Some(797),
         unit: LengthUnit::Bytes,
-        max_object_size: Some(48_800 * GB),
+        max_object_size: Some(49_971 * GB), // Seed 002: 48.8 TB, read as TiB, in whole GiB.
         ..GENERAL
     },
     source: "seed 002 (bucket names, ? ~, 797-character paths, 48.8 TB, md5, COS V5)",
@@ -680,3 +729,189 @@ pub(super) const YANDEX_DISK: ProviderSpec = ProviderSpec {
     source: "seed 002 (no hash, no mtime; general limits)",
     ..DROPBOX
 };
+
+/// The two tables of docs/cloud.md, rendered from the code so the page cannot drift from it.
+#[cfg(test)]
+mod docs {
+    use super::super::limit::{GENERAL_FORBIDDEN_CHARS, GENERAL_MAX_NAME, GENERAL_MAX_PATH};
+    use super::super::{Need, Provider, Versioning, ALL};
+    use super::*;
+
+    const PAGE: &str = include_str!("../../../../docs/cloud.md");
+
+    fn chars(list: &[char]) -> String {
+        list.iter()
+            .map(|c| match c {
+                '|' => "`\\|`".to_string(),
+                '`' => "`` ` ``".to_string(),
+                ' ' => "space".to_string(),
+                c => format!("`{c}`"),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn size(bytes: Option<u64>) -> String {
+        const GB: u64 = 1 << 30;
+        const TB: u64 = 1 << 40;
+        match bytes {
+            None => "-".into(),
+            Some(b) if b % TB == 0 => format!("{} TiB", b / TB),
+            Some(b) if b % GB == 0 => format!("{} GiB", b / GB),
+            Some(b) => format!("{b} bytes"),
+        }
+    }
+
+    fn options(p: Provider) -> String {
+        p.spec()
+            .options
+            .iter()
+            .map(|o| {
+                let name = format!("`{}`", o.key.name());
+                match o.need {
+                    Need::Required => name,
+                    Need::Optional => format!("[{name}]"),
+                    Need::Alternative(n) => format!("{name}<sup>{}</sup>", n + 1),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn providers_table() -> String {
+        let mut out = String::from(
+            "| `--provider` | service | OpenDAL | options | address when not given | hash | mtime | versions | storage classes | SSE |\n\
+             |---|---|---|---|---|---|---|---|---|---|\n",
+        );
+        for p in ALL.iter().copied() {
+            let s = p.spec();
+            let address = match s.endpoint {
+                None => "fixed".to_string(),
+                Some(r) => match (r.template, r.default_region) {
+                    (None, _) => format!("required (`{}`)", r.option.name()),
+                    (Some(t), Some(region)) if t.contains("{region}") => {
+                        format!("`{t}` (region {region})")
+                    }
+                    (Some(t), _) => format!("`{t}`"),
+                },
+            };
+            let hash = match s.hash {
+                None => "-",
+                Some(HashKind::Md5) => "MD5",
+                Some(HashKind::Sha1) => "SHA-1",
+            };
+            let mtime = match s.mtime {
+                MtimeSupport::Settable => "kept",
+                MtimeSupport::CustomAttribute => "attribute",
+                MtimeSupport::UploadTime => "index",
+            };
+            let versions = match s.versioning {
+                Versioning::None => "-",
+                Versioning::IfBucketEnabled => "if on for the bucket",
+                Versioning::ForcedUnreadable => "kept, not readable",
+                Versioning::Always => "kept",
+            };
+            let classes = if s.storage_classes.is_empty() {
+                "-".to_string()
+            } else {
+                s.storage_classes
+                    .iter()
+                    .map(|c| c.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let compatible = if s.compatible { " (compatible)" } else { "" };
+            out.push_str(&format!(
+                "| `{}` | {}{compatible} | {} | {} | {address} | {hash} | {mtime} | {versions} | {classes} | {} |\n",
+                s.id,
+                s.display_name,
+                s.scheme,
+                options(p),
+                if s.sse { "AES-256" } else { "-" },
+            ));
+        }
+        out
+    }
+
+    fn limits_table() -> String {
+        let mut out = format!(
+            "| `--provider` | forbidden characters (besides {}) | other name rules | longest name | longest path | largest file | {} names | source |\n\
+             |---|---|---|---|---|---|---|---|\n",
+            chars(GENERAL_FORBIDDEN_CHARS),
+            "bucket",
+        );
+        for p in ALL.iter().copied() {
+            let s = p.spec();
+            let l = &s.limits;
+            let mut rules = Vec::new();
+            if !l.reserved_names.is_empty() {
+                let names: Vec<_> = l.reserved_names.iter().map(|n| format!("`{n}`")).collect();
+                rules.push(format!("not {}", names.join(", ")));
+            }
+            if !l.forbidden_leading.is_empty() {
+                rules.push(format!("no leading {}", chars(l.forbidden_leading)));
+            }
+            if !l.forbidden_trailing.is_empty() {
+                rules.push(format!("no trailing {}", chars(l.forbidden_trailing)));
+            }
+            for prefix in l.forbidden_prefixes {
+                rules.push(format!("no `{prefix}…`"));
+            }
+            for part in l.forbidden_parts {
+                rules.push(format!("no `…{part}…`"));
+            }
+            if l.blank_name_refused {
+                rules.push("not blank".into());
+            }
+            let rules = if rules.is_empty() {
+                "-".to_string()
+            } else {
+                rules.join("; ")
+            };
+            let unit = match l.unit {
+                super::super::limit::LengthUnit::Chars => "chars",
+                super::super::limit::LengthUnit::Bytes => "bytes",
+            };
+            let name = l.max_name.map_or(format!("{GENERAL_MAX_NAME} chars"), |n| {
+                format!("{n} {unit}")
+            });
+            let path = l.max_path.map_or(format!("{GENERAL_MAX_PATH} chars"), |n| {
+                format!("{n} {unit}")
+            });
+            let bucket = match s.bucket_rule {
+                None => "-",
+                Some(BucketRule::S3UsStandard) => "S3 strict; relaxed in us-east-1",
+                Some(BucketRule::S3Strict) => "S3 strict",
+                Some(BucketRule::Oss) => "OSS",
+                Some(BucketRule::Azure) => "Azure",
+                Some(BucketRule::B2) => "B2",
+                Some(BucketRule::Gcs) => "GCS",
+                Some(BucketRule::Cos) => "COS",
+                Some(BucketRule::JdCloud) => "JD Cloud",
+                Some(BucketRule::Swift) => "Swift",
+            };
+            out.push_str(&format!(
+                "| `{}` | {} | {rules} | {name} | {path} | {} | {bucket} | {} |\n",
+                s.id,
+                if l.forbidden_chars.is_empty() {
+                    "-".to_string()
+                } else {
+                    chars(l.forbidden_chars)
+                },
+                size(l.max_object_size),
+                s.source,
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn docs_cloud_md_shows_the_table_in_the_code() {
+        for (what, table) in [("providers", providers_table()), ("limits", limits_table())] {
+            assert!(
+                PAGE.contains(&table),
+                "docs/cloud.md's {what} table differs from the code; it should read:\n{table}"
+            );
+        }
+    }
+}
