@@ -855,6 +855,53 @@ mod tests {
         }
     }
 
+    /// The field names of the OpenDAL config a scheme deserialises.
+    fn opendal_fields(scheme: &str) -> Vec<String> {
+        use opendal::services::*;
+        let value = match scheme {
+            "s3" => serde_json::to_value(S3Config::default()),
+            "azblob" => serde_json::to_value(AzblobConfig::default()),
+            "gcs" => serde_json::to_value(GcsConfig::default()),
+            "b2" => serde_json::to_value(B2Config::default()),
+            "swift" => serde_json::to_value(SwiftConfig::default()),
+            "oss" => serde_json::to_value(OssConfig::default()),
+            "cos" => serde_json::to_value(CosConfig::default()),
+            "webdav" => serde_json::to_value(WebdavConfig::default()),
+            "sftp" => serde_json::to_value(SftpConfig::default()),
+            "ftp" => serde_json::to_value(FtpConfig::default()),
+            "dropbox" => serde_json::to_value(DropboxConfig::default()),
+            "gdrive" => serde_json::to_value(GdriveConfig::default()),
+            "onedrive" => serde_json::to_value(OnedriveConfig::default()),
+            "yandex-disk" => serde_json::to_value(YandexDiskConfig::default()),
+            other => panic!("no config for scheme {other}"),
+        }
+        .expect("OpenDAL configs serialise");
+        value
+            .as_object()
+            .expect("a config is a JSON object")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn every_opendal_key_in_the_table_is_a_field_of_the_services_config() {
+        for p in ALL {
+            let fields = opendal_fields(p.scheme());
+            for o in p.spec().options {
+                if let Some(key) = o.opendal {
+                    assert!(
+                        fields.iter().any(|f| f == key),
+                        "{}: OpenDAL's {} config has no `{key}` (for {})",
+                        p.id(),
+                        p.scheme(),
+                        o.key
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn check_options_names_what_is_missing_or_foreign() {
         use OptionKey::*;

@@ -472,7 +472,8 @@ pub(super) const OSS: ProviderSpec = ProviderSpec {
     scheme: "oss",
     options: &[
         opt(OptionKey::Endpoint, "endpoint"),
-        opt(OptionKey::Region, "region"),
+        // OSS has no region setting in OpenDAL: the region is part of the address.
+        own(OptionKey::Region, Need::Optional),
         req(OptionKey::Bucket, "bucket"),
         req(OptionKey::AccessKeyId, "access_key_id"),
         req(OptionKey::SecretAccessKey, "access_key_secret"),
@@ -506,7 +507,8 @@ pub(super) const COS: ProviderSpec = ProviderSpec {
     scheme: "cos",
     options: &[
         opt(OptionKey::Endpoint, "endpoint"),
-        opt(OptionKey::Region, "region"),
+        // COS has no region setting in OpenDAL: the region is part of the address.
+        own(OptionKey::Region, Need::Optional),
         req(OptionKey::Bucket, "bucket"),
         req(OptionKey::SecretId, "secret_id"),
         req(OptionKey::SecretKey, "secret_key"),
