@@ -425,6 +425,7 @@ mod tests {
             None,
             &[
                 ("ab", "3 to 63"),
+                (&"z".repeat(64), "this one has 64"),
                 ("-ab", "start with"),
                 ("aB1", "found `B`"),
                 ("a_b", "found `_`"),
@@ -548,6 +549,7 @@ mod tests {
             None,
             &[
                 ("ab", "3 to 63"),
+                (&"j".repeat(64), "this one has 64"),
                 ("a.b", "found `.`"),
                 ("-ab", "start with"),
                 ("ab-", "end with"),

@@ -268,12 +268,12 @@ mod tests {
         }
     }
 
-    /// An ASCII key of exactly `len` bytes, in names of at most 200.
+    /// An ASCII key of exactly `len` bytes, in names of at most 100.
     fn key_of(len: usize) -> String {
         let mut parts = Vec::new();
         let mut left = len;
         while left > 0 {
-            let n = left.min(200);
+            let n = left.min(100);
             parts.push("k".repeat(n));
             left -= n;
             // The separator before the next name.
@@ -302,6 +302,64 @@ mod tests {
             assert!(refused(p, "a\\b", None).contains("`\\\\`"));
             let name = "n".repeat(GENERAL_MAX_NAME + 1);
             assert!(refused(p, &name, None).contains("name is 256 characters"));
+        }
+    }
+
+    #[test]
+    fn every_provider_at_its_length_edges() {
+        for p in ALL.iter().copied() {
+            let l = p.spec().limits;
+            let max_path = l.max_path.unwrap_or(GENERAL_MAX_PATH).min(GENERAL_MAX_PATH);
+            ok(p, &key_of(max_path));
+            let over = refused(p, &key_of(max_path + 1), None);
+            assert!(
+                over.contains(&format!("at most {max_path})")),
+                "{}: {over}",
+                p.id()
+            );
+            let max_name = l.max_name.unwrap_or(GENERAL_MAX_NAME).min(GENERAL_MAX_NAME);
+            ok(p, &"n".repeat(max_name));
+            let over = refused(p, &"n".repeat(max_name + 1), None);
+            assert!(
+                over.contains(&format!("at most {max_name})")),
+                "{}: {over}",
+                p.id()
+            );
+        }
+    }
+
+    #[test]
+    fn every_provider_refuses_what_its_row_lists() {
+        for p in ALL.iter().copied() {
+            let l = p.spec().limits;
+            for c in l.forbidden_chars {
+                let reason = refused(p, &format!("dir/a{c}b"), None);
+                assert!(reason.contains("the name contains"), "{}: {reason}", p.id());
+            }
+            for c in l.forbidden_leading {
+                assert!(refused(p, &format!("{c}x"), None).contains("starts with"));
+            }
+            for c in l.forbidden_trailing {
+                assert!(refused(p, &format!("x{c}"), None).contains("ends with"));
+            }
+            for r in l.reserved_names {
+                assert!(refused(p, &format!("d/{r}"), None).contains("reserved"));
+                assert!(refused(p, &r.to_uppercase(), None).contains("reserved"));
+                // Only the whole name is reserved (`.` and `..` aside, which are not names).
+                if r.len() > 2 {
+                    ok(p, &format!("{r}x"));
+                }
+            }
+            for prefix in l.forbidden_prefixes {
+                assert!(refused(p, &format!("{prefix}x"), None).contains("starts with"));
+            }
+            for part in l.forbidden_parts {
+                assert!(refused(p, &format!("x{part}x"), None).contains("contains"));
+            }
+            if let Some(max) = l.max_object_size {
+                assert!(p.check_path("f", Some(max)).is_ok());
+                assert!(p.check_path("f", Some(max + 1)).is_err());
+            }
         }
     }
 
