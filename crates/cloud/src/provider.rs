@@ -5,8 +5,9 @@
 //! (each with the OpenDAL config key it feeds), how the endpoint is found, and what the service
 //! keeps (versions, hashes, mtime, storage classes, SSE). The submodules hold the rules that take a
 //! value: [`bucket`] (bucket and container names), [`limit`] (paths, names and object sizes),
-//! [`storage`] (storage classes and SSE), [`poll`] (polling period) and [`filter`] (a cloud task's
-//! default filters).
+//! [`storage`] (storage classes and SSE), [`keystone`] (Swift logins), [`sas`] (Azure SAS URLs),
+//! [`poll`] (polling period) and [`filter`] (a cloud task's default filters). `--encode-names`
+//! is [`crate::names`].
 //!
 //! Who calls: the connection code builds OpenDAL operators from a spec's option table; the CLI
 //! checks a connection's options and bucket before any request; the cloud replica checks every
@@ -501,6 +502,8 @@ impl Provider {
 
     /// Checks that a connection's options fit this provider: every required option given, one
     /// credential set complete where there are alternatives, nothing the provider does not take.
+    /// (Values are checked apart: [`Provider::check_bucket`], [`Provider::endpoint`],
+    /// [`Provider::keystone`], [`SasUrl::parse`].)
     ///
     /// # Errors
     /// The first missing or foreign option, by flag name.
@@ -547,6 +550,7 @@ impl Provider {
                     _ => None,
                 })
                 .collect();
+            ids.sort_unstable();
             ids.dedup();
             ids
         };
