@@ -682,6 +682,14 @@ impl Provider {
     }
 }
 
+impl std::str::FromStr for Provider {
+    type Err = RuleError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Provider::from_id(s)
+    }
+}
+
 impl fmt::Display for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.display_name())
@@ -708,6 +716,7 @@ mod tests {
         }
         assert_eq!(Provider::from_id("aws"), Ok(Provider::S3(S3Preset::Aws)));
         assert_eq!(Provider::from_id("Azure"), Ok(Provider::Azblob));
+        assert_eq!("ovh".parse(), Ok(Provider::Swift(SwiftPreset::Ovh)));
         let err = Provider::from_id("dropbox-team")
             .expect_err("the rule refuses it")
             .to_string();
