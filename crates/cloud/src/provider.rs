@@ -6,7 +6,7 @@
 //! keeps (versions, hashes, mtime, storage classes, SSE). The submodules hold the rules that take a
 //! value: [`bucket`] (bucket and container names), [`limit`] (paths, names and object sizes),
 //! [`storage`] (storage classes and SSE), [`keystone`] (Swift logins), [`sas`] (Azure SAS URLs),
-//! [`poll`] (polling period) and [`filter`] (a cloud task's default filters). `--encode-names`
+//! [`part`] (multipart part sizes), [`poll`] (polling period) and [`filter`] (a cloud task's default filters). `--encode-names`
 //! is [`crate::names`].
 //!
 //! Who calls: the connection code builds OpenDAL operators from a spec's option table; the CLI
@@ -22,6 +22,7 @@ pub mod bucket;
 pub mod filter;
 pub mod keystone;
 pub mod limit;
+pub mod part;
 pub mod poll;
 pub mod sas;
 pub mod storage;
@@ -32,6 +33,7 @@ use std::fmt;
 pub use bucket::BucketRule;
 pub use keystone::KeystoneVersion;
 pub use limit::{PathLimits, PathRefusal};
+pub use part::PartRule;
 pub use poll::PollPeriod;
 pub use sas::SasUrl;
 pub use storage::{Sse, StorageClass};
@@ -63,6 +65,12 @@ pub enum RuleError {
     #[error("server-side encryption on {provider}: {problem}")]
     Sse {
         provider: &'static str,
+        problem: String,
+    },
+    #[error("part size {given_mb} MB for {provider}: {problem}")]
+    PartSize {
+        provider: &'static str,
+        given_mb: u64,
         problem: String,
     },
     #[error("polling period {given} s: {problem}")]
