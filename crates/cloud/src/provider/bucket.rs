@@ -333,8 +333,28 @@ fn swift(name: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::super::{SwiftPreset, WebdavPreset};
     use super::*;
+
+    proptest! {
+        /// The rules nest as the seeds describe them: a strict S3 name is also a relaxed one and
+        /// an OSS one; a JD Cloud name is a strict S3 one.
+        #[test]
+        fn stricter_rules_accept_subsets(
+            name in prop_oneof!["[a-z0-9-]{1,70}", "[a-z0-9.-]{1,70}", "[a-zA-Z0-9._-]{0,70}"]
+        ) {
+            let ok = |rule: BucketRule| rule.problem(&name).is_none();
+            if ok(BucketRule::S3Strict) {
+                prop_assert!(ok(BucketRule::S3UsStandard), "{name}");
+                prop_assert!(ok(BucketRule::Oss), "{name}");
+            }
+            if ok(BucketRule::JdCloud) {
+                prop_assert!(ok(BucketRule::S3Strict), "{name}");
+            }
+        }
+    }
 
     fn good(p: Provider, region: Option<&str>, names: &[&str]) {
         for n in names {
