@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use cairn_cloud::connection::{is_secret, PROMPT};
+use cairn_cloud::provider::Provider;
 use cairn_cloud::transport::Counters;
 use cairn_cloud::{CloudConnection, CloudOptions, CloudReplica, Secrets};
 use cairn_engine::reconcile::{ConflictPolicy, Direction};
@@ -197,7 +198,12 @@ fn connect(a: ConnectArgs, edit: bool) -> Result<()> {
     if let Some(p) = &a.provider {
         conn.provider = p.clone();
     }
+    let provider = Provider::from_id(&conn.provider)?;
     conn.options.extend(parse_options(&a)?);
+    // Bucket names are checked by the provider's rules before any request (seeds 002, 003).
+    if let Some(bucket) = conn.options.get("bucket").or(conn.options.get("container")) {
+        provider.check_bucket(bucket, conn.options.get("region").map(String::as_str))?;
+    }
     let secrets = creds.clouds.entry(a.name.clone()).or_default();
     for key in &a.secrets {
         let value =
@@ -409,6 +415,18 @@ async fn add(a: AddArgs) -> Result<()> {
     Ok(())
 }
 
+/// Where the task's path starts, counted from the bucket's root (a connection's own `root`
+/// option, then the task's remote path).
+fn join_root(conn: &CloudConnection, folder: &str) -> String {
+    let base = conn.options.get("root").map(String::as_str).unwrap_or("");
+    [base.trim_matches('/'), folder.trim_matches('/')]
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// The replica of a cloud task's remote path. `unattended`: a secret that must be typed at
 /// each run fails the run instead of waiting for a keyboard.
 pub fn cloud_replica(
@@ -449,6 +467,8 @@ pub fn cloud_replica(
         part_size: (cloud.part_size_mb as usize) << 20,
         part_concurrency: task.transfers.clamp(1, 8),
         keep_versions: cloud.keep_versions,
+        provider: cairn_cloud::provider::Provider::from_id(&conn.provider).ok(),
+        root: join_root(conn, &task.folder),
     };
     Ok(CloudReplica::new(
         op,

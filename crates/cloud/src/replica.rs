@@ -24,7 +24,7 @@ use cairn_engine::replica::{
     ReplicaEntry, Traffic, Version,
 };
 use cairn_engine::{Error, Result};
-use cairn_model::RelPath;
+use cairn_model::{EntryKind, RelPath};
 use futures_util::{StreamExt, TryStreamExt};
 use opendal::Operator;
 
@@ -49,6 +49,10 @@ pub struct CloudOptions {
     pub part_concurrency: usize,
     /// Replaced and deleted files kept on the remote, per path (0: none).
     pub keep_versions: usize,
+    /// The provider whose rules (names, lengths, sizes) paths are checked against.
+    pub provider: Option<crate::provider::Provider>,
+    /// The task's path inside the bucket, where the rules count path lengths from.
+    pub root: String,
 }
 
 impl Default for CloudOptions {
@@ -57,6 +61,8 @@ impl Default for CloudOptions {
             part_size: 8 << 20,
             part_concurrency: 2,
             keep_versions: 0,
+            provider: None,
+            root: String::new(),
         }
     }
 }
@@ -232,6 +238,15 @@ impl Replica for CloudReplica {
 
     async fn rename(&self, from: &RelPath, to: &RelPath, expect: &Version) -> Result<Outcome> {
         write::rename(self, from, to, expect).await
+    }
+
+    fn refuses(&self, path: &RelPath, kind: EntryKind, size: u64) -> Option<String> {
+        let provider = self.opts.provider?;
+        let size = (kind == EntryKind::File).then_some(size);
+        provider
+            .check_task_path(&self.opts.root, path, size)
+            .err()
+            .map(|r| r.to_string())
     }
 
     async fn promote(

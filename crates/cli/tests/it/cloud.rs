@@ -463,3 +463,61 @@ fn an_empty_listing_from_a_lying_server_deletes_nothing() {
     c.ok(&["run", "t"]);
     assert_eq!(tree(&c.root), before);
 }
+
+/// The provider's rules act before any request: a bucket name S3 refuses is refused at
+/// `connect`, saying which rule; a file name S3 connections refuse (seed 002: no `:`) is
+/// reported by name on every pass and left alone, while the rest syncs.
+#[test]
+fn provider_rules_refuse_bad_buckets_and_report_bad_names() {
+    let moto = start_moto();
+    moto.bucket("rules");
+    let c = Client::new();
+    let out = c.cairn_stdin(
+        &[
+            "cloud",
+            "connect",
+            "bad",
+            "--provider",
+            "s3",
+            "--endpoint",
+            &moto.endpoint,
+            "--bucket",
+            "no spaces!",
+            "--option",
+            "access_key_id=k",
+            "--secret",
+            "secret_access_key",
+        ],
+        "s\n",
+    );
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("no spaces!"),
+        "{text}"
+    );
+    let text = c.fails(&["cloud", "connect", "x", "--provider", "no-such-cloud"]);
+    assert!(
+        text.contains("azblob"),
+        "the known providers are listed: {text}"
+    );
+
+    connect(&c, &moto, "s3", "rules");
+    add_task(&c, "s3", "r", &[]);
+    c.write("ok.txt", b"fine");
+    c.write("12:30.txt", b"a colon");
+    let out = c.cairn(&["run", "t"]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = c.ok(&["log", "t"]);
+    assert!(log.contains("12:30.txt"), "reported by name: {all}\n{log}");
+    let other = Client::new();
+    connect(&other, &moto, "s3", "rules");
+    add_task(&other, "s3", "r", &[]);
+    other.ok(&["run", "t"]);
+    assert!(other.path("ok.txt").is_file());
+    assert!(!other.path("12:30.txt").exists());
+    assert!(c.path("12:30.txt").is_file(), "left alone here");
+}
