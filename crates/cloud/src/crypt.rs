@@ -357,12 +357,18 @@ impl<R: Replica> EncryptedReplica<R> {
             }
         }
         for (stored, rule) in inner.excluded {
+            if is_reserved(&stored) {
+                continue;
+            }
             match names.plain_path(&stored) {
                 Ok(plain) => out.excluded.push((plain, rule)),
                 Err(fail) => bad.note(fail),
             }
         }
         for stored in inner.held {
+            if is_reserved(&stored) {
+                continue;
+            }
             match names.plain_path(&stored) {
                 Ok(plain) => out.held.push(plain),
                 // Whatever it holds has no plain name: its plain parent is left alone whole.
@@ -372,19 +378,29 @@ impl<R: Replica> EncryptedReplica<R> {
             }
         }
         for stored in inner.incomplete {
-            let plain = names.plain_path(&stored).unwrap_or_else(|fail| fail.plain_parent);
+            if is_reserved(&stored) {
+                continue;
+            }
+            let plain = names
+                .plain_path(&stored)
+                .unwrap_or_else(|fail| fail.plain_parent);
             bad.incomplete.insert(plain);
         }
         let describe = self.inner.describe();
-        out.skipped
-            .extend(bad.reports.into_iter().map(|(stored, why)| {
-                (format!("{describe}/{stored} (stored name)"), why)
-            }));
+        out.skipped.extend(
+            bad.reports
+                .into_iter()
+                .map(|(stored, why)| (format!("{describe}/{stored} (stored name)"), why)),
+        );
         out.incomplete.extend(bad.incomplete);
         out
     }
 
-    fn plain_change(&self, names: &mut NameCache<'_>, change: ReplicaChange) -> Option<ReplicaChange> {
+    fn plain_change(
+        &self,
+        names: &mut NameCache<'_>,
+        change: ReplicaChange,
+    ) -> Option<ReplicaChange> {
         match change {
             ReplicaChange::Upsert(stored, entry) => {
                 let plain = names.plain_path(&stored).ok()?;
@@ -675,9 +691,8 @@ impl<R: Replica> Replica for EncryptedReplica<R> {
             .into_iter()
             .zip(items)
             .map(|(r, (path, entry))| {
-                let plain = segment::open_all(&self.keys, &r?).map_err(|e| {
-                    Error::Refused(format!("{}: {e}; not used", self.side(path)))
-                })?;
+                let plain = segment::open_all(&self.keys, &r?)
+                    .map_err(|e| Error::Refused(format!("{}: {e}; not used", self.side(path))))?;
                 if entry.hash.is_some_and(|h| h != ContentHash::of(&plain)) {
                     return Err(Error::Refused(format!(
                         "{}: the content read does not match its listed hash",
@@ -737,7 +752,12 @@ impl<R: Replica> Replica for EncryptedReplica<R> {
             .collect())
     }
 
-    async fn promote(&self, path: &RelPath, version: &Version, expect: &Version) -> Result<Outcome> {
+    async fn promote(
+        &self,
+        path: &RelPath,
+        version: &Version,
+        expect: &Version,
+    ) -> Result<Outcome> {
         let stored = self.stored_path(path)?;
         let outcome = self.inner.promote(&stored, version, expect).await?;
         self.plain_outcome(path, outcome)

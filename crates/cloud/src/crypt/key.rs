@@ -165,7 +165,8 @@ impl KdfParams {
             Some(KEY_LEN),
         )
         .map_err(failed)?;
-        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let mut kek = [0u8; KEY_LEN];
         argon
             .hash_password_into(password.as_bytes(), salt, &mut kek)
@@ -322,7 +323,8 @@ impl Marker {
     /// # Errors
     /// Not a marker, a format version this program does not know, or fields out of range.
     pub fn parse(bytes: &[u8], source: &str) -> Result<Marker> {
-        let bad = |why: String| Error::Refused(format!("{source}: not a valid encryption marker: {why}"));
+        let bad =
+            |why: String| Error::Refused(format!("{source}: not a valid encryption marker: {why}"));
         let json: MarkerJson = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
         if json.format != MARKER_FORMAT {
             return Err(bad(format!("format {:?}", json.format)));
@@ -416,10 +418,10 @@ pub fn read_key_file(path: &Path) -> Result<MasterKey> {
             json.format, json.version
         )));
     }
-    let key = MasterKey(
-        decode_fixed(&json.key)
-            .ok_or_else(|| Error::Refused(format!("{shown}: the key is not 32 bytes of base64")))?,
-    );
+    let key =
+        MasterKey(decode_fixed(&json.key).ok_or_else(|| {
+            Error::Refused(format!("{shown}: the key is not 32 bytes of base64"))
+        })?);
     if key.check() != json.key_check {
         return Err(Error::Refused(format!(
             "{shown}: the key does not match its key check; the file is damaged"

@@ -66,8 +66,7 @@ pub(crate) fn decrypt_name(keys: &Keys, stored: &str) -> Result<String, NameErro
     let plain = open(keys, DOMAIN_NAME, &bytes)?;
     let name = String::from_utf8(plain).map_err(|_| NameError::Damaged)?;
     // Authentic yet not one component can only come from another program with the key.
-    if name.is_empty() || name.contains('/') || name.contains('\0') || name == "." || name == ".."
-    {
+    if name.is_empty() || name.contains('/') || name.contains('\0') || name == "." || name == ".." {
         return Err(NameError::Damaged);
     }
     Ok(name)

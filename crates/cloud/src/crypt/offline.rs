@@ -90,9 +90,7 @@ fn walk(keys: &Keys, src: &Path, dst: &Path, at_root: bool, report: &mut Decrypt
         let from = child.path();
         let stored = child.file_name();
         let Some(stored) = stored.to_str() else {
-            report
-                .skipped
-                .push((from, NameError::Foreign.to_string()));
+            report.skipped.push((from, NameError::Foreign.to_string()));
             continue;
         };
         // The marker, and cairn's own objects beside the user's tree.
@@ -135,8 +133,8 @@ fn restore(keys: &Keys, from: &Path, to: &Path, report: &mut DecryptReport) -> R
     } else if ft.is_symlink() {
         let stored = fs::read_link(from).map_err(|e| format!("cannot be read: {e}"))?;
         let stored = stored.to_str().ok_or("its link target is not encrypted")?;
-        let target = name::decrypt_target(keys, stored)
-            .map_err(|e| format!("its link target is {e}"))?;
+        let target =
+            name::decrypt_target(keys, stored).map_err(|e| format!("its link target is {e}"))?;
         std::os::unix::fs::symlink(&target, to)
             .map_err(|e| format!("{} cannot be made: {e}", to.display()))?;
         report.links += 1;
@@ -177,12 +175,7 @@ fn decrypt_file(keys: &Keys, from: &Path, to: &Path, stored_len: u64) -> Result<
 }
 
 /// Reads a stored file of `plain_len` plain bytes from `input`, writes its plaintext.
-fn copy_plain(
-    keys: &Keys,
-    input: &mut File,
-    out: &mut File,
-    plain_len: u64,
-) -> Result<(), String> {
+fn copy_plain(keys: &Keys, input: &mut File, out: &mut File, plain_len: u64) -> Result<(), String> {
     let mut header = [0u8; HEADER];
     input
         .read_exact(&mut header)

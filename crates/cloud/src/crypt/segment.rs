@@ -76,9 +76,7 @@ impl fmt::Display for SegmentError {
             SegmentError::NotEncrypted => {
                 f.write_str("not encrypted by cairn (its header is not a cairn header)")
             }
-            SegmentError::TooShort => {
-                f.write_str("too short to be an encrypted file (truncated?)")
-            }
+            SegmentError::TooShort => f.write_str("too short to be an encrypted file (truncated?)"),
             SegmentError::Altered(i) => write!(
                 f,
                 "segment {i} does not authenticate: the stored content was altered, reordered, \
@@ -236,11 +234,13 @@ pub(crate) fn seal_all(keys: &Keys, plain: &[u8]) -> Result<Vec<u8>> {
 /// Decrypts a whole small stored file.
 pub(crate) fn open_all(keys: &Keys, stored: &[u8]) -> Result<Vec<u8>, SegmentError> {
     if stored.len() < HEADER + TAG {
-        return Err(if stored.len() >= MAGIC.len() && &stored[..MAGIC.len()] != MAGIC {
-            SegmentError::NotEncrypted
-        } else {
-            SegmentError::TooShort
-        });
+        return Err(
+            if stored.len() >= MAGIC.len() && &stored[..MAGIC.len()] != MAGIC {
+                SegmentError::NotEncrypted
+            } else {
+                SegmentError::TooShort
+            },
+        );
     }
     let mut opener = Opener::new(keys, &stored[..HEADER])?;
     let body = &stored[HEADER..];
@@ -277,14 +277,16 @@ mod tests {
         assert_eq!(cipher_size(s), 24 + s + 16);
         assert_eq!(cipher_size(s + 1), 24 + s + 1 + 32);
         // Every stored size up to three segments is either exactly one plain size's or none.
+        let end = 3 * SEALED_SEGMENT as u64 + HEADER as u64 + 40;
         let mut seen = 0;
-        for c in 0..(3 * SEALED_SEGMENT as u64 + HEADER as u64 + 40) {
+        for c in 0..end {
             if let Some(p) = plain_size(c) {
                 assert_eq!(cipher_size(p), c);
                 seen += 1;
             }
         }
-        assert_eq!(seen, 3 * s + 1);
+        // ... and every plain size below the range is reached.
+        assert_eq!(seen, (0..4 * s).filter(|&p| cipher_size(p) < end).count());
     }
 
     #[test]
