@@ -73,6 +73,12 @@ impl MasterKey {
         Ok(MasterKey(key))
     }
 
+    /// A key from its bytes (the format's test vectors).
+    #[cfg(test)]
+    pub(crate) fn from_bytes(bytes: [u8; KEY_LEN]) -> MasterKey {
+        MasterKey(bytes)
+    }
+
     /// A short fingerprint of the key (not secret): tells whether a key file belongs to a
     /// remote without trying to decrypt anything.
     pub fn check(&self) -> String {

@@ -135,6 +135,19 @@ impl Sealer {
         })
     }
 
+    /// A file with a given id (the format's test vectors).
+    #[cfg(test)]
+    pub(crate) fn with_file_id(keys: &Keys, id: [u8; FILE_ID]) -> Sealer {
+        let mut header = [0u8; HEADER];
+        header[..MAGIC.len()].copy_from_slice(MAGIC);
+        header[MAGIC.len()..].copy_from_slice(&id);
+        Sealer {
+            cipher: cipher(keys),
+            header,
+            index: 0,
+        }
+    }
+
     pub fn header(&self) -> &[u8; HEADER] {
         &self.header
     }

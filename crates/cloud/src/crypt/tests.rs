@@ -648,3 +648,62 @@ proptest! {
         });
     }
 }
+
+/// The test vectors of docs/encryption.md: a second decoder checks itself against these, and
+/// this test keeps the format from drifting.
+#[test]
+fn the_documented_test_vectors_hold() {
+    let key = MasterKey::from_bytes(std::array::from_fn(|i| i as u8));
+    let keys = Keys::derive(&key);
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    assert_eq!(key.check(), "rkGIsScPQZY=");
+    assert_eq!(
+        hex(&keys.content),
+        "3654e5336435beac0cd56d90c5c9908ea0b05c07b28688be9317da05b48fa333"
+    );
+    assert_eq!(
+        name::encrypt_name(&keys, "hello.txt"),
+        "r725am2wgiotzqoqctm4vgfnje5hfnyrvftrkbty"
+    );
+    assert_eq!(
+        name::encrypt_target(&keys, "../a"),
+        "3zwfqan6nq3mot6pggaqml555rmra5ez"
+    );
+    let mut sealer = segment::Sealer::with_file_id(&keys, std::array::from_fn(|i| 0xa0 + i as u8));
+    let mut stored = sealer.header().to_vec();
+    let mut buf = b"hello".to_vec();
+    sealer.seal(&mut buf, true);
+    stored.extend_from_slice(&buf);
+    assert_eq!(
+        hex(&stored),
+        "434149524e2d4531a0a1a2a3a4a5a6a7a8a9aaabacadaeaf\
+         96ccd0b793ef293292a091aff91a51a8fb1671dd3b"
+    );
+}
+
+/// The marker of docs/encryption.md unlocks with its password to the key file shown there.
+#[test]
+fn the_documented_marker_unlocks_to_the_documented_key() {
+    let marker = r#"{
+      "format": "cairn-encryption", "version": 1,
+      "kdf": {"algorithm": "argon2id", "argon2_version": 19, "memory_kib": 1024,
+              "iterations": 2, "parallelism": 1, "salt": "8ubv8sdS7EPh1JhEbrgiOw=="},
+      "wrap": {"algorithm": "xchacha20poly1305", "nonce": "uEtNibI5Yzk7ISMYkJih/ZrVfZYE1qO8",
+               "ciphertext": "UaTK7kV0cV5QWWs6d/69EmH21F8476hXtdBDMcRJ8F5AvUtZ+2kM8d/B6n6SboW/"},
+      "key_check": "1WoP5UerHeo="
+    }"#;
+    let marker = Marker::parse(marker.as_bytes(), "docs").expect("parse");
+    let key = marker.unlock(PW, "docs").expect("unlock");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("key");
+    std::fs::write(
+        &file,
+        r#"{"format": "cairn-encryption-key", "version": 1,
+            "key": "iiauC/+Cc8mh4LxoKXVjxBiLTU94r0RLBJK3sr1TSfc=", "key_check": "1WoP5UerHeo="}"#,
+    )
+    .expect("write");
+    assert_eq!(read_key_file(&file).expect("read").check(), key.check());
+    assert!(marker
+        .unlock("Correct horse battery staple", "docs")
+        .is_err());
+}
