@@ -200,7 +200,7 @@ impl<R: Replica> EncryptedReplica<R> {
         {
             Outcome::Done(_) => Ok(Self::with_key(inner, key)),
             // Another computer turned it on meanwhile: its marker decides.
-            Outcome::Changed(_) => Box::pin(Self::open(inner, password)).await,
+            Outcome::Changed(_) => Self::open(inner, password).await,
         }
     }
 
