@@ -492,12 +492,8 @@ struct BadNames {
 
 impl BadNames {
     fn note(&mut self, fail: PathFail) {
-        if self.reported.contains(&fail.stored_prefix)
-            || self
-                .reported
-                .iter()
-                .any(|r| fail.stored_prefix.starts_with(&format!("{r}/")))
-        {
+        // Everything below a bad name fails at that same name: one report covers them all.
+        if !self.reported.insert(fail.stored_prefix.clone()) {
             return;
         }
         // Foreign names never stood for a plain file; a damaged one may have: nothing in
@@ -511,8 +507,7 @@ impl BadNames {
             format!(" (in {})", fail.plain_parent)
         };
         self.reports
-            .push((fail.stored_prefix.clone(), format!("{}{under}", fail.why)));
-        self.reported.insert(fail.stored_prefix);
+            .push((fail.stored_prefix, format!("{}{under}", fail.why)));
     }
 }
 

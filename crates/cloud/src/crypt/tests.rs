@@ -480,6 +480,9 @@ async fn listings_hide_the_marker_and_report_foreign_and_damaged_names() {
     let (dir, r) = remote().await;
     put(&r, "docs/a.txt", b"a").await;
     std::fs::write(dir.path().join("README.txt"), b"left by someone").expect("write");
+    // A foreign folder is reported once, not once per entry in it.
+    std::fs::create_dir_all(dir.path().join("Photos/2024")).expect("mkdir");
+    std::fs::write(dir.path().join("Photos/2024/x.jpg"), b"jpg").expect("write");
     // A name in cairn's form that does not authenticate under this key, inside "docs".
     let stranger = Keys::derive(&MasterKey::generate().expect("key"));
     let docs = on_disk(dir.path(), &r, "docs");
@@ -492,8 +495,18 @@ async fn listings_hide_the_marker_and_report_foreign_and_damaged_names() {
         .iter()
         .map(|(_, why)| why.as_str())
         .collect();
-    assert_eq!(listing.skipped.len(), 2, "{:?}", listing.skipped);
-    assert!(reasons.iter().any(|w| w.contains("not an encrypted name")));
+    assert_eq!(listing.skipped.len(), 3, "{:?}", listing.skipped);
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|w| w.contains("not an encrypted name"))
+            .count(),
+        2
+    );
+    assert!(listing
+        .skipped
+        .iter()
+        .any(|(p, _)| p.ends_with("/Photos (stored name)")));
     assert!(reasons
         .iter()
         .any(|w| w.contains("does not decrypt") && w.contains("(in docs)")));
