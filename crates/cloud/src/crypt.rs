@@ -21,10 +21,10 @@
 mod key;
 mod name;
 mod offline;
+mod path;
 mod segment;
 mod stream;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -45,7 +45,7 @@ pub use offline::{decrypt_tree, DecryptReport};
 pub use segment::{cipher_size, plain_size, SEGMENT};
 
 use key::{Keys, MARKER_MAX_BYTES};
-use name::NameError;
+use path::{BadNames, NameCache};
 
 /// Names at the remote root that belong to cairn itself (the marker, hidden folders), never
 /// to the user's tree: no encrypted name starts with a dot.
@@ -421,94 +421,6 @@ fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
-/// A stored path that gives no plain path, and where it stopped.
-struct PathFail {
-    /// The plain path of the components that did decrypt.
-    plain_parent: RelPath,
-    /// The stored path up to and including the component that did not.
-    stored_prefix: String,
-    why: NameError,
-}
-
-/// Decrypts stored paths, each distinct component once (a listing repeats folder names in
-/// every path below them).
-struct NameCache<'k> {
-    keys: &'k Keys,
-    seen: HashMap<String, std::result::Result<String, NameError>>,
-}
-
-impl<'k> NameCache<'k> {
-    fn new(keys: &'k Keys) -> Self {
-        NameCache {
-            keys,
-            seen: HashMap::new(),
-        }
-    }
-
-    fn plain_path(&mut self, stored: &RelPath) -> std::result::Result<RelPath, PathFail> {
-        let mut plain = RelPath::root();
-        let mut prefix = String::new();
-        for part in stored.components() {
-            if !prefix.is_empty() {
-                prefix.push('/');
-            }
-            prefix.push_str(part);
-            let keys = self.keys;
-            let name = self
-                .seen
-                .entry(part.to_owned())
-                .or_insert_with(|| name::decrypt_name(keys, part))
-                .clone();
-            // A name that is not one valid component in normal form was not written by us.
-            let joined = name.and_then(|n| match plain.join(&n) {
-                Ok(p) if p.name() == n => Ok(p),
-                _ => Err(NameError::Damaged),
-            });
-            match joined {
-                Ok(p) => plain = p,
-                Err(why) => {
-                    return Err(PathFail {
-                        plain_parent: plain,
-                        stored_prefix: prefix,
-                        why,
-                    })
-                }
-            }
-        }
-        Ok(plain)
-    }
-}
-
-/// Stored names of a listing that give no plain name: each reported once (not once per
-/// entry below it), and the plain folders holding damaged ones marked incomplete.
-#[derive(Default)]
-struct BadNames {
-    reported: HashSet<String>,
-    reports: Vec<(String, String)>,
-    incomplete: BTreeSet<RelPath>,
-}
-
-impl BadNames {
-    fn note(&mut self, fail: PathFail) {
-        // Everything below a bad name fails at that same name: one report covers them all.
-        if !self.reported.insert(fail.stored_prefix.clone()) {
-            return;
-        }
-        // Foreign names never stood for a plain file; a damaged one may have: nothing in
-        // its folder may be taken as deleted.
-        if fail.why == NameError::Damaged {
-            self.incomplete.insert(fail.plain_parent.clone());
-        }
-        let under = if fail.plain_parent.is_root() {
-            String::new()
-        } else {
-            format!(" (in {})", fail.plain_parent)
-        };
-        self.reports
-            .push((fail.stored_prefix, format!("{}{under}", fail.why)));
-    }
 }
 
 /// Results of a batch where some items never reached the inner replica: `slots` holds the
