@@ -2,6 +2,7 @@
 //! task the engine runs like any other (DESIGN.md "Replicas").
 
 pub mod connection;
+pub mod crypt;
 #[cfg(feature = "test-hooks")]
 pub mod faults;
 pub mod names;

@@ -352,7 +352,6 @@ fn run_with_faults(c: &Client, faults: &str) -> bool {
 }
 
 /// The files under `root` with their contents.
-#[cfg(feature = "test-hooks")]
 fn tree(root: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     let mut out = std::collections::BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
@@ -520,4 +519,122 @@ fn provider_rules_refuse_bad_buckets_and_report_bad_names() {
     assert!(other.path("ok.txt").is_file());
     assert!(!other.path("12:30.txt").exists());
     assert!(c.path("12:30.txt").is_file(), "left alone here");
+}
+
+/// Encrypted cloud tasks: the cloud sees neither names nor contents; a second computer with
+/// the password syncs, a wrong password is refused before anything is touched, a task
+/// without encryption is refused on that remote, and an exported key restores a plain copy
+/// of the objects with no task and no network.
+#[test]
+fn an_encrypted_cloud_task_hides_names_and_contents_and_decrypts_offline() {
+    let moto = start_moto();
+    moto.bucket("secret");
+    let (a, b) = (Client::new(), Client::new());
+    connect(&a, &moto, "s3", "secret");
+    connect(&b, &moto, "s3", "secret");
+    let add = |c: &Client, password: &str| {
+        let root = c.root.to_str().expect("utf-8").to_string();
+        c.cairn_stdin(
+            &[
+                "cloud",
+                "add",
+                "t",
+                "--connection",
+                "s3",
+                "--local",
+                &root,
+                "--remote",
+                "vault",
+                "--encrypt",
+            ],
+            &format!("{password}\n"),
+        )
+    };
+    let out = add(&a, "correct horse battery");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    a.write("private/plans.txt", b"the secret plan");
+    a.write("big.bin", &crate::harness::noise(5, 200_000));
+    a.ok(&["run", "t"]);
+
+    let out = add(&b, "wrong password!");
+    assert!(!out.status.success(), "a wrong password is refused");
+    let out = add(&b, "correct horse battery");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    b.ok(&["run", "t"]);
+    assert_eq!(
+        std::fs::read(b.path("private/plans.txt")).expect("synced"),
+        b"the secret plan"
+    );
+
+    // What the cloud holds: no plain name, no plain content.
+    let dump = tempfile::tempdir().expect("tempdir");
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(copy_objects(&moto.endpoint, "secret", "vault", dump.path()));
+    for (path, data) in tree(dump.path()) {
+        assert!(
+            !path.contains("plans") && !path.contains("private"),
+            "{path}"
+        );
+        assert!(
+            !data.windows(15).any(|w| w == b"the secret plan"),
+            "{path} holds plain text"
+        );
+    }
+    // A plain task on that remote is refused.
+    let c = Client::new();
+    connect(&c, &moto, "s3", "secret");
+    let root = c.root.to_str().expect("utf-8").to_string();
+    let text = c.fails(&[
+        "cloud",
+        "add",
+        "t",
+        "--connection",
+        "s3",
+        "--local",
+        &root,
+        "--remote",
+        "vault",
+    ]);
+    assert!(text.contains("encrypted"), "{text}");
+
+    // Offline: the exported key and a plain copy of the objects give the files back.
+    let key = a.tmp().join("vault.key");
+    a.ok(&["cloud", "export-key", "t", key.to_str().expect("utf-8")]);
+    let restored = a.tmp().join("restored");
+    a.ok(&[
+        "cloud",
+        "decrypt",
+        "--key",
+        key.to_str().expect("utf-8"),
+        dump.path().to_str().expect("utf-8"),
+        restored.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(tree(&restored), tree(&a.root));
+}
+
+/// Copies every object under `prefix` of `bucket` into `dest`, as a plain download would.
+async fn copy_objects(endpoint: &str, bucket: &str, prefix: &str, dest: &std::path::Path) {
+    let (conn, secrets) = s3_connection(endpoint, bucket);
+    let counters = std::sync::Arc::new(cairn_cloud::transport::Counters::default());
+    let op = cairn_cloud::connection::operator(&conn, &secrets, prefix, counters).expect("op");
+    let entries = op.list_with("").recursive(true).await.expect("list");
+    for e in entries {
+        let path = e.path().trim_start_matches('/');
+        if path.is_empty() || path.ends_with('/') {
+            continue;
+        }
+        let data = op.read(path).await.expect("read").to_vec();
+        let file = dest.join(path);
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        std::fs::write(file, data).expect("write");
+    }
 }
