@@ -97,6 +97,19 @@ struct Task {
     computer: String,
 }
 
+/// The task `name` when it is a cloud task (its versions are on the cloud, not a server).
+fn cloud_task(name: &str) -> Result<Option<(Home, crate::config::Config, TaskConfig)>> {
+    let home = Home::locate()?;
+    let config = home.load()?;
+    match config.tasks.get(name) {
+        Some(t) if t.kind == "cloud" => {
+            let t = t.clone();
+            Ok(Some((home, config, t)))
+        }
+        _ => Ok(None),
+    }
+}
+
 fn open_task(name: &str) -> Result<Task> {
     let home = Home::locate()?;
     let config = home.load()?;
@@ -169,6 +182,12 @@ struct LsView {
 }
 
 pub async fn versions(task: &str, path: &Path, json: bool) -> Result<()> {
+    if let Some((home, config, t)) = cloud_task(task)? {
+        if json {
+            bail!("--json is not available for cloud tasks' versions yet");
+        }
+        return crate::cloud_explore::versions(&home, &config, &t, path).await;
+    }
     let t = open_task(task)?;
     let place = places(&t.config, Some(path))?.remove(0);
     let versions = t.remote.versions(&place.remote).await?;
@@ -308,8 +327,12 @@ fn bar(total: u64) -> Arc<BarProgress> {
 }
 
 pub async fn restore(c: RestoreCmd) -> Result<()> {
-    let t = open_task(&c.task)?;
     let at = parse_at(c.at.as_deref())?;
+    if let Some((home, config, t)) = cloud_task(&c.task)? {
+        let (path, to) = (c.path.as_deref(), c.to.as_deref());
+        return crate::cloud_explore::restore(&home, &config, &t, path, at, to).await;
+    }
+    let t = open_task(&c.task)?;
     if let Some(to) = &c.to {
         std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
     }

@@ -4,6 +4,7 @@
 mod agent;
 mod cloud_cmd;
 mod cloud_decrypt;
+mod cloud_explore;
 mod config;
 mod connect_cmd;
 mod drive_cmd;

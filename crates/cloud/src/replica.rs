@@ -105,6 +105,33 @@ impl CloudReplica {
         versions::list_versions(self, path).await
     }
 
+    /// Every kept version under `under`, by path (also of paths deleted since), oldest first.
+    pub async fn all_kept_versions(
+        &self,
+        under: &RelPath,
+    ) -> Result<BTreeMap<RelPath, Vec<(String, i64)>>> {
+        versions::all_kept(self, under).await
+    }
+
+    /// The content of a kept version's object (a key from [`CloudReplica::kept_versions`]).
+    pub async fn read_kept(&self, key: &str) -> Result<Content<'static>> {
+        if !key.starts_with(RESERVED_PREFIX) {
+            return Err(Error::Refused(format!("{key} is not a kept version")));
+        }
+        self.stream(key, None)
+            .await
+            .map_err(|e| self.fail("reading a kept version", key, e))
+    }
+
+    /// The size of a kept version's object.
+    pub async fn kept_size(&self, key: &str) -> Result<u64> {
+        self.op
+            .stat(key)
+            .await
+            .map(|m| m.content_length())
+            .map_err(|e| self.fail("stat", key, e))
+    }
+
     fn caps(&self) -> opendal::Capability {
         self.op.info().capability()
     }

@@ -638,3 +638,87 @@ async fn copy_objects(endpoint: &str, bucket: &str, prefix: &str, dest: &std::pa
         std::fs::write(file, data).expect("write");
     }
 }
+
+fn now_text() -> String {
+    let ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as i64;
+    cairn_model::timespec::format_instant(ns)
+}
+
+/// `--keep-versions`: replaced and deleted files stay on the cloud; `versions` lists them and
+/// `restore --at` brings back what a file was at a time, also after it was deleted.
+#[test]
+fn a_cloud_task_keeps_versions_and_restores_them() {
+    let moto = start_moto();
+    moto.bucket("history");
+    let c = Client::new();
+    connect(&c, &moto, "s3", "history");
+    add_task(&c, "s3", "h", &["--keep-versions", "3"]);
+    c.write("stays.txt", b"so the folder is never empty");
+    c.write("doc.txt", b"version one");
+    c.ok(&["run", "t"]);
+    // The cloud's times have whole seconds: the steps are more than a second apart.
+    std::thread::sleep(Duration::from_millis(1500));
+    let after_one = now_text();
+    std::thread::sleep(Duration::from_millis(1500));
+    c.write("doc.txt", b"version two");
+    c.ok(&["run", "t"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let after_two = now_text();
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::remove_file(c.path("doc.txt")).expect("rm");
+    c.ok(&["run", "t"]);
+
+    let doc = c.path("doc.txt");
+    let listed = c.ok(&["versions", "t", doc.to_str().expect("utf-8")]);
+    assert_eq!(listed.lines().count(), 3, "two kept versions: {listed}");
+
+    let to = c.tmp().join("back");
+    let to_s = to.to_str().expect("utf-8");
+    c.ok(&[
+        "restore",
+        "t",
+        doc.to_str().expect("utf-8"),
+        "--at",
+        &after_one,
+        "--to",
+        to_s,
+    ]);
+    assert_eq!(
+        std::fs::read(to.join("doc.txt")).expect("restored"),
+        b"version one"
+    );
+    c.ok(&["restore", "t", "--at", &after_two]);
+    assert_eq!(
+        std::fs::read(&doc).expect("restored in place"),
+        b"version two"
+    );
+}
+
+/// `run --dry-run` on a cloud task says what it would do and changes nothing on either side.
+#[test]
+fn a_cloud_dry_run_changes_nothing() {
+    let moto = start_moto();
+    moto.bucket("dry");
+    let (a, b) = (Client::new(), Client::new());
+    connect(&a, &moto, "s3", "dry");
+    connect(&b, &moto, "s3", "dry");
+    add_task(&a, "s3", "d", &[]);
+    add_task(&b, "s3", "d", &[]);
+    a.write("stays.txt", b"so the folder is never empty");
+    a.write("new.txt", b"new");
+    let out = a.ok(&["run", "t", "--dry-run"]);
+    assert!(out.contains("new.txt"), "{out}");
+    b.ok(&["run", "t"]);
+    assert!(!b.path("new.txt").exists(), "the dry run sent nothing");
+    assert!(!b.path("stays.txt").exists(), "the dry run sent nothing");
+    a.ok(&["run", "t"]);
+    b.ok(&["run", "t"]);
+    std::fs::remove_file(a.path("new.txt")).expect("rm");
+    a.ok(&["run", "t"]);
+    let out = b.ok(&["run", "t", "--dry-run"]);
+    assert!(out.contains("new.txt"), "{out}");
+    assert!(b.path("new.txt").exists());
+}

@@ -2,6 +2,8 @@
 //! into `.cairn/versions/<path>/` first, under a name that sorts by time and carries the
 //! version token it had; the oldest beyond N are pruned.
 
+use std::collections::BTreeMap;
+
 use cairn_engine::replica::{Outcome, Version};
 use cairn_engine::{Error, Result};
 use cairn_model::{EntryKind, RelPath};
@@ -123,4 +125,45 @@ pub(super) async fn promote(
         .await
         .map_err(|e| r.fail("restoring a kept version", path.as_str(), e))?;
     Ok(Outcome::Done(r.current(path).await?))
+}
+
+/// Every kept version under `under` (the whole task for the root), by path, oldest first.
+pub(super) async fn all_kept(
+    r: &CloudReplica,
+    under: &RelPath,
+) -> Result<BTreeMap<RelPath, Vec<(String, i64)>>> {
+    let prefix = if under.is_root() {
+        format!("{VERSIONS}/")
+    } else {
+        folder_of(under)
+    };
+    let entries = match r.op.list_with(&prefix).recursive(true).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(r.fail("listing versions", &prefix, e)),
+    };
+    let mut out: BTreeMap<RelPath, Vec<(String, i64)>> = BTreeMap::new();
+    for e in entries {
+        let key = e.path().trim_start_matches('/').to_string();
+        let Some((folder, name)) = key.rsplit_once('/') else {
+            continue;
+        };
+        let Some(path) = folder
+            .strip_prefix(VERSIONS)
+            .map(|p| p.trim_start_matches('/'))
+        else {
+            continue;
+        };
+        let (Ok(path), Some(stamp)) = (
+            RelPath::parse(path),
+            name.split('_').next().and_then(|s| s.parse::<i64>().ok()),
+        ) else {
+            continue;
+        };
+        out.entry(path).or_default().push((key, stamp));
+    }
+    for v in out.values_mut() {
+        v.sort_by_key(|(_, stamp)| *stamp);
+    }
+    Ok(out)
 }

@@ -1,0 +1,182 @@
+//! `cairn versions` and `cairn restore` for cloud tasks: the versions a task keeps on the
+//! remote (`--keep-versions N`, in `.cairn/versions/`) and the head, written back here
+//! through the no-follow local replica.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use cairn_cloud::CloudReplica;
+use cairn_engine::replica::{LocalReplica, NewEntry, Outcome, Replica};
+use cairn_model::{EntryKind, Filter, RelPath};
+
+use crate::config::{Config, Home, TaskConfig};
+
+/// The task's cloud replica, refused for encrypted tasks (their kept versions are stored
+/// encrypted; restoring them is not built yet).
+fn plain_replica(home: &Home, config: &Config, task: &TaskConfig) -> Result<CloudReplica> {
+    if task.cloud.as_ref().is_some_and(|c| c.encrypt) {
+        bail!("versions of encrypted cloud tasks cannot be listed or restored yet");
+    }
+    crate::cloud_cmd::cloud_replica(home, config, &task.connection, task, false)
+}
+
+/// Where `path` (a file or folder in the task's local folder) is in the task.
+fn relative(task: &TaskConfig, path: &Path) -> Result<RelPath> {
+    let root = &task.locals[0];
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    };
+    let rest = abs
+        .strip_prefix(root)
+        .with_context(|| format!("{} is not inside {}", path.display(), root.display()))?;
+    let text = rest
+        .to_str()
+        .with_context(|| format!("{} is not valid UTF-8", rest.display()))?;
+    Ok(RelPath::parse(text.trim_end_matches('/'))?)
+}
+
+pub async fn versions(home: &Home, config: &Config, task: &TaskConfig, path: &Path) -> Result<()> {
+    let replica = plain_replica(home, config, task)?;
+    let rel = relative(task, path)?;
+    let head = replica.stat(&rel).await?;
+    let kept = replica.kept_versions(&rel).await?;
+    if head.is_none() && kept.is_empty() {
+        bail!(
+            "{} has no versions on {}",
+            path.display(),
+            replica.describe()
+        );
+    }
+    println!("{:>8}  {:<20}  {:>12}", "version", "replaced", "size");
+    for (i, (key, stamp)) in kept.iter().enumerate() {
+        let size = replica.kept_size(key).await?;
+        println!(
+            "{:>8}  {:<20}  {size:>12}",
+            i + 1,
+            cairn_model::timespec::format_instant(*stamp)
+        );
+    }
+    if let Some(h) = head {
+        println!("{:>8}  {:<20}  {:>12}", "head", "-", h.size);
+    }
+    Ok(())
+}
+
+/// What to write for one path: the head, or a kept version's object.
+enum Source {
+    Head(cairn_engine::replica::ReplicaEntry),
+    Kept(String),
+}
+
+/// The source of each file under `rel` as it was at `at` (now when `None`): the earliest
+/// version replaced after `at`, else the head if it was written by then.
+async fn sources(
+    replica: &CloudReplica,
+    rel: &RelPath,
+    at: Option<i64>,
+) -> Result<BTreeMap<RelPath, Source>> {
+    let listing = replica.list().await?;
+    let under = |p: &RelPath| rel.is_root() || p == rel || p.starts_with(rel);
+    let mut out = BTreeMap::new();
+    for (path, e) in listing.entries.iter().filter(|(p, _)| under(p)) {
+        if e.kind == EntryKind::File && at.is_none_or(|t| e.mtime_ns <= t) {
+            out.insert(path.clone(), Source::Head(e.clone()));
+        }
+    }
+    if let Some(t) = at {
+        for (path, kept) in replica.all_kept_versions(rel).await? {
+            if let Some((key, _)) = kept.into_iter().find(|(_, stamp)| *stamp > t) {
+                out.insert(path, Source::Kept(key));
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub async fn restore(
+    home: &Home,
+    config: &Config,
+    task: &TaskConfig,
+    path: Option<&Path>,
+    at: Option<i64>,
+    to: Option<&Path>,
+) -> Result<()> {
+    let replica = plain_replica(home, config, task)?;
+    let rel = match path {
+        Some(p) => relative(task, p)?,
+        None => RelPath::root(),
+    };
+    let plan = sources(&replica, &rel, at).await?;
+    if plan.is_empty() {
+        bail!("nothing to restore under {rel} on {}", replica.describe());
+    }
+    let dest: PathBuf = match to {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir.to_path_buf()
+        }
+        None => task.locals[0].clone(),
+    };
+    let local = LocalReplica::open(&dest, Filter::default())?;
+    let (mut done, mut failed) = (0, 0);
+    for (path, source) in plan {
+        let target = match to {
+            // Below `--to`, the restored item keeps its own name.
+            Some(_) => match rel.parent() {
+                Some(parent) if !parent.is_root() => path.strip_prefix(&parent).unwrap_or(path),
+                _ => path,
+            },
+            None => path,
+        };
+        match restore_one(&replica, &local, &target, source).await {
+            Ok(()) => done += 1,
+            Err(e) => {
+                failed += 1;
+                eprintln!("not restored: {target}: {e:#}");
+            }
+        }
+    }
+    println!("restored {done} files into {}", dest.display());
+    if failed > 0 {
+        bail!("{failed} files could not be restored (listed above)");
+    }
+    Ok(())
+}
+
+async fn restore_one(
+    replica: &CloudReplica,
+    local: &LocalReplica,
+    target: &RelPath,
+    source: Source,
+) -> Result<()> {
+    let data = match &source {
+        Source::Head(e) => {
+            cairn_engine::replica::collect(replica.read(target, &e.version).await?).await?
+        }
+        Source::Kept(key) => cairn_engine::replica::collect(replica.read_kept(key).await?).await?,
+    };
+    let entry = NewEntry {
+        kind: EntryKind::File,
+        size: data.len() as u64,
+        mtime_ns: crate::run::now_ns(),
+        mode: 0o644,
+        hash: Some(cairn_model::ContentHash::of(&data)),
+        target: None,
+    };
+    let expect = local.stat(target).await?.map(|e| e.version);
+    match local
+        .write(
+            target,
+            &entry,
+            cairn_engine::replica::content_of(data.into()),
+            expect.as_ref(),
+        )
+        .await?
+    {
+        Outcome::Done(_) => Ok(()),
+        Outcome::Changed(_) => bail!("changed here while it was restored; left as it is"),
+    }
+}
