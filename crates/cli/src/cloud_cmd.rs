@@ -44,6 +44,12 @@ pub struct CloudTaskConfig {
     /// configuration folder (`keys/TASK.key`, 0600).
     #[serde(default)]
     pub encrypt: bool,
+    /// The storage class (S3) new objects are written in, as the API names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// Server-side encryption (AES-256) asked for on new objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -143,6 +149,12 @@ pub struct AddArgs {
     /// cannot be turned off or changed for this remote later.
     #[arg(long)]
     encrypt: bool,
+    /// Storage class of new objects: standard, ia, one-zone-ia, rrs, glacier (S3).
+    #[arg(long)]
+    storage_class: Option<String>,
+    /// Ask the provider to encrypt objects at rest (AES-256), where it offers that.
+    #[arg(long)]
+    sse: bool,
 }
 
 pub async fn cloud(cmd: CloudCmd) -> Result<()> {
@@ -373,6 +385,18 @@ async fn add(a: AddArgs) -> Result<()> {
         );
     }
     let local = crate::drive_cmd::check_local(&config, &a.local, None)?;
+    let provider = Provider::from_id(&config.clouds[&a.connection].provider)?;
+    let storage_class = match &a.storage_class {
+        Some(raw) => {
+            let class = provider.storage_class(raw)?;
+            if provider.scheme() != "s3" {
+                bail!("--storage-class {raw}: this build sets storage classes on S3 services only");
+            }
+            Some(class.api_value().to_string())
+        }
+        None => None,
+    };
+    let sse = provider.sse(a.sse)?.map(|s| s.api_value().to_string());
     let remote = a.remote.trim_matches('/').to_string();
     if !remote.is_empty() {
         cairn_model::RelPath::parse(&remote).with_context(|| format!("--remote {remote:?}"))?;
@@ -410,6 +434,8 @@ async fn add(a: AddArgs) -> Result<()> {
             part_size_mb: a.part_size,
             keep_versions: a.keep_versions,
             encrypt: a.encrypt,
+            storage_class,
+            sse,
         }),
     };
     // The remote must answer before the task is saved: a wrong bucket or key is said now.
@@ -536,7 +562,19 @@ pub fn cloud_replica(
         part_size_mb: 8,
         keep_versions: 0,
         encrypt: false,
+        storage_class: None,
+        sse: None,
     });
+    let mut conn = conn.clone();
+    if let Some(class) = &cloud.storage_class {
+        conn.options
+            .insert("default_storage_class".into(), class.clone());
+    }
+    if let Some(sse) = &cloud.sse {
+        conn.options
+            .insert("server_side_encryption".into(), sse.clone());
+    }
+    let conn = &conn;
     let counters = Arc::new(Counters::default());
     let op = cairn_cloud::connection::operator(conn, &secrets, &task.folder, counters.clone())
         .map_err(|e| anyhow::anyhow!("connection {conn_name}: {e}"))?;

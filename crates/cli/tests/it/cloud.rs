@@ -722,3 +722,40 @@ fn a_cloud_dry_run_changes_nothing() {
     assert!(out.contains("new.txt"), "{out}");
     assert!(b.path("new.txt").exists());
 }
+
+/// `--storage-class` and `--sse` reach the objects; a class the provider does not offer is
+/// refused when the task is added, naming the ones it does.
+#[test]
+fn storage_class_and_sse_reach_the_objects() {
+    let moto = start_moto();
+    moto.bucket("classy");
+    let c = Client::new();
+    connect(&c, &moto, "s3", "classy");
+    let root = c.root.to_str().expect("utf-8").to_string();
+    let text = c.fails(&[
+        "cloud",
+        "add",
+        "t",
+        "--connection",
+        "s3",
+        "--local",
+        &root,
+        "--storage-class",
+        "cool",
+    ]);
+    assert!(text.contains("cool"), "{text}");
+    add_task(&c, "s3", "k", &["--storage-class", "ia", "--sse"]);
+    c.write("cold.txt", b"rarely read");
+    c.ok(&["run", "t"]);
+    // moto's own view of its objects (its introspection API).
+    let state = crate::harness::http()
+        .get(format!("{}/moto-api/data.json", moto.endpoint))
+        .send()
+        .expect("moto state")
+        .text()
+        .expect("moto state");
+    let at = state.find("cold.txt").expect("the object is there");
+    let around = &state[at.saturating_sub(3000)..(at + 3000).min(state.len())];
+    assert!(around.contains("STANDARD_IA"), "{around}");
+    assert!(around.contains("AES256"), "{around}");
+}
