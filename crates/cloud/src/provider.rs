@@ -95,6 +95,8 @@ pub enum Provider {
     Cos,
     Webdav(WebdavPreset),
     Sftp,
+    /// A local or mounted folder (a NAS share, a USB disk) as the remote.
+    Fs,
     Ftp,
     Dropbox,
     Gdrive,
@@ -171,6 +173,7 @@ pub const ALL: &[Provider] = &[
     Provider::Webdav(WebdavPreset::MegaDisk),
     Provider::Sftp,
     Provider::Ftp,
+    Provider::Fs,
     Provider::Dropbox,
     Provider::Gdrive,
     Provider::Onedrive(OnedriveKind::Personal),
@@ -209,6 +212,7 @@ pub enum OptionKey {
     ClientSecret,
     RefreshToken,
     AccessToken,
+    Root,
 }
 
 impl OptionKey {
@@ -243,6 +247,7 @@ impl OptionKey {
             OptionKey::ClientSecret => "client-secret",
             OptionKey::RefreshToken => "refresh-token",
             OptionKey::AccessToken => "access-token",
+            OptionKey::Root => "root",
         }
     }
 
@@ -284,6 +289,7 @@ impl OptionKey {
                 | OptionKey::ClientId
                 | OptionKey::RefreshToken
                 | OptionKey::AccessToken
+                | OptionKey::Root
         )
     }
 
@@ -317,6 +323,7 @@ impl OptionKey {
         OptionKey::ClientSecret,
         OptionKey::RefreshToken,
         OptionKey::AccessToken,
+        OptionKey::Root,
     ];
 
     /// The key for a flag or config name (`access-key-id`, or `access_key_id`).
@@ -481,6 +488,7 @@ impl Provider {
             Provider::Cos => &table::COS,
             Provider::Webdav(preset) => table::webdav(preset),
             Provider::Sftp => &table::SFTP,
+            Provider::Fs => &table::FS,
             Provider::Ftp => &table::FTP,
             Provider::Dropbox => &table::DROPBOX,
             Provider::Gdrive => &table::GDRIVE,
@@ -780,6 +788,7 @@ mod tests {
             "webdav",
             "sftp",
             "ftp",
+            "fs",
             "dropbox",
             "gdrive",
             "onedrive",
@@ -871,7 +880,10 @@ mod tests {
             let has_secret = spec.options.iter().any(|o| o.key.is_secret());
             // Anonymous WebDAV and FTP exist; SFTP's and GCS's secrets are in key files.
             let anonymous_ok = matches!(p, Provider::Webdav(WebdavPreset::Generic))
-                || matches!(p, Provider::Sftp | Provider::Ftp | Provider::Gcs);
+                || matches!(
+                    p,
+                    Provider::Sftp | Provider::Ftp | Provider::Gcs | Provider::Fs
+                );
             assert!(has_secret || anonymous_ok, "{} takes no secret", p.id());
         }
     }
@@ -890,6 +902,7 @@ mod tests {
             "webdav" => serde_json::to_value(WebdavConfig::default()),
             "sftp" => serde_json::to_value(SftpConfig::default()),
             "ftp" => serde_json::to_value(FtpConfig::default()),
+            "fs" => serde_json::to_value(FsConfig::default()),
             "dropbox" => serde_json::to_value(DropboxConfig::default()),
             "gdrive" => serde_json::to_value(GdriveConfig::default()),
             "onedrive" => serde_json::to_value(OnedriveConfig::default()),

@@ -58,6 +58,7 @@ impl Provider {
             Provider::Webdav(_)
             | Provider::Sftp
             | Provider::Ftp
+            | Provider::Fs
             | Provider::Dropbox
             | Provider::Gdrive
             | Provider::Onedrive(_)

@@ -637,6 +637,16 @@ pub(super) const FTP: ProviderSpec = ProviderSpec {
     ..SFTP
 };
 
+pub(super) const FS: ProviderSpec = ProviderSpec {
+    id: "fs",
+    display_name: "Local or mounted folder",
+    scheme: "fs",
+    options: &[req(OptionKey::Root, "root")],
+    endpoint: None,
+    source: "not in the seeds: a NAS share or a disk mounted here; general limits only",
+    ..SFTP
+};
+
 /// OAuth services: an app's client id and secret and a refresh token, refreshed by OpenDAL
 /// during long uploads (seed 003 "Large file uploads and security time-outs").
 const OAUTH_OPTIONS: &[OptionSpec] = &[
