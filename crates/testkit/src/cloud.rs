@@ -1,6 +1,7 @@
 //! Real local cloud servers for tests: S3 (moto, s3rver), Azure Blob (azurite), Google Cloud
-//! Storage (gcp-storage-emulator), WebDAV (wsgidav), FTP (pyftpdlib) and SFTP (OpenSSH's sshd),
-//! each started on a free 127.0.0.1 port in its own temp folder.
+//! Storage (gcp-storage-emulator), WebDAV (wsgidav), FTP (pyftpdlib), SFTP (OpenSSH's sshd) and
+//! OpenStack Swift (a one-node cluster with tempauth), each started on free 127.0.0.1 ports in
+//! its own temp folder.
 //!
 //! Each `start_*` function returns a handle once the server answers and its bucket or container
 //! exists; the handle holds what a client needs (endpoint, bucket, credentials) and kills the
@@ -19,6 +20,7 @@ mod gcs;
 mod s3;
 mod sftp;
 pub mod sign;
+mod swift;
 mod webdav;
 
 pub use azblob::{start_azurite, AzblobServer};
@@ -26,6 +28,7 @@ pub use ftp::{start_pyftpdlib, FtpServer};
 pub use gcs::{start_gcs_emulator, GcsServer};
 pub use s3::{start_moto, start_s3rver, S3Server};
 pub use sftp::{start_sshd, SftpServer};
+pub use swift::{start_swift, SwiftServer};
 pub use webdav::{start_wsgidav, WebdavServer};
 
 use std::fs::File;
@@ -98,29 +101,41 @@ fn program(server: &'static str, rel: &str) -> Result<PathBuf> {
     }
 }
 
+/// `N` distinct free ports on 127.0.0.1 (all held until all are chosen).
+fn free_ports<const N: usize>(server: &'static str) -> Result<[u16; N]> {
+    let mut held = Vec::with_capacity(N);
+    let mut ports = [0u16; N];
+    for port in ports.iter_mut() {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|source| Error::Io {
+            server,
+            what: "binding a free port".into(),
+            source,
+        })?;
+        *port = listener
+            .local_addr()
+            .map_err(|source| Error::Io {
+                server,
+                what: "reading the free port".into(),
+                source,
+            })?
+            .port();
+        held.push(listener);
+    }
+    Ok(ports)
+}
+
 /// A free port on 127.0.0.1. The listener is dropped before the server binds it; another process
 /// could take the port in between, and the server then fails to start with a clear log.
 fn free_port(server: &'static str) -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|source| Error::Io {
-        server,
-        what: "binding a free port".into(),
-        source,
-    })?;
-    let port = listener
-        .local_addr()
-        .map_err(|source| Error::Io {
-            server,
-            what: "reading the free port".into(),
-            source,
-        })?
-        .port();
-    Ok(port)
+    free_ports::<1>(server).map(|[port]| port)
 }
 
-/// A running server process with its temp folder and log; killed and removed on drop.
+/// A running server process with its temp folder and log; killed and removed on drop, with the
+/// processes it needs beside it (Swift's storage servers, its memcached).
 #[derive(Debug)]
 pub struct ServerProcess {
     server: &'static str,
+    companions: Vec<Child>,
     child: Child,
     log: PathBuf,
     dir: tempfile::TempDir,
@@ -151,6 +166,7 @@ impl ServerProcess {
             .map_err(io_err(&format!("starting {:?}", cmd.get_program())))?;
         Ok(ServerProcess {
             server,
+            companions: Vec::new(),
             child,
             log,
             dir,
@@ -159,14 +175,42 @@ impl ServerProcess {
         })
     }
 
-    /// Polls `probe` until it is true, failing early if the process exits.
+    /// Starts another process the server needs, in the same folder and log, stopped with it.
+    fn spawn_companion(&mut self, cmd: &mut Command) -> Result<()> {
+        let server = self.server;
+        let what = format!("starting {:?}", cmd.get_program());
+        let io_err = |source| Error::Io {
+            server,
+            what: what.clone(),
+            source,
+        };
+        let out = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log)
+            .map_err(io_err)?;
+        let err = out.try_clone().map_err(io_err)?;
+        let child = cmd
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(io_err)?;
+        self.companions.push(child);
+        Ok(())
+    }
+
+    /// Polls `probe` until it is true, failing early if a process exits.
     fn wait_ready(&mut self, mut probe: impl FnMut() -> bool) -> Result<()> {
         loop {
             if probe() {
                 self.ready_after = self.started.elapsed();
                 return Ok(());
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
+            let exited = std::iter::once(&mut self.child)
+                .chain(self.companions.iter_mut())
+                .find_map(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
                 return Err(Error::Exited {
                     server: self.server,
                     status,
@@ -213,8 +257,10 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in std::iter::once(&mut self.child).chain(self.companions.iter_mut()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -274,3 +274,23 @@ fn sshd_stores_and_returns_a_file_over_sftp_for_its_key_only() {
         "a key that is not authorized logged in"
     );
 }
+
+#[test]
+fn swift_stores_and_returns_an_object_for_a_token_only() {
+    let swift = started(cloud::start_swift());
+    report("swift", &swift.process);
+    let data = noise(14, 100_000);
+    let name = "smoke/object é.bin";
+    let put = swift.request(Method::PUT, name).body(data.clone()).send();
+    body_of(put.expect("PUT reaches the proxy"), "PUT");
+    let get = swift.request(Method::GET, name).send();
+    assert_eq!(body_of(get.expect("GET reaches the proxy"), "GET"), data);
+    let anonymous = crate::harness::http()
+        .get(format!(
+            "{}/{}/smoke/object%20%C3%A9.bin",
+            swift.endpoint, swift.container
+        ))
+        .send()
+        .expect("GET reaches the proxy");
+    assert_eq!(anonymous.status(), reqwest::StatusCode::UNAUTHORIZED);
+}

@@ -124,7 +124,7 @@ fn keygen(path: &Path) -> Result<()> {
     }
 }
 
-fn current_user() -> Result<String> {
+pub(super) fn current_user() -> Result<String> {
     id(&["-un"])
 }
 
