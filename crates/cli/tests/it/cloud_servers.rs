@@ -45,6 +45,42 @@ fn s3_round_trip(s3: &S3Server) {
     assert_eq!(body_of(get.expect("GET reaches the server"), "GET"), data);
 }
 
+/// Three objects listed one per page through V2 continuation tokens: every key once, in order.
+fn s3_paged_listing(s3: &S3Server) {
+    for key in ["page/1", "page/2", "page/3"] {
+        let put = s3.request(Method::PUT, key, key.as_bytes().to_vec()).send();
+        body_of(put.expect("PUT reaches the server"), "PUT");
+    }
+    let mut keys = Vec::new();
+    let mut token: Option<String> = None;
+    for _page in 0..10 {
+        let mut query = vec![("max-keys", "1"), ("prefix", "page/")];
+        if let Some(t) = &token {
+            query.push(("continuation-token", t));
+        }
+        let page = body_of(
+            s3.list_v2(&query).send().expect("list reaches the server"),
+            "list",
+        );
+        let page = String::from_utf8(page).expect("XML listing");
+        keys.extend(xml_values(&page, "Key"));
+        token = xml_values(&page, "NextContinuationToken").pop();
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(keys, ["page/1", "page/2", "page/3"]);
+}
+
+/// The texts of every `<tag>` element (enough for S3's flat listing answers).
+fn xml_values(xml: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    xml.split(&open)
+        .skip(1)
+        .filter_map(|rest| rest.split(&close).next().map(str::to_string))
+        .collect()
+}
+
 /// The status of a GET of the round trip's object signed with `creds`.
 fn s3_get_as(s3: &S3Server, creds: &cloud::sign::SigV4) -> reqwest::StatusCode {
     let get = s3.request_as(creds, Method::GET, "smoke/a file é.bin", Vec::new());
@@ -52,10 +88,11 @@ fn s3_get_as(s3: &S3Server, creds: &cloud::sign::SigV4) -> reqwest::StatusCode {
 }
 
 #[test]
-fn moto_stores_and_returns_an_object_and_refuses_a_wrong_secret() {
+fn moto_stores_lists_and_returns_objects_and_refuses_a_wrong_secret() {
     let s3 = started(cloud::start_moto());
     report("moto", &s3.process);
     s3_round_trip(&s3);
+    s3_paged_listing(&s3);
     let mut wrong = s3.sigv4();
     wrong.secret_access_key.push('x');
     assert_eq!(s3_get_as(&s3, &wrong), reqwest::StatusCode::FORBIDDEN);
@@ -63,10 +100,11 @@ fn moto_stores_and_returns_an_object_and_refuses_a_wrong_secret() {
 
 /// s3rver does not verify V4 signatures, only that the access key id is its own.
 #[test]
-fn s3rver_stores_and_returns_an_object_and_refuses_an_unknown_key() {
+fn s3rver_stores_lists_and_returns_objects_and_refuses_an_unknown_key() {
     let s3 = started(cloud::start_s3rver());
     report("s3rver", &s3.process);
     s3_round_trip(&s3);
+    s3_paged_listing(&s3);
     let mut wrong = s3.sigv4();
     wrong.access_key_id = "SOMEONE-ELSE".into();
     assert_eq!(s3_get_as(&s3, &wrong), reqwest::StatusCode::FORBIDDEN);

@@ -111,6 +111,25 @@ pub fn uri_encode_path(path: &str) -> String {
     out
 }
 
+/// Percent-encodes a query key or value as SigV4 does: only unreserved characters stay.
+pub fn uri_encode(text: &str) -> String {
+    uri_encode_path(text).replace('/', "%2F")
+}
+
+/// SigV4's canonical query string: pairs encoded, sorted, joined with `&`.
+pub fn canonical_query(query: &[(&str, &str)]) -> String {
+    let mut pairs: Vec<(String, String)> = query
+        .iter()
+        .map(|(k, v)| (uri_encode(k), uri_encode(v)))
+        .collect();
+    pairs.sort();
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// SigV4 credentials for one region and service (`s3`).
 #[derive(Debug, Clone)]
 pub struct SigV4 {
@@ -120,21 +139,23 @@ pub struct SigV4 {
 }
 
 impl SigV4 {
-    /// The headers to add to a request of `method` on `host` (with port) and the already
-    /// encoded `path` (no query string), carrying `body`.
+    /// The headers to add to a request of `method` on `host` (with port), the already encoded
+    /// `path` and the (unencoded) `query` pairs, carrying `body`.
     pub fn headers(
         &self,
         method: &str,
         host: &str,
         path: &str,
+        query: &[(&str, &str)],
         body: &[u8],
         at: UtcTime,
     ) -> Vec<(String, String)> {
         let payload = hex(digest::digest(&digest::SHA256, body).as_ref());
         let amz = at.amz();
         let signed = "host;x-amz-content-sha256;x-amz-date";
+        let query = canonical_query(query);
         let canonical = format!(
-            "{method}\n{path}\n\nhost:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{amz}\n\n{signed}\n{payload}"
+            "{method}\n{path}\n{query}\nhost:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{amz}\n\n{signed}\n{payload}"
         );
         let scope = format!("{}/{}/s3/aws4_request", at.amz_date(), self.region);
         let to_sign = format!(
@@ -255,9 +276,9 @@ mod tests {
             secret_access_key: secret.into(),
             region: "us-east-1".into(),
         };
-        let a = creds("one").headers("GET", "h:1", "/b/k", b"", at);
-        let b = creds("one").headers("GET", "h:1", "/b/k", b"", at);
-        let c = creds("two").headers("GET", "h:1", "/b/k", b"", at);
+        let a = creds("one").headers("GET", "h:1", "/b/k", &[], b"", at);
+        let b = creds("one").headers("GET", "h:1", "/b/k", &[], b"", at);
+        let c = creds("two").headers("GET", "h:1", "/b/k", &[], b"", at);
         assert_eq!(a, b);
         assert_ne!(a[2], c[2]);
         assert_eq!(a[0].1, "20130524T000000Z");
@@ -270,5 +291,13 @@ mod tests {
     #[test]
     fn paths_keep_slashes_and_encode_the_rest() {
         assert_eq!(uri_encode_path("/b/a b/é~"), "/b/a%20b/%C3%A9~");
+    }
+
+    #[test]
+    fn queries_are_encoded_and_sorted() {
+        assert_eq!(
+            canonical_query(&[("prefix", "a/b c"), ("list-type", "2"), ("max-keys", "1")]),
+            "list-type=2&max-keys=1&prefix=a%2Fb%20c"
+        );
     }
 }
