@@ -246,6 +246,36 @@ fn pyftpdlib_stores_and_returns_a_file_for_its_user_only() {
     assert!(!ftp.root.join("other.bin").exists());
 }
 
+/// The FTP handle's fields are what OpenDAL's ftp service needs: a write into a new folder and a
+/// read back through an `Operator`, and the file on the server's disk.
+#[test]
+fn pyftpdlib_serves_an_opendal_operator_from_its_handle() {
+    let ftp = started(cloud::start_pyftpdlib());
+    let builder = opendal::services::Ftp::default()
+        .endpoint(&ftp.endpoint)
+        .user(&ftp.user)
+        .password(&ftp.password)
+        .root("/");
+    let op = opendal::Operator::new(builder).expect("the handle's fields make a valid ftp config");
+    let data = noise(15, 300_000);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let got = runtime.block_on(async {
+        op.write("smoke/opendal é.bin", data.clone())
+            .await
+            .expect("write through OpenDAL");
+        op.read("smoke/opendal é.bin")
+            .await
+            .expect("read through OpenDAL")
+            .to_vec()
+    });
+    assert_eq!(got, data);
+    let stored = ftp.root.join("smoke").join("opendal é.bin");
+    assert_eq!(std::fs::read(stored).expect("stored file"), data);
+}
+
 /// OpenSSH's sftp client in batch mode with the handle's key and known_hosts (strict host key
 /// checking, so a wrong known_hosts line fails too).
 fn sftp_batch(sftp: &cloud::SftpServer, key: &Path, batch: &str) -> std::process::Output {
