@@ -75,7 +75,8 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Where `scripts/test-servers` installs: `$CAIRN_TEST_SERVERS`, else the user's cache folder
-/// (`$XDG_CACHE_HOME` or `~/.cache`) + `cairn/test-servers`. Keep in step with the script.
+/// (`$XDG_CACHE_HOME` or `~/.cache`; the temp folder without a home) + `cairn/test-servers`.
+/// Keep in step with the script.
 pub fn tools_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CAIRN_TEST_SERVERS") {
         return PathBuf::from(dir);
