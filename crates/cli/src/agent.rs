@@ -156,11 +156,15 @@ struct TaskClock {
     /// The last pass stopped before deleting and waits for confirmation.
     waiting: bool,
     journal: Option<JournalFollower>,
+    /// A cloud task's polling period: it has no journal to follow, so remote changes are
+    /// found by a full pass this often (or by the agent's rescan, when sooner).
+    poll: Option<Duration>,
 }
 
 impl TaskClock {
     fn new(seen: serde_json::Value) -> Self {
         TaskClock {
+            poll: None,
             seen,
             dirty: Some(Instant::now()),
             last_full: None,
@@ -176,6 +180,7 @@ impl TaskClock {
             // Changes wait for the retry too: a storm of saves must not hammer a dead server.
             return now >= r.at;
         }
+        let rescan = self.poll.map_or(rescan, |p| p.min(rescan));
         self.dirty.is_some_and(|t| now >= t + DEBOUNCE)
             || self.last_full.is_none_or(|t| now >= t + rescan)
     }
@@ -275,6 +280,12 @@ impl Daemon {
                     self.caches.remove(name);
                 }
                 Some(_) => {}
+            }
+            if let Some(clock) = self.clocks.get_mut(name) {
+                clock.poll = task
+                    .cloud
+                    .as_ref()
+                    .map(|c| Duration::from_secs(c.poll_secs));
             }
         }
         self.follow_roots(config);
@@ -420,11 +431,15 @@ impl Daemon {
         home: &Home,
         config: &Config,
         name: &str,
-    ) -> Result<(Arc<Connection>, Option<RemoteCache>)> {
+    ) -> Result<(Option<Arc<Connection>>, Option<RemoteCache>)> {
         let task = config
             .tasks
             .get(name)
             .with_context(|| format!("no task named {name}"))?;
+        // A cloud task has no server session and no journal: it polls.
+        if task.kind == "cloud" {
+            return Ok((None, self.caches.remove(name)));
+        }
         let conn = self.session(home, config, &task.connection).await?;
         let tx = self.remote_tx.clone();
         if let Some(clock) = self.clocks.get_mut(name) {
@@ -433,7 +448,7 @@ impl Daemon {
                 clock.journal = Some(follow_journal(config, name, &conn, tx)?);
             }
         }
-        Ok((conn, self.caches.remove(name)))
+        Ok((Some(conn), self.caches.remove(name)))
     }
 
     /// Records how a pass ended: success resets the backoff, failure schedules the retry.
@@ -646,6 +661,7 @@ async fn run_agent(home: &Home, c: AgentCmd, listener: UnixListener) -> Result<(
     let used: BTreeSet<String> = config
         .tasks
         .values()
+        .filter(|t| t.kind != "cloud")
         .map(|t| t.connection.clone())
         .collect();
     for name in used {
@@ -693,7 +709,10 @@ async fn run_agent(home: &Home, c: AgentCmd, listener: UnixListener) -> Result<(
                         conn,
                         &mut cache,
                         &name,
-                        PassOptions::default(),
+                        PassOptions {
+                            unattended: true,
+                            ..PassOptions::default()
+                        },
                         progress.clone(),
                     );
                     tokio::pin!(pass);

@@ -49,9 +49,13 @@ pub struct TaskConfig {
     #[serde(default)]
     pub keep_deleted: bool,
     pub transfers: usize,
-    /// Set for drive tasks.
+    /// Set for drive and cloud tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drive: Option<DriveConfig>,
+    /// Set for cloud tasks (`connection` then names a cloud connection, `folder` the path in
+    /// the cloud).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<crate::cloud_cmd::CloudTaskConfig>,
 }
 
 /// What a drive task adds to a task.
@@ -101,6 +105,9 @@ pub struct Config {
     pub connections: BTreeMap<String, ConnectionConfig>,
     #[serde(default)]
     pub tasks: BTreeMap<String, TaskConfig>,
+    /// Connections to public clouds (secrets in the credentials file).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clouds: BTreeMap<String, cairn_cloud::CloudConnection>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -111,6 +118,9 @@ pub struct Credentials {
     /// them without).
     #[serde(default)]
     pub proxies: BTreeMap<String, String>,
+    /// Cloud connections' secrets, by connection.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clouds: BTreeMap<String, cairn_cloud::Secrets>,
 }
 
 /// Task state shared by the CLI and the agent.

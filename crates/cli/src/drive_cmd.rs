@@ -105,7 +105,7 @@ pub struct DriveAddCmd {
 }
 
 /// Checks that `local` is a folder that no other task covers (nor contains).
-fn check_local(config: &Config, local: &Path, except: Option<&str>) -> Result<PathBuf> {
+pub fn check_local(config: &Config, local: &Path, except: Option<&str>) -> Result<PathBuf> {
     let abs = std::fs::canonicalize(local)
         .with_context(|| format!("local folder {}", local.display()))?;
     if !abs.is_dir() {
@@ -259,6 +259,7 @@ async fn add(a: DriveAddCmd) -> Result<()> {
                 RelinkArg::ServerWins => "server-wins".into(),
             },
         }),
+        cloud: None,
     };
     config.tasks.insert(a.name.clone(), task);
     home.save(&config)?;

@@ -2,6 +2,7 @@
 //! code (0 success, 1 failure, 2 bad usage).
 
 mod agent;
+mod cloud_cmd;
 mod config;
 mod connect_cmd;
 mod drive_cmd;
@@ -46,6 +47,11 @@ enum Cmd {
     Drive {
         #[command(subcommand)]
         cmd: drive_cmd::DriveCmd,
+    },
+    /// Public clouds: connections (`connect`, `list`, `edit`, `remove`) and cloud tasks (`add`).
+    Cloud {
+        #[command(subcommand)]
+        cmd: cloud_cmd::CloudCmd,
     },
     /// Change the settings of any task.
     Task {
@@ -145,6 +151,7 @@ fn main() {
                 confirm_deletes,
             } => agent::resume(&task, confirm_deletes).await,
             Cmd::Drive { cmd } => drive_cmd::drive(cmd).await,
+            Cmd::Cloud { cmd } => cloud_cmd::cloud(cmd).await,
             Cmd::Task {
                 cmd: TaskCmd::Set(c),
             } => drive_cmd::set(c).await,

@@ -22,7 +22,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::agent::{ask_agent, Request};
-use crate::config::{Config, Home};
+use crate::config::{Config, Home, TaskConfig};
 use crate::output::escape;
 use crate::status::TaskStatus;
 
@@ -244,6 +244,8 @@ pub struct PassOptions {
     pub confirm_deletes: bool,
     /// Only plan and report.
     pub dry_run: bool,
+    /// No one is at a keyboard (the agent): a secret to be typed at each run fails the pass.
+    pub unattended: bool,
 }
 
 /// One pass of one task over `conn`. `cache` is what a drive task last saw of its server
@@ -251,7 +253,7 @@ pub struct PassOptions {
 pub async fn run_task(
     home: &Home,
     config: &Config,
-    conn: Arc<Connection>,
+    conn: Option<Arc<Connection>>,
     cache: &mut Option<drive::RemoteCache>,
     name: &str,
     pass: PassOptions,
@@ -260,6 +262,7 @@ pub async fn run_task(
     let PassOptions {
         confirm_deletes,
         dry_run,
+        unattended,
     } = pass;
     let task = config
         .tasks
@@ -269,10 +272,14 @@ pub async fn run_task(
     // Whether this pass went on download-only because the folder became read-only; `None`
     // when the pass cannot tell (a backup, a dry run).
     let mut read_only = None;
-    let remote = Arc::new(conn.remote(&task.folder));
     let mut index = LocalIndex::open(&home.index_path())?;
+    let server = |conn: Option<Arc<Connection>>| {
+        conn.map(|c| Arc::new(c.remote(&task.folder)))
+            .with_context(|| format!("task {name}: no session with its server"))
+    };
     let outcome = match &task.drive {
         None => {
+            let remote = server(conn)?;
             let roots = (0..task.locals.len())
                 .map(|i| {
                     Ok(BackupRoot {
@@ -313,11 +320,21 @@ pub async fn run_task(
                 keep_deleted: task.keep_deleted,
                 dry_run,
             };
-            let replica = ServerReplica::new(remote, task.remote_prefix(0)?);
+            let replica: Box<dyn Replica> = if task.kind == "cloud" {
+                Box::new(crate::cloud_cmd::cloud_replica(
+                    home,
+                    config,
+                    &task.connection,
+                    task,
+                    unattended,
+                )?)
+            } else {
+                Box::new(ServerReplica::new(server(conn)?, task.remote_prefix(0)?))
+            };
             let stats = drive::run(
                 name,
                 &task.locals[0],
-                &replica,
+                replica.as_ref(),
                 &mut index,
                 &opts,
                 cache,
@@ -367,6 +384,19 @@ fn session(
     Ok(c)
 }
 
+/// The session a task's passes need: none for a cloud task.
+fn server_session(
+    home: &Home,
+    config: &Config,
+    conns: &mut HashMap<String, Arc<Connection>>,
+    task: &TaskConfig,
+) -> Result<Option<Arc<Connection>>> {
+    if task.kind == "cloud" {
+        return Ok(None);
+    }
+    session(home, config, conns, &task.connection).map(Some)
+}
+
 /// A random id for one agent (or one run), so the server can tell two processes apart.
 pub fn random_instance() -> String {
     cairn_server::auth::random_bytes(16)
@@ -391,7 +421,7 @@ async fn refuse_copied_configuration(
     let instance = random_instance();
     let mut asked = Vec::new();
     for task in names.iter().filter_map(|n| config.tasks.get(n)) {
-        if asked.contains(&task.connection) {
+        if task.kind == "cloud" || asked.contains(&task.connection) {
             continue;
         }
         asked.push(task.connection.clone());
@@ -441,11 +471,12 @@ pub async fn run_once(c: RunCmd) -> Result<()> {
         let progress = Arc::new(TaskProgress::new(&home, name, status.clone(), true));
         let started = Instant::now();
         let result = match config.tasks.get(name) {
-            Some(t) => match session(&home, &config, &mut conns, &t.connection) {
+            Some(t) => match server_session(&home, &config, &mut conns, t) {
                 Ok(conn) => {
                     let pass = PassOptions {
                         confirm_deletes: c.confirm_deletes,
                         dry_run: c.dry_run,
+                        unattended: false,
                     };
                     let p = crate::progress_bar::for_run(progress.clone(), !c.json);
                     run_task(&home, &config, conn, &mut None, name, pass, p).await

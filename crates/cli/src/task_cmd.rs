@@ -124,6 +124,7 @@ async fn backup_add(a: BackupAddCmd) -> Result<()> {
         keep_deleted: a.keep_deleted,
         transfers: a.transfers,
         drive: None,
+        cloud: None,
     };
     let mut prefixes = Vec::new();
     for i in 0..task.locals.len() {

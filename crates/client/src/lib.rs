@@ -13,7 +13,7 @@
 //! `Response::bytes`, which takes whatever the server sends). Listings are capped rather than
 //! streamed because the engine's `Remote` takes them whole; the caps are far above real folders.
 
-pub mod ratelimit;
+pub use cairn_engine::ratelimit;
 pub mod replica;
 
 use std::path::PathBuf;

@@ -14,6 +14,7 @@ pub mod index;
 pub mod local_root;
 pub mod pass;
 pub mod progress;
+pub mod ratelimit;
 pub mod reconcile;
 pub mod remote;
 pub mod replica;

@@ -64,6 +64,7 @@ pub async fn run(
     let (remote_map, cursor) = remote_listing(remote, identity.as_deref(), cache).await?;
     let mut scan = local_side.list().await?;
     drop_too_long(&mut scan, local_side, remote);
+    drop_unstorable_links(&mut scan, local_side, remote);
     let files = scan
         .entries
         .values()
@@ -124,6 +125,7 @@ pub async fn run(
     if !upload_only {
         report_case_clashes(&remote_map, progress.as_ref());
     }
+    let remote_map = fill_remote_hashes(remote, &local, &base, remote_map).await?;
     let plan = reconcile::plan_sync(&SyncInputs {
         base: &base,
         local: &local,
@@ -326,6 +328,74 @@ fn drop_too_long(scan: &mut Listing, local_side: &dyn Replica, remote: &dyn Repl
         ));
         scan.held.push(path);
     }
+}
+
+/// Links a remote cannot store are reported and left alone on both sides.
+fn drop_unstorable_links(scan: &mut Listing, local_side: &dyn Replica, remote: &dyn Replica) {
+    if remote.capabilities().stores_links {
+        return;
+    }
+    let links: Vec<RelPath> = scan
+        .entries
+        .iter()
+        .filter(|(_, e)| e.kind == EntryKind::Symlink)
+        .map(|(p, _)| p.clone())
+        .collect();
+    for path in links {
+        scan.entries.remove(&path);
+        scan.skipped.push((
+            executor::side_path(local_side, &path),
+            format!(
+                "a symbolic link; {} cannot store links, so it is left alone",
+                remote.describe()
+            ),
+        ));
+        scan.held.push(path);
+    }
+}
+
+/// A remote that does not list content hashes (a cloud) is asked for the hash of a file only
+/// where the plan needs it to tell "the same" from "a conflict": both sides hold a file of
+/// the same size and the remote's differs from the base. A remote that keeps no modes takes
+/// the local file's, so a mode alone never makes a conflict.
+async fn fill_remote_hashes(
+    remote: &dyn Replica,
+    local: &BTreeMap<RelPath, ReplicaEntry>,
+    base: &BTreeMap<RelPath, IndexRow>,
+    mut remote_map: BTreeMap<RelPath, ReplicaEntry>,
+) -> Result<BTreeMap<RelPath, ReplicaEntry>> {
+    let caps = remote.capabilities();
+    if caps.knows_hashes {
+        return Ok(remote_map);
+    }
+    let mut wanted = Vec::new();
+    for (path, r) in remote_map.iter_mut() {
+        let Some(l) = local.get(path) else { continue };
+        if r.kind != EntryKind::File || l.kind != EntryKind::File {
+            continue;
+        }
+        if !caps.keeps_modes {
+            r.mode = l.mode;
+        }
+        match base.get(path) {
+            // Unchanged there since the base: what the base says it holds.
+            Some(b) if b.right == r.version => r.hash = b.hash,
+            _ if l.size == r.size && l.hash.is_some() => {
+                wanted.push((path.clone(), r.version.clone()))
+            }
+            _ => {}
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(remote_map);
+    }
+    let hashes = remote.hash_many(&wanted).await?;
+    for ((path, _), hash) in wanted.into_iter().zip(hashes) {
+        if let Some(r) = remote_map.get_mut(&path) {
+            r.hash = hash;
+        }
+    }
+    Ok(remote_map)
 }
 
 /// The base of this root: what both sides agreed on last time. Paths whose content the

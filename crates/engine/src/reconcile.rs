@@ -523,8 +523,11 @@ fn both_changed(
                     hash: None,
                 };
             }
+            // Overwriting the remote's edit is only safe where the remote keeps it as a
+            // version; elsewhere the local edit becomes the conflict copy.
             let local_wins = i.direction == Direction::TwoWay
                 && i.policy == ConflictPolicy::KeepLatest
+                && i.remote_keeps_versions
                 && l.mtime_ns > r.mtime_ns;
             if local_wins {
                 // The remote version stays in history; ours becomes the head.

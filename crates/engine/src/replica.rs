@@ -69,6 +69,12 @@ pub struct Capabilities {
     pub knows_mtimes: bool,
     /// Moves are one cheap operation (no content travels).
     pub can_move: bool,
+    /// Permission bits and modification times are kept as written (stat gives them back).
+    pub keeps_modes: bool,
+    /// Symbolic links can be stored (otherwise a local link is reported and left alone).
+    pub stores_links: bool,
+    /// Content the replica holds already is not sent again.
+    pub dedups: bool,
     /// Keeps a journal: [`Replica::changes`] answers.
     pub has_journal: bool,
     /// Names differing only in case are different entries.

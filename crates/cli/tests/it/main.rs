@@ -4,6 +4,7 @@ mod agent;
 mod api;
 mod backup;
 mod bad_input;
+mod cloud;
 mod cloud_servers;
 mod connection;
 mod drive;

@@ -24,6 +24,8 @@ struct Model {
     next_seq: i64,
     /// Every content the remote ever held as a version, per path.
     history: Vec<(RelPath, u8)>,
+    /// The remote keeps replaced content: what is overwritten or deleted stays in `history`.
+    versions: bool,
     conflict_copies: Vec<u8>,
 }
 
@@ -107,6 +109,7 @@ fn model() -> impl Strategy<Value = Model> {
             slots: PATHS.iter().map(|p| rel(p)).zip(slots).collect(),
             next_seq: 100,
             history,
+            versions: true,
             conflict_copies: Vec::new(),
         }
     })
@@ -169,7 +172,24 @@ impl Model {
         self.slots.get_mut(path).expect("model path")
     }
 
+    /// The remote head of `path` goes away: without versions, it is gone from history too.
+    fn drop_remote(&mut self, path: &RelPath) {
+        let Some((_, old, _)) = self.slots[path].remote else {
+            return;
+        };
+        if !self.versions {
+            if let Some(i) = self
+                .history
+                .iter()
+                .rposition(|(p, c)| p == path && *c == old)
+            {
+                self.history.remove(i);
+            }
+        }
+    }
+
     fn put_remote(&mut self, path: &RelPath, c: u8, mtime: i64) -> i64 {
+        self.drop_remote(path);
         self.next_seq += 1;
         let seq = self.next_seq;
         self.history.push((path.clone(), c));
@@ -193,6 +213,7 @@ impl Model {
                 self.put_remote(path, c, m);
             }
             Action::DeleteRemote { path, .. } => {
+                self.drop_remote(path);
                 let s = self.slot(path);
                 s.remote = None;
                 s.base = None;
@@ -229,6 +250,7 @@ impl Model {
             }
             Action::MoveRemote { from, to, .. } => {
                 let (c, m) = self.slots[to].local.expect("moved file is here");
+                self.drop_remote(from);
                 let f = self.slot(from);
                 f.remote = None;
                 f.base = None;
@@ -336,6 +358,7 @@ proptest! {
             })
             .collect();
         let mut m = m;
+        m.versions = set.3;
         for a in m.plan(set).actions {
             m.apply(&a);
         }
@@ -344,6 +367,33 @@ proptest! {
             let there = m.history.iter().any(|(_, h)| *h == c);
             let copy = m.conflict_copies.contains(&c);
             prop_assert!(here || there || copy, "edit {} of {} lost: {:?}", c, path, m);
+        }
+    }
+
+    /// What another computer wrote to the remote survives a two-way or download-only pass,
+    /// whether or not the remote keeps versions (an upload-only task mirrors this side by
+    /// design, over a remote that keeps versions).
+    #[test]
+    fn every_remote_edit_survives(m in model(), set in settings()) {
+        prop_assume!(set.0 != Direction::UploadOnly);
+        let edits: Vec<(RelPath, u8)> = m
+            .slots
+            .iter()
+            .filter_map(|(path, s)| {
+                let (_, c, _) = s.remote?;
+                (s.base.map(|b| b.1) != Some(c)).then_some((path.clone(), c))
+            })
+            .collect();
+        let mut m = m;
+        m.versions = set.3;
+        for a in m.plan(set).actions {
+            m.apply(&a);
+        }
+        for (path, c) in edits {
+            let head = m.slots.values().any(|s| s.remote.map(|r| r.1) == Some(c));
+            let here = m.slots.values().any(|s| s.local.map(|l| l.0) == Some(c));
+            let kept = m.versions && m.history.iter().any(|(_, h)| *h == c);
+            prop_assert!(head || here || kept, "remote edit {} of {} lost: {:?}", c, path, m);
         }
     }
 

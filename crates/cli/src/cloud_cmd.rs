@@ -1,0 +1,459 @@
+//! `cairn cloud ...`: connections to public clouds (`connect`, `list`, `edit`, `remove`) and
+//! cloud tasks (`add`), which keep a local folder in sync with a path in a cloud.
+//!
+//! A connection's options live in `config.json`, its secrets in `credentials.json` (0600); a
+//! secret given as `prompt` is asked at each run instead, and an unattended run fails with a
+//! message saying so (seed 003).
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use cairn_cloud::connection::{is_secret, PROMPT};
+use cairn_cloud::transport::Counters;
+use cairn_cloud::{CloudConnection, CloudOptions, CloudReplica, Secrets};
+use cairn_engine::reconcile::{ConflictPolicy, Direction};
+use cairn_model::filter::{normalize_ext, MAX_SIZE_LIMIT_MB};
+use cairn_model::Filter;
+use cairn_protocol::is_valid_name;
+use clap::{Args, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{host_name, read_stdin_line, Config, DriveConfig, Home, TaskConfig};
+
+/// Seed 002: at most a day between looks at the remote; ten minutes unless told.
+pub const DEFAULT_POLL_SECS: u64 = 600;
+pub const MAX_POLL_SECS: u64 = 86_400;
+
+/// What a cloud task adds to a task.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CloudTaskConfig {
+    /// Seconds between looks at the remote for changes made there.
+    pub poll_secs: u64,
+    /// Multipart part size in MiB.
+    pub part_size_mb: u64,
+    /// Replaced and deleted files kept on the remote (0: none).
+    #[serde(default)]
+    pub keep_versions: usize,
+}
+
+#[derive(Subcommand)]
+pub enum CloudCmd {
+    /// Save a connection to a cloud account.
+    Connect(ConnectArgs),
+    /// List saved cloud connections (never their secrets).
+    List,
+    /// Change a saved connection's options or secrets (re-authorise when they were revoked).
+    Edit(ConnectArgs),
+    /// Remove a saved connection (refused while a task uses it).
+    Remove { name: String },
+    /// Add a cloud task: a local folder kept in sync with a path in a cloud.
+    Add(AddArgs),
+}
+
+#[derive(Args)]
+pub struct ConnectArgs {
+    name: String,
+    /// The service or a preset of one: s3, azblob, gcs, b2, swift, oss, cos, webdav, sftp, ftp,
+    /// dropbox, gdrive, onedrive, yandex-disk; minio, wasabi, ceph, ... for S3-compatible ones.
+    #[arg(long)]
+    provider: Option<String>,
+    #[arg(long)]
+    endpoint: Option<String>,
+    #[arg(long)]
+    bucket: Option<String>,
+    #[arg(long)]
+    region: Option<String>,
+    /// Any other option of the service, as KEY=VALUE (repeatable).
+    #[arg(long = "option", value_name = "KEY=VALUE")]
+    options: Vec<String>,
+    /// A secret option (repeatable), its value read from stdin, one line each in the order
+    /// given; a value of `prompt` asks for it at each run instead of saving it.
+    #[arg(long = "secret", value_name = "KEY")]
+    secrets: Vec<String>,
+    /// Extra certificate authorities (PEM) for a private endpoint.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Upload limit in KB/s for all transfers of this connection (0 = unlimited).
+    #[arg(long)]
+    up_limit: Option<u64>,
+    /// Download limit in KB/s (0 = unlimited).
+    #[arg(long)]
+    down_limit: Option<u64>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DirectionArg {
+    Bidirectional,
+    UploadOnly,
+    DownloadOnly,
+}
+
+#[derive(Args)]
+pub struct AddArgs {
+    name: String,
+    #[arg(long)]
+    connection: String,
+    #[arg(long)]
+    local: PathBuf,
+    /// The path in the bucket (or container, or server) the folder syncs with.
+    #[arg(long, default_value = "")]
+    remote: String,
+    #[arg(long, value_enum, default_value = "bidirectional")]
+    direction: DirectionArg,
+    /// Don't remove files: a file deleted on one side stays on the other.
+    #[arg(long)]
+    keep_deleted: bool,
+    /// Seconds between looks for changes made in the cloud (at most 86400).
+    #[arg(long, default_value_t = DEFAULT_POLL_SECS)]
+    poll: u64,
+    #[arg(long, default_value_t = 3)]
+    transfers: usize,
+    /// Multipart part size in MB.
+    #[arg(long, default_value_t = 8)]
+    part_size: u64,
+    /// Keep this many replaced or deleted versions of each file on the remote (0 = none).
+    #[arg(long, default_value_t = 0)]
+    keep_versions: usize,
+    /// Largest file synced, in MB (0 = unlimited).
+    #[arg(long, default_value_t = 0)]
+    max_size: u64,
+    #[arg(long)]
+    exclude_name: Vec<String>,
+    #[arg(long)]
+    exclude_ext: Vec<String>,
+    /// This computer's name in conflict-copy names.
+    #[arg(long)]
+    computer: Option<String>,
+}
+
+pub async fn cloud(cmd: CloudCmd) -> Result<()> {
+    match cmd {
+        CloudCmd::Connect(a) => connect(a, false),
+        CloudCmd::Edit(a) => connect(a, true),
+        CloudCmd::List => list(),
+        CloudCmd::Remove { name } => remove(&name),
+        CloudCmd::Add(a) => add(a).await,
+    }
+}
+
+fn parse_options(a: &ConnectArgs) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let named = [
+        ("endpoint", &a.endpoint),
+        ("bucket", &a.bucket),
+        ("region", &a.region),
+    ];
+    for (k, v) in named {
+        if let Some(v) = v {
+            out.insert(k.to_string(), v.clone());
+        }
+    }
+    for kv in &a.options {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("--option {kv:?}: give KEY=VALUE");
+        };
+        if is_secret(k) {
+            bail!("--option {k}=...: `{k}` is a secret; give it with `--secret {k}` (read from stdin) so it stays out of the configuration and of your shell's history");
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+fn connect(a: ConnectArgs, edit: bool) -> Result<()> {
+    if !is_valid_name(&a.name) {
+        bail!(
+            "invalid connection name {:?}: use 1-64 letters, digits, '.', '_' or '-'",
+            a.name
+        );
+    }
+    let home = Home::locate()?;
+    let mut config = home.load()?;
+    let mut creds = home.credentials()?;
+    let mut conn = match (config.clouds.get(&a.name), edit) {
+        (Some(c), true) => c.clone(),
+        (None, true) => bail!("no cloud connection named {}", a.name),
+        (Some(_), false) => bail!(
+            "a cloud connection named {} exists already; change it with `cairn cloud edit {}`",
+            a.name,
+            a.name
+        ),
+        (None, false) => CloudConnection {
+            provider: a
+                .provider
+                .clone()
+                .context("give the service with --provider (s3, azblob, gcs, webdav, sftp, ...)")?,
+            options: BTreeMap::new(),
+            secrets: Vec::new(),
+            prompt: Vec::new(),
+            ca_file: None,
+            limit_upload: None,
+            limit_download: None,
+        },
+    };
+    if let Some(p) = &a.provider {
+        conn.provider = p.clone();
+    }
+    conn.options.extend(parse_options(&a)?);
+    let secrets = creds.clouds.entry(a.name.clone()).or_default();
+    for key in &a.secrets {
+        let value =
+            read_stdin_line().with_context(|| format!("reading secret {key} from stdin"))?;
+        conn.prompt.retain(|k| k != key);
+        if value == PROMPT {
+            conn.prompt.push(key.clone());
+            secrets.0.remove(key);
+        } else {
+            secrets.0.insert(key.clone(), value);
+        }
+        if !conn.secrets.contains(key) {
+            conn.secrets.push(key.clone());
+        }
+    }
+    if let Some(ca) = &a.ca {
+        conn.ca_file =
+            Some(std::fs::canonicalize(ca).with_context(|| format!("CA file {}", ca.display()))?);
+    }
+    if let Some(kb) = a.up_limit {
+        conn.limit_upload = Some(kb * 1000).filter(|r| *r > 0);
+    }
+    if let Some(kb) = a.down_limit {
+        conn.limit_download = Some(kb * 1000).filter(|r| *r > 0);
+    }
+    // One connection per credential (seed 002): two would race on one account's objects.
+    let id = conn.credential_id();
+    if let Some((other, _)) = config
+        .clouds
+        .iter()
+        .find(|(n, c)| **n != a.name && c.credential_id() == id)
+    {
+        bail!(
+            "connection {other} already uses this credential; use it (or edit it) instead of adding a second one"
+        );
+    }
+    // Checked before it is saved: the operator takes every option, or says which is wrong.
+    let probe = Secrets(
+        conn.secrets
+            .iter()
+            .map(|k| (k.clone(), secrets.0.get(k).cloned().unwrap_or_default()))
+            .collect(),
+    );
+    cairn_cloud::connection::operator(&conn, &probe, "", Arc::new(Counters::default()))
+        .map_err(|e| anyhow::anyhow!("connection {}: {e}", a.name))?;
+    let described = conn.describe("");
+    config.clouds.insert(a.name.clone(), conn);
+    home.save_credentials(&creds)?;
+    home.save(&config)?;
+    println!(
+        "{} cloud connection {}: {described}",
+        if edit { "changed" } else { "saved" },
+        a.name
+    );
+    Ok(())
+}
+
+fn list() -> Result<()> {
+    let home = Home::locate()?;
+    let config = home.load()?;
+    if config.clouds.is_empty() {
+        println!("no cloud connections; add one with `cairn cloud connect NAME --provider P ...`");
+    }
+    for (name, c) in &config.clouds {
+        let used: Vec<&str> = config
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.kind == "cloud" && &t.connection == name)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        println!(
+            "{name}\t{}\ttasks: {}",
+            c.describe(""),
+            if used.is_empty() {
+                "-".to_string()
+            } else {
+                used.join(", ")
+            }
+        );
+    }
+    Ok(())
+}
+
+fn remove(name: &str) -> Result<()> {
+    let home = Home::locate()?;
+    let mut config = home.load()?;
+    if !config.clouds.contains_key(name) {
+        bail!("no cloud connection named {name}");
+    }
+    let users: Vec<&String> = config
+        .tasks
+        .iter()
+        .filter(|(_, t)| t.kind == "cloud" && t.connection == name)
+        .map(|(n, _)| n)
+        .collect();
+    if !users.is_empty() {
+        bail!(
+            "connection {name} is used by task(s) {}; remove them first",
+            users
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    config.clouds.remove(name);
+    let mut creds = home.credentials()?;
+    creds.clouds.remove(name);
+    home.save_credentials(&creds)?;
+    home.save(&config)?;
+    println!("removed cloud connection {name}");
+    Ok(())
+}
+
+async fn add(a: AddArgs) -> Result<()> {
+    if !is_valid_name(&a.name) {
+        bail!(
+            "invalid task name {:?}: use 1-64 letters, digits, '.', '_' or '-'",
+            a.name
+        );
+    }
+    if a.poll == 0 || a.poll > MAX_POLL_SECS {
+        bail!(
+            "--poll {}: the polling period is 1 to {MAX_POLL_SECS} seconds",
+            a.poll
+        );
+    }
+    if a.max_size > MAX_SIZE_LIMIT_MB {
+        bail!(
+            "--max-size {} is over the limit of {MAX_SIZE_LIMIT_MB} MB (0 means unlimited)",
+            a.max_size
+        );
+    }
+    if !(5..=5120).contains(&a.part_size) {
+        bail!(
+            "--part-size {} MB: parts are 5 to 5120 MB (S3's limits)",
+            a.part_size
+        );
+    }
+    let home = Home::locate()?;
+    let mut config = home.load()?;
+    if config.tasks.contains_key(&a.name) {
+        bail!("a task named {} exists already", a.name);
+    }
+    if !config.clouds.contains_key(&a.connection) {
+        bail!(
+            "no cloud connection named {}; add it with `cairn cloud connect {} --provider ...`",
+            a.connection,
+            a.connection
+        );
+    }
+    let local = crate::drive_cmd::check_local(&config, &a.local, None)?;
+    let remote = a.remote.trim_matches('/').to_string();
+    if !remote.is_empty() {
+        cairn_model::RelPath::parse(&remote).with_context(|| format!("--remote {remote:?}"))?;
+    }
+    let direction = match a.direction {
+        DirectionArg::Bidirectional => Direction::TwoWay,
+        DirectionArg::UploadOnly => Direction::UploadOnly,
+        DirectionArg::DownloadOnly => Direction::DownloadOnly,
+    };
+    let task = TaskConfig {
+        kind: "cloud".into(),
+        locals: vec![local.clone()],
+        connection: a.connection.clone(),
+        folder: remote.clone(),
+        computer: a.computer.clone().unwrap_or_else(host_name),
+        filter: Filter {
+            max_size: a.max_size * 1024 * 1024,
+            names: a.exclude_name.clone(),
+            exts: a.exclude_ext.iter().map(|e| normalize_ext(e)).collect(),
+            excluded_dirs: Vec::new(),
+        },
+        keep_deleted: a.keep_deleted,
+        transfers: a.transfers.clamp(1, 64),
+        drive: Some(DriveConfig {
+            sub: String::new(),
+            mode: direction,
+            conflict: ConflictPolicy::KeepLatest,
+            keep_conflict_copy: false,
+            consistency_check: false,
+            read_only: false,
+            on_relink: "merge".into(),
+        }),
+        cloud: Some(CloudTaskConfig {
+            poll_secs: a.poll,
+            part_size_mb: a.part_size,
+            keep_versions: a.keep_versions,
+        }),
+    };
+    // The remote must answer before the task is saved: a wrong bucket or key is said now.
+    let replica = cloud_replica(&home, &config, &a.connection, &task, false)?;
+    cairn_engine::replica::Replica::list(&replica)
+        .await
+        .with_context(|| {
+            format!(
+                "listing {}",
+                cairn_engine::replica::Replica::describe(&replica)
+            )
+        })?;
+    config.tasks.insert(a.name.clone(), task);
+    home.save(&config)?;
+    println!(
+        "added cloud task {}: {} <-> {}",
+        a.name,
+        local.display(),
+        cairn_engine::replica::Replica::describe(&replica)
+    );
+    Ok(())
+}
+
+/// The replica of a cloud task's remote path. `unattended`: a secret that must be typed at
+/// each run fails the run instead of waiting for a keyboard.
+pub fn cloud_replica(
+    home: &Home,
+    config: &Config,
+    conn_name: &str,
+    task: &TaskConfig,
+    unattended: bool,
+) -> Result<CloudReplica> {
+    let conn = config
+        .clouds
+        .get(conn_name)
+        .with_context(|| format!("no cloud connection named {conn_name}"))?;
+    let mut secrets = home
+        .credentials()?
+        .clouds
+        .get(conn_name)
+        .cloned()
+        .unwrap_or_default();
+    for key in &conn.prompt {
+        if unattended || !std::io::stdin().is_terminal() {
+            bail!(
+                "connection {conn_name} asks for its secret `{key}` at each run, and this run is unattended; run `cairn run` in a terminal, or save the secret with `cairn cloud edit {conn_name} --secret {key}`"
+            );
+        }
+        eprint!("{key} for cloud connection {conn_name}: ");
+        secrets.0.insert(key.clone(), read_stdin_line()?);
+    }
+    let cloud = task.cloud.clone().unwrap_or(CloudTaskConfig {
+        poll_secs: DEFAULT_POLL_SECS,
+        part_size_mb: 8,
+        keep_versions: 0,
+    });
+    let counters = Arc::new(Counters::default());
+    let op = cairn_cloud::connection::operator(conn, &secrets, &task.folder, counters.clone())
+        .map_err(|e| anyhow::anyhow!("connection {conn_name}: {e}"))?;
+    let opts = CloudOptions {
+        part_size: (cloud.part_size_mb as usize) << 20,
+        part_concurrency: task.transfers.clamp(1, 8),
+        keep_versions: cloud.keep_versions,
+    };
+    Ok(CloudReplica::new(
+        op,
+        conn.describe(&task.folder),
+        opts,
+        counters,
+    ))
+}

@@ -1,0 +1,233 @@
+//! A saved connection to a cloud account, and the OpenDAL operator built from it.
+//!
+//! The connection keeps its options (endpoint, bucket, region, account...) in the
+//! configuration and its secrets apart, in the credentials file; a secret may also be
+//! `prompt`, asked at each run (seed 003). Neither `Debug` nor an error message ever shows a
+//! secret's value.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use opendal::layers::{RetryLayer, TimeoutLayer};
+use opendal::{HttpTransporter, OperationContext, Operator};
+use serde::{Deserialize, Serialize};
+
+use crate::transport::{Counters, Limits, Transport};
+
+/// Option names whose values are secrets, whatever the service.
+const SECRET_KEYS: &[&str] = &[
+    "secret_access_key",
+    "session_token",
+    "account_key",
+    "sas_token",
+    "credential",
+    "password",
+    "application_key",
+    "refresh_token",
+    "client_secret",
+    "access_token",
+    "token",
+];
+
+/// What the value of a secret option is replaced with in the configuration when it must be
+/// asked at each run.
+pub const PROMPT: &str = "prompt";
+
+pub fn is_secret(key: &str) -> bool {
+    SECRET_KEYS.contains(&key)
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CloudConnection {
+    /// The OpenDAL service (s3, azblob, gcs, ...) or a provider preset of one.
+    pub provider: String,
+    /// Options other than secrets (endpoint, bucket, region, account name, ...).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// Secret options this connection has (their values are in the credentials file), and
+    /// those asked at each run.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompt: Vec<String>,
+    /// Extra certificate authorities to trust (PEM), for a private endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Bytes per second for all transfers of this connection together (0 or none: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_upload: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_download: Option<u64>,
+}
+
+/// Secret values by option name; `Debug` shows the names only.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Secrets(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl CloudConnection {
+    /// The OpenDAL scheme behind the provider.
+    pub fn scheme(&self) -> String {
+        crate::provider_scheme(&self.provider)
+    }
+
+    /// What identifies the account a connection reaches: one connection per credential
+    /// (seed 002).
+    pub fn credential_id(&self) -> String {
+        let pick = |k: &str| self.options.get(k).map(String::as_str).unwrap_or("");
+        let who = [
+            "access_key_id",
+            "account_name",
+            "client_email",
+            "application_key_id",
+            "user",
+            "username",
+            "client_id",
+        ]
+        .iter()
+        .map(|k| pick(k))
+        .find(|v| !v.is_empty())
+        .unwrap_or("");
+        let endpoint = pick("endpoint").trim_end_matches('/').to_lowercase();
+        format!("{}|{endpoint}|{who}", self.scheme())
+    }
+
+    /// For messages: `s3 http://127.0.0.1:9000 bucket`.
+    pub fn describe(&self, root: &str) -> String {
+        let place = ["bucket", "container", "endpoint", "root"]
+            .iter()
+            .find_map(|k| self.options.get(*k))
+            .cloned()
+            .unwrap_or_default();
+        let root = root.trim_matches('/');
+        if root.is_empty() {
+            format!("{}:{place}", self.provider)
+        } else {
+            format!("{}:{place}/{root}", self.provider)
+        }
+    }
+}
+
+/// Opens the connection's operator with `root` (a path inside the bucket) as its root.
+///
+/// # Errors
+/// A missing secret, a CA file that cannot be read, or options the service refuses; the
+/// message names the option, never a secret's value.
+pub fn operator(
+    conn: &CloudConnection,
+    secrets: &Secrets,
+    root: &str,
+    counters: Arc<Counters>,
+) -> Result<Operator, String> {
+    opendal::init_default_registry();
+    let mut map: BTreeMap<String, String> = service_defaults(&conn.scheme());
+    map.extend(conn.options.clone());
+    for name in &conn.secrets {
+        match secrets.0.get(name) {
+            Some(v) => {
+                map.insert(name.clone(), v.clone());
+            }
+            None => {
+                return Err(format!(
+                    "the secret `{name}` of this connection is not saved; run `cairn cloud edit` to give it"
+                ))
+            }
+        }
+    }
+    let root = root.trim_matches('/');
+    let base_root = map.get("root").cloned().unwrap_or_default();
+    let joined = format!("/{}/{root}", base_root.trim_matches('/'));
+    map.insert("root".into(), joined.replace("//", "/"));
+    let ca = match &conn.ca_file {
+        Some(path) => Some(
+            std::fs::read(path).map_err(|e| format!("reading CA file {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let limits = Arc::new(Limits {
+        up: cairn_engine::ratelimit::RateLimit::new(conn.limit_upload),
+        down: cairn_engine::ratelimit::RateLimit::new(conn.limit_download),
+    });
+    let transport = Transport::new(ca.as_deref(), limits, counters)?;
+    let op = Operator::via_iter(conn.scheme(), map).map_err(|e| redact(&e.to_string(), secrets))?;
+    let ctx = OperationContext::new().with_http_transport(HttpTransporter::new(transport));
+    Ok(op
+        .with_context(ctx)
+        .layer(TimeoutLayer::new())
+        .layer(RetryLayer::new().with_jitter().with_max_times(5)))
+}
+
+/// Options every connection of a service gets unless it says otherwise: never read the
+/// machine's own cloud credentials or metadata service behind the user's back.
+fn service_defaults(scheme: &str) -> BTreeMap<String, String> {
+    let pairs: &[(&str, &str)] = match scheme {
+        "s3" => &[
+            ("disable_config_load", "true"),
+            ("disable_ec2_metadata", "true"),
+            ("region", "us-east-1"),
+        ],
+        "gcs" => &[
+            ("disable_config_load", "true"),
+            ("disable_vm_metadata", "true"),
+        ],
+        _ => &[],
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// `text` with every secret value replaced.
+pub fn redact(text: &str, secrets: &Secrets) -> String {
+    let mut out = text.to_string();
+    for v in secrets.0.values().filter(|v| v.len() >= 4) {
+        out = out.replace(v.as_str(), "***");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_secret() {
+        let s = Secrets(BTreeMap::from([(
+            "secret_access_key".to_string(),
+            "hunter2-secret".to_string(),
+        )]));
+        let shown = format!("{s:?}");
+        assert!(shown.contains("secret_access_key"));
+        assert!(!shown.contains("hunter2"));
+        assert_eq!(redact("bad key hunter2-secret!", &s), "bad key ***!");
+    }
+
+    #[test]
+    fn one_credential_is_one_account_per_endpoint() {
+        let mut a = CloudConnection {
+            provider: "s3".into(),
+            options: BTreeMap::from([
+                ("access_key_id".to_string(), "AK".to_string()),
+                ("endpoint".to_string(), "http://H/".to_string()),
+                ("bucket".to_string(), "one".to_string()),
+            ]),
+            secrets: vec![],
+            prompt: vec![],
+            ca_file: None,
+            limit_upload: None,
+            limit_download: None,
+        };
+        let first = a.credential_id();
+        a.options.insert("bucket".into(), "two".into());
+        assert_eq!(a.credential_id(), first, "another bucket, same credential");
+        a.options.insert("access_key_id".into(), "AK2".into());
+        assert_ne!(a.credential_id(), first);
+    }
+}

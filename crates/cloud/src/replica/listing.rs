@@ -1,0 +1,155 @@
+//! A cloud path's listing as the engine sees it.
+
+use cairn_engine::replica::{Listing, ReplicaEntry, Version};
+use cairn_engine::Result;
+use cairn_model::{EntryKind, RelPath};
+use futures_util::TryStreamExt;
+use opendal::Metadata;
+
+use super::{CloudReplica, RESERVED_PREFIX};
+
+/// Every entry under the replica's root, with the folders implied by the objects' names.
+pub(super) async fn list(r: &CloudReplica) -> Result<Listing> {
+    let mut out = Listing::default();
+    let lister =
+        r.op.lister_with("")
+            .recursive(true)
+            .await
+            .map_err(|e| r.fail("listing", "", e))?;
+    let entries: Vec<opendal::Entry> = lister
+        .try_collect()
+        .await
+        .map_err(|e| r.fail("listing", "", e))?;
+    for e in entries {
+        let raw = e.path().trim_start_matches('/');
+        let is_dir = raw.ends_with('/') || e.metadata().is_dir();
+        let name = raw.trim_end_matches('/');
+        if name.is_empty() || reserved(name) {
+            continue;
+        }
+        let path = match RelPath::parse(name) {
+            Ok(p) => p,
+            Err(err) => {
+                out.skipped.push((name.to_string(), err.to_string()));
+                continue;
+            }
+        };
+        add_parents(&mut out, &path);
+        let entry = if is_dir {
+            dir_entry()
+        } else {
+            entry_of(e.metadata(), false)
+        };
+        // A file and a folder marker of one name: the file is what users see.
+        if is_dir && out.entries.contains_key(&path) {
+            continue;
+        }
+        out.entries.insert(path, entry);
+    }
+    Ok(out)
+}
+
+/// Our own names: `.cairn...` at the top.
+pub(super) fn reserved(name: &str) -> bool {
+    name.split('/')
+        .next()
+        .is_some_and(|first| first.starts_with(RESERVED_PREFIX))
+}
+
+fn add_parents(out: &mut Listing, path: &RelPath) {
+    let mut parent = path.parent();
+    while let Some(p) = parent {
+        if p.is_root() {
+            break;
+        }
+        out.entries.entry(p.clone()).or_insert_with(dir_entry);
+        parent = p.parent();
+    }
+}
+
+/// Folders have no content: one version for all.
+pub(super) fn dir_entry() -> ReplicaEntry {
+    ReplicaEntry {
+        kind: EntryKind::Dir,
+        size: 0,
+        mtime_ns: 0,
+        mode: 0o755,
+        hash: None,
+        target: None,
+        version: Version("dir".into()),
+    }
+}
+
+/// A file's entry from the service's metadata.
+pub(super) fn entry_of(meta: &Metadata, _from_stat: bool) -> ReplicaEntry {
+    let modified = meta
+        .last_modified()
+        .map(|t| {
+            let t = t.into_inner();
+            t.as_second() * 1_000_000_000 + i64::from(t.subsec_nanosecond())
+        })
+        .unwrap_or(0);
+    let user = meta.user_metadata();
+    let mtime_ns = user
+        .as_ref()
+        .and_then(|m| m.get("mtime"))
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(modified);
+    let mode = user
+        .as_ref()
+        .and_then(|m| m.get("mode"))
+        .and_then(|v| u32::from_str_radix(v, 8).ok())
+        .map_or(0o644, |m| m & 0o7777);
+    let size = meta.content_length();
+    ReplicaEntry {
+        kind: EntryKind::File,
+        size,
+        mtime_ns,
+        mode,
+        hash: None,
+        target: None,
+        version: version_of(meta, size, modified),
+    }
+}
+
+/// The ETag where the service gives one; size and time otherwise.
+fn version_of(meta: &Metadata, size: u64, modified_ns: i64) -> Version {
+    match meta.etag().map(normal_etag) {
+        Some(tag) if !tag.is_empty() => Version(format!("e:{tag}")),
+        _ => Version(format!("m:{size}:{modified_ns}")),
+    }
+}
+
+/// ETags arrive quoted, and sometimes weak (`W/"..."`): compare their value.
+fn normal_etag(tag: &str) -> String {
+    tag.trim_start_matches("W/").trim_matches('"').to_string()
+}
+
+/// The ETag a version token carries, quoted as services expect it in `If-Match`.
+pub(super) fn etag_of(version: &Version) -> Option<String> {
+    version.0.strip_prefix("e:").map(|t| format!("\"{t}\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_compare_by_value() {
+        assert_eq!(normal_etag("\"abc\""), "abc");
+        assert_eq!(normal_etag("W/\"abc\""), "abc");
+        assert_eq!(
+            etag_of(&Version("e:abc".into())).as_deref(),
+            Some("\"abc\"")
+        );
+        assert_eq!(etag_of(&Version("m:1:2".into())), None);
+    }
+
+    #[test]
+    fn our_names_are_reserved_only_at_the_top() {
+        assert!(reserved(".cairn/tmp/x"));
+        assert!(reserved(".cairn-encryption"));
+        assert!(!reserved("a/.cairn"));
+        assert!(!reserved("cairn"));
+    }
+}

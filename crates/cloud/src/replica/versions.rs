@@ -1,0 +1,126 @@
+//! Versions kept on the remote (`--keep-versions N`): a replaced or deleted file is copied
+//! into `.cairn/versions/<path>/` first, under a name that sorts by time and carries the
+//! version token it had; the oldest beyond N are pruned.
+
+use cairn_engine::replica::{Outcome, Version};
+use cairn_engine::{Error, Result};
+use cairn_model::{EntryKind, RelPath};
+
+use super::CloudReplica;
+
+const VERSIONS: &str = ".cairn/versions";
+
+fn folder_of(path: &RelPath) -> String {
+    format!("{VERSIONS}/{}/", path.as_str())
+}
+
+/// A version token as part of an object name.
+fn token_name(version: &Version) -> String {
+    version
+        .0
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
+/// Keeps the file at `path` (if any) as a version before it is replaced or deleted.
+pub(super) async fn save(r: &CloudReplica, path: &RelPath) -> Result<()> {
+    if r.opts.keep_versions == 0 {
+        return Ok(());
+    }
+    let Some(now) = r.current(path).await? else {
+        return Ok(());
+    };
+    if now.kind != EntryKind::File {
+        return Ok(());
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let folder = folder_of(path);
+    let dest = format!("{folder}{stamp:020}_{}", token_name(&now.version));
+    r.op.copy(path.as_str(), &dest)
+        .await
+        .map_err(|e| r.fail("keeping the old version", path.as_str(), e))?;
+    prune(r, &folder).await
+}
+
+async fn names(r: &CloudReplica, folder: &str) -> Result<Vec<String>> {
+    let mut names: Vec<String> = match r.op.list(folder).await {
+        Ok(entries) => entries
+            .iter()
+            .map(|e| e.path().to_string())
+            .filter(|p| !p.ends_with('/'))
+            .collect(),
+        Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(r.fail("listing versions", folder, e)),
+    };
+    names.sort();
+    Ok(names)
+}
+
+async fn prune(r: &CloudReplica, folder: &str) -> Result<()> {
+    let names = names(r, folder).await?;
+    let extra = names.len().saturating_sub(r.opts.keep_versions);
+    for old in &names[..extra] {
+        r.op.delete(old)
+            .await
+            .map_err(|e| r.fail("pruning an old version", old, e))?;
+    }
+    Ok(())
+}
+
+/// The kept versions of `path`, oldest first: (object key, time in ns, version token name).
+pub(super) async fn list_versions(r: &CloudReplica, path: &RelPath) -> Result<Vec<(String, i64)>> {
+    let folder = folder_of(path);
+    Ok(names(r, &folder)
+        .await?
+        .into_iter()
+        .filter_map(|key| {
+            let name = key.rsplit('/').next()?.to_string();
+            let stamp = name.split('_').next()?.parse::<i64>().ok()?;
+            Some((key, stamp))
+        })
+        .collect())
+}
+
+/// The object holding the kept `version` of `path`, if it is still kept.
+pub(super) async fn find(
+    r: &CloudReplica,
+    path: &RelPath,
+    version: &Version,
+) -> Result<Option<String>> {
+    if r.opts.keep_versions == 0 {
+        return Ok(None);
+    }
+    let suffix = format!("_{}", token_name(version));
+    Ok(names(r, &folder_of(path))
+        .await?
+        .into_iter()
+        .rev()
+        .find(|k| k.ends_with(&suffix)))
+}
+
+/// Makes the kept `version` of `path` its head again, if the head is still `expect`.
+pub(super) async fn promote(
+    r: &CloudReplica,
+    path: &RelPath,
+    version: &Version,
+    expect: &Version,
+) -> Result<Outcome> {
+    if let Some(changed) = r.check(path, Some(expect)).await? {
+        return Ok(changed);
+    }
+    let kept = find(r, path, version).await?.ok_or_else(|| {
+        Error::Refused(format!(
+            "{}/{path}: no kept version {}",
+            r.describe, version.0
+        ))
+    })?;
+    save(r, path).await?;
+    r.op.copy(&kept, path.as_str())
+        .await
+        .map_err(|e| r.fail("restoring a kept version", path.as_str(), e))?;
+    Ok(Outcome::Done(r.current(path).await?))
+}

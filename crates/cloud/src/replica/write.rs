@@ -1,0 +1,302 @@
+//! Conditional writes, deletes and moves on a cloud path.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cairn_engine::replica::{Content, NewEntry, Outcome, ReplicaEntry, Version};
+use cairn_engine::{Error, Result};
+use cairn_model::{ContentHash, EntryKind, RelPath};
+use futures_util::StreamExt;
+
+use super::listing::{dir_entry, entry_of, etag_of};
+use super::{buffer, dir_key, user_metadata, versions, CloudReplica, STAGING};
+
+pub(super) async fn write(
+    r: &CloudReplica,
+    path: &RelPath,
+    entry: &NewEntry,
+    content: Content<'_>,
+    expect: Option<&Version>,
+) -> Result<Outcome> {
+    match entry.kind {
+        EntryKind::Dir => write_dir(r, path, expect).await,
+        EntryKind::File => write_file(r, path, entry, content, expect).await,
+        EntryKind::Symlink | EntryKind::Deleted => Err(Error::Refused(format!(
+            "{}/{path}: a cloud path holds no symbolic links; the link is left alone here",
+            r.describe
+        ))),
+    }
+}
+
+async fn write_dir(r: &CloudReplica, path: &RelPath, expect: Option<&Version>) -> Result<Outcome> {
+    match r.current(path).await? {
+        Some(now) if now.kind == EntryKind::Dir => return Ok(Outcome::Done(Some(now))),
+        Some(now) if Some(&now.version) != expect => return Ok(Outcome::Changed(Some(now))),
+        // The file the caller expected gives way to the folder.
+        Some(_) => {
+            versions::save(r, path).await?;
+            r.op.delete(path.as_str())
+                .await
+                .map_err(|e| r.fail("deleting", path.as_str(), e))?;
+        }
+        None if expect.is_some() => return Ok(Outcome::Changed(None)),
+        None => {}
+    }
+    r.op.create_dir(&dir_key(path))
+        .await
+        .map_err(|e| r.fail("making the folder", path.as_str(), e))?;
+    Ok(Outcome::Done(Some(dir_entry())))
+}
+
+async fn write_file(
+    r: &CloudReplica,
+    path: &RelPath,
+    entry: &NewEntry,
+    content: Content<'_>,
+    expect: Option<&Version>,
+) -> Result<Outcome> {
+    if let Some(changed) = r.check(path, expect).await? {
+        return Ok(changed);
+    }
+    if expect.is_some() {
+        versions::save(r, path).await?;
+    }
+    let key = path.as_str();
+    let caps = r.caps();
+    let target = if r.atomic_put {
+        key.to_string()
+    } else {
+        format!("{STAGING}/{}", temp_name())
+    };
+    let mut w = r.op.writer_with(&target).chunk(r.opts.part_size);
+    if caps.write_can_multi {
+        w = w.concurrent(r.opts.part_concurrency);
+    }
+    if caps.write_with_user_metadata {
+        w = w.user_metadata(user_metadata(entry));
+    }
+    if r.atomic_put {
+        // The service checks again as it writes: nothing slips in between check and write.
+        match expect.and_then(etag_of) {
+            Some(tag) if caps.write_with_if_match => w = w.if_match(&tag),
+            None if expect.is_none() && caps.write_with_if_not_exists => w = w.if_not_exists(true),
+            _ => {}
+        }
+    }
+    let mut writer = w.await.map_err(|e| r.fail("writing", key, e))?;
+    let sent = send(r, key, &mut writer, content, entry).await;
+    let meta = match sent {
+        Ok(()) => match writer.close().await {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == opendal::ErrorKind::ConditionNotMatch => {
+                return Ok(Outcome::Changed(r.current(path).await?));
+            }
+            Err(e) => return Err(r.fail("writing", key, e)),
+        },
+        Err(e) => {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+    };
+    if !r.atomic_put {
+        place(r, &target, key).await?;
+    }
+    let done = match meta.etag() {
+        Some(_) if r.atomic_put && caps.write_with_user_metadata => ReplicaEntry {
+            mtime_ns: entry.mtime_ns,
+            mode: entry.mode,
+            ..entry_of(&meta_with_size(meta, entry.size), false)
+        },
+        _ => match r.current(path).await? {
+            Some(now) => now,
+            None => {
+                return Err(Error::remote(format!(
+                    "{}/{key}: written, but not there when checked",
+                    r.describe
+                )))
+            }
+        },
+    };
+    Ok(Outcome::Done(Some(done)))
+}
+
+/// The close answer may not repeat the length: it is what was sent.
+fn meta_with_size(meta: opendal::Metadata, size: u64) -> opendal::Metadata {
+    let mut b = meta.into_builder();
+    b.set_file(size);
+    b.build()
+}
+
+/// Streams `content` into `writer`, checking it against the length and hash it was
+/// announced with (the caller aborts the write when it does not match).
+async fn send(
+    r: &CloudReplica,
+    key: &str,
+    writer: &mut opendal::Writer,
+    mut content: Content<'_>,
+    entry: &NewEntry,
+) -> Result<()> {
+    let mut total = 0u64;
+    let mut hasher = blake3::Hasher::new();
+    while let Some(piece) = content.next().await {
+        let piece = piece?;
+        total += piece.len() as u64;
+        hasher.update(&piece);
+        writer
+            .write(buffer(piece))
+            .await
+            .map_err(|e| r.fail("writing", key, e))?;
+    }
+    if total != entry.size {
+        return Err(Error::Refused(format!(
+            "{}/{key}: the file changed while it was sent ({total} bytes instead of {})",
+            r.describe, entry.size
+        )));
+    }
+    let got = ContentHash::from_bytes(*hasher.finalize().as_bytes());
+    if entry.hash.is_some_and(|h| h != got) {
+        return Err(Error::Refused(format!(
+            "{}/{key}: the content sent does not match its hash; not written",
+            r.describe
+        )));
+    }
+    Ok(())
+}
+
+/// Renames a complete temporary into place on a file-like service.
+async fn place(r: &CloudReplica, temp: &str, key: &str) -> Result<()> {
+    if let Some((parent, _)) = key.rsplit_once('/') {
+        r.op.create_dir(&format!("{parent}/"))
+            .await
+            .map_err(|e| r.fail("making the folder", parent, e))?;
+    }
+    if r.op.rename(temp, key).await.is_ok() {
+        return Ok(());
+    }
+    // Some servers refuse to rename over a file: the old one (saved as a version when asked
+    // for) goes first.
+    let _ = r.op.delete(key).await;
+    match r.op.rename(temp, key).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = r.op.delete(temp).await;
+            Err(r.fail("placing the written file", key, e))
+        }
+    }
+}
+
+/// A temporary's name: unique within this process, and across processes by pid and time.
+fn temp_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{now:x}-{:x}-{n}", std::process::id())
+}
+
+pub(super) async fn delete(r: &CloudReplica, path: &RelPath, expect: &Version) -> Result<Outcome> {
+    let Some(now) = r.current(path).await? else {
+        return Ok(Outcome::Done(None));
+    };
+    if &now.version != expect {
+        return Ok(Outcome::Changed(Some(now)));
+    }
+    if now.kind == EntryKind::Dir {
+        match r.op.delete(&dir_key(path)).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
+            Err(e) => return Err(r.fail("deleting the folder", path.as_str(), e)),
+        }
+        return Ok(Outcome::Done(None));
+    }
+    versions::save(r, path).await?;
+    r.op.delete(path.as_str())
+        .await
+        .map_err(|e| r.fail("deleting", path.as_str(), e))?;
+    Ok(Outcome::Done(None))
+}
+
+pub(super) async fn rename(
+    r: &CloudReplica,
+    from: &RelPath,
+    to: &RelPath,
+    expect: &Version,
+) -> Result<Outcome> {
+    match r.current(from).await? {
+        Some(now) if &now.version == expect => {}
+        now => return Ok(Outcome::Changed(now)),
+    }
+    if let Some(there) = r.current(to).await? {
+        return Ok(Outcome::Changed(Some(there)));
+    }
+    let is_dir = expect.0 == "dir";
+    if r.caps().rename {
+        if let Some(parent) = to.parent().filter(|p| !p.is_root()) {
+            r.op.create_dir(&dir_key(&parent))
+                .await
+                .map_err(|e| r.fail("making the folder", parent.as_str(), e))?;
+        }
+        r.op.rename(from.as_str(), to.as_str())
+            .await
+            .map_err(|e| r.fail("moving", from.as_str(), e))?;
+    } else if is_dir {
+        move_tree(r, from, to).await?;
+    } else {
+        copy_then_delete(r, from.as_str(), to.as_str()).await?;
+    }
+    Ok(Outcome::Done(r.current(to).await?))
+}
+
+/// An object store's folder move: every object under it, copied before it is deleted.
+async fn move_tree(r: &CloudReplica, from: &RelPath, to: &RelPath) -> Result<()> {
+    let prefix = dir_key(from);
+    let entries =
+        r.op.list_with(&prefix)
+            .recursive(true)
+            .await
+            .map_err(|e| r.fail("listing", &prefix, e))?;
+    let mut keys: Vec<String> = entries.iter().map(|e| e.path().to_string()).collect();
+    if !keys.iter().any(|k| k == &prefix) {
+        keys.push(prefix.clone());
+        r.op.create_dir(&prefix)
+            .await
+            .map_err(|e| r.fail("making the folder", &prefix, e))?;
+    }
+    // Markers last: a folder is gone only when what was in it is.
+    keys.sort_by_key(|k| (k.ends_with('/'), std::cmp::Reverse(k.len())));
+    for key in keys {
+        let rest = &key[prefix.len()..];
+        let dest = format!("{}/{rest}", to.as_str());
+        if key.ends_with('/') {
+            r.op.create_dir(&dest)
+                .await
+                .map_err(|e| r.fail("making the folder", &dest, e))?;
+            r.op.delete(&key)
+                .await
+                .map_err(|e| r.fail("deleting", &key, e))?;
+        } else {
+            copy_then_delete(r, &key, &dest).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn copy_then_delete(r: &CloudReplica, from: &str, to: &str) -> Result<()> {
+    if r.caps().copy {
+        r.op.copy(from, to)
+            .await
+            .map_err(|e| r.fail("copying", from, e))?;
+    } else {
+        let data =
+            r.op.read(from)
+                .await
+                .map_err(|e| r.fail("reading", from, e))?;
+        r.op.write(to, data)
+            .await
+            .map_err(|e| r.fail("writing", to, e))?;
+    }
+    r.op.delete(from)
+        .await
+        .map_err(|e| r.fail("deleting", from, e))
+}

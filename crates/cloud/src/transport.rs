@@ -1,0 +1,182 @@
+//! OpenDAL's HTTP requests, sent with the workspace's own reqwest client.
+//!
+//! One transport per connection: it carries the connection's upload and download limits
+//! (shared by every transfer of that connection, as seed 003's traffic control asks) and
+//! counts what travelled. Writing our own instead of enabling OpenDAL's keeps one reqwest in
+//! the build and the TLS trust in our hands (system roots, or a CA file the user names).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_engine::ratelimit::RateLimit;
+use futures_util::{StreamExt, TryStreamExt};
+use http::{Request, Response};
+use opendal::raw::{parse_content_encoding, parse_content_length};
+use opendal::{Buffer, Error, ErrorKind, HttpBody, HttpTransport, Result};
+
+/// What one connection sent and received, in body bytes.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
+    pub requests: AtomicU64,
+}
+
+/// Upload and download limits in bytes per second (`None`: unlimited).
+#[derive(Debug, Default)]
+pub struct Limits {
+    pub up: Option<RateLimit>,
+    pub down: Option<RateLimit>,
+}
+
+#[derive(Clone)]
+pub struct Transport {
+    client: reqwest::Client,
+    limits: Arc<Limits>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport").finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    /// A transport trusting the system's roots, plus the certificates in `ca_pem` when given.
+    pub fn new(
+        ca_pem: Option<&[u8]>,
+        limits: Arc<Limits>,
+        counters: Arc<Counters>,
+    ) -> std::result::Result<Self, String> {
+        let tls = tls_config(ca_pem)?;
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .connect_timeout(Duration::from_secs(30))
+            // A server that stops answering mid-body fails the request (and OpenDAL's retry
+            // layer tries again) instead of hanging the task.
+            .read_timeout(Duration::from_secs(120))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| format!("HTTP client setup: {e}"))?;
+        Ok(Transport {
+            client,
+            limits,
+            counters,
+        })
+    }
+}
+
+fn tls_config(ca_pem: Option<&[u8]>) -> std::result::Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(pem) = ca_pem {
+        let mut added = 0;
+        for cert in rustls_pemfile::certs(&mut &pem[..]) {
+            let cert = cert.map_err(|e| format!("CA file: {e}"))?;
+            roots.add(cert).map_err(|e| format!("CA file: {e}"))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err("CA file holds no certificate".into());
+        }
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Whether a failed request is worth sending again.
+fn temporary(err: &reqwest::Error) -> bool {
+    err.is_connect() || err.is_timeout() || err.is_request() || err.is_body() || err.is_decode()
+}
+
+fn failed(what: &'static str, uri: &http::Uri, err: reqwest::Error) -> Error {
+    let temporary = temporary(&err);
+    Error::new(ErrorKind::Unexpected, what)
+        .with_operation("cairn::transport")
+        .with_context("url", uri.to_string())
+        .with_temporary(temporary)
+        .set_source(err.without_url())
+}
+
+impl HttpTransport for Transport {
+    async fn fetch(&self, req: Request<Buffer>) -> Result<Response<HttpBody>> {
+        let uri = req.uri().clone();
+        let is_head = req.method() == http::Method::HEAD;
+        let (parts, body) = req.into_parts();
+        let url = reqwest::Url::parse(&uri.to_string()).map_err(|e| {
+            Error::new(ErrorKind::Unexpected, "request url is invalid")
+                .with_context("url", uri.to_string())
+                .set_source(e)
+        })?;
+        let mut builder = self
+            .client
+            .request(parts.method, url)
+            .headers(parts.headers)
+            .version(parts.version);
+        if !body.is_empty() {
+            let len = body.len() as u64;
+            if let Some(up) = &self.limits.up {
+                up.take(len).await;
+            }
+            self.counters.sent.fetch_add(len, Ordering::Relaxed);
+            builder = builder.body(body.to_bytes());
+        }
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let mut resp = builder
+            .send()
+            .await
+            .map_err(|e| failed("send http request", &uri, e))?;
+        let content_length = if is_head || parse_content_encoding(resp.headers())?.is_some() {
+            None
+        } else {
+            parse_content_length(resp.headers())?
+        };
+        let mut out = Response::builder()
+            .status(resp.status())
+            .version(resp.version())
+            .extension(uri.clone());
+        if let Some(headers) = out.headers_mut() {
+            std::mem::swap(headers, resp.headers_mut());
+        }
+        let limits = self.limits.clone();
+        let counters = self.counters.clone();
+        let body_uri = uri.clone();
+        let stream = resp
+            .bytes_stream()
+            .map_err(move |e| failed("read data from http response", &body_uri, e))
+            .then(move |piece| {
+                let limits = limits.clone();
+                let counters = counters.clone();
+                async move {
+                    let piece = piece?;
+                    counters
+                        .received
+                        .fetch_add(piece.len() as u64, Ordering::Relaxed);
+                    if let Some(down) = &limits.down {
+                        down.take(piece.len() as u64).await;
+                    }
+                    Ok(Buffer::from(piece))
+                }
+            })
+            .try_filter(|b: &Buffer| futures_util::future::ready(!b.is_empty()));
+        let stream: std::pin::Pin<
+            Box<dyn futures_util::Stream<Item = Result<Buffer>> + Send + Sync>,
+        > = Box::pin(stream);
+        out.body(HttpBody::new(stream, content_length))
+            .map_err(|e| {
+                Error::new(ErrorKind::Unexpected, "building the response")
+                    .with_context("url", uri.to_string())
+                    .set_source(e)
+            })
+    }
+}
