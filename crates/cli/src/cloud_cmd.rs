@@ -12,9 +12,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use cairn_cloud::connection::{is_secret, PROMPT};
+use cairn_cloud::crypt::{self, EncryptedReplica, KdfParams};
+use cairn_cloud::provider::Provider;
 use cairn_cloud::transport::Counters;
 use cairn_cloud::{CloudConnection, CloudOptions, CloudReplica, Secrets};
 use cairn_engine::reconcile::{ConflictPolicy, Direction};
+use cairn_engine::replica::Replica;
 use cairn_model::filter::{normalize_ext, MAX_SIZE_LIMIT_MB};
 use cairn_model::Filter;
 use cairn_protocol::is_valid_name;
@@ -37,6 +40,10 @@ pub struct CloudTaskConfig {
     /// Replaced and deleted files kept on the remote (0: none).
     #[serde(default)]
     pub keep_versions: usize,
+    /// Names and contents encrypted here (docs/encryption.md); the key is kept in the
+    /// configuration folder (`keys/TASK.key`, 0600).
+    #[serde(default)]
+    pub encrypt: bool,
 }
 
 #[derive(Subcommand)]
@@ -51,6 +58,11 @@ pub enum CloudCmd {
     Remove { name: String },
     /// Add a cloud task: a local folder kept in sync with a path in a cloud.
     Add(AddArgs),
+    /// Write an encrypted task's key to a new file (keep it safe: it opens the data).
+    ExportKey { task: String, file: PathBuf },
+    /// Decrypt a plain copy of an encrypted remote's objects with an exported key; no task,
+    /// no network.
+    Decrypt(crate::cloud_decrypt::DecryptCmd),
 }
 
 #[derive(Args)]
@@ -127,6 +139,10 @@ pub struct AddArgs {
     /// This computer's name in conflict-copy names.
     #[arg(long)]
     computer: Option<String>,
+    /// Encrypt names and contents here; the password is read from stdin (one line). It
+    /// cannot be turned off or changed for this remote later.
+    #[arg(long)]
+    encrypt: bool,
 }
 
 pub async fn cloud(cmd: CloudCmd) -> Result<()> {
@@ -136,6 +152,8 @@ pub async fn cloud(cmd: CloudCmd) -> Result<()> {
         CloudCmd::List => list(),
         CloudCmd::Remove { name } => remove(&name),
         CloudCmd::Add(a) => add(a).await,
+        CloudCmd::ExportKey { task, file } => export_key(&task, &file),
+        CloudCmd::Decrypt(c) => crate::cloud_decrypt::run(&c),
     }
 }
 
@@ -197,7 +215,12 @@ fn connect(a: ConnectArgs, edit: bool) -> Result<()> {
     if let Some(p) = &a.provider {
         conn.provider = p.clone();
     }
+    let provider = Provider::from_id(&conn.provider)?;
     conn.options.extend(parse_options(&a)?);
+    // Bucket names are checked by the provider's rules before any request (seeds 002, 003).
+    if let Some(bucket) = conn.options.get("bucket").or(conn.options.get("container")) {
+        provider.check_bucket(bucket, conn.options.get("region").map(String::as_str))?;
+    }
     let secrets = creds.clouds.entry(a.name.clone()).or_default();
     for key in &a.secrets {
         let value =
@@ -386,27 +409,98 @@ async fn add(a: AddArgs) -> Result<()> {
             poll_secs: a.poll,
             part_size_mb: a.part_size,
             keep_versions: a.keep_versions,
+            encrypt: a.encrypt,
         }),
     };
     // The remote must answer before the task is saved: a wrong bucket or key is said now.
     let replica = cloud_replica(&home, &config, &a.connection, &task, false)?;
-    cairn_engine::replica::Replica::list(&replica)
+    let described = replica.describe();
+    replica
+        .list()
         .await
-        .with_context(|| {
-            format!(
-                "listing {}",
-                cairn_engine::replica::Replica::describe(&replica)
-            )
-        })?;
+        .with_context(|| format!("listing {described}"))?;
+    if a.encrypt {
+        let password = read_stdin_line().context("reading the encryption password from stdin")?;
+        if password.chars().count() < 8 {
+            bail!("the encryption password must have at least 8 characters");
+        }
+        let encrypted = EncryptedReplica::enable(replica, &password, KdfParams::default())
+            .await
+            .with_context(|| format!("turning encryption on for {described}"))?;
+        let key_file = key_path(&home, &a.name);
+        if let Some(dir) = key_file.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let _ = std::fs::remove_file(&key_file);
+        encrypted.export_key(&key_file)?;
+    } else {
+        crypt::refuse_if_encrypted(&replica).await?;
+    }
     config.tasks.insert(a.name.clone(), task);
     home.save(&config)?;
     println!(
-        "added cloud task {}: {} <-> {}",
+        "added cloud task {}{}: {} <-> {described}",
         a.name,
+        if a.encrypt { " (encrypted)" } else { "" },
         local.display(),
-        cairn_engine::replica::Replica::describe(&replica)
     );
     Ok(())
+}
+
+/// Where an encrypted task's key is kept.
+fn key_path(home: &Home, task: &str) -> PathBuf {
+    home.config_dir.join("keys").join(format!("{task}.key"))
+}
+
+fn export_key(task: &str, file: &std::path::Path) -> Result<()> {
+    let home = Home::locate()?;
+    let config = home.load()?;
+    let t = config
+        .tasks
+        .get(task)
+        .with_context(|| format!("no task named {task}"))?;
+    if !t.cloud.as_ref().is_some_and(|c| c.encrypt) {
+        bail!("task {task} is not an encrypted cloud task");
+    }
+    let key = crypt::read_key_file(&key_path(&home, task))?;
+    crypt::export_key(&key, file)?;
+    println!(
+        "wrote the key of task {task} to {} (anyone with it can read the task's data)",
+        file.display()
+    );
+    Ok(())
+}
+
+/// The replica a cloud task's passes run against: the cloud path, behind the decryption
+/// layer when the task encrypts.
+pub async fn task_replica(
+    home: &Home,
+    config: &Config,
+    task_name: &str,
+    task: &TaskConfig,
+    unattended: bool,
+) -> Result<Box<dyn Replica>> {
+    let replica = cloud_replica(home, config, &task.connection, task, unattended)?;
+    if task.cloud.as_ref().is_some_and(|c| c.encrypt) {
+        let key = crypt::read_key_file(&key_path(home, task_name))?;
+        return Ok(Box::new(
+            EncryptedReplica::open_with_key(replica, key).await?,
+        ));
+    }
+    crypt::refuse_if_encrypted(&replica).await?;
+    Ok(Box::new(replica))
+}
+
+/// Where the task's path starts, counted from the bucket's root (a connection's own `root`
+/// option, then the task's remote path).
+fn join_root(conn: &CloudConnection, folder: &str) -> String {
+    let base = conn.options.get("root").map(String::as_str).unwrap_or("");
+    [base.trim_matches('/'), folder.trim_matches('/')]
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The replica of a cloud task's remote path. `unattended`: a secret that must be typed at
@@ -441,6 +535,7 @@ pub fn cloud_replica(
         poll_secs: DEFAULT_POLL_SECS,
         part_size_mb: 8,
         keep_versions: 0,
+        encrypt: false,
     });
     let counters = Arc::new(Counters::default());
     let op = cairn_cloud::connection::operator(conn, &secrets, &task.folder, counters.clone())
@@ -449,6 +544,8 @@ pub fn cloud_replica(
         part_size: (cloud.part_size_mb as usize) << 20,
         part_concurrency: task.transfers.clamp(1, 8),
         keep_versions: cloud.keep_versions,
+        provider: cairn_cloud::provider::Provider::from_id(&conn.provider).ok(),
+        root: join_root(conn, &task.folder),
     };
     Ok(CloudReplica::new(
         op,

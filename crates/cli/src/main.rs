@@ -3,6 +3,7 @@
 
 mod agent;
 mod cloud_cmd;
+mod cloud_decrypt;
 mod config;
 mod connect_cmd;
 mod drive_cmd;

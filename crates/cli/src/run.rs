@@ -321,13 +321,7 @@ pub async fn run_task(
                 dry_run,
             };
             let replica: Box<dyn Replica> = if task.kind == "cloud" {
-                Box::new(crate::cloud_cmd::cloud_replica(
-                    home,
-                    config,
-                    &task.connection,
-                    task,
-                    unattended,
-                )?)
+                crate::cloud_cmd::task_replica(home, config, name, task, unattended).await?
             } else {
                 Box::new(ServerReplica::new(server(conn)?, task.remote_prefix(0)?))
             };

@@ -156,11 +156,30 @@ pub fn operator(
     });
     let transport = Transport::new(ca.as_deref(), limits, counters)?;
     let op = Operator::via_iter(conn.scheme(), map).map_err(|e| redact(&e.to_string(), secrets))?;
-    let ctx = OperationContext::new().with_http_transport(HttpTransporter::new(transport));
+    let ctx = OperationContext::new().with_http_transport(transporter(transport)?);
     Ok(op
         .with_context(ctx)
         .layer(TimeoutLayer::new())
         .layer(RetryLayer::new().with_jitter().with_max_times(5)))
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn transporter(transport: Transport) -> Result<HttpTransporter, String> {
+    Ok(HttpTransporter::new(transport))
+}
+
+/// Test hook: `CAIRN_TEST_CLOUD_FAULTS` puts the fault-injecting transport in front.
+#[cfg(feature = "test-hooks")]
+fn transporter(transport: Transport) -> Result<HttpTransporter, String> {
+    match std::env::var("CAIRN_TEST_CLOUD_FAULTS") {
+        Ok(text) if !text.is_empty() => {
+            let plan = crate::faults::FaultPlan::parse(&text)?;
+            Ok(HttpTransporter::new(crate::faults::FaultTransport::new(
+                transport, plan,
+            )))
+        }
+        _ => Ok(HttpTransporter::new(transport)),
+    }
 }
 
 /// Options every connection of a service gets unless it says otherwise: never read the

@@ -2,20 +2,21 @@
 //! task the engine runs like any other (DESIGN.md "Replicas").
 
 pub mod connection;
+pub mod crypt;
+#[cfg(feature = "test-hooks")]
+pub mod faults;
+pub mod names;
+pub mod provider;
 pub mod replica;
 pub mod transport;
 
 pub use connection::{CloudConnection, Secrets};
 pub use replica::{CloudOptions, CloudReplica};
 
-/// The OpenDAL service behind a provider name: presets of S3-compatible services speak s3.
+/// The OpenDAL service behind a provider name (a preset's service for a preset); an unknown
+/// name is taken as a service name as it is.
 pub fn provider_scheme(provider: &str) -> String {
-    match provider {
-        "aws" | "minio" | "wasabi" | "ceph" | "dreamobjects" | "hicloud" | "sfr" | "jdcloud"
-        | "s3-compatible" => "s3".into(),
-        "azure" => "azblob".into(),
-        "hidrive" | "megadisk" => "webdav".into(),
-        "softlayer" | "rackspace" | "ovh" => "swift".into(),
-        other => other.into(),
-    }
+    provider::Provider::from_id(provider)
+        .map(|p| p.scheme().to_string())
+        .unwrap_or_else(|_| provider.to_string())
 }

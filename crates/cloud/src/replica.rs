@@ -24,12 +24,13 @@ use cairn_engine::replica::{
     ReplicaEntry, Traffic, Version,
 };
 use cairn_engine::{Error, Result};
-use cairn_model::RelPath;
+use cairn_model::{EntryKind, RelPath};
 use futures_util::{StreamExt, TryStreamExt};
 use opendal::Operator;
 
 use crate::transport::Counters;
 
+mod checked;
 mod listing;
 mod versions;
 mod write;
@@ -48,6 +49,10 @@ pub struct CloudOptions {
     pub part_concurrency: usize,
     /// Replaced and deleted files kept on the remote, per path (0: none).
     pub keep_versions: usize,
+    /// The provider whose rules (names, lengths, sizes) paths are checked against.
+    pub provider: Option<crate::provider::Provider>,
+    /// The task's path inside the bucket, where the rules count path lengths from.
+    pub root: String,
 }
 
 impl Default for CloudOptions {
@@ -56,6 +61,8 @@ impl Default for CloudOptions {
             part_size: 8 << 20,
             part_concurrency: 2,
             keep_versions: 0,
+            provider: None,
+            root: String::new(),
         }
     }
 }
@@ -233,6 +240,15 @@ impl Replica for CloudReplica {
         write::rename(self, from, to, expect).await
     }
 
+    fn refuses(&self, path: &RelPath, kind: EntryKind, size: u64) -> Option<String> {
+        let provider = self.opts.provider?;
+        let size = (kind == EntryKind::File).then_some(size);
+        provider
+            .check_task_path(&self.opts.root, path, size)
+            .err()
+            .map(|r| r.to_string())
+    }
+
     async fn promote(
         &self,
         path: &RelPath,
@@ -264,12 +280,28 @@ impl CloudReplica {
         }
         let stream = reader.await?.into_bytes_stream(..).await?;
         let (describe, key) = (self.describe.clone(), key.to_string());
-        Ok(stream
-            .map_err(move |e| Error::Remote {
-                message: format!("{describe}/{key}: reading: {e}"),
-                temporary: true,
+        let stream = stream
+            .map_err({
+                let (describe, key) = (describe.clone(), key.clone());
+                move |e| Error::Remote {
+                    message: format!("{describe}/{key}: reading: {e}"),
+                    temporary: true,
+                }
             })
-            .boxed())
+            .boxed();
+        Ok(match if_match.and_then(|t| self.md5_etag(t)) {
+            Some(md5) => checked::md5_checked(stream, md5, format!("{describe}/{key}")),
+            None => stream,
+        })
+    }
+
+    /// The MD5 an ETag is, where the service says so: S3's ETag of an object written in one
+    /// part (seed 002: compare the provider's MD5 where it gives one).
+    fn md5_etag(&self, quoted: &str) -> Option<[u8; 16]> {
+        if self.op.info().scheme() != "s3" {
+            return None;
+        }
+        checked::parse_md5_hex(quoted.trim_matches('"'))
     }
 
     fn read_error(&self, path: &RelPath, e: opendal::Error) -> Error {

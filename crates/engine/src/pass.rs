@@ -65,6 +65,7 @@ pub async fn run(
     let mut scan = local_side.list().await?;
     drop_too_long(&mut scan, local_side, remote);
     drop_unstorable_links(&mut scan, local_side, remote);
+    drop_refused(&mut scan, local_side, remote);
     let files = scan
         .entries
         .values()
@@ -349,6 +350,23 @@ fn drop_unstorable_links(scan: &mut Listing, local_side: &dyn Replica, remote: &
                 "a symbolic link; {} cannot store links, so it is left alone",
                 remote.describe()
             ),
+        ));
+        scan.held.push(path);
+    }
+}
+
+/// Entries the remote refuses by its rules (names, lengths, sizes): reported, left alone.
+fn drop_refused(scan: &mut Listing, local_side: &dyn Replica, remote: &dyn Replica) {
+    let refused: Vec<(RelPath, String)> = scan
+        .entries
+        .iter()
+        .filter_map(|(p, e)| Some((p.clone(), remote.refuses(p, e.kind, e.size)?)))
+        .collect();
+    for (path, why) in refused {
+        scan.entries.remove(&path);
+        scan.skipped.push((
+            executor::side_path(local_side, &path),
+            format!("{why}; not sent to {}", remote.describe()),
         ));
         scan.held.push(path);
     }

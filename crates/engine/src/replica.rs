@@ -306,6 +306,14 @@ pub trait Replica: Send + Sync {
         Ok(true)
     }
 
+    /// Why the replica cannot hold an entry of `kind` and `size` at `path` (a provider's
+    /// forbidden characters, name and path lengths, largest object), or `None`: such a local
+    /// entry is reported by name and left alone, never silently dropped.
+    fn refuses(&self, path: &RelPath, kind: EntryKind, size: u64) -> Option<String> {
+        let _ = (path, kind, size);
+        None
+    }
+
     /// Paths whose content the replica lost part of: a backup that still has them sends them
     /// again.
     async fn damaged(&self) -> Result<Vec<RelPath>> {
