@@ -2,6 +2,8 @@
 //! with their own `CAIRN_HOME`, both driven through the real binary. Any crate's tests can use
 //! it; the `cairn` binary must be built (the CLI's own integration tests build it first).
 
+pub mod cloud;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
