@@ -94,6 +94,18 @@ fn tls_config(ca_pem: Option<&[u8]>) -> std::result::Result<rustls::ClientConfig
     Ok(config)
 }
 
+/// `uri` with every `/` in its query sent as `%2F`. OpenDAL signs S3 requests over the
+/// canonical query (where `/` is encoded) but builds the URL with `/` raw; a server that checks
+/// the signature against the query as received (moto) then refuses it. Both spellings mean the
+/// same to every server (a query's `/` is data), so the encoded one is sent.
+fn query_slashes_encoded(uri: &http::Uri) -> String {
+    let text = uri.to_string();
+    match text.split_once('?') {
+        Some((path, query)) => format!("{path}?{}", query.replace('/', "%2F")),
+        None => text,
+    }
+}
+
 /// Whether a failed request is worth sending again.
 fn temporary(err: &reqwest::Error) -> bool {
     err.is_connect() || err.is_timeout() || err.is_request() || err.is_body() || err.is_decode()
@@ -113,7 +125,7 @@ impl HttpTransport for Transport {
         let uri = req.uri().clone();
         let is_head = req.method() == http::Method::HEAD;
         let (parts, body) = req.into_parts();
-        let url = reqwest::Url::parse(&uri.to_string()).map_err(|e| {
+        let url = reqwest::Url::parse(&query_slashes_encoded(&uri)).map_err(|e| {
             Error::new(ErrorKind::Unexpected, "request url is invalid")
                 .with_context("url", uri.to_string())
                 .set_source(e)

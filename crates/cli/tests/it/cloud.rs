@@ -4,50 +4,20 @@ use std::time::Duration;
 
 use crate::harness::Client;
 
-/// A moto S3 server on a free port, for the cloud replica's conformance (until the testkit
-/// starts every cloud server).
-pub struct Moto {
-    child: std::process::Child,
-    pub endpoint: String,
-}
+pub use crate::harness::cloud::S3Server as Moto;
 
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// moto's S3 with signatures checked, one bucket and a user key (`cairn_testkit::cloud`).
 pub fn start_moto() -> Moto {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let child = std::process::Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("moto_server");
-    let endpoint = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Moto { child, endpoint }
+    crate::harness::cloud::start_moto().unwrap_or_else(|e| panic!("{e}"))
 }
 
-pub fn s3_connection(
-    endpoint: &str,
-    bucket: &str,
-) -> (cairn_cloud::CloudConnection, cairn_cloud::Secrets) {
+/// The connection `cairn cloud connect` saves for `s3`'s bucket, and its secret.
+pub fn s3_connection(s3: &Moto) -> (cairn_cloud::CloudConnection, cairn_cloud::Secrets) {
     let options = [
-        ("endpoint", endpoint),
-        ("bucket", bucket),
-        ("access_key_id", "test"),
+        ("endpoint", s3.endpoint.as_str()),
+        ("bucket", s3.bucket.as_str()),
+        ("region", s3.region.as_str()),
+        ("access_key_id", s3.access_key_id.as_str()),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -62,30 +32,24 @@ pub fn s3_connection(
         limit_download: None,
     };
     let secrets = cairn_cloud::Secrets(
-        [("secret_access_key".to_string(), "test".to_string())]
-            .into_iter()
-            .collect(),
+        [(
+            "secret_access_key".to_string(),
+            s3.secret_access_key.clone(),
+        )]
+        .into_iter()
+        .collect(),
     );
     (conn, secrets)
 }
 
-impl Moto {
-    /// Creates `name` (moto takes an unsigned bucket creation).
-    pub fn bucket(&self, name: &str) {
-        let resp = crate::harness::http()
-            .put(format!("{}/{name}", self.endpoint))
-            .send()
-            .expect("create bucket");
-        assert!(
-            resp.status().is_success(),
-            "create bucket: {}",
-            resp.status()
-        );
-    }
+/// `cloud connect NAME` to `moto`'s bucket with its key.
+fn connect(c: &Client, moto: &Moto, name: &str) {
+    connect_bucket(c, moto, name, &moto.bucket);
 }
 
-/// `cloud connect NAME` to bucket `bucket` on `moto` with the test key.
-fn connect(c: &Client, moto: &Moto, name: &str, bucket: &str) {
+/// `cloud connect NAME` to bucket `bucket` on `moto` with its key.
+fn connect_bucket(c: &Client, moto: &Moto, name: &str, bucket: &str) {
+    let key = format!("access_key_id={}", moto.access_key_id);
     let out = c.cairn_stdin(
         &[
             "cloud",
@@ -98,11 +62,11 @@ fn connect(c: &Client, moto: &Moto, name: &str, bucket: &str) {
             "--bucket",
             bucket,
             "--option",
-            "access_key_id=test",
+            &key,
             "--secret",
             "secret_access_key",
         ],
-        "test-secret-value\n",
+        &format!("{}\n", moto.secret_access_key),
     );
     assert!(
         out.status.success(),
@@ -137,10 +101,9 @@ fn read(c: &Client, rel: &str) -> Option<Vec<u8>> {
 #[test]
 fn a_cloud_task_keeps_two_computers_in_sync_through_s3() {
     let moto = start_moto();
-    moto.bucket("sync");
     let (a, b) = (Client::new(), Client::new());
-    connect(&a, &moto, "s3", "sync");
-    connect(&b, &moto, "s3", "sync");
+    connect(&a, &moto, "s3");
+    connect(&b, &moto, "s3");
     add_task(&a, "s3", "shared/docs", &[]);
     add_task(&b, "s3", "shared/docs", &[]);
 
@@ -204,18 +167,18 @@ fn a_cloud_task_keeps_two_computers_in_sync_through_s3() {
 #[test]
 fn cloud_connections_keep_secrets_apart_and_refuse_a_second_for_one_credential() {
     let moto = start_moto();
-    moto.bucket("one");
     let c = Client::new();
-    connect(&c, &moto, "first", "one");
+    connect(&c, &moto, "first");
     let config = std::fs::read_to_string(c.home.join("config.json")).expect("config");
-    assert!(!config.contains("test-secret-value"), "{config}");
+    assert!(!config.contains(&moto.secret_access_key), "{config}");
     let creds = c.home.join("credentials.json");
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&creds).expect("creds").permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
-    assert!(!c.ok(&["cloud", "list"]).contains("test-secret-value"));
+    assert!(!c.ok(&["cloud", "list"]).contains(&moto.secret_access_key));
 
+    let same_key = format!("access_key_id={}", moto.access_key_id);
     // The same key on the same endpoint is one account: a second connection is refused.
     let out = c.cairn_stdin(
         &[
@@ -229,7 +192,7 @@ fn cloud_connections_keep_secrets_apart_and_refuse_a_second_for_one_credential()
             "--bucket",
             "other",
             "--option",
-            "access_key_id=test",
+            &same_key,
             "--secret",
             "secret_access_key",
         ],
@@ -275,7 +238,6 @@ fn cloud_connections_keep_secrets_apart_and_refuse_a_second_for_one_credential()
 #[test]
 fn a_secret_asked_at_each_run_fails_an_unattended_run_clearly() {
     let moto = start_moto();
-    moto.bucket("asked");
     let c = Client::new();
     let out = c.cairn_stdin(
         &[
@@ -319,7 +281,7 @@ fn a_secret_asked_at_each_run_fails_an_unattended_run_clearly() {
 fn a_missing_bucket_is_refused_when_the_task_is_added() {
     let moto = start_moto();
     let c = Client::new();
-    connect(&c, &moto, "s3", "does-not-exist");
+    connect_bucket(&c, &moto, "s3", "does-not-exist");
     let root = c.root.to_str().expect("utf-8").to_string();
     let text = c.fails(&[
         "cloud",
@@ -376,10 +338,9 @@ fn tree(root: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
 #[test]
 fn faults_never_lose_or_corrupt_a_file() {
     let moto = start_moto();
-    moto.bucket("faulty");
     let (a, b) = (Client::new(), Client::new());
-    connect(&a, &moto, "s3", "faulty");
-    connect(&b, &moto, "s3", "faulty");
+    connect(&a, &moto, "s3");
+    connect(&b, &moto, "s3");
     add_task(&a, "s3", "f", &[]);
     add_task(&b, "s3", "f", &[]);
     let mut seed = 11u64;
@@ -440,9 +401,8 @@ fn faults_never_lose_or_corrupt_a_file() {
 #[test]
 fn an_empty_listing_from_a_lying_server_deletes_nothing() {
     let moto = start_moto();
-    moto.bucket("liar");
     let c = Client::new();
-    connect(&c, &moto, "s3", "liar");
+    connect(&c, &moto, "s3");
     add_task(&c, "s3", "l", &[]);
     for i in 0..10 {
         c.write(&format!("f{i}.txt"), format!("file {i}").as_bytes());
@@ -469,7 +429,6 @@ fn an_empty_listing_from_a_lying_server_deletes_nothing() {
 #[test]
 fn provider_rules_refuse_bad_buckets_and_report_bad_names() {
     let moto = start_moto();
-    moto.bucket("rules");
     let c = Client::new();
     let out = c.cairn_stdin(
         &[
@@ -500,7 +459,7 @@ fn provider_rules_refuse_bad_buckets_and_report_bad_names() {
         "the known providers are listed: {text}"
     );
 
-    connect(&c, &moto, "s3", "rules");
+    connect(&c, &moto, "s3");
     add_task(&c, "s3", "r", &[]);
     c.write("ok.txt", b"fine");
     c.write("12:30.txt", b"a colon");
@@ -513,7 +472,7 @@ fn provider_rules_refuse_bad_buckets_and_report_bad_names() {
     let log = c.ok(&["log", "t"]);
     assert!(log.contains("12:30.txt"), "reported by name: {all}\n{log}");
     let other = Client::new();
-    connect(&other, &moto, "s3", "rules");
+    connect(&other, &moto, "s3");
     add_task(&other, "s3", "r", &[]);
     other.ok(&["run", "t"]);
     assert!(other.path("ok.txt").is_file());
@@ -528,10 +487,9 @@ fn provider_rules_refuse_bad_buckets_and_report_bad_names() {
 #[test]
 fn an_encrypted_cloud_task_hides_names_and_contents_and_decrypts_offline() {
     let moto = start_moto();
-    moto.bucket("secret");
     let (a, b) = (Client::new(), Client::new());
-    connect(&a, &moto, "s3", "secret");
-    connect(&b, &moto, "s3", "secret");
+    connect(&a, &moto, "s3");
+    connect(&b, &moto, "s3");
     let add = |c: &Client, password: &str| {
         let root = c.root.to_str().expect("utf-8").to_string();
         c.cairn_stdin(
@@ -578,7 +536,7 @@ fn an_encrypted_cloud_task_hides_names_and_contents_and_decrypts_offline() {
     let dump = tempfile::tempdir().expect("tempdir");
     tokio::runtime::Runtime::new()
         .expect("runtime")
-        .block_on(copy_objects(&moto.endpoint, "secret", "vault", dump.path()));
+        .block_on(copy_objects(&moto, "vault", dump.path()));
     for (path, data) in tree(dump.path()) {
         assert!(
             !path.contains("plans") && !path.contains("private"),
@@ -591,7 +549,7 @@ fn an_encrypted_cloud_task_hides_names_and_contents_and_decrypts_offline() {
     }
     // A plain task on that remote is refused.
     let c = Client::new();
-    connect(&c, &moto, "s3", "secret");
+    connect(&c, &moto, "s3");
     let root = c.root.to_str().expect("utf-8").to_string();
     let text = c.fails(&[
         "cloud",
@@ -621,9 +579,9 @@ fn an_encrypted_cloud_task_hides_names_and_contents_and_decrypts_offline() {
     assert_eq!(tree(&restored), tree(&a.root));
 }
 
-/// Copies every object under `prefix` of `bucket` into `dest`, as a plain download would.
-async fn copy_objects(endpoint: &str, bucket: &str, prefix: &str, dest: &std::path::Path) {
-    let (conn, secrets) = s3_connection(endpoint, bucket);
+/// Copies every object under `prefix` of `moto`'s bucket into `dest`, as a plain download would.
+async fn copy_objects(moto: &Moto, prefix: &str, dest: &std::path::Path) {
+    let (conn, secrets) = s3_connection(moto);
     let counters = std::sync::Arc::new(cairn_cloud::transport::Counters::default());
     let op = cairn_cloud::connection::operator(&conn, &secrets, prefix, counters).expect("op");
     let entries = op.list_with("").recursive(true).await.expect("list");
@@ -652,9 +610,8 @@ fn now_text() -> String {
 #[test]
 fn a_cloud_task_keeps_versions_and_restores_them() {
     let moto = start_moto();
-    moto.bucket("history");
     let c = Client::new();
-    connect(&c, &moto, "s3", "history");
+    connect(&c, &moto, "s3");
     add_task(&c, "s3", "h", &["--keep-versions", "3"]);
     c.write("stays.txt", b"so the folder is never empty");
     c.write("doc.txt", b"version one");
@@ -701,10 +658,9 @@ fn a_cloud_task_keeps_versions_and_restores_them() {
 #[test]
 fn a_cloud_dry_run_changes_nothing() {
     let moto = start_moto();
-    moto.bucket("dry");
     let (a, b) = (Client::new(), Client::new());
-    connect(&a, &moto, "s3", "dry");
-    connect(&b, &moto, "s3", "dry");
+    connect(&a, &moto, "s3");
+    connect(&b, &moto, "s3");
     add_task(&a, "s3", "d", &[]);
     add_task(&b, "s3", "d", &[]);
     a.write("stays.txt", b"so the folder is never empty");
@@ -728,9 +684,8 @@ fn a_cloud_dry_run_changes_nothing() {
 #[test]
 fn storage_class_and_sse_reach_the_objects() {
     let moto = start_moto();
-    moto.bucket("classy");
     let c = Client::new();
-    connect(&c, &moto, "s3", "classy");
+    connect(&c, &moto, "s3");
     let root = c.root.to_str().expect("utf-8").to_string();
     let text = c.fails(&[
         "cloud",

@@ -834,9 +834,8 @@ async fn an_s3_path_is_a_conforming_replica() {
     let moto = tokio::task::spawn_blocking(crate::cloud::start_moto)
         .await
         .expect("moto");
-    let (conn, secrets) = crate::cloud::s3_connection(&moto.endpoint, "conformance");
-    tokio::task::block_in_place(|| moto.bucket("conformance"));
-    let plain = cloud_replica(&conn, &secrets, "plain/sub", Default::default()).await;
+    let (conn, secrets) = crate::cloud::s3_connection(&moto);
+    let plain = cloud_replica(&conn, &secrets, "plain", Default::default()).await;
     conformance(&plain).await;
     let versioned = cloud_replica(
         &conn,
