@@ -154,7 +154,10 @@ pub fn operator(
         up: cairn_engine::ratelimit::RateLimit::new(conn.limit_upload),
         down: cairn_engine::ratelimit::RateLimit::new(conn.limit_download),
     });
-    let transport = Transport::new(ca.as_deref(), limits, counters)?;
+    let mut transport = Transport::new(ca.as_deref(), limits, counters)?;
+    if conn.scheme() == "gcs" {
+        transport = transport.with_default_content_type();
+    }
     let op = Operator::via_iter(conn.scheme(), map).map_err(|e| redact(&e.to_string(), secrets))?;
     let ctx = OperationContext::new().with_http_transport(transporter(transport)?);
     Ok(op

@@ -74,6 +74,9 @@ pub struct CloudReplica {
     counters: Arc<Counters>,
     /// The service replaces objects in one step (no temporary needed).
     atomic_put: bool,
+    /// The service gives an entry's ETag in listings, stats and write answers alike (Swift's
+    /// stat does not): versions are ETags, else size and time.
+    use_etags: bool,
 }
 
 impl CloudReplica {
@@ -85,13 +88,21 @@ impl CloudReplica {
         counters: Arc<Counters>,
     ) -> Self {
         let scheme = op.info().scheme().to_string();
-        let atomic_put = !matches!(scheme.as_str(), "sftp" | "ftp" | "webdav" | "fs");
+        // File-like services write in place: a temporary renamed into place keeps a reader
+        // from seeing half a file, where the service can rename (FTP here cannot).
+        let atomic_put = !matches!(scheme.as_str(), "sftp" | "ftp" | "webdav" | "fs")
+            || !op.info().capability().rename;
+        let use_etags = matches!(
+            scheme.as_str(),
+            "s3" | "azblob" | "gcs" | "oss" | "cos" | "webdav"
+        );
         CloudReplica {
             op,
             describe,
             opts,
             counters,
             atomic_put,
+            use_etags,
         }
     }
 
@@ -153,7 +164,9 @@ impl CloudReplica {
     async fn current(&self, path: &RelPath) -> Result<Option<ReplicaEntry>> {
         let key = path.as_str();
         match self.op.stat(key).await {
-            Ok(meta) if !meta.is_dir() => return Ok(Some(listing::entry_of(&meta, false))),
+            Ok(meta) if !meta.is_dir() => {
+                return Ok(Some(listing::entry_of(&meta, self.use_etags)))
+            }
             Ok(_) => return Ok(Some(listing::dir_entry())),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
             Err(e) => return Err(self.fail("stat", key, e)),
@@ -164,7 +177,12 @@ impl CloudReplica {
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
             Err(e) => return Err(self.fail("stat", &dir, e)),
         }
-        // A prefix with objects under it and no marker is a folder too.
+        // On object stores, a prefix with objects under it and no marker is a folder too
+        // (file-like services have real folders, and an FTP listing cut short would leave
+        // its data connection open).
+        if !self.atomic_put {
+            return Ok(None);
+        }
         let under = self
             .op
             .list_with(&dir)
@@ -228,7 +246,10 @@ impl Replica for CloudReplica {
     }
 
     async fn read(&self, path: &RelPath, version: &Version) -> Result<Content<'static>> {
-        let guarded = listing::etag_of(version).filter(|_| self.caps().read_with_if_match);
+        let caps = self.caps();
+        // A conditional read also stats conditionally on some services (WebDAV): both or none.
+        let guarded = listing::etag_of(version)
+            .filter(|_| self.use_etags && caps.read_with_if_match && caps.stat_with_if_match);
         let head = match &guarded {
             Some(_) => true,
             None => self.check(path, Some(version)).await?.is_none(),
@@ -301,7 +322,12 @@ impl CloudReplica {
         key: &str,
         if_match: Option<&str>,
     ) -> std::result::Result<Content<'static>, opendal::Error> {
-        let mut reader = self.op.reader_with(key).chunk(self.opts.part_size);
+        let mut reader = self.op.reader_with(key);
+        // Ranged pieces on object stores; one plain read on file-like services (an FTP range
+        // read left open blocks the connection's next command).
+        if self.atomic_put {
+            reader = reader.chunk(self.opts.part_size);
+        }
         if let Some(tag) = if_match {
             reader = reader.if_match(tag);
         }
@@ -352,6 +378,14 @@ fn changed(describe: &str, path: &RelPath) -> Error {
     Error::Refused(format!(
         "{describe}/{path}: changed on the remote since it was listed"
     ))
+}
+
+/// Makes the folder `path`: a zero-byte `path/` marker on object stores, a folder on
+/// file-like services.
+async fn make_dir(r: &CloudReplica, path: &RelPath) -> Result<()> {
+    r.op.create_dir(&dir_key(path))
+        .await
+        .map_err(|e| r.fail("making the folder", path.as_str(), e))
 }
 
 /// The object key of a folder marker.

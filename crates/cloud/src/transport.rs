@@ -33,6 +33,9 @@ pub struct Limits {
 #[derive(Clone)]
 pub struct Transport {
     client: reqwest::Client,
+    /// Uploads without a content type get `application/octet-stream` (the GCS emulator drops
+    /// the connection otherwise; only for services that do not sign the header).
+    default_content_type: bool,
     limits: Arc<Limits>,
     counters: Arc<Counters>,
 }
@@ -62,9 +65,18 @@ impl Transport {
             .map_err(|e| format!("HTTP client setup: {e}"))?;
         Ok(Transport {
             client,
+            default_content_type: false,
             limits,
             counters,
         })
+    }
+}
+
+impl Transport {
+    /// See [`Transport::default_content_type`].
+    pub fn with_default_content_type(mut self) -> Self {
+        self.default_content_type = true;
+        self
     }
 }
 
@@ -124,17 +136,31 @@ impl HttpTransport for Transport {
     async fn fetch(&self, req: Request<Buffer>) -> Result<Response<HttpBody>> {
         let uri = req.uri().clone();
         let is_head = req.method() == http::Method::HEAD;
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let url = reqwest::Url::parse(&query_slashes_encoded(&uri)).map_err(|e| {
             Error::new(ErrorKind::Unexpected, "request url is invalid")
                 .with_context("url", uri.to_string())
                 .set_source(e)
         })?;
+        if self.default_content_type
+            && matches!(parts.method, http::Method::PUT | http::Method::POST)
+            && !parts.headers.contains_key(http::header::CONTENT_TYPE)
+        {
+            parts.headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/octet-stream"),
+            );
+        }
+        let builder_method = parts.method.clone();
         let mut builder = self
             .client
             .request(parts.method, url)
             .headers(parts.headers)
             .version(parts.version);
+        let sends_body = matches!(
+            builder_method,
+            http::Method::PUT | http::Method::POST | http::Method::PATCH
+        );
         if !body.is_empty() {
             let len = body.len() as u64;
             if let Some(up) = &self.limits.up {
@@ -142,6 +168,10 @@ impl HttpTransport for Transport {
             }
             self.counters.sent.fetch_add(len, Ordering::Relaxed);
             builder = builder.body(body.to_bytes());
+        } else if sends_body {
+            // An empty upload still says so (`Content-Length: 0`): some servers wait for a
+            // body otherwise.
+            builder = builder.body(bytes::Bytes::new());
         }
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let mut resp = builder

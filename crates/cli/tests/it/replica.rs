@@ -849,3 +849,65 @@ async fn an_s3_path_is_a_conforming_replica() {
     .await;
     conformance(&versioned).await;
 }
+
+/// The conformance suite on the cloud path `root` of a connection, as a task would open it.
+async fn cloud_conformance(
+    provider: &str,
+    options: &[(&str, &str)],
+    secrets: &[(&str, &str)],
+    root: &str,
+) {
+    let owned = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let conn = cairn_cloud::CloudConnection {
+        provider: provider.into(),
+        options: owned(options),
+        secrets: secrets.iter().map(|(k, _)| k.to_string()).collect(),
+        prompt: vec![],
+        ca_file: None,
+        limit_upload: None,
+        limit_download: None,
+    };
+    let secrets = cairn_cloud::Secrets(owned(secrets));
+    let r = cloud_replica(&conn, &secrets, root, Default::default()).await;
+    conformance(&r).await;
+}
+
+fn started<T>(server: crate::harness::cloud::Result<T>) -> T {
+    server.unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_azure_container_is_a_conforming_replica() {
+    let az = tokio::task::spawn_blocking(crate::harness::cloud::start_azurite)
+        .await
+        .expect("azurite");
+    let az = started(az);
+    let opts = [
+        ("endpoint", az.endpoint.as_str()),
+        ("container", az.container.as_str()),
+        ("account_name", az.account_name.as_str()),
+    ];
+    cloud_conformance("azblob", &opts, &[("account_key", &az.account_key)], "c").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webdav_folder_is_a_conforming_replica() {
+    let dav = tokio::task::spawn_blocking(crate::harness::cloud::start_wsgidav)
+        .await
+        .expect("wsgidav");
+    let dav = started(dav);
+    let opts = [("endpoint", dav.endpoint.as_str()), ("username", &dav.user)];
+    cloud_conformance("webdav", &opts, &[("password", &dav.password)], "w").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mounted_folder_is_a_conforming_cloud_replica() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().to_str().expect("utf-8");
+    cloud_conformance("fs", &[("root", root)], &[], "fs").await;
+}

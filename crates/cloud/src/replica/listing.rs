@@ -38,7 +38,7 @@ pub(super) async fn list(r: &CloudReplica) -> Result<Listing> {
         let entry = if is_dir {
             dir_entry()
         } else {
-            entry_of(e.metadata(), false)
+            entry_of(e.metadata(), r.use_etags)
         };
         // A file and a folder marker of one name: the file is what users see.
         if is_dir && out.entries.contains_key(&path) {
@@ -81,7 +81,7 @@ pub(super) fn dir_entry() -> ReplicaEntry {
 }
 
 /// A file's entry from the service's metadata.
-pub(super) fn entry_of(meta: &Metadata, _from_stat: bool) -> ReplicaEntry {
+pub(super) fn entry_of(meta: &Metadata, use_etag: bool) -> ReplicaEntry {
     let modified = meta
         .last_modified()
         .map(|t| {
@@ -108,13 +108,13 @@ pub(super) fn entry_of(meta: &Metadata, _from_stat: bool) -> ReplicaEntry {
         mode,
         hash: None,
         target: None,
-        version: version_of(meta, size, modified),
+        version: version_of(meta.etag().filter(|_| use_etag), size, modified),
     }
 }
 
-/// The ETag where the service gives one; size and time otherwise.
-fn version_of(meta: &Metadata, size: u64, modified_ns: i64) -> Version {
-    match meta.etag().map(normal_etag) {
+/// The ETag where the service gives one everywhere; size and time otherwise.
+fn version_of(etag: Option<&str>, size: u64, modified_ns: i64) -> Version {
+    match etag.map(normal_etag) {
         Some(tag) if !tag.is_empty() => Version(format!("e:{tag}")),
         _ => Version(format!("m:{size}:{modified_ns}")),
     }

@@ -8,7 +8,7 @@ use cairn_model::{ContentHash, EntryKind, RelPath};
 use futures_util::StreamExt;
 
 use super::listing::{dir_entry, entry_of, etag_of};
-use super::{buffer, dir_key, user_metadata, versions, CloudReplica, STAGING};
+use super::{buffer, dir_key, make_dir, user_metadata, versions, CloudReplica, STAGING};
 
 pub(super) async fn write(
     r: &CloudReplica,
@@ -41,9 +41,7 @@ async fn write_dir(r: &CloudReplica, path: &RelPath, expect: Option<&Version>) -
         None if expect.is_some() => return Ok(Outcome::Changed(None)),
         None => {}
     }
-    r.op.create_dir(&dir_key(path))
-        .await
-        .map_err(|e| r.fail("making the folder", path.as_str(), e))?;
+    make_dir(r, path).await?;
     Ok(Outcome::Done(Some(dir_entry())))
 }
 
@@ -67,22 +65,35 @@ async fn write_file(
     } else {
         format!("{STAGING}/{}", temp_name())
     };
-    let mut w = r.op.writer_with(&target).chunk(r.opts.part_size);
+    let mut w = r.op.writer_with(&target);
     if caps.write_can_multi {
-        w = w.concurrent(r.opts.part_concurrency);
+        w = w
+            .chunk(r.opts.part_size)
+            .concurrent(r.opts.part_concurrency);
     }
     if caps.write_with_user_metadata {
         w = w.user_metadata(user_metadata(entry));
     }
+    // Some services (the GCS emulator among them) refuse an object without a content type.
+    if caps.write_with_content_type {
+        w = w.content_type("application/octet-stream");
+    }
     if r.atomic_put {
         // The service checks again as it writes: nothing slips in between check and write.
         match expect.and_then(etag_of) {
-            Some(tag) if caps.write_with_if_match => w = w.if_match(&tag),
+            Some(tag) if r.use_etags && caps.write_with_if_match => w = w.if_match(&tag),
             None if expect.is_none() && caps.write_with_if_not_exists => w = w.if_not_exists(true),
             _ => {}
         }
     }
     let mut writer = w.await.map_err(|e| r.fail("writing", key, e))?;
+    // A service that takes an object in one request only (WebDAV here) gets it whole: the
+    // content is gathered first (a file's size in memory).
+    let content = if caps.write_can_multi {
+        content
+    } else {
+        gathered(content, entry.size).await?
+    };
     let sent = send(r, key, &mut writer, content, entry).await;
     let meta = match sent {
         Ok(()) => match writer.close().await {
@@ -101,10 +112,10 @@ async fn write_file(
         place(r, &target, key).await?;
     }
     let done = match meta.etag() {
-        Some(_) if r.atomic_put && caps.write_with_user_metadata => ReplicaEntry {
+        Some(_) if r.use_etags && r.atomic_put && caps.write_with_user_metadata => ReplicaEntry {
             mtime_ns: entry.mtime_ns,
             mode: entry.mode,
-            ..entry_of(&meta_with_size(meta, entry.size), false)
+            ..entry_of(&meta_with_size(meta, entry.size), true)
         },
         _ => match r.current(path).await? {
             Some(now) => now,
@@ -137,6 +148,13 @@ async fn send(
 ) -> Result<()> {
     let mut total = 0u64;
     let mut hasher = blake3::Hasher::new();
+    if entry.size == 0 {
+        // An empty file is one empty write: some services (FTP) make no file without one.
+        writer
+            .write(opendal::Buffer::new())
+            .await
+            .map_err(|e| r.fail("writing", key, e))?;
+    }
     while let Some(piece) = content.next().await {
         let piece = piece?;
         total += piece.len() as u64;
@@ -160,6 +178,15 @@ async fn send(
         )));
     }
     Ok(())
+}
+
+/// All of `content` as one piece.
+async fn gathered(mut content: Content<'_>, size: u64) -> Result<Content<'static>> {
+    let mut all = Vec::with_capacity(usize::try_from(size).unwrap_or(0).min(64 << 20));
+    while let Some(piece) = content.next().await {
+        all.extend_from_slice(&piece?);
+    }
+    Ok(cairn_engine::replica::content_of(bytes::Bytes::from(all)))
 }
 
 /// Renames a complete temporary into place on a file-like service.
