@@ -984,7 +984,9 @@ impl HttpRemote {
         }
         let answer = self
             .conn
-            .post_json(&path, &CommitRequest { changes: sent },
+            .post_json(
+                &path,
+                &CommitRequest { changes: sent },
                 Cap::Exactly(MIN_EXACT_CAP + per_change),
             )
             .await;
@@ -1269,7 +1271,10 @@ impl HttpRemote {
         }
         let limit = Duration::from_secs(wait_secs) + self.conn.opts.timeout;
         let mut news = self.news.lock().await;
-        if news.refused_until.is_some_and(|t| std::time::Instant::now() < t) {
+        if news
+            .refused_until
+            .is_some_and(|t| std::time::Instant::now() < t)
+        {
             return None;
         }
         if let Some(open) = news.open.as_mut().filter(|s| s.point == after) {

@@ -230,7 +230,9 @@ impl Change {
         let Some(Inline(data)) = &self.inline else {
             return;
         };
-        if self.entry.kind != EntryKind::File || !self.chunks.is_empty() || self.entry.hash.is_some()
+        if self.entry.kind != EntryKind::File
+            || !self.chunks.is_empty()
+            || self.entry.hash.is_some()
         {
             return;
         }
@@ -239,7 +241,10 @@ impl Change {
         self.chunks = digest
             .chunks
             .iter()
-            .map(|c| ChunkSpan { id: c.id, len: c.len })
+            .map(|c| ChunkSpan {
+                id: c.id,
+                len: c.len,
+            })
             .collect();
     }
 

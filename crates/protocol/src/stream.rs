@@ -363,18 +363,31 @@ mod tests {
         };
         let first = writer.encode(&frame(version("a.txt", 5, "pc-a", Some(b"hello"))));
         let second = writer.encode(&frame(version("a.txt", 6, "pc-a", Some(b"hello"))));
-        let json = |w: &[u8]| String::from_utf8(inflate(&w[HEADER..]).expect("inflate")).expect("utf-8");
+        let json =
+            |w: &[u8]| String::from_utf8(inflate(&w[HEADER..]).expect("inflate")).expect("utf-8");
         let (first, second) = (json(&first), json(&second));
-        assert!(first.contains("\"d\":\"pc-a\"") && first.contains("\"n\":\"PC-A\""), "{first}");
-        assert!(!second.contains("\"d\"") && !second.contains("\"u\""), "{second}");
-        assert!(!first.contains("\"x\""), "the inline content gives the hash: {first}");
+        assert!(
+            first.contains("\"d\":\"pc-a\"") && first.contains("\"n\":\"PC-A\""),
+            "{first}"
+        );
+        assert!(
+            !second.contains("\"d\"") && !second.contains("\"u\""),
+            "{second}"
+        );
+        assert!(
+            !first.contains("\"x\""),
+            "the inline content gives the hash: {first}"
+        );
     }
 
     #[test]
     fn a_bad_stream_is_refused_with_what_is_wrong() {
         let mut reader = FrameReader::default();
         reader.push(&(MAX_FRAME + 1).to_be_bytes());
-        assert_eq!(reader.next_frame(), Err(StreamError::TooLong(MAX_FRAME + 1)));
+        assert_eq!(
+            reader.next_frame(),
+            Err(StreamError::TooLong(MAX_FRAME + 1))
+        );
         let mut reader = FrameReader::default();
         reader.push(&[0, 0, 0, 3, 1, 2, 3]);
         assert!(matches!(reader.next_frame(), Err(StreamError::Inflate(_))));
@@ -384,7 +397,8 @@ mod tests {
         reader.push(&no_author);
         assert!(matches!(reader.next_frame(), Err(StreamError::NoAuthor(_))));
         let mut reader = FrameReader::default();
-        let escaping = deflate(br#"{"c":[{"p":"../x","s":1,"k":"dir","d":"x","u":"u","n":"n"}],"h":1}"#);
+        let escaping =
+            deflate(br#"{"c":[{"p":"../x","s":1,"k":"dir","d":"x","u":"u","n":"n"}],"h":1}"#);
         reader.push(&(escaping.len() as u32).to_be_bytes());
         reader.push(&escaping);
         assert!(matches!(reader.next_frame(), Err(StreamError::Json(_))));

@@ -218,7 +218,11 @@ impl Follow {
             // The head is read before the changes, as a long-poll reads it.
             let head = m.folder(&folder.name)?.map_or(folder.head, |x| x.head);
             let mine = others.then_some((user.name.as_str(), device.as_str()));
-            Ok(Some((m.journal(&folder, after, limit, mine)?, head, access)))
+            Ok(Some((
+                m.journal(&folder, after, limit, mine)?,
+                head,
+                access,
+            )))
         })
         .await;
         match read {
