@@ -41,14 +41,14 @@ pub struct JournalFrame {
 }
 
 impl JournalFrame {
-    /// The point the next frame answers "changes after": the last change of a full page
-    /// (`limit` changes: more may follow), else the newer of the head and the last change.
-    pub fn reach(&self, after: Seq, limit: usize) -> Seq {
-        match self.changes.last() {
-            Some(last) if self.changes.len() >= limit => last.seq,
-            Some(last) => after.max(self.head).max(last.seq),
-            None => after.max(self.head),
-        }
+    /// The point the next frame answers "changes after": the newest of `after`, the head and
+    /// the last change. After a full page (a folder moved, many files added) the stream goes on
+    /// from the head, not from the page's end: a reader that needs the rest reads it (a pass
+    /// does; a follower whose page held nothing of its own opens a stream at the page's end),
+    /// and a folder's rename is not sent to every follower page after page.
+    pub fn reach(&self, after: Seq) -> Seq {
+        let last = self.changes.last().map_or(after, |v| v.seq);
+        after.max(self.head).max(last)
     }
 }
 
@@ -415,9 +415,9 @@ mod tests {
             head: Seq(head),
             access: None,
         };
-        assert_eq!(frame(&[], 7).reach(Seq(5), 2), Seq(7));
-        assert_eq!(frame(&[], 3).reach(Seq(5), 2), Seq(5));
-        assert_eq!(frame(&[6], 9).reach(Seq(5), 2), Seq(9));
-        assert_eq!(frame(&[6, 8], 9).reach(Seq(5), 2), Seq(8), "a full page");
+        assert_eq!(frame(&[], 7).reach(Seq(5)), Seq(7));
+        assert_eq!(frame(&[], 3).reach(Seq(5)), Seq(5));
+        assert_eq!(frame(&[6], 9).reach(Seq(5)), Seq(9));
+        assert_eq!(frame(&[6, 10], 9).reach(Seq(5)), Seq(10), "committed after the head was read");
     }
 }

@@ -180,7 +180,7 @@ impl Follow {
                     head,
                     access: Some(access),
                 };
-                self.q.after = frame.reach(self.q.after, self.q.limit as usize);
+                self.q.after = frame.reach(self.q.after);
                 self.beat = Instant::now() + self.q.wait;
                 let bytes = self.writer.encode(&frame);
                 if self.state.access_log {
