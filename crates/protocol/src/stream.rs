@@ -418,6 +418,10 @@ mod tests {
         assert_eq!(frame(&[], 7).reach(Seq(5)), Seq(7));
         assert_eq!(frame(&[], 3).reach(Seq(5)), Seq(5));
         assert_eq!(frame(&[6], 9).reach(Seq(5)), Seq(9));
-        assert_eq!(frame(&[6, 10], 9).reach(Seq(5)), Seq(10), "committed after the head was read");
+        assert_eq!(
+            frame(&[6, 10], 9).reach(Seq(5)),
+            Seq(10),
+            "committed after the head was read"
+        );
     }
 }
