@@ -668,6 +668,17 @@ mod tests {
     }
 
     #[test]
+    fn a_login_answer_of_a_server_before_features_names_none() {
+        let old = r#"{"token":"t","expires_ns":1,"server_id":"s","admin":false}"#;
+        let r: LoginResponse = serde_json::from_str(old).expect("an older answer parses");
+        assert!(r.features.is_empty());
+        let new = r#"{"token":"t","expires_ns":1,"server_id":"s","admin":false,"features":["journal-stream","from-the-future"]}"#;
+        let r: LoginResponse =
+            serde_json::from_str(new).expect("unknown names are kept, not refused");
+        assert_eq!(r.features, [FEATURE_JOURNAL_STREAM, "from-the-future"]);
+    }
+
+    #[test]
     fn results_are_tagged() {
         let r = ChangeResult::Accepted { seq: Seq(7) };
         assert_eq!(
