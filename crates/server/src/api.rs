@@ -990,10 +990,11 @@ async fn journal(
     Query(q): Query<JournalQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    if let Some(instance) = headers
+    let instance = headers
         .get("x-cairn-instance")
         .and_then(|v| v.to_str().ok())
-    {
+        .map(str::to_string);
+    if let Some(instance) = &instance {
         state.claim(&caller.user, &caller.device, instance, false)?;
     }
     let (folder, access) = folder_access_as(&state, &caller, &folder, Access::Ro).await?;
@@ -1008,6 +1009,7 @@ async fn journal(
             wait: wait.max(Duration::from_secs(1)),
             others: q.others.unwrap_or(false),
             inline: q.inline.unwrap_or(false),
+            instance,
         };
         return stream::open(state, caller, folder, q).await;
     }

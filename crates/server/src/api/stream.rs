@@ -93,6 +93,9 @@ pub struct StreamQuery {
     pub wait: Duration,
     pub others: bool,
     pub inline: bool,
+    /// The agent instance that follows (`x-cairn-instance`): an open stream is its sign of
+    /// life, so each frame renews its claim on the device as each long-poll did.
+    pub instance: Option<String>,
 }
 
 /// One open stream's state between frames.
@@ -164,6 +167,12 @@ impl Follow {
         loop {
             if *self.stopping.borrow() || Instant::now() >= self.ends {
                 return None;
+            }
+            if let Some(instance) = &self.q.instance {
+                let c = &self.caller;
+                // Another live agent took this device identity: the reader's next request
+                // gets the 409 that says so.
+                self.state.claim(&c.user, &c.device, instance, false).ok()?;
             }
             let (changes, head, access) = self.read().await?;
             let beat = Instant::now() >= self.beat;
