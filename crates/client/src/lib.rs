@@ -316,12 +316,40 @@ pub struct Connection {
     instance: std::sync::OnceLock<String>,
     /// The server said it takes gzipped request bodies (`Accept-Encoding: gzip` on an answer).
     gzip_requests: std::sync::atomic::AtomicBool,
+    /// What the server said at the last login that it understands.
+    features: ServerFeatures,
     /// Per folder: how far the last journal read went, and the answer an identity check got
     /// by reading on from there (see [`HttpRemote::identity`]).
     journals: std::sync::Mutex<std::collections::HashMap<String, Followed>>,
     /// Content bytes per second, shared by every transfer of this connection.
     up: Option<ratelimit::RateLimit>,
     down: Option<ratelimit::RateLimit>,
+}
+
+/// What a server understands beyond the first API (its login answer's `features`); all off
+/// until a login says otherwise, so an older server is spoken to as before.
+#[derive(Default)]
+struct ServerFeatures {
+    token_header: std::sync::atomic::AtomicBool,
+    derived_inline: std::sync::atomic::AtomicBool,
+    journal_stream: std::sync::atomic::AtomicBool,
+}
+
+impl ServerFeatures {
+    fn set(&self, names: &[String]) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let has = |f: &str| names.iter().any(|n| n == f);
+        self.token_header
+            .store(has(cairn_protocol::FEATURE_TOKEN_HEADER), Relaxed);
+        self.derived_inline
+            .store(has(cairn_protocol::FEATURE_DERIVED_INLINE), Relaxed);
+        self.journal_stream
+            .store(has(cairn_protocol::FEATURE_JOURNAL_STREAM), Relaxed);
+    }
+
+    fn has(flag: &std::sync::atomic::AtomicBool) -> bool {
+        flag.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// What a connection knows of one folder's journal.
@@ -449,6 +477,7 @@ impl Connection {
             server_id: Mutex::new(None),
             instance: std::sync::OnceLock::new(),
             gzip_requests: std::sync::atomic::AtomicBool::new(false),
+            features: ServerFeatures::default(),
             journals: std::sync::Mutex::new(std::collections::HashMap::new()),
             up: None,
             down: None,
@@ -512,6 +541,7 @@ impl Connection {
         let login: LoginResponse = self.decode(&url, resp, Cap::Small).await?;
         *self.token.lock().await = Some(login.token.clone());
         *self.server_id.lock().await = Some(login.server_id.clone());
+        self.features.set(&login.features);
         Ok(login)
     }
 
@@ -564,7 +594,12 @@ impl Connection {
         let mut waits = 0;
         loop {
             let token = self.token().await?;
-            let mut req = make(&self.http).header(reqwest::header::AUTHORIZATION, bearer(&token)?);
+            let mut req = make(&self.http);
+            req = if ServerFeatures::has(&self.features.token_header) {
+                req.header(cairn_protocol::TOKEN_HEADER, token_value(&token)?)
+            } else {
+                req.header(reqwest::header::AUTHORIZATION, bearer(&token)?)
+            };
             if let Some(i) = self.instance.get() {
                 req = req.header("x-cairn-instance", i);
             }
@@ -605,14 +640,18 @@ impl Connection {
     ) -> Result<T> {
         let url = format!("{}{path}", self.base);
         let body = serde_json::to_vec(body).map_err(|e| Error::Config(format!("{url}: {e}")))?;
-        let gzip = body.len() >= GZIP_REQUEST_ABOVE
-            && self
-                .gzip_requests
-                .load(std::sync::atomic::Ordering::Relaxed);
-        let body = if gzip {
-            Bytes::from(gzip_body(&url, body).await?)
+        let takes_gzip = self
+            .gzip_requests
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let packed = if takes_gzip && body.len() >= GZIP_REQUEST_ABOVE {
+            Some(gzip_body(&url, &body).await?)
         } else {
-            Bytes::from(body)
+            None
+        };
+        // Gzipped only where that is shorter: a small commit of random bytes may not be.
+        let (body, gzip) = match packed {
+            Some(p) if p.len() < body.len() => (Bytes::from(p), true),
+            _ => (Bytes::from(body), false),
         };
         let resp = self
             .send(&url, sending_time(body.len()), |c| {
@@ -703,26 +742,35 @@ impl Connection {
         HttpRemote {
             conn: self.clone(),
             folder: folder.to_string(),
+            news: Mutex::new(NewsState::default()),
         }
     }
 }
 
-/// JSON request bodies at least this long go gzipped to a server that takes them: a commit of
-/// many changes or with a small file's content inline, a long "which are missing" question.
-pub const GZIP_REQUEST_ABOVE: usize = 512;
+/// JSON request bodies at least this long go gzipped to a server that takes them, when that is
+/// shorter: a commit of many changes or with a small file's content inline (an edit of a few
+/// hundred bytes of text saves about a third), a long "which are missing" question.
+pub const GZIP_REQUEST_ABOVE: usize = 128;
 
-/// `body` gzipped, off the async runtime (a large commit takes a moment).
-async fn gzip_body(url: &str, body: Vec<u8>) -> Result<Vec<u8>> {
-    let packed = tokio::task::spawn_blocking(move || {
+/// Bodies up to this size are gzipped right away; larger ones off the async runtime (a large
+/// commit takes a moment).
+const GZIP_INLINE_BELOW: usize = 64 * 1024;
+
+/// `body` gzipped: at the best level when it is small (a small edit's commit travels often and
+/// costs microseconds), the fastest when it is large.
+async fn gzip_body(url: &str, body: &[u8]) -> Result<Vec<u8>> {
+    fn pack(body: &[u8], level: flate2::Compression) -> std::io::Result<Vec<u8>> {
         use std::io::Write;
-        let mut enc = flate2::write::GzEncoder::new(
-            Vec::with_capacity(body.len() / 4),
-            flate2::Compression::fast(),
-        );
-        enc.write_all(&body)?;
+        let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), level);
+        enc.write_all(body)?;
         enc.finish()
-    })
-    .await;
+    }
+    let packed = if body.len() < GZIP_INLINE_BELOW {
+        Ok(pack(body, flate2::Compression::best()))
+    } else {
+        let body = body.to_vec();
+        tokio::task::spawn_blocking(move || pack(&body, flate2::Compression::fast())).await
+    };
     match packed {
         Ok(Ok(packed)) => Ok(packed),
         Ok(Err(e)) => Err(Error::Config(format!(
@@ -734,11 +782,16 @@ async fn gzip_body(url: &str, body: Vec<u8>) -> Result<Vec<u8>> {
     }
 }
 
-/// The `Authorization` value for `token`. Not marked sensitive: HTTP/2 then sends it once per
-/// connection and a one-byte index after that (HPACK only ever matches a whole header value, so
-/// indexing a long random token reveals nothing), instead of ~150 bytes with every request.
+/// The `Authorization` value for `token`, for servers without [`cairn_protocol::TOKEN_HEADER`]
+/// (HTTP/2 sends it whole with every request: HPACK never indexes `Authorization`).
 fn bearer(token: &str) -> Result<reqwest::header::HeaderValue> {
-    reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+    token_value(&format!("Bearer {token}"))
+}
+
+/// `value` as a header value, not marked sensitive: in [`cairn_protocol::TOKEN_HEADER`] HTTP/2
+/// then sends it once per connection and a one-byte index after that (see that header's note).
+fn token_value(value: &str) -> Result<reqwest::header::HeaderValue> {
+    reqwest::header::HeaderValue::from_str(value)
         .map_err(|_| Error::Config("the server issued a token that is not a valid header".into()))
 }
 
@@ -810,6 +863,62 @@ async fn read_capped(
 pub struct HttpRemote {
     conn: Arc<Connection>,
     folder: String,
+    /// The journal stream its waits for news read, while one is open.
+    news: Mutex<NewsState>,
+}
+
+/// A follower's journal stream (see [`HttpRemote::news`]).
+#[derive(Default)]
+struct NewsState {
+    open: Option<NewsStream>,
+    /// The server refused a stream (too many open): long-polls until then.
+    refused_until: Option<std::time::Instant>,
+}
+
+/// How long a follower waits with long-polls after the server refused it a stream.
+const STREAM_REFUSED_WAIT: Duration = Duration::from_secs(60);
+
+/// An open journal stream: its answer, the frames read so far, and the point its next frame
+/// answers "changes after".
+struct NewsStream {
+    url: String,
+    resp: reqwest::Response,
+    reader: cairn_protocol::stream::FrameReader,
+    point: Seq,
+    server_id: String,
+}
+
+impl NewsStream {
+    /// The next frame as a journal answer, `None` when the server ended the stream.
+    async fn next(&mut self, limit: Duration) -> Result<Option<JournalResponse>> {
+        loop {
+            let frame = self.reader.next_frame().map_err(|e| Error::Answer {
+                url: self.url.clone(),
+                detail: e.to_string(),
+            })?;
+            if let Some(f) = frame {
+                let after = self.point;
+                self.point = f.reach(after);
+                return Ok(Some(JournalResponse {
+                    changes: f.changes,
+                    head: f.head,
+                    server_id: self.server_id.clone(),
+                    access: f.access,
+                }));
+            }
+            let piece = tokio::time::timeout(limit, self.resp.chunk())
+                .await
+                .map_err(|_| Error::Timeout {
+                    url: self.url.clone(),
+                    secs: limit.as_secs(),
+                })?
+                .map_err(|e| describe_reqwest(&self.url, &e))?;
+            match piece {
+                Some(bytes) => self.reader.push(&bytes),
+                None => return Ok(None),
+            }
+        }
+    }
 }
 
 /// How long the access a journal answer gave stands for `writable` (answers refresh it: a
@@ -881,13 +990,15 @@ impl HttpRemote {
             .map(|c| MAX_VERSION_JSON + c.chunks.len() as u64 * MAX_ID_JSON)
             .sum();
         let under_way = Committing::start(self);
+        let mut sent = changes.to_vec();
+        if ServerFeatures::has(&self.conn.features.derived_inline) {
+            sent.iter_mut().for_each(Change::strip_derived);
+        }
         let answer = self
             .conn
             .post_json(
                 &path,
-                &CommitRequest {
-                    changes: changes.to_vec(),
-                },
+                &CommitRequest { changes: sent },
                 Cap::Exactly(MIN_EXACT_CAP + per_change),
             )
             .await;
@@ -1123,10 +1234,19 @@ impl HttpRemote {
             }
             live
         });
-        let answer = self
-            .conn
-            .get_json::<JournalResponse>(&path, &q, Cap::Journal, Duration::from_secs(wait_secs))
-            .await;
+        let answer = match self.streamed_news(&path, &q, after, wait_secs).await {
+            Some(answer) => answer,
+            None => {
+                self.conn
+                    .get_json::<JournalResponse>(
+                        &path,
+                        &q,
+                        Cap::Journal,
+                        Duration::from_secs(wait_secs),
+                    )
+                    .await
+            }
+        };
         let r = match answer.and_then(|r| {
             r.check(after).map_err(|e| Error::Answer {
                 url: self.conn.url_of(&path),
@@ -1145,6 +1265,89 @@ impl HttpRemote {
             self.keep_news(after, &r).await;
         }
         Ok((r.changes.clone(), r.head))
+    }
+
+    /// The next answer of the folder's journal stream to "after `after`" (`query` as a
+    /// long-poll's, which a server without streams answers as one): from the stream open since
+    /// the last wait when it is at `after`, else from a new one. `None` when the server has no
+    /// streams or refused one lately: then the caller long-polls.
+    async fn streamed_news(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        after: Seq,
+        wait_secs: u64,
+    ) -> Option<Result<JournalResponse>> {
+        if !ServerFeatures::has(&self.conn.features.journal_stream) {
+            return None;
+        }
+        let limit = Duration::from_secs(wait_secs) + self.conn.opts.timeout;
+        let mut news = self.news.lock().await;
+        if news
+            .refused_until
+            .is_some_and(|t| std::time::Instant::now() < t)
+        {
+            return None;
+        }
+        if let Some(open) = news.open.as_mut().filter(|s| s.point == after) {
+            match open.next(limit).await {
+                Ok(Some(r)) => return Some(Ok(r)),
+                // The server ended it (its life is over, or it stops): open the next one.
+                Ok(None) => {}
+                Err(e) => {
+                    news.open = None;
+                    return Some(Err(e));
+                }
+            }
+        }
+        news.open = None;
+        let url = self.conn.url_of(path);
+        let resp = self
+            .conn
+            .send(&url, Duration::from_secs(wait_secs), |c| {
+                c.get(&url).query(query).query(&[("stream", "true")])
+            })
+            .await;
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e)),
+        };
+        if resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            news.refused_until = Some(std::time::Instant::now() + STREAM_REFUSED_WAIT);
+            return None;
+        }
+        let streamed = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes() == cairn_protocol::stream::CONTENT_TYPE.as_bytes());
+        if !resp.status().is_success() || !streamed {
+            // An error, or a server that answered as a long-poll.
+            return Some(self.conn.decode(&url, resp, Cap::Journal).await);
+        }
+        let server_id = resp
+            .headers()
+            .get(cairn_protocol::stream::SERVER_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let mut open = NewsStream {
+            url: url.clone(),
+            resp,
+            reader: cairn_protocol::stream::FrameReader::default(),
+            point: after,
+            server_id,
+        };
+        match open.next(limit).await {
+            Ok(Some(r)) => {
+                news.open = Some(open);
+                Some(Ok(r))
+            }
+            Ok(None) => Some(Err(Error::Answer {
+                url,
+                detail: "the journal stream ended before its first frame".into(),
+            })),
+            Err(e) => Some(Err(e)),
+        }
     }
 
     /// What a follower's answer tells the connection: a journal that went back or another

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod frame;
 mod inline;
+pub mod stream;
 pub mod token;
 
 pub use inline::Inline;
@@ -93,6 +94,7 @@ impl std::fmt::Debug for LoginResponse {
             .field("expires_ns", &self.expires_ns)
             .field("server_id", &self.server_id)
             .field("admin", &self.admin)
+            .field("features", &self.features)
             .finish()
     }
 }
@@ -113,7 +115,27 @@ pub struct LoginResponse {
     /// is talking to a different (or restored) server.
     pub server_id: String,
     pub admin: bool,
+    /// What this server understands beyond [`API_VERSION`] 1 as it first shipped, so a client
+    /// uses it only where it is known (clients ignore names they do not know, and servers
+    /// before this field send none). See [`FEATURE_TOKEN_HEADER`], [`FEATURE_DERIVED_INLINE`]
+    /// and [`FEATURE_JOURNAL_STREAM`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
 }
+
+/// The server takes the bearer token in [`TOKEN_HEADER`] as well as in `Authorization`.
+pub const FEATURE_TOKEN_HEADER: &str = "token-header";
+/// A commit's change with inline content may leave out its chunk list and content hash: the
+/// server derives both from the content (see [`Change::inline`]).
+pub const FEATURE_DERIVED_INLINE: &str = "derived-inline";
+/// `journal?stream=true` answers with a stream of frames (see [`stream`]).
+pub const FEATURE_JOURNAL_STREAM: &str = "journal-stream";
+/// A header that carries the bearer token (without `Bearer `). HTTP/2's HPACK never indexes an
+/// `Authorization` value (the `h2` crate follows nghttp2 there), so a token in it costs about
+/// 150 bytes on every request; in this header it costs them once per connection and a byte
+/// after that. HPACK matches only whole values, so indexing a long random token tells nothing
+/// to whoever can influence other headers of the connection.
+pub const TOKEN_HEADER: &str = "x-cairn-token";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -188,7 +210,9 @@ pub struct Change {
     /// A small file's whole content (at most [`MAX_INLINE_FILE`] bytes): the server checks it
     /// against `chunks` and the entry's hash and stores it as an upload would, so the client
     /// neither asks which chunks are missing nor uploads them. Servers before this field
-    /// ignore it and answer `missing_chunks`, and the client uploads as before.
+    /// ignore it and answer `missing_chunks`, and the client uploads as before. To a server
+    /// with [`FEATURE_DERIVED_INLINE`] the change may leave out `chunks` and the entry's hash
+    /// (both follow from the content: [`Change::derive_from_inline`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inline: Option<Inline>,
 }
@@ -197,6 +221,55 @@ impl Change {
     /// The inline content's bytes, 0 without any.
     pub fn inline_len(&self) -> u64 {
         self.inline.as_ref().map_or(0, |i| i.0.len() as u64)
+    }
+
+    /// For a file change that carries its content inline with neither a chunk list nor a
+    /// content hash: fills both in from the content, cut as every client cuts it. Anything
+    /// else is left as it is (and checked against its content as before).
+    pub fn derive_from_inline(&mut self) {
+        let Some(Inline(data)) = &self.inline else {
+            return;
+        };
+        if self.entry.kind != EntryKind::File
+            || !self.chunks.is_empty()
+            || self.entry.hash.is_some()
+        {
+            return;
+        }
+        let digest = cairn_model::chunking::digest_bytes(data);
+        self.entry.hash = Some(digest.hash);
+        self.chunks = digest
+            .chunks
+            .iter()
+            .map(|c| ChunkSpan {
+                id: c.id,
+                len: c.len,
+            })
+            .collect();
+    }
+
+    /// The inverse of [`Change::derive_from_inline`], for a server that derives them: leaves
+    /// out the chunk list and the content hash of a file change with inline content, when
+    /// they are exactly what the content gives (they travel in the content already).
+    pub fn strip_derived(&mut self) {
+        let Some(Inline(data)) = &self.inline else {
+            return;
+        };
+        if self.entry.kind != EntryKind::File || self.moved_from.is_some() {
+            return;
+        }
+        let digest = cairn_model::chunking::digest_bytes(data);
+        let same = self.entry.hash == Some(digest.hash)
+            && self.chunks.len() == digest.chunks.len()
+            && self
+                .chunks
+                .iter()
+                .zip(&digest.chunks)
+                .all(|(a, b)| a.id == b.id && a.len == b.len);
+        if same {
+            self.entry.hash = None;
+            self.chunks.clear();
+        }
     }
 }
 
@@ -460,6 +533,7 @@ mod tests {
             expires_ns: 0,
             server_id: "s".into(),
             admin: false,
+            features: Vec::new(),
         };
         assert!(!format!("{resp:?}").contains("secret-token"));
     }
@@ -550,6 +624,58 @@ mod tests {
         old.as_object_mut().expect("object").remove("inline");
         let parsed: VersionInfo = serde_json::from_value(old).expect("older answer parses");
         assert!(parsed.inline.is_none());
+    }
+
+    #[test]
+    fn a_change_with_inline_content_travels_without_what_the_content_gives() {
+        let data = b"a small file, edited";
+        let full = Change {
+            path: RelPath::parse("f.txt").expect("path"),
+            base: Some(Seq(4)),
+            entry: Entry {
+                kind: EntryKind::File,
+                size: data.len() as u64,
+                mtime_ns: 7,
+                mode: 0o644,
+                hash: Some(ContentHash::of(data)),
+                target: None,
+            },
+            chunks: vec![ChunkSpan {
+                id: ChunkId::of(data),
+                len: data.len() as u32,
+            }],
+            moved_from: None,
+            inline: Some(Inline(bytes::Bytes::from_static(data))),
+        };
+        let mut short = full.clone();
+        short.strip_derived();
+        assert!(short.chunks.is_empty() && short.entry.hash.is_none());
+        let mut back = short.clone();
+        back.derive_from_inline();
+        assert_eq!(back, full);
+        // A chunk list that is not the content's stays, so the server checks (and refuses) it.
+        let mut lying = full.clone();
+        lying.chunks[0].id = ChunkId::of(b"other");
+        let kept = lying.clone();
+        lying.strip_derived();
+        assert_eq!(lying, kept);
+        // A change that names either keeps what it names.
+        let mut half = short.clone();
+        half.entry.hash = Some(ContentHash::of(b"other"));
+        let before = half.clone();
+        half.derive_from_inline();
+        assert_eq!(half, before);
+    }
+
+    #[test]
+    fn a_login_answer_of_a_server_before_features_names_none() {
+        let old = r#"{"token":"t","expires_ns":1,"server_id":"s","admin":false}"#;
+        let r: LoginResponse = serde_json::from_str(old).expect("an older answer parses");
+        assert!(r.features.is_empty());
+        let new = r#"{"token":"t","expires_ns":1,"server_id":"s","admin":false,"features":["journal-stream","from-the-future"]}"#;
+        let r: LoginResponse =
+            serde_json::from_str(new).expect("unknown names are kept, not refused");
+        assert_eq!(r.features, [FEATURE_JOURNAL_STREAM, "from-the-future"]);
     }
 
     #[test]

@@ -43,6 +43,8 @@ use crate::login::{LoginGate, Refusal};
 use crate::meta::{Author, Folder, SqliteMeta, User, PACK_MAX};
 use crate::Error;
 
+mod stream;
+
 /// Largest chunk-upload request body.
 pub const MAX_UPLOAD_BODY: usize = 64 * 1024 * 1024;
 /// Largest login request body: a name of 64 bytes and a password fit many times over.
@@ -72,6 +74,12 @@ pub struct AppState {
     /// Test hook (`CAIRN_TEST_FAIL_UPLOADS=N`): the next N chunk uploads answer 503, as a
     /// server in trouble would.
     failing_uploads: std::sync::atomic::AtomicU64,
+    /// Open journal streams, per user.
+    streams: Arc<stream::StreamCounts>,
+    /// Set when the server stops, so open journal streams end rather than hold it up.
+    stopping: watch::Sender<bool>,
+    /// Test hook (`CAIRN_TEST_ACCESS_LOG`): log requests, and each journal stream frame.
+    access_log: bool,
 }
 
 /// A test hook's value from the environment: only in builds with the `test-hooks` feature,
@@ -105,7 +113,21 @@ impl AppState {
             failing_uploads: std::sync::atomic::AtomicU64::new(
                 test_hook("CAIRN_TEST_FAIL_UPLOADS").unwrap_or(0),
             ),
+            streams: Arc::default(),
+            stopping: watch::channel(false).0,
+            access_log: test_hook::<u8>("CAIRN_TEST_ACCESS_LOG").is_some(),
         }))
+    }
+
+    /// The server is stopping: open journal streams end now (their readers ask again
+    /// elsewhere, or after the restart), so they do not hold up the graceful shutdown.
+    pub fn stop_streams(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Journal streams open now.
+    pub fn open_streams(&self) -> usize {
+        self.streams.open()
     }
 
     fn head_watch(&self, folder: &Folder) -> watch::Receiver<i64> {
@@ -196,7 +218,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/folders/{folder}/chunklist", get(chunk_list))
         .route("/folders/{folder}/damaged", get(damaged))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
-    let api = if test_hook::<u8>("CAIRN_TEST_ACCESS_LOG").is_some() {
+    let api = if state.access_log {
         api.layer(axum::middleware::from_fn(access_log))
     } else {
         api
@@ -387,6 +409,8 @@ async fn blocking<T: Send + 'static>(
 pub struct Caller {
     user: User,
     device: DeviceId,
+    /// When the caller's token expires: a journal stream ends then.
+    expires_ns: i64,
 }
 
 impl FromRequestParts<Arc<AppState>> for Caller {
@@ -397,11 +421,15 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
         let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m);
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
+        let h = &parts.headers;
+        let token = h
+            .get(cairn_protocol::TOKEN_HEADER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| {
+                h.get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+            })
             .ok_or_else(|| unauthorized("log in first: no bearer token"))?;
         let invalid = || unauthorized("the token is invalid or expired; log in again");
         let claims = state.tokens.verify(token.trim()).ok_or_else(invalid)?;
@@ -415,6 +443,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         Ok(Caller {
             user,
             device: DeviceId(claims.device),
+            expires_ns: claims.expires_ns,
         })
     }
 }
@@ -523,6 +552,13 @@ async fn login(
         expires_ns,
         server_id: state.server_id.clone(),
         admin: user.admin,
+        features: [
+            cairn_protocol::FEATURE_TOKEN_HEADER,
+            cairn_protocol::FEATURE_DERIVED_INLINE,
+            cairn_protocol::FEATURE_JOURNAL_STREAM,
+        ]
+        .map(String::from)
+        .to_vec(),
     }))
 }
 
@@ -790,10 +826,13 @@ fn parse_commit(body: &[u8]) -> ApiResult<Vec<Result<Change, String>>> {
         .into_iter()
         .enumerate()
         .map(|(i, raw)| {
-            let change = serde_json::from_str::<Change>(raw.get()).map_err(|e| {
+            let mut change = serde_json::from_str::<Change>(raw.get()).map_err(|e| {
                 let text: String = raw.get().chars().take(200).collect();
                 format!("change {i} is not valid: {e} (in {text:?})")
             })?;
+            if change.inline_len() <= MAX_INLINE_FILE {
+                change.derive_from_inline();
+            }
             if change.chunks.len() > MAX_COMMIT_CHUNKS {
                 return Err(format!(
                     "{}: {} chunks; a file may have at most {MAX_COMMIT_CHUNKS}",
@@ -896,7 +935,7 @@ async fn commit(
     }
     let pause = state.commit_pause;
     let f = folder.clone();
-    let Caller { user, device } = caller;
+    let Caller { user, device, .. } = caller;
     let (results, head) = blocking(&state, move |m| {
         let computer = m.device_name(&user, &device)?;
         let author = Author {
@@ -939,6 +978,9 @@ struct JournalQuery {
     others: Option<bool>,
     /// Carry small files' content in the answer (see [`VersionInfo::inline`]).
     inline: Option<bool>,
+    /// Answer with a stream of frames that stays open (see [`stream`]); `wait` is then the
+    /// most time between two frames.
+    stream: Option<bool>,
 }
 
 async fn journal(
@@ -947,17 +989,30 @@ async fn journal(
     Path(folder): Path<String>,
     Query(q): Query<JournalQuery>,
     headers: HeaderMap,
-) -> ApiResult<Json<JournalResponse>> {
-    if let Some(instance) = headers
+) -> ApiResult<Response> {
+    let instance = headers
         .get("x-cairn-instance")
         .and_then(|v| v.to_str().ok())
-    {
+        .map(str::to_string);
+    if let Some(instance) = &instance {
         state.claim(&caller.user, &caller.device, instance, false)?;
     }
     let (folder, access) = folder_access_as(&state, &caller, &folder, Access::Ro).await?;
     let after = Seq(q.after.unwrap_or(0));
     let limit = q.limit.unwrap_or(10_000).clamp(1, 100_000);
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(MAX_WAIT_SECS));
+    if q.stream.unwrap_or(false) {
+        let q = stream::StreamQuery {
+            after,
+            limit,
+            // A stream with no beat would never notice a reader that went away quietly.
+            wait: wait.max(Duration::from_secs(1)),
+            others: q.others.unwrap_or(false),
+            inline: q.inline.unwrap_or(false),
+            instance,
+        };
+        return stream::open(state, caller, folder, q).await;
+    }
     let others = q
         .others
         .unwrap_or(false)
@@ -990,14 +1045,14 @@ async fn journal(
             } else {
                 changes
             };
-            return Ok(answer(changes, head));
+            return Ok(answer(changes, head).into_response());
         }
         // Wake on the next commit to this folder, or give the empty answer at the deadline.
         if tokio::time::timeout_at(deadline, rx.changed())
             .await
             .is_err()
         {
-            return Ok(answer(Vec::new(), head));
+            return Ok(answer(Vec::new(), head).into_response());
         }
     }
 }

@@ -139,6 +139,7 @@ impl BoundServer {
     /// When a listener fails.
     pub async fn serve(self) -> Result<()> {
         let handle = axum_server::Handle::new();
+        let state = self.state.clone();
         let app = api::router(self.state);
         // One table for every listener: the cap is per address, whichever port it dials.
         let counts = connection::ConnectionCounts::new(self.limits.max_connections_per_address);
@@ -179,6 +180,7 @@ impl BoundServer {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term => {}
             }
+            state.stop_streams();
             shutdown.graceful_shutdown(Some(Duration::from_secs(10)));
         });
         while let Some(res) = tasks.join_next().await {

@@ -12,6 +12,7 @@ mod explorer;
 mod harness;
 mod hostile;
 mod hostile_server;
+mod journal_stream;
 mod readme;
 mod replica;
 mod security;

@@ -502,10 +502,10 @@ fn drive_agent(c: &Client, name: &str) -> std::process::Child {
 }
 
 /// A small edit on A reaches B's agent with its content in the commit (no "missing" question,
-/// no upload) and in the journal answer B's pass reads (no content request); what is left is
-/// journal reads.
+/// no upload) and in the frame of the journal stream B follows (no content request, no new
+/// wait for news).
 #[test]
-fn a_small_edit_travels_in_one_commit_and_journal_answers_only() {
+fn a_small_edit_travels_in_one_commit_and_one_stream_frame() {
     let server = Server::start_with(&[("CAIRN_TEST_ACCESS_LOG", "1")]);
     let (a, b) = (Client::new(), Client::new());
     for c in [&a, &b] {
@@ -553,23 +553,19 @@ fn a_small_edit_travels_in_one_commit_and_journal_answers_only() {
             assert_eq!(count(none), 0, "{none}: {seen:?}");
         }
         // No pass reads the journal: A knows its own commit from the commit's answer, B's
-        // pass reads the wake-up answer its follower got (content included), and B's pass
-        // after writing the file knows nothing else happened. What remains is B's next wait
-        // for news (and, on a slow machine, a wait that timed out).
-        let news = server
+        // pass reads the frame its follower got (content included), and B's pass after
+        // writing the file knows nothing else happened. B's follower reads its journal stream,
+        // open since the warm-up: the edit is one frame on it, and no request at all.
+        assert_eq!(count("GET journal"), 0, "{seen:?}");
+        let frames = server
             .log
             .lock()
             .expect("log")
             .iter()
             .skip(from)
-            .filter(|l| l.contains(" request GET journal ") && l.contains("others=true"))
+            .filter(|l| l.contains("stream frame 1 changes"))
             .count();
-        assert_eq!(
-            count("GET journal"),
-            news,
-            "a pass read the journal: {seen:?}"
-        );
-        assert!((1..=2).contains(&news), "{seen:?}");
+        assert_eq!(frames, 1, "{seen:?}");
     }
     for agent in &mut agents {
         let _ = agent.kill();
