@@ -39,7 +39,7 @@ fn body_of(response: reqwest::blocking::Response, what: &str) -> Vec<u8> {
 }
 
 /// A connection of `provider` with `options` and `secrets`, as `cairn cloud connect` saves one.
-fn connection(
+pub fn connection(
     provider: &str,
     options: &[(&str, &str)],
     secrets: &[(&str, &str)],

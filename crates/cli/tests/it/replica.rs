@@ -857,22 +857,7 @@ async fn cloud_conformance(
     secrets: &[(&str, &str)],
     root: &str,
 ) {
-    let owned = |pairs: &[(&str, &str)]| {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    };
-    let conn = cairn_cloud::CloudConnection {
-        provider: provider.into(),
-        options: owned(options),
-        secrets: secrets.iter().map(|(k, _)| k.to_string()).collect(),
-        prompt: vec![],
-        ca_file: None,
-        limit_upload: None,
-        limit_download: None,
-    };
-    let secrets = cairn_cloud::Secrets(owned(secrets));
+    let (conn, secrets) = crate::cloud_servers::connection(provider, options, secrets);
     let r = cloud_replica(&conn, &secrets, root, Default::default()).await;
     conformance(&r).await;
 }
