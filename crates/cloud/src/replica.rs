@@ -194,7 +194,11 @@ impl Replica for CloudReplica {
     }
 
     async fn read(&self, path: &RelPath, version: &Version) -> Result<Content<'static>> {
-        let guarded = listing::etag_of(version).filter(|_| self.caps().read_with_if_match);
+        // A chunked read stats the object first, with the same condition: both must take it
+        // (WebDAV takes If-Match on a read but not on a stat).
+        let caps = self.caps();
+        let guarded = listing::etag_of(version)
+            .filter(|_| caps.read_with_if_match && caps.stat_with_if_match);
         let head = match &guarded {
             Some(_) => true,
             None => self.check(path, Some(version)).await?.is_none(),

@@ -337,3 +337,96 @@ fn a_missing_bucket_is_refused_when_the_task_is_added() {
         .expect("config")
         .contains("\"t\""));
 }
+
+#[test]
+fn an_upload_only_cloud_task_sends_a_local_edit_of_a_file_it_sent_before() {
+    let moto = start_moto();
+    moto.bucket("upload-only");
+    let (a, b) = (Client::new(), Client::new());
+    connect(&a, &moto, "s3", "upload-only");
+    connect(&b, &moto, "s3", "upload-only");
+    add_task(&a, "s3", "p", &["--direction", "upload-only"]);
+    add_task(&b, "s3", "p", &[]);
+    a.write("doc.bin", &crate::harness::noise(1, 10_000));
+    a.ok(&["run", "t"]);
+    b.ok(&["run", "t"]);
+    assert_eq!(read(&b, "doc.bin"), Some(crate::harness::noise(1, 10_000)));
+
+    // An edit in place: same size, new content.
+    a.write("doc.bin", &crate::harness::noise(2, 10_000));
+    let out = a.ok(&["run", "t"]);
+    assert!(out.contains("1 uploaded"), "{out}");
+    b.ok(&["run", "t"]);
+    assert_eq!(read(&b, "doc.bin"), Some(crate::harness::noise(2, 10_000)));
+}
+
+/// A wsgidav WebDAV server (anonymous, over a temporary folder) on a free port. Its file
+/// system provider stores no dead properties: it answers PROPPATCH with 403.
+struct Wsgidav {
+    child: std::process::Child,
+    endpoint: String,
+    _root: tempfile::TempDir,
+}
+
+impl Drop for Wsgidav {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_wsgidav() -> Wsgidav {
+    let root = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let child = std::process::Command::new("wsgidav")
+        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--auth"])
+        .args(["anonymous", "--no-config", "-q", "--root"])
+        .arg(root.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("wsgidav (pip install wsgidav cheroot)");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Wsgidav {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+        _root: root,
+    }
+}
+
+#[test]
+fn a_cloud_task_syncs_through_a_webdav_server_that_keeps_no_properties() {
+    let dav = start_wsgidav();
+    let (a, b) = (Client::new(), Client::new());
+    for c in [&a, &b] {
+        c.ok(&[
+            "cloud",
+            "connect",
+            "dav",
+            "--provider",
+            "webdav",
+            "--endpoint",
+            &dav.endpoint,
+        ]);
+        add_task(c, "dav", "shared", &[]);
+    }
+    a.write("notes.txt", b"over webdav");
+    a.write("deep/data.bin", &crate::harness::noise(3, 50_000));
+    let out = a.ok(&["run", "t"]);
+    assert!(!out.contains("failed") || out.contains("0 failed"), "{out}");
+    b.ok(&["run", "t"]);
+    assert_eq!(read(&b, "notes.txt").as_deref(), Some(&b"over webdav"[..]));
+    assert_eq!(
+        read(&b, "deep/data.bin"),
+        Some(crate::harness::noise(3, 50_000))
+    );
+}
