@@ -714,3 +714,65 @@ fn storage_class_and_sse_reach_the_objects() {
     assert!(around.contains("STANDARD_IA"), "{around}");
     assert!(around.contains("AES256"), "{around}");
 }
+
+#[test]
+fn an_upload_only_cloud_task_sends_a_local_edit_of_a_file_it_sent_before() {
+    let moto = start_moto();
+    let (a, b) = (Client::new(), Client::new());
+    connect(&a, &moto, "s3");
+    connect(&b, &moto, "s3");
+    add_task(&a, "s3", "p", &["--direction", "upload-only"]);
+    add_task(&b, "s3", "p", &[]);
+    a.write("doc.bin", &crate::harness::noise(1, 10_000));
+    a.ok(&["run", "t"]);
+    b.ok(&["run", "t"]);
+    assert_eq!(read(&b, "doc.bin"), Some(crate::harness::noise(1, 10_000)));
+
+    // An edit in place: same size, new content.
+    a.write("doc.bin", &crate::harness::noise(2, 10_000));
+    let out = a.ok(&["run", "t"]);
+    assert!(out.contains("1 uploaded"), "{out}");
+    b.ok(&["run", "t"]);
+    assert_eq!(read(&b, "doc.bin"), Some(crate::harness::noise(2, 10_000)));
+}
+
+#[test]
+fn a_cloud_task_syncs_through_a_webdav_server_that_keeps_no_properties() {
+    let dav = crate::harness::cloud::start_wsgidav().unwrap_or_else(|e| panic!("{e}"));
+    let (a, b) = (Client::new(), Client::new());
+    let user = format!("username={}", dav.user);
+    for c in [&a, &b] {
+        let out = c.cairn_stdin(
+            &[
+                "cloud",
+                "connect",
+                "dav",
+                "--provider",
+                "webdav",
+                "--endpoint",
+                &dav.endpoint,
+                "--option",
+                &user,
+                "--secret",
+                "password",
+            ],
+            &format!("{}\n", dav.password),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        add_task(c, "dav", "shared", &[]);
+    }
+    a.write("notes.txt", b"over webdav");
+    a.write("deep/data.bin", &crate::harness::noise(3, 50_000));
+    let out = a.ok(&["run", "t"]);
+    assert!(!out.contains("failed") || out.contains("0 failed"), "{out}");
+    b.ok(&["run", "t"]);
+    assert_eq!(read(&b, "notes.txt").as_deref(), Some(&b"over webdav"[..]));
+    assert_eq!(
+        read(&b, "deep/data.bin"),
+        Some(crate::harness::noise(3, 50_000))
+    );
+}

@@ -71,7 +71,9 @@ async fn write_file(
             .chunk(r.opts.part_size)
             .concurrent(r.opts.part_concurrency);
     }
-    if caps.write_with_user_metadata {
+    // Only where the metadata rides on the write itself: a file-like service sets it with a
+    // request of its own, which some servers refuse (wsgidav answers PROPPATCH with 403).
+    if caps.write_with_user_metadata && r.atomic_put {
         w = w.user_metadata(user_metadata(entry));
     }
     // Some services (the GCS emulator among them) refuse an object without a content type.
@@ -95,9 +97,9 @@ async fn write_file(
         gathered(content, entry.size).await?
     };
     let sent = send(r, key, &mut writer, content, entry).await;
-    let meta = match sent {
-        Ok(()) => match writer.close().await {
-            Ok(meta) => meta,
+    let (meta, hash) = match sent {
+        Ok(hash) => match writer.close().await {
+            Ok(meta) => (meta, hash),
             Err(e) if e.kind() == opendal::ErrorKind::ConditionNotMatch => {
                 return Ok(Outcome::Changed(r.current(path).await?));
             }
@@ -111,7 +113,7 @@ async fn write_file(
     if !r.atomic_put {
         place(r, &target, key).await?;
     }
-    let done = match meta.etag() {
+    let mut done = match meta.etag() {
         Some(_) if r.use_etags && r.atomic_put && caps.write_with_user_metadata => ReplicaEntry {
             mtime_ns: entry.mtime_ns,
             mode: entry.mode,
@@ -127,6 +129,9 @@ async fn write_file(
             }
         },
     };
+    // The hash of what was sent: an upload-only pass hashes no local file it sees changed,
+    // so without it the next pass could not tell an edit of this file from no change.
+    done.hash = Some(hash);
     Ok(Outcome::Done(Some(done)))
 }
 
@@ -138,14 +143,14 @@ fn meta_with_size(meta: opendal::Metadata, size: u64) -> opendal::Metadata {
 }
 
 /// Streams `content` into `writer`, checking it against the length and hash it was
-/// announced with (the caller aborts the write when it does not match).
+/// announced with (the caller aborts the write when it does not match); returns its hash.
 async fn send(
     r: &CloudReplica,
     key: &str,
     writer: &mut opendal::Writer,
     mut content: Content<'_>,
     entry: &NewEntry,
-) -> Result<()> {
+) -> Result<ContentHash> {
     let mut total = 0u64;
     let mut hasher = blake3::Hasher::new();
     if entry.size == 0 {
@@ -177,7 +182,7 @@ async fn send(
             r.describe
         )));
     }
-    Ok(())
+    Ok(got)
 }
 
 /// All of `content` as one piece.
