@@ -73,7 +73,8 @@ impl Transport {
 }
 
 impl Transport {
-    /// See [`Transport::default_content_type`].
+    /// Uploads without a content type get `application/octet-stream` (the GCS emulator drops
+    /// the connection otherwise).
     pub fn with_default_content_type(mut self) -> Self {
         self.default_content_type = true;
         self
