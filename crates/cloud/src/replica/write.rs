@@ -93,6 +93,15 @@ async fn write_file(
     // content is gathered first (a file's size in memory).
     let content = if caps.write_can_multi {
         content
+    } else if entry.size > ONE_SHOT_MAX {
+        let _ = writer.abort().await;
+        return Err(Error::Refused(format!(
+            "{}/{key}: {} takes a file in one request, and files over {} MiB are not sent \
+             that way (they would be held in memory whole)",
+            r.describe,
+            r.op.info().scheme(),
+            ONE_SHOT_MAX >> 20
+        )));
     } else {
         gathered(content, entry.size).await?
     };
@@ -184,6 +193,9 @@ async fn send(
     }
     Ok(got)
 }
+
+/// The largest file sent to a service that takes a file in one request.
+const ONE_SHOT_MAX: u64 = 1 << 30;
 
 /// All of `content` as one piece.
 async fn gathered(mut content: Content<'_>, size: u64) -> Result<Content<'static>> {
