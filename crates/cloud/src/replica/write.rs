@@ -52,14 +52,19 @@ async fn write_file(
     content: Content<'_>,
     expect: Option<&Version>,
 ) -> Result<Outcome> {
-    if let Some(changed) = r.check(path, expect).await? {
-        return Ok(changed);
+    let caps = r.caps();
+    // A new object on a store that enforces If-None-Match needs no look first: the write
+    // itself fails if anything is there (the look cost three requests per new file).
+    let enforced = expect.is_none() && r.atomic_put && r.use_etags && caps.write_with_if_not_exists;
+    if !enforced {
+        if let Some(changed) = r.check(path, expect).await? {
+            return Ok(changed);
+        }
     }
     if expect.is_some() {
         versions::save(r, path).await?;
     }
     let key = path.as_str();
-    let caps = r.caps();
     let target = if r.atomic_put {
         key.to_string()
     } else {
