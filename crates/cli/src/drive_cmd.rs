@@ -301,6 +301,12 @@ pub struct TaskSetCmd {
     keep_deleted: Option<bool>,
     #[arg(long)]
     transfers: Option<usize>,
+    /// A cloud task's seconds between looks at the remote (1..86400).
+    #[arg(long)]
+    poll: Option<u64>,
+    /// A cloud task's versions kept on the remote per file (0: none).
+    #[arg(long)]
+    keep_versions: Option<usize>,
 }
 
 /// `cairn task set`: changes settings of any task.
@@ -378,10 +384,33 @@ pub async fn set(c: TaskSetCmd) -> Result<()> {
         ),
         None => {}
     }
-    if task
-        .drive
-        .as_ref()
-        .is_some_and(|d| d.mode == Direction::TwoWay)
+    if c.poll.is_some() || c.keep_versions.is_some() {
+        let Some(cloud) = task.cloud.as_mut() else {
+            bail!(
+                "task {}: --poll and --keep-versions are for cloud tasks",
+                c.name
+            );
+        };
+        if let Some(p) = c.poll {
+            if p == 0 || p > crate::cloud_cmd::MAX_POLL_SECS {
+                bail!(
+                    "--poll {p}: the polling period is 1 to {} seconds",
+                    crate::cloud_cmd::MAX_POLL_SECS
+                );
+            }
+            cloud.poll_secs = p;
+        }
+        if let Some(k) = c.keep_versions {
+            cloud.keep_versions = k;
+        }
+    }
+    // A server folder may have become read-only; a cloud path has no such access rule.
+    let on_server = task.kind != "cloud";
+    if on_server
+        && task
+            .drive
+            .as_ref()
+            .is_some_and(|d| d.mode == Direction::TwoWay)
     {
         let conn = home.connection(&config, &config.tasks[&c.name].connection)?;
         let folder = config.tasks[&c.name].folder.clone();

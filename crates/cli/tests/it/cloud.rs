@@ -776,3 +776,28 @@ fn a_cloud_task_syncs_through_a_webdav_server_that_keeps_no_properties() {
         Some(crate::harness::noise(3, 50_000))
     );
 }
+
+/// `task set` changes a cloud task (no server to ask about access), with its own rules.
+#[test]
+fn task_set_changes_a_cloud_task() {
+    let moto = start_moto();
+    let c = Client::new();
+    connect(&c, &moto, "s3");
+    add_task(&c, "s3", "ts", &[]);
+    c.ok(&[
+        "task",
+        "set",
+        "t",
+        "--poll",
+        "120",
+        "--keep-versions",
+        "5",
+        "--mode",
+        "two-way",
+    ]);
+    let config = std::fs::read_to_string(c.home.join("config.json")).expect("config");
+    assert!(config.contains("\"poll_secs\": 120"), "{config}");
+    assert!(config.contains("\"keep_versions\": 5"), "{config}");
+    let text = c.fails(&["task", "set", "t", "--poll", "90000"]);
+    assert!(text.contains("86400"), "{text}");
+}
