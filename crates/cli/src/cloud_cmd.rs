@@ -18,9 +18,6 @@ use cairn_cloud::transport::Counters;
 use cairn_cloud::{CloudConnection, CloudOptions, CloudReplica, Secrets};
 use cairn_engine::reconcile::{ConflictPolicy, Direction};
 use cairn_engine::replica::Replica;
-use cairn_model::filter::{normalize_ext, MAX_SIZE_LIMIT_MB};
-use cairn_model::Filter;
-use cairn_protocol::is_valid_name;
 use clap::{Args, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
@@ -194,12 +191,7 @@ fn parse_options(a: &ConnectArgs) -> Result<BTreeMap<String, String>> {
 }
 
 fn connect(a: ConnectArgs, edit: bool) -> Result<()> {
-    if !is_valid_name(&a.name) {
-        bail!(
-            "invalid connection name {:?}: use 1-64 letters, digits, '.', '_' or '-'",
-            a.name
-        );
-    }
+    crate::config::check_name("connection", &a.name)?;
     let home = Home::locate()?;
     let mut config = home.load()?;
     let mut creds = home.credentials()?;
@@ -348,22 +340,12 @@ fn remove(name: &str) -> Result<()> {
 }
 
 async fn add(a: AddArgs) -> Result<()> {
-    if !is_valid_name(&a.name) {
-        bail!(
-            "invalid task name {:?}: use 1-64 letters, digits, '.', '_' or '-'",
-            a.name
-        );
-    }
+    crate::config::check_name("task", &a.name)?;
+    let filter = crate::config::new_filter(a.max_size, &a.exclude_name, &a.exclude_ext)?;
     if a.poll == 0 || a.poll > MAX_POLL_SECS {
         bail!(
             "--poll {}: the polling period is 1 to {MAX_POLL_SECS} seconds",
             a.poll
-        );
-    }
-    if a.max_size > MAX_SIZE_LIMIT_MB {
-        bail!(
-            "--max-size {} is over the limit of {MAX_SIZE_LIMIT_MB} MB (0 means unlimited)",
-            a.max_size
         );
     }
     if !(5..=5120).contains(&a.part_size) {
@@ -412,12 +394,7 @@ async fn add(a: AddArgs) -> Result<()> {
         connection: a.connection.clone(),
         folder: remote.clone(),
         computer: a.computer.clone().unwrap_or_else(host_name),
-        filter: Filter {
-            max_size: a.max_size * 1024 * 1024,
-            names: a.exclude_name.clone(),
-            exts: a.exclude_ext.iter().map(|e| normalize_ext(e)).collect(),
-            excluded_dirs: Vec::new(),
-        },
+        filter,
         keep_deleted: a.keep_deleted,
         transfers: a.transfers.clamp(1, 64),
         drive: Some(DriveConfig {

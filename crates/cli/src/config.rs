@@ -294,6 +294,33 @@ pub fn connect_options(c: &ConnectionConfig, password: String, device: &str) -> 
 }
 
 /// Writes through a temporary file and a rename so a crash never leaves half a file.
+/// Refuses a task or connection name the CLI does not take (`what`: "task", "connection").
+pub fn check_name(what: &str, name: &str) -> Result<()> {
+    if !cairn_protocol::is_valid_name(name) {
+        bail!("invalid {what} name {name:?}: use 1-64 letters, digits, '.', '_' or '-'");
+    }
+    Ok(())
+}
+
+/// A new task's filter from its `--max-size` (MB, checked), name and extension rules.
+pub fn new_filter(max_size_mb: u64, names: &[String], exts: &[String]) -> Result<Filter> {
+    if max_size_mb > cairn_model::filter::MAX_SIZE_LIMIT_MB {
+        bail!(
+            "--max-size {max_size_mb} is over the limit of {} MB (0 means unlimited)",
+            cairn_model::filter::MAX_SIZE_LIMIT_MB
+        );
+    }
+    Ok(Filter {
+        max_size: max_size_mb * 1024 * 1024,
+        names: names.to_vec(),
+        exts: exts
+            .iter()
+            .map(|e| cairn_model::filter::normalize_ext(e))
+            .collect(),
+        excluded_dirs: Vec::new(),
+    })
+}
+
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let tmp = path.with_extension("tmp");
     {

@@ -8,7 +8,7 @@ use cairn_engine::index::LocalIndex;
 use cairn_engine::reconcile::{ConflictPolicy, Direction};
 use cairn_model::filter::{normalize_ext, MAX_SIZE_LIMIT_MB};
 use cairn_model::{Filter, RelPath};
-use cairn_protocol::{is_valid_name, Access};
+use cairn_protocol::Access;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::config::{host_name, Config, DriveConfig, Home, TaskConfig};
@@ -188,18 +188,8 @@ fn selective(name: &str, subdir: &Path, exclude: bool) -> Result<()> {
 }
 
 async fn add(a: DriveAddCmd) -> Result<()> {
-    if !is_valid_name(&a.name) {
-        bail!(
-            "invalid task name {:?}: use 1-64 letters, digits, '.', '_' or '-'",
-            a.name
-        );
-    }
-    if a.max_size > MAX_SIZE_LIMIT_MB {
-        bail!(
-            "--max-size {} is over the limit of {MAX_SIZE_LIMIT_MB} MB (0 means unlimited)",
-            a.max_size
-        );
-    }
+    crate::config::check_name("task", &a.name)?;
+    let filter = crate::config::new_filter(a.max_size, &a.exclude_name, &a.exclude_ext)?;
     let home = Home::locate()?;
     let mut config = home.load()?;
     if config.tasks.contains_key(&a.name) {
@@ -240,10 +230,8 @@ async fn add(a: DriveAddCmd) -> Result<()> {
         folder: folder.clone(),
         computer: a.computer.clone().unwrap_or_else(host_name),
         filter: Filter {
-            max_size: a.max_size * 1024 * 1024,
-            names: a.exclude_name.clone(),
-            exts: a.exclude_ext.iter().map(|e| normalize_ext(e)).collect(),
             excluded_dirs,
+            ..filter
         },
         keep_deleted: a.keep_deleted,
         transfers: a.transfers.clamp(1, 64),

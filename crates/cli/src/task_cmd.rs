@@ -4,9 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use cairn_engine::index::LocalIndex;
-use cairn_model::filter::{normalize_ext, MAX_SIZE_LIMIT_MB};
-use cairn_model::Filter;
-use cairn_protocol::{is_valid_name, Access};
+use cairn_protocol::Access;
 use clap::{Args, Subcommand};
 
 use crate::config::{host_name, Home, TaskConfig};
@@ -68,18 +66,8 @@ pub async fn backup(cmd: BackupCmd) -> Result<()> {
 }
 
 async fn backup_add(a: BackupAddCmd) -> Result<()> {
-    if !is_valid_name(&a.name) {
-        bail!(
-            "invalid task name {:?}: use 1-64 letters, digits, '.', '_' or '-'",
-            a.name
-        );
-    }
-    if a.max_size > MAX_SIZE_LIMIT_MB {
-        bail!(
-            "--max-size {} is over the limit of {MAX_SIZE_LIMIT_MB} MB (0 means unlimited)",
-            a.max_size
-        );
-    }
+    crate::config::check_name("task", &a.name)?;
+    let filter = crate::config::new_filter(a.max_size, &a.exclude_name, &a.exclude_ext)?;
     if a.transfers == 0 || a.transfers > 64 {
         bail!("--transfers must be between 1 and 64");
     }
@@ -115,12 +103,7 @@ async fn backup_add(a: BackupAddCmd) -> Result<()> {
         connection: a.connection.clone(),
         folder: a.folder.clone(),
         computer,
-        filter: Filter {
-            max_size: a.max_size * 1024 * 1024,
-            names: a.exclude_name.clone(),
-            exts: a.exclude_ext.iter().map(|e| normalize_ext(e)).collect(),
-            excluded_dirs: Vec::new(),
-        },
+        filter,
         keep_deleted: a.keep_deleted,
         transfers: a.transfers,
         drive: None,
