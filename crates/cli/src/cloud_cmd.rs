@@ -70,7 +70,7 @@ pub enum CloudCmd {
 
 #[derive(Args)]
 pub struct ConnectArgs {
-    name: String,
+    pub name: String,
     /// The service or a preset of one: s3, azblob, gcs, b2, swift, oss, cos, webdav, sftp, ftp,
     /// dropbox, gdrive, onedrive, yandex-disk; minio, wasabi, ceph, ... for S3-compatible ones.
     #[arg(long)]
@@ -188,6 +188,33 @@ fn parse_options(a: &ConnectArgs) -> Result<BTreeMap<String, String>> {
         out.insert(k.to_string(), v.to_string());
     }
     Ok(out)
+}
+
+/// A new connection from `a` with its secrets read from stdin (one line each, in the order
+/// given): what `cairn server cloud connect` sends to the server, which keeps it.
+pub fn connection_from_args(
+    a: &ConnectArgs,
+) -> Result<(CloudConnection, BTreeMap<String, String>)> {
+    let provider = a
+        .provider
+        .clone()
+        .context("give the service with --provider (s3, azblob, gcs, webdav, sftp, ...)")?;
+    let mut secrets = BTreeMap::new();
+    for key in &a.secrets {
+        let value =
+            read_stdin_line().with_context(|| format!("reading secret {key} from stdin"))?;
+        secrets.insert(key.clone(), value);
+    }
+    let conn = CloudConnection {
+        provider,
+        options: parse_options(a)?,
+        secrets: Vec::new(),
+        prompt: Vec::new(),
+        ca_file: None,
+        limit_upload: a.up_limit.map(|kb| kb * 1000).filter(|r| *r > 0),
+        limit_download: a.down_limit.map(|kb| kb * 1000).filter(|r| *r > 0),
+    };
+    Ok((conn, secrets))
 }
 
 fn connect(a: ConnectArgs, edit: bool) -> Result<()> {
@@ -542,6 +569,26 @@ pub fn cloud_replica(
         storage_class: None,
         sse: None,
     });
+    open_replica(
+        conn_name,
+        conn,
+        &secrets,
+        &cloud,
+        &task.folder,
+        task.transfers,
+    )
+}
+
+/// The replica of `remote` (a path in the bucket) over connection `conn` with the task's
+/// cloud settings; shared by this computer's cloud tasks and the server's.
+pub fn open_replica(
+    conn_name: &str,
+    conn: &CloudConnection,
+    secrets: &Secrets,
+    cloud: &CloudTaskConfig,
+    remote: &str,
+    transfers: usize,
+) -> Result<CloudReplica> {
     let mut conn = conn.clone();
     if let Some(class) = &cloud.storage_class {
         conn.options
@@ -553,19 +600,14 @@ pub fn cloud_replica(
     }
     let conn = &conn;
     let counters = Arc::new(Counters::default());
-    let op = cairn_cloud::connection::operator(conn, &secrets, &task.folder, counters.clone())
+    let op = cairn_cloud::connection::operator(conn, secrets, remote, counters.clone())
         .map_err(|e| anyhow::anyhow!("connection {conn_name}: {e}"))?;
     let opts = CloudOptions {
         part_size: (cloud.part_size_mb as usize) << 20,
-        part_concurrency: task.transfers.clamp(1, 8),
+        part_concurrency: transfers.clamp(1, 8),
         keep_versions: cloud.keep_versions,
         provider: cairn_cloud::provider::Provider::from_id(&conn.provider).ok(),
-        root: join_root(conn, &task.folder),
+        root: join_root(conn, remote),
     };
-    Ok(CloudReplica::new(
-        op,
-        conn.describe(&task.folder),
-        opts,
-        counters,
-    ))
+    Ok(CloudReplica::new(op, conn.describe(remote), opts, counters))
 }

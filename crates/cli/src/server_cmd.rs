@@ -58,6 +58,11 @@ pub enum ServerCmd {
         #[command(subcommand)]
         cmd: FolderCmd,
     },
+    /// Cloud connections and tasks the server runs for its own folders.
+    Cloud {
+        #[command(subcommand)]
+        cmd: crate::server_cloud::ServerCloudCmd,
+    },
     /// Delete chunks no retained version references (safe while clients upload).
     Gc {
         #[command(flatten)]
@@ -266,6 +271,7 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
             Ok(())
         }
         ServerCmd::User { cmd } => user(cmd),
+        ServerCmd::Cloud { cmd } => crate::server_cloud::run(cmd).await,
         ServerCmd::Folder { cmd } => folder(cmd),
         ServerCmd::Gc { data } => {
             let dir = DataDir::open(&data.data)?;
@@ -358,8 +364,31 @@ async fn serve(
     }
     use std::io::Write;
     std::io::stdout().flush()?;
+    let runner = crate::server_cloud::runner::Runner::new(
+        bound.state(),
+        &data,
+        loopback_url(&bound.addrs),
+        dir.fingerprint(opts.cert.as_deref())?,
+    );
+    tokio::spawn(runner.run());
     bound.serve().await.context("serving")?;
     Ok(())
+}
+
+/// The URL this server's own cloud task runner reaches it at: the first address, with an
+/// unspecified one (listening everywhere) replaced by loopback.
+fn loopback_url(addrs: &[SocketAddr]) -> String {
+    let Some(mut a) = addrs.first().copied() else {
+        return "https://127.0.0.1:8443".into();
+    };
+    if a.ip().is_unspecified() {
+        a.set_ip(if a.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    format!("https://{a}")
 }
 
 /// A quota in bytes; `None` for no limit.

@@ -324,7 +324,12 @@ pub struct Connection {
     /// Content bytes per second, shared by every transfer of this connection.
     up: Option<ratelimit::RateLimit>,
     down: Option<ratelimit::RateLimit>,
+    /// Makes tokens in place of a login (see [`Connection::with_token_source`]).
+    mint: Option<TokenSource>,
 }
+
+/// Makes a fresh token for a connection that does not log in.
+pub type TokenSource = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// What a server understands beyond the first API (its login answer's `features`); all off
 /// until a login says otherwise, so an older server is spoken to as before.
@@ -481,7 +486,23 @@ impl Connection {
             journals: std::sync::Mutex::new(std::collections::HashMap::new()),
             up: None,
             down: None,
+            mint: None,
         })
+    }
+
+    /// A session whose tokens come from `mint` instead of a login: the server's own cloud task
+    /// runner holds the signing key and acts as a task's owner without their password.
+    /// `features` and `server_id` are what a login answer would have said.
+    pub fn with_token_source(
+        mut self,
+        mint: TokenSource,
+        server_id: String,
+        features: &[String],
+    ) -> Self {
+        self.server_id = Mutex::new(Some(server_id));
+        self.features.set(features);
+        self.mint = Some(mint);
+        self
     }
 
     /// Limits content uploads and downloads to these many bytes per second (`None` or 0:
@@ -546,9 +567,16 @@ impl Connection {
     }
 
     async fn token(&self) -> Result<String> {
-        if let Some(t) = self.token.lock().await.clone() {
+        let mut held = self.token.lock().await;
+        if let Some(t) = held.clone() {
             return Ok(t);
         }
+        if let Some(mint) = &self.mint {
+            let t = mint();
+            *held = Some(t.clone());
+            return Ok(t);
+        }
+        drop(held);
         Ok(self.login().await?.token)
     }
 
@@ -618,6 +646,44 @@ impl Connection {
                 _ => return Ok(resp),
             }
         }
+    }
+
+    /// GET of an administration endpoint (`/api/v1/...`), answered in JSON of a small size.
+    ///
+    /// # Errors
+    /// The server's refusal with its message, network and TLS failures.
+    pub async fn admin_get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T> {
+        self.get_json(path, query, Cap::Listing, Duration::ZERO)
+            .await
+    }
+
+    /// POST of a JSON body to an administration endpoint.
+    ///
+    /// # Errors
+    /// As [`Connection::admin_get`].
+    pub async fn admin_post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        self.post_json(path, body, Cap::Small).await
+    }
+
+    /// DELETE of an administration resource.
+    ///
+    /// # Errors
+    /// As [`Connection::admin_get`].
+    pub async fn admin_delete(&self, path: &str, query: &[(&str, String)]) -> Result<()> {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .send(&url, Duration::ZERO, |c| c.delete(&url).query(query))
+            .await?;
+        let _: serde_json::Value = self.decode(&url, resp, Cap::Small).await?;
+        Ok(())
     }
 
     async fn get_json<T: DeserializeOwned>(

@@ -17,7 +17,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::{header, request::Parts, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bytes::BytesMut;
 use cairn_model::{ChunkId, ContentHash, DeviceId, EntryKind, PackId, RelPath, Seq};
@@ -43,6 +43,7 @@ use crate::login::{LoginGate, Refusal};
 use crate::meta::{Author, Folder, SqliteMeta, User, PACK_MAX};
 use crate::Error;
 
+mod cloud;
 mod stream;
 
 /// Largest chunk-upload request body.
@@ -52,6 +53,14 @@ const MAX_LOGIN_BODY: usize = 16 * 1024;
 /// Largest request body of every other endpoint, counted after decompression for the bodies
 /// that may come gzipped (commit, "which are missing").
 pub const MAX_JSON_BODY: usize = 32 * 1024 * 1024;
+/// What a login answer says this server understands beyond the first API.
+pub const FEATURES: [&str; 3] = [
+    cairn_protocol::FEATURE_TOKEN_HEADER,
+    cairn_protocol::FEATURE_DERIVED_INLINE,
+    cairn_protocol::FEATURE_JOURNAL_STREAM,
+];
+/// Largest cloud connection or task request: options, secrets and filters fit many times over.
+const MAX_CLOUD_BODY: usize = 256 * 1024;
 /// JSON answers at least this long are gzipped for a client that accepts it; shorter ones gain
 /// too little to pay for the work.
 pub const COMPRESS_ABOVE: u16 = 512;
@@ -80,6 +89,8 @@ pub struct AppState {
     stopping: watch::Sender<bool>,
     /// Test hook (`CAIRN_TEST_ACCESS_LOG`): log requests, and each journal stream frame.
     access_log: bool,
+    /// Wakes the cloud task runner: a task was added or asked to run.
+    cloud_wake: Arc<tokio::sync::Notify>,
 }
 
 /// A test hook's value from the environment: only in builds with the `test-hooks` feature,
@@ -116,6 +127,7 @@ impl AppState {
             streams: Arc::default(),
             stopping: watch::channel(false).0,
             access_log: test_hook::<u8>("CAIRN_TEST_ACCESS_LOG").is_some(),
+            cloud_wake: Arc::default(),
         }))
     }
 
@@ -128,6 +140,35 @@ impl AppState {
     /// Journal streams open now.
     pub fn open_streams(&self) -> usize {
         self.streams.open()
+    }
+
+    /// A token for `user` on `device`, as a login would give: the cloud task runner acts as a
+    /// task's owner with it.
+    pub fn issue_token(&self, user: &User, device: &str) -> String {
+        self.tokens.issue(&auth::Claims {
+            user_id: user.id,
+            token_gen: user.token_gen,
+            expires_ns: now_ns().saturating_add(self.token_ttl.as_nanos() as i64),
+            device: device.to_string(),
+        })
+    }
+
+    pub fn server_id(&self) -> &str {
+        &self.server_id
+    }
+
+    pub fn meta(&self) -> Arc<SqliteMeta> {
+        self.meta.clone()
+    }
+
+    /// Notified when a cloud task is added or asked to run.
+    pub fn cloud_wake(&self) -> Arc<tokio::sync::Notify> {
+        self.cloud_wake.clone()
+    }
+
+    /// The folder's head, as commits move it: a cloud task follows its folder with this.
+    pub fn folder_head(&self, folder: &Folder) -> watch::Receiver<i64> {
+        self.head_watch(folder)
     }
 
     fn head_watch(&self, folder: &Folder) -> watch::Receiver<i64> {
@@ -217,6 +258,24 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/folders/{folder}/chunklist", get(chunk_list))
         .route("/folders/{folder}/damaged", get(damaged))
+        .route(
+            "/cloud/connections",
+            get(cloud::connections)
+                .post(cloud::save_connection)
+                .layer(DefaultBodyLimit::max(MAX_CLOUD_BODY)),
+        )
+        .route(
+            "/cloud/connections/{name}",
+            delete(cloud::remove_connection),
+        )
+        .route(
+            "/cloud/tasks",
+            get(cloud::tasks)
+                .post(cloud::add_task)
+                .layer(DefaultBodyLimit::max(MAX_CLOUD_BODY)),
+        )
+        .route("/cloud/tasks/{name}", delete(cloud::remove_task))
+        .route("/cloud/tasks/{name}/run", post(cloud::run_task))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
     let api = if state.access_log {
         api.layer(axum::middleware::from_fn(access_log))
@@ -552,13 +611,7 @@ async fn login(
         expires_ns,
         server_id: state.server_id.clone(),
         admin: user.admin,
-        features: [
-            cairn_protocol::FEATURE_TOKEN_HEADER,
-            cairn_protocol::FEATURE_DERIVED_INLINE,
-            cairn_protocol::FEATURE_JOURNAL_STREAM,
-        ]
-        .map(String::from)
-        .to_vec(),
+        features: FEATURES.map(String::from).to_vec(),
     }))
 }
 

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cloud;
 pub mod connection;
 pub mod datadir;
 pub mod limits;
@@ -133,6 +134,11 @@ pub async fn bind(opts: &ServerOptions, data: &DataDir) -> Result<BoundServer> {
 }
 
 impl BoundServer {
+    /// The API's state, for work that runs beside the server (the cloud task runner).
+    pub fn state(&self) -> Arc<api::AppState> {
+        self.state.clone()
+    }
+
     /// Serves until ctrl-c or SIGTERM, then lets requests in flight finish.
     ///
     /// # Errors

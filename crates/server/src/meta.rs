@@ -13,7 +13,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 mod chunks;
+mod cloud;
 pub use chunks::{ChunkScope, Scope, UploadPlan};
+pub use cloud::{CloudConnectionRow, CloudTaskRow};
 
 use cairn_model::{ChunkId, ContentHash, DeviceId, Entry, EntryKind, PackId, RelPath, Seq};
 use cairn_protocol::{
@@ -245,6 +247,7 @@ impl SqliteMeta {
         )
         .map_err(db(&ctx))?;
         conn.execute_batch(SCHEMA).map_err(db(&ctx))?;
+        conn.execute_batch(cloud::SCHEMA).map_err(db(&ctx))?;
         add_missing_columns(&conn).map_err(db(&ctx))?;
         Ok(SqliteMeta {
             conn: Mutex::new(conn),

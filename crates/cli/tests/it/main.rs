@@ -16,4 +16,5 @@ mod journal_stream;
 mod readme;
 mod replica;
 mod security;
+mod server_cloud;
 mod traffic;

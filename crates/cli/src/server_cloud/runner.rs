@@ -1,0 +1,307 @@
+//! The server's cloud task runner: runs beside `cairn server run` and keeps each server folder
+//! that has a cloud task in sync with its cloud path, with the one pass every task runs
+//! (folder side left, cloud right).
+//!
+//! A task acts as its owner through this server's own API, over loopback with the server's
+//! certificate pinned and a token minted for the owner: every access rule of the API applies
+//! to it, and a disabled owner or a revoked folder stops it at the next request. Passes run one
+//! at a time (a cloud task must not starve the clients), when a task is added or asked to run,
+//! when its folder's head moved (a client changed something), and every `poll_secs` for
+//! changes made in the cloud.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use cairn_client::replica::ServerReplica;
+use cairn_client::{ConnectOptions, Connection, Trust};
+use cairn_engine::drive::RemoteCache;
+use cairn_engine::executor::PassStats;
+use cairn_engine::index::LocalIndex;
+use cairn_engine::pass::{self, PassSpec};
+use cairn_engine::reconcile::{ConflictPolicy, Direction, Guards};
+use cairn_engine::{Progress, ProgressEvent};
+use cairn_model::{DeviceId, RelPath};
+use cairn_server::api::AppState;
+use cairn_server::cloud::TaskStatus;
+use cairn_server::meta::{CloudConnectionRow, CloudTaskRow, SqliteMeta};
+
+use crate::cloud_cmd::{open_replica, CloudTaskConfig};
+
+/// How often the runner looks for work when nothing woke it.
+const TICK: Duration = Duration::from_secs(2);
+/// A pass that failed is tried again after this long, doubling to the task's poll period.
+const FIRST_RETRY: Duration = Duration::from_secs(5);
+
+/// What the runner remembers of one task between passes.
+#[derive(Default)]
+struct Seen {
+    /// The folder's head when the last pass started.
+    head: Option<i64>,
+    last: Option<Instant>,
+    /// While passes fail: when to try again, and the wait after that.
+    retry: Option<(Instant, Duration)>,
+    cache: Option<RemoteCache>,
+}
+
+pub struct Runner {
+    state: Arc<AppState>,
+    meta: Arc<SqliteMeta>,
+    url: String,
+    fingerprint: String,
+    index_path: PathBuf,
+    seen: HashMap<i64, Seen>,
+}
+
+impl Runner {
+    /// `url` reaches this server over loopback; `fingerprint` is its certificate's.
+    pub fn new(state: Arc<AppState>, data: &Path, url: String, fingerprint: String) -> Self {
+        Runner {
+            meta: state.meta(),
+            state,
+            url,
+            fingerprint,
+            index_path: data.join("cloud-tasks.db"),
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Runs until the process ends.
+    pub async fn run(mut self) {
+        let wake = self.state.cloud_wake();
+        loop {
+            if let Err(e) = self.round().await {
+                tracing::error!(error = format!("{e:#}"), "cloud task runner");
+            }
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(TICK) => {}
+            }
+        }
+    }
+
+    /// One look at every task; runs the passes that are due.
+    async fn round(&mut self) -> Result<()> {
+        let meta = self.meta.clone();
+        let (tasks, conns) = tokio::task::spawn_blocking(move || -> Result<_> {
+            Ok((meta.cloud_tasks(None)?, meta.cloud_connections(None)?))
+        })
+        .await??;
+        let gone: Vec<i64> = self
+            .seen
+            .keys()
+            .filter(|id| !tasks.iter().any(|t| t.id == **id))
+            .copied()
+            .collect();
+        for id in gone {
+            // A removed task's index rows would only mislead a task that reused its id.
+            self.seen.remove(&id);
+            LocalIndex::open(&self.index_path)?.forget_task(&index_key(id))?;
+        }
+        for task in tasks {
+            let Some(conn) = conns.iter().find(|c| c.id == task.connection_id) else {
+                continue;
+            };
+            let (due, head) = self.due(&task).await?;
+            if !due {
+                continue;
+            }
+            let seen = self.seen.entry(task.id).or_default();
+            seen.head = head;
+            seen.last = Some(Instant::now());
+            let mut cache = seen.cache.take();
+            let result = self.pass(&task, conn, &mut cache).await;
+            let seen = self.seen.entry(task.id).or_default();
+            seen.cache = cache;
+            let status = self.record(&task, result);
+            let meta = self.meta.clone();
+            let id = task.id;
+            tokio::task::spawn_blocking(move || meta.finish_cloud_pass(id, &status)).await??;
+        }
+        Ok(())
+    }
+
+    /// Whether `task` needs a pass now, and its folder's head.
+    async fn due(&mut self, task: &CloudTaskRow) -> Result<(bool, Option<i64>)> {
+        let meta = self.meta.clone();
+        let (id, folder) = (task.id, task.folder.clone());
+        let (asked, head) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let asked = meta.take_cloud_run(id)?;
+            Ok((asked, meta.folder(&folder)?.map(|f| f.head.0)))
+        })
+        .await??;
+        let seen = self.seen.entry(task.id).or_default();
+        let now = Instant::now();
+        if let Some((at, _)) = seen.retry {
+            return Ok((asked || now >= at, head));
+        }
+        let poll = Duration::from_secs(task.settings.poll_secs);
+        let polled = seen.last.is_none_or(|l| now.duration_since(l) >= poll);
+        let moved = head.is_some() && head != seen.head;
+        Ok((asked || polled || moved, head))
+    }
+
+    /// Turns a pass's result into the task's status, and schedules a retry after a failure.
+    fn record(&mut self, task: &CloudTaskRow, result: Result<PassStats>) -> TaskStatus {
+        let seen = self.seen.entry(task.id).or_default();
+        let mut status = TaskStatus {
+            last_ns: Some(crate::run::now_ns()),
+            ..TaskStatus::default()
+        };
+        match result {
+            Ok(s) => {
+                seen.retry = None;
+                status.summary = summary(&s);
+                status.outcome = if s.failed > 0 { "failed_files" } else { "ok" }.into();
+                tracing::info!(task = %task.name, owner = %task.owner, "cloud pass: {}", status.summary);
+            }
+            Err(e) => {
+                let poll = Duration::from_secs(task.settings.poll_secs);
+                let wait = seen.retry.map_or(FIRST_RETRY, |(_, w)| (w * 2).min(poll));
+                seen.retry = Some((Instant::now() + wait, wait));
+                // A failed pass forgets what it saw: the next one starts from a listing.
+                seen.cache = None;
+                let text = format!("{e:#}");
+                tracing::warn!(task = %task.name, owner = %task.owner, error = %text, "cloud pass failed");
+                status.outcome = "error".into();
+                status.error = Some(text);
+            }
+        }
+        status
+    }
+
+    async fn pass(
+        &self,
+        task: &CloudTaskRow,
+        conn: &CloudConnectionRow,
+        cache: &mut Option<RemoteCache>,
+    ) -> Result<PassStats> {
+        let server = Arc::new(self.session(task).await?);
+        let folder_side =
+            ServerReplica::new(Arc::new(server.remote(&task.folder)), RelPath::root());
+        let s = &task.settings;
+        let cloud = CloudTaskConfig {
+            poll_secs: s.poll_secs,
+            part_size_mb: s.part_size_mb,
+            keep_versions: s.keep_versions,
+            encrypt: false,
+            storage_class: s.storage_class.clone(),
+            sse: s.sse.clone(),
+        };
+        let cloud_side = open_replica(
+            &conn.name,
+            &conn.connection,
+            &conn.secrets,
+            &cloud,
+            &s.remote,
+            s.transfers,
+        )?;
+        let filter = crate::config::new_filter(s.max_size_mb, &s.exclude_names, &s.exclude_exts)?;
+        let direction = match s.direction.as_str() {
+            "upload-only" => Direction::UploadOnly,
+            "download-only" => Direction::DownloadOnly,
+            _ => Direction::TwoWay,
+        };
+        let key = index_key(task.id);
+        let computer = format!("cloud task {}", task.name);
+        let spec = PassSpec {
+            task: &key,
+            root_no: 0,
+            direction,
+            policy: ConflictPolicy::KeepLatest,
+            keep_conflict_copy: false,
+            keep_deleted: s.keep_deleted,
+            consistency_check: false,
+            filter: &filter,
+            transfers: s.transfers,
+            computer: &computer,
+            guards: Guards {
+                confirm_deletes: false,
+                half_deletes: true,
+            },
+            dry_run: false,
+        };
+        let mut index = LocalIndex::open(&self.index_path)?;
+        let progress: Arc<dyn Progress> = Arc::new(Logged(task.name.clone()));
+        let stats = pass::run(
+            &spec,
+            &folder_side,
+            &cloud_side,
+            &mut index,
+            cache,
+            progress,
+        )
+        .await
+        .with_context(|| format!("cloud task {} of user {}", task.name, task.owner))?;
+        Ok(stats)
+    }
+
+    /// A session with this server as the task's owner, on the task's own device.
+    async fn session(&self, task: &CloudTaskRow) -> Result<Connection> {
+        let meta = self.meta.clone();
+        let device = DeviceId(format!("cloud-task-{}", task.id));
+        let (owner_id, d, computer) = (
+            task.owner_id,
+            device.clone(),
+            format!("cloud task {}", task.name),
+        );
+        let owner = tokio::task::spawn_blocking(move || -> Result<_> {
+            let user = meta
+                .user_by_id(owner_id)?
+                .with_context(|| format!("the owner (user #{owner_id}) no longer exists"))?;
+            meta.remember_device(&user, &d, &computer)?;
+            Ok(user)
+        })
+        .await??;
+        anyhow::ensure!(!owner.disabled, "user {} is disabled", owner.name);
+        let opts = ConnectOptions {
+            url: self.url.clone(),
+            user: owner.name.clone(),
+            password: String::new(),
+            trust: Trust::Fingerprint(self.fingerprint.clone()),
+            proxy: None,
+            device: device.clone(),
+            computer: format!("cloud task {}", task.name),
+            timeout: Duration::from_secs(60),
+        };
+        let state = self.state.clone();
+        let mint = Arc::new(move || state.issue_token(&owner, &device.0));
+        let features: Vec<String> = cairn_server::api::FEATURES.map(String::from).to_vec();
+        Ok(Connection::new(opts)?.with_token_source(
+            mint,
+            self.state.server_id().to_string(),
+            &features,
+        ))
+    }
+}
+
+/// A task's rows in the runner's index.
+pub fn index_key(id: i64) -> String {
+    format!("server-cloud-{id}")
+}
+
+fn summary(s: &PassStats) -> String {
+    format!(
+        "{} to the cloud, {} from the cloud, {} moved, {} deleted in the folder, {} deleted in the cloud, {} conflicts, {} failed, {} reported",
+        s.uploaded, s.downloaded, s.moved, s.deleted_local, s.deleted_remote, s.conflicts, s.failed, s.reported
+    )
+}
+
+/// Progress of a server task: problems in the server's log, the rest at debug level.
+struct Logged(String);
+
+impl Progress for Logged {
+    fn event(&self, event: ProgressEvent) {
+        match event {
+            ProgressEvent::Failed { path, reason } => {
+                tracing::warn!(task = %self.0, path = %path, reason = %reason, "cloud task: failed")
+            }
+            ProgressEvent::Skipped { path, reason } => {
+                tracing::info!(task = %self.0, path = %path, reason = %reason, "cloud task: skipped")
+            }
+            other => tracing::debug!(task = %self.0, event = ?other, "cloud task"),
+        }
+    }
+}

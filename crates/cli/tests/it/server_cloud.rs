@@ -1,0 +1,366 @@
+//! Cloud tasks the server runs for its own folders: a real server, a real S3 (moto), drive
+//! computers on one side and a cloud task of another computer on the other.
+
+use crate::cloud::{add_task, connect, start_moto, Moto};
+use crate::harness::{wait_until, Client, Server};
+
+/// `server cloud connect s3` for `owner`, on the server itself (`--data`, an administrator).
+fn server_connect(server: &Server, moto: &Moto, owner: &str) {
+    let key = format!("access_key_id={}", moto.access_key_id);
+    server.admin(
+        &[
+            "cloud",
+            "connect",
+            "s3",
+            "--provider",
+            "s3",
+            "--endpoint",
+            &moto.endpoint,
+            "--bucket",
+            &moto.bucket,
+            "--option",
+            &key,
+            "--secret",
+            "secret_access_key",
+            "--owner",
+            owner,
+        ],
+        Some(&format!("{}\n", moto.secret_access_key)),
+    );
+}
+
+fn read(c: &Client, rel: &str) -> Option<Vec<u8>> {
+    std::fs::read(c.path(rel)).ok()
+}
+
+/// Runs `c`'s task `task` until `rel` holds `want` there.
+fn sync_until(c: &Client, task: &str, rel: &str, want: &[u8]) {
+    wait_until(60, &format!("{rel} to arrive"), || {
+        c.ok(&["run", task]);
+        read(c, rel).as_deref() == Some(want)
+    });
+}
+
+#[test]
+fn a_server_folder_and_a_bucket_stay_in_sync_both_ways() {
+    let moto = start_moto();
+    let server = Server::start();
+    server_connect(&server, &moto, "alice");
+    server.admin(
+        &[
+            "cloud", "add", "mirror", "--folder", "backup", "--cloud", "s3", "--remote", "nas",
+            "--poll", "2", "--owner", "alice",
+        ],
+        None,
+    );
+    // A drive computer on the server folder; another computer's cloud task on the bucket.
+    let pc = crate::drive::computer(&server, "pc", &[]);
+    let cloud_side = Client::new();
+    connect(&cloud_side, &moto, "s3");
+    add_task(&cloud_side, "s3", "nas", &[]);
+
+    pc.write("report.txt", b"from a client of the server");
+    pc.write("deep/data.bin", &crate::harness::noise(7, 200_000));
+    pc.ok(&["run", "d"]);
+    sync_until(
+        &cloud_side,
+        "t",
+        "report.txt",
+        b"from a client of the server",
+    );
+    assert_eq!(
+        read(&cloud_side, "deep/data.bin"),
+        Some(crate::harness::noise(7, 200_000))
+    );
+
+    // A change made in the cloud becomes a new server version every client sees.
+    cloud_side.write("from-cloud.txt", b"written in the bucket");
+    cloud_side.write("report.txt", b"edited in the bucket");
+    cloud_side.ok(&["run", "t"]);
+    sync_until(&pc, "d", "from-cloud.txt", b"written in the bucket");
+    sync_until(&pc, "d", "report.txt", b"edited in the bucket");
+    let report = pc.path("report.txt");
+    let versions = pc.ok(&["versions", "d", report.to_str().expect("utf-8")]);
+    assert!(versions.contains("cloud task mirror"), "{versions}");
+
+    // A deletion on the server side reaches the bucket.
+    std::fs::remove_file(pc.path("from-cloud.txt")).expect("rm");
+    pc.ok(&["run", "d"]);
+    wait_until(60, "the deletion to reach the bucket", || {
+        cloud_side.ok(&["run", "t"]);
+        read(&cloud_side, "from-cloud.txt").is_none()
+    });
+
+    let listed = server.admin(&["cloud", "list", "--owner", "alice"], None);
+    assert!(
+        listed.contains("mirror") && listed.contains("ok"),
+        "{listed}"
+    );
+    assert!(
+        !server.log_contains(&moto.secret_access_key),
+        "the secret reached the server's log"
+    );
+}
+
+#[test]
+fn users_manage_their_own_server_cloud_tasks_and_no_one_elses() {
+    let moto = start_moto();
+    let server = Server::start();
+    server.admin(&["user", "add", "bob", "--password-stdin"], Some("bob-pw"));
+    server.admin(&["folder", "add", "shared"], None);
+    server.admin(
+        &["folder", "grant", "shared", "bob", "--access", "ro"],
+        None,
+    );
+    let alice = Client::new();
+    alice.connect(&server, "alice", "alice-pw");
+    let bob = Client::new();
+    bob.connect(&server, "bob", "bob-pw");
+    let via = |c: &Client, args: &[&str], stdin: &str| {
+        let mut full = vec!["server", "cloud"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--connection", "srv"]);
+        c.cairn_stdin(&full, stdin)
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let key = format!("access_key_id={}", moto.access_key_id);
+    let connect_args = [
+        "connect",
+        "mine",
+        "--provider",
+        "s3",
+        "--endpoint",
+        &moto.endpoint,
+        "--bucket",
+        &moto.bucket,
+        "--option",
+        &key,
+        "--secret",
+        "secret_access_key",
+    ];
+    let secret = format!("{}\n", moto.secret_access_key);
+
+    // A user may not point the server at itself or its network: that is an administrator's call.
+    let out = via(&alice, &connect_args, &secret);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("private network"), "{}", text(&out));
+    // Nor reach the server's own disk.
+    let out = via(
+        &alice,
+        &[
+            "connect",
+            "disk",
+            "--provider",
+            "fs",
+            "--option",
+            "root=/etc",
+        ],
+        "",
+    );
+    assert!(text(&out).contains("administrator"), "{}", text(&out));
+
+    // The administrator makes the connection for alice; she sees it, without its secret.
+    server_connect(&server, &moto, "alice");
+    let out = via(&alice, &["connections"], "");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("alice\ts3"), "{}", text(&out));
+    assert!(!text(&out).contains(&moto.secret_access_key));
+
+    // Bob sees none of it and cannot act for alice.
+    let out = via(&bob, &["connections"], "");
+    assert!(!text(&out).contains("alice"), "{}", text(&out));
+    for args in [
+        &["list", "--owner", "alice"][..],
+        &["list", "--all"][..],
+        &["remove", "x", "--owner", "alice"][..],
+    ] {
+        let out = via(&bob, args, "");
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            text(&out).contains("administrator"),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+    // Bob has no connection named s3 of his own, and only reads `shared`.
+    let out = via(
+        &bob,
+        &["add", "t", "--folder", "backup", "--cloud", "s3"],
+        "",
+    );
+    assert!(
+        text(&out).contains("no cloud connection named s3"),
+        "{}",
+        text(&out)
+    );
+
+    // Alice adds a task on her folder through the API; on a folder she cannot see, refused.
+    let out = via(
+        &alice,
+        &["add", "t", "--folder", "shared", "--cloud", "s3"],
+        "",
+    );
+    assert!(text(&out).contains("no folder shared"), "{}", text(&out));
+    let out = via(
+        &alice,
+        &[
+            "add", "t", "--folder", "backup", "--cloud", "s3", "--poll", "90000",
+        ],
+        "",
+    );
+    assert!(text(&out).contains("poll period"), "{}", text(&out));
+    let out = via(
+        &alice,
+        &[
+            "add", "t", "--folder", "backup", "--cloud", "s3", "--remote", "a",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = via(&alice, &["connections"], "");
+    assert!(text(&out).contains("tasks: t"), "{}", text(&out));
+    let out = via(&alice, &["disconnect", "s3"], "");
+    assert!(text(&out).contains("used by task(s) t"), "{}", text(&out));
+
+    // A read-only user may only copy the folder to the cloud (admin acting for bob).
+    server_connect_as(&server, &moto, "bob", "other-key");
+    let ro = server.admin_raw(
+        &[
+            "cloud", "add", "b", "--folder", "shared", "--cloud", "s3", "--owner", "bob",
+        ],
+        None,
+    );
+    assert!(String::from_utf8_lossy(&ro.stderr).contains("may only read"));
+    server.admin(
+        &[
+            "cloud",
+            "add",
+            "b",
+            "--folder",
+            "shared",
+            "--cloud",
+            "s3",
+            "--owner",
+            "bob",
+            "--direction",
+            "upload-only",
+            "--remote",
+            "b",
+        ],
+        None,
+    );
+    let all = server.admin(&["cloud", "list", "--all"], None);
+    assert!(all.contains("alice\tt") && all.contains("bob\tb"), "{all}");
+    let out = via(&alice, &["remove", "t"], "");
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Another connection for `owner` with a different access key id (one per credential).
+fn server_connect_as(server: &Server, moto: &Moto, owner: &str, key_id: &str) {
+    let key = format!("access_key_id={key_id}");
+    server.admin(
+        &[
+            "cloud",
+            "connect",
+            "s3",
+            "--provider",
+            "s3",
+            "--endpoint",
+            &moto.endpoint,
+            "--bucket",
+            &moto.bucket,
+            "--option",
+            &key,
+            "--secret",
+            "secret_access_key",
+            "--owner",
+            owner,
+        ],
+        Some("x\n"),
+    );
+}
+
+#[test]
+fn one_credential_is_one_connection_on_the_server() {
+    let moto = start_moto();
+    let server = Server::start();
+    server_connect(&server, &moto, "alice");
+    let key = format!("access_key_id={}", moto.access_key_id);
+    let again = server.admin_raw(
+        &[
+            "cloud",
+            "connect",
+            "other",
+            "--provider",
+            "s3",
+            "--endpoint",
+            &moto.endpoint,
+            "--bucket",
+            &moto.bucket,
+            "--option",
+            &key,
+            "--secret",
+            "secret_access_key",
+            "--owner",
+            "admin",
+        ],
+        Some("y\n"),
+    );
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already uses this credential"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
+
+#[test]
+fn a_failing_task_says_why_and_recovers_once_re_authorised() {
+    let moto = start_moto();
+    let server = Server::start();
+    // A wrong secret: every pass fails, and the list says why (without the secret).
+    server_connect_as(&server, &moto, "alice", &moto.access_key_id);
+    server.admin(
+        &[
+            "cloud", "add", "m", "--folder", "backup", "--cloud", "s3", "--owner", "alice",
+        ],
+        None,
+    );
+    let list = || server.admin(&["cloud", "list", "--owner", "alice"], None);
+    wait_until(60, "the failed pass to be reported", || {
+        list().contains("error:")
+    });
+    let shown = list();
+    assert!(!shown.contains(&moto.secret_access_key), "{shown}");
+
+    // Re-authorised and asked for a pass: it succeeds.
+    let key = format!("access_key_id={}", moto.access_key_id);
+    server.admin(
+        &[
+            "cloud",
+            "edit",
+            "s3",
+            "--option",
+            &key,
+            "--secret",
+            "secret_access_key",
+            "--owner",
+            "alice",
+            "--provider",
+            "s3",
+            "--endpoint",
+            &moto.endpoint,
+            "--bucket",
+            &moto.bucket,
+        ],
+        Some(&format!("{}\n", moto.secret_access_key)),
+    );
+    server.admin(&["cloud", "run", "m", "--owner", "alice"], None);
+    wait_until(60, "a pass to succeed", || list().contains("\tok: "));
+}

@@ -1,0 +1,148 @@
+//! `/api/v1/cloud/...`: each user's cloud connections and the cloud tasks the server runs for
+//! their folders; an administrator may name any user as `owner`, or list with `all` (seed
+//! 002's admin mode). The rules are [`crate::cloud`]'s; secrets go in and never come out.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+
+use super::{blocking, ApiError, ApiResult, AppState, Caller};
+use crate::cloud::{self, ConnectionInfo, ConnectionRequest, TaskInfo, TaskRequest};
+use crate::meta::User;
+
+#[derive(Deserialize)]
+pub(super) struct Whose {
+    /// Another user's (administrators only).
+    owner: Option<String>,
+    /// Every user's (administrators only).
+    #[serde(default)]
+    all: bool,
+}
+
+type Done = ApiResult<Json<serde_json::Value>>;
+
+fn done() -> Done {
+    Ok(Json(serde_json::json!({"ok": true})))
+}
+
+fn forbidden(message: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, message)
+}
+
+/// The user whose connections and tasks a request is about.
+async fn owner_of(state: &Arc<AppState>, caller: &Caller, owner: Option<&str>) -> ApiResult<User> {
+    let name = match owner {
+        None => return Ok(caller.user.clone()),
+        Some(n) if n == caller.user.name => return Ok(caller.user.clone()),
+        Some(n) => n.to_string(),
+    };
+    if !caller.user.admin {
+        return Err(forbidden(
+            "only an administrator may manage another user's cloud tasks",
+        ));
+    }
+    let shown = name.clone();
+    blocking(state, move |m| m.user_by_name(&name))
+        .await?
+        .map(|(u, _)| u)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no user {shown}")))
+}
+
+/// Whose rows a listing shows: the caller's (or `owner`'s), or with `all` everyone's.
+async fn listed(state: &Arc<AppState>, caller: &Caller, whose: &Whose) -> ApiResult<Option<i64>> {
+    if whose.all {
+        if !caller.user.admin {
+            return Err(forbidden(
+                "only an administrator may list every user's cloud tasks",
+            ));
+        }
+        return Ok(None);
+    }
+    Ok(Some(
+        owner_of(state, caller, whose.owner.as_deref()).await?.id,
+    ))
+}
+
+pub(super) async fn save_connection(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Json(req): Json<ConnectionRequest>,
+) -> Done {
+    let owner = owner_of(&state, &caller, req.owner.as_deref()).await?;
+    let admin = caller.user.admin;
+    blocking(&state, move |m| {
+        cloud::save_connection(m, &owner, req, admin)
+    })
+    .await?;
+    done()
+}
+
+pub(super) async fn connections(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(whose): Query<Whose>,
+) -> ApiResult<Json<Vec<ConnectionInfo>>> {
+    let owner = listed(&state, &caller, &whose).await?;
+    Ok(Json(
+        blocking(&state, move |m| cloud::connection_infos(m, owner)).await?,
+    ))
+}
+
+pub(super) async fn remove_connection(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(whose): Query<Whose>,
+) -> Done {
+    let owner = owner_of(&state, &caller, whose.owner.as_deref()).await?;
+    blocking(&state, move |m| m.remove_cloud_connection(&owner, &name)).await?;
+    done()
+}
+
+pub(super) async fn add_task(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Json(req): Json<TaskRequest>,
+) -> Done {
+    let owner = owner_of(&state, &caller, req.owner.as_deref()).await?;
+    blocking(&state, move |m| cloud::add_task(m, &owner, &req)).await?;
+    state.cloud_wake.notify_one();
+    done()
+}
+
+pub(super) async fn tasks(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Query(whose): Query<Whose>,
+) -> ApiResult<Json<Vec<TaskInfo>>> {
+    let owner = listed(&state, &caller, &whose).await?;
+    Ok(Json(
+        blocking(&state, move |m| cloud::task_infos(m, owner)).await?,
+    ))
+}
+
+pub(super) async fn remove_task(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(whose): Query<Whose>,
+) -> Done {
+    let owner = owner_of(&state, &caller, whose.owner.as_deref()).await?;
+    blocking(&state, move |m| m.remove_cloud_task(&owner, &name)).await?;
+    done()
+}
+
+pub(super) async fn run_task(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(whose): Query<Whose>,
+) -> Done {
+    let owner = owner_of(&state, &caller, whose.owner.as_deref()).await?;
+    blocking(&state, move |m| m.request_cloud_run(&owner, &name)).await?;
+    state.cloud_wake.notify_one();
+    done()
+}

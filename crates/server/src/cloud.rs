@@ -1,0 +1,581 @@
+//! Cloud tasks the server runs for its own folders (seed 002: a NAS keeping its shares in
+//! sync with a public cloud), and the connections they use.
+//!
+//! Each user keeps their own connections and tasks; an administrator sees and manages every
+//! user's (seed 002's "admin mode"). A task runs as its owner: the runner (in the `cairn`
+//! binary) reaches the folder through this server's own API with a token of the owner, so a
+//! task can never touch a folder its owner may not, and loses access the moment its owner does.
+//!
+//! This module holds the wire types, the checks every request passes, and nothing that talks
+//! to a cloud; [`crate::meta`] stores them.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, ToSocketAddrs};
+
+use std::sync::Arc;
+
+use cairn_cloud::connection::is_secret;
+use cairn_cloud::provider::Provider;
+use cairn_cloud::transport::Counters;
+use cairn_cloud::{CloudConnection, Secrets};
+use cairn_protocol::Access;
+use serde::{Deserialize, Serialize};
+
+use crate::meta::{SqliteMeta, User};
+use crate::{Error, Result};
+
+/// Connections and tasks one user may keep: each costs the server a pass now and then.
+pub const MAX_PER_USER: i64 = 32;
+/// Seed 002: a day at most between looks at the remote, ten minutes unless told.
+pub const DEFAULT_POLL_SECS: u64 = 600;
+pub const MAX_POLL_SECS: u64 = 86_400;
+/// Largest file a task may be told to sync, in MB (seed 002: 0..10240).
+pub const MAX_SIZE_MB: u64 = 10_240;
+
+/// Saving (or, with `edit`, changing) a connection.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ConnectionRequest {
+    pub name: String,
+    /// Whose connection it is; only an administrator may name another user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    pub connection: CloudConnection,
+    /// Secret option values by name. Never sent back.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+    #[serde(default)]
+    pub edit: bool,
+}
+
+/// Shows no secret value.
+impl std::fmt::Debug for ConnectionRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionRequest")
+            .field("name", &self.name)
+            .field("owner", &self.owner)
+            .field("connection", &self.connection)
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// A connection as listed: never its secrets.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    pub owner: String,
+    pub name: String,
+    pub provider: String,
+    /// `s3:bucket`, as `cairn cloud list` shows it.
+    pub place: String,
+    pub tasks: Vec<String>,
+}
+
+/// What a server cloud task does; the folder side is `left`, the cloud `right`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TaskSettings {
+    /// The path in the bucket (or container) the folder syncs with.
+    #[serde(default)]
+    pub remote: String,
+    /// `bidirectional`, `upload-only` (folder to cloud) or `download-only` (cloud to folder).
+    pub direction: String,
+    #[serde(default)]
+    pub keep_deleted: bool,
+    pub poll_secs: u64,
+    #[serde(default)]
+    pub keep_versions: usize,
+    pub transfers: usize,
+    pub part_size_mb: u64,
+    /// Largest file synced, in MB (0: unlimited).
+    #[serde(default)]
+    pub max_size_mb: u64,
+    #[serde(default)]
+    pub exclude_names: Vec<String>,
+    #[serde(default)]
+    pub exclude_exts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse: Option<String>,
+}
+
+impl TaskSettings {
+    /// # Errors
+    /// The first setting out of range, named.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if !["bidirectional", "upload-only", "download-only"].contains(&self.direction.as_str()) {
+            return Err(format!(
+                "direction {:?}: use bidirectional, upload-only or download-only",
+                self.direction
+            ));
+        }
+        if self.poll_secs == 0 || self.poll_secs > MAX_POLL_SECS {
+            return Err(format!(
+                "poll period {} s: give 1 to {MAX_POLL_SECS} seconds",
+                self.poll_secs
+            ));
+        }
+        if !(1..=16).contains(&self.transfers) {
+            return Err(format!("transfers {}: give 1 to 16", self.transfers));
+        }
+        if !(5..=5_000).contains(&self.part_size_mb) {
+            return Err(format!(
+                "part size {} MB: give 5 to 5000",
+                self.part_size_mb
+            ));
+        }
+        if self.max_size_mb > MAX_SIZE_MB {
+            return Err(format!(
+                "largest file {} MB: give 0 (no limit) to {MAX_SIZE_MB}",
+                self.max_size_mb
+            ));
+        }
+        if self.keep_versions > 1_000 {
+            return Err(format!(
+                "versions kept {}: give 0 to 1000",
+                self.keep_versions
+            ));
+        }
+        if self.remote.len() > 1_024 || self.remote.split('/').any(|p| p == "..") {
+            return Err(format!("remote path {:?} is not allowed", self.remote));
+        }
+        let names = self.exclude_names.iter().chain(&self.exclude_exts);
+        if self.exclude_names.len() + self.exclude_exts.len() > 256
+            || names.clone().any(|n| n.len() > 255)
+        {
+            return Err("at most 256 excluded names and extensions, each under 256 bytes".into());
+        }
+        Ok(())
+    }
+
+    /// Whether the task writes into the server folder (and so needs write access to it).
+    pub fn writes_folder(&self) -> bool {
+        self.direction != "upload-only"
+    }
+}
+
+/// Adding a task.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TaskRequest {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    pub folder: String,
+    pub connection: String,
+    pub settings: TaskSettings,
+}
+
+/// How a task's last pass went.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TaskStatus {
+    /// When the last pass ended (ns since the epoch); `None`: never ran.
+    #[serde(default)]
+    pub last_ns: Option<i64>,
+    /// `ok`, `failed_files` or `error`; empty before the first pass.
+    #[serde(default)]
+    pub outcome: String,
+    #[serde(default)]
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A task as listed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TaskInfo {
+    pub owner: String,
+    pub name: String,
+    pub folder: String,
+    pub connection: String,
+    pub settings: TaskSettings,
+    pub status: TaskStatus,
+}
+
+/// Saves (or edits) a connection of `owner`; `admin`: the caller is an administrator (see
+/// [`check_connection`]). The operator is built once with every secret, so a wrong option is
+/// said now rather than at the first pass.
+///
+/// # Errors
+/// A rule broken, a name taken, or the store.
+pub fn save_connection(
+    meta: &SqliteMeta,
+    owner: &User,
+    req: ConnectionRequest,
+    admin: bool,
+) -> Result<()> {
+    let invalid = |m: String| Error::Invalid(m);
+    if !cairn_protocol::is_valid_name(&req.name) {
+        return Err(invalid(format!(
+            "invalid connection name {:?}: use 1-64 letters, digits, '.', '_' or '-'",
+            req.name
+        )));
+    }
+    let mut conn = req.connection;
+    if let Some(k) = conn.options.keys().find(|k| is_secret(k)) {
+        return Err(invalid(format!(
+            "option `{k}` is a secret: give it as a secret"
+        )));
+    }
+    if req.secrets.len() > 32 || req.secrets.values().any(|v| v.len() > 16 * 1024) {
+        return Err(invalid("at most 32 secrets of 16 KiB each".into()));
+    }
+    check_connection(&conn, admin).map_err(invalid)?;
+    let mut all = Secrets::default();
+    if req.edit {
+        // An edit keeps the secrets it does not give.
+        if let Some(row) = meta
+            .cloud_connections(Some(owner.id))?
+            .into_iter()
+            .find(|r| r.name == req.name)
+        {
+            all = row.secrets;
+            conn.secrets = row.connection.secrets;
+        }
+    }
+    for key in req.secrets.keys() {
+        if !conn.secrets.contains(key) {
+            conn.secrets.push(key.clone());
+        }
+    }
+    let given = Secrets(req.secrets);
+    all.0.extend(given.0.clone());
+    cairn_cloud::connection::operator(&conn, &all, "", Arc::new(Counters::default()))
+        .map_err(|e| invalid(format!("connection {}: {e}", req.name)))?;
+    meta.save_cloud_connection(owner, &req.name, &conn, &given, req.edit)
+}
+
+/// Adds a task for `owner`, who needs write access to the folder unless the task only copies
+/// it to the cloud.
+///
+/// # Errors
+/// A rule broken, no such folder for the owner, read-only access, a name taken, or the store.
+pub fn add_task(meta: &SqliteMeta, owner: &User, req: &TaskRequest) -> Result<()> {
+    for (what, name) in [("task", &req.name), ("folder", &req.folder)] {
+        if !cairn_protocol::is_valid_name(name) {
+            return Err(Error::Invalid(format!(
+                "invalid {what} name {name:?}: use 1-64 letters, digits, '.', '_' or '-'"
+            )));
+        }
+    }
+    req.settings.check().map_err(Error::Invalid)?;
+    let mut req = req.clone();
+    let conn = meta
+        .cloud_connections(Some(owner.id))?
+        .into_iter()
+        .find(|c| c.name == req.connection)
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "no cloud connection named {} for user {}",
+                req.connection, owner.name
+            ))
+        })?;
+    let provider =
+        Provider::from_id(&conn.connection.provider).map_err(|e| Error::Invalid(e.to_string()))?;
+    let rule = |e: cairn_cloud::provider::RuleError| Error::Invalid(e.to_string());
+    if let Some(raw) = &req.settings.storage_class {
+        req.settings.storage_class = Some(
+            provider
+                .storage_class(raw)
+                .map_err(rule)?
+                .api_value()
+                .into(),
+        );
+    }
+    req.settings.sse = provider
+        .sse(req.settings.sse.is_some())
+        .map_err(rule)?
+        .map(|s| s.api_value().into());
+    let req = &req;
+    match meta.access(owner, &req.folder)? {
+        None => Err(Error::NotFound(format!(
+            "no folder {} for user {}",
+            req.folder, owner.name
+        ))),
+        Some((_, Access::Ro)) if req.settings.writes_folder() => Err(Error::Invalid(format!(
+            "user {} may only read folder {}: only an upload-only task (folder to cloud) may use it",
+            owner.name, req.folder
+        ))),
+        Some(_) => meta.add_cloud_task(owner, req),
+    }
+}
+
+/// Connections as listed (no secrets), with the tasks using each.
+///
+/// # Errors
+/// The store.
+pub fn connection_infos(meta: &SqliteMeta, owner: Option<i64>) -> Result<Vec<ConnectionInfo>> {
+    let tasks = meta.cloud_tasks(owner)?;
+    Ok(meta
+        .cloud_connections(owner)?
+        .into_iter()
+        .map(|c| ConnectionInfo {
+            owner: c.owner,
+            provider: c.connection.provider.clone(),
+            place: c.connection.describe(""),
+            tasks: tasks
+                .iter()
+                .filter(|t| t.connection_id == c.id)
+                .map(|t| t.name.clone())
+                .collect(),
+            name: c.name,
+        })
+        .collect())
+}
+
+/// Tasks as listed, with how their last pass went.
+///
+/// # Errors
+/// The store.
+pub fn task_infos(meta: &SqliteMeta, owner: Option<i64>) -> Result<Vec<TaskInfo>> {
+    Ok(meta
+        .cloud_tasks(owner)?
+        .into_iter()
+        .map(|t| TaskInfo {
+            owner: t.owner,
+            name: t.name,
+            folder: t.folder,
+            connection: t.connection,
+            settings: t.settings,
+            status: t.status,
+        })
+        .collect())
+}
+
+/// Options that would make the server act with its own identity or files rather than the
+/// user's: reading the machine's cloud credentials, its metadata service, a key or CA file on
+/// its disk. Only an administrator may set them.
+const SERVER_SIDE_OPTIONS: &[&str] = &[
+    "disable_config_load",
+    "disable_ec2_metadata",
+    "disable_vm_metadata",
+    "credential_path",
+    "role_arn",
+    "external_id",
+    "key",
+    "known_hosts_strategy",
+    "root_path",
+];
+
+/// Checks a connection someone asks the server to keep. Everyone: a known provider, a bucket
+/// name that passes its rules. A user who is not an administrator also may not reach the
+/// server's own files (`fs`, a CA or key file), its own credentials, or an endpoint on this
+/// machine or its private network (the server would become their way in).
+///
+/// # Errors
+/// The rule broken, in words.
+pub fn check_connection(conn: &CloudConnection, admin: bool) -> std::result::Result<(), String> {
+    let provider = Provider::from_id(&conn.provider).map_err(|e| e.to_string())?;
+    if let Some(bucket) = conn.options.get("bucket").or(conn.options.get("container")) {
+        provider
+            .check_bucket(bucket, conn.options.get("region").map(String::as_str))
+            .map_err(|e| e.to_string())?;
+    }
+    if !conn.prompt.is_empty() {
+        return Err("a server task runs unattended: give every secret, none as `prompt`".into());
+    }
+    if admin {
+        return Ok(());
+    }
+    if conn.scheme() == "fs" {
+        return Err("only an administrator may sync with the server's own disk (`fs`)".into());
+    }
+    if conn.ca_file.is_some() {
+        return Err("only an administrator may name a CA file on the server".into());
+    }
+    if let Some(k) = conn
+        .options
+        .keys()
+        .find(|k| SERVER_SIDE_OPTIONS.contains(&k.as_str()))
+    {
+        return Err(format!(
+            "only an administrator may set option `{k}` on a server connection"
+        ));
+    }
+    for key in ["endpoint", "host"] {
+        if let Some(value) = conn.options.get(key) {
+            refuse_private(value)?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses an endpoint that resolves to this machine or a private network.
+fn refuse_private(endpoint: &str) -> std::result::Result<(), String> {
+    let without_scheme = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
+    let host_port = without_scheme.split('/').next().unwrap_or("");
+    let host_port = host_port.rsplit_once('@').map_or(host_port, |(_, h)| h);
+    let with_port = if host_port.starts_with('[') {
+        if host_port.contains("]:") {
+            host_port.to_string()
+        } else {
+            format!("{host_port}:443")
+        }
+    } else if host_port.contains(':') {
+        host_port.to_string()
+    } else {
+        format!("{host_port}:443")
+    };
+    let addrs = with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?;
+    for a in addrs {
+        if is_private(a.ip()) {
+            return Err(format!(
+                "endpoint {endpoint:?} is on this machine or a private network ({}); only an administrator may use one",
+                a.ip()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                // 100.64.0.0/10, carrier-grade NAT.
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(provider: &str, options: &[(&str, &str)]) -> CloudConnection {
+        CloudConnection {
+            provider: provider.into(),
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            secrets: Vec::new(),
+            prompt: Vec::new(),
+            ca_file: None,
+            limit_upload: None,
+            limit_download: None,
+        }
+    }
+
+    #[test]
+    fn users_cannot_point_the_server_at_itself() {
+        for endpoint in [
+            "http://127.0.0.1:9000",
+            "https://localhost",
+            "http://[::1]:80/x",
+            "http://10.1.2.3",
+            "http://192.168.0.10:8080",
+            "http://169.254.169.254/latest",
+            "http://user:pw@127.0.0.1/",
+        ] {
+            let c = conn("s3", &[("endpoint", endpoint), ("bucket", "data")]);
+            let err = check_connection(&c, false).expect_err(endpoint);
+            assert!(err.contains("private network"), "{endpoint}: {err}");
+            check_connection(&c, true).expect("an administrator may");
+        }
+    }
+
+    #[test]
+    fn users_cannot_reach_the_servers_files_or_credentials() {
+        let fs = conn("fs", &[("root", "/etc")]);
+        assert!(check_connection(&fs, false)
+            .expect_err("refused")
+            .contains("fs"));
+        let load = conn(
+            "s3",
+            &[("bucket", "data"), ("disable_config_load", "false")],
+        );
+        assert!(check_connection(&load, false)
+            .expect_err("refused")
+            .contains("disable_config_load"));
+        let mut ca = conn("s3", &[("bucket", "data")]);
+        ca.ca_file = Some("/etc/ssl/private/key.pem".into());
+        assert!(check_connection(&ca, false)
+            .expect_err("refused")
+            .contains("CA"));
+    }
+
+    #[test]
+    fn bad_buckets_and_prompts_are_refused_for_everyone() {
+        let bad = conn("s3", &[("bucket", "Bad_Bucket")]);
+        assert!(check_connection(&bad, true).is_err());
+        let mut prompt = conn("s3", &[("bucket", "data")]);
+        prompt.prompt.push("secret_access_key".into());
+        assert!(check_connection(&prompt, true)
+            .expect_err("refused")
+            .contains("unattended"));
+    }
+
+    #[test]
+    fn settings_out_of_range_are_named() {
+        let ok = TaskSettings {
+            remote: "backup".into(),
+            direction: "bidirectional".into(),
+            keep_deleted: false,
+            poll_secs: 600,
+            keep_versions: 0,
+            transfers: 3,
+            part_size_mb: 8,
+            max_size_mb: 0,
+            exclude_names: vec![],
+            exclude_exts: vec![],
+            storage_class: None,
+            sse: None,
+        };
+        ok.check().expect("defaults are fine");
+        let cases: [(&str, TaskSettings); 5] = [
+            (
+                "direction",
+                TaskSettings {
+                    direction: "sideways".into(),
+                    ..ok.clone()
+                },
+            ),
+            (
+                "poll period",
+                TaskSettings {
+                    poll_secs: 86_401,
+                    ..ok.clone()
+                },
+            ),
+            (
+                "transfers",
+                TaskSettings {
+                    transfers: 0,
+                    ..ok.clone()
+                },
+            ),
+            (
+                "largest file",
+                TaskSettings {
+                    max_size_mb: 10_241,
+                    ..ok.clone()
+                },
+            ),
+            (
+                "remote path",
+                TaskSettings {
+                    remote: "a/../b".into(),
+                    ..ok.clone()
+                },
+            ),
+        ];
+        for (word, s) in cases {
+            assert!(s.check().expect_err("refused").contains(word), "{word}");
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! Cloud connections and tasks of the server's users (see [`crate::cloud`]): kept in the
+//! metadata store so a data folder carries them, with the secrets in their own column that no
+//! listing reads.
+
+use cairn_cloud::{CloudConnection, Secrets};
+use rusqlite::{params, OptionalExtension};
+
+use super::{db, SqliteMeta, User};
+use crate::cloud::{TaskRequest, TaskSettings, TaskStatus, MAX_PER_USER};
+use crate::{Error, Result};
+
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS cloud_connections(
+    id INTEGER PRIMARY KEY, owner INTEGER NOT NULL, name TEXT NOT NULL, config TEXT NOT NULL,
+    secrets TEXT NOT NULL, credential TEXT NOT NULL, UNIQUE(owner, name));
+CREATE TABLE IF NOT EXISTS cloud_tasks(
+    id INTEGER PRIMARY KEY, owner INTEGER NOT NULL, name TEXT NOT NULL, folder TEXT NOT NULL,
+    connection INTEGER NOT NULL, settings TEXT NOT NULL, status TEXT NOT NULL DEFAULT '{}',
+    run_now INTEGER NOT NULL DEFAULT 0, UNIQUE(owner, name));
+"#;
+
+/// A saved connection with its secrets: for the runner only, never for an answer.
+pub struct CloudConnectionRow {
+    pub id: i64,
+    pub owner_id: i64,
+    pub owner: String,
+    pub name: String,
+    pub connection: CloudConnection,
+    pub secrets: Secrets,
+}
+
+/// A task as stored.
+#[derive(Clone, Debug)]
+pub struct CloudTaskRow {
+    pub id: i64,
+    pub owner_id: i64,
+    pub owner: String,
+    pub name: String,
+    pub folder: String,
+    pub connection_id: i64,
+    pub connection: String,
+    pub settings: TaskSettings,
+    pub status: TaskStatus,
+    pub run_now: bool,
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(
+    r: &rusqlite::Row<'_>,
+    i: usize,
+) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Invalid(format!("encoding settings: {e}")))
+}
+
+impl SqliteMeta {
+    /// Saves `name` for `owner`, or with `edit` changes it (secrets not given stay). One
+    /// connection per credential on the whole server (seed 002).
+    ///
+    /// # Errors
+    /// A name taken (or missing, with `edit`), a credential used by another connection, too
+    /// many connections, or the store.
+    pub fn save_cloud_connection(
+        &self,
+        owner: &User,
+        name: &str,
+        conn: &CloudConnection,
+        secrets: &Secrets,
+        edit: bool,
+    ) -> Result<()> {
+        let ctx = "saving a cloud connection";
+        let credential = conn.credential_id();
+        let db_conn = self.conn();
+        let existing: Option<(i64, String)> = db_conn
+            .query_row(
+                "SELECT id, secrets FROM cloud_connections WHERE owner=?1 AND name=?2",
+                params![owner.id, name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db(ctx))?;
+        let clash: Option<(i64, String, i64)> = db_conn
+            .query_row(
+                "SELECT owner, name, id FROM cloud_connections WHERE credential=?1",
+                [&credential],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(db(ctx))?;
+        if let Some((other_owner, other, id)) = clash {
+            if existing.as_ref().map(|e| e.0) != Some(id) {
+                return Err(Error::Invalid(if other_owner == owner.id {
+                    format!("connection {other} already uses this credential; use it (or edit it) instead of adding a second one")
+                } else {
+                    "another connection on this server already uses this credential".into()
+                }));
+            }
+        }
+        match (existing, edit) {
+            (Some(_), false) => Err(Error::Invalid(format!(
+                "a cloud connection named {name} exists already for user {}",
+                owner.name
+            ))),
+            (None, true) => Err(Error::NotFound(format!(
+                "no cloud connection named {name} for user {}",
+                owner.name
+            ))),
+            (Some((id, old)), true) => {
+                let mut merged: Secrets = serde_json::from_str(&old).unwrap_or_default();
+                merged.0.extend(secrets.0.clone());
+                db_conn
+                    .execute(
+                        "UPDATE cloud_connections SET config=?1, secrets=?2, credential=?3 WHERE id=?4",
+                        params![to_json(conn)?, to_json(&merged)?, credential, id],
+                    )
+                    .map_err(db(ctx))?;
+                Ok(())
+            }
+            (None, false) => {
+                let count: i64 = db_conn
+                    .query_row(
+                        "SELECT count(*) FROM cloud_connections WHERE owner=?1",
+                        [owner.id],
+                        |r| r.get(0),
+                    )
+                    .map_err(db(ctx))?;
+                if count >= MAX_PER_USER {
+                    return Err(Error::Invalid(format!(
+                        "user {} has {MAX_PER_USER} cloud connections, the most allowed",
+                        owner.name
+                    )));
+                }
+                db_conn
+                    .execute(
+                        "INSERT INTO cloud_connections(owner, name, config, secrets, credential) VALUES(?1, ?2, ?3, ?4, ?5)",
+                        params![owner.id, name, to_json(conn)?, to_json(secrets)?, credential],
+                    )
+                    .map_err(db(ctx))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Connections of `owner` (every user's with `None`), secrets included: callers that
+    /// answer requests must drop them.
+    ///
+    /// # Errors
+    /// The store, or a row that does not decode.
+    pub fn cloud_connections(&self, owner: Option<i64>) -> Result<Vec<CloudConnectionRow>> {
+        let ctx = "listing cloud connections";
+        let conn = self.reader()?;
+        let mut st = conn
+            .prepare(
+                "SELECT c.id, c.owner, u.name, c.name, c.config, c.secrets FROM cloud_connections c
+                 JOIN users u ON u.id=c.owner WHERE ?1 IS NULL OR c.owner=?1 ORDER BY u.name, c.name",
+            )
+            .map_err(db(ctx))?;
+        let rows = st
+            .query_map([owner], |r| {
+                Ok(CloudConnectionRow {
+                    id: r.get(0)?,
+                    owner_id: r.get(1)?,
+                    owner: r.get(2)?,
+                    name: r.get(3)?,
+                    connection: json_col(r, 4)?,
+                    secrets: json_col(r, 5)?,
+                })
+            })
+            .map_err(db(ctx))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db(ctx))?;
+        Ok(rows)
+    }
+
+    /// # Errors
+    /// No such connection, one still used by a task, or the store.
+    pub fn remove_cloud_connection(&self, owner: &User, name: &str) -> Result<()> {
+        let ctx = "removing a cloud connection";
+        let conn = self.conn();
+        let id: i64 = conn
+            .query_row(
+                "SELECT id FROM cloud_connections WHERE owner=?1 AND name=?2",
+                params![owner.id, name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db(ctx))?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no cloud connection named {name} for user {}",
+                    owner.name
+                ))
+            })?;
+        let users: Vec<String> = conn
+            .prepare("SELECT name FROM cloud_tasks WHERE connection=?1 ORDER BY name")
+            .map_err(db(ctx))?
+            .query_map([id], |r| r.get(0))
+            .map_err(db(ctx))?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(db(ctx))?;
+        if !users.is_empty() {
+            return Err(Error::Invalid(format!(
+                "connection {name} is used by task(s) {}; remove them first",
+                users.join(", ")
+            )));
+        }
+        conn.execute("DELETE FROM cloud_connections WHERE id=?1", [id])
+            .map_err(db(ctx))?;
+        Ok(())
+    }
+
+    /// Adds a task for `owner` over their connection `req.connection`. Folder access is the
+    /// caller's to check; here only that the folder exists.
+    ///
+    /// # Errors
+    /// A name taken, no such connection or folder, too many tasks, or the store.
+    pub fn add_cloud_task(&self, owner: &User, req: &TaskRequest) -> Result<()> {
+        let ctx = "adding a cloud task";
+        let conn = self.conn();
+        let connection: i64 = conn
+            .query_row(
+                "SELECT id FROM cloud_connections WHERE owner=?1 AND name=?2",
+                params![owner.id, req.connection],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db(ctx))?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no cloud connection named {} for user {}",
+                    req.connection, owner.name
+                ))
+            })?;
+        let (taken, count): (bool, i64) = conn
+            .query_row(
+                "SELECT coalesce(max(name=?2), 0), count(*) FROM cloud_tasks WHERE owner=?1",
+                params![owner.id, req.name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(db(ctx))?;
+        if taken {
+            return Err(Error::Invalid(format!(
+                "a cloud task named {} exists already for user {}",
+                req.name, owner.name
+            )));
+        }
+        if count >= MAX_PER_USER {
+            return Err(Error::Invalid(format!(
+                "user {} has {MAX_PER_USER} cloud tasks, the most allowed",
+                owner.name
+            )));
+        }
+        conn.execute(
+            "INSERT INTO cloud_tasks(owner, name, folder, connection, settings, run_now) VALUES(?1, ?2, ?3, ?4, ?5, 1)",
+            params![owner.id, req.name, req.folder, connection, to_json(&req.settings)?],
+        )
+        .map_err(db(ctx))?;
+        Ok(())
+    }
+
+    /// Tasks of `owner` (every user's with `None`).
+    ///
+    /// # Errors
+    /// The store, or a row that does not decode.
+    pub fn cloud_tasks(&self, owner: Option<i64>) -> Result<Vec<CloudTaskRow>> {
+        let ctx = "listing cloud tasks";
+        let conn = self.reader()?;
+        let mut st = conn
+            .prepare(
+                "SELECT t.id, t.owner, u.name, t.name, t.folder, t.connection, c.name, t.settings,
+                        t.status, t.run_now
+                 FROM cloud_tasks t JOIN users u ON u.id=t.owner
+                 JOIN cloud_connections c ON c.id=t.connection
+                 WHERE ?1 IS NULL OR t.owner=?1 ORDER BY u.name, t.name",
+            )
+            .map_err(db(ctx))?;
+        let rows = st
+            .query_map([owner], |r| {
+                Ok(CloudTaskRow {
+                    id: r.get(0)?,
+                    owner_id: r.get(1)?,
+                    owner: r.get(2)?,
+                    name: r.get(3)?,
+                    folder: r.get(4)?,
+                    connection_id: r.get(5)?,
+                    connection: r.get(6)?,
+                    settings: json_col(r, 7)?,
+                    status: json_col(r, 8)?,
+                    run_now: r.get(9)?,
+                })
+            })
+            .map_err(db(ctx))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db(ctx))?;
+        Ok(rows)
+    }
+
+    /// # Errors
+    /// No such task, or the store.
+    pub fn remove_cloud_task(&self, owner: &User, name: &str) -> Result<()> {
+        let gone = self
+            .conn()
+            .execute(
+                "DELETE FROM cloud_tasks WHERE owner=?1 AND name=?2",
+                params![owner.id, name],
+            )
+            .map_err(db("removing a cloud task"))?;
+        if gone == 0 {
+            return Err(Error::NotFound(format!(
+                "no cloud task named {name} for user {}",
+                owner.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Asks the runner for a pass of the task soon (`cairn server cloud run`).
+    ///
+    /// # Errors
+    /// No such task, or the store.
+    pub fn request_cloud_run(&self, owner: &User, name: &str) -> Result<()> {
+        let asked = self
+            .conn()
+            .execute(
+                "UPDATE cloud_tasks SET run_now=1 WHERE owner=?1 AND name=?2",
+                params![owner.id, name],
+            )
+            .map_err(db("asking for a cloud pass"))?;
+        if asked == 0 {
+            return Err(Error::NotFound(format!(
+                "no cloud task named {name} for user {}",
+                owner.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Takes a request for a pass (made by `run` or by adding the task): true once per request.
+    ///
+    /// # Errors
+    /// The store.
+    pub fn take_cloud_run(&self, id: i64) -> Result<bool> {
+        let taken = self
+            .conn()
+            .execute(
+                "UPDATE cloud_tasks SET run_now=0 WHERE id=?1 AND run_now=1",
+                [id],
+            )
+            .map_err(db("taking a request for a cloud pass"))?;
+        Ok(taken > 0)
+    }
+
+    /// Records how a pass went.
+    ///
+    /// # Errors
+    /// The store.
+    pub fn finish_cloud_pass(&self, id: i64, status: &TaskStatus) -> Result<()> {
+        self.conn()
+            .execute(
+                "UPDATE cloud_tasks SET status=?1 WHERE id=?2",
+                params![to_json(status)?, id],
+            )
+            .map_err(db("recording a cloud pass"))?;
+        Ok(())
+    }
+}
