@@ -46,6 +46,24 @@ impl std::fmt::Debug for Transport {
     }
 }
 
+/// Redirects are followed on the same host and port only: a service answering with another
+/// address must not turn a connection (the server's own cloud tasks included) into a way to
+/// reach hosts it was not given, such as an instance metadata service.
+fn same_host_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first();
+        let same = first.is_some_and(|f| {
+            f.host_str() == attempt.url().host_str()
+                && f.port_or_known_default() == attempt.url().port_or_known_default()
+        });
+        if same && attempt.previous().len() < 5 {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
 impl Transport {
     /// A transport trusting the system's roots, plus the certificates in `ca_pem` when given.
     pub fn new(
@@ -61,6 +79,7 @@ impl Transport {
             // layer tries again) instead of hanging the task.
             .read_timeout(Duration::from_secs(120))
             .pool_idle_timeout(Duration::from_secs(60))
+            .redirect(same_host_redirects())
             .build()
             .map_err(|e| format!("HTTP client setup: {e}"))?;
         Ok(Transport {
@@ -221,5 +240,46 @@ impl HttpTransport for Transport {
                     .with_context("url", uri.to_string())
                     .set_source(e)
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// A one-shot HTTP server answering every request with `answer`; returns its port.
+    fn answering(answer: String) -> (u16, std::sync::mpsc::Receiver<()>) {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            while let Ok((mut s, _)) = l.accept() {
+                let _ = tx.send(());
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(answer.as_bytes());
+            }
+        });
+        (port, rx)
+    }
+
+    #[tokio::test]
+    async fn redirects_to_another_host_are_not_followed() {
+        let (elsewhere, hits) = answering("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".into());
+        let (port, _) = answering(format!(
+            "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.2:{elsewhere}/latest\r\ncontent-length: 0\r\n\r\n"
+        ));
+        let t = Transport::new(None, Arc::default(), Arc::default()).expect("transport");
+        let resp = t
+            .client
+            .get(format!("http://127.0.0.1:{port}/x"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(resp.status().as_u16(), 302, "the redirect is handed back");
+        assert!(hits.try_recv().is_err(), "the other host was reached");
     }
 }
