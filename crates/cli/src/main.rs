@@ -12,6 +12,7 @@ mod explore;
 mod output;
 mod progress_bar;
 mod run;
+mod server_admin;
 mod server_cloud;
 mod server_cmd;
 mod status;

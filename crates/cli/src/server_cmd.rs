@@ -6,11 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use cairn_protocol::{is_valid_name, Access};
-use cairn_server::{auth, maintenance, DataDir, Limits, ServerOptions};
+use cairn_server::{maintenance, DataDir, Limits, ServerOptions};
 use clap::{Args, Subcommand};
-
-use crate::config::read_stdin_line;
 
 #[derive(Args)]
 pub struct DataArg {
@@ -51,12 +48,12 @@ pub enum ServerCmd {
     /// Manage users.
     User {
         #[command(subcommand)]
-        cmd: UserCmd,
+        cmd: crate::server_admin::UserCmd,
     },
     /// Manage shared folders.
     Folder {
         #[command(subcommand)]
-        cmd: FolderCmd,
+        cmd: crate::server_admin::FolderCmd,
     },
     /// Cloud connections and tasks the server runs for its own folders.
     Cloud {
@@ -167,94 +164,6 @@ impl LimitArgs {
     }
 }
 
-#[derive(Subcommand)]
-pub enum UserCmd {
-    Add {
-        name: String,
-        #[arg(long)]
-        admin: bool,
-        /// Read the password from standard input (otherwise a random one is made and printed).
-        #[arg(long)]
-        password_stdin: bool,
-        /// Most bytes the user's uploads may take (`500M`, `20G`, `none`; default: none).
-        #[arg(long, value_parser = parse_quota)]
-        quota: Option<Quota>,
-        #[command(flatten)]
-        data: DataArg,
-    },
-    /// Sets or lifts a user's quota (`500M`, `20G`, `none`).
-    Quota {
-        name: String,
-        #[arg(value_parser = parse_quota)]
-        quota: Quota,
-        #[command(flatten)]
-        data: DataArg,
-    },
-    /// Users with their use against their quota.
-    List {
-        #[command(flatten)]
-        data: DataArg,
-    },
-    Passwd {
-        name: String,
-        #[arg(long)]
-        password_stdin: bool,
-        #[command(flatten)]
-        data: DataArg,
-    },
-    Disable {
-        name: String,
-        #[command(flatten)]
-        data: DataArg,
-    },
-}
-
-#[derive(Subcommand)]
-pub enum FolderCmd {
-    Add {
-        name: String,
-        /// Versions kept per file.
-        #[arg(long, default_value_t = 32)]
-        keep_versions: u32,
-        #[command(flatten)]
-        data: DataArg,
-    },
-    List {
-        #[command(flatten)]
-        data: DataArg,
-    },
-    Grant {
-        folder: String,
-        user: String,
-        #[arg(long, value_parser = ["rw", "ro"])]
-        access: String,
-        #[command(flatten)]
-        data: DataArg,
-    },
-    /// Changes how many versions per file a folder keeps.
-    Set {
-        name: String,
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-        keep_versions: u32,
-        #[command(flatten)]
-        data: DataArg,
-    },
-    Revoke {
-        folder: String,
-        user: String,
-        #[command(flatten)]
-        data: DataArg,
-    },
-}
-
-fn password(from_stdin: bool) -> Result<(String, bool)> {
-    if from_stdin {
-        Ok((read_stdin_line()?, false))
-    } else {
-        Ok((auth::random_password(), true))
-    }
-}
-
 pub async fn run(cmd: ServerCmd) -> Result<()> {
     match cmd {
         ServerCmd::Run {
@@ -270,9 +179,9 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
             println!("{}", dir.fingerprint(cert.as_deref())?);
             Ok(())
         }
-        ServerCmd::User { cmd } => user(cmd),
+        ServerCmd::User { cmd } => crate::server_admin::user(cmd).await,
         ServerCmd::Cloud { cmd } => crate::server_cloud::run(cmd).await,
-        ServerCmd::Folder { cmd } => folder(cmd),
+        ServerCmd::Folder { cmd } => crate::server_admin::folder(cmd).await,
         ServerCmd::Gc { data } => {
             let dir = DataDir::open(&data.data)?;
             let rt = tokio::runtime::Handle::current();
@@ -389,169 +298,4 @@ fn loopback_url(addrs: &[SocketAddr]) -> String {
         });
     }
     format!("https://{a}")
-}
-
-/// A quota in bytes; `None` for no limit.
-#[derive(Clone, Copy, Debug)]
-pub struct Quota(Option<u64>);
-
-/// Parses `none`, a byte count, or a count with a K, M, G or T suffix (powers of 1024).
-fn parse_quota(text: &str) -> Result<Quota, String> {
-    crate::config::parse_size(text).map(Quota)
-}
-
-fn user(cmd: UserCmd) -> Result<()> {
-    match cmd {
-        UserCmd::Add {
-            name,
-            admin,
-            password_stdin,
-            quota,
-            data,
-        } => {
-            if !is_valid_name(&name) {
-                bail!("invalid user name {name:?}: use 1-64 letters, digits, '.', '_' or '-'");
-            }
-            let dir = DataDir::open(&data.data)?;
-            let (pw, made) = password(password_stdin)?;
-            dir.meta
-                .add_user(&name, &auth::hash_password(&pw)?, admin)?;
-            if let Some(Quota(q)) = quota {
-                dir.meta.set_quota(&name, q)?;
-            }
-            if made {
-                println!("added user {name} with password {pw}");
-            } else {
-                println!("added user {name}");
-            }
-        }
-        UserCmd::List { data } => {
-            let dir = DataDir::open(&data.data)?;
-            for u in dir.meta.users()? {
-                let mut flags = Vec::new();
-                if u.admin {
-                    flags.push("admin");
-                }
-                if u.disabled {
-                    flags.push("disabled");
-                }
-                let quota = u
-                    .quota
-                    .map_or("no quota".to_string(), |q| format!("of {q}"));
-                println!(
-                    "{}\t{}\t{} bytes used {quota}",
-                    u.name,
-                    flags.join(","),
-                    u.used_bytes
-                );
-            }
-        }
-        UserCmd::Quota { name, quota, data } => {
-            let dir = DataDir::open(&data.data)?;
-            dir.meta.set_quota(&name, quota.0)?;
-            match quota.0 {
-                Some(q) => println!("quota of {name}: {q} bytes"),
-                None => println!("{name} has no quota"),
-            }
-        }
-        UserCmd::Passwd {
-            name,
-            password_stdin,
-            data,
-        } => {
-            let dir = DataDir::open(&data.data)?;
-            let (pw, made) = password(password_stdin)?;
-            dir.meta.set_password(&name, &auth::hash_password(&pw)?)?;
-            if made {
-                println!("new password of {name}: {pw}");
-            } else {
-                println!("changed the password of {name}; its sessions are ended");
-            }
-        }
-        UserCmd::Disable { name, data } => {
-            let dir = DataDir::open(&data.data)?;
-            dir.meta.set_disabled(&name, true)?;
-            println!("disabled user {name}; its sessions are ended");
-        }
-    }
-    Ok(())
-}
-
-fn folder(cmd: FolderCmd) -> Result<()> {
-    match cmd {
-        FolderCmd::Add {
-            name,
-            keep_versions,
-            data,
-        } => {
-            if !is_valid_name(&name) {
-                bail!("invalid folder name {name:?}: use 1-64 letters, digits, '.', '_' or '-'");
-            }
-            if keep_versions == 0 {
-                bail!("--keep-versions must be at least 1");
-            }
-            let dir = DataDir::open(&data.data)?;
-            dir.meta.add_folder(&name, keep_versions)?;
-            println!("added folder {name} (keeps {keep_versions} versions per file)");
-        }
-        FolderCmd::List { data } => {
-            let dir = DataDir::open(&data.data)?;
-            for (f, grants) in dir.meta.folders()? {
-                let g: Vec<String> = grants
-                    .iter()
-                    .map(|(u, a)| format!("{u}:{}", a.as_str()))
-                    .collect();
-                println!(
-                    "{}\tkeep {}\thead {}\t{}",
-                    f.name,
-                    f.keep_versions,
-                    f.head,
-                    g.join(" ")
-                );
-            }
-        }
-        FolderCmd::Grant {
-            folder,
-            user,
-            access,
-            data,
-        } => {
-            let dir = DataDir::open(&data.data)?;
-            let access = Access::parse(&access).context("--access is rw or ro")?;
-            dir.meta.grant(&folder, &user, access)?;
-            println!("granted {} on {folder} to {user}", access.as_str());
-        }
-        FolderCmd::Revoke { folder, user, data } => {
-            let dir = DataDir::open(&data.data)?;
-            dir.meta.revoke(&folder, &user)?;
-            println!("revoked {user}'s access to {folder}");
-        }
-        FolderCmd::Set {
-            name,
-            keep_versions,
-            data,
-        } => {
-            let dir = DataDir::open(&data.data)?;
-            dir.meta.set_keep_versions(&name, keep_versions)?;
-            println!("{name} keeps {keep_versions} versions per file from its next change on");
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quotas_parse_with_units_or_none() {
-        assert_eq!(parse_quota("none").map(|q| q.0), Ok(None));
-        assert_eq!(parse_quota("1024").map(|q| q.0), Ok(Some(1024)));
-        assert_eq!(parse_quota("1K").map(|q| q.0), Ok(Some(1024)));
-        assert_eq!(parse_quota("20G").map(|q| q.0), Ok(Some(20 << 30)));
-        assert_eq!(parse_quota("3MiB").map(|q| q.0), Ok(Some(3 << 20)));
-        assert!(parse_quota("-5").is_err());
-        assert!(parse_quota("12X").is_err());
-        assert!(parse_quota("99999999999T").is_err(), "overflow is refused");
-    }
 }

@@ -43,6 +43,7 @@ use crate::login::{LoginGate, Refusal};
 use crate::meta::{Author, Folder, SqliteMeta, User, PACK_MAX};
 use crate::Error;
 
+mod admin;
 mod cloud;
 mod stream;
 
@@ -276,6 +277,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/cloud/tasks/{name}", delete(cloud::remove_task))
         .route("/cloud/tasks/{name}/run", post(cloud::run_task))
+        .route("/admin/users", get(admin::users).post(admin::add_user))
+        .route("/admin/users/{name}", post(admin::change_user))
+        .route(
+            "/admin/folders",
+            get(admin::folders).post(admin::add_folder),
+        )
+        .route("/admin/folders/{name}", post(admin::change_folder))
+        .route("/admin/folders/{name}/grants", post(admin::set_grant))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
     let api = if state.access_log {
         api.layer(axum::middleware::from_fn(access_log))

@@ -8,6 +8,7 @@
 //! server. The CLI calls [`bind`] and the admin functions; nothing here prints except through
 //! `tracing`.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod cloud;

@@ -446,6 +446,19 @@ impl SqliteMeta {
         Ok(())
     }
 
+    /// Makes a user an administrator or not; their sessions end (a token carries no role, but
+    /// a session begun as one role should not outlive the change).
+    pub fn set_admin(&self, name: &str, admin: bool) -> Result<()> {
+        let user = self.require_user(name)?;
+        self.conn()
+            .execute(
+                "UPDATE users SET admin=?1, token_gen=token_gen+1 WHERE id=?2",
+                params![admin, user.id],
+            )
+            .map_err(db("changing a user's role"))?;
+        Ok(())
+    }
+
     // ---- folders and access ----
 
     pub fn add_folder(&self, name: &str, keep_versions: u32) -> Result<()> {

@@ -16,5 +16,6 @@ mod journal_stream;
 mod readme;
 mod replica;
 mod security;
+mod server_admin;
 mod server_cloud;
 mod traffic;

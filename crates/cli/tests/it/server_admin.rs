@@ -1,0 +1,157 @@
+//! `cairn server user|folder ... --connection C`: administering a remote server through the
+//! API with an administrator's saved connection, with the rules `--data` has.
+
+use crate::harness::{Client, Server};
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `cairn server ARGS --connection srv` from `c`.
+fn remote(c: &Client, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut full = vec!["server"];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["--connection", "srv"]);
+    c.cairn_stdin(&full, stdin)
+}
+
+fn remote_ok(c: &Client, args: &[&str], stdin: &str) -> String {
+    let out = remote(c, args, stdin);
+    assert!(out.status.success(), "{args:?}: {}", text(&out));
+    text(&out)
+}
+
+/// Whether `user` logs in with `password` (a fresh computer connecting).
+fn logs_in(server: &Server, user: &str, password: &str) -> bool {
+    let c = Client::new();
+    let fp = server.fingerprint();
+    let out = c.cairn_stdin(
+        &[
+            "connect",
+            &server.url(),
+            "--user",
+            user,
+            "--password-stdin",
+            "--fingerprint",
+            &fp,
+            "--name",
+            "srv",
+        ],
+        password,
+    );
+    out.status.success()
+}
+
+#[test]
+fn an_administrator_runs_a_remote_server_from_another_computer() {
+    let server = Server::start();
+    server.admin(
+        &["user", "add", "root", "--admin", "--password-stdin"],
+        Some("root-pw-1"),
+    );
+    let admin = Client::new();
+    admin.connect(&server, "root", "root-pw-1");
+
+    remote_ok(
+        &admin,
+        &["user", "add", "carol", "--password-stdin", "--quota", "1M"],
+        "carol-pw",
+    );
+    assert!(logs_in(&server, "carol", "carol-pw"));
+    let users = remote_ok(&admin, &["user", "list"], "");
+    assert!(
+        users.contains("carol\t\t0 bytes used of 1048576"),
+        "{users}"
+    );
+    remote_ok(&admin, &["user", "quota", "carol", "none"], "");
+    let users = remote_ok(&admin, &["user", "list", "--json"], "");
+    let parsed: serde_json::Value = serde_json::from_str(&users).expect("json");
+    let carol = parsed
+        .as_array()
+        .and_then(|a| a.iter().find(|u| u["name"] == "carol"))
+        .expect("carol listed");
+    assert!(carol["quota"].is_null(), "{carol}");
+
+    remote_ok(
+        &admin,
+        &["folder", "add", "docs", "--keep-versions", "4"],
+        "",
+    );
+    remote_ok(
+        &admin,
+        &["folder", "grant", "docs", "carol", "--access", "ro"],
+        "",
+    );
+    remote_ok(
+        &admin,
+        &["folder", "set", "docs", "--keep-versions", "9"],
+        "",
+    );
+    let folders = remote_ok(&admin, &["folder", "list"], "");
+    assert!(
+        folders.contains("docs\tkeep 9\thead 0\tcarol:ro"),
+        "{folders}"
+    );
+    remote_ok(&admin, &["folder", "revoke", "docs", "carol"], "");
+    let folders = server.admin(&["folder", "list"], None);
+    assert!(!folders.contains("carol"), "{folders}");
+
+    // Disabled, a user cannot log in; enabled again, they can; a new password replaces the old.
+    remote_ok(&admin, &["user", "disable", "carol"], "");
+    assert!(!logs_in(&server, "carol", "carol-pw"));
+    remote_ok(&admin, &["user", "enable", "carol"], "");
+    remote_ok(
+        &admin,
+        &["user", "passwd", "carol", "--password-stdin"],
+        "carol-new",
+    );
+    assert!(!logs_in(&server, "carol", "carol-pw"));
+    assert!(logs_in(&server, "carol", "carol-new"));
+    remote_ok(&admin, &["user", "role", "carol", "admin"], "");
+    assert!(server
+        .admin(&["user", "list"], None)
+        .contains("carol\tadmin"));
+
+    // Mistakes are refused with the rule broken.
+    let out = remote(&admin, &["user", "disable", "root"], "");
+    assert!(text(&out).contains("your own account"), "{}", text(&out));
+    let out = remote(
+        &admin,
+        &["folder", "grant", "nope", "carol", "--access", "rw"],
+        "",
+    );
+    assert!(
+        text(&out).contains("no folder named nope"),
+        "{}",
+        text(&out)
+    );
+    let out = remote(&admin, &["user", "add", "carol", "--password-stdin"], "x");
+    assert!(text(&out).contains("already exists"), "{}", text(&out));
+}
+
+#[test]
+fn only_administrators_may_administer() {
+    let server = Server::start();
+    let alice = Client::new();
+    alice.connect(&server, "alice", "alice-pw");
+    for args in [
+        &["user", "list"][..],
+        &["user", "add", "mallory", "--password-stdin"][..],
+        &["user", "passwd", "alice", "--password-stdin"][..],
+        &["folder", "list"][..],
+        &["folder", "grant", "backup", "alice", "--access", "rw"][..],
+    ] {
+        let out = remote(&alice, args, "mallory-pw");
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            text(&out).contains("not an administrator"),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+    assert!(!server.admin(&["user", "list"], None).contains("mallory"));
+}

@@ -1,0 +1,109 @@
+//! `/api/v1/admin/...`: users and folders, for administrators only, with the rules of
+//! [`crate::admin`] (the same `cairn server user|folder` applies with `--data`).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+
+use super::{blocking, ApiError, ApiResult, AppState, Caller};
+use crate::admin::{self, FolderAdminInfo, GrantChange, NewFolder, NewUser, UserChange, UserInfo};
+
+type Done = ApiResult<Json<serde_json::Value>>;
+
+fn done() -> Done {
+    Ok(Json(serde_json::json!({"ok": true})))
+}
+
+fn require_admin(caller: &Caller) -> ApiResult<()> {
+    if caller.user.admin {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("user {} is not an administrator", caller.user.name),
+        ))
+    }
+}
+
+pub(super) async fn users(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<UserInfo>>> {
+    require_admin(&caller)?;
+    Ok(Json(blocking(&state, admin::users).await?))
+}
+
+pub(super) async fn add_user(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Json(u): Json<NewUser>,
+) -> Done {
+    require_admin(&caller)?;
+    blocking(&state, move |m| admin::add_user(m, &u)).await?;
+    done()
+}
+
+pub(super) async fn change_user(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Json(c): Json<UserChange>,
+) -> Done {
+    require_admin(&caller)?;
+    let acting = caller.user.name.clone();
+    blocking(&state, move |m| {
+        admin::change_user(m, &name, &c, Some(&acting))
+    })
+    .await?;
+    done()
+}
+
+pub(super) async fn folders(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<FolderAdminInfo>>> {
+    require_admin(&caller)?;
+    Ok(Json(blocking(&state, admin::folders).await?))
+}
+
+pub(super) async fn add_folder(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Json(f): Json<NewFolder>,
+) -> Done {
+    require_admin(&caller)?;
+    blocking(&state, move |m| admin::add_folder(m, &f)).await?;
+    done()
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct FolderChange {
+    keep_versions: u32,
+}
+
+pub(super) async fn change_folder(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Json(c): Json<FolderChange>,
+) -> Done {
+    require_admin(&caller)?;
+    blocking(&state, move |m| {
+        admin::set_keep_versions(m, &name, c.keep_versions)
+    })
+    .await?;
+    done()
+}
+
+pub(super) async fn set_grant(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Json(g): Json<GrantChange>,
+) -> Done {
+    require_admin(&caller)?;
+    blocking(&state, move |m| admin::set_grant(m, &name, &g)).await?;
+    done()
+}
