@@ -91,6 +91,26 @@ fn places(task: &TaskConfig, path: Option<&Path>) -> Result<Vec<Place>> {
     )
 }
 
+/// Where local `path` of task `name` is on its server: the connection, the server folder and
+/// the path in it (for `share create`).
+pub fn server_place(
+    name: &str,
+    path: &Path,
+) -> Result<(Arc<cairn_client::Connection>, String, RelPath)> {
+    let home = Home::locate()?;
+    let config = home.load()?;
+    let task = config
+        .tasks
+        .get(name)
+        .with_context(|| format!("no task named {name}"))?;
+    if task.kind == "cloud" {
+        bail!("task {name} is a cloud task: links share files kept on a cairn server");
+    }
+    let place = places(task, Some(path))?.remove(0);
+    let conn = home.connection(&config, &task.connection)?;
+    Ok((conn, task.folder.clone(), place.remote))
+}
+
 struct Task {
     config: TaskConfig,
     remote: Arc<dyn Remote>,

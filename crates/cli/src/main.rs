@@ -15,6 +15,7 @@ mod run;
 mod server_admin;
 mod server_cloud;
 mod server_cmd;
+mod share_cmd;
 mod status;
 mod task_cmd;
 
@@ -56,6 +57,11 @@ enum Cmd {
     Cloud {
         #[command(subcommand)]
         cmd: cloud_cmd::CloudCmd,
+    },
+    /// Sharing links to files and folders on a server: `create`, `list`, `revoke`.
+    Share {
+        #[command(subcommand)]
+        cmd: share_cmd::ShareCmd,
     },
     /// Change the settings of any task.
     Task {
@@ -156,6 +162,7 @@ fn main() {
             } => agent::resume(&task, confirm_deletes).await,
             Cmd::Drive { cmd } => drive_cmd::drive(cmd).await,
             Cmd::Cloud { cmd } => cloud_cmd::cloud(cmd).await,
+            Cmd::Share { cmd } => share_cmd::run(cmd).await,
             Cmd::Task {
                 cmd: TaskCmd::Set(c),
             } => drive_cmd::set(c).await,

@@ -45,6 +45,7 @@ use crate::Error;
 
 mod admin;
 mod cloud;
+mod shares;
 mod stream;
 
 /// Largest chunk-upload request body.
@@ -277,6 +278,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/cloud/tasks/{name}", delete(cloud::remove_task))
         .route("/cloud/tasks/{name}/run", post(cloud::run_task))
+        .route("/shares", get(shares::list).post(shares::create))
+        .route("/shares/{id}", delete(shares::revoke))
         .route("/admin/users", get(admin::users).post(admin::add_user))
         .route("/admin/users/{name}", post(admin::change_user))
         .route(
@@ -291,8 +294,18 @@ pub fn router(state: Arc<AppState>) -> Router {
     } else {
         api
     };
+    // The public pages of sharing links: no token, small bodies.
+    let public = Router::new()
+        .route(
+            "/s/{token}",
+            get(shares::open)
+                .post(shares::unlock)
+                .layer(DefaultBodyLimit::max(MAX_LOGIN_BODY)),
+        )
+        .route("/s/{token}/download", get(shares::download));
     Router::new()
         .nest("/api/v1", api)
+        .merge(public)
         .fallback(not_found)
         .layer(axum::middleware::map_response(advertise_gzip))
         .layer(
@@ -1308,8 +1321,19 @@ async fn content(
             ),
         ));
     }
+    stream_file(&state, &v, &shown, &headers).await
+}
+
+/// Answers with the content of file version `v` (of the range `headers` ask for), streamed
+/// chunk by chunk; `shown` names it in errors.
+async fn stream_file(
+    state: &Arc<AppState>,
+    v: &crate::meta::StoredVersion,
+    shown: &str,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
     let size = v.info.entry.size;
-    let range = parse_range(&headers, size)?;
+    let range = parse_range(headers, size)?;
     let want = range.clone().unwrap_or(0..size);
     // The chunks that overlap the wanted range, each with the part of it to send.
     let mut pieces = Vec::new();
@@ -1329,7 +1353,7 @@ async fn content(
     let first = match pieces.next() {
         Some((id, (from, to), len)) => {
             let range = (from != 0 || to != u64::from(len)).then_some(from..to);
-            let data = read_chunk(&state, id, range).await.map_err(|e| ApiError {
+            let data = read_chunk(state, id, range).await.map_err(|e| ApiError {
                 message: format!("{shown} version {}: {}", v.info.seq, e.message),
                 ..e
             })?;

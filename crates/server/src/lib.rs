@@ -18,6 +18,7 @@ pub mod limits;
 pub mod login;
 pub mod maintenance;
 pub mod meta;
+pub mod share;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

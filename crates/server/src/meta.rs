@@ -14,8 +14,10 @@ use std::time::Duration;
 
 mod chunks;
 mod cloud;
+mod shares;
 pub use chunks::{ChunkScope, Scope, UploadPlan};
 pub use cloud::{CloudConnectionRow, CloudTaskRow};
+pub use shares::{NewShare, ShareRow, MAX_SHARES_PER_USER};
 
 use cairn_model::{ChunkId, ContentHash, DeviceId, Entry, EntryKind, PackId, RelPath, Seq};
 use cairn_protocol::{
@@ -248,6 +250,7 @@ impl SqliteMeta {
         .map_err(db(&ctx))?;
         conn.execute_batch(SCHEMA).map_err(db(&ctx))?;
         conn.execute_batch(cloud::SCHEMA).map_err(db(&ctx))?;
+        conn.execute_batch(shares::SCHEMA).map_err(db(&ctx))?;
         add_missing_columns(&conn).map_err(db(&ctx))?;
         Ok(SqliteMeta {
             conn: Mutex::new(conn),

@@ -18,4 +18,5 @@ mod replica;
 mod security;
 mod server_admin;
 mod server_cloud;
+mod shares;
 mod traffic;
