@@ -47,6 +47,7 @@ mod admin;
 mod cloud;
 mod shares;
 mod stream;
+mod web;
 
 /// Largest chunk-upload request body.
 pub const MAX_UPLOAD_BODY: usize = 64 * 1024 * 1024;
@@ -302,7 +303,22 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .post(shares::unlock)
                 .layer(DefaultBodyLimit::max(MAX_LOGIN_BODY)),
         )
-        .route("/s/{token}/download", get(shares::download));
+        .route("/s/{token}/download", get(shares::download))
+        .route("/", get(web::root))
+        .route(
+            "/login",
+            get(web::login_page)
+                .post(web::login)
+                .layer(DefaultBodyLimit::max(MAX_LOGIN_BODY)),
+        )
+        .route(
+            "/logout",
+            post(web::logout).layer(DefaultBodyLimit::max(MAX_LOGIN_BODY)),
+        )
+        .route("/ui", get(web::folders))
+        .route("/ui/f/{folder}", get(web::browse))
+        .route("/ui/f/{folder}/versions", get(web::versions))
+        .route("/ui/f/{folder}/download", get(web::download));
     Router::new()
         .nest("/api/v1", api)
         .merge(public)
@@ -512,21 +528,32 @@ impl FromRequestParts<Arc<AppState>> for Caller {
                     .and_then(|v| v.strip_prefix("Bearer "))
             })
             .ok_or_else(|| unauthorized("log in first: no bearer token"))?;
-        let invalid = || unauthorized("the token is invalid or expired; log in again");
-        let claims = state.tokens.verify(token.trim()).ok_or_else(invalid)?;
-        if claims.expires_ns <= now_ns() {
-            return Err(invalid());
-        }
-        let found = blocking(state, move |m| m.user_by_id(claims.user_id)).await?;
-        let user = found
-            .filter(|u| !u.disabled && u.token_gen == claims.token_gen)
-            .ok_or_else(invalid)?;
-        Ok(Caller {
-            user,
-            device: DeviceId(claims.device),
-            expires_ns: claims.expires_ns,
-        })
+        caller_of(state, token).await
     }
+}
+
+/// The caller a token stands for: signed by this server, unexpired, of an enabled user whose
+/// sessions were not ended since.
+async fn caller_of(state: &Arc<AppState>, token: &str) -> ApiResult<Caller> {
+    let invalid = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the token is invalid or expired; log in again",
+        )
+    };
+    let claims = state.tokens.verify(token.trim()).ok_or_else(invalid)?;
+    if claims.expires_ns <= now_ns() || claims.device.starts_with("share:") {
+        return Err(invalid());
+    }
+    let found = blocking(state, move |m| m.user_by_id(claims.user_id)).await?;
+    let user = found
+        .filter(|u| !u.disabled && u.token_gen == claims.token_gen)
+        .ok_or_else(invalid)?;
+    Ok(Caller {
+        user,
+        device: DeviceId(claims.device),
+        expires_ns: claims.expires_ns,
+    })
 }
 
 async fn folder_access(

@@ -20,3 +20,4 @@ mod server_admin;
 mod server_cloud;
 mod shares;
 mod traffic;
+mod web;

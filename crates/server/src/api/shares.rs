@@ -530,7 +530,7 @@ fn see_other(to: &str) -> Response {
 }
 
 /// `attachment` with the file's name, safe whatever the name holds.
-fn disposition(name: &str) -> HeaderValue {
+pub(super) fn disposition(name: &str) -> HeaderValue {
     let ascii: String = name
         .chars()
         .map(|c| {

@@ -1,0 +1,492 @@
+//! The web UI, served by `cairn server run` on the API's port: log in, see your folders
+//! (read-only ones marked), browse them as they are or as they were at a time (deleted files
+//! shown on request), download files and any of their versions.
+//!
+//! Server-rendered pages without script (see `shares::page` for the headers every page
+//! carries). A session is a token like the API's in a cookie (HttpOnly, Secure,
+//! SameSite=Strict); every form that changes state carries a double-submit CSRF token, so
+//! another site can neither read nor forge one. The login form goes through the login gate
+//! like the API's login.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use cairn_model::{EntryKind, RelPath, Seq};
+use cairn_protocol::Access;
+use serde::Deserialize;
+
+use super::shares::{esc, page};
+use super::{blocking, caller_of, now_ns, stream_file, AppState, Caller};
+use crate::auth;
+
+/// Entries per page of a folder view.
+const PAGE: usize = 200;
+const SESSION: &str = "cairn_session";
+const CSRF: &str = "cairn_csrf_ui";
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn see_other(to: &str) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+fn set_cookie(resp: &mut Response, name: &str, value: &str, max_age: i64) {
+    let c = format!("{name}={value}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age}");
+    if let Ok(v) = HeaderValue::from_str(&c) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+fn random_hex(n: usize) -> String {
+    auth::random_bytes(n)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The session's user, or the login page to answer instead.
+async fn session(state: &Arc<AppState>, headers: &HeaderMap) -> Result<Caller, Response> {
+    match cookie(headers, SESSION) {
+        Some(token) => caller_of(state, token)
+            .await
+            .map_err(|_| see_other("/login")),
+        None => Err(see_other("/login")),
+    }
+}
+
+/// The CSRF token of this browser: the cookie's, or a new one (set on the answer).
+fn csrf_of(headers: &HeaderMap) -> (String, bool) {
+    match cookie(headers, CSRF).filter(|c| c.len() == 32) {
+        Some(c) => (c.to_string(), false),
+        None => (random_hex(16), true),
+    }
+}
+
+fn csrf_ok(headers: &HeaderMap, given: &str) -> bool {
+    cookie(headers, CSRF).is_some_and(|c| c.len() == 32 && c == given)
+}
+
+/// A page of a logged-in user: their name and a log-out button on top.
+fn app_page(user: &str, csrf: &str, title: &str, body: &str) -> Response {
+    let bar = format!(
+        "<nav><a href=\"/ui\">Folders</a> · {} <form method=\"post\" action=\"/logout\" style=\"display:inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\">Log out</button></form></nav>",
+        esc(user)
+    );
+    page(StatusCode::OK, title, &format!("{bar}{body}"))
+}
+
+pub(super) async fn root(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    match session(&state, &headers).await {
+        Ok(_) => see_other("/ui"),
+        Err(r) => r,
+    }
+}
+
+fn login_form(csrf: &str, set: bool, note: &str, status: StatusCode) -> Response {
+    let body = format!(
+        "{note}<form method=\"post\" action=\"/login\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><p><label>User <input name=\"user\" autocomplete=\"username\" required autofocus></label></p><p><label>Password <input type=\"password\" name=\"password\" autocomplete=\"current-password\" required></label></p><p><button type=\"submit\">Log in</button></p></form>"
+    );
+    let mut resp = page(status, "Log in to cairn", &body);
+    if set {
+        set_cookie(&mut resp, CSRF, csrf, 86_400);
+    }
+    resp
+}
+
+pub(super) async fn login_page(headers: HeaderMap) -> Response {
+    let (csrf, set) = csrf_of(&headers);
+    login_form(&csrf, set, "", StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+pub(super) struct LoginForm {
+    user: String,
+    password: String,
+    csrf: String,
+}
+
+pub(super) async fn login(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    if !csrf_ok(&headers, &form.csrf) {
+        let (csrf, set) = csrf_of(&headers);
+        let note = "<p role=\"alert\">The form had expired; please log in again.</p>";
+        return login_form(&csrf, set, note, StatusCode::FORBIDDEN);
+    }
+    let ticket = match state.login.admit(&form.user, peer.ip()).await {
+        Ok(t) => t,
+        Err(refusal) => {
+            let note = format!("<p role=\"alert\">{}</p>", esc(refusal.message()));
+            let mut resp = login_form(&form.csrf, false, &note, StatusCode::TOO_MANY_REQUESTS);
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, refusal.retry_after_secs().into());
+            return resp;
+        }
+    };
+    let (name, password) = (form.user.clone(), form.password);
+    let found = blocking(&state, move |m| {
+        let row = m.user_by_name(&name)?;
+        let ok = ticket.verify(&password, row.as_ref().map(|(_, h)| h.as_str()));
+        Ok(row.filter(|_| ok).map(|(u, _)| u))
+    })
+    .await;
+    let user = match found {
+        Ok(Some(u)) if !u.disabled => u,
+        Ok(_) => {
+            state.login.failed(&form.user, peer.ip());
+            let note = "<p role=\"alert\">Wrong user name or password.</p>";
+            return login_form(&form.csrf, false, note, StatusCode::UNAUTHORIZED);
+        }
+        Err(e) => return e.into_response(),
+    };
+    state.login.succeeded(&form.user, peer.ip());
+    let ttl = state.token_ttl.as_nanos().min(i64::MAX as u128) as i64;
+    let token = state.tokens.issue(&auth::Claims {
+        user_id: user.id,
+        token_gen: user.token_gen,
+        expires_ns: now_ns().saturating_add(ttl),
+        device: "web".into(),
+    });
+    let mut resp = see_other("/ui");
+    set_cookie(&mut resp, SESSION, &token, (ttl / 1_000_000_000).max(1));
+    resp
+}
+
+#[derive(Deserialize)]
+pub(super) struct CsrfForm {
+    csrf: String,
+}
+
+pub(super) async fn logout(headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+    if !csrf_ok(&headers, &form.csrf) {
+        return page(
+            StatusCode::FORBIDDEN,
+            "Please try again",
+            "<p>The form had expired.</p>",
+        );
+    }
+    let mut resp = see_other("/login");
+    set_cookie(&mut resp, SESSION, "", 0);
+    resp
+}
+
+pub(super) async fn folders(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let caller = match session(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let (csrf, set) = csrf_of(&headers);
+    let user = caller.user.clone();
+    let list = match blocking(&state, move |m| m.folders_of(&user)).await {
+        Ok(l) => l,
+        Err(e) => return e.into_response(),
+    };
+    let mut rows = String::new();
+    for f in &list {
+        let mark = if f.access == Access::Ro {
+            " <span class=\"muted\">(read-only)</span>"
+        } else {
+            ""
+        };
+        rows.push_str(&format!(
+            "<tr><td><a href=\"/ui/f/{}\">{}</a>{mark}</td></tr>",
+            esc(&f.name),
+            esc(&f.name)
+        ));
+    }
+    if list.is_empty() {
+        rows.push_str(
+            "<tr><td class=\"muted\">No folders yet: an administrator grants them.</td></tr>",
+        );
+    }
+    let mut resp = app_page(
+        &caller.user.name,
+        &csrf,
+        "Your folders",
+        &format!("<table>{rows}</table>"),
+    );
+    if set {
+        set_cookie(&mut resp, CSRF, &csrf, 86_400);
+    }
+    resp
+}
+
+#[derive(Deserialize)]
+pub(super) struct Browse {
+    dir: Option<String>,
+    page: Option<usize>,
+    /// A time to see the folder as it was (see `cairn_model::timespec`).
+    at: Option<String>,
+    /// Show deleted files too.
+    #[serde(default)]
+    deleted: bool,
+    path: Option<String>,
+    seq: Option<i64>,
+}
+
+fn parse_rel(text: Option<&str>) -> Option<RelPath> {
+    match text.filter(|t| !t.is_empty()) {
+        None => Some(RelPath::root()),
+        Some(t) => RelPath::parse(t).ok(),
+    }
+}
+
+/// `text` as a component of a URL query.
+fn q(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn bad(what: &str) -> Response {
+    page(
+        StatusCode::BAD_REQUEST,
+        "Bad request",
+        &format!("<p>{}</p>", esc(what)),
+    )
+}
+
+pub(super) async fn browse(
+    State(state): State<Arc<AppState>>,
+    Path(folder): Path<String>,
+    Query(b): Query<Browse>,
+    headers: HeaderMap,
+) -> Response {
+    let caller = match session(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let (csrf, _) = csrf_of(&headers);
+    let (f, access) = match super::folder_access_as(&state, &caller, &folder, Access::Ro).await {
+        Ok(found) => found,
+        Err(e) => {
+            return page(
+                e.status,
+                "Not available",
+                &format!("<p>{}</p>", esc(&e.message)),
+            )
+        }
+    };
+    let Some(dir) = parse_rel(b.dir.as_deref()) else {
+        return bad("That path is not allowed.");
+    };
+    let at_ns = match b.at.as_deref().filter(|t| !t.is_empty()) {
+        Some(t) => match cairn_model::timespec::parse_instant(t, now_ns()) {
+            Ok(ns) => Some(ns),
+            Err(e) => return bad(&e.to_string()),
+        },
+        None => None,
+    };
+    let (d, deleted) = (dir.clone(), b.deleted);
+    let entries = match blocking(&state, move |m| m.tree(&f, &d, at_ns, deleted)).await {
+        Ok(e) => e,
+        Err(e) => return e.into_response(),
+    };
+    let children: Vec<_> = entries
+        .iter()
+        .filter(|v| v.path != dir && v.path.parent().as_ref() == Some(&dir))
+        .collect();
+    let page_no = b.page.unwrap_or(0);
+    let keep = format!(
+        "{}{}",
+        b.at.as_deref()
+            .map(|a| format!("&at={}", q(a)))
+            .unwrap_or_default(),
+        if deleted { "&deleted=true" } else { "" }
+    );
+    let mut rows = String::new();
+    for v in children.iter().skip(page_no * PAGE).take(PAGE) {
+        let name = v.path.name();
+        let p = q(v.path.as_str());
+        let (link, what) = match v.entry.kind {
+            EntryKind::Dir => (
+                format!("/ui/f/{folder}?dir={p}{keep}"),
+                "folder".to_string(),
+            ),
+            EntryKind::Deleted => (
+                format!("/ui/f/{folder}/versions?path={p}"),
+                "deleted".to_string(),
+            ),
+            _ => (
+                format!("/ui/f/{folder}/versions?path={p}"),
+                format!("{} bytes", v.entry.size),
+            ),
+        };
+        rows.push_str(&format!(
+            "<tr><td><a href=\"{}\">{}</a></td><td class=\"muted\">{what}</td><td class=\"muted\">{}</td></tr>",
+            esc(&link),
+            esc(name),
+            cairn_model::timespec::format_instant(v.committed_ns)
+        ));
+    }
+    let mut nav = String::new();
+    if page_no > 0 {
+        nav.push_str(&format!(
+            "<a href=\"/ui/f/{folder}?dir={}{}&amp;page={}\">Previous</a> ",
+            q(dir.as_str()),
+            esc(&keep),
+            page_no - 1
+        ));
+    }
+    if children.len() > (page_no + 1) * PAGE {
+        nav.push_str(&format!(
+            "<a href=\"/ui/f/{folder}?dir={}{}&amp;page={}\">Next</a>",
+            q(dir.as_str()),
+            esc(&keep),
+            page_no + 1
+        ));
+    }
+    let travel = format!(
+        "<form method=\"get\" action=\"/ui/f/{f}\"><input type=\"hidden\" name=\"dir\" value=\"{d}\"><label>As it was at <input type=\"datetime-local\" name=\"at\" step=\"1\" value=\"{at}\"></label> <label><input type=\"checkbox\" name=\"deleted\" value=\"true\"{chk}> deleted files</label> <button type=\"submit\">Show</button></form>",
+        f = esc(&folder),
+        d = esc(dir.as_str()),
+        at = esc(b.at.as_deref().unwrap_or("")),
+        chk = if deleted { " checked" } else { "" }
+    );
+    let ro = if access == Access::Ro {
+        " (read-only)"
+    } else {
+        ""
+    };
+    let title = if dir.is_root() {
+        format!("{folder}{ro}")
+    } else {
+        format!("{folder}/{}{ro}", dir.as_str())
+    };
+    let body = format!("{travel}<table>{rows}</table><p>{nav}</p>");
+    app_page(&caller.user.name, &csrf, &title, &body)
+}
+
+pub(super) async fn versions(
+    State(state): State<Arc<AppState>>,
+    Path(folder): Path<String>,
+    Query(b): Query<Browse>,
+    headers: HeaderMap,
+) -> Response {
+    let caller = match session(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let (csrf, _) = csrf_of(&headers);
+    let f = match super::folder_access(&state, &caller, &folder, Access::Ro).await {
+        Ok(f) => f,
+        Err(e) => {
+            return page(
+                e.status,
+                "Not available",
+                &format!("<p>{}</p>", esc(&e.message)),
+            )
+        }
+    };
+    let Some(path) = parse_rel(b.path.as_deref()).filter(|p| !p.is_root()) else {
+        return bad("Name a file.");
+    };
+    let p = path.clone();
+    let list = match blocking(&state, move |m| m.versions(&f, &p)).await {
+        Ok(l) => l,
+        Err(e) => return e.into_response(),
+    };
+    let mut rows = String::new();
+    for v in &list {
+        let what = if v.is_deleted() {
+            "deleted".to_string()
+        } else {
+            format!(
+                "<a href=\"/ui/f/{}/download?path={}&amp;seq={}\">{} bytes</a>",
+                esc(&folder),
+                esc(&q(path.as_str())),
+                v.seq.0,
+                v.entry.size
+            )
+        };
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{what}</td><td class=\"muted\">{}</td><td class=\"muted\">{}</td></tr>",
+            cairn_model::timespec::format_instant(v.committed_ns),
+            esc(&v.computer),
+            esc(&v.user)
+        ));
+    }
+    let body = format!(
+        "<p><a href=\"/ui/f/{}?dir={}\">Back to the folder</a></p><table><tr><th>Saved</th><th>Version</th><th>Computer</th><th>User</th></tr>{rows}</table>",
+        esc(&folder),
+        esc(&q(path.parent().map(|p| p.as_str().to_string()).unwrap_or_default().as_str()))
+    );
+    app_page(
+        &caller.user.name,
+        &csrf,
+        &format!("Versions of {}", path.as_str()),
+        &body,
+    )
+}
+
+pub(super) async fn download(
+    State(state): State<Arc<AppState>>,
+    Path(folder): Path<String>,
+    Query(b): Query<Browse>,
+    headers: HeaderMap,
+) -> Response {
+    let caller = match session(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let f = match super::folder_access(&state, &caller, &folder, Access::Ro).await {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    let Some(path) = parse_rel(b.path.as_deref()).filter(|p| !p.is_root()) else {
+        return bad("Name a file.");
+    };
+    let (p, seq) = (path.clone(), b.seq.map(Seq));
+    let found = match blocking(&state, move |m| m.version(&f, &p, seq)).await {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let Some(v) = found.filter(|v| v.info.entry.kind == EntryKind::File) else {
+        return page(
+            StatusCode::NOT_FOUND,
+            "No such file",
+            "<p>That version is not a file.</p>",
+        );
+    };
+    match stream_file(&state, &v, path.as_str(), &headers).await {
+        Ok(mut resp) => {
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_DISPOSITION,
+                super::shares::disposition(path.name()),
+            );
+            h.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp
+        }
+        Err(e) => e.into_response(),
+    }
+}
