@@ -2,9 +2,11 @@
 //! code (0 success, 1 failure, 2 bad usage).
 
 mod agent;
+mod cloud_buckets;
 mod cloud_cmd;
 mod cloud_decrypt;
 mod cloud_explore;
+mod cloud_options;
 mod config;
 mod connect_cmd;
 mod drive_cmd;
