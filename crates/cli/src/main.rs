@@ -14,6 +14,7 @@ mod explore;
 mod output;
 mod progress_bar;
 mod run;
+mod schedule_clock;
 mod server_cmd;
 mod status;
 mod task_cmd;

@@ -38,6 +38,8 @@ pub enum TaskState {
     Paused,
     /// The last pass stopped before deleting; `resume --confirm-deletes` lets it through.
     WaitingForConfirmation,
+    /// The task's schedule suspends it this hour.
+    Suspended,
 }
 
 impl TaskState {
@@ -50,6 +52,7 @@ impl TaskState {
             TaskState::Error => "error",
             TaskState::Paused => "paused",
             TaskState::WaitingForConfirmation => "waiting for confirmation of deletions",
+            TaskState::Suspended => "suspended by its schedule",
         }
     }
 }
@@ -68,6 +71,9 @@ pub struct TaskStatus {
     /// When the failed pass is tried again (RFC 3339, UTC), and in how many seconds.
     pub next_retry_at: Option<String>,
     pub next_retry_in_secs: Option<u64>,
+    /// While the schedule suspends the task: when it runs again (local time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspended_until: Option<String>,
     pub uploading: Vec<String>,
     pub queued: u64,
     pub recent: VecDeque<String>,
@@ -152,6 +158,10 @@ fn print_task(t: &TaskReport<'_>) {
     let s = &t.status;
     let state = match (s.state, s.next_retry_in_secs) {
         (TaskState::Error, Some(secs)) => format!("error, next retry in {secs} s"),
+        (TaskState::Suspended, _) => match &s.suspended_until {
+            Some(until) => format!("suspended until {until}"),
+            None => s.state.text().to_string(),
+        },
         (TaskState::WaitingForConfirmation, _) => format!(
             "{} (`cairn resume {} --confirm-deletes` lets them through)",
             s.state.text(),
