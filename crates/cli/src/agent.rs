@@ -444,6 +444,8 @@ impl Daemon {
             clock.dirty = None;
             clock.last_full = Some(Instant::now());
         }
+        let mut all = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        all.entry(name.to_string()).or_default().not_synced.clear();
     }
 
     /// Makes the session and journal follower of `name`; the cache it had.

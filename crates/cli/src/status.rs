@@ -74,6 +74,9 @@ pub struct TaskStatus {
     /// While the schedule suspends the task: when it runs again (local time).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suspended_until: Option<String>,
+    /// Files the last pass left alone by a rule or a limit of the remote: `PATH: reason`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_synced: Vec<String>,
     pub uploading: Vec<String>,
     pub queued: u64,
     pub recent: VecDeque<String>,
@@ -190,6 +193,9 @@ fn print_task(t: &TaskReport<'_>) {
     }
     if let Some(r) = s.last_result.as_ref().filter(|_| s.error.is_none()) {
         println!("  last pass: {}", escape(r));
+    }
+    for n in &s.not_synced {
+        println!("  not synced: {}", escape(n));
     }
     for u in &s.uploading {
         println!("  uploading {}", escape(u));
@@ -370,6 +376,7 @@ fn classify(
 /// The rule that leaves `rel` out: its own, or that of a folder above it (the scanner never
 /// enters an ignored folder, so nothing below one is synced either).
 fn filtered_out(task: &TaskConfig, rel: &RelPath, kind: EntryKind, size: u64) -> Option<String> {
+    let filter = task.pass_filter();
     let mut above = Vec::new();
     let mut dir = rel.parent();
     while let Some(d) = dir.filter(|d| !d.is_root()) {
@@ -377,11 +384,11 @@ fn filtered_out(task: &TaskConfig, rel: &RelPath, kind: EntryKind, size: u64) ->
         above.push(d);
     }
     for d in above.iter().rev() {
-        if let FilterDecision::Exclude(rule) = task.filter.check(d, EntryKind::Dir, 0) {
+        if let FilterDecision::Exclude(rule) = filter.check(d, EntryKind::Dir, 0) {
             return Some(format!("inside the ignored folder {d}: {rule}"));
         }
     }
-    match task.filter.check(rel, kind, size) {
+    match filter.check(rel, kind, size) {
         FilterDecision::Exclude(rule) => Some(rule),
         FilterDecision::Include => None,
     }
