@@ -584,3 +584,17 @@ fn tighter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
         (x, y) => x.or(y),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::tighter;
+
+    #[test]
+    fn a_task_cap_holds_inside_its_connections_limit() {
+        assert_eq!(tighter(Some(8_000), Some(4_000)), Some(4_000));
+        assert_eq!(tighter(Some(2_000), Some(4_000)), Some(2_000), "never above the connection's");
+        assert_eq!(tighter(None, Some(4_000)), Some(4_000));
+        assert_eq!(tighter(Some(8_000), None), Some(8_000));
+        assert_eq!(tighter(None, None), None);
+    }
+}

@@ -271,3 +271,86 @@ fn sub_folder(local: &Path, dir: &Path) -> Result<RelPath> {
     }
     Ok(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_cloud::provider::S3Preset;
+
+    fn task() -> TaskConfig {
+        TaskConfig {
+            kind: "cloud".into(),
+            locals: vec![PathBuf::from("/home/ann/docs")],
+            connection: "s3".into(),
+            folder: "docs".into(),
+            computer: "pc".into(),
+            filter: cairn_model::Filter::default(),
+            keep_deleted: false,
+            transfers: 3,
+            drive: Some(crate::config::DriveConfig {
+                sub: String::new(),
+                mode: Direction::TwoWay,
+                conflict: cairn_engine::reconcile::ConflictPolicy::KeepLatest,
+                keep_conflict_copy: false,
+                consistency_check: false,
+                read_only: false,
+                on_relink: "merge".into(),
+            }),
+            cloud: Some(CloudTaskConfig::default()),
+        }
+    }
+
+    #[test]
+    fn a_refused_value_changes_nothing_even_after_good_ones() {
+        let mut t = task();
+        let before = serde_json::to_value(&t).expect("serialises");
+        let change = CloudChange {
+            transfers: Some(9),
+            schedule: Some("mon 09-18=suspend".into()),
+            part_size_mb: Some(4),
+            ..CloudChange::default()
+        };
+        let err = apply(&mut t, Provider::S3(S3Preset::Aws), &change).expect_err("4 MB parts");
+        assert!(err.to_string().contains("5 to 5120 MB"), "{err}");
+        assert_eq!(serde_json::to_value(&t).expect("serialises"), before);
+    }
+
+    #[test]
+    fn sub_folders_are_inside_the_local_folder() {
+        let mut t = task();
+        let change = CloudChange {
+            exclude_dirs: Some(vec![
+                PathBuf::from("/home/ann/docs/build/"),
+                PathBuf::from("cache"),
+            ]),
+            ..CloudChange::default()
+        };
+        apply(&mut t, Provider::S3(S3Preset::Aws), &change).expect("both inside");
+        let dirs: Vec<&str> = t.filter.excluded_dirs.iter().map(|d| d.as_str()).collect();
+        assert_eq!(dirs, ["build", "cache"]);
+        for outside in ["/home/bob", "../up", "/home/ann/docs"] {
+            let change = CloudChange {
+                exclude_dirs: Some(vec![PathBuf::from(outside)]),
+                ..CloudChange::default()
+            };
+            assert!(
+                apply(&mut t, Provider::S3(S3Preset::Aws), &change).is_err(),
+                "{outside}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_task_cap_is_kept_in_bytes_and_zero_removes_it() {
+        let mut t = task();
+        let set = |kb| CloudChange {
+            up_limit_kb: Some(kb),
+            ..CloudChange::default()
+        };
+        apply(&mut t, Provider::S3(S3Preset::Aws), &set(250)).expect("a cap");
+        assert_eq!(t.cloud.as_ref().and_then(|c| c.limit_upload), Some(250_000));
+        apply(&mut t, Provider::S3(S3Preset::Aws), &set(0)).expect("no cap");
+        assert_eq!(t.cloud.as_ref().and_then(|c| c.limit_upload), None);
+        assert!(apply(&mut t, Provider::S3(S3Preset::Aws), &set(u64::MAX)).is_err());
+    }
+}

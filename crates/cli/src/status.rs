@@ -72,10 +72,8 @@ pub struct TaskStatus {
     pub next_retry_at: Option<String>,
     pub next_retry_in_secs: Option<u64>,
     /// While the schedule suspends the task: when it runs again (local time).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub suspended_until: Option<String>,
     /// Files the last pass left alone by a rule or a limit of the remote: `PATH: reason`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub not_synced: Vec<String>,
     pub uploading: Vec<String>,
     pub queued: u64,
