@@ -560,11 +560,26 @@ pub fn cloud_replica(
     }
     let conn = &conn;
     let counters = Arc::new(Counters::default());
-    let op = cairn_cloud::connection::operator(conn, &secrets, &task.folder, counters.clone())
-        .map_err(|e| anyhow::anyhow!("connection {conn_name}: {e}"))?;
+    let part_size = (cloud.part_size_mb as usize) << 20;
+    let part_concurrency = task.transfers.clamp(1, 8);
+    // What may wait behind a rate limit at once: every transfer's parts in flight (a service
+    // that takes files whole holds one file per transfer; 64 MiB stands in for its size).
+    let in_flight = (task.transfers.max(1) as u64).saturating_mul(
+        (part_size as u64)
+            .saturating_mul(part_concurrency as u64)
+            .max(64 << 20),
+    );
+    let op = cairn_cloud::connection::operator_sized(
+        conn,
+        &secrets,
+        &task.folder,
+        counters.clone(),
+        in_flight,
+    )
+    .map_err(|e| anyhow::anyhow!("connection {conn_name}: {e}"))?;
     let opts = CloudOptions {
-        part_size: (cloud.part_size_mb as usize) << 20,
-        part_concurrency: task.transfers.clamp(1, 8),
+        part_size,
+        part_concurrency,
         keep_versions: cloud.keep_versions,
         provider: cairn_cloud::provider::Provider::from_id(&conn.provider).ok(),
         root: join_root(conn, &task.folder),
@@ -592,7 +607,11 @@ mod tests {
     #[test]
     fn a_task_cap_holds_inside_its_connections_limit() {
         assert_eq!(tighter(Some(8_000), Some(4_000)), Some(4_000));
-        assert_eq!(tighter(Some(2_000), Some(4_000)), Some(2_000), "never above the connection's");
+        assert_eq!(
+            tighter(Some(2_000), Some(4_000)),
+            Some(2_000),
+            "never above the connection's"
+        );
         assert_eq!(tighter(None, Some(4_000)), Some(4_000));
         assert_eq!(tighter(Some(8_000), None), Some(8_000));
         assert_eq!(tighter(None, None), None);

@@ -166,9 +166,7 @@ impl Asked<'_> {
                 };
                 let signer = Signer::new(
                     Context::new(),
-                    reqsign_azure_storage::StaticCredentialProvider::new_shared_key(
-                        &account, &key,
-                    ),
+                    reqsign_azure_storage::StaticCredentialProvider::new_shared_key(&account, &key),
                     reqsign_azure_storage::RequestSigner::new(),
                 );
                 signer
@@ -227,8 +225,8 @@ impl Asked<'_> {
             Ok(body) => body,
             Err(denied) => return Ok(denied),
         };
-        let doc: serde_json::Value = serde_json::from_str(&body)
-            .map_err(|e| format!("the bucket list is not JSON: {e}"))?;
+        let doc: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| format!("the bucket list is not JSON: {e}"))?;
         let names = doc["items"]
             .as_array()
             .map(|items| {
@@ -360,7 +358,11 @@ mod tests {
         let az = "<EnumerationResults><Containers><Container><Name>c1</Name><Properties/>\
                   </Container></Containers><NextMarker/></EnumerationResults>";
         assert_eq!(xml_names(az, "Container"), ["c1".to_string()]);
-        assert_eq!(xml_text(az, "NextMarker"), None, "an empty marker ends the list");
+        assert_eq!(
+            xml_text(az, "NextMarker"),
+            None,
+            "an empty marker ends the list"
+        );
         let denied = "<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>";
         assert_eq!(xml_text(denied, "Code").as_deref(), Some("AccessDenied"));
     }

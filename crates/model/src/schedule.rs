@@ -76,9 +76,9 @@ impl Schedule {
             }
         };
         let mut parts = when.split_whitespace();
-        let days = parts
-            .next()
-            .ok_or_else(|| format!("schedule rule {rule:?}: name the days (mon-fri, sat,sun, all)"))?;
+        let days = parts.next().ok_or_else(|| {
+            format!("schedule rule {rule:?}: name the days (mon-fri, sat,sun, all)")
+        })?;
         let hours = parts.next().unwrap_or("00-24");
         if let Some(extra) = parts.next() {
             return Err(format!("schedule rule {rule:?}: {extra:?} is left over"));
@@ -117,7 +117,10 @@ impl Schedule {
 
     /// The grid: 168 characters, `1` run, `0` suspend, Monday 00:00 first.
     pub fn grid(&self) -> String {
-        self.run.iter().map(|r| if *r { '1' } else { '0' }).collect()
+        self.run
+            .iter()
+            .map(|r| if *r { '1' } else { '0' })
+            .collect()
     }
 
     /// For people: the suspended hours as rules `parse` reads back (`mon-fri 09-18=suspend`
@@ -250,7 +253,10 @@ mod tests {
         assert!(s.runs_at(Schedule::slot(0, 8)));
         assert!(!s.runs_at(Schedule::slot(0, 9)));
         assert!(!s.runs_at(Schedule::slot(4, 17)));
-        assert!(s.runs_at(Schedule::slot(4, 18)), "the end hour is not included");
+        assert!(
+            s.runs_at(Schedule::slot(4, 18)),
+            "the end hour is not included"
+        );
         assert!(s.runs_at(Schedule::slot(5, 12)), "saturday runs");
         assert_eq!(s.describe().split("; ").count(), 5);
         assert_eq!(parsed(&s.describe()), s, "describe reads back");

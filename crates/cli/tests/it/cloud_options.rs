@@ -206,8 +206,15 @@ fn task_set_changes_every_cloud_option_with_the_checks_of_cloud_add() {
     assert_eq!(t["filter"]["excluded_dirs"], serde_json::json!([]));
     let grid = t["cloud"]["schedule"].as_str().expect("a grid");
     assert_eq!(&grid[120..126], "000000");
-    assert_eq!(&grid[0..24], "1".repeat(24), "the weekday rule was replaced");
-    assert!(t["cloud"].get("limit_upload").is_none(), "0 took the cap away");
+    assert_eq!(
+        &grid[0..24],
+        "1".repeat(24),
+        "the weekday rule was replaced"
+    );
+    assert!(
+        t["cloud"].get("limit_upload").is_none(),
+        "0 took the cap away"
+    );
     assert_eq!(t["cloud"]["limit_download"], 300_000);
     assert_eq!(t["cloud"]["poll_secs"], 60);
     assert_eq!(t["cloud"]["keep_versions"], 3);
@@ -234,7 +241,11 @@ fn task_set_changes_every_cloud_option_with_the_checks_of_cloud_add() {
     ] {
         let text = c.fails(&["task", "set", "t", option, value]);
         assert!(text.contains(says), "task set {option} {value}: {text}");
-        assert_eq!(config(&c), before, "task set {option} {value} changed nothing");
+        assert_eq!(
+            config(&c),
+            before,
+            "task set {option} {value} changed nothing"
+        );
         let other = Client::new();
         connect(&other, &moto, "s3");
         let root = other.root.to_str().expect("utf-8").to_string();
@@ -373,7 +384,10 @@ fn a_suspended_hour_stops_the_transfer_cleanly_and_the_next_hour_finishes_it() {
     std::thread::sleep(Duration::from_secs(3));
     let keys = remote_keys(&moto);
     assert!(!keys.contains("big.bin"), "no half upload: {keys}");
-    assert!(!keys.contains("later.txt"), "no pass while suspended: {keys}");
+    assert!(
+        !keys.contains("later.txt"),
+        "no pass while suspended: {keys}"
+    );
     assert_eq!(task_status(&c)["state"], "suspended");
     drop(agent);
 
@@ -428,9 +442,10 @@ fn cloud_filters_leave_default_names_out_and_name_what_a_provider_refuses() {
     // The agent's status names it too.
     let _agent = agent_at(&c, 0);
     wait_until(30, "a pass", || {
-        task_status(&c)["not_synced"]
-            .as_array()
-            .is_some_and(|n| n.iter().any(|p| p.as_str().is_some_and(|p| p.contains("a{b}.txt"))))
+        task_status(&c)["not_synced"].as_array().is_some_and(|n| {
+            n.iter()
+                .any(|p| p.as_str().is_some_and(|p| p.contains("a{b}.txt")))
+        })
     });
     let text = c.ok(&["status"]);
     assert!(
