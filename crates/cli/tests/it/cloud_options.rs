@@ -3,7 +3,6 @@
 //! checks, the weekly schedule in the agent, and files the cloud rules leave out.
 
 use std::process::{Child, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cloud::{add_task, connect, start_moto};
 use crate::harness::{wait_until, Client};
@@ -270,14 +269,16 @@ fn task_set_changes_every_cloud_option_with_the_checks_of_cloud_add() {
 }
 
 /// Seconds since the Unix epoch now.
+#[cfg(feature = "test-hooks")]
 fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")
         .as_secs() as i64
 }
 
 /// The hour of the week (0 = Monday 00:00 UTC) that holds `unix` seconds.
+#[cfg(feature = "test-hooks")]
 fn slot_of(unix: i64) -> usize {
     let days = unix.div_euclid(86_400);
     // 1970-01-01 was a Thursday (3 days after a Monday).
@@ -381,7 +382,7 @@ fn a_suspended_hour_stops_the_transfer_cleanly_and_the_next_hour_finishes_it() {
     );
     // No pass in the suspended hour: a new file waits, and nothing is half-written remotely.
     c.write("later.txt", b"written while suspended");
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(std::time::Duration::from_secs(3));
     let keys = remote_keys(&moto);
     assert!(!keys.contains("big.bin"), "no half upload: {keys}");
     assert!(
