@@ -455,3 +455,51 @@ fn cloud_filters_leave_default_names_out_and_name_what_a_provider_refuses() {
         "{text}"
     );
 }
+
+/// GCS lists buckets per project: the emulator (no signatures) answers for any project; a
+/// connection without a project id is told to save one.
+#[test]
+fn cloud_buckets_lists_gcs_buckets_of_a_project() {
+    let gcs = crate::harness::cloud::start_gcs_emulator().unwrap_or_else(|e| panic!("{e}"));
+    let c = Client::new();
+    let connect = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "cloud",
+            "connect",
+            name,
+            "--provider",
+            "gcs",
+            "--endpoint",
+            &gcs.endpoint,
+            "--bucket",
+            &gcs.bucket,
+            "--option",
+            "skip_signature=true",
+        ];
+        args.extend_from_slice(extra);
+        c.ok(&args);
+    };
+    connect("g", &["--option", "project_id=cairn-test-project"]);
+    let out = c.ok(&["cloud", "buckets", "g"]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&gcs.bucket) && l.contains("this connection's")),
+        "{out}"
+    );
+    let other = Client::new();
+    other.ok(&[
+        "cloud",
+        "connect",
+        "g",
+        "--provider",
+        "gcs",
+        "--endpoint",
+        &gcs.endpoint,
+        "--bucket",
+        &gcs.bucket,
+        "--option",
+        "skip_signature=true",
+    ]);
+    let text = other.fails(&["cloud", "buckets", "g"]);
+    assert!(text.contains("project_id"), "{text}");
+}
