@@ -6,8 +6,13 @@
 # Wall time, HTTP requests and bytes are measured outside both tools, by a
 # counting TCP proxy in front of the server. See bench/README.md.
 #
+# Then, for cairn alone, traffic control: fresh files sent with a task's own upload
+# cap inside a connection limit twice as high, and fetched again by a second home
+# with a download cap; the rate the proxy saw is checked within 20 % of the cap.
+#
 #   bash bench/cloud.sh
 #   BENCH_LARGE_MB=128 BENCH_SMALL_FILES=200 BENCH_SERVERS=webdav bash bench/cloud.sh
+#   BENCH_LIMIT_MB=48 BENCH_LIMIT_KB=4000 (the traffic-control rows; BENCH_LIMIT_MB=0 skips them)
 set -euo pipefail
 export LC_ALL=C
 
@@ -20,6 +25,8 @@ TOOLS=${BENCH_TOOLS:-cairn rclone}
 SERVERS=${BENCH_SERVERS:-s3 webdav}
 DIRECTION=${BENCH_CAIRN_DIRECTION:-upload-only}
 STRICT=${BENCH_STRICT:-0}
+LIMIT_MB=${BENCH_LIMIT_MB:-48}
+LIMIT_KB=${BENCH_LIMIT_KB:-4000}
 # BENCH_CAIRN_BIN: use an existing binary and skip the build.
 CAIRN=${BENCH_CAIRN_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/cairn}
 
@@ -49,6 +56,8 @@ case $DIRECTION in bidirectional | upload-only) ;; *) die "BENCH_CAIRN_DIRECTION
 [[ $LARGE_MB =~ ^[1-9][0-9]*$ ]] && ((LARGE_MB % 4 == 0)) || die "BENCH_LARGE_MB must be a positive multiple of 4, got '$LARGE_MB'"
 [[ $SMALL_FILES =~ ^[1-9][0-9]*$ ]] || die "BENCH_SMALL_FILES must be a positive integer, got '$SMALL_FILES'"
 [[ $TRANSFERS =~ ^[1-9][0-9]*$ ]] || die "BENCH_TRANSFERS must be a positive integer, got '$TRANSFERS'"
+[[ $LIMIT_MB =~ ^[0-9]+$ ]] && ((LIMIT_MB % 2 == 0)) || die "BENCH_LIMIT_MB must be an even number (0 skips the rows), got '$LIMIT_MB'"
+[[ $LIMIT_KB =~ ^[1-9][0-9]*$ ]] || die "BENCH_LIMIT_KB must be a positive integer, got '$LIMIT_KB'"
 has_tool() { [[ " $TOOLS " == *" $1 "* ]]; }
 PART_MB=$((LARGE_MB / 4)) # each large file; the edited file of row 4 is one of them
 
@@ -420,28 +429,28 @@ remote_of() { # KIND VIA -> rclone remote path of the synced data
 #   <tool>_cmd   KIND DIR   sets CMD to one sync pass of DIR/local
 CMD=()
 
+cairn_connect() { # KIND HOME: connection `c` to the proxy
+  case $1 in
+    s3)
+      printf 'test\n' | CAIRN_HOME=$2 "$CAIRN" cloud connect c --provider s3 \
+        --endpoint "http://127.0.0.1:$PROXY_PORT" --bucket bench \
+        --option access_key_id=test --secret secret_access_key
+      ;;
+    webdav)
+      CAIRN_HOME=$2 "$CAIRN" cloud connect c --provider webdav \
+        --endpoint "http://127.0.0.1:$PROXY_PORT" </dev/null
+      ;;
+  esac
+}
+
 cairn_setup() {
   local kind=$1 d=$2
   mkdir -p "$d/home"
   {
-    case $kind in
-      s3)
-        printf 'test\n' | CAIRN_HOME=$d/home "$CAIRN" cloud connect c --provider s3 \
-          --endpoint "http://127.0.0.1:$PROXY_PORT" --bucket bench \
-          --option access_key_id=test --secret secret_access_key
-        ;;
-      webdav)
-        CAIRN_HOME=$d/home "$CAIRN" cloud connect c --provider webdav \
-          --endpoint "http://127.0.0.1:$PROXY_PORT" </dev/null
-        ;;
-    esac
-    # WebDAV takes a file in one PUT, and cairn fails a file of more than one part there
-    # ("OneShotWriter doesn't support multiple write"): until that is fixed, parts as large as
-    # the largest file (held in memory while sent).
-    local -a part=()
-    [[ $kind != webdav ]] || part=(--part-size $((PART_MB + 1)))
+    cairn_connect "$kind" "$d/home"
+    # WebDAV takes a file in one PUT: cairn sends it whole there (a part size does not apply).
     CAIRN_HOME=$d/home "$CAIRN" cloud add bench --connection c --local "$d/local" --remote data \
-      --direction "$DIRECTION" --transfers "$TRANSFERS" "${part[@]}" </dev/null
+      --direction "$DIRECTION" --transfers "$TRANSFERS" </dev/null
   } >>"$LOGS/setup.log" 2>&1 || { tail -n 20 "$LOGS/setup.log" >&2; die "cairn setup failed (log: $LOGS/setup.log)"; }
 }
 cairn_cmd() { CMD=(env "CAIRN_HOME=$2/home" "$CAIRN" run bench); }
@@ -502,6 +511,53 @@ verify() { # KEY KIND DIR
   fi
 }
 
+# ------------------------------------------------------- traffic control ---
+# Rows 5 and 6 (cairn only): LIMIT_MB of fresh incompressible data in two files, sent by
+# the task with its own cap of LIMIT_KB KB/s inside a connection limit of twice that, then
+# fetched by a second home whose download-only task has the same cap as its own. The rate is
+# the bytes the proxy saw over the wall time; it must be within 20 % of the cap (the first
+# second's burst included).
+declare -A R_RATE
+limit_rows() { # KIND DIR
+  local kind=$1 d=$2 key
+  ((LIMIT_MB > 0)) || return 0
+  mkdir -p "$d/local/limited" "$d/home2" "$d/fetched"
+  gen_large_file "$d/local/limited/a.bin" $((LIMIT_MB * MIB / 2)) 10
+  gen_large_file "$d/local/limited/b.bin" $((LIMIT_MB * MIB / 2)) 11
+  {
+    CAIRN_HOME=$d/home "$CAIRN" cloud edit c --up-limit $((LIMIT_KB * 2)) --down-limit $((LIMIT_KB * 2)) </dev/null
+    CAIRN_HOME=$d/home "$CAIRN" task set bench --up-limit "$LIMIT_KB"
+    cairn_connect "$kind" "$d/home2"
+    CAIRN_HOME=$d/home2 "$CAIRN" cloud edit c --down-limit $((LIMIT_KB * 2)) </dev/null
+    CAIRN_HOME=$d/home2 "$CAIRN" cloud add fetch --connection c --local "$d/fetched" \
+      --remote data/limited --direction download-only --transfers "$TRANSFERS" \
+      --down-limit "$LIMIT_KB" </dev/null
+  } >>"$LOGS/setup.log" 2>&1 || { tail -n 20 "$LOGS/setup.log" >&2; die "cairn limit setup failed (log: $LOGS/setup.log)"; }
+  key="limit-up:$kind:cairn"
+  CMD=(env "CAIRN_HOME=$d/home" "$CAIRN" run bench)
+  run_measured "$key" "$LOGS/$kind-cairn-limit-up.log"
+  rate_check "$key" "${R_UP[$key]}"
+  key="limit-down:$kind:cairn"
+  CMD=(env "CAIRN_HOME=$d/home2" "$CAIRN" run fetch)
+  run_measured "$key" "$LOGS/$kind-cairn-limit-down.log"
+  rate_check "$key" "${R_DOWN[$key]}"
+  cmp -s "$d/local/limited/a.bin" "$d/fetched/a.bin" && cmp -s "$d/local/limited/b.bin" "$d/fetched/b.bin" ||
+    { NOTES+=("$key: the fetched files differ from the sent ones"); warn "${NOTES[-1]}"; }
+}
+
+rate_check() { # KEY BYTES: the rate in KB/s and its ratio to the cap
+  local key=$1 bytes=$2
+  R_RATE[$key]=$(awk -v b="$bytes" -v s="${R_WALL[$key]}" 'BEGIN { printf "%.0f", b / s / 1000 }')
+  if awk -v r="${R_RATE[$key]}" -v l="$LIMIT_KB" 'BEGIN { exit !(r >= 0.8 * l && r <= 1.2 * l) }'; then
+    R_CHECK[$key]=ok
+  else
+    R_CHECK[$key]=WRONG
+    NOTES+=("$key: ${R_RATE[$key]} KB/s is not within 20 % of the cap of $LIMIT_KB KB/s")
+    warn "${NOTES[-1]}"
+  fi
+  log "  $key: ${R_RATE[$key]} KB/s for a cap of $LIMIT_KB KB/s (${R_CHECK[$key]})"
+}
+
 run_tool() { # KIND TOOL
   local kind=$1 tool=$2 d=$STATE/$1-$2
   LOG_NAME=$kind-$tool
@@ -522,6 +578,7 @@ run_tool() { # KIND TOOL
   apply_edit "$d/local/large/part-1.bin"
   run_measured "edit:$kind:$tool" "$LOGS/$kind-$tool-edit.log"
   verify "edit:$kind:$tool" "$kind" "$d"
+  [[ $tool != cairn ]] || limit_rows "$kind" "$d"
   local hwm
   hwm=$(awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$SERVER_PID/status" 2>/dev/null || true)
   [[ -z $hwm ]] || log "  $kind server peak RSS: $hwm MiB"
@@ -592,7 +649,7 @@ print_report() {
     for t in $TOOLS; do echo "  - $(tool_version "$t")"; done
     for kind in $SERVERS; do echo "  - $(server_version "$kind")"; done
     echo "- data: $SMALL_FILES small files of 1-16 KiB (100 per folder); $LARGE_MB MiB in 4 files of $PART_MB MiB (incompressible); row 4 overwrites 4 KiB in the middle of one of them"
-    echo "- transfers: $TRANSFERS for both (cairn --transfers $TRANSFERS, direction $DIRECTION, on WebDAV --part-size $((PART_MB + 1)), other options default; rclone sync --transfers $TRANSFERS, other options default)"
+    echo "- transfers: $TRANSFERS for both (cairn --transfers $TRANSFERS, direction $DIRECTION, other options default; rclone sync --transfers $TRANSFERS, other options default)"
     echo "- requests and bytes: counted by a TCP proxy in front of the server (HTTP request heads; TCP payload bytes each way); wall time of the client command"
     echo
     echo "- check: after each row the server's files (count and bytes, read straight from the server) match the local folder; after row 4 also the edited file's hash"
@@ -624,6 +681,24 @@ print_report() {
     echo
     printf '%s\n' "${TARGETS[@]}" | awk -F'\t' 'NF { printf "- %s: **%s** (%s)\n", $1, $2, $3 }'
   } >>"$RESULTS"
+  if ((${#R_RATE[@]})); then
+    echo "traffic control (cairn; cap $LIMIT_KB KB/s, connection limit $((LIMIT_KB * 2)) KB/s; $LIMIT_MB MiB):"
+    {
+      echo
+      echo "Traffic control (cairn only): $LIMIT_MB MiB in 2 files, the task's own cap $LIMIT_KB KB/s inside a connection limit of $((LIMIT_KB * 2)) KB/s; rate = bytes the proxy saw / wall time:"
+      echo
+      echo "| server | row | wall s | rate KB/s | cap KB/s | rate / cap | within 20 % |"
+      echo "| --- | --- | ---: | ---: | ---: | ---: | --- |"
+    } >>"$RESULTS"
+    for key in $(printf '%s\n' "${!R_RATE[@]}" | sort); do
+      local dir=${key%%:*} srv=${key#*:}
+      srv=${srv%%:*}
+      local ratio_l
+      ratio_l=$(awk -v r="${R_RATE[$key]}" -v l="$LIMIT_KB" 'BEGIN { printf "%.3f", r / l }')
+      printf '  %-7s %-12s %8s s %8s KB/s  %s of the cap  %s\n' "$srv" "$dir" "$(fmt2 "${R_WALL[$key]}")" "${R_RATE[$key]}" "$ratio_l" "${R_CHECK[$key]}"
+      printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$srv" "$dir" "$(fmt2 "${R_WALL[$key]}")" "${R_RATE[$key]}" "$LIMIT_KB" "$ratio_l" "${R_CHECK[$key]}" >>"$RESULTS"
+    done
+  fi
   if ((${#NOTES[@]})); then
     printf 'problem: %s\n' "${NOTES[@]}"
     printf '\nProblem: %s\n' "${NOTES[@]}" >>"$RESULTS"

@@ -31,7 +31,20 @@ use crate::config::{Config, Home};
 use crate::run::{
     now_ns, random_instance, run_task, PassOptions, PassOutcome, SharedStatus, TaskProgress,
 };
+use crate::schedule_clock::{window, Window};
 use crate::status::TaskState;
+
+/// A pass stopped because a suspended hour of its task's schedule began.
+#[derive(Debug)]
+struct SuspendedBySchedule;
+
+impl std::fmt::Display for SuspendedBySchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped: the schedule suspends the task from this hour")
+    }
+}
+
+impl std::error::Error for SuspendedBySchedule {}
 
 #[derive(Args)]
 pub struct AgentCmd {
@@ -159,12 +172,15 @@ struct TaskClock {
     /// A cloud task's polling period: it has no journal to follow, so remote changes are
     /// found by a full pass this often (or by the agent's rescan, when sooner).
     poll: Option<Duration>,
+    /// A cloud task's weekly schedule: no pass in a suspended hour.
+    schedule: Option<cairn_model::Schedule>,
 }
 
 impl TaskClock {
     fn new(seen: serde_json::Value) -> Self {
         TaskClock {
             poll: None,
+            schedule: None,
             seen,
             dirty: Some(Instant::now()),
             last_full: None,
@@ -286,6 +302,7 @@ impl Daemon {
                     .cloud
                     .as_ref()
                     .map(|c| Duration::from_secs(c.poll_secs));
+                clock.schedule = task.cloud.as_ref().and_then(|c| c.schedule.clone());
             }
         }
         self.follow_roots(config);
@@ -384,7 +401,11 @@ impl Daemon {
         let now = Instant::now();
         self.clocks
             .iter()
-            .find(|(name, clock)| !paused.contains(name) && clock.is_due(now, self.rescan))
+            .find(|(name, clock)| {
+                !paused.contains(name)
+                    && clock.is_due(now, self.rescan)
+                    && !window(clock.schedule.as_ref()).is_suspended()
+            })
             .map(|(name, _)| name.clone())
     }
 
@@ -423,6 +444,8 @@ impl Daemon {
             clock.dirty = None;
             clock.last_full = Some(Instant::now());
         }
+        let mut all = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        all.entry(name.to_string()).or_default().not_synced.clear();
     }
 
     /// Makes the session and journal follower of `name`; the cache it had.
@@ -449,6 +472,25 @@ impl Daemon {
             }
         }
         Ok((Some(conn), self.caches.remove(name)))
+    }
+
+    /// Records a pass the schedule stopped: not a failure, and due again (to finish what it
+    /// left) as soon as an hour runs the task. Dropping the pass cancelled its transfers: an
+    /// upload never completed is no object, a download's temporary goes, and the index holds
+    /// only the steps that finished.
+    fn suspended(&mut self, name: &str) -> String {
+        let text = "stopped: the schedule suspends the task from this hour".to_string();
+        if let Some(clock) = self.clocks.get_mut(name) {
+            clock.running = false;
+            clock.dirty = Some(Instant::now());
+        }
+        let mut all = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        let s = all.entry(name.to_string()).or_default();
+        s.last_result = Some(text.clone());
+        s.last_pass_at = Some(cairn_model::timespec::format_instant(now_ns()));
+        s.uploading.clear();
+        s.queued = 0;
+        text
     }
 
     /// Records how a pass ended: success resets the backoff, failure schedules the retry.
@@ -533,6 +575,15 @@ impl Daemon {
         for (name, clock) in &self.clocks {
             let s = all.entry(name.clone()).or_default();
             s.state = clock.state(paused.contains(name));
+            s.suspended_until = None;
+            if let (Window::Suspended { until, .. }, false) =
+                (window(clock.schedule.as_ref()), clock.running)
+            {
+                if s.state != TaskState::Paused {
+                    s.state = TaskState::Suspended;
+                    s.suspended_until = Some(until);
+                }
+            }
             let left = clock.retry.map(|r| r.at.saturating_duration_since(now));
             s.next_retry_in_secs = left.map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
             s.next_retry_at =
@@ -698,6 +749,18 @@ async fn run_agent(home: &Home, c: AgentCmd, listener: UnixListener) -> Result<(
             continue;
         };
         let progress = Arc::new(TaskProgress::new(home, &name, daemon.status.clone(), false));
+        // A suspended hour that starts during the pass stops it (seed 002).
+        let stop_in = match daemon
+            .clocks
+            .get(&name)
+            .map(|c| window(c.schedule.as_ref()))
+        {
+            Some(Window::RunsFor(d)) => d,
+            _ => Duration::MAX,
+        };
+        let suspend_at = tokio::time::Instant::now()
+            .checked_add(stop_in)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400 * 365));
         daemon.start(&name);
         daemon.publish(&paused);
         let result = match daemon.prepare(home, &config, &name).await {
@@ -729,6 +792,9 @@ async fn run_agent(home: &Home, c: AgentCmd, listener: UnixListener) -> Result<(
                                 stopping = true;
                                 break Err(anyhow::anyhow!("stopped: the agent was asked to quit"));
                             }
+                            _ = tokio::time::sleep_until(suspend_at) => {
+                                break Err(anyhow::Error::new(SuspendedBySchedule));
+                            }
                             Some(path) = inbox.local.recv() => daemon.on_local_change(&path, &config),
                             Some(task) = inbox.remote.recv() => daemon.run_soon(&task, false),
                             Some(task) = inbox.kicks.recv() => daemon.run_soon(&task, true),
@@ -747,7 +813,10 @@ async fn run_agent(home: &Home, c: AgentCmd, listener: UnixListener) -> Result<(
             }
             Err(e) => Err(e),
         };
-        let text = daemon.finish(&config, &name, result);
+        let text = match result {
+            Err(e) if e.is::<SuspendedBySchedule>() => daemon.suspended(&name),
+            result => daemon.finish(&config, &name, result),
+        };
         progress.line(&text);
         // Changes that arrived while the pass ended are pending, not "up to date".
         daemon.take(&mut inbox, &config);

@@ -25,7 +25,6 @@ use crate::config::{host_name, read_stdin_line, Config, DriveConfig, Home, TaskC
 
 /// Seed 002: at most a day between looks at the remote; ten minutes unless told.
 pub const DEFAULT_POLL_SECS: u64 = 600;
-pub const MAX_POLL_SECS: u64 = 86_400;
 
 /// What a cloud task adds to a task.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -47,6 +46,14 @@ pub struct CloudTaskConfig {
     /// Server-side encryption (AES-256) asked for on new objects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sse: Option<String>,
+    /// The hours of the week the agent runs this task in (none: every hour).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<cairn_model::Schedule>,
+    /// The task's own caps in bytes per second, inside its connection's limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_upload: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_download: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -61,6 +68,8 @@ pub enum CloudCmd {
     Remove { name: String },
     /// Add a cloud task: a local folder kept in sync with a path in a cloud.
     Add(AddArgs),
+    /// List the buckets (or containers) a connection's credential can see.
+    Buckets { name: String },
     /// Write an encrypted task's key to a new file (keep it safe: it opens the data).
     ExportKey { task: String, file: PathBuf },
     /// Decrypt a plain copy of an encrypted remote's objects with an exported key; no task,
@@ -126,19 +135,34 @@ pub struct AddArgs {
     poll: u64,
     #[arg(long, default_value_t = 3)]
     transfers: usize,
-    /// Multipart part size in MB.
-    #[arg(long, default_value_t = 8)]
-    part_size: u64,
+    /// Multipart part size in MB (default 8; the provider's bounds).
+    #[arg(long)]
+    part_size: Option<u64>,
     /// Keep this many replaced or deleted versions of each file on the remote (0 = none).
     #[arg(long, default_value_t = 0)]
     keep_versions: usize,
-    /// Largest file synced, in MB (0 = unlimited).
+    /// Largest file synced, in MB (0 = unlimited, at most 10240).
     #[arg(long, default_value_t = 0)]
     max_size: u64,
+    /// File names (glob patterns) not synced.
     #[arg(long)]
     exclude_name: Vec<String>,
+    /// Extensions not synced (iso, *.iso).
     #[arg(long)]
     exclude_ext: Vec<String>,
+    /// Sub-folders of the local folder not synced (selective sync).
+    #[arg(long)]
+    exclude_dir: Vec<PathBuf>,
+    /// Weekly schedule: `always`, rules such as `mon-fri 09-18=suspend`, or a grid of 168
+    /// `1`/`0` (docs/cloud.md).
+    #[arg(long)]
+    schedule: Option<String>,
+    /// This task's own upload cap in KB/s, inside the connection's limit (0 = none).
+    #[arg(long)]
+    up_limit: Option<u64>,
+    /// This task's own download cap in KB/s (0 = none).
+    #[arg(long)]
+    down_limit: Option<u64>,
     /// This computer's name in conflict-copy names.
     #[arg(long)]
     computer: Option<String>,
@@ -161,6 +185,7 @@ pub async fn cloud(cmd: CloudCmd) -> Result<()> {
         CloudCmd::List => list(),
         CloudCmd::Remove { name } => remove(&name),
         CloudCmd::Add(a) => add(a).await,
+        CloudCmd::Buckets { name } => crate::cloud_buckets::run(&name).await,
         CloudCmd::ExportKey { task, file } => export_key(&task, &file),
         CloudCmd::Decrypt(c) => crate::cloud_decrypt::run(&c),
     }
@@ -368,19 +393,6 @@ fn remove(name: &str) -> Result<()> {
 
 async fn add(a: AddArgs) -> Result<()> {
     crate::config::check_name("task", &a.name)?;
-    let filter = crate::config::new_filter(a.max_size, &a.exclude_name, &a.exclude_ext)?;
-    if a.poll == 0 || a.poll > MAX_POLL_SECS {
-        bail!(
-            "--poll {}: the polling period is 1 to {MAX_POLL_SECS} seconds",
-            a.poll
-        );
-    }
-    if !(5..=5120).contains(&a.part_size) {
-        bail!(
-            "--part-size {} MB: parts are 5 to 5120 MB (S3's limits)",
-            a.part_size
-        );
-    }
     let home = Home::locate()?;
     let mut config = home.load()?;
     if config.tasks.contains_key(&a.name) {
@@ -395,38 +407,22 @@ async fn add(a: AddArgs) -> Result<()> {
     }
     let local = crate::drive_cmd::check_local(&config, &a.local, None)?;
     let provider = Provider::from_id(&config.clouds[&a.connection].provider)?;
-    let storage_class = match &a.storage_class {
-        Some(raw) => {
-            let class = provider.storage_class(raw)?;
-            if provider.scheme() != "s3" {
-                bail!("--storage-class {raw}: this build sets storage classes on S3 services only");
-            }
-            Some(class.api_value().to_string())
-        }
-        None => None,
-    };
-    let sse = provider.sse(a.sse)?.map(|s| s.api_value().to_string());
     let remote = a.remote.trim_matches('/').to_string();
     if !remote.is_empty() {
         cairn_model::RelPath::parse(&remote).with_context(|| format!("--remote {remote:?}"))?;
     }
-    let direction = match a.direction {
-        DirectionArg::Bidirectional => Direction::TwoWay,
-        DirectionArg::UploadOnly => Direction::UploadOnly,
-        DirectionArg::DownloadOnly => Direction::DownloadOnly,
-    };
-    let task = TaskConfig {
+    let mut task = TaskConfig {
         kind: "cloud".into(),
         locals: vec![local.clone()],
         connection: a.connection.clone(),
         folder: remote.clone(),
         computer: a.computer.clone().unwrap_or_else(host_name),
-        filter,
-        keep_deleted: a.keep_deleted,
-        transfers: a.transfers.clamp(1, 64),
+        filter: cairn_model::Filter::default(),
+        keep_deleted: false,
+        transfers: 3,
         drive: Some(DriveConfig {
             sub: String::new(),
-            mode: direction,
+            mode: Direction::TwoWay,
             conflict: ConflictPolicy::KeepLatest,
             keep_conflict_copy: false,
             consistency_check: false,
@@ -434,14 +430,29 @@ async fn add(a: AddArgs) -> Result<()> {
             on_relink: "merge".into(),
         }),
         cloud: Some(CloudTaskConfig {
-            poll_secs: a.poll,
-            part_size_mb: a.part_size,
-            keep_versions: a.keep_versions,
             encrypt: a.encrypt,
-            storage_class,
-            sse,
+            ..CloudTaskConfig::default()
         }),
     };
+    // The same checks as `task set` (crate::cloud_options).
+    let change = crate::cloud_options::CloudChange {
+        direction: Some(a.direction.into()),
+        keep_deleted: Some(a.keep_deleted),
+        transfers: Some(a.transfers),
+        part_size_mb: a.part_size,
+        storage_class: a.storage_class.clone(),
+        sse: Some(a.sse),
+        max_size_mb: Some(a.max_size),
+        exclude_names: Some(a.exclude_name.clone()),
+        exclude_exts: Some(a.exclude_ext.clone()),
+        exclude_dirs: Some(a.exclude_dir.clone()),
+        schedule: a.schedule.clone(),
+        poll_secs: Some(a.poll),
+        keep_versions: Some(a.keep_versions),
+        up_limit_kb: a.up_limit,
+        down_limit_kb: a.down_limit,
+    };
+    crate::cloud_options::apply(&mut task, provider, &change)?;
     // The remote must answer before the task is saved: a wrong bucket or key is said now.
     let replica = cloud_replica(&home, &config, &a.connection, &task, false)?;
     let described = replica.describe();
@@ -561,14 +572,7 @@ pub fn cloud_replica(
         eprint!("{key} for cloud connection {conn_name}: ");
         secrets.0.insert(key.clone(), read_stdin_line()?);
     }
-    let cloud = task.cloud.clone().unwrap_or(CloudTaskConfig {
-        poll_secs: DEFAULT_POLL_SECS,
-        part_size_mb: 8,
-        keep_versions: 0,
-        encrypt: false,
-        storage_class: None,
-        sse: None,
-    });
+    let cloud = task.cloud.clone().unwrap_or_default();
     open_replica(
         conn_name,
         conn,
@@ -590,6 +594,9 @@ pub fn open_replica(
     transfers: usize,
 ) -> Result<CloudReplica> {
     let mut conn = conn.clone();
+    // A task's own cap works inside its connection's limit: the lower one holds.
+    conn.limit_upload = tighter(conn.limit_upload, cloud.limit_upload);
+    conn.limit_download = tighter(conn.limit_download, cloud.limit_download);
     if let Some(class) = &cloud.storage_class {
         conn.options
             .insert("default_storage_class".into(), class.clone());
@@ -600,14 +607,50 @@ pub fn open_replica(
     }
     let conn = &conn;
     let counters = Arc::new(Counters::default());
-    let op = cairn_cloud::connection::operator(conn, secrets, remote, counters.clone())
-        .map_err(|e| anyhow::anyhow!("connection {conn_name}: {e}"))?;
+    let part_size = (cloud.part_size_mb as usize) << 20;
+    let part_concurrency = transfers.clamp(1, 8);
+    // What may wait behind a rate limit at once: every transfer's parts in flight (a service
+    // that takes files whole holds one file per transfer; 64 MiB stands in for its size).
+    let in_flight = (transfers.max(1) as u64).saturating_mul(
+        (part_size as u64)
+            .saturating_mul(part_concurrency as u64)
+            .max(64 << 20),
+    );
+    let op =
+        cairn_cloud::connection::operator_sized(conn, secrets, remote, counters.clone(), in_flight)
+            .map_err(|e| anyhow::anyhow!("connection {conn_name}: {e}"))?;
     let opts = CloudOptions {
-        part_size: (cloud.part_size_mb as usize) << 20,
-        part_concurrency: transfers.clamp(1, 8),
+        part_size,
+        part_concurrency,
         keep_versions: cloud.keep_versions,
         provider: cairn_cloud::provider::Provider::from_id(&conn.provider).ok(),
         root: join_root(conn, remote),
     };
     Ok(CloudReplica::new(op, conn.describe(remote), opts, counters))
+}
+
+/// The lower of two limits, either of which may be none.
+fn tighter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tighter;
+
+    #[test]
+    fn a_task_cap_holds_inside_its_connections_limit() {
+        assert_eq!(tighter(Some(8_000), Some(4_000)), Some(4_000));
+        assert_eq!(
+            tighter(Some(2_000), Some(4_000)),
+            Some(2_000),
+            "never above the connection's"
+        );
+        assert_eq!(tighter(None, Some(4_000)), Some(4_000));
+        assert_eq!(tighter(Some(8_000), None), Some(8_000));
+        assert_eq!(tighter(None, None), None);
+    }
 }

@@ -83,6 +83,15 @@ fn merge() -> String {
 }
 
 impl TaskConfig {
+    /// The filter the task's passes run with: a cloud task adds the cloud default ignore list.
+    pub fn pass_filter(&self) -> Filter {
+        if self.kind == "cloud" {
+            cairn_cloud::provider::filter::for_cloud(&self.filter)
+        } else {
+            self.filter.clone()
+        }
+    }
+
     /// Where local root `i` lands in the server folder: `<computer>/<folder name>` for a
     /// backup, the chosen sub-folder for a drive.
     pub fn remote_prefix(&self, i: usize) -> Result<RelPath> {
@@ -318,6 +327,7 @@ pub fn new_filter(max_size_mb: u64, names: &[String], exts: &[String]) -> Result
             .map(|e| cairn_model::filter::normalize_ext(e))
             .collect(),
         excluded_dirs: Vec::new(),
+        ..Filter::default()
     })
 }
 

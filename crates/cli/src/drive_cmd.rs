@@ -295,6 +295,8 @@ pub struct TaskSetCmd {
     /// A cloud task's versions kept on the remote per file (0: none).
     #[arg(long)]
     keep_versions: Option<usize>,
+    #[command(flatten)]
+    cloud: crate::cloud_options::CloudSetArgs,
 }
 
 /// `cairn task set`: changes settings of any task.
@@ -307,6 +309,11 @@ pub async fn set(c: TaskSetCmd) -> Result<()> {
         .with_context(|| format!("no task named {}", c.name))?
         .locals
         .clone();
+    let provider_id = config
+        .clouds
+        .get(&config.tasks[&c.name].connection)
+        .map(|conn| conn.provider.clone())
+        .unwrap_or_default();
     let new_locals = match &c.local {
         Some(dirs) => Some(new_locals(&config, &c.name, dirs)?),
         None => None,
@@ -318,34 +325,32 @@ pub async fn set(c: TaskSetCmd) -> Result<()> {
     if let Some(locals) = &new_locals {
         task.locals = locals.clone();
     }
-    if let Some(dirs) = &c.exclude_dir {
-        task.filter.excluded_dirs = dirs
-            .iter()
-            .filter(|d| !d.is_empty())
-            .map(|d| excluded_dir(&task.locals, Path::new(d)))
-            .collect::<Result<Vec<_>>>()?;
-    }
-    if let Some(m) = c.max_size {
-        if m > MAX_SIZE_LIMIT_MB {
-            bail!("--max-size {m} is over the limit of {MAX_SIZE_LIMIT_MB} MB (0 means unlimited)");
+    if task.kind == "cloud" {
+        // A cloud task's options are checked as `cloud add` checks them.
+        let provider = cairn_cloud::provider::Provider::from_id(&provider_id)?;
+        let common = crate::cloud_options::CloudChange {
+            direction: c.mode.map(Into::into),
+            keep_deleted: c.keep_deleted,
+            transfers: c.transfers,
+            max_size_mb: c.max_size,
+            exclude_names: c.exclude_name.clone(),
+            exclude_exts: c.exclude_ext.clone(),
+            exclude_dirs: c
+                .exclude_dir
+                .as_ref()
+                .map(|d| d.iter().map(PathBuf::from).collect()),
+            poll_secs: c.poll,
+            keep_versions: c.keep_versions,
+            ..Default::default()
+        };
+        let change = crate::cloud_options::CloudChange::from_set(common, &c.cloud);
+        crate::cloud_options::apply(task, provider, &change)?;
+    } else {
+        let cloud_only = c.cloud.given();
+        if let Some(first) = cloud_only.first() {
+            bail!("task {}: {first} is for cloud tasks", c.name);
         }
-        task.filter.max_size = m * 1024 * 1024;
-    }
-    if let Some(n) = c.exclude_name {
-        task.filter.names = n.into_iter().filter(|n| !n.is_empty()).collect();
-    }
-    if let Some(e) = c.exclude_ext {
-        task.filter.exts = e
-            .iter()
-            .map(|e| normalize_ext(e))
-            .filter(|e| !e.is_empty())
-            .collect();
-    }
-    if let Some(t) = c.transfers {
-        task.transfers = t.clamp(1, 64);
-    }
-    if let Some(k) = c.keep_deleted {
-        task.keep_deleted = k;
+        set_common(task, &c)?;
     }
     let drive_only = c.mode.is_some()
         || c.conflict.is_some()
@@ -371,26 +376,6 @@ pub async fn set(c: TaskSetCmd) -> Result<()> {
             c.name
         ),
         None => {}
-    }
-    if c.poll.is_some() || c.keep_versions.is_some() {
-        let Some(cloud) = task.cloud.as_mut() else {
-            bail!(
-                "task {}: --poll and --keep-versions are for cloud tasks",
-                c.name
-            );
-        };
-        if let Some(p) = c.poll {
-            if p == 0 || p > crate::cloud_cmd::MAX_POLL_SECS {
-                bail!(
-                    "--poll {p}: the polling period is 1 to {} seconds",
-                    crate::cloud_cmd::MAX_POLL_SECS
-                );
-            }
-            cloud.poll_secs = p;
-        }
-        if let Some(k) = c.keep_versions {
-            cloud.keep_versions = k;
-        }
     }
     // A server folder may have become read-only; a cloud path has no such access rule.
     let on_server = task.kind != "cloud";
@@ -432,6 +417,43 @@ pub async fn set(c: TaskSetCmd) -> Result<()> {
                 gone.display()
             );
         }
+    }
+    Ok(())
+}
+
+/// `task set`'s filter and transfer options for a backup or drive task.
+fn set_common(task: &mut TaskConfig, c: &TaskSetCmd) -> Result<()> {
+    if let Some(dirs) = &c.exclude_dir {
+        task.filter.excluded_dirs = dirs
+            .iter()
+            .filter(|d| !d.is_empty())
+            .map(|d| excluded_dir(&task.locals, Path::new(d)))
+            .collect::<Result<Vec<_>>>()?;
+    }
+    if let Some(m) = c.max_size {
+        if m > MAX_SIZE_LIMIT_MB {
+            bail!("--max-size {m} is over the limit of {MAX_SIZE_LIMIT_MB} MB (0 means unlimited)");
+        }
+        task.filter.max_size = m * 1024 * 1024;
+    }
+    if let Some(n) = c.exclude_name.clone() {
+        task.filter.names = n.into_iter().filter(|n| !n.is_empty()).collect();
+    }
+    if let Some(e) = c.exclude_ext.clone() {
+        task.filter.exts = e
+            .iter()
+            .map(|e| normalize_ext(e))
+            .filter(|e| !e.is_empty())
+            .collect();
+    }
+    if let Some(t) = c.transfers {
+        task.transfers = t.clamp(1, 64);
+    }
+    if let Some(k) = c.keep_deleted {
+        task.keep_deleted = k;
+    }
+    if c.poll.is_some() || c.keep_versions.is_some() {
+        bail!("--poll and --keep-versions are for cloud tasks");
     }
     Ok(())
 }

@@ -2,9 +2,11 @@
 //! code (0 success, 1 failure, 2 bad usage).
 
 mod agent;
+mod cloud_buckets;
 mod cloud_cmd;
 mod cloud_decrypt;
 mod cloud_explore;
+mod cloud_options;
 mod config;
 mod connect_cmd;
 mod drive_cmd;
@@ -12,6 +14,7 @@ mod explore;
 mod output;
 mod progress_bar;
 mod run;
+mod schedule_clock;
 mod server_admin;
 mod server_cloud;
 mod server_cmd;

@@ -90,6 +90,9 @@ impl TaskProgress {
     }
 }
 
+/// Paths `status` names as not synced by one pass; the log keeps every one.
+const MAX_NOT_SYNCED: usize = 100;
+
 fn remember(recent: &mut VecDeque<String>, what: String) {
     recent.push_front(what);
     recent.truncate(20);
@@ -116,6 +119,11 @@ impl Progress for TaskProgress {
             }
             ProgressEvent::Skipped { path, reason } => {
                 self.line(&format!("skipped {path}: {reason}"));
+                self.with_status(|s| {
+                    if s.not_synced.len() < MAX_NOT_SYNCED {
+                        s.not_synced.push(format!("{path}: {reason}"));
+                    }
+                });
                 if self.echo {
                     eprintln!("skipped {}: {}", escape(&path), escape(&reason));
                 }
@@ -218,8 +226,9 @@ fn backup_outcome(name: &str, s: &BackupStats) -> PassOutcome {
 fn drive_outcome(name: &str, s: &DriveStats) -> PassOutcome {
     PassOutcome {
         summary: format!(
-            "drive {name}: {} uploaded, {} downloaded, {} moved, {} deleted here, {} deleted on the server, {} conflicts, {} failed; sent {} bytes",
-            s.uploaded, s.downloaded, s.moved, s.deleted_local, s.deleted_remote, s.conflicts, s.failed, s.bytes_sent
+            "drive {name}: {} uploaded, {} downloaded, {} moved, {} deleted here, {} deleted on the server, {} conflicts, {} failed{}; sent {} bytes",
+            s.uploaded, s.downloaded, s.moved, s.deleted_local, s.deleted_remote, s.conflicts, s.failed,
+            not_sent(s.reported), s.bytes_sent
         ),
         counts: serde_json::json!({
             "uploaded": s.uploaded,
@@ -229,11 +238,22 @@ fn drive_outcome(name: &str, s: &DriveStats) -> PassOutcome {
             "deleted_on_server": s.deleted_remote,
             "conflicts": s.conflicts,
             "failed": s.failed,
+            "reported": s.reported,
             "bytes_sent": s.bytes_sent,
         }),
         failed: s.failed,
         waiting: s.waiting_for_confirmation.clone(),
         planned: None,
+    }
+}
+
+/// The summary's word on files a rule or the remote's limits kept from syncing (named with
+/// their reason above the summary, in the log and in `status`); nothing when there are none.
+fn not_sent(reported: u64) -> String {
+    if reported == 0 {
+        String::new()
+    } else {
+        format!(", {reported} not synced (named above and in `cairn log`)")
     }
 }
 
@@ -313,7 +333,7 @@ pub async fn run_task(
                 policy,
                 keep_conflict_copy: d.keep_conflict_copy,
                 consistency_check: d.consistency_check,
-                filter: task.filter.clone(),
+                filter: task.pass_filter(),
                 transfers: task.transfers,
                 computer: task.computer.clone(),
                 confirm_deletes: confirmed,

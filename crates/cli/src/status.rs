@@ -38,6 +38,8 @@ pub enum TaskState {
     Paused,
     /// The last pass stopped before deleting; `resume --confirm-deletes` lets it through.
     WaitingForConfirmation,
+    /// The task's schedule suspends it this hour.
+    Suspended,
 }
 
 impl TaskState {
@@ -50,6 +52,7 @@ impl TaskState {
             TaskState::Error => "error",
             TaskState::Paused => "paused",
             TaskState::WaitingForConfirmation => "waiting for confirmation of deletions",
+            TaskState::Suspended => "suspended by its schedule",
         }
     }
 }
@@ -68,6 +71,10 @@ pub struct TaskStatus {
     /// When the failed pass is tried again (RFC 3339, UTC), and in how many seconds.
     pub next_retry_at: Option<String>,
     pub next_retry_in_secs: Option<u64>,
+    /// While the schedule suspends the task: when it runs again (local time).
+    pub suspended_until: Option<String>,
+    /// Files the last pass left alone by a rule or a limit of the remote: `PATH: reason`.
+    pub not_synced: Vec<String>,
     pub uploading: Vec<String>,
     pub queued: u64,
     pub recent: VecDeque<String>,
@@ -152,6 +159,10 @@ fn print_task(t: &TaskReport<'_>) {
     let s = &t.status;
     let state = match (s.state, s.next_retry_in_secs) {
         (TaskState::Error, Some(secs)) => format!("error, next retry in {secs} s"),
+        (TaskState::Suspended, _) => match &s.suspended_until {
+            Some(until) => format!("suspended until {until}"),
+            None => s.state.text().to_string(),
+        },
         (TaskState::WaitingForConfirmation, _) => format!(
             "{} (`cairn resume {} --confirm-deletes` lets them through)",
             s.state.text(),
@@ -180,6 +191,9 @@ fn print_task(t: &TaskReport<'_>) {
     }
     if let Some(r) = s.last_result.as_ref().filter(|_| s.error.is_none()) {
         println!("  last pass: {}", escape(r));
+    }
+    for n in &s.not_synced {
+        println!("  not synced: {}", escape(n));
     }
     for u in &s.uploading {
         println!("  uploading {}", escape(u));
@@ -360,6 +374,7 @@ fn classify(
 /// The rule that leaves `rel` out: its own, or that of a folder above it (the scanner never
 /// enters an ignored folder, so nothing below one is synced either).
 fn filtered_out(task: &TaskConfig, rel: &RelPath, kind: EntryKind, size: u64) -> Option<String> {
+    let filter = task.pass_filter();
     let mut above = Vec::new();
     let mut dir = rel.parent();
     while let Some(d) = dir.filter(|d| !d.is_root()) {
@@ -367,11 +382,11 @@ fn filtered_out(task: &TaskConfig, rel: &RelPath, kind: EntryKind, size: u64) ->
         above.push(d);
     }
     for d in above.iter().rev() {
-        if let FilterDecision::Exclude(rule) = task.filter.check(d, EntryKind::Dir, 0) {
+        if let FilterDecision::Exclude(rule) = filter.check(d, EntryKind::Dir, 0) {
             return Some(format!("inside the ignored folder {d}: {rule}"));
         }
     }
-    match task.filter.check(rel, kind, size) {
+    match filter.check(rel, kind, size) {
         FilterDecision::Exclude(rule) => Some(rule),
         FilterDecision::Include => None,
     }

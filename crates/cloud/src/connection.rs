@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::{HttpTransporter, OperationContext, Operator};
@@ -125,6 +126,42 @@ pub fn operator(
     root: &str,
     counters: Arc<Counters>,
 ) -> Result<Operator, String> {
+    operator_sized(conn, secrets, root, counters, DEFAULT_IN_FLIGHT)
+}
+
+/// What a caller that does not say may have in flight at once (a few parts of a few files).
+pub const DEFAULT_IN_FLIGHT: u64 = 64 << 20;
+/// OpenDAL's own bound on one read or write call of an unlimited connection.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one read or write call may take: OpenDAL's 10 s, plus, on a connection with a
+/// limit, the time the limit needs for `in_flight` bytes. Without that, a request waiting its
+/// turn behind the others' bytes timed out, was sent again and paid for its bytes twice: the
+/// bench measured uploads at half their cap.
+fn io_timeout(conn: &CloudConnection, in_flight: u64) -> Duration {
+    let slowest = [conn.limit_upload, conn.limit_download]
+        .into_iter()
+        .flatten()
+        .filter(|r| *r > 0)
+        .min();
+    match slowest {
+        Some(rate) => IO_TIMEOUT + Duration::from_secs_f64(in_flight as f64 / rate as f64),
+        None => IO_TIMEOUT,
+    }
+}
+
+/// [`operator`] for a caller that may have `in_flight` bytes of requests at once (transfers
+/// times parts times the part size), so that a rate limit never times a waiting request out.
+///
+/// # Errors
+/// As [`operator`].
+pub fn operator_sized(
+    conn: &CloudConnection,
+    secrets: &Secrets,
+    root: &str,
+    counters: Arc<Counters>,
+    in_flight: u64,
+) -> Result<Operator, String> {
     opendal::init_default_registry();
     let mut map: BTreeMap<String, String> = service_defaults(&conn.scheme());
     map.extend(conn.options.clone());
@@ -162,7 +199,7 @@ pub fn operator(
     let ctx = OperationContext::new().with_http_transport(transporter(transport)?);
     Ok(op
         .with_context(ctx)
-        .layer(TimeoutLayer::new())
+        .layer(TimeoutLayer::new().with_io_timeout(io_timeout(conn, in_flight)))
         .layer(RetryLayer::new().with_jitter().with_max_times(5)))
 }
 
@@ -229,6 +266,31 @@ mod tests {
         assert!(shown.contains("secret_access_key"));
         assert!(!shown.contains("hunter2"));
         assert_eq!(redact("bad key hunter2-secret!", &s), "bad key ***!");
+    }
+
+    #[test]
+    fn a_limited_connection_gives_waiting_requests_time() {
+        let mut c = CloudConnection {
+            provider: "s3".into(),
+            options: BTreeMap::new(),
+            secrets: vec![],
+            prompt: vec![],
+            ca_file: None,
+            limit_upload: None,
+            limit_download: None,
+        };
+        assert_eq!(
+            io_timeout(&c, 1 << 30),
+            IO_TIMEOUT,
+            "unlimited: OpenDAL's bound"
+        );
+        c.limit_upload = Some(1_000_000);
+        c.limit_download = Some(4_000_000);
+        assert_eq!(
+            io_timeout(&c, 32_000_000),
+            IO_TIMEOUT + Duration::from_secs(32),
+            "32 MB behind a 1 MB/s limit"
+        );
     }
 
     #[test]

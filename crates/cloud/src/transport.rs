@@ -92,6 +92,11 @@ impl Transport {
 }
 
 impl Transport {
+    /// The HTTP client, for the few requests OpenDAL has no call for (listing buckets).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// Uploads without a content type get `application/octet-stream` (the GCS emulator drops
     /// the connection otherwise).
     pub fn with_default_content_type(mut self) -> Self {

@@ -61,6 +61,19 @@ pub struct Filter {
     /// Sub-folders left out (selective sync).
     #[serde(default)]
     pub excluded_dirs: Vec<RelPath>,
+    /// Names left out on top of the default list by the kind of task (a cloud task's, from
+    /// seed 002); set when a pass starts, never saved, so a new release's list applies to old
+    /// configurations.
+    #[serde(skip)]
+    pub more_defaults: MoreDefaults,
+}
+
+/// Default ignore rules a kind of task adds: name prefixes and whole names, both lowercase and
+/// matched in any case.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MoreDefaults {
+    pub prefixes: &'static [&'static str],
+    pub names: &'static [&'static str],
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,8 +119,15 @@ impl Filter {
                 part.escape_debug()
             ));
         }
-        if let Some(prefix) = DEFAULT_NAME_PREFIXES.iter().find(|p| lower.starts_with(*p)) {
+        if let Some(prefix) = DEFAULT_NAME_PREFIXES
+            .iter()
+            .chain(self.more_defaults.prefixes)
+            .find(|p| lower.starts_with(*p))
+        {
             return FilterDecision::Exclude(format!("default ignore list (starts with {prefix})"));
+        }
+        if let Some(n) = self.more_defaults.names.iter().find(|n| lower == **n) {
+            return FilterDecision::Exclude(format!("default ignore list ({n})"));
         }
         if let Some(p) = self.names.iter().find(|p| name_matches(p, name)) {
             return FilterDecision::Exclude(format!("file name rule {p}"));
@@ -206,6 +226,7 @@ mod tests {
             names: vec!["*.bak".into(), "core".into()],
             exts: vec!["*.ISO".into()],
             excluded_dirs: vec![p("build")],
+            ..Filter::default()
         };
         assert_eq!(
             f.check(&p("a/b.bak"), EntryKind::File, 1),

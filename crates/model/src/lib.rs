@@ -10,6 +10,7 @@ pub mod entry;
 pub mod filter;
 pub mod id;
 pub mod path;
+pub mod schedule;
 pub mod timespec;
 
 pub use chunking::{chunk_reader, ChunkParams, ChunkRef, FileDigest};
@@ -17,6 +18,7 @@ pub use entry::{Entry, EntryKind};
 pub use filter::{Filter, FilterDecision};
 pub use id::{ChunkId, ContentHash, DeviceId, PackId, Seq};
 pub use path::RelPath;
+pub use schedule::Schedule;
 
 /// Errors of the model: always about a value a user or a peer supplied.
 #[derive(Debug, thiserror::Error)]

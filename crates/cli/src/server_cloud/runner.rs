@@ -189,6 +189,7 @@ impl Runner {
             encrypt: false,
             storage_class: s.storage_class.clone(),
             sse: s.sse.clone(),
+            ..CloudTaskConfig::default()
         };
         let cloud_side = open_replica(
             &conn.name,

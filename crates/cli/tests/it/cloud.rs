@@ -43,7 +43,7 @@ pub fn s3_connection(s3: &Moto) -> (cairn_cloud::CloudConnection, cairn_cloud::S
 }
 
 /// `cloud connect NAME` to `moto`'s bucket with its key.
-pub(crate) fn connect(c: &Client, moto: &Moto, name: &str) {
+pub fn connect(c: &Client, moto: &Moto, name: &str) {
     connect_bucket(c, moto, name, &moto.bucket);
 }
 
@@ -75,7 +75,7 @@ fn connect_bucket(c: &Client, moto: &Moto, name: &str, bucket: &str) {
     );
 }
 
-pub(crate) fn add_task(c: &Client, conn: &str, remote: &str, extra: &[&str]) {
+pub fn add_task(c: &Client, conn: &str, remote: &str, extra: &[&str]) {
     let root = c.root.to_str().expect("utf-8").to_string();
     let mut args = vec![
         "cloud",

@@ -7,6 +7,7 @@
 //! (`._*`) and the working folders of the tool the seed describes, so that a share or a remote
 //! it once used is not synced as data. [`check`] runs the model's filter first, then these.
 
+use cairn_model::filter::MoreDefaults;
 use cairn_model::{EntryKind, Filter, FilterDecision, RelPath};
 
 use super::RuleError;
@@ -68,20 +69,20 @@ pub fn check_rule(what: &'static str, raw: &str) -> Result<(), RuleError> {
     })
 }
 
-/// Whether a cloud task syncs `path`: the model's filter, then the cloud task's own defaults.
+/// The filter a cloud task's passes run with: its own rules plus the cloud defaults.
+pub fn for_cloud(filter: &Filter) -> Filter {
+    Filter {
+        more_defaults: MoreDefaults {
+            prefixes: PREFIXES,
+            names: NAMES,
+        },
+        ..filter.clone()
+    }
+}
+
+/// Whether a cloud task syncs `path`: the model's filter with the cloud task's own defaults.
 pub fn check(filter: &Filter, path: &RelPath, kind: EntryKind, size: u64) -> FilterDecision {
-    let decision = filter.check(path, kind, size);
-    if !decision.is_included() || path.is_root() {
-        return decision;
-    }
-    let lower = path.name().to_lowercase();
-    if let Some(p) = PREFIXES.iter().find(|p| lower.starts_with(*p)) {
-        return FilterDecision::Exclude(format!("default ignore list (starts with {p})"));
-    }
-    if let Some(n) = NAMES.iter().find(|n| lower == **n) {
-        return FilterDecision::Exclude(format!("default ignore list ({n})"));
-    }
-    decision
+    for_cloud(filter).check(path, kind, size)
 }
 
 #[cfg(test)]
