@@ -400,7 +400,7 @@ async fn add(a: AddArgs) -> Result<()> {
         drive: Some(DriveConfig {
             sub: String::new(),
             mode: direction,
-            conflict: ConflictPolicy::KeepLatest,
+            conflict: ConflictPolicy::KeepLocal,
             keep_conflict_copy: false,
             consistency_check: false,
             read_only: false,

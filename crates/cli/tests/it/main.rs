@@ -5,6 +5,7 @@ mod api;
 mod backup;
 mod bad_input;
 mod cloud;
+mod cloud_rules;
 mod cloud_servers;
 mod connection;
 mod drive;
