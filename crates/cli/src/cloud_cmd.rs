@@ -451,7 +451,7 @@ async fn add(a: AddArgs) -> Result<()> {
 }
 
 /// Where an encrypted task's key is kept.
-fn key_path(home: &Home, task: &str) -> PathBuf {
+pub(crate) fn key_path(home: &Home, task: &str) -> PathBuf {
     home.config_dir.join("keys").join(format!("{task}.key"))
 }
 

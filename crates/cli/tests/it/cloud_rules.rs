@@ -106,3 +106,78 @@ fn a_conflict_keeps_the_remotes_edit_as_a_version_where_versions_are_kept() {
         b"edit on a"
     );
 }
+
+/// `versions` and `restore` of an encrypted task: the kept versions are stored under
+/// encrypted names with encrypted contents, and are listed and restored in the clear.
+#[test]
+fn an_encrypted_task_lists_and_restores_its_kept_versions() {
+    let moto = start_moto();
+    let c = Client::new();
+    connect(&c, &moto, "s3");
+    let root = c.root.to_str().expect("utf-8").to_string();
+    let out = c.cairn_stdin(
+        &[
+            "cloud",
+            "add",
+            "t",
+            "--connection",
+            "s3",
+            "--local",
+            &root,
+            "--remote",
+            "sealed",
+            "--encrypt",
+            "--keep-versions",
+            "3",
+        ],
+        "correct horse battery\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.write("stays.txt", b"so the folder is never empty");
+    c.write("private/doc.txt", b"version one");
+    c.ok(&["run", "t"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let after_one = now_text();
+    std::thread::sleep(Duration::from_millis(1500));
+    c.write("private/doc.txt", b"version two, longer");
+    c.ok(&["run", "t"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let after_two = now_text();
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::remove_file(c.path("private/doc.txt")).expect("rm");
+    c.ok(&["run", "t"]);
+
+    let doc = c.path("private/doc.txt");
+    let doc = doc.to_str().expect("utf-8");
+    let listed = c.ok(&["versions", "t", doc]);
+    // A header and two kept versions, with their plain sizes.
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    assert!(listed.contains(" 11\n"), "{listed}");
+    assert!(listed.contains(" 19\n"), "{listed}");
+
+    // The whole folder as it was: its paths are found by decrypting the stored ones.
+    let to = c.tmp().join("back");
+    let private = c.path("private");
+    c.ok(&[
+        "restore",
+        "t",
+        private.to_str().expect("utf-8"),
+        "--at",
+        &after_one,
+        "--to",
+        to.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        std::fs::read(to.join("private/doc.txt")).expect("restored"),
+        b"version one"
+    );
+    c.ok(&["restore", "t", "--at", &after_two]);
+    assert_eq!(
+        std::fs::read(doc).expect("restored"),
+        b"version two, longer"
+    );
+}
