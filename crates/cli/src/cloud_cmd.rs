@@ -450,6 +450,21 @@ async fn add(a: AddArgs) -> Result<()> {
     Ok(())
 }
 
+/// Where the multipart uploads a task started and did not finish are recorded: one file per
+/// connection, remote path and local folder (what a task is), so two tasks never share one.
+pub(crate) fn uploads_file(home: &Home, conn_name: &str, task: &TaskConfig) -> PathBuf {
+    let local = task.locals.first().map(|l| l.display().to_string());
+    let what = format!(
+        "{conn_name}\0{}\0{}",
+        task.folder,
+        local.unwrap_or_default()
+    );
+    let id = cairn_model::ContentHash::of(what.as_bytes()).to_hex();
+    home.data_dir
+        .join("cloud-uploads")
+        .join(format!("{}.json", &id[..16]))
+}
+
 /// Where an encrypted task's key is kept.
 pub(crate) fn key_path(home: &Home, task: &str) -> PathBuf {
     home.config_dir.join("keys").join(format!("{task}.key"))
@@ -553,8 +568,15 @@ pub fn cloud_replica(
     }
     let conn = &conn;
     let counters = Arc::new(Counters::default());
-    let op = cairn_cloud::connection::operator(conn, &secrets, &task.folder, counters.clone())
-        .map_err(|e| anyhow::anyhow!("connection {conn_name}: {e}"))?;
+    let uploads = uploads_file(home, conn_name, task);
+    let op = cairn_cloud::connection::operator_resuming(
+        conn,
+        &secrets,
+        &task.folder,
+        counters.clone(),
+        Some(&uploads),
+    )
+    .map_err(|e| anyhow::anyhow!("connection {conn_name}: {e}"))?;
     let opts = CloudOptions {
         part_size: (cloud.part_size_mb as usize) << 20,
         part_concurrency: task.transfers.clamp(1, 8),

@@ -5,6 +5,7 @@ pub mod connection;
 pub mod crypt;
 #[cfg(feature = "test-hooks")]
 pub mod faults;
+pub mod multipart;
 pub mod names;
 pub mod provider;
 pub mod replica;

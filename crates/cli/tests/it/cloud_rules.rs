@@ -181,3 +181,123 @@ fn an_encrypted_task_lists_and_restores_its_kept_versions() {
         b"version two, longer"
     );
 }
+
+/// The multipart uploads moto holds unfinished: (key, upload id).
+fn unfinished_uploads(moto: &Moto) -> Vec<(String, String)> {
+    let text = moto
+        .request_query(reqwest::Method::GET, "", &[("uploads", "")])
+        .send()
+        .and_then(|r| r.text())
+        .expect("ListMultipartUploads");
+    text.split("<Upload>")
+        .skip(1)
+        .filter_map(|u| Some((between(u, "Key")?, between(u, "UploadId")?)))
+        .collect()
+}
+
+/// How many parts moto holds of `upload` of `key`.
+fn parts_held(moto: &Moto, key: &str, upload: &str) -> usize {
+    moto.request_query(reqwest::Method::GET, key, &[("uploadId", upload)])
+        .send()
+        .and_then(|r| r.text())
+        .map_or(0, |t| t.matches("<PartNumber>").count())
+}
+
+fn between(text: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = text.find(&open)? + open.len();
+    let len = text[start..].find(&format!("</{tag}>"))?;
+    Some(text[start..start + len].to_string())
+}
+
+const PART: usize = 5 << 20;
+
+/// A task on moto sending `big.bin` (16 MiB, parts of 5 MiB, one at a time) through a slow
+/// connection, killed (SIGKILL) once moto holds two of its parts; the limit is lifted after.
+fn upload_killed_after_two_parts(moto: &Moto, remote: &str) -> Client {
+    let c = Client::new();
+    connect(&c, moto, "s3");
+    c.ok(&["cloud", "edit", "s3", "--up-limit", "2000"]);
+    add_task(&c, "s3", remote, &["--part-size", "5", "--transfers", "1"]);
+    c.write("big.bin", &crate::harness::noise(7, 16 << 20));
+    let mut run = c
+        .cmd()
+        .args(["run", "t"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("cairn run");
+    let key = format!("{remote}/big.bin");
+    crate::harness::wait_until(300, "two parts held by moto", || {
+        unfinished_uploads(moto)
+            .iter()
+            .any(|(k, id)| *k == key && parts_held(moto, k, id) >= 2)
+    });
+    run.kill().expect("kill -9 the run");
+    let _ = run.wait();
+    c.ok(&["cloud", "edit", "s3", "--up-limit", "0"]);
+    c
+}
+
+/// A run killed in the middle of a multipart upload: the next run takes the same upload up
+/// again (ListParts on the recorded id) and sends only the parts the service does not hold.
+#[test]
+fn an_interrupted_multipart_upload_resumes_without_sending_finished_parts_again() {
+    let moto = start_moto();
+    let c = upload_killed_after_two_parts(&moto, "resume");
+    let out = c.ok(&["run", "t"]);
+    let sent = crate::harness::sent_bytes(&out) as usize;
+    let total = 16 << 20;
+    assert!(
+        sent <= total - 2 * PART + (64 << 10),
+        "{sent} bytes sent of {total}: the two finished parts went again\n{out}"
+    );
+    assert!(sent >= total - 3 * PART, "{sent} bytes sent: {out}");
+    assert!(
+        unfinished_uploads(&moto).is_empty(),
+        "the upload was completed"
+    );
+    // The object is whole: another computer gets the file as it was written.
+    let b = Client::new();
+    connect(&b, &moto, "s3");
+    add_task(&b, "s3", "resume", &[]);
+    b.ok(&["run", "t"]);
+    assert_eq!(
+        read(&b, "big.bin"),
+        Some(crate::harness::noise(7, 16 << 20))
+    );
+}
+
+/// An upload recorded long ago whose file is never written again is aborted by a later run.
+#[test]
+fn a_stale_multipart_upload_is_aborted_by_a_later_run() {
+    let moto = start_moto();
+    let c = upload_killed_after_two_parts(&moto, "stale");
+    assert_eq!(unfinished_uploads(&moto).len(), 1);
+    std::fs::remove_file(c.path("big.bin")).expect("rm");
+    // The record says the upload started at the epoch: long stale.
+    let dir = c.home.join("cloud-uploads");
+    let file = std::fs::read_dir(&dir)
+        .expect("the run recorded its upload")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("a state file");
+    let text = std::fs::read_to_string(&file).expect("state");
+    let mut state: serde_json::Value = serde_json::from_str(&text).expect("json");
+    for upload in state["uploads"]
+        .as_object_mut()
+        .expect("uploads")
+        .values_mut()
+    {
+        upload["started"] = serde_json::json!(0);
+    }
+    std::fs::write(&file, state.to_string()).expect("write state");
+    c.write("small.txt", b"a run that sends something");
+    c.ok(&["run", "t"]);
+    assert!(
+        unfinished_uploads(&moto).is_empty(),
+        "{:?}",
+        unfinished_uploads(&moto)
+    );
+}
