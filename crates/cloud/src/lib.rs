@@ -1,6 +1,7 @@
 //! Cloud replicas: a path in a public cloud, reached through Apache OpenDAL, as one side of a
 //! task the engine runs like any other (DESIGN.md "Replicas").
 
+mod archive;
 pub mod connection;
 pub mod crypt;
 #[cfg(feature = "test-hooks")]

@@ -135,14 +135,14 @@ pub struct Resume {
     swept: AtomicBool,
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// `scheme://host` and path of `uri`, the key of a recorded upload.
-fn object_key(uri: &Uri, path: &str) -> String {
+pub(crate) fn object_key(uri: &Uri, path: &str) -> String {
     let scheme = uri.scheme_str().unwrap_or("https");
     let host = uri.authority().map_or("", |a| a.as_str());
     format!("{scheme}://{host}{path}")
@@ -356,23 +356,49 @@ impl Resume {
         object: &str,
         query: &str,
     ) -> Result<(http::StatusCode, Bytes), String> {
-        let uri: Uri = object.parse().map_err(|e| format!("{object}: {e}"))?;
-        let host = uri.authority().map_or("", |a| a.as_str()).to_string();
-        let headers = self
-            .signer
-            .headers(method.as_str(), &host, uri.path(), query, now_secs());
-        let mut req = client.request(method, format!("{object}?{query}"));
-        for (name, value) in headers {
-            req = req.header(name, value);
-        }
-        let resp = req.send().await.map_err(|e| e.without_url().to_string())?;
-        let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| e.without_url().to_string())?;
+        let (status, _, body) =
+            signed_request(client, &self.signer, method, object, query, Bytes::new()).await?;
         Ok((status, body))
     }
+
+    pub(crate) fn signer(&self) -> &SigV4 {
+        &self.signer
+    }
+}
+
+/// A request on `object` (scheme, host and encoded path) with the canonical `query`, signed
+/// with `signer`: status, headers and body of the answer.
+pub(crate) async fn signed_request(
+    client: &reqwest::Client,
+    signer: &SigV4,
+    method: Method,
+    object: &str,
+    query: &str,
+    body: Bytes,
+) -> Result<(http::StatusCode, http::HeaderMap, Bytes), String> {
+    let uri: Uri = object.parse().map_err(|e| format!("{object}: {e}"))?;
+    let host = uri.authority().map_or("", |a| a.as_str()).to_string();
+    let headers = signer.headers(method.as_str(), &host, uri.path(), query, &body, now_secs());
+    let url = if query.is_empty() {
+        object.to_string()
+    } else {
+        format!("{object}?{query}")
+    };
+    let mut req = client.request(method, url);
+    for (name, value) in headers {
+        req = req.header(name, value);
+    }
+    if !body.is_empty() {
+        req = req.body(body);
+    }
+    let resp = req.send().await.map_err(|e| e.without_url().to_string())?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    Ok((status, headers, body))
 }
 
 /// A 200 answer with `body`.

@@ -209,6 +209,29 @@ impl HttpTransport for Transport {
         if let Some(headers) = out.headers_mut() {
             std::mem::swap(headers, resp.headers_mut());
         }
+        if let Some(resume) = self
+            .resume
+            .as_ref()
+            .filter(|_| builder_method == http::Method::GET)
+            .filter(|_| resp.status().is_client_error())
+        {
+            // A refused read: an archived object's restore is requested, and the refusal
+            // says so (seed 003).
+            let status = resp.status();
+            let mut body = resp
+                .bytes()
+                .await
+                .map_err(|e| failed("read data from http response", &uri, e))?;
+            if crate::archive::is_archived(status, &body) {
+                body = crate::archive::request_restore(&self.client, resume.signer(), &uri, &body)
+                    .await;
+            }
+            return out.body(crate::multipart::body_of(body)).map_err(|e| {
+                Error::new(ErrorKind::Unexpected, "building the response")
+                    .with_context("url", uri.to_string())
+                    .set_source(e)
+            });
+        }
         if let (Some(resume), Some(call)) = (&self.resume, &call) {
             let status = resp.status();
             if matches!(call, crate::multipart::Call::Create { .. }) {

@@ -301,3 +301,31 @@ fn a_stale_multipart_upload_is_aborted_by_a_later_run() {
         unfinished_uploads(&moto)
     );
 }
+
+/// An object in Glacier is not readable: the run that needs it requests its restore and says
+/// so; a later run (moto restores at once) downloads it.
+#[test]
+fn an_archived_object_is_restored_and_picked_up_by_a_later_run() {
+    let moto = start_moto();
+    let (a, b) = (Client::new(), Client::new());
+    connect(&a, &moto, "s3");
+    connect(&b, &moto, "s3");
+    add_task(&a, "s3", "cold", &["--storage-class", "glacier"]);
+    add_task(&b, "s3", "cold", &[]);
+    a.write("archive.txt", b"kept in the cold");
+    a.ok(&["run", "t"]);
+    let first = b.cairn(&["run", "t"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(said.contains("archive.txt"), "{said}");
+    assert!(said.contains("restore requested at"), "{said}");
+    assert!(!b.path("archive.txt").exists(), "not readable yet");
+    b.ok(&["run", "t"]);
+    assert_eq!(
+        read(&b, "archive.txt").as_deref(),
+        Some(&b"kept in the cold"[..])
+    );
+}

@@ -1,6 +1,5 @@
 //! AWS Signature Version 4 for the few S3 requests OpenDAL has no API for (ListParts,
-//! AbortMultipartUpload): headers given here are the only ones signed, and requests carry no
-//! body.
+//! AbortMultipartUpload, RestoreObject): headers given here are the only ones signed.
 
 use ring::{digest, hmac};
 
@@ -59,14 +58,15 @@ pub(crate) fn canonical_query(query: &[(&str, &str)]) -> String {
 }
 
 impl SigV4 {
-    /// The headers that sign a body-less request of `method` on `host` (with port), the
-    /// already encoded `path` and the canonical `query`, at `unix_secs`.
+    /// The headers that sign a request of `method` on `host` (with port), the already encoded
+    /// `path` and the canonical `query`, carrying `body`, at `unix_secs`.
     pub(crate) fn headers(
         &self,
         method: &str,
         host: &str,
         path: &str,
         query: &str,
+        body: &[u8],
         unix_secs: i64,
     ) -> Vec<(&'static str, String)> {
         let (y, m, d) = cairn_model::timespec::civil_date(unix_secs);
@@ -78,7 +78,7 @@ impl SigV4 {
             rem / 60 % 60,
             rem % 60
         );
-        let payload = hex(digest::digest(&digest::SHA256, b"").as_ref());
+        let payload = hex(digest::digest(&digest::SHA256, body).as_ref());
         let signed = "host;x-amz-content-sha256;x-amz-date";
         let canonical = format!(
             "{method}\n{path}\n{query}\nhost:{host}\nx-amz-content-sha256:{payload}\nx-amz-date:{amz}\n\n{signed}\n{payload}"
@@ -132,9 +132,9 @@ mod tests {
             region: "us-east-1".into(),
         };
         let at = 1_796_043_982; // 2026-11-30 13:06:22 UTC
-        let a = creds("one").headers("GET", "h:1", "/b/k", "uploadId=x", at);
-        let b = creds("one").headers("GET", "h:1", "/b/k", "uploadId=x", at);
-        let c = creds("two").headers("GET", "h:1", "/b/k", "uploadId=x", at);
+        let a = creds("one").headers("GET", "h:1", "/b/k", "uploadId=x", b"", at);
+        let b = creds("one").headers("GET", "h:1", "/b/k", "uploadId=x", b"", at);
+        let c = creds("two").headers("GET", "h:1", "/b/k", "uploadId=x", b"", at);
         assert_eq!(a, b);
         assert_ne!(a[2], c[2]);
         assert_eq!(a[0].1, "20261130T130622Z");
