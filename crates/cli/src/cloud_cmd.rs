@@ -66,6 +66,11 @@ pub enum CloudCmd {
     /// Decrypt a plain copy of an encrypted remote's objects with an exported key; no task,
     /// no network.
     Decrypt(crate::cloud_decrypt::DecryptCmd),
+    /// A cloud task's local index (the "cloud database").
+    Db {
+        #[command(subcommand)]
+        cmd: crate::cloud_db::DbCmd,
+    },
 }
 
 #[derive(Args)]
@@ -163,6 +168,7 @@ pub async fn cloud(cmd: CloudCmd) -> Result<()> {
         CloudCmd::Add(a) => add(a).await,
         CloudCmd::ExportKey { task, file } => export_key(&task, &file),
         CloudCmd::Decrypt(c) => crate::cloud_decrypt::run(&c),
+        CloudCmd::Db { cmd } => crate::cloud_db::run(cmd).await,
     }
 }
 

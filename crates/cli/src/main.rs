@@ -3,6 +3,7 @@
 
 mod agent;
 mod cloud_cmd;
+mod cloud_db;
 mod cloud_decrypt;
 mod cloud_explore;
 mod config;

@@ -9,6 +9,7 @@ pub mod faults;
 pub mod multipart;
 pub mod names;
 pub mod provider;
+pub mod rebuild;
 pub mod replica;
 pub mod transport;
 

@@ -329,3 +329,54 @@ fn an_archived_object_is_restored_and_picked_up_by_a_later_run() {
         Some(&b"kept in the cold"[..])
     );
 }
+
+/// The local index of a cloud task lost: `cloud db rebuild` makes it again from both
+/// listings (S3 ETags against local MD5s, also of a multipart object), so the next run has
+/// nothing to do; a file that differs becomes a conflict, and nothing is lost.
+#[test]
+fn a_lost_index_is_rebuilt_from_both_listings_without_transfers() {
+    let moto = start_moto();
+    let c = Client::new();
+    connect(&c, &moto, "s3");
+    add_task(&c, "s3", "db", &["--part-size", "5"]);
+    c.write("a.txt", b"first file");
+    c.write("deep/b.txt", b"second file");
+    c.write("big.bin", &crate::harness::noise(3, 6 << 20));
+    std::fs::create_dir_all(c.path("empty")).expect("mkdir");
+    c.ok(&["run", "t"]);
+
+    let lose_index = || {
+        let index = c.home.join("index.sqlite");
+        assert!(index.is_file(), "the index is at {}", index.display());
+        for ext in ["sqlite", "sqlite-wal", "sqlite-shm"] {
+            let _ = std::fs::remove_file(c.home.join(format!("index.{ext}")));
+        }
+    };
+    lose_index();
+    let out = c.ok(&["cloud", "db", "rebuild", "t"]);
+    assert!(
+        out.contains("3 files the same on both sides (3 by hash"),
+        "{out}"
+    );
+    let run = c.ok(&["run", "t"]);
+    assert!(run.contains("0 uploaded, 0 downloaded"), "{run}");
+    assert!(run.contains(" 0 conflicts"), "{run}");
+    assert_eq!(crate::harness::sent_bytes(&run), 0, "{run}");
+
+    // Lost again, with a local edit of the same size meanwhile: a conflict, not an overwrite.
+    lose_index();
+    c.write("a.txt", b"FIRST FILE");
+    let out = c.ok(&["cloud", "db", "rebuild", "t"]);
+    assert!(out.contains("1 files differ"), "{out}");
+    let run = c.ok(&["run", "t"]);
+    assert!(run.contains("1 conflicts"), "{run}");
+    c.ok(&["run", "t"]);
+    let mut seen: Vec<Vec<u8>> = std::fs::read_dir(&c.root)
+        .expect("list")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with('a'))
+        .map(|e| std::fs::read(e.path()).expect("read"))
+        .collect();
+    seen.sort();
+    assert_eq!(seen, vec![b"FIRST FILE".to_vec(), b"first file".to_vec()]);
+}
