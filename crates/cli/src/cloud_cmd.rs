@@ -13,6 +13,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use cairn_cloud::connection::{is_secret, PROMPT};
 use cairn_cloud::crypt::{self, EncryptedReplica, KdfParams};
+use cairn_cloud::encoded::EncodedReplica;
 use cairn_cloud::provider::Provider;
 use cairn_cloud::transport::Counters;
 use cairn_cloud::{CloudConnection, CloudOptions, CloudReplica, Secrets};
@@ -47,6 +48,9 @@ pub struct CloudTaskConfig {
     /// Server-side encryption (AES-256) asked for on new objects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sse: Option<String>,
+    /// Names the provider refuses are stored under a reversible spelling (docs/cloud.md).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encode_names: bool,
 }
 
 #[derive(Subcommand)]
@@ -137,6 +141,10 @@ pub struct AddArgs {
     /// Keep this many replaced or deleted versions of each file on the remote (0 = none).
     #[arg(long, default_value_t = 0)]
     keep_versions: usize,
+    /// Store names the provider refuses under a reversible spelling (`:` as `!3A`) instead
+    /// of reporting them (docs/cloud.md "Names").
+    #[arg(long)]
+    encode_names: bool,
     /// Largest file synced, in MB (0 = unlimited).
     #[arg(long, default_value_t = 0)]
     max_size: u64,
@@ -419,6 +427,7 @@ async fn add(a: AddArgs) -> Result<()> {
             encrypt: a.encrypt,
             storage_class,
             sse,
+            encode_names: a.encode_names,
         }),
     };
     // The remote must answer before the task is saved: a wrong bucket or key is said now.
@@ -512,7 +521,18 @@ pub async fn task_replica(
         ));
     }
     crypt::refuse_if_encrypted(&replica).await?;
+    // Encrypted names pass every provider's rules already: encoding is for plain ones.
+    if let Some(provider) = encoded_names(config, task) {
+        return Ok(Box::new(EncodedReplica::new(replica, provider)));
+    }
     Ok(Box::new(replica))
+}
+
+/// The provider whose rules a task with `--encode-names` encodes names for.
+pub(crate) fn encoded_names(config: &Config, task: &TaskConfig) -> Option<Provider> {
+    task.cloud.as_ref().filter(|c| c.encode_names)?;
+    let conn = config.clouds.get(&task.connection)?;
+    Provider::from_id(&conn.provider).ok()
 }
 
 /// Where the task's path starts, counted from the bucket's root (a connection's own `root`
@@ -562,6 +582,7 @@ pub fn cloud_replica(
         encrypt: false,
         storage_class: None,
         sse: None,
+        encode_names: false,
     });
     let mut conn = conn.clone();
     if let Some(class) = &cloud.storage_class {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use cairn_cloud::crypt::{self, EncryptedReplica};
+use cairn_cloud::encoded::EncodedReplica;
 use cairn_cloud::CloudReplica;
 use cairn_engine::replica::{Content, LocalReplica, NewEntry, Outcome, Replica};
 use cairn_model::{EntryKind, Filter, RelPath};
@@ -18,6 +19,8 @@ use crate::config::{Config, Home, TaskConfig};
 enum Remote {
     Plain(CloudReplica),
     Encrypted(EncryptedReplica<CloudReplica>),
+    /// `--encode-names`: versions are kept under the stored (encoded) names.
+    Encoded(EncodedReplica<CloudReplica>),
 }
 
 impl Remote {
@@ -26,7 +29,10 @@ impl Remote {
     async fn open(home: &Home, config: &Config, name: &str, task: &TaskConfig) -> Result<Self> {
         let replica = crate::cloud_cmd::cloud_replica(home, config, &task.connection, task, false)?;
         if !task.cloud.as_ref().is_some_and(|c| c.encrypt) {
-            return Ok(Remote::Plain(replica));
+            return Ok(match crate::cloud_cmd::encoded_names(config, task) {
+                Some(provider) => Remote::Encoded(EncodedReplica::new(replica, provider)),
+                None => Remote::Plain(replica),
+            });
         }
         let key = crypt::read_key_file(&crate::cloud_cmd::key_path(home, name))?;
         Ok(Remote::Encrypted(
@@ -38,6 +44,7 @@ impl Remote {
         match self {
             Remote::Plain(r) => r,
             Remote::Encrypted(r) => r,
+            Remote::Encoded(r) => r,
         }
     }
 
@@ -49,6 +56,7 @@ impl Remote {
         Ok(match self {
             Remote::Plain(r) => r.kept_versions(path).await?,
             Remote::Encrypted(r) => r.kept_versions(path).await?,
+            Remote::Encoded(r) => r.inner().kept_versions(&r.stored(path)?).await?,
         })
     }
 
@@ -59,6 +67,13 @@ impl Remote {
         Ok(match self {
             Remote::Plain(r) => r.all_kept_versions(under).await?,
             Remote::Encrypted(r) => r.all_kept_versions(under).await?,
+            Remote::Encoded(r) => r
+                .inner()
+                .all_kept_versions(&r.stored(under)?)
+                .await?
+                .into_iter()
+                .filter_map(|(stored, kept)| Some((r.plain(&stored).ok()?, kept)))
+                .collect(),
         })
     }
 
@@ -66,6 +81,7 @@ impl Remote {
         Ok(match self {
             Remote::Plain(r) => r.read_kept(key).await?,
             Remote::Encrypted(r) => r.read_kept(key).await?,
+            Remote::Encoded(r) => r.inner().read_kept(key).await?,
         })
     }
 
@@ -73,6 +89,7 @@ impl Remote {
         Ok(match self {
             Remote::Plain(r) => r.kept_size(key).await?,
             Remote::Encrypted(r) => r.kept_size(key).await?,
+            Remote::Encoded(r) => r.inner().kept_size(key).await?,
         })
     }
 }

@@ -4,6 +4,7 @@
 mod archive;
 pub mod connection;
 pub mod crypt;
+pub mod encoded;
 #[cfg(feature = "test-hooks")]
 pub mod faults;
 pub mod multipart;

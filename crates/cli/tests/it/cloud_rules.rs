@@ -380,3 +380,65 @@ fn a_lost_index_is_rebuilt_from_both_listings_without_transfers() {
     seen.sort();
     assert_eq!(seen, vec![b"FIRST FILE".to_vec(), b"first file".to_vec()]);
 }
+
+/// `--encode-names`: names S3 refuses are stored under their escaped spelling and come back
+/// as they were on another computer, including names that already look escaped; a rename
+/// travels too.
+#[test]
+fn encoded_names_round_trip_through_s3() {
+    let moto = start_moto();
+    let (a, b) = two_computers(&moto, "enc", &["--encode-names"]);
+    let files: [(&str, &[u8]); 5] = [
+        ("12:30 report.txt", b"colon"),
+        ("dir:a/b#c.txt", b"hash in a folder with a colon"),
+        ("looks@3Aescaped.txt", b"already looks escaped"),
+        ("wow@.txt", b"a lone escape character"),
+        ("plain.txt", b"nothing to encode"),
+    ];
+    for (name, data) in files {
+        a.write(name, data);
+    }
+    let out = a.ok(&["run", "t"]);
+    // Five files and the folder `dir:a`, none refused.
+    assert!(out.contains("6 uploaded"), "{out}");
+    assert!(out.contains(" 0 failed"), "{out}");
+    let keys = moto
+        .list_v2(&[("prefix", "enc/")])
+        .send()
+        .and_then(|r| r.text())
+        .expect("listing");
+    for stored in [
+        "enc/12@3A30 report.txt",
+        "enc/dir@3Aa/b@23c.txt",
+        "enc/looks@403Aescaped.txt",
+        "enc/wow@.txt",
+        "enc/plain.txt",
+    ] {
+        assert!(
+            keys.contains(&format!("<Key>{stored}</Key>")),
+            "{stored}: {keys}"
+        );
+    }
+    b.ok(&["run", "t"]);
+    for (name, data) in files {
+        assert_eq!(read(&b, name).as_deref(), Some(data), "{name}");
+    }
+    std::fs::rename(b.path("12:30 report.txt"), b.path("13:45 report.txt")).expect("rename");
+    b.ok(&["run", "t"]);
+    a.ok(&["run", "t"]);
+    assert!(!a.path("12:30 report.txt").exists());
+    assert_eq!(read(&a, "13:45 report.txt").as_deref(), Some(&b"colon"[..]));
+    // Without the flag, such a name is reported by name and not sent.
+    let c = Client::new();
+    connect(&c, &moto, "s3");
+    add_task(&c, "s3", "plain", &[]);
+    c.write("12:30 report.txt", b"colon");
+    c.write("ok.txt", b"fine");
+    let out = c.cairn(&["run", "t"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("12:30 report.txt"), "{said}");
+}
