@@ -121,6 +121,10 @@ struct Started {
 struct Saved {
     /// By object URL (scheme, host and path), so one file serves any bucket.
     uploads: BTreeMap<String, Started>,
+    /// Uploads a newer one of the same object replaced (the old one could not be taken up):
+    /// no write will finish them, so the next run aborts them whatever their age.
+    #[serde(default)]
+    replaced: Vec<(String, Started)>,
 }
 
 /// The resuming state of one connection as a task uses it.
@@ -226,14 +230,18 @@ impl Resume {
                 let Some(id) = upload_id_of(body) else {
                     return;
                 };
+                let key = object_key(uri, object);
                 let mut saved = self.saved();
-                saved.uploads.insert(
-                    object_key(uri, object),
+                let old = saved.uploads.insert(
+                    key.clone(),
                     Started {
-                        upload_id: id,
+                        upload_id: id.clone(),
                         started: now_secs(),
                     },
                 );
+                if let Some(old) = old.filter(|o| o.upload_id != id) {
+                    saved.replaced.push((key, old));
+                }
                 self.store(&saved);
             }
             Call::Finish { upload }
@@ -247,9 +255,10 @@ impl Resume {
 
     fn forget(&self, upload: &str) {
         let mut saved = self.saved();
-        let before = saved.uploads.len();
+        let before = (saved.uploads.len(), saved.replaced.len());
         saved.uploads.retain(|_, s| s.upload_id != upload);
-        if saved.uploads.len() != before {
+        saved.replaced.retain(|(_, s)| s.upload_id != upload);
+        if (saved.uploads.len(), saved.replaced.len()) != before {
             self.store(&saved);
         }
         self.held
@@ -328,16 +337,20 @@ impl Resume {
         }
     }
 
-    /// Aborts the recorded uploads started more than [`STALE_SECS`] ago.
+    /// Aborts the recorded uploads started more than [`STALE_SECS`] ago, and those a newer
+    /// upload of the same object replaced.
     async fn sweep(&self, client: &reqwest::Client) {
         let now = now_secs();
-        let stale: Vec<(String, Started)> = self
-            .saved()
-            .uploads
-            .iter()
-            .filter(|(_, s)| now - s.started > STALE_SECS)
-            .map(|(k, s)| (k.clone(), s.clone()))
-            .collect();
+        let stale: Vec<(String, Started)> = {
+            let saved = self.saved();
+            saved
+                .uploads
+                .iter()
+                .filter(|(_, s)| now - s.started > STALE_SECS)
+                .map(|(k, s)| (k.clone(), s.clone()))
+                .chain(saved.replaced.iter().cloned())
+                .collect()
+        };
         for (object, s) in stale {
             let query = sigv4::canonical_query(&[("uploadId", s.upload_id.as_str())]);
             if let Ok((status, _)) = self.signed(client, Method::DELETE, &object, &query).await {
@@ -555,6 +568,46 @@ mod tests {
             http::StatusCode::OK,
             b"",
         );
-        assert!(Resume::load(&file, signer).saved().uploads.is_empty());
+        assert!(Resume::load(&file, signer.clone())
+            .saved()
+            .uploads
+            .is_empty());
+    }
+
+    #[test]
+    fn an_upload_replaced_by_a_newer_one_is_kept_for_aborting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("uploads.json");
+        let signer = SigV4 {
+            access_key_id: "k".into(),
+            secret_access_key: "s".into(),
+            region: "r".into(),
+        };
+        let r = Resume::load(&file, signer.clone());
+        let create = Call::Create {
+            object: "/b/k".into(),
+        };
+        let u = uri("http://h:1/b/k?uploads");
+        r.note(
+            &create,
+            &u,
+            http::StatusCode::OK,
+            b"<UploadId>one</UploadId>",
+        );
+        r.note(
+            &create,
+            &u,
+            http::StatusCode::OK,
+            b"<UploadId>two</UploadId>",
+        );
+        let again = Resume::load(&file, signer);
+        let saved = again.saved();
+        assert_eq!(saved.uploads["http://h:1/b/k"].upload_id, "two");
+        let replaced: Vec<&str> = saved
+            .replaced
+            .iter()
+            .map(|(_, s)| s.upload_id.as_str())
+            .collect();
+        assert_eq!(replaced, vec!["one"]);
     }
 }
