@@ -206,12 +206,14 @@ pub async fn restore(
         let target = match to {
             // Below `--to`, the restored item keeps its own name.
             Some(_) => match rel.parent() {
-                Some(parent) if !parent.is_root() => path.strip_prefix(&parent).unwrap_or(path),
-                _ => path,
+                Some(parent) if !parent.is_root() => {
+                    path.strip_prefix(&parent).unwrap_or_else(|| path.clone())
+                }
+                _ => path.clone(),
             },
-            None => path,
+            None => path.clone(),
         };
-        match restore_one(&replica, &local, &target, source).await {
+        match restore_one(&replica, &local, &path, &target, source).await {
             Ok(()) => done += 1,
             Err(e) => {
                 failed += 1;
@@ -226,16 +228,17 @@ pub async fn restore(
     Ok(())
 }
 
+/// Restores the remote's `path` from `source` to `target` here (they differ below `--to`).
 async fn restore_one(
     replica: &Remote,
     local: &LocalReplica,
+    path: &RelPath,
     target: &RelPath,
     source: Source,
 ) -> Result<()> {
     let data = match &source {
         Source::Head(e) => {
-            cairn_engine::replica::collect(replica.replica().read(target, &e.version).await?)
-                .await?
+            cairn_engine::replica::collect(replica.replica().read(path, &e.version).await?).await?
         }
         Source::Kept(key) => cairn_engine::replica::collect(replica.read_kept(key).await?).await?,
     };

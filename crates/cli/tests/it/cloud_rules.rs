@@ -139,6 +139,7 @@ fn an_encrypted_task_lists_and_restores_its_kept_versions() {
     );
     c.write("stays.txt", b"so the folder is never empty");
     c.write("private/doc.txt", b"version one");
+    c.write("private/inner/note.txt", b"never changed");
     c.ok(&["run", "t"]);
     std::thread::sleep(Duration::from_millis(1500));
     let after_one = now_text();
@@ -179,6 +180,20 @@ fn an_encrypted_task_lists_and_restores_its_kept_versions() {
     assert_eq!(
         std::fs::read(doc).expect("restored"),
         b"version two, longer"
+    );
+    // A nested folder below `--to` keeps its own name; its unchanged file is the head.
+    let inner = c.path("private/inner");
+    let to = c.tmp().join("inner-back");
+    c.ok(&[
+        "restore",
+        "t",
+        inner.to_str().expect("utf-8"),
+        "--to",
+        to.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        std::fs::read(to.join("inner/note.txt")).expect("restored"),
+        b"never changed"
     );
 }
 
