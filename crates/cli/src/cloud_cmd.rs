@@ -13,6 +13,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use cairn_cloud::connection::{is_secret, PROMPT};
 use cairn_cloud::crypt::{self, EncryptedReplica, KdfParams};
+use cairn_cloud::encoded::EncodedReplica;
 use cairn_cloud::provider::Provider;
 use cairn_cloud::transport::Counters;
 use cairn_cloud::{CloudConnection, CloudOptions, CloudReplica, Secrets};
@@ -54,6 +55,9 @@ pub struct CloudTaskConfig {
     pub limit_upload: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit_download: Option<u64>,
+    /// Names the provider refuses are stored under a reversible spelling (docs/cloud.md).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encode_names: bool,
 }
 
 #[derive(Subcommand)]
@@ -75,6 +79,11 @@ pub enum CloudCmd {
     /// Decrypt a plain copy of an encrypted remote's objects with an exported key; no task,
     /// no network.
     Decrypt(crate::cloud_decrypt::DecryptCmd),
+    /// A cloud task's local index (the "cloud database").
+    Db {
+        #[command(subcommand)]
+        cmd: crate::cloud_db::DbCmd,
+    },
 }
 
 #[derive(Args)]
@@ -141,6 +150,10 @@ pub struct AddArgs {
     /// Keep this many replaced or deleted versions of each file on the remote (0 = none).
     #[arg(long, default_value_t = 0)]
     keep_versions: usize,
+    /// Store names the provider refuses under a reversible spelling (docs/cloud.md "Names")
+    /// instead of reporting them.
+    #[arg(long)]
+    encode_names: bool,
     /// Largest file synced, in MB (0 = unlimited, at most 10240).
     #[arg(long, default_value_t = 0)]
     max_size: u64,
@@ -188,6 +201,7 @@ pub async fn cloud(cmd: CloudCmd) -> Result<()> {
         CloudCmd::Buckets { name } => crate::cloud_buckets::run(&name).await,
         CloudCmd::ExportKey { task, file } => export_key(&task, &file),
         CloudCmd::Decrypt(c) => crate::cloud_decrypt::run(&c),
+        CloudCmd::Db { cmd } => crate::cloud_db::run(cmd).await,
     }
 }
 
@@ -423,7 +437,7 @@ async fn add(a: AddArgs) -> Result<()> {
         drive: Some(DriveConfig {
             sub: String::new(),
             mode: Direction::TwoWay,
-            conflict: ConflictPolicy::KeepLatest,
+            conflict: ConflictPolicy::KeepLocal,
             keep_conflict_copy: false,
             consistency_check: false,
             read_only: false,
@@ -431,6 +445,7 @@ async fn add(a: AddArgs) -> Result<()> {
         }),
         cloud: Some(CloudTaskConfig {
             encrypt: a.encrypt,
+            encode_names: a.encode_names,
             ..CloudTaskConfig::default()
         }),
     };
@@ -488,8 +503,23 @@ async fn add(a: AddArgs) -> Result<()> {
     Ok(())
 }
 
+/// Where the multipart uploads a task started and did not finish are recorded: one file per
+/// connection, remote path and local folder (what a task is), so two tasks never share one.
+pub(crate) fn uploads_file(home: &Home, conn_name: &str, task: &TaskConfig) -> PathBuf {
+    let local = task.locals.first().map(|l| l.display().to_string());
+    let what = format!(
+        "{conn_name}\0{}\0{}",
+        task.folder,
+        local.unwrap_or_default()
+    );
+    let id = cairn_model::ContentHash::of(what.as_bytes()).to_hex();
+    home.data_dir
+        .join("cloud-uploads")
+        .join(format!("{}.json", &id[..16]))
+}
+
 /// Where an encrypted task's key is kept.
-fn key_path(home: &Home, task: &str) -> PathBuf {
+pub(crate) fn key_path(home: &Home, task: &str) -> PathBuf {
     home.config_dir.join("keys").join(format!("{task}.key"))
 }
 
@@ -529,7 +559,18 @@ pub async fn task_replica(
         ));
     }
     crypt::refuse_if_encrypted(&replica).await?;
+    // Encrypted names pass every provider's rules already: encoding is for plain ones.
+    if let Some(provider) = encoded_names(config, task) {
+        return Ok(Box::new(EncodedReplica::new(replica, provider)));
+    }
     Ok(Box::new(replica))
+}
+
+/// The provider whose rules a task with `--encode-names` encodes names for.
+pub(crate) fn encoded_names(config: &Config, task: &TaskConfig) -> Option<Provider> {
+    task.cloud.as_ref().filter(|c| c.encode_names)?;
+    let conn = config.clouds.get(&task.connection)?;
+    Provider::from_id(&conn.provider).ok()
 }
 
 /// Where the task's path starts, counted from the bucket's root (a connection's own `root`
@@ -573,6 +614,7 @@ pub fn cloud_replica(
         secrets.0.insert(key.clone(), read_stdin_line()?);
     }
     let cloud = task.cloud.clone().unwrap_or_default();
+    let uploads = uploads_file(home, conn_name, task);
     open_replica(
         conn_name,
         conn,
@@ -580,11 +622,13 @@ pub fn cloud_replica(
         &cloud,
         &task.folder,
         task.transfers,
+        Some(&uploads),
     )
 }
 
 /// The replica of `remote` (a path in the bucket) over connection `conn` with the task's
-/// cloud settings; shared by this computer's cloud tasks and the server's.
+/// cloud settings; shared by this computer's cloud tasks and the server's. `uploads` records
+/// multipart uploads so an interrupted one resumes (S3).
 pub fn open_replica(
     conn_name: &str,
     conn: &CloudConnection,
@@ -592,6 +636,7 @@ pub fn open_replica(
     cloud: &CloudTaskConfig,
     remote: &str,
     transfers: usize,
+    uploads: Option<&std::path::Path>,
 ) -> Result<CloudReplica> {
     let mut conn = conn.clone();
     // A task's own cap works inside its connection's limit: the lower one holds.
@@ -616,9 +661,15 @@ pub fn open_replica(
             .saturating_mul(part_concurrency as u64)
             .max(64 << 20),
     );
-    let op =
-        cairn_cloud::connection::operator_sized(conn, secrets, remote, counters.clone(), in_flight)
-            .map_err(|e| anyhow::anyhow!("connection {conn_name}: {e}"))?;
+    let op = cairn_cloud::connection::operator_with(
+        conn,
+        secrets,
+        remote,
+        counters.clone(),
+        in_flight,
+        uploads,
+    )
+    .map_err(|e| anyhow::anyhow!("connection {conn_name}: {e}"))?;
     let opts = CloudOptions {
         part_size,
         part_concurrency,

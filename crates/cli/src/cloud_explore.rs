@@ -1,24 +1,97 @@
 //! `cairn versions` and `cairn restore` for cloud tasks: the versions a task keeps on the
 //! remote (`--keep-versions N`, in `.cairn/versions/`) and the head, written back here
-//! through the no-follow local replica.
+//! through the no-follow local replica. An encrypted task's are read through its key: names
+//! and contents are decrypted as a run would.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use cairn_cloud::crypt::{self, EncryptedReplica};
+use cairn_cloud::encoded::EncodedReplica;
 use cairn_cloud::CloudReplica;
-use cairn_engine::replica::{LocalReplica, NewEntry, Outcome, Replica};
+use cairn_engine::replica::{Content, LocalReplica, NewEntry, Outcome, Replica};
 use cairn_model::{EntryKind, Filter, RelPath};
 
 use crate::config::{Config, Home, TaskConfig};
 
-/// The task's cloud replica, refused for encrypted tasks (their kept versions are stored
-/// encrypted; restoring them is not built yet).
-fn plain_replica(home: &Home, config: &Config, task: &TaskConfig) -> Result<CloudReplica> {
-    if task.cloud.as_ref().is_some_and(|c| c.encrypt) {
-        bail!("versions of encrypted cloud tasks cannot be listed or restored yet");
+/// A cloud task's remote path, through its encryption when it has one.
+enum Remote {
+    Plain(CloudReplica),
+    Encrypted(EncryptedReplica<CloudReplica>),
+    /// `--encode-names`: versions are kept under the stored (encoded) names.
+    Encoded(EncodedReplica<CloudReplica>),
+}
+
+impl Remote {
+    /// Task `name`'s remote; an encrypted one is opened with the task's key file (as a run
+    /// opens it: nothing is read before the key is checked against the remote's marker).
+    async fn open(home: &Home, config: &Config, name: &str, task: &TaskConfig) -> Result<Self> {
+        let replica = crate::cloud_cmd::cloud_replica(home, config, &task.connection, task, false)?;
+        if !task.cloud.as_ref().is_some_and(|c| c.encrypt) {
+            return Ok(match crate::cloud_cmd::encoded_names(config, task) {
+                Some(provider) => Remote::Encoded(EncodedReplica::new(replica, provider)),
+                None => Remote::Plain(replica),
+            });
+        }
+        let key = crypt::read_key_file(&crate::cloud_cmd::key_path(home, name))?;
+        Ok(Remote::Encrypted(
+            EncryptedReplica::open_with_key(replica, key).await?,
+        ))
     }
-    crate::cloud_cmd::cloud_replica(home, config, &task.connection, task, false)
+
+    fn replica(&self) -> &dyn Replica {
+        match self {
+            Remote::Plain(r) => r,
+            Remote::Encrypted(r) => r,
+            Remote::Encoded(r) => r,
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.replica().describe()
+    }
+
+    async fn kept_versions(&self, path: &RelPath) -> Result<Vec<(String, i64)>> {
+        Ok(match self {
+            Remote::Plain(r) => r.kept_versions(path).await?,
+            Remote::Encrypted(r) => r.kept_versions(path).await?,
+            Remote::Encoded(r) => r.inner().kept_versions(&r.stored(path)?).await?,
+        })
+    }
+
+    async fn all_kept_versions(
+        &self,
+        under: &RelPath,
+    ) -> Result<BTreeMap<RelPath, Vec<(String, i64)>>> {
+        Ok(match self {
+            Remote::Plain(r) => r.all_kept_versions(under).await?,
+            Remote::Encrypted(r) => r.all_kept_versions(under).await?,
+            Remote::Encoded(r) => r
+                .inner()
+                .all_kept_versions(&r.stored(under)?)
+                .await?
+                .into_iter()
+                .filter_map(|(stored, kept)| Some((r.plain(&stored).ok()?, kept)))
+                .collect(),
+        })
+    }
+
+    async fn read_kept(&self, key: &str) -> Result<Content<'static>> {
+        Ok(match self {
+            Remote::Plain(r) => r.read_kept(key).await?,
+            Remote::Encrypted(r) => r.read_kept(key).await?,
+            Remote::Encoded(r) => r.inner().read_kept(key).await?,
+        })
+    }
+
+    async fn kept_size(&self, key: &str) -> Result<u64> {
+        Ok(match self {
+            Remote::Plain(r) => r.kept_size(key).await?,
+            Remote::Encrypted(r) => r.kept_size(key).await?,
+            Remote::Encoded(r) => r.inner().kept_size(key).await?,
+        })
+    }
 }
 
 /// Where `path` (a file or folder in the task's local folder) is in the task.
@@ -38,10 +111,16 @@ fn relative(task: &TaskConfig, path: &Path) -> Result<RelPath> {
     Ok(RelPath::parse(text.trim_end_matches('/'))?)
 }
 
-pub async fn versions(home: &Home, config: &Config, task: &TaskConfig, path: &Path) -> Result<()> {
-    let replica = plain_replica(home, config, task)?;
+pub async fn versions(
+    home: &Home,
+    config: &Config,
+    name: &str,
+    task: &TaskConfig,
+    path: &Path,
+) -> Result<()> {
+    let replica = Remote::open(home, config, name, task).await?;
     let rel = relative(task, path)?;
-    let head = replica.stat(&rel).await?;
+    let head = replica.replica().stat(&rel).await?;
     let kept = replica.kept_versions(&rel).await?;
     if head.is_none() && kept.is_empty() {
         bail!(
@@ -74,11 +153,11 @@ enum Source {
 /// The source of each file under `rel` as it was at `at` (now when `None`): the earliest
 /// version replaced after `at`, else the head if it was written by then.
 async fn sources(
-    replica: &CloudReplica,
+    replica: &Remote,
     rel: &RelPath,
     at: Option<i64>,
 ) -> Result<BTreeMap<RelPath, Source>> {
-    let listing = replica.list().await?;
+    let listing = replica.replica().list().await?;
     let under = |p: &RelPath| rel.is_root() || p == rel || p.starts_with(rel);
     let mut out = BTreeMap::new();
     for (path, e) in listing.entries.iter().filter(|(p, _)| under(p)) {
@@ -99,12 +178,13 @@ async fn sources(
 pub async fn restore(
     home: &Home,
     config: &Config,
+    name: &str,
     task: &TaskConfig,
     path: Option<&Path>,
     at: Option<i64>,
     to: Option<&Path>,
 ) -> Result<()> {
-    let replica = plain_replica(home, config, task)?;
+    let replica = Remote::open(home, config, name, task).await?;
     let rel = match path {
         Some(p) => relative(task, p)?,
         None => RelPath::root(),
@@ -126,12 +206,14 @@ pub async fn restore(
         let target = match to {
             // Below `--to`, the restored item keeps its own name.
             Some(_) => match rel.parent() {
-                Some(parent) if !parent.is_root() => path.strip_prefix(&parent).unwrap_or(path),
-                _ => path,
+                Some(parent) if !parent.is_root() => {
+                    path.strip_prefix(&parent).unwrap_or_else(|| path.clone())
+                }
+                _ => path.clone(),
             },
-            None => path,
+            None => path.clone(),
         };
-        match restore_one(&replica, &local, &target, source).await {
+        match restore_one(&replica, &local, &path, &target, source).await {
             Ok(()) => done += 1,
             Err(e) => {
                 failed += 1;
@@ -146,15 +228,17 @@ pub async fn restore(
     Ok(())
 }
 
+/// Restores the remote's `path` from `source` to `target` here (they differ below `--to`).
 async fn restore_one(
-    replica: &CloudReplica,
+    replica: &Remote,
     local: &LocalReplica,
+    path: &RelPath,
     target: &RelPath,
     source: Source,
 ) -> Result<()> {
     let data = match &source {
         Source::Head(e) => {
-            cairn_engine::replica::collect(replica.read(target, &e.version).await?).await?
+            cairn_engine::replica::collect(replica.replica().read(path, &e.version).await?).await?
         }
         Source::Kept(key) => cairn_engine::replica::collect(replica.read_kept(key).await?).await?,
     };

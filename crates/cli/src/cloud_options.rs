@@ -35,6 +35,7 @@ impl Default for CloudTaskConfig {
             schedule: None,
             limit_upload: None,
             limit_download: None,
+            encode_names: false,
         }
     }
 }

@@ -20,9 +20,14 @@ pub enum ModeArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+// The names are the flag's values (`--conflict keep-latest`).
+#[allow(clippy::enum_variant_names)]
 pub enum ConflictArg {
     KeepLatest,
     KeepServer,
+    /// The local edit always stays; the remote's is kept as a version or a conflict copy
+    /// (cloud tasks' default).
+    KeepLocal,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -45,6 +50,7 @@ impl From<ConflictArg> for ConflictPolicy {
         match c {
             ConflictArg::KeepLatest => ConflictPolicy::KeepLatest,
             ConflictArg::KeepServer => ConflictPolicy::KeepServer,
+            ConflictArg::KeepLocal => ConflictPolicy::KeepLocal,
         }
     }
 }

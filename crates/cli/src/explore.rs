@@ -206,7 +206,7 @@ pub async fn versions(task: &str, path: &Path, json: bool) -> Result<()> {
         if json {
             bail!("--json is not available for cloud tasks' versions yet");
         }
-        return crate::cloud_explore::versions(&home, &config, &t, path).await;
+        return crate::cloud_explore::versions(&home, &config, task, &t, path).await;
     }
     let t = open_task(task)?;
     let place = places(&t.config, Some(path))?.remove(0);
@@ -350,7 +350,7 @@ pub async fn restore(c: RestoreCmd) -> Result<()> {
     let at = parse_at(c.at.as_deref())?;
     if let Some((home, config, t)) = cloud_task(&c.task)? {
         let (path, to) = (c.path.as_deref(), c.to.as_deref());
-        return crate::cloud_explore::restore(&home, &config, &t, path, at, to).await;
+        return crate::cloud_explore::restore(&home, &config, &c.task, &t, path, at, to).await;
     }
     let t = open_task(&c.task)?;
     if let Some(to) = &c.to {

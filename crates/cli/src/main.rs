@@ -4,6 +4,7 @@
 mod agent;
 mod cloud_buckets;
 mod cloud_cmd;
+mod cloud_db;
 mod cloud_decrypt;
 mod cloud_explore;
 mod cloud_options;

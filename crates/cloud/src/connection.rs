@@ -126,7 +126,7 @@ pub fn operator(
     root: &str,
     counters: Arc<Counters>,
 ) -> Result<Operator, String> {
-    operator_sized(conn, secrets, root, counters, DEFAULT_IN_FLIGHT)
+    operator_with(conn, secrets, root, counters, DEFAULT_IN_FLIGHT, None)
 }
 
 /// What a caller that does not say may have in flight at once (a few parts of a few files).
@@ -150,17 +150,20 @@ fn io_timeout(conn: &CloudConnection, in_flight: u64) -> Duration {
     }
 }
 
-/// [`operator`] for a caller that may have `in_flight` bytes of requests at once (transfers
-/// times parts times the part size), so that a rate limit never times a waiting request out.
+/// [`operator`] for a task: it may have `in_flight` bytes of requests at once (transfers
+/// times parts times the part size), so that a rate limit never times a waiting request out;
+/// and on S3 with static keys, multipart uploads interrupted in an earlier run are taken up
+/// again, recorded in the state file `uploads` ([`crate::multipart`]).
 ///
 /// # Errors
 /// As [`operator`].
-pub fn operator_sized(
+pub fn operator_with(
     conn: &CloudConnection,
     secrets: &Secrets,
     root: &str,
     counters: Arc<Counters>,
     in_flight: u64,
+    uploads: Option<&std::path::Path>,
 ) -> Result<Operator, String> {
     opendal::init_default_registry();
     let mut map: BTreeMap<String, String> = service_defaults(&conn.scheme());
@@ -195,12 +198,34 @@ pub fn operator_sized(
     if conn.scheme() == "gcs" {
         transport = transport.with_default_content_type();
     }
+    if let (Some(file), Some(signer)) = (uploads, s3_signer(conn, &map)) {
+        let resume = crate::multipart::Resume::load(file, signer);
+        transport = transport.with_resume(Arc::new(resume));
+    }
     let op = Operator::via_iter(conn.scheme(), map).map_err(|e| redact(&e.to_string(), secrets))?;
     let ctx = OperationContext::new().with_http_transport(transporter(transport)?);
     Ok(op
         .with_context(ctx)
         .layer(TimeoutLayer::new().with_io_timeout(io_timeout(conn, in_flight)))
         .layer(RetryLayer::new().with_jitter().with_max_times(5)))
+}
+
+/// The signer of an S3 connection with static keys (temporary ones expire: not resumed).
+fn s3_signer(
+    conn: &CloudConnection,
+    map: &BTreeMap<String, String>,
+) -> Option<crate::multipart::SigV4> {
+    if conn.scheme() != "s3" || map.contains_key("session_token") {
+        return None;
+    }
+    Some(crate::multipart::SigV4 {
+        access_key_id: map.get("access_key_id")?.clone(),
+        secret_access_key: map.get("secret_access_key")?.clone(),
+        region: map
+            .get("region")
+            .cloned()
+            .unwrap_or_else(|| "us-east-1".into()),
+    })
 }
 
 #[cfg(not(feature = "test-hooks"))]

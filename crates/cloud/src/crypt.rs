@@ -18,6 +18,7 @@
 //! their folder, or random per upload) hides more of the tree's shape but makes every rename
 //! of a folder rewrite everything under it.
 
+mod kept;
 mod key;
 mod name;
 mod offline;

@@ -1,13 +1,17 @@
 //! Cloud replicas: a path in a public cloud, reached through Apache OpenDAL, as one side of a
 //! task the engine runs like any other (DESIGN.md "Replicas").
 
+mod archive;
 pub mod buckets;
 pub mod connection;
 pub mod crypt;
+pub mod encoded;
 #[cfg(feature = "test-hooks")]
 pub mod faults;
+pub mod multipart;
 pub mod names;
 pub mod provider;
+pub mod rebuild;
 pub mod replica;
 pub mod transport;
 

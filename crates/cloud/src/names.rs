@@ -3,15 +3,18 @@
 //!
 //! [`encode_name`] replaces each character that breaks one of the provider's name rules
 //! ([`crate::provider::PathLimits`]: a forbidden character, a forbidden first or last character,
-//! the first character of a reserved name, a forbidden prefix or a forbidden part) by `!` and its
-//! two-digit uppercase hex code (`:` becomes `!3A`). A literal `!` followed by something that
-//! reads as such a code is escaped too (`!3A` becomes `!213A`), so [`decode_name`] can undo every
+//! the first character of a reserved name, a forbidden prefix or a forbidden part) by `@` and its
+//! two-digit uppercase hex code (`:` becomes `@3A`). A literal `@` followed by something that
+//! reads as such a code is escaped too (`@3A` becomes `@403A`), so [`decode_name`] can undo every
 //! escape without knowing the provider. Everything else is left as it is: a name that breaks no
-//! rule and has no `!` followed by a code is stored unchanged.
+//! rule and has no `@` followed by a code is stored unchanged.
 //!
-//! Only ASCII characters are ever escaped (every rule in the table is about ASCII), and `!`, the
+//! Only ASCII characters are ever escaped (every rule in the table is about ASCII), and `@`, the
 //! digits and `A`-`F` are allowed by every provider, so an encoded name passes the provider's
 //! character rules; only a length limit can still refuse it, and then the file is reported.
+//! `@` and not `!`: OpenDAL sends `!` in a URL path as it is while AWS-style signature checks
+//! (moto, the AWS SDKs) encode it, so S3 requests for names holding `!` fail their signature;
+//! `@` is percent-encoded on the wire like everywhere else.
 //! The alternative that lost: Unicode look-alikes (`:` as `：`) read better in a web console but
 //! are three bytes each, meet byte limits sooner, and depend on every service storing non-ASCII
 //! names faithfully.
@@ -20,8 +23,8 @@ use std::borrow::Cow;
 
 use crate::provider::Provider;
 
-/// The escape character; allowed by every provider in the table.
-pub const ESCAPE: char = '!';
+/// The escape character; allowed by every provider in the table, and percent-encoded in URLs.
+pub const ESCAPE: char = '@';
 
 /// Whether `a` and `b` read as an escape code: `0`-`7` then an uppercase hex digit (ASCII only).
 fn is_code(a: char, b: char) -> bool {
@@ -115,7 +118,7 @@ pub fn encode_name(provider: Provider, name: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// The name a stored name stands for: every `!` followed by a code becomes the character.
+/// The name a stored name stands for: every `@` followed by a code becomes the character.
 pub fn decode_name(stored: &str) -> Cow<'_, str> {
     if !stored.contains(ESCAPE) {
         return Cow::Borrowed(stored);
@@ -172,29 +175,29 @@ mod tests {
     #[test]
     fn examples() {
         let aws = Provider::S3(S3Preset::Aws);
-        assert_eq!(encode_name(aws, "12:30 report.txt"), "12!3A30 report.txt");
-        assert_eq!(encode_name(aws, "a%b#c"), "a!25b!23c");
-        assert_eq!(encode_name(aws, ".."), "!2E.");
+        assert_eq!(encode_name(aws, "12:30 report.txt"), "12@3A30 report.txt");
+        assert_eq!(encode_name(aws, "a%b#c"), "a@25b@23c");
+        assert_eq!(encode_name(aws, ".."), "@2E.");
         assert_eq!(encode_name(aws, "plain name.txt"), "plain name.txt");
-        // A literal `!` stays unless it reads as a code.
-        assert_eq!(encode_name(aws, "wow!.txt"), "wow!.txt");
-        assert_eq!(encode_name(aws, "!3A"), "!213A");
-        assert_eq!(decode_name("!213A"), "!3A");
+        // A literal `@` stays unless it reads as a code.
+        assert_eq!(encode_name(aws, "wow@.txt"), "wow@.txt");
+        assert_eq!(encode_name(aws, "@3A"), "@403A");
+        assert_eq!(decode_name("@403A"), "@3A");
         let business = Provider::Onedrive(OnedriveKind::Business);
-        assert_eq!(encode_name(business, "forms"), "!66orms");
-        assert_eq!(encode_name(business, "end."), "end!2E");
-        assert_eq!(encode_name(business, "a_vti_b_vti_"), "a!5Fvti_b!5Fvti_");
-        assert_eq!(encode_name(Provider::Dropbox, ".dropbox"), "!2Edropbox");
+        assert_eq!(encode_name(business, "forms"), "@66orms");
+        assert_eq!(encode_name(business, "end."), "end@2E");
+        assert_eq!(encode_name(business, "a_vti_b_vti_"), "a@5Fvti_b@5Fvti_");
+        assert_eq!(encode_name(Provider::Dropbox, ".dropbox"), "@2Edropbox");
         assert_eq!(
             encode_name(Provider::Onedrive(OnedriveKind::Personal), " lead"),
-            "!20lead"
+            "@20lead"
         );
-        assert_eq!(encode_name(Provider::Gcs, "  "), "!20 ");
-        assert_eq!(encode_name(Provider::B2, ".bzempty"), "!2Ebzempty");
-        assert_eq!(encode_path(aws, "a:b/c:d"), "a!3Ab/c!3Ad");
-        assert_eq!(decode_path("a!3Ab/c!3Ad"), "a:b/c:d");
+        assert_eq!(encode_name(Provider::Gcs, "  "), "@20 ");
+        assert_eq!(encode_name(Provider::B2, ".bzempty"), "@2Ebzempty");
+        assert_eq!(encode_path(aws, "a:b/c:d"), "a@3Ab/c@3Ad");
+        assert_eq!(decode_path("a@3Ab/c@3Ad"), "a:b/c:d");
         // Lowercase or out-of-range codes are literal text.
-        assert_eq!(decode_name("!3a!FF!"), "!3a!FF!");
+        assert_eq!(decode_name("@3a@FF@"), "@3a@FF@");
     }
 
     #[test]
@@ -224,8 +227,8 @@ mod tests {
     /// reserved names among them.
     fn any_name() -> impl Strategy<Value = String> {
         prop_oneof![
-            4 => "[a-zA-Z0-9 ._~!:*?\"<>|#%+\\[\\]{}^`\\\\-]{1,40}",
-            1 => "[a-z!0-9A-F]{1,12}",
+            4 => "[a-zA-Z0-9 ._~@:*?\"<>|#%+\\[\\]{}^`\\\\-]{1,40}",
+            1 => "[a-z@0-9A-F]{1,12}",
             1 => "(\\.|\\.\\.|forms|~|\\.bzEmpty|\\.synoemptyblob|_vti_|\\.dropbox|\\.cache| |  )[a-z._ ]{0,6}",
             1 => "\\PC{1,20}",
         ]

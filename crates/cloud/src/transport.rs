@@ -38,6 +38,8 @@ pub struct Transport {
     default_content_type: bool,
     limits: Arc<Limits>,
     counters: Arc<Counters>,
+    /// Multipart uploads taken up again after an interruption (S3; see [`crate::multipart`]).
+    resume: Option<Arc<crate::multipart::Resume>>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -87,7 +89,14 @@ impl Transport {
             default_content_type: false,
             limits,
             counters,
+            resume: None,
         })
+    }
+
+    /// Resumes interrupted multipart uploads with `resume`.
+    pub fn with_resume(mut self, resume: Arc<crate::multipart::Resume>) -> Self {
+        self.resume = Some(resume);
+        self
     }
 }
 
@@ -160,6 +169,15 @@ fn failed(what: &'static str, uri: &http::Uri, err: reqwest::Error) -> Error {
 impl HttpTransport for Transport {
     async fn fetch(&self, req: Request<Buffer>) -> Result<Response<HttpBody>> {
         let uri = req.uri().clone();
+        let call = self
+            .resume
+            .as_ref()
+            .map(|_| crate::multipart::Call::of(req.method(), &uri));
+        if let (Some(resume), Some(call)) = (&self.resume, &call) {
+            if let Some(answer) = resume.answer(&self.client, call, &uri, req.body()).await {
+                return Ok(answer);
+            }
+        }
         let is_head = req.method() == http::Method::HEAD;
         let (mut parts, body) = req.into_parts();
         let url = reqwest::Url::parse(&query_slashes_encoded(&uri)).map_err(|e| {
@@ -214,6 +232,46 @@ impl HttpTransport for Transport {
             .extension(uri.clone());
         if let Some(headers) = out.headers_mut() {
             std::mem::swap(headers, resp.headers_mut());
+        }
+        if let Some(resume) = self
+            .resume
+            .as_ref()
+            .filter(|_| builder_method == http::Method::GET)
+            .filter(|_| resp.status().is_client_error())
+        {
+            // A refused read: an archived object's restore is requested, and the refusal
+            // says so (seed 003).
+            let status = resp.status();
+            let mut body = resp
+                .bytes()
+                .await
+                .map_err(|e| failed("read data from http response", &uri, e))?;
+            if crate::archive::is_archived(status, &body) {
+                body = crate::archive::request_restore(&self.client, resume.signer(), &uri, &body)
+                    .await;
+            }
+            return out.body(crate::multipart::body_of(body)).map_err(|e| {
+                Error::new(ErrorKind::Unexpected, "building the response")
+                    .with_context("url", uri.to_string())
+                    .set_source(e)
+            });
+        }
+        if let (Some(resume), Some(call)) = (&self.resume, &call) {
+            let status = resp.status();
+            if matches!(call, crate::multipart::Call::Create { .. }) {
+                // A small answer, read whole to learn the upload's id.
+                let body = resp
+                    .bytes()
+                    .await
+                    .map_err(|e| failed("read data from http response", &uri, e))?;
+                resume.note(call, &uri, status, &body);
+                return out.body(crate::multipart::body_of(body)).map_err(|e| {
+                    Error::new(ErrorKind::Unexpected, "building the response")
+                        .with_context("url", uri.to_string())
+                        .set_source(e)
+                });
+            }
+            resume.note(call, &uri, status, &[]);
         }
         let limits = self.limits.clone();
         let counters = self.counters.clone();

@@ -185,6 +185,7 @@ pub(crate) async fn execute(
     let mut forget = Vec::new();
     let mut remote_moves = Vec::new();
     let mut local_moves = Vec::new();
+    let mut remote_aside = Vec::new();
     for a in actions {
         match a {
             Action::MoveRemote {
@@ -208,6 +209,11 @@ pub(crate) async fn execute(
                     uploads.push((path, l.clone(), base));
                 }
             }
+            Action::KeepRemoteCopyThenUpload { path, remote } => {
+                if let Some(l) = local.get(&path) {
+                    remote_aside.push((path, remote, l.clone()));
+                }
+            }
             Action::DeleteRemote { path, base } => remote_deletes.push((path, base)),
             Action::DeleteLocal { path, expect } => local_deletes.push((path, expect)),
             Action::Adopt { path, remote, hash } => {
@@ -224,6 +230,7 @@ pub(crate) async fn execute(
         // Moves first: a renamed folder's files reach the other computers in the first commit
         // they see (their new folders follow), so they rename rather than wait a pass.
         move_remote(ctx, remote_moves, index, stats).await?;
+        uploads.extend(set_remote_aside(ctx, remote_aside, stats).await?);
         send::upload(ctx, uploads, index, stats).await?;
         delete_remote(ctx, remote_deletes, index, stats).await?;
         move_local(ctx, local_moves, index, stats).await?;
@@ -234,6 +241,26 @@ pub(crate) async fn execute(
     .await;
     ctx.count_traffic(stats);
     done
+}
+
+/// Conflicts the local edit wins on a remote that keeps no versions: the remote's file moves
+/// aside as a conflict copy there, and the local one is uploaded as new in its place.
+async fn set_remote_aside(
+    ctx: &Ctx<'_>,
+    conflicts: Vec<(RelPath, ReplicaEntry, ReplicaEntry)>,
+    stats: &mut PassStats,
+) -> Result<Vec<send::Upload>> {
+    let mut uploads = Vec::new();
+    for (path, remote, local) in conflicts {
+        match keep_aside(ctx, ctx.right, &path, &remote, "the remote's version").await {
+            Ok(Some(_)) => uploads.push((path, local, None)),
+            // Changed on the remote meanwhile: the next pass sees it anew.
+            Ok(None) => {}
+            Err(e) if e.is_temporary() => return Err(e),
+            Err(e) => ctx.fail(stats, &path, e.to_string()),
+        }
+    }
+    Ok(uploads)
 }
 
 /// Moves made here: the remote moves the content, nothing is uploaded; all in one call, so a
@@ -390,12 +417,13 @@ async fn delete_local(
 
 /// Moves what is at `path` on `side` aside under a free conflict-copy name in the same folder,
 /// named with the losing entry's modified date (as the seeds say); `None` when the path
-/// changed since the plan.
+/// changed since the plan. `kept` names what was moved, for the report.
 pub(crate) async fn keep_aside(
     ctx: &Ctx<'_>,
     side: &dyn Replica,
     path: &RelPath,
     expect: &ReplicaEntry,
+    kept: &str,
 ) -> Result<Option<RelPath>> {
     let name = if path.name().is_empty() {
         "file"
@@ -415,10 +443,7 @@ pub(crate) async fn keep_aside(
             Outcome::Done(_) => {
                 ctx.progress.event(ProgressEvent::Skipped {
                     path: path.to_string(),
-                    reason: format!(
-                        "conflict: the local copy was kept as {}",
-                        side_path(side, &aside)
-                    ),
+                    reason: format!("conflict: {kept} was kept as {}", side_path(side, &aside)),
                 });
                 Ok(Some(aside))
             }

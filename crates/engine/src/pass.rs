@@ -256,6 +256,11 @@ fn describe_plan(plan: &SyncPlan, scan: &Listing, read_only: bool) -> Vec<Planne
                     path,
                     "changed on both sides; the server's version wins".into(),
                 ),
+                Action::KeepRemoteCopyThenUpload { path, .. } => step(
+                    "keep the server's as a conflict copy, then upload",
+                    path,
+                    "changed on both sides; the local version wins".into(),
+                ),
                 Action::DeleteLocal { path, .. } => {
                     step("delete here", path, "deleted on the server".into())
                 }

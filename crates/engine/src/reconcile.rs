@@ -44,6 +44,9 @@ impl Direction {
 pub enum ConflictPolicy {
     KeepLatest,
     KeepServer,
+    /// Cloud tasks (seed 002): the local edit always stays; the remote's is kept as a version
+    /// where the remote keeps versions, as a conflict copy on the remote otherwise.
+    KeepLocal,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -74,6 +77,9 @@ pub enum Action {
         remote: ReplicaEntry,
         expect: ReplicaEntry,
     },
+    /// Move the remote file aside as a conflict copy on the remote, then upload the local state
+    /// in its place: the remote's edit survives beside it (and reaches here next pass).
+    KeepRemoteCopyThenUpload { path: RelPath, remote: ReplicaEntry },
     /// Remove the local path (it has not changed since the base).
     DeleteLocal { path: RelPath, expect: ReplicaEntry },
     /// A file moved here: tell the server `to` takes `from`'s content (no content is sent).
@@ -279,6 +285,10 @@ pub fn plan_sync(i: &SyncInputs<'_>) -> SyncPlan {
         if let Some(a) = action {
             match &a {
                 Action::Upload { .. } => plan.uploads += 1,
+                Action::KeepRemoteCopyThenUpload { .. } => {
+                    plan.conflicts += 1;
+                    plan.uploads += 1;
+                }
                 Action::DeleteRemote { .. } => plan.remote_deletes += 1,
                 Action::Download { .. } => plan.downloads += 1,
                 Action::KeepLocalCopyThenDownload { .. } | Action::SaveLocalThenDownload { .. } => {
@@ -482,6 +492,7 @@ impl Action {
             | Action::Download { path, .. }
             | Action::KeepLocalCopyThenDownload { path, .. }
             | Action::SaveLocalThenDownload { path, .. }
+            | Action::KeepRemoteCopyThenUpload { path, .. }
             | Action::DeleteLocal { path, .. }
             | Action::Adopt { path, .. }
             | Action::Forget { path } => path,
@@ -523,6 +534,9 @@ fn both_changed(
                     hash: None,
                 };
             }
+            if let Some(a) = keep_local(i, &path, l, r) {
+                return a;
+            }
             // Overwriting the remote's edit is only safe where the remote keeps it as a
             // version; elsewhere the local edit becomes the conflict copy.
             let local_wins = i.direction == Direction::TwoWay
@@ -558,6 +572,36 @@ fn both_changed(
             }
         }
     }
+}
+
+/// Under [`ConflictPolicy::KeepLocal`], two-way, between files: the local edit goes up, over
+/// the remote's (kept as a version) or after it (moved aside as a conflict copy there).
+/// Folders keep the general rule: a remote folder is not moved aside for a local file.
+fn keep_local(
+    i: &SyncInputs<'_>,
+    path: &RelPath,
+    l: &ReplicaEntry,
+    r: &ReplicaEntry,
+) -> Option<Action> {
+    let applies = i.policy == ConflictPolicy::KeepLocal
+        && i.direction == Direction::TwoWay
+        && l.kind != EntryKind::Dir
+        && r.kind != EntryKind::Dir;
+    if !applies {
+        return None;
+    }
+    let path = path.clone();
+    Some(if i.remote_keeps_versions && !i.keep_conflict_copy {
+        Action::Upload {
+            path,
+            base: Some(r.version.clone()),
+        }
+    } else {
+        Action::KeepRemoteCopyThenUpload {
+            path,
+            remote: r.clone(),
+        }
+    })
 }
 
 #[cfg(test)]
@@ -801,6 +845,58 @@ mod tests {
         });
         assert!(matches!(
             plan.actions[..],
+            [Action::KeepLocalCopyThenDownload { .. }]
+        ));
+    }
+
+    #[test]
+    fn keep_local_sends_the_local_edit_and_keeps_the_remotes_as_a_version_or_a_copy() {
+        // The local edit is older: under keep-local it wins all the same.
+        let c = case(
+            Some(base("f", b"a", 1)),
+            Some(local("f", b"mine", 1)),
+            Some(remote(2, b"theirs", 5)),
+        );
+        let plan = |versions: bool, copy: bool, direction: Direction| {
+            plan_sync(&SyncInputs {
+                base: &c.base,
+                local: &c.local,
+                remote: &c.remote,
+                remote_keeps_versions: versions,
+                direction,
+                policy: ConflictPolicy::KeepLocal,
+                keep_conflict_copy: copy,
+                incomplete: &[],
+                excluded: &BTreeSet::new(),
+                keep_deleted: false,
+                guards: Guards::default(),
+            })
+        };
+        let kept = plan(true, false, TW);
+        assert_eq!(
+            kept.actions,
+            vec![Action::Upload {
+                path: p("f"),
+                base: Some(v(2))
+            }]
+        );
+        assert_eq!((kept.conflicts, kept.uploads), (1, 1));
+        let copied = plan(false, false, TW);
+        assert_eq!(
+            copied.actions,
+            vec![Action::KeepRemoteCopyThenUpload {
+                path: p("f"),
+                remote: remote(2, b"theirs", 5)
+            }]
+        );
+        assert_eq!((copied.conflicts, copied.uploads), (1, 1));
+        assert!(matches!(
+            plan(true, true, TW).actions[..],
+            [Action::KeepRemoteCopyThenUpload { .. }]
+        ));
+        // Download-only still takes the remote's and keeps the local edit here.
+        assert!(matches!(
+            plan(false, false, Direction::DownloadOnly).actions[..],
             [Action::KeepLocalCopyThenDownload { .. }]
         ));
     }

@@ -52,6 +52,8 @@ pub struct Runner {
     url: String,
     fingerprint: String,
     index_path: PathBuf,
+    /// Where interrupted multipart uploads are recorded, one file per task.
+    uploads_dir: PathBuf,
     seen: HashMap<i64, Seen>,
 }
 
@@ -64,6 +66,7 @@ impl Runner {
             url,
             fingerprint,
             index_path: data.join("cloud-tasks.db"),
+            uploads_dir: data.join("cloud-uploads"),
             seen: HashMap::new(),
         }
     }
@@ -198,6 +201,11 @@ impl Runner {
             &cloud,
             &s.remote,
             s.transfers,
+            Some(
+                &self
+                    .uploads_dir
+                    .join(format!("{}.json", index_key(task.id))),
+            ),
         )?;
         let filter = crate::config::new_filter(s.max_size_mb, &s.exclude_names, &s.exclude_exts)?;
         let direction = match s.direction.as_str() {
@@ -211,7 +219,7 @@ impl Runner {
             task: &key,
             root_no: 0,
             direction,
-            policy: ConflictPolicy::KeepLatest,
+            policy: ConflictPolicy::KeepLocal,
             keep_conflict_copy: false,
             keep_deleted: s.keep_deleted,
             consistency_check: false,

@@ -94,7 +94,7 @@ pub fn add_task(c: &Client, conn: &str, remote: &str, extra: &[&str]) {
     c.ok(&args);
 }
 
-fn read(c: &Client, rel: &str) -> Option<Vec<u8>> {
+pub(crate) fn read(c: &Client, rel: &str) -> Option<Vec<u8>> {
     std::fs::read(c.path(rel)).ok()
 }
 
@@ -145,11 +145,13 @@ fn a_cloud_task_keeps_two_computers_in_sync_through_s3() {
     b.ok(&["run", "t"]);
     assert!(!b.path("empty.txt").exists());
 
-    // Both edit one file: nothing is lost, one is the file and the other a conflict copy.
+    // Both edit one file: nothing is lost, one is the file and the other a conflict copy
+    // (made on the cloud, so it reaches B on its next pass).
     a.write("notes.txt", b"edit on a");
     std::thread::sleep(Duration::from_millis(20));
     b.write("notes.txt", b"edit on b");
     a.ok(&["run", "t"]);
+    b.ok(&["run", "t"]);
     b.ok(&["run", "t"]);
     let mut seen: Vec<Vec<u8>> = std::fs::read_dir(&b.root)
         .expect("list")
@@ -597,7 +599,7 @@ async fn copy_objects(moto: &Moto, prefix: &str, dest: &std::path::Path) {
     }
 }
 
-fn now_text() -> String {
+pub(crate) fn now_text() -> String {
     let ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")

@@ -6,6 +6,7 @@ mod backup;
 mod bad_input;
 mod cloud;
 mod cloud_options;
+mod cloud_rules;
 mod cloud_servers;
 mod connection;
 mod drive;

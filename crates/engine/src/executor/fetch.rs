@@ -281,6 +281,9 @@ async fn place(
     landed(ctx, path, remote, r)
 }
 
+/// What a local conflict copy holds, for the report.
+const LOCAL: &str = "the local copy";
+
 /// A conflict, or a download over an entry of another kind: one by one.
 async fn resolve(ctx: &Ctx<'_>, action: Action) -> Result<Option<IndexRow>> {
     match action {
@@ -296,7 +299,10 @@ async fn resolve(ctx: &Ctx<'_>, action: Action) -> Result<Option<IndexRow>> {
                     Ok(Outcome::Done(_)) => {}
                     Ok(Outcome::Changed(_)) => return Ok(None),
                     Err(_) => {
-                        if keep_aside(ctx, ctx.left, &path, &dir).await?.is_none() {
+                        if keep_aside(ctx, ctx.left, &path, &dir, LOCAL)
+                            .await?
+                            .is_none()
+                        {
                             return Ok(None);
                         }
                     }
@@ -305,7 +311,10 @@ async fn resolve(ctx: &Ctx<'_>, action: Action) -> Result<Option<IndexRow>> {
             }
             // A file or link stands where a folder must go: kept as a conflict copy.
             Some(other) if remote.kind == EntryKind::Dir => {
-                if keep_aside(ctx, ctx.left, &path, &other).await?.is_none() {
+                if keep_aside(ctx, ctx.left, &path, &other, LOCAL)
+                    .await?
+                    .is_none()
+                {
                     return Ok(None);
                 }
                 place(ctx, &path, &remote, None).await
@@ -317,7 +326,10 @@ async fn resolve(ctx: &Ctx<'_>, action: Action) -> Result<Option<IndexRow>> {
             remote,
             expect,
         } => {
-            if keep_aside(ctx, ctx.left, &path, &expect).await?.is_none() {
+            if keep_aside(ctx, ctx.left, &path, &expect, LOCAL)
+                .await?
+                .is_none()
+            {
                 return Ok(None);
             }
             place(ctx, &path, &remote, None).await

@@ -27,6 +27,8 @@ struct Model {
     /// The remote keeps replaced content: what is overwritten or deleted stays in `history`.
     versions: bool,
     conflict_copies: Vec<u8>,
+    /// Contents the remote's files kept as conflict copies on the remote.
+    remote_copies: Vec<u8>,
 }
 
 fn rel(s: &str) -> RelPath {
@@ -111,6 +113,7 @@ fn model() -> impl Strategy<Value = Model> {
             history,
             versions: true,
             conflict_copies: Vec::new(),
+            remote_copies: Vec::new(),
         }
     })
 }
@@ -243,6 +246,14 @@ impl Model {
                 self.put_remote(path, c, mtime);
                 self.slot(path).local = Some((c, mtime));
             }
+            Action::KeepRemoteCopyThenUpload { path, .. } => {
+                // Moved aside, not replaced: the content leaves the path, not the remote.
+                if let Some((_, c, _)) = self.slot(path).remote.take() {
+                    self.remote_copies.push(c);
+                }
+                let (c, m) = self.slots[path].local.expect("upload of a local file");
+                self.put_remote(path, c, m);
+            }
             Action::DeleteLocal { path, .. } => {
                 let s = self.slot(path);
                 s.local = None;
@@ -289,7 +300,11 @@ fn settings() -> impl Strategy<Value = Settings> {
             Direction::UploadOnly,
             Direction::DownloadOnly,
         ]),
-        prop::sample::select(vec![ConflictPolicy::KeepLatest, ConflictPolicy::KeepServer]),
+        prop::sample::select(vec![
+            ConflictPolicy::KeepLatest,
+            ConflictPolicy::KeepServer,
+            ConflictPolicy::KeepLocal,
+        ]),
         any::<bool>(),
         any::<bool>(),
     )
@@ -317,6 +332,7 @@ proptest! {
                     | Action::DeleteRemote { .. }
                     | Action::MoveRemote { .. }
                     | Action::SaveLocalThenDownload { .. }
+                    | Action::KeepRemoteCopyThenUpload { .. }
             );
             let writes_local = matches!(
                 a,
@@ -393,7 +409,43 @@ proptest! {
             let head = m.slots.values().any(|s| s.remote.map(|r| r.1) == Some(c));
             let here = m.slots.values().any(|s| s.local.map(|l| l.0) == Some(c));
             let kept = m.versions && m.history.iter().any(|(_, h)| *h == c);
-            prop_assert!(head || here || kept, "remote edit {} of {} lost: {:?}", c, path, m);
+            let copied = m.remote_copies.contains(&c);
+            prop_assert!(
+                head || here || kept || copied,
+                "remote edit {} of {} lost: {:?}",
+                c,
+                path,
+                m
+            );
+        }
+    }
+
+    /// Cloud tasks (seed 002): two-way under keep-local, a local edit stays at its path and
+    /// becomes the remote's head there, whatever the remote did and whether or not it keeps
+    /// versions.
+    #[test]
+    fn keep_local_leaves_every_local_edit_in_place_on_both_sides(
+        m in model(),
+        versions in any::<bool>(),
+    ) {
+        let set = (Direction::TwoWay, ConflictPolicy::KeepLocal, false, versions);
+        let edits: Vec<(RelPath, u8)> = m
+            .slots
+            .iter()
+            .filter_map(|(path, s)| {
+                let (c, _) = s.local?;
+                (s.base.map(|b| b.1) != Some(c)).then_some((path.clone(), c))
+            })
+            .collect();
+        let mut m = m;
+        m.versions = versions;
+        for a in m.plan(set).actions {
+            m.apply(&a);
+        }
+        for (path, c) in edits {
+            let s = &m.slots[&path];
+            prop_assert_eq!(s.local.map(|l| l.0), Some(c), "{:?}", m);
+            prop_assert_eq!(s.remote.map(|r| r.1), Some(c), "{:?}", m);
         }
     }
 

@@ -189,6 +189,17 @@ impl S3Server {
         self.signed(creds, method, key, &[], body)
     }
 
+    /// A request on `key` (the bucket itself when empty) with the query pairs `query`
+    /// (`uploads`, `uploadId`, ...), signed with this server's credentials.
+    pub fn request_query(
+        &self,
+        method: reqwest::Method,
+        key: &str,
+        query: &[(&str, &str)],
+    ) -> reqwest::blocking::RequestBuilder {
+        self.signed(&self.sigv4(), method, key, query, Vec::new())
+    }
+
     /// A signed GET of one page of the bucket's V2 listing (`list-type=2`) with `query` added
     /// (`max-keys`, `continuation-token`, `prefix`).
     pub fn list_v2(&self, query: &[(&str, &str)]) -> reqwest::blocking::RequestBuilder {
