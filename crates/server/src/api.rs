@@ -43,6 +43,7 @@ use crate::login::{LoginGate, Refusal};
 use crate::meta::{Author, Folder, SqliteMeta, User, PACK_MAX};
 use crate::Error;
 
+mod commit_stream;
 mod stream;
 
 /// Largest chunk-upload request body.
@@ -76,10 +77,14 @@ pub struct AppState {
     failing_uploads: std::sync::atomic::AtomicU64,
     /// Open journal streams, per user.
     streams: Arc<stream::StreamCounts>,
+    /// Open commit streams, per user.
+    commit_streams: Arc<stream::StreamCounts>,
     /// Set when the server stops, so open journal streams end rather than hold it up.
     stopping: watch::Sender<bool>,
     /// Test hook (`CAIRN_TEST_ACCESS_LOG`): log requests, and each journal stream frame.
     access_log: bool,
+    /// Test hook (`CAIRN_TEST_NO_COMMIT_STREAM`): neither offer nor serve commit streams.
+    no_commit_stream: bool,
 }
 
 /// A test hook's value from the environment: only in builds with the `test-hooks` feature,
@@ -114,8 +119,13 @@ impl AppState {
                 test_hook("CAIRN_TEST_FAIL_UPLOADS").unwrap_or(0),
             ),
             streams: Arc::default(),
+            commit_streams: Arc::new(stream::StreamCounts::new(
+                commit_stream::MAX_STREAMS_PER_USER,
+                commit_stream::MAX_STREAMS,
+            )),
             stopping: watch::channel(false).0,
             access_log: test_hook::<u8>("CAIRN_TEST_ACCESS_LOG").is_some(),
+            no_commit_stream: test_hook::<u8>("CAIRN_TEST_NO_COMMIT_STREAM").is_some(),
         }))
     }
 
@@ -128,6 +138,11 @@ impl AppState {
     /// Journal streams open now.
     pub fn open_streams(&self) -> usize {
         self.streams.open()
+    }
+
+    /// Commit streams open now.
+    pub fn open_commit_streams(&self) -> usize {
+        self.commit_streams.open()
     }
 
     fn head_watch(&self, folder: &Folder) -> watch::Receiver<i64> {
@@ -206,6 +221,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/folders/{folder}/commit",
             post(commit).layer(RequestDecompressionLayer::new()),
+        )
+        // Its body is read frame by frame within the stream's own caps.
+        .route(
+            "/folders/{folder}/commit-stream",
+            post(commit_stream::open).layer(DefaultBodyLimit::disable()),
         )
         .route("/folders/{folder}/journal", get(journal))
         .route("/folders/{folder}/tree", get(tree))
@@ -556,9 +576,13 @@ async fn login(
             cairn_protocol::FEATURE_TOKEN_HEADER,
             cairn_protocol::FEATURE_DERIVED_INLINE,
             cairn_protocol::FEATURE_JOURNAL_STREAM,
+            cairn_protocol::FEATURE_COMMIT_STREAM,
         ]
+        .into_iter()
+        // Test hook: a server that offers no commit stream, as one before it.
+        .filter(|f| !(state.no_commit_stream && *f == cairn_protocol::FEATURE_COMMIT_STREAM))
         .map(String::from)
-        .to_vec(),
+        .collect(),
     }))
 }
 
@@ -821,15 +845,28 @@ fn parse_commit(body: &[u8]) -> ApiResult<Vec<Result<Change, String>>> {
             "at most {MAX_COMMIT_CHANGES} changes per commit"
         )));
     }
-    let parsed: Vec<Result<Change, String>> = loose
+    let parsed = loose
         .changes
         .into_iter()
         .enumerate()
         .map(|(i, raw)| {
-            let mut change = serde_json::from_str::<Change>(raw.get()).map_err(|e| {
+            serde_json::from_str::<Change>(raw.get()).map_err(|e| {
                 let text: String = raw.get().chars().take(200).collect();
                 format!("change {i} is not valid: {e} (in {text:?})")
-            })?;
+            })
+        })
+        .collect();
+    check_changes(parsed)
+}
+
+/// The checks of a commit's changes, each on its own (derived fields filled in, chunk and
+/// inline limits, inline content that matches) and of the commit as a whole, wherever the
+/// commit came from (a request body or a commit stream's frame).
+fn check_changes(parsed: Vec<Result<Change, String>>) -> ApiResult<Vec<Result<Change, String>>> {
+    let parsed: Vec<Result<Change, String>> = parsed
+        .into_iter()
+        .map(|change| {
+            let mut change = change?;
             if change.inline_len() <= MAX_INLINE_FILE {
                 change.derive_from_inline();
             }
@@ -927,16 +964,27 @@ async fn commit(
     let parsed = tokio::task::spawn_blocking(move || parse_commit(&body))
         .await
         .map_err(ApiError::worker)??;
+    Ok(Json(apply_commit(&state, &caller, &folder, parsed).await?))
+}
+
+/// Stores a checked commit's inline content, then commits its valid changes in one
+/// transaction; each refused change keeps its place in the answer.
+async fn apply_commit(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    folder: &Folder,
+    parsed: Vec<Result<Change, String>>,
+) -> ApiResult<CommitResponse> {
     let inline = inline_chunks(&parsed);
     tracing::info!(folder = %folder.name, user = %caller.user.name, changes = parsed.len(), inline_chunks = inline.len(), "commit");
     // Stored (verified, proved, charged) before the commit looks at the author's scope.
     if !inline.is_empty() {
-        store_chunks(&state, caller.user.clone(), inline).await?;
+        store_chunks(state, caller.user.clone(), inline).await?;
     }
     let pause = state.commit_pause;
     let f = folder.clone();
-    let Caller { user, device, .. } = caller;
-    let (results, head) = blocking(&state, move |m| {
+    let (user, device) = (caller.user.clone(), caller.device.clone());
+    let (results, head) = blocking(state, move |m| {
         let computer = m.device_name(&user, &device)?;
         let author = Author {
             user: &user,
@@ -965,7 +1013,7 @@ async fn commit(
     })
     .await?;
     state.announce(folder.id, head);
-    Ok(Json(CommitResponse { results, head }))
+    Ok(CommitResponse { results, head })
 }
 
 #[derive(Deserialize)]
