@@ -10,8 +10,10 @@
 //! compact JSON, compressed on its own (no state shared across frames, so neither side keeps a
 //! compressor per open stream):
 //! - up: `{"i": id, "c": [change, ...]}`, a change with one-letter keys ([`WireChange`]);
-//! - down: `{"i": id, "r": [result, ...], "h": head}`, or `{"i": id, "s": status, "e":
-//!   message}` for a commit refused as a whole (the status an ordinary commit would answer).
+//! - down: `{"i": id, "r": [result, ...], "h": head}`; `{"i": id, "a": [seq, ...]}` when
+//!   every change was accepted (with `"h"` only when the head is not the last of them); or
+//!   `{"i": id, "s": status, "e": message}` for a commit refused as a whole (the status an
+//!   ordinary commit would answer).
 //!
 //! The server reads the next frame only after answering the one before, so a client has one
 //! commit in flight per stream. [`FrameSplitter`] is the one decoder of both directions; it is
@@ -299,6 +301,10 @@ struct DownFrame {
     id: u64,
     #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
     results: Option<Vec<WireResult>>,
+    /// Instead of `r` when every change was accepted: their sequence numbers.
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
+    accepted: Option<Vec<Seq>>,
+    /// Absent when it is the last accepted change's number.
     #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
     head: Option<Seq>,
     #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
@@ -318,16 +324,36 @@ pub struct Answer {
 /// One answer as a down frame.
 pub fn encode_answer(answer: Answer) -> Vec<u8> {
     let down = match answer.outcome {
-        Ok(r) => DownFrame {
-            id: answer.id,
-            results: Some(r.results.into_iter().map(WireResult::from).collect()),
-            head: Some(r.head),
-            status: None,
-            error: None,
-        },
+        Ok(r) => {
+            let seqs: Option<Vec<Seq>> = r
+                .results
+                .iter()
+                .map(|x| match x {
+                    ChangeResult::Accepted { seq } => Some(*seq),
+                    _ => None,
+                })
+                .collect();
+            let (results, accepted) = match seqs {
+                Some(seqs) if !seqs.is_empty() => (None, Some(seqs)),
+                _ => (
+                    Some(r.results.into_iter().map(WireResult::from).collect()),
+                    None,
+                ),
+            };
+            let implied = accepted.as_ref().and_then(|a| a.last().copied());
+            DownFrame {
+                id: answer.id,
+                results,
+                accepted,
+                head: (implied != Some(r.head)).then_some(r.head),
+                status: None,
+                error: None,
+            }
+        }
         Err((status, message)) => DownFrame {
             id: answer.id,
             results: None,
+            accepted: None,
             head: None,
             status: Some(status),
             error: Some(message),
@@ -343,12 +369,30 @@ pub fn encode_answer(answer: Answer) -> Vec<u8> {
 pub fn parse_answer(payload: &[u8]) -> Result<Answer, String> {
     let down: DownFrame = serde_json::from_slice(payload)
         .map_err(|e| format!("commit stream answer is not valid: {e}"))?;
-    let outcome = match (down.results, down.head, down.status, down.error) {
-        (Some(results), Some(head), None, None) => Ok(CommitResponse {
+    let outcome = match (
+        down.results,
+        down.accepted,
+        down.head,
+        down.status,
+        down.error,
+    ) {
+        (Some(results), None, Some(head), None, None) => Ok(CommitResponse {
             results: results.into_iter().map(ChangeResult::from).collect(),
             head,
         }),
-        (None, None, Some(status), Some(message)) => Err((status, message)),
+        (None, Some(seqs), head, None, None) => {
+            let Some(head) = head.or_else(|| seqs.last().copied()) else {
+                return Err("commit stream answer accepts no change".into());
+            };
+            Ok(CommitResponse {
+                results: seqs
+                    .into_iter()
+                    .map(|seq| ChangeResult::Accepted { seq })
+                    .collect(),
+                head,
+            })
+        }
+        (None, None, None, Some(status), Some(message)) => Err((status, message)),
         _ => return Err("commit stream answer has neither results nor an error".into()),
     };
     Ok(Answer {
@@ -449,6 +493,23 @@ mod tests {
                 id: 2,
                 outcome: Err((403, "read only".into())),
             },
+            Answer {
+                id: 3,
+                outcome: Ok(CommitResponse {
+                    results: vec![
+                        ChangeResult::Accepted { seq: Seq(9) },
+                        ChangeResult::Accepted { seq: Seq(10) },
+                    ],
+                    head: Seq(12),
+                }),
+            },
+            Answer {
+                id: 4,
+                outcome: Ok(CommitResponse {
+                    results: vec![ChangeResult::Accepted { seq: Seq(13) }],
+                    head: Seq(13),
+                }),
+            },
         ];
         for a in answers {
             let text = format!("{a:?}");
@@ -471,7 +532,7 @@ mod tests {
             }),
         };
         let frame = encode_answer(a);
-        assert!(frame.len() <= 40, "{} bytes", frame.len());
+        assert!(frame.len() <= 24, "{} bytes", frame.len());
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod backup;
 mod bad_input;
 mod cloud;
 mod cloud_servers;
+mod commit_stream;
 mod connection;
 mod drive;
 mod explorer;

@@ -11,8 +11,9 @@
 //! it. What an open stream may cost is bounded: [`MAX_STREAMS_PER_USER`] per user and
 //! [`MAX_STREAMS`] in all (beyond, 503 and the client commits with ordinary requests), one
 //! frame read at a time (the next waits in HTTP/2 flow control until the answer is sent), at
-//! most [`IDLE`] between frames and [`stream::MAX_STREAM_LIFE`] in all, never beyond its
-//! token; it ends after the frame in hand when the server stops.
+//! most [`IDLE`] between frames (a frame begun is held to the connection's body deadlines,
+//! which do not count the wait between frames: `BodyIdle`) and `MAX_STREAM_LIFE` in all, never
+//! beyond its token; it ends after the frame in hand when the server stops.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode, Version};
 use axum::response::Response;
+use axum::Extension;
 use cairn_protocol::commit_stream::{
     encode_answer, parse_commit, Answer, FrameSplitter, CONTENT_TYPE, MAX_FRAME, MAX_FRAME_JSON,
 };
@@ -34,6 +36,7 @@ use super::{
     apply_commit, blocking, check_changes, folder_access, now_ns, ApiError, ApiResult, AppState,
     Caller,
 };
+use crate::connection::BodyIdle;
 use crate::meta::Folder;
 
 /// Most commit streams one user may hold open (an agent holds one per folder it writes to).
@@ -50,6 +53,9 @@ struct Commits {
     caller: Caller,
     folder: Folder,
     body: axum::body::BodyDataStream,
+    /// Tells the connection's body deadlines when the body is idle between frames (a frame
+    /// begun must still arrive at their pace).
+    idle: Option<BodyIdle>,
     split: FrameSplitter,
     stopping: watch::Receiver<bool>,
     ends: Instant,
@@ -66,6 +72,7 @@ pub async fn open(
     caller: Caller,
     Path(folder): Path<String>,
     version: Version,
+    idle: Option<Extension<BodyIdle>>,
     body: Body,
 ) -> ApiResult<Response> {
     if state.no_commit_stream {
@@ -90,6 +97,7 @@ pub async fn open(
     let life = MAX_STREAM_LIFE.min(Duration::from_nanos(token_left));
     let commits = Commits {
         body: body.into_data_stream(),
+        idle: idle.map(|Extension(i)| i),
         split: FrameSplitter::new(MAX_FRAME, MAX_FRAME_JSON),
         stopping: state.stopping.subscribe(),
         ends: Instant::now() + life,
@@ -132,7 +140,12 @@ impl Commits {
             if *self.stopping.borrow() || Instant::now() >= self.ends {
                 return None;
             }
-            let idle = Instant::now() + IDLE;
+            let between = self.split.pending() == 0;
+            if let Some(i) = &self.idle {
+                i.set(between);
+            }
+            // Between frames the stream's own idle limit; inside one, the body deadlines.
+            let idle = Instant::now() + if between { IDLE } else { MAX_STREAM_LIFE };
             let piece = tokio::select! {
                 piece = self.body.next() => piece?,
                 _ = tokio::time::sleep_until(idle.min(self.ends)) => return None,
