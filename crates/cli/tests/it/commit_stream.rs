@@ -393,3 +393,27 @@ fn sigterm_mid_stream_loses_no_acknowledged_commit() {
         assert_eq!(content(&server, &token, path), noise(i, 100), "{path}");
     }
 }
+
+#[test]
+fn a_stream_may_wait_between_frames_but_a_frame_begun_may_not_stall() {
+    let mut server = Server::start();
+    server.args = vec!["--body-timeout".into(), "1".into()];
+    server.restart();
+    let (token, _) = login(&server, "alice", "alice-pw", "pc-a");
+    let rt = runtime();
+    let client = async_http();
+    rt.block_on(async {
+        let mut s = open(&client, &server.url(), &token).await.expect("open");
+        let a = s.commit(1, &[inline("a.txt", b"one", None)]).await;
+        let seq = accepted(&a)[0].expect("accepted");
+        // Longer than a request body may stall: the wait between two commits is not one.
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        let a = s.commit(2, &[inline("a.txt", b"two", Some(seq))]).await;
+        assert!(accepted(&a)[0].is_some(), "{a:?}");
+        // Half a frame header, then nothing: the body deadline ends the stream.
+        s.send(vec![0, 0]).await;
+        let end = tokio::time::timeout(std::time::Duration::from_secs(30), s.answer()).await;
+        assert!(matches!(end, Ok(None)), "the stream did not end: {end:?}");
+    });
+    assert_eq!(content(&server, &token, "a.txt"), b"two");
+}
