@@ -1,5 +1,5 @@
-//! The HTTP API (`/api/v1/...`): login, chunk presence and upload, commit, journal long-poll,
-//! tree, versions and content with byte ranges.
+//! The HTTP API (`/api/v1/...`): login, chunk presence and upload, commit (as requests or on a
+//! stream), journal long-poll, tree, versions and content with byte ranges.
 //!
 //! Handlers check the caller's token and folder access, then run metadata work on the blocking
 //! pool. [`ApiError`] is the one place errors become HTTP statuses: a 5xx body says nothing
@@ -138,11 +138,6 @@ impl AppState {
     /// Journal streams open now.
     pub fn open_streams(&self) -> usize {
         self.streams.open()
-    }
-
-    /// Commit streams open now.
-    pub fn open_commit_streams(&self) -> usize {
-        self.commit_streams.open()
     }
 
     fn head_watch(&self, folder: &Folder) -> watch::Receiver<i64> {
