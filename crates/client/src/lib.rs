@@ -14,6 +14,7 @@
 //! streamed because the engine's `Remote` takes them whole; the caps are far above real folders.
 
 pub use cairn_engine::ratelimit;
+mod commit_stream;
 pub mod replica;
 
 use std::path::PathBuf;
@@ -321,6 +322,11 @@ pub struct Connection {
     /// Per folder: how far the last journal read went, and the answer an identity check got
     /// by reading on from there (see [`HttpRemote::identity`]).
     journals: std::sync::Mutex<std::collections::HashMap<String, Followed>>,
+    /// Per folder: its commit stream (see [`commit_stream`]), shared by the connection's
+    /// remotes of that folder (a pass makes its own).
+    commit_streams: std::sync::Mutex<
+        std::collections::HashMap<String, Arc<Mutex<commit_stream::CommitStreams>>>,
+    >,
     /// Content bytes per second, shared by every transfer of this connection.
     up: Option<ratelimit::RateLimit>,
     down: Option<ratelimit::RateLimit>,
@@ -338,6 +344,7 @@ struct ServerFeatures {
     token_header: std::sync::atomic::AtomicBool,
     derived_inline: std::sync::atomic::AtomicBool,
     journal_stream: std::sync::atomic::AtomicBool,
+    commit_stream: std::sync::atomic::AtomicBool,
 }
 
 impl ServerFeatures {
@@ -350,6 +357,8 @@ impl ServerFeatures {
             .store(has(cairn_protocol::FEATURE_DERIVED_INLINE), Relaxed);
         self.journal_stream
             .store(has(cairn_protocol::FEATURE_JOURNAL_STREAM), Relaxed);
+        self.commit_stream
+            .store(has(cairn_protocol::FEATURE_COMMIT_STREAM), Relaxed);
     }
 
     fn has(flag: &std::sync::atomic::AtomicBool) -> bool {
@@ -484,6 +493,7 @@ impl Connection {
             gzip_requests: std::sync::atomic::AtomicBool::new(false),
             features: ServerFeatures::default(),
             journals: std::sync::Mutex::new(std::collections::HashMap::new()),
+            commit_streams: std::sync::Mutex::default(),
             up: None,
             down: None,
             mint: None,
@@ -1061,12 +1071,7 @@ impl HttpRemote {
             sent.iter_mut().for_each(Change::strip_derived);
         }
         let answer = self
-            .conn
-            .post_json(
-                &path,
-                &CommitRequest { changes: sent },
-                Cap::Exactly(MIN_EXACT_CAP + per_change),
-            )
+            .send_commit(&path, sent, Cap::Exactly(MIN_EXACT_CAP + per_change))
             .await;
         let r: CommitResponse = match answer {
             Ok(r) => r,
@@ -1089,6 +1094,33 @@ impl HttpRemote {
         drop(under_way);
         self.note_commit(changes, &r.results, r.head, server_id);
         Ok(r.results)
+    }
+
+    /// A commit on the folder's commit stream when the server offers one and it is free, else
+    /// as an ordinary request (see [`commit_stream`]).
+    async fn send_commit(&self, path: &str, sent: Vec<Change>, cap: Cap) -> Result<CommitResponse> {
+        if ServerFeatures::has(&self.conn.features.commit_stream) {
+            let streams = {
+                let mut all = self
+                    .conn
+                    .commit_streams
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                all.entry(self.folder.clone()).or_default().clone()
+            };
+            // Busy with another commit: this one goes as a request of its own, not after it.
+            let held = streams.try_lock();
+            if let Ok(mut streams) = held {
+                let stream_path = self.folder_path("commit-stream");
+                let sent_on = streams.commit(&self.conn, &stream_path, &sent).await;
+                if let commit_stream::Sent::Answered(r) = sent_on {
+                    return r;
+                }
+            }
+        }
+        self.conn
+            .post_json(path, &CommitRequest { changes: sent }, cap)
+            .await
     }
 
     /// One upload request of `chunks` as frames.

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use cairn_model::{ChunkId, ContentHash, DeviceId, Entry, EntryKind, RelPath, Seq};
 use serde::{Deserialize, Serialize};
 
+pub mod commit_stream;
 pub mod frame;
 mod inline;
 pub mod stream;
@@ -130,6 +131,9 @@ pub const FEATURE_TOKEN_HEADER: &str = "token-header";
 pub const FEATURE_DERIVED_INLINE: &str = "derived-inline";
 /// `journal?stream=true` answers with a stream of frames (see [`stream`]).
 pub const FEATURE_JOURNAL_STREAM: &str = "journal-stream";
+/// `POST .../commit-stream` takes commits as frames on one open request (see
+/// [`commit_stream`]).
+pub const FEATURE_COMMIT_STREAM: &str = "commit-stream";
 /// A header that carries the bearer token (without `Bearer `). HTTP/2's HPACK never indexes an
 /// `Authorization` value (the `h2` crate follows nghttp2 there), so a token in it costs about
 /// 150 bytes on every request; in this header it costs them once per connection and a byte

@@ -1,5 +1,5 @@
-//! The HTTP API (`/api/v1/...`): login, chunk presence and upload, commit, journal long-poll,
-//! tree, versions and content with byte ranges.
+//! The HTTP API (`/api/v1/...`): login, chunk presence and upload, commit (as requests or on a
+//! stream), journal long-poll, tree, versions and content with byte ranges.
 //!
 //! Handlers check the caller's token and folder access, then run metadata work on the blocking
 //! pool. [`ApiError`] is the one place errors become HTTP statuses: a 5xx body says nothing
@@ -45,6 +45,7 @@ use crate::Error;
 
 mod admin;
 mod cloud;
+mod commit_stream;
 mod shares;
 mod stream;
 mod web;
@@ -57,10 +58,11 @@ const MAX_LOGIN_BODY: usize = 16 * 1024;
 /// that may come gzipped (commit, "which are missing").
 pub const MAX_JSON_BODY: usize = 32 * 1024 * 1024;
 /// What a login answer says this server understands beyond the first API.
-pub const FEATURES: [&str; 3] = [
+pub const FEATURES: [&str; 4] = [
     cairn_protocol::FEATURE_TOKEN_HEADER,
     cairn_protocol::FEATURE_DERIVED_INLINE,
     cairn_protocol::FEATURE_JOURNAL_STREAM,
+    cairn_protocol::FEATURE_COMMIT_STREAM,
 ];
 /// Largest cloud connection or task request: options, secrets and filters fit many times over.
 const MAX_CLOUD_BODY: usize = 256 * 1024;
@@ -88,12 +90,16 @@ pub struct AppState {
     failing_uploads: std::sync::atomic::AtomicU64,
     /// Open journal streams, per user.
     streams: Arc<stream::StreamCounts>,
+    /// Open commit streams, per user.
+    commit_streams: Arc<stream::StreamCounts>,
     /// Set when the server stops, so open journal streams end rather than hold it up.
     stopping: watch::Sender<bool>,
     /// Test hook (`CAIRN_TEST_ACCESS_LOG`): log requests, and each journal stream frame.
     access_log: bool,
     /// Wakes the cloud task runner: a task was added or asked to run.
     cloud_wake: Arc<tokio::sync::Notify>,
+    /// Test hook (`CAIRN_TEST_NO_COMMIT_STREAM`): neither offer nor serve commit streams.
+    no_commit_stream: bool,
 }
 
 /// A test hook's value from the environment: only in builds with the `test-hooks` feature,
@@ -128,9 +134,14 @@ impl AppState {
                 test_hook("CAIRN_TEST_FAIL_UPLOADS").unwrap_or(0),
             ),
             streams: Arc::default(),
+            commit_streams: Arc::new(stream::StreamCounts::new(
+                commit_stream::MAX_STREAMS_PER_USER,
+                commit_stream::MAX_STREAMS,
+            )),
             stopping: watch::channel(false).0,
             access_log: test_hook::<u8>("CAIRN_TEST_ACCESS_LOG").is_some(),
             cloud_wake: Arc::default(),
+            no_commit_stream: test_hook::<u8>("CAIRN_TEST_NO_COMMIT_STREAM").is_some(),
         }))
     }
 
@@ -250,6 +261,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/folders/{folder}/commit",
             post(commit).layer(RequestDecompressionLayer::new()),
+        )
+        // Its body is read frame by frame within the stream's own caps.
+        .route(
+            "/folders/{folder}/commit-stream",
+            post(commit_stream::open).layer(DefaultBodyLimit::disable()),
         )
         .route("/folders/{folder}/journal", get(journal))
         .route("/folders/{folder}/tree", get(tree))
@@ -660,7 +676,12 @@ async fn login(
         expires_ns,
         server_id: state.server_id.clone(),
         admin: user.admin,
-        features: FEATURES.map(String::from).to_vec(),
+        features: FEATURES
+            .into_iter()
+            // Test hook: a server that offers no commit stream, as one before it.
+            .filter(|f| !(state.no_commit_stream && *f == cairn_protocol::FEATURE_COMMIT_STREAM))
+            .map(String::from)
+            .collect(),
     }))
 }
 
@@ -923,15 +944,28 @@ fn parse_commit(body: &[u8]) -> ApiResult<Vec<Result<Change, String>>> {
             "at most {MAX_COMMIT_CHANGES} changes per commit"
         )));
     }
-    let parsed: Vec<Result<Change, String>> = loose
+    let parsed = loose
         .changes
         .into_iter()
         .enumerate()
         .map(|(i, raw)| {
-            let mut change = serde_json::from_str::<Change>(raw.get()).map_err(|e| {
+            serde_json::from_str::<Change>(raw.get()).map_err(|e| {
                 let text: String = raw.get().chars().take(200).collect();
                 format!("change {i} is not valid: {e} (in {text:?})")
-            })?;
+            })
+        })
+        .collect();
+    check_changes(parsed)
+}
+
+/// The checks of a commit's changes, each on its own (derived fields filled in, chunk and
+/// inline limits, inline content that matches) and of the commit as a whole, wherever the
+/// commit came from (a request body or a commit stream's frame).
+fn check_changes(parsed: Vec<Result<Change, String>>) -> ApiResult<Vec<Result<Change, String>>> {
+    let parsed: Vec<Result<Change, String>> = parsed
+        .into_iter()
+        .map(|change| {
+            let mut change = change?;
             if change.inline_len() <= MAX_INLINE_FILE {
                 change.derive_from_inline();
             }
@@ -1029,16 +1063,27 @@ async fn commit(
     let parsed = tokio::task::spawn_blocking(move || parse_commit(&body))
         .await
         .map_err(ApiError::worker)??;
+    Ok(Json(apply_commit(&state, &caller, &folder, parsed).await?))
+}
+
+/// Stores a checked commit's inline content, then commits its valid changes in one
+/// transaction; each refused change keeps its place in the answer.
+async fn apply_commit(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    folder: &Folder,
+    parsed: Vec<Result<Change, String>>,
+) -> ApiResult<CommitResponse> {
     let inline = inline_chunks(&parsed);
     tracing::info!(folder = %folder.name, user = %caller.user.name, changes = parsed.len(), inline_chunks = inline.len(), "commit");
     // Stored (verified, proved, charged) before the commit looks at the author's scope.
     if !inline.is_empty() {
-        store_chunks(&state, caller.user.clone(), inline).await?;
+        store_chunks(state, caller.user.clone(), inline).await?;
     }
     let pause = state.commit_pause;
     let f = folder.clone();
-    let Caller { user, device, .. } = caller;
-    let (results, head) = blocking(&state, move |m| {
+    let (user, device) = (caller.user.clone(), caller.device.clone());
+    let (results, head) = blocking(state, move |m| {
         let computer = m.device_name(&user, &device)?;
         let author = Author {
             user: &user,
@@ -1067,7 +1112,7 @@ async fn commit(
     })
     .await?;
     state.announce(folder.id, head);
-    Ok(Json(CommitResponse { results, head }))
+    Ok(CommitResponse { results, head })
 }
 
 #[derive(Deserialize)]

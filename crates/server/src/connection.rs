@@ -166,6 +166,22 @@ impl Drop for InFlight {
     }
 }
 
+/// Set by a handler while its request body is idle by design (a commit stream between two
+/// frames): that wait is not the client trickling a body, and the handler bounds it itself.
+/// Each request carries its own in its extensions.
+#[derive(Clone, Default)]
+pub struct BodyIdle(Arc<std::sync::atomic::AtomicBool>);
+
+impl BodyIdle {
+    pub fn set(&self, idle: bool) {
+        self.0.store(idle, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// The deadlines of request bodies.
 #[derive(Clone, Copy, Debug)]
 struct BodyLimits {
@@ -372,7 +388,10 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let in_flight = self.activity.begin();
         let limits = self.body;
-        let response = self.inner.call(req.map(|b| TimedBody::new(b, limits)));
+        let idle = BodyIdle::default();
+        let mut req = req.map(|b| TimedBody::new(b, limits, idle.clone()));
+        req.extensions_mut().insert(idle);
+        let response = self.inner.call(req);
         Box::pin(async move {
             let r = response.await?;
             Ok(r.map(|inner| TrackedBody {
@@ -415,6 +434,7 @@ impl<B: Body + Unpin> Body for TrackedBody<B> {
 pub struct TimedBody<B> {
     inner: B,
     limits: BodyLimits,
+    idle: BodyIdle,
     timer: Option<Pin<Box<Sleep>>>,
     waiting_since: Option<Instant>,
     waited: Duration,
@@ -422,10 +442,11 @@ pub struct TimedBody<B> {
 }
 
 impl<B> TimedBody<B> {
-    fn new(inner: B, limits: BodyLimits) -> Self {
+    fn new(inner: B, limits: BodyLimits, idle: BodyIdle) -> Self {
         TimedBody {
             inner,
             limits,
+            idle,
             timer: None,
             waiting_since: None,
             waited: Duration::ZERO,
@@ -474,6 +495,11 @@ where
                     ))))));
                 }
                 Poll::Ready(frame.map(|r| r.map_err(Into::into)))
+            }
+            Poll::Pending if this.idle.get() => {
+                // Idle by design: not counted, and the handler's own deadline applies.
+                this.waiting_since = None;
+                Poll::Pending
             }
             Poll::Pending => {
                 let since = *this.waiting_since.get_or_insert_with(Instant::now);
@@ -538,7 +564,7 @@ mod tests {
             timeout: Duration::from_secs(10),
             min_rate: 100,
         };
-        let mut b = TimedBody::new((), limits);
+        let mut b = TimedBody::new((), limits, BodyIdle::default());
         b.waited = Duration::from_secs(10);
         assert!(!b.too_slow(), "within the grace period");
         b.waited = Duration::from_secs(20);

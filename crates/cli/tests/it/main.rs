@@ -8,6 +8,7 @@ mod cloud;
 mod cloud_options;
 mod cloud_rules;
 mod cloud_servers;
+mod commit_stream;
 mod connection;
 mod drive;
 mod explorer;

@@ -502,8 +502,8 @@ fn drive_agent(c: &Client, name: &str) -> std::process::Child {
 }
 
 /// A small edit on A reaches B's agent with its content in the commit (no "missing" question,
-/// no upload) and in the frame of the journal stream B follows (no content request, no new
-/// wait for news).
+/// no upload), which is a frame on the commit stream A opened in the warm-up (no request), and
+/// in the frame of the journal stream B follows (no content request, no new wait for news).
 #[test]
 fn a_small_edit_travels_in_one_commit_and_one_stream_frame() {
     let server = Server::start_with(&[("CAIRN_TEST_ACCESS_LOG", "1")]);
@@ -539,8 +539,14 @@ fn a_small_edit_travels_in_one_commit_and_one_stream_frame() {
             continue;
         }
         let count = |what: &str| seen.get(what).copied().unwrap_or(0);
-        assert_eq!(count("POST commit"), 1, "{seen:?}");
+        let log_lines = |what: &str| {
+            let log = server.log.lock().expect("log");
+            log.iter().skip(from).filter(|l| l.contains(what)).count()
+        };
+        assert_eq!(log_lines("commit-stream frame"), 1, "{seen:?}");
         for none in [
+            "POST commit",
+            "POST commit-stream",
             "POST chunks/missing",
             "POST chunks",
             "POST contents",
@@ -557,15 +563,7 @@ fn a_small_edit_travels_in_one_commit_and_one_stream_frame() {
         // writing the file knows nothing else happened. B's follower reads its journal stream,
         // open since the warm-up: the edit is one frame on it, and no request at all.
         assert_eq!(count("GET journal"), 0, "{seen:?}");
-        let frames = server
-            .log
-            .lock()
-            .expect("log")
-            .iter()
-            .skip(from)
-            .filter(|l| l.contains("stream frame 1 changes"))
-            .count();
-        assert_eq!(frames, 1, "{seen:?}");
+        assert_eq!(log_lines("stream frame 1 changes"), 1, "{seen:?}");
     }
     for agent in &mut agents {
         let _ = agent.kill();

@@ -34,18 +34,34 @@ pub const MAX_STREAMS: usize = 4096;
 /// Longest a stream stays open; the client then opens the next one where it ended.
 pub const MAX_STREAM_LIFE: Duration = Duration::from_secs(600);
 
-/// Open streams, per user and in all.
-#[derive(Default)]
+/// Open streams of one kind, per user and in all, within their caps.
 pub struct StreamCounts {
     open: Mutex<HashMap<i64, usize>>,
+    per_user: usize,
+    total: usize,
+}
+
+impl Default for StreamCounts {
+    /// The journal streams' caps.
+    fn default() -> Self {
+        StreamCounts::new(MAX_STREAMS_PER_USER, MAX_STREAMS)
+    }
 }
 
 impl StreamCounts {
-    fn try_open(self: &Arc<Self>, user: i64) -> Option<StreamSlot> {
+    pub fn new(per_user: usize, total: usize) -> Self {
+        StreamCounts {
+            open: Mutex::default(),
+            per_user,
+            total,
+        }
+    }
+
+    pub(super) fn try_open(self: &Arc<Self>, user: i64) -> Option<StreamSlot> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let total: usize = open.values().sum();
         let mine = open.entry(user).or_insert(0);
-        if *mine >= MAX_STREAMS_PER_USER || total >= MAX_STREAMS {
+        if *mine >= self.per_user || total >= self.total {
             if *mine == 0 {
                 open.remove(&user);
             }
@@ -69,7 +85,7 @@ impl StreamCounts {
 }
 
 /// One open stream of a user; dropping the stream's body gives it back.
-struct StreamSlot {
+pub(super) struct StreamSlot {
     counts: Arc<StreamCounts>,
     user: i64,
 }
