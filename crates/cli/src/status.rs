@@ -145,7 +145,11 @@ pub async fn status(task: Option<&str>, json: bool) -> Result<()> {
 fn report<'a>(name: &'a str, t: &'a TaskConfig, status: TaskStatus) -> TaskReport<'a> {
     TaskReport {
         name,
-        kind: if t.drive.is_some() { "drive" } else { "backup" },
+        kind: match (t.kind.as_str(), t.drive.is_some()) {
+            ("cloud", _) => "cloud",
+            (_, true) => "drive",
+            _ => "backup",
+        },
         mode: t.drive.as_ref().map(|d| d.mode.as_str()),
         locals: t.locals.iter().map(|l| l.display().to_string()).collect(),
         connection: &t.connection,
@@ -171,6 +175,13 @@ fn print_task(t: &TaskReport<'_>) {
         (state, _) => state.text().to_string(),
     };
     match (t.mode, t.sub) {
+        (Some(mode), _) if t.kind == "cloud" => println!(
+            "{}: cloud ({mode}) {} <-> {}:{} — {state}",
+            t.name,
+            escape(&t.locals.join(", ")),
+            t.connection,
+            escape(t.folder),
+        ),
         (Some(mode), Some(sub)) => println!(
             "{}: drive ({mode}) {} <-> {}/{}/{sub} — {state}",
             t.name,

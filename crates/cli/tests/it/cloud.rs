@@ -114,6 +114,8 @@ fn a_cloud_task_keeps_two_computers_in_sync_through_s3() {
     std::os::unix::fs::symlink("notes.txt", a.path("link")).expect("symlink");
     let out = a.ok(&["run", "t"]);
     assert!(out.contains("t:"), "{out}");
+    let status = a.ok(&["status"]);
+    assert!(status.contains("t: cloud (two-way)"), "{status}");
     b.ok(&["run", "t"]);
     assert_eq!(read(&b, "notes.txt").as_deref(), Some(&b"first"[..]));
     assert_eq!(
