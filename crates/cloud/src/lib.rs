@@ -8,6 +8,7 @@ pub mod faults;
 pub mod names;
 pub mod provider;
 pub mod replica;
+pub mod sftp_host;
 pub mod transport;
 
 pub use connection::{CloudConnection, Secrets};
