@@ -1,6 +1,8 @@
 //! Cloud replicas: a path in a public cloud, reached through Apache OpenDAL, as one side of a
 //! task the engine runs like any other (DESIGN.md "Replicas").
 
+#[cfg(test)]
+mod account_tests;
 pub mod connection;
 pub mod crypt;
 #[cfg(feature = "test-hooks")]

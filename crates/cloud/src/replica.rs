@@ -373,10 +373,42 @@ impl CloudReplica {
                 }
             })
             .boxed();
-        Ok(match if_match.and_then(|t| self.md5_etag(t)) {
+        let md5 = match if_match.and_then(|t| self.md5_etag(t)) {
+            Some(md5) => Some(md5),
+            None => self.stated_md5(&key, if_match).await?,
+        };
+        Ok(match md5 {
             Some(md5) => checked::md5_checked(stream, md5, format!("{describe}/{key}")),
             None => stream,
         })
+    }
+
+    /// The MD5 of object `key`'s content where the service's stat gives one (seed 002: compare
+    /// the provider's MD5): Azure's and GCS's of an object written in one request, Swift's
+    /// ETag of a plain object (a large object's is quoted, and not an MD5 of the content).
+    async fn stated_md5(
+        &self,
+        key: &str,
+        if_match: Option<&str>,
+    ) -> std::result::Result<Option<[u8; 16]>, opendal::Error> {
+        let scheme = self.op.info().scheme();
+        if !matches!(scheme, "azblob" | "gcs" | "swift") {
+            return Ok(None);
+        }
+        let mut stat = self.op.stat_with(key);
+        if let Some(tag) = if_match.filter(|_| self.caps().stat_with_if_match) {
+            stat = stat.if_match(tag);
+        }
+        let meta = stat.await?;
+        let from_etag = || {
+            meta.etag()
+                .filter(|t| scheme == "swift" && !t.starts_with('"'))
+                .and_then(checked::parse_md5_hex)
+        };
+        Ok(meta
+            .content_md5()
+            .and_then(checked::parse_md5)
+            .or_else(from_etag))
     }
 
     /// The MD5 an ETag is, where the service says so: S3's ETag of an object written in one

@@ -17,6 +17,21 @@ use crate::harness::Client;
 struct Remote {
     args: Vec<String>,
     stdin: String,
+    /// The server's own folder, where it has one (shown when a check fails).
+    share: Option<std::path::PathBuf>,
+    /// The faults injected: flipped bytes only where the service gives an MD5 to check a
+    /// download against (WebDAV gives none, so nothing could tell them).
+    kinds: &'static str,
+}
+
+const ALL_KINDS: &str = "drop+lost+busy+slow+corrupt";
+
+/// What the server's own folder holds, for a failure message.
+fn share_of(remote: &Remote) -> String {
+    match &remote.share {
+        Some(dir) => format!("{:?}", tree(dir).keys().collect::<Vec<_>>()),
+        None => "(not a folder)".into(),
+    }
 }
 
 fn connect(c: &Client, remote: &Remote) {
@@ -77,14 +92,20 @@ fn seed() -> u64 {
     seed
 }
 
-fn run_with_faults(c: &Client, faults: &str) {
-    // A pass may fail under faults; what it leaves is what is checked.
-    let _ = crate::harness::run(
+/// A pass under `faults`, and what it said (a pass may fail under faults; what it leaves is
+/// what is checked, and what it said goes into the failure message).
+fn run_with_faults(c: &Client, faults: &str) -> String {
+    let out = crate::harness::run(
         c.cmd()
             .env("CAIRN_TEST_CLOUD_FAULTS", faults)
             .args(["run", "t"]),
         None,
     );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// Rounds of random work on computer A, each synced under faults by A then B.
@@ -119,33 +140,37 @@ fn faults_keep_every_file(service: &str, remote: &Remote) {
         }
         let expected = tree(&a.root);
         ever.extend(expected.values().cloned());
-        let faults = format!(
-            "seed={},rate=25,kinds=drop+lost+busy+slow+corrupt",
-            seed + round
-        );
-        for _ in 0..2 {
-            run_with_faults(&a, &faults);
-            assert_eq!(
-                tree(&a.root),
-                expected,
-                "{service}, seed {seed}, round {round}: A's files changed under faults"
+        let faults = format!("seed={},rate=25,kinds={}", seed + round, remote.kinds);
+        let mut said = String::new();
+        for pass in 0..2 {
+            said += &format!("pass {pass}: {}", run_with_faults(&a, &faults));
+            let now = tree(&a.root);
+            assert!(
+                now == expected,
+                "{service}, seed {seed}, round {round}: A's files changed under faults: \
+                 {:?} instead of {:?}; the server holds {}; the passes said:\n{said}",
+                now.keys().collect::<Vec<_>>(),
+                expected.keys().collect::<Vec<_>>(),
+                share_of(remote)
             );
         }
         for _ in 0..2 {
             let before = tree(&b.root);
-            run_with_faults(&b, &faults);
+            let said = run_with_faults(&b, &faults);
             let after = tree(&b.root);
             for (path, data) in &after {
                 assert!(
                     ever.contains(data),
-                    "{service}, seed {seed}, round {round}: {path} arrived corrupt"
+                    "{service}, seed {seed}, round {round}: {path} arrived corrupt; the pass \
+                     said:\n{said}"
                 );
             }
             // A file B had that A still has is never deleted by a faulted pass.
             for path in before.keys().filter(|p| expected.contains_key(*p)) {
                 assert!(
                     after.contains_key(path),
-                    "{service}, seed {seed}, round {round}: {path} was deleted on B"
+                    "{service}, seed {seed}, round {round}: {path} was deleted on B; the pass \
+                     said:\n{said}"
                 );
             }
         }
@@ -185,6 +210,8 @@ fn faults_never_lose_a_file_on_azure() {
             "account_key",
         ]),
         stdin: format!("{}\n", az.account_key),
+        share: None,
+        kinds: ALL_KINDS,
     };
     faults_keep_every_file("azblob", &remote);
 }
@@ -204,6 +231,8 @@ fn faults_never_lose_a_file_on_gcs() {
             "skip_signature=true",
         ]),
         stdin: String::new(),
+        share: None,
+        kinds: ALL_KINDS,
     };
     faults_keep_every_file("gcs", &remote);
 }
@@ -223,6 +252,8 @@ fn faults_never_lose_a_file_on_webdav() {
             "password",
         ]),
         stdin: format!("{}\n", dav.password),
+        share: Some(dav.root.clone()),
+        kinds: "drop+lost+busy+slow",
     };
     faults_keep_every_file("webdav", &remote);
 }
@@ -242,6 +273,8 @@ fn faults_never_lose_a_file_on_swift() {
             "token",
         ]),
         stdin: format!("{}\n", swift.token),
+        share: None,
+        kinds: ALL_KINDS,
     };
     faults_keep_every_file("swift", &remote);
 }

@@ -238,9 +238,14 @@ async fn conformance(r: &dyn Replica) {
 
 /// The whole suite, then the large folder, on a cloud replica.
 async fn cloud_suite(r: &cairn_cloud::CloudReplica) {
+    cloud_suite_of(r, crate::replica_edges::MANY).await;
+}
+
+/// The whole suite, then a folder of `many` files, on a cloud replica.
+async fn cloud_suite_of(r: &cairn_cloud::CloudReplica, many: usize) {
     conformance(r).await;
     let fill = crate::replica_edges::Fill::Operator(r.operator());
-    crate::replica_edges::many_files(r, fill).await;
+    crate::replica_edges::many_files(r, fill, many).await;
 }
 
 fn link(target: &str) -> NewEntry {
@@ -550,7 +555,12 @@ async fn a_local_folder_is_a_conforming_replica() {
     let dir = tempfile::tempdir().expect("tempdir");
     let r = LocalReplica::open(dir.path(), Filter::default()).expect("open");
     conformance(&r).await;
-    crate::replica_edges::many_files(&r, crate::replica_edges::Fill::Replica).await;
+    crate::replica_edges::many_files(
+        &r,
+        crate::replica_edges::Fill::Replica,
+        crate::replica_edges::MANY,
+    )
+    .await;
     // A local replica writes through links never: a link to outside is replaced, not followed.
     let outside = tempfile::tempdir().expect("tempdir");
     std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).expect("symlink");
@@ -608,7 +618,12 @@ async fn a_server_folder_is_a_conforming_replica() {
     // A sub-folder of the shared folder: prefixes must stay invisible to the engine.
     let r = server_replica(&server, "sub/dir").await;
     conformance(&r).await;
-    crate::replica_edges::many_files(&r, crate::replica_edges::Fill::Replica).await;
+    crate::replica_edges::many_files(
+        &r,
+        crate::replica_edges::Fill::Replica,
+        crate::replica_edges::MANY,
+    )
+    .await;
     // What travelled: every new content once (the suite writes well over 9 MiB of new bytes).
     let sent = r.traffic();
     assert!(
@@ -972,7 +987,7 @@ async fn a_gcs_bucket_is_a_conforming_replica() {
     let r = cloud_replica(&conn, &secrets, "g", suite_options())
         .await
         .without_multipart();
-    cloud_suite(&r).await;
+    cloud_suite_of(&r, crate::replica_edges::MANY_ON_GCS_EMULATOR).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,15 +11,19 @@ use super::{CloudReplica, HIDDEN_MARKER, RESERVED_PREFIX};
 /// Every entry under the replica's root, with the folders implied by the objects' names.
 pub(super) async fn list(r: &CloudReplica) -> Result<Listing> {
     let mut out = Listing::default();
-    let lister =
-        r.op.lister_with("")
-            .recursive(true)
+    let entries = if r.caps().list_with_recursive {
+        let lister =
+            r.op.lister_with("")
+                .recursive(true)
+                .await
+                .map_err(|e| r.fail("listing", "", e))?;
+        lister
+            .try_collect()
             .await
-            .map_err(|e| r.fail("listing", "", e))?;
-    let entries: Vec<opendal::Entry> = lister
-        .try_collect()
-        .await
-        .map_err(|e| r.fail("listing", "", e))?;
+            .map_err(|e| r.fail("listing", "", e))?
+    } else {
+        walk(r).await?
+    };
     for e in entries {
         let mut raw = e.path().trim_start_matches('/');
         // A hidden marker stands for its folder.
@@ -50,6 +54,39 @@ pub(super) async fn list(r: &CloudReplica) -> Result<Listing> {
             continue;
         }
         out.entries.insert(path, entry);
+    }
+    Ok(out)
+}
+
+/// Every entry under the root, one folder listing at a time. OpenDAL simulates a recursive
+/// listing for services without one, and under its retry layer a folder whose listing failed
+/// was skipped, not retried: a pass then saw that folder's files as deleted (found by the
+/// fault runs on WebDAV). Here a folder's listing either completes or fails the whole listing.
+async fn walk(r: &CloudReplica) -> Result<Vec<opendal::Entry>> {
+    let mut out = Vec::new();
+    let mut folders = vec![String::new()];
+    while let Some(folder) = folders.pop() {
+        let listed = match r.op.list(&folder).await {
+            Ok(listed) => listed,
+            // The root not made yet is an empty root; a folder gone since its parent was
+            // listed is gone.
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(r.fail("listing", &folder, e)),
+        };
+        for e in listed {
+            let key = e.path().trim_start_matches('/');
+            if key.is_empty() || key == folder {
+                continue;
+            }
+            if (key.ends_with('/') || e.metadata().is_dir()) && !reserved(key) {
+                let mut sub = key.to_string();
+                if !sub.ends_with('/') {
+                    sub.push('/');
+                }
+                folders.push(sub);
+            }
+            out.push(e);
+        }
     }
     Ok(out)
 }
