@@ -122,7 +122,7 @@ fn faults_keep_every_file(service: &str, remote: &Remote) {
         state
     };
     let mut ever: BTreeSet<Vec<u8>> = BTreeSet::new();
-    for round in 0..3 {
+    for round in 0..2 {
         for i in 0..8 {
             let n = rnd() % 16;
             let name = format!("d{}/f{n}.txt", n % 3);
