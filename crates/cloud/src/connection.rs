@@ -180,6 +180,9 @@ pub fn operator_with(
             }
         }
     }
+    if conn.scheme() == "sftp" {
+        pin_sftp_host(&mut map)?;
+    }
     let root = root.trim_matches('/');
     let base_root = map.get("root").cloned().unwrap_or_default();
     let joined = format!("/{}/{root}", base_root.trim_matches('/'));
@@ -226,6 +229,37 @@ fn s3_signer(
             .cloned()
             .unwrap_or_else(|| "us-east-1".into()),
     })
+}
+
+/// SFTP: the host key the connection pinned is the one the user's known_hosts holds for
+/// the host (added from the host when it holds none), and `ssh` checks strictly against it
+/// (see `sftp_host`).
+fn pin_sftp_host(map: &mut BTreeMap<String, String>) -> Result<(), String> {
+    use crate::sftp_host;
+    let pinned = map.remove(sftp_host::OPTION).ok_or_else(|| {
+        format!(
+            "an SFTP connection needs the server's host key fingerprint: --option {}=SHA256:... \
+             (ask the server's administrator, or compare `ssh-keyscan -p PORT HOST | ssh-keygen -lf -` \
+             with what they say)",
+            sftp_host::OPTION
+        )
+    })?;
+    match map.get("known_hosts_strategy").map(|s| s.to_lowercase()) {
+        None => {}
+        Some(s) if s == "strict" => {}
+        Some(other) => {
+            return Err(format!(
+                "known_hosts_strategy={other}: SFTP host keys are always checked strictly; \
+                 pin the host's key with --option {}=SHA256:... instead",
+                sftp_host::OPTION
+            ))
+        }
+    }
+    map.insert("known_hosts_strategy".into(), "strict".into());
+    let endpoint = map
+        .get("endpoint")
+        .ok_or("an SFTP connection needs --endpoint")?;
+    sftp_host::ensure_pinned(endpoint, &pinned, &sftp_host::user_known_hosts()?)
 }
 
 #[cfg(not(feature = "test-hooks"))]

@@ -1,6 +1,8 @@
 //! Cloud replicas: a path in a public cloud, reached through Apache OpenDAL, as one side of a
 //! task the engine runs like any other (DESIGN.md "Replicas").
 
+#[cfg(test)]
+mod account_tests;
 mod archive;
 pub mod buckets;
 pub mod connection;
@@ -13,6 +15,7 @@ pub mod names;
 pub mod provider;
 pub mod rebuild;
 pub mod replica;
+pub mod sftp_host;
 pub mod transport;
 
 pub use connection::{CloudConnection, Secrets};

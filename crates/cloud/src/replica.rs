@@ -4,13 +4,20 @@
 //! What a cloud can and cannot do shapes this replica:
 //! - No journal: every pass lists the whole path (the planner diffs listings).
 //! - An entry's version is its ETag where the service gives one (it changes with the content),
-//!   otherwise its size and modification time.
+//!   otherwise its size and modification time, and its path (a version names a state of one
+//!   path; two files written in the same second are not each other's version). Without an
+//!   ETag, two edits of one size within the service's time resolution (a second on SFTP, a
+//!   minute on FTP) cannot be told apart.
 //! - Conditional writes use the service's `If-Match`/`If-None-Match` where OpenDAL offers them;
 //!   elsewhere the path is checked just before the write. A write lands whole: object stores
 //!   replace an object in one step, file-like services (SFTP, FTP, WebDAV) get a temporary
 //!   that is renamed into place.
 //! - Object stores have no folders: a folder is a zero-byte `name/` marker object (so empty
-//!   folders sync too), and any prefix that holds objects is a folder as well.
+//!   folders sync too), and any prefix that holds objects is a folder as well. Where a service
+//!   will not hold `name/` objects (the GCS emulator), the marker is a hidden zero-byte object
+//!   `name/.cairn-folder` instead.
+//! - Versions built from a modification time compare at the service's resolution: Swift gives
+//!   milliseconds in listings but whole seconds (rounded up) when stat'ed.
 //! - Names starting with `.cairn` at the top are ours (temporaries, versions, the encryption
 //!   marker) and never listed as the user's.
 
@@ -77,6 +84,12 @@ pub struct CloudReplica {
     /// The service gives an entry's ETag in listings, stats and write answers alike (Swift's
     /// stat does not): versions are ETags, else size and time.
     use_etags: bool,
+    /// Folders are `name/.cairn-folder` objects, not `name/` ones.
+    hidden_markers: bool,
+    /// The resolution at which a modification time makes a version, in ns (1: all of it).
+    mtime_step_ns: i64,
+    /// Multipart uploads where the service offers them (off: each file in one request).
+    multipart: bool,
 }
 
 impl CloudReplica {
@@ -92,11 +105,15 @@ impl CloudReplica {
         // from seeing half a file, where the service can rename (FTP here cannot).
         let atomic_put = !matches!(scheme.as_str(), "sftp" | "ftp" | "webdav" | "fs")
             || !op.info().capability().rename;
+        // Swift's listings give the MD5 its stat and write answers give as the ETag.
         let use_etags = matches!(
             scheme.as_str(),
-            "s3" | "azblob" | "gcs" | "oss" | "cos" | "webdav"
+            "s3" | "azblob" | "gcs" | "oss" | "cos" | "webdav" | "swift"
         );
         CloudReplica {
+            hidden_markers: scheme == "gcs",
+            multipart: true,
+            mtime_step_ns: if scheme == "swift" { 1_000_000_000 } else { 1 },
             op,
             describe,
             opts,
@@ -104,6 +121,14 @@ impl CloudReplica {
             atomic_put,
             use_etags,
         }
+    }
+
+    /// The same replica sending every file in one request: for a service that says it takes
+    /// multipart uploads but does not (the GCS emulator answers 501), or a gateway that
+    /// breaks them. Files are then held in memory whole, up to 1 GiB.
+    pub fn without_multipart(mut self) -> Self {
+        self.multipart = false;
+        self
     }
 
     pub fn operator(&self) -> &Operator {
@@ -164,18 +189,19 @@ impl CloudReplica {
     async fn current(&self, path: &RelPath) -> Result<Option<ReplicaEntry>> {
         let key = path.as_str();
         match self.op.stat(key).await {
-            Ok(meta) if !meta.is_dir() => {
-                return Ok(Some(listing::entry_of(&meta, self.use_etags)))
-            }
+            Ok(meta) if !meta.is_dir() => return Ok(Some(self.entry_of(&meta, key))),
             Ok(_) => return Ok(Some(listing::dir_entry())),
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
             Err(e) => return Err(self.fail("stat", key, e)),
         }
         let dir = format!("{key}/");
-        match self.op.stat(&dir).await {
-            Ok(_) => return Ok(Some(listing::dir_entry())),
-            Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
-            Err(e) => return Err(self.fail("stat", &dir, e)),
+        // With hidden markers the listing below finds the marker; `name/` is never asked for.
+        if !self.hidden_markers {
+            match self.op.stat(&dir).await {
+                Ok(_) => return Ok(Some(listing::dir_entry())),
+                Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.fail("stat", &dir, e)),
+            }
         }
         // On object stores, a prefix with objects under it and no marker is a folder too
         // (file-like services have real folders, and an FTP listing cut short would leave
@@ -196,6 +222,11 @@ impl CloudReplica {
             .iter()
             .any(|e| e.path() != dir)
             .then(listing::dir_entry))
+    }
+
+    /// A file's entry from the service's metadata, its version at the service's resolution.
+    fn entry_of(&self, meta: &opendal::Metadata, key: &str) -> ReplicaEntry {
+        listing::entry_of(meta, self.use_etags, self.mtime_step_ns, key)
     }
 
     /// `Changed` with the path's state now, unless it is still `expect`.
@@ -325,7 +356,7 @@ impl CloudReplica {
         let mut reader = self.op.reader_with(key);
         // Ranged pieces on object stores; one plain read on file-like services (an FTP range
         // read left open blocks the connection's next command).
-        if self.atomic_put {
+        if self.atomic_put && self.op.info().scheme() != "ftp" {
             reader = reader.chunk(self.opts.part_size);
         }
         if let Some(tag) = if_match {
@@ -342,10 +373,42 @@ impl CloudReplica {
                 }
             })
             .boxed();
-        Ok(match if_match.and_then(|t| self.md5_etag(t)) {
+        let md5 = match if_match.and_then(|t| self.md5_etag(t)) {
+            Some(md5) => Some(md5),
+            None => self.stated_md5(&key, if_match).await?,
+        };
+        Ok(match md5 {
             Some(md5) => checked::md5_checked(stream, md5, format!("{describe}/{key}")),
             None => stream,
         })
+    }
+
+    /// The MD5 of object `key`'s content where the service's stat gives one (seed 002: compare
+    /// the provider's MD5): Azure's and GCS's of an object written in one request, Swift's
+    /// ETag of a plain object (a large object's is quoted, and not an MD5 of the content).
+    async fn stated_md5(
+        &self,
+        key: &str,
+        if_match: Option<&str>,
+    ) -> std::result::Result<Option<[u8; 16]>, opendal::Error> {
+        let scheme = self.op.info().scheme();
+        if !matches!(scheme, "azblob" | "gcs" | "swift") {
+            return Ok(None);
+        }
+        let mut stat = self.op.stat_with(key);
+        if let Some(tag) = if_match.filter(|_| self.caps().stat_with_if_match) {
+            stat = stat.if_match(tag);
+        }
+        let meta = stat.await?;
+        let from_etag = || {
+            meta.etag()
+                .filter(|t| scheme == "swift" && !t.starts_with('"'))
+                .and_then(checked::parse_md5_hex)
+        };
+        Ok(meta
+            .content_md5()
+            .and_then(checked::parse_md5)
+            .or_else(from_etag))
     }
 
     /// The MD5 an ETag is, where the service says so: S3's ETag of an object written in one
@@ -380,17 +443,44 @@ fn changed(describe: &str, path: &RelPath) -> Error {
     ))
 }
 
-/// Makes the folder `path`: a zero-byte `path/` marker on object stores, a folder on
-/// file-like services.
+/// Makes the folder `path`: a zero-byte `path/` marker on object stores (or a hidden
+/// `path/.cairn-folder` object where `path/` is refused), a folder on file-like services.
 async fn make_dir(r: &CloudReplica, path: &RelPath) -> Result<()> {
-    r.op.create_dir(&dir_key(path))
-        .await
-        .map_err(|e| r.fail("making the folder", path.as_str(), e))
+    make_dir_key(r, &marker_key(r, path.as_str())).await
 }
 
-/// The object key of a folder marker.
-fn dir_key(path: &RelPath) -> String {
-    format!("{}/", path.as_str())
+/// Makes the folder whose marker is `key` (as [`marker_key`] gives it).
+async fn make_dir_key(r: &CloudReplica, key: &str) -> Result<()> {
+    let made = if key.ends_with('/') {
+        r.op.create_dir(key).await
+    } else {
+        r.op.write_with(key, opendal::Buffer::new())
+            .content_type("application/octet-stream")
+            .await
+            .map(|_| ())
+    };
+    made.map_err(|e| r.fail("making the folder", key, e))
+}
+
+/// The name of a hidden folder marker inside its folder.
+pub(crate) const HIDDEN_MARKER: &str = ".cairn-folder";
+
+/// The key of the marker of folder `path` (a key without its trailing `/`).
+fn marker_key(r: &CloudReplica, path: &str) -> String {
+    if r.hidden_markers {
+        format!("{path}/{HIDDEN_MARKER}")
+    } else {
+        format!("{path}/")
+    }
+}
+
+/// Whether `key` is a folder marker of this replica's kind.
+fn is_marker(r: &CloudReplica, key: &str) -> bool {
+    if r.hidden_markers {
+        key.rsplit('/').next() == Some(HIDDEN_MARKER)
+    } else {
+        key.ends_with('/')
+    }
 }
 
 /// Bytes as OpenDAL takes them.

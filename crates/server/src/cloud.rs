@@ -378,6 +378,13 @@ pub fn check_connection(conn: &CloudConnection, admin: bool) -> std::result::Res
     if conn.scheme() == "fs" {
         return Err("only an administrator may sync with the server's own disk (`fs`)".into());
     }
+    // SFTP runs the system `ssh` as the server's account: its keys and known hosts.
+    if conn.scheme() == "sftp" {
+        return Err(
+            "only an administrator may add an SFTP connection on the server (it logs in with the server's own SSH identity)"
+                .into(),
+        );
+    }
     if conn.ca_file.is_some() {
         return Err("only an administrator may name a CA file on the server".into());
     }
@@ -491,6 +498,10 @@ mod tests {
 
     #[test]
     fn users_cannot_reach_the_servers_files_or_credentials() {
+        let sftp = conn("sftp", &[("endpoint", "ssh://example.com:22")]);
+        assert!(check_connection(&sftp, false)
+            .expect_err("refused")
+            .contains("SSH identity"));
         let fs = conn("fs", &[("root", "/etc")]);
         assert!(check_connection(&fs, false)
             .expect_err("refused")

@@ -233,6 +233,19 @@ async fn conformance(r: &dyn Replica) {
     batches(r).await;
     promotion(r).await;
     dedup(r).await;
+    crate::replica_edges::edges(r).await;
+}
+
+/// The whole suite, then the large folder, on a cloud replica.
+async fn cloud_suite(r: &cairn_cloud::CloudReplica) {
+    cloud_suite_of(r, crate::replica_edges::MANY).await;
+}
+
+/// The whole suite, then a folder of `many` files, on a cloud replica.
+async fn cloud_suite_of(r: &cairn_cloud::CloudReplica, many: usize) {
+    conformance(r).await;
+    let fill = crate::replica_edges::Fill::Operator(r.operator());
+    crate::replica_edges::many_files(r, fill, many).await;
 }
 
 fn link(target: &str) -> NewEntry {
@@ -542,6 +555,12 @@ async fn a_local_folder_is_a_conforming_replica() {
     let dir = tempfile::tempdir().expect("tempdir");
     let r = LocalReplica::open(dir.path(), Filter::default()).expect("open");
     conformance(&r).await;
+    crate::replica_edges::many_files(
+        &r,
+        crate::replica_edges::Fill::Replica,
+        crate::replica_edges::MANY,
+    )
+    .await;
     // A local replica writes through links never: a link to outside is replaced, not followed.
     let outside = tempfile::tempdir().expect("tempdir");
     std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).expect("symlink");
@@ -599,6 +618,12 @@ async fn a_server_folder_is_a_conforming_replica() {
     // A sub-folder of the shared folder: prefixes must stay invisible to the engine.
     let r = server_replica(&server, "sub/dir").await;
     conformance(&r).await;
+    crate::replica_edges::many_files(
+        &r,
+        crate::replica_edges::Fill::Replica,
+        crate::replica_edges::MANY,
+    )
+    .await;
     // What travelled: every new content once (the suite writes well over 9 MiB of new bytes).
     let sent = r.traffic();
     assert!(
@@ -863,19 +888,40 @@ async fn an_s3_path_is_a_conforming_replica() {
         .await
         .expect("moto");
     let (conn, secrets) = crate::cloud::s3_connection(&moto);
-    let plain = cloud_replica(&conn, &secrets, "plain", Default::default()).await;
-    conformance(&plain).await;
+    let plain = cloud_replica(&conn, &secrets, "plain", suite_options()).await;
+    cloud_suite(&plain).await;
+    // The three-part file went up in three parts (S3's ETag of a multipart object says how
+    // many).
+    let meta = plain
+        .operator()
+        .stat("parts/three.bin")
+        .await
+        .expect("stat");
+    assert!(
+        meta.etag()
+            .is_some_and(|t| t.trim_matches('"').ends_with("-3")),
+        "not sent in three parts: {:?}",
+        meta.etag()
+    );
     let versioned = cloud_replica(
         &conn,
         &secrets,
         "versioned",
         cairn_cloud::CloudOptions {
             keep_versions: 3,
-            ..Default::default()
+            ..suite_options()
         },
     )
     .await;
     conformance(&versioned).await;
+}
+
+/// How the suite opens a cloud path: small parts, so a file of a few MiB has several.
+fn suite_options() -> cairn_cloud::CloudOptions {
+    cairn_cloud::CloudOptions {
+        part_size: crate::replica_edges::PART_SIZE,
+        ..Default::default()
+    }
 }
 
 /// The conformance suite on the cloud path `root` of a connection, as a task would open it.
@@ -886,8 +932,8 @@ async fn cloud_conformance(
     root: &str,
 ) {
     let (conn, secrets) = crate::cloud_servers::connection(provider, options, secrets);
-    let r = cloud_replica(&conn, &secrets, root, Default::default()).await;
-    conformance(&r).await;
+    let r = cloud_replica(&conn, &secrets, root, suite_options()).await;
+    cloud_suite(&r).await;
 }
 
 fn started<T>(server: crate::harness::cloud::Result<T>) -> T {
@@ -923,4 +969,163 @@ async fn a_mounted_folder_is_a_conforming_cloud_replica() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().to_str().expect("utf-8");
     cloud_conformance("fs", &[("root", root)], &[], "fs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gcs_bucket_is_a_conforming_replica() {
+    let gcs = tokio::task::spawn_blocking(crate::harness::cloud::start_gcs_emulator)
+        .await
+        .expect("gcs emulator");
+    let gcs = started(gcs);
+    let opts = [
+        ("endpoint", gcs.endpoint.as_str()),
+        ("bucket", gcs.bucket.as_str()),
+        ("skip_signature", "true"),
+    ];
+    // The emulator answers 501 to multipart uploads (real GCS takes them): one request each.
+    let (conn, secrets) = crate::cloud_servers::connection("gcs", &opts, &[]);
+    let r = cloud_replica(&conn, &secrets, "g", suite_options())
+        .await
+        .without_multipart();
+    cloud_suite_of(&r, crate::replica_edges::MANY_ON_GCS_EMULATOR).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ftp_folder_is_a_conforming_replica() {
+    let ftp = tokio::task::spawn_blocking(crate::harness::cloud::start_pyftpdlib)
+        .await
+        .expect("pyftpdlib");
+    let ftp = started(ftp);
+    let opts = [("endpoint", ftp.endpoint.as_str()), ("user", &ftp.user)];
+    cloud_conformance("ftp", &opts, &[("password", &ftp.password)], "f").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swift_container_is_a_conforming_replica() {
+    let swift = tokio::task::spawn_blocking(crate::harness::cloud::start_swift)
+        .await
+        .expect("swift");
+    let swift = started(swift);
+    let opts = [
+        ("endpoint", swift.endpoint.as_str()),
+        ("container", swift.container.as_str()),
+    ];
+    cloud_conformance("swift", &opts, &[("token", &swift.token)], "s").await;
+}
+
+/// The user's known_hosts entry of a test sshd: none before the test (a leftover of an
+/// earlier server on the same port would be another key), none after it.
+struct KnownHostsEntry(String);
+
+impl KnownHostsEntry {
+    fn clear(port: u16) -> Self {
+        let entry = KnownHostsEntry(format!("[127.0.0.1]:{port}"));
+        entry.remove();
+        entry
+    }
+
+    fn remove(&self) {
+        let file = cairn_cloud::sftp_host::user_known_hosts().expect("HOME");
+        if file.exists() {
+            let _ = std::process::Command::new("ssh-keygen")
+                .arg("-R")
+                .arg(&self.0)
+                .arg("-f")
+                .arg(&file)
+                .output();
+        }
+    }
+}
+
+impl Drop for KnownHostsEntry {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// The SHA256 fingerprint of the host key in a known_hosts file.
+fn fingerprint_in(known_hosts: &std::path::Path) -> String {
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-l")
+        .arg("-f")
+        .arg(known_hosts)
+        .output()
+        .expect("ssh-keygen");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("SHA256:"))
+        .expect("a fingerprint")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sftp_folder_is_a_conforming_replica() {
+    let sshd = tokio::task::spawn_blocking(crate::harness::cloud::start_sshd)
+        .await
+        .expect("sshd");
+    let sshd = started(sshd);
+    let entry = KnownHostsEntry::clear(sshd.port);
+    let pinned = fingerprint_in(&sshd.known_hosts);
+    let key = sshd.key.to_str().expect("utf-8");
+    let root = sshd.root.to_str().expect("utf-8");
+    let opts = |fp: &str| {
+        vec![
+            ("endpoint".to_string(), sshd.endpoint.clone()),
+            ("user".to_string(), sshd.user.clone()),
+            ("key".to_string(), key.to_string()),
+            ("root".to_string(), root.to_string()),
+            ("host_key".to_string(), fp.to_string()),
+        ]
+    };
+    let open = |fp: &str| {
+        let pairs = opts(fp);
+        let refs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let (conn, secrets) = crate::cloud_servers::connection("sftp", &refs, &[]);
+        let counters = Arc::new(cairn_cloud::transport::Counters::default());
+        cairn_cloud::connection::operator(&conn, &secrets, "s", counters)
+    };
+    let known = cairn_cloud::sftp_host::user_known_hosts().expect("HOME");
+    let has_entry = || {
+        std::process::Command::new("ssh-keygen")
+            .arg("-F")
+            .arg(&entry.0)
+            .arg("-f")
+            .arg(&known)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    // A fingerprint the server's key does not have: refused, and nothing is trusted.
+    let wrong = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU";
+    let refused = open(wrong).expect_err("a wrong host key was accepted");
+    assert!(
+        refused.contains("do not have this connection's fingerprint"),
+        "{refused}"
+    );
+    assert!(!has_entry(), "a key was trusted after a refusal");
+    // No pin at all is refused too, and so is turning the check off.
+    let (conn, secrets) = crate::cloud_servers::connection(
+        "sftp",
+        &[("endpoint", &sshd.endpoint), ("user", &sshd.user)],
+        &[],
+    );
+    let counters = Arc::new(cairn_cloud::transport::Counters::default());
+    let unpinned = cairn_cloud::connection::operator(&conn, &secrets, "s", counters)
+        .expect_err("an unpinned SFTP connection");
+    assert!(unpinned.contains("host_key"), "{unpinned}");
+    // The right one: the key is added to known_hosts and ssh checks against it.
+    open(&pinned).expect("operator");
+    assert!(has_entry(), "the pinned key is in known_hosts");
+    let pairs = opts(&pinned);
+    let refs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    cloud_conformance("sftp", &refs, &[], "s").await;
+    // Once known_hosts holds the key, another pin for the host is refused.
+    let changed = open(wrong).expect_err("another pin for a known host");
+    assert!(changed.contains("another host key"), "{changed}");
 }

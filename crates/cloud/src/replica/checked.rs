@@ -18,6 +18,18 @@ pub(super) fn parse_md5_hex(hex: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
+/// An MD5 as services give it: 32 hex digits, or 16 bytes in base64 (Content-MD5, GCS's
+/// `md5Hash`).
+pub(super) fn parse_md5(text: &str) -> Option<[u8; 16]> {
+    use base64::Engine;
+    parse_md5_hex(text).or_else(|| {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .ok()?;
+        bytes.try_into().ok()
+    })
+}
+
 /// `content`, with an error in place of its end when its MD5 is not `want`.
 pub(super) fn md5_checked(
     content: Content<'static>,
@@ -56,6 +68,18 @@ pub(super) fn md5_checked(
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    #[test]
+    fn md5s_parse_from_hex_and_base64() {
+        let want = [
+            0x5e, 0xb6, 0x3b, 0xbb, 0xe0, 0x1e, 0xee, 0xd0, 0x93, 0xcb, 0x22, 0xbb, 0x8f, 0x5a,
+            0xcd, 0xc3,
+        ];
+        assert_eq!(parse_md5("5eb63bbbe01eeed093cb22bb8f5acdc3"), Some(want));
+        assert_eq!(parse_md5("XrY7u+Ae7tCTyyK7j1rNww=="), Some(want));
+        assert_eq!(parse_md5("0x8DC0FFEE"), None);
+        assert_eq!(parse_md5("c2hvcnQ="), None);
+    }
 
     #[tokio::test]
     async fn a_changed_byte_fails_the_read() {

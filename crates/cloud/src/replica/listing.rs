@@ -6,23 +6,32 @@ use cairn_model::{EntryKind, RelPath};
 use futures_util::TryStreamExt;
 use opendal::Metadata;
 
-use super::{CloudReplica, RESERVED_PREFIX};
+use super::{CloudReplica, HIDDEN_MARKER, RESERVED_PREFIX};
 
 /// Every entry under the replica's root, with the folders implied by the objects' names.
 pub(super) async fn list(r: &CloudReplica) -> Result<Listing> {
     let mut out = Listing::default();
-    let lister =
-        r.op.lister_with("")
-            .recursive(true)
+    let entries = if r.caps().list_with_recursive {
+        let lister =
+            r.op.lister_with("")
+                .recursive(true)
+                .await
+                .map_err(|e| r.fail("listing", "", e))?;
+        lister
+            .try_collect()
             .await
-            .map_err(|e| r.fail("listing", "", e))?;
-    let entries: Vec<opendal::Entry> = lister
-        .try_collect()
-        .await
-        .map_err(|e| r.fail("listing", "", e))?;
+            .map_err(|e| r.fail("listing", "", e))?
+    } else {
+        walk(r).await?
+    };
     for e in entries {
-        let raw = e.path().trim_start_matches('/');
-        let is_dir = raw.ends_with('/') || e.metadata().is_dir();
+        let mut raw = e.path().trim_start_matches('/');
+        // A hidden marker stands for its folder.
+        let hidden = r.hidden_markers && raw.rsplit('/').next() == Some(HIDDEN_MARKER);
+        if hidden {
+            raw = raw.strip_suffix(HIDDEN_MARKER).unwrap_or(raw);
+        }
+        let is_dir = hidden || raw.ends_with('/') || e.metadata().is_dir();
         let name = raw.trim_end_matches('/');
         if name.is_empty() || reserved(name) {
             continue;
@@ -38,13 +47,46 @@ pub(super) async fn list(r: &CloudReplica) -> Result<Listing> {
         let entry = if is_dir {
             dir_entry()
         } else {
-            entry_of(e.metadata(), r.use_etags)
+            r.entry_of(e.metadata(), path.as_str())
         };
         // A file and a folder marker of one name: the file is what users see.
         if is_dir && out.entries.contains_key(&path) {
             continue;
         }
         out.entries.insert(path, entry);
+    }
+    Ok(out)
+}
+
+/// Every entry under the root, one folder listing at a time. OpenDAL simulates a recursive
+/// listing for services without one, and under its retry layer a folder whose listing failed
+/// was skipped, not retried: a pass then saw that folder's files as deleted (found by the
+/// fault runs on WebDAV). Here a folder's listing either completes or fails the whole listing.
+async fn walk(r: &CloudReplica) -> Result<Vec<opendal::Entry>> {
+    let mut out = Vec::new();
+    let mut folders = vec![String::new()];
+    while let Some(folder) = folders.pop() {
+        let listed = match r.op.list(&folder).await {
+            Ok(listed) => listed,
+            // The root not made yet is an empty root; a folder gone since its parent was
+            // listed is gone.
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(r.fail("listing", &folder, e)),
+        };
+        for e in listed {
+            let key = e.path().trim_start_matches('/');
+            if key.is_empty() || key == folder {
+                continue;
+            }
+            if (key.ends_with('/') || e.metadata().is_dir()) && !reserved(key) {
+                let mut sub = key.to_string();
+                if !sub.ends_with('/') {
+                    sub.push('/');
+                }
+                folders.push(sub);
+            }
+            out.push(e);
+        }
     }
     Ok(out)
 }
@@ -80,8 +122,9 @@ pub(super) fn dir_entry() -> ReplicaEntry {
     }
 }
 
-/// A file's entry from the service's metadata.
-pub(super) fn entry_of(meta: &Metadata, use_etag: bool) -> ReplicaEntry {
+/// A file's entry from the service's metadata; a version from its time counts whole steps
+/// of `step_ns` (rounded up, as Swift rounds a stat's time).
+pub(super) fn entry_of(meta: &Metadata, use_etag: bool, step_ns: i64, key: &str) -> ReplicaEntry {
     let modified = meta
         .last_modified()
         .map(|t| {
@@ -108,15 +151,33 @@ pub(super) fn entry_of(meta: &Metadata, use_etag: bool) -> ReplicaEntry {
         mode,
         hash: None,
         target: None,
-        version: version_of(meta.etag().filter(|_| use_etag), size, modified),
+        version: version_of(
+            meta.etag().or(meta.content_md5()).filter(|_| use_etag),
+            size,
+            round_up(modified, step_ns),
+            key,
+        ),
     }
 }
 
-/// The ETag where the service gives one everywhere; size and time otherwise.
-fn version_of(etag: Option<&str>, size: u64, modified_ns: i64) -> Version {
+/// `ns` rounded up to a whole number of `step` (a step below 2 leaves it as it is).
+fn round_up(ns: i64, step: i64) -> i64 {
+    if step < 2 {
+        return ns;
+    }
+    ns.div_euclid(step) * step + if ns.rem_euclid(step) > 0 { step } else { 0 }
+}
+
+/// The ETag where the service gives one everywhere; size, time and path otherwise (the
+/// path as a short hash: kept versions carry the token in their names).
+fn version_of(etag: Option<&str>, size: u64, modified_ns: i64, key: &str) -> Version {
     match etag.map(normal_etag) {
         Some(tag) if !tag.is_empty() => Version(format!("e:{tag}")),
-        _ => Version(format!("m:{size}:{modified_ns}")),
+        _ => {
+            let path = blake3::hash(key.trim_start_matches('/').as_bytes());
+            let short = &path.to_hex()[..12];
+            Version(format!("m:{size}:{modified_ns}:{short}"))
+        }
     }
 }
 
@@ -143,6 +204,30 @@ mod tests {
             Some("\"abc\"")
         );
         assert_eq!(etag_of(&Version("m:1:2".into())), None);
+    }
+
+    #[test]
+    fn time_versions_name_their_path() {
+        let a = version_of(None, 12, 1_000, "src/a");
+        assert_eq!(a, version_of(None, 12, 1_000, "/src/a"));
+        assert_ne!(a, version_of(None, 12, 1_000, "src/c"));
+        assert_ne!(a, version_of(None, 13, 1_000, "src/a"));
+        assert_eq!(version_of(Some("\"x\""), 12, 1_000, "src/a").0, "e:x");
+    }
+
+    #[test]
+    fn times_round_up_to_the_step() {
+        let s = 1_000_000_000;
+        assert_eq!(
+            round_up(1_796_055_399_897_610_000, s),
+            1_796_055_400_000_000_000
+        );
+        assert_eq!(
+            round_up(1_796_055_400_000_000_000, s),
+            1_796_055_400_000_000_000
+        );
+        assert_eq!(round_up(-1, s), 0);
+        assert_eq!(round_up(1_234, 1), 1_234);
     }
 
     #[test]

@@ -8,7 +8,10 @@ use cairn_model::{ContentHash, EntryKind, RelPath};
 use futures_util::StreamExt;
 
 use super::listing::{dir_entry, entry_of, etag_of};
-use super::{buffer, dir_key, make_dir, user_metadata, versions, CloudReplica, STAGING};
+use super::{
+    buffer, is_marker, make_dir, make_dir_key, marker_key, user_metadata, versions, CloudReplica,
+    STAGING,
+};
 
 pub(super) async fn write(
     r: &CloudReplica,
@@ -55,7 +58,12 @@ async fn write_file(
     let caps = r.caps();
     // A new object on a store that enforces If-None-Match needs no look first: the write
     // itself fails if anything is there (the look cost three requests per new file).
-    let enforced = expect.is_none() && r.atomic_put && r.use_etags && caps.write_with_if_not_exists;
+    // Only where a live server showed it enforced (the GCS emulator ignores it).
+    let enforced = expect.is_none()
+        && r.atomic_put
+        && r.use_etags
+        && caps.write_with_if_not_exists
+        && matches!(r.op.info().scheme(), "s3" | "azblob");
     if !enforced {
         if let Some(changed) = r.check(path, expect).await? {
             return Ok(changed);
@@ -71,7 +79,8 @@ async fn write_file(
         format!("{STAGING}/{}", temp_name())
     };
     let mut w = r.op.writer_with(&target);
-    if caps.write_can_multi {
+    let multi = caps.write_can_multi && r.multipart;
+    if multi {
         w = w
             .chunk(r.opts.part_size)
             .concurrent(r.opts.part_concurrency);
@@ -96,7 +105,7 @@ async fn write_file(
     let mut writer = w.await.map_err(|e| r.fail("writing", key, e))?;
     // A service that takes an object in one request only (WebDAV here) gets it whole: the
     // content is gathered first (a file's size in memory).
-    let content = if caps.write_can_multi {
+    let content = if multi {
         content
     } else if entry.size > ONE_SHOT_MAX {
         let _ = writer.abort().await;
@@ -113,6 +122,12 @@ async fn write_file(
     let sent = send(r, key, &mut writer, content, entry).await;
     let (meta, hash) = match sent {
         Ok(hash) => match writer.close().await {
+            Ok(_) if entry.size == 0 && r.op.info().scheme() == "ftp" => {
+                write_empty_ftp(r, &target)
+                    .await
+                    .map_err(|e| r.fail("writing", key, e))?;
+                (opendal::MetadataBuilder::unknown().build(), hash)
+            }
             Ok(meta) => (meta, hash),
             Err(e) if e.kind() == opendal::ErrorKind::ConditionNotMatch => {
                 return Ok(Outcome::Changed(r.current(path).await?));
@@ -131,7 +146,7 @@ async fn write_file(
         Some(_) if r.use_etags && r.atomic_put && caps.write_with_user_metadata => ReplicaEntry {
             mtime_ns: entry.mtime_ns,
             mode: entry.mode,
-            ..entry_of(&meta_with_size(meta, entry.size), true)
+            ..entry_of(&meta_with_size(meta, entry.size), true, 1, key)
         },
         _ => match r.current(path).await? {
             Some(now) => now,
@@ -147,6 +162,19 @@ async fn write_file(
     // so without it the next pass could not tell an edit of this file from no change.
     done.hash = Some(hash);
     Ok(Outcome::Done(Some(done)))
+}
+
+/// An empty file on FTP. OpenDAL's `Writer` passes no empty write on, and its FTP writer
+/// opens no data connection before a first write, so no file would be made: the service's
+/// own writer is given the empty write directly.
+async fn write_empty_ftp(r: &CloudReplica, key: &str) -> opendal::Result<()> {
+    use opendal::raw::oio::WriteDyn;
+    use opendal::raw::{OpWrite, ServiceDyn};
+    let mut w =
+        r.op.service()
+            .write_dyn(r.op.context(), key, OpWrite::default())?;
+    w.write_dyn(opendal::Buffer::new()).await?;
+    w.close_dyn().await.map(|_| ())
 }
 
 /// The close answer may not repeat the length: it is what was sent.
@@ -252,7 +280,7 @@ pub(super) async fn delete(r: &CloudReplica, path: &RelPath, expect: &Version) -
         return Ok(Outcome::Changed(Some(now)));
     }
     if now.kind == EntryKind::Dir {
-        match r.op.delete(&dir_key(path)).await {
+        match r.op.delete(&marker_key(r, path.as_str())).await {
             Ok(()) => {}
             Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
             Err(e) => return Err(r.fail("deleting the folder", path.as_str(), e)),
@@ -282,9 +310,7 @@ pub(super) async fn rename(
     let is_dir = expect.0 == "dir";
     if r.caps().rename {
         if let Some(parent) = to.parent().filter(|p| !p.is_root()) {
-            r.op.create_dir(&dir_key(&parent))
-                .await
-                .map_err(|e| r.fail("making the folder", parent.as_str(), e))?;
+            make_dir(r, &parent).await?;
         }
         r.op.rename(from.as_str(), to.as_str())
             .await
@@ -299,28 +325,25 @@ pub(super) async fn rename(
 
 /// An object store's folder move: every object under it, copied before it is deleted.
 async fn move_tree(r: &CloudReplica, from: &RelPath, to: &RelPath) -> Result<()> {
-    let prefix = dir_key(from);
+    let prefix = format!("{}/", from.as_str());
     let entries =
         r.op.list_with(&prefix)
             .recursive(true)
             .await
             .map_err(|e| r.fail("listing", &prefix, e))?;
     let mut keys: Vec<String> = entries.iter().map(|e| e.path().to_string()).collect();
-    if !keys.iter().any(|k| k == &prefix) {
-        keys.push(prefix.clone());
-        r.op.create_dir(&prefix)
-            .await
-            .map_err(|e| r.fail("making the folder", &prefix, e))?;
+    let marker = marker_key(r, from.as_str());
+    if !keys.iter().any(|k| k == &marker) {
+        keys.push(marker.clone());
+        make_dir_key(r, &marker).await?;
     }
     // Markers last: a folder is gone only when what was in it is.
-    keys.sort_by_key(|k| (k.ends_with('/'), std::cmp::Reverse(k.len())));
+    keys.sort_by_key(|k| (is_marker(r, k), std::cmp::Reverse(k.len())));
     for key in keys {
-        let rest = &key[prefix.len()..];
+        let rest = &key[prefix.len().min(key.len())..];
         let dest = format!("{}/{rest}", to.as_str());
         if key.ends_with('/') {
-            r.op.create_dir(&dest)
-                .await
-                .map_err(|e| r.fail("making the folder", &dest, e))?;
+            make_dir_key(r, &dest).await?;
             r.op.delete(&key)
                 .await
                 .map_err(|e| r.fail("deleting", &key, e))?;

@@ -173,17 +173,20 @@ fn storage_conf(d: &Path, kind: &str, port: u16) -> String {
     )
 }
 
-/// The proxy with tempauth: user `test:tester`, key `testing`, an admin of account `AUTH_test`.
+/// The proxy with tempauth: user `test:tester`, key `testing`, an admin of account `AUTH_test`;
+/// static and dynamic large objects on, as in Swift's sample proxy configuration (OpenDAL sends
+/// a file of several parts as segments and an SLO manifest).
 fn proxy_conf(d: &Path, port: u16, memcache: u16) -> String {
     let d = d.display();
     format!(
         "[DEFAULT]\nbind_ip = 127.0.0.1\nbind_port = {port}\nworkers = 0\nswift_dir = {d}\n\
          [pipeline:main]\n\
-         pipeline = catch_errors proxy-logging cache tempauth proxy-logging proxy-server\n\
+         pipeline = catch_errors proxy-logging cache tempauth slo dlo proxy-logging proxy-server\n\
          [app:proxy-server]\nuse = egg:swift#proxy\naccount_autocreate = true\n\
          [filter:tempauth]\nuse = egg:swift#tempauth\nuser_test_tester = testing .admin\n\
          [filter:cache]\nuse = egg:swift#memcache\nmemcache_servers = 127.0.0.1:{memcache}\n\
          [filter:catch_errors]\nuse = egg:swift#catch_errors\n\
+         [filter:slo]\nuse = egg:swift#slo\n[filter:dlo]\nuse = egg:swift#dlo\n\
          [filter:proxy-logging]\nuse = egg:swift#proxy_logging\n"
     )
 }
