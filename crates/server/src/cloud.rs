@@ -522,7 +522,7 @@ mod tests {
 
     #[test]
     fn bad_buckets_and_prompts_are_refused_for_everyone() {
-        let bad = conn("s3", &[("bucket", "Bad_Bucket")]);
+        let bad = conn("s3", &[("bucket", "no/slashes")]);
         assert!(check_connection(&bad, true).is_err());
         let mut prompt = conn("s3", &[("bucket", "data")]);
         prompt.prompt.push("secret_access_key".into());
