@@ -19,7 +19,7 @@ use cairn_model::{EntryKind, RelPath, Seq};
 use cairn_protocol::Access;
 use serde::Deserialize;
 
-use super::shares::{esc, page};
+use super::shares::{cookie, esc, page, see_other};
 use super::{blocking, caller_of, now_ns, stream_file, AppState, Caller};
 use crate::auth;
 
@@ -27,25 +27,6 @@ use crate::auth;
 const PAGE: usize = 200;
 const SESSION: &str = "cairn_session";
 const CSRF: &str = "cairn_csrf_ui";
-
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
-fn see_other(to: &str) -> Response {
-    let mut resp = StatusCode::SEE_OTHER.into_response();
-    if let Ok(v) = HeaderValue::from_str(to) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
-    resp
-}
 
 fn set_cookie(resp: &mut Response, name: &str, value: &str, max_age: i64) {
     let c = format!("{name}={value}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age}");
