@@ -6,7 +6,17 @@ use crate::harness::{wait_until, Client, Server};
 
 /// `server cloud connect s3` for `owner`, on the server itself (`--data`, an administrator).
 fn server_connect(server: &Server, moto: &Moto, owner: &str) {
-    let key = format!("access_key_id={}", moto.access_key_id);
+    let secret = format!("{}\n", moto.secret_access_key);
+    connect_with(server, moto, owner, &moto.access_key_id, &secret);
+}
+
+/// Another connection for `owner` with key id `key_id` (one per credential) and a wrong secret.
+fn server_connect_as(server: &Server, moto: &Moto, owner: &str, key_id: &str) {
+    connect_with(server, moto, owner, key_id, "x\n");
+}
+
+fn connect_with(server: &Server, moto: &Moto, owner: &str, key_id: &str, secret: &str) {
+    let key = format!("access_key_id={key_id}");
     server.admin(
         &[
             "cloud",
@@ -25,7 +35,7 @@ fn server_connect(server: &Server, moto: &Moto, owner: &str) {
             "--owner",
             owner,
         ],
-        Some(&format!("{}\n", moto.secret_access_key)),
+        Some(secret),
     );
 }
 
@@ -259,31 +269,6 @@ fn users_manage_their_own_server_cloud_tasks_and_no_one_elses() {
     assert!(all.contains("alice\tt") && all.contains("bob\tb"), "{all}");
     let out = via(&alice, &["remove", "t"], "");
     assert!(out.status.success(), "{}", text(&out));
-}
-
-/// Another connection for `owner` with a different access key id (one per credential).
-fn server_connect_as(server: &Server, moto: &Moto, owner: &str, key_id: &str) {
-    let key = format!("access_key_id={key_id}");
-    server.admin(
-        &[
-            "cloud",
-            "connect",
-            "s3",
-            "--provider",
-            "s3",
-            "--endpoint",
-            &moto.endpoint,
-            "--bucket",
-            &moto.bucket,
-            "--option",
-            &key,
-            "--secret",
-            "secret_access_key",
-            "--owner",
-            owner,
-        ],
-        Some("x\n"),
-    );
 }
 
 #[test]

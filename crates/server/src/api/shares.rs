@@ -152,11 +152,11 @@ pub(super) fn esc(text: &str) -> String {
     out
 }
 
-/// `text` as one component of a URL query.
-fn query_escape(text: &str) -> String {
+/// `text` as one component of a URL query (`/` and `:` of paths and times left as they are).
+pub(super) fn query_escape(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' | b':' => {
                 (b as char).to_string()
             }
             _ => format!("%{b:02X}"),
@@ -298,7 +298,8 @@ fn password_form(token: &str, csrf: &str, wrong: bool) -> Response {
     resp
 }
 
-fn new_csrf() -> String {
+/// A CSRF token: 128 random bits in hex.
+pub(super) fn new_csrf() -> String {
     auth::random_bytes(16)
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -19,7 +19,7 @@ use cairn_model::{EntryKind, RelPath, Seq};
 use cairn_protocol::Access;
 use serde::Deserialize;
 
-use super::shares::{cookie, esc, page, see_other};
+use super::shares::{cookie, esc, new_csrf, page, query_escape, see_other};
 use super::{blocking, caller_of, now_ns, stream_file, AppState, Caller};
 use crate::auth;
 
@@ -33,13 +33,6 @@ fn set_cookie(resp: &mut Response, name: &str, value: &str, max_age: i64) {
     if let Ok(v) = HeaderValue::from_str(&c) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
-}
-
-fn random_hex(n: usize) -> String {
-    auth::random_bytes(n)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The session's user, or the login page to answer instead.
@@ -56,7 +49,7 @@ async fn session(state: &Arc<AppState>, headers: &HeaderMap) -> Result<Caller, R
 fn csrf_of(headers: &HeaderMap) -> (String, bool) {
     match cookie(headers, CSRF).filter(|c| c.len() == 32) {
         Some(c) => (c.to_string(), false),
-        None => (random_hex(16), true),
+        None => (new_csrf(), true),
     }
 }
 
@@ -232,18 +225,6 @@ fn parse_rel(text: Option<&str>) -> Option<RelPath> {
     }
 }
 
-/// `text` as a component of a URL query.
-fn q(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' | b':' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 fn bad(what: &str) -> Response {
     page(
         StatusCode::BAD_REQUEST,
@@ -296,14 +277,14 @@ pub(super) async fn browse(
     let keep = format!(
         "{}{}",
         b.at.as_deref()
-            .map(|a| format!("&at={}", q(a)))
+            .map(|a| format!("&at={}", query_escape(a)))
             .unwrap_or_default(),
         if deleted { "&deleted=true" } else { "" }
     );
     let mut rows = String::new();
     for v in children.iter().skip(page_no * PAGE).take(PAGE) {
         let name = v.path.name();
-        let p = q(v.path.as_str());
+        let p = query_escape(v.path.as_str());
         let (link, what) = match v.entry.kind {
             EntryKind::Dir => (
                 format!("/ui/f/{folder}?dir={p}{keep}"),
@@ -329,7 +310,7 @@ pub(super) async fn browse(
     if page_no > 0 {
         nav.push_str(&format!(
             "<a href=\"/ui/f/{folder}?dir={}{}&amp;page={}\">Previous</a> ",
-            q(dir.as_str()),
+            query_escape(dir.as_str()),
             esc(&keep),
             page_no - 1
         ));
@@ -337,7 +318,7 @@ pub(super) async fn browse(
     if children.len() > (page_no + 1) * PAGE {
         nav.push_str(&format!(
             "<a href=\"/ui/f/{folder}?dir={}{}&amp;page={}\">Next</a>",
-            q(dir.as_str()),
+            query_escape(dir.as_str()),
             esc(&keep),
             page_no + 1
         ));
@@ -400,7 +381,7 @@ pub(super) async fn versions(
             format!(
                 "<a href=\"/ui/f/{}/download?path={}&amp;seq={}\">{} bytes</a>",
                 esc(&folder),
-                esc(&q(path.as_str())),
+                esc(&query_escape(path.as_str())),
                 v.seq.0,
                 v.entry.size
             )
@@ -415,7 +396,7 @@ pub(super) async fn versions(
     let body = format!(
         "<p><a href=\"/ui/f/{}?dir={}\">Back to the folder</a></p><table><tr><th>Saved</th><th>Version</th><th>Computer</th><th>User</th></tr>{rows}</table>",
         esc(&folder),
-        esc(&q(path.parent().map(|p| p.as_str().to_string()).unwrap_or_default().as_str()))
+        esc(&query_escape(path.parent().map(|p| p.as_str().to_string()).unwrap_or_default().as_str()))
     );
     app_page(
         &caller.user.name,
