@@ -100,6 +100,8 @@ pub struct AppState {
     cloud_wake: Arc<tokio::sync::Notify>,
     /// Test hook (`CAIRN_TEST_NO_COMMIT_STREAM`): neither offer nor serve commit streams.
     no_commit_stream: bool,
+    /// Files the browser is uploading, in parts.
+    web_uploads: web::upload::Staging,
 }
 
 /// A test hook's value from the environment: only in builds with the `test-hooks` feature,
@@ -142,6 +144,7 @@ impl AppState {
             access_log: test_hook::<u8>("CAIRN_TEST_ACCESS_LOG").is_some(),
             cloud_wake: Arc::default(),
             no_commit_stream: test_hook::<u8>("CAIRN_TEST_NO_COMMIT_STREAM").is_some(),
+            web_uploads: web::upload::Staging::new(data.root.join("web-uploads")),
         }))
     }
 
@@ -334,7 +337,24 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ui", get(web::folders))
         .route("/ui/f/{folder}", get(web::browse))
         .route("/ui/f/{folder}/versions", get(web::versions))
-        .route("/ui/f/{folder}/download", get(web::download));
+        .route("/ui/f/{folder}/download", get(web::download))
+        .route("/ui/app.js", get(web::script))
+        .route("/ui/f/{folder}/zip", get(web::zip::download))
+        .route("/ui/f/{folder}/mkdir", post(web::restore::mkdir))
+        .route("/ui/f/{folder}/restore", post(web::restore::version))
+        .route("/ui/f/{folder}/restore-tree", post(web::restore::tree))
+        .route("/ui/f/{folder}/uploads", post(web::upload::start))
+        .route(
+            "/ui/f/{folder}/uploads/{id}",
+            get(web::upload::status)
+                .put(web::upload::part)
+                .delete(web::upload::cancel)
+                .layer(DefaultBodyLimit::max(web::upload::MAX_PART)),
+        )
+        .route(
+            "/ui/f/{folder}/uploads/{id}/finish",
+            post(web::upload::finish),
+        );
     Router::new()
         .nest("/api/v1", api)
         .merge(public)
@@ -1084,7 +1104,10 @@ async fn apply_commit(
     let f = folder.clone();
     let (user, device) = (caller.user.clone(), caller.device.clone());
     let (results, head) = blocking(state, move |m| {
-        let computer = m.device_name(&user, &device)?;
+        let mut computer = m.device_name(&user, &device)?;
+        if computer.is_empty() && device.0 == "web" {
+            computer = "web browser".into();
+        }
         let author = Author {
             user: &user,
             device: &device,

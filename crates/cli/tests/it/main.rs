@@ -26,3 +26,4 @@ mod server_cloud;
 mod shares;
 mod traffic;
 mod web;
+mod web_edit;

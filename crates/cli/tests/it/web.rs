@@ -26,15 +26,15 @@ fn set_cookie(resp: &Response, name: &str) -> Option<(String, String)> {
 }
 
 /// A logged-in browser: its cookies and CSRF token.
-struct Browser {
-    http: Http,
-    base: String,
-    cookies: String,
-    csrf: String,
+pub(crate) struct Browser {
+    pub(crate) http: Http,
+    pub(crate) base: String,
+    pub(crate) cookies: String,
+    pub(crate) csrf: String,
 }
 
 impl Browser {
-    fn get(&self, path: &str) -> Response {
+    pub(crate) fn get(&self, path: &str) -> Response {
         self.http
             .get(format!("{}{path}", self.base))
             .header("cookie", &self.cookies)
@@ -42,14 +42,14 @@ impl Browser {
             .expect("get")
     }
 
-    fn text(&self, path: &str) -> String {
+    pub(crate) fn text(&self, path: &str) -> String {
         let r = self.get(path);
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         r.text().expect("html")
     }
 }
 
-fn log_in(server: &Server, user: &str, password: &str) -> Browser {
+pub(crate) fn log_in(server: &Server, user: &str, password: &str) -> Browser {
     let http = http();
     let base = server.url();
     let form = http
@@ -84,6 +84,16 @@ fn log_in(server: &Server, user: &str, password: &str) -> Browser {
         cookies: format!("{session}; {csrf_cookie}"),
         csrf,
     }
+}
+
+/// Now, as the UI's time fields take it.
+pub(crate) fn instant_now() -> String {
+    cairn_model::timespec::format_instant(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_nanos() as i64,
+    )
 }
 
 #[test]
@@ -177,12 +187,7 @@ fn a_user_browses_versions_and_the_past_of_their_folders_only() {
     pc.write("notes/plan.txt", b"second plan");
     pc.ok(&["run", "d"]);
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let before = cairn_model::timespec::format_instant(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("after 1970")
-            .as_nanos() as i64,
-    );
+    let before = instant_now();
     std::thread::sleep(std::time::Duration::from_millis(1100));
     std::fs::remove_file(pc.path("gone.txt")).expect("rm");
     pc.ok(&["run", "d"]);

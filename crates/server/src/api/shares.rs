@@ -164,10 +164,15 @@ pub(super) fn query_escape(text: &str) -> String {
         .collect()
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#222}\
-h1{font-size:1.4rem}table{width:100%;border-collapse:collapse}td{padding:.35rem;border-bottom:1px solid #ddd}\
-a.button,button{display:inline-block;padding:.5rem 1rem;background:#2a5d9f;color:#fff;border:0;border-radius:4px;text-decoration:none}\
-input{padding:.45rem;font-size:1rem}.muted{color:#666}";
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:52rem;margin:1.5rem auto;padding:0 1rem;color:#222}\
+h1{font-size:1.4rem;overflow-wrap:anywhere}table{width:100%;border-collapse:collapse}\
+td,th{padding:.35rem;border-bottom:1px solid #ddd;text-align:left;overflow-wrap:anywhere}\
+a.button,button{display:inline-block;padding:.5rem 1rem;background:#2a5d9f;color:#fff;border:0;border-radius:4px;text-decoration:none;cursor:pointer}\
+button.danger{background:#a33}a:focus,button:focus,input:focus,select:focus{outline:3px solid #f90;outline-offset:1px}\
+input,select{padding:.45rem;font-size:1rem;max-width:100%}.muted{color:#666}form.inline{display:inline}\
+nav{margin-bottom:1rem}.drop{border:2px dashed #9ab;border-radius:6px;padding:1rem;margin:1rem 0}.drop.over{background:#eef4fb}\
+[role=alert]{color:#a33}[role=status]{color:#265}\
+@media (max-width:40rem){body{margin:.5rem auto}td,th{padding:.3rem .2rem;font-size:.95rem}.hide-narrow{display:none}}";
 
 /// A page with the headers every public page carries.
 pub(super) fn page(status: StatusCode, title: &str, body: &str) -> Response {

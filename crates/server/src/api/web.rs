@@ -20,8 +20,13 @@ use cairn_protocol::Access;
 use serde::Deserialize;
 
 use super::shares::{cookie, esc, new_csrf, page, query_escape, see_other};
-use super::{blocking, caller_of, now_ns, stream_file, AppState, Caller};
+use super::{blocking, caller_of, now_ns, stream_file, ApiError, ApiResult, AppState, Caller};
 use crate::auth;
+
+mod edit;
+pub(super) mod restore;
+pub(super) mod upload;
+pub(super) mod zip;
 
 /// Entries per page of a folder view.
 const PAGE: usize = 200;
@@ -36,7 +41,10 @@ fn set_cookie(resp: &mut Response, name: &str, value: &str, max_age: i64) {
 }
 
 /// The session's user, or the login page to answer instead.
-async fn session(state: &Arc<AppState>, headers: &HeaderMap) -> Result<Caller, Response> {
+pub(super) async fn session(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+) -> Result<Caller, Response> {
     match cookie(headers, SESSION) {
         Some(token) => caller_of(state, token)
             .await
@@ -53,17 +61,64 @@ fn csrf_of(headers: &HeaderMap) -> (String, bool) {
     }
 }
 
-fn csrf_ok(headers: &HeaderMap, given: &str) -> bool {
+pub(super) fn csrf_ok(headers: &HeaderMap, given: &str) -> bool {
     cookie(headers, CSRF).is_some_and(|c| c.len() == 32 && c == given)
 }
 
-/// A page of a logged-in user: their name and a log-out button on top.
+/// The caller of a request the page's script makes: the session cookie, and the CSRF token
+/// in a header (which another site can neither read nor set).
+pub(super) async fn json_caller(state: &Arc<AppState>, headers: &HeaderMap) -> ApiResult<Caller> {
+    let token = cookie(headers, SESSION)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "log in first"))?;
+    let given = headers
+        .get("x-cairn-csrf")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !csrf_ok(headers, given) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "the page had expired; reload it",
+        ));
+    }
+    caller_of(state, token).await
+}
+
+/// The page's script (uploads), from the binary: nothing is fetched from elsewhere.
+pub(super) async fn script() -> Response {
+    let mut resp = include_str!("web/app.js").into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+/// A page of a logged-in user: their name and a log-out button on top. It may run the
+/// server's own script and talk to the server, nothing else.
 fn app_page(user: &str, csrf: &str, title: &str, body: &str) -> Response {
     let bar = format!(
-        "<nav><a href=\"/ui\">Folders</a> · {} <form method=\"post\" action=\"/logout\" style=\"display:inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\">Log out</button></form></nav>",
-        esc(user)
+        "<nav><a href=\"/ui\">Folders</a> · <a href=\"/ui/shares\">Links</a>{admin} · {} <form method=\"post\" action=\"/logout\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\">Log out</button></form></nav>",
+        esc(user),
+        admin = ""
     );
-    page(StatusCode::OK, title, &format!("{bar}{body}"))
+    let mut resp = page(
+        StatusCode::OK,
+        title,
+        &format!("{bar}{body}<script src=\"/ui/app.js\"></script>"),
+    );
+    resp.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    resp
 }
 
 pub(super) async fn root(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
@@ -207,25 +262,27 @@ pub(super) async fn folders(State(state): State<Arc<AppState>>, headers: HeaderM
 
 #[derive(Deserialize)]
 pub(super) struct Browse {
-    dir: Option<String>,
+    pub(super) dir: Option<String>,
     page: Option<usize>,
     /// A time to see the folder as it was (see `cairn_model::timespec`).
-    at: Option<String>,
+    pub(super) at: Option<String>,
     /// Show deleted files too.
     #[serde(default)]
     deleted: bool,
     path: Option<String>,
     seq: Option<i64>,
+    /// The version a restore just made current again, to say so.
+    restored: Option<i64>,
 }
 
-fn parse_rel(text: Option<&str>) -> Option<RelPath> {
+pub(super) fn parse_rel(text: Option<&str>) -> Option<RelPath> {
     match text.filter(|t| !t.is_empty()) {
         None => Some(RelPath::root()),
         Some(t) => RelPath::parse(t).ok(),
     }
 }
 
-fn bad(what: &str) -> Response {
+pub(super) fn bad(what: &str) -> Response {
     page(
         StatusCode::BAD_REQUEST,
         "Bad request",
@@ -340,8 +397,56 @@ pub(super) async fn browse(
     } else {
         format!("{folder}/{}{ro}", dir.as_str())
     };
-    let body = format!("{travel}<table>{rows}</table><p>{nav}</p>");
+    let tools = folder_tools(&folder, &dir, b.at.as_deref(), access, &csrf);
+    let body = format!("{travel}{tools}<table>{rows}</table><p>{nav}</p>");
     app_page(&caller.user.name, &csrf, &title, &body)
+}
+
+/// What a folder view offers besides the list: a zip of it, and where the user may write,
+/// uploads and a new folder (as it is now) or a restore (as it was at a time).
+fn folder_tools(
+    folder: &str,
+    dir: &RelPath,
+    at: Option<&str>,
+    access: Access,
+    csrf: &str,
+) -> String {
+    let (f, d) = (esc(folder), esc(dir.as_str()));
+    let at = at.filter(|a| !a.is_empty());
+    let zip = format!(
+        "/ui/f/{}/zip?dir={}{}",
+        query_escape(folder),
+        query_escape(dir.as_str()),
+        at.map(|a| format!("&at={}", query_escape(a)))
+            .unwrap_or_default()
+    );
+    let share = format!(
+        "/ui/shares/new?folder={}&path={}",
+        query_escape(folder),
+        query_escape(dir.as_str())
+    );
+    let mut out = format!(
+        "<p><a href=\"{}\">Download as zip</a> · <a href=\"{}\">Share this folder</a></p>",
+        esc(&zip),
+        esc(&share)
+    );
+    if access != Access::Rw {
+        return out;
+    }
+    let hidden = format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"dir\" value=\"{d}\">"
+    );
+    match at {
+        Some(a) => out.push_str(&format!(
+            "<form method=\"post\" action=\"/ui/f/{f}/restore-tree\">{hidden}<input type=\"hidden\" name=\"at\" value=\"{}\"><button type=\"submit\">Restore this folder as it was then</button> <span class=\"muted\">(files changed or deleted since come back; nothing is deleted)</span></form>",
+            esc(a)
+        )),
+        None => out.push_str(&format!(
+            "<div id=\"upload\" class=\"drop\" data-folder=\"{f}\" data-dir=\"{d}\" data-csrf=\"{csrf}\"><label>Upload files <input type=\"file\" id=\"upload-pick\" multiple></label> <span class=\"muted\">or drop files and folders here</span><ul id=\"upload-progress\"></ul></div>\
+             <form method=\"post\" action=\"/ui/f/{f}/mkdir\">{hidden}<label>New folder <input name=\"name\" required></label> <button type=\"submit\">Create</button></form>"
+        )),
+    }
+    out
 }
 
 pub(super) async fn versions(
@@ -355,8 +460,8 @@ pub(super) async fn versions(
         Err(r) => return r,
     };
     let (csrf, _) = csrf_of(&headers);
-    let f = match super::folder_access(&state, &caller, &folder, Access::Ro).await {
-        Ok(f) => f,
+    let (f, access) = match super::folder_access_as(&state, &caller, &folder, Access::Ro).await {
+        Ok(found) => found,
         Err(e) => {
             return page(
                 e.status,
@@ -374,7 +479,18 @@ pub(super) async fn versions(
         Err(e) => return e.into_response(),
     };
     let mut rows = String::new();
+    let head = list.first().map(|v| v.seq);
     for v in &list {
+        let restore = if access == Access::Rw && !v.is_deleted() && Some(v.seq) != head {
+            format!(
+                "<form method=\"post\" action=\"/ui/f/{}/restore\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"path\" value=\"{}\"><input type=\"hidden\" name=\"seq\" value=\"{}\"><button type=\"submit\">Restore</button></form>",
+                esc(&folder),
+                esc(path.as_str()),
+                v.seq.0
+            )
+        } else {
+            String::new()
+        };
         let what = if v.is_deleted() {
             "deleted".to_string()
         } else {
@@ -387,14 +503,24 @@ pub(super) async fn versions(
             )
         };
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>{what}</td><td class=\"muted\">{}</td><td class=\"muted\">{}</td></tr>",
+            "<tr><td>{}</td><td>{what}</td><td class=\"muted\">{}</td><td class=\"muted\">{}</td><td>{restore}</td></tr>",
             cairn_model::timespec::format_instant(v.committed_ns),
             esc(&v.computer),
             esc(&v.user)
         ));
     }
+    let note = match b.restored {
+        Some(seq) => format!("<p role=\"status\">Version {seq} is the current version again.</p>"),
+        None => String::new(),
+    };
+    let share = format!(
+        "/ui/shares/new?folder={}&path={}",
+        query_escape(&folder),
+        query_escape(path.as_str())
+    );
     let body = format!(
-        "<p><a href=\"/ui/f/{}?dir={}\">Back to the folder</a></p><table><tr><th>Saved</th><th>Version</th><th>Computer</th><th>User</th></tr>{rows}</table>",
+        "{note}<p><a href=\"{}\">Share this file</a></p><p><a href=\"/ui/f/{}?dir={}\">Back to the folder</a></p><table><tr><th>Saved</th><th>Version</th><th>Computer</th><th>User</th><th></th></tr>{rows}</table>",
+        esc(&share),
         esc(&folder),
         esc(&query_escape(path.parent().map(|p| p.as_str().to_string()).unwrap_or_default().as_str()))
     );

@@ -1,0 +1,495 @@
+//! Uploads from the browser, resumable: the page announces a file (`POST .../uploads`), sends
+//! it in parts at the offset the server has (`PUT .../uploads/ID?offset=N`), can ask how much
+//! arrived after a dropped connection or a reload (`GET .../uploads/ID`), and finishes it
+//! (`POST .../uploads/ID/finish`): the server then cuts the file into chunks as every client
+//! does, stores them, and commits it as a new version.
+//!
+//! Parts are staged on the server's disk under `web-uploads/USER_ID/`, one `.part` file and
+//! one `.json` ticket per upload, so an upload survives a server restart. What a user can make
+//! the server hold is bounded: [`MAX_OPEN`] uploads at a time, each at most [`MAX_FILE`] bytes
+//! (and within the user's quota), parts of at most [`MAX_PART`] bytes; an upload untouched
+//! for [`STALE_NS`] is removed when its user starts another.
+
+use std::collections::HashSet;
+use std::io::{BufReader, Write};
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use cairn_model::chunking::chunk_reader;
+use cairn_model::{ChunkId, Entry, EntryKind, RelPath};
+use cairn_protocol::{Access, Change, ChunkSpan};
+use serde::{Deserialize, Serialize};
+
+use super::super::{folder_access, now_ns, store_chunks, ApiError, ApiResult, AppState, Caller};
+use super::{edit, json_caller};
+use crate::meta::Folder;
+
+/// Uploads one user may have open at once.
+pub const MAX_OPEN: usize = 16;
+/// The largest file the browser may upload.
+pub const MAX_FILE: u64 = 64 << 30;
+/// The largest part of one request.
+pub const MAX_PART: usize = 8 << 20;
+/// An upload not touched for a day is given up.
+const STALE_NS: i64 = 24 * 3600 * 1_000_000_000;
+/// Chunk bytes stored per request to the chunk store while finishing.
+const STORE_BATCH: usize = 16 << 20;
+
+/// The staging area of browser uploads.
+pub struct Staging {
+    root: PathBuf,
+    /// Uploads a request is writing or finishing now: a second request for one waits its turn
+    /// by being refused (the page retries).
+    busy: Mutex<HashSet<String>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Ticket {
+    folder: String,
+    path: String,
+    size: u64,
+    mtime_ns: i64,
+    touched_ns: i64,
+}
+
+/// Marks an upload busy for as long as it lives.
+struct Busy<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    id: String,
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
+fn io_error(what: &str, path: &FsPath, e: std::io::Error) -> ApiError {
+    crate::Error::Io {
+        context: format!("{what} {}", path.display()),
+        source: e,
+    }
+    .into()
+}
+
+impl Staging {
+    pub fn new(root: PathBuf) -> Self {
+        Staging {
+            root,
+            busy: Mutex::default(),
+        }
+    }
+
+    fn user_dir(&self, user_id: i64) -> PathBuf {
+        self.root.join(user_id.to_string())
+    }
+
+    fn claim(&self, id: &str) -> ApiResult<Busy<'_>> {
+        let mut set = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        if !set.insert(id.to_string()) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "another request is working on this upload; try again",
+            ));
+        }
+        Ok(Busy {
+            set: &self.busy,
+            id: id.to_string(),
+        })
+    }
+}
+
+/// An upload id names files: 32 lowercase hex digits and nothing else.
+fn check_id(id: &str) -> ApiResult<()> {
+    let ok = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, "no such upload"))
+    }
+}
+
+#[derive(Deserialize)]
+pub(in crate::api) struct StartRequest {
+    path: String,
+    size: u64,
+    /// The file's modification time as the browser gives it (ms since the epoch).
+    #[serde(default)]
+    mtime_ms: Option<i64>,
+}
+
+#[derive(Serialize)]
+pub(in crate::api) struct Received {
+    id: String,
+    received: u64,
+    size: u64,
+}
+
+pub(in crate::api) async fn start(
+    State(state): State<Arc<AppState>>,
+    Path(folder): Path<String>,
+    headers: HeaderMap,
+    Json(req): Json<StartRequest>,
+) -> ApiResult<Json<Received>> {
+    let caller = json_caller(&state, &headers).await?;
+    folder_access(&state, &caller, &folder, Access::Rw).await?;
+    let path = RelPath::parse(&req.path)
+        .ok()
+        .filter(|p| !p.is_root())
+        .ok_or_else(|| ApiError::bad(format!("{:?} is not a file name allowed here", req.path)))?;
+    if req.size > MAX_FILE {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{path}: {} bytes; the browser may upload files of at most {MAX_FILE} bytes (use the cairn client for larger ones)", req.size),
+        ));
+    }
+    if let Some(quota) = caller.user.quota {
+        if caller.user.used_bytes.saturating_add(req.size) > quota {
+            return Err(ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                format!(
+                    "{path}: {} bytes would go over your quota of {quota} bytes",
+                    req.size
+                ),
+            ));
+        }
+    }
+    let now = now_ns();
+    let dir = state.web_uploads.user_dir(caller.user.id);
+    let mtime_ns = req
+        .mtime_ms
+        .filter(|ms| *ms > 0)
+        .and_then(|ms| ms.checked_mul(1_000_000))
+        .unwrap_or(now);
+    let ticket = Ticket {
+        folder: folder.clone(),
+        path: path.as_str().to_string(),
+        size: req.size,
+        mtime_ns,
+        touched_ns: now,
+    };
+    let id = crate::auth::random_bytes(16)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    let staged = id.clone();
+    tokio::task::spawn_blocking(move || open_upload(&dir, &staged, &ticket, now))
+        .await
+        .map_err(ApiError::worker)??;
+    Ok(Json(Received {
+        id,
+        received: 0,
+        size: req.size,
+    }))
+}
+
+/// Removes the user's stale uploads, checks the count, and writes the new one's files.
+fn open_upload(dir: &FsPath, id: &str, ticket: &Ticket, now: i64) -> ApiResult<()> {
+    std::fs::create_dir_all(dir).map_err(|e| io_error("creating", dir, e))?;
+    let mut open = 0;
+    let entries = std::fs::read_dir(dir).map_err(|e| io_error("listing", dir, e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(other) = name.strip_suffix(".json") else {
+            continue;
+        };
+        match read_ticket(dir, other) {
+            Ok(t) if now.saturating_sub(t.touched_ns) < STALE_NS => open += 1,
+            _ => remove_upload(dir, other),
+        }
+    }
+    if open >= MAX_OPEN {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "you have {open} uploads open; finish or cancel one first (at most {MAX_OPEN})"
+            ),
+        ));
+    }
+    let part = dir.join(format!("{id}.part"));
+    std::fs::File::create(&part).map_err(|e| io_error("creating", &part, e))?;
+    write_ticket(dir, id, ticket)
+}
+
+fn read_ticket(dir: &FsPath, id: &str) -> ApiResult<Ticket> {
+    let p = dir.join(format!("{id}.json"));
+    let text = match std::fs::read(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "no such upload"))
+        }
+        Err(e) => return Err(io_error("reading", &p, e)),
+    };
+    serde_json::from_slice(&text).map_err(|e| {
+        tracing::warn!(path = %p.display(), error = %e, "unreadable upload ticket");
+        ApiError::new(StatusCode::NOT_FOUND, "no such upload")
+    })
+}
+
+fn write_ticket(dir: &FsPath, id: &str, ticket: &Ticket) -> ApiResult<()> {
+    let p = dir.join(format!("{id}.json"));
+    let tmp = dir.join(format!("{id}.json.tmp"));
+    let text = serde_json::to_vec(ticket).map_err(|e| ApiError::bad(e.to_string()))?;
+    std::fs::write(&tmp, text).map_err(|e| io_error("writing", &tmp, e))?;
+    std::fs::rename(&tmp, &p).map_err(|e| io_error("renaming", &tmp, e))
+}
+
+fn remove_upload(dir: &FsPath, id: &str) {
+    for ext in ["part", "json", "json.tmp"] {
+        let _ = std::fs::remove_file(dir.join(format!("{id}.{ext}")));
+    }
+}
+
+/// The caller's upload `id` into `folder`, with the folder checked for writing.
+async fn ticket_of(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    folder: &str,
+    id: &str,
+) -> ApiResult<(Caller, Folder, PathBuf, Ticket)> {
+    check_id(id)?;
+    let caller = json_caller(state, headers).await?;
+    let f = folder_access(state, &caller, folder, Access::Rw).await?;
+    let dir = state.web_uploads.user_dir(caller.user.id);
+    let ticket = read_ticket(&dir, id)?;
+    if ticket.folder != folder {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "no such upload"));
+    }
+    Ok((caller, f, dir, ticket))
+}
+
+fn staged_len(dir: &FsPath, id: &str) -> ApiResult<u64> {
+    let p = dir.join(format!("{id}.part"));
+    std::fs::metadata(&p)
+        .map(|m| m.len())
+        .map_err(|e| io_error("reading", &p, e))
+}
+
+pub(in crate::api) async fn status(
+    State(state): State<Arc<AppState>>,
+    Path((folder, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Received>> {
+    let (_, _, dir, ticket) = ticket_of(&state, &headers, &folder, &id).await?;
+    let received = staged_len(&dir, &id)?;
+    Ok(Json(Received {
+        id,
+        received,
+        size: ticket.size,
+    }))
+}
+
+#[derive(Deserialize)]
+pub(in crate::api) struct Offset {
+    offset: u64,
+}
+
+/// Appends a part at `offset`, which must be what the server has: a resent part is answered
+/// with the length the server holds, so the page goes on from there.
+pub(in crate::api) async fn part(
+    State(state): State<Arc<AppState>>,
+    Path((folder, id)): Path<(String, String)>,
+    Query(at): Query<Offset>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Received>> {
+    let (_, _, dir, mut ticket) = ticket_of(&state, &headers, &folder, &id).await?;
+    let _busy = state.web_uploads.claim(&id)?;
+    let (i, size) = (id.clone(), ticket.size);
+    let received = tokio::task::spawn_blocking(move || -> ApiResult<u64> {
+        let have = staged_len(&dir, &i)?;
+        if at.offset != have {
+            return Ok(have);
+        }
+        if have.saturating_add(body.len() as u64) > size {
+            return Err(ApiError::bad(format!(
+                "{}: more bytes than the {size} announced",
+                ticket.path
+            )));
+        }
+        let p = dir.join(format!("{i}.part"));
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .map_err(|e| io_error("opening", &p, e))?;
+        if let Err(e) = f.write_all(&body) {
+            // A part half written (a full disk) is cut back, so the offsets stay true.
+            let _ = f.set_len(have);
+            return Err(io_error("writing", &p, e));
+        }
+        ticket.touched_ns = now_ns();
+        write_ticket(&dir, &i, &ticket)?;
+        Ok(have + body.len() as u64)
+    })
+    .await
+    .map_err(ApiError::worker)??;
+    Ok(Json(Received { id, received, size }))
+}
+
+#[derive(Serialize)]
+pub(in crate::api) struct Finished {
+    path: String,
+    seq: i64,
+}
+
+/// Cuts the staged file into chunks, stores them, and commits the file as a new version on
+/// top of whatever the path holds now (the old one stays in its history).
+pub(in crate::api) async fn finish(
+    State(state): State<Arc<AppState>>,
+    Path((folder, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Finished>> {
+    let (caller, f, dir, ticket) = ticket_of(&state, &headers, &folder, &id).await?;
+    let _busy = state.web_uploads.claim(&id)?;
+    let have = staged_len(&dir, &id)?;
+    if have != ticket.size {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "{}: {have} of {} bytes arrived; send the rest first",
+                ticket.path, ticket.size
+            ),
+        ));
+    }
+    let path = RelPath::parse(&ticket.path).map_err(|e| ApiError::bad(e.to_string()))?;
+    let part = dir.join(format!("{id}.part"));
+    let (chunks, hash) = store_file(&state, &caller, &part, ticket.size, &ticket.path).await?;
+    let entry = Entry {
+        kind: EntryKind::File,
+        size: ticket.size,
+        mtime_ns: ticket.mtime_ns,
+        mode: 0o644,
+        hash: Some(hash),
+        target: None,
+    };
+    let seq = commit_file(&state, &caller, &f, &path, entry, chunks).await?;
+    tokio::task::spawn_blocking(move || remove_upload(&dir, &id))
+        .await
+        .map_err(ApiError::worker)?;
+    Ok(Json(Finished {
+        path: path.as_str().to_string(),
+        seq,
+    }))
+}
+
+/// Cuts `part` as every client cuts a file and stores its chunks for `caller`, a batch at a
+/// time (memory stays bounded whatever the file's size).
+async fn store_file(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    part: &FsPath,
+    size: u64,
+    shown: &str,
+) -> ApiResult<(Vec<ChunkSpan>, cairn_model::ContentHash)> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(ChunkId, Bytes)>>(2);
+    let (p, what) = (part.to_path_buf(), shown.to_string());
+    let reader = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&p).map_err(|e| io_error("opening", &p, e))?;
+        let (mut batch, mut bytes) = (Vec::new(), 0usize);
+        let closed = || cairn_model::Error::Read {
+            what: what.clone(),
+            source: std::io::Error::other("the upload was abandoned"),
+        };
+        let digest = chunk_reader(BufReader::new(file), size, &what, |c, data| {
+            batch.push((c.id, Bytes::copy_from_slice(data)));
+            bytes += data.len();
+            if bytes >= STORE_BATCH {
+                bytes = 0;
+                tx.blocking_send(std::mem::take(&mut batch))
+                    .map_err(|_| closed())?;
+            }
+            Ok(())
+        })
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+        if !batch.is_empty() {
+            tx.blocking_send(batch).map_err(|_| ApiError::internal())?;
+        }
+        Ok::<_, ApiError>(digest)
+    });
+    while let Some(batch) = rx.recv().await {
+        store_chunks(state, caller.user.clone(), batch).await?;
+    }
+    let digest = reader.await.map_err(ApiError::worker)??;
+    if digest.size != size {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{shown}: the staged file changed while it was read"),
+        ));
+    }
+    let spans = digest
+        .chunks
+        .iter()
+        .map(|c| ChunkSpan {
+            id: c.id,
+            len: c.len,
+        })
+        .collect();
+    Ok((spans, digest.hash))
+}
+
+/// Commits a file (and any missing folders above it) on top of the path's current head,
+/// again if another commit came in between.
+async fn commit_file(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    folder: &Folder,
+    path: &RelPath,
+    entry: Entry,
+    chunks: Vec<ChunkSpan>,
+) -> ApiResult<i64> {
+    let mut last = String::new();
+    for _ in 0..3 {
+        let now = now_ns();
+        let mut changes = edit::parents_of(state, folder, path, now).await?;
+        let base = edit::head_of(state, folder, path).await?;
+        if let Some((_, EntryKind::Dir)) = base {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("{path} is a folder; a file cannot replace it"),
+            ));
+        }
+        changes.push(Change {
+            path: path.clone(),
+            base: base.map(|(s, _)| s),
+            entry: entry.clone(),
+            chunks: chunks.clone(),
+            moved_from: None,
+            inline: None,
+        });
+        let results = edit::commit(state, caller, folder, changes).await?;
+        match results.last() {
+            Some(cairn_protocol::ChangeResult::Accepted { seq }) => return Ok(seq.0),
+            Some(cairn_protocol::ChangeResult::Conflict { .. }) => continue,
+            Some(other) => last = edit::refusal(other).unwrap_or_default(),
+            None => last = "nothing was committed".into(),
+        }
+        break;
+    }
+    if last.is_empty() {
+        last = "it kept changing meanwhile; try again".into();
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        format!("{path}: {last}"),
+    ))
+}
+
+pub(in crate::api) async fn cancel(
+    State(state): State<Arc<AppState>>,
+    Path((folder, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    let (_, _, dir, _) = ticket_of(&state, &headers, &folder, &id).await?;
+    let _busy = state.web_uploads.claim(&id)?;
+    tokio::task::spawn_blocking(move || remove_upload(&dir, &id))
+        .await
+        .map_err(ApiError::worker)?;
+    Ok(StatusCode::NO_CONTENT)
+}
