@@ -133,8 +133,13 @@ impl Chromedriver {
                 },
             },
         }}});
-        let answer = call(&self.http, Method::POST, &format!("{}/session", self.url), caps)
-            .unwrap_or_else(|e| panic!("new browser session: {e}"));
+        let answer = call(
+            &self.http,
+            Method::POST,
+            &format!("{}/session", self.url),
+            caps,
+        )
+        .unwrap_or_else(|e| panic!("new browser session: {e}"));
         let id = answer["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("new session answer without an id: {answer}"))
@@ -202,7 +207,9 @@ impl<'d> Session<'d> {
     /// The address of the page, without the server part when it is the server's.
     pub fn path(&self) -> String {
         let url = self.current_url();
-        url.strip_prefix(&self.base).map(str::to_string).unwrap_or(url)
+        url.strip_prefix(&self.base)
+            .map(str::to_string)
+            .unwrap_or(url)
     }
 
     pub fn title(&self) -> String {
@@ -270,7 +277,9 @@ impl<'d> Session<'d> {
     /// Clicks the link or button whose text is `text` and waits for the page it loads. (For
     /// one that loads no page, a download say, use `find_text(text).click()`.)
     pub fn click_text(&self, text: &str) {
-        self.new_page(&format!("clicking {text:?}"), || self.find_text(text).click());
+        self.new_page(&format!("clicking {text:?}"), || {
+            self.find_text(text).click()
+        });
     }
 
     /// Runs `act` (a click, a key press) and waits until the browser has left the page: a
@@ -356,8 +365,7 @@ impl<'d> Session<'d> {
             .decode(data.as_bytes())
             .expect("WebDriver sends screenshots in base64");
         let dir = screenshots_dir();
-        std::fs::create_dir_all(&dir)
-            .unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, png).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         path
@@ -550,8 +558,5 @@ fn running_as_root() -> bool {
 fn xpath_literals_quote_any_text() {
     assert_eq!(xpath_literal("Log in"), "'Log in'");
     assert_eq!(xpath_literal("it's"), "\"it's\"");
-    assert_eq!(
-        xpath_literal("a'b\"c"),
-        "concat('a', \"'\", 'b\"c')"
-    );
+    assert_eq!(xpath_literal("a'b\"c"), "concat('a', \"'\", 'b\"c')");
 }

@@ -87,7 +87,10 @@ fn a_user_logs_in_browses_downloads_versions_and_the_past_in_a_browser() {
     );
     b.screenshot("versions");
     let (name, bytes) = b.download(|| b.find_text("10 bytes").click());
-    assert_eq!((name.as_str(), bytes.as_slice()), ("plan.txt", &b"first plan"[..]));
+    assert_eq!(
+        (name.as_str(), bytes.as_slice()),
+        ("plan.txt", &b"first plan"[..])
+    );
     let (_, bytes) = b.download(|| b.find_text("11 bytes").click());
     assert_eq!(bytes, b"second plan");
     b.click_text("Back to the folder");
@@ -214,7 +217,10 @@ fn a_shared_link_opens_in_a_logged_out_browser_and_keeps_its_limits() {
     );
     v.screenshot("share-file");
     let (name, bytes) = v.download(|| v.find_text("Download").click());
-    assert_eq!((name.as_str(), bytes.as_slice()), ("report.txt", &b"the report"[..]));
+    assert_eq!(
+        (name.as_str(), bytes.as_slice()),
+        ("report.txt", &b"the report"[..])
+    );
 
     // One access was allowed: the next one says the link is used up.
     v.click_text("Download");
