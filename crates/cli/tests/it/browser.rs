@@ -85,7 +85,7 @@ impl Chromedriver {
 
     /// Polls `/status` until the driver is ready; false when it exited.
     fn wait_ready(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
@@ -102,7 +102,7 @@ impl Chromedriver {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("chromedriver at {} was not ready within 30 s", self.url);
+        panic!("chromedriver at {} was not ready within 120 s", self.url);
     }
 
     /// A new headless browser with no cookies, its pages relative to `base` (the server's URL).
