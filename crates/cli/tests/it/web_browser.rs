@@ -24,6 +24,10 @@ fn a_user_logs_in_browses_downloads_versions_and_the_past_in_a_browser() {
     );
     let pc = crate::drive::computer(&server, "pc", &[]);
     pc.write("notes/plan.txt", b"first plan");
+    pc.write(
+        "notes/<img src=x onerror=alert(1)>.txt",
+        b"markup in a name",
+    );
     pc.write("gone.txt", b"soon deleted");
     pc.ok(&["run", "d"]);
     pc.write("notes/plan.txt", b"second plan");
@@ -77,6 +81,13 @@ fn a_user_logs_in_browses_downloads_versions_and_the_past_in_a_browser() {
     b.screenshot("folder");
     b.click_text("notes");
     assert!(b.path().contains("dir=notes"), "{}", b.path());
+    // A name with markup is shown as text, not rendered.
+    assert!(
+        b.text().contains("<img src=x onerror=alert(1)>.txt"),
+        "{}",
+        b.text()
+    );
+    assert!(b.try_find("td img").is_none(), "a file name became markup");
     b.click_text("plan.txt");
     assert_eq!(b.title(), "Versions of notes/plan.txt - cairn");
     let versions: Vec<String> = b.find_all("tr").iter().skip(1).map(|r| r.text()).collect();
@@ -165,6 +176,9 @@ fn a_shared_link_opens_in_a_logged_out_browser_and_keeps_its_limits() {
     let pc = crate::drive::computer(&server, "pc", &[]);
     pc.write("report.txt", b"the report");
     pc.write("soon.txt", b"short-lived");
+    pc.write("public/a.txt", b"file a");
+    pc.write("public/sub/b.txt", b"file b");
+    pc.write("not-shared.txt", b"private");
     pc.ok(&["run", "d"]);
     let link = share(
         &pc,
@@ -176,6 +190,7 @@ fn a_shared_link_opens_in_a_logged_out_browser_and_keeps_its_limits() {
     let expires_ns = now_ns() + 3_000_000_000;
     let expires = cairn_model::timespec::format_instant(expires_ns);
     let short = share(&pc, "soon.txt", &["--expires", &expires], "");
+    let folder = share(&pc, "public", &[], "");
 
     let Some(driver) = Chromedriver::start() else {
         return;
@@ -236,6 +251,19 @@ fn a_shared_link_opens_in_a_logged_out_browser_and_keeps_its_limits() {
         v.text()
     );
     v.screenshot("share-exhausted");
+
+    // A folder link without a password: its folder and subfolders, nothing above.
+    v.goto(&folder);
+    let listed = v.text();
+    assert!(
+        listed.contains("a.txt") && listed.contains("sub") && !listed.contains("not-shared"),
+        "{listed}"
+    );
+    v.screenshot("share-folder");
+    v.click_text("sub");
+    assert!(v.title().starts_with("Shared folder: sub"), "{}", v.title());
+    let (name, bytes) = v.download(|| v.find_text("b.txt").click());
+    assert_eq!((name.as_str(), bytes.as_slice()), ("b.txt", &b"file b"[..]));
 
     // The expiring link, once its time has passed.
     let left = expires_ns - now_ns();
