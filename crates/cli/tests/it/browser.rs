@@ -404,12 +404,18 @@ impl<'d> Session<'d> {
             std::fs::remove_file(entry.path()).expect("empty the download folder");
         }
         start();
-        let mut done: Option<PathBuf> = None;
+        // Seen twice in a row, so a moment between Chromium's renames is not taken for the end.
+        let (mut last, mut done) = (None, None);
         wait_until(60, "the browser's download", || {
-            done = finished_download(dir);
+            let now = finished_download(dir);
+            if now.is_some() && now == last {
+                done = now;
+            } else {
+                last = now;
+            }
             done.is_some()
         });
-        let path = done.expect("wait_until returned when found");
+        let (path, _) = done.expect("wait_until returned when found");
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -509,17 +515,25 @@ fn xpath_literal(text: &str) -> String {
     }
 }
 
-/// A finished download in `dir`: Chromium writes a hidden `.org.chromium.*` or a
-/// `NAME.crdownload` file and renames it to its name at the end.
-fn finished_download(dir: &Path) -> Option<PathBuf> {
-    std::fs::read_dir(dir)
+/// The finished download in `dir`. Chromium writes into a hidden `.org.chromium.*` or a
+/// `NAME.crdownload` file, may hold the final name with an empty file meanwhile, and renames the
+/// partial file at the end: done is a file with no partial one beside it. With its size.
+fn finished_download(dir: &Path) -> Option<(PathBuf, u64)> {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
         .flatten()
         .map(|e| e.path())
-        .find(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or(".");
-            !name.starts_with('.') && !name.ends_with(".crdownload")
-        })
+        .collect();
+    let partial = |p: &PathBuf| {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or(".");
+        name.starts_with('.') || name.ends_with(".crdownload")
+    };
+    if files.iter().any(partial) {
+        return None;
+    }
+    let file = files.into_iter().next()?;
+    let len = std::fs::metadata(&file).ok()?.len();
+    Some((file, len))
 }
 
 /// `target/screenshots` of the workspace (the test binary is `target/<profile>/deps/it-*`).

@@ -186,8 +186,9 @@ fn a_shared_link_opens_in_a_logged_out_browser_and_keeps_its_limits() {
         &["--password-stdin", "--max-access", "1"],
         "s3cret-pw",
     );
-    // Expires while the first link is tried; looked at once that time has passed.
-    let expires_ns = now_ns() + 3_000_000_000;
+    // Expires while the first link is tried; looked at once that time has passed. (Six
+    // seconds: the time is cut to whole seconds and must still be ahead when the CLI sends it.)
+    let expires_ns = now_ns() + 6_000_000_000;
     let expires = cairn_model::timespec::format_instant(expires_ns);
     let short = share(&pc, "soon.txt", &["--expires", &expires], "");
     let folder = share(&pc, "public", &[], "");
