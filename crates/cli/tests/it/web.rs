@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 
 use crate::harness::Server;
 
-fn http() -> Http {
+pub(crate) fn http() -> Http {
     let _ = rustls::crypto::ring::default_provider().install_default();
     Http::builder()
         .danger_accept_invalid_certs(true)

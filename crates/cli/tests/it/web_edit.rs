@@ -429,3 +429,197 @@ fn a_folder_downloads_as_a_zip_as_it_is_or_as_it_was() {
         .expect("get");
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
 }
+
+/// The value of the first `<input ... id="ID" ... value="...">`-like field after `marker`.
+fn after<'a>(page: &'a str, marker: &str) -> Option<&'a str> {
+    page.split(marker).nth(1)?.split('"').next()
+}
+
+#[test]
+fn links_are_made_listed_and_revoked_from_the_browser() {
+    let server = Server::start();
+    server.admin(&["folder", "add", "team"], None);
+    let pc = crate::drive::computer(&server, "pc", &[]);
+    pc.write("notes/plan.txt", b"the plan");
+    pc.ok(&["run", "d"]);
+    let b = log_in(&server, "alice", "alice-pw");
+
+    let page = b.text("/ui/shares/new?folder=backup&path=notes/plan.txt");
+    assert!(page.contains("Share backup/notes/plan.txt"), "{page}");
+    let r = form(
+        &b,
+        "/ui/shares",
+        &[
+            ("folder", "backup"),
+            ("path", "notes/plan.txt"),
+            ("password", "open sesame"),
+            ("expires", "1d"),
+            ("max_access", "2"),
+        ],
+    );
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let to = r.headers()["location"].to_str().expect("ascii").to_string();
+    let list = b.text(&to);
+    let url = after(&list, "<input readonly size=\"60\" value=\"")
+        .expect("the new link is shown")
+        .to_string();
+    assert!(url.starts_with(&format!("{}/s/", b.base)), "{list}");
+    assert!(
+        list.contains("password") && list.contains("0 of 2 accesses"),
+        "{list}"
+    );
+    let token_path = &url[url.find("/s/").expect("path")..];
+
+    // A stranger gets the password form, not the file.
+    let stranger = crate::web::http();
+    let r = stranger
+        .get(format!("{}{token_path}", b.base))
+        .send()
+        .expect("open");
+    let text = r.text().expect("page");
+    assert!(
+        text.contains("password") && !text.contains("the plan"),
+        "{text}"
+    );
+
+    // Revoked from the list: the link says so.
+    let id = after(&list, "/ui/shares/")
+        .expect("revoke form")
+        .split('/')
+        .next()
+        .expect("id");
+    let r = form(&b, &format!("/ui/shares/{id}/revoke"), &[]);
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = stranger
+        .get(format!("{}{token_path}", b.base))
+        .send()
+        .expect("open");
+    assert_eq!(r.status(), StatusCode::GONE);
+    assert!(b.text("/ui/shares").contains("revoked"));
+
+    // Links only for what the user may read; forms only with the CSRF token.
+    let r = form(
+        &b,
+        "/ui/shares",
+        &[("folder", "team"), ("path", ""), ("expires", "")],
+    );
+    assert!(
+        !r.status().is_success() && r.status() != StatusCode::SEE_OTHER,
+        "{}",
+        r.status()
+    );
+    let r = b
+        .http
+        .post(format!("{}/ui/shares", b.base))
+        .header("cookie", &b.cookies)
+        .form(&[
+            ("csrf", "0".repeat(32).as_str()),
+            ("folder", "backup"),
+            ("path", ""),
+            ("expires", ""),
+        ])
+        .send()
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
+
+#[test]
+fn an_administrator_manages_users_and_folders_in_the_browser() {
+    let server = Server::start();
+    server.admin(
+        &["user", "add", "root", "--admin", "--password-stdin"],
+        Some("root-pw"),
+    );
+    let alice = log_in(&server, "alice", "alice-pw");
+    let r = alice.get("/ui/admin");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = form(
+        &alice,
+        "/ui/admin/users",
+        &[("name", "mallory"), ("password", "x")],
+    );
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    let root = log_in(&server, "root", "root-pw");
+    let page = root.text("/ui/admin");
+    assert!(page.contains("alice") && page.contains("backup"), "{page}");
+    assert!(root.text("/ui").contains("Administration"));
+
+    // A new user, a new folder granted to them; they log in and see it.
+    let r = form(
+        &root,
+        "/ui/admin/users",
+        &[("name", "carol"), ("password", "carol-pw")],
+    );
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = form(
+        &root,
+        "/ui/admin/folders",
+        &[("name", "projects"), ("keep_versions", "5")],
+    );
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = form(
+        &root,
+        "/ui/admin/folders/projects",
+        &[("op", "grant"), ("user", "carol"), ("access", "ro")],
+    );
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = form(
+        &root,
+        "/ui/admin/folders/projects",
+        &[("op", "keep"), ("keep_versions", "7")],
+    );
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let page = root.text("/ui/admin");
+    assert!(
+        page.contains("carol (read-only)") && page.contains("7 versions kept"),
+        "{page}"
+    );
+    let carol = log_in(&server, "carol", "carol-pw");
+    let folders = carol.text("/ui");
+    assert!(
+        folders.contains("projects") && folders.contains("read-only"),
+        "{folders}"
+    );
+
+    // Quota and a new password; disabling ends the session.
+    let r = form(
+        &root,
+        "/ui/admin/users/carol",
+        &[("op", "quota"), ("quota_mib", "100")],
+    );
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(root.text("/ui/admin").contains("100.0 MiB"));
+    let r = form(
+        &root,
+        "/ui/admin/users/carol",
+        &[("op", "password"), ("password", "carol-new")],
+    );
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let carol = log_in(&server, "carol", "carol-new");
+    let r = form(&root, "/ui/admin/users/carol", &[("op", "disable")]);
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = carol.get("/ui");
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "a disabled user's session ends"
+    );
+    let r = form(&root, "/ui/admin/users/carol", &[("op", "enable")]);
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    log_in(&server, "carol", "carol-new");
+
+    // An administrator cannot lock themselves out; bad names are refused with the reason.
+    let r = form(&root, "/ui/admin/users/root", &[("op", "disable")]);
+    assert!(r.text().expect("page").contains("your own account"));
+    let r = form(
+        &root,
+        "/ui/admin/users",
+        &[("name", "<b>x</b>"), ("password", "pw")],
+    );
+    let text = r.text().expect("page");
+    assert!(
+        text.contains("invalid user name") && !text.contains("<b>x"),
+        "{text}"
+    );
+}

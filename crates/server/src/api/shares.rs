@@ -35,7 +35,17 @@ pub(super) async fn create(
     caller: Caller,
     Json(req): Json<ShareRequest>,
 ) -> ApiResult<Json<ShareInfo>> {
-    let folder = super::folder_access(&state, &caller, &req.folder, Access::Ro).await?;
+    Ok(Json(create_share(&state, &caller, req).await?))
+}
+
+/// Makes a link for the caller, who must be able to read what it points to.
+pub(super) async fn create_share(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    req: ShareRequest,
+) -> ApiResult<ShareInfo> {
+    let state = state.clone();
+    let folder = super::folder_access(&state, caller, &req.folder, Access::Ro).await?;
     let path = super::parse_path(Some(&req.path))?;
     let now = now_ns();
     if let Some(e) = req.expires_ns {
@@ -79,7 +89,7 @@ pub(super) async fn create(
             .ok_or_else(|| crate::Error::NotFound("the new link vanished".into()))
     })
     .await?;
-    Ok(Json(ShareInfo::of(&row, now)))
+    Ok(ShareInfo::of(&row, now))
 }
 
 /// What is at `path` now: `file` or `dir` (the folder's root is a `dir`).

@@ -24,6 +24,8 @@ use super::{blocking, caller_of, now_ns, stream_file, ApiError, ApiResult, AppSt
 use crate::auth;
 
 mod edit;
+pub(super) mod links;
+pub(super) mod manage;
 pub(super) mod restore;
 pub(super) mod upload;
 pub(super) mod zip;
@@ -54,7 +56,7 @@ pub(super) async fn session(
 }
 
 /// The CSRF token of this browser: the cookie's, or a new one (set on the answer).
-fn csrf_of(headers: &HeaderMap) -> (String, bool) {
+pub(super) fn csrf_of(headers: &HeaderMap) -> (String, bool) {
     match cookie(headers, CSRF).filter(|c| c.len() == 32) {
         Some(c) => (c.to_string(), false),
         None => (new_csrf(), true),
@@ -101,11 +103,15 @@ pub(super) async fn script() -> Response {
 
 /// A page of a logged-in user: their name and a log-out button on top. It may run the
 /// server's own script and talk to the server, nothing else.
-fn app_page(user: &str, csrf: &str, title: &str, body: &str) -> Response {
+fn app_page(user: &str, admin: bool, csrf: &str, title: &str, body: &str) -> Response {
     let bar = format!(
         "<nav><a href=\"/ui\">Folders</a> · <a href=\"/ui/shares\">Links</a>{admin} · {} <form method=\"post\" action=\"/logout\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\">Log out</button></form></nav>",
         esc(user),
-        admin = ""
+        admin = if admin {
+            " · <a href=\"/ui/admin\">Administration</a>"
+        } else {
+            ""
+        }
     );
     let mut resp = page(
         StatusCode::OK,
@@ -250,6 +256,7 @@ pub(super) async fn folders(State(state): State<Arc<AppState>>, headers: HeaderM
     }
     let mut resp = app_page(
         &caller.user.name,
+        caller.user.admin,
         &csrf,
         "Your folders",
         &format!("<table>{rows}</table>"),
@@ -399,7 +406,7 @@ pub(super) async fn browse(
     };
     let tools = folder_tools(&folder, &dir, b.at.as_deref(), access, &csrf);
     let body = format!("{travel}{tools}<table>{rows}</table><p>{nav}</p>");
-    app_page(&caller.user.name, &csrf, &title, &body)
+    app_page(&caller.user.name, caller.user.admin, &csrf, &title, &body)
 }
 
 /// What a folder view offers besides the list: a zip of it, and where the user may write,
@@ -526,6 +533,7 @@ pub(super) async fn versions(
     );
     app_page(
         &caller.user.name,
+        caller.user.admin,
         &csrf,
         &format!("Versions of {}", path.as_str()),
         &body,

@@ -1,0 +1,330 @@
+//! Administration in the web UI, for administrators only: users (create, disable and
+//! enable, administrator or not, quota, new password) and folders (create, versions kept,
+//! who may read or write). The same rules as the admin API and `cairn server user|folder`
+//! (`crate::admin`); every form carries the CSRF token.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Form;
+use serde::Deserialize;
+
+use super::super::shares::{esc, page, query_escape, see_other};
+use super::super::{blocking, AppState, Caller};
+use super::{app_page, csrf_of, csrf_ok, session};
+use crate::admin::{self, FolderAdminInfo, GrantChange, NewFolder, NewUser, UserChange, UserInfo};
+
+/// The session's user if they are an administrator, or the page to answer instead.
+async fn administrator(state: &Arc<AppState>, headers: &HeaderMap) -> Result<Caller, Response> {
+    let caller = session(state, headers).await?;
+    if !caller.user.admin {
+        return Err(page(
+            StatusCode::FORBIDDEN,
+            "Administrators only",
+            "<p>This page is for the server's administrators.</p>",
+        ));
+    }
+    Ok(caller)
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn hidden(csrf: &str, op: &str) -> String {
+    format!("<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"op\" value=\"{op}\">")
+}
+
+fn user_row(u: &UserInfo, csrf: &str) -> String {
+    let action = format!("/ui/admin/users/{}", query_escape(&u.name));
+    let button = |op: &str, label: &str| {
+        format!(
+            "<form method=\"post\" action=\"{}\" class=\"inline\">{}<button type=\"submit\">{label}</button></form> ",
+            esc(&action),
+            hidden(csrf, op)
+        )
+    };
+    let state = if u.disabled { "disabled" } else { "active" };
+    let role = if u.admin { "administrator" } else { "user" };
+    let quota = u.quota.map(bytes).unwrap_or_else(|| "no limit".into());
+    format!(
+        "<tr><td>{name}<br><span class=\"muted\">{role}, {state}</span></td><td>{used} of {quota}</td><td>{toggle}{promote}\
+         <form method=\"post\" action=\"{a}\" class=\"inline\">{q}<label>Quota (MiB, empty: none) <input name=\"quota_mib\" size=\"6\" inputmode=\"numeric\"></label> <button type=\"submit\">Set</button></form> \
+         <form method=\"post\" action=\"{a}\" class=\"inline\">{p}<label>New password <input type=\"password\" name=\"password\" autocomplete=\"new-password\" size=\"10\"></label> <button type=\"submit\">Set</button></form></td></tr>",
+        name = esc(&u.name),
+        used = bytes(u.used_bytes),
+        toggle = if u.disabled { button("enable", "Enable") } else { button("disable", "Disable") },
+        promote = if u.admin { button("user", "Make user") } else { button("admin", "Make administrator") },
+        a = esc(&action),
+        q = hidden(csrf, "quota"),
+        p = hidden(csrf, "password"),
+    )
+}
+
+fn folder_row(f: &FolderAdminInfo, csrf: &str) -> String {
+    let action = esc(&format!("/ui/admin/folders/{}", query_escape(&f.name)));
+    let grants: String = f
+        .grants
+        .iter()
+        .map(|(u, a)| {
+            format!(
+                "{} ({})",
+                esc(u),
+                if a == "rw" { "read-write" } else { "read-only" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "<tr><td>{name}<br><span class=\"muted\">{versions} versions kept</span></td><td>{grants}</td><td>\
+         <form method=\"post\" action=\"{action}\" class=\"inline\">{k}<label>Versions kept <input name=\"keep_versions\" size=\"4\" inputmode=\"numeric\" required></label> <button type=\"submit\">Set</button></form> \
+         <form method=\"post\" action=\"{action}\" class=\"inline\">{g}<label>User <input name=\"user\" size=\"8\" required></label> <select name=\"access\" aria-label=\"Access\"><option value=\"rw\">read-write</option><option value=\"ro\">read-only</option><option value=\"none\">no access</option></select> <button type=\"submit\">Grant</button></form></td></tr>",
+        name = esc(&f.name),
+        versions = f.keep_versions,
+        grants = if grants.is_empty() { "<span class=\"muted\">nobody</span>".to_string() } else { grants },
+        k = hidden(csrf, "keep"),
+        g = hidden(csrf, "grant"),
+    )
+}
+
+pub(in crate::api) async fn overview(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Response {
+    let caller = match administrator(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let (csrf, _) = csrf_of(&headers);
+    let found = blocking(&state, |m| Ok((admin::users(m)?, admin::folders(m)?))).await;
+    let (users, folders) = match found {
+        Ok(f) => f,
+        Err(e) => {
+            return page(
+                e.status,
+                "Not available",
+                &format!("<p>{}</p>", esc(&e.message)),
+            )
+        }
+    };
+    let users_rows: String = users.iter().map(|u| user_row(u, &csrf)).collect();
+    let folder_rows: String = folders.iter().map(|f| folder_row(f, &csrf)).collect();
+    let total: u64 = users.iter().map(|u| u.used_bytes).sum();
+    let body = format!(
+        "<h2>Users</h2><p class=\"muted\">{} users; their uploads take {} in all.</p><table>{users_rows}</table>\
+         <form method=\"post\" action=\"/ui/admin/users\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><label>New user <input name=\"name\" required size=\"10\"></label> <label>Password <input type=\"password\" name=\"password\" required autocomplete=\"new-password\" size=\"10\"></label> <label><input type=\"checkbox\" name=\"admin\" value=\"true\"> administrator</label> <button type=\"submit\">Create</button></form>\
+         <h2>Folders</h2><table>{folder_rows}</table>\
+         <form method=\"post\" action=\"/ui/admin/folders\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><label>New folder <input name=\"name\" required size=\"10\"></label> <label>Versions kept <input name=\"keep_versions\" value=\"10\" size=\"4\" inputmode=\"numeric\"></label> <button type=\"submit\">Create</button></form>",
+        users.len(),
+        bytes(total)
+    );
+    app_page(&caller.user.name, true, &csrf, "Administration", &body)
+}
+
+fn refused(status: StatusCode, why: &str) -> Response {
+    page(
+        status,
+        "Not done",
+        &format!(
+            "<p role=\"alert\">{}</p><p><a href=\"/ui/admin\">Back to administration</a></p>",
+            esc(why)
+        ),
+    )
+}
+
+fn stale() -> Response {
+    refused(
+        StatusCode::FORBIDDEN,
+        "The form had expired; reload the page and try again.",
+    )
+}
+
+#[derive(Deserialize)]
+pub(in crate::api) struct NewUserForm {
+    csrf: String,
+    name: String,
+    password: String,
+    #[serde(default)]
+    admin: bool,
+}
+
+pub(in crate::api) async fn add_user(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<NewUserForm>,
+) -> Response {
+    if let Err(r) = administrator(&state, &headers).await {
+        return r;
+    }
+    if !csrf_ok(&headers, &form.csrf) {
+        return stale();
+    }
+    let u = NewUser {
+        name: form.name.trim().to_string(),
+        password: form.password,
+        admin: form.admin,
+        quota: None,
+    };
+    match blocking(&state, move |m| admin::add_user(m, &u)).await {
+        Ok(()) => see_other("/ui/admin"),
+        Err(e) => refused(e.status, &e.message),
+    }
+}
+
+#[derive(Deserialize)]
+pub(in crate::api) struct UserForm {
+    csrf: String,
+    op: String,
+    #[serde(default)]
+    quota_mib: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub(in crate::api) async fn change_user(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<UserForm>,
+) -> Response {
+    let caller = match administrator(&state, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if !csrf_ok(&headers, &form.csrf) {
+        return stale();
+    }
+    let mut c = UserChange::default();
+    match form.op.as_str() {
+        "enable" => c.disabled = Some(false),
+        "disable" => c.disabled = Some(true),
+        "admin" => c.admin = Some(true),
+        "user" => c.admin = Some(false),
+        "password" => c.password = Some(form.password),
+        "quota" => match form.quota_mib.trim() {
+            "" => c.no_quota = true,
+            n => match n.parse::<u64>() {
+                Ok(mib) => c.quota = Some(mib.saturating_mul(1 << 20)),
+                Err(_) => {
+                    return refused(StatusCode::BAD_REQUEST, "A quota is a whole number of MiB.")
+                }
+            },
+        },
+        _ => return refused(StatusCode::BAD_REQUEST, "Unknown change."),
+    }
+    let acting = caller.user.name.clone();
+    match blocking(&state, move |m| {
+        admin::change_user(m, &name, &c, Some(&acting))
+    })
+    .await
+    {
+        Ok(()) => see_other("/ui/admin"),
+        Err(e) => refused(e.status, &e.message),
+    }
+}
+
+#[derive(Deserialize)]
+pub(in crate::api) struct NewFolderForm {
+    csrf: String,
+    name: String,
+    keep_versions: String,
+}
+
+fn keep_of(text: &str) -> Result<u32, Box<Response>> {
+    text.trim().parse::<u32>().map_err(|_| {
+        Box::new(refused(
+            StatusCode::BAD_REQUEST,
+            "Versions kept is a whole number.",
+        ))
+    })
+}
+
+pub(in crate::api) async fn add_folder(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Form(form): Form<NewFolderForm>,
+) -> Response {
+    if let Err(r) = administrator(&state, &headers).await {
+        return r;
+    }
+    if !csrf_ok(&headers, &form.csrf) {
+        return stale();
+    }
+    let keep_versions = match keep_of(&form.keep_versions) {
+        Ok(k) => k,
+        Err(r) => return *r,
+    };
+    let f = NewFolder {
+        name: form.name.trim().to_string(),
+        keep_versions,
+    };
+    match blocking(&state, move |m| admin::add_folder(m, &f)).await {
+        Ok(()) => see_other("/ui/admin"),
+        Err(e) => refused(e.status, &e.message),
+    }
+}
+
+#[derive(Deserialize)]
+pub(in crate::api) struct FolderForm {
+    csrf: String,
+    op: String,
+    #[serde(default)]
+    keep_versions: String,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    access: String,
+}
+
+pub(in crate::api) async fn change_folder(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<FolderForm>,
+) -> Response {
+    if let Err(r) = administrator(&state, &headers).await {
+        return r;
+    }
+    if !csrf_ok(&headers, &form.csrf) {
+        return stale();
+    }
+    let done = match form.op.as_str() {
+        "keep" => {
+            let keep = match keep_of(&form.keep_versions) {
+                Ok(k) => k,
+                Err(r) => return *r,
+            };
+            blocking(&state, move |m| admin::set_keep_versions(m, &name, keep)).await
+        }
+        "grant" => {
+            let access = match form.access.as_str() {
+                "rw" | "ro" => Some(form.access.clone()),
+                "none" => None,
+                _ => return refused(StatusCode::BAD_REQUEST, "Choose an access from the list."),
+            };
+            let g = GrantChange {
+                user: form.user.trim().to_string(),
+                access,
+            };
+            blocking(&state, move |m| admin::set_grant(m, &name, &g)).await
+        }
+        _ => return refused(StatusCode::BAD_REQUEST, "Unknown change."),
+    };
+    match done {
+        Ok(()) => see_other("/ui/admin"),
+        Err(e) => refused(e.status, &e.message),
+    }
+}
