@@ -275,3 +275,132 @@ fn a_shared_link_opens_in_a_logged_out_browser_and_keeps_its_limits() {
     assert!(v.text().contains("expired"), "{}", v.text());
     v.screenshot("share-expired");
 }
+
+#[test]
+fn a_user_uploads_restores_and_shares_and_an_administrator_adds_a_user_in_a_browser() {
+    let server = Server::start();
+    server.admin(
+        &["user", "add", "root", "--admin", "--password-stdin"],
+        Some("root-pw"),
+    );
+    let pc = crate::drive::computer(&server, "pc", &[]);
+    pc.write("notes/plan.txt", b"first plan");
+    pc.write("gone.txt", b"soon deleted");
+    pc.ok(&["run", "d"]);
+    pc.write("notes/plan.txt", b"second plan");
+    pc.ok(&["run", "d"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let before = cairn_model::timespec::format_instant(now_ns());
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::remove_file(pc.path("gone.txt")).expect("rm");
+    pc.ok(&["run", "d"]);
+    let local = tempfile::tempdir().expect("tmp");
+    let upload = local.path().join("from the browser.bin");
+    let content = crate::harness::noise(11, 5 * 1024 * 1024 + 3);
+    std::fs::write(&upload, &content).expect("write");
+
+    let Some(driver) = Chromedriver::start() else {
+        return;
+    };
+    let b = driver.session(&server.url());
+    b.login("alice", "alice-pw");
+    b.click_text("backup");
+
+    // Upload with the file picker: the page sends it in parts, then shows it.
+    b.find("#upload-pick")
+        .send_keys(upload.to_str().expect("utf-8"));
+    crate::harness::wait_until(60, "the uploaded file listed", || {
+        let text = b.text();
+        assert!(!text.contains("not uploaded"), "{text}");
+        // Listed after the page reloads, with the progress lines gone.
+        b.try_find("#upload-progress li").is_none() && text.contains("from the browser.bin")
+    });
+    b.screenshot("uploaded");
+    pc.ok(&["run", "d"]);
+    assert_eq!(
+        std::fs::read(pc.path("from the browser.bin")).expect("synced"),
+        content
+    );
+
+    // A new folder.
+    b.fill("name", "drafts");
+    b.click_text("Create");
+    assert!(b.path().contains("dir=drafts"), "{}", b.path());
+
+    // Restore the first version of plan.txt.
+    b.goto("/ui/f/backup/versions?path=notes/plan.txt");
+    let restore = b.find_all("button");
+    let oldest = restore
+        .iter()
+        .filter(|e| e.text() == "Restore")
+        .last()
+        .expect("a Restore button for the old version");
+    b.new_page("Restore", || oldest.click());
+    assert!(
+        b.text().contains("is the current version again"),
+        "{}",
+        b.text()
+    );
+    b.screenshot("restored-version");
+
+    // Back to before the deletion, and restore the whole folder as it was.
+    b.goto("/ui/f/backup");
+    b.set_value("at", before.trim_end_matches('Z'));
+    b.click_text("Show");
+    b.click_text("Restore this folder as it was then");
+    assert!(b.text().contains("restored as they were"), "{}", b.text());
+    b.screenshot("restored-folder");
+    pc.ok(&["run", "d"]);
+    assert_eq!(
+        std::fs::read(pc.path("gone.txt")).expect("back"),
+        b"soon deleted"
+    );
+    assert_eq!(
+        std::fs::read(pc.path("notes/plan.txt")).expect("plan"),
+        b"second plan"
+    );
+
+    // The folder as a zip.
+    b.goto("/ui/f/backup?dir=notes");
+    let (name, bytes) = b.download(|| b.find_text("Download as zip").click());
+    assert_eq!(name, "notes.zip");
+    assert!(bytes.starts_with(b"PK\x03\x04"), "not a zip");
+
+    // A password link from the UI, opened in a fresh browser.
+    b.goto("/ui/f/backup/versions?path=notes/plan.txt");
+    b.click_text("Share this file");
+    b.screenshot("share-new");
+    b.fill("password", "link-pw");
+    b.fill("max_access", "2");
+    b.click_text("Create link");
+    let link = b
+        .find("#new-link")
+        .attr("value")
+        .expect("the new link is shown");
+    b.screenshot("shares");
+    let v = driver.session(&server.url());
+    v.goto(&link[link.find("/s/").expect("a link path")..]);
+    v.fill("password", "link-pw");
+    v.click_text("Open");
+    let (name, bytes) = v.download(|| v.find_text("Download").click());
+    assert_eq!(
+        (name.as_str(), bytes.as_slice()),
+        ("plan.txt", &b"second plan"[..])
+    );
+    b.logout();
+
+    // An administrator adds a user, who then logs in.
+    b.login("root", "root-pw");
+    b.click_text("Administration");
+    b.screenshot("admin");
+    b.fill("name", "dave");
+    b.find("form[action=\"/ui/admin/users\"] input[name=password]")
+        .send_keys("dave-pw");
+    b.new_page("Create user", || {
+        b.find("form[action=\"/ui/admin/users\"] button").click()
+    });
+    assert!(b.text().contains("dave"), "{}", b.text());
+    b.logout();
+    b.login("dave", "dave-pw");
+    assert!(b.text().contains("No folders yet"), "{}", b.text());
+}
