@@ -332,8 +332,8 @@ fn a_user_uploads_restores_and_shares_and_an_administrator_adds_a_user_in_a_brow
     let restore = b.find_all("button");
     let oldest = restore
         .iter()
-        .filter(|e| e.text() == "Restore")
-        .last()
+        .rev()
+        .find(|e| e.text() == "Restore")
         .expect("a Restore button for the old version");
     b.new_page("Restore", || oldest.click());
     assert!(
