@@ -24,9 +24,12 @@ pub enum ShareCmd {
         /// When the link stops working: a date, an RFC 3339 time, or a span such as `7d`.
         #[arg(long)]
         expires: Option<String>,
-        /// Most downloads it allows.
+        /// Most downloads it allows (with --upload-only: most files it takes).
         #[arg(long)]
         max_access: Option<u64>,
+        /// A link to a folder that takes files and shows nothing of it ("file request").
+        #[arg(long)]
+        upload_only: bool,
         #[arg(long)]
         json: bool,
     },
@@ -118,6 +121,7 @@ pub async fn run(cmd: ShareCmd) -> Result<()> {
             password_stdin,
             expires,
             max_access,
+            upload_only,
             json,
         } => {
             let (conn, folder, remote) = crate::explore::server_place(&task, &path)?;
@@ -132,6 +136,7 @@ pub async fn run(cmd: ShareCmd) -> Result<()> {
                 password,
                 expires_ns: expires.as_deref().map(parse_expiry).transpose()?,
                 max_access,
+                upload_only,
             };
             let made: ShareInfo = conn.admin_post("/api/v1/shares", &req).await?;
             if json {

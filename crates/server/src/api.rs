@@ -323,6 +323,14 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .layer(DefaultBodyLimit::max(MAX_LOGIN_BODY)),
         )
         .route("/s/{token}/download", get(shares::download))
+        .route("/s/{token}/uploads", post(shares::drop::start))
+        .route(
+            "/s/{token}/uploads/{id}",
+            get(shares::drop::status)
+                .put(shares::drop::part)
+                .layer(DefaultBodyLimit::max(web::upload::MAX_PART)),
+        )
+        .route("/s/{token}/uploads/{id}/finish", post(shares::drop::finish))
         .route("/", get(web::root))
         .route(
             "/login",
@@ -1113,8 +1121,12 @@ async fn apply_commit(
     let (user, device) = (caller.user.clone(), caller.device.clone());
     let (results, head) = blocking(state, move |m| {
         let mut computer = m.device_name(&user, &device)?;
-        if computer.is_empty() && device.0 == "web" {
-            computer = "web browser".into();
+        if computer.is_empty() {
+            match device.0.as_str() {
+                "web" => computer = "web browser".into(),
+                "upload-link" => computer = "upload link".into(),
+                _ => {}
+            }
         }
         let author = Author {
             user: &user,

@@ -27,6 +27,10 @@ pub struct ShareRequest {
     /// Most accesses (downloads) it allows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_access: Option<u64>,
+    /// A link that takes files into a folder and shows nothing of it ("file request"); each
+    /// file sent is one access.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub upload_only: bool,
 }
 
 impl std::fmt::Debug for ShareRequest {
@@ -37,6 +41,7 @@ impl std::fmt::Debug for ShareRequest {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("expires_ns", &self.expires_ns)
             .field("max_access", &self.max_access)
+            .field("upload_only", &self.upload_only)
             .finish()
     }
 }
@@ -48,7 +53,7 @@ pub struct ShareInfo {
     pub owner: String,
     pub folder: String,
     pub path: String,
-    /// `file` or `dir`.
+    /// `file`, `dir` or `drop` (upload-only).
     pub kind: String,
     /// The link's path on the server, `/s/TOKEN`.
     pub url_path: String,

@@ -294,3 +294,124 @@ fn chrono_in(secs: u64) -> String {
         .as_nanos() as i64;
     cairn_model::timespec::format_instant(ns)
 }
+
+/// Sends `data` as `name` through an upload-only link's endpoints; the answer of `finish`.
+fn send_to_link(
+    http: &Http,
+    url: &str,
+    cookies: &str,
+    csrf: &str,
+    name: &str,
+    data: &[u8],
+) -> Response {
+    let start = http
+        .post(format!("{url}/uploads"))
+        .header("cookie", cookies)
+        .header("x-cairn-csrf", csrf)
+        .json(&serde_json::json!({"path": name, "size": data.len()}))
+        .send()
+        .expect("start");
+    if !start.status().is_success() {
+        return start;
+    }
+    let id = start.json::<serde_json::Value>().expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let put = http
+        .put(format!("{url}/uploads/{id}?offset=0"))
+        .header("cookie", cookies)
+        .header("x-cairn-csrf", csrf)
+        .body(data.to_vec())
+        .send()
+        .expect("part");
+    assert!(put.status().is_success(), "{}", put.status());
+    http.post(format!("{url}/uploads/{id}/finish"))
+        .header("cookie", cookies)
+        .header("x-cairn-csrf", csrf)
+        .send()
+        .expect("finish")
+}
+
+#[test]
+fn an_upload_only_link_takes_files_and_shows_nothing() {
+    let server = Server::start();
+    let pc = computer_with(&server, &[("inbox/existing.txt", b"mine"), ("a.txt", b"a")]);
+    // Only for folders, and only where the owner may write.
+    let out = pc.cairn(&[
+        "share",
+        "create",
+        "d",
+        pc.path("a.txt").to_str().expect("utf-8"),
+        "--upload-only",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("upload-only link is for a folder"));
+    let url = share(&pc, "inbox", &["--upload-only", "--max-access", "3"], "");
+    let http = http();
+
+    // The page: an upload box with its CSRF token, nothing of the folder.
+    let page = http.get(&url).send().expect("page");
+    let (csrf_cookie, _) = set_cookie(&page, "cairn_csrf").expect("csrf cookie");
+    let csrf = csrf_cookie.trim_start_matches("cairn_csrf=").to_string();
+    let body = page.text().expect("html");
+    assert!(
+        body.contains("data-csrf=\"") && !body.contains("existing.txt"),
+        "{body}"
+    );
+    let r = http.get(format!("{url}?dir=")).send().expect("page");
+    assert!(!r.text().expect("html").contains("existing.txt"));
+    let r = http
+        .get(format!("{url}/download?path=existing.txt"))
+        .send()
+        .expect("download");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Without the page's token nothing starts; names with folders or climbing are refused.
+    let r = send_to_link(&http, &url, "", "", "x.txt", b"x");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    for bad in ["sub/x.txt", "../x.txt", ""] {
+        let r = send_to_link(&http, &url, &csrf_cookie, &csrf, bad, b"x");
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+    }
+
+    // A taken name gets a number; nothing of the owner's is replaced.
+    let r = send_to_link(
+        &http,
+        &url,
+        &csrf_cookie,
+        &csrf,
+        "existing.txt",
+        b"from a visitor",
+    );
+    assert_eq!(r.status(), StatusCode::OK);
+    let done: serde_json::Value = r.json().expect("json");
+    assert_eq!(done["path"], "inbox/existing (2).txt");
+    let r = send_to_link(&http, &url, &csrf_cookie, &csrf, "new.txt", b"second");
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = send_to_link(&http, &url, &csrf_cookie, &csrf, "third.txt", b"third");
+    assert_eq!(r.status(), StatusCode::OK);
+    // Three files were allowed.
+    let r = send_to_link(&http, &url, &csrf_cookie, &csrf, "fourth.txt", b"fourth");
+    assert_eq!(r.status(), StatusCode::GONE);
+
+    pc.ok(&["run", "d"]);
+    assert_eq!(
+        std::fs::read(pc.path("inbox/existing.txt")).expect("kept"),
+        b"mine"
+    );
+    assert_eq!(
+        std::fs::read(pc.path("inbox/existing (2).txt")).expect("sent"),
+        b"from a visitor"
+    );
+    assert_eq!(
+        std::fs::read(pc.path("inbox/new.txt")).expect("sent"),
+        b"second"
+    );
+    let versions = pc.ok(&[
+        "versions",
+        "d",
+        pc.path("inbox/new.txt").to_str().expect("utf-8"),
+    ]);
+    assert!(versions.contains("upload link"), "{versions}");
+}

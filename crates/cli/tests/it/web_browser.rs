@@ -387,6 +387,31 @@ fn a_user_uploads_restores_and_shares_and_an_administrator_adds_a_user_in_a_brow
         (name.as_str(), bytes.as_slice()),
         ("plan.txt", &b"second plan"[..])
     );
+
+    // An upload-only link: a visitor sends a file into notes/ and sees nothing there.
+    b.goto("/ui/shares/new?folder=backup&path=notes");
+    b.find("input[name=upload_only]").click();
+    b.click_text("Create link");
+    let drop = b
+        .find("#new-link")
+        .attr("value")
+        .expect("the new link is shown");
+    let w = driver.session(&server.url());
+    w.goto(&drop[drop.find("/s/").expect("a link path")..]);
+    assert!(!w.text().contains("plan.txt"), "{}", w.text());
+    let sent = local.path().join("for you.txt");
+    std::fs::write(&sent, b"a visitor's file").expect("write");
+    w.find("#upload-pick")
+        .send_keys(sent.to_str().expect("utf-8"));
+    crate::harness::wait_until(60, "the visitor's upload", || {
+        w.find("#upload-progress").text().contains("uploaded")
+    });
+    w.screenshot("share-upload-only");
+    pc.ok(&["run", "d"]);
+    assert_eq!(
+        std::fs::read(pc.path("notes/for you.txt")).expect("sent"),
+        b"a visitor's file"
+    );
     b.logout();
 
     // An administrator adds a user, who then logs in.

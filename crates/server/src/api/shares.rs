@@ -19,6 +19,8 @@ use cairn_protocol::Access;
 use serde::Deserialize;
 
 use super::{blocking, now_ns, stream_file, ApiError, ApiResult, AppState, Caller};
+
+pub(super) mod drop;
 use crate::auth;
 use crate::meta::{Folder, NewShare, ShareRow};
 use crate::share::{self, ShareInfo, ShareRequest, MAX_VALIDITY_NS};
@@ -45,7 +47,13 @@ pub(super) async fn create_share(
     req: ShareRequest,
 ) -> ApiResult<ShareInfo> {
     let state = state.clone();
-    let folder = super::folder_access(&state, caller, &req.folder, Access::Ro).await?;
+    // An upload-only link writes into the folder: its owner must be able to.
+    let need = if req.upload_only {
+        Access::Rw
+    } else {
+        Access::Ro
+    };
+    let folder = super::folder_access(&state, caller, &req.folder, need).await?;
     let path = super::parse_path(Some(&req.path))?;
     let now = now_ns();
     if let Some(e) = req.expires_ns {
@@ -67,7 +75,15 @@ pub(super) async fn create_share(
     }
     let owner = caller.user.clone();
     let row = blocking(&state, move |m| {
-        let kind = kind_at(m, &folder, &path)?;
+        let kind = match (kind_at(m, &folder, &path)?, req.upload_only) {
+            ("dir", true) => "drop",
+            (_, true) => {
+                return Err(crate::Error::Invalid(format!(
+                    "{path} is a file; an upload-only link is for a folder"
+                )))
+            }
+            (kind, false) => kind,
+        };
         let pw_hash = req
             .password
             .as_deref()
@@ -244,7 +260,10 @@ pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 }
 
 /// The link of `token` if it may be used now by this visitor: `Err` is the page to answer.
-async fn usable(state: &Arc<AppState>, token: &str) -> Result<(ShareRow, Folder), Response> {
+pub(super) async fn usable(
+    state: &Arc<AppState>,
+    token: &str,
+) -> Result<(ShareRow, Folder), Response> {
     if !share::is_token(token) {
         return Err(not_found());
     }
@@ -277,7 +296,7 @@ async fn usable(state: &Arc<AppState>, token: &str) -> Result<(ShareRow, Folder)
 }
 
 /// Whether the visitor may see a password-protected link: its unlock cookie is valid.
-fn unlocked(state: &AppState, row: &ShareRow, headers: &HeaderMap) -> bool {
+pub(super) fn unlocked(state: &AppState, row: &ShareRow, headers: &HeaderMap) -> bool {
     if row.pw_hash.is_none() {
         return true;
     }
@@ -360,6 +379,9 @@ pub(super) async fn open(
     };
     if !unlocked(&state, &row, &headers) {
         return password_form(&token, &new_csrf(), false);
+    }
+    if row.kind == "drop" {
+        return drop::drop_page(&token, &row.path);
     }
     if row.kind == "file" {
         let name = row.path.rsplit('/').next().unwrap_or(&row.path).to_string();
@@ -584,6 +606,9 @@ pub(super) async fn download(
     };
     if !unlocked(&state, &row, &headers) {
         return see_other(&format!("/s/{token}"));
+    }
+    if row.kind == "drop" {
+        return not_found();
     }
     let path = if row.kind == "file" {
         if q.path.as_deref().is_some_and(|p| !p.is_empty()) {

@@ -4,9 +4,12 @@
 (function () {
   const box = document.getElementById("upload");
   if (!box) return;
-  const folder = box.dataset.folder, dir = box.dataset.dir, csrf = box.dataset.csrf;
+  // A folder view sends to the folder; an upload-only link's page names its own endpoint
+  // and stays on the page (it cannot show what arrived).
+  const folder = box.dataset.folder || "", dir = box.dataset.dir, csrf = box.dataset.csrf;
   const list = document.getElementById("upload-progress");
-  const base = "/ui/f/" + encodeURIComponent(folder) + "/uploads";
+  const base = box.dataset.base || "/ui/f/" + encodeURIComponent(folder) + "/uploads";
+  const stay = !!box.dataset.stay;
   const PART = 4 * 1024 * 1024;
 
   async function call(method, url, body, type) {
@@ -36,7 +39,7 @@
   }
 
   async function send(file, rel, line) {
-    const key = "cairn-upload:" + folder + ":" + rel + ":" + file.size + ":" + file.lastModified;
+    const key = "cairn-upload:" + base + ":" + rel + ":" + file.size + ":" + file.lastModified;
     let id = localStorage.getItem(key), got = 0;
     if (id) {
       try { got = (await call("GET", base + "/" + id)).received; } catch (e) { id = null; }
@@ -70,7 +73,7 @@
         line.setAttribute("role", "alert");
       }
     }
-    if (!failed) location.reload();
+    if (!failed && !stay) location.reload();
   }
 
   // The files under a dropped folder, with their paths below the drop.

@@ -156,6 +156,7 @@ pub(in crate::api) async fn new_form(
          <p><label>Password (optional) <input type=\"password\" name=\"password\" autocomplete=\"new-password\"></label></p>\
          <p><label>Valid for <select name=\"expires\">{spans}</select></label></p>\
          <p><label>Most accesses (optional) <input type=\"number\" name=\"max_access\" min=\"1\" max=\"1000000\"></label></p>\
+         <p><label><input type=\"checkbox\" name=\"upload_only\" value=\"true\"> Upload only: visitors send files into this folder and see nothing of it</label></p>\
          <p><button type=\"submit\">Create link</button></p></form>",
         esc(&q.folder),
         esc(&q.path)
@@ -181,6 +182,8 @@ pub(in crate::api) struct NewForm {
     expires: String,
     #[serde(default)]
     max_access: String,
+    #[serde(default)]
+    upload_only: bool,
 }
 
 fn refused(status: StatusCode, why: &str) -> Response {
@@ -231,6 +234,7 @@ pub(in crate::api) async fn create(
         password: Some(form.password).filter(|p| !p.is_empty()),
         expires_ns: (span > 0).then(|| now_ns().saturating_add(span * 1_000_000_000)),
         max_access,
+        upload_only: form.upload_only,
     };
     match create_share(&state, &caller, req).await {
         Ok(s) => see_other(&format!("/ui/shares?made={}", s.id)),

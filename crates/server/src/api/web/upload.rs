@@ -24,7 +24,9 @@ use cairn_model::{ChunkId, Entry, EntryKind, RelPath};
 use cairn_protocol::{Access, Change, ChunkSpan};
 use serde::{Deserialize, Serialize};
 
-use super::super::{folder_access, now_ns, store_chunks, ApiError, ApiResult, AppState, Caller};
+use super::super::{
+    blocking, folder_access, now_ns, store_chunks, ApiError, ApiResult, AppState, Caller,
+};
 use super::{edit, json_caller};
 use crate::meta::Folder;
 
@@ -106,6 +108,69 @@ impl Staging {
     }
 }
 
+/// Where an upload goes and who makes it: a logged-in user into a folder they may write, or a
+/// visitor of an upload-only link into the link's folder, as the link's owner.
+pub(in crate::api) struct Target {
+    pub caller: Caller,
+    pub folder: Folder,
+    /// The staging directory of this user (or link).
+    pub dir: PathBuf,
+    /// Largest file accepted.
+    pub max_file: u64,
+    /// An upload-only link: a visitor names a file (no folders), never replaces one (a
+    /// taken name gets a number), and each file takes one of the link's accesses.
+    pub link: Option<LinkDrop>,
+}
+
+pub(in crate::api) struct LinkDrop {
+    pub id: i64,
+    /// The shared folder the files go into.
+    pub under: RelPath,
+}
+
+impl Target {
+    /// A logged-in user's upload into `folder`.
+    pub async fn of_session(
+        state: &Arc<AppState>,
+        headers: &HeaderMap,
+        folder: &str,
+    ) -> ApiResult<Target> {
+        let caller = json_caller(state, headers).await?;
+        let f = folder_access(state, &caller, folder, Access::Rw).await?;
+        let dir = state.web_uploads.user_dir(caller.user.id);
+        Ok(Target {
+            caller,
+            folder: f,
+            dir,
+            max_file: MAX_FILE,
+            link: None,
+        })
+    }
+
+    /// The path a new upload named `name` goes to.
+    fn path_of(&self, name: &str) -> ApiResult<RelPath> {
+        let refuse = || ApiError::bad(format!("{name:?} is not a file name allowed here"));
+        match &self.link {
+            None => RelPath::parse(name)
+                .ok()
+                .filter(|p| !p.is_root())
+                .ok_or_else(refuse),
+            Some(l) => {
+                let single = RelPath::parse(name)
+                    .ok()
+                    .filter(|p| !p.is_root() && p.parent().is_some_and(|d| d.is_root()))
+                    .ok_or_else(refuse)?;
+                Ok(l.under.join_path(&single))
+            }
+        }
+    }
+}
+
+/// The staging directory of an upload-only link's visitors.
+pub fn link_dir(state: &AppState, share_id: i64) -> PathBuf {
+    state.web_uploads.root.join(format!("link-{share_id}"))
+}
+
 /// An upload id names files: 32 lowercase hex digits and nothing else.
 fn check_id(id: &str) -> ApiResult<()> {
     let ok = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
@@ -118,18 +183,18 @@ fn check_id(id: &str) -> ApiResult<()> {
 
 #[derive(Deserialize)]
 pub(in crate::api) struct StartRequest {
-    path: String,
-    size: u64,
+    pub path: String,
+    pub size: u64,
     /// The file's modification time as the browser gives it (ms since the epoch).
     #[serde(default)]
-    mtime_ms: Option<i64>,
+    pub mtime_ms: Option<i64>,
 }
 
 #[derive(Serialize)]
 pub(in crate::api) struct Received {
-    id: String,
-    received: u64,
-    size: u64,
+    pub id: String,
+    pub received: u64,
+    pub size: u64,
 }
 
 pub(in crate::api) async fn start(
@@ -138,38 +203,43 @@ pub(in crate::api) async fn start(
     headers: HeaderMap,
     Json(req): Json<StartRequest>,
 ) -> ApiResult<Json<Received>> {
-    let caller = json_caller(&state, &headers).await?;
-    folder_access(&state, &caller, &folder, Access::Rw).await?;
-    let path = RelPath::parse(&req.path)
-        .ok()
-        .filter(|p| !p.is_root())
-        .ok_or_else(|| ApiError::bad(format!("{:?} is not a file name allowed here", req.path)))?;
-    if req.size > MAX_FILE {
+    let target = Target::of_session(&state, &headers, &folder).await?;
+    Ok(Json(begin(&target, req).await?))
+}
+
+/// Announces an upload into `target`: checks the name, size and quota, and stages it.
+pub(in crate::api) async fn begin(target: &Target, req: StartRequest) -> ApiResult<Received> {
+    let path = target.path_of(&req.path)?;
+    if req.size > target.max_file {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("{path}: {} bytes; the browser may upload files of at most {MAX_FILE} bytes (use the cairn client for larger ones)", req.size),
+            format!(
+                "{path}: {} bytes; the browser may upload files of at most {} bytes here (use the cairn client for larger ones)",
+                req.size, target.max_file
+            ),
         ));
     }
-    if let Some(quota) = caller.user.quota {
-        if caller.user.used_bytes.saturating_add(req.size) > quota {
+    let user = &target.caller.user;
+    if let Some(quota) = user.quota {
+        if user.used_bytes.saturating_add(req.size) > quota {
             return Err(ApiError::new(
                 StatusCode::INSUFFICIENT_STORAGE,
                 format!(
-                    "{path}: {} bytes would go over your quota of {quota} bytes",
+                    "{path}: {} bytes would go over the quota of {quota} bytes",
                     req.size
                 ),
             ));
         }
     }
     let now = now_ns();
-    let dir = state.web_uploads.user_dir(caller.user.id);
+    let dir = target.dir.clone();
     let mtime_ns = req
         .mtime_ms
         .filter(|ms| *ms > 0)
         .and_then(|ms| ms.checked_mul(1_000_000))
         .unwrap_or(now);
     let ticket = Ticket {
-        folder: folder.clone(),
+        folder: target.folder.name.clone(),
         path: path.as_str().to_string(),
         size: req.size,
         mtime_ns,
@@ -183,11 +253,11 @@ pub(in crate::api) async fn start(
     tokio::task::spawn_blocking(move || open_upload(&dir, &staged, &ticket, now))
         .await
         .map_err(ApiError::worker)??;
-    Ok(Json(Received {
+    Ok(Received {
         id,
         received: 0,
         size: req.size,
-    }))
+    })
 }
 
 /// Removes the user's stale uploads, checks the count, and writes the new one's files.
@@ -247,22 +317,14 @@ fn remove_upload(dir: &FsPath, id: &str) {
     }
 }
 
-/// The caller's upload `id` into `folder`, with the folder checked for writing.
-async fn ticket_of(
-    state: &Arc<AppState>,
-    headers: &HeaderMap,
-    folder: &str,
-    id: &str,
-) -> ApiResult<(Caller, Folder, PathBuf, Ticket)> {
+/// Upload `id` of `target`, which must be for its folder.
+fn ticket_of(target: &Target, id: &str) -> ApiResult<Ticket> {
     check_id(id)?;
-    let caller = json_caller(state, headers).await?;
-    let f = folder_access(state, &caller, folder, Access::Rw).await?;
-    let dir = state.web_uploads.user_dir(caller.user.id);
-    let ticket = read_ticket(&dir, id)?;
-    if ticket.folder != folder {
+    let ticket = read_ticket(&target.dir, id)?;
+    if ticket.folder != target.folder.name {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "no such upload"));
     }
-    Ok((caller, f, dir, ticket))
+    Ok(ticket)
 }
 
 fn staged_len(dir: &FsPath, id: &str) -> ApiResult<u64> {
@@ -277,22 +339,26 @@ pub(in crate::api) async fn status(
     Path((folder, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Received>> {
-    let (_, _, dir, ticket) = ticket_of(&state, &headers, &folder, &id).await?;
-    let received = staged_len(&dir, &id)?;
-    Ok(Json(Received {
+    let target = Target::of_session(&state, &headers, &folder).await?;
+    Ok(Json(received(&target, id)?))
+}
+
+/// How much of upload `id` the server holds.
+pub(in crate::api) fn received(target: &Target, id: String) -> ApiResult<Received> {
+    let ticket = ticket_of(target, &id)?;
+    let received = staged_len(&target.dir, &id)?;
+    Ok(Received {
         id,
         received,
         size: ticket.size,
-    }))
+    })
 }
 
 #[derive(Deserialize)]
 pub(in crate::api) struct Offset {
-    offset: u64,
+    pub offset: u64,
 }
 
-/// Appends a part at `offset`, which must be what the server has: a resent part is answered
-/// with the length the server holds, so the page goes on from there.
 pub(in crate::api) async fn part(
     State(state): State<Arc<AppState>>,
     Path((folder, id)): Path<(String, String)>,
@@ -300,12 +366,25 @@ pub(in crate::api) async fn part(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Received>> {
-    let (_, _, dir, mut ticket) = ticket_of(&state, &headers, &folder, &id).await?;
+    let target = Target::of_session(&state, &headers, &folder).await?;
+    Ok(Json(append(&state, &target, id, at.offset, body).await?))
+}
+
+/// Appends a part at `offset`, which must be what the server has: a resent part is answered
+/// with the length the server holds, so the page goes on from there.
+pub(in crate::api) async fn append(
+    state: &Arc<AppState>,
+    target: &Target,
+    id: String,
+    offset: u64,
+    body: Bytes,
+) -> ApiResult<Received> {
+    let mut ticket = ticket_of(target, &id)?;
     let _busy = state.web_uploads.claim(&id)?;
-    let (i, size) = (id.clone(), ticket.size);
+    let (dir, i, size) = (target.dir.clone(), id.clone(), ticket.size);
     let received = tokio::task::spawn_blocking(move || -> ApiResult<u64> {
         let have = staged_len(&dir, &i)?;
-        if at.offset != have {
+        if offset != have {
             return Ok(have);
         }
         if have.saturating_add(body.len() as u64) > size {
@@ -330,7 +409,7 @@ pub(in crate::api) async fn part(
     })
     .await
     .map_err(ApiError::worker)??;
-    Ok(Json(Received { id, received, size }))
+    Ok(Received { id, received, size })
 }
 
 #[derive(Serialize)]
@@ -339,16 +418,26 @@ pub(in crate::api) struct Finished {
     seq: i64,
 }
 
-/// Cuts the staged file into chunks, stores them, and commits the file as a new version on
-/// top of whatever the path holds now (the old one stays in its history).
 pub(in crate::api) async fn finish(
     State(state): State<Arc<AppState>>,
     Path((folder, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Finished>> {
-    let (caller, f, dir, ticket) = ticket_of(&state, &headers, &folder, &id).await?;
+    let target = Target::of_session(&state, &headers, &folder).await?;
+    Ok(Json(complete(&state, &target, id).await?))
+}
+
+/// Cuts the staged file into chunks, stores them, and commits the file as a new version on
+/// top of whatever the path holds now (the old one stays in its history); through a link,
+/// under a free name instead.
+pub(in crate::api) async fn complete(
+    state: &Arc<AppState>,
+    target: &Target,
+    id: String,
+) -> ApiResult<Finished> {
+    let ticket = ticket_of(target, &id)?;
     let _busy = state.web_uploads.claim(&id)?;
-    let have = staged_len(&dir, &id)?;
+    let have = staged_len(&target.dir, &id)?;
     if have != ticket.size {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -359,8 +448,22 @@ pub(in crate::api) async fn finish(
         ));
     }
     let path = RelPath::parse(&ticket.path).map_err(|e| ApiError::bad(e.to_string()))?;
-    let part = dir.join(format!("{id}.part"));
-    let (chunks, hash) = store_file(&state, &caller, &part, ticket.size, &ticket.path).await?;
+    if let Some(link) = &target.link {
+        // A file through a link is one access, taken when it is complete: never more files
+        // than the link allows, however many were started.
+        let share = link.id;
+        if !blocking(state, move |m| m.take_share_access(share, now_ns())).await? {
+            let dir = target.dir.clone();
+            let _ = tokio::task::spawn_blocking(move || remove_upload(&dir, &id)).await;
+            return Err(ApiError::new(
+                StatusCode::GONE,
+                "this link has been used as many times as it allows",
+            ));
+        }
+    }
+    let part = target.dir.join(format!("{id}.part"));
+    let (chunks, hash) =
+        store_file(state, &target.caller, &part, ticket.size, &ticket.path).await?;
     let entry = Entry {
         kind: EntryKind::File,
         size: ticket.size,
@@ -369,14 +472,15 @@ pub(in crate::api) async fn finish(
         hash: Some(hash),
         target: None,
     };
-    let seq = commit_file(&state, &caller, &f, &path, entry, chunks).await?;
+    let (path, seq) = commit_file(state, target, &path, entry, chunks).await?;
+    let dir = target.dir.clone();
     tokio::task::spawn_blocking(move || remove_upload(&dir, &id))
         .await
         .map_err(ApiError::worker)?;
-    Ok(Json(Finished {
+    Ok(Finished {
         path: path.as_str().to_string(),
         seq,
-    }))
+    })
 }
 
 /// Cuts `part` as every client cuts a file and stores its chunks for `caller`, a batch at a
@@ -435,20 +539,27 @@ async fn store_file(
 }
 
 /// Commits a file (and any missing folders above it) on top of the path's current head,
-/// again if another commit came in between.
+/// again if another commit came in between. Through a link, a taken name is never replaced:
+/// the file gets the first free `NAME (N).EXT`.
 async fn commit_file(
     state: &Arc<AppState>,
-    caller: &Caller,
-    folder: &Folder,
-    path: &RelPath,
+    target: &Target,
+    wanted: &RelPath,
     entry: Entry,
     chunks: Vec<ChunkSpan>,
-) -> ApiResult<i64> {
+) -> ApiResult<(RelPath, i64)> {
+    let folder = &target.folder;
     let mut last = String::new();
-    for _ in 0..3 {
+    let mut path = wanted.clone();
+    for attempt in 0..MAX_NAME_TRIES {
         let now = now_ns();
-        let mut changes = edit::parents_of(state, folder, path, now).await?;
-        let base = edit::head_of(state, folder, path).await?;
+        let mut changes = edit::parents_of(state, folder, &path, now).await?;
+        let base = edit::head_of(state, folder, &path).await?;
+        let taken = matches!(base, Some((_, k)) if k != EntryKind::Deleted);
+        if taken && target.link.is_some() {
+            path = numbered(wanted, attempt + 2)?;
+            continue;
+        }
         if let Some((_, EntryKind::Dir)) = base {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -463,9 +574,9 @@ async fn commit_file(
             moved_from: None,
             inline: None,
         });
-        let results = edit::commit(state, caller, folder, changes).await?;
+        let results = edit::commit(state, &target.caller, folder, changes).await?;
         match results.last() {
-            Some(cairn_protocol::ChangeResult::Accepted { seq }) => return Ok(seq.0),
+            Some(cairn_protocol::ChangeResult::Accepted { seq }) => return Ok((path, seq.0)),
             Some(cairn_protocol::ChangeResult::Conflict { .. }) => continue,
             Some(other) => last = edit::refusal(other).unwrap_or_default(),
             None => last = "nothing was committed".into(),
@@ -481,15 +592,54 @@ async fn commit_file(
     ))
 }
 
+/// Names tried for a link's upload before giving up.
+const MAX_NAME_TRIES: u32 = 50;
+
+/// `dir/stem (n).ext` for `dir/stem.ext`.
+fn numbered(path: &RelPath, n: u32) -> ApiResult<RelPath> {
+    let name = path.name();
+    let (stem, ext) = match name.rfind('.').filter(|i| *i > 0) {
+        Some(i) => name.split_at(i),
+        None => (name, ""),
+    };
+    let parent = path.parent().unwrap_or_else(RelPath::root);
+    parent
+        .join(&format!("{stem} ({n}){ext}"))
+        .map_err(|e| ApiError::bad(e.to_string()))
+}
+
 pub(in crate::api) async fn cancel(
     State(state): State<Arc<AppState>>,
     Path((folder, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
-    let (_, _, dir, _) = ticket_of(&state, &headers, &folder, &id).await?;
+    let target = Target::of_session(&state, &headers, &folder).await?;
+    ticket_of(&target, &id)?;
     let _busy = state.web_uploads.claim(&id)?;
+    let dir = target.dir.clone();
     tokio::task::spawn_blocking(move || remove_upload(&dir, &id))
         .await
         .map_err(ApiError::worker)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numbered;
+    use cairn_model::RelPath;
+
+    #[test]
+    fn taken_names_get_a_number_before_the_extension() {
+        let p = |s: &str| RelPath::parse(s).expect("path");
+        assert_eq!(
+            numbered(&p("in/report.pdf"), 2).expect("ok"),
+            p("in/report (2).pdf")
+        );
+        assert_eq!(
+            numbered(&p("in/README"), 3).expect("ok"),
+            p("in/README (3)")
+        );
+        assert_eq!(numbered(&p(".profile"), 2).expect("ok"), p(".profile (2)"));
+        assert_eq!(numbered(&p("a.tar.gz"), 2).expect("ok"), p("a.tar (2).gz"));
+    }
 }
