@@ -76,6 +76,15 @@ pub enum UserCmd {
         #[command(flatten)]
         target: AdminTarget,
     },
+    /// Deletes a user: their sessions, access, computers, links and cloud tasks go; what
+    /// they committed stays in the folders. Give the name twice (`--confirm NAME`).
+    Remove {
+        name: String,
+        #[arg(long, value_name = "NAME")]
+        confirm: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
     /// Makes a user an administrator (`admin`) or not (`user`).
     Role {
         name: String,
@@ -122,6 +131,15 @@ pub enum FolderCmd {
     Revoke {
         folder: String,
         user: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Deletes a folder and EVERY VERSION in it (its chunks are freed by the next gc). Give
+    /// the name twice (`--confirm NAME`).
+    Remove {
+        name: String,
+        #[arg(long, value_name = "NAME")]
+        confirm: String,
         #[command(flatten)]
         target: AdminTarget,
     },
@@ -211,6 +229,16 @@ impl Admin {
             Admin::Remote(c) => {
                 Self::post(c, &format!("/api/v1/admin/folders/{folder}/grants"), g).await
             }
+        }
+    }
+
+    async fn remove(&self, what: &str, name: &str) -> Result<()> {
+        match self {
+            Admin::Local(d) if what == "users" => Ok(admin::remove_user(&d.meta, name, None)?),
+            Admin::Local(d) => Ok(admin::remove_folder(&d.meta, name)?),
+            Admin::Remote(c) => Ok(c
+                .admin_delete(&format!("/api/v1/admin/{what}/{name}"), &[])
+                .await?),
         }
     }
 
@@ -324,6 +352,16 @@ pub async fn user(cmd: UserCmd) -> Result<()> {
             }
         }
         UserCmd::Disable { name, target } => set_disabled(&name, &target, true).await?,
+        UserCmd::Remove {
+            name,
+            confirm,
+            target,
+        } => {
+            check("user", &name)?;
+            confirmed(&name, &confirm)?;
+            Admin::open(&target)?.remove("users", &name).await?;
+            println!("deleted user {name}");
+        }
         UserCmd::Enable { name, target } => set_disabled(&name, &target, false).await?,
         UserCmd::Role { name, role, target } => {
             check("user", &name)?;
@@ -343,6 +381,15 @@ pub async fn user(cmd: UserCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A deletion goes ahead only when the name was given twice the same.
+fn confirmed(name: &str, confirm: &str) -> Result<()> {
+    if name == confirm {
+        Ok(())
+    } else {
+        anyhow::bail!("--confirm {confirm:?} is not {name:?}: nothing was deleted")
+    }
 }
 
 async fn set_disabled(name: &str, target: &AdminTarget, disabled: bool) -> Result<()> {
@@ -430,6 +477,16 @@ pub async fn folder(cmd: FolderCmd) -> Result<()> {
                 .await
                 .with_context(|| format!("folder {name}"))?;
             println!("{name} keeps {keep_versions} versions per file from its next change on");
+        }
+        FolderCmd::Remove {
+            name,
+            confirm,
+            target,
+        } => {
+            check("folder", &name)?;
+            confirmed(&name, &confirm)?;
+            Admin::open(&target)?.remove("folders", &name).await?;
+            println!("deleted folder {name} and its versions; `cairn server gc` frees their space");
         }
     }
     Ok(())

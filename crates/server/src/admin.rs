@@ -224,3 +224,26 @@ pub fn folders(meta: &SqliteMeta) -> Result<Vec<FolderAdminInfo>> {
         })
         .collect())
 }
+
+/// Deletes a user (see [`SqliteMeta::remove_user`]); `acting` may not delete themselves.
+///
+/// # Errors
+/// No such user, deleting oneself, or the store.
+pub fn remove_user(meta: &SqliteMeta, name: &str, acting: Option<&str>) -> Result<()> {
+    check_name("user", name)?;
+    if acting == Some(name) {
+        return Err(Error::Invalid(
+            "you may not delete your own account; ask another administrator".into(),
+        ));
+    }
+    meta.remove_user(name)
+}
+
+/// Deletes a folder with every version in it (see [`SqliteMeta::remove_folder`]).
+///
+/// # Errors
+/// No such folder, or the store.
+pub fn remove_folder(meta: &SqliteMeta, name: &str) -> Result<()> {
+    check_name("folder", name)?;
+    meta.remove_folder(name)
+}

@@ -301,12 +301,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/shares", get(shares::list).post(shares::create))
         .route("/shares/{id}", delete(shares::revoke))
         .route("/admin/users", get(admin::users).post(admin::add_user))
-        .route("/admin/users/{name}", post(admin::change_user))
+        .route(
+            "/admin/users/{name}",
+            post(admin::change_user).delete(admin::remove_user),
+        )
         .route(
             "/admin/folders",
             get(admin::folders).post(admin::add_folder),
         )
-        .route("/admin/folders/{name}", post(admin::change_folder))
+        .route(
+            "/admin/folders/{name}",
+            post(admin::change_folder).delete(admin::remove_folder),
+        )
         .route("/admin/folders/{name}/grants", post(admin::set_grant))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
     let api = if state.access_log {

@@ -14,9 +14,11 @@ use std::time::Duration;
 
 mod chunks;
 mod cloud;
+mod removal;
 mod shares;
 pub use chunks::{ChunkScope, Scope, UploadPlan};
 pub use cloud::{CloudConnectionRow, CloudTaskRow};
+pub use removal::DELETED_PREFIX;
 pub use shares::{NewShare, ShareRow, MAX_SHARES_PER_USER};
 
 use cairn_model::{ChunkId, ContentHash, DeviceId, Entry, EntryKind, PackId, RelPath, Seq};
@@ -389,7 +391,9 @@ impl SqliteMeta {
     pub fn users(&self) -> Result<Vec<User>> {
         let conn = self.conn();
         let mut st = conn
-            .prepare(&format!("SELECT {USER_COLS} FROM users ORDER BY name"))
+            .prepare(&format!(
+                "SELECT {USER_COLS} FROM users WHERE name NOT LIKE '~deleted-%' ORDER BY name"
+            ))
             .map_err(db("listing users"))?;
         let rows = st.query_map([], user_row).map_err(db("listing users"))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
@@ -519,7 +523,7 @@ impl SqliteMeta {
     pub fn folders(&self) -> Result<Vec<(Folder, Grants)>> {
         let conn = self.conn();
         let mut st = conn
-            .prepare("SELECT id, name, keep_versions, head_seq FROM folders ORDER BY name")
+            .prepare("SELECT id, name, keep_versions, head_seq FROM folders WHERE name NOT LIKE '~deleted-%' ORDER BY name")
             .map_err(db("listing folders"))?;
         let folders = st
             .query_map([], |r| {

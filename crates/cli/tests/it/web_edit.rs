@@ -609,6 +609,31 @@ fn an_administrator_manages_users_and_folders_in_the_browser() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     log_in(&server, "carol", "carol-new");
 
+    // Deleting needs the name typed again; then carol is gone, and so is projects.
+    let r = form(
+        &root,
+        "/ui/admin/users/carol",
+        &[("op", "delete"), ("confirm", "caro")],
+    );
+    assert!(r.text().expect("page").contains("nothing was deleted"));
+    let r = form(
+        &root,
+        "/ui/admin/users/carol",
+        &[("op", "delete"), ("confirm", "carol")],
+    );
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = form(
+        &root,
+        "/ui/admin/folders/projects",
+        &[("op", "delete"), ("confirm", "projects")],
+    );
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let page = root.text("/ui/admin");
+    assert!(
+        !page.contains("carol") && !page.contains("projects"),
+        "{page}"
+    );
+
     // An administrator cannot lock themselves out; bad names are refused with the reason.
     let r = form(&root, "/ui/admin/users/root", &[("op", "disable")]);
     assert!(r.text().expect("page").contains("your own account"));

@@ -107,3 +107,24 @@ pub(super) async fn set_grant(
     blocking(&state, move |m| admin::set_grant(m, &name, &g)).await?;
     done()
 }
+
+pub(super) async fn remove_user(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Done {
+    require_admin(&caller)?;
+    let acting = caller.user.name.clone();
+    blocking(&state, move |m| admin::remove_user(m, &name, Some(&acting))).await?;
+    done()
+}
+
+pub(super) async fn remove_folder(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Done {
+    require_admin(&caller)?;
+    blocking(&state, move |m| admin::remove_folder(m, &name)).await?;
+    done()
+}

@@ -1,6 +1,6 @@
 //! Administration in the web UI, for administrators only: users (create, disable and
-//! enable, administrator or not, quota, new password) and folders (create, versions kept,
-//! who may read or write). The same rules as the admin API and `cairn server user|folder`
+//! enable, administrator or not, quota, new password, delete) and folders (create, versions
+//! kept, who may read or write, delete). Deleting asks for the name typed again. The same rules as the admin API and `cairn server user|folder`
 //! (`crate::admin`); every form carries the CSRF token.
 
 use std::sync::Arc;
@@ -63,7 +63,8 @@ fn user_row(u: &UserInfo, csrf: &str) -> String {
     format!(
         "<tr><td>{name}<br><span class=\"muted\">{role}, {state}</span></td><td>{used} of {quota}</td><td>{toggle}{promote}\
          <form method=\"post\" action=\"{a}\" class=\"inline\">{q}<label>Quota (MiB, empty: none) <input name=\"quota_mib\" size=\"6\" inputmode=\"numeric\"></label> <button type=\"submit\">Set</button></form> \
-         <form method=\"post\" action=\"{a}\" class=\"inline\">{p}<label>New password <input type=\"password\" name=\"password\" autocomplete=\"new-password\" size=\"10\"></label> <button type=\"submit\">Set</button></form></td></tr>",
+         <form method=\"post\" action=\"{a}\" class=\"inline\">{p}<label>New password <input type=\"password\" name=\"password\" autocomplete=\"new-password\" size=\"10\"></label> <button type=\"submit\">Set</button></form> \
+         <form method=\"post\" action=\"{a}\" class=\"inline\">{d}<label>Type the name to delete <input name=\"confirm\" size=\"8\" autocomplete=\"off\"></label> <button type=\"submit\" class=\"danger\">Delete user</button></form></td></tr>",
         name = esc(&u.name),
         used = bytes(u.used_bytes),
         toggle = if u.disabled { button("enable", "Enable") } else { button("disable", "Disable") },
@@ -71,6 +72,7 @@ fn user_row(u: &UserInfo, csrf: &str) -> String {
         a = esc(&action),
         q = hidden(csrf, "quota"),
         p = hidden(csrf, "password"),
+        d = hidden(csrf, "delete"),
     )
 }
 
@@ -91,12 +93,14 @@ fn folder_row(f: &FolderAdminInfo, csrf: &str) -> String {
     format!(
         "<tr><td>{name}<br><span class=\"muted\">{versions} versions kept</span></td><td>{grants}</td><td>\
          <form method=\"post\" action=\"{action}\" class=\"inline\">{k}<label>Versions kept <input name=\"keep_versions\" size=\"4\" inputmode=\"numeric\" required></label> <button type=\"submit\">Set</button></form> \
-         <form method=\"post\" action=\"{action}\" class=\"inline\">{g}<label>User <input name=\"user\" size=\"8\" required></label> <select name=\"access\" aria-label=\"Access\"><option value=\"rw\">read-write</option><option value=\"ro\">read-only</option><option value=\"none\">no access</option></select> <button type=\"submit\">Grant</button></form></td></tr>",
+         <form method=\"post\" action=\"{action}\" class=\"inline\">{g}<label>User <input name=\"user\" size=\"8\" required></label> <select name=\"access\" aria-label=\"Access\"><option value=\"rw\">read-write</option><option value=\"ro\">read-only</option><option value=\"none\">no access</option></select> <button type=\"submit\">Grant</button></form> \
+         <form method=\"post\" action=\"{action}\" class=\"inline\">{d}<label>Type the name to delete it and all its versions <input name=\"confirm\" size=\"8\" autocomplete=\"off\"></label> <button type=\"submit\" class=\"danger\">Delete folder</button></form></td></tr>",
         name = esc(&f.name),
         versions = f.keep_versions,
         grants = if grants.is_empty() { "<span class=\"muted\">nobody</span>".to_string() } else { grants },
         k = hidden(csrf, "keep"),
         g = hidden(csrf, "grant"),
+        d = hidden(csrf, "delete"),
     )
 }
 
@@ -192,6 +196,8 @@ pub(in crate::api) struct UserForm {
     quota_mib: String,
     #[serde(default)]
     password: String,
+    #[serde(default)]
+    confirm: String,
 }
 
 pub(in crate::api) async fn change_user(
@@ -206,6 +212,19 @@ pub(in crate::api) async fn change_user(
     };
     if !csrf_ok(&headers, &form.csrf) {
         return stale();
+    }
+    let acting = caller.user.name.clone();
+    if form.op == "delete" {
+        if form.confirm != name {
+            return refused(
+                StatusCode::BAD_REQUEST,
+                "Type the user's name to delete them; nothing was deleted.",
+            );
+        }
+        return match blocking(&state, move |m| admin::remove_user(m, &name, Some(&acting))).await {
+            Ok(()) => see_other("/ui/admin"),
+            Err(e) => refused(e.status, &e.message),
+        };
     }
     let mut c = UserChange::default();
     match form.op.as_str() {
@@ -287,6 +306,8 @@ pub(in crate::api) struct FolderForm {
     user: String,
     #[serde(default)]
     access: String,
+    #[serde(default)]
+    confirm: String,
 }
 
 pub(in crate::api) async fn change_folder(
@@ -320,6 +341,15 @@ pub(in crate::api) async fn change_folder(
                 access,
             };
             blocking(&state, move |m| admin::set_grant(m, &name, &g)).await
+        }
+        "delete" if form.confirm == name => {
+            blocking(&state, move |m| admin::remove_folder(m, &name)).await
+        }
+        "delete" => {
+            return refused(
+                StatusCode::BAD_REQUEST,
+                "Type the folder's name to delete it; nothing was deleted.",
+            )
         }
         _ => return refused(StatusCode::BAD_REQUEST, "Unknown change."),
     };
