@@ -705,6 +705,19 @@ impl SqliteMeta {
         Ok((results, Seq(head)))
     }
 
+    /// Whether anything was ever stored under `prefix` (a folder a backup's paths imply
+    /// without an entry of its own).
+    pub fn has_entries_under(&self, folder: &Folder, prefix: &RelPath) -> Result<bool> {
+        let (lo, hi) = prefix_bounds(prefix);
+        self.reader()?
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM versions WHERE folder_id=?1 AND path>=?2 AND path<?3 AND kind!='deleted')",
+                params![folder.id, lo, hi],
+                |r| r.get(0),
+            )
+            .map_err(db("reading folder"))
+    }
+
     /// Versions with a sequence number above `after`, oldest first, at most `limit`.
     /// Versions after `after`, oldest first, at most `limit`; without those of `skip` (a user
     /// name and a device) when given.

@@ -120,6 +120,7 @@ fn kind_at(
     match m.version(folder, path, None)? {
         Some(v) if !v.info.is_deleted() && v.info.entry.kind == EntryKind::File => Ok("file"),
         Some(v) if !v.info.is_deleted() && v.info.entry.kind == EntryKind::Dir => Ok("dir"),
+        None if m.has_entries_under(folder, path)? => Ok("dir"),
         _ => Err(crate::Error::NotFound(format!(
             "no file or folder {path} in {}",
             folder.name
