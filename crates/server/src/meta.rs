@@ -15,10 +15,12 @@ use std::time::Duration;
 mod chunks;
 mod cloud;
 mod removal;
+mod report;
 mod shares;
 pub use chunks::{ChunkScope, Scope, UploadPlan};
 pub use cloud::{CloudConnectionRow, CloudTaskRow};
 pub use removal::DELETED_PREFIX;
+pub use report::FolderUsage;
 pub use shares::{NewShare, ShareRow, MAX_SHARES_PER_USER};
 
 use cairn_model::{ChunkId, ContentHash, DeviceId, Entry, EntryKind, PackId, RelPath, Seq};
