@@ -7,6 +7,7 @@ mod bad_input;
 mod cloud;
 mod cloud_faults;
 mod cloud_options;
+mod cloud_resume;
 mod cloud_rules;
 mod cloud_servers;
 mod commit_stream;
