@@ -111,8 +111,17 @@ enum Call {
 
 impl GcsHook {
     pub(crate) fn load(file: &Path) -> GcsHook {
+        let file = StateFile::load(file);
+        // A week old: GCS has forgotten those sessions.
+        file.update(|saved: &mut Saved| {
+            let before = saved.sessions.len();
+            saved
+                .sessions
+                .retain(|_, s| now_secs() - s.started <= KEPT_SECS);
+            ((), saved.sessions.len() != before)
+        });
         GcsHook {
-            file: Arc::new(StateFile::load(file)),
+            file: Arc::new(file),
             live: Arc::default(),
         }
     }

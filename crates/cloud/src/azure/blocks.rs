@@ -71,8 +71,17 @@ pub(super) struct Blocks {
 
 impl Blocks {
     pub(super) fn load(file: &Path) -> Blocks {
+        let file = StateFile::load(file);
+        // A week old: Azure has collected those blocks.
+        file.update(|saved: &mut Saved| {
+            let before = saved.blobs.len();
+            saved
+                .blobs
+                .retain(|_, s| now_secs() - s.started <= KEPT_SECS);
+            ((), saved.blobs.len() != before)
+        });
         Blocks {
-            file: std::sync::Arc::new(StateFile::load(file)),
+            file: std::sync::Arc::new(file),
             held: tokio::sync::Mutex::new(HashMap::new()),
             aliases: std::sync::Arc::default(),
         }
