@@ -268,33 +268,12 @@ impl GcsHook {
             // The service holds the first part of this chunk: the rest goes.
             let rest = body.slice(usize::try_from(held - start).unwrap_or(body.len())..);
             return Step::Send(
-                self.tail(req, *held, end, total, rest),
+                tail(req, *held, end, total, rest),
                 Some(self.heard(&live, &uri)),
             );
         }
         self.record(&live, &uri, chunk, total.is_none());
         Step::Send(req, Some(self.heard(&live, &uri)))
-    }
-
-    /// `req` carrying only `rest`, the bytes `from..end`.
-    fn tail(
-        &self,
-        req: Request<Buffer>,
-        from: u64,
-        end: u64,
-        total: Option<u64>,
-        rest: Bytes,
-    ) -> Request<Buffer> {
-        let (mut parts, _) = req.into_parts();
-        let size = total.map_or_else(|| "*".to_string(), |t| t.to_string());
-        if let Ok(v) = http::HeaderValue::from_str(&format!("bytes {from}-{}/{size}", end - 1)) {
-            parts.headers.insert(http::header::CONTENT_RANGE, v);
-        }
-        parts.headers.insert(
-            http::header::CONTENT_LENGTH,
-            http::HeaderValue::from(rest.len()),
-        );
-        Request::from_parts(parts, Buffer::from(rest))
     }
 
     /// Records `chunk` before it is sent: in a session on disk, or starting one when more
@@ -376,6 +355,26 @@ impl Hook for GcsHook {
     }
 }
 
+/// `req` carrying only `rest`, the bytes `from..end`.
+fn tail(
+    req: Request<Buffer>,
+    from: u64,
+    end: u64,
+    total: Option<u64>,
+    rest: Bytes,
+) -> Request<Buffer> {
+    let (mut parts, _) = req.into_parts();
+    let size = total.map_or_else(|| "*".to_string(), |t| t.to_string());
+    if let Ok(v) = http::HeaderValue::from_str(&format!("bytes {from}-{}/{size}", end - 1)) {
+        parts.headers.insert(http::header::CONTENT_RANGE, v);
+    }
+    parts.headers.insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(rest.len()),
+    );
+    Request::from_parts(parts, Buffer::from(rest))
+}
+
 /// `Content-Range: bytes A-B/T` (or `/*`) as the range `A..B+1` and the total; `bytes */T`
 /// has no range.
 fn content_range(header: &str) -> (Option<(u64, u64)>, Option<u64>) {
@@ -455,6 +454,19 @@ mod tests {
         assert_eq!(content_range("bytes */20"), (None, Some(20)));
         assert_eq!(content_range("bytes */*"), (None, None));
         assert_eq!(content_range("junk"), (None, None));
+    }
+
+    #[test]
+    fn a_chunk_held_in_part_is_sent_from_where_the_service_stopped() {
+        let req = Request::put("http://h/s?upload_id=1")
+            .header(http::header::CONTENT_RANGE, "bytes 8-15/16")
+            .header(http::header::CONTENT_LENGTH, "8")
+            .body(Buffer::from(Bytes::from_static(b"abcdefgh")))
+            .expect("request");
+        let out = tail(req, 11, 16, Some(16), Bytes::from_static(b"defgh"));
+        assert_eq!(out.headers()[http::header::CONTENT_RANGE], "bytes 11-15/16");
+        assert_eq!(out.headers()[http::header::CONTENT_LENGTH], "5");
+        assert_eq!(out.body().to_bytes(), Bytes::from_static(b"defgh"));
     }
 
     #[test]

@@ -271,3 +271,37 @@ fn an_archived_azure_blob_is_rehydrated_and_picked_up_by_a_later_run() {
         Some(&b"kept in the cold"[..])
     );
 }
+
+/// Killed midway, then the file rewritten with other bytes but its old mtime (so the write
+/// looks the same): the first chunk's bytes differ from the recorded ones, so the session is
+/// cancelled rather than finished with them, and the object ends up the new file.
+#[test]
+fn a_file_changed_under_its_old_mtime_never_finishes_the_old_gcs_session() {
+    let gcs = started(cloud::start_gcs_emulator());
+    let c = gcs_upload_killed_after_one_chunk(&gcs, "same-mtime");
+    let path = c.path("big.bin");
+    let mtime = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    c.write("big.bin", &noise(9, 20 * MIB));
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_modified(mtime))
+        .expect("set the old mtime back");
+    let first = c.cairn(&["run", "t"]);
+    let said = String::from_utf8_lossy(&first.stdout).into_owned()
+        + &String::from_utf8_lossy(&first.stderr);
+    assert!(
+        said.contains("changed since its interrupted upload"),
+        "the old session was not refused: {said}"
+    );
+    if !first.status.success() {
+        c.ok(&["run", "t"]);
+    }
+    assert!(
+        gcs_object(&gcs, "same-mtime/big.bin") == noise(9, 20 * MIB),
+        "the object is not the new file"
+    );
+    assert_eq!(upload_state(&c)["sessions"], serde_json::json!({}));
+}
