@@ -93,10 +93,21 @@ impl<T: Serialize + DeserializeOwned + Default> StateFile<T> {
             let _ = std::fs::create_dir_all(dir);
         }
         let temp = self.file.with_extension("tmp");
-        if std::fs::write(&temp, json).is_ok() {
+        if write_private(&temp, &json).is_ok() {
             let _ = std::fs::rename(&temp, &self.file);
         }
     }
+}
+
+/// Writes `data` to a new `file` only its owner may read: a GCS session URI lets its holder
+/// upload into the session.
+fn write_private(file: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(file)?.write_all(data)
 }
 
 /// An answer made here: `status`, `headers`, empty body.
@@ -140,3 +151,27 @@ pub(crate) fn content_id(body: &[u8]) -> String {
 /// Records older than this are dropped: Azure collects uncommitted blocks and GCS forgets
 /// resumable sessions after a week.
 pub(crate) const KEPT_SECS: i64 = crate::multipart::STALE_SECS;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_file_is_whole_after_a_change_and_only_its_owner_reads_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("state").join("uploads.json");
+        let state: StateFile<BTreeMap<String, String>> = StateFile::load(&file);
+        state.update(|m| (m.insert("k".into(), "v".into()), true));
+        let again: StateFile<BTreeMap<String, String>> = StateFile::load(&file);
+        assert_eq!(
+            again.update(|m| (m.get("k").cloned(), false)).as_deref(),
+            Some("v")
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).expect("stat").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}
