@@ -181,8 +181,8 @@ fn apply_to(task: &mut TaskConfig, provider: Provider, ch: &CloudChange) -> Resu
     }
     if let Some(raw) = &ch.storage_class {
         let class = provider.storage_class(raw)?;
-        if provider.scheme() != "s3" {
-            bail!("--storage-class {raw}: this build sets storage classes on S3 services only");
+        if !matches!(provider.scheme(), "s3" | "azblob") {
+            bail!("--storage-class {raw}: this build sets storage classes on S3 and Azure only");
         }
         cloud.storage_class = Some(class.api_value().to_string());
     }

@@ -205,6 +205,13 @@ pub fn operator_with(
         let resume = crate::multipart::Resume::load(file, signer);
         transport = transport.with_resume(Arc::new(resume));
     }
+    if let Some(hook) = provider_hook(conn, &map, uploads) {
+        transport = transport.with_hook(hook);
+    }
+    if conn.scheme() == "azblob" {
+        // The access tier is the hook's to send: OpenDAL's azblob service has no such option.
+        map.remove("default_storage_class");
+    }
     let op = Operator::via_iter(conn.scheme(), map).map_err(|e| redact(&e.to_string(), secrets))?;
     let ctx = OperationContext::new().with_http_transport(transporter(transport)?);
     Ok(op
@@ -229,6 +236,26 @@ fn s3_signer(
             .cloned()
             .unwrap_or_else(|| "us-east-1".into()),
     })
+}
+
+/// What the transport does beyond OpenDAL for this service: Azure's access tiers, archive
+/// rehydration and resumed block uploads; GCS's resumed sessions (the state in `uploads`).
+fn provider_hook(
+    conn: &CloudConnection,
+    map: &BTreeMap<String, String>,
+    uploads: Option<&std::path::Path>,
+) -> Option<Arc<dyn crate::hook::Hook>> {
+    match conn.scheme().as_str() {
+        "azblob" => {
+            let tier = map.get("default_storage_class").cloned();
+            let auth = crate::azure::AzureAuth::of(map);
+            Some(Arc::new(crate::azure::AzureHook::new(auth, tier, uploads)))
+        }
+        "gcs" => uploads.map(|file| {
+            Arc::new(crate::gcs_session::GcsHook::load(file)) as Arc<dyn crate::hook::Hook>
+        }),
+        _ => None,
+    }
 }
 
 /// SFTP: the host key the connection pinned is the one the user's known_hosts holds for

@@ -4,12 +4,15 @@
 #[cfg(test)]
 mod account_tests;
 mod archive;
+mod azure;
 pub mod buckets;
 pub mod connection;
 pub mod crypt;
 pub mod encoded;
 #[cfg(feature = "test-hooks")]
 pub mod faults;
+mod gcs_session;
+mod hook;
 pub mod multipart;
 pub mod names;
 pub mod provider;

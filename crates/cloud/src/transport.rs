@@ -40,6 +40,8 @@ pub struct Transport {
     counters: Arc<Counters>,
     /// Multipart uploads taken up again after an interruption (S3; see [`crate::multipart`]).
     resume: Option<Arc<crate::multipart::Resume>>,
+    /// Provider requests OpenDAL has no API for (Azure, GCS; see [`crate::hook`]).
+    hook: Option<Arc<dyn crate::hook::Hook>>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -90,12 +92,19 @@ impl Transport {
             limits,
             counters,
             resume: None,
+            hook: None,
         })
     }
 
     /// Resumes interrupted multipart uploads with `resume`.
     pub fn with_resume(mut self, resume: Arc<crate::multipart::Resume>) -> Self {
         self.resume = Some(resume);
+        self
+    }
+
+    /// Lets `hook` see, answer or change every request ([`crate::hook`]).
+    pub(crate) fn with_hook(mut self, hook: Arc<dyn crate::hook::Hook>) -> Self {
+        self.hook = Some(hook);
         self
     }
 }
@@ -178,6 +187,15 @@ impl HttpTransport for Transport {
                 return Ok(answer);
             }
         }
+        let (req, on_answer) = match &self.hook {
+            Some(hook) => match hook.before(&self.client, req).await {
+                crate::hook::Step::Answered(answer) => return Ok(answer),
+                crate::hook::Step::Send(req, then) => (req, then),
+            },
+            None => (req, None),
+        };
+        // A hook may change a request, never where it goes; the address is read again anyway.
+        let uri = req.uri().clone();
         let is_head = req.method() == http::Method::HEAD;
         let (mut parts, body) = req.into_parts();
         let url = reqwest::Url::parse(&query_slashes_encoded(&uri)).map_err(|e| {
@@ -221,6 +239,9 @@ impl HttpTransport for Transport {
             .send()
             .await
             .map_err(|e| failed("send http request", &uri, e))?;
+        if let Some(then) = on_answer {
+            then(resp.status(), resp.headers());
+        }
         let content_length = if is_head || parse_content_encoding(resp.headers())?.is_some() {
             None
         } else {
@@ -233,11 +254,9 @@ impl HttpTransport for Transport {
         if let Some(headers) = out.headers_mut() {
             std::mem::swap(headers, resp.headers_mut());
         }
-        if let Some(resume) = self
-            .resume
-            .as_ref()
-            .filter(|_| builder_method == http::Method::GET)
-            .filter(|_| resp.status().is_client_error())
+        if (self.resume.is_some() || self.hook.is_some())
+            && builder_method == http::Method::GET
+            && resp.status().is_client_error()
         {
             // A refused read: an archived object's restore is requested, and the refusal
             // says so (seed 003).
@@ -246,8 +265,16 @@ impl HttpTransport for Transport {
                 .bytes()
                 .await
                 .map_err(|e| failed("read data from http response", &uri, e))?;
-            if crate::archive::is_archived(status, &body) {
-                body = crate::archive::request_restore(&self.client, resume.signer(), &uri, &body)
+            if let Some(resume) = &self.resume {
+                if crate::archive::is_archived(status, &body) {
+                    body =
+                        crate::archive::request_restore(&self.client, resume.signer(), &uri, &body)
+                            .await;
+                }
+            }
+            if let (Some(hook), Some(headers)) = (&self.hook, out.headers_ref()) {
+                body = hook
+                    .refused_read(&self.client, &uri, status, headers, body)
                     .await;
             }
             return out.body(crate::multipart::body_of(body)).map_err(|e| {

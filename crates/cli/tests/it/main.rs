@@ -8,6 +8,7 @@ mod browser;
 mod cloud;
 mod cloud_faults;
 mod cloud_options;
+mod cloud_resume;
 mod cloud_rules;
 mod cloud_servers;
 mod commit_stream;
