@@ -1,7 +1,9 @@
 //! Cloud connections and tasks of the server's users (see [`crate::cloud`]): kept in the
 //! metadata store so a data folder carries them, with the secrets in their own column that no
-//! listing reads.
+//! listing reads, and encrypted tasks' keys in their own table that only the runner and an
+//! export read.
 
+use cairn_cloud::crypt::{self, MasterKey};
 use cairn_cloud::{CloudConnection, Secrets};
 use rusqlite::{params, OptionalExtension};
 
@@ -17,6 +19,7 @@ CREATE TABLE IF NOT EXISTS cloud_tasks(
     id INTEGER PRIMARY KEY, owner INTEGER NOT NULL, name TEXT NOT NULL, folder TEXT NOT NULL,
     connection INTEGER NOT NULL, settings TEXT NOT NULL, status TEXT NOT NULL DEFAULT '{}',
     run_now INTEGER NOT NULL DEFAULT 0, UNIQUE(owner, name));
+CREATE TABLE IF NOT EXISTS cloud_task_keys(task INTEGER PRIMARY KEY, key TEXT NOT NULL);
 "#;
 
 /// A saved connection with its secrets: for the runner only, never for an answer.
@@ -214,14 +217,28 @@ impl SqliteMeta {
         Ok(())
     }
 
-    /// Adds a task for `owner` over their connection `req.connection`. Folder access is the
-    /// caller's to check; here only that the folder exists.
+    /// Adds a task for `owner` over their connection `req.connection`, with its encryption
+    /// key when it encrypts. Folder access is the caller's to check
+    /// ([`crate::cloud::check_task`]).
     ///
     /// # Errors
-    /// A name taken, no such connection or folder, too many tasks, or the store.
-    pub fn add_cloud_task(&self, owner: &User, req: &TaskRequest) -> Result<()> {
+    /// A name taken, no such connection, too many tasks, an encrypted task without its key
+    /// (or a plain one with one), or the store.
+    pub fn add_cloud_task(
+        &self,
+        owner: &User,
+        req: &TaskRequest,
+        key: Option<&MasterKey>,
+    ) -> Result<()> {
         let ctx = "adding a cloud task";
-        let conn = self.conn();
+        if req.settings.encrypt != key.is_some() {
+            return Err(Error::Invalid(format!(
+                "cloud task {}: an encrypted task is saved with its key, a plain one without",
+                req.name
+            )));
+        }
+        let mut guard = self.conn();
+        let conn = guard.transaction().map_err(db(ctx))?;
         let connection: i64 = conn
             .query_row(
                 "SELECT id FROM cloud_connections WHERE owner=?1 AND name=?2",
@@ -260,7 +277,60 @@ impl SqliteMeta {
             params![owner.id, req.name, req.folder, connection, to_json(&req.settings)?],
         )
         .map_err(db(ctx))?;
+        if let Some(key) = key {
+            conn.execute(
+                "INSERT OR REPLACE INTO cloud_task_keys(task, key) VALUES(?1, ?2)",
+                params![conn.last_insert_rowid(), crypt::key_text(key)],
+            )
+            .map_err(db(ctx))?;
+        }
+        conn.commit().map_err(db(ctx))?;
         Ok(())
+    }
+
+    /// The encryption key of task `id` (for the runner); `None` for a plain task.
+    ///
+    /// # Errors
+    /// The store, or a kept key that does not read (never quoted).
+    pub fn cloud_task_key(&self, id: i64) -> Result<Option<MasterKey>> {
+        let ctx = "reading a cloud task's key";
+        let text: Option<String> = self
+            .reader()?
+            .query_row("SELECT key FROM cloud_task_keys WHERE task=?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db(ctx))?;
+        text.map(|t| {
+            crypt::parse_key_text(t.as_bytes(), &format!("the key of cloud task #{id}"))
+                .map_err(|e| Error::Invalid(e.to_string()))
+        })
+        .transpose()
+    }
+
+    /// The encryption key of `owner`'s task `name`, to export it.
+    ///
+    /// # Errors
+    /// No such task, a task that does not encrypt, or the store.
+    pub fn cloud_task_key_named(&self, owner: &User, name: &str) -> Result<MasterKey> {
+        let id: i64 = self
+            .reader()?
+            .query_row(
+                "SELECT id FROM cloud_tasks WHERE owner=?1 AND name=?2",
+                params![owner.id, name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db("finding a cloud task"))?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no cloud task named {name} for user {}",
+                    owner.name
+                ))
+            })?;
+        self.cloud_task_key(id)?.ok_or_else(|| {
+            Error::Invalid(format!("cloud task {name} is not encrypted: it has no key"))
+        })
     }
 
     /// Tasks of `owner` (every user's with `None`).
@@ -303,13 +373,23 @@ impl SqliteMeta {
     /// # Errors
     /// No such task, or the store.
     pub fn remove_cloud_task(&self, owner: &User, name: &str) -> Result<()> {
-        let gone = self
-            .conn()
+        let ctx = "removing a cloud task";
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db(ctx))?;
+        // The key goes with its task: the password still opens the remote.
+        tx.execute(
+            "DELETE FROM cloud_task_keys WHERE task IN
+             (SELECT id FROM cloud_tasks WHERE owner=?1 AND name=?2)",
+            params![owner.id, name],
+        )
+        .map_err(db(ctx))?;
+        let gone = tx
             .execute(
                 "DELETE FROM cloud_tasks WHERE owner=?1 AND name=?2",
                 params![owner.id, name],
             )
-            .map_err(db("removing a cloud task"))?;
+            .map_err(db(ctx))?;
+        tx.commit().map_err(db(ctx))?;
         if gone == 0 {
             return Err(Error::NotFound(format!(
                 "no cloud task named {name} for user {}",
