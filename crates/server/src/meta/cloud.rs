@@ -47,6 +47,29 @@ pub struct CloudTaskRow {
     pub run_now: bool,
 }
 
+/// Recomputes each connection's `credential` from its saved config when it differs: what
+/// identifies a credential can change between versions, and a stale value would let a second
+/// connection with the same credential in. A config that no longer decodes keeps its value.
+pub(super) fn refresh_credentials(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let rows: Vec<(i64, String, String)> = conn
+        .prepare("SELECT id, config, credential FROM cloud_connections")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, config, stored) in rows {
+        let Ok(parsed) = serde_json::from_str::<CloudConnection>(&config) else {
+            continue;
+        };
+        let now = parsed.credential_id();
+        if now != stored {
+            conn.execute(
+                "UPDATE cloud_connections SET credential=?1 WHERE id=?2",
+                params![now, id],
+            )?;
+        }
+    }
+    Ok(())
+}
+
 fn json_col<T: serde::de::DeserializeOwned>(
     r: &rusqlite::Row<'_>,
     i: usize,
@@ -447,5 +470,61 @@ impl SqliteMeta {
             )
             .map_err(db("recording a cloud pass"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// Regression: a credential stored by a version that computed it differently let a second
+    /// connection with the same credential in.
+    #[test]
+    fn a_stale_credential_is_recomputed_when_the_store_opens() {
+        let dir = std::env::temp_dir().join(format!(
+            "cairn-meta-credential-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("meta.sqlite");
+        let conn = CloudConnection {
+            provider: "s3".into(),
+            options: BTreeMap::from([
+                ("access_key_id".to_string(), "AK".to_string()),
+                ("endpoint".to_string(), "http://h:9000".to_string()),
+                ("bucket".to_string(), "data".to_string()),
+            ]),
+            secrets: vec![],
+            prompt: vec![],
+            ca_file: None,
+            limit_upload: None,
+            limit_download: None,
+        };
+        {
+            let meta = SqliteMeta::open(&path).expect("open");
+            meta.add_user("alice", "hash", false).expect("user");
+            let (alice, _) = meta.user_by_name("alice").expect("read").expect("alice");
+            meta.save_cloud_connection(&alice, "one", &conn, &Secrets::default(), false)
+                .expect("first connection");
+            meta.conn()
+                .execute(
+                    "UPDATE cloud_connections SET credential='s3|http://h:9000|AK'",
+                    [],
+                )
+                .expect("an older version's value");
+        }
+        let meta = SqliteMeta::open(&path).expect("reopen");
+        let (alice, _) = meta.user_by_name("alice").expect("read").expect("alice");
+        let err = meta
+            .save_cloud_connection(&alice, "two", &conn, &Secrets::default(), false)
+            .expect_err("the same credential again");
+        assert!(
+            err.to_string().contains("already uses this credential"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
