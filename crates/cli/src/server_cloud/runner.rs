@@ -68,7 +68,9 @@ pub struct Runner {
 impl Runner {
     /// `url` reaches this server over loopback; `fingerprint` is its certificate's.
     pub fn new(state: Arc<AppState>, data: &Path, url: String, fingerprint: String) -> Self {
-        state.set_cloud_attach(Arc::new(Attach));
+        state.set_cloud_attach(Arc::new(Attach {
+            slots: tokio::sync::Semaphore::new(ATTACH_SLOTS),
+        }));
         Runner {
             meta: state.meta(),
             state,
@@ -338,12 +340,25 @@ pub async fn attach(task: &CheckedTask) -> Result<Option<MasterKey>> {
     Ok(Some(encrypted.key().clone()))
 }
 
+/// How many new tasks' paths the API looks at at once: each with a password runs Argon2id
+/// (64 MiB by default), which a user could otherwise ask for without bound.
+const ATTACH_SLOTS: usize = 2;
+
 /// [`attach`] for the API.
-struct Attach;
+struct Attach {
+    slots: tokio::sync::Semaphore,
+}
 
 impl CloudAttach for Attach {
     fn attach<'a>(&'a self, task: &'a CheckedTask) -> AttachFuture<'a> {
-        Box::pin(async move { attach(task).await.map_err(|e| format!("{e:#}")) })
+        Box::pin(async move {
+            let _slot = self
+                .slots
+                .acquire()
+                .await
+                .map_err(|_| "the server is stopping".to_string())?;
+            attach(task).await.map_err(|e| format!("{e:#}"))
+        })
     }
 }
 
