@@ -622,7 +622,34 @@ fn only_the_owner_or_an_administrator_exports_a_server_tasks_key() {
         None,
     );
     let text_of = |p: &std::path::Path| std::fs::read_to_string(p).expect("key file");
-    assert_eq!(text_of(&out_file(&alice)), text_of(&admin_key));
+    let key_text = text_of(&out_file(&alice));
+    assert_eq!(key_text, text_of(&admin_key));
+    let secret = key_text
+        .split('"')
+        .find(|p| p.len() == 44)
+        .expect("the base64 key");
+    let (ok, listed) = via(&alice, &["list", "--json"], "");
+    assert!(ok && listed.contains("\"encrypt\": true"), "{listed}");
+    assert!(
+        !listed.contains(PASSWORD) && !listed.contains(secret),
+        "{listed}"
+    );
+
+    // Removing the task forgets the server's copy of the key; the password opens the path
+    // again, with the same key.
+    let (ok, text) = via(&alice, &["remove", "vault"], "");
+    assert!(ok, "{text}");
+    let again = alice.tmp().join("again.key");
+    let again_path = again.to_str().expect("utf-8").to_string();
+    let (ok, text) = via(&alice, &["export-key", "vault", "--out", &again_path], "");
+    assert!(!ok && text.contains("no cloud task named vault"), "{text}");
+    let (ok, text) = via(&alice, &add, "the wrong password\n");
+    assert!(!ok, "a wrong password is refused: {text}");
+    let (ok, text) = via(&alice, &add, &format!("{PASSWORD}\n"));
+    assert!(ok, "{text}");
+    let (ok, text) = via(&alice, &["export-key", "vault", "--out", &again_path], "");
+    assert!(ok, "{text}");
+    assert_eq!(text_of(&again), key_text);
     // What the key opens: the marker the server wrote for that path.
     let copy = dump(&moto, "api-vault");
     let restored = alice.tmp().join("restored");
