@@ -2,15 +2,19 @@
 //! folders (seed 002). On the server itself with `--data DIR` (as an administrator), or from
 //! anywhere with `--connection NAME`, a saved connection to the server (as its user; an
 //! administrator may name any `--owner`). The server's runner does the passes
-//! ([`runner`]); these commands only change what it is told.
+//! ([`runner`]); these commands only change what it is told. An encrypted task's password is
+//! read here from stdin and goes to the server once, over its API or straight into its
+//! data folder; the key it makes is kept there and comes back only through `export-key`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use cairn_client::Connection;
+use cairn_cloud::crypt;
 use cairn_server::cloud::{
-    self, ConnectionInfo, ConnectionRequest, TaskInfo, TaskRequest, TaskSettings, DEFAULT_POLL_SECS,
+    self, ConnectionInfo, ConnectionRequest, Password, TaskInfo, TaskRequest, TaskSettings,
+    DEFAULT_POLL_SECS, MIN_PASSWORD_CHARS,
 };
 use cairn_server::meta::User;
 use cairn_server::DataDir;
@@ -81,6 +85,16 @@ pub enum ServerCloudCmd {
         #[command(flatten)]
         target: Target,
     },
+    /// Write an encrypted task's key to a new file, for `cairn cloud decrypt --key` (the
+    /// task's owner or an administrator; keep the file safe: it opens the data).
+    ExportKey {
+        name: String,
+        #[command(flatten)]
+        target: Target,
+        /// The key file to create (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Which server, and whose tasks.
@@ -140,6 +154,10 @@ pub struct AddArgs {
     /// Server-side encryption (AES-256) where the provider offers it.
     #[arg(long)]
     sse: bool,
+    /// Encrypt names and contents before they leave the server (docs/encryption.md); the
+    /// password is read from stdin (one line, at least 8 characters). Cannot be turned off.
+    #[arg(long)]
+    encrypt: bool,
 }
 
 /// Where the commands go: the data folder itself, or the server's API.
@@ -212,7 +230,13 @@ impl Server {
 
     async fn add_task(&self, mut req: TaskRequest) -> Result<()> {
         match self {
-            Server::Local { dir, owner } => Ok(cloud::add_task(&dir.meta, owner, &req)?),
+            Server::Local { dir, owner } => {
+                let task = cloud::check_task(&dir.meta, owner, req)?;
+                let key = runner::attach(&task).await?;
+                Ok(dir
+                    .meta
+                    .add_cloud_task(owner, &task.request, key.as_ref())?)
+            }
             Server::Remote { conn, owner } => {
                 req.owner = owner.clone();
                 let _: serde_json::Value = conn.admin_post("/api/v1/cloud/tasks", &req).await?;
@@ -241,6 +265,29 @@ impl Server {
             Server::Remote { conn, owner } => Ok(conn
                 .admin_get("/api/v1/cloud/tasks", &Self::whose(owner, all))
                 .await?),
+        }
+    }
+
+    /// The key of encrypted task `name`.
+    async fn task_key(&self, name: &str) -> Result<crypt::MasterKey> {
+        match self {
+            Server::Local { dir, owner } => Ok(dir.meta.cloud_task_key_named(owner, name)?),
+            Server::Remote { conn, owner } => {
+                let query: String = Self::whose(owner, false)
+                    .iter()
+                    .map(|(k, v)| format!("?{k}={v}"))
+                    .collect();
+                let answer: KeyAnswer = conn
+                    .admin_post(
+                        &format!("/api/v1/cloud/tasks/{name}/key{query}"),
+                        &serde_json::json!({}),
+                    )
+                    .await?;
+                Ok(crypt::parse_key_text(
+                    answer.key.as_bytes(),
+                    &format!("the key of cloud task {name} sent by the server"),
+                )?)
+            }
         }
     }
 
@@ -312,7 +359,27 @@ pub async fn run(cmd: ServerCloudCmd) -> Result<()> {
             println!("asked the server for a pass of cloud task {name}");
             Ok(())
         }
+        ServerCloudCmd::ExportKey { name, target, out } => export_key(&name, &target, &out).await,
     }
+}
+
+/// What the server answers to a key export.
+#[derive(serde::Deserialize)]
+struct KeyAnswer {
+    key: String,
+}
+
+async fn export_key(name: &str, target: &Target, out: &std::path::Path) -> Result<()> {
+    if !cairn_protocol::is_valid_name(name) {
+        bail!("invalid task name {name:?}");
+    }
+    let key = Server::open(target)?.task_key(name).await?;
+    crypt::export_key(&key, out)?;
+    println!(
+        "wrote the key of server cloud task {name} to {} (anyone with it can read the task's data; `cairn cloud decrypt --key` opens a copy of it)",
+        out.display()
+    );
+    Ok(())
 }
 
 async fn connect(args: ConnectArgs, target: &Target, edit: bool) -> Result<()> {
@@ -356,8 +423,19 @@ async fn add(a: AddArgs, target: &Target) -> Result<()> {
         exclude_exts: a.exclude_ext,
         storage_class: a.storage_class,
         sse: a.sse.then(|| "AES256".to_string()),
+        encrypt: a.encrypt,
     };
     settings.check().map_err(anyhow::Error::msg)?;
+    let password = if a.encrypt {
+        let pw = crate::config::read_stdin_line()
+            .context("reading the encryption password from stdin")?;
+        if pw.chars().count() < MIN_PASSWORD_CHARS {
+            bail!("the encryption password must have at least {MIN_PASSWORD_CHARS} characters");
+        }
+        Some(Password(pw))
+    } else {
+        None
+    };
     server
         .add_task(TaskRequest {
             name: a.name.clone(),
@@ -365,11 +443,16 @@ async fn add(a: AddArgs, target: &Target) -> Result<()> {
             folder: a.folder.clone(),
             connection: a.cloud.clone(),
             settings,
+            password,
         })
         .await?;
     println!(
-        "added server cloud task {}: folder {} <-> {}:{} (the running server starts it now)",
-        a.name, a.folder, a.cloud, a.remote
+        "added server cloud task {}{}: folder {} <-> {}:{} (the running server starts it now)",
+        a.name,
+        if a.encrypt { " (encrypted)" } else { "" },
+        a.folder,
+        a.cloud,
+        a.remote
     );
     Ok(())
 }

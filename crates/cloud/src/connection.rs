@@ -14,6 +14,7 @@ use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::{HttpTransporter, OperationContext, Operator};
 use serde::{Deserialize, Serialize};
 
+use crate::provider::{OptionKey, Provider};
 use crate::transport::{Counters, Limits, Transport};
 
 /// Option names whose values are secrets, whatever the service.
@@ -79,24 +80,22 @@ impl CloudConnection {
     }
 
     /// What identifies the account a connection reaches: one connection per credential
-    /// (seed 002).
+    /// (seed 002). The provider's [`Provider::credential_fingerprint`] over the saved options
+    /// (OpenDAL's names, or cairn's for the options cairn uses itself).
     pub fn credential_id(&self) -> String {
-        let pick = |k: &str| self.options.get(k).map(String::as_str).unwrap_or("");
-        let who = [
-            "access_key_id",
-            "account_name",
-            "client_email",
-            "application_key_id",
-            "user",
-            "username",
-            "client_id",
-        ]
-        .iter()
-        .map(|k| pick(k))
-        .find(|v| !v.is_empty())
-        .unwrap_or("");
-        let endpoint = pick("endpoint").trim_end_matches('/').to_lowercase();
-        format!("{}|{endpoint}|{who}", self.scheme())
+        let Ok(provider) = Provider::from_id(&self.provider) else {
+            // Not a provider this version knows: it can only clash with itself.
+            return format!("unknown provider {}", self.provider);
+        };
+        let given = |key: OptionKey| {
+            self.options.iter().find_map(|(name, value)| {
+                let named = provider
+                    .option_for_opendal_key(name)
+                    .or_else(|| OptionKey::from_name(name));
+                (named == Some(key)).then(|| value.clone())
+            })
+        };
+        provider.credential_fingerprint(given)
     }
 
     /// For messages: `s3 http://127.0.0.1:9000 bucket`.
@@ -397,7 +396,14 @@ mod tests {
         let first = a.credential_id();
         a.options.insert("bucket".into(), "two".into());
         assert_eq!(a.credential_id(), first, "another bucket, same credential");
+        a.options.insert("endpoint".into(), "http://H".into());
+        assert_eq!(a.credential_id(), first, "the same address");
+        a.options
+            .insert("endpoint".into(), "http://other:9000".into());
+        assert_ne!(a.credential_id(), first, "another server");
+        a.options.insert("endpoint".into(), "http://H/".into());
         a.options.insert("access_key_id".into(), "AK2".into());
         assert_ne!(a.credential_id(), first);
+        assert!(!a.credential_id().contains("AK2"), "the key id is hashed");
     }
 }

@@ -40,7 +40,9 @@ use cairn_model::path::{MAX_NAME_BYTES, MAX_PATH_BYTES};
 use cairn_model::{ContentHash, EntryKind, RelPath};
 use futures_util::StreamExt;
 
-pub use key::{export_key, read_key_file, KdfParams, Marker, MasterKey, MARKER_NAME};
+pub use key::{
+    export_key, key_text, parse_key_text, read_key_file, KdfParams, Marker, MasterKey, MARKER_NAME,
+};
 pub use name::{encrypted_name_len, max_plain_name_len};
 pub use offline::{decrypt_tree, DecryptReport};
 pub use segment::{cipher_size, plain_size, SEGMENT};
@@ -220,6 +222,12 @@ impl<R: Replica> EncryptedReplica<R> {
 
     pub fn inner(&self) -> &R {
         &self.inner
+    }
+
+    /// The master key, for a caller that keeps it elsewhere than in a key file (a server's
+    /// database, [`key_text`]).
+    pub fn key(&self) -> &MasterKey {
+        &self.key
     }
 
     /// A plain path for messages.

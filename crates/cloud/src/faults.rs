@@ -8,7 +8,9 @@
 //! - `busy`: a 503 answer without the server seeing the request;
 //! - `slow`: a wait, then a timeout;
 //! - `corrupt`: one byte of a downloaded body flipped;
-//! - `empty`: an S3 listing answered as empty (a lying or broken server).
+//! - `empty`: an S3 listing answered as empty (a lying or broken server);
+//! - `refuse`: a rename (WebDAV `MOVE`) answered 412, as a server that will not rename over a
+//!   file does; other requests pass.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -26,6 +28,7 @@ enum Kind {
     Slow,
     Corrupt,
     Empty,
+    Refuse,
 }
 
 /// What faults to inject, parsed from the environment variable's text.
@@ -62,6 +65,7 @@ impl FaultPlan {
                             "slow" => Ok(Kind::Slow),
                             "corrupt" => Ok(Kind::Corrupt),
                             "empty" => Ok(Kind::Empty),
+                            "refuse" => Ok(Kind::Refuse),
                             other => Err(format!("unknown fault {other:?}")),
                         })
                         .collect::<std::result::Result<_, _>>()?
@@ -111,6 +115,7 @@ impl<T> FaultTransport<T> {
         let fits = match kind {
             Kind::Corrupt => get && !listing,
             Kind::Empty => listing,
+            Kind::Refuse => req.method().as_str() == "MOVE",
             _ => true,
         };
         fits.then_some(kind)
@@ -161,6 +166,7 @@ impl<T: HttpTransport> HttpTransport for FaultTransport<T> {
                 Err(injected("injected fault: the answer was lost"))
             }
             Kind::Empty => answer(200, EMPTY_LISTING),
+            Kind::Refuse => answer(412, b"<error>will not move over a file</error>"),
             Kind::Corrupt => {
                 let resp = self.inner.fetch(req).await?;
                 let (parts, body) = resp.into_parts();

@@ -653,10 +653,12 @@ impl Provider {
         let spec = self.spec();
         let mut hasher = blake3::Hasher::new();
         hasher.update(spec.id.as_bytes());
-        // A user-supplied address tells servers apart; a preset's template only tells regions
-        // of one service apart, and a credential is the same in every region.
-        if let Some(rule) = spec.endpoint.filter(|r| r.template.is_none()) {
-            if let Some(address) = value(rule.option) {
+        // An address given by hand tells servers apart (a self-hosted server, or an
+        // S3-compatible service reached through the AWS preset); a preset's template, never
+        // hashed, only tells regions of one service apart, and a credential is the same in
+        // every region.
+        if let Some(rule) = spec.endpoint {
+            if let Some(address) = value(rule.option).filter(|a| !a.trim().is_empty()) {
                 hasher.update(b"\0address=");
                 hasher.update(address.trim().trim_end_matches('/').as_bytes());
             }

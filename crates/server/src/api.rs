@@ -98,6 +98,9 @@ pub struct AppState {
     access_log: bool,
     /// Wakes the cloud task runner: a task was added or asked to run.
     cloud_wake: Arc<tokio::sync::Notify>,
+    /// Looks at a new cloud task's path (set by the binary that runs the tasks); without it,
+    /// no encrypted task can be added through the API.
+    cloud_attach: std::sync::OnceLock<Arc<dyn crate::cloud::CloudAttach>>,
     /// Test hook (`CAIRN_TEST_NO_COMMIT_STREAM`): neither offer nor serve commit streams.
     no_commit_stream: bool,
     /// Files the browser is uploading, in parts.
@@ -143,6 +146,7 @@ impl AppState {
             stopping: watch::channel(false).0,
             access_log: test_hook::<u8>("CAIRN_TEST_ACCESS_LOG").is_some(),
             cloud_wake: Arc::default(),
+            cloud_attach: std::sync::OnceLock::new(),
             no_commit_stream: test_hook::<u8>("CAIRN_TEST_NO_COMMIT_STREAM").is_some(),
             web_uploads: web::upload::Staging::new(data.root.join("web-uploads")),
         }))
@@ -181,6 +185,11 @@ impl AppState {
     /// Notified when a cloud task is added or asked to run.
     pub fn cloud_wake(&self) -> Arc<tokio::sync::Notify> {
         self.cloud_wake.clone()
+    }
+
+    /// Gives the API its look at new cloud tasks' paths (once; a second call changes nothing).
+    pub fn set_cloud_attach(&self, attach: Arc<dyn crate::cloud::CloudAttach>) {
+        let _ = self.cloud_attach.set(attach);
     }
 
     /// The folder's head, as commits move it: a cloud task follows its folder with this.
@@ -298,6 +307,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/cloud/tasks/{name}", delete(cloud::remove_task))
         .route("/cloud/tasks/{name}/run", post(cloud::run_task))
+        .route("/cloud/tasks/{name}/key", post(cloud::task_key))
         .route("/shares", get(shares::list).post(shares::create))
         .route("/shares/{id}", delete(shares::revoke))
         .route("/admin/users", get(admin::users).post(admin::add_user))

@@ -7,7 +7,13 @@
 //! task can never touch a folder its owner may not, and loses access the moment its owner does.
 //!
 //! This module holds the wire types, the checks every request passes, and nothing that talks
-//! to a cloud; [`crate::meta`] stores them.
+//! to a cloud; [`crate::meta`] stores them. The one look at a cloud a request needs (a new
+//! task's path: encrypted or not, the password right) is [`CloudAttach`]'s, which the binary
+//! that runs the tasks supplies.
+//!
+//! An encrypted task's key (docs/encryption.md) is kept in the metadata store beside the
+//! connection secrets, so the runner works unattended after a restart; the password that made
+//! or opened it is used once and never stored.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, ToSocketAddrs};
@@ -15,13 +21,14 @@ use std::net::{IpAddr, ToSocketAddrs};
 use std::sync::Arc;
 
 use cairn_cloud::connection::is_secret;
+use cairn_cloud::crypt::MasterKey;
 use cairn_cloud::provider::Provider;
 use cairn_cloud::transport::Counters;
 use cairn_cloud::{CloudConnection, Secrets};
 use cairn_protocol::Access;
 use serde::{Deserialize, Serialize};
 
-use crate::meta::{SqliteMeta, User};
+use crate::meta::{CloudConnectionRow, SqliteMeta, User};
 use crate::{Error, Result};
 
 /// Connections and tasks one user may keep: each costs the server a pass now and then.
@@ -31,6 +38,8 @@ pub const DEFAULT_POLL_SECS: u64 = 600;
 pub const MAX_POLL_SECS: u64 = 86_400;
 /// Largest file a task may be told to sync, in MB (seed 002: 0..10240).
 pub const MAX_SIZE_MB: u64 = 10_240;
+/// Shortest encryption password, as for a computer's cloud task.
+pub const MIN_PASSWORD_CHARS: usize = 8;
 
 /// Saving (or, with `edit`, changing) a connection.
 #[derive(Clone, Serialize, Deserialize)]
@@ -96,6 +105,9 @@ pub struct TaskSettings {
     pub storage_class: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sse: Option<String>,
+    /// Names and contents encrypted before they leave the server (docs/encryption.md).
+    #[serde(default)]
+    pub encrypt: bool,
 }
 
 impl TaskSettings {
@@ -162,7 +174,48 @@ pub struct TaskRequest {
     pub folder: String,
     pub connection: String,
     pub settings: TaskSettings,
+    /// The encryption password of a task with `settings.encrypt`: used once to turn
+    /// encryption on (or to open a path encrypted already), then forgotten.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Password>,
 }
+
+/// An encryption password on its way in: never stored, never shown.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
+
+/// A task request that passed every rule, with the connection it names; the password is
+/// taken out of the request so that only [`CloudAttach`] sees it.
+pub struct CheckedTask {
+    pub request: TaskRequest,
+    pub connection: CloudConnectionRow,
+    pub password: Option<Password>,
+}
+
+/// The look at a new task's cloud path that adding it needs; implemented by the binary that
+/// runs the tasks (this crate talks to no cloud) and given to [`crate::api::AppState`].
+pub trait CloudAttach: Send + Sync {
+    /// With a password: turns encryption on for the task's path, or opens it when it is on
+    /// already, and gives the key. Without: refuses a path that is encrypted (it must never
+    /// be written in the clear); a path that cannot be read now is the first pass's to report.
+    ///
+    /// # Errors
+    /// A wrong password, a path that holds files in the clear, an encrypted path for a plain
+    /// task, or the cloud failing, in words for the user and never with a secret.
+    fn attach<'a>(&'a self, task: &'a CheckedTask) -> AttachFuture<'a>;
+}
+
+/// What [`CloudAttach::attach`] gives: the key of an encrypted task, or the reason it may not
+/// be added.
+pub type AttachFuture<'a> =
+    futures_util::future::BoxFuture<'a, std::result::Result<Option<MasterKey>, String>>;
 
 /// How a task's last pass went.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -243,12 +296,13 @@ pub fn save_connection(
     meta.save_cloud_connection(owner, &req.name, &conn, &given, req.edit)
 }
 
-/// Adds a task for `owner`, who needs write access to the folder unless the task only copies
-/// it to the cloud.
+/// Checks a task `owner` asks for, who needs write access to the folder unless the task only
+/// copies it to the cloud; the task is then [`CloudAttach::attach`]ed and saved with
+/// [`SqliteMeta::add_cloud_task`].
 ///
 /// # Errors
-/// A rule broken, no such folder for the owner, read-only access, a name taken, or the store.
-pub fn add_task(meta: &SqliteMeta, owner: &User, req: &TaskRequest) -> Result<()> {
+/// A rule broken, no such connection or folder for the owner, read-only access, or the store.
+pub fn check_task(meta: &SqliteMeta, owner: &User, mut req: TaskRequest) -> Result<CheckedTask> {
     for (what, name) in [("task", &req.name), ("folder", &req.folder)] {
         if !cairn_protocol::is_valid_name(name) {
             return Err(Error::Invalid(format!(
@@ -257,7 +311,8 @@ pub fn add_task(meta: &SqliteMeta, owner: &User, req: &TaskRequest) -> Result<()
         }
     }
     req.settings.check().map_err(Error::Invalid)?;
-    let mut req = req.clone();
+    let password = req.password.take();
+    check_password(req.settings.encrypt, password.as_ref()).map_err(Error::Invalid)?;
     let conn = meta
         .cloud_connections(Some(owner.id))?
         .into_iter()
@@ -284,7 +339,6 @@ pub fn add_task(meta: &SqliteMeta, owner: &User, req: &TaskRequest) -> Result<()
         .sse(req.settings.sse.is_some())
         .map_err(rule)?
         .map(|s| s.api_value().into());
-    let req = &req;
     match meta.access(owner, &req.folder)? {
         None => Err(Error::NotFound(format!(
             "no folder {} for user {}",
@@ -294,7 +348,23 @@ pub fn add_task(meta: &SqliteMeta, owner: &User, req: &TaskRequest) -> Result<()
             "user {} may only read folder {}: only an upload-only task (folder to cloud) may use it",
             owner.name, req.folder
         ))),
-        Some(_) => meta.add_cloud_task(owner, req),
+        Some(_) => Ok(CheckedTask {
+            request: req,
+            connection: conn,
+            password,
+        }),
+    }
+}
+
+/// An encrypted task comes with a password long enough; a plain one with none.
+fn check_password(encrypt: bool, password: Option<&Password>) -> std::result::Result<(), String> {
+    match (encrypt, password) {
+        (true, None) => Err("an encrypted task needs its password".into()),
+        (true, Some(p)) if p.0.chars().count() < MIN_PASSWORD_CHARS => Err(format!(
+            "the encryption password must have at least {MIN_PASSWORD_CHARS} characters"
+        )),
+        (false, Some(_)) => Err("a password is given only with encryption on".into()),
+        _ => Ok(()),
     }
 }
 
@@ -546,6 +616,7 @@ mod tests {
             exclude_exts: vec![],
             storage_class: None,
             sse: None,
+            encrypt: false,
         };
         ok.check().expect("defaults are fine");
         let cases: [(&str, TaskSettings); 5] = [
@@ -588,5 +659,43 @@ mod tests {
         for (word, s) in cases {
             assert!(s.check().expect_err("refused").contains(word), "{word}");
         }
+    }
+
+    #[test]
+    fn encryption_passwords_are_checked_and_never_shown() {
+        let short = Password("seven77".into());
+        let long = Password("eight888".into());
+        assert!(check_password(true, None)
+            .expect_err("refused")
+            .contains("needs its password"));
+        assert!(check_password(true, Some(&short))
+            .expect_err("refused")
+            .contains("at least 8"));
+        check_password(true, Some(&long)).expect("long enough");
+        assert!(check_password(false, Some(&long)).is_err());
+        check_password(false, None).expect("a plain task");
+        let req = TaskRequest {
+            name: "t".into(),
+            owner: None,
+            folder: "f".into(),
+            connection: "c".into(),
+            settings: TaskSettings {
+                remote: String::new(),
+                direction: "bidirectional".into(),
+                keep_deleted: false,
+                poll_secs: 600,
+                keep_versions: 0,
+                transfers: 3,
+                part_size_mb: 8,
+                max_size_mb: 0,
+                exclude_names: vec![],
+                exclude_exts: vec![],
+                storage_class: None,
+                sse: None,
+                encrypt: true,
+            },
+            password: Some(long),
+        };
+        assert!(!format!("{req:?}").contains("eight888"));
     }
 }

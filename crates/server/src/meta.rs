@@ -256,6 +256,7 @@ impl SqliteMeta {
         conn.execute_batch(cloud::SCHEMA).map_err(db(&ctx))?;
         conn.execute_batch(shares::SCHEMA).map_err(db(&ctx))?;
         add_missing_columns(&conn).map_err(db(&ctx))?;
+        cloud::refresh_credentials(&conn).map_err(db(&ctx))?;
         Ok(SqliteMeta {
             conn: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),

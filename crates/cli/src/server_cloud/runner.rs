@@ -8,6 +8,11 @@
 //! at a time (a cloud task must not starve the clients), when a task is added or asked to run,
 //! when its folder's head moved (a client changed something), and every `poll_secs` for
 //! changes made in the cloud.
+//!
+//! An encrypted task's cloud side is the cloud path behind the decryption layer, opened with
+//! the key kept in the server's database (no password at run time); a plain task's path is
+//! refused at every pass if it turns out encrypted, as a computer's task is. [`attach`] is
+//! the look at a new task's path before it is saved (the API's [`CloudAttach`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,15 +22,18 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use cairn_client::replica::ServerReplica;
 use cairn_client::{ConnectOptions, Connection, Trust};
+use cairn_cloud::crypt::{self, EncryptedReplica, KdfParams, MasterKey};
+use cairn_cloud::CloudReplica;
 use cairn_engine::drive::RemoteCache;
 use cairn_engine::executor::PassStats;
 use cairn_engine::index::LocalIndex;
 use cairn_engine::pass::{self, PassSpec};
 use cairn_engine::reconcile::{ConflictPolicy, Direction, Guards};
+use cairn_engine::replica::Replica;
 use cairn_engine::{Progress, ProgressEvent};
 use cairn_model::{DeviceId, RelPath};
 use cairn_server::api::AppState;
-use cairn_server::cloud::TaskStatus;
+use cairn_server::cloud::{AttachFuture, CheckedTask, CloudAttach, TaskSettings, TaskStatus};
 use cairn_server::meta::{CloudConnectionRow, CloudTaskRow, SqliteMeta};
 
 use crate::cloud_cmd::{open_replica, CloudTaskConfig};
@@ -60,6 +68,9 @@ pub struct Runner {
 impl Runner {
     /// `url` reaches this server over loopback; `fingerprint` is its certificate's.
     pub fn new(state: Arc<AppState>, data: &Path, url: String, fingerprint: String) -> Self {
+        state.set_cloud_attach(Arc::new(Attach {
+            slots: tokio::sync::Semaphore::new(ATTACH_SLOTS),
+        }));
         Runner {
             meta: state.meta(),
             state,
@@ -185,28 +196,21 @@ impl Runner {
         let folder_side =
             ServerReplica::new(Arc::new(server.remote(&task.folder)), RelPath::root());
         let s = &task.settings;
-        let cloud = CloudTaskConfig {
-            poll_secs: s.poll_secs,
-            part_size_mb: s.part_size_mb,
-            keep_versions: s.keep_versions,
-            encrypt: false,
-            storage_class: s.storage_class.clone(),
-            sse: s.sse.clone(),
-            ..CloudTaskConfig::default()
+        let uploads = self
+            .uploads_dir
+            .join(format!("{}.json", index_key(task.id)));
+        let plain = cloud_replica(conn, s, Some(&uploads))?;
+        let cloud_side: Box<dyn Replica> = if s.encrypt {
+            let meta = self.meta.clone();
+            let id = task.id;
+            let key = tokio::task::spawn_blocking(move || meta.cloud_task_key(id))
+                .await??
+                .context("the task encrypts, but its key is missing from the server's database")?;
+            Box::new(EncryptedReplica::open_with_key(plain, key).await?)
+        } else {
+            crypt::refuse_if_encrypted(&plain).await?;
+            Box::new(plain)
         };
-        let cloud_side = open_replica(
-            &conn.name,
-            &conn.connection,
-            &conn.secrets,
-            &cloud,
-            &s.remote,
-            s.transfers,
-            Some(
-                &self
-                    .uploads_dir
-                    .join(format!("{}.json", index_key(task.id))),
-            ),
-        )?;
         let filter = crate::config::new_filter(s.max_size_mb, &s.exclude_names, &s.exclude_exts)?;
         let direction = match s.direction.as_str() {
             "upload-only" => Direction::UploadOnly,
@@ -237,7 +241,7 @@ impl Runner {
         let stats = pass::run(
             &spec,
             &folder_side,
-            &cloud_side,
+            cloud_side.as_ref(),
             &mut index,
             cache,
             progress,
@@ -283,6 +287,78 @@ impl Runner {
             self.state.server_id().to_string(),
             &features,
         ))
+    }
+}
+
+/// The cloud path of a server task, in the clear (the decryption layer goes on top).
+fn cloud_replica(
+    conn: &CloudConnectionRow,
+    s: &TaskSettings,
+    uploads: Option<&Path>,
+) -> Result<CloudReplica> {
+    let cloud = CloudTaskConfig {
+        poll_secs: s.poll_secs,
+        part_size_mb: s.part_size_mb,
+        keep_versions: s.keep_versions,
+        encrypt: s.encrypt,
+        storage_class: s.storage_class.clone(),
+        sse: s.sse.clone(),
+        ..CloudTaskConfig::default()
+    };
+    open_replica(
+        &conn.name,
+        &conn.connection,
+        &conn.secrets,
+        &cloud,
+        &s.remote,
+        s.transfers,
+        uploads,
+    )
+}
+
+/// Looks at a new task's cloud path before it is saved. With a password: turns encryption on
+/// for it (an empty path), or opens it when it is on already (the same password), and gives
+/// the key to keep. Without: refuses a path that is encrypted; one that cannot be read now
+/// is left for the first pass to report, so a connection can be re-authorised later.
+///
+/// # Errors
+/// A wrong password, a path holding files in the clear, an encrypted path for a plain task,
+/// or (with a password) the cloud failing.
+pub async fn attach(task: &CheckedTask) -> Result<Option<MasterKey>> {
+    let s = &task.request.settings;
+    let replica = cloud_replica(&task.connection, s, None)?;
+    let described = replica.describe();
+    let Some(password) = &task.password else {
+        if let Ok(Some(_)) = crypt::read_marker(&replica).await {
+            crypt::refuse_if_encrypted(&replica).await?;
+        }
+        return Ok(None);
+    };
+    let encrypted = EncryptedReplica::enable(replica, &password.0, KdfParams::default())
+        .await
+        .with_context(|| format!("turning encryption on for {described}"))?;
+    Ok(Some(encrypted.key().clone()))
+}
+
+/// How many new tasks' paths the API looks at at once: each with a password runs Argon2id
+/// (64 MiB by default), which a user could otherwise ask for without bound.
+const ATTACH_SLOTS: usize = 2;
+
+/// [`attach`] for the API.
+struct Attach {
+    slots: tokio::sync::Semaphore,
+}
+
+impl CloudAttach for Attach {
+    fn attach<'a>(&'a self, task: &'a CheckedTask) -> AttachFuture<'a> {
+        Box::pin(async move {
+            let _slot = self
+                .slots
+                .acquire()
+                .await
+                .map_err(|_| "the server is stopping".to_string())?;
+            attach(task).await.map_err(|e| format!("{e:#}"))
+        })
     }
 }
 

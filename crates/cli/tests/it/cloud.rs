@@ -318,7 +318,7 @@ fn run_with_faults(c: &Client, faults: &str) -> bool {
 }
 
 /// The files under `root` with their contents.
-fn tree(root: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+pub(crate) fn tree(root: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     let mut out = std::collections::BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -584,7 +584,7 @@ fn an_encrypted_cloud_task_hides_names_and_contents_and_decrypts_offline() {
 }
 
 /// Copies every object under `prefix` of `moto`'s bucket into `dest`, as a plain download would.
-async fn copy_objects(moto: &Moto, prefix: &str, dest: &std::path::Path) {
+pub(crate) async fn copy_objects(moto: &Moto, prefix: &str, dest: &std::path::Path) {
     let (conn, secrets) = s3_connection(moto);
     let counters = std::sync::Arc::new(cairn_cloud::transport::Counters::default());
     let op = cairn_cloud::connection::operator(&conn, &secrets, prefix, counters).expect("op");

@@ -278,3 +278,87 @@ fn faults_never_lose_a_file_on_swift() {
     };
     faults_keep_every_file("swift", &remote);
 }
+
+/// A WebDAV server that will not rename over a file (`refuse`: every or every other MOVE
+/// answered 412): an edit never leaves the cloud without the file. Regression: placing a
+/// written file deleted the old one first, and lost it when the rename then failed too.
+#[test]
+fn a_refused_rename_never_loses_the_file_on_webdav() {
+    let dav = started(cloud::start_wsgidav());
+    let remote = Remote {
+        args: args(&[
+            "--provider",
+            "webdav",
+            "--endpoint",
+            &dav.endpoint,
+            "--option",
+            &format!("username={}", dav.user),
+            "--secret",
+            "password",
+        ]),
+        stdin: format!("{}\n", dav.password),
+        share: Some(dav.root.clone()),
+        kinds: "refuse",
+    };
+    let c = Client::new();
+    connect(&c, &remote);
+    c.write("doc.txt", b"version 0");
+    c.ok(&["run", "t"]);
+    let stored = dav.root.join("faults/doc.txt");
+    let in_cloud = |said: &str| {
+        std::fs::read(&stored).unwrap_or_else(|e| {
+            panic!(
+                "doc.txt is gone from the cloud ({e}); it holds {}; the pass said: {said}",
+                share_of(&remote)
+            )
+        })
+    };
+    assert_eq!(in_cloud(""), b"version 0");
+
+    // Every rename refused: the edit cannot be placed, and the old file stays.
+    c.write("doc.txt", b"version 1, which cannot be placed");
+    let said = run_with_faults(&c, &format!("seed=1,rate=100,kinds={}", remote.kinds));
+    assert_eq!(in_cloud(&said), b"version 0", "{said}");
+
+    // Some renames refused: whatever a pass does, the file is the old or the new version, or,
+    // when the server also refused to put the old one back, the old one waits under the name
+    // the error gives (and the next pass uploads the edit, which is still here).
+    let seed = seed();
+    let mut before = Some(in_cloud(""));
+    for round in 0..8u64 {
+        let body = format!("version {} of the file", round + 2).into_bytes();
+        c.write("doc.txt", &body);
+        let faults = format!("seed={},rate=50,kinds={}", seed + round, remote.kinds);
+        let said = run_with_faults(&c, &faults);
+        let context = format!("seed {seed} round {round}; the pass said: {said}");
+        match std::fs::read(&stored) {
+            Ok(now) => {
+                assert!(
+                    before.as_ref() == Some(&now) || now == body,
+                    "the cloud holds {:?}; {context}",
+                    String::from_utf8_lossy(&now)
+                );
+                before = Some(now);
+            }
+            Err(_) => {
+                if let Some(old) = before.take() {
+                    let kept = said
+                        .split("it is kept as ")
+                        .nth(1)
+                        .and_then(|t| t.split(')').next())
+                        .unwrap_or_else(|| panic!("doc.txt is gone without a word; {context}"));
+                    let aside = dav.root.join("faults").join(kept);
+                    assert_eq!(
+                        std::fs::read(&aside).ok(),
+                        Some(old),
+                        "{}; {context}",
+                        aside.display()
+                    );
+                }
+            }
+        }
+    }
+    // Without faults, the last edit lands.
+    c.ok(&["run", "t"]);
+    assert_eq!(in_cloud(""), b"version 9 of the file");
+}

@@ -349,3 +349,316 @@ fn a_failing_task_says_why_and_recovers_once_re_authorised() {
     server.admin(&["cloud", "run", "m", "--owner", "alice"], None);
     wait_until(60, "a pass to succeed", || list().contains("\tok: "));
 }
+
+const PASSWORD: &str = "correct horse battery";
+
+/// `server cloud add NAME --encrypt` on the server itself, the password on stdin.
+fn add_encrypted(
+    server: &Server,
+    name: &str,
+    remote: &str,
+    password: &str,
+) -> std::process::Output {
+    server.admin_raw(
+        &[
+            "cloud",
+            "add",
+            name,
+            "--folder",
+            "backup",
+            "--cloud",
+            "s3",
+            "--remote",
+            remote,
+            "--poll",
+            "2",
+            "--owner",
+            "alice",
+            "--encrypt",
+        ],
+        Some(password),
+    )
+}
+
+/// The objects under `prefix` of `moto`'s bucket, copied into a new folder.
+fn dump(moto: &Moto, prefix: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(crate::cloud::copy_objects(moto, prefix, dir.path()));
+    dir
+}
+
+/// An encrypted server task: the cloud holds only ciphertext (names and bytes); the folder and
+/// a computer's encrypted cloud task with the same password sync both ways through it, also
+/// after the server restarts; a wrong password and a plain task on that path are refused; the
+/// exported key opens a plain copy of the objects with `cairn cloud decrypt`; no listing or
+/// log shows the password or the key.
+#[test]
+fn an_encrypted_server_cloud_task_keeps_only_ciphertext_in_the_cloud() {
+    let moto = start_moto();
+    let mut server = Server::start();
+    server_connect(&server, &moto, "alice");
+    let short = add_encrypted(&server, "vault", "vault", "short");
+    assert!(!short.status.success());
+    assert!(
+        String::from_utf8_lossy(&short.stderr).contains("at least 8 characters"),
+        "{}",
+        String::from_utf8_lossy(&short.stderr)
+    );
+    let out = add_encrypted(&server, "vault", "vault", PASSWORD);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let pc = crate::drive::computer(&server, "pc", &[]);
+    let cloud_side = Client::new();
+    connect(&cloud_side, &moto, "s3");
+    let root = cloud_side.root.to_str().expect("utf-8").to_string();
+    let out = cloud_side.cairn_stdin(
+        &[
+            "cloud",
+            "add",
+            "t",
+            "--connection",
+            "s3",
+            "--local",
+            &root,
+            "--remote",
+            "vault",
+            "--encrypt",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "the server's remote opens with its password: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Folder to cloud.
+    pc.write("private/plans.txt", b"the secret plan");
+    pc.ok(&["run", "d"]);
+    sync_until(&cloud_side, "t", "private/plans.txt", b"the secret plan");
+    for (path, data) in crate::cloud::tree(dump(&moto, "vault").path()) {
+        assert!(
+            !path.contains("plans") && !path.contains("private"),
+            "a plain name in the cloud: {path}"
+        );
+        assert!(
+            !data.windows(15).any(|w| w == b"the secret plan"),
+            "{path} holds plain text"
+        );
+    }
+
+    // Cloud to folder, before and after a restart of the server.
+    cloud_side.write("from-cloud.txt", b"written in the bucket");
+    cloud_side.ok(&["run", "t"]);
+    sync_until(&pc, "d", "from-cloud.txt", b"written in the bucket");
+    server.restart();
+    cloud_side.write("after-restart.txt", b"the task still runs");
+    cloud_side.ok(&["run", "t"]);
+    sync_until(&pc, "d", "after-restart.txt", b"the task still runs");
+
+    // A wrong password for that path, and a plain task on it, are refused.
+    let wrong = add_encrypted(&server, "again", "vault", "not the password");
+    assert!(!wrong.status.success(), "a wrong password is refused");
+    let plain = server.admin_raw(
+        &[
+            "cloud", "add", "plain", "--folder", "backup", "--cloud", "s3", "--remote", "vault",
+            "--owner", "alice",
+        ],
+        None,
+    );
+    assert!(!plain.status.success());
+    assert!(
+        String::from_utf8_lossy(&plain.stderr).contains("encrypted"),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+
+    // Disaster recovery: the exported key opens a plain copy of the objects.
+    let key = pc.tmp().join("vault.key");
+    server.admin(
+        &[
+            "cloud",
+            "export-key",
+            "vault",
+            "--owner",
+            "alice",
+            "--out",
+            key.to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    let copy = dump(&moto, "vault");
+    let restored = pc.tmp().join("restored");
+    pc.ok(&[
+        "cloud",
+        "decrypt",
+        "--key",
+        key.to_str().expect("utf-8"),
+        copy.path().to_str().expect("utf-8"),
+        restored.to_str().expect("utf-8"),
+    ]);
+    let files = crate::cloud::tree(&restored);
+    assert_eq!(
+        files.get("private/plans.txt").map(Vec::as_slice),
+        Some(&b"the secret plan"[..])
+    );
+    assert_eq!(
+        files.get("after-restart.txt").map(Vec::as_slice),
+        Some(&b"the task still runs"[..])
+    );
+
+    // Neither the password nor the key is shown anywhere.
+    let key_text = std::fs::read_to_string(&key).expect("key file");
+    let secret = key_text
+        .split('"')
+        .find(|p| p.len() == 44)
+        .expect("the base64 key");
+    let listed = server.admin(&["cloud", "list", "--owner", "alice", "--json"], None);
+    assert!(listed.contains("\"encrypt\": true"), "{listed}");
+    for shown in [
+        listed,
+        server.admin(&["cloud", "list", "--all"], None),
+        server.admin(&["cloud", "connections", "--all"], None),
+    ] {
+        assert!(
+            !shown.contains(PASSWORD) && !shown.contains(secret),
+            "{shown}"
+        );
+    }
+    assert!(
+        !server.log_contains(PASSWORD),
+        "the password reached the log"
+    );
+    assert!(!server.log_contains(secret), "the key reached the log");
+}
+
+/// Through the API: a user adds an encrypted task on their folder; only they or an
+/// administrator export its key, and both get the same key.
+#[test]
+fn only_the_owner_or_an_administrator_exports_a_server_tasks_key() {
+    let moto = start_moto();
+    let server = Server::start();
+    server.admin(&["user", "add", "bob", "--password-stdin"], Some("bob-pw"));
+    server_connect(&server, &moto, "alice");
+    let alice = Client::new();
+    alice.connect(&server, "alice", "alice-pw");
+    let bob = Client::new();
+    bob.connect(&server, "bob", "bob-pw");
+    let via = |c: &Client, args: &[&str], stdin: &str| {
+        let mut full = vec!["server", "cloud"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--connection", "srv"]);
+        let out = c.cairn_stdin(&full, stdin);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let add = [
+        "add",
+        "vault",
+        "--folder",
+        "backup",
+        "--cloud",
+        "s3",
+        "--remote",
+        "api-vault",
+        "--encrypt",
+    ];
+    let (ok, text) = via(&alice, &add, "short\n");
+    assert!(!ok && text.contains("at least 8 characters"), "{text}");
+    let (ok, text) = via(&alice, &add, &format!("{PASSWORD}\n"));
+    assert!(ok, "{text}");
+    wait_until(60, "the first pass", || {
+        server
+            .admin(&["cloud", "list", "--owner", "alice"], None)
+            .contains("\tok: ")
+    });
+    assert!(
+        !server.log_contains(PASSWORD),
+        "the password reached the log"
+    );
+
+    let out_file = |c: &Client| c.tmp().join("vault.key");
+    let path = |c: &Client| out_file(c).to_str().expect("utf-8").to_string();
+    let (ok, text) = via(
+        &bob,
+        &[
+            "export-key",
+            "vault",
+            "--owner",
+            "alice",
+            "--out",
+            &path(&bob),
+        ],
+        "",
+    );
+    assert!(!ok && text.contains("administrator"), "{text}");
+    assert!(!out_file(&bob).exists());
+    let (ok, text) = via(&bob, &["export-key", "vault", "--out", &path(&bob)], "");
+    assert!(!ok && text.contains("no cloud task named vault"), "{text}");
+
+    let (ok, text) = via(&alice, &["export-key", "vault", "--out", &path(&alice)], "");
+    assert!(ok, "{text}");
+    let admin_key = server.data.with_file_name("admin.key");
+    server.admin(
+        &[
+            "cloud",
+            "export-key",
+            "vault",
+            "--owner",
+            "alice",
+            "--out",
+            admin_key.to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    let text_of = |p: &std::path::Path| std::fs::read_to_string(p).expect("key file");
+    let key_text = text_of(&out_file(&alice));
+    assert_eq!(key_text, text_of(&admin_key));
+    let secret = key_text
+        .split('"')
+        .find(|p| p.len() == 44)
+        .expect("the base64 key");
+    let (ok, listed) = via(&alice, &["list", "--json"], "");
+    assert!(ok && listed.contains("\"encrypt\": true"), "{listed}");
+    assert!(
+        !listed.contains(PASSWORD) && !listed.contains(secret),
+        "{listed}"
+    );
+
+    // Removing the task forgets the server's copy of the key; the password opens the path
+    // again, with the same key.
+    let (ok, text) = via(&alice, &["remove", "vault"], "");
+    assert!(ok, "{text}");
+    let again = alice.tmp().join("again.key");
+    let again_path = again.to_str().expect("utf-8").to_string();
+    let (ok, text) = via(&alice, &["export-key", "vault", "--out", &again_path], "");
+    assert!(!ok && text.contains("no cloud task named vault"), "{text}");
+    let (ok, text) = via(&alice, &add, "the wrong password\n");
+    assert!(!ok, "a wrong password is refused: {text}");
+    let (ok, text) = via(&alice, &add, &format!("{PASSWORD}\n"));
+    assert!(ok, "{text}");
+    let (ok, text) = via(&alice, &["export-key", "vault", "--out", &again_path], "");
+    assert!(ok, "{text}");
+    assert_eq!(text_of(&again), key_text);
+    // What the key opens: the marker the server wrote for that path.
+    let copy = dump(&moto, "api-vault");
+    let restored = alice.tmp().join("restored");
+    alice.ok(&[
+        "cloud",
+        "decrypt",
+        "--key",
+        &path(&alice),
+        copy.path().to_str().expect("utf-8"),
+        restored.to_str().expect("utf-8"),
+    ]);
+}

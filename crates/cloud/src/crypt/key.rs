@@ -390,14 +390,7 @@ struct KeyFileJson {
 /// # Errors
 /// When `path` exists (it is never overwritten) or cannot be written.
 pub fn export_key(key: &MasterKey, path: &Path) -> Result<()> {
-    let json = KeyFileJson {
-        format: KEY_FILE_FORMAT.into(),
-        version: FORMAT_VERSION,
-        key: B64.encode(key.0),
-        key_check: key.check(),
-    };
-    let mut text = serde_json::to_vec_pretty(&json).expect("a key file always serialises");
-    text.push(b'\n');
+    let mut text = key_text(key).into_bytes();
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -409,28 +402,58 @@ pub fn export_key(key: &MasterKey, path: &Path) -> Result<()> {
     written.map_err(Error::io("writing the key file", path))
 }
 
+/// The text of a key file (what [`export_key`] writes), for a key kept somewhere other than
+/// a file of its own: a server keeps its cloud tasks' keys in its database this way. The
+/// caller owns a secret: it must never reach a log or an answer other than an export.
+pub fn key_text(key: &MasterKey) -> String {
+    let json = KeyFileJson {
+        format: KEY_FILE_FORMAT.into(),
+        version: FORMAT_VERSION,
+        key: B64.encode(key.0),
+        key_check: key.check(),
+    };
+    let mut text = serde_json::to_string_pretty(&json).expect("a key file always serialises");
+    text.push('\n');
+    text
+}
+
 /// Reads a key file written by [`export_key`].
 ///
 /// # Errors
 /// When it cannot be read, is not a key file, or its key does not match its own check.
 pub fn read_key_file(path: &Path) -> Result<MasterKey> {
-    let bytes = std::fs::read(path).map_err(Error::io("reading the key file", path))?;
-    let shown = path.display();
-    let json: KeyFileJson = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::Refused(format!("{shown}: not a cairn key file: {e}")))?;
+    let mut bytes = std::fs::read(path).map_err(Error::io("reading the key file", path))?;
+    let key = parse_key_text(&bytes, &path.display().to_string());
+    bytes.zeroize();
+    key
+}
+
+/// Reads the text of a key file ([`key_text`]); `source` names where it came from in errors,
+/// which never quote the text.
+///
+/// # Errors
+/// When it is not a key file, or its key does not match its own check.
+pub fn parse_key_text(bytes: &[u8], source: &str) -> Result<MasterKey> {
+    let json: KeyFileJson = serde_json::from_slice(bytes).map_err(|e| {
+        Error::Refused(format!(
+            "{source}: not a cairn key file (at line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
     if json.format != KEY_FILE_FORMAT || json.version != FORMAT_VERSION {
         return Err(Error::Refused(format!(
-            "{shown}: not a cairn key file of version {FORMAT_VERSION} (format {:?}, version {})",
+            "{source}: not a cairn key file of version {FORMAT_VERSION} (format {:?}, version {})",
             json.format, json.version
         )));
     }
     let key =
         MasterKey(decode_fixed(&json.key).ok_or_else(|| {
-            Error::Refused(format!("{shown}: the key is not 32 bytes of base64"))
+            Error::Refused(format!("{source}: the key is not 32 bytes of base64"))
         })?);
     if key.check() != json.key_check {
         return Err(Error::Refused(format!(
-            "{shown}: the key does not match its key check; the file is damaged"
+            "{source}: the key does not match its key check; the file is damaged"
         )));
     }
     Ok(key)

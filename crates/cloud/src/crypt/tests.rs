@@ -720,3 +720,25 @@ fn the_documented_marker_unlocks_to_the_documented_key() {
         .unlock("Correct horse battery staple", "docs")
         .is_err());
 }
+
+/// A key kept as text (a server's database) reads back as the same key, and a damaged text is
+/// refused without quoting it.
+#[test]
+fn a_key_kept_as_text_round_trips_and_a_damaged_one_is_not_quoted() {
+    let key = MasterKey::generate().expect("key");
+    let text = key_text(&key);
+    let back = parse_key_text(text.as_bytes(), "the database").expect("parse");
+    assert_eq!(back.check(), key.check());
+    let secret = text
+        .split('"')
+        .find(|p| p.len() == 44)
+        .expect("the base64 key");
+    // A parser quoting the value it choked on would show the key here.
+    let damaged = text.replacen("\"version\": 1", &format!("\"version\": \"{secret}\""), 1);
+    assert_ne!(damaged, text);
+    let err = parse_key_text(damaged.as_bytes(), "the database")
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("the database"), "{err}");
+    assert!(!err.contains(secret), "{err}");
+}

@@ -239,7 +239,10 @@ async fn gathered(mut content: Content<'_>, size: u64) -> Result<Content<'static
     Ok(cairn_engine::replica::content_of(bytes::Bytes::from(all)))
 }
 
-/// Renames a complete temporary into place on a file-like service.
+/// Renames a complete temporary into place on a file-like service. Where the service will
+/// not rename over a file, the old one steps aside under a temporary name until the new one
+/// is in place, and comes back if the new one cannot be put there: at no point is the path
+/// left with neither (deleting the old one first lost it whenever the rename then failed).
 async fn place(r: &CloudReplica, temp: &str, key: &str) -> Result<()> {
     if let Some((parent, _)) = key.rsplit_once('/') {
         r.op.create_dir(&format!("{parent}/"))
@@ -249,14 +252,33 @@ async fn place(r: &CloudReplica, temp: &str, key: &str) -> Result<()> {
     if r.op.rename(temp, key).await.is_ok() {
         return Ok(());
     }
-    // Some servers refuse to rename over a file: the old one (saved as a version when asked
-    // for) goes first.
-    let _ = r.op.delete(key).await;
+    let aside = format!("{STAGING}/{}", temp_name());
+    if r.op.rename(key, &aside).await.is_err() {
+        // Nothing there to move (or it will not move): one more try as is, and the old stays.
+        return match r.op.rename(temp, key).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = r.op.delete(temp).await;
+                Err(r.fail("placing the written file", key, e))
+            }
+        };
+    }
     match r.op.rename(temp, key).await {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            // The old one was saved as a version already when versions are kept.
+            let _ = r.op.delete(&aside).await;
+            Ok(())
+        }
         Err(e) => {
             let _ = r.op.delete(temp).await;
-            Err(r.fail("placing the written file", key, e))
+            let what = match r.op.rename(&aside, key).await {
+                Ok(()) => "placing the written file (the previous one is back in place)".into(),
+                Err(_) => format!(
+                    "placing the written file (the previous one could not be put back: it is \
+                     kept as {aside})"
+                ),
+            };
+            Err(r.fail(&what, key, e))
         }
     }
 }

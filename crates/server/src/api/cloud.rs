@@ -1,11 +1,13 @@
 //! `/api/v1/cloud/...`: each user's cloud connections and the cloud tasks the server runs for
 //! their folders; an administrator may name any user as `owner`, or list with `all` (seed
-//! 002's admin mode). The rules are [`crate::cloud`]'s; secrets go in and never come out.
+//! 002's admin mode). The rules are [`crate::cloud`]'s; secrets go in and never come out,
+//! but for an encrypted task's key, which its owner or an administrator may export.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
 use axum::Json;
 use serde::Deserialize;
 
@@ -108,9 +110,42 @@ pub(super) async fn add_task(
     Json(req): Json<TaskRequest>,
 ) -> Done {
     let owner = owner_of(&state, &caller, req.owner.as_deref()).await?;
-    blocking(&state, move |m| cloud::add_task(m, &owner, &req)).await?;
+    let who = owner.clone();
+    let task = blocking(&state, move |m| cloud::check_task(m, &who, req)).await?;
+    let key = match state.cloud_attach.get() {
+        Some(attach) => attach.attach(&task).await.map_err(ApiError::bad)?,
+        None if task.request.settings.encrypt => {
+            return Err(ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "this server does not run cloud tasks, so it cannot turn encryption on",
+            ))
+        }
+        None => None,
+    };
+    blocking(&state, move |m| {
+        m.add_cloud_task(&owner, &task.request, key.as_ref())
+    })
+    .await?;
     state.cloud_wake.notify_one();
     done()
+}
+
+/// An encrypted task's key, as the text of a key file (`cairn cloud decrypt --key` reads it):
+/// for the task's owner or an administrator, never cached on the way.
+pub(super) async fn task_key(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(whose): Query<Whose>,
+) -> ApiResult<impl IntoResponse> {
+    let owner = owner_of(&state, &caller, whose.owner.as_deref()).await?;
+    let shown = name.clone();
+    let key = blocking(&state, move |m| m.cloud_task_key_named(&owner, &name)).await?;
+    tracing::info!(task = %shown, by = %caller.user.name, "cloud task key exported");
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(serde_json::json!({ "key": cairn_cloud::crypt::key_text(&key) })),
+    ))
 }
 
 pub(super) async fn tasks(

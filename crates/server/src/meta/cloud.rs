@@ -1,7 +1,9 @@
 //! Cloud connections and tasks of the server's users (see [`crate::cloud`]): kept in the
 //! metadata store so a data folder carries them, with the secrets in their own column that no
-//! listing reads.
+//! listing reads, and encrypted tasks' keys in their own table that only the runner and an
+//! export read.
 
+use cairn_cloud::crypt::{self, MasterKey};
 use cairn_cloud::{CloudConnection, Secrets};
 use rusqlite::{params, OptionalExtension};
 
@@ -17,6 +19,7 @@ CREATE TABLE IF NOT EXISTS cloud_tasks(
     id INTEGER PRIMARY KEY, owner INTEGER NOT NULL, name TEXT NOT NULL, folder TEXT NOT NULL,
     connection INTEGER NOT NULL, settings TEXT NOT NULL, status TEXT NOT NULL DEFAULT '{}',
     run_now INTEGER NOT NULL DEFAULT 0, UNIQUE(owner, name));
+CREATE TABLE IF NOT EXISTS cloud_task_keys(task INTEGER PRIMARY KEY, key TEXT NOT NULL);
 "#;
 
 /// A saved connection with its secrets: for the runner only, never for an answer.
@@ -42,6 +45,29 @@ pub struct CloudTaskRow {
     pub settings: TaskSettings,
     pub status: TaskStatus,
     pub run_now: bool,
+}
+
+/// Recomputes each connection's `credential` from its saved config when it differs: what
+/// identifies a credential can change between versions, and a stale value would let a second
+/// connection with the same credential in. A config that no longer decodes keeps its value.
+pub(super) fn refresh_credentials(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let rows: Vec<(i64, String, String)> = conn
+        .prepare("SELECT id, config, credential FROM cloud_connections")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, config, stored) in rows {
+        let Ok(parsed) = serde_json::from_str::<CloudConnection>(&config) else {
+            continue;
+        };
+        let now = parsed.credential_id();
+        if now != stored {
+            conn.execute(
+                "UPDATE cloud_connections SET credential=?1 WHERE id=?2",
+                params![now, id],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn json_col<T: serde::de::DeserializeOwned>(
@@ -214,14 +240,28 @@ impl SqliteMeta {
         Ok(())
     }
 
-    /// Adds a task for `owner` over their connection `req.connection`. Folder access is the
-    /// caller's to check; here only that the folder exists.
+    /// Adds a task for `owner` over their connection `req.connection`, with its encryption
+    /// key when it encrypts. Folder access is the caller's to check
+    /// ([`crate::cloud::check_task`]).
     ///
     /// # Errors
-    /// A name taken, no such connection or folder, too many tasks, or the store.
-    pub fn add_cloud_task(&self, owner: &User, req: &TaskRequest) -> Result<()> {
+    /// A name taken, no such connection, too many tasks, an encrypted task without its key
+    /// (or a plain one with one), or the store.
+    pub fn add_cloud_task(
+        &self,
+        owner: &User,
+        req: &TaskRequest,
+        key: Option<&MasterKey>,
+    ) -> Result<()> {
         let ctx = "adding a cloud task";
-        let conn = self.conn();
+        if req.settings.encrypt != key.is_some() {
+            return Err(Error::Invalid(format!(
+                "cloud task {}: an encrypted task is saved with its key, a plain one without",
+                req.name
+            )));
+        }
+        let mut guard = self.conn();
+        let conn = guard.transaction().map_err(db(ctx))?;
         let connection: i64 = conn
             .query_row(
                 "SELECT id FROM cloud_connections WHERE owner=?1 AND name=?2",
@@ -260,7 +300,60 @@ impl SqliteMeta {
             params![owner.id, req.name, req.folder, connection, to_json(&req.settings)?],
         )
         .map_err(db(ctx))?;
+        if let Some(key) = key {
+            conn.execute(
+                "INSERT OR REPLACE INTO cloud_task_keys(task, key) VALUES(?1, ?2)",
+                params![conn.last_insert_rowid(), crypt::key_text(key)],
+            )
+            .map_err(db(ctx))?;
+        }
+        conn.commit().map_err(db(ctx))?;
         Ok(())
+    }
+
+    /// The encryption key of task `id` (for the runner); `None` for a plain task.
+    ///
+    /// # Errors
+    /// The store, or a kept key that does not read (never quoted).
+    pub fn cloud_task_key(&self, id: i64) -> Result<Option<MasterKey>> {
+        let ctx = "reading a cloud task's key";
+        let text: Option<String> = self
+            .reader()?
+            .query_row("SELECT key FROM cloud_task_keys WHERE task=?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db(ctx))?;
+        text.map(|t| {
+            crypt::parse_key_text(t.as_bytes(), &format!("the key of cloud task #{id}"))
+                .map_err(|e| Error::Invalid(e.to_string()))
+        })
+        .transpose()
+    }
+
+    /// The encryption key of `owner`'s task `name`, to export it.
+    ///
+    /// # Errors
+    /// No such task, a task that does not encrypt, or the store.
+    pub fn cloud_task_key_named(&self, owner: &User, name: &str) -> Result<MasterKey> {
+        let id: i64 = self
+            .reader()?
+            .query_row(
+                "SELECT id FROM cloud_tasks WHERE owner=?1 AND name=?2",
+                params![owner.id, name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db("finding a cloud task"))?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no cloud task named {name} for user {}",
+                    owner.name
+                ))
+            })?;
+        self.cloud_task_key(id)?.ok_or_else(|| {
+            Error::Invalid(format!("cloud task {name} is not encrypted: it has no key"))
+        })
     }
 
     /// Tasks of `owner` (every user's with `None`).
@@ -303,13 +396,23 @@ impl SqliteMeta {
     /// # Errors
     /// No such task, or the store.
     pub fn remove_cloud_task(&self, owner: &User, name: &str) -> Result<()> {
-        let gone = self
-            .conn()
+        let ctx = "removing a cloud task";
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db(ctx))?;
+        // The key goes with its task: the password still opens the remote.
+        tx.execute(
+            "DELETE FROM cloud_task_keys WHERE task IN
+             (SELECT id FROM cloud_tasks WHERE owner=?1 AND name=?2)",
+            params![owner.id, name],
+        )
+        .map_err(db(ctx))?;
+        let gone = tx
             .execute(
                 "DELETE FROM cloud_tasks WHERE owner=?1 AND name=?2",
                 params![owner.id, name],
             )
-            .map_err(db("removing a cloud task"))?;
+            .map_err(db(ctx))?;
+        tx.commit().map_err(db(ctx))?;
         if gone == 0 {
             return Err(Error::NotFound(format!(
                 "no cloud task named {name} for user {}",
@@ -367,5 +470,61 @@ impl SqliteMeta {
             )
             .map_err(db("recording a cloud pass"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// Regression: a credential stored by a version that computed it differently let a second
+    /// connection with the same credential in.
+    #[test]
+    fn a_stale_credential_is_recomputed_when_the_store_opens() {
+        let dir = std::env::temp_dir().join(format!(
+            "cairn-meta-credential-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("meta.sqlite");
+        let conn = CloudConnection {
+            provider: "s3".into(),
+            options: BTreeMap::from([
+                ("access_key_id".to_string(), "AK".to_string()),
+                ("endpoint".to_string(), "http://h:9000".to_string()),
+                ("bucket".to_string(), "data".to_string()),
+            ]),
+            secrets: vec![],
+            prompt: vec![],
+            ca_file: None,
+            limit_upload: None,
+            limit_download: None,
+        };
+        {
+            let meta = SqliteMeta::open(&path).expect("open");
+            meta.add_user("alice", "hash", false).expect("user");
+            let (alice, _) = meta.user_by_name("alice").expect("read").expect("alice");
+            meta.save_cloud_connection(&alice, "one", &conn, &Secrets::default(), false)
+                .expect("first connection");
+            meta.conn()
+                .execute(
+                    "UPDATE cloud_connections SET credential='s3|http://h:9000|AK'",
+                    [],
+                )
+                .expect("an older version's value");
+        }
+        let meta = SqliteMeta::open(&path).expect("reopen");
+        let (alice, _) = meta.user_by_name("alice").expect("read").expect("alice");
+        let err = meta
+            .save_cloud_connection(&alice, "two", &conn, &Secrets::default(), false)
+            .expect_err("the same credential again");
+        assert!(
+            err.to_string().contains("already uses this credential"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
