@@ -323,6 +323,19 @@ fn a_failing_task_says_why_and_recovers_once_re_authorised() {
     });
     let shown = list();
     assert!(!shown.contains(&moto.secret_access_key), "{shown}");
+    // The administration page lists it with its error, and no secret.
+    let pw = std::fs::read_to_string(server.data.join("admin-password")).expect("admin password");
+    let admin = crate::web::log_in(&server, "admin", pw.trim());
+    let page = admin.text("/ui/admin");
+    let tasks = page
+        .split("<h2>Cloud tasks</h2>")
+        .nth(1)
+        .expect("a cloud tasks part");
+    assert!(
+        tasks.contains(">m<") && tasks.contains("of alice") && tasks.contains("role=\"alert\""),
+        "{tasks}"
+    );
+    assert!(!page.contains(&moto.secret_access_key));
 
     // Re-authorised and asked for a pass: it succeeds.
     let key = format!("access_key_id={}", moto.access_key_id);

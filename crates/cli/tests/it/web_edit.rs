@@ -540,9 +540,19 @@ fn an_administrator_manages_users_and_folders_in_the_browser() {
     );
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
+    let pc = crate::drive::computer(&server, "pc", &[]);
+    pc.write("notes/a.txt", b"0123456789");
+    pc.ok(&["run", "d"]);
     let root = log_in(&server, "root", "root-pw");
     let page = root.text("/ui/admin");
     assert!(page.contains("alice") && page.contains("backup"), "{page}");
+    // Space per folder, cloud tasks, and the latest changes with who made them.
+    assert!(page.contains("1 files, 10 B"), "{page}");
+    assert!(page.contains("No cloud tasks"), "{page}");
+    assert!(
+        page.contains("backup/notes/a.txt") && page.contains("alice · "),
+        "{page}"
+    );
     assert!(root.text("/ui").contains("Administration"));
 
     // A new user, a new folder granted to them; they log in and see it.

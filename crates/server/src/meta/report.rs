@@ -59,7 +59,9 @@ impl SqliteMeta {
             ))
             .map_err(db(ctx))?;
         let rows = st
-            .query_map(params![limit], |r| Ok((r.get::<_, String>(13)?, version_row(r)?)))
+            .query_map(params![limit], |r| {
+                Ok((r.get::<_, String>(13)?, version_row(r)?))
+            })
             .map_err(db(ctx))?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db(ctx))
     }

@@ -1,6 +1,7 @@
 //! Administration in the web UI, for administrators only: users (create, disable and
 //! enable, administrator or not, quota, new password, delete) and folders (create, versions
-//! kept, who may read or write, delete). Deleting asks for the name typed again. The same rules as the admin API and `cairn server user|folder`
+//! kept, who may read or write, delete). Deleting asks for the name typed again. It also
+//! shows the space each folder takes, every user's cloud tasks and the latest changes. The same rules as the admin API and `cairn server user|folder`
 //! (`crate::admin`); every form carries the CSRF token.
 
 use std::sync::Arc;
@@ -14,7 +15,10 @@ use serde::Deserialize;
 use super::super::shares::{esc, page, query_escape, see_other};
 use super::super::{blocking, AppState, Caller};
 use super::{app_page, csrf_of, csrf_ok, session};
+use cairn_protocol::VersionInfo;
+
 use crate::admin::{self, FolderAdminInfo, GrantChange, NewFolder, NewUser, UserChange, UserInfo};
+use crate::meta::{CloudTaskRow, FolderUsage};
 
 /// The session's user if they are an administrator, or the page to answer instead.
 async fn administrator(state: &Arc<AppState>, headers: &HeaderMap) -> Result<Caller, Response> {
@@ -76,7 +80,7 @@ fn user_row(u: &UserInfo, csrf: &str) -> String {
     )
 }
 
-fn folder_row(f: &FolderAdminInfo, csrf: &str) -> String {
+fn folder_row(f: &FolderAdminInfo, usage: &FolderUsage, csrf: &str) -> String {
     let action = esc(&format!("/ui/admin/folders/{}", query_escape(&f.name)));
     let grants: String = f
         .grants
@@ -91,17 +95,98 @@ fn folder_row(f: &FolderAdminInfo, csrf: &str) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "<tr><td>{name}<br><span class=\"muted\">{versions} versions kept</span></td><td>{grants}</td><td>\
+        "<tr><td>{name}<br><span class=\"muted\">{versions} versions kept<br>{files} files, {bytes}; {all} with history</span></td><td>{grants}</td><td>\
          <form method=\"post\" action=\"{action}\" class=\"inline\">{k}<label>Versions kept <input name=\"keep_versions\" size=\"4\" inputmode=\"numeric\" required></label> <button type=\"submit\">Set</button></form> \
          <form method=\"post\" action=\"{action}\" class=\"inline\">{g}<label>User <input name=\"user\" size=\"8\" required></label> <select name=\"access\" aria-label=\"Access\"><option value=\"rw\">read-write</option><option value=\"ro\">read-only</option><option value=\"none\">no access</option></select> <button type=\"submit\">Grant</button></form> \
          <form method=\"post\" action=\"{action}\" class=\"inline\">{d}<label>Type the name to delete it and all its versions <input name=\"confirm\" size=\"8\" autocomplete=\"off\"></label> <button type=\"submit\" class=\"danger\">Delete folder</button></form></td></tr>",
         name = esc(&f.name),
         versions = f.keep_versions,
+        files = usage.files,
+        bytes = bytes(usage.bytes),
+        all = bytes(usage.version_bytes),
         grants = if grants.is_empty() { "<span class=\"muted\">nobody</span>".to_string() } else { grants },
         k = hidden(csrf, "keep"),
         g = hidden(csrf, "grant"),
         d = hidden(csrf, "delete"),
     )
+}
+
+/// Changes shown under "Recent activity".
+const ACTIVITY: u32 = 100;
+
+/// What the overview shows besides users and folders.
+struct Extra {
+    tasks: Vec<CloudTaskRow>,
+    activity: Vec<(String, VersionInfo)>,
+    usage: Vec<FolderUsage>,
+}
+
+/// Every user's cloud tasks with the outcome of their last pass (never a secret).
+fn tasks_table(tasks: &[CloudTaskRow]) -> String {
+    if tasks.is_empty() {
+        return "<p class=\"muted\">No cloud tasks.</p>".into();
+    }
+    let rows: String = tasks
+        .iter()
+        .map(|t| {
+            let last = match t.status.last_ns {
+                Some(ns) => format!(
+                    "{} at {}",
+                    if t.status.outcome.is_empty() { "ran" } else { &t.status.outcome },
+                    cairn_model::timespec::format_instant(ns)
+                ),
+                None => "never ran".into(),
+            };
+            let error = t.status.error.as_deref().map(|e| format!("<br><span role=\"alert\">{}</span>", esc(e))).unwrap_or_default();
+            format!(
+                "<tr><td>{}<br><span class=\"muted\">of {}</span></td><td>{} {} {}:{}</td><td>{}{error}</td></tr>",
+                esc(&t.name),
+                esc(&t.owner),
+                esc(&t.folder),
+                esc(direction_arrow(&t.settings.direction)),
+                esc(&t.connection),
+                esc(&t.settings.remote),
+                esc(&last)
+            )
+        })
+        .collect();
+    format!(
+        "<table><tr><th>Task</th><th>Folder and cloud</th><th>Last pass</th></tr>{rows}</table>"
+    )
+}
+
+fn direction_arrow(direction: &str) -> &'static str {
+    match direction {
+        "upload-only" => "→",
+        "download-only" => "←",
+        _ => "⇄",
+    }
+}
+
+/// The latest changes across every folder: when, who, from which computer, what.
+fn activity_table(activity: &[(String, VersionInfo)]) -> String {
+    if activity.is_empty() {
+        return "<p class=\"muted\">Nothing yet.</p>".into();
+    }
+    let rows: String = activity
+        .iter()
+        .map(|(folder, v)| {
+            let what = match v.entry.kind {
+                cairn_model::EntryKind::Deleted => "deleted".to_string(),
+                cairn_model::EntryKind::Dir => "folder".to_string(),
+                _ => bytes(v.entry.size),
+            };
+            format!(
+                "<tr><td class=\"muted\">{}</td><td>{}/{}</td><td>{what}</td><td class=\"muted\">{} · {}</td></tr>",
+                cairn_model::timespec::format_instant(v.committed_ns),
+                esc(folder),
+                esc(v.path.as_str()),
+                esc(&v.user),
+                esc(&v.computer)
+            )
+        })
+        .collect();
+    format!("<table>{rows}</table>")
 }
 
 pub(in crate::api) async fn overview(
@@ -113,8 +198,25 @@ pub(in crate::api) async fn overview(
         Err(r) => return r,
     };
     let (csrf, _) = csrf_of(&headers);
-    let found = blocking(&state, |m| Ok((admin::users(m)?, admin::folders(m)?))).await;
-    let (users, folders) = match found {
+    let found = blocking(&state, |m| {
+        let folders = admin::folders(m)?;
+        let mut usage = Vec::with_capacity(folders.len());
+        for f in &folders {
+            let id = m.folder(&f.name)?.map(|f| f.id);
+            usage.push(match id {
+                Some(id) => m.folder_usage(id)?,
+                None => FolderUsage::default(),
+            });
+        }
+        let extra = Extra {
+            tasks: m.cloud_tasks(None)?,
+            activity: m.recent_activity(ACTIVITY)?,
+            usage,
+        };
+        Ok((admin::users(m)?, folders, extra))
+    })
+    .await;
+    let (users, folders, extra) = match found {
         Ok(f) => f,
         Err(e) => {
             return page(
@@ -125,15 +227,22 @@ pub(in crate::api) async fn overview(
         }
     };
     let users_rows: String = users.iter().map(|u| user_row(u, &csrf)).collect();
-    let folder_rows: String = folders.iter().map(|f| folder_row(f, &csrf)).collect();
+    let folder_rows: String = folders
+        .iter()
+        .zip(&extra.usage)
+        .map(|(f, u)| folder_row(f, u, &csrf))
+        .collect();
     let total: u64 = users.iter().map(|u| u.used_bytes).sum();
     let body = format!(
         "<h2>Users</h2><p class=\"muted\">{} users; their uploads take {} in all.</p><table>{users_rows}</table>\
          <form method=\"post\" action=\"/ui/admin/users\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><label>New user <input name=\"name\" required size=\"10\"></label> <label>Password <input type=\"password\" name=\"password\" required autocomplete=\"new-password\" size=\"10\"></label> <label><input type=\"checkbox\" name=\"admin\" value=\"true\"> administrator</label> <button type=\"submit\">Create</button></form>\
          <h2>Folders</h2><table>{folder_rows}</table>\
-         <form method=\"post\" action=\"/ui/admin/folders\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><label>New folder <input name=\"name\" required size=\"10\"></label> <label>Versions kept <input name=\"keep_versions\" value=\"10\" size=\"4\" inputmode=\"numeric\"></label> <button type=\"submit\">Create</button></form>",
+         <form method=\"post\" action=\"/ui/admin/folders\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><label>New folder <input name=\"name\" required size=\"10\"></label> <label>Versions kept <input name=\"keep_versions\" value=\"10\" size=\"4\" inputmode=\"numeric\"></label> <button type=\"submit\">Create</button></form>\
+         <h2>Cloud tasks</h2>{tasks}<h2>Recent activity</h2>{activity}",
         users.len(),
-        bytes(total)
+        bytes(total),
+        tasks = tasks_table(&extra.tasks),
+        activity = activity_table(&extra.activity),
     );
     app_page(&caller.user.name, true, &csrf, "Administration", &body)
 }
