@@ -1139,7 +1139,7 @@ fn gc_epoch(conn: &Connection) -> Result<i64> {
 
 /// Bounds that select every path strictly below `prefix` with an index range scan:
 /// `prefix/` <= path < `prefix0` (`0` follows `/` in byte order).
-fn prefix_bounds(prefix: &RelPath) -> (String, String) {
+pub(super) fn prefix_bounds(prefix: &RelPath) -> (String, String) {
     if prefix.is_root() {
         (String::new(), "\u{10FFFF}".into())
     } else {

@@ -200,6 +200,16 @@ fn a_user_browses_versions_and_the_past_of_their_folders_only() {
     );
     let top = b.text("/ui/f/backup");
     assert!(top.contains("notes") && !top.contains("gone.txt"), "{top}");
+    // The timeline: the newest moment is the deletion, the one before still has the file.
+    let moments: Vec<String> = top
+        .split("<li><a href=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .map(|h| h.replace("&amp;", "&"))
+        .collect();
+    assert!(moments.len() >= 2, "{top}");
+    assert!(!b.text(&moments[0]).contains("gone.txt"));
+    assert!(b.text(&moments[1]).contains("gone.txt"), "{}", moments[1]);
     let notes = b.text("/ui/f/backup?dir=notes");
     assert!(notes.contains("plan.txt"), "{notes}");
     assert!(

@@ -328,6 +328,7 @@ pub(super) async fn browse(
         },
         None => None,
     };
+    let f_id = f.id;
     let (d, deleted) = (dir.clone(), b.deleted);
     let entries = match blocking(&state, move |m| m.tree(&f, &d, at_ns, deleted)).await {
         Ok(e) => e,
@@ -405,8 +406,64 @@ pub(super) async fn browse(
         format!("{folder}/{}{ro}", dir.as_str())
     };
     let tools = folder_tools(&folder, &dir, b.at.as_deref(), access, &csrf);
-    let body = format!("{travel}{tools}<table>{rows}</table><p>{nav}</p>");
+    let (fid, d) = (f_id, dir.clone());
+    let changes = blocking(&state, move |m| m.recent_changes(fid, &d, TIMELINE_CHANGES))
+        .await
+        .unwrap_or_default();
+    let timeline = timeline(&folder, &dir, &changes);
+    let body = format!("{travel}{timeline}{tools}<table>{rows}</table><p>{nav}</p>");
     app_page(&caller.user.name, caller.user.admin, &csrf, &title, &body)
+}
+
+/// Changes read for the timeline, and moments shown.
+const TIMELINE_CHANGES: u32 = 500;
+const TIMELINE_MOMENTS: usize = 12;
+
+/// The latest moments something changed under `dir`, newest first, each a link to the
+/// folder as it was just after: where to look when hunting an old state.
+fn timeline(folder: &str, dir: &RelPath, changes: &[cairn_protocol::VersionInfo]) -> String {
+    let mut moments: Vec<(i64, usize, String)> = Vec::new();
+    for v in changes {
+        let second = v.committed_ns.div_euclid(1_000_000_000);
+        if let Some((_, n, _)) = moments.last_mut().filter(|(s, _, _)| *s == second) {
+            *n += 1;
+        } else if moments.len() >= TIMELINE_MOMENTS {
+            break;
+        } else {
+            moments.push((second, 1, format!("{} on {}", v.user, v.computer)));
+        }
+    }
+    if moments.is_empty() {
+        return String::new();
+    }
+    let items: String = moments
+        .iter()
+        .map(|(second, n, who)| {
+            // Times travel in whole seconds: the next second's start takes in all of this one.
+            let at = cairn_model::timespec::format_instant((second + 1) * 1_000_000_000);
+            let href = format!(
+                "/ui/f/{}?dir={}&at={}",
+                query_escape(folder),
+                query_escape(dir.as_str()),
+                query_escape(&at)
+            );
+            let label = cairn_model::timespec::format_instant(second * 1_000_000_000);
+            let changes = if *n == 1 {
+                "1 change".to_string()
+            } else {
+                format!("{n} changes")
+            };
+            format!(
+                "<li><a href=\"{}\">{}</a> <span class=\"muted\">{changes}, {}</span></li>",
+                esc(&href),
+                esc(&label),
+                esc(who)
+            )
+        })
+        .collect();
+    format!(
+        "<details><summary>Timeline: the latest changes here</summary><ul>{items}</ul></details>"
+    )
 }
 
 /// What a folder view offers besides the list: a zip of it, and where the user may write,

@@ -47,6 +47,28 @@ impl SqliteMeta {
         })
     }
 
+    /// The latest `limit` changes under `prefix` of one folder, newest first.
+    pub fn recent_changes(
+        &self,
+        folder_id: i64,
+        prefix: &cairn_model::RelPath,
+        limit: u32,
+    ) -> Result<Vec<VersionInfo>> {
+        let ctx = "reading a folder's changes";
+        let (lo, hi) = super::prefix_bounds(prefix);
+        let conn = self.reader()?;
+        let mut st = conn
+            .prepare_cached(&format!(
+                "SELECT {VERSION_COLS} FROM versions WHERE folder_id=?1 AND path>=?2 AND path<?3
+                 ORDER BY seq DESC LIMIT ?4"
+            ))
+            .map_err(db(ctx))?;
+        let rows = st
+            .query_map(params![folder_id, lo, hi, limit], version_row)
+            .map_err(db(ctx))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db(ctx))
+    }
+
     /// The latest `limit` changes across every folder, newest first, with their folder's
     /// name (in the order the server accepted them).
     pub fn recent_activity(&self, limit: u32) -> Result<Vec<(String, VersionInfo)>> {
