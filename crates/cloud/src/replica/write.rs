@@ -1,7 +1,5 @@
 //! Conditional writes, deletes and moves on a cloud path.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use cairn_engine::replica::{Content, NewEntry, Outcome, ReplicaEntry, Version};
 use cairn_engine::{Error, Result};
 use cairn_model::{ContentHash, EntryKind, RelPath};
@@ -76,7 +74,10 @@ async fn write_file(
     let target = if r.atomic_put {
         key.to_string()
     } else {
-        format!("{STAGING}/{}", temp_name())
+        format!(
+            "{STAGING}/{}",
+            super::staging::temp_name(r.opts.staging_owner.as_deref())
+        )
     };
     let mut w = r.op.writer_with(&target);
     let multi = caps.write_can_multi && r.multipart;
@@ -206,6 +207,7 @@ async fn send(
         let piece = piece?;
         total += piece.len() as u64;
         hasher.update(&piece);
+        r.own_transport_sent(piece.len() as u64).await;
         writer
             .write(buffer(piece))
             .await
@@ -259,17 +261,6 @@ async fn place(r: &CloudReplica, temp: &str, key: &str) -> Result<()> {
             Err(r.fail("placing the written file", key, e))
         }
     }
-}
-
-/// A temporary's name: unique within this process, and across processes by pid and time.
-fn temp_name() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{now:x}-{:x}-{n}", std::process::id())
 }
 
 pub(super) async fn delete(r: &CloudReplica, path: &RelPath, expect: &Version) -> Result<Outcome> {
