@@ -9,6 +9,8 @@
 //! - `slow`: a wait, then a timeout;
 //! - `corrupt`: one byte of a downloaded body flipped;
 //! - `empty`: an S3 listing answered as empty (a lying or broken server).
+//!
+//! `only=PUT+MOVE` limits the faults to requests of those methods (every method without it).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -34,6 +36,8 @@ pub struct FaultPlan {
     seed: u64,
     rate: u64,
     kinds: Vec<Kind>,
+    /// The methods faults apply to (empty: all).
+    only: Vec<String>,
 }
 
 impl FaultPlan {
@@ -44,6 +48,7 @@ impl FaultPlan {
             seed: 1,
             rate: 10,
             kinds: vec![Kind::Drop, Kind::Lost, Kind::Busy],
+            only: Vec::new(),
         };
         for part in text.split(',').filter(|p| !p.is_empty()) {
             let (k, v) = part
@@ -66,6 +71,7 @@ impl FaultPlan {
                         })
                         .collect::<std::result::Result<_, _>>()?
                 }
+                "only" => plan.only = v.split('+').map(str::to_uppercase).collect(),
                 other => return Err(format!("unknown fault plan key {other:?}")),
             }
         }
@@ -102,6 +108,10 @@ impl<T> FaultTransport<T> {
 
     /// The fault for this request, if one applies to it.
     fn pick(&self, req: &Request<Buffer>) -> Option<Kind> {
+        if !self.plan.only.is_empty() && !self.plan.only.iter().any(|m| m == req.method().as_str())
+        {
+            return None;
+        }
         if self.next() % 100 >= self.plan.rate || self.plan.kinds.is_empty() {
             return None;
         }
