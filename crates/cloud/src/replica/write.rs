@@ -346,20 +346,27 @@ async fn move_tree(r: &CloudReplica, from: &RelPath, to: &RelPath) -> Result<()>
 }
 
 async fn copy_then_delete(r: &CloudReplica, from: &str, to: &str) -> Result<()> {
-    if r.caps().copy {
-        r.op.copy(from, to)
-            .await
-            .map_err(|e| r.fail("copying", from, e))?;
-    } else {
-        let data =
-            r.op.read(from)
-                .await
-                .map_err(|e| r.fail("reading", from, e))?;
-        r.op.write(to, data)
-            .await
-            .map_err(|e| r.fail("writing", to, e))?;
-    }
+    copy_object(r, from, to)
+        .await
+        .map_err(|e| r.fail("copying", from, e))?;
     r.op.delete(from)
         .await
         .map_err(|e| r.fail("deleting", from, e))
+}
+
+/// Copies object `from` to `to`: on the service where it can, else streamed down and up
+/// again (FTP has neither copy nor rename).
+pub(super) async fn copy_object(r: &CloudReplica, from: &str, to: &str) -> opendal::Result<()> {
+    if r.caps().copy {
+        return r.op.copy(from, to).await.map(|_| ());
+    }
+    let mut stream = r.op.reader(from).await?.into_bytes_stream(..).await?;
+    let mut w = r.op.writer(to).await?;
+    while let Some(piece) = stream.next().await {
+        let piece = piece.map_err(|e| {
+            opendal::Error::new(opendal::ErrorKind::Unexpected, "reading to copy").set_source(e)
+        })?;
+        w.write(piece).await?;
+    }
+    w.close().await.map(|_| ())
 }
