@@ -204,6 +204,9 @@ fn pass(c: &Client) -> (bool, String) {
 
 /// A failed pass says which remote (or which file) it failed on.
 fn assert_names_where(ok: bool, said: &str, names: &[&str], what: &str) {
+    if !ok {
+        eprintln!("{what}: a pass under faults failed: {}", said.trim_end());
+    }
     assert!(
         ok || names.iter().any(|n| said.contains(n)),
         "{what}: a failed pass named neither the remote nor a file ({names:?}):\n{said}"
