@@ -19,7 +19,7 @@ use crate::cloud_remotes::{self, add_task, connect, tree, Remote};
 use crate::harness::{noise, Client};
 
 /// The seed of this run: `CAIRN_TEST_FAULT_SEED`, or one from the clock (printed).
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     let seed = std::env::var("CAIRN_TEST_FAULT_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
