@@ -615,7 +615,7 @@ pub fn cloud_replica(
     }
     let cloud = task.cloud.clone().unwrap_or_default();
     let uploads = uploads_file(home, conn_name, task);
-    open_replica(
+    let replica = open_replica(
         conn_name,
         conn,
         &secrets,
@@ -623,7 +623,21 @@ pub fn cloud_replica(
         &task.folder,
         task.transfers,
         Some(&uploads),
-    )
+    )?;
+    Ok(replica.with_staging_owner(staging_owner(config, conn_name, task)))
+}
+
+/// The tag of this computer's temporaries for a task (its device id, connection, remote path
+/// and local folder): its next pass removes what an interrupted one left, and no one else's.
+fn staging_owner(config: &Config, conn_name: &str, task: &TaskConfig) -> String {
+    let local = task.locals.first().map(|l| l.display().to_string());
+    let what = format!(
+        "{}\0{conn_name}\0{}\0{}",
+        config.device_id,
+        task.folder,
+        local.unwrap_or_default()
+    );
+    cairn_model::ContentHash::of(what.as_bytes()).to_hex()[..16].to_string()
 }
 
 /// The replica of `remote` (a path in the bucket) over connection `conn` with the task's
@@ -676,8 +690,10 @@ pub fn open_replica(
         keep_versions: cloud.keep_versions,
         provider: cairn_cloud::provider::Provider::from_id(&conn.provider).ok(),
         root: join_root(conn, remote),
+        staging_owner: None,
     };
-    Ok(CloudReplica::new(op, conn.describe(remote), opts, counters))
+    Ok(CloudReplica::new(op, conn.describe(remote), opts, counters)
+        .with_limits(conn.limit_upload, conn.limit_download))
 }
 
 /// The lower of two limits, either of which may be none.

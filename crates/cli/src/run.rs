@@ -247,6 +247,16 @@ fn drive_outcome(name: &str, s: &DriveStats) -> PassOutcome {
     }
 }
 
+/// A rate limit that held transfers back says so in the summary (and `limit_waits` in the
+/// JSON counts): the sign that a task's `--up-limit`/`--down-limit` was at work.
+fn limit_waits(o: &mut PassOutcome, waits: u64) {
+    if waits > 0 {
+        o.summary
+            .push_str(&format!("; the rate limit held {waits} transfers back"));
+    }
+    o.counts["limit_waits"] = serde_json::json!(waits);
+}
+
 /// The summary's word on files a rule or the remote's limits kept from syncing (named with
 /// their reason above the summary, in the log and in `status`); nothing when there are none.
 fn not_sent(reported: u64) -> String {
@@ -358,7 +368,9 @@ pub async fn run_task(
             if !dry_run {
                 read_only = Some(stats.read_only_now);
             }
-            outcome(name, dry_run, drive_outcome(name, &stats), &stats.planned)
+            let mut done = drive_outcome(name, &stats);
+            limit_waits(&mut done, replica.traffic().limit_waits);
+            outcome(name, dry_run, done, &stats.planned)
         }
     };
     // Read again: `pause` and `resume` may have written the state file while the pass ran.

@@ -390,6 +390,7 @@ impl Replica for ServerReplica {
         Traffic {
             bytes: self.sent_bytes.load(Ordering::Relaxed),
             chunks: self.sent_chunks.load(Ordering::Relaxed),
+            limit_waits: 0,
         }
     }
 

@@ -11,6 +11,8 @@
 //! - `empty`: an S3 listing answered as empty (a lying or broken server);
 //! - `refuse`: a rename (WebDAV `MOVE`) answered 412, as a server that will not rename over a
 //!   file does; other requests pass.
+//!
+//! `only=PUT+MOVE` limits the faults to requests of those methods (every method without it).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -37,6 +39,8 @@ pub struct FaultPlan {
     seed: u64,
     rate: u64,
     kinds: Vec<Kind>,
+    /// The methods faults apply to (empty: all).
+    only: Vec<String>,
 }
 
 impl FaultPlan {
@@ -47,6 +51,7 @@ impl FaultPlan {
             seed: 1,
             rate: 10,
             kinds: vec![Kind::Drop, Kind::Lost, Kind::Busy],
+            only: Vec::new(),
         };
         for part in text.split(',').filter(|p| !p.is_empty()) {
             let (k, v) = part
@@ -70,6 +75,7 @@ impl FaultPlan {
                         })
                         .collect::<std::result::Result<_, _>>()?
                 }
+                "only" => plan.only = v.split('+').map(str::to_uppercase).collect(),
                 other => return Err(format!("unknown fault plan key {other:?}")),
             }
         }
@@ -106,6 +112,10 @@ impl<T> FaultTransport<T> {
 
     /// The fault for this request, if one applies to it.
     fn pick(&self, req: &Request<Buffer>) -> Option<Kind> {
+        if !self.plan.only.is_empty() && !self.plan.only.iter().any(|m| m == req.method().as_str())
+        {
+            return None;
+        }
         if self.next() % 100 >= self.plan.rate || self.plan.kinds.is_empty() {
             return None;
         }

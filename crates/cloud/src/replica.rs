@@ -22,10 +22,12 @@
 //!   marker) and never listed as the user's.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use cairn_engine::ratelimit::RateLimit;
 use cairn_engine::replica::{
     Capabilities, Content, Cursor, Listing, NewEntry, Outcome, Replica, ReplicaChange,
     ReplicaEntry, Traffic, Version,
@@ -35,10 +37,11 @@ use cairn_model::{EntryKind, RelPath};
 use futures_util::{StreamExt, TryStreamExt};
 use opendal::Operator;
 
-use crate::transport::Counters;
+use crate::transport::{Counters, Limits};
 
 mod checked;
 mod listing;
+mod staging;
 mod versions;
 mod write;
 
@@ -60,6 +63,9 @@ pub struct CloudOptions {
     pub provider: Option<crate::provider::Provider>,
     /// The task's path inside the bucket, where the rules count path lengths from.
     pub root: String,
+    /// Tags this replica's temporaries on file-like services, so that its next pass removes
+    /// the ones an interrupted upload left (none: untagged, never removed; see `staging`).
+    pub staging_owner: Option<String>,
 }
 
 impl Default for CloudOptions {
@@ -70,6 +76,7 @@ impl Default for CloudOptions {
             keep_versions: 0,
             provider: None,
             root: String::new(),
+            staging_owner: None,
         }
     }
 }
@@ -90,6 +97,12 @@ pub struct CloudReplica {
     mtime_step_ns: i64,
     /// Multipart uploads where the service offers them (off: each file in one request).
     multipart: bool,
+    /// The service is not reached through our HTTP transport (SFTP, FTP, a mounted folder):
+    /// the replica applies the connection's rate limits and counts bytes itself.
+    own_transport: bool,
+    limits: Arc<Limits>,
+    /// The owner's leftover temporaries were looked for (once, at the first listing).
+    staging_cleaned: AtomicBool,
 }
 
 impl CloudReplica {
@@ -111,6 +124,9 @@ impl CloudReplica {
             "s3" | "azblob" | "gcs" | "oss" | "cos" | "webdav" | "swift"
         );
         CloudReplica {
+            own_transport: matches!(scheme.as_str(), "sftp" | "ftp" | "fs"),
+            limits: Arc::new(Limits::default()),
+            staging_cleaned: AtomicBool::new(false),
             hidden_markers: scheme == "gcs",
             multipart: true,
             mtime_step_ns: if scheme == "swift" { 1_000_000_000 } else { 1 },
@@ -129,6 +145,45 @@ impl CloudReplica {
     pub fn without_multipart(mut self) -> Self {
         self.multipart = false;
         self
+    }
+
+    /// The connection's upload and download limits in bytes per second, for a service our
+    /// HTTP transport does not carry (its transport applies them for the others).
+    pub fn with_limits(mut self, up: Option<u64>, down: Option<u64>) -> Self {
+        if self.own_transport {
+            self.limits = Arc::new(Limits {
+                up: RateLimit::new(up),
+                down: RateLimit::new(down),
+            });
+        }
+        self
+    }
+
+    /// Tags this replica's temporaries with `owner` (hex digits), and lets its first listing
+    /// remove the ones an earlier interrupted pass of the same owner left.
+    pub fn with_staging_owner(mut self, owner: String) -> Self {
+        self.opts.staging_owner = Some(owner);
+        self
+    }
+
+    /// `bytes` are about to go up over a service our transport does not carry: they wait for
+    /// the upload limit, and count as sent.
+    async fn own_transport_sent(&self, bytes: u64) {
+        if self.own_transport {
+            self.limits.take_up(bytes, &self.counters).await;
+            self.counters.sent.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// At the first listing only, the owner's temporaries left by an interrupted pass.
+    async fn clean_staging(&self) {
+        let Some(owner) = self.opts.staging_owner.as_deref() else {
+            return;
+        };
+        if self.atomic_put || self.staging_cleaned.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        staging::clean(self, owner).await;
     }
 
     pub fn operator(&self) -> &Operator {
@@ -172,13 +227,15 @@ impl CloudReplica {
         self.op.info().capability()
     }
 
-    /// An error about `path`, temporary when the service says so.
+    /// An error about `path`, temporary when the service says so; a full destination is not
+    /// (trying again at once only fills the log: the next pass tries again).
     fn fail(&self, what: &str, path: &str, e: opendal::Error) -> Error {
-        let temporary = e.is_temporary()
-            || matches!(
-                e.kind(),
-                opendal::ErrorKind::RateLimited | opendal::ErrorKind::Unexpected
-            );
+        let temporary = !is_full(&e)
+            && (e.is_temporary()
+                || matches!(
+                    e.kind(),
+                    opendal::ErrorKind::RateLimited | opendal::ErrorKind::Unexpected
+                ));
         Error::Remote {
             message: format!("{}/{path}: {what}: {e}", self.describe),
             temporary,
@@ -241,6 +298,25 @@ impl CloudReplica {
     }
 }
 
+/// Whether `e` comes from a destination that is full, over its quota, or will not grow the
+/// file (a mounted folder's disk, an SFTP server's quota).
+fn is_full(e: &opendal::Error) -> bool {
+    use std::io::ErrorKind as K;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                K::StorageFull | K::FileTooLarge | K::QuotaExceeded
+            ) {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
+}
+
 #[async_trait]
 impl Replica for CloudReplica {
     fn describe(&self) -> String {
@@ -265,6 +341,7 @@ impl Replica for CloudReplica {
     }
 
     async fn list(&self) -> Result<Listing> {
+        self.clean_staging().await;
         listing::list(self).await
     }
 
@@ -338,10 +415,10 @@ impl Replica for CloudReplica {
     }
 
     fn traffic(&self) -> Traffic {
-        use std::sync::atomic::Ordering;
         Traffic {
             bytes: self.counters.sent.load(Ordering::Relaxed),
             chunks: 0,
+            limit_waits: self.counters.limit_waits.load(Ordering::Relaxed),
         }
     }
 }
@@ -373,6 +450,20 @@ impl CloudReplica {
                 }
             })
             .boxed();
+        let stream = if self.own_transport && self.limits.down.is_some() {
+            let (limits, counters) = (self.limits.clone(), self.counters.clone());
+            stream
+                .and_then(move |piece| {
+                    let (limits, counters) = (limits.clone(), counters.clone());
+                    async move {
+                        limits.take_down(piece.len() as u64, &counters).await;
+                        Ok(piece)
+                    }
+                })
+                .boxed()
+        } else {
+            stream
+        };
         let md5 = match if_match.and_then(|t| self.md5_etag(t)) {
             Some(md5) => Some(md5),
             None => self.stated_md5(&key, if_match).await?,
@@ -494,4 +585,20 @@ fn user_metadata(entry: &NewEntry) -> BTreeMap<String, String> {
     m.insert("mtime".to_string(), entry.mtime_ns.to_string());
     m.insert("mode".to_string(), format!("{:o}", entry.mode));
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_full;
+
+    #[test]
+    fn a_full_destination_is_told_from_other_failures() {
+        let full = std::io::Error::from(std::io::ErrorKind::FileTooLarge);
+        let e =
+            opendal::Error::new(opendal::ErrorKind::Unexpected, "file too large").set_source(full);
+        assert!(is_full(&e));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let e = opendal::Error::new(opendal::ErrorKind::Unexpected, "reset").set_source(reset);
+        assert!(!is_full(&e));
+    }
 }

@@ -21,6 +21,8 @@ pub struct Counters {
     pub sent: AtomicU64,
     pub received: AtomicU64,
     pub requests: AtomicU64,
+    /// Requests or pieces a rate limit made wait.
+    pub limit_waits: AtomicU64,
 }
 
 /// Upload and download limits in bytes per second (`None`: unlimited).
@@ -28,6 +30,26 @@ pub struct Counters {
 pub struct Limits {
     pub up: Option<RateLimit>,
     pub down: Option<RateLimit>,
+}
+
+impl Limits {
+    /// Waits for `bytes` to go up under the upload limit, counting a wait in `counters`.
+    pub async fn take_up(&self, bytes: u64, counters: &Counters) {
+        Self::take(self.up.as_ref(), bytes, counters).await;
+    }
+
+    /// Waits for `bytes` that came down under the download limit, counting a wait.
+    pub async fn take_down(&self, bytes: u64, counters: &Counters) {
+        Self::take(self.down.as_ref(), bytes, counters).await;
+    }
+
+    async fn take(limit: Option<&RateLimit>, bytes: u64, counters: &Counters) {
+        if let Some(limit) = limit {
+            if !limit.take(bytes).await.is_zero() {
+                counters.limit_waits.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -224,9 +246,7 @@ impl HttpTransport for Transport {
         );
         if !body.is_empty() {
             let len = body.len() as u64;
-            if let Some(up) = &self.limits.up {
-                up.take(len).await;
-            }
+            self.limits.take_up(len, &self.counters).await;
             self.counters.sent.fetch_add(len, Ordering::Relaxed);
             builder = builder.body(body.to_bytes());
         } else if sends_body {
@@ -314,9 +334,7 @@ impl HttpTransport for Transport {
                     counters
                         .received
                         .fetch_add(piece.len() as u64, Ordering::Relaxed);
-                    if let Some(down) = &limits.down {
-                        down.take(piece.len() as u64).await;
-                    }
+                    limits.take_down(piece.len() as u64, &counters).await;
                     Ok(Buffer::from(piece))
                 }
             })

@@ -35,8 +35,9 @@ impl RateLimit {
         self.rate
     }
 
-    /// Books `bytes` and waits for their turn.
-    pub async fn take(&self, bytes: u64) {
+    /// Books `bytes` and waits for their turn; returns how long it waited (zero: the limit
+    /// did not hold these bytes back).
+    pub async fn take(&self, bytes: u64) -> Duration {
         let wait = {
             let mut free_at = self.free_at.lock().await;
             let (wait, next) = schedule(*free_at, Instant::now(), bytes, self.rate);
@@ -46,6 +47,7 @@ impl RateLimit {
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
+        wait
     }
 }
 

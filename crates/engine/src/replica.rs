@@ -148,6 +148,9 @@ pub struct MoveOp {
 pub struct Traffic {
     pub bytes: u64,
     pub chunks: u64,
+    /// Transfers (requests or pieces) an upload or download rate limit made wait: how a
+    /// pass shows its limit was at work, whatever the timing.
+    pub limit_waits: u64,
 }
 
 /// Results of a batch, one per item and in order; the outer error is for the batch as a whole

@@ -4,25 +4,16 @@
 //! stay is deleted on either computer, nothing corrupt lands, and once the faults stop both
 //! computers converge. The seed is printed, and named in every failure, so a failing run can be
 //! replayed with `CAIRN_TEST_FAULT_SEED=N`. (moto's S3 has its own run in `cloud.rs`; SFTP, FTP
-//! and mounted folders do not go through the HTTP transport the faults are injected in.)
+//! and mounted folders do not go through the HTTP transport: `cloud_faults_files.rs` injects
+//! their faults at the connection and the file system.)
 
 #![cfg(feature = "test-hooks")]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use crate::harness::cloud;
+use crate::cloud_faults_files::seed;
+use crate::cloud_remotes::{self, add_task, connect, tree, Remote};
 use crate::harness::Client;
-
-/// `cairn cloud connect r ...` for one server: the arguments and the secrets on stdin.
-struct Remote {
-    args: Vec<String>,
-    stdin: String,
-    /// The server's own folder, where it has one (shown when a check fails).
-    share: Option<std::path::PathBuf>,
-    /// The faults injected: flipped bytes only where the service gives an MD5 to check a
-    /// download against (WebDAV gives none, so nothing could tell them).
-    kinds: &'static str,
-}
 
 const ALL_KINDS: &str = "drop+lost+busy+slow+corrupt";
 
@@ -32,64 +23,6 @@ fn share_of(remote: &Remote) -> String {
         Some(dir) => format!("{:?}", tree(dir).keys().collect::<Vec<_>>()),
         None => "(not a folder)".into(),
     }
-}
-
-fn connect(c: &Client, remote: &Remote) {
-    let mut args = vec!["cloud", "connect", "r"];
-    args.extend(remote.args.iter().map(String::as_str));
-    let out = c.cairn_stdin(&args, &remote.stdin);
-    assert!(
-        out.status.success(),
-        "cloud connect: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let root = c.root.to_str().expect("utf-8").to_string();
-    c.ok(&[
-        "cloud",
-        "add",
-        "t",
-        "--connection",
-        "r",
-        "--local",
-        &root,
-        "--remote",
-        "faults",
-        "--computer",
-        "pc",
-    ]);
-}
-
-/// The files under `root` with their contents.
-fn tree(root: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).expect("list").flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(root).expect("inside").display().to_string();
-                out.insert(rel, std::fs::read(&p).expect("read"));
-            }
-        }
-    }
-    out
-}
-
-/// The seed of this run: `CAIRN_TEST_FAULT_SEED`, or one from the clock (printed).
-fn seed() -> u64 {
-    let seed = std::env::var("CAIRN_TEST_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos() as u64 % 100_000)
-                .unwrap_or(1)
-        });
-    eprintln!("fault seed {seed} (replay with CAIRN_TEST_FAULT_SEED={seed})");
-    seed
 }
 
 /// A pass under `faults`, and what it said (a pass may fail under faults; what it leaves is
@@ -108,12 +41,15 @@ fn run_with_faults(c: &Client, faults: &str) -> String {
     )
 }
 
-/// Rounds of random work on computer A, each synced under faults by A then B.
-fn faults_keep_every_file(service: &str, remote: &Remote) {
+/// Rounds of random work on computer A, each synced under faults (`kinds`) by A then B.
+fn faults_keep_every_file(remote: &Remote, kinds: &str) {
+    let service = remote.provider;
     let seed = seed();
     let (a, b) = (Client::new(), Client::new());
-    connect(&a, remote);
-    connect(&b, remote);
+    for c in [&a, &b] {
+        connect(c, remote, "r");
+        add_task(c, "t", "r", "faults", &[], "");
+    }
     let mut state = seed.max(1);
     let mut rnd = move || {
         state ^= state << 13;
@@ -140,7 +76,7 @@ fn faults_keep_every_file(service: &str, remote: &Remote) {
         }
         let expected = tree(&a.root);
         ever.extend(expected.values().cloned());
-        let faults = format!("seed={},rate=25,kinds={}", seed + round, remote.kinds);
+        let faults = format!("seed={},rate=25,kinds={kinds}", seed + round);
         let mut said = String::new();
         for pass in 0..2 {
             said += &format!("pass {pass}: {}", run_with_faults(&a, &faults));
@@ -185,98 +121,26 @@ fn faults_keep_every_file(service: &str, remote: &Remote) {
     );
 }
 
-fn started<T>(server: cloud::Result<T>) -> T {
-    server.unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
-
 #[test]
 fn faults_never_lose_a_file_on_azure() {
-    let az = started(cloud::start_azurite());
-    let remote = Remote {
-        args: args(&[
-            "--provider",
-            "azblob",
-            "--endpoint",
-            &az.endpoint,
-            "--option",
-            &format!("container={}", az.container),
-            "--option",
-            &format!("account_name={}", az.account_name),
-            "--secret",
-            "account_key",
-        ]),
-        stdin: format!("{}\n", az.account_key),
-        share: None,
-        kinds: ALL_KINDS,
-    };
-    faults_keep_every_file("azblob", &remote);
+    faults_keep_every_file(&cloud_remotes::start("azblob"), ALL_KINDS);
 }
 
 #[test]
 fn faults_never_lose_a_file_on_gcs() {
-    let gcs = started(cloud::start_gcs_emulator());
-    let remote = Remote {
-        args: args(&[
-            "--provider",
-            "gcs",
-            "--endpoint",
-            &gcs.endpoint,
-            "--bucket",
-            &gcs.bucket,
-            "--option",
-            "skip_signature=true",
-        ]),
-        stdin: String::new(),
-        share: None,
-        kinds: ALL_KINDS,
-    };
-    faults_keep_every_file("gcs", &remote);
+    faults_keep_every_file(&cloud_remotes::start("gcs"), ALL_KINDS);
 }
 
+/// Flipped bytes only where the service gives an MD5 to check a download against (WebDAV
+/// gives none, so nothing could tell them).
 #[test]
 fn faults_never_lose_a_file_on_webdav() {
-    let dav = started(cloud::start_wsgidav());
-    let remote = Remote {
-        args: args(&[
-            "--provider",
-            "webdav",
-            "--endpoint",
-            &dav.endpoint,
-            "--option",
-            &format!("username={}", dav.user),
-            "--secret",
-            "password",
-        ]),
-        stdin: format!("{}\n", dav.password),
-        share: Some(dav.root.clone()),
-        kinds: "drop+lost+busy+slow",
-    };
-    faults_keep_every_file("webdav", &remote);
+    faults_keep_every_file(&cloud_remotes::start("webdav"), "drop+lost+busy+slow");
 }
 
 #[test]
 fn faults_never_lose_a_file_on_swift() {
-    let swift = started(cloud::start_swift());
-    let remote = Remote {
-        args: args(&[
-            "--provider",
-            "swift",
-            "--endpoint",
-            &swift.endpoint,
-            "--option",
-            &format!("container={}", swift.container),
-            "--secret",
-            "token",
-        ]),
-        stdin: format!("{}\n", swift.token),
-        share: None,
-        kinds: ALL_KINDS,
-    };
-    faults_keep_every_file("swift", &remote);
+    faults_keep_every_file(&cloud_remotes::start("swift"), ALL_KINDS);
 }
 
 /// A WebDAV server that will not rename over a file (`refuse`: every or every other MOVE

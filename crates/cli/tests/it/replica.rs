@@ -1015,10 +1015,10 @@ async fn a_swift_container_is_a_conforming_replica() {
 
 /// The user's known_hosts entry of a test sshd: none before the test (a leftover of an
 /// earlier server on the same port would be another key), none after it.
-struct KnownHostsEntry(String);
+pub(crate) struct KnownHostsEntry(String);
 
 impl KnownHostsEntry {
-    fn clear(port: u16) -> Self {
+    pub(crate) fn clear(port: u16) -> Self {
         let entry = KnownHostsEntry(format!("[127.0.0.1]:{port}"));
         entry.remove();
         entry
@@ -1044,7 +1044,7 @@ impl Drop for KnownHostsEntry {
 }
 
 /// The SHA256 fingerprint of the host key in a known_hosts file.
-fn fingerprint_in(known_hosts: &std::path::Path) -> String {
+pub(crate) fn fingerprint_in(known_hosts: &std::path::Path) -> String {
     let out = std::process::Command::new("ssh-keygen")
         .arg("-l")
         .arg("-f")

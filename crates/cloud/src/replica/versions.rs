@@ -42,7 +42,7 @@ pub(super) async fn save(r: &CloudReplica, path: &RelPath) -> Result<()> {
         .unwrap_or(0);
     let folder = folder_of(path);
     let dest = format!("{folder}{stamp:020}_{}", token_name(&now.version));
-    r.op.copy(path.as_str(), &dest)
+    super::write::copy_object(r, path.as_str(), &dest)
         .await
         .map_err(|e| r.fail("keeping the old version", path.as_str(), e))?;
     prune(r, &folder).await
@@ -121,7 +121,7 @@ pub(super) async fn promote(
         ))
     })?;
     save(r, path).await?;
-    r.op.copy(&kept, path.as_str())
+    super::write::copy_object(r, &kept, path.as_str())
         .await
         .map_err(|e| r.fail("restoring a kept version", path.as_str(), e))?;
     Ok(Outcome::Done(r.current(path).await?))

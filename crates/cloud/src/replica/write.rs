@@ -1,7 +1,5 @@
 //! Conditional writes, deletes and moves on a cloud path.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use cairn_engine::replica::{Content, NewEntry, Outcome, ReplicaEntry, Version};
 use cairn_engine::{Error, Result};
 use cairn_model::{ContentHash, EntryKind, RelPath};
@@ -76,7 +74,10 @@ async fn write_file(
     let target = if r.atomic_put {
         key.to_string()
     } else {
-        format!("{STAGING}/{}", temp_name())
+        format!(
+            "{STAGING}/{}",
+            super::staging::temp_name(r.opts.staging_owner.as_deref())
+        )
     };
     let mut w = r.op.writer_with(&target);
     let multi = caps.write_can_multi && r.multipart;
@@ -206,6 +207,7 @@ async fn send(
         let piece = piece?;
         total += piece.len() as u64;
         hasher.update(&piece);
+        r.own_transport_sent(piece.len() as u64).await;
         writer
             .write(buffer(piece))
             .await
@@ -281,17 +283,6 @@ async fn place(r: &CloudReplica, temp: &str, key: &str) -> Result<()> {
             Err(r.fail(&what, key, e))
         }
     }
-}
-
-/// A temporary's name: unique within this process, and across processes by pid and time.
-fn temp_name() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{now:x}-{:x}-{n}", std::process::id())
 }
 
 pub(super) async fn delete(r: &CloudReplica, path: &RelPath, expect: &Version) -> Result<Outcome> {
@@ -377,20 +368,27 @@ async fn move_tree(r: &CloudReplica, from: &RelPath, to: &RelPath) -> Result<()>
 }
 
 async fn copy_then_delete(r: &CloudReplica, from: &str, to: &str) -> Result<()> {
-    if r.caps().copy {
-        r.op.copy(from, to)
-            .await
-            .map_err(|e| r.fail("copying", from, e))?;
-    } else {
-        let data =
-            r.op.read(from)
-                .await
-                .map_err(|e| r.fail("reading", from, e))?;
-        r.op.write(to, data)
-            .await
-            .map_err(|e| r.fail("writing", to, e))?;
-    }
+    copy_object(r, from, to)
+        .await
+        .map_err(|e| r.fail("copying", from, e))?;
     r.op.delete(from)
         .await
         .map_err(|e| r.fail("deleting", from, e))
+}
+
+/// Copies object `from` to `to`: on the service where it can, else streamed down and up
+/// again (FTP has neither copy nor rename).
+pub(super) async fn copy_object(r: &CloudReplica, from: &str, to: &str) -> opendal::Result<()> {
+    if r.caps().copy {
+        return r.op.copy(from, to).await.map(|_| ());
+    }
+    let mut stream = r.op.reader(from).await?.into_bytes_stream(..).await?;
+    let mut w = r.op.writer(to).await?;
+    while let Some(piece) = stream.next().await {
+        let piece = piece.map_err(|e| {
+            opendal::Error::new(opendal::ErrorKind::Unexpected, "reading to copy").set_source(e)
+        })?;
+        w.write(piece).await?;
+    }
+    w.close().await.map(|_| ())
 }

@@ -1,0 +1,90 @@
+//! Temporaries of file-like services (SFTP, WebDAV, mounted folders): a file is written whole
+//! under `.cairn/tmp/` and renamed into place. An upload cut off between the two (a killed
+//! process, a lost answer, a dropped connection) leaves its temporary behind; the owner's
+//! next pass removes it.
+//!
+//! Whose is a temporary: a replica opened with an owner (the CLI gives a tag of the computer
+//! and task) names its temporaries `OWNER-TIME-PID-N`, and at its first listing deletes the
+//! ones with its own tag only. Another computer's temporary may be an upload still in flight,
+//! so it is never touched; an age limit was the alternative, and it would have removed a slow
+//! upload's temporary under it, or kept a crashed one for the whole limit. Names of any other
+//! shape are left alone too.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{CloudReplica, STAGING};
+
+/// A temporary's name: unique within this process, and across processes by pid and time;
+/// tagged with `owner` when the replica has one.
+pub(super) fn temp_name(owner: Option<&str>) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let unique = format!("{now:x}-{:x}-{n}", std::process::id());
+    match owner {
+        Some(owner) => format!("{owner}-{unique}"),
+        None => unique,
+    }
+}
+
+/// Whether `name` (in the staging folder) is a temporary `owner` made: its tag, then
+/// `TIME-PID-N` as [`temp_name`] writes them.
+pub(super) fn is_own(name: &str, owner: &str) -> bool {
+    let Some(rest) = name.strip_prefix(owner).and_then(|r| r.strip_prefix('-')) else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('-').collect();
+    let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let dec = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    matches!(parts.as_slice(), [time, pid, n] if hex(time) && hex(pid) && dec(n))
+}
+
+/// Deletes the owner's temporaries left by earlier passes. Best effort: a temporary that
+/// cannot be listed or deleted now is tried again at the next pass, and the pass goes on.
+pub(super) async fn clean(r: &CloudReplica, owner: &str) -> usize {
+    let dir = format!("{STAGING}/");
+    let Ok(listed) = r.op.list(&dir).await else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in listed {
+        let key = e.path().trim_start_matches('/');
+        let Some(name) = key.strip_prefix(&dir) else {
+            continue;
+        };
+        if e.metadata().is_dir() || !is_own(name, owner) {
+            continue;
+        }
+        if r.op.delete(key).await.is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_owners_own_temporaries_are_its_own() {
+        let name = temp_name(Some("a1b2"));
+        assert!(is_own(&name, "a1b2"), "{name}");
+        assert!(!is_own(&name, "a1b"), "another owner's prefix");
+        assert!(!is_own(&name, "ffff"), "another owner");
+        assert!(!is_own(&temp_name(None), "a1b2"), "untagged");
+        for other in [
+            "a1b2-notes.txt",
+            "a1b2",
+            "a1b2-",
+            "a1b2-18f-2a-x",
+            "a1b2-18f-2a-1-2",
+            "a1b2-18g-2a-1",
+        ] {
+            assert!(!is_own(other, "a1b2"), "{other}");
+        }
+    }
+}
