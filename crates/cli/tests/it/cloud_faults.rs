@@ -148,27 +148,18 @@ fn faults_never_lose_a_file_on_swift() {
 /// written file deleted the old one first, and lost it when the rename then failed too.
 #[test]
 fn a_refused_rename_never_loses_the_file_on_webdav() {
-    let dav = started(cloud::start_wsgidav());
-    let remote = Remote {
-        args: args(&[
-            "--provider",
-            "webdav",
-            "--endpoint",
-            &dav.endpoint,
-            "--option",
-            &format!("username={}", dav.user),
-            "--secret",
-            "password",
-        ]),
-        stdin: format!("{}\n", dav.password),
-        share: Some(dav.root.clone()),
-        kinds: "refuse",
-    };
+    const KINDS: &str = "refuse";
+    let remote = cloud_remotes::start("webdav");
+    let root = remote
+        .share
+        .clone()
+        .expect("WebDAV keeps its files in a folder");
     let c = Client::new();
-    connect(&c, &remote);
+    connect(&c, &remote, "r");
+    add_task(&c, "t", "r", "faults", &[], "");
     c.write("doc.txt", b"version 0");
     c.ok(&["run", "t"]);
-    let stored = dav.root.join("faults/doc.txt");
+    let stored = root.join("faults/doc.txt");
     let in_cloud = |said: &str| {
         std::fs::read(&stored).unwrap_or_else(|e| {
             panic!(
@@ -181,7 +172,7 @@ fn a_refused_rename_never_loses_the_file_on_webdav() {
 
     // Every rename refused: the edit cannot be placed, and the old file stays.
     c.write("doc.txt", b"version 1, which cannot be placed");
-    let said = run_with_faults(&c, &format!("seed=1,rate=100,kinds={}", remote.kinds));
+    let said = run_with_faults(&c, &format!("seed=1,rate=100,kinds={}", KINDS));
     assert_eq!(in_cloud(&said), b"version 0", "{said}");
 
     // Some renames refused: whatever a pass does, the file is the old or the new version, or,
@@ -192,7 +183,7 @@ fn a_refused_rename_never_loses_the_file_on_webdav() {
     for round in 0..8u64 {
         let body = format!("version {} of the file", round + 2).into_bytes();
         c.write("doc.txt", &body);
-        let faults = format!("seed={},rate=50,kinds={}", seed + round, remote.kinds);
+        let faults = format!("seed={},rate=50,kinds={}", seed + round, KINDS);
         let said = run_with_faults(&c, &faults);
         let context = format!("seed {seed} round {round}; the pass said: {said}");
         match std::fs::read(&stored) {
@@ -211,7 +202,7 @@ fn a_refused_rename_never_loses_the_file_on_webdav() {
                         .nth(1)
                         .and_then(|t| t.split(')').next())
                         .unwrap_or_else(|| panic!("doc.txt is gone without a word; {context}"));
-                    let aside = dav.root.join("faults").join(kept);
+                    let aside = root.join("faults").join(kept);
                     assert_eq!(
                         std::fs::read(&aside).ok(),
                         Some(old),

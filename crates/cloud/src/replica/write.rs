@@ -254,7 +254,10 @@ async fn place(r: &CloudReplica, temp: &str, key: &str) -> Result<()> {
     if r.op.rename(temp, key).await.is_ok() {
         return Ok(());
     }
-    let aside = format!("{STAGING}/{}", temp_name());
+    let aside = format!(
+        "{STAGING}/{}",
+        super::staging::temp_name(r.opts.staging_owner.as_deref())
+    );
     if r.op.rename(key, &aside).await.is_err() {
         // Nothing there to move (or it will not move): one more try as is, and the old stays.
         return match r.op.rename(temp, key).await {
