@@ -439,10 +439,7 @@ async fn folder_page(
                 .to_string()
         }
     };
-    let children: Vec<_> = entries
-        .iter()
-        .filter(|v| v.path != dir && v.path.parent().as_ref() == Some(&dir))
-        .collect();
+    let children = super::web::children_of(&entries, &dir);
     let token = &row.token;
     let mut rows = String::new();
     for v in children.iter().skip(page_no * PAGE).take(PAGE) {

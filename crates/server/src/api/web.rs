@@ -282,6 +282,46 @@ pub(super) struct Browse {
     restored: Option<i64>,
 }
 
+/// The entries directly in `dir`, in path order, from every entry under it: a folder that
+/// has no entry of its own (a backup stores `COMPUTER/FOLDER/...` without entries for the
+/// folders above its root) is shown as a folder, changed when the latest change under it was.
+pub(super) fn children_of<'a>(
+    entries: &'a [cairn_protocol::VersionInfo],
+    dir: &RelPath,
+) -> Vec<std::borrow::Cow<'a, cairn_protocol::VersionInfo>> {
+    use std::borrow::Cow;
+    use std::collections::BTreeMap;
+    let mut out: BTreeMap<&str, Cow<'a, cairn_protocol::VersionInfo>> = BTreeMap::new();
+    let skip = if dir.is_root() {
+        0
+    } else {
+        dir.as_str().len() + 1
+    };
+    for v in entries {
+        let Some(rest) = v.path.as_str().get(skip..).filter(|r| !r.is_empty()) else {
+            continue;
+        };
+        match rest.split_once('/') {
+            None => {
+                out.insert(rest, Cow::Borrowed(v));
+            }
+            Some((first, _)) => {
+                let implied = out.entry(first).or_insert_with(|| {
+                    let mut d = v.clone();
+                    d.path = dir.join(first).unwrap_or_else(|_| v.path.clone());
+                    d.entry = cairn_model::Entry::dir(v.entry.mtime_ns, 0o755);
+                    d.inline = None;
+                    Cow::Owned(d)
+                });
+                if let Cow::Owned(d) = implied {
+                    d.committed_ns = d.committed_ns.max(v.committed_ns);
+                }
+            }
+        }
+    }
+    out.into_values().collect()
+}
+
 pub(super) fn parse_rel(text: Option<&str>) -> Option<RelPath> {
     match text.filter(|t| !t.is_empty()) {
         None => Some(RelPath::root()),
@@ -334,10 +374,7 @@ pub(super) async fn browse(
         Ok(e) => e,
         Err(e) => return e.into_response(),
     };
-    let children: Vec<_> = entries
-        .iter()
-        .filter(|v| v.path != dir && v.path.parent().as_ref() == Some(&dir))
-        .collect();
+    let children = children_of(&entries, &dir);
     let page_no = b.page.unwrap_or(0);
     let keep = format!(
         "{}{}",
@@ -641,5 +678,72 @@ pub(super) async fn download(
             resp
         }
         Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_model::{DeviceId, Entry, EntryKind, RelPath, Seq};
+    use cairn_protocol::VersionInfo;
+
+    use super::children_of;
+
+    fn v(path: &str, kind: EntryKind, at: i64) -> VersionInfo {
+        VersionInfo {
+            path: RelPath::parse(path).expect("path"),
+            seq: Seq(at),
+            entry: Entry {
+                kind,
+                size: 1,
+                mtime_ns: 0,
+                mode: 0o644,
+                hash: None,
+                target: None,
+            },
+            device: DeviceId("d".into()),
+            user: "u".into(),
+            computer: "c".into(),
+            committed_ns: at,
+            inline: None,
+        }
+    }
+
+    #[test]
+    fn folders_without_an_entry_of_their_own_are_listed() {
+        // A backup's paths: pc/Documents/... with no entries for pc or pc/Documents.
+        let all = [
+            v("pc/Documents/a.txt", EntryKind::File, 5),
+            v("pc/Documents/sub/b.txt", EntryKind::File, 9),
+            v("top.txt", EntryKind::File, 1),
+            v("z", EntryKind::Dir, 2),
+            v("z/c.txt", EntryKind::File, 3),
+        ];
+        let names = |dir: &str| -> Vec<(String, EntryKind, i64)> {
+            let d = if dir.is_empty() {
+                RelPath::root()
+            } else {
+                RelPath::parse(dir).expect("dir")
+            };
+            children_of(&all, &d)
+                .iter()
+                .map(|c| (c.path.as_str().to_string(), c.entry.kind, c.committed_ns))
+                .collect()
+        };
+        assert_eq!(
+            names(""),
+            vec![
+                ("pc".to_string(), EntryKind::Dir, 9),
+                ("top.txt".to_string(), EntryKind::File, 1),
+                // Its own entry, not one made up from z/c.txt.
+                ("z".to_string(), EntryKind::Dir, 2),
+            ]
+        );
+        assert_eq!(
+            names("pc/Documents"),
+            vec![
+                ("pc/Documents/a.txt".to_string(), EntryKind::File, 5),
+                ("pc/Documents/sub".to_string(), EntryKind::Dir, 9),
+            ]
+        );
     }
 }
