@@ -252,6 +252,7 @@ pub fn connection_from_args(
         ca_file: None,
         limit_upload: a.up_limit.map(|kb| kb * 1000).filter(|r| *r > 0),
         limit_download: a.down_limit.map(|kb| kb * 1000).filter(|r| *r > 0),
+        public_only: false,
     };
     Ok((conn, secrets))
 }
@@ -280,6 +281,7 @@ fn connect(a: ConnectArgs, edit: bool) -> Result<()> {
             ca_file: None,
             limit_upload: None,
             limit_download: None,
+            public_only: false,
         },
     };
     if let Some(p) = &a.provider {

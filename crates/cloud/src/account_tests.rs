@@ -59,6 +59,7 @@ fn full_connection(p: Provider) -> (CloudConnection, Secrets) {
         ca_file: None,
         limit_upload: None,
         limit_download: None,
+        public_only: false,
     };
     (conn, secrets)
 }

@@ -53,6 +53,7 @@ pub async fn list(conn: &CloudConnection, secrets: &Secrets) -> Result<BucketLis
         ca.as_deref(),
         Arc::new(Limits::default()),
         Arc::new(Counters::default()),
+        conn.public_only,
     )?;
     let asked = Asked {
         conn,

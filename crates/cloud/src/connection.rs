@@ -61,6 +61,11 @@ pub struct CloudConnection {
     pub limit_upload: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit_download: Option<u64>,
+    /// Only public addresses: names are resolved at every connection and loopback, private
+    /// and link-local answers refused, so a name that later points inside the network is
+    /// caught (a server connection saved by a user who is not an administrator).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub public_only: bool,
 }
 
 /// Secret values by option name; `Debug` shows the names only.
@@ -156,6 +161,40 @@ fn io_timeout(conn: &CloudConnection, in_flight: u64) -> Duration {
 ///
 /// # Errors
 /// As [`operator`].
+/// For a public-only connection to a service that does not speak HTTP (FTP): the host is
+/// resolved again now and refused if it points inside the network. (HTTP services are checked
+/// at every connection by the transport's resolver.)
+fn refuse_private_host(conn: &CloudConnection) -> Result<(), String> {
+    use std::net::ToSocketAddrs;
+    if !conn.public_only || conn.scheme() != "ftp" {
+        return Ok(());
+    }
+    let Some(endpoint) = conn.options.get("endpoint").or(conn.options.get("host")) else {
+        return Ok(());
+    };
+    let host = endpoint
+        .split_once("://")
+        .map_or(endpoint.as_str(), |(_, r)| r);
+    let host = host.split('/').next().unwrap_or("");
+    let with_port = if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:21")
+    };
+    let addrs = with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?;
+    for a in addrs {
+        if crate::transport::is_private(a.ip()) {
+            return Err(format!(
+                "endpoint {endpoint:?} now points at this machine or a private network ({}); only an administrator may use one",
+                a.ip()
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub fn operator_with(
     conn: &CloudConnection,
     secrets: &Secrets,
@@ -196,7 +235,8 @@ pub fn operator_with(
         up: cairn_engine::ratelimit::RateLimit::new(conn.limit_upload),
         down: cairn_engine::ratelimit::RateLimit::new(conn.limit_download),
     });
-    let mut transport = Transport::new(ca.as_deref(), limits, counters)?;
+    refuse_private_host(conn)?;
+    let mut transport = Transport::new(ca.as_deref(), limits, counters, conn.public_only)?;
     if conn.scheme() == "gcs" {
         transport = transport.with_default_content_type();
     }
@@ -363,6 +403,7 @@ mod tests {
             ca_file: None,
             limit_upload: None,
             limit_download: None,
+            public_only: false,
         };
         assert_eq!(
             io_timeout(&c, 1 << 30),
@@ -392,6 +433,7 @@ mod tests {
             ca_file: None,
             limit_upload: None,
             limit_download: None,
+            public_only: false,
         };
         let first = a.credential_id();
         a.options.insert("bucket".into(), "two".into());

@@ -90,15 +90,81 @@ fn same_host_redirects() -> reqwest::redirect::Policy {
     })
 }
 
+/// Whether `ip` is this machine, a private or link-local network, or carrier-grade NAT:
+/// addresses a connection saved by a user who is not an administrator may not reach.
+pub fn is_private(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                // 100.64.0.0/10, carrier-grade NAT.
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// Resolves names for a public-only connection: private answers are dropped, and a name with
+/// only private answers fails, at every connection (so a name re-pointed after the check at
+/// save time is still caught).
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let found: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public = public_addrs(&host, found)?;
+            let addrs: reqwest::dns::Addrs = Box::new(public.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// The public ones of `found` for `host`, or an error naming it when there is none.
+fn public_addrs(
+    host: &str,
+    found: Vec<std::net::SocketAddr>,
+) -> std::result::Result<Vec<std::net::SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+    let public: Vec<_> = found.into_iter().filter(|a| !is_private(a.ip())).collect();
+    if public.is_empty() {
+        return Err(format!(
+            "{host} points at this machine or a private network; only an administrator's connection may reach one"
+        )
+        .into());
+    }
+    Ok(public)
+}
+
 impl Transport {
-    /// A transport trusting the system's roots, plus the certificates in `ca_pem` when given.
+    /// A transport trusting the system's roots, plus the certificates in `ca_pem` when given;
+    /// with `public_only`, names resolve to public addresses only ([`is_private`]).
     pub fn new(
         ca_pem: Option<&[u8]>,
         limits: Arc<Limits>,
         counters: Arc<Counters>,
+        public_only: bool,
     ) -> std::result::Result<Self, String> {
         let tls = tls_config(ca_pem)?;
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if public_only {
+            builder = builder.dns_resolver(Arc::new(PublicOnly));
+        }
+        let client = builder
             .use_preconfigured_tls(tls)
             .connect_timeout(Duration::from_secs(30))
             // A server that stops answering mid-body fails the request (and OpenDAL's retry
@@ -358,6 +424,77 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn inside_addresses_are_private_and_public_ones_are_not() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.9",
+            "172.16.4.4",
+            "169.254.169.254",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "0.0.0.0",
+        ] {
+            assert!(is_private(ip.parse().expect("ip")), "{ip}");
+        }
+        for ip in ["1.1.1.1", "8.8.8.8", "100.128.0.1", "2606:4700::1111"] {
+            assert!(!is_private(ip.parse().expect("ip")), "{ip}");
+        }
+        let found = vec![
+            "10.0.0.1:0".parse().expect("addr"),
+            "1.1.1.1:0".parse().expect("addr"),
+        ];
+        assert_eq!(public_addrs("mixed", found).expect("one public").len(), 1);
+        let inside = vec!["127.0.0.1:0".parse().expect("addr")];
+        let err = public_addrs("evil.example", inside)
+            .expect_err("only private")
+            .to_string();
+        assert!(
+            err.contains("evil.example") && err.contains("private network"),
+            "{err}"
+        );
+    }
+
+    /// A public-only transport resolves at every connection: a name that points inside
+    /// (here `localhost`, which a re-pointed name would do) fails with why, and the request
+    /// never reaches the listening server.
+    #[tokio::test]
+    async fn a_public_only_transport_refuses_a_name_that_points_inside() {
+        let (port, reached) = answering("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".into());
+        let open = Transport::new(None, Arc::default(), Arc::default(), false).expect("transport");
+        let url = format!("http://localhost:{port}/");
+        open.http()
+            .get(&url)
+            .send()
+            .await
+            .expect("an ordinary transport connects");
+        reached.recv().expect("reached");
+        let (port, reached) = answering("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".into());
+        let guarded =
+            Transport::new(None, Arc::default(), Arc::default(), true).expect("transport");
+        let err = guarded
+            .http()
+            .get(format!("http://localhost:{port}/"))
+            .send()
+            .await
+            .expect_err("a name pointing inside is refused");
+        let mut chain = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(s) = source {
+            chain.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        assert!(chain.contains("private network"), "{chain}");
+        assert!(
+            reached.try_recv().is_err(),
+            "the request reached the server"
+        );
+    }
+
     /// A one-shot HTTP server answering every request with `answer`; returns its port.
     fn answering(answer: String) -> (u16, std::sync::mpsc::Receiver<()>) {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -380,7 +517,7 @@ mod tests {
         let (port, _) = answering(format!(
             "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.2:{elsewhere}/latest\r\ncontent-length: 0\r\n\r\n"
         ));
-        let t = Transport::new(None, Arc::default(), Arc::default()).expect("transport");
+        let t = Transport::new(None, Arc::default(), Arc::default(), false).expect("transport");
         let resp = t
             .client
             .get(format!("http://127.0.0.1:{port}/x"))

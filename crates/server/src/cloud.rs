@@ -16,7 +16,7 @@
 //! or opened it is used once and never stored.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 
 use std::sync::Arc;
 
@@ -272,6 +272,9 @@ pub fn save_connection(
         return Err(invalid("at most 32 secrets of 16 KiB each".into()));
     }
     check_connection(&conn, admin).map_err(invalid)?;
+    // What a user saves is held to public addresses at every connection, not only now; an
+    // administrator's connection may reach inside the network.
+    conn.public_only = !admin;
     let mut all = Secrets::default();
     if req.edit {
         // An edit keeps the secrets it does not give.
@@ -495,7 +498,7 @@ fn refuse_private(endpoint: &str) -> std::result::Result<(), String> {
         .to_socket_addrs()
         .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?;
     for a in addrs {
-        if is_private(a.ip()) {
+        if cairn_cloud::transport::is_private(a.ip()) {
             return Err(format!(
                 "endpoint {endpoint:?} is on this machine or a private network ({}); only an administrator may use one",
                 a.ip()
@@ -503,30 +506,6 @@ fn refuse_private(endpoint: &str) -> std::result::Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                // 100.64.0.0/10, carrier-grade NAT.
-                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_private(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-        }
-    }
 }
 
 #[cfg(test)]
@@ -545,6 +524,7 @@ mod tests {
             ca_file: None,
             limit_upload: None,
             limit_download: None,
+            public_only: false,
         }
     }
 

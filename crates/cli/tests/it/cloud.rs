@@ -30,6 +30,7 @@ pub fn s3_connection(s3: &Moto) -> (cairn_cloud::CloudConnection, cairn_cloud::S
         ca_file: None,
         limit_upload: None,
         limit_download: None,
+        public_only: false,
     };
     let secrets = cairn_cloud::Secrets(
         [(

@@ -58,6 +58,7 @@ pub fn connection(
         ca_file: None,
         limit_upload: None,
         limit_download: None,
+        public_only: false,
     };
     (conn, cairn_cloud::Secrets(owned(secrets)))
 }

@@ -315,7 +315,7 @@ mod tests {
         let file = dir.path().join("uploads.json");
         let b = Blocks::load(&file);
         let transport =
-            crate::transport::Transport::new(None, Default::default(), Default::default())
+            crate::transport::Transport::new(None, Default::default(), Default::default(), false)
                 .expect("a transport without a CA file");
         let client = transport.http().clone();
         let body = Buffer::from(bytes::Bytes::from_static(b"block one"));

@@ -502,6 +502,7 @@ mod tests {
             ca_file: None,
             limit_upload: None,
             limit_download: None,
+            public_only: false,
         };
         {
             let meta = SqliteMeta::open(&path).expect("open");
@@ -525,6 +526,55 @@ mod tests {
             err.to_string().contains("already uses this credential"),
             "{err}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// What a user saves is held to public addresses at every connection; what an
+    /// administrator saves is not (and a request cannot choose for itself).
+    #[test]
+    fn a_users_connection_is_public_only_and_an_administrators_is_not() {
+        let dir = std::env::temp_dir().join(format!(
+            "cairn-meta-public-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let meta = SqliteMeta::open(&dir.join("meta.sqlite")).expect("open");
+        meta.add_user("alice", "hash", false).expect("user");
+        let (alice, _) = meta.user_by_name("alice").expect("read").expect("alice");
+        let request = |name: &str, key: &str| crate::cloud::ConnectionRequest {
+            name: name.into(),
+            owner: None,
+            connection: CloudConnection {
+                provider: "s3".into(),
+                // A literal public address: checked without DNS.
+                options: BTreeMap::from([
+                    ("access_key_id".to_string(), key.to_string()),
+                    ("endpoint".to_string(), "http://1.1.1.1:9000".to_string()),
+                    ("bucket".to_string(), "data".to_string()),
+                ]),
+                secrets: vec![],
+                prompt: vec![],
+                ca_file: None,
+                limit_upload: None,
+                limit_download: None,
+                public_only: false,
+            },
+            secrets: BTreeMap::new(),
+            edit: false,
+        };
+        crate::cloud::save_connection(&meta, &alice, request("mine", "AK1"), false).expect("saved");
+        crate::cloud::save_connection(&meta, &alice, request("set-up", "AK2"), true)
+            .expect("saved");
+        let rows = meta.cloud_connections(Some(alice.id)).expect("rows");
+        let public_only = |name: &str| {
+            rows.iter()
+                .find(|r| r.name == name)
+                .map(|r| r.connection.public_only)
+                .expect("row")
+        };
+        assert!(public_only("mine"));
+        assert!(!public_only("set-up"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
