@@ -337,37 +337,66 @@ pub(super) fn bad(what: &str) -> Response {
     )
 }
 
+/// What a view of a folder needs: the session's user, the folder they may read (and how),
+/// the folder below it asked for, and the time to see it at.
+pub(super) struct View {
+    pub caller: Caller,
+    pub folder: crate::meta::Folder,
+    pub access: Access,
+    pub dir: RelPath,
+    pub at_ns: Option<i64>,
+}
+
+/// The [`View`] a request asks for, or the page to answer instead.
+pub(super) async fn view_of(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    folder: &str,
+    b: &Browse,
+) -> Result<View, Response> {
+    let caller = session(state, headers).await?;
+    let (f, access) = super::folder_access_as(state, &caller, folder, Access::Ro)
+        .await
+        .map_err(|e| {
+            page(
+                e.status,
+                "Not available",
+                &format!("<p>{}</p>", esc(&e.message)),
+            )
+        })?;
+    let dir = parse_rel(b.dir.as_deref()).ok_or_else(|| bad("That path is not allowed."))?;
+    let at_ns = match b.at.as_deref().filter(|t| !t.is_empty()) {
+        Some(t) => Some(
+            cairn_model::timespec::parse_instant(t, now_ns()).map_err(|e| bad(&e.to_string()))?,
+        ),
+        None => None,
+    };
+    Ok(View {
+        caller,
+        folder: f,
+        access,
+        dir,
+        at_ns,
+    })
+}
+
 pub(super) async fn browse(
     State(state): State<Arc<AppState>>,
     Path(folder): Path<String>,
     Query(b): Query<Browse>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match session(&state, &headers).await {
-        Ok(c) => c,
+    let View {
+        caller,
+        folder: f,
+        access,
+        dir,
+        at_ns,
+    } = match view_of(&state, &headers, &folder, &b).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
     let (csrf, _) = csrf_of(&headers);
-    let (f, access) = match super::folder_access_as(&state, &caller, &folder, Access::Ro).await {
-        Ok(found) => found,
-        Err(e) => {
-            return page(
-                e.status,
-                "Not available",
-                &format!("<p>{}</p>", esc(&e.message)),
-            )
-        }
-    };
-    let Some(dir) = parse_rel(b.dir.as_deref()) else {
-        return bad("That path is not allowed.");
-    };
-    let at_ns = match b.at.as_deref().filter(|t| !t.is_empty()) {
-        Some(t) => match cairn_model::timespec::parse_instant(t, now_ns()) {
-            Ok(ns) => Some(ns),
-            Err(e) => return bad(&e.to_string()),
-        },
-        None => None,
-    };
     let f_id = f.id;
     let (d, deleted) = (dir.clone(), b.deleted);
     let entries = match blocking(&state, move |m| m.tree(&f, &d, at_ns, deleted)).await {

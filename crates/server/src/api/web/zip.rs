@@ -11,12 +11,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cairn_model::EntryKind;
-use cairn_protocol::{Access, VersionInfo};
+use cairn_protocol::VersionInfo;
 use tokio::sync::mpsc;
 
-use super::super::shares::{disposition, esc, page};
-use super::super::{blocking, folder_access, now_ns, read_chunk, AppState};
-use super::{bad, parse_rel, session, Browse};
+use super::super::shares::disposition;
+use super::super::{blocking, read_chunk, AppState};
+use super::{view_of, Browse, View};
 use crate::meta::Folder;
 
 const LOCAL: u32 = 0x0403_4b50;
@@ -288,29 +288,14 @@ pub(in crate::api) async fn download(
     axum::extract::Query(b): Query<Browse>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match session(&state, &headers).await {
-        Ok(c) => c,
+    let View {
+        folder: f,
+        dir,
+        at_ns,
+        ..
+    } = match view_of(&state, &headers, &folder, &b).await {
+        Ok(v) => v,
         Err(r) => return r,
-    };
-    let f = match folder_access(&state, &caller, &folder, Access::Ro).await {
-        Ok(f) => f,
-        Err(e) => {
-            return page(
-                e.status,
-                "Not available",
-                &format!("<p>{}</p>", esc(&e.message)),
-            )
-        }
-    };
-    let Some(dir) = parse_rel(b.dir.as_deref()) else {
-        return bad("That path is not allowed.");
-    };
-    let at_ns = match b.at.as_deref().filter(|t| !t.is_empty()) {
-        Some(t) => match cairn_model::timespec::parse_instant(t, now_ns()) {
-            Ok(ns) => Some(ns),
-            Err(e) => return bad(&e.to_string()),
-        },
-        None => None,
     };
     let (ff, d) = (f.clone(), dir.clone());
     let entries = match blocking(&state, move |m| m.tree(&ff, &d, at_ns, false)).await {
