@@ -232,6 +232,20 @@ impl<'d> Session<'d> {
         })
     }
 
+    /// The page's visible text, or `None` while it is being replaced (a reload the page's
+    /// own script started): for polling a page that may reload itself.
+    pub fn try_text(&self) -> Option<String> {
+        let body = self.try_find("body")?;
+        let text = self
+            .try_cmd(
+                Method::GET,
+                &format!("/element/{}/text", body.id),
+                Value::Null,
+            )
+            .ok()?;
+        text.as_str().map(str::to_string)
+    }
+
     pub fn try_find(&self, css: &str) -> Option<Element<'_, 'd>> {
         self.try_cmd(
             Method::POST,
