@@ -348,7 +348,55 @@ pub(in crate::api) async fn download(
 
 #[cfg(test)]
 mod tests {
-    use super::dos_time;
+    use super::{central, descriptor, dos_time, end, local_header, Written};
+
+    /// More entries than a plain zip can count: the ZIP64 end records are written, and
+    /// Python's `zipfile` reads every entry back (names, sizes, CRCs).
+    #[test]
+    fn a_zip_with_more_entries_than_a_plain_zip_counts_opens() {
+        let n = 70_000u32;
+        let mut out = Vec::new();
+        let mut done = Vec::new();
+        for i in 0..n {
+            let data = i.to_le_bytes();
+            let mut w = Written {
+                name: format!("d{}/f{i}.bin", i % 7),
+                dir: false,
+                crc: 0,
+                size: data.len() as u64,
+                offset: out.len() as u64,
+                time: dos_time(1_796_067_910_000_000_000),
+                mode: 0o644,
+            };
+            out.extend_from_slice(&local_header(&w));
+            out.extend_from_slice(&data);
+            w.crc = crc32fast::hash(&data);
+            out.extend_from_slice(&descriptor(&w));
+            done.push(w);
+        }
+        let cd_start = out.len() as u64;
+        for w in &done {
+            out.extend_from_slice(&central(w));
+        }
+        let cd_len = out.len() as u64 - cd_start;
+        out.extend_from_slice(&end(u64::from(n), cd_start, cd_len));
+        let dir = std::env::temp_dir().join(format!("cairn-zip64-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("many.zip");
+        std::fs::write(&path, &out).expect("write");
+        let script = "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nassert z.testzip() is None\nnames = z.namelist()\nassert len(names) == 70000, len(names)\nassert z.read('d6/f69999.bin') == (69999).to_bytes(4, 'little')\n";
+        let run = std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(&path)
+            .output()
+            .expect("python3");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
 
     #[test]
     fn dos_times_are_civil_dates() {
