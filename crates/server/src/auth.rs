@@ -16,6 +16,11 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
     buf
 }
 
+/// `n` random bytes in lowercase hex (ids, tokens and secrets that travel as text).
+pub fn random_hex(n: usize) -> String {
+    random_bytes(n).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A random password of 20 characters from an unambiguous alphabet.
 pub fn random_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";

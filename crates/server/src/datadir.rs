@@ -33,13 +33,6 @@ pub struct Created {
 /// Disk kept aside for `server gc` on a full disk.
 pub const RESERVE_BYTES: u64 = 8 * 1024 * 1024;
 
-fn random_hex(bytes: usize) -> String {
-    auth::random_bytes(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 impl DataDir {
     /// Opens the data folder, creating it on first use.
     ///
@@ -87,8 +80,8 @@ impl DataDir {
     fn open_parts(root: &Path) -> Result<DataDir> {
         let meta = Arc::new(SqliteMeta::open(&root.join("meta.sqlite"))?);
         let store: Arc<dyn ObjectStore> = Arc::new(OpendalStore::local(&root.join("chunks"))?);
-        let server_id = meta.init_meta_value("server_id", &random_hex(16))?;
-        let token_secret = meta.init_meta_value("token_secret", &random_hex(32))?;
+        let server_id = meta.init_meta_value("server_id", &auth::random_hex(16))?;
+        let token_secret = meta.init_meta_value("token_secret", &auth::random_hex(32))?;
         Ok(DataDir {
             token_secret,
             root: root.to_path_buf(),

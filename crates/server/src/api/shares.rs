@@ -335,10 +335,7 @@ fn password_form(token: &str, csrf: &str, wrong: bool) -> Response {
 
 /// A CSRF token: 128 random bits in hex.
 pub(super) fn new_csrf() -> String {
-    auth::random_bytes(16)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    auth::random_hex(16)
 }
 
 #[derive(Deserialize)]

@@ -245,10 +245,7 @@ pub(in crate::api) async fn begin(target: &Target, req: StartRequest) -> ApiResu
         mtime_ns,
         touched_ns: now,
     };
-    let id = crate::auth::random_bytes(16)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>();
+    let id = crate::auth::random_hex(16);
     let staged = id.clone();
     tokio::task::spawn_blocking(move || open_upload(&dir, &staged, &ticket, now))
         .await
