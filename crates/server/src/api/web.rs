@@ -55,6 +55,24 @@ pub(super) async fn session(
     }
 }
 
+/// The session's user of a form that changes state, with its CSRF token checked; or the page
+/// to answer instead.
+pub(super) async fn form_session(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<Caller, Response> {
+    let caller = session(state, headers).await?;
+    if !csrf_ok(headers, csrf) {
+        return Err(page(
+            StatusCode::FORBIDDEN,
+            "Please try again",
+            "<p role=\"alert\">The form had expired; go back, reload the page and try again.</p>",
+        ));
+    }
+    Ok(caller)
+}
+
 /// The CSRF token of this browser: the cookie's, or a new one (set on the answer).
 pub(super) fn csrf_of(headers: &HeaderMap) -> (String, bool) {
     match cookie(headers, CSRF).filter(|c| c.len() == 32) {

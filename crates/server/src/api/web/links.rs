@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::super::shares::{create_share, esc, page, see_other};
 use super::super::{blocking, now_ns, AppState};
-use super::{app_page, csrf_of, csrf_ok, session};
+use super::{app_page, csrf_of, form_session, session};
 use crate::share::{ShareInfo, ShareRequest};
 
 /// The spans a new link may be valid for, as the form offers them.
@@ -199,16 +199,10 @@ pub(in crate::api) async fn create(
     headers: HeaderMap,
     Form(form): Form<NewForm>,
 ) -> Response {
-    let caller = match session(&state, &headers).await {
+    let caller = match form_session(&state, &headers, &form.csrf).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !csrf_ok(&headers, &form.csrf) {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "The form had expired; go back, reload and try again.",
-        );
-    }
     let Some(span) = SPANS
         .iter()
         .find(|(v, _, _)| *v == form.expires)
@@ -253,16 +247,10 @@ pub(in crate::api) async fn revoke(
     headers: HeaderMap,
     Form(form): Form<CsrfOnly>,
 ) -> Response {
-    let caller = match session(&state, &headers).await {
+    let caller = match form_session(&state, &headers, &form.csrf).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !csrf_ok(&headers, &form.csrf) {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "The form had expired; go back, reload and try again.",
-        );
-    }
     // Only the owner's own links, from this page (an administrator uses the CLI or API).
     let owner = Some(caller.user.id);
     match blocking(&state, move |m| m.revoke_share(id, owner)).await {

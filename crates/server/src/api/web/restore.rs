@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::super::shares::{esc, page, query_escape, see_other};
 use super::super::{blocking, folder_access, now_ns, ApiResult, AppState, Caller};
-use super::{csrf_ok, edit, parse_rel, session};
+use super::{edit, form_session, parse_rel};
 use crate::meta::Folder;
 
 /// The caller of a form that changes `folder`, with the folder checked for writing; or the
@@ -26,14 +26,7 @@ async fn writer(
     folder: &str,
     csrf: &str,
 ) -> Result<(Caller, Folder), Response> {
-    let caller = session(state, headers).await?;
-    if !csrf_ok(headers, csrf) {
-        return Err(page(
-            StatusCode::FORBIDDEN,
-            "Please try again",
-            "<p>The form had expired; go back, reload the page and try again.</p>",
-        ));
-    }
+    let caller = form_session(state, headers, csrf).await?;
     match folder_access(state, &caller, folder, Access::Rw).await {
         Ok(f) => Ok((caller, f)),
         Err(e) => Err(page(
