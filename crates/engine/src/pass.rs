@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
+use cairn_model::filter::FilterDecision;
 use cairn_model::{EntryKind, Filter, RelPath};
 
 use crate::executor::{self, Ctx, PassStats, Planned};
@@ -63,6 +64,7 @@ pub async fn run(
     let identity = retrying(|| remote.identity()).await?;
     let (remote_map, cursor) = remote_listing(remote, identity.as_deref(), cache).await?;
     let mut scan = local_side.list().await?;
+    drop_filtered(&mut scan, spec.filter);
     drop_too_long(&mut scan, local_side, remote);
     drop_unstorable_links(&mut scan, local_side, remote);
     drop_refused(&mut scan, local_side, remote);
@@ -361,6 +363,24 @@ fn drop_unstorable_links(scan: &mut Listing, local_side: &dyn Replica, remote: &
 }
 
 /// Entries the remote refuses by its rules (names, lengths, sizes): reported, left alone.
+/// The task's rules on the local side's listing as on the remote's: a scanned folder has
+/// applied them already, but a side that is not one (the server folder of a server cloud
+/// task) lists everything. What they leave out is neither sent nor deleted.
+fn drop_filtered(scan: &mut Listing, filter: &Filter) {
+    let out: Vec<(RelPath, String)> = scan
+        .entries
+        .iter()
+        .filter_map(|(p, e)| match filter.check(p, e.kind, e.size) {
+            FilterDecision::Include => None,
+            FilterDecision::Exclude(why) => Some((p.clone(), why)),
+        })
+        .collect();
+    for (path, _) in &out {
+        scan.entries.remove(path);
+    }
+    scan.excluded.extend(out);
+}
+
 fn drop_refused(scan: &mut Listing, local_side: &dyn Replica, remote: &dyn Replica) {
     let refused: Vec<(RelPath, String)> = scan
         .entries

@@ -25,6 +25,7 @@ use cairn_cloud::crypt::MasterKey;
 use cairn_cloud::provider::Provider;
 use cairn_cloud::transport::Counters;
 use cairn_cloud::{CloudConnection, Secrets};
+use cairn_model::filter::{normalize_ext, Filter};
 use cairn_protocol::Access;
 use serde::{Deserialize, Serialize};
 
@@ -157,6 +158,17 @@ impl TaskSettings {
             return Err("at most 256 excluded names and extensions, each under 256 bytes".into());
         }
         Ok(())
+    }
+
+    /// The filter the task's passes run with: its own rules plus the cloud default ignore
+    /// list, as for a computer's cloud task. The web UI marks what it leaves out "filtered".
+    pub fn filter(&self) -> Filter {
+        cairn_cloud::provider::filter::for_cloud(&Filter {
+            max_size: self.max_size_mb * 1024 * 1024,
+            names: self.exclude_names.clone(),
+            exts: self.exclude_exts.iter().map(|e| normalize_ext(e)).collect(),
+            ..Filter::default()
+        })
     }
 
     /// Whether the task writes into the server folder (and so needs write access to it).

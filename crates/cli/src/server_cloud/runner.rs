@@ -211,7 +211,7 @@ impl Runner {
             crypt::refuse_if_encrypted(&plain).await?;
             Box::new(plain)
         };
-        let filter = crate::config::new_filter(s.max_size_mb, &s.exclude_names, &s.exclude_exts)?;
+        let filter = s.filter();
         let direction = match s.direction.as_str() {
             "upload-only" => Direction::UploadOnly,
             "download-only" => Direction::DownloadOnly,

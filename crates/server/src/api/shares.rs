@@ -199,6 +199,7 @@ button.danger{background:#a33}a:focus,button:focus,input:focus,select:focus{outl
 input,select{padding:.45rem;font-size:1rem;max-width:100%}.muted{color:#666}form.inline{display:inline}\
 nav{margin-bottom:1rem}.drop{border:2px dashed #9ab;border-radius:6px;padding:1rem;margin:1rem 0}.drop.over{background:#eef4fb}\
 [role=alert]{color:#a33}[role=status]{color:#265}\
+.tag{font-size:.85rem;padding:0 .35rem;border:1px solid #9ab;border-radius:3px;color:#345}\
 @media (max-width:40rem){body{margin:.5rem auto}td,th{padding:.3rem .2rem;font-size:.95rem}.hide-narrow{display:none}}";
 
 /// A page with the headers every public page carries.

@@ -27,8 +27,36 @@ mod edit;
 pub(super) mod links;
 pub(super) mod manage;
 pub(super) mod restore;
+mod status;
 pub(super) mod upload;
 pub(super) mod zip;
+
+/// The server cloud tasks on `folder` the caller may see (their own; every one for an
+/// administrator) with their status words; none when they cannot be read, as the page is
+/// still worth showing.
+async fn folder_tasks(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    folder: &str,
+    folder_id: i64,
+) -> Vec<status::TaskView> {
+    let owner = (!caller.user.admin).then_some(caller.user.id);
+    let name = folder.to_string();
+    blocking(state, move |m| {
+        let tasks: Vec<_> = m.cloud_tasks(owner)?;
+        if !tasks.iter().any(|t| t.folder == name) {
+            return Ok(Vec::new());
+        }
+        let last = m.recent_changes(folder_id, &RelPath::root(), 1)?;
+        Ok(status::task_views(
+            tasks,
+            &name,
+            last.first().map(|v| v.committed_ns),
+        ))
+    })
+    .await
+    .unwrap_or_default()
+}
 
 /// Entries per page of a folder view.
 const PAGE: usize = 200;
@@ -422,6 +450,7 @@ pub(super) async fn browse(
         Err(e) => return e.into_response(),
     };
     let children = children_of(&entries, &dir);
+    let tasks = folder_tasks(&state, &caller, &folder, f_id).await;
     let page_no = b.page.unwrap_or(0);
     let keep = format!(
         "{}{}",
@@ -448,8 +477,9 @@ pub(super) async fn browse(
                 format!("{} bytes", v.entry.size),
             ),
         };
+        let mark = status::filtered_mark(&tasks, &v.path, v.entry.kind, v.entry.size);
         rows.push_str(&format!(
-            "<tr><td><a href=\"{}\">{}</a></td><td class=\"muted\">{what}</td><td class=\"muted\">{}</td></tr>",
+            "<tr><td><a href=\"{}\">{}</a>{mark}</td><td class=\"muted\">{what}</td><td class=\"muted\">{}</td></tr>",
             esc(&link),
             esc(name),
             cairn_model::timespec::format_instant(v.committed_ns)
@@ -495,7 +525,8 @@ pub(super) async fn browse(
         .await
         .unwrap_or_default();
     let timeline = timeline(&folder, &dir, &changes);
-    let body = format!("{travel}{timeline}{tools}<table>{rows}</table><p>{nav}</p>");
+    let words = status::banner(&tasks, caller.user.admin);
+    let body = format!("{words}{travel}{timeline}{tools}<table>{rows}</table><p>{nav}</p>");
     app_page(&caller.user.name, caller.user.admin, &csrf, &title, &body)
 }
 
