@@ -21,6 +21,8 @@ use super::{cookie, esc, new_csrf, page, unlocked, usable};
 
 /// The largest file a link's visitor may upload.
 pub const MAX_LINK_FILE: u64 = 4 << 30;
+/// What a link's visitors may have waiting on the server at once, all files together.
+pub const MAX_LINK_STAGED: u64 = 8 << 30;
 const CSRF: &str = "cairn_csrf";
 
 /// The page of an upload-only link: a box to drop files on, nothing of the folder.
@@ -97,6 +99,7 @@ async fn target(state: &Arc<AppState>, token: &str, headers: &HeaderMap) -> ApiR
         caller,
         folder,
         max_file: MAX_LINK_FILE,
+        max_staged: MAX_LINK_STAGED,
         link: Some(LinkDrop { id: row.id, under }),
     })
 }
