@@ -468,7 +468,7 @@ async fn load_base(
         }
     }
     let known = index.server_of(task)?;
-    let other = matches!((&known, &identity), (Some(k), Some(id)) if k != id);
+    let other = matches!((&known, &identity), (Some(k), Some(id)) if !same_remote(k, id));
     let went_back = cursor
         .as_ref()
         .is_some_and(|c| base.values().any(|b| remote.went_back(&b.right, c)));
@@ -489,6 +489,16 @@ async fn load_base(
         index.set_server(task, &id)?;
     }
     Ok(base)
+}
+
+/// Whether identity `now` is the remote an index kept as `known`. An identity kept before
+/// remotes named a part of themselves (a server folder's incarnation, `SERVER#N`) matches
+/// every part: one pass after an upgrade then keeps its base, and stores the full identity.
+fn same_remote(known: &str, now: &str) -> bool {
+    known == now
+        || now
+            .strip_prefix(known)
+            .is_some_and(|rest| rest.starts_with('#') && !known.contains('#'))
 }
 
 /// The remote listing as the last pass left it, kept by a long-running agent so the next pass
@@ -597,4 +607,19 @@ async fn hash_local(
         }
     }
     Ok((out, unreadable))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_remote;
+
+    #[test]
+    fn an_identity_kept_before_folder_incarnations_matches_only_its_own_server() {
+        assert!(same_remote("abc#3", "abc#3"));
+        assert!(same_remote("abc", "abc#3"));
+        assert!(!same_remote("abc#3", "abc#4"));
+        assert!(!same_remote("abc#3", "abc"));
+        assert!(!same_remote("ab", "abc#3"));
+        assert!(!same_remote("abc", "abd#3"));
+    }
 }

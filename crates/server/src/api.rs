@@ -1226,12 +1226,14 @@ async fn journal(
     let mut rx = state.head_watch(&folder);
     let deadline = tokio::time::Instant::now() + wait;
     let inline = q.inline.unwrap_or(false);
+    let folder_id = folder.id;
     let answer = |changes, head| {
         Json(JournalResponse {
             changes,
             head,
             server_id: state.server_id.clone(),
             access: Some(access),
+            folder_id: Some(folder_id),
         })
     };
     loop {
@@ -1239,7 +1241,11 @@ async fn journal(
         // The head is read before the changes: every change after it is in this answer or
         // the next, so a client that asks again after the head misses nothing.
         let (changes, head) = blocking(&state, move |m| {
-            let fresh = m.folder(&f.name)?.map(|x| x.head).unwrap_or(f.head);
+            let fresh = match m.folder(&f.name)? {
+                Some(now) if now.id == f.id => now.head,
+                // Deleted (perhaps made again under its name) while the caller waited.
+                _ => return Err(crate::Error::NotFound(format!("folder {}", f.name))),
+            };
             let mine = others.as_ref().map(|(u, d)| (u.as_str(), d.as_str()));
             Ok((m.journal(&f, after, limit, mine)?, fresh))
         })
