@@ -1,7 +1,8 @@
 //! `/api/v1/cloud/...`: each user's cloud connections and the cloud tasks the server runs for
 //! their folders; an administrator may name any user as `owner`, or list with `all` (seed
 //! 002's admin mode). The rules are [`crate::cloud`]'s; secrets go in and never come out,
-//! but for an encrypted task's key, which its owner or an administrator may export.
+//! but for an encrypted task's key, which its owner or an administrator may export. Tasks
+//! added and removed go to the activity log (with the administrator, when one acts for a user).
 
 use std::sync::Arc;
 
@@ -13,7 +14,31 @@ use serde::Deserialize;
 
 use super::{blocking, ApiError, ApiResult, AppState, Caller};
 use crate::cloud::{self, ConnectionInfo, ConnectionRequest, TaskInfo, TaskRequest};
-use crate::meta::User;
+use crate::meta::{EventKind, Outcome, User};
+
+/// Records a task added or removed: target `owner/task`, and who acted for whom.
+fn task_event(
+    m: &crate::meta::SqliteMeta,
+    kind: EventKind,
+    caller: &Caller,
+    owner: &User,
+    task: &str,
+    detail: &str,
+) {
+    let by = caller.actor();
+    let detail = if owner.id == caller.user.id {
+        detail.to_string()
+    } else {
+        format!("{detail} (by an administrator for {})", owner.name)
+    };
+    m.record(
+        kind,
+        &by,
+        &format!("{}/{task}", owner.name),
+        Outcome::Ok,
+        detail.trim(),
+    );
+}
 
 #[derive(Deserialize)]
 pub(super) struct Whose {
@@ -123,7 +148,21 @@ pub(super) async fn add_task(
         None => None,
     };
     blocking(&state, move |m| {
-        m.add_cloud_task(&owner, &task.request, key.as_ref())
+        m.add_cloud_task(&owner, &task.request, key.as_ref())?;
+        let r = &task.request;
+        let detail = format!(
+            "{} {} {}:{}",
+            r.folder, r.settings.direction, r.connection, r.settings.remote
+        );
+        task_event(
+            m,
+            EventKind::CloudTaskAdded,
+            &caller,
+            &owner,
+            &r.name,
+            &detail,
+        );
+        Ok(())
     })
     .await?;
     state.cloud_wake.notify_one();
@@ -166,7 +205,12 @@ pub(super) async fn remove_task(
     Query(whose): Query<Whose>,
 ) -> Done {
     let owner = owner_of(&state, &caller, whose.owner.as_deref()).await?;
-    blocking(&state, move |m| m.remove_cloud_task(&owner, &name)).await?;
+    blocking(&state, move |m| {
+        m.remove_cloud_task(&owner, &name)?;
+        task_event(m, EventKind::CloudTaskRemoved, &caller, &owner, &name, "");
+        Ok(())
+    })
+    .await?;
     done()
 }
 
