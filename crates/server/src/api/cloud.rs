@@ -14,31 +14,7 @@ use serde::Deserialize;
 
 use super::{blocking, ApiError, ApiResult, AppState, Caller};
 use crate::cloud::{self, ConnectionInfo, ConnectionRequest, TaskInfo, TaskRequest};
-use crate::meta::{EventKind, Outcome, User};
-
-/// Records a task added or removed: target `owner/task`, and who acted for whom.
-fn task_event(
-    m: &crate::meta::SqliteMeta,
-    kind: EventKind,
-    caller: &Caller,
-    owner: &User,
-    task: &str,
-    detail: &str,
-) {
-    let by = caller.actor();
-    let detail = if owner.id == caller.user.id {
-        detail.to_string()
-    } else {
-        format!("{detail} (by an administrator for {})", owner.name)
-    };
-    m.record(
-        kind,
-        &by,
-        &format!("{}/{task}", owner.name),
-        Outcome::Ok,
-        detail.trim(),
-    );
-}
+use crate::meta::{EventKind, User};
 
 #[derive(Deserialize)]
 pub(super) struct Whose {
@@ -154,10 +130,10 @@ pub(super) async fn add_task(
             "{} {} {}:{}",
             r.folder, r.settings.direction, r.connection, r.settings.remote
         );
-        task_event(
+        cloud::record_task(
             m,
             EventKind::CloudTaskAdded,
-            &caller,
+            &caller.actor(),
             &owner,
             &r.name,
             &detail,
@@ -207,7 +183,14 @@ pub(super) async fn remove_task(
     let owner = owner_of(&state, &caller, whose.owner.as_deref()).await?;
     blocking(&state, move |m| {
         m.remove_cloud_task(&owner, &name)?;
-        task_event(m, EventKind::CloudTaskRemoved, &caller, &owner, &name, "");
+        cloud::record_task(
+            m,
+            EventKind::CloudTaskRemoved,
+            &caller.actor(),
+            &owner,
+            &name,
+            "",
+        );
         Ok(())
     })
     .await?;
