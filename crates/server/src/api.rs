@@ -775,40 +775,30 @@ async fn login_event(
     use crate::meta::{Actor, EventKind, Outcome};
     let (tried, user) = (tried.to_string(), user.cloned());
     let _ = blocking(state, move |m| {
-        let (kind, outcome, why, known) = match &user {
-            Some(u) if u.disabled => (
-                EventKind::LoginFailed,
-                Outcome::Failed,
-                "user is disabled",
-                true,
-            ),
-            Some(_) => (EventKind::LoginOk, Outcome::Ok, "", true),
-            None => match m.user_by_name(&tried)? {
-                Some(_) => (
+        // The client hears "wrong user name or password" either way; the log tells them apart.
+        let why = match &user {
+            Some(u) if u.disabled => Some("user is disabled"),
+            Some(_) => None,
+            None if m.user_by_name(&tried)?.is_some() => Some("wrong password"),
+            None => Some("unknown user"),
+        };
+        let by = match why {
+            Some("unknown user") => Actor::visitor(peer.ip()),
+            _ => Actor::user(&tried, peer.ip()),
+        };
+        match why {
+            None => m.record(EventKind::LoginOk, &by, &tried, Outcome::Ok, way),
+            Some(why) => {
+                let detail = format!("{way}: {why}");
+                m.record(
                     EventKind::LoginFailed,
+                    &by,
+                    &tried,
                     Outcome::Failed,
-                    "wrong password",
-                    true,
-                ),
-                None => (
-                    EventKind::LoginFailed,
-                    Outcome::Failed,
-                    "unknown user",
-                    false,
-                ),
-            },
-        };
-        let by = if known {
-            Actor::user(&tried, peer.ip())
-        } else {
-            Actor::visitor(peer.ip())
-        };
-        let detail = if why.is_empty() {
-            way.to_string()
-        } else {
-            format!("{way}: {why}")
-        };
-        m.record(kind, &by, &tried, outcome, &detail);
+                    &detail,
+                );
+            }
+        }
         Ok(())
     })
     .await;

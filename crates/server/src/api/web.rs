@@ -22,6 +22,7 @@ use serde::Deserialize;
 use super::shares::{cookie, esc, new_csrf, page, query_escape, see_other};
 use super::{blocking, caller_of, now_ns, stream_file, ApiError, ApiResult, AppState, Caller};
 use crate::auth;
+use crate::meta::{Actor, EventKind, Outcome};
 
 mod edit;
 pub(super) mod links;
@@ -247,16 +248,12 @@ pub(super) async fn logout(
     }
     // Only a live session's end is worth a line: a stale cookie's holder was out already.
     if let Ok(caller) = session(&state, &headers).await {
-        let by = crate::meta::Actor::user(&caller.user.name, peer.ip());
+        let (name, by) = (
+            caller.user.name.clone(),
+            Actor::user(&caller.user.name, peer.ip()),
+        );
         let _ = blocking(&state, move |m| {
-            let name = by.user.clone().unwrap_or_default();
-            m.record(
-                crate::meta::EventKind::Logout,
-                &by,
-                &name,
-                crate::meta::Outcome::Ok,
-                "web",
-            );
+            m.record(EventKind::Logout, &by, &name, Outcome::Ok, "web");
             Ok(())
         })
         .await;
