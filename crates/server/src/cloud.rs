@@ -29,7 +29,7 @@ use cairn_model::filter::{normalize_ext, Filter};
 use cairn_protocol::Access;
 use serde::{Deserialize, Serialize};
 
-use crate::meta::{CloudConnectionRow, SqliteMeta, User};
+use crate::meta::{Actor, CloudConnectionRow, EventKind, Outcome, SqliteMeta, User};
 use crate::{Error, Result};
 
 /// Connections and tasks one user may keep: each costs the server a pass now and then.
@@ -518,6 +518,25 @@ fn refuse_private(endpoint: &str) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Records task `task` of `owner` added or removed in the activity log (target
+/// `OWNER/TASK`), saying so when `by` acts for another user.
+pub fn record_task(
+    meta: &SqliteMeta,
+    kind: EventKind,
+    by: &Actor,
+    owner: &User,
+    task: &str,
+    detail: &str,
+) {
+    let detail = if by.name() == Some(owner.name.as_str()) {
+        detail.to_string()
+    } else {
+        format!("{detail} (for {})", owner.name)
+    };
+    let target = format!("{}/{task}", owner.name);
+    meta.record(kind, by, &target, Outcome::Ok, detail.trim());
 }
 
 #[cfg(test)]

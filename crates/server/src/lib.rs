@@ -126,6 +126,7 @@ pub async fn bind(opts: &ServerOptions, data: &DataDir) -> Result<BoundServer> {
         listeners.push(l);
     }
     let state = api::AppState::new(data, opts.token_ttl, &opts.limits)?;
+    record_start(data, &addrs);
     Ok(BoundServer {
         addrs,
         listeners,
@@ -133,6 +134,28 @@ pub async fn bind(opts: &ServerOptions, data: &DataDir) -> Result<BoundServer> {
         state,
         limits: opts.limits.clone(),
     })
+}
+
+/// The server's start in the activity log, after dropping what is past its bounds (a server
+/// that never runs gc keeps its log bounded too).
+fn record_start(data: &DataDir, addrs: &[SocketAddr]) {
+    use meta::{Actor, EventKind, Outcome};
+    if let Err(e) = data.meta.prune_events() {
+        tracing::warn!(error = %e, "could not prune the activity log");
+    }
+    let listening: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    let detail = format!(
+        "cairn {}, listening on {}",
+        env!("CARGO_PKG_VERSION"),
+        listening.join(" ")
+    );
+    data.meta.record(
+        EventKind::ServerStart,
+        &Actor::console(),
+        "",
+        Outcome::Ok,
+        &detail,
+    );
 }
 
 impl BoundServer {

@@ -14,11 +14,16 @@ use std::time::Duration;
 
 mod chunks;
 mod cloud;
+mod events;
 mod removal;
 mod report;
 mod shares;
 pub use chunks::{ChunkScope, Scope, UploadPlan};
 pub use cloud::{CloudConnectionRow, CloudTaskRow};
+pub use events::{
+    Actor, Bounds as EventBounds, Event, EventFilter, EventKind, EventPage, Outcome,
+    MAX_PAGE as MAX_EVENTS_PAGE,
+};
 pub use removal::DELETED_PREFIX;
 pub use report::FolderUsage;
 pub use shares::{NewShare, ShareRow, MAX_SHARES_PER_USER};
@@ -178,6 +183,8 @@ pub struct SqliteMeta {
     /// they never wait behind a write and never hold up one.
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
+    /// How much of the activity log is kept.
+    event_bounds: events::Bounds,
 }
 
 /// A reader borrowed from the pool; goes back when dropped.
@@ -255,12 +262,14 @@ impl SqliteMeta {
         conn.execute_batch(SCHEMA).map_err(db(&ctx))?;
         conn.execute_batch(cloud::SCHEMA).map_err(db(&ctx))?;
         conn.execute_batch(shares::SCHEMA).map_err(db(&ctx))?;
+        conn.execute_batch(events::SCHEMA).map_err(db(&ctx))?;
         add_missing_columns(&conn).map_err(db(&ctx))?;
         cloud::refresh_credentials(&conn).map_err(db(&ctx))?;
         Ok(SqliteMeta {
             conn: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
             path: path.to_path_buf(),
+            event_bounds: events::Bounds::default(),
         })
     }
 

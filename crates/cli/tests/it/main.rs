@@ -17,6 +17,7 @@ mod cloud_tasks;
 mod commit_stream;
 mod connection;
 mod drive;
+mod events;
 mod explorer;
 mod harness;
 mod hostile;

@@ -269,6 +269,22 @@ fn users_manage_their_own_server_cloud_tasks_and_no_one_elses() {
     assert!(all.contains("alice\tt") && all.contains("bob\tb"), "{all}");
     let out = via(&alice, &["remove", "t"], "");
     assert!(out.status.success(), "{}", text(&out));
+
+    // The activity log has each task added and removed, and who acted for whom.
+    let log = server.admin(&["log", "--kind", "cloud"], None);
+    let has = |needle: &str| log.lines().any(|l| l.contains(needle));
+    assert!(
+        has("\tcloud.task-removed\tok\talice\talice/t\t127.0.0.1\t"),
+        "{log}"
+    );
+    assert!(
+        has("\tcloud.task-added\tok\talice\talice/t\t127.0.0.1\tbackup bidirectional s3:a"),
+        "{log}"
+    );
+    assert!(
+        has("\tcloud.task-added\tok\t-\tbob/b\tconsole\tshared upload-only s3:b (for bob)"),
+        "{log}"
+    );
 }
 
 #[test]

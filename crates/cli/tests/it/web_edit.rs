@@ -667,9 +667,18 @@ fn an_administrator_manages_users_and_folders_in_the_browser() {
     );
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let page = root.text("/ui/admin");
+    // Gone from the lists; the activity log below them says who deleted them.
+    let (lists, log) = page
+        .split_once("<h2 id=\"activity\">")
+        .expect("the activity log");
     assert!(
-        !page.contains("carol") && !page.contains("projects"),
+        !lists.contains("carol") && !lists.contains("projects"),
         "{page}"
+    );
+    assert!(
+        log.contains("<td>user.deleted</td><td>root</td><td>carol</td>")
+            && log.contains("<td>folder.deleted</td><td>root</td><td>projects</td>"),
+        "{log}"
     );
 
     // An administrator cannot lock themselves out; bad names are refused with the reason.

@@ -22,6 +22,7 @@ use serde::Deserialize;
 use super::shares::{cookie, esc, new_csrf, page, query_escape, see_other};
 use super::{blocking, caller_of, now_ns, stream_file, ApiError, ApiResult, AppState, Caller};
 use crate::auth;
+use crate::meta::{Actor, EventKind, Outcome};
 
 mod edit;
 pub(super) mod links;
@@ -233,14 +234,16 @@ pub(super) async fn login(
     .await;
     let user = match found {
         Ok(Some(u)) if !u.disabled => u,
-        Ok(_) => {
+        Ok(found) => {
             state.login.failed(&form.user, peer.ip());
+            super::login_event(&state, &form.user, found.as_ref(), peer, "web").await;
             let note = "<p role=\"alert\">Wrong user name or password.</p>";
             return login_form(&form.csrf, false, note, StatusCode::UNAUTHORIZED);
         }
         Err(e) => return e.into_response(),
     };
     state.login.succeeded(&form.user, peer.ip());
+    super::login_event(&state, &form.user, Some(&user), peer, "web").await;
     let ttl = state.token_ttl.as_nanos().min(i64::MAX as u128) as i64;
     let token = state.tokens.issue(&auth::Claims {
         user_id: user.id,
@@ -258,13 +261,30 @@ pub(super) struct CsrfForm {
     csrf: String,
 }
 
-pub(super) async fn logout(headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+pub(super) async fn logout(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
     if !csrf_ok(&headers, &form.csrf) {
         return page(
             StatusCode::FORBIDDEN,
             "Please try again",
             "<p>The form had expired.</p>",
         );
+    }
+    // Only a live session's end is worth a line: a stale cookie's holder was out already.
+    if let Ok(caller) = session(&state, &headers).await {
+        let (name, by) = (
+            caller.user.name.clone(),
+            Actor::user(&caller.user.name, peer.ip()),
+        );
+        let _ = blocking(&state, move |m| {
+            m.record(EventKind::Logout, &by, &name, Outcome::Ok, "web");
+            Ok(())
+        })
+        .await;
     }
     let mut resp = see_other("/login");
     set_cookie(&mut resp, SESSION, "", 0);

@@ -434,7 +434,7 @@ pub(in crate::api) async fn append(
 
 #[derive(Serialize)]
 pub(in crate::api) struct Finished {
-    path: String,
+    pub(in crate::api) path: String,
     seq: i64,
 }
 
