@@ -18,6 +18,7 @@ mod events;
 mod removal;
 mod report;
 mod shares;
+mod sql;
 pub use chunks::{ChunkScope, Scope, UploadPlan};
 pub use cloud::{CloudConnectionRow, CloudTaskRow};
 pub use events::{
@@ -1084,20 +1085,27 @@ macro_rules! version_cols {
 const VERSION_COLS: &str = version_cols!();
 
 fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionInfo> {
+    version_of(&sql::LiteRow(r)).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Null, Box::new(e))
+    })
+}
+
+/// A version from a row of [`VERSION_COLS`], of either engine.
+fn version_of(r: &dyn sql::Row) -> Result<VersionInfo> {
     let path: String = r.get(0)?;
     let kind: String = r.get(2)?;
     let hash: Option<Vec<u8>> = r.get(6)?;
-    let bad = |what: &str| {
-        rusqlite::Error::InvalidColumnType(0, what.to_string(), rusqlite::types::Type::Text)
+    let bad = |what: &str, value: &str| {
+        Error::Corrupt(format!("a version row holds the {what} {value:?}"))
     };
     Ok(VersionInfo {
-        path: RelPath::parse(&path).map_err(|_| bad("path"))?,
+        path: RelPath::parse(&path).map_err(|_| bad("path", &path))?,
         seq: Seq(r.get(1)?),
         entry: Entry {
-            kind: EntryKind::parse(&kind).ok_or_else(|| bad("kind"))?,
-            size: r.get::<_, i64>(3)? as u64,
+            kind: EntryKind::parse(&kind).ok_or_else(|| bad("kind", &kind))?,
+            size: r.get::<i64>(3)?.max(0) as u64,
             mtime_ns: r.get(4)?,
-            mode: r.get(5)?,
+            mode: u32::try_from(r.get::<i64>(5)?).map_err(|_| bad("mode", "out of range"))?,
             hash: hash
                 .as_deref()
                 .and_then(chunk_id)
