@@ -43,6 +43,8 @@ mod checked;
 mod listing;
 mod staging;
 mod versions;
+
+pub use staging::owner_tag;
 mod write;
 
 /// Our own names at the top of a cloud path.

@@ -199,7 +199,8 @@ impl Runner {
         let uploads = self
             .uploads_dir
             .join(format!("{}.json", index_key(task.id)));
-        let plain = cloud_replica(conn, s, Some(&uploads))?;
+        let plain = cloud_replica(conn, s, Some(&uploads))?
+            .with_staging_owner(staging_owner(self.state.server_id(), task.id));
         let cloud_side: Box<dyn Replica> = if s.encrypt {
             let meta = self.meta.clone();
             let id = task.id;
@@ -360,6 +361,13 @@ impl CloudAttach for Attach {
             attach(task).await.map_err(|e| format!("{e:#}"))
         })
     }
+}
+
+/// The tag of a server task's temporaries on file-like services (this server's identity and
+/// the task's id, which never change while the task lives): its next pass removes what an
+/// interrupted one left, as a computer's task does, and leaves every other task's alone.
+fn staging_owner(server_id: &str, task_id: i64) -> String {
+    cairn_cloud::replica::owner_tag(&["server", server_id, &index_key(task_id)])
 }
 
 /// A task's rows in the runner's index.

@@ -28,6 +28,7 @@ mod replica_edges;
 mod security;
 mod server_admin;
 mod server_cloud;
+mod server_cloud_staging;
 mod shares;
 mod traffic;
 mod web;
