@@ -556,8 +556,11 @@ pub async fn task_replica(
     let replica = cloud_replica(home, config, &task.connection, task, unattended)?;
     if task.cloud.as_ref().is_some_and(|c| c.encrypt) {
         let key = crypt::read_key_file(&key_path(home, task_name))?;
+        let sealed = uploads_file(home, &task.connection, task).with_extension("sealed");
         return Ok(Box::new(
-            EncryptedReplica::open_with_key(replica, key).await?,
+            EncryptedReplica::open_with_key(replica, key)
+                .await?
+                .with_seal_log(&sealed),
         ));
     }
     crypt::refuse_if_encrypted(&replica).await?;

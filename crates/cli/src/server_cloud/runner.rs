@@ -207,7 +207,11 @@ impl Runner {
             let key = tokio::task::spawn_blocking(move || meta.cloud_task_key(id))
                 .await??
                 .context("the task encrypts, but its key is missing from the server's database")?;
-            Box::new(EncryptedReplica::open_with_key(plain, key).await?)
+            Box::new(
+                EncryptedReplica::open_with_key(plain, key)
+                    .await?
+                    .with_seal_log(&uploads.with_extension("sealed")),
+            )
         } else {
             crypt::refuse_if_encrypted(&plain).await?;
             Box::new(plain)

@@ -6,6 +6,7 @@ mod backup;
 mod bad_input;
 mod browser;
 mod cloud;
+mod cloud_encrypted_resume;
 mod cloud_faults;
 mod cloud_faults_files;
 mod cloud_options;
