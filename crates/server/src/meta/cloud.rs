@@ -5,8 +5,9 @@
 
 use cairn_cloud::crypt::{self, MasterKey};
 use cairn_cloud::{CloudConnection, Secrets};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
+use super::sql::{args, Lite, Row, Sql};
 use super::{db, SqliteMeta, User};
 use crate::cloud::{TaskRequest, TaskSettings, TaskStatus, MAX_PER_USER};
 use crate::{Error, Result};
@@ -70,18 +71,38 @@ pub(super) fn refresh_credentials(conn: &rusqlite::Connection) -> rusqlite::Resu
     Ok(())
 }
 
-fn json_col<T: serde::de::DeserializeOwned>(
-    r: &rusqlite::Row<'_>,
-    i: usize,
-) -> rusqlite::Result<T> {
+fn json_col<T: serde::de::DeserializeOwned>(r: &dyn Row, i: usize) -> Result<T> {
     let text: String = r.get(i)?;
-    serde_json::from_str(&text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-    })
+    serde_json::from_str(&text)
+        .map_err(|e| Error::Corrupt(format!("a saved cloud setting does not read: {e}")))
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::Invalid(format!("encoding settings: {e}")))
+}
+
+/// The id of `owner`'s connection `name`, if there is one.
+fn connection_id(db: &dyn Sql, ctx: &str, owner: &User, name: &str) -> Result<Option<i64>> {
+    db.opt(
+        ctx,
+        "SELECT id FROM cloud_connections WHERE owner=?1 AND name=?2",
+        args![owner.id, name],
+        |r| r.get(0),
+    )
+}
+
+fn no_connection(owner: &User, name: &str) -> Error {
+    Error::NotFound(format!(
+        "no cloud connection named {name} for user {}",
+        owner.name
+    ))
+}
+
+fn no_task(owner: &User, name: &str) -> Error {
+    Error::NotFound(format!(
+        "no cloud task named {name} for user {}",
+        owner.name
+    ))
 }
 
 impl SqliteMeta {
@@ -101,23 +122,20 @@ impl SqliteMeta {
     ) -> Result<()> {
         let ctx = "saving a cloud connection";
         let credential = conn.credential_id();
-        let db_conn = self.conn();
-        let existing: Option<(i64, String)> = db_conn
-            .query_row(
-                "SELECT id, secrets FROM cloud_connections WHERE owner=?1 AND name=?2",
-                params![owner.id, name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(db(ctx))?;
-        let clash: Option<(i64, String, i64)> = db_conn
-            .query_row(
-                "SELECT owner, name, id FROM cloud_connections WHERE credential=?1",
-                [&credential],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(db(ctx))?;
+        let guard = self.conn();
+        let db: &dyn Sql = &Lite(&guard);
+        let existing: Option<(i64, String)> = db.opt(
+            ctx,
+            "SELECT id, secrets FROM cloud_connections WHERE owner=?1 AND name=?2",
+            args![owner.id, name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let clash: Option<(i64, String, i64)> = db.opt(
+            ctx,
+            "SELECT owner, name, id FROM cloud_connections WHERE credential=?1",
+            args![credential],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
         if let Some((other_owner, other, id)) = clash {
             if existing.as_ref().map(|e| e.0) != Some(id) {
                 return Err(Error::Invalid(if other_owner == owner.id {
@@ -132,41 +150,37 @@ impl SqliteMeta {
                 "a cloud connection named {name} exists already for user {}",
                 owner.name
             ))),
-            (None, true) => Err(Error::NotFound(format!(
-                "no cloud connection named {name} for user {}",
-                owner.name
-            ))),
+            (None, true) => Err(no_connection(owner, name)),
             (Some((id, old)), true) => {
                 let mut merged: Secrets = serde_json::from_str(&old).unwrap_or_default();
                 merged.0.extend(secrets.0.clone());
-                db_conn
-                    .execute(
-                        "UPDATE cloud_connections SET config=?1, secrets=?2, credential=?3 WHERE id=?4",
-                        params![to_json(conn)?, to_json(&merged)?, credential, id],
-                    )
-                    .map_err(db(ctx))?;
+                db.exec(
+                    ctx,
+                    "UPDATE cloud_connections SET config=?1, secrets=?2, credential=?3 WHERE id=?4",
+                    args![to_json(conn)?, to_json(&merged)?, credential, id],
+                )?;
                 Ok(())
             }
             (None, false) => {
-                let count: i64 = db_conn
-                    .query_row(
-                        "SELECT count(*) FROM cloud_connections WHERE owner=?1",
-                        [owner.id],
+                let count: i64 = db
+                    .opt(
+                        ctx,
+                        "SELECT COUNT(*) FROM cloud_connections WHERE owner=?1",
+                        args![owner.id],
                         |r| r.get(0),
-                    )
-                    .map_err(db(ctx))?;
+                    )?
+                    .unwrap_or(0);
                 if count >= MAX_PER_USER {
                     return Err(Error::Invalid(format!(
                         "user {} has {MAX_PER_USER} cloud connections, the most allowed",
                         owner.name
                     )));
                 }
-                db_conn
-                    .execute(
-                        "INSERT INTO cloud_connections(owner, name, config, secrets, credential) VALUES(?1, ?2, ?3, ?4, ?5)",
-                        params![owner.id, name, to_json(conn)?, to_json(secrets)?, credential],
-                    )
-                    .map_err(db(ctx))?;
+                db.exec(
+                    ctx,
+                    "INSERT INTO cloud_connections(owner, name, config, secrets, credential) VALUES(?1, ?2, ?3, ?4, ?5)",
+                    args![owner.id, name, to_json(conn)?, to_json(secrets)?, credential],
+                )?;
                 Ok(())
             }
         }
@@ -178,16 +192,14 @@ impl SqliteMeta {
     /// # Errors
     /// The store, or a row that does not decode.
     pub fn cloud_connections(&self, owner: Option<i64>) -> Result<Vec<CloudConnectionRow>> {
-        let ctx = "listing cloud connections";
         let conn = self.reader()?;
-        let mut st = conn
-            .prepare(
-                "SELECT c.id, c.owner, u.name, c.name, c.config, c.secrets FROM cloud_connections c
-                 JOIN users u ON u.id=c.owner WHERE ?1 IS NULL OR c.owner=?1 ORDER BY u.name, c.name",
-            )
-            .map_err(db(ctx))?;
-        let rows = st
-            .query_map([owner], |r| {
+        let db: &dyn Sql = &Lite(&conn);
+        db.all(
+            "listing cloud connections",
+            "SELECT c.id, c.owner, u.name, c.name, c.config, c.secrets FROM cloud_connections c
+             JOIN users u ON u.id=c.owner WHERE ?1 IS NULL OR c.owner=?1 ORDER BY u.name, c.name",
+            args![owner],
+            |r| {
                 Ok(CloudConnectionRow {
                     id: r.get(0)?,
                     owner_id: r.get(1)?,
@@ -196,11 +208,8 @@ impl SqliteMeta {
                     connection: json_col(r, 4)?,
                     secrets: json_col(r, 5)?,
                 })
-            })
-            .map_err(db(ctx))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db(ctx))?;
-        Ok(rows)
+            },
+        )
     }
 
     /// # Errors
@@ -208,35 +217,21 @@ impl SqliteMeta {
     pub fn remove_cloud_connection(&self, owner: &User, name: &str) -> Result<()> {
         let ctx = "removing a cloud connection";
         let conn = self.conn();
-        let id: i64 = conn
-            .query_row(
-                "SELECT id FROM cloud_connections WHERE owner=?1 AND name=?2",
-                params![owner.id, name],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db(ctx))?
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "no cloud connection named {name} for user {}",
-                    owner.name
-                ))
-            })?;
-        let users: Vec<String> = conn
-            .prepare("SELECT name FROM cloud_tasks WHERE connection=?1 ORDER BY name")
-            .map_err(db(ctx))?
-            .query_map([id], |r| r.get(0))
-            .map_err(db(ctx))?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(db(ctx))?;
+        let db: &dyn Sql = &Lite(&conn);
+        let id = connection_id(db, ctx, owner, name)?.ok_or_else(|| no_connection(owner, name))?;
+        let users: Vec<String> = db.all(
+            ctx,
+            "SELECT name FROM cloud_tasks WHERE connection=?1 ORDER BY name",
+            args![id],
+            |r| r.get(0),
+        )?;
         if !users.is_empty() {
             return Err(Error::Invalid(format!(
                 "connection {name} is used by task(s) {}; remove them first",
                 users.join(", ")
             )));
         }
-        conn.execute("DELETE FROM cloud_connections WHERE id=?1", [id])
-            .map_err(db(ctx))?;
+        db.exec(ctx, "DELETE FROM cloud_connections WHERE id=?1", args![id])?;
         Ok(())
     }
 
@@ -261,54 +256,9 @@ impl SqliteMeta {
             )));
         }
         let mut guard = self.conn();
-        let conn = guard.transaction().map_err(db(ctx))?;
-        let connection: i64 = conn
-            .query_row(
-                "SELECT id FROM cloud_connections WHERE owner=?1 AND name=?2",
-                params![owner.id, req.connection],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db(ctx))?
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "no cloud connection named {} for user {}",
-                    req.connection, owner.name
-                ))
-            })?;
-        let (taken, count): (bool, i64) = conn
-            .query_row(
-                "SELECT coalesce(max(name=?2), 0), count(*) FROM cloud_tasks WHERE owner=?1",
-                params![owner.id, req.name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(db(ctx))?;
-        if taken {
-            return Err(Error::Invalid(format!(
-                "a cloud task named {} exists already for user {}",
-                req.name, owner.name
-            )));
-        }
-        if count >= MAX_PER_USER {
-            return Err(Error::Invalid(format!(
-                "user {} has {MAX_PER_USER} cloud tasks, the most allowed",
-                owner.name
-            )));
-        }
-        conn.execute(
-            "INSERT INTO cloud_tasks(owner, name, folder, connection, settings, run_now) VALUES(?1, ?2, ?3, ?4, ?5, 1)",
-            params![owner.id, req.name, req.folder, connection, to_json(&req.settings)?],
-        )
-        .map_err(db(ctx))?;
-        if let Some(key) = key {
-            conn.execute(
-                "INSERT OR REPLACE INTO cloud_task_keys(task, key) VALUES(?1, ?2)",
-                params![conn.last_insert_rowid(), crypt::key_text(key)],
-            )
-            .map_err(db(ctx))?;
-        }
-        conn.commit().map_err(db(ctx))?;
-        Ok(())
+        let tx = guard.transaction().map_err(db(ctx))?;
+        add_cloud_task_in(&Lite(&tx), owner, req, key)?;
+        tx.commit().map_err(db(ctx))
     }
 
     /// The encryption key of task `id` (for the runner); `None` for a plain task.
@@ -316,14 +266,14 @@ impl SqliteMeta {
     /// # Errors
     /// The store, or a kept key that does not read (never quoted).
     pub fn cloud_task_key(&self, id: i64) -> Result<Option<MasterKey>> {
-        let ctx = "reading a cloud task's key";
-        let text: Option<String> = self
-            .reader()?
-            .query_row("SELECT key FROM cloud_task_keys WHERE task=?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(db(ctx))?;
+        let conn = self.reader()?;
+        let db: &dyn Sql = &Lite(&conn);
+        let text: Option<String> = db.opt(
+            "reading a cloud task's key",
+            "SELECT key FROM cloud_task_keys WHERE task=?1",
+            args![id],
+            |r| r.get(0),
+        )?;
         text.map(|t| {
             crypt::parse_key_text(t.as_bytes(), &format!("the key of cloud task #{id}"))
                 .map_err(|e| Error::Invalid(e.to_string()))
@@ -336,21 +286,17 @@ impl SqliteMeta {
     /// # Errors
     /// No such task, a task that does not encrypt, or the store.
     pub fn cloud_task_key_named(&self, owner: &User, name: &str) -> Result<MasterKey> {
-        let id: i64 = self
-            .reader()?
-            .query_row(
+        let id: i64 = {
+            let conn = self.reader()?;
+            let db: &dyn Sql = &Lite(&conn);
+            db.opt(
+                "finding a cloud task",
                 "SELECT id FROM cloud_tasks WHERE owner=?1 AND name=?2",
-                params![owner.id, name],
+                args![owner.id, name],
                 |r| r.get(0),
-            )
-            .optional()
-            .map_err(db("finding a cloud task"))?
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "no cloud task named {name} for user {}",
-                    owner.name
-                ))
-            })?;
+            )?
+            .ok_or_else(|| no_task(owner, name))?
+        };
         self.cloud_task_key(id)?.ok_or_else(|| {
             Error::Invalid(format!("cloud task {name} is not encrypted: it has no key"))
         })
@@ -361,19 +307,17 @@ impl SqliteMeta {
     /// # Errors
     /// The store, or a row that does not decode.
     pub fn cloud_tasks(&self, owner: Option<i64>) -> Result<Vec<CloudTaskRow>> {
-        let ctx = "listing cloud tasks";
         let conn = self.reader()?;
-        let mut st = conn
-            .prepare(
-                "SELECT t.id, t.owner, u.name, t.name, t.folder, t.connection, c.name, t.settings,
-                        t.status, t.run_now
-                 FROM cloud_tasks t JOIN users u ON u.id=t.owner
-                 JOIN cloud_connections c ON c.id=t.connection
-                 WHERE ?1 IS NULL OR t.owner=?1 ORDER BY u.name, t.name",
-            )
-            .map_err(db(ctx))?;
-        let rows = st
-            .query_map([owner], |r| {
+        let db: &dyn Sql = &Lite(&conn);
+        db.all(
+            "listing cloud tasks",
+            "SELECT t.id, t.owner, u.name, t.name, t.folder, t.connection, c.name, t.settings,
+                    t.status, t.run_now
+             FROM cloud_tasks t JOIN users u ON u.id=t.owner
+             JOIN cloud_connections c ON c.id=t.connection
+             WHERE ?1 IS NULL OR t.owner=?1 ORDER BY u.name, t.name",
+            args![owner],
+            |r| {
                 Ok(CloudTaskRow {
                     id: r.get(0)?,
                     owner_id: r.get(1)?,
@@ -386,11 +330,8 @@ impl SqliteMeta {
                     status: json_col(r, 8)?,
                     run_now: r.get(9)?,
                 })
-            })
-            .map_err(db(ctx))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db(ctx))?;
-        Ok(rows)
+            },
+        )
     }
 
     /// # Errors
@@ -399,25 +340,22 @@ impl SqliteMeta {
         let ctx = "removing a cloud task";
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(db(ctx))?;
+        let sql: &dyn Sql = &Lite(&tx);
         // The key goes with its task: the password still opens the remote.
-        tx.execute(
+        sql.exec(
+            ctx,
             "DELETE FROM cloud_task_keys WHERE task IN
              (SELECT id FROM cloud_tasks WHERE owner=?1 AND name=?2)",
-            params![owner.id, name],
-        )
-        .map_err(db(ctx))?;
-        let gone = tx
-            .execute(
-                "DELETE FROM cloud_tasks WHERE owner=?1 AND name=?2",
-                params![owner.id, name],
-            )
-            .map_err(db(ctx))?;
+            args![owner.id, name],
+        )?;
+        let gone = sql.exec(
+            ctx,
+            "DELETE FROM cloud_tasks WHERE owner=?1 AND name=?2",
+            args![owner.id, name],
+        )?;
         tx.commit().map_err(db(ctx))?;
         if gone == 0 {
-            return Err(Error::NotFound(format!(
-                "no cloud task named {name} for user {}",
-                owner.name
-            )));
+            return Err(no_task(owner, name));
         }
         Ok(())
     }
@@ -427,18 +365,15 @@ impl SqliteMeta {
     /// # Errors
     /// No such task, or the store.
     pub fn request_cloud_run(&self, owner: &User, name: &str) -> Result<()> {
-        let asked = self
-            .conn()
-            .execute(
-                "UPDATE cloud_tasks SET run_now=1 WHERE owner=?1 AND name=?2",
-                params![owner.id, name],
-            )
-            .map_err(db("asking for a cloud pass"))?;
+        let conn = self.conn();
+        let db: &dyn Sql = &Lite(&conn);
+        let asked = db.exec(
+            "asking for a cloud pass",
+            "UPDATE cloud_tasks SET run_now=1 WHERE owner=?1 AND name=?2",
+            args![owner.id, name],
+        )?;
         if asked == 0 {
-            return Err(Error::NotFound(format!(
-                "no cloud task named {name} for user {}",
-                owner.name
-            )));
+            return Err(no_task(owner, name));
         }
         Ok(())
     }
@@ -448,13 +383,13 @@ impl SqliteMeta {
     /// # Errors
     /// The store.
     pub fn take_cloud_run(&self, id: i64) -> Result<bool> {
-        let taken = self
-            .conn()
-            .execute(
-                "UPDATE cloud_tasks SET run_now=0 WHERE id=?1 AND run_now=1",
-                [id],
-            )
-            .map_err(db("taking a request for a cloud pass"))?;
+        let conn = self.conn();
+        let db: &dyn Sql = &Lite(&conn);
+        let taken = db.exec(
+            "taking a request for a cloud pass",
+            "UPDATE cloud_tasks SET run_now=0 WHERE id=?1 AND run_now=1",
+            args![id],
+        )?;
         Ok(taken > 0)
     }
 
@@ -463,14 +398,72 @@ impl SqliteMeta {
     /// # Errors
     /// The store.
     pub fn finish_cloud_pass(&self, id: i64, status: &TaskStatus) -> Result<()> {
-        self.conn()
-            .execute(
-                "UPDATE cloud_tasks SET status=?1 WHERE id=?2",
-                params![to_json(status)?, id],
-            )
-            .map_err(db("recording a cloud pass"))?;
+        let conn = self.conn();
+        let db: &dyn Sql = &Lite(&conn);
+        db.exec(
+            "recording a cloud pass",
+            "UPDATE cloud_tasks SET status=?1 WHERE id=?2",
+            args![to_json(status)?, id],
+        )?;
         Ok(())
     }
+}
+
+/// [`SqliteMeta::add_cloud_task`] inside its transaction.
+fn add_cloud_task_in(
+    tx: &dyn Sql,
+    owner: &User,
+    req: &TaskRequest,
+    key: Option<&MasterKey>,
+) -> Result<()> {
+    let ctx = "adding a cloud task";
+    let connection = connection_id(tx, ctx, owner, &req.connection)?
+        .ok_or_else(|| no_connection(owner, &req.connection))?;
+    let (taken, count): (bool, i64) = tx
+        .opt(
+            ctx,
+            "SELECT COALESCE(MAX(CASE WHEN name=?2 THEN 1 ELSE 0 END), 0), COUNT(*)
+             FROM cloud_tasks WHERE owner=?1",
+            args![owner.id, req.name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
+        .unwrap_or((false, 0));
+    if taken {
+        return Err(Error::Invalid(format!(
+            "a cloud task named {} exists already for user {}",
+            req.name, owner.name
+        )));
+    }
+    if count >= MAX_PER_USER {
+        return Err(Error::Invalid(format!(
+            "user {} has {MAX_PER_USER} cloud tasks, the most allowed",
+            owner.name
+        )));
+    }
+    let id: i64 = tx
+        .opt(
+            ctx,
+            "INSERT INTO cloud_tasks(owner, name, folder, connection, settings, run_now)
+             VALUES(?1, ?2, ?3, ?4, ?5, 1) RETURNING id",
+            args![
+                owner.id,
+                req.name,
+                req.folder,
+                connection,
+                to_json(&req.settings)?
+            ],
+            |r| r.get(0),
+        )?
+        .ok_or_else(|| Error::Corrupt("a new cloud task got no id".into()))?;
+    if let Some(key) = key {
+        tx.exec(
+            ctx,
+            "INSERT INTO cloud_task_keys(task, key) VALUES(?1, ?2)
+             ON CONFLICT(task) DO UPDATE SET key=excluded.key",
+            args![id, crypt::key_text(key)],
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -18,10 +18,10 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
-use super::{db, now_ns, SqliteMeta};
+use super::sql::{args, Lite, Sql};
+use super::{now_ns, SqliteMeta};
 use crate::{Error, Result};
 
 pub(super) const SCHEMA: &str = r#"
@@ -330,27 +330,31 @@ impl SqliteMeta {
     ) -> Result<()> {
         let ctx = "recording an event";
         let conn = self.conn();
-        conn.prepare_cached(
-            "INSERT INTO events(at_ns, kind, actor, target, source, outcome, detail)
-             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .and_then(|mut st| {
-            st.execute(params![
-                now_ns(),
-                kind.as_str(),
-                by.user.as_deref().map(clip),
-                clip(target),
-                clip(&by.source),
-                outcome.as_str(),
-                clip(detail)
-            ])
-        })
-        .map_err(db(ctx))?;
-        let id = conn.last_insert_rowid();
+        let db: &dyn Sql = &Lite(&conn);
+        let id: i64 = db
+            .opt(
+                ctx,
+                "INSERT INTO events(at_ns, kind, actor, target, source, outcome, detail)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+                args![
+                    now_ns(),
+                    kind.as_str(),
+                    by.user.as_deref().map(clip),
+                    clip(target),
+                    clip(&by.source),
+                    outcome.as_str(),
+                    clip(detail)
+                ],
+                |r| r.get(0),
+            )?
+            .ok_or_else(|| Error::Corrupt("a new event got no id".into()))?;
         let bounds = self.event_bounds;
         if id % bounds.prune_every() == 0 {
-            conn.execute("DELETE FROM events WHERE id <= ?1", [id - bounds.max_rows])
-                .map_err(db(ctx))?;
+            db.exec(
+                ctx,
+                "DELETE FROM events WHERE id <= ?1",
+                args![id - bounds.max_rows],
+            )?;
         }
         Ok(())
     }
@@ -366,16 +370,14 @@ impl SqliteMeta {
         let cutoff =
             now_ns().saturating_sub(bounds.max_age.as_nanos().min(i64::MAX as u128) as i64);
         let conn = self.conn();
-        let old = conn
-            .execute("DELETE FROM events WHERE at_ns < ?1", [cutoff])
-            .map_err(db(ctx))?;
-        let over = conn
-            .execute(
-                "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
-                [bounds.max_rows],
-            )
-            .map_err(db(ctx))?;
-        Ok((old + over) as u64)
+        let db: &dyn Sql = &Lite(&conn);
+        let old = db.exec(ctx, "DELETE FROM events WHERE at_ns < ?1", args![cutoff])?;
+        let over = db.exec(
+            ctx,
+            "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
+            args![bounds.max_rows],
+        )?;
+        Ok(old + over)
     }
 
     /// Events matching `filter` (see [`EventFilter::checked`]), newest first.
@@ -385,36 +387,29 @@ impl SqliteMeta {
     pub fn events(&self, filter: EventFilter) -> Result<EventPage> {
         let f = filter.checked()?;
         let limit = f.limit.unwrap_or(100).min(MAX_PAGE);
-        let ctx = "reading the activity log";
         let conn = self.reader()?;
-        let mut st = conn
-            .prepare_cached(
-                "SELECT id, at_ns, kind, actor, target, source, outcome, detail FROM events
-                 WHERE (?1 IS NULL OR kind=?1 OR kind LIKE ?1 || '.%')
-                 AND (?2 IS NULL OR actor=?2 OR target=?2)
-                 AND (?3 IS NULL OR id < ?3)
-                 ORDER BY id DESC LIMIT ?4",
-            )
-            .map_err(db(ctx))?;
-        let mut events = st
-            .query_map(
-                params![f.kind, f.user, f.before, i64::from(limit) + 1],
-                |r| {
-                    Ok(Event {
-                        id: r.get(0)?,
-                        at_ns: r.get(1)?,
-                        kind: r.get(2)?,
-                        actor: r.get(3)?,
-                        target: r.get(4)?,
-                        source: r.get(5)?,
-                        outcome: r.get(6)?,
-                        detail: r.get(7)?,
-                    })
-                },
-            )
-            .map_err(db(ctx))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db(ctx))?;
+        let db: &dyn Sql = &Lite(&conn);
+        let mut events = db.all(
+            "reading the activity log",
+            "SELECT id, at_ns, kind, actor, target, source, outcome, detail FROM events
+             WHERE (?1 IS NULL OR kind=?1 OR kind LIKE ?1 || '.%')
+             AND (?2 IS NULL OR actor=?2 OR target=?2)
+             AND (?3 IS NULL OR id < ?3)
+             ORDER BY id DESC LIMIT ?4",
+            args![f.kind, f.user, f.before, i64::from(limit) + 1],
+            |r| {
+                Ok(Event {
+                    id: r.get(0)?,
+                    at_ns: r.get(1)?,
+                    kind: r.get(2)?,
+                    actor: r.get(3)?,
+                    target: r.get(4)?,
+                    source: r.get(5)?,
+                    outcome: r.get(6)?,
+                    detail: r.get(7)?,
+                })
+            },
+        )?;
         // One row more than the page says whether an older page exists.
         let more = events.len() > limit as usize;
         events.truncate(limit as usize);
@@ -430,9 +425,15 @@ impl SqliteMeta {
     /// # Errors
     /// The store.
     pub fn event_count(&self) -> Result<i64> {
-        self.reader()?
-            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
-            .map_err(db("counting events"))
+        let conn = self.reader()?;
+        let db: &dyn Sql = &Lite(&conn);
+        let n = db.opt(
+            "counting events",
+            "SELECT COUNT(*) FROM events",
+            args![],
+            |r| r.get(0),
+        )?;
+        Ok(n.unwrap_or(0))
     }
 }
 

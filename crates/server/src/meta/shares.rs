@@ -1,9 +1,8 @@
 //! Sharing links: a file or folder of a server folder, reachable by whoever holds the link's
 //! token, optionally behind a password, until an expiry or a number of accesses.
 
-use rusqlite::{params, OptionalExtension};
-
-use super::{db, SqliteMeta};
+use super::sql::{args, Lite, Row, Sql};
+use super::SqliteMeta;
 use crate::{Error, Result};
 
 pub(super) const SCHEMA: &str = r#"
@@ -54,7 +53,7 @@ const COLS: &str = "s.id, s.token, s.owner, u.name, s.folder_id, f.name, s.path,
     s.expires_ns, s.max_access, s.accesses, s.revoked, s.created_ns";
 const FROM: &str = "FROM shares s JOIN users u ON u.id=s.owner JOIN folders f ON f.id=s.folder_id";
 
-fn share_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ShareRow> {
+fn share_row(r: &dyn Row) -> Result<ShareRow> {
     Ok(ShareRow {
         id: r.get(0)?,
         token: r.get(1)?,
@@ -79,25 +78,28 @@ impl SqliteMeta {
     pub fn add_share(&self, s: &NewShare<'_>) -> Result<i64> {
         let ctx = "creating a sharing link";
         let conn = self.conn();
-        let count: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM shares WHERE owner=?1",
-                [s.owner_id],
+        let db: &dyn Sql = &Lite(&conn);
+        let count: i64 = db
+            .opt(
+                ctx,
+                "SELECT COUNT(*) FROM shares WHERE owner=?1",
+                args![s.owner_id],
                 |r| r.get(0),
-            )
-            .map_err(db(ctx))?;
+            )?
+            .unwrap_or(0);
         if count >= MAX_SHARES_PER_USER {
             return Err(Error::Invalid(format!(
                 "at most {MAX_SHARES_PER_USER} sharing links per user"
             )));
         }
-        conn.execute(
+        db.opt(
+            ctx,
             "INSERT INTO shares(token, owner, folder_id, path, kind, pw_hash, expires_ns, max_access, created_ns)
-             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![s.token, s.owner_id, s.folder_id, s.path, s.kind, s.pw_hash, s.expires_ns, s.max_access, s.now_ns],
-        )
-        .map_err(db(ctx))?;
-        Ok(conn.last_insert_rowid())
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+            args![s.token, s.owner_id, s.folder_id, s.path, s.kind, s.pw_hash, s.expires_ns, s.max_access, s.now_ns],
+            |r| r.get(0),
+        )?
+        .ok_or_else(|| Error::Corrupt("a new sharing link got no id".into()))
     }
 
     /// Links of `owner` (every user's with `None`), newest first.
@@ -105,32 +107,27 @@ impl SqliteMeta {
     /// # Errors
     /// The store.
     pub fn shares(&self, owner: Option<i64>) -> Result<Vec<ShareRow>> {
-        let ctx = "listing sharing links";
         let conn = self.reader()?;
-        let mut st = conn
-            .prepare(&format!(
-                "SELECT {COLS} {FROM} WHERE ?1 IS NULL OR s.owner=?1 ORDER BY s.id DESC"
-            ))
-            .map_err(db(ctx))?;
-        let rows = st
-            .query_map([owner], share_row)
-            .map_err(db(ctx))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db(ctx))?;
-        Ok(rows)
+        let db: &dyn Sql = &Lite(&conn);
+        db.all(
+            "listing sharing links",
+            &format!("SELECT {COLS} {FROM} WHERE ?1 IS NULL OR s.owner=?1 ORDER BY s.id DESC"),
+            args![owner],
+            share_row,
+        )
     }
 
     /// # Errors
     /// The store.
     pub fn share_by_token(&self, token: &str) -> Result<Option<ShareRow>> {
-        self.reader()?
-            .query_row(
-                &format!("SELECT {COLS} {FROM} WHERE s.token=?1"),
-                [token],
-                share_row,
-            )
-            .optional()
-            .map_err(db("looking up a sharing link"))
+        let conn = self.reader()?;
+        let db: &dyn Sql = &Lite(&conn);
+        db.opt(
+            "looking up a sharing link",
+            &format!("SELECT {COLS} {FROM} WHERE s.token=?1"),
+            args![token],
+            share_row,
+        )
     }
 
     /// Revokes link `id` of `owner` (any user's with `None`).
@@ -138,13 +135,13 @@ impl SqliteMeta {
     /// # Errors
     /// No such link, or the store.
     pub fn revoke_share(&self, id: i64, owner: Option<i64>) -> Result<()> {
-        let n = self
-            .conn()
-            .execute(
-                "UPDATE shares SET revoked=1 WHERE id=?1 AND (?2 IS NULL OR owner=?2)",
-                params![id, owner],
-            )
-            .map_err(db("revoking a sharing link"))?;
+        let conn = self.conn();
+        let db: &dyn Sql = &Lite(&conn);
+        let n = db.exec(
+            "revoking a sharing link",
+            "UPDATE shares SET revoked=1 WHERE id=?1 AND (?2 IS NULL OR owner=?2)",
+            args![id, owner],
+        )?;
         if n == 0 {
             return Err(Error::NotFound(format!("no sharing link {id} of yours")));
         }
@@ -157,15 +154,15 @@ impl SqliteMeta {
     /// # Errors
     /// The store.
     pub fn take_share_access(&self, id: i64, now_ns: i64) -> Result<bool> {
-        let n = self
-            .conn()
-            .execute(
-                "UPDATE shares SET accesses=accesses+1 WHERE id=?1 AND revoked=0
-                 AND (max_access IS NULL OR accesses<max_access)
-                 AND (expires_ns IS NULL OR expires_ns>?2)",
-                params![id, now_ns],
-            )
-            .map_err(db("counting an access to a sharing link"))?;
+        let conn = self.conn();
+        let db: &dyn Sql = &Lite(&conn);
+        let n = db.exec(
+            "counting an access to a sharing link",
+            "UPDATE shares SET accesses=accesses+1 WHERE id=?1 AND revoked=0
+             AND (max_access IS NULL OR accesses<max_access)
+             AND (expires_ns IS NULL OR expires_ns>?2)",
+            args![id, now_ns],
+        )?;
         Ok(n == 1)
     }
 }

@@ -88,6 +88,12 @@ impl ToArg for Option<i64> {
     }
 }
 
+impl ToArg for Option<&str> {
+    fn arg(&self) -> Arg<'_> {
+        self.map_or(Arg::Null(Kind::Text), Arg::Text)
+    }
+}
+
 impl ToArg for Option<String> {
     fn arg(&self) -> Arg<'_> {
         self.as_deref().map_or(Arg::Null(Kind::Text), Arg::Text)
