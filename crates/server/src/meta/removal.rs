@@ -41,14 +41,7 @@ impl SqliteMeta {
 
 fn remove_user_in(tx: &dyn Sql, name: &str) -> Result<()> {
     let ctx = "deleting a user";
-    let id: i64 = tx
-        .opt(
-            ctx,
-            "SELECT id FROM users WHERE name=?1",
-            args![name],
-            |r| r.get(0),
-        )?
-        .ok_or_else(|| Error::NotFound(format!("no user named {name}")))?;
+    let id = id_named(tx, ctx, "users", "user", name)?;
     tx.exec(
         ctx,
         "UPDATE users SET name=?1, pw_hash='!', admin=0, disabled=1, token_gen=token_gen+1,
@@ -70,14 +63,7 @@ fn remove_user_in(tx: &dyn Sql, name: &str) -> Result<()> {
 
 fn remove_folder_in(tx: &dyn Sql, name: &str) -> Result<()> {
     let ctx = "deleting a folder";
-    let id: i64 = tx
-        .opt(
-            ctx,
-            "SELECT id FROM folders WHERE name=?1",
-            args![name],
-            |r| r.get(0),
-        )?
-        .ok_or_else(|| Error::NotFound(format!("no folder named {name}")))?;
+    let id = id_named(tx, ctx, "folders", "folder", name)?;
     for sql in [
         "DELETE FROM version_chunks WHERE version_id IN (SELECT id FROM versions WHERE folder_id=?1)",
         "DELETE FROM versions WHERE folder_id=?1",
@@ -93,4 +79,15 @@ fn remove_folder_in(tx: &dyn Sql, name: &str) -> Result<()> {
         args![format!("{DELETED_PREFIX}{id}"), id],
     )?;
     Ok(())
+}
+
+/// The id of the row of `table` named `name` (a `what`, for the error).
+fn id_named(tx: &dyn Sql, ctx: &str, table: &str, what: &str, name: &str) -> Result<i64> {
+    tx.opt(
+        ctx,
+        &format!("SELECT id FROM {table} WHERE name=?1"),
+        args![name],
+        |r| r.get(0),
+    )?
+    .ok_or_else(|| Error::NotFound(format!("no {what} named {name}")))
 }
