@@ -14,7 +14,7 @@
 //! refused at every pass if it turns out encrypted, as a computer's task is. [`attach`] is
 //! the look at a new task's path before it is saved (the API's [`CloudAttach`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -114,6 +114,8 @@ impl Runner {
             self.seen.remove(&id);
             LocalIndex::open(&self.index_path)?.forget_task(&index_key(id))?;
         }
+        let live: HashSet<String> = tasks.iter().map(|t| index_key(t.id)).collect();
+        sweep_uploads(&self.uploads_dir, &live);
         for task in tasks {
             let Some(conn) = conns.iter().find(|c| c.id == task.connection_id) else {
                 continue;
@@ -379,6 +381,24 @@ pub fn index_key(id: i64) -> String {
     format!("server-cloud-{id}")
 }
 
+/// Removes the upload records (`server-cloud-N.json`, `.sealed`) of tasks that no longer
+/// exist, removed while the server ran or while it was down. Best effort: a record left
+/// behind costs a few bytes, and the next round tries again.
+fn sweep_uploads(dir: &Path, live: &HashSet<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let task = name.split('.').next().unwrap_or_default();
+        if task.starts_with("server-cloud-") && !live.contains(task) {
+            if let Err(e) = std::fs::remove_file(entry.path()) {
+                tracing::warn!(path = %entry.path().display(), error = %e, "could not remove a removed task's upload record");
+            }
+        }
+    }
+}
+
 fn summary(s: &PassStats) -> String {
     format!(
         "{} to the cloud, {} from the cloud, {} moved, {} deleted in the folder, {} deleted in the cloud, {} conflicts, {} failed, {} reported",
@@ -400,5 +420,33 @@ impl Progress for Logged {
             }
             other => tracing::debug!(task = %self.0, event = ?other, "cloud task"),
         }
+    }
+}
+
+#[cfg(test)]
+mod sweep_tests {
+    use super::*;
+
+    #[test]
+    fn upload_records_of_removed_tasks_go_and_others_stay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for name in [
+            "server-cloud-1.json",
+            "server-cloud-1.sealed",
+            "server-cloud-2.json",
+            "server-cloud-12.json",
+            "0123456789abcdef.json",
+        ] {
+            std::fs::write(dir.path().join(name), b"{}").expect("write");
+        }
+        let live: HashSet<String> = [index_key(2)].into_iter().collect();
+        sweep_uploads(dir.path(), &live);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["0123456789abcdef.json", "server-cloud-2.json"]);
     }
 }
