@@ -11,7 +11,8 @@
 use std::collections::{HashMap, HashSet};
 
 use cairn_model::ChunkId;
-use cairn_store::ObjectKey;
+use cairn_store::{KeyStream, ObjectKey};
+use futures_util::StreamExt;
 use tokio::runtime::Handle;
 
 use crate::datadir::DataDir;
@@ -72,8 +73,12 @@ fn collect(data: &DataDir, rt: &Handle) -> Result<GcReport> {
             context: "finding orphan objects".into(),
             source,
         };
-        let mut objects = rt.block_on(data.store.list("chunks/"))?;
-        objects.extend(rt.block_on(data.store.list("packs/"))?);
+        // Streamed in pages: a bucket of millions of objects is never listed into memory.
+        let mut objects: KeyStream = data
+            .store
+            .list("chunks/")
+            .chain(data.store.list("packs/"))
+            .boxed();
         let mut chunk_row = conn
             .prepare("SELECT 1 FROM chunks WHERE id=?1 AND pack IS NULL")
             .map_err(db)?;
@@ -81,19 +86,39 @@ fn collect(data: &DataDir, rt: &Handle) -> Result<GcReport> {
             .prepare("SELECT 1 FROM chunks WHERE pack=?1")
             .map_err(db)?;
         let mut n = 0;
-        for key in objects {
-            let known = match key {
-                ObjectKey::Chunk(id) => chunk_row.exists([&id.as_bytes()[..]]).map_err(db)?,
-                ObjectKey::Pack(p) => pack_row.exists([&p.0[..]]).map_err(db)?,
-            };
-            if !known {
-                rt.block_on(data.store.delete(&key))?;
-                n += 1;
+        loop {
+            let page = rt.block_on(next_page(&mut objects))?;
+            if page.is_empty() {
+                break;
+            }
+            for key in page {
+                let known = match key {
+                    ObjectKey::Chunk(id) => chunk_row.exists([&id.as_bytes()[..]]).map_err(db)?,
+                    ObjectKey::Pack(p) => pack_row.exists([&p.0[..]]).map_err(db)?,
+                };
+                if !known {
+                    rt.block_on(data.store.delete(&key))?;
+                    n += 1;
+                }
             }
         }
         Ok(n)
     })?;
     Ok(report)
+}
+
+/// Keys of a listing taken a page at a time (deleting is done between pages, never under
+/// the listing's feet mid-page).
+async fn next_page(objects: &mut KeyStream) -> Result<Vec<ObjectKey>> {
+    const PAGE: usize = 1000;
+    let mut page = Vec::with_capacity(PAGE);
+    while page.len() < PAGE {
+        match objects.next().await {
+            Some(key) => page.push(key?),
+            None => break,
+        }
+    }
+    Ok(page)
 }
 
 /// Verifies metadata against chunks; with `read_data`, re-hashes every chunk. Returns one line
