@@ -6,8 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use cairn_server::{maintenance, DataDir, Limits, ServerOptions};
+use cairn_server::{maintenance, DataDir, Limits, ServerOptions, StoreChoice};
+use cairn_store::StoreLocation;
 use clap::{Args, Subcommand};
+
+use crate::server_config::ServerConfig;
 
 #[derive(Args)]
 pub struct DataArg {
@@ -16,12 +19,53 @@ pub struct DataArg {
     data: PathBuf,
 }
 
+/// Where a server's data is: its folder, its chunk store, and a config file that may say both.
+#[derive(Args)]
+pub struct ServerPlace {
+    /// The server's data folder [default: `data` of --config, else cairn-data].
+    #[arg(long, env = "CAIRN_DATA")]
+    data: Option<PathBuf>,
+    /// A server config file (TOML; docs/deployment.md lists its keys). Options given here win.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where the chunks are: s3://BUCKET[/PREFIX]?endpoint=URL&region=REGION, file:///PATH or
+    /// a path [default: the store the data folder was created with; on first run, chunks/ in
+    /// it]. S3 keys come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or [s3] in --config.
+    #[arg(long, env = "CAIRN_STORE", value_name = "URL")]
+    store: Option<String>,
+}
+
+impl ServerPlace {
+    /// The data folder, the chunk store and the rest of the config file.
+    fn resolve(&self) -> Result<(PathBuf, ServerConfig)> {
+        let mut config = match &self.config {
+            Some(path) => ServerConfig::load(path)?,
+            None => ServerConfig::default(),
+        };
+        if let Some(url) = &self.store {
+            config.store.location = Some(StoreLocation::parse(url)?);
+        }
+        let data = self
+            .data
+            .clone()
+            .or_else(|| config.data.clone())
+            .unwrap_or_else(|| PathBuf::from("cairn-data"));
+        Ok((data, config))
+    }
+
+    /// Opens the existing data folder and its chunk store (admin commands, gc, check).
+    fn open(&self) -> Result<DataDir> {
+        let (data, config) = self.resolve()?;
+        Ok(DataDir::open_with(&data, &config.store)?)
+    }
+}
+
 #[derive(Subcommand)]
 pub enum ServerCmd {
     /// Start the server (creates the data folder on first run).
     Run {
         #[command(flatten)]
-        data: DataArg,
+        place: ServerPlace,
         /// Address to listen on; repeat for several. Default: port 8443 on every IPv6 and IPv4 address.
         #[arg(long)]
         listen: Vec<SocketAddr>,
@@ -63,12 +107,12 @@ pub enum ServerCmd {
     /// Delete chunks no retained version references (safe while clients upload).
     Gc {
         #[command(flatten)]
-        data: DataArg,
+        place: ServerPlace,
     },
     /// Verify metadata against chunks; exits non-zero and names what is wrong.
     Check {
         #[command(flatten)]
-        data: DataArg,
+        place: ServerPlace,
         /// Also re-hash every chunk.
         #[arg(long)]
         read_data: bool,
@@ -167,13 +211,29 @@ impl LimitArgs {
 pub async fn run(cmd: ServerCmd) -> Result<()> {
     match cmd {
         ServerCmd::Run {
-            data,
+            place,
             listen,
             cert,
             key,
             token_ttl,
             limits,
-        } => serve(data.data, listen, cert, key, token_ttl, limits.to_limits()?).await,
+        } => {
+            let (data, config) = place.resolve()?;
+            let run = Run {
+                listen: if listen.is_empty() {
+                    config.listen
+                } else {
+                    listen
+                },
+                cert: cert.or(config.cert),
+                key: key.or(config.key),
+                store: config.store,
+            };
+            if run.cert.is_some() != run.key.is_some() {
+                bail!("a certificate needs its key and a key its certificate (cert and key)");
+            }
+            serve(data, run, token_ttl, limits.to_limits()?).await
+        }
         ServerCmd::Fingerprint { data, cert } => {
             let dir = DataDir::open(&data.data)?;
             println!("{}", dir.fingerprint(cert.as_deref())?);
@@ -182,8 +242,8 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
         ServerCmd::User { cmd } => crate::server_admin::user(cmd).await,
         ServerCmd::Cloud { cmd } => crate::server_cloud::run(cmd).await,
         ServerCmd::Folder { cmd } => crate::server_admin::folder(cmd).await,
-        ServerCmd::Gc { data } => {
-            let dir = DataDir::open(&data.data)?;
+        ServerCmd::Gc { place } => {
+            let dir = place.open()?;
             let rt = tokio::runtime::Handle::current();
             let report = tokio::task::spawn_blocking(move || maintenance::gc(&dir, &rt)).await??;
             println!(
@@ -195,8 +255,8 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
             }
             Ok(())
         }
-        ServerCmd::Check { data, read_data } => {
-            let dir = DataDir::open(&data.data)?;
+        ServerCmd::Check { place, read_data } => {
+            let dir = place.open()?;
             let rt = tokio::runtime::Handle::current();
             let problems =
                 tokio::task::spawn_blocking(move || maintenance::check(&dir, &rt, read_data))
@@ -220,22 +280,31 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
     }
 }
 
-async fn serve(
-    data: PathBuf,
+/// What `server run` serves, from its options and its config file.
+struct Run {
     listen: Vec<SocketAddr>,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
-    token_ttl: u64,
-    limits: Limits,
-) -> Result<()> {
+    store: StoreChoice,
+}
+
+async fn serve(data: PathBuf, run: Run, token_ttl: u64, limits: Limits) -> Result<()> {
+    let Run {
+        listen,
+        cert,
+        key,
+        store,
+    } = run;
     tracing_subscriber::fmt()
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    let (dir, created) = cairn_server::DataDir::open_or_init(&data)?;
+    let (dir, created) = cairn_server::DataDir::open_or_init_with(&data, &store)?;
+    dir.store.probe().await?;
     println!("cairn server {}", env!("CARGO_PKG_VERSION"));
     println!("data folder: {}", data.display());
+    println!("chunk store: {}", dir.store.describe());
     if let Some(c) = created {
         println!(
             "created user admin; its password is in {} (readable only by you)",

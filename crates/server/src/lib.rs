@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use datadir::DataDir;
+pub use datadir::{DataDir, StoreChoice};
 pub use limits::Limits;
 
 #[derive(Debug, thiserror::Error)]

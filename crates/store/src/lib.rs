@@ -130,6 +130,38 @@ pub trait ObjectStore: Send + Sync {
     /// Makes every completed `put` durable (fsync on disks; nothing on stores that are durable
     /// on acknowledgement).
     async fn sync(&self) -> Result<()>;
+
+    /// Lists one key to find out whether the store can be used: a missing bucket or refused
+    /// credentials fail here, at start, naming the store, rather than at the first upload.
+    ///
+    /// # Errors
+    /// [`Error::Unusable`] saying why.
+    async fn probe(&self) -> Result<()> {
+        let first = self.list("chunks/").next().await;
+        match first {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(Error::Backend { source, .. })) => {
+                let kind = source
+                    .downcast_ref::<opendal::Error>()
+                    .map(opendal::Error::kind);
+                let why = match kind {
+                    Some(opendal::ErrorKind::ConfigInvalid) => {
+                        format!("the bucket does not exist or cannot be used ({source})")
+                    }
+                    Some(opendal::ErrorKind::PermissionDenied) => format!(
+                        "access denied: check the credentials (AWS_ACCESS_KEY_ID and \
+                         AWS_SECRET_ACCESS_KEY, or the config file) ({source})"
+                    ),
+                    _ => format!("cannot be reached: {source}"),
+                };
+                Err(Error::Unusable {
+                    store: self.describe(),
+                    why,
+                })
+            }
+            Some(Err(e)) => Err(e),
+        }
+    }
 }
 
 /// The keys of a listing, in no particular order.
@@ -233,38 +265,6 @@ impl OpendalStore {
     /// HTTP requests sent so far (`None` for a local store).
     pub fn requests_sent(&self) -> Option<u64> {
         self.requests.as_ref().map(|r| r.load(Ordering::Relaxed))
-    }
-
-    /// Lists one key to find out whether the store can be used: a missing bucket or refused
-    /// credentials fail here, at start, naming the store, rather than at the first upload.
-    ///
-    /// # Errors
-    /// [`Error::Unusable`] saying why.
-    pub async fn probe(&self) -> Result<()> {
-        let first = self.list("chunks/").next().await;
-        match first {
-            None | Some(Ok(_)) => Ok(()),
-            Some(Err(Error::Backend { source, .. })) => {
-                let kind = source
-                    .downcast_ref::<opendal::Error>()
-                    .map(opendal::Error::kind);
-                let why = match kind {
-                    Some(opendal::ErrorKind::ConfigInvalid) => {
-                        format!("the bucket does not exist or cannot be used ({source})")
-                    }
-                    Some(opendal::ErrorKind::PermissionDenied) => format!(
-                        "access denied: check the credentials (AWS_ACCESS_KEY_ID and \
-                         AWS_SECRET_ACCESS_KEY, or the config file) ({source})"
-                    ),
-                    _ => format!("cannot be reached: {source}"),
-                };
-                Err(Error::Unusable {
-                    store: self.name.clone(),
-                    why,
-                })
-            }
-            Some(Err(e)) => Err(e),
-        }
     }
 
     fn map(&self, op: &'static str, key: &ObjectKey, e: opendal::Error) -> Error {

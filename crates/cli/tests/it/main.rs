@@ -25,6 +25,7 @@ mod journal_stream;
 mod readme;
 mod replica;
 mod replica_edges;
+mod s3_store;
 mod security;
 mod server_admin;
 mod server_cloud;
