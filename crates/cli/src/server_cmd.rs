@@ -75,6 +75,11 @@ pub enum ServerCmd {
         /// The certificate's private key (PEM).
         #[arg(long, requires = "cert")]
         key: Option<PathBuf>,
+        /// Serve Prometheus `/metrics` over plain HTTP on this address, to anyone who can reach
+        /// it (bind it to a private network). Without it, `/metrics` on the API's address
+        /// answers administrators' tokens only.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<SocketAddr>,
         /// Lifetime of login tokens, in seconds (1 second to 90 days).
         #[arg(long, default_value_t = 30 * 24 * 3600,
               value_parser = clap::value_parser!(u64).range(1..=90 * 24 * 3600))]
@@ -215,6 +220,7 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
             listen,
             cert,
             key,
+            metrics_listen,
             token_ttl,
             limits,
         } => {
@@ -227,6 +233,7 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
                 },
                 cert: cert.or(config.cert),
                 key: key.or(config.key),
+                metrics_listen: metrics_listen.or(config.metrics_listen),
                 store: config.store,
             };
             if run.cert.is_some() != run.key.is_some() {
@@ -285,6 +292,7 @@ struct Run {
     listen: Vec<SocketAddr>,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
+    metrics_listen: Option<SocketAddr>,
     store: StoreChoice,
 }
 
@@ -293,6 +301,7 @@ async fn serve(data: PathBuf, run: Run, token_ttl: u64, limits: Limits) -> Resul
         listen,
         cert,
         key,
+        metrics_listen,
         store,
     } = run;
     tracing_subscriber::fmt()
@@ -327,6 +336,7 @@ async fn serve(data: PathBuf, run: Run, token_ttl: u64, limits: Limits) -> Resul
         key,
         token_ttl: Duration::from_secs(token_ttl),
         limits,
+        metrics_listen,
     };
     let bound = match cairn_server::bind(&opts, &dir).await {
         Ok(b) => b,
@@ -337,6 +347,9 @@ async fn serve(data: PathBuf, run: Run, token_ttl: u64, limits: Limits) -> Resul
         }
         Err(e) => return Err(e.into()),
     };
+    if let Some(a) = bound.metrics_addr {
+        println!("metrics on http://{a}/metrics");
+    }
     for a in &bound.addrs {
         println!("listening on https://{a}");
     }

@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use cairn_model::ChunkId;
 use cairn_store::{KeyStream, ObjectKey};
 use futures_util::StreamExt;
+use rusqlite::OptionalExtension;
 use tokio::runtime::Handle;
 
 use crate::datadir::DataDir;
@@ -37,9 +38,47 @@ pub fn gc(data: &DataDir, rt: &Handle) -> Result<GcReport> {
     // On a full disk the metadata store could not record a single deletion: the reserve
     // gives it room, and is set aside again once gc has freed space.
     data.release_reserve();
+    let started = std::time::Instant::now();
     let report = collect(data, rt);
     data.keep_reserve();
+    if report.is_ok() {
+        record_run(data, started.elapsed().as_secs_f64())?;
+    }
     report
+}
+
+/// Counts a completed run and its duration in the metadata, where the server's `/metrics`
+/// reads them (gc runs in its own process).
+fn record_run(data: &DataDir, seconds: f64) -> Result<()> {
+    use crate::metrics::{GC_RUNS_KEY, GC_SECONDS_KEY};
+    data.meta.with_write_lock(|conn| {
+        let db = |source| crate::Error::Db {
+            context: "recording the gc run".into(),
+            source,
+        };
+        let read = |key: &str| -> Result<Option<String>> {
+            conn.query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
+                .optional()
+                .map_err(db)
+        };
+        let runs = read(GC_RUNS_KEY)?
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let total = read(GC_SECONDS_KEY)?
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        for (key, value) in [
+            (GC_RUNS_KEY, (runs + 1).to_string()),
+            (GC_SECONDS_KEY, format!("{:.6}", total + seconds)),
+        ] {
+            conn.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
+                [key, value.as_str()],
+            )
+            .map_err(db)?;
+        }
+        Ok(())
+    })
 }
 
 fn collect(data: &DataDir, rt: &Handle) -> Result<GcReport> {

@@ -22,6 +22,7 @@ mod harness;
 mod hostile;
 mod hostile_server;
 mod journal_stream;
+mod metrics;
 mod readme;
 mod replica;
 mod replica_edges;
