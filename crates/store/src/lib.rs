@@ -196,8 +196,10 @@ impl OpendalStore {
             .root(&root.to_string_lossy())
             .atomic_write_dir(&tmp.to_string_lossy());
         let op = opendal::Operator::new(builder).map_err(|e| backend("open", &name, "", e))?;
+        // No retry layer: OpenDAL calls every unknown disk error temporary, a full disk
+        // included, and retrying one only delays the answer.
         Ok(OpendalStore {
-            op: with_retries(op),
+            op,
             name,
             fs_root: Some(root.to_path_buf()),
             requests: None,
@@ -599,6 +601,41 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         conformance(Arc::new(OpendalStore::local(dir.path()).expect("open"))).await;
         long_listing(Arc::new(OpendalStore::local(dir.path()).expect("open"))).await;
+    }
+
+    /// A full disk is `Error::Full`, told by the I/O error's kind (a 1 MiB tmpfs; needs root,
+    /// as the server's full-disk test does).
+    #[tokio::test]
+    async fn a_full_disk_is_told_by_kind() {
+        struct Unmount(std::path::PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("umount").arg(&self.0).status();
+            }
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(
+            mounted.success(),
+            "this test needs root to mount a small tmpfs"
+        );
+        let _unmount = Unmount(dir.path().to_path_buf());
+        let store = OpendalStore::local(dir.path()).expect("open");
+        let key = ObjectKey::Chunk(ChunkId::of(b"big"));
+        let err = store
+            .put(&key, Bytes::from(vec![7u8; 2 * 1024 * 1024]))
+            .await
+            .expect_err("does not fit");
+        assert!(matches!(err, Error::Full { .. }), "{err:?}");
+        assert_eq!(
+            store.stat(&key).await.expect("stat"),
+            None,
+            "nothing partial is visible"
+        );
     }
 
     fn moto_location(server: &cairn_testkit::cloud::S3Server, bucket: &str) -> S3Location {
