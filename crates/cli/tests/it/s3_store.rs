@@ -278,3 +278,85 @@ fn store_urls_and_config_files_are_checked_and_keep_secrets_out() {
         "{e}"
     );
 }
+
+/// `server run --config FILE` alone: data folder, listen address, metrics address, store and
+/// its keys all from the file (no AWS variables in the environment).
+#[test]
+fn server_run_takes_everything_from_its_config_file() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let s3 = start_moto().expect("moto (run scripts/test-servers)");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("srv-data");
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let config = dir.path().join("server.toml");
+    write_private(
+        &config,
+        &format!(
+            "data = {:?}\nlisten = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
+             store = {:?}\nmetadata = \"sqlite\"\n[s3]\naccess_key_id = {:?}\nsecret_access_key = {:?}\n",
+            data.to_str().expect("utf-8"),
+            store_url(&s3, "from-config"),
+            s3.access_key_id,
+            s3.secret_access_key
+        ),
+    );
+    let mut child = Command::new(bin())
+        .args(["server", "run", "--config"])
+        .arg(&config)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("CAIRN_DATA")
+        .env_remove("CAIRN_STORE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut said = Vec::new();
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let done = line.starts_with("listening on https://");
+        said.push(line);
+        if done {
+            break;
+        }
+    }
+    let printed = said.join("\n");
+    let metrics = reqwest::blocking::get(format!("http://127.0.0.1:{metrics_port}/metrics"));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        printed.contains(&format!("chunk store: {}", store_url(&s3, "from-config"))),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("listening on https://127.0.0.1:"),
+        "{printed}"
+    );
+    assert!(!printed.contains(&s3.secret_access_key), "{printed}");
+    assert!(
+        data.join("meta.sqlite").is_file(),
+        "the data folder of the file"
+    );
+    let metrics = metrics.expect("scrape");
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics
+        .text()
+        .expect("text")
+        .contains("cairn_commits_total 0"));
+    // gc finds folder, store and keys through the same file.
+    let gc = run(
+        Command::new(bin())
+            .args(["server", "gc", "--config"])
+            .arg(&config)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("CAIRN_DATA"),
+        None,
+    );
+    assert!(gc.status.success(), "{}", text(&gc));
+}
