@@ -1,6 +1,6 @@
 //! A server whose chunks live in an S3 bucket (`server run --store s3://...`) on a real local S3
 //! server (moto): backup, byte-exact restore, check, gc on the bucket, and the errors and secrets
-//! of store URLs and config files.
+//! of store URLs and config files; also `--store PATH`, and the store a data folder records.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -359,4 +359,45 @@ fn server_run_takes_everything_from_its_config_file() {
         None,
     );
     assert!(gc.status.success(), "{}", text(&gc));
+}
+
+/// `--store PATH` puts the chunks in another folder, recorded like an S3 store; a folder that
+/// kept its chunks inside refuses to be started with another store.
+#[test]
+fn a_local_store_elsewhere_is_used_and_the_recorded_store_is_kept() {
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let store = elsewhere.path().join("chunks");
+    let url = format!("file://{}", store.display());
+    let server = Server::start_with(&[("CAIRN_STORE", url.as_str())]);
+    let c = Client::new();
+    c.write("big.bin", &noise(3, 2 * 1024 * 1024));
+    c.backup_task(&server, &[]);
+    c.ok(&["run", "t", "--once"]);
+    assert!(store.join("chunks").is_dir(), "chunks in the named folder");
+    assert!(!server.data.join("chunks").exists());
+    // Admin commands find it without being told.
+    assert!(server
+        .admin(&["check", "--read-data"], None)
+        .contains("no problems"));
+
+    let mut inside = Server::start();
+    let c2 = Client::new();
+    c2.write("f.bin", &noise(4, 2 * 1024 * 1024));
+    c2.backup_task(&inside, &[]);
+    c2.ok(&["run", "t", "--once"]);
+    inside.kill();
+    let out = run(
+        Command::new(bin())
+            .args(["server", "run", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&inside.data)
+            .args(["--store", &url]),
+        None,
+    );
+    assert!(!out.status.success());
+    let e = text(&out);
+    let own = inside.data.join("chunks");
+    assert!(
+        e.contains("keeps its chunks in") && e.contains(&own.display().to_string()),
+        "{e}"
+    );
 }
