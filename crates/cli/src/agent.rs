@@ -871,6 +871,14 @@ fn follow_journal(
                         _ => Some(head.max(from)),
                     };
                 }
+                // A folder made again under its name: a pass merges with it, and the
+                // follower starts over from the new folder's head.
+                Err(cairn_client::Error::Renewed { .. }) => {
+                    if tx.send(name.clone()).is_err() {
+                        return;
+                    }
+                    after = None;
+                }
                 Err(_) => tokio::time::sleep(Duration::from_secs(2)).await,
             }
         }

@@ -556,8 +556,11 @@ pub async fn task_replica(
     let replica = cloud_replica(home, config, &task.connection, task, unattended)?;
     if task.cloud.as_ref().is_some_and(|c| c.encrypt) {
         let key = crypt::read_key_file(&key_path(home, task_name))?;
+        let sealed = uploads_file(home, &task.connection, task).with_extension("sealed");
         return Ok(Box::new(
-            EncryptedReplica::open_with_key(replica, key).await?,
+            EncryptedReplica::open_with_key(replica, key)
+                .await?
+                .with_seal_log(&sealed),
         ));
     }
     crypt::refuse_if_encrypted(&replica).await?;
@@ -633,13 +636,12 @@ pub fn cloud_replica(
 /// and local folder): its next pass removes what an interrupted one left, and no one else's.
 fn staging_owner(config: &Config, conn_name: &str, task: &TaskConfig) -> String {
     let local = task.locals.first().map(|l| l.display().to_string());
-    let what = format!(
-        "{}\0{conn_name}\0{}\0{}",
-        config.device_id,
-        task.folder,
-        local.unwrap_or_default()
-    );
-    cairn_model::ContentHash::of(what.as_bytes()).to_hex()[..16].to_string()
+    cairn_cloud::replica::owner_tag(&[
+        &config.device_id,
+        conn_name,
+        &task.folder,
+        &local.unwrap_or_default(),
+    ])
 }
 
 /// The replica of `remote` (a path in the bucket) over connection `conn` with the task's

@@ -20,6 +20,7 @@ mod server_admin;
 mod server_cloud;
 mod server_cmd;
 mod server_config;
+mod server_log;
 mod share_cmd;
 mod status;
 mod task_cmd;

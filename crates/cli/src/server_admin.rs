@@ -10,6 +10,7 @@ use cairn_client::Connection;
 use cairn_server::admin::{
     self, FolderAdminInfo, GrantChange, NewFolder, NewUser, UserChange, UserInfo,
 };
+use cairn_server::meta::Actor;
 use cairn_server::{auth, DataDir};
 use clap::{Args, Subcommand};
 
@@ -17,7 +18,7 @@ use crate::config::read_stdin_line;
 
 /// Which server: its data folder here, or a saved connection of an administrator.
 #[derive(Args)]
-pub struct AdminTarget {
+pub(crate) struct AdminTarget {
     /// The server's data folder (on the server itself).
     #[arg(long, env = "CAIRN_DATA", default_value = "cairn-data")]
     data: PathBuf,
@@ -163,13 +164,13 @@ fn quota_change(q: Quota) -> UserChange {
 }
 
 /// The server the commands go to.
-enum Admin {
+pub(crate) enum Admin {
     Local(DataDir),
     Remote(Arc<Connection>),
 }
 
 impl Admin {
-    fn open(t: &AdminTarget) -> Result<Admin> {
+    pub(crate) fn open(t: &AdminTarget) -> Result<Admin> {
         match &t.connection {
             Some(name) => {
                 let home = crate::config::Home::locate()?;
@@ -187,14 +188,19 @@ impl Admin {
 
     async fn add_user(&self, u: &NewUser) -> Result<()> {
         match self {
-            Admin::Local(d) => Ok(admin::add_user(&d.meta, u)?),
+            Admin::Local(d) => Ok(admin::add_user(&d.meta, u, &Actor::console())?),
             Admin::Remote(c) => Self::post(c, "/api/v1/admin/users", u).await,
         }
     }
 
     async fn change_user(&self, name: &str, change: &UserChange) -> Result<()> {
         match self {
-            Admin::Local(d) => Ok(admin::change_user(&d.meta, name, change, None)?),
+            Admin::Local(d) => Ok(admin::change_user(
+                &d.meta,
+                name,
+                change,
+                &Actor::console(),
+            )?),
             Admin::Remote(c) => Self::post(c, &format!("/api/v1/admin/users/{name}"), change).await,
         }
     }
@@ -208,14 +214,19 @@ impl Admin {
 
     async fn add_folder(&self, f: &NewFolder) -> Result<()> {
         match self {
-            Admin::Local(d) => Ok(admin::add_folder(&d.meta, f)?),
+            Admin::Local(d) => Ok(admin::add_folder(&d.meta, f, &Actor::console())?),
             Admin::Remote(c) => Self::post(c, "/api/v1/admin/folders", f).await,
         }
     }
 
     async fn set_keep_versions(&self, name: &str, keep: u32) -> Result<()> {
         match self {
-            Admin::Local(d) => Ok(admin::set_keep_versions(&d.meta, name, keep)?),
+            Admin::Local(d) => Ok(admin::set_keep_versions(
+                &d.meta,
+                name,
+                keep,
+                &Actor::console(),
+            )?),
             Admin::Remote(c) => {
                 let body = serde_json::json!({ "keep_versions": keep });
                 Self::post(c, &format!("/api/v1/admin/folders/{name}"), &body).await
@@ -225,7 +236,7 @@ impl Admin {
 
     async fn set_grant(&self, folder: &str, g: &GrantChange) -> Result<()> {
         match self {
-            Admin::Local(d) => Ok(admin::set_grant(&d.meta, folder, g)?),
+            Admin::Local(d) => Ok(admin::set_grant(&d.meta, folder, g, &Actor::console())?),
             Admin::Remote(c) => {
                 Self::post(c, &format!("/api/v1/admin/folders/{folder}/grants"), g).await
             }
@@ -234,8 +245,10 @@ impl Admin {
 
     async fn remove(&self, what: &str, name: &str) -> Result<()> {
         match self {
-            Admin::Local(d) if what == "users" => Ok(admin::remove_user(&d.meta, name, None)?),
-            Admin::Local(d) => Ok(admin::remove_folder(&d.meta, name)?),
+            Admin::Local(d) if what == "users" => {
+                Ok(admin::remove_user(&d.meta, name, &Actor::console())?)
+            }
+            Admin::Local(d) => Ok(admin::remove_folder(&d.meta, name, &Actor::console())?),
             Admin::Remote(c) => Ok(c
                 .admin_delete(&format!("/api/v1/admin/{what}/{name}"), &[])
                 .await?),

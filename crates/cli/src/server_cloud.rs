@@ -16,7 +16,7 @@ use cairn_server::cloud::{
     self, ConnectionInfo, ConnectionRequest, Password, TaskInfo, TaskRequest, TaskSettings,
     DEFAULT_POLL_SECS, MIN_PASSWORD_CHARS,
 };
-use cairn_server::meta::User;
+use cairn_server::meta::{Actor, EventKind, User};
 use cairn_server::DataDir;
 use clap::{Args, Subcommand};
 
@@ -233,9 +233,15 @@ impl Server {
             Server::Local { dir, owner } => {
                 let task = cloud::check_task(&dir.meta, owner, req)?;
                 let key = runner::attach(&task).await?;
-                Ok(dir
-                    .meta
-                    .add_cloud_task(owner, &task.request, key.as_ref())?)
+                let r = &task.request;
+                dir.meta.add_cloud_task(owner, r, key.as_ref())?;
+                let (kind, by) = (EventKind::CloudTaskAdded, Actor::console());
+                let detail = format!(
+                    "{} {} {}:{}",
+                    r.folder, r.settings.direction, r.connection, r.settings.remote
+                );
+                cloud::record_task(&dir.meta, kind, &by, owner, &r.name, &detail);
+                Ok(())
             }
             Server::Remote { conn, owner } => {
                 req.owner = owner.clone();
@@ -297,7 +303,11 @@ impl Server {
             Server::Local { dir, owner } => {
                 match what {
                     "connections" => dir.meta.remove_cloud_connection(owner, name)?,
-                    "tasks" => dir.meta.remove_cloud_task(owner, name)?,
+                    "tasks" => {
+                        dir.meta.remove_cloud_task(owner, name)?;
+                        let (kind, by) = (EventKind::CloudTaskRemoved, Actor::console());
+                        cloud::record_task(&dir.meta, kind, &by, owner, name, "");
+                    }
                     _ => dir.meta.request_cloud_run(owner, name)?,
                 }
                 Ok(())

@@ -104,6 +104,8 @@ pub enum ServerCmd {
         #[command(subcommand)]
         cmd: crate::server_admin::FolderCmd,
     },
+    /// The server's activity log (logins, administration, links), newest first.
+    Log(crate::server_log::LogArgs),
     /// Cloud connections and tasks the server runs for its own folders.
     Cloud {
         #[command(subcommand)]
@@ -249,6 +251,7 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
         ServerCmd::User { cmd } => crate::server_admin::user(cmd).await,
         ServerCmd::Cloud { cmd } => crate::server_cloud::run(cmd).await,
         ServerCmd::Folder { cmd } => crate::server_admin::folder(cmd).await,
+        ServerCmd::Log(args) => crate::server_log::run(args).await,
         ServerCmd::Gc { place } => {
             let dir = place.open()?;
             let rt = tokio::runtime::Handle::current();
@@ -257,6 +260,12 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
                 "gc: removed {} chunks ({} bytes), {} objects and {} orphan objects",
                 report.chunks, report.bytes, report.objects_deleted, report.orphan_objects
             );
+            if report.events > 0 {
+                println!(
+                    "gc: dropped {} activity log entries past its bounds",
+                    report.events
+                );
+            }
             for f in &report.failed {
                 eprintln!("could not delete (left for the next gc): {f}");
             }

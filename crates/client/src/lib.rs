@@ -26,10 +26,10 @@ use bytes::{Bytes, BytesMut};
 use cairn_engine::{Remote, Result as EngineResult};
 use cairn_model::{ChunkId, DeviceId, Entry, RelPath, Seq};
 use cairn_protocol::{
-    frame, Change, ChangeResult, ChunkListResponse, ChunkSpan, CommitRequest, CommitResponse,
-    ContentsRequest, DamagedResponse, ErrorBody, FileRef, FolderInfo, JournalResponse,
-    LoginRequest, LoginResponse, MissingRequest, MissingResponse, TreeResponse, UploadResponse,
-    VersionInfo, VersionsResponse,
+    frame, identity_of, Change, ChangeResult, ChunkListResponse, ChunkSpan, CommitRequest,
+    CommitResponse, ContentsRequest, DamagedResponse, ErrorBody, FileRef, FolderInfo,
+    JournalResponse, LoginRequest, LoginResponse, MissingRequest, MissingResponse, TreeResponse,
+    UploadResponse, VersionInfo, VersionsResponse,
 };
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -61,6 +61,10 @@ pub enum Error {
     TooLarge { url: String, limit: u64 },
     #[error("{url}: unusable answer: {detail}")]
     Answer { url: String, detail: String },
+    /// The folder was deleted and made again under its name: what was known of the old one
+    /// (the journal's point, read-aheads) is void, and the next pass merges with the new one.
+    #[error("{url}: the folder was deleted and made again; the next pass merges with the new one")]
+    Renewed { url: String },
     #[error("{0}")]
     Config(String),
 }
@@ -392,6 +396,9 @@ struct Followed {
     own_head: Option<Seq>,
     /// The caller's access as the latest journal answer gave it, and when.
     access: Option<(cairn_protocol::Access, std::time::Instant)>,
+    /// The folder's incarnation as the latest journal answer gave it (a folder deleted and
+    /// made again under its name has another).
+    incarnation: Option<i64>,
     /// Content hashes of versions this connection saw lately (journal answers, its own
     /// commits), by full path: an edit whose base is here with other content is new to the
     /// server, so it may travel inline. At most [`RECENT_VERSIONS`] paths.
@@ -962,6 +969,7 @@ struct NewsStream {
     reader: cairn_protocol::stream::FrameReader,
     point: Seq,
     server_id: String,
+    folder_id: Option<i64>,
 }
 
 impl NewsStream {
@@ -980,6 +988,7 @@ impl NewsStream {
                     head: f.head,
                     server_id: self.server_id.clone(),
                     access: f.access,
+                    folder_id: self.folder_id,
                 }));
             }
             let piece = tokio::time::timeout(limit, self.resp.chunk())
@@ -1180,6 +1189,28 @@ impl HttpRemote {
         }
     }
 
+    /// Keeps the folder's incarnation an answer gives. A new one (the folder was deleted and
+    /// made again under its name) voids everything the connection knew of the old folder;
+    /// says whether it did.
+    fn note_incarnation(&self, r: &JournalResponse) -> bool {
+        self.followed(|f| {
+            let changed = matches!((f.incarnation, r.folder_id), (Some(a), Some(b)) if a != b);
+            if changed {
+                f.seen = None;
+                f.ahead = None;
+                f.own_head = None;
+                f.recent.clear();
+                if f.follower.is_some() {
+                    f.follower = Some(Seq(i64::MAX));
+                }
+            }
+            if r.folder_id.is_some() {
+                f.incarnation = r.folder_id;
+            }
+            changed
+        })
+    }
+
     /// The server's identity and head when this connection knows what changed after `seen`
     /// without asking (see [`Followed`]); then that answer waits as the read-ahead.
     async fn known_identity(&self) -> Option<(String, Seq)> {
@@ -1203,9 +1234,10 @@ impl HttpRemote {
                     if known {
                         *made = std::time::Instant::now();
                     }
-                    known.then_some((server_id, r.head))
+                    known.then(|| (identity_of(&server_id, f.incarnation), r.head))
                 }
-                None => (follower <= seen && own_upto(seen)).then_some((server_id, seen)),
+                None => (follower <= seen && own_upto(seen))
+                    .then(|| (identity_of(&server_id, f.incarnation), seen)),
             }
         })
     }
@@ -1252,6 +1284,7 @@ impl HttpRemote {
                         head: seen,
                         server_id: server_id.clone(),
                         access: None,
+                        folder_id: f.incarnation,
                     },
                 ),
             };
@@ -1359,6 +1392,11 @@ impl HttpRemote {
                 return Err(e);
             }
         };
+        if self.note_incarnation(&r) {
+            return Err(Error::Renewed {
+                url: self.conn.url_of(&path),
+            });
+        }
         if live {
             self.keep_news(after, &r).await;
         }
@@ -1428,12 +1466,17 @@ impl HttpRemote {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
+        let folder_id = resp
+            .headers()
+            .get(cairn_protocol::stream::FOLDER_ID_HEADER)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
         let mut open = NewsStream {
             url: url.clone(),
             resp,
             reader: cairn_protocol::stream::FrameReader::default(),
             point: after,
             server_id,
+            folder_id,
         };
         match open.next(limit).await {
             Ok(Some(r)) => {
@@ -1624,9 +1667,11 @@ impl Remote for HttpRemote {
             .map_err(remote_err)?;
         r.check(after).map_err(invalid(self.conn.url_of(&path)))?;
         self.remember_access(&r);
-        let id = (r.server_id.clone(), r.head);
+        let renewed = self.note_incarnation(&r);
+        let id = (r.identity(), r.head);
         *self.conn.server_id.lock().await = Some(r.server_id.clone());
-        if seen.is_some() {
+        // After a new incarnation the answer's changes are not those after `seen`.
+        if seen.is_some() && !renewed {
             self.followed(|f| f.ahead = Some((after, r, std::time::Instant::now())));
         }
         Ok(id)
@@ -1652,6 +1697,13 @@ impl Remote for HttpRemote {
             .map_err(remote_err)?;
         r.check(after).map_err(invalid(self.conn.url_of(&path)))?;
         self.remember_access(&r);
+        if self.note_incarnation(&r) {
+            // Not retried within the pass (not temporary): the next pass's identity check
+            // sees the new folder and merges with it.
+            return Err(remote_err(Error::Renewed {
+                url: self.conn.url_of(&path),
+            }));
+        }
         self.seen_up_to(after, &r);
         *self.conn.server_id.lock().await = Some(r.server_id);
         Ok((r.changes, r.head))

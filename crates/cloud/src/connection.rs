@@ -255,6 +255,7 @@ pub fn operator_with(
     let ctx = OperationContext::new().with_http_transport(transporter(transport)?);
     Ok(op
         .with_context(ctx)
+        .layer(crate::full::FullIsFinalLayer)
         .layer(TimeoutLayer::new().with_io_timeout(io_timeout(conn, in_flight)))
         .layer(RetryLayer::new().with_jitter().with_max_times(5)))
 }

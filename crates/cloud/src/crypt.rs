@@ -23,6 +23,7 @@ mod key;
 mod name;
 mod offline;
 mod path;
+mod resume;
 mod segment;
 mod stream;
 
@@ -45,6 +46,7 @@ pub use key::{
 };
 pub use name::{encrypted_name_len, max_plain_name_len};
 pub use offline::{decrypt_tree, DecryptReport};
+pub use resume::SealLog;
 pub use segment::{cipher_size, plain_size, SEGMENT};
 
 use key::{Keys, MARKER_MAX_BYTES};
@@ -59,6 +61,9 @@ pub struct EncryptedReplica<R> {
     inner: R,
     key: MasterKey,
     keys: Arc<Keys>,
+    /// Records large uploads so an interrupted one is taken up again under its file id
+    /// (none: every upload starts over under a new one).
+    seal_log: Option<Arc<SealLog>>,
 }
 
 fn marker_path() -> RelPath {
@@ -209,7 +214,54 @@ impl<R: Replica> EncryptedReplica<R> {
 
     fn with_key(inner: R, key: MasterKey) -> Self {
         let keys = Arc::new(Keys::derive(&key));
-        EncryptedReplica { inner, key, keys }
+        EncryptedReplica {
+            inner,
+            key,
+            keys,
+            seal_log: None,
+        }
+    }
+
+    /// Records this task's large uploads in `file` (a local file of the task), so that one cut
+    /// off is taken up again with the same bytes, and the inner replica's multipart resume
+    /// skips what the service holds (`resume` says why this never reuses a nonce).
+    pub fn with_seal_log(mut self, file: &Path) -> Self {
+        self.seal_log = Some(Arc::new(SealLog::new(file)));
+        self
+    }
+
+    /// The record to seal a file upload under, when it is large enough to be resumed; none
+    /// when the log cannot be written (the upload then starts over under a new file id, as
+    /// every upload did before).
+    async fn resumed(&self, plain: &RelPath, entry: &NewEntry) -> Option<stream::Resumed> {
+        let log = self.seal_log.clone()?;
+        if entry.kind != EntryKind::File || entry.size < resume::RESUMED_FROM {
+            return None;
+        }
+        let (keys, path) = (self.keys.clone(), plain.as_str().to_string());
+        let (size, hash, mtime_ns) = (
+            entry.size,
+            entry.hash.map(|h| *h.as_bytes()),
+            entry.mtime_ns,
+        );
+        let begin = log.clone();
+        let id = tokio::task::spawn_blocking(move || {
+            let src = resume::Source {
+                path: &path,
+                size,
+                hash,
+                mtime_ns,
+            };
+            begin.begin(&keys, &src)
+        })
+        .await
+        .ok()?
+        .ok()?;
+        Some(stream::Resumed {
+            log,
+            path: plain.as_str().to_string(),
+            id,
+        })
     }
 
     /// Writes the master key to a new file (mode 0600); see [`export_key`].
@@ -525,9 +577,20 @@ impl<R: Replica> Replica for EncryptedReplica<R> {
         expect: Option<&Version>,
     ) -> Result<Outcome> {
         let stored = self.stored_path(path)?;
+        let mut finish = None;
         let content = match entry.kind {
             EntryKind::File => {
-                stream::seal_stream(&self.keys, content, entry.size, entry.hash, self.side(path))?
+                let resumed = self.resumed(path, entry).await;
+                finish = resumed.as_ref().map(|r| (r.log.clone(), r.id));
+                let side = self.side(path);
+                stream::seal_stream(
+                    self.keys.clone(),
+                    content,
+                    entry.size,
+                    entry.hash,
+                    side,
+                    resumed,
+                )?
             }
             _ => content,
         };
@@ -535,6 +598,12 @@ impl<R: Replica> Replica for EncryptedReplica<R> {
             .inner
             .write(&stored, &self.stored_entry(entry), content, expect)
             .await?;
+        // Written, or not written because the path changed: either way this upload is over.
+        // (After an error the record stays, for the next try to take the upload up.)
+        if let Some((log, id)) = finish {
+            let path = path.as_str().to_string();
+            let _ = tokio::task::spawn_blocking(move || log.finish(&path, &id)).await;
+        }
         self.plain_outcome(path, outcome)
     }
 

@@ -11,6 +11,7 @@ pub mod crypt;
 pub mod encoded;
 #[cfg(feature = "test-hooks")]
 pub mod faults;
+mod full;
 mod gcs_session;
 mod hook;
 pub mod multipart;

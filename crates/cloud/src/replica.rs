@@ -43,6 +43,8 @@ mod checked;
 mod listing;
 mod staging;
 mod versions;
+
+pub use staging::owner_tag;
 mod write;
 
 /// Our own names at the top of a cloud path.
@@ -230,12 +232,22 @@ impl CloudReplica {
     /// An error about `path`, temporary when the service says so; a full destination is not
     /// (trying again at once only fills the log: the next pass tries again).
     fn fail(&self, what: &str, path: &str, e: opendal::Error) -> Error {
-        let temporary = !is_full(&e)
-            && (e.is_temporary()
-                || matches!(
-                    e.kind(),
-                    opendal::ErrorKind::RateLimited | opendal::ErrorKind::Unexpected
-                ));
+        if crate::full::is_full(&e) {
+            let cause = crate::full::full_cause(&e).unwrap_or_else(|| e.to_string());
+            return Error::Remote {
+                message: format!(
+                    "{}/{path}: {what}: the destination is full, over its quota, or refuses a \
+                     file this large ({cause}); nothing was placed, the next pass tries again",
+                    self.describe
+                ),
+                temporary: false,
+            };
+        }
+        let temporary = e.is_temporary()
+            || matches!(
+                e.kind(),
+                opendal::ErrorKind::RateLimited | opendal::ErrorKind::Unexpected
+            );
         Error::Remote {
             message: format!("{}/{path}: {what}: {e}", self.describe),
             temporary,
@@ -296,25 +308,6 @@ impl CloudReplica {
         };
         Ok((!same).then_some(Outcome::Changed(now)))
     }
-}
-
-/// Whether `e` comes from a destination that is full, over its quota, or will not grow the
-/// file (a mounted folder's disk, an SFTP server's quota).
-fn is_full(e: &opendal::Error) -> bool {
-    use std::io::ErrorKind as K;
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            if matches!(
-                io.kind(),
-                K::StorageFull | K::FileTooLarge | K::QuotaExceeded
-            ) {
-                return true;
-            }
-        }
-        cause = c.source();
-    }
-    false
 }
 
 #[async_trait]
@@ -585,20 +578,4 @@ fn user_metadata(entry: &NewEntry) -> BTreeMap<String, String> {
     m.insert("mtime".to_string(), entry.mtime_ns.to_string());
     m.insert("mode".to_string(), format!("{:o}", entry.mode));
     m
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_full;
-
-    #[test]
-    fn a_full_destination_is_told_from_other_failures() {
-        let full = std::io::Error::from(std::io::ErrorKind::FileTooLarge);
-        let e =
-            opendal::Error::new(opendal::ErrorKind::Unexpected, "file too large").set_source(full);
-        assert!(is_full(&e));
-        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-        let e = opendal::Error::new(opendal::ErrorKind::Unexpected, "reset").set_source(reset);
-        assert!(!is_full(&e));
-    }
 }

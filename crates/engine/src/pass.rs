@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
+use cairn_model::filter::FilterDecision;
 use cairn_model::{EntryKind, Filter, RelPath};
 
 use crate::executor::{self, Ctx, PassStats, Planned};
@@ -63,6 +64,7 @@ pub async fn run(
     let identity = retrying(|| remote.identity()).await?;
     let (remote_map, cursor) = remote_listing(remote, identity.as_deref(), cache).await?;
     let mut scan = local_side.list().await?;
+    drop_filtered(&mut scan, spec.filter);
     drop_too_long(&mut scan, local_side, remote);
     drop_unstorable_links(&mut scan, local_side, remote);
     drop_refused(&mut scan, local_side, remote);
@@ -361,6 +363,24 @@ fn drop_unstorable_links(scan: &mut Listing, local_side: &dyn Replica, remote: &
 }
 
 /// Entries the remote refuses by its rules (names, lengths, sizes): reported, left alone.
+/// The task's rules on the local side's listing as on the remote's: a scanned folder has
+/// applied them already, but a side that is not one (the server folder of a server cloud
+/// task) lists everything. What they leave out is neither sent nor deleted.
+fn drop_filtered(scan: &mut Listing, filter: &Filter) {
+    let out: Vec<(RelPath, String)> = scan
+        .entries
+        .iter()
+        .filter_map(|(p, e)| match filter.check(p, e.kind, e.size) {
+            FilterDecision::Include => None,
+            FilterDecision::Exclude(why) => Some((p.clone(), why)),
+        })
+        .collect();
+    for (path, _) in &out {
+        scan.entries.remove(path);
+    }
+    scan.excluded.extend(out);
+}
+
 fn drop_refused(scan: &mut Listing, local_side: &dyn Replica, remote: &dyn Replica) {
     let refused: Vec<(RelPath, String)> = scan
         .entries
@@ -448,7 +468,7 @@ async fn load_base(
         }
     }
     let known = index.server_of(task)?;
-    let other = matches!((&known, &identity), (Some(k), Some(id)) if k != id);
+    let other = matches!((&known, &identity), (Some(k), Some(id)) if !same_remote(k, id));
     let went_back = cursor
         .as_ref()
         .is_some_and(|c| base.values().any(|b| remote.went_back(&b.right, c)));
@@ -469,6 +489,16 @@ async fn load_base(
         index.set_server(task, &id)?;
     }
     Ok(base)
+}
+
+/// Whether identity `now` is the remote an index kept as `known`. An identity kept before
+/// remotes named a part of themselves (a server folder's incarnation, `SERVER#N`) matches
+/// every part: one pass after an upgrade then keeps its base, and stores the full identity.
+fn same_remote(known: &str, now: &str) -> bool {
+    known == now
+        || now
+            .strip_prefix(known)
+            .is_some_and(|rest| rest.starts_with('#') && !known.contains('#'))
 }
 
 /// The remote listing as the last pass left it, kept by a long-running agent so the next pass
@@ -577,4 +607,19 @@ async fn hash_local(
         }
     }
     Ok((out, unreadable))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_remote;
+
+    #[test]
+    fn an_identity_kept_before_folder_incarnations_matches_only_its_own_server() {
+        assert!(same_remote("abc#3", "abc#3"));
+        assert!(same_remote("abc", "abc#3"));
+        assert!(!same_remote("abc#3", "abc#4"));
+        assert!(!same_remote("abc#3", "abc"));
+        assert!(!same_remote("ab", "abc#3"));
+        assert!(!same_remote("abc", "abd#3"));
+    }
 }

@@ -358,6 +358,28 @@ pub struct JournalResponse {
     /// The caller's access to the folder now (servers before this field did not send it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<Access>,
+    /// The folder's incarnation: a folder deleted and made again under its name has another,
+    /// so a computer that synced the old one merges instead of taking its absence for
+    /// deletions (servers before this field did not send it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder_id: Option<i64>,
+}
+
+impl JournalResponse {
+    /// Who answered, as a computer keeps it to know the folder it synced with again: the
+    /// server's id and the folder's incarnation.
+    pub fn identity(&self) -> String {
+        identity_of(&self.server_id, self.folder_id)
+    }
+}
+
+/// A server's id and a folder's incarnation as one identity (the server's id alone from a
+/// server that does not say the incarnation).
+pub fn identity_of(server_id: &str, folder_id: Option<i64>) -> String {
+    match folder_id {
+        Some(id) => format!("{server_id}#{id}"),
+        None => server_id.to_string(),
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

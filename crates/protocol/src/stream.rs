@@ -25,6 +25,9 @@ use crate::{Access, Inline, VersionInfo};
 pub const CONTENT_TYPE: &str = "application/x-cairn-journal-stream";
 /// Header of a streamed journal answer that gives the server's identity (frames do not).
 pub const SERVER_ID_HEADER: &str = "x-cairn-server";
+/// Header of a streamed journal answer that gives the folder's incarnation
+/// ([`crate::JournalResponse::folder_id`]).
+pub const FOLDER_ID_HEADER: &str = "x-cairn-folder";
 /// Largest frame, compressed.
 pub const MAX_FRAME: u32 = 16 << 20;
 /// Largest frame's JSON, once inflated.

@@ -1,13 +1,14 @@
 //! Administration of users and folders, shared by `cairn server user|folder ... --data DIR` on
 //! the server itself and the administrators' API (`/api/v1/admin/...`), so both check the same
 //! rules: valid names, at least one version kept, and an administrator who cannot lock
-//! themselves out (disable or demote their own account).
+//! themselves out (disable or demote their own account). Each change done is recorded in
+//! the activity log with who asked ([`Actor`]); a password never is.
 
 use cairn_protocol::{is_valid_name, Access};
 use serde::{Deserialize, Serialize};
 
 use crate::auth;
-use crate::meta::SqliteMeta;
+use crate::meta::{Actor, EventFilter, EventKind, EventPage, Outcome, SqliteMeta};
 use crate::{Error, Result};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -108,49 +109,70 @@ fn hashed(password: &str) -> Result<String> {
     auth::hash_password(password)
 }
 
+fn quota_text(quota: Option<u64>) -> String {
+    quota.map_or_else(|| "no quota".into(), |q| format!("quota {q} bytes"))
+}
+
 /// # Errors
 /// A bad name or password, a name taken, or the store.
-pub fn add_user(meta: &SqliteMeta, u: &NewUser) -> Result<()> {
+pub fn add_user(meta: &SqliteMeta, u: &NewUser, by: &Actor) -> Result<()> {
     check_name("user", &u.name)?;
     meta.add_user(&u.name, &hashed(&u.password)?, u.admin)?;
     if u.quota.is_some() {
         meta.set_quota(&u.name, u.quota)?;
     }
+    let role = if u.admin { "administrator" } else { "user" };
+    let detail = format!("{role}, {}", quota_text(u.quota));
+    meta.record(EventKind::UserCreated, by, &u.name, Outcome::Ok, &detail);
     Ok(())
 }
 
-/// Changes user `name`; `acting` is the administrator asking (None: the server's own console),
-/// who may not disable or demote themselves.
+/// Changes user `name` as `by` asks; an administrator may not disable or demote themselves
+/// (the server's own console, with no user, may).
 ///
 /// # Errors
 /// No such user, a refused change, or the store.
-pub fn change_user(
-    meta: &SqliteMeta,
-    name: &str,
-    c: &UserChange,
-    acting: Option<&str>,
-) -> Result<()> {
+pub fn change_user(meta: &SqliteMeta, name: &str, c: &UserChange, by: &Actor) -> Result<()> {
     let (user, _) = meta
         .user_by_name(name)?
         .ok_or_else(|| Error::NotFound(format!("no user named {name}")))?;
-    if acting == Some(name) && (c.disabled == Some(true) || c.admin == Some(false)) {
+    if by.name() == Some(name) && (c.disabled == Some(true) || c.admin == Some(false)) {
         return Err(Error::Invalid(
             "you may not disable or demote your own account; ask another administrator".into(),
         ));
     }
+    let done = |kind, detail: &str| meta.record(kind, by, name, Outcome::Ok, detail);
     if let Some(pw) = &c.password {
         meta.set_password(name, &hashed(pw)?)?;
+        done(EventKind::UserPassword, "new password; sessions ended");
     }
     if let Some(d) = c.disabled.filter(|d| *d != user.disabled) {
         meta.set_disabled(name, d)?;
+        if d {
+            done(EventKind::UserDisabled, "sessions ended");
+        } else {
+            done(EventKind::UserEnabled, "");
+        }
     }
     if let Some(a) = c.admin.filter(|a| *a != user.admin) {
         meta.set_admin(name, a)?;
+        done(
+            EventKind::UserAdmin,
+            if a {
+                "now an administrator"
+            } else {
+                "no longer an administrator"
+            },
+        );
     }
-    if c.no_quota {
-        meta.set_quota(name, None)?;
-    } else if c.quota.is_some() {
-        meta.set_quota(name, c.quota)?;
+    let quota = if c.no_quota {
+        Some(None)
+    } else {
+        c.quota.map(Some)
+    };
+    if let Some(q) = quota {
+        meta.set_quota(name, q)?;
+        done(EventKind::UserQuota, &quota_text(q));
     }
     Ok(())
 }
@@ -173,38 +195,50 @@ pub fn users(meta: &SqliteMeta) -> Result<Vec<UserInfo>> {
 
 /// # Errors
 /// A bad name, no version kept, a name taken, or the store.
-pub fn add_folder(meta: &SqliteMeta, f: &NewFolder) -> Result<()> {
+pub fn add_folder(meta: &SqliteMeta, f: &NewFolder, by: &Actor) -> Result<()> {
     check_name("folder", &f.name)?;
     if f.keep_versions == 0 {
         return Err(Error::Invalid(
             "a folder keeps at least 1 version per file".into(),
         ));
     }
-    meta.add_folder(&f.name, f.keep_versions)
+    meta.add_folder(&f.name, f.keep_versions)?;
+    let detail = format!("keeps {} versions per file", f.keep_versions);
+    meta.record(EventKind::FolderCreated, by, &f.name, Outcome::Ok, &detail);
+    Ok(())
 }
 
 /// # Errors
 /// No such folder, no version kept, or the store.
-pub fn set_keep_versions(meta: &SqliteMeta, name: &str, keep: u32) -> Result<()> {
+pub fn set_keep_versions(meta: &SqliteMeta, name: &str, keep: u32, by: &Actor) -> Result<()> {
     if keep == 0 {
         return Err(Error::Invalid(
             "a folder keeps at least 1 version per file".into(),
         ));
     }
-    meta.set_keep_versions(name, keep)
+    meta.set_keep_versions(name, keep)?;
+    let detail = format!("keeps {keep} versions per file");
+    meta.record(EventKind::FolderRetention, by, name, Outcome::Ok, &detail);
+    Ok(())
 }
 
 /// # Errors
 /// No such folder or user, a bad access word, or the store.
-pub fn set_grant(meta: &SqliteMeta, folder: &str, g: &GrantChange) -> Result<()> {
-    match g.access.as_deref() {
-        None => meta.revoke(folder, &g.user),
+pub fn set_grant(meta: &SqliteMeta, folder: &str, g: &GrantChange, by: &Actor) -> Result<()> {
+    let detail = match g.access.as_deref() {
+        None => {
+            meta.revoke(folder, &g.user)?;
+            format!("{}: no access", g.user)
+        }
         Some(word) => {
             let access = Access::parse(word)
                 .ok_or_else(|| Error::Invalid(format!("access {word:?}: use rw or ro")))?;
-            meta.grant(folder, &g.user, access)
+            meta.grant(folder, &g.user, access)?;
+            format!("{}: {}", g.user, access.as_str())
         }
-    }
+    };
+    meta.record(EventKind::FolderGrant, by, folder, Outcome::Ok, &detail);
+    Ok(())
 }
 
 /// # Errors
@@ -225,25 +259,44 @@ pub fn folders(meta: &SqliteMeta) -> Result<Vec<FolderAdminInfo>> {
         .collect())
 }
 
-/// Deletes a user (see [`SqliteMeta::remove_user`]); `acting` may not delete themselves.
+/// Deletes a user (see [`SqliteMeta::remove_user`]); an administrator may not delete
+/// themselves.
 ///
 /// # Errors
 /// No such user, deleting oneself, or the store.
-pub fn remove_user(meta: &SqliteMeta, name: &str, acting: Option<&str>) -> Result<()> {
+pub fn remove_user(meta: &SqliteMeta, name: &str, by: &Actor) -> Result<()> {
     check_name("user", name)?;
-    if acting == Some(name) {
+    if by.name() == Some(name) {
         return Err(Error::Invalid(
             "you may not delete your own account; ask another administrator".into(),
         ));
     }
-    meta.remove_user(name)
+    meta.remove_user(name)?;
+    meta.record(EventKind::UserDeleted, by, name, Outcome::Ok, "");
+    Ok(())
 }
 
 /// Deletes a folder with every version in it (see [`SqliteMeta::remove_folder`]).
 ///
 /// # Errors
 /// No such folder, or the store.
-pub fn remove_folder(meta: &SqliteMeta, name: &str) -> Result<()> {
+pub fn remove_folder(meta: &SqliteMeta, name: &str, by: &Actor) -> Result<()> {
     check_name("folder", name)?;
-    meta.remove_folder(name)
+    meta.remove_folder(name)?;
+    meta.record(
+        EventKind::FolderDeleted,
+        by,
+        name,
+        Outcome::Ok,
+        "with every version",
+    );
+    Ok(())
+}
+
+/// The activity log, newest first (see [`SqliteMeta::events`]).
+///
+/// # Errors
+/// A bad filter, or the store.
+pub fn events(meta: &SqliteMeta, filter: EventFilter) -> Result<EventPage> {
+    meta.events(filter)
 }

@@ -336,6 +336,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(admin::change_folder).delete(admin::remove_folder),
         )
         .route("/admin/folders/{name}/grants", post(admin::set_grant))
+        .route("/admin/events", get(admin::events))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY));
     let api = if state.access_log {
         api.layer(axum::middleware::from_fn(access_log))
@@ -639,6 +640,21 @@ pub struct Caller {
     device: DeviceId,
     /// When the caller's token expires: a journal stream ends then.
     expires_ns: i64,
+    /// The address the request came from, when the handler knows it (for the activity log).
+    from: Option<std::net::IpAddr>,
+}
+
+impl Caller {
+    /// The caller as the activity log records them.
+    fn actor(&self) -> crate::meta::Actor {
+        match self.from {
+            Some(ip) => crate::meta::Actor::user(&self.user.name, ip),
+            None => crate::meta::Actor {
+                user: Some(self.user.name.clone()),
+                source: String::new(),
+            },
+        }
+    }
 }
 
 impl FromRequestParts<Arc<AppState>> for Caller {
@@ -659,7 +675,12 @@ impl FromRequestParts<Arc<AppState>> for Caller {
                     .and_then(|v| v.strip_prefix("Bearer "))
             })
             .ok_or_else(|| unauthorized("log in first: no bearer token"))?;
-        caller_of(state, token).await
+        let mut caller = caller_of(state, token).await?;
+        caller.from = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        Ok(caller)
     }
 }
 
@@ -684,6 +705,7 @@ async fn caller_of(state: &Arc<AppState>, token: &str) -> ApiResult<Caller> {
         user,
         device: DeviceId(claims.device),
         expires_ns: claims.expires_ns,
+        from: None,
     })
 }
 
@@ -754,11 +776,13 @@ async fn login(
     .map_err(IntoResponse::into_response)?;
     let Some(user) = found else {
         state.login.failed(&req.user, peer.ip());
+        login_event(&state, &req.user, None, peer, "api").await;
         return Err(
             ApiError::new(StatusCode::UNAUTHORIZED, "wrong user name or password").into_response(),
         );
     };
     if user.disabled {
+        login_event(&state, &req.user, Some(&user), peer, "api").await;
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!("user {} is disabled", user.name),
@@ -766,6 +790,7 @@ async fn login(
         .into_response());
     }
     state.login.succeeded(&req.user, peer.ip());
+    login_event(&state, &req.user, Some(&user), peer, "api").await;
     if let Some(computer) = req
         .computer
         .filter(|c| cairn_protocol::is_valid_computer_name(c))
@@ -798,6 +823,48 @@ async fn login(
             .map(String::from)
             .collect(),
     }))
+}
+
+/// Records a login attempt that was verified: `user` is who it verified as (`None`: a wrong
+/// password or an unknown name). Refusals of the login gate are not recorded one by one: they
+/// cost the server nothing, and recording them would let a stranger write at request rate.
+async fn login_event(
+    state: &Arc<AppState>,
+    tried: &str,
+    user: Option<&User>,
+    peer: SocketAddr,
+    way: &'static str,
+) {
+    use crate::meta::{Actor, EventKind, Outcome};
+    let (tried, user) = (tried.to_string(), user.cloned());
+    let _ = blocking(state, move |m| {
+        // The client hears "wrong user name or password" either way; the log tells them apart.
+        let why = match &user {
+            Some(u) if u.disabled => Some("user is disabled"),
+            Some(_) => None,
+            None if m.user_by_name(&tried)?.is_some() => Some("wrong password"),
+            None => Some("unknown user"),
+        };
+        let by = match why {
+            Some("unknown user") => Actor::visitor(peer.ip()),
+            _ => Actor::user(&tried, peer.ip()),
+        };
+        match why {
+            None => m.record(EventKind::LoginOk, &by, &tried, Outcome::Ok, way),
+            Some(why) => {
+                let detail = format!("{way}: {why}");
+                m.record(
+                    EventKind::LoginFailed,
+                    &by,
+                    &tried,
+                    Outcome::Failed,
+                    &detail,
+                );
+            }
+        }
+        Ok(())
+    })
+    .await;
 }
 
 /// 429 with Retry-After, for a login attempt refused before any password work.
@@ -1290,12 +1357,14 @@ async fn journal(
     let mut rx = state.head_watch(&folder);
     let deadline = tokio::time::Instant::now() + wait;
     let inline = q.inline.unwrap_or(false);
+    let folder_id = folder.id;
     let answer = |changes, head| {
         Json(JournalResponse {
             changes,
             head,
             server_id: state.server_id.clone(),
             access: Some(access),
+            folder_id: Some(folder_id),
         })
     };
     loop {
@@ -1303,7 +1372,11 @@ async fn journal(
         // The head is read before the changes: every change after it is in this answer or
         // the next, so a client that asks again after the head misses nothing.
         let (changes, head) = blocking(&state, move |m| {
-            let fresh = m.folder(&f.name)?.map(|x| x.head).unwrap_or(f.head);
+            let fresh = match m.folder(&f.name)? {
+                Some(now) if now.id == f.id => now.head,
+                // Deleted (perhaps made again under its name) while the caller waited.
+                _ => return Err(crate::Error::NotFound(format!("folder {}", f.name))),
+            };
             let mine = others.as_ref().map(|(u, d)| (u.as_str(), d.as_str()));
             Ok((m.journal(&f, after, limit, mine)?, fresh))
         })

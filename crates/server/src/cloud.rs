@@ -25,10 +25,11 @@ use cairn_cloud::crypt::MasterKey;
 use cairn_cloud::provider::Provider;
 use cairn_cloud::transport::Counters;
 use cairn_cloud::{CloudConnection, Secrets};
+use cairn_model::filter::{normalize_ext, Filter};
 use cairn_protocol::Access;
 use serde::{Deserialize, Serialize};
 
-use crate::meta::{CloudConnectionRow, SqliteMeta, User};
+use crate::meta::{Actor, CloudConnectionRow, EventKind, Outcome, SqliteMeta, User};
 use crate::{Error, Result};
 
 /// Connections and tasks one user may keep: each costs the server a pass now and then.
@@ -157,6 +158,17 @@ impl TaskSettings {
             return Err("at most 256 excluded names and extensions, each under 256 bytes".into());
         }
         Ok(())
+    }
+
+    /// The filter the task's passes run with: its own rules plus the cloud default ignore
+    /// list, as for a computer's cloud task. The web UI marks what it leaves out "filtered".
+    pub fn filter(&self) -> Filter {
+        cairn_cloud::provider::filter::for_cloud(&Filter {
+            max_size: self.max_size_mb * 1024 * 1024,
+            names: self.exclude_names.clone(),
+            exts: self.exclude_exts.iter().map(|e| normalize_ext(e)).collect(),
+            ..Filter::default()
+        })
     }
 
     /// Whether the task writes into the server folder (and so needs write access to it).
@@ -506,6 +518,25 @@ fn refuse_private(endpoint: &str) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Records task `task` of `owner` added or removed in the activity log (target
+/// `OWNER/TASK`), saying so when `by` acts for another user.
+pub fn record_task(
+    meta: &SqliteMeta,
+    kind: EventKind,
+    by: &Actor,
+    owner: &User,
+    task: &str,
+    detail: &str,
+) {
+    let detail = if by.name() == Some(owner.name.as_str()) {
+        detail.to_string()
+    } else {
+        format!("{detail} (for {})", owner.name)
+    };
+    let target = format!("{}/{task}", owner.name);
+    meta.record(kind, by, &target, Outcome::Ok, detail.trim());
 }
 
 #[cfg(test)]

@@ -133,6 +133,7 @@ pub async fn bind(opts: &ServerOptions, data: &DataDir) -> Result<BoundServer> {
         None => (None, None),
     };
     let state = api::AppState::new(data, opts.token_ttl, &opts.limits)?;
+    record_start(data, &addrs);
     Ok(BoundServer {
         addrs,
         metrics_addr,
@@ -151,6 +152,28 @@ fn listen_on(addr: SocketAddr) -> Result<(std::net::TcpListener, SocketAddr)> {
     l.set_nonblocking(true).map_err(Error::io(ctx()))?;
     let local = l.local_addr().map_err(Error::io(ctx()))?;
     Ok((l, local))
+}
+
+/// The server's start in the activity log, after dropping what is past its bounds (a server
+/// that never runs gc keeps its log bounded too).
+fn record_start(data: &DataDir, addrs: &[SocketAddr]) {
+    use meta::{Actor, EventKind, Outcome};
+    if let Err(e) = data.meta.prune_events() {
+        tracing::warn!(error = %e, "could not prune the activity log");
+    }
+    let listening: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    let detail = format!(
+        "cairn {}, listening on {}",
+        env!("CARGO_PKG_VERSION"),
+        listening.join(" ")
+    );
+    data.meta.record(
+        EventKind::ServerStart,
+        &Actor::console(),
+        "",
+        Outcome::Ok,
+        &detail,
+    );
 }
 
 impl BoundServer {

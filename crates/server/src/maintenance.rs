@@ -6,7 +6,8 @@
 //! writing its object, so a chunk an upload in flight relies on is never deleted under it; a
 //! commit checks its chunks inside its own transaction, so it cannot reference a collected one.
 //! A pack goes when none of its chunks is left; the dead parts of a live pack stay until the
-//! pack empties (no repacking yet: see docs/design.md).
+//! pack empties (no repacking yet: see docs/design.md). gc also drops activity log rows past
+//! their bounds (age and count; see `meta::events`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -22,6 +23,8 @@ use crate::Result;
 
 #[derive(Debug, Default)]
 pub struct GcReport {
+    /// Activity log rows past its bounds (age or count), dropped.
+    pub events: u64,
     pub chunks: u64,
     pub bytes: u64,
     pub objects_deleted: u64,
@@ -39,7 +42,10 @@ pub fn gc(data: &DataDir, rt: &Handle) -> Result<GcReport> {
     // gives it room, and is set aside again once gc has freed space.
     data.release_reserve();
     let started = std::time::Instant::now();
-    let report = collect(data, rt);
+    let report = collect(data, rt).and_then(|mut r| {
+        r.events = data.meta.prune_events()?;
+        Ok(r)
+    });
     data.keep_reserve();
     if report.is_ok() {
         record_run(data, started.elapsed().as_secs_f64())?;

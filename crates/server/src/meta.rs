@@ -14,11 +14,17 @@ use std::time::Duration;
 
 mod chunks;
 mod cloud;
+mod events;
 mod removal;
 mod report;
 mod shares;
+mod sql;
 pub use chunks::{ChunkScope, Scope, UploadPlan};
 pub use cloud::{CloudConnectionRow, CloudTaskRow};
+pub use events::{
+    Actor, Bounds as EventBounds, Event, EventFilter, EventKind, EventPage, Outcome,
+    MAX_PAGE as MAX_EVENTS_PAGE,
+};
 pub use removal::DELETED_PREFIX;
 pub use report::FolderUsage;
 pub use shares::{NewShare, ShareRow, MAX_SHARES_PER_USER};
@@ -178,6 +184,8 @@ pub struct SqliteMeta {
     /// they never wait behind a write and never hold up one.
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
+    /// How much of the activity log is kept.
+    event_bounds: events::Bounds,
 }
 
 /// A reader borrowed from the pool; goes back when dropped.
@@ -255,12 +263,14 @@ impl SqliteMeta {
         conn.execute_batch(SCHEMA).map_err(db(&ctx))?;
         conn.execute_batch(cloud::SCHEMA).map_err(db(&ctx))?;
         conn.execute_batch(shares::SCHEMA).map_err(db(&ctx))?;
+        conn.execute_batch(events::SCHEMA).map_err(db(&ctx))?;
         add_missing_columns(&conn).map_err(db(&ctx))?;
         cloud::refresh_credentials(&conn).map_err(db(&ctx))?;
         Ok(SqliteMeta {
             conn: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
             path: path.to_path_buf(),
+            event_bounds: events::Bounds::default(),
         })
     }
 
@@ -1075,20 +1085,27 @@ macro_rules! version_cols {
 const VERSION_COLS: &str = version_cols!();
 
 fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionInfo> {
+    version_of(&sql::LiteRow(r)).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Null, Box::new(e))
+    })
+}
+
+/// A version from a row of [`VERSION_COLS`], of either engine.
+fn version_of(r: &dyn sql::Row) -> Result<VersionInfo> {
     let path: String = r.get(0)?;
     let kind: String = r.get(2)?;
     let hash: Option<Vec<u8>> = r.get(6)?;
-    let bad = |what: &str| {
-        rusqlite::Error::InvalidColumnType(0, what.to_string(), rusqlite::types::Type::Text)
+    let bad = |what: &str, value: &str| {
+        Error::Corrupt(format!("a version row holds the {what} {value:?}"))
     };
     Ok(VersionInfo {
-        path: RelPath::parse(&path).map_err(|_| bad("path"))?,
+        path: RelPath::parse(&path).map_err(|_| bad("path", &path))?,
         seq: Seq(r.get(1)?),
         entry: Entry {
-            kind: EntryKind::parse(&kind).ok_or_else(|| bad("kind"))?,
-            size: r.get::<_, i64>(3)? as u64,
+            kind: EntryKind::parse(&kind).ok_or_else(|| bad("kind", &kind))?,
+            size: r.get::<i64>(3)?.max(0) as u64,
             mtime_ns: r.get(4)?,
-            mode: r.get(5)?,
+            mode: u32::try_from(r.get::<i64>(5)?).map_err(|_| bad("mode", "out of range"))?,
             hash: hash
                 .as_deref()
                 .and_then(chunk_id)

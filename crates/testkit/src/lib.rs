@@ -120,6 +120,14 @@ impl Server {
         self.child = Some(child);
     }
 
+    /// Sets (`Some`) or removes (`None`) an environment variable of the next `spawn`.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.envs.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.envs.push((key.to_string(), v.to_string()));
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
     }

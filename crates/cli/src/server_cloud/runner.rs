@@ -199,19 +199,24 @@ impl Runner {
         let uploads = self
             .uploads_dir
             .join(format!("{}.json", index_key(task.id)));
-        let plain = cloud_replica(conn, s, Some(&uploads))?;
+        let plain = cloud_replica(conn, s, Some(&uploads))?
+            .with_staging_owner(staging_owner(self.state.server_id(), task.id));
         let cloud_side: Box<dyn Replica> = if s.encrypt {
             let meta = self.meta.clone();
             let id = task.id;
             let key = tokio::task::spawn_blocking(move || meta.cloud_task_key(id))
                 .await??
                 .context("the task encrypts, but its key is missing from the server's database")?;
-            Box::new(EncryptedReplica::open_with_key(plain, key).await?)
+            Box::new(
+                EncryptedReplica::open_with_key(plain, key)
+                    .await?
+                    .with_seal_log(&uploads.with_extension("sealed")),
+            )
         } else {
             crypt::refuse_if_encrypted(&plain).await?;
             Box::new(plain)
         };
-        let filter = crate::config::new_filter(s.max_size_mb, &s.exclude_names, &s.exclude_exts)?;
+        let filter = s.filter();
         let direction = match s.direction.as_str() {
             "upload-only" => Direction::UploadOnly,
             "download-only" => Direction::DownloadOnly,
@@ -360,6 +365,13 @@ impl CloudAttach for Attach {
             attach(task).await.map_err(|e| format!("{e:#}"))
         })
     }
+}
+
+/// The tag of a server task's temporaries on file-like services (this server's identity and
+/// the task's id, which never change while the task lives): its next pass removes what an
+/// interrupted one left, as a computer's task does, and leaves every other task's alone.
+fn staging_owner(server_id: &str, task_id: i64) -> String {
+    cairn_cloud::replica::owner_tag(&["server", server_id, &index_key(task_id)])
 }
 
 /// A task's rows in the runner's index.

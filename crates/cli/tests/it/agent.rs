@@ -717,3 +717,39 @@ fn status_of_a_deletion_kept_by_a_download_only_task_says_so() {
     assert!(detail.contains("local deletion kept"), "{j}");
     assert!(!detail.contains("syncing"), "{j}");
 }
+
+/// A folder deleted and made again under its name while an agent follows it: the agent
+/// merges with the new one (its own files sent again, the new folder's fetched) and deletes
+/// nothing, however many changes the new folder has had.
+#[test]
+fn an_agent_following_a_folder_made_again_merges_with_it() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    a.write("mine.txt", b"kept on A");
+    a.ok(&["run", "d", "--once"]);
+    let _agent = agent(&a);
+    wait_until(60, "A's task to settle", || state(&a, "d") == "up_to_date");
+
+    server.admin(&["folder", "remove", "backup", "--confirm", "backup"], None);
+    server.admin(&["folder", "add", "backup"], None);
+    server.admin(
+        &["folder", "grant", "backup", "alice", "--access", "rw"],
+        None,
+    );
+    let b = computer(&server, "B", &[]);
+    for i in 0..12 {
+        b.write(&format!("new-{i}.txt"), format!("new {i}").as_bytes());
+    }
+    b.ok(&["run", "d", "--once"]);
+    wait_until(90, "A to fetch the new folder's files", || {
+        a.path("new-7.txt").exists()
+    });
+    wait_until(90, "A's own file to reach the new folder", || {
+        b.ok(&["run", "d", "--once"]);
+        b.path("mine.txt").exists()
+    });
+    assert_eq!(
+        std::fs::read(a.path("mine.txt")).expect("A's file"),
+        b"kept on A"
+    );
+}

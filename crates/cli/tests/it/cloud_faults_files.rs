@@ -426,6 +426,11 @@ fn interrupted_passes_vanished_files_and_a_full_destination_lose_nothing_on_a_mo
         said.contains("full/huge.bin") && said.to_lowercase().contains("too large"),
         "seed {seed}: the refusal does not name the file and why:\n{said}"
     );
+    // Said as a full destination, given up at once: not retried as a temporary failure.
+    assert!(
+        said.contains("the destination is full") && !said.contains("(persistent)"),
+        "seed {seed}: the refusal does not say the destination is full:\n{said}"
+    );
     assert_eq!(
         std::fs::read(a.path("full/huge.bin")).ok(),
         Some(huge),

@@ -198,7 +198,7 @@ fn an_encrypted_task_lists_and_restores_its_kept_versions() {
 }
 
 /// The multipart uploads moto holds unfinished: (key, upload id).
-fn unfinished_uploads(moto: &Moto) -> Vec<(String, String)> {
+pub(crate) fn unfinished_uploads(moto: &Moto) -> Vec<(String, String)> {
     let text = moto
         .request_query(reqwest::Method::GET, "", &[("uploads", "")])
         .send()
@@ -211,7 +211,7 @@ fn unfinished_uploads(moto: &Moto) -> Vec<(String, String)> {
 }
 
 /// How many parts moto holds of `upload` of `key`.
-fn parts_held(moto: &Moto, key: &str, upload: &str) -> usize {
+pub(crate) fn parts_held(moto: &Moto, key: &str, upload: &str) -> usize {
     moto.request_query(reqwest::Method::GET, key, &[("uploadId", upload)])
         .send()
         .and_then(|r| r.text())

@@ -274,3 +274,49 @@ fn team_task(c: &Client) {
         "team",
     ]);
 }
+
+/// A folder deleted and made again under its name is a new folder to every computer that
+/// synced the old one: however many changes the new one has had, a computer merges with it
+/// (its own files sent again, the new folder's fetched) and deletes nothing, as after a
+/// server restored from an older copy.
+#[test]
+fn a_folder_made_again_under_its_name_is_merged_never_taken_as_deletions() {
+    let server = Server::start();
+    let pc = crate::drive::computer(&server, "pc", &[]);
+    pc.write("a.txt", b"kept on pc");
+    pc.write("sub/b.txt", b"also kept");
+    pc.ok(&["run", "d"]);
+
+    server.admin(&["folder", "remove", "backup", "--confirm", "backup"], None);
+    server.admin(&["folder", "add", "backup"], None);
+    server.admin(
+        &["folder", "grant", "backup", "alice", "--access", "rw"],
+        None,
+    );
+    // Another computer fills the new folder past the old one's sequence numbers.
+    let other = crate::drive::computer(&server, "other", &[]);
+    for i in 0..12 {
+        other.write(&format!("new-{i}.txt"), format!("new {i}").as_bytes());
+    }
+    other.ok(&["run", "d"]);
+
+    let out = pc.ok(&["run", "d"]);
+    assert_eq!(
+        std::fs::read(pc.path("a.txt")).ok().as_deref(),
+        Some(&b"kept on pc"[..]),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(pc.path("sub/b.txt")).ok().as_deref(),
+        Some(&b"also kept"[..])
+    );
+    assert_eq!(
+        std::fs::read(pc.path("new-7.txt")).ok().as_deref(),
+        Some(&b"new 7"[..])
+    );
+    other.ok(&["run", "d"]);
+    assert_eq!(
+        std::fs::read(other.path("a.txt")).ok().as_deref(),
+        Some(&b"kept on pc"[..])
+    );
+}

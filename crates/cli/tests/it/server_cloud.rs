@@ -269,6 +269,22 @@ fn users_manage_their_own_server_cloud_tasks_and_no_one_elses() {
     assert!(all.contains("alice\tt") && all.contains("bob\tb"), "{all}");
     let out = via(&alice, &["remove", "t"], "");
     assert!(out.status.success(), "{}", text(&out));
+
+    // The activity log has each task added and removed, and who acted for whom.
+    let log = server.admin(&["log", "--kind", "cloud"], None);
+    let has = |needle: &str| log.lines().any(|l| l.contains(needle));
+    assert!(
+        has("\tcloud.task-removed\tok\talice\talice/t\t127.0.0.1\t"),
+        "{log}"
+    );
+    assert!(
+        has("\tcloud.task-added\tok\talice\talice/t\t127.0.0.1\tbackup bidirectional s3:a"),
+        "{log}"
+    );
+    assert!(
+        has("\tcloud.task-added\tok\t-\tbob/b\tconsole\tshared upload-only s3:b (for bob)"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -674,4 +690,125 @@ fn only_the_owner_or_an_administrator_exports_a_server_tasks_key() {
         copy.path().to_str().expect("utf-8"),
         restored.to_str().expect("utf-8"),
     ]);
+}
+
+/// The folder page carries the seeds' status words for the owner's server cloud tasks:
+/// "synced" once a pass has taken the folder as it is, "filtered" with the rule on files a
+/// task leaves out (and those never reach the bucket), "error" with the reason; another
+/// user with access to the folder sees no one else's tasks, an administrator every task.
+#[test]
+fn the_folder_page_says_synced_filtered_and_error() {
+    let moto = start_moto();
+    let server = Server::start();
+    server_connect(&server, &moto, "alice");
+    server.admin(
+        &[
+            "cloud",
+            "add",
+            "mirror",
+            "--folder",
+            "backup",
+            "--cloud",
+            "s3",
+            "--remote",
+            "words",
+            "--poll",
+            "2",
+            "--owner",
+            "alice",
+            "--exclude-ext",
+            "ISO",
+            "--max-size",
+            "1",
+        ],
+        None,
+    );
+    let pc = crate::drive::computer(&server, "pc", &[]);
+    pc.write("report.txt", b"for the cloud");
+    pc.write("disk.iso", b"not for the cloud");
+    pc.write("big.bin", &crate::harness::noise(3, 1_200_000));
+    pc.ok(&["run", "d"]);
+
+    let b = crate::web::log_in(&server, "alice", "alice-pw");
+    wait_until(60, "the folder page to say synced", || {
+        b.text("/ui/f/backup").contains(">synced</span>")
+    });
+    let page = b.text("/ui/f/backup");
+    assert!(
+        page.contains("cloud task mirror: <span class=\"tag\""),
+        "{page}"
+    );
+    assert!(
+        page.contains("disk.iso</a> <span class=\"tag\" title=\"not synced by cloud task mirror: extension rule *.iso\">filtered</span>"),
+        "{page}"
+    );
+    assert!(page.contains("big.bin</a> <span class=\"tag\" title=\"not synced by cloud task mirror: larger than the maximum size"), "{page}");
+    assert!(page.contains("report.txt</a></td>"), "{page}");
+    let bucket = dump(&moto, "words");
+    assert!(bucket.path().join("report.txt").exists());
+    let in_bucket: Vec<_> = std::fs::read_dir(bucket.path())
+        .expect("dump")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        !bucket.path().join("disk.iso").exists() && !bucket.path().join("big.bin").exists(),
+        "{in_bucket:?}"
+    );
+
+    // A second task whose credential is refused ends in "error", named with its reason.
+    server.admin(
+        &[
+            "cloud",
+            "connect",
+            "bad",
+            "--provider",
+            "s3",
+            "--endpoint",
+            &moto.endpoint,
+            "--bucket",
+            &moto.bucket,
+            "--option",
+            "access_key_id=refused-key",
+            "--secret",
+            "secret_access_key",
+            "--owner",
+            "alice",
+        ],
+        Some("x\n"),
+    );
+    server.admin(
+        &[
+            "cloud", "add", "broken", "--folder", "backup", "--cloud", "bad", "--remote", "x",
+            "--owner", "alice",
+        ],
+        None,
+    );
+    wait_until(60, "the broken task's error on the page", || {
+        b.text("/ui/f/backup")
+            .contains("cloud task broken: <span class=\"tag\" title=\"last pass")
+    });
+    assert!(b.text("/ui/f/backup").contains(">error</span>"));
+
+    // Bob reads the folder but sees no one's tasks; the administrator sees whose they are.
+    server.admin(&["user", "add", "bob", "--password-stdin"], Some("bob-pw"));
+    server.admin(
+        &["folder", "grant", "backup", "bob", "--access", "ro"],
+        None,
+    );
+    let bob = crate::web::log_in(&server, "bob", "bob-pw");
+    let seen = bob.text("/ui/f/backup");
+    assert!(
+        seen.contains("report.txt") && !seen.contains("cloud task"),
+        "{seen}"
+    );
+    server.admin(
+        &["folder", "grant", "backup", "admin", "--access", "ro"],
+        None,
+    );
+    let pw = std::fs::read_to_string(server.data.join("admin-password")).expect("admin password");
+    let admin = crate::web::log_in(&server, "admin", pw.trim());
+    assert!(admin
+        .text("/ui/f/backup")
+        .contains("cloud task mirror of alice"));
 }

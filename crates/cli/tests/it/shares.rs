@@ -170,6 +170,16 @@ fn a_password_link_counts_its_downloads_and_then_stops() {
         listed.contains("exhausted") && listed.contains("2/2 accesses"),
         "{listed}"
     );
+    // The activity log: the wrong and the right password, and the two counted downloads;
+    // neither the password nor the token.
+    let log = server.admin(&["log", "--kind", "share"], None);
+    assert!(!log.contains("s3cret-pw") && !log.contains("guess") && !log.contains(token));
+    let count = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("\tshare.accessed\tok\t-\t"), 3, "{log}");
+    assert_eq!(count("\t127.0.0.1\tdownload report.pdf"), 2, "{log}");
+    assert_eq!(count("\t127.0.0.1\tpassword accepted"), 1, "{log}");
+    assert_eq!(count("\tshare.accessed\tfailed\t-\t"), 1, "{log}");
+    assert_eq!(count("\tshare.created\tok\talice\t"), 1, "{log}");
 }
 
 #[test]
@@ -414,4 +424,15 @@ fn an_upload_only_link_takes_files_and_shows_nothing() {
         pc.path("inbox/new.txt").to_str().expect("utf-8"),
     ]);
     assert!(versions.contains("upload link"), "{versions}");
+    let log = server.admin(&["log", "--kind", "share.upload"], None);
+    assert!(
+        log.contains("\tshare.upload\tok\t-\t")
+            && log.contains("\t127.0.0.1\tuploaded backup/inbox/existing (2).txt"),
+        "{log}"
+    );
+    assert_eq!(
+        log.lines().count(),
+        3,
+        "three files, the refused fourth not: {log}"
+    );
 }

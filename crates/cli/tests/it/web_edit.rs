@@ -238,6 +238,34 @@ fn browser_uploads_are_checked_and_bounded() {
     let r = b.get("/ui/f/backup/download?path=empty.txt");
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.bytes().expect("body").is_empty());
+
+    // What open uploads announce is bounded in all, and counts against the quota while the
+    // bytes wait: two 64 GiB files may wait at once, not a byte more.
+    let big = 64u64 << 30;
+    let first = start(&bob, "big-1.bin", big as usize);
+    let second = start(&bob, "big-2.bin", big as usize);
+    let r = post_json(
+        &bob,
+        "/ui/f/backup/uploads",
+        &json!({"path": "one-byte.txt", "size": 1}),
+    );
+    assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+    assert!(r.text().expect("text").contains("may wait here at once"));
+    for id in [first, second] {
+        call(
+            &bob,
+            reqwest::Method::DELETE,
+            &format!("/ui/f/backup/uploads/{id}"),
+        );
+    }
+    server.admin(&["user", "quota", "bob", "1000000"], None);
+    start(&bob, "half.bin", 600_000);
+    let r = post_json(
+        &bob,
+        "/ui/f/backup/uploads",
+        &json!({"path": "other-half.bin", "size": 600_000}),
+    );
+    assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
 }
 
 #[test]
@@ -639,9 +667,18 @@ fn an_administrator_manages_users_and_folders_in_the_browser() {
     );
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let page = root.text("/ui/admin");
+    // Gone from the lists; the activity log below them says who deleted them.
+    let (lists, log) = page
+        .split_once("<h2 id=\"activity\">")
+        .expect("the activity log");
     assert!(
-        !page.contains("carol") && !page.contains("projects"),
+        !lists.contains("carol") && !lists.contains("projects"),
         "{page}"
+    );
+    assert!(
+        log.contains("<td>user.deleted</td><td>root</td><td>carol</td>")
+            && log.contains("<td>folder.deleted</td><td>root</td><td>projects</td>"),
+        "{log}"
     );
 
     // An administrator cannot lock themselves out; bad names are refused with the reason.

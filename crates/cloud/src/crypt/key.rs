@@ -43,6 +43,7 @@ pub(crate) const MARKER_MAX_BYTES: u64 = 64 * 1024;
 const CONTEXT_CONTENT: &str = "cairn 2026-11-30 encryption v1 content";
 const CONTEXT_NAME_SIV: &str = "cairn 2026-11-30 encryption v1 name siv";
 const CONTEXT_NAME_CIPHER: &str = "cairn 2026-11-30 encryption v1 name cipher";
+const CONTEXT_RESUME: &str = "cairn 2026-11-30 encryption v1 resume digest";
 const CONTEXT_KEY_CHECK: &str = "cairn 2026-11-30 encryption v1 key check";
 
 /// The 256-bit key everything on an encrypted remote is encrypted under. Its bytes never
@@ -98,6 +99,8 @@ pub(crate) struct Keys {
     pub(crate) content: [u8; KEY_LEN],
     pub(crate) name_siv: [u8; KEY_LEN],
     pub(crate) name_cipher: [u8; KEY_LEN],
+    /// Keys the digests of the local record of uploads in flight (never stored remotely).
+    pub(crate) resume: [u8; KEY_LEN],
 }
 
 impl Keys {
@@ -106,6 +109,7 @@ impl Keys {
             content: blake3::derive_key(CONTEXT_CONTENT, &master.0),
             name_siv: blake3::derive_key(CONTEXT_NAME_SIV, &master.0),
             name_cipher: blake3::derive_key(CONTEXT_NAME_CIPHER, &master.0),
+            resume: blake3::derive_key(CONTEXT_RESUME, &master.0),
         }
     }
 }
@@ -115,6 +119,7 @@ impl Drop for Keys {
         self.content.zeroize();
         self.name_siv.zeroize();
         self.name_cipher.zeroize();
+        self.resume.zeroize();
     }
 }
 

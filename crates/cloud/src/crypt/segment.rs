@@ -135,8 +135,8 @@ impl Sealer {
         })
     }
 
-    /// A file with a given id (the format's test vectors).
-    #[cfg(test)]
+    /// A file with a given id: an interrupted upload taken up again (its record says the id
+    /// is safe to use again, see `resume`), or the format's test vectors.
     pub(crate) fn with_file_id(keys: &Keys, id: [u8; FILE_ID]) -> Sealer {
         let mut header = [0u8; HEADER];
         header[..MAGIC.len()].copy_from_slice(MAGIC);

@@ -1,7 +1,10 @@
 //! Content in flight: a plain stream sealed into a stored one on the way to the inner replica,
 //! and a stored stream opened on the way back, one segment at a time (memory: a segment and
-//! whatever piece the other side handed over, never the whole file).
+//! whatever piece the other side handed over, never the whole file). A resumable upload is
+//! sealed a batch of segments at a time instead, each batch checked against the upload's
+//! record before any of it is sealed (`resume`).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -11,15 +14,29 @@ use cairn_model::ContentHash;
 use futures_util::stream::{self, StreamExt};
 
 use super::key::Keys;
+use super::resume::{batch_digest, SealLog, BATCH};
 use super::segment::{segments, Opener, Sealer, SegmentError, HEADER, SEALED_SEGMENT, SEGMENT};
+
+/// An upload sealed under a file id its record keeps (see `resume`).
+pub(crate) struct Resumed {
+    pub log: Arc<SealLog>,
+    /// The plain path, as the record names it.
+    pub path: String,
+    pub id: [u8; 16],
+}
 
 /// What sealing needs between two pieces.
 struct Sealing<'a> {
     input: Content<'a>,
     /// Received and not yet sealed.
     pending: Bytes,
+    keys: Arc<Keys>,
     sealer: Sealer,
+    resumed: Option<Resumed>,
     header_sent: bool,
+    /// Sealed and not yet handed on.
+    ready: VecDeque<Bytes>,
+    /// Segments read so far.
     next: u64,
     count: u64,
     size: u64,
@@ -28,21 +45,30 @@ struct Sealing<'a> {
     what: String,
 }
 
-/// `plain`, announced as `size` bytes with `hash`, sealed. The stream fails (and so the
-/// write it feeds) when the content is not `size` bytes or does not match `hash`; both are
-/// checked before the last segment leaves, so a wrong file never becomes a whole object.
+/// `plain`, announced as `size` bytes with `hash`, sealed (under the file id of `resumed`
+/// when given, a new random one otherwise). The stream fails (and so the write it feeds)
+/// when the content is not `size` bytes or does not match `hash`; both are checked before
+/// the last segment is sealed, so a wrong file never becomes a whole object.
 pub(crate) fn seal_stream<'a>(
-    keys: &Keys,
+    keys: Arc<Keys>,
     plain: Content<'a>,
     size: u64,
     hash: Option<ContentHash>,
     what: String,
+    resumed: Option<Resumed>,
 ) -> Result<Content<'a>> {
+    let sealer = match &resumed {
+        Some(r) => Sealer::with_file_id(&keys, r.id),
+        None => Sealer::new(&keys)?,
+    };
     let state = Sealing {
         input: plain,
         pending: Bytes::new(),
-        sealer: Sealer::new(keys)?,
+        keys,
+        sealer,
+        resumed,
         header_sent: false,
+        ready: VecDeque::new(),
         next: 0,
         count: segments(size),
         size,
@@ -59,11 +85,44 @@ async fn seal_next(mut st: Sealing<'_>) -> Result<Option<(Bytes, Sealing<'_>)>> 
         let header = Bytes::copy_from_slice(st.sealer.header());
         return Ok(Some((header, st)));
     }
+    if let Some(sealed) = st.ready.pop_front() {
+        return Ok(Some((sealed, st)));
+    }
     if st.next == st.count {
         return Ok(None);
     }
-    let last = st.next + 1 == st.count;
-    let want = if last {
+    let first = st.next;
+    let batch = if st.resumed.is_some() {
+        BATCH as u64
+    } else {
+        1
+    };
+    let mut plain = Vec::new();
+    while st.next < st.count && st.next - first < batch {
+        plain.push(read_segment(&mut st).await?);
+    }
+    if st.next == st.count {
+        check_end(&mut st).await?;
+    }
+    if let Some(r) = &st.resumed {
+        let index = (first / BATCH as u64) as usize;
+        let digest = batch_digest(&st.keys, &r.id, st.size, index, &plain);
+        let (log, path, id) = (r.log.clone(), r.path.clone(), r.id);
+        tokio::task::spawn_blocking(move || log.check_batch(&path, &id, index, &digest))
+            .await
+            .map_err(|e| Error::Refused(format!("{}: recording the upload: {e}", st.what)))??;
+    }
+    for (i, mut buf) in plain.into_iter().enumerate() {
+        let last = first + i as u64 + 1 == st.count;
+        st.sealer.seal(&mut buf, last);
+        st.ready.push_back(Bytes::from(buf));
+    }
+    Ok(st.ready.pop_front().map(|sealed| (sealed, st)))
+}
+
+/// The plaintext of the next segment (counted into the file's hash).
+async fn read_segment(st: &mut Sealing<'_>) -> Result<Vec<u8>> {
+    let want = if st.next + 1 == st.count {
         (st.size - SEGMENT as u64 * (st.count - 1)) as usize
     } else {
         SEGMENT
@@ -88,12 +147,8 @@ async fn seal_next(mut st: Sealing<'_>) -> Result<Option<(Bytes, Sealing<'_>)>> 
         buf.extend_from_slice(&st.pending.split_to(n));
     }
     st.hasher.update(&buf);
-    if last {
-        check_end(&mut st).await?;
-    }
-    st.sealer.seal(&mut buf, last);
     st.next += 1;
-    Ok(Some((Bytes::from(buf), st)))
+    Ok(buf)
 }
 
 /// After the announced size: nothing more may come, and the hash must match.

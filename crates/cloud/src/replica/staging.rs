@@ -3,9 +3,10 @@
 //! process, a lost answer, a dropped connection) leaves its temporary behind; the owner's
 //! next pass removes it.
 //!
-//! Whose is a temporary: a replica opened with an owner (the CLI gives a tag of the computer
-//! and task) names its temporaries `OWNER-TIME-PID-N`, and at its first listing deletes the
-//! ones with its own tag only. Another computer's temporary may be an upload still in flight,
+//! Whose is a temporary: a replica opened with an owner ([`owner_tag`] of the computer and
+//! task for a computer's task, of the server and task id for a server's) names its
+//! temporaries `OWNER-TIME-PID-N`, and at its first listing deletes the ones with its own tag
+//! only. Another computer's temporary may be an upload still in flight,
 //! so it is never touched; an age limit was the alternative, and it would have removed a slow
 //! upload's temporary under it, or kept a crashed one for the whole limit. Names of any other
 //! shape are left alone too.
@@ -13,6 +14,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{CloudReplica, STAGING};
+
+/// The tag of one task's temporaries: 16 hex digits of a hash of what identifies the task
+/// (`parts`, which must not change while the task lives, or its leftovers are no longer found).
+pub fn owner_tag(parts: &[&str]) -> String {
+    let what = parts.join("\0");
+    cairn_model::ContentHash::of(what.as_bytes()).to_hex()[..16].to_string()
+}
 
 /// A temporary's name: unique within this process, and across processes by pid and time;
 /// tagged with `owner` when the replica has one.
@@ -68,6 +76,16 @@ pub(super) async fn clean(r: &CloudReplica, owner: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tag_is_the_hash_of_its_parts_so_it_stays_the_same_across_versions() {
+        let hash = cairn_model::ContentHash::of(b"dev\0conn\0remote\0/home/a");
+        assert_eq!(
+            owner_tag(&["dev", "conn", "remote", "/home/a"]),
+            hash.to_hex()[..16]
+        );
+        assert_ne!(owner_tag(&["a", "bc"]), owner_tag(&["ab", "c"]));
+    }
 
     #[test]
     fn only_the_owners_own_temporaries_are_its_own() {

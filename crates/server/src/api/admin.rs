@@ -1,14 +1,17 @@
-//! `/api/v1/admin/...`: users and folders, for administrators only, with the rules of
-//! [`crate::admin`] (the same `cairn server user|folder` applies with `--data`).
+//! `/api/v1/admin/...`: users, folders and the activity log, for administrators only, with
+//! the rules of [`crate::admin`] (the same `cairn server user|folder|log` applies with
+//! `--data`). Every change is recorded with the administrator and their address.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 
 use super::{blocking, ApiError, ApiResult, AppState, Caller};
 use crate::admin::{self, FolderAdminInfo, GrantChange, NewFolder, NewUser, UserChange, UserInfo};
+use crate::meta::{EventFilter, EventPage};
 
 type Done = ApiResult<Json<serde_json::Value>>;
 
@@ -41,7 +44,8 @@ pub(super) async fn add_user(
     Json(u): Json<NewUser>,
 ) -> Done {
     require_admin(&caller)?;
-    blocking(&state, move |m| admin::add_user(m, &u)).await?;
+    let by = caller.actor();
+    blocking(&state, move |m| admin::add_user(m, &u, &by)).await?;
     done()
 }
 
@@ -52,11 +56,8 @@ pub(super) async fn change_user(
     Json(c): Json<UserChange>,
 ) -> Done {
     require_admin(&caller)?;
-    let acting = caller.user.name.clone();
-    blocking(&state, move |m| {
-        admin::change_user(m, &name, &c, Some(&acting))
-    })
-    .await?;
+    let by = caller.actor();
+    blocking(&state, move |m| admin::change_user(m, &name, &c, &by)).await?;
     done()
 }
 
@@ -74,7 +75,8 @@ pub(super) async fn add_folder(
     Json(f): Json<NewFolder>,
 ) -> Done {
     require_admin(&caller)?;
-    blocking(&state, move |m| admin::add_folder(m, &f)).await?;
+    let by = caller.actor();
+    blocking(&state, move |m| admin::add_folder(m, &f, &by)).await?;
     done()
 }
 
@@ -90,8 +92,9 @@ pub(super) async fn change_folder(
     Json(c): Json<FolderChange>,
 ) -> Done {
     require_admin(&caller)?;
+    let by = caller.actor();
     blocking(&state, move |m| {
-        admin::set_keep_versions(m, &name, c.keep_versions)
+        admin::set_keep_versions(m, &name, c.keep_versions, &by)
     })
     .await?;
     done()
@@ -104,7 +107,8 @@ pub(super) async fn set_grant(
     Json(g): Json<GrantChange>,
 ) -> Done {
     require_admin(&caller)?;
-    blocking(&state, move |m| admin::set_grant(m, &name, &g)).await?;
+    let by = caller.actor();
+    blocking(&state, move |m| admin::set_grant(m, &name, &g, &by)).await?;
     done()
 }
 
@@ -114,8 +118,8 @@ pub(super) async fn remove_user(
     Path(name): Path<String>,
 ) -> Done {
     require_admin(&caller)?;
-    let acting = caller.user.name.clone();
-    blocking(&state, move |m| admin::remove_user(m, &name, Some(&acting))).await?;
+    let by = caller.actor();
+    blocking(&state, move |m| admin::remove_user(m, &name, &by)).await?;
     done()
 }
 
@@ -125,6 +129,20 @@ pub(super) async fn remove_folder(
     Path(name): Path<String>,
 ) -> Done {
     require_admin(&caller)?;
-    blocking(&state, move |m| admin::remove_folder(m, &name)).await?;
+    let by = caller.actor();
+    blocking(&state, move |m| admin::remove_folder(m, &name, &by)).await?;
     done()
+}
+
+/// `GET /api/v1/admin/events?kind=&user=&before=&limit=`: the activity log, newest first.
+pub(super) async fn events(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    filter: Result<Query<EventFilter>, QueryRejection>,
+) -> ApiResult<Json<EventPage>> {
+    require_admin(&caller)?;
+    let Query(filter) = filter.map_err(|e| ApiError::bad(format!("events: {}", e.body_text())))?;
+    Ok(Json(
+        blocking(&state, move |m| admin::events(m, filter)).await?,
+    ))
 }

@@ -1,7 +1,8 @@
 //! `/api/v1/cloud/...`: each user's cloud connections and the cloud tasks the server runs for
 //! their folders; an administrator may name any user as `owner`, or list with `all` (seed
 //! 002's admin mode). The rules are [`crate::cloud`]'s; secrets go in and never come out,
-//! but for an encrypted task's key, which its owner or an administrator may export.
+//! but for an encrypted task's key, which its owner or an administrator may export. Tasks
+//! added and removed go to the activity log (with the administrator, when one acts for a user).
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use serde::Deserialize;
 
 use super::{blocking, ApiError, ApiResult, AppState, Caller};
 use crate::cloud::{self, ConnectionInfo, ConnectionRequest, TaskInfo, TaskRequest};
-use crate::meta::User;
+use crate::meta::{EventKind, User};
 
 #[derive(Deserialize)]
 pub(super) struct Whose {
@@ -123,7 +124,21 @@ pub(super) async fn add_task(
         None => None,
     };
     blocking(&state, move |m| {
-        m.add_cloud_task(&owner, &task.request, key.as_ref())
+        m.add_cloud_task(&owner, &task.request, key.as_ref())?;
+        let r = &task.request;
+        let detail = format!(
+            "{} {} {}:{}",
+            r.folder, r.settings.direction, r.connection, r.settings.remote
+        );
+        cloud::record_task(
+            m,
+            EventKind::CloudTaskAdded,
+            &caller.actor(),
+            &owner,
+            &r.name,
+            &detail,
+        );
+        Ok(())
     })
     .await?;
     state.cloud_wake.notify_one();
@@ -166,7 +181,19 @@ pub(super) async fn remove_task(
     Query(whose): Query<Whose>,
 ) -> Done {
     let owner = owner_of(&state, &caller, whose.owner.as_deref()).await?;
-    blocking(&state, move |m| m.remove_cloud_task(&owner, &name)).await?;
+    blocking(&state, move |m| {
+        m.remove_cloud_task(&owner, &name)?;
+        cloud::record_task(
+            m,
+            EventKind::CloudTaskRemoved,
+            &caller.actor(),
+            &owner,
+            &name,
+            "",
+        );
+        Ok(())
+    })
+    .await?;
     done()
 }
 

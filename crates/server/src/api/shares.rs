@@ -22,7 +22,7 @@ use super::{blocking, now_ns, stream_file, ApiError, ApiResult, AppState, Caller
 
 pub(super) mod drop;
 use crate::auth;
-use crate::meta::{Folder, NewShare, ShareRow};
+use crate::meta::{Actor, EventKind, Folder, NewShare, Outcome, ShareRow};
 use crate::share::{self, ShareInfo, ShareRequest, MAX_VALIDITY_NS};
 
 /// Entries per page of a shared folder's list.
@@ -74,6 +74,7 @@ pub(super) async fn create_share(
         return Err(ApiError::bad("a link's password has 1 to 1024 bytes"));
     }
     let owner = caller.user.clone();
+    let by = caller.actor();
     let row = blocking(&state, move |m| {
         let kind = match (kind_at(m, &folder, &path)?, req.upload_only) {
             ("dir", true) => "drop",
@@ -90,7 +91,7 @@ pub(super) async fn create_share(
             .map(auth::hash_password)
             .transpose()?;
         let token = share::new_token();
-        m.add_share(&NewShare {
+        let id = m.add_share(&NewShare {
             token: &token,
             owner_id: owner.id,
             folder_id: folder.id,
@@ -101,6 +102,23 @@ pub(super) async fn create_share(
             max_access: req.max_access.map(|m| m as i64),
             now_ns: now,
         })?;
+        // The link's id names it here: its token is a secret.
+        let detail = format!(
+            "{kind} {}/{path}{}",
+            folder.name,
+            if pw_hash.is_some() {
+                ", with a password"
+            } else {
+                ""
+            }
+        );
+        m.record(
+            EventKind::ShareCreated,
+            &by,
+            &format!("link {id}"),
+            Outcome::Ok,
+            &detail,
+        );
         m.share_by_token(&token)?
             .ok_or_else(|| crate::Error::NotFound("the new link vanished".into()))
     })
@@ -157,8 +175,29 @@ pub(super) async fn revoke(
     Path(id): Path<i64>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let owner = (!caller.user.admin).then_some(caller.user.id);
-    blocking(&state, move |m| m.revoke_share(id, owner)).await?;
+    revoke_share(&state, id, owner, caller.actor()).await?;
     Ok(Json(serde_json::json!({"ok": true})))
+}
+
+/// Revokes link `id` of `owner` (any user's with `None`) and records who did.
+pub(super) async fn revoke_share(
+    state: &Arc<AppState>,
+    id: i64,
+    owner: Option<i64>,
+    by: Actor,
+) -> ApiResult<()> {
+    blocking(state, move |m| {
+        m.revoke_share(id, owner)?;
+        m.record(
+            EventKind::ShareRevoked,
+            &by,
+            &format!("link {id}"),
+            Outcome::Ok,
+            "",
+        );
+        Ok(())
+    })
+    .await
 }
 
 // ---- the public pages ----
@@ -199,6 +238,7 @@ button.danger{background:#a33}a:focus,button:focus,input:focus,select:focus{outl
 input,select{padding:.45rem;font-size:1rem;max-width:100%}.muted{color:#666}form.inline{display:inline}\
 nav{margin-bottom:1rem}.drop{border:2px dashed #9ab;border-radius:6px;padding:1rem;margin:1rem 0}.drop.over{background:#eef4fb}\
 [role=alert]{color:#a33}[role=status]{color:#265}\
+.tag{font-size:.85rem;padding:0 .35rem;border:1px solid #9ab;border-radius:3px;color:#345}\
 @media (max-width:40rem){body{margin:.5rem auto}td,th{padding:.3rem .2rem;font-size:.95rem}.hide-narrow{display:none}}";
 
 /// A page with the headers every public page carries.
@@ -533,6 +573,23 @@ pub(super) async fn unlock(
     let ok = tokio::task::spawn_blocking(move || ticket.verify(&password, Some(&hash)))
         .await
         .unwrap_or(false);
+    let (outcome, detail) = if ok {
+        (Outcome::Ok, "password accepted")
+    } else {
+        (Outcome::Failed, "wrong password")
+    };
+    let (id, by) = (row.id, Actor::visitor(peer.ip()));
+    let _ = blocking(&state, move |m| {
+        m.record(
+            EventKind::ShareAccessed,
+            &by,
+            &format!("link {id}"),
+            outcome,
+            detail,
+        );
+        Ok(())
+    })
+    .await;
     if !ok {
         state.login.failed(&gate_name, peer.ip());
         return password_form(&token, &new_csrf(), true);
@@ -591,6 +648,7 @@ pub(super) fn disposition(name: &str) -> HeaderValue {
 
 pub(super) async fn download(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
     Query(q): Query<PageQuery>,
     headers: HeaderMap,
@@ -622,6 +680,17 @@ pub(super) async fn download(
         let v = v.filter(|v| !v.info.is_deleted() && v.info.entry.kind == EntryKind::File);
         // Counted only when there is something to deliver.
         let counted = v.is_some() && m.take_share_access(id, now_ns())?;
+        if counted {
+            let by = Actor::visitor(peer.ip());
+            let detail = format!("download {p}");
+            m.record(
+                EventKind::ShareAccessed,
+                &by,
+                &format!("link {id}"),
+                Outcome::Ok,
+                &detail,
+            );
+        }
         Ok((v, counted))
     })
     .await;

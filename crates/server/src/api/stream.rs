@@ -19,7 +19,9 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use cairn_model::Seq;
-use cairn_protocol::stream::{FrameWriter, JournalFrame, CONTENT_TYPE, SERVER_ID_HEADER};
+use cairn_protocol::stream::{
+    FrameWriter, JournalFrame, CONTENT_TYPE, FOLDER_ID_HEADER, SERVER_ID_HEADER,
+};
 use cairn_protocol::{Access, VersionInfo};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -148,6 +150,7 @@ pub async fn open(
     let token_left = u64::try_from(caller.expires_ns.saturating_sub(now_ns())).unwrap_or(0);
     let life = MAX_STREAM_LIFE.min(Duration::from_nanos(token_left));
     let now = Instant::now();
+    let folder_id = folder.id;
     let follow = Follow {
         rx: state.head_watch(&folder),
         stopping: state.stopping.subscribe(),
@@ -173,6 +176,7 @@ pub async fn open(
     if let Ok(id) = header::HeaderValue::from_str(&state.server_id) {
         h.insert(SERVER_ID_HEADER, id);
     }
+    h.insert(FOLDER_ID_HEADER, header::HeaderValue::from(folder_id));
     Ok(resp)
 }
 
@@ -236,12 +240,14 @@ impl Follow {
         let read = blocking(&self.state, move |m| {
             let fresh = m.user_by_id(user.id)?;
             let valid = fresh.is_some_and(|u| !u.disabled && u.token_gen == user.token_gen);
-            let access = match m.access(&user, &folder.name)? {
-                Some((_, access)) if valid => access,
+            // A folder deleted (and perhaps made again under its name) ends the stream: the
+            // reader's next request finds the folder as it is now.
+            let (now, access) = match m.access(&user, &folder.name)? {
+                Some((now, access)) if valid && now.id == folder.id => (now, access),
                 _ => return Ok(None),
             };
             // The head is read before the changes, as a long-poll reads it.
-            let head = m.folder(&folder.name)?.map_or(folder.head, |x| x.head);
+            let head = now.head;
             let mine = others.then_some((user.name.as_str(), device.as_str()));
             Ok(Some((
                 m.journal(&folder, after, limit, mine)?,

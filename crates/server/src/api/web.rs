@@ -22,13 +22,42 @@ use serde::Deserialize;
 use super::shares::{cookie, esc, new_csrf, page, query_escape, see_other};
 use super::{blocking, caller_of, now_ns, stream_file, ApiError, ApiResult, AppState, Caller};
 use crate::auth;
+use crate::meta::{Actor, EventKind, Outcome};
 
 mod edit;
 pub(super) mod links;
 pub(super) mod manage;
 pub(super) mod restore;
+mod status;
 pub(super) mod upload;
 pub(super) mod zip;
+
+/// The server cloud tasks on `folder` the caller may see (their own; every one for an
+/// administrator) with their status words; none when they cannot be read, as the page is
+/// still worth showing.
+async fn folder_tasks(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    folder: &str,
+    folder_id: i64,
+) -> Vec<status::TaskView> {
+    let owner = (!caller.user.admin).then_some(caller.user.id);
+    let name = folder.to_string();
+    blocking(state, move |m| {
+        let tasks: Vec<_> = m.cloud_tasks(owner)?;
+        if !tasks.iter().any(|t| t.folder == name) {
+            return Ok(Vec::new());
+        }
+        let last = m.recent_changes(folder_id, &RelPath::root(), 1)?;
+        Ok(status::task_views(
+            tasks,
+            &name,
+            last.first().map(|v| v.committed_ns),
+        ))
+    })
+    .await
+    .unwrap_or_default()
+}
 
 /// Entries per page of a folder view.
 const PAGE: usize = 200;
@@ -205,14 +234,16 @@ pub(super) async fn login(
     .await;
     let user = match found {
         Ok(Some(u)) if !u.disabled => u,
-        Ok(_) => {
+        Ok(found) => {
             state.login.failed(&form.user, peer.ip());
+            super::login_event(&state, &form.user, found.as_ref(), peer, "web").await;
             let note = "<p role=\"alert\">Wrong user name or password.</p>";
             return login_form(&form.csrf, false, note, StatusCode::UNAUTHORIZED);
         }
         Err(e) => return e.into_response(),
     };
     state.login.succeeded(&form.user, peer.ip());
+    super::login_event(&state, &form.user, Some(&user), peer, "web").await;
     let ttl = state.token_ttl.as_nanos().min(i64::MAX as u128) as i64;
     let token = state.tokens.issue(&auth::Claims {
         user_id: user.id,
@@ -230,13 +261,30 @@ pub(super) struct CsrfForm {
     csrf: String,
 }
 
-pub(super) async fn logout(headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+pub(super) async fn logout(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
     if !csrf_ok(&headers, &form.csrf) {
         return page(
             StatusCode::FORBIDDEN,
             "Please try again",
             "<p>The form had expired.</p>",
         );
+    }
+    // Only a live session's end is worth a line: a stale cookie's holder was out already.
+    if let Ok(caller) = session(&state, &headers).await {
+        let (name, by) = (
+            caller.user.name.clone(),
+            Actor::user(&caller.user.name, peer.ip()),
+        );
+        let _ = blocking(&state, move |m| {
+            m.record(EventKind::Logout, &by, &name, Outcome::Ok, "web");
+            Ok(())
+        })
+        .await;
     }
     let mut resp = see_other("/login");
     set_cookie(&mut resp, SESSION, "", 0);
@@ -422,6 +470,7 @@ pub(super) async fn browse(
         Err(e) => return e.into_response(),
     };
     let children = children_of(&entries, &dir);
+    let tasks = folder_tasks(&state, &caller, &folder, f_id).await;
     let page_no = b.page.unwrap_or(0);
     let keep = format!(
         "{}{}",
@@ -448,8 +497,9 @@ pub(super) async fn browse(
                 format!("{} bytes", v.entry.size),
             ),
         };
+        let mark = status::filtered_mark(&tasks, &v.path, v.entry.kind, v.entry.size);
         rows.push_str(&format!(
-            "<tr><td><a href=\"{}\">{}</a></td><td class=\"muted\">{what}</td><td class=\"muted\">{}</td></tr>",
+            "<tr><td><a href=\"{}\">{}</a>{mark}</td><td class=\"muted\">{what}</td><td class=\"muted\">{}</td></tr>",
             esc(&link),
             esc(name),
             cairn_model::timespec::format_instant(v.committed_ns)
@@ -495,7 +545,8 @@ pub(super) async fn browse(
         .await
         .unwrap_or_default();
     let timeline = timeline(&folder, &dir, &changes);
-    let body = format!("{travel}{timeline}{tools}<table>{rows}</table><p>{nav}</p>");
+    let words = status::banner(&tasks, caller.user.admin);
+    let body = format!("{words}{travel}{timeline}{tools}<table>{rows}</table><p>{nav}</p>");
     app_page(&caller.user.name, caller.user.admin, &csrf, &title, &body)
 }
 

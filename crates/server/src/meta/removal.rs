@@ -3,8 +3,9 @@
 //! a token of a deleted user can never verify as a new user's, and a cached folder head can
 //! never describe a new folder. The name is free again at once.
 
-use rusqlite::{params, TransactionBehavior};
+use rusqlite::TransactionBehavior;
 
+use super::sql::{args, Lite, Sql};
 use super::{db, SqliteMeta};
 use crate::{Error, Result};
 
@@ -21,25 +22,7 @@ impl SqliteMeta {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db(ctx))?;
-        let id: i64 = tx
-            .query_row("SELECT id FROM users WHERE name=?1", [name], |r| r.get(0))
-            .map_err(|_| Error::NotFound(format!("no user named {name}")))?;
-        tx.execute(
-            "UPDATE users SET name=?1, pw_hash='!', admin=0, disabled=1, token_gen=token_gen+1,
-             quota=NULL, used_bytes=0 WHERE id=?2",
-            params![format!("{DELETED_PREFIX}{id}"), id],
-        )
-        .map_err(db(ctx))?;
-        for sql in [
-            "DELETE FROM grants WHERE user_id=?1",
-            "DELETE FROM devices WHERE user_id=?1",
-            "DELETE FROM chunk_proofs WHERE user_id=?1",
-            "DELETE FROM shares WHERE owner=?1",
-            "DELETE FROM cloud_tasks WHERE owner=?1",
-            "DELETE FROM cloud_connections WHERE owner=?1",
-        ] {
-            tx.execute(sql, [id]).map_err(db(ctx))?;
-        }
+        remove_user_in(&Lite(&tx), name)?;
         tx.commit().map_err(db(ctx))
     }
 
@@ -51,28 +34,63 @@ impl SqliteMeta {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db(ctx))?;
-        let id: i64 = tx
-            .query_row("SELECT id FROM folders WHERE name=?1", [name], |r| r.get(0))
-            .map_err(|_| Error::NotFound(format!("no folder named {name}")))?;
-        tx.execute(
-            "DELETE FROM version_chunks WHERE version_id IN (SELECT id FROM versions WHERE folder_id=?1)",
-            [id],
-        )
-        .map_err(db(ctx))?;
-        for sql in [
-            "DELETE FROM versions WHERE folder_id=?1",
-            "DELETE FROM grants WHERE folder_id=?1",
-            "DELETE FROM shares WHERE folder_id=?1",
-        ] {
-            tx.execute(sql, [id]).map_err(db(ctx))?;
-        }
-        tx.execute("DELETE FROM cloud_tasks WHERE folder=?1", [name])
-            .map_err(db(ctx))?;
-        tx.execute(
-            "UPDATE folders SET name=?1 WHERE id=?2",
-            params![format!("{DELETED_PREFIX}{id}"), id],
-        )
-        .map_err(db(ctx))?;
+        remove_folder_in(&Lite(&tx), name)?;
         tx.commit().map_err(db(ctx))
     }
+}
+
+fn remove_user_in(tx: &dyn Sql, name: &str) -> Result<()> {
+    let ctx = "deleting a user";
+    let id: i64 = tx
+        .opt(
+            ctx,
+            "SELECT id FROM users WHERE name=?1",
+            args![name],
+            |r| r.get(0),
+        )?
+        .ok_or_else(|| Error::NotFound(format!("no user named {name}")))?;
+    tx.exec(
+        ctx,
+        "UPDATE users SET name=?1, pw_hash='!', admin=0, disabled=1, token_gen=token_gen+1,
+         quota=NULL, used_bytes=0 WHERE id=?2",
+        args![format!("{DELETED_PREFIX}{id}"), id],
+    )?;
+    for sql in [
+        "DELETE FROM grants WHERE user_id=?1",
+        "DELETE FROM devices WHERE user_id=?1",
+        "DELETE FROM chunk_proofs WHERE user_id=?1",
+        "DELETE FROM shares WHERE owner=?1",
+        "DELETE FROM cloud_tasks WHERE owner=?1",
+        "DELETE FROM cloud_connections WHERE owner=?1",
+    ] {
+        tx.exec(ctx, sql, args![id])?;
+    }
+    Ok(())
+}
+
+fn remove_folder_in(tx: &dyn Sql, name: &str) -> Result<()> {
+    let ctx = "deleting a folder";
+    let id: i64 = tx
+        .opt(
+            ctx,
+            "SELECT id FROM folders WHERE name=?1",
+            args![name],
+            |r| r.get(0),
+        )?
+        .ok_or_else(|| Error::NotFound(format!("no folder named {name}")))?;
+    for sql in [
+        "DELETE FROM version_chunks WHERE version_id IN (SELECT id FROM versions WHERE folder_id=?1)",
+        "DELETE FROM versions WHERE folder_id=?1",
+        "DELETE FROM grants WHERE folder_id=?1",
+        "DELETE FROM shares WHERE folder_id=?1",
+    ] {
+        tx.exec(ctx, sql, args![id])?;
+    }
+    tx.exec(ctx, "DELETE FROM cloud_tasks WHERE folder=?1", args![name])?;
+    tx.exec(
+        ctx,
+        "UPDATE folders SET name=?1 WHERE id=?2",
+        args![format!("{DELETED_PREFIX}{id}"), id],
+    )?;
+    Ok(())
 }

@@ -1,11 +1,10 @@
 //! What the administration pages show about the server as a whole: the space each folder's
 //! files take, and the latest changes across all folders.
 
-use cairn_protocol::VersionInfo;
-use rusqlite::params;
-
-use super::{db, version_row, SqliteMeta, VERSION_COLS};
+use super::sql::{args, Lite, Row, Sql};
+use super::{version_of, SqliteMeta, VERSION_COLS};
 use crate::Result;
+use cairn_protocol::VersionInfo;
 
 /// A folder's files now and with their history (sizes as files, before dedup).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -22,22 +21,27 @@ impl SqliteMeta {
     pub fn folder_usage(&self, folder_id: i64) -> Result<FolderUsage> {
         let ctx = "measuring a folder";
         let conn = self.reader()?;
-        let (files, bytes): (i64, i64) = conn
-            .query_row(
-                "SELECT COUNT(*), COALESCE(SUM(v.size), 0) FROM versions v
+        let db: &dyn Sql = &Lite(&conn);
+        let pair = |r: &dyn Row| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?));
+        let (files, bytes) = db
+            .opt(
+                ctx,
+                "SELECT COUNT(*), CAST(COALESCE(SUM(v.size), 0) AS BIGINT) FROM versions v
                  WHERE v.folder_id=?1 AND v.kind='file'
                  AND v.seq=(SELECT MAX(w.seq) FROM versions w WHERE w.folder_id=?1 AND w.path=v.path)",
-                [folder_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(db(ctx))?;
-        let (versions, version_bytes): (i64, i64) = conn
-            .query_row(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM versions WHERE folder_id=?1 AND kind='file'",
-                [folder_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(db(ctx))?;
+                args![folder_id],
+                pair,
+            )?
+            .unwrap_or_default();
+        let (versions, version_bytes) = db
+            .opt(
+                ctx,
+                "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM versions
+                 WHERE folder_id=?1 AND kind='file'",
+                args![folder_id],
+                pair,
+            )?
+            .unwrap_or_default();
         let n = |v: i64| v.max(0) as u64;
         Ok(FolderUsage {
             files: n(files),
@@ -54,37 +58,33 @@ impl SqliteMeta {
         prefix: &cairn_model::RelPath,
         limit: u32,
     ) -> Result<Vec<VersionInfo>> {
-        let ctx = "reading a folder's changes";
         let (lo, hi) = super::prefix_bounds(prefix);
         let conn = self.reader()?;
-        let mut st = conn
-            .prepare_cached(&format!(
+        let db: &dyn Sql = &Lite(&conn);
+        db.all(
+            "reading a folder's changes",
+            &format!(
                 "SELECT {VERSION_COLS} FROM versions WHERE folder_id=?1 AND path>=?2 AND path<?3
                  ORDER BY seq DESC LIMIT ?4"
-            ))
-            .map_err(db(ctx))?;
-        let rows = st
-            .query_map(params![folder_id, lo, hi, limit], version_row)
-            .map_err(db(ctx))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db(ctx))
+            ),
+            args![folder_id, lo, hi, limit],
+            version_of,
+        )
     }
 
     /// The latest `limit` changes across every folder, newest first, with their folder's
     /// name (in the order the server accepted them).
     pub fn recent_activity(&self, limit: u32) -> Result<Vec<(String, VersionInfo)>> {
-        let ctx = "reading recent activity";
         let conn = self.reader()?;
-        let mut st = conn
-            .prepare_cached(&format!(
+        let db: &dyn Sql = &Lite(&conn);
+        db.all(
+            "reading recent activity",
+            &format!(
                 "SELECT {VERSION_COLS}, (SELECT name FROM folders f WHERE f.id=versions.folder_id)
                  FROM versions ORDER BY id DESC LIMIT ?1"
-            ))
-            .map_err(db(ctx))?;
-        let rows = st
-            .query_map(params![limit], |r| {
-                Ok((r.get::<_, String>(13)?, version_row(r)?))
-            })
-            .map_err(db(ctx))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db(ctx))
+            ),
+            args![limit],
+            |r| Ok((r.get::<String>(13)?, version_of(r)?)),
+        )
     }
 }

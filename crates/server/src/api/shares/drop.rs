@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Json;
@@ -21,6 +23,8 @@ use super::{cookie, esc, new_csrf, page, unlocked, usable};
 
 /// The largest file a link's visitor may upload.
 pub const MAX_LINK_FILE: u64 = 4 << 30;
+/// What a link's visitors may have waiting on the server at once, all files together.
+pub const MAX_LINK_STAGED: u64 = 8 << 30;
 const CSRF: &str = "cairn_csrf";
 
 /// The page of an upload-only link: a box to drop files on, nothing of the folder.
@@ -89,6 +93,7 @@ async fn target(state: &Arc<AppState>, token: &str, headers: &HeaderMap) -> ApiR
         user: owner,
         device: DeviceId("upload-link".into()),
         expires_ns: i64::MAX,
+        from: None,
     };
     let folder = folder_access(state, &caller, &row.folder, Access::Rw).await?;
     let under = RelPath::parse(&row.path).map_err(|e| ApiError::bad(e.to_string()))?;
@@ -97,6 +102,7 @@ async fn target(state: &Arc<AppState>, token: &str, headers: &HeaderMap) -> ApiR
         caller,
         folder,
         max_file: MAX_LINK_FILE,
+        max_staged: MAX_LINK_STAGED,
         link: Some(LinkDrop { id: row.id, under }),
     })
 }
@@ -133,9 +139,21 @@ pub(in crate::api) async fn part(
 
 pub(in crate::api) async fn finish(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((token, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Finished>> {
     let t = target(&state, &token, &headers).await?;
-    Ok(Json(upload::complete(&state, &t, id).await?))
+    let done = upload::complete(&state, &t, id).await?;
+    if let Some(link) = &t.link {
+        use crate::meta::{Actor, EventKind, Outcome};
+        let (target, by) = (format!("link {}", link.id), Actor::visitor(peer.ip()));
+        let detail = format!("uploaded {}/{}", t.folder.name, done.path);
+        let _ = blocking(&state, move |m| {
+            m.record(EventKind::ShareUpload, &by, &target, Outcome::Ok, &detail);
+            Ok(())
+        })
+        .await;
+    }
+    Ok(Json(done))
 }

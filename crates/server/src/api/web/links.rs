@@ -3,15 +3,16 @@
 //! optional password, expiry and number of accesses, and revokes one. The rules are the
 //! API's (`shares::create_share`).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use axum::Form;
 use serde::Deserialize;
 
-use super::super::shares::{create_share, esc, page, see_other};
+use super::super::shares::{create_share, esc, page, revoke_share, see_other};
 use super::super::{blocking, now_ns, AppState};
 use super::{app_page, csrf_of, form_session, session};
 use crate::share::{ShareInfo, ShareRequest};
@@ -196,10 +197,11 @@ fn refused(status: StatusCode, why: &str) -> Response {
 
 pub(in crate::api) async fn create(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(form): Form<NewForm>,
 ) -> Response {
-    let caller = match form_session(&state, &headers, &form.csrf).await {
+    let mut caller = match form_session(&state, &headers, &form.csrf).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -230,6 +232,7 @@ pub(in crate::api) async fn create(
         max_access,
         upload_only: form.upload_only,
     };
+    caller.from = Some(peer.ip());
     match create_share(&state, &caller, req).await {
         Ok(s) => see_other(&format!("/ui/shares?made={}", s.id)),
         Err(e) => refused(e.status, &e.message),
@@ -243,17 +246,19 @@ pub(in crate::api) struct CsrfOnly {
 
 pub(in crate::api) async fn revoke(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<i64>,
     headers: HeaderMap,
     Form(form): Form<CsrfOnly>,
 ) -> Response {
-    let caller = match form_session(&state, &headers, &form.csrf).await {
+    let mut caller = match form_session(&state, &headers, &form.csrf).await {
         Ok(c) => c,
         Err(r) => return r,
     };
     // Only the owner's own links, from this page (an administrator uses the CLI or API).
     let owner = Some(caller.user.id);
-    match blocking(&state, move |m| m.revoke_share(id, owner)).await {
+    caller.from = Some(peer.ip());
+    match revoke_share(&state, id, owner, caller.actor()).await {
         Ok(()) => see_other("/ui/shares"),
         Err(e) => refused(e.status, &e.message),
     }

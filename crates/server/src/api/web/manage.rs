@@ -1,12 +1,16 @@
 //! Administration in the web UI, for administrators only: users (create, disable and
 //! enable, administrator or not, quota, new password, delete) and folders (create, versions
 //! kept, who may read or write, delete). Deleting asks for the name typed again. It also
-//! shows the space each folder takes, every user's cloud tasks and the latest changes. The same rules as the admin API and `cairn server user|folder`
-//! (`crate::admin`); every form carries the CSRF token.
+//! shows the space each folder takes, every user's cloud tasks, the latest file changes and
+//! the server's activity log (newest first, a page at a time, filtered by kind or user). The
+//! same rules as the admin API and `cairn server user|folder|log` (`crate::admin`); every
+//! form carries the CSRF token, and every change is recorded with the administrator's address.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Form;
@@ -18,7 +22,21 @@ use super::{app_page, csrf_of, csrf_ok, session};
 use cairn_protocol::VersionInfo;
 
 use crate::admin::{self, FolderAdminInfo, GrantChange, NewFolder, NewUser, UserChange, UserInfo};
-use crate::meta::{CloudTaskRow, FolderUsage};
+use crate::meta::{Actor, CloudTaskRow, EventFilter, EventKind, EventPage, FolderUsage};
+
+/// The administrator of a form, as the activity log records them; or the page to answer.
+async fn acting(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    csrf: &str,
+    peer: SocketAddr,
+) -> Result<Actor, Response> {
+    let caller = administrator(state, headers).await?;
+    if !csrf_ok(headers, csrf) {
+        return Err(stale());
+    }
+    Ok(Actor::user(&caller.user.name, peer.ip()))
+}
 
 /// The session's user if they are an administrator, or the page to answer instead.
 async fn administrator(state: &Arc<AppState>, headers: &HeaderMap) -> Result<Caller, Response> {
@@ -111,14 +129,18 @@ fn folder_row(f: &FolderAdminInfo, usage: &FolderUsage, csrf: &str) -> String {
     )
 }
 
-/// Changes shown under "Recent activity".
+/// Changes shown under "Recent file changes".
 const ACTIVITY: u32 = 100;
+/// Events per page of the activity log.
+const EVENTS_PAGE: u32 = 50;
 
 /// What the overview shows besides users and folders.
 struct Extra {
     tasks: Vec<CloudTaskRow>,
     activity: Vec<(String, VersionInfo)>,
     usage: Vec<FolderUsage>,
+    /// The activity log's page, or why the filter was refused.
+    events: Result<EventPage, String>,
 }
 
 /// Every user's cloud tasks with the outcome of their last pass (never a secret).
@@ -189,16 +211,96 @@ fn activity_table(activity: &[(String, VersionInfo)]) -> String {
     format!("<table>{rows}</table>")
 }
 
+/// The activity log section: a filter form, a page of events, a link to older ones.
+fn events_section(filter: &EventFilter, events: &Result<EventPage, String>) -> String {
+    let kind = filter.kind.as_deref().unwrap_or("");
+    let user = filter.user.as_deref().unwrap_or("");
+    let mut options = String::from("<option value=\"\">every kind</option>");
+    let groups = EventKind::groups();
+    let kinds = EventKind::ALL.iter().map(|k| k.as_str());
+    for k in groups.iter().copied().chain(kinds) {
+        let label = if groups.contains(&k) {
+            format!("{k} (all)")
+        } else {
+            k.to_string()
+        };
+        let selected = if k == kind { " selected" } else { "" };
+        options.push_str(&format!(
+            "<option value=\"{}\"{selected}>{}</option>",
+            esc(k),
+            esc(&label)
+        ));
+    }
+    let form = format!(
+        "<form method=\"get\" action=\"/ui/admin#activity\"><label>Kind <select name=\"kind\">{options}</select></label> <label>User <input name=\"user\" value=\"{}\" size=\"10\"></label> <button type=\"submit\">Show</button></form>",
+        esc(user)
+    );
+    let page = match events {
+        Ok(p) => p,
+        Err(why) => return format!("{form}<p role=\"alert\">{}</p>", esc(why)),
+    };
+    if page.events.is_empty() {
+        return format!("{form}<p class=\"muted\">No events.</p>");
+    }
+    let rows: String = page
+        .events
+        .iter()
+        .map(|e| {
+            let outcome = if e.outcome == "ok" {
+                String::new()
+            } else {
+                format!("<strong>{}</strong> ", esc(&e.outcome))
+            };
+            format!(
+                "<tr><td class=\"muted\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{outcome}{}</td><td class=\"muted hide-narrow\">{}</td></tr>",
+                cairn_model::timespec::format_instant(e.at_ns),
+                esc(&e.kind),
+                e.actor.as_deref().map(esc).unwrap_or_else(|| "<span class=\"muted\">-</span>".into()),
+                esc(&e.target),
+                esc(&e.detail),
+                esc(&e.source)
+            )
+        })
+        .collect();
+    let older = match page.next_before {
+        Some(before) => format!(
+            "<p><a href=\"/ui/admin?kind={}&amp;user={}&amp;before={before}#activity\">Older events</a></p>",
+            query_escape(kind),
+            query_escape(user)
+        ),
+        None => String::new(),
+    };
+    let newest = if filter.before.is_some() {
+        format!(
+            "<p><a href=\"/ui/admin?kind={}&amp;user={}#activity\">Newest events</a></p>",
+            query_escape(kind),
+            query_escape(user)
+        )
+    } else {
+        String::new()
+    };
+    format!("{form}<table><tr><th>Time</th><th>Event</th><th>By</th><th>On</th><th>Outcome</th><th class=\"hide-narrow\">From</th></tr>{rows}</table>{newest}{older}")
+}
+
 pub(in crate::api) async fn overview(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    filter: Result<Query<EventFilter>, QueryRejection>,
 ) -> Response {
     let caller = match administrator(&state, &headers).await {
         Ok(c) => c,
         Err(r) => return r,
     };
     let (csrf, _) = csrf_of(&headers);
-    let found = blocking(&state, |m| {
+    let filter = match filter {
+        Ok(Query(f)) => f,
+        Err(_) => EventFilter::default(),
+    };
+    let shown = EventFilter {
+        limit: Some(EVENTS_PAGE),
+        ..filter.clone()
+    };
+    let found = blocking(&state, move |m| {
         let folders = admin::folders(m)?;
         let mut usage = Vec::with_capacity(folders.len());
         for f in &folders {
@@ -212,6 +314,11 @@ pub(in crate::api) async fn overview(
             tasks: m.cloud_tasks(None)?,
             activity: m.recent_activity(ACTIVITY)?,
             usage,
+            events: match admin::events(m, shown) {
+                Ok(page) => Ok(page),
+                Err(crate::Error::Invalid(why)) => Err(why),
+                Err(e) => return Err(e),
+            },
         };
         Ok((admin::users(m)?, folders, extra))
     })
@@ -238,11 +345,13 @@ pub(in crate::api) async fn overview(
          <form method=\"post\" action=\"/ui/admin/users\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><label>New user <input name=\"name\" required size=\"10\"></label> <label>Password <input type=\"password\" name=\"password\" required autocomplete=\"new-password\" size=\"10\"></label> <label><input type=\"checkbox\" name=\"admin\" value=\"true\"> administrator</label> <button type=\"submit\">Create</button></form>\
          <h2>Folders</h2><table>{folder_rows}</table>\
          <form method=\"post\" action=\"/ui/admin/folders\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><label>New folder <input name=\"name\" required size=\"10\"></label> <label>Versions kept <input name=\"keep_versions\" value=\"10\" size=\"4\" inputmode=\"numeric\"></label> <button type=\"submit\">Create</button></form>\
-         <h2>Cloud tasks</h2>{tasks}<h2>Recent activity</h2>{activity}",
+         <h2>Cloud tasks</h2>{tasks}<h2>Recent file changes</h2>{activity}\
+         <h2 id=\"activity\">Activity log</h2>{events}",
         users.len(),
         bytes(total),
         tasks = tasks_table(&extra.tasks),
         activity = activity_table(&extra.activity),
+        events = events_section(&filter, &extra.events),
     );
     app_page(&caller.user.name, true, &csrf, "Administration", &body)
 }
@@ -276,22 +385,21 @@ pub(in crate::api) struct NewUserForm {
 
 pub(in crate::api) async fn add_user(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(form): Form<NewUserForm>,
 ) -> Response {
-    if let Err(r) = administrator(&state, &headers).await {
-        return r;
-    }
-    if !csrf_ok(&headers, &form.csrf) {
-        return stale();
-    }
+    let by = match acting(&state, &headers, &form.csrf, peer).await {
+        Ok(by) => by,
+        Err(r) => return r,
+    };
     let u = NewUser {
         name: form.name.trim().to_string(),
         password: form.password,
         admin: form.admin,
         quota: None,
     };
-    match blocking(&state, move |m| admin::add_user(m, &u)).await {
+    match blocking(&state, move |m| admin::add_user(m, &u, &by)).await {
         Ok(()) => see_other("/ui/admin"),
         Err(e) => refused(e.status, &e.message),
     }
@@ -311,18 +419,15 @@ pub(in crate::api) struct UserForm {
 
 pub(in crate::api) async fn change_user(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
     headers: HeaderMap,
     Form(form): Form<UserForm>,
 ) -> Response {
-    let caller = match administrator(&state, &headers).await {
-        Ok(c) => c,
+    let by = match acting(&state, &headers, &form.csrf, peer).await {
+        Ok(by) => by,
         Err(r) => return r,
     };
-    if !csrf_ok(&headers, &form.csrf) {
-        return stale();
-    }
-    let acting = caller.user.name.clone();
     if form.op == "delete" {
         if form.confirm != name {
             return refused(
@@ -330,7 +435,7 @@ pub(in crate::api) async fn change_user(
                 "Type the user's name to delete them; nothing was deleted.",
             );
         }
-        return match blocking(&state, move |m| admin::remove_user(m, &name, Some(&acting))).await {
+        return match blocking(&state, move |m| admin::remove_user(m, &name, &by)).await {
             Ok(()) => see_other("/ui/admin"),
             Err(e) => refused(e.status, &e.message),
         };
@@ -353,12 +458,7 @@ pub(in crate::api) async fn change_user(
         },
         _ => return refused(StatusCode::BAD_REQUEST, "Unknown change."),
     }
-    let acting = caller.user.name.clone();
-    match blocking(&state, move |m| {
-        admin::change_user(m, &name, &c, Some(&acting))
-    })
-    .await
-    {
+    match blocking(&state, move |m| admin::change_user(m, &name, &c, &by)).await {
         Ok(()) => see_other("/ui/admin"),
         Err(e) => refused(e.status, &e.message),
     }
@@ -382,15 +482,14 @@ fn keep_of(text: &str) -> Result<u32, Box<Response>> {
 
 pub(in crate::api) async fn add_folder(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(form): Form<NewFolderForm>,
 ) -> Response {
-    if let Err(r) = administrator(&state, &headers).await {
-        return r;
-    }
-    if !csrf_ok(&headers, &form.csrf) {
-        return stale();
-    }
+    let by = match acting(&state, &headers, &form.csrf, peer).await {
+        Ok(by) => by,
+        Err(r) => return r,
+    };
     let keep_versions = match keep_of(&form.keep_versions) {
         Ok(k) => k,
         Err(r) => return *r,
@@ -399,7 +498,7 @@ pub(in crate::api) async fn add_folder(
         name: form.name.trim().to_string(),
         keep_versions,
     };
-    match blocking(&state, move |m| admin::add_folder(m, &f)).await {
+    match blocking(&state, move |m| admin::add_folder(m, &f, &by)).await {
         Ok(()) => see_other("/ui/admin"),
         Err(e) => refused(e.status, &e.message),
     }
@@ -421,23 +520,25 @@ pub(in crate::api) struct FolderForm {
 
 pub(in crate::api) async fn change_folder(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
     headers: HeaderMap,
     Form(form): Form<FolderForm>,
 ) -> Response {
-    if let Err(r) = administrator(&state, &headers).await {
-        return r;
-    }
-    if !csrf_ok(&headers, &form.csrf) {
-        return stale();
-    }
+    let by = match acting(&state, &headers, &form.csrf, peer).await {
+        Ok(by) => by,
+        Err(r) => return r,
+    };
     let done = match form.op.as_str() {
         "keep" => {
             let keep = match keep_of(&form.keep_versions) {
                 Ok(k) => k,
                 Err(r) => return *r,
             };
-            blocking(&state, move |m| admin::set_keep_versions(m, &name, keep)).await
+            blocking(&state, move |m| {
+                admin::set_keep_versions(m, &name, keep, &by)
+            })
+            .await
         }
         "grant" => {
             let access = match form.access.as_str() {
@@ -449,10 +550,10 @@ pub(in crate::api) async fn change_folder(
                 user: form.user.trim().to_string(),
                 access,
             };
-            blocking(&state, move |m| admin::set_grant(m, &name, &g)).await
+            blocking(&state, move |m| admin::set_grant(m, &name, &g, &by)).await
         }
         "delete" if form.confirm == name => {
-            blocking(&state, move |m| admin::remove_folder(m, &name)).await
+            blocking(&state, move |m| admin::remove_folder(m, &name, &by)).await
         }
         "delete" => {
             return refused(

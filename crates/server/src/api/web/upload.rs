@@ -6,9 +6,10 @@
 //!
 //! Parts are staged on the server's disk under `web-uploads/USER_ID/`, one `.part` file and
 //! one `.json` ticket per upload, so an upload survives a server restart. What a user can make
-//! the server hold is bounded: [`MAX_OPEN`] uploads at a time, each at most [`MAX_FILE`] bytes
-//! (and within the user's quota), parts of at most [`MAX_PART`] bytes; an upload untouched
-//! for [`STALE_NS`] is removed when its user starts another.
+//! the server hold is bounded: [`MAX_OPEN`] uploads at a time, each at most [`MAX_FILE`] bytes,
+//! all of them together at most [`MAX_STAGED`] (an upload-only link's visitors: less) and
+//! within what is left of the user's quota, parts of at most [`MAX_PART`] bytes; an upload
+//! untouched for [`STALE_NS`] is removed when its user starts another.
 
 use std::collections::HashSet;
 use std::io::{BufReader, Write};
@@ -34,6 +35,8 @@ use crate::meta::Folder;
 pub const MAX_OPEN: usize = 16;
 /// The largest file the browser may upload.
 pub const MAX_FILE: u64 = 64 << 30;
+/// What one user's open uploads may announce in all.
+pub const MAX_STAGED: u64 = 2 * MAX_FILE;
 /// The largest part of one request.
 pub const MAX_PART: usize = 8 << 20;
 /// An upload not touched for a day is given up.
@@ -117,6 +120,8 @@ pub(in crate::api) struct Target {
     pub dir: PathBuf,
     /// Largest file accepted.
     pub max_file: u64,
+    /// What the open uploads of `dir` may announce in all (the quota may allow less).
+    pub max_staged: u64,
     /// An upload-only link: a visitor names a file (no folders), never replaces one (a
     /// taken name gets a number), and each file takes one of the link's accesses.
     pub link: Option<LinkDrop>,
@@ -143,6 +148,7 @@ impl Target {
             folder: f,
             dir,
             max_file: MAX_FILE,
+            max_staged: MAX_STAGED,
             link: None,
         })
     }
@@ -220,7 +226,11 @@ pub(in crate::api) async fn begin(target: &Target, req: StartRequest) -> ApiResu
         ));
     }
     let user = &target.caller.user;
+    let mut budget = target.max_staged;
     if let Some(quota) = user.quota {
+        // Staged bytes count against the quota before they are stored: a visitor of a link
+        // cannot park more on the server's disk than the owner may keep.
+        budget = budget.min(quota.saturating_sub(user.used_bytes));
         if user.used_bytes.saturating_add(req.size) > quota {
             return Err(ApiError::new(
                 StatusCode::INSUFFICIENT_STORAGE,
@@ -247,7 +257,7 @@ pub(in crate::api) async fn begin(target: &Target, req: StartRequest) -> ApiResu
     };
     let id = crate::auth::random_hex(16);
     let staged = id.clone();
-    tokio::task::spawn_blocking(move || open_upload(&dir, &staged, &ticket, now))
+    tokio::task::spawn_blocking(move || open_upload(&dir, &staged, &ticket, now, budget))
         .await
         .map_err(ApiError::worker)??;
     Ok(Received {
@@ -257,10 +267,11 @@ pub(in crate::api) async fn begin(target: &Target, req: StartRequest) -> ApiResu
     })
 }
 
-/// Removes the user's stale uploads, checks the count, and writes the new one's files.
-fn open_upload(dir: &FsPath, id: &str, ticket: &Ticket, now: i64) -> ApiResult<()> {
+/// Removes the user's stale uploads, checks the count and the bytes announced (`budget` in
+/// all, the new one's included), and writes the new one's files.
+fn open_upload(dir: &FsPath, id: &str, ticket: &Ticket, now: i64, budget: u64) -> ApiResult<()> {
     std::fs::create_dir_all(dir).map_err(|e| io_error("creating", dir, e))?;
-    let mut open = 0;
+    let (mut open, mut announced) = (0, 0u64);
     let entries = std::fs::read_dir(dir).map_err(|e| io_error("listing", dir, e))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -268,7 +279,10 @@ fn open_upload(dir: &FsPath, id: &str, ticket: &Ticket, now: i64) -> ApiResult<(
             continue;
         };
         match read_ticket(dir, other) {
-            Ok(t) if now.saturating_sub(t.touched_ns) < STALE_NS => open += 1,
+            Ok(t) if now.saturating_sub(t.touched_ns) < STALE_NS => {
+                open += 1;
+                announced = announced.saturating_add(t.size);
+            }
             _ => remove_upload(dir, other),
         }
     }
@@ -277,6 +291,15 @@ fn open_upload(dir: &FsPath, id: &str, ticket: &Ticket, now: i64) -> ApiResult<(
             StatusCode::TOO_MANY_REQUESTS,
             format!(
                 "you have {open} uploads open; finish or cancel one first (at most {MAX_OPEN})"
+            ),
+        ));
+    }
+    if announced.saturating_add(ticket.size) > budget {
+        return Err(ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            format!(
+                "{}: {} bytes, with the {announced} bytes of the {open} uploads open here, is more than the {budget} bytes that may wait here at once; finish or cancel one first",
+                ticket.path, ticket.size
             ),
         ));
     }
@@ -411,7 +434,7 @@ pub(in crate::api) async fn append(
 
 #[derive(Serialize)]
 pub(in crate::api) struct Finished {
-    path: String,
+    pub(in crate::api) path: String,
     seq: i64,
 }
 
