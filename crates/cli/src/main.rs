@@ -19,6 +19,7 @@ mod schedule_clock;
 mod server_admin;
 mod server_cloud;
 mod server_cmd;
+mod server_config;
 mod server_log;
 mod share_cmd;
 mod status;

@@ -6,8 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use cairn_server::{maintenance, DataDir, Limits, ServerOptions};
+use cairn_server::{maintenance, DataDir, Limits, ServerOptions, StoreChoice};
+use cairn_store::StoreLocation;
 use clap::{Args, Subcommand};
+
+use crate::server_config::ServerConfig;
 
 #[derive(Args)]
 pub struct DataArg {
@@ -16,12 +19,53 @@ pub struct DataArg {
     data: PathBuf,
 }
 
+/// Where a server's data is: its folder, its chunk store, and a config file that may say both.
+#[derive(Args)]
+pub struct ServerPlace {
+    /// The server's data folder [default: `data` of --config, else cairn-data].
+    #[arg(long, env = "CAIRN_DATA")]
+    data: Option<PathBuf>,
+    /// A server config file (TOML; docs/deployment.md lists its keys). Options given here win.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where the chunks are: s3://BUCKET[/PREFIX]?endpoint=URL&region=REGION, file:///PATH or
+    /// a path [default: the store the data folder was created with; on first run, chunks/ in
+    /// it]. S3 keys come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or [s3] in --config.
+    #[arg(long, env = "CAIRN_STORE", value_name = "URL")]
+    store: Option<String>,
+}
+
+impl ServerPlace {
+    /// The data folder, the chunk store and the rest of the config file.
+    fn resolve(&self) -> Result<(PathBuf, ServerConfig)> {
+        let mut config = match &self.config {
+            Some(path) => ServerConfig::load(path)?,
+            None => ServerConfig::default(),
+        };
+        if let Some(url) = &self.store {
+            config.store.location = Some(StoreLocation::parse(url)?);
+        }
+        let data = self
+            .data
+            .clone()
+            .or_else(|| config.data.clone())
+            .unwrap_or_else(|| PathBuf::from("cairn-data"));
+        Ok((data, config))
+    }
+
+    /// Opens the existing data folder and its chunk store (admin commands, gc, check).
+    fn open(&self) -> Result<DataDir> {
+        let (data, config) = self.resolve()?;
+        Ok(DataDir::open_with(&data, &config.store)?)
+    }
+}
+
 #[derive(Subcommand)]
 pub enum ServerCmd {
     /// Start the server (creates the data folder on first run).
     Run {
         #[command(flatten)]
-        data: DataArg,
+        place: ServerPlace,
         /// Address to listen on; repeat for several. Default: port 8443 on every IPv6 and IPv4 address.
         #[arg(long)]
         listen: Vec<SocketAddr>,
@@ -31,6 +75,11 @@ pub enum ServerCmd {
         /// The certificate's private key (PEM).
         #[arg(long, requires = "cert")]
         key: Option<PathBuf>,
+        /// Serve Prometheus `/metrics` over plain HTTP on this address, to anyone who can reach
+        /// it (bind it to a private network). Without it, `/metrics` on the API's address
+        /// answers administrators' tokens only.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<SocketAddr>,
         /// Lifetime of login tokens, in seconds (1 second to 90 days).
         #[arg(long, default_value_t = 30 * 24 * 3600,
               value_parser = clap::value_parser!(u64).range(1..=90 * 24 * 3600))]
@@ -65,12 +114,12 @@ pub enum ServerCmd {
     /// Delete chunks no retained version references (safe while clients upload).
     Gc {
         #[command(flatten)]
-        data: DataArg,
+        place: ServerPlace,
     },
     /// Verify metadata against chunks; exits non-zero and names what is wrong.
     Check {
         #[command(flatten)]
-        data: DataArg,
+        place: ServerPlace,
         /// Also re-hash every chunk.
         #[arg(long)]
         read_data: bool,
@@ -169,13 +218,31 @@ impl LimitArgs {
 pub async fn run(cmd: ServerCmd) -> Result<()> {
     match cmd {
         ServerCmd::Run {
-            data,
+            place,
             listen,
             cert,
             key,
+            metrics_listen,
             token_ttl,
             limits,
-        } => serve(data.data, listen, cert, key, token_ttl, limits.to_limits()?).await,
+        } => {
+            let (data, config) = place.resolve()?;
+            let run = Run {
+                listen: if listen.is_empty() {
+                    config.listen
+                } else {
+                    listen
+                },
+                cert: cert.or(config.cert),
+                key: key.or(config.key),
+                metrics_listen: metrics_listen.or(config.metrics_listen),
+                store: config.store,
+            };
+            if run.cert.is_some() != run.key.is_some() {
+                bail!("a certificate needs its key and a key its certificate (cert and key)");
+            }
+            serve(data, run, token_ttl, limits.to_limits()?).await
+        }
         ServerCmd::Fingerprint { data, cert } => {
             let dir = DataDir::open(&data.data)?;
             println!("{}", dir.fingerprint(cert.as_deref())?);
@@ -185,8 +252,8 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
         ServerCmd::Cloud { cmd } => crate::server_cloud::run(cmd).await,
         ServerCmd::Folder { cmd } => crate::server_admin::folder(cmd).await,
         ServerCmd::Log(args) => crate::server_log::run(args).await,
-        ServerCmd::Gc { data } => {
-            let dir = DataDir::open(&data.data)?;
+        ServerCmd::Gc { place } => {
+            let dir = place.open()?;
             let rt = tokio::runtime::Handle::current();
             let report = tokio::task::spawn_blocking(move || maintenance::gc(&dir, &rt)).await??;
             println!(
@@ -204,8 +271,8 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
             }
             Ok(())
         }
-        ServerCmd::Check { data, read_data } => {
-            let dir = DataDir::open(&data.data)?;
+        ServerCmd::Check { place, read_data } => {
+            let dir = place.open()?;
             let rt = tokio::runtime::Handle::current();
             let problems =
                 tokio::task::spawn_blocking(move || maintenance::check(&dir, &rt, read_data))
@@ -229,22 +296,33 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
     }
 }
 
-async fn serve(
-    data: PathBuf,
+/// What `server run` serves, from its options and its config file.
+struct Run {
     listen: Vec<SocketAddr>,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
-    token_ttl: u64,
-    limits: Limits,
-) -> Result<()> {
+    metrics_listen: Option<SocketAddr>,
+    store: StoreChoice,
+}
+
+async fn serve(data: PathBuf, run: Run, token_ttl: u64, limits: Limits) -> Result<()> {
+    let Run {
+        listen,
+        cert,
+        key,
+        metrics_listen,
+        store,
+    } = run;
     tracing_subscriber::fmt()
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    let (dir, created) = cairn_server::DataDir::open_or_init(&data)?;
+    let (dir, created) = cairn_server::DataDir::open_or_init_with(&data, &store)?;
+    dir.store.probe().await?;
     println!("cairn server {}", env!("CARGO_PKG_VERSION"));
     println!("data folder: {}", data.display());
+    println!("chunk store: {}", dir.store.describe());
     if let Some(c) = created {
         println!(
             "created user admin; its password is in {} (readable only by you)",
@@ -267,6 +345,7 @@ async fn serve(
         key,
         token_ttl: Duration::from_secs(token_ttl),
         limits,
+        metrics_listen,
     };
     let bound = match cairn_server::bind(&opts, &dir).await {
         Ok(b) => b,
@@ -277,6 +356,9 @@ async fn serve(
         }
         Err(e) => return Err(e.into()),
     };
+    if let Some(a) = bound.metrics_addr {
+        println!("metrics on http://{a}/metrics");
+    }
     for a in &bound.addrs {
         println!("listening on https://{a}");
     }

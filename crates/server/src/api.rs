@@ -105,6 +105,8 @@ pub struct AppState {
     no_commit_stream: bool,
     /// Files the browser is uploading, in parts.
     web_uploads: web::upload::Staging,
+    /// Counters for `/metrics`.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A test hook's value from the environment: only in builds with the `test-hooks` feature,
@@ -149,6 +151,7 @@ impl AppState {
             cloud_attach: std::sync::OnceLock::new(),
             no_commit_stream: test_hook::<u8>("CAIRN_TEST_NO_COMMIT_STREAM").is_some(),
             web_uploads: web::upload::Staging::new(data.root.join("web-uploads")),
+            metrics: Arc::default(),
         }))
     }
 
@@ -161,6 +164,15 @@ impl AppState {
     /// Journal streams open now.
     pub fn open_streams(&self) -> usize {
         self.streams.open()
+    }
+
+    /// The Prometheus exposition of this server's counters.
+    ///
+    /// # Errors
+    /// When the metadata cannot be read.
+    pub fn metrics_text(&self) -> crate::Result<String> {
+        self.metrics
+            .render(&self.meta, self.open_streams(), self.login.failures())
     }
 
     /// A token for `user` on `device`, as a login would give: the cloud task runner acts as a
@@ -340,6 +352,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .layer(DefaultBodyLimit::max(MAX_LOGIN_BODY)),
         )
         .route("/s/{token}/download", get(shares::download))
+        .route("/metrics", get(metrics))
         .route("/s/{token}/uploads", post(shares::drop::start))
         .route(
             "/s/{token}/uploads/{id}",
@@ -401,7 +414,57 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .compress_when(SizeAbove::new(COMPRESS_ABOVE).and(is_json)),
         )
         .layer(axum::middleware::from_fn(catch_panic))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::track,
+        ))
         .with_state(state)
+}
+
+/// `GET /metrics` on the API's address: administrators only.
+async fn metrics(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<Response> {
+    if !caller.user.admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("user {} is not an administrator", caller.user.name),
+        ));
+    }
+    let text = blocking(&state, {
+        let state = state.clone();
+        move |_| state.metrics_text()
+    })
+    .await?;
+    Ok(metrics_response(text))
+}
+
+/// The router of the separate metrics address (`--metrics-listen`): `/metrics` only, no token
+/// (the operator binds that address to a private network).
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(state): State<Arc<AppState>>| async move {
+                let text = blocking(&state, {
+                    let state = state.clone();
+                    move |_| state.metrics_text()
+                })
+                .await?;
+                ApiResult::Ok(metrics_response(text))
+            }),
+        )
+        .with_state(state)
+}
+
+/// The exposition format's content type around `text`.
+pub fn metrics_response(text: String) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 /// Test hook (`CAIRN_TEST_ACCESS_LOG=1`): one log line per API request, `request GET journal
@@ -1238,6 +1301,7 @@ async fn apply_commit(
     })
     .await?;
     state.announce(folder.id, head);
+    state.metrics.commit_accepted();
     Ok(CommitResponse { results, head })
 }
 

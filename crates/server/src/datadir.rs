@@ -1,8 +1,11 @@
 //! The server's data folder: `meta.sqlite` (metadata), `chunks/` (content, an OpenDAL fs
-//! store), `tls/` (a self-signed certificate made on first run) and `admin-password` (0600).
+//! store, unless the chunks live elsewhere: see [`StoreChoice`]), `tls/` (a self-signed
+//! certificate made on first run) and `admin-password` (0600).
 //!
 //! The first run creates everything, including the server's identity and an `admin` user with a
-//! random password; later runs and admin commands open what is there.
+//! random password; later runs and admin commands open what is there. The chunk store a folder
+//! was created with is recorded in its metadata, so later runs and admin commands find it, and a
+//! run naming another store is refused (its chunks would all be missing).
 
 use std::fs;
 use std::io::Write;
@@ -10,7 +13,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cairn_store::{ObjectStore, OpendalStore};
+use cairn_store::{ObjectStore, OpendalStore, S3Credentials, StoreLocation};
 
 use crate::auth;
 use crate::meta::SqliteMeta;
@@ -24,6 +27,19 @@ pub struct DataDir {
     /// Signs bearer tokens (see `auth::TokenKey`).
     pub token_secret: String,
 }
+
+/// Where the chunks are: `location` `None` means the one recorded in the metadata (on first
+/// run: `chunks/` in the data folder). `credentials` are S3 keys from a config file; without
+/// them the standard AWS environment variables are used.
+#[derive(Clone, Debug, Default)]
+pub struct StoreChoice {
+    pub location: Option<StoreLocation>,
+    pub credentials: Option<S3Credentials>,
+}
+
+/// The metadata key that records the chunk store, and its value for `chunks/` in the folder.
+const STORE_KEY: &str = "chunk_store";
+const IN_DATA_FOLDER: &str = "data-folder";
 
 /// What a first run created, for the CLI to tell the user.
 pub struct Created {
@@ -39,12 +55,23 @@ impl DataDir {
     /// # Errors
     /// When the folder or one of its parts cannot be created or opened.
     pub fn open_or_init(root: &Path) -> Result<(DataDir, Option<Created>)> {
+        Self::open_or_init_with(root, &StoreChoice::default())
+    }
+
+    /// [`DataDir::open_or_init`] with the chunks in `store`.
+    ///
+    /// # Errors
+    /// As [`DataDir::open_or_init`], and when `store` is not the store the folder records.
+    pub fn open_or_init_with(
+        root: &Path,
+        store: &StoreChoice,
+    ) -> Result<(DataDir, Option<Created>)> {
         fs::create_dir_all(root).map_err(Error::io(format!(
             "creating data folder {}",
             root.display()
         )))?;
         let _ = fs::set_permissions(root, fs::Permissions::from_mode(0o700));
-        let dir = Self::open_parts(root)?;
+        let dir = Self::open_parts(root, store, true)?;
         dir.ensure_certificate()?;
         dir.keep_reserve();
         let created = if dir.meta.user_count()? == 0 {
@@ -67,6 +94,14 @@ impl DataDir {
     /// # Errors
     /// When `root` holds no cairn data folder.
     pub fn open(root: &Path) -> Result<DataDir> {
+        Self::open_with(root, &StoreChoice::default())
+    }
+
+    /// [`DataDir::open`] with S3 keys (or a store named again, which must be the recorded one).
+    ///
+    /// # Errors
+    /// As [`DataDir::open`], and when `store` is not the store the folder records.
+    pub fn open_with(root: &Path, store: &StoreChoice) -> Result<DataDir> {
         if !root.join("meta.sqlite").is_file() {
             return Err(Error::NotFound(format!(
                 "{} is not a cairn data folder (no meta.sqlite); start the server once with `cairn server run --data {}`",
@@ -74,12 +109,14 @@ impl DataDir {
                 root.display()
             )));
         }
-        Self::open_parts(root)
+        Self::open_parts(root, store, false)
     }
 
-    fn open_parts(root: &Path) -> Result<DataDir> {
+    fn open_parts(root: &Path, choice: &StoreChoice, first_use: bool) -> Result<DataDir> {
         let meta = Arc::new(SqliteMeta::open(&root.join("meta.sqlite"))?);
-        let store: Arc<dyn ObjectStore> = Arc::new(OpendalStore::local(&root.join("chunks"))?);
+        let location = chunk_store(&meta, root, choice.location.as_ref(), first_use)?;
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(OpendalStore::open(&location, choice.credentials.as_ref())?);
         let server_id = meta.init_meta_value("server_id", &auth::random_hex(16))?;
         let token_secret = meta.init_meta_value("token_secret", &auth::random_hex(32))?;
         Ok(DataDir {
@@ -199,6 +236,77 @@ impl DataDir {
         let certs = read_certs(cert.unwrap_or(&default_cert))?;
         Ok(fingerprint_of(certs[0].as_ref()))
     }
+}
+
+/// The chunk store of the folder at `root`: the recorded one, recorded now on first use.
+fn chunk_store(
+    meta: &SqliteMeta,
+    root: &Path,
+    wanted: Option<&StoreLocation>,
+    first_use: bool,
+) -> Result<StoreLocation> {
+    let in_folder = StoreLocation::Local(root.join("chunks"));
+    let wanted_text = match wanted {
+        None => None,
+        Some(StoreLocation::Local(path)) => {
+            let path = std::path::absolute(path)
+                .map_err(Error::io(format!("resolving {}", path.display())))?;
+            Some(if path == absolute_or(root).join("chunks") {
+                IN_DATA_FOLDER.to_string()
+            } else {
+                StoreLocation::Local(path).to_string()
+            })
+        }
+        Some(s3) => Some(s3.to_string()),
+    };
+    let recorded = match meta.meta_value(STORE_KEY)? {
+        Some(r) => r,
+        // Folders made before the store was recorded kept their chunks inside.
+        None if !first_use || has_local_chunks(root) => {
+            meta.init_meta_value(STORE_KEY, IN_DATA_FOLDER)?
+        }
+        None => {
+            meta.init_meta_value(STORE_KEY, wanted_text.as_deref().unwrap_or(IN_DATA_FOLDER))?
+        }
+    };
+    if let Some(w) = wanted_text {
+        if w != recorded {
+            return Err(Error::Invalid(format!(
+                "data folder {} keeps its chunks in {}; it cannot be opened with the store {w} \
+                 (its chunks would all be missing)",
+                root.display(),
+                shown_store(root, &recorded),
+            )));
+        }
+    }
+    if recorded == IN_DATA_FOLDER {
+        return Ok(in_folder);
+    }
+    StoreLocation::parse(&recorded).map_err(|e| {
+        Error::Corrupt(format!(
+            "{}: the recorded chunk store cannot be read: {e}",
+            root.join("meta.sqlite").display()
+        ))
+    })
+}
+
+fn absolute_or(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn shown_store(root: &Path, recorded: &str) -> String {
+    if recorded == IN_DATA_FOLDER {
+        format!("{}", root.join("chunks").display())
+    } else {
+        recorded.to_string()
+    }
+}
+
+/// Whether `root/chunks` already holds chunk or pack objects.
+fn has_local_chunks(root: &Path) -> bool {
+    ["chunks", "packs"].iter().any(|sub| {
+        fs::read_dir(root.join("chunks").join(sub)).is_ok_and(|mut d| d.next().is_some())
+    })
 }
 
 pub fn fingerprint_of(der: &[u8]) -> String {

@@ -18,6 +18,7 @@ pub mod limits;
 pub mod login;
 pub mod maintenance;
 pub mod meta;
+pub mod metrics;
 pub mod share;
 
 use std::net::SocketAddr;
@@ -25,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use datadir::DataDir;
+pub use datadir::{DataDir, StoreChoice};
 pub use limits::Limits;
 
 #[derive(Debug, thiserror::Error)]
@@ -95,11 +96,16 @@ pub struct ServerOptions {
     pub key: Option<PathBuf>,
     pub token_ttl: Duration,
     pub limits: Limits,
+    /// A plain-HTTP address that serves `/metrics` to anyone (else: admins on the API).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A server bound to its sockets, ready to serve.
 pub struct BoundServer {
     pub addrs: Vec<SocketAddr>,
+    /// Where `/metrics` is served without a token, when asked for.
+    pub metrics_addr: Option<SocketAddr>,
+    metrics_listener: Option<std::net::TcpListener>,
     listeners: Vec<std::net::TcpListener>,
     tls: axum_server::tls_rustls::RustlsConfig,
     state: Arc<api::AppState>,
@@ -115,25 +121,37 @@ pub async fn bind(opts: &ServerOptions, data: &DataDir) -> Result<BoundServer> {
     let mut listeners = Vec::new();
     let mut addrs = Vec::new();
     for addr in &opts.listen {
-        let l =
-            std::net::TcpListener::bind(addr).map_err(Error::io(format!("listening on {addr}")))?;
-        l.set_nonblocking(true)
-            .map_err(Error::io(format!("listening on {addr}")))?;
-        addrs.push(
-            l.local_addr()
-                .map_err(Error::io(format!("listening on {addr}")))?,
-        );
+        let (l, a) = listen_on(*addr)?;
+        addrs.push(a);
         listeners.push(l);
     }
+    let (metrics_listener, metrics_addr) = match opts.metrics_listen {
+        Some(addr) => {
+            let (l, a) = listen_on(addr)?;
+            (Some(l), Some(a))
+        }
+        None => (None, None),
+    };
     let state = api::AppState::new(data, opts.token_ttl, &opts.limits)?;
     record_start(data, &addrs);
     Ok(BoundServer {
         addrs,
+        metrics_addr,
+        metrics_listener,
         listeners,
         tls: axum_server::tls_rustls::RustlsConfig::from_config(tls),
         state,
         limits: opts.limits.clone(),
     })
+}
+
+/// A non-blocking listener on `addr` and the address it got (port 0 picks one).
+fn listen_on(addr: SocketAddr) -> Result<(std::net::TcpListener, SocketAddr)> {
+    let ctx = || format!("listening on {addr}");
+    let l = std::net::TcpListener::bind(addr).map_err(Error::io(ctx()))?;
+    l.set_nonblocking(true).map_err(Error::io(ctx()))?;
+    let local = l.local_addr().map_err(Error::io(ctx()))?;
+    Ok((l, local))
 }
 
 /// The server's start in the activity log, after dropping what is past its bounds (a server
@@ -171,6 +189,16 @@ impl BoundServer {
     pub async fn serve(self) -> Result<()> {
         let handle = axum_server::Handle::new();
         let state = self.state.clone();
+        if let Some(l) = self.metrics_listener {
+            let l =
+                tokio::net::TcpListener::from_std(l).map_err(Error::io("listening for metrics"))?;
+            let app = api::metrics_router(self.state.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, app).await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            });
+        }
         let app = api::router(self.state);
         // One table for every listener: the cap is per address, whichever port it dials.
         let counts = connection::ConnectionCounts::new(self.limits.max_connections_per_address);

@@ -91,6 +91,8 @@ pub struct LoginGate {
     memory: Arc<Mutex<Vec<auth::HashMemory>>>,
     dummy_hash: Arc<str>,
     throttle: LoginThrottle,
+    /// Logins refused for a wrong name or password, for the metrics.
+    failures: std::sync::atomic::AtomicU64,
 }
 
 /// The right to run one verification, with the memory to run it in; consumed by
@@ -162,6 +164,7 @@ impl LoginGate {
             memory: Arc::new(Mutex::new(Vec::new())),
             dummy_hash: dummy_hash.into(),
             throttle: LoginThrottle::new(limits.login_throttle_entries),
+            failures: Default::default(),
         })
     }
 
@@ -216,7 +219,14 @@ impl LoginGate {
     }
 
     pub fn failed(&self, user: &str, from: IpAddr) {
+        self.failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.throttle.failed(user, SourceKey::of(from));
+    }
+
+    /// Logins refused for a wrong name or password since the start.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Clears the user name's failures and makes the address known; the address keeps its

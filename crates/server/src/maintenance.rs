@@ -12,7 +12,9 @@
 use std::collections::{HashMap, HashSet};
 
 use cairn_model::ChunkId;
-use cairn_store::ObjectKey;
+use cairn_store::{KeyStream, ObjectKey};
+use futures_util::StreamExt;
+use rusqlite::OptionalExtension;
 use tokio::runtime::Handle;
 
 use crate::datadir::DataDir;
@@ -39,12 +41,50 @@ pub fn gc(data: &DataDir, rt: &Handle) -> Result<GcReport> {
     // On a full disk the metadata store could not record a single deletion: the reserve
     // gives it room, and is set aside again once gc has freed space.
     data.release_reserve();
+    let started = std::time::Instant::now();
     let report = collect(data, rt).and_then(|mut r| {
         r.events = data.meta.prune_events()?;
         Ok(r)
     });
     data.keep_reserve();
+    if report.is_ok() {
+        record_run(data, started.elapsed().as_secs_f64())?;
+    }
     report
+}
+
+/// Counts a completed run and its duration in the metadata, where the server's `/metrics`
+/// reads them (gc runs in its own process).
+fn record_run(data: &DataDir, seconds: f64) -> Result<()> {
+    use crate::metrics::{GC_RUNS_KEY, GC_SECONDS_KEY};
+    data.meta.with_write_lock(|conn| {
+        let db = |source| crate::Error::Db {
+            context: "recording the gc run".into(),
+            source,
+        };
+        let read = |key: &str| -> Result<Option<String>> {
+            conn.query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
+                .optional()
+                .map_err(db)
+        };
+        let runs = read(GC_RUNS_KEY)?
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        let total = read(GC_SECONDS_KEY)?
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        for (key, value) in [
+            (GC_RUNS_KEY, (runs + 1).to_string()),
+            (GC_SECONDS_KEY, format!("{:.6}", total + seconds)),
+        ] {
+            conn.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
+                [key, value.as_str()],
+            )
+            .map_err(db)?;
+        }
+        Ok(())
+    })
 }
 
 fn collect(data: &DataDir, rt: &Handle) -> Result<GcReport> {
@@ -78,8 +118,12 @@ fn collect(data: &DataDir, rt: &Handle) -> Result<GcReport> {
             context: "finding orphan objects".into(),
             source,
         };
-        let mut objects = rt.block_on(data.store.list("chunks/"))?;
-        objects.extend(rt.block_on(data.store.list("packs/"))?);
+        // Streamed in pages: a bucket of millions of objects is never listed into memory.
+        let mut objects: KeyStream = data
+            .store
+            .list("chunks/")
+            .chain(data.store.list("packs/"))
+            .boxed();
         let mut chunk_row = conn
             .prepare("SELECT 1 FROM chunks WHERE id=?1 AND pack IS NULL")
             .map_err(db)?;
@@ -87,19 +131,39 @@ fn collect(data: &DataDir, rt: &Handle) -> Result<GcReport> {
             .prepare("SELECT 1 FROM chunks WHERE pack=?1")
             .map_err(db)?;
         let mut n = 0;
-        for key in objects {
-            let known = match key {
-                ObjectKey::Chunk(id) => chunk_row.exists([&id.as_bytes()[..]]).map_err(db)?,
-                ObjectKey::Pack(p) => pack_row.exists([&p.0[..]]).map_err(db)?,
-            };
-            if !known {
-                rt.block_on(data.store.delete(&key))?;
-                n += 1;
+        loop {
+            let page = rt.block_on(next_page(&mut objects))?;
+            if page.is_empty() {
+                break;
+            }
+            for key in page {
+                let known = match key {
+                    ObjectKey::Chunk(id) => chunk_row.exists([&id.as_bytes()[..]]).map_err(db)?,
+                    ObjectKey::Pack(p) => pack_row.exists([&p.0[..]]).map_err(db)?,
+                };
+                if !known {
+                    rt.block_on(data.store.delete(&key))?;
+                    n += 1;
+                }
             }
         }
         Ok(n)
     })?;
     Ok(report)
+}
+
+/// Keys of a listing taken a page at a time (deleting is done between pages, never under
+/// the listing's feet mid-page).
+async fn next_page(objects: &mut KeyStream) -> Result<Vec<ObjectKey>> {
+    const PAGE: usize = 1000;
+    let mut page = Vec::with_capacity(PAGE);
+    while page.len() < PAGE {
+        match objects.next().await {
+            Some(key) => page.push(key?),
+            None => break,
+        }
+    }
+    Ok(page)
 }
 
 /// Verifies metadata against chunks; with `read_data`, re-hashes every chunk. Returns one line

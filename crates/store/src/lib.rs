@@ -1,18 +1,25 @@
 //! Content storage behind one small trait, [`ObjectStore`], so the server's chunk store can move
 //! from a local folder to S3 without touching its callers.
 //!
-//! [`OpendalStore`] is the one place that builds OpenDAL operators (today: the `fs` service);
-//! [`MemoryStore`] serves unit tests. Keys are typed ([`ObjectKey`]) and [`ObjectKey::path`] is
-//! the single mapping from a key to an object name.
+//! [`OpendalStore`] is the one place that builds OpenDAL operators (the `fs` and `s3`
+//! services, from a [`StoreLocation`]); [`MemoryStore`] serves unit tests. Keys are typed
+//! ([`ObjectKey`]) and [`ObjectKey::path`] is the single mapping from a key to an object name.
+
+mod http;
+mod location;
+
+pub use location::{LocationError, S3Credentials, S3Location, StoreLocation};
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use cairn_model::{ChunkId, PackId};
+use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
 /// What is stored: large chunks one object each, small chunks packed together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -56,6 +63,9 @@ pub enum Error {
     NotFound { store: String, key: String },
     #[error("storage full while writing {key} to {store}")]
     Full { store: String, key: String },
+    /// The store cannot be used at all (no such bucket, refused credentials).
+    #[error("{store}: {why}")]
+    Unusable { store: String, why: String },
     #[error("{op} {key} in {store}")]
     Backend {
         op: &'static str,
@@ -110,8 +120,9 @@ pub trait ObjectStore: Send + Sync {
     /// The object's size, or `None` when it does not exist.
     async fn stat(&self, key: &ObjectKey) -> Result<Option<u64>>;
 
-    /// Every key whose path starts with `prefix` (`"chunks/"`, `"packs/"`).
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>>;
+    /// Every key whose path starts with `prefix` (`"chunks/"`, `"packs/"`), streamed as the
+    /// backend pages them, so a listing of millions of objects is never held whole.
+    fn list(&self, prefix: &str) -> KeyStream;
 
     /// Deletes an object; deleting a missing key succeeds.
     async fn delete(&self, key: &ObjectKey) -> Result<()>;
@@ -119,7 +130,46 @@ pub trait ObjectStore: Send + Sync {
     /// Makes every completed `put` durable (fsync on disks; nothing on stores that are durable
     /// on acknowledgement).
     async fn sync(&self) -> Result<()>;
+
+    /// Lists one key to find out whether the store can be used: a missing bucket or refused
+    /// credentials fail here, at start, naming the store, rather than at the first upload.
+    ///
+    /// # Errors
+    /// [`Error::Unusable`] saying why.
+    async fn probe(&self) -> Result<()> {
+        let first = self.list("chunks/").next().await;
+        match first {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(Error::Backend { source, .. })) => {
+                let kind = source
+                    .downcast_ref::<opendal::Error>()
+                    .map(opendal::Error::kind);
+                let why = match kind {
+                    Some(opendal::ErrorKind::ConfigInvalid) => {
+                        format!("the bucket does not exist or cannot be used ({source})")
+                    }
+                    Some(opendal::ErrorKind::PermissionDenied) => format!(
+                        "access denied: check the credentials (AWS_ACCESS_KEY_ID and \
+                         AWS_SECRET_ACCESS_KEY, or the config file) ({source})"
+                    ),
+                    _ => format!("cannot be reached: {source}"),
+                };
+                Err(Error::Unusable {
+                    store: self.describe(),
+                    why,
+                })
+            }
+            Some(Err(e)) => Err(e),
+        }
+    }
 }
+
+/// The keys of a listing, in no particular order.
+pub type KeyStream = BoxStream<'static, Result<ObjectKey>>;
+
+/// Times a temporary failure (a dropped connection, a 503, a "slow down") is sent again before
+/// the caller sees it; the waits grow from 1 s, with jitter.
+const RETRIES: usize = 4;
 
 /// An [`ObjectStore`] over an OpenDAL operator.
 pub struct OpendalStore {
@@ -127,6 +177,8 @@ pub struct OpendalStore {
     name: String,
     /// Set for the local-disk service: the folder `sync` flushes.
     fs_root: Option<PathBuf>,
+    /// HTTP requests sent (S3 only).
+    requests: Option<Arc<AtomicU64>>,
 }
 
 impl OpendalStore {
@@ -144,11 +196,77 @@ impl OpendalStore {
             .root(&root.to_string_lossy())
             .atomic_write_dir(&tmp.to_string_lossy());
         let op = opendal::Operator::new(builder).map_err(|e| backend("open", &name, "", e))?;
+        // No retry layer: OpenDAL calls every unknown disk error temporary, a full disk
+        // included, and retrying one only delays the answer.
         Ok(OpendalStore {
             op,
             name,
             fs_root: Some(root.to_path_buf()),
+            requests: None,
         })
+    }
+
+    /// The store a [`StoreLocation`] names; `credentials` apply to S3 only (without them the
+    /// standard AWS environment variables and profile files are used). Nothing is contacted
+    /// yet: [`OpendalStore::probe`] does.
+    ///
+    /// # Errors
+    /// When a local folder cannot be created or the operator cannot be built.
+    pub fn open(location: &StoreLocation, credentials: Option<&S3Credentials>) -> Result<Self> {
+        match location {
+            StoreLocation::Local(path) => Self::local(path),
+            StoreLocation::S3(s3) => Self::s3(s3, credentials),
+        }
+    }
+
+    /// A store in an S3 bucket (OpenDAL `s3`), path-style addressed. Reads are one ranged GET
+    /// each; a PUT is atomic on S3, so no temporary names are needed.
+    ///
+    /// # Errors
+    /// When the operator cannot be built.
+    pub fn s3(location: &S3Location, credentials: Option<&S3Credentials>) -> Result<Self> {
+        let name = location.to_string();
+        let mut builder = opendal::services::S3::default()
+            .bucket(&location.bucket)
+            .root(&format!("/{}", location.prefix));
+        if let Some(endpoint) = &location.endpoint {
+            builder = builder.endpoint(endpoint);
+        }
+        // S3-compatible services ignore the region but the signature names one.
+        match (&location.region, &location.endpoint) {
+            (Some(region), _) => builder = builder.region(region),
+            (None, Some(_)) if std::env::var_os("AWS_REGION").is_none() => {
+                builder = builder.region("us-east-1");
+            }
+            _ => {}
+        }
+        if let Some(c) = credentials {
+            builder = builder
+                .access_key_id(&c.access_key_id)
+                .secret_access_key(&c.secret_access_key);
+        }
+        let op = opendal::Operator::new(builder).map_err(|e| Error::Unusable {
+            store: name.clone(),
+            why: e.to_string(),
+        })?;
+        let transport = http::Transport::new().map_err(|why| Error::Unusable {
+            store: name.clone(),
+            why,
+        })?;
+        let requests = transport.requests.clone();
+        let ctx = opendal::OperationContext::new()
+            .with_http_transport(opendal::HttpTransporter::new(transport));
+        Ok(OpendalStore {
+            op: with_retries(op.with_context(ctx)),
+            name,
+            fs_root: None,
+            requests: Some(requests),
+        })
+    }
+
+    /// HTTP requests sent so far (`None` for a local store).
+    pub fn requests_sent(&self) -> Option<u64> {
+        self.requests.as_ref().map(|r| r.load(Ordering::Relaxed))
     }
 
     fn map(&self, op: &'static str, key: &ObjectKey, e: opendal::Error) -> Error {
@@ -173,9 +291,38 @@ impl OpendalStore {
     }
 }
 
+fn with_retries(op: opendal::Operator) -> opendal::Operator {
+    op.layer(
+        opendal::layers::RetryLayer::new()
+            .with_jitter()
+            .with_max_times(RETRIES),
+    )
+}
+
+/// Whether `e` says the store has no room: a full disk or a quota (an I/O error of that kind
+/// somewhere in its causes; the S3 transport reports a bucket's or account's refusal so).
 fn is_full(e: &opendal::Error) -> bool {
-    let text = format!("{e:?}");
-    text.contains("No space left") || text.contains("StorageFull") || text.contains("QuotaExceeded")
+    use std::io::ErrorKind as K;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if matches!(io.kind(), K::StorageFull | K::QuotaExceeded) {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
+}
+
+fn list_error(store: &str, prefix: &str, e: opendal::Error) -> Error {
+    Error::Backend {
+        op: "list",
+        store: store.to_string(),
+        key: prefix.to_string(),
+        temporary: e.is_temporary(),
+        source: Box::new(e),
+    }
 }
 
 fn backend(
@@ -209,21 +356,38 @@ impl ObjectStore for OpendalStore {
     }
 
     async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Bytes> {
-        let size = self.stat(key).await?.ok_or_else(|| Error::NotFound {
-            store: self.name.clone(),
-            key: key.path(),
-        })?;
-        let range = range.start.min(size)..range.end.min(size);
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        let buf = self
-            .op
-            .read_with(&key.path())
-            .range(range)
-            .await
-            .map_err(|e| self.map("read", key, e))?;
-        Ok(buf.to_bytes())
+        // One ranged GET. Only when it fails is the size asked: a range running past the end
+        // of a (truncated) object is refused by the reader, and is then read cut at the end.
+        let err = match self.op.read_with(&key.path()).range(range.clone()).await {
+            Ok(buf) => return Ok(buf.to_bytes()),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => {
+                return Err(self.map("read", key, e))
+            }
+            Err(e) => e,
+        };
+        match self.stat(key).await? {
+            Some(size) if size < range.end => {
+                let cut = range.start.min(size)..size;
+                if cut.is_empty() {
+                    return Ok(Bytes::new());
+                }
+                let buf = self
+                    .op
+                    .read_with(&key.path())
+                    .range(cut)
+                    .await
+                    .map_err(|e| self.map("read", key, e))?;
+                Ok(buf.to_bytes())
+            }
+            Some(_) => Err(self.map("read", key, err)),
+            None => Err(Error::NotFound {
+                store: self.name.clone(),
+                key: key.path(),
+            }),
+        }
     }
 
     async fn put(&self, key: &ObjectKey, data: Bytes) -> Result<()> {
@@ -242,16 +406,22 @@ impl ObjectStore for OpendalStore {
         }
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>> {
-        let entries = match self.op.list_with(prefix).recursive(true).await {
-            Ok(v) => v,
-            Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(backend("list", &self.name, prefix, e)),
-        };
-        Ok(entries
-            .iter()
-            .filter_map(|e| ObjectKey::from_path(e.path()))
-            .collect())
+    fn list(&self, prefix: &str) -> KeyStream {
+        let op = self.op.clone();
+        let name = self.name.clone();
+        let prefix = prefix.to_string();
+        stream::once(async move {
+            match op.lister_with(&prefix).recursive(true).await {
+                Ok(lister) => lister
+                    .map_err(move |e| list_error(&name, &prefix, e))
+                    .try_filter_map(|entry| async move { Ok(ObjectKey::from_path(entry.path())) })
+                    .boxed(),
+                Err(e) if e.kind() == opendal::ErrorKind::NotFound => stream::empty().boxed(),
+                Err(e) => stream::iter([Err(list_error(&name, &prefix, e))]).boxed(),
+            }
+        })
+        .flatten()
+        .boxed()
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
@@ -325,13 +495,15 @@ impl ObjectStore for MemoryStore {
         Ok(self.objects().get(&key.path()).map(|b| b.len() as u64))
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>> {
-        Ok(self
+    fn list(&self, prefix: &str) -> KeyStream {
+        let keys: Vec<Result<ObjectKey>> = self
             .objects()
             .keys()
             .filter(|k| k.starts_with(prefix))
             .filter_map(|k| ObjectKey::from_path(k))
-            .collect())
+            .map(Ok)
+            .collect();
+        stream::iter(keys).boxed()
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<()> {
@@ -346,16 +518,25 @@ impl ObjectStore for MemoryStore {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
+
+    async fn listed(store: &dyn ObjectStore, prefix: &str) -> Vec<ObjectKey> {
+        let mut keys: Vec<ObjectKey> = store.list(prefix).try_collect().await.expect("list");
+        keys.sort();
+        keys
+    }
 
     /// The behaviours every store must show, run against each implementation.
     async fn conformance(store: Arc<dyn ObjectStore>) {
         let id = ChunkId::of(b"hello world");
         let key = ObjectKey::Chunk(id);
         assert!(matches!(store.get(&key).await, Err(Error::NotFound { .. })));
+        assert!(matches!(
+            store.get_range(&key, 0..4).await,
+            Err(Error::NotFound { .. })
+        ));
         assert_eq!(store.stat(&key).await.expect("stat"), None);
+        assert!(listed(&*store, "chunks/").await.is_empty());
         store
             .put(&key, Bytes::from_static(b"hello world"))
             .await
@@ -364,27 +545,165 @@ mod tests {
         assert_eq!(store.stat(&key).await.expect("stat"), Some(11));
         assert_eq!(&store.get(&key).await.expect("get")[..], b"hello world");
         assert_eq!(
+            &store.get_range(&key, 0..5).await.expect("range")[..],
+            b"hello"
+        );
+        assert_eq!(
             &store.get_range(&key, 6..100).await.expect("range")[..],
             b"world"
         );
-        assert_eq!(store.list("chunks/").await.expect("list"), vec![key]);
+        assert!(store
+            .get_range(&key, 20..30)
+            .await
+            .expect("range")
+            .is_empty());
+        assert_eq!(listed(&*store, "chunks/").await, vec![key]);
+        assert!(listed(&*store, "packs/").await.is_empty());
+        store
+            .put(&key, Bytes::from_static(b"replaced"))
+            .await
+            .expect("put again");
+        assert_eq!(&store.get(&key).await.expect("get")[..], b"replaced");
         store.delete(&key).await.expect("delete");
         store
             .delete(&key)
             .await
             .expect("deleting a missing key succeeds");
-        assert!(store.list("chunks/").await.expect("list").is_empty());
+        assert!(listed(&*store, "chunks/").await.is_empty());
+    }
+
+    /// A listing longer than one page of the service (S3 pages by 1,000) comes whole.
+    async fn long_listing(store: Arc<dyn ObjectStore>) {
+        let mut keys = Vec::new();
+        for i in 0..1_050u32 {
+            let chunk = ObjectKey::Chunk(ChunkId::of(&i.to_le_bytes()));
+            store.put(&chunk, Bytes::new()).await.expect("put");
+            keys.push(chunk);
+        }
+        let pack = ObjectKey::Pack(PackId([7; 16]));
+        store
+            .put(&pack, Bytes::from_static(b"p"))
+            .await
+            .expect("put");
+        keys.sort();
+        assert_eq!(listed(&*store, "chunks/").await, keys);
+        assert_eq!(listed(&*store, "packs/").await, vec![pack]);
     }
 
     #[tokio::test]
     async fn memory_store_conforms() {
         conformance(Arc::new(MemoryStore::default())).await;
+        long_listing(Arc::new(MemoryStore::default())).await;
     }
 
     #[tokio::test]
     async fn local_store_conforms() {
-        let dir = std::env::temp_dir().join(format!("cairn-store-test-{}", std::process::id()));
-        conformance(Arc::new(OpendalStore::local(&dir).expect("open"))).await;
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = tempfile::tempdir().expect("temp dir");
+        conformance(Arc::new(OpendalStore::local(dir.path()).expect("open"))).await;
+        long_listing(Arc::new(OpendalStore::local(dir.path()).expect("open"))).await;
+    }
+
+    /// A full disk is `Error::Full`, told by the I/O error's kind (a 1 MiB tmpfs; needs root,
+    /// as the server's full-disk test does).
+    #[tokio::test]
+    async fn a_full_disk_is_told_by_kind() {
+        struct Unmount(std::path::PathBuf);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("umount").arg(&self.0).status();
+            }
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(
+            mounted.success(),
+            "this test needs root to mount a small tmpfs"
+        );
+        let _unmount = Unmount(dir.path().to_path_buf());
+        let store = OpendalStore::local(dir.path()).expect("open");
+        let key = ObjectKey::Chunk(ChunkId::of(b"big"));
+        let err = store
+            .put(&key, Bytes::from(vec![7u8; 2 * 1024 * 1024]))
+            .await
+            .expect_err("does not fit");
+        assert!(matches!(err, Error::Full { .. }), "{err:?}");
+        assert_eq!(
+            store.stat(&key).await.expect("stat"),
+            None,
+            "nothing partial is visible"
+        );
+    }
+
+    fn moto_location(server: &cairn_testkit::cloud::S3Server, bucket: &str) -> S3Location {
+        S3Location {
+            bucket: bucket.to_string(),
+            prefix: "cairn".into(),
+            endpoint: Some(server.endpoint.clone()),
+            region: Some(server.region.clone()),
+        }
+    }
+
+    fn moto_credentials(server: &cairn_testkit::cloud::S3Server) -> S3Credentials {
+        S3Credentials {
+            access_key_id: server.access_key_id.clone(),
+            secret_access_key: server.secret_access_key.clone(),
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    /// The same behaviours on a real S3 service (moto, installed by scripts/test-servers).
+    #[test]
+    fn s3_store_conforms() {
+        let server = cairn_testkit::cloud::start_moto().expect("moto");
+        let location = moto_location(&server, &server.bucket);
+        let store = OpendalStore::s3(&location, Some(&moto_credentials(&server))).expect("open");
+        runtime().block_on(async {
+            store.probe().await.expect("the bucket is usable");
+            let key = ObjectKey::Pack(PackId([1; 16]));
+            store
+                .put(&key, Bytes::from_static(b"0123456789"))
+                .await
+                .expect("put");
+            let before = store.requests_sent().expect("counted");
+            let got = store.get_range(&key, 2..5).await.expect("range");
+            assert_eq!(&got[..], b"234");
+            assert_eq!(store.requests_sent(), Some(before + 1), "one GET per read");
+            store.delete(&key).await.expect("delete");
+            let store = Arc::new(store);
+            conformance(store.clone()).await;
+            long_listing(store).await;
+        });
+    }
+
+    #[test]
+    fn s3_store_names_a_missing_bucket_and_bad_keys() {
+        let server = cairn_testkit::cloud::start_moto().expect("moto");
+        runtime().block_on(async {
+            let missing = moto_location(&server, "no-such-bucket");
+            let store = OpendalStore::s3(&missing, Some(&moto_credentials(&server))).expect("open");
+            let e = store.probe().await.expect_err("no such bucket").to_string();
+            assert!(e.contains("s3://no-such-bucket"), "{e}");
+            assert!(e.contains("does not exist"), "{e}");
+
+            let wrong = S3Credentials {
+                access_key_id: server.access_key_id.clone(),
+                secret_access_key: "not-the-secret".into(),
+            };
+            let location = moto_location(&server, &server.bucket);
+            let store = OpendalStore::s3(&location, Some(&wrong)).expect("open");
+            let e = store.probe().await.expect_err("bad keys").to_string();
+            assert!(e.contains("access denied"), "{e}");
+            assert!(!e.contains("not-the-secret"), "{e}");
+        });
     }
 }
