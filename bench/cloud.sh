@@ -530,7 +530,7 @@ verify() { # KEY KIND DIR
 # fetched by a second home whose download-only task has the same cap as its own. The rate is
 # the bytes the proxy saw over the wall time; it must be within 20 % of the cap (the first
 # second's burst included).
-declare -A R_RATE
+declare -A R_RATE=()
 limit_rows() { # KIND DIR
   local kind=$1 d=$2 key
   ((LIMIT_MB > 0)) || return 0
