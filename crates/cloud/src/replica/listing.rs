@@ -31,9 +31,9 @@ pub(super) async fn list(r: &CloudReplica) -> Result<(Listing, Option<Vec<String
             .try_collect()
             .await
             .map_err(|e| r.fail("listing", "", e))?;
-        listed.into_iter().map(into_pair).collect()
+        listed.into_iter().map(opendal::Entry::into_parts).collect()
     } else {
-        walk(r).await?.into_iter().map(into_pair).collect()
+        walk(r).await?.into_iter().map(opendal::Entry::into_parts).collect()
     };
     for (key, meta) in &entries {
         let mut raw = key.trim_start_matches('/');
@@ -67,10 +67,6 @@ pub(super) async fn list(r: &CloudReplica) -> Result<(Listing, Option<Vec<String
         out.entries.insert(path, entry);
     }
     Ok((out, staged))
-}
-
-fn into_pair(e: opendal::Entry) -> (String, Metadata) {
-    e.into_parts()
 }
 
 /// The staging folder's files in a whole listing; the folder, seen, needs no making.
