@@ -33,7 +33,11 @@ pub(super) async fn list(r: &CloudReplica) -> Result<(Listing, Option<Vec<String
             .map_err(|e| r.fail("listing", "", e))?;
         listed.into_iter().map(opendal::Entry::into_parts).collect()
     } else {
-        walk(r).await?.into_iter().map(opendal::Entry::into_parts).collect()
+        walk(r)
+            .await?
+            .into_iter()
+            .map(opendal::Entry::into_parts)
+            .collect()
     };
     for (key, meta) in &entries {
         let mut raw = key.trim_start_matches('/');
