@@ -456,13 +456,25 @@ cairn_setup() {
 cairn_cmd() { CMD=(env "CAIRN_HOME=$2/home" "$CAIRN" run bench); }
 
 rclone_setup() { write_rclone_conf "$2/rclone.conf"; }
+# WebDAV (vendor other) keeps no times and no hashes, so rclone's default compares sizes only
+# and skips a same-size edit; --checksum falls back to sizes too. rclone's documented way for
+# such a remote is --update --use-server-modtime: a file newer here than its upload there is
+# sent (as an editor moves a file's time). See bench/README.md.
+rclone_flags() {
+  case $1 in
+    webdav) echo "--update --use-server-modtime" ;;
+    *) echo "" ;;
+  esac
+}
 rclone_cmd() {
+  local -a extra
+  read -r -a extra <<<"$(rclone_flags "$1")"
   CMD=(rclone --config "$2/rclone.conf" sync "$2/local" "$(remote_of "$1" proxy)"
-    --transfers "$TRANSFERS" -v --stats 0)
+    --transfers "$TRANSFERS" "${extra[@]}" -v --stats 0)
 }
 
 # ---------------------------------------------------------------- measure ---
-declare -A R_WALL R_REQ R_UP R_DOWN
+declare -A R_WALL R_REQ R_UP R_DOWN R_METHODS
 NOTES=()
 
 fmt2() { awk -v x="$1" 'BEGIN { printf "%.2f", x }'; }
@@ -483,9 +495,10 @@ run_measured() { # KEY LOG
   R_REQ[$key]=$(json_field "$counts" requests)
   R_UP[$key]=$(json_field "$counts" up)
   R_DOWN[$key]=$(json_field "$counts" down)
+  R_METHODS[$key]=$(json_methods "$counts")
   log "$(printf '  %-22s %8s s %7s requests %9s MiB sent %8s MiB received  [%s]' \
     "$key" "$(fmt2 "${R_WALL[$key]}")" "${R_REQ[$key]}" "$(mib2 "${R_UP[$key]}")" \
-    "$(mib2 "${R_DOWN[$key]}")" "$(json_methods "$counts")")"
+    "$(mib2 "${R_DOWN[$key]}")" "${R_METHODS[$key]}")"
 }
 
 # What landed on the server after a row, read straight from it (not counted): the
@@ -517,7 +530,7 @@ verify() { # KEY KIND DIR
 # fetched by a second home whose download-only task has the same cap as its own. The rate is
 # the bytes the proxy saw over the wall time; it must be within 20 % of the cap (the first
 # second's burst included).
-declare -A R_RATE
+declare -A R_RATE=()
 limit_rows() { # KIND DIR
   local kind=$1 d=$2 key
   ((LIMIT_MB > 0)) || return 0
@@ -649,7 +662,7 @@ print_report() {
     for t in $TOOLS; do echo "  - $(tool_version "$t")"; done
     for kind in $SERVERS; do echo "  - $(server_version "$kind")"; done
     echo "- data: $SMALL_FILES small files of 1-16 KiB (100 per folder); $LARGE_MB MiB in 4 files of $PART_MB MiB (incompressible); row 4 overwrites 4 KiB in the middle of one of them"
-    echo "- transfers: $TRANSFERS for both (cairn --transfers $TRANSFERS, direction $DIRECTION, other options default; rclone sync --transfers $TRANSFERS, other options default)"
+    echo "- transfers: $TRANSFERS for both (cairn --transfers $TRANSFERS, direction $DIRECTION, other options default; rclone sync --transfers $TRANSFERS, other options default$(for kind in $SERVERS; do f=$(rclone_flags "$kind"); [[ -z $f ]] || printf '; on %s also %s' "$kind" "$f"; done))"
     echo "- requests and bytes: counted by a TCP proxy in front of the server (HTTP request heads; TCP payload bytes each way); wall time of the client command"
     echo
     echo "- check: after each row the server's files (count and bytes, read straight from the server) match the local folder; after row 4 also the edited file's hash"
@@ -676,6 +689,17 @@ print_report() {
   echo "target: cairn ahead of rclone (less time, no more requests, no more bytes sent) on every row:"
   printf '%s\n' "${TARGETS[@]}" | awk -F'\t' 'NF { printf "  %-50s %-7s %s\n", $1, $2, $3 }'
   {
+    echo
+    echo "Requests by method:"
+    echo
+    for kind in $SERVERS; do
+      for row in $ROWS; do
+        for t in $TOOLS; do
+          key=$row:$kind:$t
+          [[ -n ${R_METHODS[$key]:-} ]] && echo "- $kind $(row_label "$row"), $t: ${R_METHODS[$key]}"
+        done
+      done
+    done
     echo
     echo "Target: cairn ahead of rclone (less time, no more requests, no more bytes sent) on every row:"
     echo

@@ -696,8 +696,10 @@ pub fn open_replica(
         root: join_root(conn, remote),
         staging_owner: None,
     };
-    Ok(CloudReplica::new(op, conn.describe(remote), opts, counters)
-        .with_limits(conn.limit_upload, conn.limit_download))
+    CloudReplica::new(op, conn.describe(remote), opts, counters)
+        .with_limits(conn.limit_upload, conn.limit_download)
+        .with_webdav_access(conn, secrets)
+        .map_err(|e| anyhow::anyhow!("connection {conn_name}: {e}"))
 }
 
 /// The lower of two limits, either of which may be none.

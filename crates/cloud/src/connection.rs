@@ -349,7 +349,9 @@ fn transporter(transport: Transport) -> Result<HttpTransporter, String> {
 }
 
 /// Options every connection of a service gets unless it says otherwise: never read the
-/// machine's own cloud credentials or metadata service behind the user's back.
+/// machine's own cloud credentials or metadata service behind the user's back; WebDAV writes
+/// make no folders (OpenDAL looked for the folder before every PUT; the cloud replica makes
+/// its staging folder once).
 fn service_defaults(scheme: &str) -> BTreeMap<String, String> {
     let pairs: &[(&str, &str)] = match scheme {
         "s3" => &[
@@ -361,6 +363,7 @@ fn service_defaults(scheme: &str) -> BTreeMap<String, String> {
             ("disable_config_load", "true"),
             ("disable_vm_metadata", "true"),
         ],
+        "webdav" => &[("disable_create_dir", "true")],
         _ => &[],
     };
     pairs

@@ -225,6 +225,12 @@ pub(crate) async fn many_files(r: &dyn Replica, fill: Fill<'_>, count: usize) {
             }
         }
         Fill::Operator(op) => {
+            // WebDAV writes make no folders (connection::service_defaults).
+            if op.info().scheme() == "webdav" {
+                op.create_dir("many/")
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: making the folder: {e}", r.describe()));
+            }
             let results: Vec<opendal::Result<opendal::Metadata>> = stream::iter(0..count)
                 .map(|i| async move { op.write(&many_name(i), many_data(i)).await })
                 .buffer_unordered(8)

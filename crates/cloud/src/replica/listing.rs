@@ -8,30 +8,45 @@ use opendal::Metadata;
 
 use super::{CloudReplica, HIDDEN_MARKER, RESERVED_PREFIX};
 
-/// Every entry under the replica's root, with the folders implied by the objects' names.
-pub(super) async fn list(r: &CloudReplica) -> Result<Listing> {
+/// Every entry under the replica's root, with the folders implied by the objects' names;
+/// and the keys of the staging folder's files where the listing saw them (a WebDAV listing
+/// in one request does).
+pub(super) async fn list(r: &CloudReplica) -> Result<(Listing, Option<Vec<String>>)> {
     let mut out = Listing::default();
-    let entries = if r.caps().list_with_recursive {
+    let mut staged = None;
+    let whole = match r.dav.as_ref() {
+        Some(dav) => super::dav_list::list_all(r, dav).await?,
+        None => None,
+    };
+    let entries: Vec<(String, Metadata)> = if let Some(whole) = whole {
+        staged = Some(staging_files(r, &whole));
+        whole
+    } else if r.caps().list_with_recursive {
         let lister =
             r.op.lister_with("")
                 .recursive(true)
                 .await
                 .map_err(|e| r.fail("listing", "", e))?;
-        lister
+        let listed: Vec<opendal::Entry> = lister
             .try_collect()
             .await
-            .map_err(|e| r.fail("listing", "", e))?
+            .map_err(|e| r.fail("listing", "", e))?;
+        listed.into_iter().map(opendal::Entry::into_parts).collect()
     } else {
-        walk(r).await?
+        walk(r)
+            .await?
+            .into_iter()
+            .map(opendal::Entry::into_parts)
+            .collect()
     };
-    for e in entries {
-        let mut raw = e.path().trim_start_matches('/');
+    for (key, meta) in &entries {
+        let mut raw = key.trim_start_matches('/');
         // A hidden marker stands for its folder.
         let hidden = r.hidden_markers && raw.rsplit('/').next() == Some(HIDDEN_MARKER);
         if hidden {
             raw = raw.strip_suffix(HIDDEN_MARKER).unwrap_or(raw);
         }
-        let is_dir = hidden || raw.ends_with('/') || e.metadata().is_dir();
+        let is_dir = hidden || raw.ends_with('/') || meta.is_dir();
         let name = raw.trim_end_matches('/');
         if name.is_empty() || reserved(name) {
             continue;
@@ -47,7 +62,7 @@ pub(super) async fn list(r: &CloudReplica) -> Result<Listing> {
         let entry = if is_dir {
             dir_entry()
         } else {
-            r.entry_of(e.metadata(), path.as_str())
+            r.entry_of(meta, path.as_str())
         };
         // A file and a folder marker of one name: the file is what users see.
         if is_dir && out.entries.contains_key(&path) {
@@ -55,7 +70,21 @@ pub(super) async fn list(r: &CloudReplica) -> Result<Listing> {
         }
         out.entries.insert(path, entry);
     }
-    Ok(out)
+    Ok((out, staged))
+}
+
+/// The staging folder's files in a whole listing; the folder, seen, needs no making.
+fn staging_files(r: &CloudReplica, whole: &[(String, Metadata)]) -> Vec<String> {
+    let dir = format!("{}/", super::STAGING);
+    if whole.iter().any(|(k, _)| *k == dir) {
+        r.staging_ready
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    whole
+        .iter()
+        .filter(|(k, m)| !m.is_dir() && k.strip_prefix(&dir).is_some_and(|n| !n.contains('/')))
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 /// Every entry under the root, one folder listing at a time. OpenDAL simulates a recursive

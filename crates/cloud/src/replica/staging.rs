@@ -57,16 +57,26 @@ pub(super) async fn clean(r: &CloudReplica, owner: &str) -> usize {
     let Ok(listed) = r.op.list(&dir).await else {
         return 0;
     };
+    let files = listed
+        .into_iter()
+        .filter(|e| !e.metadata().is_dir())
+        .map(|e| e.path().trim_start_matches('/').to_string())
+        .collect();
+    remove_own(r, owner, files).await
+}
+
+/// Deletes those of the staging folder's files (`keys`) that are the owner's.
+pub(super) async fn remove_own(r: &CloudReplica, owner: &str, keys: Vec<String>) -> usize {
+    let dir = format!("{STAGING}/");
     let mut removed = 0;
-    for e in listed {
-        let key = e.path().trim_start_matches('/');
+    for key in keys {
         let Some(name) = key.strip_prefix(&dir) else {
             continue;
         };
-        if e.metadata().is_dir() || !is_own(name, owner) {
+        if !is_own(name, owner) {
             continue;
         }
-        if r.op.delete(key).await.is_ok() {
+        if r.op.delete(&key).await.is_ok() {
             removed += 1;
         }
     }

@@ -1,5 +1,7 @@
 //! Conditional writes, deletes and moves on a cloud path.
 
+use std::sync::atomic::Ordering;
+
 use cairn_engine::replica::{Content, NewEntry, Outcome, ReplicaEntry, Version};
 use cairn_engine::{Error, Result};
 use cairn_model::{ContentHash, EntryKind, RelPath};
@@ -29,6 +31,9 @@ pub(super) async fn write(
 }
 
 async fn write_dir(r: &CloudReplica, path: &RelPath, expect: Option<&Version>) -> Result<Outcome> {
+    if let (Some(dav), None) = (commits_itself(r), expect) {
+        return super::dav::make_new_dir(r, dav, path).await;
+    }
     match r.current(path).await? {
         Some(now) if now.kind == EntryKind::Dir => return Ok(Outcome::Done(Some(now))),
         Some(now) if Some(&now.version) != expect => return Ok(Outcome::Changed(Some(now))),
@@ -62,7 +67,9 @@ async fn write_file(
         && r.use_etags
         && caps.write_with_if_not_exists
         && matches!(r.op.info().scheme(), "s3" | "azblob");
-    if !enforced {
+    // On WebDAV the move into place guards a new file (`Overwrite: F`).
+    let guarded = expect.is_none() && commits_itself(r).is_some();
+    if !enforced && !guarded {
         if let Some(changed) = r.check(path, expect).await? {
             return Ok(changed);
         }
@@ -79,6 +86,9 @@ async fn write_file(
             super::staging::temp_name(r.opts.staging_owner.as_deref())
         )
     };
+    if !r.atomic_put {
+        ensure_staging(r).await?;
+    }
     let mut w = r.op.writer_with(&target);
     let multi = caps.write_can_multi && r.multipart;
     if multi {
@@ -133,13 +143,21 @@ async fn write_file(
             Err(e) if e.kind() == opendal::ErrorKind::ConditionNotMatch => {
                 return Ok(Outcome::Changed(r.current(path).await?));
             }
-            Err(e) => return Err(r.fail("writing", key, e)),
+            Err(e) => {
+                // The staging folder may be gone: the next write makes it again.
+                r.staging_ready.store(false, Ordering::Relaxed);
+                return Err(r.fail("writing", key, e));
+            }
         },
         Err(e) => {
             let _ = writer.abort().await;
             return Err(e);
         }
     };
+    if let Some(dav) = commits_itself(r) {
+        let replacing = expect.is_some();
+        return super::dav::commit(r, dav, &target, path, replacing, &meta, entry.size, hash).await;
+    }
     if !r.atomic_put {
         place(r, &target, key).await?;
     }
@@ -163,6 +181,24 @@ async fn write_file(
     // so without it the next pass could not tell an edit of this file from no change.
     done.hash = Some(hash);
     Ok(Outcome::Done(Some(done)))
+}
+
+/// The WebDAV requests of a commit, where this replica makes them itself (`replica/dav.rs`).
+fn commits_itself(r: &CloudReplica) -> Option<&super::dav::DavAccess> {
+    r.dav.as_ref().filter(|_| !r.atomic_put)
+}
+
+/// Makes the staging folder once per replica, where the service's writes make no folders
+/// (WebDAV's PUT looked for its folder with a PROPFIND before every file).
+async fn ensure_staging(r: &CloudReplica) -> Result<()> {
+    if r.op.info().scheme() != "webdav" || r.staging_ready.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    r.op.create_dir(&format!("{STAGING}/"))
+        .await
+        .map_err(|e| r.fail("making the folder", STAGING, e))?;
+    r.staging_ready.store(true, Ordering::Relaxed);
+    Ok(())
 }
 
 /// An empty file on FTP. OpenDAL's `Writer` passes no empty write on, and its FTP writer
@@ -245,7 +281,7 @@ async fn gathered(mut content: Content<'_>, size: u64) -> Result<Content<'static
 /// not rename over a file, the old one steps aside under a temporary name until the new one
 /// is in place, and comes back if the new one cannot be put there: at no point is the path
 /// left with neither (deleting the old one first lost it whenever the rename then failed).
-async fn place(r: &CloudReplica, temp: &str, key: &str) -> Result<()> {
+pub(super) async fn place(r: &CloudReplica, temp: &str, key: &str) -> Result<()> {
     if let Some((parent, _)) = key.rsplit_once('/') {
         r.op.create_dir(&format!("{parent}/"))
             .await
