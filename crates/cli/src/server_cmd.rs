@@ -30,7 +30,7 @@ pub struct ServerPlace {
     config: Option<PathBuf>,
     /// Where the chunks are: s3://BUCKET[/PREFIX]?endpoint=URL&region=REGION, file:///PATH or
     /// a path [default: the store the data folder was created with; on first run, chunks/ in
-    /// it]. S3 keys come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or [s3] in --config.
+    /// it]. S3 keys come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or the s3 table of --config.
     #[arg(long, env = "CAIRN_STORE", value_name = "URL")]
     store: Option<String>,
 }
