@@ -434,6 +434,18 @@ const AHEAD_FRESH: Duration = Duration::from_secs(5);
 /// whole tree instead, a second task on the same folder) stays small.
 const AHEAD_PAGE: u32 = 1_000;
 
+/// Whether an I/O error (a connection closed or reset) is among the causes of `e`.
+fn io_failure_beneath(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
 fn describe_reqwest(url: &str, e: &reqwest::Error) -> Error {
     let mut detail = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -458,8 +470,13 @@ fn describe_reqwest(url: &str, e: &reqwest::Error) -> Error {
         Error::Network {
             url: url.to_string(),
             detail,
-            // A body cut off midway is a dropped connection too.
-            temporary: e.is_timeout() || e.is_connect() || e.is_request() || e.is_body(),
+            // A body cut off midway is a dropped connection too, also under the gzip
+            // decoder, which reports it as a decoding error with the I/O failure beneath.
+            temporary: e.is_timeout()
+                || e.is_connect()
+                || e.is_request()
+                || e.is_body()
+                || (e.is_decode() && io_failure_beneath(e)),
         }
     }
 }
@@ -1972,5 +1989,47 @@ mod tests {
         let sizes: Vec<usize> = commit_parts(&many).iter().map(|p| p.len()).collect();
         assert_eq!(sizes, vec![cairn_protocol::MAX_COMMIT_CHANGES, 1]);
         assert!(commit_parts(&[]).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod dropped_body_tests {
+    use std::io::Write;
+
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    /// A gzipped answer whose connection closes halfway is reported by reqwest as a decoding
+    /// error; it is a dropped connection all the same, so it must be retried.
+    #[tokio::test]
+    async fn a_gzipped_body_cut_off_by_the_connection_is_temporary() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let body: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        gz.write_all(&body).expect("gzip");
+        let packed = gz.finish().expect("gzip");
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut buf = [0u8; 4096];
+            let _ = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n",
+                packed.len()
+            );
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(&packed[..packed.len() / 2]).await;
+            // Closed here: half the body never comes.
+        });
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder().build().expect("client");
+        let url = format!("http://{addr}/x");
+        let resp = client.get(&url).send().await.expect("head arrives");
+        let e = resp.bytes().await.expect_err("the body is cut off");
+        let err = describe_reqwest(&url, &e);
+        assert!(err.is_temporary(), "{err} (decode: {})", e.is_decode());
     }
 }
