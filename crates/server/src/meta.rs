@@ -2,10 +2,11 @@
 //! per-folder journal counter, and the chunk table (which chunks exist and where: their own object
 //! or a range of a pack).
 //!
-//! `SqliteMeta` is the embedded implementation; its public methods are the whole interface the
-//! rest of the server uses, so a PostgreSQL implementation replaces this file, not its callers.
-//! All methods are synchronous and short; async callers run them on the blocking pool. A commit
-//! batch is one transaction: after a crash either every change of it is there or none is.
+//! `SqliteMeta`'s public methods are the whole interface the rest of the server uses. Their SQL
+//! is moving to `meta/sql.rs`, written once for SQLite and PostgreSQL (docs/design.md, "Metadata on
+//! two engines"); the files not yet moved call rusqlite directly. All methods are synchronous
+//! and short; async callers run them on the blocking pool. A commit batch is one transaction:
+//! after a crash either every change of it is there or none is.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
