@@ -8,26 +8,17 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::harness::{Client, Server};
-use crate::web::{http, log_in};
+use crate::web::{http, log_in, past_the_throttle};
 
 /// A login through the API, waiting out the throttle a failure just before may cost.
 fn api_login(server: &Server, user: &str, password: &str) -> Response {
-    loop {
-        let r = http()
+    past_the_throttle(|| {
+        http()
             .post(format!("{}/api/v1/login", server.url()))
             .json(&json!({"user": user, "password": password}))
             .send()
-            .expect("login");
-        if r.status() != StatusCode::TOO_MANY_REQUESTS {
-            return r;
-        }
-        let wait: u64 = r.headers()["retry-after"]
-            .to_str()
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .expect("a 429 says when to come back");
-        std::thread::sleep(std::time::Duration::from_secs(wait.min(60)));
-    }
+            .expect("login")
+    })
 }
 
 fn token_of(server: &Server, user: &str, password: &str) -> String {

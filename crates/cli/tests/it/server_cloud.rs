@@ -7,21 +7,22 @@ use crate::harness::{wait_until, Client, Server};
 /// `server cloud connect s3` for `owner`, on the server itself (`--data`, an administrator).
 fn server_connect(server: &Server, moto: &Moto, owner: &str) {
     let secret = format!("{}\n", moto.secret_access_key);
-    connect_with(server, moto, owner, &moto.access_key_id, &secret);
+    connect_with(server, moto, "s3", owner, &moto.access_key_id, &secret);
 }
 
 /// Another connection for `owner` with key id `key_id` (one per credential) and a wrong secret.
 fn server_connect_as(server: &Server, moto: &Moto, owner: &str, key_id: &str) {
-    connect_with(server, moto, owner, key_id, "x\n");
+    connect_with(server, moto, "s3", owner, key_id, "x\n");
 }
 
-fn connect_with(server: &Server, moto: &Moto, owner: &str, key_id: &str, secret: &str) {
+/// `server cloud connect NAME` for `owner` with key id `key_id` and `secret` (on stdin).
+fn connect_with(server: &Server, moto: &Moto, name: &str, owner: &str, key_id: &str, secret: &str) {
     let key = format!("access_key_id={key_id}");
     server.admin(
         &[
             "cloud",
             "connect",
-            "s3",
+            name,
             "--provider",
             "s3",
             "--endpoint",
@@ -757,25 +758,14 @@ fn the_folder_page_says_synced_filtered_and_error() {
     );
 
     // A second task whose credential is refused ends in "error", named with its reason.
-    server.admin(
-        &[
-            "cloud",
-            "connect",
-            "bad",
-            "--provider",
-            "s3",
-            "--endpoint",
-            &moto.endpoint,
-            "--bucket",
-            &moto.bucket,
-            "--option",
-            "access_key_id=refused-key",
-            "--secret",
-            "secret_access_key",
-            "--owner",
-            "alice",
-        ],
-        Some("x\n"),
+    connect_with(
+        &server,
+        &moto,
+        "bad",
+        "alice",
+        "refused-key",
+        "x
+",
     );
     server.admin(
         &[

@@ -49,6 +49,23 @@ impl Browser {
     }
 }
 
+/// Sends a login until it is not throttled: a failure just before may cost a wait, which the
+/// 429's Retry-After gives.
+pub(crate) fn past_the_throttle(send: impl Fn() -> Response) -> Response {
+    loop {
+        let r = send();
+        if r.status() != StatusCode::TOO_MANY_REQUESTS {
+            return r;
+        }
+        let wait: u64 = r.headers()["retry-after"]
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .expect("a 429 says when to come back");
+        std::thread::sleep(std::time::Duration::from_secs(wait.min(60)));
+    }
+}
+
 pub(crate) fn log_in(server: &Server, user: &str, password: &str) -> Browser {
     let http = http();
     let base = server.url();
@@ -59,23 +76,13 @@ pub(crate) fn log_in(server: &Server, user: &str, password: &str) -> Browser {
     let (csrf_cookie, _) = set_cookie(&form, "cairn_csrf_ui").expect("csrf cookie");
     let csrf = csrf_cookie.trim_start_matches("cairn_csrf_ui=").to_string();
     // A failure just before costs a wait, as at the API's login.
-    let r = loop {
-        let r = http
-            .post(format!("{base}/login"))
+    let r = past_the_throttle(|| {
+        http.post(format!("{base}/login"))
             .header("cookie", &csrf_cookie)
             .form(&[("user", user), ("password", password), ("csrf", &csrf)])
             .send()
-            .expect("login");
-        if r.status() != StatusCode::TOO_MANY_REQUESTS {
-            break r;
-        }
-        let wait: u64 = r.headers()["retry-after"]
-            .to_str()
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .expect("a 429 says when to come back");
-        std::thread::sleep(std::time::Duration::from_secs(wait.min(60)));
-    };
+            .expect("login")
+    });
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "login of {user}");
     let (session, _) = set_cookie(&r, "cairn_session").expect("session cookie");
     Browser {
