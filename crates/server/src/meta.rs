@@ -29,6 +29,7 @@ pub use events::{
 pub use removal::DELETED_PREFIX;
 pub use report::FolderUsage;
 pub use shares::{NewShare, ShareRow, MAX_SHARES_PER_USER};
+use sql::{Lite, Sql};
 
 use cairn_model::{ChunkId, ContentHash, DeviceId, Entry, EntryKind, PackId, RelPath, Seq};
 use cairn_protocol::{
@@ -301,6 +302,40 @@ impl SqliteMeta {
             conn: Some(conn),
             meta: self,
         })
+    }
+
+    /// Runs `f` in one write transaction: every change of it lands, or none. The only way in
+    /// for writes once the port to `meta/sql.rs` is done, so the engine can be chosen here.
+    fn write<T>(&self, what: &str, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db(what))?;
+        let out = f(&Lite(&tx))?;
+        tx.commit().map_err(db(what))?;
+        Ok(out)
+    }
+
+    #[expect(dead_code, reason = "chunks.rs moves to it next")]
+    /// Like [`Self::write`], for chunk registrations, which need not reach the disk on their
+    /// own (see [`relaxed`]); on PostgreSQL the same as `write`.
+    fn write_relaxed<T>(&self, what: &str, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn();
+        relaxed(&mut conn, |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db(what))?;
+            let out = f(&Lite(&tx))?;
+            tx.commit().map_err(db(what))?;
+            Ok(out)
+        })
+    }
+
+    /// Runs `f` on a reader: it sees one consistent state, never waits behind a write, and
+    /// may not write.
+    fn read<T>(&self, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
+        let conn = self.reader()?;
+        f(&Lite(&conn))
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {

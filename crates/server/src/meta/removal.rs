@@ -3,10 +3,8 @@
 //! a token of a deleted user can never verify as a new user's, and a cached folder head can
 //! never describe a new folder. The name is free again at once.
 
-use rusqlite::TransactionBehavior;
-
-use super::sql::{args, Lite, Sql};
-use super::{db, SqliteMeta};
+use super::sql::{args, Sql};
+use super::SqliteMeta;
 use crate::{Error, Result};
 
 /// What a deleted row's name starts with.
@@ -17,25 +15,13 @@ impl SqliteMeta {
     /// cloud tasks go. What they committed stays in the folders; chunks only they uploaded
     /// and nothing references any more are freed by the next gc.
     pub fn remove_user(&self, name: &str) -> Result<()> {
-        let ctx = "deleting a user";
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db(ctx))?;
-        remove_user_in(&Lite(&tx), name)?;
-        tx.commit().map_err(db(ctx))
+        self.write("deleting a user", |db| remove_user_in(db, name))
     }
 
     /// Deletes a folder and every version in it, its grants, sharing links and cloud tasks.
     /// Its chunks are freed by the next gc where nothing else references them.
     pub fn remove_folder(&self, name: &str) -> Result<()> {
-        let ctx = "deleting a folder";
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db(ctx))?;
-        remove_folder_in(&Lite(&tx), name)?;
-        tx.commit().map_err(db(ctx))
+        self.write("deleting a folder", |db| remove_folder_in(db, name))
     }
 }
 

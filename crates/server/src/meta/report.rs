@@ -59,32 +59,32 @@ impl SqliteMeta {
         limit: u32,
     ) -> Result<Vec<VersionInfo>> {
         let (lo, hi) = super::prefix_bounds(prefix);
-        let conn = self.reader()?;
-        let db: &dyn Sql = &Lite(&conn);
-        db.all(
-            "reading a folder's changes",
-            &format!(
-                "SELECT {VERSION_COLS} FROM versions WHERE folder_id=?1 AND path>=?2 AND path<?3
-                 ORDER BY seq DESC LIMIT ?4"
-            ),
-            args![folder_id, lo, hi, limit],
-            version_of,
-        )
+        self.read(|db| {
+            db.all(
+                "reading a folder's changes",
+                &format!(
+                    "SELECT {VERSION_COLS} FROM versions WHERE folder_id=?1 AND path>=?2 AND path<?3
+                     ORDER BY seq DESC LIMIT ?4"
+                ),
+                args![folder_id, lo, hi, limit],
+                version_of,
+            )
+        })
     }
 
     /// The latest `limit` changes across every folder, newest first, with their folder's
     /// name (in the order the server accepted them).
     pub fn recent_activity(&self, limit: u32) -> Result<Vec<(String, VersionInfo)>> {
-        let conn = self.reader()?;
-        let db: &dyn Sql = &Lite(&conn);
-        db.all(
-            "reading recent activity",
-            &format!(
-                "SELECT {VERSION_COLS}, (SELECT name FROM folders f WHERE f.id=versions.folder_id)
-                 FROM versions ORDER BY id DESC LIMIT ?1"
-            ),
-            args![limit],
-            |r| Ok((r.get::<String>(13)?, version_of(r)?)),
-        )
+        self.read(|db| {
+            db.all(
+                "reading recent activity",
+                &format!(
+                    "SELECT {VERSION_COLS}, (SELECT name FROM folders f WHERE f.id=versions.folder_id)
+                     FROM versions ORDER BY id DESC LIMIT ?1"
+                ),
+                args![limit],
+                |r| Ok((r.get::<String>(13)?, version_of(r)?)),
+            )
+        })
     }
 }

@@ -183,9 +183,30 @@ impl FromCol for Option<Vec<u8>> {
     }
 }
 
+/// Which engine a connection belongs to, for the few statements only one of them has (a row
+/// lock, `FOR UPDATE`, means nothing to SQLite, whose writer is alone anyway).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[expect(
+    dead_code,
+    reason = "the commit's row lock and the PostgreSQL side, under way"
+)]
+pub enum Dialect {
+    Lite,
+    Pg,
+}
+
 /// One connection or transaction of either engine. `what` names the work for errors
 /// ("deleting a user"), as every metadata error says what it was doing.
+#[expect(
+    dead_code,
+    reason = "the commit's row lock and the PostgreSQL side, under way"
+)]
 pub trait Sql {
+    fn dialect(&self) -> Dialect;
+
+    /// Runs statements that take no arguments, `;`-separated (schema changes).
+    fn batch(&self, what: &str, sql: &str) -> Result<()>;
+
     /// Runs a statement; the rows it changed.
     fn exec(&self, what: &str, sql: &str, args: &[&dyn ToArg]) -> Result<u64>;
 
@@ -265,6 +286,14 @@ fn lite_args<'a>(args: &'a [&'a dyn ToArg]) -> Vec<Arg<'a>> {
 }
 
 impl Sql for Lite<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Lite
+    }
+
+    fn batch(&self, what: &str, sql: &str) -> Result<()> {
+        self.0.execute_batch(sql).map_err(lite_err(what))
+    }
+
     fn exec(&self, what: &str, sql: &str, args: &[&dyn ToArg]) -> Result<u64> {
         let args = lite_args(args);
         let mut st = self.0.prepare_cached(sql).map_err(lite_err(what))?;
