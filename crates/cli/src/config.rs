@@ -191,6 +191,11 @@ impl Home {
         self.data_dir.join("agent.sock")
     }
 
+    /// The file a pass of `task` holds locked (`task_lock.rs`).
+    pub fn lock_path(&self, task: &str) -> PathBuf {
+        self.data_dir.join("locks").join(format!("{task}.lock"))
+    }
+
     pub fn log_path(&self, task: &str) -> PathBuf {
         self.data_dir.join("logs").join(format!("{task}.log"))
     }

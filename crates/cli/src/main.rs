@@ -24,6 +24,7 @@ mod server_log;
 mod share_cmd;
 mod status;
 mod task_cmd;
+mod task_lock;
 
 use std::path::PathBuf;
 

@@ -298,6 +298,7 @@ pub async fn run_task(
         .tasks
         .get(name)
         .with_context(|| format!("no task named {name}"))?;
+    let _lock = crate::task_lock::TaskLock::take(home, name)?;
     let confirmed = confirm_deletes || home.state()?.confirmed.iter().any(|t| t == name);
     // Whether this pass went on download-only because the folder became read-only; `None`
     // when the pass cannot tell (a backup, a dry run).

@@ -806,3 +806,47 @@ fn task_set_changes_a_cloud_task() {
     let text = c.fails(&["task", "set", "t", "--poll", "90000"]);
     assert!(text.contains("86400"), "{text}");
 }
+
+/// A pass of a task while another process runs one (the agent, a second `cairn run`) is
+/// refused with the holder named, and changes nothing; once the other pass ends it runs.
+#[test]
+fn a_second_pass_of_one_task_at_a_time_is_refused_clearly() {
+    let moto = start_moto();
+    let (a, b) = (Client::new(), Client::new());
+    connect(&a, &moto, "s3");
+    connect(&b, &moto, "s3");
+    add_task(&a, "s3", "d", &[]);
+    add_task(&b, "s3", "d", &[]);
+    a.write("a.txt", b"a");
+    // flock(1) holds the lock the way another cairn process would, for as long as it sleeps.
+    let lock = a.home.join("locks").join("t.lock");
+    std::fs::create_dir_all(lock.parent().expect("lock folder")).expect("locks folder");
+    // `-o`: the lock stays with flock itself, so killing flock frees it.
+    let mut holder = std::process::Command::new("flock")
+        .arg("-o")
+        .arg(&lock)
+        .args(["sleep", "120"])
+        .spawn()
+        .expect("flock from util-linux");
+    let held = || {
+        !std::process::Command::new("flock")
+            .arg("-n")
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .expect("flock")
+            .success()
+    };
+    while !held() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let err = a.fails(&["run", "t"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(err.contains("is running a pass of task t"), "{err}");
+    b.ok(&["run", "t"]);
+    assert!(!b.path("a.txt").exists(), "the refused pass sent nothing");
+    a.ok(&["run", "t"]);
+    b.ok(&["run", "t"]);
+    assert_eq!(read(&b, "a.txt").as_deref(), Some(&b"a"[..]));
+}
