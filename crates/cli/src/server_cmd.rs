@@ -170,10 +170,17 @@ pub struct LimitArgs {
     /// Entries in each login table (failed user names, failed and known source addresses).
     #[arg(long, default_value_t = Limits::default().login_throttle_entries, value_name = "N")]
     login_throttle_entries: usize,
+    /// A load balancer or reverse proxy in front of the server (an address or a range such as
+    /// 10.0.0.0/8); repeat for several. Its X-Forwarded-For header is believed, so logins are
+    /// throttled and logged by the address of the client behind it, and it is not held to
+    /// the per-address connection cap.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    trusted_proxies: Vec<cairn_server::proxy::Cidr>,
 }
 
 impl LimitArgs {
-    fn to_limits(&self) -> Result<Limits> {
+    /// The limits, with the config file's trusted proxies when none are given here.
+    fn to_limits(&self, config_proxies: &[cairn_server::proxy::Cidr]) -> Result<Limits> {
         let secs = |name: &str, v: u64| {
             if v == 0 || v > 24 * 3600 {
                 bail!("--{name} must be between 1 and 86400 seconds");
@@ -211,6 +218,13 @@ impl LimitArgs {
             login_per_address: self.login_per_address,
             login_wait: secs("login-wait", self.login_wait)?,
             login_throttle_entries: self.login_throttle_entries,
+            trusted_proxies: cairn_server::proxy::TrustedProxies(
+                if self.trusted_proxies.is_empty() {
+                    config_proxies.to_vec()
+                } else {
+                    self.trusted_proxies.clone()
+                },
+            ),
         })
     }
 }
@@ -241,7 +255,8 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
             if run.cert.is_some() != run.key.is_some() {
                 bail!("a certificate needs its key and a key its certificate (cert and key)");
             }
-            serve(data, run, token_ttl, limits.to_limits()?).await
+            let limits = limits.to_limits(&config.trusted_proxies)?;
+            serve(data, run, token_ttl, limits).await
         }
         ServerCmd::Fingerprint { data, cert } => {
             let dir = DataDir::open(&data.data)?;

@@ -29,9 +29,11 @@ pub struct ServerConfig {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub store: StoreChoice,
+    pub trusted_proxies: Vec<cairn_server::proxy::Cidr>,
 }
 
-const TOP_KEYS: &str = "data, listen, metrics_listen, cert, key, store, metadata, [s3]";
+const TOP_KEYS: &str =
+    "data, listen, metrics_listen, cert, key, store, metadata, trusted_proxies, [s3]";
 
 impl ServerConfig {
     /// Reads and checks `path`.
@@ -66,6 +68,7 @@ impl ServerConfig {
                     config.store.location = Some(StoreLocation::parse(&string(key, item)?)?);
                 }
                 "metadata" => metadata(item)?,
+                "trusted_proxies" => config.trusted_proxies = ranges(key, item)?,
                 "s3" => config.store.credentials = Some(credentials(item)?),
                 other => bail!("unknown key `{other}` (known: {TOP_KEYS})"),
             }
@@ -107,6 +110,28 @@ fn addresses(key: &str, item: &Item) -> Result<Vec<SocketAddr>> {
                 .with_context(|| format!("`{key}` must list addresses as strings"))?;
             text.parse()
                 .with_context(|| format!("`{key}`: {text} is not an address like 0.0.0.0:8443"))
+        })
+        .collect()
+}
+
+/// `trusted_proxies = ["10.0.0.0/8", "192.0.2.7"]` (or one string).
+fn ranges(key: &str, item: &Item) -> Result<Vec<cairn_server::proxy::Cidr>> {
+    let texts: Vec<&str> = match (item.as_str(), item.as_array()) {
+        (Some(one), _) => vec![one],
+        (None, Some(list)) => list
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .with_context(|| format!("`{key}` must list address ranges as strings"))
+            })
+            .collect::<Result<_>>()?,
+        _ => bail!("`{key}` must be an address range or a list of them"),
+    };
+    texts
+        .into_iter()
+        .map(|t| {
+            t.parse()
+                .map_err(|e: String| anyhow::anyhow!("`{key}`: {e}"))
         })
         .collect()
 }
@@ -187,6 +212,7 @@ mod tests {
             key = "/etc/key.pem"
             store = "s3://b?endpoint=http://127.0.0.1:9000&region=us-east-1"
             metadata = "sqlite"
+            trusted_proxies = ["10.0.0.0/8", "fd00::1"]
             [s3]
             access_key_id = "AKID"
             secret_access_key = "TOPSECRET"
@@ -202,6 +228,8 @@ mod tests {
         assert_eq!(c.cert, Some("/etc/cert.pem".into()));
         assert!(matches!(c.store.location, Some(StoreLocation::S3(_))));
         assert!(!format!("{c:?}").contains("TOPSECRET"));
+        let shown: Vec<String> = c.trusted_proxies.iter().map(|p| p.to_string()).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "fd00::1/128"]);
         let one = parse(r#"listen = "0.0.0.0:1""#).expect("parses");
         assert_eq!(one.listen.len(), 1);
     }
@@ -213,6 +241,8 @@ mod tests {
         assert!(err("data = 1").contains("`data` must be a string"));
         assert!(err(r#"listen = "nowhere""#).contains("nowhere is not an address"));
         assert!(err(r#"store = "gs://b""#).contains("unknown scheme `gs`"));
+        assert!(err(r#"trusted_proxies = ["lb.local"]"#).contains("`lb.local` is not an address"));
+        assert!(err("trusted_proxies = 7").contains("must be an address range"));
         assert!(err(r#"metadata = "postgres://db""#).contains("not available yet"));
         let e = err("[s3]\nsecret_access_key = \"TOPSECRET\"");
         assert!(e.contains("needs both") && !e.contains("TOPSECRET"), "{e}");

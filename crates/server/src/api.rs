@@ -77,6 +77,8 @@ pub struct AppState {
     tokens: auth::TokenKey,
     token_ttl: Duration,
     login: LoginGate,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    proxies: crate::proxy::TrustedProxies,
     heads: Mutex<HashMap<i64, watch::Sender<i64>>>,
     /// Live agents: (user, device) -> (instance, last heard). A second instance with the same
     /// device of the same user is a copied configuration folder posing as another computer;
@@ -134,6 +136,7 @@ impl AppState {
             tokens: auth::TokenKey::new(data.token_secret.as_bytes()),
             token_ttl,
             login: LoginGate::new(limits)?,
+            proxies: limits.trusted_proxies.clone(),
             heads: Mutex::new(HashMap::new()),
             agents: Mutex::new(HashMap::new()),
             commit_pause,
@@ -676,11 +679,33 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             })
             .ok_or_else(|| unauthorized("log in first: no bearer token"))?;
         let mut caller = caller_of(state, token).await?;
-        caller.from = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
+        caller.from = client_addr(parts, state).map(|a| a.ip());
         Ok(caller)
+    }
+}
+
+/// The address a request came from, past the proxies the operator trusts (`proxy.rs`): what
+/// login throttling, sharing-link gates and the activity log count.
+pub struct ClientAddr(pub SocketAddr);
+
+fn client_addr(parts: &Parts, state: &AppState) -> Option<SocketAddr> {
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0;
+    Some(state.proxies.client(peer, &parts.headers))
+}
+
+impl FromRequestParts<Arc<AppState>> for ClientAddr {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        client_addr(parts, state).map(ClientAddr).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the server did not record the connection's address",
+            )
+        })
     }
 }
 
@@ -755,7 +780,7 @@ fn now_ns() -> i64 {
 
 async fn login(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Json<LoginResponse>, Response> {
     let Json(req) = body.map_err(|e| ApiError::from(e).into_response())?;

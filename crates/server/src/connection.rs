@@ -196,6 +196,9 @@ pub struct ConnectionAcceptor<A> {
     counts: Arc<ConnectionCounts>,
     idle_timeout: Duration,
     body: BodyLimits,
+    /// Proxies the operator runs: every client behind them shares their address, so they
+    /// are not capped (the login throttle counts the clients behind them instead).
+    proxies: crate::proxy::TrustedProxies,
 }
 
 impl<A> ConnectionAcceptor<A> {
@@ -203,6 +206,7 @@ impl<A> ConnectionAcceptor<A> {
         ConnectionAcceptor {
             inner,
             counts,
+            proxies: limits.trusted_proxies.clone(),
             idle_timeout: limits.idle_timeout,
             body: BodyLimits {
                 timeout: limits.body_timeout,
@@ -225,10 +229,11 @@ where
     type Future = AcceptFuture<Self::Stream, Self::Service>;
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
-        let slot = stream
-            .peer_addr()
-            .ok()
-            .and_then(|a| self.counts.try_open(SourceKey::of(a.ip())));
+        let slot = match stream.peer_addr() {
+            Ok(a) if self.proxies.trusts(a.ip()) => Some(None),
+            Ok(a) => self.counts.try_open(SourceKey::of(a.ip())).map(Some),
+            Err(_) => None,
+        };
         let Some(slot) = slot else {
             // Dropping the stream closes it: the cheapest answer there is.
             return Box::pin(std::future::ready(Err(io::Error::new(
@@ -270,7 +275,8 @@ pub struct GuardedStream<S> {
     idle_timeout: Duration,
     timer: Pin<Box<Sleep>>,
     write_stalled_since: Option<Instant>,
-    _slot: Slot,
+    /// `None` for a trusted proxy's connection, which is not counted.
+    _slot: Option<Slot>,
 }
 
 impl<S> GuardedStream<S> {

@@ -19,6 +19,7 @@ pub mod login;
 pub mod maintenance;
 pub mod meta;
 pub mod metrics;
+pub mod proxy;
 pub mod share;
 
 use std::net::SocketAddr;

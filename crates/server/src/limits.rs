@@ -39,6 +39,9 @@ pub struct Limits {
     pub login_wait: Duration,
     /// Entries in each login table (failed user names, failed and known source addresses).
     pub login_throttle_entries: usize,
+    /// Load balancers and reverse proxies in front of the server: their `X-Forwarded-For` is
+    /// believed (`proxy.rs`), and they are exempt from the per-address connection cap.
+    pub trusted_proxies: crate::proxy::TrustedProxies,
 }
 
 impl Default for Limits {
@@ -56,6 +59,7 @@ impl Default for Limits {
             login_per_address: 4,
             login_wait: Duration::from_secs(5),
             login_throttle_entries: 10_000,
+            trusted_proxies: crate::proxy::TrustedProxies::default(),
         }
     }
 }

@@ -397,3 +397,46 @@ fn the_log_keeps_within_its_bound_however_many_logins_come() {
         "the oldest went"
     );
 }
+
+/// A failed API login sent with `X-Forwarded-For: forwarded`; the source the log recorded.
+fn logged_source(server: &Server, root: &str, forwarded: &str) -> String {
+    let r = past_the_throttle(|| {
+        http()
+            .post(format!("{}/api/v1/login", server.url()))
+            .header("x-forwarded-for", forwarded)
+            .json(&json!({"user": "alice", "password": "wrong-pw-behind-proxy"}))
+            .send()
+            .expect("login")
+    });
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let logins = events(server, root, "kind=login&limit=1");
+    logins[0]["source"].as_str().expect("source").to_string()
+}
+
+/// Behind a trusted proxy, logins are logged (and throttled) by the client's address from
+/// `X-Forwarded-For`; a client that is not a trusted proxy cannot pose as another address.
+#[test]
+fn the_address_behind_a_trusted_proxy_is_logged_and_a_forged_one_is_not() {
+    let mut server = server_with_root();
+    let root = token_of(&server, "root", "root-pw-1");
+    assert_eq!(
+        logged_source(&server, &root, "198.51.100.7"),
+        "127.0.0.1",
+        "no proxy is trusted: the header is the client's own word"
+    );
+    server.args = vec!["--trusted-proxy".into(), "127.0.0.0/8".into()];
+    server.restart();
+    assert_eq!(
+        logged_source(&server, &root, "198.51.100.7"),
+        "198.51.100.7"
+    );
+    // A client's own header, then the proxy's append: the hop the proxy added wins.
+    assert_eq!(
+        logged_source(&server, &root, "203.0.113.9, 198.51.100.8"),
+        "198.51.100.8"
+    );
+    let bad = server.admin_raw(&["run", "--trusted-proxy", "lb.example"], None);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("not an address range"), "{err}");
+}

@@ -7,10 +7,9 @@
 //! the login gate (per link and per address); a right one sets a cookie that unlocks this link
 //! only (HttpOnly, Secure, SameSite=Strict, Path=/s/TOKEN, signed, one hour).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
@@ -18,7 +17,7 @@ use cairn_model::{EntryKind, RelPath};
 use cairn_protocol::Access;
 use serde::Deserialize;
 
-use super::{blocking, now_ns, stream_file, ApiError, ApiResult, AppState, Caller};
+use super::{blocking, now_ns, stream_file, ApiError, ApiResult, AppState, Caller, ClientAddr};
 
 pub(super) mod drop;
 use crate::auth;
@@ -533,7 +532,7 @@ pub(super) struct Unlock {
 
 pub(super) async fn unlock(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     Path(token): Path<String>,
     headers: HeaderMap,
     Form(form): Form<Unlock>,
@@ -648,7 +647,7 @@ pub(super) fn disposition(name: &str) -> HeaderValue {
 
 pub(super) async fn download(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     Path(token): Path<String>,
     Query(q): Query<PageQuery>,
     headers: HeaderMap,

@@ -8,10 +8,9 @@
 //! another site can neither read nor forge one. The login form goes through the login gate
 //! like the API's login.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
@@ -20,7 +19,9 @@ use cairn_protocol::Access;
 use serde::Deserialize;
 
 use super::shares::{cookie, esc, new_csrf, page, query_escape, see_other};
-use super::{blocking, caller_of, now_ns, stream_file, ApiError, ApiResult, AppState, Caller};
+use super::{
+    blocking, caller_of, now_ns, stream_file, ApiError, ApiResult, AppState, Caller, ClientAddr,
+};
 use crate::auth;
 use crate::meta::{Actor, EventKind, Outcome};
 
@@ -206,7 +207,7 @@ pub(super) struct LoginForm {
 
 pub(super) async fn login(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -263,7 +264,7 @@ pub(super) struct CsrfForm {
 
 pub(super) async fn logout(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {

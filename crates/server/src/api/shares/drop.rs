@@ -8,9 +8,8 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Json;
@@ -18,7 +17,7 @@ use cairn_model::{DeviceId, RelPath};
 use cairn_protocol::Access;
 
 use super::super::web::upload::{self, Finished, LinkDrop, Offset, Received, StartRequest, Target};
-use super::super::{blocking, folder_access, ApiError, ApiResult, AppState, Caller};
+use super::super::{blocking, folder_access, ApiError, ApiResult, AppState, Caller, ClientAddr};
 use super::{cookie, esc, new_csrf, page, unlocked, usable};
 
 /// The largest file a link's visitor may upload.
@@ -139,7 +138,7 @@ pub(in crate::api) async fn part(
 
 pub(in crate::api) async fn finish(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     Path((token, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Finished>> {

@@ -3,17 +3,16 @@
 //! optional password, expiry and number of accesses, and revokes one. The rules are the
 //! API's (`shares::create_share`).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use axum::Form;
 use serde::Deserialize;
 
 use super::super::shares::{create_share, esc, page, revoke_share, see_other};
-use super::super::{blocking, now_ns, AppState};
+use super::super::{blocking, now_ns, AppState, ClientAddr};
 use super::{app_page, csrf_of, form_session, session};
 use crate::share::{ShareInfo, ShareRequest};
 
@@ -197,7 +196,7 @@ fn refused(status: StatusCode, why: &str) -> Response {
 
 pub(in crate::api) async fn create(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     headers: HeaderMap,
     Form(form): Form<NewForm>,
 ) -> Response {
@@ -246,7 +245,7 @@ pub(in crate::api) struct CsrfOnly {
 
 pub(in crate::api) async fn revoke(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     Path(id): Path<i64>,
     headers: HeaderMap,
     Form(form): Form<CsrfOnly>,

@@ -10,14 +10,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Form;
 use serde::Deserialize;
 
 use super::super::shares::{esc, page, query_escape, see_other};
-use super::super::{blocking, AppState, Caller};
+use super::super::{blocking, AppState, Caller, ClientAddr};
 use super::{app_page, csrf_of, csrf_ok, session};
 use cairn_protocol::VersionInfo;
 
@@ -385,7 +385,7 @@ pub(in crate::api) struct NewUserForm {
 
 pub(in crate::api) async fn add_user(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     headers: HeaderMap,
     Form(form): Form<NewUserForm>,
 ) -> Response {
@@ -419,7 +419,7 @@ pub(in crate::api) struct UserForm {
 
 pub(in crate::api) async fn change_user(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     Path(name): Path<String>,
     headers: HeaderMap,
     Form(form): Form<UserForm>,
@@ -482,7 +482,7 @@ fn keep_of(text: &str) -> Result<u32, Box<Response>> {
 
 pub(in crate::api) async fn add_folder(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     headers: HeaderMap,
     Form(form): Form<NewFolderForm>,
 ) -> Response {
@@ -520,7 +520,7 @@ pub(in crate::api) struct FolderForm {
 
 pub(in crate::api) async fn change_folder(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(peer): ClientAddr,
     Path(name): Path<String>,
     headers: HeaderMap,
     Form(form): Form<FolderForm>,
