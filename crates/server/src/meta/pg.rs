@@ -1,0 +1,733 @@
+//! The metadata store's PostgreSQL engine: [`Pg`] is a bounded pool of connections to one
+//! database, and runs work in transactions the way `SqliteMeta::write` and `read` do on SQLite,
+//! handing it a [`Sql`] so the statements of `meta/` run unchanged.
+//!
+//! Statements arrive in the dialect both engines accept (`meta/sql.rs`): `?N` placeholders are
+//! rewritten to `$N` once per statement text ([`to_dollars`], cached), and each connection keeps
+//! its prepared statements. PostgreSQL infers a parameter's type from the statement, so an
+//! integer argument binds to whichever integer or boolean type it asks for (with a range check),
+//! and a NULL carries its [`Kind`] for the places nothing can be inferred.
+//!
+//! Synchronous, through the `postgres` crate, as SQLite is: the callers already run the store on
+//! the blocking pool, and one code path for both engines beats an async copy of every rule.
+//! The pool waits (bounded) for a free connection rather than opening without limit; a
+//! connection that broke (server restarted, network gone) is dropped and replaced, and work that
+//! finds its idle connection dead before it began is retried once on a new one.
+//!
+//! Rows are streamed to the caller, not collected, so a scan of every chunk needs no memory for
+//! the whole table; a statement run from inside another's row callback is refused with an error
+//! (one connection answers one statement at a time), where SQLite would allow it.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use postgres::error::SqlState;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use postgres::{Client, NoTls, Statement};
+
+use super::sql::{Arg, Dialect, Kind, Row, Sql, ToArg};
+use crate::{Error, Result};
+
+/// How long work waits for a free connection before it fails: a bound on a stuck pool, far
+/// above any transaction the store runs.
+const POOL_WAIT: Duration = Duration::from_secs(60);
+
+/// A connection attempt's limit when the address sets none.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Prepared statements kept per connection, and rewritten texts kept per pool. The store's
+/// statements are fixed texts, far fewer than this; the bound only guards against a caller that
+/// builds texts on the fly.
+const MAX_STATEMENTS: usize = 1024;
+
+/// Where the PostgreSQL server is: a `postgres://` URL or `key=value` string as libpq takes
+/// them. Shown (Display and Debug) without its password, so it can go into logs and errors.
+#[derive(Clone)]
+pub struct PgAddress {
+    config: postgres::Config,
+    shown: String,
+}
+
+impl PgAddress {
+    /// # Errors
+    /// [`Error::Invalid`] when `url` does not parse; the message never repeats it (it may hold
+    /// a password).
+    pub fn parse(url: &str) -> Result<Self> {
+        let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
+            Error::Invalid(format!(
+                "the PostgreSQL address does not parse ({}); \
+                 write postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+                std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string)
+            ))
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("cairn");
+        }
+        let shown = shown(&config);
+        Ok(PgAddress { config, shown })
+    }
+}
+
+/// `postgres://user@host:port/db` without the password; a socket folder stands as the host.
+fn shown(config: &postgres::Config) -> String {
+    use postgres::config::Host;
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(dir) => dir.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = config.get_ports().iter().map(ToString::to_string).collect();
+    let user = config.get_user().map(|u| format!("{u}@")).unwrap_or_default();
+    let port = if ports.is_empty() {
+        String::new()
+    } else {
+        format!(":{}", ports.join(","))
+    };
+    let db = config.get_dbname().unwrap_or("");
+    format!("postgres://{user}{}{port}/{db}", hosts.join(","))
+}
+
+impl fmt::Display for PgAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl fmt::Debug for PgAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PgAddress({})", self.shown)
+    }
+}
+
+/// A pool of connections to one PostgreSQL database.
+pub struct Pg {
+    address: PgAddress,
+    max: usize,
+    pool: Mutex<Pool>,
+    /// Signalled when a connection goes back to the pool or a slot frees.
+    freed: Condvar,
+    /// `?N` texts rewritten to `$N`, by the text they came as.
+    rewritten: Mutex<HashMap<String, Arc<str>>>,
+}
+
+impl fmt::Debug for Pg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pg")
+            .field("address", &self.address)
+            .field("max", &self.max)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Pool {
+    idle: Vec<Conn>,
+    /// Connections open, idle or lent out; never above `Pg::max`.
+    open: usize,
+}
+
+/// One connection and the statements prepared on it.
+struct Conn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+/// A connection lent to one piece of work; back to the pool when dropped, unless it broke or
+/// was left inside a transaction (then it is closed and its slot freed).
+struct Lease<'p> {
+    pg: &'p Pg,
+    conn: Option<Conn>,
+    /// Opened for this lease (not taken idle): a failure on it is not a stale connection's.
+    fresh: bool,
+    /// Outside any transaction, fit to go back to the pool.
+    clean: bool,
+}
+
+impl Lease<'_> {
+    fn conn(&mut self) -> &mut Conn {
+        self.conn
+            .as_mut()
+            .expect("a lease holds its connection until dropped")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        let mut pool = self.pg.lock();
+        if self.clean && !conn.client.is_closed() {
+            pool.idle.push(conn);
+        } else {
+            pool.open -= 1;
+        }
+        drop(pool);
+        self.pg.freed.notify_one();
+    }
+}
+
+/// The `Error::Pg` of `what`.
+fn pg_err(what: &str) -> impl FnOnce(postgres::Error) -> Error + '_ {
+    move |source| Error::Pg {
+        context: what.to_string(),
+        source,
+    }
+}
+
+/// True when `e` says the connection is gone (rather than the statement failing): the server
+/// shut down or restarted, the socket broke.
+fn is_gone(e: &postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(code) => {
+            code.code().starts_with("08")
+                || *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW
+        }
+        // No SQLSTATE: an I/O error, nothing the server said.
+        None => true,
+    }
+}
+
+impl Pg {
+    /// A pool of at most `max` connections (at least 1) to `address`; opens one to check the
+    /// address and the credentials now, so a mistake shows at start.
+    ///
+    /// # Errors
+    /// [`Error::Pg`] naming the address (without its password) when no connection can be made.
+    pub fn connect(address: PgAddress, max: usize) -> Result<Pg> {
+        let pg = Pg {
+            address,
+            max: max.max(1),
+            pool: Mutex::new(Pool {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            freed: Condvar::new(),
+            rewritten: Mutex::new(HashMap::new()),
+        };
+        drop(pg.lease(&format!("connecting to PostgreSQL at {}", pg.address))?);
+        Ok(pg)
+    }
+
+    /// Where the pool connects.
+    pub fn address(&self) -> &PgAddress {
+        &self.address
+    }
+
+    /// Runs `f` in one transaction (`BEGIN` ... `COMMIT`; `ROLLBACK` when it fails): every
+    /// change of it lands, or none.
+    ///
+    /// # Errors
+    /// `f`'s, or [`Error::Pg`] with `what` as its context.
+    pub(crate) fn write<T>(&self, what: &str, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
+        self.transaction(what, "BEGIN", f)
+    }
+
+    /// The same as [`Self::write`]: SQLite's relaxed durability for chunk registrations has no
+    /// counterpart worth its risk here.
+    ///
+    /// # Errors
+    /// As [`Self::write`].
+    pub(crate) fn write_relaxed<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&dyn Sql) -> Result<T>,
+    ) -> Result<T> {
+        self.write(what, f)
+    }
+
+    /// Runs `f` in a read-only transaction that sees one consistent state, as a SQLite reader
+    /// does.
+    ///
+    /// # Errors
+    /// `f`'s, or [`Error::Pg`].
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
+        self.transaction(
+            "reading metadata",
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+            f,
+        )
+    }
+
+    fn transaction<T>(
+        &self,
+        what: &str,
+        begin: &str,
+        f: impl FnOnce(&dyn Sql) -> Result<T>,
+    ) -> Result<T> {
+        let mut lease = self.begin(what, begin)?;
+        let out = f(&PgSql {
+            pg: self,
+            conn: RefCell::new(lease.conn()),
+        });
+        let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        let ended = lease.conn().client.batch_execute(end);
+        match (out, ended) {
+            (Ok(v), Ok(())) => {
+                lease.clean = true;
+                Ok(v)
+            }
+            (Ok(_), Err(e)) => Err(pg_err(what)(e)),
+            (Err(e), Ok(())) => {
+                lease.clean = true;
+                Err(e)
+            }
+            // The work's error says more than the failed rollback; the connection is dropped.
+            (Err(e), Err(_)) => Err(e),
+        }
+    }
+
+    /// A lease with `begin` run on it. An idle connection that turns out dead (the server
+    /// restarted since it was last used) is dropped with every other idle one, and the work
+    /// starts again on a new connection: nothing of it ran yet.
+    fn begin(&self, what: &str, begin: &str) -> Result<Lease<'_>> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut lease = self.lease(what)?;
+            lease.clean = false;
+            match lease.conn().client.batch_execute(begin) {
+                Ok(()) => return Ok(lease),
+                Err(e) if !lease.fresh && is_gone(&e) && tries <= 3 => {
+                    tracing::warn!(address = %self.address, error = %e,
+                        "a pooled PostgreSQL connection broke; opening a new one");
+                    let stale = std::mem::take(&mut self.lock().idle);
+                    self.forget(stale);
+                }
+                Err(e) => return Err(pg_err(what)(e)),
+            }
+        }
+    }
+
+    /// Closes connections taken out of the pool and frees their slots.
+    fn forget(&self, conns: Vec<Conn>) {
+        let n = conns.len();
+        drop(conns);
+        self.lock().open -= n;
+        self.freed.notify_all();
+    }
+
+    /// Frees the slot of a connection that could not be opened.
+    fn forget_slot(&self) {
+        self.lock().open -= 1;
+        self.freed.notify_one();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An idle connection, a new one while fewer than `max` are open, or the first to come
+    /// back (waiting at most [`POOL_WAIT`]).
+    fn lease(&self, what: &str) -> Result<Lease<'_>> {
+        let deadline = Instant::now() + POOL_WAIT;
+        let mut pool = self.lock();
+        loop {
+            if let Some(conn) = pool.idle.pop() {
+                return Ok(self.lent(conn, false));
+            }
+            if pool.open < self.max {
+                pool.open += 1;
+                drop(pool);
+                return match self.open_conn() {
+                    Ok(conn) => Ok(self.lent(conn, true)),
+                    Err(e) => {
+                        self.forget_slot();
+                        Err(e)
+                    }
+                };
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Invalid(format!(
+                    "{what}: no PostgreSQL connection came free within {POOL_WAIT:?} \
+                     (all {} in use)",
+                    self.max
+                )));
+            }
+            pool = self
+                .freed
+                .wait_timeout(pool, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    fn lent(&self, conn: Conn, fresh: bool) -> Lease<'_> {
+        Lease {
+            pg: self,
+            conn: Some(conn),
+            fresh,
+            clean: true,
+        }
+    }
+
+    fn open_conn(&self) -> Result<Conn> {
+        let client = self.address.config.connect(NoTls).map_err(|e| Error::Pg {
+            context: format!("connecting to PostgreSQL at {}", self.address),
+            source: e,
+        })?;
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    /// `sql` with `$N` for `?N`, rewritten once per text.
+    fn dollars(&self, what: &str, sql: &str) -> Result<Arc<str>> {
+        let mut cache = self.rewritten.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(done) = cache.get(sql) {
+            return Ok(done.clone());
+        }
+        let done: Arc<str> = to_dollars(sql)
+            .map_err(|e| Error::Invalid(format!("{what}: {e}")))?
+            .into();
+        if cache.len() >= MAX_STATEMENTS {
+            cache.clear();
+        }
+        cache.insert(sql.to_string(), done.clone());
+        Ok(done)
+    }
+
+    /// The number of connections open now (idle or lent out).
+    #[cfg(test)]
+    fn open_now(&self) -> usize {
+        self.lock().open
+    }
+}
+
+/// Rewrites `?N` placeholders to PostgreSQL's `$N`, leaving quoted text, quoted names and
+/// comments alone.
+///
+/// # Errors
+/// A `?` with no number after it (the statements number every placeholder), or a quote or
+/// comment left open.
+pub fn to_dollars(sql: &str) -> Result<String, String> {
+    let b = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut i = 0;
+    // Bytes before `i` not yet copied start at `from`; only ASCII bytes are acted on, so every
+    // cut falls on a character boundary.
+    let mut from = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\'' => {
+                // E'...' strings take backslash escapes.
+                let escapes = i > 0
+                    && matches!(b[i - 1], b'E' | b'e')
+                    && (i < 2 || !is_word(b[i - 2]));
+                i = skip_quoted(b, i, b'\'', escapes)
+                    .ok_or_else(|| "a quoted string is not closed".to_string())?;
+            }
+            b'"' => {
+                i = skip_quoted(b, i, b'"', false)
+                    .ok_or_else(|| "a quoted name is not closed".to_string())?;
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                i = b[i..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map_or(b.len(), |p| i + p + 1);
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i = skip_block_comment(b, i).ok_or_else(|| "a comment is not closed".to_string())?;
+            }
+            b'$' if i == 0 || !is_word(b[i - 1]) => {
+                i = skip_dollar_quoted(b, i)
+                    .ok_or_else(|| "a dollar-quoted string is not closed".to_string())?;
+            }
+            b'?' => {
+                let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+                if digits == 0 {
+                    return Err(format!(
+                        "a placeholder without a number at byte {i}: write ?1, ?2 ..."
+                    ));
+                }
+                out.push_str(&sql[from..i]);
+                out.push('$');
+                from = i + 1;
+                i += 1 + digits;
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(&sql[from..]);
+    Ok(out)
+}
+
+fn is_word(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80
+}
+
+/// The index past the quote opened at `start`; a doubled quote inside is one quote.
+fn skip_quoted(b: &[u8], start: usize, quote: u8, escapes: bool) -> Option<usize> {
+    let mut i = start + 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if escapes => i += 2,
+            c if c == quote => {
+                if b.get(i + 1) == Some(&quote) {
+                    i += 2;
+                } else {
+                    return Some(i + 1);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The index past the `/* */` comment opened at `start` (they nest in PostgreSQL).
+fn skip_block_comment(b: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i + 1 < b.len() {
+        match (b[i], b[i + 1]) {
+            (b'/', b'*') => {
+                depth += 1;
+                i += 2;
+            }
+            (b'*', b'/') => {
+                depth -= 1;
+                i += 2;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The index past a `$tag$ ... $tag$` string starting at `start`, or `start + 1` when the `$`
+/// opens none (a `$1` already written, say).
+fn skip_dollar_quoted(b: &[u8], start: usize) -> Option<usize> {
+    let rest = &b[start + 1..];
+    let name = rest.iter().take_while(|&&c| is_word(c)).count();
+    if rest.get(name) != Some(&b'$') || rest.first().is_some_and(u8::is_ascii_digit) {
+        return Some(start + 1);
+    }
+    let tag = &b[start..start + name + 2];
+    let body = start + tag.len();
+    b[body..]
+        .windows(tag.len())
+        .position(|w| w == tag)
+        .map(|p| body + p + tag.len())
+}
+
+/// A transaction on one lent connection, as the engine-neutral [`Sql`].
+struct PgSql<'a> {
+    pg: &'a Pg,
+    conn: RefCell<&'a mut Conn>,
+}
+
+impl<'a> PgSql<'a> {
+    fn conn(&self, what: &str) -> Result<std::cell::RefMut<'_, &'a mut Conn>> {
+        self.conn.try_borrow_mut().map_err(|_| {
+            Error::Invalid(format!(
+                "{what}: a statement ran while another's rows were being read; one PostgreSQL \
+                 connection answers one statement at a time (read the rows first, with all())"
+            ))
+        })
+    }
+
+    /// The prepared statement for `sql` on this connection. Parameters whose argument is NULL
+    /// are declared with their kind (nothing else may say what type they are); the others are
+    /// left for the server to infer from the statement.
+    fn statement(&self, conn: &mut Conn, what: &str, sql: &str, args: &[Arg<'_>]) -> Result<Statement> {
+        if let Some(st) = conn.statements.get(sql) {
+            return Ok(st.clone());
+        }
+        let text = self.pg.dollars(what, sql)?;
+        let types: Vec<Type> = args.iter().map(declared).collect();
+        let st = conn
+            .client
+            .prepare_typed(&text, &types)
+            .map_err(pg_err(what))?;
+        if conn.statements.len() >= MAX_STATEMENTS {
+            conn.statements.clear();
+        }
+        conn.statements.insert(sql.to_string(), st.clone());
+        Ok(st)
+    }
+}
+
+/// The type a parameter is declared with: a NULL's kind, or none (OID 0, "infer it").
+fn declared(arg: &Arg<'_>) -> Type {
+    match arg {
+        Arg::Null(Kind::Int) => Type::INT8,
+        Arg::Null(Kind::Text) => Type::TEXT,
+        Arg::Null(Kind::Blob) => Type::BYTEA,
+        _ => Type::new(
+            String::new(),
+            0,
+            postgres::types::Kind::Simple,
+            String::new(),
+        ),
+    }
+}
+
+fn bound<'a>(args: &'a [&'a dyn ToArg]) -> Vec<Bound<'a>> {
+    args.iter().map(|a| Bound(a.arg())).collect()
+}
+
+impl Sql for PgSql<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Pg
+    }
+
+    fn batch(&self, what: &str, sql: &str) -> Result<()> {
+        self.conn(what)?
+            .client
+            .batch_execute(sql)
+            .map_err(pg_err(what))
+    }
+
+    fn exec(&self, what: &str, sql: &str, args: &[&dyn ToArg]) -> Result<u64> {
+        let args = bound(args);
+        let mut conn = self.conn(what)?;
+        let plain: Vec<Arg<'_>> = args.iter().map(|a| a.0).collect();
+        let st = self.statement(&mut conn, what, sql, &plain)?;
+        let params: Vec<&(dyn ToSql + Sync)> =
+            args.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        conn.client.execute(&st, &params).map_err(pg_err(what))
+    }
+
+    fn rows(
+        &self,
+        what: &str,
+        sql: &str,
+        args: &[&dyn ToArg],
+        each: &mut dyn FnMut(&dyn Row) -> Result<()>,
+    ) -> Result<()> {
+        let args = bound(args);
+        let mut conn = self.conn(what)?;
+        let plain: Vec<Arg<'_>> = args.iter().map(|a| a.0).collect();
+        let st = self.statement(&mut conn, what, sql, &plain)?;
+        let mut rows = conn
+            .client
+            .query_raw(&st, args.iter().map(|a| a as &dyn ToSql))
+            .map_err(pg_err(what))?;
+        while let Some(r) = rows.next().map_err(pg_err(what))? {
+            each(&PgRow(&r))?;
+        }
+        Ok(())
+    }
+}
+
+/// An argument as PostgreSQL binds it: to the type the statement's parameter has.
+#[derive(Debug)]
+struct Bound<'a>(Arg<'a>);
+
+type BoxError = Box<dyn std::error::Error + Sync + Send>;
+
+impl ToSql for Bound<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+        match self.0 {
+            Arg::Null(_) => Ok(IsNull::Yes),
+            Arg::Int(v) => int_to_sql(v, ty, out),
+            Arg::Text(s) if <&str as ToSql>::accepts(ty) => s.to_sql(ty, out),
+            Arg::Blob(b) if *ty == Type::BYTEA => b.to_sql(ty, out),
+            Arg::Text(_) => Err(format!("text given where the statement takes {ty}").into()),
+            Arg::Blob(_) => Err(format!("bytes given where the statement takes {ty}").into()),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        // Every type is let through to `to_sql`, which binds or says why not.
+        true
+    }
+
+    to_sql_checked!();
+}
+
+fn int_to_sql(v: i64, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+    let too_big = || -> BoxError { format!("{v} does not fit the statement's {ty}").into() };
+    match *ty {
+        Type::INT8 => v.to_sql(ty, out),
+        Type::INT4 => i32::try_from(v).map_err(|_| too_big())?.to_sql(ty, out),
+        Type::INT2 => i16::try_from(v).map_err(|_| too_big())?.to_sql(ty, out),
+        Type::BOOL => match v {
+            0 => false.to_sql(ty, out),
+            1 => true.to_sql(ty, out),
+            _ => Err(too_big()),
+        },
+        _ => Err(format!("an integer given where the statement takes {ty}").into()),
+    }
+}
+
+/// A row of PostgreSQL's, as the engine-neutral [`Row`].
+struct PgRow<'r>(&'r postgres::Row);
+
+impl PgRow<'_> {
+    fn column_type(&self, i: usize) -> Result<&Type> {
+        self.0
+            .columns()
+            .get(i)
+            .map(postgres::Column::type_)
+            .ok_or_else(|| Error::Corrupt(format!("metadata row has no column {i}")))
+    }
+
+    fn read<'a, T: postgres::types::FromSql<'a>>(&'a self, i: usize) -> Result<Option<T>> {
+        self.0
+            .try_get::<_, Option<T>>(i)
+            .map_err(|e| Error::Corrupt(format!("metadata column {i} does not read: {e}")))
+    }
+}
+
+fn wrong(i: usize, want: &str, got: &Type) -> Error {
+    let hint = if *got == Type::NUMERIC {
+        " (a SUM: write CAST(SUM(..) AS BIGINT))"
+    } else {
+        ""
+    };
+    Error::Corrupt(format!(
+        "metadata column {i} holds {got} where {want} must be{hint}"
+    ))
+}
+
+impl Row for PgRow<'_> {
+    fn int(&self, i: usize) -> Result<Option<i64>> {
+        let ty = self.column_type(i)?;
+        match *ty {
+            Type::INT8 => self.read::<i64>(i),
+            Type::INT4 => Ok(self.read::<i32>(i)?.map(i64::from)),
+            Type::INT2 => Ok(self.read::<i16>(i)?.map(i64::from)),
+            Type::BOOL => Ok(self.read::<bool>(i)?.map(i64::from)),
+            _ => Err(wrong(i, "an integer", ty)),
+        }
+    }
+
+    fn text(&self, i: usize) -> Result<Option<String>> {
+        let ty = self.column_type(i)?;
+        match *ty {
+            Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => self.read::<String>(i),
+            _ => Err(wrong(i, "text", ty)),
+        }
+    }
+
+    fn blob(&self, i: usize) -> Result<Option<Vec<u8>>> {
+        let ty = self.column_type(i)?;
+        match *ty {
+            Type::BYTEA => self.read::<Vec<u8>>(i),
+            _ => Err(wrong(i, "bytes", ty)),
+        }
+    }
+}
