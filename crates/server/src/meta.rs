@@ -18,7 +18,10 @@ mod cloud;
 mod events;
 #[cfg_attr(
     not(test),
-    expect(dead_code, reason = "SqliteMeta moves onto it once the port to sql.rs lands")
+    expect(
+        dead_code,
+        reason = "SqliteMeta moves onto it once the port to sql.rs lands"
+    )
 )]
 mod pg;
 mod removal;

@@ -88,7 +88,10 @@ fn shown(config: &postgres::Config) -> String {
         })
         .collect();
     let ports: Vec<String> = config.get_ports().iter().map(ToString::to_string).collect();
-    let user = config.get_user().map(|u| format!("{u}@")).unwrap_or_default();
+    let user = config
+        .get_user()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
     let port = if ports.is_empty() {
         String::new()
     } else {
@@ -221,6 +224,18 @@ impl Pg {
             rewritten: Mutex::new(HashMap::new()),
         };
         drop(pg.lease(&format!("connecting to PostgreSQL at {}", pg.address))?);
+        Ok(pg)
+    }
+
+    /// [`Self::connect`], then the schema brought up to date (`meta/schema.rs`).
+    ///
+    /// # Errors
+    /// As `connect`, or a failed upgrade step.
+    pub fn open(address: PgAddress, max: usize) -> Result<Pg> {
+        let pg = Pg::connect(address, max)?;
+        super::schema::upgrade(&pg.address.to_string(), &|what, f| {
+            pg.write(what, |db| f(db))
+        })?;
         Ok(pg)
     }
 
@@ -428,9 +443,8 @@ pub fn to_dollars(sql: &str) -> Result<String, String> {
         match b[i] {
             b'\'' => {
                 // E'...' strings take backslash escapes.
-                let escapes = i > 0
-                    && matches!(b[i - 1], b'E' | b'e')
-                    && (i < 2 || !is_word(b[i - 2]));
+                let escapes =
+                    i > 0 && matches!(b[i - 1], b'E' | b'e') && (i < 2 || !is_word(b[i - 2]));
                 i = skip_quoted(b, i, b'\'', escapes)
                     .ok_or_else(|| "a quoted string is not closed".to_string())?;
             }
@@ -445,7 +459,8 @@ pub fn to_dollars(sql: &str) -> Result<String, String> {
                     .map_or(b.len(), |p| i + p + 1);
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
-                i = skip_block_comment(b, i).ok_or_else(|| "a comment is not closed".to_string())?;
+                i = skip_block_comment(b, i)
+                    .ok_or_else(|| "a comment is not closed".to_string())?;
             }
             b'$' if i == 0 || !is_word(b[i - 1]) => {
                 i = skip_dollar_quoted(b, i)
@@ -551,7 +566,13 @@ impl<'a> PgSql<'a> {
     /// The prepared statement for `sql` on this connection. Parameters whose argument is NULL
     /// are declared with their kind (nothing else may say what type they are); the others are
     /// left for the server to infer from the statement.
-    fn statement(&self, conn: &mut Conn, what: &str, sql: &str, args: &[Arg<'_>]) -> Result<Statement> {
+    fn statement(
+        &self,
+        conn: &mut Conn,
+        what: &str,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Statement> {
         if let Some(st) = conn.statements.get(sql) {
             return Ok(st.clone());
         }
@@ -729,5 +750,409 @@ impl Row for PgRow<'_> {
             Type::BYTEA => self.read::<Vec<u8>>(i),
             _ => Err(wrong(i, "bytes", ty)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use cairn_testkit::postgres;
+
+    use super::*;
+    use crate::meta::schema;
+    use crate::meta::sql::args;
+
+    /// A pool of at most `max` on a new database `name` of the shared cluster; `None` when
+    /// PostgreSQL is missing outside CI (the test is skipped, loudly).
+    fn fresh(name: &str, max: usize) -> Option<Pg> {
+        let cluster = postgres::shared(name)?;
+        let url = cluster.create_database(name).expect("a test database");
+        Some(Pg::connect(PgAddress::parse(&url).expect("address"), max).expect("connect"))
+    }
+
+    fn one<T>(pg: &Pg, sql: &str, read: impl Fn(&dyn Row) -> Result<T>) -> T {
+        pg.read(|db| db.opt("t", sql, args![], read))
+            .expect("query")
+            .expect("a row")
+    }
+
+    /// The error and its causes, as a person reading a log would see them.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            out.push_str(": ");
+            out.push_str(&c.to_string());
+            cause = c.source();
+        }
+        out
+    }
+
+    #[test]
+    fn placeholders_become_dollars_outside_quotes_and_comments() {
+        let cases = [
+            ("SELECT ?1", "SELECT $1"),
+            ("a=?1 AND b=?12 AND c=?1", "a=$1 AND b=$12 AND c=$1"),
+            ("VALUES(?1,?2)", "VALUES($1,$2)"),
+            ("SELECT '?1', ?2", "SELECT '?1', $2"),
+            ("SELECT 'it''s ?', ?1", "SELECT 'it''s ?', $1"),
+            ("SELECT E'\\'?', ?1", "SELECT E'\\'?', $1"),
+            (
+                "SELECT \"odd?name\" FROM t WHERE x=?3",
+                "SELECT \"odd?name\" FROM t WHERE x=$3",
+            ),
+            ("SELECT 1 -- what? ?1\n, ?2", "SELECT 1 -- what? ?1\n, $2"),
+            (
+                "SELECT /* ?1 /* ?2 */ ?3 */ ?4",
+                "SELECT /* ?1 /* ?2 */ ?3 */ $4",
+            ),
+            (
+                "SELECT $$ ?1 $$, $x$ ?2 $x$, ?3",
+                "SELECT $$ ?1 $$, $x$ ?2 $x$, $3",
+            ),
+            ("SELECT 'é?', ?1", "SELECT 'é?', $1"),
+            ("no placeholders", "no placeholders"),
+        ];
+        for (from, to) in cases {
+            assert_eq!(to_dollars(from).as_deref(), Ok(to), "{from}");
+        }
+        for bad in [
+            "SELECT ?",
+            "SELECT ?a",
+            "SELECT 'open ?1",
+            "SELECT /* ?1",
+            "x=\"?1",
+        ] {
+            assert!(to_dollars(bad).is_err(), "{bad} must be refused");
+        }
+    }
+
+    #[test]
+    fn statements_and_rows_cross_on_postgres() {
+        let Some(pg) = fresh("t_statements", 2) else {
+            return;
+        };
+        pg.write("t", |db| {
+            crate::meta::sql::tests::statements_and_rows(db);
+            Ok(())
+        })
+        .expect("write");
+    }
+
+    #[test]
+    fn integers_bind_to_the_type_the_statement_takes() {
+        let Some(pg) = fresh("t_binding", 2) else {
+            return;
+        };
+        let small = pg.read(|db| {
+            db.opt(
+                "t",
+                "SELECT CAST(?1 AS INT4) + 1, CAST(?2 AS INT2), CAST(?3 AS BOOLEAN), ?4 IS NULL",
+                args![41i64, 7i64, true, None::<String>],
+                |r| {
+                    Ok((
+                        r.get::<i64>(0)?,
+                        r.get::<i64>(1)?,
+                        r.get::<bool>(2)?,
+                        r.get::<bool>(3)?,
+                    ))
+                },
+            )
+        });
+        assert_eq!(small.expect("binds"), Some((42, 7, true, true)));
+        let err = pg
+            .read(|db| {
+                db.opt("t", "SELECT CAST(?1 AS INT4)", args![1i64 << 40], |r| {
+                    r.get::<i64>(0)
+                })
+            })
+            .expect_err("too big for INT4");
+        let text = chain(&err);
+        assert!(text.contains("does not fit"), "{text}");
+        let err = pg
+            .read(|db| {
+                db.opt("t", "SELECT CAST(?1 AS BOOLEAN)", args![2i64], |r| {
+                    r.get::<bool>(0)
+                })
+            })
+            .expect_err("2 is no boolean");
+        assert!(chain(&err).contains("does not fit"), "{}", chain(&err));
+        // A sum is numeric on PostgreSQL: the error says how to read it.
+        let err = pg
+            .read(|db| {
+                db.opt(
+                    "t",
+                    "SELECT SUM(x) FROM (SELECT CAST(1 AS BIGINT) AS x) s",
+                    args![],
+                    |r| r.get::<i64>(0),
+                )
+            })
+            .expect_err("numeric is not an integer");
+        assert!(chain(&err).contains("CAST(SUM"), "{}", chain(&err));
+        let quoted = one(&pg, "SELECT '?1', 'it''s ?2'", |r| {
+            Ok((r.get::<String>(0)?, r.get::<String>(1)?))
+        });
+        assert_eq!(quoted, ("?1".to_string(), "it's ?2".to_string()));
+    }
+
+    #[test]
+    fn a_statement_inside_another_s_rows_is_refused() {
+        let Some(pg) = fresh("t_nested", 1) else {
+            return;
+        };
+        let err = pg
+            .read(|db| {
+                db.rows("outer", "SELECT 1 UNION ALL SELECT 2", args![], &mut |_| {
+                    db.opt("inner", "SELECT 3", args![], |r| r.get::<i64>(0))?;
+                    Ok(())
+                })
+            })
+            .expect_err("one statement at a time");
+        assert!(err.to_string().contains("one statement at a time"), "{err}");
+        // The connection is still good for the next work.
+        assert_eq!(one(&pg, "SELECT 5", |r| r.get::<i64>(0)), 5);
+    }
+
+    #[test]
+    fn the_schema_is_created_and_reopened_on_postgres() {
+        let Some(first) = fresh("t_schema", 2) else {
+            return;
+        };
+        let address = first.address().clone();
+        drop(first);
+        let pg = Pg::open(address.clone(), 2).expect("open creates the schema");
+        let tables = one(
+            &pg,
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema='public'",
+            |r| r.get::<i64>(0),
+        );
+        // Every table of the definition, and the record of versions.
+        assert_eq!(tables, schema::TABLES.len() as i64 + 1);
+        let versions = one(
+            &pg,
+            "SELECT COUNT(*), MAX(version) FROM schema_migrations",
+            |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?)),
+        );
+        assert_eq!(
+            versions,
+            (i64::from(schema::LATEST), i64::from(schema::LATEST))
+        );
+        drop(pg);
+        let again = Pg::open(address, 2).expect("a second open changes nothing");
+        let versions = one(&again, "SELECT COUNT(*) FROM schema_migrations", |r| {
+            r.get::<i64>(0)
+        });
+        assert_eq!(versions, i64::from(schema::LATEST));
+        // Keys the store hands out, the added columns' defaults, and text in byte order.
+        let names = ["b", "B", "a", "é", "a b"];
+        again
+            .write_relaxed("t", |db| {
+                for n in names {
+                    let id = db
+                        .opt(
+                            "t",
+                            "INSERT INTO users(name, pw_hash, admin) VALUES(?1, '', 0) RETURNING id",
+                            args![n],
+                            |r| r.get::<i64>(0),
+                        )?
+                        .expect("an id");
+                    assert!(id > 0);
+                }
+                Ok(())
+            })
+            .expect("insert users");
+        let sorted = again
+            .read(|db| {
+                db.all(
+                    "t",
+                    "SELECT name, used_bytes, quota FROM users WHERE name >= ?1 AND name < ?2 ORDER BY name",
+                    args!["A", "\u{10ffff}"],
+                    |r| {
+                        assert_eq!(r.get::<i64>(1)?, 0);
+                        assert_eq!(r.get::<Option<i64>>(2)?, None);
+                        r.get::<String>(0)
+                    },
+                )
+            })
+            .expect("list");
+        assert_eq!(sorted, ["B", "a", "a b", "b", "é"]);
+    }
+
+    #[test]
+    fn the_pool_never_opens_more_than_its_bound() {
+        let Some(pg) = fresh("t_pool", 2) else {
+            return;
+        };
+        pg.write("t", |db| {
+            db.batch(
+                "t",
+                "CREATE TABLE counter(n BIGINT NOT NULL); INSERT INTO counter VALUES(0)",
+            )
+        })
+        .expect("counter");
+        let threads = 6;
+        let rounds = 10;
+        let most = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut most = 0;
+                        for _ in 0..rounds {
+                            let seen = pg
+                                .write("t", |db| {
+                                    db.exec("t", "UPDATE counter SET n = n + 1", args![])?;
+                                    db.opt(
+                                        "t",
+                                        "SELECT COUNT(*) FROM pg_stat_activity \
+                                         WHERE datname = current_database() \
+                                         AND application_name = 'cairn'",
+                                        args![],
+                                        |r| r.get::<i64>(0),
+                                    )
+                                })
+                                .expect("write")
+                                .expect("a count");
+                            most = most.max(seen).max(pg.open_now() as i64);
+                        }
+                        most
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .max()
+                .unwrap_or(0)
+        });
+        assert!(most <= 2, "{most} connections were open at once");
+        assert_eq!(
+            one(&pg, "SELECT n FROM counter", |r| r.get::<i64>(0)),
+            threads * rounds
+        );
+    }
+
+    #[test]
+    fn commits_to_one_folder_queue_on_its_row() {
+        let Some(pg) = fresh("t_row_lock", 3) else {
+            return;
+        };
+        let pg = Pg::open(pg.address().clone(), 3).expect("schema");
+        let id = pg
+            .write("t", |db| {
+                db.opt(
+                    "t",
+                    "INSERT INTO folders(name, keep_versions) VALUES('f', 1) RETURNING id",
+                    args![],
+                    |r| r.get::<i64>(0),
+                )
+            })
+            .expect("folder")
+            .expect("id");
+        // Reads the head under the row lock and moves it one on, as a commit does.
+        let commit = |db: &dyn Sql| -> Result<i64> {
+            let head = db
+                .opt(
+                    "commit",
+                    "SELECT head_seq FROM folders WHERE id=?1 FOR UPDATE",
+                    args![id],
+                    |r| r.get::<i64>(0),
+                )?
+                .expect("the folder");
+            db.exec(
+                "commit",
+                "UPDATE folders SET head_seq=?1 WHERE id=?2",
+                args![head + 1, id],
+            )?;
+            Ok(head)
+        };
+        let (locked, holding) = mpsc::channel();
+        let (go, proceed) = mpsc::channel::<()>();
+        let (pg, commit) = (&pg, &commit);
+        std::thread::scope(|s| {
+            let first = s.spawn(move || {
+                pg.write("first", |db| {
+                    let head = commit(db)?;
+                    locked.send(()).expect("the test waits");
+                    proceed.recv().expect("the test says go");
+                    Ok(head)
+                })
+            });
+            holding.recv().expect("the first holds the row");
+            let second = s.spawn(|| pg.write("second", |db| commit(db)));
+            // Until the second is seen waiting for the lock (or finished: then it did not
+            // wait, and the assertions below fail).
+            while !second.is_finished() {
+                let waiting = one(
+                    pg,
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND wait_event_type = 'Lock'",
+                    |r| r.get::<i64>(0),
+                );
+                if waiting > 0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            go.send(()).expect("the first waits");
+            assert_eq!(first.join().expect("first").expect("commit"), 0);
+            assert_eq!(
+                second.join().expect("second").expect("commit"),
+                1,
+                "the second must see the first's head"
+            );
+        });
+        let head = one(pg, "SELECT head_seq FROM folders", |r| r.get::<i64>(0));
+        assert_eq!(head, 2);
+    }
+
+    #[test]
+    fn a_connection_broken_by_a_server_restart_is_replaced() {
+        if postgres::bin_dir_or_skip("a_connection_broken_by_a_server_restart_is_replaced")
+            .is_none()
+        {
+            return;
+        }
+        // A cluster of its own: the restart would cut the other tests' connections.
+        let cluster = postgres::Postgres::start().expect("cluster");
+        let url = cluster.create_database("t_restart").expect("database");
+        let pg = Pg::connect(PgAddress::parse(&url).expect("address"), 2).expect("connect");
+        let pid = |pg: &Pg| one(pg, "SELECT pg_backend_pid()", |r| r.get::<i64>(0));
+        let before = pid(&pg);
+        assert_eq!(pid(&pg), before, "the idle connection is reused");
+        cluster.restart().expect("restart");
+        let after = pid(&pg);
+        assert_ne!(after, before, "a new connection after the restart");
+        assert_eq!(pg.open_now(), 1, "the broken one is gone");
+        // Writes work on it too.
+        pg.write("t", |db| {
+            db.batch("t", "CREATE TABLE after_restart(x BIGINT)")
+        })
+        .expect("write after restart");
+    }
+
+    #[test]
+    fn a_wrong_password_says_so_without_the_password() {
+        let Some(cluster) = postgres::shared("a_wrong_password_says_so_without_the_password")
+        else {
+            return;
+        };
+        let secret = "not-the-password-9f8e7d";
+        let url = cluster.tcp_url("postgres", secret);
+        let address = PgAddress::parse(&url).expect("address");
+        assert!(!format!("{address} {address:?}").contains(secret));
+        let err = Pg::connect(address, 1).expect_err("a wrong password");
+        let said = format!("{} | {err:?}", chain(&err));
+        assert!(said.contains("password authentication failed"), "{said}");
+        assert!(
+            said.contains("127.0.0.1"),
+            "the error names the server: {said}"
+        );
+        assert!(!said.contains(secret), "the password leaked: {said}");
+        let right = cluster.tcp_url("postgres", cluster.password());
+        let pg = Pg::connect(PgAddress::parse(&right).expect("address"), 1)
+            .expect("the right password over TCP");
+        assert_eq!(one(&pg, "SELECT 1", |r| r.get::<i64>(0)), 1);
+        assert!(!format!("{pg:?}").contains(cluster.password()));
     }
 }

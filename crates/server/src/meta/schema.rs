@@ -135,7 +135,10 @@ pub(super) const TABLES: &[Table] = &[
     // Server settings (keys and values).
     table(
         "meta",
-        &[col("key", Text, "PRIMARY KEY"), col("value", Text, "NOT NULL")],
+        &[
+            col("key", Text, "PRIMARY KEY"),
+            col("value", Text, "NOT NULL"),
+        ],
         &[],
     ),
     table(
@@ -435,7 +438,12 @@ pub(super) type Write<'a> = dyn Fn(&str, &mut dyn FnMut(&dyn Sql) -> Result<()>)
 /// advisory lock; the number is arbitrary, "cairn" in ASCII). SQLite's writer is alone anyway.
 fn serialise(db: &dyn Sql, what: &str) -> Result<()> {
     if db.dialect() == Dialect::Pg {
-        db.opt(what, "SELECT pg_advisory_xact_lock(1667330414)", args![], |_| Ok(()))?;
+        db.opt(
+            what,
+            "SELECT pg_advisory_xact_lock(1667330414)",
+            args![],
+            |_| Ok(()),
+        )?;
     }
     Ok(())
 }

@@ -385,20 +385,22 @@ impl Row for LiteRow<'_, '_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
     fn statements_and_rows_cross_as_integers_text_bytes_and_null() {
         let conn = rusqlite::Connection::open_in_memory().expect("memory db");
-        let db = Lite(&conn);
-        let db: &dyn Sql = &db;
-        db.exec(
-            "t",
-            "CREATE TABLE t(i INTEGER, s TEXT, b BLOB, n INTEGER)",
-            args![],
-        )
-        .expect("create");
+        statements_and_rows(&Lite(&conn));
+    }
+
+    /// The statement test of either engine: `db` has no table `t` yet.
+    pub(in crate::meta) fn statements_and_rows(db: &dyn Sql) {
+        let create = match db.dialect() {
+            Dialect::Lite => "CREATE TABLE t(i INTEGER, s TEXT, b BLOB, n INTEGER)",
+            Dialect::Pg => "CREATE TABLE t(i BIGINT, s TEXT, b BYTEA, n BIGINT)",
+        };
+        db.batch("t", create).expect("create");
         let none: Option<i64> = None;
         let n = db
             .exec(
@@ -439,5 +441,21 @@ mod tests {
             .opt("t", "SELECT n FROM t", args![], |r| r.get::<i64>(0))
             .expect_err("NULL is not an integer");
         assert!(err.to_string().contains("NULL"), "{err}");
+        // A placeholder used twice, a sum cast back to an integer, rows in byte order.
+        db.exec(
+            "t",
+            "INSERT INTO t(i, s, b, n) VALUES(?1, ?2, ?3, ?1)",
+            args![8i64, "Eight", vec![8u8]],
+        )
+        .expect("insert again");
+        let all = db
+            .all(
+                "t",
+                "SELECT s, CAST(SUM(i) AS BIGINT) FROM t GROUP BY s ORDER BY s",
+                args![],
+                |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)),
+            )
+            .expect("sums");
+        assert_eq!(all, [("Eight".to_string(), 8), ("seven".to_string(), 7)]);
     }
 }
