@@ -502,3 +502,286 @@ pub(super) fn upgrade(store: &str, write: &Write<'_>) -> Result<u32> {
     write(&what, &mut |db| super::cloud::refresh_credentials(db))?;
     Ok(found.unwrap_or(LATEST))
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::*;
+    use crate::meta::SqliteMeta;
+
+    /// The schema text of the releases before versions were recorded (meta.rs, meta/cloud.rs,
+    /// meta/shares.rs and meta/events.rs as they were), which made the data folders in use.
+    const OLD_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users(
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, pw_hash TEXT NOT NULL,
+    admin INTEGER NOT NULL, disabled INTEGER NOT NULL DEFAULT 0,
+    token_gen INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS folders(
+    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, keep_versions INTEGER NOT NULL,
+    head_seq INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS grants(
+    folder_id INTEGER NOT NULL, user_id INTEGER NOT NULL, access TEXT NOT NULL,
+    PRIMARY KEY(folder_id, user_id));
+CREATE TABLE IF NOT EXISTS versions(
+    id INTEGER PRIMARY KEY, folder_id INTEGER NOT NULL, path TEXT NOT NULL, seq INTEGER NOT NULL,
+    kind TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, mode INTEGER NOT NULL,
+    hash BLOB, target TEXT, device TEXT NOT NULL, committed_ns INTEGER NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS versions_seq ON versions(folder_id, seq);
+CREATE INDEX IF NOT EXISTS versions_path ON versions(folder_id, path, seq);
+CREATE TABLE IF NOT EXISTS version_chunks(
+    version_id INTEGER NOT NULL, idx INTEGER NOT NULL, chunk BLOB NOT NULL, len INTEGER NOT NULL,
+    PRIMARY KEY(version_id, idx)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS version_chunks_chunk ON version_chunks(chunk);
+CREATE TABLE IF NOT EXISTS chunks(
+    id BLOB PRIMARY KEY, len INTEGER NOT NULL, state INTEGER NOT NULL, epoch INTEGER NOT NULL,
+    pack BLOB, pack_offset INTEGER) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunks_pack ON chunks(pack) WHERE pack IS NOT NULL;
+CREATE TABLE IF NOT EXISTS chunk_proofs(
+    user_id INTEGER NOT NULL, chunk BLOB NOT NULL, len INTEGER NOT NULL,
+    PRIMARY KEY(user_id, chunk)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunk_proofs_chunk ON chunk_proofs(chunk);
+CREATE INDEX IF NOT EXISTS chunks_lost ON chunks(id) WHERE state=2;
+CREATE TABLE IF NOT EXISTS devices(
+    user_id INTEGER NOT NULL, device TEXT NOT NULL, computer TEXT NOT NULL,
+    added_ns INTEGER NOT NULL, PRIMARY KEY(user_id, device)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cloud_connections(
+    id INTEGER PRIMARY KEY, owner INTEGER NOT NULL, name TEXT NOT NULL, config TEXT NOT NULL,
+    secrets TEXT NOT NULL, credential TEXT NOT NULL, UNIQUE(owner, name));
+CREATE TABLE IF NOT EXISTS cloud_tasks(
+    id INTEGER PRIMARY KEY, owner INTEGER NOT NULL, name TEXT NOT NULL, folder TEXT NOT NULL,
+    connection INTEGER NOT NULL, settings TEXT NOT NULL, status TEXT NOT NULL DEFAULT '{}',
+    run_now INTEGER NOT NULL DEFAULT 0, UNIQUE(owner, name));
+CREATE TABLE IF NOT EXISTS cloud_task_keys(task INTEGER PRIMARY KEY, key TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS shares(
+    id INTEGER PRIMARY KEY, token TEXT UNIQUE NOT NULL, owner INTEGER NOT NULL,
+    folder_id INTEGER NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL, pw_hash TEXT,
+    expires_ns INTEGER, max_access INTEGER, accesses INTEGER NOT NULL DEFAULT 0,
+    revoked INTEGER NOT NULL DEFAULT 0, created_ns INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events(
+    id INTEGER PRIMARY KEY, at_ns INTEGER NOT NULL, kind TEXT NOT NULL, actor TEXT,
+    target TEXT NOT NULL, source TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL);
+"#;
+
+    /// What those releases added at open to folders made before the columns existed.
+    const OLD_ADDED_COLUMNS: &str = "
+        ALTER TABLE users ADD COLUMN quota INTEGER;
+        ALTER TABLE users ADD COLUMN used_bytes INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE versions ADD COLUMN author TEXT NOT NULL DEFAULT '';
+        ALTER TABLE versions ADD COLUMN computer TEXT NOT NULL DEFAULT '';";
+
+    /// A row in every table of the old schema.
+    const OLD_ROWS: &str = "
+        INSERT INTO meta(key, value) VALUES('server_id', 'abc');
+        INSERT INTO users(id, name, pw_hash, admin) VALUES(7, 'alice', 'hash', 1);
+        INSERT INTO folders(id, name, keep_versions, head_seq) VALUES(3, 'docs', 5, 2);
+        INSERT INTO grants(folder_id, user_id, access) VALUES(3, 7, 'rw');
+        INSERT INTO versions(id, folder_id, path, seq, kind, size, mtime_ns, mode, hash, target,
+            device, committed_ns) VALUES(11, 3, 'a/b.txt', 2, 'file', 5, 1, 420, x'0102', NULL,
+            'dev1', 9);
+        INSERT INTO version_chunks(version_id, idx, chunk, len) VALUES(11, 0, x'0a0b', 5);
+        INSERT INTO chunks(id, len, state, epoch, pack, pack_offset)
+            VALUES(x'0a0b', 5, 1, 0, NULL, NULL);
+        INSERT INTO chunk_proofs(user_id, chunk, len) VALUES(7, x'0a0b', 5);
+        INSERT INTO devices(user_id, device, computer, added_ns) VALUES(7, 'dev1', 'laptop', 1);
+        INSERT INTO cloud_connections(id, owner, name, config, secrets, credential)
+            VALUES(1, 7, 'box', 'not json', '{}', 'cred');
+        INSERT INTO cloud_tasks(id, owner, name, folder, connection, settings)
+            VALUES(1, 7, 'nightly', 'docs', 1, '{}');
+        INSERT INTO cloud_task_keys(task, key) VALUES(1, 'k');
+        INSERT INTO shares(id, token, owner, folder_id, path, kind, created_ns)
+            VALUES(1, 'tok', 7, 3, 'a', 'dir', 1);
+        INSERT INTO events(id, at_ns, kind, actor, target, source, outcome, detail)
+            VALUES(1, 1, 'login', 'alice', '', '127.0.0.1', 'ok', '');";
+
+    /// Every table's columns (name, type, NOT NULL, default, key) and rowid-ness, and every
+    /// index: what two stores must share to be the same schema.
+    fn shape(conn: &Connection) -> Vec<String> {
+        let mut st = conn
+            .prepare(
+                "SELECT type, name, tbl_name, COALESCE(sql, '') FROM sqlite_master \
+                 WHERE name NOT LIKE 'sqlite_%' ORDER BY name",
+            )
+            .expect("schema");
+        let items: Vec<(String, String, String, String)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .expect("schema")
+            .collect::<rusqlite::Result<_>>()
+            .expect("schema");
+        let mut out = Vec::new();
+        for (kind, name, table, sql) in items {
+            if kind == "index" {
+                let mut cols = conn
+                    .prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno")
+                    .expect("index info");
+                let cols: Vec<String> = cols
+                    .query_map([&name], |r| r.get(0))
+                    .expect("index info")
+                    .collect::<rusqlite::Result<_>>()
+                    .expect("index info");
+                let partial = sql.contains(" WHERE ");
+                out.push(format!("index {name} on {table}{cols:?} partial={partial}"));
+                continue;
+            }
+            let rowid = !sql.contains("WITHOUT ROWID");
+            out.push(format!("table {name} rowid={rowid}"));
+            let mut cols = conn
+                .prepare(
+                    "SELECT name, type, \"notnull\", COALESCE(dflt_value, ''), pk \
+                     FROM pragma_table_info(?1) ORDER BY cid",
+                )
+                .expect("table info");
+            let cols: Vec<String> = cols
+                .query_map([&name], |r| {
+                    Ok(format!(
+                        "  {} {} notnull={} default={} pk={}",
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?
+                    ))
+                })
+                .expect("table info")
+                .collect::<rusqlite::Result<_>>()
+                .expect("table info");
+            out.extend(cols);
+        }
+        out
+    }
+
+    fn count(conn: &Connection, table: &str) -> i64 {
+        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .expect("count")
+    }
+
+    fn versions(conn: &Connection) -> Vec<i64> {
+        let mut st = conn
+            .prepare("SELECT version FROM schema_migrations ORDER BY version")
+            .expect("versions");
+        st.query_map([], |r| r.get(0))
+            .expect("versions")
+            .collect::<rusqlite::Result<_>>()
+            .expect("versions")
+    }
+
+    /// Makes an old data folder's store with `schema`, upgrades it by opening, and checks
+    /// that it ends with the fresh schema and every row it had.
+    fn upgrades_in_place(schema: &str) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fresh_path = dir.path().join("fresh.db");
+        drop(SqliteMeta::open(&fresh_path).expect("a new store"));
+        let fresh = Connection::open(&fresh_path).expect("fresh");
+
+        let old_path = dir.path().join("old.db");
+        let old = Connection::open(&old_path).expect("old");
+        old.execute_batch(schema).expect("the old schema");
+        old.execute_batch(OLD_ROWS).expect("old rows");
+        let tables: Vec<&str> = TABLES.iter().map(|t| t.name).collect();
+        let before: Vec<i64> = tables.iter().map(|t| count(&old, t)).collect();
+        assert!(before.iter().all(|&n| n == 1), "a row in every table");
+        drop(old);
+
+        let meta = SqliteMeta::open(&old_path).expect("the old store opens");
+        let upgraded = Connection::open(&old_path).expect("upgraded");
+        assert_eq!(shape(&upgraded), shape(&fresh));
+        let after: Vec<i64> = tables.iter().map(|t| count(&upgraded, t)).collect();
+        assert_eq!(after, before, "rows of {tables:?}");
+        let all: Vec<i64> = (1..=i64::from(LATEST)).collect();
+        assert_eq!(versions(&upgraded), all);
+        assert_eq!(versions(&fresh), all);
+        // The store reads its old rows, the added columns at their defaults.
+        let (user, _) = meta.user_by_name("alice").expect("read").expect("alice");
+        assert_eq!(
+            (user.id, user.admin, user.quota, user.used_bytes),
+            (7, true, None, 0)
+        );
+        assert_eq!(meta.folder("docs").expect("read").expect("docs").head.0, 2);
+        assert_eq!(
+            meta.meta_value("server_id").expect("read").as_deref(),
+            Some("abc")
+        );
+        drop(meta);
+        // A second open finds nothing to do.
+        drop(SqliteMeta::open(&old_path).expect("reopen"));
+        assert_eq!(versions(&upgraded), all);
+    }
+
+    #[test]
+    fn a_store_made_by_the_old_schema_upgrades_in_place_with_nothing_lost() {
+        upgrades_in_place(OLD_SCHEMA);
+    }
+
+    #[test]
+    fn an_old_store_that_had_the_added_columns_upgrades_too() {
+        upgrades_in_place(&format!("{OLD_SCHEMA}{OLD_ADDED_COLUMNS}"));
+    }
+
+    #[test]
+    fn a_store_newer_than_this_build_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("meta.db");
+        drop(SqliteMeta::open(&path).expect("a new store"));
+        Connection::open(&path)
+            .expect("store")
+            .execute(
+                "INSERT INTO schema_migrations(version, applied_ns) VALUES(?1, 0)",
+                [i64::from(LATEST) + 1],
+            )
+            .expect("a future version");
+        let Err(err) = SqliteMeta::open(&path) else {
+            panic!("a newer store must not open");
+        };
+        assert!(err.to_string().contains("newer than this cairn"), "{err}");
+    }
+
+    #[test]
+    fn each_engine_gets_its_own_types_from_the_one_definition() {
+        let users = TABLES.iter().find(|t| t.name == "users").expect("users");
+        assert_eq!(
+            table_sql(users, Dialect::Lite, 1),
+            "CREATE TABLE IF NOT EXISTS users(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, \
+             pw_hash TEXT NOT NULL, admin INTEGER NOT NULL, disabled INTEGER NOT NULL DEFAULT 0, \
+             token_gen INTEGER NOT NULL DEFAULT 0)"
+        );
+        assert_eq!(
+            table_sql(users, Dialect::Pg, LATEST),
+            "CREATE TABLE IF NOT EXISTS users(id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY \
+             KEY, name TEXT COLLATE \"C\" UNIQUE NOT NULL, pw_hash TEXT COLLATE \"C\" NOT NULL, \
+             admin BIGINT NOT NULL, disabled BIGINT NOT NULL DEFAULT 0, token_gen BIGINT NOT NULL \
+             DEFAULT 0, quota BIGINT, used_bytes BIGINT NOT NULL DEFAULT 0)"
+        );
+        let chunks = TABLES.iter().find(|t| t.name == "chunks").expect("chunks");
+        assert!(table_sql(chunks, Dialect::Lite, 1).ends_with(") WITHOUT ROWID"));
+        assert!(table_sql(chunks, Dialect::Pg, 1).contains("id BYTEA PRIMARY KEY"));
+        assert!(!table_sql(chunks, Dialect::Pg, 1).contains("ROWID"));
+    }
+
+    #[test]
+    fn added_columns_suit_alter_table_in_both_engines() {
+        for t in TABLES {
+            for c in t.columns.iter().filter(|c| c.since > t.since) {
+                let rest = c.rest.to_ascii_uppercase();
+                assert!(
+                    !rest.contains("PRIMARY") && !rest.contains("UNIQUE"),
+                    "{}.{}: no key can be added",
+                    t.name,
+                    c.name
+                );
+                assert!(
+                    !rest.contains("NOT NULL") || rest.contains("DEFAULT"),
+                    "{}.{}: NOT NULL needs a default",
+                    t.name,
+                    c.name
+                );
+                assert!(
+                    !matches!(c.ty, Type::Id | Type::Key),
+                    "{}.{}",
+                    t.name,
+                    c.name
+                );
+            }
+        }
+    }
+}
