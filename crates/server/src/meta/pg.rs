@@ -1155,4 +1155,81 @@ mod tests {
         assert_eq!(one(&pg, "SELECT 1", |r| r.get::<i64>(0)), 1);
         assert!(!format!("{pg:?}").contains(cluster.password()));
     }
+
+    /// Unmounts a test's tmpfs when dropped.
+    struct Unmount(std::path::PathBuf);
+
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+
+    #[test]
+    fn a_full_disk_under_postgres_is_storage_full() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let Some(cluster) = postgres::shared("a_full_disk_under_postgres_is_storage_full") else {
+            return;
+        };
+        let url = cluster.create_database("t_full").expect("database");
+        let pg = Pg::connect(PgAddress::parse(&url).expect("address"), 1).expect("connect");
+        // A 1 MiB tmpfs the server's user owns, as a tablespace.
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let owner = std::fs::metadata(cluster.socket_dir()).expect("cluster folder");
+        let mount = dir.path().join("tiny");
+        std::fs::create_dir(&mount).expect("mkdir");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!(
+                "size=1m,mode=0700,uid={},gid={}",
+                owner.uid(),
+                owner.gid()
+            ))
+            .arg("tmpfs")
+            .arg(&mount)
+            .status()
+            .expect("mount");
+        assert!(
+            mounted.success(),
+            "this test needs root to mount a small tmpfs"
+        );
+        let _unmount = Unmount(mount.clone());
+        cluster
+            .psql(
+                "t_full",
+                &format!("CREATE TABLESPACE tiny_full LOCATION '{}'", mount.display()),
+            )
+            .expect("tablespace");
+        pg.write("t", |db| {
+            db.batch("t", "CREATE TABLE big(b BYTEA) TABLESPACE tiny_full")
+        })
+        .expect("table");
+        // 4 MiB that do not compress.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..4 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let err = pg
+            .write("filling the tablespace", |db| {
+                db.exec("fill", "INSERT INTO big(b) VALUES(?1)", args![noise])
+            })
+            .expect_err("1 MiB cannot hold 4");
+        assert!(err.is_storage_full(), "{}", chain(&err));
+        assert!(err.to_string().contains("fill"), "{err}");
+        pg.write("t", |db| db.batch("t", "DROP TABLE big"))
+            .expect("drop");
+        cluster
+            .psql("postgres", "DROP TABLESPACE tiny_full")
+            .expect("drop tablespace");
+    }
 }
