@@ -369,11 +369,17 @@ impl Pg {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Error::Invalid(format!(
-                    "{what}: no PostgreSQL connection came free within {POOL_WAIT:?} \
-                     (all {} in use)",
-                    self.max
-                )));
+                // Not the request's fault: an internal error, not a bad request.
+                return Err(Error::Io {
+                    context: what.to_string(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "no PostgreSQL connection came free within {POOL_WAIT:?} (all {} in use)",
+                            self.max
+                        ),
+                    ),
+                });
             }
             pool = self
                 .freed
@@ -555,11 +561,13 @@ struct PgSql<'a> {
 
 impl<'a> PgSql<'a> {
     fn conn(&self, what: &str) -> Result<std::cell::RefMut<'_, &'a mut Conn>> {
-        self.conn.try_borrow_mut().map_err(|_| {
-            Error::Invalid(format!(
-                "{what}: a statement ran while another's rows were being read; one PostgreSQL \
-                 connection answers one statement at a time (read the rows first, with all())"
-            ))
+        // A fault of the calling code, not of the request: an internal error.
+        self.conn.try_borrow_mut().map_err(|_| Error::Io {
+            context: what.to_string(),
+            source: std::io::Error::other(
+                "a statement ran while another's rows were being read; one PostgreSQL \
+                 connection answers one statement at a time (read the rows first, with all())",
+            ),
         })
     }
 
@@ -909,7 +917,11 @@ mod tests {
                 })
             })
             .expect_err("one statement at a time");
-        assert!(err.to_string().contains("one statement at a time"), "{err}");
+        assert!(
+            chain(&err).contains("one statement at a time"),
+            "{}",
+            chain(&err)
+        );
         // The connection is still good for the next work.
         assert_eq!(one(&pg, "SELECT 5", |r| r.get::<i64>(0)), 5);
     }
@@ -977,6 +989,28 @@ mod tests {
             })
             .expect("list");
         assert_eq!(sorted, ["B", "a", "a b", "b", "é"]);
+    }
+
+    #[test]
+    fn instances_opening_one_database_at_once_upgrade_it_once() {
+        let Some(first) = fresh("t_open_race", 1) else {
+            return;
+        };
+        let address = first.address().clone();
+        drop(first);
+        std::thread::scope(|s| {
+            let opens: Vec<_> = (0..3)
+                .map(|_| s.spawn(|| Pg::open(address.clone(), 1).map(drop)))
+                .collect();
+            for o in opens {
+                o.join().expect("thread").expect("every instance opens");
+            }
+        });
+        let pg = Pg::connect(address, 1).expect("connect");
+        let versions = one(&pg, "SELECT COUNT(*) FROM schema_migrations", |r| {
+            r.get::<i64>(0)
+        });
+        assert_eq!(versions, i64::from(schema::LATEST));
     }
 
     #[test]
