@@ -837,6 +837,26 @@ mod tests {
     }
 
     #[test]
+    fn an_address_is_shown_without_its_password() {
+        for url in [
+            "postgres://cairn:hunter2@db.example:5433/meta",
+            "host=/run/postgresql port=5433 user=cairn password=hunter2 dbname=meta",
+        ] {
+            let address = PgAddress::parse(url).expect("parses");
+            let shown = format!("{address} {address:?}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(
+                shown.contains("cairn@") && shown.contains(":5433/meta"),
+                "{shown}"
+            );
+        }
+        let err = PgAddress::parse("postgres://cairn:hunter2@db.example:port/meta")
+            .expect_err("a port that is no number");
+        assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
+        assert!(err.to_string().contains("does not parse"), "{err}");
+    }
+
+    #[test]
     fn statements_and_rows_cross_on_postgres() {
         let Some(pg) = fresh("t_statements", 2) else {
             return;
