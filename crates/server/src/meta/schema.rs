@@ -498,9 +498,13 @@ pub(super) fn upgrade(store: &str, write: &Write<'_>) -> Result<u32> {
             Ok(())
         })?;
     }
+    let found = found.unwrap_or(LATEST);
+    if found < LATEST {
+        tracing::info!(store, from = found, to = LATEST, "metadata schema upgraded");
+    }
     let what = format!("refreshing cloud credentials of metadata store {store}");
     write(&what, &mut |db| super::cloud::refresh_credentials(db))?;
-    Ok(found.unwrap_or(LATEST))
+    Ok(found)
 }
 
 #[cfg(test)]
