@@ -925,6 +925,44 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_write_leaves_nothing_and_its_connection_serves_on() {
+        let Some(pg) = fresh("t_rollback", 1) else {
+            return;
+        };
+        pg.write("t", |db| {
+            db.batch("t", "CREATE TABLE u(k TEXT PRIMARY KEY)")
+        })
+        .expect("table");
+        let insert = |db: &dyn Sql, k: &str| db.exec("t", "INSERT INTO u(k) VALUES(?1)", args![k]);
+        // The work fails after a change: the change goes.
+        let err = pg
+            .write("t", |db| {
+                insert(db, "a")?;
+                Err::<(), _>(Error::Invalid("changed my mind".into()))
+            })
+            .expect_err("the work's error");
+        assert_eq!(err.to_string(), "changed my mind");
+        // A statement fails (the key is taken) after a change: the change goes too.
+        pg.write("t", |db| insert(db, "b")).expect("b");
+        let err = pg
+            .write("adding c and b", |db| {
+                insert(db, "c")?;
+                insert(db, "b")
+            })
+            .expect_err("b is there");
+        assert!(chain(&err).contains("duplicate key"), "{}", chain(&err));
+        let keys = pg
+            .read(|db| {
+                db.all("t", "SELECT k FROM u ORDER BY k", args![], |r| {
+                    r.get::<String>(0)
+                })
+            })
+            .expect("keys");
+        assert_eq!(keys, ["b"]);
+        assert_eq!(pg.open_now(), 1, "the one connection was kept");
+    }
+
+    #[test]
     fn a_statement_inside_another_s_rows_is_refused() {
         let Some(pg) = fresh("t_nested", 1) else {
             return;
