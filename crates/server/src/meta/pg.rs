@@ -133,6 +133,14 @@ impl fmt::Debug for Pg {
     }
 }
 
+impl Drop for Pg {
+    fn drop(&mut self) {
+        // Closing a connection blocks on its runtime too.
+        let idle = std::mem::take(&mut self.lock().idle);
+        blocking(|| drop(idle));
+    }
+}
+
 struct Pool {
     idle: Vec<Conn>,
     /// Connections open, idle or lent out; never above `Pg::max`.
@@ -188,6 +196,19 @@ fn pg_err(what: &str) -> impl FnOnce(postgres::Error) -> Error + '_ {
     }
 }
 
+/// Runs `f`, which blocks on the `postgres` client's own small runtime. On a worker of a
+/// multi-thread tokio runtime that would panic (no runtime may be entered from inside another),
+/// so there it goes through `block_in_place`, which lets the worker block as SQLite calls do;
+/// on a blocking thread or outside tokio it runs as is. A current-thread runtime cannot host it:
+/// call the store from `spawn_blocking` there.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// True when `e` says the connection is gone (rather than the statement failing): the server
 /// shut down or restarted, the socket broke.
 fn is_gone(e: &postgres::Error) -> bool {
@@ -223,7 +244,10 @@ impl Pg {
             freed: Condvar::new(),
             rewritten: Mutex::new(HashMap::new()),
         };
-        drop(pg.lease(&format!("connecting to PostgreSQL at {}", pg.address))?);
+        blocking(|| {
+            pg.lease(&format!("connecting to PostgreSQL at {}", pg.address))
+                .map(drop)
+        })?;
         Ok(pg)
     }
 
@@ -280,6 +304,15 @@ impl Pg {
     }
 
     fn transaction<T>(
+        &self,
+        what: &str,
+        begin: &str,
+        f: impl FnOnce(&dyn Sql) -> Result<T>,
+    ) -> Result<T> {
+        blocking(|| self.transaction_here(what, begin, f))
+    }
+
+    fn transaction_here<T>(
         &self,
         what: &str,
         begin: &str,
@@ -960,6 +993,37 @@ mod tests {
             .expect("keys");
         assert_eq!(keys, ["b"]);
         assert_eq!(pg.open_now(), 1, "the one connection was kept");
+    }
+
+    #[test]
+    fn the_store_may_be_called_from_async_code() {
+        let Some(pg) = fresh("t_async", 1) else {
+            return;
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let pg = std::sync::Arc::new(pg);
+        let address = pg.address().clone();
+        let select = |pg: &Pg| one(pg, "SELECT 1", |r| r.get::<i64>(0));
+        let (a, b, c) = (pg.clone(), pg.clone(), pg.clone());
+        let on_worker = rt.block_on(async move { tokio::spawn(async move { select(&a) }).await });
+        assert_eq!(on_worker.expect("task"), 1);
+        let on_blocking = rt.block_on(rt.spawn_blocking(move || select(&b)));
+        assert_eq!(on_blocking.expect("task"), 1);
+        assert_eq!(rt.block_on(async move { select(&c) }), 1);
+        // Opening and dropping a pool there too.
+        rt.block_on(async move {
+            tokio::spawn(async move {
+                let other = Pg::connect(address, 1).expect("connect");
+                assert_eq!(select(&other), 1);
+            })
+            .await
+        })
+        .expect("task");
+        drop(pg);
     }
 
     #[test]
