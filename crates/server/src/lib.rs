@@ -39,6 +39,14 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    /// The metadata store on PostgreSQL failed; `context` says at what (and where, without
+    /// the password).
+    #[error("{context}")]
+    Pg {
+        context: String,
+        #[source]
+        source: postgres::Error,
+    },
     #[error("{context}")]
     Io {
         context: String,
@@ -70,7 +78,7 @@ impl Error {
         move |source| Error::Io { context, source }
     }
 
-    /// True when the cause is a full disk (SQLite or the chunk store).
+    /// True when the cause is a full disk (SQLite, PostgreSQL or the chunk store).
     pub fn is_storage_full(&self) -> bool {
         match self {
             Error::Db { source, .. } => {
@@ -78,6 +86,9 @@ impl Error {
                     source.sqlite_error_code(),
                     Some(rusqlite::ErrorCode::DiskFull)
                 )
+            }
+            Error::Pg { source, .. } => {
+                source.code() == Some(&postgres::error::SqlState::DISK_FULL)
             }
             Error::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
             Error::Store(cairn_store::Error::Full { .. }) => true,

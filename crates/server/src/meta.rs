@@ -16,8 +16,17 @@ use std::time::Duration;
 mod chunks;
 mod cloud;
 mod events;
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "SqliteMeta moves onto it once the port to sql.rs lands"
+    )
+)]
+mod pg;
 mod removal;
 mod report;
+mod schema;
 mod shares;
 mod sql;
 pub use chunks::{ChunkScope, Scope, UploadPlan};
@@ -43,51 +52,6 @@ use crate::{Error, Result};
 /// Chunks up to this size are packed: the small chunks of one upload request go into one pack
 /// object, so 20,000 small files cost a few dozen objects and fsyncs, not 20,000.
 pub const PACK_MAX: usize = 64 * 1024;
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS users(
-    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, pw_hash TEXT NOT NULL,
-    admin INTEGER NOT NULL, disabled INTEGER NOT NULL DEFAULT 0,
-    token_gen INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS folders(
-    id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, keep_versions INTEGER NOT NULL,
-    head_seq INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS grants(
-    folder_id INTEGER NOT NULL, user_id INTEGER NOT NULL, access TEXT NOT NULL,
-    PRIMARY KEY(folder_id, user_id));
-CREATE TABLE IF NOT EXISTS versions(
-    id INTEGER PRIMARY KEY, folder_id INTEGER NOT NULL, path TEXT NOT NULL, seq INTEGER NOT NULL,
-    kind TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, mode INTEGER NOT NULL,
-    hash BLOB, target TEXT, device TEXT NOT NULL, committed_ns INTEGER NOT NULL);
-CREATE UNIQUE INDEX IF NOT EXISTS versions_seq ON versions(folder_id, seq);
-CREATE INDEX IF NOT EXISTS versions_path ON versions(folder_id, path, seq);
-CREATE TABLE IF NOT EXISTS version_chunks(
-    version_id INTEGER NOT NULL, idx INTEGER NOT NULL, chunk BLOB NOT NULL, len INTEGER NOT NULL,
-    PRIMARY KEY(version_id, idx)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS version_chunks_chunk ON version_chunks(chunk);
-CREATE TABLE IF NOT EXISTS chunks(
-    id BLOB PRIMARY KEY, len INTEGER NOT NULL, state INTEGER NOT NULL, epoch INTEGER NOT NULL,
-    pack BLOB, pack_offset INTEGER) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS chunks_pack ON chunks(pack) WHERE pack IS NOT NULL;
-CREATE TABLE IF NOT EXISTS chunk_proofs(
-    user_id INTEGER NOT NULL, chunk BLOB NOT NULL, len INTEGER NOT NULL,
-    PRIMARY KEY(user_id, chunk)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS chunk_proofs_chunk ON chunk_proofs(chunk);
-CREATE INDEX IF NOT EXISTS chunks_lost ON chunks(id) WHERE state=2;
-CREATE TABLE IF NOT EXISTS devices(
-    user_id INTEGER NOT NULL, device TEXT NOT NULL, computer TEXT NOT NULL,
-    added_ns INTEGER NOT NULL, PRIMARY KEY(user_id, device)) WITHOUT ROWID;
-"#;
-
-/// Columns added after the first release, as (table, column, definition): added at open when
-/// an older data folder lacks them.
-const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
-    ("users", "quota", "INTEGER"),
-    ("users", "used_bytes", "INTEGER NOT NULL DEFAULT 0"),
-    ("versions", "author", "TEXT NOT NULL DEFAULT ''"),
-    ("versions", "computer", "TEXT NOT NULL DEFAULT ''"),
-];
 
 /// Device names kept per user.
 pub const MAX_DEVICES: i64 = 1000;
@@ -223,20 +187,6 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
-    for (table, column, def) in ADDED_COLUMNS {
-        let exists: bool = conn
-            .prepare(&format!(
-                "SELECT 1 FROM pragma_table_info('{table}') WHERE name=?1"
-            ))?
-            .exists([column])?;
-        if !exists {
-            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {def}"))?;
-        }
-    }
-    Ok(())
-}
-
 fn db(context: &str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
     move |source| Error::Db {
         context: context.to_string(),
@@ -262,12 +212,9 @@ impl SqliteMeta {
              PRAGMA cache_size=-65536;",
         )
         .map_err(db(&ctx))?;
-        conn.execute_batch(SCHEMA).map_err(db(&ctx))?;
-        conn.execute_batch(cloud::SCHEMA).map_err(db(&ctx))?;
-        conn.execute_batch(shares::SCHEMA).map_err(db(&ctx))?;
-        conn.execute_batch(events::SCHEMA).map_err(db(&ctx))?;
-        add_missing_columns(&conn).map_err(db(&ctx))?;
-        cloud::refresh_credentials(&conn).map_err(db(&ctx))?;
+        schema::upgrade(&path.display().to_string(), &|what, f| {
+            Lite(&conn).transaction(what, |db| f(db))
+        })?;
         Ok(SqliteMeta {
             conn: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),

@@ -3,6 +3,7 @@
 //! it; the `cairn` binary must be built (the CLI's own integration tests build it first).
 
 pub mod cloud;
+pub mod postgres;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

@@ -5,23 +5,11 @@
 
 use cairn_cloud::crypt::{self, MasterKey};
 use cairn_cloud::{CloudConnection, Secrets};
-use rusqlite::params;
 
 use super::sql::{args, Lite, Row, Sql};
 use super::{db, SqliteMeta, User};
 use crate::cloud::{TaskRequest, TaskSettings, TaskStatus, MAX_PER_USER};
 use crate::{Error, Result};
-
-pub(super) const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS cloud_connections(
-    id INTEGER PRIMARY KEY, owner INTEGER NOT NULL, name TEXT NOT NULL, config TEXT NOT NULL,
-    secrets TEXT NOT NULL, credential TEXT NOT NULL, UNIQUE(owner, name));
-CREATE TABLE IF NOT EXISTS cloud_tasks(
-    id INTEGER PRIMARY KEY, owner INTEGER NOT NULL, name TEXT NOT NULL, folder TEXT NOT NULL,
-    connection INTEGER NOT NULL, settings TEXT NOT NULL, status TEXT NOT NULL DEFAULT '{}',
-    run_now INTEGER NOT NULL DEFAULT 0, UNIQUE(owner, name));
-CREATE TABLE IF NOT EXISTS cloud_task_keys(task INTEGER PRIMARY KEY, key TEXT NOT NULL);
-"#;
 
 /// A saved connection with its secrets: for the runner only, never for an answer.
 pub struct CloudConnectionRow {
@@ -51,20 +39,24 @@ pub struct CloudTaskRow {
 /// Recomputes each connection's `credential` from its saved config when it differs: what
 /// identifies a credential can change between versions, and a stale value would let a second
 /// connection with the same credential in. A config that no longer decodes keeps its value.
-pub(super) fn refresh_credentials(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    let rows: Vec<(i64, String, String)> = conn
-        .prepare("SELECT id, config, credential FROM cloud_connections")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+pub(super) fn refresh_credentials(db: &dyn Sql) -> Result<()> {
+    let ctx = "refreshing cloud credentials";
+    let rows = db.all(
+        ctx,
+        "SELECT id, config, credential FROM cloud_connections",
+        args![],
+        |r| Ok((r.get::<i64>(0)?, r.get::<String>(1)?, r.get::<String>(2)?)),
+    )?;
     for (id, config, stored) in rows {
         let Ok(parsed) = serde_json::from_str::<CloudConnection>(&config) else {
             continue;
         };
         let now = parsed.credential_id();
         if now != stored {
-            conn.execute(
+            db.exec(
+                ctx,
                 "UPDATE cloud_connections SET credential=?1 WHERE id=?2",
-                params![now, id],
+                args![now, id],
             )?;
         }
     }

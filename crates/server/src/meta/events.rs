@@ -24,12 +24,6 @@ use super::sql::{args, Lite, Sql};
 use super::{now_ns, SqliteMeta};
 use crate::{Error, Result};
 
-pub(super) const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS events(
-    id INTEGER PRIMARY KEY, at_ns INTEGER NOT NULL, kind TEXT NOT NULL, actor TEXT,
-    target TEXT NOT NULL, source TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL);
-"#;
-
 /// Most events one read returns.
 pub const MAX_PAGE: u32 = 1000;
 /// Characters of a target or detail kept (a name a stranger typed, a shared file's path).

@@ -5,14 +5,6 @@ use super::sql::{args, Lite, Row, Sql};
 use super::SqliteMeta;
 use crate::{Error, Result};
 
-pub(super) const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS shares(
-    id INTEGER PRIMARY KEY, token TEXT UNIQUE NOT NULL, owner INTEGER NOT NULL,
-    folder_id INTEGER NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL, pw_hash TEXT,
-    expires_ns INTEGER, max_access INTEGER, accesses INTEGER NOT NULL DEFAULT 0,
-    revoked INTEGER NOT NULL DEFAULT 0, created_ns INTEGER NOT NULL);
-"#;
-
 /// Links one user may hold (revoked ones included until they are deleted with their user).
 pub const MAX_SHARES_PER_USER: i64 = 10_000;
 

@@ -18,7 +18,7 @@ pub enum Arg<'a> {
     Text(&'a str),
     Blob(&'a [u8]),
     /// NULL, typed as the column it goes to (PostgreSQL binds typed parameters).
-    Null(#[expect(dead_code, reason = "read by the PostgreSQL side, the next step")] Kind),
+    Null(Kind),
 }
 
 /// The three column types the schema uses.
@@ -186,10 +186,6 @@ impl FromCol for Option<Vec<u8>> {
 /// Which engine a connection belongs to, for the few statements only one of them has (a row
 /// lock, `FOR UPDATE`, means nothing to SQLite, whose writer is alone anyway).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[expect(
-    dead_code,
-    reason = "the commit's row lock and the PostgreSQL side, under way"
-)]
 pub enum Dialect {
     Lite,
     Pg,
@@ -197,10 +193,6 @@ pub enum Dialect {
 
 /// One connection or transaction of either engine. `what` names the work for errors
 /// ("deleting a user"), as every metadata error says what it was doing.
-#[expect(
-    dead_code,
-    reason = "the commit's row lock and the PostgreSQL side, under way"
-)]
 pub trait Sql {
     fn dialect(&self) -> Dialect;
 
@@ -264,6 +256,30 @@ impl dyn Sql + '_ {
 
 /// SQLite's side: a connection (or a transaction, through `Deref`).
 pub struct Lite<'c>(pub &'c rusqlite::Connection);
+
+impl Lite<'_> {
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on this connection (rolled back when it
+    /// fails), for work that holds the connection by shared reference (opening the store).
+    ///
+    /// # Errors
+    /// `f`'s, or SQLite's with `what` as context.
+    pub fn transaction<T>(&self, what: &str, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
+        self.0
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(lite_err(what))?;
+        match f(self) {
+            Ok(v) => {
+                self.0.execute_batch("COMMIT").map_err(lite_err(what))?;
+                Ok(v)
+            }
+            Err(e) => {
+                // The work's error says more; a failed rollback leaves SQLite's own.
+                let _ = self.0.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+}
 
 impl rusqlite::ToSql for Arg<'_> {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
@@ -369,20 +385,22 @@ impl Row for LiteRow<'_, '_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
     fn statements_and_rows_cross_as_integers_text_bytes_and_null() {
         let conn = rusqlite::Connection::open_in_memory().expect("memory db");
-        let db = Lite(&conn);
-        let db: &dyn Sql = &db;
-        db.exec(
-            "t",
-            "CREATE TABLE t(i INTEGER, s TEXT, b BLOB, n INTEGER)",
-            args![],
-        )
-        .expect("create");
+        statements_and_rows(&Lite(&conn));
+    }
+
+    /// The statement test of either engine: `db` has no table `t` yet.
+    pub(in crate::meta) fn statements_and_rows(db: &dyn Sql) {
+        let create = match db.dialect() {
+            Dialect::Lite => "CREATE TABLE t(i INTEGER, s TEXT, b BLOB, n INTEGER)",
+            Dialect::Pg => "CREATE TABLE t(i BIGINT, s TEXT, b BYTEA, n BIGINT)",
+        };
+        db.batch("t", create).expect("create");
         let none: Option<i64> = None;
         let n = db
             .exec(
@@ -423,5 +441,21 @@ mod tests {
             .opt("t", "SELECT n FROM t", args![], |r| r.get::<i64>(0))
             .expect_err("NULL is not an integer");
         assert!(err.to_string().contains("NULL"), "{err}");
+        // A placeholder used twice, a sum cast back to an integer, rows in byte order.
+        db.exec(
+            "t",
+            "INSERT INTO t(i, s, b, n) VALUES(?1, ?2, ?3, ?1)",
+            args![8i64, "Eight", vec![8u8]],
+        )
+        .expect("insert again");
+        let all = db
+            .all(
+                "t",
+                "SELECT s, CAST(SUM(i) AS BIGINT) FROM t GROUP BY s ORDER BY s",
+                args![],
+                |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)),
+            )
+            .expect("sums");
+        assert_eq!(all, [("Eight".to_string(), 8), ("seven".to_string(), 7)]);
     }
 }
