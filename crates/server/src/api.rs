@@ -80,9 +80,8 @@ pub struct AppState {
     /// Proxies whose `X-Forwarded-For` is believed.
     proxies: crate::proxy::TrustedProxies,
     heads: Mutex<HashMap<i64, watch::Sender<i64>>>,
-    /// Live agents: (user, device) -> (instance, last heard). A second instance with the same
-    /// device of the same user is a copied configuration folder posing as another computer;
-    /// another user naming that device id claims only their own (user, device).
+    /// The claims this instance renewed lately: (user, device) -> (agent instance, when). The
+    /// claims themselves are in the store (`meta/claims.rs`).
     agents: Mutex<HashMap<(i64, String), (String, std::time::Instant)>>,
     /// Test hook (`CAIRN_TEST_COMMIT_PAUSE_MS`): sleep after each change of a commit so a test can
     /// kill the server in the middle of one.
@@ -222,42 +221,74 @@ impl AppState {
 
     /// Records that agent `instance` of `device` is alive; refuses a second live instance.
     /// A `probe` (a one-off `run --once`) is refused the same way but records nothing, so the
-    /// computer's own agent may start right after it.
-    fn claim(&self, user: &User, device: &DeviceId, instance: &str, probe: bool) -> ApiResult<()> {
+    /// computer's own agent may start right after it. The claim is a row in the store, so
+    /// every server instance behind a load balancer agrees; this instance renews its own
+    /// claims at most every [`RENEW`] (journal frames would otherwise write one per frame).
+    async fn claim(
+        self: &Arc<Self>,
+        user: &User,
+        device: &DeviceId,
+        instance: &str,
+        probe: bool,
+    ) -> ApiResult<()> {
         const LIVE: Duration = Duration::from_secs(90);
-        let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
-        let now = std::time::Instant::now();
-        // Forget agents not heard from for a while, so the table stays as small as the set
-        // of live agents.
-        agents.retain(|_, (_, seen)| now.duration_since(*seen) < LIVE);
+        const RENEW: Duration = Duration::from_secs(20);
         let key = (user.id, device.0.clone());
-        if let Some((other, seen)) = agents.get(&key) {
-            if other != instance && now.duration_since(*seen) < LIVE {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    format!(
-                        "another cairn agent with this device identity ({device}) is running, seen {}s ago: this \
-                         configuration folder was probably copied from another computer. Run `cairn connect` again \
-                         here to give this computer its own identity",
-                        now.duration_since(*seen).as_secs()
-                    ),
-                ));
-            }
-        }
+        let now = std::time::Instant::now();
         if !probe {
-            agents.insert(key, (instance.to_string(), now));
+            let mut renewed = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+            if renewed
+                .get(&key)
+                .is_some_and(|(i, at)| i == instance && now.duration_since(*at) < RENEW)
+            {
+                return Ok(());
+            }
+            // Dropped here, so the map stays as small as the set of live agents.
+            renewed.retain(|_, (_, at)| now.duration_since(*at) < RENEW);
         }
-        Ok(())
+        let (user_id, dev, inst) = (user.id, device.0.clone(), instance.to_string());
+        let times = (now_ns(), LIVE.as_nanos() as i64);
+        let claim = blocking(self, move |m| {
+            m.claim_device(user_id, &dev, &inst, times, probe)
+        })
+        .await?;
+        match claim {
+            crate::meta::Claim::Held => {
+                if !probe {
+                    let mut renewed = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+                    renewed.insert(key, (instance.to_string(), now));
+                }
+                Ok(())
+            }
+            crate::meta::Claim::Taken { seen_ago_ns } => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "another cairn agent with this device identity ({device}) is running, seen {}s ago: this \
+                     configuration folder was probably copied from another computer. Run `cairn connect` again \
+                     here to give this computer its own identity",
+                    seen_ago_ns / 1_000_000_000
+                ),
+            )),
+        }
     }
 
     /// Forgets agent `instance` of `device` (it stopped), so a `run --once` or a new agent on
     /// that computer need not wait for the claim to age out.
-    fn release(&self, user: &User, device: &DeviceId, instance: &str) {
-        let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+    async fn release(
+        self: &Arc<Self>,
+        user: &User,
+        device: &DeviceId,
+        instance: &str,
+    ) -> ApiResult<()> {
         let key = (user.id, device.0.clone());
-        if agents.get(&key).is_some_and(|(i, _)| i == instance) {
-            agents.remove(&key);
+        {
+            let mut renewed = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+            if renewed.get(&key).is_some_and(|(i, _)| i == instance) {
+                renewed.remove(&key);
+            }
         }
+        let (user_id, dev, inst) = (user.id, device.0.clone(), instance.to_string());
+        blocking(self, move |m| m.release_device(user_id, &dev, &inst)).await
     }
 
     fn announce(&self, folder_id: i64, head: Seq) {
@@ -919,9 +950,13 @@ async fn agent(
 ) -> ApiResult<Json<serde_json::Value>> {
     let Json(req) = body?;
     if req.release {
-        state.release(&caller.user, &caller.device, &req.instance);
+        state
+            .release(&caller.user, &caller.device, &req.instance)
+            .await?;
     } else {
-        state.claim(&caller.user, &caller.device, &req.instance, req.probe)?;
+        state
+            .claim(&caller.user, &caller.device, &req.instance, req.probe)
+            .await?;
     }
     Ok(Json(serde_json::json!({"ok": true})))
 }
@@ -1357,7 +1392,9 @@ async fn journal(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     if let Some(instance) = &instance {
-        state.claim(&caller.user, &caller.device, instance, false)?;
+        state
+            .claim(&caller.user, &caller.device, instance, false)
+            .await?;
     }
     let (folder, access) = folder_access_as(&state, &caller, &folder, Access::Ro).await?;
     let after = Seq(q.after.unwrap_or(0));

@@ -14,6 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 mod chunks;
+mod claims;
 mod cloud;
 mod events;
 #[cfg_attr(
@@ -30,6 +31,7 @@ mod schema;
 mod shares;
 mod sql;
 pub use chunks::{ChunkScope, Scope, UploadPlan};
+pub use claims::Claim;
 pub use cloud::{CloudConnectionRow, CloudTaskRow};
 pub use events::{
     Actor, Bounds as EventBounds, Event, EventFilter, EventKind, EventPage, Outcome,

@@ -192,7 +192,10 @@ impl Follow {
                 let c = &self.caller;
                 // Another live agent took this device identity: the reader's next request
                 // gets the 409 that says so.
-                self.state.claim(&c.user, &c.device, instance, false).ok()?;
+                self.state
+                    .claim(&c.user, &c.device, instance, false)
+                    .await
+                    .ok()?;
             }
             let (changes, head, access) = self.read().await?;
             let beat = Instant::now() >= self.beat;

@@ -299,6 +299,21 @@ pub(super) const TABLES: &[Table] = &[
         ],
         &[],
     ),
+    // Which agent instance holds each (user, device), and when it was last heard: in the
+    // database, so every server instance refuses a copied configuration alike.
+    Table {
+        since: 3,
+        ..keyed(
+            "agent_claims",
+            &[
+                col("user_id", Int, "NOT NULL"),
+                col("device", Text, "NOT NULL"),
+                col("instance", Text, "NOT NULL"),
+                col("seen_ns", Int, "NOT NULL"),
+            ],
+            &["PRIMARY KEY(user_id, device)"],
+        )
+    },
 ];
 
 /// Every index.
@@ -309,6 +324,10 @@ pub(super) const INDEXES: &[Index] = &[
     index("chunks_pack", "chunks(pack) WHERE pack IS NOT NULL"),
     index("chunk_proofs_chunk", "chunk_proofs(chunk)"),
     index("chunks_lost", "chunks(id) WHERE state=2"),
+    Index {
+        since: 3,
+        ..index("agent_claims_seen", "agent_claims(seen_ns)")
+    },
 ];
 
 /// The newest schema version: the store is at it once open.
