@@ -14,7 +14,6 @@ use std::collections::{HashMap, HashSet};
 use cairn_model::ChunkId;
 use cairn_store::{KeyStream, ObjectKey};
 use futures_util::StreamExt;
-use rusqlite::OptionalExtension;
 use tokio::runtime::Handle;
 
 use crate::datadir::DataDir;
@@ -48,43 +47,10 @@ pub fn gc(data: &DataDir, rt: &Handle) -> Result<GcReport> {
     });
     data.keep_reserve();
     if report.is_ok() {
-        record_run(data, started.elapsed().as_secs_f64())?;
+        // In the metadata, where the server's `/metrics` reads it (gc runs in its own process).
+        data.meta.record_gc_run(started.elapsed().as_secs_f64())?;
     }
     report
-}
-
-/// Counts a completed run and its duration in the metadata, where the server's `/metrics`
-/// reads them (gc runs in its own process).
-fn record_run(data: &DataDir, seconds: f64) -> Result<()> {
-    use crate::metrics::{GC_RUNS_KEY, GC_SECONDS_KEY};
-    data.meta.with_write_lock(|conn| {
-        let db = |source| crate::Error::Db {
-            context: "recording the gc run".into(),
-            source,
-        };
-        let read = |key: &str| -> Result<Option<String>> {
-            conn.query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
-                .optional()
-                .map_err(db)
-        };
-        let runs = read(GC_RUNS_KEY)?
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        let total = read(GC_SECONDS_KEY)?
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        for (key, value) in [
-            (GC_RUNS_KEY, (runs + 1).to_string()),
-            (GC_SECONDS_KEY, format!("{:.6}", total + seconds)),
-        ] {
-            conn.execute(
-                "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)",
-                [key, value.as_str()],
-            )
-            .map_err(db)?;
-        }
-        Ok(())
-    })
 }
 
 fn collect(data: &DataDir, rt: &Handle) -> Result<GcReport> {
@@ -113,23 +79,13 @@ fn collect(data: &DataDir, rt: &Handle) -> Result<GcReport> {
     report.failed = failed;
     // Objects no row points to (a row is always written before its object, so none of these
     // belongs to an upload in flight while we hold the lock).
-    report.orphan_objects = data.meta.with_write_lock(|conn| {
-        let db = |source| crate::Error::Db {
-            context: "finding orphan objects".into(),
-            source,
-        };
+    report.orphan_objects = data.meta.holding_writes("finding orphan objects", |rows| {
         // Streamed in pages: a bucket of millions of objects is never listed into memory.
         let mut objects: KeyStream = data
             .store
             .list("chunks/")
             .chain(data.store.list("packs/"))
             .boxed();
-        let mut chunk_row = conn
-            .prepare("SELECT 1 FROM chunks WHERE id=?1 AND pack IS NULL")
-            .map_err(db)?;
-        let mut pack_row = conn
-            .prepare("SELECT 1 FROM chunks WHERE pack=?1")
-            .map_err(db)?;
         let mut n = 0;
         loop {
             let page = rt.block_on(next_page(&mut objects))?;
@@ -137,11 +93,7 @@ fn collect(data: &DataDir, rt: &Handle) -> Result<GcReport> {
                 break;
             }
             for key in page {
-                let known = match key {
-                    ObjectKey::Chunk(id) => chunk_row.exists([&id.as_bytes()[..]]).map_err(db)?,
-                    ObjectKey::Pack(p) => pack_row.exists([&p.0[..]]).map_err(db)?,
-                };
-                if !known {
+                if !rows.has_rows_for(&key)? {
                     rt.block_on(data.store.delete(&key))?;
                     n += 1;
                 }

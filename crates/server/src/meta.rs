@@ -13,10 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+mod check;
 mod chunks;
 mod claims;
 mod cloud;
 mod events;
+mod gc;
 #[cfg_attr(
     not(test),
     expect(
@@ -30,13 +32,14 @@ mod report;
 mod schema;
 mod shares;
 mod sql;
-pub use chunks::{ChunkScope, Scope, UploadPlan};
+pub use chunks::{ChunkScope, Scope, StoredTotals, UploadPlan};
 pub use claims::Claim;
 pub use cloud::{CloudConnectionRow, CloudTaskRow};
 pub use events::{
     Actor, Bounds as EventBounds, Event, EventFilter, EventKind, EventPage, Outcome,
     MAX_PAGE as MAX_EVENTS_PAGE,
 };
+pub use gc::{GcRuns, WritesHeld};
 pub use removal::DELETED_PREFIX;
 pub use report::FolderUsage;
 pub use shares::{NewShare, ShareRow, MAX_SHARES_PER_USER};
@@ -265,7 +268,6 @@ impl SqliteMeta {
         Ok(out)
     }
 
-    #[expect(dead_code, reason = "chunks.rs moves to it next")]
     /// Like [`Self::write`], for chunk registrations, which need not reach the disk on their
     /// own (see [`relaxed`]); on PostgreSQL the same as `write`.
     fn write_relaxed<T>(&self, what: &str, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
@@ -284,7 +286,15 @@ impl SqliteMeta {
     /// may not write.
     fn read<T>(&self, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
         let conn = self.reader()?;
-        f(&Lite(&conn))
+        // One read transaction makes the one state true on SQLite across statements (a scope
+        // lookup reads the removal count and then each chunk), and takes the file lock once
+        // instead of around every statement.
+        let tx = conn
+            .unchecked_transaction()
+            .map_err(db("starting a read"))?;
+        let out = f(&Lite(&tx))?;
+        tx.commit().map_err(db("ending a read"))?;
+        Ok(out)
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -671,7 +681,7 @@ impl SqliteMeta {
             .map_err(db("committing"))?;
         let committed_ns = now_ns();
         // Unchanged removal count: every chunk the scope found usable is still present.
-        let fresh = chunks::removals(&tx)? == scope.removals;
+        let fresh = chunks::removals(&Lite(&tx))? == scope.removals;
         let mut scope = Checked {
             scope: &scope,
             fresh,
@@ -816,235 +826,6 @@ impl SqliteMeta {
         let chunks = version_chunks(&conn, id)?;
         Ok(Some(StoredVersion { info, chunks }))
     }
-
-    // ---- garbage collection and checks ----
-
-    /// Starts a gc generation; returns the new epoch.
-    pub fn bump_gc_epoch(&self) -> Result<i64> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db("starting gc"))?;
-        let epoch = gc_epoch(&tx)? + 1;
-        tx.execute(
-            "INSERT OR REPLACE INTO meta(key, value) VALUES('gc_epoch', ?1)",
-            [epoch.to_string()],
-        )
-        .map_err(db("starting gc"))?;
-        tx.commit().map_err(db("starting gc"))?;
-        Ok(epoch)
-    }
-
-    /// Collects the next batch of collectable chunks while holding the write lock: chunks no
-    /// version references and nobody touched (uploaded, registered or asked about) in this
-    /// generation or the previous one, which covers uploads not yet committed and dead ones. Rows go first, then `delete_objects` removes their
-    /// objects and the packs left without rows, then the transaction commits: an object that
-    /// fails to go stays behind as an orphan (the next gc removes it), never a row without its
-    /// object. Returns how many chunks and bytes went; 0 when done.
-    pub fn collect_batch(
-        &self,
-        epoch: i64,
-        batch: u32,
-        delete_objects: &mut dyn FnMut(&[ObjectKey]),
-    ) -> Result<(u64, u64)> {
-        let ctx = "collecting garbage";
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db(ctx))?;
-        let doomed: Vec<ChunkRow> = {
-            let mut st = tx
-                .prepare_cached(
-                    "SELECT id, len, pack, pack_offset FROM chunks c WHERE
-                       (state=1 AND epoch < ?1 - 1
-                        AND NOT EXISTS (SELECT 1 FROM version_chunks vc WHERE vc.chunk=c.id))
-                       OR (state=0 AND epoch < ?1 - 1)
-                       OR (state=2 AND NOT EXISTS (SELECT 1 FROM version_chunks vc WHERE vc.chunk=c.id))
-                     LIMIT ?2",
-                )
-                .map_err(db(ctx))?;
-            let rows = st
-                .query_map(params![epoch, batch], |r| {
-                    Ok((
-                        r.get::<_, Vec<u8>>(0)?,
-                        r.get::<_, u32>(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                    ))
-                })
-                .map_err(db(ctx))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(db(ctx))?;
-            rows.into_iter()
-                .filter_map(|(id, len, pack, off)| {
-                    Some(ChunkRow {
-                        id: chunk_id(&id)?,
-                        len,
-                        place: place_of(pack, off),
-                    })
-                })
-                .collect()
-        };
-        if doomed.is_empty() {
-            return Ok((0, 0));
-        }
-        let mut keys = Vec::new();
-        {
-            let mut del = tx
-                .prepare_cached("DELETE FROM chunks WHERE id=?1")
-                .map_err(db(ctx))?;
-            chunks::note_removal(&tx)?;
-            for row in &doomed {
-                del.execute([&row.id.as_bytes()[..]]).map_err(db(ctx))?;
-                chunks::forget_proofs(&tx, &row.id)?;
-                if row.place == ChunkPlace::Object {
-                    keys.push(ObjectKey::Chunk(row.id));
-                }
-            }
-            let mut used = tx
-                .prepare_cached("SELECT 1 FROM chunks WHERE pack=?1")
-                .map_err(db(ctx))?;
-            let mut packs: Vec<PackId> = doomed
-                .iter()
-                .filter_map(|r| match r.place {
-                    ChunkPlace::Packed { pack, .. } => Some(pack),
-                    ChunkPlace::Object => None,
-                })
-                .collect();
-            packs.sort();
-            packs.dedup();
-            for pack in packs {
-                if !used.exists([&pack.0[..]]).map_err(db(ctx))? {
-                    keys.push(ObjectKey::Pack(pack));
-                }
-            }
-        }
-        delete_objects(&keys);
-        tx.commit().map_err(db(ctx))?;
-        Ok((
-            doomed.len() as u64,
-            doomed.iter().map(|r| u64::from(r.len)).sum(),
-        ))
-    }
-
-    /// Runs `f` while holding the write lock (nothing can register or commit meanwhile).
-    pub fn with_write_lock<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db("locking"))?;
-        let out = f(&tx)?;
-        tx.commit().map_err(db("locking"))?;
-        Ok(out)
-    }
-
-    /// Calls `f` with every chunk row and whether it is present.
-    pub fn all_chunks(&self, f: &mut dyn FnMut(ChunkRow, bool) -> Result<()>) -> Result<()> {
-        let ctx = "checking chunks";
-        let conn = self.conn();
-        let mut st = conn
-            .prepare(
-                "SELECT id, len, pack, pack_offset, state FROM chunks ORDER BY pack, pack_offset",
-            )
-            .map_err(db(ctx))?;
-        let mut rows = st.query([]).map_err(db(ctx))?;
-        while let Some(r) = rows.next().map_err(db(ctx))? {
-            let raw: Vec<u8> = r.get(0).map_err(db(ctx))?;
-            let Some(id) = chunk_id(&raw) else {
-                return Err(Error::Corrupt(format!(
-                    "chunk row with a malformed id ({} bytes)",
-                    raw.len()
-                )));
-            };
-            let row = ChunkRow {
-                id,
-                len: r.get(1).map_err(db(ctx))?,
-                place: place_of(r.get(2).map_err(db(ctx))?, r.get(3).map_err(db(ctx))?),
-            };
-            let state: i64 = r.get(4).map_err(db(ctx))?;
-            f(row, state == PRESENT)?;
-        }
-        Ok(())
-    }
-
-    /// References to chunks that are not present: (folder, path, seq, chunk).
-    pub fn dangling_references(&self) -> Result<Vec<(String, String, i64, ChunkId)>> {
-        let conn = self.conn();
-        let mut st = conn
-            .prepare(
-                "SELECT f.name, v.path, v.seq, vc.chunk FROM version_chunks vc
-                 JOIN versions v ON v.id=vc.version_id JOIN folders f ON f.id=v.folder_id
-                 LEFT JOIN chunks c ON c.id=vc.chunk AND c.state=1 WHERE c.id IS NULL",
-            )
-            .map_err(db("checking references"))?;
-        let rows = st
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, Vec<u8>>(3)?))
-            })
-            .map_err(db("checking references"))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db("checking references"))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(f, p, s, c)| Some((f, p, s, chunk_id(&c)?)))
-            .collect())
-    }
-
-    /// Chunk references whose length is not the stored chunk's.
-    pub fn length_mismatches(&self) -> Result<Vec<LengthMismatch>> {
-        let ctx = "checking chunk lengths";
-        let conn = self.reader()?;
-        let mut st = conn
-            .prepare(
-                "SELECT f.name, v.path, v.seq, vc.chunk, vc.len, c.len FROM version_chunks vc
-                 JOIN chunks c ON c.id=vc.chunk JOIN versions v ON v.id=vc.version_id
-                 JOIN folders f ON f.id=v.folder_id WHERE vc.len != c.len",
-            )
-            .map_err(db(ctx))?;
-        let rows = st
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get::<_, Vec<u8>>(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })
-            .map_err(db(ctx))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db(ctx))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(folder, path, seq, c, said, stored)| {
-                Some(LengthMismatch {
-                    folder,
-                    path,
-                    seq,
-                    chunk: chunk_id(&c)?,
-                    said,
-                    stored,
-                })
-            })
-            .collect())
-    }
-
-    /// File versions whose chunk lengths do not add up to their size: (folder, path, seq).
-    pub fn size_mismatches(&self) -> Result<Vec<(String, String, i64)>> {
-        let conn = self.conn();
-        let mut st = conn
-            .prepare(
-                "SELECT f.name, v.path, v.seq FROM versions v JOIN folders f ON f.id=v.folder_id
-                 WHERE v.kind='file' AND v.size != COALESCE((SELECT SUM(len) FROM version_chunks vc WHERE vc.version_id=v.id), 0)",
-            )
-            .map_err(db("checking sizes"))?;
-        let rows = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(db("checking sizes"))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db("checking sizes"))
-    }
 }
 
 /// Runs `f` with `synchronous=NORMAL`. Chunk registrations need not reach the disk on their
@@ -1127,16 +908,6 @@ fn version_chunks(conn: &Connection, version_id: i64) -> Result<Vec<ChunkSpan>> 
 
 fn chunk_id(raw: &[u8]) -> Option<ChunkId> {
     <[u8; 32]>::try_from(raw).ok().map(ChunkId::from_bytes)
-}
-
-fn gc_epoch(conn: &Connection) -> Result<i64> {
-    let v: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key='gc_epoch'", [], |r| {
-            r.get(0)
-        })
-        .optional()
-        .map_err(db("reading gc epoch"))?;
-    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 /// Bounds that select every path strictly below `prefix` with an index range scan:
@@ -1352,7 +1123,7 @@ fn check_chunks(
     for id in ids {
         let len = match scope.scope.usable(&id) {
             Some(len) if scope.fresh => Some(len),
-            Some(_) => chunks::present_len(tx, &id)?,
+            Some(_) => chunks::present_len(&Lite(tx), &id)?,
             None => None,
         };
         if len.is_none() {

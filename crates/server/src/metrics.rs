@@ -23,10 +23,6 @@ use http_body::{Frame, SizeHint};
 
 use crate::meta::SqliteMeta;
 
-/// The `meta` rows gc leaves for the metrics (see [`crate::maintenance::gc`]).
-pub const GC_RUNS_KEY: &str = "gc_runs";
-pub const GC_SECONDS_KEY: &str = "gc_seconds_total";
-
 /// The server's counters, shared by every request.
 #[derive(Default)]
 pub struct Metrics {
@@ -58,7 +54,8 @@ impl Metrics {
         journal_followers: usize,
         login_failures: u64,
     ) -> crate::Result<String> {
-        let stored = stored(meta)?;
+        let stored = meta.stored_totals()?;
+        let gc = meta.gc_runs()?;
         let mut out = String::new();
         out.push_str("# HELP cairn_http_requests_total HTTP requests answered, by route pattern and status.\n");
         out.push_str("# TYPE cairn_http_requests_total counter\n");
@@ -76,14 +73,6 @@ impl Metrics {
             );
         }
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let gc_runs = meta
-            .meta_value(GC_RUNS_KEY)?
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        let gc_seconds = meta
-            .meta_value(GC_SECONDS_KEY)?
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
         let dedup = if stored.bytes == 0 {
             1.0
         } else {
@@ -148,13 +137,13 @@ impl Metrics {
                 "cairn_gc_runs_total",
                 "counter",
                 "gc runs completed.",
-                gc_runs.to_string(),
+                gc.runs.to_string(),
             ),
             (
                 "cairn_gc_duration_seconds_total",
                 "counter",
                 "Time spent in gc runs.",
-                format!("{gc_seconds:.3}"),
+                format!("{:.3}", gc.seconds),
             ),
         ] {
             let _ = writeln!(
@@ -171,42 +160,6 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-struct Stored {
-    chunks: u64,
-    bytes: u64,
-    referenced: u64,
-}
-
-/// What the chunk table holds and what the kept versions reference. Two aggregate scans: fine
-/// for a scrape every 15 s or more up to millions of chunks; a scale-out metadata store would
-/// keep running totals instead.
-fn stored(meta: &SqliteMeta) -> crate::Result<Stored> {
-    let db = |source| crate::Error::Db {
-        context: "reading the metrics".into(),
-        source,
-    };
-    let conn = meta.reader()?;
-    let (chunks, bytes): (i64, i64) = conn
-        .query_row(
-            "SELECT COUNT(*), COALESCE(SUM(len), 0) FROM chunks WHERE state=1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .map_err(db)?;
-    let referenced: i64 = conn
-        .query_row(
-            "SELECT COALESCE(SUM(len), 0) FROM version_chunks",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(db)?;
-    Ok(Stored {
-        chunks: chunks.max(0) as u64,
-        bytes: bytes.max(0) as u64,
-        referenced: referenced.max(0) as u64,
-    })
 }
 
 /// Middleware: counts the request by route pattern and status, and its body bytes both ways.

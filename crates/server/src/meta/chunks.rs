@@ -7,13 +7,18 @@
 //!
 //! Proofs also carry the quota: a user's use is the size of the chunks they proved, each counted
 //! once, until gc collects the chunk.
+//!
+//! Every statement here is on the upload path (a plan of 100,000 small files looks up and
+//! registers each chunk): they run once per chunk with fixed text, so each engine prepares
+//! them once per connection, and one transaction covers a whole request.
 
 use std::collections::{HashMap, HashSet};
 
 use cairn_model::{ChunkId, PackId, RelPath};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{db, gc_epoch, place_of, relaxed, ChunkRow, SqliteMeta, User};
+use super::gc::gc_epoch;
+use super::sql::{args, Row, Sql};
+use super::{place_of, ChunkRow, SqliteMeta, User};
 use crate::{Error, Result};
 
 /// What the server knows of one chunk a client names, in that client's scope.
@@ -45,23 +50,24 @@ impl Scope {
 
 /// How many times chunks left the present state (collected or marked lost). Every transaction
 /// that removes a present chunk bumps it with [`note_removal`].
-pub(super) fn removals(conn: &Connection) -> Result<i64> {
-    let v: Option<String> = conn
-        .prepare_cached("SELECT value FROM meta WHERE key='chunk_removals'")
-        .map_err(db("reading chunk removals"))?
-        .query_row([], |r| r.get(0))
-        .optional()
-        .map_err(db("reading chunk removals"))?;
+pub(super) fn removals(db: &dyn Sql) -> Result<i64> {
+    let v: Option<String> = db.opt(
+        "reading chunk removals",
+        "SELECT value FROM meta WHERE key='chunk_removals'",
+        args![],
+        |r| r.get(0),
+    )?;
     Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
-pub(super) fn note_removal(tx: &Connection) -> Result<()> {
+pub(super) fn note_removal(tx: &dyn Sql) -> Result<()> {
     let next = removals(tx)? + 1;
-    tx.execute(
-        "INSERT OR REPLACE INTO meta(key, value) VALUES('chunk_removals', ?1)",
-        [next.to_string()],
-    )
-    .map_err(db("counting chunk removals"))?;
+    tx.exec(
+        "counting chunk removals",
+        "INSERT INTO meta(key, value) VALUES('chunk_removals', ?1)
+         ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+        args![next.to_string()],
+    )?;
     Ok(())
 }
 
@@ -74,56 +80,58 @@ pub struct UploadPlan {
 }
 
 /// The stored length of a present chunk.
-pub(super) fn present_len(conn: &Connection, id: &ChunkId) -> Result<Option<u32>> {
-    conn.prepare_cached("SELECT len FROM chunks WHERE id=?1 AND state=1")
-        .map_err(db("reading chunk"))?
-        .query_row([&id.as_bytes()[..]], |r| r.get(0))
-        .optional()
-        .map_err(db("reading chunk"))
+pub(super) fn present_len(db: &dyn Sql, id: &ChunkId) -> Result<Option<u32>> {
+    db.opt(
+        "reading chunk",
+        "SELECT len FROM chunks WHERE id=?1 AND state=1",
+        args![&id.as_bytes()[..]],
+        |r| len_at(r, 0),
+    )
 }
 
+/// A chunk length column, which the schema keeps within `u32`.
+pub(super) fn len_at(r: &dyn Row, i: usize) -> Result<u32> {
+    let len: i64 = r.get(i)?;
+    u32::try_from(len).map_err(|_| Error::Corrupt(format!("a chunk row holds the length {len}")))
+}
+
+/// Chunk lookups of a request: present, and proved by the user or referenced in a folder
+/// they can read.
+const SCOPE_OF: &str = "SELECT c.len,
+       EXISTS(SELECT 1 FROM chunk_proofs p WHERE p.user_id=?1 AND p.chunk=c.id)
+       OR EXISTS(SELECT 1 FROM version_chunks vc JOIN versions v ON v.id=vc.version_id
+                 JOIN grants g ON g.folder_id=v.folder_id AND g.user_id=?1
+                 WHERE vc.chunk=c.id)
+     FROM chunks c WHERE c.id=?2 AND c.state=1";
+
+const TOUCH: &str = "UPDATE chunks SET epoch=?2 WHERE id=?1 AND state=1";
+
 impl SqliteMeta {
-    /// Each distinct id of `ids` as `user` may see it. Runs on a reader, off the write lock.
+    /// Each distinct id of `ids` as `user` may see it. Runs on a reader, off the write lock,
+    /// in one snapshot (the removal count and every lookup agree).
     pub fn chunk_scope(&self, user: &User, ids: &[ChunkId]) -> Result<Scope> {
         let ctx = "checking chunk access";
-        let reader = self.reader()?;
-        // One read transaction for all the lookups: without it SQLite takes and drops its
-        // file lock around every statement (two fcntl calls per chunk).
-        let conn = reader.unchecked_transaction().map_err(db(ctx))?;
-        let removals = removals(&conn)?;
-        // One statement per chunk: present, and proved by the user or referenced in a folder
-        // they can read.
-        let mut st = conn
-            .prepare_cached(
-                "SELECT c.len,
-                   EXISTS(SELECT 1 FROM chunk_proofs p WHERE p.user_id=?1 AND p.chunk=c.id)
-                   OR EXISTS(SELECT 1 FROM version_chunks vc JOIN versions v ON v.id=vc.version_id
-                             JOIN grants g ON g.folder_id=v.folder_id AND g.user_id=?1
-                             WHERE vc.chunk=c.id)
-                 FROM chunks c WHERE c.id=?2 AND c.state=1",
-            )
-            .map_err(db(ctx))?;
-        // Each distinct id once, in id order: neighbours share index pages.
-        let mut sorted: Vec<&ChunkId> = ids.iter().collect();
-        sorted.sort_unstable();
-        sorted.dedup();
-        let mut out = HashMap::with_capacity(sorted.len());
-        for id in sorted {
-            let row: Option<(u32, bool)> = st
-                .query_row(params![user.id, &id.as_bytes()[..]], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()
-                .map_err(db(ctx))?;
-            let scope = match row {
-                Some((len, true)) => ChunkScope::Usable { len },
-                _ => ChunkScope::Missing,
-            };
-            out.insert(*id, scope);
-        }
-        Ok(Scope {
-            chunks: out,
-            removals,
+        self.read(|db| {
+            let removals = removals(db)?;
+            // Each distinct id once, in id order: neighbours share index pages.
+            let mut sorted: Vec<&ChunkId> = ids.iter().collect();
+            sorted.sort_unstable();
+            sorted.dedup();
+            let mut out = HashMap::with_capacity(sorted.len());
+            for id in sorted {
+                let row = db.opt(ctx, SCOPE_OF, args![user.id, &id.as_bytes()[..]], |r| {
+                    Ok((len_at(r, 0)?, r.get::<bool>(1)?))
+                })?;
+                let scope = match row {
+                    Some((len, true)) => ChunkScope::Usable { len },
+                    _ => ChunkScope::Missing,
+                };
+                out.insert(*id, scope);
+            }
+            Ok(Scope {
+                chunks: out,
+                removals,
+            })
         })
     }
 
@@ -145,23 +153,12 @@ impl SqliteMeta {
 
     fn touch(&self, ids: &[ChunkId]) -> Result<()> {
         let ctx = "looking up chunks";
-        let mut conn = self.conn();
-        relaxed(&mut conn, |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db(ctx))?;
-            let epoch = gc_epoch(&tx)?;
-            {
-                let mut touch = tx
-                    .prepare_cached("UPDATE chunks SET epoch=?2 WHERE id=?1 AND state=1")
-                    .map_err(db(ctx))?;
-                for id in ids {
-                    touch
-                        .execute(params![&id.as_bytes()[..], epoch])
-                        .map_err(db(ctx))?;
-                }
+        self.write_relaxed(ctx, |tx| {
+            let epoch = gc_epoch(tx)?;
+            for id in ids {
+                tx.exec(ctx, TOUCH, args![&id.as_bytes()[..], epoch])?;
             }
-            tx.commit().map_err(db(ctx))
+            Ok(())
         })
     }
 
@@ -182,65 +179,45 @@ impl SqliteMeta {
         large: &[(ChunkId, u32)],
     ) -> Result<UploadPlan> {
         let ctx = "registering chunks";
-        let mut conn = self.conn();
-        relaxed(&mut conn, |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db(ctx))?;
-            let epoch = gc_epoch(&tx)?;
+        self.write_relaxed(ctx, |tx| {
+            let epoch = gc_epoch(tx)?;
             let mut plan = UploadPlan {
                 packed: Vec::new(),
                 objects: Vec::new(),
             };
             let mut seen = HashSet::with_capacity(small.len() + large.len());
             let mut charged = 0u64;
-            {
-                let mut prove = tx
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO chunk_proofs(user_id, chunk, len) VALUES(?1, ?2, ?3)",
-                    )
-                    .map_err(db(ctx))?;
-                let mut touch = tx
-                    .prepare_cached("UPDATE chunks SET epoch=?2 WHERE id=?1 AND state=1")
-                    .map_err(db(ctx))?;
-                let mut register = tx
-                .prepare_cached(
-                    "INSERT INTO chunks(id, len, state, epoch, pack, pack_offset) VALUES(?1, ?2, 0, ?3, ?4, ?5)
-                     ON CONFLICT(id) DO UPDATE SET len=excluded.len, state=0, epoch=excluded.epoch, pack=excluded.pack, pack_offset=excluded.pack_offset",
-                )
-                .map_err(db(ctx))?;
-                let mut offset = 0u64;
-                let all = small
-                    .iter()
-                    .map(|c| (c, true))
-                    .chain(large.iter().map(|c| (c, false)));
-                for ((id, len), is_small) in all {
-                    if !seen.insert(*id) {
-                        continue;
-                    }
-                    let raw = &id.as_bytes()[..];
-                    if prove.execute(params![user.id, raw, len]).map_err(db(ctx))? == 1 {
-                        charged += u64::from(*len);
-                    }
-                    if touch.execute(params![raw, epoch]).map_err(db(ctx))? == 1 {
-                        continue;
-                    }
-                    if is_small {
-                        register
-                            .execute(params![raw, len, epoch, &pack.0[..], offset as i64])
-                            .map_err(db(ctx))?;
-                        plan.packed.push(*id);
-                        offset += u64::from(*len);
-                    } else {
-                        register
-                            .execute(params![raw, len, epoch, None::<Vec<u8>>, None::<i64>])
-                            .map_err(db(ctx))?;
-                        plan.objects.push(*id);
-                    }
+            let mut offset = 0u64;
+            let all = small
+                .iter()
+                .map(|c| (c, true))
+                .chain(large.iter().map(|c| (c, false)));
+            for ((id, len), is_small) in all {
+                if !seen.insert(*id) {
+                    continue;
+                }
+                let raw = &id.as_bytes()[..];
+                if tx.exec(ctx, PROVE, args![user.id, raw, *len])? == 1 {
+                    charged += u64::from(*len);
+                }
+                if tx.exec(ctx, TOUCH, args![raw, epoch])? == 1 {
+                    continue;
+                }
+                if is_small {
+                    let at = offset as i64;
+                    tx.exec(
+                        ctx,
+                        REGISTER_PACKED,
+                        args![raw, *len, epoch, &pack.0[..], at],
+                    )?;
+                    plan.packed.push(*id);
+                    offset += u64::from(*len);
+                } else {
+                    tx.exec(ctx, REGISTER_ALONE, args![raw, *len, epoch])?;
+                    plan.objects.push(*id);
                 }
             }
-            charge(&tx, user, charged)?;
-            tx.commit().map_err(db(ctx))?;
+            charge(tx, user, charged)?;
             Ok(plan)
         })
     }
@@ -250,39 +227,33 @@ impl SqliteMeta {
     /// upload was slow): the caller must report failure.
     pub fn finish_chunks(&self, pack: PackId, plan: &UploadPlan) -> Result<Vec<ChunkId>> {
         let ctx = "registering chunks";
-        let mut conn = self.conn();
-        relaxed(&mut conn, |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db(ctx))?;
+        self.write_relaxed(ctx, |tx| {
+            for id in &plan.packed {
+                tx.exec(
+                    ctx,
+                    "UPDATE chunks SET state=1 WHERE id=?1 AND state=0 AND pack=?2",
+                    args![&id.as_bytes()[..], &pack.0[..]],
+                )?;
+            }
+            for id in &plan.objects {
+                tx.exec(
+                    ctx,
+                    "UPDATE chunks SET state=1 WHERE id=?1 AND state=0 AND pack IS NULL",
+                    args![&id.as_bytes()[..]],
+                )?;
+            }
             let mut lost = Vec::new();
-            {
-                let mut in_pack = tx
-                    .prepare_cached("UPDATE chunks SET state=1 WHERE id=?1 AND state=0 AND pack=?2")
-                    .map_err(db(ctx))?;
-                let mut alone = tx
-                    .prepare_cached(
-                        "UPDATE chunks SET state=1 WHERE id=?1 AND state=0 AND pack IS NULL",
-                    )
-                    .map_err(db(ctx))?;
-                let mut exists = tx
-                    .prepare_cached("SELECT 1 FROM chunks WHERE id=?1")
-                    .map_err(db(ctx))?;
-                for id in &plan.packed {
-                    in_pack
-                        .execute(params![&id.as_bytes()[..], &pack.0[..]])
-                        .map_err(db(ctx))?;
-                }
-                for id in &plan.objects {
-                    alone.execute([&id.as_bytes()[..]]).map_err(db(ctx))?;
-                }
-                for id in plan.packed.iter().chain(&plan.objects) {
-                    if !exists.exists([&id.as_bytes()[..]]).map_err(db(ctx))? {
-                        lost.push(*id);
-                    }
+            for id in plan.packed.iter().chain(&plan.objects) {
+                let known = tx.opt(
+                    ctx,
+                    "SELECT 1 FROM chunks WHERE id=?1",
+                    args![&id.as_bytes()[..]],
+                    |_| Ok(()),
+                )?;
+                if known.is_none() {
+                    lost.push(*id);
                 }
             }
-            tx.commit().map_err(db(ctx))?;
             Ok(lost)
         })
     }
@@ -296,28 +267,44 @@ impl SqliteMeta {
         folder_id: i64,
         id: &ChunkId,
     ) -> Result<Option<Option<ChunkRow>>> {
-        let conn = self.reader()?;
-        let referenced = conn
-            .prepare_cached(
+        self.read(|db| {
+            let referenced = db.opt(
+                "reading chunk",
                 "SELECT 1 FROM version_chunks vc JOIN versions v ON v.id=vc.version_id
                  WHERE vc.chunk=?1 AND v.folder_id=?2 LIMIT 1",
-            )
-            .map_err(db("reading chunk"))?
-            .exists(params![&id.as_bytes()[..], folder_id])
-            .map_err(db("reading chunk"))?;
-        if !referenced {
-            return Ok(None);
-        }
-        chunk_row(&conn, id).map(Some)
+                args![&id.as_bytes()[..], folder_id],
+                |_| Ok(()),
+            )?;
+            match referenced {
+                Some(()) => chunk_row(db, id).map(Some),
+                None => Ok(None),
+            }
+        })
     }
 
     /// A present chunk by id, in no user's scope: for the server's own work (content of a
     /// version already checked against its folder, gc, check).
     pub fn chunk(&self, id: &ChunkId) -> Result<Option<ChunkRow>> {
-        let conn = self.reader()?;
-        chunk_row(&conn, id)
+        self.read(|db| chunk_row(db, id))
     }
 }
+
+/// Records a proof; changes one row when the proof is new to the user.
+const PROVE: &str = "INSERT INTO chunk_proofs(user_id, chunk, len) VALUES(?1, ?2, ?3)
+     ON CONFLICT(user_id, chunk) DO NOTHING";
+
+/// Registers an absent chunk as a part of a pack (or re-points a registration that never
+/// became present).
+const REGISTER_PACKED: &str =
+    "INSERT INTO chunks(id, len, state, epoch, pack, pack_offset) VALUES(?1, ?2, 0, ?3, ?4, ?5)
+     ON CONFLICT(id) DO UPDATE SET len=excluded.len, state=0, epoch=excluded.epoch,
+       pack=excluded.pack, pack_offset=excluded.pack_offset";
+
+/// [`REGISTER_PACKED`] for a chunk stored as its own object.
+const REGISTER_ALONE: &str =
+    "INSERT INTO chunks(id, len, state, epoch, pack, pack_offset) VALUES(?1, ?2, 0, ?3, NULL, NULL)
+     ON CONFLICT(id) DO UPDATE SET len=excluded.len, state=0, epoch=excluded.epoch,
+       pack=NULL, pack_offset=NULL";
 
 impl SqliteMeta {
     /// Marks a chunk whose bytes are gone from the store as lost: it then counts as missing
@@ -325,76 +312,113 @@ impl SqliteMeta {
     /// [`SqliteMeta::damaged`] lists the paths that need that.
     pub fn mark_lost(&self, id: &ChunkId) -> Result<bool> {
         let ctx = "marking a chunk lost";
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db(ctx))?;
-        let n = tx
-            .execute(
+        self.write(ctx, |tx| {
+            let n = tx.exec(
+                ctx,
                 "UPDATE chunks SET state=?2 WHERE id=?1 AND state=1",
-                params![&id.as_bytes()[..], LOST],
-            )
-            .map_err(db(ctx))?;
-        if n > 0 {
-            note_removal(&tx)?;
-        }
-        tx.commit().map_err(db(ctx))?;
-        Ok(n > 0)
+                args![&id.as_bytes()[..], LOST],
+            )?;
+            if n > 0 {
+                note_removal(tx)?;
+            }
+            Ok(n > 0)
+        })
     }
 
     /// Paths under `prefix` in folder `folder_id` with a retained version that references a
     /// lost chunk: their content must be uploaded again.
     pub fn damaged(&self, folder_id: i64, prefix: &RelPath) -> Result<Vec<RelPath>> {
-        let ctx = "listing damaged files";
-        let conn = self.reader()?;
-        let mut st = conn
-            .prepare_cached(
+        let paths: Vec<String> = self.read(|db| {
+            db.all(
+                "listing damaged files",
                 "SELECT DISTINCT v.path FROM chunks c JOIN version_chunks vc ON vc.chunk=c.id
                  JOIN versions v ON v.id=vc.version_id WHERE c.state=2 AND v.folder_id=?1",
+                args![folder_id],
+                |r| r.get(0),
             )
-            .map_err(db(ctx))?;
-        let paths = st
-            .query_map([folder_id], |r| r.get::<_, String>(0))
-            .map_err(db(ctx))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db(ctx))?;
+        })?;
         Ok(paths
             .iter()
             .filter_map(|p| RelPath::parse(p).ok())
             .filter(|p| p.starts_with(prefix))
             .collect())
     }
+
+    /// The chunks stored and the bytes the kept versions reference, for `/metrics`. Two
+    /// aggregate scans: fine for a scrape every 15 s or more up to millions of chunks; a
+    /// scale-out store would keep running totals instead.
+    pub fn stored_totals(&self) -> Result<StoredTotals> {
+        let ctx = "reading the metrics";
+        self.read(|db| {
+            let (chunks, bytes) = db
+                .opt(
+                    ctx,
+                    "SELECT COUNT(*), CAST(COALESCE(SUM(len), 0) AS BIGINT) FROM chunks
+                     WHERE state=1",
+                    args![],
+                    |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?)),
+                )?
+                .unwrap_or_default();
+            let referenced = db
+                .opt(
+                    ctx,
+                    "SELECT CAST(COALESCE(SUM(len), 0) AS BIGINT) FROM version_chunks",
+                    args![],
+                    |r| r.get::<i64>(0),
+                )?
+                .unwrap_or_default();
+            let n = |v: i64| v.max(0) as u64;
+            Ok(StoredTotals {
+                chunks: n(chunks),
+                bytes: n(bytes),
+                referenced: n(referenced),
+            })
+        })
+    }
+}
+
+/// What the chunk table holds and what the kept versions reference.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoredTotals {
+    /// Present chunks.
+    pub chunks: u64,
+    /// Their bytes, each chunk once.
+    pub bytes: u64,
+    /// Bytes the kept versions reference (before deduplication).
+    pub referenced: u64,
 }
 
 /// Chunk row state 2: the row is known but its bytes are gone from the store.
 pub(super) const LOST: i64 = 2;
 
-fn chunk_row(conn: &Connection, id: &ChunkId) -> Result<Option<ChunkRow>> {
-    conn.prepare_cached("SELECT len, pack, pack_offset FROM chunks WHERE id=?1 AND state=1")
-        .map_err(db("reading chunk"))?
-        .query_row([&id.as_bytes()[..]], |r| {
+fn chunk_row(db: &dyn Sql, id: &ChunkId) -> Result<Option<ChunkRow>> {
+    db.opt(
+        "reading chunk",
+        "SELECT len, pack, pack_offset FROM chunks WHERE id=?1 AND state=1",
+        args![&id.as_bytes()[..]],
+        |r| {
             Ok(ChunkRow {
                 id: *id,
-                len: r.get(0)?,
+                len: len_at(r, 0)?,
                 place: place_of(r.get(1)?, r.get(2)?),
             })
-        })
-        .optional()
-        .map_err(db("reading chunk"))
+        },
+    )
 }
 
 /// Adds `bytes` to `user`'s use, refusing when that passes their quota.
-fn charge(tx: &Connection, user: &User, bytes: u64) -> Result<()> {
+fn charge(tx: &dyn Sql, user: &User, bytes: u64) -> Result<()> {
     if bytes == 0 {
         return Ok(());
     }
     let (quota, used): (Option<i64>, i64) = tx
-        .query_row(
+        .opt(
+            "checking quota",
             "SELECT quota, used_bytes FROM users WHERE id=?1",
-            [user.id],
+            args![user.id],
             |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .map_err(db("checking quota"))?;
+        )?
+        .ok_or_else(|| Error::NotFound(format!("checking quota: no user {}", user.name)))?;
     let after = used.saturating_add(bytes as i64);
     if let Some(q) = quota.filter(|q| after > *q) {
         return Err(Error::Quota(format!(
@@ -402,29 +426,27 @@ fn charge(tx: &Connection, user: &User, bytes: u64) -> Result<()> {
             user.name
         )));
     }
-    tx.execute(
+    tx.exec(
+        "charging quota",
         "UPDATE users SET used_bytes=?1 WHERE id=?2",
-        params![after, user.id],
-    )
-    .map_err(db("charging quota"))?;
+        args![after, user.id],
+    )?;
     Ok(())
 }
 
 /// Drops the proofs of a collected chunk and gives its bytes back to their users' quotas.
-pub(super) fn forget_proofs(tx: &Connection, id: &ChunkId) -> Result<()> {
+pub(super) fn forget_proofs(tx: &dyn Sql, id: &ChunkId) -> Result<()> {
     let ctx = "collecting garbage";
     let raw = &id.as_bytes()[..];
-    tx.prepare_cached(
-        "UPDATE users SET used_bytes=MAX(0, used_bytes - (SELECT p.len FROM chunk_proofs p
-           WHERE p.user_id=users.id AND p.chunk=?1))
-         WHERE id IN (SELECT user_id FROM chunk_proofs WHERE chunk=?1)",
-    )
-    .map_err(db(ctx))?
-    .execute([raw])
-    .map_err(db(ctx))?;
-    tx.prepare_cached("DELETE FROM chunk_proofs WHERE chunk=?1")
-        .map_err(db(ctx))?
-        .execute([raw])
-        .map_err(db(ctx))?;
+    // `UPDATE ... FROM` joins each prover's row once (the proof key is user and chunk); a use
+    // never goes below 0.
+    tx.exec(
+        ctx,
+        "UPDATE users SET used_bytes=CASE WHEN users.used_bytes > p.len
+           THEN users.used_bytes - p.len ELSE 0 END
+         FROM chunk_proofs p WHERE p.chunk=?1 AND p.user_id=users.id",
+        args![raw],
+    )?;
+    tx.exec(ctx, "DELETE FROM chunk_proofs WHERE chunk=?1", args![raw])?;
     Ok(())
 }
