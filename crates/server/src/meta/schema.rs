@@ -701,7 +701,12 @@ CREATE TABLE IF NOT EXISTS events(
         let old = Connection::open(&old_path).expect("old");
         old.execute_batch(schema).expect("the old schema");
         old.execute_batch(OLD_ROWS).expect("old rows");
-        let tables: Vec<&str> = TABLES.iter().map(|t| t.name).collect();
+        // The tables the old schema text had; later ones start empty.
+        let tables: Vec<&str> = TABLES
+            .iter()
+            .filter(|t| t.since == 1)
+            .map(|t| t.name)
+            .collect();
         let before: Vec<i64> = tables.iter().map(|t| count(&old, t)).collect();
         assert!(before.iter().all(|&n| n == 1), "a row in every table");
         drop(old);
