@@ -209,6 +209,37 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// One connection's listening: `Ok` once `stop` is set, `Err` when the connection failed.
+fn follow(
+    address: &PgAddress,
+    channel: &str,
+    each: &dyn Fn(&str),
+    resync: &dyn Fn(),
+    stop: &std::sync::atomic::AtomicBool,
+) -> std::result::Result<(), postgres::Error> {
+    // A half-open connection (the server's host gone) says nothing; a look every so often
+    // finds it.
+    const LOOK_EVERY: Duration = Duration::from_secs(15);
+    let mut client = address.config.connect(NoTls)?;
+    client.batch_execute(&format!("LISTEN {channel}"))?;
+    resync();
+    let mut looked = Instant::now();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        {
+            let mut notes = client.notifications();
+            let mut pending = notes.timeout_iter(Duration::from_millis(500));
+            while let Some(note) = pending.next()? {
+                each(note.payload());
+            }
+        }
+        if looked.elapsed() >= LOOK_EVERY {
+            client.is_valid(Duration::from_secs(10))?;
+            looked = Instant::now();
+        }
+    }
+    Ok(())
+}
+
 /// True when `e` says the connection is gone (rather than the statement failing): the server
 /// shut down or restarted, the socket broke.
 fn is_gone(e: &postgres::Error) -> bool {
@@ -261,6 +292,56 @@ impl Pg {
             pg.write(what, |db| f(db))
         })?;
         Ok(pg)
+    }
+
+    /// Sends `payload` on `channel` to every listening connection (`NOTIFY`), in a transaction
+    /// of its own: listeners hear it once it commits.
+    ///
+    /// # Errors
+    /// [`Error::Pg`].
+    pub fn notify(&self, channel: &str, payload: &str) -> Result<()> {
+        let what = "announcing a change to the other server instances";
+        self.write(what, |db| {
+            db.opt(
+                what,
+                "SELECT pg_notify(?1, ?2)",
+                super::sql::args![channel, payload],
+                |_| Ok(()),
+            )
+            .map(drop)
+        })
+    }
+
+    /// Follows `channel` on a thread of its own, with its own connection, handing each
+    /// payload to `each` until `stop` is set. Notifications sent while no connection listens
+    /// are lost, so `resync` runs after each (re)connection, before any payload: the caller
+    /// reads what it may have missed. A broken connection is replaced, waiting longer each
+    /// time up to half a minute.
+    pub fn listen(
+        &self,
+        channel: &'static str,
+        each: Box<dyn Fn(&str) + Send>,
+        resync: Box<dyn Fn() + Send>,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let address = self.address.clone();
+        std::thread::Builder::new()
+            .name(format!("pg-listen-{channel}"))
+            .spawn(move || {
+                let mut wait = Duration::from_millis(250);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match follow(&address, channel, &*each, &*resync, &stop) {
+                        Ok(()) => return,
+                        Err(e) => tracing::warn!(
+                            channel,
+                            error = %e,
+                            "listening to PostgreSQL failed; connecting again"
+                        ),
+                    }
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+            })
     }
 
     /// Where the pool connects.
@@ -1260,6 +1341,57 @@ mod tests {
         });
         let head = one(pg, "SELECT head_seq FROM folders", |r| r.get::<i64>(0));
         assert_eq!(head, 2);
+    }
+
+    #[test]
+    fn a_listener_hears_notifications_and_resyncs_after_a_restart() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        if postgres::bin_dir_or_skip("a_listener_hears_notifications_and_resyncs_after_a_restart")
+            .is_none()
+        {
+            return;
+        }
+        // A cluster of its own: the restart would cut the other tests' connections.
+        let cluster = postgres::Postgres::start().expect("cluster");
+        let url = cluster.create_database("t_listen").expect("database");
+        let pg = Pg::connect(PgAddress::parse(&url).expect("address"), 2).expect("connect");
+        let (heard, got) = mpsc::channel::<String>();
+        let resyncs = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let counted = resyncs.clone();
+        let thread = pg
+            .listen(
+                "t_heads",
+                Box::new(move |p| {
+                    let _ = heard.send(p.to_string());
+                }),
+                Box::new(move || {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }),
+                stop.clone(),
+            )
+            .expect("thread");
+        let wait_for = |n: usize| {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while resyncs.load(Ordering::SeqCst) < n {
+                assert!(Instant::now() < deadline, "no resync {n}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        wait_for(1);
+        pg.notify("t_heads", "7:42").expect("notify");
+        let first = got.recv_timeout(Duration::from_secs(30)).expect("heard");
+        assert_eq!(first, "7:42");
+        cluster.restart().expect("restart");
+        wait_for(2);
+        pg.notify("t_heads", "7:43")
+            .expect("notify after the restart");
+        let second = got
+            .recv_timeout(Duration::from_secs(30))
+            .expect("heard again");
+        assert_eq!(second, "7:43");
+        stop.store(true, Ordering::SeqCst);
+        thread.join().expect("the listener stops");
     }
 
     #[test]
