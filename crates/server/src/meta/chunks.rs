@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use cairn_model::{ChunkId, PackId, RelPath};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::sql::{args, Lite, Sql};
 use super::{db, gc_epoch, place_of, relaxed, ChunkRow, SqliteMeta, User};
 use crate::{Error, Result};
 
@@ -45,18 +46,18 @@ impl Scope {
 
 /// How many times chunks left the present state (collected or marked lost). Every transaction
 /// that removes a present chunk bumps it with [`note_removal`].
-pub(super) fn removals(conn: &Connection) -> Result<i64> {
-    let v: Option<String> = conn
-        .prepare_cached("SELECT value FROM meta WHERE key='chunk_removals'")
-        .map_err(db("reading chunk removals"))?
-        .query_row([], |r| r.get(0))
-        .optional()
-        .map_err(db("reading chunk removals"))?;
+pub(super) fn removals(db: &dyn Sql) -> Result<i64> {
+    let v: Option<String> = db.opt(
+        "reading chunk removals",
+        "SELECT value FROM meta WHERE key='chunk_removals'",
+        args![],
+        |r| r.get(0),
+    )?;
     Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 pub(super) fn note_removal(tx: &Connection) -> Result<()> {
-    let next = removals(tx)? + 1;
+    let next = removals(&Lite(tx))? + 1;
     tx.execute(
         "INSERT OR REPLACE INTO meta(key, value) VALUES('chunk_removals', ?1)",
         [next.to_string()],
@@ -74,12 +75,17 @@ pub struct UploadPlan {
 }
 
 /// The stored length of a present chunk.
-pub(super) fn present_len(conn: &Connection, id: &ChunkId) -> Result<Option<u32>> {
-    conn.prepare_cached("SELECT len FROM chunks WHERE id=?1 AND state=1")
-        .map_err(db("reading chunk"))?
-        .query_row([&id.as_bytes()[..]], |r| r.get(0))
-        .optional()
-        .map_err(db("reading chunk"))
+pub(super) fn present_len(db: &dyn Sql, id: &ChunkId) -> Result<Option<u32>> {
+    db.opt(
+        "reading chunk",
+        "SELECT len FROM chunks WHERE id=?1 AND state=1",
+        args![&id.as_bytes()[..]],
+        |r| {
+            let len: i64 = r.get(0)?;
+            u32::try_from(len)
+                .map_err(|_| Error::Corrupt(format!("a chunk row holds the length {len}")))
+        },
+    )
 }
 
 impl SqliteMeta {
@@ -90,7 +96,7 @@ impl SqliteMeta {
         // One read transaction for all the lookups: without it SQLite takes and drops its
         // file lock around every statement (two fcntl calls per chunk).
         let conn = reader.unchecked_transaction().map_err(db(ctx))?;
-        let removals = removals(&conn)?;
+        let removals = removals(&Lite(&conn))?;
         // One statement per chunk: present, and proved by the user or referenced in a folder
         // they can read.
         let mut st = conn

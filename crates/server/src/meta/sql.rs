@@ -76,6 +76,12 @@ impl ToArg for [u8] {
     }
 }
 
+impl ToArg for &[u8] {
+    fn arg(&self) -> Arg<'_> {
+        Arg::Blob(self)
+    }
+}
+
 impl ToArg for Vec<u8> {
     fn arg(&self) -> Arg<'_> {
         Arg::Blob(self)
