@@ -43,14 +43,14 @@ pub use gc::{GcRuns, WritesHeld};
 pub use removal::DELETED_PREFIX;
 pub use report::FolderUsage;
 pub use shares::{NewShare, ShareRow, MAX_SHARES_PER_USER};
-use sql::{Lite, Sql};
+use sql::{args, Dialect, Lite, Row, Sql, ToArg};
 
 use cairn_model::{ChunkId, ContentHash, DeviceId, Entry, EntryKind, PackId, RelPath, Seq};
 use cairn_protocol::{
     Access, Change, ChangeResult, ChunkSpan, FolderInfo, VersionInfo, MAX_COMMIT_CHUNKS,
 };
 use cairn_store::ObjectKey;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 
 use crate::{Error, Result};
 
@@ -81,18 +81,62 @@ pub struct User {
     pub used_bytes: u64,
 }
 
-const USER_COLS: &str = "id, name, admin, disabled, token_gen, quota, used_bytes";
+/// The columns [`user_row`] reads (macros, so statements are `concat!`ed at compile time).
+macro_rules! user_cols {
+    () => {
+        "id, name, admin, disabled, token_gen, quota, used_bytes"
+    };
+}
 
-fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+/// The columns [`folder_row`] reads.
+macro_rules! folder_cols {
+    () => {
+        "id, name, keep_versions, head_seq"
+    };
+}
+
+/// Rows whose name is not a deleted one ([`DELETED_PREFIX`]): such names sort from
+/// `~deleted-` up to, not including, `~deleted.` (`.` follows `-`), in byte order on both
+/// engines. A range, as LIKE's case rules differ between them.
+macro_rules! not_deleted {
+    () => {
+        "(name < '~deleted-' OR name >= '~deleted.')"
+    };
+}
+
+/// The columns [`version_of`] reads, as a macro so per-row queries can be `concat!`ed at
+/// compile time (a `format!` per row costs an allocation and a hash of the text).
+macro_rules! version_cols {
+    () => {
+        "path, seq, kind, size, mtime_ns, mode, hash, target, device, committed_ns, folder_id, author, computer"
+    };
+}
+const VERSION_COLS: &str = version_cols!();
+
+fn user_row(r: &dyn Row) -> Result<User> {
     Ok(User {
         id: r.get(0)?,
         name: r.get(1)?,
         admin: r.get(2)?,
         disabled: r.get(3)?,
         token_gen: r.get(4)?,
-        quota: r.get::<_, Option<i64>>(5)?.map(|q| q.max(0) as u64),
-        used_bytes: r.get::<_, i64>(6)?.max(0) as u64,
+        quota: r.get::<Option<i64>>(5)?.map(|q| q.max(0) as u64),
+        used_bytes: r.get::<i64>(6)?.max(0) as u64,
     })
+}
+
+/// The user named `name` and their password hash.
+fn user_in(db: &dyn Sql, name: &str) -> Result<Option<(User, String)>> {
+    db.opt(
+        "looking up user",
+        concat!(
+            "SELECT ",
+            user_cols!(),
+            ", pw_hash FROM users WHERE name=?1"
+        ),
+        args![name],
+        |r| Ok((user_row(r)?, r.get(7)?)),
+    )
 }
 
 #[derive(Clone, Debug)]
@@ -101,6 +145,40 @@ pub struct Folder {
     pub name: String,
     pub keep_versions: u32,
     pub head: Seq,
+}
+
+fn folder_row(r: &dyn Row) -> Result<Folder> {
+    Ok(Folder {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        keep_versions: keep_of(r, 2)?,
+        head: Seq(r.get(3)?),
+    })
+}
+
+/// A `keep_versions` column.
+fn keep_of(r: &dyn Row, i: usize) -> Result<u32> {
+    let keep: i64 = r.get(i)?;
+    u32::try_from(keep)
+        .map_err(|_| Error::Corrupt(format!("a folder keeps {keep} versions, out of range")))
+}
+
+fn folder_in(db: &dyn Sql, name: &str) -> Result<Option<Folder>> {
+    db.opt(
+        "looking up folder",
+        concat!("SELECT ", folder_cols!(), " FROM folders WHERE name=?1"),
+        args![name],
+        folder_row,
+    )
+}
+
+fn meta_value_in(db: &dyn Sql, key: &str) -> Result<Option<String>> {
+    db.opt(
+        "reading server settings",
+        "SELECT value FROM meta WHERE key=?1",
+        args![key],
+        |r| r.get(0),
+    )
 }
 
 /// Where a chunk's bytes are: its own object, or a range of a pack.
@@ -302,188 +380,184 @@ impl SqliteMeta {
     }
 
     pub fn meta_value(&self, key: &str) -> Result<Option<String>> {
-        self.conn()
-            .query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
-            .optional()
-            .map_err(db("reading server settings"))
+        self.read(|db| meta_value_in(db, key))
     }
 
     /// Sets `key` unless it is set already; returns the value in force.
     pub fn init_meta_value(&self, key: &str, value: &str) -> Result<String> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES(?1, ?2)",
-            [key, value],
-        )
-        .map_err(db("writing server settings"))?;
-        conn.query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
-            .map_err(db("reading server settings"))
+        self.write("writing server settings", |db| {
+            db.exec(
+                "writing server settings",
+                "INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO NOTHING",
+                args![key, value],
+            )?;
+            meta_value_in(db, key)?
+                .ok_or_else(|| Error::Corrupt(format!("server setting {key} vanished")))
+        })
     }
 
     // ---- users and sessions ----
 
     /// Sets (or, with `None`, lifts) a user's quota in bytes.
     pub fn set_quota(&self, name: &str, quota: Option<u64>) -> Result<()> {
-        let user = self.require_user(name)?;
-        self.conn()
-            .execute(
-                "UPDATE users SET quota=?1 WHERE id=?2",
-                params![quota.map(|q| q.min(i64::MAX as u64) as i64), user.id],
-            )
-            .map_err(db("changing quota"))?;
-        Ok(())
+        let quota = quota.map(|q| q.min(i64::MAX as u64) as i64);
+        self.update_user(
+            name,
+            "changing quota",
+            "UPDATE users SET quota=?1 WHERE id=?2",
+            &quota,
+        )
     }
 
     /// Records the name a user's device logged in with; versions it commits carry that name.
     /// Writes nothing when the name is known already; keeps the newest [`MAX_DEVICES`] per
     /// user, so a user cannot grow the table without bound.
     pub fn remember_device(&self, user: &User, device: &DeviceId, computer: &str) -> Result<()> {
-        let conn = self.conn();
-        let changed = conn
-            .execute(
+        let ctx = "recording device";
+        self.write(ctx, |db| {
+            let changed = db.exec(
+                ctx,
                 "INSERT INTO devices(user_id, device, computer, added_ns) VALUES(?1, ?2, ?3, ?4)
                  ON CONFLICT(user_id, device) DO UPDATE SET computer=excluded.computer
-                 WHERE computer != excluded.computer",
-                params![user.id, device.0, computer, now_ns()],
-            )
-            .map_err(db("recording device"))?;
-        if changed > 0 {
-            conn.execute(
-                "DELETE FROM devices WHERE user_id=?1 AND device NOT IN
-                 (SELECT device FROM devices WHERE user_id=?1 ORDER BY added_ns DESC LIMIT ?2)",
-                params![user.id, MAX_DEVICES],
-            )
-            .map_err(db("recording device"))?;
-        }
-        Ok(())
+                 WHERE devices.computer != excluded.computer",
+                args![user.id, device.0, computer, now_ns()],
+            )?;
+            if changed > 0 {
+                db.exec(
+                    ctx,
+                    "DELETE FROM devices WHERE user_id=?1 AND device NOT IN
+                     (SELECT device FROM devices WHERE user_id=?1 ORDER BY added_ns DESC LIMIT ?2)",
+                    args![user.id, MAX_DEVICES],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// The name of `user`'s device (empty when it never gave one).
     pub fn device_name(&self, user: &User, device: &DeviceId) -> Result<String> {
-        Ok(self
-            .reader()?
-            .query_row(
+        let name = self.read(|db| {
+            db.opt(
+                "reading device",
                 "SELECT computer FROM devices WHERE user_id=?1 AND device=?2",
-                params![user.id, device.0],
-                |r| r.get(0),
+                args![user.id, device.0],
+                |r| r.get::<String>(0),
             )
-            .optional()
-            .map_err(db("reading device"))?
-            .unwrap_or_default())
+        })?;
+        Ok(name.unwrap_or_default())
     }
 
     pub fn add_user(&self, name: &str, pw_hash: &str, admin: bool) -> Result<()> {
-        let conn = self.conn();
-        let exists: bool = conn
-            .query_row("SELECT 1 FROM users WHERE name=?1", [name], |_| Ok(true))
-            .optional()
-            .map_err(db("looking up user"))?
-            .unwrap_or(false);
-        if exists {
-            return Err(Error::Invalid(format!("user {name} already exists")));
-        }
-        conn.execute(
-            "INSERT INTO users(name, pw_hash, admin) VALUES(?1, ?2, ?3)",
-            params![name, pw_hash, admin],
-        )
-        .map_err(db("adding user"))?;
-        Ok(())
+        self.write("adding user", |db| {
+            if user_in(db, name)?.is_some() {
+                return Err(Error::Invalid(format!("user {name} already exists")));
+            }
+            db.exec(
+                "adding user",
+                "INSERT INTO users(name, pw_hash, admin) VALUES(?1, ?2, ?3)",
+                args![name, pw_hash, admin],
+            )?;
+            Ok(())
+        })
     }
 
     pub fn user_count(&self) -> Result<i64> {
-        self.conn()
-            .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
-            .map_err(db("counting users"))
+        self.read(|db| {
+            let n = db.opt(
+                "counting users",
+                "SELECT COUNT(*) FROM users",
+                args![],
+                |r| r.get::<i64>(0),
+            )?;
+            Ok(n.unwrap_or(0))
+        })
     }
 
+    /// Every user but the deleted ones, by name.
     pub fn users(&self) -> Result<Vec<User>> {
-        let conn = self.conn();
-        let mut st = conn
-            .prepare(&format!(
-                "SELECT {USER_COLS} FROM users WHERE name NOT LIKE '~deleted-%' ORDER BY name"
-            ))
-            .map_err(db("listing users"))?;
-        let rows = st.query_map([], user_row).map_err(db("listing users"))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db("listing users"))
+        self.read(|db| {
+            db.all(
+                "listing users",
+                concat!(
+                    "SELECT ",
+                    user_cols!(),
+                    " FROM users WHERE ",
+                    not_deleted!(),
+                    " ORDER BY name"
+                ),
+                args![],
+                user_row,
+            )
+        })
     }
 
     /// The user and their password hash.
     pub fn user_by_name(&self, name: &str) -> Result<Option<(User, String)>> {
-        self.reader()?
-            .query_row(
-                &format!("SELECT {USER_COLS}, pw_hash FROM users WHERE name=?1"),
-                [name],
-                |r| Ok((user_row(r)?, r.get(7)?)),
-            )
-            .optional()
-            .map_err(db("looking up user"))
+        self.read(|db| user_in(db, name))
     }
 
     pub fn user_by_id(&self, id: i64) -> Result<Option<User>> {
-        self.reader()?
-            .query_row(
-                &format!("SELECT {USER_COLS} FROM users WHERE id=?1"),
-                [id],
+        self.read(|db| {
+            db.opt(
+                "looking up user",
+                concat!("SELECT ", user_cols!(), " FROM users WHERE id=?1"),
+                args![id],
                 user_row,
             )
-            .optional()
-            .map_err(db("looking up user"))
-    }
-
-    fn require_user(&self, name: &str) -> Result<User> {
-        self.user_by_name(name)?
-            .map(|(u, _)| u)
-            .ok_or_else(|| Error::NotFound(format!("no user named {name}")))
+        })
     }
 
     /// Sets a new password; every session of the old one ends.
     pub fn set_password(&self, name: &str, pw_hash: &str) -> Result<()> {
-        let user = self.require_user(name)?;
-        self.conn()
-            .execute(
-                "UPDATE users SET pw_hash=?1, token_gen=token_gen+1 WHERE id=?2",
-                params![pw_hash, user.id],
-            )
-            .map_err(db("changing password"))?;
-        Ok(())
+        self.update_user(
+            name,
+            "changing password",
+            "UPDATE users SET pw_hash=?1, token_gen=token_gen+1 WHERE id=?2",
+            &pw_hash,
+        )
     }
 
     /// Disables (or enables) a user; disabling ends every session.
     pub fn set_disabled(&self, name: &str, disabled: bool) -> Result<()> {
-        let user = self.require_user(name)?;
-        self.conn()
-            .execute(
-                "UPDATE users SET disabled=?1, token_gen=token_gen+1 WHERE id=?2",
-                params![disabled, user.id],
-            )
-            .map_err(db("disabling user"))?;
-        Ok(())
+        self.update_user(
+            name,
+            "disabling user",
+            "UPDATE users SET disabled=?1, token_gen=token_gen+1 WHERE id=?2",
+            &disabled,
+        )
     }
 
     /// Makes a user an administrator or not; their sessions end (a token carries no role, but
     /// a session begun as one role should not outlive the change).
     pub fn set_admin(&self, name: &str, admin: bool) -> Result<()> {
-        let user = self.require_user(name)?;
-        self.conn()
-            .execute(
-                "UPDATE users SET admin=?1, token_gen=token_gen+1 WHERE id=?2",
-                params![admin, user.id],
-            )
-            .map_err(db("changing a user's role"))?;
-        Ok(())
+        self.update_user(
+            name,
+            "changing a user's role",
+            "UPDATE users SET admin=?1, token_gen=token_gen+1 WHERE id=?2",
+            &admin,
+        )
+    }
+
+    /// Runs `sql` on the user named `name`: `?1` is `value`, `?2` the user's id.
+    fn update_user(&self, name: &str, what: &str, sql: &str, value: &dyn ToArg) -> Result<()> {
+        self.write(what, |db| {
+            let (user, _) = user_in(db, name)?
+                .ok_or_else(|| Error::NotFound(format!("no user named {name}")))?;
+            db.exec(what, sql, &[value, &user.id])?;
+            Ok(())
+        })
     }
 
     // ---- folders and access ----
 
     pub fn add_folder(&self, name: &str, keep_versions: u32) -> Result<()> {
-        let conn = self.conn();
-        let n = conn
-            .execute(
-                "INSERT OR IGNORE INTO folders(name, keep_versions) VALUES(?1, ?2)",
-                params![name, keep_versions],
+        let n = self.write("adding folder", |db| {
+            db.exec(
+                "adding folder",
+                "INSERT INTO folders(name, keep_versions) VALUES(?1, ?2) ON CONFLICT(name) DO NOTHING",
+                args![name, keep_versions],
             )
-            .map_err(db("adding folder"))?;
+        })?;
         if n == 0 {
             return Err(Error::Invalid(format!("folder {name} already exists")));
         }
@@ -491,13 +565,13 @@ impl SqliteMeta {
     }
 
     pub fn set_keep_versions(&self, name: &str, keep_versions: u32) -> Result<()> {
-        let n = self
-            .conn()
-            .execute(
+        let n = self.write("changing folder", |db| {
+            db.exec(
+                "changing folder",
                 "UPDATE folders SET keep_versions=?1 WHERE name=?2",
-                params![keep_versions, name],
+                args![keep_versions, name],
             )
-            .map_err(db("changing folder"))?;
+        })?;
         if n == 0 {
             return Err(Error::NotFound(format!("no folder named {name}")));
         }
@@ -505,137 +579,119 @@ impl SqliteMeta {
     }
 
     pub fn folder(&self, name: &str) -> Result<Option<Folder>> {
-        self.reader()?
-            .query_row(
-                "SELECT id, name, keep_versions, head_seq FROM folders WHERE name=?1",
-                [name],
-                |r| {
-                    Ok(Folder {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        keep_versions: r.get(2)?,
-                        head: Seq(r.get(3)?),
-                    })
-                },
-            )
-            .optional()
-            .map_err(db("looking up folder"))
-    }
-
-    fn require_folder(&self, name: &str) -> Result<Folder> {
-        self.folder(name)?
-            .ok_or_else(|| Error::NotFound(format!("no folder named {name}")))
+        self.read(|db| folder_in(db, name))
     }
 
     /// Every folder with the users granted on it.
     pub fn folders(&self) -> Result<Vec<(Folder, Grants)>> {
-        let conn = self.conn();
-        let mut st = conn
-            .prepare("SELECT id, name, keep_versions, head_seq FROM folders WHERE name NOT LIKE '~deleted-%' ORDER BY name")
-            .map_err(db("listing folders"))?;
-        let folders = st
-            .query_map([], |r| {
-                Ok(Folder {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    keep_versions: r.get(2)?,
-                    head: Seq(r.get(3)?),
-                })
-            })
-            .map_err(db("listing folders"))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db("listing folders"))?;
-        let mut grants = conn
-            .prepare("SELECT u.name, g.access FROM grants g JOIN users u ON u.id=g.user_id WHERE g.folder_id=?1 ORDER BY u.name")
-            .map_err(db("listing grants"))?;
-        let mut out = Vec::new();
-        for f in folders {
-            let g = grants
-                .query_map([f.id], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                })
-                .map_err(db("listing grants"))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(db("listing grants"))?
-                .into_iter()
-                .filter_map(|(u, a)| Access::parse(&a).map(|a| (u, a)))
-                .collect();
-            out.push((f, g));
-        }
-        Ok(out)
+        self.read(|db| {
+            let folders = db.all(
+                "listing folders",
+                concat!(
+                    "SELECT ",
+                    folder_cols!(),
+                    " FROM folders WHERE ",
+                    not_deleted!(),
+                    " ORDER BY name"
+                ),
+                args![],
+                folder_row,
+            )?;
+            let mut out = Vec::with_capacity(folders.len());
+            for f in folders {
+                let grants = db.all(
+                    "listing grants",
+                    "SELECT u.name, g.access FROM grants g JOIN users u ON u.id=g.user_id
+                     WHERE g.folder_id=?1 ORDER BY u.name",
+                    args![f.id],
+                    |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)),
+                )?;
+                let grants = grants
+                    .into_iter()
+                    .filter_map(|(u, a)| Access::parse(&a).map(|a| (u, a)))
+                    .collect();
+                out.push((f, grants));
+            }
+            Ok(out)
+        })
     }
 
     pub fn grant(&self, folder: &str, user: &str, access: Access) -> Result<()> {
-        let f = self.require_folder(folder)?;
-        let u = self.require_user(user)?;
-        self.conn()
-            .execute(
-                "INSERT INTO grants(folder_id, user_id, access) VALUES(?1, ?2, ?3)
-                 ON CONFLICT(folder_id, user_id) DO UPDATE SET access=excluded.access",
-                params![f.id, u.id, access.as_str()],
-            )
-            .map_err(db("granting access"))?;
-        Ok(())
+        self.change_grant(
+            folder,
+            user,
+            "granting access",
+            "INSERT INTO grants(folder_id, user_id, access) VALUES(?1, ?2, ?3)
+             ON CONFLICT(folder_id, user_id) DO UPDATE SET access=excluded.access",
+            Some(access),
+        )
     }
 
     pub fn revoke(&self, folder: &str, user: &str) -> Result<()> {
-        let f = self.require_folder(folder)?;
-        let u = self.require_user(user)?;
-        self.conn()
-            .execute(
-                "DELETE FROM grants WHERE folder_id=?1 AND user_id=?2",
-                params![f.id, u.id],
-            )
-            .map_err(db("revoking access"))?;
-        Ok(())
+        self.change_grant(
+            folder,
+            user,
+            "revoking access",
+            "DELETE FROM grants WHERE folder_id=?1 AND user_id=?2",
+            None,
+        )
+    }
+
+    /// Runs `sql` on the grant of `user` on `folder`: `?1` the folder's id, `?2` the user's,
+    /// `?3` the access when given.
+    fn change_grant(
+        &self,
+        folder: &str,
+        user: &str,
+        what: &str,
+        sql: &str,
+        access: Option<Access>,
+    ) -> Result<()> {
+        self.write(what, |db| {
+            let f = folder_in(db, folder)?
+                .ok_or_else(|| Error::NotFound(format!("no folder named {folder}")))?;
+            let (u, _) = user_in(db, user)?
+                .ok_or_else(|| Error::NotFound(format!("no user named {user}")))?;
+            match access {
+                Some(a) => db.exec(what, sql, args![f.id, u.id, a.as_str()])?,
+                None => db.exec(what, sql, args![f.id, u.id])?,
+            };
+            Ok(())
+        })
     }
 
     /// The folder and the user's access to it; `None` when either is unknown or nothing is
     /// granted (both look the same to the user, so folder names do not leak).
     pub fn access(&self, user: &User, folder: &str) -> Result<Option<(Folder, Access)>> {
-        let row = self
-            .reader()?
-            .query_row(
+        let row = self.read(|db| {
+            db.opt(
+                "checking access",
                 "SELECT f.id, f.name, f.keep_versions, f.head_seq, g.access FROM folders f
                  JOIN grants g ON g.folder_id=f.id WHERE f.name=?1 AND g.user_id=?2",
-                params![folder, user.id],
-                |r| {
-                    Ok((
-                        Folder {
-                            id: r.get(0)?,
-                            name: r.get(1)?,
-                            keep_versions: r.get(2)?,
-                            head: Seq(r.get(3)?),
-                        },
-                        r.get::<_, String>(4)?,
-                    ))
-                },
+                args![folder, user.id],
+                |r| Ok((folder_row(r)?, r.get::<String>(4)?)),
             )
-            .optional()
-            .map_err(db("checking access"))?;
+        })?;
         Ok(row.and_then(|(f, a)| Access::parse(&a).map(|a| (f, a))))
     }
 
     pub fn folders_of(&self, user: &User) -> Result<Vec<FolderInfo>> {
-        let conn = self.reader()?;
-        let mut st = conn
-            .prepare(
-                "SELECT f.name, g.access, f.keep_versions, f.head_seq FROM folders f JOIN grants g ON g.folder_id=f.id
-                 WHERE g.user_id=?1 ORDER BY f.name",
+        let rows = self.read(|db| {
+            db.all(
+                "listing folders",
+                "SELECT f.name, g.access, f.keep_versions, f.head_seq FROM folders f
+                 JOIN grants g ON g.folder_id=f.id WHERE g.user_id=?1 ORDER BY f.name",
+                args![user.id],
+                |r| {
+                    Ok((
+                        r.get::<String>(0)?,
+                        r.get::<String>(1)?,
+                        keep_of(r, 2)?,
+                        r.get::<i64>(3)?,
+                    ))
+                },
             )
-            .map_err(db("listing folders"))?;
-        let rows = st
-            .query_map([user.id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, u32>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            })
-            .map_err(db("listing folders"))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db("listing folders"))?;
+        })?;
         Ok(rows
             .into_iter()
             .filter_map(|(name, a, keep, head)| {
@@ -668,65 +724,57 @@ impl SqliteMeta {
             .flat_map(|c| c.chunks.iter().map(|s| s.id))
             .collect();
         let scope = self.chunk_scope(author.user, &named)?;
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db("committing"))?;
-        let mut head: i64 = tx
-            .query_row(
-                "SELECT head_seq FROM folders WHERE id=?1",
-                [folder.id],
-                |r| r.get(0),
-            )
-            .map_err(db("committing"))?;
-        let committed_ns = now_ns();
-        // Unchanged removal count: every chunk the scope found usable is still present.
-        let fresh = chunks::removals(&Lite(&tx))? == scope.removals;
-        let mut scope = Checked {
-            scope: &scope,
-            fresh,
-            // Moves copy their source's chunk list: they count against the same limit.
-            refs_left: MAX_COMMIT_CHUNKS.saturating_sub(named.len()),
-        };
-        let mut results = Vec::with_capacity(changes.len());
-        for change in changes {
-            let result = apply_change(
-                &tx,
-                folder,
-                author,
-                &mut scope,
-                change,
-                &mut head,
-                committed_ns,
-            )?;
-            results.push(result);
-            if let Some(p) = pause {
-                std::thread::sleep(p);
+        self.write("committing", |db| {
+            let mut head = lock_head(db, folder)?;
+            let committed_ns = now_ns();
+            // Unchanged removal count: every chunk the scope found usable is still present.
+            let fresh = chunks::removals(db)? == scope.removals;
+            let mut scope = Checked {
+                scope: &scope,
+                fresh,
+                // Moves copy their source's chunk list: they count against the same limit.
+                refs_left: MAX_COMMIT_CHUNKS.saturating_sub(named.len()),
+            };
+            let mut results = Vec::with_capacity(changes.len());
+            for change in changes {
+                let result = apply_change(
+                    db,
+                    folder,
+                    author,
+                    &mut scope,
+                    change,
+                    &mut head,
+                    committed_ns,
+                )?;
+                results.push(result);
+                if let Some(p) = pause {
+                    std::thread::sleep(p);
+                }
             }
-        }
-        tx.execute(
-            "UPDATE folders SET head_seq=?1 WHERE id=?2",
-            params![head, folder.id],
-        )
-        .map_err(db("committing"))?;
-        tx.commit().map_err(db("committing"))?;
-        Ok((results, Seq(head)))
+            db.exec(
+                "committing",
+                "UPDATE folders SET head_seq=?1 WHERE id=?2",
+                args![head, folder.id],
+            )?;
+            Ok((results, Seq(head)))
+        })
     }
 
     /// Whether anything was ever stored under `prefix` (a folder a backup's paths imply
     /// without an entry of its own).
     pub fn has_entries_under(&self, folder: &Folder, prefix: &RelPath) -> Result<bool> {
         let (lo, hi) = prefix_bounds(prefix);
-        self.reader()?
-            .query_row(
+        self.read(|db| {
+            let found = db.opt(
+                "reading folder",
                 "SELECT EXISTS(SELECT 1 FROM versions WHERE folder_id=?1 AND path>=?2 AND path<?3 AND kind!='deleted')",
-                params![folder.id, lo, hi],
-                |r| r.get(0),
-            )
-            .map_err(db("reading folder"))
+                args![folder.id, lo, hi],
+                |r| r.get::<bool>(0),
+            )?;
+            Ok(found.unwrap_or(false))
+        })
     }
 
-    /// Versions with a sequence number above `after`, oldest first, at most `limit`.
     /// Versions after `after`, oldest first, at most `limit`; without those of `skip` (a user
     /// name and a device) when given.
     pub fn journal(
@@ -736,22 +784,30 @@ impl SqliteMeta {
         limit: u32,
         skip: Option<(&str, &str)>,
     ) -> Result<Vec<VersionInfo>> {
-        let conn = self.reader()?;
-        let rows = match skip {
-            None => conn
-                .prepare_cached(&format!("SELECT {VERSION_COLS} FROM versions WHERE folder_id=?1 AND seq>?2 ORDER BY seq LIMIT ?3"))
-                .and_then(|mut st| {
-                    st.query_map(params![folder.id, after.0, limit], version_row)?
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                }),
-            Some((user, device)) => conn
-                .prepare_cached(&format!("SELECT {VERSION_COLS} FROM versions WHERE folder_id=?1 AND seq>?2 AND NOT (author=?4 AND device=?5) ORDER BY seq LIMIT ?3"))
-                .and_then(|mut st| {
-                    st.query_map(params![folder.id, after.0, limit, user, device], version_row)?
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                }),
-        };
-        rows.map_err(db("reading journal"))
+        let ctx = "reading journal";
+        self.read(|db| match skip {
+            None => db.all(
+                ctx,
+                concat!(
+                    "SELECT ",
+                    version_cols!(),
+                    " FROM versions WHERE folder_id=?1 AND seq>?2 ORDER BY seq LIMIT ?3"
+                ),
+                args![folder.id, after.0, limit],
+                version_of,
+            ),
+            Some((user, device)) => db.all(
+                ctx,
+                concat!(
+                    "SELECT ",
+                    version_cols!(),
+                    " FROM versions WHERE folder_id=?1 AND seq>?2 AND NOT (author=?4 AND device=?5)",
+                    " ORDER BY seq LIMIT ?3"
+                ),
+                args![folder.id, after.0, limit, user, device],
+                version_of,
+            ),
+        })
     }
 
     /// The newest version of every path under `prefix` accepted at or before `at_ns`; deletion
@@ -763,23 +819,24 @@ impl SqliteMeta {
         at_ns: Option<i64>,
         deleted: bool,
     ) -> Result<Vec<VersionInfo>> {
-        let conn = self.reader()?;
         let at = at_ns.unwrap_or(i64::MAX);
         let (lo, hi) = prefix_bounds(prefix);
-        let mut st = conn
-            .prepare_cached(&format!(
-                "SELECT {VERSION_COLS} FROM versions v JOIN (
+        let rows = self.read(|db| {
+            db.all(
+                "reading tree",
+                concat!(
+                    "SELECT ",
+                    version_cols!(),
+                    " FROM versions v JOIN (
                     SELECT path AS p, MAX(seq) AS s FROM versions
                     WHERE folder_id=?1 AND committed_ns<=?2 AND (path=?3 OR (path>=?4 AND path<?5))
                     GROUP BY path) h ON v.path=h.p AND v.seq=h.s
                  WHERE v.folder_id=?1 ORDER BY v.path"
-            ))
-            .map_err(db("reading tree"))?;
-        let rows = st
-            .query_map(params![folder.id, at, prefix.as_str(), lo, hi], version_row)
-            .map_err(db("reading tree"))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db("reading tree"))?;
+                ),
+                args![folder.id, at, prefix.as_str(), lo, hi],
+                version_of,
+            )
+        })?;
         Ok(rows
             .into_iter()
             .filter(|v| deleted || !v.is_deleted())
@@ -788,17 +845,18 @@ impl SqliteMeta {
 
     /// Every retained version of `path`, newest first.
     pub fn versions(&self, folder: &Folder, path: &RelPath) -> Result<Vec<VersionInfo>> {
-        let conn = self.reader()?;
-        let mut st = conn
-            .prepare_cached(&format!(
-                "SELECT {VERSION_COLS} FROM versions WHERE folder_id=?1 AND path=?2 ORDER BY seq DESC"
-            ))
-            .map_err(db("reading versions"))?;
-        let rows = st
-            .query_map(params![folder.id, path.as_str()], version_row)
-            .map_err(db("reading versions"))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db("reading versions"))
+        self.read(|db| {
+            db.all(
+                "reading versions",
+                concat!(
+                    "SELECT ",
+                    version_cols!(),
+                    " FROM versions WHERE folder_id=?1 AND path=?2 ORDER BY seq DESC"
+                ),
+                args![folder.id, path.as_str()],
+                version_of,
+            )
+        })
     }
 
     /// One version with its chunk list: `seq`, or the head when `None`.
@@ -808,23 +866,24 @@ impl SqliteMeta {
         path: &RelPath,
         seq: Option<Seq>,
     ) -> Result<Option<StoredVersion>> {
-        let conn = self.reader()?;
-        let found = conn
-            .query_row(
-                &format!(
-                    "SELECT {VERSION_COLS}, id FROM versions WHERE folder_id=?1 AND path=?2 AND (?3 IS NULL OR seq=?3)
+        self.read(|db| {
+            let found = db.opt(
+                "reading version",
+                concat!(
+                    "SELECT ",
+                    version_cols!(),
+                    ", id FROM versions WHERE folder_id=?1 AND path=?2 AND (?3 IS NULL OR seq=?3)
                      ORDER BY seq DESC LIMIT 1"
                 ),
-                params![folder.id, path.as_str(), seq.map(|s| s.0)],
-                |r| Ok((version_row(r)?, r.get::<_, i64>(13)?)),
-            )
-            .optional()
-            .map_err(db("reading version"))?;
-        let Some((info, id)) = found else {
-            return Ok(None);
-        };
-        let chunks = version_chunks(&conn, id)?;
-        Ok(Some(StoredVersion { info, chunks }))
+                args![folder.id, path.as_str(), seq.map(|s| s.0)],
+                |r| Ok((version_of(r)?, r.get::<i64>(13)?)),
+            )?;
+            let Some((info, id)) = found else {
+                return Ok(None);
+            };
+            let chunks = version_chunks(db, id)?;
+            Ok(Some(StoredVersion { info, chunks }))
+        })
     }
 }
 
@@ -839,21 +898,6 @@ fn relaxed<T>(conn: &mut Connection, f: impl FnOnce(&mut Connection) -> Result<T
     conn.execute_batch("PRAGMA synchronous=FULL")
         .map_err(db("restoring sync"))?;
     out
-}
-
-/// The columns [`version_row`] reads, as a macro so per-row queries can be `concat!`ed at
-/// compile time (a `format!` per row costs an allocation and a hash of the text).
-macro_rules! version_cols {
-    () => {
-        "path, seq, kind, size, mtime_ns, mode, hash, target, device, committed_ns, folder_id, author, computer"
-    };
-}
-const VERSION_COLS: &str = version_cols!();
-
-fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionInfo> {
-    version_of(&sql::LiteRow(r)).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Null, Box::new(e))
-    })
 }
 
 /// A version from a row of [`VERSION_COLS`], of either engine.
@@ -886,24 +930,23 @@ fn version_of(r: &dyn sql::Row) -> Result<VersionInfo> {
     })
 }
 
-fn version_chunks(conn: &Connection, version_id: i64) -> Result<Vec<ChunkSpan>> {
-    let mut st = conn
-        .prepare_cached("SELECT chunk, len FROM version_chunks WHERE version_id=?1 ORDER BY idx")
-        .map_err(db("reading chunk list"))?;
-    let rows = st
-        .query_map([version_id], |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, u32>(1)?))
-        })
-        .map_err(db("reading chunk list"))?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(db("reading chunk list"))?;
-    rows.into_iter()
-        .map(|(id, len)| {
-            chunk_id(&id)
-                .map(|id| ChunkSpan { id, len })
-                .ok_or_else(|| Error::Corrupt("malformed chunk id in a chunk list".into()))
-        })
-        .collect()
+fn version_chunks(db: &dyn Sql, version_id: i64) -> Result<Vec<ChunkSpan>> {
+    db.all(
+        "reading chunk list",
+        "SELECT chunk, len FROM version_chunks WHERE version_id=?1 ORDER BY idx",
+        args![version_id],
+        |r| {
+            let id = chunk_id(&r.get::<Vec<u8>>(0)?)
+                .ok_or_else(|| Error::Corrupt("malformed chunk id in a chunk list".into()))?;
+            let len = r.get::<i64>(1)?;
+            let len = u32::try_from(len).map_err(|_| {
+                Error::Corrupt(format!(
+                    "a chunk list gives a chunk {len} bytes, out of range"
+                ))
+            })?;
+            Ok(ChunkSpan { id, len })
+        },
+    )
 }
 
 fn chunk_id(raw: &[u8]) -> Option<ChunkId> {
@@ -923,23 +966,30 @@ pub(super) fn prefix_bounds(prefix: &RelPath) -> (String, String) {
     }
 }
 
-fn head_of(
-    conn: &Connection,
-    folder_id: i64,
-    path: &RelPath,
-) -> Result<Option<(VersionInfo, i64)>> {
-    conn.prepare_cached(concat!(
-        "SELECT ",
-        version_cols!(),
-        ", id FROM versions WHERE folder_id=?1 AND path=?2 ORDER BY seq DESC LIMIT 1"
-    ))
-    .and_then(|mut st| {
-        st.query_row(params![folder_id, path.as_str()], |r| {
-            Ok((version_row(r)?, r.get(13)?))
-        })
-        .optional()
-    })
-    .map_err(db("reading head"))
+/// The folder's head sequence number, for a commit. On PostgreSQL the folder's row is locked
+/// until the commit ends, so concurrent commits to one folder (from any instance) take turns
+/// and never hand out a number twice; SQLite's single writer already makes them take turns,
+/// and knows no `FOR UPDATE`.
+fn lock_head(db: &dyn Sql, folder: &Folder) -> Result<i64> {
+    let sql = match db.dialect() {
+        Dialect::Pg => "SELECT head_seq FROM folders WHERE id=?1 FOR UPDATE",
+        Dialect::Lite => "SELECT head_seq FROM folders WHERE id=?1",
+    };
+    db.opt("committing", sql, args![folder.id], |r| r.get::<i64>(0))?
+        .ok_or_else(|| Error::NotFound(format!("no folder named {}", folder.name)))
+}
+
+fn head_of(db: &dyn Sql, folder_id: i64, path: &RelPath) -> Result<Option<(VersionInfo, i64)>> {
+    db.opt(
+        "reading head",
+        concat!(
+            "SELECT ",
+            version_cols!(),
+            ", id FROM versions WHERE folder_id=?1 AND path=?2 ORDER BY seq DESC LIMIT 1"
+        ),
+        args![folder_id, path.as_str()],
+        |r| Ok((version_of(r)?, r.get::<i64>(13)?)),
+    )
 }
 
 /// Checks a change on its own. A move (`moved`) brings its source's content, so the chunks it
@@ -982,7 +1032,7 @@ fn validate(change: &Change, moved: bool) -> Option<String> {
 }
 
 fn apply_change(
-    tx: &Connection,
+    tx: &dyn Sql,
     folder: &Folder,
     author: &Author<'_>,
     scope: &mut Checked<'_>,
@@ -1109,7 +1159,7 @@ struct Checked<'a> {
 /// Checks the chunks of a file change: each must be in the author's scope, present now, and of
 /// the length the change gives it. `None` when all are.
 fn check_chunks(
-    tx: &Connection,
+    tx: &dyn Sql,
     path: &RelPath,
     spans: &[ChunkSpan],
     scope: &Checked<'_>,
@@ -1123,7 +1173,7 @@ fn check_chunks(
     for id in ids {
         let len = match scope.scope.usable(&id) {
             Some(len) if scope.fresh => Some(len),
-            Some(_) => chunks::present_len(&Lite(tx), &id)?,
+            Some(_) => chunks::present_len(tx, &id)?,
             None => None,
         };
         if len.is_none() {
@@ -1172,7 +1222,7 @@ pub struct Author<'a> {
 /// Appends one version (the folder's next sequence number) and applies retention to its path.
 #[allow(clippy::too_many_arguments)]
 fn insert_version(
-    tx: &Connection,
+    tx: &dyn Sql,
     folder: &Folder,
     author: &Author<'_>,
     path: &RelPath,
@@ -1183,38 +1233,38 @@ fn insert_version(
     had_versions: bool,
 ) -> Result<Seq> {
     *head_seq += 1;
-    tx.prepare_cached(
-        "INSERT INTO versions(folder_id, path, seq, kind, size, mtime_ns, mode, hash, target, device, committed_ns, author, computer)
-         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
-            folder.id,
-            path.as_str(),
-            *head_seq,
-            e.kind.as_str(),
-            e.size as i64,
-            e.mtime_ns,
-            e.mode & 0o7777,
-            e.hash.map(|h| h.as_bytes().to_vec()),
-            e.target,
-            author.device.0,
-            committed_ns,
-            author.user.name,
-            author.computer
-        ])
-    })
-    .map_err(db("committing"))?;
-    let version_id = tx.last_insert_rowid();
+    let version_id: i64 = tx
+        .opt(
+            "committing",
+            "INSERT INTO versions(folder_id, path, seq, kind, size, mtime_ns, mode, hash, target, device, committed_ns, author, computer)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
+            args![
+                folder.id,
+                path.as_str(),
+                *head_seq,
+                e.kind.as_str(),
+                e.size as i64,
+                e.mtime_ns,
+                e.mode & 0o7777,
+                e.hash.map(|h| h.as_bytes().to_vec()),
+                e.target,
+                author.device.0,
+                committed_ns,
+                author.user.name,
+                author.computer
+            ],
+            |r| r.get(0),
+        )?
+        .ok_or_else(|| Error::Corrupt("a new version got no id".into()))?;
     match content {
         Content::Spans(chunks) => insert_spans(tx, version_id, chunks)?,
         Content::CopyOf(source) => {
-            tx.prepare_cached(
+            tx.exec(
+                "committing",
                 "INSERT INTO version_chunks(version_id, idx, chunk, len)
                  SELECT ?1, idx, chunk, len FROM version_chunks WHERE version_id=?2",
-            )
-            .and_then(|mut st| st.execute(params![version_id, source]))
-            .map_err(db("committing"))?;
+                args![version_id, source],
+            )?;
         }
     }
     // A path seen for the first time has nothing to prune (saves a query per new file).
@@ -1232,57 +1282,282 @@ enum Content<'a> {
     CopyOf(i64),
 }
 
-fn insert_spans(tx: &Connection, version_id: i64, chunks: &[ChunkSpan]) -> Result<()> {
-    let mut st = tx
-        .prepare_cached(
-            "INSERT INTO version_chunks(version_id, idx, chunk, len) VALUES(?1, ?2, ?3, ?4)",
-        )
-        .map_err(db("committing"))?;
+fn insert_spans(tx: &dyn Sql, version_id: i64, chunks: &[ChunkSpan]) -> Result<()> {
     // In chunk order: the chunk index then grows at nearby pages instead of random ones.
     let mut order: Vec<(usize, &ChunkSpan)> = chunks.iter().enumerate().collect();
     order.sort_unstable_by_key(|(_, c)| c.id);
     for (i, c) in order {
-        st.execute(params![version_id, i as i64, &c.id.as_bytes()[..], c.len])
-            .map_err(db("committing"))?;
+        tx.exec(
+            "committing",
+            "INSERT INTO version_chunks(version_id, idx, chunk, len) VALUES(?1, ?2, ?3, ?4)",
+            args![version_id, i as i64, &c.id.as_bytes()[..], c.len],
+        )?;
     }
     Ok(())
 }
 
-fn count_version_chunks(tx: &Connection, version_id: i64) -> Result<usize> {
-    tx.prepare_cached("SELECT COUNT(*) FROM version_chunks WHERE version_id=?1")
-        .and_then(|mut st| st.query_row([version_id], |r| r.get::<_, i64>(0)))
-        .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
-        .map_err(db("committing"))
+fn count_version_chunks(tx: &dyn Sql, version_id: i64) -> Result<usize> {
+    let n = tx.opt(
+        "committing",
+        "SELECT COUNT(*) FROM version_chunks WHERE version_id=?1",
+        args![version_id],
+        |r| r.get::<i64>(0),
+    )?;
+    Ok(usize::try_from(n.unwrap_or(0)).unwrap_or(usize::MAX))
 }
 
 /// Retention: keeps the newest `keep_versions` versions of `path` and drops the rest (their
 /// chunks become collectable by gc).
-fn prune(tx: &Connection, folder: &Folder, path: &RelPath) -> Result<()> {
+fn prune(tx: &dyn Sql, folder: &Folder, path: &RelPath) -> Result<()> {
+    let ctx = "applying retention";
     let keep = i64::from(folder.keep_versions.max(1));
-    let mut st = tx
-        .prepare_cached("SELECT id FROM versions WHERE folder_id=?1 AND path=?2 ORDER BY seq DESC LIMIT -1 OFFSET ?3")
-        .map_err(db("applying retention"))?;
-    let old = st
-        .query_map(params![folder.id, path.as_str(), keep], |r| {
-            r.get::<_, i64>(0)
-        })
-        .map_err(db("applying retention"))?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(db("applying retention"))?;
-    if old.is_empty() {
-        return Ok(());
-    }
-    let mut del_chunks = tx
-        .prepare_cached("DELETE FROM version_chunks WHERE version_id=?1")
-        .map_err(db("applying retention"))?;
-    let mut del_version = tx
-        .prepare_cached("DELETE FROM versions WHERE id=?1")
-        .map_err(db("applying retention"))?;
+    // PostgreSQL takes OFFSET alone but not SQLite's `LIMIT -1` (no limit); SQLite takes
+    // OFFSET only after a LIMIT: the largest one means none on both.
+    let old = tx.all(
+        ctx,
+        "SELECT id FROM versions WHERE folder_id=?1 AND path=?2 ORDER BY seq DESC LIMIT ?4 OFFSET ?3",
+        args![folder.id, path.as_str(), keep, i64::MAX],
+        |r| r.get::<i64>(0),
+    )?;
     for id in old {
-        del_chunks.execute([id]).map_err(db("applying retention"))?;
-        del_version
-            .execute([id])
-            .map_err(db("applying retention"))?;
+        tx.exec(
+            ctx,
+            "DELETE FROM version_chunks WHERE version_id=?1",
+            args![id],
+        )?;
+        tx.exec(ctx, "DELETE FROM versions WHERE id=?1", args![id])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_protocol::MovedFrom;
+
+    fn store(name: &str) -> SqliteMeta {
+        let dir = std::env::temp_dir().join(format!(
+            "cairn-meta-core-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        SqliteMeta::open(&dir.join("meta.sqlite")).expect("open")
+    }
+
+    fn path(p: &str) -> RelPath {
+        RelPath::parse(p).expect("a valid path")
+    }
+
+    fn link(p: &str, base: Option<Seq>, target: &str) -> Change {
+        Change {
+            path: path(p),
+            base,
+            entry: Entry {
+                kind: EntryKind::Symlink,
+                size: 0,
+                mtime_ns: 1,
+                mode: 0o777,
+                hash: None,
+                target: Some(target.into()),
+            },
+            chunks: Vec::new(),
+            moved_from: None,
+            inline: None,
+        }
+    }
+
+    fn accepted(r: &ChangeResult) -> Seq {
+        match r {
+            ChangeResult::Accepted { seq } => *seq,
+            other => panic!("expected accepted, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn deleted_users_and_folders_are_left_out_of_listings_by_a_byte_range() {
+        let meta = store("deleted");
+        // Names no login can have, on both sides of the range that stands for `~deleted-`.
+        for name in [
+            "alice",
+            "~deleted",
+            "~deleted-7",
+            "~deleted.",
+            "~deletedx",
+            "bob",
+        ] {
+            meta.add_user(name, "hash", false).expect("user");
+            meta.add_folder(name, 3).expect("folder");
+        }
+        meta.remove_user("bob").expect("remove user");
+        meta.remove_folder("bob").expect("remove folder");
+        let users: Vec<String> = meta
+            .users()
+            .expect("users")
+            .into_iter()
+            .map(|u| u.name)
+            .collect();
+        assert_eq!(users, ["alice", "~deleted", "~deleted.", "~deletedx"]);
+        let folders: Vec<String> = meta
+            .folders()
+            .expect("folders")
+            .into_iter()
+            .map(|(f, _)| f.name)
+            .collect();
+        assert_eq!(folders, ["alice", "~deleted", "~deleted.", "~deletedx"]);
+    }
+
+    #[test]
+    fn a_device_name_changes_only_when_it_differs() {
+        let meta = store("device");
+        meta.add_user("alice", "hash", false).expect("user");
+        let (alice, _) = meta.user_by_name("alice").expect("read").expect("alice");
+        let device = DeviceId("d1".into());
+        assert_eq!(meta.device_name(&alice, &device).expect("read"), "");
+        meta.remember_device(&alice, &device, "laptop")
+            .expect("first");
+        // The same name again takes the upsert's WHERE (columns of the row, not `excluded`).
+        meta.remember_device(&alice, &device, "laptop")
+            .expect("same");
+        assert_eq!(meta.device_name(&alice, &device).expect("read"), "laptop");
+        meta.remember_device(&alice, &device, "desk")
+            .expect("renamed");
+        assert_eq!(meta.device_name(&alice, &device).expect("read"), "desk");
+    }
+
+    #[test]
+    fn users_settings_and_grants_round_trip() {
+        let meta = store("grants");
+        assert_eq!(meta.user_count().expect("count"), 0);
+        meta.add_user("alice", "h1", false).expect("user");
+        let err = meta.add_user("alice", "h2", true).expect_err("taken");
+        assert!(err.to_string().contains("already exists"), "{err}");
+        assert_eq!(meta.init_meta_value("k", "first").expect("init"), "first");
+        assert_eq!(meta.init_meta_value("k", "second").expect("init"), "first");
+        assert_eq!(
+            meta.meta_value("k").expect("read").as_deref(),
+            Some("first")
+        );
+        meta.set_quota("alice", Some(10)).expect("quota");
+        meta.set_password("alice", "h3").expect("password");
+        meta.set_admin("alice", true).expect("admin");
+        let (alice, hash) = meta.user_by_name("alice").expect("read").expect("alice");
+        assert_eq!(
+            (alice.quota, alice.admin, hash.as_str()),
+            (Some(10), true, "h3")
+        );
+        assert_eq!(
+            alice.token_gen, 2,
+            "a new password and a new role end sessions"
+        );
+        assert!(meta.set_disabled("nobody", true).is_err());
+        meta.add_folder("docs", 5).expect("folder");
+        assert!(meta.add_folder("docs", 5).is_err());
+        meta.set_keep_versions("docs", 7).expect("keep");
+        meta.grant("docs", "alice", Access::Ro).expect("grant");
+        meta.grant("docs", "alice", Access::Rw).expect("regrant");
+        let (f, access) = meta
+            .access(&alice, "docs")
+            .expect("access")
+            .expect("granted");
+        assert_eq!((f.keep_versions, access), (7, Access::Rw));
+        let mine = meta.folders_of(&alice).expect("folders of");
+        assert_eq!(mine.len(), 1);
+        let all = meta.folders().expect("folders");
+        assert_eq!(all[0].1, vec![("alice".to_string(), Access::Rw)]);
+        meta.revoke("docs", "alice").expect("revoke");
+        assert!(meta.access(&alice, "docs").expect("access").is_none());
+        assert_eq!(
+            meta.user_by_id(alice.id).expect("by id").map(|u| u.name),
+            Some("alice".into())
+        );
+    }
+
+    #[test]
+    fn commits_number_versions_keep_the_newest_and_move_content() {
+        let meta = store("commit");
+        meta.add_user("alice", "hash", false).expect("user");
+        let (alice, _) = meta.user_by_name("alice").expect("read").expect("alice");
+        meta.add_folder("docs", 2).expect("folder");
+        let folder = meta.folder("docs").expect("read").expect("docs");
+        let device = DeviceId("d1".into());
+        let author = Author {
+            user: &alice,
+            device: &device,
+            computer: "laptop",
+        };
+        let mut base = None;
+        for target in ["a", "b", "c"] {
+            let (results, head) = meta
+                .commit(&folder, &author, &[link("l", base, target)], None)
+                .expect("commit");
+            base = Some(accepted(&results[0]));
+            assert_eq!(base, Some(head));
+        }
+        assert_eq!(base, Some(Seq(3)));
+        // Retention keeps two (`LIMIT <largest> OFFSET keep` drops the rest).
+        let kept: Vec<Seq> = meta
+            .versions(&folder, &path("l"))
+            .expect("versions")
+            .iter()
+            .map(|v| v.seq)
+            .collect();
+        assert_eq!(kept, [Seq(3), Seq(2)]);
+        // A stale base conflicts and writes nothing.
+        let (results, head) = meta
+            .commit(&folder, &author, &[link("l", Some(Seq(1)), "d")], None)
+            .expect("commit");
+        assert!(matches!(results[0], ChangeResult::Conflict { .. }));
+        assert_eq!(head, Seq(3));
+        // A move writes the new path and a deletion of the old one.
+        let mut moved = link("m", None, "c");
+        moved.moved_from = Some(MovedFrom {
+            path: path("l"),
+            base: Seq(3),
+        });
+        let (results, head) = meta.commit(&folder, &author, &[moved], None).expect("move");
+        assert_eq!(accepted(&results[0]), Seq(4));
+        assert_eq!(head, Seq(5));
+        let tree = meta
+            .tree(&folder, &RelPath::root(), None, false)
+            .expect("tree");
+        let names: Vec<&str> = tree.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(names, ["m"]);
+        let with_deleted = meta
+            .tree(&folder, &RelPath::root(), None, true)
+            .expect("tree");
+        assert_eq!(with_deleted.len(), 2);
+        assert!(meta
+            .has_entries_under(&folder, &RelPath::root())
+            .expect("under"));
+        let journal = meta.journal(&folder, Seq(3), 10, None).expect("journal");
+        assert_eq!(
+            journal.iter().map(|v| v.seq).collect::<Vec<_>>(),
+            [Seq(4), Seq(5)]
+        );
+        let skipped = meta
+            .journal(&folder, Seq(0), 10, Some(("alice", "d1")))
+            .expect("journal");
+        assert!(skipped.is_empty(), "every version is alice's on d1");
+        let head = meta
+            .version(&folder, &path("m"), None)
+            .expect("version")
+            .expect("m");
+        assert_eq!(
+            (head.info.seq, head.info.computer.as_str()),
+            (Seq(4), "laptop")
+        );
+        assert!(head.chunks.is_empty());
+        // The move's deletion of `l` is its newest version: seq 2 went to retention.
+        let old = meta
+            .version(&folder, &path("l"), Some(Seq(3)))
+            .expect("version")
+            .expect("kept");
+        assert_eq!(old.info.entry.target.as_deref(), Some("c"));
+        assert!(meta
+            .version(&folder, &path("l"), Some(Seq(2)))
+            .expect("version")
+            .is_none());
+    }
 }

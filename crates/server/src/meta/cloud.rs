@@ -6,8 +6,8 @@
 use cairn_cloud::crypt::{self, MasterKey};
 use cairn_cloud::{CloudConnection, Secrets};
 
-use super::sql::{args, Lite, Row, Sql};
-use super::{db, SqliteMeta, User};
+use super::sql::{args, Row, Sql};
+use super::{SqliteMeta, User};
 use crate::cloud::{TaskRequest, TaskSettings, TaskStatus, MAX_PER_USER};
 use crate::{Error, Result};
 
@@ -113,69 +113,9 @@ impl SqliteMeta {
         edit: bool,
     ) -> Result<()> {
         let ctx = "saving a cloud connection";
-        let credential = conn.credential_id();
-        let guard = self.conn();
-        let db: &dyn Sql = &Lite(&guard);
-        let existing: Option<(i64, String)> = db.opt(
-            ctx,
-            "SELECT id, secrets FROM cloud_connections WHERE owner=?1 AND name=?2",
-            args![owner.id, name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let clash: Option<(i64, String, i64)> = db.opt(
-            ctx,
-            "SELECT owner, name, id FROM cloud_connections WHERE credential=?1",
-            args![credential],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
-        if let Some((other_owner, other, id)) = clash {
-            if existing.as_ref().map(|e| e.0) != Some(id) {
-                return Err(Error::Invalid(if other_owner == owner.id {
-                    format!("connection {other} already uses this credential; use it (or edit it) instead of adding a second one")
-                } else {
-                    "another connection on this server already uses this credential".into()
-                }));
-            }
-        }
-        match (existing, edit) {
-            (Some(_), false) => Err(Error::Invalid(format!(
-                "a cloud connection named {name} exists already for user {}",
-                owner.name
-            ))),
-            (None, true) => Err(no_connection(owner, name)),
-            (Some((id, old)), true) => {
-                let mut merged: Secrets = serde_json::from_str(&old).unwrap_or_default();
-                merged.0.extend(secrets.0.clone());
-                db.exec(
-                    ctx,
-                    "UPDATE cloud_connections SET config=?1, secrets=?2, credential=?3 WHERE id=?4",
-                    args![to_json(conn)?, to_json(&merged)?, credential, id],
-                )?;
-                Ok(())
-            }
-            (None, false) => {
-                let count: i64 = db
-                    .opt(
-                        ctx,
-                        "SELECT COUNT(*) FROM cloud_connections WHERE owner=?1",
-                        args![owner.id],
-                        |r| r.get(0),
-                    )?
-                    .unwrap_or(0);
-                if count >= MAX_PER_USER {
-                    return Err(Error::Invalid(format!(
-                        "user {} has {MAX_PER_USER} cloud connections, the most allowed",
-                        owner.name
-                    )));
-                }
-                db.exec(
-                    ctx,
-                    "INSERT INTO cloud_connections(owner, name, config, secrets, credential) VALUES(?1, ?2, ?3, ?4, ?5)",
-                    args![owner.id, name, to_json(conn)?, to_json(secrets)?, credential],
-                )?;
-                Ok(())
-            }
-        }
+        self.write(ctx, |db| {
+            save_connection_in(db, owner, name, conn, secrets, edit)
+        })
     }
 
     /// Connections of `owner` (every user's with `None`), secrets included: callers that
@@ -184,47 +124,48 @@ impl SqliteMeta {
     /// # Errors
     /// The store, or a row that does not decode.
     pub fn cloud_connections(&self, owner: Option<i64>) -> Result<Vec<CloudConnectionRow>> {
-        let conn = self.reader()?;
-        let db: &dyn Sql = &Lite(&conn);
-        db.all(
-            "listing cloud connections",
-            "SELECT c.id, c.owner, u.name, c.name, c.config, c.secrets FROM cloud_connections c
+        self.read(|db| {
+            db.all(
+                "listing cloud connections",
+                "SELECT c.id, c.owner, u.name, c.name, c.config, c.secrets FROM cloud_connections c
              JOIN users u ON u.id=c.owner WHERE ?1 IS NULL OR c.owner=?1 ORDER BY u.name, c.name",
-            args![owner],
-            |r| {
-                Ok(CloudConnectionRow {
-                    id: r.get(0)?,
-                    owner_id: r.get(1)?,
-                    owner: r.get(2)?,
-                    name: r.get(3)?,
-                    connection: json_col(r, 4)?,
-                    secrets: json_col(r, 5)?,
-                })
-            },
-        )
+                args![owner],
+                |r| {
+                    Ok(CloudConnectionRow {
+                        id: r.get(0)?,
+                        owner_id: r.get(1)?,
+                        owner: r.get(2)?,
+                        name: r.get(3)?,
+                        connection: json_col(r, 4)?,
+                        secrets: json_col(r, 5)?,
+                    })
+                },
+            )
+        })
     }
 
     /// # Errors
     /// No such connection, one still used by a task, or the store.
     pub fn remove_cloud_connection(&self, owner: &User, name: &str) -> Result<()> {
         let ctx = "removing a cloud connection";
-        let conn = self.conn();
-        let db: &dyn Sql = &Lite(&conn);
-        let id = connection_id(db, ctx, owner, name)?.ok_or_else(|| no_connection(owner, name))?;
-        let users: Vec<String> = db.all(
-            ctx,
-            "SELECT name FROM cloud_tasks WHERE connection=?1 ORDER BY name",
-            args![id],
-            |r| r.get(0),
-        )?;
-        if !users.is_empty() {
-            return Err(Error::Invalid(format!(
-                "connection {name} is used by task(s) {}; remove them first",
-                users.join(", ")
-            )));
-        }
-        db.exec(ctx, "DELETE FROM cloud_connections WHERE id=?1", args![id])?;
-        Ok(())
+        self.write(ctx, |db| {
+            let id =
+                connection_id(db, ctx, owner, name)?.ok_or_else(|| no_connection(owner, name))?;
+            let users: Vec<String> = db.all(
+                ctx,
+                "SELECT name FROM cloud_tasks WHERE connection=?1 ORDER BY name",
+                args![id],
+                |r| r.get(0),
+            )?;
+            if !users.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "connection {name} is used by task(s) {}; remove them first",
+                    users.join(", ")
+                )));
+            }
+            db.exec(ctx, "DELETE FROM cloud_connections WHERE id=?1", args![id])?;
+            Ok(())
+        })
     }
 
     /// Adds a task for `owner` over their connection `req.connection`, with its encryption
@@ -247,10 +188,7 @@ impl SqliteMeta {
                 req.name
             )));
         }
-        let mut guard = self.conn();
-        let tx = guard.transaction().map_err(db(ctx))?;
-        add_cloud_task_in(&Lite(&tx), owner, req, key)?;
-        tx.commit().map_err(db(ctx))
+        self.write(ctx, |db| add_cloud_task_in(db, owner, req, key))
     }
 
     /// The encryption key of task `id` (for the runner); `None` for a plain task.
@@ -258,14 +196,14 @@ impl SqliteMeta {
     /// # Errors
     /// The store, or a kept key that does not read (never quoted).
     pub fn cloud_task_key(&self, id: i64) -> Result<Option<MasterKey>> {
-        let conn = self.reader()?;
-        let db: &dyn Sql = &Lite(&conn);
-        let text: Option<String> = db.opt(
-            "reading a cloud task's key",
-            "SELECT key FROM cloud_task_keys WHERE task=?1",
-            args![id],
-            |r| r.get(0),
-        )?;
+        let text: Option<String> = self.read(|db| {
+            db.opt(
+                "reading a cloud task's key",
+                "SELECT key FROM cloud_task_keys WHERE task=?1",
+                args![id],
+                |r| r.get(0),
+            )
+        })?;
         text.map(|t| {
             crypt::parse_key_text(t.as_bytes(), &format!("the key of cloud task #{id}"))
                 .map_err(|e| Error::Invalid(e.to_string()))
@@ -278,17 +216,16 @@ impl SqliteMeta {
     /// # Errors
     /// No such task, a task that does not encrypt, or the store.
     pub fn cloud_task_key_named(&self, owner: &User, name: &str) -> Result<MasterKey> {
-        let id: i64 = {
-            let conn = self.reader()?;
-            let db: &dyn Sql = &Lite(&conn);
-            db.opt(
-                "finding a cloud task",
-                "SELECT id FROM cloud_tasks WHERE owner=?1 AND name=?2",
-                args![owner.id, name],
-                |r| r.get(0),
-            )?
-            .ok_or_else(|| no_task(owner, name))?
-        };
+        let id: i64 = self
+            .read(|db| {
+                db.opt(
+                    "finding a cloud task",
+                    "SELECT id FROM cloud_tasks WHERE owner=?1 AND name=?2",
+                    args![owner.id, name],
+                    |r| r.get(0),
+                )
+            })?
+            .ok_or_else(|| no_task(owner, name))?;
         self.cloud_task_key(id)?.ok_or_else(|| {
             Error::Invalid(format!("cloud task {name} is not encrypted: it has no key"))
         })
@@ -299,53 +236,51 @@ impl SqliteMeta {
     /// # Errors
     /// The store, or a row that does not decode.
     pub fn cloud_tasks(&self, owner: Option<i64>) -> Result<Vec<CloudTaskRow>> {
-        let conn = self.reader()?;
-        let db: &dyn Sql = &Lite(&conn);
-        db.all(
-            "listing cloud tasks",
-            "SELECT t.id, t.owner, u.name, t.name, t.folder, t.connection, c.name, t.settings,
+        self.read(|db| {
+            db.all(
+                "listing cloud tasks",
+                "SELECT t.id, t.owner, u.name, t.name, t.folder, t.connection, c.name, t.settings,
                     t.status, t.run_now
              FROM cloud_tasks t JOIN users u ON u.id=t.owner
              JOIN cloud_connections c ON c.id=t.connection
              WHERE ?1 IS NULL OR t.owner=?1 ORDER BY u.name, t.name",
-            args![owner],
-            |r| {
-                Ok(CloudTaskRow {
-                    id: r.get(0)?,
-                    owner_id: r.get(1)?,
-                    owner: r.get(2)?,
-                    name: r.get(3)?,
-                    folder: r.get(4)?,
-                    connection_id: r.get(5)?,
-                    connection: r.get(6)?,
-                    settings: json_col(r, 7)?,
-                    status: json_col(r, 8)?,
-                    run_now: r.get(9)?,
-                })
-            },
-        )
+                args![owner],
+                |r| {
+                    Ok(CloudTaskRow {
+                        id: r.get(0)?,
+                        owner_id: r.get(1)?,
+                        owner: r.get(2)?,
+                        name: r.get(3)?,
+                        folder: r.get(4)?,
+                        connection_id: r.get(5)?,
+                        connection: r.get(6)?,
+                        settings: json_col(r, 7)?,
+                        status: json_col(r, 8)?,
+                        run_now: r.get(9)?,
+                    })
+                },
+            )
+        })
     }
 
     /// # Errors
     /// No such task, or the store.
     pub fn remove_cloud_task(&self, owner: &User, name: &str) -> Result<()> {
         let ctx = "removing a cloud task";
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(db(ctx))?;
-        let sql: &dyn Sql = &Lite(&tx);
-        // The key goes with its task: the password still opens the remote.
-        sql.exec(
-            ctx,
-            "DELETE FROM cloud_task_keys WHERE task IN
-             (SELECT id FROM cloud_tasks WHERE owner=?1 AND name=?2)",
-            args![owner.id, name],
-        )?;
-        let gone = sql.exec(
-            ctx,
-            "DELETE FROM cloud_tasks WHERE owner=?1 AND name=?2",
-            args![owner.id, name],
-        )?;
-        tx.commit().map_err(db(ctx))?;
+        let gone = self.write(ctx, |db| {
+            // The key goes with its task: the password still opens the remote.
+            db.exec(
+                ctx,
+                "DELETE FROM cloud_task_keys WHERE task IN
+                 (SELECT id FROM cloud_tasks WHERE owner=?1 AND name=?2)",
+                args![owner.id, name],
+            )?;
+            db.exec(
+                ctx,
+                "DELETE FROM cloud_tasks WHERE owner=?1 AND name=?2",
+                args![owner.id, name],
+            )
+        })?;
         if gone == 0 {
             return Err(no_task(owner, name));
         }
@@ -357,13 +292,14 @@ impl SqliteMeta {
     /// # Errors
     /// No such task, or the store.
     pub fn request_cloud_run(&self, owner: &User, name: &str) -> Result<()> {
-        let conn = self.conn();
-        let db: &dyn Sql = &Lite(&conn);
-        let asked = db.exec(
-            "asking for a cloud pass",
-            "UPDATE cloud_tasks SET run_now=1 WHERE owner=?1 AND name=?2",
-            args![owner.id, name],
-        )?;
+        let ctx = "asking for a cloud pass";
+        let asked = self.write(ctx, |db| {
+            db.exec(
+                ctx,
+                "UPDATE cloud_tasks SET run_now=1 WHERE owner=?1 AND name=?2",
+                args![owner.id, name],
+            )
+        })?;
         if asked == 0 {
             return Err(no_task(owner, name));
         }
@@ -375,13 +311,14 @@ impl SqliteMeta {
     /// # Errors
     /// The store.
     pub fn take_cloud_run(&self, id: i64) -> Result<bool> {
-        let conn = self.conn();
-        let db: &dyn Sql = &Lite(&conn);
-        let taken = db.exec(
-            "taking a request for a cloud pass",
-            "UPDATE cloud_tasks SET run_now=0 WHERE id=?1 AND run_now=1",
-            args![id],
-        )?;
+        let ctx = "taking a request for a cloud pass";
+        let taken = self.write(ctx, |db| {
+            db.exec(
+                ctx,
+                "UPDATE cloud_tasks SET run_now=0 WHERE id=?1 AND run_now=1",
+                args![id],
+            )
+        })?;
         Ok(taken > 0)
     }
 
@@ -390,14 +327,89 @@ impl SqliteMeta {
     /// # Errors
     /// The store.
     pub fn finish_cloud_pass(&self, id: i64, status: &TaskStatus) -> Result<()> {
-        let conn = self.conn();
-        let db: &dyn Sql = &Lite(&conn);
-        db.exec(
-            "recording a cloud pass",
-            "UPDATE cloud_tasks SET status=?1 WHERE id=?2",
-            args![to_json(status)?, id],
-        )?;
+        let ctx = "recording a cloud pass";
+        let status = to_json(status)?;
+        self.write(ctx, |db| {
+            db.exec(
+                ctx,
+                "UPDATE cloud_tasks SET status=?1 WHERE id=?2",
+                args![status, id],
+            )
+        })?;
         Ok(())
+    }
+}
+
+/// [`SqliteMeta::save_cloud_connection`] inside its transaction.
+fn save_connection_in(
+    db: &dyn Sql,
+    owner: &User,
+    name: &str,
+    conn: &CloudConnection,
+    secrets: &Secrets,
+    edit: bool,
+) -> Result<()> {
+    let ctx = "saving a cloud connection";
+    let credential = conn.credential_id();
+    let existing: Option<(i64, String)> = db.opt(
+        ctx,
+        "SELECT id, secrets FROM cloud_connections WHERE owner=?1 AND name=?2",
+        args![owner.id, name],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let clash: Option<(i64, String, i64)> = db.opt(
+        ctx,
+        "SELECT owner, name, id FROM cloud_connections WHERE credential=?1",
+        args![credential],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    if let Some((other_owner, other, id)) = clash {
+        if existing.as_ref().map(|e| e.0) != Some(id) {
+            return Err(Error::Invalid(if other_owner == owner.id {
+                format!("connection {other} already uses this credential; use it (or edit it) instead of adding a second one")
+            } else {
+                "another connection on this server already uses this credential".into()
+            }));
+        }
+    }
+    match (existing, edit) {
+        (Some(_), false) => Err(Error::Invalid(format!(
+            "a cloud connection named {name} exists already for user {}",
+            owner.name
+        ))),
+        (None, true) => Err(no_connection(owner, name)),
+        (Some((id, old)), true) => {
+            let mut merged: Secrets = serde_json::from_str(&old).unwrap_or_default();
+            merged.0.extend(secrets.0.clone());
+            db.exec(
+                ctx,
+                "UPDATE cloud_connections SET config=?1, secrets=?2, credential=?3 WHERE id=?4",
+                args![to_json(conn)?, to_json(&merged)?, credential, id],
+            )?;
+            Ok(())
+        }
+        (None, false) => {
+            let count: i64 = db
+                .opt(
+                    ctx,
+                    "SELECT COUNT(*) FROM cloud_connections WHERE owner=?1",
+                    args![owner.id],
+                    |r| r.get(0),
+                )?
+                .unwrap_or(0);
+            if count >= MAX_PER_USER {
+                return Err(Error::Invalid(format!(
+                    "user {} has {MAX_PER_USER} cloud connections, the most allowed",
+                    owner.name
+                )));
+            }
+            db.exec(
+                ctx,
+                "INSERT INTO cloud_connections(owner, name, config, secrets, credential) VALUES(?1, ?2, ?3, ?4, ?5)",
+                args![owner.id, name, to_json(conn)?, to_json(secrets)?, credential],
+            )?;
+            Ok(())
+        }
     }
 }
 
@@ -495,12 +507,14 @@ mod tests {
             let (alice, _) = meta.user_by_name("alice").expect("read").expect("alice");
             meta.save_cloud_connection(&alice, "one", &conn, &Secrets::default(), false)
                 .expect("first connection");
-            meta.conn()
-                .execute(
+            meta.write("ageing a credential", |db| {
+                db.exec(
+                    "ageing a credential",
                     "UPDATE cloud_connections SET credential='s3|http://h:9000|AK'",
-                    [],
+                    args![],
                 )
-                .expect("an older version's value");
+            })
+            .expect("an older version's value");
         }
         let meta = SqliteMeta::open(&path).expect("reopen");
         let (alice, _) = meta.user_by_name("alice").expect("read").expect("alice");

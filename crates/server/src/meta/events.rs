@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::sql::{args, Lite, Sql};
+use super::sql::args;
 use super::{now_ns, SqliteMeta};
 use crate::{Error, Result};
 
@@ -323,34 +323,34 @@ impl SqliteMeta {
         detail: &str,
     ) -> Result<()> {
         let ctx = "recording an event";
-        let conn = self.conn();
-        let db: &dyn Sql = &Lite(&conn);
-        let id: i64 = db
-            .opt(
-                ctx,
-                "INSERT INTO events(at_ns, kind, actor, target, source, outcome, detail)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
-                args![
-                    now_ns(),
-                    kind.as_str(),
-                    by.user.as_deref().map(clip),
-                    clip(target),
-                    clip(&by.source),
-                    outcome.as_str(),
-                    clip(detail)
-                ],
-                |r| r.get(0),
-            )?
-            .ok_or_else(|| Error::Corrupt("a new event got no id".into()))?;
         let bounds = self.event_bounds;
-        if id % bounds.prune_every() == 0 {
-            db.exec(
-                ctx,
-                "DELETE FROM events WHERE id <= ?1",
-                args![id - bounds.max_rows],
-            )?;
-        }
-        Ok(())
+        self.write(ctx, |db| {
+            let id: i64 = db
+                .opt(
+                    ctx,
+                    "INSERT INTO events(at_ns, kind, actor, target, source, outcome, detail)
+                     VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+                    args![
+                        now_ns(),
+                        kind.as_str(),
+                        by.user.as_deref().map(clip),
+                        clip(target),
+                        clip(&by.source),
+                        outcome.as_str(),
+                        clip(detail)
+                    ],
+                    |r| r.get(0),
+                )?
+                .ok_or_else(|| Error::Corrupt("a new event got no id".into()))?;
+            if id % bounds.prune_every() == 0 {
+                db.exec(
+                    ctx,
+                    "DELETE FROM events WHERE id <= ?1",
+                    args![id - bounds.max_rows],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// Drops events beyond the bounds: older than `max_age`, or not among the newest
@@ -363,15 +363,15 @@ impl SqliteMeta {
         let bounds = self.event_bounds;
         let cutoff =
             now_ns().saturating_sub(bounds.max_age.as_nanos().min(i64::MAX as u128) as i64);
-        let conn = self.conn();
-        let db: &dyn Sql = &Lite(&conn);
-        let old = db.exec(ctx, "DELETE FROM events WHERE at_ns < ?1", args![cutoff])?;
-        let over = db.exec(
-            ctx,
-            "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
-            args![bounds.max_rows],
-        )?;
-        Ok(old + over)
+        self.write(ctx, |db| {
+            let old = db.exec(ctx, "DELETE FROM events WHERE at_ns < ?1", args![cutoff])?;
+            let over = db.exec(
+                ctx,
+                "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
+                args![bounds.max_rows],
+            )?;
+            Ok(old + over)
+        })
     }
 
     /// Events matching `filter` (see [`EventFilter::checked`]), newest first.
@@ -381,29 +381,29 @@ impl SqliteMeta {
     pub fn events(&self, filter: EventFilter) -> Result<EventPage> {
         let f = filter.checked()?;
         let limit = f.limit.unwrap_or(100).min(MAX_PAGE);
-        let conn = self.reader()?;
-        let db: &dyn Sql = &Lite(&conn);
-        let mut events = db.all(
-            "reading the activity log",
-            "SELECT id, at_ns, kind, actor, target, source, outcome, detail FROM events
+        let mut events = self.read(|db| {
+            db.all(
+                "reading the activity log",
+                "SELECT id, at_ns, kind, actor, target, source, outcome, detail FROM events
              WHERE (?1 IS NULL OR kind=?1 OR kind LIKE ?1 || '.%')
              AND (?2 IS NULL OR actor=?2 OR target=?2)
              AND (?3 IS NULL OR id < ?3)
              ORDER BY id DESC LIMIT ?4",
-            args![f.kind, f.user, f.before, i64::from(limit) + 1],
-            |r| {
-                Ok(Event {
-                    id: r.get(0)?,
-                    at_ns: r.get(1)?,
-                    kind: r.get(2)?,
-                    actor: r.get(3)?,
-                    target: r.get(4)?,
-                    source: r.get(5)?,
-                    outcome: r.get(6)?,
-                    detail: r.get(7)?,
-                })
-            },
-        )?;
+                args![f.kind, f.user, f.before, i64::from(limit) + 1],
+                |r| {
+                    Ok(Event {
+                        id: r.get(0)?,
+                        at_ns: r.get(1)?,
+                        kind: r.get(2)?,
+                        actor: r.get(3)?,
+                        target: r.get(4)?,
+                        source: r.get(5)?,
+                        outcome: r.get(6)?,
+                        detail: r.get(7)?,
+                    })
+                },
+            )
+        })?;
         // One row more than the page says whether an older page exists.
         let more = events.len() > limit as usize;
         events.truncate(limit as usize);
@@ -419,14 +419,14 @@ impl SqliteMeta {
     /// # Errors
     /// The store.
     pub fn event_count(&self) -> Result<i64> {
-        let conn = self.reader()?;
-        let db: &dyn Sql = &Lite(&conn);
-        let n = db.opt(
-            "counting events",
-            "SELECT COUNT(*) FROM events",
-            args![],
-            |r| r.get(0),
-        )?;
+        let n = self.read(|db| {
+            db.opt(
+                "counting events",
+                "SELECT COUNT(*) FROM events",
+                args![],
+                |r| r.get(0),
+            )
+        })?;
         Ok(n.unwrap_or(0))
     }
 }
@@ -505,9 +505,14 @@ mod tests {
             .expect("record");
         }
         let old = now_ns() - 2 * 3600 * 1_000_000_000;
-        meta.conn()
-            .execute("UPDATE events SET at_ns=?1 WHERE id <= 2", [old])
-            .expect("age two rows");
+        meta.write("ageing events", |db| {
+            db.exec(
+                "ageing events",
+                "UPDATE events SET at_ns=?1 WHERE id <= 2",
+                args![old],
+            )
+        })
+        .expect("age two rows");
         assert_eq!(meta.prune_events().expect("prune"), 2);
         assert_eq!(meta.event_count().expect("count"), 3);
     }

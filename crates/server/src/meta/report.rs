@@ -1,7 +1,7 @@
 //! What the administration pages show about the server as a whole: the space each folder's
 //! files take, and the latest changes across all folders.
 
-use super::sql::{args, Lite, Row, Sql};
+use super::sql::{args, Row};
 use super::{version_of, SqliteMeta, VERSION_COLS};
 use crate::Result;
 use cairn_protocol::VersionInfo;
@@ -20,28 +20,29 @@ impl SqliteMeta {
     /// it keeps.
     pub fn folder_usage(&self, folder_id: i64) -> Result<FolderUsage> {
         let ctx = "measuring a folder";
-        let conn = self.reader()?;
-        let db: &dyn Sql = &Lite(&conn);
         let pair = |r: &dyn Row| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?));
-        let (files, bytes) = db
-            .opt(
-                ctx,
-                "SELECT COUNT(*), CAST(COALESCE(SUM(v.size), 0) AS BIGINT) FROM versions v
-                 WHERE v.folder_id=?1 AND v.kind='file'
-                 AND v.seq=(SELECT MAX(w.seq) FROM versions w WHERE w.folder_id=?1 AND w.path=v.path)",
-                args![folder_id],
-                pair,
-            )?
-            .unwrap_or_default();
-        let (versions, version_bytes) = db
-            .opt(
-                ctx,
-                "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM versions
-                 WHERE folder_id=?1 AND kind='file'",
-                args![folder_id],
-                pair,
-            )?
-            .unwrap_or_default();
+        let ((files, bytes), (versions, version_bytes)) = self.read(|db| {
+            let now = db
+                .opt(
+                    ctx,
+                    "SELECT COUNT(*), CAST(COALESCE(SUM(v.size), 0) AS BIGINT) FROM versions v
+                     WHERE v.folder_id=?1 AND v.kind='file'
+                     AND v.seq=(SELECT MAX(w.seq) FROM versions w WHERE w.folder_id=?1 AND w.path=v.path)",
+                    args![folder_id],
+                    pair,
+                )?
+                .unwrap_or_default();
+            let kept = db
+                .opt(
+                    ctx,
+                    "SELECT COUNT(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM versions
+                     WHERE folder_id=?1 AND kind='file'",
+                    args![folder_id],
+                    pair,
+                )?
+                .unwrap_or_default();
+            Ok((now, kept))
+        })?;
         let n = |v: i64| v.max(0) as u64;
         Ok(FolderUsage {
             files: n(files),

@@ -1,7 +1,7 @@
 //! Sharing links: a file or folder of a server folder, reachable by whoever holds the link's
 //! token, optionally behind a password, until an expiry or a number of accesses.
 
-use super::sql::{args, Lite, Row, Sql};
+use super::sql::{args, Row};
 use super::SqliteMeta;
 use crate::{Error, Result};
 
@@ -69,29 +69,29 @@ impl SqliteMeta {
     /// Too many links, or the store.
     pub fn add_share(&self, s: &NewShare<'_>) -> Result<i64> {
         let ctx = "creating a sharing link";
-        let conn = self.conn();
-        let db: &dyn Sql = &Lite(&conn);
-        let count: i64 = db
-            .opt(
+        self.write(ctx, |db| {
+            let count: i64 = db
+                .opt(
+                    ctx,
+                    "SELECT COUNT(*) FROM shares WHERE owner=?1",
+                    args![s.owner_id],
+                    |r| r.get(0),
+                )?
+                .unwrap_or(0);
+            if count >= MAX_SHARES_PER_USER {
+                return Err(Error::Invalid(format!(
+                    "at most {MAX_SHARES_PER_USER} sharing links per user"
+                )));
+            }
+            db.opt(
                 ctx,
-                "SELECT COUNT(*) FROM shares WHERE owner=?1",
-                args![s.owner_id],
+                "INSERT INTO shares(token, owner, folder_id, path, kind, pw_hash, expires_ns, max_access, created_ns)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+                args![s.token, s.owner_id, s.folder_id, s.path, s.kind, s.pw_hash, s.expires_ns, s.max_access, s.now_ns],
                 |r| r.get(0),
             )?
-            .unwrap_or(0);
-        if count >= MAX_SHARES_PER_USER {
-            return Err(Error::Invalid(format!(
-                "at most {MAX_SHARES_PER_USER} sharing links per user"
-            )));
-        }
-        db.opt(
-            ctx,
-            "INSERT INTO shares(token, owner, folder_id, path, kind, pw_hash, expires_ns, max_access, created_ns)
-             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
-            args![s.token, s.owner_id, s.folder_id, s.path, s.kind, s.pw_hash, s.expires_ns, s.max_access, s.now_ns],
-            |r| r.get(0),
-        )?
-        .ok_or_else(|| Error::Corrupt("a new sharing link got no id".into()))
+            .ok_or_else(|| Error::Corrupt("a new sharing link got no id".into()))
+        })
     }
 
     /// Links of `owner` (every user's with `None`), newest first.
@@ -99,27 +99,27 @@ impl SqliteMeta {
     /// # Errors
     /// The store.
     pub fn shares(&self, owner: Option<i64>) -> Result<Vec<ShareRow>> {
-        let conn = self.reader()?;
-        let db: &dyn Sql = &Lite(&conn);
-        db.all(
-            "listing sharing links",
-            &format!("SELECT {COLS} {FROM} WHERE ?1 IS NULL OR s.owner=?1 ORDER BY s.id DESC"),
-            args![owner],
-            share_row,
-        )
+        self.read(|db| {
+            db.all(
+                "listing sharing links",
+                &format!("SELECT {COLS} {FROM} WHERE ?1 IS NULL OR s.owner=?1 ORDER BY s.id DESC"),
+                args![owner],
+                share_row,
+            )
+        })
     }
 
     /// # Errors
     /// The store.
     pub fn share_by_token(&self, token: &str) -> Result<Option<ShareRow>> {
-        let conn = self.reader()?;
-        let db: &dyn Sql = &Lite(&conn);
-        db.opt(
-            "looking up a sharing link",
-            &format!("SELECT {COLS} {FROM} WHERE s.token=?1"),
-            args![token],
-            share_row,
-        )
+        self.read(|db| {
+            db.opt(
+                "looking up a sharing link",
+                &format!("SELECT {COLS} {FROM} WHERE s.token=?1"),
+                args![token],
+                share_row,
+            )
+        })
     }
 
     /// Revokes link `id` of `owner` (any user's with `None`).
@@ -127,13 +127,14 @@ impl SqliteMeta {
     /// # Errors
     /// No such link, or the store.
     pub fn revoke_share(&self, id: i64, owner: Option<i64>) -> Result<()> {
-        let conn = self.conn();
-        let db: &dyn Sql = &Lite(&conn);
-        let n = db.exec(
-            "revoking a sharing link",
-            "UPDATE shares SET revoked=1 WHERE id=?1 AND (?2 IS NULL OR owner=?2)",
-            args![id, owner],
-        )?;
+        let ctx = "revoking a sharing link";
+        let n = self.write(ctx, |db| {
+            db.exec(
+                ctx,
+                "UPDATE shares SET revoked=1 WHERE id=?1 AND (?2 IS NULL OR owner=?2)",
+                args![id, owner],
+            )
+        })?;
         if n == 0 {
             return Err(Error::NotFound(format!("no sharing link {id} of yours")));
         }
@@ -146,15 +147,16 @@ impl SqliteMeta {
     /// # Errors
     /// The store.
     pub fn take_share_access(&self, id: i64, now_ns: i64) -> Result<bool> {
-        let conn = self.conn();
-        let db: &dyn Sql = &Lite(&conn);
-        let n = db.exec(
-            "counting an access to a sharing link",
-            "UPDATE shares SET accesses=accesses+1 WHERE id=?1 AND revoked=0
-             AND (max_access IS NULL OR accesses<max_access)
-             AND (expires_ns IS NULL OR expires_ns>?2)",
-            args![id, now_ns],
-        )?;
+        let ctx = "counting an access to a sharing link";
+        let n = self.write(ctx, |db| {
+            db.exec(
+                ctx,
+                "UPDATE shares SET accesses=accesses+1 WHERE id=?1 AND revoked=0
+                 AND (max_access IS NULL OR accesses<max_access)
+                 AND (expires_ns IS NULL OR expires_ns>?2)",
+                args![id, now_ns],
+            )
+        })?;
         Ok(n == 1)
     }
 }
