@@ -22,6 +22,9 @@ pub(crate) struct AdminTarget {
     /// The server's data folder (on the server itself).
     #[arg(long, env = "CAIRN_DATA", default_value = "cairn-data")]
     data: PathBuf,
+    /// The server's PostgreSQL metadata, when it has it there (as `server run --metadata`).
+    #[arg(long, env = "CAIRN_METADATA", value_name = "URL")]
+    metadata: Option<String>,
     /// A saved connection (`cairn connect`) of an administrator, to administer a remote
     /// server instead.
     #[arg(long)]
@@ -177,7 +180,17 @@ impl Admin {
                 let config = home.load()?;
                 Ok(Admin::Remote(home.connection(&config, name)?))
             }
-            None => Ok(Admin::Local(DataDir::open(&t.data)?)),
+            None => {
+                let choice = cairn_server::StoreChoice {
+                    metadata: t
+                        .metadata
+                        .as_deref()
+                        .map(cairn_server::meta::PgAddress::parse)
+                        .transpose()?,
+                    ..Default::default()
+                };
+                Ok(Admin::Local(DataDir::open_with(&t.data, &choice)?))
+            }
         }
     }
 

@@ -33,6 +33,11 @@ pub struct ServerPlace {
     /// it]. S3 keys come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or the s3 table of --config.
     #[arg(long, env = "CAIRN_STORE", value_name = "URL")]
     store: Option<String>,
+    /// The metadata in PostgreSQL: postgres://USER:PASSWORD@HOST:PORT/DATABASE (or libpq's
+    /// key=value form) [default: meta.sqlite in the data folder]. Several servers on one
+    /// database and one chunk store serve the same users and folders (docs/deployment.md).
+    #[arg(long, env = "CAIRN_METADATA", value_name = "URL")]
+    metadata: Option<String>,
 }
 
 impl ServerPlace {
@@ -44,6 +49,9 @@ impl ServerPlace {
         };
         if let Some(url) = &self.store {
             config.store.location = Some(StoreLocation::parse(url)?);
+        }
+        if let Some(url) = &self.metadata {
+            config.store.metadata = Some(cairn_server::meta::PgAddress::parse(url)?);
         }
         let data = self
             .data

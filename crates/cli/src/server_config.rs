@@ -49,7 +49,7 @@ impl ServerConfig {
             .with_context(|| format!("server config {} is not valid TOML", path.display()))?;
         let config = Self::from_table(doc.as_table())
             .with_context(|| format!("server config {}", path.display()))?;
-        if config.store.credentials.is_some() {
+        if config.store.credentials.is_some() || config.store.metadata.is_some() {
             refuse_if_readable_by_others(path)?;
         }
         Ok(config)
@@ -67,7 +67,7 @@ impl ServerConfig {
                 "store" => {
                     config.store.location = Some(StoreLocation::parse(&string(key, item)?)?);
                 }
-                "metadata" => metadata(item)?,
+                "metadata" => config.store.metadata = metadata(item)?,
                 "trusted_proxies" => config.trusted_proxies = ranges(key, item)?,
                 "s3" => config.store.credentials = Some(credentials(item)?),
                 other => bail!("unknown key `{other}` (known: {TOP_KEYS})"),
@@ -136,15 +136,17 @@ fn ranges(key: &str, item: &Item) -> Result<Vec<cairn_server::proxy::Cidr>> {
         .collect()
 }
 
-/// `metadata` names the metadata store; only the embedded one exists yet.
-fn metadata(item: &Item) -> Result<()> {
-    match string("metadata", item)?.as_str() {
-        "sqlite" => Ok(()),
-        other => bail!(
-            "`metadata`: {other} is not available yet; the metadata is SQLite in the data folder \
-             (write `metadata = \"sqlite\"` or leave the key out)"
-        ),
+/// `metadata`: `"sqlite"` (in the data folder, the default) or a PostgreSQL address.
+fn metadata(item: &Item) -> Result<Option<cairn_server::meta::PgAddress>> {
+    let text = string("metadata", item)?;
+    if text == "sqlite" {
+        return Ok(None);
     }
+    cairn_server::meta::PgAddress::parse(&text)
+        .map(Some)
+        .map_err(|e| {
+            anyhow::anyhow!("`metadata`: {e} (or write \"sqlite\" for the data folder's own)")
+        })
 }
 
 fn credentials(item: &Item) -> Result<S3Credentials> {
@@ -243,7 +245,14 @@ mod tests {
         assert!(err(r#"store = "gs://b""#).contains("unknown scheme `gs`"));
         assert!(err(r#"trusted_proxies = ["lb.local"]"#).contains("`lb.local` is not an address"));
         assert!(err("trusted_proxies = 7").contains("must be an address range"));
-        assert!(err(r#"metadata = "postgres://db""#).contains("not available yet"));
+        assert!(err(r#"metadata = "mysql://db""#).contains("`metadata`"));
+        let pg = parse(r#"metadata = "postgres://cairn:TOPSECRET@db.internal/cairn""#)
+            .expect("a PostgreSQL address");
+        let shown = format!("{pg:?}");
+        assert!(
+            shown.contains("db.internal") && !shown.contains("TOPSECRET"),
+            "{shown}"
+        );
         let e = err("[s3]\nsecret_access_key = \"TOPSECRET\"");
         assert!(e.contains("needs both") && !e.contains("TOPSECRET"), "{e}");
         let e = err("[s3]\naccess_key = \"TOPSECRET\"");

@@ -80,6 +80,8 @@ pub struct AppState {
     /// Proxies whose `X-Forwarded-For` is believed.
     proxies: crate::proxy::TrustedProxies,
     heads: Mutex<HashMap<i64, watch::Sender<i64>>>,
+    /// Ends the thread that follows other instances' heads (`follow_other_instances`).
+    heads_stop: Arc<std::sync::atomic::AtomicBool>,
     /// The claims this instance renewed lately: (user, device) -> (agent instance, when). The
     /// claims themselves are in the store (`meta/claims.rs`).
     agents: Mutex<HashMap<(i64, String), (String, std::time::Instant)>>,
@@ -124,11 +126,11 @@ fn test_hook<T>(_name: &str) -> Option<T> {
 
 impl AppState {
     /// # Errors
-    /// Never today; reserved for stores that connect at start.
+    /// When the thread that follows other instances' commits cannot start.
     pub fn new(data: &DataDir, token_ttl: Duration, limits: &Limits) -> crate::Result<Arc<Self>> {
         let commit_pause =
             test_hook::<u64>("CAIRN_TEST_COMMIT_PAUSE_MS").map(Duration::from_millis);
-        Ok(Arc::new(AppState {
+        let state = Arc::new(AppState {
             meta: data.meta.clone(),
             store: data.store.clone(),
             server_id: data.server_id.clone(),
@@ -137,6 +139,7 @@ impl AppState {
             login: LoginGate::new(limits)?,
             proxies: limits.trusted_proxies.clone(),
             heads: Mutex::new(HashMap::new()),
+            heads_stop: Arc::default(),
             agents: Mutex::new(HashMap::new()),
             commit_pause,
             failing_uploads: std::sync::atomic::AtomicU64::new(
@@ -154,13 +157,17 @@ impl AppState {
             no_commit_stream: test_hook::<u8>("CAIRN_TEST_NO_COMMIT_STREAM").is_some(),
             web_uploads: web::upload::Staging::new(data.root.join("web-uploads")),
             metrics: Arc::default(),
-        }))
+        });
+        state.follow_other_instances()?;
+        Ok(state)
     }
 
     /// The server is stopping: open journal streams end now (their readers ask again
     /// elsewhere, or after the restart), so they do not hold up the graceful shutdown.
     pub fn stop_streams(&self) {
         self.stopping.send_replace(true);
+        self.heads_stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Journal streams open now.
@@ -291,11 +298,56 @@ impl AppState {
         blocking(self, move |m| m.release_device(user_id, &dev, &inst)).await
     }
 
+    /// A commit moved `folder_id`'s head: its followers here wake, and on a shared store the
+    /// other instances are told, so theirs wake too.
     fn announce(&self, folder_id: i64, head: Seq) {
+        self.wake(folder_id, head.0);
+        if self.meta.shared() {
+            let meta = self.meta.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = meta.publish_head(folder_id, head.0) {
+                    tracing::warn!(folder_id, error = %e, "could not tell the other instances of a commit");
+                }
+            });
+        }
+    }
+
+    /// Wakes the followers of `folder_id` here if `head` is past what they last saw (heads
+    /// from other instances may arrive out of order).
+    fn wake(&self, folder_id: i64, head: i64) {
         let heads = self.heads.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = heads.get(&folder_id) {
-            tx.send_replace(head.0);
+            tx.send_if_modified(|seen| {
+                let newer = head > *seen;
+                if newer {
+                    *seen = head;
+                }
+                newer
+            });
         }
+    }
+
+    /// Follows the heads other instances publish (a shared store only), until the server
+    /// stops.
+    fn follow_other_instances(self: &Arc<Self>) -> crate::Result<()> {
+        let (on_head, on_resync) = (Arc::downgrade(self), Arc::downgrade(self));
+        let each = Box::new(move |folder, head| {
+            if let Some(state) = on_head.upgrade() {
+                state.wake(folder, head);
+            }
+        });
+        let resync = Box::new(move || {
+            let Some(state) = on_resync.upgrade() else {
+                return;
+            };
+            match state.meta.folder_heads() {
+                Ok(heads) => heads.into_iter().for_each(|(f, h)| state.wake(f, h)),
+                Err(e) => tracing::warn!(error = %e, "could not read the folder heads"),
+            }
+        });
+        self.meta
+            .follow_heads(each, resync, self.heads_stop.clone())
+            .map(drop)
     }
 }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use cairn_store::{ObjectStore, OpendalStore, S3Credentials, StoreLocation};
 
 use crate::auth;
-use crate::meta::SqliteMeta;
+use crate::meta::{PgAddress, SqliteMeta};
 use crate::{Error, Result};
 
 pub struct DataDir {
@@ -35,7 +35,13 @@ pub struct DataDir {
 pub struct StoreChoice {
     pub location: Option<StoreLocation>,
     pub credentials: Option<S3Credentials>,
+    /// The metadata in PostgreSQL instead of `meta.sqlite` in the data folder.
+    pub metadata: Option<PgAddress>,
 }
+
+/// The file in a data folder whose metadata is in PostgreSQL: the database's address
+/// (without its password), so the folder is never opened on an empty SQLite store by mistake.
+const METADATA_FILE: &str = "metadata-in-postgres";
 
 /// The metadata key that records the chunk store, and its value for `chunks/` in the folder.
 const STORE_KEY: &str = "chunk_store";
@@ -102,7 +108,7 @@ impl DataDir {
     /// # Errors
     /// As [`DataDir::open`], and when `store` is not the store the folder records.
     pub fn open_with(root: &Path, store: &StoreChoice) -> Result<DataDir> {
-        if !root.join("meta.sqlite").is_file() {
+        if store.metadata.is_none() && !root.join("meta.sqlite").is_file() {
             return Err(Error::NotFound(format!(
                 "{} is not a cairn data folder (no meta.sqlite); start the server once with `cairn server run --data {}`",
                 root.display(),
@@ -113,7 +119,7 @@ impl DataDir {
     }
 
     fn open_parts(root: &Path, choice: &StoreChoice, first_use: bool) -> Result<DataDir> {
-        let meta = Arc::new(SqliteMeta::open(&root.join("meta.sqlite"))?);
+        let meta = Arc::new(open_metadata(root, choice.metadata.as_ref())?);
         let location = chunk_store(&meta, root, choice.location.as_ref(), first_use)?;
         let store: Arc<dyn ObjectStore> =
             Arc::new(OpendalStore::open(&location, choice.credentials.as_ref())?);
@@ -348,4 +354,39 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
         .map_err(Error::io(ctx.clone()))?;
     f.write_all(data).map_err(Error::io(ctx.clone()))?;
     f.sync_all().map_err(Error::io(ctx))
+}
+
+/// The metadata store of the data folder `root`: `meta.sqlite` in it, or the PostgreSQL
+/// database `pg`. A folder whose metadata went to PostgreSQL is refused without it, and a
+/// folder with SQLite metadata of its own is refused with it (`cairn server migrate` moves
+/// one to the other), so neither is ever taken for an empty server.
+fn open_metadata(root: &Path, pg: Option<&PgAddress>) -> Result<SqliteMeta> {
+    let marker = root.join(METADATA_FILE);
+    let lite = root.join("meta.sqlite");
+    match pg {
+        None => {
+            if let Ok(at) = fs::read_to_string(&marker) {
+                return Err(Error::Invalid(format!(
+                    "the metadata of data folder {} is in PostgreSQL ({}): give its address \
+                     (--metadata or `metadata` in the config file)",
+                    root.display(),
+                    at.trim()
+                )));
+            }
+            SqliteMeta::open(&lite)
+        }
+        Some(address) => {
+            if lite.is_file() {
+                return Err(Error::Invalid(format!(
+                    "data folder {} keeps its metadata in {}; moving it to PostgreSQL is not built yet: give \
+                     a new data folder for a server on PostgreSQL",
+                    root.display(),
+                    lite.display()
+                )));
+            }
+            let meta = SqliteMeta::open_postgres(address)?;
+            write_private(&marker, format!("{address}\n").as_bytes())?;
+            Ok(meta)
+        }
+    }
 }

@@ -9,8 +9,7 @@
 //! after a crash either every change of it is there or none is.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::path::Path;
 use std::time::Duration;
 
 mod check;
@@ -19,13 +18,7 @@ mod claims;
 mod cloud;
 mod events;
 mod gc;
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "SqliteMeta moves onto it once the port to sql.rs lands"
-    )
-)]
+mod lite;
 mod pg;
 mod removal;
 mod report;
@@ -40,17 +33,17 @@ pub use events::{
     MAX_PAGE as MAX_EVENTS_PAGE,
 };
 pub use gc::{GcRuns, WritesHeld};
+pub use pg::PgAddress;
 pub use removal::DELETED_PREFIX;
 pub use report::FolderUsage;
 pub use shares::{NewShare, ShareRow, MAX_SHARES_PER_USER};
-use sql::{args, Dialect, Lite, Row, Sql, ToArg};
+use sql::{args, Dialect, Row, Sql, ToArg};
 
 use cairn_model::{ChunkId, ContentHash, DeviceId, Entry, EntryKind, PackId, RelPath, Seq};
 use cairn_protocol::{
     Access, Change, ChangeResult, ChunkSpan, FolderInfo, VersionInfo, MAX_COMMIT_CHUNKS,
 };
 use cairn_store::ObjectKey;
-use rusqlite::{Connection, TransactionBehavior};
 
 use crate::{Error, Result};
 
@@ -60,9 +53,6 @@ pub const PACK_MAX: usize = 64 * 1024;
 
 /// Device names kept per user.
 pub const MAX_DEVICES: i64 = 1000;
-
-/// Readers kept open beside the writer (WAL lets them read while it writes).
-const MAX_IDLE_READERS: usize = 8;
 
 /// Chunk row state 1: present (0: registered by an upload whose object may not be written yet).
 const PRESENT: i64 = 1;
@@ -226,42 +216,27 @@ pub struct StoredVersion {
 /// The users granted on a folder, with their access.
 pub type Grants = Vec<(String, Access)>;
 
+/// The metadata store, on either engine: the rules above the SQL are one copy.
 pub struct SqliteMeta {
-    /// The writer: every write transaction, one at a time.
-    conn: Mutex<Connection>,
-    /// Idle read-only connections: reads (listings, journal, chunk scope) run on these, so
-    /// they never wait behind a write and never hold up one.
-    readers: Mutex<Vec<Connection>>,
-    path: PathBuf,
+    engine: Engine,
     /// How much of the activity log is kept.
     event_bounds: events::Bounds,
 }
 
-/// A reader borrowed from the pool; goes back when dropped.
-pub struct Reader<'a> {
-    conn: Option<Connection>,
-    meta: &'a SqliteMeta,
+/// Where the metadata lives.
+enum Engine {
+    /// SQLite in the data folder: the embedded default, one server process.
+    Lite(lite::LiteStore),
+    /// PostgreSQL: several server instances on one database.
+    Pg(pg::Pg),
 }
 
-impl std::ops::Deref for Reader<'_> {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        self.conn
-            .as_ref()
-            .expect("a reader holds its connection until dropped")
-    }
-}
+/// The PostgreSQL channel commits announce folder heads on (`folder_id:head`).
+const HEADS_CHANNEL: &str = "cairn_heads";
 
-impl Drop for Reader<'_> {
-    fn drop(&mut self) {
-        if let Some(c) = self.conn.take() {
-            let mut idle = self.meta.readers.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < MAX_IDLE_READERS {
-                idle.push(c);
-            }
-        }
-    }
-}
+/// Connections one server instance keeps to PostgreSQL at most: the blocking pool runs the
+/// store's work, and more connections than cores mostly wait on each other.
+const PG_CONNECTIONS: usize = 16;
 
 fn now_ns() -> i64 {
     std::time::SystemTime::now()
@@ -278,105 +253,122 @@ fn db(context: &str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
 }
 
 impl SqliteMeta {
-    /// Opens (creating if needed) the store at `path`.
+    /// Opens (creating if needed) the SQLite store at `path`.
     ///
     /// # Errors
     /// When the file cannot be opened or its schema created.
     pub fn open(path: &Path) -> Result<Self> {
-        let ctx = format!("opening metadata store {}", path.display());
-        let conn = Connection::open(path).map_err(db(&ctx))?;
-        conn.busy_timeout(Duration::from_secs(30))
-            .map_err(db(&ctx))?;
-        // WAL lets admin commands and gc work beside a running server; FULL makes every
-        // committed transaction durable before the client hears "accepted".
-        // A 64 MiB page cache keeps the indexes of a large commit in memory.
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;
-             PRAGMA cache_size=-65536;",
-        )
-        .map_err(db(&ctx))?;
-        schema::upgrade(&path.display().to_string(), &|what, f| {
-            Lite(&conn).transaction(what, |db| f(db))
-        })?;
         Ok(SqliteMeta {
-            conn: Mutex::new(conn),
-            readers: Mutex::new(Vec::new()),
-            path: path.to_path_buf(),
+            engine: Engine::Lite(lite::LiteStore::open(path)?),
             event_bounds: events::Bounds::default(),
         })
     }
 
-    /// A read-only connection from the pool (a new one when none is idle).
+    /// Connects to the PostgreSQL database at `address` and brings its schema up to date.
     ///
     /// # Errors
-    /// When a new connection cannot be opened.
-    pub fn reader(&self) -> Result<Reader<'_>> {
-        let idle = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let conn = match idle {
-            Some(c) => c,
-            None => {
-                let ctx = format!("opening metadata store {}", self.path.display());
-                let c = Connection::open_with_flags(
-                    &self.path,
-                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-                .map_err(db(&ctx))?;
-                c.busy_timeout(Duration::from_secs(30)).map_err(db(&ctx))?;
-                c.execute_batch("PRAGMA cache_size=-32768")
-                    .map_err(db(&ctx))?;
-                c
-            }
-        };
-        Ok(Reader {
-            conn: Some(conn),
-            meta: self,
+    /// A URL that does not parse, a database that cannot be reached or upgraded.
+    pub fn open_postgres(address: &PgAddress) -> Result<Self> {
+        Ok(SqliteMeta {
+            engine: Engine::Pg(pg::Pg::open(address.clone(), PG_CONNECTIONS)?),
+            event_bounds: events::Bounds::default(),
         })
     }
 
-    /// Runs `f` in one write transaction: every change of it lands, or none. The only way in
-    /// for writes once the port to `meta/sql.rs` is done, so the engine can be chosen here.
+    /// Where the store is, for messages (a PostgreSQL address without its password).
+    pub fn describe(&self) -> String {
+        match &self.engine {
+            Engine::Lite(l) => l.path().display().to_string(),
+            Engine::Pg(p) => p.address().to_string(),
+        }
+    }
+
+    /// Whether other server instances may share the store (PostgreSQL).
+    pub fn shared(&self) -> bool {
+        matches!(self.engine, Engine::Pg(_))
+    }
+
+    /// Tells the other server instances that folder `folder_id`'s head moved to `head`, so
+    /// their journal followers wake (PostgreSQL `NOTIFY`). Nothing to do on SQLite, whose
+    /// server is alone.
+    ///
+    /// # Errors
+    /// The store's.
+    pub fn publish_head(&self, folder_id: i64, head: i64) -> Result<()> {
+        match &self.engine {
+            Engine::Lite(_) => Ok(()),
+            Engine::Pg(p) => p.notify(HEADS_CHANNEL, &format!("{folder_id}:{head}")),
+        }
+    }
+
+    /// Hands every head another instance publishes to `each` (folder id, head), on a thread
+    /// of its own until `stop` is set; `resync` runs after each (re)connection, since heads
+    /// published meanwhile are lost. `None` on SQLite: no other instance publishes.
+    ///
+    /// # Errors
+    /// When the thread cannot be started.
+    pub fn follow_heads(
+        &self,
+        each: Box<dyn Fn(i64, i64) + Send>,
+        resync: Box<dyn Fn() + Send>,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<Option<std::thread::JoinHandle<()>>> {
+        let Engine::Pg(p) = &self.engine else {
+            return Ok(None);
+        };
+        let parse = move |payload: &str| {
+            let parsed = payload
+                .split_once(':')
+                .and_then(|(f, h)| Some((f.parse().ok()?, h.parse().ok()?)));
+            if let Some((folder, head)) = parsed {
+                each(folder, head);
+            }
+        };
+        p.listen(HEADS_CHANNEL, Box::new(parse), resync, stop)
+            .map(Some)
+            .map_err(Error::io("starting the PostgreSQL listener"))
+    }
+
+    /// Every folder's id and head.
+    ///
+    /// # Errors
+    /// The store's.
+    pub fn folder_heads(&self) -> Result<Vec<(i64, i64)>> {
+        self.read(|db| {
+            db.all(
+                "reading folder heads",
+                "SELECT id, head_seq FROM folders",
+                args![],
+                |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?)),
+            )
+        })
+    }
+
+    /// Runs `f` in one write transaction: every change of it lands, or none. With
+    /// [`Self::write_relaxed`] and [`Self::read`], the only way to the engine.
     fn write<T>(&self, what: &str, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db(what))?;
-        let out = f(&Lite(&tx))?;
-        tx.commit().map_err(db(what))?;
-        Ok(out)
+        match &self.engine {
+            Engine::Lite(l) => l.write(what, f),
+            Engine::Pg(p) => p.write(what, f),
+        }
     }
 
     /// Like [`Self::write`], for chunk registrations, which need not reach the disk on their
-    /// own (see [`relaxed`]); on PostgreSQL the same as `write`.
+    /// own (SQLite: `synchronous=NORMAL`); on PostgreSQL the same as `write`.
     fn write_relaxed<T>(&self, what: &str, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn();
-        relaxed(&mut conn, |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db(what))?;
-            let out = f(&Lite(&tx))?;
-            tx.commit().map_err(db(what))?;
-            Ok(out)
-        })
+        match &self.engine {
+            Engine::Lite(l) => l.write_relaxed(what, f),
+            Engine::Pg(p) => p.write_relaxed(what, f),
+        }
     }
 
-    /// Runs `f` on a reader: it sees one consistent state, never waits behind a write, and
-    /// may not write.
+    /// Runs `f` in a read-only transaction: it sees one consistent state and never waits
+    /// behind a write.
     fn read<T>(&self, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
-        let conn = self.reader()?;
-        // One read transaction makes the one state true on SQLite across statements (a scope
-        // lookup reads the removal count and then each chunk), and takes the file lock once
-        // instead of around every statement.
-        let tx = conn
-            .unchecked_transaction()
-            .map_err(db("starting a read"))?;
-        let out = f(&Lite(&tx))?;
-        tx.commit().map_err(db("ending a read"))?;
-        Ok(out)
-    }
-
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        match &self.engine {
+            Engine::Lite(l) => l.read(f),
+            Engine::Pg(p) => p.read(f),
+        }
     }
 
     pub fn meta_value(&self, key: &str) -> Result<Option<String>> {
@@ -885,19 +877,6 @@ impl SqliteMeta {
             Ok(Some(StoredVersion { info, chunks }))
         })
     }
-}
-
-/// Runs `f` with `synchronous=NORMAL`. Chunk registrations need not reach the disk on their
-/// own: the commit that references them is a FULL transaction, and its fsync of the log carries
-/// every earlier registration with it. Losing one to a power cut only makes a later commit ask
-/// for the chunk again.
-fn relaxed<T>(conn: &mut Connection, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-    conn.execute_batch("PRAGMA synchronous=NORMAL")
-        .map_err(db("relaxing sync"))?;
-    let out = f(conn);
-    conn.execute_batch("PRAGMA synchronous=FULL")
-        .map_err(db("restoring sync"))?;
-    out
 }
 
 /// A version from a row of [`VERSION_COLS`], of either engine.
