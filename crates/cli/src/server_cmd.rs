@@ -267,8 +267,9 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
             serve(data, run, token_ttl, limits).await
         }
         ServerCmd::Fingerprint { data, cert } => {
-            let dir = DataDir::open(&data.data)?;
-            println!("{}", dir.fingerprint(cert.as_deref())?);
+            let fingerprint =
+                cairn_server::datadir::certificate_fingerprint(&data.data, cert.as_deref())?;
+            println!("{fingerprint}");
             Ok(())
         }
         ServerCmd::User { cmd } => crate::server_admin::user(cmd).await,

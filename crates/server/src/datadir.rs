@@ -108,7 +108,8 @@ impl DataDir {
     /// # Errors
     /// As [`DataDir::open`], and when `store` is not the store the folder records.
     pub fn open_with(root: &Path, store: &StoreChoice) -> Result<DataDir> {
-        if store.metadata.is_none() && !root.join("meta.sqlite").is_file() {
+        let elsewhere = store.metadata.is_some() || root.join(METADATA_FILE).is_file();
+        if !elsewhere && !root.join("meta.sqlite").is_file() {
             return Err(Error::NotFound(format!(
                 "{} is not a cairn data folder (no meta.sqlite); start the server once with `cairn server run --data {}`",
                 root.display(),
@@ -238,10 +239,19 @@ impl DataDir {
     /// # Errors
     /// When the certificate cannot be read.
     pub fn fingerprint(&self, cert: Option<&Path>) -> Result<String> {
-        let (default_cert, _) = self.cert_paths();
-        let certs = read_certs(cert.unwrap_or(&default_cert))?;
-        Ok(fingerprint_of(certs[0].as_ref()))
+        certificate_fingerprint(&self.root, cert)
     }
+}
+
+/// The fingerprint of `cert`, or of the certificate the data folder at `root` made: it needs
+/// no metadata (a server whose metadata is elsewhere has its certificate here).
+///
+/// # Errors
+/// When the certificate cannot be read.
+pub fn certificate_fingerprint(root: &Path, cert: Option<&Path>) -> Result<String> {
+    let default_cert = root.join("tls").join("cert.pem");
+    let certs = read_certs(cert.unwrap_or(&default_cert))?;
+    Ok(fingerprint_of(certs[0].as_ref()))
 }
 
 /// The chunk store of the folder at `root`: the recorded one, recorded now on first use.

@@ -864,7 +864,7 @@ impl SqliteMeta {
                 concat!(
                     "SELECT ",
                     version_cols!(),
-                    ", id FROM versions WHERE folder_id=?1 AND path=?2 AND (?3 IS NULL OR seq=?3)
+                    ", id FROM versions WHERE folder_id=?1 AND path=?2 AND (CAST(?3 AS BIGINT) IS NULL OR seq=?3)
                      ORDER BY seq DESC LIMIT 1"
                 ),
                 args![folder.id, path.as_str(), seq.map(|s| s.0)],

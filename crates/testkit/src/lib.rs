@@ -79,6 +79,22 @@ impl Server {
         s
     }
 
+    /// Starts a server on data folder `data` with `args` besides `--data` and `--listen`, and
+    /// adds nobody (a second instance of a server that has its users already).
+    pub fn start_bare(data: PathBuf, args: Vec<String>) -> Server {
+        let mut s = Server {
+            data,
+            port: 0,
+            child: None,
+            log: Arc::new(Mutex::new(Vec::new())),
+            envs: Vec::new(),
+            args,
+            _dir: None,
+        };
+        s.spawn("127.0.0.1:0");
+        s
+    }
+
     /// Starts (or restarts) the server process on `listen`.
     pub fn spawn(&mut self, listen: &str) {
         let mut cmd = Command::new(bin());

@@ -128,7 +128,7 @@ impl SqliteMeta {
             db.all(
                 "listing cloud connections",
                 "SELECT c.id, c.owner, u.name, c.name, c.config, c.secrets FROM cloud_connections c
-             JOIN users u ON u.id=c.owner WHERE ?1 IS NULL OR c.owner=?1 ORDER BY u.name, c.name",
+             JOIN users u ON u.id=c.owner WHERE CAST(?1 AS BIGINT) IS NULL OR c.owner=?1 ORDER BY u.name, c.name",
                 args![owner],
                 |r| {
                     Ok(CloudConnectionRow {
@@ -243,7 +243,7 @@ impl SqliteMeta {
                     t.status, t.run_now
              FROM cloud_tasks t JOIN users u ON u.id=t.owner
              JOIN cloud_connections c ON c.id=t.connection
-             WHERE ?1 IS NULL OR t.owner=?1 ORDER BY u.name, t.name",
+             WHERE CAST(?1 AS BIGINT) IS NULL OR t.owner=?1 ORDER BY u.name, t.name",
                 args![owner],
                 |r| {
                     Ok(CloudTaskRow {

@@ -385,9 +385,9 @@ impl SqliteMeta {
             db.all(
                 "reading the activity log",
                 "SELECT id, at_ns, kind, actor, target, source, outcome, detail FROM events
-             WHERE (?1 IS NULL OR kind=?1 OR kind LIKE ?1 || '.%')
-             AND (?2 IS NULL OR actor=?2 OR target=?2)
-             AND (?3 IS NULL OR id < ?3)
+             WHERE (CAST(?1 AS TEXT) IS NULL OR kind=?1 OR kind LIKE ?1 || '.%')
+             AND (CAST(?2 AS TEXT) IS NULL OR actor=?2 OR target=?2)
+             AND (CAST(?3 AS BIGINT) IS NULL OR id < ?3)
              ORDER BY id DESC LIMIT ?4",
                 args![f.kind, f.user, f.before, i64::from(limit) + 1],
                 |r| {

@@ -102,7 +102,7 @@ impl SqliteMeta {
         self.read(|db| {
             db.all(
                 "listing sharing links",
-                &format!("SELECT {COLS} {FROM} WHERE ?1 IS NULL OR s.owner=?1 ORDER BY s.id DESC"),
+                &format!("SELECT {COLS} {FROM} WHERE CAST(?1 AS BIGINT) IS NULL OR s.owner=?1 ORDER BY s.id DESC"),
                 args![owner],
                 share_row,
             )
@@ -131,7 +131,7 @@ impl SqliteMeta {
         let n = self.write(ctx, |db| {
             db.exec(
                 ctx,
-                "UPDATE shares SET revoked=1 WHERE id=?1 AND (?2 IS NULL OR owner=?2)",
+                "UPDATE shares SET revoked=1 WHERE id=?1 AND (CAST(?2 AS BIGINT) IS NULL OR owner=?2)",
                 args![id, owner],
             )
         })?;

@@ -1,0 +1,152 @@
+//! Scale-out: two server instances on one PostgreSQL database and one chunk store serve the
+//! same users and folders; a commit through one wakes the followers of the other.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::drive::computer;
+use crate::harness::{postgres as pg, wait_until, Server, BIN};
+
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `cairn server ARGS --data DATA --metadata URL`, asserting success.
+fn admin(data: &Path, url: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("server")
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .args(["--metadata", url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("cairn server");
+    if let Some(text) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("cairn server");
+    assert!(
+        out.status.success(),
+        "cairn server {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Two instances on database `db` of the shared cluster and one chunk folder, with alice
+/// granted `backup`; `None` when PostgreSQL is missing outside CI.
+fn two_instances(db: &str, top: &Path) -> Option<(Server, Server, String)> {
+    let cluster = pg::shared(db)?;
+    let url = cluster.create_database(db).expect("database");
+    let chunks = top.join("chunks");
+    let store = format!("file://{}", chunks.display());
+    let args = |_: u8| {
+        vec![
+            "--metadata".to_string(),
+            url.clone(),
+            "--store".into(),
+            store.clone(),
+        ]
+    };
+    let (one, two): (PathBuf, PathBuf) = (top.join("one"), top.join("two"));
+    let first = Server::start_bare(one.clone(), args(1));
+    admin(
+        &one,
+        &url,
+        &["user", "add", "alice", "--password-stdin"],
+        Some("alice-pw"),
+    );
+    admin(&one, &url, &["folder", "add", "backup"], None);
+    admin(
+        &one,
+        &url,
+        &["folder", "grant", "backup", "alice", "--access", "rw"],
+        None,
+    );
+    let second = Server::start_bare(two, args(2));
+    Some((first, second, url))
+}
+
+/// `cairn run d --once` on `c`; a failure shows both servers' logs, where a database error is.
+fn sync(c: &crate::harness::Client, servers: [&Server; 2]) {
+    let out = c.cairn(&["run", "d", "--once"]);
+    if !out.status.success() {
+        let logs: Vec<String> = servers
+            .iter()
+            .map(|s| s.log.lock().map(|l| l.join("\n")).unwrap_or_default())
+            .collect();
+        panic!(
+            "run failed: {}\n--- instance one:\n{}\n--- instance two:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            logs[0],
+            logs[1]
+        );
+    }
+}
+
+#[test]
+fn two_instances_on_one_database_serve_the_same_folders_and_wake_each_others_followers() {
+    let top = tempfile::tempdir().expect("temp dir");
+    let Some((one, two, url)) = two_instances("it_two_instances", top.path()) else {
+        return;
+    };
+    // A computer on each instance, one drive task over the same folder.
+    let a = computer(&one, "pc-a", &[]);
+    let b = computer(&two, "pc-b", &[]);
+    a.write("report.txt", b"written through instance one");
+    sync(&a, [&one, &two]);
+    sync(&b, [&one, &two]);
+    assert_eq!(
+        std::fs::read(b.path("report.txt")).ok().as_deref(),
+        Some(&b"written through instance one"[..])
+    );
+
+    // b's agent follows the folder through instance two; a commit through instance one
+    // reaches it without any pass of b's being asked for.
+    let _agent = Agent(
+        b.cmd()
+            .args(["agent", "--rescan", "3600"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("agent"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    a.write("later.txt", b"a later edit");
+    sync(&a, [&one, &two]);
+    wait_until(60, "instance two's follower to fetch", || {
+        std::fs::read(b.path("later.txt")).ok().as_deref() == Some(&b"a later edit"[..])
+    });
+
+    // Every version is there whichever instance is asked, and the store checks clean.
+    let out = admin(
+        top.path().join("two").as_path(),
+        &url,
+        &["check", "--read-data"],
+        None,
+    );
+    assert!(!out.contains("error"), "{out}");
+    // A data folder of the cluster is refused without its database.
+    let bare = Command::new(BIN)
+        .args(["server", "user", "list", "--data"])
+        .arg(top.path().join("one"))
+        .output()
+        .expect("cairn");
+    assert!(!bare.status.success());
+    let err = String::from_utf8_lossy(&bare.stderr);
+    assert!(err.contains("is in PostgreSQL"), "{err}");
+}
