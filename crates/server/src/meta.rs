@@ -228,7 +228,7 @@ enum Engine {
     /// SQLite in the data folder: the embedded default, one server process.
     Lite(lite::LiteStore),
     /// PostgreSQL: several server instances on one database.
-    Pg(pg::Pg),
+    Pg(Box<pg::Pg>),
 }
 
 /// The PostgreSQL channel commits announce folder heads on (`folder_id:head`).
@@ -270,7 +270,7 @@ impl SqliteMeta {
     /// A URL that does not parse, a database that cannot be reached or upgraded.
     pub fn open_postgres(address: &PgAddress) -> Result<Self> {
         Ok(SqliteMeta {
-            engine: Engine::Pg(pg::Pg::open(address.clone(), PG_CONNECTIONS)?),
+            engine: Engine::Pg(Box::new(pg::Pg::open(address.clone(), PG_CONNECTIONS)?)),
             event_bounds: events::Bounds::default(),
         })
     }
