@@ -70,6 +70,9 @@ pub enum Error {
     /// A user's quota would be exceeded; the text says by whom and by how much.
     #[error("{0}")]
     Quota(String),
+    /// Work that runs one at a time is running elsewhere (a gc run).
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl Error {

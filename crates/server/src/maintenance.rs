@@ -54,6 +54,7 @@ pub fn gc(data: &DataDir, rt: &Handle) -> Result<GcReport> {
 }
 
 fn collect(data: &DataDir, rt: &Handle) -> Result<GcReport> {
+    let _one_run = data.meta.gc_guard()?;
     let epoch = data.meta.bump_gc_epoch()?;
     let store = data.store.clone();
     let mut report = GcReport::default();

@@ -231,6 +231,23 @@ enum Engine {
     Pg(Box<pg::Pg>),
 }
 
+/// On PostgreSQL, every write transaction first takes the chunk table's ROW EXCLUSIVE lock,
+/// which writes share with each other but not with [`SqliteMeta::write_alone`]'s EXCLUSIVE:
+/// a commit, a chunk registration or a touch then either ends before a gc batch starts or
+/// starts after it committed, and sees its deletions (SQLite's one writer gives the same).
+fn beside_other_writes(db: &dyn Sql, what: &str) -> Result<()> {
+    db.batch(what, "LOCK TABLE chunks IN ROW EXCLUSIVE MODE")
+}
+
+/// The advisory lock key of a gc run ("cairn gc" in ASCII).
+const GC_LOCK_KEY: i64 = 0x6361_6972_6e20_6763;
+
+/// Held while gc runs ([`SqliteMeta::gc_guard`]); the lock goes when it is dropped.
+pub enum GcGuard {
+    Lite(std::fs::File),
+    Pg(Box<postgres::Client>),
+}
+
 /// The PostgreSQL channel commits announce folder heads on (`folder_id:head`).
 const HEADS_CHANNEL: &str = "cairn_heads";
 
@@ -281,6 +298,27 @@ impl SqliteMeta {
             Engine::Lite(l) => l.path().display().to_string(),
             Engine::Pg(p) => p.address().to_string(),
         }
+    }
+
+    /// The right to run gc, one run at a time across every instance and process: the epochs
+    /// keep uploads in flight safe from one run, not from two interleaved. Held until the
+    /// guard is dropped; an error says another run holds it.
+    ///
+    /// # Errors
+    /// Another gc runs, or the lock cannot be taken.
+    pub fn gc_guard(&self) -> Result<GcGuard> {
+        let held = match &self.engine {
+            Engine::Lite(l) => l.gc_lock()?.map(GcGuard::Lite),
+            Engine::Pg(p) => p
+                .advisory_lock(GC_LOCK_KEY)?
+                .map(|c| GcGuard::Pg(Box::new(c))),
+        };
+        held.ok_or_else(|| {
+            Error::Busy(format!(
+                "another gc is running on {} (one runs at a time); try again when it ends",
+                self.describe()
+            ))
+        })
     }
 
     /// Whether other server instances may share the store (PostgreSQL).
@@ -349,7 +387,22 @@ impl SqliteMeta {
     fn write<T>(&self, what: &str, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
         match &self.engine {
             Engine::Lite(l) => l.write(what, f),
-            Engine::Pg(p) => p.write(what, f),
+            Engine::Pg(p) => p.write(what, |db| {
+                beside_other_writes(db, what)?;
+                f(db)
+            }),
+        }
+    }
+
+    /// Like [`Self::write`], alone: no other write of any instance runs until it ends (gc
+    /// deleting chunks and their objects, as SQLite's single writer gives every write).
+    fn write_alone<T>(&self, what: &str, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
+        match &self.engine {
+            Engine::Lite(l) => l.write(what, f),
+            Engine::Pg(p) => p.write(what, |db| {
+                db.batch(what, "LOCK TABLE chunks IN EXCLUSIVE MODE")?;
+                f(db)
+            }),
         }
     }
 
@@ -358,7 +411,10 @@ impl SqliteMeta {
     fn write_relaxed<T>(&self, what: &str, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
         match &self.engine {
             Engine::Lite(l) => l.write_relaxed(what, f),
-            Engine::Pg(p) => p.write_relaxed(what, f),
+            Engine::Pg(p) => p.write_relaxed(what, |db| {
+                beside_other_writes(db, what)?;
+                f(db)
+            }),
         }
     }
 

@@ -84,7 +84,7 @@ impl SqliteMeta {
         delete_objects: &mut dyn FnMut(&[ObjectKey]),
     ) -> Result<(u64, u64)> {
         let ctx = "collecting garbage";
-        self.write(ctx, |tx| {
+        self.write_alone(ctx, |tx| {
             let doomed: Vec<ChunkRow> = tx
                 .all(ctx, COLLECTABLE, args![epoch - 1, batch], |r| {
                     Ok((r.get::<Vec<u8>>(0)?, len_at(r, 1)?, r.get(2)?, r.get(3)?))
@@ -118,7 +118,7 @@ impl SqliteMeta {
         what: &str,
         f: impl FnOnce(&WritesHeld<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.write(what, |db| f(&WritesHeld { db, what }))
+        self.write_alone(what, |db| f(&WritesHeld { db, what }))
     }
 
     /// Counts a completed gc run of `seconds`.
@@ -325,6 +325,20 @@ mod tests {
         assert!(known(ObjectKey::Pack(pack)));
         assert_eq!(generation(&meta), vec![ObjectKey::Pack(pack)]);
         assert!(!known(ObjectKey::Pack(pack)));
+    }
+
+    #[test]
+    fn one_gc_runs_at_a_time() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("meta.sqlite");
+        let meta = SqliteMeta::open(&path).expect("open");
+        let first = meta.gc_guard().expect("the first run");
+        // Another process's store object on the same file: the lock is the kernel's.
+        let other = SqliteMeta::open(&path).expect("open again");
+        let err = other.gc_guard().err().expect("a second run is refused");
+        assert!(err.to_string().contains("another gc is running"), "{err}");
+        drop(first);
+        other.gc_guard().expect("free once the first run ended");
     }
 
     #[test]

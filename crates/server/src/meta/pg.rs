@@ -344,6 +344,24 @@ impl Pg {
             })
     }
 
+    /// Takes session advisory lock `key` on a connection of its own, outside the pool; it is
+    /// held until the returned client is dropped (PostgreSQL frees it with the session, so a
+    /// killed holder frees it too). `None` when another session holds it.
+    ///
+    /// # Errors
+    /// [`Error::Pg`].
+    pub fn advisory_lock(&self, key: i64) -> Result<Option<Client>> {
+        let what = "taking an advisory lock";
+        blocking(|| {
+            let mut client = self.address.config.connect(NoTls).map_err(pg_err(what))?;
+            let row = client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                .map_err(pg_err(what))?;
+            let held: bool = row.try_get(0).map_err(pg_err(what))?;
+            Ok(held.then_some(client))
+        })
+    }
+
     /// Where the pool connects.
     pub fn address(&self) -> &PgAddress {
         &self.address
@@ -1417,6 +1435,29 @@ mod tests {
             db.batch("t", "CREATE TABLE after_restart(x BIGINT)")
         })
         .expect("write after restart");
+    }
+
+    #[test]
+    fn an_advisory_lock_is_held_by_one_session_until_it_ends() {
+        let Some(pg) = fresh("t_advisory", 2) else {
+            return;
+        };
+        let held = pg.advisory_lock(7).expect("lock").expect("free");
+        assert!(
+            pg.advisory_lock(7).expect("try").is_none(),
+            "held by the first"
+        );
+        assert!(
+            pg.advisory_lock(8).expect("try").is_some(),
+            "another key is free"
+        );
+        drop(held);
+        // The server frees it when the session ends, a moment after the client closes.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pg.advisory_lock(7).expect("try").is_none() {
+            assert!(Instant::now() < deadline, "never freed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]
