@@ -8,7 +8,7 @@ use cairn_protocol::{is_valid_name, Access};
 use serde::{Deserialize, Serialize};
 
 use crate::auth;
-use crate::meta::{Actor, EventFilter, EventKind, EventPage, Outcome, SqliteMeta};
+use crate::meta::{Actor, EventFilter, EventKind, EventPage, Meta, Outcome};
 use crate::{Error, Result};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -115,7 +115,7 @@ fn quota_text(quota: Option<u64>) -> String {
 
 /// # Errors
 /// A bad name or password, a name taken, or the store.
-pub fn add_user(meta: &SqliteMeta, u: &NewUser, by: &Actor) -> Result<()> {
+pub fn add_user(meta: &Meta, u: &NewUser, by: &Actor) -> Result<()> {
     check_name("user", &u.name)?;
     meta.add_user(&u.name, &hashed(&u.password)?, u.admin)?;
     if u.quota.is_some() {
@@ -132,7 +132,7 @@ pub fn add_user(meta: &SqliteMeta, u: &NewUser, by: &Actor) -> Result<()> {
 ///
 /// # Errors
 /// No such user, a refused change, or the store.
-pub fn change_user(meta: &SqliteMeta, name: &str, c: &UserChange, by: &Actor) -> Result<()> {
+pub fn change_user(meta: &Meta, name: &str, c: &UserChange, by: &Actor) -> Result<()> {
     let (user, _) = meta
         .user_by_name(name)?
         .ok_or_else(|| Error::NotFound(format!("no user named {name}")))?;
@@ -179,7 +179,7 @@ pub fn change_user(meta: &SqliteMeta, name: &str, c: &UserChange, by: &Actor) ->
 
 /// # Errors
 /// The store.
-pub fn users(meta: &SqliteMeta) -> Result<Vec<UserInfo>> {
+pub fn users(meta: &Meta) -> Result<Vec<UserInfo>> {
     Ok(meta
         .users()?
         .into_iter()
@@ -195,7 +195,7 @@ pub fn users(meta: &SqliteMeta) -> Result<Vec<UserInfo>> {
 
 /// # Errors
 /// A bad name, no version kept, a name taken, or the store.
-pub fn add_folder(meta: &SqliteMeta, f: &NewFolder, by: &Actor) -> Result<()> {
+pub fn add_folder(meta: &Meta, f: &NewFolder, by: &Actor) -> Result<()> {
     check_name("folder", &f.name)?;
     if f.keep_versions == 0 {
         return Err(Error::Invalid(
@@ -210,7 +210,7 @@ pub fn add_folder(meta: &SqliteMeta, f: &NewFolder, by: &Actor) -> Result<()> {
 
 /// # Errors
 /// No such folder, no version kept, or the store.
-pub fn set_keep_versions(meta: &SqliteMeta, name: &str, keep: u32, by: &Actor) -> Result<()> {
+pub fn set_keep_versions(meta: &Meta, name: &str, keep: u32, by: &Actor) -> Result<()> {
     if keep == 0 {
         return Err(Error::Invalid(
             "a folder keeps at least 1 version per file".into(),
@@ -224,7 +224,7 @@ pub fn set_keep_versions(meta: &SqliteMeta, name: &str, keep: u32, by: &Actor) -
 
 /// # Errors
 /// No such folder or user, a bad access word, or the store.
-pub fn set_grant(meta: &SqliteMeta, folder: &str, g: &GrantChange, by: &Actor) -> Result<()> {
+pub fn set_grant(meta: &Meta, folder: &str, g: &GrantChange, by: &Actor) -> Result<()> {
     let detail = match g.access.as_deref() {
         None => {
             meta.revoke(folder, &g.user)?;
@@ -243,7 +243,7 @@ pub fn set_grant(meta: &SqliteMeta, folder: &str, g: &GrantChange, by: &Actor) -
 
 /// # Errors
 /// The store.
-pub fn folders(meta: &SqliteMeta) -> Result<Vec<FolderAdminInfo>> {
+pub fn folders(meta: &Meta) -> Result<Vec<FolderAdminInfo>> {
     Ok(meta
         .folders()?
         .into_iter()
@@ -259,12 +259,12 @@ pub fn folders(meta: &SqliteMeta) -> Result<Vec<FolderAdminInfo>> {
         .collect())
 }
 
-/// Deletes a user (see [`SqliteMeta::remove_user`]); an administrator may not delete
+/// Deletes a user (see [`Meta::remove_user`]); an administrator may not delete
 /// themselves.
 ///
 /// # Errors
 /// No such user, deleting oneself, or the store.
-pub fn remove_user(meta: &SqliteMeta, name: &str, by: &Actor) -> Result<()> {
+pub fn remove_user(meta: &Meta, name: &str, by: &Actor) -> Result<()> {
     check_name("user", name)?;
     if by.name() == Some(name) {
         return Err(Error::Invalid(
@@ -276,11 +276,11 @@ pub fn remove_user(meta: &SqliteMeta, name: &str, by: &Actor) -> Result<()> {
     Ok(())
 }
 
-/// Deletes a folder with every version in it (see [`SqliteMeta::remove_folder`]).
+/// Deletes a folder with every version in it (see [`Meta::remove_folder`]).
 ///
 /// # Errors
 /// No such folder, or the store.
-pub fn remove_folder(meta: &SqliteMeta, name: &str, by: &Actor) -> Result<()> {
+pub fn remove_folder(meta: &Meta, name: &str, by: &Actor) -> Result<()> {
     check_name("folder", name)?;
     meta.remove_folder(name)?;
     meta.record(
@@ -293,10 +293,10 @@ pub fn remove_folder(meta: &SqliteMeta, name: &str, by: &Actor) -> Result<()> {
     Ok(())
 }
 
-/// The activity log, newest first (see [`SqliteMeta::events`]).
+/// The activity log, newest first (see [`Meta::events`]).
 ///
 /// # Errors
 /// A bad filter, or the store.
-pub fn events(meta: &SqliteMeta, filter: EventFilter) -> Result<EventPage> {
+pub fn events(meta: &Meta, filter: EventFilter) -> Result<EventPage> {
     meta.events(filter)
 }

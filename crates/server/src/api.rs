@@ -40,7 +40,7 @@ use crate::auth;
 use crate::datadir::DataDir;
 use crate::limits::Limits;
 use crate::login::{LoginGate, Refusal};
-use crate::meta::{Author, Folder, SqliteMeta, User, PACK_MAX};
+use crate::meta::{Author, Folder, Meta, User, PACK_MAX};
 use crate::Error;
 
 mod admin;
@@ -71,7 +71,7 @@ const MAX_CLOUD_BODY: usize = 256 * 1024;
 pub const COMPRESS_ABOVE: u16 = 512;
 
 pub struct AppState {
-    meta: Arc<SqliteMeta>,
+    meta: Arc<Meta>,
     store: Arc<dyn ObjectStore>,
     server_id: String,
     tokens: auth::TokenKey,
@@ -199,7 +199,7 @@ impl AppState {
         &self.server_id
     }
 
-    pub fn meta(&self) -> Arc<SqliteMeta> {
+    pub fn meta(&self) -> Arc<Meta> {
         self.meta.clone()
     }
 
@@ -709,7 +709,7 @@ type ApiResult<T> = Result<T, ApiError>;
 /// Runs metadata work on the blocking pool.
 async fn blocking<T: Send + 'static>(
     state: &Arc<AppState>,
-    f: impl FnOnce(&SqliteMeta) -> crate::Result<T> + Send + 'static,
+    f: impl FnOnce(&Meta) -> crate::Result<T> + Send + 'static,
 ) -> ApiResult<T> {
     let meta = state.meta.clone();
     tokio::task::spawn_blocking(move || f(&meta))

@@ -29,7 +29,7 @@ use cairn_model::filter::{normalize_ext, Filter};
 use cairn_protocol::Access;
 use serde::{Deserialize, Serialize};
 
-use crate::meta::{Actor, CloudConnectionRow, EventKind, Outcome, SqliteMeta, User};
+use crate::meta::{Actor, CloudConnectionRow, EventKind, Meta, Outcome, User};
 use crate::{Error, Result};
 
 /// Connections and tasks one user may keep: each costs the server a pass now and then.
@@ -262,7 +262,7 @@ pub struct TaskInfo {
 /// # Errors
 /// A rule broken, a name taken, or the store.
 pub fn save_connection(
-    meta: &SqliteMeta,
+    meta: &Meta,
     owner: &User,
     req: ConnectionRequest,
     admin: bool,
@@ -313,11 +313,11 @@ pub fn save_connection(
 
 /// Checks a task `owner` asks for, who needs write access to the folder unless the task only
 /// copies it to the cloud; the task is then [`CloudAttach::attach`]ed and saved with
-/// [`SqliteMeta::add_cloud_task`].
+/// [`Meta::add_cloud_task`].
 ///
 /// # Errors
 /// A rule broken, no such connection or folder for the owner, read-only access, or the store.
-pub fn check_task(meta: &SqliteMeta, owner: &User, mut req: TaskRequest) -> Result<CheckedTask> {
+pub fn check_task(meta: &Meta, owner: &User, mut req: TaskRequest) -> Result<CheckedTask> {
     for (what, name) in [("task", &req.name), ("folder", &req.folder)] {
         if !cairn_protocol::is_valid_name(name) {
             return Err(Error::Invalid(format!(
@@ -387,7 +387,7 @@ fn check_password(encrypt: bool, password: Option<&Password>) -> std::result::Re
 ///
 /// # Errors
 /// The store.
-pub fn connection_infos(meta: &SqliteMeta, owner: Option<i64>) -> Result<Vec<ConnectionInfo>> {
+pub fn connection_infos(meta: &Meta, owner: Option<i64>) -> Result<Vec<ConnectionInfo>> {
     let tasks = meta.cloud_tasks(owner)?;
     Ok(meta
         .cloud_connections(owner)?
@@ -410,7 +410,7 @@ pub fn connection_infos(meta: &SqliteMeta, owner: Option<i64>) -> Result<Vec<Con
 ///
 /// # Errors
 /// The store.
-pub fn task_infos(meta: &SqliteMeta, owner: Option<i64>) -> Result<Vec<TaskInfo>> {
+pub fn task_infos(meta: &Meta, owner: Option<i64>) -> Result<Vec<TaskInfo>> {
     Ok(meta
         .cloud_tasks(owner)?
         .into_iter()
@@ -523,7 +523,7 @@ fn refuse_private(endpoint: &str) -> std::result::Result<(), String> {
 /// Records task `task` of `owner` added or removed in the activity log (target
 /// `OWNER/TASK`), saying so when `by` acts for another user.
 pub fn record_task(
-    meta: &SqliteMeta,
+    meta: &Meta,
     kind: EventKind,
     by: &Actor,
     owner: &User,

@@ -16,12 +16,12 @@ use std::sync::Arc;
 use cairn_store::{ObjectStore, OpendalStore, S3Credentials, StoreLocation};
 
 use crate::auth;
-use crate::meta::{PgAddress, SqliteMeta};
+use crate::meta::{Meta, PgAddress};
 use crate::{Error, Result};
 
 pub struct DataDir {
     pub root: PathBuf,
-    pub meta: Arc<SqliteMeta>,
+    pub meta: Arc<Meta>,
     pub store: Arc<dyn ObjectStore>,
     pub server_id: String,
     /// Signs bearer tokens (see `auth::TokenKey`).
@@ -256,7 +256,7 @@ pub fn certificate_fingerprint(root: &Path, cert: Option<&Path>) -> Result<Strin
 
 /// The chunk store of the folder at `root`: the recorded one, recorded now on first use.
 fn chunk_store(
-    meta: &SqliteMeta,
+    meta: &Meta,
     root: &Path,
     wanted: Option<&StoreLocation>,
     first_use: bool,
@@ -370,7 +370,7 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
 /// database `pg`. A folder whose metadata went to PostgreSQL is refused without it, and a
 /// folder with SQLite metadata of its own is refused with it (`cairn server migrate` moves
 /// one to the other), so neither is ever taken for an empty server.
-fn open_metadata(root: &Path, pg: Option<&PgAddress>) -> Result<SqliteMeta> {
+fn open_metadata(root: &Path, pg: Option<&PgAddress>) -> Result<Meta> {
     let marker = root.join(METADATA_FILE);
     let lite = root.join("meta.sqlite");
     match pg {
@@ -383,7 +383,7 @@ fn open_metadata(root: &Path, pg: Option<&PgAddress>) -> Result<SqliteMeta> {
                     at.trim()
                 )));
             }
-            SqliteMeta::open(&lite)
+            Meta::open(&lite)
         }
         Some(address) => {
             if lite.is_file() {
@@ -394,7 +394,7 @@ fn open_metadata(root: &Path, pg: Option<&PgAddress>) -> Result<SqliteMeta> {
                     lite.display()
                 )));
             }
-            let meta = SqliteMeta::open_postgres(address)?;
+            let meta = Meta::open_postgres(address)?;
             write_private(&marker, format!("{address}\n").as_bytes())?;
             Ok(meta)
         }

@@ -2,11 +2,11 @@
 //! per-folder journal counter, and the chunk table (which chunks exist and where: their own object
 //! or a range of a pack).
 //!
-//! `SqliteMeta`'s public methods are the whole interface the rest of the server uses. Their SQL
-//! is moving to `meta/sql.rs`, written once for SQLite and PostgreSQL (docs/design.md, "Metadata on
-//! two engines"); the files not yet moved call rusqlite directly. All methods are synchronous
-//! and short; async callers run them on the blocking pool. A commit batch is one transaction:
-//! after a crash either every change of it is there or none is.
+//! `Meta`'s public methods are the whole interface the rest of the server uses. Their SQL is
+//! written once for SQLite (`meta/lite.rs`, the embedded default) and PostgreSQL (`meta/pg.rs`,
+//! several instances), through `meta/sql.rs` (docs/design.md, "Metadata on two engines"). All
+//! methods are synchronous and short; async callers run them on the blocking pool. A commit
+//! batch is one transaction: after a crash either every change of it is there or none is.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -217,7 +217,7 @@ pub struct StoredVersion {
 pub type Grants = Vec<(String, Access)>;
 
 /// The metadata store, on either engine: the rules above the SQL are one copy.
-pub struct SqliteMeta {
+pub struct Meta {
     engine: Engine,
     /// How much of the activity log is kept.
     event_bounds: events::Bounds,
@@ -232,7 +232,7 @@ enum Engine {
 }
 
 /// On PostgreSQL, every write transaction first takes the chunk table's ROW EXCLUSIVE lock,
-/// which writes share with each other but not with [`SqliteMeta::write_alone`]'s EXCLUSIVE:
+/// which writes share with each other but not with [`Meta::write_alone`]'s EXCLUSIVE:
 /// a commit, a chunk registration or a touch then either ends before a gc batch starts or
 /// starts after it committed, and sees its deletions (SQLite's one writer gives the same).
 fn beside_other_writes(db: &dyn Sql, what: &str) -> Result<()> {
@@ -242,7 +242,7 @@ fn beside_other_writes(db: &dyn Sql, what: &str) -> Result<()> {
 /// The advisory lock key of a gc run ("cairn gc" in ASCII).
 const GC_LOCK_KEY: i64 = 0x6361_6972_6e20_6763;
 
-/// Held while gc runs ([`SqliteMeta::gc_guard`]); the lock goes when it is dropped.
+/// Held while gc runs ([`Meta::gc_guard`]); the lock goes when it is dropped.
 pub enum GcGuard {
     Lite(std::fs::File),
     Pg(Box<postgres::Client>),
@@ -269,13 +269,13 @@ fn db(context: &str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
     }
 }
 
-impl SqliteMeta {
+impl Meta {
     /// Opens (creating if needed) the SQLite store at `path`.
     ///
     /// # Errors
     /// When the file cannot be opened or its schema created.
     pub fn open(path: &Path) -> Result<Self> {
-        Ok(SqliteMeta {
+        Ok(Meta {
             engine: Engine::Lite(lite::LiteStore::open(path)?),
             event_bounds: events::Bounds::default(),
         })
@@ -286,7 +286,7 @@ impl SqliteMeta {
     /// # Errors
     /// A URL that does not parse, a database that cannot be reached or upgraded.
     pub fn open_postgres(address: &PgAddress) -> Result<Self> {
-        Ok(SqliteMeta {
+        Ok(Meta {
             engine: Engine::Pg(Box::new(pg::Pg::open(address.clone(), PG_CONNECTIONS)?)),
             event_bounds: events::Bounds::default(),
         })
@@ -1385,7 +1385,7 @@ mod tests {
     use super::*;
     use cairn_protocol::MovedFrom;
 
-    fn store(name: &str) -> SqliteMeta {
+    fn store(name: &str) -> Meta {
         let dir = std::env::temp_dir().join(format!(
             "cairn-meta-core-{name}-{}-{:?}",
             std::process::id(),
@@ -1393,7 +1393,7 @@ mod tests {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
-        SqliteMeta::open(&dir.join("meta.sqlite")).expect("open")
+        Meta::open(&dir.join("meta.sqlite")).expect("open")
     }
 
     fn path(p: &str) -> RelPath {

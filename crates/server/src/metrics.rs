@@ -21,7 +21,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
-use crate::meta::SqliteMeta;
+use crate::meta::Meta;
 
 /// The server's counters, shared by every request.
 #[derive(Default)]
@@ -50,7 +50,7 @@ impl Metrics {
     /// When the metadata cannot be read.
     pub fn render(
         &self,
-        meta: &SqliteMeta,
+        meta: &Meta,
         journal_followers: usize,
         login_failures: u64,
     ) -> crate::Result<String> {

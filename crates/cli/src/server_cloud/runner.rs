@@ -34,7 +34,7 @@ use cairn_engine::{Progress, ProgressEvent};
 use cairn_model::{DeviceId, RelPath};
 use cairn_server::api::AppState;
 use cairn_server::cloud::{AttachFuture, CheckedTask, CloudAttach, TaskSettings, TaskStatus};
-use cairn_server::meta::{CloudConnectionRow, CloudTaskRow, SqliteMeta};
+use cairn_server::meta::{CloudConnectionRow, CloudTaskRow, Meta};
 
 use crate::cloud_cmd::{open_replica, CloudTaskConfig};
 
@@ -56,7 +56,7 @@ struct Seen {
 
 pub struct Runner {
     state: Arc<AppState>,
-    meta: Arc<SqliteMeta>,
+    meta: Arc<Meta>,
     url: String,
     fingerprint: String,
     index_path: PathBuf,

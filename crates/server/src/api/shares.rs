@@ -126,11 +126,7 @@ pub(super) async fn create_share(
 }
 
 /// What is at `path` now: `file` or `dir` (the folder's root is a `dir`).
-fn kind_at(
-    m: &crate::meta::SqliteMeta,
-    folder: &Folder,
-    path: &RelPath,
-) -> crate::Result<&'static str> {
+fn kind_at(m: &crate::meta::Meta, folder: &Folder, path: &RelPath) -> crate::Result<&'static str> {
     if path.is_root() {
         return Ok("dir");
     }

@@ -6,10 +6,10 @@ use cairn_model::ChunkId;
 
 use super::chunks::len_at;
 use super::sql::{args, Row};
-use super::{chunk_id, place_of, ChunkRow, LengthMismatch, SqliteMeta, PRESENT};
+use super::{chunk_id, place_of, ChunkRow, LengthMismatch, Meta, PRESENT};
 use crate::{Error, Result};
 
-impl SqliteMeta {
+impl Meta {
     /// Calls `f` with every chunk row and whether it is present, grouped by pack.
     pub fn all_chunks(&self, f: &mut dyn FnMut(ChunkRow, bool) -> Result<()>) -> Result<()> {
         self.read(|db| {
@@ -119,7 +119,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("cairn-meta-check-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let meta = SqliteMeta::open(&dir.join("meta.sqlite")).expect("open");
+        let meta = Meta::open(&dir.join("meta.sqlite")).expect("open");
         meta.add_user("ann", "x", false).expect("add user");
         let ann = meta.user_by_name("ann").expect("look up").expect("added").0;
         let id = |s: &str| ChunkId::of(s.as_bytes());

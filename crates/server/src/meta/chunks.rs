@@ -18,7 +18,7 @@ use cairn_model::{ChunkId, PackId, RelPath};
 
 use super::gc::gc_epoch;
 use super::sql::{args, Row, Sql};
-use super::{place_of, ChunkRow, SqliteMeta, User};
+use super::{place_of, ChunkRow, Meta, User};
 use crate::{Error, Result};
 
 /// What the server knows of one chunk a client names, in that client's scope.
@@ -71,7 +71,7 @@ pub(super) fn note_removal(tx: &dyn Sql) -> Result<()> {
     Ok(())
 }
 
-/// The chunks of one upload that still need writing, as [`SqliteMeta::begin_chunks`] decides.
+/// The chunks of one upload that still need writing, as [`Meta::begin_chunks`] decides.
 pub struct UploadPlan {
     /// Small chunks to concatenate into the upload's pack, in offset order.
     pub packed: Vec<ChunkId>,
@@ -106,7 +106,7 @@ const SCOPE_OF: &str = "SELECT c.len,
 
 const TOUCH: &str = "UPDATE chunks SET epoch=?2 WHERE id=?1 AND state=1";
 
-impl SqliteMeta {
+impl Meta {
     /// Each distinct id of `ids` as `user` may see it. Runs on a reader, off the write lock,
     /// in one snapshot (the removal count and every lookup agree).
     pub fn chunk_scope(&self, user: &User, ids: &[ChunkId]) -> Result<Scope> {
@@ -306,10 +306,10 @@ const REGISTER_ALONE: &str =
      ON CONFLICT(id) DO UPDATE SET len=excluded.len, state=0, epoch=excluded.epoch,
        pack=NULL, pack_offset=NULL";
 
-impl SqliteMeta {
+impl Meta {
     /// Marks a chunk whose bytes are gone from the store as lost: it then counts as missing
     /// everywhere, so the next upload of any file holding it sends it again, and
-    /// [`SqliteMeta::damaged`] lists the paths that need that.
+    /// [`Meta::damaged`] lists the paths that need that.
     pub fn mark_lost(&self, id: &ChunkId) -> Result<bool> {
         let ctx = "marking a chunk lost";
         self.write(ctx, |tx| {

@@ -4,7 +4,7 @@
 //! server instance sees the same holder.
 
 use super::sql::{args, Sql};
-use super::SqliteMeta;
+use super::Meta;
 use crate::Result;
 
 /// How a claim went.
@@ -16,7 +16,7 @@ pub enum Claim {
     Taken { seen_ago_ns: i64 },
 }
 
-impl SqliteMeta {
+impl Meta {
     /// Claims `device` of `user_id` for agent `instance` at `now_ns`, unless another instance
     /// was heard from within `live_ns`. A `probe` only looks. Claims not heard from for a long
     /// while are dropped on the way, so the table holds about the live agents.
@@ -100,7 +100,7 @@ mod tests {
     #[test]
     fn a_live_claim_keeps_others_out_until_it_ages_or_is_released() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let m = SqliteMeta::open(&dir.path().join("meta.sqlite")).expect("open");
+        let m = Meta::open(&dir.path().join("meta.sqlite")).expect("open");
         let t0 = 1_000 * LIVE;
         assert_eq!(
             m.claim_device(1, "d", "a", (t0, LIVE), false)

@@ -7,7 +7,7 @@ use cairn_cloud::crypt::{self, MasterKey};
 use cairn_cloud::{CloudConnection, Secrets};
 
 use super::sql::{args, Row, Sql};
-use super::{SqliteMeta, User};
+use super::{Meta, User};
 use crate::cloud::{TaskRequest, TaskSettings, TaskStatus, MAX_PER_USER};
 use crate::{Error, Result};
 
@@ -97,7 +97,7 @@ fn no_task(owner: &User, name: &str) -> Error {
     ))
 }
 
-impl SqliteMeta {
+impl Meta {
     /// Saves `name` for `owner`, or with `edit` changes it (secrets not given stay). One
     /// connection per credential on the whole server (seed 002).
     ///
@@ -340,7 +340,7 @@ impl SqliteMeta {
     }
 }
 
-/// [`SqliteMeta::save_cloud_connection`] inside its transaction.
+/// [`Meta::save_cloud_connection`] inside its transaction.
 fn save_connection_in(
     db: &dyn Sql,
     owner: &User,
@@ -413,7 +413,7 @@ fn save_connection_in(
     }
 }
 
-/// [`SqliteMeta::add_cloud_task`] inside its transaction.
+/// [`Meta::add_cloud_task`] inside its transaction.
 fn add_cloud_task_in(
     tx: &dyn Sql,
     owner: &User,
@@ -502,7 +502,7 @@ mod tests {
             public_only: false,
         };
         {
-            let meta = SqliteMeta::open(&path).expect("open");
+            let meta = Meta::open(&path).expect("open");
             meta.add_user("alice", "hash", false).expect("user");
             let (alice, _) = meta.user_by_name("alice").expect("read").expect("alice");
             meta.save_cloud_connection(&alice, "one", &conn, &Secrets::default(), false)
@@ -516,7 +516,7 @@ mod tests {
             })
             .expect("an older version's value");
         }
-        let meta = SqliteMeta::open(&path).expect("reopen");
+        let meta = Meta::open(&path).expect("reopen");
         let (alice, _) = meta.user_by_name("alice").expect("read").expect("alice");
         let err = meta
             .save_cloud_connection(&alice, "two", &conn, &Secrets::default(), false)
@@ -538,7 +538,7 @@ mod tests {
             std::thread::current().id()
         ));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let meta = SqliteMeta::open(&dir.join("meta.sqlite")).expect("open");
+        let meta = Meta::open(&dir.join("meta.sqlite")).expect("open");
         meta.add_user("alice", "hash", false).expect("user");
         let (alice, _) = meta.user_by_name("alice").expect("read").expect("alice");
         let request = |name: &str, key: &str| crate::cloud::ConnectionRequest {

@@ -2,7 +2,7 @@
 //! log-outs, administration, sharing links, cloud tasks, server starts), read newest first by
 //! the administration page, `/api/v1/admin/events` and `cairn server log`.
 //!
-//! Callers record through [`SqliteMeta::record`] (best effort: a log that cannot be written
+//! Callers record through [`Meta::record`] (best effort: a log that cannot be written
 //! never fails the action it describes) with an [`Actor`] and an [`EventKind`]; nothing that
 //! records passes a secret in (passwords, tokens, a link's token: a link is named by its id).
 //!
@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::sql::args;
-use super::{now_ns, SqliteMeta};
+use super::{now_ns, Meta};
 use crate::{Error, Result};
 
 /// Most events one read returns.
@@ -293,7 +293,7 @@ fn clip(text: &str) -> String {
         .collect()
 }
 
-impl SqliteMeta {
+impl Meta {
     /// Records an event, best effort: a failure (a full disk) is logged, never returned, so
     /// the action the event describes goes ahead.
     pub fn record(
@@ -435,7 +435,7 @@ impl SqliteMeta {
 mod tests {
     use super::*;
 
-    fn store(name: &str, bounds: Bounds) -> SqliteMeta {
+    fn store(name: &str, bounds: Bounds) -> Meta {
         let dir = std::env::temp_dir().join(format!(
             "cairn-meta-events-{name}-{}-{:?}",
             std::process::id(),
@@ -443,7 +443,7 @@ mod tests {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut meta = SqliteMeta::open(&dir.join("meta.sqlite")).expect("open");
+        let mut meta = Meta::open(&dir.join("meta.sqlite")).expect("open");
         meta.event_bounds = bounds;
         meta
     }

@@ -1,7 +1,7 @@
 //! gc's side of the metadata: generations (the gc epoch), collecting unreferenced chunk rows
 //! in batches, holding the write side while gc looks for orphan objects, and the record of
 //! gc runs that `/metrics` reads. `crate::maintenance::gc` drives these; the rules for what may
-//! be collected live in [`SqliteMeta::collect_batch`]'s statement and nowhere else.
+//! be collected live in [`Meta::collect_batch`]'s statement and nowhere else.
 //!
 //! gc decides by generations rather than by clocks: a chunk touched (uploaded, registered or
 //! asked about) in the current or previous generation is spared, which covers uploads not yet
@@ -12,7 +12,7 @@ use cairn_store::ObjectKey;
 
 use super::chunks::{forget_proofs, len_at, note_removal};
 use super::sql::{args, Sql};
-use super::{chunk_id, place_of, ChunkPlace, ChunkRow, SqliteMeta};
+use super::{chunk_id, place_of, ChunkPlace, ChunkRow, Meta};
 use crate::Result;
 
 /// The `meta` rows that count gc runs and their time: gc runs in its own process
@@ -59,7 +59,7 @@ const COLLECTABLE: &str = "SELECT id, len, pack, pack_offset FROM chunks c WHERE
 /// A pack keeps its object while a row still points into it (`LIMIT 1`: a pack has many).
 const PACK_USED: &str = "SELECT 1 FROM chunks WHERE pack=?1 LIMIT 1";
 
-impl SqliteMeta {
+impl Meta {
     /// Starts a gc generation; returns the new epoch.
     pub fn bump_gc_epoch(&self) -> Result<i64> {
         let ctx = "starting gc";
@@ -144,7 +144,7 @@ impl SqliteMeta {
     }
 }
 
-/// What [`SqliteMeta::record_gc_run`] has counted.
+/// What [`Meta::record_gc_run`] has counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct GcRuns {
     pub runs: u64,
@@ -185,7 +185,7 @@ fn forget_rows(tx: &dyn Sql, doomed: &[ChunkRow]) -> Result<Vec<ObjectKey>> {
     Ok(keys)
 }
 
-/// The metadata as gc sees it while holding the write side ([`SqliteMeta::holding_writes`]).
+/// The metadata as gc sees it while holding the write side ([`Meta::holding_writes`]).
 pub struct WritesHeld<'a> {
     db: &'a dyn Sql,
     what: &'a str,
@@ -217,7 +217,7 @@ mod tests {
     use super::*;
     use crate::meta::User;
 
-    fn store(name: &str) -> SqliteMeta {
+    fn store(name: &str) -> Meta {
         let dir = std::env::temp_dir().join(format!(
             "cairn-meta-gc-{name}-{}-{:?}",
             std::process::id(),
@@ -225,22 +225,22 @@ mod tests {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
-        SqliteMeta::open(&dir.join("meta.sqlite")).expect("open")
+        Meta::open(&dir.join("meta.sqlite")).expect("open")
     }
 
-    fn user(meta: &SqliteMeta, name: &str) -> User {
+    fn user(meta: &Meta, name: &str) -> User {
         meta.add_user(name, "x", false).expect("add user");
         meta.user_by_name(name).expect("look up").expect("added").0
     }
 
     /// Uploads `chunks` as `user` would (small ones into `pack`), all the way to present.
-    fn upload(meta: &SqliteMeta, user: &User, pack: PackId, small: &[(ChunkId, u32)]) {
+    fn upload(meta: &Meta, user: &User, pack: PackId, small: &[(ChunkId, u32)]) {
         let plan = meta.begin_chunks(user, pack, small, &[]).expect("begin");
         assert!(meta.finish_chunks(pack, &plan).expect("finish").is_empty());
     }
 
     /// One gc generation: returns the objects it deleted.
-    fn generation(meta: &SqliteMeta) -> Vec<ObjectKey> {
+    fn generation(meta: &Meta) -> Vec<ObjectKey> {
         let epoch = meta.bump_gc_epoch().expect("bump");
         let mut deleted = Vec::new();
         while meta
@@ -253,7 +253,7 @@ mod tests {
     }
 
     /// The stored use, as the column holds it (a `User` reads a negative one as 0).
-    fn used(meta: &SqliteMeta, name: &str) -> i64 {
+    fn used(meta: &Meta, name: &str) -> i64 {
         meta.read(|db| {
             db.opt(
                 "test",
@@ -331,10 +331,10 @@ mod tests {
     fn one_gc_runs_at_a_time() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("meta.sqlite");
-        let meta = SqliteMeta::open(&path).expect("open");
+        let meta = Meta::open(&path).expect("open");
         let first = meta.gc_guard().expect("the first run");
         // Another process's store object on the same file: the lock is the kernel's.
-        let other = SqliteMeta::open(&path).expect("open again");
+        let other = Meta::open(&path).expect("open again");
         let err = other.gc_guard().err().expect("a second run is refused");
         assert!(err.to_string().contains("another gc is running"), "{err}");
         drop(first);

@@ -1,5 +1,5 @@
 //! The metadata store's PostgreSQL engine: [`Pg`] is a bounded pool of connections to one
-//! database, and runs work in transactions the way `SqliteMeta::write` and `read` do on SQLite,
+//! database, and runs work in transactions the way `Meta::write` and `read` do on SQLite,
 //! handing it a [`Sql`] so the statements of `meta/` run unchanged.
 //!
 //! Statements arrive in the dialect both engines accept (`meta/sql.rs`): `?N` placeholders are

@@ -4,13 +4,13 @@
 //! never describe a new folder. The name is free again at once.
 
 use super::sql::{args, Sql};
-use super::SqliteMeta;
+use super::Meta;
 use crate::{Error, Result};
 
 /// What a deleted row's name starts with.
 pub const DELETED_PREFIX: &str = "~deleted-";
 
-impl SqliteMeta {
+impl Meta {
     /// Deletes a user: their sessions end, and their access, computers, sharing links and
     /// cloud tasks go. What they committed stays in the folders; chunks only they uploaded
     /// and nothing references any more are freed by the next gc.

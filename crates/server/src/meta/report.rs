@@ -2,7 +2,7 @@
 //! files take, and the latest changes across all folders.
 
 use super::sql::{args, Row};
-use super::{version_of, SqliteMeta, VERSION_COLS};
+use super::{version_of, Meta, VERSION_COLS};
 use crate::Result;
 use cairn_protocol::VersionInfo;
 
@@ -15,7 +15,7 @@ pub struct FolderUsage {
     pub version_bytes: u64,
 }
 
-impl SqliteMeta {
+impl Meta {
     /// How many files folder `folder_id` holds and their size, now and counting every version
     /// it keeps.
     pub fn folder_usage(&self, folder_id: i64) -> Result<FolderUsage> {

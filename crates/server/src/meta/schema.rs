@@ -531,7 +531,7 @@ mod tests {
     use rusqlite::Connection;
 
     use super::*;
-    use crate::meta::SqliteMeta;
+    use crate::meta::Meta;
 
     /// The schema text of the releases before versions were recorded (meta.rs, meta/cloud.rs,
     /// meta/shares.rs and meta/events.rs as they were), which made the data folders in use.
@@ -694,7 +694,7 @@ CREATE TABLE IF NOT EXISTS events(
     fn upgrades_in_place(schema: &str) {
         let dir = tempfile::tempdir().expect("temp dir");
         let fresh_path = dir.path().join("fresh.db");
-        drop(SqliteMeta::open(&fresh_path).expect("a new store"));
+        drop(Meta::open(&fresh_path).expect("a new store"));
         let fresh = Connection::open(&fresh_path).expect("fresh");
 
         let old_path = dir.path().join("old.db");
@@ -711,7 +711,7 @@ CREATE TABLE IF NOT EXISTS events(
         assert!(before.iter().all(|&n| n == 1), "a row in every table");
         drop(old);
 
-        let meta = SqliteMeta::open(&old_path).expect("the old store opens");
+        let meta = Meta::open(&old_path).expect("the old store opens");
         let upgraded = Connection::open(&old_path).expect("upgraded");
         assert_eq!(shape(&upgraded), shape(&fresh));
         let after: Vec<i64> = tables.iter().map(|t| count(&upgraded, t)).collect();
@@ -732,7 +732,7 @@ CREATE TABLE IF NOT EXISTS events(
         );
         drop(meta);
         // A second open finds nothing to do.
-        drop(SqliteMeta::open(&old_path).expect("reopen"));
+        drop(Meta::open(&old_path).expect("reopen"));
         assert_eq!(versions(&upgraded), all);
     }
 
@@ -750,7 +750,7 @@ CREATE TABLE IF NOT EXISTS events(
     fn a_store_newer_than_this_build_is_refused() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("meta.db");
-        drop(SqliteMeta::open(&path).expect("a new store"));
+        drop(Meta::open(&path).expect("a new store"));
         Connection::open(&path)
             .expect("store")
             .execute(
@@ -758,7 +758,7 @@ CREATE TABLE IF NOT EXISTS events(
                 [i64::from(LATEST) + 1],
             )
             .expect("a future version");
-        let Err(err) = SqliteMeta::open(&path) else {
+        let Err(err) = Meta::open(&path) else {
             panic!("a newer store must not open");
         };
         assert!(err.to_string().contains("newer than this cairn"), "{err}");

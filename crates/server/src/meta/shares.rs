@@ -2,7 +2,7 @@
 //! token, optionally behind a password, until an expiry or a number of accesses.
 
 use super::sql::{args, Row};
-use super::SqliteMeta;
+use super::Meta;
 use crate::{Error, Result};
 
 /// Links one user may hold (revoked ones included until they are deleted with their user).
@@ -64,7 +64,7 @@ fn share_row(r: &dyn Row) -> Result<ShareRow> {
     })
 }
 
-impl SqliteMeta {
+impl Meta {
     /// # Errors
     /// Too many links, or the store.
     pub fn add_share(&self, s: &NewShare<'_>) -> Result<i64> {
