@@ -159,6 +159,9 @@ impl AppState {
             metrics: Arc::default(),
         });
         state.follow_other_instances()?;
+        if state.meta.shared() {
+            state.login.share_through(state.meta.clone());
+        }
         Ok(state)
     }
 

@@ -21,9 +21,11 @@
 //! - The throttle's tables have a fixed maximum size; at the cap the entries that failed
 //!   longest ago are forgotten first.
 //!
-//! The throttle is kept in memory only and a restart forgets it: a stranger cannot restart the
-//! server, and what a restart forgives is at most [`MAX_DELAY`] per key. Sharing it between
-//! processes (a table in the metadata store) lost because every failed guess would then write.
+//! The throttle is kept in memory and a restart forgets it: a stranger cannot restart the
+//! server, and what a restart forgives is at most [`MAX_DELAY`] per key. On a store shared by
+//! several instances (PostgreSQL) failures are also counted there (`meta/throttle.rs`) and
+//! checked with the same delays, so guesses spread over the instances meet one count; a
+//! single server does not pay a write per failed guess.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -34,6 +36,7 @@ use tokio::sync::oneshot;
 
 use crate::auth;
 use crate::limits::{Limits, SourceKey};
+use crate::meta::FailureKey;
 use crate::Result;
 
 /// Delay after the first counted failure; each further failure doubles it up to [`MAX_DELAY`].
@@ -91,6 +94,8 @@ pub struct LoginGate {
     memory: Arc<Mutex<Vec<auth::HashMemory>>>,
     dummy_hash: Arc<str>,
     throttle: LoginThrottle,
+    /// A store shared with other server instances: failures count there too.
+    shared: std::sync::OnceLock<Arc<crate::meta::Meta>>,
     /// Logins refused for a wrong name or password, for the metrics.
     failures: std::sync::atomic::AtomicU64,
 }
@@ -164,8 +169,50 @@ impl LoginGate {
             memory: Arc::new(Mutex::new(Vec::new())),
             dummy_hash: dummy_hash.into(),
             throttle: LoginThrottle::new(limits.login_throttle_entries),
+            shared: std::sync::OnceLock::new(),
             failures: Default::default(),
         })
+    }
+
+    /// Counts failures in `meta` as well, which other server instances share (once; a
+    /// second call changes nothing).
+    pub fn share_through(&self, meta: Arc<crate::meta::Meta>) {
+        let _ = self.shared.set(meta);
+    }
+
+    /// The longer wait the shared counts impose on `user` from `source`, if any. A store that
+    /// cannot be read imposes none: this instance's own throttle still holds, and the login
+    /// itself needs the store.
+    fn shared_check(&self, user: &str, source: SourceKey) -> Result<(), Refusal> {
+        let Some(meta) = self.shared.get() else {
+            return Ok(());
+        };
+        let (name, address) = (name_key(user), source.to_string());
+        let keys = [
+            FailureKey::Name(name.as_bytes()),
+            FailureKey::Address(address.as_bytes()),
+        ];
+        let now = wall_ns();
+        let rows = match meta.login_failures(&keys, now, FORGET_AFTER.as_nanos() as i64) {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the shared failed-login counts");
+                return Ok(());
+            }
+        };
+        let wait = rows
+            .iter()
+            .zip([0, FREE_FAILURES_PER_ADDRESS])
+            .filter_map(|(row, free)| {
+                let (count, last_ns) = (*row)?;
+                let until = last_ns.saturating_add(delay_for(count, free)?.as_nanos() as i64);
+                (until > now).then(|| Duration::from_nanos((until - now) as u64))
+            })
+            .max();
+        match wait {
+            Some(retry_after) => Err(Refusal::Throttled { retry_after }),
+            None => Ok(()),
+        }
     }
 
     /// Waits for the right to verify a password of `user` from `from`.
@@ -177,6 +224,7 @@ impl LoginGate {
     pub async fn admit(&self, user: &str, from: IpAddr) -> Result<Ticket, Refusal> {
         let source = SourceKey::of(from);
         self.throttle.check(user, source)?;
+        self.shared_check(user, source)?;
         let (address, alone) = self.address_slot(source)?;
         let mut priority = self.throttle.priority(source, Instant::now());
         if priority == Priority::Fresh && !alone {
@@ -192,6 +240,7 @@ impl LoginGate {
             })?;
         // The name or address may have failed while this attempt waited.
         self.throttle.check(user, source)?;
+        self.shared_check(user, source)?;
         Ok(Ticket {
             _slot: slot,
             _address: address,
@@ -222,6 +271,17 @@ impl LoginGate {
         self.failures
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.throttle.failed(user, SourceKey::of(from));
+        if let Some(meta) = self.shared.get() {
+            let (name, address) = (name_key(user), SourceKey::of(from).to_string());
+            let keys = [
+                FailureKey::Name(name.as_bytes()),
+                FailureKey::Address(address.as_bytes()),
+            ];
+            let forget = FORGET_AFTER.as_nanos() as i64;
+            if let Err(e) = meta.record_login_failure(&keys, wall_ns(), forget) {
+                tracing::warn!(error = %e, "could not count a failed login in the shared store");
+            }
+        }
     }
 
     /// Logins refused for a wrong name or password since the start.
@@ -234,6 +294,12 @@ impl LoginGate {
     /// others.
     pub fn succeeded(&self, user: &str, from: IpAddr) {
         self.throttle.succeeded(user, SourceKey::of(from));
+        if let Some(meta) = self.shared.get() {
+            let name = name_key(user);
+            if let Err(e) = meta.clear_login_failures(FailureKey::Name(name.as_bytes())) {
+                tracing::warn!(error = %e, "could not clear a name's failed logins");
+            }
+        }
     }
 }
 
@@ -413,6 +479,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// How long a key is refused after `count` failures of which the first `free` are not
+/// counted: doubling from [`FIRST_DELAY`] up to [`MAX_DELAY`].
+fn delay_for(count: u32, free: u32) -> Option<Duration> {
+    let counted = count.checked_sub(free).filter(|c| *c > 0)?;
+    let doubled = FIRST_DELAY.saturating_mul(1 << (counted - 1).min(16));
+    Some(doubled.min(MAX_DELAY))
+}
+
+fn wall_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
 fn name_key(user: &str) -> blake3::Hash {
     blake3::hash(user.as_bytes())
 }
@@ -448,9 +528,7 @@ impl<K: std::hash::Hash + Eq + Clone> Table<K> {
     }
 
     fn delay(&self, count: u32) -> Option<Duration> {
-        let counted = count.checked_sub(self.free).filter(|c| *c > 0)?;
-        let doubled = FIRST_DELAY.saturating_mul(1 << (counted - 1).min(16));
-        Some(doubled.min(MAX_DELAY))
+        delay_for(count, self.free)
     }
 
     fn blocked_for(&self, key: &K, now: Instant) -> Option<Duration> {

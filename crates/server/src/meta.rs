@@ -25,6 +25,7 @@ mod report;
 mod schema;
 mod shares;
 mod sql;
+mod throttle;
 pub use chunks::{ChunkScope, Scope, StoredTotals, UploadPlan};
 pub use claims::Claim;
 pub use cloud::{CloudConnectionRow, CloudTaskRow};
@@ -38,6 +39,7 @@ pub use removal::DELETED_PREFIX;
 pub use report::FolderUsage;
 pub use shares::{NewShare, ShareRow, MAX_SHARES_PER_USER};
 use sql::{args, Dialect, Row, Sql, ToArg};
+pub use throttle::FailureKey;
 
 use cairn_model::{ChunkId, ContentHash, DeviceId, Entry, EntryKind, PackId, RelPath, Seq};
 use cairn_protocol::{

@@ -148,3 +148,40 @@ fn two_instances_on_one_database_serve_the_same_folders_and_wake_each_others_fol
     let err = String::from_utf8_lossy(&bare.stderr);
     assert!(err.contains("is in PostgreSQL"), "{err}");
 }
+
+/// A login through the API of `server`; its status.
+fn login_status(server: &Server, password: &str) -> reqwest::StatusCode {
+    crate::web::http()
+        .post(format!("{}/api/v1/login", server.url()))
+        .json(&serde_json::json!({"user": "alice", "password": password}))
+        .send()
+        .expect("login")
+        .status()
+}
+
+/// Failed logins through one instance throttle the name on the other: guesses spread over
+/// the instances behind a load balancer meet one count.
+#[test]
+fn failed_logins_through_one_instance_throttle_the_name_on_the_other() {
+    let top = tempfile::tempdir().expect("temp dir");
+    let Some((one, two, _url)) = two_instances("it_shared_throttle", top.path()) else {
+        return;
+    };
+    assert_eq!(login_status(&two, "alice-pw"), reqwest::StatusCode::OK);
+    // Six counted failures of the name: the next attempt waits the longest delay (8 s).
+    for _ in 0..6 {
+        let r = crate::web::past_the_throttle(|| {
+            crate::web::http()
+                .post(format!("{}/api/v1/login", one.url()))
+                .json(&serde_json::json!({"user": "alice", "password": "a-wrong-guess"}))
+                .send()
+                .expect("login")
+        });
+        assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
+    }
+    // Instance two has seen no failure of its own, yet refuses before any password work.
+    assert_eq!(
+        login_status(&two, "alice-pw"),
+        reqwest::StatusCode::TOO_MANY_REQUESTS
+    );
+}

@@ -314,6 +314,21 @@ pub(super) const TABLES: &[Table] = &[
             &["PRIMARY KEY(user_id, device)"],
         )
     },
+    // Failed logins per user name (kind 0, a BLAKE3 hash) and per source address (kind 1),
+    // shared by every server instance so spreading guesses over them gains nothing.
+    Table {
+        since: 4,
+        ..keyed(
+            "login_failures",
+            &[
+                col("kind", Int, "NOT NULL"),
+                col("key", Blob, "NOT NULL"),
+                col("count", Int, "NOT NULL"),
+                col("last_ns", Int, "NOT NULL"),
+            ],
+            &["PRIMARY KEY(kind, key)"],
+        )
+    },
 ];
 
 /// Every index.
@@ -327,6 +342,10 @@ pub(super) const INDEXES: &[Index] = &[
     Index {
         since: 3,
         ..index("agent_claims_seen", "agent_claims(seen_ns)")
+    },
+    Index {
+        since: 4,
+        ..index("login_failures_last", "login_failures(last_ns)")
     },
 ];
 
