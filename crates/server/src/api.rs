@@ -80,6 +80,8 @@ pub struct AppState {
     /// Proxies whose `X-Forwarded-For` is believed.
     proxies: crate::proxy::TrustedProxies,
     heads: Mutex<HashMap<i64, watch::Sender<i64>>>,
+    /// When a throttled login was last noted in the activity log, per source address.
+    throttle_noted: Mutex<HashMap<crate::limits::SourceKey, std::time::Instant>>,
     /// Ends the thread that follows other instances' heads (`follow_other_instances`).
     heads_stop: Arc<std::sync::atomic::AtomicBool>,
     /// The claims this instance renewed lately: (user, device) -> (agent instance, when). The
@@ -140,6 +142,7 @@ impl AppState {
             proxies: limits.trusted_proxies.clone(),
             heads: Mutex::new(HashMap::new()),
             heads_stop: Arc::default(),
+            throttle_noted: Mutex::new(HashMap::new()),
             agents: Mutex::new(HashMap::new()),
             commit_pause,
             failing_uploads: std::sync::atomic::AtomicU64::new(
@@ -299,6 +302,51 @@ impl AppState {
         }
         let (user_id, dev, inst) = (user.id, device.0.clone(), instance.to_string());
         blocking(self, move |m| m.release_device(user_id, &dev, &inst)).await
+    }
+
+    /// Records in the activity log that login attempts from `peer` are being refused before
+    /// any password work (429): once per address a minute, so a flood costs the log one row a
+    /// minute per address, and the table of when each was last noted stays bounded.
+    pub(crate) async fn note_throttled(self: &Arc<Self>, tried: &str, peer: SocketAddr, way: &str) {
+        const EVERY: Duration = Duration::from_secs(60);
+        const MAX_NOTED: usize = 4096;
+        let key = crate::limits::SourceKey::of(peer.ip());
+        {
+            let mut noted = self
+                .throttle_noted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let now = std::time::Instant::now();
+            if noted
+                .get(&key)
+                .is_some_and(|t| now.duration_since(*t) < EVERY)
+            {
+                return;
+            }
+            if noted.len() >= MAX_NOTED {
+                noted.retain(|_, t| now.duration_since(*t) < EVERY);
+                if noted.len() >= MAX_NOTED {
+                    return;
+                }
+            }
+            noted.insert(key, now);
+        }
+        let (tried, detail) = (
+            tried.to_string(),
+            format!("{way}: too many attempts, answered 429"),
+        );
+        let _ = blocking(self, move |m| {
+            let by = crate::meta::Actor::visitor(peer.ip());
+            m.record(
+                crate::meta::EventKind::LoginThrottled,
+                &by,
+                &tried,
+                crate::meta::Outcome::Failed,
+                &detail,
+            );
+            Ok(())
+        })
+        .await;
     }
 
     /// A commit moved `folder_id`'s head: its followers here wake, and on a shared store the
@@ -870,11 +918,13 @@ async fn login(
     body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Json<LoginResponse>, Response> {
     let Json(req) = body.map_err(|e| ApiError::from(e).into_response())?;
-    let ticket = state
-        .login
-        .admit(&req.user, peer.ip())
-        .await
-        .map_err(too_many_logins)?;
+    let ticket = match state.login.admit(&req.user, peer.ip()).await {
+        Ok(t) => t,
+        Err(refusal) => {
+            state.note_throttled(&req.user, peer, "api").await;
+            return Err(too_many_logins(refusal));
+        }
+    };
     let name = req.user.clone();
     let password = req.password.clone();
     let found = blocking(&state, move |m| {

@@ -440,3 +440,35 @@ fn the_address_behind_a_trusted_proxy_is_logged_and_a_forged_one_is_not() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("not an address range"), "{err}");
 }
+
+/// Logins refused before any password work (429) are logged once per address a minute, not
+/// one row per attempt: a flood costs the log almost nothing.
+#[test]
+fn throttled_logins_are_logged_once_a_minute_per_address() {
+    let server = server_with_root();
+    let root = token_of(&server, "root", "root-pw-1");
+    let attempt = || {
+        http()
+            .post(format!("{}/api/v1/login", server.url()))
+            .json(&json!({"user": "alice", "password": "wrong-pw-flood"}))
+            .send()
+            .expect("login")
+            .status()
+    };
+    // A failure blocks the name for a moment: the attempts right after it are refused.
+    let mut refused = 0;
+    for _ in 0..20 {
+        if attempt() == StatusCode::TOO_MANY_REQUESTS {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 2, "no 429 in 20 quick attempts");
+    let logged: Vec<Value> = events(&server, &root, "kind=login&limit=100")
+        .into_iter()
+        .filter(|e| e["kind"] == "login.throttled")
+        .collect();
+    assert_eq!(logged.len(), 1, "{logged:#?}");
+    assert_eq!(logged[0]["source"], "127.0.0.1");
+    assert_eq!(logged[0]["target"], "alice");
+    assert!(!logged[0].to_string().contains("wrong-pw-flood"));
+}

@@ -74,6 +74,9 @@ pub enum EventKind {
     ServerStart,
     LoginOk,
     LoginFailed,
+    /// Login attempts from an address refused before any password work (429), at most one
+    /// event per address a minute.
+    LoginThrottled,
     Logout,
     UserCreated,
     UserDisabled,
@@ -95,10 +98,11 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 21] = [
+    pub const ALL: [EventKind; 22] = [
         EventKind::ServerStart,
         EventKind::LoginOk,
         EventKind::LoginFailed,
+        EventKind::LoginThrottled,
         EventKind::Logout,
         EventKind::UserCreated,
         EventKind::UserDisabled,
@@ -124,6 +128,7 @@ impl EventKind {
             EventKind::ServerStart => "server.start",
             EventKind::LoginOk => "login.ok",
             EventKind::LoginFailed => "login.failed",
+            EventKind::LoginThrottled => "login.throttled",
             EventKind::Logout => "logout",
             EventKind::UserCreated => "user.created",
             EventKind::UserDisabled => "user.disabled",
