@@ -395,7 +395,10 @@ fn open_metadata(root: &Path, pg: Option<&PgAddress>) -> Result<Meta> {
                 )));
             }
             let meta = Meta::open_postgres(address)?;
-            write_private(&marker, format!("{address}\n").as_bytes())?;
+            let recorded = format!("{address}\n");
+            if fs::read_to_string(&marker).ok().as_deref() != Some(recorded.as_str()) {
+                write_private(&marker, recorded.as_bytes())?;
+            }
             Ok(meta)
         }
     }

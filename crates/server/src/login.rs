@@ -187,13 +187,11 @@ impl LoginGate {
         let Some(meta) = self.shared.get() else {
             return Ok(());
         };
-        let (name, address) = (name_key(user), source.to_string());
-        let keys = [
-            FailureKey::Name(name.as_bytes()),
-            FailureKey::Address(address.as_bytes()),
-        ];
         let now = wall_ns();
-        let rows = match meta.login_failures(&keys, now, FORGET_AFTER.as_nanos() as i64) {
+        let read = with_keys(user, source, |keys| {
+            meta.login_failures(keys, now, FORGET_AFTER.as_nanos() as i64)
+        });
+        let rows = match read {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the shared failed-login counts");
@@ -272,13 +270,11 @@ impl LoginGate {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.throttle.failed(user, SourceKey::of(from));
         if let Some(meta) = self.shared.get() {
-            let (name, address) = (name_key(user), SourceKey::of(from).to_string());
-            let keys = [
-                FailureKey::Name(name.as_bytes()),
-                FailureKey::Address(address.as_bytes()),
-            ];
             let forget = FORGET_AFTER.as_nanos() as i64;
-            if let Err(e) = meta.record_login_failure(&keys, wall_ns(), forget) {
+            let recorded = with_keys(user, SourceKey::of(from), |keys| {
+                meta.record_login_failure(keys, wall_ns(), forget)
+            });
+            if let Err(e) = recorded {
                 tracing::warn!(error = %e, "could not count a failed login in the shared store");
             }
         }
@@ -485,6 +481,15 @@ fn delay_for(count: u32, free: u32) -> Option<Duration> {
     let counted = count.checked_sub(free).filter(|c| *c > 0)?;
     let doubled = FIRST_DELAY.saturating_mul(1 << (counted - 1).min(16));
     Some(doubled.min(MAX_DELAY))
+}
+
+/// `f` with the shared store's keys of a login: the user name's hash and the address.
+fn with_keys<T>(user: &str, source: SourceKey, f: impl FnOnce(&[FailureKey<'_>]) -> T) -> T {
+    let (name, address) = (name_key(user), source.to_string());
+    f(&[
+        FailureKey::Name(name.as_bytes()),
+        FailureKey::Address(address.as_bytes()),
+    ])
 }
 
 fn wall_ns() -> i64 {
