@@ -40,7 +40,7 @@ use crate::auth;
 use crate::datadir::DataDir;
 use crate::limits::Limits;
 use crate::login::{LoginGate, Refusal};
-use crate::meta::{Author, Folder, Meta, User, PACK_MAX};
+use crate::meta::{Author, EventKind, Folder, Meta, User, PACK_MAX};
 use crate::Error;
 
 mod admin;
@@ -81,7 +81,7 @@ pub struct AppState {
     proxies: crate::proxy::TrustedProxies,
     heads: Mutex<HashMap<i64, watch::Sender<i64>>>,
     /// When a throttled login was last noted in the activity log, per source address.
-    throttle_noted: Mutex<HashMap<crate::limits::SourceKey, std::time::Instant>>,
+    throttle_noted: Mutex<HashMap<(crate::limits::SourceKey, EventKind), std::time::Instant>>,
     /// Ends the thread that follows other instances' heads (`follow_other_instances`).
     heads_stop: Arc<std::sync::atomic::AtomicBool>,
     /// The claims this instance renewed lately: (user, device) -> (agent instance, when). The
@@ -304,13 +304,20 @@ impl AppState {
         blocking(self, move |m| m.release_device(user_id, &dev, &inst)).await
     }
 
-    /// Records in the activity log that login attempts from `peer` are being refused before
-    /// any password work (429): once per address a minute, so a flood costs the log one row a
-    /// minute per address, and the table of when each was last noted stays bounded.
-    pub(crate) async fn note_throttled(self: &Arc<Self>, tried: &str, peer: SocketAddr, way: &str) {
+    /// Records in the activity log that password attempts from `peer` (at a login, `kind`
+    /// `LoginThrottled`, or at a link's password, `ShareThrottled`) are being refused before
+    /// any password work (429): once per address and kind a minute, so a flood costs the log
+    /// one row a minute per address, and the table of when each was last noted stays bounded.
+    pub(crate) async fn note_throttled(
+        self: &Arc<Self>,
+        kind: EventKind,
+        target: String,
+        peer: SocketAddr,
+        way: &str,
+    ) {
         const EVERY: Duration = Duration::from_secs(60);
         const MAX_NOTED: usize = 4096;
-        let key = crate::limits::SourceKey::of(peer.ip());
+        let key = (crate::limits::SourceKey::of(peer.ip()), kind);
         {
             let mut noted = self
                 .throttle_noted
@@ -331,19 +338,10 @@ impl AppState {
             }
             noted.insert(key, now);
         }
-        let (tried, detail) = (
-            tried.to_string(),
-            format!("{way}: too many attempts, answered 429"),
-        );
+        let detail = format!("{way}: too many attempts, answered 429");
         let _ = blocking(self, move |m| {
             let by = crate::meta::Actor::visitor(peer.ip());
-            m.record(
-                crate::meta::EventKind::LoginThrottled,
-                &by,
-                &tried,
-                crate::meta::Outcome::Failed,
-                &detail,
-            );
+            m.record(kind, &by, &target, crate::meta::Outcome::Failed, &detail);
             Ok(())
         })
         .await;
@@ -921,7 +919,9 @@ async fn login(
     let ticket = match state.login.admit(&req.user, peer.ip()).await {
         Ok(t) => t,
         Err(refusal) => {
-            state.note_throttled(&req.user, peer, "api").await;
+            state
+                .note_throttled(EventKind::LoginThrottled, req.user.clone(), peer, "api")
+                .await;
             return Err(too_many_logins(refusal));
         }
     };
@@ -996,7 +996,7 @@ async fn login_event(
     peer: SocketAddr,
     way: &'static str,
 ) {
-    use crate::meta::{Actor, EventKind, Outcome};
+    use crate::meta::{Actor, Outcome};
     let (tried, user) = (tried.to_string(), user.cloned());
     let _ = blocking(state, move |m| {
         // The client hears "wrong user name or password" either way; the log tells them apart.

@@ -4,6 +4,7 @@
 
 pub mod cloud;
 pub mod postgres;
+pub mod setup;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -41,6 +42,9 @@ pub struct Server {
     pub child: Option<Child>,
     pub log: Arc<Mutex<Vec<String>>>,
     envs: Vec<(String, String)>,
+    /// Where its metadata and chunks are (`setup::place_envs`), for `server run` and every
+    /// admin command alike.
+    place: Vec<(String, String)>,
     /// Extra `server run` flags for the next `spawn` (`--token-ttl 1`, `--cert ...`).
     pub args: Vec<String>,
     _dir: Option<tempfile::TempDir>,
@@ -63,10 +67,17 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            place: setup::place_envs(),
             args: Vec::new(),
             _dir: Some(dir),
         };
         s.spawn("127.0.0.1:0");
+        // The server took the setup it was given (its data folder names the database).
+        assert!(
+            !setup::scale_out() || s.data.join("metadata-in-postgres").is_file(),
+            "{} is not on PostgreSQL",
+            s.data.display()
+        );
         s.admin(
             &["user", "add", "alice", "--password-stdin"],
             Some("alice-pw"),
@@ -88,6 +99,7 @@ impl Server {
             child: None,
             log: Arc::new(Mutex::new(Vec::new())),
             envs: Vec::new(),
+            place: Vec::new(),
             args,
             _dir: None,
         };
@@ -97,7 +109,7 @@ impl Server {
 
     /// Starts (or restarts) the server process on `listen`.
     pub fn spawn(&mut self, listen: &str) {
-        let mut cmd = Command::new(bin());
+        let mut cmd = self.command();
         cmd.args(["server", "run", "--data"])
             .arg(&self.data)
             .args(["--listen", listen]);
@@ -184,12 +196,17 @@ impl Server {
         full.extend_from_slice(head);
         full.extend_from_slice(tail);
         run(
-            Command::new(bin())
-                .args(&full)
-                .arg("--data")
-                .arg(&self.data),
+            self.command().args(&full).arg("--data").arg(&self.data),
             stdin,
         )
+    }
+
+    /// The `cairn` binary with this server's setup in its environment: for `cairn server ...`
+    /// commands a test runs on the data folder itself.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.envs(self.place.iter().map(|(k, v)| (k, v)));
+        cmd
     }
 
     pub fn fingerprint(&self) -> String {
@@ -208,6 +225,12 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+        // A failing test shows the end of the server's log: a 500's cause is only there.
+        if std::thread::panicking() {
+            let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+            let tail = &log[log.len().saturating_sub(40)..];
+            eprintln!("--- the server's log ends:\n{}", tail.join("\n"));
+        }
     }
 }
 

@@ -166,15 +166,12 @@ fn gc_beside_running_backups_loses_nothing() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let collector = {
         let stop = stop.clone();
-        let data = server.data.clone();
+        let mut gc = server.command();
+        gc.args(["server", "gc", "--data"]).arg(&server.data);
         std::thread::spawn(move || {
             let mut runs = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let out = std::process::Command::new(crate::harness::BIN)
-                    .args(["server", "gc", "--data"])
-                    .arg(&data)
-                    .output()
-                    .expect("gc");
+                let out = gc.output().expect("gc");
                 assert!(
                     out.status.success(),
                     "gc failed: {}",

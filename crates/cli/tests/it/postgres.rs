@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::drive::computer;
@@ -184,4 +185,136 @@ fn failed_logins_through_one_instance_throttle_the_name_on_the_other() {
         login_status(&two, "alice-pw"),
         reqwest::StatusCode::TOO_MANY_REQUESTS
     );
+}
+
+/// A login of alice from `device` through `server`; the token.
+fn token(server: &Server, device: &str) -> String {
+    let r: cairn_protocol::LoginResponse = crate::harness::http()
+        .post(format!("{}/api/v1/login", server.url()))
+        .json(&serde_json::json!({"user": "alice", "password": "alice-pw", "device": device}))
+        .send()
+        .expect("login")
+        .json()
+        .expect("login answer");
+    r.token
+}
+
+/// One commit of a new small file with its content inline: the sequence number it was
+/// given, or why the instance did not acknowledge it (an error status, or gone).
+fn commit_one(url: &str, token: &str, path: &str) -> Result<i64, String> {
+    let change = serde_json::json!({
+        "path": path,
+        "base": null,
+        "entry": {"kind": "file", "size": path.len(), "mtime_ns": 1, "mode": 420, "hash": null},
+        "inline": {"text": path},
+    });
+    let r = crate::harness::http()
+        .post(format!("{url}/api/v1/folders/backup/commit"))
+        .header(cairn_protocol::TOKEN_HEADER, token)
+        .json(&serde_json::json!({ "changes": [change] }))
+        .send()
+        .map_err(|e| format!("{path}: {e}"))?;
+    let status = r.status();
+    let text = r.text().map_err(|e| format!("{path}: {e}"))?;
+    if status != reqwest::StatusCode::OK {
+        return Err(format!("{path}: {status} {text}"));
+    }
+    let body: cairn_protocol::CommitResponse =
+        serde_json::from_str(&text).map_err(|e| format!("{path}: {e}: {text}"))?;
+    match body.results.first() {
+        Some(cairn_protocol::ChangeResult::Accepted { seq }) => Ok(seq.0),
+        other => Err(format!("{path}: {other:?}")),
+    }
+}
+
+/// Every version of folder `backup` through `server`'s journal: (path, seq).
+fn journal(server: &Server, token: &str) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    loop {
+        let after = out.last().map_or(0, |(_, s)| *s);
+        let r: cairn_protocol::JournalResponse = crate::harness::http()
+            .get(format!("{}/api/v1/folders/backup/journal", server.url()))
+            .query(&[("after", after.to_string()), ("limit", "1000".into())])
+            .header(cairn_protocol::TOKEN_HEADER, token)
+            .send()
+            .expect("journal")
+            .json()
+            .expect("journal answer");
+        if r.changes.is_empty() {
+            return out;
+        }
+        out.extend(r.changes.into_iter().map(|v| (v.path.to_string(), v.seq.0)));
+    }
+}
+
+/// Commits racing into one folder through two instances each get a sequence number of their
+/// own (the folder's row lock orders them; without it two would read the same head and one
+/// would fail on the unique index), and killing one instance while they race loses none
+/// that it acknowledged.
+#[test]
+fn racing_commits_through_two_instances_never_share_a_sequence_number_nor_vanish_on_a_kill() {
+    let top = tempfile::tempdir().expect("temp dir");
+    let Some((mut one, two, _url)) = two_instances("it_racing_commits", top.path()) else {
+        return;
+    };
+    let urls = [one.url(), two.url()];
+    let tokens = [token(&one, "racer-one"), token(&two, "racer-two")];
+    let (stop, killed) = (AtomicBool::new(false), AtomicBool::new(false));
+    let (acked, failed): (Vec<(String, i64)>, Vec<String>) = std::thread::scope(|s| {
+        let racers: Vec<_> = (0..6)
+            .map(|t| {
+                let (url, token) = (&urls[t % 2], &tokens[t % 2]);
+                let (stop, killed) = (&stop, &killed);
+                s.spawn(move || {
+                    let (mut mine, mut failed) = (Vec::new(), Vec::new());
+                    for n in 0.. {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let path = format!("racer{t}/c{n}.txt");
+                        match commit_one(url, token, &path) {
+                            Ok(seq) => mine.push((path, seq)),
+                            // Instance one is gone: this racer is done.
+                            Err(_) if t % 2 == 0 && killed.load(Ordering::Relaxed) => break,
+                            Err(e) => failed.push(e),
+                        }
+                    }
+                    (mine, failed)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(3));
+        // SIGKILL mid-race: whatever instance one acknowledged is already in the database.
+        killed.store(true, Ordering::Relaxed);
+        one.kill();
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, Ordering::Relaxed);
+        let mut all = (Vec::new(), Vec::new());
+        for r in racers {
+            let (mine, failed) = r.join().expect("racer");
+            all.0.extend(mine);
+            all.1.extend(failed);
+        }
+        all
+    });
+    // Without the lock, two commits read one head and the second fails on the unique index.
+    assert!(failed.is_empty(), "commits refused: {failed:?}");
+    let through_one = acked
+        .iter()
+        .filter(|(p, _)| p.starts_with("racer0") || p.starts_with("racer2"))
+        .count();
+    assert!(through_one > 0 && through_one < acked.len(), "{acked:?}");
+
+    let mut seqs: Vec<i64> = acked.iter().map(|(_, s)| *s).collect();
+    seqs.sort_unstable();
+    let before = seqs.len();
+    seqs.dedup();
+    assert_eq!(seqs.len(), before, "a sequence number handed out twice");
+    // Every acknowledged commit is in the journal as instance two reads it, at its number.
+    let journal = journal(&two, &tokens[1]);
+    let listed: std::collections::HashMap<&str, i64> =
+        journal.iter().map(|(p, s)| (p.as_str(), *s)).collect();
+    for (path, seq) in &acked {
+        assert_eq!(listed.get(path.as_str()), Some(seq), "{path} lost");
+    }
 }

@@ -436,3 +436,39 @@ fn an_upload_only_link_takes_files_and_shows_nothing() {
         "three files, the refused fourth not: {log}"
     );
 }
+
+/// Guesses at a link's password beyond the throttle are answered 429 and logged once a
+/// minute per address (`share.throttled`), without the guesses.
+#[test]
+fn a_flood_of_guesses_at_a_link_password_is_throttled_and_logged_once() {
+    let server = Server::start();
+    let pc = computer_with(&server, &[("plan.txt", b"the plan")]);
+    let url = share(&pc, "plan.txt", &["--password-stdin"], "right-pw-1");
+    let http = http();
+    let form = http.get(&url).send().expect("page");
+    let (cookie, _) = set_cookie(&form, "cairn_csrf").expect("csrf cookie");
+    let csrf = cookie.trim_start_matches("cairn_csrf=").to_string();
+    let statuses: Vec<StatusCode> = (0..20)
+        .map(|_| {
+            http.post(&url)
+                .header("cookie", &cookie)
+                .form(&[("password", "flood-guess"), ("csrf", &csrf)])
+                .send()
+                .expect("post")
+                .status()
+        })
+        .collect();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(refused >= 2, "{statuses:?}");
+    let log = server.admin(&["log", "--kind", "share"], None);
+    let throttled: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\tshare.throttled\t"))
+        .collect();
+    assert_eq!(throttled.len(), 1, "{log}");
+    assert!(throttled[0].contains("127.0.0.1"), "{log}");
+    assert!(!log.contains("flood-guess"), "{log}");
+}

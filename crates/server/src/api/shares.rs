@@ -554,6 +554,10 @@ pub(super) async fn unlock(
     let ticket = match state.login.admit(&gate_name, peer.ip()).await {
         Ok(t) => t,
         Err(refusal) => {
+            let link = format!("link {}", row.id);
+            state
+                .note_throttled(EventKind::ShareThrottled, link, peer, "link password")
+                .await;
             let mut resp = page(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many attempts",

@@ -219,7 +219,9 @@ pub(super) async fn login(
     let ticket = match state.login.admit(&form.user, peer.ip()).await {
         Ok(t) => t,
         Err(refusal) => {
-            state.note_throttled(&form.user, peer, "web").await;
+            state
+                .note_throttled(EventKind::LoginThrottled, form.user.clone(), peer, "web")
+                .await;
             let note = format!("<p role=\"alert\">{}</p>", esc(refusal.message()));
             let mut resp = login_form(&form.csrf, false, &note, StatusCode::TOO_MANY_REQUESTS);
             resp.headers_mut()

@@ -69,7 +69,7 @@ fn test_cap() -> Option<i64> {
 
 /// What happened. The text form (`login.failed`) is what is stored and filtered on; a
 /// filter may also name a group (`login`, `user`, `folder`, `share`, `cloud`, `server`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventKind {
     ServerStart,
     LoginOk,
@@ -93,12 +93,13 @@ pub enum EventKind {
     ShareRevoked,
     ShareAccessed,
     ShareUpload,
+    ShareThrottled,
     CloudTaskAdded,
     CloudTaskRemoved,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 22] = [
+    pub const ALL: [EventKind; 23] = [
         EventKind::ServerStart,
         EventKind::LoginOk,
         EventKind::LoginFailed,
@@ -119,6 +120,7 @@ impl EventKind {
         EventKind::ShareRevoked,
         EventKind::ShareAccessed,
         EventKind::ShareUpload,
+        EventKind::ShareThrottled,
         EventKind::CloudTaskAdded,
         EventKind::CloudTaskRemoved,
     ];
@@ -145,6 +147,7 @@ impl EventKind {
             EventKind::ShareRevoked => "share.revoked",
             EventKind::ShareAccessed => "share.accessed",
             EventKind::ShareUpload => "share.upload",
+            EventKind::ShareThrottled => "share.throttled",
             EventKind::CloudTaskAdded => "cloud.task-added",
             EventKind::CloudTaskRemoved => "cloud.task-removed",
         }
@@ -386,11 +389,13 @@ impl Meta {
     pub fn events(&self, filter: EventFilter) -> Result<EventPage> {
         let f = filter.checked()?;
         let limit = f.limit.unwrap_or(100).min(MAX_PAGE);
+        // A kind names itself or its family (`login` is `login.*`): a byte range, as LIKE's
+        // case and wildcard rules differ between the engines (`/` follows `.`).
         let mut events = self.read(|db| {
             db.all(
                 "reading the activity log",
                 "SELECT id, at_ns, kind, actor, target, source, outcome, detail FROM events
-             WHERE (CAST(?1 AS TEXT) IS NULL OR kind=?1 OR kind LIKE ?1 || '.%')
+             WHERE (CAST(?1 AS TEXT) IS NULL OR kind=?1 OR (kind > ?1 || '.' AND kind < ?1 || '/'))
              AND (CAST(?2 AS TEXT) IS NULL OR actor=?2 OR target=?2)
              AND (CAST(?3 AS BIGINT) IS NULL OR id < ?3)
              ORDER BY id DESC LIMIT ?4",
