@@ -70,6 +70,7 @@ fn newest(list: &serde_json::Value) -> i64 {
 }
 
 /// The files under `dir`, at any depth (a local chunk store's objects).
+#[cfg(feature = "test-hooks")]
 fn local_objects(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .expect("read folder")
@@ -86,6 +87,7 @@ fn local_objects(dir: &Path) -> usize {
 
 /// The objects copied and found in place, from migrate's summary line
 /// `chunks: N objects copied (B bytes), M already there`.
+#[cfg(feature = "test-hooks")]
 fn object_counts(summary: &str) -> (usize, usize) {
     let line = summary
         .lines()
