@@ -312,7 +312,7 @@ pub(crate) fn recorded_store(root: &Path, store: &StoreLocation) -> Result<Strin
 ///
 /// # Errors
 /// [`Error::Corrupt`] when the value does not read as a store.
-pub(crate) fn recorded_location(root: &Path, recorded: &str) -> Result<StoreLocation> {
+fn recorded_location(root: &Path, recorded: &str) -> Result<StoreLocation> {
     if recorded == IN_DATA_FOLDER {
         return Ok(StoreLocation::Local(root.join("chunks")));
     }
