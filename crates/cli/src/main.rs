@@ -21,6 +21,7 @@ mod server_cloud;
 mod server_cmd;
 mod server_config;
 mod server_log;
+mod server_migrate;
 mod share_cmd;
 mod status;
 mod task_cmd;

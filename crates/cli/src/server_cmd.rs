@@ -124,6 +124,9 @@ pub enum ServerCmd {
         #[command(flatten)]
         place: ServerPlace,
     },
+    /// Move a stopped embedded server (SQLite metadata) to PostgreSQL, and its chunks to
+    /// another store if asked, with every version intact (docs/deployment.md).
+    Migrate(crate::server_migrate::MigrateCmd),
     /// Verify metadata against chunks; exits non-zero and names what is wrong.
     Check {
         #[command(flatten)]
@@ -276,6 +279,7 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
         ServerCmd::Cloud { cmd } => crate::server_cloud::run(cmd).await,
         ServerCmd::Folder { cmd } => crate::server_admin::folder(cmd).await,
         ServerCmd::Log(args) => crate::server_log::run(args).await,
+        ServerCmd::Migrate(cmd) => crate::server_migrate::run(cmd).await,
         ServerCmd::Gc { place } => {
             let dir = place.open()?;
             let rt = tokio::runtime::Handle::current();
@@ -342,6 +346,10 @@ async fn serve(data: PathBuf, run: Run, token_ttl: u64, limits: Limits) -> Resul
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
+    std::fs::create_dir_all(&data)
+        .with_context(|| format!("creating data folder {}", data.display()))?;
+    // Held while the server runs: `server migrate` must not move the folder under it.
+    let _running = cairn_server::datadir::RunLock::take(&data)?;
     let (dir, created) = cairn_server::DataDir::open_or_init_with(&data, &store)?;
     dir.store.probe().await?;
     println!("cairn server {}", env!("CARGO_PKG_VERSION"));

@@ -117,12 +117,12 @@ pub struct AppState {
 /// A test hook's value from the environment: only in builds with the `test-hooks` feature,
 /// which the release build does not enable, so no environment can slow or fail a real server.
 #[cfg(feature = "test-hooks")]
-fn test_hook<T: std::str::FromStr>(name: &str) -> Option<T> {
+pub(crate) fn test_hook<T: std::str::FromStr>(name: &str) -> Option<T> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
 #[cfg(not(feature = "test-hooks"))]
-fn test_hook<T>(_name: &str) -> Option<T> {
+pub(crate) fn test_hook<T>(_name: &str) -> Option<T> {
     None
 }
 

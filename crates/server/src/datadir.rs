@@ -1,6 +1,8 @@
-//! The server's data folder: `meta.sqlite` (metadata), `chunks/` (content, an OpenDAL fs
-//! store, unless the chunks live elsewhere: see [`StoreChoice`]), `tls/` (a self-signed
-//! certificate made on first run) and `admin-password` (0600).
+//! The server's data folder: `meta.sqlite` (metadata; or the marker `metadata-in-postgres`
+//! naming the database that holds it), `chunks/` (content, an OpenDAL fs store, unless the
+//! chunks live elsewhere: see [`StoreChoice`]), `tls/` (a self-signed certificate made on
+//! first run), `admin-password` (0600) and `server.lock` (held by the running server:
+//! [`RunLock`]).
 //!
 //! The first run creates everything, including the server's identity and an `admin` user with a
 //! random password; later runs and admin commands open what is there. The chunk store a folder
@@ -261,20 +263,7 @@ fn chunk_store(
     wanted: Option<&StoreLocation>,
     first_use: bool,
 ) -> Result<StoreLocation> {
-    let in_folder = StoreLocation::Local(root.join("chunks"));
-    let wanted_text = match wanted {
-        None => None,
-        Some(StoreLocation::Local(path)) => {
-            let path = std::path::absolute(path)
-                .map_err(Error::io(format!("resolving {}", path.display())))?;
-            Some(if path == absolute_or(root).join("chunks") {
-                IN_DATA_FOLDER.to_string()
-            } else {
-                StoreLocation::Local(path).to_string()
-            })
-        }
-        Some(s3) => Some(s3.to_string()),
-    };
+    let wanted_text = wanted.map(|w| recorded_store(root, w)).transpose()?;
     let recorded = match meta.meta_value(STORE_KEY)? {
         Some(r) => r,
         // Folders made before the store was recorded kept their chunks inside.
@@ -295,10 +284,39 @@ fn chunk_store(
             )));
         }
     }
+    recorded_location(root, &recorded)
+}
+
+/// How the metadata of the folder at `root` records `store` (the value of its `chunk_store`
+/// key): `chunks/` in the folder by a name that survives moving the folder, anything else by
+/// its absolute URL.
+///
+/// # Errors
+/// When a local path cannot be made absolute.
+pub(crate) fn recorded_store(root: &Path, store: &StoreLocation) -> Result<String> {
+    Ok(match store {
+        StoreLocation::Local(path) => {
+            let path = std::path::absolute(path)
+                .map_err(Error::io(format!("resolving {}", path.display())))?;
+            if path == absolute_or(root).join("chunks") {
+                IN_DATA_FOLDER.to_string()
+            } else {
+                StoreLocation::Local(path).to_string()
+            }
+        }
+        s3 => s3.to_string(),
+    })
+}
+
+/// The store `recorded` (a `chunk_store` value) names for the folder at `root`.
+///
+/// # Errors
+/// [`Error::Corrupt`] when the value does not read as a store.
+fn recorded_location(root: &Path, recorded: &str) -> Result<StoreLocation> {
     if recorded == IN_DATA_FOLDER {
-        return Ok(in_folder);
+        return Ok(StoreLocation::Local(root.join("chunks")));
     }
-    StoreLocation::parse(&recorded).map_err(|e| {
+    StoreLocation::parse(recorded).map_err(|e| {
         Error::Corrupt(format!(
             "{}: the recorded chunk store cannot be read: {e}",
             root.join("meta.sqlite").display()
@@ -371,16 +389,14 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
 /// folder with SQLite metadata of its own is refused with it (`cairn server migrate` moves
 /// one to the other), so neither is ever taken for an empty server.
 fn open_metadata(root: &Path, pg: Option<&PgAddress>) -> Result<Meta> {
-    let marker = root.join(METADATA_FILE);
     let lite = root.join("meta.sqlite");
     match pg {
         None => {
-            if let Ok(at) = fs::read_to_string(&marker) {
+            if let Some(at) = postgres_of(root) {
                 return Err(Error::Invalid(format!(
-                    "the metadata of data folder {} is in PostgreSQL ({}): give its address \
+                    "the metadata of data folder {} is in PostgreSQL ({at}): give its address \
                      (--metadata or `metadata` in the config file)",
                     root.display(),
-                    at.trim()
                 )));
             }
             Meta::open(&lite)
@@ -388,18 +404,74 @@ fn open_metadata(root: &Path, pg: Option<&PgAddress>) -> Result<Meta> {
         Some(address) => {
             if lite.is_file() {
                 return Err(Error::Invalid(format!(
-                    "data folder {} keeps its metadata in {}; moving it to PostgreSQL is not built yet: give \
-                     a new data folder for a server on PostgreSQL",
+                    "data folder {} keeps its metadata in {}; move it to PostgreSQL with \
+                     `cairn server migrate --from {} --to-metadata URL`, or give a new data \
+                     folder for a server on PostgreSQL",
                     root.display(),
-                    lite.display()
+                    lite.display(),
+                    root.display()
                 )));
             }
             let meta = Meta::open_postgres(address)?;
-            let recorded = format!("{address}\n");
-            if fs::read_to_string(&marker).ok().as_deref() != Some(recorded.as_str()) {
-                write_private(&marker, recorded.as_bytes())?;
-            }
+            record_postgres(root, address)?;
             Ok(meta)
+        }
+    }
+}
+
+/// Records in the folder at `root` that its metadata is in the database at `address` (the
+/// marker file, written only when it changes).
+///
+/// # Errors
+/// When the marker cannot be written.
+pub(crate) fn record_postgres(root: &Path, address: &PgAddress) -> Result<()> {
+    let marker = root.join(METADATA_FILE);
+    let recorded = format!("{address}\n");
+    if fs::read_to_string(&marker).ok().as_deref() != Some(recorded.as_str()) {
+        write_private(&marker, recorded.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The database the folder at `root` records its metadata in (its address without password),
+/// or `None` for a folder whose metadata is its own `meta.sqlite`.
+pub fn postgres_of(root: &Path) -> Option<String> {
+    fs::read_to_string(root.join(METADATA_FILE))
+        .ok()
+        .map(|at| at.trim().to_string())
+}
+
+/// Held by the one `cairn server run` of a data folder, and by `cairn server migrate`, which
+/// must not move a folder while a server writes to it. The lock is the kernel's (`flock` on
+/// `server.lock` in the folder), so a killed server leaves nothing to clean up. Admin
+/// commands, gc and check do not take it: they run beside a live server.
+pub struct RunLock {
+    _file: fs::File,
+}
+
+impl RunLock {
+    /// Takes the lock of the (existing) data folder at `root`.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] when a server holds it, or the lock file cannot be opened.
+    pub fn take(root: &Path) -> Result<RunLock> {
+        let path = root.join("server.lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(Error::io(format!("opening {}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => Ok(RunLock { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => Err(Error::Busy(format!(
+                "a server is running on {}; stop it first",
+                root.display()
+            ))),
+            Err(fs::TryLockError::Error(e)) => {
+                Err(Error::io(format!("locking {}", path.display()))(e))
+            }
         }
     }
 }

@@ -5,8 +5,8 @@
 //! [`api`] is the axum router; [`auth`] hashes passwords and issues tokens; [`login`] admits
 //! and slows down login attempts; [`connection`] bounds what each connection may cost, within
 //! the [`Limits`] of [`limits`]; [`maintenance`] holds gc and check, which run beside a live
-//! server. The CLI calls [`bind`] and the admin functions; nothing here prints except through
-//! `tracing`.
+//! server; [`migration`] moves an embedded server to PostgreSQL (and S3). The CLI calls
+//! [`bind`] and the admin functions; nothing here prints except through `tracing`.
 
 pub mod admin;
 pub mod api;
@@ -19,6 +19,7 @@ pub mod login;
 pub mod maintenance;
 pub mod meta;
 pub mod metrics;
+pub mod migration;
 pub mod proxy;
 pub mod share;
 

@@ -16,6 +16,7 @@ mod check;
 mod chunks;
 mod claims;
 mod cloud;
+mod copy;
 mod events;
 mod gc;
 mod lite;
@@ -29,6 +30,7 @@ mod throttle;
 pub use chunks::{ChunkScope, Scope, StoredTotals, UploadPlan};
 pub use claims::Claim;
 pub use cloud::{CloudConnectionRow, CloudTaskRow};
+pub use copy::TableRows;
 pub use events::{
     Actor, Bounds as EventBounds, Event, EventFilter, EventKind, EventPage, Outcome,
     MAX_PAGE as MAX_EVENTS_PAGE,

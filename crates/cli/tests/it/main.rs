@@ -25,6 +25,7 @@ mod hostile;
 mod hostile_server;
 mod journal_stream;
 mod metrics;
+mod migrate;
 mod postgres;
 mod readme;
 mod replica;

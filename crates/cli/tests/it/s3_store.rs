@@ -12,7 +12,7 @@ use futures_util::TryStreamExt;
 use crate::harness::cloud::{start_moto, S3Server};
 use crate::harness::{bin, noise, run, Client, Server};
 
-fn store_url(s3: &S3Server, prefix: &str) -> String {
+pub(crate) fn store_url(s3: &S3Server, prefix: &str) -> String {
     format!(
         "s3://{}/{prefix}?endpoint={}&region={}",
         s3.bucket, s3.endpoint, s3.region
@@ -46,7 +46,7 @@ fn text(out: &Output) -> String {
 }
 
 /// The objects under `prefix/chunks/` and `prefix/packs/` in the bucket, listed directly.
-fn objects_in_bucket(s3: &S3Server, prefix: &str) -> usize {
+pub(crate) fn objects_in_bucket(s3: &S3Server, prefix: &str) -> usize {
     let location = S3Location {
         bucket: s3.bucket.clone(),
         prefix: prefix.into(),
