@@ -107,6 +107,24 @@ impl Server {
         s
     }
 
+    /// Starts one instance of a server whose metadata and chunks are elsewhere, on data folder
+    /// `data`, with `place` in the environment of `server run` and of every admin command
+    /// (`CAIRN_METADATA`, `CAIRN_STORE`); adds nobody.
+    pub fn instance(data: PathBuf, place: Vec<(String, String)>) -> Server {
+        let mut s = Server {
+            data,
+            port: 0,
+            child: None,
+            log: Arc::new(Mutex::new(Vec::new())),
+            envs: Vec::new(),
+            place,
+            args: Vec::new(),
+            _dir: None,
+        };
+        s.spawn("127.0.0.1:0");
+        s
+    }
+
     /// Starts (or restarts) the server process on `listen`.
     pub fn spawn(&mut self, listen: &str) {
         let mut cmd = self.command();

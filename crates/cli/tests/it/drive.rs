@@ -873,6 +873,16 @@ fn server_history(server: &Server) -> std::collections::HashSet<String> {
 
 #[test]
 fn random_edits_on_three_computers_converge_and_lose_no_synced_edit() {
+    random_edits_converge(&mut [Server::start()]);
+}
+
+/// Three computers make random edits, renames and deletes in rounds, each pass now and then
+/// skipped (paused or offline), through instances of one server (one, or several over one
+/// database: then each pass goes to an instance picked at random, as behind a load
+/// balancer); now and then an instance restarts. At the end all three hold the same tree,
+/// and every edit a computer had when it synced is there, in history, or a conflict copy.
+/// All instances must serve one certificate (a load balancer's, or a copied `tls/`).
+pub(crate) fn random_edits_converge(servers: &mut [Server]) {
     let seed: u64 = std::env::var("CAIRN_TEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -890,12 +900,24 @@ fn random_edits_on_three_computers_converge_and_lose_no_synced_edit() {
         state ^= state << 17;
         state % n
     };
-    let mut server = Server::start();
     let computers = [
-        computer(&server, "A", &[]),
-        computer(&server, "B", &[]),
-        computer(&server, "C", &[]),
+        computer(&servers[0], "A", &[]),
+        computer(&servers[0], "B", &[]),
+        computer(&servers[0], "C", &[]),
     ];
+    let instances = servers.len() as u64;
+    let pass = |c: &Client, to: usize, servers: &[Server]| {
+        if instances > 1 {
+            // The saved connection now points at that instance (same certificate).
+            c.connect(&servers[to], "alice", "alice-pw");
+        }
+        let out = c.cairn(&["run", "d", "--once", "--confirm-deletes"]);
+        assert!(
+            out.status.success(),
+            "seed {seed}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
     let names = [
         "a.txt",
         "b.txt",
@@ -908,9 +930,9 @@ fn random_edits_on_three_computers_converge_and_lose_no_synced_edit() {
     let mut must_survive: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut counter = 0;
     for round in 0..10 {
-        // Now and then the server goes away and comes back: every client is disconnected.
+        // Now and then an instance goes away and comes back: its clients are disconnected.
         if rnd(5) == 0 {
-            server.restart();
+            servers[rnd(instances) as usize].restart();
         }
         for (k, c) in computers.iter().enumerate() {
             for _ in 0..rnd(4) {
@@ -946,30 +968,20 @@ fn random_edits_on_three_computers_converge_and_lose_no_synced_edit() {
             // A computer that skips a round is paused or offline.
             if rnd(3) != 0 {
                 must_survive.extend(contents(c).into_values());
-                let out = c.cairn(&["run", "d", "--once", "--confirm-deletes"]);
-                assert!(
-                    out.status.success(),
-                    "seed {seed}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                pass(c, rnd(instances) as usize, servers);
             }
         }
     }
     for _ in 0..3 {
         for c in &computers {
             must_survive.extend(contents(c).into_values());
-            let out = c.cairn(&["run", "d", "--once", "--confirm-deletes"]);
-            assert!(
-                out.status.success(),
-                "seed {seed}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            pass(c, rnd(instances) as usize, servers);
         }
     }
     let trees: Vec<_> = computers.iter().map(contents).collect();
     assert_eq!(trees[0], trees[1], "seed {seed}: A and B differ");
     assert_eq!(trees[1], trees[2], "seed {seed}: B and C differ");
-    let history = server_history(&server);
+    let history = server_history(&servers[servers.len() - 1]);
     let present: std::collections::HashSet<&String> = trees[0].values().collect();
     for edit in &must_survive {
         assert!(

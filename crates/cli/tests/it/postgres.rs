@@ -18,68 +18,41 @@ impl Drop for Agent {
     }
 }
 
-/// `cairn server ARGS --data DATA --metadata URL`, asserting success.
-fn admin(data: &Path, url: &str, args: &[&str], stdin: Option<&str>) -> String {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("server")
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .args(["--metadata", url])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("cairn server");
-    if let Some(text) = stdin {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(text.as_bytes())
-            .expect("write stdin");
-    }
-    let out = child.wait_with_output().expect("cairn server");
-    assert!(
-        out.status.success(),
-        "cairn server {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Two instances on database `db` of the shared cluster and one chunk folder, with alice
-/// granted `backup`; `None` when PostgreSQL is missing outside CI.
-fn two_instances(db: &str, top: &Path) -> Option<(Server, Server, String)> {
+/// Two instances on database `db` of the shared cluster and one chunk folder, serving one
+/// certificate (instance two has a copy of instance one's `tls/`, as behind a load balancer),
+/// with alice granted `backup`; `None` when PostgreSQL is missing outside CI.
+fn two_instances(db: &str, top: &Path) -> Option<(Server, Server)> {
     let cluster = pg::shared(db)?;
     let url = cluster.create_database(db).expect("database");
-    let chunks = top.join("chunks");
-    let store = format!("file://{}", chunks.display());
-    let args = |_: u8| {
-        vec![
-            "--metadata".to_string(),
-            url.clone(),
-            "--store".into(),
-            store.clone(),
-        ]
-    };
+    let store = format!("file://{}", top.join("chunks").display());
+    let place = vec![
+        ("CAIRN_METADATA".to_string(), url.clone()),
+        ("CAIRN_STORE".to_string(), store),
+    ];
     let (one, two): (PathBuf, PathBuf) = (top.join("one"), top.join("two"));
-    let first = Server::start_bare(one.clone(), args(1));
-    admin(
-        &one,
-        &url,
+    let first = Server::instance(one.clone(), place.clone());
+    first.admin(
         &["user", "add", "alice", "--password-stdin"],
         Some("alice-pw"),
     );
-    admin(&one, &url, &["folder", "add", "backup"], None);
-    admin(
-        &one,
-        &url,
+    first.admin(&["folder", "add", "backup"], None);
+    first.admin(
         &["folder", "grant", "backup", "alice", "--access", "rw"],
         None,
     );
-    let second = Server::start_bare(two, args(2));
-    Some((first, second, url))
+    copy_dir(&one.join("tls"), &two.join("tls"));
+    let second = Server::instance(two, place);
+    assert_eq!(first.fingerprint(), second.fingerprint());
+    Some((first, second))
+}
+
+/// Copies the files of folder `from` into a new folder `to`, keeping their permissions.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read tls/") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+    }
 }
 
 /// `cairn run d --once` on `c`; a failure shows both servers' logs, where a database error is.
@@ -102,7 +75,7 @@ fn sync(c: &crate::harness::Client, servers: [&Server; 2]) {
 #[test]
 fn two_instances_on_one_database_serve_the_same_folders_and_wake_each_others_followers() {
     let top = tempfile::tempdir().expect("temp dir");
-    let Some((one, two, url)) = two_instances("it_two_instances", top.path()) else {
+    let Some((one, two)) = two_instances("it_two_instances", top.path()) else {
         return;
     };
     // A computer on each instance, one drive task over the same folder.
@@ -135,9 +108,8 @@ fn two_instances_on_one_database_serve_the_same_folders_and_wake_each_others_fol
 
     // gc through either data folder (one run at a time, whichever instance) keeps every
     // retained version, and the store checks clean after it.
-    let two_dir = top.path().join("two");
-    admin(&two_dir, &url, &["gc"], None);
-    let out = admin(&two_dir, &url, &["check", "--read-data"], None);
+    two.admin(&["gc"], None);
+    let out = two.admin(&["check", "--read-data"], None);
     assert!(!out.contains("error"), "{out}");
     // A data folder of the cluster is refused without its database.
     let bare = Command::new(BIN)
@@ -148,6 +120,17 @@ fn two_instances_on_one_database_serve_the_same_folders_and_wake_each_others_fol
     assert!(!bare.status.success());
     let err = String::from_utf8_lossy(&bare.stderr);
     assert!(err.contains("is in PostgreSQL"), "{err}");
+}
+
+/// Three computers each pass through an instance picked at random (as a load balancer
+/// would), with restarts of either: they converge and no synced edit is lost.
+#[test]
+fn three_computers_switching_instances_between_passes_converge_and_lose_no_edit() {
+    let top = tempfile::tempdir().expect("temp dir");
+    let Some((one, two)) = two_instances("it_switching", top.path()) else {
+        return;
+    };
+    crate::drive::random_edits_converge(&mut [one, two]);
 }
 
 /// A login through the API of `server`; its status.
@@ -165,7 +148,7 @@ fn login_status(server: &Server, password: &str) -> reqwest::StatusCode {
 #[test]
 fn failed_logins_through_one_instance_throttle_the_name_on_the_other() {
     let top = tempfile::tempdir().expect("temp dir");
-    let Some((one, two, _url)) = two_instances("it_shared_throttle", top.path()) else {
+    let Some((one, two)) = two_instances("it_shared_throttle", top.path()) else {
         return;
     };
     assert_eq!(login_status(&two, "alice-pw"), reqwest::StatusCode::OK);
@@ -254,7 +237,7 @@ fn journal(server: &Server, token: &str) -> Vec<(String, i64)> {
 #[test]
 fn racing_commits_through_two_instances_never_share_a_sequence_number_nor_vanish_on_a_kill() {
     let top = tempfile::tempdir().expect("temp dir");
-    let Some((mut one, two, _url)) = two_instances("it_racing_commits", top.path()) else {
+    let Some((mut one, two)) = two_instances("it_racing_commits", top.path()) else {
         return;
     };
     let urls = [one.url(), two.url()];
