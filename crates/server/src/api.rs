@@ -42,8 +42,10 @@ use crate::limits::Limits;
 use crate::login::{LoginGate, Refusal};
 use crate::meta::{Author, EventKind, Folder, Meta, User, PACK_MAX};
 use crate::Error;
+use authn::Denied;
 
 mod admin;
+mod authn;
 mod cloud;
 mod commit_stream;
 mod shares;
@@ -916,42 +918,27 @@ async fn login(
     body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Json<LoginResponse>, Response> {
     let Json(req) = body.map_err(|e| ApiError::from(e).into_response())?;
-    let ticket = match state.login.admit(&req.user, peer.ip()).await {
-        Ok(t) => t,
-        Err(refusal) => {
-            state
-                .note_throttled(EventKind::LoginThrottled, req.user.clone(), peer, "api")
-                .await;
-            return Err(too_many_logins(refusal));
+    let user = match state
+        .authenticate(&req.user, req.password.clone(), peer, "api")
+        .await
+    {
+        Ok(user) => user,
+        Err(Denied::Throttled(refusal)) => return Err(too_many_logins(refusal)),
+        Err(Denied::Wrong) => {
+            return Err(
+                ApiError::new(StatusCode::UNAUTHORIZED, "wrong user name or password")
+                    .into_response(),
+            )
         }
+        Err(Denied::Disabled(user)) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("user {} is disabled", user.name),
+            )
+            .into_response())
+        }
+        Err(Denied::Failed(e)) => return Err(e.into_response()),
     };
-    let name = req.user.clone();
-    let password = req.password.clone();
-    let found = blocking(&state, move |m| {
-        let row = m.user_by_name(&name)?;
-        // Unknown users are verified against the gate's dummy hash: same time, same memory.
-        let ok = ticket.verify(&password, row.as_ref().map(|(_, hash)| hash.as_str()));
-        Ok(row.filter(|_| ok).map(|(u, _)| u))
-    })
-    .await
-    .map_err(IntoResponse::into_response)?;
-    let Some(user) = found else {
-        state.login.failed(&req.user, peer.ip());
-        login_event(&state, &req.user, None, peer, "api").await;
-        return Err(
-            ApiError::new(StatusCode::UNAUTHORIZED, "wrong user name or password").into_response(),
-        );
-    };
-    if user.disabled {
-        login_event(&state, &req.user, Some(&user), peer, "api").await;
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!("user {} is disabled", user.name),
-        )
-        .into_response());
-    }
-    state.login.succeeded(&req.user, peer.ip());
-    login_event(&state, &req.user, Some(&user), peer, "api").await;
     if let Some(computer) = req
         .computer
         .filter(|c| cairn_protocol::is_valid_computer_name(c))

@@ -18,6 +18,7 @@ use cairn_model::{EntryKind, RelPath, Seq};
 use cairn_protocol::Access;
 use serde::Deserialize;
 
+use super::authn::Denied;
 use super::shares::{cookie, esc, new_csrf, page, query_escape, see_other};
 use super::{
     blocking, caller_of, now_ns, stream_file, ApiError, ApiResult, AppState, Caller, ClientAddr,
@@ -216,38 +217,24 @@ pub(super) async fn login(
         let note = "<p role=\"alert\">The form had expired; please log in again.</p>";
         return login_form(&csrf, set, note, StatusCode::FORBIDDEN);
     }
-    let ticket = match state.login.admit(&form.user, peer.ip()).await {
-        Ok(t) => t,
-        Err(refusal) => {
-            state
-                .note_throttled(EventKind::LoginThrottled, form.user.clone(), peer, "web")
-                .await;
+    let user = match state
+        .authenticate(&form.user, form.password, peer, "web")
+        .await
+    {
+        Ok(user) => user,
+        Err(Denied::Throttled(refusal)) => {
             let note = format!("<p role=\"alert\">{}</p>", esc(refusal.message()));
             let mut resp = login_form(&form.csrf, false, &note, StatusCode::TOO_MANY_REQUESTS);
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, refusal.retry_after_secs().into());
             return resp;
         }
-    };
-    let (name, password) = (form.user.clone(), form.password);
-    let found = blocking(&state, move |m| {
-        let row = m.user_by_name(&name)?;
-        let ok = ticket.verify(&password, row.as_ref().map(|(_, h)| h.as_str()));
-        Ok(row.filter(|_| ok).map(|(u, _)| u))
-    })
-    .await;
-    let user = match found {
-        Ok(Some(u)) if !u.disabled => u,
-        Ok(found) => {
-            state.login.failed(&form.user, peer.ip());
-            super::login_event(&state, &form.user, found.as_ref(), peer, "web").await;
+        Err(Denied::Wrong | Denied::Disabled(_)) => {
             let note = "<p role=\"alert\">Wrong user name or password.</p>";
             return login_form(&form.csrf, false, note, StatusCode::UNAUTHORIZED);
         }
-        Err(e) => return e.into_response(),
+        Err(Denied::Failed(e)) => return e.into_response(),
     };
-    state.login.succeeded(&form.user, peer.ip());
-    super::login_event(&state, &form.user, Some(&user), peer, "web").await;
     let ttl = state.token_ttl.as_nanos().min(i64::MAX as u128) as i64;
     let token = state.tokens.issue(&auth::Claims {
         user_id: user.id,
