@@ -103,6 +103,9 @@ pub struct Target {
     /// The server's data folder, on the server itself (acts as an administrator).
     #[arg(long, env = "CAIRN_DATA", conflicts_with = "connection")]
     data: Option<PathBuf>,
+    /// The server's PostgreSQL metadata, when it has it there (as `server run --metadata`).
+    #[arg(long, env = "CAIRN_METADATA", value_name = "URL")]
+    metadata: Option<String>,
     /// A saved connection to the server (`cairn connect`); acts as its user.
     #[arg(long)]
     connection: Option<String>,
@@ -191,7 +194,15 @@ impl Server {
                 })
             }
             (Some(data), None) => {
-                let dir = DataDir::open(data)?;
+                let choice = cairn_server::StoreChoice {
+                    metadata: t
+                        .metadata
+                        .as_deref()
+                        .map(cairn_server::meta::PgAddress::parse)
+                        .transpose()?,
+                    ..Default::default()
+                };
+                let dir = DataDir::open_with(data, &choice)?;
                 let name = t.owner.clone().unwrap_or_else(|| "admin".into());
                 let (owner, _) = dir
                     .meta
