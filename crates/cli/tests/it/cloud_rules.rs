@@ -457,3 +457,49 @@ fn encoded_names_round_trip_through_s3() {
     );
     assert!(said.contains("12:30 report.txt"), "{said}");
 }
+
+/// The same edit made on two computers comes back to the second as the cloud's "edit" of a
+/// file edited there too (Google Cloud Storage here): the same bytes are adopted, not a
+/// conflict; different bytes of the same size still make a conflict copy.
+#[test]
+fn the_same_bytes_in_the_cloud_are_adopted_and_not_taken_for_a_conflict() {
+    let remote = crate::cloud_remotes::start("gcs");
+    let (a, b) = (Client::new(), Client::new());
+    for c in [&a, &b] {
+        crate::cloud_remotes::connect(c, &remote, "r");
+        crate::cloud_remotes::add_task(c, "t", "r", "same", &[], "");
+    }
+    a.write("report.txt", b"first draft");
+    a.ok(&["run", "t"]);
+    b.ok(&["run", "t"]);
+    let names =
+        |c: &Client| -> Vec<String> { crate::cloud_remotes::tree(&c.root).into_keys().collect() };
+
+    for c in [&a, &b] {
+        c.write("report.txt", b"second draft, longer");
+    }
+    b.ok(&["run", "t"]);
+    let said = a.ok(&["run", "t"]);
+    assert!(said.contains("0 conflicts"), "{said}");
+    assert_eq!(names(&a), ["report.txt"], "{said}");
+
+    // Same size, other bytes: a real conflict; the local edit wins and the cloud's is kept
+    // as a conflict copy there (the seeds' rule), which B then receives.
+    a.write("report.txt", b"third draft by A, xx");
+    b.write("report.txt", b"third draft by B, yy");
+    b.ok(&["run", "t"]);
+    let said = a.ok(&["run", "t"]);
+    assert!(said.contains("1 conflicts"), "{said}");
+    b.ok(&["run", "t"]);
+    let seen = crate::cloud_remotes::tree(&b.root);
+    assert_eq!(
+        seen.get("report.txt").map(Vec::as_slice),
+        Some(&b"third draft by A, xx"[..])
+    );
+    assert!(
+        seen.iter()
+            .any(|(n, data)| n.ends_with("_Conflict.txt") && data == b"third draft by B, yy"),
+        "{said}: {:?}",
+        seen.keys()
+    );
+}
