@@ -219,6 +219,10 @@ measure_setup() { # LABEL NAME INSTANCES ARGS...
 }
 
 measure_setup "embedded (SQLite, chunks in the data folder), one instance" lite 1
+# PostgreSQL with the chunks in a folder: what the database costs, apart from S3.
+as_pg "$PGBIN/createdb" -h "$WORK/sock" -U cairn cairn0
+measure_setup "PostgreSQL, chunks in a folder, one instance" pgfs 1 \
+  --metadata "host=$WORK/sock user=cairn dbname=cairn0" --store "file://$WORK/pgfs-chunks"
 db=0
 for n in 1 2; do
   db=$((db + 1))
