@@ -28,6 +28,9 @@ pub struct DataDir {
     pub server_id: String,
     /// Signs bearer tokens (see `auth::TokenKey`).
     pub token_secret: String,
+    /// Held (shared) while an admin command, gc or check has the folder open, so a
+    /// `server migrate` cannot copy the metadata from under it (see [`AdminLock`]).
+    _admin: Option<AdminLock>,
 }
 
 /// Where the chunks are: `location` `None` means the one recorded in the metadata (on first
@@ -118,6 +121,15 @@ impl DataDir {
                 root.display()
             )));
         }
+        let admin = AdminLock::shared(root)?;
+        let mut dir = Self::open_parts(root, store, false)?;
+        dir._admin = Some(admin);
+        Ok(dir)
+    }
+
+    /// [`DataDir::open_with`] for `server migrate`, which holds the folder's [`AdminLock`]
+    /// exclusively already.
+    pub(crate) fn open_to_migrate(root: &Path, store: &StoreChoice) -> Result<DataDir> {
         Self::open_parts(root, store, false)
     }
 
@@ -134,6 +146,7 @@ impl DataDir {
             meta,
             store,
             server_id,
+            _admin: None,
         })
     }
 
@@ -441,6 +454,65 @@ pub fn postgres_of(root: &Path) -> Option<String> {
         .map(|at| at.trim().to_string())
 }
 
+/// Taken shared by admin commands, gc and check while they have a data folder open (they run
+/// beside each other and beside a live server), and exclusively by `cairn server migrate`,
+/// which must not copy metadata that one of them is changing. The kernel's `flock` on
+/// `admin.lock` in the folder, so a killed command leaves nothing to clean up.
+#[derive(Debug)]
+pub struct AdminLock {
+    _file: fs::File,
+}
+
+impl AdminLock {
+    fn open(root: &Path) -> Result<(fs::File, PathBuf)> {
+        let path = root.join("admin.lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(Error::io(format!("opening {}", path.display())))?;
+        Ok((file, path))
+    }
+
+    /// For an admin command, gc or check.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] while a migration of the folder runs.
+    pub fn shared(root: &Path) -> Result<AdminLock> {
+        let (file, path) = Self::open(root)?;
+        match file.try_lock_shared() {
+            Ok(()) => Ok(AdminLock { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => Err(Error::Busy(format!(
+                "{} is being migrated (cairn server migrate); try again when it is done",
+                root.display()
+            ))),
+            Err(fs::TryLockError::Error(e)) => {
+                Err(Error::io(format!("locking {}", path.display()))(e))
+            }
+        }
+    }
+
+    /// For `server migrate`.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] while an admin command, gc or check has the folder open.
+    pub fn exclusive(root: &Path) -> Result<AdminLock> {
+        let (file, path) = Self::open(root)?;
+        match file.try_lock() {
+            Ok(()) => Ok(AdminLock { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => Err(Error::Busy(format!(
+                "an admin command, gc or check is working on {}; try again when it is done",
+                root.display()
+            ))),
+            Err(fs::TryLockError::Error(e)) => {
+                Err(Error::io(format!("locking {}", path.display()))(e))
+            }
+        }
+    }
+}
+
 /// Held by the one `cairn server run` of a data folder, and by `cairn server migrate`, which
 /// must not move a folder while a server writes to it. The lock is the kernel's (`flock` on
 /// `server.lock` in the folder), so a killed server leaves nothing to clean up. Admin
@@ -473,5 +545,29 @@ impl RunLock {
                 Err(Error::io(format!("locking {}", path.display()))(e))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Admin commands share the folder with each other; a migration waits for them, and they
+    /// for it.
+    #[test]
+    fn a_migration_and_admin_commands_exclude_each_other() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let root = tmp.path().join("data");
+        drop(DataDir::open_or_init(&root).expect("a new data folder"));
+        let one = DataDir::open(&root).expect("an admin command");
+        let two = DataDir::open(&root).expect("a second one beside it");
+        let busy = AdminLock::exclusive(&root).expect_err("admin commands are working");
+        assert!(matches!(busy, Error::Busy(_)), "{busy}");
+        drop((one, two));
+        let migrating = AdminLock::exclusive(&root).expect("no admin command now");
+        let refused = DataDir::open(&root).err().expect("a migration runs");
+        assert!(refused.to_string().contains("being migrated"), "{refused}");
+        drop(migrating);
+        DataDir::open(&root).expect("the migration is over");
     }
 }

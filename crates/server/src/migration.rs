@@ -95,7 +95,9 @@ pub fn migrate(
             root.display()
         )));
     }
-    let source = DataDir::open_with(
+    // No admin command, gc or check changes the metadata while it is copied.
+    let _admin = datadir::AdminLock::exclusive(root)?;
+    let source = DataDir::open_to_migrate(
         root,
         &StoreChoice {
             credentials: target.credentials.clone(),
