@@ -409,6 +409,16 @@ fn check(c: &DirectoryConfig) -> Result<()> {
             return bad(format!("`{key}` must contain {placeholder}"));
         }
     }
+    let filters = [
+        ("user_filter", Some(c.user_filter.as_str())),
+        ("group_filter", c.group_filter.as_deref()),
+        ("disabled_filter", c.disabled_filter.as_deref()),
+    ];
+    for (key, value) in filters {
+        if let Some(f) = value.filter(|f| !ldap::is_filter(f)) {
+            return bad(format!("`{key}` {f:?} is not an LDAP filter"));
+        }
+    }
     if c.timeout.is_zero() {
         return bad("`timeout` must be more than 0 seconds".into());
     }
@@ -519,6 +529,7 @@ mod tests {
         assert!(refused(|c| c.base_dn = " ".into()).contains("base_dn"));
         assert!(refused(|c| c.bind_dn = Some("cn=svc".into())).contains("go together"));
         assert!(refused(|c| c.user_filter = "(uid=alice)".into()).contains("{user}"));
+        assert!(refused(|c| c.group_filter = Some("(member={dn}".into())).contains("group_filter"));
         let c = DirectoryConfig {
             url: "ldap://dir.example.com".into(),
             starttls: true,

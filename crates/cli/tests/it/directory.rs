@@ -170,6 +170,9 @@ fn a_directory_user_logs_in_in_both_forms_as_one_account_made_at_the_first_login
     assert_eq!(folders(&s, &first), folders(&s, &plain));
     assert_eq!(folders(&s, &first), [("team".into(), "rw".into())]);
     assert_eq!(users(&s).matches("dana").count(), 1, "{}", users(&s));
+    // The web page's door is the same.
+    let browser = crate::web::log_in(&s, "dana@example.com", "dana-dir-pw");
+    assert!(browser.text("/ui").contains("team"));
     // Another domain's name is nobody's.
     assert_eq!(
         login(&s, "OTHER\\dana", "dana-dir-pw").0,

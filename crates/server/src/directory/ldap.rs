@@ -50,6 +50,12 @@ pub(super) fn scheme_of(url: &str) -> Option<&'static str> {
     }
 }
 
+/// Whether `filter` parses as an LDAP filter once its placeholders are filled in.
+pub(super) fn is_filter(filter: &str) -> bool {
+    let sample = filter.replace("{user}", "x").replace("{dn}", "cn=x");
+    ldap3::parse_filter(sample).is_ok()
+}
+
 /// A rustls client config trusting the PEM certificates of `ca_file`, or the system's.
 pub(super) fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
@@ -334,6 +340,14 @@ mod tests {
         assert_eq!(scheme_of("ldaps://dir/dc=example"), None);
         assert_eq!(scheme_of("ldapi://%2fvar%2frun"), None);
         assert_eq!(scheme_of("https://dir"), None);
+    }
+
+    #[test]
+    fn filters_are_checked_with_their_placeholders_filled_in() {
+        assert!(is_filter("(uid={user})"));
+        assert!(is_filter("(&(objectClass=groupOfNames)(member={dn}))"));
+        assert!(!is_filter("(uid={user}))("));
+        assert!(!is_filter("(&(uid={user})"));
     }
 
     #[test]
