@@ -181,6 +181,12 @@ fn a_directory_user_logs_in_in_both_forms_as_one_account_made_at_the_first_login
     // The web page's door is the same.
     let browser = crate::web::log_in(&s, "dana@example.com", "dana-dir-pw");
     assert!(browser.text("/ui").contains("team"));
+    // An administrator can still disable a directory user here.
+    s.admin(&["user", "disable", "dana"], None);
+    assert_eq!(
+        login(&s, "EXAMPLE\\dana", "dana-dir-pw").0,
+        StatusCode::FORBIDDEN
+    );
     // Another domain's name is nobody's.
     assert_eq!(
         login(&s, "OTHER\\dana", "dana-dir-pw").0,
