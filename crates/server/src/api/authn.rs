@@ -58,9 +58,11 @@ impl AppState {
             Some(d) => d.parse_name(name),
             None => Some(LoginName::Either(name)),
         };
-        let key = login
-            .as_ref()
-            .map_or_else(|| name.to_string(), LoginName::throttle_key);
+        // Without a directory, names count exactly as typed, as they always did.
+        let key = match (&login, &directory) {
+            (Some(l), Some(_)) => l.throttle_key(),
+            _ => name.to_string(),
+        };
         let ticket = match self.login.admit(&key, peer.ip()).await {
             Ok(t) => t,
             Err(refusal) => {
