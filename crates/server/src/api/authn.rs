@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::{blocking, login_event, ApiError, AppState};
-use crate::directory::{Directory, LoginName, Verdict};
+use crate::directory::{Directory, DirectoryUser, LoginName, Verdict};
 use crate::login::{Refusal, Ticket};
 use crate::meta::{Actor, DirectoryAccount, EventKind, Outcome, User};
 
@@ -169,6 +169,16 @@ impl AppState {
                 return Err(Denied::Disabled(name));
             }
         };
+        self.directory_account(d, found, door).await
+    }
+
+    /// Makes or updates the account of `found`, who proved their directory password.
+    async fn directory_account(
+        self: &Arc<Self>,
+        d: &Arc<Directory>,
+        found: DirectoryUser,
+        door: &Door<'_>,
+    ) -> Result<User, Denied> {
         if !cairn_protocol::is_valid_name(&found.name) {
             let why = format!(
                 "{:?} of {} is not a valid cairn user name",
