@@ -333,6 +333,9 @@ pub async fn user(cmd: UserCmd) -> Result<()> {
                 if u.disabled {
                     flags.push("disabled");
                 }
+                if u.directory.is_some() {
+                    flags.push("directory");
+                }
                 let quota = u
                     .quota
                     .map_or("no quota".to_string(), |q| format!("of {q}"));

@@ -262,6 +262,7 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
                 key: key.or(config.key),
                 metrics_listen: metrics_listen.or(config.metrics_listen),
                 store: config.store,
+                directory: config.directory,
             };
             if run.cert.is_some() != run.key.is_some() {
                 bail!("a certificate needs its key and a key its certificate (cert and key)");
@@ -331,6 +332,8 @@ struct Run {
     key: Option<PathBuf>,
     metrics_listen: Option<SocketAddr>,
     store: StoreChoice,
+    /// `[ldap]` of the config file.
+    directory: Option<cairn_server::directory::DirectoryConfig>,
 }
 
 async fn serve(data: PathBuf, run: Run, token_ttl: u64, limits: Limits) -> Result<()> {
@@ -340,7 +343,14 @@ async fn serve(data: PathBuf, run: Run, token_ttl: u64, limits: Limits) -> Resul
         key,
         metrics_listen,
         store,
+        directory,
     } = run;
+    // Checked before anything starts: a server that would refuse its directory users (or
+    // send their passwords in clear text) must not look as if it were running fine.
+    let directory = directory
+        .map(cairn_server::directory::Directory::new)
+        .transpose()
+        .context("[ldap] of the server config")?;
     tracing_subscriber::fmt()
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -388,6 +398,14 @@ async fn serve(data: PathBuf, run: Run, token_ttl: u64, limits: Limits) -> Resul
         }
         Err(e) => return Err(e.into()),
     };
+    if let Some(d) = directory {
+        println!(
+            "directory logins: {} (base {})",
+            d.config().url,
+            d.config().base_dn
+        );
+        bound.state().set_directory(std::sync::Arc::new(d));
+    }
     if let Some(a) = bound.metrics_addr {
         println!("metrics on http://{a}/metrics");
     }

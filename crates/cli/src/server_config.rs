@@ -16,6 +16,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use cairn_server::directory::DirectoryConfig;
 use cairn_server::StoreChoice;
 use cairn_store::{S3Credentials, StoreLocation};
 use toml_edit::{DocumentMut, Item, Table};
@@ -30,10 +31,12 @@ pub struct ServerConfig {
     pub key: Option<PathBuf>,
     pub store: StoreChoice,
     pub trusted_proxies: Vec<cairn_server::proxy::Cidr>,
+    /// `[ldap]`: directory logins.
+    pub directory: Option<DirectoryConfig>,
 }
 
 const TOP_KEYS: &str =
-    "data, listen, metrics_listen, cert, key, store, metadata, trusted_proxies, [s3]";
+    "data, listen, metrics_listen, cert, key, store, metadata, trusted_proxies, [s3], [ldap]";
 
 impl ServerConfig {
     /// Reads and checks `path`.
@@ -49,7 +52,12 @@ impl ServerConfig {
             .with_context(|| format!("server config {} is not valid TOML", path.display()))?;
         let config = Self::from_table(doc.as_table())
             .with_context(|| format!("server config {}", path.display()))?;
-        if config.store.credentials.is_some() || config.store.metadata.is_some() {
+        let directory_secret = config
+            .directory
+            .as_ref()
+            .is_some_and(|d| d.bind_password.is_some());
+        if config.store.credentials.is_some() || config.store.metadata.is_some() || directory_secret
+        {
             refuse_if_readable_by_others(path)?;
         }
         Ok(config)
@@ -70,6 +78,7 @@ impl ServerConfig {
                 "metadata" => config.store.metadata = metadata(item)?,
                 "trusted_proxies" => config.trusted_proxies = ranges(key, item)?,
                 "s3" => config.store.credentials = Some(credentials(item)?),
+                "ldap" => config.directory = Some(ldap::directory(item)?),
                 other => bail!("unknown key `{other}` (known: {TOP_KEYS})"),
             }
         }
@@ -81,6 +90,8 @@ impl ServerConfig {
         Ok(config)
     }
 }
+
+mod ldap;
 
 fn string(key: &str, item: &Item) -> Result<String> {
     match item.as_str() {

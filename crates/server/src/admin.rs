@@ -19,6 +19,9 @@ pub struct UserInfo {
     /// Most bytes the user's uploads may take; `None`: no limit.
     pub quota: Option<u64>,
     pub used_bytes: u64,
+    /// The base DN of the directory that checks their password; absent for a local account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<String>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -189,6 +192,7 @@ pub fn users(meta: &Meta) -> Result<Vec<UserInfo>> {
             disabled: u.disabled,
             quota: u.quota,
             used_bytes: u.used_bytes,
+            directory: Some(u.directory).filter(|d| !d.is_empty()),
         })
         .collect())
 }

@@ -108,6 +108,8 @@ pub struct AppState {
     /// Looks at a new cloud task's path (set by the binary that runs the tasks); without it,
     /// no encrypted task can be added through the API.
     cloud_attach: std::sync::OnceLock<Arc<dyn crate::cloud::CloudAttach>>,
+    /// Where directory users' passwords are checked (`[ldap]` of the config), if anywhere.
+    directory: std::sync::OnceLock<Arc<crate::directory::Directory>>,
     /// Test hook (`CAIRN_TEST_NO_COMMIT_STREAM`): neither offer nor serve commit streams.
     no_commit_stream: bool,
     /// Files the browser is uploading, in parts.
@@ -159,6 +161,7 @@ impl AppState {
             access_log: test_hook::<u8>("CAIRN_TEST_ACCESS_LOG").is_some(),
             cloud_wake: Arc::default(),
             cloud_attach: std::sync::OnceLock::new(),
+            directory: std::sync::OnceLock::new(),
             no_commit_stream: test_hook::<u8>("CAIRN_TEST_NO_COMMIT_STREAM").is_some(),
             web_uploads: web::upload::Staging::new(data.root.join("web-uploads")),
             metrics: Arc::default(),
@@ -214,6 +217,11 @@ impl AppState {
     /// Notified when a cloud task is added or asked to run.
     pub fn cloud_wake(&self) -> Arc<tokio::sync::Notify> {
         self.cloud_wake.clone()
+    }
+
+    /// Lets the users of `directory` log in (once; a second call changes nothing).
+    pub fn set_directory(&self, directory: Arc<crate::directory::Directory>) {
+        let _ = self.directory.set(directory);
     }
 
     /// Gives the API its look at new cloud tasks' paths (once; a second call changes nothing).
@@ -930,12 +938,17 @@ async fn login(
                     .into_response(),
             )
         }
-        Err(Denied::Disabled(user)) => {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!("user {} is disabled", user.name),
+        Err(Denied::Disabled(name)) => {
+            return Err(
+                ApiError::new(StatusCode::FORBIDDEN, format!("user {name} is disabled"))
+                    .into_response(),
             )
-            .into_response())
+        }
+        Err(Denied::Unavailable) => {
+            return Err(
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, DIRECTORY_UNAVAILABLE)
+                    .into_response(),
+            )
         }
         Err(Denied::Failed(e)) => return Err(e.into_response()),
     };
@@ -1014,6 +1027,10 @@ async fn login_event(
     })
     .await;
 }
+
+/// What a directory user hears when the directory cannot be asked (the log says why).
+const DIRECTORY_UNAVAILABLE: &str =
+    "directory logins are unavailable: the directory could not be reached; try again later";
 
 /// 429 with Retry-After, for a login attempt refused before any password work.
 fn too_many_logins(refusal: Refusal) -> Response {

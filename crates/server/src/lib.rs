@@ -14,6 +14,7 @@ pub mod auth;
 pub mod cloud;
 pub mod connection;
 pub mod datadir;
+pub mod directory;
 pub mod limits;
 pub mod login;
 pub mod maintenance;

@@ -17,6 +17,7 @@ mod chunks;
 mod claims;
 mod cloud;
 mod copy;
+mod directory;
 mod events;
 mod gc;
 mod lite;
@@ -31,6 +32,7 @@ pub use chunks::{ChunkScope, Scope, StoredTotals, UploadPlan};
 pub use claims::Claim;
 pub use cloud::{CloudConnectionRow, CloudTaskRow};
 pub use copy::TableRows;
+pub use directory::{DirectoryAccount, NO_LOCAL_PASSWORD};
 pub use events::{
     Actor, Bounds as EventBounds, Event, EventFilter, EventKind, EventPage, Outcome,
     MAX_PAGE as MAX_EVENTS_PAGE,
@@ -73,12 +75,15 @@ pub struct User {
     pub quota: Option<u64>,
     /// Bytes of the chunks the user proved (uploaded) that the server still keeps.
     pub used_bytes: u64,
+    /// Where their password is checked: empty for a local account, else the normalised
+    /// base DN of their directory (`meta/directory.rs`).
+    pub directory: String,
 }
 
 /// The columns [`user_row`] reads (macros, so statements are `concat!`ed at compile time).
 macro_rules! user_cols {
     () => {
-        "id, name, admin, disabled, token_gen, quota, used_bytes"
+        "id, name, admin, disabled, token_gen, quota, used_bytes, directory"
     };
 }
 
@@ -116,6 +121,7 @@ fn user_row(r: &dyn Row) -> Result<User> {
         token_gen: r.get(4)?,
         quota: r.get::<Option<i64>>(5)?.map(|q| q.max(0) as u64),
         used_bytes: r.get::<i64>(6)?.max(0) as u64,
+        directory: r.get(7)?,
     })
 }
 
@@ -129,7 +135,17 @@ fn user_in(db: &dyn Sql, name: &str) -> Result<Option<(User, String)>> {
             ", pw_hash FROM users WHERE name=?1"
         ),
         args![name],
-        |r| Ok((user_row(r)?, r.get(7)?)),
+        |r| Ok((user_row(r)?, r.get(8)?)),
+    )
+}
+
+/// The user whose id is `id`.
+fn user_with_id(db: &dyn Sql, id: i64) -> Result<Option<User>> {
+    db.opt(
+        "looking up user",
+        concat!("SELECT ", user_cols!(), " FROM users WHERE id=?1"),
+        args![id],
+        user_row,
     )
 }
 
@@ -549,14 +565,7 @@ impl Meta {
     }
 
     pub fn user_by_id(&self, id: i64) -> Result<Option<User>> {
-        self.read(|db| {
-            db.opt(
-                "looking up user",
-                concat!("SELECT ", user_cols!(), " FROM users WHERE id=?1"),
-                args![id],
-                user_row,
-            )
-        })
+        self.read(|db| user_with_id(db, id))
     }
 
     /// Sets a new password; every session of the old one ends.

@@ -17,6 +17,7 @@ mod cloud_servers;
 mod cloud_tasks;
 mod commit_stream;
 mod connection;
+mod directory;
 mod drive;
 mod events;
 mod explorer;

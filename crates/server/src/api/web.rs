@@ -233,6 +233,13 @@ pub(super) async fn login(
             let note = "<p role=\"alert\">Wrong user name or password.</p>";
             return login_form(&form.csrf, false, note, StatusCode::UNAUTHORIZED);
         }
+        Err(Denied::Unavailable) => {
+            let note = format!(
+                "<p role=\"alert\">{}.</p>",
+                esc(super::DIRECTORY_UNAVAILABLE)
+            );
+            return login_form(&form.csrf, false, &note, StatusCode::SERVICE_UNAVAILABLE);
+        }
         Err(Denied::Failed(e)) => return e.into_response(),
     };
     let ttl = state.token_ttl.as_nanos().min(i64::MAX as u128) as i64;
