@@ -17,6 +17,7 @@ mod chunks;
 mod claims;
 mod cloud;
 mod copy;
+pub mod dav;
 mod events;
 mod gc;
 mod lite;

@@ -329,6 +329,22 @@ pub(super) const TABLES: &[Table] = &[
             &["PRIMARY KEY(kind, key)"],
         )
     },
+    // WebDAV dead properties (`meta/props.rs`): per folder and path, a namespaced name and
+    // its XML value.
+    Table {
+        since: 6,
+        ..keyed(
+            "dav_props",
+            &[
+                col("folder_id", Int, "NOT NULL"),
+                col("path", Text, "NOT NULL"),
+                col("ns", Text, "NOT NULL"),
+                col("name", Text, "NOT NULL"),
+                col("value", Text, "NOT NULL"),
+            ],
+            &["PRIMARY KEY(folder_id, path, ns, name)"],
+        )
+    },
 ];
 
 /// Every index.

@@ -1,0 +1,577 @@
+//! Changes through WebDAV, each a commit on top of the heads it read (a change that raced
+//! another is refused with 409, never applied over it): PUT (the body cut into chunks as it
+//! arrives, a new version), DELETE (deletion versions: restorable), MKCOL, COPY (the copy
+//! references the same chunks), MOVE (within a folder the journal's move, so agents see a
+//! rename; between folders a copy and a deletion) and PROPPATCH (dead properties).
+//!
+//! Replacing an existing destination (`Overwrite: T`) first deletes it, as RFC 4918 says,
+//! except a file over a file, which simply becomes its next version. A collection's changes
+//! may span several commits (the API's limits); each one is whole.
+
+use std::io::Read as _;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use cairn_model::{Entry, EntryKind, RelPath, Seq};
+use cairn_protocol::{Access, Change, ChangeResult, MovedFrom, VersionInfo};
+use futures_util::TryStreamExt;
+use quick_xml::escape::escape;
+
+use super::super::web::{edit, upload};
+use super::super::{blocking, now_ns, ApiError, ApiResult, AppState, Caller};
+use super::read::{multistatus, not_found, LIVE};
+use super::xml::{self, DAV};
+use super::{depth, folder_for, href, node, small_body, Node, Target};
+use crate::meta::dav::{PropUpdate, MAX_VALUE};
+use crate::meta::Folder;
+
+pub(super) async fn put(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    target: &Target,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let (folder, path) = target.in_folder()?;
+    let shown = format!("{folder}/{path}");
+    if path.is_root() {
+        return Err(not_allowed(&shown, "a folder's root is a collection"));
+    }
+    if headers.contains_key(header::CONTENT_RANGE) {
+        return Err(ApiError::bad(format!(
+            "{shown}: a PUT with Content-Range is refused; send the whole file"
+        )));
+    }
+    let f = folder_for(state, caller, folder, Access::Rw).await?;
+    let size = content_length(headers, &shown)?;
+    check_size(caller, size, &shown)?;
+    parent_ok(state, &f, path).await?;
+    if let Node::Collection(_) = node(state, &f, path).await? {
+        return Err(not_allowed(&shown, "it is a collection"));
+    }
+    let data = body.into_data_stream().map_err(std::io::Error::other);
+    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(data));
+    let (chunks, hash) =
+        upload::store_from(state, caller, move || Ok(reader.take(size)), size, &shown).await?;
+    let entry = Entry {
+        kind: EntryKind::File,
+        size,
+        mtime_ns: now_ns(),
+        mode: 0o644,
+        hash: Some(hash),
+        target: None,
+    };
+    // The head is read after the body arrived: a long upload bases on what is there now.
+    let base = node(state, &f, path).await?;
+    if let Node::Collection(_) = base {
+        return Err(not_allowed(&shown, "it is a collection"));
+    }
+    let created = !base.exists();
+    let change = Change {
+        path: path.clone(),
+        base: base.base(),
+        entry,
+        chunks,
+        moved_from: None,
+        inline: None,
+    };
+    apply(state, caller, &f, vec![change]).await?;
+    Ok(created_or_not(created))
+}
+
+fn created_or_not(created: bool) -> Response {
+    if created {
+        StatusCode::CREATED.into_response()
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    }
+}
+
+fn not_allowed(shown: &str, why: &str) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{shown}: {why}"))
+}
+
+/// The body's announced length: required, since the chunking parameters follow the size.
+fn content_length(headers: &HeaderMap, shown: &str) -> ApiResult<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::LENGTH_REQUIRED,
+                format!("{shown}: a PUT needs a Content-Length"),
+            )
+        })
+}
+
+/// The bounds of a browser upload apply: the largest file, and the caller's quota.
+fn check_size(caller: &Caller, size: u64, shown: &str) -> ApiResult<()> {
+    if size > upload::MAX_FILE {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{shown}: {size} bytes; files of at most {} bytes may be sent this way (use the cairn client for larger ones)",
+                upload::MAX_FILE
+            ),
+        ));
+    }
+    let user = &caller.user;
+    if let Some(quota) = user.quota {
+        if user.used_bytes.saturating_add(size) > quota {
+            return Err(ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                format!("{shown}: {size} bytes would go over the quota of {quota} bytes"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// 409 unless the collection that would hold `path` exists.
+async fn parent_ok(state: &Arc<AppState>, f: &Folder, path: &RelPath) -> ApiResult<()> {
+    let parent = path.parent().unwrap_or_else(RelPath::root);
+    match node(state, f, &parent).await? {
+        Node::Collection(_) => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{}/{path}: the collection {parent} does not exist", f.name),
+        )),
+    }
+}
+
+/// Commits `changes` to `folder`; any one not applied makes the request fail with its reason.
+async fn apply(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    folder: &Folder,
+    changes: Vec<Change>,
+) -> ApiResult<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let paths: Vec<RelPath> = changes.iter().map(|c| c.path.clone()).collect();
+    let results = edit::commit(state, caller, folder, changes).await?;
+    for (r, p) in results.iter().zip(&paths) {
+        let why = match r {
+            ChangeResult::Accepted { .. } => continue,
+            ChangeResult::Conflict { .. } => "it changed meanwhile; try again".to_string(),
+            other => edit::refusal(other).unwrap_or_default(),
+        };
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{}/{p}: {why}", folder.name),
+        ));
+    }
+    Ok(())
+}
+
+fn deletion(path: RelPath, base: Seq, now: i64) -> Change {
+    Change {
+        path,
+        base: Some(base),
+        entry: Entry {
+            kind: EntryKind::Deleted,
+            size: 0,
+            mtime_ns: now,
+            mode: 0,
+            hash: None,
+            target: None,
+        },
+        chunks: Vec::new(),
+        moved_from: None,
+        inline: None,
+    }
+}
+
+/// The live entries at and below `path` (heads that are not deletions), in path order.
+async fn subtree(state: &Arc<AppState>, f: &Folder, path: &RelPath) -> ApiResult<Vec<VersionInfo>> {
+    let (f, p) = (f.clone(), path.clone());
+    blocking(state, move |m| m.tree(&f, &p, None, false)).await
+}
+
+/// Deletion versions for what `node` at `path` holds (a collection: everything below it).
+async fn deletions(
+    state: &Arc<AppState>,
+    f: &Folder,
+    path: &RelPath,
+    node: &Node,
+) -> ApiResult<Vec<Change>> {
+    let now = now_ns();
+    Ok(match node {
+        Node::Missing(_) => Vec::new(),
+        Node::File(v) => vec![deletion(path.clone(), v.info.seq, now)],
+        Node::Collection(_) => subtree(state, f, path)
+            .await?
+            .into_iter()
+            .rev()
+            .map(|v| deletion(v.path, v.seq, now))
+            .collect(),
+    })
+}
+
+pub(super) async fn delete(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    target: &Target,
+) -> ApiResult<Response> {
+    let (folder, path) = target.in_folder()?;
+    if path.is_root() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{folder}: a folder's root cannot be deleted through WebDAV"),
+        ));
+    }
+    let f = folder_for(state, caller, folder, Access::Rw).await?;
+    let here = node(state, &f, path).await?;
+    if !here.exists() {
+        return Err(not_found(folder, path));
+    }
+    let changes = deletions(state, &f, path, &here).await?;
+    apply(state, caller, &f, changes).await?;
+    let (id, p) = (f.id, path.clone());
+    blocking(state, move |m| m.drop_props(id, &p)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(super) async fn mkcol(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    target: &Target,
+    body: Body,
+) -> ApiResult<Response> {
+    let (folder, path) = target.in_folder()?;
+    let shown = format!("{folder}/{path}");
+    if !small_body(body).await?.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("{shown}: MKCOL takes no body"),
+        ));
+    }
+    let f = folder_for(state, caller, folder, Access::Rw).await?;
+    let here = node(state, &f, path).await?;
+    if path.is_root() || here.exists() {
+        return Err(not_allowed(&shown, "something is there already"));
+    }
+    parent_ok(state, &f, path).await?;
+    let change = edit::dir_change(path.clone(), here.base(), now_ns());
+    apply(state, caller, &f, vec![change]).await?;
+    Ok(StatusCode::CREATED.into_response())
+}
+
+/// Where a COPY or MOVE goes: its `Destination`, which must be under `/dav/` on this server
+/// (`here`: the request's own host).
+fn destination(headers: &HeaderMap, here: Option<&str>) -> ApiResult<(String, RelPath)> {
+    let raw = headers
+        .get("destination")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::bad("a Destination header is needed"))?;
+    let elsewhere = || {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("Destination {raw:?} is not under /dav/ on this server"),
+        )
+    };
+    let path = if raw.starts_with('/') {
+        raw.to_string()
+    } else {
+        let uri: axum::http::Uri = raw
+            .parse()
+            .map_err(|_| ApiError::bad(format!("bad Destination {raw:?}")))?;
+        let same = match (uri.authority(), here) {
+            (Some(a), Some(h)) => a.as_str().eq_ignore_ascii_case(h),
+            _ => false,
+        };
+        if !same {
+            return Err(elsewhere());
+        }
+        uri.path().to_string()
+    };
+    match Target::parse(&path) {
+        Ok(Target::In { folder, path }) if !path.is_root() => Ok((folder, path)),
+        Ok(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("Destination {raw:?}: /dav/ and a folder's root cannot be replaced"),
+        )),
+        Err(e) if e.status == StatusCode::NOT_FOUND => Err(elsewhere()),
+        Err(e) => Err(e),
+    }
+}
+
+fn overwrite(headers: &HeaderMap) -> ApiResult<bool> {
+    match headers.get("overwrite").map(|v| v.as_bytes()) {
+        None | Some(b"T") | Some(b"t") => Ok(true),
+        Some(b"F") | Some(b"f") => Ok(false),
+        Some(_) => Err(ApiError::bad("the Overwrite header is T or F")),
+    }
+}
+
+/// Both ends of a COPY or MOVE, checked.
+struct Ends {
+    src: (Folder, RelPath, Node),
+    dst: (Folder, RelPath, Node),
+    /// Depth 0: a collection is copied without its members.
+    shallow: bool,
+}
+
+pub(super) async fn copy_move(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    target: &Target,
+    headers: &HeaderMap,
+    here: Option<&str>,
+    moving: bool,
+) -> ApiResult<Response> {
+    let ends = ends(state, caller, target, headers, here, moving).await?;
+    let existed = ends.dst.2.exists();
+    let (sf, spath) = (&ends.src.0, &ends.src.1);
+    let (df, dpath) = (&ends.dst.0, &ends.dst.1);
+    let in_place = matches!((&ends.src.2, &ends.dst.2), (Node::File(_), Node::File(_)));
+    let base = if existed && !in_place {
+        let gone = deletions(state, df, dpath, &ends.dst.2).await?;
+        apply(state, caller, df, gone).await?;
+        None
+    } else {
+        ends.dst.2.base()
+    };
+    let (to_dst, from_src) = carry(state, &ends, base, moving).await?;
+    apply(state, caller, df, to_dst).await?;
+    apply(state, caller, sf, from_src).await?;
+    let (from, to) = ((sf.id, spath.clone()), (df.id, dpath.clone()));
+    blocking(state, move |m| {
+        m.carry_props((from.0, &from.1), (to.0, &to.1), !moving)
+    })
+    .await?;
+    Ok(created_or_not(!existed))
+}
+
+/// Reads and checks a COPY's or MOVE's source and destination.
+async fn ends(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    target: &Target,
+    headers: &HeaderMap,
+    here: Option<&str>,
+    moving: bool,
+) -> ApiResult<Ends> {
+    let (sfolder, spath) = target.in_folder()?;
+    let shown = format!("{sfolder}/{spath}");
+    if spath.is_root() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{shown}: a folder's root cannot be copied or moved through WebDAV"),
+        ));
+    }
+    let (dfolder, dpath) = destination(headers, here)?;
+    let replace = overwrite(headers)?;
+    let shallow = match (depth(headers)?, moving) {
+        (None, _) => false,
+        (Some(0), false) => true,
+        (Some(d), _) => {
+            return Err(ApiError::bad(format!(
+                "{shown}: Depth {d} is not offered for this method"
+            )))
+        }
+    };
+    let sf = folder_for(
+        state,
+        caller,
+        sfolder,
+        if moving { Access::Rw } else { Access::Ro },
+    )
+    .await?;
+    let df = folder_for(state, caller, &dfolder, Access::Rw).await?;
+    if sf.id == df.id && (spath.starts_with(&dpath) || dpath.starts_with(spath)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{shown}: the destination {dfolder}/{dpath} is the source, inside it or above it"
+            ),
+        ));
+    }
+    let src = node(state, &sf, spath).await?;
+    if !src.exists() {
+        return Err(not_found(sfolder, spath));
+    }
+    parent_ok(state, &df, &dpath).await?;
+    let dst = node(state, &df, &dpath).await?;
+    if dst.exists() && !replace {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            format!("{dfolder}/{dpath} exists and Overwrite is F"),
+        ));
+    }
+    Ok(Ends {
+        src: (sf, spath.clone(), src),
+        dst: (df, dpath, dst),
+        shallow,
+    })
+}
+
+/// The changes that bring the source to the destination (based on `base` there), and those
+/// that then remove it from the source (a move between folders, or of a collection's own
+/// entries that are not moved one by one).
+async fn carry(
+    state: &Arc<AppState>,
+    ends: &Ends,
+    base: Option<Seq>,
+    moving: bool,
+) -> ApiResult<(Vec<Change>, Vec<Change>)> {
+    let (sf, spath, src) = &ends.src;
+    let (df, dpath, _) = &ends.dst;
+    let same = sf.id == df.id;
+    let now = now_ns();
+    let (mut to_dst, mut from_src) = (Vec::new(), Vec::new());
+    match src {
+        Node::Missing(_) => {}
+        Node::File(v) => {
+            let change = if moving && same {
+                moved(dpath.clone(), base, &v.info)
+            } else {
+                if moving {
+                    from_src.push(deletion(spath.clone(), v.info.seq, now));
+                }
+                copied(dpath.clone(), base, &v.info, v.chunks.clone())
+            };
+            to_dst.push(change);
+        }
+        Node::Collection(own) => {
+            let mut top = edit::dir_change(dpath.clone(), base, now);
+            if let Some(own) = own {
+                top.entry = own.entry.clone();
+                if moving {
+                    from_src.push(deletion(spath.clone(), own.seq, now));
+                }
+            }
+            to_dst.push(top);
+            let members = if ends.shallow {
+                Vec::new()
+            } else {
+                subtree(state, sf, spath).await?
+            };
+            for v in members.into_iter().filter(|v| v.path != *spath) {
+                let Some(rel) = v.path.strip_prefix(spath) else {
+                    continue;
+                };
+                let to = dpath.join_path(&rel);
+                if v.entry.kind == EntryKind::File && moving && same {
+                    to_dst.push(moved(to, None, &v));
+                    continue;
+                }
+                let chunks = if v.entry.kind == EntryKind::File {
+                    let (f, p, seq) = (sf.clone(), v.path.clone(), v.seq);
+                    blocking(state, move |m| m.version(&f, &p, Some(seq)))
+                        .await?
+                        .map(|s| s.chunks)
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                if moving {
+                    from_src.push(deletion(v.path.clone(), v.seq, now));
+                }
+                to_dst.push(copied(to, None, &v, chunks));
+            }
+        }
+    }
+    // Members before their collection: a deletion of a collection's entry comes last.
+    from_src.reverse();
+    Ok((to_dst, from_src))
+}
+
+/// A move of `from`'s head to `to` in the same folder: no content is sent.
+fn moved(to: RelPath, base: Option<Seq>, from: &VersionInfo) -> Change {
+    Change {
+        path: to,
+        base,
+        entry: from.entry.clone(),
+        chunks: Vec::new(),
+        moved_from: Some(MovedFrom {
+            path: from.path.clone(),
+            base: from.seq,
+        }),
+        inline: None,
+    }
+}
+
+/// A copy of `from` at `to`, referencing the same chunks.
+fn copied(
+    to: RelPath,
+    base: Option<Seq>,
+    from: &VersionInfo,
+    chunks: Vec<cairn_protocol::ChunkSpan>,
+) -> Change {
+    Change {
+        path: to,
+        base,
+        entry: from.entry.clone(),
+        chunks,
+        moved_from: None,
+        inline: None,
+    }
+}
+
+pub(super) async fn proppatch(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    target: &Target,
+    body: Body,
+) -> ApiResult<Response> {
+    let (folder, path) = target.in_folder()?;
+    let shown = format!("{folder}/{path}");
+    let body = small_body(body).await?;
+    let updates =
+        xml::proppatch(&body).map_err(|e| ApiError::bad(format!("PROPPATCH {shown}: {e}")))?;
+    let f = folder_for(state, caller, folder, Access::Rw).await?;
+    let here = node(state, &f, path).await?;
+    if !here.exists() {
+        return Err(not_found(folder, path));
+    }
+    let name_of = |u: &PropUpdate| match u {
+        PropUpdate::Set(n, _) | PropUpdate::Remove(n) => n.clone(),
+    };
+    let protected = |u: &PropUpdate| {
+        let n = name_of(u);
+        n.ns == DAV && LIVE.contains(&n.name.as_str())
+    };
+    let too_long = updates
+        .iter()
+        .any(|u| matches!(u, PropUpdate::Set(_, v) if v.len() > MAX_VALUE));
+    if too_long {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{shown}: a property's value may have at most {MAX_VALUE} bytes"),
+        ));
+    }
+    let collection = matches!(here, Node::Collection(_));
+    let mut out = String::from(xml::MULTISTATUS_START);
+    out.push_str(&format!(
+        "<D:response><D:href>{}</D:href>",
+        escape(href(folder, path, collection).as_str())
+    ));
+    if updates.iter().any(protected) {
+        // All or nothing: the live ones are refused, the others fail with them.
+        for u in &updates {
+            let mut p = String::new();
+            xml::prop_xml(&mut p, &name_of(u), None);
+            xml::propstat(&mut out, &p, if protected(u) { 403 } else { 424 });
+        }
+    } else {
+        let (id, p, names) = (
+            f.id,
+            path.clone(),
+            updates.iter().map(name_of).collect::<Vec<_>>(),
+        );
+        blocking(state, move |m| m.patch_props(id, &p, &updates)).await?;
+        let mut props = String::new();
+        for n in &names {
+            xml::prop_xml(&mut props, n, None);
+        }
+        xml::propstat(&mut out, &props, 200);
+    }
+    out.push_str("</D:response>");
+    out.push_str(xml::MULTISTATUS_END);
+    Ok(multistatus(out))
+}
