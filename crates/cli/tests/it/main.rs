@@ -40,3 +40,4 @@ mod traffic;
 mod web;
 mod web_browser;
 mod web_edit;
+mod webdav;

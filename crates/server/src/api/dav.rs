@@ -186,7 +186,7 @@ pub(super) fn href(folder: &str, path: &RelPath, collection: bool) -> String {
 pub(super) enum Node {
     /// A folder: its own entry, if it has one (a folder's root and paths only implied by
     /// what is below them have none).
-    Collection(Option<VersionInfo>),
+    Collection(Option<Box<VersionInfo>>),
     File(Box<StoredVersion>),
     /// Nothing (or a symbolic link, which WebDAV cannot show): the head to base a new
     /// version on, if the path has one.
@@ -222,7 +222,7 @@ pub(super) async fn node(
     let base = match head {
         Some(v) if v.info.entry.kind == EntryKind::File => return Ok(Node::File(Box::new(v))),
         Some(v) if v.info.entry.kind == EntryKind::Dir => {
-            return Ok(Node::Collection(Some(v.info)))
+            return Ok(Node::Collection(Some(Box::new(v.info))))
         }
         Some(v) if v.info.entry.kind == EntryKind::Symlink => {
             return Ok(Node::Missing(Some(v.info.seq)))
