@@ -71,18 +71,23 @@ fn kind(v: &Value) -> &str {
 }
 
 #[test]
-fn litmus_passes_basic_copymove_and_props() {
+fn litmus_passes_basic_copymove_props_and_locks() {
     let server = Server::start();
     let work = tempfile::tempdir().expect("temp dir");
     let out = Command::new(tool("litmus"))
         .arg(format!("{}/dav/backup/", server.url()))
         .args(["alice", "alice-pw"])
-        .env("TESTS", "basic copymove props")
+        .env("TESTS", "basic copymove props locks")
         .current_dir(work.path())
         .output()
         .expect("litmus");
     let text = String::from_utf8_lossy(&out.stdout);
-    for (suite, n) in [("basic", 16), ("copymove", 13), ("props", 30)] {
+    for (suite, n) in [
+        ("basic", 16),
+        ("copymove", 13),
+        ("props", 30),
+        ("locks", 41),
+    ] {
         let line = format!("<- summary for `{suite}': of {n} tests run: {n} passed, 0 failed.");
         assert!(text.contains(&line), "no {line:?} in:\n{text}");
     }

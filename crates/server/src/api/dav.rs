@@ -1,4 +1,4 @@
-//! WebDAV (RFC 4918, class 1) on the server's own address: `/dav/` is a collection of the
+//! WebDAV (RFC 4918, classes 1 and 2) on the server's own address: `/dav/` is a collection of the
 //! folders the caller may read, `/dav/FOLDER/path...` their files and folders.
 //!
 //! Every request names a user (HTTP Basic or a bearer token, [`login`]), and every change is
@@ -8,8 +8,8 @@
 //! references the same chunks. Reads ([`read`]) and changes ([`write`]) work on a path's head
 //! as the store gives it; a collection is a folder entry or a path that has live entries
 //! below it (backups imply their folders). Dead properties are stored per path
-//! (`meta/dav.rs`). Locks are not offered (class 1 only): clients that need them to write
-//! (some desktop file managers) open files read-only.
+//! (`meta/dav.rs`). Write locks ([`lock`], class 2) are kept in the store too, so every
+//! instance behind a load balancer honours them.
 //!
 //! Depth infinity on PROPFIND is refused with 403 (`DAV:propfind-finite-depth`), as many
 //! servers do: a listing of a whole large folder in one answer is what a stranger could make
@@ -28,6 +28,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 use super::{blocking, folder_access, ApiError, ApiResult, AppState, Caller};
 use crate::meta::{Folder, StoredVersion};
 
+mod lock;
 mod login;
 mod read;
 mod write;
@@ -38,7 +39,8 @@ pub(crate) use login::BasicCache;
 /// Largest XML request body (PROPFIND, PROPPATCH).
 const MAX_XML: usize = 1 << 20;
 /// The methods offered, for `Allow`.
-const ALLOW: &str = "OPTIONS, GET, HEAD, PUT, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH";
+const ALLOW: &str =
+    "OPTIONS, GET, HEAD, PUT, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH, LOCK, UNLOCK";
 
 /// Characters kept as they are in an href's path segment: what RFC 3986 leaves unreserved.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -78,32 +80,44 @@ async fn serve(state: &Arc<AppState>, req: Request) -> ApiResult<Response> {
         .authority()
         .map(|a| a.as_str())
         .or_else(|| h.get(header::HOST).and_then(|v| v.to_str().ok()));
-    match parts.method.as_str() {
-        "GET" | "HEAD" => read::get(state, &caller, &target, h).await,
-        "PROPFIND" => read::propfind(state, &caller, &target, h, body).await,
-        "PUT" => write::put(state, &caller, &target, h, body).await,
-        "DELETE" => write::delete(state, &caller, &target).await,
-        "MKCOL" => write::mkcol(state, &caller, &target, body).await,
-        "COPY" => write::copy_move(state, &caller, &target, h, here, false).await,
-        "MOVE" => write::copy_move(state, &caller, &target, h, here, true).await,
-        "PROPPATCH" => write::proppatch(state, &caller, &target, body).await,
-        other => {
-            let mut resp = ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("{other} is not offered here (no locks: WebDAV class 1)"),
-            )
-            .into_response();
-            resp.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
-            Ok(resp)
-        }
+    let m = parts.method.as_str();
+    if matches!(m, "GET" | "HEAD" | "PROPFIND") {
+        return match m {
+            "PROPFIND" => read::propfind(state, &caller, &target, h, body).await,
+            _ => read::get(state, &caller, &target, h).await,
+        };
+    }
+    let known = matches!(
+        m,
+        "PUT" | "DELETE" | "MKCOL" | "COPY" | "MOVE" | "PROPPATCH" | "LOCK" | "UNLOCK"
+    );
+    if !known {
+        let mut resp = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{m} is not offered here"),
+        )
+        .into_response();
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+        return Ok(resp);
+    }
+    let locks = lock::preconditions(state, &caller, &target, h).await?;
+    match m {
+        "PUT" => write::put(state, &caller, &target, h, body, &locks).await,
+        "DELETE" => write::delete(state, &caller, &target, &locks).await,
+        "MKCOL" => write::mkcol(state, &caller, &target, body, &locks).await,
+        "COPY" => write::copy_move(state, &caller, &target, h, here, false, &locks).await,
+        "MOVE" => write::copy_move(state, &caller, &target, h, here, true, &locks).await,
+        "PROPPATCH" => write::proppatch(state, &caller, &target, body, &locks).await,
+        "LOCK" => lock::lock(state, &caller, &target, h, body, &locks).await,
+        _ => lock::unlock(state, &caller, &target, h).await,
     }
 }
 
 fn options() -> Response {
     let mut resp = StatusCode::OK.into_response();
     let h = resp.headers_mut();
-    h.insert("dav", HeaderValue::from_static("1"));
+    h.insert("dav", HeaderValue::from_static("1, 2"));
     h.insert(header::ALLOW, HeaderValue::from_static(ALLOW));
     h.insert("ms-author-via", HeaderValue::from_static("DAV"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
@@ -180,6 +194,14 @@ pub(super) fn href(folder: &str, path: &RelPath, collection: bool) -> String {
         out.push('/');
     }
     out
+}
+
+/// A file's entity tag: the first 128 bits of its content hash, quoted. Short, because some
+/// clients cut long `If` headers (litmus's end at 200 characters, and an `If` may name the
+/// tag twice), and as strong a validator as any client needs.
+pub(super) fn etag_of(hash: cairn_model::ContentHash) -> String {
+    let hex = hash.to_hex();
+    format!("\"{}\"", &hex[..32])
 }
 
 /// What a path holds now.

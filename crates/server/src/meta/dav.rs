@@ -214,3 +214,165 @@ fn drop_in(db: &dyn Sql, folder_id: i64, path: &RelPath) -> Result<()> {
     )?;
     Ok(())
 }
+
+/// Locks one folder may hold at once (each names a user and a path; a LOCK past this is
+/// refused), so that reading a folder's locks, which every WebDAV write does, stays cheap.
+pub const MAX_LOCKS: i64 = 1000;
+
+/// A WebDAV write lock (`LOCK`), kept in the store so every server instance honours it.
+#[derive(Clone, Debug)]
+pub struct DavLock {
+    /// `opaquelocktoken:...`
+    pub token: String,
+    pub path: RelPath,
+    /// Depth infinity: it covers everything below `path` too.
+    pub deep: bool,
+    pub shared: bool,
+    /// The `DAV:owner` the client gave, as XML.
+    pub owner: String,
+    pub user_id: i64,
+    pub timeout_s: i64,
+    pub expires_ns: i64,
+}
+
+impl DavLock {
+    /// Whether the lock covers `path`.
+    pub fn covers(&self, path: &RelPath) -> bool {
+        self.path == *path || (self.deep && path.starts_with(&self.path))
+    }
+}
+
+/// Why a lock was not granted.
+pub enum LockRefused {
+    /// Another lock is in the way.
+    Conflict,
+    /// The folder holds [`MAX_LOCKS`].
+    Full,
+}
+
+const LOCK_COLS: &str = "token, path, deep, shared, owner, user_id, timeout_s, expires_ns";
+
+fn lock_of(r: &dyn super::sql::Row) -> Result<DavLock> {
+    let path: String = r.get(1)?;
+    Ok(DavLock {
+        token: r.get(0)?,
+        path: RelPath::parse(&path)
+            .map_err(|_| Error::Corrupt(format!("a lock names the path {path:?}")))?,
+        deep: r.get::<i64>(2)? != 0,
+        shared: r.get::<i64>(3)? != 0,
+        owner: r.get(4)?,
+        user_id: r.get(5)?,
+        timeout_s: r.get(6)?,
+        expires_ns: r.get(7)?,
+    })
+}
+
+fn locks_in(db: &dyn Sql, folder_id: i64, now_ns: i64) -> Result<Vec<DavLock>> {
+    db.all(
+        "reading locks",
+        &format!(
+            "SELECT {LOCK_COLS} FROM dav_locks WHERE folder_id=?1 AND expires_ns>?2 ORDER BY path"
+        ),
+        args![folder_id, now_ns],
+        lock_of,
+    )
+}
+
+impl Meta {
+    /// The folder's locks that have not expired at `now_ns`.
+    pub fn dav_locks(&self, folder_id: i64, now_ns: i64) -> Result<Vec<DavLock>> {
+        self.read(|db| locks_in(db, folder_id, now_ns))
+    }
+
+    /// Grants `lock` in `folder` unless a live lock conflicts with it (an exclusive one on
+    /// either side, over the same path or one covering the other). Checked and written under
+    /// the folder's row lock, so two instances never grant conflicting locks.
+    pub fn add_dav_lock(
+        &self,
+        folder: &super::Folder,
+        lock: &DavLock,
+        now_ns: i64,
+    ) -> Result<std::result::Result<(), LockRefused>> {
+        let ctx = "granting a lock";
+        self.write(ctx, |db| {
+            super::lock_head(db, folder)?;
+            db.exec(
+                ctx,
+                "DELETE FROM dav_locks WHERE folder_id=?1 AND expires_ns<=?2",
+                args![folder.id, now_ns],
+            )?;
+            let held = locks_in(db, folder.id, now_ns)?;
+            let clash = held.iter().any(|h| {
+                let overlap = h.covers(&lock.path) || lock.covers(&h.path);
+                overlap && !(h.shared && lock.shared)
+            });
+            if clash {
+                return Ok(Err(LockRefused::Conflict));
+            }
+            if held.len() as i64 >= MAX_LOCKS {
+                return Ok(Err(LockRefused::Full));
+            }
+            db.exec(
+                ctx,
+                &format!(
+                    "INSERT INTO dav_locks(folder_id, {LOCK_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                ),
+                args![
+                    folder.id,
+                    lock.token,
+                    lock.path.as_str(),
+                    i64::from(lock.deep),
+                    i64::from(lock.shared),
+                    lock.owner,
+                    lock.user_id,
+                    lock.timeout_s,
+                    lock.expires_ns
+                ],
+            )?;
+            Ok(Ok(()))
+        })
+    }
+
+    /// Extends lock `token` of `folder_id` to `expires_ns`; false when it is gone.
+    pub fn refresh_dav_lock(
+        &self,
+        folder_id: i64,
+        token: &str,
+        timeout_s: i64,
+        expires_ns: i64,
+    ) -> Result<bool> {
+        let n = self.write("refreshing a lock", |db| {
+            db.exec(
+                "refreshing a lock",
+                "UPDATE dav_locks SET timeout_s=?3, expires_ns=?4 WHERE folder_id=?1 AND token=?2",
+                args![folder_id, token, timeout_s, expires_ns],
+            )
+        })?;
+        Ok(n > 0)
+    }
+
+    /// Removes lock `token` of `folder_id`; false when there was none.
+    pub fn remove_dav_lock(&self, folder_id: i64, token: &str) -> Result<bool> {
+        let n = self.write("removing a lock", |db| {
+            db.exec(
+                "removing a lock",
+                "DELETE FROM dav_locks WHERE folder_id=?1 AND token=?2",
+                args![folder_id, token],
+            )
+        })?;
+        Ok(n > 0)
+    }
+
+    /// Removes the locks on `path` and below it (the resource was deleted or moved away).
+    pub fn drop_dav_locks(&self, folder_id: i64, path: &RelPath) -> Result<()> {
+        let (lo, hi) = prefix_bounds(path);
+        self.write("removing locks", |db| {
+            db.exec(
+                "removing locks",
+                "DELETE FROM dav_locks WHERE folder_id=?1 AND (path=?2 OR (path>=?3 AND path<?4))",
+                args![folder_id, path.as_str(), lo, hi],
+            )?;
+            Ok(())
+        })
+    }
+}

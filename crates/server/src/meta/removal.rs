@@ -56,6 +56,7 @@ fn remove_folder_in(tx: &dyn Sql, name: &str) -> Result<()> {
         "DELETE FROM grants WHERE folder_id=?1",
         "DELETE FROM shares WHERE folder_id=?1",
         "DELETE FROM dav_props WHERE folder_id=?1",
+        "DELETE FROM dav_locks WHERE folder_id=?1",
     ] {
         tx.exec(ctx, sql, args![id])?;
     }

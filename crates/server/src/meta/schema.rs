@@ -345,6 +345,25 @@ pub(super) const TABLES: &[Table] = &[
             &["PRIMARY KEY(folder_id, path, ns, name)"],
         )
     },
+    // WebDAV write locks (`meta/dav.rs`), shared by every instance.
+    Table {
+        since: 6,
+        ..keyed(
+            "dav_locks",
+            &[
+                col("token", Text, "NOT NULL"),
+                col("folder_id", Int, "NOT NULL"),
+                col("path", Text, "NOT NULL"),
+                col("deep", Int, "NOT NULL"),
+                col("shared", Int, "NOT NULL"),
+                col("owner", Text, "NOT NULL"),
+                col("user_id", Int, "NOT NULL"),
+                col("timeout_s", Int, "NOT NULL"),
+                col("expires_ns", Int, "NOT NULL"),
+            ],
+            &["PRIMARY KEY(token)"],
+        )
+    },
 ];
 
 /// Every index.
@@ -362,6 +381,10 @@ pub(super) const INDEXES: &[Index] = &[
     Index {
         since: 4,
         ..index("login_failures_last", "login_failures(last_ns)")
+    },
+    Index {
+        since: 6,
+        ..index("dav_locks_folder", "dav_locks(folder_id, path)")
     },
 ];
 

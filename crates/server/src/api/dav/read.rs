@@ -15,7 +15,7 @@ use quick_xml::escape::escape;
 
 use super::super::{blocking, now_ns, stream_file, ApiError, ApiResult, AppState, Caller};
 use super::xml::{self, Wanted, DAV};
-use super::{depth, folder_for, href, node, small_body, Node, Target};
+use super::{depth, etag_of, folder_for, href, node, small_body, Node, Target};
 use crate::meta::dav::{DeadProp, PropName};
 
 /// A resource as PROPFIND shows it.
@@ -29,6 +29,8 @@ struct Resource {
     size: u64,
     mtime_ns: i64,
     etag: Option<String>,
+    /// The `lockdiscovery` value (`None` outside a folder, where nothing can be locked).
+    locks: Option<String>,
 }
 
 impl Resource {
@@ -41,7 +43,8 @@ impl Resource {
             collection,
             size: v.entry.size,
             mtime_ns: v.entry.mtime_ns,
-            etag: v.entry.hash.map(|h| format!("\"{h}\"")),
+            etag: v.entry.hash.map(etag_of),
+            locks: None,
         }
     }
 
@@ -54,6 +57,7 @@ impl Resource {
             size: 0,
             mtime_ns,
             etag: None,
+            locks: None,
         }
     }
 
@@ -77,6 +81,10 @@ impl Resource {
         }
         if let Some(e) = &self.etag {
             out.push(("getetag", escape(e.as_str()).into_owned()));
+        }
+        if let Some(l) = &self.locks {
+            out.push(("supportedlock", super::lock::SUPPORTED.to_string()));
+            out.push(("lockdiscovery", l.clone()));
         }
         out
     }
@@ -115,7 +123,7 @@ pub(super) async fn get(
             let mut resp = stream_file(state, &v, &shown, headers).await?;
             let h = resp.headers_mut();
             if let Some(hash) = v.info.entry.hash {
-                if let Ok(e) = HeaderValue::from_str(&format!("\"{hash}\"")) {
+                if let Ok(e) = HeaderValue::from_str(&etag_of(hash)) {
                     h.insert(header::ETAG, e);
                 }
             }
@@ -228,6 +236,17 @@ pub(super) async fn propfind(
             };
             if depth == 1 && out[0].collection {
                 out.extend(children(state, &f, path).await?);
+            }
+            let id = f.id;
+            let locks = blocking(state, move |m| m.dav_locks(id, now_ns())).await?;
+            for r in &mut out {
+                let mut xml = String::new();
+                if let Some(p) = &r.path {
+                    for l in locks.iter().filter(|l| l.covers(p)) {
+                        super::lock::activelock(&mut xml, folder, l);
+                    }
+                }
+                r.locks = Some(xml);
             }
             let only_live = |n: &PropName| n.ns == DAV && LIVE.contains(&n.name.as_str());
             let dead = if matches!(wanted, Wanted::Some(ref n) if n.iter().all(only_live)) {

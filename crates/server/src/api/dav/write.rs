@@ -21,6 +21,7 @@ use quick_xml::escape::escape;
 
 use super::super::web::{edit, upload};
 use super::super::{blocking, now_ns, ApiError, ApiResult, AppState, Caller};
+use super::lock::{check, Submitted};
 use super::read::{multistatus, not_found, LIVE};
 use super::xml::{self, DAV};
 use super::{depth, folder_for, href, node, small_body, Node, Target};
@@ -33,6 +34,7 @@ pub(super) async fn put(
     target: &Target,
     headers: &HeaderMap,
     body: Body,
+    locks: &Submitted,
 ) -> ApiResult<Response> {
     let (folder, path) = target.in_folder()?;
     let shown = format!("{folder}/{path}");
@@ -47,6 +49,7 @@ pub(super) async fn put(
     let f = folder_for(state, caller, folder, Access::Rw).await?;
     let size = content_length(headers, &shown)?;
     check_size(caller, size, &shown)?;
+    check(state, caller, &f, &[(path, false)], locks).await?;
     parent_ok(state, &f, path).await?;
     if let Node::Collection(_) = node(state, &f, path).await? {
         return Err(not_allowed(&shown, "it is a collection"));
@@ -131,7 +134,7 @@ fn check_size(caller: &Caller, size: u64, shown: &str) -> ApiResult<()> {
 }
 
 /// 409 unless the collection that would hold `path` exists.
-async fn parent_ok(state: &Arc<AppState>, f: &Folder, path: &RelPath) -> ApiResult<()> {
+pub(super) async fn parent_ok(state: &Arc<AppState>, f: &Folder, path: &RelPath) -> ApiResult<()> {
     let parent = path.parent().unwrap_or_else(RelPath::root);
     match node(state, f, &parent).await? {
         Node::Collection(_) => Ok(()),
@@ -143,7 +146,7 @@ async fn parent_ok(state: &Arc<AppState>, f: &Folder, path: &RelPath) -> ApiResu
 }
 
 /// Commits `changes` to `folder`; any one not applied makes the request fail with its reason.
-async fn apply(
+pub(super) async fn apply(
     state: &Arc<AppState>,
     caller: &Caller,
     folder: &Folder,
@@ -216,6 +219,7 @@ pub(super) async fn delete(
     state: &Arc<AppState>,
     caller: &Caller,
     target: &Target,
+    locks: &Submitted,
 ) -> ApiResult<Response> {
     let (folder, path) = target.in_folder()?;
     if path.is_root() {
@@ -229,10 +233,15 @@ pub(super) async fn delete(
     if !here.exists() {
         return Err(not_found(folder, path));
     }
+    check(state, caller, &f, &[(path, true)], locks).await?;
     let changes = deletions(state, &f, path, &here).await?;
     apply(state, caller, &f, changes).await?;
     let (id, p) = (f.id, path.clone());
-    blocking(state, move |m| m.drop_props(id, &p)).await?;
+    blocking(state, move |m| {
+        m.drop_props(id, &p)?;
+        m.drop_dav_locks(id, &p)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -241,6 +250,7 @@ pub(super) async fn mkcol(
     caller: &Caller,
     target: &Target,
     body: Body,
+    locks: &Submitted,
 ) -> ApiResult<Response> {
     let (folder, path) = target.in_folder()?;
     let shown = format!("{folder}/{path}");
@@ -256,6 +266,7 @@ pub(super) async fn mkcol(
         return Err(not_allowed(&shown, "something is there already"));
     }
     parent_ok(state, &f, path).await?;
+    check(state, caller, &f, &[(path, false)], locks).await?;
     let change = edit::dir_change(path.clone(), here.base(), now_ns());
     apply(state, caller, &f, vec![change]).await?;
     Ok(StatusCode::CREATED.into_response())
@@ -323,11 +334,16 @@ pub(super) async fn copy_move(
     headers: &HeaderMap,
     here: Option<&str>,
     moving: bool,
+    locks: &Submitted,
 ) -> ApiResult<Response> {
     let ends = ends(state, caller, target, headers, here, moving).await?;
     let existed = ends.dst.2.exists();
     let (sf, spath) = (&ends.src.0, &ends.src.1);
     let (df, dpath) = (&ends.dst.0, &ends.dst.1);
+    if moving {
+        check(state, caller, sf, &[(spath, true)], locks).await?;
+    }
+    check(state, caller, df, &[(dpath, true)], locks).await?;
     let in_place = matches!((&ends.src.2, &ends.dst.2), (Node::File(_), Node::File(_)));
     let base = if existed && !in_place {
         let gone = deletions(state, df, dpath, &ends.dst.2).await?;
@@ -518,6 +534,7 @@ pub(super) async fn proppatch(
     caller: &Caller,
     target: &Target,
     body: Body,
+    locks: &Submitted,
 ) -> ApiResult<Response> {
     let (folder, path) = target.in_folder()?;
     let shown = format!("{folder}/{path}");
@@ -529,6 +546,7 @@ pub(super) async fn proppatch(
     if !here.exists() {
         return Err(not_found(folder, path));
     }
+    check(state, caller, &f, &[(path, false)], locks).await?;
     let name_of = |u: &PropUpdate| match u {
         PropUpdate::Set(n, _) | PropUpdate::Remove(n) => n.clone(),
     };

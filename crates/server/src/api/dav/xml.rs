@@ -281,6 +281,37 @@ pub(super) fn proppatch(body: &[u8]) -> Result<Vec<PropUpdate>, String> {
     Ok(out)
 }
 
+/// Reads a LOCK body: whether the lock is shared, and its owner as XML.
+pub(super) fn lockinfo(body: &[u8]) -> Result<(bool, String), String> {
+    let root = parse(body)?;
+    if !root.is(DAV, "lockinfo") {
+        return Err("the body is not a DAV:lockinfo".into());
+    }
+    let scope = root
+        .elements()
+        .find(|e| e.is(DAV, "lockscope"))
+        .and_then(|s| s.elements().next())
+        .ok_or("a DAV:lockinfo names its lockscope")?;
+    let shared = match (scope.ns.as_str(), scope.name.as_str()) {
+        (DAV, "shared") => true,
+        (DAV, "exclusive") => false,
+        _ => return Err("the lockscope is exclusive or shared".into()),
+    };
+    let write = root
+        .elements()
+        .find(|e| e.is(DAV, "locktype"))
+        .is_some_and(|t| t.elements().any(|e| e.is(DAV, "write")));
+    if !write {
+        return Err("only write locks are offered".into());
+    }
+    let owner = root
+        .elements()
+        .find(|e| e.is(DAV, "owner"))
+        .map(Element::inner_xml)
+        .unwrap_or_default();
+    Ok((shared, owner))
+}
+
 /// A property element of an answer: `<e:name xmlns:e="ns">value</e:name>` (empty when
 /// `value` is), the value being XML already.
 pub(super) fn prop_xml(out: &mut String, name: &PropName, value: Option<&str>) {
