@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cairn_model::{Entry, EntryKind, RelPath, Seq};
-use cairn_protocol::{Access, Change, ChangeResult, MovedFrom, VersionInfo};
+use cairn_protocol::{Access, Change, ChangeResult, MovedFrom, VersionInfo, MAX_COMMIT_CHUNKS};
 use futures_util::TryStreamExt;
 use quick_xml::escape::escape;
 
@@ -169,6 +169,33 @@ pub(super) async fn apply(
         ));
     }
     Ok(())
+}
+
+/// `changes` in groups whose chunk references stay within one commit's limit, a move counted
+/// at the most chunks its file can have (the store counts a moved file's chunk list against
+/// the limit; the commit's own batching sees no chunks in a move).
+fn by_references(changes: Vec<Change>) -> Vec<Vec<Change>> {
+    let cost = |c: &Change| match &c.moved_from {
+        Some(_) => {
+            usize::try_from(cairn_model::chunking::most_chunks(c.entry.size)).unwrap_or(usize::MAX)
+        }
+        None => c.chunks.len(),
+    };
+    let mut out: Vec<Vec<Change>> = vec![Vec::new()];
+    let mut refs = 0usize;
+    for c in changes {
+        let n = cost(&c);
+        let full = refs.saturating_add(n) > MAX_COMMIT_CHUNKS;
+        if full && out.last().is_some_and(|b| !b.is_empty()) {
+            out.push(Vec::new());
+            refs = 0;
+        }
+        refs = refs.saturating_add(n);
+        if let Some(b) = out.last_mut() {
+            b.push(c);
+        }
+    }
+    out
 }
 
 fn deletion(path: RelPath, base: Seq, now: i64) -> Change {
@@ -353,7 +380,9 @@ pub(super) async fn copy_move(
         ends.dst.2.base()
     };
     let (to_dst, from_src) = carry(state, &ends, base, moving).await?;
-    apply(state, caller, df, to_dst).await?;
+    for batch in by_references(to_dst) {
+        apply(state, caller, df, batch).await?;
+    }
     apply(state, caller, sf, from_src).await?;
     let (from, to) = ((sf.id, spath.clone()), (df.id, dpath.clone()));
     blocking(state, move |m| {
@@ -592,4 +621,45 @@ pub(super) async fn proppatch(
     out.push_str("</D:response>");
     out.push_str(xml::MULTISTATUS_END);
     Ok(multistatus(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moves_are_batched_by_the_most_chunks_their_files_can_have() {
+        let file = |size: u64, is_move: bool| {
+            let p = RelPath::parse("f").expect("path");
+            let v = VersionInfo {
+                path: p.clone(),
+                seq: Seq(1),
+                entry: Entry {
+                    kind: EntryKind::File,
+                    size,
+                    mtime_ns: 0,
+                    mode: 0o644,
+                    hash: Some(cairn_model::ContentHash::of(b"")),
+                    target: None,
+                },
+                device: cairn_model::DeviceId("d".into()),
+                user: "u".into(),
+                computer: String::new(),
+                committed_ns: 0,
+                inline: None,
+            };
+            if is_move {
+                moved(p, None, &v)
+            } else {
+                copied(p, None, &v, Vec::new())
+            }
+        };
+        // A 4 GiB file has at most 32,768 chunks (of 128 KiB): two are more than one commit
+        // may reference.
+        let big = 4 << 30;
+        let batches = by_references(vec![file(big, true), file(big, true), file(10, false)]);
+        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 2]);
+        let small = by_references((0..100).map(|_| file(1000, true)).collect());
+        assert_eq!(small.len(), 1);
+    }
 }
