@@ -84,7 +84,7 @@ fn conditions(mut s: &str) -> Option<Vec<Cond>> {
         if s.is_empty() {
             break;
         }
-        let not = s.len() >= 3 && s[..3].eq_ignore_ascii_case("not");
+        let not = s.get(..3).is_some_and(|w| w.eq_ignore_ascii_case("not"));
         if not {
             s = s[3..].trim_start();
         }
@@ -495,6 +495,11 @@ mod tests {
         assert!(parse_if("(<a>").is_err());
         assert!(parse_if("()").is_err());
         assert!(parse_if("junk").is_err());
+        assert!(parse_if("(ÄÖÜ)").is_err(), "refused, not a panic");
+        let full = "<https://h/dav/é> (Not <opaquelocktoken:x> [W/\"e\"]) (<DAV:no-lock>)";
+        for (i, _) in full.char_indices() {
+            let _ = parse_if(&full[..i]);
+        }
     }
 
     #[test]

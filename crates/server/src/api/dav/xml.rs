@@ -396,6 +396,24 @@ mod tests {
     }
 
     #[test]
+    fn cut_or_garbled_bodies_never_panic() {
+        let samples: [&[u8]; 2] = [
+            "<?xml version=\"1.0\"?><D:propertyupdate xmlns:D=\"DAV:\" xmlns:z=\"http://ex/\"><D:set><D:prop><z:a x:y=\"1\" xmlns:x=\"u\">v&amp;&#x10000;<![CDATA[c]]></z:a></D:prop></D:set></D:propertyupdate>".as_bytes(),
+            "<D:lockinfo xmlns:D='DAV:'><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner><D:href>é</D:href></D:owner></D:lockinfo>".as_bytes(),
+        ];
+        for body in samples {
+            for cut in 0..=body.len() {
+                let mut b = body[..cut].to_vec();
+                let _ = (propfind(&b), proppatch(&b), lockinfo(&b));
+                if let Some(x) = b.get_mut(cut / 2) {
+                    *x ^= 0x80;
+                }
+                let _ = (propfind(&b), proppatch(&b), lockinfo(&b));
+            }
+        }
+    }
+
+    #[test]
     fn bad_bodies_are_refused_with_a_reason() {
         assert!(propfind(b"<D:propfind xmlns:D=\"DAV:\"><D:prop>").is_err());
         assert!(propfind(
