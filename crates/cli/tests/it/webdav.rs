@@ -211,6 +211,13 @@ fn a_put_is_a_version_a_delete_is_restorable_and_a_move_sends_no_content() {
     assert_eq!(got, "two");
     let part = dav(&server, "GET", url, ALICE).header("range", "bytes=1-");
     assert_eq!(expect(part, StatusCode::PARTIAL_CONTENT, "range"), "wo");
+    // A body without a length (chunked, as some desktop clients send it) is staged first.
+    let data = noise(9, 300_000);
+    let chunked = reqwest::blocking::Body::new(std::io::Cursor::new(data.clone()));
+    let streamed = dav(&server, "PUT", "/dav/backup/streamed.bin", ALICE).body(chunked);
+    expect(streamed, StatusCode::CREATED, "a chunked PUT");
+    let got = send(dav(&server, "GET", "/dav/backup/streamed.bin", ALICE));
+    assert_eq!(got.bytes().expect("body").as_ref(), &data[..]);
     let ranged = dav(&server, "PUT", url, ALICE)
         .header("content-range", "bytes 0-2/3")
         .body("abc");
@@ -326,6 +333,22 @@ fn access_and_paths_are_checked() {
         dav(&server, "PROPFIND", "/dav/backup/", ALICE).header("depth", "infinity"),
         StatusCode::FORBIDDEN,
         "Depth infinity",
+    );
+    // The quota bounds a PUT, announced or chunked.
+    server.admin(&["user", "quota", "carol", "100K"], None);
+    server.admin(
+        &["folder", "grant", "private", "carol", "--access", "rw"],
+        None,
+    );
+    let big = noise(3, 200_000);
+    let put = dav(&server, "PUT", "/dav/private/big", carol).body(big.clone());
+    expect(put, StatusCode::INSUFFICIENT_STORAGE, "over the quota");
+    let chunked = reqwest::blocking::Body::new(std::io::Cursor::new(big));
+    let put = dav(&server, "PUT", "/dav/private/big", carol).body(chunked);
+    expect(
+        put,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "over the quota, chunked",
     );
     // A destination on another server, or outside /dav/, is refused.
     let away = dav(&server, "COPY", "/dav/backup/a.txt", ALICE)

@@ -14,8 +14,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cairn_model::{Entry, EntryKind, RelPath, Seq};
-use cairn_protocol::{Access, Change, ChangeResult, MovedFrom, VersionInfo, MAX_COMMIT_CHUNKS};
+use cairn_model::{ContentHash, Entry, EntryKind, RelPath, Seq};
+use cairn_protocol::{
+    Access, Change, ChangeResult, ChunkSpan, MovedFrom, VersionInfo, MAX_COMMIT_CHUNKS,
+};
 use futures_util::TryStreamExt;
 use quick_xml::escape::escape;
 
@@ -47,17 +49,16 @@ pub(super) async fn put(
         )));
     }
     let f = folder_for(state, caller, folder, Access::Rw).await?;
-    let size = content_length(headers, &shown)?;
-    check_size(caller, size, &shown)?;
+    let announced = content_length(headers);
+    if let Some(size) = announced {
+        check_size(caller, size, &shown)?;
+    }
     check(state, caller, &f, &[(path, false)], locks).await?;
     parent_ok(state, &f, path).await?;
     if let Node::Collection(_) = node(state, &f, path).await? {
         return Err(not_allowed(&shown, "it is a collection"));
     }
-    let data = body.into_data_stream().map_err(std::io::Error::other);
-    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(data));
-    let (chunks, hash) =
-        upload::store_from(state, caller, move || Ok(reader.take(size)), size, &shown).await?;
+    let (size, chunks, hash) = store_body(state, caller, announced, body, &shown).await?;
     let entry = Entry {
         kind: EntryKind::File,
         size,
@@ -96,18 +97,96 @@ fn not_allowed(shown: &str, why: &str) -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{shown}: {why}"))
 }
 
-/// The body's announced length: required, since the chunking parameters follow the size.
-fn content_length(headers: &HeaderMap, shown: &str) -> ApiResult<u64> {
+/// The body's announced length, if any.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::LENGTH_REQUIRED,
-                format!("{shown}: a PUT needs a Content-Length"),
-            )
-        })
+}
+
+/// Cuts a PUT's body into chunks and stores them: as it arrives when its length is announced
+/// (the chunking parameters follow the size), otherwise (a chunked body, as some desktop
+/// clients send) after staging it on disk within the same bounds; its size, chunks and hash.
+async fn store_body(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    announced: Option<u64>,
+    body: Body,
+    shown: &str,
+) -> ApiResult<(u64, Vec<ChunkSpan>, ContentHash)> {
+    let data = body.into_data_stream().map_err(std::io::Error::other);
+    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(data));
+    if let Some(size) = announced {
+        let open = move || Ok(reader.take(size));
+        let (chunks, hash) = upload::store_from(state, caller, open, size, shown).await?;
+        return Ok((size, chunks, hash));
+    }
+    let limit = caller.user.quota.map_or(upload::MAX_FILE, |q| {
+        q.saturating_sub(caller.user.used_bytes)
+            .min(upload::MAX_FILE)
+    });
+    let staged = Staged::new(upload::scratch_dir(state))?;
+    let file = staged.path.clone();
+    let size = tokio::task::spawn_blocking(move || {
+        let mut out =
+            std::fs::File::create(&file).map_err(|e| staging_error("creating", &file, e))?;
+        std::io::copy(&mut reader.take(limit.saturating_add(1)), &mut out)
+            .map_err(|e| staging_error("writing", &file, e))
+    })
+    .await
+    .map_err(ApiError::worker)??;
+    if size > limit {
+        // Whichever bound it crossed says why.
+        check_size(caller, size, shown)?;
+    }
+    let file = staged.path.clone();
+    let open = move || std::fs::File::open(&file).map_err(|e| staging_error("opening", &file, e));
+    let (chunks, hash) = upload::store_from(state, caller, open, size, shown).await?;
+    drop(staged);
+    Ok((size, chunks, hash))
+}
+
+fn staging_error(what: &str, path: &std::path::Path, e: std::io::Error) -> ApiError {
+    crate::Error::Io {
+        context: format!("{what} {}", path.display()),
+        source: e,
+    }
+    .into()
+}
+
+/// A PUT body staged on disk, removed when dropped (files a crash left behind are removed by
+/// a later staging once they are a day old).
+struct Staged {
+    path: std::path::PathBuf,
+}
+
+impl Staged {
+    fn new(dir: std::path::PathBuf) -> ApiResult<Staged> {
+        const STALE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+        std::fs::create_dir_all(&dir).map_err(|e| staging_error("creating", &dir, e))?;
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > STALE);
+                if old {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let path = dir.join(format!("{}.part", crate::auth::random_hex(16)));
+        Ok(Staged { path })
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// The bounds of a browser upload apply: the largest file, and the caller's quota.

@@ -172,6 +172,11 @@ impl Target {
     }
 }
 
+/// Where WebDAV stages a PUT body that comes without a length (`api/dav/write.rs`).
+pub fn scratch_dir(state: &AppState) -> PathBuf {
+    state.web_uploads.root.join("dav")
+}
+
 /// The staging directory of an upload-only link's visitors.
 pub fn link_dir(state: &AppState, share_id: i64) -> PathBuf {
     state.web_uploads.root.join(format!("link-{share_id}"))
