@@ -436,3 +436,59 @@ fn basic_logins_are_throttled_and_a_new_password_ends_the_remembered_one() {
         "{statuses:?}"
     );
 }
+
+/// Locks and dead properties live in the store: behind a load balancer, what one instance
+/// granted or stored, the other honours and shows.
+#[test]
+fn a_lock_and_a_property_set_through_one_instance_hold_on_the_other() {
+    let top = tempfile::tempdir().expect("temp dir");
+    let Some((one, two)) = crate::postgres::two_instances("it_dav_locks", top.path()) else {
+        return;
+    };
+    let url = "/dav/backup/shared.txt";
+    expect(
+        dav(&one, "PUT", url, ALICE).body("v1"),
+        StatusCode::CREATED,
+        "PUT",
+    );
+    let info = r#"<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>tester</D:owner></D:lockinfo>"#;
+    let locked = send(
+        dav(&one, "LOCK", url, ALICE)
+            .header("timeout", "Second-600")
+            .body(info),
+    );
+    assert_eq!(locked.status(), StatusCode::OK);
+    let token = locked
+        .headers()
+        .get("lock-token")
+        .and_then(|v| v.to_str().ok())
+        .expect("a Lock-Token")
+        .to_string();
+    expect(
+        dav(&two, "PUT", url, ALICE).body("v2"),
+        StatusCode::LOCKED,
+        "PUT without the token",
+    );
+    let with = dav(&two, "PUT", url, ALICE)
+        .header("if", format!("({token})"))
+        .body("v2");
+    expect(with, StatusCode::NO_CONTENT, "PUT with the token");
+    let patch = r#"<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" xmlns:z="urn:x"><D:set><D:prop><z:colour>blue</z:colour></D:prop></D:set></D:propertyupdate>"#;
+    let patched = dav(&one, "PROPPATCH", url, ALICE)
+        .header("if", format!("({token})"))
+        .body(patch);
+    expect(patched, StatusCode::MULTI_STATUS, "PROPPATCH");
+    let seen = expect(
+        dav(&two, "PROPFIND", url, ALICE).header("depth", "0"),
+        StatusCode::MULTI_STATUS,
+        "PROPFIND",
+    );
+    assert!(seen.contains(">blue<") && seen.contains("tester"), "{seen}");
+    let unlock = dav(&two, "UNLOCK", url, ALICE).header("lock-token", token);
+    expect(unlock, StatusCode::NO_CONTENT, "UNLOCK");
+    expect(
+        dav(&one, "PUT", url, ALICE).body("v3"),
+        StatusCode::NO_CONTENT,
+        "PUT after UNLOCK",
+    );
+}
