@@ -94,7 +94,8 @@ fn litmus_passes_basic_copymove_props_and_locks() {
     assert!(out.status.success(), "litmus failed:\n{text}");
 }
 
-/// An rclone webdav remote `c:` over folder `backup`, its config in `dir`.
+/// An rclone webdav remote `c:` over folder `backup` (vendor `other`), and `oc:` (vendor
+/// `owncloud`, which sends modification times), their config in `dir`.
 fn rclone(dir: &Path, server: &Server, args: &[&str]) -> String {
     let conf = dir.join("rclone.conf");
     if !conf.exists() {
@@ -103,10 +104,13 @@ fn rclone(dir: &Path, server: &Server, args: &[&str]) -> String {
             .output()
             .expect("rclone obscure");
         let pass = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let text = format!(
-            "[c]\ntype = webdav\nurl = {}/dav/backup\nvendor = other\nuser = alice\npass = {pass}\n",
-            server.url()
-        );
+        let mut text = String::new();
+        for (name, vendor) in [("c", "other"), ("oc", "owncloud")] {
+            text.push_str(&format!(
+                "[{name}]\ntype = webdav\nurl = {}/dav/backup\nvendor = {vendor}\nuser = alice\npass = {pass}\n",
+                server.url()
+            ));
+        }
         std::fs::write(&conf, text).expect("rclone.conf");
     }
     let out = Command::new("rclone")
@@ -188,6 +192,23 @@ fn rclone_copies_a_tree_in_and_syncs_both_ways_and_a_drive_sees_versions() {
     );
     let out = rclone(work.path(), &server, &["check", src_arg, "c:tree"]);
     assert!(out.contains("0 differences found"), "{out}");
+
+    // With the owncloud vendor, rclone sends modification times, and they are kept.
+    let dated = src.join("dated.txt");
+    std::fs::write(&dated, b"from 2001").expect("write");
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&dated)
+        .and_then(|f| f.set_modified(when))
+        .expect("set mtime");
+    rclone(work.path(), &server, &["copy", src_arg, "oc:tree"]);
+    let head = &versions(&server, "tree/dated.txt")[0];
+    assert_eq!(
+        head["entry"]["mtime_ns"].as_i64(),
+        Some(1_000_000_000_000_000_000),
+        "{head}"
+    );
 }
 
 #[test]

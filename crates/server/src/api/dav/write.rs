@@ -62,7 +62,7 @@ pub(super) async fn put(
     let entry = Entry {
         kind: EntryKind::File,
         size,
-        mtime_ns: now_ns(),
+        mtime_ns: client_mtime(headers).unwrap_or_else(now_ns),
         mode: 0o644,
         hash: Some(hash),
         target: None,
@@ -82,7 +82,24 @@ pub(super) async fn put(
         inline: None,
     };
     apply(state, caller, &f, vec![change]).await?;
-    Ok(created_or_not(created))
+    let mut resp = created_or_not(created);
+    if client_mtime(headers).is_some() {
+        resp.headers_mut()
+            .insert("x-oc-mtime", header::HeaderValue::from_static("accepted"));
+    }
+    Ok(resp)
+}
+
+/// The modification time a client gives with `X-OC-Mtime` (seconds since the epoch, as
+/// ownCloud's clients and rclone's `owncloud` vendor send it), in nanoseconds.
+fn client_mtime(headers: &HeaderMap) -> Option<i64> {
+    let raw = headers.get("x-oc-mtime")?.to_str().ok()?.trim();
+    let secs: f64 = raw
+        .parse()
+        .ok()
+        .filter(|s: &f64| s.is_finite() && *s >= 0.0)?;
+    // Up to the year 2262, the last that nanoseconds in an i64 reach.
+    (secs < 9.2e9).then_some((secs * 1e9) as i64)
 }
 
 fn created_or_not(created: bool) -> Response {
