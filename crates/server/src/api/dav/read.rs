@@ -211,52 +211,7 @@ pub(super) async fn propfind(
     let (resources, dead) = match target {
         Target::Root => (root_resources(state, caller, depth).await?, HashMap::new()),
         Target::In { folder, path } => {
-            let f = folder_for(state, caller, folder, Access::Ro).await?;
-            let mut out = match node(state, &f, path).await? {
-                Node::Missing(_) => return Err(super::read::not_found(folder, path)),
-                Node::File(v) => vec![Resource::of_version(folder, &v.info)],
-                Node::Collection(own) => {
-                    let mtime = own.map_or(now_ns(), |v| v.entry.mtime_ns);
-                    let here = Resource::collection(
-                        href(folder, path, true),
-                        Some(path.clone()),
-                        path.name(),
-                        mtime,
-                    );
-                    let here = if path.is_root() {
-                        Resource {
-                            name: folder.clone(),
-                            ..here
-                        }
-                    } else {
-                        here
-                    };
-                    vec![here]
-                }
-            };
-            if depth == 1 && out[0].collection {
-                out.extend(children(state, &f, path).await?);
-            }
-            let id = f.id;
-            let locks = blocking(state, move |m| m.dav_locks(id, now_ns())).await?;
-            for r in &mut out {
-                let mut xml = String::new();
-                if let Some(p) = &r.path {
-                    for l in locks.iter().filter(|l| l.covers(p)) {
-                        super::lock::activelock(&mut xml, folder, l);
-                    }
-                }
-                r.locks = Some(xml);
-            }
-            let only_live = |n: &PropName| n.ns == DAV && LIVE.contains(&n.name.as_str());
-            let dead = if matches!(wanted, Wanted::Some(ref n) if n.iter().all(only_live)) {
-                HashMap::new()
-            } else {
-                let (id, p, kids) = (f.id, path.clone(), depth == 1);
-                let props = blocking(state, move |m| m.dead_props(id, &p, kids)).await?;
-                group(props)
-            };
-            (out, dead)
+            in_folder(state, caller, (folder, path), depth == 1, &wanted).await?
         }
     };
     let mut out = String::from(xml::MULTISTATUS_START);
@@ -267,6 +222,49 @@ pub(super) async fn propfind(
     }
     out.push_str(xml::MULTISTATUS_END);
     Ok(multistatus(out))
+}
+
+/// The resources a PROPFIND of `path` in `folder` shows (with its members when `members`),
+/// their locks filled in, and the dead properties it asks for, by path.
+async fn in_folder(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    (folder, path): (&str, &RelPath),
+    members: bool,
+    wanted: &Wanted,
+) -> ApiResult<(Vec<Resource>, HashMap<RelPath, Vec<DeadProp>>)> {
+    let f = folder_for(state, caller, folder, Access::Ro).await?;
+    let mut out = vec![match node(state, &f, path).await? {
+        Node::Missing(_) => return Err(not_found(folder, path)),
+        Node::File(v) => Resource::of_version(folder, &v.info),
+        Node::Collection(own) => {
+            let mtime = own.map_or(now_ns(), |v| v.entry.mtime_ns);
+            // A folder's root is shown under the folder's name.
+            let name = if path.is_root() { folder } else { path.name() };
+            Resource::collection(href(folder, path, true), Some(path.clone()), name, mtime)
+        }
+    }];
+    if members && out[0].collection {
+        out.extend(children(state, &f, path).await?);
+    }
+    let id = f.id;
+    let locks = blocking(state, move |m| m.dav_locks(id, now_ns())).await?;
+    for r in &mut out {
+        let mut xml = String::new();
+        if let Some(p) = &r.path {
+            for l in locks.iter().filter(|l| l.covers(p)) {
+                super::lock::activelock(&mut xml, folder, l);
+            }
+        }
+        r.locks = Some(xml);
+    }
+    let only_live = |n: &PropName| n.ns == DAV && LIVE.contains(&n.name.as_str());
+    if matches!(wanted, Wanted::Some(n) if n.iter().all(only_live)) {
+        return Ok((out, HashMap::new()));
+    }
+    let p = path.clone();
+    let props = blocking(state, move |m| m.dead_props(id, &p, members)).await?;
+    Ok((out, group(props)))
 }
 
 /// 403 with the precondition RFC 4918 names for a PROPFIND of Depth infinity.

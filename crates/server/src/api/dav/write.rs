@@ -587,39 +587,54 @@ async fn carry(
                 }
             }
             to_dst.push(top);
-            let members = if ends.shallow {
-                Vec::new()
-            } else {
-                subtree(state, sf, spath).await?
-            };
-            for v in members.into_iter().filter(|v| v.path != *spath) {
-                let Some(rel) = v.path.strip_prefix(spath) else {
-                    continue;
-                };
-                let to = dpath.join_path(&rel);
-                if v.entry.kind == EntryKind::File && moving && same {
-                    to_dst.push(moved(to, None, &v));
-                    continue;
-                }
-                let chunks = if v.entry.kind == EntryKind::File {
-                    let (f, p, seq) = (sf.clone(), v.path.clone(), v.seq);
-                    blocking(state, move |m| m.version(&f, &p, Some(seq)))
-                        .await?
-                        .map(|s| s.chunks)
-                        .unwrap_or_default()
-                } else {
-                    Vec::new()
-                };
-                if moving {
-                    from_src.push(deletion(v.path.clone(), v.seq, now));
-                }
-                to_dst.push(copied(to, None, &v, chunks));
+            if !ends.shallow {
+                carry_members(state, ends, moving, (&mut to_dst, &mut from_src)).await?;
             }
         }
     }
     // Members before their collection: a deletion of a collection's entry comes last.
     from_src.reverse();
     Ok((to_dst, from_src))
+}
+
+/// The changes that bring the members of the source collection to the destination, and
+/// those that then remove them from the source (all but files moved within a folder).
+async fn carry_members(
+    state: &Arc<AppState>,
+    ends: &Ends,
+    moving: bool,
+    (to_dst, from_src): (&mut Vec<Change>, &mut Vec<Change>),
+) -> ApiResult<()> {
+    let (sf, spath, _) = &ends.src;
+    let (df, dpath, _) = &ends.dst;
+    let same = sf.id == df.id;
+    let now = now_ns();
+    let members = subtree(state, sf, spath).await?;
+    for v in members.into_iter().filter(|v| v.path != *spath) {
+        let Some(rel) = v.path.strip_prefix(spath) else {
+            continue;
+        };
+        let to = dpath.join_path(&rel);
+        if v.entry.kind == EntryKind::File && moving && same {
+            to_dst.push(moved(to, None, &v));
+            continue;
+        }
+        let chunks = if v.entry.kind == EntryKind::File {
+            let (f, p, seq) = (sf.clone(), v.path.clone(), v.seq);
+            // Gone meanwhile: the copy is refused for its missing content, naming it.
+            blocking(state, move |m| m.version(&f, &p, Some(seq)))
+                .await?
+                .map(|s| s.chunks)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        if moving {
+            from_src.push(deletion(v.path.clone(), v.seq, now));
+        }
+        to_dst.push(copied(to, None, &v, chunks));
+    }
+    Ok(())
 }
 
 /// A move of `from`'s head to `to` in the same folder: no content is sent.
