@@ -17,7 +17,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::{header, request::Parts, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::{Json, Router};
 use bytes::BytesMut;
 use cairn_model::{ChunkId, ContentHash, DeviceId, EntryKind, PackId, RelPath, Seq};
@@ -48,6 +48,7 @@ mod admin;
 mod authn;
 mod cloud;
 mod commit_stream;
+mod dav;
 mod shares;
 mod stream;
 mod web;
@@ -116,6 +117,8 @@ pub struct AppState {
     web_uploads: web::upload::Staging,
     /// Counters for `/metrics`.
     metrics: Arc<crate::metrics::Metrics>,
+    /// HTTP Basic logins of WebDAV clients verified lately (`api/dav/login.rs`).
+    dav_logins: dav::BasicCache,
 }
 
 /// A test hook's value from the environment: only in builds with the `test-hooks` feature,
@@ -165,6 +168,7 @@ impl AppState {
             no_commit_stream: test_hook::<u8>("CAIRN_TEST_NO_COMMIT_STREAM").is_some(),
             web_uploads: web::upload::Staging::new(data.root.join("web-uploads")),
             metrics: Arc::default(),
+            dav_logins: dav::BasicCache::new(),
         });
         state.follow_other_instances()?;
         if state.meta.shared() {
@@ -545,6 +549,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/ui/f/{folder}/uploads/{id}/finish",
             post(web::upload::finish),
+        )
+        // WebDAV: every method, its own bounds on bodies (PUT is streamed into chunks).
+        .route("/dav", any(dav::handle).layer(DefaultBodyLimit::disable()))
+        .route("/dav/", any(dav::handle).layer(DefaultBodyLimit::disable()))
+        .route(
+            "/dav/{*path}",
+            any(dav::handle).layer(DefaultBodyLimit::disable()),
         );
     Router::new()
         .nest("/api/v1", api)
@@ -1029,7 +1040,7 @@ async fn login_event(
 }
 
 /// What a directory user hears when the directory cannot be asked (the log says why).
-const DIRECTORY_UNAVAILABLE: &str =
+pub(crate) const DIRECTORY_UNAVAILABLE: &str =
     "directory logins are unavailable: the directory could not be reached; try again later";
 
 /// 429 with Retry-After, for a login attempt refused before any password work.
@@ -1440,6 +1451,7 @@ async fn apply_commit(
             match device.0.as_str() {
                 "web" => computer = "web browser".into(),
                 "upload-link" => computer = "upload link".into(),
+                "webdav" => computer = "WebDAV".into(),
                 _ => {}
             }
         }

@@ -17,6 +17,7 @@ mod chunks;
 mod claims;
 mod cloud;
 mod copy;
+pub mod dav;
 mod directory;
 mod events;
 mod gc;

@@ -41,3 +41,4 @@ mod traffic;
 mod web;
 mod web_browser;
 mod web_edit;
+mod webdav;

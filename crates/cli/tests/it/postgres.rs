@@ -21,7 +21,7 @@ impl Drop for Agent {
 /// Two instances on database `db` of the shared cluster and one chunk folder, serving one
 /// certificate (instance two has a copy of instance one's `tls/`, as behind a load balancer),
 /// with alice granted `backup`; `None` when PostgreSQL is missing outside CI.
-fn two_instances(db: &str, top: &Path) -> Option<(Server, Server)> {
+pub(crate) fn two_instances(db: &str, top: &Path) -> Option<(Server, Server)> {
     let cluster = pg::shared(db)?;
     let url = cluster.create_database(db).expect("database");
     let store = format!("file://{}", top.join("chunks").display());

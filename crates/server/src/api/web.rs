@@ -26,7 +26,7 @@ use super::{
 use crate::auth;
 use crate::meta::{Actor, EventKind, Outcome};
 
-mod edit;
+pub(super) mod edit;
 pub(super) mod links;
 pub(super) mod manage;
 pub(super) mod restore;

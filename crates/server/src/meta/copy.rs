@@ -271,7 +271,10 @@ mod tests {
              INSERT INTO events(id, at_ns, kind, actor, target, source, outcome, detail)
                  VALUES(900, 1, 'login', 'carol', '', '127.0.0.1', 'ok', '');
              INSERT INTO agent_claims(user_id, device, instance, seen_ns) VALUES(40, 'dev1', 'i', 1);
-             INSERT INTO login_failures(kind, key, count, last_ns) VALUES(1, x'7f', 2, 3);",
+             INSERT INTO login_failures(kind, key, count, last_ns) VALUES(1, x'7f', 2, 3);
+             INSERT INTO dav_props(folder_id, path, ns, name, value) VALUES(1, 'a', 'u:', 'n', 'v');
+             INSERT INTO dav_locks(token, folder_id, path, deep, shared, owner, user_id,
+                 timeout_s, expires_ns) VALUES('opaquelocktoken:x', 1, 'a', 1, 0, '', 40, 60, 9);",
         )
         .expect("rows");
         meta

@@ -55,6 +55,8 @@ fn remove_folder_in(tx: &dyn Sql, name: &str) -> Result<()> {
         "DELETE FROM versions WHERE folder_id=?1",
         "DELETE FROM grants WHERE folder_id=?1",
         "DELETE FROM shares WHERE folder_id=?1",
+        "DELETE FROM dav_props WHERE folder_id=?1",
+        "DELETE FROM dav_locks WHERE folder_id=?1",
     ] {
         tx.exec(ctx, sql, args![id])?;
     }

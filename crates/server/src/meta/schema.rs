@@ -331,6 +331,41 @@ pub(super) const TABLES: &[Table] = &[
             &["PRIMARY KEY(kind, key)"],
         )
     },
+    // WebDAV dead properties (`meta/props.rs`): per folder and path, a namespaced name and
+    // its XML value.
+    Table {
+        since: 6,
+        ..keyed(
+            "dav_props",
+            &[
+                col("folder_id", Int, "NOT NULL"),
+                col("path", Text, "NOT NULL"),
+                col("ns", Text, "NOT NULL"),
+                col("name", Text, "NOT NULL"),
+                col("value", Text, "NOT NULL"),
+            ],
+            &["PRIMARY KEY(folder_id, path, ns, name)"],
+        )
+    },
+    // WebDAV write locks (`meta/dav.rs`), shared by every instance.
+    Table {
+        since: 6,
+        ..keyed(
+            "dav_locks",
+            &[
+                col("token", Text, "NOT NULL"),
+                col("folder_id", Int, "NOT NULL"),
+                col("path", Text, "NOT NULL"),
+                col("deep", Int, "NOT NULL"),
+                col("shared", Int, "NOT NULL"),
+                col("owner", Text, "NOT NULL"),
+                col("user_id", Int, "NOT NULL"),
+                col("timeout_s", Int, "NOT NULL"),
+                col("expires_ns", Int, "NOT NULL"),
+            ],
+            &["PRIMARY KEY(token)"],
+        )
+    },
 ];
 
 /// Every index.
@@ -348,6 +383,10 @@ pub(super) const INDEXES: &[Index] = &[
     Index {
         since: 4,
         ..index("login_failures_last", "login_failures(last_ns)")
+    },
+    Index {
+        since: 6,
+        ..index("dav_locks_folder", "dav_locks(folder_id, path)")
     },
 ];
 

@@ -11,7 +11,7 @@ use crate::meta::Folder;
 
 /// Commits `changes` in as many commits as the API's limits need; each change's result in
 /// order.
-pub(super) async fn commit(
+pub(in crate::api) async fn commit(
     state: &Arc<AppState>,
     caller: &Caller,
     folder: &Folder,
@@ -93,7 +93,7 @@ pub(super) async fn folders_down_to(
     Ok(out)
 }
 
-pub(super) fn dir_change(path: RelPath, base: Option<Seq>, now_ns: i64) -> Change {
+pub(in crate::api) fn dir_change(path: RelPath, base: Option<Seq>, now_ns: i64) -> Change {
     Change {
         path,
         base,
@@ -105,7 +105,7 @@ pub(super) fn dir_change(path: RelPath, base: Option<Seq>, now_ns: i64) -> Chang
 }
 
 /// The reason a change was not applied, or `None` when it was.
-pub(super) fn refusal(result: &ChangeResult) -> Option<String> {
+pub(in crate::api) fn refusal(result: &ChangeResult) -> Option<String> {
     match result {
         ChangeResult::Accepted { .. } => None,
         ChangeResult::Conflict { .. } => {

@@ -172,6 +172,11 @@ impl Target {
     }
 }
 
+/// Where WebDAV stages a PUT body that comes without a length (`api/dav/write.rs`).
+pub fn scratch_dir(state: &AppState) -> PathBuf {
+    state.web_uploads.root.join("dav")
+}
+
 /// The staging directory of an upload-only link's visitors.
 pub fn link_dir(state: &AppState, share_id: i64) -> PathBuf {
     state.web_uploads.root.join(format!("link-{share_id}"))
@@ -512,10 +517,24 @@ async fn store_file(
     size: u64,
     shown: &str,
 ) -> ApiResult<(Vec<ChunkSpan>, cairn_model::ContentHash)> {
+    let p = part.to_path_buf();
+    let open = move || std::fs::File::open(&p).map_err(|e| io_error("opening", &p, e));
+    store_from(state, caller, open, size, shown).await
+}
+
+/// Cuts the `size` bytes `open` gives (on the blocking pool) as every client cuts a file and
+/// stores its chunks for `caller`, a batch at a time: memory stays bounded whatever the size.
+pub(in crate::api) async fn store_from<R: std::io::Read>(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    open: impl FnOnce() -> ApiResult<R> + Send + 'static,
+    size: u64,
+    shown: &str,
+) -> ApiResult<(Vec<ChunkSpan>, cairn_model::ContentHash)> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(ChunkId, Bytes)>>(2);
-    let (p, what) = (part.to_path_buf(), shown.to_string());
+    let what = shown.to_string();
     let reader = tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&p).map_err(|e| io_error("opening", &p, e))?;
+        let file = open()?;
         let (mut batch, mut bytes) = (Vec::new(), 0usize);
         let closed = || cairn_model::Error::Read {
             what: what.clone(),
