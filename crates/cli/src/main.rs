@@ -12,6 +12,7 @@ mod config;
 mod connect_cmd;
 mod drive_cmd;
 mod explore;
+mod generate_cmd;
 mod output;
 mod progress_bar;
 mod run;
@@ -29,7 +30,7 @@ mod task_lock;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -125,6 +126,9 @@ enum Cmd {
     Restore(explore::RestoreCmd),
     /// Download one version of a file.
     Download(explore::DownloadCmd),
+    /// Write shell completions and man pages (for packagers: scripts/package).
+    #[command(hide = true)]
+    Generate(generate_cmd::GenerateCmd),
 }
 
 #[derive(Subcommand)]
@@ -185,6 +189,7 @@ fn main() {
             Cmd::Ls(c) => explore::ls(c).await,
             Cmd::Restore(c) => explore::restore(c).await,
             Cmd::Download(c) => explore::download(c).await,
+            Cmd::Generate(c) => generate_cmd::run(c, Cli::command()),
         }
     });
     if let Err(e) = result {

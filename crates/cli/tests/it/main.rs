@@ -26,6 +26,7 @@ mod hostile_server;
 mod journal_stream;
 mod metrics;
 mod migrate;
+mod packaging;
 mod postgres;
 mod readme;
 mod replica;
