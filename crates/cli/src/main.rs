@@ -13,6 +13,7 @@ mod connect_cmd;
 mod drive_cmd;
 mod explore;
 mod generate_cmd;
+mod log_output;
 mod output;
 mod progress_bar;
 mod run;
@@ -21,12 +22,14 @@ mod server_admin;
 mod server_cloud;
 mod server_cmd;
 mod server_config;
+mod server_config_backup;
 mod server_log;
 mod server_migrate;
 mod share_cmd;
 mod status;
 mod task_cmd;
 mod task_lock;
+mod task_log;
 
 use std::path::PathBuf;
 

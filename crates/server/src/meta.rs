@@ -16,6 +16,7 @@ mod check;
 mod chunks;
 mod claims;
 mod cloud;
+mod config_backup;
 mod copy;
 mod events;
 mod gc;
@@ -30,6 +31,7 @@ mod throttle;
 pub use chunks::{ChunkScope, Scope, StoredTotals, UploadPlan};
 pub use claims::Claim;
 pub use cloud::{CloudConnectionRow, CloudTaskRow};
+pub use config_backup::{ConfigBackup, TableDump};
 pub use copy::TableRows;
 pub use events::{
     Actor, Bounds as EventBounds, Event, EventFilter, EventKind, EventPage, Outcome,

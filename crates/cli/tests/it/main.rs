@@ -16,6 +16,7 @@ mod cloud_rules;
 mod cloud_servers;
 mod cloud_tasks;
 mod commit_stream;
+mod config_backup;
 mod connection;
 mod drive;
 mod events;

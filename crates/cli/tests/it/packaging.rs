@@ -44,3 +44,39 @@ fn generate_writes_completions_and_man_pages_naming_the_subcommands() {
     // The hidden command gets no page of its own.
     assert!(!man.join("cairn-generate.1").exists());
 }
+
+/// The server's log on stderr: readable lines by default, and with `--log-format json` one
+/// JSON object per line with the event's fields at the top (what a collector indexes).
+#[test]
+fn the_server_logs_human_lines_by_default_and_json_when_asked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let human = crate::harness::Server::start_bare(dir.path().join("human"), Vec::new());
+    crate::harness::wait_until(30, "the listening event", || {
+        human.log_contains("listening")
+    });
+    let json = crate::harness::Server::start_bare(
+        dir.path().join("json"),
+        vec!["--log-format".into(), "json".into()],
+    );
+    crate::harness::wait_until(30, "the listening event", || json.log_contains("listening"));
+    let lines = |s: &crate::harness::Server| s.log.lock().expect("log").clone();
+    let human_lines = lines(&human);
+    assert!(
+        human_lines
+            .iter()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_err()),
+        "{human_lines:?}"
+    );
+    let events: Vec<serde_json::Value> = lines(&json)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let listening = events
+        .iter()
+        .find(|e| e["message"] == "listening")
+        .expect("a listening event");
+    assert_eq!(listening["level"], "INFO");
+    assert!(listening["address"]
+        .as_str()
+        .is_some_and(|a| a.starts_with("127.0.0.1:")));
+}
