@@ -260,37 +260,104 @@ impl Meta {
 
 #[cfg(test)]
 mod tests {
+    use cairn_testkit::postgres;
+
+    use super::super::PgAddress;
     use super::*;
 
-    fn meta(dir: &tempfile::TempDir, name: &str) -> Meta {
-        Meta::open(&dir.path().join(name)).expect("open store")
+    /// A SQLite store with settings, content counters and rows a backup leaves out, ids far
+    /// apart (a sequence left at the row count would collide with them).
+    fn filled(path: &std::path::Path) -> Meta {
+        let meta = Meta::open(path).expect("a SQLite store");
+        meta.add_user("admin", "hash-a", true).expect("user");
+        let conn = rusqlite::Connection::open(path).expect("the same file");
+        conn.execute_batch(
+            "INSERT INTO users(id, name, pw_hash, admin, quota, used_bytes, token_gen)
+                 VALUES(40, 'carol', '$argon2id$h', 0, 9000, 987654, 3);
+             INSERT INTO folders(id, name, keep_versions, head_seq) VALUES(7, 'docs', 5, 99);
+             INSERT INTO grants(folder_id, user_id, access) VALUES(7, 40, 'ro');
+             INSERT INTO cloud_connections(id, owner, name, config, secrets, credential)
+                 VALUES(3, 40, 'box', '{}', '{\"k\":\"secret\"}', 'cred');
+             INSERT INTO cloud_tasks(id, owner, name, folder, connection, settings, status, run_now)
+                 VALUES(4, 40, 'nightly', 'docs', 3, '{}', '{\"status_marker\":1}', 1);
+             INSERT INTO cloud_task_keys(task, key) VALUES(4, 'wrapped-key');
+             INSERT INTO shares(id, token, owner, folder_id, path, kind, created_ns)
+                 VALUES(6, 'share-token-x', 40, 7, 'a', 'dir', 1);
+             INSERT INTO events(id, at_ns, kind, actor, target, source, outcome, detail)
+                 VALUES(900, 1, 'login', 'carol', '', '127.0.0.1', 'ok', '');",
+        )
+        .expect("rows");
+        meta
+    }
+
+    fn user(meta: &Meta, name: &str) -> Option<super::super::User> {
+        meta.users()
+            .expect("users")
+            .into_iter()
+            .find(|u| u.name == name)
+    }
+
+    /// Restores `filled`'s backup, read back from its text, into `target`, and checks what
+    /// came back and what started over.
+    fn round_trips_into(source: &Meta, target: &Meta) {
+        let text = serde_json::to_string(&source.export_config().expect("export")).expect("json");
+        assert!(text.contains("wrapped-key") && text.contains("secret"));
+        assert!(
+            !text.contains("share-token-x")
+                && !text.contains("987654")
+                && !text.contains("status_marker")
+        );
+        let backup: ConfigBackup = serde_json::from_str(&text).expect("parse");
+        let rows = target.import_config(&backup).expect("import");
+        assert!(rows.iter().any(|r| r.table == "users" && r.rows == 2));
+        let again = serde_json::to_string(&target.export_config().expect("export")).expect("json");
+        assert_eq!(again, text);
+        let carol = user(target, "carol").expect("carol");
+        assert_eq!(
+            (carol.id, carol.quota, carol.used_bytes),
+            (40, Some(9000), 0)
+        );
+        let docs = target.folder("docs").expect("read").expect("docs");
+        assert_eq!((docs.id, docs.keep_versions, docs.head.0), (7, 5, 0));
+        // The next ids are past the restored ones.
+        target.add_user("dave", "h", false).expect("a new user");
+        assert!(user(target, "dave").expect("dave").id > 40);
+        // A second restore into the same store is refused and changes nothing.
+        let err = target.import_config(&backup).expect_err("not empty");
+        assert!(err.to_string().contains("already holds settings"), "{err}");
+        assert!(user(target, "dave").is_some());
     }
 
     #[test]
-    fn settings_round_trip_through_the_document() {
+    fn settings_round_trip_into_another_sqlite_store() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let from = meta(&dir, "from.sqlite");
-        from.add_user("alice", "$argon2id$hash", false)
-            .expect("user");
-        from.set_quota("alice", Some(1 << 30)).expect("quota");
-        let backup = from.export_config().expect("export");
-        let text = serde_json::to_string(&backup).expect("serialize");
-        let read: ConfigBackup = serde_json::from_str(&text).expect("parse");
-        let to = meta(&dir, "to.sqlite");
-        let rows = to.import_config(&read).expect("import");
-        assert!(rows.iter().any(|r| r.table == "users" && r.rows == 1));
-        let again = serde_json::to_string(&to.export_config().expect("export")).expect("json");
-        assert_eq!(again, text);
-        // A second restore into the same store is refused and changes nothing.
-        let err = to.import_config(&read).expect_err("not empty");
-        assert!(err.to_string().contains("already holds settings"), "{err}");
+        let source = filled(&dir.path().join("from.sqlite"));
+        round_trips_into(
+            &source,
+            &Meta::open(&dir.path().join("to.sqlite")).expect("open"),
+        );
+    }
+
+    #[test]
+    fn settings_round_trip_into_postgres_and_sequences_move_past_them() {
+        let name = "config_backup_into_postgres";
+        let Some(cluster) = postgres::shared(name) else {
+            return;
+        };
+        let url = cluster.create_database(name).expect("a test database");
+        let target =
+            Meta::open_postgres(&PgAddress::parse(&url).expect("address")).expect("target");
+        let dir = tempfile::tempdir().expect("temp dir");
+        round_trips_into(&filled(&dir.path().join("from.sqlite")), &target);
     }
 
     #[test]
     fn a_backup_from_elsewhere_or_a_newer_cairn_is_refused_by_name() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let to = meta(&dir, "to.sqlite");
-        let mut backup = meta(&dir, "from.sqlite").export_config().expect("export");
+        let to = Meta::open(&dir.path().join("to.sqlite")).expect("open");
+        let mut backup = filled(&dir.path().join("from.sqlite"))
+            .export_config()
+            .expect("export");
         backup.tables[0].columns.push("shoe_size".into());
         let err = to.import_config(&backup).expect_err("unknown column");
         assert!(
@@ -300,5 +367,6 @@ mod tests {
         backup.version = 99;
         let err = to.import_config(&backup).expect_err("newer version");
         assert!(err.to_string().contains("version 99"), "{err}");
+        assert!(to.users().expect("users").is_empty());
     }
 }
