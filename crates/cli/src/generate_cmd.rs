@@ -32,8 +32,9 @@ pub fn run(cmd: GenerateCmd, cli: clap::Command) -> Result<()> {
     for dir in [&completions, &man] {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    let shown = without_hidden(&cli);
     for (shell, name) in SHELLS {
-        write_completion(cli.clone(), shell, &completions.join(name))?;
+        write_completion(shown.clone(), shell, &completions.join(name))?;
     }
     // One page per subcommand (cairn-server-run.1, ...): `man cairn-server-run` is how
     // users look up a nested command.
@@ -42,6 +43,17 @@ pub fn run(cmd: GenerateCmd, cli: clap::Command) -> Result<()> {
     println!("wrote completions to {}", completions.display());
     println!("wrote man pages to {}", man.display());
     Ok(())
+}
+
+/// `cli` without its hidden subcommands (this one), which the completion generators would
+/// offer: clap can add subcommands to a command but not take them away, so the top level is
+/// built again around the shown ones.
+fn without_hidden(cli: &clap::Command) -> clap::Command {
+    let mut shown = clap::Command::new("cairn").version(env!("CARGO_PKG_VERSION"));
+    if let Some(about) = cli.get_about() {
+        shown = shown.about(about.clone());
+    }
+    shown.subcommands(cli.get_subcommands().filter(|c| !c.is_hide_set()).cloned())
 }
 
 fn write_completion(mut cli: clap::Command, shell: Shell, path: &Path) -> Result<()> {

@@ -25,6 +25,10 @@ fn generate_writes_completions_and_man_pages_naming_the_subcommands() {
         for word in ["server", "backup", "drive", "migrate", "token-ttl"] {
             assert!(text.contains(word), "completions/{name} lacks {word}");
         }
+        assert!(
+            !text.contains("generate"),
+            "completions/{name} offers the hidden command"
+        );
     }
     let man = out.path().join("man");
     let top = read(&man.join("cairn.1"));
