@@ -760,6 +760,7 @@ async fn run_agent(home: &Home, c: AgentCmd, listener: UnixListener) -> Result<(
     // started after it is the one refused. (Until then `status` waits in the socket's queue.)
     serve(listener, status, kick_tx, wake.clone());
     println!("agent running; socket {}", home.socket_path().display());
+    tracing::info!(socket = %home.socket_path().display(), "agent running");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;
     let mut stopping = false;

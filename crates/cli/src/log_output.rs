@@ -18,7 +18,8 @@ pub enum LogFormat {
 #[derive(Args)]
 pub struct LogArgs {
     /// The format of the log on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Human, value_name = "FORMAT")]
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, value_name = "FORMAT",
+          env = "CAIRN_LOG_FORMAT")]
     pub log_format: LogFormat,
 }
 
