@@ -4,8 +4,10 @@
 //! files oldest first, so its `--lines` reach across a rotation.
 //!
 //! Rotation by the writer, not by logrotate: the agent runs as a user service on desktops
-//! that have no logrotate entry for it, and one writer per task (the task lock) means no
-//! second process can be appending while the files move.
+//! that have no logrotate entry for it. Passes of one task run one at a time (the task
+//! lock), so a log has one writer nearly always; a second one that opened the file before a
+//! rotation keeps appending to it under its new name `.1`, so no line is lost, and the size
+//! limit is then only approximate.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
