@@ -119,27 +119,34 @@ fn read_backup(path: &Path) -> Result<ConfigBackup> {
 
 pub fn restore(cmd: RestoreConfigCmd) -> Result<()> {
     let backup = read_backup(&cmd.backup)?;
-    if let Some(path) = &cmd.write_config {
-        let Some(text) = &backup.server_config else {
-            bail!(
-                "{} holds no server config file (it was made without --config)",
-                cmd.backup.display()
-            );
-        };
-        if path.exists() {
-            bail!(
-                "{} exists; not writing the backup's config over it",
-                path.display()
-            );
+    // Refused before anything is written, so a refusal leaves nothing behind.
+    let config_out = match &cmd.write_config {
+        None => None,
+        Some(path) => {
+            let Some(text) = &backup.server_config else {
+                bail!(
+                    "{} holds no server config file (it was made without --config)",
+                    cmd.backup.display()
+                );
+            };
+            if path.exists() {
+                bail!(
+                    "{} exists; not writing the backup's config over it",
+                    path.display()
+                );
+            }
+            Some((path, text))
         }
-        write_private(path, text.as_bytes())?;
-        println!("wrote the server config file {}", path.display());
-    }
+    };
     let (data, config) = cmd.place.resolve()?;
     let dir = DataDir::create_empty(&data, &config.store)?;
     let restored = dir.meta.import_config(&backup)?;
     for t in &restored {
         println!("restored {} ({} rows)", t.table, t.rows);
+    }
+    if let Some((path, text)) = config_out {
+        write_private(path, text.as_bytes())?;
+        println!("wrote the server config file {}", path.display());
     }
     println!(
         "restored the settings into {}: start it with `cairn server run --data {}`; \
