@@ -33,6 +33,7 @@ use crate::run::{
 };
 use crate::schedule_clock::{window, Window};
 use crate::status::TaskState;
+use crate::task_log::Rotation;
 
 /// A pass stopped because a suspended hour of its task's schedule began.
 #[derive(Debug)]
@@ -51,6 +52,24 @@ pub struct AgentCmd {
     /// Seconds between full rescans (the watcher covers the time between).
     #[arg(long, default_value_t = 600)]
     rescan: u64,
+    /// Size in bytes past which a task's log (logs/TASK.log) moves to TASK.log.1.
+    #[arg(long, default_value_t = Rotation::default().max_bytes, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    log_max_bytes: u64,
+    /// Old files of each task's log kept (TASK.log.1 the newest ... TASK.log.N).
+    #[arg(long, default_value_t = Rotation::default().keep, value_name = "N")]
+    log_keep: u32,
+    #[command(flatten)]
+    log: crate::log_output::LogArgs,
+}
+
+impl AgentCmd {
+    fn rotation(&self) -> Rotation {
+        Rotation {
+            max_bytes: self.log_max_bytes,
+            keep: self.log_keep,
+        }
+    }
 }
 
 /// A request on the agent's socket: one JSON line; the answer is one JSON line.
@@ -331,7 +350,7 @@ impl Daemon {
             };
             // The periodic rescan still covers a folder the OS refuses to watch.
             if let Err(e) = added {
-                eprintln!("warning: {e}; changes there wait for the next rescan");
+                tracing::warn!(folder = %new.display(), "{e:#}; changes there wait for the next rescan");
             }
         }
         self.watched = wanted;
@@ -536,6 +555,19 @@ impl Daemon {
         text
     }
 
+    /// Writes how a pass of `name` ended to the agent's own log (the task's log keeps every
+    /// file; this one only outcomes): a warning when the pass left an error.
+    fn log_outcome(&self, name: &str, text: &str) {
+        let text = crate::output::escape(text);
+        let all = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        match all.get(name).and_then(|s| s.error.as_deref()) {
+            Some(error) => {
+                tracing::warn!(task = %name, error = %crate::output::escape(error), "{text}")
+            }
+            None => tracing::info!(task = %name, "{text}"),
+        }
+    }
+
     /// Asks an unreachable server, more and more rarely, whether it is back; reports on
     /// `probe_tx` (a server that answers at once was not the problem, and backoff decides).
     fn probe(&mut self, conn_name: &str) {
@@ -651,6 +683,7 @@ fn serve(
 }
 
 pub async fn agent(c: AgentCmd) -> Result<()> {
+    crate::log_output::init(c.log.log_format);
     let home = Home::locate()?;
     let sock = home.socket_path();
     if UnixStream::connect(&sock).await.is_ok() {
@@ -667,6 +700,7 @@ pub async fn agent(c: AgentCmd) -> Result<()> {
 }
 
 async fn run_agent(home: &Home, c: AgentCmd, listener: UnixListener) -> Result<()> {
+    let rotation = c.rotation();
     let status = SharedStatus::default();
     let wake = Arc::new(tokio::sync::Notify::new());
     let (kick_tx, kicks) = unbounded_channel();
@@ -678,8 +712,8 @@ async fn run_agent(home: &Home, c: AgentCmd, listener: UnixListener) -> Result<(
     let (watcher, local) = match started {
         Ok((w, rx)) => (Some(w), rx),
         Err(e) => {
-            eprintln!(
-                "warning: {e}; local changes are found by the rescan every {} s",
+            tracing::warn!(
+                "{e:#}; local changes are found by the rescan every {} s",
                 c.rescan
             );
             (None, unbounded_channel().1)
@@ -726,6 +760,7 @@ async fn run_agent(home: &Home, c: AgentCmd, listener: UnixListener) -> Result<(
     // started after it is the one refused. (Until then `status` waits in the socket's queue.)
     serve(listener, status, kick_tx, wake.clone());
     println!("agent running; socket {}", home.socket_path().display());
+    tracing::info!(socket = %home.socket_path().display(), "agent running");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;
     let mut stopping = false;
@@ -748,7 +783,13 @@ async fn run_agent(home: &Home, c: AgentCmd, listener: UnixListener) -> Result<(
         let Some(name) = daemon.next_due(&paused) else {
             continue;
         };
-        let progress = Arc::new(TaskProgress::new(home, &name, daemon.status.clone(), false));
+        let progress = Arc::new(TaskProgress::new(
+            home,
+            &name,
+            daemon.status.clone(),
+            false,
+            rotation,
+        ));
         // A suspended hour that starts during the pass stops it (seed 002).
         let stop_in = match daemon
             .clocks
@@ -818,6 +859,7 @@ async fn run_agent(home: &Home, c: AgentCmd, listener: UnixListener) -> Result<(
             result => daemon.finish(&config, &name, result),
         };
         progress.line(&text);
+        daemon.log_outcome(&name, &text);
         // Changes that arrived while the pass ended are pending, not "up to date".
         daemon.take(&mut inbox, &config);
         let paused = home.state().map(|s| s.paused).unwrap_or_default();

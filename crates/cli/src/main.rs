@@ -12,6 +12,8 @@ mod config;
 mod connect_cmd;
 mod drive_cmd;
 mod explore;
+mod generate_cmd;
+mod log_output;
 mod output;
 mod progress_bar;
 mod run;
@@ -20,16 +22,18 @@ mod server_admin;
 mod server_cloud;
 mod server_cmd;
 mod server_config;
+mod server_config_backup;
 mod server_log;
 mod server_migrate;
 mod share_cmd;
 mod status;
 mod task_cmd;
 mod task_lock;
+mod task_log;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -125,6 +129,9 @@ enum Cmd {
     Restore(explore::RestoreCmd),
     /// Download one version of a file.
     Download(explore::DownloadCmd),
+    /// Write shell completions and man pages (for packagers: scripts/package).
+    #[command(hide = true)]
+    Generate(generate_cmd::GenerateCmd),
 }
 
 #[derive(Subcommand)]
@@ -185,6 +192,7 @@ fn main() {
             Cmd::Ls(c) => explore::ls(c).await,
             Cmd::Restore(c) => explore::restore(c).await,
             Cmd::Download(c) => explore::download(c).await,
+            Cmd::Generate(c) => generate_cmd::run(c, Cli::command()),
         }
     });
     if let Err(e) = result {

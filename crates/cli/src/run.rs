@@ -2,8 +2,6 @@
 //! sink that logs it, and `cairn run --once` itself with its summary as text or JSON.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -25,6 +23,7 @@ use crate::agent::{ask_agent, Request};
 use crate::config::{Config, Home, TaskConfig};
 use crate::output::escape;
 use crate::status::TaskStatus;
+use crate::task_log::{Rotation, TaskLog};
 
 #[derive(Args)]
 pub struct RunCmd {
@@ -53,20 +52,21 @@ pub type SharedStatus = Arc<Mutex<BTreeMap<String, TaskStatus>>>;
 /// `run`) echoes problems to stderr.
 pub struct TaskProgress {
     task: String,
-    log: Mutex<Option<std::fs::File>>,
+    log: Mutex<Option<TaskLog>>,
     status: SharedStatus,
     echo: bool,
 }
 
 impl TaskProgress {
-    pub fn new(home: &Home, task: &str, status: SharedStatus, echo: bool) -> Self {
-        let path = home.log_path(task);
-        let _ = std::fs::create_dir_all(path.parent().unwrap_or(&home.data_dir));
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .ok();
+    pub fn new(
+        home: &Home,
+        task: &str,
+        status: SharedStatus,
+        echo: bool,
+        rotation: Rotation,
+    ) -> Self {
+        // A log that cannot be opened does not stop the pass: its status still tells.
+        let log = TaskLog::open(&home.log_path(task), rotation).ok();
         TaskProgress {
             task: task.to_string(),
             log: Mutex::new(log),
@@ -79,8 +79,8 @@ impl TaskProgress {
     /// forge a line of the log.
     pub fn line(&self, text: &str) {
         let stamp = cairn_model::timespec::format_instant(now_ns());
-        if let Some(f) = self.log.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-            let _ = writeln!(f, "{stamp} {}", escape(text));
+        if let Some(log) = self.log.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            let _ = log.append(&format!("{stamp} {}", escape(text)));
         }
     }
 
@@ -495,7 +495,13 @@ pub async fn run_once(c: RunCmd) -> Result<()> {
     let mut conns = HashMap::new();
     refuse_copied_configuration(&home, &config, &names, &mut conns).await?;
     for name in &names {
-        let progress = Arc::new(TaskProgress::new(&home, name, status.clone(), true));
+        let progress = Arc::new(TaskProgress::new(
+            &home,
+            name,
+            status.clone(),
+            true,
+            Rotation::default(),
+        ));
         let started = Instant::now();
         let result = match config.tasks.get(name) {
             Some(t) => match server_session(&home, &config, &mut conns, t) {

@@ -41,8 +41,13 @@ pub struct ServerPlace {
 }
 
 impl ServerPlace {
+    /// The config file given, if any.
+    pub fn config_path(&self) -> Option<&std::path::Path> {
+        self.config.as_deref()
+    }
+
     /// The data folder, the chunk store and the rest of the config file.
-    fn resolve(&self) -> Result<(PathBuf, ServerConfig)> {
+    pub fn resolve(&self) -> Result<(PathBuf, ServerConfig)> {
         let mut config = match &self.config {
             Some(path) => ServerConfig::load(path)?,
             None => ServerConfig::default(),
@@ -62,7 +67,7 @@ impl ServerPlace {
     }
 
     /// Opens the existing data folder and its chunk store (admin commands, gc, check).
-    fn open(&self) -> Result<DataDir> {
+    pub fn open(&self) -> Result<DataDir> {
         let (data, config) = self.resolve()?;
         Ok(DataDir::open_with(&data, &config.store)?)
     }
@@ -94,6 +99,8 @@ pub enum ServerCmd {
         token_ttl: u64,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        log: crate::log_output::LogArgs,
     },
     /// Print the SHA-256 fingerprint of the server's certificate.
     Fingerprint {
@@ -127,6 +134,12 @@ pub enum ServerCmd {
     /// Move a stopped embedded server (SQLite metadata) to PostgreSQL, and its chunks to
     /// another store if asked, with every version intact (docs/deployment.md).
     Migrate(crate::server_migrate::MigrateCmd),
+    /// Print (or write with --out) the server's users, folders, grants, quotas and cloud
+    /// connections and tasks as JSON: not the content. Holds password hashes and secrets.
+    BackupConfig(crate::server_config_backup::BackupConfigCmd),
+    /// Make a new server from a backup-config file: into a new data folder (or an empty
+    /// database), never merged into a server in use.
+    RestoreConfig(crate::server_config_backup::RestoreConfigCmd),
     /// Verify metadata against chunks; exits non-zero and names what is wrong.
     Check {
         #[command(flatten)]
@@ -250,7 +263,9 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
             metrics_listen,
             token_ttl,
             limits,
+            log,
         } => {
+            crate::log_output::init(log.log_format);
             let (data, config) = place.resolve()?;
             let run = Run {
                 listen: if listen.is_empty() {
@@ -281,6 +296,8 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
         ServerCmd::Folder { cmd } => crate::server_admin::folder(cmd).await,
         ServerCmd::Log(args) => crate::server_log::run(args).await,
         ServerCmd::Migrate(cmd) => crate::server_migrate::run(cmd).await,
+        ServerCmd::BackupConfig(cmd) => crate::server_config_backup::backup(cmd),
+        ServerCmd::RestoreConfig(cmd) => crate::server_config_backup::restore(cmd),
         ServerCmd::Gc { place } => {
             let dir = place.open()?;
             let rt = tokio::runtime::Handle::current();
@@ -351,11 +368,6 @@ async fn serve(data: PathBuf, run: Run, token_ttl: u64, limits: Limits) -> Resul
         .map(cairn_server::directory::Directory::new)
         .transpose()
         .context("[ldap] of the server config")?;
-    tracing_subscriber::fmt()
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
     std::fs::create_dir_all(&data)
         .with_context(|| format!("creating data folder {}", data.display()))?;
     // Held while the server runs: `server migrate` must not move the folder under it.
@@ -411,6 +423,8 @@ async fn serve(data: PathBuf, run: Run, token_ttl: u64, limits: Limits) -> Resul
     }
     for a in &bound.addrs {
         println!("listening on https://{a}");
+        // Stdout is the banner for a person; the log says it for a collector too.
+        tracing::info!(address = %a, data = %data.display(), "listening");
     }
     use std::io::Write;
     std::io::stdout().flush()?;

@@ -441,12 +441,7 @@ pub fn log(task: Option<&str>, lines: usize, downloads: bool, json: bool) -> Res
     };
     let mut texts = Vec::new();
     for name in names {
-        let path = home.log_path(&name);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
+        let text = crate::task_log::read_all(&home.log_path(&name))?;
         texts.push((name, text));
     }
     let mut entries = Vec::new();

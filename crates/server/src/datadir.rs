@@ -77,14 +77,7 @@ impl DataDir {
         root: &Path,
         store: &StoreChoice,
     ) -> Result<(DataDir, Option<Created>)> {
-        fs::create_dir_all(root).map_err(Error::io(format!(
-            "creating data folder {}",
-            root.display()
-        )))?;
-        let _ = fs::set_permissions(root, fs::Permissions::from_mode(0o700));
-        let dir = Self::open_parts(root, store, true)?;
-        dir.ensure_certificate()?;
-        dir.keep_reserve();
+        let dir = Self::create_parts(root, store)?;
         let created = if dir.meta.user_count()? == 0 {
             let password = auth::random_password();
             dir.meta
@@ -131,6 +124,34 @@ impl DataDir {
     /// exclusively already.
     pub(crate) fn open_to_migrate(root: &Path, store: &StoreChoice) -> Result<DataDir> {
         Self::open_parts(root, store, false)
+    }
+
+    /// Creates a new data folder with no users, for `restore-config` to fill from a backup
+    /// (the admin user a first run makes would collide with the backup's).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when `root` holds a data folder already; as [`DataDir::open_or_init`].
+    pub fn create_empty(root: &Path, store: &StoreChoice) -> Result<DataDir> {
+        if root.join("meta.sqlite").is_file() || root.join(METADATA_FILE).is_file() {
+            return Err(Error::Invalid(format!(
+                "{} holds a data folder already; a restore makes a new one (choose another --data)",
+                root.display()
+            )));
+        }
+        Self::create_parts(root, store)
+    }
+
+    /// Opens the data folder, creating whatever of it is missing, users apart.
+    fn create_parts(root: &Path, store: &StoreChoice) -> Result<DataDir> {
+        fs::create_dir_all(root).map_err(Error::io(format!(
+            "creating data folder {}",
+            root.display()
+        )))?;
+        let _ = fs::set_permissions(root, fs::Permissions::from_mode(0o700));
+        let dir = Self::open_parts(root, store, true)?;
+        dir.ensure_certificate()?;
+        dir.keep_reserve();
+        Ok(dir)
     }
 
     fn open_parts(root: &Path, choice: &StoreChoice, first_use: bool) -> Result<DataDir> {

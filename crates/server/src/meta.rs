@@ -16,6 +16,7 @@ mod check;
 mod chunks;
 mod claims;
 mod cloud;
+mod config_backup;
 mod copy;
 pub mod dav;
 mod directory;
@@ -32,6 +33,7 @@ mod throttle;
 pub use chunks::{ChunkScope, Scope, StoredTotals, UploadPlan};
 pub use claims::Claim;
 pub use cloud::{CloudConnectionRow, CloudTaskRow};
+pub use config_backup::{ConfigBackup, TableDump};
 pub use copy::TableRows;
 pub use directory::{DirectoryAccount, NO_LOCAL_PASSWORD};
 pub use events::{

@@ -753,3 +753,71 @@ fn an_agent_following_a_folder_made_again_merges_with_it() {
         b"kept on A"
     );
 }
+
+/// `--log-format json` makes every line the agent writes on stderr a JSON object a collector
+/// can parse, with the task's pass outcomes as events; a task's log rotates past
+/// `--log-max-bytes`, keeps `--log-keep` old files, and `cairn log` reads across them.
+#[test]
+#[cfg(feature = "test-hooks")]
+fn the_agent_logs_json_and_rotates_task_logs_by_size() {
+    let server = Server::start();
+    let c = Client::new();
+    for i in 0..30 {
+        c.write(&format!("file-{i:02}.txt"), b"x");
+    }
+    c.backup_task(&server, &[]);
+    let (agent, said) = agent_with(
+        &c,
+        &[
+            "--rescan",
+            "3600",
+            "--log-format",
+            "json",
+            "--log-max-bytes",
+            "400",
+            "--log-keep",
+            "2",
+        ],
+        &[],
+    );
+    wait_until(60, "the first pass", || {
+        c.ls_paths()
+            .iter()
+            .filter(|p| p.starts_with("file-"))
+            .count()
+            == 30
+    });
+    wait_until(30, "the pass's outcome in the agent's log", || {
+        said.lock().expect("stderr text").contains("\"task\":\"t\"")
+    });
+    drop(agent);
+    let text = said.lock().expect("stderr text").clone();
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v["timestamp"].is_string() && v["level"].is_string(),
+            "{line}"
+        );
+    }
+    let logs = c.home.join("logs");
+    let mut names: Vec<String> = std::fs::read_dir(&logs)
+        .expect("logs folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    // 30 "uploaded" lines of ~70 bytes cannot fit in 400 bytes: the log rotated, and the
+    // files past the second old one are gone.
+    assert_eq!(names, ["t.log", "t.log.1", "t.log.2"]);
+    let mut kept = 0;
+    for name in &names {
+        let body = std::fs::read_to_string(logs.join(name)).expect("read log");
+        assert!(body.len() <= 400, "{name} holds {} bytes", body.len());
+        kept += body.lines().count();
+    }
+    let shown = c.ok(&["log", "t", "--lines", "1000"]);
+    assert_eq!(shown.lines().count(), kept, "{shown}");
+    let newest = std::fs::read_to_string(logs.join("t.log")).expect("read log");
+    let newest = newest.lines().last().expect("a line in t.log");
+    assert_eq!(shown.lines().last(), Some(format!("[t] {newest}").as_str()));
+}

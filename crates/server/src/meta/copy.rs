@@ -28,7 +28,7 @@ pub struct TableRows {
 
 /// One column's value, owned (a row is read from one engine and bound on the other).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Value {
+pub(super) enum Value {
     Int(Option<i64>),
     Text(Option<String>),
     Blob(Option<Vec<u8>>),
@@ -44,7 +44,7 @@ impl ToArg for Value {
     }
 }
 
-fn kind_of(ty: Type) -> Kind {
+pub(super) fn kind_of(ty: Type) -> Kind {
     match ty {
         Type::Id | Type::Key | Type::Int => Kind::Int,
         Type::Text => Kind::Text,
@@ -52,7 +52,7 @@ fn kind_of(ty: Type) -> Kind {
     }
 }
 
-fn value(r: &dyn Row, i: usize, kind: Kind) -> Result<Value> {
+pub(super) fn value(r: &dyn Row, i: usize, kind: Kind) -> Result<Value> {
     Ok(match kind {
         Kind::Int => Value::Int(r.int(i)?),
         Kind::Text => Value::Text(r.text(i)?),
@@ -140,7 +140,7 @@ fn identity(t: &Table) -> Option<&Column> {
 
 /// Moves each identity sequence past the largest id its table holds. Nothing to do on
 /// SQLite, whose next rowid is always past the largest.
-fn reset_identities(db: &dyn Sql, what: &str) -> Result<()> {
+pub(super) fn reset_identities(db: &dyn Sql, what: &str) -> Result<()> {
     if db.dialect() != Dialect::Pg {
         return Ok(());
     }

@@ -232,6 +232,7 @@ mod tests {
             token_gen: 0,
             quota: None,
             used_bytes: 0,
+            directory: String::new(),
         };
         for i in 0..MAX_REMEMBERED + 10 {
             cache.remember(cache.key_of("u", &i.to_string()), &user);
