@@ -39,6 +39,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 #[command(
     name = "cairn",
     version,
+    // Every subcommand's man page and --version carry the version too.
+    propagate_version = true,
     about = "Self-hosted drive: a server that keeps every version, and the client that backs folders up to it"
 )]
 struct Cli {

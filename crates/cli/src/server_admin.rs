@@ -33,6 +33,7 @@ pub(crate) struct AdminTarget {
 
 #[derive(Subcommand)]
 pub enum UserCmd {
+    /// Adds a user (an administrator with --admin).
     Add {
         name: String,
         #[arg(long)]
@@ -62,6 +63,7 @@ pub enum UserCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Sets a user's password; their sessions end.
     Passwd {
         name: String,
         #[arg(long)]
@@ -75,6 +77,7 @@ pub enum UserCmd {
         #[command(flatten)]
         target: AdminTarget,
     },
+    /// Enables a disabled user again.
     Enable {
         name: String,
         #[command(flatten)]

@@ -323,6 +323,9 @@ fn cloud_replica(
     )
 }
 
+/// How long adding a task without a password looks for an encrypted path's marker.
+const MARKER_LOOK: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Looks at a new task's cloud path before it is saved. With a password: turns encryption on
 /// for it (an empty path), or opens it when it is on already (the same password), and gives
 /// the key to keep. Without: refuses a path that is encrypted; one that cannot be read now
@@ -336,7 +339,10 @@ pub async fn attach(task: &CheckedTask) -> Result<Option<MasterKey>> {
     let replica = cloud_replica(&task.connection, s, None)?;
     let described = replica.describe();
     let Some(password) = &task.password else {
-        if let Ok(Some(_)) = crypt::read_marker(&replica).await {
+        // A courtesy, bounded: every pass refuses an encrypted path anyway, so a cloud that
+        // cannot be reached now does not hold the command up through all its retries.
+        let look = tokio::time::timeout(MARKER_LOOK, crypt::read_marker(&replica)).await;
+        if let Ok(Ok(Some(_))) = look {
             crypt::refuse_if_encrypted(&replica).await?;
         }
         return Ok(None);
