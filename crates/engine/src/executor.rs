@@ -11,6 +11,7 @@
 
 mod fetch;
 mod send;
+mod settle;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -186,6 +187,7 @@ pub(crate) async fn execute(
     let mut remote_moves = Vec::new();
     let mut local_moves = Vec::new();
     let mut remote_aside = Vec::new();
+    let actions = settle::lost_writes(ctx, actions, local).await?;
     for a in actions {
         match a {
             Action::MoveRemote {

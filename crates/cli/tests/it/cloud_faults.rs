@@ -84,10 +84,12 @@ fn faults_keep_every_file(remote: &Remote, kinds: &str) {
             assert!(
                 now == expected,
                 "{service}, seed {seed}, round {round}: A's files changed under faults: \
-                 {:?} instead of {:?}; the server holds {}; the passes said:\n{said}",
+                 {:?} instead of {:?}; the server holds {}; the passes said:\n{said}\n\
+                 A's task log:\n{}",
                 now.keys().collect::<Vec<_>>(),
                 expected.keys().collect::<Vec<_>>(),
-                share_of(remote)
+                share_of(remote),
+                String::from_utf8_lossy(&a.cairn(&["log", "t"]).stdout)
             );
         }
         for _ in 0..2 {
