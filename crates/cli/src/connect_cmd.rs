@@ -22,27 +22,32 @@ use crate::config::{
 };
 use crate::output::escape;
 
+mod discover;
+use discover::discover_and_save;
+
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ConnectCmd {
     #[command(subcommand)]
     action: Option<ConnectAction>,
     /// The server's HTTPS URL, with host and port.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "discover")]
     url: Option<String>,
+    #[command(flatten)]
+    discover: DiscoverArgs,
     #[arg(long, required = true)]
     user: Option<String>,
     /// Read the password from standard input.
     #[arg(long)]
     password_stdin: bool,
     /// Trust exactly the certificate with this SHA-256 fingerprint.
-    #[arg(long, conflicts_with_all = ["ca", "system_roots"])]
+    #[arg(long, conflicts_with_all = ["ca", "system_roots", "discover"])]
     fingerprint: Option<String>,
     /// Trust certificates signed by this CA (PEM).
-    #[arg(long, conflicts_with = "system_roots")]
+    #[arg(long, conflicts_with_all = ["system_roots", "discover"])]
     ca: Option<PathBuf>,
     /// Trust the system's roots again, dropping a saved fingerprint or CA file.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "discover")]
     system_roots: bool,
     /// Name of the connection.
     #[arg(long, default_value = "default")]
@@ -70,6 +75,26 @@ pub struct ConnectCmd {
     new_device: bool,
 }
 
+/// `connect --discover`: find the server on the local network instead of naming its URL.
+#[derive(Args)]
+struct DiscoverArgs {
+    /// Find cairn servers on the local network (mDNS), pick one, and pin the fingerprint it
+    /// announces once you confirm it.
+    #[arg(long, conflicts_with = "url")]
+    discover: bool,
+    /// Seconds to listen for servers.
+    #[arg(long, default_value_t = 3, requires = "discover",
+          value_parser = clap::value_parser!(u64).range(1..=60))]
+    discover_seconds: u64,
+    /// Pick the Nth server of the list without asking (for scripts).
+    #[arg(long, value_name = "N", requires = "discover",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pick: Option<u64>,
+    /// Trust the picked server's fingerprint without asking (for scripts).
+    #[arg(long, requires = "discover")]
+    yes: bool,
+}
+
 #[derive(Subcommand)]
 enum ConnectAction {
     /// List saved connections (passwords are never shown).
@@ -86,6 +111,7 @@ pub async fn connect(c: ConnectCmd) -> Result<()> {
     match c.action {
         Some(ConnectAction::List { json }) => list(json),
         Some(ConnectAction::Remove { name }) => remove(&name),
+        None if c.discover.discover => discover_and_save(c).await,
         None => save(c).await,
     }
 }

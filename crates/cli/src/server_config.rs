@@ -33,10 +33,13 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<cairn_server::proxy::Cidr>,
     /// `[ldap]`: directory logins.
     pub directory: Option<DirectoryConfig>,
+    /// `announce = false` turns the mDNS announcement off.
+    pub announce: Option<bool>,
+    pub announce_name: Option<String>,
 }
 
 const TOP_KEYS: &str =
-    "data, listen, metrics_listen, cert, key, store, metadata, trusted_proxies, [s3], [ldap]";
+    "data, listen, metrics_listen, cert, key, store, metadata, trusted_proxies, announce, announce_name, [s3], [ldap]";
 
 impl ServerConfig {
     /// Reads and checks `path`.
@@ -79,6 +82,11 @@ impl ServerConfig {
                 "trusted_proxies" => config.trusted_proxies = ranges(key, item)?,
                 "s3" => config.store.credentials = Some(credentials(item)?),
                 "ldap" => config.directory = Some(ldap::directory(item)?),
+                "announce" => match item.as_bool() {
+                    Some(b) => config.announce = Some(b),
+                    None => bail!("`announce` must be true or false"),
+                },
+                "announce_name" => config.announce_name = Some(string(key, item)?),
                 other => bail!("unknown key `{other}` (known: {TOP_KEYS})"),
             }
         }

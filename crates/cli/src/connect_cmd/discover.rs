@@ -1,0 +1,110 @@
+//! `cairn connect --discover`: the URL and the fingerprint come from an announcement on the
+//! local network, which anyone there can send. So the fingerprint is shown and confirmed
+//! before it is pinned, and the login that follows (as for `connect URL`) fails the TLS
+//! handshake when the server at that address holds another certificate: nothing is saved.
+
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use cairn_protocol::is_valid_name;
+
+use super::ConnectCmd;
+use crate::discovery::{browse, fingerprint_display, Found};
+
+pub async fn discover_and_save(mut c: ConnectCmd) -> Result<()> {
+    // Checked before listening for seconds, not after.
+    if !is_valid_name(&c.name) {
+        bail!("invalid connection name {:?}", c.name);
+    }
+    let wait = Duration::from_secs(c.discover.discover_seconds);
+    eprintln!(
+        "looking for cairn servers on the local network for {} s...",
+        wait.as_secs()
+    );
+    let (found, notes) = tokio::task::spawn_blocking(move || browse(wait))
+        .await
+        .context("browsing the local network")??;
+    for note in &notes {
+        eprintln!("{note}");
+    }
+    if found.is_empty() {
+        bail!(
+            "no cairn server answered on the local network within {} s (servers announce \
+             themselves unless started with --no-announce; see docs/deployment.md, \"Discovery\")",
+            wait.as_secs()
+        );
+    }
+    for (i, f) in found.iter().enumerate() {
+        println!(
+            "{:>3}  {}  {}  cairn {}",
+            i + 1,
+            f.name,
+            f.addr,
+            crate::output::escape(&f.version)
+        );
+        println!("     fingerprint {}", fingerprint_display(&f.fingerprint));
+    }
+    let chosen = pick(&found, c.discover.pick)?;
+    println!(
+        "{} at {} presents the certificate with SHA-256 fingerprint\n  {}",
+        chosen.name,
+        chosen.addr,
+        fingerprint_display(&chosen.fingerprint)
+    );
+    println!("(`cairn server fingerprint` on the server prints the fingerprint it really has)");
+    if !c.discover.yes && !confirmed()? {
+        bail!("not confirmed: nothing saved");
+    }
+    c.url = Some(chosen.url());
+    c.fingerprint = Some(fingerprint_display(&chosen.fingerprint));
+    super::save(c).await
+}
+
+/// The server `--pick` names, or the one the user types the number of.
+fn pick(found: &[Found], given: Option<u64>) -> Result<&Found> {
+    let number = match given {
+        Some(n) => n,
+        None => {
+            let answer = ask(&format!("which server (1-{})? ", found.len()))?;
+            answer
+                .trim()
+                .parse()
+                .with_context(|| format!("{:?} is not a number of the list", answer.trim()))?
+        }
+    };
+    usize::try_from(number)
+        .ok()
+        .and_then(|n| n.checked_sub(1))
+        .and_then(|i| found.get(i))
+        .with_context(|| {
+            format!(
+                "there is no server {number}: the list has {} (1-{})",
+                found.len(),
+                found.len()
+            )
+        })
+}
+
+fn confirmed() -> Result<bool> {
+    let answer = ask("trust this certificate and save the connection? [y/N] ")?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+/// Asks on standard error (standard output keeps the list for scripts) and reads one line;
+/// the end of input is an answer of its own: nothing was chosen.
+fn ask(question: &str) -> Result<String> {
+    eprint!("{question}");
+    std::io::stderr()
+        .flush()
+        .context("writing to standard error")?;
+    let mut line = String::new();
+    let read = std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the answer from standard input")?;
+    if read == 0 {
+        bail!("standard input ended before an answer (use --pick N and --yes in scripts): nothing saved");
+    }
+    Ok(line)
+}
