@@ -58,12 +58,7 @@ impl Drop for Announcer {
 /// # Errors
 /// When the name is not one DNS label, or the multicast socket cannot be opened.
 pub fn announce(opts: &AnnounceOptions) -> Result<Option<Announcer>> {
-    if opts.name.is_empty() || opts.name.len() > MAX_NAME_LEN {
-        anyhow::bail!(
-            "the announced name {:?} must be 1 to {MAX_NAME_LEN} bytes",
-            opts.name
-        );
-    }
+    check_name(&opts.name)?;
     let Some((port, ips, everywhere)) = announced_addresses(&opts.listen, opts.loopback) else {
         return Ok(None);
     };
@@ -91,6 +86,19 @@ pub fn announce(opts: &AnnounceOptions) -> Result<Option<Announcer>> {
         .register(info)
         .with_context(|| format!("announcing {fullname}"))?;
     Ok(Some(Announcer { daemon, fullname }))
+}
+
+/// An instance name is one DNS label of 1 to 63 bytes, without control characters.
+///
+/// # Errors
+/// When `name` is not.
+pub fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+        anyhow::bail!(
+            "the announced name {name:?} must be 1 to {MAX_NAME_LEN} bytes without control characters"
+        );
+    }
+    Ok(())
 }
 
 /// The port and addresses to announce for `listen`, and whether the server listens everywhere.

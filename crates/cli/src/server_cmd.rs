@@ -301,13 +301,16 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
                         name: announce
                             .announce_name
                             .or(config.announce_name)
-                            .unwrap_or_else(crate::config::host_name),
+                            .unwrap_or_else(default_announce_name),
                         loopback: announce.announce_loopback,
                     }
                 }),
             };
             if run.cert.is_some() != run.key.is_some() {
                 bail!("a certificate needs its key and a key its certificate (cert and key)");
+            }
+            if let Some(a) = &run.announce {
+                crate::discovery::check_name(&a.name).context("--announce-name")?;
             }
             let limits = limits.to_limits(&config.trusted_proxies)?;
             serve(data, run, token_ttl, limits).await
@@ -475,6 +478,18 @@ async fn serve(data: PathBuf, run: Run, token_ttl: u64, limits: Limits) -> Resul
     tokio::spawn(runner.run());
     bound.serve().await.context("serving")?;
     Ok(())
+}
+
+/// The host name, cut to one DNS label (a Linux host name may be a byte longer).
+fn default_announce_name() -> String {
+    let mut name = String::new();
+    for c in crate::config::host_name().chars() {
+        if name.len() + c.len_utf8() > 63 {
+            break;
+        }
+        name.push(c);
+    }
+    name
 }
 
 /// Announces the server on the local network. A network without multicast must not stop

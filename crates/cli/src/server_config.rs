@@ -86,7 +86,11 @@ impl ServerConfig {
                     Some(b) => config.announce = Some(b),
                     None => bail!("`announce` must be true or false"),
                 },
-                "announce_name" => config.announce_name = Some(string(key, item)?),
+                "announce_name" => {
+                    let name = string(key, item)?;
+                    crate::discovery::check_name(&name).context("`announce_name`")?;
+                    config.announce_name = Some(name);
+                }
                 other => bail!("unknown key `{other}` (known: {TOP_KEYS})"),
             }
         }
@@ -279,5 +283,18 @@ mod tests {
             e.contains("unknown key `s3.access_key`") && !e.contains("TOPSECRET"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn announcing_is_on_unless_turned_off() {
+        assert_eq!(parse("").expect("empty").announce, None);
+        let c = parse("announce = false\nannounce_name = \"attic\"").expect("parses");
+        assert_eq!(
+            (c.announce, c.announce_name.as_deref()),
+            (Some(false), Some("attic"))
+        );
+        let err = |t: &str| format!("{:#}", parse(t).expect_err(t));
+        assert!(err("announce = \"no\"").contains("`announce` must be true or false"));
+        assert!(err(&format!("announce_name = \"{}\"", "x".repeat(64))).contains("`announce_name`"));
     }
 }
