@@ -86,10 +86,10 @@ struct DiscoverArgs {
     #[arg(long, default_value_t = 3, requires = "discover",
           value_parser = clap::value_parser!(u64).range(1..=60))]
     discover_seconds: u64,
-    /// Pick the Nth server of the list without asking (for scripts).
-    #[arg(long, value_name = "N", requires = "discover",
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pick: Option<u64>,
+    /// Pick the Nth server of the list, or the one announced as NAME, without asking (for
+    /// scripts: a name stays right when other servers come and go).
+    #[arg(long, value_name = "N|NAME", requires = "discover")]
+    pick: Option<String>,
     /// Trust the picked server's fingerprint without asking (for scripts).
     #[arg(long, requires = "discover")]
     yes: bool,

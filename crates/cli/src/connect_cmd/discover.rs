@@ -45,7 +45,7 @@ pub async fn discover_and_save(mut c: ConnectCmd) -> Result<()> {
         );
         println!("     fingerprint {}", fingerprint_display(&f.fingerprint));
     }
-    let chosen = pick(&found, c.discover.pick)?;
+    let chosen = pick(&found, c.discover.pick.as_deref())?;
     println!(
         "{} at {} presents the certificate with SHA-256 fingerprint\n  {}",
         chosen.name,
@@ -61,29 +61,37 @@ pub async fn discover_and_save(mut c: ConnectCmd) -> Result<()> {
     super::save(c).await
 }
 
-/// The server `--pick` names, or the one the user types the number of.
-fn pick(found: &[Found], given: Option<u64>) -> Result<&Found> {
-    let number = match given {
-        Some(n) => n,
-        None => {
-            let answer = ask(&format!("which server (1-{})? ", found.len()))?;
-            answer
-                .trim()
-                .parse()
-                .with_context(|| format!("{:?} is not a number of the list", answer.trim()))?
-        }
+/// The server `--pick` names (by number or name), or the one the user types the number of.
+fn pick<'a>(found: &'a [Found], given: Option<&str>) -> Result<&'a Found> {
+    let answer = match given {
+        Some(g) => g.to_string(),
+        None => ask(&format!("which server (1-{})? ", found.len()))?,
     };
-    usize::try_from(number)
-        .ok()
-        .and_then(|n| n.checked_sub(1))
-        .and_then(|i| found.get(i))
-        .with_context(|| {
-            format!(
-                "there is no server {number}: the list has {} (1-{})",
-                found.len(),
-                found.len()
-            )
-        })
+    let answer = answer.trim();
+    if let Ok(number) = answer.parse::<usize>() {
+        return number
+            .checked_sub(1)
+            .and_then(|i| found.get(i))
+            .with_context(|| {
+                format!(
+                    "there is no server {number}: the list has {} (1-{})",
+                    found.len(),
+                    found.len()
+                )
+            });
+    }
+    let mut named = found.iter().filter(|f| f.name == answer);
+    match (named.next(), named.next()) {
+        (Some(one), None) => Ok(one),
+        (Some(_), Some(_)) => bail!(
+            "several servers are announced as {:?}: pick one by its number",
+            answer
+        ),
+        (None, _) => bail!(
+            "{:?} is neither a number of the list nor the name of a server in it",
+            answer
+        ),
+    }
 }
 
 fn confirmed() -> Result<bool> {
@@ -107,4 +115,30 @@ fn ask(question: &str) -> Result<String> {
         bail!("standard input ended before an answer (use --pick N and --yes in scripts): nothing saved");
     }
     Ok(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(name: &str, port: u16) -> Found {
+        Found {
+            name: name.into(),
+            addr: std::net::SocketAddr::from(([192, 0, 2, 1], port)),
+            fingerprint: "ab".repeat(32),
+            version: "0.1.0".into(),
+        }
+    }
+
+    #[test]
+    fn a_pick_is_a_number_of_the_list_or_a_name_in_it() {
+        let list = [found("attic", 1), found("cellar", 2), found("cellar", 3)];
+        assert_eq!(pick(&list, Some("2")).expect("number").addr.port(), 2);
+        assert_eq!(pick(&list, Some("attic")).expect("name").addr.port(), 1);
+        let err = |g: &str| format!("{:#}", pick(&list, Some(g)).expect_err(g));
+        assert!(err("0").contains("no server 0"));
+        assert!(err("4").contains("no server 4: the list has 3"));
+        assert!(err("cellar").contains("several servers"));
+        assert!(err("garage").contains("neither a number"));
+    }
 }
