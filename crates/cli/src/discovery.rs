@@ -24,6 +24,9 @@ const TXT_VERSION: &str = "version";
 const MAX_VERSION_LEN: usize = 32;
 /// An instance name is one DNS label.
 const MAX_NAME_LEN: usize = 63;
+/// Most servers (and most skipped announcements) kept from one browse: a flood of forged
+/// announcements must not grow the list without end.
+const MAX_FOUND: usize = 256;
 
 /// What `server run` announces and how.
 pub struct AnnounceOptions {
@@ -179,6 +182,7 @@ pub fn browse(wait: Duration) -> Result<(Vec<Found>, Vec<String>)> {
     // By full name: a server answers several times; the last answer counts.
     let mut found = BTreeMap::new();
     let mut notes = BTreeMap::new();
+    let mut dropped = 0_usize;
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         let Ok(event) = events.recv_timeout(left) else {
             break;
@@ -186,23 +190,30 @@ pub fn browse(wait: Duration) -> Result<(Vec<Found>, Vec<String>)> {
         if let ServiceEvent::ServiceResolved(service) = event {
             let fullname = service.get_fullname().to_string();
             match check(&service) {
-                Ok(f) => {
+                Ok(f) if found.len() < MAX_FOUND || found.contains_key(&fullname) => {
                     notes.remove(&fullname);
                     found.insert(fullname, f);
                 }
-                Err(why) => {
+                Ok(_) => dropped += 1,
+                Err(why) if notes.len() < MAX_FOUND || notes.contains_key(&fullname) => {
                     notes.insert(fullname, why);
                 }
+                Err(_) => dropped += 1,
             }
         }
     }
     let _ = daemon.shutdown();
     let mut list: Vec<Found> = found.into_values().collect();
     list.sort_by(|a, b| a.name.cmp(&b.name).then(a.addr.cmp(&b.addr)));
-    let notes = notes
+    let mut notes: Vec<String> = notes
         .into_iter()
         .map(|(name, why)| format!("skipped the announcement {}: {why}", shown(&name)))
         .collect();
+    if dropped > 0 {
+        notes.push(format!(
+            "ignored {dropped} more announcements past the first {MAX_FOUND}"
+        ));
+    }
     Ok((list, notes))
 }
 

@@ -507,6 +507,7 @@ fn start_announcing(
     };
     match crate::discovery::announce(&opts) {
         Ok(Some(a)) => {
+            tracing::info!(name = %opts.name, "announced on the local network");
             println!(
                 "announced on the local network as {} ({})",
                 opts.name,
