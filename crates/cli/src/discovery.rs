@@ -81,8 +81,16 @@ pub fn announce(opts: &AnnounceOptions) -> Result<Option<Announcer>> {
     let mut info = ServiceInfo::new(SERVICE_TYPE, &opts.name, &host, &ips[..], port, &txt[..])
         .with_context(|| format!("describing the service {}", opts.name))?;
     if everywhere {
-        // Listening on every address: announce each interface's own, kept up to date.
+        // Listening on every address: announce each interface's own, kept up to date; only
+        // the IPv4 ones when the server listens on 0.0.0.0 and not on [::].
         info = info.enable_addr_auto();
+        let any_v6 = opts
+            .listen
+            .iter()
+            .any(|a| a.port() == port && a.is_ipv6() && a.ip().is_unspecified());
+        if !any_v6 {
+            info.set_interfaces(vec![IfKind::IPv4]);
+        }
     }
     let fullname = info.get_fullname().to_string();
     daemon
