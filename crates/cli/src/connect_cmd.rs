@@ -82,16 +82,15 @@ struct DiscoverArgs {
     /// announces once you confirm it.
     #[arg(long, conflicts_with = "url")]
     discover: bool,
-    /// Seconds to listen for servers.
-    #[arg(long, default_value_t = 3, requires = "discover",
-          value_parser = clap::value_parser!(u64).range(1..=60))]
-    discover_seconds: u64,
+    /// Seconds to listen for servers (1 to 60) [default: 3].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=60))]
+    discover_seconds: Option<u64>,
     /// Pick the Nth server of the list, or the one announced as NAME, without asking (for
     /// scripts: a name stays right when other servers come and go).
-    #[arg(long, value_name = "N|NAME", requires = "discover")]
+    #[arg(long, value_name = "N|NAME")]
     pick: Option<String>,
     /// Trust the picked server's fingerprint without asking (for scripts).
-    #[arg(long, requires = "discover")]
+    #[arg(long)]
     yes: bool,
 }
 
@@ -112,6 +111,13 @@ pub async fn connect(c: ConnectCmd) -> Result<()> {
         Some(ConnectAction::List { json }) => list(json),
         Some(ConnectAction::Remove { name }) => remove(&name),
         None if c.discover.discover => discover_and_save(c).await,
+        // (clap's `requires` counts --discover's default `false` as given.)
+        None if c.discover.pick.is_some()
+            || c.discover.yes
+            || c.discover.discover_seconds.is_some() =>
+        {
+            bail!("--pick, --yes and --discover-seconds go with --discover")
+        }
         None => save(c).await,
     }
 }

@@ -12,12 +12,16 @@ use cairn_protocol::is_valid_name;
 use super::ConnectCmd;
 use crate::discovery::{browse, fingerprint_display, Found};
 
+/// How long `--discover` listens without `--discover-seconds`: mDNS answers within about a
+/// second on a quiet network, and queries are repeated once or twice in that time.
+const DEFAULT_SECONDS: u64 = 3;
+
 pub async fn discover_and_save(mut c: ConnectCmd) -> Result<()> {
     // Checked before listening for seconds, not after.
     if !is_valid_name(&c.name) {
         bail!("invalid connection name {:?}", c.name);
     }
-    let wait = Duration::from_secs(c.discover.discover_seconds);
+    let wait = Duration::from_secs(c.discover.discover_seconds.unwrap_or(DEFAULT_SECONDS));
     eprintln!(
         "looking for cairn servers on the local network for {} s...",
         wait.as_secs()
