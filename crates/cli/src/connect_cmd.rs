@@ -22,27 +22,32 @@ use crate::config::{
 };
 use crate::output::escape;
 
+mod discover;
+use discover::discover_and_save;
+
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ConnectCmd {
     #[command(subcommand)]
     action: Option<ConnectAction>,
     /// The server's HTTPS URL, with host and port.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "discover")]
     url: Option<String>,
+    #[command(flatten)]
+    discover: DiscoverArgs,
     #[arg(long, required = true)]
     user: Option<String>,
     /// Read the password from standard input.
     #[arg(long)]
     password_stdin: bool,
     /// Trust exactly the certificate with this SHA-256 fingerprint.
-    #[arg(long, conflicts_with_all = ["ca", "system_roots"])]
+    #[arg(long, conflicts_with_all = ["ca", "system_roots", "discover"])]
     fingerprint: Option<String>,
     /// Trust certificates signed by this CA (PEM).
-    #[arg(long, conflicts_with = "system_roots")]
+    #[arg(long, conflicts_with_all = ["system_roots", "discover"])]
     ca: Option<PathBuf>,
     /// Trust the system's roots again, dropping a saved fingerprint or CA file.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "discover")]
     system_roots: bool,
     /// Name of the connection.
     #[arg(long, default_value = "default")]
@@ -70,6 +75,25 @@ pub struct ConnectCmd {
     new_device: bool,
 }
 
+/// `connect --discover`: find the server on the local network instead of naming its URL.
+#[derive(Args)]
+struct DiscoverArgs {
+    /// Find cairn servers on the local network (mDNS), pick one, and pin the fingerprint it
+    /// announces once you confirm it.
+    #[arg(long, conflicts_with = "url")]
+    discover: bool,
+    /// Seconds to listen for servers (1 to 60) [default: 3].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=60))]
+    discover_seconds: Option<u64>,
+    /// Pick the Nth server of the list, or the one announced as NAME, without asking (for
+    /// scripts: a name stays right when other servers come and go).
+    #[arg(long, value_name = "N|NAME")]
+    pick: Option<String>,
+    /// Trust the picked server's fingerprint without asking (for scripts).
+    #[arg(long)]
+    yes: bool,
+}
+
 #[derive(Subcommand)]
 enum ConnectAction {
     /// List saved connections (passwords are never shown).
@@ -86,6 +110,14 @@ pub async fn connect(c: ConnectCmd) -> Result<()> {
     match c.action {
         Some(ConnectAction::List { json }) => list(json),
         Some(ConnectAction::Remove { name }) => remove(&name),
+        None if c.discover.discover => discover_and_save(c).await,
+        // (clap's `requires` counts --discover's default `false` as given.)
+        None if c.discover.pick.is_some()
+            || c.discover.yes
+            || c.discover.discover_seconds.is_some() =>
+        {
+            bail!("--pick, --yes and --discover-seconds go with --discover")
+        }
         None => save(c).await,
     }
 }

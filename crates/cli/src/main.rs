@@ -10,6 +10,7 @@ mod cloud_explore;
 mod cloud_options;
 mod config;
 mod connect_cmd;
+mod discovery;
 mod drive_cmd;
 mod explore;
 mod generate_cmd;

@@ -98,6 +98,8 @@ pub enum ServerCmd {
               value_parser = clap::value_parser!(u64).range(1..=90 * 24 * 3600))]
         token_ttl: u64,
         #[command(flatten)]
+        announce: AnnounceArgs,
+        #[command(flatten)]
         limits: LimitArgs,
         #[command(flatten)]
         log: crate::log_output::LogArgs,
@@ -148,6 +150,21 @@ pub enum ServerCmd {
         #[arg(long)]
         read_data: bool,
     },
+}
+
+/// How `server run` announces itself on the local network (docs/deployment.md, "Discovery").
+#[derive(Args)]
+pub struct AnnounceArgs {
+    /// Do not announce this server on the local network (mDNS/DNS-SD `_cairn._tcp`).
+    #[arg(long)]
+    no_announce: bool,
+    /// The name the server is announced as [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    announce_name: Option<String>,
+    /// Announce on loopback too, for tests on one machine (a server listening only on
+    /// loopback announces nothing otherwise: nobody else could reach it).
+    #[arg(long, hide = true)]
+    announce_loopback: bool,
 }
 
 /// What a client may cost before it has proved who it is (docs/limits.md explains each).
@@ -262,6 +279,7 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
             key,
             metrics_listen,
             token_ttl,
+            announce,
             limits,
             log,
         } => {
@@ -278,9 +296,21 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
                 metrics_listen: metrics_listen.or(config.metrics_listen),
                 store: config.store,
                 directory: config.directory,
+                announce: (config.announce != Some(false) && !announce.no_announce).then(|| {
+                    AnnounceChoice {
+                        name: announce
+                            .announce_name
+                            .or(config.announce_name)
+                            .unwrap_or_else(default_announce_name),
+                        loopback: announce.announce_loopback,
+                    }
+                }),
             };
             if run.cert.is_some() != run.key.is_some() {
                 bail!("a certificate needs its key and a key its certificate (cert and key)");
+            }
+            if let Some(a) = &run.announce {
+                crate::discovery::check_name(&a.name).context("--announce-name")?;
             }
             let limits = limits.to_limits(&config.trusted_proxies)?;
             serve(data, run, token_ttl, limits).await
@@ -351,6 +381,13 @@ struct Run {
     store: StoreChoice,
     /// `[ldap]` of the config file.
     directory: Option<cairn_server::directory::DirectoryConfig>,
+    /// `None` with `--no-announce` or `announce = false`.
+    announce: Option<AnnounceChoice>,
+}
+
+struct AnnounceChoice {
+    name: String,
+    loopback: bool,
 }
 
 async fn serve(data: PathBuf, run: Run, token_ttl: u64, limits: Limits) -> Result<()> {
@@ -361,6 +398,7 @@ async fn serve(data: PathBuf, run: Run, token_ttl: u64, limits: Limits) -> Resul
         metrics_listen,
         store,
         directory,
+        announce,
     } = run;
     // Checked before anything starts: a server that would refuse its directory users (or
     // send their passwords in clear text) must not look as if it were running fine.
@@ -426,17 +464,67 @@ async fn serve(data: PathBuf, run: Run, token_ttl: u64, limits: Limits) -> Resul
         // Stdout is the banner for a person; the log says it for a collector too.
         tracing::info!(address = %a, data = %data.display(), "listening");
     }
+    let fingerprint = dir.fingerprint(opts.cert.as_deref())?;
+    // Held while the server runs; dropping it says goodbye.
+    let _announcer = announce.and_then(|a| start_announcing(a, &bound.addrs, &fingerprint));
     use std::io::Write;
     std::io::stdout().flush()?;
     let runner = crate::server_cloud::runner::Runner::new(
         bound.state(),
         &data,
         loopback_url(&bound.addrs),
-        dir.fingerprint(opts.cert.as_deref())?,
+        fingerprint,
     );
     tokio::spawn(runner.run());
     bound.serve().await.context("serving")?;
     Ok(())
+}
+
+/// The host name, cut to one DNS label (a Linux host name may be a byte longer).
+fn default_announce_name() -> String {
+    let mut name = String::new();
+    for c in crate::config::host_name().chars() {
+        if name.len() + c.len_utf8() > 63 {
+            break;
+        }
+        name.push(c);
+    }
+    name
+}
+
+/// Announces the server on the local network. A network without multicast must not stop
+/// the server: the failure is printed and the server runs on unannounced.
+fn start_announcing(
+    choice: AnnounceChoice,
+    addrs: &[SocketAddr],
+    fingerprint: &str,
+) -> Option<crate::discovery::Announcer> {
+    let opts = crate::discovery::AnnounceOptions {
+        name: choice.name,
+        listen: addrs.to_vec(),
+        fingerprint: fingerprint.to_string(),
+        loopback: choice.loopback,
+    };
+    match crate::discovery::announce(&opts) {
+        Ok(Some(a)) => {
+            tracing::info!(name = %opts.name, "announced on the local network");
+            println!(
+                "announced on the local network as {} ({})",
+                opts.name,
+                crate::discovery::SERVICE_TYPE
+            );
+            Some(a)
+        }
+        Ok(None) => {
+            println!("not announced on the local network: listening on loopback only");
+            None
+        }
+        Err(e) => {
+            eprintln!("not announced on the local network: {e:#}");
+            tracing::warn!(error = %format!("{e:#}"), "not announced on the local network");
+            None
+        }
+    }
 }
 
 /// The URL this server's own cloud task runner reaches it at: the first address, with an

@@ -33,10 +33,13 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<cairn_server::proxy::Cidr>,
     /// `[ldap]`: directory logins.
     pub directory: Option<DirectoryConfig>,
+    /// `announce = false` turns the mDNS announcement off.
+    pub announce: Option<bool>,
+    pub announce_name: Option<String>,
 }
 
 const TOP_KEYS: &str =
-    "data, listen, metrics_listen, cert, key, store, metadata, trusted_proxies, [s3], [ldap]";
+    "data, listen, metrics_listen, cert, key, store, metadata, trusted_proxies, announce, announce_name, [s3], [ldap]";
 
 impl ServerConfig {
     /// Reads and checks `path`.
@@ -79,6 +82,15 @@ impl ServerConfig {
                 "trusted_proxies" => config.trusted_proxies = ranges(key, item)?,
                 "s3" => config.store.credentials = Some(credentials(item)?),
                 "ldap" => config.directory = Some(ldap::directory(item)?),
+                "announce" => match item.as_bool() {
+                    Some(b) => config.announce = Some(b),
+                    None => bail!("`announce` must be true or false"),
+                },
+                "announce_name" => {
+                    let name = string(key, item)?;
+                    crate::discovery::check_name(&name).context("`announce_name`")?;
+                    config.announce_name = Some(name);
+                }
                 other => bail!("unknown key `{other}` (known: {TOP_KEYS})"),
             }
         }
@@ -271,5 +283,18 @@ mod tests {
             e.contains("unknown key `s3.access_key`") && !e.contains("TOPSECRET"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn announcing_is_on_unless_turned_off() {
+        assert_eq!(parse("").expect("empty").announce, None);
+        let c = parse("announce = false\nannounce_name = \"attic\"").expect("parses");
+        assert_eq!(
+            (c.announce, c.announce_name.as_deref()),
+            (Some(false), Some("attic"))
+        );
+        let err = |t: &str| format!("{:#}", parse(t).expect_err(t));
+        assert!(err("announce = \"no\"").contains("`announce` must be true or false"));
+        assert!(err(&format!("announce_name = \"{}\"", "x".repeat(64))).contains("`announce_name`"));
     }
 }

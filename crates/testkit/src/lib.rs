@@ -4,6 +4,7 @@
 
 pub mod cloud;
 pub mod ldap;
+pub mod netns;
 pub mod postgres;
 pub mod setup;
 
@@ -48,6 +49,8 @@ pub struct Server {
     place: Vec<(String, String)>,
     /// Extra `server run` flags for the next `spawn` (`--token-ttl 1`, `--cert ...`).
     pub args: Vec<String>,
+    /// The network namespace its commands run in (`netns::NetnsPair`), if not this one.
+    pub netns: Option<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -70,6 +73,7 @@ impl Server {
                 .collect(),
             place: setup::place_envs(),
             args: Vec::new(),
+            netns: None,
             _dir: Some(dir),
         };
         s.spawn("127.0.0.1:0");
@@ -102,6 +106,7 @@ impl Server {
             envs: Vec::new(),
             place: Vec::new(),
             args,
+            netns: None,
             _dir: None,
         };
         s.spawn("127.0.0.1:0");
@@ -120,6 +125,7 @@ impl Server {
             envs: Vec::new(),
             place,
             args: Vec::new(),
+            netns: None,
             _dir: None,
         };
         s.spawn("127.0.0.1:0");
@@ -223,7 +229,7 @@ impl Server {
     /// The `cairn` binary with this server's setup in its environment: for `cairn server ...`
     /// commands a test runs on the data folder itself.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(bin());
+        let mut cmd = netns::command_in(self.netns.as_deref(), bin());
         cmd.envs(self.place.iter().map(|(k, v)| (k, v)));
         cmd
     }
@@ -286,6 +292,8 @@ pub fn run(cmd: &mut Command, stdin: Option<&str>) -> Output {
 pub struct Client {
     pub home: PathBuf,
     pub root: PathBuf,
+    /// The network namespace its commands run in (`netns::NetnsPair`), if not this one.
+    pub netns: Option<String>,
     dir: tempfile::TempDir,
 }
 
@@ -301,7 +309,12 @@ impl Client {
         let home = dir.path().join("home");
         let root = dir.path().join("docs");
         std::fs::create_dir_all(&root).expect("mkdir");
-        Client { home, root, dir }
+        Client {
+            home,
+            root,
+            netns: None,
+            dir,
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -319,7 +332,7 @@ impl Client {
     }
 
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(bin());
+        let mut c = netns::command_in(self.netns.as_deref(), bin());
         c.env("CAIRN_HOME", &self.home)
             .env_remove("HTTPS_PROXY")
             .env_remove("HTTP_PROXY")

@@ -19,6 +19,7 @@ mod commit_stream;
 mod config_backup;
 mod connection;
 mod directory;
+mod discovery;
 mod drive;
 mod events;
 mod explorer;
