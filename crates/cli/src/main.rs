@@ -40,8 +40,6 @@ use clap::{CommandFactory, Parser, Subcommand};
 #[command(
     name = "cairn",
     version,
-    // Every subcommand's man page and --version carry the version too.
-    propagate_version = true,
     about = "Self-hosted drive: a server that keeps every version, and the client that backs folders up to it"
 )]
 struct Cli {
@@ -201,5 +199,17 @@ fn main() {
     if let Err(e) = result {
         eprintln!("error: {}", output::escape(&format!("{e:#}")));
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks a command's definition only when that command is parsed: this checks
+    /// every subcommand's at once (a `--version` clashing with a subcommand's own
+    /// `--version` argument once broke `cairn download`).
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }
