@@ -31,6 +31,14 @@ pub(crate) struct AdminTarget {
     connection: Option<String>,
 }
 
+/// Where a data folder's metadata is, from a `--metadata` URL (none: its own SQLite file).
+pub(crate) fn metadata_choice(url: Option<&str>) -> Result<cairn_server::StoreChoice> {
+    Ok(cairn_server::StoreChoice {
+        metadata: url.map(cairn_server::meta::PgAddress::parse).transpose()?,
+        ..Default::default()
+    })
+}
+
 #[derive(Subcommand)]
 pub enum UserCmd {
     /// Adds a user (an administrator with --admin).
@@ -184,14 +192,7 @@ impl Admin {
                 Ok(Admin::Remote(home.connection(&config, name)?))
             }
             None => {
-                let choice = cairn_server::StoreChoice {
-                    metadata: t
-                        .metadata
-                        .as_deref()
-                        .map(cairn_server::meta::PgAddress::parse)
-                        .transpose()?,
-                    ..Default::default()
-                };
+                let choice = metadata_choice(t.metadata.as_deref())?;
                 Ok(Admin::Local(DataDir::open_with(&t.data, &choice)?))
             }
         }

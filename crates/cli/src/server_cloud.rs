@@ -194,14 +194,7 @@ impl Server {
                 })
             }
             (Some(data), None) => {
-                let choice = cairn_server::StoreChoice {
-                    metadata: t
-                        .metadata
-                        .as_deref()
-                        .map(cairn_server::meta::PgAddress::parse)
-                        .transpose()?,
-                    ..Default::default()
-                };
+                let choice = crate::server_admin::metadata_choice(t.metadata.as_deref())?;
                 let dir = DataDir::open_with(data, &choice)?;
                 let name = t.owner.clone().unwrap_or_else(|| "admin".into());
                 let (owner, _) = dir

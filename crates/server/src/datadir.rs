@@ -485,7 +485,23 @@ pub struct AdminLock {
 }
 
 impl AdminLock {
-    fn open(root: &Path) -> Result<(fs::File, PathBuf)> {
+    /// For an admin command, gc or check.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] while a migration of the folder runs.
+    pub fn shared(root: &Path) -> Result<AdminLock> {
+        Self::take(root, true)
+    }
+
+    /// For `server migrate`.
+    ///
+    /// # Errors
+    /// [`Error::Busy`] while an admin command, gc or check has the folder open.
+    pub fn exclusive(root: &Path) -> Result<AdminLock> {
+        Self::take(root, false)
+    }
+
+    fn take(root: &Path, shared: bool) -> Result<AdminLock> {
         let path = root.join("admin.lock");
         let file = fs::OpenOptions::new()
             .create(true)
@@ -494,35 +510,17 @@ impl AdminLock {
             .mode(0o600)
             .open(&path)
             .map_err(Error::io(format!("opening {}", path.display())))?;
-        Ok((file, path))
-    }
-
-    /// For an admin command, gc or check.
-    ///
-    /// # Errors
-    /// [`Error::Busy`] while a migration of the folder runs.
-    pub fn shared(root: &Path) -> Result<AdminLock> {
-        let (file, path) = Self::open(root)?;
-        match file.try_lock_shared() {
+        let taken = if shared {
+            file.try_lock_shared()
+        } else {
+            file.try_lock()
+        };
+        match taken {
             Ok(()) => Ok(AdminLock { _file: file }),
-            Err(fs::TryLockError::WouldBlock) => Err(Error::Busy(format!(
+            Err(fs::TryLockError::WouldBlock) if shared => Err(Error::Busy(format!(
                 "{} is being migrated (cairn server migrate); try again when it is done",
                 root.display()
             ))),
-            Err(fs::TryLockError::Error(e)) => {
-                Err(Error::io(format!("locking {}", path.display()))(e))
-            }
-        }
-    }
-
-    /// For `server migrate`.
-    ///
-    /// # Errors
-    /// [`Error::Busy`] while an admin command, gc or check has the folder open.
-    pub fn exclusive(root: &Path) -> Result<AdminLock> {
-        let (file, path) = Self::open(root)?;
-        match file.try_lock() {
-            Ok(()) => Ok(AdminLock { _file: file }),
             Err(fs::TryLockError::WouldBlock) => Err(Error::Busy(format!(
                 "an admin command, gc or check is working on {}; try again when it is done",
                 root.display()

@@ -98,25 +98,17 @@ impl Server {
     /// Starts a server on data folder `data` with `args` besides `--data` and `--listen`, and
     /// adds nobody (a second instance of a server that has its users already).
     pub fn start_bare(data: PathBuf, args: Vec<String>) -> Server {
-        let mut s = Server {
-            data,
-            port: 0,
-            child: None,
-            log: Arc::new(Mutex::new(Vec::new())),
-            envs: Vec::new(),
-            place: Vec::new(),
-            args,
-            netns: None,
-            _dir: None,
-        };
-        s.spawn("127.0.0.1:0");
-        s
+        Self::started(data, Vec::new(), args)
     }
 
     /// Starts one instance of a server whose metadata and chunks are elsewhere, on data folder
     /// `data`, with `place` in the environment of `server run` and of every admin command
     /// (`CAIRN_METADATA`, `CAIRN_STORE`); adds nobody.
     pub fn instance(data: PathBuf, place: Vec<(String, String)>) -> Server {
+        Self::started(data, place, Vec::new())
+    }
+
+    fn started(data: PathBuf, place: Vec<(String, String)>, args: Vec<String>) -> Server {
         let mut s = Server {
             data,
             port: 0,
@@ -124,7 +116,7 @@ impl Server {
             log: Arc::new(Mutex::new(Vec::new())),
             envs: Vec::new(),
             place,
-            args: Vec::new(),
+            args,
             netns: None,
             _dir: None,
         };
