@@ -84,7 +84,13 @@ fn settings_round_trip_through_backup_config_and_restore_config() {
     // Through the shell, as the docs say: the redirected file is made private.
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("settings.json");
+    // The server's own setup (its database, on the scale-out run) goes to the shell too.
+    let place = server.command();
+    let envs = place
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())));
     let status = Command::new("sh")
+        .envs(envs)
         .arg("-c")
         .arg(format!(
             "umask 022; '{}' server backup-config --data '{data}' > '{}'",
