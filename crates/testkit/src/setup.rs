@@ -1,9 +1,9 @@
 //! Which setup the tests' servers run on. By default the embedded one (SQLite and chunks in
 //! the data folder). With `CAIRN_TEST_SETUP=postgres-s3`, the scale-out one: each [`Server`]
 //! gets its own database in the test process's PostgreSQL cluster and its own prefix in one
-//! bucket of one moto S3 server, passed to `server run` and to every admin command through `CAIRN_METADATA`,
-//! `CAIRN_STORE` and the S3 keys, so a suite's meaning is unchanged and only the engines
-//! under it differ (docs/postgres-testing.md).
+//! bucket of one moto S3 server, passed to `server run` and to every admin command through
+//! `CAIRN_METADATA`, `CAIRN_STORE` and the S3 keys, so a suite's meaning is unchanged and
+//! only the engines under it differ (docs/postgres-testing.md).
 //!
 //! [`Server`]: crate::Server
 
