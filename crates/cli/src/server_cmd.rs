@@ -459,14 +459,15 @@ async fn serve(data: PathBuf, run: Run, token_ttl: u64, limits: Limits) -> Resul
     if let Some(a) = bound.metrics_addr {
         println!("metrics on http://{a}/metrics");
     }
+    let fingerprint = dir.fingerprint(opts.cert.as_deref())?;
+    // Held while the server runs; dropping it says goodbye. Before the listening lines: those
+    // end the banner, and whoever reads it (a test, a supervisor) may close stdout after them.
+    let _announcer = announce.and_then(|a| start_announcing(a, &bound.addrs, &fingerprint));
     for a in &bound.addrs {
         println!("listening on https://{a}");
         // Stdout is the banner for a person; the log says it for a collector too.
         tracing::info!(address = %a, data = %data.display(), "listening");
     }
-    let fingerprint = dir.fingerprint(opts.cert.as_deref())?;
-    // Held while the server runs; dropping it says goodbye.
-    let _announcer = announce.and_then(|a| start_announcing(a, &bound.addrs, &fingerprint));
     use std::io::Write;
     std::io::stdout().flush()?;
     let runner = crate::server_cloud::runner::Runner::new(
