@@ -1007,7 +1007,7 @@ async fn login_event(
     peer: SocketAddr,
     way: &'static str,
 ) {
-    use crate::meta::{Actor, Outcome};
+    use crate::meta::Actor;
     let (tried, user) = (tried.to_string(), user.cloned());
     let _ = blocking(state, move |m| {
         // The client hears "wrong user name or password" either way; the log tells them apart.
@@ -1021,22 +1021,28 @@ async fn login_event(
             Some("unknown user") => Actor::visitor(peer.ip()),
             _ => Actor::user(&tried, peer.ip()),
         };
-        match why {
-            None => m.record(EventKind::LoginOk, &by, &tried, Outcome::Ok, way),
-            Some(why) => {
-                let detail = format!("{way}: {why}");
-                m.record(
-                    EventKind::LoginFailed,
-                    &by,
-                    &tried,
-                    Outcome::Failed,
-                    &detail,
-                );
-            }
-        }
+        record_login(m, &by, &tried, way, why);
         Ok(())
     })
     .await;
+}
+
+/// A login in the activity log: accepted (`why` is `None`) or failed, saying why.
+pub(crate) fn record_login(
+    m: &Meta,
+    by: &crate::meta::Actor,
+    tried: &str,
+    way: &str,
+    why: Option<&str>,
+) {
+    use crate::meta::Outcome;
+    match why {
+        None => m.record(EventKind::LoginOk, by, tried, Outcome::Ok, way),
+        Some(why) => {
+            let detail = format!("{way}: {why}");
+            m.record(EventKind::LoginFailed, by, tried, Outcome::Failed, &detail);
+        }
+    }
 }
 
 /// What a directory user hears when the directory cannot be asked (the log says why).

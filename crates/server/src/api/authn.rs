@@ -18,7 +18,7 @@ use std::sync::Arc;
 use super::{blocking, login_event, ApiError, AppState};
 use crate::directory::{Directory, DirectoryUser, LoginName, Verdict};
 use crate::login::{Refusal, Ticket};
-use crate::meta::{Actor, DirectoryAccount, EventKind, Outcome, User};
+use crate::meta::{Actor, DirectoryAccount, EventKind, User};
 
 /// Why a name and password did not let someone in.
 pub(crate) enum Denied {
@@ -229,19 +229,8 @@ impl AppState {
         let why = why.map(str::to_string);
         let _ = blocking(self, move |m| {
             let by = Actor::user(&tried, peer.ip());
-            match why {
-                None => m.record(EventKind::LoginOk, &by, &tried, Outcome::Ok, way),
-                Some(why) => {
-                    let detail = format!("{way}: directory: {why}");
-                    m.record(
-                        EventKind::LoginFailed,
-                        &by,
-                        &tried,
-                        Outcome::Failed,
-                        &detail,
-                    );
-                }
-            }
+            let why = why.map(|w| format!("directory: {w}"));
+            super::record_login(m, &by, &tried, way, why.as_deref());
             Ok(())
         })
         .await;
