@@ -42,6 +42,7 @@ use crate::transport::{Counters, Limits};
 mod checked;
 mod dav;
 mod dav_list;
+mod dav_put;
 mod listing;
 mod staging;
 mod versions;

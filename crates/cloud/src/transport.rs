@@ -52,6 +52,53 @@ impl Limits {
     }
 }
 
+/// A request body that streams instead of being held whole: rides on a request as an
+/// extension (OpenDAL's request type carries a buffer only), and is sent as it arrives,
+/// under the connection's upload limit. The request must say its `Content-Length`.
+#[derive(Clone)]
+pub struct UploadBody(Arc<std::sync::Mutex<Option<UploadPieces>>>);
+
+type UploadPieces = tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>;
+
+impl UploadBody {
+    /// A body fed through the returned sender, `ahead` pieces buffered; an `Err` piece aborts
+    /// the request.
+    pub fn channel(
+        ahead: usize,
+    ) -> (
+        tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+        Self,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel(ahead);
+        (tx, UploadBody(Arc::new(std::sync::Mutex::new(Some(rx)))))
+    }
+
+    /// The pieces, once (a second send of the same request has none: it was consumed).
+    fn take(&self) -> Option<UploadPieces> {
+        self.0.lock().ok().and_then(|mut rx| rx.take())
+    }
+}
+
+/// `pieces` as a request body, each piece counted and waiting for the upload limit.
+fn streamed(pieces: UploadPieces, limits: Arc<Limits>, counters: Arc<Counters>) -> reqwest::Body {
+    let stream = futures_util::stream::unfold(pieces, |mut rx| async move {
+        rx.recv().await.map(|piece| (piece, rx))
+    })
+    .then(move |piece| {
+        let limits = limits.clone();
+        let counters = counters.clone();
+        async move {
+            let piece = piece?;
+            limits.take_up(piece.len() as u64, &counters).await;
+            counters
+                .sent
+                .fetch_add(piece.len() as u64, Ordering::Relaxed);
+            Ok::<_, std::io::Error>(piece)
+        }
+    });
+    reqwest::Body::wrap_stream(stream)
+}
+
 #[derive(Clone)]
 pub struct Transport {
     client: reqwest::Client,
@@ -286,6 +333,7 @@ impl HttpTransport for Transport {
         let uri = req.uri().clone();
         let is_head = req.method() == http::Method::HEAD;
         let (mut parts, body) = req.into_parts();
+        let upload = parts.extensions.remove::<UploadBody>();
         let url = reqwest::Url::parse(&query_slashes_encoded(&uri)).map_err(|e| {
             Error::new(ErrorKind::Unexpected, "request url is invalid")
                 .with_context("url", uri.to_string())
@@ -310,7 +358,15 @@ impl HttpTransport for Transport {
             builder_method,
             http::Method::PUT | http::Method::POST | http::Method::PATCH
         );
-        if !body.is_empty() {
+        if let Some(upload) = upload {
+            let Some(pieces) = upload.take() else {
+                return Err(
+                    Error::new(ErrorKind::Unexpected, "a streamed upload was sent twice")
+                        .with_context("url", uri.to_string()),
+                );
+            };
+            builder = builder.body(streamed(pieces, self.limits.clone(), self.counters.clone()));
+        } else if !body.is_empty() {
             let len = body.len() as u64;
             self.limits.take_up(len, &self.counters).await;
             self.counters.sent.fetch_add(len, Ordering::Relaxed);

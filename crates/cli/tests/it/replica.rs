@@ -975,6 +975,74 @@ async fn a_webdav_folder_is_a_conforming_replica() {
     cloud_conformance("webdav", &opts, &[("password", &dav.password)], "w").await;
 }
 
+/// `data` as a stream of 1 MiB pieces, as a local file's reader gives it.
+fn pieces(data: &[u8]) -> cairn_engine::replica::Content<'static> {
+    let parts: Vec<_> = data
+        .chunks(1 << 20)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    stream::iter(parts).boxed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webdav_upload_streams_and_never_completes_a_file_that_changed_while_sent() {
+    let dav = tokio::task::spawn_blocking(crate::harness::cloud::start_wsgidav)
+        .await
+        .expect("wsgidav");
+    let dav = started(dav);
+    let opts = [("endpoint", dav.endpoint.as_str()), ("username", &dav.user)];
+    let (conn, secrets) =
+        crate::cloud_servers::connection("webdav", &opts, &[("password", &dav.password)]);
+    let r = cloud_replica(&conn, &secrets, "s", suite_options()).await;
+    // A file in many pieces arrives whole, each byte sent once.
+    let data = noise(5, 12 << 20);
+    let before = r.traffic().bytes;
+    let e = done(
+        r.write(&rel("big.bin"), &file(&data), pieces(&data), None)
+            .await
+            .expect("streamed write"),
+    );
+    let sent = r.traffic().bytes - before;
+    // Each byte once, plus the few small requests around it (folders, the move).
+    let len = data.len() as u64;
+    assert!(
+        (len..len + (64 << 10)).contains(&sent),
+        "{sent} bytes sent for a file of {len}"
+    );
+    assert!(
+        read(&r, "big.bin", &e).await == data,
+        "big.bin read back differs"
+    );
+    // Announced at one size, read at another, or not matching its hash: refused, and the
+    // server never got a whole file (the last piece is held back until the checks pass).
+    let announced = noise(6, 3 << 20);
+    let grown = [announced.as_slice(), &[1u8; 1 << 20]].concat();
+    let lying = {
+        let mut e = file(&announced);
+        e.hash = Some(ContentHash::of(b"something else"));
+        e
+    };
+    let cases: [(&str, NewEntry, &[u8]); 3] = [
+        ("grew.bin", file(&announced), &grown),
+        ("shrank.bin", file(&announced), &announced[..2 << 20]),
+        ("lie.bin", lying, &announced),
+    ];
+    for (name, entry, content) in cases {
+        let refused = r.write(&rel(name), &entry, pieces(content), None).await;
+        assert!(refused.is_err(), "{name}: accepted: {refused:?}");
+        assert_eq!(r.stat(&rel(name)).await.expect("stat"), None, "{name}");
+    }
+    let staging = dav.root.join("s/.cairn/tmp");
+    for temp in std::fs::read_dir(&staging).into_iter().flatten().flatten() {
+        let len = temp.metadata().map(|m| m.len()).unwrap_or(0);
+        assert!(
+            len < announced.len() as u64,
+            "a temporary of {len} bytes was completed: {:?}",
+            temp.path()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mounted_folder_is_a_conforming_cloud_replica() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -37,7 +37,7 @@ use crate::connection::{CloudConnection, Secrets};
 #[derive(Clone)]
 pub struct DavAccess {
     endpoint: String,
-    authorization: Option<String>,
+    pub(super) authorization: Option<String>,
 }
 
 impl std::fmt::Debug for DavAccess {
@@ -104,7 +104,7 @@ const RETRY_WAITS_MS: [u64; 4] = [250, 1000, 2000, 4000];
 /// One try of a request: a move or a folder is quick, unless the server is stuck.
 const TRY_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn url(r: &CloudReplica, dav: &DavAccess, key: &str) -> String {
+pub(super) fn url(r: &CloudReplica, dav: &DavAccess, key: &str) -> String {
     let path = build_rooted_abs_path(&r.op.info().root(), key);
     format!("{}{}", dav.endpoint, percent_encode_path(&path))
 }

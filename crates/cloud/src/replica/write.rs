@@ -89,6 +89,19 @@ async fn write_file(
     if !r.atomic_put {
         ensure_staging(r).await?;
     }
+    if let Some(dav) = commits_itself(r) {
+        let (meta, hash) = match super::dav_put::put_streamed(r, dav, &target, content, entry).await
+        {
+            Ok(put) => put,
+            Err(e) => {
+                // The staging folder may be gone: the next write makes it again.
+                r.staging_ready.store(false, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        let replacing = expect.is_some();
+        return super::dav::commit(r, dav, &target, path, replacing, &meta, entry.size, hash).await;
+    }
     let mut w = r.op.writer_with(&target);
     let multi = caps.write_can_multi && r.multipart;
     if multi {
@@ -114,8 +127,8 @@ async fn write_file(
         }
     }
     let mut writer = w.await.map_err(|e| r.fail("writing", key, e))?;
-    // A service that takes an object in one request only (WebDAV here) gets it whole: the
-    // content is gathered first (a file's size in memory).
+    // A service whose writer takes an object in one request only gets it whole: the content
+    // is gathered first (a file's size in memory). WebDAV streams instead (`dav_put`).
     let content = if multi {
         content
     } else if entry.size > ONE_SHOT_MAX {
@@ -154,10 +167,6 @@ async fn write_file(
             return Err(e);
         }
     };
-    if let Some(dav) = commits_itself(r) {
-        let replacing = expect.is_some();
-        return super::dav::commit(r, dav, &target, path, replacing, &meta, entry.size, hash).await;
-    }
     if !r.atomic_put {
         place(r, &target, key).await?;
     }
