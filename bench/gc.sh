@@ -7,6 +7,14 @@
 #   gc, collect    after the folder is deleted, the gc run that collects every chunk
 # The backup itself is timed too (the same figure as backup.sh's (b) row for cairn).
 #
+# Then churn (issue 12's space target): a copy of the tree is backed up into a folder that keeps
+# one version, and BENCH_CHURN_ROUNDS times a seeded 30 % of its files get new contents and are
+# backed up again. gc (which repacks packs with too much dead space) runs with the server
+# stopped, and the chunk store's size is set against the retained data (the tree as it ends).
+# restic does the same churn into a local repository with `forget --keep-last 1 --prune`
+# (its default: at most 5 % unused space) for comparison. Target: cairn's store at most 1.10x
+# the retained data.
+#
 #   bash bench/gc.sh
 #   BENCH_SMALL_FILES=2000 BENCH_CAIRN_BIN=target/release/cairn bash bench/gc.sh
 set -euo pipefail
@@ -15,6 +23,7 @@ export LC_ALL=C
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=${BENCH_WORK:-$ROOT/bench/work}
 SMALL_FILES=${BENCH_SMALL_FILES:-20000}
+CHURN_ROUNDS=${BENCH_CHURN_ROUNDS:-3}
 CAIRN=${BENCH_CAIRN_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/cairn}
 DATA=$WORK/gc-data
 ST=$WORK/gc-state
@@ -23,6 +32,7 @@ PASSWORD=bench
 log() { printf '==> %s\n' "$*"; }
 die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
 [[ $SMALL_FILES =~ ^[1-9][0-9]*$ ]] || die "BENCH_SMALL_FILES must be a positive integer, got '$SMALL_FILES'"
+[[ $CHURN_ROUNDS =~ ^[0-9]+$ ]] || die "BENCH_CHURN_ROUNDS must be a whole number, got '$CHURN_ROUNDS'"
 
 SERVER_PID=""
 cleanup() {
@@ -66,30 +76,42 @@ timed() { # LOG CMD...
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }'
 }
 
-rm -rf "$ST"
-mkdir -p "$ST/server" "$ST/client"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$CAIRN" server run --data "$ST/server" --listen "127.0.0.1:$port" </dev/null >"$ST/server.log" 2>&1 &
-SERVER_PID=$!
-for ((i = 0; i < 300; i++)); do
-  kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited (log: $ST/server.log)"
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-  sleep 0.1
-done
-{
-  printf '%s\n' "$PASSWORD" | "$CAIRN" server user add bench --password-stdin --data "$ST/server"
-  "$CAIRN" server folder add backup --data "$ST/server"
-  "$CAIRN" server folder grant backup bench --access rw --data "$ST/server"
-  fp=$("$CAIRN" server fingerprint --data "$ST/server" | awk 'NF { l = $0 } END { print l }')
-  printf '%s\n' "$PASSWORD" | CAIRN_HOME=$ST/client "$CAIRN" connect "https://127.0.0.1:$port" \
-    --user bench --password-stdin --fingerprint "$fp" --name srv
-  CAIRN_HOME=$ST/client "$CAIRN" backup add bench --local "$DATA/small" --connection srv --folder backup
-} </dev/null >"$ST/setup.log" 2>&1 || { tail -n 20 "$ST/setup.log" >&2; die "setup failed (log: $ST/setup.log)"; }
+# Starts a server on a fresh $ST with user bench, folder backup (FOLDER_ARGS added to its
+# `folder add`) and a client backup task `bench` over LOCAL.
+start_server() { # LOCAL [FOLDER_ARGS...]
+  local local_dir=$1 port i fp
+  shift
+  rm -rf "$ST"
+  mkdir -p "$ST/server" "$ST/client"
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$CAIRN" server run --data "$ST/server" --listen "127.0.0.1:$port" </dev/null >"$ST/server.log" 2>&1 &
+  SERVER_PID=$!
+  for ((i = 0; i < 300; i++)); do
+    kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited (log: $ST/server.log)"
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  {
+    printf '%s\n' "$PASSWORD" | "$CAIRN" server user add bench --password-stdin --data "$ST/server"
+    "$CAIRN" server folder add backup "$@" --data "$ST/server"
+    "$CAIRN" server folder grant backup bench --access rw --data "$ST/server"
+    fp=$("$CAIRN" server fingerprint --data "$ST/server" | awk 'NF { l = $0 } END { print l }')
+    printf '%s\n' "$PASSWORD" | CAIRN_HOME=$ST/client "$CAIRN" connect "https://127.0.0.1:$port" \
+      --user bench --password-stdin --fingerprint "$fp" --name srv
+    CAIRN_HOME=$ST/client "$CAIRN" backup add bench --local "$local_dir" --connection srv --folder backup
+  } </dev/null >"$ST/setup.log" 2>&1 || { tail -n 20 "$ST/setup.log" >&2; die "setup failed (log: $ST/setup.log)"; }
+}
+
+stop_server() {
+  kill "$SERVER_PID"
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
+
+start_server "$DATA/small"
 
 backup=$(timed "$ST/backup.log" env "CAIRN_HOME=$ST/client" "$CAIRN" run bench --once)
-kill "$SERVER_PID"
-wait "$SERVER_PID" 2>/dev/null || true
-SERVER_PID=""
+stop_server
 
 check=$(timed "$ST/check.log" "$CAIRN" server check --data "$ST/server")
 kept=$(timed "$ST/gc-kept.log" "$CAIRN" server gc --data "$ST/server")
@@ -105,3 +127,6 @@ printf '| gc, nothing to collect | %s |\n' "$kept"
 printf '| gc, collects %s chunks | %s |\n' "$SMALL_FILES" "$collect"
 log "gc: $(cat "$ST/gc-collect.log")"
 rm -rf "$ST"
+
+(( CHURN_ROUNDS > 0 )) || exit 0
+source "$ROOT/bench/gc_churn.sh"

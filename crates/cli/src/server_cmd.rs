@@ -336,6 +336,17 @@ pub async fn run(cmd: ServerCmd) -> Result<()> {
                 "gc: removed {} chunks ({} bytes), {} objects and {} orphan objects",
                 report.chunks, report.bytes, report.objects_deleted, report.orphan_objects
             );
+            let r = &report.repack;
+            if r.bytes_moved > 0 {
+                println!(
+                    "gc: repacked packs with dead space: {} bytes of live chunks moved, {} packs \
+                     deleted, {} bytes freed",
+                    r.bytes_moved, r.packs_deleted, r.bytes_freed
+                );
+            }
+            for f in &r.failed {
+                eprintln!("gc: a pack was left as it is: {f}");
+            }
             if report.events > 0 {
                 println!(
                     "gc: dropped {} activity log entries past its bounds",

@@ -1251,28 +1251,56 @@ fn lost_chunk(id: ChunkId) -> ApiError {
 }
 
 /// Reads `range` of a chunk (all of it for `None`) and checks the length read. A chunk whose
-/// object is gone or short is marked lost, so clients that have its bytes upload them again.
+/// object is gone or short is marked lost, so clients that have its bytes upload them again;
+/// unless gc's repacking moved it since `row` was read, in which case it is read from its new
+/// place.
 async fn read_row(
     state: &Arc<AppState>,
     row: &crate::meta::ChunkRow,
     range: Option<Range<u64>>,
 ) -> ApiResult<Bytes> {
+    let id = row.id;
+    let mut row = row.clone();
+    // Each move is a gc run's; two in a row while one chunk is read is already far-fetched.
+    for _ in 0..3 {
+        match read_at(state, &row, range.clone()).await? {
+            Ok(bytes) => return Ok(bytes),
+            Err(found) => match blocking(state, move |m| m.chunk(&id)).await? {
+                Some(now) if now.place != row.place => row = now,
+                _ => {
+                    tracing::error!(chunk = %id, store = %state.store.describe(), found = %found, "chunk lost from the store");
+                    let lost = row.clone();
+                    blocking(state, move |m| m.mark_lost(&lost)).await?;
+                    return Err(lost_chunk(id));
+                }
+            },
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("chunk {id} kept moving while it was read; try again"),
+    ))
+}
+
+/// Reads `range` of a chunk where `row` says it is: its bytes, or what was found instead
+/// (no object, or too few bytes).
+async fn read_at(
+    state: &Arc<AppState>,
+    row: &crate::meta::ChunkRow,
+    range: Option<Range<u64>>,
+) -> ApiResult<Result<Bytes, String>> {
     let (key, whole) = row.location();
     let wanted = match range {
         Some(r) => whole.start + r.start..whole.start + r.end.min(u64::from(row.len)),
         None => whole,
     };
     let expected = wanted.end.saturating_sub(wanted.start);
-    let got = match state.store.get_range(&key, wanted).await {
-        Ok(b) if b.len() as u64 == expected => return Ok(b),
-        Ok(b) => format!("{} bytes of {expected}", b.len()),
-        Err(cairn_store::Error::NotFound { .. }) => "no object".to_string(),
-        Err(e) => return Err(e.into()),
-    };
-    let id = row.id;
-    tracing::error!(chunk = %id, store = %state.store.describe(), found = %got, "chunk lost from the store");
-    blocking(state, move |m| m.mark_lost(&id)).await?;
-    Err(lost_chunk(id))
+    match state.store.get_range(&key, wanted).await {
+        Ok(b) if b.len() as u64 == expected => Ok(Ok(b)),
+        Ok(b) => Ok(Err(format!("{} bytes of {expected}", b.len()))),
+        Err(cairn_store::Error::NotFound { .. }) => Ok(Err("no object".to_string())),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A chunk by id, only when a version in `folder` (which the caller may read) references it.

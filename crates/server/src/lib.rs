@@ -22,6 +22,7 @@ pub mod meta;
 pub mod metrics;
 pub mod migration;
 pub mod proxy;
+pub mod repack;
 pub mod share;
 
 use std::net::SocketAddr;

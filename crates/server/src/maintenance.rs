@@ -5,8 +5,8 @@
 //! deletes objects while holding the metadata write lock, and uploads register a chunk before
 //! writing its object, so a chunk an upload in flight relies on is never deleted under it; a
 //! commit checks its chunks inside its own transaction, so it cannot reference a collected one.
-//! A pack goes when none of its chunks is left; the dead parts of a live pack stay until the
-//! pack empties (no repacking yet: see docs/design.md). gc also drops activity log rows past
+//! A pack goes when none of its chunks is left; a pack with too much dead space has its live
+//! parts copied into a new pack first (`crate::repack`). gc also drops activity log rows past
 //! their bounds (age and count; see `meta::events`).
 
 use std::collections::{HashMap, HashSet};
@@ -17,7 +17,8 @@ use futures_util::StreamExt;
 use tokio::runtime::Handle;
 
 use crate::datadir::DataDir;
-use crate::meta::ChunkPlace;
+use crate::meta::{ChunkPlace, ChunkRow};
+use crate::repack::RepackReport;
 use crate::Result;
 
 #[derive(Debug, Default)]
@@ -30,6 +31,8 @@ pub struct GcReport {
     pub orphan_objects: u64,
     /// Objects that could not be deleted (they stay as orphans for the next run).
     pub failed: Vec<String>,
+    /// Packs rewritten because too much of them was dead.
+    pub repack: RepackReport,
 }
 
 /// Runs gc to completion. Call from a blocking thread of a tokio runtime.
@@ -78,6 +81,8 @@ fn collect(data: &DataDir, rt: &Handle) -> Result<GcReport> {
     }
     report.objects_deleted = deleted;
     report.failed = failed;
+    // Before the sweep, which removes what a crashed or failed repack left behind.
+    report.repack = crate::repack::repack(data, rt)?;
     // Objects no row points to (a row is always written before its object, so none of these
     // belongs to an upload in flight while we hold the lock).
     report.orphan_objects = data.meta.holding_writes("finding orphan objects", |rows| {
@@ -146,7 +151,8 @@ pub fn check(data: &DataDir, rt: &Handle, read_data: bool) -> Result<Vec<String>
     // Object sizes, asked once per object (a pack holds many chunks).
     let mut sizes: HashMap<ObjectKey, Option<u64>> = HashMap::new();
     let mut seen: HashSet<ChunkId> = HashSet::new();
-    let mut lost: Vec<ChunkId> = Vec::new();
+    // Chunks found short or damaged, with what was found; confirmed once the listing is done.
+    let mut lost: Vec<(ChunkRow, String)> = Vec::new();
     data.meta.all_chunks(&mut |row, present| {
         seen.insert(row.id);
         if !present {
@@ -165,44 +171,47 @@ pub fn check(data: &DataDir, rt: &Handle, read_data: bool) -> Result<Vec<String>
             ChunkPlace::Object => format!("chunk {}", row.id),
             ChunkPlace::Packed { pack, .. } => format!("chunk {} (in pack {pack})", row.id),
         };
-        match size {
-            None => {
-                problems.push(format!("{what} is missing from {store}"));
-                lost.push(row.id);
-            }
+        let problem = match size {
+            None => Some(format!("{what} is missing from {store}")),
             Some(size)
                 if size < range.end || (row.place == ChunkPlace::Object && size != range.end) =>
             {
-                problems.push(format!(
+                Some(format!(
                     "{what} in {store} is truncated: {size} bytes, expected {}",
                     range.end
-                ));
-                lost.push(row.id);
+                ))
             }
-            Some(_) if read_data => {
-                let bytes = rt.block_on(data.store.get_range(&key, range.clone()))?;
-                if bytes.len() as u64 != range.end - range.start {
-                    problems.push(format!(
-                        "{what} in {store} is {} bytes, expected {}",
-                        bytes.len(),
-                        range.end - range.start
-                    ));
-                    lost.push(row.id);
-                } else if ChunkId::of(&bytes) != row.id {
-                    problems.push(format!(
-                        "{what} in {store} is corrupt: its bytes do not match its id"
-                    ));
-                    lost.push(row.id);
+            Some(_) if read_data => match rt.block_on(data.store.get_range(&key, range.clone())) {
+                Err(cairn_store::Error::NotFound { .. }) => {
+                    Some(format!("{what} is missing from {store}"))
                 }
-            }
-            Some(_) => {}
+                Err(e) => return Err(e.into()),
+                Ok(bytes) if bytes.len() as u64 != range.end - range.start => Some(format!(
+                    "{what} in {store} is {} bytes, expected {}",
+                    bytes.len(),
+                    range.end - range.start
+                )),
+                Ok(bytes) if ChunkId::of(&bytes) != row.id => Some(format!(
+                    "{what} in {store} is corrupt: its bytes do not match its id"
+                )),
+                Ok(_) => None,
+            },
+            Some(_) => None,
+        };
+        if let Some(p) = problem {
+            lost.push((row, p));
         }
         Ok(())
     })?;
     // Chunks whose bytes are gone count as missing from now on: the next backup of a file
-    // that holds one sends it again.
-    for id in lost {
-        data.meta.mark_lost(&id)?;
+    // that holds one sends it again. A chunk gc repacked while it was checked is not one.
+    for (row, problem) in lost {
+        let now = data.meta.chunk(&row.id)?;
+        if now.is_some_and(|n| n.place != row.place) {
+            continue;
+        }
+        data.meta.mark_lost(&row)?;
+        problems.push(problem);
     }
     Ok(problems)
 }

@@ -25,6 +25,7 @@ mod gc;
 mod lite;
 mod pg;
 mod removal;
+mod repack;
 mod report;
 mod schema;
 mod shares;
@@ -43,6 +44,7 @@ pub use events::{
 pub use gc::{GcRuns, WritesHeld};
 pub use pg::PgAddress;
 pub use removal::DELETED_PREFIX;
+pub use repack::{Move, PackPart};
 pub use report::FolderUsage;
 pub use shares::{NewShare, ShareRow, MAX_SHARES_PER_USER};
 use sql::{args, Dialect, Row, Sql, ToArg};
@@ -202,6 +204,7 @@ pub enum ChunkPlace {
 }
 
 /// A chunk as the store knows it.
+#[derive(Clone, Debug)]
 pub struct ChunkRow {
     pub id: ChunkId,
     pub len: u32,

@@ -32,6 +32,7 @@ mod migrate;
 mod packaging;
 mod postgres;
 mod readme;
+mod repack;
 mod replica;
 mod replica_edges;
 mod s3_store;

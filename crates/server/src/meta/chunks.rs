@@ -18,7 +18,7 @@ use cairn_model::{ChunkId, PackId, RelPath};
 
 use super::gc::gc_epoch;
 use super::sql::{args, Row, Sql};
-use super::{place_of, ChunkRow, Meta, User};
+use super::{place_of, ChunkPlace, ChunkRow, Meta, User};
 use crate::{Error, Result};
 
 /// What the server knows of one chunk a client names, in that client's scope.
@@ -309,15 +309,25 @@ const REGISTER_ALONE: &str =
 impl Meta {
     /// Marks a chunk whose bytes are gone from the store as lost: it then counts as missing
     /// everywhere, so the next upload of any file holding it sends it again, and
-    /// [`Meta::damaged`] lists the paths that need that.
-    pub fn mark_lost(&self, id: &ChunkId) -> Result<bool> {
+    /// [`Meta::damaged`] lists the paths that need that. Only while the row still says the
+    /// chunk is where `row` looked (gc's repacking may have moved it meanwhile).
+    pub fn mark_lost(&self, row: &ChunkRow) -> Result<bool> {
         let ctx = "marking a chunk lost";
+        let raw = &row.id.as_bytes()[..];
         self.write(ctx, |tx| {
-            let n = tx.exec(
-                ctx,
-                "UPDATE chunks SET state=?2 WHERE id=?1 AND state=1",
-                args![&id.as_bytes()[..], LOST],
-            )?;
+            let n = match row.place {
+                ChunkPlace::Object => tx.exec(
+                    ctx,
+                    "UPDATE chunks SET state=?2 WHERE id=?1 AND state=1 AND pack IS NULL",
+                    args![raw, LOST],
+                )?,
+                ChunkPlace::Packed { pack, offset } => tx.exec(
+                    ctx,
+                    "UPDATE chunks SET state=?2
+                     WHERE id=?1 AND state=1 AND pack=?3 AND pack_offset=?4",
+                    args![raw, LOST, &pack.0[..], offset as i64],
+                )?,
+            };
             if n > 0 {
                 note_removal(tx)?;
             }

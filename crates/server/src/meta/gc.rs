@@ -57,7 +57,11 @@ const COLLECTABLE: &str = "SELECT id, len, pack, pack_offset FROM chunks c WHERE
      LIMIT ?2";
 
 /// A pack keeps its object while a row still points into it (`LIMIT 1`: a pack has many).
-const PACK_USED: &str = "SELECT 1 FROM chunks WHERE pack=?1 LIMIT 1";
+pub(super) const PACK_USED: &str = "SELECT 1 FROM chunks WHERE pack=?1 LIMIT 1";
+
+/// Puts a pack on the list repacking looks at.
+pub(super) const REVIEW: &str =
+    "INSERT INTO pack_review(pack) VALUES(?1) ON CONFLICT(pack) DO NOTHING";
 
 impl Meta {
     /// Starts a gc generation; returns the new epoch.
@@ -175,11 +179,13 @@ fn forget_rows(tx: &dyn Sql, doomed: &[ChunkRow]) -> Result<Vec<ObjectKey>> {
     packs.sort();
     packs.dedup();
     for pack in packs {
-        if tx
-            .opt(ctx, PACK_USED, args![&pack.0[..]], |_| Ok(()))?
-            .is_none()
-        {
+        let raw = &pack.0[..];
+        if tx.opt(ctx, PACK_USED, args![raw], |_| Ok(()))?.is_none() {
+            tx.exec(ctx, "DELETE FROM pack_review WHERE pack=?1", args![raw])?;
             keys.push(ObjectKey::Pack(pack));
+        } else {
+            // Part dead now: gc's repacking looks at it (`meta/repack.rs`).
+            tx.exec(ctx, REVIEW, args![raw])?;
         }
     }
     Ok(keys)
@@ -325,6 +331,71 @@ mod tests {
         assert!(known(ObjectKey::Pack(pack)));
         assert_eq!(generation(&meta), vec![ObjectKey::Pack(pack)]);
         assert!(!known(ObjectKey::Pack(pack)));
+    }
+
+    #[test]
+    fn parts_move_only_from_where_they_were_copied_and_an_emptied_pack_goes() {
+        use crate::meta::{ChunkPlace, Move};
+        let meta = store("repoint");
+        let ann = user(&meta, "ann");
+        let (a, b, c) = (ChunkId::of(b"a"), ChunkId::of(b"b"), ChunkId::of(b"c"));
+        let (old, new) = (PackId([5; 16]), PackId([6; 16]));
+        upload(&meta, &ann, old, &[(a, 10), (b, 20), (c, 30)]);
+        let parts = meta.pack_parts(&old).expect("parts").expect("all present");
+        assert_eq!(
+            parts.iter().map(|p| p.offset).collect::<Vec<_>>(),
+            [0, 10, 30]
+        );
+        let mv = |id, from_offset, to_offset| Move {
+            id,
+            from: old,
+            from_offset,
+            to_offset,
+        };
+        // c's move names an offset it is not at: it stays, and so does the old pack.
+        let mut deleted = Vec::new();
+        let moved = meta
+            .repoint(
+                new,
+                &[mv(a, 0, 0), mv(b, 10, 10), mv(c, 99, 30)],
+                &mut |k| deleted.extend_from_slice(k),
+            )
+            .expect("repoint");
+        assert_eq!((moved, deleted.len()), (2, 0));
+        let place = |id| meta.chunk(&id).expect("read").expect("present").place;
+        assert_eq!(
+            place(b),
+            ChunkPlace::Packed {
+                pack: new,
+                offset: 10
+            }
+        );
+        assert_eq!(
+            place(c),
+            ChunkPlace::Packed {
+                pack: old,
+                offset: 30
+            }
+        );
+        let review = meta.packs_to_review(None, 10).expect("review");
+        assert!(review.contains(&new), "the new pack holds a dead copy of c");
+        // A reader that saw b in the old pack may not mark it lost there.
+        let stale = crate::meta::ChunkRow {
+            id: b,
+            len: 20,
+            place: ChunkPlace::Packed {
+                pack: old,
+                offset: 10,
+            },
+        };
+        assert!(!meta.mark_lost(&stale).expect("mark"));
+        meta.repoint(new, &[mv(c, 30, 30)], &mut |k| deleted.extend_from_slice(k))
+            .expect("repoint");
+        assert_eq!(deleted, vec![ObjectKey::Pack(old)]);
+        assert!(!meta
+            .packs_to_review(None, 10)
+            .expect("review")
+            .contains(&old));
     }
 
     #[test]

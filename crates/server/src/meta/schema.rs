@@ -366,7 +366,25 @@ pub(super) const TABLES: &[Table] = &[
             &["PRIMARY KEY(token)"],
         )
     },
+    // Packs gc should look at for dead space (`meta/repack.rs`): those that lost a part and
+    // kept another. Version 7 fills it with every pack, so packs that lost parts before it
+    // existed are looked at once.
+    Table {
+        since: 7,
+        ..keyed(
+            "pack_review",
+            &[col("pack", Blob, "NOT NULL")],
+            &["PRIMARY KEY(pack)"],
+        )
+    },
 ];
+
+/// Rows a version's step writes once its tables exist: what a new table must start with in a
+/// store that already holds data.
+const FILLS: &[(u32, &str)] = &[(
+    7,
+    "INSERT INTO pack_review(pack) SELECT DISTINCT pack FROM chunks WHERE pack IS NOT NULL",
+)];
 
 /// Every index.
 pub(super) const INDEXES: &[Index] = &[
@@ -506,6 +524,9 @@ fn step(db: &dyn Sql, what: &str, v: u32) -> Result<()> {
     }
     for i in INDEXES.iter().filter(|i| i.since == v) {
         db.batch(what, &index_sql(i))?;
+    }
+    for (_, fill) in FILLS.iter().filter(|(since, _)| *since == v) {
+        db.batch(what, fill)?;
     }
     Ok(())
 }
@@ -804,6 +825,32 @@ CREATE TABLE IF NOT EXISTS events(
     #[test]
     fn an_old_store_that_had_the_added_columns_upgrades_too() {
         upgrades_in_place(&format!("{OLD_SCHEMA}{OLD_ADDED_COLUMNS}"));
+    }
+
+    #[test]
+    fn every_pack_of_an_upgraded_store_is_put_up_for_review_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("meta.db");
+        let old = Connection::open(&path).expect("old");
+        old.execute_batch(OLD_SCHEMA).expect("the old schema");
+        old.execute_batch(
+            "INSERT INTO chunks(id, len, state, epoch, pack, pack_offset) VALUES
+                (x'01', 5, 1, 0, x'aa', 0), (x'02', 5, 1, 0, x'aa', 5),
+                (x'03', 5, 1, 0, x'bb', 0), (x'04', 70000, 1, 0, NULL, NULL)",
+        )
+        .expect("old rows");
+        drop(old);
+        drop(Meta::open(&path).expect("upgrade"));
+        let upgraded = Connection::open(&path).expect("upgraded");
+        let mut st = upgraded
+            .prepare("SELECT hex(pack) FROM pack_review ORDER BY pack")
+            .expect("query");
+        let packs: Vec<String> = st
+            .query_map([], |r| r.get(0))
+            .expect("rows")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(packs, ["AA", "BB"]);
     }
 
     #[test]
