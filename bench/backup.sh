@@ -524,4 +524,5 @@ main() {
   if [[ $STRICT == 1 ]] && ((TARGETS_FAILED)); then die "some targets were missed (BENCH_STRICT=1)"; fi
 }
 
-main "$@"
+# bench/scale.sh sources this file for its tools and measurements and runs its own main.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then main "$@"; fi

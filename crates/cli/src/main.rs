@@ -10,6 +10,7 @@ mod cloud_explore;
 mod cloud_options;
 mod config;
 mod connect_cmd;
+mod debug_cmd;
 mod discovery;
 mod drive_cmd;
 mod explore;
@@ -133,6 +134,12 @@ enum Cmd {
     /// Write shell completions and man pages (for packagers: scripts/package).
     #[command(hide = true)]
     Generate(generate_cmd::GenerateCmd),
+    /// Measurements for the benchmarks (bench/scale.sh).
+    #[command(hide = true)]
+    Debug {
+        #[command(subcommand)]
+        cmd: debug_cmd::DebugCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -194,6 +201,7 @@ fn main() {
             Cmd::Restore(c) => explore::restore(c).await,
             Cmd::Download(c) => explore::download(c).await,
             Cmd::Generate(c) => generate_cmd::run(c, Cli::command()),
+            Cmd::Debug { cmd } => debug_cmd::run(cmd),
         }
     });
     if let Err(e) = result {
