@@ -16,6 +16,7 @@ mod drive_cmd;
 mod explore;
 mod generate_cmd;
 mod log_output;
+mod malloc_tune;
 mod output;
 mod progress_bar;
 mod run;
@@ -160,6 +161,14 @@ fn main() {
     );
     if !daemon {
         output::exit_quietly_on_closed_pipe();
+    }
+    if matches!(
+        cli.cmd,
+        Cmd::Server {
+            cmd: server_cmd::ServerCmd::Run { .. }
+        }
+    ) {
+        malloc_tune::for_server();
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
