@@ -6,7 +6,7 @@
 //! The index is a cache plus the base: losing it costs a re-hash and never a deletion, because
 //! a delete is planned only for a path whose base the index holds.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -64,12 +64,13 @@ impl LocalIndex {
         Ok(LocalIndex { conn })
     }
 
-    /// Every row of one local root of a task.
-    pub fn load(&self, task: &str, root: u32) -> Result<HashMap<RelPath, IndexRow>> {
+    /// Every row of one local root of a task, by path (built in order: no second copy of a
+    /// million rows on the way to the pass's ordered map).
+    pub fn load(&self, task: &str, root: u32) -> Result<BTreeMap<RelPath, IndexRow>> {
         crate::off_runtime(|| self.load_now(task, root))
     }
 
-    fn load_now(&self, task: &str, root: u32) -> Result<HashMap<RelPath, IndexRow>> {
+    fn load_now(&self, task: &str, root: u32) -> Result<BTreeMap<RelPath, IndexRow>> {
         let ctx = format!("reading the index of task {task}");
         let mut st = self
             .conn
@@ -95,7 +96,7 @@ impl LocalIndex {
                 ))
             })
             .map_err(db(&ctx))?;
-        let mut out = HashMap::new();
+        let mut out = BTreeMap::new();
         for row in rows {
             let (path, kind, size, mtime_ns, ctime_ns, inode, mode, hash, seq, left, right) =
                 row.map_err(db(&ctx))?;

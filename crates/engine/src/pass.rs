@@ -455,8 +455,7 @@ async fn load_base(
     progress: &Arc<dyn Progress>,
 ) -> Result<BTreeMap<RelPath, IndexRow>> {
     let task = spec.task;
-    let mut base: BTreeMap<RelPath, IndexRow> =
-        index.load(task, spec.root_no)?.into_iter().collect();
+    let mut base = index.load(task, spec.root_no)?;
     if spec.direction == Direction::UploadOnly {
         for damaged in retrying(|| remote.damaged()).await? {
             if base.remove(&damaged).is_some() {
