@@ -333,7 +333,7 @@ restic_fresh() {
     { tail -n 20 "$1/setup.log" >&2; die "restic init failed (log: $1/setup.log)"; }
 }
 restic_cmd() { CMD=(env "RESTIC_PASSWORD=$BENCH_PASSWORD" restic -r "$1/repo" --cache-dir "$1/cache" backup "$2"); }
-restic_reported() { grep -E '^Added to the repo' "$1" | tail -n 1 | sed -E 's/^Added to the repo(sitory)?: *//'; }
+restic_reported() { grep -E '^Added to the repo' "$1" | tail -n 1 | sed -E 's/^Added to the repo(sitory)?: *//' || true; }
 restic_sent_begin() { REPO_BASE=$(repo_bytes "$1/repo"); }
 restic_sent_end() { SENT=$(($(repo_bytes "$1/repo") - REPO_BASE)); }
 restic_finish() { :; }

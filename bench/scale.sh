@@ -123,11 +123,11 @@ run_case() { # TOOL SCEN
   "${tool}_cmd" "$st" "$src"
   case $scen in
     L | S | E*) ;;
-    SR | R*) run_plain "$LOGS/$tool-$scen-first.log" ;;
     RL)
       run_plain "$LOGS/$tool-$scen-first.log"
       "${tool}_restore_cmd" "$st" "$RESTORED"
       ;;
+    SR | R*) run_plain "$LOGS/$tool-$scen-first.log" ;;
   esac
   run_measured "$tool" "$scen" "$st" "$LOGS/$tool-$scen.log"
   [[ $scen != RL ]] || { check_restored "$src" "$RESTORED" "$tool"; R_SENT[$scen:$tool]=""; }
