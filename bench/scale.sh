@@ -14,6 +14,7 @@
 #
 #   bash bench/scale.sh
 #   SCALE_COUNTS="10000 100000" SCALE_SMALL=20000 BENCH_LARGE_MB=256 bash bench/scale.sh
+#   SCALE_CASES="L RL" bash bench/scale.sh
 set -euo pipefail
 export LC_ALL=C
 
@@ -33,6 +34,8 @@ for n in $SCALE_COUNTS $SCALE_SMALL; do
 done
 SCENARIOS="L RL S SR"
 for n in $SCALE_COUNTS; do SCENARIOS+=" E$n R$n"; done
+# SCALE_CASES picks some of them ("L RL"), e.g. to measure one change again.
+SCENARIOS=${SCALE_CASES:-$SCENARIOS}
 
 # ------------------------------------------------------------------- data ---
 # Trees of COUNT files of SIZE bytes, 100 per folder, two levels; generated once per stamp.

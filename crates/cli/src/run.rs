@@ -42,6 +42,10 @@ pub struct RunCmd {
     /// Print the summary as JSON (fields in docs/json.md).
     #[arg(long)]
     json: bool,
+    /// Fail at once when another process (the agent) is running a pass of a task, instead of
+    /// waiting up to 30 minutes for that pass to end.
+    #[arg(long)]
+    no_wait: bool,
 }
 
 /// The live status of every task, shared by the agent's loop, its socket and the progress
@@ -276,7 +280,13 @@ pub struct PassOptions {
     pub dry_run: bool,
     /// No one is at a keyboard (the agent): a secret to be typed at each run fails the pass.
     pub unattended: bool,
+    /// Wait for a pass of the task another process runs to end (a one-off `cairn run`);
+    /// otherwise give up at once (the agent, which tries again later).
+    pub wait_for_other_pass: bool,
 }
+
+/// How long a one-off run waits for another process's pass of its task.
+const WAIT_FOR_OTHER_PASS: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// One pass of one task over `conn`. `cache` is what a drive task last saw of its server
 /// folder (the agent keeps it between passes).
@@ -293,12 +303,17 @@ pub async fn run_task(
         confirm_deletes,
         dry_run,
         unattended,
+        wait_for_other_pass,
     } = pass;
     let task = config
         .tasks
         .get(name)
         .with_context(|| format!("no task named {name}"))?;
-    let _lock = crate::task_lock::TaskLock::take(home, name)?;
+    let _lock = if wait_for_other_pass {
+        crate::task_lock::TaskLock::wait(home, name, WAIT_FOR_OTHER_PASS).await?
+    } else {
+        crate::task_lock::TaskLock::take(home, name)?
+    };
     let confirmed = confirm_deletes || home.state()?.confirmed.iter().any(|t| t == name);
     // Whether this pass went on download-only because the folder became read-only; `None`
     // when the pass cannot tell (a backup, a dry run).
@@ -510,6 +525,7 @@ pub async fn run_once(c: RunCmd) -> Result<()> {
                         confirm_deletes: c.confirm_deletes,
                         dry_run: c.dry_run,
                         unattended: false,
+                        wait_for_other_pass: !c.no_wait,
                     };
                     let p = crate::progress_bar::for_run(progress.clone(), !c.json);
                     run_task(&home, &config, conn, &mut None, name, pass, p).await

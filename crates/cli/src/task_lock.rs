@@ -7,7 +7,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, Write};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::config::Home;
 
@@ -22,6 +22,36 @@ impl TaskLock {
     /// # Errors
     /// Another process runs a pass of the task, or the lock file cannot be made.
     pub fn take(home: &Home, name: &str) -> Result<TaskLock> {
+        Self::try_take(home, name)?
+    }
+
+    /// Takes task `name`'s lock, waiting up to `limit` for a pass another process runs (the
+    /// agent picking up a task just added) to end: what a one-off `cairn run` does, so a
+    /// script that runs a task beside the agent gets its pass rather than a refusal. Says once
+    /// on stderr that it waits.
+    ///
+    /// # Errors
+    /// The other pass still runs after `limit`, or the lock file cannot be made.
+    pub async fn wait(home: &Home, name: &str, limit: std::time::Duration) -> Result<TaskLock> {
+        let until = std::time::Instant::now() + limit;
+        let mut said = false;
+        loop {
+            match Self::try_take(home, name)? {
+                Ok(lock) => return Ok(lock),
+                Err(busy) if std::time::Instant::now() >= until => return Err(busy),
+                Err(_) => {
+                    if !said {
+                        eprintln!("task {name}: waiting for another process's pass of it to end");
+                        said = true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// The lock, or (inner error) why another process holds it.
+    fn try_take(home: &Home, name: &str) -> Result<std::result::Result<TaskLock, anyhow::Error>> {
         let path = home.lock_path(name);
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -44,10 +74,10 @@ impl TaskLock {
                 } else {
                     String::new()
                 };
-                bail!(
+                return Ok(Err(anyhow::anyhow!(
                     "another cairn process ({who}the agent or a second `cairn run`) is running a \
                      pass of task {name}; this one changed nothing: run it again when that pass ends"
-                );
+                )));
             }
             Err(std::fs::TryLockError::Error(e)) => {
                 return Err(e).with_context(|| format!("locking {}", path.display()))
@@ -57,7 +87,7 @@ impl TaskLock {
         let _ = file.set_len(0);
         let _ = file.rewind();
         let _ = write!(file, "{}", std::process::id());
-        Ok(TaskLock { _file: file })
+        Ok(Ok(TaskLock { _file: file }))
     }
 }
 

@@ -810,7 +810,7 @@ fn task_set_changes_a_cloud_task() {
 /// A pass of a task while another process runs one (the agent, a second `cairn run`) is
 /// refused with the holder named, and changes nothing; once the other pass ends it runs.
 #[test]
-fn a_second_pass_of_one_task_at_a_time_is_refused_clearly() {
+fn a_second_pass_of_one_task_waits_or_with_no_wait_is_refused_clearly() {
     let moto = start_moto();
     let (a, b) = (Client::new(), Client::new());
     connect(&a, &moto, "s3");
@@ -840,7 +840,7 @@ fn a_second_pass_of_one_task_at_a_time_is_refused_clearly() {
     while !held() {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let err = a.fails(&["run", "t"]);
+    let err = a.fails(&["run", "t", "--no-wait"]);
     let _ = holder.kill();
     let _ = holder.wait();
     assert!(err.contains("is running a pass of task t"), "{err}");
@@ -849,4 +849,23 @@ fn a_second_pass_of_one_task_at_a_time_is_refused_clearly() {
     a.ok(&["run", "t"]);
     b.ok(&["run", "t"]);
     assert_eq!(read(&b, "a.txt").as_deref(), Some(&b"a"[..]));
+    // Without --no-wait, a run waits for the other pass to end and then makes its own (a
+    // script running a task beside the agent that just picked it up).
+    let mut holder = std::process::Command::new("flock")
+        .arg("-o")
+        .arg(&lock)
+        .args(["sleep", "2"])
+        .spawn()
+        .expect("flock");
+    while !held() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    a.write("later.txt", b"later");
+    let out = a.cairn(&["run", "t"]);
+    let _ = holder.wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("waiting for another process's pass"), "{err}");
+    b.ok(&["run", "t"]);
+    assert_eq!(read(&b, "later.txt").as_deref(), Some(&b"later"[..]));
 }

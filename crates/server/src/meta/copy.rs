@@ -274,7 +274,8 @@ mod tests {
              INSERT INTO login_failures(kind, key, count, last_ns) VALUES(1, x'7f', 2, 3);
              INSERT INTO dav_props(folder_id, path, ns, name, value) VALUES(1, 'a', 'u:', 'n', 'v');
              INSERT INTO dav_locks(token, folder_id, path, deep, shared, owner, user_id,
-                 timeout_s, expires_ns) VALUES('opaquelocktoken:x', 1, 'a', 1, 0, '', 40, 60, 9);",
+                 timeout_s, expires_ns) VALUES('opaquelocktoken:x', 1, 'a', 1, 0, '', 40, 60, 9);
+             INSERT INTO pack_review(pack) VALUES(x'0c0d');",
         )
         .expect("rows");
         meta
