@@ -265,8 +265,9 @@ impl Replica for ServerReplica {
     async fn list(&self) -> Result<Listing> {
         let (server_id, head) = self.identity_now().await?;
         let tree = retrying(|| self.remote.tree(&self.prefix, None, false)).await?;
+        // Consumed as it is converted: each version's strings are freed on the way.
         let entries = tree
-            .iter()
+            .into_iter()
             .filter_map(|v| Some((self.relative(&v.path)?, entry_of(&v.entry, v.seq))))
             .collect();
         // A commit between the two requests may be in the tree: the cursor then replays it,

@@ -93,7 +93,7 @@ pub async fn run(
             &local,
             remote.as_ref(),
             index,
-            &mut None,
+            None,
             progress.clone(),
         )
         .await?;

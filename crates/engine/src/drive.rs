@@ -68,5 +68,5 @@ pub async fn run(
         },
         dry_run: opts.dry_run,
     };
-    pass::run(&spec, &local, remote, index, cache, progress).await
+    pass::run(&spec, &local, remote, index, Some(cache), progress).await
 }

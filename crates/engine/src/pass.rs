@@ -45,8 +45,8 @@ pub struct PassSpec<'a> {
     pub dry_run: bool,
 }
 
-/// Runs one pass between `local` (here) and `remote`. `cache` keeps the remote listing between
-/// passes of a long-running agent.
+/// Runs one pass between `local` (here) and `remote`. `cache`, when given, keeps the remote
+/// listing between passes of a long-running agent (a one-shot pass keeps no second copy).
 ///
 /// # Errors
 /// A failed listing, an index failure, or the emptied-folder guard stop the pass before
@@ -56,14 +56,20 @@ pub async fn run(
     local_side: &dyn Replica,
     remote: &dyn Replica,
     index: &mut LocalIndex,
-    cache: &mut Option<RemoteCache>,
+    cache: Option<&mut Option<RemoteCache>>,
     progress: Arc<dyn Progress>,
 ) -> Result<PassStats> {
     let task = spec.task;
     let mut stats = PassStats::default();
     let identity = retrying(|| remote.identity()).await?;
-    let (remote_map, cursor) = remote_listing(remote, identity.as_deref(), cache).await?;
-    let mut scan = local_side.list().await?;
+    // The server builds its listing while this computer walks its folder.
+    let (listed, scanned) = futures_util::future::join(
+        remote_listing(remote, identity.as_deref(), cache),
+        local_side.list(),
+    )
+    .await;
+    let (remote_map, cursor) = listed?;
+    let mut scan = scanned?;
     drop_filtered(&mut scan, spec.filter);
     drop_too_long(&mut scan, local_side, remote);
     drop_unstorable_links(&mut scan, local_side, remote);
@@ -115,16 +121,15 @@ pub async fn run(
         stats.failed += 1;
         excluded.insert(path);
     }
-    let remote_map: BTreeMap<RelPath, ReplicaEntry> = remote_map
-        .into_iter()
-        .filter(|(p, r)| {
-            let keep = spec.filter.check(p, r.kind, r.size).is_included();
-            if !keep {
-                excluded.insert(p.clone());
-            }
-            keep
-        })
-        .collect();
+    // In place: collecting into a new map would hold a second copy of a large listing.
+    let mut remote_map = remote_map;
+    remote_map.retain(|p, r| {
+        let keep = spec.filter.check(p, r.kind, r.size).is_included();
+        if !keep {
+            excluded.insert(p.clone());
+        }
+        keep
+    });
     if !upload_only {
         report_case_clashes(&remote_map, progress.as_ref());
     }
@@ -514,8 +519,12 @@ pub struct RemoteCache {
 async fn remote_listing(
     remote: &dyn Replica,
     identity: Option<&str>,
-    cache: &mut Option<RemoteCache>,
+    cache: Option<&mut Option<RemoteCache>>,
 ) -> Result<(BTreeMap<RelPath, ReplicaEntry>, Option<Cursor>)> {
+    let Some(cache) = cache else {
+        let listing = retrying(|| remote.list()).await?;
+        return Ok((listing.entries, listing.cursor));
+    };
     if let Some(c) = cache.as_mut().filter(|c| c.identity.as_deref() == identity) {
         if let Some((changes, cursor)) = retrying(|| remote.changes(&c.cursor)).await? {
             for change in changes {
@@ -566,7 +575,8 @@ async fn hash_local(
     full: bool,
     hash_changed: bool,
 ) -> Result<(BTreeMap<RelPath, ReplicaEntry>, Vec<RelPath>)> {
-    let mut out = BTreeMap::new();
+    // A list first, the map built from it in bulk at the end (see `LocalIndex::load`).
+    let mut out = Vec::with_capacity(entries.len());
     let mut to_hash = Vec::new();
     for (path, mut e) in entries {
         if e.kind == EntryKind::File && e.hash.is_none() {
@@ -582,7 +592,7 @@ async fn hash_local(
                 None => {}
             }
         }
-        out.insert(path, e);
+        out.push((path, e));
     }
     let items: Vec<(RelPath, crate::replica::Version)> = to_hash
         .iter()
@@ -598,14 +608,14 @@ async fn hash_local(
         match hash {
             Some(h) => {
                 e.hash = Some(h);
-                out.insert(path, e);
+                out.push((path, e));
             }
             // Unreadable (or changed or vanished mid-pass): nothing is done with this path on
             // either side until it can be read.
             None => unreadable.push(path),
         }
     }
-    Ok((out, unreadable))
+    Ok((BTreeMap::from_iter(out), unreadable))
 }
 
 #[cfg(test)]

@@ -153,7 +153,9 @@ pub fn scan(root: &Path, filter: &Filter) -> Scan {
                 continue;
             }
             // A file that vanished between listing and stat is simply not there any more.
-            let Ok(md) = fs::symlink_metadata(&full) else {
+            // (Stat relative to the open folder, fstatat, as `symlink_metadata` would without
+            // walking the whole path again.)
+            let Ok(md) = item.metadata() else {
                 continue;
             };
             let ft = md.file_type();

@@ -250,7 +250,7 @@ impl Runner {
             &folder_side,
             cloud_side.as_ref(),
             &mut index,
-            cache,
+            Some(cache),
             progress,
         )
         .await

@@ -14,8 +14,10 @@ use crate::{ProgressEvent, Result};
 
 /// Files up to this size are read whole and sent in batches with others.
 const SMALL_FILE: u64 = 1024 * 1024;
-/// Most files and bytes one batch carries.
-const BATCH_FILES: usize = 1000;
+/// Most files and bytes one batch carries. Each batch is one upload and one commit on the
+/// server, each a transaction that rewrites the pages of its random-keyed chunk indexes that
+/// the batch touches: fewer, larger batches rewrite each such page fewer times.
+const BATCH_FILES: usize = 4000;
 const BATCH_BYTES: u64 = 16 * 1024 * 1024;
 /// Rounds of writes against a remote that keeps changing under an upload-only task.
 const REBASE_ROUNDS: usize = 3;

@@ -577,10 +577,14 @@ impl Replica for LocalReplica {
         let (path, filter) = (self.root.path().to_path_buf(), self.filter.clone());
         let scan = blocking("scanner", move || scanner::scan(&path, &filter)).await?;
         Ok(Listing {
+            // Sorted by path already: the map is built in order, each path moved, not copied.
             entries: scan
                 .entries
-                .iter()
-                .map(|e| (e.path.clone(), replica_entry(e)))
+                .into_iter()
+                .map(|e| {
+                    let entry = replica_entry(&e);
+                    (e.path, entry)
+                })
                 .collect(),
             cursor: None,
             skipped: scan.reports,
