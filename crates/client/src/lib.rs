@@ -16,6 +16,7 @@
 pub use cairn_engine::ratelimit;
 mod commit_stream;
 pub mod replica;
+mod tree_stream;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -959,6 +960,40 @@ async fn read_capped(
     }
 }
 
+/// As [`read_capped`], but the body stays in the pieces it arrived in (see `tree_stream`).
+async fn read_pieces(
+    url: &str,
+    mut resp: reqwest::Response,
+    limit: u64,
+    idle: Duration,
+) -> Result<tree_stream::Pieces> {
+    let too_large = || Error::TooLarge {
+        url: url.to_string(),
+        limit,
+    };
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let (mut pieces, mut total) = (std::collections::VecDeque::new(), 0u64);
+    loop {
+        let piece = tokio::time::timeout(idle, resp.chunk())
+            .await
+            .map_err(|_| Error::Timeout {
+                url: url.to_string(),
+                secs: idle.as_secs(),
+            })?
+            .map_err(|e| describe_reqwest(url, &e))?;
+        let Some(piece) = piece else {
+            return Ok(tree_stream::Pieces(pieces));
+        };
+        total += piece.len() as u64;
+        if total > limit {
+            return Err(too_large());
+        }
+        pieces.push_back(piece);
+    }
+}
+
 /// A folder on a cairn server, as the engine's [`Remote`].
 pub struct HttpRemote {
     conn: Arc<Connection>,
@@ -1609,6 +1644,38 @@ impl Remote for HttpRemote {
             .map_err(remote_err)?;
         t.check(prefix).map_err(invalid(self.conn.url_of(&path)))?;
         Ok(t.entries)
+    }
+
+    async fn tree_each(
+        &self,
+        prefix: &RelPath,
+        each: &mut (dyn FnMut(VersionInfo) + Send),
+    ) -> EngineResult<()> {
+        let q = [
+            ("prefix", prefix.as_str().to_string()),
+            ("deleted", "false".to_string()),
+        ];
+        let path = self.folder_path("tree");
+        let url = self.conn.url_of(&path);
+        let conn = &self.conn;
+        let resp = conn
+            .send(&url, Duration::ZERO, |c| c.get(&url).query(&q))
+            .await
+            .map_err(remote_err)?;
+        if !resp.status().is_success() {
+            return Err(remote_err(conn.status_error(&url, resp).await));
+        }
+        let body = read_pieces(&url, resp, Cap::Listing.bytes(), conn.opts.timeout)
+            .await
+            .map_err(remote_err)?;
+        tree_stream::parse_tree(body, prefix, each)
+            .map(|_| ())
+            .map_err(|detail| {
+                remote_err(Error::Answer {
+                    url: url.clone(),
+                    detail: format!("not the expected JSON: {detail}"),
+                })
+            })
     }
 
     async fn missing(&self, ids: &[ChunkId]) -> EngineResult<Vec<ChunkId>> {

@@ -30,7 +30,7 @@ mod commit;
 mod download;
 mod upload;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -264,12 +264,20 @@ impl Replica for ServerReplica {
 
     async fn list(&self) -> Result<Listing> {
         let (server_id, head) = self.identity_now().await?;
-        let tree = retrying(|| self.remote.tree(&self.prefix, None, false)).await?;
-        // Consumed as it is converted: each version's strings are freed on the way.
-        let entries = tree
-            .into_iter()
-            .filter_map(|v| Some((self.relative(&v.path)?, entry_of(&v.entry, v.seq))))
-            .collect();
+        // Each entry converted as it is read: the listing's versions are never all held.
+        let listed = retrying(|| async {
+            let mut out = Vec::new();
+            self.remote
+                .tree_each(&self.prefix, &mut |v| {
+                    if let Some(rel) = self.relative(&v.path) {
+                        out.push((rel, entry_of(&v.entry, v.seq)));
+                    }
+                })
+                .await?;
+            Ok(out)
+        })
+        .await?;
+        let entries = BTreeMap::from_iter(listed);
         // A commit between the two requests may be in the tree: the cursor then replays it,
         // which is harmless (the same state again).
         Ok(Listing {

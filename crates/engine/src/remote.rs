@@ -35,6 +35,23 @@ pub trait Remote: Send + Sync {
         deleted: bool,
     ) -> Result<Vec<VersionInfo>>;
 
+    /// The live entries under `prefix`, each handed to `each` as it is read, so that a listing
+    /// of a million entries is never held whole beside what the caller makes of it. Complete
+    /// or an error, as [`Remote::tree`]; on an error `each` may have seen part of it.
+    ///
+    /// # Errors
+    /// Any failure to get the whole listing.
+    async fn tree_each(
+        &self,
+        prefix: &RelPath,
+        each: &mut (dyn FnMut(VersionInfo) + Send),
+    ) -> Result<()> {
+        for v in self.tree(prefix, None, false).await? {
+            each(v);
+        }
+        Ok(())
+    }
+
     /// Which of `ids` the remote lacks.
     async fn missing(&self, ids: &[ChunkId]) -> Result<Vec<ChunkId>>;
 

@@ -332,6 +332,8 @@ fn client_of(url: &str) -> Client {
 /// The fake's path of the tree of folder `backup`.
 const TREE: &str = "/api/v1/folders/backup/tree";
 const JOURNAL: &str = "/api/v1/folders/backup/journal";
+/// A journal answer with nothing in it: the identity a pass asks for first.
+const EMPTY_JOURNAL: &str = r#"{"changes":[],"head":0,"server_id":"fake"}"#;
 
 #[test]
 fn a_silent_server_is_given_up_at_connect() {
@@ -371,7 +373,7 @@ fn a_body_that_stalls_midway_fails_and_is_retried() {
             len: 1000,
             sent: r#"{"entries":["#.into(),
         },
-        JOURNAL => Reply::Json(r#"{"changes":[],"head":0,"server_id":"fake"}"#.into()),
+        JOURNAL => Reply::Json(EMPTY_JOURNAL.into()),
         _ => Reply::Json("{}".into()),
     });
     let c = client_of(&fake.url());
@@ -395,25 +397,30 @@ fn a_body_that_stalls_midway_fails_and_is_retried() {
 #[test]
 fn an_endless_listing_is_cut_off_at_its_cap() {
     let entry = version_json("pc/docs/a", 1);
-    let fake = FakeServer::start(move |r| match r.path.as_str() {
-        TREE => Reply::Endless {
-            head: format!(r#"{{"head":1,"entries":[{entry}"#),
-            filler: format!(",{entry}"),
-        },
-        _ => Reply::Json("{}".into()),
-    });
-    let c = client_of(&fake.url());
-    let err = fails(&c, &["ls", "t"]);
-    assert!(
-        err.contains(&format!("{}{TREE}", fake.url()))
-            && err.contains(&format!("larger than the {LISTING_CAP} bytes")),
-        "{err}"
-    );
-    let sent = fake.sent.load(Ordering::SeqCst);
-    assert!(
-        sent <= LISTING_CAP + SOCKET_SLACK,
-        "the client let the server send {sent} bytes"
-    );
+    // `ls` reads the listing whole, a pass piece by piece: the same cap for both.
+    for args in [&["ls", "t"][..], &["run", "t", "--once"]] {
+        let entry = entry.clone();
+        let fake = FakeServer::start(move |r| match r.path.as_str() {
+            TREE => Reply::Endless {
+                head: format!(r#"{{"head":1,"entries":[{entry}"#),
+                filler: format!(",{entry}"),
+            },
+            JOURNAL => Reply::Json(EMPTY_JOURNAL.into()),
+            _ => Reply::Json("{}".into()),
+        });
+        let c = client_of(&fake.url());
+        let err = fails(&c, args);
+        assert!(
+            err.contains(&format!("{}{TREE}", fake.url()))
+                && err.contains(&format!("larger than the {LISTING_CAP} bytes")),
+            "{args:?}: {err}"
+        );
+        let sent = fake.sent.load(Ordering::SeqCst);
+        assert!(
+            sent <= LISTING_CAP + SOCKET_SLACK,
+            "{args:?}: the client let the server send {sent} bytes"
+        );
+    }
 }
 
 #[test]
@@ -444,25 +451,32 @@ fn answers_that_contradict_the_request_are_refused() {
     );
     let fake = FakeServer::start(move |r| match r.path.as_str() {
         TREE => Reply::Json(outside.clone()),
+        JOURNAL => Reply::Json(EMPTY_JOURNAL.into()),
         _ => Reply::Json("{}".into()),
     });
     let c = client_of(&fake.url());
-    let err = fails(&c, &["ls", "t"]);
-    assert!(
-        err.contains(TREE) && err.contains("elsewhere/x is outside the listed prefix pc/docs"),
-        "{err}"
-    );
+    // `ls` reads the listing whole; a pass reads it entry by entry: both refuse it.
+    for args in [&["ls", "t"][..], &["run", "t", "--once"]] {
+        let err = fails(&c, args);
+        assert!(
+            err.contains(TREE) && err.contains("elsewhere/x is outside the listed prefix pc/docs"),
+            "{args:?}: {err}"
+        );
+    }
 
     let junk = FakeServer::start(|r| match r.path.as_str() {
         TREE => Reply::Json(r#"{"entries":"not a list"}"#.into()),
+        JOURNAL => Reply::Json(EMPTY_JOURNAL.into()),
         _ => Reply::Json("{}".into()),
     });
     let c = client_of(&junk.url());
-    let err = fails(&c, &["ls", "t"]);
-    assert!(
-        err.contains(TREE) && err.contains("not the expected JSON"),
-        "{err}"
-    );
+    for args in [&["ls", "t"][..], &["run", "t", "--once"]] {
+        let err = fails(&c, args);
+        assert!(
+            err.contains(TREE) && err.contains("not the expected JSON"),
+            "{args:?}: {err}"
+        );
+    }
 }
 
 #[test]
