@@ -24,7 +24,7 @@ use cairn_model::{ChunkId, ContentHash, DeviceId, EntryKind, PackId, RelPath, Se
 use cairn_protocol::{
     frame, Access, Change, ChangeResult, ChunkListResponse, CommitResponse, ContentsRequest,
     DamagedResponse, ErrorBody, FolderInfo, Inline, JournalResponse, LoginRequest, LoginResponse,
-    MissingRequest, MissingResponse, TreeResponse, UploadResponse, VersionInfo, VersionsResponse,
+    MissingRequest, MissingResponse, UploadResponse, VersionInfo, VersionsResponse,
     MAX_BATCH_BYTES, MAX_BATCH_FILES, MAX_COMMIT_CHANGES, MAX_COMMIT_CHUNKS, MAX_INLINE_CHANGES,
     MAX_INLINE_COMMIT, MAX_INLINE_FILE, MAX_INLINE_JOURNAL, MAX_MISSING_IDS, MAX_WAIT_SECS,
 };
@@ -51,6 +51,7 @@ mod commit_stream;
 mod dav;
 mod shares;
 mod stream;
+mod tree_body;
 mod web;
 
 /// Largest chunk-upload request body.
@@ -1685,7 +1686,7 @@ async fn tree(
     caller: Caller,
     Path(folder): Path<String>,
     Query(q): Query<TreeQuery>,
-) -> ApiResult<Json<TreeResponse>> {
+) -> ApiResult<Response> {
     let folder = folder_access(&state, &caller, &folder, Access::Ro).await?;
     let prefix = parse_path(q.prefix.as_deref())?;
     let head = folder.head;
@@ -1693,7 +1694,8 @@ async fn tree(
         m.tree(&folder, &prefix, q.at, q.deleted.unwrap_or(false))
     })
     .await?;
-    Ok(Json(TreeResponse { entries, head }))
+    // Written piece by piece as the connection takes it (see `tree_body`).
+    Ok(tree_body::tree_response(entries, head))
 }
 
 /// Paths under `prefix` whose content the server lost part of: a backup sends them again.
