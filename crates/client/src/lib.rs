@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use cairn_engine::{Remote, Result as EngineResult};
 use cairn_model::{ChunkId, DeviceId, Entry, RelPath, Seq};
 use cairn_protocol::{
@@ -927,37 +927,14 @@ const ERROR_BODY_CAP: u64 = 64 * 1024;
 /// or stays silent for `idle` between two pieces.
 async fn read_capped(
     url: &str,
-    mut resp: reqwest::Response,
+    resp: reqwest::Response,
     limit: u64,
     idle: Duration,
 ) -> Result<Bytes> {
-    let too_large = || Error::TooLarge {
-        url: url.to_string(),
-        limit,
-    };
-    let declared = resp.content_length();
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    // Trust a declared length only as far as a modest first allocation.
-    let first = declared.unwrap_or(0).min(8 << 20);
-    let mut body = BytesMut::with_capacity(usize::try_from(first).unwrap_or(0));
-    loop {
-        let piece = tokio::time::timeout(idle, resp.chunk())
-            .await
-            .map_err(|_| Error::Timeout {
-                url: url.to_string(),
-                secs: idle.as_secs(),
-            })?
-            .map_err(|e| describe_reqwest(url, &e))?;
-        let Some(piece) = piece else {
-            return Ok(body.freeze());
-        };
-        if (body.len() + piece.len()) as u64 > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&piece);
-    }
+    // Joined once at its exact size: no buffer doubling as the body grows.
+    Ok(Bytes::from(
+        read_pieces(url, resp, limit, idle).await?.join(),
+    ))
 }
 
 /// As [`read_capped`], but the body stays in the pieces it arrived in (see `tree_stream`).

@@ -18,7 +18,7 @@ pub(crate) struct Pieces(pub(crate) VecDeque<Bytes>);
 impl Pieces {
     /// One buffer of exactly the body's size; each piece is freed once copied. (Parsing from a
     /// slice is about twice as fast as from a reader over the pieces.)
-    fn join(mut self) -> Vec<u8> {
+    pub(crate) fn join(mut self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.0.iter().map(Bytes::len).sum());
         while let Some(piece) = self.0.pop_front() {
             out.extend_from_slice(&piece);
