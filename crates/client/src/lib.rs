@@ -931,19 +931,34 @@ async fn read_capped(
     limit: u64,
     idle: Duration,
 ) -> Result<Bytes> {
-    // Joined once at its exact size: no buffer doubling as the body grows.
-    Ok(Bytes::from(
-        read_pieces(url, resp, limit, idle).await?.join(),
-    ))
+    // Kept as the pieces it arrived in and joined once at its exact size: no buffer doubling
+    // as the body grows.
+    let mut pieces = std::collections::VecDeque::new();
+    read_body(url, resp, limit, idle, &mut |piece| {
+        pieces.push_back(piece);
+        Ok(())
+    })
+    .await?;
+    if pieces.len() == 1 {
+        return Ok(pieces.pop_front().unwrap_or_default());
+    }
+    let mut out = Vec::with_capacity(pieces.iter().map(Bytes::len).sum());
+    // Each piece freed once copied.
+    while let Some(piece) = pieces.pop_front() {
+        out.extend_from_slice(&piece);
+    }
+    Ok(Bytes::from(out))
 }
 
-/// As [`read_capped`], but the body stays in the pieces it arrived in (see `tree_stream`).
-async fn read_pieces(
+/// Hands each piece of a body to `sink` as it arrives, within `limit` bytes in all and `idle`
+/// between pieces.
+async fn read_body(
     url: &str,
     mut resp: reqwest::Response,
     limit: u64,
     idle: Duration,
-) -> Result<tree_stream::Pieces> {
+    sink: &mut (dyn FnMut(Bytes) -> Result<()> + Send),
+) -> Result<()> {
     let too_large = || Error::TooLarge {
         url: url.to_string(),
         limit,
@@ -951,7 +966,7 @@ async fn read_pieces(
     if resp.content_length().is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let (mut pieces, mut total) = (std::collections::VecDeque::new(), 0u64);
+    let mut total = 0u64;
     loop {
         let piece = tokio::time::timeout(idle, resp.chunk())
             .await
@@ -961,13 +976,13 @@ async fn read_pieces(
             })?
             .map_err(|e| describe_reqwest(url, &e))?;
         let Some(piece) = piece else {
-            return Ok(tree_stream::Pieces(pieces));
+            return Ok(());
         };
         total += piece.len() as u64;
         if total > limit {
             return Err(too_large());
         }
-        pieces.push_back(piece);
+        sink(piece)?;
     }
 }
 
@@ -1642,17 +1657,24 @@ impl Remote for HttpRemote {
         if !resp.status().is_success() {
             return Err(remote_err(conn.status_error(&url, resp).await));
         }
-        let body = read_pieces(&url, resp, Cap::Listing.bytes(), conn.opts.timeout)
-            .await
-            .map_err(remote_err)?;
-        tree_stream::parse_tree(body, prefix, each)
+        let not_json = |detail: String| Error::Answer {
+            url: url.clone(),
+            detail: format!("not the expected JSON: {detail}"),
+        };
+        let mut splitter = tree_stream::TreeSplitter::new(prefix, each);
+        read_body(
+            &url,
+            resp,
+            Cap::Listing.bytes(),
+            conn.opts.timeout,
+            &mut |piece| splitter.feed(&piece).map_err(not_json),
+        )
+        .await
+        .map_err(remote_err)?;
+        splitter
+            .finish()
             .map(|_| ())
-            .map_err(|detail| {
-                remote_err(Error::Answer {
-                    url: url.clone(),
-                    detail: format!("not the expected JSON: {detail}"),
-                })
-            })
+            .map_err(|d| remote_err(not_json(d)))
     }
 
     async fn missing(&self, ids: &[ChunkId]) -> EngineResult<Vec<ChunkId>> {

@@ -1,83 +1,193 @@
-//! A tree listing read entry by entry: a folder of a million files answers with hundreds of
-//! megabytes of JSON, which must not sit in memory more than once (a buffer doubling as it
-//! grows, then every parsed entry beside it). The body is kept as the pieces it arrived in,
-//! joined once into a buffer of its exact size (each piece freed as it is copied), and each
-//! entry goes to the caller as soon as it is parsed.
+//! A tree listing read entry by entry as it arrives: a folder of a million files answers with
+//! hundreds of megabytes of JSON, which must not sit in memory at all. The body is scanned
+//! piece by piece; each entry of its `entries` list is cut out, parsed and handed to the caller
+//! as soon as its last byte is in, then dropped. What is left of the body, each entry replaced
+//! by `0` (two bytes an entry), is parsed at the end as the whole answer: that checks its shape
+//! (keys, commas, the head) as strictly as parsing the body whole would.
 
-use std::collections::VecDeque;
 use std::fmt;
 
-use bytes::Bytes;
 use cairn_model::{RelPath, Seq};
 use cairn_protocol::VersionInfo;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-/// A body as the pieces it arrived in.
-pub(crate) struct Pieces(pub(crate) VecDeque<Bytes>);
+/// Cuts the entries out of a tree answer (`{"entries": [...], "head": N}`, keys in any
+/// order) fed to it in pieces.
+pub(crate) struct TreeSplitter<'a> {
+    prefix: &'a RelPath,
+    each: &'a mut (dyn FnMut(VersionInfo) + Send),
+    /// The body outside the entries, each entry replaced by `0`.
+    skeleton: Vec<u8>,
+    /// The entry being read, while one is.
+    entry: Vec<u8>,
+    /// Open objects and lists around the byte being read.
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    /// At depth 1, the next string is a key of the answer.
+    expect_key: bool,
+    reading_key: bool,
+    /// The last key of the answer read (raw bytes, bounded).
+    key: Vec<u8>,
+    /// Inside the list under the answer's `entries` key.
+    in_entries: bool,
+    /// Inside one of its entries.
+    in_entry: bool,
+    cut: u64,
+}
 
-impl Pieces {
-    /// One buffer of exactly the body's size; each piece is freed once copied. (Parsing from a
-    /// slice is about twice as fast as from a reader over the pieces.)
-    pub(crate) fn join(mut self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.0.iter().map(Bytes::len).sum());
-        while let Some(piece) = self.0.pop_front() {
-            out.extend_from_slice(&piece);
+/// Longer keys are not ours: kept only up to this many bytes.
+const KEY_MAX: usize = 16;
+
+impl<'a> TreeSplitter<'a> {
+    /// A splitter handing each entry (which must lie under `prefix`) to `each`.
+    pub(crate) fn new(prefix: &'a RelPath, each: &'a mut (dyn FnMut(VersionInfo) + Send)) -> Self {
+        Self {
+            prefix,
+            each,
+            skeleton: Vec::new(),
+            entry: Vec::new(),
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            expect_key: false,
+            reading_key: false,
+            key: Vec::new(),
+            in_entries: false,
+            in_entry: false,
+            cut: 0,
         }
-        out
+    }
+
+    /// Takes the next piece of the body.
+    ///
+    /// # Errors
+    /// An entry that is not a version, or one outside the prefix.
+    pub(crate) fn feed(&mut self, piece: &[u8]) -> Result<(), String> {
+        // Bytes are copied in runs, not one by one: `from` is where the current run began.
+        let mut from = 0;
+        for (i, &b) in piece.iter().enumerate() {
+            if self.in_string {
+                if self.reading_key && !self.escaped && b != b'"' && self.key.len() < KEY_MAX {
+                    self.key.push(b);
+                }
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                    self.reading_key = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => {
+                    self.in_string = true;
+                    if self.depth == 1 && self.expect_key {
+                        self.expect_key = false;
+                        self.reading_key = true;
+                        self.key.clear();
+                    }
+                }
+                b',' if self.depth == 1 => self.expect_key = true,
+                b'{' | b'[' => {
+                    if self.in_entries && !self.in_entry && self.depth == 2 && b == b'{' {
+                        self.skeleton.extend_from_slice(&piece[from..i]);
+                        self.skeleton.push(b'0');
+                        from = i;
+                        self.in_entry = true;
+                    }
+                    self.depth += 1;
+                    match (self.depth, b) {
+                        (1, b'{') => self.expect_key = true,
+                        (2, b'[') => self.in_entries = self.key == b"entries",
+                        _ => {}
+                    }
+                }
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.in_entry && self.depth == 2 {
+                        self.entry.extend_from_slice(&piece[from..=i]);
+                        from = i + 1;
+                        self.in_entry = false;
+                        self.hand_over()?;
+                    } else if self.depth == 1 {
+                        self.in_entries = false;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let rest = &piece[from..];
+        if self.in_entry {
+            self.entry.extend_from_slice(rest);
+        } else {
+            self.skeleton.extend_from_slice(rest);
+        }
+        Ok(())
+    }
+
+    /// Parses the entry just cut out and hands it over.
+    fn hand_over(&mut self) -> Result<(), String> {
+        let v: VersionInfo = serde_json::from_slice(&self.entry).map_err(|e| e.to_string())?;
+        self.entry.clear();
+        if !v.path.starts_with(self.prefix) {
+            return Err(format!(
+                "entry {} is outside the listed prefix {}",
+                v.path, self.prefix
+            ));
+        }
+        self.cut += 1;
+        (self.each)(v);
+        Ok(())
+    }
+
+    /// The end of the body: checks the answer's shape and returns its head.
+    ///
+    /// # Errors
+    /// A body that is not such an answer (cut short, a key twice, no head, an entry that is
+    /// not an object), with what is wrong.
+    pub(crate) fn finish(self) -> Result<Seq, String> {
+        let mut de = serde_json::Deserializer::from_slice(&self.skeleton);
+        let (head, listed) = SkeletonSeed
+            .deserialize(&mut de)
+            .map_err(|e| e.to_string())?;
+        de.end().map_err(|e| e.to_string())?;
+        // Everything the answer lists must have been cut out and checked as an entry.
+        if listed != self.cut {
+            return Err(format!(
+                "{listed} entries listed but {} of them read as versions",
+                self.cut
+            ));
+        }
+        Ok(head)
     }
 }
 
-/// Parses a tree answer (`{"entries": [...], "head": N}`, keys in any order) from `body`,
-/// handing each entry to `each` in turn; every entry must lie under `prefix`. Returns the
-/// head.
-///
-/// # Errors
-/// A body that is not such an answer, or an entry outside `prefix`, with what is wrong.
-pub(crate) fn parse_tree(
-    body: Pieces,
-    prefix: &RelPath,
-    each: &mut (dyn FnMut(VersionInfo) + Send),
-) -> Result<Seq, String> {
-    let body = body.join();
-    let mut de = serde_json::Deserializer::from_slice(&body);
-    let head = TreeSeed { prefix, each }
-        .deserialize(&mut de)
-        .map_err(|e| e.to_string())?;
-    de.end().map_err(|e| e.to_string())?;
-    Ok(head)
-}
+/// The answer with its entries replaced: the head, and how many entries there were.
+struct SkeletonSeed;
 
-struct TreeSeed<'a> {
-    prefix: &'a RelPath,
-    each: &'a mut (dyn FnMut(VersionInfo) + Send),
-}
+impl<'de> DeserializeSeed<'de> for SkeletonSeed {
+    type Value = (Seq, u64);
 
-impl<'de> DeserializeSeed<'de> for TreeSeed<'_> {
-    type Value = Seq;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Seq, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for TreeSeed<'_> {
-    type Value = Seq;
+impl<'de> Visitor<'de> for SkeletonSeed {
+    type Value = (Seq, u64);
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a tree answer with entries and a head")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Seq, A::Error> {
-        let (mut head, mut entries) = (None, false);
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut head, mut entries) = (None, None);
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
-                "entries" if !entries => {
-                    entries = true;
-                    map.next_value_seed(EntriesSeed {
-                        prefix: self.prefix,
-                        each: &mut *self.each,
-                    })?;
-                }
+                "entries" if entries.is_none() => entries = Some(map.next_value_seed(Count)?),
                 "head" if head.is_none() => head = Some(map.next_value::<Seq>()?),
                 "entries" | "head" => {
                     return Err(serde::de::Error::custom(format!("duplicate field `{key}`")))
@@ -87,59 +197,42 @@ impl<'de> Visitor<'de> for TreeSeed<'_> {
                 }
             }
         }
-        if !entries {
-            return Err(serde::de::Error::missing_field("entries"));
-        }
-        head.ok_or_else(|| serde::de::Error::missing_field("head"))
+        let entries = entries.ok_or_else(|| serde::de::Error::missing_field("entries"))?;
+        let head = head.ok_or_else(|| serde::de::Error::missing_field("head"))?;
+        Ok((head, entries))
     }
 }
 
-struct EntriesSeed<'a> {
-    prefix: &'a RelPath,
-    each: &'a mut (dyn FnMut(VersionInfo) + Send),
-}
+/// Counts the items of a list.
+struct Count;
 
-impl<'de> DeserializeSeed<'de> for EntriesSeed<'_> {
-    type Value = ();
+impl<'de> DeserializeSeed<'de> for Count {
+    type Value = u64;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
-impl<'de> Visitor<'de> for EntriesSeed<'_> {
-    type Value = ();
+impl<'de> Visitor<'de> for Count {
+    type Value = u64;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a list of versions")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(v) = seq.next_element::<VersionInfo>()? {
-            if !v.path.starts_with(self.prefix) {
-                return Err(serde::de::Error::custom(format!(
-                    "entry {} is outside the listed prefix {}",
-                    v.path, self.prefix
-                )));
-            }
-            (self.each)(v);
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<u64, A::Error> {
+        let mut n = 0;
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            n += 1;
         }
-        Ok(())
+        Ok(n)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pieces(s: &str, size: usize) -> Pieces {
-        Pieces(
-            s.as_bytes()
-                .chunks(size)
-                .map(Bytes::copy_from_slice)
-                .collect(),
-        )
-    }
 
     fn version(path: &str, seq: i64) -> serde_json::Value {
         let v = VersionInfo {
@@ -158,9 +251,12 @@ mod tests {
     fn parse(body: &str, prefix: &str, size: usize) -> Result<(Seq, Vec<String>), String> {
         let mut seen = Vec::new();
         let prefix = RelPath::parse(prefix).map_err(|e| e.to_string())?;
-        let head = parse_tree(pieces(body, size), &prefix, &mut |v| {
-            seen.push(v.path.to_string())
-        })?;
+        let mut each = |v: VersionInfo| seen.push(v.path.to_string());
+        let mut splitter = TreeSplitter::new(&prefix, &mut each);
+        for piece in body.as_bytes().chunks(size) {
+            splitter.feed(piece)?;
+        }
+        let head = splitter.finish()?;
         Ok((head, seen))
     }
 
@@ -196,5 +292,34 @@ mod tests {
         assert!(parse(cut, "", 5).is_err());
         let trailing = format!("{stray} x");
         assert!(parse(&trailing, "", 5).is_err());
+    }
+
+    #[test]
+    fn whatever_the_skeleton_hides_the_answer_is_checked_as_a_whole() {
+        let one = version("d/a", 1).to_string();
+        let bad = [
+            // No comma between two entries.
+            format!(r#"{{"entries": [{one}{one}], "head": 1}}"#),
+            // An entry that is not an object, beside one that is.
+            format!(r#"{{"entries": [0, {one}], "head": 1}}"#),
+            // A list inside the list.
+            format!(r#"{{"entries": [[{one}]], "head": 1}}"#),
+            // The key written with an escape: its entries are never cut out, so refused.
+            format!(r#"{{"\u0065ntries": [{one}], "entries": [], "head": 1}}"#),
+            // Two lists of entries.
+            format!(r#"{{"entries": [{one}], "entries": [{one}], "head": 1}}"#),
+            // Not an object at all.
+            format!("[{one}]"),
+            // An entry that is not a version.
+            r#"{"entries": [{"path": 5}], "head": 1}"#.to_string(),
+        ];
+        for body in bad {
+            for size in [1, 2, 9, 4096] {
+                assert!(parse(&body, "", size).is_err(), "accepted: {body}");
+            }
+        }
+        let spaced = format!("{{ \"entries\" : [ {one} ,\n {one} ] , \"head\" : 3 }}");
+        let (head, seen) = parse(&spaced, "d", 2).expect("whitespace is fine");
+        assert_eq!((head, seen.len()), (Seq(3), 2));
     }
 }

@@ -68,10 +68,17 @@ impl LocalIndex {
     /// nodes full), not row by row: inserting in order leaves every node half empty, which
     /// costs more than the list does while it lives.
     pub fn load(&self, task: &str, root: u32) -> Result<BTreeMap<RelPath, IndexRow>> {
-        crate::off_runtime(|| self.load_now(task, root))
+        let mut out = Vec::new();
+        self.each(task, root, &mut |row| out.push((row.path.clone(), row)))?;
+        Ok(BTreeMap::from_iter(out))
     }
 
-    fn load_now(&self, task: &str, root: u32) -> Result<BTreeMap<RelPath, IndexRow>> {
+    /// Hands every row of one local root of a task to `f`, one at a time (none is kept).
+    pub fn each(&self, task: &str, root: u32, f: &mut dyn FnMut(IndexRow)) -> Result<()> {
+        crate::off_runtime(|| self.each_now(task, root, f))
+    }
+
+    fn each_now(&self, task: &str, root: u32, f: &mut dyn FnMut(IndexRow)) -> Result<()> {
         let ctx = format!("reading the index of task {task}");
         let mut st = self
             .conn
@@ -97,7 +104,6 @@ impl LocalIndex {
                 ))
             })
             .map_err(db(&ctx))?;
-        let mut out = Vec::new();
         for row in rows {
             let (path, kind, size, mtime_ns, ctime_ns, inode, mode, hash, seq, left, right) =
                 row.map_err(db(&ctx))?;
@@ -108,27 +114,24 @@ impl LocalIndex {
             let hash = hash
                 .and_then(|h| <[u8; 32]>::try_from(h).ok())
                 .map(ContentHash::from_bytes);
-            out.push((
-                path.clone(),
-                IndexRow {
-                    path,
-                    kind,
-                    size: size as u64,
-                    mtime_ns,
-                    mode,
-                    hash,
-                    // Rows written before versions were tokens: the stat and the sequence
-                    // number are those tokens.
-                    left: left.map(Version).unwrap_or_else(|| {
-                        stat_version(size as u64, mtime_ns, ctime_ns, inode as u64, mode)
-                    }),
-                    right: right
-                        .map(Version)
-                        .unwrap_or_else(|| Version(seq.to_string())),
-                },
-            ));
+            f(IndexRow {
+                path,
+                kind,
+                size: size as u64,
+                mtime_ns,
+                mode,
+                hash,
+                // Rows written before versions were tokens: the stat and the sequence
+                // number are those tokens.
+                left: left.map(Version).unwrap_or_else(|| {
+                    stat_version(size as u64, mtime_ns, ctime_ns, inode as u64, mode)
+                }),
+                right: right
+                    .map(Version)
+                    .unwrap_or_else(|| Version(seq.to_string())),
+            });
         }
-        Ok(BTreeMap::from_iter(out))
+        Ok(())
     }
 
     /// Writes rows and removes paths in one transaction (durable: SQLite syncs, so the async
@@ -234,6 +237,19 @@ impl LocalIndex {
         )
         .map_err(db(&ctx))?;
         tx.commit().map_err(db(&ctx))
+    }
+
+    /// Forgets every row of one root of a task: its base means nothing any more.
+    pub fn forget_root(&self, task: &str, root: u32) -> Result<()> {
+        crate::off_runtime(|| {
+            self.conn
+                .execute(
+                    "DELETE FROM files WHERE task=?1 AND root=?2",
+                    params![task, root],
+                )
+                .map(|_| ())
+                .map_err(db(&format!("forgetting the index of task {task}")))
+        })
     }
 
     /// Forgets a task (its remote data stays).

@@ -15,6 +15,8 @@ use std::sync::Arc;
 use cairn_model::filter::FilterDecision;
 use cairn_model::{EntryKind, Filter, RelPath};
 
+mod base;
+
 use crate::executor::{self, Ctx, PassStats, Planned};
 use crate::index::{IndexRow, LocalIndex};
 use crate::reconcile::{
@@ -68,7 +70,7 @@ pub async fn run(
         local_side.list(),
     )
     .await;
-    let (remote_map, cursor) = listed?;
+    let (mut remote_map, cursor) = listed?;
     let mut scan = scanned?;
     drop_filtered(&mut scan, spec.filter);
     drop_too_long(&mut scan, local_side, remote);
@@ -90,10 +92,32 @@ pub async fn run(
             reason: reason.clone(),
         });
     }
-    let base = load_base(spec, local_side, remote, index, identity, cursor, &progress).await?;
     let direction = effective_direction(spec, remote, &progress).await?;
     stats.read_only_now = direction != spec.direction;
     let upload_only = direction == Direction::UploadOnly;
+    // What the rules leave out is neither fetched nor deleted, on either side.
+    let mut excluded: BTreeSet<RelPath> = scan.excluded.iter().map(|(p, _)| p.clone()).collect();
+    excluded.extend(spec.filter.excluded_dirs.iter().cloned());
+    // In place: collecting into a new map would hold a second copy of a large listing.
+    remote_map.retain(|p, r| {
+        let keep = spec.filter.check(p, r.kind, r.size).is_included();
+        if !keep {
+            excluded.insert(p.clone());
+        }
+        keep
+    });
+    if !upload_only {
+        report_case_clashes(&remote_map, progress.as_ref());
+    }
+    let sides = base::Sides {
+        local: &mut scan.entries,
+        remote: &mut remote_map,
+        cursor: cursor.as_ref(),
+    };
+    let base::Base {
+        rows: base,
+        unchanged,
+    } = base::load(spec, local_side, remote, index, identity, sides, &progress).await?;
     let (local, unreadable) = hash_local(
         local_side,
         std::mem::take(&mut scan.entries),
@@ -102,11 +126,9 @@ pub async fn run(
         !upload_only,
     )
     .await?;
-    // What the rules leave out is neither fetched nor deleted, on either side.
-    let mut excluded: BTreeSet<RelPath> = scan.excluded.iter().map(|(p, _)| p.clone()).collect();
-    excluded.extend(spec.filter.excluded_dirs.iter().cloned());
     // A held name (a non-NFC name's normal form, a path too long for the remote) is left
-    // alone on both sides, unless a file of that very name is here: then it syncs as itself.
+    // alone on both sides, unless a file of that very name is here: then it syncs as itself
+    // (or was left out of `local` as unchanged).
     excluded.extend(
         scan.held
             .iter()
@@ -121,18 +143,6 @@ pub async fn run(
         stats.failed += 1;
         excluded.insert(path);
     }
-    // In place: collecting into a new map would hold a second copy of a large listing.
-    let mut remote_map = remote_map;
-    remote_map.retain(|p, r| {
-        let keep = spec.filter.check(p, r.kind, r.size).is_included();
-        if !keep {
-            excluded.insert(p.clone());
-        }
-        keep
-    });
-    if !upload_only {
-        report_case_clashes(&remote_map, progress.as_ref());
-    }
     let remote_map = fill_remote_hashes(remote, &local, &base, remote_map).await?;
     let plan = reconcile::plan_sync(&SyncInputs {
         base: &base,
@@ -146,12 +156,13 @@ pub async fn run(
         excluded: &excluded,
         keep_deleted: spec.keep_deleted,
         guards: spec.guards,
+        unchanged,
     });
     if spec.dry_run {
         stats.planned = describe_plan(&plan, &scan, direction != spec.direction);
         if let Some(hold) = &plan.hold {
             let why = match hold {
-                Hold::EmptiedRoot { .. } => emptied(spec, local_side, base.len()).to_string(),
+                Hold::EmptiedRoot { synced } => emptied(spec, local_side, *synced).to_string(),
                 Hold::ManyDeletes { .. } => "more than half of the synced entries would be deleted: the pass would wait for `--confirm-deletes`".into(),
             };
             stats.planned.insert(
@@ -192,7 +203,7 @@ pub async fn run(
     }
     stats.conflicts = plan.conflicts;
     let touched: HashSet<&RelPath> = plan.actions.iter().flat_map(|a| a.paths()).collect();
-    stats.unchanged = local.keys().filter(|p| !touched.contains(p)).count() as u64;
+    stats.unchanged = (local.keys().filter(|p| !touched.contains(p)).count() + unchanged) as u64;
     let ctx = Ctx {
         task,
         root_no: spec.root_no,
@@ -446,65 +457,6 @@ async fn fill_remote_hashes(
     Ok(remote_map)
 }
 
-/// The base of this root: what both sides agreed on last time. Paths whose content the
-/// remote lost part of are dropped from it when uploading, so they are sent again. A
-/// different remote, or one that went back in time (restored from an older copy of its
-/// data), voids the base: both sides are merged as if never synced, which deletes nothing.
-async fn load_base(
-    spec: &PassSpec<'_>,
-    local_side: &dyn Replica,
-    remote: &dyn Replica,
-    index: &mut LocalIndex,
-    identity: Option<String>,
-    cursor: Option<Cursor>,
-    progress: &Arc<dyn Progress>,
-) -> Result<BTreeMap<RelPath, IndexRow>> {
-    let task = spec.task;
-    let mut base = index.load(task, spec.root_no)?;
-    if spec.direction == Direction::UploadOnly {
-        for damaged in retrying(|| remote.damaged()).await? {
-            if base.remove(&damaged).is_some() {
-                progress.event(ProgressEvent::Skipped {
-                    path: damaged.to_string(),
-                    reason: "the server lost part of this file; sending it again".into(),
-                });
-            }
-        }
-    }
-    let known = index.server_of(task)?;
-    let other = matches!((&known, &identity), (Some(k), Some(id)) if !same_remote(k, id));
-    let went_back = cursor
-        .as_ref()
-        .is_some_and(|c| base.values().any(|b| remote.went_back(&b.right, c)));
-    if other || went_back {
-        progress.event(ProgressEvent::Skipped {
-            path: local_side.describe(),
-            reason: "the server is not the one last synced with (or was restored from an older copy): merging both sides, deleting nothing".into(),
-        });
-        // The old base means nothing on this server: forget it for good, so later passes
-        // start from what this merge agrees on.
-        let stale: Vec<RelPath> = base.keys().cloned().collect();
-        if !spec.dry_run {
-            index.apply(task, spec.root_no, &[], &stale)?;
-        }
-        base.clear();
-    }
-    if let Some(id) = identity.filter(|_| !spec.dry_run) {
-        index.set_server(task, &id)?;
-    }
-    Ok(base)
-}
-
-/// Whether identity `now` is the remote an index kept as `known`. An identity kept before
-/// remotes named a part of themselves (a server folder's incarnation, `SERVER#N`) matches
-/// every part: one pass after an upgrade then keeps its base, and stores the full identity.
-fn same_remote(known: &str, now: &str) -> bool {
-    known == now
-        || now
-            .strip_prefix(known)
-            .is_some_and(|rest| rest.starts_with('#') && !known.contains('#'))
-}
-
 /// The remote listing as the last pass left it, kept by a long-running agent so the next pass
 /// reads only the changes since then instead of the whole listing.
 #[derive(Clone, Debug)]
@@ -620,7 +572,7 @@ async fn hash_local(
 
 #[cfg(test)]
 mod tests {
-    use super::same_remote;
+    use super::base::same_remote;
 
     #[test]
     fn an_identity_kept_before_folder_incarnations_matches_only_its_own_server() {

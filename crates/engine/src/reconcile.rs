@@ -124,6 +124,9 @@ pub struct SyncInputs<'a> {
     /// "Don't remove on the destination": a deletion on one side is not carried to the other.
     pub keep_deleted: bool,
     pub guards: Guards,
+    /// Paths left out of `base`, `local` and `remote` as unchanged on both sides
+    /// ([`unchanged::Sieve`]): still synced entries for the guards.
+    pub unchanged: usize,
 }
 
 /// When a plan with deletions must wait for the user.
@@ -334,11 +337,11 @@ fn hold(i: &SyncInputs<'_>, plan: &SyncPlan) -> Option<Hold> {
     if i.guards.confirm_deletes {
         return None;
     }
-    let synced = i.base.len();
+    let synced = i.base.len() + i.unchanged;
     // An unmounted folder looks emptied: two-way would delete remotely, download-only would
     // fill the mount point. Only a backup that removes nothing can go on.
     let harmless = i.keep_deleted && i.direction == Direction::UploadOnly;
-    if i.local.is_empty() && synced > 0 && !harmless {
+    if i.local.is_empty() && i.unchanged == 0 && synced > 0 && !harmless {
         return Some(Hold::EmptiedRoot { synced });
     }
     let (here, there) = (plan.local_deletes, plan.remote_deletes);
@@ -604,6 +607,8 @@ fn keep_local(
     })
 }
 
+pub mod unchanged;
+
 #[cfg(test)]
 mod properties;
 
@@ -679,6 +684,7 @@ mod tests {
                 excluded: &BTreeSet::new(),
                 keep_deleted: flag && !two_sided,
                 guards: Guards::default(),
+                unchanged: 0,
             })
             .actions
         }
@@ -697,6 +703,7 @@ mod tests {
                 excluded: &BTreeSet::new(),
                 keep_deleted: true,
                 guards: Guards::default(),
+                unchanged: 0,
             })
             .actions
         }
@@ -842,6 +849,7 @@ mod tests {
             excluded: &BTreeSet::new(),
             keep_deleted: false,
             guards: Guards::default(),
+            unchanged: 0,
         });
         assert!(matches!(
             plan.actions[..],
@@ -870,6 +878,7 @@ mod tests {
                 excluded: &BTreeSet::new(),
                 keep_deleted: false,
                 guards: Guards::default(),
+                unchanged: 0,
             })
         };
         let kept = plan(true, false, TW);
@@ -919,6 +928,7 @@ mod tests {
             excluded: &BTreeSet::new(),
             keep_deleted: false,
             guards: Guards::default(),
+            unchanged: 0,
         };
         let plan = plan_sync(&here);
         assert_eq!(

@@ -145,24 +145,32 @@ impl Model {
         m
     }
 
-    fn plan(&self, (direction, policy, keep_deleted, versions): Settings) -> SyncPlan {
-        let m = self.maps();
-        plan_sync(&SyncInputs {
-            base: &m.base,
-            local: &m.local,
-            remote: &m.remote,
-            remote_keeps_versions: versions,
-            direction,
-            policy,
-            keep_conflict_copy: false,
-            incomplete: &[],
-            excluded: &BTreeSet::new(),
-            keep_deleted,
-            guards: Guards {
-                confirm_deletes: true,
-                half_deletes: true,
+    fn plan(&self, set: Settings) -> SyncPlan {
+        plan_of(&self.maps(), set, 0)
+    }
+
+    /// The plan after the unchanged paths were sieved out, as a pass does.
+    fn plan_sieved(&self, set: Settings) -> SyncPlan {
+        let Maps {
+            base,
+            mut local,
+            mut remote,
+        } = self.maps();
+        let mut sieve = unchanged::Sieve::new(&mut local, &mut remote);
+        for row in base.into_values() {
+            sieve.row(row);
+        }
+        let unchanged = sieve.unchanged;
+        let base = sieve.base();
+        plan_of(
+            &Maps {
+                base,
+                local,
+                remote,
             },
-        })
+            set,
+            unchanged,
+        )
     }
 
     fn content_of(entry: &ReplicaEntry) -> u8 {
@@ -290,6 +298,30 @@ impl Model {
     }
 }
 
+fn plan_of(
+    m: &Maps,
+    (direction, policy, keep_deleted, versions): Settings,
+    unchanged: usize,
+) -> SyncPlan {
+    plan_sync(&SyncInputs {
+        base: &m.base,
+        local: &m.local,
+        remote: &m.remote,
+        remote_keeps_versions: versions,
+        direction,
+        policy,
+        keep_conflict_copy: false,
+        incomplete: &[],
+        excluded: &BTreeSet::new(),
+        keep_deleted,
+        guards: Guards {
+            confirm_deletes: true,
+            half_deletes: true,
+        },
+        unchanged,
+    })
+}
+
 /// Direction, conflict policy, keep-deleted, the remote keeps versions.
 type Settings = (Direction, ConflictPolicy, bool, bool);
 
@@ -321,6 +353,11 @@ proptest! {
         }
         let again = m.plan(set);
         prop_assert!(again.actions.is_empty(), "{:?} after {:?}", again.actions, m);
+    }
+
+    #[test]
+    fn leaving_out_unchanged_paths_changes_no_plan(m in model(), set in settings()) {
+        prop_assert_eq!(m.plan_sieved(set), m.plan(set));
     }
 
     #[test]
@@ -463,10 +500,10 @@ proptest! {
                 local.insert(path.clone(), local_entry(1, 1));
             }
         }
-        let plan = plan_sync(&SyncInputs {
-            base: &base,
-            local: &local,
-            remote: &remote,
+        let guarded = |base: &BTreeMap<RelPath, IndexRow>, local: &BTreeMap<RelPath, ReplicaEntry>, remote: &BTreeMap<RelPath, ReplicaEntry>, unchanged: usize| plan_sync(&SyncInputs {
+            base,
+            local,
+            remote,
             remote_keeps_versions: true,
             direction: Direction::TwoWay,
             policy: ConflictPolicy::KeepLatest,
@@ -475,7 +512,9 @@ proptest! {
             excluded: &BTreeSet::new(),
             keep_deleted: false,
             guards: Guards { confirm_deletes: false, half_deletes: true },
+            unchanged,
         });
+        let plan = guarded(&base, &local, &remote, 0);
         let expected = if gone == n {
             Some(Hold::EmptiedRoot { synced: n })
         } else if gone * 2 > n {
@@ -483,6 +522,14 @@ proptest! {
         } else {
             None
         };
-        prop_assert_eq!(plan.hold, expected);
+        prop_assert_eq!(&plan.hold, &expected);
+        // The same when the unchanged paths are left out first, as a pass does.
+        let mut sieve = unchanged::Sieve::new(&mut local, &mut remote);
+        for row in base.into_values() {
+            sieve.row(row);
+        }
+        let unchanged = sieve.unchanged;
+        let base = sieve.base();
+        prop_assert_eq!(guarded(&base, &local, &remote, unchanged).hold, expected);
     }
 }
