@@ -32,6 +32,7 @@ mod migrate;
 mod packaging;
 mod postgres;
 mod readme;
+mod reliability;
 mod repack;
 mod replica;
 mod replica_edges;
