@@ -246,6 +246,33 @@ impl Rig {
         self.check();
     }
 
+    /// A pass of computer `k` stopped (SIGSTOP) at a random moment and kept asleep through two
+    /// whole gc runs (the second frees what the first spared), then woken: whatever it had
+    /// uploaded before sleeping may be gone, and its commit must then fail or send again.
+    fn sleep_through_gc(&mut self, k: usize) {
+        let child = self.spawn_pass(k);
+        self.moment(600);
+        signal(&child, "STOP");
+        self.server.admin(&["gc"], None);
+        self.server.admin(&["gc"], None);
+        signal(&child, "CONT");
+        let _ = child.wait_with_output();
+        *self.kills.entry("sleep through gc").or_default() += 1;
+        self.check();
+    }
+
+    /// The network to the server cut (every packet to its port dropped) for up to 3 s at a
+    /// random moment of a pass of computer `k`, then healed.
+    fn partition(&mut self, k: usize) {
+        let child = self.spawn_pass(k);
+        self.moment(500);
+        let cut = Cut::new(self.server.port, None);
+        self.moment(3000);
+        drop(cut);
+        let _ = child.wait_with_output();
+        *self.kills.entry("partition").or_default() += 1;
+    }
+
     /// The server's data is whole: every chunk of every version is there and reads back.
     fn check(&self) {
         let out = self.server.admin_raw(&["check", "--read-data"], None);
@@ -259,8 +286,75 @@ impl Rig {
     }
 }
 
-#[test]
-fn kill_9_anywhere_loses_no_acknowledged_edit() {
+/// Sends `sig` to `child`; it may have ended already, which is fine.
+fn signal(child: &Child, sig: &str) {
+    let _ = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status();
+}
+
+/// An iptables rule dropping packets to and from a port on loopback (all of them, or a
+/// random share), removed on drop.
+struct Cut {
+    rules: Vec<Vec<String>>,
+}
+
+impl Cut {
+    fn new(port: u16, share: Option<&str>) -> Cut {
+        let mut rules = Vec::new();
+        for dir in ["--dport", "--sport"] {
+            let mut rule: Vec<String> = ["INPUT", "-i", "lo", "-p", "tcp", dir, &port.to_string()]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            if let Some(p) = share {
+                rule.extend(
+                    ["-m", "statistic", "--mode", "random", "--probability", p]
+                        .iter()
+                        .map(|s| s.to_string()),
+                );
+            }
+            rule.extend(["-j".to_string(), "DROP".to_string()]);
+            let ok = std::process::Command::new("iptables")
+                .arg("-I")
+                .args(&rule)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(
+                ok,
+                "iptables -I {rule:?} failed: this test needs root and iptables"
+            );
+            rules.push(rule);
+        }
+        Cut { rules }
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        for rule in &self.rules {
+            let _ = std::process::Command::new("iptables")
+                .arg("-D")
+                .args(rule)
+                .status();
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Fault {
+    Pass,
+    KillPass,
+    KillServer,
+    KillGc,
+    SleepThroughGc,
+    Partition,
+}
+
+/// Runs `iterations` rounds of random edits and faults picked from `faults` (repeat one to
+/// make it likelier), then syncs until quiet and runs the checker.
+fn run_rig(faults: &[Fault], setup: impl FnOnce(&Server) -> Option<Cut>) {
     let iterations: u64 = std::env::var("CAIRN_KILL_ITERATIONS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -272,6 +366,7 @@ fn kill_9_anywhere_loses_no_acknowledged_edit() {
         .iter()
         .map(|name| computer(&server, name, &[]))
         .collect();
+    let network = setup(&server);
     let mut rig = Rig {
         seed,
         rng,
@@ -285,13 +380,16 @@ fn kill_9_anywhere_loses_no_acknowledged_edit() {
     for _ in 0..iterations {
         let k = rig.rng.below(3) as usize;
         rig.edit(k);
-        match rig.rng.below(8) {
-            0..=2 => rig.pass(k),
-            3..=4 => rig.kill_pass(k),
-            5..=6 => rig.kill_server(k),
-            _ => rig.kill_gc(k),
+        match faults[rig.rng.below(faults.len() as u64) as usize] {
+            Fault::Pass => rig.pass(k),
+            Fault::KillPass => rig.kill_pass(k),
+            Fault::KillServer => rig.kill_server(k),
+            Fault::KillGc => rig.kill_gc(k),
+            Fault::SleepThroughGc => rig.sleep_through_gc(k),
+            Fault::Partition => rig.partition(k),
         }
     }
+    drop(network);
     // Quiet now: every computer syncs until all agree.
     for _ in 0..3 {
         for k in 0..3 {
@@ -310,11 +408,33 @@ fn kill_9_anywhere_loses_no_acknowledged_edit() {
         .filter(|e| !present.contains(e) && !history.contains(e))
         .count();
     eprintln!(
-        "seed {seed}: {iterations} iterations in {:?}, {} edits, kills {:?}, {} acknowledged contents checked, {lost} lost",
+        "seed {seed}: {iterations} iterations in {:?}, {} edits, faults {:?}, {} acknowledged contents checked, {lost} lost",
         started.elapsed(),
         rig.edits,
         rig.kills,
         rig.must_survive.len(),
     );
     assert_eq!(lost, 0, "seed {seed}: acknowledged edits are nowhere");
+}
+
+#[test]
+fn kill_9_anywhere_loses_no_acknowledged_edit() {
+    use Fault::*;
+    run_rig(
+        &[
+            Pass, Pass, Pass, KillPass, KillPass, KillServer, KillServer, KillGc,
+        ],
+        |_| None,
+    );
+}
+
+/// The same users on a network that drops 3 % of the packets to and from the server, with
+/// partitions of up to 3 s and clients asleep (SIGSTOP) through gc runs.
+#[test]
+fn a_lossy_network_partitions_and_sleeping_clients_lose_no_acknowledged_edit() {
+    use Fault::*;
+    run_rig(
+        &[Pass, Pass, Partition, SleepThroughGc, KillPass],
+        |server| Some(Cut::new(server.port, Some("0.03"))),
+    );
 }
