@@ -36,9 +36,9 @@ pub struct LocalIndex {
 }
 
 fn db(context: &str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
-    move |source| Error::Index {
+    move |cause| Error::Index {
         context: context.to_string(),
-        source,
+        cause,
     }
 }
 

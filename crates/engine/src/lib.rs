@@ -31,18 +31,19 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("{context}")]
+    // The cause is part of the text, not a `source`: a failure reported per path (the
+    // executor, restore) is shown by its text alone, and must say why ("No space left on
+    // device"), not only what was being done.
+    #[error("{context}: {cause}")]
     Index {
         context: String,
-        #[source]
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
-    #[error("{context}: {}", path.display())]
+    #[error("{context} {}: {cause}", path.display())]
     Io {
         context: String,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The remote failed; the text says what was asked and why it failed. `temporary` when
     /// the same request may succeed later (a dropped connection, a restarting server).
@@ -80,10 +81,10 @@ impl Error {
     ) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();
         let path = path.into();
-        move |source| Error::Io {
+        move |cause| Error::Io {
             context,
             path,
-            source,
+            cause,
         }
     }
 }

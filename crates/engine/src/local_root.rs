@@ -56,7 +56,7 @@ fn io_err(context: &str, path: &Path) -> impl FnOnce(Errno) -> Error {
     move |e| Error::Io {
         context,
         path,
-        source: e.into(),
+        cause: e.into(),
     }
 }
 
@@ -204,7 +204,7 @@ impl LocalRoot {
         let parent = self.parent(rel, false)?.ok_or_else(|| Error::Io {
             context: "opening".into(),
             path: full(),
-            source: std::io::ErrorKind::NotFound.into(),
+            cause: std::io::ErrorKind::NotFound.into(),
         })?;
         rustix::fs::openat(
             &parent,

@@ -438,3 +438,98 @@ fn a_lossy_network_partitions_and_sleeping_clients_lose_no_acknowledged_edit() {
         |server| Some(Cut::new(server.port, Some("0.03"))),
     );
 }
+
+/// Unmounts a test's small disk on drop.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A computer whose folder is on a small disk that fills up mid-download: the pass fails
+/// saying so, no local file is harmed, no half file is left in the folder, the server's data
+/// is untouched; once there is room, the next pass completes.
+#[test]
+fn a_full_local_disk_is_a_clear_error_and_loses_nothing() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    let b = Client::new();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&b.root)
+        .status()
+        .expect("mount");
+    assert!(
+        mounted.success(),
+        "this test needs root to mount a small tmpfs"
+    );
+    let _unmount = Mounted(b.root.clone());
+    b.connect(&server, "alice", "alice-pw");
+    let root = b.root.to_str().expect("utf-8").to_string();
+    b.ok(&[
+        "drive",
+        "add",
+        "d",
+        "--local",
+        &root,
+        "--connection",
+        "srv",
+        "--folder",
+        "backup",
+        "--computer",
+        "B",
+    ]);
+    b.write("mine.txt", b"B's own file");
+    b.ok(&["run", "d", "--once"]);
+    a.ok(&["run", "d", "--once"]);
+    let big = noise(21, 6 << 20);
+    a.write("big.bin", &big);
+    a.write("small.txt", b"fits");
+    a.ok(&["run", "d", "--once"]);
+
+    let out = b.cairn(&["run", "d", "--once"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success(),
+        "a pass that could not write must say so: {text}"
+    );
+    assert!(
+        text.contains("big.bin") && text.to_lowercase().contains("space"),
+        "the error names the file and the full disk: {text}"
+    );
+    assert_eq!(
+        std::fs::read(b.path("mine.txt")).ok().as_deref(),
+        Some(&b"B's own file"[..])
+    );
+    assert!(
+        !b.path("big.bin").exists(),
+        "no half-written file in the folder"
+    );
+    assert!(server
+        .admin(&["check", "--read-data"], None)
+        .contains("no problems"));
+    // Room again: the same pass completes, and nothing of A's was deleted because B lacked it.
+    let grown = std::process::Command::new("mount")
+        .args(["-o", "remount,size=32m"])
+        .arg(&b.root)
+        .status()
+        .expect("remount");
+    assert!(grown.success());
+    b.ok(&["run", "d", "--once"]);
+    assert_eq!(std::fs::read(b.path("big.bin")).ok(), Some(big.clone()));
+    a.ok(&["run", "d", "--once"]);
+    assert_eq!(std::fs::read(a.path("big.bin")).ok(), Some(big));
+    assert_eq!(
+        std::fs::read(a.path("mine.txt")).ok().as_deref(),
+        Some(&b"B's own file"[..])
+    );
+}

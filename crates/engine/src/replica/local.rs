@@ -145,7 +145,7 @@ fn open_version(file: &File) -> Option<Version> {
 /// Opens the file at `path` if it is still `version`; the error says what moved on.
 fn open_at_version(root: &LocalRoot, path: &RelPath, version: &Version) -> Result<File> {
     let file = root.open_file(path).map_err(|e| match e {
-        Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+        Error::Io { ref cause, .. } if cause.kind() == std::io::ErrorKind::NotFound => {
             Error::Refused(format!(
                 "{} is gone since it was listed; it will be read again",
                 root.full(path).display()
@@ -254,7 +254,7 @@ fn delete_at(root: &LocalRoot, path: &RelPath, expect: &Version) -> Result<Outco
 /// The kind of an I/O error, `None` for other errors.
 fn io_kind(e: &Error) -> Option<std::io::ErrorKind> {
     match e {
-        Error::Io { source, .. } => Some(source.kind()),
+        Error::Io { cause, .. } => Some(cause.kind()),
         _ => None,
     }
 }
