@@ -25,6 +25,7 @@ mod events;
 mod explorer;
 mod harness;
 mod hostile;
+mod hostile_fs;
 mod hostile_server;
 mod journal_stream;
 mod metrics;

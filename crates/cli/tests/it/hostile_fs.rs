@@ -1,0 +1,360 @@
+//! Hostile file systems under a computer's folder (issue 13): a disk that fills up, a disk
+//! that disappears mid-pass, a clock hours off, names in the decomposed form a Mac writes.
+//! Each ends with nothing lost: every file on the server and on the other computer.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::drive::computer;
+use crate::harness::{noise, Client, Server};
+
+/// Unmounts a test's small disk on drop.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A computer whose folder is on a small disk that fills up mid-download: the pass fails
+/// saying so, no local file is harmed, no half file is left in the folder, the server's data
+/// is untouched; once there is room, the next pass completes.
+#[test]
+fn a_full_local_disk_is_a_clear_error_and_loses_nothing() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    let b = Client::new();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&b.root)
+        .status()
+        .expect("mount");
+    assert!(
+        mounted.success(),
+        "this test needs root to mount a small tmpfs"
+    );
+    let _unmount = Mounted(b.root.clone());
+    b.connect(&server, "alice", "alice-pw");
+    let root = b.root.to_str().expect("utf-8").to_string();
+    b.ok(&[
+        "drive",
+        "add",
+        "d",
+        "--local",
+        &root,
+        "--connection",
+        "srv",
+        "--folder",
+        "backup",
+        "--computer",
+        "B",
+    ]);
+    b.write("mine.txt", b"B's own file");
+    b.ok(&["run", "d", "--once"]);
+    a.ok(&["run", "d", "--once"]);
+    let big = noise(21, 6 << 20);
+    a.write("big.bin", &big);
+    a.write("small.txt", b"fits");
+    a.ok(&["run", "d", "--once"]);
+
+    let out = b.cairn(&["run", "d", "--once"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success(),
+        "a pass that could not write must say so: {text}"
+    );
+    assert!(
+        text.contains("big.bin") && text.to_lowercase().contains("space"),
+        "the error names the file and the full disk: {text}"
+    );
+    assert_eq!(
+        std::fs::read(b.path("mine.txt")).ok().as_deref(),
+        Some(&b"B's own file"[..])
+    );
+    assert!(
+        !b.path("big.bin").exists(),
+        "no half-written file in the folder"
+    );
+    assert!(server
+        .admin(&["check", "--read-data"], None)
+        .contains("no problems"));
+    // Room again: the same pass completes, and nothing of A's was deleted because B lacked it.
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=32m"])
+        .arg(&b.root)
+        .status()
+        .expect("remount");
+    assert!(grown.success());
+    b.ok(&["run", "d", "--once"]);
+    assert_eq!(std::fs::read(b.path("big.bin")).ok(), Some(big.clone()));
+    a.ok(&["run", "d", "--once"]);
+    assert_eq!(std::fs::read(a.path("big.bin")).ok(), Some(big));
+    assert_eq!(
+        std::fs::read(a.path("mine.txt")).ok().as_deref(),
+        Some(&b"B's own file"[..])
+    );
+}
+
+/// Connects `c` as alice and adds drive task `d` over the `backup` folder as computer `name`.
+fn join(c: &Client, server: &Server, name: &str) {
+    c.connect(server, "alice", "alice-pw");
+    let root = c.root.to_str().expect("utf-8").to_string();
+    c.ok(&[
+        "drive",
+        "add",
+        "d",
+        "--local",
+        &root,
+        "--connection",
+        "srv",
+        "--folder",
+        "backup",
+        "--computer",
+        name,
+    ]);
+}
+
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A 64 MiB ext4 image at `image`, mounted at `at` (a removable disk).
+fn mount_disk(image: &Path, at: &Path) {
+    if !image.exists() {
+        assert!(succeeds(
+            Command::new("truncate").arg("-s").arg("64M").arg(image)
+        ));
+        assert!(
+            succeeds(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(image)),
+            "mkfs.ext4 (e2fsprogs) is missing: run scripts/test-servers"
+        );
+    }
+    assert!(
+        succeeds(
+            Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(image)
+                .arg(at)
+        ),
+        "this test needs root to mount a loop device"
+    );
+    // A fresh file system's lost+found is not a user's file.
+    let _ = std::fs::remove_dir(at.join("lost+found"));
+}
+
+/// Everything under `root` (not `.cairn`), by path, with its bytes.
+fn files(root: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            let rel = p
+                .strip_prefix(root)
+                .expect("below root")
+                .to_string_lossy()
+                .into_owned();
+            if rel.starts_with(".cairn") || rel == "lost+found" {
+                continue;
+            }
+            if p.is_dir() {
+                walk(&p, root, out);
+            } else {
+                out.push((rel, std::fs::read(&p).unwrap_or_default()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// The disk under a computer's folder is pulled out in the middle of a pass (a lazy unmount
+/// at several moments): whatever the pass had seen, nothing is deleted on the server; with
+/// the disk gone every pass refuses (an empty folder that had files); plugged in again, the
+/// next pass completes and the edit made before it went away reaches the other computer.
+#[test]
+fn a_disk_pulled_out_mid_pass_deletes_nothing() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    for i in 0..400 {
+        a.write(
+            &format!("docs/{:02}/{i:03}.txt", i % 20),
+            format!("file {i}").as_bytes(),
+        );
+    }
+    a.write("big.bin", &noise(5, 6 << 20));
+    a.ok(&["run", "d", "--once"]);
+    let everything = files(&a.root);
+    let b = Client::new();
+    let image = b.tmp().join("disk.img");
+    mount_disk(&image, &b.root);
+    let mut mounted = Some(Mounted(b.root.clone()));
+    join(&b, &server, "B");
+    b.ok(&["run", "d", "--once"]);
+    for (round, delay) in [0u64, 30, 120, 400].into_iter().enumerate() {
+        let edit = format!("edited on B in round {round}");
+        b.write("docs/00/000.txt", edit.as_bytes());
+        // New files too: the pass has something to send while the disk goes.
+        b.write(&format!("new/{round}.bin"), &noise(round as u64, 2 << 20));
+        let pass = b
+            .cmd()
+            .args(["run", "d", "--once"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("a pass starts");
+        std::thread::sleep(Duration::from_millis(delay));
+        drop(mounted.take());
+        let _ = pass.wait_with_output();
+        let out = b.cairn(&["run", "d", "--once"]);
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success() && text.contains("empty"),
+            "a pass over the empty mount point must refuse: {text}"
+        );
+        // Nothing of A's was deleted.
+        a.ok(&["run", "d", "--once"]);
+        let now = files(&a.root);
+        for (path, data) in &everything {
+            assert!(
+                now.iter()
+                    .any(|(p, d)| p == path && (d == data || p == "docs/00/000.txt")),
+                "round {round}: {path} is gone from A"
+            );
+        }
+        // Plugged in again: the pass completes and B's edit reaches A.
+        mount_disk(&image, &b.root);
+        mounted = Some(Mounted(b.root.clone()));
+        b.ok(&["run", "d", "--once"]);
+        a.ok(&["run", "d", "--once"]);
+        assert_eq!(
+            std::fs::read_to_string(a.path("docs/00/000.txt")).ok(),
+            Some(edit)
+        );
+    }
+    b.ok(&["run", "d", "--once"]);
+    assert_eq!(files(&a.root), files(&b.root));
+}
+
+/// libfaketime, which `scripts/test-servers` installs.
+fn libfaketime() -> PathBuf {
+    std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|arch| arch.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.exists())
+        .expect("libfaketime is missing: run scripts/test-servers")
+}
+
+/// A pass of `c` on a clock `skew` off ("+6h", "-6h"); its output.
+fn skewed_pass(c: &Client, skew: &str) -> String {
+    let out = c
+        .cmd()
+        .args(["run", "d", "--once"])
+        .env("LD_PRELOAD", libfaketime())
+        .env("FAKETIME", skew)
+        // Timeouts and retries keep real time.
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .output()
+        .expect("a pass runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "a pass with the clock {skew} failed: {text}"
+    );
+    text
+}
+
+/// Three computers whose clocks are six hours apart edit the same files: each still
+/// connects and syncs (certificates, sessions), the edits meet as conflicts decided by
+/// their times, and every edit survives as the head, a version or a conflict copy.
+#[test]
+fn clocks_hours_apart_lose_no_edit() {
+    let server = Server::start();
+    let skews = ["+0", "+6h", "-6h"];
+    let computers: Vec<Client> = ["A", "B", "C"]
+        .iter()
+        .map(|name| computer(&server, name, &[]))
+        .collect();
+    let mut made = Vec::new();
+    for round in 0..3 {
+        for (k, c) in computers.iter().enumerate() {
+            let text = format!("round {round}: the same file edited on {}", skews[k]);
+            c.write("shared.txt", text.as_bytes());
+            c.write(&format!("own-{k}.txt"), text.as_bytes());
+            // Written by an editor on that clock: B's edits look six hours newer than they
+            // are, C's six hours older, so the newest-wins rule is misled both ways.
+            let now = std::time::SystemTime::now();
+            let hours = Duration::from_secs(6 * 3600);
+            let mtime = match k {
+                1 => now + hours,
+                2 => now - hours,
+                _ => now,
+            };
+            for name in ["shared.txt".to_string(), format!("own-{k}.txt")] {
+                std::fs::File::options()
+                    .write(true)
+                    .open(c.path(&name))
+                    .and_then(|f| f.set_modified(mtime))
+                    .expect("set mtime");
+            }
+            made.push(text);
+        }
+        // Every computer edits before any syncs: the edits meet.
+        for (k, c) in computers.iter().enumerate() {
+            skewed_pass(c, skews[k]);
+        }
+    }
+    for _ in 0..2 {
+        for (k, c) in computers.iter().enumerate() {
+            skewed_pass(c, skews[k]);
+        }
+    }
+    let trees: Vec<_> = computers.iter().map(|c| files(&c.root)).collect();
+    assert_eq!(trees[0], trees[1], "A and B differ");
+    assert_eq!(trees[1], trees[2], "B and C differ");
+    let mut kept: Vec<String> = trees[0]
+        .iter()
+        .map(|(_, d)| String::from_utf8_lossy(d).into_owned())
+        .collect();
+    let listed = computers[0].ok(&[
+        "versions",
+        "d",
+        computers[0].path("shared.txt").to_str().expect("utf-8"),
+    ]);
+    for line in listed.lines().skip(1) {
+        let Some(seq) = line.split_whitespace().next() else {
+            continue;
+        };
+        let to = computers[0].tmp().join(format!("v{seq}"));
+        let got = computers[0].cairn(&[
+            "download",
+            "d",
+            computers[0].path("shared.txt").to_str().expect("utf-8"),
+            "--version",
+            seq,
+            "--to",
+            to.to_str().expect("utf-8"),
+        ]);
+        if got.status.success() {
+            kept.push(std::fs::read_to_string(&to).unwrap_or_default());
+        }
+    }
+    for edit in &made {
+        assert!(kept.contains(edit), "the edit {edit:?} is nowhere");
+    }
+}
