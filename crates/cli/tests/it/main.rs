@@ -43,6 +43,7 @@ mod server_admin;
 mod server_cloud;
 mod server_cloud_staging;
 mod shares;
+mod soak;
 mod traffic;
 mod web;
 mod web_browser;

@@ -18,10 +18,10 @@ use crate::drive::computer;
 use crate::harness::{noise, Client, Server};
 
 /// A seeded xorshift: the same seed, the same run.
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn from_env() -> (u64, Rng) {
+    pub(crate) fn from_env() -> (u64, Rng) {
         let seed = std::env::var("CAIRN_TEST_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
@@ -34,7 +34,7 @@ impl Rng {
         (seed, Rng(seed | 1))
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -43,14 +43,14 @@ impl Rng {
 }
 
 /// What the checker compares: a content's fingerprint (contents are large and binary).
-fn print_of(data: &[u8]) -> u64 {
+pub(crate) fn print_of(data: &[u8]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     data.hash(&mut h);
     h.finish()
 }
 
 /// Every file under a computer's folder (not its state), by path, as fingerprints.
-fn tree(c: &Client) -> BTreeMap<String, u64> {
+pub(crate) fn tree(c: &Client) -> BTreeMap<String, u64> {
     fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<String, u64>) {
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let p = e.path();
@@ -75,7 +75,7 @@ fn tree(c: &Client) -> BTreeMap<String, u64> {
 }
 
 /// The fingerprint of every content any version of any path ever had in the folder.
-fn history(server: &Server) -> HashSet<u64> {
+pub(crate) fn history(server: &Server) -> HashSet<u64> {
     let http = crate::harness::http();
     let login: serde_json::Value = http
         .post(format!("{}/api/v1/login", server.url()))
