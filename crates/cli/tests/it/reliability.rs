@@ -75,7 +75,7 @@ pub(crate) fn tree(c: &Client) -> BTreeMap<String, u64> {
 }
 
 /// The fingerprint of every content any version of any path ever had in the folder.
-pub(crate) fn history(server: &Server) -> HashSet<u64> {
+pub(crate) fn history(server: &Server, folder: &str) -> HashSet<u64> {
     let http = crate::harness::http();
     let login: serde_json::Value = http
         .post(format!("{}/api/v1/login", server.url()))
@@ -85,7 +85,7 @@ pub(crate) fn history(server: &Server) -> HashSet<u64> {
         .json()
         .expect("json");
     let tok = login["token"].as_str().expect("token").to_string();
-    let base = format!("{}/api/v1/folders/backup", server.url());
+    let base = format!("{}/api/v1/folders/{folder}", server.url());
     let get = |what: &str, q: &[(&str, String)]| {
         http.get(format!("{base}/{what}"))
             .query(q)
@@ -132,9 +132,13 @@ struct Rig {
     rng: Rng,
     server: Server,
     computers: Vec<Client>,
+    /// A fourth computer backing its folder up to folder `vault` (task `t`).
+    vault: Client,
     edits: u64,
     /// Fingerprints of contents that were on a computer when one of its passes completed.
     must_survive: HashSet<u64>,
+    /// The same for the backup's passes: each must be in the vault's history.
+    must_keep: HashSet<u64>,
     kills: HashMap<&'static str, u64>,
 }
 
@@ -174,6 +178,80 @@ impl Rig {
                 _ => {}
             }
         }
+    }
+
+    /// Random writes and deletes in the backed-up folder.
+    fn edit_vault(&mut self) {
+        for _ in 0..1 + self.rng.below(4) {
+            let name = NAMES[self.rng.below(NAMES.len() as u64) as usize];
+            if self.rng.below(4) == 0 {
+                let _ = std::fs::remove_file(self.vault.path(name));
+                continue;
+            }
+            self.edits += 1;
+            let size = [64, 300 << 10, 3 << 20][self.rng.below(3) as usize];
+            let mut data = format!("backed-up edit {}\n", self.edits).into_bytes();
+            data.extend(noise(self.seed ^ self.edits, size));
+            self.vault.write(name, &data);
+        }
+    }
+
+    fn spawn_backup(&self) -> Child {
+        self.vault
+            .cmd()
+            .args(["run", "t", "--once", "--confirm-deletes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("a backup starts")
+    }
+
+    /// A backup pass: run whole (what it had is then kept) or killed at a random moment.
+    fn backup(&mut self, kill: bool) {
+        self.edit_vault();
+        let before = tree(&self.vault);
+        let mut child = self.spawn_backup();
+        if kill {
+            self.moment(800);
+            let _ = child.kill();
+            let _ = child.wait();
+            *self.kills.entry("backup").or_default() += 1;
+            return;
+        }
+        let out = child.wait_with_output().expect("a backup ends");
+        assert!(
+            out.status.success(),
+            "seed {}: a backup failed: {}",
+            self.seed,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.must_keep.extend(before.into_values());
+    }
+
+    /// Folders of computer `k` renamed again and again, a pass started and killed after each
+    /// rename: the moves meet half-done moves of the pass before.
+    fn rename_storm(&mut self, k: usize) {
+        for _ in 0..2 + self.rng.below(4) {
+            let root = self.computers[k].root.clone();
+            let dirs: Vec<std::path::PathBuf> = std::fs::read_dir(&root)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir() && !p.ends_with(".cairn"))
+                .collect();
+            let Some(from) = dirs.get(self.rng.below(dirs.len().max(1) as u64) as usize) else {
+                return;
+            };
+            self.edits += 1;
+            let to = root.join(format!("moved-{}", self.edits));
+            std::fs::rename(from, &to).expect("rename a folder");
+            let mut child = self.spawn_pass(k);
+            self.moment(400);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        *self.kills.entry("rename storm").or_default() += 1;
     }
 
     fn spawn_pass(&self, k: usize) -> Child {
@@ -350,6 +428,9 @@ enum Fault {
     KillGc,
     SleepThroughGc,
     Partition,
+    Backup,
+    KillBackup,
+    RenameStorm,
 }
 
 /// Runs `iterations` rounds of random edits and faults picked from `faults` (repeat one to
@@ -366,14 +447,35 @@ fn run_rig(faults: &[Fault], setup: impl FnOnce(&Server) -> Option<Cut>) {
         .iter()
         .map(|name| computer(&server, name, &[]))
         .collect();
+    server.admin(&["folder", "add", "vault"], None);
+    server.admin(
+        &["folder", "grant", "vault", "alice", "--access", "rw"],
+        None,
+    );
+    let vault = Client::new();
+    vault.connect(&server, "alice", "alice-pw");
+    let root = vault.root.to_str().expect("utf-8").to_string();
+    vault.ok(&[
+        "backup",
+        "add",
+        "t",
+        "--local",
+        &root,
+        "--connection",
+        "srv",
+        "--folder",
+        "vault",
+    ]);
     let network = setup(&server);
     let mut rig = Rig {
         seed,
         rng,
         server,
         computers,
+        vault,
         edits: 0,
         must_survive: HashSet::new(),
+        must_keep: HashSet::new(),
         kills: HashMap::new(),
     };
     let started = Instant::now();
@@ -387,6 +489,9 @@ fn run_rig(faults: &[Fault], setup: impl FnOnce(&Server) -> Option<Cut>) {
             Fault::KillGc => rig.kill_gc(k),
             Fault::SleepThroughGc => rig.sleep_through_gc(k),
             Fault::Partition => rig.partition(k),
+            Fault::Backup => rig.backup(false),
+            Fault::KillBackup => rig.backup(true),
+            Fault::RenameStorm => rig.rename_storm(k),
         }
     }
     drop(network);
@@ -396,23 +501,26 @@ fn run_rig(faults: &[Fault], setup: impl FnOnce(&Server) -> Option<Cut>) {
             rig.pass(k);
         }
     }
+    rig.backup(false);
     rig.check();
     let trees: Vec<_> = rig.computers.iter().map(tree).collect();
     assert_eq!(trees[0], trees[1], "seed {seed}: A and B differ");
     assert_eq!(trees[1], trees[2], "seed {seed}: B and C differ");
-    let history = history(&rig.server);
+    let history = history(&rig.server, "backup");
     let present: HashSet<u64> = trees[0].values().copied().collect();
+    let vault = crate::reliability::history(&rig.server, "vault");
     let lost = rig
         .must_survive
         .iter()
         .filter(|e| !present.contains(e) && !history.contains(e))
-        .count();
+        .count()
+        + rig.must_keep.iter().filter(|e| !vault.contains(e)).count();
     eprintln!(
         "seed {seed}: {iterations} iterations in {:?}, {} edits, faults {:?}, {} acknowledged contents checked, {lost} lost",
         started.elapsed(),
         rig.edits,
         rig.kills,
-        rig.must_survive.len(),
+        rig.must_survive.len() + rig.must_keep.len(),
     );
     assert_eq!(lost, 0, "seed {seed}: acknowledged edits are nowhere");
 }
@@ -422,7 +530,17 @@ fn kill_9_anywhere_loses_no_acknowledged_edit() {
     use Fault::*;
     run_rig(
         &[
-            Pass, Pass, Pass, KillPass, KillPass, KillServer, KillServer, KillGc,
+            Pass,
+            Pass,
+            Pass,
+            KillPass,
+            KillPass,
+            KillServer,
+            KillServer,
+            KillGc,
+            Backup,
+            KillBackup,
+            RenameStorm,
         ],
         |_| None,
     );

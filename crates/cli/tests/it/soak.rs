@@ -216,7 +216,7 @@ fn three_agents_through_restarts_and_gc_lose_no_edit() {
         };
     }
     let final_tree = tree(&computers[0]);
-    let history = history(&server);
+    let history = history(&server, "backup");
     let present: HashSet<u64> = final_tree.values().copied().collect();
     let lost = made
         .iter()
