@@ -66,7 +66,18 @@ impl<'a> TreeSplitter<'a> {
     pub(crate) fn feed(&mut self, piece: &[u8]) -> Result<(), String> {
         // Bytes are copied in runs, not one by one: `from` is where the current run began.
         let mut from = 0;
-        for (i, &b) in piece.iter().enumerate() {
+        let mut i = 0;
+        while i < piece.len() {
+            if self.in_string && !self.escaped && !self.reading_key {
+                // Most of a body is inside strings (paths, hashes, names): jump to the next
+                // byte that can end one.
+                match memchr::memchr2(b'"', b'\\', &piece[i..]) {
+                    Some(n) => i += n,
+                    None => break,
+                }
+            }
+            let b = piece[i];
+            i += 1;
             if self.in_string {
                 if self.reading_key && !self.escaped && b != b'"' && self.key.len() < KEY_MAX {
                     self.key.push(b);
@@ -93,9 +104,9 @@ impl<'a> TreeSplitter<'a> {
                 b',' if self.depth == 1 => self.expect_key = true,
                 b'{' | b'[' => {
                     if self.in_entries && !self.in_entry && self.depth == 2 && b == b'{' {
-                        self.skeleton.extend_from_slice(&piece[from..i]);
+                        self.skeleton.extend_from_slice(&piece[from..i - 1]);
                         self.skeleton.push(b'0');
-                        from = i;
+                        from = i - 1;
                         self.in_entry = true;
                     }
                     self.depth += 1;
@@ -108,8 +119,8 @@ impl<'a> TreeSplitter<'a> {
                 b'}' | b']' => {
                     self.depth = self.depth.saturating_sub(1);
                     if self.in_entry && self.depth == 2 {
-                        self.entry.extend_from_slice(&piece[from..=i]);
-                        from = i + 1;
+                        self.entry.extend_from_slice(&piece[from..i]);
+                        from = i;
                         self.in_entry = false;
                         self.hand_over()?;
                     } else if self.depth == 1 {

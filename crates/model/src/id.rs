@@ -37,17 +37,30 @@ macro_rules! hash_id {
             /// # Errors
             /// Anything else, uppercase included, so that one id has one spelling.
             pub fn parse(value: &str) -> Result<Self> {
-                if value.len() != 64 || !value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-                    return Err(Error::InvalidId {
-                        value: value.chars().take(80).collect(),
-                        reason: "expected 64 lowercase hex digits",
-                    });
+                // One pass that checks and decodes: listings carry an id per entry.
+                fn nibble(b: u8) -> Option<u8> {
+                    match b {
+                        b'0'..=b'9' => Some(b - b'0'),
+                        b'a'..=b'f' => Some(b - b'a' + 10),
+                        _ => None,
+                    }
                 }
-                let hash = blake3::Hash::from_hex(value).map_err(|_| Error::InvalidId {
-                    value: value.to_string(),
-                    reason: "not hex",
-                })?;
-                Ok(Self(*hash.as_bytes()))
+                let invalid = || Error::InvalidId {
+                    value: value.chars().take(80).collect(),
+                    reason: "expected 64 lowercase hex digits",
+                };
+                let hex = value.as_bytes();
+                if hex.len() != 64 {
+                    return Err(invalid());
+                }
+                let mut out = [0u8; 32];
+                for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+                    let (Some(hi), Some(lo)) = (nibble(pair[0]), nibble(pair[1])) else {
+                        return Err(invalid());
+                    };
+                    *byte = hi << 4 | lo;
+                }
+                Ok(Self(out))
             }
         }
 
@@ -79,7 +92,10 @@ macro_rules! hash_id {
                     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                         f.write_str("64 lowercase hex digits")
                     }
-                    fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<$name, E> {
+                    fn visit_str<E: serde::de::Error>(
+                        self,
+                        v: &str,
+                    ) -> std::result::Result<$name, E> {
                         $name::parse(v).map_err(E::custom)
                     }
                 }
@@ -165,6 +181,16 @@ mod tests {
         assert_eq!(ChunkId::parse(&id.to_hex()).ok(), Some(id));
         assert!(ChunkId::parse(&id.to_hex().to_uppercase()).is_err());
         assert!(ChunkId::parse("../../etc/passwd").is_err());
+        // 64 bytes, but not 64 hex digits: a letter past f, a space, a two-byte character.
+        let hex = id.to_hex();
+        for bad in [
+            format!("g{}", &hex[1..]),
+            format!("{} ", &hex[..63]),
+            format!("\u{e9}{}", &hex[2..]),
+        ] {
+            assert_eq!(bad.len(), 64);
+            assert!(ChunkId::parse(&bad).is_err(), "{bad}");
+        }
         let pack = PackId([0xab; 16]);
         assert_eq!(PackId::parse(&pack.to_hex()), Some(pack));
         assert_eq!(PackId::parse("../x"), None);
