@@ -112,6 +112,7 @@ pub enum UserCmd {
 
 #[derive(Subcommand)]
 pub enum FolderCmd {
+    /// Adds a shared folder (no one has access until granted).
     Add {
         name: String,
         /// Versions kept per file.
@@ -120,6 +121,7 @@ pub enum FolderCmd {
         #[command(flatten)]
         target: AdminTarget,
     },
+    /// Folders with their retention and who may use them.
     List {
         #[command(flatten)]
         target: AdminTarget,
@@ -127,6 +129,7 @@ pub enum FolderCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Gives a user read-write (`rw`) or read-only (`ro`) access to a folder.
     Grant {
         folder: String,
         user: String,
@@ -143,6 +146,7 @@ pub enum FolderCmd {
         #[command(flatten)]
         target: AdminTarget,
     },
+    /// Takes a user's access to a folder away; nothing in it is deleted.
     Revoke {
         folder: String,
         user: String,

@@ -447,7 +447,16 @@ fn run_rig(faults: &[Fault], setup: impl FnOnce(&Server) -> Option<Cut>) {
         .iter()
         .map(|name| computer(&server, name, &[]))
         .collect();
-    server.admin(&["folder", "add", "vault"], None);
+    // Every version kept: the checker then knows that a content missing from history was
+    // lost, not dropped by retention (32 versions a file by default).
+    server.admin(
+        &["folder", "set", "backup", "--keep-versions", "100000"],
+        None,
+    );
+    server.admin(
+        &["folder", "add", "vault", "--keep-versions", "100000"],
+        None,
+    );
     server.admin(
         &["folder", "grant", "vault", "alice", "--access", "rw"],
         None,

@@ -123,6 +123,11 @@ fn three_agents_through_restarts_and_gc_lose_no_edit() {
     let (seed, mut rng) = Rng::from_env();
     eprintln!("seed = {seed} (run again with CAIRN_TEST_SEED={seed})");
     let mut server = Server::start();
+    // Every version kept, so the checker can tell a loss from retention's pruning.
+    server.admin(
+        &["folder", "set", "backup", "--keep-versions", "100000"],
+        None,
+    );
     let computers: Vec<Client> = ["A", "B", "C"]
         .iter()
         .map(|name| computer(&server, name, &[]))
