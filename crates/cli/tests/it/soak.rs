@@ -181,7 +181,9 @@ fn three_agents_through_restarts_and_gc_lose_no_edit() {
             14..=15 if std::fs::remove_file(c.path(name)).is_ok() => {
                 *counts.entry("deletes").or_default() += 1;
             }
-            16 => {
+            // About once a minute: long enough between kills for the memory samples to
+            // show how one server process fares.
+            16 if rng.below(8) == 0 => {
                 server.restart();
                 *counts.entry("server kills").or_default() += 1;
             }
