@@ -348,7 +348,7 @@ pub async fn run_task(
             outcome(name, dry_run, backup_outcome(name, &stats), &stats.planned)
         }
         Some(d) => {
-            let first_pass = index.load(name, 0)?.is_empty();
+            let first_pass = index.is_empty(name, 0)?;
             let policy = if first_pass && d.on_relink == "server-wins" {
                 ConflictPolicy::KeepServer
             } else {

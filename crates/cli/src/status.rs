@@ -322,7 +322,7 @@ fn classify(
         )));
     }
     let index = LocalIndex::open(&home.index_path())?;
-    let row = index.load(name, root_no as u32)?.remove(rel);
+    let row = index.row(name, root_no as u32, rel)?;
     let drive = task.drive.as_ref();
     let download_only = drive.is_some_and(|d| d.mode == Direction::DownloadOnly);
     // A two-way task whose last pass went on download-only: the folder is read-only for the

@@ -75,20 +75,49 @@ impl LocalIndex {
 
     /// Hands every row of one local root of a task to `f`, one at a time (none is kept).
     pub fn each(&self, task: &str, root: u32, f: &mut dyn FnMut(IndexRow)) -> Result<()> {
-        crate::off_runtime(|| self.each_now(task, root, f))
+        crate::off_runtime(|| self.each_now(task, root, None, f))
     }
 
-    fn each_now(&self, task: &str, root: u32, f: &mut dyn FnMut(IndexRow)) -> Result<()> {
-        let ctx = format!("reading the index of task {task}");
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT path, kind, size, mtime_ns, ctime_ns, inode, mode, hash, seq, left_version, right_version
-                 FROM files WHERE task=?1 AND root=?2",
+    /// The row of `path`, if the index has one (without reading the others).
+    pub fn row(&self, task: &str, root: u32, path: &RelPath) -> Result<Option<IndexRow>> {
+        let mut found = None;
+        self.each_now(task, root, Some(path.as_str()), &mut |row| {
+            found = Some(row)
+        })?;
+        Ok(found)
+    }
+
+    /// Whether one local root of a task has no rows (it was never synced).
+    pub fn is_empty(&self, task: &str, root: u32) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT NOT EXISTS(SELECT 1 FROM files WHERE task=?1 AND root=?2)",
+                params![task, root],
+                |r| r.get(0),
             )
-            .map_err(db(&ctx))?;
+            .map_err(db(&format!("reading the index of task {task}")))
+    }
+
+    /// The rows of one root, or only that of `path`.
+    fn each_now(
+        &self,
+        task: &str,
+        root: u32,
+        path: Option<&str>,
+        f: &mut dyn FnMut(IndexRow),
+    ) -> Result<()> {
+        let ctx = format!("reading the index of task {task}");
+        const COLUMNS: &str = "SELECT path, kind, size, mtime_ns, ctime_ns, inode, mode, hash, \
+            seq, left_version, right_version FROM files WHERE task=?1 AND root=?2";
+        // Two statements, not `(?3 IS NULL OR path=?3)`: with the OR, SQLite would not look
+        // the path up in the primary key but read the whole root.
+        let sql = match path {
+            Some(_) => format!("{COLUMNS} AND path=?3"),
+            None => format!("{COLUMNS} AND ?3 IS NULL"),
+        };
+        let mut st = self.conn.prepare(&sql).map_err(db(&ctx))?;
         let rows = st
-            .query_map(params![task, root], |r| {
+            .query_map(params![task, root, path], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -334,6 +363,13 @@ mod tests {
         index.apply("t", 0, &[b.clone()], &[]).expect("apply");
         let again = LocalIndex::open(&path).expect("reopen");
         assert_eq!(again.load("t", 0).expect("load")[&b.path], b);
+        // One row read alone, and emptiness, without loading the root.
+        assert_eq!(again.row("t", 0, &b.path).expect("row"), Some(b.clone()));
+        let none = RelPath::parse("c.txt").expect("path");
+        assert_eq!(again.row("t", 0, &none).expect("row"), None);
+        assert!(!again.is_empty("t", 0).expect("is_empty"));
+        assert!(again.is_empty("t", 1).expect("is_empty"));
+        assert!(again.is_empty("u", 0).expect("is_empty"));
     }
 
     #[test]
