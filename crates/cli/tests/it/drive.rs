@@ -16,7 +16,7 @@ pub(crate) fn computer(server: &Server, name: &str, extra: &[&str]) -> Client {
 }
 
 /// Adds drive task `d` over the whole `backup` folder on `c`'s saved connection `srv`.
-fn add_drive(c: &Client, extra: &[&str]) {
+pub(crate) fn add_drive(c: &Client, extra: &[&str]) {
     let root = c.root.to_str().expect("utf-8").to_string();
     let mut args = vec![
         "drive",

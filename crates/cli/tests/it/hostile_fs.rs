@@ -36,21 +36,7 @@ fn a_full_local_disk_is_a_clear_error_and_loses_nothing() {
         "this test needs root to mount a small tmpfs"
     );
     let _unmount = Mounted(b.root.clone());
-    b.connect(&server, "alice", "alice-pw");
-    let root = b.root.to_str().expect("utf-8").to_string();
-    b.ok(&[
-        "drive",
-        "add",
-        "d",
-        "--local",
-        &root,
-        "--connection",
-        "srv",
-        "--folder",
-        "backup",
-        "--computer",
-        "B",
-    ]);
+    join(&b, &server, "B");
     b.write("mine.txt", b"B's own file");
     b.ok(&["run", "d", "--once"]);
     a.ok(&["run", "d", "--once"]);
@@ -104,20 +90,7 @@ fn a_full_local_disk_is_a_clear_error_and_loses_nothing() {
 /// Connects `c` as alice and adds drive task `d` over the `backup` folder as computer `name`.
 fn join(c: &Client, server: &Server, name: &str) {
     c.connect(server, "alice", "alice-pw");
-    let root = c.root.to_str().expect("utf-8").to_string();
-    c.ok(&[
-        "drive",
-        "add",
-        "d",
-        "--local",
-        &root,
-        "--connection",
-        "srv",
-        "--folder",
-        "backup",
-        "--computer",
-        name,
-    ]);
+    crate::drive::add_drive(c, &["--computer", name]);
 }
 
 fn succeeds(cmd: &mut Command) -> bool {
