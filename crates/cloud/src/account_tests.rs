@@ -38,7 +38,7 @@ fn value_for(opendal_key: &str) -> String {
 }
 
 /// A connection of `p` with every option its table gives OpenDAL, secrets apart.
-fn full_connection(p: Provider) -> (CloudConnection, Secrets) {
+pub(crate) fn full_connection(p: Provider) -> (CloudConnection, Secrets) {
     let mut options = BTreeMap::new();
     let mut secrets = Secrets::default();
     let mut names = Vec::new();

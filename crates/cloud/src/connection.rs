@@ -195,15 +195,13 @@ fn refuse_private_host(conn: &CloudConnection) -> Result<(), String> {
     Ok(())
 }
 
-pub fn operator_with(
+/// The options OpenDAL's service is built from: the service's defaults, the connection's
+/// options and secrets, and the task's root under the connection's own.
+pub(crate) fn service_options(
     conn: &CloudConnection,
     secrets: &Secrets,
     root: &str,
-    counters: Arc<Counters>,
-    in_flight: u64,
-    uploads: Option<&std::path::Path>,
-) -> Result<Operator, String> {
-    opendal::init_default_registry();
+) -> Result<BTreeMap<String, String>, String> {
     let mut map: BTreeMap<String, String> = service_defaults(&conn.scheme());
     map.extend(conn.options.clone());
     for name in &conn.secrets {
@@ -225,6 +223,19 @@ pub fn operator_with(
     let base_root = map.get("root").cloned().unwrap_or_default();
     let joined = format!("/{}/{root}", base_root.trim_matches('/'));
     map.insert("root".into(), joined.replace("//", "/"));
+    Ok(map)
+}
+
+pub fn operator_with(
+    conn: &CloudConnection,
+    secrets: &Secrets,
+    root: &str,
+    counters: Arc<Counters>,
+    in_flight: u64,
+    uploads: Option<&std::path::Path>,
+) -> Result<Operator, String> {
+    opendal::init_default_registry();
+    let mut map = service_options(conn, secrets, root)?;
     let ca = match &conn.ca_file {
         Some(path) => Some(
             std::fs::read(path).map_err(|e| format!("reading CA file {}: {e}", path.display()))?,

@@ -16,6 +16,8 @@ mod gcs_session;
 mod hook;
 pub mod multipart;
 pub mod names;
+#[cfg(test)]
+mod oauth_tests;
 pub mod provider;
 pub mod rebuild;
 pub mod replica;

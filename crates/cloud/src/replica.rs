@@ -100,8 +100,6 @@ pub struct CloudReplica {
     hidden_markers: bool,
     /// The resolution at which a modification time makes a version, in ns (1: all of it).
     mtime_step_ns: i64,
-    /// Multipart uploads where the service offers them (off: each file in one request).
-    multipart: bool,
     /// The service is not reached through our HTTP transport (SFTP, FTP, a mounted folder):
     /// the replica applies the connection's rate limits and counts bytes itself.
     own_transport: bool,
@@ -145,7 +143,6 @@ impl CloudReplica {
             dav_etag_moves: AtomicU8::new(dav::ETAG_UNKNOWN),
             dav_finite_depth: AtomicBool::new(false),
             hidden_markers: scheme == "gcs",
-            multipart: true,
             mtime_step_ns: if scheme == "swift" { 1_000_000_000 } else { 1 },
             op,
             describe,
@@ -154,14 +151,6 @@ impl CloudReplica {
             atomic_put,
             use_etags,
         }
-    }
-
-    /// The same replica sending every file in one request: for a service that says it takes
-    /// multipart uploads but does not (the GCS emulator answers 501), or a gateway that
-    /// breaks them. Files are then held in memory whole, up to 1 GiB.
-    pub fn without_multipart(mut self) -> Self {
-        self.multipart = false;
-        self
     }
 
     /// The connection's upload and download limits in bytes per second, for a service our
@@ -290,14 +279,10 @@ impl CloudReplica {
 
     /// What is at `path` now: a file, a folder marker, or a prefix holding objects.
     async fn current(&self, path: &RelPath) -> Result<Option<ReplicaEntry>> {
-        let key = path.as_str();
-        match self.op.stat(key).await {
-            Ok(meta) if !meta.is_dir() => return Ok(Some(self.entry_of(&meta, key))),
-            Ok(_) => return Ok(Some(listing::dir_entry())),
-            Err(e) if e.kind() == opendal::ErrorKind::NotFound => {}
-            Err(e) => return Err(self.fail("stat", key, e)),
+        if let Some(found) = self.one_look(path).await? {
+            return Ok(Some(found));
         }
-        let dir = format!("{key}/");
+        let dir = format!("{}/", path.as_str());
         // With hidden markers the listing below finds the marker; `name/` is never asked for.
         if !self.hidden_markers {
             match self.op.stat(&dir).await {
@@ -325,6 +310,18 @@ impl CloudReplica {
             .iter()
             .any(|e| e.path() != dir)
             .then(listing::dir_entry))
+    }
+
+    /// What one stat of `path` finds (a folder only where the service says so for the name
+    /// as it is, as WebDAV does).
+    async fn one_look(&self, path: &RelPath) -> Result<Option<ReplicaEntry>> {
+        let key = path.as_str();
+        match self.op.stat(key).await {
+            Ok(meta) if !meta.is_dir() => Ok(Some(self.entry_of(&meta, key))),
+            Ok(_) => Ok(Some(listing::dir_entry())),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.fail("stat", key, e)),
+        }
     }
 
     /// A file's entry from the service's metadata, its version at the service's resolution.
@@ -378,6 +375,11 @@ impl Replica for CloudReplica {
     }
 
     async fn stat(&self, path: &RelPath) -> Result<Option<ReplicaEntry>> {
+        // The encryption marker is a file or nothing, and every pass looks for it: one look
+        // (asking for a folder of that name too was a second PROPFIND per pass on WebDAV).
+        if path.as_str() == crate::crypt::MARKER_NAME {
+            return self.one_look(path).await;
+        }
         self.current(path).await
     }
 

@@ -1,7 +1,8 @@
 //! Interrupted large uploads resume on Azure (uncommitted blocks, azurite) and GCS (resumable
-//! sessions, gcp-storage-emulator): a run killed midway, then the next run sends only what the
-//! service does not hold, counted by the transport, and the object is byte-exact; a file that
-//! changed meanwhile starts over. Also Azure's access tiers and archived blobs.
+//! sessions, gcp-storage-emulator; of a new object and of an edit): a run killed midway, then
+//! the next run sends only what the service does not hold, counted by the transport, and the
+//! object is byte-exact; a file that changed meanwhile starts over. Also Azure's access tiers
+//! and archived blobs.
 
 use crate::cloud::{add_task, read};
 use crate::harness::cloud::{self, AzblobServer, GcsServer};
@@ -222,6 +223,40 @@ fn an_interrupted_gcs_upload_resumes_from_what_the_session_holds() {
     assert!(
         gcs_object(&gcs, "resume/big.bin") == noise(5, 20 * MIB),
         "the object is not the file"
+    );
+    assert_eq!(upload_state(&c)["sessions"], serde_json::json!({}));
+}
+
+/// An edit of a large object names the generation it replaces, so it too is a resumable
+/// session (an unconditional write in parts was an XML multipart upload, which the emulator
+/// answers with 501): killed after a chunk, the object is still the old file; the next run
+/// sends only what the session does not hold, and the object is the edited file.
+#[test]
+fn an_interrupted_gcs_edit_resumes_and_leaves_the_old_object_whole_meanwhile() {
+    let gcs = started(cloud::start_gcs_emulator());
+    let c = Client::new();
+    connect_gcs(&c, &gcs, "g");
+    add_task(&c, "g", "edit", &["--transfers", "1"]);
+    c.write("big.bin", &noise(5, 20 * MIB));
+    c.ok(&["run", "t"]);
+    c.write("big.bin", &noise(7, 20 * MIB));
+    killed_midway(&c, "g", "a chunk of the edit acknowledged", || {
+        recorded(&c, "sessions", "chunks") >= 2
+    });
+    assert!(
+        gcs_object(&gcs, "edit/big.bin") == noise(5, 20 * MIB),
+        "the interrupted edit changed the object"
+    );
+    let out = c.ok(&["run", "t"]);
+    let sent = sent_bytes(&out) as usize;
+    let total = 20 * MIB;
+    assert!(
+        sent <= total - 8 * MIB + (64 << 10),
+        "{sent} bytes sent of {total}: held chunks went again\n{out}"
+    );
+    assert!(
+        gcs_object(&gcs, "edit/big.bin") == noise(7, 20 * MIB),
+        "the object is not the edited file"
     );
     assert_eq!(upload_state(&c)["sessions"], serde_json::json!({}));
 }

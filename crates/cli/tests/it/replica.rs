@@ -975,6 +975,45 @@ async fn a_webdav_folder_is_a_conforming_replica() {
     cloud_conformance("webdav", &opts, &[("password", &dav.password)], "w").await;
 }
 
+/// Every pass of a plain task looks for the encryption marker: one request on WebDAV (a look
+/// for a folder of that name too was a second PROPFIND per pass), and a folder of that name is
+/// still refused as no marker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_encryption_marker_is_looked_for_with_one_request() {
+    let dav = tokio::task::spawn_blocking(crate::harness::cloud::start_wsgidav)
+        .await
+        .expect("wsgidav");
+    let dav = started(dav);
+    let opts = [("endpoint", dav.endpoint.as_str()), ("username", &dav.user)];
+    let (conn, secrets) =
+        crate::cloud_servers::connection("webdav", &opts, &[("password", &dav.password)]);
+    let counters = Arc::new(cairn_cloud::transport::Counters::default());
+    let op = cairn_cloud::connection::operator(&conn, &secrets, "m", counters.clone())
+        .expect("operator");
+    let r =
+        cairn_cloud::CloudReplica::new(op, conn.describe("m"), suite_options(), counters.clone())
+            .with_webdav_access(&conn, &secrets)
+            .expect("webdav access");
+    r.operator().create_dir("x/").await.expect("make the root");
+    let requests = || counters.requests.load(std::sync::atomic::Ordering::Relaxed);
+    let before = requests();
+    cairn_cloud::crypt::refuse_if_encrypted(&r)
+        .await
+        .expect("a plain remote");
+    assert_eq!(requests() - before, 1, "requests to look for the marker");
+    r.operator()
+        .create_dir(".cairn-encryption/")
+        .await
+        .expect("a folder named like the marker");
+    let refused = cairn_cloud::crypt::refuse_if_encrypted(&r)
+        .await
+        .expect_err("a folder is no marker");
+    assert!(
+        refused.to_string().contains("not an encryption marker"),
+        "{refused}"
+    );
+}
+
 /// `data` as a stream of 1 MiB pieces, as a local file's reader gives it.
 fn pieces(data: &[u8]) -> cairn_engine::replica::Content<'static> {
     let parts: Vec<_> = data
@@ -1061,11 +1100,11 @@ async fn a_gcs_bucket_is_a_conforming_replica() {
         ("bucket", gcs.bucket.as_str()),
         ("skip_signature", "true"),
     ];
-    // The emulator answers 501 to multipart uploads (real GCS takes them): one request each.
+    // Every write of a file in parts is conditional (a new object, or the generation an edit
+    // replaces) and so a resumable session: the emulator does not implement the XML API's
+    // multipart upload an unconditional write of several parts would take.
     let (conn, secrets) = crate::cloud_servers::connection("gcs", &opts, &[]);
-    let r = cloud_replica(&conn, &secrets, "g", suite_options())
-        .await
-        .without_multipart();
+    let r = cloud_replica(&conn, &secrets, "g", suite_options()).await;
     cloud_suite_of(&r, crate::replica_edges::MANY_ON_GCS_EMULATOR).await;
 }
 
