@@ -1690,12 +1690,12 @@ async fn tree(
     let folder = folder_access(&state, &caller, &folder, Access::Ro).await?;
     let prefix = parse_path(q.prefix.as_deref())?;
     let head = folder.head;
-    let entries = blocking(&state, move |m| {
-        m.tree(&folder, &prefix, q.at, q.deleted.unwrap_or(false))
-    })
-    .await?;
-    // Written piece by piece as the connection takes it (see `tree_body`).
-    Ok(tree_body::tree_response(entries, head))
+    let meta = state.meta.clone();
+    let deleted = q.deleted.unwrap_or(false);
+    // Read and written piece by piece as the connection takes it (see `tree_body`).
+    let read: tree_body::Read =
+        Box::new(move |each| meta.tree_each(&folder, &prefix, q.at, deleted, each));
+    Ok(tree_body::tree_response(read, head).await?)
 }
 
 /// Paths under `prefix` whose content the server lost part of: a backup sends them again.

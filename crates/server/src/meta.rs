@@ -886,10 +886,28 @@ impl Meta {
         at_ns: Option<i64>,
         deleted: bool,
     ) -> Result<Vec<VersionInfo>> {
+        let mut out = Vec::new();
+        self.tree_each(folder, prefix, at_ns, deleted, &mut |v| {
+            out.push(v);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`Self::tree`] one version at a time, in path order, from one read transaction (one
+    /// state of the folder however long `each` takes); an error from `each` ends the read.
+    pub fn tree_each(
+        &self,
+        folder: &Folder,
+        prefix: &RelPath,
+        at_ns: Option<i64>,
+        deleted: bool,
+        each: &mut dyn FnMut(VersionInfo) -> Result<()>,
+    ) -> Result<()> {
         let at = at_ns.unwrap_or(i64::MAX);
         let (lo, hi) = prefix_bounds(prefix);
-        let rows = self.read(|db| {
-            db.all(
+        self.read(|db| {
+            db.rows(
                 "reading tree",
                 concat!(
                     "SELECT ",
@@ -901,13 +919,15 @@ impl Meta {
                  WHERE v.folder_id=?1 ORDER BY v.path"
                 ),
                 args![folder.id, at, prefix.as_str(), lo, hi],
-                version_of,
+                &mut |r| {
+                    let v = version_of(r)?;
+                    if deleted || !v.is_deleted() {
+                        each(v)?;
+                    }
+                    Ok(())
+                },
             )
-        })?;
-        Ok(rows
-            .into_iter()
-            .filter(|v| deleted || !v.is_deleted())
-            .collect())
+        })
     }
 
     /// Every retained version of `path`, newest first.
