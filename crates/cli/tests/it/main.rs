@@ -30,6 +30,7 @@ mod hostile_server;
 mod journal_stream;
 mod metrics;
 mod migrate;
+mod nfqueue;
 mod packaging;
 mod postgres;
 mod readme;
