@@ -16,6 +16,7 @@ use cairn_model::filter::FilterDecision;
 use cairn_model::{EntryKind, Filter, RelPath};
 
 mod base;
+mod case;
 
 use crate::executor::{self, Ctx, PassStats, Planned};
 use crate::index::{IndexRow, LocalIndex};
@@ -107,7 +108,22 @@ pub async fn run(
         keep
     });
     if !upload_only {
-        report_case_clashes(&remote_map, progress.as_ref());
+        let clashes = case::clashes(&remote_map, &scan.entries);
+        let folds = !clashes.is_empty() && local_side.folds_case().await?;
+        for (out, kept) in clashes {
+            let reason = if folds {
+                format!("name clash: {out} and {kept} differ only in case, and this folder does not tell case apart: {kept} is kept here, {out} is left alone on both sides")
+            } else {
+                format!("name clash: {out} and {kept} differ only in case; a case-insensitive computer cannot hold both")
+            };
+            progress.event(ProgressEvent::Skipped {
+                path: out.to_string(),
+                reason,
+            });
+            if folds {
+                excluded.insert(out);
+            }
+        }
     }
     let sides = base::Sides {
         local: &mut scan.entries,
@@ -500,20 +516,6 @@ async fn remote_listing(
         entries: listing.entries.clone(),
     });
     Ok((listing.entries, listing.cursor))
-}
-
-/// Names that differ only in case cannot both live on a case-insensitive computer (Windows,
-/// macOS by default): say so, once per pair, rather than let one silently shadow the other.
-fn report_case_clashes(remote: &BTreeMap<RelPath, ReplicaEntry>, progress: &dyn Progress) {
-    let mut seen: std::collections::HashMap<String, &RelPath> = std::collections::HashMap::new();
-    for path in remote.keys() {
-        if let Some(other) = seen.insert(path.case_key(), path) {
-            progress.event(ProgressEvent::Skipped {
-                path: path.to_string(),
-                reason: format!("name clash: {path} and {other} differ only in case; a case-insensitive computer cannot hold both"),
-            });
-        }
-    }
 }
 
 /// Content hashes of local files: from the index when the version is unchanged (unless the

@@ -309,6 +309,12 @@ pub trait Replica: Send + Sync {
         Ok(true)
     }
 
+    /// Whether names that differ only in case name the same entry here (a Mac's or Windows'
+    /// folder). Asked only when a listing holds such names: a local folder answers by trying.
+    async fn folds_case(&self) -> Result<bool> {
+        Ok(!self.capabilities().case_sensitive)
+    }
+
     /// Why the replica cannot hold an entry of `kind` and `size` at `path` (a provider's
     /// forbidden characters, name and path lengths, largest object), or `None`: such a local
     /// entry is reported by name and left alone, never silently dropped.

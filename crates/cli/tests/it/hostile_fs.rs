@@ -1,5 +1,5 @@
 //! Hostile file systems under a computer's folder (issue 13): a disk that fills up, a disk
-//! that disappears mid-pass, a clock hours off, names in the decomposed form a Mac writes.
+//! that disappears mid-pass, a clock hours off, a case-insensitive folder.
 //! Each ends with nothing lost: every file on the server and on the other computer.
 
 use std::path::{Path, PathBuf};
@@ -330,4 +330,125 @@ fn clocks_hours_apart_lose_no_edit() {
     for edit in &made {
         assert!(kept.contains(edit), "the edit {edit:?} is nowhere");
     }
+}
+
+/// A case-insensitive, case-preserving file system (`crates/testkit/src/casefold_fs.py`, over
+/// FUSE: this kernel has no ext4 casefold and no vfat) mounted at `at`, its files kept in
+/// `backing`; unmounted on drop.
+struct Casefold {
+    at: PathBuf,
+    process: std::process::Child,
+}
+
+impl Casefold {
+    fn mount(backing: &Path, at: &Path) -> Casefold {
+        let python = cairn_testkit::cloud::tools_dir().join("venv/bin/python");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testkit/src/casefold_fs.py");
+        let process = Command::new(&python)
+            .arg(&script)
+            .arg(backing)
+            .arg(at)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e} (run scripts/test-servers)", python.display()));
+        let mounted = Casefold {
+            at: at.to_path_buf(),
+            process,
+        };
+        let point = at.to_str().expect("utf-8");
+        crate::harness::wait_until(20, "the case-insensitive mount", || {
+            std::fs::read_to_string("/proc/mounts")
+                .is_ok_and(|m| m.lines().any(|l| l.split(' ').nth(1) == Some(point)))
+        });
+        mounted
+    }
+}
+
+impl Drop for Casefold {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// A computer whose folder is case-insensitive (as on a Mac or Windows) joins a folder that
+/// holds names differing only in case: `Report.txt` and `report.txt`, and two folders
+/// `Photos` and `photos`. It can hold only one of each pair: it says so, holds one, and
+/// never passes one's content off as the other's; nothing on the server or the other computer
+/// changes, and an edit made there reaches only the name it was made under.
+#[test]
+fn a_case_insensitive_folder_holds_one_of_each_clash_and_loses_neither() {
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    a.write("Report.txt", b"the upper one");
+    a.write("report.txt", b"the lower one");
+    a.write("Photos/a.jpg", b"photo a");
+    a.write("photos/b.jpg", b"photo b");
+    a.write("plain.txt", b"no clash");
+    a.ok(&["run", "d", "--once"]);
+    let before = files(&a.root);
+
+    let b = Client::new();
+    let backing = tempfile::tempdir().expect("tempdir");
+    let _mount = Casefold::mount(backing.path(), &b.root);
+    join(&b, &server, "B");
+    let first = b.cairn(&["run", "d", "--once"]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        said.contains("differ only in case"),
+        "the clash is reported: {said}"
+    );
+    for _ in 0..2 {
+        let _ = b.cairn(&["run", "d", "--once"]);
+        a.ok(&["run", "d", "--once"]);
+    }
+    assert_eq!(
+        files(&a.root),
+        before,
+        "A's files changed though no one edited them"
+    );
+    // Each file B holds has the content of the name it holds it under.
+    let held = files(&b.root);
+    for (path, bytes) in &held {
+        let theirs = before.iter().find(|(p, _)| p == path);
+        assert_eq!(
+            theirs.map(|(_, b)| b),
+            Some(bytes),
+            "B holds {path} with another file's content; B: {held:?}"
+        );
+    }
+    assert!(held.iter().any(|(p, _)| p == "plain.txt"), "B: {held:?}");
+    assert!(
+        held.iter()
+            .any(|(p, _)| p.eq_ignore_ascii_case("report.txt")),
+        "B holds one of the two reports: {held:?}"
+    );
+
+    // An edit on B reaches the name it was made under, and only that one.
+    let (name, _) = held
+        .iter()
+        .find(|(p, _)| p.eq_ignore_ascii_case("report.txt"))
+        .expect("a report on B")
+        .clone();
+    b.write(&name, b"edited on B");
+    let _ = b.cairn(&["run", "d", "--once"]);
+    a.ok(&["run", "d", "--once"]);
+    let after = files(&a.root);
+    for (path, bytes) in &before {
+        let now = after.iter().find(|(p, _)| p == path).map(|(_, b)| b);
+        let want = if *path == name {
+            &b"edited on B"[..]
+        } else {
+            &bytes[..]
+        };
+        assert_eq!(now.map(|b| &b[..]), Some(want), "{path} on A; A: {after:?}");
+    }
+    assert!(server
+        .admin(&["check", "--read-data"], None)
+        .contains("no problems"));
 }

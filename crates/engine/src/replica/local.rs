@@ -573,6 +573,12 @@ impl Replica for LocalReplica {
         }
     }
 
+    async fn folds_case(&self) -> Result<bool> {
+        // The folder itself is asked: it may be a mount of another kind than its parent.
+        let dir = self.work().await?.path().to_path_buf();
+        off_runtime(move || probe_case(&dir))
+    }
+
     async fn list(&self) -> Result<Listing> {
         let (path, filter) = (self.root.path().to_path_buf(), self.filter.clone());
         let scan = blocking("scanner", move || scanner::scan(&path, &filter)).await?;
@@ -764,3 +770,14 @@ impl Replica for LocalReplica {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether `dir`'s file system folds case: a new file there is looked up under its name in
+/// capitals.
+fn probe_case(dir: &Path) -> Result<bool> {
+    let name = format!("case-probe-{}", std::process::id());
+    let (lower, upper) = (dir.join(&name), dir.join(name.to_uppercase()));
+    std::fs::write(&lower, b"").map_err(Error::io("writing a case probe", &lower))?;
+    let folds = std::fs::symlink_metadata(&upper).is_ok();
+    let _ = std::fs::remove_file(&lower);
+    Ok(folds)
+}
