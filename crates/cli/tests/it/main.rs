@@ -9,6 +9,7 @@ mod cloud;
 mod cloud_encrypted_resume;
 mod cloud_faults;
 mod cloud_faults_files;
+mod cloud_kills;
 mod cloud_options;
 mod cloud_remotes;
 mod cloud_resume;
