@@ -919,7 +919,13 @@ impl Meta {
             Ok(())
         };
         self.read(|db| {
-            db.rows(
+            // A listing reads its part of the folder once: a small cache, so that listings in
+            // flight at once do not each fill a reader's 32 MiB (the pages freed at once).
+            let lite = db.dialect() == Dialect::Lite;
+            if lite {
+                db.batch("narrowing the cache", lite::SCAN_CACHE)?;
+            }
+            let read = db.rows(
                 "reading tree",
                 concat!(
                     "SELECT ",
@@ -938,7 +944,11 @@ impl Meta {
                     newest = Some(v);
                     Ok(())
                 },
-            )
+            );
+            if lite {
+                db.batch("widening the cache", lite::READER_CACHE)?;
+            }
+            read
         })?;
         match newest {
             Some(last) => hand(last, each),

@@ -141,8 +141,7 @@ impl LiteStore {
         .map_err(db(&ctx))?;
         c.busy_timeout(Duration::from_secs(30)).map_err(db(&ctx))?;
         c.set_prepared_statement_cache_capacity(STATEMENTS);
-        c.execute_batch("PRAGMA cache_size=-32768")
-            .map_err(db(&ctx))?;
+        c.execute_batch(READER_CACHE).map_err(db(&ctx))?;
         Ok(c)
     }
 }
@@ -159,3 +158,10 @@ fn in_transaction<T>(
     tx.commit().map_err(db(what))?;
     Ok(out)
 }
+
+/// A reader's page cache: 32 MiB, filled only as far as the database is read.
+pub(super) const READER_CACHE: &str = "PRAGMA cache_size=-32768";
+
+/// The cache of a reader streaming through a large part of the database once (a folder's
+/// whole listing): caching it would only hold 32 MiB per listing in flight.
+pub(super) const SCAN_CACHE: &str = "PRAGMA cache_size=-2048";
