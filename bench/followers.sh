@@ -122,8 +122,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
   t1=$(date +%s.%N)
   walls+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')")
   for ((f = 1; f <= FOLLOWERS; f++)); do
-    n=$(python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["entries"]))' "$WORK/listing.$f")
-    [[ $n == "$FILES" ]] || die "listing $f of round $r held $n entries, not $FILES"
+    n=$(python3 -c 'import json, sys; print(sum(1 for e in json.load(open(sys.argv[1]))["entries"] if "/f" in e["path"]))' "$WORK/listing.$f")
+    [[ $n == "$FILES" ]] || die "listing $f of round $r held $n files, not $FILES"
   done
 done
 sleep 1
