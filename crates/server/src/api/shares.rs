@@ -450,8 +450,11 @@ async fn folder_page(
     page_no: usize,
 ) -> Response {
     let d = dir.clone();
-    let listed = blocking(state, move |m| m.tree(&folder, &d, None, false)).await;
-    let Ok(entries) = listed else {
+    let listed = blocking(state, move |m| {
+        super::web::children_in(m, &folder, &d, None, false)
+    })
+    .await;
+    let Ok(children) = listed else {
         return page(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Error",
@@ -471,7 +474,6 @@ async fn folder_page(
                 .to_string()
         }
     };
-    let children = super::web::children_of(&entries, &dir);
     let token = &row.token;
     let mut rows = String::new();
     for v in children.iter().skip(page_no * PAGE).take(PAGE) {

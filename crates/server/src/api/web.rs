@@ -349,41 +349,85 @@ pub(super) struct Browse {
 /// The entries directly in `dir`, in path order, from every entry under it: a folder that
 /// has no entry of its own (a backup stores `COMPUTER/FOLDER/...` without entries for the
 /// folders above its root) is shown as a folder, changed when the latest change under it was.
-pub(super) fn children_of<'a>(
-    entries: &'a [cairn_protocol::VersionInfo],
+#[cfg(test)]
+pub(super) fn children_of(
+    entries: &[cairn_protocol::VersionInfo],
     dir: &RelPath,
-) -> Vec<std::borrow::Cow<'a, cairn_protocol::VersionInfo>> {
-    use std::borrow::Cow;
-    use std::collections::BTreeMap;
-    let mut out: BTreeMap<&str, Cow<'a, cairn_protocol::VersionInfo>> = BTreeMap::new();
-    let skip = if dir.is_root() {
-        0
-    } else {
-        dir.as_str().len() + 1
-    };
+) -> Vec<cairn_protocol::VersionInfo> {
+    let mut children = Children::new(dir);
     for v in entries {
-        let Some(rest) = v.path.as_str().get(skip..).filter(|r| !r.is_empty()) else {
-            continue;
+        children.take(v.clone());
+    }
+    children.into_vec()
+}
+
+/// [`children_of`] as the subtree's listing streams past: holds the children only, not the
+/// subtree (the root of a folder of a million files lists a handful of names).
+pub(super) struct Children {
+    dir: RelPath,
+    skip: usize,
+    /// By name: the entry, and whether only deeper paths imply it.
+    out: std::collections::BTreeMap<String, (cairn_protocol::VersionInfo, bool)>,
+}
+
+impl Children {
+    pub(super) fn new(dir: &RelPath) -> Children {
+        let skip = if dir.is_root() {
+            0
+        } else {
+            dir.as_str().len() + 1
+        };
+        Children {
+            dir: dir.clone(),
+            skip,
+            out: std::collections::BTreeMap::new(),
+        }
+    }
+
+    pub(super) fn take(&mut self, v: cairn_protocol::VersionInfo) {
+        let Some(rest) = v.path.as_str().get(self.skip..).filter(|r| !r.is_empty()) else {
+            return;
         };
         match rest.split_once('/') {
             None => {
-                out.insert(rest, Cow::Borrowed(v));
+                let name = rest.to_string();
+                self.out.insert(name, (v, false));
             }
-            Some((first, _)) => {
-                let implied = out.entry(first).or_insert_with(|| {
+            Some((first, _)) => match self.out.get_mut(first) {
+                Some((d, true)) => d.committed_ns = d.committed_ns.max(v.committed_ns),
+                Some(_) => {}
+                None => {
+                    let name = first.to_string();
                     let mut d = v.clone();
-                    d.path = dir.join(first).unwrap_or_else(|_| v.path.clone());
+                    d.path = self.dir.join(first).unwrap_or_else(|_| v.path.clone());
                     d.entry = cairn_model::Entry::dir(v.entry.mtime_ns, 0o755);
                     d.inline = None;
-                    Cow::Owned(d)
-                });
-                if let Cow::Owned(d) = implied {
-                    d.committed_ns = d.committed_ns.max(v.committed_ns);
+                    self.out.insert(name, (d, true));
                 }
-            }
+            },
         }
     }
-    out.into_values().collect()
+
+    pub(super) fn into_vec(self) -> Vec<cairn_protocol::VersionInfo> {
+        self.out.into_values().map(|(v, _)| v).collect()
+    }
+}
+
+/// The children of `dir` in `folder` at `at_ns` (deletion markers when `deleted`), read as the
+/// subtree's listing streams past.
+pub(super) fn children_in(
+    m: &crate::meta::Meta,
+    folder: &crate::meta::Folder,
+    dir: &RelPath,
+    at_ns: Option<i64>,
+    deleted: bool,
+) -> crate::Result<Vec<cairn_protocol::VersionInfo>> {
+    let mut children = Children::new(dir);
+    m.tree_each(folder, dir, at_ns, deleted, &mut |v| {
+        children.take(v);
+        Ok(())
+    })?;
+    Ok(children.into_vec())
 }
 
 pub(super) fn parse_rel(text: Option<&str>) -> Option<RelPath> {
@@ -463,11 +507,10 @@ pub(super) async fn browse(
     let (csrf, _) = csrf_of(&headers);
     let f_id = f.id;
     let (d, deleted) = (dir.clone(), b.deleted);
-    let entries = match blocking(&state, move |m| m.tree(&f, &d, at_ns, deleted)).await {
-        Ok(e) => e,
+    let children = match blocking(&state, move |m| children_in(m, &f, &d, at_ns, deleted)).await {
+        Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    let children = children_of(&entries, &dir);
     let tasks = folder_tasks(&state, &caller, &folder, f_id).await;
     let page_no = b.page.unwrap_or(0);
     let keep = format!(

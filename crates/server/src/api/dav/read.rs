@@ -188,8 +188,11 @@ async fn children(
     dir: &RelPath,
 ) -> ApiResult<Vec<Resource>> {
     let (f, p) = (folder.clone(), dir.clone());
-    let entries = blocking(state, move |m| m.tree(&f, &p, None, false)).await?;
-    Ok(super::super::web::children_of(&entries, dir)
+    let children = blocking(state, move |m| {
+        super::super::web::children_in(m, &f, &p, None, false)
+    })
+    .await?;
+    Ok(children
         .iter()
         .filter(|v| matches!(v.entry.kind, EntryKind::File | EntryKind::Dir))
         .map(|v| Resource::of_version(&folder.name, v))
