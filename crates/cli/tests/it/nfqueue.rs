@@ -81,15 +81,7 @@ impl Delay {
             .iter()
             .map(|s| s.to_string())
             .collect();
-            let ok = std::process::Command::new("iptables")
-                .arg("-I")
-                .args(&rule)
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(
-                ok,
-                "iptables -I {rule:?} failed: this test needs root and iptables"
-            );
+            crate::reliability::insert_rule(&rule);
             rules.push(rule);
         }
         Delay {
@@ -106,10 +98,7 @@ impl Delay {
 
     fn undo(&mut self) -> Held {
         for rule in std::mem::take(&mut self.rules) {
-            let _ = std::process::Command::new("iptables")
-                .arg("-D")
-                .args(&rule)
-                .status();
+            crate::reliability::delete_rule(&rule);
         }
         self.stop.store(true, Ordering::SeqCst);
         self.thread

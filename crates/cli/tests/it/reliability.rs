@@ -407,15 +407,7 @@ impl Cut {
                 );
             }
             rule.extend(["-j".to_string(), "DROP".to_string()]);
-            let ok = std::process::Command::new("iptables")
-                .arg("-I")
-                .args(&rule)
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(
-                ok,
-                "iptables -I {rule:?} failed: this test needs root and iptables"
-            );
+            insert_rule(&rule);
             rules.push(rule);
         }
         Cut { rules }
@@ -425,12 +417,30 @@ impl Cut {
 impl Drop for Cut {
     fn drop(&mut self) {
         for rule in &self.rules {
-            let _ = std::process::Command::new("iptables")
-                .arg("-D")
-                .args(rule)
-                .status();
+            delete_rule(rule);
         }
     }
+}
+
+/// Puts an iptables rule first in its chain.
+pub(crate) fn insert_rule(rule: &[String]) {
+    let ok = std::process::Command::new("iptables")
+        .arg("-I")
+        .args(rule)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "iptables -I {rule:?} failed: this test needs root and iptables"
+    );
+}
+
+/// Takes an iptables rule out again (gone already is fine).
+pub(crate) fn delete_rule(rule: &[String]) {
+    let _ = std::process::Command::new("iptables")
+        .arg("-D")
+        .args(rule)
+        .status();
 }
 
 #[derive(Clone, Copy)]

@@ -885,12 +885,26 @@ async fn cloud_replica(
     root: &str,
     opts: cairn_cloud::CloudOptions,
 ) -> cairn_cloud::CloudReplica {
+    counted_cloud_replica(conn, secrets, root, opts).0
+}
+
+/// [`cloud_replica`] with the counters of its transport.
+fn counted_cloud_replica(
+    conn: &cairn_cloud::CloudConnection,
+    secrets: &cairn_cloud::Secrets,
+    root: &str,
+    opts: cairn_cloud::CloudOptions,
+) -> (
+    cairn_cloud::CloudReplica,
+    Arc<cairn_cloud::transport::Counters>,
+) {
     let counters = Arc::new(cairn_cloud::transport::Counters::default());
     let op =
         cairn_cloud::connection::operator(conn, secrets, root, counters.clone()).expect("operator");
-    cairn_cloud::CloudReplica::new(op, conn.describe(root), opts, counters)
+    let r = cairn_cloud::CloudReplica::new(op, conn.describe(root), opts, counters.clone())
         .with_webdav_access(conn, secrets)
-        .expect("webdav access")
+        .expect("webdav access");
+    (r, counters)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -987,13 +1001,7 @@ async fn the_encryption_marker_is_looked_for_with_one_request() {
     let opts = [("endpoint", dav.endpoint.as_str()), ("username", &dav.user)];
     let (conn, secrets) =
         crate::cloud_servers::connection("webdav", &opts, &[("password", &dav.password)]);
-    let counters = Arc::new(cairn_cloud::transport::Counters::default());
-    let op = cairn_cloud::connection::operator(&conn, &secrets, "m", counters.clone())
-        .expect("operator");
-    let r =
-        cairn_cloud::CloudReplica::new(op, conn.describe("m"), suite_options(), counters.clone())
-            .with_webdav_access(&conn, &secrets)
-            .expect("webdav access");
+    let (r, counters) = counted_cloud_replica(&conn, &secrets, "m", suite_options());
     r.operator().create_dir("x/").await.expect("make the root");
     let requests = || counters.requests.load(std::sync::atomic::Ordering::Relaxed);
     let before = requests();
