@@ -98,8 +98,8 @@ impl Meta {
     }
 
     /// Points each moved part at pack `to` (written and synced by the caller), if it still
-    /// points where it was copied from; then, still holding the write side, has
-    /// `delete_objects` remove the packs left without parts. Returns how many parts moved.
+    /// points where it was copied from; once that has committed, has `delete_objects` remove
+    /// the packs left without parts ([`Meta::delete_unreferenced`]). Returns how many parts moved.
     /// A pack that keeps a part stays on the review list; `to` joins it when a part it holds
     /// did not move (that copy is dead space).
     pub fn repoint(
@@ -139,7 +139,10 @@ impl Meta {
                     emptied.push(ObjectKey::Pack(pack));
                 }
             }
-            delete_objects(&emptied);
+            Ok((moved, emptied))
+        })
+        .and_then(|(moved, emptied)| {
+            self.delete_unreferenced(ctx, emptied, delete_objects)?;
             Ok(moved)
         })
     }
