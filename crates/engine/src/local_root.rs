@@ -253,7 +253,7 @@ impl LocalRoot {
     pub fn rename(&self, from: &RelPath, to: &RelPath) -> Result<()> {
         let src = self.parent_for_write(from)?;
         let dst = self.parent_for_write(to)?;
-        rustix::fs::renameat_with(&src, from.name(), &dst, to.name(), RenameFlags::NOREPLACE)
+        rename_noreplace(&src, from.name(), &dst, to.name())
             .map_err(io_err("moving here", &self.full(to)))
     }
 
@@ -263,14 +263,8 @@ impl LocalRoot {
     /// When `new_name` is taken or the move fails.
     pub fn rename_aside(&self, rel: &RelPath, new_name: &str) -> Result<()> {
         let parent = self.parent_for_write(rel)?;
-        rustix::fs::renameat_with(
-            &parent,
-            rel.name(),
-            &parent,
-            new_name,
-            RenameFlags::NOREPLACE,
-        )
-        .map_err(io_err("keeping the local copy", &self.full(rel)))
+        rename_noreplace(&parent, rel.name(), &parent, new_name)
+            .map_err(io_err("keeping the local copy", &self.full(rel)))
     }
 
     /// Removes the file or link at `rel` (a link is removed, never what it points to).
@@ -310,11 +304,13 @@ impl LocalRoot {
         })?;
         let root = rustix::fs::openat(&self.dir, ".", DIR_FLAGS, Mode::empty())
             .map_err(io_err("opening folder", &self.path))?;
+        let syncfs_durable = syncfs_is_durable(&dir);
         let work = WorkDir {
             path,
             root,
             dir,
             made: Mutex::new(HashSet::new()),
+            syncfs_durable,
         };
         work.sweep_dead();
         Ok(work)
@@ -360,13 +356,57 @@ pub struct WorkDir {
     root: OwnedFd,
     dir: OwnedFd,
     made: Mutex<HashSet<String>>,
+    /// Whether one `syncfs` makes this file system's writes durable ([`syncfs_is_durable`]).
+    syncfs_durable: bool,
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Renames `from` in `src` to `to` in `dst` unless `to` is taken (`EEXIST` then). File
+/// systems that refuse the no-replace flag (those built on libfuse 2, some network ones: they
+/// answer `EINVAL`) get the same guarantee for a file or link from a hard link and an unlink,
+/// and for a folder from a look before a plain rename.
+fn rename_noreplace(src: &OwnedFd, from: &str, dst: &OwnedFd, to: &str) -> rustix::io::Result<()> {
+    match rustix::fs::renameat_with(src, from, dst, to, RenameFlags::NOREPLACE) {
+        Err(Errno::INVAL) => {}
+        done => return done,
+    }
+    match rustix::fs::linkat(src, from, dst, to, AtFlags::empty()) {
+        Ok(()) => rustix::fs::unlinkat(src, from, AtFlags::empty()),
+        // A folder (never hard-linked), or a file system without hard links.
+        Err(Errno::PERM | Errno::NOTSUP | Errno::MLINK) => {
+            match rustix::fs::statat(dst, to, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(_) => Err(Errno::EXIST),
+                Err(Errno::NOENT) => rustix::fs::renameat(src, from, dst, to),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// FUSE's `f_type` (`FUSE_SUPER_MAGIC`).
+const FUSE_MAGIC: i64 = 0x6573_5546;
+
+/// Whether `syncfs` on the file system holding `dir` makes its writes durable. Not on FUSE
+/// (sshfs, mergerfs, rclone mount, ...): the kernel hands the daemon the written pages but no
+/// sync, so the daemon's own disk may never see them; files there are fsynced one by one.
+/// Found by the power-loss rig (docs/reliability.md).
+// `f_type` is an i32 on some architectures.
+#[allow(clippy::useless_conversion)]
+pub fn syncfs_is_durable(dir: &OwnedFd) -> bool {
+    rustix::fs::fstatfs(dir).is_ok_and(|st| i64::from(st.f_type) != FUSE_MAGIC)
+}
+
 impl WorkDir {
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether [`WorkDir::sync_filesystem`] makes what was written here durable; when not,
+    /// each file must be synced on its own.
+    pub fn syncfs_durable(&self) -> bool {
+        self.syncfs_durable
     }
 
     /// A new empty temporary file only this user can read; its name carries this process's id

@@ -415,6 +415,9 @@ fn file_temp(work: &Arc<WorkDir>, full: &Path, entry: &NewEntry, data: &[u8]) ->
     file.write_all(data)
         .map_err(Error::io("writing", temp.path()))?;
     finish_temp(&file, &temp.path(), entry)?;
+    if !work.syncfs_durable() {
+        file.sync_all().map_err(Error::io("writing", temp.path()))?;
+    }
     Ok(temp)
 }
 
@@ -704,7 +707,8 @@ impl Replica for LocalReplica {
             Ok(Staged::Temp(temp)) if op.entry.kind == EntryKind::File => Some(temp.work.clone()),
             _ => None,
         });
-        if let Some(work) = staged_file {
+        // Where one syncfs is not enough, each file was synced as it was staged.
+        if let Some(work) = staged_file.filter(|w| w.syncfs_durable()) {
             self.sync(&work).await?;
         }
         let root = self.root.clone();
