@@ -3,6 +3,7 @@
 //! it; the `cairn` binary must be built (the CLI's own integration tests build it first).
 
 pub mod cloud;
+pub mod fuse;
 pub mod ldap;
 pub mod netns;
 pub mod postgres;

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::drive::computer;
-use crate::harness::{noise, Client, Server};
+use crate::harness::{fuse::FuseMount, noise, Client, Server};
 
 /// Unmounts a test's small disk on drop.
 struct Mounted(PathBuf);
@@ -335,41 +335,8 @@ fn clocks_hours_apart_lose_no_edit() {
 /// A case-insensitive, case-preserving file system (`crates/testkit/src/casefold_fs.py`, over
 /// FUSE: this kernel has no ext4 casefold and no vfat) mounted at `at`, its files kept in
 /// `backing`; unmounted on drop.
-struct Casefold {
-    at: PathBuf,
-    process: std::process::Child,
-}
-
-impl Casefold {
-    fn mount(backing: &Path, at: &Path) -> Casefold {
-        let python = cairn_testkit::cloud::tools_dir().join("venv/bin/python");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testkit/src/casefold_fs.py");
-        let process = Command::new(&python)
-            .arg(&script)
-            .arg(backing)
-            .arg(at)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{}: {e} (run scripts/test-servers)", python.display()));
-        let mounted = Casefold {
-            at: at.to_path_buf(),
-            process,
-        };
-        let point = at.to_str().expect("utf-8");
-        crate::harness::wait_until(20, "the case-insensitive mount", || {
-            std::fs::read_to_string("/proc/mounts")
-                .is_ok_and(|m| m.lines().any(|l| l.split(' ').nth(1) == Some(point)))
-        });
-        mounted
-    }
-}
-
-impl Drop for Casefold {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
+fn casefold(backing: &Path, at: &Path) -> FuseMount {
+    FuseMount::mount("casefold_fs.py", backing, at, &[])
 }
 
 /// A computer whose folder is case-insensitive (as on a Mac or Windows) joins a folder that
@@ -391,7 +358,7 @@ fn a_case_insensitive_folder_holds_one_of_each_clash_and_loses_neither() {
 
     let b = Client::new();
     let backing = tempfile::tempdir().expect("tempdir");
-    let _mount = Casefold::mount(backing.path(), &b.root);
+    let _mount = casefold(backing.path(), &b.root);
     join(&b, &server, "B");
     let first = b.cairn(&["run", "d", "--once"]);
     let said = format!(

@@ -34,6 +34,7 @@ mod migrate;
 mod nfqueue;
 mod packaging;
 mod postgres;
+mod power_loss;
 mod readme;
 mod reliability;
 mod repack;
