@@ -5,7 +5,7 @@ use crate::cloud::{add_task, connect, start_moto, Moto};
 use crate::harness::{wait_until, Client, Server};
 
 /// `server cloud connect s3` for `owner`, on the server itself (`--data`, an administrator).
-fn server_connect(server: &Server, moto: &Moto, owner: &str) {
+pub(crate) fn server_connect(server: &Server, moto: &Moto, owner: &str) {
     let secret = format!("{}\n", moto.secret_access_key);
     connect_with(server, moto, "s3", owner, &moto.access_key_id, &secret);
 }
