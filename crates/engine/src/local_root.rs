@@ -13,12 +13,13 @@
 //! made there and renamed into place, and any it made that are left over from a failed pass
 //! (or a killed process) are removed.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, Metadata};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use cairn_model::filter::WORK_DIR_NAME;
 use cairn_model::RelPath;
@@ -43,6 +44,9 @@ pub fn dir_mode(mode: u32) -> u32 {
 pub struct LocalRoot {
     path: PathBuf,
     dir: OwnedFd,
+    /// Names spelled here otherwise than in NFC (as a Mac writes them), by the NFC path they
+    /// travel as: what the last scan found (see [`LocalRoot::set_aliases`]).
+    aliases: RwLock<HashMap<RelPath, String>>,
 }
 
 const DIR_FLAGS: OFlags = OFlags::RDONLY
@@ -76,6 +80,7 @@ impl LocalRoot {
         Ok(LocalRoot {
             path: path.to_path_buf(),
             dir,
+            aliases: RwLock::new(HashMap::new()),
         })
     }
 
@@ -94,7 +99,51 @@ impl LocalRoot {
 
     /// The local spelling of `rel`, for messages and for readers that need a path.
     pub fn full(&self, rel: &RelPath) -> PathBuf {
-        rel.components().fold(self.path.clone(), |p, c| p.join(c))
+        if self.aliases.read().map_or(true, |held| held.is_empty()) {
+            return rel.components().fold(self.path.clone(), |p, c| p.join(c));
+        }
+        let mut walked = RelPath::root();
+        let mut full = self.path.clone();
+        for part in rel.components() {
+            match walked.join(part) {
+                Ok(next) => {
+                    walked = next;
+                    full.push(self.name_of(&walked).as_ref());
+                }
+                Err(_) => full.push(part),
+            }
+        }
+        full
+    }
+
+    /// Takes the names the last scan found spelled otherwise than in NFC, each under the NFC
+    /// path it syncs as: every later operation on such a path acts on the name as it is on
+    /// disk, so an edit from elsewhere replaces that file rather than making an NFC twin.
+    pub fn set_aliases(&self, found: Vec<(RelPath, String)>) {
+        if let Ok(mut held) = self.aliases.write() {
+            *held = found.into_iter().collect();
+        }
+    }
+
+    /// The name of `rel`'s last component on disk: its alias, or its own name.
+    fn name_of<'a>(&self, rel: &'a RelPath) -> Cow<'a, str> {
+        match self.aliases.read() {
+            Ok(held) if !held.is_empty() => match held.get(rel) {
+                Some(name) => Cow::Owned(name.clone()),
+                None => Cow::Borrowed(rel.name()),
+            },
+            _ => Cow::Borrowed(rel.name()),
+        }
+    }
+
+    /// Forgets the alias of `rel` once the name is gone from disk (deleted or moved away), so
+    /// a file made there later gets the NFC name.
+    fn forget_alias(&self, rel: &RelPath) {
+        if let Ok(mut held) = self.aliases.write() {
+            if !held.is_empty() {
+                held.remove(rel);
+            }
+        }
     }
 
     /// Opens the folder holding `rel` (the root for a top-level name) without following links,
@@ -107,6 +156,8 @@ impl LocalRoot {
         let mut walked = RelPath::root();
         for part in parts.iter().take(parts.len().saturating_sub(1)) {
             walked = walked.join(part)?;
+            let part = self.name_of(&walked);
+            let part = part.as_ref();
             match open_dir(&cur, part, create) {
                 Ok(next) => cur = next,
                 Err(Errno::NOENT) if !create => return Ok(None),
@@ -173,7 +224,7 @@ impl LocalRoot {
             };
             rustix::fs::openat(
                 &parent,
-                rel.name(),
+                self.name_of(rel).as_ref(),
                 OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
             )
@@ -191,7 +242,8 @@ impl LocalRoot {
     /// The target of the link at `rel`; `None` when there is no link there.
     pub fn read_link(&self, rel: &RelPath) -> Option<String> {
         let parent = self.parent(rel, false).ok()??;
-        let target = rustix::fs::readlinkat(&parent, rel.name(), Vec::new()).ok()?;
+        let target =
+            rustix::fs::readlinkat(&parent, self.name_of(rel).as_ref(), Vec::new()).ok()?;
         target.into_string().ok()
     }
 
@@ -208,7 +260,7 @@ impl LocalRoot {
         })?;
         rustix::fs::openat(
             &parent,
-            rel.name(),
+            self.name_of(rel).as_ref(),
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
@@ -225,9 +277,9 @@ impl LocalRoot {
             return Ok(());
         }
         let parent = self.parent_for_write(rel)?;
-        open_dir(&parent, rel.name(), true)
+        open_dir(&parent, self.name_of(rel).as_ref(), true)
             .map(drop)
-            .map_err(|e| self.walk_error(&parent, rel.name(), rel, rel, e))
+            .map_err(|e| self.walk_error(&parent, self.name_of(rel).as_ref(), rel, rel, e))
     }
 
     /// Sets the permission bits of the folder `rel` to [`dir_mode`] of `mode`.
@@ -239,7 +291,12 @@ impl LocalRoot {
             rustix::fs::openat(&self.dir, ".", DIR_FLAGS, Mode::empty())
         } else {
             let parent = self.parent_for_write(rel)?;
-            rustix::fs::openat(&parent, rel.name(), DIR_FLAGS, Mode::empty())
+            rustix::fs::openat(
+                &parent,
+                self.name_of(rel).as_ref(),
+                DIR_FLAGS,
+                Mode::empty(),
+            )
         }
         .map_err(io_err("opening folder", &self.full(rel)))?;
         rustix::fs::fchmod(&dir, Mode::from_raw_mode(dir_mode(mode)))
@@ -253,8 +310,15 @@ impl LocalRoot {
     pub fn rename(&self, from: &RelPath, to: &RelPath) -> Result<()> {
         let src = self.parent_for_write(from)?;
         let dst = self.parent_for_write(to)?;
-        rename_noreplace(&src, from.name(), &dst, to.name())
-            .map_err(io_err("moving here", &self.full(to)))
+        rename_noreplace(
+            &src,
+            self.name_of(from).as_ref(),
+            &dst,
+            self.name_of(to).as_ref(),
+        )
+        .map_err(io_err("moving here", &self.full(to)))?;
+        self.forget_alias(from);
+        Ok(())
     }
 
     /// Moves `rel` to the free name `new_name` in the same folder (a conflict copy).
@@ -263,8 +327,10 @@ impl LocalRoot {
     /// When `new_name` is taken or the move fails.
     pub fn rename_aside(&self, rel: &RelPath, new_name: &str) -> Result<()> {
         let parent = self.parent_for_write(rel)?;
-        rename_noreplace(&parent, rel.name(), &parent, new_name)
-            .map_err(io_err("keeping the local copy", &self.full(rel)))
+        rename_noreplace(&parent, self.name_of(rel).as_ref(), &parent, new_name)
+            .map_err(io_err("keeping the local copy", &self.full(rel)))?;
+        self.forget_alias(rel);
+        Ok(())
     }
 
     /// Removes the file or link at `rel` (a link is removed, never what it points to).
@@ -273,8 +339,10 @@ impl LocalRoot {
     /// When it cannot be removed.
     pub fn remove_file(&self, rel: &RelPath) -> Result<()> {
         let parent = self.parent_for_write(rel)?;
-        rustix::fs::unlinkat(&parent, rel.name(), AtFlags::empty())
-            .map_err(io_err("deleting", &self.full(rel)))
+        rustix::fs::unlinkat(&parent, self.name_of(rel).as_ref(), AtFlags::empty())
+            .map_err(io_err("deleting", &self.full(rel)))?;
+        self.forget_alias(rel);
+        Ok(())
     }
 
     /// Removes the empty folder at `rel`.
@@ -283,8 +351,10 @@ impl LocalRoot {
     /// When it is not empty or cannot be removed.
     pub fn remove_dir(&self, rel: &RelPath) -> Result<()> {
         let parent = self.parent_for_write(rel)?;
-        rustix::fs::unlinkat(&parent, rel.name(), AtFlags::REMOVEDIR)
-            .map_err(io_err("deleting folder", &self.full(rel)))
+        rustix::fs::unlinkat(&parent, self.name_of(rel).as_ref(), AtFlags::REMOVEDIR)
+            .map_err(io_err("deleting folder", &self.full(rel)))?;
+        self.forget_alias(rel);
+        Ok(())
     }
 
     /// Opens (creating it) the task's working folder inside this root.
@@ -323,7 +393,7 @@ impl LocalRoot {
     /// When a parent cannot be made without a link, `rel` is a folder, or the rename fails.
     pub fn place(&self, work: &WorkDir, name: &str, rel: &RelPath) -> Result<()> {
         let placed = self.parent_for_write(rel).and_then(|parent| {
-            rustix::fs::renameat(&work.dir, name, &parent, rel.name())
+            rustix::fs::renameat(&work.dir, name, &parent, self.name_of(rel).as_ref())
                 .map_err(io_err("placing", &self.full(rel)))
         });
         match placed {
@@ -539,6 +609,46 @@ mod tests {
         assert_eq!(file_mode(0o444), 0o644);
         assert_eq!(dir_mode(0o1777), 0o777);
         assert_eq!(dir_mode(0o055), 0o755);
+    }
+
+    #[test]
+    fn a_name_spelled_otherwise_than_nfc_is_acted_on_as_it_is_on_disk() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("Cafe\u{301}");
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::write(dir.join("a\u{301}.txt"), b"mac").expect("write");
+        // Two spellings of one NFC name, neither of them NFC: only one can travel.
+        std::fs::write(tmp.path().join("o\u{302}\u{323}.txt"), b"one").expect("write");
+        std::fs::write(tmp.path().join("o\u{323}\u{302}.txt"), b"two").expect("write");
+        let scan = crate::scanner::scan(tmp.path(), &cairn_model::Filter::default());
+        let listed: Vec<String> = scan.entries.iter().map(|e| e.path.to_string()).collect();
+        assert!(listed.contains(&"Caf\u{e9}/\u{e1}.txt".to_string()), "{listed:?}");
+        assert_eq!(scan.held, vec![p("\u{1ed9}.txt")], "{listed:?}");
+        assert!(listed.contains(&"\u{1ed9}.txt".to_string()), "one of the two travels");
+
+        let root = LocalRoot::open(tmp.path()).expect("open");
+        root.set_aliases(scan.aliases);
+        let file = p("Caf\u{e9}/\u{e1}.txt");
+        let mut read = String::new();
+        std::io::Read::read_to_string(&mut root.open_file(&file).expect("open"), &mut read)
+            .expect("read");
+        assert_eq!(read, "mac");
+        assert_eq!(root.full(&file), dir.join("a\u{301}.txt"));
+        // A file made beside it goes into the folder as it is spelled on disk.
+        let work = root.work_dir().expect("work dir");
+        let (_, temp) = work.create_temp("t").expect("temp");
+        root.place(&work, &temp, &p("Caf\u{e9}/new.txt")).expect("place");
+        assert!(dir.join("new.txt").exists());
+        root.rename(&file, &p("Caf\u{e9}/moved.txt")).expect("move");
+        assert!(dir.join("moved.txt").exists());
+        assert!(!dir.join("a\u{301}.txt").exists());
+        root.remove_file(&p("Caf\u{e9}/moved.txt")).expect("delete");
+        root.remove_file(&p("Caf\u{e9}/new.txt")).expect("delete");
+        root.remove_dir(&p("Caf\u{e9}")).expect("delete folder");
+        assert!(!dir.exists());
+        // The alias went with the folder: a folder made there now has the NFC name.
+        root.create_dir_all(&p("Caf\u{e9}")).expect("mkdir");
+        assert!(tmp.path().join("Caf\u{e9}").is_dir());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //!
 //! A folder it cannot read is listed in `incomplete`: the planner deletes nothing under it.
 
+use std::collections::HashSet;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -57,6 +58,9 @@ pub struct Scan {
     /// Paths reported above that must be left alone on both sides: what is on the remote
     /// under these names is neither fetched nor deleted.
     pub held: Vec<RelPath>,
+    /// Names spelled otherwise than in NFC (as a Mac writes them), by the NFC path they are
+    /// listed and synced as: the name on disk of that path's last component.
+    pub aliases: Vec<(RelPath, String)>,
 }
 
 /// Checks that a task's local root is there and is a folder.
@@ -87,6 +91,8 @@ pub fn check_root(root: &Path) -> Result<()> {
 pub fn scan(root: &Path, filter: &Filter) -> Scan {
     let mut out = Scan::default();
     let mut stack: Vec<(PathBuf, RelPath)> = vec![(root.to_path_buf(), RelPath::root())];
+    // NFC paths already taken by a name spelled otherwise.
+    let mut aliased: HashSet<RelPath> = HashSet::new();
     while let Some((dir, rel)) = stack.pop() {
         let iter = match fs::read_dir(&dir) {
             Ok(it) => it,
@@ -130,27 +136,24 @@ pub fn scan(root: &Path, filter: &Filter) -> Scan {
                     continue;
                 }
             };
-            // Names travel in NFC. One spelled otherwise would be read and written under its
-            // NFC twin's name (or clash with that twin): it is reported on every run, and never
-            // sent as the other.
+            // Names travel in NFC. One spelled otherwise (a Mac writes NFD) syncs under its
+            // NFC form and keeps its spelling here (`LocalRoot` acts on it by its alias),
+            // unless another name in the folder reads the same once normalised: then the
+            // two cannot both travel, and this one is reported on every run and left alone.
             if !cairn_model::path::is_nfc(&name) {
                 let twin = dir.join(path.name());
-                let clash = if fs::symlink_metadata(&twin).is_ok() {
-                    format!(
-                        "; it reads the same as {} once normalised, which is kept apart",
-                        twin.display()
-                    )
-                } else {
-                    String::new()
-                };
-                out.reports.push((
-                    full.display().to_string(),
-                    format!(
-                        "name is not in Unicode NFC form{clash}; not synced (rename it to sync it)"
-                    ),
-                ));
-                out.held.push(path);
-                continue;
+                if fs::symlink_metadata(&twin).is_ok() || !aliased.insert(path.clone()) {
+                    out.reports.push((
+                        full.display().to_string(),
+                        format!(
+                            "name is not in Unicode NFC form; it reads the same as {} once normalised, which is kept apart; not synced (rename it to sync it)",
+                            twin.display()
+                        ),
+                    ));
+                    out.held.push(path);
+                    continue;
+                }
+                out.aliases.push((path.clone(), name.clone()));
             }
             // A file that vanished between listing and stat is simply not there any more.
             // (Stat relative to the open folder, fstatat, as `symlink_metadata` would without

@@ -1,5 +1,5 @@
 //! Hostile file systems under a computer's folder (issue 13): a disk that fills up, a disk
-//! that disappears mid-pass, a clock hours off, a case-insensitive folder.
+//! that disappears mid-pass, a clock hours off, a case-insensitive folder, names in NFD.
 //! Each ends with nothing lost: every file on the server and on the other computer.
 
 use std::path::{Path, PathBuf};
@@ -415,6 +415,120 @@ fn a_case_insensitive_folder_holds_one_of_each_clash_and_loses_neither() {
         };
         assert_eq!(now.map(|b| &b[..]), Some(want), "{path} on A; A: {after:?}");
     }
+    assert!(server
+        .admin(&["check", "--read-data"], None)
+        .contains("no problems"));
+}
+
+/// The names in `dir` as they are on disk.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".cairn")
+        .collect();
+    names.sort();
+    names
+}
+
+/// A folder copied from a Mac holds its names in NFD. They sync under their NFC form, and the
+/// Mac-side spelling stays: edits, new files, moves and deletes from another computer act on
+/// the names as they are on disk, never beside them as NFC twins.
+#[test]
+fn names_in_nfd_sync_under_their_nfc_form_and_keep_their_spelling() {
+    let (cafe_nfd, cafe) = ("Cafe\u{301}", "Caf\u{e9}");
+    let (resume_nfd, resume) = ("re\u{301}sume\u{301}.txt", "r\u{e9}sum\u{e9}.txt");
+    let (naive_nfd, naive) = ("nai\u{308}ve.md", "na\u{ef}ve.md");
+    let server = Server::start();
+    let mac = computer(&server, "mac", &[]);
+    mac.write(&format!("{cafe_nfd}/{resume_nfd}"), b"v1");
+    mac.write(naive_nfd, b"naive");
+    mac.write("plain.txt", b"plain");
+    let out = mac.ok(&["run", "d", "--once"]);
+    assert!(!out.contains("NFC"), "nothing is held: {out}");
+    let pc = computer(&server, "pc", &[]);
+    pc.ok(&["run", "d", "--once"]);
+    let mut want = vec![
+        (format!("{cafe}/{resume}"), b"v1".to_vec()),
+        (naive.to_string(), b"naive".to_vec()),
+        ("plain.txt".to_string(), b"plain".to_vec()),
+    ];
+    want.sort();
+    assert_eq!(
+        files(&pc.root),
+        want,
+        "the other computer holds the NFC names"
+    );
+
+    // An edit from elsewhere lands in the Mac's own file.
+    pc.write(&format!("{cafe}/{resume}"), b"v2 from pc");
+    pc.ok(&["run", "d", "--once"]);
+    mac.ok(&["run", "d", "--once"]);
+    assert_eq!(names_in(&mac.root), {
+        let mut n = vec![
+            cafe_nfd.to_string(),
+            naive_nfd.to_string(),
+            "plain.txt".into(),
+        ];
+        n.sort();
+        n
+    });
+    assert_eq!(
+        names_in(&mac.root.join(cafe_nfd)),
+        vec![resume_nfd.to_string()]
+    );
+    assert_eq!(
+        std::fs::read(mac.root.join(cafe_nfd).join(resume_nfd)).expect("read"),
+        b"v2 from pc"
+    );
+
+    // An edit on the Mac travels as the NFC name.
+    mac.write(&format!("{cafe_nfd}/{resume_nfd}"), b"v3 from mac");
+    mac.ok(&["run", "d", "--once"]);
+    pc.ok(&["run", "d", "--once"]);
+    assert_eq!(
+        std::fs::read(pc.root.join(cafe).join(resume)).expect("read"),
+        b"v3 from mac"
+    );
+
+    // A new file in the folder, a move and a delete from elsewhere act on the Mac's names.
+    pc.write(&format!("{cafe}/new.txt"), b"new");
+    std::fs::rename(
+        pc.root.join(cafe).join(resume),
+        pc.root.join(cafe).join("cv.txt"),
+    )
+    .expect("move");
+    std::fs::remove_file(pc.root.join(naive)).expect("delete");
+    pc.ok(&["run", "d", "--once"]);
+    mac.ok(&["run", "d", "--once"]);
+    assert_eq!(
+        names_in(&mac.root),
+        vec![cafe_nfd.to_string(), "plain.txt".to_string()]
+    );
+    assert_eq!(
+        names_in(&mac.root.join(cafe_nfd)),
+        vec!["cv.txt".to_string(), "new.txt".to_string()]
+    );
+    assert_eq!(
+        std::fs::read(mac.root.join(cafe_nfd).join("cv.txt")).expect("read"),
+        b"v3 from mac"
+    );
+    // Quiet afterwards: nothing goes back and forth.
+    for c in [&mac, &pc] {
+        let out = c.ok(&["run", "d", "--once"]);
+        assert!(
+            out.contains("0 uploaded, 0 downloaded, 0 moved, 0 deleted here, 0 deleted on the server, 0 conflicts, 0 failed"),
+            "{out}"
+        );
+    }
+    assert_eq!(
+        files(&pc.root),
+        vec![
+            (format!("{cafe}/cv.txt"), b"v3 from mac".to_vec()),
+            (format!("{cafe}/new.txt"), b"new".to_vec()),
+            ("plain.txt".to_string(), b"plain".to_vec()),
+        ]
+    );
     assert!(server
         .admin(&["check", "--read-data"], None)
         .contains("no problems"));

@@ -584,7 +584,8 @@ impl Replica for LocalReplica {
 
     async fn list(&self) -> Result<Listing> {
         let (path, filter) = (self.root.path().to_path_buf(), self.filter.clone());
-        let scan = blocking("scanner", move || scanner::scan(&path, &filter)).await?;
+        let mut scan = blocking("scanner", move || scanner::scan(&path, &filter)).await?;
+        self.root.set_aliases(std::mem::take(&mut scan.aliases));
         Ok(Listing {
             // Sorted by path already: the map is built in order, each path moved, not copied.
             entries: scan
