@@ -622,9 +622,15 @@ mod tests {
         std::fs::write(tmp.path().join("o\u{323}\u{302}.txt"), b"two").expect("write");
         let scan = crate::scanner::scan(tmp.path(), &cairn_model::Filter::default());
         let listed: Vec<String> = scan.entries.iter().map(|e| e.path.to_string()).collect();
-        assert!(listed.contains(&"Caf\u{e9}/\u{e1}.txt".to_string()), "{listed:?}");
+        assert!(
+            listed.contains(&"Caf\u{e9}/\u{e1}.txt".to_string()),
+            "{listed:?}"
+        );
         assert_eq!(scan.held, vec![p("\u{1ed9}.txt")], "{listed:?}");
-        assert!(listed.contains(&"\u{1ed9}.txt".to_string()), "one of the two travels");
+        assert!(
+            listed.contains(&"\u{1ed9}.txt".to_string()),
+            "one of the two travels"
+        );
 
         let root = LocalRoot::open(tmp.path()).expect("open");
         root.set_aliases(scan.aliases);
@@ -637,7 +643,8 @@ mod tests {
         // A file made beside it goes into the folder as it is spelled on disk.
         let work = root.work_dir().expect("work dir");
         let (_, temp) = work.create_temp("t").expect("temp");
-        root.place(&work, &temp, &p("Caf\u{e9}/new.txt")).expect("place");
+        root.place(&work, &temp, &p("Caf\u{e9}/new.txt"))
+            .expect("place");
         assert!(dir.join("new.txt").exists());
         root.rename(&file, &p("Caf\u{e9}/moved.txt")).expect("move");
         assert!(dir.join("moved.txt").exists());

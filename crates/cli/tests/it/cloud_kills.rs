@@ -102,6 +102,54 @@ impl CloudRig {
     }
 }
 
+impl CloudRig {
+    /// A rig over two computers, each running its task of `tasks`, with a seed from the
+    /// environment (printed).
+    fn new(computers: [Client; 2], tasks: [&'static str; 2]) -> Self {
+        let (seed, rng) = Rng::from_env();
+        eprintln!("seed = {seed} (run again with CAIRN_TEST_SEED={seed})");
+        CloudRig {
+            seed,
+            rng,
+            computers,
+            tasks,
+            edits: 0,
+            must_survive: HashSet::new(),
+            kills: HashMap::new(),
+        }
+    }
+
+    /// Counts the acknowledged contents missing from `present`, prints the run's figures and
+    /// fails when any is missing (`where_kept` says where they were looked for).
+    fn judge(&self, iterations: u64, started: Instant, present: &HashSet<u64>, where_kept: &str) {
+        let lost = self
+            .must_survive
+            .iter()
+            .filter(|p| !present.contains(p))
+            .count();
+        let seed = self.seed;
+        eprintln!(
+            "seed {seed}: {iterations} iterations in {:?}, {} edits, kills {:?}, {} acknowledged contents checked, {lost} lost",
+            started.elapsed(),
+            self.edits,
+            self.kills,
+            self.must_survive.len(),
+        );
+        assert_eq!(
+            lost, 0,
+            "seed {seed}: acknowledged contents are nowhere {where_kept}"
+        );
+    }
+}
+
+/// `CAIRN_KILL_ITERATIONS`, or `default`.
+fn iterations(default: u64) -> u64 {
+    std::env::var("CAIRN_KILL_ITERATIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Fingerprints of every object under `root` in the bucket: files, kept versions, conflict
 /// copies.
 fn bucket_prints(moto: &Moto, root: &str) -> HashSet<u64> {
@@ -129,12 +177,7 @@ fn bucket_prints(moto: &Moto, root: &str) -> HashSet<u64> {
 
 #[test]
 fn kill_9_during_cloud_tasks_loses_no_acknowledged_edit() {
-    let iterations: u64 = std::env::var("CAIRN_KILL_ITERATIONS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
-    let (seed, rng) = Rng::from_env();
-    eprintln!("seed = {seed} (run again with CAIRN_TEST_SEED={seed})");
+    let iterations = iterations(30);
     let moto = start_moto();
     let computers = [Client::new(), Client::new()];
     for c in &computers {
@@ -146,15 +189,7 @@ fn kill_9_during_cloud_tasks_loses_no_acknowledged_edit() {
             &["--keep-versions", "1000", "--part-size", "5"],
         );
     }
-    let mut rig = CloudRig {
-        seed,
-        rng,
-        computers,
-        tasks: ["t", "t"],
-        edits: 0,
-        must_survive: HashSet::new(),
-        kills: HashMap::new(),
-    };
+    let mut rig = CloudRig::new(computers, ["t", "t"]);
     let started = Instant::now();
     for _ in 0..iterations {
         let k = rig.rng.below(2) as usize;
@@ -170,24 +205,9 @@ fn kill_9_during_cloud_tasks_loses_no_acknowledged_edit() {
         rig.run(1);
     }
     let (a, b) = (tree(&rig.computers[0]), tree(&rig.computers[1]));
-    assert_eq!(a, b, "seed {seed}: the two computers differ");
+    assert_eq!(a, b, "seed {}: the two computers differ", rig.seed);
     let present = bucket_prints(&moto, "kills");
-    let lost = rig
-        .must_survive
-        .iter()
-        .filter(|p| !present.contains(p))
-        .count();
-    eprintln!(
-        "seed {seed}: {iterations} iterations in {:?}, {} edits, kills {:?}, {} acknowledged contents checked, {lost} lost",
-        started.elapsed(),
-        rig.edits,
-        rig.kills,
-        rig.must_survive.len(),
-    );
-    assert_eq!(
-        lost, 0,
-        "seed {seed}: acknowledged contents are nowhere in the bucket"
-    );
+    rig.judge(iterations, started, &present, "in the bucket");
 }
 
 /// Fingerprints of every version the server keeps of `paths`, read through computer `c`'s
@@ -227,12 +247,7 @@ fn server_prints(c: &Client, paths: &BTreeSet<String>) -> HashSet<u64> {
 
 #[test]
 fn kill_9_of_a_server_during_its_cloud_task_loses_no_acknowledged_edit() {
-    let iterations: u64 = std::env::var("CAIRN_KILL_ITERATIONS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
-    let (seed, rng) = Rng::from_env();
-    eprintln!("seed = {seed} (run again with CAIRN_TEST_SEED={seed})");
+    let iterations = iterations(20);
     let moto = start_moto();
     let mut server = Server::start();
     crate::server_cloud::server_connect(&server, &moto, "alice");
@@ -267,15 +282,7 @@ fn kill_9_of_a_server_during_its_cloud_task_loses_no_acknowledged_edit() {
         "server-kills",
         &["--keep-versions", "1000", "--part-size", "5"],
     );
-    let mut rig = CloudRig {
-        seed,
-        rng,
-        computers: [pc, cloud_side],
-        tasks: ["d", "t"],
-        edits: 0,
-        must_survive: HashSet::new(),
-        kills: HashMap::new(),
-    };
+    let mut rig = CloudRig::new([pc, cloud_side], ["d", "t"]);
     let started = Instant::now();
     for _ in 0..iterations {
         let k = rig.rng.below(2) as usize;
@@ -299,25 +306,15 @@ fn kill_9_of_a_server_during_its_cloud_task_loses_no_acknowledged_edit() {
             break;
         }
     }
-    assert!(settled, "seed {seed}: the two computers never agreed");
+    assert!(settled, "seed {}: the two computers never agreed", rig.seed);
     let mut paths: BTreeSet<String> = NAMES.iter().map(|n| n.to_string()).collect();
     paths.extend(tree(&rig.computers[0]).into_keys());
     let mut present = bucket_prints(&moto, "server-kills");
     present.extend(server_prints(&rig.computers[0], &paths));
-    let lost = rig
-        .must_survive
-        .iter()
-        .filter(|p| !present.contains(p))
-        .count();
-    eprintln!(
-        "seed {seed}: {iterations} iterations in {:?}, {} edits, kills {:?}, {} acknowledged contents checked, {lost} lost",
-        started.elapsed(),
-        rig.edits,
-        rig.kills,
-        rig.must_survive.len(),
-    );
-    assert_eq!(
-        lost, 0,
-        "seed {seed}: acknowledged contents are neither on the server nor in the bucket"
+    rig.judge(
+        iterations,
+        started,
+        &present,
+        "on the server or in the bucket",
     );
 }
