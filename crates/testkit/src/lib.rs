@@ -194,6 +194,13 @@ impl Server {
     }
 
     /// `cairn server ARGS --data DATA`, asserting success.
+    /// Adds server folder `name`, keeping `keep` versions a file, readable and writable by
+    /// alice.
+    pub fn alice_folder(&self, name: &str, keep: &str) {
+        self.admin(&["folder", "add", name, "--keep-versions", keep], None);
+        self.admin(&["folder", "grant", name, "alice", "--access", "rw"], None);
+    }
+
     pub fn admin(&self, args: &[&str], stdin: Option<&str>) -> String {
         let out = self.admin_raw(args, stdin);
         assert!(
@@ -401,6 +408,14 @@ impl Client {
 
     /// Adds backup task `t` over the client's folder on the saved connection `srv`.
     pub fn add_backup_task(&self, extra: &[&str]) {
+        let mut args = vec!["--computer", "pc"];
+        args.extend_from_slice(extra);
+        self.add_backup_task_into("backup", &args);
+    }
+
+    /// Adds backup task `t` over the client's folder into the server folder `folder`, on the
+    /// saved connection `srv`.
+    pub fn add_backup_task_into(&self, folder: &str, extra: &[&str]) {
         let root = self.root.to_str().expect("utf-8").to_string();
         let mut args = vec![
             "backup",
@@ -411,9 +426,7 @@ impl Client {
             "--connection",
             "srv",
             "--folder",
-            "backup",
-            "--computer",
-            "pc",
+            folder,
         ];
         args.extend_from_slice(extra);
         self.ok(&args);

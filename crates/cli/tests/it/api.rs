@@ -142,27 +142,10 @@ fn content_is_served_whole_and_by_byte_ranges() {
 #[test]
 fn gc_beside_running_backups_loses_nothing() {
     let server = Server::start();
-    server.admin(&["folder", "add", "tight", "--keep-versions", "1"], None);
-    server.admin(
-        &["folder", "grant", "tight", "alice", "--access", "rw"],
-        None,
-    );
+    server.alice_folder("tight", "1");
     let c = Client::new();
     c.connect(&server, "alice", "alice-pw");
-    let root = c.root.to_str().expect("utf-8").to_string();
-    c.ok(&[
-        "backup",
-        "add",
-        "t",
-        "--local",
-        &root,
-        "--connection",
-        "srv",
-        "--folder",
-        "tight",
-        "--computer",
-        "pc",
-    ]);
+    c.add_backup_task_into("tight", &["--computer", "pc"]);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let collector = {
         let stop = stop.clone();

@@ -253,11 +253,7 @@ fn unusable_names_are_reported_not_fatal() {
 #[test]
 fn retention_keeps_the_last_n_versions_and_gc_frees_the_rest() {
     let server = Server::start();
-    server.admin(&["folder", "add", "short", "--keep-versions", "3"], None);
-    server.admin(
-        &["folder", "grant", "short", "alice", "--access", "rw"],
-        None,
-    );
+    server.alice_folder("short", "3");
     let c = Client::new();
     c.connect(&server, "alice", "alice-pw");
     let root = c.root.to_str().expect("utf-8");

@@ -362,27 +362,10 @@ fn power_loss_during_gc_keeps_every_retained_version() {
     }
     let mut rig = Rig::new();
     let mut server = Server::start();
-    server.admin(&["folder", "add", "short", "--keep-versions", "2"], None);
-    server.admin(
-        &["folder", "grant", "short", "alice", "--access", "rw"],
-        None,
-    );
+    server.alice_folder("short", "2");
     let c = Client::new();
     c.connect(&server, "alice", "alice-pw");
-    let root = c.root.to_str().expect("utf-8").to_string();
-    c.ok(&[
-        "backup",
-        "add",
-        "t",
-        "--local",
-        &root,
-        "--connection",
-        "srv",
-        "--folder",
-        "short",
-        "--computer",
-        "pc",
-    ]);
+    c.add_backup_task_into("short", &["--computer", "pc"]);
     // Versions that retention drops: their chunks die, and the packs of small files only in
     // part (each round's pack also holds a file kept throughout), so gc repacks as well.
     let mut written = Vec::new();

@@ -477,28 +477,10 @@ fn run_rig(faults: &[Fault], iterations: u64, setup: impl FnOnce(&Server, u64) -
         &["folder", "set", "backup", "--keep-versions", "100000"],
         None,
     );
-    server.admin(
-        &["folder", "add", "vault", "--keep-versions", "100000"],
-        None,
-    );
-    server.admin(
-        &["folder", "grant", "vault", "alice", "--access", "rw"],
-        None,
-    );
+    server.alice_folder("vault", "100000");
     let vault = Client::new();
     vault.connect(&server, "alice", "alice-pw");
-    let root = vault.root.to_str().expect("utf-8").to_string();
-    vault.ok(&[
-        "backup",
-        "add",
-        "t",
-        "--local",
-        &root,
-        "--connection",
-        "srv",
-        "--folder",
-        "vault",
-    ]);
+    vault.add_backup_task_into("vault", &[]);
     let network = setup(&server, seed);
     let mut rig = Rig {
         seed,

@@ -11,24 +11,10 @@ const SIZE: usize = 3000;
 /// A client backing up `FILES` small files (packed, as every chunk under 64 KiB is) into a
 /// folder that keeps one version.
 fn churned(server: &Server) -> Client {
-    server.admin(&["folder", "add", "one", "--keep-versions", "1"], None);
-    server.admin(&["folder", "grant", "one", "alice", "--access", "rw"], None);
+    server.alice_folder("one", "1");
     let c = Client::new();
     c.connect(server, "alice", "alice-pw");
-    let root = c.root.to_str().expect("utf-8").to_string();
-    c.ok(&[
-        "backup",
-        "add",
-        "t",
-        "--local",
-        &root,
-        "--connection",
-        "srv",
-        "--folder",
-        "one",
-        "--computer",
-        "pc",
-    ]);
+    c.add_backup_task_into("one", &["--computer", "pc"]);
     for i in 0..FILES {
         c.write(&format!("f{i}.bin"), &noise(i, SIZE));
     }

@@ -80,11 +80,7 @@ fn a_server_on_s3_backs_up_restores_checks_and_collects_on_the_bucket() {
     let env = s3_env(&s3, "srv1");
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let server = Server::start_with(&env_refs);
-    server.admin(&["folder", "add", "short", "--keep-versions", "1"], None);
-    server.admin(
-        &["folder", "grant", "short", "alice", "--access", "rw"],
-        None,
-    );
+    server.alice_folder("short", "1");
     let c = Client::new();
     // Large chunks go one object each, small files into packs.
     c.write("big.bin", &noise(1, 3 * 1024 * 1024));

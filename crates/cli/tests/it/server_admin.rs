@@ -261,18 +261,7 @@ fn deleting_a_user_or_a_folder_needs_its_name_twice_and_frees_the_name() {
 
 /// Backup task `t` of `c`'s folder into the server folder `team`.
 fn team_task(c: &Client) {
-    let root = c.root.to_str().expect("utf-8").to_string();
-    c.ok(&[
-        "backup",
-        "add",
-        "t",
-        "--local",
-        &root,
-        "--connection",
-        "srv",
-        "--folder",
-        "team",
-    ]);
+    c.add_backup_task_into("team", &[]);
 }
 
 /// A folder deleted and made again under its name is a new folder to every computer that
