@@ -629,7 +629,30 @@ pub fn cloud_replica(
         task.transfers,
         Some(&uploads),
     )?;
-    Ok(replica.with_staging_owner(staging_owner(config, conn_name, task)))
+    let renewal =
+        cairn_cloud::oauth::Renewal::of(conn_name, conn, &secrets, save_token(home, conn_name));
+    Ok(replica
+        .with_staging_owner(staging_owner(config, conn_name, task))
+        .with_renewal(renewal))
+}
+
+/// Saves a renewed refresh token of connection `conn_name` in `credentials.json`, read again
+/// just before it is written so that a change made meanwhile (another connection saved) stays.
+fn save_token(home: &Home, conn_name: &str) -> cairn_cloud::oauth::SaveToken {
+    let home = Home {
+        config_dir: home.config_dir.clone(),
+        data_dir: home.data_dir.clone(),
+    };
+    let name = conn_name.to_string();
+    Box::new(move |token| {
+        let mut creds = home.credentials().map_err(|e| format!("{e:#}"))?;
+        let Some(secrets) = creds.clouds.get_mut(&name) else {
+            // The connection was removed meanwhile: nothing to keep.
+            return Ok(());
+        };
+        secrets.0.insert("refresh_token".into(), token.to_string());
+        home.save_credentials(&creds).map_err(|e| format!("{e:#}"))
+    })
 }
 
 /// The tag of this computer's temporaries for a task (its device id, connection, remote path

@@ -16,6 +16,7 @@ mod gcs_session;
 mod hook;
 pub mod multipart;
 pub mod names;
+pub mod oauth;
 #[cfg(test)]
 mod oauth_tests;
 pub mod provider;

@@ -175,3 +175,64 @@ async fn onedrive_refreshes_an_expired_access_token_between_requests() {
         .await;
     }
 }
+
+/// OneDrive's saved refresh token is exchanged once at the first listing of a run (not again
+/// within the day) and the new one it is given is handed over to be saved; the request
+/// carries the saved token and the app's credentials.
+#[tokio::test]
+async fn onedrive_hands_over_the_refresh_token_it_is_given_in_exchange() {
+    use crate::oauth::{Renewal, ONEDRIVE_TOKEN_URL};
+    let p = Provider::Onedrive(OnedriveKind::Personal);
+    let (op, stand_in) = operator_at_stand_in(p, ONEDRIVE_TOKEN_URL);
+    let (conn, secrets) = full_connection(p);
+    let saved = Arc::new(Mutex::new(Vec::<String>::new()));
+    let into = saved.clone();
+    let renewal = Renewal::of(
+        "od-test",
+        &conn,
+        &secrets,
+        Box::new(move |t| {
+            into.lock().expect("lock").push(t.to_string());
+            Ok(())
+        }),
+    )
+    .expect("a OneDrive connection renews its token");
+    renewal.renew_if_due(&op).await;
+    renewal.renew_if_due(&op).await;
+    assert_eq!(*saved.lock().expect("lock"), vec!["rotated-1".to_string()]);
+    let seen = stand_in.seen();
+    let tokens: Vec<&Seen> = seen.iter().filter(|s| s.token_request).collect();
+    assert_eq!(tokens.len(), 1, "one exchange a day: {seen:#?}");
+    for part in [
+        "refresh_token=value-of-refresh_token-1234",
+        "client_id=value-of-client_id-1234",
+        "client_secret=value-of-client_secret-1234",
+        "grant_type=refresh_token",
+    ] {
+        assert!(
+            tokens[0].auth_or_body.contains(part),
+            "the exchange carries {part}: {:?}",
+            tokens[0]
+        );
+    }
+}
+
+/// Only a OneDrive connection whose refresh token is saved renews it: other services do not
+/// rotate theirs, and a token typed at each run is the user's to keep.
+#[test]
+fn only_a_saved_onedrive_token_is_renewed() {
+    use crate::oauth::Renewal;
+    let never = || -> crate::oauth::SaveToken { Box::new(|_| Ok(())) };
+    for p in [Provider::Dropbox, Provider::Gdrive] {
+        let (conn, secrets) = full_connection(p);
+        assert!(
+            Renewal::of("t", &conn, &secrets, never()).is_none(),
+            "{}",
+            p.id()
+        );
+    }
+    let (mut conn, secrets) = full_connection(Provider::Onedrive(OnedriveKind::Business));
+    assert!(Renewal::of("t", &conn, &secrets, never()).is_some());
+    conn.prompt.push("refresh_token".into());
+    assert!(Renewal::of("t", &conn, &secrets, never()).is_none());
+}

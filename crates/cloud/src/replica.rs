@@ -114,6 +114,8 @@ pub struct CloudReplica {
     dav_etag_moves: AtomicU8,
     /// WebDAV: the server refused a listing of infinite depth (`dav_list`).
     dav_finite_depth: AtomicBool,
+    /// OneDrive: the connection's refresh token, renewed and saved as the task runs.
+    renewal: Option<crate::oauth::Renewal>,
 }
 
 impl CloudReplica {
@@ -142,6 +144,7 @@ impl CloudReplica {
             dav: None,
             dav_etag_moves: AtomicU8::new(dav::ETAG_UNKNOWN),
             dav_finite_depth: AtomicBool::new(false),
+            renewal: None,
             hidden_markers: scheme == "gcs",
             mtime_step_ns: if scheme == "swift" { 1_000_000_000 } else { 1 },
             op,
@@ -184,6 +187,13 @@ impl CloudReplica {
     /// remove the ones an earlier interrupted pass of the same owner left.
     pub fn with_staging_owner(mut self, owner: String) -> Self {
         self.opts.staging_owner = Some(owner);
+        self
+    }
+
+    /// Renews the connection's refresh token at the first listing (and daily after), saving
+    /// it through `renewal` (OneDrive: see [`crate::oauth`]).
+    pub fn with_renewal(mut self, renewal: Option<crate::oauth::Renewal>) -> Self {
+        self.renewal = renewal;
         self
     }
 
@@ -365,6 +375,10 @@ impl Replica for CloudReplica {
     }
 
     async fn list(&self) -> Result<Listing> {
+        if let Some(renewal) = &self.renewal {
+            renewal.renew_if_due(&self.op).await;
+            crate::oauth::stop_after_exchange()?;
+        }
         let (listing, staged) = listing::list(self).await?;
         self.clean_staging(staged).await;
         Ok(listing)

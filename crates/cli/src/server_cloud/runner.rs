@@ -23,6 +23,7 @@ use anyhow::{Context, Result};
 use cairn_client::replica::ServerReplica;
 use cairn_client::{ConnectOptions, Connection, Trust};
 use cairn_cloud::crypt::{self, EncryptedReplica, KdfParams, MasterKey};
+use cairn_cloud::oauth::{Renewal, SaveToken};
 use cairn_cloud::CloudReplica;
 use cairn_engine::drive::RemoteCache;
 use cairn_engine::executor::PassStats;
@@ -202,7 +203,13 @@ impl Runner {
             .uploads_dir
             .join(format!("{}.json", index_key(task.id)));
         let plain = cloud_replica(conn, s, Some(&uploads))?
-            .with_staging_owner(staging_owner(self.state.server_id(), task.id));
+            .with_staging_owner(staging_owner(self.state.server_id(), task.id))
+            .with_renewal(Renewal::of(
+                &format!("server connection {}", conn.id),
+                &conn.connection,
+                &conn.secrets,
+                save_token(&self.meta, conn.id),
+            ));
         let cloud_side: Box<dyn Replica> = if s.encrypt {
             let meta = self.meta.clone();
             let id = task.id;
@@ -295,6 +302,16 @@ impl Runner {
             &features,
         ))
     }
+}
+
+/// Saves a renewed refresh token of connection `id` in the server's database. Called from
+/// the pass's runtime: the write is short and local, as every other small write of a pass.
+fn save_token(meta: &Arc<Meta>, id: i64) -> SaveToken {
+    let meta = meta.clone();
+    Box::new(move |token| {
+        meta.set_cloud_secret(id, "refresh_token", token)
+            .map_err(|e| e.to_string())
+    })
 }
 
 /// The cloud path of a server task, in the clear (the decryption layer goes on top).

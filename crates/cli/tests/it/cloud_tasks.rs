@@ -246,3 +246,120 @@ fn the_next_pass_removes_the_temporaries_an_interrupted_webdav_upload_left() {
         Some(&b"sent, answer lost"[..])
     );
 }
+
+/// A stand-in for OneDrive's token endpoint on 127.0.0.1: answers every request with a new
+/// refresh token (`rotated-N`) and keeps the request bodies.
+fn token_stand_in() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/token", listener.local_addr().expect("addr"));
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let n = {
+                let mut all = seen.lock().expect("lock");
+                all.push(String::from_utf8_lossy(&body).into_owned());
+                all.len()
+            };
+            let answer = format!(
+                r#"{{"access_token":"access-{n}","refresh_token":"rotated-{n}","token_type":"Bearer","expires_in":3600}}"#
+            );
+            let _ = write!(
+                reader.get_mut(),
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    (url, bodies)
+}
+
+/// OneDrive gives a new refresh token with every exchange, and the one saved at `cloud
+/// connect` expires 90 days after it was issued: whatever lists the remote of a task (its
+/// runs, and `cloud add`, which looks at the path first) exchanges the saved token and saves
+/// the new one, so a connection in use never needs `cloud edit`. OneDrive itself is out of
+/// reach here, so each command fails after the exchange; only the token's way is checked: each
+/// exchange sends the token the one before saved.
+#[test]
+fn a_onedrive_refresh_token_is_renewed_and_saved_when_the_remote_is_listed() {
+    let (url, bodies) = token_stand_in();
+    let c = Client::new();
+    let out = c.cairn_stdin(
+        &[
+            "cloud",
+            "connect",
+            "od",
+            "--provider",
+            "onedrive",
+            "--option",
+            "client_id=app-id",
+            "--secret",
+            "client_secret",
+            "--secret",
+            "refresh_token",
+        ],
+        "app-secret\nsaved-at-connect\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved = || -> String {
+        let creds: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(c.home.join("credentials.json")).expect("credentials"),
+        )
+        .expect("json");
+        creds["clouds"]["od"]["refresh_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let root = c.root.to_str().expect("utf-8").to_string();
+    for (n, carried) in [(1, "saved-at-connect"), (2, "rotated-1")] {
+        let out = c
+            .cmd()
+            .args(["cloud", "add", "t", "--connection", "od", "--local", &root])
+            .args(["--remote", "docs"])
+            .env("CAIRN_TEST_ONEDRIVE_TOKEN_URL", &url)
+            .output()
+            .expect("cloud add");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && said.contains("stopped after the token exchange"),
+            "{said}"
+        );
+        let seen = bodies.lock().expect("lock").clone();
+        assert_eq!(seen.len(), n, "one exchange a command: {seen:?}");
+        let body = &seen[n - 1];
+        for part in [
+            format!("refresh_token={carried}"),
+            "client_id=app-id".to_string(),
+            "client_secret=app-secret".to_string(),
+        ] {
+            assert!(body.contains(&part), "exchange {n} sends {part}: {body}");
+        }
+        assert_eq!(
+            saved(),
+            format!("rotated-{n}"),
+            "exchange {n}'s token saved"
+        );
+    }
+    // The other secrets stay as they were.
+    let creds = std::fs::read_to_string(c.home.join("credentials.json")).expect("credentials");
+    assert!(creds.contains("app-secret"), "{creds}");
+}

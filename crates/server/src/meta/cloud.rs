@@ -118,6 +118,35 @@ impl Meta {
         })
     }
 
+    /// Sets one secret of connection `id` (a renewed OAuth refresh token), keeping the others;
+    /// a connection removed meanwhile is left alone.
+    ///
+    /// # Errors
+    /// The store, or a row that does not decode.
+    pub fn set_cloud_secret(&self, id: i64, key: &str, value: &str) -> Result<()> {
+        let ctx = "saving a cloud connection's renewed token";
+        self.write(ctx, |db| {
+            let old: Option<String> = db.opt(
+                ctx,
+                "SELECT secrets FROM cloud_connections WHERE id=?1",
+                args![id],
+                |r| r.get(0),
+            )?;
+            let Some(old) = old else {
+                return Ok(());
+            };
+            let mut secrets: Secrets =
+                serde_json::from_str(&old).map_err(|e| Error::Invalid(format!("{ctx}: {e}")))?;
+            secrets.0.insert(key.to_string(), value.to_string());
+            db.exec(
+                ctx,
+                "UPDATE cloud_connections SET secrets=?1 WHERE id=?2",
+                args![to_json(&secrets)?, id],
+            )?;
+            Ok(())
+        })
+    }
+
     /// Connections of `owner` (every user's with `None`), secrets included: callers that
     /// answer requests must drop them.
     ///
@@ -475,6 +504,40 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    /// A renewed token replaces its secret alone; a connection removed meanwhile is no error.
+    #[test]
+    fn a_renewed_token_replaces_only_its_own_secret() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let meta = Meta::open(&dir.path().join("meta.sqlite")).expect("open");
+        meta.add_user("alice", "hash", false).expect("user");
+        let (alice, _) = meta.user_by_name("alice").expect("read").expect("alice");
+        let conn = CloudConnection {
+            provider: "onedrive".into(),
+            options: BTreeMap::from([("client_id".to_string(), "app".to_string())]),
+            secrets: vec!["client_secret".into(), "refresh_token".into()],
+            prompt: vec![],
+            ca_file: None,
+            limit_upload: None,
+            limit_download: None,
+            public_only: false,
+        };
+        let secrets = Secrets(BTreeMap::from([
+            ("client_secret".to_string(), "app-secret".to_string()),
+            ("refresh_token".to_string(), "old".to_string()),
+        ]));
+        meta.save_cloud_connection(&alice, "od", &conn, &secrets, false)
+            .expect("save");
+        let id = meta.cloud_connections(Some(alice.id)).expect("list")[0].id;
+        meta.set_cloud_secret(id, "refresh_token", "renewed")
+            .expect("renew");
+        let row = &meta.cloud_connections(Some(alice.id)).expect("list")[0];
+        assert_eq!(row.secrets.0["refresh_token"], "renewed");
+        assert_eq!(row.secrets.0["client_secret"], "app-secret");
+        assert_eq!(row.connection, conn);
+        meta.set_cloud_secret(id + 100, "refresh_token", "x")
+            .expect("a connection gone is no error");
+    }
 
     /// Regression: a credential stored by a version that computed it differently let a second
     /// connection with the same credential in.
