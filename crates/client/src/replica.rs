@@ -39,7 +39,7 @@ use bytes::Bytes;
 use cairn_engine::remote::Remote;
 use cairn_engine::replica::{
     BatchResult, Capabilities, Content, Cursor, Listing, MoveOp, NewEntry, Outcome, Replica,
-    ReplicaChange, ReplicaEntry, Traffic, Version, WriteOp,
+    ReplicaChange, ReplicaEntry, Sift, Traffic, Version, WriteOp,
 };
 use cairn_engine::retry::retrying;
 use cairn_engine::{Error, Result};
@@ -235,6 +235,41 @@ fn copy_err(e: &Error) -> Error {
     }
 }
 
+impl ServerReplica {
+    /// The folder's listing, without what `sift` leaves out.
+    async fn listing(&self, sift: Option<&dyn Sift>) -> Result<Listing> {
+        let (server_id, head) = self.identity_now().await?;
+        // Each entry converted (and sifted) as it is read: the listing's versions are never
+        // all held.
+        let listed = retrying(|| async {
+            if let Some(s) = sift {
+                s.restart();
+            }
+            let mut out = Vec::new();
+            self.remote
+                .tree_each(&self.prefix, &mut |v| {
+                    if let Some(rel) = self.relative(&v.path) {
+                        let entry = entry_of(&v.entry, v.seq);
+                        if !sift.is_some_and(|s| s.leaves_out(&rel, &entry)) {
+                            out.push((rel, entry));
+                        }
+                    }
+                })
+                .await?;
+            Ok(out)
+        })
+        .await?;
+        let entries = BTreeMap::from_iter(listed);
+        // A commit between the two requests may be in the tree: the cursor then replays it,
+        // which is harmless (the same state again).
+        Ok(Listing {
+            entries,
+            cursor: Some(cursor_of(&server_id, head)),
+            ..Listing::default()
+        })
+    }
+}
+
 #[async_trait]
 impl Replica for ServerReplica {
     fn describe(&self) -> String {
@@ -263,28 +298,11 @@ impl Replica for ServerReplica {
     }
 
     async fn list(&self) -> Result<Listing> {
-        let (server_id, head) = self.identity_now().await?;
-        // Each entry converted as it is read: the listing's versions are never all held.
-        let listed = retrying(|| async {
-            let mut out = Vec::new();
-            self.remote
-                .tree_each(&self.prefix, &mut |v| {
-                    if let Some(rel) = self.relative(&v.path) {
-                        out.push((rel, entry_of(&v.entry, v.seq)));
-                    }
-                })
-                .await?;
-            Ok(out)
-        })
-        .await?;
-        let entries = BTreeMap::from_iter(listed);
-        // A commit between the two requests may be in the tree: the cursor then replays it,
-        // which is harmless (the same state again).
-        Ok(Listing {
-            entries,
-            cursor: Some(cursor_of(&server_id, head)),
-            ..Listing::default()
-        })
+        self.listing(None).await
+    }
+
+    async fn list_sifted(&self, sift: Arc<dyn Sift>) -> Result<Listing> {
+        self.listing(Some(&*sift)).await
     }
 
     async fn changes(&self, since: &Cursor) -> Result<Option<(Vec<ReplicaChange>, Cursor)>> {

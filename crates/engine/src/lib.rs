@@ -21,6 +21,7 @@ pub mod replica;
 pub mod restore;
 pub mod retry;
 pub mod scanner;
+pub mod sift;
 pub mod watcher;
 
 pub use progress::{Progress, ProgressEvent};

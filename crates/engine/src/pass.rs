@@ -23,8 +23,9 @@ use crate::index::{IndexRow, LocalIndex};
 use crate::reconcile::{
     self, Action, ConflictPolicy, Direction, Guards, Hold, SyncInputs, SyncPlan,
 };
-use crate::replica::{Cursor, Listing, Replica, ReplicaChange, ReplicaEntry};
+use crate::replica::{Cursor, Listing, Replica, ReplicaChange, ReplicaEntry, Sift};
 use crate::retry::retrying;
+use crate::sift::{clash_candidates, Fingerprints, HereSift, ThereSift, HERE, THERE};
 use crate::{Error, Progress, ProgressEvent, Result};
 
 /// What one pass does: a root of a task and the task's rules.
@@ -65,10 +66,23 @@ pub async fn run(
     let task = spec.task;
     let mut stats = PassStats::default();
     let identity = retrying(|| remote.identity()).await?;
+    let prepared = base::prepare(spec, remote, index, identity.clone()).await?;
+    let prints = prepared.prints.clone();
+    let here = prints.clone().map(|p| Arc::new(HereSift::new(p)));
+    let there = Arc::new(ThereSift::new(
+        prints.clone(),
+        spec.filter.clone(),
+        spec.direction != Direction::UploadOnly,
+    ));
     // The server builds its listing while this computer walks its folder.
     let (listed, scanned) = futures_util::future::join(
-        remote_listing(remote, identity.as_deref(), cache),
-        local_side.list(),
+        remote_listing(remote, identity.as_deref(), cache, there.clone()),
+        async {
+            match &here {
+                Some(h) => local_side.list_sifted(h.clone()).await,
+                None => local_side.list().await,
+            }
+        },
     )
     .await;
     let (mut remote_map, cursor) = listed?;
@@ -82,8 +96,11 @@ pub async fn run(
         .values()
         .filter(|e| e.kind == EntryKind::File)
         .count() as u64;
+    let left_out = here
+        .as_ref()
+        .map_or(0, |h| h.files.load(std::sync::atomic::Ordering::Relaxed));
     progress.event(ProgressEvent::Scanned {
-        files,
+        files: files + left_out,
         dirs: scan.entries.len() as u64 - files,
     });
     for (path, reason) in &scan.skipped {
@@ -108,7 +125,7 @@ pub async fn run(
         keep
     });
     if !upload_only {
-        let clashes = case::clashes(&remote_map, &scan.entries);
+        let clashes = case_clashes(spec, index, &there, prints.as_deref(), &remote_map, &scan)?;
         let folds = !clashes.is_empty() && local_side.folds_case().await?;
         for (out, kept) in clashes {
             let reason = if folds {
@@ -133,7 +150,7 @@ pub async fn run(
     let base::Base {
         rows: base,
         unchanged,
-    } = base::load(spec, local_side, remote, index, identity, sides, &progress).await?;
+    } = base::load(spec, local_side, remote, index, prepared, sides, &progress).await?;
     let (local, unreadable) = hash_local(
         local_side,
         std::mem::take(&mut scan.entries),
@@ -482,16 +499,26 @@ pub struct RemoteCache {
     entries: BTreeMap<RelPath, ReplicaEntry>,
 }
 
-/// The live remote entries and the cursor they were read at: from the cache plus the changes
-/// since it, or (first pass, another remote, changes it cannot answer) from a whole listing.
+/// The live remote entries and the cursor they were read at, without what `sift` leaves out:
+/// from the cache plus the changes since it, or (first pass, another remote, changes it cannot
+/// answer) from a whole listing.
 async fn remote_listing(
     remote: &dyn Replica,
     identity: Option<&str>,
     cache: Option<&mut Option<RemoteCache>>,
+    sift: Arc<ThereSift>,
 ) -> Result<(BTreeMap<RelPath, ReplicaEntry>, Option<Cursor>)> {
     let Some(cache) = cache else {
-        let listing = retrying(|| remote.list()).await?;
+        let listing = retrying(|| remote.list_sifted(sift.clone())).await?;
         return Ok((listing.entries, listing.cursor));
+    };
+    let sifted = |entries: &BTreeMap<RelPath, ReplicaEntry>| {
+        sift.restart();
+        entries
+            .iter()
+            .filter(|(p, e)| !sift.leaves_out(p, e))
+            .map(|(p, e)| (p.clone(), e.clone()))
+            .collect::<BTreeMap<_, _>>()
     };
     if let Some(c) = cache.as_mut().filter(|c| c.identity.as_deref() == identity) {
         if let Some((changes, cursor)) = retrying(|| remote.changes(&c.cursor)).await? {
@@ -506,16 +533,49 @@ async fn remote_listing(
                 }
             }
             c.cursor = cursor;
-            return Ok((c.entries.clone(), Some(c.cursor.clone())));
+            return Ok((sifted(&c.entries), Some(c.cursor.clone())));
         }
     }
+    // The cache keeps the whole listing; the pass takes the sifted copy.
     let listing = retrying(|| remote.list()).await?;
+    let entries = sifted(&listing.entries);
     *cache = listing.cursor.clone().map(|cursor| RemoteCache {
         identity: identity.map(str::to_string),
         cursor,
-        entries: listing.entries.clone(),
+        entries: listing.entries,
     });
-    Ok((listing.entries, listing.cursor))
+    Ok((entries, listing.cursor))
+}
+
+/// Names of the remote listing that differ only in case, as (left out, kept). The sift saw
+/// every name go by and kept only the hashes of their case keys; the names behind a clashing
+/// key are gathered again (from what is listed, and from the rows of names it left out)
+/// and compared in full.
+fn case_clashes(
+    spec: &PassSpec<'_>,
+    index: &LocalIndex,
+    there: &ThereSift,
+    prints: Option<&Fingerprints>,
+    remote: &BTreeMap<RelPath, ReplicaEntry>,
+    scan: &Listing,
+) -> Result<Vec<(RelPath, RelPath)>> {
+    let clashing = there.clashing();
+    if clashing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut names = BTreeSet::new();
+    clash_candidates(there, &clashing, remote.keys(), &mut names);
+    if let Some(p) = prints {
+        index.each(spec.task, spec.root_no, &mut |row| {
+            if p.marks(&row.path) & THERE != 0 {
+                clash_candidates(there, &clashing, std::iter::once(&row.path), &mut names);
+            }
+        })?;
+    }
+    let here = |path: &RelPath| {
+        scan.entries.contains_key(path) || prints.is_some_and(|p| p.marks(path) & HERE != 0)
+    };
+    Ok(case::clashes(names.iter(), &here))
 }
 
 /// Content hashes of local files: from the index when the version is unchanged (unless the

@@ -10,6 +10,7 @@
 //! working folder); the cairn server's replica lives in `cairn-client`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -101,6 +102,15 @@ pub struct Listing {
     pub incomplete: Vec<RelPath>,
 }
 
+/// Decides, entry by entry as a listing is read, which entries it leaves out (a pass's
+/// paths unchanged since its base: [`crate::sift`]). Every listed entry is shown to it once.
+pub trait Sift: Send + Sync {
+    /// A listing starts (again, after a failed try): what earlier tries left out is forgotten.
+    fn restart(&self);
+    /// Whether the listing leaves `entry` out.
+    fn leaves_out(&self, path: &RelPath, entry: &ReplicaEntry) -> bool;
+}
+
 /// One change from a journal: the new state of a path, or its removal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReplicaChange {
@@ -166,6 +176,15 @@ pub trait Replica: Send + Sync {
 
     /// Every entry, complete or an error: never a partial answer (DESIGN.md invariant 3).
     async fn list(&self) -> Result<Listing>;
+
+    /// [`Replica::list`] without the entries `sift` leaves out; a replica that reads its
+    /// listing piece by piece drops them as they come, so the listing is never held whole.
+    async fn list_sifted(&self, sift: Arc<dyn Sift>) -> Result<Listing> {
+        sift.restart();
+        let mut listing = self.list().await?;
+        listing.entries.retain(|p, e| !sift.leaves_out(p, e));
+        Ok(listing)
+    }
 
     /// Changes after `since`, oldest first, and the cursor after them; `None` when the
     /// replica cannot answer from there (no journal, or the cursor is too old): list again.

@@ -89,6 +89,12 @@ pub fn check_root(root: &Path) -> Result<()> {
 
 /// Walks `root` (which [`check_root`] accepted).
 pub fn scan(root: &Path, filter: &Filter) -> Scan {
+    scan_sifted(root, filter, &|_| false)
+}
+
+/// [`scan`] without the entries `leave_out` takes (a pass's files unchanged since its base):
+/// they are dropped as they are found, so a large folder's walk is never held whole.
+pub fn scan_sifted(root: &Path, filter: &Filter, leave_out: &dyn Fn(&LocalEntry) -> bool) -> Scan {
     let mut out = Scan::default();
     let mut stack: Vec<(PathBuf, RelPath)> = vec![(root.to_path_buf(), RelPath::root())];
     // NFC paths already taken by a name spelled otherwise.
@@ -204,8 +210,10 @@ pub fn scan(root: &Path, filter: &Filter) -> Scan {
             if kind == EntryKind::Dir {
                 stack.push((full, path.clone()));
             }
-            out.entries
-                .push(LocalEntry::from_metadata(path, kind, &md, target));
+            let entry = LocalEntry::from_metadata(path, kind, &md, target);
+            if !leave_out(&entry) {
+                out.entries.push(entry);
+            }
         }
     }
     out.entries.sort_by(|a, b| a.path.cmp(&b.path));

@@ -710,6 +710,27 @@ fn names_differing_only_in_case_are_reported_and_downloads_are_logged() {
 }
 
 #[test]
+fn a_new_name_differing_only_in_case_from_an_unchanged_one_is_reported() {
+    // B's pass leaves the unchanged name out of both listings as it reads them; the clash
+    // with the new name must still be found, and the name B holds kept.
+    let server = Server::start();
+    let a = computer(&server, "A", &[]);
+    let b = computer(&server, "B", &[]);
+    a.write("docs/Readme.txt", b"one");
+    sync(&a);
+    sync(&b);
+    a.write("docs/README.txt", b"two");
+    sync(&a);
+    let out = b.cairn(&["run", "d", "--once"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("docs/README.txt and docs/Readme.txt differ only in case"),
+        "{err}"
+    );
+}
+
+#[test]
 fn sixty_four_tasks_over_one_connection() {
     let server = Server::start();
     let c = Client::new();

@@ -12,6 +12,7 @@ use crate::index::{IndexRow, LocalIndex};
 use crate::reconcile::{unchanged::Sieve, Direction};
 use crate::replica::{Cursor, Replica, ReplicaEntry};
 use crate::retry::retrying;
+use crate::sift::Fingerprints;
 use crate::{Progress, ProgressEvent, Result};
 
 /// The base of the changed paths, and how many paths were left out as unchanged.
@@ -27,19 +28,24 @@ pub(super) struct Sides<'a> {
     pub cursor: Option<&'a Cursor>,
 }
 
-/// Reads the base of this root. Paths whose content the remote lost part of have no base when
-/// uploading, so they are sent again. A different remote, or one that went back in time
-/// (restored from an older copy of its data), voids the base: both sides are merged as if
-/// never synced, which deletes nothing.
-pub(super) async fn load(
+/// What a pass knows of its base before it lists: whether the remote is the one synced with,
+/// what the remote lost, and the fingerprints the listings are sifted with.
+pub(super) struct Prepared {
+    damaged: HashSet<RelPath>,
+    other: bool,
+    identity: Option<String>,
+    pub prints: Option<Arc<Fingerprints>>,
+}
+
+/// Reads what the listings need of the base. Paths whose content the remote lost part of are
+/// never left out: when uploading, they have no base, so they are sent again.
+pub(super) async fn prepare(
     spec: &PassSpec<'_>,
-    local_side: &dyn Replica,
     remote: &dyn Replica,
+    // `&mut`: a shared borrow of the index (not `Sync`) would make the pass's future not `Send`.
     index: &mut LocalIndex,
     identity: Option<String>,
-    sides: Sides<'_>,
-    progress: &Arc<dyn Progress>,
-) -> Result<Base> {
+) -> Result<Prepared> {
     let task = spec.task;
     let damaged: HashSet<RelPath> = if spec.direction == Direction::UploadOnly {
         retrying(|| remote.damaged()).await?.into_iter().collect()
@@ -48,16 +54,55 @@ pub(super) async fn load(
     };
     let known = index.server_of(task)?;
     let other = matches!((&known, &identity), (Some(k), Some(id)) if !same_remote(k, id));
+    // A consistency check reads every file: nothing is taken as unchanged by its stat.
+    let prints = if other || spec.consistency_check {
+        None
+    } else {
+        let prints = Fingerprints::build(|f| {
+            index.each(task, spec.root_no, &mut |row| {
+                if !damaged.contains(&row.path) {
+                    f(&row);
+                }
+            })
+        })?;
+        Some(Arc::new(prints))
+    };
+    Ok(Prepared {
+        damaged,
+        other,
+        identity,
+        prints,
+    })
+}
+
+/// Reads the base of this root. A different remote, or one that went back in time (restored
+/// from an older copy of its data), voids the base: both sides are merged as if never
+/// synced, which deletes nothing.
+pub(super) async fn load(
+    spec: &PassSpec<'_>,
+    local_side: &dyn Replica,
+    remote: &dyn Replica,
+    index: &mut LocalIndex,
+    prepared: Prepared,
+    sides: Sides<'_>,
+    progress: &Arc<dyn Progress>,
+) -> Result<Base> {
+    let task = spec.task;
+    let Prepared {
+        damaged,
+        other,
+        identity,
+        prints,
+    } = prepared;
     let mut went_back = false;
     let mut base = Base {
         rows: BTreeMap::new(),
         unchanged: 0,
     };
     if !other {
-        // A consistency check reads every file: nothing is taken as unchanged by its stat.
         let sieving = !spec.consistency_check;
         let (local, remote_map) = (sides.local, sides.remote);
-        let mut sieve = Sieve::new(local, remote_map);
+        let mut sieve = Sieve::new(local, remote_map).with_prints(prints.as_deref());
         let mut whole = Vec::new();
         index.each(task, spec.root_no, &mut |row| {
             went_back |= sides

@@ -4,20 +4,18 @@ use std::collections::{BTreeMap, HashMap};
 
 use cairn_model::RelPath;
 
-use crate::replica::ReplicaEntry;
-
-/// Names of the remote listing that differ only in case from another (Windows and macOS fold
-/// case by default, so such a computer can hold only one of them): each as (left out, kept).
-/// A folder's clash covers what is under it. Of two names, the one this computer holds is
-/// kept, else the first in path order (the same on every pass). Folders a listing implies but
-/// does not list are compared too.
-pub(super) fn clashes(
-    remote: &BTreeMap<RelPath, ReplicaEntry>,
-    local: &BTreeMap<RelPath, ReplicaEntry>,
+/// Names of the remote listing (`names`, in path order) that differ only in case from
+/// another (Windows and macOS fold case by default, so such a computer can hold only one of
+/// them): each as (left out, kept). A folder's clash covers what is under it. Of two names,
+/// the one this computer holds (`here`) is kept, else the first in path order (the same on
+/// every pass). Folders a listing implies but does not list are compared too.
+pub(super) fn clashes<'a>(
+    names: impl Iterator<Item = &'a RelPath>,
+    here: &dyn Fn(&RelPath) -> bool,
 ) -> Vec<(RelPath, RelPath)> {
     let mut first: HashMap<String, RelPath> = HashMap::new();
     let mut out: BTreeMap<RelPath, RelPath> = BTreeMap::new();
-    for path in remote.keys() {
+    for path in names {
         let mut at = Some(path.clone());
         while let Some(p) = at.filter(|p| !p.is_root()) {
             match first.get(&p.case_key()) {
@@ -46,7 +44,7 @@ pub(super) fn clashes(
     outer
         .into_iter()
         .map(|(left, kept)| {
-            if local.contains_key(&left) && !local.contains_key(&kept) {
+            if here(&left) && !here(&kept) {
                 (kept, left)
             } else {
                 (left, kept)
@@ -58,28 +56,18 @@ pub(super) fn clashes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_model::EntryKind;
+    use std::collections::BTreeSet;
 
-    fn listing(paths: &[&str]) -> BTreeMap<RelPath, ReplicaEntry> {
-        paths
-            .iter()
-            .map(|p| {
-                let entry = ReplicaEntry {
-                    kind: EntryKind::Dir,
-                    size: 0,
-                    mtime_ns: 0,
-                    mode: 0o755,
-                    hash: None,
-                    target: None,
-                    version: crate::replica::Version("v".into()),
-                };
-                (RelPath::parse(p).expect("a test path"), entry)
-            })
-            .collect()
-    }
-
-    fn pairs(found: Vec<(RelPath, RelPath)>) -> Vec<(String, String)> {
-        found
+    /// The clashes among `remote` when this computer holds `local`.
+    fn found(remote: &[&str], local: &[&str]) -> Vec<(String, String)> {
+        let set = |paths: &[&str]| -> BTreeSet<RelPath> {
+            paths
+                .iter()
+                .map(|p| RelPath::parse(p).expect("a test path"))
+                .collect()
+        };
+        let (remote, local) = (set(remote), set(local));
+        clashes(remote.iter(), &|p| local.contains(p))
             .into_iter()
             .map(|(l, k)| (l.to_string(), k.to_string()))
             .collect()
@@ -87,7 +75,7 @@ mod tests {
 
     #[test]
     fn the_first_name_is_kept_and_a_folder_covers_its_subtree() {
-        let remote = listing(&[
+        let remote = [
             "Photos",
             "Photos/a.jpg",
             "Photos/Sub/x",
@@ -97,30 +85,27 @@ mod tests {
             "Report.txt",
             "report.txt",
             "plain",
-        ]);
+        ];
         assert_eq!(
-            pairs(clashes(&remote, &BTreeMap::new())),
+            found(&remote, &[]),
             [("photos", "Photos"), ("report.txt", "Report.txt")].map(|(a, b)| (a.into(), b.into()))
         );
     }
 
     #[test]
     fn the_name_this_computer_holds_is_kept() {
-        let remote = listing(&["Report.txt", "report.txt"]);
-        let local = listing(&["report.txt"]);
         assert_eq!(
-            pairs(clashes(&remote, &local)),
+            found(&["Report.txt", "report.txt"], &["report.txt"]),
             [("Report.txt".to_string(), "report.txt".to_string())]
         );
     }
 
     #[test]
     fn folders_a_listing_only_implies_clash_too() {
-        let remote = listing(&["Docs/a", "docs/b", "other/c"]);
         assert_eq!(
-            pairs(clashes(&remote, &BTreeMap::new())),
+            found(&["Docs/a", "docs/b", "other/c"], &[]),
             [("docs".to_string(), "Docs".to_string())]
         );
-        assert!(clashes(&listing(&["a", "b/c", "B2"]), &BTreeMap::new()).is_empty());
+        assert!(found(&["a", "b/c", "B2"], &[]).is_empty());
     }
 }

@@ -173,6 +173,66 @@ impl Model {
         )
     }
 
+    /// The plan after the listings were sifted against the base's fingerprints as they were
+    /// read, then sieved, and the local hashes filled in as a pass does.
+    fn plan_sifted(&self, set: Settings) -> SyncPlan {
+        use crate::replica::Sift;
+        use crate::sift::{Fingerprints, HereSift, ThereSift};
+        use std::sync::Arc;
+        let Maps {
+            base,
+            local: hashed,
+            mut remote,
+        } = self.maps();
+        let prints = Arc::new(
+            Fingerprints::build(|f| {
+                base.values().for_each(f);
+                Ok(())
+            })
+            .expect("fingerprints"),
+        );
+        // A scan knows no hashes.
+        let mut local: BTreeMap<RelPath, ReplicaEntry> = hashed
+            .iter()
+            .map(|(p, e)| {
+                (
+                    p.clone(),
+                    ReplicaEntry {
+                        hash: None,
+                        ..e.clone()
+                    },
+                )
+            })
+            .collect();
+        let (here, there) = (
+            HereSift::new(prints.clone()),
+            ThereSift::new(Some(prints.clone()), cairn_model::Filter::default(), true),
+        );
+        local.retain(|p, e| !here.leaves_out(p, e));
+        remote.retain(|p, e| !there.leaves_out(p, e));
+        let mut sieve = unchanged::Sieve::new(&mut local, &mut remote).with_prints(Some(&*prints));
+        for row in base.into_values() {
+            sieve.row(row);
+        }
+        let unchanged = sieve.unchanged;
+        let base = sieve.base();
+        for (p, e) in &mut local {
+            e.hash = match base.get(p) {
+                Some(b) if b.left == e.version => b.hash,
+                _ => hashed[p].hash,
+            };
+        }
+        plan_of(
+            &Maps {
+                base,
+                local,
+                remote,
+            },
+            set,
+            unchanged,
+        )
+    }
+
     fn content_of(entry: &ReplicaEntry) -> u8 {
         (0..3)
             .find(|c| Some(hash(*c)) == entry.hash)
@@ -358,6 +418,11 @@ proptest! {
     #[test]
     fn leaving_out_unchanged_paths_changes_no_plan(m in model(), set in settings()) {
         prop_assert_eq!(m.plan_sieved(set), m.plan(set));
+    }
+
+    #[test]
+    fn sifting_the_listings_as_they_are_read_changes_no_plan(m in model(), set in settings()) {
+        prop_assert_eq!(m.plan_sifted(set), m.plan(set));
     }
 
     #[test]

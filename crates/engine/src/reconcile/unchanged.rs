@@ -9,12 +9,16 @@ use cairn_model::{ContentHash, EntryKind, RelPath};
 
 use crate::index::IndexRow;
 use crate::replica::ReplicaEntry;
+use crate::sift::{here_entry, there_entry, Fingerprints, HERE, THERE};
 
 /// Sorts the base's rows as they come: a row unchanged on both sides takes its two entries
-/// out of `local` and `remote` and is counted; every other row is kept as the base.
+/// out of `local` and `remote` and is counted; every other row is kept as the base. Entries
+/// the listings left out already ([`crate::sift`]) count by their marks; a row kept for a
+/// change on one side gets the other side's left-out entry back.
 pub struct Sieve<'a> {
     local: &'a mut BTreeMap<RelPath, ReplicaEntry>,
     remote: &'a mut BTreeMap<RelPath, ReplicaEntry>,
+    prints: Option<&'a Fingerprints>,
     kept: Vec<(RelPath, IndexRow)>,
     /// Paths left out as unchanged (in the base, here and there).
     pub unchanged: usize,
@@ -28,28 +32,42 @@ impl<'a> Sieve<'a> {
         Self {
             local,
             remote,
+            prints: None,
             kept: Vec::new(),
             unchanged: 0,
         }
     }
 
+    /// Reads the marks the sifted listings left in `prints`.
+    pub fn with_prints(mut self, prints: Option<&'a Fingerprints>) -> Self {
+        self.prints = prints;
+        self
+    }
+
     /// Takes one row of the base.
     pub fn row(&mut self, row: IndexRow) {
-        let same = self
-            .local
-            .get(&row.path)
-            .is_some_and(|l| unchanged_here(&row, l))
-            && self
-                .remote
-                .get(&row.path)
-                .is_some_and(|r| r.kind != EntryKind::Deleted && r.version == row.right);
-        if same {
+        let marks = self.prints.map_or(0, |p| p.marks(&row.path));
+        let here = match self.local.get(&row.path) {
+            Some(l) => unchanged_here(&row, l),
+            None => marks & HERE != 0,
+        };
+        let there = match self.remote.get(&row.path) {
+            Some(r) => r.kind != EntryKind::Deleted && r.version == row.right,
+            None => marks & THERE != 0,
+        };
+        if here && there {
             self.local.remove(&row.path);
             self.remote.remove(&row.path);
             self.unchanged += 1;
-        } else {
-            self.kept.push((row.path.clone(), row));
+            return;
         }
+        if marks & HERE != 0 && !self.local.contains_key(&row.path) {
+            self.local.insert(row.path.clone(), here_entry(&row));
+        }
+        if marks & THERE != 0 && !self.remote.contains_key(&row.path) {
+            self.remote.insert(row.path.clone(), there_entry(&row));
+        }
+        self.kept.push((row.path.clone(), row));
     }
 
     /// The base of the changed paths.

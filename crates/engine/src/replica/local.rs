@@ -29,7 +29,7 @@ use futures_util::stream::{self, StreamExt};
 
 use super::{
     BatchResult, Capabilities, Content, Cursor, Listing, MoveOp, NewEntry, Outcome, Replica,
-    ReplicaChange, ReplicaEntry, Version, WriteOp,
+    ReplicaChange, ReplicaEntry, Sift, Version, WriteOp,
 };
 use crate::local_root::{file_mode, LocalRoot, WorkDir};
 use crate::scanner::{self, LocalEntry};
@@ -65,6 +65,38 @@ fn local_version(e: &LocalEntry) -> Version {
 /// A local entry's version: its stat (any change of content, time, inode or mode shows).
 pub fn stat_version(size: u64, mtime_ns: i64, ctime_ns: i64, inode: u64, mode: u32) -> Version {
     Version(format!("{size}:{mtime_ns}:{ctime_ns}:{inode}:{mode:o}"))
+}
+
+impl LocalReplica {
+    /// The walk of the folder, without what `sift` leaves out.
+    async fn listing(&self, sift: Option<Arc<dyn Sift>>) -> Result<Listing> {
+        let (path, filter) = (self.root.path().to_path_buf(), self.filter.clone());
+        let mut scan = blocking("scanner", move || {
+            let leave_out = |e: &LocalEntry| {
+                sift.as_ref()
+                    .is_some_and(|s| s.leaves_out(&e.path, &replica_entry(e)))
+            };
+            scanner::scan_sifted(&path, &filter, &leave_out)
+        })
+        .await?;
+        self.root.set_aliases(std::mem::take(&mut scan.aliases));
+        Ok(Listing {
+            // Sorted by path already: the map is built in order, each path moved, not copied.
+            entries: scan
+                .entries
+                .into_iter()
+                .map(|e| {
+                    let entry = replica_entry(&e);
+                    (e.path, entry)
+                })
+                .collect(),
+            cursor: None,
+            skipped: scan.reports,
+            excluded: scan.excluded,
+            held: scan.held,
+            incomplete: scan.incomplete,
+        })
+    }
 }
 
 fn replica_entry(e: &LocalEntry) -> ReplicaEntry {
@@ -583,25 +615,12 @@ impl Replica for LocalReplica {
     }
 
     async fn list(&self) -> Result<Listing> {
-        let (path, filter) = (self.root.path().to_path_buf(), self.filter.clone());
-        let mut scan = blocking("scanner", move || scanner::scan(&path, &filter)).await?;
-        self.root.set_aliases(std::mem::take(&mut scan.aliases));
-        Ok(Listing {
-            // Sorted by path already: the map is built in order, each path moved, not copied.
-            entries: scan
-                .entries
-                .into_iter()
-                .map(|e| {
-                    let entry = replica_entry(&e);
-                    (e.path, entry)
-                })
-                .collect(),
-            cursor: None,
-            skipped: scan.reports,
-            excluded: scan.excluded,
-            held: scan.held,
-            incomplete: scan.incomplete,
-        })
+        self.listing(None).await
+    }
+
+    async fn list_sifted(&self, sift: Arc<dyn Sift>) -> Result<Listing> {
+        sift.restart();
+        self.listing(Some(sift)).await
     }
 
     async fn changes(&self, _since: &Cursor) -> Result<Option<(Vec<ReplicaChange>, Cursor)>> {

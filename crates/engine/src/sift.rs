@@ -1,0 +1,338 @@
+//! Paths unchanged since the base, left out of both listings as they are read.
+//!
+//! A re-run of a large folder changes little, yet a listing would hold every path, and a pass
+//! reads two. Before the listings are read, the base's rows become fingerprints (three words a
+//! path, found by a hash of the path); a listed entry that matches its path's fingerprint is
+//! marked and dropped at once, so neither listing is ever whole. The row pass afterwards
+//! ([`Sieve`](crate::reconcile::unchanged::Sieve)) reads the marks: a path marked on both
+//! sides is unchanged; a path marked on one side only gets that side's entry back, rebuilt
+//! from its row (which is what the entry was when both sides agreed).
+//!
+//! The hashes are keyed with a secret of this process. A false match (about one in 2^64) only
+//! postpones a change to the next pass, whose keys differ: nothing of a left-out path is
+//! written or forgotten.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use cairn_model::{EntryKind, Filter, RelPath};
+
+use crate::index::IndexRow;
+use crate::replica::{ReplicaEntry, Sift, Version};
+
+/// Marks: the local entry matched its row.
+pub const HERE: u8 = 1;
+/// Marks: the remote entry matched its row.
+pub const THERE: u8 = 2;
+
+#[derive(Clone, Copy)]
+struct Slot {
+    key: u64,
+    /// What an unchanged local file hashes to; 0 for rows that are not files.
+    here: u64,
+    /// What the remote's unchanged entry hashes to.
+    there: u64,
+}
+
+/// The base's rows as fingerprints, sorted by the hash of their path, with a directory of
+/// where each range of hashes starts (the hashes are uniform: about one slot a range).
+pub struct Fingerprints {
+    keys: RandomState,
+    slots: Vec<Slot>,
+    starts: Vec<u32>,
+    shift: u32,
+    marks: Vec<AtomicU8>,
+}
+
+impl Fingerprints {
+    /// Fingerprints of `rows`, fed one at a time.
+    pub fn build(
+        each: impl FnOnce(&mut dyn FnMut(&IndexRow)) -> crate::Result<()>,
+    ) -> crate::Result<Self> {
+        let keys = RandomState::new();
+        let mut slots = Vec::new();
+        each(&mut |row| {
+            slots.push(Slot {
+                key: key_of(&keys, &row.path),
+                here: if row.kind == EntryKind::File {
+                    here_of(&keys, &row.path, &row.left, row.mode)
+                } else {
+                    0
+                },
+                there: there_of(&keys, &row.path, row.kind, &row.right),
+            })
+        })?;
+        slots.sort_unstable_by_key(|s| s.key);
+        // Two paths of one hash: neither can be matched (both go through the row pass).
+        let mut i = 0;
+        while i < slots.len() {
+            let run = slots[i..]
+                .iter()
+                .take_while(|s| s.key == slots[i].key)
+                .count();
+            if run > 1 {
+                for s in &mut slots[i..i + run] {
+                    (s.here, s.there) = (0, 0);
+                }
+            }
+            i += run;
+        }
+        let bits = slots
+            .len()
+            .max(2)
+            .next_power_of_two()
+            .trailing_zeros()
+            .min(32);
+        let shift = 64 - bits;
+        let mut starts = vec![0u32; (1usize << bits) + 1];
+        for s in &slots {
+            starts[(s.key >> shift) as usize + 1] += 1;
+        }
+        for b in 1..starts.len() {
+            starts[b] += starts[b - 1];
+        }
+        let marks = slots.iter().map(|_| AtomicU8::new(0)).collect();
+        Ok(Self {
+            keys,
+            slots,
+            starts,
+            shift,
+            marks,
+        })
+    }
+
+    fn find(&self, key: u64) -> Option<usize> {
+        let b = (key >> self.shift) as usize;
+        let (from, to) = (self.starts[b] as usize, self.starts[b + 1] as usize);
+        self.slots[from..to]
+            .iter()
+            .position(|s| s.key == key)
+            .map(|i| from + i)
+    }
+
+    /// The marks left on `path` by the listings.
+    pub fn marks(&self, path: &RelPath) -> u8 {
+        self.find(key_of(&self.keys, path))
+            .map_or(0, |i| self.marks[i].load(Ordering::Relaxed))
+    }
+
+    /// Marks `path` HERE if `entry` is the local file its row describes.
+    fn matches_here(&self, path: &RelPath, entry: &ReplicaEntry) -> bool {
+        if entry.kind != EntryKind::File || entry.hash.is_some() {
+            return false;
+        }
+        let Some(i) = self.find(key_of(&self.keys, path)) else {
+            return false;
+        };
+        let hit = self.slots[i].here == here_of(&self.keys, path, &entry.version, entry.mode);
+        if hit {
+            self.marks[i].fetch_or(HERE, Ordering::Relaxed);
+        }
+        hit
+    }
+
+    /// Marks `path` THERE if `entry` is the remote version its row describes.
+    fn matches_there(&self, path: &RelPath, entry: &ReplicaEntry) -> bool {
+        if !matches!(entry.kind, EntryKind::File | EntryKind::Dir) {
+            return false;
+        }
+        let Some(i) = self.find(key_of(&self.keys, path)) else {
+            return false;
+        };
+        let hit = self.slots[i].there == there_of(&self.keys, path, entry.kind, &entry.version);
+        if hit {
+            self.marks[i].fetch_or(THERE, Ordering::Relaxed);
+        }
+        hit
+    }
+
+    fn clear(&self, mark: u8) {
+        for m in &self.marks {
+            m.fetch_and(!mark, Ordering::Relaxed);
+        }
+    }
+}
+
+fn key_of(keys: &RandomState, path: &RelPath) -> u64 {
+    keys.hash_one((0u8, path.as_str()))
+}
+
+// Never 0: 0 is "no fingerprint".
+fn here_of(keys: &RandomState, path: &RelPath, left: &Version, mode: u32) -> u64 {
+    keys.hash_one((1u8, path.as_str(), left.0.as_str(), mode)) | 1
+}
+
+fn there_of(keys: &RandomState, path: &RelPath, kind: EntryKind, right: &Version) -> u64 {
+    keys.hash_one((2u8, path.as_str(), kind, right.0.as_str())) | 1
+}
+
+/// The local entry a row stands for, when the local file matched it: its content, stat and
+/// mode are the row's (the row was written from the local entry when both sides agreed).
+pub fn here_entry(row: &IndexRow) -> ReplicaEntry {
+    ReplicaEntry {
+        kind: row.kind,
+        size: row.size,
+        mtime_ns: row.mtime_ns,
+        mode: row.mode,
+        hash: None,
+        target: None,
+        version: row.left.clone(),
+    }
+}
+
+/// The remote entry a row stands for, when the remote's version is the row's.
+pub fn there_entry(row: &IndexRow) -> ReplicaEntry {
+    ReplicaEntry {
+        kind: row.kind,
+        size: row.size,
+        mtime_ns: row.mtime_ns,
+        mode: row.mode,
+        hash: row.hash,
+        target: None,
+        version: row.right.clone(),
+    }
+}
+
+/// The local listing's sift: files whose stat and mode are their row's.
+pub struct HereSift {
+    prints: Arc<Fingerprints>,
+    /// Files left out, for the scan's count.
+    pub files: AtomicU64,
+}
+
+impl HereSift {
+    pub fn new(prints: Arc<Fingerprints>) -> Self {
+        Self {
+            prints,
+            files: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Sift for HereSift {
+    fn restart(&self) {
+        self.prints.clear(HERE);
+        self.files.store(0, Ordering::Relaxed);
+    }
+
+    fn leaves_out(&self, path: &RelPath, entry: &ReplicaEntry) -> bool {
+        let out = self.prints.matches_here(path, entry);
+        if out {
+            self.files.fetch_add(1, Ordering::Relaxed);
+        }
+        out
+    }
+}
+
+/// The remote listing's sift: files and folders at their row's version that the task's
+/// rules take in (what they leave out must stay in the listing to be set apart). It also
+/// watches every name go by for names that differ only in case, when asked to.
+pub struct ThereSift {
+    prints: Option<Arc<Fingerprints>>,
+    filter: Filter,
+    case_keys: RandomState,
+    case: Option<Mutex<CaseWatch>>,
+}
+
+impl ThereSift {
+    pub fn new(prints: Option<Arc<Fingerprints>>, filter: Filter, watch_case: bool) -> Self {
+        Self {
+            prints,
+            filter,
+            case_keys: RandomState::new(),
+            case: watch_case.then(|| Mutex::new(CaseWatch::default())),
+        }
+    }
+
+    /// Hashes of the case keys that more than one name of the listing has (none when case
+    /// is not watched).
+    pub fn clashing(&self) -> HashSet<u64> {
+        self.case
+            .as_ref()
+            .map(|c| std::mem::take(&mut lock(c).clashing))
+            .unwrap_or_default()
+    }
+
+    /// The hash of `path`'s case key, as [`ThereSift::clashing`] names them.
+    pub fn case_hash(&self, path: &RelPath) -> u64 {
+        self.case_keys.hash_one(path.case_key())
+    }
+}
+
+fn lock(c: &Mutex<CaseWatch>) -> std::sync::MutexGuard<'_, CaseWatch> {
+    c.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Sift for ThereSift {
+    fn restart(&self) {
+        if let Some(p) = &self.prints {
+            p.clear(THERE);
+        }
+        if let Some(c) = &self.case {
+            let mut c = lock(c);
+            c.first.clear();
+            c.clashing.clear();
+        }
+    }
+
+    fn leaves_out(&self, path: &RelPath, entry: &ReplicaEntry) -> bool {
+        if let Some(c) = &self.case {
+            lock(c).watch(&self.case_keys, path);
+        }
+        self.prints.as_ref().is_some_and(|p| {
+            self.filter
+                .check(path, entry.kind, entry.size)
+                .is_included()
+                && p.matches_there(path, entry)
+        })
+    }
+}
+
+/// Names (and the folders above them) by the hash of their case key, each with the hash of
+/// the first name seen under that key: a second name under a key makes it clashing.
+#[derive(Default)]
+struct CaseWatch {
+    first: HashMap<u64, u64>,
+    clashing: HashSet<u64>,
+}
+
+impl CaseWatch {
+    fn watch(&mut self, keys: &RandomState, path: &RelPath) {
+        let mut at = Some(path.clone());
+        while let Some(p) = at.filter(|p| !p.is_root()) {
+            let (case, exact) = (keys.hash_one(p.case_key()), keys.hash_one(p.as_str()));
+            match self.first.get(&case) {
+                // Seen before, and so was the rest of the way up.
+                Some(e) if *e == exact => break,
+                Some(_) => {
+                    self.clashing.insert(case);
+                }
+                None => {
+                    self.first.insert(case, exact);
+                }
+            }
+            at = p.parent();
+        }
+    }
+}
+
+/// The names among `paths` that `clashing` needs compared in full: each whose case key, or
+/// the case key of a folder above it, is clashing.
+pub fn clash_candidates<'a>(
+    sift: &ThereSift,
+    clashing: &HashSet<u64>,
+    paths: impl Iterator<Item = &'a RelPath>,
+    out: &mut BTreeSet<RelPath>,
+) {
+    for path in paths {
+        let hit = std::iter::successors(Some(path.clone()), RelPath::parent)
+            .take_while(|p| !p.is_root())
+            .any(|p| clashing.contains(&sift.case_hash(&p)));
+        if hit {
+            out.insert(path.clone());
+        }
+    }
+}
