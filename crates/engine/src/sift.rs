@@ -336,3 +336,130 @@ pub fn clash_candidates<'a>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> RelPath {
+        RelPath::parse(s).expect("a test path")
+    }
+
+    fn file(version: &str, mode: u32) -> ReplicaEntry {
+        ReplicaEntry {
+            kind: EntryKind::File,
+            size: 1,
+            mtime_ns: 1,
+            mode,
+            hash: None,
+            target: None,
+            version: Version(version.into()),
+        }
+    }
+
+    fn row(path: &str, kind: EntryKind, left: &str, right: &str) -> IndexRow {
+        IndexRow {
+            path: p(path),
+            kind,
+            size: 1,
+            mtime_ns: 1,
+            mode: 0o644,
+            hash: None,
+            left: Version(left.into()),
+            right: Version(right.into()),
+        }
+    }
+
+    fn prints(rows: &[IndexRow]) -> Arc<Fingerprints> {
+        Arc::new(
+            Fingerprints::build(|f| {
+                rows.iter().for_each(f);
+                Ok(())
+            })
+            .expect("fingerprints"),
+        )
+    }
+
+    #[test]
+    fn only_entries_that_are_their_rows_are_left_out_and_marked() {
+        let rows = [
+            row("a", EntryKind::File, "s1", "7"),
+            row("d", EntryKind::Dir, "dir:1", "8"),
+        ];
+        let prints = prints(&rows);
+        let here = HereSift::new(prints.clone());
+        assert!(
+            !here.leaves_out(&p("a"), &file("s2", 0o644)),
+            "another stat"
+        );
+        assert!(
+            !here.leaves_out(&p("a"), &file("s1", 0o600)),
+            "another mode"
+        );
+        assert!(
+            !here.leaves_out(&p("b"), &file("s1", 0o644)),
+            "another path"
+        );
+        let hashed = ReplicaEntry {
+            hash: Some(cairn_model::ContentHash::of(b"x")),
+            ..file("s1", 0o644)
+        };
+        assert!(
+            !here.leaves_out(&p("a"), &hashed),
+            "a hash is compared by the sieve"
+        );
+        assert_eq!(prints.marks(&p("a")), 0);
+        assert!(here.leaves_out(&p("a"), &file("s1", 0o644)));
+        assert_eq!(prints.marks(&p("a")), HERE);
+        let dir = ReplicaEntry {
+            kind: EntryKind::Dir,
+            ..file("dir:1", 0o644)
+        };
+        assert!(!here.leaves_out(&p("d"), &dir), "local folders stay listed");
+
+        let there = ThereSift::new(Some(prints.clone()), Filter::default(), false);
+        assert!(
+            !there.leaves_out(&p("a"), &file("9", 0o644)),
+            "a newer version"
+        );
+        assert!(there.leaves_out(&p("a"), &file("7", 0o644)));
+        assert!(there.leaves_out(
+            &p("d"),
+            &ReplicaEntry {
+                kind: EntryKind::Dir,
+                ..file("8", 0o755)
+            }
+        ));
+        assert_eq!(prints.marks(&p("a")), HERE | THERE);
+        // A retried listing starts over on its own side only.
+        there.restart();
+        assert_eq!(prints.marks(&p("a")), HERE);
+        assert_eq!(prints.marks(&p("d")), 0);
+    }
+
+    #[test]
+    fn what_the_rules_leave_out_stays_in_the_remote_listing() {
+        let prints = prints(&[row("build/x", EntryKind::File, "s1", "7")]);
+        let filter = Filter {
+            excluded_dirs: vec![p("build")],
+            ..Filter::default()
+        };
+        let there = ThereSift::new(Some(prints.clone()), filter, false);
+        assert!(!there.leaves_out(&p("build/x"), &file("7", 0o644)));
+        assert_eq!(prints.marks(&p("build/x")), 0);
+    }
+
+    #[test]
+    fn names_and_folders_that_differ_only_in_case_are_seen_going_by() {
+        let there = ThereSift::new(None, Filter::default(), true);
+        for name in ["Docs/a", "docs/b", "other/c", "Other2/d"] {
+            assert!(!there.leaves_out(&p(name), &file("1", 0o644)));
+        }
+        let clashing = there.clashing();
+        assert_eq!(clashing, HashSet::from([there.case_hash(&p("docs"))]));
+        let mut names = BTreeSet::new();
+        let listed = [p("Docs/a"), p("docs/b"), p("other/c")];
+        clash_candidates(&there, &clashing, listed.iter(), &mut names);
+        assert_eq!(names, BTreeSet::from([p("Docs/a"), p("docs/b")]));
+    }
+}

@@ -335,6 +335,16 @@ const JOURNAL: &str = "/api/v1/folders/backup/journal";
 /// A journal answer with nothing in it: the identity a pass asks for first.
 const EMPTY_JOURNAL: &str = r#"{"changes":[],"head":0,"server_id":"fake"}"#;
 
+/// What a well-behaved server answers to the requests a pass makes besides the one a test
+/// makes hostile: an empty journal, nothing damaged, `{}` for the rest.
+fn usual(path: &str) -> Reply {
+    match path {
+        JOURNAL => Reply::Json(EMPTY_JOURNAL.into()),
+        "/api/v1/folders/backup/damaged" => Reply::Json(r#"{"paths":[]}"#.into()),
+        _ => Reply::Json("{}".into()),
+    }
+}
+
 #[test]
 fn a_silent_server_is_given_up_at_connect() {
     // Over TLS: the handshake never gets an answer.
@@ -373,8 +383,7 @@ fn a_body_that_stalls_midway_fails_and_is_retried() {
             len: 1000,
             sent: r#"{"entries":["#.into(),
         },
-        JOURNAL => Reply::Json(EMPTY_JOURNAL.into()),
-        _ => Reply::Json("{}".into()),
+        other => usual(other),
     });
     let c = client_of(&fake.url());
     let err = fails(&c, &["run", "t", "--once"]);
@@ -405,8 +414,7 @@ fn an_endless_listing_is_cut_off_at_its_cap() {
                 head: format!(r#"{{"head":1,"entries":[{entry}"#),
                 filler: format!(",{entry}"),
             },
-            JOURNAL => Reply::Json(EMPTY_JOURNAL.into()),
-            _ => Reply::Json("{}".into()),
+            other => usual(other),
         });
         let c = client_of(&fake.url());
         let err = fails(&c, args);
@@ -451,8 +459,7 @@ fn answers_that_contradict_the_request_are_refused() {
     );
     let fake = FakeServer::start(move |r| match r.path.as_str() {
         TREE => Reply::Json(outside.clone()),
-        JOURNAL => Reply::Json(EMPTY_JOURNAL.into()),
-        _ => Reply::Json("{}".into()),
+        other => usual(other),
     });
     let c = client_of(&fake.url());
     // `ls` reads the listing whole; a pass reads it entry by entry: both refuse it.
@@ -466,8 +473,7 @@ fn answers_that_contradict_the_request_are_refused() {
 
     let junk = FakeServer::start(|r| match r.path.as_str() {
         TREE => Reply::Json(r#"{"entries":"not a list"}"#.into()),
-        JOURNAL => Reply::Json(EMPTY_JOURNAL.into()),
-        _ => Reply::Json("{}".into()),
+        other => usual(other),
     });
     let c = client_of(&junk.url());
     for args in [&["ls", "t"][..], &["run", "t", "--once"]] {
