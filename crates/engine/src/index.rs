@@ -16,6 +16,15 @@ use rusqlite::{params, Connection};
 use crate::replica::{stat_version, Version};
 use crate::{Error, Result};
 
+/// A row's path, kind, mode and versions, borrowed from the read.
+pub struct Versions<'a> {
+    pub path: &'a str,
+    pub kind: EntryKind,
+    pub mode: u32,
+    pub left: &'a str,
+    pub right: &'a str,
+}
+
 /// What both sides agreed a path was.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IndexRow {
@@ -75,15 +84,31 @@ impl LocalIndex {
 
     /// Hands every row of one local root of a task to `f`, one at a time (none is kept).
     pub fn each(&self, task: &str, root: u32, f: &mut dyn FnMut(IndexRow)) -> Result<()> {
-        crate::off_runtime(|| self.each_now(task, root, None, f))
+        self.each_unless(task, root, &mut |_| false, f)
+    }
+
+    /// [`LocalIndex::each`] without the rows whose path `skip` takes (judged before the row
+    /// is built: a pass skips the bulk of a large index this way).
+    pub fn each_unless(
+        &self,
+        task: &str,
+        root: u32,
+        skip: &mut dyn FnMut(&str) -> bool,
+        f: &mut dyn FnMut(IndexRow),
+    ) -> Result<()> {
+        crate::off_runtime(|| self.each_now(task, root, None, skip, f))
     }
 
     /// The row of `path`, if the index has one (without reading the others).
     pub fn row(&self, task: &str, root: u32, path: &RelPath) -> Result<Option<IndexRow>> {
         let mut found = None;
-        self.each_now(task, root, Some(path.as_str()), &mut |row| {
-            found = Some(row)
-        })?;
+        self.each_now(
+            task,
+            root,
+            Some(path.as_str()),
+            &mut |_| false,
+            &mut |row| found = Some(row),
+        )?;
         Ok(found)
     }
 
@@ -98,12 +123,67 @@ impl LocalIndex {
             .map_err(db(&format!("reading the index of task {task}")))
     }
 
-    /// The rows of one root, or only that of `path`.
+    /// The versions of every row of one root, borrowed from the read (no row is built):
+    /// what a pass fingerprints before it lists.
+    pub fn each_versions(
+        &self,
+        task: &str,
+        root: u32,
+        f: &mut dyn FnMut(Versions<'_>),
+    ) -> Result<()> {
+        let ctx = format!("reading the index of task {task}");
+        let run = || -> rusqlite::Result<()> {
+            let mut st = self.conn.prepare(
+                "SELECT path, kind, size, mtime_ns, ctime_ns, inode, mode, seq, left_version, \
+                 right_version FROM files WHERE task=?1 AND root=?2",
+            )?;
+            let mut rows = st.query(params![task, root])?;
+            while let Some(r) = rows.next()? {
+                let (Ok(path), Some(kind)) = (
+                    r.get_ref(0)?.as_str(),
+                    r.get_ref(1)?.as_str().ok().and_then(EntryKind::parse),
+                ) else {
+                    continue;
+                };
+                let mode: u32 = r.get(6)?;
+                // Rows written before versions were tokens: built as `each_now` builds them.
+                let left = match r.get_ref(8)?.as_str_or_null()? {
+                    Some(l) => std::borrow::Cow::Borrowed(l),
+                    None => std::borrow::Cow::Owned(
+                        stat_version(
+                            r.get::<_, i64>(2)? as u64,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get::<_, i64>(5)? as u64,
+                            mode,
+                        )
+                        .0,
+                    ),
+                };
+                let right = match r.get_ref(9)?.as_str_or_null()? {
+                    Some(v) => std::borrow::Cow::Borrowed(v),
+                    None => std::borrow::Cow::Owned(r.get::<_, i64>(7)?.to_string()),
+                };
+                f(Versions {
+                    path,
+                    kind,
+                    mode,
+                    left: &left,
+                    right: &right,
+                });
+            }
+            Ok(())
+        };
+        crate::off_runtime(run).map_err(db(&ctx))
+    }
+
+    /// The rows of one root, or only that of `path`, but those whose path `skip` takes.
     fn each_now(
         &self,
         task: &str,
         root: u32,
         path: Option<&str>,
+        skip: &mut dyn FnMut(&str) -> bool,
         f: &mut dyn FnMut(IndexRow),
     ) -> Result<()> {
         let ctx = format!("reading the index of task {task}");
@@ -116,49 +196,56 @@ impl LocalIndex {
             None => format!("{COLUMNS} AND ?3 IS NULL"),
         };
         let mut st = self.conn.prepare(&sql).map_err(db(&ctx))?;
-        let rows = st
-            .query_map(params![task, root, path], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
+        let mut rows = st.query(params![task, root, path]).map_err(db(&ctx))?;
+        while let Some(r) = rows.next().map_err(db(&ctx))? {
+            let row = (|| -> rusqlite::Result<Option<IndexRow>> {
+                let path = r.get_ref(0)?.as_str()?;
+                if skip(path) {
+                    return Ok(None);
+                }
+                // A row that no longer parses is dropped: the next scan re-hashes that path.
+                let (Ok(path), Some(kind)) = (
+                    RelPath::parse(path),
+                    r.get_ref(1)?.as_str().ok().and_then(EntryKind::parse),
+                ) else {
+                    return Ok(None);
+                };
+                let (size, mtime_ns, ctime_ns, inode, mode, seq) = (
+                    r.get::<_, i64>(2)? as u64,
                     r.get::<_, i64>(3)?,
                     r.get::<_, i64>(4)?,
-                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(5)? as u64,
                     r.get::<_, u32>(6)?,
-                    r.get::<_, Option<Vec<u8>>>(7)?,
                     r.get::<_, i64>(8)?,
-                    r.get::<_, Option<String>>(9)?,
-                    r.get::<_, Option<String>>(10)?,
-                ))
-            })
+                );
+                let hash = r
+                    .get_ref(7)?
+                    .as_blob_or_null()?
+                    .and_then(|h| <[u8; 32]>::try_from(h).ok())
+                    .map(ContentHash::from_bytes);
+                Ok(Some(IndexRow {
+                    path,
+                    kind,
+                    size,
+                    mtime_ns,
+                    mode,
+                    hash,
+                    // Rows written before versions were tokens: the stat and the sequence
+                    // number are those tokens.
+                    left: r
+                        .get::<_, Option<String>>(9)?
+                        .map(Version)
+                        .unwrap_or_else(|| stat_version(size, mtime_ns, ctime_ns, inode, mode)),
+                    right: r
+                        .get::<_, Option<String>>(10)?
+                        .map(Version)
+                        .unwrap_or_else(|| Version(seq.to_string())),
+                }))
+            })()
             .map_err(db(&ctx))?;
-        for row in rows {
-            let (path, kind, size, mtime_ns, ctime_ns, inode, mode, hash, seq, left, right) =
-                row.map_err(db(&ctx))?;
-            // A row that no longer parses is dropped: the next scan re-hashes that path.
-            let (Ok(path), Some(kind)) = (RelPath::parse(&path), EntryKind::parse(&kind)) else {
-                continue;
-            };
-            let hash = hash
-                .and_then(|h| <[u8; 32]>::try_from(h).ok())
-                .map(ContentHash::from_bytes);
-            f(IndexRow {
-                path,
-                kind,
-                size: size as u64,
-                mtime_ns,
-                mode,
-                hash,
-                // Rows written before versions were tokens: the stat and the sequence
-                // number are those tokens.
-                left: left.map(Version).unwrap_or_else(|| {
-                    stat_version(size as u64, mtime_ns, ctime_ns, inode as u64, mode)
-                }),
-                right: right
-                    .map(Version)
-                    .unwrap_or_else(|| Version(seq.to_string())),
-            });
+            if let Some(row) = row {
+                f(row);
+            }
         }
         Ok(())
     }

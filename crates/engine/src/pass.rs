@@ -567,13 +567,14 @@ fn case_clashes(
     clash_candidates(there, &clashing, remote.keys(), &mut names);
     if let Some(p) = prints {
         index.each(spec.task, spec.root_no, &mut |row| {
-            if p.marks(&row.path) & THERE != 0 {
+            if p.marks(row.path.as_str()) & THERE != 0 {
                 clash_candidates(there, &clashing, std::iter::once(&row.path), &mut names);
             }
         })?;
     }
     let here = |path: &RelPath| {
-        scan.entries.contains_key(path) || prints.is_some_and(|p| p.marks(path) & HERE != 0)
+        scan.entries.contains_key(path)
+            || prints.is_some_and(|p| p.marks(path.as_str()) & HERE != 0)
     };
     Ok(case::clashes(names.iter(), &here))
 }

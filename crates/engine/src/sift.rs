@@ -20,51 +20,79 @@ use std::sync::{Arc, Mutex};
 
 use cairn_model::{EntryKind, Filter, RelPath};
 
-use crate::index::IndexRow;
-use crate::replica::{ReplicaEntry, Sift, Version};
+use crate::index::{IndexRow, Versions};
+use crate::replica::{ReplicaEntry, Sift};
 
 /// Marks: the local entry matched its row.
 pub const HERE: u8 = 1;
 /// Marks: the remote entry matched its row.
 pub const THERE: u8 = 2;
 
-#[derive(Clone, Copy)]
 struct Slot {
     key: u64,
     /// What an unchanged local file hashes to; 0 for rows that are not files.
     here: u64,
     /// What the remote's unchanged entry hashes to.
     there: u64,
+    /// HERE and THERE, as the listings find them (beside the hashes: one cache miss a look).
+    marks: AtomicU8,
+}
+
+impl Slot {
+    fn of(keys: &RandomState, row: &Versions<'_>) -> Self {
+        Slot {
+            key: key_of(keys, row.path),
+            here: if row.kind == EntryKind::File {
+                here_of(keys, row.path, row.left, row.mode)
+            } else {
+                0
+            },
+            there: there_of(keys, row.path, row.kind, row.right),
+            marks: AtomicU8::new(0),
+        }
+    }
 }
 
 /// The base's rows as fingerprints, sorted by the hash of their path, with a directory of
-/// where each range of hashes starts (the hashes are uniform: about one slot a range).
+/// where each range of hashes starts (the hashes are uniform: about eight slots a range, so
+/// the directory stays in the processor's cache and a look reads one run of slots).
 pub struct Fingerprints {
     keys: RandomState,
     slots: Vec<Slot>,
     starts: Vec<u32>,
     shift: u32,
-    marks: Vec<AtomicU8>,
 }
 
 impl Fingerprints {
-    /// Fingerprints of `rows`, fed one at a time.
+    /// Fingerprints of the rows `each` hands over, one at a time.
     pub fn build(
-        each: impl FnOnce(&mut dyn FnMut(&IndexRow)) -> crate::Result<()>,
+        each: impl FnOnce(&mut dyn FnMut(Versions<'_>)) -> crate::Result<()>,
     ) -> crate::Result<Self> {
         let keys = RandomState::new();
         let mut slots = Vec::new();
-        each(&mut |row| {
-            slots.push(Slot {
-                key: key_of(&keys, &row.path),
-                here: if row.kind == EntryKind::File {
-                    here_of(&keys, &row.path, &row.left, row.mode)
-                } else {
-                    0
-                },
-                there: there_of(&keys, &row.path, row.kind, &row.right),
+        each(&mut |row| slots.push(Slot::of(&keys, &row)))?;
+        Ok(Self::sorted(keys, slots))
+    }
+
+    /// Fingerprints of rows at hand.
+    pub fn of_rows<'a>(rows: impl Iterator<Item = &'a IndexRow>) -> Self {
+        let keys = RandomState::new();
+        let slots = rows
+            .map(|r| {
+                let row = Versions {
+                    path: r.path.as_str(),
+                    kind: r.kind,
+                    mode: r.mode,
+                    left: &r.left.0,
+                    right: &r.right.0,
+                };
+                Slot::of(&keys, &row)
             })
-        })?;
+            .collect();
+        Self::sorted(keys, slots)
+    }
+
+    fn sorted(keys: RandomState, mut slots: Vec<Slot>) -> Self {
         slots.sort_unstable_by_key(|s| s.key);
         // Two paths of one hash: neither can be matched (both go through the row pass).
         let mut i = 0;
@@ -80,8 +108,7 @@ impl Fingerprints {
             }
             i += run;
         }
-        let bits = slots
-            .len()
+        let bits = (slots.len() / 8)
             .max(2)
             .next_power_of_two()
             .trailing_zeros()
@@ -94,29 +121,24 @@ impl Fingerprints {
         for b in 1..starts.len() {
             starts[b] += starts[b - 1];
         }
-        let marks = slots.iter().map(|_| AtomicU8::new(0)).collect();
-        Ok(Self {
+        Self {
             keys,
             slots,
             starts,
             shift,
-            marks,
-        })
+        }
     }
 
-    fn find(&self, key: u64) -> Option<usize> {
+    fn find(&self, key: u64) -> Option<&Slot> {
         let b = (key >> self.shift) as usize;
         let (from, to) = (self.starts[b] as usize, self.starts[b + 1] as usize);
-        self.slots[from..to]
-            .iter()
-            .position(|s| s.key == key)
-            .map(|i| from + i)
+        self.slots[from..to].iter().find(|s| s.key == key)
     }
 
     /// The marks left on `path` by the listings.
-    pub fn marks(&self, path: &RelPath) -> u8 {
+    pub fn marks(&self, path: &str) -> u8 {
         self.find(key_of(&self.keys, path))
-            .map_or(0, |i| self.marks[i].load(Ordering::Relaxed))
+            .map_or(0, |s| s.marks.load(Ordering::Relaxed))
     }
 
     /// Marks `path` HERE if `entry` is the local file its row describes.
@@ -124,12 +146,12 @@ impl Fingerprints {
         if entry.kind != EntryKind::File || entry.hash.is_some() {
             return false;
         }
-        let Some(i) = self.find(key_of(&self.keys, path)) else {
+        let Some(s) = self.find(key_of(&self.keys, path.as_str())) else {
             return false;
         };
-        let hit = self.slots[i].here == here_of(&self.keys, path, &entry.version, entry.mode);
+        let hit = s.here == here_of(&self.keys, path.as_str(), &entry.version.0, entry.mode);
         if hit {
-            self.marks[i].fetch_or(HERE, Ordering::Relaxed);
+            s.marks.fetch_or(HERE, Ordering::Relaxed);
         }
         hit
     }
@@ -139,34 +161,34 @@ impl Fingerprints {
         if !matches!(entry.kind, EntryKind::File | EntryKind::Dir) {
             return false;
         }
-        let Some(i) = self.find(key_of(&self.keys, path)) else {
+        let Some(s) = self.find(key_of(&self.keys, path.as_str())) else {
             return false;
         };
-        let hit = self.slots[i].there == there_of(&self.keys, path, entry.kind, &entry.version);
+        let hit = s.there == there_of(&self.keys, path.as_str(), entry.kind, &entry.version.0);
         if hit {
-            self.marks[i].fetch_or(THERE, Ordering::Relaxed);
+            s.marks.fetch_or(THERE, Ordering::Relaxed);
         }
         hit
     }
 
     fn clear(&self, mark: u8) {
-        for m in &self.marks {
-            m.fetch_and(!mark, Ordering::Relaxed);
+        for s in &self.slots {
+            s.marks.fetch_and(!mark, Ordering::Relaxed);
         }
     }
 }
 
-fn key_of(keys: &RandomState, path: &RelPath) -> u64 {
-    keys.hash_one((0u8, path.as_str()))
+fn key_of(keys: &RandomState, path: &str) -> u64 {
+    keys.hash_one((0u8, path))
 }
 
 // Never 0: 0 is "no fingerprint".
-fn here_of(keys: &RandomState, path: &RelPath, left: &Version, mode: u32) -> u64 {
-    keys.hash_one((1u8, path.as_str(), left.0.as_str(), mode)) | 1
+fn here_of(keys: &RandomState, path: &str, left: &str, mode: u32) -> u64 {
+    keys.hash_one((1u8, path, left, mode)) | 1
 }
 
-fn there_of(keys: &RandomState, path: &RelPath, kind: EntryKind, right: &Version) -> u64 {
-    keys.hash_one((2u8, path.as_str(), kind, right.0.as_str())) | 1
+fn there_of(keys: &RandomState, path: &str, kind: EntryKind, right: &str) -> u64 {
+    keys.hash_one((2u8, path, kind, right)) | 1
 }
 
 /// The local entry a row stands for, when the local file matched it: its content, stat and
@@ -340,6 +362,7 @@ pub fn clash_candidates<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replica::Version;
 
     fn p(s: &str) -> RelPath {
         RelPath::parse(s).expect("a test path")
@@ -371,13 +394,7 @@ mod tests {
     }
 
     fn prints(rows: &[IndexRow]) -> Arc<Fingerprints> {
-        Arc::new(
-            Fingerprints::build(|f| {
-                rows.iter().for_each(f);
-                Ok(())
-            })
-            .expect("fingerprints"),
-        )
+        Arc::new(Fingerprints::of_rows(rows.iter()))
     }
 
     #[test]
@@ -408,9 +425,9 @@ mod tests {
             !here.leaves_out(&p("a"), &hashed),
             "a hash is compared by the sieve"
         );
-        assert_eq!(prints.marks(&p("a")), 0);
+        assert_eq!(prints.marks("a"), 0);
         assert!(here.leaves_out(&p("a"), &file("s1", 0o644)));
-        assert_eq!(prints.marks(&p("a")), HERE);
+        assert_eq!(prints.marks("a"), HERE);
         let dir = ReplicaEntry {
             kind: EntryKind::Dir,
             ..file("dir:1", 0o644)
@@ -430,11 +447,11 @@ mod tests {
                 ..file("8", 0o755)
             }
         ));
-        assert_eq!(prints.marks(&p("a")), HERE | THERE);
+        assert_eq!(prints.marks("a"), HERE | THERE);
         // A retried listing starts over on its own side only.
         there.restart();
-        assert_eq!(prints.marks(&p("a")), HERE);
-        assert_eq!(prints.marks(&p("d")), 0);
+        assert_eq!(prints.marks("a"), HERE);
+        assert_eq!(prints.marks("d"), 0);
     }
 
     #[test]
@@ -446,7 +463,7 @@ mod tests {
         };
         let there = ThereSift::new(Some(prints.clone()), filter, false);
         assert!(!there.leaves_out(&p("build/x"), &file("7", 0o644)));
-        assert_eq!(prints.marks(&p("build/x")), 0);
+        assert_eq!(prints.marks("build/x"), 0);
     }
 
     #[test]

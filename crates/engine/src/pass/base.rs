@@ -12,7 +12,7 @@ use crate::index::{IndexRow, LocalIndex};
 use crate::reconcile::{unchanged::Sieve, Direction};
 use crate::replica::{Cursor, Replica, ReplicaEntry};
 use crate::retry::retrying;
-use crate::sift::Fingerprints;
+use crate::sift::{Fingerprints, HERE, THERE};
 use crate::{Progress, ProgressEvent, Result};
 
 /// The base of the changed paths, and how many paths were left out as unchanged.
@@ -58,10 +58,11 @@ pub(super) async fn prepare(
     let prints = if other || spec.consistency_check {
         None
     } else {
+        let damaged: HashSet<&str> = damaged.iter().map(RelPath::as_str).collect();
         let prints = Fingerprints::build(|f| {
-            index.each(task, spec.root_no, &mut |row| {
-                if !damaged.contains(&row.path) {
-                    f(&row);
+            index.each_versions(task, spec.root_no, &mut |row| {
+                if !damaged.contains(row.path) {
+                    f(row);
                 }
             })
         })?;
@@ -104,7 +105,17 @@ pub(super) async fn load(
         let (local, remote_map) = (sides.local, sides.remote);
         let mut sieve = Sieve::new(local, remote_map).with_prints(prints.as_deref());
         let mut whole = Vec::new();
-        index.each(task, spec.root_no, &mut |row| {
+        // Rows both listings matched are the bulk of a re-run: counted, never built. (Their
+        // version is the one listed, so it cannot be ahead of the listing's cursor either.)
+        let mut matched = 0;
+        let mut skip = |path: &str| {
+            let both = prints
+                .as_deref()
+                .is_some_and(|p| p.marks(path) == HERE | THERE);
+            matched += usize::from(both);
+            both
+        };
+        index.each_unless(task, spec.root_no, &mut skip, &mut |row| {
             went_back |= sides
                 .cursor
                 .is_some_and(|c| remote.went_back(&row.right, c));
@@ -119,7 +130,7 @@ pub(super) async fn load(
                 whole.push((row.path.clone(), row));
             }
         })?;
-        base.unchanged = sieve.unchanged;
+        base.unchanged = sieve.unchanged + matched;
         base.rows = if sieving {
             sieve.base()
         } else {

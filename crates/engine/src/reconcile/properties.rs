@@ -184,13 +184,7 @@ impl Model {
             local: hashed,
             mut remote,
         } = self.maps();
-        let prints = Arc::new(
-            Fingerprints::build(|f| {
-                base.values().for_each(f);
-                Ok(())
-            })
-            .expect("fingerprints"),
-        );
+        let prints = Arc::new(Fingerprints::of_rows(base.values()));
         // A scan knows no hashes.
         let mut local: BTreeMap<RelPath, ReplicaEntry> = hashed
             .iter()

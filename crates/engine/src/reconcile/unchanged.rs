@@ -46,7 +46,7 @@ impl<'a> Sieve<'a> {
 
     /// Takes one row of the base.
     pub fn row(&mut self, row: IndexRow) {
-        let marks = self.prints.map_or(0, |p| p.marks(&row.path));
+        let marks = self.prints.map_or(0, |p| p.marks(row.path.as_str()));
         let here = match self.local.get(&row.path) {
             Some(l) => unchanged_here(&row, l),
             None => marks & HERE != 0,
