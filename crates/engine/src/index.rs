@@ -6,6 +6,7 @@
 //! The index is a cache plus the base: losing it costs a re-hash and never a deletion, because
 //! a delete is planned only for a path whose base the index holds.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -15,6 +16,33 @@ use rusqlite::{params, Connection};
 
 use crate::replica::{stat_version, Version};
 use crate::{Error, Result};
+
+/// The columns every read of rows takes, in this order (`versions_of` reads them by place).
+const COLUMNS: &str = "SELECT path, kind, size, mtime_ns, ctime_ns, inode, mode, hash, seq, \
+    left_version, right_version FROM files WHERE task=?1 AND root=?2";
+
+/// A row's two version tokens, borrowed where stored. Rows written before versions were
+/// tokens have none: the stat and the sequence number are those tokens.
+fn versions_of<'r>(r: &'r rusqlite::Row<'_>) -> rusqlite::Result<(Cow<'r, str>, Cow<'r, str>)> {
+    let left = match r.get_ref(9)?.as_str_or_null()? {
+        Some(l) => Cow::Borrowed(l),
+        None => Cow::Owned(
+            stat_version(
+                r.get::<_, i64>(2)? as u64,
+                r.get(3)?,
+                r.get(4)?,
+                r.get::<_, i64>(5)? as u64,
+                r.get(6)?,
+            )
+            .0,
+        ),
+    };
+    let right = match r.get_ref(10)?.as_str_or_null()? {
+        Some(v) => Cow::Borrowed(v),
+        None => Cow::Owned(r.get::<_, i64>(8)?.to_string()),
+    };
+    Ok((left, right))
+}
 
 /// A row's path, kind, mode and versions, borrowed from the read.
 pub struct Versions<'a> {
@@ -133,10 +161,7 @@ impl LocalIndex {
     ) -> Result<()> {
         let ctx = format!("reading the index of task {task}");
         let run = || -> rusqlite::Result<()> {
-            let mut st = self.conn.prepare(
-                "SELECT path, kind, size, mtime_ns, ctime_ns, inode, mode, seq, left_version, \
-                 right_version FROM files WHERE task=?1 AND root=?2",
-            )?;
+            let mut st = self.conn.prepare(COLUMNS)?;
             let mut rows = st.query(params![task, root])?;
             while let Some(r) = rows.next()? {
                 let (Ok(path), Some(kind)) = (
@@ -145,29 +170,11 @@ impl LocalIndex {
                 ) else {
                     continue;
                 };
-                let mode: u32 = r.get(6)?;
-                // Rows written before versions were tokens: built as `each_now` builds them.
-                let left = match r.get_ref(8)?.as_str_or_null()? {
-                    Some(l) => std::borrow::Cow::Borrowed(l),
-                    None => std::borrow::Cow::Owned(
-                        stat_version(
-                            r.get::<_, i64>(2)? as u64,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get::<_, i64>(5)? as u64,
-                            mode,
-                        )
-                        .0,
-                    ),
-                };
-                let right = match r.get_ref(9)?.as_str_or_null()? {
-                    Some(v) => std::borrow::Cow::Borrowed(v),
-                    None => std::borrow::Cow::Owned(r.get::<_, i64>(7)?.to_string()),
-                };
+                let (left, right) = versions_of(r)?;
                 f(Versions {
                     path,
                     kind,
-                    mode,
+                    mode: r.get(6)?,
                     left: &left,
                     right: &right,
                 });
@@ -187,8 +194,6 @@ impl LocalIndex {
         f: &mut dyn FnMut(IndexRow),
     ) -> Result<()> {
         let ctx = format!("reading the index of task {task}");
-        const COLUMNS: &str = "SELECT path, kind, size, mtime_ns, ctime_ns, inode, mode, hash, \
-            seq, left_version, right_version FROM files WHERE task=?1 AND root=?2";
         // Two statements, not `(?3 IS NULL OR path=?3)`: with the OR, SQLite would not look
         // the path up in the primary key but read the whole root.
         let sql = match path {
@@ -210,36 +215,21 @@ impl LocalIndex {
                 ) else {
                     return Ok(None);
                 };
-                let (size, mtime_ns, ctime_ns, inode, mode, seq) = (
-                    r.get::<_, i64>(2)? as u64,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, i64>(5)? as u64,
-                    r.get::<_, u32>(6)?,
-                    r.get::<_, i64>(8)?,
-                );
                 let hash = r
                     .get_ref(7)?
                     .as_blob_or_null()?
                     .and_then(|h| <[u8; 32]>::try_from(h).ok())
                     .map(ContentHash::from_bytes);
+                let (left, right) = versions_of(r)?;
                 Ok(Some(IndexRow {
                     path,
                     kind,
-                    size,
-                    mtime_ns,
-                    mode,
+                    size: r.get::<_, i64>(2)? as u64,
+                    mtime_ns: r.get(3)?,
+                    mode: r.get(6)?,
                     hash,
-                    // Rows written before versions were tokens: the stat and the sequence
-                    // number are those tokens.
-                    left: r
-                        .get::<_, Option<String>>(9)?
-                        .map(Version)
-                        .unwrap_or_else(|| stat_version(size, mtime_ns, ctime_ns, inode, mode)),
-                    right: r
-                        .get::<_, Option<String>>(10)?
-                        .map(Version)
-                        .unwrap_or_else(|| Version(seq.to_string())),
+                    left: Version(left.into_owned()),
+                    right: Version(right.into_owned()),
                 }))
             })()
             .map_err(db(&ctx))?;
@@ -457,6 +447,21 @@ mod tests {
         assert!(!again.is_empty("t", 0).expect("is_empty"));
         assert!(again.is_empty("t", 1).expect("is_empty"));
         assert!(again.is_empty("u", 0).expect("is_empty"));
+        // The borrowed read gives the same versions, old row and new.
+        let mut seen = Vec::new();
+        again
+            .each_versions("t", 0, &mut |v| {
+                seen.push((v.path.to_string(), v.left.to_string(), v.right.to_string()))
+            })
+            .expect("each_versions");
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("a.txt".into(), a.left.0.clone(), "42".into()),
+                ("b.txt".into(), b.left.0.clone(), "etag-7".into()),
+            ]
+        );
     }
 
     #[test]

@@ -143,30 +143,30 @@ impl Fingerprints {
 
     /// Marks `path` HERE if `entry` is the local file its row describes.
     fn matches_here(&self, path: &RelPath, entry: &ReplicaEntry) -> bool {
-        if entry.kind != EntryKind::File || entry.hash.is_some() {
-            return false;
-        }
-        let Some(s) = self.find(key_of(&self.keys, path.as_str())) else {
-            return false;
-        };
-        let hit = s.here == here_of(&self.keys, path.as_str(), &entry.version.0, entry.mode);
-        if hit {
-            s.marks.fetch_or(HERE, Ordering::Relaxed);
-        }
-        hit
+        entry.kind == EntryKind::File
+            && entry.hash.is_none()
+            && self.mark_if(path, HERE, |keys| {
+                here_of(keys, path.as_str(), &entry.version.0, entry.mode)
+            })
     }
 
     /// Marks `path` THERE if `entry` is the remote version its row describes.
     fn matches_there(&self, path: &RelPath, entry: &ReplicaEntry) -> bool {
-        if !matches!(entry.kind, EntryKind::File | EntryKind::Dir) {
-            return false;
-        }
+        matches!(entry.kind, EntryKind::File | EntryKind::Dir)
+            && self.mark_if(path, THERE, |keys| {
+                there_of(keys, path.as_str(), entry.kind, &entry.version.0)
+            })
+    }
+
+    /// Marks `path` with `mark` if its slot's hash for that side is `digest`'s.
+    fn mark_if(&self, path: &RelPath, mark: u8, digest: impl FnOnce(&RandomState) -> u64) -> bool {
         let Some(s) = self.find(key_of(&self.keys, path.as_str())) else {
             return false;
         };
-        let hit = s.there == there_of(&self.keys, path.as_str(), entry.kind, &entry.version.0);
+        let want = if mark == HERE { s.here } else { s.there };
+        let hit = want == digest(&self.keys);
         if hit {
-            s.marks.fetch_or(THERE, Ordering::Relaxed);
+            s.marks.fetch_or(mark, Ordering::Relaxed);
         }
         hit
     }

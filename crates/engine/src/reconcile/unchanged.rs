@@ -47,24 +47,25 @@ impl<'a> Sieve<'a> {
     /// Takes one row of the base.
     pub fn row(&mut self, row: IndexRow) {
         let marks = self.prints.map_or(0, |p| p.marks(row.path.as_str()));
-        let here = match self.local.get(&row.path) {
-            Some(l) => unchanged_here(&row, l),
-            None => marks & HERE != 0,
-        };
-        let there = match self.remote.get(&row.path) {
-            Some(r) => r.kind != EntryKind::Deleted && r.version == row.right,
-            None => marks & THERE != 0,
-        };
+        // A side without an entry was left out by its listing if it is marked.
+        let (l, r) = (self.local.get(&row.path), self.remote.get(&row.path));
+        let (back_here, back_there) = (
+            l.is_none() && marks & HERE != 0,
+            r.is_none() && marks & THERE != 0,
+        );
+        let here = back_here || l.is_some_and(|l| unchanged_here(&row, l));
+        let there =
+            back_there || r.is_some_and(|r| r.kind != EntryKind::Deleted && r.version == row.right);
         if here && there {
             self.local.remove(&row.path);
             self.remote.remove(&row.path);
             self.unchanged += 1;
             return;
         }
-        if marks & HERE != 0 && !self.local.contains_key(&row.path) {
+        if back_here {
             self.local.insert(row.path.clone(), here_entry(&row));
         }
-        if marks & THERE != 0 && !self.remote.contains_key(&row.path) {
+        if back_there {
             self.remote.insert(row.path.clone(), there_entry(&row));
         }
         self.kept.push((row.path.clone(), row));
