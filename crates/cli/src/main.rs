@@ -162,14 +162,7 @@ fn main() {
     if !daemon {
         output::exit_quietly_on_closed_pipe();
     }
-    if matches!(
-        cli.cmd,
-        Cmd::Server {
-            cmd: server_cmd::ServerCmd::Run { .. }
-        }
-    ) {
-        malloc_tune::for_server();
-    }
+    malloc_tune::apply();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

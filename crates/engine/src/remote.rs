@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use cairn_model::{ChunkId, Entry, RelPath, Seq};
 use cairn_protocol::{Change, ChangeResult, ChunkSpan, VersionInfo};
+use futures_util::stream::BoxStream;
 
 use crate::Result;
 
@@ -75,6 +76,15 @@ pub trait Remote: Send + Sync {
 
     /// The whole content of version `seq` of `path` in one request (small files).
     async fn content(&self, path: &RelPath, seq: Seq) -> Result<Bytes>;
+
+    /// The content of version `seq` of `path`, which is `size` bytes, as it arrives (large
+    /// files): never more than `size` bytes. The caller checks the whole against its hash.
+    async fn content_stream(
+        &self,
+        path: &RelPath,
+        seq: Seq,
+        size: u64,
+    ) -> Result<BoxStream<'static, Result<Bytes>>>;
 
     /// The whole contents of several small files (`versions`, in order); one request where the
     /// remote can. The caller checks each against its hash.

@@ -1,6 +1,6 @@
 //! Restore and download: write remote versions into local folders without losing a local byte.
 //!
-//! Each file is fetched chunk by chunk into a temporary file inside the destination's working
+//! Each file is streamed into a temporary file inside the destination's working
 //! folder (`.cairn`), checked against its content hash, fsynced, given its mode and mtime, and
 //! renamed over the target (DESIGN.md invariant 5). Restoring in place never silently replaces
 //! a local file that holds an edit the server does not have: that file is first kept under a
@@ -294,7 +294,7 @@ fn changed_meanwhile(root: &LocalRoot, dest: &RelPath) -> Error {
     ))
 }
 
-/// Files up to this size are fetched whole, larger ones chunk by chunk.
+/// Files up to this size are fetched whole, larger ones as a stream.
 const WHOLE_FILE_LIMIT: u64 = 1024 * 1024;
 
 async fn restore_file(
@@ -370,32 +370,16 @@ async fn planned_gate() {
 #[cfg(not(feature = "test-hooks"))]
 async fn planned_gate() {}
 
-/// Chunk requests of one file in flight at once while it is restored. One at a time left the
-/// connection idle for a round trip per chunk (a 1 GiB restore took twice an rsync pull);
-/// a few ahead keep it busy while the order of the pieces and the memory (this many chunks,
-/// 2 MiB each for files under 32 GiB) stay bounded.
-const CHUNKS_AHEAD: usize = 4;
-
-/// The content of version `v` as a stream: whole for small files, chunk by chunk otherwise,
-/// each chunk checked against its id (the whole is checked by whoever writes it).
+/// The content of version `v` as a stream: whole for small files, as one streamed answer
+/// otherwise (a request per chunk cost each chunk a request's checks on the server and a hash
+/// of its own here). The writer checks the whole against the version's hash and length.
 async fn version_content<'a>(remote: &'a dyn Remote, v: &'a VersionInfo) -> Result<Content<'a>> {
     if v.entry.size <= WHOLE_FILE_LIMIT {
-        // One request instead of a chunk list plus a request per chunk.
+        // One request, the answer read whole.
         let whole = remote.content(&v.path, v.seq).await?;
         return Ok(content_of(whole));
     }
-    let spans = remote.chunk_list(&v.path, v.seq).await?;
-    let pieces = stream::iter(spans).map(move |c| async move {
-        let data = remote.chunk(&c.id).await?;
-        if cairn_model::ChunkId::of(&data) != c.id {
-            return Err(Error::remote(format!(
-                "chunk {} of {} arrived corrupt",
-                c.id, v.path
-            )));
-        }
-        Ok(data)
-    });
-    Ok(pieces.buffered(CHUNKS_AHEAD).boxed())
+    remote.content_stream(&v.path, v.seq, v.entry.size).await
 }
 
 #[cfg(test)]

@@ -1849,17 +1849,19 @@ async fn stream_file(
         None => None,
     };
     let st = state.clone();
-    let rest = futures_util::stream::unfold(pieces, move |mut it| {
-        let st = st.clone();
-        async move {
-            let (id, (from, to), len) = it.next()?;
-            let range = (from != 0 || to != u64::from(len)).then_some(from..to);
-            let item = read_chunk(&st, id, range)
-                .await
-                .map_err(|e| std::io::Error::other(e.message));
-            Some((item, it))
-        }
-    });
+    // The next chunk is read while this one is sent: the store's latency (a lookup, a read, an
+    // object store's round trip) overlaps the network's, at the cost of one chunk's memory.
+    let rest = futures_util::stream::iter(pieces)
+        .map(move |(id, (from, to), len)| {
+            let st = st.clone();
+            async move {
+                let range = (from != 0 || to != u64::from(len)).then_some(from..to);
+                read_chunk(&st, id, range)
+                    .await
+                    .map_err(|e| std::io::Error::other(e.message))
+            }
+        })
+        .buffered(2);
     let head = futures_util::stream::iter(first.map(Ok::<Bytes, std::io::Error>));
     let mut resp = Response::new(Body::from_stream(head.chain(rest)));
     let h = resp.headers_mut();

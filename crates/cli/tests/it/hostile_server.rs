@@ -23,6 +23,8 @@ struct Request {
     method: String,
     /// Without the query string.
     path: String,
+    /// The `Range` header's value, if any.
+    range: Option<String>,
 }
 
 /// How the fake answers one request.
@@ -41,6 +43,8 @@ enum Reply {
     Endless { head: String, filler: String },
     /// 200 with this gzipped JSON body (`content-encoding: gzip`).
     Gzip(Arc<Vec<u8>>),
+    /// These bytes as they are (status line, headers and body), then the connection closes.
+    Cut(Vec<u8>),
 }
 
 struct FakeServer {
@@ -175,6 +179,11 @@ fn serve(
                 endless(&mut out, &head, &filler, sent);
                 true
             }
+            Reply::Cut(bytes) => {
+                let _ = out.write_all(&bytes);
+                sent.fetch_add(bytes.len() as u64, Ordering::SeqCst);
+                return;
+            }
         };
         if done {
             // Hold the connection open (a stall) until the client goes or the test ends.
@@ -227,6 +236,7 @@ fn read_request(input: &mut BufReader<TcpStream>) -> Option<Request> {
     let target = words.next()?;
     let path = target.split('?').next().unwrap_or(target).to_string();
     let mut len = 0usize;
+    let mut range = None;
     loop {
         let mut h = String::new();
         input.read_line(&mut h).ok().filter(|n| *n > 0)?;
@@ -237,12 +247,18 @@ fn read_request(input: &mut BufReader<TcpStream>) -> Option<Request> {
         if let Some((name, value)) = h.split_once(':') {
             if name.eq_ignore_ascii_case("content-length") {
                 len = value.trim().parse().ok()?;
+            } else if name.eq_ignore_ascii_case("range") {
+                range = Some(value.trim().to_string());
             }
         }
     }
     let mut body = vec![0u8; len];
     input.read_exact(&mut body).ok()?;
-    Some(Request { method, path })
+    Some(Request {
+        method,
+        path,
+        range,
+    })
 }
 
 /// A version of `path` as a tree lists it.
@@ -486,7 +502,7 @@ fn answers_that_contradict_the_request_are_refused() {
 }
 
 #[test]
-fn restore_reads_no_more_than_a_file_or_chunk_may_hold() {
+fn restore_reads_no_more_than_a_file_may_hold() {
     // A small file fetched whole, announced far larger than any whole-file answer.
     let small = format!(
         r#"{{"head":1,"entries":[{}]}}"#,
@@ -506,36 +522,30 @@ fn restore_reads_no_more_than_a_file_or_chunk_may_hold() {
         "{err}"
     );
 
-    // A large file: its chunk list names a chunk longer than any chunk may be.
+    // A large file is streamed, and held to its listed size and hash.
+    let size: u64 = 2 << 20;
     let large = format!(
         r#"{{"head":1,"entries":[{}]}}"#,
-        version_json("pc/docs/large", 40 << 20)
+        version_json("pc/docs/large", size)
     );
-    let id = "cd".repeat(32);
-    let spans = format!(r#"{{"chunks":[{{"id":"{id}","len":{}}}]}}"#, 40 << 20);
+    let big = large.clone();
     let fake = FakeServer::start(move |r| match r.path.as_str() {
-        TREE => Reply::Json(large.clone()),
-        "/api/v1/folders/backup/chunklist" => Reply::Json(spans.clone()),
+        TREE => Reply::Json(big.clone()),
+        "/api/v1/folders/backup/content" => Reply::Declared(size + 1),
         _ => Reply::Json("{}".into()),
     });
     let c = client_of(&fake.url());
     let err = fails(&c, &["restore", "t", "--to", to]);
     assert!(
-        err.contains("/chunklist")
-            && err.contains(&format!("over the {CHUNK_CAP} a chunk may have")),
+        err.contains("/content") && err.contains(&format!("{} bytes announced", size + 1)),
         "{err}"
     );
 
-    // A chunk that never ends is cut off at the longest a chunk may be.
-    let large = format!(
-        r#"{{"head":1,"entries":[{}]}}"#,
-        version_json("pc/docs/large", 2 << 20)
-    );
-    let spans = format!(r#"{{"chunks":[{{"id":"{id}","len":{}}}]}}"#, 2 << 20);
+    // An answer without a length that never ends is not read.
+    let big = large.clone();
     let fake = FakeServer::start(move |r| match r.path.as_str() {
-        TREE => Reply::Json(large.clone()),
-        "/api/v1/folders/backup/chunklist" => Reply::Json(spans.clone()),
-        p if p.starts_with("/api/v1/folders/backup/chunks/") => Reply::Endless {
+        TREE => Reply::Json(big.clone()),
+        "/api/v1/folders/backup/content" => Reply::Endless {
             head: String::new(),
             filler: "x".into(),
         },
@@ -544,15 +554,131 @@ fn restore_reads_no_more_than_a_file_or_chunk_may_hold() {
     let c = client_of(&fake.url());
     let err = fails(&c, &["restore", "t", "--to", to]);
     assert!(
-        err.contains(&format!("/api/v1/folders/backup/chunks/{id}"))
-            && err.contains(&format!("larger than the {CHUNK_CAP} bytes")),
+        err.contains("/content") && err.contains("no length"),
         "{err}"
     );
     let sent = fake.sent.load(Ordering::SeqCst);
     assert!(
-        sent <= CHUNK_CAP + SOCKET_SLACK,
+        sent <= size + SOCKET_SLACK,
         "the client let the server send {sent} bytes"
     );
+
+    // The announced length, stalled part way: the wait is bounded, the rest is asked for,
+    // and an answer that is not the rest is refused; nothing is placed.
+    let big = large.clone();
+    let fake = FakeServer::start(move |r| match r.path.as_str() {
+        TREE => Reply::Json(big.clone()),
+        "/api/v1/folders/backup/content" => Reply::StallBody {
+            len: size,
+            sent: "x".repeat(300_000),
+        },
+        _ => Reply::Json("{}".into()),
+    });
+    let c = client_of(&fake.url());
+    let err = fails(&c, &["restore", "t", "--to", to]);
+    assert!(
+        err.contains("from byte 300000") && err.contains("something else"),
+        "{err}"
+    );
+    assert_eq!(fake.requests("/content"), 2);
+    assert_eq!(named_under(to, "large"), Vec::<String>::new());
+
+    // The announced length of the wrong bytes: refused by the hash, nothing placed.
+    let big = large.clone();
+    let fake = FakeServer::start(move |r| match r.path.as_str() {
+        TREE => Reply::Json(big.clone()),
+        "/api/v1/folders/backup/content" => Reply::Json("x".repeat(size as usize)),
+        _ => Reply::Json("{}".into()),
+    });
+    let c = client_of(&fake.url());
+    let err = fails(&c, &["restore", "t", "--to", to]);
+    assert!(err.contains("does not match its hash"), "{err}");
+    assert_eq!(named_under(to, "large"), Vec::<String>::new());
+}
+
+#[test]
+fn a_restore_cut_off_part_way_asks_for_the_rest() {
+    let data: Vec<u8> = (0..3u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let hash = cairn_model::ContentHash::of(&data);
+    let listing = format!(
+        r#"{{"head":1,"entries":[{{"path":"pc/docs/large","seq":1,"entry":{{"kind":"file","size":{},"mtime_ns":0,"mode":420,"hash":"{hash}"}},"device":"pc","committed_ns":0}}]}}"#,
+        data.len()
+    );
+    let cut = 1_000_000;
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let seen = served.clone();
+    let body = data.clone();
+    let fake = FakeServer::start(move |r| match r.path.as_str() {
+        TREE => Reply::Json(listing.clone()),
+        "/api/v1/folders/backup/content" => {
+            seen.lock().expect("ranges").push(r.range.clone());
+            let mut answer = match r.range.as_deref() {
+                // The whole file announced, the connection lost part way.
+                None => format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len())
+                    .into_bytes(),
+                Some(range) => {
+                    let from: usize = range
+                        .strip_prefix("bytes=")
+                        .and_then(|r| r.strip_suffix('-'))
+                        .and_then(|n| n.parse().ok())
+                        .expect("an open range from a byte");
+                    let head = format!(
+                        "HTTP/1.1 206 Partial Content\r\ncontent-length: {}\r\ncontent-range: bytes {from}-{}/{}\r\n\r\n",
+                        body.len() - from,
+                        body.len() - 1,
+                        body.len()
+                    );
+                    let mut answer = head.into_bytes();
+                    answer.extend_from_slice(&body[from..]);
+                    return Reply::Cut(answer);
+                }
+            };
+            answer.extend_from_slice(&body[..cut]);
+            Reply::Cut(answer)
+        }
+        other => usual(other),
+    });
+    let c = client_of(&fake.url());
+    let to = c.tmp().join("out");
+    let out = run_guarded(
+        &c,
+        &["restore", "t", "--to", to.to_str().expect("utf-8")],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restored = named_under(to.to_str().expect("utf-8"), "large");
+    assert_eq!(restored.len(), 1, "{restored:?}");
+    assert!(
+        std::fs::read(&restored[0]).expect("restored") == data,
+        "the file is whole"
+    );
+    assert_eq!(
+        *served.lock().expect("ranges"),
+        vec![None, Some(format!("bytes={cut}-"))]
+    );
+}
+
+/// Every file under `dir` (at any depth) called `name`.
+fn named_under(dir: &str, name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![std::path::PathBuf::from(dir)];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if e.file_name() == name {
+                out.push(path.display().to_string());
+            }
+        }
+    }
+    out
 }
 
 #[test]
@@ -701,6 +827,44 @@ async fn a_replica_hands_on_no_content_that_does_not_match_its_hash() {
     assert!(
         err.to_string().contains("does not match its content hash"),
         "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_reads_no_more_than_a_chunk_may_hold() {
+    use cairn_engine::replica::{collect, Replica};
+    // A chunk that never ends is cut off at the longest a chunk may be.
+    let id = "cd".repeat(32);
+    let list = format!(
+        r#"{{"chunks":[{{"id":"{id}","len":{size}}}],"entry":{{"kind":"file","size":{size},"mtime_ns":0,"mode":420,"hash":"{hash}"}}}}"#,
+        size = 2 << 20,
+        hash = "ab".repeat(32),
+    );
+    let fake = FakeServer::start(move |r| match r.path.as_str() {
+        CHUNKLIST => Reply::Json(list.clone()),
+        p if p.starts_with("/api/v1/folders/backup/chunks/") => Reply::Endless {
+            head: String::new(),
+            filler: "x".into(),
+        },
+        _ => Reply::Json("{}".into()),
+    });
+    let r = replica_of(&fake);
+    let path = cairn_model::RelPath::parse("big.bin").expect("path");
+    let version = cairn_engine::replica::Version("3".into());
+    let content = r.read(&path, &version).await.expect("read");
+    let err = collect(content)
+        .await
+        .expect_err("an endless chunk was handed on")
+        .to_string();
+    assert!(
+        err.contains(&format!("/api/v1/folders/backup/chunks/{id}"))
+            && err.contains(&format!("larger than the {CHUNK_CAP} bytes")),
+        "{err}"
+    );
+    let sent = fake.sent.load(Ordering::SeqCst);
+    assert!(
+        sent <= CHUNK_CAP + SOCKET_SLACK,
+        "the client let the server send {sent} bytes"
     );
 }
 
