@@ -2058,6 +2058,28 @@ mod tests {
     }
 
     #[test]
+    fn the_client_asks_for_aes_128_gcm_first_and_drops_no_suite() {
+        let ours: Vec<_> = tls_provider()
+            .cipher_suites
+            .iter()
+            .map(|s| s.suite())
+            .collect();
+        assert_eq!(
+            ours.first(),
+            Some(&rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+        );
+        let mut theirs: Vec<_> = rustls::crypto::ring::default_provider()
+            .cipher_suites
+            .iter()
+            .map(|s| s.suite())
+            .collect();
+        let mut sorted = ours.clone();
+        sorted.sort_by_key(|s| format!("{s:?}"));
+        theirs.sort_by_key(|s| format!("{s:?}"));
+        assert_eq!(sorted, theirs);
+    }
+
+    #[test]
     fn secrets_stay_out_of_debug_output() {
         let opts = ConnectOptions {
             url: "https://example.org".into(),
