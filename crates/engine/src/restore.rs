@@ -379,7 +379,9 @@ async fn version_content<'a>(remote: &'a dyn Remote, v: &'a VersionInfo) -> Resu
         let whole = remote.content(&v.path, v.seq).await?;
         return Ok(content_of(whole));
     }
-    remote.content_stream(&v.path, v.seq, v.entry.size).await
+    // Opening is retried like any request (a dropped connection, a restarting server, an
+    // answer cut off before its head arrived); a cut later is resumed by the stream itself.
+    crate::retry::retrying(|| remote.content_stream(&v.path, v.seq, v.entry.size)).await
 }
 
 #[cfg(test)]

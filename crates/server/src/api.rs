@@ -1834,29 +1834,34 @@ async fn stream_file(
         }
         offset = end;
     }
-    // The first piece is read before answering, so a file whose content is gone gets an error
-    // status naming it rather than a cut-off body.
-    let mut pieces = pieces.into_iter();
+    // Every chunk is looked up and the first piece read before answering, so a file with a
+    // chunk known lost (or whose first chunk is gone) gets an error status naming it rather
+    // than a cut-off body; a chunk found gone later cuts the body, and the client's request
+    // for the rest gets that status.
+    let named = |e: ApiError| ApiError {
+        message: format!("{shown} version {}: {}", v.info.seq, e.message),
+        ..e
+    };
+    let ids: Vec<ChunkId> = pieces.iter().map(|(id, _, _)| *id).collect();
+    let rows = blocking(state, move |m| m.chunks(&ids)).await?;
+    let mut located = Vec::with_capacity(rows.len());
+    for ((id, (from, to), len), row) in pieces.into_iter().zip(rows) {
+        let row = row.ok_or_else(|| named(lost_chunk(id)))?;
+        located.push((row, (from != 0 || to != u64::from(len)).then_some(from..to)));
+    }
+    let mut pieces = located.into_iter();
     let first = match pieces.next() {
-        Some((id, (from, to), len)) => {
-            let range = (from != 0 || to != u64::from(len)).then_some(from..to);
-            let data = read_chunk(state, id, range).await.map_err(|e| ApiError {
-                message: format!("{shown} version {}: {}", v.info.seq, e.message),
-                ..e
-            })?;
-            Some(data)
-        }
+        Some((row, range)) => Some(read_row(state, &row, range).await.map_err(named)?),
         None => None,
     };
     let st = state.clone();
-    // The next chunk is read while this one is sent: the store's latency (a lookup, a read, an
-    // object store's round trip) overlaps the network's, at the cost of one chunk's memory.
+    // The next chunk is read while this one is sent: the store's latency (a read, an object
+    // store's round trip) overlaps the network's, at the cost of one chunk's memory.
     let rest = futures_util::stream::iter(pieces)
-        .map(move |(id, (from, to), len)| {
+        .map(move |(row, range)| {
             let st = st.clone();
             async move {
-                let range = (from != 0 || to != u64::from(len)).then_some(from..to);
-                read_chunk(&st, id, range)
+                read_row(&st, &row, range)
                     .await
                     .map_err(|e| std::io::Error::other(e.message))
             }

@@ -831,6 +831,58 @@ async fn a_replica_hands_on_no_content_that_does_not_match_its_hash() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_streams_a_file_of_many_chunks_and_checks_the_whole() {
+    use cairn_engine::replica::{collect, Replica};
+    let data: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let (a, b) = data.split_at(3000);
+    let list = |hash: cairn_model::ContentHash| {
+        format!(
+            r#"{{"chunks":[{{"id":"{}","len":3000}},{{"id":"{}","len":2000}}],"entry":{{"kind":"file","size":5000,"mtime_ns":0,"mode":420,"hash":"{hash}"}}}}"#,
+            cairn_model::ChunkId::of(a),
+            cairn_model::ChunkId::of(b)
+        )
+    };
+    let path = cairn_model::RelPath::parse("big.bin").expect("path");
+    let version = cairn_engine::replica::Version("3".into());
+
+    // The whole file in one answer, handed on whole; no chunk is asked for.
+    let genuine = list(cairn_model::ContentHash::of(&data));
+    let body = data.clone();
+    let fake = FakeServer::start(move |r| match r.path.as_str() {
+        CHUNKLIST => Reply::Json(genuine.clone()),
+        CONTENT => {
+            let mut answer =
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+            answer.extend_from_slice(&body);
+            Reply::Cut(answer)
+        }
+        _ => Reply::Json("{}".into()),
+    });
+    let r = replica_of(&fake);
+    let got = collect(r.read(&path, &version).await.expect("read"))
+        .await
+        .expect("the file");
+    assert!(got[..] == data[..], "the file arrived whole");
+    assert_eq!(fake.requests("/chunks/"), 0);
+
+    // An answer of the right length that is not the file is never handed on whole.
+    let forged = list(cairn_model::ContentHash::of(&data));
+    let fake = FakeServer::start(move |r| match r.path.as_str() {
+        CHUNKLIST => Reply::Json(forged.clone()),
+        CONTENT => Reply::Json("x".repeat(5000)),
+        _ => Reply::Json("{}".into()),
+    });
+    let r = replica_of(&fake);
+    let err = collect(r.read(&path, &version).await.expect("read"))
+        .await
+        .expect_err("a forged file was handed on");
+    assert!(
+        err.to_string().contains("does not match its content hash"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_reads_no_more_than_a_chunk_may_hold() {
     use cairn_engine::replica::{collect, Replica};
     // A chunk that never ends is cut off at the longest a chunk may be.

@@ -6,7 +6,10 @@
 //! [`MAX_BATCH_FILES`] and [`MAX_BATCH_BYTES`]), checked against the hashes the caller listed;
 //! a batch the server refuses, and a file that does not match, are fetched again on their own so
 //! one bad file fails alone. A single read asks for the version's chunk list, which carries the
-//! version's entry (kind, size, hash), and fetches [`CHUNKS_IN_FLIGHT`] chunks at a time. The
+//! version's entry (kind, size, hash), then the content as one streamed answer (resumed from
+//! the first missing byte if it is cut off), hashed as it passes; a file of one chunk is that
+//! chunk's request, checked against its id. A request per chunk, [`CHUNKS_IN_FLIGHT`] at a
+//! time, cost each chunk a request's checks on the server and a hash of its own here. The
 //! alternative that lost, asking for the path's history to learn the hash, costs a request per
 //! file and a history that grows with retention; it remains only for servers whose chunk lists
 //! do not carry the entry.
@@ -68,12 +71,17 @@ impl ServerReplica {
         let want = entry.hash.ok_or_else(|| {
             Error::remote(format!("{}: version {seq} has no hash", self.name(path)))
         })?;
-        Ok(chunk_stream(
-            self.remote.clone(),
-            self.name(path),
-            spans,
-            want,
-        ))
+        if spans.len() <= 1 {
+            // One chunk (or none): its request is the whole answer, checked against its id too.
+            return Ok(chunk_stream(
+                self.remote.clone(),
+                self.name(path),
+                spans,
+                want,
+            ));
+        }
+        let pieces = retrying(|| self.remote.content_stream(&full, seq, entry.size)).await?;
+        Ok(hashed(pieces, self.name(path), want))
     }
 
     /// Several small files (see the module's head); one result per item, in order.
@@ -297,9 +305,19 @@ fn chunk_stream(
         })
         .buffered(CHUNKS_IN_FLIGHT)
         .boxed();
+    hashed(fetches, name, want)
+}
+
+/// `pieces` handed on as they arrive, the whole checked against `want` at the end (the last
+/// piece waits for the check).
+fn hashed(
+    pieces: BoxStream<'static, Result<Bytes>>,
+    name: String,
+    want: ContentHash,
+) -> Content<'static> {
     let hasher = blake3::Hasher::new();
     stream::try_unfold(
-        (fetches, hasher, name, want),
+        (pieces, hasher, name, want),
         |(mut fetches, mut hasher, name, want)| async move {
             match fetches.next().await {
                 Some(data) => {

@@ -287,6 +287,11 @@ impl Meta {
     pub fn chunk(&self, id: &ChunkId) -> Result<Option<ChunkRow>> {
         self.read(|db| chunk_row(db, id))
     }
+
+    /// The rows of `ids`, in order, in one read.
+    pub fn chunks(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkRow>>> {
+        self.read(|db| ids.iter().map(|id| chunk_row(db, id)).collect())
+    }
 }
 
 /// Records a proof; changes one row when the proof is new to the user.
