@@ -91,12 +91,8 @@ impl Reading {
             .map_err(remote_err)?;
         let status = resp.status();
         if !status.is_success() {
-            let temporary = status.is_server_error() && status.as_u16() != 507;
-            let e = self.conn.status_error(&self.url, resp).await;
-            return Err(cairn_engine::Error::Remote {
-                message: format!("{}: {e}", self.path),
-                temporary,
-            });
+            let refused = self.conn.content_refused(&self.url, resp, Some(&self.path));
+            return Err(refused.await);
         }
         let want = self.size - from;
         let partial = status == reqwest::StatusCode::PARTIAL_CONTENT;

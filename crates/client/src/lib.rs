@@ -823,6 +823,26 @@ impl Connection {
         }
     }
 
+    /// The engine's error for a content answer that is not a success: temporary when the
+    /// server failed (5xx) but for a full disk (507); `about` (a path) leads the message.
+    async fn content_refused(
+        &self,
+        url: &str,
+        resp: reqwest::Response,
+        about: Option<&RelPath>,
+    ) -> cairn_engine::Error {
+        let status = resp.status();
+        let temporary = status.is_server_error() && status.as_u16() != 507;
+        let e = self.status_error(url, resp).await;
+        cairn_engine::Error::Remote {
+            message: match about {
+                Some(path) => format!("{path}: {e}"),
+                None => e.to_string(),
+            },
+            temporary,
+        }
+    }
+
     /// Announces a running agent (`instance` is random per process); refused with HTTP 409
     /// when another live agent has this device identity.
     pub async fn claim_agent(&self, instance: &str) -> Result<()> {
@@ -1240,14 +1260,8 @@ impl HttpRemote {
             .send(&url, Duration::ZERO, |c| c.get(&url).query(&q))
             .await
             .map_err(remote_err)?;
-        let status = resp.status();
-        if !status.is_success() {
-            let temporary = status.is_server_error() && status.as_u16() != 507;
-            let e = self.conn.status_error(&url, resp).await;
-            return Err(cairn_engine::Error::Remote {
-                message: format!("{path}: {e}"),
-                temporary,
-            });
+        if !resp.status().is_success() {
+            return Err(self.conn.content_refused(&url, resp, Some(path)).await);
         }
         let Some(want) = resp.content_length() else {
             return Err(remote_err(Error::Answer {
@@ -1933,14 +1947,8 @@ impl Remote for HttpRemote {
             })
             .await
             .map_err(remote_err)?;
-        let status = resp.status();
-        if !status.is_success() {
-            let temporary = status.is_server_error() && status.as_u16() != 507;
-            let e = self.conn.status_error(&url, resp).await;
-            return Err(cairn_engine::Error::Remote {
-                message: e.to_string(),
-                temporary,
-            });
+        if !resp.status().is_success() {
+            return Err(self.conn.content_refused(&url, resp, None).await);
         }
         // Exactly the bytes of the versions asked for, cut at their sizes; each piece is
         // checked against its hash by the caller.
