@@ -69,31 +69,42 @@ pub(crate) async fn open(
     .boxed())
 }
 
+/// `GET /content` for version `seq` of `path` from byte `from` on (a `Range` past 0), once its
+/// status says it is an answer.
+pub(crate) async fn request(
+    conn: &Connection,
+    url: &str,
+    path: &RelPath,
+    seq: Seq,
+    from: u64,
+) -> EngineResult<reqwest::Response> {
+    let q = [
+        ("path", path.as_str().to_string()),
+        ("seq", seq.0.to_string()),
+    ];
+    let resp = conn
+        .send(url, Duration::ZERO, |c| {
+            let req = c.get(url).query(&q);
+            if from == 0 {
+                req
+            } else {
+                req.header(reqwest::header::RANGE, format!("bytes={from}-"))
+            }
+        })
+        .await
+        .map_err(remote_err)?;
+    if !resp.status().is_success() {
+        return Err(conn.content_refused(url, resp, Some(path)).await);
+    }
+    Ok(resp)
+}
+
 impl Reading {
     /// Asks for the content from byte `got` on, and checks that the answer is that.
     async fn ask(&self) -> EngineResult<reqwest::Response> {
-        let q = [
-            ("path", self.path.as_str().to_string()),
-            ("seq", self.seq.0.to_string()),
-        ];
         let from = self.got;
-        let resp = self
-            .conn
-            .send(&self.url, Duration::ZERO, |c| {
-                let req = c.get(&self.url).query(&q);
-                if from == 0 {
-                    req
-                } else {
-                    req.header(reqwest::header::RANGE, format!("bytes={from}-"))
-                }
-            })
-            .await
-            .map_err(remote_err)?;
+        let resp = request(&self.conn, &self.url, &self.path, self.seq, from).await?;
         let status = resp.status();
-        if !status.is_success() {
-            let refused = self.conn.content_refused(&self.url, resp, Some(&self.path));
-            return Err(refused.await);
-        }
         let want = self.size - from;
         let partial = status == reqwest::StatusCode::PARTIAL_CONTENT;
         let range_ok = from == 0 && !partial

@@ -1251,18 +1251,7 @@ impl HttpRemote {
         seq: Seq,
     ) -> EngineResult<(String, reqwest::Response, u64)> {
         let url = self.conn.url_of(&self.folder_path("content"));
-        let q = [
-            ("path", path.as_str().to_string()),
-            ("seq", seq.0.to_string()),
-        ];
-        let resp = self
-            .conn
-            .send(&url, Duration::ZERO, |c| c.get(&url).query(&q))
-            .await
-            .map_err(remote_err)?;
-        if !resp.status().is_success() {
-            return Err(self.conn.content_refused(&url, resp, Some(path)).await);
-        }
+        let resp = content_stream::request(&self.conn, &url, path, seq, 0).await?;
         let Some(want) = resp.content_length() else {
             return Err(remote_err(Error::Answer {
                 url,

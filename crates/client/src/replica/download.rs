@@ -318,12 +318,12 @@ fn hashed(
     let hasher = blake3::Hasher::new();
     stream::try_unfold(
         (pieces, hasher, name, want),
-        |(mut fetches, mut hasher, name, want)| async move {
-            match fetches.next().await {
+        |(mut pieces, mut hasher, name, want)| async move {
+            match pieces.next().await {
                 Some(data) => {
                     let data = data?;
                     hasher.update(&data);
-                    Ok(Some((data, (fetches, hasher, name, want))))
+                    Ok(Some((data, (pieces, hasher, name, want))))
                 }
                 None if ContentHash::from_bytes(*hasher.finalize().as_bytes()) == want => Ok(None),
                 None => Err(Error::remote(format!(
