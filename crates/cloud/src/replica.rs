@@ -34,7 +34,6 @@ use cairn_engine::replica::{
 };
 use cairn_engine::{Error, Result};
 use cairn_model::{EntryKind, RelPath};
-use futures_util::{StreamExt, TryStreamExt};
 use opendal::Operator;
 
 use crate::transport::{Counters, Limits};
@@ -44,6 +43,7 @@ mod dav;
 mod dav_list;
 mod dav_put;
 mod listing;
+mod reading;
 mod staging;
 mod versions;
 
@@ -407,8 +407,8 @@ impl Replica for CloudReplica {
             None => self.check(path, Some(version)).await?.is_none(),
         };
         if head {
-            match self.stream(path.as_str(), guarded.as_deref()).await {
-                Err(e) if is_changed(&e) => {}
+            match self.head_stream(path, version, guarded.as_deref()).await {
+                Err(e) if reading::is_changed(&e) => {}
                 other => return other.map_err(|e| self.read_error(path, e)),
             }
         }
@@ -418,7 +418,7 @@ impl Replica for CloudReplica {
                 .stream(&kept, None)
                 .await
                 .map_err(|e| self.read_error(path, e)),
-            None => Err(changed(&self.describe, path)),
+            None => Err(reading::changed(&self.describe, path.as_str())),
         }
     }
 
@@ -465,117 +465,6 @@ impl Replica for CloudReplica {
             limit_waits: self.counters.limit_waits.load(Ordering::Relaxed),
         }
     }
-}
-
-impl CloudReplica {
-    /// The content of object `key`, only if it is still `if_match` when given.
-    async fn stream(
-        &self,
-        key: &str,
-        if_match: Option<&str>,
-    ) -> std::result::Result<Content<'static>, opendal::Error> {
-        let mut reader = self.op.reader_with(key);
-        // Ranged pieces on object stores; one plain read on file-like services (an FTP range
-        // read left open blocks the connection's next command).
-        if self.atomic_put && self.op.info().scheme() != "ftp" {
-            reader = reader.chunk(self.opts.part_size);
-        }
-        if let Some(tag) = if_match {
-            reader = reader.if_match(tag);
-        }
-        let stream = reader.await?.into_bytes_stream(..).await?;
-        let (describe, key) = (self.describe.clone(), key.to_string());
-        let stream = stream
-            .map_err({
-                let (describe, key) = (describe.clone(), key.clone());
-                move |e| Error::Remote {
-                    message: format!("{describe}/{key}: reading: {e}"),
-                    temporary: true,
-                }
-            })
-            .boxed();
-        let stream = if self.own_transport && self.limits.down.is_some() {
-            let (limits, counters) = (self.limits.clone(), self.counters.clone());
-            stream
-                .and_then(move |piece| {
-                    let (limits, counters) = (limits.clone(), counters.clone());
-                    async move {
-                        limits.take_down(piece.len() as u64, &counters).await;
-                        Ok(piece)
-                    }
-                })
-                .boxed()
-        } else {
-            stream
-        };
-        let md5 = match if_match.and_then(|t| self.md5_etag(t)) {
-            Some(md5) => Some(md5),
-            None => self.stated_md5(&key, if_match).await?,
-        };
-        Ok(match md5 {
-            Some(md5) => checked::md5_checked(stream, md5, format!("{describe}/{key}")),
-            None => stream,
-        })
-    }
-
-    /// The MD5 of object `key`'s content where the service's stat gives one (seed 002: compare
-    /// the provider's MD5): Azure's and GCS's of an object written in one request, Swift's
-    /// ETag of a plain object (a large object's is quoted, and not an MD5 of the content).
-    async fn stated_md5(
-        &self,
-        key: &str,
-        if_match: Option<&str>,
-    ) -> std::result::Result<Option<[u8; 16]>, opendal::Error> {
-        let scheme = self.op.info().scheme();
-        if !matches!(scheme, "azblob" | "gcs" | "swift") {
-            return Ok(None);
-        }
-        let mut stat = self.op.stat_with(key);
-        if let Some(tag) = if_match.filter(|_| self.caps().stat_with_if_match) {
-            stat = stat.if_match(tag);
-        }
-        let meta = stat.await?;
-        let from_etag = || {
-            meta.etag()
-                .filter(|t| scheme == "swift" && !t.starts_with('"'))
-                .and_then(checked::parse_md5_hex)
-        };
-        Ok(meta
-            .content_md5()
-            .and_then(checked::parse_md5)
-            .or_else(from_etag))
-    }
-
-    /// The MD5 an ETag is, where the service says so: S3's ETag of an object written in one
-    /// part (seed 002: compare the provider's MD5 where it gives one).
-    fn md5_etag(&self, quoted: &str) -> Option<[u8; 16]> {
-        if self.op.info().scheme() != "s3" {
-            return None;
-        }
-        checked::parse_md5_hex(quoted.trim_matches('"'))
-    }
-
-    fn read_error(&self, path: &RelPath, e: opendal::Error) -> Error {
-        match e.kind() {
-            opendal::ErrorKind::ConditionNotMatch | opendal::ErrorKind::NotFound => {
-                changed(&self.describe, path)
-            }
-            _ => self.fail("reading", path.as_str(), e),
-        }
-    }
-}
-
-fn is_changed(e: &opendal::Error) -> bool {
-    matches!(
-        e.kind(),
-        opendal::ErrorKind::ConditionNotMatch | opendal::ErrorKind::NotFound
-    )
-}
-
-fn changed(describe: &str, path: &RelPath) -> Error {
-    Error::Refused(format!(
-        "{describe}/{path}: changed on the remote since it was listed"
-    ))
 }
 
 /// Makes the folder `path`: a zero-byte `path/` marker on object stores (or a hidden

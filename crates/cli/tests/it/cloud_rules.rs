@@ -503,3 +503,48 @@ fn the_same_bytes_in_the_cloud_are_adopted_and_not_taken_for_a_conflict() {
         seen.keys()
     );
 }
+
+/// A file replaced on the cloud path while another computer's run downloads it, on a path
+/// that keeps no versions: that run ends well and says it skipped the file (it changed while
+/// it was read), nothing half-read lands, and the next run brings the new content.
+#[test]
+fn a_file_replaced_while_a_run_downloads_it_is_skipped_and_taken_next_time() {
+    let moto = start_moto();
+    // Downloads slowed to 2 MB/s, so the replacement lands part way through one.
+    let (a, b) = two_computers(
+        &moto,
+        "replaced",
+        &["--part-size", "5", "--down-limit", "2000"],
+    );
+    let old = crate::harness::noise(31, 16 << 20);
+    a.write("big.bin", &old);
+    a.ok(&["run", "t"]);
+    let downloading = b
+        .cmd()
+        .args(["run", "t"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("a run starts");
+    std::thread::sleep(Duration::from_millis(1500));
+    let new = crate::harness::noise(32, 6 << 20);
+    a.write("big.bin", &new);
+    a.ok(&["run", "t"]);
+    let out = downloading.wait_with_output().expect("the run ends");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the downloading run failed: {said}");
+    assert!(
+        said.contains("skipped big.bin: changed on the remote while it was read"),
+        "{said}"
+    );
+    assert_eq!(read(&b, "big.bin"), None, "a half-read file landed");
+    b.ok(&["run", "t"]);
+    assert!(
+        read(&b, "big.bin") == Some(new),
+        "the next run did not bring the new content"
+    );
+}

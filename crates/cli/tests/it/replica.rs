@@ -879,7 +879,7 @@ pub(crate) fn damage(dir: &std::path::Path, victim: &[u8]) -> usize {
     damaged
 }
 
-async fn cloud_replica(
+pub(crate) async fn cloud_replica(
     conn: &cairn_cloud::CloudConnection,
     secrets: &cairn_cloud::Secrets,
     root: &str,
@@ -942,7 +942,7 @@ async fn an_s3_path_is_a_conforming_replica() {
 }
 
 /// How the suite opens a cloud path: small parts, so a file of a few MiB has several.
-fn suite_options() -> cairn_cloud::CloudOptions {
+pub(crate) fn suite_options() -> cairn_cloud::CloudOptions {
     cairn_cloud::CloudOptions {
         part_size: crate::replica_edges::PART_SIZE,
         ..Default::default()

@@ -268,3 +268,54 @@ pub(crate) async fn many_files(r: &dyn Replica, fill: Fill<'_>, count: usize) {
         assert_eq!(get(r, &many_name(i), e).await, many_data(i));
     }
 }
+
+/// A file replaced on S3 while it downloads (another computer's task at work on it): where
+/// versions are kept, the read goes on from the copy kept of the version it began with and
+/// gives that version whole; where none are, it says the file changed since it was listed,
+/// an error of that file alone, never a failure of the pass to retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_replaced_while_it_downloads_is_read_whole_or_said_changed() {
+    let moto = tokio::task::spawn_blocking(crate::cloud::start_moto)
+        .await
+        .expect("moto");
+    let (conn, secrets) = crate::cloud::s3_connection(&moto);
+    for keep_versions in [3, 0] {
+        let opts = cairn_cloud::CloudOptions {
+            keep_versions,
+            ..crate::replica::suite_options()
+        };
+        let root = format!("replaced-{keep_versions}");
+        let r = crate::replica::cloud_replica(&conn, &secrets, &root, opts).await;
+        let old = noise(21, 3 * PART_SIZE + 1000);
+        let listed = done(&r, "first", put(&r, "f.bin", &old, None).await);
+        let mut content = r.read(&rel("f.bin"), &listed.version).await.expect("read");
+        let mut got = content
+            .next()
+            .await
+            .expect("a first piece")
+            .expect("the first piece reads")
+            .to_vec();
+        assert!(got.len() < old.len(), "the whole file came in one piece");
+        let new = noise(22, 2 * PART_SIZE);
+        done(&r, "replacing", put(&r, "f.bin", &new, Some(&listed)).await);
+        let mut end = None;
+        while let Some(piece) = content.next().await {
+            match piece {
+                Ok(bytes) => got.extend_from_slice(&bytes),
+                Err(e) => {
+                    end = Some(e);
+                    break;
+                }
+            }
+        }
+        match (keep_versions, end) {
+            (0, Some(e)) => {
+                assert!(!e.is_temporary(), "a change is no failure to retry: {e}");
+                assert!(e.to_string().contains("changed on the remote"), "{e}");
+            }
+            (0, None) => panic!("a read of a replaced file without kept versions ended well"),
+            (_, Some(e)) => panic!("the kept copy did not finish the read: {e}"),
+            (_, None) => assert!(got == old, "the read is not the version it began with"),
+        }
+    }
+}

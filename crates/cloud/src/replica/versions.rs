@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use cairn_engine::replica::{Outcome, Version};
 use cairn_engine::{Error, Result};
 use cairn_model::{EntryKind, RelPath};
+use opendal::Operator;
 
 use super::CloudReplica;
 
@@ -49,14 +50,21 @@ pub(super) async fn save(r: &CloudReplica, path: &RelPath) -> Result<()> {
 }
 
 async fn names(r: &CloudReplica, folder: &str) -> Result<Vec<String>> {
-    let mut names: Vec<String> = match r.op.list(folder).await {
+    names_in(&r.op, folder)
+        .await
+        .map_err(|e| r.fail("listing versions", folder, e))
+}
+
+/// The kept versions' keys in `folder`, sorted (oldest first).
+async fn names_in(op: &Operator, folder: &str) -> opendal::Result<Vec<String>> {
+    let mut names: Vec<String> = match op.list(folder).await {
         Ok(entries) => entries
             .iter()
             .map(|e| e.path().to_string())
             .filter(|p| !p.ends_with('/'))
             .collect(),
         Err(e) if e.kind() == opendal::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(r.fail("listing versions", folder, e)),
+        Err(e) => return Err(e),
     };
     names.sort();
     Ok(names)
@@ -87,21 +95,44 @@ pub(super) async fn list_versions(r: &CloudReplica, path: &RelPath) -> Result<Ve
         .collect())
 }
 
+/// Where the kept `version` of a path would be: found by [`KeptName::find`] when asked, so
+/// a copy made after this was built is found too.
+pub(super) struct KeptName {
+    folder: String,
+    suffix: String,
+}
+
+impl KeptName {
+    /// The newest object holding this version, if one is kept.
+    pub(super) async fn find(&self, op: &Operator) -> opendal::Result<Option<String>> {
+        Ok(names_in(op, &self.folder)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|k| k.ends_with(&self.suffix)))
+    }
+}
+
+/// Where `path`'s kept `version` would be; `None` when the task keeps no versions.
+pub(super) fn kept_name(r: &CloudReplica, path: &RelPath, version: &Version) -> Option<KeptName> {
+    (r.opts.keep_versions > 0).then(|| KeptName {
+        folder: folder_of(path),
+        suffix: format!("_{}", token_name(version)),
+    })
+}
+
 /// The object holding the kept `version` of `path`, if it is still kept.
 pub(super) async fn find(
     r: &CloudReplica,
     path: &RelPath,
     version: &Version,
 ) -> Result<Option<String>> {
-    if r.opts.keep_versions == 0 {
+    let Some(kept) = kept_name(r, path, version) else {
         return Ok(None);
-    }
-    let suffix = format!("_{}", token_name(version));
-    Ok(names(r, &folder_of(path))
-        .await?
-        .into_iter()
-        .rev()
-        .find(|k| k.ends_with(&suffix)))
+    };
+    kept.find(&r.op)
+        .await
+        .map_err(|e| r.fail("listing versions", &kept.folder, e))
 }
 
 /// Makes the kept `version` of `path` its head again, if the head is still `expect`.

@@ -211,6 +211,7 @@ async fn fetch_batch(ctx: &Ctx<'_>, batch: Vec<Plain>) -> Vec<Fetched> {
                 });
                 writing.push((path, remote));
             }
+            Err(e) if moved_on(ctx, &path, &remote, &e).await => out.push((path, Ok(None))),
             Err(e) => out.push((path, Err(e))),
         }
     }
@@ -269,16 +270,42 @@ async fn place(
     remote: &ReplicaEntry,
     expect: Option<&ReplicaEntry>,
 ) -> Result<Option<IndexRow>> {
-    let content = match remote.kind {
-        EntryKind::File => ctx.right.read(path, &remote.version).await?,
-        _ => content_of(Bytes::new()),
+    let written = async {
+        let content = match remote.kind {
+            EntryKind::File => ctx.right.read(path, &remote.version).await?,
+            _ => content_of(Bytes::new()),
+        };
+        let expect = expect.map(|e| &e.version);
+        ctx.left
+            .write(path, &new_entry(remote), content, expect)
+            .await
+    }
+    .await;
+    match written {
+        Err(e) if moved_on(ctx, path, remote, &e).await => Ok(None),
+        r => landed(ctx, path, remote, r),
+    }
+}
+
+/// Whether a download of `remote` failed with `e` only because the remote path moved on
+/// while it was read (another computer's edit, rename or delete): no failure then, the next
+/// pass sees the path anew. Said as a skip, so the pass's report still shows it.
+async fn moved_on(ctx: &Ctx<'_>, path: &RelPath, remote: &ReplicaEntry, e: &Error) -> bool {
+    if e.is_temporary() {
+        return false;
+    }
+    let now = match ctx.right.stat(path).await {
+        Ok(now) => now,
+        Err(_) => return false,
     };
-    let expect = expect.map(|e| &e.version);
-    let r = ctx
-        .left
-        .write(path, &new_entry(remote), content, expect)
-        .await;
-    landed(ctx, path, remote, r)
+    if now.is_some_and(|n| n.version == remote.version) {
+        return false;
+    }
+    ctx.progress.event(ProgressEvent::Skipped {
+        path: path.to_string(),
+        reason: "changed on the remote while it was read; the next pass takes it".into(),
+    });
+    true
 }
 
 /// What a local conflict copy holds, for the report.
