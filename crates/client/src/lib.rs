@@ -1218,16 +1218,23 @@ impl HttpRemote {
 
     /// One upload request of `chunks` as frames.
     async fn upload_request(&self, chunks: &[(ChunkId, Bytes)]) -> EngineResult<u64> {
-        let body = frame::encode_all(chunks);
-        let total = body.len() as u64;
+        // Sent as its pieces: the chunks are slices of the blocks the file was read into, and
+        // one contiguous body would copy every byte once more.
+        let pieces = frame::encode_pieces(chunks);
+        let len: usize = pieces.iter().map(Bytes::len).sum();
+        let total = len as u64;
         self.conn.pace_up(total).await;
         let url = self.conn.url_of(&self.folder_path("chunks"));
         let resp = self
             .conn
-            .send(&url, sending_time(body.len()), |c| {
+            .send(&url, sending_time(len), |c| {
+                let body = futures_util::stream::iter(
+                    pieces.clone().into_iter().map(Ok::<_, std::io::Error>),
+                );
                 c.post(&url)
                     .header("content-type", "application/octet-stream")
-                    .body(body.clone())
+                    .header("content-length", len)
+                    .body(reqwest::Body::wrap_stream(body))
             })
             .await
             .map_err(remote_err)?;

@@ -79,14 +79,24 @@ pub fn decode_all(body: &Bytes) -> Result<Vec<(ChunkId, Bytes)>, FrameError> {
 /// [`MAX_FRAME_LEN`] bytes (the chunker cuts at 2 MiB; a longer chunk is refused by the
 /// receiver, never silently cut).
 pub fn encode_all(chunks: &[(ChunkId, Bytes)]) -> Bytes {
-    let total: usize = chunks.iter().map(|(_, d)| d.len() + HEADER_LEN).sum();
-    let mut body = Vec::with_capacity(total);
-    for (id, data) in chunks {
-        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
-        body.extend_from_slice(&encode_header(id, len));
-        body.extend_from_slice(data);
+    let pieces = encode_pieces(chunks);
+    let mut body = Vec::with_capacity(pieces.iter().map(Bytes::len).sum());
+    for piece in &pieces {
+        body.extend_from_slice(piece);
     }
     Bytes::from(body)
+}
+
+/// The body [`encode_all`] makes, as its pieces in order: each frame's header, then the
+/// chunk's own bytes (shared, not copied), for a body sent as it is read.
+pub fn encode_pieces(chunks: &[(ChunkId, Bytes)]) -> Vec<Bytes> {
+    let mut pieces = Vec::with_capacity(chunks.len() * 2);
+    for (id, data) in chunks {
+        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        pieces.push(Bytes::copy_from_slice(&encode_header(id, len)));
+        pieces.push(data.clone());
+    }
+    pieces
 }
 
 #[cfg(test)]

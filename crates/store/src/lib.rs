@@ -6,6 +6,7 @@
 //! ([`ObjectKey`]) and [`ObjectKey::path`] is the single mapping from a key to an object name.
 
 mod http;
+mod local_put;
 mod location;
 
 pub use location::{LocationError, S3Credentials, S3Location, StoreLocation};
@@ -269,6 +270,22 @@ impl OpendalStore {
         self.requests.as_ref().map(|r| r.load(Ordering::Relaxed))
     }
 
+    /// [`ObjectStore::put`] on the local disk (see `local_put`).
+    async fn put_local(&self, root: PathBuf, key: &ObjectKey, data: Bytes) -> Result<()> {
+        let rel = key.path();
+        let at = rel.clone();
+        let written = tokio::task::spawn_blocking(move || local_put::put(&root, &at, &data))
+            .await
+            .map_err(|e| backend("write", &self.name, &rel, e))?;
+        written.map_err(|e| match e.kind() {
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => Error::Full {
+                store: self.name.clone(),
+                key: rel.clone(),
+            },
+            _ => backend("write", &self.name, &rel, e),
+        })
+    }
+
     fn map(&self, op: &'static str, key: &ObjectKey, e: opendal::Error) -> Error {
         let k = key.path();
         match e.kind() {
@@ -391,6 +408,9 @@ impl ObjectStore for OpendalStore {
     }
 
     async fn put(&self, key: &ObjectKey, data: Bytes) -> Result<()> {
+        if let Some(root) = self.fs_root.clone() {
+            return self.put_local(root, key, data).await;
+        }
         self.op
             .write(&key.path(), data)
             .await
@@ -437,8 +457,9 @@ impl ObjectStore for OpendalStore {
             return Ok(());
         };
         let name = self.name.clone();
-        // One syncfs per batch flushes every chunk written by it: far cheaper than an fsync per
-        // chunk, and just as durable.
+        // Each object's data was synced by its put; one syncfs per batch makes the renames
+        // that put them in place durable (a directory fsync per object would cost as much
+        // again).
         tokio::task::spawn_blocking(move || {
             let dir = std::fs::File::open(&root).map_err(|e| backend("sync", &name, "", e))?;
             rustix::fs::syncfs(&dir)

@@ -315,7 +315,7 @@ impl ServerReplica {
             };
             let (mut window, mut held) = (Vec::new(), 0usize);
             let digest = chunk_reader(reader, size, &what, |c, bytes| {
-                window.push((c.id, Bytes::copy_from_slice(bytes)));
+                window.push((c.id, bytes.clone()));
                 held += bytes.len();
                 if held >= WINDOW {
                     held = 0;

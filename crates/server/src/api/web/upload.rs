@@ -12,7 +12,7 @@
 //! untouched for [`STALE_NS`] is removed when its user starts another.
 
 use std::collections::HashSet;
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -540,8 +540,8 @@ pub(in crate::api) async fn store_from<R: std::io::Read>(
             what: what.clone(),
             source: std::io::Error::other("the upload was abandoned"),
         };
-        let digest = chunk_reader(BufReader::new(file), size, &what, |c, data| {
-            batch.push((c.id, Bytes::copy_from_slice(data)));
+        let digest = chunk_reader(file, size, &what, |c, data| {
+            batch.push((c.id, data.clone()));
             bytes += data.len();
             if bytes >= STORE_BATCH {
                 bytes = 0;

@@ -1,0 +1,101 @@
+//! Writing an object of the local-disk store: a temporary in the store's `.tmp` folder,
+//! written from the caller's bytes and renamed into place, so a partial object is never
+//! visible under its key.
+//!
+//! Not through OpenDAL's `fs` writer: it copies every write into tokio's file buffer, and
+//! looks for the target, makes its folders and stats the file again around each object (about
+//! ten system calls an object; a backup of 1 GiB writes about 1,700 chunk objects).
+//!
+//! Each object's data is synced before its rename, as OpenDAL did. The store's `sync` (one
+//! `syncfs`) would cover it on ext4, but not on every file system: through FUSE (the
+//! power-loss rig's disk, and user-space file systems a store may sit on) `syncfs` never
+//! reaches the file's data, and the rig found acknowledged chunks empty after a power loss.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+
+/// Tells the temporaries of one process apart (the pid tells processes apart).
+static NEXT_TEMPORARY: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `data` to `root/rel` through a temporary in `root/.tmp`, making `rel`'s folders
+/// when they are missing. On failure nothing is left under either name.
+pub(crate) fn put(root: &Path, rel: &str, data: &Bytes) -> std::io::Result<()> {
+    let target = root.join(rel);
+    let n = NEXT_TEMPORARY.fetch_add(1, Ordering::Relaxed);
+    let temporary = root
+        .join(".tmp")
+        .join(format!("{}-{n}.part", std::process::id()));
+    let written = write_new(&temporary, data).and_then(|()| rename_into(&temporary, &target));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
+}
+
+fn write_new(path: &PathBuf, data: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    file.write_all(data)?;
+    file.sync_data()
+}
+
+/// Renames, making the target's folders first when the rename says they are missing (once
+/// per folder of the store: chunk folders are made as their first object arrives).
+fn rename_into(from: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::rename(from, to) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::rename(from, to)
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_object_lands_whole_with_its_folders_and_no_temporary_stays() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join(".tmp")).expect(".tmp");
+        let data = Bytes::from(vec![7u8; 300_000]);
+        put(dir.path(), "chunks/ab/cd/abcd", &data).expect("put");
+        assert_eq!(
+            std::fs::read(dir.path().join("chunks/ab/cd/abcd")).expect("read"),
+            data
+        );
+        // Replacing an object is one rename over it.
+        put(dir.path(), "chunks/ab/cd/abcd", &Bytes::from_static(b"new")).expect("put again");
+        assert_eq!(
+            std::fs::read(dir.path().join("chunks/ab/cd/abcd")).expect("read"),
+            b"new"
+        );
+        let left = std::fs::read_dir(dir.path().join(".tmp"))
+            .expect("list")
+            .count();
+        assert_eq!(left, 0, "temporaries left behind");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join(".tmp")).expect(".tmp");
+        // A file where a folder of the key must go: the rename cannot succeed.
+        std::fs::write(dir.path().join("chunks"), b"in the way").expect("blocker");
+        let e = put(dir.path(), "chunks/ab/x", &Bytes::from_static(b"data"))
+            .expect_err("no folder can be made");
+        assert_ne!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+        let left = std::fs::read_dir(dir.path().join(".tmp"))
+            .expect("list")
+            .count();
+        assert_eq!(left, 0, "temporaries left behind");
+    }
+}
