@@ -1,5 +1,5 @@
-//! The chunk-upload body decoder (`cairn_protocol::frame::decode_all`), as the server runs it on
-//! every upload.
+//! The chunk-upload body decoder (`cairn_protocol::frame::decode_all` and `Decoder`, which the
+//! server runs on every upload as its pieces arrive).
 //!
 //! Odd first byte: any bytes; what decodes must be exactly its chunks re-encoded, each matching
 //! its id. Even: a valid body built from the input (chunks split at 0xff bytes), then cut and
@@ -55,6 +55,16 @@ fn built(data: &[u8], cut: usize, flip: usize) {
             Err(e) => panic!("a cut body was refused as {e}"),
         }
     }
+
+    // The same body in two pieces, split where the input says, decodes the same (the server
+    // decodes a body as its pieces arrive).
+    let at = cut.min(body.len());
+    let mut decoder = frame::Decoder::default();
+    let mut two = decoder.push(body.slice(..at));
+    if two.is_ok() {
+        two = decoder.push(body.slice(at..));
+    }
+    assert_eq!(two.and_then(|()| decoder.finish()).as_ref(), Ok(&chunks));
 
     // One altered byte anywhere is never accepted.
     if flip < body.len() {

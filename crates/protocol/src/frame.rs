@@ -5,7 +5,7 @@
 //! [`decode_all`] is the one decoder of an upload body (the server calls it on the blocking pool);
 //! it is pure so that it can be fuzzed on its own.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use cairn_model::ChunkId;
 
 /// Largest chunk a frame may carry.
@@ -51,28 +51,94 @@ pub fn decode_header(h: &[u8; HEADER_LEN]) -> Option<(ChunkId, u32)> {
 /// The first fault met: a truncated header or chunk, a length over [`MAX_FRAME_LEN`], or bytes
 /// that do not hash to their id. Nothing of a refused body is meant to be stored.
 pub fn decode_all(body: &Bytes) -> Result<Vec<(ChunkId, Bytes)>, FrameError> {
-    let mut out = Vec::new();
-    let mut at = 0usize;
-    while at < body.len() {
-        let header: &[u8; HEADER_LEN] = body
-            .get(at..)
-            .and_then(|rest| rest.get(..HEADER_LEN))
-            .and_then(|h| h.try_into().ok())
-            .ok_or(FrameError::TruncatedHeader { at })?;
-        let (id, len) = decode_header(header).ok_or(FrameError::TooLong { at })?;
-        let start = at + HEADER_LEN;
-        let end = start
-            .checked_add(len as usize)
-            .filter(|end| *end <= body.len())
-            .ok_or(FrameError::TruncatedChunk { id })?;
-        let data = body.slice(start..end);
+    let mut decoder = Decoder::default();
+    decoder.push(body.clone())?;
+    decoder.finish()
+}
+
+/// Decodes an upload body as its pieces arrive (the server reads a request's body so, rather
+/// than gathering it whole first). Each chunk is checked against its id as it completes; a
+/// chunk that arrived within one piece is a slice of it, one spread over several is copied
+/// once into its own buffer. Faults are the ones [`decode_all`] names, at the same places.
+#[derive(Default)]
+pub struct Decoder {
+    /// Bytes of the body taken so far.
+    at: usize,
+    /// A header begun in one piece and not finished.
+    header: Vec<u8>,
+    /// The chunk being gathered: its id, its length, what has arrived.
+    current: Option<(ChunkId, usize, BytesMut)>,
+    done: Vec<(ChunkId, Bytes)>,
+}
+
+impl Decoder {
+    /// Takes the body's next piece.
+    ///
+    /// # Errors
+    /// A header over [`MAX_FRAME_LEN`] or a chunk that does not hash to its id.
+    pub fn push(&mut self, mut piece: Bytes) -> Result<(), FrameError> {
+        while !piece.is_empty() {
+            if let Some((id, len, mut data)) = self.current.take() {
+                let take = (len - data.len()).min(piece.len());
+                data.extend_from_slice(&piece.split_to(take));
+                self.at += take;
+                if data.len() == len {
+                    self.complete(id, data.freeze())?;
+                } else {
+                    self.current = Some((id, len, data));
+                }
+                continue;
+            }
+            let start = self.at - self.header.len();
+            let take = (HEADER_LEN - self.header.len()).min(piece.len());
+            self.header.extend_from_slice(&piece.split_to(take));
+            self.at += take;
+            let Ok(header) = <[u8; HEADER_LEN]>::try_from(self.header.as_slice()) else {
+                continue;
+            };
+            self.header.clear();
+            let (id, len) = decode_header(&header).ok_or(FrameError::TooLong { at: start })?;
+            let len = len as usize;
+            if piece.len() >= len {
+                // The whole chunk is in this piece: a slice of it, no copy.
+                let data = piece.split_to(len);
+                self.at += len;
+                self.complete(id, data)?;
+            } else {
+                self.current = Some((id, len, BytesMut::with_capacity(len)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Chunks completed so far.
+    pub fn chunks(&self) -> usize {
+        self.done.len()
+    }
+
+    /// The body's chunks, once it has ended.
+    ///
+    /// # Errors
+    /// The body ended inside a header or a chunk.
+    pub fn finish(self) -> Result<Vec<(ChunkId, Bytes)>, FrameError> {
+        if let Some((id, _, _)) = self.current {
+            return Err(FrameError::TruncatedChunk { id });
+        }
+        if !self.header.is_empty() {
+            return Err(FrameError::TruncatedHeader {
+                at: self.at - self.header.len(),
+            });
+        }
+        Ok(self.done)
+    }
+
+    fn complete(&mut self, id: ChunkId, data: Bytes) -> Result<(), FrameError> {
         if ChunkId::of(&data) != id {
             return Err(FrameError::Mismatch { id });
         }
-        out.push((id, data));
-        at = end;
+        self.done.push((id, data));
+        Ok(())
     }
-    Ok(out)
 }
 
 /// Encodes chunks as one upload body: the inverse of [`decode_all`] for chunks of at most
@@ -112,6 +178,33 @@ mod tests {
         let chunks = vec![chunk(b"one"), chunk(b""), chunk(b"three")];
         assert_eq!(decode_all(&encode_all(&chunks)), Ok(chunks));
         assert_eq!(decode_all(&Bytes::new()), Ok(Vec::new()));
+    }
+
+    /// Every way of cutting a body into pieces decodes as the whole body does, faults
+    /// included.
+    #[test]
+    fn pieces_decode_as_the_whole_body() {
+        let chunks = vec![chunk(b"one"), chunk(b""), chunk(b"three"), chunk(&[7; 100])];
+        let body = encode_all(&chunks);
+        let mut altered = body.to_vec();
+        altered[50] ^= 1;
+        let cut = body.slice(..body.len() - 3);
+        let torn_header = body.slice(..HEADER_LEN + 3 + 10);
+        for whole in [body.clone(), Bytes::from(altered), cut, torn_header] {
+            let want = decode_all(&whole);
+            for step in [1, 2, 5, 35, 36, 37, 64] {
+                let mut decoder = Decoder::default();
+                let mut got = Ok(());
+                for piece in whole.chunks(step) {
+                    got = decoder.push(Bytes::copy_from_slice(piece));
+                    if got.is_err() {
+                        break;
+                    }
+                }
+                let got = got.and_then(|()| decoder.finish());
+                assert_eq!(got, want, "pieces of {step} bytes");
+            }
+        }
     }
 
     #[test]

@@ -1121,7 +1121,7 @@ async fn upload(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(folder): Path<String>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> ApiResult<Json<UploadResponse>> {
     folder_access(&state, &caller, &folder, Access::Rw).await?;
     let failing = &state.failing_uploads;
@@ -1138,24 +1138,40 @@ async fn upload(
             "the server is in trouble (test hook)",
         ));
     }
-    let frames = tokio::task::spawn_blocking(move || frame::decode_all(&body))
-        .await
-        .map_err(ApiError::worker)?
-        .map_err(|e| ApiError::bad(e.to_string()))?;
-    if frames.len() > frame::MAX_FRAMES_PER_UPLOAD {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "{} chunks in one upload; at most {} per request",
-                frames.len(),
-                frame::MAX_FRAMES_PER_UPLOAD
-            ),
-        ));
-    }
+    let frames = decode_upload(body).await?;
     let bytes: u64 = frames.iter().map(|(_, d)| d.len() as u64).sum();
     let stored = frames.len() as u32;
     store_chunks(&state, caller.user, frames).await?;
     Ok(Json(UploadResponse { stored, bytes }))
+}
+
+/// An upload body's chunks, decoded and checked as its pieces arrive (not gathered whole
+/// first: that was a copy of every byte into fresh memory), within the request's bounds.
+async fn decode_upload(body: axum::body::Body) -> ApiResult<Vec<(ChunkId, Bytes)>> {
+    let too_large = |what: String| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, what);
+    let mut decoder = frame::Decoder::default();
+    let mut pieces = body.into_data_stream();
+    let mut taken = 0usize;
+    while let Some(piece) = pieces.next().await {
+        let piece = piece.map_err(|e| ApiError::bad(format!("reading the upload: {e}")))?;
+        taken += piece.len();
+        if taken > MAX_UPLOAD_BODY {
+            return Err(too_large(format!(
+                "an upload body of over {MAX_UPLOAD_BODY} bytes"
+            )));
+        }
+        decoder
+            .push(piece)
+            .map_err(|e| ApiError::bad(e.to_string()))?;
+        if decoder.chunks() > frame::MAX_FRAMES_PER_UPLOAD {
+            return Err(too_large(format!(
+                "over {} chunks in one upload; at most {} per request",
+                frame::MAX_FRAMES_PER_UPLOAD,
+                frame::MAX_FRAMES_PER_UPLOAD
+            )));
+        }
+    }
+    decoder.finish().map_err(|e| ApiError::bad(e.to_string()))
 }
 
 /// Stores chunks whose bytes were verified against their ids, for `user`: records the user's

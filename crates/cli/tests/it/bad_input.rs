@@ -118,6 +118,67 @@ fn a_chunk_whose_bytes_do_not_match_its_id_is_refused() {
     assert!(r.text().expect("text").contains("do not match its id"));
 }
 
+/// The server reads an upload body as it arrives: one over 64 MiB, or with more chunks than a
+/// request may carry, is refused with 413 part way, and nothing of it is stored; a body cut
+/// inside a frame is a 400 naming the cut chunk.
+#[test]
+fn upload_bodies_over_their_bounds_or_cut_are_refused_and_store_nothing() {
+    let server = Server::start();
+    let tok = token(&server, "alice", "alice-pw");
+    let send = |body: Vec<u8>| {
+        let r = http()
+            .post(format!("{}/api/v1/folders/backup/chunks", server.url()))
+            .bearer_auth(&tok)
+            .body(body)
+            .send()
+            .expect("upload");
+        (r.status().as_u16(), r.text().expect("text"))
+    };
+    let frame = |data: &[u8]| {
+        let mut f = cairn_model::ChunkId::of(data).as_bytes().to_vec();
+        f.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        f.extend_from_slice(data);
+        f
+    };
+    // Five frames of 14 MiB: every one valid, the whole over the bound.
+    let big: Vec<u8> = (0..5)
+        .flat_map(|i| frame(&noise(40 + i, 14 << 20)))
+        .collect();
+    let (status, said) = send(big);
+    assert_eq!(status, 413, "{said}");
+    assert!(said.contains("upload body of over"), "{said}");
+    // 10,001 empty chunks: small, but more than a request may register.
+    let many: Vec<u8> = (0..10_001).flat_map(|_| frame(b"")).collect();
+    let (status, said) = send(many);
+    assert_eq!(status, 413, "{said}");
+    assert!(said.contains("at most 10000 per request"), "{said}");
+    let mut cut = frame(b"a chunk cut short");
+    cut.truncate(cut.len() - 3);
+    let (status, said) = send(cut);
+    assert_eq!(status, 400, "{said}");
+    assert!(said.contains("is truncated"), "{said}");
+    let stored = walkdir_files(&server.data.join("chunks"));
+    assert_eq!(stored, 0, "objects stored from refused uploads");
+}
+
+/// Files under `dir`, however deep (none when it does not exist).
+fn walkdir_files(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                walkdir_files(&p)
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
 #[test]
 fn a_file_rewritten_while_it_is_read_is_not_committed() {
     let server = Server::start();
