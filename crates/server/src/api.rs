@@ -427,10 +427,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/folders/{folder}/chunks/missing",
             post(missing).layer(RequestDecompressionLayer::new()),
         )
-        .route(
-            "/folders/{folder}/chunks",
-            post(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD_BODY)),
-        )
+        // The body is read as it arrives; `decode_upload` holds it to `MAX_UPLOAD_BODY`.
+        .route("/folders/{folder}/chunks", post(upload))
         .route("/folders/{folder}/chunks/{id}", get(chunk))
         .route(
             "/folders/{folder}/commit",

@@ -108,14 +108,20 @@ fn a_chunk_whose_bytes_do_not_match_its_id_is_refused() {
     body.extend_from_slice(&[7u8; 32]);
     body.extend_from_slice(&5u32.to_be_bytes());
     body.extend_from_slice(b"hello");
+    let (status, said) = post_chunks(&server, &tok, body);
+    assert_eq!(status, 400);
+    assert!(said.contains("do not match its id"), "{said}");
+}
+
+/// `POST /chunks` of `body` to folder `backup`: the answer's status and text.
+fn post_chunks(server: &Server, tok: &str, body: Vec<u8>) -> (u16, String) {
     let r = http()
         .post(format!("{}/api/v1/folders/backup/chunks", server.url()))
-        .bearer_auth(&tok)
+        .bearer_auth(tok)
         .body(body)
         .send()
         .expect("upload");
-    assert_eq!(r.status().as_u16(), 400);
-    assert!(r.text().expect("text").contains("do not match its id"));
+    (r.status().as_u16(), r.text().expect("text"))
 }
 
 /// The server reads an upload body as it arrives: one over 64 MiB, or with more chunks than a
@@ -125,15 +131,7 @@ fn a_chunk_whose_bytes_do_not_match_its_id_is_refused() {
 fn upload_bodies_over_their_bounds_or_cut_are_refused_and_store_nothing() {
     let server = Server::start();
     let tok = token(&server, "alice", "alice-pw");
-    let send = |body: Vec<u8>| {
-        let r = http()
-            .post(format!("{}/api/v1/folders/backup/chunks", server.url()))
-            .bearer_auth(&tok)
-            .body(body)
-            .send()
-            .expect("upload");
-        (r.status().as_u16(), r.text().expect("text"))
-    };
+    let send = |body: Vec<u8>| post_chunks(&server, &tok, body);
     let frame = |data: &[u8]| {
         let mut f = cairn_model::ChunkId::of(data).as_bytes().to_vec();
         f.extend_from_slice(&(data.len() as u32).to_be_bytes());
