@@ -132,7 +132,7 @@ pub fn chunk_reader<R: Read>(
             chunks.push(c);
         }
     } else {
-        let mut cutter = Cutter::new(ChunkParams::for_size(size_hint));
+        let mut cutter = Cutter::new(ChunkParams::for_size(size_hint), size_hint);
         while let Some(data) = cutter.next(&mut reader).map_err(read_err)? {
             let c = ChunkRef {
                 id: ChunkId::of(&data),
@@ -171,12 +171,23 @@ struct Cutter {
 }
 
 impl Cutter {
-    fn new(params: ChunkParams) -> Self {
+    /// A cutter for a file of about `size_hint` bytes.
+    fn new(params: ChunkParams, size_hint: u64) -> Self {
         let bits = logarithm2(params.avg) as usize;
         let level = Normalization::Level1.bits() as usize;
         // Several largest chunks, so the rest moved down at each refill (less than one
-        // largest chunk) is a small share of what is read.
-        let room = (params.max as usize * 4).clamp(4 << 20, 32 << 20);
+        // largest chunk) is a small share of what is read; no more than the file needs, so
+        // a small file's buffer comes from the allocator's free memory, not fresh pages. Any
+        // room of at least one largest chunk cuts the same way.
+        let max = params.max as usize;
+        let room = (max * 4)
+            .min(32 << 20)
+            .min(
+                usize::try_from(size_hint)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(1),
+            )
+            .max(2 * max);
         Cutter {
             params,
             mask_s: MASKS[bits + level],
@@ -356,10 +367,12 @@ mod tests {
 
     #[test]
     fn blocks_cut_exactly_where_fastcdcs_stream_cutter_does() {
-        // Each class, over several blocks (a 2 MiB-chunk class reads 8 MiB blocks), through a
+        // Each class, over several refills (a 2 MiB-chunk class reads 8 MiB at a time), through a
         // reader of odd small reads and through one that gives everything at once.
         for (seed, len, hint) in [
             (1u64, 3 << 20, 3u64 << 20),
+            // A file that grew after it was looked at: a buffer of two largest chunks.
+            (5, 3 << 20, 70_000),
             (2, 21 << 20, 100 << 20),
             (3, 70 << 20, 40 << 30),
         ] {
