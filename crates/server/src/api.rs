@@ -1162,10 +1162,9 @@ async fn decode_upload(body: axum::body::Body) -> ApiResult<Vec<(ChunkId, Bytes)
             .push(piece)
             .map_err(|e| ApiError::bad(e.to_string()))?;
         if decoder.chunks() > frame::MAX_FRAMES_PER_UPLOAD {
+            let most = frame::MAX_FRAMES_PER_UPLOAD;
             return Err(too_large(format!(
-                "over {} chunks in one upload; at most {} per request",
-                frame::MAX_FRAMES_PER_UPLOAD,
-                frame::MAX_FRAMES_PER_UPLOAD
+                "over {most} chunks in one upload; at most {most} per request"
             )));
         }
     }

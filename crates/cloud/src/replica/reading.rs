@@ -188,35 +188,28 @@ fn or_kept(
         kept,
     };
     futures_util::stream::unfold(state, |mut s| async move {
-        let piece = s.now.next().await?;
-        let e = match piece {
-            Ok(bytes) => {
-                s.read += bytes.len() as u64;
-                return Some((Ok(bytes), s));
-            }
-            Err(e) => e,
-        };
-        let changed = service_error(&e).is_some_and(is_changed);
-        if s.switched || !changed {
-            return Some((Err(e), s));
-        }
-        s.switched = true;
-        let rest = match s.kept.find(&s.op).await {
-            Ok(Some(key)) => pieces(&s.op, s.piece_size, &key, None, s.read).await,
-            // Not kept (pruned, or never copied): the object changed, as `e` says.
-            Ok(None) => return Some((Err(e), s)),
-            Err(other) => Err(other),
-        };
-        match rest {
-            Ok(rest) => {
-                s.now = rest;
-                let piece = s.now.next().await?;
-                if let Ok(bytes) = &piece {
+        loop {
+            let e = match s.now.next().await? {
+                Ok(bytes) => {
                     s.read += bytes.len() as u64;
+                    return Some((Ok(bytes), s));
                 }
-                Some((piece, s))
+                Err(e) => e,
+            };
+            if s.switched || !service_error(&e).is_some_and(is_changed) {
+                return Some((Err(e), s));
             }
-            Err(other) => Some((Err(other.into()), s)),
+            s.switched = true;
+            let rest = match s.kept.find(&s.op).await {
+                Ok(Some(key)) => pieces(&s.op, s.piece_size, &key, None, s.read).await,
+                // Not kept (pruned, or never copied): the object changed, as `e` says.
+                Ok(None) => return Some((Err(e), s)),
+                Err(other) => Err(other),
+            };
+            match rest {
+                Ok(rest) => s.now = rest,
+                Err(other) => return Some((Err(other.into()), s)),
+            }
         }
     })
     .boxed()
